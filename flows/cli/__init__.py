@@ -1,0 +1,24 @@
+"""The ``sop`` command: one Typer app, commands grouped by audience in sibling modules."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="sop",
+    help="Run standard operating procedures as code: validate, run, respond, audit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from flows.cli import library as _library  # noqa: E402,F401  (registers commands)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""What every command shares: the console, loading the library with readable errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from flows.library import Library, load_library, project_root
+from flows.loader import SpecInvalid
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
+    """Print an error (and a hint) to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[dim]hint:[/] {hint}")
+    raise typer.Exit(code)
+
+
+def library(root: Path | None = None) -> Library:
+    """The validated library, or exit 1 listing every error."""
+    try:
+        return load_library(root or project_root())
+    except SpecInvalid as exc:
+        for error in exc.errors:
+            err_console.print(f"[red]✗[/] {error}")
+        fail(f"{len(exc.errors)} error(s) in sops/ or config/", "fix them, then run `sop validate`")
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, no colours."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")

@@ -1,0 +1,205 @@
+"""Commands for SOP authors: validate, list, show, graph, schema."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from flows.cli import app
+from flows.cli.common import console, err_console, fail, library, print_json
+from flows.durations import format_duration
+from flows.ladder import levels
+from flows.library import project_root, validate_paths
+from flows.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, Sop, StepBase, WaitStep, json_schema
+
+
+@app.command()
+def validate(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="SOP or config files or folders (default: sops/ and config/)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="config folder to check SOPs against")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only errors")] = False,
+) -> None:
+    """Check SOP and config files; list every error with file:line:col. Exit 1 on any error."""
+    root = project_root()
+    targets = paths or [root / "sops", root / "config"]
+    started = time.perf_counter()
+    errors, sops, configs = validate_paths(targets, config or root / "config")
+    elapsed = time.perf_counter() - started
+    for error in errors:
+        err_console.print(f"[red]✗[/] {error}", soft_wrap=True)
+    files = len({e.file for e in errors})
+    if errors:
+        err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) "
+                          f"({sops} SOP file(s), {configs} config file(s) checked in {elapsed:.2f}s)")
+        raise typer.Exit(1)
+    if not quiet:
+        console.print(f"[green]✓[/] {sops} SOP file(s) and {configs} config file(s) valid ({elapsed:.2f}s)")
+
+
+@app.command("list")
+def list_sops(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """List the SOPs in sops/ by priority."""
+    lib = library()
+    rows = sorted(lib.sops.values(), key=lambda s: (s.sop.priority, s.sop.id))
+    if as_json:
+        print_json([{"id": s.sop.id, "title": s.sop.title, "class": s.sop.class_, "priority": s.sop.priority,
+                     "owner": s.sop.owner, "deadline": format_duration(s.sop.deadline) if s.sop.deadline else None,
+                     "steps": len(s.sop.steps), "triggers": [_trigger_text(t) for t in s.sop.triggers],
+                     "version": s.sop.version, "hash": s.text_hash} for s in rows])
+        return
+    table = Table(title=f"{len(rows)} SOPs", title_justify="left")
+    for col in ("P", "id", "title", "class", "owner", "deadline", "steps", "triggers"):
+        table.add_column(col)
+    for s in rows:
+        table.add_row(f"P{s.sop.priority}", s.sop.id, s.sop.title, s.sop.class_, s.sop.owner,
+                      format_duration(s.sop.deadline) if s.sop.deadline else "—", str(len(s.sop.steps)),
+                      "; ".join(_trigger_text(t) for t in s.sop.triggers) or "manual")
+    console.print(table)
+
+
+def _trigger_text(trigger: Any) -> str:
+    kind = trigger._kind
+    if kind == "metric":
+        cond = (f"> {trigger.above:g}" if trigger.above is not None else
+                f"< {trigger.below:g}" if trigger.below is not None else f"change {trigger.change}")
+        per = f" per {trigger.period}" if trigger.period else ""
+        times = f" for {trigger.for_} periods" if trigger.for_ > 1 else ""
+        return f"metric {trigger.metric} {cond}{per}{times}"
+    if kind == "alert":
+        return "alert " + ",".join(f"{k}={v}" for k, v in trigger.alert.items())
+    if kind == "event":
+        return f"event {trigger.event}"
+    return f"schedule {trigger.schedule} ({trigger.timezone})"
+
+
+def _kind_detail(step: StepBase) -> str:
+    if isinstance(step, HumanStep):
+        extra = f", approval {step.approval.count} of {'/'.join(step.approval.approvers)}" if step.approval else ""
+        return f"human → {step.assignee}{extra}"
+    if isinstance(step, HttpStep):
+        return f"http {step.request.method} {step.request.url}"
+    if isinstance(step, CommandStep):
+        return "command " + " ".join(step.command)
+    if isinstance(step, NotifyStep):
+        return "notify → " + ", ".join(step.notify)
+    if isinstance(step, WaitStep):
+        return f"wait {format_duration(step.duration)}"
+    if isinstance(step, CheckStep):
+        return f"check {step.check}"
+    return step.kind  # type: ignore[attr-defined]
+
+
+def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
+    """The SOP as the show command prints it: steps with their ladders at absolute offsets."""
+    steps = []
+    for step in sop.steps:
+        ladder = []
+        if isinstance(step, HumanStep):
+            shown: dict[str, int] = {}
+            for level in levels(sop.ladder_for(step), step.due, limit=50):
+                entry = level.key.split(".")[0]
+                shown[entry] = shown.get(entry, 0) + 1
+                if level.is_repeat and shown[entry] > repeats:
+                    continue
+                ladder.append({"level": level.key, "after_ready": format_duration(level.offset),
+                               "notify": list(level.notify), "message": level.message})
+        steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": _kind_detail(step),  # type: ignore[attr-defined]
+                      "needs": sop.dependencies(step), "when": step.when,
+                      "due": format_duration(step.due) if step.due else None,
+                      "on_timeout": step.on_timeout, "escalation": ladder,
+                      "form": {k: v.model_dump(exclude_none=True) for k, v in getattr(step, "form", {}).items()}})
+    return {"id": sop.id, "title": sop.title, "class": sop.class_, "priority": f"P{sop.priority}", "owner": sop.owner,
+            "deadline": format_duration(sop.deadline) if sop.deadline else None, "version": sop.version,
+            "inputs": {k: v.model_dump(exclude_none=True) for k, v in sop.inputs.items()},
+            "triggers": [_trigger_text(t) for t in sop.triggers], "dedup": sop.dedup, "steps": steps}
+
+
+@app.command()
+def show(
+    sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show an SOP: steps, assignees, dues and the escalation ladder at absolute offsets."""
+    lib = library()
+    try:
+        loaded = lib.get(sop_id)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    data = describe(loaded.sop)
+    data["hash"] = loaded.text_hash
+    if as_json:
+        print_json(data)
+        return
+    head = f"[bold]{data['id']}[/] — {data['title']}  [dim]{data['priority']} {data['class']}, owner {data['owner']}"
+    head += f", deadline {data['deadline']}[/]" if data["deadline"] else "[/]"
+    tree = Tree(head)
+    if data["triggers"]:
+        tree.add("triggers: " + "; ".join(data["triggers"]))
+    if data["inputs"]:
+        tree.add("inputs: " + ", ".join(f"{k} ({v.get('type', 'string')})" for k, v in data["inputs"].items()))
+    for step in data["steps"]:
+        label = f"[bold cyan]{step['id']}[/] {step['title']}  [dim]{step['detail']}[/]"
+        if step["due"]:
+            label += f"  [yellow]due {step['due']}[/]"
+        node = tree.add(label)
+        if step["needs"]:
+            node.add("after: " + ", ".join(step["needs"]))
+        if step["when"]:
+            node.add(f"when: {step['when']}")
+        if step["form"]:
+            node.add("form: " + ", ".join(step["form"]))
+        if step["on_timeout"]:
+            node.add(f"on timeout: {step['on_timeout']}")
+        for rung in step["escalation"]:
+            node.add(f"[magenta]+{rung['after_ready']}[/] {rung['message']} → {', '.join(rung['notify'])}")
+    console.print(tree)
+
+
+@app.command()
+def graph(sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")]) -> None:
+    """Print the step DAG as a Mermaid flowchart."""
+    lib = library()
+    try:
+        sop = lib.get(sop_id).sop
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    print(mermaid(sop))
+
+
+def mermaid(sop: Sop) -> str:
+    """A Mermaid ``flowchart TD`` of the step DAG (conditions and branches on the edges)."""
+    lines = ["flowchart TD"]
+    for step in sop.steps:
+        label = step.name.replace('"', "'")
+        suffix = f"<br/>due {format_duration(step.due)}" if step.due else ""
+        shape = ('{{"%s"}}' if isinstance(step, CheckStep) else '["%s"]') % f"{label}{suffix}"
+        lines.append(f"    {step.id.replace('-', '_')}{shape}")
+    for step in sop.steps:
+        for dep in sop.dependencies(step):
+            edge = "-->"
+            parent = next((s for s in sop.steps if s.id == dep), None)
+            if isinstance(parent, CheckStep) and step.id in parent.then:
+                edge = "-->|yes|"
+            elif isinstance(parent, CheckStep) and step.id in parent.else_:
+                edge = "-->|no|"
+            elif step.when:
+                edge = "-.->|when|"
+            lines.append(f"    {dep.replace('-', '_')} {edge} {step.id.replace('-', '_')}")
+    return "\n".join(lines)
+
+
+@app.command()
+def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to this file")] = None) -> None:
+    """Print the JSON Schema of the SOP format (for editors: yaml-language-server)."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {output}")
+    else:
+        print(text, end="")

@@ -1,0 +1,155 @@
+"""The site's settings (``config/*.yaml``): people, roles and on-call, channels, variables.
+
+Contacts are Apprise URLs that may hold ``${VAR}`` / ``${VAR:-default}`` placeholders; they
+are expanded from the environment only at delivery time (``expand_env``), so secrets never
+sit in a model that might be logged. Validation only checks that every variable exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import Field, field_validator, model_validator
+
+from flows.spec import SLUG, Strict
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def env_names(template: str) -> list[tuple[str, bool]]:
+    """The ``${VAR}`` names a template uses, each with whether it has a default."""
+    return [(m.group(1), m.group(2) is not None) for m in _PLACEHOLDER.finditer(template)]
+
+
+def missing_env(template: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Names of variables the template needs that the environment lacks (and have no default)."""
+    env = os.environ if env is None else env
+    return [name for name, has_default in env_names(template) if not has_default and name not in env]
+
+
+def expand_env(template: str, env: Mapping[str, str] | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``.
+
+    A placeholder that is the whole string is taken as is (it holds a full URL); one inside
+    a larger URL is URL-quoted, so a password with ``@`` or ``/`` cannot break the URL.
+    Raises KeyError naming the variable when it is missing and has no default.
+    """
+    env = os.environ if env is None else env
+    whole = _PLACEHOLDER.fullmatch(template.strip())
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise KeyError(name)
+
+    if whole:
+        return value(whole)
+    return _PLACEHOLDER.sub(lambda m: quote(value(m), safe="") if m.group(1) in env else value(m), template)
+
+
+class Person(Strict):
+    """Someone who can be assigned, reminded and escalated to."""
+
+    name: str
+    timezone: str = "UTC"
+    contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in order")
+    email: str | None = None
+
+    @field_validator("contacts", mode="before")
+    @classmethod
+    def _contacts_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class Role(Strict):
+    """A role with members, a primary and a backup (the A/B role rule) and a lead to escalate to."""
+
+    title: str | None = None
+    members: list[str] = Field(min_length=1)
+    primary: str
+    backup: str | None = None
+    lead: str | None = Field(default=None, description="the role escalations go to")
+
+    @model_validator(mode="after")
+    def _primary_backup(self) -> Role:
+        if self.primary not in self.members:
+            raise ValueError(f"primary {self.primary!r} is not one of the members {self.members}")
+        if self.backup is not None:
+            if self.backup not in self.members:
+                raise ValueError(f"backup {self.backup!r} is not one of the members {self.members}")
+            if self.backup == self.primary:
+                raise ValueError("backup must be a different person from primary (the A/B role rule)")
+        return self
+
+
+class Channel(Strict):
+    """A broadcast destination (a chat room, an SMS gateway…)."""
+
+    title: str | None = None
+    urls: list[str] = Field(min_length=1)
+
+
+class ApiSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1_000_000
+
+
+class PrefectSettings(Strict):
+    api_url: str | None = None
+    port: int = 4200
+    workers: int = 1
+    concurrency: int = 4
+
+
+class Settings(Strict):
+    """Where things live and run."""
+
+    database_url: str = "sqlite:///var/ledger.db"
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    speed: float = Field(default=1.0, gt=0)
+    timezone: str = "UTC"
+    base_url: str = "http://127.0.0.1:8000"
+    inbox_dir: str = "var/inbox"
+
+
+class ApiToken(Strict):
+    """An API token: its secret comes from an environment variable, never from the repo."""
+
+    env: str
+    role: str
+    person: str | None = None
+
+
+class Site(Strict):
+    """Everything in ``config/``, merged."""
+
+    people: dict[str, Person] = Field(default_factory=dict)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+    tokens: dict[str, ApiToken] = Field(default_factory=dict)
+
+    @field_validator("people", "roles", "channels")
+    @classmethod
+    def _slug_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(SLUG, name):
+                raise ValueError(f"name {name!r} must be a slug (lower-case letters, digits, dashes)")
+        return value
+
+    def kind_of(self, name: str) -> str | None:
+        """Whether a bare name is a ``role``, a ``person`` or a ``channel`` (None: unknown)."""
+        for kind, table in (("role", self.roles), ("person", self.people), ("channel", self.channels)):
+            if name in table:
+                return kind
+        return None

@@ -1,0 +1,105 @@
+"""Templates and expressions: one sandboxed, strict Jinja2 environment for checking and running.
+
+``sop validate`` uses :func:`references` to find every variable a template uses and checks it
+against what the SOP declares; the engine renders with the same environment, so a template
+that validated cannot meet an unknown variable at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ROOTS = ("inputs", "steps", "trigger", "run", "config")
+RUN_FIELDS = ("id", "sop", "title", "started_at", "deadline_at", "initiator", "speed", "url", "class", "priority")
+_WRAPPED = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+
+
+class TemplateProblem(ValueError):
+    """A template that does not parse; ``lineno`` is relative to the template text."""
+
+    def __init__(self, message: str, lineno: int = 1):
+        super().__init__(message)
+        self.lineno = lineno
+
+
+def unwrap(expression: str) -> str:
+    """``"{{ a > 1 }}"`` → ``"a > 1"``; a bare expression is returned as is."""
+    match = _WRAPPED.match(expression)
+    return match.group(1).strip() if match and "{{" not in match.group(1) else expression.strip()
+
+
+def parse(text: str, expression: bool = False) -> nodes.Template:
+    """Parse a template (or an expression) or raise TemplateProblem with a readable message."""
+    source = "{{ " + unwrap(text) + " }}" if expression else text
+    try:
+        return ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno or 1) from None
+
+
+def references(tree: nodes.Template) -> list[tuple[str, ...]]:
+    """Every variable path the template reads from outside, e.g. ``('steps', 'assess', 'severity')``.
+
+    A path stops at the first dynamic part (``steps[x]``) or call; names the template binds
+    itself (``{% for %}``, ``{% set %}``) are left out.
+    """
+    free = meta.find_undeclared_variables(tree)
+    found: list[tuple[str, ...]] = []
+
+    def chain(node: nodes.Node) -> tuple[str, ...] | None:
+        parts: list[str] = []
+        while True:
+            if isinstance(node, nodes.Getattr):
+                parts.append(node.attr)
+                node = node.node
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                parts.append(node.arg.value)
+                node = node.node
+            elif isinstance(node, nodes.Name):
+                parts.append(node.name)
+                return tuple(reversed(parts))
+            else:
+                return None
+
+    def visit(node: nodes.Node) -> None:
+        if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
+            path = chain(node)
+            if path is not None:
+                if path[0] in free:
+                    found.append(path)
+                return
+            if isinstance(node, nodes.Getitem):
+                visit(node.arg)
+            visit(node.node)  # type: ignore[union-attr]
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def render(text: str, context: dict[str, Any]) -> str:
+    """Render a template with the run's context (inputs, steps, trigger, run, config)."""
+    return ENV.from_string(text).render(**context)
+
+
+def evaluate(expression: str, context: dict[str, Any]) -> Any:
+    """Evaluate an expression (``when``, ``check``) to a Python value."""
+    return ENV.compile_expression(unwrap(expression), undefined_to_none=False)(**context)
+
+
+def render_value(value: Any, context: dict[str, Any]) -> Any:
+    """Render every string inside a JSON-like value (for http bodies and headers)."""
+    if isinstance(value, str):
+        return render(value, context) if "{" in value else value
+    if isinstance(value, list):
+        return [render_value(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, context) for k, v in value.items()}
+    return value
