@@ -147,7 +147,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
 
     def ref_step(target: str, path: tuple, what: str, self_id: str) -> bool:
         if target == self_id:
-            errors.append(doc.error(path, f"step `{self_id}` cannot {what} itself"))
+            errors.append(doc.error(path, f"step `{self_id}` {what} itself (a step cannot depend on itself)"))
             return False
         if target not in index:
             errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {', '.join(index)})"))
@@ -165,8 +165,8 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
                 for j, target in enumerate(step.then if branch == "then" else step.else_):
                     ref_step(target, (*base, branch, j), f"branches ({branch}) to", step.id)
 
-    cycle = find_cycle(sop) if not any("unknown step" in e.message for e in errors) else None
-    if cycle:
+    cycle = find_cycle(sop)
+    if cycle and len(cycle) > 2:  # a step that needs itself is reported above
         errors.append(doc.error((*steps_path, index[cycle[0]], "needs"),
                                 f"steps form a cycle: {' → '.join(cycle)}"))
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
-from flows.spec import SLUG, Strict
+from flows.spec import SLUG, Strict, check_timezone
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -80,12 +80,12 @@ class Role(Strict):
     @model_validator(mode="after")
     def _primary_backup(self) -> Role:
         if self.primary not in self.members:
-            raise ValueError(f"primary {self.primary!r} is not one of the members {self.members}")
+            raise self.field_error("primary", f"primary {self.primary!r} is not one of the members {self.members}")
         if self.backup is not None:
             if self.backup not in self.members:
-                raise ValueError(f"backup {self.backup!r} is not one of the members {self.members}")
+                raise self.field_error("backup", f"backup {self.backup!r} is not one of the members {self.members}")
             if self.backup == self.primary:
-                raise ValueError("backup must be a different person from primary (the A/B role rule)")
+                raise self.field_error("backup", "backup must be a different person from primary (the A/B role rule)")
         return self
 
 
@@ -119,6 +119,11 @@ class Settings(Strict):
     timezone: str = "UTC"
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
 
 
 class ApiToken(Strict):

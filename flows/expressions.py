@@ -42,13 +42,25 @@ def parse(text: str, expression: bool = False) -> nodes.Template:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno or 1) from None
 
 
+#: nodes that bind names; a template without them reads every name it mentions from outside
+_BINDING = (nodes.For, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nodes.With, nodes.Import,
+            nodes.FromImport, nodes.Scope, nodes.OverlayScope, nodes.FilterBlock, nodes.Block)
+
+
+def _free_names(tree: nodes.Template) -> set[str]:
+    # jinja2.meta runs the code generator, ~10x the cost of a walk; most templates bind nothing
+    if next(tree.find_all(_BINDING), None) is not None:
+        return meta.find_undeclared_variables(tree)
+    return {name.name for name in tree.find_all(nodes.Name)}
+
+
 def references(tree: nodes.Template) -> list[tuple[str, ...]]:
     """Every variable path the template reads from outside, e.g. ``('steps', 'assess', 'severity')``.
 
     A path stops at the first dynamic part (``steps[x]``) or call; names the template binds
     itself (``{% for %}``, ``{% set %}``) are left out.
     """
-    free = meta.find_undeclared_variables(tree)
+    free = _free_names(tree)
     found: list[tuple[str, ...]] = []
 
     def chain(node: nodes.Node) -> tuple[str, ...] | None:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from flows.checks import check_site, check_sop
 from flows.config import Site
 from flows.loader import Document, SpecError, SpecInvalid, model_errors, read_document, yaml_files
-from flows.spec import Sop
+from flows.spec import CheckStep, Sop
 
 CONFIG_KEYS = frozenset({"people", "roles", "channels", "vars", "settings", "tokens"})
 MERGED_TABLES = ("people", "roles", "channels", "vars", "tokens")
@@ -101,17 +101,85 @@ def load_sop(doc: Document, site: Site | None) -> tuple[Sop | None, list[SpecErr
     try:
         sop = Sop.model_validate(doc.data)
     except ValidationError as exc:
-        return None, model_errors(doc, exc, Sop)
+        return None, model_errors(doc, exc, Sop) + _check_valid_parts(doc, exc, site)
     errors = check_sop(sop, doc, site)
     return (sop if not errors else None), errors
+
+
+class _StandIn(CheckStep):
+    """Holds the place of a step that failed validation: keeps its id and edges, claims every field."""
+
+    def outputs(self) -> set[str]:
+        return _EveryName()
+
+
+class _EveryName(set):
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+_STAND_INS: dict[str, Any] = {"id": "sop", "title": "", "class": "routine", "owner": ""}
+
+
+def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -> list[SpecError]:
+    """Cross-check the parts of an SOP that did validate, so one run lists every kind of error.
+
+    Broken parts are left out or stood in for: a broken step by an inert step with the same id
+    and edges (so references to it stay valid), a broken input by a string input of that name.
+    When that is not possible (no usable step id, ``steps`` itself broken…) nothing is checked:
+    a missed error is better than a false one.
+    """
+    data = dict(doc.data)
+    broken_steps: set[int] = set()
+    unsure: set[str] = set()
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        head, item = loc[0], loc[1] if len(loc) > 1 else None
+        if head == "steps" and isinstance(item, int):
+            broken_steps.add(item)
+        elif head == "inputs" and isinstance(item, str) and isinstance(data.get("inputs"), dict):
+            data["inputs"] = {**data["inputs"], item: {"type": "string"}}
+        elif head == "triggers" and isinstance(item, int):
+            data["triggers"] = [{"event": "stand-in"} if i == item else t for i, t in enumerate(data["triggers"])]
+        elif head == "escalation" and isinstance(item, int):
+            data["escalation"] = [{"at": "1h", "notify": ["owner"]} if i == item else e
+                                  for i, e in enumerate(data["escalation"])]
+        elif head in _STAND_INS:
+            data[head] = _STAND_INS[head]
+            unsure.add(str(head))
+        elif head in ("steps", "inputs"):
+            return []  # no steps or no input names to check references against
+        else:
+            data.pop(str(head), None)  # an unknown key, or an optional field that is wrong as a whole
+    stand_ins: dict[int, dict[str, Any]] = {}
+    for i in broken_steps:
+        raw = data["steps"][i]
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            return []
+        if raw.get("kind") != "check" and ("then" in raw or "else" in raw):
+            return []  # branch edges of a step whose kind is wrong: we cannot tell whether they hold
+        edges = {key: raw.get(key, []) for key in ("needs", "then", "else") if key in raw or key == "needs"}
+        edges = {key: [v] if isinstance(v, str) else v for key, v in edges.items()}
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in edges.values()):
+            return []
+        stand_ins[i] = {"id": raw["id"], "check": "true", **edges}
+    try:
+        sop = Sop.model_validate({**data, "steps": [{"kind": "check", **stand_ins[i]} if i in stand_ins else step
+                                                    for i, step in enumerate(data["steps"])]})
+    except ValidationError:
+        return []
+    for i, fields in stand_ins.items():
+        sop.steps[i] = _StandIn.model_validate(fields)
+    return [e for e in check_sop(sop, doc, site) if e.path.split(".")[0].split("[")[0] not in unsure]
 
 
 def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None) -> tuple[list[SpecError], int, int]:
     """Validate SOP and config files (folders expanded). Returns (errors, sops checked, configs checked).
 
     A folder whose files are all config is one site (merged); a config file given on its own
-    or among SOPs is validated as a site of its own. SOP files are checked against the site
-    in ``config_dir`` (or the one among ``paths``).
+    or among SOPs is validated as a site of its own, unless it is a file of ``config_dir``:
+    that is checked with the rest of its site. SOP files are checked against the site in
+    ``config_dir`` (or the one among ``paths``).
     """
     errors: list[SpecError] = []
     sop_docs: list[Document] = []
@@ -132,6 +200,7 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
             config_groups.append(configs)
         else:
             config_groups.extend([d] for d in configs)
+    config_groups = _with_whole_site(config_groups, config_dir, errors)
     site: Site | None = None
     for group in config_groups:
         group_site, group_errors = load_site(group, env)
@@ -143,6 +212,28 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
     for doc in sop_docs:
         errors.extend(load_sop(doc, site)[1])
     return errors, len(sop_docs), sum(len(g) for g in config_groups)
+
+
+def _with_whole_site(groups: list[list[Document]], config_dir: Path, errors: list[SpecError]) -> list[list[Document]]:
+    """Replace single files of ``config_dir`` by the whole folder: alone, ``roles.yaml`` would
+    name people that only ``people.yaml`` defines."""
+    home = config_dir.resolve() if config_dir.is_dir() else None
+
+    def at_home(group: list[Document]) -> bool:
+        return len(group) == 1 and Path(group[0].file).resolve().parent == home
+
+    if home is None or not any(at_home(g) for g in groups):
+        return groups
+    kept = [g for g in groups if not at_home(g)]
+    if any({Path(d.file).resolve() for d in g} == {f.resolve() for f in yaml_files([config_dir])} for g in kept):
+        return kept  # the folder itself was given too
+    site_docs = []
+    for file in yaml_files([config_dir]):
+        doc, parse_errors = read_document(file)
+        errors.extend(e for e in parse_errors if e not in errors)
+        if doc is not None and not parse_errors and is_config_doc(doc):
+            site_docs.append(doc)
+    return [*kept, site_docs]
 
 
 def _site_from(config_dir: Path, env: dict[str, str] | None, errors: list[SpecError]) -> Site | None:

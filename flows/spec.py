@@ -19,10 +19,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.durations import DURATION_PATTERN, format_duration, parse_duration
 
@@ -45,6 +47,12 @@ class Strict(BaseModel):
     """Base of every SOP model: unknown keys are errors (a typo must never be ignored)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def field_error(self, name: str, message: str) -> ValidationError:
+        """An error of a model validator located at one field (a ValueError would point at the whole model)."""
+        details = InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(name,),
+                                   input=getattr(self, name, None))
+        return ValidationError.from_exception_data(type(self).__name__, [details])
 
 
 # --- fields: typed inputs and form fields -------------------------------------------------
@@ -79,17 +87,17 @@ class FieldSpec(Strict):
     def _values_fit_type(self) -> FieldSpec:
         if self.enum is not None:
             if not self.enum:
-                raise ValueError("enum must list at least one value")
+                raise self.field_error("enum", "enum must list at least one value")
             bad = [v for v in self.enum if not value_fits(self.type, v)]
             if bad:
-                raise ValueError(f"enum values {bad!r} are not of type {self.type}")
+                raise self.field_error("enum", f"enum values {bad!r} are not of type {self.type}")
         if self.default is not None:
             if not value_fits(self.type, self.default):
-                raise ValueError(f"default {self.default!r} is not of type {self.type}")
+                raise self.field_error("default", f"default {self.default!r} is not of type {self.type}")
             if self.enum is not None and self.default not in self.enum:
-                raise ValueError(f"default {self.default!r} is not one of the enum {self.enum!r}")
+                raise self.field_error("default", f"default {self.default!r} is not one of the enum {self.enum!r}")
         if self.minimum is not None and self.type not in ("integer", "number"):
-            raise ValueError("minimum applies only to integer and number fields")
+            raise self.field_error("minimum", "minimum applies only to integer and number fields")
         return self
 
     @property
@@ -158,7 +166,7 @@ class LadderEntry(Strict):
         if (self.at is None) == (self.every is None):
             raise ValueError("a ladder entry needs exactly one of `at` or `every`")
         if self.max is not None and self.every is None:
-            raise ValueError("`max` applies only to an `every` entry")
+            raise self.field_error("max", "`max` applies only to an `every` entry")
         return self
 
     @property
@@ -213,10 +221,12 @@ class MetricRule(Strict):
     @model_validator(mode="after")
     def _one_condition(self) -> MetricRule:
         given = [n for n in ("above", "below", "change") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(f"a metric rule needs exactly one of above, below, change (got {given or 'none'})")
+        if not given:
+            raise ValueError("a metric rule needs exactly one of above, below, change (got none)")
+        if len(given) > 1:
+            raise self.field_error(given[1], f"a metric rule needs exactly one of above, below, change (got {given})")
         if self.change is not None and self.period is None:
-            raise ValueError("a `change` rule needs a `period` to compare against (day, week, month…)")
+            raise self.field_error("change", "a `change` rule needs a `period` to compare against (day, week, month…)")
         return self
 
     @property
@@ -268,21 +278,30 @@ class ScheduleTrigger(Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 5:
+        from croniter import croniter
+
+        if len(value.split()) != 5:
             raise ValueError(f"expected a 5-field cron expression such as '0 9 * * MON', got {value!r}")
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression "
+                             "(minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, weekday 0-6 or MON-SUN)")
         return value
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        return check_timezone(value)
 
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
-        return value
+
+def check_timezone(value: str) -> str:
+    """Return ``value`` when it is an IANA time zone name; raise ValueError otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
+    return value
 
 
 def _trigger_kind(value: Any) -> str | None:
@@ -500,7 +519,7 @@ class Sop(Strict):
     id: Slug
     title: str
     description: str | None = None
-    version: str = "1"
+    version: Annotated[str, WithJsonSchema({"type": ["string", "integer"], "title": "Version"})] = "1"
     class_: SopClass = Field(alias="class")
     owner: str
     deadline: Duration | None = None

@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 
 from flows.cli import library as _library  # noqa: E402,F401  (registers commands)
+from flows.cli import notify as _notify  # noqa: E402,F401  (registers commands)
 
 
 def main() -> None:

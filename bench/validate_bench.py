@@ -1,0 +1,112 @@
+"""How long `sop validate` takes on a library of 200 SOPs (goal: under 1 s).
+
+Copies the SOPs of ``sops/`` under new ids into a temporary project (with the repo's
+``config/``) and times :func:`flows.library.validate_paths` over it (best of 5), then the
+real command end to end, start-up included (best of 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from flows.library import validate_paths
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = 200
+GOAL_SECONDS = 1.0
+
+
+def make_project(target: Path, files: int = FILES) -> Path:
+    """A project folder with ``files`` SOPs (copies of the library under new ids) and config/."""
+    shutil.copytree(ROOT / "config", target / "config")
+    (target / "sops").mkdir()
+    originals = sorted((ROOT / "sops").glob("*.yaml"))
+    if not originals:
+        raise SystemExit("no SOPs in sops/ to copy")
+    for n in range(files):
+        source = originals[n % len(originals)]
+        new_id = f"{source.stem}-{n:03d}"
+        text, count = re.subn(
+            rf"^id: {re.escape(source.stem)}\s*$",
+            f"id: {new_id}",
+            source.read_text(encoding="utf-8"),
+            count=1,
+            flags=re.M,
+        )
+        if count != 1:
+            raise SystemExit(f"{source}: no `id: {source.stem}` line to rename")
+        (target / "sops" / f"{new_id}.yaml").write_text(text, encoding="utf-8")
+    return target
+
+
+def best_of(runs: int, action: Callable[[], object]) -> float:
+    """The fastest of ``runs`` timings of ``action``, in seconds."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> None:
+    """Build the 200-file project, time the validator and the CLI, print a table."""
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="sop-bench-") as tmp:
+        project = make_project(Path(tmp))
+        targets = [project / "sops", project / "config"]
+
+        def validate() -> None:
+            errors, sops, _ = validate_paths(targets, project / "config", env={})
+            if errors or sops != FILES:
+                raise SystemExit(f"the bench library does not validate ({sops} SOPs): {errors[:3]}")
+
+        in_process = best_of(5, validate)
+        script = Path(sys.executable).with_name("sop")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "flows"]
+        env = {**os.environ, "SOP_HOME": str(project)}
+
+        def cli() -> None:
+            subprocess.run([*command, "validate", "--quiet"], env=env, cwd=project, check=True, capture_output=True)
+
+        end_to_end = best_of(3, cli)
+
+    table = Table(title=f"sop validate, {FILES} SOP files (goal < {GOAL_SECONDS:g} s)", title_justify="left")
+    for column in ("what", "files", "seconds", "ms/file"):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    rows = {"validate_paths (best of 5)": in_process, "`sop validate` end to end (best of 3)": end_to_end}
+    for what, seconds in rows.items():
+        table.add_row(what, str(FILES), f"{seconds:.3f}", f"{seconds / FILES * 1000:.2f}")
+    console.print(table)
+    verdict = "[green]within the goal[/]" if in_process < GOAL_SECONDS else "[red]over the goal[/]"
+    console.print(f"validate_paths: {in_process:.3f} s for {FILES} files, {verdict}")
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "validate.json").write_text(
+        json.dumps(
+            {
+                "files": FILES,
+                "validate_paths_s": round(in_process, 4),
+                "cli_s": round(end_to_end, 4),
+                "goal_s": GOAL_SECONDS,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

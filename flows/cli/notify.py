@@ -1,0 +1,83 @@
+"""``sop notify-test``: send a test message to a person, role or channel and show each result."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli import app
+from flows.cli.common import console, err_console, fail, print_json
+from flows.config import Site
+from flows.library import load_site, project_root
+from flows.loader import read_document, yaml_files
+from notifications import Message, Recipient, UnknownTarget, deliver, recipients
+
+
+@app.command("notify-test")
+def notify_test(
+    target: Annotated[str, typer.Argument(metavar="PERSON|ROLE|CHANNEL", help="a name from config/ (or role:x, person:x, channel:x)")],
+    backup: Annotated[bool, typer.Option("--backup", help="for a role, the backup too")] = False,
+    fallback: Annotated[bool, typer.Option("--fallback", help="stop at a person's first working contact, as real delivery does "
+                                                              "(default: try every contact)")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds per attempt")] = 10.0,
+    retries: Annotated[int, typer.Option(help="retries after a failed attempt")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Send a test message and print what each destination answered. Exit 1 if all failed."""
+    site = site_config()
+    try:
+        people = recipients([target], site, backup=backup)
+    except UnknownTarget as exc:
+        fail(str(exc), "run `sop validate config/` or check the spelling")
+    if not fallback:
+        people = [replace(r, fallback=False) for r in people]
+    sent_at = datetime.now(timezone.utc)
+    results = deliver(lambda r: test_message(r, target, sent_at), people, timeout=timeout, retries=retries,
+                      inbox_dir=site.settings.inbox_dir)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+    else:
+        table = Table(title=f"notify-test {target}", title_justify="left")
+        for column in ("recipient", "via", "#", "destination", "result", "attempts", "ms", "error"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r.recipient, r.via or r.recipient_kind, str(r.contact), r.destination,
+                          "[green]ok[/]" if r.ok else "[red]failed[/]", str(r.attempts), f"{r.latency * 1000:.0f}",
+                          r.error or "")
+        console.print(table)
+    if not any(r.ok for r in results):
+        err_console.print(f"[bold red]every destination failed[/] ({len(results)} tried)")
+        raise typer.Exit(1)
+
+
+def test_message(recipient: Recipient, target: str, sent_at: datetime) -> Message:
+    """The test message, addressed by name so a reader knows it reached the right person."""
+    body = (f"This is a test from `sop notify-test {target}`, sent {sent_at:%Y-%m-%d %H:%M} UTC.\n\n"
+            f"If you read this, **{recipient.name}** (`{recipient.id}`) can be reached here. "
+            "Nothing is asked of you.")
+    return Message(title=f"[P4] Test notification for {recipient.name}", body=body, notify_type="info", priority=4,
+                   kind="test")
+
+
+def site_config(root: Path | None = None) -> Site:
+    """The validated site config in ``config/`` (the SOPs are not needed to test a contact), or exit 1."""
+    folder = (root or project_root()) / "config"
+    docs, errors = [], []
+    for file in yaml_files([folder]) if folder.is_dir() else []:
+        doc, parse_errors = read_document(file)
+        errors.extend(parse_errors)
+        if doc is not None:
+            docs.append(doc)
+    if not docs and not errors:
+        fail(f"no site config in {folder}", "run the command from the project folder, or set SOP_HOME")
+    site, site_errors = load_site(docs)
+    for error in [*errors, *site_errors]:
+        err_console.print(f"[red]✗[/] {error}", soft_wrap=True)
+    if site is None or errors:
+        fail("the site config does not validate", "fix it, then run `sop validate config/`")
+    return site

@@ -1,0 +1,474 @@
+"""The engine: the state machine of a run, kept in the ledger.
+
+Every transition (start, a step becoming ready, a report, a timer, a cancel) is one ledger
+transaction, so any process — the CLI, the API, a flow run, the timer service — can make
+it, and the database decides races. Prefect executes the automated steps (see
+``flows.compile``); the engine decides what is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from flows.clock import Clock, SystemClock, scaled
+from flows.expressions import evaluate, render
+from flows.ladder import levels
+from flows.ledger import Ledger, Tx, dumps
+from flows.ledger.schema import runs, sop_versions, steps, timers
+from flows.library import Library, LoadedSop
+from flows.runview import TERMINAL_STEP, RunNotFound, RunView, load_view, variables
+from flows.spec import CheckStep, HumanStep, Sop, WaitStep
+from flows.steps import check as check_kind
+from flows.steps import human
+from flows.steps import wait as wait_kind
+
+log = logging.getLogger("sop.engine")
+AUTOMATED_KINDS = ("http", "command", "notify")
+
+
+class InputRefused(ValueError):
+    """Run inputs that do not fit the SOP's declared inputs; one problem per field."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class StepNotActive(ValueError):
+    """A report for a step that is not waiting for one (unknown, finished, automated…)."""
+
+
+@dataclass
+class StartResult:
+    run_id: str
+    attached: bool = False
+    repeats: int = 0
+
+
+@dataclass
+class Plan:
+    """What the flow should do next: run these automated steps, or stop (run finished)."""
+
+    automated: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+@dataclass
+class Page:
+    """A notification decided inside a transaction, sent after it commits."""
+
+    kind: str
+    run_id: str
+    step_id: str | None
+    targets: list[str]
+    level: dict[str, Any] | None = None
+
+
+def new_run_id() -> str:
+    """Short, unique, typeable run ids (``sop done 3f9a…`` accepts any unique prefix)."""
+    return secrets.token_hex(5)
+
+
+def check_inputs(sop: Sop, raw: dict[str, Any]) -> dict[str, Any]:
+    """Inputs typed and complete (defaults filled); InputRefused names each bad field."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name in raw:
+        if name not in sop.inputs:
+            problems.append(f"unknown input `{name}` (inputs of {sop.id}: {', '.join(sop.inputs) or 'none'})")
+    for name, spec in sop.inputs.items():
+        if name not in raw or raw[name] is None:
+            if spec.default is not None:
+                out[name] = spec.default
+            elif spec.is_required:
+                problems.append(f"input `{name}` is required ({spec.type}{', one of ' + str(spec.enum) if spec.enum else ''})")
+            continue
+        value = raw[name]
+        if isinstance(value, str) and spec.type != "string":
+            try:
+                value = spec.coerce(value)
+            except ValueError as exc:
+                problems.append(f"input `{name}`: {exc}")
+                continue
+        if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        problem = spec.check_value(value)
+        if problem:
+            problems.append(f"input `{name}`: {problem}")
+        out[name] = value
+    if problems:
+        raise InputRefused(problems)
+    return out
+
+
+class Engine:
+    """Transitions of runs; pages go through ``pager``, flow runs through ``launcher``."""
+
+    def __init__(self, library: Library, ledger: Ledger, pager: Any = None, launcher: Any = None,
+                 clock: Clock | None = None):
+        self.library = library
+        self.ledger = ledger
+        self.pager = pager
+        self.launcher = launcher
+        self.clock = clock or ledger.clock or SystemClock()
+
+    @property
+    def site(self):  # noqa: ANN201 - Site
+        return self.library.site
+
+    # --- start ------------------------------------------------------------------------
+
+    def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: str | None = None,
+              trigger: dict[str, Any] | None = None, speed: float | None = None,
+              flow_run_id: str | None = None, launch: bool = True) -> StartResult:
+        """Start a run (or attach to the open run with the same dedup key).
+
+        Records the run with its pinned SOP text, pages the owner at once, assigns the
+        first human steps, then asks the launcher for a Prefect flow run.
+        """
+        loaded = self.library.get(sop_id)
+        sop = loaded.sop
+        typed = check_inputs(sop, inputs or {})
+        speed = float(speed or self.site.settings.speed or 1.0)
+        if speed <= 0:
+            raise InputRefused([f"speed must be above zero, got {speed}"])
+        key = self._dedup_key(sop, typed, trigger)
+        for _attempt in range(3):
+            try:
+                result = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id)
+                break
+            except IntegrityError:
+                continue  # another process opened the same key a moment ago: attach to it
+        else:  # pragma: no cover - three races in a row
+            raise RuntimeError(f"could not start or attach a run of {sop_id} for key {key!r}")
+        if result.attached:
+            return result
+        self._send([Page("run_started", result.run_id, None, [sop.owner])])
+        plan = self.advance(result.run_id)
+        if launch and self.launcher is not None and flow_run_id is None and not plan.finished:
+            self.launcher.launch(result.run_id)
+        return result
+
+    def _dedup_key(self, sop: Sop, inputs: dict[str, Any], trigger: dict[str, Any] | None) -> str | None:
+        if not sop.dedup:
+            return None
+        config = {k: v for k, v in self.site.vars.items()}
+        return render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+
+    def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
+                    trigger: dict[str, Any] | None, speed: float, flow_run_id: str | None) -> StartResult:
+        sop = loaded.sop
+        now = self.clock.now()
+        with self.ledger.transaction() as tx:
+            conn = tx.conn
+            if key is not None:
+                open_key = f"{sop.id}:{key}"
+                row = conn.execute(sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == open_key)).first()
+                if row is not None:
+                    conn.execute(runs.update().where(runs.c.id == row.id).values(repeats=row.repeats + 1, last_seen_at=now))
+                    tx.append("trigger_repeated", row.id, actor=initiator, trigger=trigger, repeats=row.repeats + 1)
+                    return StartResult(row.id, attached=True, repeats=row.repeats + 1)
+            if conn.execute(sa.select(sop_versions.c.hash).where(sop_versions.c.hash == loaded.text_hash)).first() is None:
+                conn.execute(sop_versions.insert().values(hash=loaded.text_hash, sop_id=sop.id, version=sop.version,
+                                                          text=loaded.text, first_seen=now))
+            run_id = new_run_id()
+            deadline_at = now + scaled(sop.deadline, speed) if sop.deadline else None
+            conn.execute(runs.insert().values(
+                id=run_id, sop_id=sop.id, sop_hash=loaded.text_hash, title=sop.title, sop_class=sop.class_,
+                priority=sop.priority, status="running", initiator=initiator, trigger=dumps(trigger) if trigger else None,
+                inputs=dumps(inputs), dedup_key=key, open_key=f"{sop.id}:{key}" if key else None, repeats=0,
+                last_seen_at=now, speed=speed, started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id))
+            fallbacks = {s.fallback for s in sop.steps if s.fallback}
+            conn.execute(steps.insert(), [
+                {"run_id": run_id, "step_id": s.id, "kind": s.kind, "state": "standby" if s.id in fallbacks else "pending",  # type: ignore[attr-defined]
+                 "assignee": getattr(s, "assignee", None)} for s in sop.steps])
+            tx.append("run_started", run_id, actor=initiator, sop=sop.id, sop_hash=loaded.text_hash,
+                      version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
+                      deadline_at=deadline_at, priority=sop.priority)
+            if deadline_at is not None:
+                self._arm(tx, run_id, "", "run_deadline", "", deadline_at)
+        log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
+        return StartResult(run_id)
+
+    # --- advancing ---------------------------------------------------------------------
+
+    def advance(self, run_id: str) -> Plan:
+        """Make every step whose needs are met ready (or skipped); finish the run when all are.
+
+        Idempotent: any process may call it any time. Human steps are assigned and paged
+        here, so the next person hears at once, without waiting for a flow run to start.
+        """
+        pages: list[Page] = []
+        with self.ledger.transaction() as tx:
+            view = load_view(tx.conn, run_id)
+            if not view.is_open:
+                return Plan(finished=True)
+            changed = True
+            while changed:
+                changed = False
+                for step in view.sop.steps:
+                    if view.state(step.id) == "pending" and self._try_activate(tx, view, step, pages):
+                        changed = True
+                        view = load_view(tx.conn, run_id)
+            automated = [s.id for s in view.sop.steps if view.state(s.id) in ("ready", "running")]
+            finished = all(view.state(s.id) in (*TERMINAL_STEP, "standby") for s in view.sop.steps)
+            if finished:
+                self._finish(tx, view, pages)
+        self._send(pages)
+        return Plan(automated=automated, finished=finished)
+
+    def _try_activate(self, tx: Tx, view: RunView, step: Any, pages: list[Page]) -> bool:
+        deps = view.sop.dependencies(step)
+        states = {d: view.state(d) for d in deps}
+        if any(s not in TERMINAL_STEP for s in states.values()):
+            return False  # still waiting on an upstream step
+        blocked = [d for d, s in states.items() if not self._satisfied(view, d, s)]
+        if blocked:
+            reason = ", ".join(f"{d} {states[d]}" for d in blocked)
+            self._set_step(tx, view, step.id, "skipped", reason=f"upstream: {reason}")
+            return True
+        context = variables(view, self.site)
+        for dep in deps:
+            parent = view.sop.step(dep)
+            if isinstance(parent, CheckStep) and check_kind.branch_skipped(step.id, parent, bool(view.result(dep).get("result"))):
+                self._set_step(tx, view, step.id, "skipped", reason=f"branch of {dep} not taken")
+                return True
+        if step.when:
+            try:
+                go = bool(evaluate(step.when, context))
+            except Exception as exc:  # a template error at run time: fail the step, say why
+                self._set_step(tx, view, step.id, "failed", reason=f"`when` could not be evaluated: {exc}")
+                return True
+            if not go:
+                self._set_step(tx, view, step.id, "skipped", reason=f"when: {step.when} is false")
+                return True
+        now = self.clock.now()
+        if isinstance(step, HumanStep):
+            self._assign(tx, view, step, now, pages)
+        elif isinstance(step, WaitStep):
+            until = wait_kind.until(step, now, view.speed)
+            tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.id))
+                            .values(state="active", ready_at=now, due_at=until))
+            tx.append("step_waiting", view.id, step.id, until=until)
+            self._arm(tx, view.id, step.id, "wait", "", until)
+        elif isinstance(step, CheckStep):
+            try:
+                outputs = check_kind.execute(step, context)
+            except Exception as exc:
+                self._set_step(tx, view, step.id, "failed", reason=f"check could not be evaluated: {exc}")
+                return True
+            self._set_step(tx, view, step.id, "done", result=outputs, ready_at=now)
+        else:
+            tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.id))
+                            .values(state="ready", ready_at=now))
+            tx.append("step_ready", view.id, step.id, step_kind=step.kind)
+        return True
+
+    @staticmethod
+    def _satisfied(view: RunView, dep: str, state: str) -> bool:
+        if state in ("done", "skipped"):
+            return True
+        fallback = view.sop.step(dep).fallback
+        return state == "timed_out" and fallback is not None and view.state(fallback) == "done"
+
+    def _assign(self, tx: Tx, view: RunView, step: HumanStep, now: datetime, pages: list[Page]) -> None:
+        due_at = now + scaled(step.due, view.speed) if step.due else None
+        person = self.person_for(step.assignee)
+        tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.id))
+                        .values(state="active", ready_at=now, due_at=due_at))
+        tx.append("step_assigned", view.id, step.id, assignee=step.assignee, person=person, due_at=due_at)
+        if due_at is not None:
+            self._arm(tx, view.id, step.id, "due", "", due_at)
+        first = next(levels(view.sop.ladder_for(step), step.due, limit=1), None)
+        if first is not None:
+            self._arm(tx, view.id, step.id, "ladder", first.key, now + scaled(first.offset, view.speed))
+        pages.append(Page("assigned", view.id, step.id, [step.assignee]))
+
+    def person_for(self, name: str) -> str:
+        """The person who answers for a role (its primary) or the person named."""
+        role = self.site.roles.get(name)
+        return role.primary if role else name
+
+    def _set_step(self, tx: Tx, view: RunView, step_id: str, state: str, *, reason: str | None = None,
+                  result: dict[str, Any] | None = None, actor: str | None = None, note: str | None = None,
+                  ready_at: datetime | None = None) -> None:
+        now = self.clock.now()
+        row = view.steps[step_id]
+        met = None
+        if row.get("due_at") is not None and state in ("done", "rejected"):
+            met = now <= row["due_at"]
+        values: dict[str, Any] = {"state": state, "finished_at": now, "deadline_met": met}
+        if result is not None:
+            values["result"] = dumps(result)
+        if actor is not None:
+            values["actor"] = actor
+        if note is not None or reason is not None:
+            values["note"] = note if note is not None else reason
+        if ready_at is not None:
+            values["ready_at"] = ready_at
+        tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step_id)).values(**values))
+        tx.append(f"step_{state}", view.id, step_id, actor=actor, reason=reason, result=result, note=note,
+                  deadline_met=met)
+        self._cancel_timers(tx, view.id, step_id)
+        view.steps[step_id] = {**row, **values}
+
+    def _finish(self, tx: Tx, view: RunView, pages: list[Page]) -> None:
+        for s in view.sop.steps:
+            if view.state(s.id) == "standby":
+                self._set_step(tx, view, s.id, "skipped", reason="fallback not needed")
+        states = [view.state(s.id) for s in view.sop.steps]
+        outcome = "failed" if "failed" in states else "rejected" if "rejected" in states else "done"
+        now = self.clock.now()
+        met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
+        tx.conn.execute(runs.update().where(runs.c.id == view.id).values(
+            status="finished", outcome=outcome, finished_at=now, open_key=None, nudge=False))
+        tx.append("run_finished", view.id, outcome=outcome, deadline_met=met)
+        self._cancel_timers(tx, view.id, None)
+        pages.append(Page("run_finished", view.id, None, [view.sop.owner]))
+        log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
+
+    # --- timers (arming; firing lives in flows.timers) ------------------------------------
+
+    def _arm(self, tx: Tx, run_id: str, step_id: str, kind: str, level: str, due_at: datetime) -> None:
+        exists = tx.conn.execute(sa.select(timers.c.id).where(
+            (timers.c.run_id == run_id) & (timers.c.step_id == step_id) & (timers.c.kind == kind) & (timers.c.level == level))).first()
+        if exists:
+            return
+        tx.conn.execute(timers.insert().values(run_id=run_id, step_id=step_id, kind=kind, level=level,
+                                               due_at=due_at, armed_at=self.clock.now()))
+
+    def _cancel_timers(self, tx: Tx, run_id: str, step_id: str | None) -> None:
+        where = (timers.c.run_id == run_id) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
+        if step_id is not None:
+            where &= timers.c.step_id == step_id
+        tx.conn.execute(timers.update().where(where).values(cancelled_at=self.clock.now()))
+
+    # --- reports from people ---------------------------------------------------------------
+
+    def report(self, run_id: str, step_id: str, report: human.Report, *, nudge: bool = True) -> str:
+        """Take a person's report on a human step; returns the step's new state.
+
+        Refuses (ReportRefused / StepNotActive / RunNotFound) without changing anything when
+        the run, the step or the form values are wrong.
+        """
+        pages: list[Page] = []
+        with self.ledger.transaction() as tx:
+            view = load_view(tx.conn, run_id)
+            run_id = view.id
+            step = self._human_step(view, step_id)
+            if isinstance(report.values, dict):
+                report.values = human.coerce_values(step, report.values)
+            approvals = view.approvals(step.id)
+            human.check_report(step, report, initiator=view.run["initiator"], approvals=approvals, site=self.site)
+            result = {**report.values, "evidence": report.evidence}
+            if step.approval is not None and report.outcome == "done":
+                approvals = [*approvals, report.actor]
+                tx.conn.execute(steps.update().where((steps.c.run_id == run_id) & (steps.c.step_id == step.id))
+                                .values(approvals=json.dumps(approvals)))
+                tx.append("approval", run_id, step.id, actor=report.actor, note=report.note, approvals=approvals,
+                          needed=step.approval.count)
+                result["approvers"] = approvals
+                if len(approvals) < step.approval.count:
+                    return "active"
+            state = "done" if report.outcome == "done" else "rejected"
+            escalated = tx.conn.execute(sa.select(sa.func.count()).select_from(timers).where(
+                (timers.c.run_id == run_id) & (timers.c.step_id == step.id) & (timers.c.kind == "ladder")
+                & timers.c.fired_at.is_not(None))).scalar_one()
+            self._set_step(tx, view, step.id, state, result=result, actor=report.actor, note=report.note)
+            if escalated:
+                pages.append(Page("step_done", run_id, step.id, [view.sop.owner]))
+        self._send(pages)
+        log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, report.actor, state)
+        self.advance(run_id)
+        if nudge and self.launcher is not None:
+            self.launcher.nudge(run_id)
+        return state
+
+    def _human_step(self, view: RunView, step_id: str) -> HumanStep:
+        try:
+            step = view.sop.step(step_id)
+        except KeyError:
+            raise StepNotActive(f"run {view.id} ({view.run['sop_id']}) has no step `{step_id}` "
+                                f"(steps: {', '.join(s.id for s in view.sop.steps)})") from None
+        if not isinstance(step, HumanStep):
+            raise StepNotActive(f"step `{step_id}` is automated ({step.kind}); nobody reports on it")  # type: ignore[attr-defined]
+        if not view.is_open:
+            raise StepNotActive(f"run {view.id} is {view.run['status']} ({view.run['outcome'] or 'no outcome'}); it takes no reports")
+        state = view.state(step_id)
+        if state != "active":
+            waiting = [s for s, r in view.steps.items() if r["state"] == "active" and isinstance(view.sop.step(s), HumanStep)]
+            raise StepNotActive(f"step `{step_id}` is {state}, not waiting for a report "
+                                f"(waiting now: {', '.join(waiting) or 'none'})")
+        return step
+
+    # --- automated steps (called from the Prefect tasks) ---------------------------------------
+
+    def mark_running(self, run_id: str, step_id: str) -> bool:
+        """Claim a ready automated step; False when it already finished (never run twice)."""
+        with self.ledger.transaction() as tx:
+            state = tx.conn.execute(sa.select(steps.c.state).where((steps.c.run_id == run_id) & (steps.c.step_id == step_id))).scalar_one()
+            if state in TERMINAL_STEP:
+                return False
+            if state == "ready":
+                tx.conn.execute(steps.update().where((steps.c.run_id == run_id) & (steps.c.step_id == step_id)).values(state="running"))
+                tx.append("step_started", run_id, step_id)
+            return True
+
+    def complete(self, run_id: str, step_id: str, outputs: dict[str, Any], error: str | None = None) -> None:
+        """Record the outcome of an automated step (done, or failed with the error)."""
+        with self.ledger.transaction() as tx:
+            view = load_view(tx.conn, run_id)
+            if view.state(step_id) in TERMINAL_STEP:
+                return
+            self._set_step(tx, view, step_id, "failed" if error else "done", result=outputs, reason=error)
+
+    # --- cancel ------------------------------------------------------------------------
+
+    def cancel(self, run_id: str, reason: str, actor: str | None = None) -> RunView:
+        """Stop a run: open steps cancelled, timers disarmed, people told, flow run cancelled."""
+        if not reason or not reason.strip():
+            raise InputRefused(["a reason is required to cancel a run"])
+        with self.ledger.transaction() as tx:
+            view = load_view(tx.conn, run_id)
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is already {view.run['status']}")
+            active = [s for s, r in view.steps.items() if r["state"] == "active"]
+            now = self.clock.now()
+            tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & steps.c.state.not_in(TERMINAL_STEP))
+                            .values(state="cancelled", finished_at=now))
+            tx.conn.execute(runs.update().where(runs.c.id == view.id).values(
+                status="cancelled", outcome=f"cancelled: {reason}", finished_at=now, open_key=None, nudge=False))
+            tx.append("run_cancelled", view.id, actor=actor, reason=reason)
+            self._cancel_timers(tx, view.id, None)
+        targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active if isinstance(view.sop.step(s), HumanStep)]]  # type: ignore[attr-defined]
+        self._send([Page("run_cancelled", view.id, None, list(dict.fromkeys(targets)))])
+        if self.launcher is not None:
+            self.launcher.cancel(view.id)
+        return view
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def view(self, run_id: str) -> RunView:
+        """A run as it stands now (RunNotFound when unknown)."""
+        with self.ledger.read() as conn:
+            return load_view(conn, run_id)
+
+    def _send(self, pages: list[Page]) -> None:
+        if self.pager is None or not pages:
+            return
+        for page in pages:
+            try:
+                self.pager.send(self, page)
+            except Exception:  # a page must never break a transition that already committed
+                log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
+
+
+__all__ = ["Engine", "InputRefused", "Plan", "RunNotFound", "StartResult", "StepNotActive", "check_inputs"]

@@ -1,0 +1,136 @@
+"""The run ledger: append-only, hash-chained records plus projections (runs, steps, timers).
+
+Every write goes through :meth:`Ledger.transaction`, which serialises writers (SQLite
+``BEGIN IMMEDIATE``; a PostgreSQL advisory lock) so that each record can carry the hash of
+the one before it, and so that fences (unique timer levels, the open-run dedup key) are
+decided by the database, not by memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from flows.clock import Clock, SystemClock
+from flows.ledger.schema import records
+
+GENESIS = "0" * 64
+_ADVISORY_LOCK = 7243_0001
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they are UTC; make them aware."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def dumps(data: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) — what the hash chain is computed over."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def record_hash(prev_hash: str, seq: int, at: datetime, run_id: str | None, step_id: str | None,
+                kind: str, actor: str | None, data: str) -> str:
+    """The hash of one record, chained to the previous record's hash."""
+    body = dumps([seq, utc(at).isoformat(), run_id, step_id, kind, actor, data])  # type: ignore[union-attr]
+    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+
+
+@dataclass
+class Tx:
+    """An open write transaction: append records, update projections on ``conn``."""
+
+    conn: Connection
+    clock: Clock
+    _last: tuple[int, str] | None = None
+
+    def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
+               actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
+        """Append one record to the chain; returns its sequence number."""
+        if self._last is None:
+            row = self.conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first()
+            self._last = (row.seq, row.hash) if row else (0, GENESIS)
+        seq, prev = self._last[0] + 1, self._last[1]
+        at = at or self.clock.now()
+        text = dumps(data)
+        digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text)
+        self.conn.execute(records.insert().values(seq=seq, at=at, run_id=run_id, step_id=step_id, kind=kind,
+                                                  actor=actor, data=text, prev_hash=prev, hash=digest))
+        self._last = (seq, digest)
+        return seq
+
+
+class Ledger:
+    """The ledger database (SQLite file by default, PostgreSQL by URL)."""
+
+    def __init__(self, url: str, clock: Clock | None = None):
+        self.url = url
+        self.clock = clock or SystemClock()
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = self._make_engine(immediate=True)
+        self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
+
+    def _make_engine(self, immediate: bool) -> Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(self.url, pool_pre_ping=True, future=True)
+        engine = sa.create_engine(self.url, future=True, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version (Alembic ``upgrade head``)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A serialised write transaction; commits on success, rolls back on any error."""
+        with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
+            yield Tx(conn=conn, clock=self.clock)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection (a consistent snapshot on SQLite WAL)."""
+        with self.reader.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()

@@ -1,0 +1,112 @@
+"""Tables of the run ledger.
+
+``records`` is the audit trail: append-only, each row chained to the previous by a hash.
+``runs``, ``steps``, ``timers``, ``deliveries`` are projections of it kept in the same
+transaction, so questions like "which runs are open" need no replay. ``sop_versions``
+pins the exact text every run was started with.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+records = sa.Table(
+    "records", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("run_id", sa.String(40), index=True),
+    sa.Column("step_id", sa.String(80)),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(120)),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+sop_versions = sa.Table(
+    "sop_versions", metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),
+    sa.Column("sop_id", sa.String(80), nullable=False, index=True),
+    sa.Column("version", sa.String(40)),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("first_seen", TS, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sop_id", sa.String(80), nullable=False, index=True),
+    sa.Column("sop_hash", sa.String(64), sa.ForeignKey("sop_versions.hash"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("sop_class", sa.String(20), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("initiator", sa.String(120)),
+    sa.Column("trigger", sa.Text),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("dedup_key", sa.String(300)),
+    # set while the run is open, NULL after: the unique index lets the database decide dedup
+    sa.Column("open_key", sa.String(400), unique=True),
+    sa.Column("repeats", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_seen_at", TS),
+    sa.Column("speed", sa.Float, nullable=False, server_default="1"),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("deadline_at", TS),
+    sa.Column("finished_at", TS),
+    sa.Column("outcome", sa.String(200)),
+    sa.Column("flow_run_id", sa.String(40)),
+    sa.Column("suspends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("nudge", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+steps = sa.Table(
+    "steps", metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("step_id", sa.String(80), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("assignee", sa.String(120)),
+    sa.Column("ready_at", TS),
+    sa.Column("due_at", TS),
+    sa.Column("finished_at", TS),
+    sa.Column("actor", sa.String(120)),
+    sa.Column("note", sa.Text),
+    sa.Column("result", sa.Text),
+    sa.Column("approvals", sa.Text),
+    sa.Column("deadline_met", sa.Boolean),
+)
+
+timers = sa.Table(
+    "timers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("step_id", sa.String(80), nullable=False, server_default=""),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("level", sa.String(20), nullable=False, server_default=""),
+    sa.Column("due_at", TS, nullable=False, index=True),
+    sa.Column("armed_at", TS, nullable=False),
+    sa.Column("fired_at", TS),
+    sa.Column("fired_by", sa.String(80)),
+    sa.Column("cancelled_at", TS),
+    sa.Column("late_ms", sa.Integer),
+    # no level of a step's ladder is ever armed (and so fired) twice
+    sa.UniqueConstraint("run_id", "step_id", "kind", "level", name="uq_timer_level"),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), index=True),
+    sa.Column("step_id", sa.String(80)),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("recipient", sa.String(120), nullable=False),
+    sa.Column("destination", sa.String(300), nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("latency_ms", sa.Integer),
+)

@@ -1,0 +1,75 @@
+"""Notifications: render a message per kind (Jinja2) and deliver it through Apprise.
+
+The engine's whole interface::
+
+    from notifications import Dispatcher, recipients, render_for
+
+    people = recipients(["pr-oncall"], site)                   # roles → primary (backup=True: and backup)
+    message = render_for("assigned", ctx, site=site)           # each reader gets their --actor and time zone
+    dispatcher.submit(message, people, on_done=record_in_ledger)   # returns at once
+
+or, waiting: ``results = deliver(render("assigned", ctx, site), people)``. Delivery never
+raises for a failed destination: each destination tried gives a :class:`DeliveryResult`
+(masked destination, ok, error, attempts, latency). This package knows nothing of the
+ledger or of Prefect. See docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from notifications.addressing import Recipient, recipients
+from notifications.delivery import DeliveryResult
+from notifications.dispatch import Dispatcher, deliver
+from notifications.errors import NotificationError, RenderError, UnknownTarget
+from notifications.inbox import inbox_dir, read_inbox
+from notifications.masking import mask_url, redact
+from notifications.message import (
+    KINDS,
+    Action,
+    ApprovalInfo,
+    Context,
+    FormField,
+    LevelInfo,
+    Message,
+    RecipientInfo,
+    RunInfo,
+    SopInfo,
+    StepInfo,
+    SummaryRow,
+)
+from notifications.overrides import validate_overrides
+from notifications.templating import render, render_for
+
+# a library logs, the application decides where to (no "No handlers" fallback to stderr)
+logging.getLogger("notifications").addHandler(logging.NullHandler())
+
+__all__ = [
+    "KINDS",
+    "Action",
+    "ApprovalInfo",
+    "Context",
+    "DeliveryResult",
+    "Dispatcher",
+    "FormField",
+    "LevelInfo",
+    "Message",
+    "NotificationError",
+    "Recipient",
+    "RecipientInfo",
+    "RenderError",
+    "RunInfo",
+    "SopInfo",
+    "StepInfo",
+    "SummaryRow",
+    "UnknownTarget",
+    "deliver",
+    "inbox_dir",
+    "mask_url",
+    "read_inbox",
+    "recipients",
+    "redact",
+    "render",
+    "render_for",
+    "validate_overrides",
+]

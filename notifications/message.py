@@ -1,0 +1,238 @@
+"""The context contract between the engine and the templates, and the rendered message.
+
+The engine fills a :class:`Context` (plain dataclasses, no Prefect, no ledger); the
+templates read it as ``sop.*``, ``run.*``, ``step.*``, ``level.*``, ``recipient.*``,
+``summary``, ``action.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
+read is exactly what :meth:`Context.template_vars` returns; ``validate_overrides`` checks
+site templates against the same shape (see docs/notifications.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from flows.spec import PRIORITY, FieldSpec
+
+Kind = Literal[
+    "assigned", "reminder", "escalated", "overdue", "step_done", "run_started", "run_finished", "run_cancelled"
+]
+KINDS: tuple[str, ...] = get_args(Kind)
+#: kinds that are about one step and cannot render without ``step``
+STEP_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "step_done"})
+#: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
+ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue"})
+NotifyType = Literal["info", "success", "warning", "failure"]
+
+
+@dataclass(frozen=True)
+class SopInfo:
+    """Which SOP the run belongs to; ``priority`` (1..4) follows from ``class_`` when left out."""
+
+    id: str
+    title: str
+    class_: str
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        if self.class_ not in PRIORITY:
+            raise ValueError(f"unknown SOP class {self.class_!r} (expected one of {', '.join(PRIORITY)})")
+        if not self.priority:
+            object.__setattr__(self, "priority", PRIORITY[self.class_])
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation."""
+
+    id: str
+    url: str
+    started_at: datetime
+    deadline_at: datetime | None = None
+    initiator: str | None = None
+    speed: float = 1.0
+    status: str = "running"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One field the assignee reports when finishing a step (from the step's ``form``)."""
+
+    name: str
+    type: str = "string"
+    enum: tuple[Any, ...] | None = None
+    required: bool = True
+    description: str | None = None
+
+    @classmethod
+    def from_spec(cls, name: str, spec: FieldSpec) -> FormField:
+        """The field as the SOP declares it (``HumanStep.form[name]``)."""
+        return cls(name=name, type=spec.type, enum=tuple(spec.enum) if spec.enum is not None else None,
+                   required=spec.is_required, description=spec.description)
+
+
+@dataclass(frozen=True)
+class ApprovalInfo:
+    """Four-eyes: ``count`` distinct approvers from the ``approvers`` roles; ``given`` so far."""
+
+    approvers: tuple[str, ...]
+    count: int = 2
+    given: int = 0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """The step a message is about. ``time_left`` is the engine's text ("18m left", "12m overdue").
+
+    ``actor``, ``finished_at`` and ``values`` (the reported form) are filled for ``step_done``.
+    """
+
+    id: str
+    title: str
+    description: str | None = None
+    assignee: str | None = None
+    due_at: datetime | None = None
+    time_left: str | None = None
+    form: tuple[FormField, ...] = ()
+    evidence_required: bool = False
+    approval: ApprovalInfo | None = None
+    actor: str | None = None
+    finished_at: datetime | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LevelInfo:
+    """The escalation level that fired (reminder / escalated / overdue): its fence key and lateness."""
+
+    key: str
+    message: str
+    late_by: str | None = None
+
+
+@dataclass(frozen=True)
+class RecipientInfo:
+    """Who reads the message; times are shown in ``timezone`` (None: the person's, else the site's)."""
+
+    id: str
+    name: str
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One step of a finished run; ``met_deadline`` is None when the step had no due."""
+
+    id: str
+    title: str
+    state: str
+    actor: str | None = None
+    met_deadline: bool | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """Exactly what the reader is asked to do: a command, or the same as an HTTP call."""
+
+    command: str
+    api_method: str
+    api_url: str
+    api_body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a notification template may read. The engine fills it; see docs/notifications.md.
+
+    ``action`` is derived from the run, step, form and recipient when left out
+    (:func:`notifications.actions.action_for`); pass one to override it.
+    """
+
+    kind: Kind
+    sop: SopInfo
+    run: RunInfo
+    recipient: RecipientInfo
+    api_base_url: str
+    step: StepInfo | None = None
+    level: LevelInfo | None = None
+    summary: tuple[SummaryRow, ...] | None = None
+    action: Action | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown notification kind {self.kind!r} (expected one of {', '.join(KINDS)})")
+        if self.kind in STEP_KINDS and self.step is None:
+            raise ValueError(f"`{self.kind}` notifications are about a step: give the context a `step`")
+
+    def for_recipient(self, recipient: RecipientInfo) -> Context:
+        """The same context addressed to someone else (the derived action follows the recipient)."""
+        return replace(self, recipient=recipient)
+
+    def template_vars(self) -> dict[str, Any]:
+        """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files."""
+        from notifications.actions import action_for  # the action depends on the context, not vice versa
+
+        action = self.action or action_for(self)
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "priority": f"P{self.sop.priority}",
+            "api_base_url": self.api_base_url.rstrip("/"),
+            "sop": _plain(self.sop),
+            "run": _plain(self.run),
+            "recipient": _plain(self.recipient),
+            "step": _plain(self.step),
+            "level": _plain(self.level),
+            "summary": [_plain(row) for row in self.summary] if self.summary is not None else None,
+            "action": _plain(action),
+        }
+        return out
+
+
+@dataclass(frozen=True)
+class Message:
+    """A rendered notification: a title (with its ``[P1]`` prefix), a markdown body and its urgency."""
+
+    title: str
+    body: str
+    notify_type: NotifyType = "info"
+    priority: int = 4
+    kind: str = "message"
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as a dict for templates (``class_`` → ``class``); datetimes stay datetimes."""
+    if value is None or not is_dataclass(value):
+        return value
+    out = {}
+    for f in fields(value):
+        item = getattr(value, f.name)
+        key = f.name.rstrip("_")
+        if is_dataclass(item):
+            out[key] = _plain(item)
+        elif isinstance(item, tuple) and item and is_dataclass(item[0]):
+            out[key] = [_plain(i) for i in item]
+        elif isinstance(item, tuple):
+            out[key] = list(item)
+        elif isinstance(item, Mapping):
+            out[key] = dict(item)
+        else:
+            out[key] = item
+    return out
+
+
+def template_fields() -> dict[str, frozenset[str] | None]:
+    """For each top-level template variable, the names it has (None: a scalar or a list)."""
+    shapes: dict[str, frozenset[str] | None] = {name: None for name in ("kind", "priority", "api_base_url", "summary")}
+    for name, cls in (("sop", SopInfo), ("run", RunInfo), ("recipient", RecipientInfo), ("step", StepInfo),
+                      ("level", LevelInfo), ("action", Action)):
+        shapes[name] = frozenset(f.name.rstrip("_") for f in fields(cls))
+    return shapes
+
+
+__all__ = [
+    "ACTION_KINDS", "KINDS", "STEP_KINDS", "Action", "ApprovalInfo", "Context", "FormField", "Kind", "LevelInfo",
+    "Message", "NotifyType", "RecipientInfo", "RunInfo", "SopInfo", "StepInfo", "SummaryRow", "template_fields",
+]

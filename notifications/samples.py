@@ -1,0 +1,78 @@
+"""A filled-in context for every kind: for trial renders (``validate_overrides``), ``sop notify-test``
+and the examples in docs/notifications.md.
+
+Every optional part is present, so a trial render walks every branch a template has.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from notifications.message import (
+    ApprovalInfo,
+    Context,
+    FormField,
+    LevelInfo,
+    RecipientInfo,
+    RunInfo,
+    SopInfo,
+    StepInfo,
+    SummaryRow,
+)
+
+STARTED = datetime(2025, 3, 1, 6, 0, tzinfo=timezone.utc)
+
+
+def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str = "http://127.0.0.1:8000") -> Context:
+    """A realistic crisis-PR context for ``kind`` (every optional field filled)."""
+    recipient = recipient or RecipientInfo(id="wang-fang", name="Wang Fang", timezone="Asia/Shanghai")
+    run = RunInfo(
+        id="r-20250301-0001",
+        url=f"{api_base_url.rstrip('/')}/runs/r-20250301-0001",
+        started_at=STARTED,
+        deadline_at=STARTED + timedelta(hours=2),
+        initiator="alertmanager",
+        speed=1.0,
+        status={"run_finished": "completed", "run_cancelled": "cancelled"}.get(kind, "running"),
+        reason="duplicate of run r-20250301-0000" if kind == "run_cancelled" else None,
+    )
+    step = StepInfo(
+        id="assess",
+        title="Assess scope and sentiment",
+        description="Read the top 50 negative mentions and the dashboard; rate the severity.",
+        assignee="pr-oncall",
+        due_at=STARTED + timedelta(minutes=20),
+        time_left={"overdue": "12m overdue", "escalated": "5m overdue", "step_done": None}.get(kind, "18m left"),
+        form=(
+            FormField(name="severity", type="string", enum=("low", "medium", "high"), required=True,
+                      description="how bad it is"),
+            FormField(name="note", type="string", required=False, description="anything the next step needs"),
+        ),
+        evidence_required=True,
+        approval=ApprovalInfo(approvers=("pr-lead",), count=1, given=0),
+        actor="wang-fang" if kind == "step_done" else None,
+        finished_at=STARTED + timedelta(minutes=14) if kind == "step_done" else None,
+        values={"severity": "high"} if kind == "step_done" else {},
+    )
+    level = None
+    if kind in ("reminder", "escalated", "overdue"):
+        level = LevelInfo(key={"reminder": "1", "escalated": "2", "overdue": "3.1"}[kind], message=kind,
+                          late_by=None if kind == "reminder" else "12m")
+    summary = None
+    if kind == "run_finished":
+        summary = (
+            SummaryRow(id="assess", title="Assess scope and sentiment", state="done", actor="wang-fang", met_deadline=True),
+            SummaryRow(id="holding-statement", title="Publish a holding statement", state="done", actor="chen-jie",
+                       met_deadline=False),
+            SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
+        )
+    return Context(
+        kind=kind,  # type: ignore[arg-type]
+        sop=SopInfo(id="crisis-pr", title="Crisis PR response", class_="complaint"),
+        run=run,
+        recipient=recipient,
+        api_base_url=api_base_url,
+        step=step if kind not in ("run_started", "run_finished", "run_cancelled") else None,
+        level=level,
+        summary=summary,
+    )

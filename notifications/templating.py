@@ -1,0 +1,187 @@
+"""Rendering a notification: one Jinja2 template per kind, a site file replaces the packaged one.
+
+Templates live in ``notifications/templates/<kind>.md.j2``; a site puts its own in
+``config/templates/<kind>.md.j2``. The first line a template renders is the title, the rest
+(markdown) the body. The ``[P1]`` prefix and the notify type are added here, not by the
+template, so an override cannot drop the urgency. The environment is sandboxed and strict:
+an unknown variable is an error (and ``validate_overrides`` finds it before a run does).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    pass_context,
+)
+from jinja2.runtime import Context as JinjaContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from flows.library import project_root
+from notifications import urgency
+from notifications.errors import RenderError
+from notifications.message import KINDS, Context, Message, RecipientInfo
+
+if TYPE_CHECKING:
+    from flows.config import Site
+    from notifications.addressing import Recipient
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+SUFFIX = ".md.j2"
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def template_name(kind: str) -> str:
+    """The file name of a kind's template: ``assigned.md.j2``."""
+    return f"{kind}{SUFFIX}"
+
+
+def default_overrides_dir() -> Path:
+    """Where a site's templates live: ``config/templates`` under ``$SOP_HOME`` (else the current folder)."""
+    return project_root() / "config" / "templates"
+
+
+@lru_cache(maxsize=16)
+def environment(overrides_dir: str | None) -> ImmutableSandboxedEnvironment:
+    """The sandboxed, strict environment; ``overrides_dir`` (if any) is searched before the package."""
+    loaders = [FileSystemLoader(overrides_dir)] if overrides_dir else []
+    env = ImmutableSandboxedEnvironment(
+        loader=ChoiceLoader([*loaders, FileSystemLoader(str(PACKAGE_TEMPLATES))]),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["local"] = _local
+    env.filters["tojson"] = _tojson
+    env.filters["yesno"] = _yesno
+    return env
+
+
+def render(kind: str, ctx: Context, site: Site | None = None, overrides_dir: Path | str | None = None) -> Message:
+    """Render the ``kind`` template for ``ctx`` into a :class:`Message`.
+
+    ``kind`` picks the template (the context's kind is set to it). Times are shown in the
+    recipient's time zone: the context's, else the person's in ``site``, else the site's,
+    else UTC. ``overrides_dir`` defaults to ``config/templates`` of the project. Raises
+    :class:`RenderError` with the template file and line when the template fails.
+    """
+    if kind not in KINDS:
+        raise RenderError(f"unknown notification kind `{kind}` (expected one of {', '.join(KINDS)})")
+    if ctx.kind != kind:
+        ctx = replace(ctx, kind=kind)  # type: ignore[arg-type]
+    ctx = ctx.for_recipient(_with_timezone(ctx.recipient, site))
+    folder = Path(overrides_dir) if overrides_dir is not None else default_overrides_dir()
+    env = environment(str(folder.resolve()) if folder.is_dir() else None)
+    try:
+        template = env.get_template(template_name(kind))
+        text = template.render(**ctx.template_vars())
+    except TemplateSyntaxError as exc:
+        raise RenderError(f"template syntax error: {exc.message}", exc.filename or exc.name, exc.lineno) from None
+    except TemplateNotFound as exc:
+        raise RenderError(f"template not found: {exc.name}") from None
+    except (TemplateError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        file, line = template_line(exc.__traceback__)
+        raise RenderError(_describe(exc), file, line) from None
+    title, body = split_title(text)
+    if not title:
+        raise RenderError("the template rendered an empty first line (the title)", template.filename)
+    return Message(
+        title=f"{urgency.title_prefix(ctx.sop.priority)} {title}",
+        body=body,
+        notify_type=urgency.notify_type(ctx.sop.class_, kind, ctx.run.status),
+        priority=ctx.sop.priority,
+        kind=kind,
+    )
+
+
+def render_for(kind: str, ctx: Context, site: Site | None = None,
+               overrides_dir: Path | str | None = None) -> Callable[[Recipient], Message]:
+    """A function rendering ``kind`` for each recipient (their name, id and time zone).
+
+    Give it to :func:`notifications.deliver` or ``Dispatcher.submit`` in place of a message:
+    each recipient then reads their own ``--actor`` and local times.
+    """
+
+    def message_for(recipient: Recipient) -> Message:
+        info = RecipientInfo(id=recipient.id, name=recipient.name, timezone=recipient.timezone)
+        return render(kind, ctx.for_recipient(info), site=site, overrides_dir=overrides_dir)
+
+    return message_for
+
+
+def split_title(text: str) -> tuple[str, str]:
+    """The first non-blank line (markdown ``#`` removed) is the title; the rest is the body."""
+    lines = text.strip().splitlines()
+    if not lines:
+        return "", ""
+    title = lines[0].strip().lstrip("#").strip()
+    body = _BLANK_RUNS.sub("\n\n", "\n".join(lines[1:]).strip())
+    return title, body
+
+
+def template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
+    """The innermost template frame of a traceback: (file, line). Jinja maps frames to template lines."""
+    found: tuple[str | None, int | None] = (None, None)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(SUFFIX):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{text} (templates see: kind, priority, api_base_url, sop, run, recipient, step, level, summary, action)" \
+        if "undefined" in text else text
+
+
+def _with_timezone(recipient: RecipientInfo, site: Site | None) -> RecipientInfo:
+    if recipient.timezone:
+        return recipient
+    tz = "UTC"
+    if site is not None:
+        person = site.people.get(recipient.id)
+        tz = person.timezone if person is not None else site.settings.timezone
+    return replace(recipient, timezone=tz)
+
+
+@pass_context
+def _local(context: JinjaContext, value: Any) -> str:
+    """``{{ step.due_at | local }}`` → ``2025-03-01 14:05 (Asia/Shanghai)`` in the recipient's zone."""
+    if value is None:
+        return "—"
+    if not isinstance(value, datetime):
+        return str(value)
+    name = (context.get("recipient") or {}).get("timezone") or "UTC"
+    try:
+        zone: Any = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone, name = timezone.utc, "UTC"
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return f"{aware.astimezone(zone):%Y-%m-%d %H:%M} ({name})"
+
+
+def _tojson(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _yesno(value: Any, words: str = "yes,no,—") -> str:
+    yes, no, unknown = (words.split(",") + ["—"])[:3]
+    return unknown if value is None else (yes if value else no)

@@ -1,0 +1,47 @@
+"""How urgent a message is: the Apprise notify type and the ``[P1]``..``[P4]`` title prefix.
+
+The SOP class decides (complaint > outage > policy > routine, DESIGN.md "Priority"). Messages
+that ask for work take the class's type; a late step is never below ``warning``; closing
+messages (a step done, a run finished) are ``success`` unless the run failed. The table is
+documented in docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+from flows.spec import PRIORITY
+from notifications.message import NotifyType
+
+#: the notify type of a message that asks for work, by SOP class
+BY_CLASS: dict[str, NotifyType] = {
+    "complaint": "failure",
+    "outage": "warning",
+    "policy": "info",
+    "routine": "info",
+}
+_RANK: dict[NotifyType, int] = {"info": 0, "success": 0, "warning": 1, "failure": 2}
+_LATE_KINDS = frozenset({"escalated", "overdue"})
+_FAILED_RUN = frozenset({"failed", "crashed", "timed_out", "error"})
+
+
+def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> NotifyType:
+    """The Apprise notify type (info, success, warning, failure) of a ``kind`` message in this class."""
+    if kind == "step_done":
+        return "success"
+    if kind == "run_finished":
+        return "failure" if (run_status or "").lower() in _FAILED_RUN else "success"
+    if kind == "run_cancelled":
+        return "info"
+    base = BY_CLASS[sop_class]
+    if kind in _LATE_KINDS and _RANK[base] < _RANK["warning"]:
+        return "warning"
+    return base
+
+
+def priority(sop_class: str) -> int:
+    """1 (complaint) … 4 (routine)."""
+    return PRIORITY[sop_class]
+
+
+def title_prefix(level: int) -> str:
+    """``[P1]`` … ``[P4]``: the first thing a reader sees in a list of notifications."""
+    return f"[P{level}]"

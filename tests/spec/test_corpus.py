@@ -1,0 +1,281 @@
+"""A corpus of broken SOP and config files, and what `sop validate` must say about each.
+
+Every file in ``corpus/`` holds one mistake (or a small known set). What the author must be
+told, and where, is listed here and not in the files: line, column (None where a column
+means nothing), the field path, and a part of the message. SOP files are checked against the
+repo's ``config/``; a config file given alone is validated as a site of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from flows.library import load_site, load_sop, validate_paths
+from flows.loader import Document, SpecError, read_document
+
+
+class E(NamedTuple):
+    """An error the author must see."""
+
+    line: int
+    column: int | None
+    path: str
+    message: str
+
+
+MISSING_VAR = "CORPUS_BO_CHEN_URL"
+
+EXPECTED: dict[str, list[E]] = {
+    # --- malformed YAML, not a mapping, empty ------------------------------------------------
+    "yaml-bad-indent.yaml": [E(8, 9, "", "mapping values are not allowed here; check this line's indentation")],
+    "yaml-unclosed-quote.yaml": [E(2, 8, "", "the quoted text starting here is not closed")],
+    "yaml-unclosed-bracket.yaml": [E(5, 7, "", "the `[` list starting here is not closed")],
+    "yaml-tab.yaml": [E(7, 1, "", "indent with spaces, not tabs")],
+    "top-level-list.yaml": [E(1, None, "", "expected a YAML mapping at the top, got list")],
+    "empty.yaml": [E(1, None, "", "the file is empty")],
+    "duplicate-yaml-keys.yaml": [E(9, 5, "steps[0].due", "duplicate key 'due' (first defined on line 8)")],
+    # --- fields: types, names, required ------------------------------------------------------
+    "wrong-type-integer.yaml": [E(9, 14, "steps[0].retries", "expected a valid integer")],
+    "wrong-type-list-for-mapping.yaml": [E(6, 3, "inputs", "expected a mapping, got list")],
+    "unknown-field-typo.yaml": [
+        E(8, 5, "steps[0].descripton", "unknown field `descripton`; did you mean `description`?")
+    ],
+    "unknown-step-kind.yaml": [
+        E(7, 11, "steps[0].kind", "unknown step kind 'email'; expected `kind` to be one of human")
+    ],
+    "missing-title.yaml": [E(1, None, "title", "required field `title` is missing")],
+    "missing-owner.yaml": [E(1, None, "owner", "required field `owner` is missing")],
+    "missing-steps.yaml": [E(1, None, "steps", "required field `steps` is missing")],
+    "empty-steps.yaml": [E(5, 8, "steps", "expected at least 1 item(s), got 0")],
+    "enum-default-not-in-enum.yaml": [E(9, 14, "inputs.severity.default", "default 'critical' is not one of the enum")],
+    # --- durations and timeouts --------------------------------------------------------------
+    "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
+    "due-bad-unit.yaml": [E(8, 10, "steps[0].due", "got '5x'")],
+    "deadline-soon.yaml": [E(5, 11, "deadline", "got 'soon'")],
+    "bad-on-timeout.yaml": [
+        E(9, 17, "steps[0].on_timeout", "expected skip, fail or fallback:<step-id>, got 'escalate'")
+    ],
+    "due-past-deadline.yaml": [
+        E(
+            17,
+            10,
+            "steps[2].due",
+            "step `verify` is due 1h15m after the run starts "
+            "(look 15m + fix 30m + verify 30m), past the run deadline of 1h",
+        )
+    ],
+    "percent-ladder-without-due.yaml": [
+        E(14, 5, "steps[1]", "step `fix` has no `due`, but the SOP's escalation ladder has % entries")
+    ],
+    # --- the step DAG ------------------------------------------------------------------------
+    "duplicate-step-ids.yaml": [E(11, 9, "steps[2].id", "duplicate step id `look` (also steps[0])")],
+    "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
+    "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
+    "self-need.yaml": [E(8, 13, "steps[0].needs[0]", "step `look` needs itself")],
+    "fallback-unknown-step.yaml": [E(9, 17, "steps[0].on_timeout", "falls back to unknown step `page-lead`")],
+    # --- names from config/ ------------------------------------------------------------------
+    "unknown-owner-role.yaml": [E(4, 8, "owner", "unknown role `sre-on-call`")],
+    "unknown-assignee.yaml": [E(7, 15, "steps[0].assignee", "unknown assignee `night-shift`")],
+    "unknown-approver.yaml": [E(9, 28, "steps[0].approval.approvers[1]", "unknown role `legal-team`")],
+    "unknown-ladder-target.yaml": [E(9, 20, "escalation[1].notify[1]", "unknown notify target `cto`")],
+    # --- templates ---------------------------------------------------------------------------
+    "when-syntax-error.yaml": [E(13, 11, "steps[1].when", "template syntax error")],
+    "unknown-variable-root.yaml": [E(10, 14, "steps[0].message.title", "unknown variable `region`")],
+    "unknown-input.yaml": [E(12, 14, "steps[0].message.title", "unknown input `inputs.region` (inputs: service)")],
+    "step-field-not-in-form.yaml": [E(13, 11, "steps[1].when", "step `look` has no field `impact`")],
+    "step-not-upstream.yaml": [E(12, 11, "steps[1].when", "reads step `look`, which step `fix` does not need")],
+    "step-id-with-dashes.yaml": [
+        E(11, 11, "steps[1].when", "step ids with dashes are written with underscores: steps.holding_statement"),
+        E(11, 11, "steps[1].when", "unknown variable `statement`"),
+    ],
+    # --- triggers ----------------------------------------------------------------------------
+    "metric-above-and-below.yaml": [E(9, 12, "triggers[0].below", "exactly one of above, below, change")],
+    "change-without-period.yaml": [E(7, 13, "triggers[0].change", "a `change` rule needs a `period`")],
+    "bad-cron.yaml": [E(6, 15, "triggers[0].schedule", "expected a 5-field cron expression")],
+    "bad-cron-field.yaml": [E(6, 15, "triggers[0].schedule", "'0 25 * * MON' is not a valid cron expression")],
+    "bad-timezone.yaml": [E(7, 15, "triggers[0].timezone", "unknown time zone 'Asia/Beijing'")],
+    "alert-bad-regex.yaml": [E(6, 12, "triggers[0].alert", "label 'severity': bad regex '(critical|page'")],
+    # --- field errors do not hide the cross-checks of the parts that did validate -------------
+    "field-and-cross-check-errors.yaml": [
+        E(6, 51, "inputs.region.default", "default 'asia' is not one of the enum"),
+        E(10, 10, "steps[0].due", "got '5x'"),
+        E(14, 15, "steps[1].assignee", "unknown assignee `night-shift`"),
+        E(15, 19, "steps[1].needs[1]", "needs unknown step `diagnose`"),
+    ],
+    # --- config (each file is a site of its own) ---------------------------------------------
+    "config-missing-env.yaml": [
+        E(9, 9, "people.bo-chen.contacts[0]", f"person `bo-chen`: environment variable `{MISSING_VAR}` is not set"),
+    ],
+    "config-primary-not-member.yaml": [
+        E(8, 14, "roles.night-shift.primary", "primary 'cy-ode' is not one of the members")
+    ],
+    "config-backup-is-primary.yaml": [
+        E(8, 13, "roles.night-shift.backup", "backup must be a different person from primary")
+    ],
+    "config-unknown-member.yaml": [E(6, 34, "roles.night-shift.members[2]", "unknown person `dee-park`")],
+    "config-lead-not-role.yaml": [E(9, 11, "roles.night-shift.lead", "lead `ana-ruiz` is not a role in config")],
+    "config-bad-timezone.yaml": [E(4, 15, "people.ana-ruiz.timezone", "unknown time zone `Europe/Barcelona`")],
+}
+
+#: folders of config files, validated together as one site (a name may be defined only once)
+EXPECTED_FOLDERS: dict[str, dict[str, list[E]]] = {
+    "config-duplicate-name": {
+        "people.yaml": [E(3, 3, "people.bo-chen", "`bo-chen` is defined twice in people (also in ")],
+    },
+}
+
+
+@pytest.fixture
+def corpus(repo_root: Path) -> Path:
+    return repo_root / "tests" / "spec" / "corpus"
+
+
+@pytest.fixture(autouse=True)
+def _no_corpus_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MISSING_VAR, raising=False)
+
+
+def validate(path: Path, repo_root: Path) -> list[SpecError]:
+    errors, _, _ = validate_paths([path], repo_root / "config")
+    return errors
+
+
+def assert_reported(errors: list[SpecError], expected: list[E]) -> None:
+    """Exactly the expected errors, each at its line (and column) with its path and message."""
+    shown = "\n".join(str(e) for e in errors)
+    assert len(errors) == len(expected), f"expected {len(expected)} error(s), got:\n{shown}"
+    remaining = list(errors)
+    for want in expected:
+        match = next(
+            (
+                e
+                for e in remaining
+                if e.line == want.line
+                and want.column in (None, e.column)
+                and e.path == want.path
+                and want.message in e.message
+            ),
+            None,
+        )
+        assert match is not None, f"no error {want} among:\n{shown}"
+        remaining.remove(match)
+
+
+def test_every_corpus_file_has_its_expected_errors_listed(corpus: Path) -> None:
+    on_disk = {p.name for p in corpus.iterdir()}
+    assert on_disk == set(EXPECTED) | set(EXPECTED_FOLDERS)
+    assert len(on_disk) >= 32
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_file_is_reported_where_the_mistake_is(name: str, corpus: Path, repo_root: Path) -> None:
+    errors = validate(corpus / name, repo_root)
+    assert {e.file for e in errors} == {str(corpus / name)}
+    assert_reported(errors, EXPECTED[name])
+
+
+@pytest.mark.parametrize("folder", sorted(EXPECTED_FOLDERS))
+def test_config_folder_is_validated_as_one_site(folder: str, corpus: Path, repo_root: Path) -> None:
+    errors = validate(corpus / folder, repo_root)
+    for file, expected in EXPECTED_FOLDERS[folder].items():
+        assert_reported([e for e in errors if e.file == str(corpus / folder / file)], expected)
+    assert {e.file for e in errors} <= {str(corpus / folder / f) for f in EXPECTED_FOLDERS[folder]}
+
+
+def test_duplicate_name_names_the_other_file_and_line(corpus: Path, repo_root: Path) -> None:
+    [error] = validate(corpus / "config-duplicate-name", repo_root)
+    assert error.message.endswith(f"(also in {corpus / 'config-duplicate-name' / 'more-people.yaml'}:3)")
+
+
+def test_a_cycle_is_printed_as_the_chain_of_steps(corpus: Path, repo_root: Path) -> None:
+    [error] = validate(corpus / "needs-cycle.yaml", repo_root)
+    assert error.message == "steps form a cycle: a → b → c → a"
+
+
+def test_a_typo_gets_a_did_you_mean_hint(corpus: Path, repo_root: Path) -> None:
+    [error] = validate(corpus / "unknown-field-typo.yaml", repo_root)
+    assert error.message == "unknown field `descripton`; did you mean `description`?"
+
+
+def test_a_missing_variable_is_fine_once_it_is_set(
+    corpus: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MISSING_VAR, "ntfy://ntfy.example/bo-chen")
+    assert validate(corpus / "config-missing-env.yaml", repo_root) == []
+
+
+def test_a_field_error_does_not_invent_errors_about_the_broken_parts(corpus: Path, repo_root: Path) -> None:
+    # step `fix` reads `steps.look.severity` and `inputs.region`, both of which failed to
+    # validate; the stand-ins must keep those references valid
+    errors = validate(corpus / "field-and-cross-check-errors.yaml", repo_root)
+    assert not [e for e in errors if e.path == "steps[1].when"]
+
+
+# --- through the real command ---------------------------------------------------------------
+
+
+def printed(error: E, file: str) -> re.Pattern[str]:
+    """The line `sop validate` prints for an error: ``file:line:col: path: message``."""
+    column = r"\d+" if error.column is None else str(error.column)
+    path = f"{re.escape(error.path)}: " if error.path else ""
+    return re.compile(rf"^✗ {re.escape(file)}:{error.line}:{column}: {path}.*{re.escape(error.message)}", re.M)
+
+
+def test_sop_validate_lists_every_corpus_error_as_file_line_col(sop) -> None:
+    result = sop("validate", "tests/spec/corpus", env={MISSING_VAR: None})
+    assert result.returncode == 1, result.stderr
+    for name, expected in EXPECTED.items():
+        for error in expected:
+            assert printed(error, f"tests/spec/corpus/{name}").search(result.stderr), f"{name}: {error}"
+    total = sum(len(errors) for errors in EXPECTED.values())
+    assert f"{total} error(s) in {len(EXPECTED)} file(s)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sop_validate_a_config_folder_reports_the_duplicate(sop) -> None:
+    result = sop("validate", "tests/spec/corpus/config-duplicate-name")
+    assert result.returncode == 1
+    [error] = EXPECTED_FOLDERS["config-duplicate-name"]["people.yaml"]
+    assert printed(error, "tests/spec/corpus/config-duplicate-name/people.yaml").search(result.stderr)
+
+
+def test_sop_validate_works_from_any_folder(sop, tmp_path: Path, repo_root: Path) -> None:
+    broken = repo_root / "tests" / "spec" / "corpus" / "dangling-needs.yaml"
+    result = sop("validate", str(broken), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{broken}:10:19: steps[1].needs[1]: needs unknown step `diagnose`" in result.stderr
+
+
+# --- one mistake, one error: field errors neither hide nor invent cross-check errors ----------
+
+MISTAKES = {
+    "due": ("5x", "got '5x'"),
+    "kind": ("email", "unknown step kind 'email'"),
+    "titel": ("Typo", "unknown field `titel`; did you mean `title`?"),
+}
+
+
+def test_one_field_error_in_a_library_sop_gives_exactly_that_error(repo_root: Path) -> None:
+    # every step of every shipped SOP broken in turn: the one field error is all the author sees,
+    # though the rest of the SOP is still cross-checked
+    site_docs = [read_document(path)[0] for path in sorted((repo_root / "config").glob("*.yaml"))]
+    site, site_errors = load_site([doc for doc in site_docs if doc is not None], env={})
+    assert site is not None, site_errors
+    noisy = {}
+    for path in sorted((repo_root / "sops").glob("*.yaml")):
+        doc, _ = read_document(path)
+        assert doc is not None
+        for i in range(len(doc.data["steps"])):
+            for field, (value, message) in MISTAKES.items():
+                data = copy.deepcopy(doc.data)
+                data["steps"][i][field] = value
+                broken = Document(file=doc.file, data=data, values=doc.values, keys=doc.keys)
+                errors = load_sop(broken, site)[1]
+                if len(errors) != 1 or message not in errors[0].message:
+                    noisy[f"{path.name} steps[{i}].{field}"] = [str(e) for e in errors]
+    assert noisy == {}

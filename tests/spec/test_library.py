@@ -1,0 +1,300 @@
+"""The shipped library: every SOP and config file validates, and the authoring commands show it right."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from itertools import islice
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from flows.durations import format_duration, parse_duration
+from flows.ladder import levels
+from flows.library import load_library, validate_paths
+from flows.spec import PRIORITY, LadderEntry
+
+#: the playbooks the operations team runs (monthly-ab-test is optional)
+TEAM_SOPS = {
+    "crisis-pr",
+    "creative-refresh",
+    "traffic-drop",
+    "traffic-surge",
+    "complaint-review",
+    "roi-optimisation",
+    "cart-ab-test",
+    "page-speed",
+    "stickiness",
+    "dwell-time",
+    "inventory-warning",
+    "weekly-review",
+    "ab-rollout",
+    "sop-review",
+    "data-backup",
+}
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../docs/sop.schema.json"
+
+
+def sop_files(repo_root: Path) -> list[Path]:
+    return sorted((repo_root / "sops").glob("*.yaml"))
+
+
+def config_files(repo_root: Path) -> list[Path]:
+    return sorted((repo_root / "config").glob("*.yaml"))
+
+
+# --- the library validates --------------------------------------------------------------------
+
+
+def test_the_library_holds_the_team_sops(repo_root: Path) -> None:
+    ids = {path.stem for path in sop_files(repo_root)}
+    assert TEAM_SOPS <= ids, f"missing: {sorted(TEAM_SOPS - ids)}"
+
+
+def test_every_sop_and_config_file_loads_on_a_fresh_clone(repo_root: Path) -> None:
+    # no environment variable set: every contact and URL falls back to its default
+    library = load_library(repo_root, env={})
+    assert set(library.sops) == {path.stem for path in sop_files(repo_root)}
+    assert {"pr-oncall", "pr-lead", "ops-director", "sre-oncall"} <= set(library.site.roles)
+    for loaded in library.sops.values():
+        assert loaded.path.parent == repo_root / "sops"
+        assert loaded.text == loaded.path.read_text(encoding="utf-8")
+
+
+def test_sop_validate_accepts_the_library(sop, repo_root: Path) -> None:
+    result = sop("validate")
+    assert result.returncode == 0, result.stderr
+    sops, configs = len(sop_files(repo_root)), len(config_files(repo_root))
+    assert f"{sops} SOP file(s) and {configs} config file(s) valid" in result.stdout
+
+
+def test_each_file_validates_on_its_own(repo_root: Path) -> None:
+    # a config file of config/ is checked with the rest of its site (roles name people of people.yaml)
+    problems = {}
+    for path in [*sop_files(repo_root), *config_files(repo_root)]:
+        errors, _, _ = validate_paths([path], repo_root / "config", env={})
+        if errors:
+            problems[path.name] = [str(e) for e in errors]
+    assert problems == {}
+
+
+def test_sop_validate_one_config_file_after_editing_it(sop) -> None:
+    result = sop("validate", "config/roles.yaml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_sop_file_declares_the_schema_for_editors(repo_root: Path) -> None:
+    wrong = [p.name for p in sop_files(repo_root) if p.read_text(encoding="utf-8").splitlines()[0] != SCHEMA_COMMENT]
+    assert wrong == []
+
+
+# --- the JSON Schema ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def schema(sop) -> dict:
+    result = sop("schema")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_sop_schema_is_a_draft_2020_12_json_schema(schema: dict) -> None:
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+
+
+def test_sop_schema_accepts_every_sop_in_the_library(schema: dict, repo_root: Path) -> None:
+    validator = Draft202012Validator(schema)
+    problems = {
+        path.name: [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:120]}" for e in validator.iter_errors(data)]
+        for path in sop_files(repo_root)
+        if (data := yaml.safe_load(path.read_text(encoding="utf-8")))
+    }
+    assert {name: errors for name, errors in problems.items() if errors} == {}
+    assert len(problems) == len(sop_files(repo_root))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda d: d.update(titel="typo"), id="unknown top-level field"),
+        pytest.param(lambda d: d.pop("steps"), id="no steps"),
+        pytest.param(lambda d: d.update({"class": "urgent"}), id="unknown class"),
+        pytest.param(lambda d: d["steps"][1].update(due="5x"), id="bad duration"),
+        pytest.param(lambda d: d["steps"][1].update(due=2), id="bare number duration"),
+        pytest.param(lambda d: d["steps"][1].update(kind="email"), id="unknown step kind"),
+    ],
+)
+def test_sop_schema_rejects_what_validate_rejects(schema: dict, repo_root: Path, change) -> None:
+    data = yaml.safe_load((repo_root / "sops" / "crisis-pr.yaml").read_text(encoding="utf-8"))
+    change(data)
+    assert not Draft202012Validator(schema).is_valid(data)
+
+
+def test_the_schema_editors_read_is_up_to_date(schema: dict, repo_root: Path) -> None:
+    shipped = repo_root / "docs" / "sop.schema.json"
+    assert shipped.exists(), "run `sop schema -o docs/sop.schema.json`"
+    assert json.loads(shipped.read_text(encoding="utf-8")) == schema, "run `sop schema -o docs/sop.schema.json`"
+
+
+# --- list, show, graph -------------------------------------------------------------------------
+
+
+def test_sop_list_json_lists_every_sop_by_priority(sop, repo_root: Path) -> None:
+    result = sop("list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {row["id"] for row in rows} == {path.stem for path in sop_files(repo_root)}
+    assert [(row["priority"], row["id"]) for row in rows] == sorted((row["priority"], row["id"]) for row in rows)
+    assert all(row["priority"] == PRIORITY[row["class"]] for row in rows)
+    by_id = {row["id"]: row for row in rows}
+    assert by_id["crisis-pr"]["priority"] == 1 and by_id["crisis-pr"]["class"] == "complaint"
+    assert by_id["crisis-pr"]["deadline"] == "2h"
+    assert rows[0]["class"] == "complaint"
+
+
+def test_sop_show_gives_the_escalation_ladder_at_absolute_offsets(sop) -> None:
+    # crisis-pr's ladder: 50% → assignee, 100% → lead + backup, then every 15m (max 4) → owner + director;
+    # `assess` is due 15m after it becomes ready
+    result = sop("show", "crisis-pr", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    steps = {step["id"]: step for step in data["steps"]}
+    assert steps["assess"]["due"] == "15m"
+    assert [
+        (rung["level"], rung["after_ready"], rung["notify"], rung["message"]) for rung in steps["assess"]["escalation"]
+    ] == [
+        ("1", "7m30s", ["assignee"], "reminder"),
+        ("2", "15m", ["lead", "backup"], "escalated"),
+        ("3.1", "30m", ["owner", "ops-director"], "escalated"),
+        ("3.2", "45m", ["owner", "ops-director"], "escalated"),
+    ]
+    assert steps["page"]["escalation"] == []  # a notify step is not escalated
+    assert data["priority"] == "P1" and data["owner"] == "pr-lead" and data["deadline"] == "2h"
+
+
+def test_sop_show_every_human_step_with_a_due_escalates_at_its_due(sop, repo_root: Path) -> None:
+    data = json.loads(sop("show", "crisis-pr", "--json").stdout)
+    for step in data["steps"]:
+        if step["due"] and step["escalation"]:
+            at_due = [rung for rung in step["escalation"] if rung["after_ready"] == step["due"]]
+            assert at_due and "lead" in at_due[0]["notify"], step["id"]
+
+
+def test_sop_show_an_unknown_id_names_the_known_ones(sop) -> None:
+    result = sop("show", "no-such-sop")
+    assert result.returncode == 1
+    assert "unknown SOP `no-such-sop`" in result.stderr and "crisis-pr" in result.stderr
+
+
+def test_sop_graph_prints_the_step_dag_as_mermaid(sop, repo_root: Path) -> None:
+    result = sop("graph", "crisis-pr")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "flowchart TD"
+    raw = yaml.safe_load((repo_root / "sops" / "crisis-pr.yaml").read_text(encoding="utf-8"))
+
+    def node(step_id: str) -> str:
+        return step_id.replace("-", "_")
+
+    edges = {(parts[0], parts[-1]) for line in lines[1:] if len(parts := line.split()) == 3 and "->" in parts[1]}
+    expected = {(node(need), node(step["id"])) for step in raw["steps"] for need in step.get("needs", [])}
+    assert edges == expected
+    assert ("assess", "facts") in edges and ("facts", "draft") in edges and ("watch", "monitor") in edges
+    declared = {line.split("[")[0].split("{")[0].strip() for line in lines[1:] if "->" not in line}
+    assert declared == {node(step["id"]) for step in raw["steps"]}
+    assert "    assess -.->|when| facts" in lines  # a conditional step gets a dotted edge
+
+
+# --- durations and ladders ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("15m", timedelta(minutes=15)),
+        ("2h", timedelta(hours=2)),
+        ("48h", timedelta(days=2)),
+        ("1d", timedelta(days=1)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1w", timedelta(weeks=1)),
+        ("1.5h", timedelta(minutes=90)),
+        ("PT2H", timedelta(hours=2)),
+        ("P2D", timedelta(days=2)),
+        ("PT1H30M", timedelta(hours=1, minutes=30)),
+    ],
+)
+def test_durations_parse(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", [2, "2", "5x", "soon", "", "0s", "-5m", "h", "PT", "2 hours"])
+def test_bad_durations_fail_with_a_hint(text: object) -> None:
+    with pytest.raises(ValueError, match=r"duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(seconds=30), "30s"),
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(hours=48), "2d"),
+        (timedelta(minutes=7, seconds=30), "7m30s"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_durations_print_the_way_authors_write_them(delta: timedelta, text: str) -> None:
+    assert format_duration(delta) == text
+    if delta:
+        assert parse_duration(text) == delta
+
+
+LADDER = [
+    LadderEntry(at="50%", notify=["assignee"]),
+    LadderEntry(at="100%", notify=["lead"]),
+    LadderEntry(at="3h", notify=["backup", "owner"]),
+    LadderEntry(every="30m", notify=["ops-director"], max=6),
+]
+
+
+def test_ladder_levels_fall_at_absolute_offsets_from_ready() -> None:
+    got = [
+        (level.key, format_duration(level.offset), level.notify, level.message)
+        for level in levels(LADDER, timedelta(hours=2))
+    ]
+    assert got == [
+        ("1", "1h", ("assignee",), "reminder"),
+        ("2", "2h", ("lead",), "escalated"),
+        ("3", "3h", ("backup", "owner"), "escalated"),
+        ("4.1", "3h30m", ("ops-director",), "escalated"),
+        ("4.2", "4h", ("ops-director",), "escalated"),
+        ("4.3", "4h30m", ("ops-director",), "escalated"),
+        ("4.4", "5h", ("ops-director",), "escalated"),
+        ("4.5", "5h30m", ("ops-director",), "escalated"),
+        ("4.6", "6h", ("ops-director",), "escalated"),
+    ]
+
+
+def test_ladder_percent_levels_are_left_out_without_a_due_and_keys_stay_stable() -> None:
+    got = [(level.key, format_duration(level.offset)) for level in levels(LADDER, None)]
+    assert got[:2] == [("3", "3h"), ("4.1", "3h30m")]
+    assert len(got) == 7
+
+
+def test_ladder_every_without_max_repeats_until_the_limit() -> None:
+    ladder = [LadderEntry(at="100%", notify=["assignee"]), LadderEntry(every="15m", notify=["owner"])]
+    first = [
+        (level.key, format_duration(level.offset), level.message)
+        for level in islice(levels(ladder, timedelta(hours=1)), 4)
+    ]
+    assert first == [
+        ("1", "1h", "overdue"),
+        ("2.1", "1h15m", "escalated"),
+        ("2.2", "1h30m", "escalated"),
+        ("2.3", "1h45m", "escalated"),
+    ]
+    assert len(list(levels(ladder, timedelta(hours=1), limit=10))) == 10
