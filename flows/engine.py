@@ -454,6 +454,33 @@ class Engine:
             self.launcher.cancel(view.id)
         return view
 
+    # --- the Prefect side's bookkeeping ------------------------------------------------------
+
+    def run_for_flow_run(self, flow_run_id: str) -> str | None:
+        """The run a Prefect flow run belongs to, if the ledger knows it."""
+        with self.ledger.read() as conn:
+            return conn.execute(sa.select(runs.c.id).where(runs.c.flow_run_id == flow_run_id)).scalar()
+
+    def bind_flow_run(self, run_id: str, flow_run_id: str) -> None:
+        """Remember which flow run executes a run (once)."""
+        with self.ledger.transaction() as tx:
+            current = tx.conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+            if current != flow_run_id:
+                tx.conn.execute(runs.update().where(runs.c.id == run_id).values(flow_run_id=flow_run_id))
+                tx.append("flow_run_bound", run_id, flow_run_id=flow_run_id)
+
+    def begin_suspend(self, run_id: str) -> int:
+        """Count a suspension of the run's flow run; the count keys its resume input."""
+        with self.ledger.transaction() as tx:
+            count = tx.conn.execute(sa.select(runs.c.suspends).where(runs.c.id == run_id)).scalar_one() + 1
+            tx.conn.execute(runs.update().where(runs.c.id == run_id).values(suspends=count))
+        return count
+
+    def note(self, run_id: str, step_id: str | None, kind: str, actor: str | None = None, **data: Any) -> None:
+        """Append a record that changes no state (a refused report, a failed attempt…)."""
+        with self.ledger.transaction() as tx:
+            tx.append(kind, run_id, step_id, actor=actor, **data)
+
     # --- reading ----------------------------------------------------------------------------
 
     def view(self, run_id: str) -> RunView:

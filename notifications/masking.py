@@ -28,7 +28,7 @@ SAFE_OPTIONS = frozenset({
     "cto", "rto", "retry", "wait", "optional", "image", "avatar", "footer", "tags", "tz", "lang", "smtp", "port",
     "verify", "batch", "sound", "emojis", "dir", "click", "delay", "expire", "retry_interval", "ttl", "level",
     "thread", "channel", "channels", "topic_prefix", "user_agent", "timestamp", "blocks", "detect", "silent",
-    "preview", "content", "mdv",
+    "preview", "content", "mdv", "interval",
 })
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.S)
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|\d{1,3})\.?$")

@@ -1,0 +1,116 @@
+"""The Prefect side of a run: create its flow run, resume it when there is work, cancel it.
+
+A resume can race with the flow run suspending itself (it is still Running when a report
+arrives). Then the run is flagged ``nudge`` in the ledger and ``sop serve`` retries until
+the flow run is suspended and can be resumed: no report is ever left without a flow run
+to act on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from flows.ledger import Ledger
+from flows.ledger.schema import runs
+
+log = logging.getLogger("sop.launcher")
+RUN_TAG = "sop-run:"
+
+
+class LaunchError(RuntimeError):
+    """The Prefect server refused or could not be reached; the message says which."""
+
+
+class Launcher:
+    """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self._deployments: dict[str, UUID] = {}
+
+    def _client(self) -> Any:
+        from prefect.client.orchestration import get_client
+
+        return get_client(sync_client=True)
+
+    def deployment_id(self, client: Any, sop_id: str) -> UUID:
+        """The deployment of an SOP (cached; ``sop serve`` creates them)."""
+        if sop_id not in self._deployments:
+            try:
+                self._deployments[sop_id] = client.read_deployment_by_name(f"{sop_id}/{sop_id}").id
+            except Exception as exc:
+                raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
+        return self._deployments[sop_id]
+
+    def launch(self, run_id: str) -> str:
+        """Create the run's flow run in its class's work queue; returns the flow run id."""
+        with self.ledger.read() as conn:
+            run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        assert run is not None
+        with self._client() as client:
+            flow_run = client.create_flow_run_from_deployment(
+                self.deployment_id(client, run.sop_id), parameters=json.loads(run.inputs),
+                name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
+                idempotency_key=f"sop-run-{run_id}")
+        with self.ledger.transaction() as tx:
+            tx.conn.execute(runs.update().where(runs.c.id == run_id).values(flow_run_id=str(flow_run.id)))
+            tx.append("flow_run_created", run_id, flow_run_id=str(flow_run.id))
+        log.info("event=flow_run_created run=%s flow_run=%s", run_id, flow_run.id)
+        return str(flow_run.id)
+
+    def nudge(self, run_id: str) -> bool:
+        """Resume the run's flow run if it is suspended; otherwise flag it for ``sop serve``."""
+        if self._resume(run_id):
+            return True
+        with self.ledger.transaction() as tx:
+            tx.conn.execute(runs.update().where((runs.c.id == run_id) & (runs.c.status == "running")).values(nudge=True))
+        return False
+
+    def _resume(self, run_id: str) -> bool:
+        with self.ledger.read() as conn:
+            flow_run_id = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+        if not flow_run_id:
+            return False
+        try:
+            with self._client() as client:
+                flow_run = client.read_flow_run(UUID(flow_run_id))
+                if flow_run.state is None or not flow_run.state.is_paused():
+                    return False
+                result = client.resume_flow_run(UUID(flow_run_id), run_input={})
+        except Exception as exc:
+            log.warning("event=resume_failed run=%s error=%s", run_id, exc)
+            return False
+        accepted = getattr(result.status, "value", str(result.status)) == "ACCEPT"
+        log.info("event=resume run=%s flow_run=%s accepted=%s", run_id, flow_run_id, accepted)
+        return accepted
+
+    def retry_nudges(self) -> int:
+        """Resume every flagged run whose flow run is suspended now; returns how many."""
+        with self.ledger.read() as conn:
+            flagged = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.nudge.is_(True) & (runs.c.status == "running")))]
+        done = 0
+        for run_id in flagged:
+            if self._resume(run_id):
+                with self.ledger.transaction() as tx:
+                    tx.conn.execute(runs.update().where(runs.c.id == run_id).values(nudge=False))
+                done += 1
+        return done
+
+    def cancel(self, run_id: str) -> None:
+        """Cancel the run's flow run (best effort: the ledger already says cancelled)."""
+        from prefect.states import Cancelled
+
+        with self.ledger.read() as conn:
+            flow_run_id = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+        if not flow_run_id:
+            return
+        try:
+            with self._client() as client:
+                client.set_flow_run_state(UUID(flow_run_id), Cancelled(message="cancelled in the SOP ledger"), force=True)
+        except Exception as exc:
+            log.warning("event=cancel_failed run=%s error=%s", run_id, exc)
