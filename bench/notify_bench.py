@@ -32,8 +32,13 @@ from rich.table import Table
 from notifications import DeliveryResult, Dispatcher, Message, Recipient, deliver
 
 N = int(os.environ.get("BENCH_NOTIFY_N", "1000"))
-MESSAGE = Message(title="[P2] Reminder: Check the CDN", body="Step **cdn-check** is due in 10m.\n\n`sop done r1 cdn-check`",
-                  notify_type="warning", priority=2, kind="reminder")
+MESSAGE = Message(
+    title="[P2] Reminder: Check the CDN",
+    body="Step **cdn-check** is due in 10m.\n\n`sop done r1 cdn-check`",
+    notify_type="warning",
+    priority=2,
+    kind="reminder",
+)
 
 
 def _serve(pipe: Connection) -> None:
@@ -131,8 +136,9 @@ def bare_apprise(receiver: Receiver, delay_ms: int) -> Row:
 
 def with_deliver(receiver: Receiver, delay_ms: int, workers: int) -> Row:
     recipients = people(receiver, delay_ms)
-    elapsed, results, arrived = timed(receiver, lambda: deliver(MESSAGE, recipients, concurrency=workers,
-                                                                 timeout=5, retries=0))
+    elapsed, results, arrived = timed(
+        receiver, lambda: deliver(MESSAGE, recipients, concurrency=workers, timeout=5, retries=0)
+    )
     ok = min(arrived, sum(r.ok for r in results))
     label = "deliver, sequential" if workers == 1 else "deliver, concurrent"
     return Row(label, delay_ms, str(workers), elapsed, ok, [r.latency for r in results])
@@ -159,8 +165,9 @@ def with_dispatcher(receiver: Receiver, delay_ms: int, workers: int) -> Row:
         all_done.wait(600)
         elapsed = time.perf_counter() - started
     ok = min(receiver.count() - before, sum(r.ok for r in collected))
-    return Row("Dispatcher.submit + callback", delay_ms, str(workers), elapsed, ok, [r.latency for r in collected],
-               blocked)
+    return Row(
+        "Dispatcher.submit + callback", delay_ms, str(workers), elapsed, ok, [r.latency for r in collected], blocked
+    )
 
 
 def main() -> None:
@@ -178,16 +185,36 @@ def main() -> None:
             rows.append(with_dispatcher(receiver, delay, 32))
     finally:
         receiver.stop()
-    table = Table(title=f"Delivering {N:,} notifications to a loopback json:// endpoint "
-                        f"({os.cpu_count()} CPUs, receiver in its own process)", title_justify="left")
-    for column in ("mode", "endpoint delay", "workers", "total s", "per s", "p50 ms", "p95 ms", "delivered",
-                   "caller held s"):
+    table = Table(
+        title=f"Delivering {N:,} notifications to a loopback json:// endpoint "
+        f"({os.cpu_count()} CPUs, receiver in its own process)",
+        title_justify="left",
+    )
+    for column in (
+        "mode",
+        "endpoint delay",
+        "workers",
+        "total s",
+        "per s",
+        "p50 ms",
+        "p95 ms",
+        "delivered",
+        "caller held s",
+    ):
         table.add_column(column, justify="left" if column == "mode" else "right")
     for row in rows:
         cuts = statistics.quantiles(row.latencies, n=20) if len(row.latencies) > 1 else [0.0] * 19
-        table.add_row(row.mode, f"{row.delay_ms} ms", row.workers, f"{row.seconds:.2f}", f"{N / row.seconds:,.0f}",
-                      f"{statistics.median(row.latencies) * 1000:.1f}", f"{cuts[18] * 1000:.1f}", f"{row.ok}/{N}",
-                      f"{row.blocked:.3f}" if row.blocked is not None else "—")
+        table.add_row(
+            row.mode,
+            f"{row.delay_ms} ms",
+            row.workers,
+            f"{row.seconds:.2f}",
+            f"{N / row.seconds:,.0f}",
+            f"{statistics.median(row.latencies) * 1000:.1f}",
+            f"{cuts[18] * 1000:.1f}",
+            f"{row.ok}/{N}",
+            f"{row.blocked:.3f}" if row.blocked is not None else "—",
+        )
     console.print(table)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +21,16 @@ from flows.ledger import Ledger
 from flows.ledger.schema import runs
 
 log = logging.getLogger("sop.launcher")
+
+
+@contextmanager
+def prefect_client(api_url: str) -> Iterator[Any]:
+    """A sync Prefect client for ``api_url`` (Prefect reads its settings once, at import)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        yield client
 RUN_TAG = "sop-run:"
 
 
@@ -29,14 +41,15 @@ class LaunchError(RuntimeError):
 class Launcher:
     """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
 
-    def __init__(self, ledger: Ledger):
+    def __init__(self, ledger: Ledger, api_url: str):
         self.ledger = ledger
+        self.api_url = api_url
         self._deployments: dict[str, UUID] = {}
 
-    def _client(self) -> Any:
-        from prefect.client.orchestration import get_client
-
-        return get_client(sync_client=True)
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        with prefect_client(self.api_url) as client:
+            yield client
 
     def deployment_id(self, client: Any, sop_id: str) -> UUID:
         """The deployment of an SOP (cached; ``sop serve`` creates them)."""
@@ -100,6 +113,21 @@ class Launcher:
                     tx.conn.execute(runs.update().where(runs.c.id == run_id).values(nudge=False))
                 done += 1
         return done
+
+    def launch_orphans(self, older_than: float = 5.0) -> int:
+        """Create flow runs for open runs that have none (their launch failed); returns how many."""
+        from datetime import timedelta
+
+        limit = self.ledger.clock.now() - timedelta(seconds=older_than)
+        with self.ledger.read() as conn:
+            orphans = [r.id for r in conn.execute(sa.select(runs.c.id).where(
+                (runs.c.status == "running") & runs.c.flow_run_id.is_(None) & (runs.c.started_at < limit)))]
+        for run_id in orphans:
+            try:
+                self.launch(run_id)
+            except Exception as exc:
+                log.warning("event=launch_failed run=%s error=%s", run_id, exc)
+        return len(orphans)
 
     def cancel(self, run_id: str) -> None:
         """Cancel the run's flow run (best effort: the ledger already says cancelled)."""

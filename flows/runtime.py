@@ -35,6 +35,12 @@ def ledger_for(library: Library) -> Ledger:
     return _ledgers[url]
 
 
+def prefect_api_url(library: Library) -> str:
+    """``$PREFECT_API_URL``, else ``settings.prefect.api_url``, else the embedded server's URL."""
+    settings = library.site.settings.prefect
+    return os.environ.get("PREFECT_API_URL") or settings.api_url or f"http://127.0.0.1:{settings.port}/api"
+
+
 def engine(root: Path | None = None, *, prefect: bool = True, library: Library | None = None) -> Engine:
     """An Engine for this process; ``prefect=False`` inside a flow run (no launching)."""
     library = library or load_library(root or project_root())
@@ -45,5 +51,5 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
     if prefect:
         from flows.launcher import Launcher
 
-        launcher = Launcher(ledger)
+        launcher = Launcher(ledger, prefect_api_url(library))
     return Engine(library, ledger, pager=Pager(library.site, ledger), launcher=launcher)

@@ -43,8 +43,12 @@ def action_for(ctx: Context) -> Action:
     base = ctx.api_base_url.rstrip("/")
     run_id = ctx.run.id
     if ctx.step is None or ctx.kind not in ACTION_KINDS:
-        return Action(command=f"sop status {shlex.quote(run_id)}", api_method="GET",
-                      api_url=f"{base}/v1/runs/{quote(run_id, safe='')}", api_body={})
+        return Action(
+            command=f"sop status {shlex.quote(run_id)}",
+            api_method="GET",
+            api_url=f"{base}/v1/runs/{quote(run_id, safe='')}",
+            api_body={},
+        )
     step = ctx.step
     parts = ["sop", "done", shlex.quote(run_id), shlex.quote(step.id), "--actor", shlex.quote(ctx.recipient.id)]
     for f in step.form:
@@ -57,8 +61,12 @@ def action_for(ctx: Context) -> Action:
         body["form"] = {f.name: example(f) for f in step.form}
     if step.evidence_required:
         body["evidence"] = "https://link-to-your-evidence"
-    return Action(command=" ".join(parts), api_method="POST",
-                  api_url=f"{base}/v1/runs/{quote(run_id, safe='')}/steps/{quote(step.id, safe='')}", api_body=body)
+    return Action(
+        command=" ".join(parts),
+        api_method="POST",
+        api_url=f"{base}/v1/runs/{quote(run_id, safe='')}/steps/{quote(step.id, safe='')}",
+        api_body=body,
+    )
 
 
 def _text(value: object) -> str:

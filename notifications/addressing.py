@@ -75,8 +75,15 @@ def person(person_id: str, site: Site, via: str | None = None) -> Recipient:
         found = site.people[person_id]
     except KeyError:
         raise UnknownTarget(f"unknown person `{person_id}` (people: {', '.join(site.people) or 'none'})") from None
-    return Recipient(id=person_id, name=found.name, kind="person", urls=tuple(found.contacts),
-                     timezone=found.timezone, via=via, fallback=True)
+    return Recipient(
+        id=person_id,
+        name=found.name,
+        kind="person",
+        urls=tuple(found.contacts),
+        timezone=found.timezone,
+        via=via,
+        fallback=True,
+    )
 
 
 def channel(channel_id: str, site: Site) -> Recipient:
@@ -84,9 +91,18 @@ def channel(channel_id: str, site: Site) -> Recipient:
     try:
         found = site.channels[channel_id]
     except KeyError:
-        raise UnknownTarget(f"unknown channel `{channel_id}` (channels: {', '.join(site.channels) or 'none'})") from None
-    return Recipient(id=channel_id, name=found.title or channel_id, kind="channel", urls=tuple(found.urls),
-                     timezone=site.settings.timezone, via=None, fallback=False)
+        raise UnknownTarget(
+            f"unknown channel `{channel_id}` (channels: {', '.join(site.channels) or 'none'})"
+        ) from None
+    return Recipient(
+        id=channel_id,
+        name=found.title or channel_id,
+        kind="channel",
+        urls=tuple(found.urls),
+        timezone=site.settings.timezone,
+        via=None,
+        fallback=False,
+    )
 
 
 def _split(target: str, site: Site) -> tuple[str, str]:

@@ -30,8 +30,13 @@ from notifications.message import Message
 
 APPRISE_LOGGER = "apprise"
 #: loggers that quote request URLs (query tokens included) at DEBUG; silenced during our attempts
-QUIET_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager", "urllib3.util.retry",
-                 "urllib3.response")
+QUIET_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+    "urllib3.response",
+)
 ASSET = apprise.AppriseAsset(app_id="sops-as-code", app_desc="SOPs as code", async_mode=False)
 _MAX_ERROR = 400
 #: the one useful phrase in a long requests/urllib3 exception text
@@ -125,9 +130,14 @@ def send(plugin: Any, url: str, message: Message) -> Outcome:
         try:
             sender = apprise.Apprise(asset=ASSET)
             sender.add(plugin)
-            ok = bool(sender.notify(body=message.body or message.title, title=message.title,
-                                    notify_type=apprise.NotifyType(message.notify_type),
-                                    body_format=apprise.NotifyFormat.MARKDOWN))
+            ok = bool(
+                sender.notify(
+                    body=message.body or message.title,
+                    title=message.title,
+                    notify_type=apprise.NotifyType(message.notify_type),
+                    body_format=apprise.NotifyFormat.MARKDOWN,
+                )
+            )
         except Exception as exc:  # Apprise or a plugin failing in a way it does not catch
             ok = False
             lines.append((logging.ERROR, f"{type(exc).__name__}: {exc}"))

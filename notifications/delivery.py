@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from urllib.parse import quote
 
 from flows.config import expand_env
@@ -32,13 +32,13 @@ from notifications.message import Message
 log = logging.getLogger("notifications.delivery")
 
 #: a message, or a function rendering one for each recipient (``notifications.render_for``)
-MessageOrFactory = Union[Message, Callable[[Recipient], Message]]
+MessageOrFactory = Message | Callable[[Recipient], Message]
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     """The default clock of delivery records."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,9 @@ def plan(recipients: list[Recipient]) -> list[Lane]:
 # --- stages ---------------------------------------------------------------------------------
 
 
-def expand(template: str, recipient: Recipient, contact: int,
-           env: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+def expand(
+    template: str, recipient: Recipient, contact: int, env: Mapping[str, str] | None
+) -> tuple[str | None, str | None]:
     """Stage 1: the URL with ``${VAR}`` expanded from the environment, or (None, why not)."""
     if not template.strip():
         return None, f"{recipient.kind} `{recipient.id}` has no contact URL to deliver to (add one in config/)"
@@ -124,8 +125,10 @@ def expand(template: str, recipient: Recipient, contact: int,
         return expand_env(template, env), None
     except KeyError as exc:
         name = exc.args[0]
-        return None, (f"environment variable `{name}` is not set ({recipient.kind} `{recipient.id}`, contact {contact}); "
-                      f"set it, or write ${{{name}:-default}} in config/")
+        return None, (
+            f"environment variable `{name}` is not set ({recipient.kind} `{recipient.id}`, contact {contact}); "
+            f"set it, or write ${{{name}:-default}} in config/"
+        )
 
 
 def locate_inbox(url: str, policy: Policy, env: Mapping[str, str] | None) -> str:
@@ -136,9 +139,12 @@ def locate_inbox(url: str, policy: Policy, env: Mapping[str, str] | None) -> str
     return url + ("&" if "?" in url else "?") + "dir=" + quote(str(folder), safe="")
 
 
-def with_retries(send_once: Callable[[], attempt.Outcome], policy: Policy,
-                 sleep: Callable[[float], None] = time.sleep,
-                 on_retry: Callable[[int, attempt.Outcome], None] | None = None) -> tuple[attempt.Outcome, int]:
+def with_retries(
+    send_once: Callable[[], attempt.Outcome],
+    policy: Policy,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, attempt.Outcome], None] | None = None,
+) -> tuple[attempt.Outcome, int]:
     """Stage 4: call ``send_once`` until it succeeds or ``1 + retries`` attempts are spent."""
     outcome = send_once()
     tries = 1
@@ -151,8 +157,15 @@ def with_retries(send_once: Callable[[], attempt.Outcome], policy: Policy,
     return outcome, tries
 
 
-def deliver_destination(message: Message, recipient: Recipient, contact: int, template: str, policy: Policy,
-                        env: Mapping[str, str] | None, clock: Clock) -> DeliveryResult:
+def deliver_destination(
+    message: Message,
+    recipient: Recipient,
+    contact: int,
+    template: str,
+    policy: Policy,
+    env: Mapping[str, str] | None,
+    clock: Clock,
+) -> DeliveryResult:
     """Stages 1–4 for one destination, as one result."""
     started = time.perf_counter()
     url, problem = expand(template, recipient, contact, env)
@@ -163,9 +176,18 @@ def deliver_destination(message: Message, recipient: Recipient, contact: int, te
         plugin, problem = attempt.prepare(url, policy.timeout)
         error = problem
         if plugin is not None:
+
             def retrying(n: int, outcome: attempt.Outcome) -> None:
-                log.debug(kv("notification retry", kind=message.kind, recipient=recipient.id, destination=destination,
-                             attempt=n, error=outcome.error))
+                log.debug(
+                    kv(
+                        "notification retry",
+                        kind=message.kind,
+                        recipient=recipient.id,
+                        destination=destination,
+                        attempt=n,
+                        error=outcome.error,
+                    )
+                )
 
             plugins = iter([plugin])
 
@@ -177,13 +199,24 @@ def deliver_destination(message: Message, recipient: Recipient, contact: int, te
 
             outcome, tries = with_retries(send_once, policy, on_retry=retrying)
             ok, error = outcome.ok, outcome.error
-    return DeliveryResult(recipient=recipient.id, recipient_kind=recipient.kind, destination=destination, ok=ok,
-                          error=error, attempts=tries, latency=time.perf_counter() - started, at=clock(),
-                          contact=contact, kind=message.kind, via=recipient.via)
+    return DeliveryResult(
+        recipient=recipient.id,
+        recipient_kind=recipient.kind,
+        destination=destination,
+        ok=ok,
+        error=error,
+        attempts=tries,
+        latency=time.perf_counter() - started,
+        at=clock(),
+        contact=contact,
+        kind=message.kind,
+        via=recipient.via,
+    )
 
 
-def deliver_lane(message: MessageOrFactory, lane: Lane, policy: Policy, env: Mapping[str, str] | None = None,
-                 clock: Clock = utc_now) -> list[DeliveryResult]:
+def deliver_lane(
+    message: MessageOrFactory, lane: Lane, policy: Policy, env: Mapping[str, str] | None = None, clock: Clock = utc_now
+) -> list[DeliveryResult]:
     """Stages 5–6: deliver a lane's destinations in order (stop at the first success when the
     lane falls back), log one line per result, and return the results. Never raises."""
     recipient = lane.recipient
@@ -192,20 +225,38 @@ def deliver_lane(message: MessageOrFactory, lane: Lane, policy: Policy, env: Map
         resolved = message(recipient) if callable(message) else message
     except Exception as exc:  # a render failure is a failed delivery, not a crash
         contact, template = lane.urls[0]
-        result = DeliveryResult(recipient=recipient.id, recipient_kind=recipient.kind,
-                                destination=mask_template(template) if template else "—", ok=False,
-                                error=f"could not render the message: {exc}", attempts=0, latency=0.0, at=clock(),
-                                contact=contact, kind="message", via=recipient.via)
+        result = DeliveryResult(
+            recipient=recipient.id,
+            recipient_kind=recipient.kind,
+            destination=mask_template(template) if template else "—",
+            ok=False,
+            error=f"could not render the message: {exc}",
+            attempts=0,
+            latency=0.0,
+            at=clock(),
+            contact=contact,
+            kind="message",
+            via=recipient.via,
+        )
         record(result)
         return [result]
     for contact, template in lane.urls:
         try:
             result = deliver_destination(resolved, recipient, contact, template, policy, env, clock)
         except Exception as exc:  # a bug of ours or Apprise's must not reach the engine
-            result = DeliveryResult(recipient=recipient.id, recipient_kind=recipient.kind,
-                                    destination=mask_template(template), ok=False,
-                                    error=f"internal error while delivering: {type(exc).__name__}", attempts=0,
-                                    latency=0.0, at=clock(), contact=contact, kind=resolved.kind, via=recipient.via)
+            result = DeliveryResult(
+                recipient=recipient.id,
+                recipient_kind=recipient.kind,
+                destination=mask_template(template),
+                ok=False,
+                error=f"internal error while delivering: {type(exc).__name__}",
+                attempts=0,
+                latency=0.0,
+                at=clock(),
+                contact=contact,
+                kind=resolved.kind,
+                via=recipient.via,
+            )
         record(result)
         results.append(result)
         if result.ok and lane.fallback:
@@ -215,8 +266,14 @@ def deliver_lane(message: MessageOrFactory, lane: Lane, policy: Policy, env: Map
 
 def record(result: DeliveryResult) -> None:
     """Stage 6: one structured log line per destination (the engine writes the ledger itself)."""
-    fields = dict(kind=result.kind, recipient=result.recipient, destination=result.destination,
-                  contact=result.contact, attempts=result.attempts, latency_ms=round(result.latency * 1000))
+    fields = dict(
+        kind=result.kind,
+        recipient=result.recipient,
+        destination=result.destination,
+        contact=result.contact,
+        attempts=result.attempts,
+        latency_ms=round(result.latency * 1000),
+    )
     if result.ok:
         log.info(kv("notification delivered", **fields))
     else:

@@ -41,18 +41,32 @@ class Dispatcher:
     between attempts (doubling). ``inbox_dir`` is the site's ``settings.inbox_dir``.
     """
 
-    def __init__(self, *, workers: int = 8, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5,
-                 inbox_dir: str | Path | None = None, env: Mapping[str, str] | None = None, clock: Clock = utc_now):
+    def __init__(
+        self,
+        *,
+        workers: int = 8,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        inbox_dir: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        clock: Clock = utc_now,
+    ):
         if workers < 1:
             raise ValueError("a dispatcher needs at least one worker")
-        self.policy = Policy(timeout=timeout, retries=retries, backoff=backoff,
-                             inbox_dir=Path(inbox_dir) if inbox_dir is not None else None)
+        self.policy = Policy(
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            inbox_dir=Path(inbox_dir) if inbox_dir is not None else None,
+        )
         self.env, self.clock = env, clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notify")
         self._closed = False
 
-    def submit(self, message: MessageOrFactory, recipients: list[Recipient],
-               on_done: OnDone | None = None) -> Future[list[DeliveryResult]]:
+    def submit(
+        self, message: MessageOrFactory, recipients: list[Recipient], on_done: OnDone | None = None
+    ) -> Future[list[DeliveryResult]]:
         """Start delivering and return at once. ``message`` may be a function of the recipient.
 
         ``on_done(results)`` runs on a delivery thread when all destinations are done; keep it
@@ -82,7 +96,7 @@ class Dispatcher:
     def _run(self, batch: _Batch, index: int, message: MessageOrFactory, lane: Lane) -> None:
         try:
             results = deliver_lane(message, lane, self.policy, self.env, self.clock)
-        except BaseException as exc:  # deliver_lane never raises; if it ever does, the batch still completes
+        except Exception as exc:  # deliver_lane never raises; if it ever does, the batch still completes
             log.error(kv("notification lane crashed", recipient=lane.recipient.id, error=type(exc).__name__))
             results = []
         batch.done(index, results)
@@ -116,9 +130,18 @@ class _Batch:
         self.future.set_result(results)
 
 
-def deliver(message: MessageOrFactory, recipients: list[Recipient], *, timeout: float = 10.0, retries: int = 2,
-            backoff: float = 0.5, concurrency: int = 8, inbox_dir: str | Path | None = None,
-            env: Mapping[str, str] | None = None, clock: Clock = utc_now) -> list[DeliveryResult]:
+def deliver(
+    message: MessageOrFactory,
+    recipients: list[Recipient],
+    *,
+    timeout: float = 10.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+    concurrency: int = 8,
+    inbox_dir: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    clock: Clock = utc_now,
+) -> list[DeliveryResult]:
     """Deliver and wait: one :class:`DeliveryResult` per destination tried, in recipient order.
 
     Never raises for a failed delivery. Up to ``concurrency`` destinations are contacted at
@@ -129,6 +152,7 @@ def deliver(message: MessageOrFactory, recipients: list[Recipient], *, timeout: 
     if not recipients:
         return []
     workers = max(1, min(concurrency, len(plan(recipients))))
-    with Dispatcher(workers=workers, timeout=timeout, retries=retries, backoff=backoff, inbox_dir=inbox_dir,
-                    env=env, clock=clock) as dispatcher:
+    with Dispatcher(
+        workers=workers, timeout=timeout, retries=retries, backoff=backoff, inbox_dir=inbox_dir, env=env, clock=clock
+    ) as dispatcher:
         return dispatcher.submit(message, recipients).result()

@@ -18,7 +18,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,10 @@ def inbox_dir(configured: str | Path | None = None, env: Mapping[str, str] | Non
 def inbox_file(name: str, directory: str | Path | None = None) -> Path:
     """The file holding ``name``'s inbox. Raises ValueError for a name that is not a plain file name."""
     if not _NAME.match(name or ""):
-        raise ValueError(f"inbox name {name!r} must start with a letter or digit and hold only letters, "
-                         "digits, '.', '_' and '-' (e.g. inbox://li-wei)")
+        raise ValueError(
+            f"inbox name {name!r} must start with a letter or digit and hold only letters, "
+            "digits, '.', '_' and '-' (e.g. inbox://li-wei)"
+        )
     folder = Path(directory) if directory is not None else inbox_dir()
     return folder / f"{name}.jsonl"
 
@@ -62,8 +64,13 @@ def read_inbox(name: str, directory: str | Path | None = None) -> list[dict[str,
 def append(name: str, title: str, body: str, notify_type: str, directory: str | Path | None = None) -> Path:
     """Append one message to ``name``'s inbox (thread-safe; one ``write`` per line) and return the file."""
     path = inbox_file(name, directory)
-    record = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "title": title, "body": body,
-              "type": notify_type, "recipient": name}
+    record = {
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "title": title,
+        "body": body,
+        "type": notify_type,
+        "recipient": name,
+    }
     line = json.dumps(record, ensure_ascii=False) + "\n"
     with _lock(path):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,13 +23,59 @@ from urllib.parse import unquote
 
 MASK = "****"
 #: query options whose values are never secret (compared lower-case)
-SAFE_OPTIONS = frozenset({
-    "to", "cc", "bcc", "from", "name", "reply", "subject", "format", "priority", "mode", "method", "overflow",
-    "cto", "rto", "retry", "wait", "optional", "image", "avatar", "footer", "tags", "tz", "lang", "smtp", "port",
-    "verify", "batch", "sound", "emojis", "dir", "click", "delay", "expire", "retry_interval", "ttl", "level",
-    "thread", "channel", "channels", "topic_prefix", "user_agent", "timestamp", "blocks", "detect", "silent",
-    "preview", "content", "mdv", "interval",
-})
+SAFE_OPTIONS = frozenset(
+    {
+        "to",
+        "cc",
+        "bcc",
+        "from",
+        "name",
+        "reply",
+        "subject",
+        "format",
+        "priority",
+        "mode",
+        "method",
+        "overflow",
+        "cto",
+        "rto",
+        "retry",
+        "wait",
+        "optional",
+        "image",
+        "avatar",
+        "footer",
+        "tags",
+        "tz",
+        "lang",
+        "smtp",
+        "port",
+        "verify",
+        "batch",
+        "sound",
+        "emojis",
+        "dir",
+        "click",
+        "delay",
+        "expire",
+        "retry_interval",
+        "ttl",
+        "level",
+        "thread",
+        "channel",
+        "channels",
+        "topic_prefix",
+        "user_agent",
+        "timestamp",
+        "blocks",
+        "detect",
+        "silent",
+        "preview",
+        "content",
+        "mdv",
+        "interval",
+    }
+)
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.S)
 _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z]{2,63}|\d{1,3})\.?$")
 _EMAIL = re.compile(r"^[^@\s/]+@[^@\s/]+\.[^@\s/]+$")

@@ -70,8 +70,13 @@ class FormField:
     @classmethod
     def from_spec(cls, name: str, spec: FieldSpec) -> FormField:
         """The field as the SOP declares it (``HumanStep.form[name]``)."""
-        return cls(name=name, type=spec.type, enum=tuple(spec.enum) if spec.enum is not None else None,
-                   required=spec.is_required, description=spec.description)
+        return cls(
+            name=name,
+            type=spec.type,
+            enum=tuple(spec.enum) if spec.enum is not None else None,
+            required=spec.is_required,
+            description=spec.description,
+        )
 
 
 @dataclass(frozen=True)
@@ -226,13 +231,34 @@ def _plain(value: Any) -> Any:
 def template_fields() -> dict[str, frozenset[str] | None]:
     """For each top-level template variable, the names it has (None: a scalar or a list)."""
     shapes: dict[str, frozenset[str] | None] = {name: None for name in ("kind", "priority", "api_base_url", "summary")}
-    for name, cls in (("sop", SopInfo), ("run", RunInfo), ("recipient", RecipientInfo), ("step", StepInfo),
-                      ("level", LevelInfo), ("action", Action)):
+    for name, cls in (
+        ("sop", SopInfo),
+        ("run", RunInfo),
+        ("recipient", RecipientInfo),
+        ("step", StepInfo),
+        ("level", LevelInfo),
+        ("action", Action),
+    ):
         shapes[name] = frozenset(f.name.rstrip("_") for f in fields(cls))
     return shapes
 
 
 __all__ = [
-    "ACTION_KINDS", "KINDS", "STEP_KINDS", "Action", "ApprovalInfo", "Context", "FormField", "Kind", "LevelInfo",
-    "Message", "NotifyType", "RecipientInfo", "RunInfo", "SopInfo", "StepInfo", "SummaryRow", "template_fields",
+    "ACTION_KINDS",
+    "KINDS",
+    "STEP_KINDS",
+    "Action",
+    "ApprovalInfo",
+    "Context",
+    "FormField",
+    "Kind",
+    "LevelInfo",
+    "Message",
+    "NotifyType",
+    "RecipientInfo",
+    "RunInfo",
+    "SopInfo",
+    "StepInfo",
+    "SummaryRow",
+    "template_fields",
 ]

@@ -21,8 +21,23 @@ from notifications.samples import sample
 from notifications.templating import SUFFIX, environment, render, template_name
 
 #: names Jinja itself provides to every template
-JINJA_NAMES = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false", "none",
-                         "True", "False", "None"})
+JINJA_NAMES = frozenset(
+    {
+        "range",
+        "dict",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "namespace",
+        "loop",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+    }
+)
 
 
 def validate_overrides(config_dir: Path | str) -> list[SpecError]:
@@ -35,8 +50,15 @@ def validate_overrides(config_dir: Path | str) -> list[SpecError]:
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         file = str(path)
         if not path.name.endswith(SUFFIX):
-            errors.append(SpecError(file, 1, 1, "", f"not a template: site templates are named <kind>{SUFFIX} "
-                                                    f"(kinds: {', '.join(KINDS)})"))
+            errors.append(
+                SpecError(
+                    file,
+                    1,
+                    1,
+                    "",
+                    f"not a template: site templates are named <kind>{SUFFIX} (kinds: {', '.join(KINDS)})",
+                )
+            )
             continue
         kind = path.name[: -len(SUFFIX)]
         if kind not in KINDS and not kind.startswith("_"):
@@ -96,8 +118,11 @@ def _chain(node: nodes.Node) -> tuple[str, ...] | None:
         if isinstance(current, nodes.Getattr):
             parts.append(current.attr)
             current = current.node
-        elif isinstance(current, nodes.Getitem) and isinstance(current.arg, nodes.Const) \
-                and isinstance(current.arg.value, str):
+        elif (
+            isinstance(current, nodes.Getitem)
+            and isinstance(current.arg, nodes.Const)
+            and isinstance(current.arg.value, str)
+        ):
             parts.append(current.arg.value)
             current = current.node
         elif isinstance(current, nodes.Name):

@@ -6,7 +6,7 @@ Every optional part is present, so a trial render walks every branch a template 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from notifications.message import (
     ApprovalInfo,
@@ -20,7 +20,7 @@ from notifications.message import (
     SummaryRow,
 )
 
-STARTED = datetime(2025, 3, 1, 6, 0, tzinfo=timezone.utc)
+STARTED = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
 
 
 def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str = "http://127.0.0.1:8000") -> Context:
@@ -44,8 +44,13 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         due_at=STARTED + timedelta(minutes=20),
         time_left={"overdue": "12m overdue", "escalated": "5m overdue", "step_done": None}.get(kind, "18m left"),
         form=(
-            FormField(name="severity", type="string", enum=("low", "medium", "high"), required=True,
-                      description="how bad it is"),
+            FormField(
+                name="severity",
+                type="string",
+                enum=("low", "medium", "high"),
+                required=True,
+                description="how bad it is",
+            ),
             FormField(name="note", type="string", required=False, description="anything the next step needs"),
         ),
         evidence_required=True,
@@ -56,14 +61,24 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):
-        level = LevelInfo(key={"reminder": "1", "escalated": "2", "overdue": "3.1"}[kind], message=kind,
-                          late_by=None if kind == "reminder" else "12m")
+        level = LevelInfo(
+            key={"reminder": "1", "escalated": "2", "overdue": "3.1"}[kind],
+            message=kind,
+            late_by=None if kind == "reminder" else "12m",
+        )
     summary = None
     if kind == "run_finished":
         summary = (
-            SummaryRow(id="assess", title="Assess scope and sentiment", state="done", actor="wang-fang", met_deadline=True),
-            SummaryRow(id="holding-statement", title="Publish a holding statement", state="done", actor="chen-jie",
-                       met_deadline=False),
+            SummaryRow(
+                id="assess", title="Assess scope and sentiment", state="done", actor="wang-fang", met_deadline=True
+            ),
+            SummaryRow(
+                id="holding-statement",
+                title="Publish a holding statement",
+                state="done",
+                actor="chen-jie",
+                met_deadline=False,
+            ),
             SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
         )
     return Context(

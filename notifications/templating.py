@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -110,8 +110,9 @@ def render(kind: str, ctx: Context, site: Site | None = None, overrides_dir: Pat
     )
 
 
-def render_for(kind: str, ctx: Context, site: Site | None = None,
-               overrides_dir: Path | str | None = None) -> Callable[[Recipient], Message]:
+def render_for(
+    kind: str, ctx: Context, site: Site | None = None, overrides_dir: Path | str | None = None
+) -> Callable[[Recipient], Message]:
     """A function rendering ``kind`` for each recipient (their name, id and time zone).
 
     Give it to :func:`notifications.deliver` or ``Dispatcher.submit`` in place of a message:
@@ -148,8 +149,11 @@ def template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return f"{text} (templates see: kind, priority, api_base_url, sop, run, recipient, step, level, summary, action)" \
-        if "undefined" in text else text
+    return (
+        f"{text} (templates see: kind, priority, api_base_url, sop, run, recipient, step, level, summary, action)"
+        if "undefined" in text
+        else text
+    )
 
 
 def _with_timezone(recipient: RecipientInfo, site: Site | None) -> RecipientInfo:
@@ -173,8 +177,8 @@ def _local(context: JinjaContext, value: Any) -> str:
     try:
         zone: Any = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        zone, name = timezone.utc, "UTC"
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        zone, name = UTC, "UTC"
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     return f"{aware.astimezone(zone):%Y-%m-%d %H:%M} ({name})"
 
 

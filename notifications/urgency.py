@@ -20,7 +20,7 @@ BY_CLASS: dict[str, NotifyType] = {
 }
 _RANK: dict[NotifyType, int] = {"info": 0, "success": 0, "warning": 1, "failure": 2}
 _LATE_KINDS = frozenset({"escalated", "overdue"})
-_FAILED_RUN = frozenset({"failed", "crashed", "timed_out", "error"})
+_FAILED_RUN = frozenset({"failed", "rejected", "crashed", "timed_out", "error"})
 
 
 def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> NotifyType:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,10 +20,17 @@ from notifications import Message, Recipient, UnknownTarget, deliver, recipients
 
 @app.command("notify-test")
 def notify_test(
-    target: Annotated[str, typer.Argument(metavar="PERSON|ROLE|CHANNEL", help="a name from config/ (or role:x, person:x, channel:x)")],
+    target: Annotated[
+        str, typer.Argument(metavar="PERSON|ROLE|CHANNEL", help="a name from config/ (or role:x, person:x, channel:x)")
+    ],
     backup: Annotated[bool, typer.Option("--backup", help="for a role, the backup too")] = False,
-    fallback: Annotated[bool, typer.Option("--fallback", help="stop at a person's first working contact, as real delivery does "
-                                                              "(default: try every contact)")] = False,
+    fallback: Annotated[
+        bool,
+        typer.Option(
+            "--fallback",
+            help="stop at a person's first working contact, as real delivery does (default: try every contact)",
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="seconds per attempt")] = 10.0,
     retries: Annotated[int, typer.Option(help="retries after a failed attempt")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -36,9 +43,14 @@ def notify_test(
         fail(str(exc), "run `sop validate config/` or check the spelling")
     if not fallback:
         people = [replace(r, fallback=False) for r in people]
-    sent_at = datetime.now(timezone.utc)
-    results = deliver(lambda r: test_message(r, target, sent_at), people, timeout=timeout, retries=retries,
-                      inbox_dir=site.settings.inbox_dir)
+    sent_at = datetime.now(UTC)
+    results = deliver(
+        lambda r: test_message(r, target, sent_at),
+        people,
+        timeout=timeout,
+        retries=retries,
+        inbox_dir=site.settings.inbox_dir,
+    )
     if as_json:
         print_json([r.to_dict() for r in results])
     else:
@@ -46,9 +58,16 @@ def notify_test(
         for column in ("recipient", "via", "#", "destination", "result", "attempts", "ms", "error"):
             table.add_column(column, overflow="fold")
         for r in results:
-            table.add_row(r.recipient, r.via or r.recipient_kind, str(r.contact), r.destination,
-                          "[green]ok[/]" if r.ok else "[red]failed[/]", str(r.attempts), f"{r.latency * 1000:.0f}",
-                          r.error or "")
+            table.add_row(
+                r.recipient,
+                r.via or r.recipient_kind,
+                str(r.contact),
+                r.destination,
+                "[green]ok[/]" if r.ok else "[red]failed[/]",
+                str(r.attempts),
+                f"{r.latency * 1000:.0f}",
+                r.error or "",
+            )
         console.print(table)
     if not any(r.ok for r in results):
         err_console.print(f"[bold red]every destination failed[/] ({len(results)} tried)")
@@ -57,11 +76,14 @@ def notify_test(
 
 def test_message(recipient: Recipient, target: str, sent_at: datetime) -> Message:
     """The test message, addressed by name so a reader knows it reached the right person."""
-    body = (f"This is a test from `sop notify-test {target}`, sent {sent_at:%Y-%m-%d %H:%M} UTC.\n\n"
-            f"If you read this, **{recipient.name}** (`{recipient.id}`) can be reached here. "
-            "Nothing is asked of you.")
-    return Message(title=f"[P4] Test notification for {recipient.name}", body=body, notify_type="info", priority=4,
-                   kind="test")
+    body = (
+        f"This is a test from `sop notify-test {target}`, sent {sent_at:%Y-%m-%d %H:%M} UTC.\n\n"
+        f"If you read this, **{recipient.name}** (`{recipient.id}`) can be reached here. "
+        "Nothing is asked of you."
+    )
+    return Message(
+        title=f"[P4] Test notification for {recipient.name}", body=body, notify_type="info", priority=4, kind="test"
+    )
 
 
 def site_config(root: Path | None = None) -> Site:

@@ -170,8 +170,9 @@ class _Handler:
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's naming)
         data = session.auth_data
         login = data.decode() if isinstance(data, bytes) else None
-        self.server.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos),
-                                      message_from_bytes(envelope.original_content), login))
+        self.server.mails.append(
+            Mail(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.original_content), login)
+        )
         return "250 OK"
 
 
@@ -180,12 +181,21 @@ def smtp_server() -> Iterator[SmtpServer]:
     server = SmtpServer(port=free_port(), password="p@ss/w0rd:secret!")
 
     def authenticate(smtp: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = (isinstance(data, LoginPassword) and data.login.decode() == SMTP_USER
-              and data.password.decode() == server.password)
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == SMTP_USER
+            and data.password.decode() == server.password
+        )
         return AuthResult(success=ok, handled=False, auth_data=data.login if ok else None)
 
-    controller = Controller(_Handler(server), hostname="127.0.0.1", port=server.port, authenticator=authenticate,
-                            auth_required=False, auth_require_tls=False)
+    controller = Controller(
+        _Handler(server),
+        hostname="127.0.0.1",
+        port=server.port,
+        authenticator=authenticate,
+        auth_required=False,
+        auth_require_tls=False,
+    )
     controller.start()
     yield server
     controller.stop()
@@ -202,15 +212,27 @@ def smtp(smtp_server: SmtpServer) -> SmtpServer:
 def make_site() -> Any:
     """``make_site({"li-wei": [url, ...]}, roles={...}, channels={...})``: a validated Site for a test."""
 
-    def build(people: dict[str, list[str]], roles: dict[str, dict[str, Any]] | None = None,
-              channels: dict[str, list[str]] | None = None, timezones: dict[str, str] | None = None) -> Site:
+    def build(
+        people: dict[str, list[str]],
+        roles: dict[str, dict[str, Any]] | None = None,
+        channels: dict[str, list[str]] | None = None,
+        timezones: dict[str, str] | None = None,
+    ) -> Site:
         timezones = timezones or {}
-        return Site.model_validate({
-            "people": {pid: {"name": pid.replace("-", " ").title(), "contacts": urls,
-                             "timezone": timezones.get(pid, "UTC")} for pid, urls in people.items()},
-            "roles": roles or {},
-            "channels": {cid: {"urls": urls} for cid, urls in (channels or {}).items()},
-            "settings": {"timezone": "Asia/Shanghai"},
-        })
+        return Site.model_validate(
+            {
+                "people": {
+                    pid: {
+                        "name": pid.replace("-", " ").title(),
+                        "contacts": urls,
+                        "timezone": timezones.get(pid, "UTC"),
+                    }
+                    for pid, urls in people.items()
+                },
+                "roles": roles or {},
+                "channels": {cid: {"urls": urls} for cid, urls in (channels or {}).items()},
+                "settings": {"timezone": "Asia/Shanghai"},
+            }
+        )
 
     return build

@@ -8,23 +8,39 @@ import pytest
 
 from notifications import UnknownTarget, recipients
 
-ROLES = {"pr-oncall": {"members": ["wang-fang", "sara-lopez", "chen-jie"], "primary": "wang-fang",
-                       "backup": "sara-lopez", "lead": "pr-lead"},
-         "pr-lead": {"members": ["chen-jie", "wang-fang"], "primary": "chen-jie", "backup": "wang-fang"}}
+ROLES = {
+    "pr-oncall": {
+        "members": ["wang-fang", "sara-lopez", "chen-jie"],
+        "primary": "wang-fang",
+        "backup": "sara-lopez",
+        "lead": "pr-lead",
+    },
+    "pr-lead": {"members": ["chen-jie", "wang-fang"], "primary": "chen-jie", "backup": "wang-fang"},
+}
 
 
 @pytest.fixture
 def site(make_site: Any) -> Any:
     return make_site(
-        {"wang-fang": ["${WANG_FANG_URL:-inbox://wang-fang}", "mailto://127.0.0.1?to=wang@example.com"],
-         "sara-lopez": ["inbox://sara-lopez"], "chen-jie": ["inbox://chen-jie"]},
-        roles=ROLES, channels={"ops-broadcast": ["inbox://ops-room", "json://127.0.0.1/ops"]},
-        timezones={"wang-fang": "Asia/Shanghai", "sara-lopez": "Europe/Madrid"})
+        {
+            "wang-fang": ["${WANG_FANG_URL:-inbox://wang-fang}", "mailto://127.0.0.1?to=wang@example.com"],
+            "sara-lopez": ["inbox://sara-lopez"],
+            "chen-jie": ["inbox://chen-jie"],
+        },
+        roles=ROLES,
+        channels={"ops-broadcast": ["inbox://ops-room", "json://127.0.0.1/ops"]},
+        timezones={"wang-fang": "Asia/Shanghai", "sara-lopez": "Europe/Madrid"},
+    )
 
 
 def test_a_person_keeps_their_contacts_in_order_as_templates(site: Any) -> None:
     [person] = recipients(["wang-fang"], site)
-    assert (person.id, person.name, person.kind, person.timezone) == ("wang-fang", "Wang Fang", "person", "Asia/Shanghai")
+    assert (person.id, person.name, person.kind, person.timezone) == (
+        "wang-fang",
+        "Wang Fang",
+        "person",
+        "Asia/Shanghai",
+    )
     assert person.urls == ("${WANG_FANG_URL:-inbox://wang-fang}", "mailto://127.0.0.1?to=wang@example.com")
     assert person.fallback is True  # contacts are tried in order until one works
 
@@ -32,8 +48,10 @@ def test_a_person_keeps_their_contacts_in_order_as_templates(site: Any) -> None:
 def test_a_role_is_its_primary_and_with_backup_also_its_backup(site: Any) -> None:
     assert [(r.id, r.via) for r in recipients(["pr-oncall"], site)] == [("wang-fang", "role pr-oncall (primary)")]
     both = recipients(["pr-oncall"], site, backup=True)
-    assert [(r.id, r.via) for r in both] == [("wang-fang", "role pr-oncall (primary)"),
-                                             ("sara-lopez", "role pr-oncall (backup)")]
+    assert [(r.id, r.via) for r in both] == [
+        ("wang-fang", "role pr-oncall (primary)"),
+        ("sara-lopez", "role pr-oncall (backup)"),
+    ]
 
 
 def test_a_channel_broadcasts_to_every_url(site: Any) -> None:
@@ -48,12 +66,15 @@ def test_someone_reached_twice_is_told_once(site: Any) -> None:
     assert found[0].via == "role pr-lead (primary)"
 
 
-@pytest.mark.parametrize(("target", "says"), [
-    ("nobody", "unknown notify target `nobody`"),
-    ("assignee", "ladder words assignee, owner, lead and backup must be resolved"),
-    ("role:wang-fang", "unknown role `wang-fang`"),
-    ("team:pr", "unknown target kind `team`"),
-])
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("nobody", "unknown notify target `nobody`"),
+        ("assignee", "ladder words assignee, owner, lead and backup must be resolved"),
+        ("role:wang-fang", "unknown role `wang-fang`"),
+        ("team:pr", "unknown target kind `team`"),
+    ],
+)
 def test_an_unknown_target_is_an_error_that_names_it(site: Any, target: str, says: str) -> None:
     with pytest.raises(UnknownTarget, match=says.replace("(", r"\(")):
         recipients([target], site)

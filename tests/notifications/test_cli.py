@@ -11,8 +11,12 @@ from tests.notifications.conftest import HttpReceiver
 
 
 def test_a_role_with_its_backup_gets_a_test_message_in_the_local_inbox(sop: Any, tmp_path: Path) -> None:
-    done = sop("notify-test", "pr-oncall", "--backup", env={"SOP_INBOX_DIR": str(tmp_path), "WANG_FANG_URL": None,
-                                                           "SARA_LOPEZ_URL": None})
+    done = sop(
+        "notify-test",
+        "pr-oncall",
+        "--backup",
+        env={"SOP_INBOX_DIR": str(tmp_path), "WANG_FANG_URL": None, "SARA_LOPEZ_URL": None},
+    )
     assert done.returncode == 0, done.stderr
     assert "wang-fang" in done.stdout and "sara-lopez" in done.stdout
     assert "role pr-oncall (primary)" in done.stdout and "role pr-oncall (backup)" in done.stdout
@@ -37,7 +41,11 @@ def test_json_output_has_one_record_per_destination(sop: Any, http: HttpReceiver
     assert done.returncode == 0, done.stderr
     [record] = json.loads(done.stdout)
     assert (record["recipient"], record["recipient_kind"], record["status"], record["attempts"]) == (
-        "incident-room", "channel", "ok", 1)
+        "incident-room",
+        "channel",
+        "ok",
+        1,
+    )
     assert http.to("/ok/room")[0].json["title"] == "[P4] Test notification for incident-room"
 
 

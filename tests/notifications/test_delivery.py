@@ -10,8 +10,13 @@ import pytest
 from notifications import Message, Recipient, deliver, recipients
 from tests.notifications.conftest import HttpReceiver
 
-MESSAGE = Message(title="[P1] Assigned to you: Assess scope", body="**Do it** now:\n\n`sop done r1 assess`",
-                  notify_type="failure", priority=1, kind="assigned")
+MESSAGE = Message(
+    title="[P1] Assigned to you: Assess scope",
+    body="**Do it** now:\n\n`sop done r1 assess`",
+    notify_type="failure",
+    priority=1,
+    kind="assigned",
+)
 FAST = {"timeout": 1.0, "backoff": 0.01}
 
 
@@ -22,8 +27,13 @@ def person(*urls: str, pid: str = "wang-fang") -> Recipient:
 def test_the_endpoint_gets_exactly_the_rendered_message(http: HttpReceiver) -> None:
     [result] = deliver(MESSAGE, [person(http.url("/ok/wang"))], **FAST)
     [request] = http.to("/ok/wang")
-    assert request.json == {"version": "1.0", "title": "[P1] Assigned to you: Assess scope",
-                            "message": "**Do it** now:\n\n`sop done r1 assess`", "attachments": [], "type": "failure"}
+    assert request.json == {
+        "version": "1.0",
+        "title": "[P1] Assigned to you: Assess scope",
+        "message": "**Do it** now:\n\n`sop done r1 assess`",
+        "attachments": [],
+        "type": "failure",
+    }
     assert request.headers["Content-Type"] == "application/json"
     assert (result.ok, result.status, result.error, result.attempts, result.contact) == (True, "ok", None, 1, 1)
     assert (result.recipient, result.recipient_kind, result.kind) == ("wang-fang", "person", "assigned")
@@ -33,8 +43,9 @@ def test_the_endpoint_gets_exactly_the_rendered_message(http: HttpReceiver) -> N
 
 
 def test_an_http_500_is_retried_then_the_next_contact_gets_it(http: HttpReceiver) -> None:
-    results = deliver(MESSAGE, [person(http.url("/status/500/a"), http.url("/ok/b"), http.url("/ok/c"))],
-                      retries=2, **FAST)
+    results = deliver(
+        MESSAGE, [person(http.url("/status/500/a"), http.url("/ok/b"), http.url("/ok/c"))], retries=2, **FAST
+    )
     assert len(http.to("/status/500/a")) == 3  # first attempt + 2 retries
     assert len(http.to("/ok/b")) == 1
     assert http.to("/ok/c") == []  # the first working contact is enough
@@ -81,8 +92,10 @@ def test_a_missing_environment_variable_fails_that_contact_clearly(http: HttpRec
     monkeypatch.delenv("WANG_FANG_URL", raising=False)
     missing, delivered = deliver(MESSAGE, [person("${WANG_FANG_URL}", http.url("/ok/after-missing"))], **FAST)
     assert (missing.ok, missing.attempts, missing.destination) == (False, 0, "${WANG_FANG_URL}")
-    assert missing.error == ("environment variable `WANG_FANG_URL` is not set (person `wang-fang`, contact 1); "
-                             "set it, or write ${WANG_FANG_URL:-default} in config/")
+    assert missing.error == (
+        "environment variable `WANG_FANG_URL` is not set (person `wang-fang`, contact 1); "
+        "set it, or write ${WANG_FANG_URL:-default} in config/"
+    )
     assert delivered.ok
 
 
@@ -93,8 +106,9 @@ def test_a_url_apprise_cannot_use_is_a_failed_contact(http: HttpReceiver) -> Non
     assert delivered.ok
 
 
-def test_secrets_from_the_environment_are_used_but_never_shown(http: HttpReceiver, monkeypatch: Any,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_from_the_environment_are_used_but_never_shown(
+    http: HttpReceiver, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("HOOK_PASSWORD", "hunter2-hunter2")
     monkeypatch.setenv("HOOK_KEY", "k3y-0f-the-hook")
     caplog.set_level(logging.DEBUG)
@@ -110,8 +124,9 @@ def test_secrets_from_the_environment_are_used_but_never_shown(http: HttpReceive
     assert any("notification failed" in r.getMessage() and "attempts=2" in r.getMessage() for r in caplog.records)
 
 
-def test_one_structured_log_line_per_destination(http: HttpReceiver, refused_url: str,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_one_structured_log_line_per_destination(
+    http: HttpReceiver, refused_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="notifications")
     deliver(MESSAGE, [person(refused_url, http.url("/ok/log"))], retries=0, **FAST)
     lines = [r.getMessage() for r in caplog.records if r.name == "notifications.delivery"]
@@ -123,13 +138,17 @@ def test_one_structured_log_line_per_destination(http: HttpReceiver, refused_url
 
 
 def test_a_channel_gets_every_url_and_a_role_its_primary(http: HttpReceiver, make_site: Any) -> None:
-    site = make_site({"wang-fang": [http.url("/ok/wang")], "sara-lopez": [http.url("/ok/sara")]},
-                     roles={"pr-oncall": {"members": ["wang-fang", "sara-lopez"], "primary": "wang-fang",
-                                          "backup": "sara-lopez"}},
-                     channels={"ops-broadcast": [http.url("/ok/room-1"), http.url("/status/500/room-2")]})
+    site = make_site(
+        {"wang-fang": [http.url("/ok/wang")], "sara-lopez": [http.url("/ok/sara")]},
+        roles={"pr-oncall": {"members": ["wang-fang", "sara-lopez"], "primary": "wang-fang", "backup": "sara-lopez"}},
+        channels={"ops-broadcast": [http.url("/ok/room-1"), http.url("/status/500/room-2")]},
+    )
     results = deliver(MESSAGE, recipients(["pr-oncall", "ops-broadcast"], site), retries=0, **FAST)
     assert [(r.recipient, r.contact, r.ok) for r in results] == [
-        ("wang-fang", 1, True), ("ops-broadcast", 1, True), ("ops-broadcast", 2, False)]
+        ("wang-fang", 1, True),
+        ("ops-broadcast", 1, True),
+        ("ops-broadcast", 2, False),
+    ]
     assert results[0].via == "role pr-oncall (primary)"
     assert http.to("/ok/sara") == []
 

@@ -29,8 +29,9 @@ def test_submit_returns_at_once_and_the_callback_gets_the_results(http: HttpRece
 
     with Dispatcher(workers=4, timeout=0.4, retries=0) as dispatcher:
         started = time.perf_counter()
-        future = dispatcher.submit(MESSAGE, [person(http.url("/slow/3/a"), "slow-one"),
-                                             person(http.url("/ok/b"), "fast-one")], on_done=on_done)
+        future = dispatcher.submit(
+            MESSAGE, [person(http.url("/slow/3/a"), "slow-one"), person(http.url("/ok/b"), "fast-one")], on_done=on_done
+        )
         returned_after = time.perf_counter() - started
         assert returned_after < 0.05  # the engine is not held up by a slow destination
         assert not called.is_set()
@@ -40,8 +41,9 @@ def test_submit_returns_at_once_and_the_callback_gets_the_results(http: HttpRece
     assert [(r.recipient, r.ok) for r in results] == [("slow-one", False), ("fast-one", True)]  # recipient order
 
 
-def test_a_failing_callback_is_logged_and_the_future_still_resolves(http: HttpReceiver,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_callback_is_logged_and_the_future_still_resolves(
+    http: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
     def on_done(results: list[DeliveryResult]) -> None:
         raise RuntimeError("ledger is down")
 
@@ -49,8 +51,9 @@ def test_a_failing_callback_is_logged_and_the_future_still_resolves(http: HttpRe
         future = dispatcher.submit(MESSAGE, [person(http.url("/ok/c"), "li-wei")], on_done=on_done)
         [result] = future.result(5)
     assert result.ok
-    assert any('notification callback failed error="RuntimeError: ledger is down"' in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        'notification callback failed error="RuntimeError: ledger is down"' in r.getMessage() for r in caplog.records
+    )
 
 
 def test_nothing_to_deliver_completes_at_once() -> None:
@@ -80,4 +83,5 @@ def test_log_lines_do_not_leak_from_the_callback_thread(http: HttpReceiver, capl
     with Dispatcher(workers=1, timeout=1, retries=0) as dispatcher:
         dispatcher.submit(MESSAGE, [person(http.url("/ok/logged"), "guo-jing")]).result(5)
     assert [r.getMessage().split(" kind=")[0] for r in caplog.records if r.name == "notifications.delivery"] == [
-        "notification delivered"]
+        "notification delivered"
+    ]

@@ -10,8 +10,9 @@ from typing import Any
 
 from notifications import Message, Recipient, deliver, inbox_dir, read_inbox
 
-MESSAGE = Message(title="[P2] Reminder: Check the CDN", body="Due in **10m**.", notify_type="warning", priority=2,
-                  kind="reminder")
+MESSAGE = Message(
+    title="[P2] Reminder: Check the CDN", body="Due in **10m**.", notify_type="warning", priority=2, kind="reminder"
+)
 
 
 def person(*urls: str, pid: str = "zhao-lei") -> Recipient:
@@ -28,7 +29,11 @@ def test_a_message_is_appended_as_one_json_line(tmp_path: Path, monkeypatch: Any
     record = json.loads(lines[0])
     assert set(record) == {"at", "title", "body", "type", "recipient"}
     assert (record["title"], record["body"], record["type"], record["recipient"]) == (
-        "[P2] Reminder: Check the CDN", "Due in **10m**.", "warning", "zhao-lei")
+        "[P2] Reminder: Check the CDN",
+        "Due in **10m**.",
+        "warning",
+        "zhao-lei",
+    )
     assert datetime.fromisoformat(record["at"]).tzinfo is not None
     assert [m["title"] for m in read_inbox("zhao-lei", tmp_path)] == ["[P2] Reminder: Check the CDN", "second"]
 
@@ -59,9 +64,14 @@ def test_a_name_that_is_not_a_file_name_fails_clearly(tmp_path: Path, monkeypatc
 
 
 def test_many_writers_at_once_leave_whole_lines(tmp_path: Path) -> None:
-    threads = [threading.Thread(target=deliver, args=(Message(title=f"m{i}", body="x" * 2000),
-                                                      [person("inbox://shared", pid=f"p{i}")]),
-                                kwargs={"inbox_dir": tmp_path}) for i in range(40)]
+    threads = [
+        threading.Thread(
+            target=deliver,
+            args=(Message(title=f"m{i}", body="x" * 2000), [person("inbox://shared", pid=f"p{i}")]),
+            kwargs={"inbox_dir": tmp_path},
+        )
+        for i in range(40)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -11,23 +11,45 @@ from notifications.masking import mask_template, mask_url, redact, secrets_of
     ("url", "masked", "secrets"),
     [
         ("mailto://user:pass@example.com", "mailto://****:****@example.com", ["user", "pass"]),
-        ("mailtos://bob:s3cr%40t@smtp.example.com:587?to=ops@example.com&from=sop@example.com",
-         "mailtos://****:****@smtp.example.com:587?to=ops@example.com&from=sop@example.com", ["s3cr%40t", "s3cr@t"]),
-        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ", "slack://****/****/****",
-         ["T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ"]),
-        ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#general", "slack://****/****/****/#general",
-         ["TIiajkdnlazkcOXrIdevi7FQ"]),
+        (
+            "mailtos://bob:s3cr%40t@smtp.example.com:587?to=ops@example.com&from=sop@example.com",
+            "mailtos://****:****@smtp.example.com:587?to=ops@example.com&from=sop@example.com",
+            ["s3cr%40t", "s3cr@t"],
+        ),
+        (
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+            "slack://****/****/****",
+            ["T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ"],
+        ),
+        (
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#general",
+            "slack://****/****/****/#general",
+            ["TIiajkdnlazkcOXrIdevi7FQ"],
+        ),
         ("ntfy://topic", "ntfy://topic", []),
         ("ntfy://ops-alerts-8f3k2x", "ntfy://****", ["ops-alerts-8f3k2x"]),
-        ("ntfys://tk_abc123def@ntfy.sh/alerts?priority=high", "ntfys://****@ntfy.sh/alerts?priority=high", ["tk_abc123def"]),
+        (
+            "ntfys://tk_abc123def@ntfy.sh/alerts?priority=high",
+            "ntfys://****@ntfy.sh/alerts?priority=high",
+            ["tk_abc123def"],
+        ),
         ("json://host/path?token=x", "json://host/path?token=****", []),
-        ("json://user:pw@127.0.0.1:8080/path?token=abc123&-apikey=k3y-value&+X-Token=h3ader",
-         "json://****:****@127.0.0.1:8080/path?token=****&-apikey=****&+X-Token=****", ["abc123", "k3y-value", "h3ader"]),
-        ("pover://ukey1234567890123456789012345@atoken12345678901234567890123?priority=2", "pover://****@****?priority=2",
-         ["ukey1234567890123456789012345", "atoken12345678901234567890123"]),
+        (
+            "json://user:pw@127.0.0.1:8080/path?token=abc123&-apikey=k3y-value&+X-Token=h3ader",
+            "json://****:****@127.0.0.1:8080/path?token=****&-apikey=****&+X-Token=****",
+            ["abc123", "k3y-value", "h3ader"],
+        ),
+        (
+            "pover://ukey1234567890123456789012345@atoken12345678901234567890123?priority=2",
+            "pover://****@****?priority=2",
+            ["ukey1234567890123456789012345", "atoken12345678901234567890123"],
+        ),
         ("tgram://123456789:ABCdefGhIJKlmnoPQRsTUVwxyZ/12345", "tgram://****/12345", ["ABCdefGhIJKlmnoPQRsTUVwxyZ"]),
-        ("https://hooks.slack.com/services/T000AAA/B000BBB/XXXXXXXXXXXXXXXXXXXX",
-         "https://hooks.slack.com/services/****/****/****", ["T000AAA", "XXXXXXXXXXXXXXXXXXXX"]),
+        (
+            "https://hooks.slack.com/services/T000AAA/B000BBB/XXXXXXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com/services/****/****/****",
+            ["T000AAA", "XXXXXXXXXXXXXXXXXXXX"],
+        ),
         ("inbox://li-wei", "inbox://li-wei", []),
         ("json://[::1]:8080/hook", "json://[::1]:8080/hook", []),
     ],
@@ -52,8 +74,10 @@ def test_a_contact_template_shows_its_variable_names_not_their_values() -> None:
 
 def test_redact_removes_secrets_and_apprise_half_masked_urls_from_error_text() -> None:
     url = "json://ops:hunter2hunter2@127.0.0.1:8080/hook/9f8e7d6c5b4a?-apikey=k3y-value"
-    apprise_text = ("Failed to send to json://ops:h...2@127.0.0.1:8080/hook/9f8e7d6c5b4a?-apikey=k3y-value: "
-                    "Max retries exceeded with url: /hook/9f8e7d6c5b4a?apikey=k3y-value (hunter2hunter2)")
+    apprise_text = (
+        "Failed to send to json://ops:h...2@127.0.0.1:8080/hook/9f8e7d6c5b4a?-apikey=k3y-value: "
+        "Max retries exceeded with url: /hook/9f8e7d6c5b4a?apikey=k3y-value (hunter2hunter2)"
+    )
     text = redact(apprise_text, url)
     for secret in ("hunter2hunter2", "h...2", "9f8e7d6c5b4a", "k3y-value"):
         assert secret not in text

@@ -45,8 +45,9 @@ def test_a_syntax_error_is_reported_at_its_line(tmp_path: Path) -> None:
 
 
 def test_an_unknown_variable_is_reported_at_its_line_with_a_suggestion(tmp_path: Path) -> None:
-    config = site_templates(tmp_path, **{
-        "overdue.md.j2": "Late: {{ step.title }}\n\nDue {{ step.due }}\n\nAsk {{ recepient.name }}\n"})
+    config = site_templates(
+        tmp_path, **{"overdue.md.j2": "Late: {{ step.title }}\n\nDue {{ step.due }}\n\nAsk {{ recepient.name }}\n"}
+    )
     errors = validate_overrides(config)
     assert where(errors) == [("overdue.md.j2", 3), ("overdue.md.j2", 5)]
     assert "unknown variable `step.due`; did you mean `step.due_at`?" in errors[0].message
@@ -54,8 +55,9 @@ def test_an_unknown_variable_is_reported_at_its_line_with_a_suggestion(tmp_path:
 
 
 def test_an_error_inside_a_loop_is_found_by_the_trial_render(tmp_path: Path) -> None:
-    config = site_templates(tmp_path, **{
-        "assigned.md.j2": "Assigned\n\n{% for f in step.form %}\n- {{ f.nme }}\n{% endfor %}\n"})
+    config = site_templates(
+        tmp_path, **{"assigned.md.j2": "Assigned\n\n{% for f in step.form %}\n- {{ f.nme }}\n{% endfor %}\n"}
+    )
     [error] = validate_overrides(config)
     assert where([error]) == [("assigned.md.j2", 4)]
     assert "rendering `assigned` fails" in error.message and "nme" in error.message

@@ -31,12 +31,14 @@ def test_every_kind_renders_a_prefixed_title_and_the_facts(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["assigned", "reminder", "escalated", "overdue"])
 def test_a_message_asking_for_work_gives_the_command_and_the_api_call(kind: str) -> None:
     body = render(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
-    assert ("sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>"
-            in body)
+    assert "sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>" in body
     assert "curl -X POST 'http://127.0.0.1:8000/v1/runs/r-20250301-0001/steps/assess'" in body
     payload = body.split("-d '", 1)[1].split("'", 1)[0]
-    assert json.loads(payload) == {"actor": "wang-fang", "form": {"severity": "low", "note": "<text>"},
-                                   "evidence": "https://link-to-your-evidence"}
+    assert json.loads(payload) == {
+        "actor": "wang-fang",
+        "form": {"severity": "low", "note": "<text>"},
+        "evidence": "https://link-to-your-evidence",
+    }
     assert "`severity`: one of low, medium, high — how bad it is" in body
     assert "`note`: string (optional)" in body
     assert "Read the top 50 negative mentions" in body  # the step's own instructions
@@ -51,7 +53,9 @@ def test_a_message_that_asks_nothing_says_so_and_how_to_follow(kind: str) -> Non
 
 def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
     escalated = render("escalated", sample("escalated"), overrides_dir=NO_OVERRIDES)
-    assert escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response) is late, 5m overdue"
+    assert (
+        escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response) is late, 5m overdue"
+    )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
     assert "(level 2)" in escalated.body
     overdue = render("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
@@ -79,24 +83,29 @@ def test_without_a_zone_the_person_zone_from_the_site_is_used(make_site) -> None
     assert "2025-03-01 15:20 (Asia/Tokyo)" in render("reminder", ctx, site=site, overrides_dir=NO_OVERRIDES).body
 
 
-@pytest.mark.parametrize(("sop_class", "kind", "status", "expected"), [
-    ("complaint", "assigned", None, "failure"),
-    ("outage", "assigned", None, "warning"),
-    ("policy", "assigned", None, "info"),
-    ("routine", "reminder", None, "info"),
-    ("routine", "overdue", None, "warning"),
-    ("policy", "escalated", None, "warning"),
-    ("complaint", "escalated", None, "failure"),
-    ("outage", "step_done", None, "success"),
-    ("complaint", "run_finished", "completed", "success"),
-    ("routine", "run_finished", "failed", "failure"),
-    ("outage", "run_cancelled", "cancelled", "info"),
-])
+@pytest.mark.parametrize(
+    ("sop_class", "kind", "status", "expected"),
+    [
+        ("complaint", "assigned", None, "failure"),
+        ("outage", "assigned", None, "warning"),
+        ("policy", "assigned", None, "info"),
+        ("routine", "reminder", None, "info"),
+        ("routine", "overdue", None, "warning"),
+        ("policy", "escalated", None, "warning"),
+        ("complaint", "escalated", None, "failure"),
+        ("outage", "step_done", None, "success"),
+        ("complaint", "run_finished", "completed", "success"),
+        ("routine", "run_finished", "failed", "failure"),
+        ("outage", "run_cancelled", "cancelled", "info"),
+    ],
+)
 def test_urgency_follows_the_class_and_the_kind(sop_class: str, kind: str, status: str | None, expected: str) -> None:
     assert notify_type(sop_class, kind, status) == expected
 
 
-@pytest.mark.parametrize(("sop_class", "prefix", "kind_type"), [("outage", "[P2]", "warning"), ("routine", "[P4]", "info")])
+@pytest.mark.parametrize(
+    ("sop_class", "prefix", "kind_type"), [("outage", "[P2]", "warning"), ("routine", "[P4]", "info")]
+)
 def test_title_prefix_and_type_come_from_the_class(sop_class: str, prefix: str, kind_type: str) -> None:
     ctx = replace(sample("assigned"), sop=SopInfo(id="traffic-drop", title="Traffic drop", class_=sop_class))
     message = render("assigned", ctx, overrides_dir=NO_OVERRIDES)
@@ -110,8 +119,9 @@ def test_a_site_file_replaces_the_packaged_template(tmp_path: Path) -> None:
     (folder / "assigned.md.j2").write_text("Do {{ step.title }} now\n\nRun: `{{ action.command }}`\n", encoding="utf-8")
     message = render("assigned", sample("assigned"), overrides_dir=folder)
     assert message.title == "[P1] Do Assess scope and sentiment now"  # the prefix is added even so
-    assert message.body == ("Run: `sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> "
-                            "--evidence <link>`")
+    assert message.body == (
+        "Run: `sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>`"
+    )
     other = render("reminder", sample("reminder"), overrides_dir=folder)
     assert other.title.startswith("[P1] Reminder:")  # kinds without a site file stay packaged
 

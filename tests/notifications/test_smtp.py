@@ -10,8 +10,13 @@ import pytest
 from notifications import Message, Recipient, deliver
 from tests.notifications.conftest import SMTP_USER, SmtpServer
 
-MESSAGE = Message(title="[P1] Assigned to you: Assess scope", body="**Do it** now:\n\n`sop done r1 assess`",
-                  notify_type="failure", priority=1, kind="assigned")
+MESSAGE = Message(
+    title="[P1] Assigned to you: Assess scope",
+    body="**Do it** now:\n\n`sop done r1 assess`",
+    notify_type="failure",
+    priority=1,
+    kind="assigned",
+)
 
 
 def person(*urls: str) -> Recipient:
@@ -28,8 +33,9 @@ def test_the_mail_arrives_with_the_title_as_subject_and_the_body(smtp: SmtpServe
     assert "<strong>Do it</strong>" in mail.part("text/html")  # markdown became HTML for e-mail
 
 
-def test_smtp_credentials_come_from_the_environment_and_stay_secret(smtp: SmtpServer, monkeypatch: Any,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_smtp_credentials_come_from_the_environment_and_stay_secret(
+    smtp: SmtpServer, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", smtp.password)  # has @ / : ! in it: expand_env URL-quotes it
     caplog.set_level(logging.DEBUG)
     template = smtp.url("sara@example.com", userinfo=f"{SMTP_USER}:${{SMTP_PASSWORD}}@")
@@ -45,8 +51,9 @@ def test_smtp_credentials_come_from_the_environment_and_stay_secret(smtp: SmtpSe
 def test_a_wrong_password_is_a_failed_delivery_then_the_next_contact(smtp: SmtpServer, monkeypatch: Any) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", "wrong-password-123")
     wrong = smtp.url("sara@example.com", userinfo=f"{SMTP_USER}:${{SMTP_PASSWORD}}@")
-    failed, delivered = deliver(MESSAGE, [person(wrong, smtp.url("sara-backup@example.com"))], timeout=2, retries=1,
-                                backoff=0.01)
+    failed, delivered = deliver(
+        MESSAGE, [person(wrong, smtp.url("sara-backup@example.com"))], timeout=2, retries=1, backoff=0.01
+    )
     assert (failed.ok, failed.attempts) == (False, 2)
     assert failed.latency < 2  # the retry waits our backoff, not Apprise's 5.5 s per-plugin throttle
     assert "wrong-password-123" not in (failed.error or "")
