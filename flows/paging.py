@@ -91,12 +91,17 @@ class Pager:
         on_done = lambda results: self.record(page.run_id, page.step_id, page.kind, results)  # noqa: E731
         return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
 
-    def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str) -> list[dict[str, Any]]:
-        """A notify step's own message, delivered now; returns the per-destination results."""
+    def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
+                  sop_class: str = "routine") -> list[dict[str, Any]]:
+        """A notify step's own message (with its SOP's urgency), delivered now; per-destination results."""
         from notifications import Message, recipients
+        from notifications.urgency import notify_type, priority, title_prefix
 
         people = recipients(targets, self.site)
-        results = self.dispatcher.submit(Message(title=title, body=body), people).result()
+        level = priority(sop_class)
+        message = Message(title=f"{title_prefix(level)} {title}", body=body,
+                          notify_type=notify_type(sop_class, "assigned"), priority=level)
+        results = self.dispatcher.submit(message, people).result()
         self.record(run_id, step_id, "message", results)
         return [r.to_dict() for r in results]
 
@@ -133,7 +138,7 @@ class Pager:
 
         run = view.run
         base = self.site.settings.base_url.rstrip("/")
-        status = run["status"] if run["status"] != "running" else "running"
+        status = run["outcome"] if run["status"] == "finished" else run["status"]
         run_info = RunInfo(id=run["id"], url=f"{base}/v1/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                            status=status, reason=run["outcome"] if run["status"] == "cancelled" else None)
@@ -154,10 +159,8 @@ class Pager:
                 actor=row["actor"], finished_at=row["finished_at"],
                 values={k: v for k, v in result.items() if k in getattr(step, "form", {})})
         level = None
-        if page.level:
-            late = page.level.get("late_ms") or 0
-            level = LevelInfo(key=page.level["key"], message=page.level["message"],
-                              late_by=f"{late / 1000:.1f}s" if late > 2000 else None)
+        if page.level:  # how late the *step* is reads from time_left; late_by is left to the templates' default
+            level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None)
         summary = None
         if page.kind == "run_finished":
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],

@@ -1,0 +1,254 @@
+"""Commands for ops managers and responders: serve, run, status, done, reject, cancel."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Any, Optional
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from flows.cli import app
+from flows.cli.common import console, err_console, fail, library, print_json
+from flows.engine import InputRefused, StepNotActive
+from flows.launcher import LaunchError
+from flows.ledger.schema import deliveries, runs
+from flows.paging import time_left
+from flows.runview import RunNotFound, load_view
+from flows.steps.human import Report, ReportRefused
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            fail(f"{what} `{item}` is not key=value", f"write it as {what} name=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def _engine(prefect: bool = True) -> Any:
+    from flows import runtime
+
+    return runtime.engine(library=library(), prefect=prefect)
+
+
+def _whoami() -> str:
+    return os.environ.get("SOP_ACTOR") or os.environ.get("USER") or "cli"
+
+
+@app.command()
+def serve(
+    workers: Annotated[Optional[int], typer.Option(help="Prefect workers to start (default: settings)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port of the embedded Prefect server")] = None,
+    timers: Annotated[bool, typer.Option(help="run the timer service in this process")] = True,
+) -> None:
+    """Start everything: a local Prefect server (unless PREFECT_API_URL is set), workers, timers.
+
+    Ctrl-C stops it cleanly. Logs of the children are in var/log/.
+    """
+    from flows.serve import Stack, StackError
+
+    stack = Stack(workers=workers, port=port, timers=timers, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
+    try:
+        stack.start()
+        console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
+        stack.wait()
+    except StackError as exc:
+        fail(str(exc))
+    finally:
+        stack.stop()
+
+
+@app.command()
+def run(
+    sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id (see `sop list`)")],
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="compress time: 3600 makes an hour a second")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
+    as_: Annotated[Optional[str], typer.Option("--as", help="who starts it (default $SOP_ACTOR or $USER)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
+    engine = _engine()
+    if sop_id not in engine.library.sops:
+        fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(engine.library.sops))}")
+    try:
+        with engine.launcher._client() as client:
+            engine.launcher.deployment_id(client, sop_id)
+    except LaunchError as exc:
+        fail(str(exc), "start the stack with `sop serve` (or set PREFECT_API_URL)")
+    except Exception as exc:
+        fail(f"cannot reach the Prefect server at {engine.launcher.api_url}: {exc}", "start it with `sop serve`")
+    try:
+        result = engine.start(sop_id, _pairs(param, "-p"), initiator=as_ or _whoami(),
+                              trigger={"kind": "manual", "by": as_ or _whoami()}, speed=speed)
+    except InputRefused as exc:
+        for problem in exc.problems:
+            err_console.print(f"[red]✗[/] {problem}")
+        fail(f"the inputs do not fit {sop_id}", f"see `sop show {sop_id}` for its inputs")
+    finally:
+        engine.pager.close()
+    if as_json:
+        print_json({"run": result.run_id, "attached": result.attached, "repeats": result.repeats})
+    elif result.attached:
+        console.print(f"attached to open run [bold]{result.run_id}[/] (same dedup key; repeat #{result.repeats})")
+    else:
+        console.print(f"[green]✓[/] started run [bold]{result.run_id}[/] of {sop_id}; owner paged")
+    if wait:
+        _wait_for(engine, result.run_id)
+
+
+def _wait_for(engine: Any, run_id: str) -> None:
+    last = None
+    with console.status(f"waiting for run {run_id}…") as status:
+        while True:
+            view = engine.view(run_id)
+            states = {s: r["state"] for s, r in view.steps.items()}
+            done = sum(1 for s in states.values() if s in ("done", "skipped", "failed", "rejected", "cancelled"))
+            text = f"run {run_id}: {done}/{len(states)} steps finished"
+            if text != last:
+                status.update(text)
+                last = text
+            if not view.is_open:
+                break
+            time.sleep(0.5)
+    console.print(f"run {run_id} {view.run['status']}: {view.run['outcome']}")
+
+
+def status_rows(engine: Any, run_id: str | None = None) -> list[dict[str, Any]]:
+    """Open runs by priority (or one run), each with its steps, dues and time left."""
+    now = datetime.now(timezone.utc)
+    with engine.ledger.read() as conn:
+        if run_id:
+            ids = [load_view(conn, run_id).id]
+        else:
+            ids = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.status == "running")
+                                              .order_by(runs.c.priority, runs.c.started_at))]
+        out = []
+        for rid in ids:
+            view = load_view(conn, rid)
+            failed = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+                (deliveries.c.run_id == rid) & deliveries.c.ok.is_(False))).scalar_one()
+            steps = []
+            for step in view.sop.steps:
+                row = view.steps[step.id]
+                steps.append({"step": step.id, "title": step.name, "kind": step.kind, "state": row["state"],  # type: ignore[attr-defined]
+                              "assignee": row["assignee"], "due_at": row["due_at"],
+                              "time_left": time_left(row["due_at"], now, view.speed) if row["state"] == "active" else None,
+                              "actor": row["actor"]})
+            run = view.run
+            out.append({"run": rid, "sop": run["sop_id"], "title": run["title"], "priority": f"P{run['priority']}",
+                        "class": run["sop_class"], "status": run["status"], "outcome": run["outcome"],
+                        "started_at": run["started_at"], "deadline_at": run["deadline_at"],
+                        "deadline_left": time_left(run["deadline_at"], now, view.speed) if view.is_open else None,
+                        "speed": view.speed, "repeats": run["repeats"], "failed_notifications": failed, "steps": steps})
+    return out
+
+
+@app.command()
+def status(
+    run_id: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="one run (id or unique prefix)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Open runs by priority; each step with its state, assignee, due and time left."""
+    engine = _engine(prefect=False)
+    try:
+        rows = status_rows(engine, run_id)
+    except RunNotFound as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no open runs")
+        return
+    for row in rows:
+        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']} — {row['status']}"
+        if row["deadline_left"]:
+            head += f", deadline {row['deadline_left']}"
+        if row["speed"] != 1:
+            head += f" [dim](speed ×{row['speed']:g})[/]"
+        if row["failed_notifications"]:
+            head += f" [red]{row['failed_notifications']} failed notification(s)[/]"
+        table = Table(title=head, title_justify="left", show_edge=False)
+        for col in ("step", "state", "assignee", "time left", "by"):
+            table.add_column(col)
+        for step in row["steps"]:
+            colour = {"active": "yellow", "done": "green", "failed": "red", "rejected": "red"}.get(step["state"], "dim")
+            table.add_row(step["step"], f"[{colour}]{step['state']}[/]", step["assignee"] or "—",
+                          step["time_left"] or "", step["actor"] or "")
+        console.print(table)
+
+
+def _report(run_id: str, step_id: str, actor: str, outcome: str, fields: list[str] | None, note: str,
+            evidence: list[str] | None, as_json: bool) -> None:
+    engine = _engine()
+    report = Report(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
+    try:
+        state = engine.report(run_id, step_id, report)
+    except RunNotFound as exc:
+        fail(str(exc))
+    except StepNotActive as exc:
+        fail(str(exc))
+    except ReportRefused as exc:
+        for problem in exc.problems:
+            err_console.print(f"[red]✗[/] {problem}")
+        fail(f"report on `{step_id}` refused; nothing was recorded", f"see `sop status {run_id}`")
+    finally:
+        engine.pager.close()
+    if as_json:
+        print_json({"run": run_id, "step": step_id, "state": state})
+    elif state == "active":
+        console.print(f"[green]✓[/] approval by {actor} recorded on {step_id}; more approvers needed")
+    else:
+        console.print(f"[green]✓[/] {step_id} {state} by {actor}")
+
+
+@app.command()
+def done(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
+    actor: Annotated[str, typer.Option("--actor", help="who did it (person id in config/)")],
+    field: Annotated[Optional[list[str]], typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
+    note: Annotated[str, typer.Option(help="free text for the record")] = "",
+    evidence: Annotated[Optional[list[str]], typer.Option(help="a link or file reference (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Report a human step done, with its form values. Bad input changes nothing."""
+    _report(run_id, step_id, actor, "done", field, note, evidence, as_json)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
+    actor: Annotated[str, typer.Option("--actor", help="who decided (person id in config/)")],
+    note: Annotated[str, typer.Option(help="why it is rejected")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Report a human step rejected (e.g. an approval refused); steps after it are skipped."""
+    if not note.strip():
+        fail("a rejection needs a reason", "pass --note '…'")
+    _report(run_id, step_id, actor, "rejected", None, note, None, as_json)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    reason: Annotated[str, typer.Option(help="why (recorded and sent to the people involved)")],
+    actor: Annotated[Optional[str], typer.Option(help="who cancels (default $SOP_ACTOR or $USER)")] = None,
+) -> None:
+    """Cancel an open run: steps stop, timers are disarmed, the people involved are told."""
+    engine = _engine()
+    try:
+        view = engine.cancel(run_id, reason, actor or _whoami())
+    except (RunNotFound, StepNotActive, InputRefused) as exc:
+        fail(str(exc))
+    finally:
+        engine.pager.close()
+    console.print(f"[green]✓[/] run {view.id} cancelled")
