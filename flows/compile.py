@@ -22,7 +22,12 @@ from flows.spec import PRIORITY, SOP_CLASSES, Sop, StepBase
 from flows.steps.human import PY_TYPES
 
 POOL = "sop-pool"
-ENTRYPOINT_MODULE = "flows/compiled.py"
+ENTRYPOINT_MODULE = "flows.compiled"
+
+
+def deployment_name(sop_id: str, pool: str = POOL) -> str:
+    """``crisis-pr`` in the default pool; ``crisis-pr@<pool>`` in another (several stacks, one server)."""
+    return sop_id if pool == POOL else f"{sop_id}@{pool}"
 
 
 def python_name(sop_id: str) -> str:
@@ -91,23 +96,23 @@ def parameter_schema(built: Flow) -> dict[str, Any]:
     return prefect_schema(built.fn).model_dump_for_openapi()
 
 
-def ensure_pool(client: Any, concurrency: int) -> None:
+def ensure_pool(client: Any, concurrency: int, pool: str = POOL) -> None:
     """The process work pool with one queue per class, complaint first (priority 1)."""
     try:
-        client.create_work_pool(WorkPoolCreate(name=POOL, type="process", concurrency_limit=concurrency))
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process", concurrency_limit=concurrency))
     except Exception:  # already there: keep it, refresh its limit
         from prefect.client.schemas.actions import WorkPoolUpdate
 
-        client.update_work_pool(POOL, WorkPoolUpdate(concurrency_limit=concurrency))
-    existing = {q.name: q for q in client.read_work_queues(work_pool_name=POOL)}
+        client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=concurrency))
+    existing = {q.name: q for q in client.read_work_queues(work_pool_name=pool)}
     for name in SOP_CLASSES:
         if name not in existing:
-            client.create_work_queue(name=name, work_pool_name=POOL, priority=PRIORITY[name])
+            client.create_work_queue(name=name, work_pool_name=pool, priority=PRIORITY[name])
         elif existing[name].priority != PRIORITY[name]:
             client.update_work_queue(existing[name].id, priority=PRIORITY[name])
 
 
-def deploy(client: Any, library: Library, env: dict[str, str]) -> dict[str, str]:
+def deploy(client: Any, library: Library, env: dict[str, str], pool: str = POOL) -> dict[str, str]:
     """Create or update one deployment per SOP; returns sop id → deployment id."""
     root = str(Path(library.root).resolve())
     ids: dict[str, str] = {}
@@ -118,9 +123,9 @@ def deploy(client: Any, library: Library, env: dict[str, str]) -> dict[str, str]
         schedules = [DeploymentScheduleCreate(schedule=CronSchedule(cron=t.schedule, timezone=t.timezone), active=True)
                      for t in sop.schedules()]
         deployment_id = client.create_deployment(
-            flow_id=flow_id, name=sop.id, version=loaded.text_hash[:12], description=sop.title,
-            work_pool_name=POOL, work_queue_name=sop.class_, tags=[sop.class_, sop.id],
-            entrypoint=f"{ENTRYPOINT_MODULE}:{python_name(sop.id)}", path=root,
+            flow_id=flow_id, name=deployment_name(sop.id, pool), version=loaded.text_hash[:12], description=sop.title,
+            work_pool_name=pool, work_queue_name=sop.class_, tags=[sop.class_, sop.id],
+            entrypoint=f"{ENTRYPOINT_MODULE}.{python_name(sop.id)}", path=root,
             parameter_openapi_schema=parameter_schema(built), enforce_parameter_schema=True,
             schedules=schedules,
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": root}}],

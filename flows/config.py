@@ -105,6 +105,7 @@ class ApiSettings(Strict):
 class PrefectSettings(Strict):
     api_url: str | None = None
     port: int = 4200
+    pool: str = "sop-pool"
     workers: int = 1
     concurrency: int = 4
 

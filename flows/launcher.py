@@ -41,9 +41,10 @@ class LaunchError(RuntimeError):
 class Launcher:
     """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
 
-    def __init__(self, ledger: Ledger, api_url: str):
+    def __init__(self, ledger: Ledger, api_url: str, pool: str = "sop-pool"):
         self.ledger = ledger
         self.api_url = api_url
+        self.pool = pool
         self._deployments: dict[str, UUID] = {}
 
     @contextmanager
@@ -55,7 +56,10 @@ class Launcher:
         """The deployment of an SOP (cached; ``sop serve`` creates them)."""
         if sop_id not in self._deployments:
             try:
-                self._deployments[sop_id] = client.read_deployment_by_name(f"{sop_id}/{sop_id}").id
+                from flows.compile import deployment_name
+
+                name = f"{sop_id}/{deployment_name(sop_id, self.pool)}"
+                self._deployments[sop_id] = client.read_deployment_by_name(name).id
             except Exception as exc:
                 raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
         return self._deployments[sop_id]

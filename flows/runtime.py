@@ -41,6 +41,11 @@ def prefect_api_url(library: Library) -> str:
     return os.environ.get("PREFECT_API_URL") or settings.api_url or f"http://127.0.0.1:{settings.port}/api"
 
 
+def pool_name(library: Library) -> str:
+    """``$SOP_PREFECT_POOL``, else ``settings.prefect.pool``: several stacks can share one server."""
+    return os.environ.get("SOP_PREFECT_POOL") or library.site.settings.prefect.pool
+
+
 def engine(root: Path | None = None, *, prefect: bool = True, library: Library | None = None) -> Engine:
     """An Engine for this process; ``prefect=False`` inside a flow run (no launching)."""
     library = library or load_library(root or project_root())
@@ -51,5 +56,5 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
     if prefect:
         from flows.launcher import Launcher
 
-        launcher = Launcher(ledger, prefect_api_url(library))
+        launcher = Launcher(ledger, prefect_api_url(library), pool_name(library))
     return Engine(library, ledger, pager=Pager(library.site, ledger), launcher=launcher)

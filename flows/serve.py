@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from flows import runtime
-from flows.compile import POOL, deploy, ensure_pool
+from flows.compile import deploy, ensure_pool
 from flows.engine import Engine
 from flows.launcher import prefect_client
 from flows.library import Library, load_library, project_root
@@ -61,7 +61,7 @@ def prefect_env(root: Path, api_url: str | None) -> dict[str, str]:
     }
     if api_url:
         env["PREFECT_API_URL"] = api_url
-    for name in ("SOP_DATABASE_URL", "SOP_INBOX_DIR"):
+    for name in ("SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL"):
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
@@ -137,13 +137,14 @@ class Stack:
         os.environ["PREFECT_API_URL"] = self.api_url
         self.engine = runtime.engine(self.root, library=self.library)
         self.progress("deploying the SOP library")
+        pool = runtime.pool_name(self.library)
         with prefect_client(self.api_url) as client:
-            ensure_pool(client, settings.prefect.concurrency)
+            ensure_pool(client, settings.prefect.concurrency, pool)
             deployed = deploy(client, self.library, {k: v for k, v in env.items() if k.startswith(("SOP_", "PREFECT_"))
-                                                     and k != "PREFECT_API_URL"})
-        self.progress(f"{len(deployed)} SOPs deployed to work pool {POOL}")
+                                                     and k != "PREFECT_API_URL"}, pool)
+        self.progress(f"{len(deployed)} SOPs deployed to work pool {pool}")
         for i in range(self.workers or settings.prefect.workers):
-            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
+            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
                                             "--type", "process", "--name", f"sop-worker-{i + 1}-{os.getpid()}"],
                         {**env, "PREFECT_API_URL": self.api_url})
         if self.timers:

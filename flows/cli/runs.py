@@ -252,3 +252,27 @@ def cancel(
     finally:
         engine.pager.close()
     console.print(f"[green]✓[/] run {view.id} cancelled")
+
+
+@app.command()
+def timers(
+    seconds: Annotated[Optional[float], typer.Option("--for", help="stop after this many seconds (default: until Ctrl-C)")] = None,
+) -> None:
+    """Run only the timer service (team mode: any number of them; each firing is fenced)."""
+    import threading
+
+    from flows.timers import TimerService
+
+    engine = _engine()
+    stop = threading.Event()
+    service = TimerService(engine)
+    if seconds is not None:
+        threading.Timer(seconds, stop.set).start()
+    console.print(f"timer service {service.name} running")
+    try:
+        service.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        engine.pager.close()
+    console.print(f"fired {len(service.fired)} timer(s)")
