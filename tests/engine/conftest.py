@@ -1,0 +1,144 @@
+"""The real stack for engine tests: a Prefect server on SQLite, workers, timers — started once.
+
+The session works in a temporary copy of the project (the repo's sops/ and config/ plus
+the probe SOPs of tests/engine/sops/), so its ledger, inbox and Prefect database never
+touch the checkout. Time is compressed per run (``speed``); nothing sleeps for real hours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_project(repo_root: Path, target: Path) -> Path:
+    """A project folder: the repo's library and config plus the probe SOPs."""
+    shutil.copytree(repo_root / "sops", target / "sops")
+    shutil.copytree(repo_root / "config", target / "config")
+    for probe in (HERE / "sops").glob("*.yaml"):
+        shutil.copy(probe, target / "sops" / probe.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's project root, set as SOP_HOME (with its own ledger and inbox)."""
+    root = make_project(repo_root, tmp_path_factory.mktemp("project"))
+    saved = {k: os.environ.get(k) for k in ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL")}
+    os.environ.update({"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+                       "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_PREFECT_POOL": f"test-pool-{os.getpid()}"})
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def stack(project: Path) -> Iterator[Any]:
+    """``sop serve``'s stack, really started: Prefect server, deployments, one worker, timers."""
+    from flows.serve import Stack
+
+    stack = Stack(root=project, port=free_port(), workers=1)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(stack: Any) -> Any:
+    return stack.engine
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def records(engine: Any, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The run's ledger records (optionally of one kind), oldest first, with data decoded."""
+    from flows.ledger import utc
+    from flows.ledger.schema import records as table
+
+    query = sa.select(table).where(table.c.run_id == run_id).order_by(table.c.seq)
+    if kind:
+        query = query.where(table.c.kind == kind)
+    with engine.ledger.read() as conn:
+        return [{**dict(r._mapping), "at": utc(r.at), "data": json.loads(r.data)} for r in conn.execute(query)]
+
+
+def record_count(engine: Any) -> int:
+    """How many records the whole ledger holds (to prove a refusal wrote nothing)."""
+    from flows.ledger.schema import records as table
+
+    with engine.ledger.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
+def step_states(engine: Any, run_id: str) -> dict[str, str]:
+    view = engine.view(run_id)
+    return {step_id: row["state"] for step_id, row in view.steps.items()}
+
+
+class Gateway:
+    """A local HTTP endpoint that fails the first ``failures`` requests with 500, then answers 200."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.requests: list[dict[str, Any]] = []
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                gateway.requests.append({"path": self.path, "json": json.loads(body or b"null"), "at": time.time()})
+                status = 500 if len(gateway.requests) <= gateway.failures else 200
+                payload = json.dumps({"ok": status == 200}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    g = Gateway()
+    yield g
+    g.close()

@@ -1,0 +1,62 @@
+"""`sop done` / `sop reject` / `sop status` as a responder uses them: bad input is refused, nothing changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.engine.conftest import record_count, step_states
+
+
+@pytest.fixture
+def cli(sop, project, stack):
+    def run(*args: str):
+        return sop(*args, env={"SOP_HOME": str(project)})
+
+    return run
+
+
+@pytest.fixture
+def waiting_run(engine):
+    return engine.start("t-parallel", initiator="li-wei").run_id
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuchrun", "left"], "no run `nosuchrun`"),
+    (["{run}", "nosuchstep"], "has no step `nosuchstep` (steps: left, right, join, only-if-yes)"),
+    (["{run}", "join"], "step `join` is pending, not waiting for a report (waiting now: left, right)"),
+    (["{run}", "left"], "field `choice` is required (one of ['yes', 'no'])"),
+    (["{run}", "left", "-f", "choice=maybe"], "field `choice`: expected one of ['yes', 'no'], got 'maybe'"),
+    (["{run}", "left", "-f", "choice=yes", "-f", "count=many"], "field `count`: expected integer, got 'many'"),
+    (["{run}", "left", "-f", "choice=yes", "-f", "colour=red"], "field `colour` is not in the form of step `left`"),
+])
+def test_bad_reports_are_refused_and_change_nothing(cli, engine, waiting_run, args, message):
+    before = (record_count(engine), step_states(engine, waiting_run))
+    result = cli("done", *[a.format(run=waiting_run) for a in args], "--actor", "zhao-lei")
+    assert result.returncode == 1, result.stdout
+    assert message in result.stderr
+    assert (record_count(engine), step_states(engine, waiting_run)) == before
+
+
+def test_a_good_report_moves_the_run_on(cli, engine, waiting_run):
+    result = cli("done", waiting_run[:6], "left", "--actor", "zhao-lei", "-f", "choice=yes", "-f", "count=3",
+                 "--note", "checked")
+    assert result.returncode == 0, result.stderr
+    assert "left done by zhao-lei" in result.stdout
+    view = engine.view(waiting_run)
+    assert view.steps["left"]["actor"] == "zhao-lei" and view.result("left") == {"choice": "yes", "count": 3,
+                                                                                  "evidence": []}
+    status = json.loads(cli("status", waiting_run, "--json").stdout)
+    assert {s["step"]: s["state"] for s in status[0]["steps"]}["only-if-yes"] == "active"
+
+
+def test_reject_needs_a_reason_and_cancel_stops_the_run(cli, engine, waiting_run):
+    assert "a rejection needs a reason" in cli("reject", waiting_run, "right", "--actor", "zhang-min").stderr
+    assert cli("reject", waiting_run, "right", "--actor", "zhang-min", "--note", "not ours").returncode == 0
+    assert step_states(engine, waiting_run)["right"] == "rejected"
+    result = cli("cancel", waiting_run, "--reason", "drill over")
+    assert result.returncode == 0, result.stderr
+    view = engine.view(waiting_run)
+    assert view.run["status"] == "cancelled" and view.state("left") == "cancelled"
+    assert "is cancelled" in cli("done", waiting_run, "left", "--actor", "zhao-lei", "-f", "choice=no").stderr

@@ -1,0 +1,131 @@
+"""Runs on the real stack: what ops managers and responders see happen, on compressed time."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from flows.drill import Drill
+from flows.engine import InputRefused
+from flows.launcher import prefect_client
+from flows.steps.human import Report, ReportRefused
+from tests.engine.conftest import record_count, records, step_states, wait_for
+
+
+def test_crisis_pr_runs_end_to_end_with_a_late_step_escalated(engine, project):
+    drill = Drill(engine, "crisis-pr", speed=240, late={"facts"}, inputs={"brand": "acme", "mentions_per_day": "140"},
+                  seed=3)
+    result = drill.run(timeout=150)
+
+    assert result.outcome == "done"
+    states = {row["step"]: row["state"] for row in result.steps}
+    assert states["page"] == "done"  # the automated notify step ran as a Prefect task
+    assert states["watch"] == "skipped" and states["monitor"] == "done"
+    by_step = {row["step"]: row for row in result.steps}
+    assert by_step["facts"]["deadline_met"] is False
+    assert all(by_step[s]["deadline_met"] for s in ("assess", "draft", "publish"))
+    levels = [r["data"]["level"] for r in records(engine, result.run_id, "escalation") if r["step_id"] == "facts"]
+    assert levels[:2] == ["1", "2"]  # reminded at 50%, escalated to lead and backup at 100%
+    # the people were really told: the owner's and the late responder's lead's inboxes have the pages
+    inbox = project / "var" / "inbox"
+    owner_pages = [json.loads(line) for line in (inbox / "chen-jie.jsonl").read_text().splitlines()]
+    assert any("[P1]" in p["title"] and "crisis" in p["title"].lower() for p in owner_pages)
+    # one run, one Prefect flow run: resumed after the last report, it completes
+    view = engine.view(result.run_id)
+
+    def flow_run():
+        with prefect_client(engine.launcher.api_url) as client:
+            return client.read_flow_run(UUID(view.run["flow_run_id"]))
+
+    wait_for(lambda: flow_run().state.is_completed(), 60, "the flow run to complete")
+    assert "crisis-pr" in flow_run().tags and "complaint" in flow_run().tags
+
+
+def test_a_late_step_escalates_at_its_instants_and_stops_once_done(engine):
+    speed = 600  # 10 minutes of due = 1 second
+    run = engine.start("t-ladder", initiator="li-wei", speed=speed)
+    ready_at = engine.view(run.run_id).steps["respond"]["ready_at"]
+    wait_for(lambda: len(records(engine, run.run_id, "escalation")) >= 3, 10, "three ladder levels")
+    engine.report(run.run_id, "respond", Report(actor="zhao-lei", values={"answer": "ok"}))
+    time.sleep(1.5)  # levels 4 and 5 were due in this window
+
+    fired = records(engine, run.run_id, "escalation")
+    assert [r["data"]["level"] for r in fired] == ["1", "2", "3.1"]
+    expected = {"1": 5, "2": 10, "3.1": 15}  # minutes after ready, in playbook time
+    for record in fired:
+        due = ready_at + timedelta(minutes=expected[record["data"]["level"]]) / speed
+        lateness = (record["at"] - due).total_seconds()
+        assert 0 <= lateness <= 1.0, (record["data"]["level"], lateness)
+    assert [r["data"]["notify"] for r in fired] == [["assignee"], ["lead"], ["owner"]]
+    assert step_states(engine, run.run_id)["respond"] == "done"
+
+
+def test_parallel_steps_join_and_when_skips(engine):
+    run = engine.start("t-parallel", initiator="li-wei", speed=1)
+    assert step_states(engine, run.run_id) == {"left": "active", "right": "active", "join": "pending",
+                                               "only-if-yes": "pending"}
+    engine.report(run.run_id, "right", Report(actor="zhang-min"))
+    assert step_states(engine, run.run_id)["join"] == "pending"  # still waiting on `left`
+    engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "no"}))
+    states = step_states(engine, run.run_id)
+    assert states["join"] == "active" and states["only-if-yes"] == "skipped"
+    skipped = records(engine, run.run_id, "step_skipped")
+    assert "steps.left.choice == 'yes'" in skipped[0]["data"]["reason"]
+
+
+def test_on_timeout_skip_interrupts_the_wait(engine):
+    run = engine.start("t-parallel", initiator="li-wei", speed=1200)  # 10m due = 0.5 s
+    engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "yes"}))
+    assert step_states(engine, run.run_id)["only-if-yes"] == "active"
+    wait_for(lambda: step_states(engine, run.run_id)["only-if-yes"] == "skipped", 10, "the deadline to skip the step")
+    assert records(engine, run.run_id, "step_overdue")[0]["data"]["on_timeout"] == "skip"
+
+
+def test_http_step_retries_until_the_gateway_answers(engine, gateway):
+    gateway.failures = 2
+    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei")
+    wait_for(lambda: step_states(engine, run.run_id)["call"] == "done", 90, "the http step to succeed")
+
+    assert len(gateway.requests) == 3  # two 500s, then 200
+    assert gateway.requests[-1]["json"] == {"rps": 500, "run": run.run_id}
+    assert [r["data"]["reason"][:30] for r in records(engine, run.run_id, "step_attempt_failed")] == [
+        f"POST {gateway.url}/limits answered HTTP 500"[:30]] * 2
+    assert step_states(engine, run.run_id)["confirm"] == "active"  # the person is asked next
+    assigned = records(engine, run.run_id, "step_assigned")
+    assert assigned[-1]["step_id"] == "confirm"
+
+
+def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
+    gateway.failures = 100
+    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei")
+    wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
+    view = engine.view(run.run_id)
+    assert view.run["outcome"] == "failed"
+    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "skipped"}
+    assert len(gateway.requests) == 4  # first try + 3 retries
+
+
+def test_four_eyes_approval_refuses_the_initiator(engine):
+    run = engine.start("t-approval", initiator="zhang-min")
+    with pytest.raises(ReportRefused, match="started this run and cannot approve it"):
+        engine.report(run.run_id, "approve", Report(actor="zhang-min"))
+    with pytest.raises(ReportRefused, match="not an approver"):
+        engine.report(run.run_id, "approve", Report(actor="zhao-lei"))
+    assert engine.report(run.run_id, "approve", Report(actor="liu-yang")) == "active"
+    with pytest.raises(ReportRefused, match="already approved"):
+        engine.report(run.run_id, "approve", Report(actor="liu-yang"))
+    assert engine.report(run.run_id, "approve", Report(actor="guo-jing")) == "done"
+    assert engine.view(run.run_id).result("approve")["approvers"] == ["liu-yang", "guo-jing"]
+
+
+def test_inputs_are_typed_and_checked_before_anything_is_written(engine):
+    before = record_count(engine)
+    with pytest.raises(InputRefused) as refused:
+        engine.start("crisis-pr", {"mentions_per_day": "lots", "colour": "red"}, initiator="li-wei")
+    assert "input `mentions_per_day`: expected integer, got 'lots'" in refused.value.problems
+    assert any("unknown input `colour`" in p for p in refused.value.problems)
+    assert record_count(engine) == before
