@@ -16,7 +16,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sop validate
-	$(BIN)/sop show crisis-pr
+	$(BIN)/sop demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

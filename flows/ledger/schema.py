@@ -110,3 +110,33 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("latency_ms", sa.Integer),
 )
+
+# --- metric samples (``POST /v1/metrics``) and the rule firings they caused -------------------
+# Data, not audit: not chained. A firing is fenced per (SOP, trigger, series, period) by the
+# unique constraint, so two API processes judging the same samples start one run.
+
+metric_samples = sa.Table(
+    "metric_samples", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("metric", sa.String(120), nullable=False),
+    sa.Column("series", sa.String(16), nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Index("ix_metric_samples_series_at", "metric", "series", "at"),
+)
+
+metric_firings = sa.Table(
+    "metric_firings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sop_id", sa.String(80), nullable=False),
+    sa.Column("trigger", sa.Integer, nullable=False),
+    sa.Column("series", sa.String(16), nullable=False),
+    sa.Column("period_start", TS, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("fired_at", TS, nullable=False),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("outcome", sa.String(20)),
+    sa.UniqueConstraint("sop_id", "trigger", "series", "period_start", name="uq_metric_firing"),
+)

@@ -1,0 +1,382 @@
+"""A run as an auditor reads it, rebuilt from the hash-chained records alone.
+
+The projections (``runs``, ``steps``…) serve the engine and anyone with the database file
+can change them without a trace. An audit must rest only on what ``sop audit verify``
+vouches for, so every figure here is derived from ``records`` (plus the pinned SOP texts,
+whose hashes the chain holds). :class:`RunBuilder` folds one run's records, in chain order,
+into a :class:`RunAudit`.
+
+Durations are *SOP time*: wall-clock duration × the run's speed, so a drill compressed 60×
+that took one real minute took one hour of playbook time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from flows.spec import Sop
+
+# deadline verdicts, for runs and for steps
+MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", "none", "n/a"
+REPORT_KINDS = ("approval", "step_done", "step_rejected")
+FINISHED_STEP = ("done", "rejected", "skipped", "failed", "timed_out", "cancelled")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A time as the ledger's canonical JSON holds it (``str(datetime)``), made UTC-aware."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+
+
+def percentile(values: Iterable[float], share: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: the figure is always a value that occurred)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+@dataclass
+class Entry:
+    """One ledger record on a run's timeline."""
+
+    seq: int
+    at: datetime
+    kind: str
+    step_id: str | None
+    actor: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class Delivery:
+    """What happened at one destination of one notification."""
+
+    recipient: str
+    destination: str
+    ok: bool
+    error: str | None = None
+    attempts: int | None = None
+    latency_ms: int | None = None
+    via: str | None = None
+
+
+@dataclass
+class Notification:
+    """One page (assigned, reminder, escalated, overdue, run_finished…) and its deliveries."""
+
+    seq: int
+    at: datetime
+    kind: str
+    deliveries: list[Delivery]
+
+    @property
+    def delivered(self) -> int:
+        return sum(1 for d in self.deliveries if d.ok)
+
+
+@dataclass
+class Escalation:
+    """One level of a step's ladder that fired (a reminder is a level too)."""
+
+    seq: int
+    at: datetime
+    level: str
+    message: str
+    notify: list[str]
+    due_at: datetime | None
+    late_ms: int | None
+
+
+@dataclass
+class Approval:
+    seq: int
+    at: datetime
+    actor: str | None
+    note: str | None
+
+
+@dataclass
+class StepAudit:
+    """One step of a run: when it was ready, who was asked and told, who did what, its deadline."""
+
+    id: str
+    title: str
+    kind: str
+    assignee: str | None = None  # the role (or person) the SOP names
+    person: str | None = None  # who answered for it when it was assigned
+    state: str = "pending"
+    ready_at: datetime | None = None
+    started_at: datetime | None = None
+    due_at: datetime | None = None
+    finished_at: datetime | None = None
+    overdue_at: datetime | None = None
+    actor: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+    note: str | None = None
+    reason: str | None = None
+    deadline_met_recorded: bool | None = None
+    approvals: list[Approval] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+
+    @property
+    def is_human(self) -> bool:
+        return self.kind == "human"
+
+    def deadline(self, now: datetime) -> str:
+        """met / missed / pending / none (no due) / n/a (ended by skip or cancel before due)."""
+        if self.due_at is None:
+            return NO_DEADLINE
+        if self.state in ("done", "rejected"):
+            met = self.deadline_met_recorded
+            if met is None and self.finished_at is not None:
+                met = self.finished_at <= self.due_at
+            return MET if met else MISSED
+        if self.overdue_at is not None:
+            return MISSED
+        if self.state in FINISHED_STEP:
+            return MISSED if self.finished_at and self.finished_at > self.due_at else NOT_APPLICABLE
+        return MISSED if now > self.due_at else PENDING
+
+
+@dataclass
+class RunAudit:
+    """Everything the chain says about one run (``entries`` only when loaded in full)."""
+
+    id: str
+    sop_id: str
+    sop_hash: str
+    version: str | None
+    title: str
+    sop_class: str
+    priority: int | None
+    initiator: str | None
+    trigger: dict[str, Any] | None
+    inputs: dict[str, Any]
+    speed: float
+    started_at: datetime
+    deadline_at: datetime | None
+    dedup_key: str | None = None
+    status: str = "open"  # open | finished | cancelled
+    outcome: str | None = None
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    cancel_reason: str | None = None
+    deadline_met_recorded: bool | None = None
+    overdue_at: datetime | None = None
+    repeats: int = 0
+    escalations: int = 0
+    first_assigned_at: datetime | None = None
+    first_report_at: datetime | None = None
+    steps: dict[str, StepAudit] = field(default_factory=dict)
+    notifications: list[Notification] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    sop_text: str | None = None
+    sop_text_ok: bool | None = None
+
+    def sop_seconds(self, start: datetime | None, end: datetime | None) -> float | None:
+        """Wall time from ``start`` to ``end`` as SOP time, in seconds."""
+        if start is None or end is None:
+            return None
+        return (end - start).total_seconds() * self.speed
+
+    def deadline(self, now: datetime) -> str:
+        """met / missed / pending (open, not yet due) / none (no deadline) / n/a (cancelled in time)."""
+        if self.deadline_at is None:
+            return NO_DEADLINE
+        if self.status == "finished":
+            met = self.deadline_met_recorded
+            if met is None and self.ended_at is not None:
+                met = self.ended_at <= self.deadline_at
+            return MET if met else MISSED
+        if self.overdue_at is not None:
+            return MISSED
+        if self.status == "cancelled":
+            return MISSED if self.ended_at and self.ended_at > self.deadline_at else NOT_APPLICABLE
+        return MISSED if now > self.deadline_at else PENDING
+
+    @property
+    def time_to_acknowledge(self) -> float | None:
+        """SOP seconds from the run's first assignment to the first report by a person (docs/audit.md)."""
+        return self.sop_seconds(self.first_assigned_at, self.first_report_at)
+
+    @property
+    def time_to_complete(self) -> float | None:
+        """SOP seconds from start to finish; None for open and cancelled runs."""
+        return self.sop_seconds(self.started_at, self.ended_at) if self.status == "finished" else None
+
+    @property
+    def outcome_text(self) -> str:
+        if self.status == "cancelled":
+            return "cancelled"
+        return self.outcome or self.status
+
+    @property
+    def sop_deadline_seconds(self) -> float | None:
+        return self.sop_seconds(self.started_at, self.deadline_at)
+
+    def trigger_text(self) -> str:
+        """Who or what started the run, in a few words (``manual by li-wei``, ``alert HighLatency``)."""
+        trigger = self.trigger or {}
+        kind = str(trigger.get("kind") or trigger.get("source") or ("manual" if self.initiator else "unknown"))
+        what = next((str(trigger[k]) for k in ("alertname", "rule", "metric", "event", "schedule", "name")
+                     if trigger.get(k)), None)
+        who = trigger.get("by") or self.initiator
+        text = kind + (f" {what}" if what else "")
+        if who and who != what:
+            text += f" by {who}"
+        return text
+
+
+class RunBuilder:
+    """Folds one run's records (in chain order) into a :class:`RunAudit`."""
+
+    def __init__(self, seq: int, at: datetime, actor: str | None, data: dict[str, Any], run_id: str,
+                 sop: Sop | None, keep_entries: bool):
+        self.keep_entries = keep_entries
+        steps: dict[str, StepAudit] = {}
+        if sop is not None:
+            for step in sop.steps:
+                steps[step.id] = StepAudit(id=step.id, title=step.name, kind=step.kind,  # type: ignore[attr-defined]
+                                           assignee=getattr(step, "assignee", None))
+        self.run = RunAudit(
+            id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
+            version=None if data.get("version") is None else str(data["version"]),
+            title=sop.title if sop else data.get("sop") or "?", sop_class=sop.class_ if sop else "?",
+            priority=data.get("priority"), initiator=actor, trigger=data.get("trigger"),
+            inputs=data.get("inputs") or {}, speed=float(data.get("speed") or 1.0), started_at=at,
+            deadline_at=parse_time(data.get("deadline_at")), dedup_key=data.get("dedup_key"), steps=steps)
+        if keep_entries:
+            self.run.entries.append(Entry(seq, at, "run_started", None, actor, data))
+
+    def step(self, step_id: str) -> StepAudit:
+        steps = self.run.steps
+        if step_id not in steps:  # a step the pinned SOP does not name (its text is missing)
+            steps[step_id] = StepAudit(id=step_id, title=step_id, kind="?")
+        return steps[step_id]
+
+    def apply(self, seq: int, at: datetime, kind: str, step_id: str | None, actor: str | None,
+              data: dict[str, Any]) -> None:
+        """Take the next record of this run."""
+        run = self.run
+        if self.keep_entries:
+            run.entries.append(Entry(seq, at, kind, step_id, actor, data))
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, seq, at, step_id, actor, data)
+
+    # --- one method per record kind --------------------------------------------------------
+
+    def _assigned(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id or "")
+        step.state, step.ready_at, step.due_at = "active", at, parse_time(data.get("due_at"))
+        step.assignee, step.person = data.get("assignee") or step.assignee, data.get("person")
+        if step.kind == "?":
+            step.kind = "human"
+        if self.run.first_assigned_at is None:
+            self.run.first_assigned_at = at
+
+    def _ready(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id or "")
+        step.state, step.ready_at = "ready", at
+
+    def _waiting(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id or "")
+        step.state, step.ready_at = "active", at
+
+    def _started(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id or "")
+        step.state, step.started_at = "running", at
+
+    def _finished_step(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                       data: dict[str, Any], state: str) -> None:
+        step = self.step(step_id or "")
+        step.state, step.finished_at, step.actor = state, at, actor
+        if step.ready_at is None:  # a check step is ready and done in one transition
+            step.ready_at = at
+        result = data.get("result") or {}
+        step.evidence = list(result.get("evidence") or [])
+        step.values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
+        step.note, step.reason = data.get("note"), data.get("reason")
+        step.deadline_met_recorded = data.get("deadline_met")
+        if state in ("done", "rejected") and actor and step.is_human and self.run.first_report_at is None:
+            self.run.first_report_at = at
+
+    def _approval(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id or "").approvals.append(Approval(seq, at, actor, data.get("note")))
+        if self.run.first_report_at is None:
+            self.run.first_report_at = at
+
+    def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id or "").escalations.append(Escalation(
+            seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
+            parse_time(data.get("due_at")), data.get("late_ms")))
+        self.run.escalations += 1
+
+    def _overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id or "").overdue_at = at
+
+    def _notification(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        deliveries = [Delivery(recipient=r.get("recipient", "?"), destination=r.get("destination", "?"),
+                               ok=bool(r.get("ok")), error=r.get("error"), attempts=r.get("attempts"),
+                               latency_ms=None if r.get("latency") is None else int(round(r["latency"] * 1000)),
+                               via=r.get("via"))
+                      for r in data.get("results") or []]
+        note = Notification(seq, at, data.get("notification") or "?", deliveries)
+        (self.step(step_id).notifications if step_id else self.run.notifications).append(note)
+
+    def _run_overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.overdue_at = at
+
+    def _repeated(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.repeats = int(data.get("repeats") or self.run.repeats + 1)
+
+    def _run_finished(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        run = self.run
+        run.status, run.ended_at, run.outcome = "finished", at, data.get("outcome")
+        run.deadline_met_recorded = data.get("deadline_met")
+
+    def _run_cancelled(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        run = self.run
+        run.status, run.ended_at, run.ended_by = "cancelled", at, actor
+        run.outcome = f"cancelled: {data.get('reason')}"
+        run.cancel_reason = data.get("reason")
+        for step in run.steps.values():
+            if step.state not in FINISHED_STEP:
+                step.state, step.finished_at = "cancelled", at
+
+
+def _finisher(state: str) -> Any:
+    def handler(builder: RunBuilder, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                data: dict[str, Any]) -> None:
+        builder._finished_step(seq, at, step_id, actor, data, state)
+
+    return handler
+
+
+_HANDLERS: dict[str, Any] = {
+    "step_assigned": RunBuilder._assigned,
+    "step_ready": RunBuilder._ready,
+    "step_waiting": RunBuilder._waiting,
+    "step_started": RunBuilder._started,
+    "approval": RunBuilder._approval,
+    "escalation": RunBuilder._escalation,
+    "step_overdue": RunBuilder._overdue,
+    "notification": RunBuilder._notification,
+    "run_overdue": RunBuilder._run_overdue,
+    "trigger_repeated": RunBuilder._repeated,
+    "run_finished": RunBuilder._run_finished,
+    "run_cancelled": RunBuilder._run_cancelled,
+    **{f"step_{state}": _finisher(state) for state in ("done", "rejected", "skipped", "failed", "timed_out")},
+}
+
+#: the record kinds figures and timelines need (notifications and bookkeeping left out: faster)
+SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in _HANDLERS if k != "notification")

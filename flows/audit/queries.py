@@ -1,0 +1,197 @@
+"""Reading runs for an audit, from the chain: ``run_started`` records pick the runs, the rest fill them in.
+
+Read-only: nothing here writes to the ledger. Every function takes a connection from
+:meth:`flows.ledger.Ledger.read`, so one audit reads one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from flows.audit.model import SUMMARY_KINDS, RunAudit, RunBuilder
+from flows.durations import parse_duration
+from flows.ledger import utc
+from flows.ledger.schema import records, sop_versions
+from flows.runview import pinned_sop
+from flows.spec import Sop
+
+CLASSES = ("complaint", "outage", "policy", "routine")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class AuditError(Exception):
+    """A question the audit cannot answer as asked: a message and a hint for the user."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Window:
+    """Runs started at or after ``since`` and before ``until`` (either open), UTC."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def contains(self, at: datetime) -> bool:
+        return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
+
+    def describe(self) -> str:
+        since = self.since.isoformat() if self.since else "the first run"
+        until = self.until.isoformat() if self.until else "now"
+        return f"runs started from {since} until {until} (exclusive)"
+
+
+def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
+    """``2026-03-01`` (a whole day: its start, or with ``end`` the next midnight), an ISO time
+    (no offset means UTC), or a duration back from now (``7d``, ``12h``)."""
+    value = text.strip()
+    if _DATE.match(value):
+        day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=timezone.utc)
+        return day + timedelta(days=1) if end else day
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return now - parse_duration(value)
+        except ValueError:
+            raise AuditError(f"`{text}` is neither a date, a time nor a duration",
+                             "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def window(since: str | None, until: str | None, now: datetime) -> Window:
+    """The window of ``--since``/``--until`` (an ``--until`` date includes that whole day)."""
+    out = Window(parse_instant(since, now) if since else None, parse_instant(until, now, end=True) if until else None)
+    if out.since and out.until and out.since >= out.until:
+        raise AuditError(f"--since ({out.since.isoformat()}) is not before --until ({out.until.isoformat()})",
+                         "swap them, or widen the window")
+    return out
+
+
+def check_class(sop_class: str | None) -> str | None:
+    if sop_class is not None and sop_class not in CLASSES:
+        raise AuditError(f"unknown class `{sop_class}`", f"one of {', '.join(CLASSES)}")
+    return sop_class
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def pinned_texts(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
+    """The pinned SOP texts with these hashes (hashes with no text are left out)."""
+    wanted = sorted(set(hashes))
+    out: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        for row in conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.text).where(sop_versions.c.hash.in_(chunk))):
+            out[row.hash] = row.text
+    return out
+
+
+def _sop(sop_hash: str, texts: dict[str, str]) -> Sop | None:
+    text = texts.get(sop_hash)
+    if text is None:
+        return None
+    try:
+        return pinned_sop(sop_hash, text)
+    except Exception:  # an edited pinned text may no longer parse; verify reports it
+        return None
+
+
+def resolve_run(conn: Connection, run_id: str) -> str:
+    """The full id of a run from its id or a unique prefix; AuditError otherwise."""
+    started = sa.select(records.c.run_id).where(records.c.kind == "run_started")
+    if conn.execute(started.where(records.c.run_id == run_id)).first():
+        return run_id
+    found = [r.run_id for r in conn.execute(started.where(records.c.run_id.like(f"{run_id}%")).limit(3))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise AuditError(f"run id `{run_id}` is ambiguous (matches {', '.join(found)}…)", "give more characters")
+    raise AuditError(f"no run `{run_id}` in the ledger", "list runs with `sop audit runs`")
+
+
+def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | None = None,
+              sop_class: str | None = None, run_ids: list[str] | None = None, full: bool = False) -> list[RunAudit]:
+    """Runs in start order, each rebuilt from its records.
+
+    ``full`` keeps every record as a timeline entry and reads notifications and pinned
+    texts too (``sop audit show``); without it only the records figures and timelines
+    need are decoded (fast enough for tens of thousands of runs).
+    """
+    check_class(sop_class)
+    within = within or Window()
+    starts = sa.select(records.c.seq, records.c.at, records.c.run_id, records.c.actor, records.c.data).where(
+        records.c.kind == "run_started")
+    if within.since is not None:
+        starts = starts.where(records.c.at >= within.since)
+    if within.until is not None:
+        starts = starts.where(records.c.at < within.until)
+    if run_ids is not None:
+        starts = starts.where(records.c.run_id.in_(run_ids))
+    heads = [(seq, utc(at), run_id, actor, json.loads(data))
+             for seq, at, run_id, actor, data in conn.execute(starts.order_by(records.c.seq)).tuples()]
+    texts = pinned_texts(conn, (data.get("sop_hash") or "" for *_, data in heads))
+    builders: dict[str, RunBuilder] = {}
+    for seq, at, run_id, actor, data in heads:
+        sop = _sop(data.get("sop_hash") or "", texts)
+        if sop_id is not None and data.get("sop") != sop_id:
+            continue
+        if sop_class is not None and (sop.class_ if sop else None) != sop_class:
+            continue
+        builder = RunBuilder(seq, at, actor, data, run_id, sop, keep_entries=full)  # type: ignore[arg-type]
+        if full:
+            text = texts.get(builder.run.sop_hash)
+            builder.run.sop_text = text
+            builder.run.sop_text_ok = text is not None and text_hash(text) == builder.run.sop_hash
+        builders[run_id] = builder
+    if not builders:
+        return []
+    _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full)
+    return [b.run for b in builders.values()]
+
+
+def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, filtered: bool, full: bool) -> None:
+    query = sa.select(records.c.seq, records.c.at, records.c.run_id, records.c.kind, records.c.step_id,
+                      records.c.actor, records.c.data).where(records.c.kind != "run_started")
+    if not full:
+        query = query.where(records.c.kind.in_(SUMMARY_KINDS))
+    if len(builders) <= 500:
+        query = query.where(records.c.run_id.in_(list(builders)))
+    elif within.since is not None or within.until is not None or filtered:
+        chosen = sa.select(records.c.run_id).where(records.c.kind == "run_started")
+        if within.since is not None:
+            chosen = chosen.where(records.c.at >= within.since)
+        if within.until is not None:
+            chosen = chosen.where(records.c.at < within.until)
+        query = query.where(records.c.run_id.in_(chosen))
+    else:
+        query = query.where(records.c.run_id.is_not(None))
+    loads = json.loads
+    get = builders.get
+    for seq, at, run_id, kind, step_id, actor, data in conn.execute(query.order_by(records.c.seq)).tuples():
+        builder = get(run_id)
+        if builder is not None:
+            builder.apply(seq, utc(at), kind, step_id, actor, loads(data))  # type: ignore[arg-type]
+
+
+def load_run(conn: Connection, run_id: str) -> RunAudit:
+    """One run in full (every record, notifications, the pinned text); AuditError when unknown."""
+    full_id = resolve_run(conn, run_id)
+    [run] = load_runs(conn, run_ids=[full_id], full=True)
+    return run
+
+
+__all__ = ["AuditError", "CLASSES", "Window", "load_run", "load_runs", "parse_instant", "pinned_texts",
+           "resolve_run", "window"]

@@ -1,0 +1,182 @@
+"""``sop audit verify``: recompute the hash chain and name the first record that breaks it.
+
+Each record's hash covers its predecessor's hash and its own fields, sequence number
+included (see :func:`flows.ledger.record_hash`). Walking the chain from the genesis hash,
+the first record whose stored hash or link does not check out is the break; looking at
+how it fails tells what was done:
+
+- *edited*: its fields no longer hash to its stored hash (or, re-hashed, the next record
+  still links to its original hash);
+- *deleted*: the sequence jumps, or a record was written under a higher number (the later
+  records were renumbered to close the gap);
+- *inserted*: the next record links over it to its predecessor, or a record was written
+  under a lower number (the later records were renumbered to make room);
+- *reordered*: it links to a record that now comes after it.
+
+What a chain alone cannot show: records cut off the end, or the whole tail rewritten with
+fresh hashes. For those, note the head (sequence and hash) somewhere else after each audit
+and pass it back as an anchor (``--anchor SEQ:HASH``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from flows.audit.queries import AuditError, text_hash
+from flows.ledger import GENESIS, record_hash
+from flows.ledger.schema import records, sop_versions
+
+_RENUMBER_REACH = 8  # how far a renumbered record is looked for (records deleted or inserted at once)
+
+
+@dataclass
+class Break:
+    """Where the chain breaks: the record's sequence number, what was done, in words."""
+
+    seq: int
+    kind: str  # edited | deleted | inserted | reordered | truncated | rewritten
+    message: str
+
+
+@dataclass
+class Anchor:
+    """A head noted after an earlier audit: record ``seq`` had hash ``hash``."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, _, digest = text.partition(":")
+        if not seq.strip().isdigit() or len(digest.strip()) != 64:
+            raise AuditError(f"anchor `{text}` is not SEQ:HASH", "copy it from an earlier `sop audit verify` (e.g. 1042:9f2c…)")
+        return cls(int(seq), digest.strip().lower())
+
+
+@dataclass
+class Verification:
+    """The result of one verification; ``ok`` only when nothing at all is wrong."""
+
+    records: int
+    head_seq: int
+    head_hash: str
+    breaks: list[Break] = field(default_factory=list)
+    suspects: list[int] = field(default_factory=list)  # other records whose fields do not match their hash
+    texts_checked: int = 0
+    bad_texts: list[str] = field(default_factory=list)
+    missing_texts: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks and not self.suspects and not self.bad_texts and not self.missing_texts
+
+    @property
+    def first_break(self) -> Break | None:
+        return self.breaks[0] if self.breaks else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "records": self.records, "head": {"seq": self.head_seq, "hash": self.head_hash},
+                "first_break": asdict(self.first_break) if self.first_break else None,
+                "breaks": [asdict(b) for b in self.breaks], "suspects": self.suspects,
+                "sop_texts": {"checked": self.texts_checked, "edited": self.bad_texts, "missing": self.missing_texts}}
+
+
+def _hash(row: Any, prev_hash: str, seq: int) -> str:
+    return record_hash(prev_hash, seq, row.at, row.run_id, row.step_id, row.kind, row.actor, row.data)
+
+
+def _origin(row: Any, written_at: dict[str, int]) -> int | None:
+    """The sequence number a record was written under (its own, unless it was moved); None if edited."""
+    linked_to = written_at.get(row.prev_hash)
+    tries = [row.seq] + ([linked_to + 1] if linked_to is not None else [])
+    tries += [row.seq + d * s for d in range(1, _RENUMBER_REACH + 1) for s in (1, -1) if row.seq + d * s > 0]
+    for seq in dict.fromkeys(tries):
+        if _hash(row, row.prev_hash, seq) == row.hash:
+            return seq
+    return None
+
+
+def _classify(rows: list[Any], i: int, prev_seq: int, prev_hash: str, written_at: dict[str, int]) -> Break | None:
+    row = rows[i]
+    expected = prev_seq + 1
+    origin = _origin(row, written_at)
+    linked = row.prev_hash == prev_hash
+    if origin == row.seq and linked and row.seq == expected:
+        return None
+    if origin is not None and origin != row.seq:
+        target = written_at.get(row.prev_hash)
+        if target is not None and target >= row.seq:
+            return Break(row.seq, "reordered", f"record {row.seq} is the record written as {origin}: it links to "
+                                               f"record {target}, which now comes after it (records were reordered)")
+        if origin > row.seq:
+            return Break(row.seq, "deleted", f"{origin - row.seq} record(s) before record {row.seq} were deleted and the "
+                                             f"later records renumbered to close the gap (record {row.seq} was written as {origin})")
+        first = target + 1 if target is not None else origin
+        return Break(first, "inserted", f"record {first} was inserted: record {row.seq} was written as {origin} and "
+                                        f"links to record {target if target is not None else '?'}")
+    if row.seq > expected:
+        missing = f"record {expected}" if row.seq == expected + 1 else f"records {expected}–{row.seq - 1}"
+        return Break(expected, "deleted", f"{missing} deleted: the chain jumps from {prev_seq} to {row.seq}")
+    following = rows[i + 1] if i + 1 < len(rows) else None
+    if following is not None and following.prev_hash == prev_hash:
+        return Break(row.seq, "inserted", f"record {row.seq} was inserted: record {following.seq} links straight "
+                                          f"past it to {'the genesis' if prev_seq == 0 else f'record {prev_seq}'}")
+    if origin == row.seq and not linked:
+        if prev_seq == 0:
+            return Break(row.seq, "edited", f"record {row.seq} does not start from the genesis hash")
+        return Break(prev_seq, "edited", f"record {prev_seq} was changed and its hash recomputed: record {row.seq} "
+                                         f"still links to its original hash")
+    return Break(row.seq, "edited", f"record {row.seq} does not match its hash: its fields were edited "
+                                    f"(or it was written outside the ledger)")
+
+
+def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verification:
+    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect."""
+    rows = list(conn.execute(sa.select(records).order_by(records.c.seq)))
+    written_at = {row.hash: row.seq for row in rows}
+    head = rows[-1] if rows else None
+    result = Verification(records=len(rows), head_seq=head.seq if head else 0, head_hash=head.hash if head else GENESIS)
+    prev_seq, prev_hash = 0, GENESIS
+    for i, row in enumerate(rows):
+        if not result.breaks:
+            found = _classify(rows, i, prev_seq, prev_hash, written_at)
+            if found is not None:
+                result.breaks.append(found)
+        elif _hash(row, row.prev_hash, row.seq) != row.hash:
+            result.suspects.append(row.seq)
+        prev_seq, prev_hash = row.seq, row.hash
+    by_seq = {row.seq: row.hash for row in rows}
+    for anchor in anchors or []:
+        if anchor.seq > result.head_seq:
+            result.breaks.append(Break(result.head_seq + 1, "truncated", f"the anchor names record {anchor.seq} but the "
+                                                                         f"chain ends at {result.head_seq}: records were cut off the end"))
+        elif by_seq.get(anchor.seq) != anchor.hash:
+            result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
+                                                                f"{anchor.hash[:12]}…: the chain was rewritten at or before it"))
+    _check_texts(conn, rows, result)
+    return result
+
+
+def _check_texts(conn: Connection, rows: list[Any], result: Verification) -> None:
+    stored = {r.hash: (r.sop_id, r.text) for r in conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.sop_id,
+                                                                           sop_versions.c.text))}
+    result.texts_checked = len(stored)
+    result.bad_texts = sorted(f"{sop_id} {digest[:12]}" for digest, (sop_id, text) in stored.items()
+                              if text_hash(text) != digest)
+    used: set[tuple[str, str]] = set()
+    for row in rows:
+        if row.kind == "run_started":
+            try:
+                data = json.loads(row.data)
+            except ValueError:
+                continue
+            used.add((str(data.get("sop")), str(data.get("sop_hash"))))
+    result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
+
+
+__all__ = ["Anchor", "Break", "Verification", "verify_chain"]

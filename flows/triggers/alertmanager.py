@@ -1,0 +1,64 @@
+"""Parse Alertmanager's webhook payload (version 4) into alerts.
+
+The shape is Alertmanager's ``webhook_config`` body (``notify/webhook``): a group of alerts
+with ``status``, ``labels``, ``annotations``, ``startsAt``/``endsAt``, ``fingerprint``. Fields
+Alertmanager may add later are ignored; the ones we read are checked, and a bad one is
+named by its path (``alerts.3.labels``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.triggers.model import Alert
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class AlertmanagerAlert(_Lenient):
+    """One alert of the group."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: str | None = Field(default=None, alias="startsAt")
+    ends_at: str | None = Field(default=None, alias="endsAt")
+    generator_url: str | None = Field(default=None, alias="generatorURL")
+    fingerprint: str = ""
+
+
+class AlertmanagerPayload(_Lenient):
+    """The body Alertmanager posts to a webhook receiver."""
+
+    version: Literal["4"] = Field(description="webhook payload version; Alertmanager sends \"4\"")
+    group_key: str = Field(default="", alias="groupKey")
+    truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[AlertmanagerAlert]
+
+
+def alerts(payload: AlertmanagerPayload) -> list[Alert]:
+    """The payload's alerts in the common shape, in the order sent."""
+    return [Alert(source="alertmanager", status=a.status, labels=a.labels, annotations=a.annotations,
+                  fingerprint=a.fingerprint, starts_at=a.starts_at, ends_at=_ends(a.ends_at),
+                  generator_url=a.generator_url or None, receiver=payload.receiver or None)
+            for a in payload.alerts]
+
+
+def parse(body: dict[str, Any]) -> list[Alert]:
+    """Validate a decoded body and return its alerts (pydantic ValidationError names the field)."""
+    return alerts(AlertmanagerPayload.model_validate(body))
+
+
+def _ends(value: str | None) -> str | None:
+    # Go's zero time means "not ended yet"
+    return None if not value or value.startswith("0001-01-01") else value

@@ -1,0 +1,112 @@
+"""What the parse stage produces and the later stages consume: alerts, events, samples, outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+AlertStatus = Literal["firing", "resolved"]
+
+
+def labels_fingerprint(labels: dict[str, str]) -> str:
+    """A stable id of a label set (for alerts that come without a fingerprint, and metric series)."""
+    text = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert, whatever sent it (Alertmanager or Grafana), in one shape."""
+
+    source: Literal["alertmanager", "grafana"]
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    starts_at: str | None = None
+    ends_at: str | None = None
+    generator_url: str | None = None
+    values: dict[str, Any] | None = None
+    receiver: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(self, "fingerprint", labels_fingerprint(self.labels))
+
+    def payload(self) -> dict[str, Any]:
+        """The ``trigger`` a run pins in the ledger and templates read (``trigger.labels.x``)."""
+        out: dict[str, Any] = {"kind": "alert", "source": self.source, "status": self.status,
+                               "labels": dict(self.labels), "annotations": dict(self.annotations),
+                               "fingerprint": self.fingerprint, "starts_at": self.starts_at}
+        if self.ends_at:
+            out["ends_at"] = self.ends_at
+        if self.generator_url:
+            out["generator_url"] = self.generator_url
+        if self.values is not None:
+            out["values"] = self.values
+        if self.receiver:
+            out["receiver"] = self.receiver
+        return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """A generic event (``POST /v1/events``): a name, an optional key, and values."""
+
+    name: str
+    key: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The ``trigger`` of a run started by this event: its values at top level (``trigger.platform``)."""
+        return {**self.values, "kind": "event", "event": self.name, "key": self.key, "values": dict(self.values)}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One metric sample: a value of a series (metric + labels) at an instant."""
+
+    metric: str
+    value: float
+    at: datetime
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def series(self) -> str:
+        return labels_fingerprint(self.labels)
+
+
+@dataclass
+class Outcome:
+    """What the pipeline did with one signal for one SOP (or that no SOP wanted it)."""
+
+    status: Literal["started", "attached", "resolved", "unrouted", "refused", "no_open_run"]
+    sop: str | None = None
+    run: str | None = None
+    repeats: int = 0
+    trigger: int | None = None
+    subject: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "sop": self.sop, "run": self.run}
+        if self.status == "attached":
+            out["repeats"] = self.repeats
+        if self.trigger is not None:
+            out["trigger"] = self.trigger
+        if self.subject:
+            out["subject"] = self.subject
+        if self.problems:
+            out["problems"] = self.problems
+        return out
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    """Counts by status plus every outcome: the body of an intake endpoint's answer."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return {"counts": counts, "outcomes": [o.to_dict() for o in outcomes]}

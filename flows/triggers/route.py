@@ -1,0 +1,67 @@
+"""The route stage: which SOP triggers a signal matches.
+
+The router indexes the library once (alert triggers in library order, event triggers by
+name, metric rules by metric) so that matching an alert costs a few dict lookups and
+regex matches, not a walk over every SOP file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flows.library import Library
+from flows.spec import AlertTrigger, EventTrigger, MetricRule
+from flows.triggers.match import matches
+from flows.triggers.model import Alert, Event
+
+
+@dataclass(frozen=True)
+class Match:
+    """One SOP trigger that a signal satisfies: the SOP, the trigger's index and spec."""
+
+    sop_id: str
+    index: int
+    trigger: Any  # AlertTrigger | EventTrigger | MetricRule
+
+
+class Router:
+    """Matches alerts, events and metric names against every SOP's ``triggers``."""
+
+    def __init__(self, library: Library):
+        self.alerts: list[Match] = []
+        self.events: dict[str, list[Match]] = {}
+        self.metrics: dict[str, list[Match]] = {}
+        for sop_id in sorted(library.sops):
+            for i, trigger in enumerate(library.sops[sop_id].sop.triggers):
+                match = Match(sop_id, i, trigger)
+                if isinstance(trigger, AlertTrigger):
+                    self.alerts.append(match)
+                elif isinstance(trigger, EventTrigger):
+                    self.events.setdefault(trigger.event, []).append(match)
+                elif isinstance(trigger, MetricRule):
+                    self.metrics.setdefault(trigger.metric, []).append(match)
+
+    def route_alert(self, alert: Alert) -> list[Match]:
+        """Alert triggers whose source and label matchers fit; at most one per SOP (the first)."""
+        found: dict[str, Match] = {}
+        for match in self.alerts:
+            trigger: AlertTrigger = match.trigger
+            if match.sop_id in found or trigger.source not in ("any", alert.source):
+                continue
+            if matches(trigger.alert, alert.labels):
+                found[match.sop_id] = match
+        return list(found.values())
+
+    def route_event(self, event: Event) -> list[Match]:
+        """Event triggers of that name whose ``match`` fits the event's values (and ``key``)."""
+        found: dict[str, Match] = {}
+        fields = {"key": event.key, **event.values}
+        for match in self.events.get(event.name, []):
+            if match.sop_id not in found and matches(match.trigger.match, fields):
+                found[match.sop_id] = match
+        return list(found.values())
+
+    def rules_for(self, metric: str) -> list[Match]:
+        """Metric rules that read this metric."""
+        return self.metrics.get(metric, [])

@@ -1,0 +1,152 @@
+"""What must survive: a killed `sop serve`, two timer services racing, priority under load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flows.ledger import Ledger, utc
+from flows.ledger.schema import records as records_table
+from flows.ledger.schema import steps, timers
+from tests.conftest import SOP_COMMAND
+from tests.engine.conftest import make_project, wait_for
+
+
+def _env(root: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+            "SOP_INBOX_DIR": str(root / "var" / "inbox"), "NO_COLOR": "1", "COLUMNS": "300", **extra}
+
+
+def _escalations(ledger: Ledger, run_id: str) -> list[tuple[str, dict, object]]:
+    import json
+
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(records_table).where((records_table.c.run_id == run_id)
+                                                           & (records_table.c.kind == "escalation")).order_by(records_table.c.seq))
+        return [(json.loads(r.data)["level"], json.loads(r.data), utc(r.at)) for r in rows]
+
+
+def _serve(root: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    out = open(log, "ab")  # noqa: SIM115 - closed with the process
+    child = subprocess.Popen([*SOP_COMMAND, "serve", "--workers", "1"], env=env, cwd=root, stdout=out,
+                             stderr=subprocess.STDOUT)
+    wait_for(lambda: "serving" in log.read_text() or child.poll() is not None, 120, "sop serve to be ready")
+    assert child.poll() is None, log.read_text()
+    return child
+
+
+def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, repo_root, tmp_path):
+    root = make_project(repo_root, tmp_path / "site")
+    env = _env(root, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"kill-{os.getpid()}")
+    log = tmp_path / "serve.log"
+    serve = _serve(root, env, log)
+    started = subprocess.run([*SOP_COMMAND, "run", "t-ladder", "--speed", "20", "--as", "li-wei", "--json"],
+                             env=env, cwd=root, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    import json
+
+    run_id = json.loads(started.stdout)["run"]
+    ledger = Ledger(env["SOP_DATABASE_URL"])
+    with ledger.read() as conn:
+        ready_at = utc(conn.execute(sa.select(steps.c.ready_at).where(steps.c.run_id == run_id)).scalar_one())
+    level_1 = ready_at + timedelta(minutes=5) / 20  # +15 s
+    level_2 = ready_at + timedelta(minutes=10) / 20  # +30 s
+
+    os.kill(serve.pid, signal.SIGKILL)
+    serve.wait(timeout=10)
+    time.sleep(max(0.0, (level_1 - ledger.clock.now()).total_seconds()) + 2.5)  # level 1 comes due while down
+    assert _escalations(ledger, run_id) == []
+    serve = _serve(root, env, log)
+    try:
+        wait_for(lambda: len(_escalations(ledger, run_id)) >= 2, 60, "levels 1 and 2 after the restart")
+        done = subprocess.run([*SOP_COMMAND, "done", run_id, "respond", "--actor", "zhao-lei", "-f", "answer=ok"],
+                              env=env, cwd=root, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=30)
+    fired = _escalations(ledger, run_id)
+    assert [level for level, _, _ in fired] == ["1", "2"]  # each level exactly once, none after the report
+    first, second = fired[0][1], fired[1][1]
+    assert first["late"] is True and first["late_ms"] >= 2000  # came due while everything was down
+    lateness = (fired[1][2] - level_2).total_seconds()
+    assert (0 <= lateness <= 1.0) or second["late"] is True, lateness
+    with ledger.read() as conn:
+        armed = conn.execute(sa.select(sa.func.count()).select_from(timers).where(
+            (timers.c.run_id == run_id) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).scalar_one()
+    assert armed == 0  # the report disarmed the rest of the ladder
+
+
+def test_two_timer_services_never_fire_a_timer_twice(repo_root, tmp_path, monkeypatch):
+    from flows import runtime
+
+    root = make_project(repo_root, tmp_path / "site")
+    env = _env(root)
+    monkeypatch.setenv("SOP_DATABASE_URL", env["SOP_DATABASE_URL"])
+    engine = runtime.engine(root, prefect=False)
+    runs = [engine.start("t-ladder", initiator="li-wei", speed=600).run_id for _ in range(20)]
+    services = [subprocess.Popen([*SOP_COMMAND, "timers", "--for", "8"], env=env, cwd=root, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [s.communicate(timeout=60)[0] for s in services]
+    engine.pager.close()
+
+    with engine.ledger.read() as conn:
+        rows = list(conn.execute(sa.select(timers).where(timers.c.run_id.in_(runs))))
+        escalations = conn.execute(sa.select(records_table.c.run_id, records_table.c.data).where(
+            records_table.c.kind == "escalation")).all()
+    fired = [r for r in rows if r.fired_at is not None]
+    assert len(fired) == 20 * 6 + 20, outputs  # 5 ladder levels + the due timer each, + the run deadline (6 s)
+    assert len({r.fired_by for r in fired}) == 2, outputs  # both services took part in the race
+    import json
+    from collections import Counter
+
+    per_level = Counter((run_id, json.loads(data)["level"]) for run_id, data in escalations)
+    assert len(per_level) == 20 * 5 and set(per_level.values()) == {1}
+
+
+def test_with_the_worker_busy_a_complaint_run_starts_before_older_runs(stack, project):
+    from flows import runtime
+    from flows.compile import deploy, ensure_pool
+    from flows.launcher import Launcher, prefect_client
+    from flows.serve import prefect_env
+
+    pool = f"prio-{os.getpid()}"
+    engine = runtime.engine(project)
+    engine.launcher = Launcher(engine.ledger, stack.api_url, pool)
+    env = {k: v for k, v in prefect_env(project, None).items()}
+    with prefect_client(stack.api_url) as client:
+        ensure_pool(client, concurrency=1, pool=pool)
+        deploy(client, engine.library, env, pool=pool)
+    worker_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url}
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+                              env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        busy = engine.start("t-prio-routine", initiator="li-wei").run_id
+        wait_for(lambda: engine.view(busy).state("work") in ("running", "done"), 60, "the first run to hold the worker")
+        queued = [engine.start(sop, initiator="li-wei").run_id
+                  for sop in ("t-prio-routine", "t-prio-outage", "t-prio-complaint")]  # oldest first
+        wait_for(lambda: all(not engine.view(r).is_open for r in queued), 120, "the queued runs to finish")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        engine.pager.close()
+    started = {}
+    with engine.ledger.read() as conn:
+        for run_id in queued:
+            started[engine.view(run_id).run["sop_id"]] = conn.execute(sa.select(records_table.c.at).where(
+                (records_table.c.run_id == run_id) & (records_table.c.kind == "step_started"))).scalar_one()
+    order = sorted(started, key=started.get)
+    assert order == ["t-prio-complaint", "t-prio-outage", "t-prio-routine"], started
+
+
+@pytest.fixture(autouse=True)
+def _quiet_prefect_logs(monkeypatch):
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
