@@ -195,7 +195,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind in ("step_done", "step_rejected"):
         return f"{kind.removeprefix('step_')} by {actor or 'automation'}" + (
             "" if data.get("deadline_met") in (None, True) else " (late)")
-    if kind in ("step_skipped", "step_failed", "step_timed_out"):
+    if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
         return f"{kind.removeprefix('step_')}: {data.get('reason')}"
     if kind == "step_ready":
         return f"ready ({data.get('step_kind')})"

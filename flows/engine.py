@@ -90,6 +90,8 @@ def check_inputs(sop: Sop, raw: dict[str, Any]) -> dict[str, Any]:
                 out[name] = spec.default
             elif spec.is_required:
                 problems.append(f"input `{name}` is required ({spec.type}{', one of ' + str(spec.enum) if spec.enum else ''})")
+            else:
+                out[name] = None  # declared but not given: templates see none, not an unknown variable
             continue
         value = raw[name]
         if isinstance(value, str) and spec.type != "string":
@@ -156,6 +158,16 @@ class Engine:
         if launch and self.launcher is not None and flow_run_id is None and not plan.finished:
             self.launcher.launch(result.run_id)
         return result
+
+    def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
+                 trigger: dict[str, Any] | None = None) -> str | None:
+        """The open run that ``start`` with these inputs would attach to (same SOP, same dedup key), or None."""
+        sop = self.library.get(sop_id).sop
+        key = self._dedup_key(sop, check_inputs(sop, inputs or {}), trigger)
+        if key is None:
+            return None
+        with self.ledger.read() as conn:
+            return conn.execute(sa.select(runs.c.id).where(runs.c.open_key == f"{sop.id}:{key}")).scalar()
 
     def _dedup_key(self, sop: Sop, inputs: dict[str, Any], trigger: dict[str, Any] | None) -> str | None:
         if not sop.dedup:
@@ -233,7 +245,7 @@ class Engine:
         blocked = [d for d, s in states.items() if not self._satisfied(view, d, s)]
         if blocked:
             reason = ", ".join(f"{d} {states[d]}" for d in blocked)
-            self._set_step(tx, view, step.id, "skipped", reason=f"upstream: {reason}")
+            self._set_step(tx, view, step.id, "blocked", reason=f"upstream: {reason}")
             return True
         context = variables(view, self.site)
         for dep in deps:
@@ -319,6 +331,10 @@ class Engine:
                   deadline_met=met)
         self._cancel_timers(tx, view.id, step_id)
         view.steps[step_id] = {**row, **values}
+        fallback = view.sop.step(step_id).fallback
+        if state != "timed_out" and fallback and view.steps.get(fallback, {}).get("state") == "standby":
+            # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go
+            self._set_step(tx, view, fallback, "skipped", reason=f"fallback of {step_id}, not needed")
 
     def _finish(self, tx: Tx, view: RunView, pages: list[Page]) -> None:
         for s in view.sop.steps:
@@ -368,7 +384,7 @@ class Engine:
                 report.values = human.coerce_values(step, report.values)
             approvals = view.approvals(step.id)
             human.check_report(step, report, initiator=view.run["initiator"], approvals=approvals, site=self.site)
-            result = {**report.values, "evidence": report.evidence}
+            result = {**human.complete_values(step, report.values), "evidence": report.evidence}
             if step.approval is not None and report.outcome == "done":
                 approvals = [*approvals, report.actor]
                 tx.conn.execute(steps.update().where((steps.c.run_id == run_id) & (steps.c.step_id == step.id))

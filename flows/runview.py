@@ -18,7 +18,9 @@ from flows.loader import parse_yaml
 from flows.spec import Sop
 
 OPEN = ("running",)
-TERMINAL_STEP = ("done", "rejected", "skipped", "failed", "timed_out", "cancelled")
+#: ``blocked``: not run because a step it needs failed or was rejected (propagates downstream);
+#: ``skipped``: not run by design (``when`` false, branch not taken, on_timeout skip) — counts as finished
+TERMINAL_STEP = ("done", "rejected", "skipped", "blocked", "failed", "timed_out", "cancelled")
 WAITING_STEP = ("pending", "ready", "running", "active")
 
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
 
-import sqlalchemy as sa
 import typer
 from rich.table import Table
 
+from flows.board import status_rows
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, library, print_json
 from flows.engine import InputRefused, StepNotActive
 from flows.launcher import LaunchError
-from flows.ledger.schema import deliveries, runs
-from flows.paging import time_left
-from flows.runview import RunNotFound, load_view
+from flows.runview import TERMINAL_STEP, RunNotFound
 from flows.steps.human import Report, ReportRefused
 
 
@@ -109,7 +106,7 @@ def _wait_for(engine: Any, run_id: str) -> None:
         while True:
             view = engine.view(run_id)
             states = {s: r["state"] for s, r in view.steps.items()}
-            done = sum(1 for s in states.values() if s in ("done", "skipped", "failed", "rejected", "cancelled"))
+            done = sum(1 for s in states.values() if s in TERMINAL_STEP)
             text = f"run {run_id}: {done}/{len(states)} steps finished"
             if text != last:
                 status.update(text)
@@ -118,36 +115,6 @@ def _wait_for(engine: Any, run_id: str) -> None:
                 break
             time.sleep(0.5)
     console.print(f"run {run_id} {view.run['status']}: {view.run['outcome']}")
-
-
-def status_rows(engine: Any, run_id: str | None = None) -> list[dict[str, Any]]:
-    """Open runs by priority (or one run), each with its steps, dues and time left."""
-    now = datetime.now(timezone.utc)
-    with engine.ledger.read() as conn:
-        if run_id:
-            ids = [load_view(conn, run_id).id]
-        else:
-            ids = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.status == "running")
-                                              .order_by(runs.c.priority, runs.c.started_at))]
-        out = []
-        for rid in ids:
-            view = load_view(conn, rid)
-            failed = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(
-                (deliveries.c.run_id == rid) & deliveries.c.ok.is_(False))).scalar_one()
-            steps = []
-            for step in view.sop.steps:
-                row = view.steps[step.id]
-                steps.append({"step": step.id, "title": step.name, "kind": step.kind, "state": row["state"],  # type: ignore[attr-defined]
-                              "assignee": row["assignee"], "due_at": row["due_at"],
-                              "time_left": time_left(row["due_at"], now, view.speed) if row["state"] == "active" else None,
-                              "actor": row["actor"]})
-            run = view.run
-            out.append({"run": rid, "sop": run["sop_id"], "title": run["title"], "priority": f"P{run['priority']}",
-                        "class": run["sop_class"], "status": run["status"], "outcome": run["outcome"],
-                        "started_at": run["started_at"], "deadline_at": run["deadline_at"],
-                        "deadline_left": time_left(run["deadline_at"], now, view.speed) if view.is_open else None,
-                        "speed": view.speed, "repeats": run["repeats"], "failed_notifications": failed, "steps": steps})
-    return out
 
 
 @app.command()

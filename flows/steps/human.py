@@ -93,6 +93,11 @@ def check_report(step: HumanStep, report: Report, *, initiator: str | None, appr
         raise ReportRefused(problems)
 
 
+def complete_values(step: HumanStep, values: dict[str, Any]) -> dict[str, Any]:
+    """The reported values with every form field present: defaults filled, missing optional ones None."""
+    return {name: values.get(name, spec.default) for name, spec in step.form.items()} | values
+
+
 def _expects(spec: FieldSpec) -> str:
     return f"one of {spec.enum}" if spec.enum else spec.type
 

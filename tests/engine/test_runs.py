@@ -105,7 +105,7 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
     view = engine.view(run.run_id)
     assert view.run["outcome"] == "failed"
-    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "skipped"}
+    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked"}
     assert len(gateway.requests) == 4  # first try + 3 retries
 
 
@@ -129,3 +129,44 @@ def test_inputs_are_typed_and_checked_before_anything_is_written(engine):
     assert "input `mentions_per_day`: expected integer, got 'lots'" in refused.value.problems
     assert any("unknown input `colour`" in p for p in refused.value.problems)
     assert record_count(engine) == before
+
+
+def test_a_report_typed_into_the_prefect_ui_resume_form_finishes_the_step(engine):
+    run = engine.start("t-parallel", initiator="li-wei")
+
+    def paused():
+        flow_run_id = engine.view(run.run_id).run["flow_run_id"]
+        if not flow_run_id:
+            return None
+        with prefect_client(engine.launcher.api_url) as client:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        return flow_run if flow_run.state and flow_run.state.is_paused() else None
+
+    flow_run = wait_for(paused, 60, "the flow run to suspend while people work")
+    with prefect_client(engine.launcher.api_url) as client:
+        refused = client.resume_flow_run(flow_run.id, run_input={"step": "no-such-step", "actor": "x"})
+        assert getattr(refused.status, "value", refused.status) == "REJECT"  # the server checks the form's schema
+        accepted = client.resume_flow_run(flow_run.id, run_input={"step": "left", "actor": "zhao-lei",
+                                                                   "choice": "no", "note": "from the UI"})
+        assert getattr(accepted.status, "value", accepted.status) == "ACCEPT"
+    wait_for(lambda: step_states(engine, run.run_id)["left"] == "done", 60, "the UI report to be applied")
+    view = engine.view(run.run_id)
+    assert view.steps["left"]["actor"] == "zhao-lei" and view.result("left")["choice"] == "no"
+    assert view.steps["left"]["note"] == "from the UI"
+
+
+def test_a_rejection_blocks_everything_downstream_but_not_a_skip(engine):
+    run = engine.start("t-parallel", initiator="li-wei")
+    engine.report(run.run_id, "left", Report(actor="zhao-lei", outcome="rejected", note="cannot"))
+    engine.report(run.run_id, "right", Report(actor="zhang-min"))
+    states = step_states(engine, run.run_id)
+    assert states["join"] == "blocked" and states["only-if-yes"] == "blocked"
+    view = engine.view(run.run_id)
+    assert not view.is_open and view.run["outcome"] == "rejected"
+    assert "upstream: left rejected" in view.steps["join"]["note"]
+
+
+def test_optional_fields_left_out_read_as_none_in_later_templates(engine):
+    run = engine.start("t-parallel", initiator="li-wei")
+    engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "no"}))
+    assert engine.view(run.run_id).result("left") == {"choice": "no", "count": None, "evidence": []}
