@@ -30,6 +30,10 @@ def validate(
     targets = paths or [root / "sops", root / "config"]
     started = time.perf_counter()
     errors, sops, configs = validate_paths(targets, config or root / "config")
+    for folder in {p.resolve() for p in targets if p.is_dir() and (p / "templates").is_dir()}:
+        from notifications import validate_overrides  # site message templates: caught now, not at send time
+
+        errors.extend(validate_overrides(folder))
     elapsed = time.perf_counter() - started
     for error in errors:
         err_console.print(f"[red]✗[/] {error}", soft_wrap=True)
