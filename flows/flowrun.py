@@ -18,8 +18,7 @@ from prefect.flow_runs import suspend_flow_run
 from flows import runtime
 from flows.runview import load_view
 from flows.spec import HumanStep
-from flows.steps import AUTOMATED, StepContext, StepFailed
-from flows.steps import human
+from flows.steps import AUTOMATED, StepContext, StepFailed, human
 
 log = logging.getLogger("sop.flowrun")
 RUN_TAG = "sop-run:"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -43,7 +43,7 @@ def _summary(result: DrillResult) -> None:
                   f"{result.wall_seconds:.0f}s of wall time")
 
 
-def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: Optional[int]) -> DrillResult:
+def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
     from flows.serve import Stack, healthy
@@ -75,9 +75,9 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
 def drill(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")],
     speed: Annotated[float, typer.Option(help="time compression: 120 plays 2 hours in 1 minute")] = 120.0,
-    late: Annotated[Optional[list[str]], typer.Option(help="a step answered after its due (repeatable)")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="input as key=value")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="random seed for the responders' delays")] = None,
+    late: Annotated[list[str] | None, typer.Option(help="a step answered after its due (repeatable)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed for the responders' delays")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if speed <= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,8 +21,8 @@ from flows.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, 
 
 @app.command()
 def validate(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="SOP or config files or folders (default: sops/ and config/)")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="config folder to check SOPs against")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="SOP or config files or folders (default: sops/ and config/)")] = None,
+    config: Annotated[Path | None, typer.Option(help="config folder to check SOPs against")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only errors")] = False,
 ) -> None:
     """Check SOP and config files; list every error with file:line:col. Exit 1 on any error."""
@@ -199,7 +199,7 @@ def mermaid(sop: Sop) -> str:
 
 
 @app.command()
-def schema(output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write to this file")] = None) -> None:
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")] = None) -> None:
     """Print the JSON Schema of the SOP format (for editors: yaml-language-server)."""
     text = json.dumps(json_schema(), indent=2) + "\n"
     if output:

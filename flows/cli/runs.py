@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -40,8 +40,8 @@ def _whoami() -> str:
 
 @app.command()
 def serve(
-    workers: Annotated[Optional[int], typer.Option(help="Prefect workers to start (default: settings)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port of the embedded Prefect server")] = None,
+    workers: Annotated[int | None, typer.Option(help="Prefect workers to start (default: settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="port of the embedded Prefect server")] = None,
     timers: Annotated[bool, typer.Option(help="run the timer service in this process")] = True,
 ) -> None:
     """Start everything: a local Prefect server (unless PREFECT_API_URL is set), workers, timers.
@@ -64,10 +64,10 @@ def serve(
 @app.command()
 def run(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id (see `sop list`)")],
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
-    speed: Annotated[Optional[float], typer.Option(help="compress time: 3600 makes an hour a second")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
+    speed: Annotated[float | None, typer.Option(help="compress time: 3600 makes an hour a second")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
-    as_: Annotated[Optional[str], typer.Option("--as", help="who starts it (default $SOP_ACTOR or $USER)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who starts it (default $SOP_ACTOR or $USER)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
@@ -119,7 +119,7 @@ def _wait_for(engine: Any, run_id: str) -> None:
 
 @app.command()
 def status(
-    run_id: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="one run (id or unique prefix)")] = None,
+    run_id: Annotated[str | None, typer.Argument(metavar="[RUN]", help="one run (id or unique prefix)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Open runs by priority; each step with its state, assignee, due and time left."""
@@ -181,9 +181,9 @@ def done(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
     actor: Annotated[str, typer.Option("--actor", help="who did it (person id in config/)")],
-    field: Annotated[Optional[list[str]], typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
+    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
     note: Annotated[str, typer.Option(help="free text for the record")] = "",
-    evidence: Annotated[Optional[list[str]], typer.Option(help="a link or file reference (repeatable)")] = None,
+    evidence: Annotated[list[str] | None, typer.Option(help="a link or file reference (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Report a human step done, with its form values. Bad input changes nothing."""
@@ -208,7 +208,7 @@ def reject(
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     reason: Annotated[str, typer.Option(help="why (recorded and sent to the people involved)")],
-    actor: Annotated[Optional[str], typer.Option(help="who cancels (default $SOP_ACTOR or $USER)")] = None,
+    actor: Annotated[str | None, typer.Option(help="who cancels (default $SOP_ACTOR or $USER)")] = None,
 ) -> None:
     """Cancel an open run: steps stop, timers are disarmed, the people involved are told."""
     engine = _engine()
@@ -223,7 +223,7 @@ def cancel(
 
 @app.command()
 def timers(
-    seconds: Annotated[Optional[float], typer.Option("--for", help="stop after this many seconds (default: until Ctrl-C)")] = None,
+    seconds: Annotated[float | None, typer.Option("--for", help="stop after this many seconds (default: until Ctrl-C)")] = None,
 ) -> None:
     """Run only the timer service (team mode: any number of them; each firing is fenced)."""
     import threading

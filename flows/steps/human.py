@@ -8,7 +8,7 @@ Waiting holds nothing: the flow run is suspended and the report arrives through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
@@ -110,9 +110,9 @@ def input_model(steps: list[HumanStep]) -> type[BaseModel]:
     names its step and actor and is checked like any other.
     """
     fields: dict[str, Any] = {
-        "step": (Optional[Literal[tuple(s.id for s in steps)]] if steps else Optional[str],  # type: ignore[misc]
+        "step": (Literal[tuple(s.id for s in steps)] | None if steps else str | None,  # type: ignore[misc]
                  Field(default=None, description="which step you are reporting on")),
-        "actor": (Optional[str], Field(default=None, description="your person id in config/")),
+        "actor": (str | None, Field(default=None, description="your person id in config/")),
         "outcome": (Literal["done", "rejected"], Field(default="done")),
         "note": (str, Field(default="")),
         "evidence": (str, Field(default="", description="a link or file reference")),
@@ -122,5 +122,5 @@ def input_model(steps: list[HumanStep]) -> type[BaseModel]:
             if name in fields:
                 continue
             kind: Any = Literal[tuple(spec.enum)] if spec.enum else PY_TYPES[spec.type]  # type: ignore[misc]
-            fields[name] = (Optional[kind], Field(default=None, description=f"{step.id}: {spec.description or name}"))
+            fields[name] = (kind | None, Field(default=None, description=f"{step.id}: {spec.description or name}"))
     return create_model("StepReport", **fields)
