@@ -170,3 +170,15 @@ def test_optional_fields_left_out_read_as_none_in_later_templates(engine):
     run = engine.start("t-parallel", initiator="li-wei")
     engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "no"}))
     assert engine.view(run.run_id).result("left") == {"choice": "no", "count": None, "evidence": []}
+
+
+def test_command_wait_and_check_steps_chain_on_compressed_time(engine):
+    run = engine.start("t-kinds", {"uplift": "12.5"}, initiator="li-wei", speed=600)  # the 10m wait = 1 s
+    wait_for(lambda: step_states(engine, run.run_id)["roll-out"] == "active", 90, "the branch after the check")
+    view = engine.view(run.run_id)
+    assert view.result("measure")["stdout"] == "measured 12.5\n" and view.result("measure")["exit_code"] == 0
+    waited = (view.steps["settle"]["finished_at"] - view.steps["settle"]["ready_at"]).total_seconds()
+    assert 1.0 <= waited <= 2.0
+    assert view.result("decide") == {"result": True}
+    assert view.state("learn") == "skipped"
+    assert "branch of decide not taken" in view.steps["learn"]["note"]

@@ -1,0 +1,56 @@
+"""Timer fencing and the watchdog, without Prefect (a ledger in a temp folder)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from flows.ledger.schema import timers
+from flows.timers import TimerService
+
+
+@pytest.fixture
+def local_engine(repo_root, tmp_path, monkeypatch):
+    from flows import runtime
+    from tests.engine.conftest import make_project
+
+    root = make_project(repo_root, tmp_path / "site")
+    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
+    engine = runtime.engine(root, prefect=False)
+    yield engine
+    engine.pager.close()
+
+
+def test_the_watchdog_flags_a_timer_left_unfired_past_its_instant(local_engine):
+    run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
+    with local_engine.ledger.transaction() as tx:  # as if the service had been stuck for a minute
+        tx.conn.execute(timers.update().where(timers.c.run_id == run.run_id).values(
+            due_at=local_engine.clock.now() - timedelta(minutes=1)))
+    service = TimerService(local_engine)
+    flagged = service.watchdog()
+    assert len(flagged) == 3  # the due timer, the first ladder level, the run deadline
+    assert service.watchdog() == []  # flagged once each
+    fired = service.fire_due()
+    assert {f.kind for f in fired} == {"due", "ladder", "run_deadline"}
+    assert all(f.late_ms >= 59_000 for f in fired)
+
+
+def test_a_timer_fires_once_and_a_finished_step_disarms_its_timers(local_engine):
+    from flows.steps.human import Report
+
+    run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
+    service = TimerService(local_engine)
+    with local_engine.ledger.read() as conn:
+        timer_id = conn.execute(sa.select(timers.c.id).where((timers.c.run_id == run.run_id)
+                                                             & (timers.c.kind == "ladder"))).scalar_one()
+    assert service.fire(timer_id) is not None
+    assert service.fire(timer_id) is None  # claimed already: nothing happens twice
+    local_engine.report(run.run_id, "respond", Report(actor="zhao-lei", values={"answer": "ok"}))
+    with local_engine.ledger.read() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(timers).where(
+            (timers.c.run_id == run.run_id) & (timers.c.step_id == "respond") & timers.c.fired_at.is_(None)
+            & timers.c.cancelled_at.is_(None))).scalar_one()
+    assert left == 0
