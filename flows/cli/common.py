@@ -25,6 +25,13 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_all(problems: list[str], message: str, hint: str | None = None) -> NoReturn:
+    """Print each problem, then fail with a summary (every problem shown, not only the first)."""
+    for problem in problems:
+        err_console.print(f"[red]✗[/] {problem}")
+    fail(message, hint)
+
+
 def library(root: Path | None = None) -> Library:
     """The validated library, or exit 1 listing every error."""
     try:

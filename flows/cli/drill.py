@@ -56,7 +56,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
         fail(f"--late names unknown step(s) {', '.join(unknown)} of {sop_id}")
     with ExitStack() as stack:
         if not healthy(runtime.prefect_api_url(lib)):
-            embedded = Stack(library=lib, progress=lambda m: console.print(f"[dim]stack:[/] {m}"))
+            embedded = Stack(library=lib, api=False, progress=lambda m: console.print(f"[dim]stack:[/] {m}"))
             stack.callback(embedded.stop)
             embedded.start()
             engine = embedded.engine

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from flows.board import status_rows
 from flows.cli import app
-from flows.cli.common import console, err_console, fail, library, print_json
+from flows.cli.common import console, fail, fail_all, library, print_json
 from flows.engine import InputRefused, StepNotActive
 from flows.launcher import LaunchError
 from flows.runview import TERMINAL_STEP, RunNotFound
@@ -43,14 +43,15 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Prefect workers to start (default: settings)")] = None,
     port: Annotated[int | None, typer.Option(help="port of the embedded Prefect server")] = None,
     timers: Annotated[bool, typer.Option(help="run the timer service in this process")] = True,
+    api: Annotated[bool, typer.Option(help="serve the HTTP API (settings.api host/port, $SOP_API_PORT)")] = True,
 ) -> None:
-    """Start everything: a local Prefect server (unless PREFECT_API_URL is set), workers, timers.
+    """Start everything: a local Prefect server (unless PREFECT_API_URL is set), workers, timers, the HTTP API.
 
     Ctrl-C stops it cleanly. Logs of the children are in var/log/.
     """
     from flows.serve import Stack, StackError
 
-    stack = Stack(workers=workers, port=port, timers=timers, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
+    stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
     try:
         stack.start()
         console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
@@ -85,9 +86,7 @@ def run(
         result = engine.start(sop_id, _pairs(param, "-p"), initiator=as_ or _whoami(),
                               trigger={"kind": "manual", "by": as_ or _whoami()}, speed=speed)
     except InputRefused as exc:
-        for problem in exc.problems:
-            err_console.print(f"[red]✗[/] {problem}")
-        fail(f"the inputs do not fit {sop_id}", f"see `sop show {sop_id}` for its inputs")
+        fail_all(exc.problems, f"the inputs do not fit {sop_id}", f"see `sop show {sop_id}` for its inputs")
     finally:
         engine.pager.close()
     if as_json:
@@ -158,14 +157,10 @@ def _report(run_id: str, step_id: str, actor: str, outcome: str, fields: list[st
     report = Report(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
     try:
         state = engine.report(run_id, step_id, report)
-    except RunNotFound as exc:
-        fail(str(exc))
-    except StepNotActive as exc:
+    except (RunNotFound, StepNotActive) as exc:
         fail(str(exc))
     except ReportRefused as exc:
-        for problem in exc.problems:
-            err_console.print(f"[red]✗[/] {problem}")
-        fail(f"report on `{step_id}` refused; nothing was recorded", f"see `sop status {run_id}`")
+        fail_all(exc.problems, f"report on `{step_id}` refused; nothing was recorded", f"see `sop status {run_id}`")
     finally:
         engine.pager.close()
     if as_json:
