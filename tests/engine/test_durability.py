@@ -17,12 +17,13 @@ from flows.ledger import Ledger, utc
 from flows.ledger.schema import records as records_table
 from flows.ledger.schema import steps, timers
 from tests.conftest import SOP_COMMAND
-from tests.engine.conftest import make_project, wait_for
+from tests.engine.conftest import free_port, make_project, wait_for
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
-            "SOP_INBOX_DIR": str(root / "var" / "inbox"), "NO_COLOR": "1", "COLUMNS": "300", **extra}
+            "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_API_PORT": str(free_port()), "NO_COLOR": "1",
+            "COLUMNS": "300", **extra}
 
 
 def _escalations(ledger: Ledger, run_id: str) -> list[tuple[str, dict, object]]:
