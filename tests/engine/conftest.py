@@ -39,11 +39,12 @@ def make_project(repo_root: Path, target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The session's project root, set as SOP_HOME (with its own ledger and inbox)."""
+    """This package's project root, set as SOP_HOME (own ledger and inbox) until its tests are done."""
     root = make_project(repo_root, tmp_path_factory.mktemp("project"))
-    saved = {k: os.environ.get(k) for k in ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL")}
+    names = ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL", "PREFECT_API_URL")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ.update({"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
                        "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_PREFECT_POOL": f"test-pool-{os.getpid()}"})
     yield root
@@ -54,18 +55,18 @@ def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(project: Path) -> Iterator[Any]:
     """``sop serve``'s stack, really started: Prefect server, deployments, one worker, timers."""
     from flows.serve import Stack
 
-    stack = Stack(root=project, port=free_port(), workers=1)
+    stack = Stack(root=project, port=free_port(), workers=1, api_port=free_port())  # the API off port 8000
     stack.start()
     yield stack
     stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def engine(stack: Any) -> Any:
     return stack.engine
 

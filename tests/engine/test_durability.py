@@ -130,11 +130,12 @@ def test_with_the_worker_busy_a_complaint_run_starts_before_older_runs(stack, pr
     worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
                               env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        busy = engine.start("t-prio-routine", initiator="li-wei").run_id
-        wait_for(lambda: engine.view(busy).state("work") in ("running", "done"), 60, "the first run to hold the worker")
+        busy = engine.start("t-prio-blocker", initiator="li-wei").run_id
+        wait_for(lambda: engine.view(busy).state("work") == "running", 90, "the first run to hold the worker")
         queued = [engine.start(sop, initiator="li-wei").run_id
                   for sop in ("t-prio-routine", "t-prio-outage", "t-prio-complaint")]  # oldest first
-        wait_for(lambda: all(not engine.view(r).is_open for r in queued), 120, "the queued runs to finish")
+        assert engine.view(busy).state("work") == "running", "the worker freed up before all runs were queued"
+        wait_for(lambda: all(not engine.view(r).is_open for r in queued), 180, "the queued runs to finish")
     finally:
         worker.terminate()
         worker.wait(timeout=30)
