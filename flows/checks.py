@@ -370,4 +370,6 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
             err("tokens", name, ("person",), f"token `{name}`: unknown person `{token.person}`")
         if not env_names("${" + token.env + "}"):
             err("tokens", name, ("env",), f"token `{name}`: `{token.env}` is not an environment variable name")
+        if token.hmac is not None and not env_names("${" + token.hmac.env + "}"):
+            err("tokens", name, ("hmac", "env"), f"token `{name}`: `{token.hmac.env}` is not an environment variable name")
     return errors

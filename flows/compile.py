@@ -112,6 +112,12 @@ def ensure_pool(client: Any, concurrency: int, pool: str = POOL) -> None:
             client.update_work_queue(existing[name].id, priority=PRIORITY[name])
 
 
+def deployment_schedules(sop: Sop) -> list[DeploymentScheduleCreate]:
+    """The SOP's ``schedule:`` triggers as Prefect deployment schedules (cron in the trigger's time zone)."""
+    return [DeploymentScheduleCreate(schedule=CronSchedule(cron=t.schedule, timezone=t.timezone), active=True)
+            for t in sop.schedules()]
+
+
 def deploy(client: Any, library: Library, env: dict[str, str], pool: str = POOL) -> dict[str, str]:
     """Create or update one deployment per SOP; returns sop id → deployment id."""
     root = str(Path(library.root).resolve())
@@ -120,8 +126,7 @@ def deploy(client: Any, library: Library, env: dict[str, str], pool: str = POOL)
         sop = loaded.sop
         built = build_flow(loaded)
         flow_id = client.create_flow_from_name(sop.id)
-        schedules = [DeploymentScheduleCreate(schedule=CronSchedule(cron=t.schedule, timezone=t.timezone), active=True)
-                     for t in sop.schedules()]
+        schedules = deployment_schedules(sop)
         deployment_id = client.create_deployment(
             flow_id=flow_id, name=deployment_name(sop.id, pool), version=loaded.text_hash[:12], description=sop.title,
             work_pool_name=pool, work_queue_name=sop.class_, tags=[sop.class_, sop.id],

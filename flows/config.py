@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, field_validator, model_validator
 
-from flows.spec import SLUG, Strict, check_timezone
+from flows.spec import SLUG, Duration, Strict, check_timezone
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -127,12 +128,41 @@ class Settings(Strict):
         return check_timezone(value)
 
 
+API_ROLES = ("operator", "responder", "auditor", "monitor")
+
+
+class HmacCheck(Strict):
+    """A signature the token's sender adds to each webhook: hex HMAC-SHA256 of the body.
+
+    Grafana's scheme: the signature in ``header``; with a ``timestamp_header``, the signed
+    text is ``<timestamp>:<body>`` and a timestamp older than ``max_age`` is refused.
+    """
+
+    env: str = Field(description="environment variable holding the shared secret")
+    header: str = "X-Grafana-Alerting-Signature"
+    timestamp_header: str | None = None
+    max_age: Duration = Field(default=timedelta(minutes=5), description="oldest timestamp accepted")
+
+
 class ApiToken(Strict):
-    """An API token: its secret comes from an environment variable, never from the repo."""
+    """An API token: its secret comes from an environment variable, never from the repo.
+
+    Roles: ``operator`` starts, cancels and reports; ``responder`` reports on steps assigned
+    to its ``person`` or their roles; ``auditor`` reads; ``monitor`` posts alerts, events
+    and metrics. A token whose variable is unset is inactive.
+    """
 
     env: str
-    role: str
+    role: Literal["operator", "responder", "auditor", "monitor"]
     person: str | None = None
+    hmac: HmacCheck | None = None
+
+    @model_validator(mode="after")
+    def _responder_is_someone(self) -> ApiToken:
+        if self.role == "responder" and self.person is None:
+            raise self.field_error("person", "a responder token needs `person`: responders report on the steps "
+                                             "assigned to that person or their roles")
+        return self
 
 
 class Site(Strict):

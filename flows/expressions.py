@@ -8,9 +8,10 @@ that validated cannot meet an unknown variable at 3 a.m.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -96,9 +97,15 @@ def references(tree: nodes.Template) -> list[tuple[str, ...]]:
     return found
 
 
+@lru_cache(maxsize=2048)
+def _compiled(text: str) -> Template:
+    # compiling is ~20x the cost of rendering; the templates of a library are few and reused
+    return ENV.from_string(text)
+
+
 def render(text: str, context: dict[str, Any]) -> str:
     """Render a template with the run's context (inputs, steps, trigger, run, config)."""
-    return ENV.from_string(text).render(**context)
+    return _compiled(text).render(**context)
 
 
 def evaluate(expression: str, context: dict[str, Any]) -> Any:

@@ -211,7 +211,8 @@ def _owner_model(owner: tuple[Any, ...], root: type[BaseModel]) -> list[type[Bas
     dict_values = {"form": spec.FieldSpec, "inputs": spec.FieldSpec, "people": config.Person, "roles": config.Role,
                    "channels": config.Channel, "tokens": config.ApiToken}
     fields = {"request": spec.HttpRequest, "approval": spec.Approval, "message": spec.Message,
-              "settings": config.Settings, "api": config.ApiSettings, "prefect": config.PrefectSettings}
+              "settings": config.Settings, "api": config.ApiSettings, "prefect": config.PrefectSettings,
+              "hmac": config.HmacCheck}
     if not owner:
         return [root]
     last = owner[-1]

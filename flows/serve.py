@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -84,12 +85,15 @@ class Stack:
     port: int | None = None
     workers: int | None = None
     timers: bool = True
+    api: bool = True
+    api_port: int | None = None
     progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
     library: Library | None = None
     engine: Engine | None = None
     children: list[subprocess.Popen] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _api: Any = None
 
     def __enter__(self) -> Stack:
         self.start()
@@ -151,7 +155,41 @@ class Stack:
             service = TimerService(self.engine)
             self._thread("timers", lambda: service.run(self._stop))
         self._thread("nudger", self._nudge_loop)
+        if self.api:
+            self._start_api()
         self.progress("ready")
+
+    def _start_api(self) -> None:
+        """The HTTP API in a thread of this process (host/port from settings.api, $SOP_API_PORT or api_port)."""
+        import socket
+
+        import uvicorn
+
+        from flows.api.app import create_app
+
+        settings = self.library.site.settings.api  # type: ignore[union-attr]
+        port = self.api_port or int(os.environ.get("SOP_API_PORT") or settings.port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.host, port))
+        except OSError as exc:
+            sock.close()
+            raise StackError(f"the HTTP API cannot listen on {settings.host}:{port} ({exc.strerror}): set "
+                             "settings.api.port or $SOP_API_PORT, or run `sop serve --no-api`") from None
+        app = create_app(self.engine)  # type: ignore[arg-type]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self._api = (server, app)
+        self._thread("api", lambda: server.run(sockets=[sock]))
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not server.started:
+            raise StackError(f"the HTTP API did not start on {settings.host}:{port}")
+        self.progress(f"HTTP API on http://{settings.host}:{port} (OpenAPI at /docs)")
+        gate = app.state.gate
+        inactive = ", ".join(f"{name} ({reason})" for name, reason in gate.inactive.items())
+        self.progress(f"API tokens: {len(gate.tokens)} active" + (f"; inactive: {inactive}" if inactive else ""))
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -181,6 +219,12 @@ class Stack:
     def stop(self) -> None:
         """Stop threads, then children (TERM, then KILL after 10 s)."""
         self._stop.set()
+        if self._api is not None:
+            from flows.api.app import close
+
+            self._api[0].should_exit = True
+            close(self._api[1])
+            self._api = None
         for thread in self._threads:
             thread.join(timeout=5)
         for child in reversed(self.children):

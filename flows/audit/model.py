@@ -15,15 +15,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from flows.runview import TERMINAL_STEP
 from flows.spec import Sop
 
 # deadline verdicts, for runs and for steps
 MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", "none", "n/a"
-REPORT_KINDS = ("approval", "step_done", "step_rejected")
-FINISHED_STEP = ("done", "rejected", "skipped", "failed", "timed_out", "cancelled")
+FINISHED_STEP = TERMINAL_STEP
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -31,7 +31,7 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     parsed = datetime.fromisoformat(str(value))
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def percentile(values: Iterable[float], share: float) -> float | None:
@@ -224,33 +224,55 @@ class RunAudit:
         return self.sop_seconds(self.started_at, self.deadline_at)
 
     def trigger_text(self) -> str:
-        """Who or what started the run, in a few words (``manual by li-wei``, ``alert HighLatency``)."""
+        """Who or what started the run, in a few words: ``manual by li-wei``, ``alert HighErrorRate
+        (alertmanager)``, ``metric negative_mentions 140 (sum > 100)``, ``event deploy``, ``schedule``."""
         trigger = self.trigger or {}
-        kind = str(trigger.get("kind") or trigger.get("source") or ("manual" if self.initiator else "unknown"))
-        what = next((str(trigger[k]) for k in ("alertname", "rule", "metric", "event", "schedule", "name")
-                     if trigger.get(k)), None)
+        kind = str(trigger.get("kind") or ("manual" if self.initiator else "unknown"))
+        labels = trigger.get("labels") if isinstance(trigger.get("labels"), dict) else {}
+        if kind == "alert":
+            what = f"{labels.get('alertname') or trigger.get('alertname') or '?'}"
+            what += f" ({trigger['source']})" if trigger.get("source") else ""
+        elif kind == "metric":
+            what = f"{trigger.get('metric')} {trigger.get('value')}"
+            what += f" ({trigger['condition']})" if trigger.get("condition") else ""
+        else:
+            what = next((str(trigger[k]) for k in ("event", "schedule", "name", "alertname") if trigger.get(k)), "")
         who = trigger.get("by") or self.initiator
-        text = kind + (f" {what}" if what else "")
-        if who and who != what:
+        text = f"{kind} {what}".strip()
+        if who and who != kind and who not in what:
             text += f" by {who}"
         return text
 
 
+@dataclass(frozen=True)
+class Outline:
+    """What a run needs of its pinned SOP: title, class, and each step's id, title, kind and assignee."""
+
+    title: str
+    sop_class: str
+    steps: tuple[tuple[str, str, str, str | None], ...]
+
+    @classmethod
+    def of(cls, sop: Sop) -> Outline:
+        return cls(sop.title, sop.class_, tuple((s.id, s.name, s.kind, getattr(s, "assignee", None))  # type: ignore[attr-defined]
+                                                for s in sop.steps))
+
+
 class RunBuilder:
-    """Folds one run's records (in chain order) into a :class:`RunAudit`."""
+    """Folds one run's records, in chain order, into a :class:`RunAudit`.
+
+    Started from the run's ``run_started`` record; each later record goes to the handler
+    of its kind in :data:`HANDLERS` (``flows.audit.queries`` drives the loop).
+    """
 
     def __init__(self, seq: int, at: datetime, actor: str | None, data: dict[str, Any], run_id: str,
-                 sop: Sop | None, keep_entries: bool):
-        self.keep_entries = keep_entries
-        steps: dict[str, StepAudit] = {}
-        if sop is not None:
-            for step in sop.steps:
-                steps[step.id] = StepAudit(id=step.id, title=step.name, kind=step.kind,  # type: ignore[attr-defined]
-                                           assignee=getattr(step, "assignee", None))
+                 sop: Outline | None, keep_entries: bool):
+        steps = {sid: StepAudit(id=sid, title=title, kind=kind, assignee=assignee)
+                 for sid, title, kind, assignee in sop.steps} if sop is not None else {}
         self.run = RunAudit(
             id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
             version=None if data.get("version") is None else str(data["version"]),
-            title=sop.title if sop else data.get("sop") or "?", sop_class=sop.class_ if sop else "?",
+            title=sop.title if sop else data.get("sop") or "?", sop_class=sop.sop_class if sop else "?",
             priority=data.get("priority"), initiator=actor, trigger=data.get("trigger"),
             inputs=data.get("inputs") or {}, speed=float(data.get("speed") or 1.0), started_at=at,
             deadline_at=parse_time(data.get("deadline_at")), dedup_key=data.get("dedup_key"), steps=steps)
@@ -262,16 +284,6 @@ class RunBuilder:
         if step_id not in steps:  # a step the pinned SOP does not name (its text is missing)
             steps[step_id] = StepAudit(id=step_id, title=step_id, kind="?")
         return steps[step_id]
-
-    def apply(self, seq: int, at: datetime, kind: str, step_id: str | None, actor: str | None,
-              data: dict[str, Any]) -> None:
-        """Take the next record of this run."""
-        run = self.run
-        if self.keep_entries:
-            run.entries.append(Entry(seq, at, kind, step_id, actor, data))
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            handler(self, seq, at, step_id, actor, data)
 
     # --- one method per record kind --------------------------------------------------------
 
@@ -302,11 +314,12 @@ class RunBuilder:
         step.state, step.finished_at, step.actor = state, at, actor
         if step.ready_at is None:  # a check step is ready and done in one transition
             step.ready_at = at
-        result = data.get("result") or {}
-        step.evidence = list(result.get("evidence") or [])
-        step.values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
-        step.note, step.reason = data.get("note"), data.get("reason")
-        step.deadline_met_recorded = data.get("deadline_met")
+        if data:
+            result = data.get("result") or {}
+            step.evidence = list(result.get("evidence") or [])
+            step.values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
+            step.note, step.reason = data.get("note"), data.get("reason")
+            step.deadline_met_recorded = data.get("deadline_met")
         if state in ("done", "rejected") and actor and step.is_human and self.run.first_report_at is None:
             self.run.first_report_at = at
 
@@ -362,7 +375,8 @@ def _finisher(state: str) -> Any:
     return handler
 
 
-_HANDLERS: dict[str, Any] = {
+#: record kind -> what it does to a run (kinds not here only appear on the timeline)
+HANDLERS: dict[str, Any] = {
     "step_assigned": RunBuilder._assigned,
     "step_ready": RunBuilder._ready,
     "step_waiting": RunBuilder._waiting,
@@ -375,8 +389,11 @@ _HANDLERS: dict[str, Any] = {
     "trigger_repeated": RunBuilder._repeated,
     "run_finished": RunBuilder._run_finished,
     "run_cancelled": RunBuilder._run_cancelled,
-    **{f"step_{state}": _finisher(state) for state in ("done", "rejected", "skipped", "failed", "timed_out")},
+    **{f"step_{state}": _finisher(state) for state in TERMINAL_STEP if state != "cancelled"},
 }
 
 #: the record kinds figures and timelines need (notifications and bookkeeping left out: faster)
-SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in _HANDLERS if k != "notification")
+SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k != "notification")
+#: of those, the kinds whose data figures read (the others count by kind and instant alone)
+SUMMARY_DATA: frozenset[str] = frozenset({"step_assigned", "step_done", "step_rejected", "run_finished",
+                                           "run_cancelled", "trigger_repeated"})

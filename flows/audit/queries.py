@@ -6,21 +6,24 @@ Read-only: nothing here writes to the ledger. Every function takes a connection 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.model import SUMMARY_KINDS, RunAudit, RunBuilder
+from flows.audit.model import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, Entry, Outline, RunAudit, RunBuilder, parse_time
 from flows.durations import parse_duration
 from flows.ledger import utc
 from flows.ledger.schema import records, sop_versions
 from flows.runview import pinned_sop
-from flows.spec import Sop
 
 CLASSES = ("complaint", "outage", "policy", "routine")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -33,6 +36,10 @@ class AuditError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class NotFound(AuditError):
+    """The run or SOP asked about is not in the ledger."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
     (no offset means UTC), or a duration back from now (``7d``, ``12h``)."""
     value = text.strip()
     if _DATE.match(value):
-        day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=timezone.utc)
+        day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=UTC)
         return day + timedelta(days=1) if end else day
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -66,7 +73,7 @@ def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
         except ValueError:
             raise AuditError(f"`{text}` is neither a date, a time nor a duration",
                              "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def window(since: str | None, until: str | None, now: datetime) -> Window:
@@ -99,14 +106,15 @@ def pinned_texts(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _sop(sop_hash: str, texts: dict[str, str]) -> Sop | None:
-    text = texts.get(sop_hash)
-    if text is None:
-        return None
-    try:
-        return pinned_sop(sop_hash, text)
-    except Exception:  # an edited pinned text may no longer parse; verify reports it
-        return None
+def outlines(texts: dict[str, str]) -> dict[str, Outline]:
+    """The outline of each pinned SOP text that still parses (an edited one may not: verify reports it)."""
+    out = {}
+    for digest, text in texts.items():
+        try:
+            out[digest] = Outline.of(pinned_sop(digest, text))
+        except Exception:
+            continue
+    return out
 
 
 def resolve_run(conn: Connection, run_id: str) -> str:
@@ -119,7 +127,7 @@ def resolve_run(conn: Connection, run_id: str) -> str:
         return found[0]
     if found:
         raise AuditError(f"run id `{run_id}` is ambiguous (matches {', '.join(found)}…)", "give more characters")
-    raise AuditError(f"no run `{run_id}` in the ledger", "list runs with `sop audit runs`")
+    raise NotFound(f"no run `{run_id}` in the ledger", "list runs with `sop audit runs`")
 
 
 def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | None = None,
@@ -132,7 +140,17 @@ def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | N
     """
     check_class(sop_class)
     within = within or Window()
-    starts = sa.select(records.c.seq, records.c.at, records.c.run_id, records.c.actor, records.c.data).where(
+    with paused_gc():
+        builders = _builders(conn, within, sop_id, sop_class, run_ids, full)
+        if builders:
+            _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full)
+    return [b.run for b in builders.values()]
+
+
+def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: str | None,
+              run_ids: list[str] | None, full: bool) -> dict[str, RunBuilder]:
+    """A builder per run whose ``run_started`` record is in the window and fits the filters."""
+    starts = sa.select(records.c.seq, at_column(conn), records.c.run_id, records.c.actor, records.c.data).where(
         records.c.kind == "run_started")
     if within.since is not None:
         starts = starts.where(records.c.at >= within.since)
@@ -140,30 +158,55 @@ def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | N
         starts = starts.where(records.c.at < within.until)
     if run_ids is not None:
         starts = starts.where(records.c.run_id.in_(run_ids))
-    heads = [(seq, utc(at), run_id, actor, json.loads(data))
-             for seq, at, run_id, actor, data in conn.execute(starts.order_by(records.c.seq)).tuples()]
+    heads = [(seq, record_time(at), run_id, actor, json.loads(data))
+             for seq, at, run_id, actor, data in conn.execute(starts.order_by(records.c.seq))]
     texts = pinned_texts(conn, (data.get("sop_hash") or "" for *_, data in heads))
+    shapes = outlines(texts)
     builders: dict[str, RunBuilder] = {}
     for seq, at, run_id, actor, data in heads:
-        sop = _sop(data.get("sop_hash") or "", texts)
+        sop = shapes.get(data.get("sop_hash") or "")
         if sop_id is not None and data.get("sop") != sop_id:
             continue
-        if sop_class is not None and (sop.class_ if sop else None) != sop_class:
+        if sop_class is not None and (sop.sop_class if sop else None) != sop_class:
             continue
         builder = RunBuilder(seq, at, actor, data, run_id, sop, keep_entries=full)  # type: ignore[arg-type]
         if full:
             text = texts.get(builder.run.sop_hash)
             builder.run.sop_text = text
-            builder.run.sop_text_ok = text is not None and text_hash(text) == builder.run.sop_hash
+            builder.run.sop_text_ok = None if text is None else text_hash(text) == builder.run.sop_hash
         builders[run_id] = builder
-    if not builders:
-        return []
-    _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full)
-    return [b.run for b in builders.values()]
+    return builders
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while building many small acyclic objects (twice as fast at 10,000 runs)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def record_time(value: Any) -> datetime:
+    """A record's time as the driver hands it back: a datetime, or SQLite's naive UTC text (parsed fast)."""
+    if isinstance(value, datetime):
+        return utc(value)  # type: ignore[return-value]
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:  # text written by other means, with an offset of its own
+        return parse_time(value)  # type: ignore[return-value]
+
+
+def at_column(conn: Connection) -> Any:
+    # SQLite keeps times as text: skip SQLAlchemy's per-row conversion and parse them in record_time
+    return sa.type_coerce(records.c.at, sa.String) if conn.dialect.name == "sqlite" else records.c.at
 
 
 def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, filtered: bool, full: bool) -> None:
-    query = sa.select(records.c.seq, records.c.at, records.c.run_id, records.c.kind, records.c.step_id,
+    query = sa.select(records.c.seq, at_column(conn), records.c.run_id, records.c.kind, records.c.step_id,
                       records.c.actor, records.c.data).where(records.c.kind != "run_started")
     if not full:
         query = query.where(records.c.kind.in_(SUMMARY_KINDS))
@@ -178,12 +221,36 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
         query = query.where(records.c.run_id.in_(chosen))
     else:
         query = query.where(records.c.run_id.is_not(None))
-    loads = json.loads
-    get = builders.get
-    for seq, at, run_id, kind, step_id, actor, data in conn.execute(query.order_by(records.c.seq)).tuples():
-        builder = get(run_id)
-        if builder is not None:
-            builder.apply(seq, utc(at), kind, step_id, actor, loads(data))  # type: ignore[arg-type]
+    if not full:  # leave in the database the data figures never read; of a report, only its verdict
+        reported = records.c.kind.in_(_REPORTED)
+        query = query.with_only_columns(*query.selected_columns[:-1], sa.case(
+            (reported, sa.func.substr(records.c.data, 1, len(_VERDICT) + 5)),
+            (records.c.kind.in_(SUMMARY_DATA), records.c.data), else_=sa.null()))
+    result = conn.execute(query.order_by(records.c.seq))
+    loads, get, handlers, empty, parse = json.loads, builders.get, HANDLERS, {}, datetime.fromisoformat
+    while chunk := result.fetchmany(10_000):
+        for seq, at, run_id, kind, step_id, actor, data in chunk:
+            builder = get(run_id)
+            if builder is None:
+                continue
+            # the hot loop of a 10,000-run report: each record to its kind's handler
+            when = parse(at + "+00:00") if type(at) is str and len(at) == 26 else record_time(at)
+            if data is None:
+                values = empty
+            elif full or kind not in _REPORTED or not data.startswith(_VERDICT):
+                values = loads(data)
+            else:  # canonical JSON sorts keys: a report's record starts with its deadline verdict
+                values = _VERDICTS.get(data[len(_VERDICT):len(_VERDICT) + 4]) or empty
+            if full:
+                builder.run.entries.append(Entry(seq, when, kind, step_id, actor, values))
+            handler = handlers.get(kind)
+            if handler is not None:
+                handler(builder, seq, when, step_id, actor, values)
+
+
+_REPORTED = ("step_done", "step_rejected")
+_VERDICT = '{"deadline_met":'
+_VERDICTS = {"true": {"deadline_met": True}, "fals": {"deadline_met": False}, "null": {"deadline_met": None}}
 
 
 def load_run(conn: Connection, run_id: str) -> RunAudit:
@@ -193,5 +260,5 @@ def load_run(conn: Connection, run_id: str) -> RunAudit:
     return run
 
 
-__all__ = ["AuditError", "CLASSES", "Window", "load_run", "load_runs", "parse_instant", "pinned_texts",
+__all__ = ["AuditError", "CLASSES", "NotFound", "Window", "load_run", "load_runs", "parse_instant", "pinned_texts",
            "resolve_run", "window"]

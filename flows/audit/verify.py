@@ -21,13 +21,15 @@ and pass it back as an anchor (``--anchor SEQ:HASH``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.queries import AuditError, text_hash
+from flows.audit.queries import AuditError, at_column, record_time, text_hash
 from flows.ledger import GENESIS, record_hash
 from flows.ledger.schema import records, sop_versions
 
@@ -92,17 +94,18 @@ def _hash(row: Any, prev_hash: str, seq: int) -> str:
 
 def _origin(row: Any, written_at: dict[str, int]) -> int | None:
     """The sequence number a record was written under (its own, unless it was moved); None if edited."""
+    if _hash(row, row.prev_hash, row.seq) == row.hash:
+        return row.seq
     linked_to = written_at.get(row.prev_hash)
-    tries = [row.seq] + ([linked_to + 1] if linked_to is not None else [])
+    tries = [linked_to + 1] if linked_to is not None else []
     tries += [row.seq + d * s for d in range(1, _RENUMBER_REACH + 1) for s in (1, -1) if row.seq + d * s > 0]
     for seq in dict.fromkeys(tries):
-        if _hash(row, row.prev_hash, seq) == row.hash:
+        if seq != row.seq and _hash(row, row.prev_hash, seq) == row.hash:
             return seq
     return None
 
 
-def _classify(rows: list[Any], i: int, prev_seq: int, prev_hash: str, written_at: dict[str, int]) -> Break | None:
-    row = rows[i]
+def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_at: dict[str, int]) -> Break | None:
     expected = prev_seq + 1
     origin = _origin(row, written_at)
     linked = row.prev_hash == prev_hash
@@ -122,7 +125,6 @@ def _classify(rows: list[Any], i: int, prev_seq: int, prev_hash: str, written_at
     if row.seq > expected:
         missing = f"record {expected}" if row.seq == expected + 1 else f"records {expected}–{row.seq - 1}"
         return Break(expected, "deleted", f"{missing} deleted: the chain jumps from {prev_seq} to {row.seq}")
-    following = rows[i + 1] if i + 1 < len(rows) else None
     if following is not None and following.prev_hash == prev_hash:
         return Break(row.seq, "inserted", f"record {row.seq} was inserted: record {following.seq} links straight "
                                           f"past it to {'the genesis' if prev_seq == 0 else f'record {prev_seq}'}")
@@ -135,22 +137,57 @@ def _classify(rows: list[Any], i: int, prev_seq: int, prev_hash: str, written_at
                                     f"(or it was written outside the ledger)")
 
 
+def _chain(conn: Connection) -> Iterator[tuple[Any, Any]]:
+    """Every record in sequence order with the one after it (None after the last), streamed."""
+    columns = [records.c.seq, at_column(conn), *(records.c[n] for n in ("run_id", "step_id", "kind", "actor", "data",
+                                                                            "prev_hash", "hash"))]
+    result = conn.execute(sa.select(*columns).order_by(records.c.seq))
+    previous = None
+    while chunk := result.fetchmany(5000):
+        for seq, at, run_id, step_id, kind, actor, data, prev_hash, digest in chunk:
+            row = _Record(seq, record_time(at), run_id, step_id, kind, actor, data, prev_hash, digest)
+            if previous is not None:
+                yield previous, row
+            previous = row
+    if previous is not None:
+        yield previous, None
+
+
+@dataclass
+class _Record:
+    seq: int
+    at: datetime
+    run_id: str | None
+    step_id: str | None
+    kind: str
+    actor: str | None
+    data: str
+    prev_hash: str
+    hash: str
+
+
 def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verification:
-    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect."""
-    rows = list(conn.execute(sa.select(records).order_by(records.c.seq)))
-    written_at = {row.hash: row.seq for row in rows}
-    head = rows[-1] if rows else None
-    result = Verification(records=len(rows), head_seq=head.seq if head else 0, head_hash=head.hash if head else GENESIS)
+    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect.
+
+    Two passes, neither holding the records: every (hash, seq) first (to tell a moved record
+    from an edited one), then the records in order with one of lookahead.
+    """
+    written_at: dict[str, int] = {}
+    by_seq: dict[int, str] = {}
+    for seq, digest in conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq)):
+        written_at[digest] = seq
+        by_seq[seq] = digest
+    head_seq = next(reversed(by_seq), 0)
+    result = Verification(records=len(by_seq), head_seq=head_seq, head_hash=by_seq.get(head_seq, GENESIS))
     prev_seq, prev_hash = 0, GENESIS
-    for i, row in enumerate(rows):
+    for row, following in _chain(conn):
         if not result.breaks:
-            found = _classify(rows, i, prev_seq, prev_hash, written_at)
+            found = _classify(row, following, prev_seq, prev_hash, written_at)
             if found is not None:
                 result.breaks.append(found)
         elif _hash(row, row.prev_hash, row.seq) != row.hash:
             result.suspects.append(row.seq)
         prev_seq, prev_hash = row.seq, row.hash
-    by_seq = {row.seq: row.hash for row in rows}
     for anchor in anchors or []:
         if anchor.seq > result.head_seq:
             result.breaks.append(Break(result.head_seq + 1, "truncated", f"the anchor names record {anchor.seq} but the "
@@ -158,24 +195,23 @@ def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verif
         elif by_seq.get(anchor.seq) != anchor.hash:
             result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
                                                                 f"{anchor.hash[:12]}…: the chain was rewritten at or before it"))
-    _check_texts(conn, rows, result)
+    _check_texts(conn, result)
     return result
 
 
-def _check_texts(conn: Connection, rows: list[Any], result: Verification) -> None:
+def _check_texts(conn: Connection, result: Verification) -> None:
     stored = {r.hash: (r.sop_id, r.text) for r in conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.sop_id,
                                                                            sop_versions.c.text))}
     result.texts_checked = len(stored)
     result.bad_texts = sorted(f"{sop_id} {digest[:12]}" for digest, (sop_id, text) in stored.items()
                               if text_hash(text) != digest)
     used: set[tuple[str, str]] = set()
-    for row in rows:
-        if row.kind == "run_started":
-            try:
-                data = json.loads(row.data)
-            except ValueError:
-                continue
-            used.add((str(data.get("sop")), str(data.get("sop_hash"))))
+    for (raw,) in conn.execute(sa.select(records.c.data).where(records.c.kind == "run_started")):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            continue  # an edited record: the chain walk reports it
+        used.add((str(data.get("sop")), str(data.get("sop_hash"))))
     result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
 
 

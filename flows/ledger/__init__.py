@@ -8,8 +8,10 @@ decided by the database, not by memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,9 @@ from flows.clock import Clock, SystemClock
 from flows.ledger.schema import records
 
 GENESIS = "0" * 64
+# built once: building a statement per call costs more than executing it
+_LAST_RECORD = sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
+_INSERT_RECORD = records.insert()
 _ADVISORY_LOCK = 7243_0001
 
 
@@ -58,14 +63,14 @@ class Tx:
                actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
         """Append one record to the chain; returns its sequence number."""
         if self._last is None:
-            row = self.conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first()
+            row = self.conn.execute(_LAST_RECORD).first()
             self._last = (row.seq, row.hash) if row else (0, GENESIS)
         seq, prev = self._last[0] + 1, self._last[1]
         at = at or self.clock.now()
         text = dumps(data)
         digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text)
-        self.conn.execute(records.insert().values(seq=seq, at=at, run_id=run_id, step_id=step_id, kind=kind,
-                                                  actor=actor, data=text, prev_hash=prev, hash=digest))
+        self.conn.execute(_INSERT_RECORD, {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind,
+                                           "actor": actor, "data": text, "prev_hash": prev, "hash": digest})
         self._last = (seq, digest)
         return seq
 
@@ -81,6 +86,9 @@ class Ledger:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Writers of this process queue here rather than in SQLite's busy handler, which sleeps
+        # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
+        self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self.engine: Engine = self._make_engine(immediate=True)
         self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
 
@@ -118,7 +126,7 @@ class Ledger:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """A serialised write transaction; commits on success, rolls back on any error."""
-        with self.engine.begin() as conn:
+        with self._writer, self.engine.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
             yield Tx(conn=conn, clock=self.clock)

@@ -34,7 +34,7 @@ class AlertmanagerAlert(_Lenient):
 class AlertmanagerPayload(_Lenient):
     """The body Alertmanager posts to a webhook receiver."""
 
-    version: Literal["4"] = Field(description="webhook payload version; Alertmanager sends \"4\"")
+    version: Literal["4"] = Field(description='webhook payload version; Alertmanager sends "4"')
     group_key: str = Field(default="", alias="groupKey")
     truncated_alerts: int = Field(default=0, alias="truncatedAlerts")
     status: Literal["firing", "resolved"]
@@ -48,10 +48,20 @@ class AlertmanagerPayload(_Lenient):
 
 def alerts(payload: AlertmanagerPayload) -> list[Alert]:
     """The payload's alerts in the common shape, in the order sent."""
-    return [Alert(source="alertmanager", status=a.status, labels=a.labels, annotations=a.annotations,
-                  fingerprint=a.fingerprint, starts_at=a.starts_at, ends_at=_ends(a.ends_at),
-                  generator_url=a.generator_url or None, receiver=payload.receiver or None)
-            for a in payload.alerts]
+    return [
+        Alert(
+            source="alertmanager",
+            status=a.status,
+            labels=a.labels,
+            annotations=a.annotations,
+            fingerprint=a.fingerprint,
+            starts_at=a.starts_at,
+            ends_at=_ends(a.ends_at),
+            generator_url=a.generator_url or None,
+            receiver=payload.receiver or None,
+        )
+        for a in payload.alerts
+    ]
 
 
 def parse(body: dict[str, Any]) -> list[Alert]:

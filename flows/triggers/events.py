@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from flows.triggers.model import Event
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
+
+
+def _scalar(value: Any) -> Any:
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"expected a string, number, boolean or null, got {type(value).__name__}")
+    return value
+
+
+#: a flat value (events carry no nested objects: matchers and templates read them as text)
+Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
 class _Strict(BaseModel):
@@ -20,11 +30,14 @@ class EventPayload(_Strict):
 
     name: str = Field(pattern=NAME, max_length=200, description="the event name SOP triggers listen for")
     key: str | None = Field(default=None, max_length=300, description="what the event is about (trigger.key)")
-    values: dict[str, str | int | float | bool | None] = Field(default_factory=dict,
-                                                               description="flat values (trigger.<name>)")
+    values: dict[str, Scalar] = Field(default_factory=dict, description="flat values (trigger.<name>)")
 
 
-def parse_event(body: Any) -> Event:
-    """Validate a decoded body as an event (ValidationError names the field)."""
-    payload = EventPayload.model_validate(body)
+def event(payload: EventPayload) -> Event:
+    """The payload as an event."""
     return Event(name=payload.name, key=payload.key, values=dict(payload.values))
+
+
+def parse(body: Any) -> Event:
+    """Validate a decoded body as an event (ValidationError names the field)."""
+    return event(EventPayload.model_validate(body))

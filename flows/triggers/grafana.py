@@ -80,14 +80,28 @@ def alerts(payload: GrafanaPayload) -> list[Alert]:
     out = []
     for a in payload.alerts:
         annotations = dict(a.annotations)
-        for key, value in (("silence_url", a.silence_url), ("dashboard_url", a.dashboard_url),
-                           ("panel_url", a.panel_url), ("value_string", a.value_string)):
+        for key, value in (
+            ("silence_url", a.silence_url),
+            ("dashboard_url", a.dashboard_url),
+            ("panel_url", a.panel_url),
+            ("value_string", a.value_string),
+        ):
             if value:
                 annotations.setdefault(key, value)
-        out.append(Alert(source="grafana", status=a.status, labels=a.labels, annotations=annotations,
-                         fingerprint=a.fingerprint, starts_at=a.starts_at,
-                         ends_at=None if not a.ends_at or a.ends_at.startswith("0001-01-01") else a.ends_at,
-                         generator_url=a.generator_url or None, values=a.values, receiver=payload.receiver or None))
+        out.append(
+            Alert(
+                source="grafana",
+                status=a.status,
+                labels=a.labels,
+                annotations=annotations,
+                fingerprint=a.fingerprint,
+                starts_at=a.starts_at,
+                ends_at=None if not a.ends_at or a.ends_at.startswith("0001-01-01") else a.ends_at,
+                generator_url=a.generator_url or None,
+                values=a.values,
+                receiver=payload.receiver or None,
+            )
+        )
     return out
 
 
@@ -98,8 +112,16 @@ def legacy_alerts(payload: LegacyGrafanaPayload) -> list[Alert]:
     labels = {"alertname": payload.rule_name, **payload.tags}
     values = {m.metric or f"match{i}": m.value for i, m in enumerate(payload.eval_matches)}
     annotations = {k: v for k, v in (("summary", payload.title), ("description", payload.message)) if v}
-    return [Alert(source="grafana", status="firing" if payload.state == "alerting" else "resolved", labels=labels,
-                  annotations=annotations, generator_url=payload.rule_url, values=values or None)]
+    return [
+        Alert(
+            source="grafana",
+            status="firing" if payload.state == "alerting" else "resolved",
+            labels=labels,
+            annotations=annotations,
+            generator_url=payload.rule_url,
+            values=values or None,
+        )
+    ]
 
 
 def parse(body: dict[str, Any]) -> list[Alert]:

@@ -9,7 +9,7 @@ judge the same samples start one run.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,14 +29,16 @@ class SamplePayload(BaseModel):
 
     metric: str = Field(pattern=NAME, max_length=120)
     value: float = Field(allow_inf_nan=False)
-    at: datetime = Field(validation_alias=AliasChoices("at", "timestamp"),
-                         description="ISO 8601 (naive means UTC) or Unix seconds; `timestamp` is accepted too")
+    at: datetime = Field(
+        validation_alias=AliasChoices("at", "timestamp"),
+        description="ISO 8601 (naive means UTC) or Unix seconds; `timestamp` is accepted too",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class MetricsPayload(BaseModel):
@@ -47,10 +49,14 @@ class MetricsPayload(BaseModel):
     samples: list[SamplePayload] = Field(min_length=1, max_length=10_000)
 
 
+def samples(payload: MetricsPayload) -> list[Sample]:
+    """The batch's samples in the common shape."""
+    return [Sample(metric=s.metric, value=s.value, at=s.at, labels=dict(s.labels)) for s in payload.samples]
+
+
 def parse(body: Any) -> list[Sample]:
     """Validate a decoded body as a batch of samples (ValidationError names the field)."""
-    payload = MetricsPayload.model_validate(body)
-    return [Sample(metric=s.metric, value=s.value, at=s.at, labels=dict(s.labels)) for s in payload.samples]
+    return samples(MetricsPayload.model_validate(body))
 
 
 class SampleStore:
@@ -62,40 +68,68 @@ class SampleStore:
     def add(self, samples: list[Sample]) -> None:
         """Store a batch in one transaction."""
         now = self.ledger.clock.now()
-        rows = [{"metric": s.metric, "series": s.series, "at": s.at, "value": s.value, "received_at": now,
-                 "labels": json.dumps(s.labels, sort_keys=True, ensure_ascii=False)} for s in samples]
+        rows = [
+            {
+                "metric": s.metric,
+                "series": s.series,
+                "at": s.at,
+                "value": s.value,
+                "received_at": now,
+                "labels": json.dumps(s.labels, sort_keys=True, ensure_ascii=False),
+            }
+            for s in samples
+        ]
         with self.ledger.transaction() as tx:
             tx.conn.execute(metric_samples.insert(), rows)
 
     def newest(self, metric: str, series: str) -> datetime | None:
         """The instant of the series' newest sample."""
         with self.ledger.read() as conn:
-            return utc(conn.execute(sa.select(sa.func.max(metric_samples.c.at)).where(
-                (metric_samples.c.metric == metric) & (metric_samples.c.series == series))).scalar())
+            return utc(
+                conn.execute(
+                    sa.select(sa.func.max(metric_samples.c.at)).where(
+                        (metric_samples.c.metric == metric) & (metric_samples.c.series == series)
+                    )
+                ).scalar()
+            )
 
     def between(self, metric: str, series: str, start: datetime, end: datetime) -> list[tuple[datetime, float]]:
         """Samples of a series in [start, end), in time order."""
         c = metric_samples.c
         with self.ledger.read() as conn:
-            rows = conn.execute(sa.select(c.at, c.value).where(
-                (c.metric == metric) & (c.series == series) & (c.at >= start) & (c.at < end)).order_by(c.at, c.id))
+            rows = conn.execute(
+                sa.select(c.at, c.value)
+                .where((c.metric == metric) & (c.series == series) & (c.at >= start) & (c.at < end))
+                .order_by(c.at, c.id)
+            )
             return [(utc(r.at), r.value) for r in rows]  # type: ignore[misc]
 
     def last(self, metric: str, series: str, count: int) -> list[tuple[datetime, float]]:
         """The series' last ``count`` samples, in time order."""
         c = metric_samples.c
         with self.ledger.read() as conn:
-            rows = conn.execute(sa.select(c.at, c.value).where((c.metric == metric) & (c.series == series))
-                                .order_by(c.at.desc(), c.id.desc()).limit(count)).all()
+            rows = conn.execute(
+                sa.select(c.at, c.value)
+                .where((c.metric == metric) & (c.series == series))
+                .order_by(c.at.desc(), c.id.desc())
+                .limit(count)
+            ).all()
         return [(utc(r.at), r.value) for r in reversed(rows)]  # type: ignore[misc]
 
     def claim(self, sop_id: str, trigger: int, series: str, period_start: datetime, value: float) -> int | None:
         """Record a firing; its id, or None when this SOP trigger already fired for that series and period."""
         try:
             with self.ledger.transaction() as tx:
-                result = tx.conn.execute(metric_firings.insert().values(
-                    sop_id=sop_id, trigger=trigger, series=series, period_start=period_start, value=value,
-                    fired_at=self.ledger.clock.now()))
+                result = tx.conn.execute(
+                    metric_firings.insert().values(
+                        sop_id=sop_id,
+                        trigger=trigger,
+                        series=series,
+                        period_start=period_start,
+                        value=value,
+                        fired_at=self.ledger.clock.now(),
+                    )
+                )
                 return int(result.inserted_primary_key[0])
         except IntegrityError:
             return None
@@ -103,5 +137,6 @@ class SampleStore:
     def settle(self, firing_id: int, outcome: str, run_id: str | None) -> None:
         """Note what a firing became (started / attached / refused) and its run."""
         with self.ledger.transaction() as tx:
-            tx.conn.execute(metric_firings.update().where(metric_firings.c.id == firing_id)
-                            .values(outcome=outcome, run_id=run_id))
+            tx.conn.execute(
+                metric_firings.update().where(metric_firings.c.id == firing_id).values(outcome=outcome, run_id=run_id)
+            )

@@ -38,9 +38,15 @@ class Alert:
 
     def payload(self) -> dict[str, Any]:
         """The ``trigger`` a run pins in the ledger and templates read (``trigger.labels.x``)."""
-        out: dict[str, Any] = {"kind": "alert", "source": self.source, "status": self.status,
-                               "labels": dict(self.labels), "annotations": dict(self.annotations),
-                               "fingerprint": self.fingerprint, "starts_at": self.starts_at}
+        out: dict[str, Any] = {
+            "kind": "alert",
+            "source": self.source,
+            "status": self.status,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "fingerprint": self.fingerprint,
+            "starts_at": self.starts_at,
+        }
         if self.ends_at:
             out["ends_at"] = self.ends_at
         if self.generator_url:

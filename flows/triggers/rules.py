@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flows.durations import parse_duration
 from flows.spec import MetricRule
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIXED = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
 
 
@@ -64,7 +64,7 @@ class Calendar:
         return self._midnight(date(months // 12, months % 12 + 1, 1))
 
     def _midnight(self, day: date) -> datetime:
-        return datetime.combine(day, time(0), self.tz).astimezone(timezone.utc)
+        return datetime.combine(day, time(0), self.tz).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -119,13 +119,14 @@ def holds(rule: MetricRule, value: float, previous: float | None = None) -> tupl
         return value < rule.below, value
     if previous is None or previous == 0:
         return False, 0.0
-    pct = (value - previous) / abs(previous) * 100.0
+    pct = round((value - previous) / abs(previous) * 100.0, 6)  # 0.013 vs 0.010 is +30%, not +29.999…%
     wanted = rule.change_pct or 0.0
     return (pct <= wanted if wanted < 0 else pct >= wanted), round(pct, 2)
 
 
-def evaluate(rule: MetricRule, samples: Iterable[tuple[datetime, float]], calendar: Calendar | None,
-             newest: datetime) -> Verdict | None:
+def evaluate(
+    rule: MetricRule, samples: Iterable[tuple[datetime, float]], calendar: Calendar | None, newest: datetime
+) -> Verdict | None:
     """Judge the rule on a series (samples in time order). None: not enough periods to judge.
 
     ``newest`` is the instant of the series' newest sample; ``calendar`` is None for a rule
@@ -156,8 +157,14 @@ def evaluate(rule: MetricRule, samples: Iterable[tuple[datetime, float]], calend
         fired = fired and ok
         judged.append(value)
     previous = aggregates[-2] if rule.change is not None else None
-    return Verdict(fired=fired, value=judged[-1], period_start=starts[-1], values=tuple(aggregates),
-                   previous=previous, condition=condition_text(rule))
+    return Verdict(
+        fired=fired,
+        value=judged[-1],
+        period_start=starts[-1],
+        values=tuple(aggregates),
+        previous=previous,
+        condition=condition_text(rule),
+    )
 
 
 def window(rule: MetricRule, calendar: Calendar | None, newest: datetime) -> tuple[datetime, datetime] | None:

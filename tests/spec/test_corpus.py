@@ -120,6 +120,8 @@ EXPECTED: dict[str, list[E]] = {
     "config-unknown-member.yaml": [E(6, 34, "roles.night-shift.members[2]", "unknown person `dee-park`")],
     "config-lead-not-role.yaml": [E(9, 11, "roles.night-shift.lead", "lead `ana-ruiz` is not a role in config")],
     "config-bad-timezone.yaml": [E(4, 15, "people.ana-ruiz.timezone", "unknown time zone `Europe/Barcelona`")],
+    "config-token-bad-role.yaml": [E(8, 11, "tokens.ops-console.role", "'operator', 'responder', 'auditor' or 'monitor'")],
+    "config-responder-without-person.yaml": [E(7, None, "tokens.phone.person", "a responder token needs `person`")],
 }
 
 #: folders of config files, validated together as one site (a name may be defined only once)

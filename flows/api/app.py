@@ -1,0 +1,149 @@
+"""The HTTP API (FastAPI): runs for people, webhooks and metrics for monitoring, OpenAPI at /docs.
+
+``create_app(engine)`` builds it around one engine; ``sop serve`` runs it in a thread
+(``flows.serve``), and ``uvicorn --factory flows.api.app:from_environment`` runs it alone
+(team mode: any number of API processes on one database — dedup is the database's).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flows.api import alerts, docs, errors, events, metrics, runs
+from flows.api.auth import READERS, Gate, require
+from flows.api.errors import ApiError
+from flows.api.launches import LaunchQueue
+from flows.config import Site
+from flows.engine import Engine
+from flows.triggers.intake import Intake
+
+log = logging.getLogger("sop.api")
+
+DESCRIPTION = """\
+Start and follow SOP runs, report on human steps, and feed triggers from monitoring.
+
+Every endpoint needs `Authorization: Bearer <token>`; tokens are named in `config/`
+(`tokens:`) with the environment variable holding each secret, and carry one role:
+**operator** (start, cancel, report), **responder** (report on steps assigned to its person
+or their roles), **auditor** (read), **monitor** (alerts, events, metrics). A refusal is a
+4xx with `{"error", "field", "problems"}` naming what to fix.
+"""
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` with a 413 before any handler reads them (Content-Length or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import Request
+
+        error = ApiError(
+            413,
+            f"the request body is larger than {self.max_bytes} bytes "
+            "(settings.api.max_body_bytes); send smaller batches",
+            "body",
+        )
+        await errors.refused(Request(scope, receive), error)(scope, receive, send)
+
+
+def create_app(
+    engine: Engine,
+    site: Site | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    launch: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The API around ``engine``. Tokens are read from ``env`` (default: the process environment).
+
+    ``launch(run_id)`` creates a new run's flow run; by default a background queue does it
+    when the engine has a launcher (never on the request path), and nothing when it has none.
+    """
+    site = site or engine.site
+    app = FastAPI(title="SOPs as code", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None)
+    queue = LaunchQueue(engine) if launch is None and engine.launcher is not None else None
+    app.state.engine = engine
+    app.state.gate = Gate(site, env)
+    app.state.launch = launch or (queue.submit if queue else (lambda run_id: None))
+    app.state.launches = queue
+    app.state.intake = Intake(engine, launch=app.state.launch)
+    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes)
+    errors.install(app)
+    for module in (runs, alerts, events, metrics):
+        app.include_router(module.router)
+    _include_audit(app)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        """Liveness for load balancers (no token, no data)."""
+        return {"ok": True}
+
+    app.openapi = docs.with_body_schemas(app)  # type: ignore[method-assign]
+    return app
+
+
+def _include_audit(app: FastAPI) -> None:
+    """The audit endpoints (``flows.audit.api``) when that module exists, behind the same tokens."""
+    try:
+        from flows.audit.api import router as audit_router
+    except ImportError:
+        return
+    app.include_router(audit_router, dependencies=[require(*READERS)])
+
+
+def close(app: FastAPI) -> None:
+    """Finish queued launches (call when the server stops)."""
+    if app.state.launches is not None:
+        app.state.launches.close()
+
+
+def from_environment() -> FastAPI:
+    """The app for this project (``$SOP_HOME``), for ``uvicorn --factory flows.api.app:from_environment``.
+
+    ``SOP_API_LAUNCH=0`` runs without Prefect (runs are recorded and paged; no flow runs).
+    """
+    from flows import runtime
+
+    return create_app(runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0"))

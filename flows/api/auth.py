@@ -1,0 +1,184 @@
+"""Authenticate: bearer token → principal with a role; an HMAC signature when the token asks for one.
+
+Tokens are named in ``config/`` (``tokens:``) with the environment variable holding each
+secret; :class:`Gate` reads them once, at start-up, and logs the ones that are inactive
+(variable unset). Secrets are compared in constant time and never logged.
+
+Roles and what they may do:
+
+=========== ===========================================================
+operator    start runs, cancel, report on any step, read
+responder   report on steps assigned to its person or their roles, read
+auditor     read
+monitor     post alerts (Alertmanager, Grafana), events and metrics
+=========== ===========================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from flows.api.errors import ApiError
+from flows.config import HmacCheck, Site
+
+log = logging.getLogger("sop.api")
+READERS = ("operator", "responder", "auditor")
+_bearer = HTTPBearer(auto_error=False, description="an API token named in config/ (tokens:)")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name in config, its role, and the person it stands for."""
+
+    token: str
+    role: str
+    person: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """The name written in the ledger for what this caller does."""
+        return self.person or f"token:{self.token}"
+
+
+@dataclass(frozen=True)
+class ActiveToken:
+    principal: Principal
+    secret: bytes
+    hmac: HmacCheck | None = None
+    hmac_secret: bytes | None = None
+
+
+class Gate:
+    """The authenticate stage: which token a request carries, whether its role may, whether it is signed."""
+
+    def __init__(self, site: Site, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time):
+        env = os.environ if env is None else env
+        self.clock = clock
+        self.tokens: list[ActiveToken] = []
+        self.inactive: dict[str, str] = {}
+        for name, token in site.tokens.items():
+            secret = env.get(token.env, "")
+            if not secret:
+                self.inactive[name] = f"environment variable {token.env} is not set"
+                continue
+            hmac_secret = None
+            if token.hmac is not None:
+                hmac_secret = env.get(token.hmac.env, "").encode() or None
+                if hmac_secret is None:
+                    self.inactive[name] = f"environment variable {token.hmac.env} (its HMAC secret) is not set"
+                    continue
+            self.tokens.append(
+                ActiveToken(Principal(name, token.role, token.person), secret.encode(), token.hmac, hmac_secret)
+            )
+        for name, reason in self.inactive.items():
+            log.info("event=api_token_inactive token=%s reason=%r", name, reason)
+        log.info("event=api_tokens active=%d inactive=%d", len(self.tokens), len(self.inactive))
+        if not self.tokens:
+            log.warning(
+                "event=api_no_tokens message=%r",
+                "no API token is active: every request will be refused "
+                "(set the environment variables named in config/ tokens:)",
+            )
+
+    def identify(self, authorization: str | None) -> ActiveToken:
+        """The token of an ``Authorization: Bearer …`` header; 401 when there is none or it is unknown."""
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if not authorization:
+            raise ApiError(
+                401, "no API token: send `Authorization: Bearer <token>`", "header.authorization", headers=challenge
+            )
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise ApiError(
+                401, "the Authorization header must be `Bearer <token>`", "header.authorization", headers=challenge
+            )
+        offered = given.strip().encode()
+        found = None
+        for token in self.tokens:  # no early exit: the time taken says nothing about which token matched
+            if hmac.compare_digest(token.secret, offered):
+                found = token
+        if found is None:
+            raise ApiError(401, "unknown or inactive API token", "header.authorization", headers=challenge)
+        return found
+
+    @staticmethod
+    def authorize(token: ActiveToken, roles: tuple[str, ...]) -> None:
+        """403 unless the token's role is one of ``roles``."""
+        role = token.principal.role
+        if role not in roles:
+            raise ApiError(
+                403,
+                f"token `{token.principal.token}` has role {role}; this endpoint needs {' or '.join(roles)}",
+                "header.authorization",
+            )
+
+    def verify_signature(self, token: ActiveToken, headers: Mapping[str, str], body: bytes) -> None:
+        """401 unless the body carries the token's HMAC signature (when the token has one configured)."""
+        check, secret = token.hmac, token.hmac_secret
+        if check is None or secret is None:
+            return
+        field = f"header.{check.header.lower()}"
+        given = (headers.get(check.header) or "").strip()
+        if not given:
+            raise ApiError(401, f"missing signature header {check.header} (HMAC-SHA256 of the body)", field)
+        signed = body
+        if check.timestamp_header:
+            stamp = (headers.get(check.timestamp_header) or "").strip()
+            ts_field = f"header.{check.timestamp_header.lower()}"
+            if not stamp:
+                raise ApiError(401, f"missing timestamp header {check.timestamp_header}", ts_field)
+            try:
+                age = abs(self.clock() - float(stamp))
+            except ValueError:
+                raise ApiError(
+                    401, f"{check.timestamp_header} must be Unix seconds, got {stamp[:40]!r}", ts_field
+                ) from None
+            if age > check.max_age.total_seconds():
+                raise ApiError(
+                    401,
+                    f"signature timestamp is {age:.0f}s away from now "
+                    f"(at most {check.max_age.total_seconds():.0f}s): a replay or a wrong clock",
+                    ts_field,
+                )
+            signed = stamp.encode() + b":" + body
+        expected = hmac.new(secret, signed, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, given.removeprefix("sha256=").lower()):
+            raise ApiError(
+                401, f"bad signature in {check.header}: the body was not signed with this token's secret", field
+            )
+
+
+def require(*roles: str) -> Any:
+    """A route dependency: the caller's :class:`Principal`, refused (401/403) unless its role is in ``roles``.
+
+    It reads the body only when the token asks for a signature, and runs before anything
+    parses the body: authenticate comes first.
+    """
+
+    async def principal(
+        request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)
+    ) -> Principal:
+        gate: Gate = request.app.state.gate
+        token = gate.identify(request.headers.get("authorization"))
+        request.state.principal = token.principal
+        gate.authorize(token, roles)
+        if token.hmac is not None:
+            gate.verify_signature(token, request.headers, await request.body())
+        return token.principal
+
+    return Depends(principal)
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body as bytes (a dependency, so sync handlers get it after authentication)."""
+    return await request.body()

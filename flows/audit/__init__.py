@@ -1,0 +1,79 @@
+"""The audit: what ran, who was told, who did what and when, every deadline, and whether to trust it.
+
+Read-only over the ledger. Everything an auditor sees is rebuilt from the hash-chained
+``records`` (see :mod:`flows.audit.model`), never from the engine's projections, so a
+report is exactly as trustworthy as ``sop audit verify`` says the chain is.
+
+- :mod:`~flows.audit.queries`  which runs, read from the chain
+- :mod:`~flows.audit.verify`   recompute the chain, name the first broken record
+- :mod:`~flows.audit.report`   SLA figures (per SOP, per class, late steps by role)
+- :mod:`~flows.audit.html`     the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
+- :mod:`~flows.audit.history`  which SOP texts ran when, with diffs
+- :mod:`~flows.audit.api`      the same under ``/v1/audit`` (auditor role)
+
+:class:`Audit` is the one entry point the CLI and the API share.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flows.audit.history import SopHistory, sop_history
+from flows.audit.model import RunAudit
+from flows.audit.queries import AuditError, Window, check_class, load_run, load_runs, paused_gc, window
+from flows.audit.report import Report, build_report
+from flows.audit.summary import RunLine, run_lines
+from flows.audit.timeline import document
+from flows.audit.verify import Anchor, Verification, verify_chain
+from flows.ledger import Ledger
+
+
+class Audit:
+    """The audit of one ledger, as of its clock's now (open runs past due count as missed)."""
+
+    def __init__(self, ledger: Ledger, now: datetime | None = None):
+        self.ledger = ledger
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now or self.ledger.clock.now()
+
+    def window(self, since: str | None = None, until: str | None = None) -> Window:
+        """Parse ``--since``/``--until`` (AuditError with a hint when they do not parse)."""
+        return window(since, until, self.now())
+
+    def runs(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
+             full: bool = False) -> list[RunAudit]:
+        with self.ledger.read() as conn:
+            return load_runs(conn, within=within, sop_id=sop, sop_class=check_class(sop_class), full=full)
+
+    def lines(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None) -> list[RunLine]:
+        """One line per run (``sop audit runs``)."""
+        return run_lines(self.runs(within, sop=sop, sop_class=sop_class), self.now())
+
+    def run(self, run_id: str) -> RunAudit:
+        with self.ledger.read() as conn:
+            return load_run(conn, run_id)
+
+    def show(self, run_id: str) -> dict[str, Any]:
+        """The whole story of one run (``sop audit show``)."""
+        return document(self.run(run_id), self.now())
+
+    def report(self, within: Window | None = None, *, sop: str | None = None,
+               sop_class: str | None = None) -> tuple[Report, list[RunAudit]]:
+        """The compliance figures, and the runs (for their timelines)."""
+        with paused_gc():
+            runs = self.runs(within, sop=sop, sop_class=sop_class)
+            return build_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
+
+    def verify(self, anchors: list[Anchor] | None = None) -> Verification:
+        with self.ledger.read() as conn:
+            return verify_chain(conn, anchors)
+
+    def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:
+        with self.ledger.read() as conn:
+            return sop_history(conn, sop_id, current_hash)
+
+
+__all__ = ["Anchor", "Audit", "AuditError", "Report", "RunAudit", "RunLine", "SopHistory", "Verification", "Window"]

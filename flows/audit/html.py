@@ -1,0 +1,159 @@
+"""The audit report as one self-contained HTML file: figures, definitions, every run's timeline.
+
+No script, no external stylesheet, font or image: the file opens anywhere, can be mailed
+or archived as evidence, and prints on A4 landscape (a run's timeline never splits across
+pages, table headers repeat).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from jinja2 import Environment
+from markupsafe import Markup, escape
+
+from flows.audit.gantt import gantt, legend
+from flows.audit.model import RunAudit
+from flows.audit.queries import paused_gc
+from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, Report
+from flows.audit.verify import Verification
+from flows.durations import format_duration
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>SOP audit report — {{ period }}</title>
+<style>
+* { -webkit-print-color-adjust: exact; print-color-adjust: exact; box-sizing: border-box; }
+body { margin: 24px; color: #212121; font: 13px/1.45 Helvetica, Arial, sans-serif; max-width: 1200px; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 22px 0 6px; color: #1f3a5f; }
+.meta, .note { color: #555; margin: 2px 0; }
+.chain { margin: 8px 0; padding: 6px 10px; border-radius: 4px; }
+.chain.ok { background: #e8f5e9; color: #1b5e20; } .chain.broken { background: #ffebee; color: #b71c1c; font-weight: bold; }
+.kpis { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0; }
+.kpi { border: 1px solid #d0d7de; border-radius: 4px; padding: 6px 12px; min-width: 130px; }
+.kpi b { display: block; font-size: 20px; color: #1f3a5f; }
+table { border-collapse: collapse; width: 100%; margin: 4px 0 10px; }
+th { background: #1f3a5f; color: #ffffff; text-align: left; padding: 5px 8px; font-weight: 600; }
+td { padding: 4px 8px; border-bottom: 1px solid #e0e0e0; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr:nth-child(even) td { background: #f6f8fa; }
+.missed { color: #c62828; font-weight: 600; } .met { color: #2e7d32; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; margin: 4px 0; }
+dt { font-weight: 600; } dd { margin: 0; }
+section.run { break-inside: avoid; page-break-inside: avoid; border-top: 1px solid #d0d7de; padding: 6px 0 10px; }
+section.run h3 { font-size: 13px; margin: 0 0 4px; font-weight: 600; }
+section.run h3 span { font-weight: normal; color: #555; }
+svg.gantt, svg.legend { display: block; width: 100%; height: auto; max-width: 960px; }
+@page { size: A4 landscape; margin: 12mm; }
+@media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } thead { display: table-header-group; }
+  tr { break-inside: avoid; } .kpi { border-color: #999; } }
+</style></head>
+<body>
+<header>
+<h1>SOP audit report</h1>
+<p class="meta">{{ period }} · {{ filters }}generated {{ generated }} UTC · {{ report.runs|length }} run(s)</p>
+{% if chain %}<p class="chain {{ 'ok' if chain.ok else 'broken' }}" id="chain">{{ chain.text }}</p>{% endif %}
+<p class="note">{{ sop_time_note }} Times are UTC.</p>
+</header>
+<div class="kpis" id="kpis">
+<div class="kpi">runs<b>{{ o.runs }}</b></div>
+<div class="kpi">deadline met<b>{{ pct(o.on_time_pct) }}</b>{{ o.met }} of {{ o.met + o.missed }}</div>
+<div class="kpi">time to acknowledge<b>{{ dur(o.tta_median_s) }}</b>median · p90 {{ dur(o.tta_p90_s) }}</div>
+<div class="kpi">time to complete<b>{{ dur(o.ttc_median_s) }}</b>median · p90 {{ dur(o.ttc_p90_s) }}</div>
+<div class="kpi">escalations per run<b>{{ num(o.escalations_per_run) }}</b>{{ o.escalations }} in all</div>
+<div class="kpi">late steps<b>{{ o.late_steps }}</b>of {{ o.timed_steps }} with a due time</div>
+</div>
+{% for title, ident, rows, label in tables %}
+<h2>{{ title }}</h2>
+<table class="compliance" id="{{ ident }}"><thead><tr><th>{{ label }}</th><th class="num">runs</th><th class="num">finished</th>
+<th class="num">cancelled</th><th class="num">open</th><th class="num">deadline met</th><th class="num">TTA median</th>
+<th class="num">TTA p90</th><th class="num">TTC median</th><th class="num">TTC p90</th><th class="num">escalations / run</th>
+<th class="num">late steps</th></tr></thead><tbody>
+{% for r in rows %}<tr><td>{{ r.key }}</td><td class="num">{{ r.runs }}</td><td class="num">{{ r.finished }}</td>
+<td class="num">{{ r.cancelled }}</td><td class="num">{{ r.open }}</td>
+<td class="num{{ ' missed' if r.missed else '' }}">{{ pct(r.on_time_pct) }} ({{ r.met }}/{{ r.met + r.missed }})</td>
+<td class="num">{{ dur(r.tta_median_s) }}</td><td class="num">{{ dur(r.tta_p90_s) }}</td><td class="num">{{ dur(r.ttc_median_s) }}</td>
+<td class="num">{{ dur(r.ttc_p90_s) }}</td><td class="num">{{ num(r.escalations_per_run) }}</td>
+<td class="num">{{ r.late_steps }}/{{ r.timed_steps }}</td></tr>
+{% else %}<tr><td colspan="12">no runs</td></tr>{% endfor %}
+</tbody></table>
+{% endfor %}
+<h2>Late steps by role</h2>
+<table class="roles" id="by-role"><thead><tr><th>role</th><th class="num">steps with a due time</th><th class="num">late</th>
+<th class="num">late %</th></tr></thead><tbody>
+{% for r in report.by_role %}<tr><td>{{ r.key }}</td><td class="num">{{ r.timed_steps }}</td>
+<td class="num{{ ' missed' if r.late_steps else '' }}">{{ r.late_steps }}</td><td class="num">{{ pct(r.late_pct) }}</td></tr>
+{% else %}<tr><td colspan="4">no steps with a due time</td></tr>{% endfor %}
+</tbody></table>
+<h2>Definitions</h2>
+<dl>{% for name, text in definitions %}<dt>{{ name }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
+<h2>Run timelines</h2>
+<p class="note">One chart per run, SOP time from the run's start: a bar from when a step was ready to when it ended.</p>
+{{ legend }}
+{% for run in runs %}{{ run }}
+{% endfor %}
+{% if hidden %}<p class="note">{{ hidden }} more run(s) not drawn (see <code>sop audit show RUN</code>).</p>{% endif %}
+</body></html>
+"""
+
+_env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_template = _env.from_string(_TEMPLATE)
+
+
+def _dur(seconds: float | None) -> str:
+    return "—" if seconds is None else format_duration(timedelta(seconds=seconds))
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}%"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def _chain(verification: Verification | None) -> dict[str, Any] | None:
+    if verification is None:
+        return None
+    if verification.ok:
+        return {"ok": True, "text": f"✓ Hash chain verified: {verification.records:,} records intact, head record "
+                                    f"{verification.head_seq} ({verification.head_hash[:16]}…); "
+                                    f"{verification.texts_checked} pinned SOP text(s) match their hashes."}
+    first = verification.first_break
+    what = f"record {first.seq} ({first.kind}): {first.message}" if first else "pinned SOP texts do not match their hashes"
+    return {"ok": False, "text": f"✗ The ledger does not verify — {what}. The figures below rest on it."}
+
+
+def _run_section(run: RunAudit, now: datetime) -> Markup:
+    verdict = run.deadline(now)
+    esc = f" · {run.escalations} escalation(s)" if run.escalations else ""
+    what = escape(f" v{run.version or '?'} {run.sop_hash[:12]} · {run.sop_class} · {run.trigger_text()} · "
+                  f"started {run.started_at:%Y-%m-%d %H:%M:%S} · {run.outcome_text} · ")
+    return Markup(f'<section class="run" id="run-{escape(run.id)}"><h3>{escape(run.id)} · {escape(run.sop_id)}'
+                  f'<span>{what}deadline <b class="{escape(verdict)}">{escape(verdict)}</b>{esc}</span></h3>'
+                  f"{gantt(run, now)}</section>")
+
+
+def render_html(report: Report, runs: list[RunAudit], *, verification: Verification | None = None,
+                max_timelines: int | None = None) -> str:
+    """The whole report; ``max_timelines`` bounds how many run charts are drawn (None: all)."""
+    now = report.generated_at
+    drawn = runs if max_timelines is None else runs[:max_timelines]
+    since = report.since.strftime("%Y-%m-%d %H:%M") if report.since else "the first run"
+    until = report.until.strftime("%Y-%m-%d %H:%M") if report.until else "now"
+    filters = "".join(f"{name} {value} · " for name, value in (("SOP", report.sop), ("class", report.sop_class)) if value)
+    tables: list[tuple[str, str, list[Compliance], str]] = [
+        ("Compliance by SOP", "by-sop", report.by_sop, "SOP"), ("Compliance by class", "by-class", report.by_class, "class")]
+    with paused_gc():
+        sections = [_run_section(run, now) for run in drawn]
+        return _template.render(
+            report=report, o=report.overall, period=f"Runs started from {since} until {until}", filters=filters,
+            generated=now.strftime("%Y-%m-%d %H:%M:%S"), chain=_chain(verification), sop_time_note=SOP_TIME_NOTE,
+            tables=tables, definitions=[(k.replace("_", " "), v) for k, v in DEFINITIONS.items() if k != "time"],
+            legend=Markup(legend()), runs=sections, hidden=len(runs) - len(drawn),
+            dur=_dur, pct=_pct, num=_num)
+
+
+__all__ = ["render_html"]

@@ -1,0 +1,205 @@
+"""SLA compliance figures over audited runs: per SOP, per class, overall, and late steps by role.
+
+The definitions (also in docs/audit.md, and printed in every report):
+
+- **on time**: runs whose deadline was met ÷ runs whose deadline was met or missed. Runs
+  without a deadline, still open before it, or cancelled before it are not counted.
+- **time to acknowledge (TTA)**: from the run's first assignment (the first person asked
+  to act) to the first report by a person on any step (an approval, done or rejected).
+- **time to complete (TTC)**: from the run's start to its finish; open and cancelled runs
+  are left out.
+- **escalations per run**: ladder levels that fired (reminders included) ÷ runs.
+- **late step**: a step with a due time whose verdict is *missed* (reported after it, timed
+  out, or still open past it).
+
+Medians are the middle value (the mean of the two middle values for an even count); p90
+is the nearest-rank 90th percentile. Durations are SOP time in seconds (wall time × the
+run's speed).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from flows.audit.model import MET, MISSED, RunAudit, parse_time, percentile
+from flows.audit.queries import CLASSES, Window, paused_gc
+from flows.audit.summary import RunLine, run_lines
+
+SOP_TIME_NOTE = ("Durations are SOP time: wall-clock duration × the run's speed (a drill compressed 60× that "
+                 "took one real minute counts as one hour).")
+DEFINITIONS = {
+    "on_time": "runs whose deadline was met / runs whose deadline was met or missed (no deadline, still open "
+               "before it, or cancelled before it: not counted)",
+    "time_to_acknowledge": "from the run's first assignment to the first report by a person on any step "
+                           "(approval, done or rejected)",
+    "time_to_complete": "from the run's start to its finish (open and cancelled runs left out)",
+    "escalations_per_run": "ladder levels fired (reminders included) / runs",
+    "late_step": "a step with a due time reported after it, timed out, or still open past it",
+    "percentiles": "median: middle value (mean of the two middle ones); p90: nearest rank",
+    "time": SOP_TIME_NOTE,
+}
+
+
+@dataclass
+class Compliance:
+    """The figures of one group of runs (``scope`` sop | class | all) or of one role's steps (``role``)."""
+
+    scope: str
+    key: str
+    runs: int = 0
+    finished: int = 0
+    cancelled: int = 0
+    open: int = 0
+    met: int = 0
+    missed: int = 0
+    on_time_pct: float | None = None
+    tta_median_s: float | None = None
+    tta_p90_s: float | None = None
+    unacknowledged: int = 0
+    ttc_median_s: float | None = None
+    ttc_p90_s: float | None = None
+    escalations: int = 0
+    escalations_per_run: float | None = None
+    timed_steps: int = 0
+    late_steps: int = 0
+    late_pct: float | None = None
+
+
+COMPLIANCE_COLUMNS = [f.name for f in fields(Compliance)]
+
+
+def _ratio(part: int, whole: int, scale: float = 100.0) -> float | None:
+    return round(part * scale / whole, 1) if whole else None
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+class _Tally:
+    """Accumulates runs into one :class:`Compliance` row."""
+
+    def __init__(self, scope: str, key: str):
+        self.row = Compliance(scope, key)
+        self.tta: list[float] = []
+        self.ttc: list[float] = []
+
+    def add_run(self, run: RunAudit, verdict: str, steps: tuple[int, int]) -> None:
+        row = self.row
+        row.runs += 1
+        row.finished += run.status == "finished"
+        row.cancelled += run.status == "cancelled"
+        row.open += run.status == "open"
+        row.met += verdict == MET
+        row.missed += verdict == MISSED
+        row.escalations += run.escalations
+        row.timed_steps += steps[0]
+        row.late_steps += steps[1]
+        tta = run.time_to_acknowledge
+        if tta is not None:
+            self.tta.append(tta)
+        elif run.first_assigned_at is not None:
+            row.unacknowledged += 1
+        if run.time_to_complete is not None:
+            self.ttc.append(run.time_to_complete)
+
+    def add_step(self, late: bool) -> None:
+        self.row.timed_steps += 1
+        self.row.late_steps += late
+
+    def done(self) -> Compliance:
+        row = self.row
+        row.on_time_pct = _ratio(row.met, row.met + row.missed)
+        row.tta_median_s, row.tta_p90_s = _median(self.tta), percentile(self.tta, 0.9)
+        row.ttc_median_s, row.ttc_p90_s = _median(self.ttc), percentile(self.ttc, 0.9)
+        row.escalations_per_run = round(row.escalations / row.runs, 2) if row.runs else None
+        row.late_pct = _ratio(row.late_steps, row.timed_steps)
+        return row
+
+
+@dataclass
+class Report:
+    """Compliance of the runs in a window, with each run's line (the timelines come from the runs)."""
+
+    generated_at: datetime
+    since: datetime | None
+    until: datetime | None
+    sop: str | None
+    sop_class: str | None
+    overall: Compliance
+    by_sop: list[Compliance] = field(default_factory=list)
+    by_class: list[Compliance] = field(default_factory=list)
+    by_role: list[Compliance] = field(default_factory=list)
+    runs: list[RunLine] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Compliance]:
+        """Every figure row: overall, per SOP, per class, per role (the CSV export)."""
+        return [self.overall, *self.by_sop, *self.by_class, *self.by_role]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["definitions"] = DEFINITIONS
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The inverse of :meth:`to_dict` (JSON exports read back, e.g. to compare two periods)."""
+        def lines(items: list[dict[str, Any]]) -> list[RunLine]:
+            return [RunLine(**{**i, "started_at": parse_time(i["started_at"]), "ended_at": parse_time(i["ended_at"])})
+                    for i in items]
+
+        return cls(generated_at=parse_time(data["generated_at"]), since=parse_time(data["since"]),  # type: ignore[arg-type]
+                   until=parse_time(data["until"]), sop=data["sop"], sop_class=data["sop_class"],
+                   overall=Compliance(**data["overall"]), by_sop=[Compliance(**r) for r in data["by_sop"]],
+                   by_class=[Compliance(**r) for r in data["by_class"]], by_role=[Compliance(**r) for r in data["by_role"]],
+                   runs=lines(data["runs"]))
+
+
+def _steps(run: RunAudit, now: datetime, roles: dict[str, _Tally]) -> tuple[int, int]:
+    timed = late = 0
+    for step in run.steps.values():
+        verdict = step.deadline(now)
+        if verdict not in (MET, MISSED):
+            continue
+        timed += 1
+        late += verdict == MISSED
+        role = step.assignee or "(automated)"
+        if role not in roles:
+            roles[role] = _Tally("role", role)
+        roles[role].add_step(verdict == MISSED)
+    return timed, late
+
+
+def build_report(runs: list[RunAudit], now: datetime, within: Window | None = None, *, sop: str | None = None,
+                 sop_class: str | None = None) -> Report:
+    """The figures of these runs as of ``now`` (open runs past their deadline count as missed)."""
+    within = within or Window()
+    with paused_gc():
+        return _build(runs, now, within, sop, sop_class)
+
+
+def _build(runs: list[RunAudit], now: datetime, within: Window, sop: str | None, sop_class: str | None) -> Report:
+    overall = _Tally("all", "all")
+    by_sop: dict[str, _Tally] = {}
+    by_class: dict[str, _Tally] = {}
+    roles: dict[str, _Tally] = {}
+    for run in runs:
+        verdict = run.deadline(now)
+        steps = _steps(run, now, roles)
+        for table, key, scope in ((by_sop, run.sop_id, "sop"), (by_class, run.sop_class, "class")):
+            if key not in table:
+                table[key] = _Tally(scope, key)
+            table[key].add_run(run, verdict, steps)
+        overall.add_run(run, verdict, steps)
+    order = {c: i for i, c in enumerate(CLASSES)}
+    return Report(generated_at=now, since=within.since, until=within.until, sop=sop, sop_class=sop_class,
+                  overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
+                  by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
+                  by_role=[roles[k].done() for k in sorted(roles)], runs=run_lines(runs, now))
+
+
+__all__ = ["COMPLIANCE_COLUMNS", "Compliance", "DEFINITIONS", "Report", "SOP_TIME_NOTE", "build_report"]

@@ -1,0 +1,67 @@
+"""``sop audit show``: one run's whole story as a JSON-ready document (the CLI and the API print it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from flows.audit.model import Entry, Notification, RunAudit, StepAudit
+from flows.drill import describe
+
+
+def entry_text(entry: Entry) -> str:
+    """One readable line for a record (the drill's wording; the kind itself when it has none)."""
+    data = entry.data
+    if entry.kind in ("step_done", "step_rejected"):
+        verb = entry.kind.removeprefix("step_")
+        late = "" if data.get("deadline_met") in (None, True) else " (after its due time)"
+        return f"{verb} by {entry.actor or 'automation'}{late}"
+    if entry.kind == "step_overdue":
+        return "due time passed" + (f"; on_timeout {data['on_timeout']}" if data.get("on_timeout") else "")
+    if entry.kind == "trigger_repeated":
+        return f"trigger repeated (#{data.get('repeats')}), attached to this run"
+    if entry.kind == "report_refused":
+        return f"report by {entry.actor} refused: {data.get('reason')}"
+    return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")
+
+
+def _notification(n: Notification, run: RunAudit) -> dict[str, Any]:
+    return {"seq": n.seq, "at": n.at, "offset_s": run.sop_seconds(run.started_at, n.at), "kind": n.kind,
+            "delivered": n.delivered, "destinations": len(n.deliveries), "deliveries": [asdict(d) for d in n.deliveries]}
+
+
+def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
+    offset = run.sop_seconds
+    return {
+        "id": step.id, "title": step.title, "kind": step.kind, "assignee": step.assignee, "person": step.person,
+        "state": step.state, "ready_at": step.ready_at, "due_at": step.due_at, "finished_at": step.finished_at,
+        "ready_offset_s": offset(run.started_at, step.ready_at), "due_s": offset(step.ready_at, step.due_at),
+        "took_s": offset(step.ready_at, step.finished_at), "deadline": step.deadline(now),
+        "overdue_at": step.overdue_at, "actor": step.actor, "values": step.values, "note": step.note,
+        "evidence": step.evidence, "reason": step.reason,
+        "approvals": [{"seq": a.seq, "at": a.at, "actor": a.actor, "note": a.note} for a in step.approvals],
+        "escalations": [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "level": e.level,
+                         "message": e.message, "notify": e.notify, "late_ms": e.late_ms} for e in step.escalations],
+        "notifications": [_notification(n, run) for n in step.notifications],
+    }
+
+
+def document(run: RunAudit, now: datetime) -> dict[str, Any]:
+    """Everything about the run: trigger payload, steps, deadlines, notifications, records, SOP text."""
+    return {
+        "run": run.id, "sop": run.sop_id, "title": run.title, "class": run.sop_class, "version": run.version,
+        "sop_hash": run.sop_hash, "sop_text_ok": run.sop_text_ok,
+        "trigger": run.trigger, "trigger_text": run.trigger_text(), "initiator": run.initiator, "inputs": run.inputs,
+        "dedup_key": run.dedup_key, "repeats": run.repeats, "speed": run.speed,
+        "started_at": run.started_at, "deadline_at": run.deadline_at, "deadline_s": run.sop_deadline_seconds,
+        "ended_at": run.ended_at, "status": run.status, "outcome": run.outcome_text, "ended_by": run.ended_by,
+        "deadline": run.deadline(now), "overdue_at": run.overdue_at,
+        "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
+        "escalations": run.escalations,
+        "notifications": [_notification(n, run) for n in run.notifications],
+        "steps": [_step(step, run, now) for step in run.steps.values()],
+        "timeline": [{"seq": e.seq, "at": e.at, "offset_s": run.sop_seconds(run.started_at, e.at), "kind": e.kind,
+                      "step": e.step_id, "actor": e.actor, "text": entry_text(e), "data": e.data} for e in run.entries],
+        "sop_text": run.sop_text,
+    }

@@ -1,0 +1,215 @@
+"""The intake pipeline: parsed signals → route → inputs → dedup → start (see ``flows.triggers``).
+
+Authentication and parsing happen at the HTTP edge (``flows.api``); what reaches
+:class:`Intake` is already a list of :class:`Alert`, an :class:`Event` or samples. Each
+stage is a small method, and every outcome is returned and logged (one key=value line).
+
+Routing comes before dedup because the dedup key is the *SOP's* template (over the inputs
+a trigger renders), as Alertmanager dedups per receiver after routing. The dedup decision
+itself is the database's: :meth:`Engine.start` opens a run under a unique ``open_key`` or
+attaches to the one that holds it (counting the repeat in the run's ledger), so two API
+processes receiving the same alert start one run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from jinja2 import TemplateError
+
+from flows.config import expand_env
+from flows.engine import Engine, InputRefused
+from flows.expressions import render_value
+from flows.triggers import rules
+from flows.triggers.match import matches
+from flows.triggers.metrics import SampleStore
+from flows.triggers.model import Alert, Event, Outcome, Sample
+from flows.triggers.route import Match, Router
+
+log = logging.getLogger("sop.intake")
+
+
+class InputsUnrenderable(ValueError):
+    """A trigger's ``inputs`` templates could not be rendered from the signal (a label is missing…)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def render_inputs(trigger: Any, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The run inputs a trigger gives: its ``inputs`` templates rendered over {trigger, config}."""
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name, template in trigger.inputs.items():
+        try:
+            out[name] = render_value(template, {"trigger": payload, "config": config})
+        except TemplateError as exc:
+            problems.append(
+                f"input `{name}`: {template!r} cannot be rendered from the {payload.get('kind', 'signal')}: {exc}"
+            )
+    if problems:
+        raise InputsUnrenderable(problems)
+    return out
+
+
+def _number(value: float) -> float | int:
+    """140.0 → 140, so ``{{ trigger.value }}`` renders as an integer input would be typed."""
+    return int(value) if float(value).is_integer() else value
+
+
+class Intake:
+    """Turns signals into runs through one engine. ``launch(run_id)`` creates a new run's flow run."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        router: Router | None = None,
+        store: SampleStore | None = None,
+        launch: Callable[[str], None] | None = None,
+    ):
+        self.engine = engine
+        self.router = router or Router(engine.library)
+        self.store = store or SampleStore(engine.ledger)
+        self.launch = launch
+        self.config = {k: expand_env(v) if isinstance(v, str) else v for k, v in engine.site.vars.items()}
+
+    # --- alerts -----------------------------------------------------------------------------
+
+    def alerts(self, alerts: list[Alert], actor: str) -> list[Outcome]:
+        """Route each alert; start or attach a run for a firing one, record a resolved one on its run."""
+        outcomes: list[Outcome] = []
+        for alert in alerts:
+            found = self.router.route_alert(alert)
+            if not found:
+                outcomes.append(self._log(Outcome("unrouted", subject=alert.fingerprint), alert.source))
+                continue
+            payload = alert.payload()
+            for match in found:
+                outcomes.append(
+                    self._log(
+                        self.deliver(
+                            match, payload, actor, resolved=alert.status == "resolved", subject=alert.fingerprint
+                        ),
+                        alert.source,
+                    )
+                )
+        return outcomes
+
+    # --- events -----------------------------------------------------------------------------
+
+    def event(self, event: Event, actor: str) -> list[Outcome]:
+        """Route an event; start or attach a run for each SOP that listens for it."""
+        found = self.router.route_event(event)
+        if not found:
+            return [self._log(Outcome("unrouted", subject=event.name), "event")]
+        payload = event.payload()
+        return [self._log(self.deliver(m, payload, actor, subject=event.key or event.name), "event") for m in found]
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    def samples(self, samples: list[Sample], actor: str) -> list[Outcome]:
+        """Store samples, then judge every rule on the series they touched; a firing starts (or attaches) a run."""
+        self.store.add(samples)
+        series = {(s.metric, s.series): s.labels for s in samples}
+        outcomes: list[Outcome] = []
+        for (metric, key), labels in series.items():
+            for match in self.router.rules_for(metric):
+                if matches(match.trigger.labels, labels):
+                    outcome = self.judge(match, metric, key, labels, actor)
+                    if outcome is not None:
+                        outcomes.append(self._log(outcome, "metric"))
+        return outcomes
+
+    def judge(self, match: Match, metric: str, series: str, labels: dict[str, str], actor: str) -> Outcome | None:
+        """Evaluate one rule on one series; fire at most once per period (fenced in the database)."""
+        rule = match.trigger
+        newest = self.store.newest(metric, series)
+        if newest is None:
+            return None
+        calendar = rules.Calendar(rule.period, self.engine.site.settings.timezone) if rule.period else None
+        span = rules.window(rule, calendar, newest)
+        points = (
+            self.store.between(metric, series, *span)
+            if span
+            else self.store.last(metric, series, rules.samples_needed(rule))
+        )
+        verdict = rules.evaluate(rule, points, calendar, newest)
+        if verdict is None or not verdict.fired:
+            return None
+        firing = self.store.claim(match.sop_id, match.index, series, verdict.period_start, verdict.value)
+        if firing is None:
+            return None  # this rule already fired for this series and period
+        payload = {
+            "kind": "metric",
+            "metric": metric,
+            "labels": dict(labels),
+            "value": _number(verdict.value),
+            "condition": verdict.condition,
+            "period": rule.period or "sample",
+            "period_start": verdict.period_start.isoformat(),
+            "aggregate": rule.aggregate,
+            "values": [_number(v) for v in verdict.values],
+        }
+        if verdict.previous is not None:
+            payload["previous"] = _number(verdict.previous)
+        outcome = self.deliver(match, payload, actor, subject=f"{metric}{labels or ''}")
+        self.store.settle(firing, outcome.status, outcome.run)
+        return outcome
+
+    # --- the shared tail: inputs → dedup → start --------------------------------------------
+
+    def deliver(
+        self, match: Match, payload: dict[str, Any], actor: str, *, resolved: bool = False, subject: str | None = None
+    ) -> Outcome:
+        """Render the trigger's inputs, then start / attach (firing) or record on the open run (resolved)."""
+        base = Outcome("refused", sop=match.sop_id, trigger=match.index, subject=subject)
+        try:
+            inputs = render_inputs(match.trigger, payload, self.config)
+            if resolved:
+                return self.resolve(base, inputs, payload, actor)
+            return self.start(base, inputs, payload, actor)
+        except (InputsUnrenderable, InputRefused) as exc:
+            base.problems = list(exc.problems)
+            return base
+
+    def resolve(self, base: Outcome, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Outcome:
+        """A resolved alert: note it on the open run it belongs to (same SOP, same dedup key)."""
+        run_id = self.engine.open_run(base.sop or "", inputs, payload)
+        if run_id is None:
+            base.status = "no_open_run"
+            return base
+        self.engine.note(
+            run_id,
+            None,
+            "alert_resolved",
+            actor=actor,
+            fingerprint=payload.get("fingerprint"),
+            labels=payload.get("labels"),
+            ends_at=payload.get("ends_at"),
+            source=payload.get("source"),
+        )
+        base.status, base.run = "resolved", run_id
+        return base
+
+    def start(self, base: Outcome, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Outcome:
+        """Start a run, or attach to the open one with the same dedup key (the database decides)."""
+        result = self.engine.start(base.sop or "", inputs, initiator=actor, trigger=payload, launch=False)
+        base.run, base.repeats = result.run_id, result.repeats
+        base.status = "attached" if result.attached else "started"
+        if not result.attached and self.launch is not None:
+            self.launch(result.run_id)
+        return base
+
+    @staticmethod
+    def _log(outcome: Outcome, source: str) -> Outcome:
+        line = "event=trigger source=%s outcome=%s sop=%s run=%s subject=%s"
+        args = (source, outcome.status, outcome.sop or "-", outcome.run or "-", outcome.subject or "-")
+        if outcome.status == "refused":
+            log.warning(line + " problems=%r", *args, "; ".join(outcome.problems))
+        else:
+            log.info(line, *args)
+        return outcome

@@ -1,0 +1,178 @@
+"""A real Alertmanager (Debian's prometheus-alertmanager) delivering to the API: start, attach, resolve.
+
+The test starts Alertmanager on 127.0.0.1 with a webhook receiver pointed at the API
+(bearer token in ``http_config``), short group/repeat intervals, clustering off, and
+posts alerts to Alertmanager's own API as Prometheus would. ``make test`` installs the
+package when it is missing (``make deps-system``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from flows.ledger.schema import records, runs
+from tests.api.conftest import Api, free_port, unique
+
+BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Alertmanager:
+    """An Alertmanager process and its v2 API."""
+
+    def __init__(self, binary: str, workdir: Path, webhook: str, token: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "alertmanager.yml"
+        config.write_text(
+            json.dumps(
+                {  # JSON is YAML
+                    "route": {
+                        "receiver": "sop",
+                        "group_by": ["..."],
+                        "group_wait": "0s",
+                        "group_interval": "1s",
+                        "repeat_interval": "2s",
+                    },
+                    "receivers": [
+                        {
+                            "name": "sop",
+                            "webhook_configs": [
+                                {
+                                    "url": webhook,
+                                    "send_resolved": True,
+                                    "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        self.log = open(workdir / "alertmanager.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                f"--storage.path={workdir / 'data'}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self.ready, 15, f"Alertmanager to answer on {self.url} (log: {workdir / 'alertmanager.log'})")
+
+    def ready(self) -> bool:
+        assert self.process.poll() is None, "Alertmanager exited; see its log"
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def post(self, labels: dict[str, str], *, resolved: bool = False) -> None:
+        """Send an alert as Prometheus does (``POST /api/v2/alerts``); resolved = ends now."""
+        now = datetime.now(UTC).isoformat()
+        alert: dict[str, Any] = {
+            "labels": labels,
+            "annotations": {"summary": "5xx above 5% for 5m"},
+            "startsAt": now,
+            "generatorURL": "http://prometheus.local/graph",
+        }
+        if resolved:
+            alert["endsAt"] = now
+        httpx.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def alertmanager(api: Api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+    if BINARY is None:
+        pytest.skip(
+            "LOUD SKIP: prometheus-alertmanager is not installed and `make test` could not install it "
+            "(needs root and the Debian archive): run `sudo apt-get install prometheus-alertmanager`"
+        )
+    am = Alertmanager(
+        BINARY,
+        tmp_path_factory.mktemp("alertmanager"),
+        f"{api.url}/v1/alerts/alertmanager",
+        api.secrets["alertmanager"],
+    )
+    yield am
+    am.stop()
+
+
+def run_for(api: Api, key: str) -> dict[str, Any] | None:
+    with api.engine.ledger.read() as conn:
+        rows = conn.execute(sa.select(runs).where(runs.c.dedup_key == key)).all()
+    assert len(rows) <= 1, f"{len(rows)} runs for one dedup key"
+    return dict(rows[0]._mapping) if rows else None
+
+
+def records_of(api: Api, run_id: str, kind: str) -> list[dict[str, Any]]:
+    with api.engine.ledger.read() as conn:
+        rows = conn.execute(sa.select(records).where((records.c.run_id == run_id) & (records.c.kind == kind)))
+        return [{**dict(r._mapping), "data": json.loads(r.data)} for r in rows]
+
+
+def test_an_alert_through_alertmanager_starts_attaches_and_resolves(api: Api, alertmanager: Alertmanager) -> None:
+    service = unique("svc")
+    labels = {"alertname": "HighErrorRate", "severity": "critical", "service": service}
+    alertmanager.post(labels)
+    run = wait_for(lambda: run_for(api, service), 10, "the run Alertmanager's webhook starts")
+    assert run["sop_id"] == "traffic-surge" and run["initiator"] == "token:alertmanager"
+    trigger = json.loads(run["trigger"])
+    assert trigger["source"] == "alertmanager" and trigger["labels"] == labels and trigger["fingerprint"]
+
+    alertmanager.post(labels)  # Prometheus keeps sending; Alertmanager repeats the notification
+    wait_for(lambda: run_for(api, service)["repeats"] >= 1, 10, "a repeat to attach to the run")
+    assert records_of(api, run["id"], "trigger_repeated")
+
+    alertmanager.post(labels, resolved=True)
+    [note] = wait_for(lambda: records_of(api, run["id"], "alert_resolved"), 10, "the resolution to be recorded")
+    assert note["data"]["labels"]["service"] == service and note["data"]["source"] == "alertmanager"
+    assert run_for(api, service)["status"] == "running"  # one run, still open: people close it
+
+
+def test_an_alert_no_sop_wants_is_answered_and_leaves_no_run(
+    api: Api, alertmanager: Alertmanager, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = unique("svc")
+    with caplog.at_level(logging.INFO, logger="sop.intake"):
+        alertmanager.post({"alertname": "HighErrorRate", "severity": "info", "service": service})
+        wait_for(
+            lambda: any("outcome=unrouted" in r.getMessage() for r in caplog.records),
+            10,
+            "the API to answer the unrouted alert",
+        )
+    assert run_for(api, service) is None

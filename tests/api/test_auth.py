@@ -1,0 +1,162 @@
+"""Every endpoint refuses a missing token, a wrong token and a wrong role — before reading the body, writing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import json
+import logging
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from flows.ledger.schema import records
+from tests.api.conftest import TOKEN_ROLES, Api, unique
+
+#: (method, path, roles allowed)
+ENDPOINTS = [
+    ("POST", "/v1/runs", {"operator"}),
+    ("GET", "/v1/runs", {"operator", "responder", "auditor"}),
+    ("GET", "/v1/runs/RUN", {"operator", "responder", "auditor"}),
+    ("POST", "/v1/runs/RUN/steps/assess", {"operator", "responder"}),
+    ("POST", "/v1/runs/RUN/cancel", {"operator"}),
+    ("POST", "/v1/alerts/alertmanager", {"monitor"}),
+    ("POST", "/v1/alerts/grafana", {"monitor"}),
+    ("POST", "/v1/events", {"monitor"}),
+    ("POST", "/v1/metrics", {"monitor"}),
+]
+if importlib.util.find_spec("flows.audit.api") is not None:  # the audit router, when present, sits behind the same gate
+    ENDPOINTS.append(("GET", "/v1/audit/runs", {"operator", "responder", "auditor"}))
+
+
+def record_count(api: Api) -> int:
+    with api.engine.ledger.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
+
+
+@pytest.fixture(scope="module")
+def run_id(api: Api) -> str:
+    answer = api.as_("ops-console").post("/v1/runs", json={"sop": "crisis-pr", "inputs": {"brand": unique()}})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["run"]
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
+def test_missing_or_wrong_token_is_401(api: Api, run_id: str, method: str, path: str, allowed: set[str]) -> None:
+    before = record_count(api)
+    for client in (api.as_(None), api.as_(None, secret="not-a-token")):
+        answer = client.request(method, path.replace("RUN", run_id), content=b'{"malformed')
+        assert answer.status_code == 401, answer.text  # authentication comes before parsing the body
+        assert answer.json()["field"] == "header.authorization"
+        assert answer.headers["www-authenticate"] == "Bearer"
+    assert record_count(api) == before
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
+def test_a_role_that_may_not_is_403(api: Api, run_id: str, method: str, path: str, allowed: set[str]) -> None:
+    before = record_count(api)
+    for token, role in TOKEN_ROLES.items():
+        if role in allowed:
+            continue
+        answer = api.as_(token).request(method, path.replace("RUN", run_id), json={"sop": "crisis-pr"})
+        assert answer.status_code == 403, (token, answer.text)
+        assert f"has role {role}" in answer.json()["error"]
+    assert record_count(api) == before
+
+
+def test_a_role_that_may_gets_past_the_gate(api: Api, run_id: str) -> None:
+    for token in ("ops-console", "sre-oncall-phone", "audit-readonly"):
+        assert api.as_(token).get(f"/v1/runs/{run_id}").status_code == 200
+
+
+def test_a_refusal_is_logged_without_the_secret(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sop.api"):
+        api.as_(None, secret="s3cret-guess").get("/v1/runs")
+        api.as_("audit-readonly").post("/v1/events", json={"name": "x"})
+    lines = [r.getMessage() for r in caplog.records if "event=request_refused" in r.getMessage()]
+    assert any("status=401" in line and "path=/v1/runs" in line for line in lines)
+    assert any("status=403" in line and "token=audit-readonly" in line for line in lines)
+    assert not any("s3cret-guess" in line for line in lines)
+
+
+def test_docs_and_health_need_no_token(api: Api) -> None:
+    client = api.as_(None)
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/v1/alerts/alertmanager" in schema["paths"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert "AlertmanagerPayload" in schema["components"]["schemas"]
+    assert client.get("/healthz").json() == {"ok": True}
+
+
+# --- HMAC on webhooks (the grafana token asks for Grafana's signature) -------------------------------
+
+
+def signed(api: Api, body: bytes, stamp: str | None = None, secret: str | None = None) -> dict[str, str]:
+    key = (secret or api.hmac_secret).encode()
+    headers = {"Content-Type": "application/json"}
+    text = body if stamp is None else stamp.encode() + b":" + body
+    headers["X-Grafana-Alerting-Signature"] = hmac.new(key, text, hashlib.sha256).hexdigest()
+    if stamp is not None:
+        headers["X-Grafana-Alerting-Signature-Timestamp"] = stamp
+    return headers
+
+
+def grafana_body(brand: str) -> bytes:
+    return json.dumps(
+        {
+            "receiver": "sop",
+            "status": "firing",
+            "orgId": 1,
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "NegativeSentimentSpike", "brand": brand},
+                    "annotations": {},
+                    "startsAt": "2026-11-22T09:51:03+08:00",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "fingerprint": "c6eadffa33fcdf37",
+                    "values": {"B": 3},
+                }
+            ],
+        }
+    ).encode()
+
+
+def test_a_signed_grafana_webhook_is_taken(api: Api) -> None:
+    body = grafana_body(unique())
+    stamp = str(int(time.time()))
+    answer = api.as_("grafana").post("/v1/alerts/grafana", content=body, headers=signed(api, body, stamp))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["counts"] == {"started": 1}
+
+
+@pytest.mark.parametrize("tamper", ["no signature", "wrong secret", "other body", "stale timestamp", "no timestamp"])
+def test_a_badly_signed_webhook_is_401(api: Api, tamper: str) -> None:
+    body = grafana_body(unique())
+    stamp = str(int(time.time()))
+    headers = {
+        "no signature": {"Content-Type": "application/json"},
+        "wrong secret": signed(api, body, stamp, secret="guess"),
+        "other body": signed(api, body.replace(b"firing", b"FIRING", 1), stamp),
+        "stale timestamp": signed(api, body, str(int(time.time()) - 3600)),
+        "no timestamp": signed(api, body),
+    }[tamper]
+    before = record_count(api)
+    answer = api.as_("grafana").post("/v1/alerts/grafana", content=body, headers=headers)
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["field"].startswith("header.x-grafana-alerting-signature")
+    assert record_count(api) == before
+
+
+def test_tokens_whose_variable_is_unset_are_inactive_and_said_so(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    from flows.api.auth import Gate
+
+    with caplog.at_level(logging.INFO, logger="sop.api"):
+        gate = Gate(api.engine.site, env={"SOP_TOKEN_AUDITOR": "only-this-one"})
+    assert [t.principal.token for t in gate.tokens] == ["audit-readonly"]
+    assert gate.inactive["ops-console"] == "environment variable SOP_TOKEN_OPERATOR is not set"
+    assert "SOP_HMAC_GRAFANA" in Gate(api.engine.site, env={"SOP_TOKEN_GRAFANA": "x"}).inactive["grafana"]
+    assert any("event=api_token_inactive token=ops-console" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,191 @@
+"""People's endpoints: start a run, list and read runs, report on a step, cancel — and every bad input named."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from flows.ledger.schema import records
+from tests.api.conftest import Api, unique
+
+
+def record_count(api: Api) -> int:
+    with api.engine.ledger.read() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
+
+
+def form_values(api: Api, sop: str, step: str) -> dict:
+    """Values that fill a step's form (its required fields)."""
+    form = api.engine.library.sops[sop].sop.step(step).form
+    sample = {"string": "x", "integer": 1, "number": 1.0, "boolean": True}
+    return {n: (f.enum[0] if f.enum else sample[f.type]) for n, f in form.items() if f.is_required}
+
+
+def report(api: Api, sop: str, step: str, **more: object) -> dict:
+    """A report body that satisfies the step: its form, and evidence when it asks for some."""
+    spec = api.engine.library.sops[sop].sop.step(step)
+    body: dict = {"values": form_values(api, sop, step), **more}
+    if spec.evidence:
+        body["evidence"] = ["https://wiki.example/incidents/42"]
+    return body
+
+
+def start(api: Api, sop: str = "crisis-pr", **inputs: object) -> dict:
+    answer = api.as_("ops-console").post("/v1/runs", json={"sop": sop, "inputs": inputs})
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()
+
+
+def test_an_operator_starts_a_run_and_a_repeat_attaches(api: Api) -> None:
+    brand = unique("brand")
+    first = api.as_("ops-console").post("/v1/runs", json={"sop": "crisis-pr", "inputs": {"brand": brand}})
+    assert first.status_code == 201
+    run = first.json()
+    assert run["attached"] is False and run["url"].endswith(f"/v1/runs/{run['run']}")
+    again = api.as_("ops-console").post("/v1/runs", json={"sop": "crisis-pr", "inputs": {"brand": brand}})
+    assert again.status_code == 200 and again.json() == {**run, "attached": True, "repeats": 1}
+    row = api.as_("audit-readonly").get(f"/v1/runs/{run['run']}").json()
+    assert row["sop"] == "crisis-pr" and row["status"] == "running" and row["repeats"] == 1
+    assert row["initiator"] == "li-wei" and row["trigger"] == {"kind": "api", "by": "li-wei", "token": "ops-console"}
+    assert row["inputs"]["brand"] == brand and row["dedup_key"] == brand
+    assert {s["step"]: s["state"] for s in row["steps"]}["assess"] == "active"
+
+
+def test_runs_are_listed_open_first_by_priority(api: Api) -> None:
+    start(api, "crisis-pr", brand=unique())
+    start(api, "page-speed", page=unique("/p"))
+    rows = api.as_("sre-oncall-phone").get("/v1/runs").json()
+    priorities = [r["priority"] for r in rows]
+    assert priorities == sorted(priorities) and all(r["status"] == "running" for r in rows)
+    only = api.as_("sre-oncall-phone").get("/v1/runs", params={"sop": "page-speed", "status": "all"}).json()
+    assert only and {r["sop"] for r in only} == {"page-speed"}
+    assert api.as_("audit-readonly").get("/v1/runs", params={"limit": 1}).json().__len__() == 1
+
+
+def test_an_operator_reports_and_the_next_step_opens(api: Api) -> None:
+    run = start(api, brand=unique())["run"]
+    answer = api.as_("ops-console").post(
+        f"/v1/runs/{run}/steps/assess", json=report(api, "crisis-pr", "assess", actor="wang-fang")
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"run": run, "step": "assess", "state": "done", "actor": "wang-fang"}
+    row = api.as_("ops-console").get(f"/v1/runs/{run[:6]}").json()  # a unique prefix works too
+    steps = {s["step"]: s for s in row["steps"]}
+    assert steps["assess"]["state"] == "done" and steps["assess"]["actor"] == "wang-fang"
+
+
+def test_a_responder_reports_only_on_its_steps_and_as_itself(api: Api) -> None:
+    run = start(api, "page-speed", page=unique("/p"))["run"]
+    responder = api.as_("sre-oncall-phone")
+    not_mine = responder.post(f"/v1/runs/{run}/steps/impact", json={"values": {}})
+    assert not_mine.status_code == 403 and "assigned to data-analyst" in not_mine.json()["error"]
+    as_other = responder.post(f"/v1/runs/{run}/steps/triage", json={"actor": "tom-becker"})
+    assert as_other.status_code == 403 and as_other.json()["field"] == "body.actor"
+    mine = responder.post(f"/v1/runs/{run}/steps/triage", json=report(api, "page-speed", "triage"))
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["actor"] == "zhao-lei"
+
+
+def test_an_operator_cancels_a_run(api: Api) -> None:
+    run = start(api, brand=unique())["run"]
+    answer = api.as_("ops-console").post(f"/v1/runs/{run}/cancel", json={"reason": "false alarm"})
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+    row = api.as_("ops-console").get(f"/v1/runs/{run}").json()
+    assert row["status"] == "cancelled" and row["outcome"] == "cancelled: false alarm"
+    twice = api.as_("ops-console").post(f"/v1/runs/{run}/cancel", json={"reason": "again"})
+    assert twice.status_code == 409 and "already cancelled" in twice.json()["error"]
+
+
+# --- bad input: a 4xx naming the field, nothing written ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field", "says"),
+    [
+        ("/v1/runs", b'{"sop": "crisis-pr", ', 400, "body", "malformed JSON"),
+        ("/v1/runs", b"", 400, "body", "no body"),
+        ("/v1/runs", b"[1, 2]", 422, "body", "expected a JSON object"),
+        ("/v1/runs", b'{"sop": "no-such-sop"}', 404, "body.sop", "unknown SOP `no-such-sop`"),
+        ("/v1/runs", b'{"sop": 42}', 422, "body.sop", "valid string"),
+        ("/v1/runs", b'{"sop": "crisis-pr", "inptus": {}}', 422, "body.inptus", "unknown field"),
+        (
+            "/v1/runs",
+            b'{"sop": "crisis-pr", "inputs": {"mentions_per_day": "lots"}}',
+            422,
+            "body.inputs.mentions_per_day",
+            "expected integer",
+        ),
+        ("/v1/runs", b'{"sop": "crisis-pr", "inputs": {"colour": "red"}}', 422, "body.inputs.colour", "unknown input"),
+        ("/v1/runs", b'{"sop": "crisis-pr", "speed": 0}', 422, "body.speed", "greater than 0"),
+    ],
+)
+def test_a_bad_start_is_refused_by_field(api: Api, path: str, body: bytes, status: int, field: str, says: str) -> None:
+    before = record_count(api)
+    answer = api.as_("ops-console").post(path, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field and says in answer.json()["error"]
+    assert record_count(api) == before
+
+
+def test_bad_reports_are_refused_by_field(api: Api) -> None:
+    run = start(api, brand=unique())["run"]
+    operator = api.as_("ops-console")
+    before = record_count(api)
+    cases = [
+        (f"/v1/runs/nope{run}/steps/assess", {}, 404, "path.run"),
+        (f"/v1/runs/{run}/steps/no-such-step", {}, 404, "path.step"),
+        (f"/v1/runs/{run}/steps/approve", {}, 409, "path.step"),  # not active yet
+        (f"/v1/runs/{run}/steps/assess", {"values": {"severity": "apocalyptic"}}, 422, "body.values.severity"),
+        (f"/v1/runs/{run}/steps/assess", {"values": {"mood": "grim"}}, 422, "body.values.mood"),
+        (f"/v1/runs/{run}/steps/assess", {"outcome": "maybe"}, 422, "body.outcome"),
+        (f"/v1/runs/{run}/steps/assess", {"values": form_values(api, "crisis-pr", "assess")}, 422, "body.evidence"),
+        (f"/v1/runs/{run}/steps/assess", {"outcome": "rejected"}, 422, "body.note"),
+        (f"/v1/runs/{run}/cancel", {"reason": ""}, 422, "body.reason"),
+        (f"/v1/runs/{run}/cancel", {}, 422, "body.reason"),
+    ]
+    for path, body, status, field in cases:
+        answer = operator.post(path, json=body)
+        assert (answer.status_code, answer.json()["field"]) == (status, field), (path, body, answer.text)
+    assert record_count(api) == before
+    unknown_sop = operator.get("/v1/runs", params={"sop": "nope"})
+    assert unknown_sop.status_code == 404 and unknown_sop.json()["field"] == "query.sop"
+    bad_query = operator.get("/v1/runs", params={"status": "sleeping"})
+    assert bad_query.status_code == 422 and bad_query.json()["field"] == "query.status"
+
+
+def test_an_oversize_body_is_413(api: Api) -> None:
+    limit = api.engine.site.settings.api.max_body_bytes
+    big = b'{"sop": "crisis-pr", "inputs": {"brand": "' + b"x" * limit + b'"}}'
+    answer = api.as_("ops-console").post("/v1/runs", content=big, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["field"] == "body"
+    assert str(limit) in answer.json()["error"]
+
+    def chunks():  # no Content-Length: counted as it streams
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+
+    streamed = api.as_("ops-console").post("/v1/runs", content=chunks())
+    assert streamed.status_code == 413
+
+
+def test_an_unknown_endpoint_is_404_naming_the_path(api: Api) -> None:
+    answer = api.as_("ops-console").get("/v1/nothing-here")
+    assert answer.status_code == 404 and answer.json()["field"] == "path"
+
+
+def test_a_new_run_is_handed_to_the_launcher_after_the_answer_a_repeat_is_not(api: Api, token_env: dict) -> None:
+    from flows.api import create_app
+    from tests.api.conftest import ServedApp
+
+    launched: list[str] = []
+    served = ServedApp(create_app(api.engine, env=token_env, launch=launched.append))
+    try:
+        client = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {api.secrets['ops-console']}"})
+        brand = unique()
+        first = client.post("/v1/runs", json={"sop": "crisis-pr", "inputs": {"brand": brand}}).json()
+        client.post("/v1/runs", json={"sop": "crisis-pr", "inputs": {"brand": brand}})
+        client.close()
+    finally:
+        served.stop()
+    assert launched == [first["run"]]

@@ -1,0 +1,236 @@
+"""A ledger of runs with exactly known timings, played once per session on an injected clock.
+
+Real engine, real timers, real notifications (the local inbox; one person's contact is a
+closed port, so some deliveries fail), real SQLite ledger: only time is steered. The
+clock moves from one instant to the next and every timer fires at its own due instant,
+so each figure of the audit can be computed by hand (see ``Scenario``'s docstring).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.engine import Engine
+from flows.ledger import Ledger
+from flows.library import load_library
+from flows.paging import Pager
+from flows.steps.human import Report
+from flows.timers import TimerService
+
+HERE = Path(__file__).resolve().parent
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+#: the instant the audit is taken: every run below has started, F is still open
+NOW = T0 + timedelta(hours=7)
+REFUSED_URL = "json://127.0.0.1:9/hook"  # nothing listens on the discard port: the delivery fails
+
+
+class FakeClock:
+    """A clock the test moves by hand (never backwards)."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+    def set(self, at: datetime) -> None:
+        assert at >= self.at, f"time does not go back ({at} < {self.at})"
+        self.at = at
+
+
+class SyncPager(Pager):
+    """The real pager, waited for: each page's delivery record is written at the instant it is sent."""
+
+    def send(self, engine: Any, page: Any) -> Any:
+        future = super().send(engine, page)
+        future.result(timeout=30)
+        return future
+
+
+class Story:
+    """Drives the engine on the fake clock: every timer fires exactly at its due instant."""
+
+    def __init__(self, engine: Engine, clock: FakeClock):
+        self.engine, self.clock = engine, clock
+        self.timers = TimerService(engine, name="audit-tests")
+
+    def advance(self, to: datetime) -> None:
+        while (instant := self.timers.next_instant()) is not None and instant <= to:
+            self.clock.set(max(self.clock.now(), instant))
+            self.timers.fire_due()
+        self.clock.set(to)
+
+    def start(self, sop_id: str, at: datetime, *, speed: float = 1.0, initiator: str,
+              trigger: dict[str, Any], **inputs: Any) -> RunScript:
+        self.advance(at)
+        result = self.engine.start(sop_id, inputs, initiator=initiator, trigger=trigger, speed=speed)
+        return RunScript(self, result.run_id, at, speed)
+
+
+@dataclass
+class RunScript:
+    """One run, played in SOP minutes from its start (converted to wall time by its speed)."""
+
+    story: Story
+    id: str
+    start: datetime
+    speed: float
+
+    def at(self, minutes: float) -> datetime:
+        return self.start + timedelta(minutes=minutes) / self.speed
+
+    def go(self, minutes: float) -> None:
+        self.story.advance(self.at(minutes))
+
+    def report(self, minutes: float, step: str, actor: str, *, outcome: str = "done", note: str = "",
+               evidence: list[str] | None = None, **values: Any) -> None:
+        self.go(minutes)
+        self.story.engine.report(self.id, step, Report(actor=actor, outcome=outcome, values=values, note=note,  # type: ignore[arg-type]
+                                                       evidence=evidence or []))
+
+    def automate(self, minutes: float, step: str, **outputs: Any) -> None:
+        """The automation (a Prefect task in production) runs ``step`` at this instant."""
+        self.go(minutes)
+        engine = self.story.engine
+        engine.mark_running(self.id, step)
+        engine.complete(self.id, step, outputs)
+        engine.advance(self.id)
+
+    def cancel(self, minutes: float, reason: str, actor: str) -> None:
+        self.go(minutes)
+        self.story.engine.cancel(self.id, reason, actor)
+
+
+@dataclass
+class Scenario:
+    """Six runs whose every figure is known (SOP minutes from each run's start).
+
+    audit-incident (outage, deadline 1h; triage 10m → fix 30m → review 10m; ladder: remind the
+    assignee at 50%, tell the lead at 100%):
+
+    - A, manual by li-wei: triage 4, fix 20 (reminder 19), review 24 → 24m, met, 1 escalation
+    - B, alert: triage 12 (reminder 5, lead 10), fix 50 (27, 42), review 54 → 54m, met, 4
+      escalations, triage and fix late
+    - C, drill at speed 60: triage 6 (5), fix 41 (21, 36), review 65 (46, 51) → 65m, missed,
+      5 escalations, fix and review late
+    - F, manual, still open at NOW: triage never reported (5, 10) → missed, 2 escalations
+
+    audit-routine (routine, deadline 2h; announce (automated) → prepare 30m → sign-off 30m by
+    two approvers; no ladder):
+
+    - D, on text v1: prepare 10, one approval at 20, cancelled at 25 (deadline n/a)
+    - E, on text v2 (prepare's due became 45m): prepare 10, approvals 15 and 50 → 50m, met;
+      sign-off late
+    """
+
+    root: Path
+    db: Path
+    url: str
+    runs: dict[str, str] = field(default_factory=dict)
+    now: datetime = NOW
+
+
+def _play(root: Path, db: Path) -> Scenario:
+    clock = FakeClock(T0 - timedelta(minutes=1))
+    ledger = Ledger(f"sqlite:///{db}", clock)
+    ledger.migrate()
+    env = {**os.environ, "TOM_BECKER_URL": REFUSED_URL}
+    from notifications import Dispatcher
+
+    def engine_for(library: Any) -> Engine:
+        dispatcher = Dispatcher(workers=4, timeout=3.0, retries=0, inbox_dir=root / "var" / "inbox", env=env)
+        return Engine(library, ledger, pager=SyncPager(library.site, ledger, dispatcher=dispatcher), clock=clock)
+
+    engine = engine_for(load_library(root))
+    story = Story(engine, clock)
+    out = Scenario(root=root, db=db, url=f"sqlite:///{db}")
+    hour = timedelta(hours=1)
+
+    a = story.start("audit-incident", T0, initiator="li-wei", trigger={"kind": "manual", "by": "li-wei"})
+    a.report(4, "triage", "zhao-lei", severity="high", evidence=["https://grafana.example/d/errors"],
+             note="error rate 12% on checkout")
+    a.report(20, "fix", "zhao-lei", change="rolled back release 2026.03.1")
+    a.report(24, "review", "tom-becker", note="rollback confirmed, error rate back to 0.1%")
+
+    b = story.start("audit-incident", T0 + hour, initiator="alertmanager",
+                    trigger={"kind": "alert", "alertname": "HighErrorRate", "labels": {"service": "checkout"}})
+    b.report(12, "triage", "kenji-sato", severity="high", evidence=["https://grafana.example/d/db"])
+    b.report(50, "fix", "zhao-lei", change="failed over the primary database")
+    b.report(54, "review", "tom-becker")
+
+    c = story.start("audit-incident", T0 + 3 * hour, speed=60, initiator="drill",
+                    trigger={"kind": "drill", "late": ["fix", "review"]})
+    c.report(6, "triage", "zhao-lei", severity="low", evidence=["drill://evidence"])
+    c.report(41, "fix", "zhao-lei", change="drill")
+    c.report(65, "review", "tom-becker", note="drill")
+
+    d = story.start("audit-routine", T0 + 3.5 * hour, initiator="tom-becker",
+                    trigger={"kind": "manual", "by": "tom-becker"})
+    d.automate(0, "announce")
+    d.report(10, "prepare", "priya-nair", rows=120)
+    d.report(20, "sign-off", "zhang-min", note="looks right")
+    d.cancel(25, "change window closed", "tom-becker")
+
+    routine = root / "sops" / "audit-routine.yaml"
+    routine.write_text(routine.read_text().replace("version: 1", "version: 2").replace(
+        "    assignee: data-analyst\n    due: 30m",
+        "    assignee: data-analyst\n    description: Export the rows the change touches.\n    due: 45m"))
+    story.engine = engine_for(load_library(root))
+    story.timers.engine = story.engine
+
+    e = story.start("audit-routine", T0 + 4 * hour, initiator="scheduler",
+                    trigger={"kind": "schedule", "schedule": "0 13 * * MON"})
+    e.automate(0, "announce")
+    e.report(10, "prepare", "priya-nair", rows=80)
+    e.report(15, "sign-off", "zhang-min")
+    e.report(50, "sign-off", "guo-jing", note="approved after the data check")
+
+    f = story.start("audit-incident", T0 + 5 * hour, initiator="li-wei", trigger={"kind": "manual", "by": "li-wei"})
+    story.advance(NOW)
+
+    out.runs = {"A": a.id, "B": b.id, "C": c.id, "D": d.id, "E": e.id, "F": f.id}
+    for eng in {id(engine): engine, id(story.engine): story.engine}.values():
+        eng.pager.close()
+    ledger.dispose()
+    return out
+
+
+@pytest.fixture(scope="session")
+def scenario(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    """The six runs, played once; tests that change the ledger work on a copy (``ledger_copy``)."""
+    root = tmp_path_factory.mktemp("audit-project")
+    shutil.copytree(repo_root / "config", root / "config")
+    shutil.copytree(HERE / "sops", root / "sops")
+    return _play(root, root / "var" / "ledger.db")
+
+
+@pytest.fixture
+def ledger_copy(scenario: Scenario, tmp_path: Path) -> Path:
+    """A copy of the scenario's ledger file, free to tamper with."""
+    target = tmp_path / "ledger.db"
+    shutil.copy(scenario.db, target)
+    for suffix in ("-wal", "-shm"):
+        if Path(f"{scenario.db}{suffix}").exists():
+            shutil.copy(f"{scenario.db}{suffix}", f"{target}{suffix}")
+    return target
+
+
+@pytest.fixture
+def audit(scenario: Scenario) -> Iterator[Any]:
+    """The audit of the scenario's ledger, as of NOW."""
+    from flows.audit import Audit
+
+    ledger = Ledger(scenario.url, FakeClock(scenario.now))
+    yield Audit(ledger)
+    ledger.dispose()

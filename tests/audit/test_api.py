@@ -1,0 +1,87 @@
+"""An auditor's tool reads the same audit over HTTP, with a read-only token; nothing there can change a run."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from flows.audit import Audit
+from flows.audit.export import from_csv, to_json
+from flows.audit.report import Compliance
+from flows.engine import Engine
+from flows.ledger import Ledger
+from flows.library import load_library
+from tests.audit.conftest import NOW, FakeClock, Scenario
+
+api = pytest.importorskip("flows.api")
+from tests.api.conftest import ServedApp  # noqa: E402  (the API tests' uvicorn-in-a-thread server)
+
+AUDITOR, MONITOR = secrets.token_hex(16), secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def client(scenario: Scenario) -> Iterator[httpx.Client]:
+    """The real API over the scenario's ledger, served by uvicorn; the client carries the auditor's token."""
+    ledger = Ledger(scenario.url, FakeClock(NOW))
+    engine = Engine(load_library(scenario.root), ledger, clock=ledger.clock)
+    served = ServedApp(api.create_app(engine, env={"SOP_TOKEN_AUDITOR": AUDITOR, "SOP_TOKEN_MONITOR": MONITOR}))
+    with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {AUDITOR}"}, timeout=30) as http:
+        yield http
+    served.stop()
+    ledger.dispose()
+
+
+def test_the_runs_are_the_same_lines_as_the_cli(client: httpx.Client, audit: Audit, scenario: Scenario) -> None:
+    answer = client.get("/v1/audit/runs")
+    assert answer.status_code == 200
+    assert answer.text == to_json([line.to_dict() for line in audit.lines()])
+    routine = client.get("/v1/audit/runs", params={"class": "routine", "since": "2026-03-02", "format": "csv"})
+    assert routine.headers["content-type"].startswith("text/csv")
+    assert [line.run for line in from_csv(routine.text, type(audit.lines()[0]))] == [scenario.runs["D"], scenario.runs["E"]]
+
+
+def test_one_run_in_full(client: httpx.Client, scenario: Scenario) -> None:
+    doc = client.get(f"/v1/audit/runs/{scenario.runs['B'][:5]}").json()
+    assert doc["run"] == scenario.runs["B"] and doc["trigger"]["alertname"] == "HighErrorRate"
+    assert doc["steps"][0]["escalations"][1]["message"] == "escalated"
+    missing = client.get("/v1/audit/runs/ffffffffff")
+    assert missing.status_code == 404
+    assert missing.json()["field"] == "path.run" and "no run `ffffffffff`" in missing.json()["error"]
+
+
+def test_the_report_in_json_csv_and_html(client: httpx.Client, audit: Audit) -> None:
+    expected, _ = audit.report()
+    figures = client.get("/v1/audit/report").json()
+    assert [Compliance(**r) for r in figures["by_sop"]] == expected.by_sop
+    csv_rows = from_csv(client.get("/v1/audit/report", params={"format": "csv"}).text, Compliance)
+    assert csv_rows == expected.rows
+    page = client.get("/v1/audit/report", params={"format": "html", "timelines": 2})
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.count('class="gantt"') == 2 and "4 more run(s) not drawn" in page.text
+    refused = client.get("/v1/audit/report", params={"class": "urgent"})
+    assert refused.status_code == 422 and refused.json()["field"] == "query.class"
+
+
+def test_verify_and_history(client: httpx.Client) -> None:
+    checked = client.get("/v1/audit/verify").json()
+    assert checked["ok"] is True and checked["first_break"] is None
+    anchored = client.get("/v1/audit/verify", params={"anchor": f"{checked['head']['seq']}:{'0' * 64}"}).json()
+    assert anchored["ok"] is False and anchored["first_break"]["kind"] == "rewritten"
+    history = client.get("/v1/audit/sops/audit-routine/history").json()
+    assert [p["version"] for p in history["periods"]] == ["1", "2"] and history["current_ran"] is True
+    assert client.get("/v1/audit/sops/crisis-pr/history").status_code == 404
+
+
+def test_a_token_without_read_rights_or_no_token_is_refused(client: httpx.Client) -> None:
+    monitor = client.get("/v1/audit/runs", headers={"Authorization": f"Bearer {MONITOR}"})
+    assert monitor.status_code == 403 and "needs" in monitor.json()["error"]
+    anonymous = httpx.get(f"{client.base_url}/v1/audit/verify")
+    assert anonymous.status_code == 401
+
+
+def test_the_audit_cannot_write(client: httpx.Client, scenario: Scenario) -> None:
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert client.request(method, f"/v1/audit/runs/{scenario.runs['A']}").status_code == 405

@@ -1,0 +1,95 @@
+"""An auditor opens the HTML report in a browser and prints it: the compliance tables and a timeline per run render.
+
+The browser is real: Debian's ``chromium``, headless (``make deps-system`` installs it).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.audit.conftest import Scenario
+from tests.audit.png import read_png
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (run `make deps-system` as root)")
+
+NAVY, GREEN, LATE_RED, AMBER = (0x1F, 0x3A, 0x5F), (0x2E, 0x7D, 0x32), (0xC6, 0x28, 0x28), (0xF9, 0xA8, 0x25)
+
+
+@pytest.fixture(scope="module")
+def report_html(sop: Any, scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("report") / "audit.html"
+    done = sop("audit", "report", "--html", str(target), env={"SOP_DATABASE_URL": scenario.url})
+    assert done.returncode == 0, done.stderr
+    assert f"HTML written to {target}" in done.stdout
+    return target
+
+
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",  # type: ignore[list-item]
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True, text=True, timeout=120)
+
+
+def test_the_report_is_one_self_contained_file(report_html: Path, scenario: Scenario) -> None:
+    html = report_html.read_text()
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    assert not re.search(r"""(src|href)=["']?https?:""", html)  # no external font, image or stylesheet
+    assert "✓ Hash chain verified" in html
+    assert "Durations are SOP time" in html
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="gantt"') == 6
+    for run_id in scenario.runs.values():
+        assert f'id="run-{run_id}"' in html
+    assert '<table class="compliance" id="by-sop">' in html and '<table class="roles" id="by-role">' in html
+
+
+@needs_chromium
+def test_chromium_renders_the_compliance_table_above_the_timelines(report_html: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    done = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", report_html.as_uri())
+    assert shot.exists(), done.stderr
+    assert shot.stat().st_size > 50_000  # a page of text, tables and charts, not a blank
+    image = read_png(shot.read_bytes())
+    header_rows, bar_rows = image.rows_with(NAVY), image.rows_with(GREEN)
+    assert header_rows, "no compliance table header in the screenshot"
+    assert bar_rows, "no timeline bar in the screenshot"
+    assert min(header_rows) < min(bar_rows)  # the figures come first, then the charts
+    assert image.rows_with(AMBER), "no escalation marker drawn"
+    assert [y for y in image.rows_with(LATE_RED) if y > min(bar_rows)], "no late part of a bar drawn"
+
+
+@needs_chromium
+def test_the_report_prints_on_a_few_landscape_pages(report_html: Path, tmp_path: Path) -> None:
+    pdf = tmp_path / "report.pdf"
+    done = _chromium(tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", report_html.as_uri())
+    assert pdf.exists(), done.stderr
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    pages = len(re.findall(rb"/Type\s*/Page\b", data))
+    assert 2 <= pages <= 6
+    [box] = set(re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)", data))
+    assert float(box[0]) > float(box[1])  # landscape
+
+
+def test_a_report_over_a_tampered_ledger_says_so_at_the_top(scenario: Scenario, ledger_copy: Path) -> None:
+    import sqlite3
+
+    from flows.audit import Audit
+    from flows.audit.html import render_html
+    from flows.ledger import Ledger
+
+    with sqlite3.connect(ledger_copy) as conn:
+        conn.execute("UPDATE records SET actor = 'li-wei' WHERE seq = 7")
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    audit = Audit(ledger)
+    html = render_html(*audit.report(), verification=audit.verify())
+    ledger.dispose()
+    assert '<p class="chain broken" id="chain">✗ The ledger does not verify — record 7 (edited)' in html

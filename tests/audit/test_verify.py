@@ -1,0 +1,188 @@
+"""An auditor checks that nobody changed the ledger: every kind of tampering is caught, and named.
+
+Each story opens a copy of the ledger file with ``sqlite3`` — as someone with the file and
+a shell would — changes it, and runs ``sop audit verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.audit import Audit, AuditError
+from flows.audit.verify import Anchor, verify_chain
+from flows.ledger import Ledger, record_hash
+from tests.audit.conftest import HERE, Scenario
+
+
+def _seq_of(db: Path, run_id: str, kind: str, step: str | None = None) -> int:
+    with sqlite3.connect(db) as conn:
+        query = "SELECT seq FROM records WHERE run_id = ? AND kind = ?" + (" AND step_id = ?" if step else "")
+        return conn.execute(query, (run_id, kind, step) if step else (run_id, kind)).fetchone()[0]
+
+
+def _tamper(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        for sql, params in statements:
+            conn.execute(sql, params)
+    conn.close()
+
+
+def _row(db: Path, seq: int) -> dict[str, Any]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM records WHERE seq = ?", (seq,)).fetchone())
+    conn.close()
+    return row
+
+
+def _renumber(db: Path, above: int, by: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """Statements that move every record after ``above`` by ``by`` (two steps: seq is the key)."""
+    return [("UPDATE records SET seq = seq + 1000000 WHERE seq > ?", (above,)),
+            ("UPDATE records SET seq = seq - 1000000 + ? WHERE seq > 1000000", (by,))]
+
+
+def _verify(sop: Callable[..., Any], db: Path, *args: str) -> Any:
+    return sop("audit", "verify", *args, env={"SOP_DATABASE_URL": f"sqlite:///{db}"})
+
+
+def test_an_untouched_ledger_verifies_and_gives_its_head_to_note_down(sop: Any, scenario: Scenario) -> None:
+    done = _verify(sop, scenario.db, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["first_break"] is None
+    assert result["records"] == result["head"]["seq"] > 100
+    assert result["sop_texts"] == {"checked": 3, "edited": [], "missing": []}
+
+    plain = _verify(sop, scenario.db)
+    assert "✓ chain intact" in plain.stdout
+    assert f"--anchor {result['head']['seq']}:{result['head']['hash']}" in plain.stdout
+
+
+def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
+    seq = _seq_of(ledger_copy, scenario.runs["B"], "step_done", "triage")
+    data = json.loads(_row(ledger_copy, seq)["data"])
+    data["deadline_met"] = True  # someone makes a late triage look on time
+    _tamper(ledger_copy, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(data), seq)))
+
+    done = _verify(sop, ledger_copy)
+    assert done.returncode == 1
+    assert f"✗ record {seq}: edited" in done.stdout
+    assert "does not match its hash" in done.stdout
+
+
+def test_a_deleted_escalation_is_named(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
+    seq = _seq_of(ledger_copy, scenario.runs["C"], "escalation", "fix")
+    _tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)))
+
+    done = _verify(sop, ledger_copy, "--json")
+    assert done.returncode == 1
+    first = json.loads(done.stdout)["first_break"]
+    assert (first["seq"], first["kind"]) == (seq, "deleted")
+    assert f"record {seq} deleted: the chain jumps from {seq - 1} to {seq + 1}" in first["message"]
+
+
+def test_two_swapped_records_are_named_as_reordered(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
+    done_seq = _seq_of(ledger_copy, scenario.runs["A"], "step_done", "review")
+    finished = _seq_of(ledger_copy, scenario.runs["A"], "run_finished")
+    _tamper(ledger_copy, ("UPDATE records SET seq = -1 WHERE seq = ?", (done_seq,)),
+            ("UPDATE records SET seq = ? WHERE seq = ?", (done_seq, finished)),
+            ("UPDATE records SET seq = ? WHERE seq = -1", (finished,)))
+
+    done = _verify(sop, ledger_copy)
+    assert done.returncode == 1
+    assert f"✗ record {done_seq}: reordered" in done.stdout
+    assert f"is the record written as {finished}" in done.stdout
+
+
+def test_a_forged_record_slipped_in_with_a_valid_hash_is_named_as_inserted(sop: Any, scenario: Scenario,
+                                                                           ledger_copy: Path) -> None:
+    # the forger knows the algorithm: the forged approval links to its predecessor and hashes right
+    after = _seq_of(ledger_copy, scenario.runs["D"], "approval", "sign-off")
+    before = _row(ledger_copy, after)
+    forged = {"seq": after + 1, "at": before["at"], "run_id": scenario.runs["D"], "step_id": "sign-off",
+              "kind": "approval", "actor": "guo-jing", "data": json.dumps({"note": "forged", "approvals": ["zhang-min", "guo-jing"]})}
+    forged["hash"] = record_hash(before["hash"], forged["seq"], datetime.fromisoformat(before["at"]), forged["run_id"],
+                                 forged["step_id"], forged["kind"], forged["actor"], forged["data"])
+    _tamper(ledger_copy, *_renumber(ledger_copy, after, 1),
+            ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) VALUES "
+             "(:seq, :at, :run_id, :step_id, :kind, :actor, :data, :prev, :hash)", {**forged, "prev": before["hash"]}))
+
+    done = _verify(sop, ledger_copy)
+    assert done.returncode == 1
+    assert f"✗ record {after + 1}: inserted" in done.stdout
+
+
+def test_a_clumsy_insert_with_a_made_up_hash_is_named_too(scenario: Scenario, ledger_copy: Path) -> None:
+    at = _seq_of(ledger_copy, scenario.runs["E"], "step_done", "prepare")
+    _tamper(ledger_copy, *_renumber(ledger_copy, at - 1, 1),
+            ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) VALUES "
+             "(?, '2026-03-02 13:05:00.000000', ?, 'prepare', 'note', 'x', '{}', ?, ?)",
+             (at, scenario.runs["E"], "0" * 64, "f" * 64)))
+    assert _first(ledger_copy) == (at, "inserted")
+
+
+def test_an_edit_whose_hash_was_recomputed_is_caught_by_the_next_record(scenario: Scenario, ledger_copy: Path) -> None:
+    seq = _seq_of(ledger_copy, scenario.runs["A"], "step_done", "triage")
+    row = _row(ledger_copy, seq)
+    fake = record_hash(row["prev_hash"], seq, datetime.fromisoformat(row["at"]), row["run_id"], row["step_id"],
+                       row["kind"], "li-wei", row["data"])
+    _tamper(ledger_copy, ("UPDATE records SET actor = 'li-wei', hash = ? WHERE seq = ?", (fake, seq)))
+    assert _first(ledger_copy) == (seq, "edited")
+
+
+def test_a_deletion_hidden_by_renumbering_is_named(scenario: Scenario, ledger_copy: Path) -> None:
+    seq = _seq_of(ledger_copy, scenario.runs["B"], "step_overdue", "fix")
+    _tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)), *_renumber(ledger_copy, seq, -1))
+    assert _first(ledger_copy) == (seq, "deleted")
+
+
+def test_records_cut_off_the_end_need_the_anchor_noted_last_time(scenario: Scenario, ledger_copy: Path) -> None:
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    with ledger.read() as conn:
+        head = verify_chain(conn)
+    _tamper(ledger_copy, ("DELETE FROM records WHERE seq > ?", (head.head_seq - 3,)))
+    with ledger.read() as conn:
+        assert verify_chain(conn).ok  # a shorter chain is still a chain…
+        result = verify_chain(conn, [Anchor(head.head_seq, head.head_hash)])
+    ledger.dispose()
+    assert not result.ok  # …but not the one the auditor saw
+    assert (result.breaks[0].seq, result.breaks[0].kind) == (head.head_seq - 2, "truncated")
+
+
+def test_an_edited_pinned_sop_text_fails_verification(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
+    _tamper(ledger_copy, ("UPDATE sop_versions SET text = replace(text, 'due: 10m', 'due: 2h') "
+                          "WHERE sop_id = 'audit-incident'", ()))
+    digest = hashlib.sha256((HERE / "sops" / "audit-incident.yaml").read_bytes()).hexdigest()
+    done = _verify(sop, ledger_copy)
+    assert done.returncode == 1
+    assert f"pinned SOP text audit-incident {digest[:12]} was edited" in done.stdout
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    assert Audit(ledger).show(scenario.runs["A"])["sop_text_ok"] is False  # `sop audit show` flags it too
+    ledger.dispose()
+
+
+def test_a_malformed_anchor_is_refused_with_a_hint(sop: Any, scenario: Scenario) -> None:
+    done = _verify(sop, scenario.db, "--anchor", "12")
+    assert done.returncode == 1
+    assert "anchor `12` is not SEQ:HASH" in done.stderr and "hint: copy it from an earlier `sop audit verify`" in done.stderr
+    for bad in ("x:abc", "5:" + "0" * 10):
+        with pytest.raises(AuditError, match="is not SEQ:HASH"):
+            Anchor.parse(bad)
+
+
+def _first(db: Path) -> tuple[int, str]:
+    ledger = Ledger(f"sqlite:///{db}")
+    with ledger.read() as conn:
+        first = verify_chain(conn).first_break
+    ledger.dispose()
+    assert first is not None
+    return first.seq, first.kind
