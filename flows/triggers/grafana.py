@@ -11,25 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from flows.triggers.alertmanager import AlertmanagerAlert, _Lenient
 from flows.triggers.model import Alert
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class GrafanaAlert(AlertmanagerAlert):
+    """One alert of a Grafana notification: Alertmanager's alert plus Grafana's links."""
 
-
-class GrafanaAlert(_Lenient):
-    """One alert of a Grafana notification."""
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: str | None = Field(default=None, alias="startsAt")
-    ends_at: str | None = Field(default=None, alias="endsAt")
-    generator_url: str | None = Field(default=None, alias="generatorURL")
-    fingerprint: str = ""
     silence_url: str | None = Field(default=None, alias="silenceURL")
     dashboard_url: str | None = Field(default=None, alias="dashboardURL")
     panel_url: str | None = Field(default=None, alias="panelURL")
