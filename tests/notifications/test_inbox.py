@@ -63,18 +63,19 @@ def test_a_name_that_is_not_a_file_name_fails_clearly(tmp_path: Path, monkeypatc
     assert list(tmp_path.rglob("*.jsonl")) == []
 
 
-def test_many_writers_at_once_leave_whole_lines(tmp_path: Path) -> None:
-    threads = [
-        threading.Thread(
-            target=deliver,
-            args=(Message(title=f"m{i}", body="x" * 2000), [person("inbox://shared", pid=f"p{i}")]),
-            kwargs={"inbox_dir": tmp_path},
-        )
-        for i in range(40)
-    ]
+def test_many_writers_at_once_leave_whole_lines(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.delenv("SOP_INBOX_DIR", raising=False)
+    results: list[Any] = []
+
+    def send(i: int) -> None:
+        results.extend(deliver(Message(title=f"m{i}", body="x" * 2000), [person("inbox://shared", pid=f"p{i}")],
+                               inbox_dir=tmp_path))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert [r.error for r in results if not r.ok] == []
     titles = sorted(m["title"] for m in read_inbox("shared", tmp_path))
     assert titles == sorted(f"m{i}" for i in range(40))
