@@ -63,7 +63,7 @@ class FakeClock:
 class RecordingPager(Pager):
     """Records each page as delivered to every target, at once (no network, no threads)."""
 
-    def send(self, engine: Any, page: Any) -> None:
+    def send(self, engine: Any, page: Any, view: Any = None) -> None:
         from notifications.delivery import DeliveryResult
 
         results = [DeliveryResult(recipient=t, recipient_kind="role", destination=f"inbox://{t}", ok=True, error=None,

@@ -113,8 +113,12 @@ def ensure_pool(client: Any, concurrency: int, pool: str = POOL) -> None:
 
 
 def deployment_schedules(sop: Sop) -> list[DeploymentScheduleCreate]:
-    """The SOP's ``schedule:`` triggers as Prefect deployment schedules (cron in the trigger's time zone)."""
-    return [DeploymentScheduleCreate(schedule=CronSchedule(cron=t.schedule, timezone=t.timezone), active=True)
+    """The SOP's ``schedule:`` triggers as Prefect deployment schedules (cron in the trigger's time zone).
+
+    Each schedule carries its trigger's ``inputs`` as the flow run's parameters.
+    """
+    return [DeploymentScheduleCreate(schedule=CronSchedule(cron=t.schedule, timezone=t.timezone), active=True,
+                                     parameters=dict(t.inputs))
             for t in sop.schedules()]
 
 

@@ -16,9 +16,9 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     if name not in _cache:
         from flows.compile import build_flow, python_name
-        from flows.library import load_library
+        from flows.runtime import flow_run_library
 
-        library = load_library()
+        library = flow_run_library()  # the same library the run's steps use: loaded once per process
         by_name = {python_name(sop_id): loaded for sop_id, loaded in library.sops.items()}
         if name not in by_name:
             raise AttributeError(f"no SOP for flow `{name}` in {library.root / 'sops'}")

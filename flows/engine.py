@@ -228,8 +228,7 @@ class Engine:
                 changed = False
                 for step in view.sop.steps:
                     if view.state(step.id) == "pending" and self._try_activate(tx, view, step, pages):
-                        changed = True
-                        view = load_view(tx.conn, run_id)
+                        changed = True  # the view's step rows are kept current in memory: no reload
             automated = [s.id for s in view.sop.steps if view.state(s.id) in ("ready", "running")]
             finished = all(view.state(s.id) in (*TERMINAL_STEP, "standby") for s in view.sop.steps)
             if finished:
@@ -267,8 +266,7 @@ class Engine:
             self._assign(tx, view, step, now, pages)
         elif isinstance(step, WaitStep):
             until = wait_kind.until(step, now, view.speed)
-            tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.id))
-                            .values(state="active", ready_at=now, due_at=until))
+            self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=until)
             tx.append("step_waiting", view.id, step.id, until=until)
             self._arm(tx, view.id, step.id, "wait", "", until)
         elif isinstance(step, CheckStep):
@@ -279,8 +277,7 @@ class Engine:
                 return True
             self._set_step(tx, view, step.id, "done", result=outputs, ready_at=now)
         else:
-            tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.id))
-                            .values(state="ready", ready_at=now))
+            self._update_step(tx, view, step.id, state="ready", ready_at=now)
             tx.append("step_ready", view.id, step.id, step_kind=step.kind)
         return True
 
@@ -294,8 +291,7 @@ class Engine:
     def _assign(self, tx: Tx, view: RunView, step: HumanStep, now: datetime, pages: list[Page]) -> None:
         due_at = now + scaled(step.due, view.speed) if step.due else None
         person = self.person_for(step.assignee)
-        tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.id))
-                        .values(state="active", ready_at=now, due_at=due_at))
+        self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=due_at)
         tx.append("step_assigned", view.id, step.id, assignee=step.assignee, person=person, due_at=due_at)
         if due_at is not None:
             self._arm(tx, view.id, step.id, "due", "", due_at)
@@ -308,6 +304,12 @@ class Engine:
         """The person who answers for a role (its primary) or the person named."""
         role = self.site.roles.get(name)
         return role.primary if role else name
+
+    @staticmethod
+    def _update_step(tx: Tx, view: RunView, step_id: str, **values: Any) -> None:
+        """Write a step row's new values, and keep ``view`` (read in this transaction) current."""
+        tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step_id)).values(**values))
+        view.steps[step_id] = {**view.steps[step_id], **values}
 
     def _set_step(self, tx: Tx, view: RunView, step_id: str, state: str, *, reason: str | None = None,
                   result: dict[str, Any] | None = None, actor: str | None = None, note: str | None = None,
@@ -507,9 +509,12 @@ class Engine:
     def _send(self, pages: list[Page]) -> None:
         if self.pager is None or not pages:
             return
+        views: dict[str, RunView] = {}  # the pages of one transition read the run once
         for page in pages:
             try:
-                self.pager.send(self, page)
+                if page.run_id not in views:
+                    views[page.run_id] = self.view(page.run_id)
+                self.pager.send(self, page, views[page.run_id])
             except Exception:  # a page must never break a transition that already committed
                 log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
 

@@ -68,7 +68,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None, "run_sop runs inside a flow run"
     flow_run = context.flow_run
-    engine = runtime.engine(prefect=False)
+    engine = runtime.flow_run_engine()
     run_id = _run_id_for(engine, sop_id, inputs, flow_run)
     engine.bind_flow_run(run_id, str(flow_run.id))
     _apply_ui_report(engine, run_id, flow_run.id)
@@ -115,7 +115,7 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
     On the last failed attempt the flow records the failure; every attempt raises so that
     Prefect retries with backoff.
     """
-    engine = runtime.engine(prefect=False)
+    engine = runtime.flow_run_engine()
     if not engine.mark_running(run_id, step_id):
         return {"skipped": "already finished"}
     with engine.ledger.read() as conn:

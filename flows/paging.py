@@ -79,11 +79,11 @@ class Pager:
             self._dispatcher.close(wait=True)
             self._dispatcher = None
 
-    def send(self, engine: Any, page: Any) -> Any:
-        """Render and deliver one page; returns the delivery future."""
+    def send(self, engine: Any, page: Any, view: RunView | None = None) -> Any:
+        """Render and deliver one page (about ``view``, read after the transition); returns the delivery future."""
         from notifications import recipients, render_for
 
-        view: RunView = engine.view(page.run_id)
+        view = view if view is not None else engine.view(page.run_id)
         step = view.sop.step(page.step_id) if page.step_id else None
         names = resolve_targets(page.targets, view.sop, step, self.site)
         people = recipients(names, self.site)
@@ -162,7 +162,7 @@ class Pager:
         if page.level:  # how late the *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None)
         summary = None
-        if page.kind == "run_finished":
+        if page.kind in ("run_finished", "run_overdue"):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
                                        met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),

@@ -7,6 +7,7 @@ process reads the same settings the same way (``config/`` plus environment overr
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from flows.engine import Engine
@@ -14,6 +15,9 @@ from flows.ledger import Ledger
 from flows.library import Library, load_library, project_root
 
 _ledgers: dict[str, Ledger] = {}
+_flow_run_engine: Engine | None = None
+_flow_run_library: Library | None = None
+_flow_run_lock = threading.Lock()
 
 
 def database_url(library: Library) -> str:
@@ -58,3 +62,38 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
 
         launcher = Launcher(ledger, prefect_api_url(library), pool_name(library))
     return Engine(library, ledger, pager=Pager(library.site, ledger), launcher=launcher)
+
+
+def flow_run_library() -> Library:
+    """The SOP library of this flow-run process, loaded once.
+
+    A flow-run process lives for one run (or until it suspends), so the library cannot
+    change under it; loading it once instead of per step saves about 0.2 s per step.
+    """
+    global _flow_run_library
+    with _flow_run_lock:
+        if _flow_run_library is None:
+            _flow_run_library = load_library()
+        return _flow_run_library
+
+
+def flow_run_engine() -> Engine:
+    """The engine of this flow-run process (no launcher), built once on the cached library.
+
+    Building it also starts importing the notification stack (Apprise) in a background
+    thread, so the first page the run sends does not wait for that import.
+    """
+    global _flow_run_engine
+    library = flow_run_library()
+    with _flow_run_lock:
+        if _flow_run_engine is None:
+            _flow_run_engine = engine(prefect=False, library=library)
+            threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
+        return _flow_run_engine
+
+
+def _warm_notifications() -> None:
+    try:
+        import notifications  # noqa: F401  (Apprise and its plugins: a few hundred ms)
+    except Exception:  # the page that needs it will report the error
+        pass

@@ -28,6 +28,10 @@ class RunNotFound(LookupError):
     """No run with that id (or prefix)."""
 
 
+#: pinned SOPs by text hash (a hash names one text forever, so entries never go stale)
+_pinned: dict[str, Sop] = {}
+
+
 @lru_cache(maxsize=256)
 def pinned_sop(text_hash: str, text: str) -> Sop:
     """The SOP a run was started with, parsed from its pinned text (validated at start)."""
@@ -91,12 +95,17 @@ def resolve_run_id(conn: Connection, run_id: str) -> str:
 
 def load_view(conn: Connection, run_id: str) -> RunView:
     """Load a run, its steps and its pinned SOP; RunNotFound when there is none."""
-    run_id = resolve_run_id(conn, run_id)
     run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
-    assert run is not None
-    text = conn.execute(sa.select(sop_versions.c.text).where(sop_versions.c.hash == run.sop_hash)).scalar_one()
-    rows = {r.step_id: _row(r) for r in conn.execute(sa.select(steps).where(steps.c.run_id == run_id))}
-    return RunView(run=_row(run), steps=rows, sop=pinned_sop(run.sop_hash, text))
+    if run is None:  # not a full id: a unique prefix, or nothing
+        run_id = resolve_run_id(conn, run_id)
+        run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        assert run is not None
+    sop = _pinned.get(run.sop_hash)
+    if sop is None:  # pinned texts never change: read and parse each one once per process
+        text = conn.execute(sa.select(sop_versions.c.text).where(sop_versions.c.hash == run.sop_hash)).scalar_one()
+        sop = _pinned[run.sop_hash] = pinned_sop(run.sop_hash, text)
+    rows = {r.step_id: _row(r) for r in conn.execute(sa.select(steps).where(steps.c.run_id == run.id))}
+    return RunView(run=_row(run), steps=rows, sop=sop)
 
 
 def run_fields(view: RunView, base_url: str) -> dict[str, Any]:

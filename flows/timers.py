@@ -112,7 +112,7 @@ class TimerService:
             if view.is_open:
                 if row.kind == "run_deadline":
                     tx.append("run_overdue", view.id, due_at=due_at, late_ms=late_ms, late=late)
-                    pages.append(Page("overdue", view.id, None, [view.sop.owner]))
+                    pages.append(Page("run_overdue", view.id, None, [view.sop.owner]))
                     acted = True
                 elif view.state(row.step_id) == "active":
                     acted = True

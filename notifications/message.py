@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 from flows.spec import PRIORITY, FieldSpec
 
 Kind = Literal[
-    "assigned", "reminder", "escalated", "overdue", "step_done", "run_started", "run_finished", "run_cancelled"
+    "assigned", "reminder", "escalated", "overdue", "step_done", "run_started", "run_overdue", "run_finished", "run_cancelled"
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``

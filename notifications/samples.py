@@ -67,7 +67,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             late_by=None if kind == "reminder" else "12m",
         )
     summary = None
-    if kind == "run_finished":
+    if kind in ("run_finished", "run_overdue"):
         summary = (
             SummaryRow(
                 id="assess", title="Assess scope and sentiment", state="done", actor="wang-fang", met_deadline=True
@@ -75,8 +75,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             SummaryRow(
                 id="holding-statement",
                 title="Publish a holding statement",
-                state="done",
-                actor="chen-jie",
+                state="active" if kind == "run_overdue" else "done",
+                actor=None if kind == "run_overdue" else "chen-jie",
                 met_deadline=False,
             ),
             SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
@@ -87,7 +87,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         run=run,
         recipient=recipient,
         api_base_url=api_base_url,
-        step=step if kind not in ("run_started", "run_finished", "run_cancelled") else None,
+        step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled") else None,
         level=level,
         summary=summary,
     )

@@ -52,8 +52,8 @@ class FakeClock:
 class SyncPager(Pager):
     """The real pager, waited for: each page's delivery record is written at the instant it is sent."""
 
-    def send(self, engine: Any, page: Any) -> Any:
-        future = super().send(engine, page)
+    def send(self, engine: Any, page: Any, view: Any = None) -> Any:
+        future = super().send(engine, page, view)
         future.result(timeout=30)
         return future
 

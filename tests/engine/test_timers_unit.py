@@ -54,3 +54,25 @@ def test_a_timer_fires_once_and_a_finished_step_disarms_its_timers(local_engine)
             (timers.c.run_id == run.run_id) & (timers.c.step_id == "respond") & timers.c.fired_at.is_(None)
             & timers.c.cancelled_at.is_(None))).scalar_one()
     assert left == 0
+
+
+def test_a_run_past_its_deadline_tells_the_owner_which_steps_are_open(local_engine):
+    from notifications import read_inbox
+
+    run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
+    with local_engine.ledger.transaction() as tx:  # the run's 1h deadline passed a minute ago
+        tx.conn.execute(timers.update().where((timers.c.run_id == run.run_id) & (timers.c.kind == "run_deadline"))
+                        .values(due_at=local_engine.clock.now() - timedelta(minutes=1)))
+    fired = TimerService(local_engine).fire_due()
+    assert [f.kind for f in fired] == ["run_deadline"]
+    local_engine.pager.close()  # wait for the delivery
+
+    [page] = [m for m in read_inbox("tom-becker") if "deadline passed" in m["title"]]  # sre-lead's primary
+    assert page["title"] == f"[P2] Run deadline passed: Ladder timing probe, run {run.run_id}"
+    assert "| Respond to the probe (`respond`) | active |" in page["body"]
+    with local_engine.ledger.read() as conn:
+        from flows.ledger.schema import deliveries
+
+        kinds = conn.execute(sa.select(deliveries.c.kind, deliveries.c.ok).where(
+            deliveries.c.run_id == run.run_id)).all()
+    assert ("run_overdue", True) in kinds

@@ -141,3 +141,12 @@ def test_a_step_kind_needs_a_step() -> None:
     ctx = sample("run_started")
     with pytest.raises(ValueError, match="`assigned` notifications are about a step"):
         Context(kind="assigned", sop=ctx.sop, run=ctx.run, recipient=ctx.recipient, api_base_url="http://x")
+
+
+def test_a_run_past_its_deadline_lists_its_open_steps_for_the_owner() -> None:
+    message = render("run_overdue", sample("run_overdue"), overrides_dir=NO_OVERRIDES)
+    assert message.title == "[P1] Run deadline passed: Crisis PR response, run r-20250301-0001"
+    assert "is still open: 1 of 3 steps are not done" in message.body
+    assert "| Publish a holding statement (`holding-statement`) | active | — |" in message.body
+    assert "Assess scope" not in message.body.split("| open step")[1].split("- **Priority")[0]  # done steps left out
+    assert message.notify_type == "failure"
