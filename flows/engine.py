@@ -111,6 +111,20 @@ def check_inputs(sop: Sop, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Statements of the hot path, built once: SQLAlchemy builds and keys a fresh statement in
+# 100-200 µs, a prebuilt one with bound parameters in about 10 µs (a new run writes ~40).
+_B = sa.bindparam
+_OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
+_RUN_UPDATE = runs.update().where(runs.c.id == _B("_run"))  # SET columns: the other parameters
+_STEP_UPDATE = steps.update().where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
+_SOP_VERSION = sa.select(sop_versions.c.hash).where(sop_versions.c.hash == _B("_hash"))
+_TIMER_ARMED = sa.select(timers.c.id).where((timers.c.run_id == _B("_run")) & (timers.c.step_id == _B("_step"))
+                                            & (timers.c.kind == _B("_kind")) & (timers.c.level == _B("_level")))
+_TIMERS_OPEN = (timers.c.run_id == _B("_run")) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
+_CANCEL_RUN_TIMERS = timers.update().where(_TIMERS_OPEN)
+_CANCEL_STEP_TIMERS = timers.update().where(_TIMERS_OPEN & (timers.c.step_id == _B("_step")))
+
+
 class Engine:
     """Transitions of runs; pages go through ``pager``, flow runs through ``launcher``."""
 
@@ -183,12 +197,12 @@ class Engine:
             conn = tx.conn
             if key is not None:
                 open_key = f"{sop.id}:{key}"
-                row = conn.execute(sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == open_key)).first()
+                row = conn.execute(_OPEN_RUN, {"_key": open_key}).first()
                 if row is not None:
-                    conn.execute(runs.update().where(runs.c.id == row.id).values(repeats=row.repeats + 1, last_seen_at=now))
+                    conn.execute(_RUN_UPDATE, {"_run": row.id, "repeats": row.repeats + 1, "last_seen_at": now})
                     tx.append("trigger_repeated", row.id, actor=initiator, trigger=trigger, repeats=row.repeats + 1)
                     return StartResult(row.id, attached=True, repeats=row.repeats + 1)
-            if conn.execute(sa.select(sop_versions.c.hash).where(sop_versions.c.hash == loaded.text_hash)).first() is None:
+            if conn.execute(_SOP_VERSION, {"_hash": loaded.text_hash}).first() is None:
                 conn.execute(sop_versions.insert().values(hash=loaded.text_hash, sop_id=sop.id, version=sop.version,
                                                           text=loaded.text, first_seen=now))
             run_id = new_run_id()
@@ -308,7 +322,7 @@ class Engine:
     @staticmethod
     def _update_step(tx: Tx, view: RunView, step_id: str, **values: Any) -> None:
         """Write a step row's new values, and keep ``view`` (read in this transaction) current."""
-        tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step_id)).values(**values))
+        tx.conn.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
         view.steps[step_id] = {**view.steps[step_id], **values}
 
     def _set_step(self, tx: Tx, view: RunView, step_id: str, state: str, *, reason: str | None = None,
@@ -328,7 +342,7 @@ class Engine:
             values["note"] = note if note is not None else reason
         if ready_at is not None:
             values["ready_at"] = ready_at
-        tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step_id)).values(**values))
+        tx.conn.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
         tx.append(f"step_{state}", view.id, step_id, actor=actor, reason=reason, result=result, note=note,
                   deadline_met=met)
         self._cancel_timers(tx, view.id, step_id)
@@ -346,8 +360,8 @@ class Engine:
         outcome = "failed" if "failed" in states else "rejected" if "rejected" in states else "done"
         now = self.clock.now()
         met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
-        tx.conn.execute(runs.update().where(runs.c.id == view.id).values(
-            status="finished", outcome=outcome, finished_at=now, open_key=None, nudge=False))
+        tx.conn.execute(_RUN_UPDATE, {"_run": view.id, "status": "finished", "outcome": outcome, "finished_at": now,
+                                      "open_key": None, "nudge": False})
         tx.append("run_finished", view.id, outcome=outcome, deadline_met=met)
         self._cancel_timers(tx, view.id, None)
         pages.append(Page("run_finished", view.id, None, [view.sop.owner]))
@@ -356,18 +370,17 @@ class Engine:
     # --- timers (arming; firing lives in flows.timers) ------------------------------------
 
     def _arm(self, tx: Tx, run_id: str, step_id: str, kind: str, level: str, due_at: datetime) -> None:
-        exists = tx.conn.execute(sa.select(timers.c.id).where(
-            (timers.c.run_id == run_id) & (timers.c.step_id == step_id) & (timers.c.kind == kind) & (timers.c.level == level))).first()
+        exists = tx.conn.execute(_TIMER_ARMED, {"_run": run_id, "_step": step_id, "_kind": kind, "_level": level}).first()
         if exists:
             return
-        tx.conn.execute(timers.insert().values(run_id=run_id, step_id=step_id, kind=kind, level=level,
-                                               due_at=due_at, armed_at=self.clock.now()))
+        tx.conn.execute(timers.insert(), {"run_id": run_id, "step_id": step_id, "kind": kind, "level": level,
+                                          "due_at": due_at, "armed_at": self.clock.now()})
 
     def _cancel_timers(self, tx: Tx, run_id: str, step_id: str | None) -> None:
-        where = (timers.c.run_id == run_id) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
-        if step_id is not None:
-            where &= timers.c.step_id == step_id
-        tx.conn.execute(timers.update().where(where).values(cancelled_at=self.clock.now()))
+        if step_id is None:
+            tx.conn.execute(_CANCEL_RUN_TIMERS, {"_run": run_id, "cancelled_at": self.clock.now()})
+        else:
+            tx.conn.execute(_CANCEL_STEP_TIMERS, {"_run": run_id, "_step": step_id, "cancelled_at": self.clock.now()})
 
     # --- reports from people ---------------------------------------------------------------
 
@@ -507,16 +520,8 @@ class Engine:
             return load_view(conn, run_id)
 
     def _send(self, pages: list[Page]) -> None:
-        if self.pager is None or not pages:
-            return
-        views: dict[str, RunView] = {}  # the pages of one transition read the run once
-        for page in pages:
-            try:
-                if page.run_id not in views:
-                    views[page.run_id] = self.view(page.run_id)
-                self.pager.send(self, page, views[page.run_id])
-            except Exception:  # a page must never break a transition that already committed
-                log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
+        if self.pager is not None and pages:
+            self.pager.send_all(self, pages)
 
 
 __all__ = ["Engine", "InputRefused", "Plan", "RunNotFound", "StartResult", "StepNotActive", "check_inputs"]

@@ -10,6 +10,8 @@ destination never holds up the engine, and never fails a run.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -59,10 +61,18 @@ def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | Non
 class Pager:
     """Sends the engine's pages and records the results (see the module docstring)."""
 
-    def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None):
+    def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None, *, background: bool = False):
         self.site = site
         self.ledger = ledger
         self._dispatcher = dispatcher
+        #: render pages on a thread of their own (``sop serve``, the API): a request or a timer
+        #: returns once its transition is committed, and the pages follow in order
+        self._background: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="pager") if background else None)
+        #: delivery results waiting for the pager thread to write them, several pages per transaction
+        self._pending: list[tuple[str, str | None, str, list[Any]]] = []
+        self._pending_lock = threading.Lock()
+        self._flush_queued = False
 
     @property
     def dispatcher(self) -> Any:
@@ -73,11 +83,35 @@ class Pager:
                                           inbox_dir=self.site.settings.inbox_dir)
         return self._dispatcher
 
+    def send_all(self, engine: Any, pages: list[Any]) -> None:
+        """Send the pages of one transition (each run read once); never raises."""
+        if self._background is not None:
+            try:
+                self._background.submit(self._send_all, engine, pages)
+                return
+            except RuntimeError:  # shut down: send them here rather than lose them
+                pass
+        self._send_all(engine, pages)
+
+    def _send_all(self, engine: Any, pages: list[Any]) -> None:
+        views: dict[str, RunView] = {}
+        for page in pages:
+            try:
+                if page.run_id not in views:
+                    views[page.run_id] = engine.view(page.run_id)
+                self.send(engine, page, views[page.run_id])
+            except Exception:  # a page must never break a transition that already committed
+                log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
+
     def close(self) -> None:
-        """Wait for deliveries in flight (a CLI process calls this before it exits)."""
+        """Wait for pages and deliveries in flight (a CLI process calls this before it exits)."""
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+            self._background = None  # pages sent after this are sent at once, not lost
         if self._dispatcher is not None:
             self._dispatcher.close(wait=True)
             self._dispatcher = None
+        self._flush()  # results that came in while the pager thread stopped
 
     def send(self, engine: Any, page: Any, view: RunView | None = None) -> Any:
         """Render and deliver one page (about ``view``, read after the transition); returns the delivery future."""
@@ -88,7 +122,7 @@ class Pager:
         names = resolve_targets(page.targets, view.sop, step, self.site)
         people = recipients(names, self.site)
         ctx = self.context(view, page, step, engine.clock.now())
-        on_done = lambda results: self.record(page.run_id, page.step_id, page.kind, results)  # noqa: E731
+        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results)  # noqa: E731
         return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
 
     def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
@@ -105,22 +139,47 @@ class Pager:
         self.record(run_id, step_id, "message", results)
         return [r.to_dict() for r in results]
 
+    def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> None:
+        """A page's deliveries are done: record them now, or (background) with others in one transaction."""
+        if self._background is None:
+            self.record(run_id, step_id, kind, results)
+            return
+        with self._pending_lock:
+            self._pending.append((run_id, step_id, kind, results))
+            if self._flush_queued:
+                return  # the queued flush takes this one too
+            self._flush_queued = True
+        try:
+            self._background.submit(self._flush)
+        except (RuntimeError, AttributeError):  # shutting down: write here rather than lose it
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._pending_lock:
+            batch, self._pending, self._flush_queued = self._pending, [], False
+        if batch:
+            self._write(batch)
+
     def record(self, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> None:
         """One ledger record per page, one ``deliveries`` row per destination tried."""
-        rows = [r.to_dict() for r in results]
+        self._write([(run_id, step_id, kind, results)])
+
+    def _write(self, batch: list[tuple[str, str | None, str, list[Any]]]) -> None:
         try:
             with self.ledger.transaction() as tx:
-                for r in results:
-                    tx.conn.execute(deliveries.insert().values(
-                        run_id=run_id, step_id=step_id, at=r.at, kind=kind, recipient=r.recipient,
-                        destination=r.destination, ok=r.ok, error=r.error, attempts=r.attempts,
-                        latency_ms=int(r.latency * 1000)))
-                tx.append("notification", run_id, step_id, notification=kind, results=rows)
+                rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
+                         "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
+                         "latency_ms": int(r.latency * 1000)} for run_id, step_id, kind, results in batch for r in results]
+                if rows:
+                    tx.conn.execute(deliveries.insert(), rows)
+                for run_id, step_id, kind, results in batch:
+                    tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
         except Exception:
-            log.exception("event=delivery_record_failed run=%s kind=%s", run_id, kind)
-        failed = [r for r in results if not r.ok]
-        log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
-                 kind, len(results), len(failed))
+            log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
+        for run_id, step_id, kind, results in batch:
+            failed = [r for r in results if not r.ok]
+            log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
+                     kind, len(results), len(failed))
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
         """The notification context of a page (see notifications.message.Context)."""

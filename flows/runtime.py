@@ -50,8 +50,13 @@ def pool_name(library: Library) -> str:
     return os.environ.get("SOP_PREFECT_POOL") or library.site.settings.prefect.pool
 
 
-def engine(root: Path | None = None, *, prefect: bool = True, library: Library | None = None) -> Engine:
-    """An Engine for this process; ``prefect=False`` inside a flow run (no launching)."""
+def engine(root: Path | None = None, *, prefect: bool = True, library: Library | None = None,
+           background_pages: bool = False) -> Engine:
+    """An Engine for this process; ``prefect=False`` inside a flow run (no launching).
+
+    ``background_pages``: render and send pages on a thread of their own (long-lived
+    services: ``sop serve`` and the API), so a request returns once its transition is written.
+    """
     library = library or load_library(root or project_root())
     from flows.paging import Pager
 
@@ -61,7 +66,7 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
         from flows.launcher import Launcher
 
         launcher = Launcher(ledger, prefect_api_url(library), pool_name(library))
-    return Engine(library, ledger, pager=Pager(library.site, ledger), launcher=launcher)
+    return Engine(library, ledger, pager=Pager(library.site, ledger, background=background_pages), launcher=launcher)
 
 
 def flow_run_library() -> Library:

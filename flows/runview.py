@@ -28,6 +28,8 @@ class RunNotFound(LookupError):
     """No run with that id (or prefix)."""
 
 
+_RUN = sa.select(runs).where(runs.c.id == sa.bindparam("_run"))  # built once (see flows.engine)
+_STEPS = sa.select(steps).where(steps.c.run_id == sa.bindparam("_run"))
 #: pinned SOPs by text hash (a hash names one text forever, so entries never go stale)
 _pinned: dict[str, Sop] = {}
 
@@ -95,16 +97,15 @@ def resolve_run_id(conn: Connection, run_id: str) -> str:
 
 def load_view(conn: Connection, run_id: str) -> RunView:
     """Load a run, its steps and its pinned SOP; RunNotFound when there is none."""
-    run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    run = conn.execute(_RUN, {"_run": run_id}).first()
     if run is None:  # not a full id: a unique prefix, or nothing
-        run_id = resolve_run_id(conn, run_id)
-        run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        run = conn.execute(_RUN, {"_run": resolve_run_id(conn, run_id)}).first()
         assert run is not None
     sop = _pinned.get(run.sop_hash)
     if sop is None:  # pinned texts never change: read and parse each one once per process
         text = conn.execute(sa.select(sop_versions.c.text).where(sop_versions.c.hash == run.sop_hash)).scalar_one()
         sop = _pinned[run.sop_hash] = pinned_sop(run.sop_hash, text)
-    rows = {r.step_id: _row(r) for r in conn.execute(sa.select(steps).where(steps.c.run_id == run.id))}
+    rows = {r.step_id: _row(r) for r in conn.execute(_STEPS, {"_run": run.id})}
     return RunView(run=_row(run), steps=rows, sop=sop)
 
 
@@ -126,7 +127,7 @@ def variables(view: RunView, site: Site) -> dict[str, Any]:
         entry.update(view.result(step_id))
         step_vars[step_id] = entry
         step_vars[step_id.replace("-", "_")] = entry
-    config_vars = {k: expand_env(v) if isinstance(v, str) else v for k, v in site.vars.items()}
+    config_vars = {k: expand_env(v) if isinstance(v, str) and "${" in v else v for k, v in site.vars.items()}
     return {
         "inputs": json.loads(view.run["inputs"] or "{}"),
         "steps": step_vars,

@@ -122,6 +122,7 @@ class Stack:
         settings = self.library.site.settings
         given = self.api_url or os.environ.get("PREFECT_API_URL") or settings.prefect.api_url
         env = prefect_env(self.root, None)
+        server: subprocess.Popen | None = None
         if given:
             self.api_url = given
             self.progress(f"using the Prefect server at {given}")
@@ -135,11 +136,16 @@ class Stack:
                 db = self.root / "var" / "prefect" / "prefect.db"
                 db.parent.mkdir(parents=True, exist_ok=True)
                 server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}"}
-                self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start",
-                                               "--host", "127.0.0.1", "--port", str(port)], server_env)
-                self._wait_healthy(self.children[-1], "prefect-server")
+                server = self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start",
+                                                        "--host", "127.0.0.1", "--port", str(port)], server_env)
         os.environ["PREFECT_API_URL"] = self.api_url
-        self.engine = runtime.engine(self.root, library=self.library)
+        self.engine = runtime.engine(self.root, library=self.library, background_pages=True)
+        if self.timers:  # timers need only the ledger: deadlines that passed while we were down fire now
+            service = TimerService(self.engine)
+            self._thread("timers", lambda: service.run(self._stop))
+            self.progress("timer service started")
+        if server is not None:
+            self._wait_healthy(server, "prefect-server")
         self.progress("deploying the SOP library")
         pool = runtime.pool_name(self.library)
         with prefect_client(self.api_url) as client:
@@ -151,9 +157,6 @@ class Stack:
             self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
                                             "--type", "process", "--name", f"sop-worker-{i + 1}-{os.getpid()}"],
                         {**env, "PREFECT_API_URL": self.api_url})
-        if self.timers:
-            service = TimerService(self.engine)
-            self._thread("timers", lambda: service.run(self._stop))
         self._thread("nudger", self._nudge_loop)
         if self.api:
             self._start_api()

@@ -94,12 +94,15 @@ def records(engine: Any, run_id: str, kind: str | None = None) -> list[dict[str,
         return [{**dict(r._mapping), "at": utc(r.at), "data": json.loads(r.data)} for r in conn.execute(query)]
 
 
-def record_count(engine: Any) -> int:
-    """How many records the whole ledger holds (to prove a refusal wrote nothing)."""
+def record_count(engine: Any, kind: str | None = None) -> int:
+    """How many records (of one kind) the whole ledger holds (to prove a refusal wrote nothing)."""
     from flows.ledger.schema import records as table
 
+    query = sa.select(sa.func.count()).select_from(table)
+    if kind is not None:
+        query = query.where(table.c.kind == kind)
     with engine.ledger.read() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        return conn.execute(query).scalar_one()
 
 
 def step_states(engine: Any, run_id: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.engine.conftest import record_count, step_states
+from tests.engine.conftest import records, step_states, wait_for
 
 
 @pytest.fixture
@@ -19,7 +19,11 @@ def cli(sop, project, stack):
 
 @pytest.fixture
 def waiting_run(engine):
-    return engine.start("t-parallel", initiator="li-wei").run_id
+    """A run at rest: its flow run suspended, its three pages (start, two assignments) recorded."""
+    run_id = engine.start("t-parallel", initiator="li-wei").run_id
+    wait_for(lambda: engine.view(run_id).run["suspends"] and len(records(engine, run_id, "notification")) >= 3, 90,
+             "the run to page its people and suspend")
+    return run_id
 
 
 @pytest.mark.parametrize("args, message", [
@@ -32,11 +36,11 @@ def waiting_run(engine):
     (["{run}", "left", "-f", "choice=yes", "-f", "colour=red"], "field `colour` is not in the form of step `left`"),
 ])
 def test_bad_reports_are_refused_and_change_nothing(cli, engine, waiting_run, args, message):
-    before = (record_count(engine), step_states(engine, waiting_run))
+    before = (len(records(engine, waiting_run)), step_states(engine, waiting_run))
     result = cli("done", *[a.format(run=waiting_run) for a in args], "--actor", "zhao-lei")
     assert result.returncode == 1, result.stdout
     assert message in result.stderr
-    assert (record_count(engine), step_states(engine, waiting_run)) == before
+    assert (len(records(engine, waiting_run)), step_states(engine, waiting_run)) == before
 
 
 def test_a_good_report_moves_the_run_on(cli, engine, waiting_run):
