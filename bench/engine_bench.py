@@ -653,8 +653,10 @@ class Bench:
                 order = [("ours", ours), ("hand", hand)] if rep % 2 == 0 else [("hand", hand), ("ours", ours)]
                 for name, fn in order:
                     rows[name].append(fn())
-                say(f"overhead: rep {rep + 1}/{REPS}: ours {rows['ours'][-1]['e2e_s']:.2f}s, "
-                    f"hand-written {rows['hand'][-1]['e2e_s']:.2f}s")
+                o, h = rows["ours"][-1], rows["hand"][-1]
+                say(f"overhead: rep {rep + 1}/{REPS} ({order[0][0]} first): ours {o['e2e_s']:.2f}s "
+                    f"(pickup {o['pickup_s']:.2f}, body {o['body_s']:.2f}), hand-written {h['e2e_s']:.2f}s "
+                    f"(pickup {h['pickup_s']:.2f}, body {h['body_s']:.2f})")
             calls = endpoint_count(self.url) - before
         expected = 5 * 2 * (REPS + 1)
         out: dict[str, Any] = {"reps": REPS, "endpoint_calls": calls, "endpoint_calls_expected": expected}

@@ -251,9 +251,18 @@ def _site_from(config_dir: Path, env: dict[str, str] | None, errors: list[SpecEr
     return site
 
 
-def load_library(root: Path | None = None, env: dict[str, str] | None = None) -> Library:
-    """Load ``config/`` and ``sops/`` under ``root``; raise SpecInvalid listing every error."""
+def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
+                 only: str | None = None) -> Library:
+    """Load ``config/`` and ``sops/`` under ``root``; raise SpecInvalid listing every error.
+
+    ``only``: the SOP with this id alone, read from ``sops/<id>.yaml`` when that file holds
+    it (a flow-run process needs its own SOP and the site; the whole library otherwise).
+    """
     root = root or project_root()
+    if only is not None:
+        single = _load_one(root, env, only)
+        if single is not None:
+            return single
     errors: list[SpecError] = []
     config_docs = []
     for file in yaml_files([root / "config"]) if (root / "config").is_dir() else []:
@@ -277,4 +286,27 @@ def load_library(root: Path | None = None, env: dict[str, str] | None = None) ->
             library.sops[sop.id] = LoadedSop(sop=sop, path=file, text=file.read_text(encoding="utf-8"))
     if errors:
         raise SpecInvalid(errors)
+    return library
+
+
+def _load_one(root: Path, env: dict[str, str] | None, sop_id: str) -> Library | None:
+    """The site plus the one SOP in ``sops/<sop_id>.yaml``; None when that file does not hold it cleanly."""
+    path = root / "sops" / f"{sop_id}.yaml"
+    if not path.is_file():
+        return None
+    config_docs = []
+    for file in yaml_files([root / "config"]) if (root / "config").is_dir() else []:
+        doc, parse_errors = read_document(file)
+        if doc is None or parse_errors:
+            return None
+        config_docs.append(doc)
+    site, site_errors = load_site(config_docs, env)
+    doc, parse_errors = read_document(path)
+    if site is None or site_errors or doc is None or parse_errors:
+        return None
+    sop, sop_errors = load_sop(doc, site)
+    if sop is None or sop_errors or sop.id != sop_id:
+        return None
+    library = Library(site=site, root=root)
+    library.sops[sop.id] = LoadedSop(sop=sop, path=path, text=path.read_text(encoding="utf-8"))
     return library

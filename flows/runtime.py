@@ -29,12 +29,13 @@ def database_url(library: Library) -> str:
     return url
 
 
-def ledger_for(library: Library) -> Ledger:
-    """One migrated Ledger per database URL per process."""
+def ledger_for(library: Library, *, migrate: bool = True) -> Ledger:
+    """One Ledger per database URL per process, migrated to the newest schema unless ``migrate=False``."""
     url = database_url(library)
     if url not in _ledgers:
         ledger = Ledger(url)
-        ledger.migrate()
+        if migrate:
+            ledger.migrate()
         _ledgers[url] = ledger
     return _ledgers[url]
 
@@ -51,7 +52,7 @@ def pool_name(library: Library) -> str:
 
 
 def engine(root: Path | None = None, *, prefect: bool = True, library: Library | None = None,
-           background_pages: bool = False) -> Engine:
+           background_pages: bool = False, migrate: bool = True) -> Engine:
     """An Engine for this process; ``prefect=False`` inside a flow run (no launching).
 
     ``background_pages``: render and send pages on a thread of their own (long-lived
@@ -60,7 +61,7 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
     library = library or load_library(root or project_root())
     from flows.paging import Pager
 
-    ledger = ledger_for(library)
+    ledger = ledger_for(library, migrate=migrate)
     launcher = None
     if prefect:
         from flows.launcher import Launcher
@@ -69,16 +70,18 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
     return Engine(library, ledger, pager=Pager(library.site, ledger, background=background_pages), launcher=launcher)
 
 
-def flow_run_library() -> Library:
+def flow_run_library(sop_id: str | None = None) -> Library:
     """The SOP library of this flow-run process, loaded once.
 
     A flow-run process lives for one run (or until it suspends), so the library cannot
     change under it; loading it once instead of per step saves about 0.2 s per step.
+    ``sop_id`` (the flow being loaded) narrows it to the site and that SOP when its file
+    is ``sops/<id>.yaml``: a flow-run process needs nothing else.
     """
     global _flow_run_library
     with _flow_run_lock:
-        if _flow_run_library is None:
-            _flow_run_library = load_library()
+        if _flow_run_library is None or (sop_id is not None and sop_id not in _flow_run_library.sops):
+            _flow_run_library = load_library(only=sop_id)
         return _flow_run_library
 
 
@@ -87,12 +90,14 @@ def flow_run_engine() -> Engine:
 
     Building it also starts importing the notification stack (Apprise) in a background
     thread, so the first page the run sends does not wait for that import.
+    ``flows.compiled`` starts building it on a thread while Prefect loads the flow.
     """
     global _flow_run_engine
     library = flow_run_library()
     with _flow_run_lock:
         if _flow_run_engine is None:
-            _flow_run_engine = engine(prefect=False, library=library)
+            # `sop serve` migrated the ledger before it launched this flow run: no Alembic here
+            _flow_run_engine = engine(prefect=False, library=library, migrate=False)
             threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
         return _flow_run_engine
 

@@ -298,3 +298,29 @@ def test_ladder_every_without_max_repeats_until_the_limit() -> None:
         ("2.3", "1h45m", "escalated"),
     ]
     assert len(list(levels(ladder, timedelta(hours=1), limit=10))) == 10
+
+
+def test_a_flow_run_process_loads_the_site_and_its_own_sop_only(repo_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from flows.loader import SpecInvalid
+
+    whole = load_library(repo_root)
+    one = load_library(repo_root, only="crisis-pr")
+    assert list(one.sops) == ["crisis-pr"]
+    assert one.get("crisis-pr").text_hash == whole.get("crisis-pr").text_hash  # the same pinned text
+    assert one.site.roles.keys() == whole.site.roles.keys()
+
+    site = tmp_path / "site"
+    shutil.copytree(repo_root / "config", site / "config")
+    (site / "sops").mkdir()
+    shutil.copy(repo_root / "sops" / "weekly-review.yaml", site / "sops" / "weekly-review.yaml")
+    assert list(load_library(site, only="weekly-review").sops) == ["weekly-review"]
+    with pytest.raises(KeyError):  # no such file: the whole library is read, and it has no such SOP
+        load_library(site, only="crisis-pr").get("crisis-pr")
+
+    broken = site / "sops" / "weekly-review.yaml"
+    broken.write_text(broken.read_text().replace("owner:", "ownr:", 1))
+    with pytest.raises(SpecInvalid) as invalid:  # a broken file is reported, not skipped
+        load_library(site, only="weekly-review")
+    assert any(e.file.endswith("weekly-review.yaml") for e in invalid.value.errors)
