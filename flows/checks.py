@@ -170,7 +170,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
         errors.append(doc.error((*steps_path, index[cycle[0]], "needs"),
                                 f"steps form a cycle: {' → '.join(cycle)}"))
 
-    for name, field in (*sop.inputs.items(),):
+    for name in sop.inputs:
         if not _IDENT.match(name):
             errors.append(doc.error(("inputs", name), f"input name `{name}` must be an identifier (letters, digits, _)", True))
     for i, step in enumerate(sop.steps):
@@ -294,7 +294,8 @@ def _check_templates(sop: Sop, doc: Document, site: Site | None) -> list[SpecErr
         checker.check(step.title, (*base, "title"), step=step)
         if isinstance(step, HttpStep):
             checker.check(step.request.url, (*base, "request", "url"), step=step)
-            _walk(step.request.json_body, (*base, "request", "json"), lambda v, p: checker.check(v, p, step=step))
+            _walk(step.request.json_body, (*base, "request", "json"),
+                  lambda v, p, step=step: checker.check(v, p, step=step))
             for key, value in step.request.headers.items():
                 checker.check(value, (*base, "request", "headers", key), step=step)
         elif isinstance(step, CommandStep):

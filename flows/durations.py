@@ -28,7 +28,7 @@ def parse_duration(value: object) -> timedelta:
     match = _SHORT.match(text) or _ISO.match(text.upper())
     if not match or not any(match.groups()):
         raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
-    seconds = sum(float(g) * s for g, s in zip(match.groups(), _UNITS.values()) if g)
+    seconds = sum(float(g) * s for g, s in zip(match.groups(), _UNITS.values(), strict=True) if g)
     if seconds <= 0:
         raise ValueError(f"a duration must be longer than zero, got {value!r}")
     return timedelta(seconds=seconds)

@@ -205,8 +205,8 @@ def _owner_model(owner: tuple[Any, ...], root: type[BaseModel]) -> list[type[Bas
 
     steps = [spec.HumanStep, spec.HttpStep, spec.CommandStep, spec.NotifyStep, spec.WaitStep, spec.CheckStep]
     triggers = [spec.MetricRule, spec.AlertTrigger, spec.EventTrigger, spec.ScheduleTrigger]
-    tagged = dict(zip(("human", "http", "command", "notify", "wait", "check"), steps))
-    tagged |= dict(zip(("metric", "alert", "event", "schedule"), triggers))
+    tagged = dict(zip(("human", "http", "command", "notify", "wait", "check"), steps, strict=True))
+    tagged |= dict(zip(("metric", "alert", "event", "schedule"), triggers, strict=True))
     list_items = {"steps": steps, "triggers": triggers, "escalation": [spec.LadderEntry]}
     dict_values = {"form": spec.FieldSpec, "inputs": spec.FieldSpec, "people": config.Person, "roles": config.Role,
                    "channels": config.Channel, "tokens": config.ApiToken}

@@ -314,7 +314,7 @@ def _trigger_kind(value: Any) -> str | None:
 
 
 Trigger = Annotated[
-    Union[
+    Union[  # noqa: UP007 - a discriminated union pydantic reads with its tags
         Annotated[MetricRule, Tag("metric")],
         Annotated[AlertTrigger, Tag("alert")],
         Annotated[EventTrigger, Tag("event")],
@@ -487,7 +487,7 @@ def _step_kind(value: Any) -> str | None:
 
 
 Step = Annotated[
-    Union[
+    Union[  # noqa: UP007 - a discriminated union pydantic reads with its tags
         Annotated[HumanStep, Tag("human")],
         Annotated[HttpStep, Tag("http")],
         Annotated[CommandStep, Tag("command")],

@@ -67,6 +67,16 @@ class Audit:
             runs = self.runs(within, sop=sop, sop_class=sop_class)
             return build_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
 
+    def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
+                             sop_class: str | None = None, max_timelines: int | None = None,
+                             workers: int | None = None, min_records: int | None = None) -> tuple[Report, list[Any]]:
+        """The figures and each drawn run's chart, read on two processes (see :mod:`flows.audit.parallel`)."""
+        from flows.audit.parallel import MIN_RECORDS, report_with_sections
+
+        return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
+                                    sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
+                                    min_records=MIN_RECORDS if min_records is None else min_records)
+
     def verify(self, anchors: list[Anchor] | None = None) -> Verification:
         with self.ledger.read() as conn:
             return verify_chain(conn, anchors)

@@ -92,8 +92,7 @@ svg.gantt, svg.legend { display: block; width: 100%; height: auto; max-width: 96
 <h2>Run timelines</h2>
 <p class="note">One chart per run, SOP time from the run's start: a bar from when a step was ready to when it ended.</p>
 {{ legend }}
-{% for run in runs %}{{ run }}
-{% endfor %}
+{{ charts }}
 {% if hidden %}<p class="note">{{ hidden }} more run(s) not drawn (see <code>sop audit show RUN</code>).</p>{% endif %}
 </body></html>
 """
@@ -126,7 +125,8 @@ def _chain(verification: Verification | None) -> dict[str, Any] | None:
     return {"ok": False, "text": f"✗ The ledger does not verify — {what}. The figures below rest on it."}
 
 
-def _run_section(run: RunAudit, now: datetime) -> Markup:
+def run_section(run: RunAudit, now: datetime) -> Markup:
+    """One run's heading and timeline chart."""
     verdict = run.deadline(now)
     esc = f" · {run.escalations} escalation(s)" if run.escalations else ""
     what = escape(f" v{run.version or '?'} {run.sop_hash[:12]} · {run.sop_class} · {run.trigger_text()} · "
@@ -137,8 +137,11 @@ def _run_section(run: RunAudit, now: datetime) -> Markup:
 
 
 def render_html(report: Report, runs: list[RunAudit], *, verification: Verification | None = None,
-                max_timelines: int | None = None) -> str:
-    """The whole report; ``max_timelines`` bounds how many run charts are drawn (None: all)."""
+                max_timelines: int | None = None, sections: list[Markup] | None = None) -> str:
+    """The whole report; ``max_timelines`` bounds how many run charts are drawn (None: all).
+
+    ``sections``: the runs' charts drawn already (:func:`flows.audit.parallel.report_with_sections`).
+    """
     now = report.generated_at
     drawn = runs if max_timelines is None else runs[:max_timelines]
     since = report.since.strftime("%Y-%m-%d %H:%M") if report.since else "the first run"
@@ -147,13 +150,17 @@ def render_html(report: Report, runs: list[RunAudit], *, verification: Verificat
     tables: list[tuple[str, str, list[Compliance], str]] = [
         ("Compliance by SOP", "by-sop", report.by_sop, "SOP"), ("Compliance by class", "by-class", report.by_class, "class")]
     with paused_gc():
-        sections = [_run_section(run, now) for run in drawn]
+        hidden = len(runs) - len(drawn)
+        if sections is None:
+            sections = [run_section(run, now) for run in drawn]
+        else:
+            hidden = len(report.runs) - len(sections)
         return _template.render(
             report=report, o=report.overall, period=f"Runs started from {since} until {until}", filters=filters,
             generated=now.strftime("%Y-%m-%d %H:%M:%S"), chain=_chain(verification), sop_time_note=SOP_TIME_NOTE,
             tables=tables, definitions=[(k.replace("_", " "), v) for k, v in DEFINITIONS.items() if k != "time"],
-            legend=Markup(legend()), runs=sections, hidden=len(runs) - len(drawn),
+            legend=Markup(legend()), charts=Markup("".join(f"{chart}\n" for chart in sections)), hidden=hidden,
             dur=_dur, pct=_pct, num=_num)
 
 
-__all__ = ["render_html"]
+__all__ = ["render_html", "run_section"]

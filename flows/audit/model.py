@@ -174,6 +174,7 @@ class RunAudit:
     overdue_at: datetime | None = None
     repeats: int = 0
     escalations: int = 0
+    started_seq: int = 0  # the run_started record: the order runs are reported in
     first_assigned_at: datetime | None = None
     first_report_at: datetime | None = None
     steps: dict[str, StepAudit] = field(default_factory=dict)
@@ -270,7 +271,7 @@ class RunBuilder:
         steps = {sid: StepAudit(id=sid, title=title, kind=kind, assignee=assignee)
                  for sid, title, kind, assignee in sop.steps} if sop is not None else {}
         self.run = RunAudit(
-            id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
+            started_seq=seq, id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
             version=None if data.get("version") is None else str(data["version"]),
             title=sop.title if sop else data.get("sop") or "?", sop_class=sop.sop_class if sop else "?",
             priority=data.get("priority"), initiator=actor, trigger=data.get("trigger"),

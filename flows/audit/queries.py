@@ -130,25 +130,56 @@ def resolve_run(conn: Connection, run_id: str) -> str:
     raise NotFound(f"no run `{run_id}` in the ledger", "list runs with `sop audit runs`")
 
 
+@dataclass(frozen=True)
+class Part:
+    """A slice of a report's runs for one process: run ids in [``low``, ``high``), records up to ``max_seq``."""
+
+    low: str | None = None
+    high: str | None = None
+    max_seq: int | None = None  # the snapshot every part reads (one consistent report across processes)
+
+    def where(self, column: Any) -> Any:
+        clauses = []
+        if self.low is not None:
+            clauses.append(column >= self.low)
+        if self.high is not None:
+            clauses.append(column < self.high)
+        return sa.and_(sa.true(), *clauses)
+
+
 def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | None = None,
-              sop_class: str | None = None, run_ids: list[str] | None = None, full: bool = False) -> list[RunAudit]:
+              sop_class: str | None = None, run_ids: list[str] | None = None, full: bool = False,
+              part: Part | None = None) -> list[RunAudit]:
     """Runs in start order, each rebuilt from its records.
 
     ``full`` keeps every record as a timeline entry and reads notifications and pinned
     texts too (``sop audit show``); without it only the records figures and timelines
-    need are decoded (fast enough for tens of thousands of runs).
+    need are decoded (fast enough for tens of thousands of runs). ``part`` reads a slice
+    (see :mod:`flows.audit.parallel`).
     """
     check_class(sop_class)
     within = within or Window()
     with paused_gc():
-        builders = _builders(conn, within, sop_id, sop_class, run_ids, full)
+        builders = _builders(conn, within, sop_id, sop_class, run_ids, full, part)
         if builders:
-            _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full)
+            _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full,
+                  part)
     return [b.run for b in builders.values()]
 
 
+def started_ids(conn: Connection, within: Window) -> tuple[list[str], int]:
+    """The ids of the runs started in the window, in start order, and the newest record's seq."""
+    starts = sa.select(records.c.run_id).where(records.c.kind == "run_started")
+    if within.since is not None:
+        starts = starts.where(records.c.at >= within.since)
+    if within.until is not None:
+        starts = starts.where(records.c.at < within.until)
+    ids = list(conn.execute(starts.order_by(records.c.seq)).scalars())
+    return ids, conn.execute(sa.select(sa.func.max(records.c.seq))).scalar() or 0
+
+
 def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: str | None,
-              run_ids: list[str] | None, full: bool) -> dict[str, RunBuilder]:
+              run_ids: list[str] | None, full: bool, part: Part | None = None) -> dict[str, RunBuilder]:
     """A builder per run whose ``run_started`` record is in the window and fits the filters."""
     starts = sa.select(records.c.seq, at_column(conn), records.c.run_id, records.c.actor, records.c.data).where(
         records.c.kind == "run_started")
@@ -158,6 +189,10 @@ def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: s
         starts = starts.where(records.c.at < within.until)
     if run_ids is not None:
         starts = starts.where(records.c.run_id.in_(run_ids))
+    if part is not None:
+        starts = starts.where(part.where(records.c.run_id))
+        if part.max_seq is not None:
+            starts = starts.where(records.c.seq <= part.max_seq)
     heads = [(seq, record_time(at), run_id, actor, json.loads(data))
              for seq, at, run_id, actor, data in conn.execute(starts.order_by(records.c.seq))]
     texts = pinned_texts(conn, (data.get("sop_hash") or "" for *_, data in heads))
@@ -205,9 +240,14 @@ def at_column(conn: Connection) -> Any:
     return sa.type_coerce(records.c.at, sa.String) if conn.dialect.name == "sqlite" else records.c.at
 
 
-def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, filtered: bool, full: bool) -> None:
+def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, filtered: bool, full: bool,
+          part: Part | None = None) -> None:
     query = sa.select(records.c.seq, at_column(conn), records.c.run_id, records.c.kind, records.c.step_id,
                       records.c.actor, records.c.data).where(records.c.kind != "run_started")
+    if part is not None:
+        query = query.where(part.where(records.c.run_id))
+        if part.max_seq is not None:
+            query = query.where(records.c.seq <= part.max_seq)
     if not full:
         query = query.where(records.c.kind.in_(SUMMARY_KINDS))
     if len(builders) <= 500:
@@ -260,5 +300,5 @@ def load_run(conn: Connection, run_id: str) -> RunAudit:
     return run
 
 
-__all__ = ["AuditError", "CLASSES", "NotFound", "Window", "load_run", "load_runs", "parse_instant", "pinned_texts",
-           "resolve_run", "window"]
+__all__ = ["AuditError", "CLASSES", "NotFound", "Part", "Window", "load_run", "load_runs", "parse_instant",
+           "pinned_texts", "resolve_run", "started_ids", "window"]

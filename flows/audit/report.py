@@ -22,11 +22,11 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from flows.audit.model import MET, MISSED, RunAudit, parse_time, percentile
 from flows.audit.queries import CLASSES, Window, paused_gc
-from flows.audit.summary import RunLine, run_lines
+from flows.audit.summary import RUN_COLUMNS, RunLine
 
 SOP_TIME_NOTE = ("Durations are SOP time: wall-clock duration × the run's speed (a drill compressed 60× that "
                  "took one real minute counts as one hour).")
@@ -87,24 +87,23 @@ class _Tally:
         self.tta: list[float] = []
         self.ttc: list[float] = []
 
-    def add_run(self, run: RunAudit, verdict: str, steps: tuple[int, int]) -> None:
+    def add_run(self, run: RunFacts) -> None:
         row = self.row
         row.runs += 1
         row.finished += run.status == "finished"
         row.cancelled += run.status == "cancelled"
         row.open += run.status == "open"
-        row.met += verdict == MET
-        row.missed += verdict == MISSED
+        row.met += run.verdict == MET
+        row.missed += run.verdict == MISSED
         row.escalations += run.escalations
-        row.timed_steps += steps[0]
-        row.late_steps += steps[1]
-        tta = run.time_to_acknowledge
-        if tta is not None:
-            self.tta.append(tta)
-        elif run.first_assigned_at is not None:
+        row.timed_steps += len(run.timed_steps)
+        row.late_steps += sum(late for _, late in run.timed_steps)
+        if run.tta is not None:
+            self.tta.append(run.tta)
+        elif run.assigned:
             row.unacknowledged += 1
-        if run.time_to_complete is not None:
-            self.ttc.append(run.time_to_complete)
+        if run.ttc is not None:
+            self.ttc.append(run.ttc)
 
     def add_step(self, late: bool) -> None:
         self.row.timed_steps += 1
@@ -159,47 +158,70 @@ class Report:
                    runs=lines(data["runs"]))
 
 
-def _steps(run: RunAudit, now: datetime, roles: dict[str, _Tally]) -> tuple[int, int]:
-    timed = late = 0
-    for step in run.steps.values():
-        verdict = step.deadline(now)
-        if verdict not in (MET, MISSED):
-            continue
-        timed += 1
-        late += verdict == MISSED
-        role = step.assignee or "(automated)"
-        if role not in roles:
-            roles[role] = _Tally("role", role)
-        roles[role].add_step(verdict == MISSED)
-    return timed, late
+class RunFacts(NamedTuple):
+    """What the figures need of one run, as of ``now`` (a tuple: cheap to send between processes)."""
+
+    seq: int  # of its run_started record: start order
+    sop_id: str
+    sop_class: str
+    status: str
+    verdict: str
+    escalations: int
+    tta: float | None
+    assigned: bool
+    ttc: float | None
+    timed_steps: tuple[tuple[str, bool], ...]  # (role, late) of each step with a due-time verdict
+    line: tuple[Any, ...]  # the RunLine's fields, in RUN_COLUMNS order
+
+    @classmethod
+    def of(cls, run: RunAudit, now: datetime) -> RunFacts:
+        timed = []
+        for step in run.steps.values():
+            verdict = step.deadline(now)
+            if verdict in (MET, MISSED):
+                timed.append((step.assignee or "(automated)", verdict == MISSED))
+        line = RunLine.of(run, now)
+        return cls(run.started_seq, run.sop_id, run.sop_class, run.status, line.deadline, run.escalations, run.time_to_acknowledge,
+                   run.first_assigned_at is not None, run.time_to_complete, tuple(timed),
+                   tuple(getattr(line, name) for name in RUN_COLUMNS))
+
+
+def run_facts(runs: list[RunAudit], now: datetime) -> list[RunFacts]:
+    with paused_gc():
+        return [RunFacts.of(run, now) for run in runs]
 
 
 def build_report(runs: list[RunAudit], now: datetime, within: Window | None = None, *, sop: str | None = None,
                  sop_class: str | None = None) -> Report:
     """The figures of these runs as of ``now`` (open runs past their deadline count as missed)."""
+    return aggregate(run_facts(runs, now), now, within, sop=sop, sop_class=sop_class)
+
+
+def aggregate(facts: list[RunFacts], now: datetime, within: Window | None = None, *, sop: str | None = None,
+              sop_class: str | None = None) -> Report:
+    """The report of runs already reduced to their facts (in start order)."""
     within = within or Window()
     with paused_gc():
-        return _build(runs, now, within, sop, sop_class)
+        overall = _Tally("all", "all")
+        by_sop: dict[str, _Tally] = {}
+        by_class: dict[str, _Tally] = {}
+        roles: dict[str, _Tally] = {}
+        for run in facts:
+            for role, late in run.timed_steps:
+                if role not in roles:
+                    roles[role] = _Tally("role", role)
+                roles[role].add_step(late)
+            for table, key, scope in ((by_sop, run.sop_id, "sop"), (by_class, run.sop_class, "class")):
+                if key not in table:
+                    table[key] = _Tally(scope, key)
+                table[key].add_run(run)
+            overall.add_run(run)
+        order = {c: i for i, c in enumerate(CLASSES)}
+        return Report(generated_at=now, since=within.since, until=within.until, sop=sop, sop_class=sop_class,
+                      overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
+                      by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
+                      by_role=[roles[k].done() for k in sorted(roles)], runs=[RunLine(*f.line) for f in facts])
 
 
-def _build(runs: list[RunAudit], now: datetime, within: Window, sop: str | None, sop_class: str | None) -> Report:
-    overall = _Tally("all", "all")
-    by_sop: dict[str, _Tally] = {}
-    by_class: dict[str, _Tally] = {}
-    roles: dict[str, _Tally] = {}
-    for run in runs:
-        verdict = run.deadline(now)
-        steps = _steps(run, now, roles)
-        for table, key, scope in ((by_sop, run.sop_id, "sop"), (by_class, run.sop_class, "class")):
-            if key not in table:
-                table[key] = _Tally(scope, key)
-            table[key].add_run(run, verdict, steps)
-        overall.add_run(run, verdict, steps)
-    order = {c: i for i, c in enumerate(CLASSES)}
-    return Report(generated_at=now, since=within.since, until=within.until, sop=sop, sop_class=sop_class,
-                  overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
-                  by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
-                  by_role=[roles[k].done() for k in sorted(roles)], runs=run_lines(runs, now))
-
-
-__all__ = ["COMPLIANCE_COLUMNS", "Compliance", "DEFINITIONS", "Report", "SOP_TIME_NOTE", "build_report"]
+__all__ = ["COMPLIANCE_COLUMNS", "Compliance", "DEFINITIONS", "Report", "RunFacts", "SOP_TIME_NOTE", "aggregate",
+           "build_report", "run_facts"]

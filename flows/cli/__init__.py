@@ -12,11 +12,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+from flows.cli import audit as _audit  # noqa: E402,F401  (registers `sop audit …`)
 from flows.cli import drill as _drill  # noqa: E402,F401  (registers commands)
 from flows.cli import library as _library  # noqa: E402,F401
-from flows.cli import runs as _runs  # noqa: E402,F401
 from flows.cli import notify as _notify  # noqa: E402,F401  (registers commands)
-from flows.cli import audit as _audit  # noqa: E402,F401  (registers `sop audit …`)
+from flows.cli import runs as _runs  # noqa: E402,F401
 
 
 def main() -> None:

@@ -195,8 +195,13 @@ def test_command_wait_and_check_steps_chain_on_compressed_time(engine):
 
 
 def test_a_scheduled_sop_gets_flow_runs_from_prefects_scheduler_and_they_open_runs(engine):
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
-    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.states import Scheduled
 
