@@ -220,11 +220,9 @@ def report_command(
     sections = None
     try:
         within = subject.window(since, until)
-        if html:  # the charts too: read and drawn on two processes
-            report, sections = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
-                                                            max_timelines=timelines)
-        else:
-            report, _ = subject.report(within, sop=sop, sop_class=sop_class)
+        # read (and the charts drawn) on two processes; no chart at all without --html
+        report, sections = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
+                                                        max_timelines=timelines if html else 0)
     except AuditError as exc:
         fail(exc.message, exc.hint)
     if csv_file:
