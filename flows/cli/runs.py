@@ -11,7 +11,7 @@ from rich.table import Table
 
 from flows.board import status_rows
 from flows.cli import app
-from flows.cli.common import console, fail, fail_all, library, print_json
+from flows.cli.common import console, err_console, fail, fail_all, library, print_json
 from flows.engine import InputRefused, StepNotActive
 from flows.launcher import LaunchError
 from flows.runview import TERMINAL_STEP, RunNotFound
@@ -62,6 +62,35 @@ def serve(
         stack.stop()
 
 
+#: how long `sop run` waits for Prefect to create the flow run before leaving it to `sop serve`
+LAUNCH_WAIT_S = 20.0
+
+
+def _launch(engine: Any, run_id: str) -> None:
+    """Create the run's flow run, waiting at most LAUNCH_WAIT_S (a busy Prefect server can take a minute).
+
+    The run is recorded and its people paged already; if Prefect is slow or fails, `sop serve`'s
+    nudger creates the flow run (it retries runs without one), so nothing is lost.
+    """
+    import threading
+
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            engine.launcher.launch(run_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name="launch", daemon=True)
+    thread.start()
+    thread.join(LAUNCH_WAIT_S)
+    if thread.is_alive() or failed:
+        why = f"failed: {failed[0]}" if failed else f"did not answer within {LAUNCH_WAIT_S:g}s"
+        err_console.print(f"[yellow]warning:[/] creating the flow run {why}; `sop serve` creates it when "
+                          "Prefect answers (the run is recorded and its people are paged)")
+
+
 @app.command()
 def run(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id (see `sop list`)")],
@@ -84,7 +113,9 @@ def run(
         fail(f"cannot reach the Prefect server at {engine.launcher.api_url}: {exc}", "start it with `sop serve`")
     try:
         result = engine.start(sop_id, _pairs(param, "-p"), initiator=as_ or _whoami(),
-                              trigger={"kind": "manual", "by": as_ or _whoami()}, speed=speed)
+                              trigger={"kind": "manual", "by": as_ or _whoami()}, speed=speed, launch=False)
+        if not result.attached and engine.view(result.run_id).is_open:
+            _launch(engine, result.run_id)
     except InputRefused as exc:
         fail_all(exc.problems, f"the inputs do not fit {sop_id}", f"see `sop show {sop_id}` for its inputs")
     finally:
