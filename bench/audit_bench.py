@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.audit import Audit
-from flows.audit.html import render_html
+from flows.audit.html import render_html, run_section
 from flows.audit.report import build_report
 from flows.drill import sample_value
 from flows.engine import AUTOMATED_KINDS, Engine
@@ -201,7 +201,7 @@ def best_of(times: int, action: Callable[[], Any]) -> tuple[float, Any]:
 def _html(result: tuple[Any, list[Any]]) -> str:
     """The HTML of a report whose charts were drawn already (as `sop audit report --html` writes it)."""
     report, sections = result
-    return render_html(report, [], sections=sections)
+    return render_html(report, sections)
 
 
 def main() -> None:
@@ -234,7 +234,7 @@ def main() -> None:
         # the same, step by step
         load_s, runs = best_of(3, lambda: audit.runs())
         figures_s, report = best_of(3, lambda: build_report(runs, now))
-        html_s, html = best_of(3, lambda: render_html(report, runs))
+        html_s, html = best_of(3, lambda: render_html(report, [run_section(r, now) for r in runs]))
         verify_s, checked = best_of(1, lambda: audit.verify())
         size = (folder / "ledger.db").stat().st_size
 

@@ -342,11 +342,10 @@ class Engine:
             values["note"] = note if note is not None else reason
         if ready_at is not None:
             values["ready_at"] = ready_at
-        tx.conn.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
+        self._update_step(tx, view, step_id, **values)
         tx.append(f"step_{state}", view.id, step_id, actor=actor, reason=reason, result=result, note=note,
                   deadline_met=met)
         self._cancel_timers(tx, view.id, step_id)
-        view.steps[step_id] = {**row, **values}
         fallback = view.sop.step(step_id).fallback
         if state != "timed_out" and fallback and view.steps.get(fallback, {}).get("state") == "standby":
             # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go

@@ -85,9 +85,10 @@ class Pager:
 
     def send_all(self, engine: Any, pages: list[Any]) -> None:
         """Send the pages of one transition (each run read once); never raises."""
-        if self._background is not None:
+        background = self._background
+        if background is not None:
             try:
-                self._background.submit(self._send_all, engine, pages)
+                background.submit(self._send_all, engine, pages)
                 return
             except RuntimeError:  # shut down: send them here rather than lose them
                 pass
@@ -141,7 +142,8 @@ class Pager:
 
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> None:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
-        if self._background is None:
+        background = self._background
+        if background is None:
             self.record(run_id, step_id, kind, results)
             return
         with self._pending_lock:
@@ -150,8 +152,8 @@ class Pager:
                 return  # the queued flush takes this one too
             self._flush_queued = True
         try:
-            self._background.submit(self._flush)
-        except (RuntimeError, AttributeError):  # shutting down: write here rather than lose it
+            background.submit(self._flush)
+        except RuntimeError:  # shutting down: write here rather than lose it
             self._flush()
 
     def _flush(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -151,8 +152,6 @@ def from_environment() -> FastAPI:
 
     engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
     app = create_app(engine)
-    import sys
-
     sys.setswitchinterval(0.001)  # a request waits ≤ 1 ms (not 5) for a page being rendered on another thread
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ from typing import Any
 
 from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
+from flows.audit.parallel import MIN_RECORDS, report_with_sections
 from flows.audit.queries import AuditError, Window, check_class, load_run, load_runs, paused_gc, window
 from flows.audit.report import Report, build_report
 from flows.audit.summary import RunLine, run_lines
@@ -69,13 +70,11 @@ class Audit:
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
-                             workers: int | None = None, min_records: int | None = None) -> tuple[Report, list[Any]]:
+                             workers: int | None = None, min_records: int = MIN_RECORDS) -> tuple[Report, list[Any]]:
         """The figures and each drawn run's chart, read on two processes (see :mod:`flows.audit.parallel`)."""
-        from flows.audit.parallel import MIN_RECORDS, report_with_sections
-
         return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
                                     sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
-                                    min_records=MIN_RECORDS if min_records is None else min_records)
+                                    min_records=min_records)
 
     def verify(self, anchors: list[Anchor] | None = None) -> Verification:
         with self.ledger.read() as conn:

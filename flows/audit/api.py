@@ -83,7 +83,11 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
     subject = _audit(request)
     try:
         within = subject.window(since, until)
-        report, runs = subject.report(within, sop=sop, sop_class=sop_class)
+        if format == "html":  # one process: forking a threaded server is not safe
+            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
+                                                          max_timelines=timelines, workers=1)
+        else:
+            report, _ = subject.report(within, sop=sop, sop_class=sop_class)
     except AuditError as exc:
         raise _refused(exc, "query.class" if "class" in exc.message else "query.since") from None
     if format == "csv":
@@ -91,7 +95,7 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
     if format == "html":
         from flows.audit.html import render_html
 
-        return HTMLResponse(render_html(report, runs, verification=subject.verify(), max_timelines=timelines))
+        return HTMLResponse(render_html(report, charts, verification=subject.verify()))
     return _json(report.to_dict())
 
 

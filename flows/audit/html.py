@@ -136,30 +136,22 @@ def run_section(run: RunAudit, now: datetime) -> Markup:
                   f"{gantt(run, now)}</section>")
 
 
-def render_html(report: Report, runs: list[RunAudit], *, verification: Verification | None = None,
-                max_timelines: int | None = None, sections: list[Markup] | None = None) -> str:
-    """The whole report; ``max_timelines`` bounds how many run charts are drawn (None: all).
-
-    ``sections``: the runs' charts drawn already (:func:`flows.audit.parallel.report_with_sections`).
-    """
+def render_html(report: Report, charts: list[Markup], *, verification: Verification | None = None) -> str:
+    """The whole report around the charts of its first runs (drawn by
+    :func:`flows.audit.parallel.report_with_sections`, or :func:`run_section` each)."""
     now = report.generated_at
-    drawn = runs if max_timelines is None else runs[:max_timelines]
     since = report.since.strftime("%Y-%m-%d %H:%M") if report.since else "the first run"
     until = report.until.strftime("%Y-%m-%d %H:%M") if report.until else "now"
     filters = "".join(f"{name} {value} · " for name, value in (("SOP", report.sop), ("class", report.sop_class)) if value)
     tables: list[tuple[str, str, list[Compliance], str]] = [
         ("Compliance by SOP", "by-sop", report.by_sop, "SOP"), ("Compliance by class", "by-class", report.by_class, "class")]
     with paused_gc():
-        hidden = len(runs) - len(drawn)
-        if sections is None:
-            sections = [run_section(run, now) for run in drawn]
-        else:
-            hidden = len(report.runs) - len(sections)
         return _template.render(
             report=report, o=report.overall, period=f"Runs started from {since} until {until}", filters=filters,
             generated=now.strftime("%Y-%m-%d %H:%M:%S"), chain=_chain(verification), sop_time_note=SOP_TIME_NOTE,
             tables=tables, definitions=[(k.replace("_", " "), v) for k, v in DEFINITIONS.items() if k != "time"],
-            legend=Markup(legend()), charts=Markup("".join(f"{chart}\n" for chart in sections)), hidden=hidden,
+            legend=Markup(legend()), charts=Markup("".join(f"{chart}\n" for chart in charts)),
+            hidden=len(report.runs) - len(charts),
             dur=_dur, pct=_pct, num=_num)
 
 

@@ -167,17 +167,6 @@ def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | N
     return [b.run for b in builders.values()]
 
 
-def started_ids(conn: Connection, within: Window) -> tuple[list[str], int]:
-    """The ids of the runs started in the window, in start order, and the newest record's seq."""
-    starts = sa.select(records.c.run_id).where(records.c.kind == "run_started")
-    if within.since is not None:
-        starts = starts.where(records.c.at >= within.since)
-    if within.until is not None:
-        starts = starts.where(records.c.at < within.until)
-    ids = list(conn.execute(starts.order_by(records.c.seq)).scalars())
-    return ids, conn.execute(sa.select(sa.func.max(records.c.seq))).scalar() or 0
-
-
 def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: str | None,
               run_ids: list[str] | None, full: bool, part: Part | None = None) -> dict[str, RunBuilder]:
     """A builder per run whose ``run_started`` record is in the window and fits the filters."""
@@ -301,4 +290,4 @@ def load_run(conn: Connection, run_id: str) -> RunAudit:
 
 
 __all__ = ["AuditError", "CLASSES", "NotFound", "Part", "Window", "load_run", "load_runs", "parse_instant",
-           "pinned_texts", "resolve_run", "started_ids", "window"]
+           "pinned_texts", "resolve_run", "window"]

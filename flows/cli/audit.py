@@ -217,11 +217,10 @@ def report_command(
     """SLA compliance per SOP and per class (on time, time to acknowledge and complete, escalations, late steps by role)."""
     subject = _audit()
     began = time.perf_counter()
-    sections = None
     try:
         within = subject.window(since, until)
         # read (and the charts drawn) on two processes; no chart at all without --html
-        report, sections = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
+        report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
                                                         max_timelines=timelines if html else 0)
     except AuditError as exc:
         fail(exc.message, exc.hint)
@@ -233,7 +232,7 @@ def report_command(
         from flows.audit.html import render_html
 
         checked = subject.verify() if verify else None
-        _write(html, render_html(report, [], verification=checked, sections=sections))
+        _write(html, render_html(report, charts, verification=checked))
         if checked is not None and not checked.ok:
             console.print("[bold red]✗ the ledger does not verify[/] (see `sop audit verify`); the report says so")
     if "-" in (csv_file, json_file):

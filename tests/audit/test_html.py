@@ -90,6 +90,6 @@ def test_a_report_over_a_tampered_ledger_says_so_at_the_top(scenario: Scenario, 
         conn.execute("UPDATE records SET actor = 'li-wei' WHERE seq = 7")
     ledger = Ledger(f"sqlite:///{ledger_copy}")
     audit = Audit(ledger)
-    html = render_html(*audit.report(), verification=audit.verify())
+    html = render_html(*audit.report_with_sections(workers=1), verification=audit.verify())
     ledger.dispose()
     assert '<p class="chain broken" id="chain">✗ The ledger does not verify — record 7 (edited)' in html

@@ -12,7 +12,7 @@ from flows.audit.html import render_html
 
 def _html(audit: Audit, **options: Any) -> tuple[dict[str, Any], str]:
     report, charts = audit.report_with_sections(**options)
-    return report.to_dict(), render_html(report, [], sections=charts)
+    return report.to_dict(), render_html(report, charts)
 
 
 def test_two_processes_give_the_same_report_and_html_as_one(audit: Audit) -> None:
@@ -28,7 +28,7 @@ def test_two_processes_give_the_same_report_and_html_as_one(audit: Audit) -> Non
 def test_the_first_n_timelines_only(audit: Audit) -> None:
     report, charts = audit.report_with_sections(workers=2, min_records=0, max_timelines=2)
     assert len(charts) == 2 and [f'id="run-{line.run}"' in c for line, c in zip(report.runs[:2], charts, strict=True)] == [True, True]
-    html = render_html(report, [], sections=charts)
+    html = render_html(report, charts)
     assert f"{len(report.runs) - 2} more run(s) not drawn" in html
 
 
