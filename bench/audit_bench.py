@@ -30,6 +30,7 @@ from rich.table import Table
 from flows.audit import Audit
 from flows.audit.html import render_html, run_section
 from flows.audit.report import build_report
+from flows.clock import ManualClock
 from flows.drill import sample_value
 from flows.engine import AUTOMATED_KINDS, Engine
 from flows.ledger import GENESIS, Ledger, dumps, record_hash, utc
@@ -49,17 +50,6 @@ T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 _SHIFTED = ("due_at", "deadline_at", "until")
 
 
-class FakeClock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-
 class RecordingPager(Pager):
     """Records each page as delivered to every target, at once (no network, no threads)."""
 
@@ -71,14 +61,7 @@ class RecordingPager(Pager):
         self.record(page.run_id, page.step_id, page.kind, results)
 
 
-def _advance(clock: FakeClock, timers: TimerService, to: datetime) -> None:
-    while (instant := timers.next_instant()) is not None and instant <= to:
-        clock.at = max(clock.at, instant)
-        timers.fire_due()
-    clock.at = max(clock.at, to)
-
-
-def play(engine: Engine, clock: FakeClock, timers: TimerService, sop_id: str, rng: random.Random) -> None:
+def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, rng: random.Random) -> None:
     """One run to its end: automation completes at once, people answer at 20–140 % of their due time."""
     sop = engine.library.get(sop_id).sop
     inputs = {n: sample_value(n, s) for n, s in sop.inputs.items() if s.is_required and s.default is None}
@@ -101,7 +84,7 @@ def play(engine: Engine, clock: FakeClock, timers: TimerService, sop_id: str, rn
             nxt = timers.next_instant()
             if nxt is None:
                 return
-            _advance(clock, timers, nxt)
+            timers.advance_to(max(clock.now(), nxt))
             continue
         for step in active:
             key = (step.id, len(view.approvals(step.id)))
@@ -109,7 +92,7 @@ def play(engine: Engine, clock: FakeClock, timers: TimerService, sop_id: str, rn
                 due = step.due or timedelta(minutes=30)
                 plans[key] = max(clock.now(), view.steps[step.id]["ready_at"]) + due * rng.uniform(0.2, 1.4) / view.speed
         step, key = min(((s, (s.id, len(view.approvals(s.id)))) for s in active), key=lambda p: plans[p[1]])
-        _advance(clock, timers, plans[key])
+        timers.advance_to(max(clock.now(), plans[key]))
         if engine.view(run_id).state(step.id) != "active":
             continue  # timed out meanwhile
         actor = engine.person_for(step.assignee)
@@ -126,7 +109,7 @@ def play(engine: Engine, clock: FakeClock, timers: TimerService, sop_id: str, rn
 
 def template_ledger(folder: Path, runs_per_sop: int = 4) -> Ledger:
     """A ledger with real runs of the library's SOPs, played on a fake clock."""
-    clock = FakeClock(T0)
+    clock = ManualClock(T0)
     ledger = Ledger(f"sqlite:///{folder / 'templates.db'}", clock)
     ledger.migrate()
     library = load_library(ROOT)
@@ -136,9 +119,9 @@ def template_ledger(folder: Path, runs_per_sop: int = 4) -> Ledger:
     for _round in range(runs_per_sop):
         for sop_id in TEMPLATE_SOPS:
             if sop_id in library.sops:
-                clock.at += timedelta(minutes=1)
+                clock.sleep(60)
                 play(engine, clock, timers, sop_id, rng)
-                _advance(clock, timers, clock.at + timedelta(hours=1))
+                timers.advance_to(clock.now() + timedelta(hours=1))
     return ledger
 
 
@@ -214,7 +197,7 @@ def main() -> None:
             template_runs = conn.execute(sa.select(sa.func.count()).select_from(records)
                                          .where(records.c.kind == "run_started")).scalar_one()
         played = time.perf_counter() - began
-        ledger = Ledger(f"sqlite:///{folder / 'ledger.db'}", FakeClock(T0 + timedelta(days=400)))
+        ledger = Ledger(f"sqlite:///{folder / 'ledger.db'}", ManualClock(T0 + timedelta(days=400)))
         ledger.migrate()
         began = time.perf_counter()
         written = clone(template, ledger, RUNS)

@@ -23,6 +23,23 @@ class SystemClock:
         time.sleep(max(0.0, seconds))
 
 
+class ManualClock:
+    """A clock moved by hand, never backwards (tests and benchmarks replay runs on it)."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+    def set(self, at: datetime) -> None:
+        assert at >= self.at, f"time does not go back ({at} < {self.at})"
+        self.at = at
+
+
 def scaled(duration: timedelta, speed: float) -> timedelta:
     """A duration of SOP time as wall time on a run compressed ``speed`` times."""
     return duration / speed

@@ -172,6 +172,13 @@ class TimerService:
         pages.append(Page("overdue", view.id, step.id, [view.sop.owner]))
         return True
 
+    def advance_to(self, to: datetime) -> None:
+        """On a :class:`~flows.clock.ManualClock`: move time to ``to``, firing every timer at its own instant."""
+        while (instant := self.next_instant()) is not None and instant <= to:
+            self.clock.set(max(self.clock.now(), instant))  # type: ignore[attr-defined]
+            self.fire_due()
+        self.clock.set(to)  # type: ignore[attr-defined]
+
     def watchdog(self) -> list[int]:
         """Timers more than the tolerance past due and still unfired: flagged once each."""
         limit = self.clock.now() - LATE_TOLERANCE

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from flows.clock import ManualClock
 from flows.engine import Engine
 from flows.ledger import Ledger
 from flows.library import load_library
@@ -32,23 +33,6 @@ NOW = T0 + timedelta(hours=7)
 REFUSED_URL = "json://127.0.0.1:9/hook"  # nothing listens on the discard port: the delivery fails
 
 
-class FakeClock:
-    """A clock the test moves by hand (never backwards)."""
-
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-    def set(self, at: datetime) -> None:
-        assert at >= self.at, f"time does not go back ({at} < {self.at})"
-        self.at = at
-
-
 class SyncPager(Pager):
     """The real pager, waited for: each page's delivery record is written at the instant it is sent."""
 
@@ -61,15 +45,12 @@ class SyncPager(Pager):
 class Story:
     """Drives the engine on the fake clock: every timer fires exactly at its due instant."""
 
-    def __init__(self, engine: Engine, clock: FakeClock):
+    def __init__(self, engine: Engine, clock: ManualClock):
         self.engine, self.clock = engine, clock
         self.timers = TimerService(engine, name="audit-tests")
 
     def advance(self, to: datetime) -> None:
-        while (instant := self.timers.next_instant()) is not None and instant <= to:
-            self.clock.set(max(self.clock.now(), instant))
-            self.timers.fire_due()
-        self.clock.set(to)
+        self.timers.advance_to(to)
 
     def start(self, sop_id: str, at: datetime, *, speed: float = 1.0, initiator: str,
               trigger: dict[str, Any], **inputs: Any) -> RunScript:
@@ -142,7 +123,7 @@ class Scenario:
 
 
 def _play(root: Path, db: Path) -> Scenario:
-    clock = FakeClock(T0 - timedelta(minutes=1))
+    clock = ManualClock(T0 - timedelta(minutes=1))
     ledger = Ledger(f"sqlite:///{db}", clock)
     ledger.migrate()
     env = {**os.environ, "TOM_BECKER_URL": REFUSED_URL}
@@ -231,6 +212,6 @@ def audit(scenario: Scenario) -> Iterator[Any]:
     """The audit of the scenario's ledger, as of NOW."""
     from flows.audit import Audit
 
-    ledger = Ledger(scenario.url, FakeClock(scenario.now))
+    ledger = Ledger(scenario.url, ManualClock(scenario.now))
     yield Audit(ledger)
     ledger.dispose()

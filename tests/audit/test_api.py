@@ -11,10 +11,11 @@ import pytest
 from flows.audit import Audit
 from flows.audit.export import from_csv, to_json
 from flows.audit.report import Compliance
+from flows.clock import ManualClock
 from flows.engine import Engine
 from flows.ledger import Ledger
 from flows.library import load_library
-from tests.audit.conftest import NOW, FakeClock, Scenario
+from tests.audit.conftest import NOW, Scenario
 
 api = pytest.importorskip("flows.api")
 from tests.api.conftest import ServedApp  # noqa: E402  (the API tests' uvicorn-in-a-thread server)
@@ -25,7 +26,7 @@ AUDITOR, MONITOR = secrets.token_hex(16), secrets.token_hex(16)
 @pytest.fixture(scope="module")
 def client(scenario: Scenario) -> Iterator[httpx.Client]:
     """The real API over the scenario's ledger, served by uvicorn; the client carries the auditor's token."""
-    ledger = Ledger(scenario.url, FakeClock(NOW))
+    ledger = Ledger(scenario.url, ManualClock(NOW))
     engine = Engine(load_library(scenario.root), ledger, clock=ledger.clock)
     served = ServedApp(api.create_app(engine, env={"SOP_TOKEN_AUDITOR": AUDITOR, "SOP_TOKEN_MONITOR": MONITOR}))
     with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {AUDITOR}"}, timeout=30) as http:
