@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from tests.support import Alertmanager, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "triggers.json"
 N = int(os.environ.get("BENCH_TRIGGERS_N", "3000"))
@@ -57,12 +58,10 @@ PAGES = int(os.environ.get("BENCH_TRIGGERS_PAGES", "200"))
 CLIENTS = 4
 TOKEN = "bench-monitor-" + uuid.uuid4().hex[:8]
 GOALS = {"ingest_per_s": 500, "ingest_p99_ms": 50, "page_p99_ms": 100}
+#: one notification per alert group, nothing repeated or resolved within a run of the bench
+AM_TIMING: dict[str, Any] = {"group_interval": "1m", "repeat_interval": "1h", "send_resolved": False}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -203,76 +202,6 @@ class ApiProcess:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self.log.close()
-
-
-class Alertmanager:
-    """Debian's Alertmanager with one webhook receiver, no grouping delay, clustering off."""
-
-    def __init__(self, binary: str, workdir: Path, webhook: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        config = workdir / "alertmanager.yml"
-        config.write_text(
-            json.dumps(
-                {
-                    "route": {
-                        "receiver": "r",
-                        "group_by": ["..."],
-                        "group_wait": "0s",
-                        "group_interval": "1m",
-                        "repeat_interval": "1h",
-                    },
-                    "receivers": [
-                        {
-                            "name": "r",
-                            "webhook_configs": [
-                                {
-                                    "url": webhook,
-                                    "send_resolved": False,
-                                    "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}},
-                                }
-                            ],
-                        }
-                    ],
-                }
-            )
-        )
-        self.log = open(workdir / "alertmanager.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                f"--storage.path={workdir / 'data'}",
-                "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"Alertmanager did not start; see {workdir / 'alertmanager.log'}")
-            time.sleep(0.05)
-        self.http = httpx.Client(base_url=self.url, timeout=10)
-
-    def post(self, labels: dict[str, str]) -> None:
-        self.http.post(
-            "/api/v2/alerts", json=[{"labels": labels, "startsAt": datetime.now(UTC).isoformat()}]
-        ).raise_for_status()
-
-    def stop(self) -> None:
-        self.http.close()
         self.process.terminate()
         self.process.wait(10)
         self.log.close()
@@ -419,10 +348,12 @@ def main() -> None:
                 )
             )
         if binary:
-            bare = Alertmanager(binary, workdir / "am-bare", f"http://127.0.0.1:{receiver.port}/am")
+            bare = Alertmanager(binary, workdir / "am-bare", f"http://127.0.0.1:{receiver.port}/am", TOKEN,
+                                **AM_TIMING)
             ams.append(bare)
             rows.append(alertmanager_own(bare, receiver, run))
-            chained = Alertmanager(binary, workdir / "am-api", f"{api.url}/v1/alerts/alertmanager")
+            chained = Alertmanager(binary, workdir / "am-api", f"{api.url}/v1/alerts/alertmanager", TOKEN,
+                                   **AM_TIMING)
             ams.append(chained)
             rows.append(
                 first_page(

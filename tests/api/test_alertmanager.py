@@ -11,19 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from flows.ledger.schema import records, runs
-from tests.api.conftest import Api, free_port, unique
+from tests.api.conftest import Api, unique
+from tests.support import Alertmanager
 
 BINARY = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
@@ -36,83 +33,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class Alertmanager:
-    """An Alertmanager process and its v2 API."""
-
-    def __init__(self, binary: str, workdir: Path, webhook: str, token: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "alertmanager.yml"
-        config.write_text(
-            json.dumps(
-                {  # JSON is YAML
-                    "route": {
-                        "receiver": "sop",
-                        "group_by": ["..."],
-                        "group_wait": "0s",
-                        "group_interval": "1s",
-                        "repeat_interval": "2s",
-                    },
-                    "receivers": [
-                        {
-                            "name": "sop",
-                            "webhook_configs": [
-                                {
-                                    "url": webhook,
-                                    "send_resolved": True,
-                                    "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
-                                }
-                            ],
-                        }
-                    ],
-                }
-            )
-        )
-        self.log = open(workdir / "alertmanager.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                f"--storage.path={workdir / 'data'}",
-                "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self.ready, 15, f"Alertmanager to answer on {self.url} (log: {workdir / 'alertmanager.log'})")
-
-    def ready(self) -> bool:
-        assert self.process.poll() is None, "Alertmanager exited; see its log"
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def post(self, labels: dict[str, str], *, resolved: bool = False) -> None:
-        """Send an alert as Prometheus does (``POST /api/v2/alerts``); resolved = ends now."""
-        now = datetime.now(UTC).isoformat()
-        alert: dict[str, Any] = {
-            "labels": labels,
-            "annotations": {"summary": "5xx above 5% for 5m"},
-            "startsAt": now,
-            "generatorURL": "http://prometheus.local/graph",
-        }
-        if resolved:
-            alert["endsAt"] = now
-        httpx.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=5).raise_for_status()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

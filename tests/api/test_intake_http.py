@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
-from tests.api.conftest import TOKEN_ENV, Api, free_port, unique
+from tests.api.conftest import TOKEN_ENV, Api, unique
+from tests.support import free_port
 from tests.triggers.payloads import GRAFANA
 from tests.triggers.payloads import alertmanager as am_body
 

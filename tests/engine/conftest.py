@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,13 +20,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.support import free_port
+
 HERE = Path(__file__).resolve().parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_project(repo_root: Path, target: Path) -> Path:

@@ -17,7 +17,8 @@ from flows.ledger import Ledger, utc
 from flows.ledger.schema import records as records_table
 from flows.ledger.schema import steps, timers
 from tests.conftest import SOP_COMMAND
-from tests.engine.conftest import free_port, make_project, wait_for
+from tests.engine.conftest import make_project, wait_for
+from tests.support import free_port
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ Both start once per session; each test gets them emptied. The HTTP endpoint beha
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from flows.config import Site
+from tests.support import free_port
 
 SMTP_USER = "ops-mailer"
 
@@ -129,10 +129,6 @@ def refused_url() -> str:
     return f"json://127.0.0.1:{free_port()}/nobody-home"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
