@@ -32,7 +32,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -49,7 +48,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from tests.support import Alertmanager, free_port
+from tests.support import Alertmanager, api_process, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "triggers.json"
@@ -165,38 +164,11 @@ class ApiProcess:
             "TOM_BECKER_URL": f"json://127.0.0.1:{receiver.port}/tom",
         }
         self.log = open(workdir / "api.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "flows.api.app:from_environment",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-            cwd=workdir,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API exited; see {workdir / 'api.log'}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start within 60 s")
-            time.sleep(0.1)
+        self.process = api_process(env, self.port, workdir, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(self.process, self.url, 60)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; see {workdir / 'api.log'}") from None
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)

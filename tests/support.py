@@ -78,3 +78,30 @@ class Alertmanager:
             self.process.kill()
             self.process.wait(5)
         self.log.close()
+
+
+def api_process(env: dict[str, str], port: int, cwd: Path, **streams: Any) -> subprocess.Popen:
+    """The HTTP API in a process of its own, as a team runs it (uvicorn and the app factory)."""
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "flows.api.app:from_environment", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=env, cwd=cwd, **streams)
+
+
+def wait_healthy(process: subprocess.Popen, url: str, timeout: float) -> None:
+    """Wait until the API at ``url`` answers ``/healthz``; RuntimeError (with its stderr when piped) if it does not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            said = process.stderr.read().decode()[-2000:] if process.stderr else ""
+            raise RuntimeError(f"the API process at {url} exited with code {process.returncode}: {said}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API at {url} did not answer within {timeout:g} s")
+        time.sleep(0.1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
 from tests.api.conftest import TOKEN_ENV, Api, unique
-from tests.support import free_port
+from tests.support import api_process, free_port, wait_healthy
 from tests.triggers.payloads import GRAFANA
 from tests.triggers.payloads import alertmanager as am_body
 
@@ -150,40 +149,10 @@ def two_api_processes(repo_root: Path, token_env: dict[str, str], tmp_path: Path
         "SOP_API_LAUNCH": "0",
     }
     ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "flows.api.app:from_environment",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for port in ports
-    ]
+    procs = [api_process(env, port, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for port in ports]
     try:
-        deadline = time.monotonic() + 30
         for proc, port in zip(procs, ports, strict=True):
-            while True:
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the API processes did not start"
-                time.sleep(0.1)
+            wait_healthy(proc, f"http://127.0.0.1:{port}", 30)
         yield [f"http://127.0.0.1:{port}" for port in ports], Ledger(f"sqlite:///{db}")
     finally:
         for proc in procs:
