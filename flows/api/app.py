@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -152,7 +151,6 @@ def from_environment() -> FastAPI:
 
     engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
     app = create_app(engine)
-    sys.setswitchinterval(0.001)  # a request waits ≤ 1 ms (not 5) for a page being rendered on another thread
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
