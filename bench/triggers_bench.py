@@ -5,6 +5,9 @@ Everything is real and local, measured in one run:
 - the API in its own process (``uvicorn --factory flows.api.app:from_environment``, as a
   team runs it), on a fresh SQLite ledger, without Prefect (the flow run is created after
   the answer, off the request path, so it is not part of what a trigger waits for);
+- beside it a pager process (``sop pager``, as ``sop serve`` starts one): the API writes each
+  page to the outbox in the run's own transaction, the pager process renders and delivers it
+  (``BENCH_TRIGGERS_PAGER=0``: no pager process, the API delivers its pages itself);
 - a receiver in this process standing in for a person's phone: the owner of
   ``traffic-surge`` (role sre-lead → tom-becker) gets a ``json://`` contact pointing at it;
 - Debian's Alertmanager, twice: once with its webhook pointed at a bare receiver (its own
@@ -21,7 +24,8 @@ Rows:
 - Alertmanager post → first page: the same, through the API to the page.
 
 ``python -m bench triggers``; ``BENCH_TRIGGERS_N`` sets the ingest request count (default 3000),
-``BENCH_TRIGGERS_PAGES`` the latency samples (default 200). Writes ``bench/out/triggers.json``.
+``BENCH_TRIGGERS_PAGES`` the latency samples (default 200), ``BENCH_TRIGGERS_PAGER=0`` runs without
+the pager process. Writes ``bench/out/triggers.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +53,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from flows.ledger import Ledger
+from flows.outbox import pager_alive
 from tests.support import Alertmanager, api_process, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +62,7 @@ OUT = Path(__file__).resolve().parent / "out" / "triggers.json"
 N = int(os.environ.get("BENCH_TRIGGERS_N", "3000"))
 PAGES = int(os.environ.get("BENCH_TRIGGERS_PAGES", "200"))
 CLIENTS = 4
+PAGER = os.environ.get("BENCH_TRIGGERS_PAGER", "1") != "0"
 TOKEN = "bench-monitor-" + uuid.uuid4().hex[:8]
 GOALS = {"ingest_per_s": 500, "ingest_p99_ms": 50, "page_p99_ms": 100}
 #: one notification per alert group, nothing repeated or resolved within a run of the bench
@@ -164,18 +172,45 @@ class ApiProcess:
             "TOM_BECKER_URL": f"json://127.0.0.1:{receiver.port}/tom",
         }
         self.log = open(workdir / "api.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.pager: subprocess.Popen | None = None
+        if PAGER:
+            self.pager = subprocess.Popen([sys.executable, "-m", "flows", "pager"], env=env, cwd=workdir,
+                                          stdout=self.log, stderr=subprocess.STDOUT)
         self.process = api_process(env, self.port, workdir, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(self.process, self.url, 60)
+            if self.pager is not None:
+                self._wait_pager(Ledger(env["SOP_DATABASE_URL"]), 60)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; see {workdir / 'api.log'}") from None
+
+    def _wait_pager(self, ledger: Ledger, timeout: float) -> None:
+        """Until the pager process beats (from then on the API leaves its pages to it)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.pager is not None and self.pager.poll() is not None:
+                    raise RuntimeError(f"the pager process exited with code {self.pager.returncode}")
+                with ledger.read() as conn:
+                    if pager_alive(conn):
+                        return
+                time.sleep(0.1)
+            raise RuntimeError(f"the pager process did not beat within {timeout:.0f}s")
+        finally:
+            ledger.dispose()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
+    def cpu(self) -> float:
+        """CPU seconds used so far by the API and the pager process."""
+        return cpu_seconds(self.process.pid) + (cpu_seconds(self.pager.pid) if self.pager is not None else 0.0)
+
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        for child in (self.process, self.pager):
+            if child is not None:
+                child.terminate()
+                child.wait(10)
         self.log.close()
 
 
@@ -192,7 +227,7 @@ class Row:
     count: int
     seconds: float | None = None
     unit: str = "requests"
-    cpu_ms: float | None = None  # the API process's CPU per alert
+    cpu_ms: float | None = None  # CPU per alert of the API process and the pager process
 
     def summary(self) -> dict[str, Any]:
         cuts = (
@@ -241,12 +276,12 @@ def ingest_single(api: ApiProcess, run: str, what: str) -> Row:
                 latencies.append(elapsed)
         conn.close()
 
-    cpu = cpu_seconds(api.process.pid)
+    cpu = api.cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(work, range(CLIENTS)))
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds(api.process.pid) - cpu
+    cpu = api.cpu() - cpu
     return Row(f"ingest, 1 alert/request, {CLIENTS} clients: {what}", latencies, N, seconds, "alerts", cpu / N * 1000)
 
 
@@ -256,14 +291,14 @@ def ingest_batched(api: ApiProcess, run: str, batch: int = 500, batches: int = 1
         alert_body(*[surge(f"{run}-{i % 100}", instance=f"b{b}-{i}") for i in range(batch)]) for b in range(batches)
     ]
     with api.client() as client:
-        cpu = cpu_seconds(api.process.pid)
+        cpu = api.cpu()
         started = time.perf_counter()
         for body in bodies:
             t0 = time.perf_counter()
             client.post("/v1/alerts/alertmanager", json=body).raise_for_status()
             latencies.append(time.perf_counter() - t0)
         seconds = time.perf_counter() - started
-        cpu = cpu_seconds(api.process.pid) - cpu
+        cpu = api.cpu() - cpu
     return Row(
         f"ingest: {batch} alerts/request", latencies, batch * batches, seconds, "alerts", cpu / (batch * batches) * 1000
     )
@@ -344,10 +379,11 @@ def main() -> None:
     summaries = [r.summary() for r in rows]
     table = Table(
         title=f"Trigger intake ({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; API in its "
-        "own process, SQLite ledger, no Prefect on the path)",
+        f"own process{', pages by a pager process' if PAGER else ', pages sent by the API itself'}, "
+        "SQLite ledger, no Prefect on the path)",
         title_justify="left",
     )
-    for column in ("what", "n", "alerts/s", "p50 ms", "p99 ms", "max ms", "API CPU ms/alert"):
+    for column in ("what", "n", "alerts/s", "p50 ms", "p99 ms", "max ms", "CPU ms/alert"):
         table.add_column(column, justify="left" if column == "what" else "right")
     for s in summaries:
         table.add_row(
@@ -378,6 +414,7 @@ def main() -> None:
             {
                 "cores": os.cpu_count(),
                 "load_average_at_start": load[0],
+                "pager_process": PAGER,
                 "at": datetime.now(UTC).isoformat(),
                 "rows": summaries,
                 "goals": GOALS,

@@ -63,13 +63,17 @@ class Plan:
 
 @dataclass
 class Page:
-    """A notification decided inside a transaction, sent after it commits."""
+    """A notification decided inside a transaction: queued in its outbox there, sent after it commits."""
 
     kind: str
     run_id: str
     step_id: str | None
     targets: list[str]
     level: dict[str, Any] | None = None
+    #: its outbox row (see flows.outbox), once queued
+    outbox_id: int | None = None
+    #: left to a pager process (this process does not deliver it)
+    deferred: bool = False
 
 
 def new_run_id() -> str:
@@ -157,9 +161,10 @@ class Engine:
         if speed <= 0:
             raise InputRefused([f"speed must be above zero, got {speed}"])
         key = self._dedup_key(sop, typed, trigger)
+        pages: list[Page] = []
         for _attempt in range(3):
             try:
-                result = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id)
+                result = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id, pages)
                 break
             except IntegrityError:
                 continue  # another process opened the same key a moment ago: attach to it
@@ -167,7 +172,7 @@ class Engine:
             raise RuntimeError(f"could not start or attach a run of {sop_id} for key {key!r}")
         if result.attached:
             return result
-        self._send([Page("run_started", result.run_id, None, [sop.owner])])
+        self._send(pages)
         plan = self.advance(result.run_id)
         if launch and self.launcher is not None and flow_run_id is None and not plan.finished:
             self.launcher.launch(result.run_id)
@@ -190,7 +195,9 @@ class Engine:
         return render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
-                    trigger: dict[str, Any] | None, speed: float, flow_run_id: str | None) -> StartResult:
+                    trigger: dict[str, Any] | None, speed: float, flow_run_id: str | None,
+                    pages: list[Page]) -> StartResult:
+        """Insert the run (or attach to the open one); queues the owner's page in ``pages``."""
         sop = loaded.sop
         now = self.clock.now()
         with self.ledger.transaction() as tx:
@@ -221,6 +228,8 @@ class Engine:
                       deadline_at=deadline_at, priority=sop.priority)
             if deadline_at is not None:
                 self._arm(tx, run_id, "", "run_deadline", "", deadline_at)
+            pages[:] = [Page("run_started", run_id, None, [sop.owner])]
+            self._queue(tx, pages)
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
         return StartResult(run_id)
 
@@ -247,6 +256,7 @@ class Engine:
             finished = all(view.state(s.id) in (*TERMINAL_STEP, "standby") for s in view.sop.steps)
             if finished:
                 self._finish(tx, view, pages)
+            self._queue(tx, pages)
         self._send(pages)
         return Plan(automated=automated, finished=finished)
 
@@ -415,6 +425,7 @@ class Engine:
             self._set_step(tx, view, step.id, state, result=result, actor=report.actor, note=report.note)
             if escalated:
                 pages.append(Page("step_done", run_id, step.id, [view.sop.owner]))
+            self._queue(tx, pages)
         self._send(pages)
         log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, report.actor, state)
         self.advance(run_id)
@@ -478,8 +489,11 @@ class Engine:
                 status="cancelled", outcome=f"cancelled: {reason}", finished_at=now, open_key=None, nudge=False))
             tx.append("run_cancelled", view.id, actor=actor, reason=reason)
             self._cancel_timers(tx, view.id, None)
-        targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active if isinstance(view.sop.step(s), HumanStep)]]  # type: ignore[attr-defined]
-        self._send([Page("run_cancelled", view.id, None, list(dict.fromkeys(targets)))])
+            targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
+                                         if isinstance(view.sop.step(s), HumanStep)]]
+            pages = [Page("run_cancelled", view.id, None, list(dict.fromkeys(targets)))]
+            self._queue(tx, pages)
+        self._send(pages)
         if self.launcher is not None:
             self.launcher.cancel(view.id)
         return view
@@ -518,7 +532,13 @@ class Engine:
         with self.ledger.read() as conn:
             return load_view(conn, run_id)
 
+    def _queue(self, tx: Tx, pages: list[Page]) -> None:
+        """Write a transition's pages to the outbox in its own transaction (see flows.outbox)."""
+        if self.pager is not None and pages:
+            self.pager.queue(tx.conn, pages)
+
     def _send(self, pages: list[Page]) -> None:
+        """After the commit: deliver the pages this process claimed (a pager process takes the rest)."""
         if self.pager is not None and pages:
             self.pager.send_all(self, pages)
 

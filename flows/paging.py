@@ -5,16 +5,23 @@ resolves ladder words (assignee, owner, lead, backup) to people, fills the conte
 templates read, hands it to the ``notifications`` package, and writes every
 per-destination result to the ledger. Delivery runs on a thread pool: a slow or failed
 destination never holds up the engine, and never fails a run.
+
+Pages come through the outbox (``flows.outbox``): :meth:`Pager.queue` writes them in the
+transition's transaction, claimed by this process, or left to a pager process when one is
+alive; :meth:`Pager.send_all` then delivers the claimed ones, and recording a page's
+deliveries marks its outbox row done in the same transaction.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from flows import outbox
 from flows.config import Site
 from flows.durations import format_duration
 from flows.ledger import Ledger
@@ -61,16 +68,24 @@ def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | Non
 class Pager:
     """Sends the engine's pages and records the results (see the module docstring)."""
 
-    def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None, *, background: bool = False):
+    def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None, *, background: bool = False,
+                 drains: bool = False):
         self.site = site
         self.ledger = ledger
         self._dispatcher = dispatcher
+        #: who claims outbox rows (``host:pid``)
+        self.name = outbox.process_name()
+        #: this is a pager process's pager: it delivers everything, it never leaves pages to another
+        self.drains = drains
+        self._alive: tuple[float, bool] = (-1e9, False)
+        #: pages handed to send_all and not yet rendered (a pager process stops claiming above a bound)
+        self._queued = 0
         #: render pages on a thread of their own (``sop serve``, the API): a request or a timer
         #: returns once its transition is committed, and the pages follow in order
         self._background: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="pager") if background else None)
         #: delivery results waiting for the pager thread to write them, several pages per transaction
-        self._pending: list[tuple[str, str | None, str, list[Any]]] = []
+        self._pending: list[tuple[str, str | None, str, list[Any], int | None]] = []
         self._pending_lock = threading.Lock()
         self._flush_queued = False
 
@@ -83,8 +98,35 @@ class Pager:
                                           inbox_dir=self.site.settings.inbox_dir)
         return self._dispatcher
 
+    def queue(self, conn: Any, pages: list[Any]) -> None:
+        """Write pages to the outbox inside their transition's transaction (``conn``).
+
+        Claimed by this process, which delivers them after the commit; or, while a pager
+        process is alive (checked at most once a second), left unclaimed for it.
+        """
+        outbox.queue(conn, pages, None if self._defer(conn) else self.name)
+
+    def _defer(self, conn: Any) -> bool:
+        if self.drains:
+            return False
+        checked, alive = self._alive
+        now = time.monotonic()
+        if now - checked >= 1.0:
+            alive = outbox.pager_alive(conn)
+            self._alive = (now, alive)
+        return alive
+
+    def backlog(self) -> int:
+        """Pages handed over and not yet rendered."""
+        return self._queued
+
     def send_all(self, engine: Any, pages: list[Any]) -> None:
-        """Send the pages of one transition (each run read once); never raises."""
+        """Send the pages of one transition this process claimed (each run read once); never raises."""
+        pages = [p for p in pages if not getattr(p, "deferred", False)]
+        if not pages:
+            return
+        with self._pending_lock:
+            self._queued += len(pages)
         background = self._background
         if background is not None:
             try:
@@ -101,8 +143,22 @@ class Pager:
                 if page.run_id not in views:
                     views[page.run_id] = engine.view(page.run_id)
                 self.send(engine, page, views[page.run_id])
-            except Exception:  # a page must never break a transition that already committed
+            except Exception as exc:  # a page must never break a transition that already committed
                 log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
+                self._set_aside(page, f"{type(exc).__name__}: {exc}")
+            finally:
+                with self._pending_lock:
+                    self._queued -= 1
+
+    def _set_aside(self, page: Any, error: str) -> None:
+        """A page that cannot be rendered: its outbox row is done, with the error (it is not retried)."""
+        if getattr(page, "outbox_id", None) is None:
+            return
+        try:
+            with self.ledger.transaction() as tx:
+                outbox.mark_done(tx.conn, [page.outbox_id], error=error[:2000])
+        except Exception:
+            log.exception("event=outbox_mark_failed id=%s", page.outbox_id)
 
     def close(self) -> None:
         """Wait for pages and deliveries in flight (a CLI process calls this before it exits)."""
@@ -123,7 +179,8 @@ class Pager:
         names = resolve_targets(page.targets, view.sop, step, self.site)
         people = recipients(names, self.site)
         ctx = self.context(view, page, step, engine.clock.now())
-        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results)  # noqa: E731
+        outbox_id = getattr(page, "outbox_id", None)
+        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id)  # noqa: E731
         return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
 
     def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
@@ -140,14 +197,15 @@ class Pager:
         self.record(run_id, step_id, "message", results)
         return [r.to_dict() for r in results]
 
-    def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> None:
+    def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
+                  outbox_id: int | None = None) -> None:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
         background = self._background
         if background is None:
-            self.record(run_id, step_id, kind, results)
+            self.record(run_id, step_id, kind, results, outbox_id)
             return
         with self._pending_lock:
-            self._pending.append((run_id, step_id, kind, results))
+            self._pending.append((run_id, step_id, kind, results, outbox_id))
             if self._flush_queued:
                 return  # the queued flush takes this one too
             self._flush_queued = True
@@ -162,23 +220,26 @@ class Pager:
         if batch:
             self._write(batch)
 
-    def record(self, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> None:
-        """One ledger record per page, one ``deliveries`` row per destination tried."""
-        self._write([(run_id, step_id, kind, results)])
+    def record(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
+               outbox_id: int | None = None) -> None:
+        """One ledger record per page, one ``deliveries`` row per destination tried; its outbox row done."""
+        self._write([(run_id, step_id, kind, results, outbox_id)])
 
-    def _write(self, batch: list[tuple[str, str | None, str, list[Any]]]) -> None:
+    def _write(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
         try:
             with self.ledger.transaction() as tx:
                 rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
                          "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
-                         "latency_ms": int(r.latency * 1000)} for run_id, step_id, kind, results in batch for r in results]
+                         "latency_ms": int(r.latency * 1000)}
+                        for run_id, step_id, kind, results, _ in batch for r in results]
                 if rows:
                     tx.conn.execute(deliveries.insert(), rows)
-                for run_id, step_id, kind, results in batch:
+                for run_id, step_id, kind, results, _ in batch:
                     tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
+                outbox.mark_done(tx.conn, [b[4] for b in batch if b[4] is not None])
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
-        for run_id, step_id, kind, results in batch:
+        for run_id, step_id, kind, results, _ in batch:
             failed = [r for r in results if not r.ok]
             log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
                      kind, len(results), len(failed))

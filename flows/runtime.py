@@ -52,11 +52,12 @@ def pool_name(library: Library) -> str:
 
 
 def engine(root: Path | None = None, *, prefect: bool = True, library: Library | None = None,
-           background_pages: bool = False, migrate: bool = True) -> Engine:
+           background_pages: bool = False, migrate: bool = True, pager_process: bool = False) -> Engine:
     """An Engine for this process; ``prefect=False`` inside a flow run (no launching).
 
     ``background_pages``: render and send pages on a thread of their own (long-lived
     services: ``sop serve`` and the API), so a request returns once its transition is written.
+    ``pager_process``: this process delivers the outbox (``sop pager``); it never leaves a page to another.
     """
     library = library or load_library(root or project_root())
     from flows.paging import Pager
@@ -67,7 +68,7 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
         from flows.launcher import Launcher
 
         launcher = Launcher(ledger, prefect_api_url(library), pool_name(library))
-    return Engine(library, ledger, pager=Pager(library.site, ledger, background=background_pages), launcher=launcher)
+    return Engine(library, ledger, pager=Pager(library.site, ledger, background=background_pages, drains=pager_process), launcher=launcher)
 
 
 def flow_run_library(sop_id: str | None = None) -> Library:

@@ -87,6 +87,8 @@ class Stack:
     timers: bool = True
     api: bool = True
     api_port: int | None = None
+    #: start a pager process (``sop pager``): the stack's pages leave the API's and the timers' process
+    pager: bool = True
     progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
     library: Library | None = None
     engine: Engine | None = None
@@ -140,6 +142,9 @@ class Stack:
                                                         "--host", "127.0.0.1", "--port", str(port)], server_env)
         os.environ["PREFECT_API_URL"] = self.api_url
         self.engine = runtime.engine(self.root, library=self.library, background_pages=True)
+        if self.pager:  # pages queued by any process of the stack are rendered and delivered there
+            self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)})
+            self.progress("pager process started")
         if self.timers:  # timers need only the ledger: deadlines that passed while we were down fire now
             service = TimerService(self.engine)
             self._thread("timers", lambda: service.run(self._stop))

@@ -127,6 +127,7 @@ class TimerService:
             if late:
                 log.warning("event=timer_late timer=%s run=%s step=%s kind=%s late_ms=%d", timer_id, row.run_id,
                             row.step_id, row.kind, late_ms)
+            engine._queue(tx, pages)
         engine._send(pages)
         if follow_up:
             engine.advance(row.run_id)

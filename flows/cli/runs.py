@@ -62,6 +62,38 @@ def serve(
         stack.stop()
 
 
+@app.command()
+def pager(
+    poll: Annotated[float, typer.Option(help="seconds between looks at an empty outbox")] = 0.02,
+) -> None:
+    """Deliver queued notifications (the outbox) in a process of their own.
+
+    `sop serve` starts one. Run one beside API processes started on their own
+    (`uvicorn --factory flows.api.app:from_environment`): while a pager process is alive,
+    the API and the timer service only queue their pages, and this process renders and
+    delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered.
+    """
+    import signal
+    import threading
+
+    from flows import runtime
+    from flows.outbox import Drainer
+
+    if poll <= 0:
+        fail(f"--poll must be above zero, got {poll}")
+    engine = runtime.engine(library=library(), prefect=False, background_pages=True, pager_process=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    drainer = Drainer(engine, poll=poll)
+    err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {engine.ledger.url}")
+    try:
+        drainer.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.pager.close()
+
+
 #: how long `sop run` waits for Prefect to create the flow run before leaving it to `sop serve`
 LAUNCH_WAIT_S = 20.0
 

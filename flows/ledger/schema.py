@@ -140,3 +140,37 @@ metric_firings = sa.Table(
     sa.Column("outcome", sa.String(20)),
     sa.UniqueConstraint("sop_id", "trigger", "series", "period_start", name="uq_metric_firing"),
 )
+
+# --- the notification outbox (pages decided by a transition, written in its transaction) ------
+# Bookkeeping, not audit: not chained (what was delivered is chained, as ``notification``
+# records). A row is claimed for a lease by the process that delivers it: the process that
+# committed the transition (no pager process alive) or a pager process (``sop pager``). A row
+# still unsent when its lease ends is claimed again, so a page outlives the process that queued it.
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.String(80)),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("targets", sa.Text, nullable=False),
+    sa.Column("level", sa.Text),
+    sa.Column("queued_at", TS, nullable=False),
+    sa.Column("claimed_by", sa.String(120)),
+    sa.Column("claimed_until", TS),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # set when the page's deliveries are recorded (or it could not be rendered: ``error``)
+    sa.Column("done_at", TS),
+    sa.Column("error", sa.Text),
+)
+sa.Index("ix_outbox_open", outbox.c.id, sqlite_where=outbox.c.done_at.is_(None),
+         postgresql_where=outbox.c.done_at.is_(None))
+
+#: pager processes say they are alive here; while one is, other processes leave pages to it
+pagers = sa.Table(
+    "pagers", metadata,
+    sa.Column("name", sa.String(120), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("beat_at", TS, nullable=False),
+)

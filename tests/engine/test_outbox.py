@@ -1,0 +1,197 @@
+"""The notification outbox: pages written with their transition, delivered by this process or a pager process.
+
+No Prefect here: a real ledger (SQLite file), the real pager and Apprise's delivery to the
+local inbox (``inbox://NAME`` → ``$SOP_INBOX_DIR/NAME.jsonl``), and a real ``sop pager``
+process for the hand-over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flows import outbox
+from flows.engine import Engine, Page
+from flows.ledger import Ledger
+from flows.ledger.schema import deliveries, pagers, records
+from flows.ledger.schema import outbox as outbox_table
+from flows.library import Library, load_library
+from flows.paging import Pager
+
+SOP = "traffic-surge"  # owner sre-lead → tom-becker; starts with a human step
+
+
+@pytest.fixture(scope="module")
+def library(repo_root: Path) -> Library:
+    return load_library(repo_root)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "inbox"
+    monkeypatch.setenv("SOP_INBOX_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    yield ledger
+    ledger.dispose()
+
+
+def engine_for(library: Library, ledger: Ledger, *, drains: bool = False) -> Engine:
+    return Engine(library, ledger, pager=Pager(library.site, ledger, drains=drains))
+
+
+def inputs(library: Library) -> dict[str, object]:
+    sop = library.get(SOP).sop
+    return {n: (s.default if s.default is not None else "x") for n, s in sop.inputs.items()
+            if s.is_required or s.default is not None}
+
+
+def rows(ledger: Ledger) -> list[dict[str, object]]:
+    with ledger.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(outbox_table).order_by(outbox_table.c.id))]
+
+
+def messages(inbox: Path, person: str) -> list[dict[str, object]]:
+    path = inbox / f"{person}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_pages_are_written_in_their_transition_and_sent_by_it_when_no_pager_process_runs(
+        library: Library, ledger: Ledger, inbox: Path) -> None:
+    engine = engine_for(library, ledger)
+    run_id = engine.start(SOP, inputs(library), initiator="ana").run_id
+    engine.pager.close()  # wait for the deliveries
+
+    queued = rows(ledger)
+    assert [(r["run_id"], r["kind"]) for r in queued][:1] == [(run_id, "run_started")]
+    assert all(r["claimed_by"] == engine.pager.name for r in queued)  # claimed in the same transaction
+    assert all(r["done_at"] is not None and r["error"] is None for r in queued)
+    kinds = [r["kind"] for r in queued]
+    with ledger.read() as conn:
+        recorded = [json.loads(d)["notification"] for d in conn.execute(
+            sa.select(records.c.data).where((records.c.kind == "notification") & (records.c.run_id == run_id)))
+            .scalars()]
+    assert sorted(recorded) == sorted(kinds)  # each queued page has its delivery record
+    assert [m["title"] for m in messages(inbox, "tom-becker")][:1] and "started" in str(
+        messages(inbox, "tom-becker")[0]["title"]).lower()
+
+
+def test_a_failed_transition_leaves_no_page(library: Library, ledger: Ledger, inbox: Path) -> None:
+    engine = engine_for(library, ledger)
+    with pytest.raises(RuntimeError), ledger.transaction() as tx:
+        engine._queue(tx, [Page("run_started", "r-gone", None, ["sre-lead"])])
+        raise RuntimeError("the transition fails after deciding its page")
+    assert rows(ledger) == []
+
+
+def pager_process(tmp_path: Path, inbox: Path, repo_root: Path) -> subprocess.Popen:
+    env = {**os.environ, "SOP_HOME": str(repo_root), "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+           "SOP_INBOX_DIR": str(inbox)}
+    log = open(tmp_path / "pager.log", "wb")  # noqa: SIM115 - inherited by the child
+    return subprocess.Popen([sys.executable, "-m", "flows", "pager"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=repo_root)
+
+
+def beating(ledger: Ledger) -> list[dict[str, object]]:
+    with ledger.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(pagers))]
+
+
+def test_a_pager_process_takes_the_pages_and_hands_back_when_it_stops(
+        library: Library, ledger: Ledger, inbox: Path, tmp_path: Path, repo_root: Path) -> None:
+    child = pager_process(tmp_path, inbox, repo_root)
+    try:
+        wait_until(lambda: beating(ledger), 60, "the pager process's heartbeat")
+        [beat] = beating(ledger)
+        assert beat["pid"] == child.pid
+
+        engine = engine_for(library, ledger)
+        run_id = engine.start(SOP, inputs(library), initiator="ana").run_id
+        first = rows(ledger)[0]
+        assert first["kind"] == "run_started" and first["run_id"] == run_id
+        wait_until(lambda: all(r["done_at"] for r in rows(ledger)), 30, "the pager process to deliver")
+        assert {r["claimed_by"] for r in rows(ledger)} == {beat["name"]}
+        assert engine.pager._dispatcher is None  # this process rendered and sent nothing itself
+        assert len(messages(inbox, "tom-becker")) >= 1
+        with ledger.read() as conn:
+            delivered = conn.execute(sa.select(deliveries.c.kind).where(deliveries.c.run_id == run_id)).scalars().all()
+        assert "run_started" in delivered
+
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0
+        assert beating(ledger) == []  # it said goodbye: others deliver their own pages again at once
+        later = engine_for(library, ledger)
+        second = later.start(SOP, {**inputs(library), "service": "other"}, initiator="ana")
+        later.pager.close()
+        mine = [r for r in rows(ledger) if r["run_id"] == second.run_id]
+        assert mine and all(r["claimed_by"] == later.pager.name and r["done_at"] for r in mine)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+
+
+def test_a_page_outlives_the_process_that_claimed_it(library: Library, ledger: Ledger, inbox: Path) -> None:
+    """A row claimed by a process that died is delivered once its lease ends; a live lease is left alone."""
+    engine = engine_for(library, ledger)
+    run_id = engine.start(SOP, inputs(library), initiator="ana", launch=False).run_id
+    engine.pager.close()
+    orphan = [Page("run_overdue", run_id, None, ["sre-lead"]), Page("run_cancelled", run_id, None, ["sre-lead"])]
+    with ledger.transaction() as tx:
+        outbox.queue(tx.conn, orphan, claimed_by="ghost-host:4242")  # queued, then the process died
+        tx.conn.execute(outbox_table.update().where(outbox_table.c.id == orphan[0].outbox_id)
+                        .values(claimed_until=outbox.wall() - timedelta(seconds=1)))
+    before = len(messages(inbox, "tom-becker"))
+
+    drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.01, name="test-pager")
+    stop = threading.Event()
+    thread = threading.Thread(target=drainer.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: rows(ledger)[-2]["done_at"] is not None, 20, "the expired claim to be delivered")
+    finally:
+        stop.set()
+        thread.join(10)
+        drainer.pager.close()
+    expired, live = rows(ledger)[-2:]
+    assert expired["claimed_by"] == "test-pager" and expired["attempts"] == 2
+    assert live["claimed_by"] == "ghost-host:4242" and live["done_at"] is None  # its lease still holds
+    after = messages(inbox, "tom-becker")[before:]
+    assert len(after) == 1 and "run deadline passed" in str(after[0]["title"]).lower()
+
+
+def test_a_page_that_cannot_be_rendered_is_set_aside_with_its_error(
+        library: Library, ledger: Ledger, inbox: Path) -> None:
+    with ledger.transaction() as tx:
+        outbox.queue(tx.conn, [Page("run_started", "no-such-run", None, ["sre-lead"])], claimed_by=None)
+    drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.01, name="test-pager")
+    assert drainer.drain_once() == 1
+    drainer.pager.close()
+    [row] = rows(ledger)
+    assert row["done_at"] is not None and "no-such-run" in row["error"]
+    assert drainer.drain_once() == 0  # not retried
+    assert outbox.backlog(ledger)["pending"] == 0
