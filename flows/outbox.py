@@ -8,7 +8,10 @@ page. Who delivers them:
 - **a pager process** (``sop pager``; ``sop serve`` starts one) when one is alive: it says
   so in ``pagers`` every :data:`BEAT_EVERY` seconds, and other processes then leave their
   pages unclaimed for it. Rendering and delivery then cost the API and the timer service
-  nothing: an alert storm's answers do not wait behind its pages.
+  nothing: an alert storm's answers do not wait behind its pages. After its commit, the
+  queuing process rings the pager's *doorbell* (a UDP datagram to the address in its
+  ``pagers`` row, loopback by default), so the page is taken at once; the pager also looks
+  every ``poll`` seconds, so a lost datagram (or a pager on another host) costs only latency.
 - **the committing process** otherwise (a CLI command with no service running, tests): it
   claims the rows in the same transaction and delivers them after the commit, as before.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -68,7 +72,7 @@ def _claimable(now: datetime) -> Any:
 
 
 _PEEK = sa.select(outbox.c.id).where(_claimable(sa.bindparam("now"))).order_by(outbox.c.id).limit(1)
-_ALIVE = sa.select(pagers.c.name).where(pagers.c.beat_at > sa.bindparam("since")).limit(1)
+_ALIVE = sa.select(pagers.c.name, pagers.c.doorbell).where(pagers.c.beat_at > sa.bindparam("since"))
 
 
 def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
@@ -91,7 +95,58 @@ def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
 
 def pager_alive(conn: Connection) -> bool:
     """True when a pager process has beaten within :data:`ALIVE_FOR`."""
-    return conn.execute(_ALIVE, {"since": wall() - ALIVE_FOR}).first() is not None
+    return bool(living_pagers(conn))
+
+
+def living_pagers(conn: Connection) -> dict[str, str | None]:
+    """The pager processes that beat within :data:`ALIVE_FOR`: name → doorbell address."""
+    return {r.name: r.doorbell for r in conn.execute(_ALIVE, {"since": wall() - ALIVE_FOR})}
+
+
+_ringer: socket.socket | None = None
+_ringer_lock = threading.Lock()
+
+
+def ring(doorbells: list[str | None]) -> None:
+    """Tell pager processes there is work (one UDP datagram each; a lost one costs only their poll)."""
+    global _ringer
+    for address in doorbells:
+        if not address:
+            continue
+        host, _, port = address.rpartition(":")
+        try:
+            with _ringer_lock:
+                if _ringer is None:
+                    _ringer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    _ringer.setblocking(False)
+                _ringer.sendto(b"!", (host, int(port)))
+        except (OSError, ValueError):
+            pass
+
+
+class Doorbell:
+    """A pager process's UDP socket on ``host`` (loopback by default): a datagram means "look now"."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.setblocking(False)
+        self.address = "{}:{}".format(*self.sock.getsockname())
+
+    def wait(self, timeout: float) -> bool:
+        """Until a ring or ``timeout``; True when rung (every waiting datagram is taken)."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        rung = False
+        while ready:
+            try:
+                self.sock.recv(64)
+                rung = True
+            except BlockingIOError:
+                break
+        return rung
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def mark_done(conn: Connection, ids: list[int], error: str | None = None) -> None:
@@ -139,8 +194,8 @@ def backlog(ledger: Ledger) -> dict[str, Any]:
 class Heartbeat:
     """A pager process's row in ``pagers``: beat while alive, removed on a clean stop."""
 
-    def __init__(self, ledger: Ledger, name: str):
-        self.ledger, self.name = ledger, name
+    def __init__(self, ledger: Ledger, name: str, doorbell: str | None = None):
+        self.ledger, self.name, self.doorbell = ledger, name, doorbell
         self.started_at = wall()
 
     def beat(self) -> None:
@@ -149,7 +204,7 @@ class Heartbeat:
             done = tx.conn.execute(pagers.update().where(pagers.c.name == self.name).values(beat_at=now)).rowcount
             if not done:
                 tx.conn.execute(pagers.insert().values(name=self.name, pid=os.getpid(), started_at=self.started_at,
-                                                       beat_at=now))
+                                                       beat_at=now, doorbell=self.doorbell))
 
     def forget(self) -> None:
         with self.ledger.transaction() as tx:
@@ -159,18 +214,19 @@ class Heartbeat:
 class Drainer:
     """The loop of a pager process: beat, claim, hand pages to the engine's pager.
 
-    ``poll`` is how often it looks at an outbox it found empty (a read, no lock). It stops
-    claiming while more than ``max_backlog`` of its pages wait to be rendered, so a claim
-    never outlives its lease in memory.
+    It looks at the outbox when its doorbell rings, and every ``poll`` seconds anyway (a
+    read, no lock). It stops claiming while more than ``max_backlog`` of its pages wait to
+    be rendered, so a claim never outlives its lease in memory.
     """
 
-    def __init__(self, engine: Engine, *, poll: float = 0.02, batch: int = 100, max_backlog: int = 500,
-                 name: str | None = None):
+    def __init__(self, engine: Engine, *, poll: float = 0.1, batch: int = 100, max_backlog: int = 500,
+                 name: str | None = None, doorbell_host: str = "127.0.0.1"):
         self.engine = engine
         self.pager = engine.pager
         self.poll, self.batch, self.max_backlog = poll, batch, max_backlog
         self.name = name or process_name()
-        self.heartbeat = Heartbeat(engine.ledger, self.name)
+        self.bell = Doorbell(doorbell_host)
+        self.heartbeat = Heartbeat(engine.ledger, self.name, self.bell.address)
         self.claimed = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -184,9 +240,10 @@ class Drainer:
                     next_beat = time.monotonic() + BEAT_EVERY
                 got = self.drain_once()
                 if got < self.batch:
-                    stop.wait(self.poll)
+                    self.bell.wait(self.poll)
         finally:
             self._safely(self.heartbeat.forget)
+            self.bell.close()
             log.info("event=pager_stopped name=%s claimed=%d", self.name, self.claimed)
 
     def drain_once(self) -> int:

@@ -77,7 +77,8 @@ class Pager:
         self.name = outbox.process_name()
         #: this is a pager process's pager: it delivers everything, it never leaves pages to another
         self.drains = drains
-        self._alive: tuple[float, bool] = (-1e9, False)
+        #: when the pagers table was last read, and the doorbells of the pager processes alive then
+        self._alive: tuple[float, list[str | None]] = (-1e9, [])
         #: pages handed to send_all and not yet rendered (a pager process stops claiming above a bound)
         self._queued = 0
         #: render pages on a thread of their own (``sop serve``, the API): a request or a timer
@@ -109,20 +110,26 @@ class Pager:
     def _defer(self, conn: Any) -> bool:
         if self.drains:
             return False
-        checked, alive = self._alive
+        checked, doorbells = self._alive
         now = time.monotonic()
         if now - checked >= 1.0:
-            alive = outbox.pager_alive(conn)
-            self._alive = (now, alive)
-        return alive
+            doorbells = list(outbox.living_pagers(conn).values())
+            self._alive = (now, doorbells)
+        return bool(doorbells)
 
     def backlog(self) -> int:
         """Pages handed over and not yet rendered."""
         return self._queued
 
     def send_all(self, engine: Any, pages: list[Any]) -> None:
-        """Send the pages of one transition this process claimed (each run read once); never raises."""
-        pages = [p for p in pages if not getattr(p, "deferred", False)]
+        """Send the pages of one transition this process claimed (each run read once); never raises.
+
+        Pages left to a pager process are not sent here: its doorbell is rung instead.
+        """
+        mine = [p for p in pages if not getattr(p, "deferred", False)]
+        if len(mine) < len(pages):
+            outbox.ring(self._alive[1])
+        pages = mine
         if not pages:
             return
         with self._pending_lock:

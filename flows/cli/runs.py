@@ -64,7 +64,7 @@ def serve(
 
 @app.command()
 def pager(
-    poll: Annotated[float, typer.Option(help="seconds between looks at an empty outbox")] = 0.02,
+    poll: Annotated[float, typer.Option(help="seconds between looks at the outbox when its doorbell is quiet")] = 0.1,
 ) -> None:
     """Deliver queued notifications (the outbox) in a process of their own.
 

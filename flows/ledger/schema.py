@@ -173,4 +173,5 @@ pagers = sa.Table(
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("started_at", TS, nullable=False),
     sa.Column("beat_at", TS, nullable=False),
+    sa.Column("doorbell", sa.String(80)),
 )

@@ -195,3 +195,25 @@ def test_a_page_that_cannot_be_rendered_is_set_aside_with_its_error(
     assert row["done_at"] is not None and "no-such-run" in row["error"]
     assert drainer.drain_once() == 0  # not retried
     assert outbox.backlog(ledger)["pending"] == 0
+
+
+def test_the_doorbell_wakes_a_pager_that_polls_rarely(library: Library, ledger: Ledger, inbox: Path) -> None:
+    """After its commit, a process that left its pages to a pager process rings it: no waiting for the poll."""
+    drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=120.0, name="slow-poller")
+    stop = threading.Event()
+    thread = threading.Thread(target=drainer.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: beating(ledger), 10, "the heartbeat")
+        assert beating(ledger)[0]["doorbell"] == drainer.bell.address
+        engine = engine_for(library, ledger)
+        run_id = engine.start(SOP, inputs(library), initiator="ana").run_id
+        assert rows(ledger)[0]["claimed_by"] is None  # left to the pager process
+        wait_until(lambda: rows(ledger)[0]["done_at"] is not None, 30, "the rung pager to deliver")
+        assert rows(ledger)[0]["claimed_by"] == "slow-poller" and rows(ledger)[0]["run_id"] == run_id
+    finally:
+        stop.set()
+        outbox.ring([drainer.bell.address])  # wake it to see the stop
+        thread.join(10)
+        drainer.pager.close()
+    assert not thread.is_alive()

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer, nullable=False),
         sa.Column("started_at", TS, nullable=False),
         sa.Column("beat_at", TS, nullable=False),
+        sa.Column("doorbell", sa.String(80)),
     )
 
 
