@@ -193,6 +193,7 @@ def status(
     if as_json:
         print_json(rows)
         return
+    _outbox_warning(engine)
     if not rows:
         console.print("no open runs")
         return
@@ -212,6 +213,29 @@ def status(
             table.add_row(step["step"], f"[{colour}]{step['state']}[/]", step["assignee"] or "—",
                           step["time_left"] or "", step["actor"] or "")
         console.print(table)
+
+
+#: pages queued longer than this are worth a line in `sop status`
+OUTBOX_STALE_S = 30.0
+
+
+def _outbox_warning(engine: Any) -> None:
+    """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
+    from datetime import UTC, datetime
+
+    from flows.ledger import utc
+    from flows.outbox import backlog
+
+    waiting = backlog(engine.ledger)
+    oldest = utc(waiting["oldest"])
+    if not waiting["pending"] or oldest is None:
+        return
+    age = (datetime.now(UTC) - oldest).total_seconds()
+    if age < OUTBOX_STALE_S:
+        return
+    who = ("a pager process is alive: see var/log/pager.log" if waiting["pager_alive"]
+           else "no pager process is alive: start `sop serve` or `sop pager`")
+    console.print(f"[red]{waiting['pending']} page(s) waiting to be sent, the oldest for {age:.0f}s[/] ({who})")
 
 
 def _report(run_id: str, step_id: str, actor: str, outcome: str, fields: list[str] | None, note: str,

@@ -217,3 +217,21 @@ def test_the_doorbell_wakes_a_pager_that_polls_rarely(library: Library, ledger: 
         thread.join(10)
         drainer.pager.close()
     assert not thread.is_alive()
+
+
+def test_status_says_when_pages_have_waited(library: Library, ledger: Ledger, tmp_path: Path, sop) -> None:  # noqa: ANN001
+    engine = Engine(library, ledger)  # no pager: the run is recorded, its pages queued by hand below
+    run_id = engine.start(SOP, inputs(library), initiator="ana").run_id
+    env = {"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    with ledger.transaction() as tx:
+        outbox.queue(tx.conn, [Page("run_started", run_id, None, ["sre-lead"])], claimed_by=None)
+    fresh = sop("status", env=env)
+    assert fresh.returncode == 0 and "waiting to be sent" not in fresh.stdout  # a page queued a moment ago is normal
+
+    with ledger.transaction() as tx:
+        tx.conn.execute(outbox_table.update().values(queued_at=outbox.wall() - timedelta(minutes=3)))
+    stale = sop("status", env=env)
+    assert stale.returncode == 0, stale.stderr
+    assert "1 page(s) waiting to be sent, the oldest for 18" in stale.stdout
+    assert "no pager process is alive: start `sop serve` or `sop pager`" in stale.stdout
+    assert run_id in stale.stdout
