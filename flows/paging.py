@@ -31,6 +31,9 @@ from flows.spec import HumanStep, Sop, StepBase
 
 log = logging.getLogger("sop.paging")
 
+#: pages whose delivery records are written in one ledger transaction
+WRITE_CHUNK = 20
+
 
 def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: Site) -> list[str]:
     """Ladder words to names the notifications package knows (persons, roles, channels).
@@ -233,6 +236,12 @@ class Pager:
         self._write([(run_id, step_id, kind, results, outbox_id)])
 
     def _write(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
+        # a storm's pages are recorded a few at a time: the ledger's write lock is shared with
+        # every other process's transitions, and a long hold makes their answers wait
+        for start in range(0, len(batch), WRITE_CHUNK):
+            self._write_chunk(batch[start:start + WRITE_CHUNK])
+
+    def _write_chunk(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
         try:
             with self.ledger.transaction() as tx:
                 rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
