@@ -270,12 +270,13 @@ class Engine:
             reason = ", ".join(f"{d} {states[d]}" for d in blocked)
             self._set_step(tx, view, step.id, "blocked", reason=f"upstream: {reason}")
             return True
-        context = variables(view, self.site)
         for dep in deps:
             parent = view.sop.step(dep)
             if isinstance(parent, CheckStep) and check_kind.branch_skipped(step.id, parent, bool(view.result(dep).get("result"))):
                 self._set_step(tx, view, step.id, "skipped", reason=f"branch of {dep} not taken")
                 return True
+        # the template variables cost more than the rest of an activation: built only when read
+        context = variables(view, self.site) if step.when or isinstance(step, CheckStep) else {}
         if step.when:
             try:
                 go = bool(evaluate(step.when, context))
