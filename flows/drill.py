@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flows import outbox
 from flows.engine import Engine
 from flows.ledger import utc
 from flows.ledger.schema import records
@@ -157,6 +158,8 @@ class Drill:
                     if now >= self._planned[key]:
                         self._report(run_id, step, "drill")
                 time.sleep(0.05)
+            # the last pages (run finished) may still be on their way: their records end the timeline
+            outbox.wait_delivered(self.engine.ledger, run_id, timeout=10.0)
             self._drain(run_id, started, timeline)
         finally:
             stop.set()

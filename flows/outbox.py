@@ -191,6 +191,19 @@ def backlog(ledger: Ledger) -> dict[str, Any]:
     return {"pending": row[0], "oldest": row[1], "pager_alive": alive}
 
 
+def wait_delivered(ledger: Ledger, run_id: str, timeout: float = 10.0) -> bool:
+    """Until every page of ``run_id`` queued so far is handled (True), or ``timeout`` seconds (False)."""
+    query = sa.select(sa.func.count()).select_from(outbox).where((outbox.c.run_id == run_id) & _OPEN)
+    deadline = time.monotonic() + timeout
+    while True:
+        with ledger.read() as conn:
+            if not conn.execute(query).scalar_one():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 class Heartbeat:
     """A pager process's row in ``pagers``: beat while alive, removed on a clean stop."""
 
