@@ -164,7 +164,7 @@ class Engine:
         pages: list[Page] = []
         for _attempt in range(3):
             try:
-                result = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id, pages)
+                result, plan = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id, pages)
                 break
             except IntegrityError:
                 continue  # another process opened the same key a moment ago: attach to it
@@ -173,7 +173,6 @@ class Engine:
         if result.attached:
             return result
         self._send(pages)
-        plan = self.advance(result.run_id)
         if launch and self.launcher is not None and flow_run_id is None and not plan.finished:
             self.launcher.launch(result.run_id)
         return result
@@ -196,8 +195,11 @@ class Engine:
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
                     trigger: dict[str, Any] | None, speed: float, flow_run_id: str | None,
-                    pages: list[Page]) -> StartResult:
-        """Insert the run (or attach to the open one); queues the owner's page in ``pages``."""
+                    pages: list[Page]) -> tuple[StartResult, Plan]:
+        """Insert the run and make its first steps ready (or attach to the open one), in one transaction.
+
+        Queues the owner's page and the first assignments in ``pages``.
+        """
         sop = loaded.sop
         now = self.clock.now()
         with self.ledger.transaction() as tx:
@@ -208,7 +210,7 @@ class Engine:
                 if row is not None:
                     conn.execute(_RUN_UPDATE, {"_run": row.id, "repeats": row.repeats + 1, "last_seen_at": now})
                     tx.append("trigger_repeated", row.id, actor=initiator, trigger=trigger, repeats=row.repeats + 1)
-                    return StartResult(row.id, attached=True, repeats=row.repeats + 1)
+                    return StartResult(row.id, attached=True, repeats=row.repeats + 1), Plan()
             if conn.execute(_SOP_VERSION, {"_hash": loaded.text_hash}).first() is None:
                 conn.execute(sop_versions.insert().values(hash=loaded.text_hash, sop_id=sop.id, version=sop.version,
                                                           text=loaded.text, first_seen=now))
@@ -229,9 +231,10 @@ class Engine:
             if deadline_at is not None:
                 self._arm(tx, run_id, "", "run_deadline", "", deadline_at)
             pages[:] = [Page("run_started", run_id, None, [sop.owner])]
+            plan = self._advance(tx, run_id, pages)
             self._queue(tx, pages)
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
-        return StartResult(run_id)
+        return StartResult(run_id), plan
 
     # --- advancing ---------------------------------------------------------------------
 
@@ -243,21 +246,25 @@ class Engine:
         """
         pages: list[Page] = []
         with self.ledger.transaction() as tx:
-            view = load_view(tx.conn, run_id)
-            if not view.is_open:
-                return Plan(finished=True)
-            changed = True
-            while changed:
-                changed = False
-                for step in view.sop.steps:
-                    if view.state(step.id) == "pending" and self._try_activate(tx, view, step, pages):
-                        changed = True  # the view's step rows are kept current in memory: no reload
-            automated = [s.id for s in view.sop.steps if view.state(s.id) in ("ready", "running")]
-            finished = all(view.state(s.id) in (*TERMINAL_STEP, "standby") for s in view.sop.steps)
-            if finished:
-                self._finish(tx, view, pages)
+            plan = self._advance(tx, run_id, pages)
             self._queue(tx, pages)
         self._send(pages)
+        return plan
+
+    def _advance(self, tx: Tx, run_id: str, pages: list[Page]) -> Plan:
+        view = load_view(tx.conn, run_id)
+        if not view.is_open:
+            return Plan(finished=True)
+        changed = True
+        while changed:
+            changed = False
+            for step in view.sop.steps:
+                if view.state(step.id) == "pending" and self._try_activate(tx, view, step, pages):
+                    changed = True  # the view's step rows are kept current in memory: no reload
+        automated = [s.id for s in view.sop.steps if view.state(s.id) in ("ready", "running")]
+        finished = all(view.state(s.id) in (*TERMINAL_STEP, "standby") for s in view.sop.steps)
+        if finished:
+            self._finish(tx, view, pages)
         return Plan(automated=automated, finished=finished)
 
     def _try_activate(self, tx: Tx, view: RunView, step: Any, pages: list[Page]) -> bool:
