@@ -1,7 +1,7 @@
 """SOP → Prefect flow and deployment.
 
-Flow name = SOP id, task names = step ids, tags = class and SOP id, so the Prefect UI
-reads like the playbook. The deployment's parameters are the SOP's typed inputs (the UI
+Flow name = SOP id, task names = step ids, flow-run tags = class and SOP id, so the
+Prefect UI reads like the playbook. The deployment's parameters are the SOP's typed inputs (the UI
 renders them as the form to start a run); its work queue is the SOP's class, so with the
 workers busy a complaint run starts before an older outage run.
 """
@@ -67,7 +67,9 @@ def step_task(sop: Sop, step: StepBase) -> Any:
         timeout_seconds=step.timeout.total_seconds() if step.timeout else None,
         cache_key_fn=lambda _ctx, params: f"{params['run_id']}:{step.id}",
         persist_result=True,
-        tags=[sop.class_, sop.id],
+        # no tags on the task: Prefect asks its server for tag concurrency slots before every
+        # tagged task run (a round trip that took up to 2 s on a busy server, for limits that
+        # do not exist). The flow run and the deployment carry the class and SOP id tags.
         description=step.title,
     )(body)
 
