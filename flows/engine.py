@@ -521,6 +521,11 @@ class Engine:
                 tx.conn.execute(runs.update().where(runs.c.id == run_id).values(flow_run_id=flow_run_id))
                 tx.append("flow_run_bound", run_id, flow_run_id=flow_run_id)
 
+    def suspend_count(self, run_id: str) -> int:
+        """How many times the run's flow run suspended (0 for an unknown run)."""
+        with self.ledger.read() as conn:
+            return conn.execute(sa.select(runs.c.suspends).where(runs.c.id == run_id)).scalar() or 0
+
     def begin_suspend(self, run_id: str) -> int:
         """Count a suspension of the run's flow run; the count keys its resume input."""
         with self.ledger.transaction() as tx:

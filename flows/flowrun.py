@@ -39,16 +39,16 @@ def _run_id_for(engine: Any, sop_id: str, inputs: dict[str, Any], flow_run: Any)
 
 def _apply_ui_report(engine: Any, run_id: str, flow_run_id: Any) -> None:
     """A report typed into the Prefect UI's resume form arrives as flow run input."""
-    view = engine.view(run_id)
-    count = view.run["suspends"] or 0
+    count = engine.suspend_count(run_id)
     if count == 0:
-        return
+        return  # never suspended: no resume form was filled in (and no run view is built for it)
     from prefect.input.run_input import read_flow_run_input
 
     value = read_flow_run_input(f"suspended-wait-{count}-response", flow_run_id=flow_run_id)
     if not value or not value.get("step") or not value.get("actor"):
         return
     step_id = value["step"]
+    view = engine.view(run_id)
     if view.steps.get(step_id, {}).get("state") != "active":
         return  # already applied (or the step moved on): nothing to do
     step = view.sop.step(step_id)

@@ -90,7 +90,8 @@ def flow_run_engine() -> Engine:
     """The engine of this flow-run process (no launcher), built once on the cached library.
 
     Building it also starts importing the notification stack (Apprise) in a background
-    thread, so the first page the run sends does not wait for that import.
+    thread, so the first page the run sends does not wait for that import; not when a pager
+    process is alive (it delivers the run's pages; a notify step imports it when it runs).
     ``flows.compiled`` starts building it on a thread while Prefect loads the flow.
     """
     global _flow_run_engine
@@ -99,8 +100,20 @@ def flow_run_engine() -> Engine:
         if _flow_run_engine is None:
             # `sop serve` migrated the ledger before it launched this flow run: no Alembic here
             _flow_run_engine = engine(prefect=False, library=library, migrate=False)
-            threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
+            if not _pager_process_alive(_flow_run_engine):  # else this process only queues its pages
+                threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
         return _flow_run_engine
+
+
+def _pager_process_alive(engine: Engine) -> bool:
+    """A pager process delivers this stack's pages (see flows.outbox); False when unsure."""
+    from flows.outbox import pager_alive
+
+    try:
+        with engine.ledger.read() as conn:
+            return pager_alive(conn)
+    except Exception:
+        return False
 
 
 def _warm_notifications() -> None:
