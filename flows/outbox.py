@@ -270,7 +270,7 @@ class Drainer:
             return 0
         if pages:
             self.claimed += len(pages)
-            self.pager.send_all(self.engine, pages)
+            self.pager.render_now(self.engine, pages)
         return len(pages)
 
     @staticmethod

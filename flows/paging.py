@@ -146,6 +146,13 @@ class Pager:
                 pass
         self._send_all(engine, pages)
 
+    def render_now(self, engine: Any, pages: list[Any]) -> None:
+        """Render the pages on this thread and hand them to the delivery threads (a pager process's loop:
+        one thread hop less than :meth:`send_all`); never raises."""
+        with self._pending_lock:
+            self._queued += len(pages)
+        self._send_all(engine, pages)
+
     def _send_all(self, engine: Any, pages: list[Any]) -> None:
         views: dict[str, RunView] = {}
         for page in pages:
