@@ -91,7 +91,7 @@ def flow_run_engine() -> Engine:
 
     Building it also starts importing the notification stack (Apprise) in a background
     thread, so the first page the run sends does not wait for that import; not when a pager
-    process is alive (it delivers the run's pages; a notify step imports it when it runs).
+    process is alive (it delivers the run's pages) and the SOP has no notify step.
     ``flows.compiled`` starts building it on a thread while Prefect loads the flow.
     """
     global _flow_run_engine
@@ -100,7 +100,8 @@ def flow_run_engine() -> Engine:
         if _flow_run_engine is None:
             # `sop serve` migrated the ledger before it launched this flow run: no Alembic here
             _flow_run_engine = engine(prefect=False, library=library, migrate=False)
-            if not _pager_process_alive(_flow_run_engine):  # else this process only queues its pages
+            notifies = any(s.kind == "notify" for loaded in library.sops.values() for s in loaded.sop.steps)  # type: ignore[attr-defined]
+            if notifies or not _pager_process_alive(_flow_run_engine):  # else it only queues its pages
                 threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
         return _flow_run_engine
 
