@@ -68,9 +68,9 @@ def _rows(step_ids: tuple[str, ...]) -> str:
     parts = [f'<rect x="0" y="{TOP + i * ROW}" width="{WIDTH}" height="{ROW}" fill="#f7f7f7"/>'
              for i in range(1, len(step_ids), 2)]
     for i, step_id in enumerate(step_ids):
-        label = step_id if len(step_id) <= 28 else step_id[:27] + "…"
+        label = escape(step_id) if len(step_id) <= 28 else escape(step_id[:27]) + "&#8230;"  # an ellipsis
         parts.append(f'<text x="{LABEL - 8}" y="{TOP + i * ROW + ROW // 2 + 4}" text-anchor="end" font-size="12" '
-                     f'fill="#212121">{escape(label)}</text>')
+                     f'fill="#212121">{label}</text>')
     return "".join(parts)
 
 
@@ -173,7 +173,7 @@ def gantt(run: RunAudit, now: datetime) -> str:
                    f'<text x="{round(xe + 3)}" y="{bottom + 10}" font-size="10" fill="{END}">{escape(run.outcome_text[:30])}</text>')
     if cut:
         out.append(f'<text x="{WIDTH - 4}" y="{bottom + 10}" text-anchor="end" font-size="10" fill="{END}">'
-                   f'still open at {offset(int(at_now))} ▸</text>')
+                   f'still open at {offset(int(at_now))} &#9656;</text>')
     if deadline is not None:
         xd = LABEL + min(h, max(0.0, deadline)) * k
         out.append(f'<line x1="{round(xd)}" y1="{TOP - 4}" x2="{round(xd)}" y2="{bottom}" stroke="{DEADLINE}" stroke-width="2" '
