@@ -6,12 +6,13 @@ triangles are escalations (reminders included); white dots are approvals; the da
 purple line is the run's deadline, the grey line its end. Plain SVG with inline colours,
 no script and no external reference, so a chart prints and can be copied out on its own.
 
-Drawn for every run of a report (10,000 runs in a fraction of a second on two processes),
-so the parts that depend only on the SOP's shape (stripes, labels, axis) are cached, each
+Drawn for every run of a report (10,000 in a report), so what depends only on the SOP's
+shape (stripes, labels, axis) or on a row's place is formatted once and cached, each
 instant is converted to SOP seconds once, x positions are rounded with ``round`` (the same
 digits as ``:.0f`` for these non-negative numbers, and faster) and each step's row is one
-formatted string. Names are escaped piecewise (``escape`` works character by character, so
-this is the same text) through a cache: step ids, states and actors repeat across runs.
+formatted string. Names are escaped piecewise through caches (``escape`` works character by
+character, so the text is the same): step ids, states and actors repeat across runs. The
+markup is ASCII (``&#8230;``, ``&#9656;``): valid in HTML and in an SVG file of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from html import escape
 
-from flows.audit.model import MISSED, RunAudit
+from flows.audit.model import MISSED, RunAudit, StepAudit
 from flows.durations import format_duration
 
 STATE_COLOURS = {
@@ -74,6 +75,22 @@ def _rows(step_ids: tuple[str, ...]) -> str:
     return "".join(parts)
 
 
+@lru_cache(maxsize=4096)
+def _tip(step_id: str, state: str, actor: str | None) -> str:
+    """The start of a bar's tooltip: ``step: state by actor, ready ``."""
+    return f"{escape(step_id)}: {escape(state)}{' by ' + escape(actor) if actor else ''}, ready "
+
+
+@lru_cache(maxsize=256)
+def _row(y: int) -> tuple[str, str, str, str, str]:
+    """A row's vertical places, as text: bar top, due tick top and bottom, escalation mark top and tip, middle."""
+    top = y + (ROW - BAR) // 2
+    return str(top), str(y + 2), str(y + ROW - 2), str(top - 5), str(top + 2), str(y + ROW // 2)
+
+
+_BAR_H = str(BAR)
+
+
 @lru_cache(maxsize=1024)
 def _unreached(y: int, cancelled: bool) -> str:
     why = "cancelled before it was ready" if cancelled else "not reached"
@@ -84,13 +101,13 @@ def gantt(run: RunAudit, now: datetime) -> str:
     """The SVG of one run's timeline (fits any width: it scales with its ``viewBox``)."""
     start, speed = run.started_at, run.speed
     at_now = (now - start).total_seconds() * speed
-    steps = list(run.steps.values())
-    # each step's instants as SOP seconds: (ready, end, due, escalations, approvals), None if never ready
-    marks: list[tuple[float, float, float | None, list[float], list[float]] | None] = []
+    steps = run.steps.values()
+    # each step's instants as SOP seconds: (step, ready, end, due, escalations, approvals), ready None if never
+    marks: list[tuple[StepAudit, float | None, float, float | None, list[float], list[float]]] = []
     known = 60.0
     for step in steps:
         if step.ready_at is None:
-            marks.append(None)
+            marks.append((step, None, 0.0, None, [], []))
             continue
         ready = (step.ready_at - start).total_seconds() * speed
         end = at_now if step.finished_at is None else (step.finished_at - start).total_seconds() * speed
@@ -106,7 +123,7 @@ def gantt(run: RunAudit, now: datetime) -> str:
         for at in escalations:
             if at > known:
                 known = at
-        marks.append((ready, end, due, escalations, approvals))
+        marks.append((step, ready, end, due, escalations, approvals))
     ended = None if run.ended_at is None else (run.ended_at - start).total_seconds() * speed
     deadline = None if run.deadline_at is None else (run.deadline_at - start).total_seconds() * speed
     known = max(known, ended or 0.0, deadline or 0.0)
@@ -116,61 +133,62 @@ def gantt(run: RunAudit, now: datetime) -> str:
     h = float(math.ceil(reach / tick) * tick)  # the axis ends on a tick
     k = SPAN / h  # x = LABEL + min(h, max(0, seconds)) * k, inlined below: this runs 100,000 times a report
 
-    bottom = TOP + len(steps) * ROW
+    bottom = TOP + len(marks) * ROW
     height = bottom + 12
     rid = escape(run.id)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="gantt" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
            f'height="{height}" role="img" font-family="Helvetica, Arial, sans-serif" aria-label="Timeline of run {rid}">'
-           f'<title>Timeline of run {rid} ({escape(run.sop_id)}), SOP time from its start</title>',
+           f'<title>Timeline of run {rid} ({_esc(run.sop_id)}), SOP time from its start</title>',
            _rows(tuple(run.steps)), _axis(h, tick, bottom)]
     y = TOP
-    for step, mark in zip(steps, marks, strict=True):
-        if mark is None:
+    for step, ready, end, due, escalations, approvals in marks:
+        if ready is None:
             out.append(_unreached(y, step.state == "cancelled"))
             y += ROW
             continue
-        ready, end, due, escalations, approvals = mark
         verdict = step.deadline(now)
         finished = step.finished_at is not None
-        tip = (f"{_esc(step.id)}: {_esc(step.state)}{' by ' + _esc(step.actor) if step.actor else ''}, "
-               f"ready {offset(int(ready))}")
+        tip = _tip(step.id, step.state, step.actor) + offset(int(ready))
         if finished:
-            tip += f", ended {offset(int(end))}"
+            tip += ", ended " + offset(int(end))
         if due is not None:
             tip += f", due {offset(int(due))} ({verdict})"
         x0 = LABEL + (h if ready > h else 0.0 if ready < 0.0 else ready) * k
         x1 = LABEL + (h if end > h else 0.0 if end < 0.0 else end) * k
-        top = y + (ROW - BAR) // 2
+        top, y2, y20, mark_top, mark_tip, mid = _row(y)
         opacity = "" if finished else _OPEN
         colour = STATE_COLOURS.get(step.state, END)
         if due is None:
-            out.append(f'<g><title>{tip}</title><rect x="{round(x0)}" y="{top}" width="{round(max(2.0, x1 - x0))}" '
-                       f'height="{BAR}" fill="{colour}"{opacity}/>')
+            w = x1 - x0
+            out.append(f'<g><title>{tip}</title><rect x="{round(x0)}" y="{top}" width="{round(w) if w > 2.0 else 2}" '
+                       f'height="{_BAR_H}" fill="{colour}"{opacity}/>')
         else:
             xd = LABEL + (h if due > h else 0.0 if due < 0.0 else due) * k
+            tick = round(xd)
             if verdict == MISSED and end > due:  # the part past the due time in red
-                out.append(f'<g><title>{tip}</title><rect x="{round(x0)}" y="{top}" width="{round(max(2.0, xd - x0))}" '
-                           f'height="{BAR}" fill="{colour}"{opacity}/><rect x="{round(xd)}" y="{top}" '
-                           f'width="{round(max(2.0, x1 - xd))}" height="{BAR}" fill="{LATE}"{opacity}/>'
-                           f'<line x1="{round(xd)}" y1="{y + 2}" x2="{round(xd)}" y2="{y + ROW - 2}" stroke="{DUE}" '
-                           f'stroke-width="2"/>')
+                w, late = xd - x0, x1 - xd
+                out.append(f'<g><title>{tip}</title><rect x="{round(x0)}" y="{top}" width="{round(w) if w > 2.0 else 2}" '
+                           f'height="{_BAR_H}" fill="{colour}"{opacity}/><rect x="{tick}" y="{top}" '
+                           f'width="{round(late) if late > 2.0 else 2}" height="{_BAR_H}" fill="{LATE}"{opacity}/>'
+                           f'<line x1="{tick}" y1="{y2}" x2="{tick}" y2="{y20}" stroke="{DUE}" stroke-width="2"/>')
             else:
-                out.append(f'<g><title>{tip}</title><rect x="{round(x0)}" y="{top}" width="{round(max(2.0, x1 - x0))}" '
-                           f'height="{BAR}" fill="{colour}"{opacity}/><line x1="{round(xd)}" y1="{y + 2}" '
-                           f'x2="{round(xd)}" y2="{y + ROW - 2}" stroke="{DUE}" stroke-width="2"/>')
+                w = x1 - x0
+                out.append(f'<g><title>{tip}</title><rect x="{round(x0)}" y="{top}" width="{round(w) if w > 2.0 else 2}" '
+                           f'height="{_BAR_H}" fill="{colour}"{opacity}/><line x1="{tick}" y1="{y2}" '
+                           f'x2="{tick}" y2="{y20}" stroke="{DUE}" stroke-width="2"/>')
         for at in escalations:
             xe = LABEL + (h if at > h else 0.0 if at < 0.0 else at) * k
-            out.append(f'<polygon points="{round(xe - 4)},{top - 5} {round(xe + 4)},{top - 5} {round(xe)},{top + 2}" '
+            out.append(f'<polygon points="{round(xe - 4)},{mark_top} {round(xe + 4)},{mark_top} {round(xe)},{mark_tip}" '
                        f'fill="{ESCALATION}" stroke="#5d4037" stroke-width="0.5"/>')
         for at in approvals:
-            out.append(f'<circle cx="{round(LABEL + (h if at > h else 0.0 if at < 0.0 else at) * k)}" cy="{y + ROW // 2}" '
+            out.append(f'<circle cx="{round(LABEL + (h if at > h else 0.0 if at < 0.0 else at) * k)}" cy="{mid}" '
                        f'r="3" fill="#ffffff" stroke="{DUE}"/>')
         out.append("</g>")
         y += ROW
     if ended is not None:
         xe = LABEL + min(h, max(0.0, ended)) * k
         out.append(f'<line x1="{round(xe)}" y1="{TOP - 4}" x2="{round(xe)}" y2="{bottom}" stroke="{END}" stroke-width="1.5"/>'
-                   f'<text x="{round(xe + 3)}" y="{bottom + 10}" font-size="10" fill="{END}">{escape(run.outcome_text[:30])}</text>')
+                   f'<text x="{round(xe + 3)}" y="{bottom + 10}" font-size="10" fill="{END}">{_esc(run.outcome_text[:30])}</text>')
     if cut:
         out.append(f'<text x="{WIDTH - 4}" y="{bottom + 10}" text-anchor="end" font-size="10" fill="{END}">'
                    f'still open at {offset(int(at_now))} &#9656;</text>')
