@@ -20,6 +20,8 @@ Only for a single-threaded process (the CLI): forking a process with other threa
 
 from __future__ import annotations
 
+import gc
+import mmap
 import os
 import pickle
 import tempfile
@@ -57,30 +59,37 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
 
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     with ledger.read() as conn:  # the snapshot, and the records the window spans (a few primary-key lookups)
-        first, max_seq = conn.execute(sa.select(sa.func.min(records.c.seq), sa.func.max(records.c.seq))).one()
+        # (min and max in one select would scan the table: as two subqueries each is one b-tree lookup)
+        first, max_seq = conn.execute(sa.select(sa.select(sa.func.min(records.c.seq)).scalar_subquery(),
+                                                sa.select(sa.func.max(records.c.seq)).scalar_subquery())).one()
         first, max_seq = first or 0, max_seq or 0
         low = _seq_from(conn, within.since, first, max_seq + 1) if within.since is not None else first
         high = _seq_from(conn, within.until, low, max_seq + 1) if within.until is not None else max_seq + 1
     cut = (low + high) // 2
 
-    def half(part: Part) -> Half:
+    def half(part: Part, keep: list[Any] | None = None) -> Half:
         with paused_gc():
             with ledger.read() as conn:
                 loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part)
             drawn = loaded if max_timelines is None else loaded[:max_timelines]
             done = [tuple(f) for f in run_facts(loaded, now)], Sections.draw(drawn, now)
-            # freed now, by reference counting: with the collector back on, its first pass would
-            # walk every object of every run (a tenth of a second or more) just before they go
+            if keep is not None:  # the child: it exits as soon as it has handed its half over, freeing nothing
+                keep.append(loaded)
+            # else freed now, by reference counting: with the collector back on, its first pass
+            # would walk every object of every run (a tenth of a second or more) just before they go
             del loaded, drawn
         return done
 
     if workers < 2 or high - low < max(min_records, 2) or not hasattr(os, "fork"):
         facts, sections = half(Part(max_seq=max_seq))
     else:
-        later = Part(first=cut, max_seq=max_seq)
-        waiting = _fork(lambda: half(later), ledger)
-        facts, sections = half(Part(stop=cut, max_seq=max_seq))
-        theirs = waiting()
+        later, kept = Part(first=cut, max_seq=max_seq), []
+        child = _Child(lambda: half(later, kept), ledger)
+        try:
+            facts, sections = half(Part(stop=cut, max_seq=max_seq))
+            theirs = child.result()
+        finally:
+            child.reap()
         if theirs is None:  # the child failed (it printed why): do its half here
             theirs = half(later)
         facts, sections = facts + theirs[0], Sections(sections.blocks + theirs[1].blocks)  # start order
@@ -88,7 +97,8 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
         if max_timelines is not None and len(sections) > max_timelines:
             sections = sections.head(max_timelines)
         report = aggregate([RunFacts._make(f) for f in facts], now, within, sop=sop, sop_class=sop_class)
-        return report, sections
+        del facts  # before the collector is back on (it would walk them first)
+    return report, sections
 
 
 def _seq_from(conn: Connection, instant: datetime, low: int, high: int) -> int:
@@ -108,36 +118,49 @@ def _seq_from(conn: Connection, instant: datetime, low: int, high: int) -> int:
     return low
 
 
-def _fork(work: Callable[[], Any], ledger: Ledger) -> Callable[[], Any]:
-    """Run ``work`` in a forked child; returns a function that waits and gives its result (None if it failed)."""
-    fd, path = tempfile.mkstemp(prefix="sop-audit-", suffix=".pickle")
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the caller's code
-        status = 1
-        try:
-            # one connection used by two processes corrupts it: drop (never close) the parent's
-            ledger.engine.dispose(close=False)
-            ledger.reader.dispose(close=False)
-            with os.fdopen(fd, "wb") as out:
-                pickle.dump(work(), out, protocol=pickle.HIGHEST_PROTOCOL)
-            status = 0
-        except BaseException:  # noqa: BLE001 - the parent sees the exit status and does the work itself
-            traceback.print_exc()
-        finally:
-            os._exit(status)
-    os.close(fd)
+class _Child:
+    """``work`` run in a forked child, its result handed back through a file.
 
-    def wait() -> Any:
-        try:
-            _, status = os.waitpid(pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                return None
-            with open(path, "rb") as handle:
-                return pickle.load(handle)
-        finally:
-            os.unlink(path)
+    The child says on a pipe when the file is complete, so the parent reads it while the
+    child is still winding down (unmapping a large heap takes a while); :meth:`reap`
+    collects the child's exit afterwards.
+    """
 
-    return wait
+    def __init__(self, work: Callable[[], Any], ledger: Ledger):
+        fd, self.path = tempfile.mkstemp(prefix="sop-audit-", suffix=".pickle")
+        self.done, said = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns into the caller's code
+            status = 1
+            gc.disable()  # it exits when done: nothing to collect
+            try:
+                os.close(self.done)
+                # one connection used by two processes corrupts it: drop (never close) the parent's
+                ledger.engine.dispose(close=False)
+                ledger.reader.dispose(close=False)
+                with os.fdopen(fd, "wb") as out:
+                    pickle.dump(work(), out, protocol=pickle.HIGHEST_PROTOCOL)
+                os.write(said, b"1")
+                status = 0
+            except BaseException:  # noqa: BLE001 - the parent sees no "done" and does the work itself
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        os.close(fd)
+        os.close(said)
+
+    def result(self) -> Any:
+        """The child's result once it is written (None if the child failed)."""
+        if os.read(self.done, 1) != b"1":  # end of file: the child ended without writing it
+            return None
+        with open(self.path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return pickle.loads(view)
+
+    def reap(self) -> None:
+        """Collect the child's exit and remove what it used."""
+        os.close(self.done)
+        os.waitpid(self.pid, 0)
+        os.unlink(self.path)
 
 
 __all__ = ["MIN_RECORDS", "report_with_sections"]

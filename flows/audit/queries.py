@@ -147,22 +147,26 @@ class Part:
 
     def starts(self) -> Any:
         """Which ``run_started`` records are this part's."""
-        seq = records.c.seq
-        return sa.and_(sa.true(), *self._bounds(), *([seq < self.stop] if self.stop is not None else []))
+        return _seq_range(self.first, self._end(self.stop))
 
     def segments(self) -> list[Any]:
         """Where this part's runs' records are, in chain order: one range, or two when ``stop`` cuts it."""
-        seq = records.c.seq
         if self.stop is None:
-            return [sa.and_(sa.true(), *self._bounds())]
+            return [_seq_range(self.first, self._end())]
         mine = sa.select(records.c.run_id).where(records.c.kind == "run_started", self.starts())
-        return [sa.and_(*self._bounds(), seq < self.stop),
-                sa.and_(*self._bounds(), seq >= self.stop, records.c.run_id.in_(mine))]
+        return [self.starts(), sa.and_(_seq_range(self.stop, self._end()), records.c.run_id.in_(mine))]
 
-    def _bounds(self) -> list[Any]:
-        seq = records.c.seq
-        return ([seq >= self.first] if self.first is not None else []) + (
-            [seq <= self.max_seq] if self.max_seq is not None else [])
+    def _end(self, stop: int | None = None) -> int | None:
+        """The one upper bound (exclusive) of ``stop`` and ``max_seq``: SQLite ranges over the
+        primary key by one bound of each side and filters by any other, row by row."""
+        ends = [end for end in (stop, None if self.max_seq is None else self.max_seq + 1) if end is not None]
+        return min(ends) if ends else None
+
+
+def _seq_range(low: int | None, high: int | None) -> Any:
+    """Records with ``low`` <= seq < ``high`` (either open)."""
+    seq = records.c.seq
+    return sa.and_(sa.true(), *([seq >= low] if low is not None else []), *([seq < high] if high is not None else []))
 
 
 def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | None = None,
