@@ -173,7 +173,7 @@ def clone(template: Ledger, target: Ledger, runs: int) -> int:
 
 def best_of(times: int, action: Callable[[], Any]) -> tuple[float, Any]:
     """The fastest of ``times`` runs of ``action`` (each from a collected heap) and its result."""
-    best, result, _ = timed(times, action)
+    best, _, result = timed(times, action)
     return best, result
 
 
