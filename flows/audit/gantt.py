@@ -6,7 +6,7 @@ triangles are escalations (reminders included); white dots are approvals; the da
 purple line is the run's deadline, the grey line its end. Plain SVG with inline colours,
 no script and no external reference, so a chart prints and can be copied out on its own.
 
-Drawn for every run of a report (10,000 in a report), so what depends only on the SOP's
+Drawn for every run of a report (10,000 in the benchmark), so what depends only on the SOP's
 shape (stripes, labels, axis) or on a row's place is formatted once and cached, each
 instant is converted to SOP seconds once, x positions are rounded with ``round`` (the same
 digits as ``:.0f`` for these non-negative numbers, and faster) and each step's row is one
