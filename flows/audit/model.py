@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from flows.runview import TERMINAL_STEP
@@ -268,8 +269,10 @@ class RunBuilder:
 
     def __init__(self, seq: int, at: datetime, actor: str | None, data: dict[str, Any], run_id: str,
                  sop: Outline | None, keep_entries: bool):
-        steps = {sid: StepAudit(id=sid, title=title, kind=kind, assignee=assignee)
-                 for sid, title, kind, assignee in sop.steps} if sop is not None else {}
+        # positional: twice as fast as by keyword, and this runs for every step of every run read
+        steps = {sid: StepAudit(sid, title, kind, assignee) for sid, title, kind, assignee in sop.steps} \
+            if sop is not None else {}
+        self.steps = steps
         self.run = RunAudit(
             started_seq=seq, id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
             version=None if data.get("version") is None else str(data["version"]),
@@ -280,16 +283,18 @@ class RunBuilder:
         if keep_entries:
             self.run.entries.append(Entry(seq, at, "run_started", None, actor, data))
 
-    def step(self, step_id: str) -> StepAudit:
-        steps = self.run.steps
-        if step_id not in steps:  # a step the pinned SOP does not name (its text is missing)
-            steps[step_id] = StepAudit(id=step_id, title=step_id, kind="?")
-        return steps[step_id]
+    def step(self, step_id: str | None) -> StepAudit:
+        step = self.steps.get(step_id)
+        if step is None:  # a step the pinned SOP does not name (its text is missing)
+            step_id = step_id or ""
+            step = self.steps.get(step_id) or StepAudit(id=step_id, title=step_id, kind="?")
+            self.steps[step_id] = step
+        return step
 
     # --- one method per record kind --------------------------------------------------------
 
     def _assigned(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        step = self.step(step_id or "")
+        step = self.step(step_id)
         step.state, step.ready_at, step.due_at = "active", at, parse_time(data.get("due_at"))
         step.assignee, step.person = data.get("assignee") or step.assignee, data.get("person")
         if step.kind == "?":
@@ -298,45 +303,48 @@ class RunBuilder:
             self.run.first_assigned_at = at
 
     def _ready(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        step = self.step(step_id or "")
+        step = self.step(step_id)
         step.state, step.ready_at = "ready", at
 
     def _waiting(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        step = self.step(step_id or "")
+        step = self.step(step_id)
         step.state, step.ready_at = "active", at
 
     def _started(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        step = self.step(step_id or "")
+        step = self.step(step_id)
         step.state, step.started_at = "running", at
 
     def _finished_step(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
                        data: dict[str, Any], state: str) -> None:
-        step = self.step(step_id or "")
+        step = self.step(step_id)
         step.state, step.finished_at, step.actor = state, at, actor
         if step.ready_at is None:  # a check step is ready and done in one transition
             step.ready_at = at
         if data:
-            result = data.get("result") or {}
-            step.evidence = list(result.get("evidence") or [])
-            step.values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
+            result = data.get("result")
+            if result:
+                step.evidence = list(result.get("evidence") or [])
+                step.values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
+            else:
+                step.evidence, step.values = [], {}
             step.note, step.reason = data.get("note"), data.get("reason")
             step.deadline_met_recorded = data.get("deadline_met")
-        if state in ("done", "rejected") and actor and step.is_human and self.run.first_report_at is None:
+        if state in ("done", "rejected") and actor and step.kind == "human" and self.run.first_report_at is None:
             self.run.first_report_at = at
 
     def _approval(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        self.step(step_id or "").approvals.append(Approval(seq, at, actor, data.get("note")))
+        self.step(step_id).approvals.append(Approval(seq, at, actor, data.get("note")))
         if self.run.first_report_at is None:
             self.run.first_report_at = at
 
     def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        self.step(step_id or "").escalations.append(Escalation(
+        self.step(step_id).escalations.append(Escalation(
             seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
             parse_time(data.get("due_at")), data.get("late_ms")))
         self.run.escalations += 1
 
     def _overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        self.step(step_id or "").overdue_at = at
+        self.step(step_id).overdue_at = at
 
     def _notification(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         deliveries = [Delivery(recipient=r.get("recipient", "?"), destination=r.get("destination", "?"),
@@ -369,11 +377,8 @@ class RunBuilder:
 
 
 def _finisher(state: str) -> Any:
-    def handler(builder: RunBuilder, seq: int, at: datetime, step_id: str | None, actor: str | None,
-                data: dict[str, Any]) -> None:
-        builder._finished_step(seq, at, step_id, actor, data, state)
-
-    return handler
+    """``handler(builder, seq, at, step_id, actor, data)`` for a step finishing in ``state``."""
+    return partial(RunBuilder._finished_step, state=state)
 
 
 #: record kind -> what it does to a run (kinds not here only appear on the timeline)

@@ -1,15 +1,18 @@
 """The report with every run's timeline, on two processes: each reads and draws half the runs.
 
 Reading 10,000 runs from the chain and drawing their charts is CPU work in Python, so one
-process cannot go faster than one core. :func:`report_with_sections` splits the runs by id
-at the median of the records' run ids (only to balance the halves: the two id ranges cover
-every id, so the chain alone decides which runs are in the report). A forked
-child reads the upper half with its own database connection and the same snapshot (records
-up to the parent's newest ``seq``), reduces each run to its
-:class:`~flows.audit.report.RunFacts`, draws the charts, and hands them back through a
-file; the parent does the lower half meanwhile, then puts the figures together in start
-order. If the child fails, the parent does its half too: the answer never depends on the
-fork.
+process cannot go faster than one core. :func:`report_with_sections` cuts the runs in start
+order, at the middle record of the chain (or of the window's records: only to balance the
+halves; the two parts cover every run, so the chain alone decides which runs are in the
+report). A forked child reads the later runs with its own database connection and the same
+snapshot (records up to the parent's newest ``seq``), from the cut on; the parent reads the
+earlier ones meanwhile (the records before the cut, then those its runs still open at the
+cut added after it, by run id). Each reduces its runs to their
+:class:`~flows.audit.report.RunFacts` and draws their sections as one block of HTML
+(:class:`~flows.audit.html.Sections`); the child hands its facts and its block back through
+a file. The parent's runs all started before the child's, so the report is the parent's
+then the child's, in start order, without sorting or re-joining anything. If the child
+fails, the parent does its half too: the answer never depends on the fork.
 
 Only for a single-threaded process (the CLI): forking a process with other threads running
 (``sop serve``'s API) could copy a lock another thread holds. The API draws in one process.
@@ -17,103 +20,147 @@ Only for a single-threaded process (the CLI): forking a process with other threa
 
 from __future__ import annotations
 
+import gc
+import mmap
 import os
 import pickle
 import tempfile
 import traceback
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from markupsafe import Markup
+from sqlalchemy.engine import Connection
 
-from flows.audit.queries import Part, Window, load_runs, paused_gc
+from flows.audit.queries import Part, Window, at_column, load_runs, paused_gc, record_time
 from flows.audit.report import Report, RunFacts, aggregate, run_facts
 from flows.ledger import Ledger
 from flows.ledger.schema import records
 
+if TYPE_CHECKING:  # the HTML module (and Jinja) loads only when a report is drawn
+    from flows.audit.html import Sections
+
 #: below this many records (about 1,000 runs) one process is as fast (forking and handing over cost ~50 ms)
 MIN_RECORDS = 40_000
 
-Half = tuple[list[tuple[Any, ...]], list[tuple[int, str]]]  # facts as tuples, (start seq, chart) pairs
+Half = tuple[list[tuple[Any, ...]], "Sections"]  # facts as tuples, the drawn sections
 
 
 def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: str | None = None,
                          sop_class: str | None = None, max_timelines: int | None = None,
-                         workers: int | None = None, min_records: int = MIN_RECORDS) -> tuple[Report, list[Markup]]:
-    """The report and the charts of the first ``max_timelines`` runs (None: all), in start order.
+                         workers: int | None = None, min_records: int = MIN_RECORDS) -> tuple[Report, Sections]:
+    """The report and the sections of the first ``max_timelines`` runs (None: all), in start order.
 
-    Two processes when ``workers`` (default: the cores, at most 2) allows and the ledger holds
-    at least ``min_records`` records of runs; one otherwise.
+    Two processes when ``workers`` (default: the cores, at most 2) allows and the window
+    spans at least ``min_records`` records; one otherwise.
     """
-    from flows.audit.html import run_section
+    from flows.audit.html import Sections
 
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    with ledger.read() as conn:  # the median run id by records (from the run_id index: milliseconds)
-        max_seq = conn.execute(sa.select(sa.func.max(records.c.seq))).scalar() or 0
-        with_run = records.c.run_id.is_not(None)
-        count = conn.execute(sa.select(sa.func.count()).where(with_run)).scalar() or 0
-        pivot = conn.execute(sa.select(records.c.run_id).where(with_run).order_by(records.c.run_id)
-                             .offset(count // 2).limit(1)).scalar()
+    with ledger.read() as conn:  # the snapshot, and the records the window spans (a few primary-key lookups)
+        # (min and max in one select would scan the table: as two subqueries each is one b-tree lookup)
+        first, max_seq = conn.execute(sa.select(sa.select(sa.func.min(records.c.seq)).scalar_subquery(),
+                                                sa.select(sa.func.max(records.c.seq)).scalar_subquery())).one()
+        first, max_seq = first or 0, max_seq or 0
+        low = _seq_from(conn, within.since, first, max_seq + 1) if within.since is not None else first
+        high = _seq_from(conn, within.until, low, max_seq + 1) if within.until is not None else max_seq + 1
+    cut = (low + high) // 2
 
-    def half(part: Part) -> Half:
-        with ledger.read() as conn:
-            loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part)
+    def half(part: Part, keep: list[Any] | None = None) -> Half:
         with paused_gc():
+            with ledger.read() as conn:
+                loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part)
             drawn = loaded if max_timelines is None else loaded[:max_timelines]
-            return ([tuple(f) for f in run_facts(loaded, now)],
-                    [(r.started_seq, str(run_section(r, now))) for r in drawn])
+            done = [tuple(f) for f in run_facts(loaded, now)], Sections.draw(drawn, now)
+            if keep is not None:  # the child: it exits as soon as it has handed its half over, freeing nothing
+                keep.append(loaded)
+            # else freed now, by reference counting: with the collector back on, its first pass
+            # would walk every object of every run (a tenth of a second or more) just before they go
+            del loaded, drawn
+        return done
 
-    if workers < 2 or count < min_records or pivot is None or not hasattr(os, "fork"):
-        facts, charts = half(Part(max_seq=max_seq))
+    if workers < 2 or high - low < max(min_records, 2) or not hasattr(os, "fork"):
+        facts, sections = half(Part(max_seq=max_seq))
     else:
-        upper = Part(low=pivot, max_seq=max_seq)
-        waiting = _fork(lambda: half(upper), ledger)
-        facts, charts = half(Part(high=pivot, max_seq=max_seq))
-        theirs = waiting()
+        later, kept = Part(first=cut, max_seq=max_seq), []
+        child = _Child(lambda: half(later, kept), ledger)
+        try:
+            facts, sections = half(Part(stop=cut, max_seq=max_seq))
+            theirs = child.result()
+        finally:
+            child.reap()
         if theirs is None:  # the child failed (it printed why): do its half here
-            theirs = half(upper)
-        facts, charts = facts + theirs[0], charts + theirs[1]
+            theirs = half(later)
+        facts, sections = facts + theirs[0], Sections(sections.blocks + theirs[1].blocks)  # start order
     with paused_gc():
-        facts.sort(key=lambda f: f[0])
-        charts.sort(key=lambda c: c[0])
-        if max_timelines is not None:
-            charts = charts[:max_timelines]
+        if max_timelines is not None and len(sections) > max_timelines:
+            sections = sections.head(max_timelines)
         report = aggregate([RunFacts._make(f) for f in facts], now, within, sop=sop, sop_class=sop_class)
-        return report, [Markup(chart) for _, chart in charts]
+        del facts  # before the collector is back on (it would walk them first)
+    return report, sections
 
 
-def _fork(work: Callable[[], Any], ledger: Ledger) -> Callable[[], Any]:
-    """Run ``work`` in a forked child; returns a function that waits and gives its result (None if it failed)."""
-    fd, path = tempfile.mkstemp(prefix="sop-audit-", suffix=".pickle")
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the caller's code
-        status = 1
-        try:
-            # one connection used by two processes corrupts it: drop (never close) the parent's
-            ledger.engine.dispose(close=False)
-            ledger.reader.dispose(close=False)
-            with os.fdopen(fd, "wb") as out:
-                pickle.dump(work(), out, protocol=pickle.HIGHEST_PROTOCOL)
-            status = 0
-        except BaseException:  # noqa: BLE001 - the parent sees the exit status and does the work itself
-            traceback.print_exc()
-        finally:
-            os._exit(status)
-    os.close(fd)
+def _seq_from(conn: Connection, instant: datetime, low: int, high: int) -> int:
+    """The first seq in [low, high) whose record is at or after ``instant`` (high if none), by
+    bisection over the primary key: records are written in time order. Only balances the halves."""
+    at = at_column(conn)
+    while low < high:
+        middle = (low + high) // 2
+        row = conn.execute(sa.select(records.c.seq, at).where(records.c.seq >= middle)
+                           .order_by(records.c.seq).limit(1)).first()
+        if row is None or row[0] >= high:
+            high = middle
+        elif record_time(row[1]) >= instant:
+            high = middle
+        else:
+            low = row[0] + 1
+    return low
 
-    def wait() -> Any:
-        try:
-            _, status = os.waitpid(pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                return None
-            with open(path, "rb") as handle:
-                return pickle.load(handle)
-        finally:
-            os.unlink(path)
 
-    return wait
+class _Child:
+    """``work`` run in a forked child, its result handed back through a file.
+
+    The child says on a pipe when the file is complete, so the parent reads it while the
+    child is still winding down (unmapping a large heap takes a while); :meth:`reap`
+    collects the child's exit afterwards.
+    """
+
+    def __init__(self, work: Callable[[], Any], ledger: Ledger):
+        fd, self.path = tempfile.mkstemp(prefix="sop-audit-", suffix=".pickle")
+        self.done, said = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns into the caller's code
+            status = 1
+            gc.disable()  # it exits when done: nothing to collect
+            try:
+                os.close(self.done)
+                # one connection used by two processes corrupts it: drop (never close) the parent's
+                ledger.engine.dispose(close=False)
+                ledger.reader.dispose(close=False)
+                with os.fdopen(fd, "wb") as out:
+                    pickle.dump(work(), out, protocol=pickle.HIGHEST_PROTOCOL)
+                os.write(said, b"1")
+                status = 0
+            except BaseException:  # noqa: BLE001 - the parent sees no "done" and does the work itself
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        os.close(fd)
+        os.close(said)
+
+    def result(self) -> Any:
+        """The child's result once it is written (None if the child failed)."""
+        if os.read(self.done, 1) != b"1":  # end of file: the child ended without writing it
+            return None
+        with open(self.path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return pickle.loads(view)
+
+    def reap(self) -> None:
+        """Collect the child's exit and remove what it used."""
+        os.close(self.done)
+        os.waitpid(self.pid, 0)
+        os.unlink(self.path)
 
 
 __all__ = ["MIN_RECORDS", "report_with_sections"]
