@@ -152,7 +152,8 @@ class Engine:
         """Start a run (or attach to the open run with the same dedup key).
 
         Records the run with its pinned SOP text, pages the owner at once, assigns the
-        first human steps, then asks the launcher for a Prefect flow run.
+        first human steps, then asks the launcher for a Prefect flow run (when that fails, the
+        failure is logged and `sop serve` launches the run later: the run is recorded and paged).
         """
         loaded = self.library.get(sop_id)
         sop = loaded.sop
@@ -174,7 +175,11 @@ class Engine:
             return result
         self._send(pages)
         if launch and self.launcher is not None and flow_run_id is None and not plan.finished:
-            self.launcher.launch(result.run_id)
+            try:
+                self.launcher.launch(result.run_id)
+            except Exception as exc:  # recorded and paged already: `sop serve` launches orphans
+                log.warning("event=launch_failed run=%s error=%s (sop serve retries it)", result.run_id,
+                            str(exc)[:300])
         return result
 
     def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
