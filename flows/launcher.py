@@ -64,20 +64,27 @@ class Launcher:
                 raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
         return self._deployments[sop_id]
 
-    def launch(self, run_id: str) -> str:
-        """Create the run's flow run in its class's work queue; returns the flow run id."""
+    def launch(self, run_id: str, *, replaces: str | None = None, reason: str | None = None) -> str:
+        """Create the run's flow run in its class's work queue; returns the flow run id.
+
+        ``replaces``: the run's flow run died (crashed or failed) while the run is open; the
+        new one continues from the ledger (its idempotency key names the dead one, so two
+        services replacing it at once create one).
+        """
         with self.ledger.read() as conn:
             run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
         assert run is not None
+        key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
         with self._client() as client:
             flow_run = client.create_flow_run_from_deployment(
                 self.deployment_id(client, run.sop_id), parameters=json.loads(run.inputs),
                 name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
-                idempotency_key=f"sop-run-{run_id}")
+                idempotency_key=key)
         with self.ledger.transaction() as tx:
             tx.conn.execute(runs.update().where(runs.c.id == run_id).values(flow_run_id=str(flow_run.id)))
-            tx.append("flow_run_created", run_id, flow_run_id=str(flow_run.id))
-        log.info("event=flow_run_created run=%s flow_run=%s", run_id, flow_run.id)
+            extra = {"replaces": replaces, "reason": reason} if replaces else {}
+            tx.append("flow_run_created", run_id, flow_run_id=str(flow_run.id), **extra)
+        log.info("event=flow_run_created run=%s flow_run=%s replaces=%s", run_id, flow_run.id, replaces or "-")
         return str(flow_run.id)
 
     def nudge(self, run_id: str) -> bool:
@@ -96,7 +103,10 @@ class Launcher:
         try:
             with self._client() as client:
                 flow_run = client.read_flow_run(UUID(flow_run_id))
-                if flow_run.state is None or not flow_run.state.is_paused():
+                state = flow_run.state
+                if state is not None and (state.is_crashed() or state.is_failed()):
+                    return self._replace(run_id, flow_run_id, state)
+                if state is None or not state.is_paused():
                     return False
                 result = client.resume_flow_run(UUID(flow_run_id), run_input={})
         except Exception as exc:
@@ -105,6 +115,21 @@ class Launcher:
         accepted = getattr(result.status, "value", str(result.status)) == "ACCEPT"
         log.info("event=resume run=%s flow_run=%s accepted=%s", run_id, flow_run_id, accepted)
         return accepted
+
+    def _replace(self, run_id: str, flow_run_id: str, state: Any) -> bool:
+        """The run is open but its flow run crashed or failed (Prefect lost it): start another."""
+        with self.ledger.read() as conn:
+            status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
+        if status != "running":
+            return False
+        reason = f"{state.type.value}: {state.message or state.name}"[:300]
+        log.warning("event=flow_run_dead run=%s flow_run=%s state=%s: starting another", run_id, flow_run_id, reason)
+        try:
+            self.launch(run_id, replaces=flow_run_id, reason=reason)
+        except Exception as exc:
+            log.warning("event=relaunch_failed run=%s error=%s", run_id, exc)
+            return False
+        return True
 
     def retry_nudges(self) -> int:
         """Resume every flagged run whose flow run is suspended now; returns how many."""

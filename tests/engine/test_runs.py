@@ -230,3 +230,23 @@ def test_a_scheduled_sop_gets_flow_runs_from_prefects_scheduler_and_they_open_ru
     assert view.run["initiator"] == "schedule"
     assert json.loads(view.run["inputs"])["note"] == "from the schedule"  # the trigger's inputs, not the default
     wait_for(lambda: step_states(engine, run_id)["look"] == "active", 30, "the first step to be assigned")
+
+
+def test_a_run_whose_flow_run_crashed_gets_another_when_the_person_answers(engine):
+    """Prefect can lose a flow run (a crash, its server busy): the next report starts another, which carries on."""
+    from prefect.states import Crashed
+
+    run = engine.start("t-relaunch", initiator="li-wei")
+    wait_for(lambda: engine.view(run.run_id).run["flow_run_id"], 60, "the flow run to be created")
+    dead = engine.view(run.run_id).run["flow_run_id"]
+    with prefect_client(engine.launcher.api_url) as client:
+        wait_for(lambda: client.read_flow_run(UUID(dead)).state.is_paused(), 90, "the flow run to suspend")
+        client.set_flow_run_state(UUID(dead), Crashed(message="simulated: the process vanished"), force=True)
+
+    engine.report(run.run_id, "ack", Report(actor="zhang-min"))
+    wait_for(lambda: not engine.view(run.run_id).is_open, 120, "the run to finish on a new flow run")
+    view = engine.view(run.run_id)
+    assert view.run["outcome"] == "done" and view.result("after")["stdout"] == "after\n"
+    assert view.run["flow_run_id"] != dead
+    created = [r["data"] for r in records(engine, run.run_id, "flow_run_created")]
+    assert created[-1]["replaces"] == dead and created[-1]["reason"].startswith("CRASHED")
