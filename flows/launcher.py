@@ -131,6 +131,29 @@ class Launcher:
             return False
         return True
 
+    def replace_dead(self) -> int:
+        """Open runs whose flow run crashed or failed (no report pending to notice): start another each."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        with self.ledger.read() as conn:
+            bound = {r.flow_run_id: r.id for r in conn.execute(sa.select(runs.c.id, runs.c.flow_run_id).where(
+                (runs.c.status == "running") & runs.c.flow_run_id.is_not(None)))}
+        ids = list(bound)
+        dead: list[Any] = []
+        with self._client() as client:
+            for start in range(0, len(ids), 200):  # the Prefect API returns at most 200 per call
+                wanted = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(f) for f in ids[start:start + 200]]),
+                                       state=FlowRunFilterState(type=FlowRunFilterStateType(
+                                           any_=[StateType.CRASHED, StateType.FAILED])))
+                dead.extend(client.read_flow_runs(flow_run_filter=wanted, limit=200))
+        return sum(1 for flow_run in dead if self._replace(bound[str(flow_run.id)], str(flow_run.id), flow_run.state))
+
     def retry_nudges(self) -> int:
         """Resume every flagged run whose flow run is suspended now; returns how many."""
         with self.ledger.read() as conn:

@@ -89,6 +89,8 @@ class Stack:
     api_port: int | None = None
     #: start a pager process (``sop pager``): the stack's pages leave the API's and the timers' process
     pager: bool = True
+    #: seconds between looks for flow runs Prefect lost (crashed or failed) under open runs
+    sweep_every: float = 30.0
     progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
     library: Library | None = None
     engine: Engine | None = None
@@ -215,12 +217,17 @@ class Stack:
         raise StackError(f"{name} did not become healthy in {timeout:.0f}s; see {self.logs / (name + '.log')}")
 
     def _nudge_loop(self) -> None:
-        """Resume runs whose report arrived while their flow run was still busy; launch orphans."""
+        """Resume runs whose report arrived while their flow run was still busy; launch orphans;
+        every ``sweep_every`` seconds, replace flow runs that crashed or failed under an open run."""
         launcher = self.engine.launcher if self.engine else None
+        next_sweep = time.monotonic() + self.sweep_every
         while launcher is not None and not self._stop.wait(0.5):
             try:
                 launcher.retry_nudges()
                 launcher.launch_orphans()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_every
+                    launcher.replace_dead()
             except Exception:
                 log.exception("event=nudger_error")
 

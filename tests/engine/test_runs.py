@@ -250,3 +250,22 @@ def test_a_run_whose_flow_run_crashed_gets_another_when_the_person_answers(engin
     assert view.run["flow_run_id"] != dead
     created = [r["data"] for r in records(engine, run.run_id, "flow_run_created")]
     assert created[-1]["replaces"] == dead and created[-1]["reason"].startswith("CRASHED")
+
+
+def test_a_flow_run_lost_while_nobody_reports_is_replaced_by_the_nudgers_sweep(engine, stack):
+    from prefect.states import Failed
+
+    run = engine.start("t-relaunch", initiator="li-wei")
+    wait_for(lambda: engine.view(run.run_id).run["flow_run_id"], 60, "the flow run to be created")
+    dead = engine.view(run.run_id).run["flow_run_id"]
+    with prefect_client(engine.launcher.api_url) as client:
+        wait_for(lambda: client.read_flow_run(UUID(dead)).state.is_paused(), 90, "the flow run to suspend")
+        client.set_flow_run_state(UUID(dead), Failed(message="simulated: 409 on its suspend input"), force=True)
+
+    wait_for(lambda: engine.view(run.run_id).run["flow_run_id"] != dead, stack.sweep_every + 60,
+             "sop serve's sweep to replace the lost flow run")
+    created = [r["data"] for r in records(engine, run.run_id, "flow_run_created")]
+    assert created[-1]["replaces"] == dead and created[-1]["reason"].startswith("FAILED")
+    engine.report(run.run_id, "ack", Report(actor="zhang-min"))
+    wait_for(lambda: not engine.view(run.run_id).is_open, 120, "the run to finish on the new flow run")
+    assert engine.view(run.run_id).run["outcome"] == "done"
