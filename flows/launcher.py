@@ -18,7 +18,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from flows.ledger import Ledger
-from flows.ledger.schema import runs
+from flows.ledger.schema import records, runs
 
 log = logging.getLogger("sop.launcher")
 
@@ -32,6 +32,8 @@ def prefect_client(api_url: str) -> Iterator[Any]:
     with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         yield client
 RUN_TAG = "sop-run:"
+#: how many times a run's dead flow run is replaced before the run is left to people
+MAX_REPLACEMENTS = 3
 
 
 class LaunchError(RuntimeError):
@@ -120,9 +122,20 @@ class Launcher:
         """The run is open but its flow run crashed or failed (Prefect lost it): start another."""
         with self.ledger.read() as conn:
             status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
-        if status != "running":
+            created = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
+                (records.c.run_id == run_id) & (records.c.kind.in_(["flow_run_created", "flow_run_given_up"]))))
+                .scalars()]
+        if status != "running" or any("given_up" in d for d in created):
             return False
         reason = f"{state.type.value}: {state.message or state.name}"[:300]
+        if sum(1 for d in created if d.get("replaces")) >= MAX_REPLACEMENTS:
+            # the flow keeps dying (a bug, not Prefect's load): say so once, in the ledger and the log
+            with self.ledger.transaction() as tx:
+                tx.append("flow_run_given_up", run_id, flow_run_id=flow_run_id, reason=reason,
+                          given_up=MAX_REPLACEMENTS)
+            log.error("event=flow_run_given_up run=%s flow_run=%s state=%s after=%d", run_id, flow_run_id, reason,
+                      MAX_REPLACEMENTS)
+            return False
         log.warning("event=flow_run_dead run=%s flow_run=%s state=%s: starting another", run_id, flow_run_id, reason)
         try:
             self.launch(run_id, replaces=flow_run_id, reason=reason)

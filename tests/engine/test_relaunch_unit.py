@@ -1,0 +1,37 @@
+"""Replacing lost flow runs stops after MAX_REPLACEMENTS: a flow that keeps dying is a bug, not load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+from prefect.states import Failed
+
+from flows.engine import Engine
+from flows.launcher import MAX_REPLACEMENTS, Launcher
+from flows.ledger import Ledger
+from flows.ledger.schema import records
+from flows.library import load_library
+
+
+def test_a_run_whose_flow_keeps_dying_is_given_up_once_and_left_to_people(repo_root: Path, tmp_path: Path) -> None:
+    library = load_library(repo_root)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    run_id = Engine(library, ledger).start("traffic-surge", {}, initiator="ana").run_id
+    with ledger.transaction() as tx:
+        for n in range(MAX_REPLACEMENTS):
+            tx.append("flow_run_created", run_id, flow_run_id=f"fr-{n + 1}", replaces=f"fr-{n}", reason="FAILED: x")
+    launcher = Launcher(ledger, "http://127.0.0.1:9/api")  # nothing listens: giving up must not call Prefect
+
+    dead = Failed(message="ValueError: a bug in the flow body")
+    assert launcher._replace(run_id, f"fr-{MAX_REPLACEMENTS}", dead) is False
+    assert launcher._replace(run_id, f"fr-{MAX_REPLACEMENTS}", dead) is False  # said once, not every sweep
+
+    with ledger.read() as conn:
+        given_up = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
+            (records.c.run_id == run_id) & (records.c.kind == "flow_run_given_up"))).scalars()]
+    assert given_up == [{"flow_run_id": f"fr-{MAX_REPLACEMENTS}", "reason": "FAILED: ValueError: a bug in the flow body",
+                         "given_up": MAX_REPLACEMENTS}]
+    ledger.dispose()
