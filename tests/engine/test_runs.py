@@ -232,16 +232,22 @@ def test_a_scheduled_sop_gets_flow_runs_from_prefects_scheduler_and_they_open_ru
     wait_for(lambda: step_states(engine, run_id)["look"] == "active", 30, "the first step to be assigned")
 
 
-def test_a_run_whose_flow_run_crashed_gets_another_when_the_person_answers(engine):
-    """Prefect can lose a flow run (a crash, its server busy): the next report starts another, which carries on."""
-    from prefect.states import Crashed
-
+def _run_with_its_flow_run_killed(engine, state):  # noqa: ANN001, ANN202
+    """A t-relaunch run whose flow run suspended on `ack` and was then forced into ``state``; (run, dead id)."""
     run = engine.start("t-relaunch", initiator="li-wei")
     wait_for(lambda: engine.view(run.run_id).run["flow_run_id"], 60, "the flow run to be created")
     dead = engine.view(run.run_id).run["flow_run_id"]
     with prefect_client(engine.launcher.api_url) as client:
         wait_for(lambda: client.read_flow_run(UUID(dead)).state.is_paused(), 90, "the flow run to suspend")
-        client.set_flow_run_state(UUID(dead), Crashed(message="simulated: the process vanished"), force=True)
+        client.set_flow_run_state(UUID(dead), state, force=True)
+    return run, dead
+
+
+def test_a_run_whose_flow_run_crashed_gets_another_when_the_person_answers(engine):
+    """Prefect can lose a flow run (a crash, its server busy): the next report starts another, which carries on."""
+    from prefect.states import Crashed
+
+    run, dead = _run_with_its_flow_run_killed(engine, Crashed(message="simulated: the process vanished"))
 
     engine.report(run.run_id, "ack", Report(actor="zhang-min"))
     wait_for(lambda: not engine.view(run.run_id).is_open, 120, "the run to finish on a new flow run")
@@ -255,12 +261,7 @@ def test_a_run_whose_flow_run_crashed_gets_another_when_the_person_answers(engin
 def test_a_flow_run_lost_while_nobody_reports_is_replaced_by_the_nudgers_sweep(engine, stack):
     from prefect.states import Failed
 
-    run = engine.start("t-relaunch", initiator="li-wei")
-    wait_for(lambda: engine.view(run.run_id).run["flow_run_id"], 60, "the flow run to be created")
-    dead = engine.view(run.run_id).run["flow_run_id"]
-    with prefect_client(engine.launcher.api_url) as client:
-        wait_for(lambda: client.read_flow_run(UUID(dead)).state.is_paused(), 90, "the flow run to suspend")
-        client.set_flow_run_state(UUID(dead), Failed(message="simulated: 409 on its suspend input"), force=True)
+    run, dead = _run_with_its_flow_run_killed(engine, Failed(message="simulated: 409 on its suspend input"))
 
     wait_for(lambda: engine.view(run.run_id).run["flow_run_id"] != dead, stack.sweep_every + 60,
              "sop serve's sweep to replace the lost flow run")
