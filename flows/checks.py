@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.config import Site, env_names, missing_env
 from flows.durations import format_duration
-from flows.expressions import ROOTS, RUN_FIELDS, TemplateProblem, parse, references
+from flows.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
 from flows.loader import Document, SpecError
 from flows.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, Sop, StepBase, WaitStep
 
@@ -83,11 +83,11 @@ class _TemplateChecker:
         if not expression and "{" not in text:
             return
         try:
-            tree = parse(text, expression=expression)
+            refs = analyse(text, expression)
         except TemplateProblem as exc:
             self.errors.append(self.doc.error(path, str(exc)))
             return
-        for ref in references(tree):
+        for ref in refs:
             problem = self._problem(ref, step, allowed)
             if problem:
                 self.errors.append(self.doc.error(path, problem))

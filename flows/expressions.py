@@ -97,6 +97,16 @@ def references(tree: nodes.Template) -> list[tuple[str, ...]]:
     return found
 
 
+@lru_cache(maxsize=4096)
+def analyse(text: str, expression: bool = False) -> tuple[tuple[str, ...], ...]:
+    """The variable paths a template (or expression) reads, as :func:`references` finds them.
+
+    Raises TemplateProblem when it does not parse. Remembered per text: a library repeats
+    the same templates across SOPs, and parsing is most of what `sop validate` does.
+    """
+    return tuple(references(parse(text, expression=expression)))
+
+
 @lru_cache(maxsize=2048)
 def _compiled(text: str) -> Template:
     # compiling is ~20x the cost of rendering; the templates of a library are few and reused

@@ -78,8 +78,32 @@ class Document:
         return SpecError(self.file, line, col, dotted(path), message)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _MemoResolver:
+    """Resolves a plain scalar's tag once per distinct text instead of once per scalar.
+
+    A scalar's implicit tag depends only on its text and quoting (the safe loaders have no
+    path resolvers), and a library repeats the same keys and values in every file.
+    """
+
+    _memo: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)  # type: ignore[misc]
+        key = (value, tuple(implicit))
+        tag = self._memo.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)  # type: ignore[misc]
+            if len(self._memo) < 100_000:
+                self._memo[key] = tag
+        return tag
+
+
 #: libyaml when PyYAML was built with it: it composes a file about ten times faster
-_FAST_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_LOADER: type = type("_FastLoader", (_MemoResolver, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
 
 
 def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
@@ -109,7 +133,8 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
-                key = loader.construct_object(key_node, deep=True)
+                key = (key_node.value if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode
+                       else loader.construct_object(key_node, deep=True))
                 if not isinstance(key, (str, int, bool)):
                     errors.append(SpecError(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
                                             dotted(path), f"a mapping key must be text, got {key!r}"))
@@ -127,6 +152,8 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
             return out
         if isinstance(n, yaml.SequenceNode):
             return [build(item, (*path, i)) for i, item in enumerate(n.value)]
+        if n.tag == _STR_TAG and type(n) is yaml.ScalarNode:
+            return n.value  # what SafeConstructor.construct_yaml_str returns, without its dispatch
         return loader.construct_object(n, deep=True)
 
     try:
