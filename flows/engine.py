@@ -558,7 +558,7 @@ class Engine:
     def _send(self, pages: list[Page]) -> None:
         """After the commit: deliver the pages this process claimed (a pager process takes the rest)."""
         if self.pager is not None and pages:
-            self.pager.send_all(self, pages)
+            self.ledger.after_commit(lambda: self.pager.send_all(self, pages))  # type: ignore[union-attr]
 
 
 __all__ = ["Engine", "InputRefused", "Plan", "RunNotFound", "StartResult", "StepNotActive", "check_inputs"]

@@ -1,11 +1,15 @@
-"""Alert webhooks: Alertmanager (payload version 4) and Grafana alerting."""
+"""Alert webhooks: Alertmanager (payload version 4) and Grafana alerting.
+
+In a running API these paths are served by the intake lane (:mod:`flows.api.lane`) in
+front of FastAPI's routing; the routes below document them (OpenAPI) and serve when the
+lane is off. Both call :func:`accept`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from flows.api import docs
@@ -15,6 +19,7 @@ from flows.triggers import alertmanager, grafana
 from flows.triggers.model import summary
 
 router = APIRouter(prefix="/v1/alerts", tags=["triggers"])
+ROLES = ("monitor",)
 
 
 def _parse(parser: Any, raw: bytes) -> Any:
@@ -24,24 +29,40 @@ def _parse(parser: Any, raw: bytes) -> Any:
         raise from_validation(exc) from None
 
 
-@router.post("/alertmanager", openapi_extra=docs.body(alertmanager.AlertmanagerPayload, ("monitor",)))
+async def _accept(parser: Any, state: Any, principal: Principal, raw: bytes) -> dict[str, Any]:
+    alerts = _parse(parser, raw)
+    outcomes = await state.intake_thread.run(state.intake.alerts, alerts, principal.actor)
+    return {"alerts": len(alerts), **summary(outcomes)}
+
+
+async def accept_alertmanager(state: Any, principal: Principal, raw: bytes) -> dict[str, Any]:
+    """An Alertmanager webhook body → outcomes (the answer of ``POST /v1/alerts/alertmanager``)."""
+    return await _accept(alertmanager.parse, state, principal, raw)
+
+
+async def accept_grafana(state: Any, principal: Principal, raw: bytes) -> dict[str, Any]:
+    """A Grafana webhook body → outcomes (the answer of ``POST /v1/alerts/grafana``)."""
+    return await _accept(grafana.parse, state, principal, raw)
+
+
+#: what the intake lane serves, by path
+LANE = {f"{router.prefix}/alertmanager": accept_alertmanager, f"{router.prefix}/grafana": accept_grafana}
+
+
+@router.post("/alertmanager", openapi_extra=docs.body(alertmanager.AlertmanagerPayload, ROLES))
 async def alertmanager_webhook(
-    request: Request, principal: Principal = require("monitor"), raw: bytes = Depends(raw_body)
+    request: Request, principal: Principal = require(*ROLES), raw: bytes = Depends(raw_body)
 ) -> dict[str, Any]:
     """Alertmanager's webhook (``webhook_configs``): firing alerts start or attach runs, resolved ones are recorded.
 
     Roles: monitor. Point a receiver here with ``http_config.authorization.credentials`` set to the token.
     """
-    alerts = _parse(alertmanager.parse, raw)
-    outcomes = await run_in_threadpool(request.app.state.intake.alerts, alerts, principal.actor)
-    return {"alerts": len(alerts), **summary(outcomes)}
+    return await accept_alertmanager(request.app.state, principal, raw)
 
 
-@router.post("/grafana", openapi_extra=docs.body(grafana.GrafanaPayload, ("monitor",)))
+@router.post("/grafana", openapi_extra=docs.body(grafana.GrafanaPayload, ROLES))
 async def grafana_webhook(
-    request: Request, principal: Principal = require("monitor"), raw: bytes = Depends(raw_body)
+    request: Request, principal: Principal = require(*ROLES), raw: bytes = Depends(raw_body)
 ) -> dict[str, Any]:
     """Grafana alerting's webhook contact point (legacy dashboard alerts are taken too). Roles: monitor."""
-    alerts = _parse(grafana.parse, raw)
-    outcomes = await run_in_threadpool(request.app.state.intake.alerts, alerts, principal.actor)
-    return {"alerts": len(alerts), **summary(outcomes)}
+    return await accept_grafana(request.app.state, principal, raw)

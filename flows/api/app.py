@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flows.api import alerts, docs, errors, events, metrics, runs
 from flows.api.auth import READERS, Gate, require
 from flows.api.errors import ApiError
+from flows.api.lane import IntakeThread, Lane
 from flows.api.launches import LaunchQueue
 from flows.config import Site
 from flows.engine import Engine
@@ -95,11 +96,13 @@ def create_app(
     *,
     env: Mapping[str, str] | None = None,
     launch: Callable[[str], None] | None = None,
+    lane: bool = True,
 ) -> FastAPI:
     """The API around ``engine``. Tokens are read from ``env`` (default: the process environment).
 
     ``launch(run_id)`` creates a new run's flow run; by default a background queue does it
     when the engine has a launcher (never on the request path), and nothing when it has none.
+    ``lane`` serves the alert webhooks in front of FastAPI's routing (:mod:`flows.api.lane`).
     """
     site = site or engine.site
     app = FastAPI(title="SOPs as code", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None)
@@ -109,7 +112,10 @@ def create_app(
     app.state.launch = launch or (queue.submit if queue else (lambda run_id: None))
     app.state.launches = queue
     app.state.intake = Intake(engine, launch=app.state.launch)
-    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes)
+    app.state.intake_thread = IntakeThread(engine.ledger)
+    if lane:
+        app.add_middleware(Lane, state=app.state, handlers=alerts.LANE, roles=alerts.ROLES)
+    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes)  # outermost: before the lane
     errors.install(app)
     for module in (runs, alerts, events, metrics):
         app.include_router(module.router)
@@ -134,7 +140,8 @@ def _include_audit(app: FastAPI) -> None:
 
 
 def close(app: FastAPI) -> None:
-    """Finish queued launches (call when the server stops)."""
+    """Finish queued intake and launches (call when the server stops)."""
+    app.state.intake_thread.close()
     if app.state.launches is not None:
         app.state.launches.close()
 

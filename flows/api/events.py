@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
 from flows.api import docs
 from flows.api.auth import Principal, raw_body, require
@@ -22,5 +21,5 @@ async def post_event(
 ) -> dict[str, Any]:
     """An event: SOPs whose ``event:`` trigger has this name (and whose ``match`` fits) start or attach. Roles: monitor."""
     event = events.event(parse_body(raw, events.EventPayload))
-    outcomes = await run_in_threadpool(request.app.state.intake.event, event, principal.actor)
+    outcomes = await request.app.state.intake_thread.run(request.app.state.intake.event, event, principal.actor)
     return summary(outcomes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
 from flows.api import docs
 from flows.api.auth import Principal, raw_body, require
@@ -22,5 +21,5 @@ async def post_samples(
 ) -> dict[str, Any]:
     """Samples with timestamps (all stored, or none); rules that fire start or attach runs. Roles: monitor."""
     samples = metrics.samples(parse_body(raw, metrics.MetricsPayload))
-    outcomes = await run_in_threadpool(request.app.state.intake.samples, samples, principal.actor)
+    outcomes = await request.app.state.intake_thread.run(request.app.state.intake.samples, samples, principal.actor)
     return {"samples": len(samples), **summary(outcomes)}

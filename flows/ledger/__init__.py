@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,6 +89,7 @@ class Ledger:
         # Writers of this process queue here rather than in SQLite's busy handler, which sleeps
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
         self.engine: Engine = self._make_engine(immediate=True)
         self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
 
@@ -125,15 +126,60 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """A serialised write transaction; commits on success, rolls back on any error."""
+        """A serialised write transaction; commits on success, rolls back on any error.
+
+        Inside this thread's :meth:`batch` it is part of the batch's transaction instead.
+        """
+        opened = getattr(self._batch, "open", None)
+        if opened is not None:
+            yield opened[0]
+            return
         with self._writer, self.engine.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
             yield Tx(conn=conn, clock=self.clock)
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: every :meth:`transaction` of this thread inside is one transaction.
+
+        Begin, the chain's last hash and commit are then paid once for the batch instead of
+        once per transition. All or nothing: an exception rolls back the whole batch, so a
+        caller runs its work again one transaction at a time to isolate what failed.
+        :meth:`after_commit` callbacks run once the batch is committed (dropped when it is
+        rolled back); :meth:`read` sees the batch's own writes.
+        """
+        if getattr(self._batch, "open", None) is not None:
+            raise RuntimeError("a ledger batch is already open on this thread")
+        after: list[Callable[[], None]] = []
+        with self.transaction() as tx:
+            self._batch.open = (tx, after)
+            try:
+                yield
+            finally:
+                self._batch.open = None
+        for callback in after:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this thread's batch commits; outside a batch, at once.
+
+        For what must not happen before a transition is durable (pages, flow-run launches):
+        call it after your own transaction, and it also waits for an enclosing batch.
+        """
+        opened = getattr(self._batch, "open", None)
+        if opened is None:
+            callback()
+        else:
+            opened[1].append(callback)
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only connection (a consistent snapshot on SQLite WAL)."""
+        """A read-only connection (a consistent snapshot on SQLite WAL); in a batch, the batch's own."""
+        opened = getattr(self._batch, "open", None)
+        if opened is not None:
+            yield opened[0].conn
+            return
         with self.reader.connect() as conn:
             yield conn
 

@@ -201,7 +201,8 @@ class Intake:
         base.run, base.repeats = result.run_id, result.repeats
         base.status = "attached" if result.attached else "started"
         if not result.attached and self.launch is not None:
-            self.launch(result.run_id)
+            launch, run_id = self.launch, result.run_id
+            self.engine.ledger.after_commit(lambda: launch(run_id))  # a launch must find the run committed
         return base
 
     @staticmethod

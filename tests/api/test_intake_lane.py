@@ -1,0 +1,176 @@
+"""The intake lane and its group commit: alerts queued together share one ledger transaction.
+
+What a user would notice if this broke: an alert answered but not recorded, a run whose
+page or flow-run launch came before it was committed (the launcher finds no run), one bad
+alert failing the others queued with it, or the lane answering differently from the
+documented FastAPI route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flows.api import create_app
+from flows.api.lane import IntakeThread
+from flows.engine import Engine
+from flows.ledger import Ledger
+from flows.ledger.schema import records, runs
+from flows.library import Library
+from tests.api.conftest import TOKEN_ENV, Api, ServedApp, unique
+from tests.triggers.payloads import alertmanager as am_body
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    yield ledger
+    ledger.dispose()
+
+
+def kinds(ledger: Ledger) -> list[str]:
+    with ledger.read() as conn:
+        return list(conn.execute(sa.select(records.c.kind).order_by(records.c.seq)).scalars())
+
+
+# --- the ledger's batch -------------------------------------------------------------------------
+
+
+def test_a_batch_commits_its_transactions_together_and_then_runs_what_waited_for_the_commit(ledger: Ledger) -> None:
+    seen_at_commit: list[list[str]] = []
+    with ledger.batch():
+        for n in range(3):
+            with ledger.transaction() as tx:
+                tx.append(f"note-{n}")
+            ledger.after_commit(lambda: seen_at_commit.append(kinds(ledger)))
+        with ledger.read() as conn:  # the batch reads its own writes
+            assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 3
+        assert seen_at_commit == []  # nothing ran before the commit
+    assert seen_at_commit == [["note-0", "note-1", "note-2"]] * 3
+    with ledger.transaction() as tx:  # the chain goes on from the batch's last record
+        tx.append("after")
+    assert kinds(ledger) == ["note-0", "note-1", "note-2", "after"]
+
+
+def test_a_failing_batch_leaves_nothing_and_runs_nothing(ledger: Ledger) -> None:
+    ran: list[str] = []
+    with pytest.raises(ValueError, match="bad"), ledger.batch():
+        with ledger.transaction() as tx:
+            tx.append("kept-only-if-all-commit")
+        ledger.after_commit(lambda: ran.append("page"))
+        raise ValueError("bad")
+    assert kinds(ledger) == [] and ran == []
+    with pytest.raises(RuntimeError, match="already open"), ledger.batch(), ledger.batch():
+        pass
+
+
+# --- the intake thread ----------------------------------------------------------------------------
+
+
+def test_one_failing_call_fails_alone_and_the_calls_queued_with_it_are_recorded(ledger: Ledger) -> None:
+    gate = threading.Event()
+    thread = IntakeThread(ledger)
+
+    def hold() -> str:  # keeps the thread busy while the next calls queue up behind it
+        gate.wait(10)
+        return "held"
+
+    def note(name: str) -> str:
+        with ledger.transaction() as tx:
+            tx.append(name)
+        return name
+
+    def broken() -> None:
+        with ledger.transaction() as tx:
+            tx.append("half-written")
+            raise LookupError("this alert is broken")
+
+    async def main() -> list:
+        first = asyncio.ensure_future(thread.run(hold))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(thread.run(note, "a")), asyncio.ensure_future(thread.run(broken)),
+                  asyncio.ensure_future(thread.run(note, "b"))]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *queued, return_exceptions=True)
+
+    try:
+        held, a, bad, b = asyncio.run(main())
+    finally:
+        thread.close()
+    assert thread.largest_batch == 3  # a, broken and b queued behind `hold` and were tried together
+    assert (held, a, b) == ("held", "a", "b")
+    assert isinstance(bad, LookupError) and "broken" in str(bad)
+    assert kinds(ledger) == ["a", "b"]  # the broken call's write was rolled back, the others kept
+
+
+# --- over HTTP ----------------------------------------------------------------------------------
+
+
+def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
+    library: Library, ledger: Ledger, token_env: dict[str, str]
+) -> None:
+    committed_at_launch: dict[str, bool] = {}
+
+    def launch(run_id: str) -> None:  # what the flow-run launcher would do first: find the run
+        with ledger.reader.connect() as conn:
+            committed_at_launch[run_id] = conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, launch=launch))
+    api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
+    prefix = unique("lane")
+    bodies = [am_body({"labels": {"alertname": "ServerOverload", "severity": "page",
+                                  "service": f"{prefix}-{i % 20:02d}", "instance": f"i{i}"}}) for i in range(200)]
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda body: api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body),
+                                    bodies))
+    finally:
+        for client in api.clients.values():
+            client.close()
+        served.stop()
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
+    counts = [a.json()["counts"] for a in answers]
+    assert sum(c.get("started", 0) for c in counts) == 20 and sum(c.get("attached", 0) for c in counts) == 180
+    with ledger.read() as conn:
+        opened = conn.execute(sa.select(runs.c.id, runs.c.repeats).where(runs.c.dedup_key.like(f"{prefix}%"))).all()
+    assert len(opened) == 20 and sum(r.repeats for r in opened) == 180
+    assert committed_at_launch == {r.id: True for r in opened}
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "fastapi-route"])
+def test_the_lane_and_the_documented_route_answer_alike(
+    library: Library, ledger: Ledger, token_env: dict[str, str], lane: bool
+) -> None:
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, lane=lane))
+    api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
+    path = "/v1/alerts/alertmanager"
+    service = unique("alike")
+    body = am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "service": service}})
+    try:
+        none = api.as_(None).post(path, json=body)
+        wrong = api.as_("audit-readonly").post(path, json=body)
+        malformed = api.as_("alertmanager").post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+        mistyped = api.as_("alertmanager").post(path, json={**body, "alerts": [{**body["alerts"][0], "labels": "x"}]})
+        first = api.as_("alertmanager").post(path, json=body)
+        again = api.as_("alertmanager").post(path, json=body)
+        get = api.as_("alertmanager").get(path)
+    finally:
+        for client in api.clients.values():
+            client.close()
+        served.stop()
+    assert (none.status_code, none.json()["field"]) == (401, "header.authorization")
+    assert none.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 403 and "has role auditor" in wrong.json()["error"]
+    assert malformed.status_code == 400 and malformed.json()["error"].startswith("malformed JSON")
+    assert mistyped.status_code == 422 and mistyped.json()["field"] == "body.alerts.0.labels"
+    assert first.status_code == 200 and first.json()["alerts"] == 1 and first.json()["counts"] == {"started": 1}
+    assert again.json()["counts"] == {"attached": 1} and again.json()["outcomes"][0]["repeats"] == 1
+    assert get.status_code == 405
