@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from flows.config import expand_env
+from flows.config import expand_env, unset_reason
 from notifications import attempt
 from notifications.addressing import Recipient
 from notifications.inbox import SCHEMA as INBOX_SCHEMA
@@ -126,7 +126,7 @@ def expand(
     except KeyError as exc:
         name = exc.args[0]
         return None, (
-            f"environment variable `{name}` is not set ({recipient.kind} `{recipient.id}`, contact {contact}); "
+            f"environment variable `{name}` {unset_reason(name, env)} ({recipient.kind} `{recipient.id}`, contact {contact}); "
             f"set it, or write ${{{name}:-default}} in config/"
         )
 
