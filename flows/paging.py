@@ -24,7 +24,7 @@ from typing import Any
 from flows import outbox
 from flows.config import Site
 from flows.durations import format_duration
-from flows.ledger import Ledger
+from flows.ledger import Ledger, Tx
 from flows.ledger.schema import deliveries
 from flows.runview import RunView
 from flows.spec import HumanStep, Sop, StepBase
@@ -251,14 +251,10 @@ class Pager:
     def _write_chunk(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
         try:
             with self.ledger.transaction() as tx:
-                rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
-                         "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
-                         "latency_ms": int(r.latency * 1000)}
-                        for run_id, step_id, kind, results, _ in batch for r in results]
+                rows = [row for run_id, step_id, kind, results, _ in batch
+                        for row in self._record_page(tx, run_id, step_id, kind, results)]
                 if rows:
                     tx.conn.execute(deliveries.insert(), rows)
-                for run_id, step_id, kind, results, _ in batch:
-                    tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
                 outbox.mark_done(tx.conn, [b[4] for b in batch if b[4] is not None])
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
@@ -266,6 +262,19 @@ class Pager:
             failed = [r for r in results if not r.ok]
             log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
                      kind, len(results), len(failed))
+
+    @staticmethod
+    def _record_page(tx: Tx, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> list[dict[str, Any]]:
+        """Append the page's ``notification`` record on ``tx``; return its ``deliveries`` rows (to insert),
+        each with its page (the record's seq) and its lane in the page."""
+        from notifications import lane_key, lane_outcomes
+
+        page = tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
+        lanes = {key: number for number, key in enumerate(lane_outcomes(results))}
+        return [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
+                 "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
+                 "latency_ms": int(r.latency * 1000), "page": page, "lane": lanes[lane_key(r)]}
+                for r in results]
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
         """The notification context of a page (see notifications.message.Context)."""

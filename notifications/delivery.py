@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +89,22 @@ class DeliveryResult:
         data["at"] = self.at.isoformat()
         data["status"] = self.status
         return data
+
+
+def lane_key(result: DeliveryResult) -> tuple[str, str, int]:
+    """The lane a result belongs to: a person's contacts are one lane, each channel URL is a
+    lane of its own (see :func:`plan`). ``(recipient kind, recipient, contact or 0)``."""
+    return (result.recipient_kind, result.recipient, 0 if result.recipient_kind == "person" else result.contact)
+
+
+def lane_outcomes(results: Iterable[DeliveryResult]) -> dict[tuple[str, str, int], bool]:
+    """Whether each lane of a submission got through (a person: when any contact took the
+    message), lanes in the order of the results."""
+    out: dict[tuple[str, str, int], bool] = {}
+    for r in results:
+        key = lane_key(r)
+        out[key] = out.get(key, False) or r.ok
+    return out
 
 
 @dataclass(frozen=True)
