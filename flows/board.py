@@ -30,7 +30,7 @@ def run_ids(engine: Any, *, status: str | None = "running", sop: str | None = No
 
 def _failed_lanes() -> sa.Select:
     """How many lanes of a run's pages reached nobody: a person reached on a later contact is
-    reached. Rows without a page (written
+    reached, a page set aside before delivery is one failure. Rows without a page (written
     before migration 0004) count one by one."""
     reached = sa.func.max(sa.case((deliveries.c.ok.is_(True), 1), else_=0))
     lanes = (

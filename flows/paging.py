@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -161,21 +162,35 @@ class Pager:
                     views[page.run_id] = engine.view(page.run_id)
                 self.send(engine, page, views[page.run_id])
             except Exception as exc:  # a page must never break a transition that already committed
-                log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
                 self._set_aside(page, f"{type(exc).__name__}: {exc}")
             finally:
                 with self._pending_lock:
                     self._queued -= 1
 
     def _set_aside(self, page: Any, error: str) -> None:
-        """A page that cannot be rendered: its outbox row is done, with the error (it is not retried)."""
-        if getattr(page, "outbox_id", None) is None:
-            return
+        """A page that failed before delivery (its targets, recipients or context): it is not retried.
+
+        It is recorded as a delivery that failed, to its targets as written, with the error
+        (masked): a ``notification`` record and a ``deliveries`` row, so `sop status` counts it
+        and `sop audit show` lists it. Its outbox row is done, with the same error.
+        """
+        from notifications import DeliveryResult, redact
+
+        text = redact(error)[:2000]  # the error may quote a target or a URL: masked like every delivery error
+        log.error("event=page_failed kind=%s run=%s step=%s error=%r", page.kind, page.run_id, page.step_id or "-", text)
+        log.debug("event=page_failed_traceback run=%s\n%s", page.run_id, redact(traceback.format_exc()))
+        result = DeliveryResult(recipient=redact(", ".join(page.targets))[:120] or "-", recipient_kind="targets",
+                                destination="—", ok=False, error=f"not sent, the page failed before delivery: {text}",
+                                attempts=0, latency=0.0, at=self.ledger.clock.now(), kind=page.kind)
+        outbox_id = getattr(page, "outbox_id", None)
         try:
             with self.ledger.transaction() as tx:
-                outbox.mark_done(tx.conn, [page.outbox_id], error=error[:2000])
+                tx.conn.execute(deliveries.insert(), self._record_page(tx, page.run_id, page.step_id, page.kind, [result]))
+                if outbox_id is not None:
+                    outbox.mark_done(tx.conn, [outbox_id], error=text)
         except Exception:
-            log.exception("event=outbox_mark_failed id=%s", page.outbox_id)
+            log.exception("event=page_set_aside_record_failed run=%s kind=%s outbox=%s", page.run_id, page.kind,
+                          outbox_id)
 
     def close(self) -> None:
         """Wait for pages and deliveries in flight (a CLI process calls this before it exits)."""
