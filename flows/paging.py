@@ -216,8 +216,9 @@ class Pager:
         return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
 
     def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
-                  sop_class: str = "routine") -> list[dict[str, Any]]:
-        """A notify step's own message (with its SOP's urgency), delivered now; per-destination results."""
+                  sop_class: str = "routine") -> list[Any]:
+        """A notify step's own message (with its SOP's urgency), delivered now and recorded; the
+        per-destination results (``DeliveryResult``)."""
         from notifications import Message, recipients
         from notifications.urgency import notify_type, priority, title_prefix
 
@@ -227,7 +228,7 @@ class Pager:
                           notify_type=notify_type(sop_class, "assigned"), priority=level)
         results = self.dispatcher.submit(message, people).result()
         self.record(run_id, step_id, "message", results)
-        return [r.to_dict() for r in results]
+        return results
 
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
                   outbox_id: int | None = None) -> None:

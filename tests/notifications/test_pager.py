@@ -1,4 +1,5 @@
-"""The engine's pager against real receivers: what the ledger keeps of each delivery, and what `sop status` counts.
+"""The engine's pager against real receivers: what the ledger keeps of each delivery, what `sop status`
+counts, and what a notify step says when its message got nowhere.
 
 A real SQLite ledger with a run in it, the real Pager and Dispatcher, and the session's HTTP
 receiver (``/status/500/...`` answers 500, ``/ok/...`` 200) or a port where nothing listens.
@@ -6,6 +7,7 @@ receiver (``/status/500/...`` answers 500, ``/ok/...`` 200) or a port where noth
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, records
 from flows.library import Library, load_library
 from flows.paging import Pager
+from flows.spec import NotifyStep
+from flows.steps import StepContext, notify
 from notifications import Dispatcher
 from tests.notifications.conftest import HttpReceiver
 
@@ -114,3 +118,30 @@ def test_a_refused_connection_is_recorded_with_its_attempts(
     assert "Connection refused" in row["error"]
     assert row["latency_ms"] is not None and row["kind"] == "run_started"
     assert failed_notifications(engine, run_id) == 1
+
+
+def test_a_notify_step_nobody_got_is_done_and_says_so_in_its_outputs_status_and_audit(
+        http: HttpReceiver, refused_url: str, make_site: Any, ledger: Ledger, run: tuple[Engine, str]) -> None:
+    engine, run_id = run
+    site = make_site({"sam-ops": [http.url("/status/500/sam"), http.url("/ok/sam")], "kim-ops": [refused_url]})
+    pager = Pager(site, ledger, dispatcher=Dispatcher(workers=4, timeout=1.0, retries=1, backoff=0.01))
+    step = NotifyStep.model_validate({"id": "tell", "kind": "notify", "notify": ["sam-ops", "kim-ops"],
+                                      "message": {"title": "Rollback done in {{ run.class }}"}})
+
+    ctx = StepContext(variables={"run": {"class": "outage"}}, run_id=run_id, pager=pager)
+
+    # Kim's only contact refuses: the step is not failed, it tells what happened
+    assert notify.execute(step, ctx) == {"delivered": False, "reached": 1, "failed": 1}
+    assert [(r["recipient"], r["ok"], r["kind"]) for r in delivery_rows(ledger, run_id)] == [
+        ("sam-ops", False, "message"), ("sam-ops", True, "message"), ("kim-ops", False, "message")]
+    assert failed_notifications(engine, run_id) == 1
+    # nobody at all got it: still done, never a failed step (let alone a failed run)
+    only_kim = step.model_copy(update={"id": "tell-kim", "notify": ["kim-ops"]})
+    assert notify.execute(only_kim, ctx) == {"delivered": False, "reached": 0, "failed": 1}
+    pager.close()
+    assert failed_notifications(engine, run_id) == 2
+    with ledger.read() as conn:
+        [data] = conn.execute(sa.select(records.c.data).where(
+            (records.c.run_id == run_id) & (records.c.kind == "notification") & (records.c.step_id == "tell"))).scalars()
+    assert [(r["recipient"], r["status"]) for r in json.loads(data)["results"]] == [
+        ("sam-ops", "failed"), ("sam-ops", "ok"), ("kim-ops", "failed")]
