@@ -9,11 +9,12 @@ Each row delivers ``N`` messages (one recipient each) and checks the receiver go
 - ``Dispatcher`` — the engine's fire-and-forget path: how long ``submit`` holds the caller,
   and how long until every callback has run.
 
-``python -m bench notify``; ``BENCH_NOTIFY_N`` changes N.
+``python -m bench notify``; ``BENCH_NOTIFY_N`` changes N. Writes ``bench/out/notify.json``.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import statistics
@@ -22,8 +23,10 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import apprise
 from rich.console import Console
@@ -32,6 +35,7 @@ from rich.table import Table
 from notifications import DeliveryResult, Dispatcher, Message, Recipient, deliver
 
 N = int(os.environ.get("BENCH_NOTIFY_N", "1000"))
+OUT = Path(__file__).resolve().parent / "out" / "notify.json"
 MESSAGE = Message(
     title="[P2] Reminder: Check the CDN",
     body="Step **cdn-check** is due in 10m.\n\n`sop done r1 cdn-check`",
@@ -87,6 +91,22 @@ class Row:
     ok: int
     latencies: list[float]
     blocked: float | None = None
+
+    def summary(self) -> dict[str, object]:
+        """The row's figures, as printed and as written to ``bench/out/notify.json``."""
+        cuts = statistics.quantiles(self.latencies, n=20) if len(self.latencies) > 1 else [0.0] * 19
+        return {
+            "mode": self.mode,
+            "delay_ms": self.delay_ms,
+            "workers": self.workers,
+            "seconds": round(self.seconds, 3),
+            "per_s": round(N / self.seconds, 1),
+            "p50_ms": round(statistics.median(self.latencies) * 1000, 2),
+            "p95_ms": round(cuts[18] * 1000, 2),
+            "delivered": self.ok,
+            "n": N,
+            "caller_held_s": None if self.blocked is None else round(self.blocked, 4),
+        }
 
 
 class Receiver:
@@ -171,8 +191,9 @@ def with_dispatcher(receiver: Receiver, delay_ms: int, workers: int) -> Row:
 
 
 def main() -> None:
-    """Run every mode against the loopback receiver and print the table."""
+    """Run every mode against the loopback receiver, print the table and write bench/out/notify.json."""
     console = Console(width=max(Console().width, 150))
+    load = os.getloadavg()
     receiver = Receiver()
     rows: list[Row] = []
     try:
@@ -202,20 +223,34 @@ def main() -> None:
         "caller held s",
     ):
         table.add_column(column, justify="left" if column == "mode" else "right")
-    for row in rows:
-        cuts = statistics.quantiles(row.latencies, n=20) if len(row.latencies) > 1 else [0.0] * 19
+    summaries = [row.summary() for row in rows]
+    for s in summaries:
         table.add_row(
-            row.mode,
-            f"{row.delay_ms} ms",
-            row.workers,
-            f"{row.seconds:.2f}",
-            f"{N / row.seconds:,.0f}",
-            f"{statistics.median(row.latencies) * 1000:.1f}",
-            f"{cuts[18] * 1000:.1f}",
-            f"{row.ok}/{N}",
-            f"{row.blocked:.3f}" if row.blocked is not None else "—",
+            str(s["mode"]),
+            f"{s['delay_ms']} ms",
+            str(s["workers"]),
+            f"{s['seconds']:.2f}",
+            f"{s['per_s']:,.0f}",
+            f"{s['p50_ms']:.1f}",
+            f"{s['p95_ms']:.1f}",
+            f"{s['delivered']}/{N}",
+            f"{s['caller_held_s']:.3f}" if s["caller_held_s"] is not None else "—",
         )
     console.print(table)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
+        json.dumps(
+            {
+                "n": N,
+                "cores": os.cpu_count(),
+                "load_average_at_start": load[0],
+                "at": datetime.now(UTC).isoformat(),
+                "rows": summaries,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

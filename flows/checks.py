@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from flows.config import Site, env_names, missing_env
+from flows.config import Site, env_names, missing_env, unset_reason
 from flows.durations import format_duration
 from flows.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
 from flows.loader import Document, SpecError
@@ -357,15 +357,17 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
         for j, url in enumerate(person.contacts):
             for var in missing_env(url, env):
                 err("people", name, ("contacts", j),
-                    f"person `{name}`: environment variable `{var}` is not set (write ${{{var}:-default}} for a fallback)")
+                    f"person `{name}`: environment variable `{var}` {unset_reason(var, env)} "
+                    f"(write ${{{var}:-default}} for a fallback)")
     for name, channel in site.channels.items():
         for j, url in enumerate(channel.urls):
             for var in missing_env(url, env):
-                err("channels", name, ("urls", j), f"channel `{name}`: environment variable `{var}` is not set")
+                err("channels", name, ("urls", j),
+                    f"channel `{name}`: environment variable `{var}` {unset_reason(var, env)}")
     for name, value in site.vars.items():
         if isinstance(value, str):
             for var in missing_env(value, env):
-                err("vars", name, (), f"var `{name}`: environment variable `{var}` is not set")
+                err("vars", name, (), f"var `{name}`: environment variable `{var}` {unset_reason(var, env)}")
     for name, token in site.tokens.items():
         if token.person is not None and token.person not in site.people:
             err("tokens", name, ("person",), f"token `{name}`: unknown person `{token.person}`")

@@ -27,32 +27,44 @@ def env_names(template: str) -> list[tuple[str, bool]]:
 
 
 def missing_env(template: str, env: Mapping[str, str] | None = None) -> list[str]:
-    """Names of variables the template needs that the environment lacks (and have no default)."""
+    """Names of variables the template needs (no default) that the environment lacks or holds empty.
+
+    An empty value counts as missing because :func:`expand_env` takes ``VAR=""`` as unset:
+    passed here, it would fail only at send time.
+    """
     env = os.environ if env is None else env
-    return [name for name, has_default in env_names(template) if not has_default and name not in env]
+    return [name for name, has_default in env_names(template) if not has_default and not env.get(name)]
+
+
+def unset_reason(name: str, env: Mapping[str, str] | None = None) -> str:
+    """Why :func:`missing_env` lists ``name``: ``"is not set"`` or ``"is empty"``."""
+    env = os.environ if env is None else env
+    return "is empty" if name in env else "is not set"
 
 
 def expand_env(template: str, env: Mapping[str, str] | None = None) -> str:
     """Expand ``${VAR}`` and ``${VAR:-default}``.
 
-    A placeholder that is the whole string is taken as is (it holds a full URL); one inside
-    a larger URL is URL-quoted, so a password with ``@`` or ``/`` cannot break the URL.
-    Raises KeyError naming the variable when it is missing and has no default.
+    A placeholder that is the whole string is taken as is (it holds a full URL); an
+    environment value inside a larger URL is URL-quoted, so a password with ``@`` or ``/``
+    cannot break the URL. A default is written in config/ as URL text and is never quoted.
+    An empty variable counts as unset. Raises KeyError naming the variable when it is
+    missing and has no default.
     """
     env = os.environ if env is None else env
     whole = _PLACEHOLDER.fullmatch(template.strip())
 
-    def value(match: re.Match[str]) -> str:
+    def value(match: re.Match[str], quoted: bool) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env and env[name] != "":
-            return env[name]
+        if env.get(name):
+            return quote(env[name], safe="") if quoted else env[name]
         if default is not None:
             return default
         raise KeyError(name)
 
     if whole:
-        return value(whole)
-    return _PLACEHOLDER.sub(lambda m: quote(value(m), safe="") if m.group(1) in env else value(m), template)
+        return value(whole, quoted=False)
+    return _PLACEHOLDER.sub(lambda m: value(m, quoted=True), template)
 
 
 class Person(Strict):

@@ -1,7 +1,8 @@
 """The SOP library and the site config, loaded and validated together.
 
 ``load_library`` is what the engine, the API and the CLI call: it returns only validated
-objects, or raises :class:`SpecInvalid` with every error located.
+objects, or raises :class:`SpecInvalid` with every error located (the site's message
+templates in ``config/templates/`` included: a broken one is refused at load, not at send).
 """
 
 from __future__ import annotations
@@ -94,6 +95,16 @@ def load_site(docs: list[Document], env: dict[str, str] | None = None) -> tuple[
     site = Site.model_construct(**merged) if "settings" in merged else Site.model_construct(**merged, settings=Site().settings)
     errors.extend(check_site(site, where, env))
     return (site if not errors else None), errors
+
+
+def template_errors(config_dir: Path) -> list[SpecError]:
+    """Every problem in the site's message templates (``<config_dir>/templates``), at file:line;
+    an empty list when the site overrides none."""
+    if not (config_dir / "templates").is_dir():
+        return []
+    from notifications.overrides import validate_overrides  # Apprise is imported only for a site that overrides
+
+    return validate_overrides(config_dir)
 
 
 def load_sop(doc: Document, site: Site | None) -> tuple[Sop | None, list[SpecError]]:
@@ -272,6 +283,7 @@ def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
             config_docs.append(doc)
     site, site_errors = load_site(config_docs, env)
     errors.extend(site_errors)
+    errors.extend(template_errors(root / "config"))
     library = Library(site=site or Site(), root=root)
     for file in yaml_files([root / "sops"]) if (root / "sops").is_dir() else []:
         doc, parse_errors = read_document(file)
@@ -302,7 +314,7 @@ def _load_one(root: Path, env: dict[str, str] | None, sop_id: str) -> Library | 
         config_docs.append(doc)
     site, site_errors = load_site(config_docs, env)
     doc, parse_errors = read_document(path)
-    if site is None or site_errors or doc is None or parse_errors:
+    if site is None or site_errors or doc is None or parse_errors or template_errors(root / "config"):
         return None
     sop, sop_errors = load_sop(doc, site)
     if sop is None or sop_errors or sop.id != sop_id:

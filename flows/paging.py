@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from flows import outbox
 from flows.config import Site
 from flows.durations import format_duration
-from flows.ledger import Ledger
+from flows.ledger import Ledger, Tx
 from flows.ledger.schema import deliveries
 from flows.runview import RunView
 from flows.spec import HumanStep, Sop, StepBase
@@ -161,21 +162,35 @@ class Pager:
                     views[page.run_id] = engine.view(page.run_id)
                 self.send(engine, page, views[page.run_id])
             except Exception as exc:  # a page must never break a transition that already committed
-                log.exception("event=page_failed kind=%s run=%s step=%s", page.kind, page.run_id, page.step_id)
                 self._set_aside(page, f"{type(exc).__name__}: {exc}")
             finally:
                 with self._pending_lock:
                     self._queued -= 1
 
     def _set_aside(self, page: Any, error: str) -> None:
-        """A page that cannot be rendered: its outbox row is done, with the error (it is not retried)."""
-        if getattr(page, "outbox_id", None) is None:
-            return
+        """A page that failed before delivery (its targets, recipients or context): it is not retried.
+
+        It is recorded as a delivery that failed, to its targets as written, with the error
+        (masked): a ``notification`` record and a ``deliveries`` row, so `sop status` counts it
+        and `sop audit show` lists it. Its outbox row is done, with the same error.
+        """
+        from notifications import DeliveryResult, redact
+
+        text = redact(error)[:2000]  # the error may quote a target or a URL: masked like every delivery error
+        log.error("event=page_failed kind=%s run=%s step=%s error=%r", page.kind, page.run_id, page.step_id or "-", text)
+        log.debug("event=page_failed_traceback run=%s\n%s", page.run_id, redact(traceback.format_exc()))
+        result = DeliveryResult(recipient=redact(", ".join(page.targets))[:120] or "-", recipient_kind="targets",
+                                destination="—", ok=False, error=f"not sent, the page failed before delivery: {text}",
+                                attempts=0, latency=0.0, at=self.ledger.clock.now(), kind=page.kind)
+        outbox_id = getattr(page, "outbox_id", None)
         try:
             with self.ledger.transaction() as tx:
-                outbox.mark_done(tx.conn, [page.outbox_id], error=error[:2000])
+                tx.conn.execute(deliveries.insert(), self._record_page(tx, page.run_id, page.step_id, page.kind, [result]))
+                if outbox_id is not None:
+                    outbox.mark_done(tx.conn, [outbox_id], error=text)
         except Exception:
-            log.exception("event=outbox_mark_failed id=%s", page.outbox_id)
+            log.exception("event=page_set_aside_record_failed run=%s kind=%s outbox=%s", page.run_id, page.kind,
+                          outbox_id)
 
     def close(self) -> None:
         """Wait for pages and deliveries in flight (a CLI process calls this before it exits)."""
@@ -201,8 +216,9 @@ class Pager:
         return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
 
     def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
-                  sop_class: str = "routine") -> list[dict[str, Any]]:
-        """A notify step's own message (with its SOP's urgency), delivered now; per-destination results."""
+                  sop_class: str = "routine") -> list[Any]:
+        """A notify step's own message (with its SOP's urgency), delivered now and recorded; the
+        per-destination results (``DeliveryResult``)."""
         from notifications import Message, recipients
         from notifications.urgency import notify_type, priority, title_prefix
 
@@ -212,7 +228,7 @@ class Pager:
                           notify_type=notify_type(sop_class, "assigned"), priority=level)
         results = self.dispatcher.submit(message, people).result()
         self.record(run_id, step_id, "message", results)
-        return [r.to_dict() for r in results]
+        return results
 
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
                   outbox_id: int | None = None) -> None:
@@ -251,14 +267,10 @@ class Pager:
     def _write_chunk(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
         try:
             with self.ledger.transaction() as tx:
-                rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
-                         "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
-                         "latency_ms": int(r.latency * 1000)}
-                        for run_id, step_id, kind, results, _ in batch for r in results]
+                rows = [row for run_id, step_id, kind, results, _ in batch
+                        for row in self._record_page(tx, run_id, step_id, kind, results)]
                 if rows:
                     tx.conn.execute(deliveries.insert(), rows)
-                for run_id, step_id, kind, results, _ in batch:
-                    tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
                 outbox.mark_done(tx.conn, [b[4] for b in batch if b[4] is not None])
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
@@ -266,6 +278,19 @@ class Pager:
             failed = [r for r in results if not r.ok]
             log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
                      kind, len(results), len(failed))
+
+    @staticmethod
+    def _record_page(tx: Tx, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> list[dict[str, Any]]:
+        """Append the page's ``notification`` record on ``tx``; return its ``deliveries`` rows (to insert),
+        each with its page (the record's seq) and its lane in the page."""
+        from notifications import lane_key, lane_outcomes
+
+        page = tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
+        lanes = {key: number for number, key in enumerate(lane_outcomes(results))}
+        return [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
+                 "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
+                 "latency_ms": int(r.latency * 1000), "page": page, "lane": lanes[lane_key(r)]}
+                for r in results]
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
         """The notification context of a page (see notifications.message.Context)."""

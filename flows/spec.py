@@ -332,6 +332,9 @@ Trigger = Annotated[
 
 #: result attributes every step exposes to later templates (``steps.<id>.<attr>``)
 COMMON_OUTPUTS = ("state", "outcome", "actor", "note", "finished_at")
+#: a notify step never fails for a message nobody got: these say what happened
+#: (``delivered``: every recipient got it; ``reached``/``failed``: recipients that did / did not)
+NOTIFY_OUTPUTS = ("delivered", "reached", "failed")
 _ON_TIMEOUT = re.compile(r"^(skip|fail|fallback:[a-z][a-z0-9-]*)$")
 
 
@@ -456,6 +459,9 @@ class NotifyStep(StepBase):
     kind: Literal["notify"] = "notify"
     notify: list[str] = Field(min_length=1)
     message: Message
+
+    def outputs(self) -> set[str]:
+        return super().outputs() | set(NOTIFY_OUTPUTS)
 
 
 class WaitStep(StepBase):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from notifications.addressing import Recipient, recipients
-from notifications.delivery import DeliveryResult
+from notifications.delivery import DeliveryResult, lane_key, lane_outcomes
 from notifications.dispatch import Dispatcher, deliver
 from notifications.errors import NotificationError, RenderError, UnknownTarget
 from notifications.inbox import inbox_dir, read_inbox
@@ -65,6 +65,8 @@ __all__ = [
     "UnknownTarget",
     "deliver",
     "inbox_dir",
+    "lane_key",
+    "lane_outcomes",
     "mask_url",
     "read_inbox",
     "recipients",

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from flows.config import expand_env
+from flows.config import expand_env, unset_reason
 from notifications import attempt
 from notifications.addressing import Recipient
 from notifications.inbox import SCHEMA as INBOX_SCHEMA
@@ -91,6 +91,22 @@ class DeliveryResult:
         return data
 
 
+def lane_key(result: DeliveryResult) -> tuple[str, str, int]:
+    """The lane a result belongs to: a person's contacts are one lane, each channel URL is a
+    lane of its own (see :func:`plan`). ``(recipient kind, recipient, contact or 0)``."""
+    return (result.recipient_kind, result.recipient, 0 if result.recipient_kind == "person" else result.contact)
+
+
+def lane_outcomes(results: Iterable[DeliveryResult]) -> dict[tuple[str, str, int], bool]:
+    """Whether each lane of a submission got through (a person: when any contact took the
+    message), lanes in the order of the results."""
+    out: dict[tuple[str, str, int], bool] = {}
+    for r in results:
+        key = lane_key(r)
+        out[key] = out.get(key, False) or r.ok
+    return out
+
+
 @dataclass(frozen=True)
 class Lane:
     """URLs delivered one after the other for one recipient (a person's contacts, or one channel URL)."""
@@ -126,7 +142,7 @@ def expand(
     except KeyError as exc:
         name = exc.args[0]
         return None, (
-            f"environment variable `{name}` is not set ({recipient.kind} `{recipient.id}`, contact {contact}); "
+            f"environment variable `{name}` {unset_reason(name, env)} ({recipient.kind} `{recipient.id}`, contact {contact}); "
             f"set it, or write ${{{name}:-default}} in config/"
         )
 

@@ -15,7 +15,7 @@ from flows.cli import app
 from flows.cli.common import console, err_console, fail, library, print_json
 from flows.durations import format_duration
 from flows.ladder import levels
-from flows.library import project_root, validate_paths
+from flows.library import project_root, template_errors, validate_paths
 from flows.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, Sop, StepBase, WaitStep, json_schema
 
 
@@ -29,11 +29,12 @@ def validate(
     root = project_root()
     targets = paths or [root / "sops", root / "config"]
     started = time.perf_counter()
-    errors, sops, configs = validate_paths(targets, config or root / "config")
-    for folder in {p.resolve() for p in targets if p.is_dir() and (p / "templates").is_dir()}:
-        from notifications import validate_overrides  # site message templates: caught now, not at send time
-
-        errors.extend(validate_overrides(folder))
+    config_dir = config or root / "config"
+    errors, sops, configs = validate_paths(targets, config_dir)
+    # site message templates, caught now rather than at send time: those of every config
+    # folder given, and of the config folder the SOPs were checked against
+    for folder in sorted({p.resolve() for p in [*targets, config_dir] if p.is_dir()}):
+        errors.extend(template_errors(folder))
     elapsed = time.perf_counter() - started
     for error in errors:
         err_console.print(f"[red]✗[/] {error}", soft_wrap=True)

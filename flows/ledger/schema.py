@@ -109,6 +109,10 @@ deliveries = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),
     sa.Column("latency_ms", sa.Integer),
+    # the seq of the page's ``notification`` record, and the lane within that page (a person's
+    # contacts share one lane, each channel URL is a lane): a lane with no ok row is a failure
+    sa.Column("page", sa.Integer),
+    sa.Column("lane", sa.Integer),
 )
 
 # --- metric samples (``POST /v1/metrics``) and the rule firings they caused -------------------

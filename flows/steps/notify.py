@@ -6,17 +6,23 @@ from typing import Any
 
 from flows.expressions import render
 from flows.spec import NotifyStep
-from flows.steps.base import StepContext, StepFailed
+from flows.steps.base import StepContext
 
 
 def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
-    """Render the message and deliver it; fail only when no destination at all accepted it."""
+    """Render the message and deliver it; never fails for a message nobody got.
+
+    A failed notification must not block or fail the run: the step is done, its outputs say
+    what happened (``delivered``: every recipient got it; ``reached`` and ``failed``: how many
+    recipients did and did not, a person counting once however many contacts were tried),
+    and the pager has recorded each destination for `sop status` and the audit.
+    """
+    from notifications import lane_outcomes
+
     title = render(step.message.title, ctx.variables)
     body = render(step.message.body, ctx.variables)
     results = ctx.pager.broadcast(ctx.run_id, step.id, step.notify, title, body,
                                   sop_class=ctx.variables["run"]["class"])
-    delivered = sum(1 for r in results if r["ok"])
-    outputs = {"delivered": delivered, "failed": len(results) - delivered}
-    if results and not delivered:
-        raise StepFailed(f"no destination accepted the message ({len(results)} tried)", outputs)
-    return outputs
+    lanes = lane_outcomes(results)
+    reached = sum(lanes.values())
+    return {"delivered": bool(lanes) and reached == len(lanes), "reached": reached, "failed": len(lanes) - reached}

@@ -8,6 +8,7 @@ process for the hand-over.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows import outbox
+from flows.board import status_rows
 from flows.engine import Engine, Page
 from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, pagers, records
@@ -195,6 +197,50 @@ def test_a_page_that_cannot_be_rendered_is_set_aside_with_its_error(
     assert row["done_at"] is not None and "no-such-run" in row["error"]
     assert drainer.drain_once() == 0  # not retried
     assert outbox.backlog(ledger)["pending"] == 0
+    with ledger.read() as conn:
+        [failed] = conn.execute(sa.select(deliveries).where(deliveries.c.run_id == "no-such-run")).all()
+    assert (failed.recipient, failed.ok, failed.attempts) == ("sre-lead", False, 0)
+    assert "no-such-run" in failed.error
+
+
+def test_a_page_that_fails_before_delivery_shows_in_status_and_the_audit(
+        library: Library, ledger: Ledger, inbox: Path, tmp_path: Path, sop,  # noqa: ANN001
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sop.paging")
+    engine = engine_for(library, ledger)
+    run_id = engine.start(SOP, inputs(library), initiator="ana", launch=False).run_id
+    engine.pager.close()
+    assert status_rows(engine, run_id)[0]["failed_notifications"] == 0
+    # a ladder that names a chat URL where a role belongs: the page fails in recipients(), before any delivery
+    secret = "hunter2-pass"
+    with ledger.transaction() as tx:
+        outbox.queue(tx.conn, [Page("run_overdue", run_id, None, [f"json://ops:{secret}@chat.example.com/hook"])],
+                     claimed_by=None)
+    drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.01, name="test-pager")
+    assert drainer.drain_once() == 1
+    drainer.pager.close()
+
+    with ledger.read() as conn:
+        [row] = conn.execute(sa.select(deliveries).where(
+            (deliveries.c.run_id == run_id) & (deliveries.c.kind == "run_overdue"))).all()
+        [record] = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
+            (records.c.seq == row.page) & (records.c.kind == "notification"))).scalars()]
+    assert (row.ok, row.attempts, row.destination) == (False, 0, "—")
+    assert "not sent, the page failed before delivery: UnknownTarget: unknown target kind `json`" in row.error
+    assert secret not in row.error + row.recipient and "json://****:****@chat.example.com/hook" in row.recipient
+    assert record["notification"] == "run_overdue"
+    assert [(r["status"], r["error"]) for r in record["results"]] == [("failed", row.error)]
+    assert status_rows(engine, run_id)[0]["failed_notifications"] == 1
+
+    env = {"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    status = sop("status", run_id, env=env)
+    assert status.returncode == 0, status.stderr
+    assert "1 failed notification(s)" in status.stdout
+    shown = sop("audit", "show", run_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "failed not sent, the page failed before delivery: UnknownTarget" in shown.stdout
+    assert secret not in shown.stdout
+    assert secret not in caplog.text and "event=page_failed kind=run_overdue" in caplog.text
 
 
 def test_the_doorbell_wakes_a_pager_that_polls_rarely(library: Library, ledger: Ledger, inbox: Path) -> None:

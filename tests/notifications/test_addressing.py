@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from flows.config import expand_env, missing_env
 from notifications import UnknownTarget, recipients
 
 ROLES = {
@@ -78,3 +79,18 @@ def test_someone_reached_twice_is_told_once(site: Any) -> None:
 def test_an_unknown_target_is_an_error_that_names_it(site: Any, target: str, says: str) -> None:
     with pytest.raises(UnknownTarget, match=says.replace("(", r"\(")):
         recipients([target], site)
+
+
+def test_only_an_environment_value_is_url_quoted_never_a_default() -> None:
+    template = "json://ops:${HOOK_PASSWORD:-pass/word@1}@127.0.0.1/hook"
+    written = "json://ops:pass/word@1@127.0.0.1/hook"  # the default is URL text, taken as written
+    assert expand_env(template, {}) == written
+    assert expand_env(template, {"HOOK_PASSWORD": ""}) == written  # empty counts as unset: the default, as is
+    assert expand_env(template, {"HOOK_PASSWORD": "s3cr/t@x"}) == "json://ops:s3cr%2Ft%40x@127.0.0.1/hook"
+
+
+def test_an_empty_variable_without_default_is_missing_at_validation_and_at_send_time() -> None:
+    assert missing_env("${HOOK_URL}", {"HOOK_URL": ""}) == ["HOOK_URL"]
+    assert missing_env("${HOOK_URL:-inbox://ops}", {"HOOK_URL": ""}) == []
+    with pytest.raises(KeyError):
+        expand_env("${HOOK_URL}", {"HOOK_URL": ""})

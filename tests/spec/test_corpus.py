@@ -281,3 +281,11 @@ def test_one_field_error_in_a_library_sop_gives_exactly_that_error(repo_root: Pa
                 if len(errors) != 1 or message not in errors[0].message:
                     noisy[f"{path.name} steps[{i}].{field}"] = [str(e) for e in errors]
     assert noisy == {}
+
+
+def test_an_empty_variable_is_reported_as_empty(corpus: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `export CORPUS_BO_CHEN_URL=` passes as set to a shell, yet nothing could be sent to it
+    monkeypatch.setenv(MISSING_VAR, "")
+    [error] = validate(corpus / "config-missing-env.yaml", repo_root)
+    assert (error.line, error.path) == (9, "people.bo-chen.contacts[0]")
+    assert f"person `bo-chen`: environment variable `{MISSING_VAR}` is empty" in error.message

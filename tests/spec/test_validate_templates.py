@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
+from flows.library import load_library
+from flows.loader import SpecInvalid
+
 
 def test_validate_reports_a_broken_site_template_with_its_line(sop, repo_root, tmp_path):
     config = tmp_path / "config"
@@ -27,3 +32,31 @@ def test_validate_accepts_a_good_site_template(sop, repo_root, tmp_path):
     result = sop("validate", str(config))
 
     assert result.returncode == 0, result.stderr
+
+
+def test_validate_checks_the_templates_of_the_config_given_with_dash_dash_config(sop, repo_root, tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(repo_root / "config", config)
+    (config / "templates").mkdir(exist_ok=True)
+    (config / "templates" / "overdue.md.j2").write_text("# Late: {{ step.title }}\n\n{{ step.titel }}\n")
+
+    result = sop("validate", "sops", "--config", str(config))
+
+    assert result.returncode == 1
+    assert f"{config}/templates/overdue.md.j2:3:" in result.stderr
+    assert "unknown variable `step.titel`" in result.stderr
+
+
+def test_serve_and_run_refuse_a_broken_site_template_when_they_load_the_library(repo_root, tmp_path):
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    (tmp_path / "sops").mkdir()
+    shutil.copy(repo_root / "sops" / "traffic-surge.yaml", tmp_path / "sops")
+    (tmp_path / "config" / "templates").mkdir(exist_ok=True)
+    (tmp_path / "config" / "templates" / "assigned.md.j2").write_text("# {{ step.title }}\n\nDue {{ step.due_at }\n")
+
+    for only in (None, "traffic-surge"):  # the whole library, and a flow run's own SOP
+        with pytest.raises(SpecInvalid) as caught:
+            load_library(tmp_path, env={}, only=only)
+        [error] = caught.value.errors
+        assert (error.file, error.line) == (str(tmp_path / "config" / "templates" / "assigned.md.j2"), 3)
+        assert "template syntax error" in error.message
