@@ -127,6 +127,9 @@ _TIMER_ARMED = sa.select(timers.c.id).where((timers.c.run_id == _B("_run")) & (t
 _TIMERS_OPEN = (timers.c.run_id == _B("_run")) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
 _CANCEL_RUN_TIMERS = timers.update().where(_TIMERS_OPEN)
 _CANCEL_STEP_TIMERS = timers.update().where(_TIMERS_OPEN & (timers.c.step_id == _B("_step")))
+_RUN_INSERT = runs.insert()
+_STEPS_INSERT = steps.insert()
+_TIMER_INSERT = timers.insert()
 
 
 class Engine:
@@ -221,22 +224,22 @@ class Engine:
                                                           text=loaded.text, first_seen=now))
             run_id = new_run_id()
             deadline_at = now + scaled(sop.deadline, speed) if sop.deadline else None
-            conn.execute(runs.insert().values(
+            conn.execute(_RUN_INSERT, dict(
                 id=run_id, sop_id=sop.id, sop_hash=loaded.text_hash, title=sop.title, sop_class=sop.class_,
                 priority=sop.priority, status="running", initiator=initiator, trigger=dumps(trigger) if trigger else None,
                 inputs=dumps(inputs), dedup_key=key, open_key=f"{sop.id}:{key}" if key else None, repeats=0,
                 last_seen_at=now, speed=speed, started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id))
             fallbacks = {s.fallback for s in sop.steps if s.fallback}
-            conn.execute(steps.insert(), [
+            conn.execute(_STEPS_INSERT, [
                 {"run_id": run_id, "step_id": s.id, "kind": s.kind, "state": "standby" if s.id in fallbacks else "pending",  # type: ignore[attr-defined]
                  "assignee": getattr(s, "assignee", None)} for s in sop.steps])
             tx.append("run_started", run_id, actor=initiator, sop=sop.id, sop_hash=loaded.text_hash,
                       version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
                       deadline_at=deadline_at, priority=sop.priority)
             if deadline_at is not None:
-                self._arm(tx, run_id, "", "run_deadline", "", deadline_at)
+                self._arm(tx, run_id, "", "run_deadline", "", deadline_at, fresh=True)
             pages[:] = [Page("run_started", run_id, None, [sop.owner])]
-            plan = self._advance(tx, run_id, pages)
+            plan = self._advance(tx, run_id, pages, fresh=True)
             self._queue(tx, pages)
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
         return StartResult(run_id), plan
@@ -256,8 +259,9 @@ class Engine:
         self._send(pages)
         return plan
 
-    def _advance(self, tx: Tx, run_id: str, pages: list[Page]) -> Plan:
+    def _advance(self, tx: Tx, run_id: str, pages: list[Page], fresh: bool = False) -> Plan:
         view = load_view(tx.conn, run_id)
+        view.fresh = fresh
         if not view.is_open:
             return Plan(finished=True)
         changed = True
@@ -305,7 +309,7 @@ class Engine:
             until = wait_kind.until(step, now, view.speed)
             self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=until)
             tx.append("step_waiting", view.id, step.id, until=until)
-            self._arm(tx, view.id, step.id, "wait", "", until)
+            self._arm(tx, view.id, step.id, "wait", "", until, fresh=view.fresh)
         elif isinstance(step, CheckStep):
             try:
                 outputs = check_kind.execute(step, context)
@@ -331,10 +335,10 @@ class Engine:
         self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=due_at)
         tx.append("step_assigned", view.id, step.id, assignee=step.assignee, person=person, due_at=due_at)
         if due_at is not None:
-            self._arm(tx, view.id, step.id, "due", "", due_at)
+            self._arm(tx, view.id, step.id, "due", "", due_at, fresh=view.fresh)
         first = next(levels(view.sop.ladder_for(step), step.due, limit=1), None)
         if first is not None:
-            self._arm(tx, view.id, step.id, "ladder", first.key, now + scaled(first.offset, view.speed))
+            self._arm(tx, view.id, step.id, "ladder", first.key, now + scaled(first.offset, view.speed), fresh=view.fresh)
         pages.append(Page("assigned", view.id, step.id, [step.assignee]))
 
     def person_for(self, name: str) -> str:
@@ -391,11 +395,14 @@ class Engine:
 
     # --- timers (arming; firing lives in flows.timers) ------------------------------------
 
-    def _arm(self, tx: Tx, run_id: str, step_id: str, kind: str, level: str, due_at: datetime) -> None:
-        exists = tx.conn.execute(_TIMER_ARMED, {"_run": run_id, "_step": step_id, "_kind": kind, "_level": level}).first()
-        if exists:
+    def _arm(self, tx: Tx, run_id: str, step_id: str, kind: str, level: str, due_at: datetime,
+             fresh: bool = False) -> None:
+        """Arm a timer unless that level is armed already (``fresh``: the run is new in this transaction)."""
+        if not fresh and tx.conn.execute(
+            _TIMER_ARMED, {"_run": run_id, "_step": step_id, "_kind": kind, "_level": level}
+        ).first():
             return
-        tx.conn.execute(timers.insert(), {"run_id": run_id, "step_id": step_id, "kind": kind, "level": level,
+        tx.conn.execute(_TIMER_INSERT, {"run_id": run_id, "step_id": step_id, "kind": kind, "level": level,
                                           "due_at": due_at, "armed_at": self.clock.now()})
 
     def _cancel_timers(self, tx: Tx, run_id: str, step_id: str | None) -> None:

@@ -58,6 +58,8 @@ class RunView:
     run: dict[str, Any]
     steps: dict[str, dict[str, Any]]
     sop: Sop
+    #: inserted in this very transaction: nothing of it was armed before (no fence to check)
+    fresh: bool = False
 
     @property
     def id(self) -> str:
