@@ -93,6 +93,8 @@ EXPECTED: dict[str, list[E]] = {
         E(11, 11, "steps[1].when", "step ids with dashes are written with underscores: steps.holding_statement"),
         E(11, 11, "steps[1].when", "unknown variable `statement`"),
     ],
+    "unknown-filter.yaml": [E(10, 14, "steps[0].message.title", "unknown filter `uper`; did you mean `upper`?")],
+    "unknown-test.yaml": [E(11, 11, "steps[0].when", "unknown test `oddd`; did you mean `odd`?")],
     # --- triggers ----------------------------------------------------------------------------
     "metric-above-and-below.yaml": [E(9, 12, "triggers[0].below", "exactly one of above, below, change")],
     "change-without-period.yaml": [E(7, 13, "triggers[0].change", "a `change` rule needs a `period`")],
