@@ -26,7 +26,11 @@ def _step_index(sop: Sop) -> dict[str, int]:
 
 
 def upstream(sop: Sop, step_id: str) -> set[str]:
-    """Every step that must finish (or be skipped) before ``step_id`` can start."""
+    """Every step that must finish (or be skipped) before ``step_id`` can start.
+
+    Terminates on a cycle too (each step is visited once), so templates can be checked in an
+    SOP whose cycle is reported.
+    """
     by_id = {s.id: s for s in sop.steps}
     seen: set[str] = set()
     stack = list(sop.dependencies(by_id[step_id])) if step_id in by_id else []
@@ -183,9 +187,9 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     if site is not None:
         errors.extend(_check_names(sop, doc, site))
     errors.extend(_check_ladders(sop, doc))
-    if not cycle:
+    if not cycle:  # the longest chain of `needs` has no end in a cycle
         errors.extend(_check_deadline(sop, doc))
-        errors.extend(_check_templates(sop, doc, site))
+    errors.extend(_check_templates(sop, doc, site))
     return errors
 
 

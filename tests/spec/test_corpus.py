@@ -76,6 +76,10 @@ EXPECTED: dict[str, list[E]] = {
     "duplicate-step-ids.yaml": [E(11, 9, "steps[2].id", "duplicate step id `look` (also steps[0])")],
     "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
     "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
+    "needs-cycle-and-unknown-variable.yaml": [
+        E(9, 12, "steps[0].needs", "steps form a cycle: a → b → c → a"),
+        E(8, 12, "steps[0].title", "unknown variable `region`"),
+    ],
     "self-need.yaml": [E(8, 13, "steps[0].needs[0]", "step `look` needs itself")],
     "fallback-unknown-step.yaml": [E(9, 17, "steps[0].on_timeout", "falls back to unknown step `page-lead`")],
     # --- names from config/ ------------------------------------------------------------------
