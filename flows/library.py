@@ -176,6 +176,8 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
 def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None) -> tuple[list[SpecError], int, int]:
     """Validate SOP and config files (folders expanded). Returns (errors, sops checked, configs checked).
 
+    Errors come file by file, each file's by line and column.
+
     A folder whose files are all config is one site (merged), at any depth of a folder given;
     a config file given on its own or among SOPs is validated as a site of its own, unless it
     is a file of ``config_dir``: that is checked with the rest of its site. SOP files are
@@ -220,7 +222,15 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
         site = named[0] if named else _site_from(config_dir, env, errors) or site
     for doc in sop_docs:
         errors.extend(load_sop(doc, site)[1])
-    return errors, len(sop_docs), sum(len(g) for g in config_groups)
+    return _by_file_and_line(errors), len(sop_docs), sum(len(g) for g in config_groups)
+
+
+def _by_file_and_line(errors: list[SpecError]) -> list[SpecError]:
+    """Each file's errors together (files in the order they were read), top to bottom."""
+    order: dict[str, int] = {}
+    for error in errors:
+        order.setdefault(error.file, len(order))
+    return sorted(errors, key=lambda e: (order[e.file], e.line, e.column))
 
 
 def _with_whole_site(groups: list[list[Document]], config_dir: Path, errors: list[SpecError]) -> list[list[Document]]:

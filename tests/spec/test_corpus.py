@@ -284,6 +284,13 @@ def test_sop_validate_lists_every_corpus_error_as_file_line_col(sop) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_sop_validate_lists_a_files_errors_top_to_bottom(sop) -> None:
+    # the cycle is found before the templates are read, but the template is on an earlier line
+    result = sop("validate", "tests/spec/corpus/needs-cycle-and-unknown-variable.yaml")
+    shown = [line for line in result.stderr.splitlines() if line.startswith("✗")]
+    assert [line.split(":")[1:3] for line in shown] == [["8", "12"], ["9", "12"]]
+
+
 def test_sop_validate_a_config_folder_reports_the_duplicate(sop) -> None:
     result = sop("validate", "tests/spec/corpus/config-duplicate-name")
     assert result.returncode == 1
