@@ -6,11 +6,13 @@ document it came from.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flows.config import Site, env_names, missing_env, unset_reason
+from flows.config import Site, env_names, expand_env, missing_env, unset_reason
 from flows.durations import format_duration
 from flows.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
 from flows.loader import Document, SpecError
@@ -18,6 +20,7 @@ from flows.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, 
 
 LADDER_WORDS = ("assignee", "owner", "lead", "backup")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_APPRISE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "loop"}
 
 
@@ -26,7 +29,11 @@ def _step_index(sop: Sop) -> dict[str, int]:
 
 
 def upstream(sop: Sop, step_id: str) -> set[str]:
-    """Every step that must finish (or be skipped) before ``step_id`` can start."""
+    """Every step that must finish (or be skipped) before ``step_id`` can start.
+
+    Terminates on a cycle too (each step is visited once), so templates can be checked in an
+    SOP whose cycle is reported.
+    """
     by_id = {s.id: s for s in sop.steps}
     seen: set[str] = set()
     stack = list(sop.dependencies(by_id[step_id])) if step_id in by_id else []
@@ -183,9 +190,9 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     if site is not None:
         errors.extend(_check_names(sop, doc, site))
     errors.extend(_check_ladders(sop, doc))
-    if not cycle:
+    if not cycle:  # the longest chain of `needs` has no end in a cycle
         errors.extend(_check_deadline(sop, doc))
-        errors.extend(_check_templates(sop, doc, site))
+    errors.extend(_check_templates(sop, doc, site))
     return errors
 
 
@@ -322,6 +329,24 @@ def _walk(value: Any, path: tuple, visit: Any) -> None:
         visit(value, path)
 
 
+def _is_apprise_url(template: str, env: Mapping[str, str] | None) -> bool:
+    """Whether a contact has the Apprise form ``scheme://…`` once its ``${…}`` are expanded.
+
+    A variable that is not set stays a placeholder (it is reported on its own); when the
+    scheme itself would come from one, the form cannot be judged and passes.
+    """
+    env = os.environ if env is None else env
+    unset = {var: "${" + var + "}" for var, has_default in env_names(template) if not has_default and not env.get(var)}
+    url = expand_env(template, {**env, **unset}) if unset else expand_env(template, env)
+    return url.startswith("${") or bool(_APPRISE_URL.match(url))
+
+
+def _expanded(template: str) -> str:
+    # the value may be a secret: name the variables it came from, never the value
+    names = [f"${{{var}}}" for var, _ in env_names(template)]
+    return f" after expanding {', '.join(names)}" if names else ""
+
+
 def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | None = None) -> list[SpecError]:
     """Cross-checks of the merged config; ``where`` maps (table, name) to the defining document."""
     errors: list[SpecError] = []
@@ -359,11 +384,18 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
                 err("people", name, ("contacts", j),
                     f"person `{name}`: environment variable `{var}` {unset_reason(var, env)} "
                     f"(write ${{{var}:-default}} for a fallback)")
+            if not _is_apprise_url(url, env):
+                err("people", name, ("contacts", j),
+                    f"person `{name}`: contacts[{j}] is not an Apprise URL{_expanded(url)} (expected scheme://…, "
+                    f"such as ntfy://ntfy.sh/{name}, mailto://user:password@example.com or inbox://{name})")
     for name, channel in site.channels.items():
         for j, url in enumerate(channel.urls):
             for var in missing_env(url, env):
                 err("channels", name, ("urls", j),
                     f"channel `{name}`: environment variable `{var}` {unset_reason(var, env)}")
+            if not _is_apprise_url(url, env):
+                err("channels", name, ("urls", j), f"channel `{name}`: urls[{j}] is not an Apprise URL{_expanded(url)} "
+                                                   f"(expected scheme://…, such as json://example.com/hook or inbox://{name})")
     for name, value in site.vars.items():
         if isinstance(value, str):
             for var in missing_env(value, env):

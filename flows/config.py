@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.spec import SLUG, Duration, Strict, check_timezone
 
@@ -82,24 +83,51 @@ class Person(Strict):
 
 
 class Role(Strict):
-    """A role with members, a primary and a backup (the A/B role rule) and a lead to escalate to."""
+    """A role with members, a primary and a backup (the A/B role rule) and a lead to escalate to.
+
+    Both ``backup`` and ``lead`` must be written: ``lead: none`` marks the top of the chain,
+    so a forgotten lead is an error rather than a role whose escalations silently go nowhere.
+    """
 
     title: str | None = None
     members: list[str] = Field(min_length=1)
     primary: str
-    backup: str | None = None
-    lead: str | None = Field(default=None, description="the role escalations go to")
+    backup: str
+    lead: str | None = Field(description="the role escalations go to; `none` at the top of the chain")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backup_and_lead_written(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        missing = {name: message for name, message in ROLE_MUST_SAY.items() if name not in data}
+        if missing:
+            raise ValidationError.from_exception_data(cls.__name__, [
+                InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(name,), input=data)
+                for name, message in missing.items()])
+        if isinstance(data.get("lead"), str) and data["lead"].strip().lower() == TOP_OF_CHAIN:
+            data = {**data, "lead": None}
+        return data
 
     @model_validator(mode="after")
     def _primary_backup(self) -> Role:
         if self.primary not in self.members:
             raise self.field_error("primary", f"primary {self.primary!r} is not one of the members {self.members}")
-        if self.backup is not None:
-            if self.backup not in self.members:
-                raise self.field_error("backup", f"backup {self.backup!r} is not one of the members {self.members}")
-            if self.backup == self.primary:
-                raise self.field_error("backup", "backup must be a different person from primary (the A/B role rule)")
+        if self.backup not in self.members:
+            raise self.field_error("backup", f"backup {self.backup!r} is not one of the members {self.members}")
+        if self.backup == self.primary:
+            raise self.field_error("backup", "backup must be a different person from primary (the A/B role rule)")
         return self
+
+
+#: ``lead: none``: the role is the top of the chain (nobody to escalate to)
+TOP_OF_CHAIN = "none"
+ROLE_MUST_SAY = {
+    "backup": "a role needs a `backup`: a member other than the primary, who is paged when the primary "
+              "does not answer (the A/B role rule)",
+    "lead": f"a role needs a `lead`: the role its late steps escalate to (write `lead: {TOP_OF_CHAIN}` "
+            "for the top of the chain)",
+}
 
 
 class Channel(Strict):
@@ -193,6 +221,13 @@ class Site(Strict):
         for name in value:
             if not re.match(SLUG, name):
                 raise ValueError(f"name {name!r} must be a slug (lower-case letters, digits, dashes)")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _top_of_chain_is_no_name(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if TOP_OF_CHAIN in value:
+            raise ValueError(f"a role cannot be named `{TOP_OF_CHAIN}`: `lead: {TOP_OF_CHAIN}` marks the top of the chain")
         return value
 
     def kind_of(self, name: str) -> str | None:

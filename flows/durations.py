@@ -6,12 +6,19 @@ import re
 from datetime import timedelta
 
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_SHORT = re.compile(r"^(?:(\d+(?:\.\d+)?)w)?(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
-_ISO = re.compile(
-    r"^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
-)
-DURATION_PATTERN = r"^(\d+(\.\d+)?[wdhms])+$|^P(\d+W)?(\d+D)?(T(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?)"  # ASCII digits: JSON Schema's \d is ASCII, Python's is not
+
+
+def _parts(units: str, iso: bool = False) -> str:
+    return "".join(rf"(?:{_NUMBER}[{u.upper()}{u}])?" if iso else rf"(?:{_NUMBER}{u})?" for u in units)
+
+
+_SHORT = _parts("wdhms")
+_ISO = rf"[Pp]{_parts('wd', iso=True)}(?:[Tt](?=[0-9]){_parts('hms', iso=True)})?"  # any case; T then a time part
+_FORM = re.compile(rf"\s*(?:{_SHORT}|{_ISO})\s*")
+#: what :func:`parse_duration` accepts, as a JSON Schema pattern (the lookahead: longer than zero);
+#: only magnitudes are beyond it: under a microsecond, or past timedelta's 999999999 days
+DURATION_PATTERN = rf"^(?=\s*\S*[1-9])\s*(?:{_SHORT}|{_ISO})\s*$"
 DURATION_HINT = "a duration such as 30s, 15m, 2h, 48h, 1d, 1h30m or ISO 8601 PT2H"
 
 
@@ -22,16 +29,20 @@ def parse_duration(value: object) -> timedelta:
     """
     if isinstance(value, timedelta):
         return value
-    if not isinstance(value, str) or not value.strip():
+    match = _FORM.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
-    text = value.strip()
-    match = _SHORT.match(text) or _ISO.match(text.upper())
-    if not match or not any(match.groups()):
+    short, iso = match.groups()[:5], match.groups()[5:]
+    parts = short if any(short) else iso
+    if not any(parts):
         raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
-    seconds = sum(float(g) * s for g, s in zip(match.groups(), _UNITS.values(), strict=True) if g)
-    if seconds <= 0:
+    try:
+        delta = timedelta(seconds=sum(float(g) * s for g, s in zip(parts, _UNITS.values(), strict=True) if g))
+    except OverflowError:
+        raise ValueError(f"a duration must be shorter than 999999999 days, got {value!r}") from None
+    if delta <= timedelta(0):
         raise ValueError(f"a duration must be longer than zero, got {value!r}")
-    return timedelta(seconds=seconds)
+    return delta
 
 
 def format_duration(delta: timedelta) -> str:

@@ -7,6 +7,7 @@ that validated cannot meet an unknown variable at 3 a.m.
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from typing import Any
@@ -21,7 +22,7 @@ _WRAPPED = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 
 class TemplateProblem(ValueError):
-    """A template that does not parse; ``lineno`` is relative to the template text."""
+    """A template that does not parse or names an unknown filter or test; ``lineno`` is relative to the template text."""
 
     def __init__(self, message: str, lineno: int = 1):
         super().__init__(message)
@@ -35,12 +36,28 @@ def unwrap(expression: str) -> str:
 
 
 def parse(text: str, expression: bool = False) -> nodes.Template:
-    """Parse a template (or an expression) or raise TemplateProblem with a readable message."""
+    """Parse a template (or an expression) or raise TemplateProblem with a readable message.
+
+    Filter and test names are checked too: Jinja2 only looks them up when it compiles or
+    runs the template, which for a step is at run time.
+    """
     source = "{{ " + unwrap(text) + " }}" if expression else text
     try:
-        return ENV.parse(source)
+        tree = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno or 1) from None
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+        if node.name not in known:
+            raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
+    return tree
+
+
+def _did_you_mean(name: str, known: Any, kind: str) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    if not close:
+        return f" (expected a Jinja2 built-in {kind}: https://jinja.palletsprojects.com/en/stable/templates/#builtin-{kind}s)"
+    return f"; did you mean {' or '.join(f'`{c}`' for c in close)}?"
 
 
 #: nodes that bind names; a template without them reads every name it mentions from outside

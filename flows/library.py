@@ -187,42 +187,61 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
 def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None) -> tuple[list[SpecError], int, int]:
     """Validate SOP and config files (folders expanded). Returns (errors, sops checked, configs checked).
 
-    A folder whose files are all config is one site (merged); a config file given on its own
-    or among SOPs is validated as a site of its own, unless it is a file of ``config_dir``:
-    that is checked with the rest of its site. SOP files are checked against the site in
-    ``config_dir`` (or the one among ``paths``).
+    Errors come file by file, each file's by line and column.
+
+    A folder whose files are all config is one site (merged), at any depth of a folder given;
+    a config file given on its own or among SOPs is validated as a site of its own, unless it
+    is a file of ``config_dir``: that is checked with the rest of its site. SOP files are
+    checked against the site of a config folder given by name or of ``config_dir``.
     """
     errors: list[SpecError] = []
     sop_docs: list[Document] = []
     config_groups: list[list[Document]] = []
+    named_sites: set[Path] = set()  # config folders given by name: SOPs are checked against them
     for path in paths:
         if not path.exists():
             errors.append(SpecError(str(path), 1, 1, "", "no such file or folder"))
             continue
-        docs = []
+        by_folder: dict[Path, list[Document]] = {}
         for file in yaml_files([path]):
             doc, parse_errors = read_document(file)
             errors.extend(parse_errors)
             if doc is not None and not parse_errors:
-                docs.append(doc)
-        configs = [d for d in docs if is_config_doc(d)]
-        sop_docs.extend(d for d in docs if not is_config_doc(d))
-        if path.is_dir() and configs and len(configs) == len(docs):
-            config_groups.append(configs)
-        else:
-            config_groups.extend([d] for d in configs)
+                by_folder.setdefault(file.parent, []).append(doc)
+        for folder, docs in by_folder.items():
+            configs = [d for d in docs if is_config_doc(d)]
+            sop_docs.extend(d for d in docs if not is_config_doc(d))
+            if path.is_dir() and configs and len(configs) == len(docs):
+                config_groups.append(configs)
+                if folder.resolve() == path.resolve():
+                    named_sites.add(folder.resolve())
+            else:
+                config_groups.extend([d] for d in configs)
     config_groups = _with_whole_site(config_groups, config_dir, errors)
+    if config_dir.is_dir():
+        named_sites.add(config_dir.resolve())
     site: Site | None = None
+    named: list[Site | None] = []
     for group in config_groups:
         group_site, group_errors = load_site(group, env)
         errors.extend(group_errors)
-        if len(group) > 1 or site is None:
-            site = group_site or site
-    if sop_docs and not any(len(g) > 1 for g in config_groups):
-        site = _site_from(config_dir, env, errors) or site
+        if Path(group[0].file).resolve().parent in named_sites:
+            named.append(group_site)
+        site = site or group_site
+    if sop_docs:
+        # a named site with errors leaves names unchecked: its own errors are listed already
+        site = named[0] if named else _site_from(config_dir, env, errors) or site
     for doc in sop_docs:
         errors.extend(load_sop(doc, site)[1])
-    return errors, len(sop_docs), sum(len(g) for g in config_groups)
+    return _by_file_and_line(errors), len(sop_docs), sum(len(g) for g in config_groups)
+
+
+def _by_file_and_line(errors: list[SpecError]) -> list[SpecError]:
+    """Each file's errors together (files in the order they were read), top to bottom."""
+    order: dict[str, int] = {}
+    for error in errors:
+        order.setdefault(error.file, len(order))
+    return sorted(errors, key=lambda e: (order[e.file], e.line, e.column))
 
 
 def _with_whole_site(groups: list[list[Document]], config_dir: Path, errors: list[SpecError]) -> list[list[Document]]:

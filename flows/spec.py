@@ -1,6 +1,6 @@
 """The SOP model: what an SOP file says, validated, and nothing about how it runs.
 
-This module imports nothing from Prefect, FastAPI, Apprise or SQLAlchemy (see STYLE.md):
+This module imports nothing from Prefect, FastAPI, Apprise or SQLAlchemy (tests/spec/test_imports.py):
 the compiler and the engine take these objects, the loader (``flows.loader``) makes them
 from YAML with file:line errors, and ``flows.checks`` does the cross-checks.
 """

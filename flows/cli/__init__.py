@@ -1,22 +1,60 @@
-"""The ``sop`` command: one Typer app, commands grouped by audience in sibling modules."""
+"""The ``sop`` command: one Typer app, commands grouped by audience in sibling modules.
+
+A command's module is imported when that command runs (or when help lists them all):
+``sop validate`` need not load the ledger, the audit queries and Apprise to check a file.
+"""
 
 from __future__ import annotations
 
+import importlib
+
+import click
 import typer
+from typer.core import TyperGroup
+
+#: every command, in the order help lists them, with the module (``flows.cli.<name>``) defining it
+COMMANDS = {
+    **dict.fromkeys(("serve", "pager", "run", "status", "done", "reject", "cancel", "timers"), "runs"),
+    **dict.fromkeys(("drill", "demo"), "drill"),
+    **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),
+    "notify-test": "notify",
+    "audit": "audit",
+}
+
+
+class LazyCommands(TyperGroup):
+    """A command group that imports a command's module only when the command is looked up."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:  # an unknown name loads them all: a typo gets a did-you-mean
+            self._load(*([COMMANDS[cmd_name]] if cmd_name in COMMANDS else COMMANDS.values()))
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load(*COMMANDS.values())
+        return [*(name for name in COMMANDS if name in self.commands),
+                *(name for name in self.commands if name not in COMMANDS)]
+
+    def _load(self, *modules: str) -> None:
+        for module in dict.fromkeys(modules):
+            importlib.import_module(f"flows.cli.{module}")  # its decorators register on `app`
+        self.commands.update(typer.main.get_group(app).commands)
+
 
 app = typer.Typer(
     name="sop",
+    cls=LazyCommands,
     help="Run standard operating procedures as code: validate, run, respond, audit.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-from flows.cli import audit as _audit  # noqa: E402,F401  (registers `sop audit …`)
-from flows.cli import drill as _drill  # noqa: E402,F401  (registers commands)
-from flows.cli import library as _library  # noqa: E402,F401
-from flows.cli import notify as _notify  # noqa: E402,F401  (registers commands)
-from flows.cli import runs as _runs  # noqa: E402,F401
+
+@app.callback()
+def _group() -> None:
+    # with no command module imported yet, Typer needs a callback to build a group at all
+    pass
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ ROLES = {
         "backup": "sara-lopez",
         "lead": "pr-lead",
     },
-    "pr-lead": {"members": ["chen-jie", "wang-fang"], "primary": "chen-jie", "backup": "wang-fang"},
+    "pr-lead": {"members": ["chen-jie", "wang-fang"], "primary": "chen-jie", "backup": "wang-fang", "lead": "none"},
 }
 
 

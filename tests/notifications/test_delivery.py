@@ -140,7 +140,9 @@ def test_one_structured_log_line_per_destination(
 def test_a_channel_gets_every_url_and_a_role_its_primary(http: HttpReceiver, make_site: Any) -> None:
     site = make_site(
         {"wang-fang": [http.url("/ok/wang")], "sara-lopez": [http.url("/ok/sara")]},
-        roles={"pr-oncall": {"members": ["wang-fang", "sara-lopez"], "primary": "wang-fang", "backup": "sara-lopez"}},
+        roles={
+            "pr-oncall": {"members": ["wang-fang", "sara-lopez"], "primary": "wang-fang", "backup": "sara-lopez", "lead": "none"}
+        },
         channels={"ops-broadcast": [http.url("/ok/room-1"), http.url("/status/500/room-2")]},
     )
     results = deliver(MESSAGE, recipients(["pr-oncall", "ops-broadcast"], site), retries=0, **FAST)

@@ -29,6 +29,8 @@ class E(NamedTuple):
 
 
 MISSING_VAR = "CORPUS_BO_CHEN_URL"
+#: variables the corpus reads, unset while it is checked
+CORPUS_VARS = (MISSING_VAR, "CORPUS_BO_CHEN_MAIL")
 
 EXPECTED: dict[str, list[E]] = {
     # --- malformed YAML, not a mapping, empty ------------------------------------------------
@@ -76,6 +78,10 @@ EXPECTED: dict[str, list[E]] = {
     "duplicate-step-ids.yaml": [E(11, 9, "steps[2].id", "duplicate step id `look` (also steps[0])")],
     "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
     "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
+    "needs-cycle-and-unknown-variable.yaml": [
+        E(9, 12, "steps[0].needs", "steps form a cycle: a → b → c → a"),
+        E(8, 12, "steps[0].title", "unknown variable `region`"),
+    ],
     "self-need.yaml": [E(8, 13, "steps[0].needs[0]", "step `look` needs itself")],
     "fallback-unknown-step.yaml": [E(9, 17, "steps[0].on_timeout", "falls back to unknown step `page-lead`")],
     # --- names from config/ ------------------------------------------------------------------
@@ -93,6 +99,8 @@ EXPECTED: dict[str, list[E]] = {
         E(11, 11, "steps[1].when", "step ids with dashes are written with underscores: steps.holding_statement"),
         E(11, 11, "steps[1].when", "unknown variable `statement`"),
     ],
+    "unknown-filter.yaml": [E(10, 14, "steps[0].message.title", "unknown filter `uper`; did you mean `upper`?")],
+    "unknown-test.yaml": [E(11, 11, "steps[0].when", "unknown test `oddd`; did you mean `odd`?")],
     # --- triggers ----------------------------------------------------------------------------
     "metric-above-and-below.yaml": [E(9, 12, "triggers[0].below", "exactly one of above, below, change")],
     "change-without-period.yaml": [E(7, 13, "triggers[0].change", "a `change` rule needs a `period`")],
@@ -122,6 +130,18 @@ EXPECTED: dict[str, list[E]] = {
     "config-bad-timezone.yaml": [E(4, 15, "people.ana-ruiz.timezone", "unknown time zone `Europe/Barcelona`")],
     "config-token-bad-role.yaml": [E(8, 11, "tokens.ops-console.role", "'operator', 'responder', 'auditor' or 'monitor'")],
     "config-responder-without-person.yaml": [E(7, None, "tokens.phone.person", "a responder token needs `person`")],
+    "config-role-without-backup.yaml": [
+        E(6, 5, "roles.night-shift.backup", "a role needs a `backup`: a member other than the primary")
+    ],
+    "config-role-without-lead.yaml": [
+        E(11, 5, "roles.night-shift.lead", "a role needs a `lead`: the role its late steps escalate to "
+                                           "(write `lead: none` for the top of the chain)")
+    ],
+    "config-contact-not-apprise.yaml": [
+        E(6, 9, "people.ana-ruiz.contacts[1]", "person `ana-ruiz`: contacts[1] is not an Apprise URL (expected scheme://"),
+        E(9, 16, "people.bo-chen.contacts[0]",
+          "person `bo-chen`: contacts[0] is not an Apprise URL after expanding ${CORPUS_BO_CHEN_MAIL}"),
+    ],
 }
 
 #: folders of config files, validated together as one site (a name may be defined only once)
@@ -139,7 +159,8 @@ def corpus(repo_root: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_corpus_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(MISSING_VAR, raising=False)
+    for name in CORPUS_VARS:
+        monkeypatch.delenv(name, raising=False)
 
 
 def validate(path: Path, repo_root: Path) -> list[SpecError]:
@@ -211,6 +232,23 @@ def test_a_missing_variable_is_fine_once_it_is_set(
     assert validate(corpus / "config-missing-env.yaml", repo_root) == []
 
 
+def test_a_contact_from_the_environment_is_checked_without_showing_its_value(
+    corpus: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MISSING_VAR, "s3cr3t-token")  # set, but not an Apprise URL
+    [error] = validate(corpus / "config-missing-env.yaml", repo_root)
+    assert error.path == "people.bo-chen.contacts[0]"
+    assert f"is not an Apprise URL after expanding ${{{MISSING_VAR}}}" in error.message
+    assert "s3cr3t" not in error.message
+
+
+def test_the_top_of_the_chain_says_lead_none(repo_root: Path) -> None:
+    docs = [read_document(path)[0] for path in sorted((repo_root / "config").glob("*.yaml"))]
+    site, errors = load_site([doc for doc in docs if doc is not None], env={})
+    assert site is not None, errors
+    assert [name for name, role in site.roles.items() if role.lead is None] == ["ops-director"]
+
+
 def test_a_field_error_does_not_invent_errors_about_the_broken_parts(corpus: Path, repo_root: Path) -> None:
     # step `fix` reads `steps.look.severity` and `inputs.region`, both of which failed to
     # validate; the stand-ins must keep those references valid
@@ -229,14 +267,28 @@ def printed(error: E, file: str) -> re.Pattern[str]:
 
 
 def test_sop_validate_lists_every_corpus_error_as_file_line_col(sop) -> None:
-    result = sop("validate", "tests/spec/corpus", env={MISSING_VAR: None})
+    result = sop("validate", "tests/spec/corpus", env=dict.fromkeys(CORPUS_VARS))
     assert result.returncode == 1, result.stderr
     for name, expected in EXPECTED.items():
         for error in expected:
             assert printed(error, f"tests/spec/corpus/{name}").search(result.stderr), f"{name}: {error}"
-    total = sum(len(errors) for errors in EXPECTED.values())
-    assert f"{total} error(s) in {len(EXPECTED)} file(s)" in result.stderr
+    # a subfolder of config files is one site, as when it is given by name
+    for folder, files in EXPECTED_FOLDERS.items():
+        for file, expected in files.items():
+            for error in expected:
+                assert printed(error, f"tests/spec/corpus/{folder}/{file}").search(result.stderr), f"{folder}: {error}"
+    folder_errors = [e for files in EXPECTED_FOLDERS.values() for errors in files.values() for e in errors]
+    total = sum(len(errors) for errors in EXPECTED.values()) + len(folder_errors)
+    files = len(EXPECTED) + sum(len(files) for files in EXPECTED_FOLDERS.values())
+    assert f"{total} error(s) in {files} file(s)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sop_validate_lists_a_files_errors_top_to_bottom(sop) -> None:
+    # the cycle is found before the templates are read, but the template is on an earlier line
+    result = sop("validate", "tests/spec/corpus/needs-cycle-and-unknown-variable.yaml")
+    shown = [line for line in result.stderr.splitlines() if line.startswith("✗")]
+    assert [line.split(":")[1:3] for line in shown] == [["8", "12"], ["9", "12"]]
 
 
 def test_sop_validate_a_config_folder_reports_the_duplicate(sop) -> None:

@@ -60,3 +60,19 @@ def test_serve_and_run_refuse_a_broken_site_template_when_they_load_the_library(
         [error] = caught.value.errors
         assert (error.file, error.line) == (str(tmp_path / "config" / "templates" / "assigned.md.j2"), 3)
         assert "template syntax error" in error.message
+
+
+def test_a_filter_jinja2_does_not_have_is_caught_before_the_run(sop, tmp_path):
+    # Jinja2 looks filters up only when it compiles the template: at run time, for a step
+    broken = tmp_path / "shout.yaml"
+    broken.write_text(
+        "id: shout\ntitle: Shout\nclass: routine\nowner: sre-oncall\nsteps:\n"
+        "  - id: tell\n    kind: notify\n    notify: [sre-oncall]\n"
+        '    message: {title: "{{ trigger.summary | xyzzy }}"}\n'
+    )
+
+    result = sop("validate", str(broken))
+
+    assert result.returncode == 1
+    assert f"{broken}:9:" in result.stderr
+    assert "unknown filter `xyzzy` (expected a Jinja2 built-in filter" in result.stderr
