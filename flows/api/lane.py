@@ -90,12 +90,9 @@ class IntakeThread:
                     call.run()
                     if call.error is not None:
                         raise _Retry
-        except _Retry:
-            for call in calls:
-                call.error = None
-            return False
-        except Exception:  # the commit itself failed: run each alone, and each says why
-            log.warning("event=intake_batch_failed calls=%d (running them one by one)", len(calls), exc_info=True)
+        except Exception as exc:  # a call raised, or the commit itself failed: run each alone, each says why
+            if not isinstance(exc, _Retry):
+                log.warning("event=intake_batch_failed calls=%d (running them one by one)", len(calls), exc_info=True)
             for call in calls:
                 call.error = None
             return False
