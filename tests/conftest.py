@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from flows.ledger import Ledger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the installed console script next to this interpreter, as a user runs it
@@ -49,3 +51,12 @@ def sop(repo_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    """A fresh, migrated SQLite ledger in the test's own folder."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    yield ledger
+    ledger.dispose()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -25,14 +23,6 @@ from flows.ledger.schema import records, runs
 from flows.library import Library
 from tests.api.conftest import TOKEN_ENV, Api, ServedApp, unique
 from tests.triggers.payloads import alertmanager as am_body
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    ledger.migrate()
-    yield ledger
-    ledger.dispose()
 
 
 def kinds(ledger: Ledger) -> list[str]:

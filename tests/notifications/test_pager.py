@@ -8,7 +8,6 @@ receiver (``/status/500/...`` answers 500, ``/ok/...`` 200) or a port where noth
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ SECRET = "hunter2-pass"
 @pytest.fixture(scope="module")
 def library(repo_root: Path) -> Library:
     return load_library(repo_root, env={})
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    ledger.migrate()
-    yield ledger
-    ledger.dispose()
 
 
 @pytest.fixture
