@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -266,37 +267,71 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
         query = query.where(records.c.run_id.in_(chosen))
     else:
         query = query.where(records.c.run_id.is_not(None))
-    if not full:  # leave in the database the data figures never read; of a report, only its verdict
-        reported = records.c.kind.in_(_REPORTED)
-        query = query.with_only_columns(*query.selected_columns[:-1], sa.case(
-            (reported, sa.func.substr(records.c.data, 1, len(_VERDICT) + 5)),
-            (records.c.kind.in_(SUMMARY_DATA), records.c.data), else_=sa.null()))
+    segments = part.segments() if part is not None else [sa.true()]  # each in chain order, one after the other
+    if not full:
+        _fill_summary(conn, builders, query, segments)
+        return
     get, handlers, empty, parse, scan = builders.get, HANDLERS, {}, datetime.fromisoformat, _scan
-    for segment in part.segments() if part is not None else [sa.true()]:  # each in chain order, one after the other
+    for segment in segments:
         for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
             for seq, at, run_id, kind, step_id, actor, data in chunk:
                 builder = get(run_id)
                 if builder is None:
                     continue
-                # the hot loop of a 10,000-run report: each record to its kind's handler
                 when = parse(at + "+00:00") if type(at) is str and len(at) == 26 else record_time(at)
-                if data is None:
-                    values = empty
-                elif full or kind not in _REPORTED or not data.startswith(_VERDICT):
-                    try:  # json.loads without its Python layers (canonical JSON: no surrounding blanks)
-                        values, end = scan(data, 0)
-                    except StopIteration:
-                        end = -1
-                    if end != len(data):
-                        values = json.loads(data)  # not canonical: decode (or fail) as usual
-                else:  # canonical JSON sorts keys: a report's record starts with its deadline verdict
-                    values = _VERDICTS.get(data[len(_VERDICT):len(_VERDICT) + 4]) or empty
-                if full:
-                    builder.run.entries.append(Entry(seq, when, kind, step_id, actor, values))
+                values = empty if data is None else _decode(data)
+                builder.run.entries.append(Entry(seq, when, kind, step_id, actor, values))
                 handler = handlers.get(kind)
                 if handler is not None:
                     handler(builder, seq, when, step_id, actor, values)
 
+
+def _decode(data: str) -> Any:
+    try:  # json.loads without its Python layers (canonical JSON: no surrounding blanks)
+        values, end = _scan(data, 0)
+    except StopIteration:
+        end = -1
+    if end != len(data):
+        values = json.loads(data)  # not canonical: decode (or fail) as usual
+    return values
+
+
+def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any, segments: list[Any]) -> None:
+    """The records figures and timelines need, with only what they read of each: the hot loop of a
+    10,000-run report.
+
+    Every value the driver hands back is an object to build, so the database leaves out what
+    no handler reads: the kind comes as one letter (CPython keeps one object per one-letter
+    string), seq only for the kinds that keep it, the actor only for the kinds that record
+    who, the data only for the kinds whose handler reads it, and of a report's data only
+    its deadline verdict (canonical JSON sorts keys, so it comes first), as ``t``/``f``/``n``.
+    """
+    kind, data = records.c.kind, records.c.data
+    verdict_prefix = sa.func.substr(data, 1, len(_VERDICT) + 4)
+    query = query.with_only_columns(
+        sa.case((kind.in_(_SEQ_KINDS), records.c.seq), else_=sa.null()),
+        *query.selected_columns[1:3],
+        sa.case(*((kind == name, sa.literal(code)) for name, code in _CODES.items()), else_=sa.null()),
+        records.c.step_id,
+        sa.case((kind.in_(_ACTOR_KINDS), records.c.actor), else_=sa.null()),
+        sa.case((kind.in_(_REPORTED), sa.case((verdict_prefix.in_(_VERDICT_PREFIXES),
+                                               sa.func.substr(data, len(_VERDICT) + 1, 1)), else_=data)),
+                (kind.in_(SUMMARY_DATA), data), else_=sa.null()))
+    get, handlers, empty, parse, verdicts = builders.get, _CODED_HANDLERS, {}, datetime.fromisoformat, _VERDICTS
+    for segment in segments:
+        for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
+            for seq, at, run_id, code, step_id, actor, text in chunk:
+                builder = get(run_id)
+                if builder is None:
+                    continue
+                when = parse(at + "+00:00") if type(at) is str and len(at) == 26 else record_time(at)
+                if text is None:
+                    values = empty
+                elif len(text) == 1:
+                    values = verdicts[text]
+                else:
+                    values = _decode(text)
+                handlers[code](builder, seq, when, step_id, actor, values)
 
 def _chunks(conn: Connection, query: Any, size: int = 10_000) -> Iterator[Sequence[Any]]:
     """The rows of a query, a chunk at a time. On SQLite straight from the driver's cursor: these
@@ -317,8 +352,14 @@ _scan = json.JSONDecoder().scan_once  # the C scanner json.loads ends in (same d
 
 _REPORTED = ("step_done", "step_rejected")
 _VERDICT = '{"deadline_met":'
-_VERDICTS = {"true": {"deadline_met": True}, "fals": {"deadline_met": False}, "null": {"deadline_met": None}}
-
+_VERDICTS = {"t": {"deadline_met": True}, "f": {"deadline_met": False}, "n": {"deadline_met": None}}
+_VERDICT_PREFIXES = tuple(_VERDICT + word for word in ("true", "fals", "null"))
+#: each summary kind's one-letter code, and the handler of each code
+_CODES = {name: chr(ord("a") + i) for i, name in enumerate(k for k in SUMMARY_KINDS if k != "run_started")}
+_CODED_HANDLERS = {code: HANDLERS[name] for name, code in _CODES.items()}
+#: the kinds whose handler keeps the record's seq, and those whose handler reads its actor
+_SEQ_KINDS = ("escalation", "approval")
+_ACTOR_KINDS = ("approval", "run_cancelled", *(k for k in SUMMARY_KINDS if HANDLERS[k].__class__ is partial))
 
 def load_run(conn: Connection, run_id: str) -> RunAudit:
     """One run in full (every record, notifications, the pinned text); AuditError when unknown."""

@@ -135,3 +135,28 @@ def test_the_fast_read_for_reports_agrees_with_the_full_read(audit: Audit) -> No
                 for s in a.steps.values()] == [
                (s.state, s.ready_at, s.due_at, s.finished_at, s.deadline(now), [e.at for e in s.escalations])
                for s in b.steps.values()]
+
+
+def test_the_fast_read_decodes_reports_whose_data_does_not_start_with_a_verdict(ledger: Any) -> None:
+    """The fast read takes a report's verdict from the first bytes of its data; any other shape
+    (no verdict, a verdict that is not true/false/null) is decoded whole, as the full read does."""
+    from datetime import timedelta
+
+    from flows.audit.queries import load_runs
+
+    with ledger.transaction() as tx:
+        for n, (first, second) in enumerate([({"note": "no verdict"}, {"deadline_met": True, "note": "ok"}),
+                                             ({"deadline_met": 0}, {"deadline_met": None})]):
+            run_id = f"run-{n}"
+            tx.append("run_started", run_id, at=T0, sop=f"s{n}", sop_hash="", speed=1)
+            for step, data in (("a", first), ("b", second)):
+                tx.append("step_assigned", run_id, step, at=T0, due_at=str(T0 + timedelta(minutes=5)))
+                tx.append("step_done", run_id, step, actor="li-wei", at=T0 + timedelta(minutes=9), **data)
+    with ledger.read() as conn:
+        fast, full = load_runs(conn), load_runs(conn, full=True)
+    now = T0 + timedelta(hours=1)
+    seen = [[(s.state, s.actor, s.deadline_met_recorded, s.deadline(now)) for s in run.steps.values()] for run in fast]
+    assert seen == [[("done", "li-wei", None, "missed"), ("done", "li-wei", True, "met")],
+                    [("done", "li-wei", 0, "missed"), ("done", "li-wei", None, "missed")]]
+    assert seen == [[(s.state, s.actor, s.deadline_met_recorded, s.deadline(now)) for s in run.steps.values()]
+                    for run in full]
