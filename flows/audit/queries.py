@@ -12,9 +12,9 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -271,7 +271,7 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
     if not full:
         _fill_summary(conn, builders, query, segments)
         return
-    get, handlers, empty, parse, scan = builders.get, HANDLERS, {}, datetime.fromisoformat, _scan
+    get, handlers, empty, parse = builders.get, HANDLERS, {}, datetime.fromisoformat
     for segment in segments:
         for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
             for seq, at, run_id, kind, step_id, actor, data in chunk:
