@@ -43,7 +43,7 @@ def percentile(values: Iterable[float], share: float) -> float | None:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One ledger record on a run's timeline."""
 
@@ -55,7 +55,7 @@ class Entry:
     data: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     """What happened at one destination of one notification."""
 
@@ -68,7 +68,7 @@ class Delivery:
     via: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Notification:
     """One page (assigned, reminder, escalated, overdue, run_finished…) and its deliveries."""
 
@@ -82,7 +82,7 @@ class Notification:
         return sum(1 for d in self.deliveries if d.ok)
 
 
-@dataclass
+@dataclass(slots=True)
 class Escalation:
     """One level of a step's ladder that fired (a reminder is a level too)."""
 
@@ -95,7 +95,7 @@ class Escalation:
     late_ms: int | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Approval:
     seq: int
     at: datetime
@@ -103,7 +103,7 @@ class Approval:
     note: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class StepAudit:
     """One step of a run: when it was ready, who was asked and told, who did what, its deadline."""
 
@@ -148,7 +148,7 @@ class StepAudit:
         return MISSED if now > self.due_at else PENDING
 
 
-@dataclass
+@dataclass(slots=True)
 class RunAudit:
     """Everything the chain says about one run (``entries`` only when loaded in full)."""
 

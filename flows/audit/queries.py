@@ -311,7 +311,7 @@ def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any,
     query = query.with_only_columns(
         sa.case((kind.in_(_SEQ_KINDS), records.c.seq), else_=sa.null()),
         *query.selected_columns[1:3],
-        sa.case(*((kind == name, sa.literal(code)) for name, code in _CODES.items()), else_=sa.null()),
+        sa.case(_CODES, value=kind, else_=sa.null()),  # CASE kind WHEN …: reads the kind once
         records.c.step_id,
         sa.case((kind.in_(_ACTOR_KINDS), records.c.actor), else_=sa.null()),
         sa.case((kind.in_(_REPORTED), sa.case((verdict_prefix.in_(_VERDICT_PREFIXES),
