@@ -24,13 +24,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from hashlib import sha256
+from json.encoder import encode_basestring
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.queries import AuditError, at_column, record_time, text_hash
-from flows.ledger import GENESIS, record_hash
+from flows.ledger import GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
 _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records deleted or inserted at once)
@@ -137,20 +139,48 @@ def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_a
                                     f"(or it was written outside the ledger)")
 
 
-def _chain(conn: Connection) -> Iterator[tuple[Any, Any]]:
-    """Every record in sequence order with the one after it (None after the last), streamed."""
+def _rows(conn: Connection) -> Iterator[tuple[Any, ...]]:
+    """Every record's columns in sequence order, streamed (times as the driver hands them back)."""
     columns = [records.c.seq, at_column(conn), *(records.c[n] for n in ("run_id", "step_id", "kind", "actor", "data",
                                                                             "prev_hash", "hash"))]
     result = conn.execute(sa.select(*columns).order_by(records.c.seq))
-    previous = None
-    while chunk := result.fetchmany(5000):
-        for seq, at, run_id, step_id, kind, actor, data, prev_hash, digest in chunk:
-            row = _Record(seq, record_time(at), run_id, step_id, kind, actor, data, prev_hash, digest)
-            if previous is not None:
-                yield previous, row
-            previous = row
-    if previous is not None:
-        yield previous, None
+    source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: a third faster
+    try:
+        while chunk := (source or result).fetchmany(5000):
+            yield from chunk
+    finally:
+        result.close()
+
+
+def _record(columns: tuple[Any, ...]) -> _Record:
+    seq, at, run_id, step_id, kind, actor, data, prev_hash, digest = columns
+    return _Record(seq, record_time(at), run_id, step_id, kind, actor, data, prev_hash, digest)
+
+
+_STR = encode_basestring  # how flows.ledger.dumps (ensure_ascii=False) writes a string, in C
+
+
+def _json(value: str | None) -> str:
+    return "null" if value is None else _STR(value)
+
+
+def _iso(at: Any) -> str:
+    """A record's time as :func:`flows.ledger.record_hash` writes it (``datetime.isoformat`` in UTC),
+    straight from SQLite's text when it has the usual shape (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    if type(at) is str and len(at) == 26 and at[10] == " " and at[19] == ".":
+        return f"{at[:10]}T{at[11:19]}+00:00" if at.endswith(".000000") else f"{at[:10]}T{at[11:]}+00:00"
+    return utc(record_time(at)).isoformat()  # type: ignore[union-attr]
+
+
+def _intact(columns: tuple[Any, ...], prev_seq: int, prev_hash: str) -> bool:
+    """The record follows ``prev_seq``, links to ``prev_hash`` and matches its own hash: what
+    :func:`_classify` finds for nearly every record, at a fraction of the cost."""
+    seq, at, run_id, step_id, kind, actor, data, linked, digest = columns
+    if seq != prev_seq + 1 or linked != prev_hash:
+        return False
+    # flows.ledger.dumps([seq, at, run_id, step_id, kind, actor, data]), written out: the same text
+    body = f"[{seq},{_STR(_iso(at))},{_json(run_id)},{_json(step_id)},{_STR(kind)},{_json(actor)},{_STR(data)}]"
+    return sha256(f"{prev_hash}|{body}".encode()).hexdigest() == digest
 
 
 @dataclass
@@ -169,32 +199,41 @@ class _Record:
 def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verification:
     """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect.
 
-    Two passes, neither holding the records: every (hash, seq) first (to tell a moved record
-    from an edited one), then the records in order with one of lookahead.
+    The records are streamed in order, never held. Each is first checked the quick way (it
+    follows its predecessor, links to it and hashes right); only a record that fails is
+    looked at closely, with one of lookahead and an index of every (hash, seq), read then,
+    to tell a moved record from an edited one.
     """
-    written_at: dict[str, int] = {}
-    by_seq: dict[int, str] = {}
-    for seq, digest in conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq)):
-        written_at[digest] = seq
-        by_seq[seq] = digest
-    head_seq = next(reversed(by_seq), 0)
-    result = Verification(records=len(by_seq), head_seq=head_seq, head_hash=by_seq.get(head_seq, GENESIS))
+    head = conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first()
+    count = conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
+    result = Verification(records=count, head_seq=head[0] if head else 0, head_hash=head[1] if head else GENESIS)
+    written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
     prev_seq, prev_hash = 0, GENESIS
-    for row, following in _chain(conn):
-        if not result.breaks:
-            found = _classify(row, following, prev_seq, prev_hash, written_at)
+    rows = _rows(conn)
+    pending = next(rows, None)
+    while pending is not None:
+        columns, pending = pending, next(rows, None)
+        if result.breaks:
+            if not _intact(columns, columns[0] - 1, columns[7]):
+                result.suspects.append(columns[0])
+        elif not _intact(columns, prev_seq, prev_hash):
+            if written_at is None:
+                written_at = {digest: seq for seq, digest in conn.execute(
+                    sa.select(records.c.seq, records.c.hash).order_by(records.c.seq))}
+            found = _classify(_record(columns), None if pending is None else _record(pending), prev_seq, prev_hash,
+                              written_at)
             if found is not None:
                 result.breaks.append(found)
-        elif _hash(row, row.prev_hash, row.seq) != row.hash:
-            result.suspects.append(row.seq)
-        prev_seq, prev_hash = row.seq, row.hash
+        prev_seq, prev_hash = columns[0], columns[8]
     for anchor in anchors or []:
         if anchor.seq > result.head_seq:
             result.breaks.append(Break(result.head_seq + 1, "truncated", f"the anchor names record {anchor.seq} but the "
                                                                          f"chain ends at {result.head_seq}: records were cut off the end"))
-        elif by_seq.get(anchor.seq) != anchor.hash:
-            result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
-                                                                f"{anchor.hash[:12]}…: the chain was rewritten at or before it"))
+        else:
+            stored = conn.execute(sa.select(records.c.hash).where(records.c.seq == anchor.seq)).scalar()
+            if stored != anchor.hash:
+                result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
+                                                                    f"{anchor.hash[:12]}…: the chain was rewritten at or before it"))
     _check_texts(conn, result)
     return result
 

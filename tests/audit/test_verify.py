@@ -18,7 +18,7 @@ import pytest
 
 from flows.audit import Audit, AuditError
 from flows.audit.verify import Anchor, verify_chain
-from flows.ledger import Ledger, record_hash
+from flows.ledger import GENESIS, Ledger, record_hash
 from tests.audit.conftest import HERE, Scenario
 
 
@@ -186,3 +186,30 @@ def _first(db: Path) -> tuple[int, str]:
     ledger.dispose()
     assert first is not None
     return first.seq, first.kind
+
+
+def test_the_quick_check_hashes_exactly_as_the_ledger_writes(ledger: Ledger) -> None:
+    """Verify checks each record the quick way first; it must accept every record the ledger
+    writes (any text, any time) and nothing else, or a tampered record could pass."""
+    from datetime import UTC
+
+    from flows.audit.verify import _intact, _rows
+
+    odd = ['quote " backslash \\ tab \t', "控制 ünïcödé ✓ \u2028", "\x00\x1f", ""]
+    times = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC), datetime(2026, 3, 2, 9, 0, 0, 1, tzinfo=UTC),
+             datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
+    with ledger.transaction() as tx:
+        for n, text in enumerate(odd):
+            tx.append("note", None if n % 2 else f"run {text}", None if n == 2 else text, None if n == 1 else text,
+                      at=times[n % len(times)], text=text, nested={"list": [text, None, 1.5, True]})
+    prev_seq, prev_hash, checked = 0, GENESIS, 0
+    with ledger.read() as conn:
+        for columns in _rows(conn):
+            assert _intact(columns, prev_seq, prev_hash), columns
+            tampered = list(columns)
+            tampered[6] = columns[6].replace("}", " }", 1)  # the data, one blank added
+            assert not _intact(tuple(tampered), prev_seq, prev_hash)
+            assert not _intact(columns, prev_seq, "f" * 64)  # linked elsewhere
+            prev_seq, prev_hash, checked = columns[0], columns[8], checked + 1
+        assert checked == len(odd)
+        assert verify_chain(conn).ok
