@@ -130,8 +130,31 @@ def _compiled(text: str) -> Template:
     return ENV.from_string(text)
 
 
+#: ``{{ a.b.c }}`` and nothing else: the shape of most dedup keys and trigger inputs
+_LOOKUP = re.compile(r"\{\{\s*([A-Za-z]\w*(?:\.[A-Za-z]\w*)*)\s*\}\}\Z")
+_PLAIN = (str, int, float)
+
+
+@lru_cache(maxsize=2048)
+def _lookup_path(text: str) -> tuple[str, ...] | None:
+    match = _LOOKUP.match(text)
+    return tuple(match.group(1).split(".")) if match else None
+
+
 def render(text: str, context: dict[str, Any]) -> str:
     """Render a template with the run's context (inputs, steps, trigger, run, config)."""
+    path = _lookup_path(text)
+    if path is not None:
+        # a lone variable path through plain dicts to a plain value renders as str() of it, as
+        # Jinja would, without a template context (the intake renders two of these per alert);
+        # anything else (a missing key, a key that is also a dict method, an object) goes to Jinja
+        value: Any = context
+        for name in path:
+            if type(value) is not dict or name not in value or hasattr(dict, name):
+                return _compiled(text).render(**context)
+            value = value[name]
+        if type(value) in _PLAIN:
+            return str(value)
     return _compiled(text).render(**context)
 
 

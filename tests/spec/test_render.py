@@ -1,0 +1,40 @@
+"""Rendering: a lone ``{{ a.b }}`` takes a short path (the intake renders two per alert); it must
+render exactly what Jinja renders, and fail the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jinja2 import UndefinedError
+
+from flows.expressions import _compiled, render
+
+CONTEXT: dict[str, Any] = {
+    "inputs": {"service": "checkout", "count": 3, "ratio": 1.5, "flag": True, "nothing": None, "items": "shadowed",
+               "nested": {"deep": "value"}, "list": [1, 2]},
+    "trigger": {"labels": {"service": "payments", "severity": "critical"}},
+    "config": {"cloud_api": "https://cloud.example"},
+}
+
+
+@pytest.mark.parametrize("template", [
+    "{{ inputs.service }}", "{{inputs.count}}", "{{ inputs.ratio }}", "{{ inputs.flag }}", "{{ inputs.nothing }}",
+    "{{ inputs.items }}",  # a key that is also a dict method: Jinja's getattr finds the method first
+    "{{ inputs.nested.deep }}", "{{ inputs.nested }}", "{{ inputs.list }}", "{{ trigger.labels.service }}",
+    "{{ config.cloud_api }}/v1", " {{ inputs.service }}", "{{ inputs.service }}\n", "{{ inputs.service | upper }}",
+])  # fmt: skip
+def test_a_template_renders_as_jinja_renders_it(template: str) -> None:
+    assert render(template, CONTEXT) == _compiled(template).render(**CONTEXT)
+
+
+def test_a_lone_path_renders_plain_values_as_text() -> None:
+    assert render("{{ trigger.labels.service }}", CONTEXT) == "payments"
+    assert render("{{ inputs.count }}", CONTEXT) == "3"
+    assert render("{{ inputs.ratio }}", CONTEXT) == "1.5"
+
+
+@pytest.mark.parametrize("template", ["{{ inputs.missing }}", "{{ nowhere.service }}", "{{ inputs.service.x }}"])
+def test_a_missing_variable_fails_as_in_jinja(template: str) -> None:
+    with pytest.raises(UndefinedError):
+        render(template, CONTEXT)
