@@ -64,11 +64,6 @@ class RunView:
     unwritten_timers: list[dict[str, Any]] | None = None
 
     @property
-    def fresh(self) -> bool:
-        """New in this transaction: nothing of it was armed before (no fence to check)."""
-        return self.unwritten_timers is not None
-
-    @property
     def id(self) -> str:
         return self.run["id"]
 
