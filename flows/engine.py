@@ -24,7 +24,7 @@ from flows.ladder import levels
 from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import runs, sop_versions, steps, timers
 from flows.library import Library, LoadedSop
-from flows.runview import TERMINAL_STEP, RunNotFound, RunView, load_view, variables
+from flows.runview import TERMINAL_STEP, RunNotFound, RunView, load_view, new_view, variables
 from flows.spec import CheckStep, HumanStep, Sop, WaitStep
 from flows.steps import check as check_kind
 from flows.steps import human
@@ -130,6 +130,7 @@ _CANCEL_STEP_TIMERS = timers.update().where(_TIMERS_OPEN & (timers.c.step_id == 
 _RUN_INSERT = runs.insert()
 _STEPS_INSERT = steps.insert()
 _TIMER_INSERT = timers.insert()
+_SOP_VERSION_INSERT = sop_versions.insert()
 
 
 class Engine:
@@ -142,6 +143,8 @@ class Engine:
         self.pager = pager
         self.launcher = launcher
         self.clock = clock or ledger.clock or SystemClock()
+        #: hashes of pinned SOP texts known to be in the ledger (committed): no need to look again
+        self._pinned_texts: set[str] = set()
 
     @property
     def site(self):  # noqa: ANN201 - Site
@@ -168,7 +171,7 @@ class Engine:
         pages: list[Page] = []
         for _attempt in range(3):
             try:
-                result, plan = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id, pages)
+                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id, pages)
                 break
             except IntegrityError:
                 continue  # another process opened the same key a moment ago: attach to it
@@ -178,12 +181,14 @@ class Engine:
             return result
         self._send(pages)
         if launch and self.launcher is not None and flow_run_id is None and not plan.finished:
-            try:
-                self.launcher.launch(result.run_id)
-            except Exception as exc:  # recorded and paged already: `sop serve` launches orphans
-                log.warning("event=launch_failed run=%s error=%s (sop serve retries it)", result.run_id,
-                            str(exc)[:300])
+            self.ledger.after_commit(lambda: self._launch(result.run_id))  # in a batch: once it commits
         return result
+
+    def _launch(self, run_id: str) -> None:
+        try:
+            self.launcher.launch(run_id)  # type: ignore[union-attr]
+        except Exception as exc:  # recorded and paged already: `sop serve` launches orphans
+            log.warning("event=launch_failed run=%s error=%s (sop serve retries it)", run_id, str(exc)[:300])
 
     def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
                  trigger: dict[str, Any] | None = None) -> str | None:
@@ -203,10 +208,11 @@ class Engine:
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
                     trigger: dict[str, Any] | None, speed: float, flow_run_id: str | None,
-                    pages: list[Page]) -> tuple[StartResult, Plan]:
+                    pages: list[Page]) -> tuple[StartResult, Plan, RunView | None]:
         """Insert the run and make its first steps ready (or attach to the open one), in one transaction.
 
-        Queues the owner's page and the first assignments in ``pages``.
+        Queues the owner's page and the first assignments in ``pages``. Returns the new run's
+        view as the transaction left it (None when attached).
         """
         sop = loaded.sop
         now = self.clock.now()
@@ -218,31 +224,39 @@ class Engine:
                 if row is not None:
                     conn.execute(_RUN_UPDATE, {"_run": row.id, "repeats": row.repeats + 1, "last_seen_at": now})
                     tx.append("trigger_repeated", row.id, actor=initiator, trigger=trigger, repeats=row.repeats + 1)
-                    return StartResult(row.id, attached=True, repeats=row.repeats + 1), Plan()
-            if conn.execute(_SOP_VERSION, {"_hash": loaded.text_hash}).first() is None:
-                conn.execute(sop_versions.insert().values(hash=loaded.text_hash, sop_id=sop.id, version=sop.version,
-                                                          text=loaded.text, first_seen=now))
+                    return StartResult(row.id, attached=True, repeats=row.repeats + 1), Plan(), None
+            text_hash = loaded.text_hash
+            pinned = text_hash in self._pinned_texts
+            if not pinned and conn.execute(_SOP_VERSION, {"_hash": text_hash}).first() is None:
+                conn.execute(_SOP_VERSION_INSERT, {"hash": text_hash, "sop_id": sop.id, "version": sop.version,
+                                                   "text": loaded.text, "first_seen": now})
             run_id = new_run_id()
             deadline_at = now + scaled(sop.deadline, speed) if sop.deadline else None
-            conn.execute(_RUN_INSERT, dict(
-                id=run_id, sop_id=sop.id, sop_hash=loaded.text_hash, title=sop.title, sop_class=sop.class_,
+            run = dict(
+                id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
                 priority=sop.priority, status="running", initiator=initiator, trigger=dumps(trigger) if trigger else None,
                 inputs=dumps(inputs), dedup_key=key, open_key=f"{sop.id}:{key}" if key else None, repeats=0,
-                last_seen_at=now, speed=speed, started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id))
+                last_seen_at=now, speed=speed, started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id)
+            conn.execute(_RUN_INSERT, run)  # first: a race on the open key fails here, before anything else
             fallbacks = {s.fallback for s in sop.steps if s.fallback}
-            conn.execute(_STEPS_INSERT, [
+            # the step rows and timers are built in memory and inserted at the end (see _write_new)
+            view = new_view(run, [
                 {"run_id": run_id, "step_id": s.id, "kind": s.kind, "state": "standby" if s.id in fallbacks else "pending",  # type: ignore[attr-defined]
-                 "assignee": getattr(s, "assignee", None)} for s in sop.steps])
-            tx.append("run_started", run_id, actor=initiator, sop=sop.id, sop_hash=loaded.text_hash,
-                      version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
-                      deadline_at=deadline_at, priority=sop.priority)
-            if deadline_at is not None:
-                self._arm(tx, run_id, "", "run_deadline", "", deadline_at, fresh=True)
-            pages[:] = [Page("run_started", run_id, None, [sop.owner])]
-            plan = self._advance(tx, run_id, pages, fresh=True)
+                 "assignee": getattr(s, "assignee", None)} for s in sop.steps], sop)
+            with tx.held():  # the transition's records in one statement
+                tx.append("run_started", run_id, actor=initiator, sop=sop.id, sop_hash=text_hash,
+                          version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
+                          deadline_at=deadline_at, priority=sop.priority)
+                if deadline_at is not None:
+                    self._arm(tx, view, "", "run_deadline", "", deadline_at)
+                pages[:] = [Page("run_started", run_id, None, [sop.owner])]
+                plan = self._advance(tx, view, pages)
+                self._write_new(tx, view)
             self._queue(tx, pages)
+        if not pinned:
+            self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
-        return StartResult(run_id), plan
+        return StartResult(run_id), plan, view
 
     # --- advancing ---------------------------------------------------------------------
 
@@ -254,14 +268,12 @@ class Engine:
         """
         pages: list[Page] = []
         with self.ledger.transaction() as tx:
-            plan = self._advance(tx, run_id, pages)
+            plan = self._advance(tx, load_view(tx.conn, run_id), pages)
             self._queue(tx, pages)
         self._send(pages)
         return plan
 
-    def _advance(self, tx: Tx, run_id: str, pages: list[Page], fresh: bool = False) -> Plan:
-        view = load_view(tx.conn, run_id)
-        view.fresh = fresh
+    def _advance(self, tx: Tx, view: RunView, pages: list[Page]) -> Plan:
         if not view.is_open:
             return Plan(finished=True)
         changed = True
@@ -309,7 +321,7 @@ class Engine:
             until = wait_kind.until(step, now, view.speed)
             self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=until)
             tx.append("step_waiting", view.id, step.id, until=until)
-            self._arm(tx, view.id, step.id, "wait", "", until, fresh=view.fresh)
+            self._arm(tx, view, step.id, "wait", "", until)
         elif isinstance(step, CheckStep):
             try:
                 outputs = check_kind.execute(step, context)
@@ -335,10 +347,10 @@ class Engine:
         self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=due_at)
         tx.append("step_assigned", view.id, step.id, assignee=step.assignee, person=person, due_at=due_at)
         if due_at is not None:
-            self._arm(tx, view.id, step.id, "due", "", due_at, fresh=view.fresh)
+            self._arm(tx, view, step.id, "due", "", due_at)
         first = next(levels(view.sop.ladder_for(step), step.due, limit=1), None)
         if first is not None:
-            self._arm(tx, view.id, step.id, "ladder", first.key, now + scaled(first.offset, view.speed), fresh=view.fresh)
+            self._arm(tx, view, step.id, "ladder", first.key, now + scaled(first.offset, view.speed))
         pages.append(Page("assigned", view.id, step.id, [step.assignee]))
 
     def person_for(self, name: str) -> str:
@@ -348,9 +360,23 @@ class Engine:
 
     @staticmethod
     def _update_step(tx: Tx, view: RunView, step_id: str, **values: Any) -> None:
-        """Write a step row's new values, and keep ``view`` (read in this transaction) current."""
-        tx.conn.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
+        """Write a step row's new values, and keep ``view`` (read in this transaction) current.
+
+        A new run's step not inserted yet changes in memory only: ``_write_new`` inserts it as it ends up.
+        """
+        if step_id not in view.unwritten:
+            tx.conn.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
         view.steps[step_id] = {**view.steps[step_id], **values}
+
+    @staticmethod
+    def _write_new(tx: Tx, view: RunView) -> None:
+        """Insert a new run's step rows and timers as the transition left them, one statement each."""
+        if view.unwritten:
+            tx.conn.execute(_STEPS_INSERT, [view.steps[s] for s in view.steps if s in view.unwritten])
+            view.unwritten = set()
+        if view.unwritten_timers:
+            tx.conn.execute(_TIMER_INSERT, view.unwritten_timers)
+        view.unwritten_timers = None
 
     def _set_step(self, tx: Tx, view: RunView, step_id: str, state: str, *, reason: str | None = None,
                   result: dict[str, Any] | None = None, actor: str | None = None, note: str | None = None,
@@ -372,7 +398,7 @@ class Engine:
         self._update_step(tx, view, step_id, **values)
         tx.append(f"step_{state}", view.id, step_id, actor=actor, reason=reason, result=result, note=note,
                   deadline_met=met)
-        self._cancel_timers(tx, view.id, step_id)
+        self._cancel_timers(tx, view, step_id)
         fallback = view.sop.step(step_id).fallback
         if state != "timed_out" and fallback and view.steps.get(fallback, {}).get("state") == "standby":
             # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go
@@ -386,30 +412,39 @@ class Engine:
         outcome = "failed" if "failed" in states else "rejected" if "rejected" in states else "done"
         now = self.clock.now()
         met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
-        tx.conn.execute(_RUN_UPDATE, {"_run": view.id, "status": "finished", "outcome": outcome, "finished_at": now,
-                                      "open_key": None, "nudge": False})
+        values = {"status": "finished", "outcome": outcome, "finished_at": now, "open_key": None, "nudge": False}
+        tx.conn.execute(_RUN_UPDATE, {"_run": view.id, **values})
+        view.run.update(values)
         tx.append("run_finished", view.id, outcome=outcome, deadline_met=met)
-        self._cancel_timers(tx, view.id, None)
+        self._cancel_timers(tx, view, None)
         pages.append(Page("run_finished", view.id, None, [view.sop.owner]))
         log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
 
     # --- timers (arming; firing lives in flows.timers) ------------------------------------
 
-    def _arm(self, tx: Tx, run_id: str, step_id: str, kind: str, level: str, due_at: datetime,
-             fresh: bool = False) -> None:
-        """Arm a timer unless that level is armed already (``fresh``: the run is new in this transaction)."""
-        if not fresh and tx.conn.execute(
-            _TIMER_ARMED, {"_run": run_id, "_step": step_id, "_kind": kind, "_level": level}
+    def _arm(self, tx: Tx, view: RunView, step_id: str, kind: str, level: str, due_at: datetime) -> None:
+        """Arm a timer unless that level is armed already (a new run's: kept with it, see ``_write_new``)."""
+        timer = {"run_id": view.id, "step_id": step_id, "kind": kind, "level": level, "due_at": due_at,
+                 "armed_at": self.clock.now(), "cancelled_at": None}
+        if view.unwritten_timers is not None:  # new in this transaction: nothing was armed before
+            view.unwritten_timers.append(timer)
+        elif not tx.conn.execute(
+            _TIMER_ARMED, {"_run": view.id, "_step": step_id, "_kind": kind, "_level": level}
         ).first():
-            return
-        tx.conn.execute(_TIMER_INSERT, {"run_id": run_id, "step_id": step_id, "kind": kind, "level": level,
-                                          "due_at": due_at, "armed_at": self.clock.now()})
+            tx.conn.execute(_TIMER_INSERT, timer)
 
-    def _cancel_timers(self, tx: Tx, run_id: str, step_id: str | None) -> None:
-        if step_id is None:
-            tx.conn.execute(_CANCEL_RUN_TIMERS, {"_run": run_id, "cancelled_at": self.clock.now()})
+    def _cancel_timers(self, tx: Tx, view: RunView, step_id: str | None) -> None:
+        now = self.clock.now()
+        if view.unwritten_timers is not None:
+            # a new run's timers are all in memory (no row of it exists yet): cancelled there, written
+            # cancelled, as a run's cancelled timers always are
+            for timer in view.unwritten_timers:
+                if (step_id is None or timer["step_id"] == step_id) and timer["cancelled_at"] is None:
+                    timer["cancelled_at"] = now
+        elif step_id is None:
+            tx.conn.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
         else:
-            tx.conn.execute(_CANCEL_STEP_TIMERS, {"_run": run_id, "_step": step_id, "cancelled_at": self.clock.now()})
+            tx.conn.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
 
     # --- reports from people ---------------------------------------------------------------
 
@@ -508,7 +543,7 @@ class Engine:
             tx.conn.execute(runs.update().where(runs.c.id == view.id).values(
                 status="cancelled", outcome=f"cancelled: {reason}", finished_at=now, open_key=None, nudge=False))
             tx.append("run_cancelled", view.id, actor=actor, reason=reason)
-            self._cancel_timers(tx, view.id, None)
+            self._cancel_timers(tx, view, None)
             targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
                                          if isinstance(view.sop.step(s), HumanStep)]]
             pages = [Page("run_cancelled", view.id, None, list(dict.fromkeys(targets)))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,9 @@ class LoadedSop:
     path: Path
     text: str
 
-    @property
+    @cached_property
     def text_hash(self) -> str:
-        """SHA-256 of the file's exact text."""
+        """SHA-256 of the file's exact text (computed once: the text does not change)."""
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 

@@ -78,19 +78,26 @@ _ALIVE = sa.select(pagers.c.name, pagers.c.doorbell).where(pagers.c.beat_at > sa
 def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
     """Write ``pages`` to the outbox on ``conn`` (inside the transition's transaction).
 
-    ``claimed_by``: this process delivers them itself after the commit; None leaves them to a
-    pager process. Sets each page's ``outbox_id``.
+    ``claimed_by``: this process delivers them itself after the commit, and sets each page's
+    ``outbox_id`` (recording the delivery marks that row done). None leaves them to a pager
+    process, which reads them back with their ids: they are inserted in one statement, and
+    their ``outbox_id`` stays None here.
     """
     now = wall()
     until = now + LEASE if claimed_by else None
-    for page in pages:
-        result = conn.execute(_INSERT, {
-            "run_id": page.run_id, "step_id": page.step_id, "kind": page.kind,
-            "targets": json.dumps(page.targets), "level": json.dumps(page.level) if page.level else None,
-            "queued_at": now, "claimed_by": claimed_by, "claimed_until": until,
-            "attempts": 1 if claimed_by else 0})
-        page.outbox_id = result.inserted_primary_key[0]
-        page.deferred = claimed_by is None
+    rows = [{"run_id": page.run_id, "step_id": page.step_id, "kind": page.kind,
+             "targets": json.dumps(page.targets), "level": json.dumps(page.level) if page.level else None,
+             "queued_at": now, "claimed_by": claimed_by, "claimed_until": until,
+             "attempts": 1 if claimed_by else 0} for page in pages]
+    if claimed_by is None:
+        if rows:
+            conn.execute(_INSERT, rows)
+        for page in pages:
+            page.deferred = True
+        return
+    for page, row in zip(pages, rows, strict=True):
+        page.outbox_id = conn.execute(_INSERT, row).inserted_primary_key[0]
+        page.deferred = False
 
 
 def pager_alive(conn: Connection) -> bool:
@@ -149,10 +156,13 @@ class Doorbell:
         self.sock.close()
 
 
+_MARK_DONE = outbox.update().where(outbox.c.id.in_(sa.bindparam("_ids", expanding=True)))
+
+
 def mark_done(conn: Connection, ids: list[int], error: str | None = None) -> None:
     """These rows are handled: their deliveries are recorded (or they could not be rendered)."""
     if ids:
-        conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(done_at=wall(), error=error))
+        conn.execute(_MARK_DONE, {"_ids": ids, "done_at": wall(), "error": error})
 
 
 def claim(ledger: Ledger, name: str, limit: int = 100) -> list[Page]:

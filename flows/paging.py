@@ -25,7 +25,7 @@ from typing import Any
 from flows import outbox
 from flows.config import Site
 from flows.durations import format_duration
-from flows.ledger import Ledger, Tx
+from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import deliveries
 from flows.runview import RunView
 from flows.spec import HumanStep, Sop, StepBase
@@ -34,6 +34,7 @@ log = logging.getLogger("sop.paging")
 
 #: pages whose delivery records are written in one ledger transaction
 WRITE_CHUNK = 20
+_DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine)
 
 
 def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: Site) -> list[str]:
@@ -184,8 +185,9 @@ class Pager:
                                 attempts=0, latency=0.0, at=self.ledger.clock.now(), kind=page.kind)
         outbox_id = getattr(page, "outbox_id", None)
         try:
+            prepared = [self._prepare_page(page.run_id, page.step_id, page.kind, [result])]
             with self.ledger.transaction() as tx:
-                tx.conn.execute(deliveries.insert(), self._record_page(tx, page.run_id, page.step_id, page.kind, [result]))
+                self._write_pages(tx, prepared)
                 if outbox_id is not None:
                     outbox.mark_done(tx.conn, [outbox_id], error=text)
         except Exception:
@@ -265,13 +267,14 @@ class Pager:
             self._write_chunk(batch[start:start + WRITE_CHUNK])
 
     def _write_chunk(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
+        # everything but the records' seq and hash is made before the transaction: the write lock
+        # is then held for four statements (the chain's last record, records, deliveries, outbox)
         try:
+            prepared = [self._prepare_page(run_id, step_id, kind, results) for run_id, step_id, kind, results, _ in batch]
+            done = [b[4] for b in batch if b[4] is not None]
             with self.ledger.transaction() as tx:
-                rows = [row for run_id, step_id, kind, results, _ in batch
-                        for row in self._record_page(tx, run_id, step_id, kind, results)]
-                if rows:
-                    tx.conn.execute(deliveries.insert(), rows)
-                outbox.mark_done(tx.conn, [b[4] for b in batch if b[4] is not None])
+                self._write_pages(tx, prepared)
+                outbox.mark_done(tx.conn, done)
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
         for run_id, step_id, kind, results, _ in batch:
@@ -280,17 +283,31 @@ class Pager:
                      kind, len(results), len(failed))
 
     @staticmethod
-    def _record_page(tx: Tx, run_id: str, step_id: str | None, kind: str, results: list[Any]) -> list[dict[str, Any]]:
-        """Append the page's ``notification`` record on ``tx``; return its ``deliveries`` rows (to insert),
-        each with its page (the record's seq) and its lane in the page."""
+    def _prepare_page(run_id: str, step_id: str | None, kind: str, results: list[Any]) -> tuple[Any, ...]:
+        """A page's ``notification`` record data (as JSON) and its ``deliveries`` rows, each with its
+        lane in the page; the page (the record's seq) is filled in by :meth:`_write_pages`."""
         from notifications import lane_key, lane_outcomes
 
-        page = tx.append("notification", run_id, step_id, notification=kind, results=[r.to_dict() for r in results])
+        text = dumps({"notification": kind, "results": [r.to_dict() for r in results]})
         lanes = {key: number for number, key in enumerate(lane_outcomes(results))}
-        return [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
+        rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
                  "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
-                 "latency_ms": int(r.latency * 1000), "page": page, "lane": lanes[lane_key(r)]}
+                 "latency_ms": int(r.latency * 1000), "page": None, "lane": lanes[lane_key(r)]}
                 for r in results]
+        return run_id, step_id, text, rows
+
+    @staticmethod
+    def _write_pages(tx: Tx, prepared: list[tuple[Any, ...]]) -> None:
+        """Append each prepared page's ``notification`` record on ``tx`` and insert its ``deliveries`` rows."""
+        rows: list[dict[str, Any]] = []
+        with tx.held():
+            for run_id, step_id, text, page_rows in prepared:
+                seq = tx.append_text("notification", run_id, step_id, None, tx.clock.now(), text)
+                for row in page_rows:
+                    row["page"] = seq
+                rows.extend(page_rows)
+        if rows:
+            tx.conn.execute(_DELIVERIES_INSERT, rows)
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
         """The notification context of a page (see notifications.message.Context)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -58,8 +58,10 @@ class RunView:
     run: dict[str, Any]
     steps: dict[str, dict[str, Any]]
     sop: Sop
-    #: inserted in this very transaction: nothing of it was armed before (no fence to check)
-    fresh: bool = False
+    #: step rows of a run new in this transaction, not inserted yet (see ``Engine._write_new``)
+    unwritten: set[str] = field(default_factory=set)
+    #: a new run's timers, not inserted yet; None for a run read from the ledger
+    unwritten_timers: list[dict[str, Any]] | None = None
 
     @property
     def id(self) -> str:
@@ -109,6 +111,26 @@ def load_view(conn: Connection, run_id: str) -> RunView:
         sop = _pinned[run.sop_hash] = pinned_sop(run.sop_hash, text)
     rows = {r.step_id: _row(r) for r in conn.execute(_STEPS, {"_run": run.id})}
     return RunView(run=_row(run), steps=rows, sop=sop)
+
+
+#: what the database fills in for the columns a new run's insert leaves out; a test compares
+#: :func:`new_view` with :func:`load_view` of the written run, so the two cannot drift apart
+_RUN_DEFAULTS: dict[str, Any] = {"finished_at": None, "outcome": None, "suspends": 0, "nudge": False}
+_STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at": None, "actor": None, "note": None,
+                                  "result": None, "approvals": None, "deadline_met": None}
+
+
+def new_view(run: dict[str, Any], step_rows: list[dict[str, Any]], sop: Sop) -> RunView:
+    """The view of a run about to be inserted (``run``: its row as inserted; ``step_rows``: not inserted yet).
+
+    Equal to what :func:`load_view` reads once everything is written, without reading it back.
+    """
+    row = {**_RUN_DEFAULTS, **run}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = utc(value)
+    rows = {s["step_id"]: {**_STEP_DEFAULTS, **s} for s in step_rows}
+    return RunView(run=row, steps=rows, sop=sop, unwritten=set(rows), unwritten_timers=[])
 
 
 def run_fields(view: RunView, base_url: str) -> dict[str, Any]:

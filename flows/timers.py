@@ -153,7 +153,7 @@ class TimerService:
         if index + 1 < len(ladder):
             nxt = ladder[index + 1]
             ready_at = view.steps[step.id]["ready_at"]
-            self.engine._arm(tx, view.id, step.id, "ladder", nxt.key, ready_at + scaled(nxt.offset, view.speed))
+            self.engine._arm(tx, view, step.id, "ladder", nxt.key, ready_at + scaled(nxt.offset, view.speed))
 
     def _deadline(self, tx: Any, view: Any, step: Any, due_at: datetime, late_ms: int, late: bool,
                   pages: list[Page]) -> bool:

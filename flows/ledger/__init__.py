@@ -58,21 +58,52 @@ class Tx:
     conn: Connection
     clock: Clock
     _last: tuple[int, str] | None = None
+    #: records appended inside :meth:`held`, inserted when it ends
+    _held: list[dict[str, Any]] | None = None
 
     def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
                actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
         """Append one record to the chain; returns its sequence number."""
+        return self.append_text(kind, run_id, step_id, actor, at or self.clock.now(), dumps(data))
+
+    def append_text(self, kind: str, run_id: str | None, step_id: str | None, actor: str | None, at: datetime,
+                    text: str) -> int:
+        """:meth:`append` with the data already written as canonical JSON (``dumps``)."""
         if self._last is None:
             row = self.conn.execute(_LAST_RECORD).first()
             self._last = (row.seq, row.hash) if row else (0, GENESIS)
         seq, prev = self._last[0] + 1, self._last[1]
-        at = at or self.clock.now()
-        text = dumps(data)
         digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text)
-        self.conn.execute(_INSERT_RECORD, {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind,
-                                           "actor": actor, "data": text, "prev_hash": prev, "hash": digest})
+        row = {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind, "actor": actor,
+               "data": text, "prev_hash": prev, "hash": digest}
+        if self._held is not None:
+            self._held.append(row)
+        else:
+            self.conn.execute(_INSERT_RECORD, row)
         self._last = (seq, digest)
         return seq
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Records appended inside are inserted together, in one statement, when the block ends.
+
+        Their seq and hash are decided as they are appended, as usual. Until the block ends
+        they are not in ``records``: nothing inside may read that table (the engine's
+        transitions do not). An exception inside inserts none of them.
+        """
+        if self._held is not None:  # already holding: the outer block inserts them
+            yield
+            return
+        self._held, last = [], self._last
+        try:
+            yield
+            if self._held:
+                self.conn.execute(_INSERT_RECORD, self._held)
+        except BaseException:
+            self._last = last  # none of them was inserted: the chain goes on from where it was
+            raise
+        finally:
+            self._held = None
 
 
 class Ledger:

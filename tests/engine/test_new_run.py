@@ -1,0 +1,275 @@
+"""Starting a run: what the ledger holds once ``start`` returns (steps, timers, records, outbox).
+
+No Prefect: a real SQLite ledger in the test's folder, the real engine and pager, time on a
+manual clock so every instant is known. The expected rows were taken from the engine as it
+was before a new run's rows were built in memory and written in a few statements: that
+change must not show in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.clock import ManualClock
+from flows.engine import Engine
+from flows.ledger import Ledger
+from flows.ledger.schema import outbox, pagers, records, runs, steps, timers
+from flows.library import Library, load_library
+from flows.paging import Pager
+from flows.runview import load_view
+from flows.timers import TimerService
+from tests.engine.conftest import make_project
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+# Every kind of first step: a human step with a ladder and a stand-in, a wait, a check and
+# its two branches, a `when` that is false, an automated step; and a run deadline.
+NEWRUN = """\
+    id: t-newrun
+    title: New run probe
+    class: outage
+    owner: sre-lead
+    deadline: 2h
+    inputs:
+      level: {type: integer, default: 5}
+      service: {type: string, default: web}
+    dedup: "{{ inputs.service }}"
+    steps:
+      - id: ask
+        title: Ask the on-call
+        assignee: sre-oncall
+        due: 10m
+        on_timeout: fallback:standby
+        escalation:
+          - at: 50%
+            notify: [assignee]
+          - at: 100%
+            notify: [lead]
+      - id: standby
+        title: Stand in for the on-call
+        assignee: pr-oncall
+        due: 15m
+      - id: pause
+        kind: wait
+        duration: 10m
+      - id: gate
+        kind: check
+        check: "{{ inputs.level > 3 }}"
+        then: [high]
+        else: [low]
+      - id: high
+        title: High road
+        assignee: sre-lead
+        due: 20m
+      - id: low
+        title: Low road
+        assignee: sre-lead
+      - id: never
+        title: Never asked
+        assignee: sre-oncall
+        when: "{{ inputs.level > 100 }}"
+      - id: ping
+        kind: command
+        command: ["true"]
+"""
+
+# A run whose every step is decided at once: it finishes in the transaction that starts it.
+INSTANT = """\
+    id: t-instant
+    title: Instant probe
+    class: routine
+    owner: growth-lead
+    deadline: 1h
+    inputs:
+      x: {type: integer, default: 1}
+    steps:
+      - id: look
+        kind: check
+        check: "{{ inputs.x > 0 }}"
+      - id: maybe
+        title: Only for big x
+        assignee: growth-lead
+        needs: [look]
+        when: "{{ inputs.x > 5 }}"
+"""
+
+
+@pytest.fixture(scope="module")
+def library(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Library:
+    root = make_project(repo_root, tmp_path_factory.mktemp("newrun"), only=())
+    (root / "sops" / "t-newrun.yaml").write_text(textwrap.dedent(NEWRUN))
+    (root / "sops" / "t-instant.yaml").write_text(textwrap.dedent(INSTANT))
+    return load_library(root)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def local(library: Library, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A ledger with a pager process alive (pages are left in the outbox for it), and an engine on it."""
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger.migrate()
+    far = datetime.now(UTC) + timedelta(days=1)
+    with ledger.transaction() as tx:
+        tx.conn.execute(pagers.insert().values(name="other:1", pid=1, started_at=far, beat_at=far))
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
+    yield engine
+    engine.pager.close()
+    ledger.dispose()
+
+
+def at(value: datetime | None) -> float | None:
+    """An instant as seconds after T0 (rows read back from SQLite are naive UTC)."""
+    if value is None:
+        return None
+    return ((value if value.tzinfo else value.replace(tzinfo=UTC)) - T0).total_seconds()
+
+
+def ledger_rows(engine: Engine, run_id: str) -> dict[str, Any]:
+    """What the ledger holds about a run, instants relative to T0 and its id written ``RUN``."""
+    with engine.ledger.read() as conn:
+        run = dict(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()._mapping)
+        step_rows = {r.step_id: {k: at(v) if isinstance(v, datetime) else v for k, v in r._mapping.items()
+                                 if k not in ("run_id", "step_id")}
+                     for r in conn.execute(sa.select(steps).where(steps.c.run_id == run_id))}
+        timer_rows = sorted((r.step_id, r.kind, r.level, at(r.due_at), at(r.armed_at), at(r.fired_at),
+                             at(r.cancelled_at)) for r in conn.execute(sa.select(timers).where(timers.c.run_id == run_id)))
+        record_rows = [(r.kind, r.step_id, r.actor, at(r.at), r.data.replace(run_id, "RUN"))
+                       for r in conn.execute(sa.select(records).where(records.c.run_id == run_id).order_by(records.c.seq))]
+        outbox_rows = [(r.step_id, r.kind, r.targets, r.level, r.claimed_by, r.attempts, r.done_at)
+                       for r in conn.execute(sa.select(outbox).where(outbox.c.run_id == run_id).order_by(outbox.c.id))]
+    run = {k: at(v) if isinstance(v, datetime) else v for k, v in run.items() if k != "id"}
+    return {"run": run, "steps": step_rows, "timers": timer_rows, "records": record_rows, "outbox": outbox_rows}
+
+
+def chain_ok(engine: Engine) -> bool:
+    """Every record's prev_hash is the hash of the record before it."""
+    with engine.ledger.read() as conn:
+        rows = conn.execute(sa.select(records.c.prev_hash, records.c.hash).order_by(records.c.seq)).all()
+    return all(rows[i].prev_hash == rows[i - 1].hash for i in range(1, len(rows)))
+
+
+#: the rows the engine wrote before a new run was built in memory (at 349dc5e), for the two starts below
+EXPECTED = json.loads(Path(__file__).with_name("new_run_rows.json").read_text())
+
+
+def as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def test_a_new_run_writes_the_rows_it_always_wrote(local: Engine) -> None:
+    run = local.start("t-newrun", {"level": 5}, initiator="monitor", trigger={"kind": "alert", "labels": {"a": "b"}})
+    done = local.start("t-instant", {}, initiator="ana")
+
+    assert as_json(ledger_rows(local, run.run_id)) == EXPECTED["t-newrun"]
+    assert as_json(ledger_rows(local, done.run_id)) == EXPECTED["t-instant"]
+    assert chain_ok(local)
+
+
+def test_the_first_steps_are_waiting_as_the_sop_says(local: Engine) -> None:
+    run = local.start("t-newrun", {"level": 5}, initiator="monitor")
+    view = local.view(run.run_id)
+    states = {step_id: row["state"] for step_id, row in view.steps.items()}
+    assert states == {"ask": "active", "standby": "standby", "pause": "active", "gate": "done", "high": "active",
+                      "low": "skipped", "never": "skipped", "ping": "ready"}
+    assert view.steps["ask"]["due_at"] == T0 + timedelta(minutes=10)
+    assert view.steps["pause"]["due_at"] == T0 + timedelta(minutes=10)
+    assert view.run["deadline_at"] == T0 + timedelta(hours=2)
+
+
+def test_the_timers_of_a_new_run_fire_at_their_instants(local: Engine, clock: ManualClock) -> None:
+    run = local.start("t-newrun", {"level": 5}, initiator="monitor")
+    service = TimerService(local)
+    assert service.next_instant() == T0 + timedelta(minutes=5)  # the first ladder level of `ask`, at 50 %
+    service.advance_to(T0 + timedelta(minutes=11))
+    fired = sorted((f.step_id, f.kind, f.level) for f in service.fired)
+    # at 10 min `ask` timed out before its second ladder level: that level was disarmed with it
+    assert fired == [("ask", "due", ""), ("ask", "ladder", "1"), ("pause", "wait", "")]
+    states = {step_id: row["state"] for step_id, row in local.view(run.run_id).steps.items()}
+    assert states["pause"] == "done"  # the wait is over
+    assert states["ask"] == "timed_out" and states["standby"] == "active"  # its stand-in took over
+
+
+def test_a_run_decided_at_once_leaves_no_timer_armed(local: Engine) -> None:
+    run = local.start("t-instant", {}, initiator="ana")
+    view = local.view(run.run_id)
+    assert view.run["status"] == "finished" and view.run["outcome"] == "done"
+    with local.ledger.read() as conn:
+        armed = conn.execute(sa.select(sa.func.count()).select_from(timers).where(
+            timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).scalar_one()
+    assert armed == 0  # its deadline was armed and disarmed in the same transaction
+    assert TimerService(local).next_instant() is None
+
+
+def test_the_view_built_in_memory_is_what_the_ledger_reads_back(local: Engine, library: Library) -> None:
+    """The engine decides a new run's first steps on a view it builds without reading the run back."""
+    for sop_id, inputs, key in (("t-newrun", {"level": 5, "service": "web"}, "web"),
+                                ("t-newrun", {"level": 1, "service": "db"}, "db"), ("t-instant", {"x": 1}, None)):
+        loaded = library.get(sop_id)
+        with local.ledger.batch(), local.ledger.read() as conn:  # the run read back in its own transaction
+            result, _plan, built = local._insert_run(loaded, inputs, key, "monitor", {"kind": "alert"}, 2.0, None, [])
+            assert built is not None and not built.unwritten and built.unwritten_timers is None
+            read = load_view(conn, result.run_id)
+        assert (built.run, built.steps) == (read.run, read.steps)
+
+
+def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
+    first = local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"n": 1})
+    again = local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"n": 2})
+    other = local.start("t-newrun", {"service": "db"}, initiator="monitor")
+    assert again.attached and again.run_id == first.run_id and again.repeats == 1
+    assert not other.attached and other.run_id != first.run_id
+    assert local.view(first.run_id).run["repeats"] == 1
+    kinds = [r[0] for r in ledger_rows(local, first.run_id)["records"]]
+    assert kinds.count("run_started") == 1 and kinds[-1] == "trigger_repeated"
+    assert chain_ok(local)
+
+
+def test_a_failure_while_starting_leaves_nothing(local: Engine) -> None:
+    """The transition's last write fails: no run, no steps, no timers, no records, no page."""
+    with local.ledger.transaction() as tx:  # writing a page now fails in the database (a table it needs is gone)
+        tx.conn.exec_driver_sql("CREATE TABLE gone (x)")
+        tx.conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN INSERT INTO gone VALUES (1); END")
+        tx.conn.exec_driver_sql("DROP TABLE gone")
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        local.start("t-newrun", {}, initiator="monitor")
+    with local.ledger.read() as conn:
+        counts = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                  for t in (runs, steps, timers, records, outbox)}
+    assert counts == {"runs": 0, "steps": 0, "timers": 0, "records": 0, "outbox": 0}
+    with local.ledger.transaction() as tx:
+        tx.conn.exec_driver_sql("DROP TRIGGER refuse")
+    run = local.start("t-newrun", {}, initiator="monitor")  # the next start is whole, its chain sound
+    assert ledger_rows(local, run.run_id)["records"][0][0] == "run_started" and chain_ok(local)
+
+
+class Launcher:
+    """Stands in for Prefect: launching a run's flow run first looks the run up, as the real one does."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self.launched: dict[str, bool] = {}
+
+    def launch(self, run_id: str) -> None:
+        with self.ledger.reader.connect() as conn:  # another connection: sees only what is committed
+            self.launched[run_id] = conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
+
+def test_a_start_inside_a_batch_launches_its_flow_run_after_the_batch_commits(local: Engine) -> None:
+    launcher = Launcher(local.ledger)
+    local.launcher = launcher
+    with local.ledger.batch():
+        run = local.start("t-newrun", {}, initiator="monitor")
+        assert launcher.launched == {}  # not before the commit
+    assert launcher.launched == {run.run_id: True}

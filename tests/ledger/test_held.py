@@ -1,0 +1,108 @@
+"""Records held and inserted together (``Tx.held``): the same chain as one insert each, all or nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.clock import ManualClock
+from flows.engine import Engine
+from flows.ledger import Ledger, Tx
+from flows.ledger.schema import records
+from flows.library import load_library
+from flows.paging import Pager
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def ledger_at(path: Path) -> Ledger:
+    ledger = Ledger(f"sqlite:///{path}", clock=ManualClock(T0))
+    ledger.migrate()
+    return ledger
+
+
+def chain(ledger: Ledger) -> list[tuple[Any, ...]]:
+    with ledger.read() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(records).order_by(records.c.seq))]
+
+
+def story(tx: Tx, hold: Callable[[], Any]) -> None:
+    """A run's records, some appended one by one, the middle ones under ``hold()``."""
+    tx.append("run_started", "r1", actor="ana", sop="s", inputs={"a": 1})
+    with hold():
+        tx.append("step_assigned", "r1", "ask", assignee="sre-oncall", due_at=T0)
+        tx.append("step_ready", "r1", "ping", step_kind="command")
+        tx.append_text("notification", "r1", None, None, T0, json.dumps({"notification": "assigned"}))
+    tx.append("step_done", "r1", "ask", actor="zhao-lei", result={"ok": True})
+
+
+def test_held_records_chain_exactly_as_records_inserted_one_by_one(tmp_path: Path) -> None:
+    plain, held = ledger_at(tmp_path / "plain.db"), ledger_at(tmp_path / "held.db")
+    for ledger in (plain, held):
+        with ledger.transaction() as tx:
+            tx.append("genesis_note", actor="setup")
+    with plain.transaction() as tx:
+        story(tx, contextlib.nullcontext)
+    with held.transaction() as tx:
+        story(tx, tx.held)
+
+    assert len(chain(held)) == 6
+    assert chain(held) == chain(plain)  # seq, at, data, prev_hash and hash alike
+
+
+def test_nothing_is_in_records_until_the_block_ends(ledger: Ledger) -> None:
+    with ledger.transaction() as tx:
+        with tx.held():
+            seq = tx.append("step_ready", "r1", "ping")
+            assert tx.conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0
+        assert tx.conn.execute(sa.select(records.c.seq)).scalars().all() == [seq]
+
+
+def test_an_exception_inside_writes_nothing_and_the_chain_goes_on_sound(ledger: Ledger) -> None:
+    with pytest.raises(RuntimeError, match="boom"), ledger.transaction() as tx:
+        tx.append("before", "r1")
+        with tx.held():
+            tx.append("held", "r1")
+            raise RuntimeError("boom")
+    assert chain(ledger) == []  # the whole transaction rolled back
+
+    with ledger.transaction() as tx:  # caught inside the transaction: what came before stays, the rest goes on
+        tx.append("before", "r1")
+        with pytest.raises(RuntimeError), tx.held():
+            tx.append("held", "r1")
+            raise RuntimeError("boom")
+        tx.append("after", "r1")
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(records.c.seq, records.c.kind, records.c.prev_hash, records.c.hash)
+                            .order_by(records.c.seq)).all()
+    assert [(r.seq, r.kind) for r in rows] == [(1, "before"), (2, "after")]
+    assert rows[1].prev_hash == rows[0].hash  # the held record's seq and hash were given back
+
+
+def test_sop_audit_verify_passes_on_a_ledger_written_with_held_records(
+        repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sop: Any) -> None:
+    """New runs and their delivery records are written with held records; the auditor finds the chain intact."""
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    library = load_library(repo_root)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger))
+    for service in ("web", "db", "web", "cache"):
+        engine.start("traffic-surge", {"service": service}, initiator="monitor", trigger={"kind": "alert"})
+    engine.pager.close()  # the pages delivered, their records written
+    with ledger.read() as conn:
+        kinds = set(conn.execute(sa.select(records.c.kind)).scalars())
+    assert {"run_started", "step_assigned", "step_ready", "notification", "trigger_repeated"} <= kinds
+    ledger.dispose()
+
+    done = sop("audit", "verify", "--json", env={"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["records"] == result["head"]["seq"] > 20
