@@ -220,14 +220,15 @@ class Engine:
             conn = tx.conn
             if key is not None:
                 open_key = f"{sop.id}:{key}"
-                row = conn.execute(_OPEN_RUN, {"_key": open_key}).first()
+                row = tx.first(_OPEN_RUN, {"_key": open_key})
                 if row is not None:
-                    conn.execute(_RUN_UPDATE, {"_run": row.id, "repeats": row.repeats + 1, "last_seen_at": now})
-                    tx.append("trigger_repeated", row.id, actor=initiator, trigger=trigger, repeats=row.repeats + 1)
-                    return StartResult(row.id, attached=True, repeats=row.repeats + 1), Plan(), None
+                    open_id, repeats = row[0], row[1] + 1
+                    tx.execute(_RUN_UPDATE, {"_run": open_id, "repeats": repeats, "last_seen_at": now})
+                    tx.append("trigger_repeated", open_id, actor=initiator, trigger=trigger, repeats=repeats)
+                    return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
             text_hash = loaded.text_hash
             pinned = text_hash in self._pinned_texts
-            if not pinned and conn.execute(_SOP_VERSION, {"_hash": text_hash}).first() is None:
+            if not pinned and tx.first(_SOP_VERSION, {"_hash": text_hash}) is None:
                 conn.execute(_SOP_VERSION_INSERT, {"hash": text_hash, "sop_id": sop.id, "version": sop.version,
                                                    "text": loaded.text, "first_seen": now})
             run_id = new_run_id()
@@ -365,17 +366,17 @@ class Engine:
         A new run's step not inserted yet changes in memory only: ``_write_new`` inserts it as it ends up.
         """
         if step_id not in view.unwritten:
-            tx.conn.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
+            tx.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
         view.steps[step_id] = {**view.steps[step_id], **values}
 
     @staticmethod
     def _write_new(tx: Tx, view: RunView) -> None:
         """Insert a new run's step rows and timers as the transition left them, one statement each."""
         if view.unwritten:
-            tx.conn.execute(_STEPS_INSERT, [view.steps[s] for s in view.steps if s in view.unwritten])
+            tx.executemany(_STEPS_INSERT, [view.steps[s] for s in view.steps if s in view.unwritten])
             view.unwritten = set()
         if view.unwritten_timers:
-            tx.conn.execute(_TIMER_INSERT, view.unwritten_timers)
+            tx.executemany(_TIMER_INSERT, view.unwritten_timers)
         view.unwritten_timers = None
 
     def _set_step(self, tx: Tx, view: RunView, step_id: str, state: str, *, reason: str | None = None,
@@ -413,7 +414,7 @@ class Engine:
         now = self.clock.now()
         met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
         values = {"status": "finished", "outcome": outcome, "finished_at": now, "open_key": None, "nudge": False}
-        tx.conn.execute(_RUN_UPDATE, {"_run": view.id, **values})
+        tx.execute(_RUN_UPDATE, {"_run": view.id, **values})
         view.run.update(values)
         tx.append("run_finished", view.id, outcome=outcome, deadline_met=met)
         self._cancel_timers(tx, view, None)
@@ -428,10 +429,8 @@ class Engine:
                  "armed_at": self.clock.now(), "cancelled_at": None}
         if view.unwritten_timers is not None:  # new in this transaction: nothing was armed before
             view.unwritten_timers.append(timer)
-        elif not tx.conn.execute(
-            _TIMER_ARMED, {"_run": view.id, "_step": step_id, "_kind": kind, "_level": level}
-        ).first():
-            tx.conn.execute(_TIMER_INSERT, timer)
+        elif not tx.first(_TIMER_ARMED, {"_run": view.id, "_step": step_id, "_kind": kind, "_level": level}):
+            tx.execute(_TIMER_INSERT, timer)
 
     def _cancel_timers(self, tx: Tx, view: RunView, step_id: str | None) -> None:
         now = self.clock.now()
@@ -442,9 +441,9 @@ class Engine:
                 if (step_id is None or timer["step_id"] == step_id) and timer["cancelled_at"] is None:
                     timer["cancelled_at"] = now
         elif step_id is None:
-            tx.conn.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
+            tx.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
         else:
-            tx.conn.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
+            tx.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
 
     # --- reports from people ---------------------------------------------------------------
 
