@@ -96,8 +96,7 @@ class IntakeThread:
             for call in calls:
                 call.error = None
             return False
-        for call in calls:
-            call.settle()
+        _settle_all(calls)
         return True
 
 
@@ -123,6 +122,21 @@ class _Call:
 
     def settle(self) -> None:
         self.future.get_loop().call_soon_threadsafe(_settle, self.future, self.result, self.error)
+
+
+def _settle_all(calls: list[_Call]) -> None:
+    """Settle a batch's calls with one wake-up of the event loop (each wake-up is a write to its pipe)."""
+    loop = calls[0].future.get_loop()
+    if any(call.future.get_loop() is not loop for call in calls):
+        for call in calls:
+            call.settle()
+        return
+    loop.call_soon_threadsafe(_settle_each, [(call.future, call.result, call.error) for call in calls])
+
+
+def _settle_each(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in settled:
+        _settle(future, result, exc)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
