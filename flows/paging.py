@@ -306,8 +306,7 @@ class Pager:
                 for row in page_rows:
                     row["page"] = seq
                 rows.extend(page_rows)
-        if rows:
-            tx.conn.execute(_DELIVERIES_INSERT, rows)
+        tx.executemany(_DELIVERIES_INSERT, rows)
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
         """The notification context of a page (see notifications.message.Context)."""
