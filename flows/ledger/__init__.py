@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,6 +168,41 @@ class Tx:
             self._held = None
 
 
+#: how long a writer waits for another process's write transaction before it gives up
+WRITE_WAIT_S = 60.0
+#: how often it looks again meanwhile
+_WRITE_POLL_S = 0.0005
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another process's writer by looking again every half millisecond.
+
+    SQLite's own busy handler (the writers' connections have none, see ``_make_engine``) sleeps
+    1, 2, 5, 10, 15, 20, 25, 25, 25, 50… ms between tries, so a writer that waited a little waits
+    on long after the lock is free: in an alert storm the API and the pager process took turns
+    at the lock, and each waited up to 80 ms for a lock held a few.
+    """
+    cursor = dbapi_conn.cursor()
+    deadline = None
+    try:
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                now = time.monotonic()
+                deadline = deadline or now + WRITE_WAIT_S
+                if not _locked(exc) or now >= deadline:  # as SQLAlchemy raises it for any other statement
+                    raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            time.sleep(_WRITE_POLL_S)
+    finally:
+        cursor.close()
+
+
+def _locked(exc: Exception) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class Ledger:
     """The ledger database (SQLite file by default, PostgreSQL by URL)."""
 
@@ -193,14 +230,19 @@ class Ledger:
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if immediate:  # in WAL mode only BEGIN IMMEDIATE waits on a writer: _begin_immediate does
+                cursor.execute("PRAGMA busy_timeout=0")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if immediate:
+                _begin_immediate(conn.connection.dbapi_connection)
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
 
