@@ -5,8 +5,10 @@ without HTTP: ``Engine.start`` of ``traffic-surge`` (the SOP the storm starts) o
 SQLite ledger in a temp folder, with a pager process's row alive in ``pagers`` so the pages
 are left in the outbox for it (as in the storm). Rows:
 
-- statements per new run: every statement the ledger's connection executes (an
-  executemany counts once), counted by SQLAlchemy's ``before_cursor_execute`` event;
+- statements per new run on the ledger's write connection, BEGIN included, COMMIT not, an
+  executemany once: those SQLAlchemy executes (its ``before_cursor_execute`` event), those
+  the ledger sends straight to SQLite's driver (``Tx.execute``, ``executemany``, ``first``),
+  and BEGIN by SQLAlchemy's ``begin`` event;
 - engine CPU per new run (``time.thread_time`` around ``start``), p50 and p99;
 - the pager's delivery-record transaction: 20 pages of 3 delivery results each (what
   ``Pager._write_chunk`` writes in one transaction), CPU from BEGIN to COMMIT, that is
@@ -33,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.engine import Engine
-from flows.ledger import Ledger
+from flows.ledger import Ledger, Tx
 from flows.ledger.schema import pagers
 from flows.library import load_library
 from flows.paging import WRITE_CHUNK, Pager
@@ -53,23 +55,49 @@ def trigger(service: str) -> dict[str, Any]:
             "generator_url": "http://prometheus/graph", "receiver": "sop"}
 
 
+class Statements:
+    """Counts the statements of the ledger's write connections (see the module docstring)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.count = 0
+        sa.event.listen(ledger.engine, "begin", self._begin)
+        sa.event.listen(ledger.engine, "before_cursor_execute", self._sqlalchemy)
+        for name in ("execute", "executemany", "first"):  # what the ledger sends straight to the driver
+            if hasattr(Tx, name):
+                setattr(Tx, name, self._counted(getattr(Tx, name)))
+
+    def _begin(self, _conn: Any) -> None:
+        self.count += 1
+
+    def _sqlalchemy(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("BEGIN"):  # counted by the begin event, wherever it is sent
+            self.count += 1
+
+    def _counted(self, method: Any) -> Any:
+        def counted(tx: Tx, statement: Any, params: Any = None) -> Any:
+            if tx.driver is not None and (params or not isinstance(params, list)):  # an empty executemany sends nothing
+                self.count += 1
+            return method(tx, statement, params) if params is not None else method(tx, statement)
+        return counted
+
+
 def cuts(values: list[float]) -> tuple[float, float]:
     """p50 and p99 of ``values``."""
     return statistics.median(values), statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
-def new_runs(engine: Engine, statements: list[int]) -> tuple[list[float], list[float]]:
+def new_runs(engine: Engine, statements: Statements) -> tuple[list[float], list[float]]:
     """Start N runs; the CPU (ms) and the statement count of each."""
     cpu: list[float] = []
     counts: list[float] = []
     for i in range(10):  # warm-up: imports, the first SOP version, statement caches
         engine.start(SOP, {"service": f"warm-{i}"}, initiator="monitor", trigger=trigger(f"warm-{i}"))
     for i in range(N):
-        before = statements[0]
+        before = statements.count
         t0 = time.thread_time()
         result = engine.start(SOP, {"service": f"svc-{i}"}, initiator="monitor", trigger=trigger(f"svc-{i}"))
         cpu.append((time.thread_time() - t0) * 1000)
-        counts.append(statements[0] - before)
+        counts.append(statements.count - before)
         assert not result.attached
     return cpu, counts
 
@@ -103,6 +131,7 @@ def main() -> None:
     os.environ["SOP_INBOX_DIR"] = str(workdir / "inbox")
     ledger = Ledger(f"sqlite:///{workdir / 'ledger.db'}")
     ledger.migrate()
+    statements = Statements(ledger)
     try:
         library = load_library(ROOT)
         with ledger.transaction() as tx:  # a pager process alive for the whole bench: pages are left to it
@@ -110,8 +139,6 @@ def main() -> None:
             tx.conn.execute(pagers.insert().values(name="bench-pager", pid=0, started_at=far, beat_at=far))
         pager = Pager(library.site, ledger)
         engine = Engine(library, ledger, pager=pager)
-        statements = [0]
-        sa.event.listen(ledger.engine, "before_cursor_execute", lambda *_args: statements.__setitem__(0, statements[0] + 1))
         cpu, counts = new_runs(engine, statements)
         with ledger.read() as conn:
             run_ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM runs ORDER BY started_at LIMIT 100"))]
