@@ -131,6 +131,10 @@ def resolve_run(conn: Connection, run_id: str) -> str:
     raise NotFound(f"no run `{run_id}` in the ledger", "list runs with `sop audit runs`")
 
 
+#: at most this many runs open at a cut are looked up by id after it (an index lookup each)
+OPEN_BY_ID = 500
+
+
 @dataclass(frozen=True)
 class Part:
     """A slice of a report's runs for one process, by start order: the runs whose ``run_started``
@@ -150,12 +154,24 @@ class Part:
         """Which ``run_started`` records are this part's."""
         return _seq_range(self.first, self._end(self.stop))
 
-    def segments(self) -> list[Any]:
-        """Where this part's runs' records are, in chain order: one range, or two when ``stop`` cuts it."""
+    def segments(self, builders: dict[str, RunBuilder]) -> list[Any]:
+        """Where this part's runs' records are, in chain order: one range, or two when ``stop`` cuts it.
+
+        The second is a callable, asked once the first is read: the records after the cut
+        of the runs still open by then (most often none, and then nothing is read).
+        """
         if self.stop is None:
             return [_seq_range(self.first, self._end())]
-        mine = sa.select(records.c.run_id).where(records.c.kind == "run_started", self.starts())
-        return [self.starts(), sa.and_(_seq_range(self.stop, self._end()), records.c.run_id.in_(mine))]
+        return [self.starts(), lambda: self._after_cut(builders)]
+
+    def _after_cut(self, builders: dict[str, RunBuilder]) -> Any:
+        open_ids = [run_id for run_id, b in builders.items() if b.run.status == "open"]
+        if not open_ids:
+            return None
+        if len(open_ids) > OPEN_BY_ID:  # many: name them by the part's run_started records instead
+            mine = sa.select(records.c.run_id).where(records.c.kind == "run_started", self.starts())
+            return sa.and_(_seq_range(self.stop, self._end()), records.c.run_id.in_(mine))
+        return sa.and_(_seq_range(self.stop, self._end()), records.c.run_id.in_(open_ids))
 
     def _end(self, stop: int | None = None) -> int | None:
         """The one upper bound (exclusive) of ``stop`` and ``max_seq``: SQLite ranges over the
@@ -267,12 +283,15 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
         query = query.where(records.c.run_id.in_(chosen))
     else:
         query = query.where(records.c.run_id.is_not(None))
-    segments = part.segments() if part is not None else [sa.true()]  # each in chain order, one after the other
+    segments = part.segments(builders) if part is not None else [sa.true()]  # each in chain order, one after the other
     if not full:
         _fill_summary(conn, builders, query, segments)
         return
     get, handlers, empty, parse = builders.get, HANDLERS, {}, datetime.fromisoformat
     for segment in segments:
+        segment = segment() if callable(segment) else segment
+        if segment is None:
+            continue
         for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
             for seq, at, run_id, kind, step_id, actor, data in chunk:
                 builder = get(run_id)
@@ -319,6 +338,9 @@ def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any,
                 (kind.in_(SUMMARY_DATA), data), else_=sa.null()))
     get, handlers, empty, parse, verdicts = builders.get, _CODED_HANDLERS, {}, datetime.fromisoformat, _VERDICTS
     for segment in segments:
+        segment = segment() if callable(segment) else segment
+        if segment is None:
+            continue
         for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
             for seq, at, run_id, code, step_id, actor, text in chunk:
                 builder = get(run_id)

@@ -42,3 +42,26 @@ def test_if_the_child_fails_the_parent_does_its_half(audit: Audit, monkeypatch: 
     monkeypatch.setattr(parallel.pickle, "dump", broken)  # only the child writes a pickle
     assert _html(audit, workers=2, min_records=0) == expected
     assert "disk full (simulated in the child)" in capfd.readouterr().err  # the child said why
+
+
+@pytest.mark.parametrize("by_id", [500, 0])  # the runs open at the cut looked up by id, or by the part's starts
+def test_any_cut_splits_the_runs_into_two_parts_that_add_up_to_all(audit: Audit, by_id: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wherever the cut falls (inside a run, before a run still open at the end), the part before it
+    and the part from it on read every run as one read does: each run once, every record of it."""
+    import sqlalchemy as sa
+
+    from flows.audit import queries
+    from flows.audit.queries import Part, load_runs
+    from flows.ledger.schema import records
+
+    monkeypatch.setattr(queries, "OPEN_BY_ID", by_id)
+
+    with audit.ledger.read() as conn:
+        seqs = list(conn.execute(sa.select(records.c.seq).order_by(records.c.seq)).scalars())
+        whole = load_runs(conn)
+        assert any(run.status == "open" for run in whole)  # a run still open at the end is among them
+        for cut in seqs[1:]:
+            before = load_runs(conn, part=Part(stop=cut, max_seq=seqs[-1]))
+            after = load_runs(conn, part=Part(first=cut, max_seq=seqs[-1]))
+            assert before + after == whole, f"cut at seq {cut}"
