@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.queries import Part, Window, at_column, load_runs, outlines, paused_gc, pinned_texts, record_time
+from flows.audit.queries import Part, Window, at_column, load_runs, outlines, paused_gc, record_time
 from flows.audit.report import Report, RunFacts, aggregate, run_facts
 from flows.ledger import Ledger
 from flows.ledger.schema import records, sop_versions
@@ -65,10 +65,13 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
         first, max_seq = first or 0, max_seq or 0
         low = _seq_from(conn, within.since, first, max_seq + 1) if within.since is not None else first
         high = _seq_from(conn, within.until, low, max_seq + 1) if within.until is not None else max_seq + 1
-        if workers >= 2 and conn.execute(sa.select(sa.func.count()).select_from(sop_versions)).scalar_one() <= 200:
+        if workers >= 2:
             # parse the pinned SOPs once, before the fork: the child inherits them (each process
-            # would parse them itself, ~5 ms a text, on the way to its first run)
-            outlines(pinned_texts(conn, conn.execute(sa.select(sop_versions.c.hash)).scalars()))
+            # would parse them itself, ~5 ms a text, on the way to its first run); only when they
+            # are few, as pinned_sop remembers 256
+            texts = conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.text).limit(201)).all()
+            if len(texts) <= 200:
+                outlines(dict(texts))  # type: ignore[arg-type]
     cut = (low + high) // 2
 
     def half(part: Part, keep: list[Any] | None = None) -> Half:

@@ -288,10 +288,7 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
         _fill_summary(conn, builders, query, segments)
         return
     get, handlers, empty, parse = builders.get, HANDLERS, {}, datetime.fromisoformat
-    for segment in segments:
-        segment = segment() if callable(segment) else segment
-        if segment is None:
-            continue
+    for segment in _in_turn(segments):
         for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
             for seq, at, run_id, kind, step_id, actor, data in chunk:
                 builder = get(run_id)
@@ -303,6 +300,15 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
                 handler = handlers.get(kind)
                 if handler is not None:
                     handler(builder, seq, when, step_id, actor, values)
+
+
+def _in_turn(segments: list[Any]) -> Iterator[Any]:
+    """Each segment's clause, a callable one asked only when its turn comes (see :meth:`Part.segments`);
+    one that answers None has nothing to read."""
+    for segment in segments:
+        clause = segment() if callable(segment) else segment
+        if clause is not None:
+            yield clause
 
 
 def _decode(data: str) -> Any:
@@ -337,10 +343,7 @@ def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any,
                                                sa.func.substr(data, len(_VERDICT) + 1, 1)), else_=data)),
                 (kind.in_(SUMMARY_DATA), data), else_=sa.null()))
     get, handlers, empty, parse, verdicts = builders.get, _CODED_HANDLERS, {}, datetime.fromisoformat, _VERDICTS
-    for segment in segments:
-        segment = segment() if callable(segment) else segment
-        if segment is None:
-            continue
+    for segment in _in_turn(segments):
         for chunk in _chunks(conn, query.where(segment).order_by(records.c.seq)):
             for seq, at, run_id, code, step_id, actor, text in chunk:
                 builder = get(run_id)
