@@ -21,12 +21,12 @@ from typing import Any
 
 from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
-from flows.audit.parallel import MIN_RECORDS, report_with_sections
+from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
 from flows.audit.queries import AuditError, Window, check_class, load_run, load_runs, paused_gc, window
 from flows.audit.report import Report, build_report
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
-from flows.audit.verify import Anchor, Verification, verify_chain
+from flows.audit.verify import Anchor, Verification
 from flows.ledger import Ledger
 
 
@@ -76,9 +76,11 @@ class Audit:
                                     sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
                                     min_records=min_records)
 
-    def verify(self, anchors: list[Anchor] | None = None) -> Verification:
-        with self.ledger.read() as conn:
-            return verify_chain(conn, anchors)
+    def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
+               min_records: int = MIN_RECORDS) -> Verification:
+        """Walk the hash chain, on two processes for a long one (see :func:`flows.audit.parallel.verify_ledger`;
+        ``workers=1`` where forking is unsafe: a process with other threads, like the API's)."""
+        return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records)
 
     def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:
         with self.ledger.read() as conn:

@@ -95,7 +95,7 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
     if format == "html":
         from flows.audit.html import render_html
 
-        return HTMLResponse(render_html(report, charts, verification=subject.verify()))
+        return HTMLResponse(render_html(report, charts, verification=subject.verify(workers=1)))
     return _json(report.to_dict())
 
 
@@ -107,7 +107,7 @@ def audit_verify(request: Request, anchor: list[str] = Query(default_factory=lis
         anchors = [Anchor.parse(a) for a in anchor]
     except AuditError as exc:
         raise _refused(exc, "query.anchor") from None
-    return _json(_audit(request).verify(anchors).to_dict())
+    return _json(_audit(request).verify(anchors, workers=1).to_dict())
 
 
 @router.get("/sops/{sop}/history")

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from flows.audit.queries import Part, Window, at_column, load_runs, outlines, paused_gc, record_time
 from flows.audit.report import Report, RunFacts, aggregate, run_facts
+from flows.audit.verify import Anchor, Verification, Walk, conclude, head_of, record_before, verify_chain, walk
 from flows.ledger import Ledger
 from flows.ledger.schema import records, sop_versions
 
@@ -108,6 +109,47 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
     return report, sections
 
 
+def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, workers: int | None = None,
+                  min_records: int = MIN_RECORDS, cut: int | None = None) -> Verification:
+    """:func:`~flows.audit.verify.verify_chain` on two processes when ``workers`` (default: the
+    cores, at most 2) allows and the chain has at least ``min_records`` records; the same answer.
+
+    The chain is cut at its middle ``seq`` (or at ``cut``): a forked child walks from the cut to the head
+    (starting from the stored hash of the record before the cut, as the whole walk would
+    stand there), the parent from the start to the cut (looking one record past it). The
+    child's breaks count only if the parent's stretch has none; otherwise its records that
+    do not match their own hash are suspects, as in one walk. Both read up to the head the
+    parent saw first. If the child fails, the parent walks its stretch too.
+    """
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    with ledger.read() as conn:
+        if workers < 2 or not hasattr(os, "fork"):
+            return verify_chain(conn, anchors)
+        head_seq, head_hash, count = head_of(conn)
+        first = conn.execute(sa.select(sa.func.min(records.c.seq))).scalar() or 0
+        if count < max(min_records, 2):
+            return verify_chain(conn, anchors)
+        cut = cut if cut is not None else (first + head_seq + 1) // 2
+        before = record_before(conn, cut)
+
+    def later() -> Walk:
+        with ledger.read() as conn:
+            return walk(conn, low=cut, after=before, head=head_seq)
+
+    child = _Child(later, ledger)
+    try:
+        with ledger.read() as conn:
+            earlier = walk(conn, stop=cut, head=head_seq)
+        theirs = child.result()
+    finally:
+        child.reap()
+    if theirs is None:  # the child failed (it printed why): walk its stretch here
+        theirs = later()
+    with ledger.read() as conn:
+        return conclude(conn, Verification(records=count, head_seq=head_seq, head_hash=head_hash), [earlier, theirs],
+                        anchors)
+
+
 def _seq_from(conn: Connection, instant: datetime, low: int, high: int) -> int:
     """The first seq in [low, high) whose record is at or after ``instant`` (high if none), by
     bisection over the primary key: records are written in time order. Only balances the halves."""
@@ -170,4 +212,4 @@ class _Child:
         os.unlink(self.path)
 
 
-__all__ = ["MIN_RECORDS", "report_with_sections"]
+__all__ = ["MIN_RECORDS", "report_with_sections", "verify_ledger"]

@@ -139,11 +139,12 @@ def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_a
                                     f"(or it was written outside the ledger)")
 
 
-def _rows(conn: Connection) -> Iterator[tuple[Any, ...]]:
-    """Every record's columns in sequence order, streamed (times as the driver hands them back)."""
+def _rows(conn: Connection, low: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """Every record's columns in sequence order from seq ``low`` on, streamed (times as the driver hands them back)."""
     columns = [records.c.seq, at_column(conn), *(records.c[n] for n in ("run_id", "step_id", "kind", "actor", "data",
                                                                             "prev_hash", "hash"))]
-    result = conn.execute(sa.select(*columns).order_by(records.c.seq))
+    query = sa.select(*columns).order_by(records.c.seq)
+    result = conn.execute(query if low is None else query.where(records.c.seq >= low))
     source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: a third faster
     try:
         while chunk := (source or result).fetchmany(5000):
@@ -196,35 +197,85 @@ class _Record:
     hash: str
 
 
-def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verification:
-    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect.
+@dataclass
+class Walk:
+    """What walking a stretch of the chain found: its breaks and suspects as the walk of the
+    whole chain finds them when nothing before the stretch broke, and ``unsound``: every
+    record of it that does not match its own hash (its suspects when something before did)."""
+
+    breaks: list[Break] = field(default_factory=list)
+    suspects: list[int] = field(default_factory=list)
+    unsound: list[int] = field(default_factory=list)
+
+
+def walk(conn: Connection, low: int | None = None, stop: int | None = None, after: tuple[int, str] = (0, GENESIS),
+         head: int | None = None) -> Walk:
+    """Walk the records with ``low`` <= seq < ``stop`` and seq <= ``head`` (either end open),
+    from the record before them (``after``: its seq and stored hash; the genesis before the first).
 
     The records are streamed in order, never held. Each is first checked the quick way (it
     follows its predecessor, links to it and hashes right); only a record that fails is
-    looked at closely, with one of lookahead and an index of every (hash, seq), read then,
-    to tell a moved record from an edited one.
+    looked at closely, with one of lookahead (the record after the stretch, if any) and an
+    index of every (hash, seq), read then, to tell a moved record from an edited one.
     """
+    found = Walk()
+    written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
+    prev_seq, prev_hash = after
+    end = min(e for e in (stop, None if head is None else head + 1, float("inf")) if e is not None)
+    rows = _rows(conn, low)
+    pending = next(rows, None)
+    while pending is not None and pending[0] < end:
+        columns, pending = pending, next(rows, None)
+        if not _intact(columns, prev_seq, prev_hash):
+            sound = _intact(columns, columns[0] - 1, columns[7])  # right against its own link and number
+            if not sound:
+                found.unsound.append(columns[0])
+            if found.breaks:
+                if not sound:
+                    found.suspects.append(columns[0])
+            else:
+                if written_at is None:
+                    written_at = {digest: seq for seq, digest in conn.execute(
+                        sa.select(records.c.seq, records.c.hash).order_by(records.c.seq))}
+                following = None if pending is None or (head is not None and pending[0] > head) else _record(pending)
+                broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at)
+                if broke is not None:
+                    found.breaks.append(broke)
+        prev_seq, prev_hash = columns[0], columns[8]
+    rows.close()
+    return found
+
+
+def head_of(conn: Connection) -> tuple[int, str, int]:
+    """The chain's newest record (seq and hash; 0 and the genesis when empty) and how many records it has."""
     head = conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first()
     count = conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
-    result = Verification(records=count, head_seq=head[0] if head else 0, head_hash=head[1] if head else GENESIS)
-    written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
-    prev_seq, prev_hash = 0, GENESIS
-    rows = _rows(conn)
-    pending = next(rows, None)
-    while pending is not None:
-        columns, pending = pending, next(rows, None)
+    return (head[0], head[1], count) if head else (0, GENESIS, count)
+
+
+def record_before(conn: Connection, seq: int) -> tuple[int, str]:
+    """The seq and stored hash of the last record before ``seq`` (0 and the genesis if none)."""
+    row = conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.seq < seq)
+                       .order_by(records.c.seq.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verification:
+    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect."""
+    head_seq, head_hash, count = head_of(conn)
+    return conclude(conn, Verification(records=count, head_seq=head_seq, head_hash=head_hash),
+                    [walk(conn, head=head_seq)], anchors)
+
+
+def conclude(conn: Connection, result: Verification, stretches: list[Walk], anchors: list[Anchor] | None) -> Verification:
+    """The verification of a chain walked in consecutive stretches (in chain order), with its anchors and texts:
+    the first stretch that breaks gives the breaks; every record after it that is unsound is a suspect."""
+    for stretch in stretches:
         if result.breaks:
-            if not _intact(columns, columns[0] - 1, columns[7]):
-                result.suspects.append(columns[0])
-        elif not _intact(columns, prev_seq, prev_hash):
-            if written_at is None:
-                written_at = {digest: seq for seq, digest in conn.execute(
-                    sa.select(records.c.seq, records.c.hash).order_by(records.c.seq))}
-            found = _classify(_record(columns), None if pending is None else _record(pending), prev_seq, prev_hash,
-                              written_at)
-            if found is not None:
-                result.breaks.append(found)
-        prev_seq, prev_hash = columns[0], columns[8]
+            result.suspects += stretch.unsound
+        else:
+            result.breaks += stretch.breaks
+            result.suspects += stretch.suspects
     for anchor in anchors or []:
         if anchor.seq > result.head_seq:
             result.breaks.append(Break(result.head_seq + 1, "truncated", f"the anchor names record {anchor.seq} but the "
@@ -254,4 +305,4 @@ def _check_texts(conn: Connection, result: Verification) -> None:
     result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
 
 
-__all__ = ["Anchor", "Break", "Verification", "verify_chain"]
+__all__ = ["Anchor", "Break", "Verification", "Walk", "conclude", "head_of", "record_before", "verify_chain", "walk"]

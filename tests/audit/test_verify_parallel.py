@@ -1,0 +1,144 @@
+"""`sop audit verify` walks a long chain on two processes: the answer is one walk's, wherever the cut falls.
+
+Each kind of tampering is done near the middle of a copy of the scenario's ledger, and the
+two-process walk is cut just before, at, inside and after it: breaks, suspects and the
+head must be exactly those of the one walk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.audit import parallel
+from flows.audit.parallel import verify_ledger
+from flows.audit.verify import verify_chain
+from flows.ledger import Ledger, record_hash
+from tests.audit.conftest import Scenario
+
+
+def _run(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        for sql, params in statements:
+            conn.execute(sql, params)
+    conn.close()
+
+
+def _row(db: Path, seq: int) -> dict[str, Any]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM records WHERE seq = ?", (seq,)).fetchone())
+    conn.close()
+    return row
+
+
+def _renumber(above: int, by: int) -> list[tuple[str, tuple[Any, ...]]]:
+    return [("UPDATE records SET seq = seq + 1000000 WHERE seq > ?", (above,)),
+            ("UPDATE records SET seq = seq - 1000000 + ? WHERE seq > 1000000", (by,))]
+
+
+def _edit(db: Path, seq: int) -> None:
+    _run(db, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))
+
+
+def _edit_twice(db: Path, seq: int) -> None:  # the second edit is a suspect after the first break
+    _run(db, ("UPDATE records SET actor = 'mallory' WHERE seq IN (?, ?)", (seq, seq + 5)))
+
+
+def _delete(db: Path, seq: int) -> None:
+    _run(db, ("DELETE FROM records WHERE seq = ?", (seq,)))
+
+
+def _delete_hidden(db: Path, seq: int) -> None:
+    _run(db, ("DELETE FROM records WHERE seq = ?", (seq,)), *_renumber(seq, -1))
+
+
+def _swap(db: Path, seq: int) -> None:
+    _run(db, ("UPDATE records SET seq = -1 WHERE seq = ?", (seq,)), ("UPDATE records SET seq = ? WHERE seq = ?", (seq, seq + 3)),
+         ("UPDATE records SET seq = ? WHERE seq = -1", (seq + 3,)))
+
+
+def _insert_forged(db: Path, seq: int) -> None:
+    before = _row(db, seq)
+    data = json.dumps({"note": "forged"})
+    digest = record_hash(before["hash"], seq + 1, datetime.fromisoformat(before["at"]), before["run_id"], before["step_id"],
+                         "note", "mallory", data)
+    _run(db, *_renumber(seq, 1), ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) "
+                                  "VALUES (?, ?, ?, ?, 'note', 'mallory', ?, ?, ?)",
+                                  (seq + 1, before["at"], before["run_id"], before["step_id"], data, before["hash"], digest)))
+
+
+def _insert_clumsily(db: Path, seq: int) -> None:  # a made-up hash: the record after it links straight past it
+    row = _row(db, seq)
+    _run(db, *_renumber(seq, 1), ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) "
+                                  "VALUES (?, ?, ?, ?, 'note', 'mallory', '{}', ?, ?)",
+                                  (seq + 1, row["at"], row["run_id"], row["step_id"], "0" * 64, "f" * 64)))
+
+
+def _rehash(db: Path, seq: int) -> None:  # edited and its hash recomputed: the next record still links to the old one
+    row = _row(db, seq)
+    fake = record_hash(row["prev_hash"], seq, datetime.fromisoformat(row["at"]), row["run_id"], row["step_id"],
+                       row["kind"], "mallory", row["data"])
+    _run(db, ("UPDATE records SET actor = 'mallory', hash = ? WHERE seq = ?", (fake, seq)))
+
+
+TAMPERING: dict[str, Callable[[Path, int], None] | None] = {
+    "untouched": None, "edited": _edit, "edited twice": _edit_twice, "deleted": _delete,
+    "deleted and renumbered": _delete_hidden, "reordered": _swap, "inserted": _insert_forged,
+    "inserted clumsily": _insert_clumsily, "re-hashed": _rehash}
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_two_stretches_give_the_one_walks_answer_wherever_the_cut_falls(how: str, scenario: Scenario,
+                                                                         ledger_copy: Path) -> None:
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    with ledger.read() as conn:
+        head = verify_chain(conn).head_seq
+    at = head // 2
+    if TAMPERING[how] is not None:
+        TAMPERING[how](ledger_copy, at)  # type: ignore[misc]
+    with ledger.read() as conn:
+        one = verify_chain(conn).to_dict()
+    assert one["ok"] is (how == "untouched")
+    cuts = sorted({2, at - 1, at, at + 1, at + 2, at + 3, at + 4, at + 5, at + 6, head - 1, head})
+    for cut in cuts:
+        two = verify_ledger(ledger, workers=2, min_records=0, cut=cut).to_dict()
+        assert two == one, f"cut at {cut}"
+    ledger.dispose()
+
+
+def test_if_the_child_fails_the_parent_walks_its_stretch(ledger_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    with ledger.read() as conn:
+        at = verify_chain(conn).head_seq // 2
+    _edit_twice(ledger_copy, at + 2)  # both edits after the cut: the child's to find
+    with ledger.read() as conn:
+        one = verify_chain(conn).to_dict()
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full (simulated in the child)")
+
+    monkeypatch.setattr(parallel.pickle, "dump", broken)  # only the child writes a pickle
+    two = verify_ledger(ledger, workers=2, min_records=0, cut=at).to_dict()
+    assert two == one and two["first_break"]["seq"] == at + 2 and two["suspects"] == [at + 7]
+    assert "disk full (simulated in the child)" in capfd.readouterr().err
+    ledger.dispose()
+
+
+def test_a_short_chain_or_one_worker_walks_in_one_process(ledger_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("forked")
+
+    monkeypatch.setattr(parallel, "_Child", no_fork)
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    assert verify_ledger(ledger).ok  # the scenario's few hundred records: below MIN_RECORDS
+    assert verify_ledger(ledger, workers=1, min_records=0).ok
+    ledger.dispose()
