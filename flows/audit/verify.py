@@ -179,8 +179,11 @@ def _intact(columns: tuple[Any, ...], prev_seq: int, prev_hash: str) -> bool:
     seq, at, run_id, step_id, kind, actor, data, linked, digest = columns
     if seq != prev_seq + 1 or linked != prev_hash:
         return False
-    # flows.ledger.dumps([seq, at, run_id, step_id, kind, actor, data]), written out: the same text
-    body = f"[{seq},{_STR(_iso(at))},{_json(run_id)},{_json(step_id)},{_STR(kind)},{_json(actor)},{_STR(data)}]"
+    try:
+        # flows.ledger.dumps([seq, at, run_id, step_id, kind, actor, data]), written out: the same text
+        body = f"[{seq},{_STR(_iso(at))},{_json(run_id)},{_json(step_id)},{_STR(kind)},{_json(actor)},{_STR(data)}]"
+    except (TypeError, ValueError):  # a value of a type the ledger never writes (a number, bytes): looked at closely
+        return False
     return sha256(f"{prev_hash}|{body}".encode()).hexdigest() == digest
 
 

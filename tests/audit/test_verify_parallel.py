@@ -82,6 +82,10 @@ def _insert_clumsily(db: Path, seq: int) -> None:  # a made-up hash: the record 
                                   (seq + 1, row["at"], row["run_id"], row["step_id"], "0" * 64, "f" * 64)))
 
 
+def _retype(db: Path, seq: int) -> None:  # values of types the ledger never writes: named, not a crash
+    _run(db, ("UPDATE records SET run_id = 12345, data = CAST(data AS BLOB) WHERE seq = ?", (seq,)))
+
+
 def _rehash(db: Path, seq: int) -> None:  # edited and its hash recomputed: the next record still links to the old one
     row = _row(db, seq)
     fake = record_hash(row["prev_hash"], seq, datetime.fromisoformat(row["at"]), row["run_id"], row["step_id"],
@@ -89,10 +93,13 @@ def _rehash(db: Path, seq: int) -> None:  # edited and its hash recomputed: the 
     _run(db, ("UPDATE records SET actor = 'mallory', hash = ? WHERE seq = ?", (fake, seq)))
 
 
-TAMPERING: dict[str, Callable[[Path, int], None] | None] = {
-    "untouched": None, "edited": _edit, "edited twice": _edit_twice, "deleted": _delete,
-    "deleted and renumbered": _delete_hidden, "reordered": _swap, "inserted": _insert_forged,
-    "inserted clumsily": _insert_clumsily, "re-hashed": _rehash}
+#: each kind of tampering, done at record AT, and the first break it gives (its seq from AT, its kind)
+TAMPERING: dict[str, tuple[Callable[[Path, int], None] | None, tuple[int, str] | None]] = {
+    "untouched": (None, None), "edited": (_edit, (0, "edited")), "edited twice": (_edit_twice, (0, "edited")),
+    "deleted": (_delete, (0, "deleted")), "deleted and renumbered": (_delete_hidden, (0, "deleted")),
+    "reordered": (_swap, (0, "reordered")), "inserted": (_insert_forged, (1, "inserted")),
+    "inserted clumsily": (_insert_clumsily, (1, "inserted")), "re-hashed": (_rehash, (0, "edited")),
+    "retyped": (_retype, (0, "edited"))}
 
 
 @pytest.mark.parametrize("how", list(TAMPERING))
@@ -102,11 +109,15 @@ def test_two_stretches_give_the_one_walks_answer_wherever_the_cut_falls(how: str
     with ledger.read() as conn:
         head = verify_chain(conn).head_seq
     at = head // 2
-    if TAMPERING[how] is not None:
-        TAMPERING[how](ledger_copy, at)  # type: ignore[misc]
+    tamper, expected = TAMPERING[how]
+    if tamper is not None:
+        tamper(ledger_copy, at)
     with ledger.read() as conn:
         one = verify_chain(conn).to_dict()
-    assert one["ok"] is (how == "untouched")
+    first = one["first_break"]
+    assert (first and (first["seq"] - at, first["kind"])) == expected
+    if how == "edited twice":
+        assert one["suspects"] == [at + 5]
     cuts = sorted({2, at - 1, at, at + 1, at + 2, at + 3, at + 4, at + 5, at + 6, head - 1, head})
     for cut in cuts:
         two = verify_ledger(ledger, workers=2, min_records=0, cut=cut).to_dict()
