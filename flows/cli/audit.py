@@ -88,7 +88,9 @@ def runs_command(
         return
     table = Table(title=f"{len(lines)} run(s): {within.describe()}", title_justify="left", show_edge=False,
                   caption=f"Times UTC. {SOP_TIME_NOTE}", caption_justify="left")
-    for column in ("run", "SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
+    # the run id is what `sop audit show` takes: never cut, the other columns wrap to make room
+    table.add_column("run", no_wrap=True, min_width=max((len(line.run) for line in lines), default=3))
+    for column in ("SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
         table.add_column(column, justify="right" if column == "esc." else "left")
     for line in lines:
         table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, escape(line.trigger),

@@ -11,8 +11,8 @@ from flows.audit.summary import RunLine
 from tests.audit.conftest import Scenario
 
 
-def _run(sop: Any, scenario: Scenario, *args: str) -> Any:
-    done = sop("audit", "runs", *args, env={"SOP_DATABASE_URL": scenario.url})
+def _run(sop: Any, scenario: Scenario, *args: str, columns: int = 400) -> Any:
+    done = sop("audit", "runs", *args, env={"SOP_DATABASE_URL": scenario.url, "COLUMNS": str(columns)})
     assert done.returncode == 0, done.stderr
     return done
 
@@ -25,6 +25,11 @@ def test_every_run_with_its_version_trigger_outcome_and_deadline(sop: Any, scena
     assert "alert HighErrorRate by alertmanager" in out and "schedule 0 13 * * MON by scheduler" in out
     assert out.count("missed") == 2 and "n/a" in out and "cancelled" in out
     assert "SOP time" in out  # the table says which clock its durations use
+
+
+def test_on_a_narrow_terminal_the_run_ids_are_whole(sop: Any, scenario: Scenario) -> None:
+    out = _run(sop, scenario, columns=80).stdout  # what `sop audit show RUN` takes: never cut to "fc45…"
+    assert all(run_id in out for run_id in scenario.runs.values())
 
 
 def test_filters_by_sop_class_and_period(sop: Any, scenario: Scenario, audit: Audit) -> None:
