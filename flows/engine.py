@@ -215,8 +215,11 @@ class Engine:
         view as the transaction left it (None when attached).
         """
         sop = loaded.sop
-        now = self.clock.now()
         with self.ledger.transaction() as tx:
+            # the run's start, once the write lock is held (waiting for it is not part of the run): its
+            # deadline counts from it and its run_started record carries it, so an audit of a drill
+            # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
+            now = self.clock.now()
             conn = tx.conn
             if key is not None:
                 open_key = f"{sop.id}:{key}"
@@ -245,7 +248,7 @@ class Engine:
                 {"run_id": run_id, "step_id": s.id, "kind": s.kind, "state": "standby" if s.id in fallbacks else "pending",  # type: ignore[attr-defined]
                  "assignee": getattr(s, "assignee", None)} for s in sop.steps], sop)
             with tx.held():  # the transition's records in one statement
-                tx.append("run_started", run_id, actor=initiator, sop=sop.id, sop_hash=text_hash,
+                tx.append("run_started", run_id, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
                           version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
                           deadline_at=deadline_at, priority=sop.priority)
                 if deadline_at is not None:
@@ -346,7 +349,7 @@ class Engine:
         due_at = now + scaled(step.due, view.speed) if step.due else None
         person = self.person_for(step.assignee)
         self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=due_at)
-        tx.append("step_assigned", view.id, step.id, assignee=step.assignee, person=person, due_at=due_at)
+        tx.append("step_assigned", view.id, step.id, at=now, assignee=step.assignee, person=person, due_at=due_at)
         if due_at is not None:
             self._arm(tx, view, step.id, "due", "", due_at)
         first = next(levels(view.sop.ladder_for(step), step.due, limit=1), None)

@@ -273,3 +273,32 @@ def test_a_start_inside_a_batch_launches_its_flow_run_after_the_batch_commits(lo
         run = local.start("t-newrun", {}, initiator="monitor")
         assert launcher.launched == {}  # not before the commit
     assert launcher.launched == {run.run_id: True}
+
+
+class TickingClock(ManualClock):
+    """Time that passes while the engine works: every reading is 3 ms after the last."""
+
+    def now(self) -> datetime:
+        self.at += timedelta(milliseconds=3)
+        return self.at
+
+
+def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(library: Library, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drill at 120×: a few milliseconds between reading the clock for the deadline and writing the
+    run_started record would be a few SOP seconds short (an auditor read "due after 1h59m59s")."""
+    from flows.audit import Audit
+
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    clock = TickingClock(T0)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger.migrate()
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
+    run_id = engine.start("t-newrun", initiator="li-wei", speed=120, launch=False).run_id
+    run = Audit(ledger, now=clock.now()).run(run_id)
+    assert run.sop_deadline_seconds == 2 * 3600  # deadline: 2h
+    ask = run.steps["ask"]
+    assert run.sop_seconds(ask.ready_at, ask.due_at) == 10 * 60  # due: 10m
+    assert Audit(ledger, now=clock.now()).show(run_id)["deadline_s"] == 7200.0  # what `sop audit show` prints as 2h
+    engine.pager.close()
+    ledger.dispose()
