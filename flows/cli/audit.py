@@ -197,8 +197,10 @@ def show_command(
 
 def _compliance_table(title: str, label: str, rows: list[Compliance]) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False)
-    for column in (label, "runs", "met", "TTA med", "TTA p90", "TTC med", "TTC p90", "esc./run", "late steps"):
-        table.add_column(column, justify="left" if column == label else "right")
+    # the SOP or class is never cut; on a narrow terminal a figure wraps rather than lose digits ("1h20m1…")
+    table.add_column(label, no_wrap=True, min_width=max((len(r.key) for r in rows), default=len(label)))
+    for column in ("runs", "met", "TTA med", "TTA p90", "TTC med", "TTC p90", "esc./run", "late steps"):
+        table.add_column(column, justify="right", overflow="fold")
     for r in rows:
         on_time = "—" if r.on_time_pct is None else f"{r.on_time_pct:g}%"
         table.add_row(r.key, str(r.runs), f"{on_time} ({r.met}/{r.met + r.missed})", _dur(r.tta_median_s),

@@ -108,6 +108,15 @@ def test_the_cli_report_writes_csv_and_json_that_read_back_to_the_same_figures(
     assert "time_to_acknowledge" in json.loads((tmp_path / "r.json").read_text())["definitions"]
 
 
+def test_on_a_narrow_terminal_no_sop_name_or_figure_is_cut(sop: Any, scenario: Scenario, audit: Audit) -> None:
+    done = sop("audit", "report", env={"SOP_DATABASE_URL": scenario.url, "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout  # nothing ellipsized: a figure too wide for its column wraps
+    expected, _ = audit.report()
+    for row in expected.by_sop + expected.by_class:
+        assert f" {row.key} " in done.stdout  # whole, on one line
+
+
 def test_a_bad_window_or_class_is_refused_with_a_hint(sop: Any, scenario: Scenario) -> None:
     env = {"SOP_DATABASE_URL": scenario.url}
     done = sop("audit", "report", "--since", "last tuesday", env=env)
