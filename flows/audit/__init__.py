@@ -16,6 +16,7 @@ report is exactly as trustworthy as ``sop audit verify`` says the chain is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -70,17 +71,18 @@ class Audit:
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
-                             workers: int | None = None, min_records: int = MIN_RECORDS) -> tuple[Report, list[Any]]:
+                             workers: int | None = None, min_records: int = MIN_RECORDS,
+                             progress: Callable[[float], None] | None = None) -> tuple[Report, list[Any]]:
         """The figures and each drawn run's chart, read on two processes (see :mod:`flows.audit.parallel`)."""
         return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
                                     sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
-                                    min_records=min_records)
+                                    min_records=min_records, progress=progress)
 
     def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
-               min_records: int = MIN_RECORDS) -> Verification:
+               min_records: int = MIN_RECORDS, progress: Callable[[float], None] | None = None) -> Verification:
         """Walk the hash chain, on two processes for a long one (see :func:`flows.audit.parallel.verify_ledger`;
         ``workers=1`` where forking is unsafe: a process with other threads, like the API's)."""
-        return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records)
+        return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records, progress=progress)
 
     def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:
         with self.ledger.read() as conn:

@@ -7,7 +7,7 @@ pages, table headers repeat).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import accumulate
@@ -170,9 +170,15 @@ class Sections(Sequence[Markup]):
         self.blocks = [(text, ends) for text, ends in blocks if ends]
 
     @classmethod
-    def draw(cls, runs: Iterable[RunAudit], now: datetime) -> Sections:
-        """Each run's :func:`section`, as one block."""
-        texts = [section(run, now) for run in runs]
+    def draw(cls, runs: Sequence[RunAudit], now: datetime, progress: Callable[[float], None] | None = None) -> Sections:
+        """Each run's :func:`section`, as one block (``progress``: told the share drawn every 500 runs)."""
+        if progress is None:
+            texts = [section(run, now) for run in runs]
+        else:
+            texts = []
+            for start in range(0, len(runs), 500):
+                texts += [section(run, now) for run in runs[start:start + 500]]
+                progress(min(1.0, (start + 500) / len(runs)))
         ends = list(accumulate(len(text) + 1 for text in texts))
         texts.append("")
         return cls([("\n".join(texts), ends)])

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from flows.audit.queries import Part, Window, at_column, load_runs, outlines, paused_gc, record_time
 from flows.audit.report import Report, RunFacts, aggregate, run_facts
-from flows.audit.verify import Anchor, Verification, Walk, conclude, head_of, record_before, verify_chain, walk
+from flows.audit.verify import Anchor, Verification, Walk, conclude, head_of, record_before, share, verify_chain, walk
 from flows.ledger import Ledger
 from flows.ledger.schema import records, sop_versions
 
@@ -50,11 +50,13 @@ Half = tuple[list[tuple[Any, ...]], "Sections"]  # facts as tuples, the drawn se
 
 def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: str | None = None,
                          sop_class: str | None = None, max_timelines: int | None = None,
-                         workers: int | None = None, min_records: int = MIN_RECORDS) -> tuple[Report, Sections]:
+                         workers: int | None = None, min_records: int = MIN_RECORDS,
+                         progress: Callable[[float], None] | None = None) -> tuple[Report, Sections]:
     """The report and the sections of the first ``max_timelines`` runs (None: all), in start order.
 
     Two processes when ``workers`` (default: the cores, at most 2) allows and the window
-    spans at least ``min_records`` records; one otherwise.
+    spans at least ``min_records`` records; one otherwise. ``progress`` is told the share
+    done now and then: of this process's half when there are two (the child's goes along).
     """
     from flows.audit.html import Sections
 
@@ -75,12 +77,24 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
                 outlines(dict(texts))  # type: ignore[arg-type]
     cut = (low + high) // 2
 
-    def half(part: Part, keep: list[Any] | None = None) -> Half:
+    def half(part: Part, keep: list[Any] | None = None, told: Callable[[float], None] | None = None) -> Half:
+        reading: Callable[[int], None] | None = None
+        drawing: Callable[[float], None] | None = None
+        if told is not None:  # reading is about two thirds of a half's work, drawing the rest
+            start = part.first if part.first is not None else low
+            span = max((part.stop if part.stop is not None else high) - start, 1)
+
+            def reading(seq: int) -> None:
+                told(0.65 * min(1.0, max(0.0, (seq - start) / span)))
+
+            def drawing(done: float) -> None:
+                told(0.65 + 0.35 * done)
+
         with paused_gc():
             with ledger.read() as conn:
-                loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part)
+                loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part, progress=reading)
             drawn = loaded if max_timelines is None else loaded[:max_timelines]
-            done = [tuple(f) for f in run_facts(loaded, now)], Sections.draw(drawn, now)
+            done = [tuple(f) for f in run_facts(loaded, now)], Sections.draw(drawn, now, drawing)
             if keep is not None:  # the child: it exits as soon as it has handed its half over, freeing nothing
                 keep.append(loaded)
             # else freed now, by reference counting: with the collector back on, its first pass
@@ -89,12 +103,12 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
         return done
 
     if workers < 2 or high - low < max(min_records, 2) or not hasattr(os, "fork"):
-        facts, sections = half(Part(max_seq=max_seq))
+        facts, sections = half(Part(max_seq=max_seq), told=progress)
     else:
         later, kept = Part(first=cut, max_seq=max_seq), []
         child = _Child(lambda: half(later, kept), ledger)
         try:
-            facts, sections = half(Part(stop=cut, max_seq=max_seq))
+            facts, sections = half(Part(stop=cut, max_seq=max_seq), told=progress)
             theirs = child.result()
         finally:
             child.reap()
@@ -110,7 +124,8 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
 
 
 def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, workers: int | None = None,
-                  min_records: int = MIN_RECORDS, cut: int | None = None) -> Verification:
+                  min_records: int = MIN_RECORDS, cut: int | None = None,
+                  progress: Callable[[float], None] | None = None) -> Verification:
     """:func:`~flows.audit.verify.verify_chain` on two processes when ``workers`` (default: the
     cores, at most 2) allows and the chain has at least ``min_records`` records; the same answer.
 
@@ -120,15 +135,18 @@ def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, worker
     child's breaks count only if the parent's stretch has none; otherwise its records that
     do not match their own hash are suspects, as in one walk. Both read up to the head the
     parent saw first. If the child fails, the parent walks its stretch too.
+
+    ``progress`` is told the share walked now and then: of the parent's stretch when there
+    are two (the child's, as long, goes along at the same pace).
     """
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     with ledger.read() as conn:
         if workers < 2 or not hasattr(os, "fork"):
-            return verify_chain(conn, anchors)
+            return verify_chain(conn, anchors, progress)
         head_seq, head_hash, count = head_of(conn)
         first = conn.execute(sa.select(sa.func.min(records.c.seq))).scalar() or 0
         if count < max(min_records, 2):
-            return verify_chain(conn, anchors)
+            return verify_chain(conn, anchors, progress)
         cut = cut if cut is not None else (first + head_seq + 1) // 2
         before = record_before(conn, cut)
 
@@ -139,7 +157,7 @@ def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, worker
     child = _Child(later, ledger)
     try:
         with ledger.read() as conn:
-            earlier = walk(conn, stop=cut, head=head_seq)
+            earlier = walk(conn, stop=cut, head=head_seq, progress=share(progress, first, cut))
         theirs = child.result()
     finally:
         child.reap()

@@ -10,7 +10,7 @@ import gc
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -188,13 +188,14 @@ def _seq_range(low: int | None, high: int | None) -> Any:
 
 def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | None = None,
               sop_class: str | None = None, run_ids: list[str] | None = None, full: bool = False,
-              part: Part | None = None) -> list[RunAudit]:
+              part: Part | None = None, progress: Callable[[int], None] | None = None) -> list[RunAudit]:
     """Runs in start order, each rebuilt from its records.
 
     ``full`` keeps every record as a timeline entry and reads notifications and pinned
     texts too (``sop audit show``); without it only the records figures and timelines
     need are decoded (fast enough for tens of thousands of runs). ``part`` reads a slice
-    (see :mod:`flows.audit.parallel`).
+    (see :mod:`flows.audit.parallel`). ``progress`` is told, every 10,000 records read for a
+    report, the seq of the run_started record of the run the last one belongs to.
     """
     check_class(sop_class)
     within = within or Window()
@@ -202,7 +203,7 @@ def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | N
         builders = _builders(conn, within, sop_id, sop_class, run_ids, full, part)
         if builders:
             _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full,
-                  part)
+                  part, progress)
     return [b.run for b in builders.values()]
 
 
@@ -267,7 +268,7 @@ def at_column(conn: Connection) -> Any:
 
 
 def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, filtered: bool, full: bool,
-          part: Part | None = None) -> None:
+          part: Part | None = None, progress: Callable[[int], None] | None = None) -> None:
     query = sa.select(records.c.seq, at_column(conn), records.c.run_id, records.c.kind, records.c.step_id,
                       records.c.actor, records.c.data).where(records.c.kind != "run_started")
     if not full:
@@ -285,7 +286,7 @@ def _fill(conn: Connection, builders: dict[str, RunBuilder], within: Window, fil
         query = query.where(records.c.run_id.is_not(None))
     segments = part.segments(builders) if part is not None else [sa.true()]  # each in chain order, one after the other
     if not full:
-        _fill_summary(conn, builders, query, segments)
+        _fill_summary(conn, builders, query, segments, progress)
         return
     get, handlers, empty, parse = builders.get, HANDLERS, {}, datetime.fromisoformat
     for segment in _in_turn(segments):
@@ -321,7 +322,8 @@ def _decode(data: str) -> Any:
     return values
 
 
-def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any, segments: list[Any]) -> None:
+def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any, segments: list[Any],
+                  progress: Callable[[int], None] | None = None) -> None:
     """The records figures and timelines need, with only what they read of each: the hot loop of a
     10,000-run report.
 
@@ -357,6 +359,9 @@ def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any,
                 else:
                     values = _decode(text)
                 handlers[code](builder, seq, when, step_id, actor, values)
+            if progress is not None and (last := get(chunk[-1][2])) is not None:
+                progress(last.run.started_seq)
+
 
 def _chunks(conn: Connection, query: Any, size: int = 10_000) -> Iterator[Sequence[Any]]:
     """The rows of a query, a chunk at a time. On SQLite straight from the driver's cursor: these

@@ -21,7 +21,7 @@ and pass it back as an anchor (``--anchor SEQ:HASH``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from hashlib import sha256
@@ -211,8 +211,12 @@ class Walk:
     unsound: list[int] = field(default_factory=list)
 
 
+#: how many records a walk goes between two words to its ``progress``
+PROGRESS_EVERY = 20_000
+
+
 def walk(conn: Connection, low: int | None = None, stop: int | None = None, after: tuple[int, str] = (0, GENESIS),
-         head: int | None = None) -> Walk:
+         head: int | None = None, progress: Callable[[int], None] | None = None) -> Walk:
     """Walk the records with ``low`` <= seq < ``stop`` and seq <= ``head`` (either end open),
     from the record before them (``after``: its seq and stored hash; the genesis before the first).
 
@@ -220,8 +224,10 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
     follows its predecessor, links to it and hashes right); only a record that fails is
     looked at closely, with one of lookahead (the record after the stretch, if any) and an
     index of every (hash, seq), read then, to tell a moved record from an edited one.
+    ``progress`` is told the seq reached every :data:`PROGRESS_EVERY` records.
     """
     found = Walk()
+    countdown = PROGRESS_EVERY
     written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
     prev_seq, prev_hash = after
     end = min(e for e in (stop, None if head is None else head + 1, float("inf")) if e is not None)
@@ -229,6 +235,11 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
     pending = next(rows, None)
     while pending is not None and pending[0] < end:
         columns, pending = pending, next(rows, None)
+        countdown -= 1
+        if not countdown:
+            countdown = PROGRESS_EVERY
+            if progress is not None:
+                progress(columns[0])
         if not _intact(columns, prev_seq, prev_hash):
             sound = _intact(columns, columns[0] - 1, columns[7])  # right against its own link and number
             if not sound:
@@ -263,11 +274,21 @@ def record_before(conn: Connection, seq: int) -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
-def verify_chain(conn: Connection, anchors: list[Anchor] | None = None) -> Verification:
-    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect."""
+def verify_chain(conn: Connection, anchors: list[Anchor] | None = None,
+                 progress: Callable[[float], None] | None = None) -> Verification:
+    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect.
+    ``progress`` is told the share of the chain walked, now and then."""
     head_seq, head_hash, count = head_of(conn)
     return conclude(conn, Verification(records=count, head_seq=head_seq, head_hash=head_hash),
-                    [walk(conn, head=head_seq)], anchors)
+                    [walk(conn, head=head_seq, progress=share(progress, 0, head_seq + 1))], anchors)
+
+
+def share(progress: Callable[[float], None] | None, low: int, high: int) -> Callable[[int], None] | None:
+    """``progress`` told the share of [low, high) a seq has reached."""
+    if progress is None:
+        return None
+    span = max(high - low, 1)
+    return lambda seq: progress(min(1.0, (seq - low) / span))
 
 
 def conclude(conn: Connection, result: Verification, stretches: list[Walk], anchors: list[Anchor] | None) -> Verification:

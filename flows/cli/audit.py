@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +21,7 @@ from flows.audit.report import COMPLIANCE_COLUMNS, SOP_TIME_NOTE, Compliance
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 from flows.cli import app
-from flows.cli.common import console, fail, library
+from flows.cli.common import console, err_console, fail, library
 from flows.durations import format_duration
 
 audit = typer.Typer(name="audit", no_args_is_help=True,
@@ -39,6 +41,30 @@ def _audit() -> Audit:
     from flows import runtime
 
     return Audit(runtime.ledger_for(library()))
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[float], None] | None]:
+    """A bar on the terminal (stderr) while ``what`` goes on, told the share done; None when
+    stderr is not a terminal (scripts, CI, pipes get no bar). It draws only when told (no
+    thread: the report and verify fork a child, which must not inherit one)."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, auto_refresh=False, redirect_stdout=False,
+                  redirect_stderr=False) as bar:
+        task = bar.add_task(what, total=1.0)
+        bar.refresh()
+
+        def told(share: float) -> None:
+            bar.update(task, completed=share)
+            bar.refresh()
+
+        yield told
+        told(1.0)
 
 
 def _dur(seconds: float | None) -> str:
@@ -224,8 +250,9 @@ def report_command(
     try:
         within = subject.window(since, until)
         # read (and the charts drawn) on two processes; no chart at all without --html
-        report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
-                                                        max_timelines=timelines if html else 0)
+        with _progress("reading runs" + (" and drawing their timelines" if html else "")) as told:
+            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
+                                                            max_timelines=timelines if html else 0, progress=told)
     except AuditError as exc:
         fail(exc.message, exc.hint)
     if csv_file:
@@ -235,7 +262,10 @@ def report_command(
     if html:
         from flows.audit.html import render_html
 
-        checked = subject.verify() if verify else None
+        checked = None
+        if verify:
+            with _progress("verifying the hash chain") as told:
+                checked = subject.verify(progress=told)
         _write(html, render_html(report, charts, verification=checked))
         if checked is not None and not checked.ok:
             console.print("[bold red]✗ the ledger does not verify[/] (see `sop audit verify`); the report says so")
@@ -273,7 +303,8 @@ def verify_command(
         anchors = [Anchor.parse(a) for a in anchor or []]
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    result = subject.verify(anchors)
+    with _progress("verifying the hash chain") as told:
+        result = subject.verify(anchors, progress=told)
     if as_json:
         sys.stdout.write(to_json(result.to_dict()))
     else:

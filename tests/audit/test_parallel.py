@@ -65,3 +65,12 @@ def test_any_cut_splits_the_runs_into_two_parts_that_add_up_to_all(audit: Audit,
             before = load_runs(conn, part=Part(stop=cut, max_seq=seqs[-1]))
             after = load_runs(conn, part=Part(first=cut, max_seq=seqs[-1]))
             assert before + after == whole, f"cut at seq {cut}"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_report_tells_how_far_it_is(audit: Audit, workers: int) -> None:
+    told: list[float] = []
+    expected = _html(audit, workers=1)
+    report, charts = audit.report_with_sections(workers=workers, min_records=0, progress=told.append)
+    assert (report.to_dict(), render_html(report, charts)) == expected  # the same report, told or not
+    assert told and told == sorted(told) and told[-1] == 1.0  # reading, then drawing, to the end

@@ -213,3 +213,33 @@ def test_the_quick_check_hashes_exactly_as_the_ledger_writes(ledger: Ledger) -> 
             prev_seq, prev_hash, checked = columns[0], columns[8], checked + 1
         assert checked == len(odd)
         assert verify_chain(conn).ok
+
+
+def test_on_a_terminal_verify_shows_a_progress_bar_and_in_a_pipe_it_does_not(sop: Any, scenario: Scenario,
+                                                                             repo_root: Path) -> None:
+    import os
+    import pty
+    import subprocess
+
+    from tests.conftest import SOP_COMMAND
+
+    env = {**os.environ, "SOP_HOME": str(repo_root), "SOP_DATABASE_URL": f"sqlite:///{scenario.db}", "COLUMNS": "100"}
+    main, child = pty.openpty()  # stderr is a terminal: a person waits at it
+    done = subprocess.Popen([*SOP_COMMAND, "audit", "verify"], env=env, stdout=subprocess.PIPE, stderr=child)
+    os.close(child)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    out = done.communicate(timeout=60)[0].decode()
+    os.close(main)
+    assert done.returncode == 0 and "✓ chain intact" in out
+    assert b"verifying the hash chain" in shown and b"100%" in shown
+
+    piped = _verify(sop, scenario.db)  # stdout and stderr captured: no bar, nothing on stderr
+    assert piped.returncode == 0 and piped.stderr == "" and "verifying" not in piped.stdout

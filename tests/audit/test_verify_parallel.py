@@ -153,3 +153,17 @@ def test_a_short_chain_or_one_worker_walks_in_one_process(ledger_copy: Path, mon
     assert verify_ledger(ledger).ok  # the scenario's few hundred records: below MIN_RECORDS
     assert verify_ledger(ledger, workers=1, min_records=0).ok
     ledger.dispose()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_long_walk_tells_how_far_it_is(workers: int, ledger_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.audit import verify
+
+    monkeypatch.setattr(verify, "PROGRESS_EVERY", 10)  # the scenario's few hundred records: a word every ten
+    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    told: list[float] = []
+    result = verify_ledger(ledger, workers=workers, min_records=0, progress=told.append)
+    assert result.to_dict() == verify_ledger(ledger, workers=1).to_dict()  # the same answer, told or not
+    assert len(told) >= 5 and told == sorted(told) and 0 < told[0] and told[-1] <= 1.0
+    assert told[-1] > 0.8  # up to the end of the stretch this process walks
+    ledger.dispose()
