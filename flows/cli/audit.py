@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -81,13 +82,27 @@ def _verdict(verdict: str) -> str:
 
 
 def _write(path: str, text: str) -> None:
+    """Write an export whole or not at all: into a file beside it, renamed over it once complete, so
+    an earlier report at that path is never left half-overwritten (a full disk, Ctrl-C)."""
     if path == "-":
         sys.stdout.write(text)
         return
     target = Path(path)
+    if target.is_dir():
+        fail(f"cannot write {path}: it is a folder", f"give a file name in it, e.g. {target / 'report.html'}")
     if target.parent and not target.parent.exists():
         fail(f"cannot write {path}: folder {target.parent} does not exist", "create it first, or pick another path")
-    target.write_text(text, encoding="utf-8")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(partial, target)
+    except (OSError, UnicodeError) as exc:
+        partial.unlink(missing_ok=True)
+        fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", "check the path, its permissions and the free space")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 # --- sop audit runs --------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flows.audit import Audit
 from flows.audit.export import from_csv, to_csv
 from flows.audit.report import COMPLIANCE_COLUMNS, Compliance, Report
@@ -169,3 +171,21 @@ def test_the_fast_read_decodes_reports_whose_data_does_not_start_with_a_verdict(
                     [("done", "li-wei", 0, "missed"), ("done", "li-wei", None, "missed")]]
     assert seen == [[(s.state, s.actor, s.deadline_met_recorded, s.deadline(now)) for s in run.steps.values()]
                     for run in full]
+
+
+def test_an_export_is_written_whole_or_not_at_all(sop: Any, scenario: Scenario, tmp_path: Path) -> None:
+    import typer
+
+    from flows.cli.audit import _write
+
+    done = sop("audit", "report", "--csv", str(tmp_path), env={"SOP_DATABASE_URL": scenario.url})
+    assert done.returncode == 1 and f"cannot write {tmp_path}: it is a folder" in done.stderr
+
+    earlier = tmp_path / "report.html"
+    earlier.write_text("last quarter's report")
+    with pytest.raises(typer.Exit):  # the write fails half-way (here: text that cannot be encoded)
+        _write(str(earlier), "<html>" + "x" * 200_000 + "\ud800")
+    assert earlier.read_text() == "last quarter's report"  # not half-overwritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # and nothing left beside it
+    _write(str(earlier), "this quarter's report")
+    assert earlier.read_text() == "this quarter's report"
