@@ -256,7 +256,7 @@ def report_command(
     html: Annotated[str | None, typer.Option("--html", metavar="FILE", help="write the HTML report (self-contained, prints well)")] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", metavar="FILE", help="write the figures as CSV (- for stdout)")] = None,
     json_file: Annotated[str | None, typer.Option("--json", metavar="FILE", help="write figures and run lines as JSON (- for stdout)")] = None,
-    timelines: Annotated[int | None, typer.Option("--timelines", metavar="N", help="draw at most N run timelines in the HTML (default: all)")] = None,
+    timelines: Annotated[int | None, typer.Option("--timelines", metavar="N", min=0, help="draw at most N run timelines in the HTML (default: all)")] = None,
     verify: Annotated[bool, typer.Option(help="verify the hash chain and say so in the HTML")] = True,
 ) -> None:
     """SLA compliance per SOP and per class (on time, time to acknowledge and complete, escalations, late steps by role)."""

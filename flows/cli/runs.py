@@ -12,7 +12,7 @@ from rich.table import Table
 from flows.board import status_rows
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, fail_all, library, print_json
-from flows.engine import InputRefused, StepNotActive
+from flows.engine import InputRefused, StepNotActive, check_inputs
 from flows.launcher import LaunchError
 from flows.runview import TERMINAL_STEP, RunNotFound
 from flows.steps.human import Report, ReportRefused
@@ -136,6 +136,12 @@ def run(
     engine = _engine()
     if sop_id not in engine.library.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(engine.library.sops))}")
+    inputs = _pairs(param, "-p")
+    try:  # the inputs first: a typo is told at once, whether or not the stack is up
+        check_inputs(engine.library.get(sop_id).sop, inputs)
+    except InputRefused as exc:
+        engine.pager.close()
+        fail_all(exc.problems, f"the inputs do not fit {sop_id}", f"see `sop show {sop_id}` for its inputs")
     try:
         with engine.launcher._client() as client:
             engine.launcher.deployment_id(client, sop_id)
@@ -144,7 +150,7 @@ def run(
     except Exception as exc:
         fail(f"cannot reach the Prefect server at {engine.launcher.api_url}: {exc}", "start it with `sop serve`")
     try:
-        result = engine.start(sop_id, _pairs(param, "-p"), initiator=as_ or _whoami(),
+        result = engine.start(sop_id, inputs, initiator=as_ or _whoami(),
                               trigger={"kind": "manual", "by": as_ or _whoami()}, speed=speed, launch=False)
         if not result.attached and engine.view(result.run_id).is_open:
             _launch(engine, result.run_id)

@@ -129,6 +129,8 @@ def test_a_bad_window_or_class_is_refused_with_a_hint(sop: Any, scenario: Scenar
     assert "unknown class `urgent`" in done.stderr and "complaint, outage, policy, routine" in done.stderr
     done = sop("audit", "report", "--since", "2026-03-05", "--until", "2026-03-01", env=env)
     assert "is not before --until" in done.stderr
+    done = sop("audit", "report", "--timelines", "-3", "--html", "/tmp/never.html", env=env)  # not "all but 3"
+    assert done.returncode == 2 and "--timelines" in done.stderr and "greater than or equal to 0" in done.stderr
 
 
 def test_the_fast_read_for_reports_agrees_with_the_full_read(audit: Audit) -> None:

@@ -324,3 +324,16 @@ def test_a_flow_run_process_loads_the_site_and_its_own_sop_only(repo_root: Path,
     with pytest.raises(SpecInvalid) as invalid:  # a broken file is reported, not skipped
         load_library(site, only="weekly-review")
     assert any(e.file.endswith("weekly-review.yaml") for e in invalid.value.errors)
+
+
+def test_sop_run_refuses_bad_inputs_before_looking_for_the_stack(sop, tmp_path: Path) -> None:
+    # nothing listens on port 9: the inputs are told wrong first, whether or not the stack is up
+    env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    result = sop("run", "crisis-pr", "-p", "brand=lumi", "-p", "mentions_per_day=many", env=env)
+    assert result.returncode == 1
+    assert "input `mentions_per_day`: expected integer, got 'many'" in result.stdout + result.stderr
+    assert "the inputs do not fit crisis-pr" in result.stderr and "Prefect" not in result.stderr
+    result = sop("run", "crisis-pr", "-p", "brand", env=env)
+    assert result.returncode == 1 and "-p `brand` is not key=value" in result.stderr
+    result = sop("run", "crisis-pr", "-p", "brand=lumi", "-p", "mentions_per_day=140", env=env)
+    assert result.returncode == 1 and "is `sop serve` running?" in result.stderr  # good inputs: then the stack
