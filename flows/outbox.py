@@ -41,6 +41,7 @@ from flows.ledger.schema import outbox, pagers
 
 if TYPE_CHECKING:
     from flows.engine import Engine, Page
+    from flows.shutdown import Terminated
 
 log = logging.getLogger("sop.outbox")
 
@@ -252,8 +253,9 @@ class Drainer:
         self.heartbeat = Heartbeat(engine.ledger, self.name, self.bell.address)
         self.claimed = 0
 
-    def run(self, stop: threading.Event) -> None:
-        """Until ``stop`` is set; then hand over: heartbeat removed, pages in hand delivered."""
+    def run(self, stop: threading.Event | Terminated) -> None:
+        """Until ``stop`` is set (looked at between two looks at the outbox); then hand over:
+        heartbeat removed, pages in hand delivered."""
         next_beat = 0.0
         log.info("event=pager_started name=%s poll_ms=%d", self.name, int(self.poll * 1000))
         try:

@@ -261,9 +261,11 @@ class Stack:
 
     def wait(self) -> None:
         """Block until Ctrl-C / SIGTERM, watching the children."""
-        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        from flows.shutdown import on_sigterm
+
+        terminated = on_sigterm()  # not self._stop.set() in the handler: see flows/shutdown.py
         try:
-            while not self._stop.wait(1.0):
+            while not terminated.is_set() and not self._stop.wait(1.0):
                 for child in self.children:
                     if child.poll() is not None:
                         raise StackError(f"a child process exited with code {child.returncode}; see {self.logs}")

@@ -73,17 +73,14 @@ def pager(
     the API and the timer service only queue their pages, and this process renders and
     delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered.
     """
-    import signal
-    import threading
-
     from flows import runtime
     from flows.outbox import Drainer
+    from flows.shutdown import on_sigterm
 
     if poll <= 0:
         fail(f"--poll must be above zero, got {poll}")
     engine = runtime.engine(library=library(), prefect=False, background_pages=True, pager_process=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = on_sigterm()  # looked at between two looks at the outbox (--poll apart at most)
     drainer = Drainer(engine, poll=poll)
     err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {engine.ledger.url}")
     try:

@@ -272,3 +272,34 @@ def test_status_says_when_pages_have_waited(library: Library, ledger: Ledger, tm
     assert "1 page(s) waiting to be sent, the oldest for 18" in stale.stdout
     assert "no pager process is alive: start `sop serve` or `sop pager`" in stale.stdout
     assert run_id in stale.stdout
+
+
+def test_a_burst_of_sigterms_stops_a_pager_process_cleanly(ledger: Ledger, inbox: Path, tmp_path: Path,
+                                                           repo_root: Path) -> None:
+    """Its parent's death and the stack's stop can each send SIGTERM, a moment apart. A handler that
+    took a lock (``threading.Event.set``) could be interrupted by the next signal while holding it and
+    wait for it forever: a pager was once found so, long after its stack. The handler now only sets a
+    flag. (The race is narrow: this is the behaviour, not a reproduction of the rare interleaving.)"""
+    from flows.shutdown import Terminated, on_sigterm
+
+    for _ in range(3):
+        child = pager_process(tmp_path, inbox, repo_root)
+        try:
+            wait_until(lambda: beating(ledger), 60, "the pager process's heartbeat")
+            for _ in range(300):
+                child.send_signal(signal.SIGTERM)
+            assert child.wait(15) == 0
+            assert beating(ledger) == []  # it handed back as it does on one SIGTERM
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        terminated = on_sigterm()
+        assert isinstance(signal.getsignal(signal.SIGTERM), Terminated) and not terminated.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)  # handled here, in the main thread, at the next bytecode
+        wait_until(terminated.is_set, 5, "the handler to run")
+    finally:
+        signal.signal(signal.SIGTERM, previous)

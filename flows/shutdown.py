@@ -1,0 +1,40 @@
+"""Stopping on SIGTERM with a handler that takes no lock.
+
+A Python signal handler runs in the main thread, between two bytecodes, wherever that
+thread is. ``threading.Event.set`` takes the event's lock: if the main thread holds it at
+that moment (inside ``Event.wait``, or inside an earlier handler that a second SIGTERM
+interrupted), the handler waits for a lock its own thread holds, forever. A ``sop pager``
+was found so, alive long after its ``sop serve`` was killed: three SIGTERMs (its parent's
+death and the stack's stop), three handler frames, each waiting in ``Event.set``.
+
+:func:`on_sigterm` installs a handler that only sets an attribute; the process's loop
+looks at it (``is_set``) as it looks at its other reasons to stop.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+
+class Terminated:
+    """Set by SIGTERM (an attribute written, nothing else); reads like ``threading.Event.is_set``."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def is_set(self) -> bool:
+        return self.signalled
+
+
+def on_sigterm() -> Terminated:
+    """Install the lock-free SIGTERM handler (main thread only) and return what it sets."""
+    terminated = Terminated()
+    signal.signal(signal.SIGTERM, terminated)
+    return terminated
+
+
+__all__ = ["Terminated", "on_sigterm"]
