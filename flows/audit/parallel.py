@@ -84,8 +84,11 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
             start = part.first if part.first is not None else low
             span = max((part.stop if part.stop is not None else high) - start, 1)
 
+            reached = [0.0]  # runs overlap: the run at hand may have started before the last one told
+
             def reading(seq: int) -> None:
-                told(0.65 * min(1.0, max(0.0, (seq - start) / span)))
+                reached[0] = max(reached[0], min(1.0, (seq - start) / span))
+                told(0.65 * reached[0])
 
             def drawing(done: float) -> None:
                 told(0.65 + 0.35 * done)

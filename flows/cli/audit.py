@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,7 +50,7 @@ def _progress(what: str) -> Iterator[Callable[[float], None] | None]:
     """A bar on the terminal (stderr) while ``what`` goes on, told the share done; None when
     stderr is not a terminal (scripts, CI, pipes get no bar). It draws only when told (no
     thread: the report and verify fork a child, which must not inherit one)."""
-    if not err_console.is_terminal:
+    if not (err_console.is_terminal and sys.stderr.isatty()):  # FORCE_COLOR in a CI log is no terminal
         yield None
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -82,27 +83,63 @@ def _verdict(verdict: str) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    """Write an export whole or not at all: into a file beside it, renamed over it once complete, so
-    an earlier report at that path is never left half-overwritten (a full disk, Ctrl-C)."""
+    """Write an export whole or not at all: into a file beside it, flushed to disk, then renamed
+    over it, so an earlier report at that path is never left half-overwritten (a full disk,
+    Ctrl-C, a power cut). A link's own file is the one replaced, with its permissions kept; a
+    pipe, a terminal or ``/dev/stdout`` is written to as a stream."""
     if path == "-":
         sys.stdout.write(text)
         return
     target = Path(path)
     if target.is_dir():
         fail(f"cannot write {path}: it is a folder", f"give a file name in it, e.g. {target / 'report.html'}")
-    if target.parent and not target.parent.exists():
+    if not target.parent.exists():
         fail(f"cannot write {path}: folder {target.parent} does not exist", "create it first, or pick another path")
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    hint = "check the path, its permissions and the free space"
     try:
-        with open(partial, "w", encoding="utf-8") as out:
+        st = os.stat(target)  # through a link
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", hint)
+    real = Path(os.path.realpath(target))
+    if st is not None and not stat.S_ISREG(st.st_mode):  # a pipe, a terminal, /dev/fd/N: nothing to replace
+        _write_in_place(path, target, text, hint)  # as named: /dev/fd/N resolves to no openable name
+        return
+    partial = real.with_name(f".{real.name[:100]}.{os.getpid()}.partial")
+    try:
+        out = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below, on every path
+    except PermissionError:
+        if st is None:
+            fail(f"cannot write {path}: permission denied", hint)
+        _write_in_place(path, real, text, hint)  # a writable file in a folder we may not add to
+        return
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", hint)
+    try:
+        with out:
             out.write(text)
-        os.replace(partial, target)
+            out.flush()
+            os.fsync(out.fileno())
+        if st is not None:
+            os.chmod(partial, stat.S_IMODE(st.st_mode))  # a report kept private stays private
+        os.replace(partial, real)
     except (OSError, UnicodeError) as exc:
-        partial.unlink(missing_ok=True)
-        fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", "check the path, its permissions and the free space")
+        with suppress(OSError):
+            partial.unlink()
+        fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", hint)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):
+            partial.unlink()
         raise
+
+
+def _write_in_place(path: str, real: Path, text: str, hint: str) -> None:
+    try:
+        with open(real, "w", encoding="utf-8") as out:
+            out.write(text)
+    except (OSError, UnicodeError) as exc:
+        fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", hint)
 
 
 # --- sop audit runs --------------------------------------------------------------------------

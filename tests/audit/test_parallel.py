@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,9 +69,54 @@ def test_any_cut_splits_the_runs_into_two_parts_that_add_up_to_all(audit: Audit,
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_the_report_tells_how_far_it_is(audit: Audit, workers: int) -> None:
+def test_the_report_tells_how_far_it_is(audit: Audit, workers: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.audit import queries
+
+    chunks = queries._chunks
+    monkeypatch.setattr(queries, "_chunks", lambda conn, query, size=2: chunks(conn, query, 2))  # a word every 2 records
     told: list[float] = []
     expected = _html(audit, workers=1)
     report, charts = audit.report_with_sections(workers=workers, min_records=0, progress=told.append)
     assert (report.to_dict(), render_html(report, charts)) == expected  # the same report, told or not
-    assert told and told == sorted(told) and told[-1] == 1.0  # reading, then drawing, to the end
+    assert len(told) > 10 and told == sorted(told) and told[-1] == 1.0  # reading, then drawing, to the end
+
+
+def test_the_reports_progress_never_goes_back_when_runs_overlap(repo_root: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long run's late record ends a chunk of the read: the run it belongs to started long before
+    the last one told. The bar must hold its place, not jump back."""
+    import os
+    import shutil
+    from datetime import timedelta
+
+    from flows.audit import queries
+    from flows.clock import ManualClock
+    from flows.engine import Engine
+    from flows.ledger import Ledger
+    from flows.library import load_library
+    from notifications import Dispatcher
+    from tests.audit.conftest import HERE, NOW, REFUSED_URL, T0, Story, SyncPager
+
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    shutil.copytree(HERE / "sops", tmp_path / "sops")
+    clock = ManualClock(T0 - timedelta(minutes=1))
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock)
+    ledger.migrate()
+    library = load_library(tmp_path)
+    dispatcher = Dispatcher(workers=2, timeout=3.0, retries=0, inbox_dir=tmp_path / "inbox",
+                            env={**os.environ, "TOM_BECKER_URL": REFUSED_URL})
+    engine = Engine(library, ledger, pager=SyncPager(library.site, ledger, dispatcher=dispatcher), clock=clock)
+    story = Story(engine, clock)
+    long = story.start("audit-incident", T0, initiator="li-wei", trigger={"kind": "manual", "by": "li-wei"})
+    for i in range(4):
+        story.start("audit-routine", T0 + timedelta(minutes=2 + 3 * i), initiator="x", trigger={"kind": "manual", "by": "x"})
+    long.report(30, "triage", "zhao-lei", severity="high", evidence=["https://e"])  # the first run's, late in the chain
+    story.advance(NOW)
+    engine.pager.close()
+
+    chunks = queries._chunks
+    monkeypatch.setattr(queries, "_chunks", lambda conn, query, size=5: chunks(conn, query, 5))
+    told: list[float] = []
+    Audit(Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", ManualClock(NOW))).report_with_sections(
+        workers=1, min_records=0, progress=told.append)
+    assert len(told) > 3 and told == sorted(told) and told[-1] == 1.0

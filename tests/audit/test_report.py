@@ -191,3 +191,34 @@ def test_an_export_is_written_whole_or_not_at_all(sop: Any, scenario: Scenario, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # and nothing left beside it
     _write(str(earlier), "this quarter's report")
     assert earlier.read_text() == "this quarter's report"
+
+
+def test_an_export_keeps_links_permissions_and_pipes_working(tmp_path: Path) -> None:
+    import os
+    import stat
+    import threading
+
+    from flows.cli.audit import _write
+
+    real = tmp_path / "real.html"
+    real.write_text("old")
+    real.chmod(0o600)  # kept private by its owner
+    link = tmp_path / "latest.html"
+    link.symlink_to(real)
+    _write(str(link), "new")
+    assert link.is_symlink() and real.read_text() == "new"  # the link's file was replaced, the link kept
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+
+    long_name = tmp_path / ("r" * 240 + ".csv")  # a long name: the file beside it must still fit
+    _write(str(long_name), "a,b\n")
+    assert long_name.read_text() == "a,b\n"
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a named pipe (or /dev/stdout, /dev/fd/N): written to as a stream, never replaced
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    _write(str(fifo), "streamed")
+    reader.join(10)
+    assert got == ["streamed"] and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
