@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,3 +216,30 @@ def audit(scenario: Scenario) -> Iterator[Any]:
     ledger = Ledger(scenario.url, ManualClock(scenario.now))
     yield Audit(ledger)
     ledger.dispose()
+
+
+# --- tampering with a copy of the ledger file, as someone with the file and a shell would ----------
+
+
+def tamper(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Run ``statements`` on the ledger file in one transaction."""
+    conn = sqlite3.connect(db)
+    with conn:
+        for sql, params in statements:
+            conn.execute(sql, params)
+    conn.close()
+
+
+def record_row(db: Path, seq: int) -> dict[str, Any]:
+    """Record ``seq`` as stored, column by column."""
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    row = dict(conn.execute("SELECT * FROM records WHERE seq = ?", (seq,)).fetchone())
+    conn.close()
+    return row
+
+
+def renumber(above: int, by: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """Statements that move every record after ``above`` by ``by`` (two steps: seq is the key)."""
+    return [("UPDATE records SET seq = seq + 1000000 WHERE seq > ?", (above,)),
+            ("UPDATE records SET seq = seq - 1000000 + ? WHERE seq > 1000000", (by,))]

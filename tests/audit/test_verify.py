@@ -19,35 +19,13 @@ import pytest
 from flows.audit import Audit, AuditError
 from flows.audit.verify import Anchor, verify_chain
 from flows.ledger import GENESIS, Ledger, record_hash
-from tests.audit.conftest import HERE, Scenario
+from tests.audit.conftest import HERE, Scenario, record_row, renumber, tamper
 
 
 def _seq_of(db: Path, run_id: str, kind: str, step: str | None = None) -> int:
     with sqlite3.connect(db) as conn:
         query = "SELECT seq FROM records WHERE run_id = ? AND kind = ?" + (" AND step_id = ?" if step else "")
         return conn.execute(query, (run_id, kind, step) if step else (run_id, kind)).fetchone()[0]
-
-
-def _tamper(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    conn = sqlite3.connect(db)
-    with conn:
-        for sql, params in statements:
-            conn.execute(sql, params)
-    conn.close()
-
-
-def _row(db: Path, seq: int) -> dict[str, Any]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    row = dict(conn.execute("SELECT * FROM records WHERE seq = ?", (seq,)).fetchone())
-    conn.close()
-    return row
-
-
-def _renumber(db: Path, above: int, by: int) -> list[tuple[str, tuple[Any, ...]]]:
-    """Statements that move every record after ``above`` by ``by`` (two steps: seq is the key)."""
-    return [("UPDATE records SET seq = seq + 1000000 WHERE seq > ?", (above,)),
-            ("UPDATE records SET seq = seq - 1000000 + ? WHERE seq > 1000000", (by,))]
 
 
 def _verify(sop: Callable[..., Any], db: Path, *args: str) -> Any:
@@ -69,9 +47,9 @@ def test_an_untouched_ledger_verifies_and_gives_its_head_to_note_down(sop: Any, 
 
 def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["B"], "step_done", "triage")
-    data = json.loads(_row(ledger_copy, seq)["data"])
+    data = json.loads(record_row(ledger_copy, seq)["data"])
     data["deadline_met"] = True  # someone makes a late triage look on time
-    _tamper(ledger_copy, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(data), seq)))
+    tamper(ledger_copy, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(data), seq)))
 
     done = _verify(sop, ledger_copy)
     assert done.returncode == 1
@@ -81,7 +59,7 @@ def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenar
 
 def test_a_deleted_escalation_is_named(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["C"], "escalation", "fix")
-    _tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)))
+    tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)))
 
     done = _verify(sop, ledger_copy, "--json")
     assert done.returncode == 1
@@ -93,7 +71,7 @@ def test_a_deleted_escalation_is_named(sop: Any, scenario: Scenario, ledger_copy
 def test_two_swapped_records_are_named_as_reordered(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
     done_seq = _seq_of(ledger_copy, scenario.runs["A"], "step_done", "review")
     finished = _seq_of(ledger_copy, scenario.runs["A"], "run_finished")
-    _tamper(ledger_copy, ("UPDATE records SET seq = -1 WHERE seq = ?", (done_seq,)),
+    tamper(ledger_copy, ("UPDATE records SET seq = -1 WHERE seq = ?", (done_seq,)),
             ("UPDATE records SET seq = ? WHERE seq = ?", (done_seq, finished)),
             ("UPDATE records SET seq = ? WHERE seq = -1", (finished,)))
 
@@ -107,12 +85,12 @@ def test_a_forged_record_slipped_in_with_a_valid_hash_is_named_as_inserted(sop: 
                                                                            ledger_copy: Path) -> None:
     # the forger knows the algorithm: the forged approval links to its predecessor and hashes right
     after = _seq_of(ledger_copy, scenario.runs["D"], "approval", "sign-off")
-    before = _row(ledger_copy, after)
+    before = record_row(ledger_copy, after)
     forged = {"seq": after + 1, "at": before["at"], "run_id": scenario.runs["D"], "step_id": "sign-off",
               "kind": "approval", "actor": "guo-jing", "data": json.dumps({"note": "forged", "approvals": ["zhang-min", "guo-jing"]})}
     forged["hash"] = record_hash(before["hash"], forged["seq"], datetime.fromisoformat(before["at"]), forged["run_id"],
                                  forged["step_id"], forged["kind"], forged["actor"], forged["data"])
-    _tamper(ledger_copy, *_renumber(ledger_copy, after, 1),
+    tamper(ledger_copy, *renumber(after, 1),
             ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) VALUES "
              "(:seq, :at, :run_id, :step_id, :kind, :actor, :data, :prev, :hash)", {**forged, "prev": before["hash"]}))
 
@@ -123,7 +101,7 @@ def test_a_forged_record_slipped_in_with_a_valid_hash_is_named_as_inserted(sop: 
 
 def test_a_clumsy_insert_with_a_made_up_hash_is_named_too(scenario: Scenario, ledger_copy: Path) -> None:
     at = _seq_of(ledger_copy, scenario.runs["E"], "step_done", "prepare")
-    _tamper(ledger_copy, *_renumber(ledger_copy, at - 1, 1),
+    tamper(ledger_copy, *renumber(at - 1, 1),
             ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) VALUES "
              "(?, '2026-03-02 13:05:00.000000', ?, 'prepare', 'note', 'x', '{}', ?, ?)",
              (at, scenario.runs["E"], "0" * 64, "f" * 64)))
@@ -132,16 +110,16 @@ def test_a_clumsy_insert_with_a_made_up_hash_is_named_too(scenario: Scenario, le
 
 def test_an_edit_whose_hash_was_recomputed_is_caught_by_the_next_record(scenario: Scenario, ledger_copy: Path) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["A"], "step_done", "triage")
-    row = _row(ledger_copy, seq)
+    row = record_row(ledger_copy, seq)
     fake = record_hash(row["prev_hash"], seq, datetime.fromisoformat(row["at"]), row["run_id"], row["step_id"],
                        row["kind"], "li-wei", row["data"])
-    _tamper(ledger_copy, ("UPDATE records SET actor = 'li-wei', hash = ? WHERE seq = ?", (fake, seq)))
+    tamper(ledger_copy, ("UPDATE records SET actor = 'li-wei', hash = ? WHERE seq = ?", (fake, seq)))
     assert _first(ledger_copy) == (seq, "edited")
 
 
 def test_a_deletion_hidden_by_renumbering_is_named(scenario: Scenario, ledger_copy: Path) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["B"], "step_overdue", "fix")
-    _tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)), *_renumber(ledger_copy, seq, -1))
+    tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)), *renumber(seq, -1))
     assert _first(ledger_copy) == (seq, "deleted")
 
 
@@ -149,7 +127,7 @@ def test_records_cut_off_the_end_need_the_anchor_noted_last_time(scenario: Scena
     ledger = Ledger(f"sqlite:///{ledger_copy}")
     with ledger.read() as conn:
         head = verify_chain(conn)
-    _tamper(ledger_copy, ("DELETE FROM records WHERE seq > ?", (head.head_seq - 3,)))
+    tamper(ledger_copy, ("DELETE FROM records WHERE seq > ?", (head.head_seq - 3,)))
     with ledger.read() as conn:
         assert verify_chain(conn).ok  # a shorter chain is still a chain…
         result = verify_chain(conn, [Anchor(head.head_seq, head.head_hash)])
@@ -159,7 +137,7 @@ def test_records_cut_off_the_end_need_the_anchor_noted_last_time(scenario: Scena
 
 
 def test_an_edited_pinned_sop_text_fails_verification(sop: Any, scenario: Scenario, ledger_copy: Path) -> None:
-    _tamper(ledger_copy, ("UPDATE sop_versions SET text = replace(text, 'due: 10m', 'due: 2h') "
+    tamper(ledger_copy, ("UPDATE sop_versions SET text = replace(text, 'due: 10m', 'due: 2h') "
                           "WHERE sop_id = 'audit-incident'", ()))
     digest = hashlib.sha256((HERE / "sops" / "audit-incident.yaml").read_bytes()).hexdigest()
     done = _verify(sop, ledger_copy)

@@ -8,7 +8,6 @@ head must be exactly those of the one walk.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,77 +19,56 @@ from flows.audit import parallel
 from flows.audit.parallel import verify_ledger
 from flows.audit.verify import verify_chain
 from flows.ledger import Ledger, record_hash
-from tests.audit.conftest import Scenario
-
-
-def _run(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    conn = sqlite3.connect(db)
-    with conn:
-        for sql, params in statements:
-            conn.execute(sql, params)
-    conn.close()
-
-
-def _row(db: Path, seq: int) -> dict[str, Any]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    row = dict(conn.execute("SELECT * FROM records WHERE seq = ?", (seq,)).fetchone())
-    conn.close()
-    return row
-
-
-def _renumber(above: int, by: int) -> list[tuple[str, tuple[Any, ...]]]:
-    return [("UPDATE records SET seq = seq + 1000000 WHERE seq > ?", (above,)),
-            ("UPDATE records SET seq = seq - 1000000 + ? WHERE seq > 1000000", (by,))]
+from tests.audit.conftest import Scenario, record_row, renumber, tamper
 
 
 def _edit(db: Path, seq: int) -> None:
-    _run(db, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))
+    tamper(db, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))
 
 
 def _edit_twice(db: Path, seq: int) -> None:  # the second edit is a suspect after the first break
-    _run(db, ("UPDATE records SET actor = 'mallory' WHERE seq IN (?, ?)", (seq, seq + 5)))
+    tamper(db, ("UPDATE records SET actor = 'mallory' WHERE seq IN (?, ?)", (seq, seq + 5)))
 
 
 def _delete(db: Path, seq: int) -> None:
-    _run(db, ("DELETE FROM records WHERE seq = ?", (seq,)))
+    tamper(db, ("DELETE FROM records WHERE seq = ?", (seq,)))
 
 
 def _delete_hidden(db: Path, seq: int) -> None:
-    _run(db, ("DELETE FROM records WHERE seq = ?", (seq,)), *_renumber(seq, -1))
+    tamper(db, ("DELETE FROM records WHERE seq = ?", (seq,)), *renumber(seq, -1))
 
 
 def _swap(db: Path, seq: int) -> None:
-    _run(db, ("UPDATE records SET seq = -1 WHERE seq = ?", (seq,)), ("UPDATE records SET seq = ? WHERE seq = ?", (seq, seq + 3)),
+    tamper(db, ("UPDATE records SET seq = -1 WHERE seq = ?", (seq,)), ("UPDATE records SET seq = ? WHERE seq = ?", (seq, seq + 3)),
          ("UPDATE records SET seq = ? WHERE seq = -1", (seq + 3,)))
 
 
 def _insert_forged(db: Path, seq: int) -> None:
-    before = _row(db, seq)
+    before = record_row(db, seq)
     data = json.dumps({"note": "forged"})
     digest = record_hash(before["hash"], seq + 1, datetime.fromisoformat(before["at"]), before["run_id"], before["step_id"],
                          "note", "mallory", data)
-    _run(db, *_renumber(seq, 1), ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) "
+    tamper(db, *renumber(seq, 1), ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) "
                                   "VALUES (?, ?, ?, ?, 'note', 'mallory', ?, ?, ?)",
                                   (seq + 1, before["at"], before["run_id"], before["step_id"], data, before["hash"], digest)))
 
 
 def _insert_clumsily(db: Path, seq: int) -> None:  # a made-up hash: the record after it links straight past it
-    row = _row(db, seq)
-    _run(db, *_renumber(seq, 1), ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) "
+    row = record_row(db, seq)
+    tamper(db, *renumber(seq, 1), ("INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash) "
                                   "VALUES (?, ?, ?, ?, 'note', 'mallory', '{}', ?, ?)",
                                   (seq + 1, row["at"], row["run_id"], row["step_id"], "0" * 64, "f" * 64)))
 
 
 def _retype(db: Path, seq: int) -> None:  # values of types the ledger never writes: named, not a crash
-    _run(db, ("UPDATE records SET run_id = 12345, data = CAST(data AS BLOB) WHERE seq = ?", (seq,)))
+    tamper(db, ("UPDATE records SET run_id = 12345, data = CAST(data AS BLOB) WHERE seq = ?", (seq,)))
 
 
 def _rehash(db: Path, seq: int) -> None:  # edited and its hash recomputed: the next record still links to the old one
-    row = _row(db, seq)
+    row = record_row(db, seq)
     fake = record_hash(row["prev_hash"], seq, datetime.fromisoformat(row["at"]), row["run_id"], row["step_id"],
                        row["kind"], "mallory", row["data"])
-    _run(db, ("UPDATE records SET actor = 'mallory', hash = ? WHERE seq = ?", (fake, seq)))
+    tamper(db, ("UPDATE records SET actor = 'mallory', hash = ? WHERE seq = ?", (fake, seq)))
 
 
 #: each kind of tampering, done at record AT, and the first break it gives (its seq from AT, its kind)
