@@ -172,12 +172,10 @@ class Sections(Sequence[Markup]):
     @classmethod
     def draw(cls, runs: Sequence[RunAudit], now: datetime, progress: Callable[[float], None] | None = None) -> Sections:
         """Each run's :func:`section`, as one block (``progress``: told the share drawn every 500 runs)."""
-        if progress is None:
-            texts = [section(run, now) for run in runs]
-        else:
-            texts = []
-            for start in range(0, len(runs), 500):
-                texts += [section(run, now) for run in runs[start:start + 500]]
+        texts: list[str] = []
+        for start in range(0, len(runs), 500):
+            texts += [section(run, now) for run in runs[start:start + 500]]
+            if progress is not None:
                 progress(min(1.0, (start + 500) / len(runs)))
         ends = list(accumulate(len(text) + 1 for text in texts))
         texts.append("")

@@ -81,17 +81,9 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
         reading: Callable[[int], None] | None = None
         drawing: Callable[[float], None] | None = None
         if told is not None:  # reading is about two thirds of a half's work, drawing the rest
-            start = part.first if part.first is not None else low
-            span = max((part.stop if part.stop is not None else high) - start, 1)
-
-            reached = [0.0]  # runs overlap: the run at hand may have started before the last one told
-
-            def reading(seq: int) -> None:
-                reached[0] = max(reached[0], min(1.0, (seq - start) / span))
-                told(0.65 * reached[0])
-
-            def drawing(done: float) -> None:
-                told(0.65 + 0.35 * done)
+            reading = share(lambda done: told(0.65 * done), part.first if part.first is not None else low,
+                            part.stop if part.stop is not None else high)
+            drawing = lambda done: told(0.65 + 0.35 * done)  # noqa: E731
 
         with paused_gc():
             with ledger.read() as conn:

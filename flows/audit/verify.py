@@ -21,6 +21,7 @@ and pass it back as an anchor (``--anchor SEQ:HASH``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -230,7 +231,7 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
     countdown = PROGRESS_EVERY
     written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
     prev_seq, prev_hash = after
-    end = min(e for e in (stop, None if head is None else head + 1, float("inf")) if e is not None)
+    end = min(math.inf if stop is None else stop, math.inf if head is None else head + 1)
     rows = _rows(conn, low)
     pending = next(rows, None)
     while pending is not None and pending[0] < end:
@@ -284,11 +285,19 @@ def verify_chain(conn: Connection, anchors: list[Anchor] | None = None,
 
 
 def share(progress: Callable[[float], None] | None, low: int, high: int) -> Callable[[int], None] | None:
-    """``progress`` told the share of [low, high) a seq has reached."""
+    """``progress`` told the share of [low, high) a seq has reached, never less than it was told
+    before (a report's read tells the start of the run at hand, and runs overlap)."""
     if progress is None:
         return None
     span = max(high - low, 1)
-    return lambda seq: progress(min(1.0, (seq - low) / span))
+    reached = 0.0
+
+    def told(seq: int) -> None:
+        nonlocal reached
+        reached = max(reached, min(1.0, (seq - low) / span))
+        progress(reached)
+
+    return told
 
 
 def conclude(conn: Connection, result: Verification, stretches: list[Walk], anchors: list[Anchor] | None) -> Verification:
@@ -329,4 +338,5 @@ def _check_texts(conn: Connection, result: Verification) -> None:
     result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
 
 
-__all__ = ["Anchor", "Break", "Verification", "Walk", "conclude", "head_of", "record_before", "verify_chain", "walk"]
+__all__ = ["Anchor", "Break", "Verification", "Walk", "conclude", "head_of", "record_before", "share", "verify_chain",
+           "walk"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -95,27 +95,26 @@ def _write(path: str, text: str) -> None:
         fail(f"cannot write {path}: it is a folder", f"give a file name in it, e.g. {target / 'report.html'}")
     if not target.parent.exists():
         fail(f"cannot write {path}: folder {target.parent} does not exist", "create it first, or pick another path")
-    hint = "check the path, its permissions and the free space"
     try:
         st = os.stat(target)  # through a link
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}", hint)
+        _cannot_write(path, exc)
     real = Path(os.path.realpath(target))
     if st is not None and not stat.S_ISREG(st.st_mode):  # a pipe, a terminal, /dev/fd/N: nothing to replace
-        _write_in_place(path, target, text, hint)  # as named: /dev/fd/N resolves to no openable name
+        _write_in_place(path, target, text)  # as named: /dev/fd/N resolves to no openable name
         return
     partial = real.with_name(f".{real.name[:100]}.{os.getpid()}.partial")
     try:
         out = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below, on every path
-    except PermissionError:
+    except PermissionError as exc:
         if st is None:
-            fail(f"cannot write {path}: permission denied", hint)
-        _write_in_place(path, real, text, hint)  # a writable file in a folder we may not add to
+            _cannot_write(path, exc)
+        _write_in_place(path, real, text)  # a writable file in a folder we may not add to
         return
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}", hint)
+        _cannot_write(path, exc)
     try:
         with out:
             out.write(text)
@@ -127,19 +126,23 @@ def _write(path: str, text: str) -> None:
     except (OSError, UnicodeError) as exc:
         with suppress(OSError):
             partial.unlink()
-        fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", hint)
+        _cannot_write(path, exc)
     except BaseException:
         with suppress(OSError):
             partial.unlink()
         raise
 
 
-def _write_in_place(path: str, real: Path, text: str, hint: str) -> None:
+def _write_in_place(path: str, real: Path, text: str) -> None:
     try:
         with open(real, "w", encoding="utf-8") as out:
             out.write(text)
     except (OSError, UnicodeError) as exc:
-        fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", hint)
+        _cannot_write(path, exc)
+
+
+def _cannot_write(path: str, exc: BaseException) -> NoReturn:
+    fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", "check the path, its permissions and the free space")
 
 
 # --- sop audit runs --------------------------------------------------------------------------
