@@ -35,15 +35,15 @@ from flows.audit import Audit
 from flows.audit.html import Sections, render_html
 from flows.audit.report import build_report
 from flows.clock import ManualClock
-from flows.drill import sample_value
-from flows.engine import AUTOMATED_KINDS, Engine
+from flows.engine.paging import Pager
+from flows.engine.timers import TimerService
+from flows.engine.transitions import AUTOMATED_KINDS, Engine
+from flows.language.library import load_library
+from flows.language.spec import HumanStep
+from flows.language.steps.human import Report, ReportRefused
 from flows.ledger import GENESIS, Ledger, dumps, record_hash, utc
 from flows.ledger.schema import records, sop_versions
-from flows.library import load_library
-from flows.paging import Pager
-from flows.spec import HumanStep
-from flows.steps.human import Report, ReportRefused
-from flows.timers import TimerService
+from flows.runtime.drill import sample_value
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 10_000

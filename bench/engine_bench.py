@@ -446,7 +446,7 @@ class Bench:
         }
 
     def start_server(self) -> float:
-        from flows.serve import _die_with_parent, healthy, prefect_env
+        from flows.runtime.serve import _die_with_parent, healthy, prefect_env
 
         if self.external_server:
             say(f"using the Prefect server at {self.api_url} (its processes are not counted)")
@@ -471,7 +471,7 @@ class Bench:
 
     def start_serve(self) -> float:
         """``sop serve`` as a child (workers, timer service, nudger); seconds until it says ready."""
-        from flows.serve import _die_with_parent
+        from flows.runtime.serve import _die_with_parent
 
         log = self.logs() / "sop-serve.log"
         offset = log.stat().st_size if log.exists() else 0
@@ -520,7 +520,7 @@ class Bench:
         return None if self.external_server else self.logs() / "prefect-server.log"
 
     def client(self) -> Any:
-        from flows.launcher import prefect_client
+        from flows.prefect.launcher import prefect_client
 
         return prefect_client(self.api_url)
 
@@ -600,7 +600,7 @@ class Bench:
 
         from prefect.deployments import run_deployment  # noqa: F401 - fail early if missing
 
-        from flows.compile import parameter_schema
+        from flows.prefect.deployments import parameter_schema
 
         spec = importlib.util.spec_from_file_location("bench_handflow", self.root / "bench_handflow.py")
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

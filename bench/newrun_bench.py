@@ -34,11 +34,11 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from flows.engine import Engine
+from flows.engine.paging import WRITE_CHUNK, Pager
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
 from flows.ledger import Ledger, Tx
 from flows.ledger.schema import pagers
-from flows.library import load_library
-from flows.paging import WRITE_CHUNK, Pager
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "newrun.json"

@@ -2,7 +2,7 @@
 
 Everything is real and local, measured in one run:
 
-- the API in its own process (``uvicorn --factory flows.api.app:from_environment``, as a
+- the API in its own process (``uvicorn --factory flows.runtime.web:from_environment``, as a
   team runs it), on a fresh SQLite ledger, without Prefect (the flow run is created after
   the answer, off the request path, so it is not part of what a trigger waits for);
 - beside it a pager process (``sop pager``, as ``sop serve`` starts one): the API writes each
@@ -53,8 +53,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from flows.engine.outbox import pager_alive
 from flows.ledger import Ledger
-from flows.outbox import pager_alive
 from tests.support import Alertmanager, api_process, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent

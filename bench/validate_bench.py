@@ -1,7 +1,7 @@
 """How long `sop validate` takes on a library of 200 SOPs (goal: under 1 s).
 
 Copies the SOPs of ``sops/`` under new ids into a temporary project (with the repo's
-``config/``) and times :func:`flows.library.validate_paths` over it (best of 5), then the
+``config/``) and times :func:`flows.language.library.validate_paths` over it (best of 5), then the
 real command end to end, start-up included (best of 3).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from flows.library import validate_paths
+from flows.language.library import validate_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = 200

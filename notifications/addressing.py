@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from flows.config import Site
+from flows.language.config import Site
 from notifications.errors import UnknownTarget
 
 TARGET_KINDS = ("person", "role", "channel")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from flows.config import expand_env, unset_reason
+from flows.language.config import expand_env, unset_reason
 from notifications import attempt
 from notifications.addressing import Recipient
 from notifications.inbox import SCHEMA as INBOX_SCHEMA

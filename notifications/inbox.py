@@ -24,7 +24,7 @@ from typing import Any
 
 from apprise.decorators import notify
 
-from flows.library import project_root
+from flows.language.library import project_root
 
 SCHEMA = "inbox"
 ENV_VAR = "SOP_INBOX_DIR"

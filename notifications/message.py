@@ -3,7 +3,7 @@
 The engine fills a :class:`Context` (plain dataclasses, no Prefect, no ledger); the
 templates read it as ``sop.*``, ``run.*``, ``step.*``, ``level.*``, ``recipient.*``,
 ``summary``, ``action.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
-read is exactly what :meth:`Context.template_vars` returns; ``validate_overrides`` checks
+read is exactly what :func:`notifications.templating.template_vars` returns; ``validate_overrides`` checks
 site templates against the same shape (see docs/notifications.md).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from flows.spec import PRIORITY, FieldSpec
+from flows.language.spec import PRIORITY, FieldSpec
 
 Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "run_started", "run_overdue", "run_finished", "run_cancelled"
@@ -153,7 +153,8 @@ class Context:
     """Everything a notification template may read. The engine fills it; see docs/notifications.md.
 
     ``action`` is derived from the run, step, form and recipient when left out
-    (:func:`notifications.actions.action_for`); pass one to override it.
+    (:func:`notifications.actions.action_for`); pass one to override it. What templates read of it:
+    :func:`notifications.templating.template_vars`.
     """
 
     kind: Kind
@@ -176,25 +177,6 @@ class Context:
         """The same context addressed to someone else (the derived action follows the recipient)."""
         return replace(self, recipient=recipient)
 
-    def template_vars(self) -> dict[str, Any]:
-        """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files."""
-        from notifications.actions import action_for  # the action depends on the context, not vice versa
-
-        action = self.action or action_for(self)
-        out: dict[str, Any] = {
-            "kind": self.kind,
-            "priority": f"P{self.sop.priority}",
-            "api_base_url": self.api_base_url.rstrip("/"),
-            "sop": _plain(self.sop),
-            "run": _plain(self.run),
-            "recipient": _plain(self.recipient),
-            "step": _plain(self.step),
-            "level": _plain(self.level),
-            "summary": [_plain(row) for row in self.summary] if self.summary is not None else None,
-            "action": _plain(action),
-        }
-        return out
-
 
 @dataclass(frozen=True)
 class Message:
@@ -207,7 +189,7 @@ class Message:
     kind: str = "message"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A dataclass as a dict for templates (``class_`` → ``class``); datetimes stay datetimes."""
     if value is None or not is_dataclass(value):
         return value
@@ -216,9 +198,9 @@ def _plain(value: Any) -> Any:
         item = getattr(value, f.name)
         key = f.name.rstrip("_")
         if is_dataclass(item):
-            out[key] = _plain(item)
+            out[key] = plain(item)
         elif isinstance(item, tuple) and item and is_dataclass(item[0]):
-            out[key] = [_plain(i) for i in item]
+            out[key] = [plain(i) for i in item]
         elif isinstance(item, tuple):
             out[key] = list(item)
         elif isinstance(item, Mapping):

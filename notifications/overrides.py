@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
-from flows.loader import SpecError
+from flows.language.loader import SpecError
 from notifications.errors import RenderError
 from notifications.message import KINDS, template_fields
 from notifications.samples import sample

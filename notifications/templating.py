@@ -32,18 +32,37 @@ from jinja2 import (
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from flows.library import project_root
+from flows.language.library import project_root
 from notifications import urgency
+from notifications.actions import action_for
 from notifications.errors import RenderError
-from notifications.message import KINDS, Context, Message, RecipientInfo
+from notifications.message import KINDS, Context, Message, RecipientInfo, plain
 
 if TYPE_CHECKING:
-    from flows.config import Site
+    from flows.language.config import Site
     from notifications.addressing import Recipient
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 SUFFIX = ".md.j2"
 _BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def template_vars(ctx: Context) -> dict[str, Any]:
+    """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files."""
+    action = ctx.action or action_for(ctx)
+    out: dict[str, Any] = {
+        "kind": ctx.kind,
+        "priority": f"P{ctx.sop.priority}",
+        "api_base_url": ctx.api_base_url.rstrip("/"),
+        "sop": plain(ctx.sop),
+        "run": plain(ctx.run),
+        "recipient": plain(ctx.recipient),
+        "step": plain(ctx.step),
+        "level": plain(ctx.level),
+        "summary": [plain(row) for row in ctx.summary] if ctx.summary is not None else None,
+        "action": plain(action),
+    }
+    return out
 
 
 def template_name(kind: str) -> str:
@@ -90,7 +109,7 @@ def render(kind: str, ctx: Context, site: Site | None = None, overrides_dir: Pat
     env = environment(str(folder.resolve()) if folder.is_dir() else None)
     try:
         template = env.get_template(template_name(kind))
-        text = template.render(**ctx.template_vars())
+        text = template.render(**template_vars(ctx))
     except TemplateSyntaxError as exc:
         raise RenderError(f"template syntax error: {exc.message}", exc.filename or exc.name, exc.lineno) from None
     except TemplateNotFound as exc:

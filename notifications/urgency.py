@@ -8,7 +8,7 @@ documented in docs/notifications.md.
 
 from __future__ import annotations
 
-from flows.spec import PRIORITY
+from flows.language.spec import PRIORITY
 from notifications.message import NotifyType
 
 #: the notify type of a message that asks for work, by SOP class

@@ -85,7 +85,7 @@ def api_process(env: dict[str, str], port: int, cwd: Path, **streams: Any) -> su
     import sys
 
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "flows.api.app:from_environment", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "--factory", "flows.runtime.web:from_environment", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
         env=env, cwd=cwd, **streams)
 

@@ -1,14 +1,13 @@
 """The HTTP API (FastAPI): runs for people, webhooks and metrics for monitoring, OpenAPI at /docs.
 
 ``create_app(engine)`` builds it around one engine; ``sop serve`` runs it in a thread
-(``flows.serve``), and ``uvicorn --factory flows.api.app:from_environment`` runs it alone
+(``flows.runtime.serve``), and ``uvicorn --factory flows.runtime.web:from_environment`` runs it alone
 (team mode: any number of API processes on one database — dedup is the database's).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,8 +19,8 @@ from flows.api.auth import READERS, Gate, require
 from flows.api.errors import ApiError
 from flows.api.lane import IntakeThread, Lane
 from flows.api.launches import LaunchQueue
-from flows.config import Site
-from flows.engine import Engine
+from flows.engine.transitions import Engine
+from flows.language.config import Site
 from flows.triggers.intake import Intake
 
 log = logging.getLogger("sop.api")
@@ -131,9 +130,9 @@ def create_app(
 
 
 def _include_audit(app: FastAPI) -> None:
-    """The audit endpoints (``flows.audit.api``) when that module exists, behind the same tokens."""
+    """The audit endpoints (``flows.api.audit``) when that module exists, behind the same tokens."""
     try:
-        from flows.audit.api import router as audit_router
+        from flows.api.audit import router as audit_router
     except ImportError:
         return
     app.include_router(audit_router, dependencies=[require(*READERS)])
@@ -144,27 +143,3 @@ def close(app: FastAPI) -> None:
     app.state.intake_thread.close()
     if app.state.launches is not None:
         app.state.launches.close()
-
-
-def from_environment() -> FastAPI:
-    """The app for this project (``$SOP_HOME``), for ``uvicorn --factory flows.api.app:from_environment``.
-
-    ``SOP_API_LAUNCH=0`` runs without Prefect (runs are recorded and paged; no flow runs).
-    """
-    from collections.abc import AsyncIterator
-    from contextlib import asynccontextmanager
-
-    from flows import runtime
-
-    engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
-    app = create_app(engine)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        close(app)  # queued launches first, then the pages and deliveries still in flight
-        if engine.pager is not None:
-            engine.pager.close()
-
-    app.router.lifespan_context = lifespan
-    return app

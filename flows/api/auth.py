@@ -29,7 +29,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flows.api.errors import ApiError
-from flows.config import HmacCheck, Site
+from flows.language.config import HmacCheck, Site
 
 log = logging.getLogger("sop.api")
 READERS = ("operator", "responder", "auditor")

@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flows.engine import InputRefused, StepNotActive
-from flows.runview import RunNotFound
-from flows.steps.human import ReportRefused
+from flows.engine.transitions import InputRefused, StepNotActive
+from flows.engine.view import RunNotFound
+from flows.language.steps.human import ReportRefused
 
 log = logging.getLogger("sop.api")
 _NAMED = re.compile(r"(?:input|field) `([^`]+)`")

@@ -9,7 +9,7 @@ report is exactly as trustworthy as ``sop audit verify`` says the chain is.
 - :mod:`~flows.audit.report`   SLA figures (per SOP, per class, late steps by role)
 - :mod:`~flows.audit.html`     the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
 - :mod:`~flows.audit.history`  which SOP texts ran when, with diffs
-- :mod:`~flows.audit.api`      the same under ``/v1/audit`` (auditor role)
+- :mod:`~flows.api.audit`      the same under ``/v1/audit`` (auditor role)
 
 :class:`Audit` is the one entry point the CLI and the API share.
 """

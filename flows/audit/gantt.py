@@ -23,7 +23,7 @@ from functools import lru_cache
 from html import escape
 
 from flows.audit.model import MISSED, RunAudit, StepAudit
-from flows.durations import format_duration
+from flows.language.durations import format_duration
 
 STATE_COLOURS = {
     "done": "#2e7d32", "rejected": "#ad1457", "failed": "#b71c1c", "timed_out": "#ef6c00", "blocked": "#9e9e9e",

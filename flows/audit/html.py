@@ -21,7 +21,7 @@ from flows.audit.model import RunAudit
 from flows.audit.queries import paused_gc
 from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, Report
 from flows.audit.verify import Verification
-from flows.durations import format_duration
+from flows.language.durations import format_duration
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.model import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, Entry, Outline, RunAudit, RunBuilder, parse_time
-from flows.durations import parse_duration
+from flows.engine.view import pinned_sop
+from flows.language.durations import parse_duration
 from flows.ledger import utc
 from flows.ledger.schema import records, sop_versions
-from flows.runview import pinned_sop
 
 CLASSES = ("complaint", "outage", "policy", "routine")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

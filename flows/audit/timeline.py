@@ -7,7 +7,39 @@ from datetime import datetime
 from typing import Any
 
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit
-from flows.drill import describe
+
+
+def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
+    """One readable line per ledger record (None: not shown on a timeline)."""
+    if kind == "run_started":
+        return f"run started by {actor} (speed ×{data.get('speed')})"
+    if kind == "step_assigned":
+        return f"assigned to {data.get('assignee')} ({data.get('person')})"
+    if kind == "escalation":
+        late = f", {data['late_ms']} ms late" if data.get("late") else ""
+        return f"{data.get('message')} level {data.get('level')} → {', '.join(data.get('notify', []))}{late}"
+    if kind == "step_overdue":
+        return f"due time passed{'; on_timeout ' + data['on_timeout'] if data.get('on_timeout') else ''}"
+    if kind == "run_overdue":
+        return "run deadline passed"
+    if kind in ("step_done", "step_rejected"):
+        return f"{kind.removeprefix('step_')} by {actor or 'automation'}" + (
+            "" if data.get("deadline_met") in (None, True) else " (late)")
+    if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
+        return f"{kind.removeprefix('step_')}: {data.get('reason')}"
+    if kind == "step_ready":
+        return f"ready ({data.get('step_kind')})"
+    if kind == "approval":
+        return f"approved by {actor} ({len(data.get('approvals', []))}/{data.get('needed')})"
+    if kind == "notification":
+        results = data.get("results", [])
+        ok = sum(1 for r in results if r.get("ok"))
+        return f"{data.get('notification')} sent to {', '.join(sorted({r['recipient'] for r in results}))} ({ok}/{len(results)} delivered)"
+    if kind == "run_finished":
+        return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
+    if kind == "run_cancelled":
+        return f"run cancelled: {data.get('reason')}"
+    return None
 
 
 def entry_text(entry: Entry) -> str:

@@ -24,7 +24,7 @@ from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, library
-from flows.durations import format_duration
+from flows.language.durations import format_duration
 
 audit = typer.Typer(name="audit", no_args_is_help=True,
                     help="For auditors: runs, one run's whole timeline, SLA reports, chain verification, SOP history.")
@@ -40,9 +40,9 @@ ClassOpt = Annotated[str | None, typer.Option("--class", metavar="C", help="only
 
 
 def _audit() -> Audit:
-    from flows import runtime
+    from flows.engine.build import ledger_for
 
-    return Audit(runtime.ledger_for(library()))
+    return Audit(ledger_for(library()))
 
 
 @contextmanager

@@ -10,8 +10,8 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from flows.library import Library, load_library, project_root
-from flows.loader import SpecInvalid
+from flows.language.library import Library, project_root
+from flows.language.loader import SpecInvalid
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -35,7 +35,9 @@ def fail_all(problems: list[str], message: str, hint: str | None = None) -> NoRe
 def library(root: Path | None = None) -> Library:
     """The validated library, or exit 1 listing every error."""
     try:
-        return load_library(root or project_root())
+        from flows.engine.build import runnable_library
+
+        return runnable_library(root or project_root())
     except SpecInvalid as exc:
         for error in exc.errors:
             err_console.print(f"[red]✗[/] {error}")

@@ -11,8 +11,8 @@ from rich.table import Table
 from flows.cli import app
 from flows.cli.common import console, fail, library
 from flows.cli.runs import _pairs
-from flows.drill import Drill, DrillResult, TimelineEntry
-from flows.durations import format_duration
+from flows.language.durations import format_duration
+from flows.runtime.drill import Drill, DrillResult, TimelineEntry
 
 
 def _clock(offset) -> str:  # noqa: ANN001 - timedelta
@@ -46,7 +46,8 @@ def _summary(result: DrillResult) -> None:
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
-    from flows.serve import Stack, healthy
+    from flows.prefect.names import prefect_api_url
+    from flows.runtime.serve import Stack, healthy
 
     lib = library()
     if sop_id not in lib.sops:
@@ -55,7 +56,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
     if unknown:
         fail(f"--late names unknown step(s) {', '.join(unknown)} of {sop_id}")
     with ExitStack() as stack:
-        if not healthy(runtime.prefect_api_url(lib)):
+        if not healthy(prefect_api_url(lib)):
             embedded = Stack(library=lib, api=False, progress=lambda m: console.print(f"[dim]stack:[/] {m}"))
             stack.callback(embedded.stop)
             embedded.start()

@@ -13,10 +13,21 @@ from rich.tree import Tree
 
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, library, print_json
-from flows.durations import format_duration
-from flows.ladder import levels
-from flows.library import project_root, template_errors, validate_paths
-from flows.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, Sop, StepBase, WaitStep, json_schema
+from flows.engine.build import site_template_errors
+from flows.language.durations import format_duration
+from flows.language.ladder import levels
+from flows.language.library import project_root, validate_paths
+from flows.language.spec import (
+    CheckStep,
+    CommandStep,
+    HttpStep,
+    HumanStep,
+    NotifyStep,
+    Sop,
+    StepBase,
+    WaitStep,
+    json_schema,
+)
 
 
 @app.command()
@@ -34,7 +45,7 @@ def validate(
     # site message templates, caught now rather than at send time: those of every config
     # folder given, and of the config folder the SOPs were checked against
     for folder in sorted({p.resolve() for p in [*targets, config_dir] if p.is_dir()}):
-        errors.extend(template_errors(folder))
+        errors.extend(site_template_errors(folder))
     elapsed = time.perf_counter() - started
     for error in errors:
         err_console.print(f"[red]✗[/] {error}", soft_wrap=True)

@@ -12,9 +12,9 @@ from rich.table import Table
 
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, print_json
-from flows.config import Site
-from flows.library import load_site, project_root
-from flows.loader import read_document, yaml_files
+from flows.language.config import Site
+from flows.language.library import load_site, project_root
+from flows.language.loader import read_document, yaml_files
 from notifications import Message, Recipient, UnknownTarget, deliver, recipients
 
 

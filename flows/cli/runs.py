@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.board import status_rows
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, fail_all, library, print_json
-from flows.engine import InputRefused, StepNotActive, check_inputs
-from flows.launcher import LaunchError
-from flows.runview import TERMINAL_STEP, RunNotFound
-from flows.steps.human import Report, ReportRefused
+from flows.engine.board import status_rows
+from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
+from flows.engine.view import TERMINAL_STEP, RunNotFound
+from flows.language.steps.human import Report, ReportRefused
+from flows.prefect.launcher import LaunchError
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -49,7 +49,7 @@ def serve(
 
     Ctrl-C stops it cleanly. Logs of the children are in var/log/.
     """
-    from flows.serve import Stack, StackError
+    from flows.runtime.serve import Stack, StackError
 
     stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
     try:
@@ -69,13 +69,13 @@ def pager(
     """Deliver queued notifications (the outbox) in a process of their own.
 
     `sop serve` starts one. Run one beside API processes started on their own
-    (`uvicorn --factory flows.api.app:from_environment`): while a pager process is alive,
+    (`uvicorn --factory flows.runtime.web:from_environment`): while a pager process is alive,
     the API and the timer service only queue their pages, and this process renders and
     delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered.
     """
     from flows import runtime
-    from flows.outbox import Drainer
-    from flows.shutdown import on_sigterm
+    from flows.engine.outbox import Drainer
+    from flows.runtime.shutdown import on_sigterm
 
     if poll <= 0:
         fail(f"--poll must be above zero, got {poll}")
@@ -226,8 +226,8 @@ def _outbox_warning(engine: Any) -> None:
     """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
     from datetime import UTC, datetime
 
+    from flows.engine.outbox import backlog
     from flows.ledger import utc
-    from flows.outbox import backlog
 
     waiting = backlog(engine.ledger)
     oldest = utc(waiting["oldest"])
@@ -313,7 +313,7 @@ def timers(
     """Run only the timer service (team mode: any number of them; each firing is fenced)."""
     import threading
 
-    from flows.timers import TimerService
+    from flows.engine.timers import TimerService
 
     engine = _engine()
     stop = threading.Event()

@@ -19,9 +19,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from flows.config import expand_env
-from flows.engine import Engine, InputRefused
-from flows.expressions import render_value
+from flows.engine.transitions import Engine, InputRefused
+from flows.language.config import expand_env
+from flows.language.expressions import render_value
 from flows.triggers import rules
 from flows.triggers.match import matches
 from flows.triggers.metrics import SampleStore

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flows.library import Library
-from flows.spec import AlertTrigger, EventTrigger, MetricRule
+from flows.language.library import Library
+from flows.language.spec import AlertTrigger, EventTrigger, MetricRule
 from flows.triggers.match import matches
 from flows.triggers.model import Alert, Event
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from flows.durations import parse_duration
-from flows.spec import MetricRule
+from flows.language.durations import parse_duration
+from flows.language.spec import MetricRule
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIXED = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}

@@ -22,9 +22,9 @@ import pytest
 import uvicorn
 
 from flows.api import create_app
-from flows.engine import Engine
+from flows.engine.transitions import Engine
+from flows.language.library import Library, load_library
 from flows.ledger import Ledger
-from flows.library import Library, load_library
 
 #: the roles of the tokens in config/tokens.yaml, by token name
 TOKEN_ROLES = {

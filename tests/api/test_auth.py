@@ -27,7 +27,7 @@ ENDPOINTS = [
     ("POST", "/v1/events", {"monitor"}),
     ("POST", "/v1/metrics", {"monitor"}),
 ]
-if importlib.util.find_spec("flows.audit.api") is not None:  # the audit router, when present, sits behind the same gate
+if importlib.util.find_spec("flows.api.audit") is not None:  # the audit router, when present, sits behind the same gate
     ENDPOINTS.append(("GET", "/v1/audit/runs", {"operator", "responder", "auditor"}))
 
 

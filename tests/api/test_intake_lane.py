@@ -17,10 +17,10 @@ import sqlalchemy as sa
 
 from flows.api import create_app
 from flows.api.lane import IntakeThread
-from flows.engine import Engine
+from flows.engine.transitions import Engine
+from flows.language.library import Library
 from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
-from flows.library import Library
 from tests.api.conftest import TOKEN_ENV, Api, ServedApp, unique
 from tests.triggers.payloads import alertmanager as am_body
 

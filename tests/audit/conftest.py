@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from flows.clock import ManualClock
-from flows.engine import Engine
+from flows.engine.paging import Pager
+from flows.engine.timers import TimerService
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
+from flows.language.steps.human import Report
 from flows.ledger import Ledger
-from flows.library import load_library
-from flows.paging import Pager
-from flows.steps.human import Report
-from flows.timers import TimerService
 
 HERE = Path(__file__).resolve().parent
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ from flows.audit import Audit
 from flows.audit.export import from_csv, to_json
 from flows.audit.report import Compliance
 from flows.clock import ManualClock
-from flows.engine import Engine
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
 from flows.ledger import Ledger
-from flows.library import load_library
 from tests.audit.conftest import NOW, Scenario
 
 api = pytest.importorskip("flows.api")

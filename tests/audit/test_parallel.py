@@ -91,9 +91,9 @@ def test_the_reports_progress_never_goes_back_when_runs_overlap(repo_root: Path,
 
     from flows.audit import queries
     from flows.clock import ManualClock
-    from flows.engine import Engine
+    from flows.engine.transitions import Engine
+    from flows.language.library import load_library
     from flows.ledger import Ledger
-    from flows.library import load_library
     from notifications import Dispatcher
     from tests.audit.conftest import HERE, NOW, REFUSED_URL, T0, Story, SyncPager
 

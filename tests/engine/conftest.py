@@ -63,7 +63,7 @@ def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="package")
 def stack(project: Path) -> Iterator[Any]:
     """``sop serve``'s stack, really started: Prefect server, deployments, one worker, timers."""
-    from flows.serve import Stack
+    from flows.runtime.serve import Stack
 
     stack = Stack(root=project, port=free_port(), workers=1, api_port=free_port())  # the API off port 8000
     stack.start()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flows.cli import runs as cli_runs
-from flows.launcher import Launcher
+from flows.prefect.launcher import Launcher
 
 
 @pytest.fixture

@@ -125,9 +125,9 @@ def test_two_timer_services_never_fire_a_timer_twice(repo_root, tmp_path, monkey
 
 def test_with_the_worker_busy_a_complaint_run_starts_before_older_runs(stack, project):
     from flows import runtime
-    from flows.compile import deploy, ensure_pool
-    from flows.launcher import Launcher, prefect_client
-    from flows.serve import prefect_env
+    from flows.prefect.deployments import deploy, ensure_pool
+    from flows.prefect.launcher import Launcher, prefect_client
+    from flows.runtime.serve import prefect_env
 
     pool = f"prio-{os.getpid()}"
     engine = runtime.engine(project)

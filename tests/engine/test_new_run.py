@@ -18,13 +18,13 @@ import pytest
 import sqlalchemy as sa
 
 from flows.clock import ManualClock
-from flows.engine import Engine
+from flows.engine.paging import Pager
+from flows.engine.timers import TimerService
+from flows.engine.transitions import Engine
+from flows.engine.view import load_view
+from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import outbox, pagers, records, runs, steps, timers
-from flows.library import Library, load_library
-from flows.paging import Pager
-from flows.runview import load_view
-from flows.timers import TimerService
 from tests.engine.conftest import make_project
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flows import outbox
-from flows.board import status_rows
-from flows.engine import Engine, Page
+from flows.engine import outbox
+from flows.engine.board import status_rows
+from flows.engine.paging import Pager
+from flows.engine.transitions import Engine, Page
+from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, pagers, records
 from flows.ledger.schema import outbox as outbox_table
-from flows.library import Library, load_library
-from flows.paging import Pager
 
 SOP = "traffic-surge"  # owner sre-lead → tom-becker; starts with a human step
 
@@ -280,7 +280,7 @@ def test_a_burst_of_sigterms_stops_a_pager_process_cleanly(ledger: Ledger, inbox
     took a lock (``threading.Event.set``) could be interrupted by the next signal while holding it and
     wait for it forever: a pager was once found so, long after its stack. The handler now only sets a
     flag. (The race is narrow: this is the behaviour, not a reproduction of the rare interleaving.)"""
-    from flows.shutdown import Terminated, on_sigterm
+    from flows.runtime.shutdown import Terminated, on_sigterm
 
     for _ in range(3):
         child = pager_process(tmp_path, inbox, repo_root)

@@ -8,11 +8,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from prefect.states import Failed
 
-from flows.engine import Engine
-from flows.launcher import MAX_REPLACEMENTS, Launcher
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import records
-from flows.library import load_library
+from flows.prefect.launcher import MAX_REPLACEMENTS, Launcher
 
 
 def test_a_run_whose_flow_keeps_dying_is_given_up_once_and_left_to_people(repo_root: Path, tmp_path: Path) -> None:

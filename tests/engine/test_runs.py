@@ -9,10 +9,10 @@ from uuid import UUID
 
 import pytest
 
-from flows.drill import Drill
-from flows.engine import InputRefused
-from flows.launcher import prefect_client
-from flows.steps.human import Report, ReportRefused
+from flows.engine.transitions import InputRefused
+from flows.language.steps.human import Report, ReportRefused
+from flows.prefect.launcher import prefect_client
+from flows.runtime.drill import Drill
 from tests.engine.conftest import record_count, records, step_states, wait_for
 
 
@@ -208,7 +208,7 @@ def test_a_scheduled_sop_gets_flow_runs_from_prefects_scheduler_and_they_open_ru
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.states import Scheduled
 
-    from flows.compile import deployment_name
+    from flows.prefect.deployments import deployment_name
     from flows.runtime import pool_name
 
     name = deployment_name("t-sched", pool_name(engine.library))

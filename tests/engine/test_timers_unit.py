@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from flows.engine.timers import TimerService
 from flows.ledger.schema import timers
-from flows.timers import TimerService
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_the_watchdog_flags_a_timer_left_unfired_past_its_instant(local_engine):
 
 
 def test_a_timer_fires_once_and_a_finished_step_disarms_its_timers(local_engine):
-    from flows.steps.human import Report
+    from flows.language.steps.human import Report
 
     run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
     service = TimerService(local_engine)

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.clock import ManualClock
-from flows.engine import _RUN_UPDATE, _STEP_UPDATE, _TIMER_ARMED, _TIMER_INSERT
+from flows.engine.transitions import _RUN_UPDATE, _STEP_UPDATE, _TIMER_ARMED, _TIMER_INSERT
 from flows.ledger import Ledger
 from flows.ledger.schema import runs, sop_versions, steps, timers
 

@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from flows.clock import ManualClock
-from flows.engine import Engine
+from flows.engine.paging import Pager
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
 from flows.ledger import Ledger, Tx
 from flows.ledger.schema import records
-from flows.library import load_library
-from flows.paging import Pager
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -24,7 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from flows.config import Site
+from flows.language.config import Site
 from tests.support import free_port
 
 SMTP_USER = "ops-mailer"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flows.config import expand_env, missing_env
+from flows.language.config import expand_env, missing_env
 from notifications import UnknownTarget, recipients
 
 ROLES = {

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flows.board import status_rows
-from flows.engine import Engine, Page
+from flows.engine.board import status_rows
+from flows.engine.paging import Pager
+from flows.engine.transitions import Engine, Page
+from flows.language.library import Library, load_library
+from flows.language.spec import NotifyStep
+from flows.language.steps import StepContext, notify
 from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, records
-from flows.library import Library, load_library
-from flows.paging import Pager
-from flows.spec import NotifyStep
-from flows.steps import StepContext, notify
 from notifications import Dispatcher
 from tests.notifications.conftest import HttpReceiver
 

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import pytest
 
-from flows.library import load_site, load_sop, validate_paths
-from flows.loader import Document, SpecError, read_document
+from flows.language.library import load_site, load_sop, validate_paths
+from flows.language.loader import Document, SpecError, read_document
 
 
 class E(NamedTuple):

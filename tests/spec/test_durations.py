@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from jsonschema import Draft202012Validator
 
-from flows.durations import DURATION_PATTERN, parse_duration
+from flows.language.durations import DURATION_PATTERN, parse_duration
 
 GOOD = ["30s", "15m", "2h", "48h", "1d", "1w", "1h30m", "1w2d3h4m5s", "1.5h", "0.5s", "0h5m", " 2h ", "2h\n",
         "PT2H", "P2D", "P1W", "PT1H30M", "PT0.5H", "pt2h", "Pt1h", "p1w", "P1DT2H", "PT0.5S", "P0DT1S"]

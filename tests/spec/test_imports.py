@@ -1,6 +1,6 @@
 """The SOP language is a layer of its own: loading and checking SOPs imports nothing that runs them.
 
-``flows/spec.py`` promises it for the model; the loader, the checks and the library keep it too.
+``flows/language/spec.py`` promises it for the model; the loader, the checks and the library keep it too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-LANGUAGE = ("flows.spec", "flows.loader", "flows.checks", "flows.library")
+LANGUAGE = ("flows.language.spec", "flows.language.loader", "flows.language.crosscheck", "flows.language.library")
 RUNTIME = ("prefect", "fastapi", "apprise", "sqlalchemy")
 
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from flows.durations import format_duration, parse_duration
-from flows.ladder import levels
-from flows.library import load_library, validate_paths
-from flows.spec import PRIORITY, LadderEntry
+from flows.language.durations import format_duration, parse_duration
+from flows.language.ladder import levels
+from flows.language.library import load_library, validate_paths
+from flows.language.spec import PRIORITY, LadderEntry
 
 #: the playbooks the operations team runs (monthly-ab-test is optional)
 TEAM_SOPS = {
@@ -303,7 +303,7 @@ def test_ladder_every_without_max_repeats_until_the_limit() -> None:
 def test_a_flow_run_process_loads_the_site_and_its_own_sop_only(repo_root: Path, tmp_path: Path) -> None:
     import shutil
 
-    from flows.loader import SpecInvalid
+    from flows.language.loader import SpecInvalid
 
     whole = load_library(repo_root)
     one = load_library(repo_root, only="crisis-pr")

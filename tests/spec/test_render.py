@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jinja2 import UndefinedError
 
-from flows.expressions import _compiled, render
+from flows.language.expressions import _compiled, render
 
 CONTEXT: dict[str, Any] = {
     "inputs": {"service": "checkout", "count": 3, "ratio": 1.5, "flag": True, "nothing": None, "items": "shadowed",

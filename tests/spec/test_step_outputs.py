@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flows.library import load_sop
-from flows.loader import parse_yaml
+from flows.language.library import load_sop
+from flows.language.loader import parse_yaml
 
 TELL_THEN_CALL = """\
 id: tell-then-call

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from flows.library import load_library
-from flows.loader import SpecInvalid
+from flows.engine.build import runnable_library
+from flows.language.loader import SpecInvalid
 
 
 def test_validate_reports_a_broken_site_template_with_its_line(sop, repo_root, tmp_path):
@@ -56,7 +56,7 @@ def test_serve_and_run_refuse_a_broken_site_template_when_they_load_the_library(
 
     for only in (None, "traffic-surge"):  # the whole library, and a flow run's own SOP
         with pytest.raises(SpecInvalid) as caught:
-            load_library(tmp_path, env={}, only=only)
+            runnable_library(tmp_path, env={}, only=only)
         [error] = caught.value.errors
         assert (error.file, error.line) == (str(tmp_path / "config" / "templates" / "assigned.md.j2"), 3)
         assert "template syntax error" in error.message

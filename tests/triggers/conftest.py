@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flows.engine import Engine
+from flows.engine.transitions import Engine
+from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
-from flows.library import Library, load_library
 from flows.triggers.intake import Intake
 
 

@@ -6,9 +6,9 @@ import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flows.engine import Engine
+from flows.engine.transitions import Engine
+from flows.language.library import Library
 from flows.ledger import Ledger
-from flows.library import Library
 from flows.triggers.intake import Intake, render_inputs
 from flows.triggers.model import Alert, Event, Sample
 from flows.triggers.route import Router

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flows.library import Library
-from flows.spec import MetricRule
+from flows.language.library import Library
+from flows.language.spec import MetricRule
 from flows.triggers.rules import Calendar, evaluate, window
 
 TZ = ZoneInfo("Asia/Shanghai")

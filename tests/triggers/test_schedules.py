@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from prefect.server.schemas.schedules import CronSchedule as ServerCron
 
-from flows.compile import deployment_schedules
-from flows.library import Library
+from flows.language.library import Library
+from flows.prefect.deployments import deployment_schedules
 
 
 def next_runs(schedule, n: int, start: datetime) -> list[datetime]:  # noqa: ANN001

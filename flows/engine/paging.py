@@ -1,0 +1,356 @@
+"""The engine's side of notifications: who is meant, what they read, and the record of delivery.
+
+The engine decides *that* a page goes out (a :class:`flows.engine.transitions.Page`); this module
+resolves ladder words (assignee, owner, lead, backup) to people, fills the context the
+templates read, hands it to the ``notifications`` package, and writes every
+per-destination result to the ledger. Delivery runs on a thread pool: a slow or failed
+destination never holds up the engine, and never fails a run.
+
+Pages come through the outbox (``flows.engine.outbox``): :meth:`Pager.queue` writes them in the
+transition's transaction, claimed by this process, or left to a pager process when one is
+alive; :meth:`Pager.send_all` then delivers the claimed ones, and recording a page's
+deliveries marks its outbox row done in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from flows.engine import outbox
+from flows.engine.view import RunView
+from flows.language.config import Site
+from flows.language.durations import format_duration
+from flows.language.spec import HumanStep, Sop, StepBase
+from flows.ledger import Ledger, Tx, dumps
+from flows.ledger.schema import deliveries
+
+log = logging.getLogger("sop.paging")
+
+#: pages whose delivery records are written in one ledger transaction
+WRITE_CHUNK = 20
+_DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.transitions)
+
+
+def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: Site) -> list[str]:
+    """Ladder words to names the notifications package knows (persons, roles, channels).
+
+    ``assignee`` → the step's assignee; ``owner`` → the SOP's owner role; ``lead`` → the
+    assignee role's lead role (the owner when there is none); ``backup`` → the assignee
+    role's backup person (its primary when there is none).
+    """
+    assignee = step.assignee if isinstance(step, HumanStep) else None
+    role = site.roles.get(assignee) if assignee else None
+    out: list[str] = []
+    for target in targets:
+        if target == "assignee":
+            names = [assignee] if assignee else [sop.owner]
+        elif target == "owner":
+            names = [sop.owner]
+        elif target == "lead":
+            names = [role.lead] if role and role.lead else [sop.owner]
+        elif target == "backup":
+            names = [role.backup or role.primary] if role else ([assignee] if assignee else [])
+        else:
+            names = [target]
+        out.extend(n for n in names if n and n not in out)
+    return out
+
+
+def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | None:
+    """``"18m left"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes)."""
+    if due_at is None:
+        return None
+    delta = (due_at - now) * speed
+    return f"{format_duration(delta)} left" if delta.total_seconds() >= 0 else f"{format_duration(-delta)} overdue"
+
+
+class Pager:
+    """Sends the engine's pages and records the results (see the module docstring)."""
+
+    def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None, *, background: bool = False,
+                 drains: bool = False):
+        self.site = site
+        self.ledger = ledger
+        self._dispatcher = dispatcher
+        #: who claims outbox rows (``host:pid``)
+        self.name = outbox.process_name()
+        #: this is a pager process's pager: it delivers everything, it never leaves pages to another
+        self.drains = drains
+        #: when the pagers table was last read, and the doorbells of the pager processes alive then
+        self._alive: tuple[float, list[str | None]] = (-1e9, [])
+        #: pages handed to send_all and not yet rendered (a pager process stops claiming above a bound)
+        self._queued = 0
+        #: render pages on a thread of their own (``sop serve``, the API): a request or a timer
+        #: returns once its transition is committed, and the pages follow in order
+        self._background: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="pager") if background else None)
+        #: delivery results waiting for the pager thread to write them, several pages per transaction
+        self._pending: list[tuple[str, str | None, str, list[Any], int | None]] = []
+        self._pending_lock = threading.Lock()
+        self._flush_queued = False
+
+    @property
+    def dispatcher(self) -> Any:
+        if self._dispatcher is None:
+            from notifications import Dispatcher
+
+            self._dispatcher = Dispatcher(workers=8, timeout=5.0, retries=2, backoff=0.5,
+                                          inbox_dir=self.site.settings.inbox_dir)
+        return self._dispatcher
+
+    def queue(self, conn: Any, pages: list[Any]) -> None:
+        """Write pages to the outbox inside their transition's transaction (``conn``).
+
+        Claimed by this process, which delivers them after the commit; or, while a pager
+        process is alive (checked at most once a second), left unclaimed for it.
+        """
+        outbox.queue(conn, pages, None if self._defer(conn) else self.name)
+
+    def _defer(self, conn: Any) -> bool:
+        if self.drains:
+            return False
+        checked, doorbells = self._alive
+        now = time.monotonic()
+        if now - checked >= 1.0:
+            doorbells = list(outbox.living_pagers(conn).values())
+            self._alive = (now, doorbells)
+        return bool(doorbells)
+
+    def backlog(self) -> int:
+        """Pages handed over and not yet rendered."""
+        return self._queued
+
+    def send_all(self, engine: Any, pages: list[Any]) -> None:
+        """Send the pages of one transition this process claimed (each run read once); never raises.
+
+        Pages left to a pager process are not sent here: its doorbell is rung instead.
+        """
+        mine = [p for p in pages if not getattr(p, "deferred", False)]
+        if len(mine) < len(pages):
+            outbox.ring(self._alive[1])
+        pages = mine
+        if not pages:
+            return
+        with self._pending_lock:
+            self._queued += len(pages)
+        background = self._background
+        if background is not None:
+            try:
+                background.submit(self._send_all, engine, pages)
+                return
+            except RuntimeError:  # shut down: send them here rather than lose them
+                pass
+        self._send_all(engine, pages)
+
+    def render_now(self, engine: Any, pages: list[Any]) -> None:
+        """Render the pages on this thread and hand them to the delivery threads (a pager process's loop:
+        one thread hop less than :meth:`send_all`); never raises."""
+        with self._pending_lock:
+            self._queued += len(pages)
+        self._send_all(engine, pages)
+
+    def _send_all(self, engine: Any, pages: list[Any]) -> None:
+        views: dict[str, RunView] = {}
+        for page in pages:
+            try:
+                if page.run_id not in views:
+                    views[page.run_id] = engine.view(page.run_id)
+                self.send(engine, page, views[page.run_id])
+            except Exception as exc:  # a page must never break a transition that already committed
+                self._set_aside(page, f"{type(exc).__name__}: {exc}")
+            finally:
+                with self._pending_lock:
+                    self._queued -= 1
+
+    def _set_aside(self, page: Any, error: str) -> None:
+        """A page that failed before delivery (its targets, recipients or context): it is not retried.
+
+        It is recorded as a delivery that failed, to its targets as written, with the error
+        (masked): a ``notification`` record and a ``deliveries`` row, so `sop status` counts it
+        and `sop audit show` lists it. Its outbox row is done, with the same error.
+        """
+        from notifications import DeliveryResult, redact
+
+        text = redact(error)[:2000]  # the error may quote a target or a URL: masked like every delivery error
+        log.error("event=page_failed kind=%s run=%s step=%s error=%r", page.kind, page.run_id, page.step_id or "-", text)
+        log.debug("event=page_failed_traceback run=%s\n%s", page.run_id, redact(traceback.format_exc()))
+        result = DeliveryResult(recipient=redact(", ".join(page.targets))[:120] or "-", recipient_kind="targets",
+                                destination="—", ok=False, error=f"not sent, the page failed before delivery: {text}",
+                                attempts=0, latency=0.0, at=self.ledger.clock.now(), kind=page.kind)
+        outbox_id = getattr(page, "outbox_id", None)
+        try:
+            prepared = [self._prepare_page(page.run_id, page.step_id, page.kind, [result])]
+            with self.ledger.transaction() as tx:
+                self._write_pages(tx, prepared)
+                if outbox_id is not None:
+                    outbox.mark_done(tx.conn, [outbox_id], error=text)
+        except Exception:
+            log.exception("event=page_set_aside_record_failed run=%s kind=%s outbox=%s", page.run_id, page.kind,
+                          outbox_id)
+
+    def close(self) -> None:
+        """Wait for pages and deliveries in flight (a CLI process calls this before it exits)."""
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+            self._background = None  # pages sent after this are sent at once, not lost
+        if self._dispatcher is not None:
+            self._dispatcher.close(wait=True)
+            self._dispatcher = None
+        self._flush()  # results that came in while the pager thread stopped
+
+    def send(self, engine: Any, page: Any, view: RunView | None = None) -> Any:
+        """Render and deliver one page (about ``view``, read after the transition); returns the delivery future."""
+        from notifications import recipients, render_for
+
+        view = view if view is not None else engine.view(page.run_id)
+        step = view.sop.step(page.step_id) if page.step_id else None
+        names = resolve_targets(page.targets, view.sop, step, self.site)
+        people = recipients(names, self.site)
+        ctx = self.context(view, page, step, engine.clock.now())
+        outbox_id = getattr(page, "outbox_id", None)
+        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id)  # noqa: E731
+        return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
+
+    def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
+                  sop_class: str = "routine") -> dict[str, bool]:
+        """A notify step's own message (with its SOP's urgency), delivered now and recorded; whether
+        each recipient got it (a person counts once however many of their contacts were tried)."""
+        from notifications import Message, lane_outcomes, recipients
+        from notifications.urgency import notify_type, priority, title_prefix
+
+        people = recipients(targets, self.site)
+        level = priority(sop_class)
+        message = Message(title=f"{title_prefix(level)} {title}", body=body,
+                          notify_type=notify_type(sop_class, "assigned"), priority=level)
+        results = self.dispatcher.submit(message, people).result()
+        self.record(run_id, step_id, "message", results)
+        return lane_outcomes(results)
+
+    def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
+                  outbox_id: int | None = None) -> None:
+        """A page's deliveries are done: record them now, or (background) with others in one transaction."""
+        background = self._background
+        if background is None:
+            self.record(run_id, step_id, kind, results, outbox_id)
+            return
+        with self._pending_lock:
+            self._pending.append((run_id, step_id, kind, results, outbox_id))
+            if self._flush_queued:
+                return  # the queued flush takes this one too
+            self._flush_queued = True
+        try:
+            background.submit(self._flush)
+        except RuntimeError:  # shutting down: write here rather than lose it
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._pending_lock:
+            batch, self._pending, self._flush_queued = self._pending, [], False
+        if batch:
+            self._write(batch)
+
+    def record(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
+               outbox_id: int | None = None) -> None:
+        """One ledger record per page, one ``deliveries`` row per destination tried; its outbox row done."""
+        self._write([(run_id, step_id, kind, results, outbox_id)])
+
+    def _write(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
+        # a storm's pages are recorded a few at a time: the ledger's write lock is shared with
+        # every other process's transitions, and a long hold makes their answers wait
+        for start in range(0, len(batch), WRITE_CHUNK):
+            self._write_chunk(batch[start:start + WRITE_CHUNK])
+
+    def _write_chunk(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
+        # everything but the records' seq and hash is made before the transaction: the write lock
+        # is then held for four statements (the chain's last record, records, deliveries, outbox)
+        try:
+            prepared = [self._prepare_page(run_id, step_id, kind, results) for run_id, step_id, kind, results, _ in batch]
+            done = [b[4] for b in batch if b[4] is not None]
+            with self.ledger.transaction() as tx:
+                self._write_pages(tx, prepared)
+                outbox.mark_done(tx.conn, done)
+        except Exception:
+            log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
+        for run_id, step_id, kind, results, _ in batch:
+            failed = [r for r in results if not r.ok]
+            log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
+                     kind, len(results), len(failed))
+
+    @staticmethod
+    def _prepare_page(run_id: str, step_id: str | None, kind: str, results: list[Any]) -> tuple[Any, ...]:
+        """A page's ``notification`` record data (as JSON) and its ``deliveries`` rows, each with its
+        lane in the page; the page (the record's seq) is filled in by :meth:`_write_pages`."""
+        from notifications import lane_key, lane_outcomes
+
+        text = dumps({"notification": kind, "results": [r.to_dict() for r in results]})
+        lanes = {key: number for number, key in enumerate(lane_outcomes(results))}
+        rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
+                 "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
+                 "latency_ms": int(r.latency * 1000), "page": None, "lane": lanes[lane_key(r)]}
+                for r in results]
+        return run_id, step_id, text, rows
+
+    @staticmethod
+    def _write_pages(tx: Tx, prepared: list[tuple[Any, ...]]) -> None:
+        """Append each prepared page's ``notification`` record on ``tx`` and insert its ``deliveries`` rows."""
+        rows: list[dict[str, Any]] = []
+        with tx.held():
+            for run_id, step_id, text, page_rows in prepared:
+                seq = tx.append_text("notification", run_id, step_id, None, tx.clock.now(), text)
+                for row in page_rows:
+                    row["page"] = seq
+                rows.extend(page_rows)
+        tx.executemany(_DELIVERIES_INSERT, rows)
+
+    def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
+        """The notification context of a page (see notifications.message.Context)."""
+        from notifications import (
+            ApprovalInfo,
+            Context,
+            FormField,
+            LevelInfo,
+            RecipientInfo,
+            RunInfo,
+            SopInfo,
+            StepInfo,
+            SummaryRow,
+        )
+
+        run = view.run
+        base = self.site.settings.base_url.rstrip("/")
+        status = run["outcome"] if run["status"] == "finished" else run["status"]
+        run_info = RunInfo(id=run["id"], url=f"{base}/v1/runs/{run['id']}", started_at=run["started_at"],
+                           deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
+                           status=status, reason=run["outcome"] if run["status"] == "cancelled" else None)
+        step_info = None
+        if step is not None:
+            row = view.steps[step.id]
+            form = tuple(FormField.from_spec(n, f) for n, f in getattr(step, "form", {}).items())
+            approval = None
+            if isinstance(step, HumanStep) and step.approval:
+                approval = ApprovalInfo(approvers=tuple(step.approval.approvers), count=step.approval.count,
+                                        given=len(view.approvals(step.id)))
+            result = view.result(step.id)
+            step_info = StepInfo(
+                id=step.id, title=step.name, description=step.description,
+                assignee=getattr(step, "assignee", None), due_at=row["due_at"],
+                time_left=time_left(row["due_at"], now, view.speed), form=form,
+                evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
+                actor=row["actor"], finished_at=row["finished_at"],
+                values={k: v for k, v in result.items() if k in getattr(step, "form", {})})
+        level = None
+        if page.level:  # how late the *step* is reads from time_left; late_by is left to the templates' default
+            level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None)
+        summary = None
+        if page.kind in ("run_finished", "run_overdue"):
+            summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
+                                       met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
+        return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
+                       run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
+                       step=step_info, level=level, summary=summary)

@@ -1,0 +1,238 @@
+"""The site's settings (``config/*.yaml``): people, roles and on-call, channels, variables.
+
+Contacts are Apprise URLs that may hold ``${VAR}`` / ``${VAR:-default}`` placeholders; they
+are expanded from the environment only at delivery time (``expand_env``), so secrets never
+sit in a model that might be logged. Validation only checks that every variable exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from flows.language.spec import SLUG, Duration, Strict, check_timezone
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def env_names(template: str) -> list[tuple[str, bool]]:
+    """The ``${VAR}`` names a template uses, each with whether it has a default."""
+    return [(m.group(1), m.group(2) is not None) for m in _PLACEHOLDER.finditer(template)]
+
+
+def missing_env(template: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Names of variables the template needs (no default) that the environment lacks or holds empty.
+
+    An empty value counts as missing because :func:`expand_env` takes ``VAR=""`` as unset:
+    passed here, it would fail only at send time.
+    """
+    env = os.environ if env is None else env
+    return [name for name, has_default in env_names(template) if not has_default and not env.get(name)]
+
+
+def unset_reason(name: str, env: Mapping[str, str] | None = None) -> str:
+    """Why :func:`missing_env` lists ``name``: ``"is not set"`` or ``"is empty"``."""
+    env = os.environ if env is None else env
+    return "is empty" if name in env else "is not set"
+
+
+def expand_env(template: str, env: Mapping[str, str] | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``.
+
+    A placeholder that is the whole string is taken as is (it holds a full URL); an
+    environment value inside a larger URL is URL-quoted, so a password with ``@`` or ``/``
+    cannot break the URL. A default is written in config/ as URL text and is never quoted.
+    An empty variable counts as unset. Raises KeyError naming the variable when it is
+    missing and has no default.
+    """
+    env = os.environ if env is None else env
+    whole = _PLACEHOLDER.fullmatch(template.strip())
+
+    def value(match: re.Match[str], quoted: bool) -> str:
+        name, default = match.group(1), match.group(2)
+        if env.get(name):
+            return quote(env[name], safe="") if quoted else env[name]
+        if default is not None:
+            return default
+        raise KeyError(name)
+
+    if whole:
+        return value(whole, quoted=False)
+    return _PLACEHOLDER.sub(lambda m: value(m, quoted=True), template)
+
+
+class Person(Strict):
+    """Someone who can be assigned, reminded and escalated to."""
+
+    name: str
+    timezone: str = "UTC"
+    contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in order")
+    email: str | None = None
+
+    @field_validator("contacts", mode="before")
+    @classmethod
+    def _contacts_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class Role(Strict):
+    """A role with members, a primary and a backup (the A/B role rule) and a lead to escalate to.
+
+    Both ``backup`` and ``lead`` must be written: ``lead: none`` marks the top of the chain,
+    so a forgotten lead is an error rather than a role whose escalations silently go nowhere.
+    """
+
+    title: str | None = None
+    members: list[str] = Field(min_length=1)
+    primary: str
+    backup: str
+    lead: str | None = Field(description="the role escalations go to; `none` at the top of the chain")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backup_and_lead_written(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        missing = {name: message for name, message in ROLE_MUST_SAY.items() if name not in data}
+        if missing:
+            raise ValidationError.from_exception_data(cls.__name__, [
+                InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(name,), input=data)
+                for name, message in missing.items()])
+        if isinstance(data.get("lead"), str) and data["lead"].strip().lower() == TOP_OF_CHAIN:
+            data = {**data, "lead": None}
+        return data
+
+    @model_validator(mode="after")
+    def _primary_backup(self) -> Role:
+        if self.primary not in self.members:
+            raise self.field_error("primary", f"primary {self.primary!r} is not one of the members {self.members}")
+        if self.backup not in self.members:
+            raise self.field_error("backup", f"backup {self.backup!r} is not one of the members {self.members}")
+        if self.backup == self.primary:
+            raise self.field_error("backup", "backup must be a different person from primary (the A/B role rule)")
+        return self
+
+
+#: ``lead: none``: the role is the top of the chain (nobody to escalate to)
+TOP_OF_CHAIN = "none"
+ROLE_MUST_SAY = {
+    "backup": "a role needs a `backup`: a member other than the primary, who is paged when the primary "
+              "does not answer (the A/B role rule)",
+    "lead": f"a role needs a `lead`: the role its late steps escalate to (write `lead: {TOP_OF_CHAIN}` "
+            "for the top of the chain)",
+}
+
+
+class Channel(Strict):
+    """A broadcast destination (a chat room, an SMS gateway…)."""
+
+    title: str | None = None
+    urls: list[str] = Field(min_length=1)
+
+
+class ApiSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 1_000_000
+
+
+class PrefectSettings(Strict):
+    api_url: str | None = None
+    port: int = 4200
+    pool: str = "sop-pool"
+    workers: int = 1
+    concurrency: int = 4
+
+
+class Settings(Strict):
+    """Where things live and run."""
+
+    database_url: str = "sqlite:///var/ledger.db"
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    speed: float = Field(default=1.0, gt=0)
+    timezone: str = "UTC"
+    base_url: str = "http://127.0.0.1:8000"
+    inbox_dir: str = "var/inbox"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+
+API_ROLES = ("operator", "responder", "auditor", "monitor")
+
+
+class HmacCheck(Strict):
+    """A signature the token's sender adds to each webhook: hex HMAC-SHA256 of the body.
+
+    Grafana's scheme: the signature in ``header``; with a ``timestamp_header``, the signed
+    text is ``<timestamp>:<body>`` and a timestamp older than ``max_age`` is refused.
+    """
+
+    env: str = Field(description="environment variable holding the shared secret")
+    header: str = "X-Grafana-Alerting-Signature"
+    timestamp_header: str | None = None
+    max_age: Duration = Field(default=timedelta(minutes=5), description="oldest timestamp accepted")
+
+
+class ApiToken(Strict):
+    """An API token: its secret comes from an environment variable, never from the repo.
+
+    Roles: ``operator`` starts, cancels and reports; ``responder`` reports on steps assigned
+    to its ``person`` or their roles; ``auditor`` reads; ``monitor`` posts alerts, events
+    and metrics. A token whose variable is unset is inactive.
+    """
+
+    env: str
+    role: Literal["operator", "responder", "auditor", "monitor"]
+    person: str | None = None
+    hmac: HmacCheck | None = None
+
+    @model_validator(mode="after")
+    def _responder_is_someone(self) -> ApiToken:
+        if self.role == "responder" and self.person is None:
+            raise self.field_error("person", "a responder token needs `person`: responders report on the steps "
+                                             "assigned to that person or their roles")
+        return self
+
+
+class Site(Strict):
+    """Everything in ``config/``, merged."""
+
+    people: dict[str, Person] = Field(default_factory=dict)
+    roles: dict[str, Role] = Field(default_factory=dict)
+    channels: dict[str, Channel] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+    tokens: dict[str, ApiToken] = Field(default_factory=dict)
+
+    @field_validator("people", "roles", "channels")
+    @classmethod
+    def _slug_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(SLUG, name):
+                raise ValueError(f"name {name!r} must be a slug (lower-case letters, digits, dashes)")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _top_of_chain_is_no_name(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if TOP_OF_CHAIN in value:
+            raise ValueError(f"a role cannot be named `{TOP_OF_CHAIN}`: `lead: {TOP_OF_CHAIN}` marks the top of the chain")
+        return value
+
+    def kind_of(self, name: str) -> str | None:
+        """Whether a bare name is a ``role``, a ``person`` or a ``channel`` (None: unknown)."""
+        for kind, table in (("role", self.roles), ("person", self.people), ("channel", self.channels)):
+            if name in table:
+                return kind
+        return None

@@ -1,0 +1,410 @@
+"""Cross-checks that no single field can make: the DAG, names, templates, deadlines, config.
+
+Each function returns every problem it finds (never stops at the first), located in the
+document it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from flows.language.config import Site, env_names, expand_env, missing_env, unset_reason
+from flows.language.durations import format_duration
+from flows.language.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
+from flows.language.loader import Document, SpecError
+from flows.language.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, Sop, StepBase, WaitStep
+
+LADDER_WORDS = ("assignee", "owner", "lead", "backup")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_APPRISE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
+_JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "loop"}
+
+
+def _step_index(sop: Sop) -> dict[str, int]:
+    return {step.id: i for i, step in enumerate(sop.steps)}
+
+
+def upstream(sop: Sop, step_id: str) -> set[str]:
+    """Every step that must finish (or be skipped) before ``step_id`` can start.
+
+    Terminates on a cycle too (each step is visited once), so templates can be checked in an
+    SOP whose cycle is reported.
+    """
+    by_id = {s.id: s for s in sop.steps}
+    seen: set[str] = set()
+    stack = list(sop.dependencies(by_id[step_id])) if step_id in by_id else []
+    while stack:
+        current = stack.pop()
+        if current in seen or current not in by_id:
+            continue
+        seen.add(current)
+        stack.extend(sop.dependencies(by_id[current]))
+    return seen
+
+
+def find_cycle(sop: Sop) -> list[str] | None:
+    """A dependency cycle as a list of step ids (first repeated at the end), or None."""
+    by_id = {s.id: s for s in sop.steps}
+    state: dict[str, int] = {}
+    trail: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        trail.append(node)
+        for dep in sop.dependencies(by_id[node]):
+            if dep not in by_id:
+                continue
+            if state.get(dep) == 1:
+                return trail[trail.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        trail.pop()
+        state[node] = 2
+        return None
+
+    for step in sop.steps:
+        if step.id not in state:
+            cycle = visit(step.id)
+            if cycle:
+                return list(reversed(cycle))
+    return None
+
+
+class _TemplateChecker:
+    """Checks one template's variables against what the SOP and site declare."""
+
+    def __init__(self, sop: Sop, doc: Document, site: Site | None, errors: list[SpecError]):
+        self.sop, self.doc, self.site, self.errors = sop, doc, site, errors
+        self.by_id = {s.id: s for s in sop.steps}
+
+    def check(self, text: Any, path: tuple, *, expression: bool = False, step: StepBase | None = None,
+              allowed: tuple[str, ...] = ROOTS) -> None:
+        if not isinstance(text, str):
+            return
+        if not expression and "{" not in text:
+            return
+        try:
+            refs = analyse(text, expression)
+        except TemplateProblem as exc:
+            self.errors.append(self.doc.error(path, str(exc)))
+            return
+        for ref in refs:
+            problem = self._problem(ref, step, allowed)
+            if problem:
+                self.errors.append(self.doc.error(path, problem))
+
+    def _problem(self, ref: tuple[str, ...], step: StepBase | None, allowed: tuple[str, ...]) -> str | None:
+        root, rest = ref[0], ref[1:]
+        name = ".".join(ref)
+        if root in _JINJA_GLOBALS:
+            return None
+        if root not in ROOTS:
+            return f"unknown variable `{root}` (expected one of: {', '.join(allowed)})"
+        if root not in allowed:
+            return f"`{name}`: `{root}` is not available here (only {', '.join(allowed)})"
+        if not rest:
+            return None
+        if root == "inputs" and rest[0] not in self.sop.inputs:
+            known = ", ".join(self.sop.inputs) or "none declared"
+            return f"unknown input `{name}` (inputs: {known})"
+        if root == "run" and rest[0] not in RUN_FIELDS:
+            return f"unknown variable `{name}` (run has: {', '.join(RUN_FIELDS)})"
+        if root == "config" and self.site is not None and rest[0] not in self.site.vars:
+            known = ", ".join(self.site.vars) or "none declared"
+            return f"unknown variable `{name}` (config vars: {known})"
+        if root == "steps":
+            target = self.by_id.get(rest[0]) or self.by_id.get(rest[0].replace("_", "-"))
+            if target is None:
+                dashed = [s for s in self.by_id if s.startswith(f"{rest[0]}-")]
+                hint = (f"; step ids with dashes are written with underscores: steps.{dashed[0].replace('-', '_')}"
+                        if dashed else f" (steps: {', '.join(self.by_id)})")
+                return f"unknown step `{rest[0]}` in `{name}`{hint}"
+            if step is not None and target.id not in upstream(self.sop, step.id):
+                return (f"`{name}` reads step `{target.id}`, which step `{step.id}` does not need "
+                        f"(add it to `needs` so its result exists when this runs)")
+            if len(rest) > 1 and rest[1] not in target.outputs():
+                return (f"step `{rest[0]}` has no field `{rest[1]}` "
+                        f"(it has: {', '.join(sorted(target.outputs()))})")
+        return None
+
+
+def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
+    """All cross-checks of one SOP (``site`` None: skip the checks that need config)."""
+    errors: list[SpecError] = []
+    index = _step_index(sop)
+    steps_path = ("steps",)
+
+    stem = doc.file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if doc.file.endswith((".yaml", ".yml")) and stem != sop.id and "/sops/" in f"/{doc.file}":
+        errors.append(doc.error(("id",), f"the id `{sop.id}` must match the file name `{stem}`"))
+
+    seen: dict[str, int] = {}
+    for i, step in enumerate(sop.steps):
+        if step.id in seen:
+            errors.append(doc.error((*steps_path, i, "id"),
+                                    f"duplicate step id `{step.id}` (also steps[{seen[step.id]}])"))
+        else:
+            seen[step.id] = i
+
+    def ref_step(target: str, path: tuple, what: str, self_id: str) -> bool:
+        if target == self_id:
+            errors.append(doc.error(path, f"step `{self_id}` {what} itself (a step cannot depend on itself)"))
+            return False
+        if target not in index:
+            errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {', '.join(index)})"))
+            return False
+        return True
+
+    for i, step in enumerate(sop.steps):
+        base = (*steps_path, i)
+        for j, need in enumerate(step.needs):
+            ref_step(need, (*base, "needs", j), "needs", step.id)
+        if step.fallback:
+            ref_step(step.fallback, (*base, "on_timeout"), "falls back to", step.id)
+        if isinstance(step, CheckStep):
+            for branch in ("then", "else"):
+                for j, target in enumerate(step.then if branch == "then" else step.else_):
+                    ref_step(target, (*base, branch, j), f"branches ({branch}) to", step.id)
+
+    cycle = find_cycle(sop)
+    if cycle and len(cycle) > 2:  # a step that needs itself is reported above
+        errors.append(doc.error((*steps_path, index[cycle[0]], "needs"),
+                                f"steps form a cycle: {' → '.join(cycle)}"))
+
+    for name in sop.inputs:
+        if not _IDENT.match(name):
+            errors.append(doc.error(("inputs", name), f"input name `{name}` must be an identifier (letters, digits, _)", True))
+    for i, step in enumerate(sop.steps):
+        if isinstance(step, HumanStep):
+            for name in step.form:
+                if not _IDENT.match(name):
+                    errors.append(doc.error((*steps_path, i, "form", name),
+                                            f"form field `{name}` must be an identifier (letters, digits, _)", True))
+
+    if site is not None:
+        errors.extend(_check_names(sop, doc, site))
+    errors.extend(_check_ladders(sop, doc))
+    if not cycle:  # the longest chain of `needs` has no end in a cycle
+        errors.extend(_check_deadline(sop, doc))
+    errors.extend(_check_templates(sop, doc, site))
+    return errors
+
+
+def _check_names(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
+    errors: list[SpecError] = []
+    roles, people = ", ".join(site.roles) or "none", ", ".join(site.people) or "none"
+    if sop.owner not in site.roles:
+        errors.append(doc.error(("owner",), f"unknown role `{sop.owner}` (roles in config: {roles})"))
+
+    def target_ok(target: str, path: tuple, ladder: bool) -> None:
+        name = target.split(":", 1)[1] if ":" in target else target
+        kind = target.split(":", 1)[0] if ":" in target else None
+        if ladder and kind is None and name in LADDER_WORDS:
+            return
+        if kind is not None and kind not in ("role", "person", "channel"):
+            errors.append(doc.error(path, f"unknown target kind `{kind}` (expected role:, person: or channel:)"))
+            return
+        found = site.kind_of(name)
+        if found is None or (kind is not None and found != kind):
+            words = f"{', '.join(LADDER_WORDS)}, " if ladder else ""
+            errors.append(doc.error(path, f"unknown notify target `{target}` (expected {words}a role, a person or a channel in config)"))
+
+    def ladder_ok(ladder: list, path: tuple) -> None:
+        for i, entry in enumerate(ladder):
+            for j, target in enumerate(entry.notify):
+                target_ok(target, (*path, i, "notify", j), ladder=True)
+
+    ladder_ok(sop.escalation, ("escalation",))
+    for i, step in enumerate(sop.steps):
+        base = ("steps", i)
+        if isinstance(step, HumanStep):
+            if step.assignee not in site.roles and step.assignee not in site.people:
+                errors.append(doc.error((*base, "assignee"),
+                                        f"unknown assignee `{step.assignee}` (expected a role: {roles}; or a person: {people})"))
+            if step.approval:
+                for j, role in enumerate(step.approval.approvers):
+                    if role not in site.roles:
+                        errors.append(doc.error((*base, "approval", "approvers", j), f"unknown role `{role}` (roles in config: {roles})"))
+        if step.escalation is not None:
+            ladder_ok(step.escalation, (*base, "escalation"))
+        if isinstance(step, NotifyStep):
+            for j, target in enumerate(step.notify):
+                target_ok(target, (*base, "notify", j), ladder=False)
+    return errors
+
+
+def _check_ladders(sop: Sop, doc: Document) -> list[SpecError]:
+    errors: list[SpecError] = []
+    for i, step in enumerate(sop.steps):
+        if not isinstance(step, HumanStep) or step.due is not None:
+            continue
+        ladder = sop.ladder_for(step)
+        if any(entry.percent is not None for entry in ladder):
+            where = "its own" if step.escalation is not None else "the SOP's"
+            errors.append(doc.error(("steps", i), f"step `{step.id}` has no `due`, but {where} escalation ladder "
+                                                  "has % entries (a % of what?): give the step a `due`"))
+    return errors
+
+
+def _check_deadline(sop: Sop, doc: Document) -> list[SpecError]:
+    """A step's due must fit in the run deadline along its longest chain of ``needs``."""
+    if sop.deadline is None:
+        return []
+    by_id = {s.id: s for s in sop.steps}
+    finish: dict[str, tuple[timedelta, list[str]]] = {}
+
+    def own(step: StepBase) -> timedelta:
+        if isinstance(step, WaitStep):
+            return step.duration
+        return step.due or timedelta(0)
+
+    def earliest(step_id: str) -> tuple[timedelta, list[str]]:
+        if step_id not in finish:
+            step = by_id[step_id]
+            deps = [earliest(d) for d in sop.dependencies(step) if d in by_id]
+            before, chain = max(deps, key=lambda d: d[0]) if deps else (timedelta(0), [])
+            finish[step_id] = (before + own(step), [*chain, step_id])
+        return finish[step_id]
+
+    errors = []
+    for i, step in enumerate(sop.steps):
+        total, chain = earliest(step.id)
+        if own(step) and total > sop.deadline:
+            field = "duration" if isinstance(step, WaitStep) else "due"
+            parts = " + ".join(f"{c} {format_duration(own(by_id[c]))}" for c in chain if own(by_id[c]))
+            errors.append(doc.error(("steps", i, field),
+                                    f"step `{step.id}` is due {format_duration(total)} after the run starts "
+                                    f"({parts}), past the run deadline of {format_duration(sop.deadline)}"))
+    return errors
+
+
+def _check_templates(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
+    errors: list[SpecError] = []
+    checker = _TemplateChecker(sop, doc, site, errors)
+    checker.check(sop.dedup, ("dedup",), allowed=("inputs", "trigger", "config"))
+    for i, trigger in enumerate(sop.triggers):
+        for name, value in trigger.inputs.items():
+            checker.check(value, ("triggers", i, "inputs", name), allowed=("trigger", "config"))
+            if name not in sop.inputs:
+                errors.append(doc.error(("triggers", i, "inputs", name),
+                                        f"unknown input `{name}` (inputs: {', '.join(sop.inputs) or 'none declared'})", True))
+    for i, step in enumerate(sop.steps):
+        base = ("steps", i)
+        checker.check(step.when, (*base, "when"), expression=True, step=step)
+        checker.check(step.description, (*base, "description"), step=step)
+        checker.check(step.title, (*base, "title"), step=step)
+        if isinstance(step, HttpStep):
+            checker.check(step.request.url, (*base, "request", "url"), step=step)
+            _walk(step.request.json_body, (*base, "request", "json"),
+                  lambda v, p, step=step: checker.check(v, p, step=step))
+            for key, value in step.request.headers.items():
+                checker.check(value, (*base, "request", "headers", key), step=step)
+        elif isinstance(step, CommandStep):
+            for j, arg in enumerate(step.command):
+                checker.check(arg, (*base, "command", j), step=step)
+            for key, value in step.env.items():
+                checker.check(value, (*base, "env", key), step=step)
+        elif isinstance(step, NotifyStep):
+            checker.check(step.message.title, (*base, "message", "title"), step=step)
+            checker.check(step.message.body, (*base, "message", "body"), step=step)
+        elif isinstance(step, CheckStep):
+            checker.check(step.check, (*base, "check"), expression=True, step=step)
+    return errors
+
+
+def _walk(value: Any, path: tuple, visit: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _walk(item, (*path, key), visit)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(item, (*path, i), visit)
+    else:
+        visit(value, path)
+
+
+def _is_apprise_url(template: str, env: Mapping[str, str] | None) -> bool:
+    """Whether a contact has the Apprise form ``scheme://…`` once its ``${…}`` are expanded.
+
+    A variable that is not set stays a placeholder (it is reported on its own); when the
+    scheme itself would come from one, the form cannot be judged and passes.
+    """
+    env = os.environ if env is None else env
+    unset = {var: "${" + var + "}" for var, has_default in env_names(template) if not has_default and not env.get(var)}
+    url = expand_env(template, {**env, **unset}) if unset else expand_env(template, env)
+    return url.startswith("${") or bool(_APPRISE_URL.match(url))
+
+
+def _expanded(template: str) -> str:
+    # the value may be a secret: name the variables it came from, never the value
+    names = [f"${{{var}}}" for var, _ in env_names(template)]
+    return f" after expanding {', '.join(names)}" if names else ""
+
+
+def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | None = None) -> list[SpecError]:
+    """Cross-checks of the merged config; ``where`` maps (table, name) to the defining document."""
+    errors: list[SpecError] = []
+
+    def err(table: str, name: str, sub: tuple, message: str) -> None:
+        doc = where[(table, name)]
+        errors.append(doc.error((table, name, *sub), message))
+
+    people = ", ".join(site.people) or "none"
+    for name, role in site.roles.items():
+        for j, member in enumerate(role.members):
+            if member not in site.people:
+                err("roles", name, ("members", j), f"role `{name}`: unknown person `{member}` (people in config: {people})")
+        if role.lead is not None and role.lead not in site.roles:
+            err("roles", name, ("lead",), f"role `{name}`: lead `{role.lead}` is not a role in config")
+        if role.lead == name:
+            err("roles", name, ("lead",), f"role `{name}` cannot be its own lead")
+    for table in ("people", "roles", "channels"):
+        for name in getattr(site, table):
+            others = [t for t in ("people", "roles", "channels") if t != table and name in getattr(site, t)]
+            if others and table == "people":
+                err(table, name, (), f"`{name}` is both a person and a {others[0][:-1] if others[0] != 'people' else 'person'}: "
+                                     "names must be unique across people, roles and channels")
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    for name, person in site.people.items():
+        try:
+            ZoneInfo(person.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            err("people", name, ("timezone",), f"unknown time zone `{person.timezone}` (expected an IANA name such as Asia/Shanghai)")
+        if not person.contacts:
+            err("people", name, (), f"person `{name}` has no contacts: nobody could reach them")
+        for j, url in enumerate(person.contacts):
+            for var in missing_env(url, env):
+                err("people", name, ("contacts", j),
+                    f"person `{name}`: environment variable `{var}` {unset_reason(var, env)} "
+                    f"(write ${{{var}:-default}} for a fallback)")
+            if not _is_apprise_url(url, env):
+                err("people", name, ("contacts", j),
+                    f"person `{name}`: contacts[{j}] is not an Apprise URL{_expanded(url)} (expected scheme://…, "
+                    f"such as ntfy://ntfy.sh/{name}, mailto://user:password@example.com or inbox://{name})")
+    for name, channel in site.channels.items():
+        for j, url in enumerate(channel.urls):
+            for var in missing_env(url, env):
+                err("channels", name, ("urls", j),
+                    f"channel `{name}`: environment variable `{var}` {unset_reason(var, env)}")
+            if not _is_apprise_url(url, env):
+                err("channels", name, ("urls", j), f"channel `{name}`: urls[{j}] is not an Apprise URL{_expanded(url)} "
+                                                   f"(expected scheme://…, such as json://example.com/hook or inbox://{name})")
+    for name, value in site.vars.items():
+        if isinstance(value, str):
+            for var in missing_env(value, env):
+                err("vars", name, (), f"var `{name}`: environment variable `{var}` {unset_reason(var, env)}")
+    for name, token in site.tokens.items():
+        if token.person is not None and token.person not in site.people:
+            err("tokens", name, ("person",), f"token `{name}`: unknown person `{token.person}`")
+        if not env_names("${" + token.env + "}"):
+            err("tokens", name, ("env",), f"token `{name}`: `{token.env}` is not an environment variable name")
+        if token.hmac is not None and not env_names("${" + token.hmac.env + "}"):
+            err("tokens", name, ("hmac", "env"), f"token `{name}`: `{token.hmac.env}` is not an environment variable name")
+    return errors

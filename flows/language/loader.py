@@ -1,0 +1,307 @@
+"""Loading SOP and config YAML into the models, with errors that say file:line:col and path.
+
+The YAML is composed into nodes first so that every value keeps its position; pydantic
+errors (whose ``loc`` is a field path) are then mapped back to the line they came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class SpecError:
+    """One problem in a file, located and explained so that its author can fix it."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecInvalid(Exception):
+    """Raised when files do not validate; carries every error, not only the first."""
+
+    def __init__(self, errors: list[SpecError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    """``('steps', 2, 'due')`` → ``steps[2].due``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass
+class Document:
+    """A parsed YAML file: plain data plus the position of every key and value."""
+
+    file: str
+    data: Any
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: Path_, prefer_key: bool = False) -> tuple[int, int]:
+        """Line and column of a path, or of its nearest existing parent."""
+        path = tuple(path)
+        while True:
+            if prefer_key and path in self.keys:
+                return self.keys[path]
+            if path in self.values:
+                return self.values[path]
+            if path in self.keys:
+                return self.keys[path]
+            if not path:
+                return (1, 1)
+            path = path[:-1]
+
+    def error(self, path: Path_, message: str, prefer_key: bool = False) -> SpecError:
+        """A SpecError located at ``path`` in this document."""
+        line, col = self.where(path, prefer_key)
+        return SpecError(self.file, line, col, dotted(path), message)
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _MemoResolver:
+    """Resolves a plain scalar's tag once per distinct text instead of once per scalar.
+
+    A scalar's implicit tag depends only on its text and quoting (the safe loaders have no
+    path resolvers), and a library repeats the same keys and values in every file.
+    """
+
+    _memo: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)  # type: ignore[misc]
+        key = (value, tuple(implicit))
+        tag = self._memo.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)  # type: ignore[misc]
+            if len(self._memo) < 100_000:
+                self._memo[key] = tag
+        return tag
+
+
+#: libyaml when PyYAML was built with it: it composes a file about ten times faster
+_FAST_LOADER: type = type("_FastLoader", (_MemoResolver, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
+
+
+def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
+    """Parse YAML text keeping positions; duplicate keys are errors (YAML would drop one)."""
+    errors: list[SpecError] = []
+    loader = _FAST_LOADER(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError:
+        # the pure-Python parser is the reference: it words errors better, and a file it
+        # accepts is accepted even if libyaml disagrees
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            return None, [_yaml_error(exc, file)]
+        except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
+            return None, [SpecError(file, 1, 1, "", f"malformed YAML: {exc}")]
+    finally:
+        loader.dispose()
+    doc = Document(file=file, data=None)
+    if node is None:
+        return None, [SpecError(file, 1, 1, "", "the file is empty (expected a YAML mapping)")]
+
+    def build(n: yaml.Node, path: Path_) -> Any:
+        doc.values[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = (key_node.value if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode
+                       else loader.construct_object(key_node, deep=True))
+                if not isinstance(key, (str, int, bool)):
+                    errors.append(SpecError(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                            dotted(path), f"a mapping key must be text, got {key!r}"))
+                    continue
+                # YAML 1.1 reads `on:`/`yes:` keys as booleans; keep the text the author wrote
+                key = key_node.value if isinstance(key, bool) else str(key)
+                child = (*path, key)
+                if key in out:
+                    first = doc.keys[child][0]
+                    errors.append(SpecError(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                            dotted(child), f"duplicate key {key!r} (first defined on line {first})"))
+                    continue
+                doc.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                out[key] = build(value_node, child)
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(item, (*path, i)) for i, item in enumerate(n.value)]
+        if n.tag == _STR_TAG and type(n) is yaml.ScalarNode:
+            return n.value  # what SafeConstructor.construct_yaml_str returns, without its dispatch
+        return loader.construct_object(n, deep=True)
+
+    try:
+        doc.data = build(node, ())
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        return None, [SpecError(file, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1, "",
+                                f"malformed YAML: {exc.problem}")]
+    return doc, errors
+
+
+#: constructs whose error is best shown where they open (the problem shows only at the next token)
+_UNCLOSED = {"while scanning a quoted scalar": "quoted text", "while parsing a flow sequence": "`[` list",
+             "while parsing a flow mapping": "`{` mapping"}
+
+_YAML_HINTS = {
+    "mapping values are not allowed here": "; check this line's indentation, or quote a value that holds ': '",
+    "found character '\\t'": "; indent with spaces, not tabs",
+}
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
+    problem = exc.problem or "malformed YAML"
+    at = exc.problem_mark
+    opened = exc.context_mark
+    if opened is not None and exc.context in _UNCLOSED:
+        found = f" at line {at.line + 1}, column {at.column + 1}" if at else ""
+        return SpecError(file, opened.line + 1, opened.column + 1, "",
+                         f"malformed YAML: the {_UNCLOSED[exc.context]} starting here is not closed ({problem}{found})")
+    mark = at or opened
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    context = f" ({exc.context})" if exc.context else ""
+    hint = next((h for start, h in _YAML_HINTS.items() if problem.startswith(start)), "")
+    return SpecError(file, line, col, "", f"malformed YAML: {problem}{context}{hint}")
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel] | None, raw_loc: tuple[Any, ...] = ()) -> str:
+    kind, msg, value = error["type"], error["msg"], error.get("input")
+    if kind == "missing":
+        return f"required field `{error['loc'][-1]}` is missing"
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        hint = ""
+        if model is not None:
+            known = _known_fields(model, raw_loc or error["loc"])
+            close = difflib.get_close_matches(name, known, n=1)
+            if close:
+                hint = f"; did you mean `{close[0]}`?"
+            elif known:
+                hint = f"; expected one of: {', '.join(sorted(known))}"
+        return f"unknown field `{name}`{hint}"
+    if kind == "literal_error":
+        return f"{msg[0].lower()}{msg[1:]}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} is not a valid name (expected lower-case letters, digits and dashes, starting with a letter)"
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ")
+    if kind in ("int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type",
+                "string_type", "list_type", "dict_type", "model_type", "model_attributes_type", "int_from_float"):
+        expected = {"dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+                    "list_type": "a list", "string_type": "text"}.get(kind, msg.replace("Input should be ", ""))
+        return f"expected {expected}, got {type(value).__name__} {value!r}"
+    if kind == "too_short":
+        ctx = error.get("ctx") or {}
+        if "min_length" in ctx and "actual_length" in ctx:
+            return f"expected at least {ctx['min_length']} item(s), got {ctx['actual_length']}"
+        return f"{msg[0].lower()}{msg[1:]}"
+    if kind == "step_kind" and isinstance(value, dict) and "kind" in value:
+        return f"unknown step kind {value['kind']!r}; {msg}"
+    return f"{msg[0].lower()}{msg[1:]}" + (f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else "")
+
+
+def _owner_model(owner: tuple[Any, ...], root: type[BaseModel]) -> list[type[BaseModel]]:
+    """The model(s) whose field list applies at ``owner`` (a path into the document)."""
+    from flows.language import config, spec
+
+    steps = [spec.HumanStep, spec.HttpStep, spec.CommandStep, spec.NotifyStep, spec.WaitStep, spec.CheckStep]
+    triggers = [spec.MetricRule, spec.AlertTrigger, spec.EventTrigger, spec.ScheduleTrigger]
+    tagged = dict(zip(("human", "http", "command", "notify", "wait", "check"), steps, strict=True))
+    tagged |= dict(zip(("metric", "alert", "event", "schedule"), triggers, strict=True))
+    list_items = {"steps": steps, "triggers": triggers, "escalation": [spec.LadderEntry]}
+    dict_values = {"form": spec.FieldSpec, "inputs": spec.FieldSpec, "people": config.Person, "roles": config.Role,
+                   "channels": config.Channel, "tokens": config.ApiToken}
+    fields = {"request": spec.HttpRequest, "approval": spec.Approval, "message": spec.Message,
+              "settings": config.Settings, "api": config.ApiSettings, "prefect": config.PrefectSettings,
+              "hmac": config.HmacCheck}
+    if not owner:
+        return [root]
+    last = owner[-1]
+    if isinstance(last, int):
+        return list_items.get(str(owner[-2]), []) if len(owner) > 1 else []
+    if last in tagged and len(owner) > 1 and isinstance(owner[-2], int):
+        return [tagged[last]]
+    if len(owner) > 1 and owner[-2] in dict_values:
+        return [dict_values[str(owner[-2])]]
+    return [fields[last]] if last in fields else []
+
+
+def _known_fields(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names (by alias) allowed where ``loc`` points — for "did you mean" hints."""
+    names: list[str] = []
+    for model in _owner_model(tuple(loc[:-1]), root):
+        names.extend(info.alias or name for name, info in model.model_fields.items() if name not in names)
+    return sorted(set(names))
+
+
+_TAGS = {"human", "http", "command", "notify", "wait", "check", "metric", "alert", "event", "schedule",
+         "function-after", "function-before"}
+
+
+def model_errors(doc: Document, exc: ValidationError, model: type[BaseModel]) -> list[SpecError]:
+    """Turn a pydantic ValidationError into located SpecErrors (discriminator tags dropped)."""
+    out = []
+    seen = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(part for i, part in enumerate(error["loc"])
+                    if not (isinstance(part, str) and part in _TAGS and i > 0 and isinstance(error["loc"][i - 1], int)))
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+        message = _describe({**error, "loc": loc}, model, tuple(error["loc"]))
+        if error["type"] == "step_kind" and isinstance(error.get("input"), dict) and "kind" in error["input"]:
+            loc = (*loc, "kind")  # point at the wrong kind, not at the whole step
+        key = (loc, message)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(doc.error(loc, message, prefer_key=error["type"] == "extra_forbidden"))
+    return out
+
+
+def read_document(path: Path) -> tuple[Document | None, list[SpecError]]:
+    """Read and parse one YAML file; unreadable or non-mapping files are errors."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [SpecError(file, 1, 1, "", f"cannot read the file: {exc}")]
+    doc, errors = parse_yaml(text, file)
+    if doc is not None and not isinstance(doc.data, dict):
+        return None, [*errors, SpecError(file, 1, 1, "", f"expected a YAML mapping at the top, got {type(doc.data).__name__}")]
+    return doc, errors
+
+
+def yaml_files(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders into their ``*.yaml`` / ``*.yml`` files (sorted); keep files as given."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,126 @@
+"""``kind: human`` — assign a person, wait for a report, check it against the step's form.
+
+Waiting holds nothing: the flow run is suspended and the report arrives through
+``sop done`` / the API (which write it to the ledger) or the Prefect UI's resume form
+(built by :func:`input_model`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from flows.language.config import Site
+from flows.language.spec import FieldSpec, HumanStep
+
+PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+class ReportRefused(ValueError):
+    """A report that cannot be taken; ``problems`` names each field and what was expected."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Report:
+    """What a person reports to finish (or refuse) a human step."""
+
+    actor: str
+    outcome: Literal["done", "rejected"] = "done"
+    values: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    evidence: list[str] = field(default_factory=list)
+
+
+def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``-f key=value`` strings into the form's types; unknown fields are refused."""
+    out: dict[str, Any] = {}
+    problems = []
+    for name, value in raw.items():
+        spec = step.form.get(name)
+        if spec is None:
+            known = ", ".join(step.form) or "none"
+            problems.append(f"field `{name}` is not in the form of step `{step.id}` (fields: {known})")
+            continue
+        if isinstance(value, str) and spec.type != "string":
+            try:
+                value = spec.coerce(value)
+            except ValueError as exc:
+                problems.append(f"field `{name}`: {exc}")
+                continue
+        out[name] = value
+    if problems:
+        raise ReportRefused(problems)
+    return out
+
+
+def check_report(step: HumanStep, report: Report, *, initiator: str | None, approvals: list[str],
+                 site: Site) -> None:
+    """Raise ReportRefused unless the report fits the step (form, evidence, four-eyes)."""
+    problems: list[str] = []
+    if not report.actor or not report.actor.strip():
+        problems.append("an actor is required (who did it?)")
+    if report.outcome == "done":
+        for name, spec in step.form.items():
+            if name not in report.values:
+                if spec.is_required and spec.default is None:
+                    problems.append(f"field `{name}` is required ({_expects(spec)})")
+                continue
+            problem = spec.check_value(report.values[name])
+            if problem:
+                problems.append(f"field `{name}`: {problem}")
+        for name in report.values:
+            if name not in step.form:
+                problems.append(f"field `{name}` is not in the form of step `{step.id}` (fields: {', '.join(step.form) or 'none'})")
+        if step.evidence and not report.evidence:
+            problems.append(f"step `{step.id}` needs evidence (a link or a file reference): pass --evidence")
+    if step.approval is not None:
+        approval = step.approval
+        if approval.distinct_from == "initiator" and initiator and report.actor == initiator:
+            problems.append(f"{report.actor} started this run and cannot approve it (four-eyes rule)")
+        if report.actor in approvals:
+            problems.append(f"{report.actor} has already approved this step; another approver is needed")
+        allowed = {m for role in approval.approvers for m in site.roles.get(role).members} if all(
+            r in site.roles for r in approval.approvers) else set()
+        if allowed and report.actor not in allowed:
+            problems.append(f"{report.actor} is not an approver (members of {', '.join(approval.approvers)})")
+    if problems:
+        raise ReportRefused(problems)
+
+
+def complete_values(step: HumanStep, values: dict[str, Any]) -> dict[str, Any]:
+    """The reported values with every form field present: defaults filled, missing optional ones None."""
+    return {name: values.get(name, spec.default) for name, spec in step.form.items()} | values
+
+
+def _expects(spec: FieldSpec) -> str:
+    return f"one of {spec.enum}" if spec.enum else spec.type
+
+
+def input_model(steps: list[HumanStep]) -> type[BaseModel]:
+    """The Prefect resume form for the human steps a run is waiting on.
+
+    Every field is optional so that ``sop done`` (which already wrote the report to the
+    ledger) can resume the run with an empty input; a report typed in the Prefect UI
+    names its step and actor and is checked like any other.
+    """
+    fields: dict[str, Any] = {
+        "step": (Literal[tuple(s.id for s in steps)] | None if steps else str | None,  # type: ignore[misc]
+                 Field(default=None, description="which step you are reporting on")),
+        "actor": (str | None, Field(default=None, description="your person id in config/")),
+        "outcome": (Literal["done", "rejected"], Field(default="done")),
+        "note": (str, Field(default="")),
+        "evidence": (str, Field(default="", description="a link or file reference")),
+    }
+    for step in steps:
+        for name, spec in step.form.items():
+            if name in fields:
+                continue
+            kind: Any = Literal[tuple(spec.enum)] if spec.enum else PY_TYPES[spec.type]  # type: ignore[misc]
+            fields[name] = (kind | None, Field(default=None, description=f"{step.id}: {spec.description or name}"))
+    return create_model("StepReport", **fields)

@@ -1,0 +1,134 @@
+"""SOP → Prefect flow and deployment.
+
+Flow name = SOP id, task names = step ids, flow-run tags = class and SOP id, so the
+Prefect UI reads like the playbook. The deployment's parameters are the SOP's typed inputs (the UI
+renders them as the form to start a run); its work queue is the SOP's class, so with the
+workers busy a complaint run starts before an older outage run.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from prefect import Flow, flow, task
+from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.tasks import exponential_backoff
+
+from flows.language.library import Library, LoadedSop
+from flows.language.spec import PRIORITY, SOP_CLASSES, Sop, StepBase
+from flows.language.steps.human import PY_TYPES
+from flows.prefect.names import ENTRYPOINT_MODULE, POOL, deployment_name, python_name
+
+
+def signature(sop: Sop) -> inspect.Signature:
+    """The flow's parameters: one keyword per SOP input, typed, with its default."""
+    params = []
+    for name, spec in sop.inputs.items():
+        annotation: Any = PY_TYPES[spec.type]
+        if spec.enum:
+            from typing import Literal
+
+            annotation = Literal[tuple(spec.enum)]  # type: ignore[misc]
+        default = spec.default if spec.default is not None else (inspect.Parameter.empty if spec.is_required else None)
+        if default is None:
+            annotation = annotation | None
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    return inspect.Signature(params)
+
+
+def step_task(sop: Sop, step: StepBase) -> Any:
+    """The Prefect task of an automated step: retries with backoff, timeout, run+step cache key."""
+    from flows.prefect.flow_run import execute_step
+
+    def body(run_id: str) -> dict[str, Any]:
+        return execute_step(run_id, step.id)
+
+    body.__name__ = python_name(step.id)
+    delay = step.retry_delay.total_seconds() if hasattr(step, "retry_delay") else 2.0  # type: ignore[attr-defined]
+    return task(
+        name=step.id,
+        retries=step.retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=delay) if step.retries else 0,
+        timeout_seconds=step.timeout.total_seconds() if step.timeout else None,
+        cache_key_fn=lambda _ctx, params: f"{params['run_id']}:{step.id}",
+        persist_result=True,
+        # no tags on the task: Prefect asks its server for tag concurrency slots before every
+        # tagged task run (a round trip that took up to 2 s on a busy server, for limits that
+        # do not exist). The flow run and the deployment carry the class and SOP id tags.
+        description=step.title,
+    )(body)
+
+
+def build_flow(loaded: LoadedSop) -> Flow:
+    """The Prefect flow of one SOP (the engine loop lives in ``flows.prefect.flow_run``)."""
+    sop = loaded.sop
+    from flows.prefect.flow_run import run_sop
+
+    tasks = {s.id: step_task(sop, s) for s in sop.steps if s.kind in ("http", "command", "notify")}  # type: ignore[attr-defined]
+
+    def body(**inputs: Any) -> dict[str, Any]:
+        return run_sop(sop.id, inputs, tasks)
+
+    body.__name__ = python_name(sop.id)
+    body.__doc__ = sop.description or sop.title
+    body.__signature__ = signature(sop)  # type: ignore[attr-defined]
+    return flow(name=sop.id, description=sop.title, persist_result=True, log_prints=False,
+                validate_parameters=True)(body)
+
+
+def parameter_schema(built: Flow) -> dict[str, Any]:
+    """The OpenAPI schema of the flow's parameters (what the Prefect UI renders)."""
+    from prefect.utilities.callables import parameter_schema as prefect_schema
+
+    return prefect_schema(built.fn).model_dump_for_openapi()
+
+
+def ensure_pool(client: Any, concurrency: int, pool: str = POOL) -> None:
+    """The process work pool with one queue per class, complaint first (priority 1)."""
+    try:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process", concurrency_limit=concurrency))
+    except Exception:  # already there: keep it, refresh its limit
+        from prefect.client.schemas.actions import WorkPoolUpdate
+
+        client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=concurrency))
+    existing = {q.name: q for q in client.read_work_queues(work_pool_name=pool)}
+    for name in SOP_CLASSES:
+        if name not in existing:
+            client.create_work_queue(name=name, work_pool_name=pool, priority=PRIORITY[name])
+        elif existing[name].priority != PRIORITY[name]:
+            client.update_work_queue(existing[name].id, priority=PRIORITY[name])
+
+
+def deployment_schedules(sop: Sop) -> list[DeploymentScheduleCreate]:
+    """The SOP's ``schedule:`` triggers as Prefect deployment schedules (cron in the trigger's time zone).
+
+    Each schedule carries its trigger's ``inputs`` as the flow run's parameters.
+    """
+    return [DeploymentScheduleCreate(schedule=CronSchedule(cron=t.schedule, timezone=t.timezone), active=True,
+                                     parameters=dict(t.inputs))
+            for t in sop.schedules()]
+
+
+def deploy(client: Any, library: Library, env: dict[str, str], pool: str = POOL) -> dict[str, str]:
+    """Create or update one deployment per SOP; returns sop id → deployment id."""
+    root = str(Path(library.root).resolve())
+    ids: dict[str, str] = {}
+    for sop_id, loaded in sorted(library.sops.items()):
+        sop = loaded.sop
+        built = build_flow(loaded)
+        flow_id = client.create_flow_from_name(sop.id)
+        schedules = deployment_schedules(sop)
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name=deployment_name(sop.id, pool), version=loaded.text_hash[:12], description=sop.title,
+            work_pool_name=pool, work_queue_name=sop.class_, tags=[sop.class_, sop.id],
+            entrypoint=f"{ENTRYPOINT_MODULE}.{python_name(sop.id)}", path=root,
+            parameter_openapi_schema=parameter_schema(built), enforce_parameter_schema=True,
+            schedules=schedules,
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": root}}],
+            job_variables={"env": {**env, "SOP_HOME": root}},
+        )
+        ids[sop_id] = str(deployment_id)
+    return ids

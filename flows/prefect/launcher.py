@@ -1,0 +1,207 @@
+"""The Prefect side of a run: create its flow run, resume it when there is work, cancel it.
+
+A resume can race with the flow run suspending itself (it is still Running when a report
+arrives). Then the run is flagged ``nudge`` in the ledger and ``sop serve`` retries until
+the flow run is suspended and can be resumed: no report is ever left without a flow run
+to act on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from flows.ledger import Ledger
+from flows.ledger.schema import records, runs
+from flows.prefect.names import RUN_TAG, deployment_name
+
+log = logging.getLogger("sop.launcher")
+
+
+@contextmanager
+def prefect_client(api_url: str) -> Iterator[Any]:
+    """A sync Prefect client for ``api_url`` (Prefect reads its settings once, at import)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        yield client
+#: how many times a run's dead flow run is replaced before the run is left to people
+MAX_REPLACEMENTS = 3
+
+
+class LaunchError(RuntimeError):
+    """The Prefect server refused or could not be reached; the message says which."""
+
+
+class Launcher:
+    """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
+
+    def __init__(self, ledger: Ledger, api_url: str, pool: str = "sop-pool"):
+        self.ledger = ledger
+        self.api_url = api_url
+        self.pool = pool
+        self._deployments: dict[str, UUID] = {}
+
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        with prefect_client(self.api_url) as client:
+            yield client
+
+    def deployment_id(self, client: Any, sop_id: str) -> UUID:
+        """The deployment of an SOP (cached; ``sop serve`` creates them)."""
+        if sop_id not in self._deployments:
+            try:
+                name = f"{sop_id}/{deployment_name(sop_id, self.pool)}"
+                self._deployments[sop_id] = client.read_deployment_by_name(name).id
+            except Exception as exc:
+                raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
+        return self._deployments[sop_id]
+
+    def launch(self, run_id: str, *, replaces: str | None = None, reason: str | None = None) -> str:
+        """Create the run's flow run in its class's work queue; returns the flow run id.
+
+        ``replaces``: the run's flow run died (crashed or failed) while the run is open; the
+        new one continues from the ledger (its idempotency key names the dead one, so two
+        services replacing it at once create one).
+        """
+        with self.ledger.read() as conn:
+            run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        assert run is not None
+        key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
+        with self._client() as client:
+            flow_run = client.create_flow_run_from_deployment(
+                self.deployment_id(client, run.sop_id), parameters=json.loads(run.inputs),
+                name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
+                idempotency_key=key)
+        with self.ledger.transaction() as tx:
+            tx.conn.execute(runs.update().where(runs.c.id == run_id).values(flow_run_id=str(flow_run.id)))
+            extra = {"replaces": replaces, "reason": reason} if replaces else {}
+            tx.append("flow_run_created", run_id, flow_run_id=str(flow_run.id), **extra)
+        log.info("event=flow_run_created run=%s flow_run=%s replaces=%s", run_id, flow_run.id, replaces or "-")
+        return str(flow_run.id)
+
+    def nudge(self, run_id: str) -> bool:
+        """Resume the run's flow run if it is suspended; otherwise flag it for ``sop serve``."""
+        if self._resume(run_id):
+            return True
+        with self.ledger.transaction() as tx:
+            tx.conn.execute(runs.update().where((runs.c.id == run_id) & (runs.c.status == "running")).values(nudge=True))
+        return False
+
+    def _resume(self, run_id: str) -> bool:
+        with self.ledger.read() as conn:
+            flow_run_id = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+        if not flow_run_id:
+            return False
+        try:
+            with self._client() as client:
+                flow_run = client.read_flow_run(UUID(flow_run_id))
+                state = flow_run.state
+                if state is not None and (state.is_crashed() or state.is_failed()):
+                    return self._replace(run_id, flow_run_id, state)
+                if state is None or not state.is_paused():
+                    return False
+                result = client.resume_flow_run(UUID(flow_run_id), run_input={})
+        except Exception as exc:
+            log.warning("event=resume_failed run=%s error=%s", run_id, exc)
+            return False
+        accepted = getattr(result.status, "value", str(result.status)) == "ACCEPT"
+        log.info("event=resume run=%s flow_run=%s accepted=%s", run_id, flow_run_id, accepted)
+        return accepted
+
+    def _replace(self, run_id: str, flow_run_id: str, state: Any) -> bool:
+        """The run is open but its flow run crashed or failed (Prefect lost it): start another."""
+        with self.ledger.read() as conn:
+            status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
+            created = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
+                (records.c.run_id == run_id) & (records.c.kind.in_(["flow_run_created", "flow_run_given_up"]))))
+                .scalars()]
+        if status != "running" or any("given_up" in d for d in created):
+            return False
+        reason = f"{state.type.value}: {state.message or state.name}"[:300]
+        if sum(1 for d in created if d.get("replaces")) >= MAX_REPLACEMENTS:
+            # the flow keeps dying (a bug, not Prefect's load): say so once, in the ledger and the log
+            with self.ledger.transaction() as tx:
+                tx.append("flow_run_given_up", run_id, flow_run_id=flow_run_id, reason=reason,
+                          given_up=MAX_REPLACEMENTS)
+            log.error("event=flow_run_given_up run=%s flow_run=%s state=%s after=%d", run_id, flow_run_id, reason,
+                      MAX_REPLACEMENTS)
+            return False
+        log.warning("event=flow_run_dead run=%s flow_run=%s state=%s: starting another", run_id, flow_run_id, reason)
+        try:
+            self.launch(run_id, replaces=flow_run_id, reason=reason)
+        except Exception as exc:
+            log.warning("event=relaunch_failed run=%s error=%s", run_id, exc)
+            return False
+        return True
+
+    def replace_dead(self) -> int:
+        """Open runs whose flow run crashed or failed (no report pending to notice): start another each."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        with self.ledger.read() as conn:
+            bound = {r.flow_run_id: r.id for r in conn.execute(sa.select(runs.c.id, runs.c.flow_run_id).where(
+                (runs.c.status == "running") & runs.c.flow_run_id.is_not(None)))}
+        ids = list(bound)
+        dead: list[Any] = []
+        with self._client() as client:
+            for start in range(0, len(ids), 200):  # the Prefect API returns at most 200 per call
+                wanted = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(f) for f in ids[start:start + 200]]),
+                                       state=FlowRunFilterState(type=FlowRunFilterStateType(
+                                           any_=[StateType.CRASHED, StateType.FAILED])))
+                dead.extend(client.read_flow_runs(flow_run_filter=wanted, limit=200))
+        return sum(1 for flow_run in dead if self._replace(bound[str(flow_run.id)], str(flow_run.id), flow_run.state))
+
+    def retry_nudges(self) -> int:
+        """Resume every flagged run whose flow run is suspended now; returns how many."""
+        with self.ledger.read() as conn:
+            flagged = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.nudge.is_(True) & (runs.c.status == "running")))]
+        done = 0
+        for run_id in flagged:
+            if self._resume(run_id):
+                with self.ledger.transaction() as tx:
+                    tx.conn.execute(runs.update().where(runs.c.id == run_id).values(nudge=False))
+                done += 1
+        return done
+
+    def launch_orphans(self, older_than: float = 5.0) -> int:
+        """Create flow runs for open runs that have none (their launch failed); returns how many."""
+        from datetime import timedelta
+
+        limit = self.ledger.clock.now() - timedelta(seconds=older_than)
+        with self.ledger.read() as conn:
+            orphans = [r.id for r in conn.execute(sa.select(runs.c.id).where(
+                (runs.c.status == "running") & runs.c.flow_run_id.is_(None) & (runs.c.started_at < limit)))]
+        for run_id in orphans:
+            try:
+                self.launch(run_id)
+            except Exception as exc:
+                log.warning("event=launch_failed run=%s error=%s", run_id, exc)
+        return len(orphans)
+
+    def cancel(self, run_id: str) -> None:
+        """Cancel the run's flow run (best effort: the ledger already says cancelled)."""
+        from prefect.states import Cancelled
+
+        with self.ledger.read() as conn:
+            flow_run_id = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+        if not flow_run_id:
+            return
+        try:
+            with self._client() as client:
+                client.set_flow_run_state(UUID(flow_run_id), Cancelled(message="cancelled in the SOP ledger"), force=True)
+        except Exception as exc:
+            log.warning("event=cancel_failed run=%s error=%s", run_id, exc)

@@ -1,0 +1,188 @@
+"""Drills: an SOP on compressed time with simulated responders, a live timeline and a summary.
+
+A drill is a real run (real ledger, real timers, real flow run, real notifications to the
+configured contacts — the local inbox by default); only the people are simulated. Each
+responder answers a human step after a chosen or random share of its due time; ``late``
+steps are answered after their due, so the escalation ladder is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from flows.audit.timeline import describe
+from flows.engine import outbox
+from flows.engine.timers import TimerService
+from flows.engine.transitions import Engine
+from flows.engine.view import TERMINAL_STEP
+from flows.language.spec import FieldSpec, HumanStep
+from flows.language.steps.human import Report, ReportRefused
+from flows.ledger import utc
+from flows.ledger.schema import records
+
+NEGATIVE = {"low", "hold", "no", "reject", "rejected", "stop", "none", "abort", "fail", "failed", "iterate"}
+
+
+def sample_value(name: str, spec: FieldSpec) -> Any:
+    """A plausible answer for a form field (the main path: not 'low', not 'hold')."""
+    if spec.default is not None:
+        return spec.default
+    if spec.enum:
+        return next((v for v in spec.enum if str(v).lower() not in NEGATIVE), spec.enum[0])
+    if spec.type == "boolean":
+        return True
+    if spec.type in ("integer", "number"):
+        value = max(spec.minimum or 0, 1)
+        return int(value) if spec.type == "integer" else float(value)
+    return f"drill: {name}"
+
+
+@dataclass
+class TimelineEntry:
+    """One line of the drill's timeline, at an offset in SOP time from the run's start."""
+
+    offset: timedelta
+    kind: str
+    step: str | None
+    detail: str
+
+
+@dataclass
+class DrillResult:
+    run_id: str
+    outcome: str
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    escalations: int = 0
+    deadline_met: bool | None = None
+    wall_seconds: float = 0.0
+
+
+class Drill:
+    """Runs one drill; ``on_entry`` sees each timeline entry as it happens."""
+
+    def __init__(self, engine: Engine, sop_id: str, speed: float, *, late: set[str] | None = None,
+                 inputs: dict[str, Any] | None = None, answers: dict[str, dict[str, Any]] | None = None,
+                 seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
+                 timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None):
+        self.engine = engine
+        self.sop_id = sop_id
+        self.speed = speed
+        self.late = late or set()
+        self.inputs = inputs or {}
+        self.answers = answers or {}
+        self.random = random.Random(seed)
+        self.share = share
+        self.late_factor = late_factor
+        self.timers = timers
+        self.on_entry = on_entry or (lambda entry: None)
+        self._planned: dict[str, float] = {}
+        self._approvals: dict[str, int] = {}
+        self._seq = 0
+
+    def _answer_at(self, step: HumanStep, ready_at: datetime) -> float:
+        due = step.due or timedelta(minutes=10)
+        share = self.late_factor if step.id in self.late else self.random.uniform(*self.share)
+        return (ready_at + due * share / self.speed).timestamp()
+
+    def _report(self, run_id: str, step: HumanStep, initiator: str) -> None:
+        values = {name: sample_value(name, spec) for name, spec in step.form.items() if spec.is_required or spec.default is None}
+        values.update(self.answers.get(step.id, {}))
+        actor = self.engine.person_for(step.assignee)
+        if step.approval is not None:
+            site = self.engine.site
+            members = [m for role in step.approval.approvers for m in site.roles[role].members]
+            candidates = [m for m in dict.fromkeys(members) if m != initiator]
+            actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
+            self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
+        report = Report(actor=actor, values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
+        try:
+            self.engine.report(run_id, step.id, report)
+        except ReportRefused as exc:
+            self._emit(run_id, TimelineEntry(timedelta(0), "drill_error", step.id, str(exc)))
+
+    def _emit(self, run_id: str, entry: TimelineEntry) -> None:
+        self.on_entry(entry)
+
+    def _drain(self, run_id: str, started: datetime, out: list[TimelineEntry]) -> None:
+        with self.engine.ledger.read() as conn:
+            rows = list(conn.execute(sa.select(records).where((records.c.run_id == run_id) & (records.c.seq > self._seq))
+                                     .order_by(records.c.seq)))
+        for row in rows:
+            self._seq = row.seq
+            entry = TimelineEntry((utc(row.at) - started) * self.speed, row.kind, row.step_id,  # type: ignore[operator]
+                                  describe(row.kind, json.loads(row.data), row.actor))
+            if entry.detail is None:
+                continue
+            out.append(entry)
+            self.on_entry(entry)
+
+    def run(self, timeout: float | None = None) -> DrillResult:
+        """Start the run and play the responders until it finishes (or ``timeout`` real seconds)."""
+        began = time.monotonic()
+        result = self.engine.start(self.sop_id, self.inputs, initiator="drill", speed=self.speed,
+                                   trigger={"kind": "drill", "late": sorted(self.late)})
+        run_id = result.run_id
+        view = self.engine.view(run_id)
+        started = view.run["started_at"]
+        sop = view.sop
+        limit = timeout or max(120.0, (sop.deadline or timedelta(hours=2)).total_seconds() * 4 / self.speed + 60)
+        stop = threading.Event()
+        thread = None
+        if self.timers:
+            service = TimerService(self.engine, name=f"drill-{run_id}")
+            thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+            thread.start()
+        timeline: list[TimelineEntry] = []
+        try:
+            while time.monotonic() - began < limit:
+                self._drain(run_id, started, timeline)
+                view = self.engine.view(run_id)
+                if not view.is_open:
+                    break
+                now = time.time()
+                for step in sop.steps:
+                    if not isinstance(step, HumanStep) or view.state(step.id) != "active":
+                        continue
+                    key = f"{step.id}#{len(view.approvals(step.id))}"
+                    if key not in self._planned:
+                        self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])
+                    if now >= self._planned[key]:
+                        self._report(run_id, step, "drill")
+                time.sleep(0.05)
+            # the last pages (run finished) may still be on their way: their records end the timeline
+            outbox.wait_delivered(self.engine.ledger, run_id, timeout=10.0)
+            self._drain(run_id, started, timeline)
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=5)
+        view = self.engine.view(run_id)
+        steps = []
+        for step in sop.steps:
+            row = view.steps[step.id]
+            fin = row["finished_at"]
+            steps.append({"step": step.id, "state": row["state"], "actor": row["actor"],
+                          "due": (row["due_at"] - row["ready_at"]) * self.speed if row["due_at"] and row["ready_at"] else None,
+                          "took": (fin - row["ready_at"]) * self.speed if fin and row["ready_at"] else None,
+                          "deadline_met": row["deadline_met"],
+                          "escalations": sum(1 for e in timeline if e.kind == "escalation" and e.step == step.id)})
+        finished = view.run["finished_at"]
+        return DrillResult(run_id=run_id, outcome=view.run["outcome"] or view.run["status"], timeline=timeline, steps=steps,
+                           escalations=sum(1 for e in timeline if e.kind == "escalation"),
+                           deadline_met=(finished <= view.run["deadline_at"]) if finished and view.run["deadline_at"] else None,
+                           wall_seconds=time.monotonic() - began)
+
+
+
+
+__all__ = ["Drill", "DrillResult", "TimelineEntry", "sample_value", "TERMINAL_STEP"]

@@ -1,0 +1,275 @@
+"""The embedded stack behind ``sop serve``: Prefect server (unless one is given), deployments,
+workers, the timer service and the nudger — started in order, stopped cleanly.
+
+Children are tied to this process (Linux PDEATHSIG): if ``sop serve`` is killed, they go
+too, so a restart never finds a stale server holding the port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flows import runtime
+from flows.engine.build import runnable_library
+from flows.engine.timers import TimerService
+from flows.engine.transitions import Engine
+from flows.language.library import Library, project_root
+from flows.prefect.deployments import deploy, ensure_pool
+from flows.prefect.launcher import prefect_client
+from flows.prefect.names import pool_name
+
+log = logging.getLogger("sop.serve")
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says what and where to look."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+def prefect_env(root: Path, api_url: str | None) -> dict[str, str]:
+    """Environment for every Prefect process of the stack (server, workers, flow runs)."""
+    home = root / "var" / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true"),
+        "SOP_HOME": str(root),
+    }
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    for name in ("SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def healthy(api_url: str, timeout: float = 1.0) -> bool:
+    """True when a Prefect API answers its health check."""
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Stack:
+    """Everything ``sop serve`` runs. ``start()`` then ``stop()`` (or use as a context manager)."""
+
+    root: Path = field(default_factory=project_root)
+    api_url: str | None = None
+    port: int | None = None
+    workers: int | None = None
+    timers: bool = True
+    api: bool = True
+    api_port: int | None = None
+    #: start a pager process (``sop pager``): the stack's pages leave the API's and the timers' process
+    pager: bool = True
+    #: seconds between looks for flow runs Prefect lost (crashed or failed) under open runs
+    sweep_every: float = 30.0
+    progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
+    library: Library | None = None
+    engine: Engine | None = None
+    children: list[subprocess.Popen] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _api: Any = None
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def logs(self) -> Path:
+        path = self.root / "var" / "log"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        child = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                 cwd=self.root, preexec_fn=_die_with_parent)
+        self.children.append(child)
+        return child
+
+    def start(self) -> None:
+        """Start the stack; raises StackError with the log to read when a part fails."""
+        self.root = Path(self.root).resolve()
+        self.library = self.library or runnable_library(self.root)
+        settings = self.library.site.settings
+        given = self.api_url or os.environ.get("PREFECT_API_URL") or settings.prefect.api_url
+        env = prefect_env(self.root, None)
+        server: subprocess.Popen | None = None
+        if given:
+            self.api_url = given
+            self.progress(f"using the Prefect server at {given}")
+        else:
+            port = self.port or settings.prefect.port
+            self.api_url = f"http://127.0.0.1:{port}/api"
+            if healthy(self.api_url):
+                self.progress(f"a Prefect server already answers at {self.api_url}: using it")
+            else:
+                self.progress(f"starting a Prefect server on 127.0.0.1:{port} (SQLite, first start ≈20 s)")
+                db = self.root / "var" / "prefect" / "prefect.db"
+                db.parent.mkdir(parents=True, exist_ok=True)
+                server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}"}
+                server = self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start",
+                                                        "--host", "127.0.0.1", "--port", str(port)], server_env)
+        os.environ["PREFECT_API_URL"] = self.api_url
+        self.engine = runtime.engine(self.root, library=self.library, background_pages=True)
+        if self.pager:  # pages queued by any process of the stack are rendered and delivered there
+            self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)})
+            self.progress("pager process started")
+        if self.timers:  # timers need only the ledger: deadlines that passed while we were down fire now
+            service = TimerService(self.engine)
+            self._thread("timers", lambda: service.run(self._stop))
+            self.progress("timer service started")
+        if server is not None:
+            self._wait_healthy(server, "prefect-server")
+        self.progress("deploying the SOP library")
+        pool = pool_name(self.library)
+        with prefect_client(self.api_url) as client:
+            ensure_pool(client, settings.prefect.concurrency, pool)
+            deployed = deploy(client, self.library, {k: v for k, v in env.items() if k.startswith(("SOP_", "PREFECT_"))
+                                                     and k != "PREFECT_API_URL"}, pool)
+        self.progress(f"{len(deployed)} SOPs deployed to work pool {pool}")
+        for i in range(self.workers or settings.prefect.workers):
+            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
+                                            "--type", "process", "--name", f"sop-worker-{i + 1}-{os.getpid()}"],
+                        {**env, "PREFECT_API_URL": self.api_url})
+        self._thread("nudger", self._nudge_loop)
+        if self.api:
+            self._start_api()
+        self.progress("ready")
+
+    def _start_api(self) -> None:
+        """The HTTP API in a thread of this process (host/port from settings.api, $SOP_API_PORT or api_port)."""
+        import socket
+
+        import uvicorn
+
+        from flows.api.app import create_app
+
+        settings = self.library.site.settings.api  # type: ignore[union-attr]
+        port = self.api_port or int(os.environ.get("SOP_API_PORT") or settings.port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.host, port))
+        except OSError as exc:
+            sock.close()
+            raise StackError(f"the HTTP API cannot listen on {settings.host}:{port} ({exc.strerror}): set "
+                             "settings.api.port or $SOP_API_PORT, or run `sop serve --no-api`") from None
+        app = create_app(self.engine)  # type: ignore[arg-type]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self._api = (server, app)
+        self._thread("api", lambda: server.run(sockets=[sock]))
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not server.started:
+            raise StackError(f"the HTTP API did not start on {settings.host}:{port}")
+        self.progress(f"HTTP API on http://{settings.host}:{port} (OpenAPI at /docs)")
+        gate = app.state.gate
+        inactive = ", ".join(f"{name} ({reason})" for name, reason in gate.inactive.items())
+        self.progress(f"API tokens: {len(gate.tokens)} active" + (f"; inactive: {inactive}" if inactive else ""))
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _wait_healthy(self, child: subprocess.Popen, name: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                raise StackError(f"{name} exited with code {child.returncode}; see {self.logs / (name + '.log')}")
+            if healthy(self.api_url or ""):
+                return
+            time.sleep(0.5)
+        raise StackError(f"{name} did not become healthy in {timeout:.0f}s; see {self.logs / (name + '.log')}")
+
+    def _nudge_loop(self) -> None:
+        """Resume runs whose report arrived while their flow run was still busy; launch orphans;
+        every ``sweep_every`` seconds, replace flow runs that crashed or failed under an open run."""
+        launcher = self.engine.launcher if self.engine else None
+        next_sweep = time.monotonic() + self.sweep_every
+        while launcher is not None and not self._stop.wait(0.5):
+            try:
+                launcher.retry_nudges()
+                launcher.launch_orphans()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_every
+                    launcher.replace_dead()
+            except Exception:
+                log.exception("event=nudger_error")
+
+    def stop(self) -> None:
+        """Stop threads, then children (TERM, then KILL after 10 s)."""
+        self._stop.set()
+        if self._api is not None:
+            from flows.api.app import close
+
+            self._api[0].should_exit = True
+            close(self._api[1])
+            self._api = None
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for child in reversed(self.children):
+            if child.poll() is None:
+                try:
+                    os.killpg(child.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for child in reversed(self.children):
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait(timeout=5)
+        if self.engine is not None and self.engine.pager is not None:
+            self.engine.pager.close()
+        self.children.clear()
+        self.progress("stopped")
+
+    def wait(self) -> None:
+        """Block until Ctrl-C / SIGTERM, watching the children."""
+        from flows.runtime.shutdown import on_sigterm
+
+        terminated = on_sigterm()  # not self._stop.set() in the handler: see flows/runtime/shutdown.py
+        try:
+            while not terminated.is_set() and not self._stop.wait(1.0):
+                for child in self.children:
+                    if child.poll() is not None:
+                        raise StackError(f"a child process exited with code {child.returncode}; see {self.logs}")
+        except KeyboardInterrupt:
+            pass
