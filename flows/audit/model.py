@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from flows.engine.view import TERMINAL_STEP
 from flows.language.spec import Sop
+from flows.ledger.vocabulary import TERMINAL_STEP
 
 # deadline verdicts, for runs and for steps
 MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", "none", "n/a"

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.model import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, Entry, Outline, RunAudit, RunBuilder, parse_time
-from flows.engine.view import pinned_sop
 from flows.language.durations import parse_duration
+from flows.language.library import pinned_sop
 from flows.ledger import utc
 from flows.ledger.schema import records, sop_versions
 

@@ -13,8 +13,9 @@ from flows.cli import app
 from flows.cli.common import console, err_console, fail, fail_all, library, print_json
 from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
-from flows.engine.view import TERMINAL_STEP, RunNotFound
+from flows.engine.view import RunNotFound
 from flows.language.steps.human import Report, ReportRefused
+from flows.ledger.vocabulary import TERMINAL_STEP
 from flows.prefect.launcher import LaunchError
 
 
@@ -327,4 +328,4 @@ def timers(
         stop.set()
     finally:
         engine.pager.close()
-    console.print(f"fired {len(service.fired)} timer(s)")
+    console.print(f"fired {service.fired_count} timer(s)")

@@ -9,18 +9,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.engine.paging import time_left
-from flows.engine.view import load_view
+from flows.engine.store import load_view
 from flows.ledger.schema import deliveries, runs
+from flows.ledger.vocabulary import RunStatus, StepState
 
 
-def run_ids(engine: Any, *, status: str | None = "running", sop: str | None = None, limit: int = 100) -> list[str]:
+def run_ids(engine: Any, *, status: str | None = RunStatus.RUNNING, sop: str | None = None, limit: int = 100) -> list[str]:
     """Ids of runs: open ones by priority then age; otherwise newest first. ``status=None``: every status."""
     query = sa.select(runs.c.id)
     if status is not None:
         query = query.where(runs.c.status == status)
     if sop is not None:
         query = query.where(runs.c.sop_id == sop)
-    if status == "running":
+    if status == RunStatus.RUNNING:
         query = query.order_by(runs.c.priority, runs.c.started_at)
     else:
         query = query.order_by(runs.c.started_at.desc())
@@ -56,7 +57,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
             ids = [
                 r.id
                 for r in conn.execute(
-                    sa.select(runs.c.id).where(runs.c.status == "running").order_by(runs.c.priority, runs.c.started_at)
+                    sa.select(runs.c.id).where(runs.c.status == RunStatus.RUNNING).order_by(runs.c.priority, runs.c.started_at)
                 )
             ]
         out = []
@@ -74,7 +75,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                         "state": row["state"],  # type: ignore[attr-defined]
                         "assignee": row["assignee"],
                         "due_at": row["due_at"],
-                        "time_left": time_left(row["due_at"], now, view.speed) if row["state"] == "active" else None,
+                        "time_left": time_left(row["due_at"], now, view.speed) if row["state"] == StepState.ACTIVE else None,
                         "actor": row["actor"],
                     }
                 )

@@ -40,7 +40,8 @@ from flows.ledger import Ledger
 from flows.ledger.schema import outbox, pagers
 
 if TYPE_CHECKING:
-    from flows.engine.transitions import Engine, Page
+    from flows.engine.change import Page
+    from flows.engine.transitions import Engine
 
 log = logging.getLogger("sop.outbox")
 
@@ -177,7 +178,7 @@ def claim(ledger: Ledger, name: str, limit: int = 100) -> list[Page]:
     A read first: an empty outbox costs no write lock, so polling it never holds up a
     transition of another process.
     """
-    from flows.engine.transitions import Page
+    from flows.engine.change import Page
 
     now = wall()
     with ledger.read() as conn:

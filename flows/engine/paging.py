@@ -29,6 +29,7 @@ from flows.language.durations import format_duration
 from flows.language.spec import HumanStep, Sop, StepBase
 from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import deliveries
+from flows.ledger.vocabulary import RunStatus
 
 log = logging.getLogger("sop.paging")
 
@@ -324,10 +325,10 @@ class Pager:
 
         run = view.run
         base = self.site.settings.base_url.rstrip("/")
-        status = run["outcome"] if run["status"] == "finished" else run["status"]
+        status = run["outcome"] if run["status"] == RunStatus.FINISHED else run["status"]
         run_info = RunInfo(id=run["id"], url=f"{base}/v1/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
-                           status=status, reason=run["outcome"] if run["status"] == "cancelled" else None)
+                           status=status, reason=run["outcome"] if run["status"] == RunStatus.CANCELLED else None)
         step_info = None
         if step is not None:
             row = view.steps[step.id]

@@ -13,21 +13,25 @@ import logging
 import os
 import socket
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from flows.clock import scaled
-from flows.engine.transitions import Engine, Page
-from flows.engine.view import load_view
+from flows.engine.change import RunChange
+from flows.engine.store import TimerClaim
+from flows.engine.transitions import Engine
 from flows.language.ladder import levels
 from flows.language.spec import HumanStep
-from flows.ledger.schema import steps, timers
+from flows.ledger.schema import timers
+from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.timers")
 LATE_TOLERANCE = timedelta(seconds=2)
+#: how many firings a service remembers (a long-running service forgets the oldest)
+KEEP_FIRED = 1000
 
 
 @dataclass
@@ -54,7 +58,11 @@ class TimerService:
         self.clock = engine.clock
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.poll = poll
-        self.fired: list[Fired] = []
+        #: the latest firings (for drills, tests and ``sop timers``), at most :data:`KEEP_FIRED`
+        self.fired: deque[Fired] = deque(maxlen=KEEP_FIRED)
+        #: how many timers this service fired in all
+        self.fired_count = 0
+        #: timers the watchdog flagged and still stuck (forgotten once they fire or go)
         self._alarmed: set[int] = set()
 
     def due(self, limit: int = 100) -> list[Any]:
@@ -90,87 +98,76 @@ class TimerService:
     def fire(self, timer_id: int) -> Fired | None:
         """Claim and fire one timer; None when another service claimed it first."""
         engine = self.engine
-        pages: list[Page] = []
         follow_up = False
-        with self.ledger.transaction() as tx:
+        with engine.transaction() as t:
             now = self.clock.now()
-            row = tx.conn.execute(sa.select(timers).where(timers.c.id == timer_id)).first()
-            if row is None or row.fired_at is not None or row.cancelled_at is not None:
+            claim = t.store.claim_timer(timer_id, now, self.name)
+            if claim is None:
                 return None
-            from flows.ledger import utc
-
-            due_at = utc(row.due_at)
-            late_ms = max(0, int((now - due_at).total_seconds() * 1000))  # type: ignore[operator]
-            claimed = tx.conn.execute(timers.update().where(
-                (timers.c.id == timer_id) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))
-                .values(fired_at=now, fired_by=self.name, late_ms=late_ms)).rowcount
-            if claimed != 1:
-                return None
-            view = load_view(tx.conn, row.run_id)
+            change = t.change(claim.run_id)
+            view = change.view
             acted = False
-            late = late_ms > LATE_TOLERANCE.total_seconds() * 1000
+            late = claim.late_ms > LATE_TOLERANCE.total_seconds() * 1000
             if view.is_open:
-                if row.kind == "run_deadline":
-                    tx.append("run_overdue", view.id, due_at=due_at, late_ms=late_ms, late=late)
-                    pages.append(Page("run_overdue", view.id, None, [view.sop.owner]))
+                if claim.kind == TimerKind.RUN_DEADLINE:
+                    change.record(RecordKind.RUN_OVERDUE, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
+                    change.page("run_overdue", None, [view.sop.owner])
                     acted = True
-                elif view.state(row.step_id) == "active":
+                elif view.state(claim.step_id) == StepState.ACTIVE:
                     acted = True
-                    step = view.sop.step(row.step_id)
-                    if row.kind == "ladder":
-                        self._escalate(tx, view, step, row, due_at, late_ms, late, pages)
-                    elif row.kind == "due":
-                        follow_up = self._deadline(tx, view, step, due_at, late_ms, late, pages)
-                    elif row.kind == "wait":
-                        engine._set_step(tx, view, step.id, "done", result={})
+                    step = view.sop.step(claim.step_id)
+                    if claim.kind == TimerKind.LADDER:
+                        self._escalate(change, step, claim, late)
+                    elif claim.kind == TimerKind.DUE:
+                        follow_up = self._deadline(change, step, claim, late)
+                    elif claim.kind == TimerKind.WAIT:
+                        change.set_step(step.id, StepState.DONE, result={})
                         follow_up = True
             if late:
-                log.warning("event=timer_late timer=%s run=%s step=%s kind=%s late_ms=%d", timer_id, row.run_id,
-                            row.step_id, row.kind, late_ms)
-            engine._queue(tx, pages)
-        engine._send(pages)
+                log.warning("event=timer_late timer=%s run=%s step=%s kind=%s late_ms=%d", timer_id, claim.run_id,
+                            claim.step_id, claim.kind, claim.late_ms)
         if follow_up:
-            engine.advance(row.run_id)
+            engine.advance(claim.run_id)
             if engine.launcher is not None:
-                engine.launcher.nudge(row.run_id)
-        fired = Fired(timer_id, row.run_id, row.step_id, row.kind, row.level, due_at, now, late_ms, acted)  # type: ignore[arg-type]
+                engine.launcher.nudge(claim.run_id)
+        fired = Fired(timer_id, claim.run_id, claim.step_id, claim.kind, claim.level, claim.due_at, now,
+                      claim.late_ms, acted)
         self.fired.append(fired)
+        self.fired_count += 1
         log.info("event=timer_fired timer=%s run=%s step=%s kind=%s level=%s late_ms=%d acted=%s", timer_id,
-                 row.run_id, row.step_id or "-", row.kind, row.level or "-", late_ms, acted)
+                 claim.run_id, claim.step_id or "-", claim.kind, claim.level or "-", claim.late_ms, acted)
         return fired
 
-    def _escalate(self, tx: Any, view: Any, step: HumanStep, row: Any, due_at: datetime, late_ms: int, late: bool,
-                  pages: list[Page]) -> None:
+    @staticmethod
+    def _escalate(change: RunChange, step: HumanStep, claim: TimerClaim, late: bool) -> None:
+        view = change.view
         ladder = list(levels(view.sop.ladder_for(step), step.due))
-        index = next((i for i, lvl in enumerate(ladder) if lvl.key == row.level), None)
+        index = next((i for i, lvl in enumerate(ladder) if lvl.key == claim.level), None)
         if index is None:  # the pinned SOP has no such level (cannot happen unless edited)
             return
         level = ladder[index]
-        tx.append("escalation", view.id, step.id, level=level.key, message=level.message, notify=list(level.notify),
-                  due_at=due_at, late_ms=late_ms, late=late)
-        pages.append(Page(level.message, view.id, step.id, list(level.notify),
-                          level={"key": level.key, "message": level.message, "late_ms": late_ms}))
+        change.record(RecordKind.ESCALATION, step.id, level=level.key, message=level.message,
+                      notify=list(level.notify), due_at=claim.due_at, late_ms=claim.late_ms, late=late)
+        change.page(level.message, step.id, list(level.notify),
+                    level={"key": level.key, "message": level.message, "late_ms": claim.late_ms})
         if index + 1 < len(ladder):
-            nxt = ladder[index + 1]
-            ready_at = view.steps[step.id]["ready_at"]
-            self.engine._arm(tx, view, step.id, "ladder", nxt.key, ready_at + scaled(nxt.offset, view.speed))
+            change.arm_after_ready(step, ladder[index + 1])
 
-    def _deadline(self, tx: Any, view: Any, step: Any, due_at: datetime, late_ms: int, late: bool,
-                  pages: list[Page]) -> bool:
-        tx.append("step_overdue", view.id, step.id, due_at=due_at, late_ms=late_ms, late=late,
-                  on_timeout=step.on_timeout)
+    @staticmethod
+    def _deadline(change: RunChange, step: Any, claim: TimerClaim, late: bool) -> bool:
+        change.record(RecordKind.STEP_OVERDUE, step.id, due_at=claim.due_at, late_ms=claim.late_ms, late=late,
+                      on_timeout=step.on_timeout)
         action = step.on_timeout
         if action is None:
             return False  # non-interrupting: the ladder keeps escalating, the step keeps waiting
         if action == "skip":
-            self.engine._set_step(tx, view, step.id, "skipped", reason="timed out (on_timeout: skip)")
+            change.set_step(step.id, StepState.SKIPPED, reason="timed out (on_timeout: skip)")
         elif action == "fail":
-            self.engine._set_step(tx, view, step.id, "failed", reason="timed out (on_timeout: fail)")
+            change.set_step(step.id, StepState.FAILED, reason="timed out (on_timeout: fail)")
         else:
-            self.engine._set_step(tx, view, step.id, "timed_out", reason=f"timed out, falling back to {step.fallback}")
-            tx.conn.execute(steps.update().where((steps.c.run_id == view.id) & (steps.c.step_id == step.fallback)
-                                                 & (steps.c.state == "standby")).values(state="pending"))
-        pages.append(Page("overdue", view.id, step.id, [view.sop.owner]))
+            change.set_step(step.id, StepState.TIMED_OUT, reason=f"timed out, falling back to {step.fallback}")
+            change.release_fallback(step.fallback)
+        change.page("overdue", step.id, [change.view.sop.owner])
         return True
 
     def advance_to(self, to: datetime) -> None:
@@ -187,8 +184,8 @@ class TimerService:
             stuck = [r.id for r in conn.execute(sa.select(timers.c.id).where(
                 timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None) & (timers.c.due_at < limit)))]
         fresh = [t for t in stuck if t not in self._alarmed]
+        self._alarmed = set(stuck)  # only the ones still stuck: the memory never outgrows the late timers
         for timer_id in fresh:
-            self._alarmed.add(timer_id)
             log.warning("event=watchdog_timer_late timer=%s", timer_id)
         return fresh
 

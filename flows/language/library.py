@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from flows.language.config import Site
 from flows.language.crosscheck import check_site, check_sop
-from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, read_document, yaml_files
+from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
 from flows.language.spec import CheckStep, Sop
 
 CONFIG_KEYS = frozenset({"people", "roles", "channels", "vars", "settings", "tokens"})
@@ -107,6 +107,16 @@ def load_sop(doc: Document, site: Site | None) -> tuple[Sop | None, list[SpecErr
         return None, model_errors(doc, exc, Sop) + _check_valid_parts(doc, exc, site)
     errors = check_sop(sop, doc, site)
     return (sop if not errors else None), errors
+
+
+@lru_cache(maxsize=256)
+def pinned_sop(text_hash: str, text: str) -> Sop:
+    """The SOP a run was started with, parsed from its pinned text (validated at start)."""
+    doc, errors = parse_yaml(text, f"<pinned {text_hash[:12]}>")
+    if doc is None or errors:
+        raise ValueError(f"the pinned SOP text {text_hash[:12]} no longer parses: {errors}")
+    return Sop.model_validate(doc.data)
+
 
 
 class _StandIn(CheckStep):

@@ -18,15 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from flows.clock import Clock, SystemClock
+from flows.ledger import driver as fast
 from flows.ledger.schema import records
 
 GENESIS = "0" * 64
@@ -34,29 +33,6 @@ GENESIS = "0" * 64
 _LAST_RECORD = sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
 _INSERT_RECORD = records.insert()
 _ADVISORY_LOCK = 7243_0001
-
-
-_SQLITE = sqlite_dialect.dialect()
-
-
-def sqlite_time(value: datetime) -> str:
-    """A time as SQLAlchemy writes a ``DateTime`` to SQLite: its fields as they are, with microseconds, no offset."""
-    return value.isoformat(" ", "microseconds")[:26]
-
-
-@lru_cache(maxsize=256)
-def _driver_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    """A built statement's SQLite text for these parameter names, the order its ``?`` take them in,
-    and the values of the parameters the statement holds itself (a ``LIMIT 1``)."""
-    compiled = statement.compile(dialect=_SQLITE, column_keys=list(keys))
-    names = tuple(compiled.positiontup or ())
-    return compiled.string, names, {k: v for k, v in compiled.params.items() if k in names and k not in keys}
-
-
-def _driver_values(names: tuple[str, ...], fixed: dict[str, Any], params: dict[str, Any]) -> tuple[Any, ...]:
-    if fixed:
-        params = {**fixed, **params}
-    return tuple(sqlite_time(v) if isinstance(v, datetime) else v for v in map(params.__getitem__, names))
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -90,21 +66,15 @@ class Tx:
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
 
-    # --- the hot statements --------------------------------------------------------------------
-    # On SQLite a statement built once goes straight to the driver with its compiled text: the
-    # same SQL SQLAlchemy would send, times written as SQLAlchemy writes them, without the ~40 us
-    # of SQLAlchemy's execution per statement (most of a repeated alert's cost). Rows come back
-    # as the driver's tuples (no conversion: select no times this way), and the driver's own
-    # errors (sqlite3.IntegrityError, not SQLAlchemy's) are raised: where a caller catches a
-    # constraint violation, use ``conn.execute``.
+    # --- the hot statements: on SQLite straight to the driver (flows.ledger.driver), same rows,
+    # same errors; elsewhere through SQLAlchemy --------------------------------------------------
 
     def execute(self, statement: Any, params: dict[str, Any]) -> None:
         """Execute a built insert, update or delete with these parameters."""
         if self.driver is None:
             self.conn.execute(statement, params)
-            return
-        sql, names, fixed = _driver_sql(statement, tuple(params))
-        self.driver.execute(sql, _driver_values(names, fixed, params))
+        else:
+            fast.execute(self.driver, statement, params)
 
     def executemany(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         """Execute a built insert for each row (all rows have the same keys)."""
@@ -112,17 +82,15 @@ class Tx:
             return
         if self.driver is None:
             self.conn.execute(statement, rows)
-            return
-        sql, names, fixed = _driver_sql(statement, tuple(rows[0]))
-        self.driver.executemany(sql, [_driver_values(names, fixed, row) for row in rows])
+        else:
+            fast.executemany(self.driver, statement, rows)
 
     def first(self, statement: Any, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
-        """The first row of a built select, as a tuple (None when there is none)."""
+        """The first row of a built select, as a tuple (None when there is none); select no times this way."""
         if self.driver is None:
             row = self.conn.execute(statement, params or {}).first()
             return None if row is None else tuple(row)
-        sql, names, fixed = _driver_sql(statement, tuple(params or ()))
-        return self.driver.execute(sql, _driver_values(names, fixed, params or {})).fetchone()
+        return fast.first(self.driver, statement, params or {})
 
     def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
                actor: str | None = None, at: datetime | None = None, **data: Any) -> int:

@@ -19,11 +19,13 @@ from prefect.context import FlowRunContext
 from prefect.flow_runs import suspend_flow_run
 
 from flows.engine.build import build_engine, runnable_library
+from flows.engine.store import load_view
 from flows.engine.transitions import Engine
-from flows.engine.view import load_view, variables
+from flows.engine.view import variables
 from flows.language.library import Library
 from flows.language.spec import HumanStep
 from flows.language.steps import AUTOMATED, StepContext, StepFailed, human
+from flows.ledger.vocabulary import RecordKind, StepState
 from flows.prefect.names import RUN_TAG
 
 log = logging.getLogger("sop.flowrun")
@@ -110,7 +112,7 @@ def _apply_ui_report(engine: Any, run_id: str, flow_run_id: Any) -> None:
         return
     step_id = value["step"]
     view = engine.view(run_id)
-    if view.steps.get(step_id, {}).get("state") != "active":
+    if view.steps.get(step_id, {}).get("state") != StepState.ACTIVE:
         return  # already applied (or the step moved on): nothing to do
     step = view.sop.step(step_id)
     fields = getattr(step, "form", {})
@@ -120,7 +122,7 @@ def _apply_ui_report(engine: Any, run_id: str, flow_run_id: Any) -> None:
     try:
         engine.report(run_id, step_id, report, nudge=False)
     except (human.ReportRefused, ValueError) as exc:
-        engine.note(run_id, step_id, "report_refused", actor=value.get("actor"), reason=str(exc))
+        engine.note(run_id, step_id, RecordKind.REPORT_REFUSED, actor=value.get("actor"), reason=str(exc))
         log.warning("event=ui_report_refused run=%s step=%s reason=%s", run_id, step_id, exc)
 
 
@@ -149,7 +151,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[
             continue
         count = engine.begin_suspend(run_id)
         view = engine.view(run_id)
-        waiting = [s for s in view.sop.steps if isinstance(s, HumanStep) and view.state(s.id) == "active"]
+        waiting = [s for s in view.sop.steps if isinstance(s, HumanStep) and view.state(s.id) == StepState.ACTIVE]
         log.info("event=suspending run=%s waiting=%s", run_id, ",".join(s.id for s in waiting) or "-")
         suspend_flow_run(wait_for_input=human.input_model(waiting), key=f"wait-{count}", timeout=None)
         _apply_ui_report(engine, run_id, flow_run.id)
@@ -186,7 +188,7 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
     try:
         outputs = AUTOMATED[step.kind](step, ctx)  # type: ignore[attr-defined]
     except StepFailed as exc:
-        engine.note(run_id, step_id, "step_attempt_failed", reason=str(exc), outputs=exc.outputs)
+        engine.note(run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED, reason=str(exc), outputs=exc.outputs)
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs

@@ -15,10 +15,9 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
-
+from flows.engine.store import RunStore
 from flows.ledger import Ledger
-from flows.ledger.schema import records, runs
+from flows.ledger.vocabulary import RecordKind, RunStatus
 from flows.prefect.names import RUN_TAG, deployment_name
 
 log = logging.getLogger("sop.launcher")
@@ -72,7 +71,7 @@ class Launcher:
         services replacing it at once create one).
         """
         with self.ledger.read() as conn:
-            run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+            run = RunStore.run_row(conn, run_id)
         assert run is not None
         key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
         with self._client() as client:
@@ -81,9 +80,10 @@ class Launcher:
                 name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
                 idempotency_key=key)
         with self.ledger.transaction() as tx:
-            tx.conn.execute(runs.update().where(runs.c.id == run_id).values(flow_run_id=str(flow_run.id)))
+            store = RunStore(tx)
+            store.set_run(run_id, flow_run_id=str(flow_run.id))
             extra = {"replaces": replaces, "reason": reason} if replaces else {}
-            tx.append("flow_run_created", run_id, flow_run_id=str(flow_run.id), **extra)
+            store.record(RecordKind.FLOW_RUN_CREATED, run_id, flow_run_id=str(flow_run.id), **extra)
         log.info("event=flow_run_created run=%s flow_run=%s replaces=%s", run_id, flow_run.id, replaces or "-")
         return str(flow_run.id)
 
@@ -92,12 +92,12 @@ class Launcher:
         if self._resume(run_id):
             return True
         with self.ledger.transaction() as tx:
-            tx.conn.execute(runs.update().where((runs.c.id == run_id) & (runs.c.status == "running")).values(nudge=True))
+            RunStore(tx).set_nudge(run_id, True)
         return False
 
     def _resume(self, run_id: str) -> bool:
         with self.ledger.read() as conn:
-            flow_run_id = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+            flow_run_id = RunStore.flow_run_of(conn, run_id)
         if not flow_run_id:
             return False
         try:
@@ -119,18 +119,15 @@ class Launcher:
     def _replace(self, run_id: str, flow_run_id: str, state: Any) -> bool:
         """The run is open but its flow run crashed or failed (Prefect lost it): start another."""
         with self.ledger.read() as conn:
-            status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
-            created = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
-                (records.c.run_id == run_id) & (records.c.kind.in_(["flow_run_created", "flow_run_given_up"]))))
-                .scalars()]
-        if status != "running" or any("given_up" in d for d in created):
+            status, created = RunStore.flow_run_history(conn, run_id)
+        if status != RunStatus.RUNNING or any("given_up" in d for d in created):
             return False
         reason = f"{state.type.value}: {state.message or state.name}"[:300]
         if sum(1 for d in created if d.get("replaces")) >= MAX_REPLACEMENTS:
             # the flow keeps dying (a bug, not Prefect's load): say so once, in the ledger and the log
             with self.ledger.transaction() as tx:
-                tx.append("flow_run_given_up", run_id, flow_run_id=flow_run_id, reason=reason,
-                          given_up=MAX_REPLACEMENTS)
+                RunStore(tx).record(RecordKind.FLOW_RUN_GIVEN_UP, run_id, flow_run_id=flow_run_id, reason=reason,
+                                    given_up=MAX_REPLACEMENTS)
             log.error("event=flow_run_given_up run=%s flow_run=%s state=%s after=%d", run_id, flow_run_id, reason,
                       MAX_REPLACEMENTS)
             return False
@@ -153,8 +150,7 @@ class Launcher:
         from prefect.client.schemas.objects import StateType
 
         with self.ledger.read() as conn:
-            bound = {r.flow_run_id: r.id for r in conn.execute(sa.select(runs.c.id, runs.c.flow_run_id).where(
-                (runs.c.status == "running") & runs.c.flow_run_id.is_not(None)))}
+            bound = RunStore.open_flow_runs(conn)
         ids = list(bound)
         dead: list[Any] = []
         with self._client() as client:
@@ -168,12 +164,12 @@ class Launcher:
     def retry_nudges(self) -> int:
         """Resume every flagged run whose flow run is suspended now; returns how many."""
         with self.ledger.read() as conn:
-            flagged = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.nudge.is_(True) & (runs.c.status == "running")))]
+            flagged = RunStore.nudged(conn)
         done = 0
         for run_id in flagged:
             if self._resume(run_id):
                 with self.ledger.transaction() as tx:
-                    tx.conn.execute(runs.update().where(runs.c.id == run_id).values(nudge=False))
+                    RunStore(tx).set_nudge(run_id, False)
                 done += 1
         return done
 
@@ -183,8 +179,7 @@ class Launcher:
 
         limit = self.ledger.clock.now() - timedelta(seconds=older_than)
         with self.ledger.read() as conn:
-            orphans = [r.id for r in conn.execute(sa.select(runs.c.id).where(
-                (runs.c.status == "running") & runs.c.flow_run_id.is_(None) & (runs.c.started_at < limit)))]
+            orphans = RunStore.unlaunched(conn, limit)
         for run_id in orphans:
             try:
                 self.launch(run_id)
@@ -197,7 +192,7 @@ class Launcher:
         from prefect.states import Cancelled
 
         with self.ledger.read() as conn:
-            flow_run_id = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+            flow_run_id = RunStore.flow_run_of(conn, run_id)
         if not flow_run_id:
             return
         try:

@@ -23,11 +23,11 @@ from flows.audit.timeline import describe
 from flows.engine import outbox
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
-from flows.engine.view import TERMINAL_STEP
 from flows.language.spec import FieldSpec, HumanStep
 from flows.language.steps.human import Report, ReportRefused
 from flows.ledger import utc
 from flows.ledger.schema import records
+from flows.ledger.vocabulary import TERMINAL_STEP, StepState
 
 NEGATIVE = {"low", "hold", "no", "reject", "rejected", "stop", "none", "abort", "fail", "failed", "iterate"}
 
@@ -151,7 +151,7 @@ class Drill:
                     break
                 now = time.time()
                 for step in sop.steps:
-                    if not isinstance(step, HumanStep) or view.state(step.id) != "active":
+                    if not isinstance(step, HumanStep) or view.state(step.id) != StepState.ACTIVE:
                         continue
                     key = f"{step.id}#{len(view.approvals(step.id))}"
                     if key not in self._planned:

@@ -95,8 +95,8 @@ def test_pages_are_written_in_their_transition_and_sent_by_it_when_no_pager_proc
 
 def test_a_failed_transition_leaves_no_page(library: Library, ledger: Ledger, inbox: Path) -> None:
     engine = engine_for(library, ledger)
-    with pytest.raises(RuntimeError), ledger.transaction() as tx:
-        engine._queue(tx, [Page("run_started", "r-gone", None, ["sre-lead"])])
+    with pytest.raises(RuntimeError), engine.transaction() as t:
+        t.pages.append(Page("run_started", "r-gone", None, ["sre-lead"]))
         raise RuntimeError("the transition fails after deciding its page")
     assert rows(ledger) == []
 

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from flows.clock import ManualClock
-from flows.engine.transitions import _RUN_UPDATE, _STEP_UPDATE, _TIMER_ARMED, _TIMER_INSERT
+from flows.engine.store import _RUN_UPDATE, _STEP_UPDATE, _TIMER_ARMED, _TIMER_INSERT
 from flows.ledger import Ledger
 from flows.ledger.schema import runs, sop_versions, steps, timers
 
@@ -81,3 +82,20 @@ def test_first_finds_a_row_with_its_values_or_none(tmp_path: Path) -> None:
         same = tx.first(_TIMER_ARMED, {"_run": "r1", "_step": "ask", "_kind": "ladder", "_level": "1"})
     assert armed == same == (2,)
     assert missing is None
+
+
+def test_both_paths_raise_sqlalchemys_error_for_a_broken_constraint(tmp_path: Path) -> None:
+    """A caller catching a constraint violation need not know which path ran its statement."""
+    ledger = fresh(tmp_path / "l.db")
+    timer = {"run_id": "r1", "step_id": "ask", "kind": "ladder", "level": "1", "due_at": T0, "armed_at": T0,
+             "cancelled_at": None}
+    for driver in (True, False):
+        with pytest.raises(sa.exc.IntegrityError, match="UNIQUE"), ledger.transaction() as tx:
+            if not driver:
+                tx.driver = None
+            tx.execute(_TIMER_INSERT, timer)
+            tx.execute(_TIMER_INSERT, timer)  # the same level twice (uq_timer_level)
+        with pytest.raises(sa.exc.IntegrityError), ledger.transaction() as tx:
+            if not driver:
+                tx.driver = None
+            tx.executemany(_TIMER_INSERT, [timer, timer])

@@ -1,0 +1,270 @@
+"""One change to one run, inside one ledger transaction: the moves of the state machine.
+
+A :class:`RunChange` holds the run as this transaction read it (its :class:`RunView`,
+kept current as steps move), the run store the change writes through, and the pages it
+decides. Its methods are the moves a run can make — a step becoming ready, active or
+finished, a timer armed or disarmed, the run finishing — each checked against the
+allowed state transitions (``flows.ledger.vocabulary``) and recorded in the chain. The
+engine (``flows.engine.transitions``) and the timer service (``flows.engine.timers``)
+decide *which* moves to make; neither writes a row itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flows.clock import scaled
+from flows.engine.store import RunStore
+from flows.engine.view import RunView, variables
+from flows.language.expressions import evaluate
+from flows.language.ladder import levels
+from flows.language.spec import CheckStep, HumanStep, StepBase, WaitStep
+from flows.language.steps import check as check_kind
+from flows.language.steps import wait as wait_kind
+from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
+
+log = logging.getLogger("sop.engine")
+
+
+class IllegalMove(RuntimeError):
+    """A step asked to move to a state its state may not move to (a bug, never a user's error)."""
+
+
+@dataclass
+class Page:
+    """A notification decided inside a transaction: queued in its outbox there, sent after it commits."""
+
+    kind: str
+    run_id: str
+    step_id: str | None
+    targets: list[str]
+    level: dict[str, Any] | None = None
+    #: its outbox row (see flows.engine.outbox), once queued
+    outbox_id: int | None = None
+    #: left to a pager process (this process does not deliver it)
+    deferred: bool = False
+
+
+@dataclass
+class Plan:
+    """What the flow should do next: run these automated steps, or stop (run finished)."""
+
+    automated: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+class RunChange:
+    """The moves of one run within one transaction (see the module's docstring)."""
+
+    def __init__(self, store: RunStore, view: RunView, site: Any, pages: list[Page]):
+        self.store = store
+        self.view = view
+        self.site = site
+        self.pages = pages
+        self.clock = store.clock
+
+    @property
+    def id(self) -> str:
+        return self.view.id
+
+    # --- records and pages ------------------------------------------------------------------
+
+    def record(self, kind: str, step_id: str | None = None, *, actor: str | None = None, at: datetime | None = None,
+               **data: Any) -> int:
+        """Append a record about this run."""
+        return self.store.record(kind, self.id, step_id, actor=actor, at=at, **data)
+
+    def page(self, kind: str, step_id: str | None, targets: list[str], level: dict[str, Any] | None = None) -> None:
+        """Tell people (sent once the transaction commits)."""
+        self.pages.append(Page(kind, self.id, step_id, list(targets), level=level))
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def arm(self, step_id: str, kind: TimerKind, level: str, due_at: datetime) -> None:
+        """Arm a durable timer for this run (once per step, kind and level)."""
+        self.store.arm(self.view, step_id, kind, level, due_at)
+
+    def arm_after_ready(self, step: StepBase, level: Any) -> None:
+        """Arm a ladder level of a step: at its offset from when the step became ready."""
+        ready_at = self.view.steps[step.id]["ready_at"]
+        self.arm(step.id, TimerKind.LADDER, level.key, ready_at + scaled(level.offset, self.view.speed))
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def update_step(self, step_id: str, **values: Any) -> None:
+        """Write a step's row (a state given is checked against the allowed moves)."""
+        state = values.get("state")
+        if state is not None:
+            self._check_move(step_id, state)
+        self.store.update_step(self.view, step_id, **values)
+
+    def _check_move(self, step_id: str, state: str) -> None:
+        old = self.view.state(step_id)
+        if not may_move(old, state):
+            raise IllegalMove(f"run {self.id} step {step_id}: {old} may not become {state}")
+
+    def set_step(self, step_id: str, state: StepState, *, reason: str | None = None,
+                 result: dict[str, Any] | None = None, actor: str | None = None, note: str | None = None,
+                 ready_at: datetime | None = None) -> None:
+        """A step ends in ``state``: recorded, its timers disarmed, a fallback it no longer needs skipped."""
+        now = self.clock.now()
+        row = self.view.steps[step_id]
+        met = None
+        if row.get("due_at") is not None and state in (StepState.DONE, StepState.REJECTED):
+            met = now <= row["due_at"]
+        values: dict[str, Any] = {"state": state, "finished_at": now, "deadline_met": met}
+        if result is not None:
+            from flows.ledger import dumps
+
+            values["result"] = dumps(result)
+        if actor is not None:
+            values["actor"] = actor
+        if note is not None or reason is not None:
+            values["note"] = note if note is not None else reason
+        if ready_at is not None:
+            values["ready_at"] = ready_at
+        self.update_step(step_id, **values)
+        self.record(RecordKind.step_ended(state), step_id, actor=actor, reason=reason, result=result, note=note,
+                    deadline_met=met)
+        self.store.cancel_timers(self.view, step_id)
+        fallback = self.view.sop.step(step_id).fallback
+        if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
+            # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go
+            self.set_step(fallback, StepState.SKIPPED, reason=f"fallback of {step_id}, not needed")
+
+    def release_fallback(self, step_id: str) -> None:
+        """A step timed out: its fallback (standby) is wanted now."""
+        if self.view.state(step_id) == StepState.STANDBY:
+            self.update_step(step_id, state=StepState.PENDING)
+
+    def assign(self, step: HumanStep, now: datetime, person: str) -> None:
+        """A human step is asked of its assignee: due instant, its timers, a page."""
+        due_at = now + scaled(step.due, self.view.speed) if step.due else None
+        self.update_step(step.id, state=StepState.ACTIVE, ready_at=now, due_at=due_at)
+        self.record(RecordKind.STEP_ASSIGNED, step.id, at=now, assignee=step.assignee, person=person, due_at=due_at)
+        if due_at is not None:
+            self.arm(step.id, TimerKind.DUE, "", due_at)
+        first = next(levels(self.view.sop.ladder_for(step), step.due, limit=1), None)
+        if first is not None:
+            self.arm(step.id, TimerKind.LADDER, first.key, now + scaled(first.offset, self.view.speed))
+        self.page("assigned", step.id, [step.assignee])
+
+    # --- advancing --------------------------------------------------------------------------
+
+    def advance(self, person_for: Any) -> Plan:
+        """Make every step whose needs are met ready (or skipped); finish the run when all are."""
+        view = self.view
+        if not view.is_open:
+            return Plan(finished=True)
+        changed = True
+        while changed:
+            changed = False
+            for step in view.sop.steps:
+                if view.state(step.id) == StepState.PENDING and self._try_activate(step, person_for):
+                    changed = True  # the view's step rows are kept current in memory: no reload
+        automated = [s.id for s in view.sop.steps if view.state(s.id) in (StepState.READY, StepState.RUNNING)]
+        finished = all(view.state(s.id) in (*TERMINAL_STEP, StepState.STANDBY) for s in view.sop.steps)
+        if finished:
+            self.finish()
+        return Plan(automated=automated, finished=finished)
+
+    def _try_activate(self, step: Any, person_for: Any) -> bool:
+        view = self.view
+        deps = view.sop.dependencies(step)
+        states = {d: view.state(d) for d in deps}
+        if any(s not in TERMINAL_STEP for s in states.values()):
+            return False  # still waiting on an upstream step
+        blocked = [d for d, s in states.items() if not self._satisfied(d, s)]
+        if blocked:
+            reason = ", ".join(f"{d} {states[d]}" for d in blocked)
+            self.set_step(step.id, StepState.BLOCKED, reason=f"upstream: {reason}")
+            return True
+        for dep in deps:
+            parent = view.sop.step(dep)
+            if isinstance(parent, CheckStep) and check_kind.branch_skipped(step.id, parent, bool(view.result(dep).get("result"))):
+                self.set_step(step.id, StepState.SKIPPED, reason=f"branch of {dep} not taken")
+                return True
+        # the template variables cost more than the rest of an activation: built only when read
+        context = variables(view, self.site) if step.when or isinstance(step, CheckStep) else {}
+        if step.when:
+            try:
+                go = bool(evaluate(step.when, context))
+            except Exception as exc:  # a template error at run time: fail the step, say why
+                self.set_step(step.id, StepState.FAILED, reason=f"`when` could not be evaluated: {exc}")
+                return True
+            if not go:
+                self.set_step(step.id, StepState.SKIPPED, reason=f"when: {step.when} is false")
+                return True
+        now = self.clock.now()
+        if isinstance(step, HumanStep):
+            self.assign(step, now, person_for(step.assignee))
+        elif isinstance(step, WaitStep):
+            until = wait_kind.until(step, now, view.speed)
+            self.update_step(step.id, state=StepState.ACTIVE, ready_at=now, due_at=until)
+            self.record(RecordKind.STEP_WAITING, step.id, until=until)
+            self.arm(step.id, TimerKind.WAIT, "", until)
+        elif isinstance(step, CheckStep):
+            try:
+                outputs = check_kind.execute(step, context)
+            except Exception as exc:
+                self.set_step(step.id, StepState.FAILED, reason=f"check could not be evaluated: {exc}")
+                return True
+            self.set_step(step.id, StepState.DONE, result=outputs, ready_at=now)
+        else:
+            self.update_step(step.id, state=StepState.READY, ready_at=now)
+            self.record(RecordKind.STEP_READY, step.id, step_kind=step.kind)
+        return True
+
+    def _satisfied(self, dep: str, state: str) -> bool:
+        if state in (StepState.DONE, StepState.SKIPPED):
+            return True
+        fallback = self.view.sop.step(dep).fallback
+        return state == StepState.TIMED_OUT and fallback is not None and self.view.state(fallback) == StepState.DONE
+
+    def finish(self) -> None:
+        """Every step ended: the run finishes with its outcome, its timers disarmed, its owner told."""
+        view = self.view
+        for s in view.sop.steps:
+            if view.state(s.id) == StepState.STANDBY:
+                self.set_step(s.id, StepState.SKIPPED, reason="fallback not needed")
+        states = [view.state(s.id) for s in view.sop.steps]
+        outcome = "failed" if StepState.FAILED in states else "rejected" if StepState.REJECTED in states else "done"
+        now = self.clock.now()
+        met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
+        self.store.update_run(view, status=RunStatus.FINISHED, outcome=outcome, finished_at=now, open_key=None,
+                              nudge=False)
+        self.record(RecordKind.RUN_FINISHED, outcome=outcome, deadline_met=met)
+        self.store.cancel_timers(view, None)
+        self.page("run_finished", None, [view.sop.owner])
+        log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
+
+    def cancel(self, reason: str, actor: str | None) -> None:
+        """Stop the run: open steps cancelled, timers disarmed, the owner and the people asked told."""
+        view = self.view
+        active = [s for s, r in view.steps.items() if r["state"] == StepState.ACTIVE]
+        now = self.clock.now()
+        self.store.cancel_open_steps(view, now)
+        self.store.update_run(view, status=RunStatus.CANCELLED, outcome=f"cancelled: {reason}", finished_at=now,
+                              open_key=None, nudge=False)
+        self.record(RecordKind.RUN_CANCELLED, actor=actor, reason=reason)
+        self.store.cancel_timers(view, None)
+        targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
+                                     if isinstance(view.sop.step(s), HumanStep)]]
+        self.page("run_cancelled", None, list(dict.fromkeys(targets)))
+
+
+class Transaction:
+    """The engine's view of one ledger transaction: its run store, and the pages its changes decide."""
+
+    def __init__(self, store: RunStore, site: Any):
+        self.store = store
+        self.site = site
+        self.pages: list[Page] = []
+
+    def change(self, run: str | RunView) -> RunChange:
+        """A change to this run (by id, or its view read in this transaction)."""
+        view = run if isinstance(run, RunView) else self.store.load(run)
+        return RunChange(self.store, view, self.site, self.pages)

@@ -1,0 +1,345 @@
+"""The run store: the projections of runs (runs, steps, timers) behind domain methods.
+
+Every SQL statement the engine sends is here, built once (docs/benchmarks.md, "Statements
+built once"), over one ledger transaction (:class:`~flows.ledger.Tx`). The engine decides
+transitions and calls these methods; it never knows whether a statement went through
+SQLAlchemy or straight to SQLite's driver (the same rows, the same errors), nor that a new
+run is written in one go: the store keeps a run created in this transaction in memory (its
+step rows, its timers, its records) and inserts each kind in one statement when the
+transaction's work is done (:meth:`RunStore.flush`). A run's view (:class:`RunView`) is
+the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from flows.engine.view import RunNotFound, RunView, row_dict
+from flows.language.library import pinned_sop
+from flows.language.spec import Sop
+from flows.ledger import Tx, utc
+from flows.ledger.schema import records, runs, sop_versions, steps, timers
+from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
+
+_B = sa.bindparam
+_RUN = sa.select(runs).where(runs.c.id == _B("_run"))
+_STEPS = sa.select(steps).where(steps.c.run_id == _B("_run"))
+_PINNED_TEXT = sa.select(sop_versions.c.text).where(sop_versions.c.hash == _B("_hash"))
+_OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
+_RUN_UPDATE = runs.update().where(runs.c.id == _B("_run"))  # SET columns: the other parameters
+_STEP_UPDATE = steps.update().where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
+_STEP_STATE = sa.select(steps.c.state).where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
+_SOP_VERSION = sa.select(sop_versions.c.hash).where(sop_versions.c.hash == _B("_hash"))
+_TIMER_ARMED = sa.select(timers.c.id).where((timers.c.run_id == _B("_run")) & (timers.c.step_id == _B("_step"))
+                                            & (timers.c.kind == _B("_kind")) & (timers.c.level == _B("_level")))
+_TIMERS_OPEN = (timers.c.run_id == _B("_run")) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
+_CANCEL_RUN_TIMERS = timers.update().where(_TIMERS_OPEN)
+_CANCEL_STEP_TIMERS = timers.update().where(_TIMERS_OPEN & (timers.c.step_id == _B("_step")))
+_LADDER_FIRED = sa.select(sa.func.count()).select_from(timers).where(
+    (timers.c.run_id == _B("_run")) & (timers.c.step_id == _B("_step")) & (timers.c.kind == TimerKind.LADDER)
+    & timers.c.fired_at.is_not(None))
+_TIMER = sa.select(timers).where(timers.c.id == _B("_timer"))
+_CLAIM_TIMER = timers.update().where((timers.c.id == _B("_timer")) & timers.c.fired_at.is_(None)
+                                     & timers.c.cancelled_at.is_(None))
+_RUN_INSERT = runs.insert()
+_STEPS_INSERT = steps.insert()
+_TIMER_INSERT = timers.insert()
+_SOP_VERSION_INSERT = sop_versions.insert()
+
+#: what the database fills in for the columns a new run's insert leaves out; a test compares
+#: :meth:`RunStore.new_run` with :func:`load_view` of the written run, so the two cannot drift apart
+_RUN_DEFAULTS: dict[str, Any] = {"finished_at": None, "outcome": None, "suspends": 0, "nudge": False}
+_STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at": None, "actor": None, "note": None,
+                                  "result": None, "approvals": None, "deadline_met": None}
+#: pinned SOPs by text hash (a hash names one text forever, so entries never go stale)
+_pinned: dict[str, Sop] = {}
+
+
+def resolve_run_id(conn: Connection, run_id: str) -> str:
+    """A full run id from an id or a unique prefix; RunNotFound otherwise."""
+    if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first():
+        return run_id
+    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{run_id}%")).limit(3))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise RunNotFound(f"run id `{run_id}` is ambiguous (matches {', '.join(found)}…)")
+    raise RunNotFound(f"no run `{run_id}` (see `sop status` for open runs)")
+
+
+def load_view(conn: Connection, run_id: str) -> RunView:
+    """Load a run (by id or unique prefix), its steps and its pinned SOP; RunNotFound when there is none."""
+    run = conn.execute(_RUN, {"_run": run_id}).first()
+    if run is None:  # not a full id: a unique prefix, or nothing
+        run = conn.execute(_RUN, {"_run": resolve_run_id(conn, run_id)}).first()
+        assert run is not None
+    sop = _pinned.get(run.sop_hash)
+    if sop is None:  # pinned texts never change: read and parse each one once per process
+        text = conn.execute(_PINNED_TEXT, {"_hash": run.sop_hash}).scalar_one()
+        sop = _pinned[run.sop_hash] = pinned_sop(run.sop_hash, text)
+    rows = {r.step_id: row_dict(r) for r in conn.execute(_STEPS, {"_run": run.id})}
+    return RunView(run=row_dict(run), steps=rows, sop=sop)
+
+
+@dataclass
+class _NewRun:
+    """A run inserted in this transaction whose step rows and timers are not written yet."""
+
+    view: RunView
+    steps: set[str]
+    timers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TimerClaim:
+    """A timer this transaction claimed (fired_at set): what it was for, and how late."""
+
+    id: int
+    run_id: str
+    step_id: str
+    kind: str
+    level: str
+    due_at: datetime
+    late_ms: int
+
+
+class RunStore:
+    """The projections of runs within one ledger transaction (see the module's docstring)."""
+
+    def __init__(self, tx: Tx):
+        self.tx = tx
+        self.conn = tx.conn
+        self.clock = tx.clock
+        self._new: dict[str, _NewRun] = {}
+        self._holding = ExitStack()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def load(self, run_id: str) -> RunView:
+        """The run (by id or unique prefix) as this transaction sees it; RunNotFound when there is none."""
+        return load_view(self.conn, run_id)
+
+    def open_run(self, open_key: str) -> tuple[str, int] | None:
+        """The open run holding this dedup key, with its repeats so far."""
+        row = self.tx.first(_OPEN_RUN, {"_key": open_key})
+        return None if row is None else (row[0], row[1])
+
+    def is_pinned(self, text_hash: str) -> bool:
+        """The ledger holds this SOP text already."""
+        return self.tx.first(_SOP_VERSION, {"_hash": text_hash}) is not None
+
+    def step_state(self, run_id: str, step_id: str) -> str:
+        """A step's state as stored (NoResultFound for an unknown step)."""
+        return self.conn.execute(_STEP_STATE, {"_run": run_id, "_step": step_id}).scalar_one()
+
+    def ladder_levels_fired(self, run_id: str, step_id: str) -> int:
+        """How many escalation levels of a step fired."""
+        return self.conn.execute(_LADDER_FIRED, {"_run": run_id, "_step": step_id}).scalar_one()
+
+    def run_value(self, run_id: str, column: str) -> Any:
+        """One column of a run's row (None for an unknown run)."""
+        return self.conn.execute(sa.select(runs.c[column]).where(runs.c.id == run_id)).scalar()
+
+    # --- reading outside a transaction --------------------------------------------------------
+
+    @staticmethod
+    def open_run_of(conn: Connection, open_key: str) -> str | None:
+        """The open run holding this dedup key (on a read connection)."""
+        return conn.execute(sa.select(runs.c.id).where(runs.c.open_key == open_key)).scalar()
+
+    @staticmethod
+    def run_of_flow_run(conn: Connection, flow_run_id: str) -> str | None:
+        """The run a Prefect flow run executes, if the ledger knows it."""
+        return conn.execute(sa.select(runs.c.id).where(runs.c.flow_run_id == flow_run_id)).scalar()
+
+    @staticmethod
+    def suspends_of(conn: Connection, run_id: str) -> int:
+        """How many times a run's flow run suspended (0 for an unknown run)."""
+        return conn.execute(sa.select(runs.c.suspends).where(runs.c.id == run_id)).scalar() or 0
+
+    @staticmethod
+    def run_row(conn: Connection, run_id: str) -> Any:
+        """A run's row as stored (None for an unknown run)."""
+        return conn.execute(_RUN, {"_run": run_id}).first()
+
+    @staticmethod
+    def flow_run_of(conn: Connection, run_id: str) -> str | None:
+        """The flow run that executes a run (None: not launched, or unknown)."""
+        return conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run_id)).scalar()
+
+    @staticmethod
+    def open_flow_runs(conn: Connection) -> dict[str, str]:
+        """flow run id → run id, for every open run bound to a flow run."""
+        return {r.flow_run_id: r.id for r in conn.execute(sa.select(runs.c.id, runs.c.flow_run_id).where(
+            (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_not(None)))}
+
+    @staticmethod
+    def nudged(conn: Connection) -> list[str]:
+        """Open runs flagged for a resume of their flow run."""
+        return [r.id for r in conn.execute(sa.select(runs.c.id).where(
+            runs.c.nudge.is_(True) & (runs.c.status == RunStatus.RUNNING)))]
+
+    @staticmethod
+    def unlaunched(conn: Connection, started_before: datetime) -> list[str]:
+        """Open runs started before this instant that have no flow run (their launch failed)."""
+        return [r.id for r in conn.execute(sa.select(runs.c.id).where(
+            (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)))]
+
+    @staticmethod
+    def flow_run_history(conn: Connection, run_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """A run's status, and the data of its flow_run_created / flow_run_given_up records in order."""
+        status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
+        kinds = [RecordKind.FLOW_RUN_CREATED, RecordKind.FLOW_RUN_GIVEN_UP]
+        history = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
+            (records.c.run_id == run_id) & records.c.kind.in_(kinds)).order_by(records.c.seq)).scalars()]
+        return status, history
+
+    def set_nudge(self, run_id: str, flagged: bool) -> None:
+        """Flag (or clear) an open run for a resume of its flow run."""
+        self.conn.execute(runs.update().where((runs.c.id == run_id) & (runs.c.status == RunStatus.RUNNING))
+                          .values(nudge=flagged))
+
+    # --- the records -----------------------------------------------------------------------
+
+    def record(self, kind: str, run_id: str | None = None, step_id: str | None = None, *, actor: str | None = None,
+               at: datetime | None = None, **data: Any) -> int:
+        """Append a record to the chain; returns its seq."""
+        return self.tx.append(kind, run_id, step_id, actor=actor, at=at, **data)
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def pin(self, text_hash: str, sop_id: str, version: str, text: str, now: datetime) -> None:
+        """Keep an SOP text (once per hash)."""
+        self.conn.execute(_SOP_VERSION_INSERT, {"hash": text_hash, "sop_id": sop_id, "version": version,
+                                                "text": text, "first_seen": now})
+
+    def new_run(self, run: dict[str, Any], step_rows: list[dict[str, Any]], sop: Sop) -> RunView:
+        """Insert a run and return its view, its steps as ``step_rows`` say (written at :meth:`flush`).
+
+        The run's row goes in first: a race on its ``open_key`` raises IntegrityError here,
+        before anything else is written. From here to :meth:`flush` the records appended are
+        held and inserted together; nothing in between may read ``records``.
+        """
+        self.conn.execute(_RUN_INSERT, run)
+        if not self._new:
+            self._holding.enter_context(self.tx.held())
+        row = {**_RUN_DEFAULTS, **run}
+        for key, value in row.items():
+            if isinstance(value, datetime):
+                row[key] = utc(value)
+        rows = {s["step_id"]: {**_STEP_DEFAULTS, **s} for s in step_rows}
+        view = RunView(run=row, steps=rows, sop=sop)
+        self._new[run["id"]] = _NewRun(view, set(rows))
+        return view
+
+    def update_run(self, view: RunView, **values: Any) -> None:
+        """Write a run row's new values, and keep ``view`` current."""
+        self.tx.execute(_RUN_UPDATE, {"_run": view.id, **values})
+        view.run.update(values)
+
+    def count_repeat(self, run_id: str, repeats: int, now: datetime) -> None:
+        """A trigger repeated on an open run."""
+        self.tx.execute(_RUN_UPDATE, {"_run": run_id, "repeats": repeats, "last_seen_at": now})
+
+    def set_run(self, run_id: str, **values: Any) -> None:
+        """Write values of a run's row without a view."""
+        self.conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def update_step(self, view: RunView, step_id: str, **values: Any) -> None:
+        """Write a step row's new values, and keep ``view`` current."""
+        new = self._new.get(view.id)
+        if new is None or step_id not in new.steps:
+            self.tx.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
+        view.steps[step_id] = {**view.steps[step_id], **values}
+
+    def set_approvals(self, run_id: str, step_id: str, approvals: list[str]) -> None:
+        """The approvers of a four-eyes step so far."""
+        self.conn.execute(steps.update().where((steps.c.run_id == run_id) & (steps.c.step_id == step_id))
+                          .values(approvals=json.dumps(approvals)))
+
+    def mark_running(self, run_id: str, step_id: str) -> None:
+        """A ready automated step is executing."""
+        self.conn.execute(steps.update().where((steps.c.run_id == run_id) & (steps.c.step_id == step_id))
+                          .values(state=StepState.RUNNING))
+
+
+    def cancel_open_steps(self, view: RunView, now: datetime) -> None:
+        """Every step not finished is cancelled."""
+        self.conn.execute(steps.update().where((steps.c.run_id == view.id) & steps.c.state.not_in(TERMINAL_STEP))
+                          .values(state=StepState.CANCELLED, finished_at=now))
+
+    # --- timers ----------------------------------------------------------------------------
+
+    def arm(self, view: RunView, step_id: str, kind: str, level: str, due_at: datetime) -> None:
+        """Arm a timer unless that level is armed already."""
+        timer = {"run_id": view.id, "step_id": step_id, "kind": kind, "level": level, "due_at": due_at,
+                 "armed_at": self.clock.now(), "cancelled_at": None}
+        new = self._new.get(view.id)
+        if new is not None:  # new in this transaction: nothing was armed before
+            new.timers.append(timer)
+        elif not self.tx.first(_TIMER_ARMED, {"_run": view.id, "_step": step_id, "_kind": kind, "_level": level}):
+            self.tx.execute(_TIMER_INSERT, timer)
+
+    def cancel_timers(self, view: RunView, step_id: str | None) -> None:
+        """Disarm the open timers of a step, or of the whole run (``step_id`` None)."""
+        now = self.clock.now()
+        new = self._new.get(view.id)
+        if new is not None:
+            # cancelled in memory, written cancelled, as a run's cancelled timers always are
+            for timer in new.timers:
+                if (step_id is None or timer["step_id"] == step_id) and timer["cancelled_at"] is None:
+                    timer["cancelled_at"] = now
+        elif step_id is None:
+            self.tx.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
+        else:
+            self.tx.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
+
+    def claim_timer(self, timer_id: int, now: datetime, by: str) -> TimerClaim | None:
+        """Claim an armed timer for firing (fenced: one claimant wins); None when it is gone, fired or cancelled."""
+        row = self.conn.execute(_TIMER, {"_timer": timer_id}).first()
+        if row is None or row.fired_at is not None or row.cancelled_at is not None:
+            return None
+        due_at = utc(row.due_at)
+        late_ms = max(0, int((now - due_at).total_seconds() * 1000))  # type: ignore[operator]
+        claimed = self.conn.execute(_CLAIM_TIMER, {"_timer": timer_id, "fired_at": now, "fired_by": by,
+                                                   "late_ms": late_ms}).rowcount
+        if claimed != 1:
+            return None
+        return TimerClaim(row.id, row.run_id, row.step_id, row.kind, row.level, due_at, late_ms)  # type: ignore[arg-type]
+
+    # --- the end of the transaction's work ---------------------------------------------------
+
+    def unwritten(self) -> int:
+        """Step rows and timers kept in memory, not inserted yet."""
+        return sum(len(n.steps) + len(n.timers) for n in self._new.values())
+
+    def flush(self) -> None:
+        """Insert the new runs' step rows and timers as their transitions left them, then their records."""
+        if not self._new:
+            return
+        step_rows = [new.view.steps[s] for new in self._new.values() for s in new.view.steps if s in new.steps]
+        self.tx.executemany(_STEPS_INSERT, step_rows)
+        self.tx.executemany(_TIMER_INSERT, [t for new in self._new.values() for t in new.timers])
+        self._new.clear()
+        self._holding.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        """On success, :meth:`flush`; on an error, nothing kept in memory is written and the chain
+        goes on from where it was (the transaction rolls back what was)."""
+        if error is None:
+            self.flush()
+            return
+        self._new.clear()
+        self._holding.__exit__(kind, error, trace)

@@ -1,0 +1,117 @@
+"""The ledger's vocabulary: the kinds of record, the states of runs and steps, the kinds of timer.
+
+One home for these names: every writer (the engine, the timers, the launcher, the
+triggers, the pager) and every reader (the audit's handlers, the board, the drill) uses
+them from here, so a new kind of record or state is added in one place. They are ``StrEnum``
+members: each compares, hashes and serialises as its plain string, so the records written
+(and their hashes) are the strings they always were.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """Where a run is: open (``running``) or closed, and how."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # every step ended; ``outcome`` says done, failed or rejected
+    CANCELLED = "cancelled"
+
+
+class StepState(StrEnum):
+    """Where a step is. A step starts ``pending`` (a fallback: ``standby``) and ends in a terminal state."""
+
+    STANDBY = "standby"      # a fallback, waiting to be needed (its step timed out) or not (skipped at the end)
+    PENDING = "pending"      # waiting on the steps it needs
+    READY = "ready"          # an automated step, waiting for a flow run to execute it
+    RUNNING = "running"      # an automated step executing
+    ACTIVE = "active"        # a person is asked (human), or a timer runs (wait)
+    DONE = "done"
+    REJECTED = "rejected"    # a person refused (an approval said no)
+    SKIPPED = "skipped"      # not run by design: `when` false, branch not taken, on_timeout skip; counts as finished
+    BLOCKED = "blocked"      # not run because a step it needs failed or was rejected (propagates downstream)
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"  # its due passed with on_timeout: fallback; the fallback takes over
+    CANCELLED = "cancelled"  # the run was cancelled
+
+
+S = StepState
+#: states a step never leaves
+TERMINAL_STEP: tuple[StepState, ...] = (S.DONE, S.REJECTED, S.SKIPPED, S.BLOCKED, S.FAILED, S.TIMED_OUT, S.CANCELLED)
+#: states of a step the run still waits on
+WAITING_STEP: tuple[StepState, ...] = (S.PENDING, S.READY, S.RUNNING, S.ACTIVE)
+#: a run's statuses while it is open
+OPEN_RUN: tuple[RunStatus, ...] = (RunStatus.RUNNING,)
+
+#: state -> the states it may move to (a run's cancellation takes every open step to cancelled)
+TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    S.STANDBY: frozenset({S.PENDING, S.SKIPPED, S.CANCELLED}),
+    # activation: a human or wait step becomes active, an automated one ready, a check decides at once;
+    # or it never runs (blocked upstream, skipped by `when` or a branch, failed to evaluate)
+    S.PENDING: frozenset({S.ACTIVE, S.READY, S.DONE, S.FAILED, S.SKIPPED, S.BLOCKED, S.CANCELLED}),
+    S.READY: frozenset({S.RUNNING, S.DONE, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
+    S.ACTIVE: frozenset({S.DONE, S.REJECTED, S.SKIPPED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
+    **{state: frozenset() for state in TERMINAL_STEP},
+}
+
+
+def may_move(old: str, new: str) -> bool:
+    """True when a step in state ``old`` may move to ``new``."""
+    return StepState(new) in TRANSITIONS[StepState(old)]
+
+
+class TimerKind(StrEnum):
+    """What a durable timer is for."""
+
+    DUE = "due"                    # a step's due instant (on_timeout acts here)
+    LADDER = "ladder"              # one level of a step's escalation ladder
+    WAIT = "wait"                  # a wait step's end
+    RUN_DEADLINE = "run_deadline"  # the run's own deadline
+
+
+class RecordKind(StrEnum):
+    """The kinds of record in the hash chain (``records.kind``)."""
+
+    # a run
+    RUN_STARTED = "run_started"
+    TRIGGER_REPEATED = "trigger_repeated"  # a repeat attached to the open run with the same dedup key
+    ALERT_RESOLVED = "alert_resolved"
+    RUN_OVERDUE = "run_overdue"
+    RUN_FINISHED = "run_finished"
+    RUN_CANCELLED = "run_cancelled"
+    # its steps becoming ready, assigned, waiting, running
+    STEP_READY = "step_ready"
+    STEP_ASSIGNED = "step_assigned"
+    STEP_WAITING = "step_waiting"
+    STEP_STARTED = "step_started"
+    STEP_ATTEMPT_FAILED = "step_attempt_failed"  # one attempt of an automated step (retries follow)
+    # people
+    APPROVAL = "approval"
+    REPORT_REFUSED = "report_refused"
+    # deadlines and pages
+    STEP_OVERDUE = "step_overdue"
+    ESCALATION = "escalation"
+    NOTIFICATION = "notification"
+    # a step ending: step_<terminal state>
+    STEP_DONE = "step_done"
+    STEP_REJECTED = "step_rejected"
+    STEP_SKIPPED = "step_skipped"
+    STEP_BLOCKED = "step_blocked"
+    STEP_FAILED = "step_failed"
+    STEP_TIMED_OUT = "step_timed_out"
+    # the Prefect side's bookkeeping
+    FLOW_RUN_CREATED = "flow_run_created"
+    FLOW_RUN_BOUND = "flow_run_bound"
+    FLOW_RUN_GIVEN_UP = "flow_run_given_up"
+
+    @classmethod
+    def step_ended(cls, state: str) -> RecordKind:
+        """The record of a step ending in ``state`` (``done`` → ``step_done``)."""
+        return cls(f"step_{state}")
+
+
+__all__ = ["OPEN_RUN", "TERMINAL_STEP", "TRANSITIONS", "WAITING_STEP", "RecordKind", "RunStatus", "StepState",
+           "TimerKind", "may_move"]
