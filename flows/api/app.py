@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flows.api import alerts, docs, errors, events, metrics, runs
 from flows.api.auth import READERS, Gate, require
 from flows.api.errors import ApiError
-from flows.api.lane import IntakeThread, Lane
+from flows.api.intake_thread import IntakeThread
+from flows.api.lane import Lane
 from flows.api.launches import LaunchQueue
 from flows.engine.transitions import Engine
 from flows.language.config import Site

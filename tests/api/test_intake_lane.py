@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows.api import create_app
-from flows.api.lane import IntakeThread
+from flows.api.intake_thread import IntakeThread
 from flows.engine.transitions import Engine
 from flows.language.library import Library
 from flows.ledger import Ledger

@@ -1,0 +1,134 @@
+"""The intake thread: every webhook's intake runs on one thread, and what queues up shares one ledger transaction.
+
+The ledger has one writer at a time, so a pool of threads handing it intakes only queued
+on its lock. Here they queue in arrival order without contending for it, and the calls
+that queued while the thread was busy run as one batch (group commit: begin, the hash
+chain's last record and commit are paid once). Every webhook hands its intake here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("sop.api")
+
+
+class IntakeThread:
+    """One thread running intake calls in arrival order; ``await run(fn, *args)`` from the event loop.
+
+    With a ledger, the calls queued together (at most ``max_batch``) run in one ledger
+    transaction (:meth:`Ledger.batch`, group commit); when any of them raises, the batch is
+    rolled back and each call runs again on its own, so one bad call fails only itself.
+    """
+
+    def __init__(self, ledger: Any = None, max_batch: int = 8, name: str = "api-intake"):
+        self.ledger = ledger
+        self.max_batch = max_batch if ledger is not None else 1
+        self.largest_batch = 0  # the most calls that shared one transaction so far
+        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the intake thread and return (or raise) what it did."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Call(fn, args, future))
+        return await future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish the calls already queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            calls = [first]
+            while len(calls) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                calls.append(more)
+            if len(calls) > 1 and self._together(calls):
+                continue
+            for call in calls:
+                call.run()
+                call.settle()
+
+    def _together(self, calls: list[_Call]) -> bool:
+        """Run ``calls`` in one batch and settle them; False (nothing settled) when any raised."""
+        self.largest_batch = max(self.largest_batch, len(calls))
+        try:
+            with self.ledger.batch():
+                for call in calls:
+                    call.run()
+                    if call.error is not None:
+                        raise _Retry
+        except Exception as exc:  # a call raised, or the commit itself failed: run each alone, each says why
+            if not isinstance(exc, _Retry):
+                log.warning("event=intake_batch_failed calls=%d (running them one by one)", len(calls), exc_info=True)
+            for call in calls:
+                call.error = None
+            return False
+        _settle_all(calls)
+        return True
+
+
+class _Retry(Exception):
+    """A call of a batch raised: roll the batch back and run its calls alone."""
+
+
+class _Call:
+    """One queued intake call and the future of the request awaiting it."""
+
+    __slots__ = ("fn", "args", "future", "result", "error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]):
+        self.fn, self.args, self.future = fn, args, future
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn(*self.args)
+        except Exception as exc:  # handed to the awaiting request, which answers for it
+            self.error = exc
+
+    def settle(self) -> None:
+        self.future.get_loop().call_soon_threadsafe(_settle, self.future, self.result, self.error)
+
+
+def _settle_all(calls: list[_Call]) -> None:
+    """Settle a batch's calls with one wake-up of the event loop (each wake-up is a write to its pipe)."""
+    loop = calls[0].future.get_loop()
+    if any(call.future.get_loop() is not loop for call in calls):
+        for call in calls:
+            call.settle()
+        return
+    loop.call_soon_threadsafe(_settle_each, [(call.future, call.result, call.error) for call in calls])
+
+
+def _settle_each(settled: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, exc in settled:
+        _settle(future, result, exc)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():  # the client went away; the intake itself was done and is recorded
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
