@@ -1,26 +1,36 @@
-"""The intake lane and its group commit: alerts queued together share one ledger transaction.
+"""The webhook pipeline: its two doors, its intake thread, and the group commit of alerts queued together.
 
 What a user would notice if this broke: an alert answered but not recorded, a run whose
 page or flow-run launch came before it was committed (the launcher finds no run), one bad
-alert failing the others queued with it, or the lane answering differently from the
+alert failing the others queued with it, or the fast path answering differently from the
 documented FastAPI route.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from starlette.requests import Request
 
 from flows.api import create_app
+from flows.api.alerts import ALERTMANAGER
+from flows.api.auth import Gate
+from flows.api.errors import ApiError
 from flows.api.intake_thread import IntakeThread
+from flows.api.webhooks import WebhookPipeline
 from flows.engine.transitions import Engine
 from flows.language.library import Library
 from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
+from flows.triggers.intake import Intake
 from tests.api.conftest import TOKEN_ENV, Api, ServedApp, unique
 from tests.triggers.payloads import alertmanager as am_body
 
@@ -28,6 +38,80 @@ from tests.triggers.payloads import alertmanager as am_body
 def kinds(ledger: Ledger) -> list[str]:
     with ledger.read() as conn:
         return list(conn.execute(sa.select(records.c.kind).order_by(records.c.seq)).scalars())
+
+
+# --- the pipeline's stages, in order -------------------------------------------------------------
+
+
+class Seen:
+    """What the stages after a refusal would have touched: the body, the intake thread."""
+
+    def __init__(self) -> None:
+        self.body_read = False
+        self.handed: list[tuple[Any, ...]] = []
+
+    async def run(self, fn: Any, *args: Any) -> list:  # stands in for IntakeThread.run
+        self.handed.append((fn, *args))
+        return []
+
+
+def post(seen: Seen, body: bytes, headers: dict[str, str]) -> Request:
+    async def receive() -> dict[str, Any]:
+        seen.body_read = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": ALERTMANAGER.path, "headers": raw_headers}, receive)
+
+
+ALERT = json.dumps(am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "service": "x"}})).encode()
+
+
+#: (what is wrong, token, body, the refusal's status, whether the body was read by then)
+REFUSALS = [
+    ("no token", None, ALERT, 401, False),
+    ("a role that may not", "audit-readonly", ALERT, 403, False),
+    ("a token that signs, unsigned", "grafana", ALERT, 401, True),
+    ("not JSON", "alertmanager", b"{not json", 400, True),
+    ("not the payload", "alertmanager", b'{"version": "3"}', 422, True),
+]
+
+
+@pytest.mark.parametrize(("case", "token", "body", "status", "body_read"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_the_first_stage_that_refuses_answers_and_no_later_stage_runs(
+    library: Library, ledger: Ledger, token_env: dict[str, str],
+    case: str, token: str | None, body: bytes, status: int, body_read: bool,
+) -> None:
+    seen = Seen()
+    pipeline = WebhookPipeline(Gate(library.site, token_env), Intake(Engine(library, ledger)), seen)  # type: ignore[arg-type]
+    headers = {"Authorization": f"Bearer {token_env[TOKEN_ENV[token]]}"} if token else {}
+    request = post(seen, body, headers)
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(pipeline.answer(ALERTMANAGER, request))
+    assert refused.value.status == status, refused.value.message
+    assert seen.body_read is body_read  # authenticate comes before the body is read
+    assert seen.handed == []  # nothing reached the intake
+
+
+def test_a_signed_body_that_parses_is_handed_to_the_intake_with_the_callers_name(
+    library: Library, ledger: Ledger, token_env: dict[str, str]
+) -> None:
+    seen = Seen()
+    intake = Intake(Engine(library, ledger))
+    pipeline = WebhookPipeline(Gate(library.site, token_env, clock=lambda: 1_800_000_000.0), intake, seen)  # type: ignore[arg-type]
+    stamp = "1800000000"
+    signature = hmac.new(token_env["SOP_HMAC_GRAFANA"].encode(), stamp.encode() + b":" + ALERT, hashlib.sha256)
+    request = post(seen, ALERT, {
+        "Authorization": f"Bearer {token_env[TOKEN_ENV['grafana']]}",
+        "X-Grafana-Alerting-Signature": signature.hexdigest(),
+        "X-Grafana-Alerting-Signature-Timestamp": stamp,
+    })
+    answer = asyncio.run(pipeline.answer(ALERTMANAGER, request))
+    [(method, to, alerts, actor)] = seen.handed
+    assert (method, to, actor) == (Intake.alerts, intake, "token:grafana")
+    assert [a.labels["service"] for a in alerts] == ["x"]
+    assert answer == {"alerts": 1, "counts": {}, "outcomes": []}
+    assert request.state.principal.token == "grafana"  # for the log line of a refusal further on
 
 
 # --- the ledger's batch -------------------------------------------------------------------------
@@ -115,7 +199,7 @@ def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
 
     served = ServedApp(create_app(Engine(library, ledger), env=token_env, launch=launch))
     api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
-    prefix = unique("lane")
+    prefix = unique("fastpath")
     bodies = [am_body({"labels": {"alertname": "ServerOverload", "severity": "page",
                                   "service": f"{prefix}-{i % 20:02d}", "instance": f"i{i}"}}) for i in range(200)]
     try:
@@ -135,11 +219,11 @@ def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
     assert committed_at_launch == {r.id: True for r in opened}
 
 
-@pytest.mark.parametrize("lane", [True, False], ids=["lane", "fastapi-route"])
-def test_the_lane_and_the_documented_route_answer_alike(
-    library: Library, ledger: Ledger, token_env: dict[str, str], lane: bool
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-route"])
+def test_the_fast_path_and_the_documented_route_answer_alike(
+    library: Library, ledger: Ledger, token_env: dict[str, str], fast_path: bool
 ) -> None:
-    served = ServedApp(create_app(Engine(library, ledger), env=token_env, lane=lane))
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, fast_path=fast_path))
     api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
     path = "/v1/alerts/alertmanager"
     service = unique("alike")
