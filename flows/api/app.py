@@ -27,7 +27,7 @@ from flows.triggers.intake import Intake
 
 log = logging.getLogger("sop.api")
 #: the webhooks the fast path serves (each module's routes document its own)
-WEBHOOKS = (alerts.ALERTMANAGER, alerts.GRAFANA)
+WEBHOOKS = (alerts.ALERTMANAGER, alerts.GRAFANA, events.EVENT, metrics.SAMPLES)
 
 DESCRIPTION = """\
 Start and follow SOP runs, report on human steps, and feed triggers from monitoring.

@@ -12,16 +12,19 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from starlette.requests import Request
 
-from flows.api import create_app
+from flows.api import alerts, create_app, events, metrics
 from flows.api.alerts import ALERTMANAGER
+from flows.api.app import WEBHOOKS
 from flows.api.auth import Gate
 from flows.api.errors import ApiError
 from flows.api.intake_thread import IntakeThread
@@ -248,3 +251,71 @@ def test_the_fast_path_and_the_documented_route_answer_alike(
     assert first.status_code == 200 and first.json()["alerts"] == 1 and first.json()["counts"] == {"started": 1}
     assert again.json()["counts"] == {"attached": 1} and again.json()["outcomes"][0]["repeats"] == 1
     assert get.status_code == 405
+
+
+def test_the_fast_path_serves_every_documented_webhook() -> None:
+    documented = {route.path for route in alerts.router.routes + events.router.routes + metrics.router.routes}
+    assert {webhook.path for webhook in WEBHOOKS} == documented
+
+
+#: (what, path, token, body) for events and metrics, answered in this order by each door
+EVENTS_AND_METRICS = [
+    ("an event", "/v1/events", "alertmanager",
+     {"name": "platform.algorithm_changed", "key": "café-1", "values": {"platform": "café-1", "region": "cn"}}),
+    ("the same event", "/v1/events", "alertmanager",
+     {"name": "platform.algorithm_changed", "key": "café-1", "values": {"platform": "café-1", "region": "cn"}}),
+    ("an event no SOP listens for", "/v1/events", "alertmanager", {"name": "nobody.listens"}),
+    ("an event missing an input", "/v1/events", "alertmanager",
+     {"name": "experiment.concluded", "values": {"verdict": "winner", "experiment_id": "x"}}),
+    ("a bad event", "/v1/events", "alertmanager", {"name": "x y", "values": {"nested": {"no": 1}}}),
+    ("an event as a list", "/v1/events", "alertmanager", []),
+    ("an event without a token", "/v1/events", None, {"name": "x"}),
+    ("an event from an auditor", "/v1/events", "audit-readonly", {"name": "x"}),
+    ("samples that fire", "/v1/metrics", "alertmanager", {"samples": [
+        {"metric": "inventory_cover_days", "value": 9, "at": "2026-11-20T08:10:00+08:00", "labels": {"sku": "sku-1"}},
+        {"metric": "inventory_cover_days", "value": 6.5, "timestamp": 1795600000, "labels": {"sku": "sku-1"}}]}),
+    ("the same samples", "/v1/metrics", "alertmanager", {"samples": [
+        {"metric": "inventory_cover_days", "value": 6.5, "timestamp": 1795600000, "labels": {"sku": "sku-1"}}]}),
+    ("a bad sample", "/v1/metrics", "alertmanager",
+     {"samples": [{"metric": "inventory_cover_days", "value": 1, "at": "yesterday"}]}),
+    ("no samples", "/v1/metrics", "alertmanager", {"samples": []}),
+    ("samples from an operator", "/v1/metrics", "ops-console", {"samples": []}),
+]
+
+
+def answers(library: Library, ledger: Ledger, token_env: dict[str, str], fast_path: bool) -> list[tuple]:
+    """What each request of EVENTS_AND_METRICS got, run ids replaced by their order of appearance."""
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, fast_path=fast_path))
+    api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
+    run_ids: dict[str, str] = {}
+    got = []
+    try:
+        for _what, path, token, body in EVENTS_AND_METRICS:
+            answer = api.as_(token).post(path, json=body)
+            text = re.sub(r'"run":"(\w+)"', lambda m: f'"run":"{run_ids.setdefault(m[1], str(len(run_ids)))}"',
+                          answer.text)
+            got.append((answer.status_code, answer.headers.get("www-authenticate"), answer.headers["content-type"],
+                        text))
+    finally:
+        for client in api.clients.values():
+            client.close()
+        served.stop()
+    return got
+
+
+def test_events_and_metrics_answer_alike_through_the_fast_path_and_the_routes(
+    library: Library, token_env: dict[str, str], tmp_path: Path
+) -> None:
+    doors = {}
+    for fast_path in (True, False):
+        ledger = Ledger(f"sqlite:///{tmp_path / f'ledger-{fast_path}.db'}")
+        ledger.migrate()
+        try:
+            doors[fast_path] = answers(library, ledger, token_env, fast_path)
+        finally:
+            ledger.dispose()
+    statuses = [status for status, *_ in doors[True]]
+    assert statuses == [200, 200, 200, 200, 422, 422, 401, 403, 200, 200, 422, 422, 403]
+    assert "café-1" in doors[True][0][3]  # as sent, not \u-escaped
+    for (what, *_), fast, route in zip(EVENTS_AND_METRICS, doors[True], doors[False], strict=True):
+        assert fast == route, what
