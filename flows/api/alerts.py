@@ -46,8 +46,11 @@ ALERTMANAGER = Webhook(f"{router.prefix}/alertmanager", _alerts(alertmanager.par
 GRAFANA = Webhook(f"{router.prefix}/grafana", _alerts(grafana.parse), Intake.alerts, _answer)
 
 
-@router.post("/alertmanager", openapi_extra=docs.body(alertmanager.AlertmanagerPayload, ALERTMANAGER.roles),
-             dependencies=[BEARER])
+@router.post(
+    "/alertmanager",
+    openapi_extra=docs.body(alertmanager.AlertmanagerPayload, ALERTMANAGER.roles),
+    dependencies=[BEARER],
+)
 async def alertmanager_webhook(request: Request) -> dict[str, Any]:
     """Alertmanager's webhook (``webhook_configs``): firing alerts start or attach runs, resolved ones are recorded.
 

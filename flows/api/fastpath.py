@@ -42,10 +42,13 @@ class WebhookFastPath:
         except ApiError as error:  # what FastAPI's exception handler does for the routes (errors.install)
             await errors.refused(request, error)(scope, receive, send)
             return
-        body = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()  # as JSONResponse
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        })
+        # the bytes FastAPI's JSONResponse would send for the route's answer
+        body = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -1,11 +1,12 @@
 """The webhook pipeline: what answers monitoring's ``POST``, one small stage per method.
 
+    stage             what it does                                          refuses     with
     authenticate      bearer token → a principal whose role may post here   401 / 403   auth.Gate
-    read body         the raw bytes (BodyLimit, in front, refuses with 413)  400
+    read body         the raw bytes (BodyLimit, in front, has refused 413)  400
     verify signature  the token's HMAC over the body, when it has one       401         auth.Gate
     parse             body → alerts, an event or samples                    400 / 422   flows.triggers parsers
     intake            route → dedup → start, on the intake thread                       flows.triggers.intake
-    answer            counts and what became of each signal                 200
+    answer            counts and what became of each signal (200)                       Webhook.summarize
 
 :meth:`WebhookPipeline.answer` composes the stages, in that order, in one place; a refusal
 (:class:`ApiError`) at any stage is the answer. A :class:`Webhook` holds what differs from
