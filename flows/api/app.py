@@ -17,13 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flows.api import alerts, docs, errors, events, metrics, runs
 from flows.api.auth import READERS, Gate, require
 from flows.api.errors import ApiError
-from flows.api.lane import IntakeThread, Lane
+from flows.api.fastpath import WebhookFastPath
+from flows.api.intake_thread import IntakeThread
 from flows.api.launches import LaunchQueue
+from flows.api.webhooks import WebhookPipeline
 from flows.engine.transitions import Engine
 from flows.language.config import Site
 from flows.triggers.intake import Intake
 
 log = logging.getLogger("sop.api")
+#: the webhooks the fast path serves (each module's routes document its own)
+WEBHOOKS = (alerts.ALERTMANAGER, alerts.GRAFANA, events.EVENT, metrics.SAMPLES)
 
 DESCRIPTION = """\
 Start and follow SOP runs, report on human steps, and feed triggers from monitoring.
@@ -95,13 +99,14 @@ def create_app(
     *,
     env: Mapping[str, str] | None = None,
     launch: Callable[[str], None] | None = None,
-    lane: bool = True,
+    fast_path: bool = True,
 ) -> FastAPI:
     """The API around ``engine``. Tokens are read from ``env`` (default: the process environment).
 
     ``launch(run_id)`` creates a new run's flow run; by default a background queue does it
     when the engine has a launcher (never on the request path), and nothing when it has none.
-    ``lane`` serves the alert webhooks in front of FastAPI's routing (:mod:`flows.api.lane`).
+    ``fast_path`` serves the webhooks in front of FastAPI's routing (:mod:`flows.api.fastpath`); either way
+    they are answered by the one webhook pipeline (:mod:`flows.api.webhooks`).
     """
     site = site or engine.site
     app = FastAPI(title="SOPs as code", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None)
@@ -112,9 +117,10 @@ def create_app(
     app.state.launches = queue
     app.state.intake = Intake(engine, launch=app.state.launch)
     app.state.intake_thread = IntakeThread(engine.ledger)
-    if lane:
-        app.add_middleware(Lane, state=app.state, handlers=alerts.LANE, roles=alerts.ROLES)
-    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes)  # outermost: before the lane
+    app.state.webhooks = WebhookPipeline(app.state.gate, app.state.intake, app.state.intake_thread)
+    if fast_path:
+        app.add_middleware(WebhookFastPath, pipeline=app.state.webhooks, webhooks=WEBHOOKS)
+    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes)  # outermost: before the fast path
     errors.install(app)
     for module in (runs, alerts, events, metrics):
         app.include_router(module.router)

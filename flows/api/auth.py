@@ -27,6 +27,7 @@ from typing import Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from flows.api.errors import ApiError
 from flows.language.config import HmacCheck, Site
@@ -111,6 +112,16 @@ class Gate:
             raise ApiError(401, "unknown or inactive API token", "header.authorization", headers=challenge)
         return found
 
+    def admit(self, request: HTTPConnection, roles: tuple[str, ...]) -> ActiveToken:
+        """The request's token, refused (401 / 403) unless its role is one of ``roles``.
+
+        The principal is noted on the request first, so the refusal's log line names the token.
+        """
+        token = self.identify(request.headers.get("authorization"))
+        request.state.principal = token.principal
+        self.authorize(token, roles)
+        return token
+
     @staticmethod
     def authorize(token: ActiveToken, roles: tuple[str, ...]) -> None:
         """403 unless the token's role is one of ``roles``."""
@@ -169,14 +180,16 @@ def require(*roles: str) -> Any:
         request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)
     ) -> Principal:
         gate: Gate = request.app.state.gate
-        token = gate.identify(request.headers.get("authorization"))
-        request.state.principal = token.principal
-        gate.authorize(token, roles)
+        token = gate.admit(request, roles)
         if token.hmac is not None:
             gate.verify_signature(token, request.headers, await request.body())
         return token.principal
 
     return Depends(principal)
+
+
+#: the bearer scheme, for the OpenAPI of a route that authenticates by itself (the webhook pipeline's routes)
+BEARER = Security(_bearer)
 
 
 async def raw_body(request: Request) -> bytes:

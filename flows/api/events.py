@@ -1,25 +1,34 @@
-"""The generic event: ``{"name", "key", "values"}``."""
+"""The generic event: ``{"name", "key", "values"}``, a :class:`~flows.api.webhooks.Webhook` like the alerts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from flows.api import docs
-from flows.api.auth import Principal, raw_body, require
+from flows.api.auth import BEARER
 from flows.api.errors import parse_body
+from flows.api.webhooks import Webhook
 from flows.triggers import events
-from flows.triggers.model import summary
+from flows.triggers.intake import Intake
+from flows.triggers.model import Disposition, Event, summary
 
 router = APIRouter(prefix="/v1/events", tags=["triggers"])
 
 
-@router.post("", openapi_extra=docs.body(events.EventPayload, ("monitor",)))
-async def post_event(
-    request: Request, principal: Principal = require("monitor"), raw: bytes = Depends(raw_body)
-) -> dict[str, Any]:
+def _parse(raw: bytes) -> Event:
+    return events.event(parse_body(raw, events.EventPayload))
+
+
+def _answer(event: Event, dispositions: list[Disposition]) -> dict[str, Any]:
+    return summary(dispositions)
+
+
+EVENT = Webhook(router.prefix, _parse, Intake.event, _answer)
+
+
+@router.post("", openapi_extra=docs.body(events.EventPayload, EVENT.roles), dependencies=[BEARER])
+async def post_event(request: Request) -> dict[str, Any]:
     """An event: SOPs whose ``event:`` trigger has this name (and whose ``match`` fits) start or attach. Roles: monitor."""
-    event = events.event(parse_body(raw, events.EventPayload))
-    outcomes = await request.app.state.intake_thread.run(request.app.state.intake.event, event, principal.actor)
-    return summary(outcomes)
+    return await request.app.state.webhooks.answer(EVENT, request)

@@ -1,25 +1,34 @@
-"""Metric samples: stored, then every metric rule on the series they touch is judged."""
+"""Metric samples (a :class:`~flows.api.webhooks.Webhook`): stored, then the rules on the series they touch judged."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from flows.api import docs
-from flows.api.auth import Principal, raw_body, require
+from flows.api.auth import BEARER
 from flows.api.errors import parse_body
+from flows.api.webhooks import Webhook
 from flows.triggers import metrics
-from flows.triggers.model import summary
+from flows.triggers.intake import Intake
+from flows.triggers.model import Disposition, Sample, summary
 
 router = APIRouter(prefix="/v1/metrics", tags=["triggers"])
 
 
-@router.post("", openapi_extra=docs.body(metrics.MetricsPayload, ("monitor",)))
-async def post_samples(
-    request: Request, principal: Principal = require("monitor"), raw: bytes = Depends(raw_body)
-) -> dict[str, Any]:
+def _parse(raw: bytes) -> list[Sample]:
+    return metrics.samples(parse_body(raw, metrics.MetricsPayload))
+
+
+def _answer(samples: list[Sample], dispositions: list[Disposition]) -> dict[str, Any]:
+    return {"samples": len(samples), **summary(dispositions)}
+
+
+SAMPLES = Webhook(router.prefix, _parse, Intake.samples, _answer)
+
+
+@router.post("", openapi_extra=docs.body(metrics.MetricsPayload, SAMPLES.roles), dependencies=[BEARER])
+async def post_samples(request: Request) -> dict[str, Any]:
     """Samples with timestamps (all stored, or none); rules that fire start or attach runs. Roles: monitor."""
-    samples = metrics.samples(parse_body(raw, metrics.MetricsPayload))
-    outcomes = await request.app.state.intake_thread.run(request.app.state.intake.samples, samples, principal.actor)
-    return {"samples": len(samples), **summary(outcomes)}
+    return await request.app.state.webhooks.answer(SAMPLES, request)

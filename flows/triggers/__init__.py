@@ -1,14 +1,23 @@
 """Trigger intake: what monitoring sends, turned into runs.
 
-The pipeline reads like Alertmanager's notify pipeline, one small stage per module:
+Owns the signals and what becomes of them: their shapes (``model``: Alert, Event, Sample,
+and the Disposition of each — started, attached, resolved, refused, unrouted), the parsers
+of each sender's payload, routing (label matchers, metric rules over the sample store) and
+the intake that dedups and starts, attaches or resolves runs.
 
-    authenticate  flows/api/auth.py      bearer token → role (+ optional HMAC signature)
-    parse         alertmanager.py, grafana.py, events.py, metrics.py   payload → Alert / Event / Sample
-    route         match.py, route.py     which SOP triggers a signal matches (label matchers)
-                  rules.py, metrics.py   metric rules over the sample store (metrics.SampleStore)
-    dedup         intake.py              the SOP's dedup key; the database decides (runs.open_key)
-    start         intake.py              Engine.start(trigger=…) — or attach, or record a resolution
+May import ``flows.engine`` and the layers below it (``notifications``, ``flows.ledger``,
+``flows.language``, ``flows.clock``); never ``flows.api``, ``flows.prefect``,
+``flows.audit``, ``flows.runtime`` or ``flows.cli``, and no HTTP framework. The HTTP edge
+(authenticate, read and verify the body, answer) is ``flows.api.webhooks``, which hands
+the parsed signals to this layer.
+
+The stages read like Alertmanager's notify pipeline, one small stage per module:
+
+    parse   alertmanager.py, grafana.py, events.py, metrics.py   payload → Alert / Event / Sample
+    route   match.py, route.py     which SOP triggers a signal matches (label matchers)
+            rules.py, metrics.py   metric rules over the sample store (metrics.SampleStore)
+    dedup   intake.py              the SOP's dedup key; the database decides (runs.open_key)
+    start   intake.py              Engine.start(trigger=…) — or attach, or record a resolution
 
 ``intake.Intake`` composes the stages; each is tested alone under ``tests/triggers/``.
-Nothing here imports FastAPI: the HTTP edge lives in ``flows/api/``.
 """

@@ -2,7 +2,8 @@
 
 Authentication and parsing happen at the HTTP edge (``flows.api``); what reaches
 :class:`Intake` is already a list of :class:`Alert`, an :class:`Event` or samples. Each
-stage is a small method, and every outcome is returned and logged (one key=value line).
+stage is a small method, and what became of each signal (a :class:`Disposition`) is
+returned and logged (one key=value line).
 
 Routing comes before dedup because the dedup key is the *SOP's* template (over the inputs
 a trigger renders), as Alertmanager dedups per receiver after routing. The dedup decision
@@ -25,7 +26,7 @@ from flows.language.expressions import render_value
 from flows.triggers import rules
 from flows.triggers.match import matches
 from flows.triggers.metrics import SampleStore
-from flows.triggers.model import Alert, Event, Outcome, Sample
+from flows.triggers.model import Alert, Disposition, Event, Sample
 from flows.triggers.route import Match, Router
 
 log = logging.getLogger("sop.intake")
@@ -79,52 +80,53 @@ class Intake:
 
     # --- alerts -----------------------------------------------------------------------------
 
-    def alerts(self, alerts: list[Alert], actor: str) -> list[Outcome]:
+    def alerts(self, alerts: list[Alert], actor: str) -> list[Disposition]:
         """Route each alert; start or attach a run for a firing one, record a resolved one on its run."""
-        outcomes: list[Outcome] = []
+        dispositions: list[Disposition] = []
         for alert in alerts:
             found = self.router.route_alert(alert)
             if not found:
-                outcomes.append(self._log(Outcome("unrouted", subject=alert.fingerprint), alert.source))
+                dispositions.append(self._log(Disposition("unrouted", subject=alert.fingerprint), alert.source))
                 continue
             payload = alert.payload()
             for match in found:
-                outcomes.append(
+                dispositions.append(
                     self._log(
-                        self.deliver(
+                        self.start_or_resolve(
                             match, payload, actor, resolved=alert.status == "resolved", subject=alert.fingerprint
                         ),
                         alert.source,
                     )
                 )
-        return outcomes
+        return dispositions
 
     # --- events -----------------------------------------------------------------------------
 
-    def event(self, event: Event, actor: str) -> list[Outcome]:
+    def event(self, event: Event, actor: str) -> list[Disposition]:
         """Route an event; start or attach a run for each SOP that listens for it."""
         found = self.router.route_event(event)
         if not found:
-            return [self._log(Outcome("unrouted", subject=event.name), "event")]
+            return [self._log(Disposition("unrouted", subject=event.name), "event")]
         payload = event.payload()
-        return [self._log(self.deliver(m, payload, actor, subject=event.key or event.name), "event") for m in found]
+        subject = event.key or event.name
+        return [self._log(self.start_or_resolve(m, payload, actor, subject=subject), "event") for m in found]
 
     # --- metrics ----------------------------------------------------------------------------
 
-    def samples(self, samples: list[Sample], actor: str) -> list[Outcome]:
+    def samples(self, samples: list[Sample], actor: str) -> list[Disposition]:
         """Store samples, then judge every rule on the series they touched; a firing starts (or attaches) a run."""
         self.store.add(samples)
         series = {(s.metric, s.series): s.labels for s in samples}
-        outcomes: list[Outcome] = []
+        dispositions: list[Disposition] = []
         for (metric, key), labels in series.items():
             for match in self.router.rules_for(metric):
                 if matches(match.trigger.labels, labels):
-                    outcome = self.judge(match, metric, key, labels, actor)
-                    if outcome is not None:
-                        outcomes.append(self._log(outcome, "metric"))
-        return outcomes
+                    disposition = self.judge(match, metric, key, labels, actor)
+                    if disposition is not None:
+                        dispositions.append(self._log(disposition, "metric"))
+        return dispositions
 
-    def judge(self, match: Match, metric: str, series: str, labels: dict[str, str], actor: str) -> Outcome | None:
+    def judge(self, match: Match, metric: str, series: str, labels: dict[str, str], actor: str) -> Disposition | None:
         """Evaluate one rule on one series; fire at most once per period (fenced in the database)."""
         rule = match.trigger
         newest = self.store.newest(metric, series)
@@ -156,17 +158,21 @@ class Intake:
         }
         if verdict.previous is not None:
             payload["previous"] = _number(verdict.previous)
-        outcome = self.deliver(match, payload, actor, subject=f"{metric}{labels or ''}")
-        self.store.settle(firing, outcome.status, outcome.run)
-        return outcome
+        disposition = self.start_or_resolve(match, payload, actor, subject=f"{metric}{labels or ''}")
+        self.store.settle(firing, disposition.status, disposition.run)
+        return disposition
 
     # --- the shared tail: inputs → dedup → start --------------------------------------------
 
-    def deliver(
+    def start_or_resolve(
         self, match: Match, payload: dict[str, Any], actor: str, *, resolved: bool = False, subject: str | None = None
-    ) -> Outcome:
-        """Render the trigger's inputs, then start / attach (firing) or record on the open run (resolved)."""
-        base = Outcome("refused", sop=match.sop_id, trigger=match.index, subject=subject)
+    ) -> Disposition:
+        """Render the trigger's inputs, then start / attach a run (firing) or note it on the open run (resolved).
+
+        A refusal (inputs that cannot be rendered or do not fit the SOP) is a disposition too,
+        with its problems; nothing is written.
+        """
+        base = Disposition("refused", sop=match.sop_id, trigger=match.index, subject=subject)
         try:
             inputs = render_inputs(match.trigger, payload, self.config)
             if resolved:
@@ -176,7 +182,7 @@ class Intake:
             base.problems = list(exc.problems)
             return base
 
-    def resolve(self, base: Outcome, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Outcome:
+    def resolve(self, base: Disposition, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Disposition:
         """A resolved alert: note it on the open run it belongs to (same SOP, same dedup key)."""
         run_id = self.engine.open_run(base.sop or "", inputs, payload)
         if run_id is None:
@@ -195,7 +201,7 @@ class Intake:
         base.status, base.run = "resolved", run_id
         return base
 
-    def start(self, base: Outcome, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Outcome:
+    def start(self, base: Disposition, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Disposition:
         """Start a run, or attach to the open one with the same dedup key (the database decides)."""
         result = self.engine.start(base.sop or "", inputs, initiator=actor, trigger=payload, launch=False)
         base.run, base.repeats = result.run_id, result.repeats
@@ -206,11 +212,11 @@ class Intake:
         return base
 
     @staticmethod
-    def _log(outcome: Outcome, source: str) -> Outcome:
+    def _log(disposition: Disposition, source: str) -> Disposition:
         line = "event=trigger source=%s outcome=%s sop=%s run=%s subject=%s"
-        args = (source, outcome.status, outcome.sop or "-", outcome.run or "-", outcome.subject or "-")
-        if outcome.status == "refused":
-            log.warning(line + " problems=%r", *args, "; ".join(outcome.problems))
+        args = (source, disposition.status, disposition.sop or "-", disposition.run or "-", disposition.subject or "-")
+        if disposition.status == "refused":
+            log.warning(line + " problems=%r", *args, "; ".join(disposition.problems))
         else:
             log.info(line, *args)
-        return outcome
+        return disposition

@@ -134,9 +134,9 @@ class SampleStore:
         except IntegrityError:
             return None
 
-    def settle(self, firing_id: int, outcome: str, run_id: str | None) -> None:
-        """Note what a firing became (started / attached / refused) and its run."""
+    def settle(self, firing_id: int, status: str, run_id: str | None) -> None:
+        """Note what a firing became (its disposition's status: started / attached / refused) and its run."""
         with self.ledger.transaction() as tx:
             tx.conn.execute(
-                metric_firings.update().where(metric_firings.c.id == firing_id).values(outcome=outcome, run_id=run_id)
+                metric_firings.update().where(metric_firings.c.id == firing_id).values(outcome=status, run_id=run_id)
             )

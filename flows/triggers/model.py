@@ -1,4 +1,4 @@
-"""What the parse stage produces and the later stages consume: alerts, events, samples, outcomes."""
+"""What the parse stage produces and the later stages consume: alerts, events, samples, dispositions."""
 
 from __future__ import annotations
 
@@ -86,8 +86,14 @@ class Sample:
 
 
 @dataclass
-class Outcome:
-    """What the pipeline did with one signal for one SOP (or that no SOP wanted it)."""
+class Disposition:
+    """What the intake did with one signal for one SOP (or that no SOP wanted it).
+
+    Not a run's outcome (done / failed / rejected): a disposition says whether the signal
+    started a run, attached to an open one, was recorded as resolved, refused, or matched
+    nothing. On the wire it keeps its first name: the answer lists ``outcomes`` and the log
+    line says ``outcome=``.
+    """
 
     status: Literal["started", "attached", "resolved", "unrouted", "refused", "no_open_run"]
     sop: str | None = None
@@ -110,9 +116,9 @@ class Outcome:
         return out
 
 
-def summary(outcomes: list[Outcome]) -> dict[str, Any]:
-    """Counts by status plus every outcome: the body of an intake endpoint's answer."""
+def summary(dispositions: list[Disposition]) -> dict[str, Any]:
+    """Counts by status plus every disposition (as ``outcomes``): the body of an intake endpoint's answer."""
     counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return {"counts": counts, "outcomes": [o.to_dict() for o in outcomes]}
+    for disposition in dispositions:
+        counts[disposition.status] = counts.get(disposition.status, 0) + 1
+    return {"counts": counts, "outcomes": [d.to_dict() for d in dispositions]}

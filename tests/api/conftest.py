@@ -1,6 +1,6 @@
 """The HTTP API, really served: uvicorn on a free 127.0.0.1 port, the seed library, a fresh SQLite ledger.
 
-One server per session (starting one takes ~0.1 s, but the ledger is worth sharing): tests
+One server per session (starting one is quick, but the ledger is worth sharing): tests
 keep apart by using their own dedup keys (a fresh ``service`` / ``brand`` label each).
 Tokens come from a dict handed to the app, never from the process environment.
 """

@@ -1,0 +1,321 @@
+"""The webhook pipeline: its two doors, its intake thread, and the group commit of alerts queued together.
+
+What a user would notice if this broke: an alert answered but not recorded, a run whose
+page or flow-run launch came before it was committed (the launcher finds no run), one bad
+alert failing the others queued with it, or the fast path answering differently from the
+documented FastAPI route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from starlette.requests import Request
+
+from flows.api import alerts, create_app, events, metrics
+from flows.api.alerts import ALERTMANAGER
+from flows.api.app import WEBHOOKS
+from flows.api.auth import Gate
+from flows.api.errors import ApiError
+from flows.api.intake_thread import IntakeThread
+from flows.api.webhooks import WebhookPipeline
+from flows.engine.transitions import Engine
+from flows.language.library import Library
+from flows.ledger import Ledger
+from flows.ledger.schema import records, runs
+from flows.triggers.intake import Intake
+from tests.api.conftest import TOKEN_ENV, Api, ServedApp, unique
+from tests.triggers.payloads import alertmanager as am_body
+
+
+def kinds(ledger: Ledger) -> list[str]:
+    with ledger.read() as conn:
+        return list(conn.execute(sa.select(records.c.kind).order_by(records.c.seq)).scalars())
+
+
+# --- the pipeline's stages, in order -------------------------------------------------------------
+
+
+class Seen:
+    """What the stages after a refusal would have touched: the body, the intake thread."""
+
+    def __init__(self) -> None:
+        self.body_read = False
+        self.handed: list[tuple[Any, ...]] = []
+
+    async def run(self, fn: Any, *args: Any) -> list:  # stands in for IntakeThread.run
+        self.handed.append((fn, *args))
+        return []
+
+
+def post(seen: Seen, body: bytes, headers: dict[str, str]) -> Request:
+    async def receive() -> dict[str, Any]:
+        seen.body_read = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": ALERTMANAGER.path, "headers": raw_headers}, receive)
+
+
+ALERT = json.dumps(am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "service": "x"}})).encode()
+
+
+#: (what is wrong, token, body, the refusal's status, whether the body was read by then)
+REFUSALS = [
+    ("no token", None, ALERT, 401, False),
+    ("a role that may not", "audit-readonly", ALERT, 403, False),
+    ("a token that signs, unsigned", "grafana", ALERT, 401, True),
+    ("not JSON", "alertmanager", b"{not json", 400, True),
+    ("not the payload", "alertmanager", b'{"version": "3"}', 422, True),
+]
+
+
+@pytest.mark.parametrize(("case", "token", "body", "status", "body_read"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_the_first_stage_that_refuses_answers_and_no_later_stage_runs(
+    library: Library, ledger: Ledger, token_env: dict[str, str],
+    case: str, token: str | None, body: bytes, status: int, body_read: bool,
+) -> None:
+    seen = Seen()
+    pipeline = WebhookPipeline(Gate(library.site, token_env), Intake(Engine(library, ledger)), seen)  # type: ignore[arg-type]
+    headers = {"Authorization": f"Bearer {token_env[TOKEN_ENV[token]]}"} if token else {}
+    request = post(seen, body, headers)
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(pipeline.answer(ALERTMANAGER, request))
+    assert refused.value.status == status, refused.value.message
+    assert seen.body_read is body_read  # authenticate comes before the body is read
+    assert seen.handed == []  # nothing reached the intake
+
+
+def test_a_signed_body_that_parses_is_handed_to_the_intake_with_the_callers_name(
+    library: Library, ledger: Ledger, token_env: dict[str, str]
+) -> None:
+    seen = Seen()
+    intake = Intake(Engine(library, ledger))
+    pipeline = WebhookPipeline(Gate(library.site, token_env, clock=lambda: 1_800_000_000.0), intake, seen)  # type: ignore[arg-type]
+    stamp = "1800000000"
+    signature = hmac.new(token_env["SOP_HMAC_GRAFANA"].encode(), stamp.encode() + b":" + ALERT, hashlib.sha256)
+    request = post(seen, ALERT, {
+        "Authorization": f"Bearer {token_env[TOKEN_ENV['grafana']]}",
+        "X-Grafana-Alerting-Signature": signature.hexdigest(),
+        "X-Grafana-Alerting-Signature-Timestamp": stamp,
+    })
+    answer = asyncio.run(pipeline.answer(ALERTMANAGER, request))
+    [(method, to, alerts, actor)] = seen.handed
+    assert (method, to, actor) == (Intake.alerts, intake, "token:grafana")
+    assert [a.labels["service"] for a in alerts] == ["x"]
+    assert answer == {"alerts": 1, "counts": {}, "outcomes": []}
+    assert request.state.principal.token == "grafana"  # for the log line of a refusal further on
+
+
+# --- the ledger's batch -------------------------------------------------------------------------
+
+
+def test_a_batch_commits_its_transactions_together_and_then_runs_what_waited_for_the_commit(ledger: Ledger) -> None:
+    seen_at_commit: list[list[str]] = []
+    with ledger.batch():
+        for n in range(3):
+            with ledger.transaction() as tx:
+                tx.append(f"note-{n}")
+            ledger.after_commit(lambda: seen_at_commit.append(kinds(ledger)))
+        with ledger.read() as conn:  # the batch reads its own writes
+            assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 3
+        assert seen_at_commit == []  # nothing ran before the commit
+    assert seen_at_commit == [["note-0", "note-1", "note-2"]] * 3
+    with ledger.transaction() as tx:  # the chain goes on from the batch's last record
+        tx.append("after")
+    assert kinds(ledger) == ["note-0", "note-1", "note-2", "after"]
+
+
+def test_a_failing_batch_leaves_nothing_and_runs_nothing(ledger: Ledger) -> None:
+    ran: list[str] = []
+    with pytest.raises(ValueError, match="bad"), ledger.batch():
+        with ledger.transaction() as tx:
+            tx.append("kept-only-if-all-commit")
+        ledger.after_commit(lambda: ran.append("page"))
+        raise ValueError("bad")
+    assert kinds(ledger) == [] and ran == []
+    with pytest.raises(RuntimeError, match="already open"), ledger.batch(), ledger.batch():
+        pass
+
+
+# --- the intake thread ----------------------------------------------------------------------------
+
+
+def test_one_failing_call_fails_alone_and_the_calls_queued_with_it_are_recorded(ledger: Ledger) -> None:
+    gate = threading.Event()
+    thread = IntakeThread(ledger)
+
+    def hold() -> str:  # keeps the thread busy while the next calls queue up behind it
+        gate.wait(10)
+        return "held"
+
+    def note(name: str) -> str:
+        with ledger.transaction() as tx:
+            tx.append(name)
+        return name
+
+    def broken() -> None:
+        with ledger.transaction() as tx:
+            tx.append("half-written")
+            raise LookupError("this alert is broken")
+
+    async def main() -> list:
+        first = asyncio.ensure_future(thread.run(hold))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(thread.run(note, "a")), asyncio.ensure_future(thread.run(broken)),
+                  asyncio.ensure_future(thread.run(note, "b"))]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *queued, return_exceptions=True)
+
+    try:
+        held, a, bad, b = asyncio.run(main())
+    finally:
+        thread.close()
+    assert thread.largest_batch == 3  # a, broken and b queued behind `hold` and were tried together
+    assert (held, a, b) == ("held", "a", "b")
+    assert isinstance(bad, LookupError) and "broken" in str(bad)
+    assert kinds(ledger) == ["a", "b"]  # the broken call's write was rolled back, the others kept
+
+
+# --- over HTTP ----------------------------------------------------------------------------------
+
+
+def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
+    library: Library, ledger: Ledger, token_env: dict[str, str]
+) -> None:
+    committed_at_launch: dict[str, bool] = {}
+
+    def launch(run_id: str) -> None:  # what the flow-run launcher would do first: find the run
+        with ledger.reader.connect() as conn:
+            committed_at_launch[run_id] = conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, launch=launch))
+    api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
+    prefix = unique("fastpath")
+    bodies = [am_body({"labels": {"alertname": "ServerOverload", "severity": "page",
+                                  "service": f"{prefix}-{i % 20:02d}", "instance": f"i{i}"}}) for i in range(200)]
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda body: api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body),
+                                    bodies))
+    finally:
+        for client in api.clients.values():
+            client.close()
+        served.stop()
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
+    counts = [a.json()["counts"] for a in answers]
+    assert sum(c.get("started", 0) for c in counts) == 20 and sum(c.get("attached", 0) for c in counts) == 180
+    with ledger.read() as conn:
+        opened = conn.execute(sa.select(runs.c.id, runs.c.repeats).where(runs.c.dedup_key.like(f"{prefix}%"))).all()
+    assert len(opened) == 20 and sum(r.repeats for r in opened) == 180
+    assert committed_at_launch == {r.id: True for r in opened}
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-route"])
+def test_the_fast_path_and_the_documented_route_answer_alike(
+    library: Library, ledger: Ledger, token_env: dict[str, str], fast_path: bool
+) -> None:
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, fast_path=fast_path))
+    api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
+    path = "/v1/alerts/alertmanager"
+    service = unique("alike")
+    body = am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "service": service}})
+    try:
+        none = api.as_(None).post(path, json=body)
+        wrong = api.as_("audit-readonly").post(path, json=body)
+        malformed = api.as_("alertmanager").post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+        mistyped = api.as_("alertmanager").post(path, json={**body, "alerts": [{**body["alerts"][0], "labels": "x"}]})
+        first = api.as_("alertmanager").post(path, json=body)
+        again = api.as_("alertmanager").post(path, json=body)
+        get = api.as_("alertmanager").get(path)
+    finally:
+        for client in api.clients.values():
+            client.close()
+        served.stop()
+    assert (none.status_code, none.json()["field"]) == (401, "header.authorization")
+    assert none.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 403 and "has role auditor" in wrong.json()["error"]
+    assert malformed.status_code == 400 and malformed.json()["error"].startswith("malformed JSON")
+    assert mistyped.status_code == 422 and mistyped.json()["field"] == "body.alerts.0.labels"
+    assert first.status_code == 200 and first.json()["alerts"] == 1 and first.json()["counts"] == {"started": 1}
+    assert again.json()["counts"] == {"attached": 1} and again.json()["outcomes"][0]["repeats"] == 1
+    assert get.status_code == 405
+
+
+def test_the_fast_path_serves_every_documented_webhook() -> None:
+    documented = {route.path for route in alerts.router.routes + events.router.routes + metrics.router.routes}
+    assert {webhook.path for webhook in WEBHOOKS} == documented
+
+
+#: (what, path, token, body) for events and metrics, answered in this order by each door
+EVENTS_AND_METRICS = [
+    ("an event", "/v1/events", "alertmanager",
+     {"name": "platform.algorithm_changed", "key": "café-1", "values": {"platform": "café-1", "region": "cn"}}),
+    ("the same event", "/v1/events", "alertmanager",
+     {"name": "platform.algorithm_changed", "key": "café-1", "values": {"platform": "café-1", "region": "cn"}}),
+    ("an event no SOP listens for", "/v1/events", "alertmanager", {"name": "nobody.listens"}),
+    ("an event missing an input", "/v1/events", "alertmanager",
+     {"name": "experiment.concluded", "values": {"verdict": "winner", "experiment_id": "x"}}),
+    ("a bad event", "/v1/events", "alertmanager", {"name": "x y", "values": {"nested": {"no": 1}}}),
+    ("an event as a list", "/v1/events", "alertmanager", []),
+    ("an event without a token", "/v1/events", None, {"name": "x"}),
+    ("an event from an auditor", "/v1/events", "audit-readonly", {"name": "x"}),
+    ("samples that fire", "/v1/metrics", "alertmanager", {"samples": [
+        {"metric": "inventory_cover_days", "value": 9, "at": "2026-11-20T08:10:00+08:00", "labels": {"sku": "sku-1"}},
+        {"metric": "inventory_cover_days", "value": 6.5, "timestamp": 1795600000, "labels": {"sku": "sku-1"}}]}),
+    ("the same samples", "/v1/metrics", "alertmanager", {"samples": [
+        {"metric": "inventory_cover_days", "value": 6.5, "timestamp": 1795600000, "labels": {"sku": "sku-1"}}]}),
+    ("a bad sample", "/v1/metrics", "alertmanager",
+     {"samples": [{"metric": "inventory_cover_days", "value": 1, "at": "yesterday"}]}),
+    ("no samples", "/v1/metrics", "alertmanager", {"samples": []}),
+    ("samples from an operator", "/v1/metrics", "ops-console", {"samples": []}),
+]
+
+
+def answers(library: Library, ledger: Ledger, token_env: dict[str, str], fast_path: bool) -> list[tuple]:
+    """What each request of EVENTS_AND_METRICS got, run ids replaced by their order of appearance."""
+    served = ServedApp(create_app(Engine(library, ledger), env=token_env, fast_path=fast_path))
+    api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
+    run_ids: dict[str, str] = {}
+    got = []
+    try:
+        for _what, path, token, body in EVENTS_AND_METRICS:
+            answer = api.as_(token).post(path, json=body)
+            text = re.sub(r'"run":"(\w+)"', lambda m: f'"run":"{run_ids.setdefault(m[1], str(len(run_ids)))}"',
+                          answer.text)
+            got.append((answer.status_code, answer.headers.get("www-authenticate"), answer.headers["content-type"],
+                        text))
+    finally:
+        for client in api.clients.values():
+            client.close()
+        served.stop()
+    return got
+
+
+def test_events_and_metrics_answer_alike_through_the_fast_path_and_the_routes(
+    library: Library, token_env: dict[str, str], tmp_path: Path
+) -> None:
+    doors = {}
+    for fast_path in (True, False):
+        ledger = Ledger(f"sqlite:///{tmp_path / f'ledger-{fast_path}.db'}")
+        ledger.migrate()
+        try:
+            doors[fast_path] = answers(library, ledger, token_env, fast_path)
+        finally:
+            ledger.dispose()
+    statuses = [status for status, *_ in doors[True]]
+    assert statuses == [200, 200, 200, 200, 422, 422, 401, 403, 200, 200, 422, 422, 403]
+    assert "café-1" in doors[True][0][3]  # as sent, not \u-escaped
+    for (what, *_), fast, route in zip(EVENTS_AND_METRICS, doors[True], doors[False], strict=True):
+        assert fast == route, what
