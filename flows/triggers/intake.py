@@ -23,6 +23,7 @@ from jinja2 import TemplateError
 from flows.engine.transitions import Engine, InputRefused
 from flows.language.config import expand_env
 from flows.language.expressions import render_value
+from flows.ledger.vocabulary import RecordKind
 from flows.triggers import rules
 from flows.triggers.match import matches
 from flows.triggers.metrics import SampleStore
@@ -191,7 +192,7 @@ class Intake:
         self.engine.note(
             run_id,
             None,
-            "alert_resolved",
+            RecordKind.ALERT_RESOLVED,
             actor=actor,
             fingerprint=payload.get("fingerprint"),
             labels=payload.get("labels"),
