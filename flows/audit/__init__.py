@@ -73,15 +73,17 @@ class Audit:
                              sop_class: str | None = None, max_timelines: int | None = None,
                              workers: int | None = None, min_records: int = MIN_RECORDS,
                              progress: Callable[[float], None] | None = None) -> tuple[Report, list[Any]]:
-        """The figures and each drawn run's chart, read on two processes (see :mod:`flows.audit.parallel`)."""
+        """The figures and each drawn run's chart, read on two processes where forking is safe
+        (one thread in this process), else on one (see :mod:`flows.audit.parallel`)."""
         return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
                                     sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
                                     min_records=min_records, progress=progress)
 
     def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
                min_records: int = MIN_RECORDS, progress: Callable[[float], None] | None = None) -> Verification:
-        """Walk the hash chain, on two processes for a long one (see :func:`flows.audit.parallel.verify_ledger`;
-        ``workers=1`` where forking is unsafe: a process with other threads, like the API's)."""
+        """Walk the hash chain, on two processes for a long one where forking is safe (one thread in
+        this process; the API's threads get one process without asking), see
+        :func:`flows.audit.parallel.verify_ledger`."""
         return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records, progress=progress)
 
     def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:

@@ -49,7 +49,7 @@ def _audit() -> Audit:
 def _progress(what: str) -> Iterator[Callable[[float], None] | None]:
     """A bar on the terminal (stderr) while ``what`` goes on, told the share done; None when
     stderr is not a terminal (scripts, CI, pipes get no bar). It draws only when told (no
-    thread: the report and verify fork a child, which must not inherit one)."""
+    thread: the report and verify fork a child only in a process that runs one thread)."""
     if not (err_console.is_terminal and sys.stderr.isatty()):  # FORCE_COLOR in a CI log is no terminal
         yield None
         return
