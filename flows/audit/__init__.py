@@ -24,7 +24,7 @@ from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
 from flows.audit.queries import AuditError, Window, check_class, load_run, load_runs, paused_gc, window
-from flows.audit.report import Report, build_report
+from flows.audit.report import ComplianceReport, compliance_report
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification
@@ -63,16 +63,16 @@ class Audit:
         return document(self.run(run_id), self.now())
 
     def report(self, within: Window | None = None, *, sop: str | None = None,
-               sop_class: str | None = None) -> tuple[Report, list[RunAudit]]:
+               sop_class: str | None = None) -> tuple[ComplianceReport, list[RunAudit]]:
         """The compliance figures, and the runs (for their timelines)."""
         with paused_gc():
             runs = self.runs(within, sop=sop, sop_class=sop_class)
-            return build_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
+            return compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
                              workers: int | None = None, min_records: int = MIN_RECORDS,
-                             progress: Callable[[float], None] | None = None) -> tuple[Report, list[Any]]:
+                             progress: Callable[[float], None] | None = None) -> tuple[ComplianceReport, list[Any]]:
         """The figures and each drawn run's chart, read on two processes where forking is safe
         (one thread in this process), else on one (see :mod:`flows.audit.parallel`)."""
         return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
@@ -91,4 +91,4 @@ class Audit:
             return sop_history(conn, sop_id, current_hash)
 
 
-__all__ = ["Anchor", "Audit", "AuditError", "Report", "RunAudit", "RunLine", "SopHistory", "Verification", "Window"]
+__all__ = ["Anchor", "Audit", "AuditError", "ComplianceReport", "RunAudit", "RunLine", "SopHistory", "Verification", "Window"]

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.queries import Part, Window, at_column, load_runs, outlines, paused_gc, record_time
-from flows.audit.report import Report, RunFacts, aggregate, run_facts
+from flows.audit.report import ComplianceReport, RunFacts, aggregate, run_facts
 from flows.audit.verify import Anchor, Verification, Walk, conclude, head_of, record_before, share, verify_chain, walk
 from flows.ledger import Ledger
 from flows.ledger.schema import records, sop_versions
@@ -77,7 +77,7 @@ def _processes(workers: int | None) -> int:
 def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: str | None = None,
                          sop_class: str | None = None, max_timelines: int | None = None,
                          workers: int | None = None, min_records: int = MIN_RECORDS,
-                         progress: Callable[[float], None] | None = None) -> tuple[Report, Sections]:
+                         progress: Callable[[float], None] | None = None) -> tuple[ComplianceReport, Sections]:
     """The report and the sections of the first ``max_timelines`` runs (None: all), in start order.
 
     Two processes when ``workers`` (default: the cores, at most 2) allows, forking is safe
