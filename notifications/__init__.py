@@ -8,7 +8,7 @@ The engine's whole interface::
     message = render_for("assigned", ctx, site=site)           # each reader gets their --actor and time zone
     dispatcher.submit(message, people, on_done=record_in_ledger)   # returns at once
 
-or, waiting: ``results = deliver(render("assigned", ctx, site), people)``. Delivery never
+or, waiting: ``results = deliver(render_message("assigned", ctx, site), people)``. Delivery never
 raises for a failed destination: each destination tried gives a :class:`DeliveryResult`
 (masked destination, ok, error, attempts, latency). This package knows nothing of the
 ledger or of Prefect. See docs/notifications.md.
@@ -39,7 +39,7 @@ from notifications.message import (
     SummaryRow,
 )
 from notifications.overrides import validate_overrides
-from notifications.templating import render, render_for
+from notifications.templating import render_for, render_message
 
 # a library logs, the application decides where to (no "No handlers" fallback to stderr)
 logging.getLogger("notifications").addHandler(logging.NullHandler())
@@ -71,7 +71,7 @@ __all__ = [
     "read_inbox",
     "recipients",
     "redact",
-    "render",
     "render_for",
+    "render_message",
     "validate_overrides",
 ]
