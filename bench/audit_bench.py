@@ -62,7 +62,7 @@ class RecordingPager(Pager):
 
         results = [DeliveryResult(recipient=t, recipient_kind="role", destination=f"inbox://{t}", ok=True, error=None,
                                   attempts=1, latency=0.004, at=engine.clock.now()) for t in page.targets]
-        self.record(page.run_id, page.step_id, page.kind, results, page.outbox_id)
+        self.record_deliveries(page.run_id, page.step_id, page.kind, results, page.outbox_id)
 
 
 def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, rng: random.Random) -> None:
