@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
-from flows.audit.queries import NotFound
 from flows.audit.report import COMPLIANCE_COLUMNS
+from flows.audit.scope import NotFound
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 

@@ -4,7 +4,9 @@ Read-only over the ledger. Everything an auditor sees is rebuilt from the hash-c
 ``records`` (see :mod:`flows.audit.model`), never from the engine's projections, so a
 report is exactly as trustworthy as ``sop audit verify`` says the chain is.
 
+- :mod:`~flows.audit.scope`    what is asked: the window, the class; :class:`AuditError`
 - :mod:`~flows.audit.queries`  which runs, read from the chain
+- :mod:`~flows.audit.model`    a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it
 - :mod:`~flows.audit.verify`   recompute the chain, name the first broken record
 - :mod:`~flows.audit.report`   SLA figures (per SOP, per class, late steps by role)
 - :mod:`~flows.audit.html`     the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
@@ -23,8 +25,9 @@ from typing import Any
 from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
-from flows.audit.queries import AuditError, Window, check_class, load_run, load_runs, paused_gc, window
+from flows.audit.queries import load_run, load_runs, paused_gc
 from flows.audit.report import ComplianceReport, compliance_report
+from flows.audit.scope import AuditError, Window, check_class, window
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification

@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from flows.audit.model import MET, MISSED, RunAudit, parse_time, percentile
-from flows.audit.queries import CLASSES, Window, paused_gc
+from flows.audit.queries import paused_gc
+from flows.audit.scope import CLASSES, Window
 from flows.audit.summary import RUN_COLUMNS, RunLine
 
 SOP_TIME_NOTE = ("Durations are SOP time: wall-clock duration × the run's speed (a drill compressed 60× that "

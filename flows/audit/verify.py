@@ -32,7 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.queries import AuditError, at_column, record_time, text_hash
+from flows.audit.queries import at_column, record_time, text_hash
+from flows.audit.scope import AuditError
 from flows.ledger import GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
