@@ -47,7 +47,8 @@ from flows.ledger.schema import records, sop_versions
 if TYPE_CHECKING:  # the HTML module (and Jinja) loads only when a report is drawn
     from flows.audit.html import Sections
 
-#: below this many records (about 1,000 runs) one process is as fast (forking and handing over cost ~50 ms)
+#: below this many records (about 1,000 runs) one process is as fast: forking and handing over cost what a second
+#: process saves (figures: docs/benchmarks.md)
 MIN_RECORDS = 40_000
 
 Half = tuple[list[tuple[Any, ...]], "Sections"]  # facts as tuples, the drawn sections
@@ -98,8 +99,8 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
         high = _seq_from(conn, within.until, low, max_seq + 1) if within.until is not None else max_seq + 1
         if workers >= 2:
             # parse the pinned SOPs once, before the fork: the child inherits them (each process
-            # would parse them itself, ~5 ms a text, on the way to its first run); only when they
-            # are few, as pinned_sop remembers 256
+            # would parse them itself, on the way to its first run); only when they are few, as
+            # pinned_sop remembers 256
             texts = conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.text).limit(201)).all()
             if len(texts) <= 200:
                 outlines(dict(texts))  # type: ignore[arg-type]
@@ -121,7 +122,7 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
             if keep is not None:  # the child: it exits as soon as it has handed its half over, freeing nothing
                 keep.append(loaded)
             # else freed now, by reference counting: with the collector back on, its first pass
-            # would walk every object of every run (a tenth of a second or more) just before they go
+            # would walk every object of every run just before they go
             del loaded, drawn
         return done
 

@@ -177,7 +177,8 @@ def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: s
 
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while building many small acyclic objects (twice as fast at 10,000 runs)."""
+    """No cyclic garbage collection while building many small acyclic objects: its passes would walk
+    them all, again and again, and find nothing to free."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -300,8 +301,8 @@ def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any,
 
 def _chunks(conn: Connection, query: Any, size: int = 10_000) -> Iterator[Sequence[Any]]:
     """The rows of a query, a chunk at a time. On SQLite straight from the driver's cursor: these
-    columns need no conversion (times come as text, see :func:`at_column`), and SQLAlchemy's row
-    objects cost a third of the time of reading 10,000 runs."""
+    columns need no conversion (times come as text, see :func:`at_column`), and building SQLAlchemy's
+    row objects is a large share of reading a long report."""
     result = conn.execute(query)
     try:
         source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None

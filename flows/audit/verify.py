@@ -147,7 +147,7 @@ def _rows(conn: Connection, low: int | None = None) -> Iterator[tuple[Any, ...]]
                                                                             "prev_hash", "hash"))]
     query = sa.select(*columns).order_by(records.c.seq)
     result = conn.execute(query if low is None else query.where(records.c.seq >= low))
-    source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: a third faster
+    source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: no row objects
     try:
         while chunk := (source or result).fetchmany(5000):
             yield from chunk

@@ -92,8 +92,8 @@ class Tx:
 
     # --- the hot statements --------------------------------------------------------------------
     # On SQLite a statement built once goes straight to the driver with its compiled text: the
-    # same SQL SQLAlchemy would send, times written as SQLAlchemy writes them, without the ~40 us
-    # of SQLAlchemy's execution per statement (most of a repeated alert's cost). Rows come back
+    # same SQL SQLAlchemy would send, times written as SQLAlchemy writes them, without SQLAlchemy's
+    # execution layer per statement (most of a repeated alert's cost). Rows come back
     # as the driver's tuples (no conversion: select no times this way), and the driver's own
     # errors (sqlite3.IntegrityError, not SQLAlchemy's) are raised: where a caller catches a
     # constraint violation, use ``conn.execute``.
@@ -180,7 +180,7 @@ def _begin_immediate(dbapi_conn: Any) -> None:
     SQLite's own busy handler (the writers' connections have none, see ``_make_engine``) sleeps
     1, 2, 5, 10, 15, 20, 25, 25, 25, 50… ms between tries, so a writer that waited a little waits
     on long after the lock is free: in an alert storm the API and the pager process took turns
-    at the lock, and each waited up to 80 ms for a lock held a few.
+    at the lock, and each waited many times longer than the lock was held.
     """
     cursor = dbapi_conn.cursor()
     deadline = None
