@@ -10,8 +10,17 @@ The engine's whole interface::
 
 or, waiting: ``results = deliver(render_message("assigned", ctx, site), people)``. Delivery never
 raises for a failed destination: each destination tried gives a :class:`DeliveryResult`
-(masked destination, ok, error, attempts, latency). This package knows nothing of the
-ledger or of Prefect. See docs/notifications.md.
+(masked destination, ok, error, attempts, latency). See docs/notifications.md.
+
+Owns: what a message says (``message``: the context templates read, one kind each;
+``templating``: one Jinja2 template per kind, a site's own checked by ``overrides``;
+``urgency``, ``actions``), who is meant (``addressing``), and delivery: Apprise with
+retries (``delivery``, ``attempt``), secrets masked (``masking``), many at once
+(``dispatch``), the local inbox (``inbox``).
+
+May import: ``flows.language`` only (the site's people and settings, priorities, the
+project root), plus Jinja2 and Apprise. Never the engine, the ledger, Prefect or
+SQLAlchemy: the engine hands it a context and records the results it gets back.
 """
 
 from __future__ import annotations

@@ -2,18 +2,30 @@
 
 Read-only over the ledger. Everything an auditor sees is rebuilt from the hash-chained
 ``records`` (see :mod:`flows.audit.model`), never from the engine's projections, so a
-report is exactly as trustworthy as ``sop audit verify`` says the chain is.
+report is exactly as trustworthy as ``sop audit verify`` says the chain is. It writes
+nothing and sends nothing.
 
-- :mod:`~flows.audit.scope`    what is asked: the window, the class; :class:`AuditError`
-- :mod:`~flows.audit.queries`  which runs, read from the chain
-- :mod:`~flows.audit.model`    a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it
-- :mod:`~flows.audit.verify`   recompute the chain, name the first broken record
-- :mod:`~flows.audit.report`   SLA figures (per SOP, per class, late steps by role)
-- :mod:`~flows.audit.html`     the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
-- :mod:`~flows.audit.history`  which SOP texts ran when, with diffs
-- :mod:`~flows.api.audit`      the same under ``/v1/audit`` (auditor role)
+Owns:
 
-:class:`Audit` is the one entry point the CLI and the API share.
+- :mod:`~flows.audit.scope`     what is asked: the window, the class; :class:`AuditError`
+- :mod:`~flows.audit.queries`   which runs, read from the chain
+- :mod:`~flows.audit.model`     a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it
+- :mod:`~flows.audit.verify`    recompute the chain, name the first broken record
+- :mod:`~flows.audit.report`    SLA figures (per SOP, per class, late steps by role)
+- :mod:`~flows.audit.parallel`  the report and the walk on two processes, only where forking is safe
+- :mod:`~flows.audit.html`      the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
+- :mod:`~flows.audit.history`   which SOP texts ran when, with diffs
+- :mod:`~flows.audit.summary`, :mod:`~flows.audit.timeline`, :mod:`~flows.audit.export`
+  one line per run, one run's whole story, JSON and CSV
+
+:class:`Audit` is the one entry point the CLI (:mod:`flows.cli.audit`) and the API
+(:mod:`flows.api.audit`, under ``/v1/audit`` for the auditor role) share.
+
+May import: ``flows.ledger`` (the records, a read connection), ``flows.language`` (the
+pinned SOP texts, durations) and, only where it must, the engine's read side
+(``flows.engine.view``: the step states that end a step, a pinned SOP's cached parse),
+plus SQLAlchemy and Jinja2. Never ``flows.api``, ``flows.runtime`` or ``flows.cli``, which
+call it, nor the engine's writing side, Prefect or the triggers.
 """
 
 from __future__ import annotations

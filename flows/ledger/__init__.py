@@ -4,6 +4,15 @@ Every write goes through :meth:`Ledger.transaction`, which serialises writers (S
 ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock) so that each record can carry the hash of
 the one before it, and so that fences (unique timer levels, the open-run dedup key) are
 decided by the database, not by memory.
+
+Owns: the tables (``schema``: records, pinned SOP texts, the projections, deliveries,
+metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
+(:func:`record_hash`, ``GENESIS``), transactions and read connections (:class:`Ledger`,
+:class:`Tx`, with its fast path for the hot statements on SQLite).
+
+May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
+language, notifications, the engine or anything above: it stores the records it is given
+and knows no SOP.
 """
 
 from __future__ import annotations
