@@ -33,7 +33,7 @@ from rich.table import Table
 
 from flows.audit import Audit
 from flows.audit.html import Sections, render_html
-from flows.audit.report import build_report
+from flows.audit.report import compliance_report
 from flows.clock import ManualClock
 from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
@@ -63,7 +63,7 @@ class RecordingPager(Pager):
 
         results = [DeliveryResult(recipient=t, recipient_kind="role", destination=f"inbox://{t}", ok=True, error=None,
                                   attempts=1, latency=0.004, at=engine.clock.now()) for t in page.targets]
-        self.record(page.run_id, page.step_id, page.kind, results, page.outbox_id)
+        self.record_deliveries(page.run_id, page.step_id, page.kind, results, page.outbox_id)
 
 
 def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, rng: random.Random) -> None:
@@ -226,14 +226,14 @@ def main() -> None:
         # what `sop audit report --csv/--json` and `--html --no-verify` do, each from a clean heap
         cpu: dict[str, float] = {}
         figures_only_s, cpu["figures"], _ = timed(3, lambda: audit.report_with_sections(max_timelines=0))  # two processes
-        figures_one_s, cpu["figures_one"], _ = timed(3, lambda: build_report(audit.runs(), now))
+        figures_one_s, cpu["figures_one"], _ = timed(3, lambda: compliance_report(audit.runs(), now))
         # `sop audit report --html`: read and drawn on two processes (flows/audit/parallel.py) ...
         total_s, cpu["html"], _ = timed(3, lambda: len(_html(audit.report_with_sections())))
         # ... and the same on one process (what the API does)
         single_s, cpu["html_one"], _ = timed(3, lambda: len(_html(audit.report_with_sections(workers=1))))
         # the same, step by step
         load_s, runs = best_of(3, lambda: audit.runs())
-        figures_s, report = best_of(3, lambda: build_report(runs, now))
+        figures_s, report = best_of(3, lambda: compliance_report(runs, now))
         html_s, html = best_of(3, lambda: render_html(report, Sections.draw(runs, now)))
         # `sop audit verify`, on two processes and on one (the API's way) ...
         verify_s, checked = best_of(3, lambda: audit.verify())

@@ -8,10 +8,19 @@ The engine's whole interface::
     message = render_for("assigned", ctx, site=site)           # each reader gets their --actor and time zone
     dispatcher.submit(message, people, on_done=record_in_ledger)   # returns at once
 
-or, waiting: ``results = deliver(render("assigned", ctx, site), people)``. Delivery never
+or, waiting: ``results = deliver(render_message("assigned", ctx, site), people)``. Delivery never
 raises for a failed destination: each destination tried gives a :class:`DeliveryResult`
-(masked destination, ok, error, attempts, latency). This package knows nothing of the
-ledger or of Prefect. See docs/notifications.md.
+(masked destination, ok, error, attempts, latency). See docs/notifications.md.
+
+Owns: what a message says (``message``: the context templates read, one kind each;
+``templating``: one Jinja2 template per kind, a site's own checked by ``overrides``;
+``urgency``, ``actions``), who is meant (``addressing``), and delivery: Apprise with
+retries (``delivery``, ``attempt``), secrets masked (``masking``), many at once
+(``dispatch``), the local inbox (``inbox``).
+
+May import: ``flows.language`` only (the site's people and settings, priorities, the
+project root), plus Jinja2 and Apprise. Never the engine, the ledger, Prefect or
+SQLAlchemy: the engine hands it a context and records the results it gets back.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from notifications.message import (
     SummaryRow,
 )
 from notifications.overrides import validate_overrides
-from notifications.templating import render, render_for
+from notifications.templating import render_for, render_message
 
 # a library logs, the application decides where to (no "No handlers" fallback to stderr)
 logging.getLogger("notifications").addHandler(logging.NullHandler())
@@ -71,7 +80,7 @@ __all__ = [
     "read_inbox",
     "recipients",
     "redact",
-    "render",
     "render_for",
+    "render_message",
     "validate_overrides",
 ]

@@ -18,7 +18,7 @@ from flows.language.loader import SpecError
 from notifications.errors import RenderError
 from notifications.message import KINDS, template_fields
 from notifications.samples import sample
-from notifications.templating import SUFFIX, environment, render, template_name
+from notifications.templating import SUFFIX, environment, render_message, template_name
 
 #: names Jinja itself provides to every template
 JINJA_NAMES = frozenset(
@@ -80,7 +80,7 @@ def validate_overrides(config_dir: Path | str) -> list[SpecError]:
         return errors
     for kind in KINDS:
         try:
-            render(kind, sample(kind), overrides_dir=folder)
+            render_message(kind, sample(kind), overrides_dir=folder)
         except RenderError as exc:
             file = exc.file or str(folder / template_name(kind))
             message = str(exc).removeprefix(f"{exc.file}:{exc.line}: ").removeprefix(f"{exc.file}: ")

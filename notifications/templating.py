@@ -92,7 +92,7 @@ def environment(overrides_dir: str | None) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def render(kind: str, ctx: Context, site: Site | None = None, overrides_dir: Path | str | None = None) -> Message:
+def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_dir: Path | str | None = None) -> Message:
     """Render the ``kind`` template for ``ctx`` into a :class:`Message`.
 
     ``kind`` picks the template (the context's kind is set to it). Times are shown in the
@@ -140,7 +140,7 @@ def render_for(
 
     def message_for(recipient: Recipient) -> Message:
         info = RecipientInfo(id=recipient.id, name=recipient.name, timezone=recipient.timezone)
-        return render(kind, ctx.for_recipient(info), site=site, overrides_dir=overrides_dir)
+        return render_message(kind, ctx.for_recipient(info), site=site, overrides_dir=overrides_dir)
 
     return message_for
 

@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
-from flows.audit.queries import NotFound
 from flows.audit.report import COMPLIANCE_COLUMNS
+from flows.audit.scope import NotFound
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 
@@ -83,9 +83,8 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
     subject = _audit(request)
     try:
         within = subject.window(since, until)
-        if format == "html":  # one process: forking a threaded server is not safe
-            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
-                                                          max_timelines=timelines, workers=1)
+        if format == "html":  # on one process: the server runs threads, so forking is not safe (nor tried)
+            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, max_timelines=timelines)
         else:
             report, _ = subject.report(within, sop=sop, sop_class=sop_class)
     except AuditError as exc:
@@ -95,7 +94,7 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
     if format == "html":
         from flows.audit.html import render_html
 
-        return HTMLResponse(render_html(report, charts, verification=subject.verify(workers=1)))
+        return HTMLResponse(render_html(report, charts, verification=subject.verify()))
     return _json(report.to_dict())
 
 
@@ -107,7 +106,7 @@ def audit_verify(request: Request, anchor: list[str] = Query(default_factory=lis
         anchors = [Anchor.parse(a) for a in anchor]
     except AuditError as exc:
         raise _refused(exc, "query.anchor") from None
-    return _json(_audit(request).verify(anchors, workers=1).to_dict())
+    return _json(_audit(request).verify(anchors).to_dict())
 
 
 @router.get("/sops/{sop}/history")

@@ -2,16 +2,30 @@
 
 Read-only over the ledger. Everything an auditor sees is rebuilt from the hash-chained
 ``records`` (see :mod:`flows.audit.model`), never from the engine's projections, so a
-report is exactly as trustworthy as ``sop audit verify`` says the chain is.
+report is exactly as trustworthy as ``sop audit verify`` says the chain is. It writes
+nothing and sends nothing.
 
-- :mod:`~flows.audit.queries`  which runs, read from the chain
-- :mod:`~flows.audit.verify`   recompute the chain, name the first broken record
-- :mod:`~flows.audit.report`   SLA figures (per SOP, per class, late steps by role)
-- :mod:`~flows.audit.html`     the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
-- :mod:`~flows.audit.history`  which SOP texts ran when, with diffs
-- :mod:`~flows.api.audit`      the same under ``/v1/audit`` (auditor role)
+Owns:
 
-:class:`Audit` is the one entry point the CLI and the API share.
+- :mod:`~flows.audit.scope`     what is asked: the window, the class; :class:`AuditError`
+- :mod:`~flows.audit.queries`   which runs, read from the chain
+- :mod:`~flows.audit.model`     a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it
+- :mod:`~flows.audit.verify`    recompute the chain, name the first broken record
+- :mod:`~flows.audit.report`    SLA figures (per SOP, per class, late steps by role)
+- :mod:`~flows.audit.parallel`  the report and the walk on two processes, only where forking is safe
+- :mod:`~flows.audit.html`      the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
+- :mod:`~flows.audit.history`   which SOP texts ran when, with diffs
+- :mod:`~flows.audit.summary`, :mod:`~flows.audit.timeline`, :mod:`~flows.audit.export`
+  one line per run, one run's whole story, JSON and CSV
+
+:class:`Audit` is the one entry point the CLI (:mod:`flows.cli.audit`) and the API
+(:mod:`flows.api.audit`, under ``/v1/audit`` for the auditor role) share.
+
+May import: ``flows.ledger`` (the records, a read connection), ``flows.language`` (the
+pinned SOP texts, durations) and, only where it must, the engine's read side
+(``flows.engine.view``: the step states that end a step, a pinned SOP's cached parse),
+plus SQLAlchemy and Jinja2. Never ``flows.api``, ``flows.runtime`` or ``flows.cli``, which
+call it, nor the engine's writing side, Prefect or the triggers.
 """
 
 from __future__ import annotations
@@ -23,8 +37,9 @@ from typing import Any
 from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
-from flows.audit.queries import AuditError, Window, check_class, load_run, load_runs, paused_gc, window
-from flows.audit.report import Report, build_report
+from flows.audit.queries import load_run, load_runs, paused_gc
+from flows.audit.report import ComplianceReport, compliance_report
+from flows.audit.scope import AuditError, Window, check_class, window
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification
@@ -63,25 +78,27 @@ class Audit:
         return document(self.run(run_id), self.now())
 
     def report(self, within: Window | None = None, *, sop: str | None = None,
-               sop_class: str | None = None) -> tuple[Report, list[RunAudit]]:
+               sop_class: str | None = None) -> tuple[ComplianceReport, list[RunAudit]]:
         """The compliance figures, and the runs (for their timelines)."""
         with paused_gc():
             runs = self.runs(within, sop=sop, sop_class=sop_class)
-            return build_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
+            return compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
                              workers: int | None = None, min_records: int = MIN_RECORDS,
-                             progress: Callable[[float], None] | None = None) -> tuple[Report, list[Any]]:
-        """The figures and each drawn run's chart, read on two processes (see :mod:`flows.audit.parallel`)."""
+                             progress: Callable[[float], None] | None = None) -> tuple[ComplianceReport, list[Any]]:
+        """The figures and each drawn run's chart, read on two processes where forking is safe
+        (one thread in this process), else on one (see :mod:`flows.audit.parallel`)."""
         return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
                                     sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
                                     min_records=min_records, progress=progress)
 
     def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
                min_records: int = MIN_RECORDS, progress: Callable[[float], None] | None = None) -> Verification:
-        """Walk the hash chain, on two processes for a long one (see :func:`flows.audit.parallel.verify_ledger`;
-        ``workers=1`` where forking is unsafe: a process with other threads, like the API's)."""
+        """Walk the hash chain, on two processes for a long one where forking is safe (one thread in
+        this process; the API's threads get one process without asking), see
+        :func:`flows.audit.parallel.verify_ledger`."""
         return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records, progress=progress)
 
     def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:
@@ -89,4 +106,4 @@ class Audit:
             return sop_history(conn, sop_id, current_hash)
 
 
-__all__ = ["Anchor", "Audit", "AuditError", "Report", "RunAudit", "RunLine", "SopHistory", "Verification", "Window"]
+__all__ = ["Anchor", "Audit", "AuditError", "ComplianceReport", "RunAudit", "RunLine", "SopHistory", "Verification", "Window"]

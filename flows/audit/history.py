@@ -17,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.queries import NotFound, pinned_texts, text_hash
+from flows.audit.queries import pinned_texts, text_hash
+from flows.audit.scope import NotFound
 from flows.ledger import utc
 from flows.ledger.schema import records
 

@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 from flows.audit.gantt import gantt, legend
 from flows.audit.model import RunAudit
 from flows.audit.queries import paused_gc
-from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, Report
+from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, ComplianceReport
 from flows.audit.verify import Verification
 from flows.language.durations import format_duration
 
@@ -220,7 +220,7 @@ class Sections(Sequence[Markup]):
 _SLOT = "<!--sop-audit-charts-->"  # where the charts go (escaped text can hold no "<")
 
 
-def render_html(report: Report, charts: Sequence[Markup], *, verification: Verification | None = None) -> str:
+def render_html(report: ComplianceReport, charts: Sequence[Markup], *, verification: Verification | None = None) -> str:
     """The whole report around the charts of its first runs (drawn by
     :func:`flows.audit.parallel.report_with_sections` as :class:`Sections`, or :func:`run_section` each)."""
     now = report.generated_at

@@ -14,8 +14,11 @@ a file. The parent's runs all started before the child's, so the report is the p
 then the child's, in start order, without sorting or re-joining anything. If the child
 fails, the parent does its half too: the answer never depends on the fork.
 
-Only for a single-threaded process (the CLI): forking a process with other threads running
-(``sop serve``'s API) could copy a lock another thread holds. The API draws in one process.
+Forking is safe only in a process that runs one thread (the CLI): a fork copies every lock
+as it is, and one held by another thread (``sop serve``'s API serves requests on a thread
+pool) would stay held in the child for ever. So both entry points fork only when
+:func:`forking_is_safe` says so, and otherwise do the whole work in this process: a caller
+need not know (the API gets one process without asking).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import mmap
 import os
 import pickle
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable
 from datetime import datetime
@@ -33,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.queries import Part, Window, at_column, load_runs, outlines, paused_gc, record_time
-from flows.audit.report import Report, RunFacts, aggregate, run_facts
+from flows.audit.queries import Part, at_column, load_runs, outlines, paused_gc, record_time
+from flows.audit.report import ComplianceReport, RunFacts, aggregate, run_facts
+from flows.audit.scope import Window
 from flows.audit.verify import Anchor, Verification, Walk, conclude, head_of, record_before, share, verify_chain, walk
 from flows.ledger import Ledger
 from flows.ledger.schema import records, sop_versions
@@ -42,25 +47,49 @@ from flows.ledger.schema import records, sop_versions
 if TYPE_CHECKING:  # the HTML module (and Jinja) loads only when a report is drawn
     from flows.audit.html import Sections
 
-#: below this many records (about 1,000 runs) one process is as fast (forking and handing over cost ~50 ms)
+#: below this many records (about 1,000 runs) one process is as fast: forking and handing over cost what a second
+#: process saves (figures: docs/benchmarks.md)
 MIN_RECORDS = 40_000
 
 Half = tuple[list[tuple[Any, ...]], "Sections"]  # facts as tuples, the drawn sections
 
 
+def forking_is_safe() -> bool:
+    """Whether this process may fork a child that runs Python: it can fork, and it runs one thread.
+
+    The threads are counted by the operating system where it says (``/proc/self/task`` on
+    Linux), as CPython 3.12 does before it warns that a fork may deadlock: that also sees
+    threads a C library started, which :func:`threading.active_count` does not. When this
+    process runs one thread, no other can start between this answer and the fork.
+    """
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # no /proc (macOS, BSD): the threads Python knows of are all we can count
+        return True
+
+
+def _processes(workers: int | None) -> int:
+    """How many processes to use: ``workers`` (default: the cores, at most 2), one if forking is not safe."""
+    wanted = workers if workers is not None else min(2, os.cpu_count() or 1)
+    return wanted if wanted < 2 or forking_is_safe() else 1
+
+
 def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: str | None = None,
                          sop_class: str | None = None, max_timelines: int | None = None,
                          workers: int | None = None, min_records: int = MIN_RECORDS,
-                         progress: Callable[[float], None] | None = None) -> tuple[Report, Sections]:
+                         progress: Callable[[float], None] | None = None) -> tuple[ComplianceReport, Sections]:
     """The report and the sections of the first ``max_timelines`` runs (None: all), in start order.
 
-    Two processes when ``workers`` (default: the cores, at most 2) allows and the window
-    spans at least ``min_records`` records; one otherwise. ``progress`` is told the share
-    done now and then: of this process's half when there are two (the child's goes along).
+    Two processes when ``workers`` (default: the cores, at most 2) allows, forking is safe
+    (:func:`forking_is_safe`: no other thread runs) and the window spans at least
+    ``min_records`` records; one otherwise, with the same answer. ``progress`` is told the
+    share done now and then: of this process's half when there are two (the child's goes along).
     """
     from flows.audit.html import Sections
 
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    workers = _processes(workers)
     with ledger.read() as conn:  # the snapshot, and the records the window spans (a few primary-key lookups)
         # (min and max in one select would scan the table: as two subqueries each is one b-tree lookup)
         first, max_seq = conn.execute(sa.select(sa.select(sa.func.min(records.c.seq)).scalar_subquery(),
@@ -70,8 +99,8 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
         high = _seq_from(conn, within.until, low, max_seq + 1) if within.until is not None else max_seq + 1
         if workers >= 2:
             # parse the pinned SOPs once, before the fork: the child inherits them (each process
-            # would parse them itself, ~5 ms a text, on the way to its first run); only when they
-            # are few, as pinned_sop remembers 256
+            # would parse them itself, on the way to its first run); only when they are few, as
+            # pinned_sop remembers 256
             texts = conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.text).limit(201)).all()
             if len(texts) <= 200:
                 outlines(dict(texts))  # type: ignore[arg-type]
@@ -93,11 +122,11 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
             if keep is not None:  # the child: it exits as soon as it has handed its half over, freeing nothing
                 keep.append(loaded)
             # else freed now, by reference counting: with the collector back on, its first pass
-            # would walk every object of every run (a tenth of a second or more) just before they go
+            # would walk every object of every run just before they go
             del loaded, drawn
         return done
 
-    if workers < 2 or high - low < max(min_records, 2) or not hasattr(os, "fork"):
+    if workers < 2 or high - low < max(min_records, 2):
         facts, sections = half(Part(max_seq=max_seq), told=progress)
     else:
         later, kept = Part(first=cut, max_seq=max_seq), []
@@ -122,7 +151,8 @@ def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, worker
                   min_records: int = MIN_RECORDS, cut: int | None = None,
                   progress: Callable[[float], None] | None = None) -> Verification:
     """:func:`~flows.audit.verify.verify_chain` on two processes when ``workers`` (default: the
-    cores, at most 2) allows and the chain has at least ``min_records`` records; the same answer.
+    cores, at most 2) allows, forking is safe (:func:`forking_is_safe`: no other thread runs)
+    and the chain has at least ``min_records`` records; the same answer either way.
 
     The chain is cut at its middle ``seq`` (or at ``cut``): a forked child walks from the cut to the head
     (starting from the stored hash of the record before the cut, as the whole walk would
@@ -134,9 +164,9 @@ def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, worker
     ``progress`` is told the share walked now and then: of the parent's stretch when there
     are two (the child's, as long, goes along at the same pace).
     """
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    workers = _processes(workers)
     with ledger.read() as conn:
-        if workers < 2 or not hasattr(os, "fork"):
+        if workers < 2:
             return verify_chain(conn, anchors, progress)
         head_seq, head_hash, count = head_of(conn)
         first = conn.execute(sa.select(sa.func.min(records.c.seq))).scalar() or 0
@@ -225,4 +255,4 @@ class _Child:
         os.unlink(self.path)
 
 
-__all__ = ["MIN_RECORDS", "report_with_sections", "verify_ledger"]
+__all__ = ["MIN_RECORDS", "forking_is_safe", "report_with_sections", "verify_ledger"]

@@ -9,87 +9,22 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.model import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, Entry, Outline, RunAudit, RunBuilder, parse_time
-from flows.language.durations import parse_duration
+from flows.audit.builder import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, RunBuilder
+from flows.audit.model import Entry, Outline, RunAudit, parse_time
+from flows.audit.scope import AuditError, NotFound, Window, check_class
 from flows.language.library import pinned_sop
 from flows.ledger import utc
 from flows.ledger.schema import records, sop_versions
-
-CLASSES = ("complaint", "outage", "policy", "routine")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class AuditError(Exception):
-    """A question the audit cannot answer as asked: a message and a hint for the user."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-class NotFound(AuditError):
-    """The run or SOP asked about is not in the ledger."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """Runs started at or after ``since`` and before ``until`` (either open), UTC."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def contains(self, at: datetime) -> bool:
-        return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
-
-    def describe(self) -> str:
-        since = self.since.isoformat() if self.since else "the first run"
-        until = self.until.isoformat() if self.until else "now"
-        return f"runs started from {since} until {until} (exclusive)"
-
-
-def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
-    """``2026-03-01`` (a whole day: its start, or with ``end`` the next midnight), an ISO time
-    (no offset means UTC), or a duration back from now (``7d``, ``12h``)."""
-    value = text.strip()
-    if _DATE.match(value):
-        day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=UTC)
-        return day + timedelta(days=1) if end else day
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            return now - parse_duration(value)
-        except ValueError:
-            raise AuditError(f"`{text}` is neither a date, a time nor a duration",
-                             "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def window(since: str | None, until: str | None, now: datetime) -> Window:
-    """The window of ``--since``/``--until`` (an ``--until`` date includes that whole day)."""
-    out = Window(parse_instant(since, now) if since else None, parse_instant(until, now, end=True) if until else None)
-    if out.since and out.until and out.since >= out.until:
-        raise AuditError(f"--since ({out.since.isoformat()}) is not before --until ({out.until.isoformat()})",
-                         "swap them, or widen the window")
-    return out
-
-
-def check_class(sop_class: str | None) -> str | None:
-    if sop_class is not None and sop_class not in CLASSES:
-        raise AuditError(f"unknown class `{sop_class}`", f"one of {', '.join(CLASSES)}")
-    return sop_class
 
 
 def text_hash(text: str) -> str:
@@ -242,7 +177,8 @@ def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: s
 
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while building many small acyclic objects (twice as fast at 10,000 runs)."""
+    """No cyclic garbage collection while building many small acyclic objects: its passes would walk
+    them all, again and again, and find nothing to free."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -365,8 +301,8 @@ def _fill_summary(conn: Connection, builders: dict[str, RunBuilder], query: Any,
 
 def _chunks(conn: Connection, query: Any, size: int = 10_000) -> Iterator[Sequence[Any]]:
     """The rows of a query, a chunk at a time. On SQLite straight from the driver's cursor: these
-    columns need no conversion (times come as text, see :func:`at_column`), and SQLAlchemy's row
-    objects cost a third of the time of reading 10,000 runs."""
+    columns need no conversion (times come as text, see :func:`at_column`), and building SQLAlchemy's
+    row objects is a large share of reading a long report."""
     result = conn.execute(query)
     try:
         source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None
@@ -398,5 +334,5 @@ def load_run(conn: Connection, run_id: str) -> RunAudit:
     return run
 
 
-__all__ = ["AuditError", "CLASSES", "NotFound", "Part", "Window", "load_run", "load_runs", "parse_instant",
-           "pinned_texts", "resolve_run", "window"]
+__all__ = ["OPEN_BY_ID", "Part", "load_run", "load_runs", "outlines", "paused_gc", "pinned_texts", "resolve_run",
+           "text_hash"]

@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from flows.audit.model import MET, MISSED, RunAudit, parse_time, percentile
-from flows.audit.queries import CLASSES, Window, paused_gc
+from flows.audit.queries import paused_gc
+from flows.audit.scope import CLASSES, Window
 from flows.audit.summary import RUN_COLUMNS, RunLine
 
 SOP_TIME_NOTE = ("Durations are SOP time: wall-clock duration × the run's speed (a drill compressed 60× that "
@@ -120,7 +121,7 @@ class _Tally:
 
 
 @dataclass
-class Report:
+class ComplianceReport:
     """Compliance of the runs in a window, with each run's line (the timelines come from the runs)."""
 
     generated_at: datetime
@@ -145,7 +146,7 @@ class Report:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Report:
+    def from_dict(cls, data: dict[str, Any]) -> ComplianceReport:
         """The inverse of :meth:`to_dict` (JSON exports read back, e.g. to compare two periods)."""
         def lines(items: list[dict[str, Any]]) -> list[RunLine]:
             return [RunLine(**{**i, "started_at": parse_time(i["started_at"]), "ended_at": parse_time(i["ended_at"])})
@@ -191,14 +192,14 @@ def run_facts(runs: list[RunAudit], now: datetime) -> list[RunFacts]:
         return [RunFacts.of(run, now) for run in runs]
 
 
-def build_report(runs: list[RunAudit], now: datetime, within: Window | None = None, *, sop: str | None = None,
-                 sop_class: str | None = None) -> Report:
+def compliance_report(runs: list[RunAudit], now: datetime, within: Window | None = None, *, sop: str | None = None,
+                      sop_class: str | None = None) -> ComplianceReport:
     """The figures of these runs as of ``now`` (open runs past their deadline count as missed)."""
     return aggregate(run_facts(runs, now), now, within, sop=sop, sop_class=sop_class)
 
 
 def aggregate(facts: list[RunFacts], now: datetime, within: Window | None = None, *, sop: str | None = None,
-              sop_class: str | None = None) -> Report:
+              sop_class: str | None = None) -> ComplianceReport:
     """The report of runs already reduced to their facts (in start order)."""
     within = within or Window()
     with paused_gc():
@@ -217,11 +218,11 @@ def aggregate(facts: list[RunFacts], now: datetime, within: Window | None = None
                 table[key].add_run(run)
             overall.add_run(run)
         order = {c: i for i, c in enumerate(CLASSES)}
-        return Report(generated_at=now, since=within.since, until=within.until, sop=sop, sop_class=sop_class,
-                      overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
-                      by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
-                      by_role=[roles[k].done() for k in sorted(roles)], runs=[RunLine(*f.line) for f in facts])
+        return ComplianceReport(generated_at=now, since=within.since, until=within.until, sop=sop, sop_class=sop_class,
+                                overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
+                                by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
+                                by_role=[roles[k].done() for k in sorted(roles)], runs=[RunLine(*f.line) for f in facts])
 
 
-__all__ = ["COMPLIANCE_COLUMNS", "Compliance", "DEFINITIONS", "Report", "RunFacts", "SOP_TIME_NOTE", "aggregate",
-           "build_report", "run_facts"]
+__all__ = ["COMPLIANCE_COLUMNS", "Compliance", "ComplianceReport", "DEFINITIONS", "RunFacts", "SOP_TIME_NOTE",
+           "aggregate", "compliance_report", "run_facts"]

@@ -32,7 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.queries import AuditError, at_column, record_time, text_hash
+from flows.audit.queries import at_column, record_time, text_hash
+from flows.audit.scope import AuditError
 from flows.ledger import GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
@@ -146,7 +147,7 @@ def _rows(conn: Connection, low: int | None = None) -> Iterator[tuple[Any, ...]]
                                                                             "prev_hash", "hash"))]
     query = sa.select(*columns).order_by(records.c.seq)
     result = conn.execute(query if low is None else query.where(records.c.seq >= low))
-    source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: a third faster
+    source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: no row objects
     try:
         while chunk := (source or result).fetchmany(5000):
             yield from chunk

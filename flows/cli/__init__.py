@@ -1,5 +1,15 @@
 """The ``sop`` command: one Typer app, commands grouped by audience in sibling modules.
 
+The top layer. Owns the command line: arguments and options, exit codes and error
+messages, and what a terminal shows (tables, colours, progress bars; e.g.
+:mod:`flows.cli.audit_views`). What a command does lives in the layers below, so the API
+and the CLI answer alike.
+
+May import every layer: ``flows.runtime``, ``flows.api``, ``flows.audit``,
+``flows.prefect``, ``flows.triggers``, ``flows.engine``, ``notifications``,
+``flows.ledger``, ``flows.language``, ``flows.clock``. Nothing imports it: the ``sop``
+console script and ``python -m flows`` start here.
+
 A command's module is imported when that command runs (or when help lists them all):
 ``sop validate`` need not load the ledger, the audit queries and Apprise to check a file.
 """

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
-from flows.audit.report import COMPLIANCE_COLUMNS, SOP_TIME_NOTE, Compliance
+from flows.audit.report import COMPLIANCE_COLUMNS
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 from flows.cli import app
-from flows.cli.common import console, err_console, fail, library
-from flows.language.durations import format_duration
+from flows.cli.audit_views import (
+    print_compliance,
+    print_document,
+    print_history,
+    print_runs,
+    print_verification,
+    progress_bar,
+)
+from flows.cli.common import console, fail, library
 
 audit = typer.Typer(name="audit", no_args_is_help=True,
                     help="For auditors: runs, one run's whole timeline, SLA reports, chain verification, SOP history.")
 app.add_typer(audit, name="audit")
 
-VERDICT_STYLE = {"met": "green", "missed": "bold red", "pending": "yellow"}
 Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (UTC unless "
                                                             "it has an offset) or 7d (7 days ago)")]
 Until = Annotated[str | None, typer.Option("--until", help="runs started before (a date includes that whole day)")]
@@ -43,43 +44,6 @@ def _audit() -> Audit:
     from flows.engine.build import ledger_for
 
     return Audit(ledger_for(library()))
-
-
-@contextmanager
-def _progress(what: str) -> Iterator[Callable[[float], None] | None]:
-    """A bar on the terminal (stderr) while ``what`` goes on, told the share done; None when
-    stderr is not a terminal (scripts, CI, pipes get no bar). It draws only when told (no
-    thread: the report and verify fork a child, which must not inherit one)."""
-    if not (err_console.is_terminal and sys.stderr.isatty()):  # FORCE_COLOR in a CI log is no terminal
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, auto_refresh=False, redirect_stdout=False,
-                  redirect_stderr=False) as bar:
-        task = bar.add_task(what, total=1.0)
-        bar.refresh()
-
-        def told(share: float) -> None:
-            bar.update(task, completed=share)
-            bar.refresh()
-
-        yield told
-        told(1.0)
-
-
-def _dur(seconds: float | None) -> str:
-    return "—" if seconds is None else format_duration(timedelta(seconds=seconds))
-
-
-def _when(at: datetime | None) -> str:
-    return "—" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _verdict(verdict: str) -> str:
-    style = VERDICT_STYLE.get(verdict)
-    return f"[{style}]{verdict}[/]" if style else verdict
 
 
 def _write(path: str, text: str) -> None:
@@ -167,93 +131,10 @@ def runs_command(
     if as_csv:
         sys.stdout.write(to_csv(lines, RUN_COLUMNS))
         return
-    table = Table(title=f"{len(lines)} run(s): {within.describe()}", title_justify="left", show_edge=False,
-                  caption=f"Times UTC. {SOP_TIME_NOTE}", caption_justify="left")
-    # the run id is what `sop audit show` takes: never cut, the other columns wrap to make room
-    table.add_column("run", no_wrap=True, min_width=max((len(line.run) for line in lines), default=3))
-    for column in ("SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
-        table.add_column(column, justify="right" if column == "esc." else "left")
-    for line in lines:
-        table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, escape(line.trigger),
-                      _when(line.started_at), _when(line.ended_at), escape(line.outcome), _verdict(line.deadline),
-                      str(line.escalations))
-    console.print(table)
+    print_runs(lines, within)
 
 
 # --- sop audit show --------------------------------------------------------------------------
-
-
-def _deliveries(items: list[dict[str, Any]]) -> list[str]:
-    out = []
-    for d in items:
-        status = "[green]ok[/]" if d["ok"] else f"[red]failed[/] {escape(d.get('error') or '')}"
-        out.append(f"      → {escape(d['recipient'])} {escape(d['destination'])} {status}"
-                   f" ({d.get('attempts')} attempt(s))")
-    return out
-
-
-def _entry_details(entry: dict[str, Any]) -> list[str]:
-    data, kind = entry["data"], entry["kind"]
-    if kind == "notification":
-        rows = [{"recipient": r.get("recipient", "?"), "destination": r.get("destination", "?"), "ok": r.get("ok"),
-                 "error": r.get("error"), "attempts": r.get("attempts")} for r in data.get("results") or []]
-        return _deliveries(rows)
-    out = []
-    if kind in ("step_done", "step_rejected"):
-        result = dict(data.get("result") or {})
-        evidence, approvers = result.pop("evidence", None), result.pop("approvers", None)
-        if result:
-            out.append("      values: " + escape(", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in result.items())))
-        if evidence:
-            out.append("      evidence: " + escape(", ".join(evidence)))
-        if approvers:
-            out.append("      approvers: " + escape(", ".join(approvers)))
-    if data.get("note"):
-        out.append(f"      note: {escape(str(data['note']))}")
-    if kind in ("step_skipped", "step_failed", "step_timed_out") and data.get("reason") and kind != "step_skipped":
-        out.append(f"      reason: {escape(str(data['reason']))}")
-    return out
-
-
-def print_document(doc: dict[str, Any]) -> None:
-    """The terminal rendering of ``sop audit show``."""
-    text_state = {True: "text verified", False: "[red]TEXT DOES NOT MATCH ITS HASH[/]", None: "[red]text missing[/]"}
-    console.print(f"[bold]run {doc['run']}[/] — {doc['sop']} v{doc['version']} ({doc['sop_hash'][:12]}…, "
-                  f"{text_state[doc['sop_text_ok']]}) · {doc['class']}")
-    console.print(f"  {escape(doc['title'])}")
-    console.print(f"trigger: {escape(doc['trigger_text'])}")
-    console.print(f"  payload: {escape(json.dumps(doc['trigger'], ensure_ascii=False, default=str))}")
-    console.print(f"inputs: {escape(json.dumps(doc['inputs'], ensure_ascii=False, default=str))}")
-    console.print(f"started {_when(doc['started_at'])} UTC · speed ×{doc['speed']:g}"
-                  + (f" · repeats attached: {doc['repeats']}" if doc["repeats"] else ""))
-    console.print(f"ended {_when(doc['ended_at'])} UTC · {escape(doc['outcome'])}"
-                  + (f" by {escape(doc['ended_by'])}" if doc["ended_by"] else "")
-                  + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
-                  + f" · time to complete {_dur(doc['time_to_complete_s'])} · {doc['escalations']} escalation(s)")
-    deadlines = Table(title="Deadlines (SOP time)", title_justify="left", show_edge=False)
-    for column in ("what", "ready", "due after", "ended", "by", "verdict"):
-        deadlines.add_column(column)
-    deadlines.add_row("[bold]run[/]", "+0s", _dur(doc["deadline_s"]),
-                      "—" if doc["ended_at"] is None else "+" + _dur((doc["ended_at"] - doc["started_at"]).total_seconds() * doc["speed"]),
-                      escape(doc["ended_by"] or ""), _verdict(doc["deadline"]))
-    for step in doc["steps"]:
-        ended = "—" if step["took_s"] is None else f"+{_dur((step['ready_offset_s'] or 0) + step['took_s'])}"
-        deadlines.add_row(f"{step['id']} ({step['kind']}, {escape(step['assignee'] or 'automated')})",
-                          "—" if step["ready_offset_s"] is None else f"+{_dur(step['ready_offset_s'])}",
-                          _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor"] or ""),
-                          _verdict(step["deadline"]))
-    console.print(deadlines)
-    console.print("[bold]Timeline[/] (SOP time from the start, then UTC)")
-    for entry in doc["timeline"]:
-        where = f"[cyan]{entry['step']}[/] " if entry["step"] else ""
-        console.print(f"  +{_dur(entry['offset_s']):<9} {_when(entry['at'])}  #{entry['seq']:<6} {where}{escape(entry['text'])}")
-        for line in _entry_details(entry):
-            console.print(line)
-    console.rule(f"SOP text the run used (sha256 {doc['sop_hash']})")
-    if doc["sop_text"] is None:
-        console.print("[red]the pinned text is missing from the ledger[/]")
-    else:
-        console.print(escape(doc["sop_text"]), end="", soft_wrap=True)
 
 
 @audit.command("show")
@@ -276,20 +157,6 @@ def show_command(
 # --- sop audit report ------------------------------------------------------------------------
 
 
-def _compliance_table(title: str, label: str, rows: list[Compliance]) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False)
-    # the SOP or class is never cut; on a narrow terminal a figure wraps rather than lose digits ("1h20m1…")
-    table.add_column(label, no_wrap=True, min_width=max((len(r.key) for r in rows), default=len(label)))
-    for column in ("runs", "met", "TTA med", "TTA p90", "TTC med", "TTC p90", "esc./run", "late steps"):
-        table.add_column(column, justify="right", overflow="fold")
-    for r in rows:
-        on_time = "—" if r.on_time_pct is None else f"{r.on_time_pct:g}%"
-        table.add_row(r.key, str(r.runs), f"{on_time} ({r.met}/{r.met + r.missed})", _dur(r.tta_median_s),
-                      _dur(r.tta_p90_s), _dur(r.ttc_median_s), _dur(r.ttc_p90_s),
-                      "—" if r.escalations_per_run is None else f"{r.escalations_per_run:g}", f"{r.late_steps}/{r.timed_steps}")
-    return table
-
-
 @audit.command("report")
 def report_command(
     since: Since = None, until: Until = None, sop: SopOpt = None, sop_class: ClassOpt = None,
@@ -305,7 +172,7 @@ def report_command(
     try:
         within = subject.window(since, until)
         # read (and the charts drawn) on two processes; no chart at all without --html
-        with _progress("reading runs" + (" and drawing their timelines" if html else "")) as told:
+        with progress_bar("reading runs" + (" and drawing their timelines" if html else "")) as told:
             report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
                                                             max_timelines=timelines if html else 0, progress=told)
     except AuditError as exc:
@@ -319,24 +186,14 @@ def report_command(
 
         checked = None
         if verify:
-            with _progress("verifying the hash chain") as told:
+            with progress_bar("verifying the hash chain") as told:
                 checked = subject.verify(progress=told)
         _write(html, render_html(report, charts, verification=checked))
         if checked is not None and not checked.ok:
             console.print("[bold red]✗ the ledger does not verify[/] (see `sop audit verify`); the report says so")
     if "-" in (csv_file, json_file):
         return
-    console.print(_compliance_table(f"By SOP — {within.describe()}", "SOP", report.by_sop))
-    console.print(_compliance_table("By class", "class", report.by_class))
-    console.print(_compliance_table("All runs", "", [report.overall]))
-    roles = Table(title="Late steps by role", title_justify="left", show_edge=False)
-    for column in ("role", "steps with a due", "late", "late %"):
-        roles.add_column(column, justify="left" if column == "role" else "right")
-    for r in report.by_role:
-        roles.add_row(r.key, str(r.timed_steps), str(r.late_steps), "—" if r.late_pct is None else f"{r.late_pct:g}%")
-    console.print(roles)
-    console.print(f"[dim]{SOP_TIME_NOTE} TTA: first assignment → first report by a person; TTC: start → finish "
-                  f"(docs/audit.md).[/]")
+    print_compliance(report, within)
     for label, path in (("HTML", html), ("CSV", csv_file), ("JSON", json_file)):
         if path:
             console.print(f"[green]✓[/] {label} written to {path}")
@@ -358,28 +215,12 @@ def verify_command(
         anchors = [Anchor.parse(a) for a in anchor or []]
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    with _progress("verifying the hash chain") as told:
+    with progress_bar("verifying the hash chain") as told:
         result = subject.verify(anchors, progress=told)
     if as_json:
         sys.stdout.write(to_json(result.to_dict()))
     else:
-        if result.breaks:
-            first = result.breaks[0]
-            console.print(f"[bold red]✗ record {first.seq}: {first.kind}[/] — {escape(first.message)}")
-            for more in result.breaks[1:]:
-                console.print(f"[red]✗ record {more.seq}: {more.kind}[/] — {escape(more.message)}")
-        if result.suspects:
-            shown = ", ".join(str(s) for s in result.suspects[:20]) + ("…" if len(result.suspects) > 20 else "")
-            console.print(f"[red]✗ {len(result.suspects)} later record(s) do not match their own hash either:[/] {shown}")
-        for text in result.bad_texts:
-            console.print(f"[red]✗ pinned SOP text {text} was edited: it no longer hashes to its id[/]")
-        for text in result.missing_texts:
-            console.print(f"[red]✗ pinned SOP text {text} is missing (runs name it)[/]")
-        if result.ok:
-            console.print(f"[green]✓ chain intact:[/] {result.records:,} records, {result.texts_checked} pinned SOP text(s) match")
-        console.print(f"head: record {result.head_seq} hash {result.head_hash}")
-        console.print(f"[dim]note the head elsewhere; next time `sop audit verify --anchor {result.head_seq}:{result.head_hash}` "
-                      f"also proves nothing was cut off the end or rewritten since[/]")
+        print_verification(result)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -404,28 +245,4 @@ def history_command(
     if as_json:
         sys.stdout.write(to_json(history.to_dict()))
         return
-    table = Table(title=f"{sop_id}: {len(history.versions)} version(s) in {len(history.periods)} period(s)",
-                  title_justify="left", show_edge=False)
-    for column in ("version", "text sha256", "runs", "first run", "last run", ""):
-        table.add_column(column, justify="right" if column == "runs" else "left")
-    for p in history.periods:
-        marks = []
-        if p.sop_hash == current:
-            marks.append("[green]current file[/]")
-        if not history.texts_ok.get(p.sop_hash):
-            marks.append("[red]pinned text missing or edited[/]")
-        table.add_row(f"v{p.version}", p.sop_hash[:16], str(p.runs), f"{_when(p.first_started)} {p.first_run}",
-                      f"{_when(p.last_started)} {p.last_run}", " ".join(marks))
-    console.print(table)
-    if current is None:
-        console.print(f"[dim]{sop_id} is not in the library any more[/]")
-    elif current not in history.versions:
-        console.print("[yellow]the library's current text has not run yet[/]")
-    if diff:
-        for change in history.changes:
-            console.rule(f"v{change.from_version} ({change.from_hash[:12]}) → v{change.to_version} ({change.to_hash[:12]})")
-            if not change.diff:
-                console.print("[red]a pinned text is missing: no diff[/]")
-            for line in change.diff.splitlines():
-                style = "green" if line.startswith("+") else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else None
-                console.print(f"[{style}]{escape(line)}[/]" if style else escape(line), soft_wrap=True)
+    print_history(sop_id, history, current, diff=diff)

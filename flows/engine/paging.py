@@ -230,7 +230,7 @@ class Pager:
         message = Message(title=f"{title_prefix(level)} {title}", body=body,
                           notify_type=notify_type(sop_class, "assigned"), priority=level)
         results = self.dispatcher.submit(message, people).result()
-        self.record(run_id, step_id, "message", results)
+        self.record_deliveries(run_id, step_id, "message", results)
         return lane_outcomes(results)
 
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
@@ -238,7 +238,7 @@ class Pager:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
         background = self._background
         if background is None:
-            self.record(run_id, step_id, kind, results, outbox_id)
+            self.record_deliveries(run_id, step_id, kind, results, outbox_id)
             return
         with self._pending_lock:
             self._pending.append((run_id, step_id, kind, results, outbox_id))
@@ -256,8 +256,8 @@ class Pager:
         if batch:
             self._write(batch)
 
-    def record(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
-               outbox_id: int | None = None) -> None:
+    def record_deliveries(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
+                          outbox_id: int | None = None) -> None:
         """One ledger record per page, one ``deliveries`` row per destination tried; its outbox row done."""
         self._write([(run_id, step_id, kind, results, outbox_id)])
 

@@ -4,6 +4,15 @@ Every write goes through :meth:`Ledger.transaction`, which serialises writers (S
 ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock) so that each record can carry the hash of
 the one before it, and so that fences (unique timer levels, the open-run dedup key) are
 decided by the database, not by memory.
+
+Owns: the tables (``schema``: records, pinned SOP texts, the projections, deliveries,
+metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
+(:func:`record_hash`, ``GENESIS``), transactions and read connections (:class:`Ledger`,
+:class:`Tx`, with its fast path for the hot statements on SQLite).
+
+May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
+language, notifications, the engine or anything above: it stores the records it is given
+and knows no SOP.
 """
 
 from __future__ import annotations
@@ -148,7 +157,7 @@ def _begin_immediate(dbapi_conn: Any) -> None:
     SQLite's own busy handler (the writers' connections have none, see ``_make_engine``) sleeps
     1, 2, 5, 10, 15, 20, 25, 25, 25, 50… ms between tries, so a writer that waited a little waits
     on long after the lock is free: in an alert storm the API and the pager process took turns
-    at the lock, and each waited up to 80 ms for a lock held a few.
+    at the lock, and each waited many times longer than the lock was held.
     """
     cursor = dbapi_conn.cursor()
     deadline = None

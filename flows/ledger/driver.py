@@ -2,7 +2,7 @@
 
 The same SQL SQLAlchemy would send (compiled once per statement shape), times written as
 SQLAlchemy writes them, without SQLAlchemy's execution per statement — most of a repeated
-alert's cost (docs/benchmarks.md, "Hot statements"). Errors are SQLAlchemy's types
+alert's cost (docs/benchmarks.md, "Figures moved from code comments"). Errors are SQLAlchemy's types
 (``sqlalchemy.exc.IntegrityError`` for a constraint, ``OperationalError`` for a lock…),
 exactly as on the plain path, so no caller needs to know which path ran its statement.
 Selects come back as the driver's tuples: select no times this way.

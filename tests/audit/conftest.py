@@ -218,6 +218,19 @@ def audit(scenario: Scenario) -> Iterator[Any]:
     ledger.dispose()
 
 
+@pytest.fixture
+def fork_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two-process path taken even if this test process runs other threads.
+
+    Alone, ``pytest tests/audit`` runs one thread and the audit forks by itself; in the
+    whole suite the API tests' uvicorn thread lives for the session, and the audit would
+    (rightly) stay on one process. The children here touch no lock that thread holds.
+    """
+    from flows.audit import parallel
+
+    monkeypatch.setattr(parallel, "forking_is_safe", lambda: True)
+
+
 # --- tampering with a copy of the ledger file, as someone with the file and a shell would ----------
 
 

@@ -10,6 +10,8 @@ import pytest
 from flows.audit import Audit, parallel
 from flows.audit.html import render_html
 
+pytestmark = pytest.mark.usefixtures("fork_allowed")  # these test the two-process path: see the fixture
+
 
 def _html(audit: Audit, **options: Any) -> tuple[dict[str, Any], str]:
     report, charts = audit.report_with_sections(**options)

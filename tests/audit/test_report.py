@@ -14,7 +14,7 @@ import pytest
 
 from flows.audit import Audit
 from flows.audit.export import from_csv, to_csv
-from flows.audit.report import COMPLIANCE_COLUMNS, Compliance, Report
+from flows.audit.report import COMPLIANCE_COLUMNS, Compliance, ComplianceReport
 from tests.audit.conftest import T0, Scenario
 
 M = 60.0  # seconds in a minute of SOP time
@@ -103,7 +103,7 @@ def test_the_cli_report_writes_csv_and_json_that_read_back_to_the_same_figures(
     assert rows == expected.rows
     assert to_csv(rows, COMPLIANCE_COLUMNS) == (tmp_path / "r.csv").read_text()
 
-    exported = Report.from_dict(json.loads((tmp_path / "r.json").read_text()))
+    exported = ComplianceReport.from_dict(json.loads((tmp_path / "r.json").read_text()))
     assert exported.rows == expected.rows
     assert [line.run for line in exported.runs] == [line.run for line in expected.runs]
     assert exported.runs[0] == expected.runs[0]
@@ -136,13 +136,13 @@ def test_a_bad_window_or_class_is_refused_with_a_hint(sop: Any, scenario: Scenar
 def test_the_fast_read_for_reports_agrees_with_the_full_read(audit: Audit) -> None:
     """Reports decode only what figures need (at 10,000 runs it matters); they must not see less."""
     from flows.audit.queries import load_runs
-    from flows.audit.report import build_report
+    from flows.audit.report import compliance_report
 
     with audit.ledger.read() as conn:
         fast, full = load_runs(conn), load_runs(conn, full=True)
     now = audit.now()
-    assert build_report(fast, now).rows == build_report(full, now).rows
-    assert build_report(fast, now).runs == build_report(full, now).runs
+    assert compliance_report(fast, now).rows == compliance_report(full, now).rows
+    assert compliance_report(fast, now).runs == compliance_report(full, now).runs
     for a, b in zip(fast, full, strict=True):
         assert [(s.state, s.ready_at, s.due_at, s.finished_at, s.deadline(now), [e.at for e in s.escalations])
                 for s in a.steps.values()] == [

@@ -21,6 +21,8 @@ from flows.audit.verify import verify_chain
 from flows.ledger import Ledger, record_hash
 from tests.audit.conftest import Scenario, record_row, renumber, tamper
 
+pytestmark = pytest.mark.usefixtures("fork_allowed")  # these test the two-process path: see the fixture
+
 
 def _edit(db: Path, seq: int) -> None:
     tamper(db, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))

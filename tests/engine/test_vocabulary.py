@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from flows.audit.model import HANDLERS
+from flows.audit.builder import HANDLERS
 from flows.engine.change import IllegalMove
 from flows.engine.transitions import Engine
 from flows.language.steps.human import Report

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from notifications import KINDS, Context, Recipient, RecipientInfo, RenderError, SopInfo, render, render_for
+from notifications import KINDS, Context, Recipient, RecipientInfo, RenderError, SopInfo, render_for, render_message
 from notifications.samples import sample
 from notifications.urgency import notify_type
 
@@ -17,7 +17,7 @@ NO_OVERRIDES = "/nonexistent/templates"
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_renders_a_prefixed_title_and_the_facts(kind: str) -> None:
-    message = render(kind, sample(kind), overrides_dir=NO_OVERRIDES)
+    message = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES)
     assert message.title.startswith("[P1] ")
     assert "\n" not in message.title
     assert (message.priority, message.kind) == (1, kind)
@@ -30,7 +30,7 @@ def test_every_kind_renders_a_prefixed_title_and_the_facts(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["assigned", "reminder", "escalated", "overdue"])
 def test_a_message_asking_for_work_gives_the_command_and_the_api_call(kind: str) -> None:
-    body = render(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
+    body = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
     assert "sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>" in body
     assert "curl -X POST 'http://127.0.0.1:8000/v1/runs/r-20250301-0001/steps/assess'" in body
     payload = body.split("-d '", 1)[1].split("'", 1)[0]
@@ -46,24 +46,24 @@ def test_a_message_asking_for_work_gives_the_command_and_the_api_call(kind: str)
 
 @pytest.mark.parametrize("kind", ["step_done", "run_started", "run_finished", "run_cancelled"])
 def test_a_message_that_asks_nothing_says_so_and_how_to_follow(kind: str) -> None:
-    body = render(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
+    body = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
     assert "sop done" not in body
     assert "Nothing is asked of you. Follow the run with `sop status r-20250301-0001`" in body
 
 
 def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
-    escalated = render("escalated", sample("escalated"), overrides_dir=NO_OVERRIDES)
+    escalated = render_message("escalated", sample("escalated"), overrides_dir=NO_OVERRIDES)
     assert (
         escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response) is late, 5m overdue"
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
     assert "(level 2)" in escalated.body
-    overdue = render("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
+    overdue = render_message("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
     assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response), 12m overdue"
 
 
 def test_run_finished_carries_the_summary_table() -> None:
-    body = render("run_finished", sample("run_finished"), overrides_dir=NO_OVERRIDES).body
+    body = render_message("run_finished", sample("run_finished"), overrides_dir=NO_OVERRIDES).body
     assert "finished with status **completed**: 2 of 3 steps done, 1 late." in body
     assert "| Publish a holding statement (`holding-statement`) | done | chen-jie | no |" in body
     assert "| Rate-limit the gateway (`rate-limit`) | skipped | — | — |" in body
@@ -80,7 +80,7 @@ def test_each_reader_gets_their_own_actor_and_time_zone() -> None:
 def test_without_a_zone_the_person_zone_from_the_site_is_used(make_site) -> None:  # type: ignore[no-untyped-def]
     site = make_site({"kenji-sato": ["inbox://kenji-sato"]}, timezones={"kenji-sato": "Asia/Tokyo"})
     ctx = sample("reminder", recipient=RecipientInfo(id="kenji-sato", name="Kenji Sato"))
-    assert "2025-03-01 15:20 (Asia/Tokyo)" in render("reminder", ctx, site=site, overrides_dir=NO_OVERRIDES).body
+    assert "2025-03-01 15:20 (Asia/Tokyo)" in render_message("reminder", ctx, site=site, overrides_dir=NO_OVERRIDES).body
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_urgency_follows_the_class_and_the_kind(sop_class: str, kind: str, statu
 )
 def test_title_prefix_and_type_come_from_the_class(sop_class: str, prefix: str, kind_type: str) -> None:
     ctx = replace(sample("assigned"), sop=SopInfo(id="traffic-drop", title="Traffic drop", class_=sop_class))
-    message = render("assigned", ctx, overrides_dir=NO_OVERRIDES)
+    message = render_message("assigned", ctx, overrides_dir=NO_OVERRIDES)
     assert message.title.startswith(prefix + " Assigned to you")
     assert message.notify_type == kind_type
 
@@ -117,12 +117,12 @@ def test_a_site_file_replaces_the_packaged_template(tmp_path: Path) -> None:
     folder = tmp_path / "templates"
     folder.mkdir()
     (folder / "assigned.md.j2").write_text("Do {{ step.title }} now\n\nRun: `{{ action.command }}`\n", encoding="utf-8")
-    message = render("assigned", sample("assigned"), overrides_dir=folder)
+    message = render_message("assigned", sample("assigned"), overrides_dir=folder)
     assert message.title == "[P1] Do Assess scope and sentiment now"  # the prefix is added even so
     assert message.body == (
         "Run: `sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>`"
     )
-    other = render("reminder", sample("reminder"), overrides_dir=folder)
+    other = render_message("reminder", sample("reminder"), overrides_dir=folder)
     assert other.title.startswith("[P1] Reminder:")  # kinds without a site file stay packaged
 
 
@@ -131,7 +131,7 @@ def test_a_template_that_fails_at_render_time_names_the_file_and_line(tmp_path: 
     folder.mkdir()
     (folder / "reminder.md.j2").write_text("Reminder\n\n{% for f in step.form %}\n{{ f.nme }}\n{% endfor %}\n")
     with pytest.raises(RenderError) as caught:
-        render("reminder", sample("reminder"), overrides_dir=folder)
+        render_message("reminder", sample("reminder"), overrides_dir=folder)
     assert caught.value.file == str(folder / "reminder.md.j2")
     assert caught.value.line == 4
     assert "nme" in str(caught.value)
@@ -144,7 +144,7 @@ def test_a_step_kind_needs_a_step() -> None:
 
 
 def test_a_run_past_its_deadline_lists_its_open_steps_for_the_owner() -> None:
-    message = render("run_overdue", sample("run_overdue"), overrides_dir=NO_OVERRIDES)
+    message = render_message("run_overdue", sample("run_overdue"), overrides_dir=NO_OVERRIDES)
     assert message.title == "[P1] Run deadline passed: Crisis PR response, run r-20250301-0001"
     assert "is still open: 1 of 3 steps are not done" in message.body
     assert "| Publish a holding statement (`holding-statement`) | active | — |" in message.body

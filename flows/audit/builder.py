@@ -1,0 +1,170 @@
+"""Folding one run's records, in chain order, into a :class:`~flows.audit.model.RunAudit`.
+
+One method per record kind, and :data:`HANDLERS`, the table from a kind to its method:
+a new record kind that matters to the audit is one method and one line here.
+:mod:`flows.audit.queries` drives the loop over the records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from flows.audit.model import (
+    FINISHED_STEP,
+    Approval,
+    Delivery,
+    Entry,
+    Escalation,
+    Notification,
+    Outline,
+    RunAudit,
+    StepAudit,
+    parse_time,
+)
+
+
+class RunBuilder:
+    """Folds one run's records, in chain order, into a :class:`RunAudit`.
+
+    Started from the run's ``run_started`` record; each later record goes to the handler
+    of its kind in :data:`HANDLERS` (``flows.audit.queries`` drives the loop).
+    """
+
+    def __init__(self, seq: int, at: datetime, actor: str | None, data: dict[str, Any], run_id: str,
+                 sop: Outline | None, keep_entries: bool):
+        # positional: cheaper than by keyword, and this runs for every step of every run read
+        steps = {sid: StepAudit(sid, title, kind, assignee) for sid, title, kind, assignee in sop.steps} \
+            if sop is not None else {}
+        self.steps = steps
+        self.run = RunAudit(
+            started_seq=seq, id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
+            version=None if data.get("version") is None else str(data["version"]),
+            title=sop.title if sop else data.get("sop") or "?", sop_class=sop.sop_class if sop else "?",
+            priority=data.get("priority"), initiator=actor, trigger=data.get("trigger"),
+            inputs=data.get("inputs") or {}, speed=float(data.get("speed") or 1.0), started_at=at,
+            deadline_at=parse_time(data.get("deadline_at")), dedup_key=data.get("dedup_key"), steps=steps)
+        if keep_entries:
+            self.run.entries.append(Entry(seq, at, "run_started", None, actor, data))
+
+    def step(self, step_id: str | None) -> StepAudit:
+        step = self.steps.get(step_id)
+        if step is None:  # a step the pinned SOP does not name (its text is missing)
+            step_id = step_id or ""
+            step = self.steps.get(step_id) or StepAudit(id=step_id, title=step_id, kind="?")
+            self.steps[step_id] = step
+        return step
+
+    # --- one method per record kind --------------------------------------------------------
+
+    def _assigned(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.state, step.ready_at, step.due_at = "active", at, parse_time(data.get("due_at"))
+        step.assignee, step.person = data.get("assignee") or step.assignee, data.get("person")
+        if step.kind == "?":
+            step.kind = "human"
+        if self.run.first_assigned_at is None:
+            self.run.first_assigned_at = at
+
+    def _ready(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.state, step.ready_at = "ready", at
+
+    def _waiting(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.state, step.ready_at = "active", at
+
+    def _started(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.state, step.started_at = "running", at
+
+    def _finished_step(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                       data: dict[str, Any], state: str) -> None:
+        step = self.step(step_id)
+        step.state, step.finished_at, step.actor = state, at, actor
+        if step.ready_at is None:  # a check step is ready and done in one transition
+            step.ready_at = at
+        if data:
+            result = data.get("result")
+            if result:
+                step.evidence = list(result.get("evidence") or [])
+                step.values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
+            else:
+                step.evidence, step.values = [], {}
+            step.note, step.reason = data.get("note"), data.get("reason")
+            step.deadline_met_recorded = data.get("deadline_met")
+        if state in ("done", "rejected") and actor and step.kind == "human" and self.run.first_report_at is None:
+            self.run.first_report_at = at
+
+    def _approval(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).approvals.append(Approval(seq, at, actor, data.get("note")))
+        if self.run.first_report_at is None:
+            self.run.first_report_at = at
+
+    def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).escalations.append(Escalation(
+            seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
+            parse_time(data.get("due_at")), data.get("late_ms")))
+        self.run.escalations += 1
+
+    def _overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).overdue_at = at
+
+    def _notification(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        deliveries = [Delivery(recipient=r.get("recipient", "?"), destination=r.get("destination", "?"),
+                               ok=bool(r.get("ok")), error=r.get("error"), attempts=r.get("attempts"),
+                               latency_ms=None if r.get("latency") is None else int(round(r["latency"] * 1000)),
+                               via=r.get("via"))
+                      for r in data.get("results") or []]
+        note = Notification(seq, at, data.get("notification") or "?", deliveries)
+        (self.step(step_id).notifications if step_id else self.run.notifications).append(note)
+
+    def _run_overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.overdue_at = at
+
+    def _repeated(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.repeats = int(data.get("repeats") or self.run.repeats + 1)
+
+    def _run_finished(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        run = self.run
+        run.status, run.ended_at, run.outcome = "finished", at, data.get("outcome")
+        run.deadline_met_recorded = data.get("deadline_met")
+
+    def _run_cancelled(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        run = self.run
+        run.status, run.ended_at, run.ended_by = "cancelled", at, actor
+        run.outcome = f"cancelled: {data.get('reason')}"
+        run.cancel_reason = data.get("reason")
+        for step in run.steps.values():
+            if step.state not in FINISHED_STEP:
+                step.state, step.finished_at = "cancelled", at
+
+
+def _finisher(state: str) -> Any:
+    """``handler(builder, seq, at, step_id, actor, data)`` for a step finishing in ``state``."""
+    return partial(RunBuilder._finished_step, state=state)
+
+
+#: record kind -> what it does to a run (kinds not here only appear on the timeline)
+HANDLERS: dict[str, Any] = {
+    "step_assigned": RunBuilder._assigned,
+    "step_ready": RunBuilder._ready,
+    "step_waiting": RunBuilder._waiting,
+    "step_started": RunBuilder._started,
+    "approval": RunBuilder._approval,
+    "escalation": RunBuilder._escalation,
+    "step_overdue": RunBuilder._overdue,
+    "notification": RunBuilder._notification,
+    "run_overdue": RunBuilder._run_overdue,
+    "trigger_repeated": RunBuilder._repeated,
+    "run_finished": RunBuilder._run_finished,
+    "run_cancelled": RunBuilder._run_cancelled,
+    **{f"step_{state}": _finisher(state) for state in FINISHED_STEP if state != "cancelled"},
+}
+
+#: the record kinds figures and timelines need (notifications and bookkeeping left out: faster)
+SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k != "notification")
+#: of those, the kinds whose data figures read (the others count by kind and instant alone)
+SUMMARY_DATA: frozenset[str] = frozenset({"step_assigned", "step_done", "step_rejected", "run_finished",
+                                           "run_cancelled", "trigger_repeated"})

@@ -1,0 +1,81 @@
+"""What an audit is asked about: the window of runs (``--since``/``--until``), the class, and
+:class:`AuditError`, raised when a question cannot be answered as asked (a message and a hint).
+
+Nothing here reads the ledger: :mod:`flows.audit.queries` reads the runs these pick.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from flows.language.durations import parse_duration
+
+CLASSES = ("complaint", "outage", "policy", "routine")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class AuditError(Exception):
+    """A question the audit cannot answer as asked: a message and a hint for the user."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class NotFound(AuditError):
+    """The run or SOP asked about is not in the ledger."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Runs started at or after ``since`` and before ``until`` (either open), UTC."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def contains(self, at: datetime) -> bool:
+        return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
+
+    def describe(self) -> str:
+        since = self.since.isoformat() if self.since else "the first run"
+        until = self.until.isoformat() if self.until else "now"
+        return f"runs started from {since} until {until} (exclusive)"
+
+
+def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
+    """``2026-03-01`` (a whole day: its start, or with ``end`` the next midnight), an ISO time
+    (no offset means UTC), or a duration back from now (``7d``, ``12h``)."""
+    value = text.strip()
+    if _DATE.match(value):
+        day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return now - parse_duration(value)
+        except ValueError:
+            raise AuditError(f"`{text}` is neither a date, a time nor a duration",
+                             "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def window(since: str | None, until: str | None, now: datetime) -> Window:
+    """The window of ``--since``/``--until`` (an ``--until`` date includes that whole day)."""
+    out = Window(parse_instant(since, now) if since else None, parse_instant(until, now, end=True) if until else None)
+    if out.since and out.until and out.since >= out.until:
+        raise AuditError(f"--since ({out.since.isoformat()}) is not before --until ({out.until.isoformat()})",
+                         "swap them, or widen the window")
+    return out
+
+
+def check_class(sop_class: str | None) -> str | None:
+    if sop_class is not None and sop_class not in CLASSES:
+        raise AuditError(f"unknown class `{sop_class}`", f"one of {', '.join(CLASSES)}")
+    return sop_class
+
+
+__all__ = ["CLASSES", "AuditError", "NotFound", "Window", "check_class", "parse_instant", "window"]
