@@ -43,7 +43,7 @@ def test_the_tree_keeps_every_contract() -> None:
     done = lint(REPO_ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "BROKEN" not in done.stdout
-    assert done.stdout.count("KEPT") == 5
+    assert done.stdout.count("KEPT") == 7
 
 
 @pytest.mark.parametrize(("module", "line", "broken"), [
@@ -51,6 +51,8 @@ def test_the_tree_keeps_every_contract() -> None:
     ("flows/language/spec.py", "from flows.engine import view", "Layers"),
     ("flows/engine/timers.py", "from flows.prefect import launcher", "The engine knows no Prefect"),
     ("notifications/masking.py", "from flows.engine import board", "Notifications know no engine"),
+    ("flows/ledger/schema.py", "from flows.language import durations", "The ledger knows nothing above it"),
+    ("flows/audit/summary.py", "from flows.engine import view", "The audit reads the records"),
     # a circle inside one layer: the outbox and the pager already import each other one way
     ("flows/engine/outbox.py", "from flows.engine import paging", "No import circles"),
 ])

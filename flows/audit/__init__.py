@@ -21,11 +21,10 @@ Owns:
 :class:`Audit` is the one entry point the CLI (:mod:`flows.cli.audit`) and the API
 (:mod:`flows.api.audit`, under ``/v1/audit`` for the auditor role) share.
 
-May import: ``flows.ledger`` (the records, a read connection), ``flows.language`` (the
-pinned SOP texts, durations) and, only where it must, the engine's read side
-(``flows.engine.view``: the step states that end a step, a pinned SOP's cached parse),
-plus SQLAlchemy and Jinja2. Never ``flows.api``, ``flows.runtime`` or ``flows.cli``, which
-call it, nor the engine's writing side, Prefect or the triggers.
+May import: ``flows.ledger`` (the records, a read connection, the vocabulary of record
+kinds and states) and ``flows.language`` (the pinned SOP texts, durations), plus SQLAlchemy
+and Jinja2. Never the engine, ``flows.api``, ``flows.runtime`` or ``flows.cli`` (which call
+it), Prefect or the triggers.
 """
 
 from __future__ import annotations

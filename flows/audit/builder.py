@@ -23,6 +23,7 @@ from flows.audit.model import (
     StepAudit,
     parse_time,
 )
+from flows.ledger.vocabulary import RecordKind
 
 
 class RunBuilder:
@@ -147,24 +148,26 @@ def _finisher(state: str) -> Any:
 
 
 #: record kind -> what it does to a run (kinds not here only appear on the timeline)
-HANDLERS: dict[str, Any] = {
-    "step_assigned": RunBuilder._assigned,
-    "step_ready": RunBuilder._ready,
-    "step_waiting": RunBuilder._waiting,
-    "step_started": RunBuilder._started,
-    "approval": RunBuilder._approval,
-    "escalation": RunBuilder._escalation,
-    "step_overdue": RunBuilder._overdue,
-    "notification": RunBuilder._notification,
-    "run_overdue": RunBuilder._run_overdue,
-    "trigger_repeated": RunBuilder._repeated,
-    "run_finished": RunBuilder._run_finished,
-    "run_cancelled": RunBuilder._run_cancelled,
-    **{f"step_{state}": _finisher(state) for state in FINISHED_STEP if state != "cancelled"},
-}
+K = RecordKind
+# keyed by the kinds' plain strings: a dict of str keys only is looked up on CPython's fast path (once per record)
+HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
+    K.STEP_ASSIGNED: RunBuilder._assigned,
+    K.STEP_READY: RunBuilder._ready,
+    K.STEP_WAITING: RunBuilder._waiting,
+    K.STEP_STARTED: RunBuilder._started,
+    K.APPROVAL: RunBuilder._approval,
+    K.ESCALATION: RunBuilder._escalation,
+    K.STEP_OVERDUE: RunBuilder._overdue,
+    K.NOTIFICATION: RunBuilder._notification,
+    K.RUN_OVERDUE: RunBuilder._run_overdue,
+    K.TRIGGER_REPEATED: RunBuilder._repeated,
+    K.RUN_FINISHED: RunBuilder._run_finished,
+    K.RUN_CANCELLED: RunBuilder._run_cancelled,
+    **{K.step_ended(state): _finisher(state) for state in FINISHED_STEP if state != "cancelled"},
+}.items()}
 
 #: the record kinds figures and timelines need (notifications and bookkeeping left out: faster)
-SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k != "notification")
+SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k != K.NOTIFICATION)
 #: of those, the kinds whose data figures read (the others count by kind and instant alone)
-SUMMARY_DATA: frozenset[str] = frozenset({"step_assigned", "step_done", "step_rejected", "run_finished",
-                                           "run_cancelled", "trigger_repeated"})
+SUMMARY_DATA: frozenset[str] = frozenset(map(str, {K.STEP_ASSIGNED, K.STEP_DONE, K.STEP_REJECTED, K.RUN_FINISHED,
+                                                    K.RUN_CANCELLED, K.TRIGGER_REPEATED}))

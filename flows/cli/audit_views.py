@@ -109,7 +109,7 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
             out.append("      approvers: " + escape(", ".join(approvers)))
     if data.get("note"):
         out.append(f"      note: {escape(str(data['note']))}")
-    if kind in ("step_skipped", "step_failed", "step_timed_out") and data.get("reason") and kind != "step_skipped":
+    if kind in ("step_failed", "step_timed_out") and data.get("reason"):
         out.append(f"      reason: {escape(str(data['reason']))}")
     return out
 
