@@ -37,10 +37,10 @@ from flows.audit.report import build_report
 from flows.clock import ManualClock
 from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
-from flows.engine.transitions import AUTOMATED_KINDS, Engine
+from flows.engine.transitions import Engine
 from flows.language.library import load_library
-from flows.language.spec import HumanStep
-from flows.language.steps.human import Report, ReportRefused
+from flows.language.steps import KINDS
+from flows.language.steps.human import HumanStep, Report, ReportRefused
 from flows.ledger import GENESIS, Ledger, dumps, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 from flows.runtime.drill import sample_value
@@ -76,7 +76,7 @@ def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, 
         view = engine.view(run_id)
         if not view.is_open:
             return
-        automated = [s.id for s in sop.steps if s.kind in AUTOMATED_KINDS and view.state(s.id) in ("ready", "running")]  # type: ignore[attr-defined]
+        automated = [s.id for s in sop.steps if KINDS[s.kind].automated and view.state(s.id) in ("ready", "running")]
         for step_id in automated:
             engine.mark_running(run_id, step_id)
             engine.complete(run_id, step_id, {"status": 200, "exit_code": 0})

@@ -12,8 +12,7 @@ from flows.api import docs
 from flows.api.auth import READERS, Principal, raw_body, require
 from flows.api.errors import ApiError, parse_body
 from flows.engine.board import run_ids, status_rows
-from flows.language.spec import HumanStep
-from flows.language.steps.human import Report
+from flows.language.steps.human import HumanStep, Report
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 

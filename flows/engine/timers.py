@@ -23,7 +23,7 @@ from flows.clock import scaled
 from flows.engine.transitions import Engine, Page
 from flows.engine.view import load_view
 from flows.language.ladder import levels
-from flows.language.spec import HumanStep
+from flows.language.steps.human import HumanStep
 from flows.ledger.schema import steps, timers
 
 log = logging.getLogger("sop.timers")

@@ -23,15 +23,13 @@ from flows.engine.view import TERMINAL_STEP, RunNotFound, RunView, load_view, ne
 from flows.language.expressions import evaluate, render
 from flows.language.ladder import levels
 from flows.language.library import Library, LoadedSop
-from flows.language.spec import CheckStep, HumanStep, Sop, WaitStep
-from flows.language.steps import check as check_kind
-from flows.language.steps import human
-from flows.language.steps import wait as wait_kind
+from flows.language.spec import Sop
+from flows.language.steps import KINDS, human
+from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import runs, sop_versions, steps, timers
 
 log = logging.getLogger("sop.engine")
-AUTOMATED_KINDS = ("http", "command", "notify")
 
 
 class InputRefused(ValueError):
@@ -304,11 +302,11 @@ class Engine:
             return True
         for dep in deps:
             parent = view.sop.step(dep)
-            if isinstance(parent, CheckStep) and check_kind.branch_skipped(step.id, parent, bool(view.result(dep).get("result"))):
+            if parent.branches() and parent.skips(step.id, view.result(dep)):
                 self._set_step(tx, view, step.id, "skipped", reason=f"branch of {dep} not taken")
                 return True
         # the template variables cost more than the rest of an activation: built only when read
-        context = variables(view, self.site) if step.when or isinstance(step, CheckStep) else {}
+        context = variables(view, self.site) if step.when else None
         if step.when:
             try:
                 go = bool(evaluate(step.when, context))
@@ -318,24 +316,8 @@ class Engine:
             if not go:
                 self._set_step(tx, view, step.id, "skipped", reason=f"when: {step.when} is false")
                 return True
-        now = self.clock.now()
-        if isinstance(step, HumanStep):
-            self._assign(tx, view, step, now, pages)
-        elif isinstance(step, WaitStep):
-            until = wait_kind.until(step, now, view.speed)
-            self._update_step(tx, view, step.id, state="active", ready_at=now, due_at=until)
-            tx.append("step_waiting", view.id, step.id, until=until)
-            self._arm(tx, view, step.id, "wait", "", until)
-        elif isinstance(step, CheckStep):
-            try:
-                outputs = check_kind.execute(step, context)
-            except Exception as exc:
-                self._set_step(tx, view, step.id, "failed", reason=f"check could not be evaluated: {exc}")
-                return True
-            self._set_step(tx, view, step.id, "done", result=outputs, ready_at=now)
-        else:
-            self._update_step(tx, view, step.id, state="ready", ready_at=now)
-            tx.append("step_ready", view.id, step.id, step_kind=step.kind)
+        # the kind decides: assigned (human), a timer (wait), evaluated (check), ready for its task (automated)
+        KINDS[step.kind].activate(step, _Activation(self, tx, view, step, pages, self.clock.now(), context))
         return True
 
     @staticmethod
@@ -603,6 +585,41 @@ class Engine:
         """After the commit: deliver the pages this process claimed (a pager process takes the rest)."""
         if self.pager is not None and pages:
             self.ledger.after_commit(lambda: self.pager.send_all(self, pages))  # type: ignore[union-attr]
+
+
+class _Activation:
+    """The engine's side of a step kind's ``activate`` (``flows.language.steps.base.Activation``): one step's turn."""
+
+    __slots__ = ("_context", "_engine", "_pages", "_step", "_tx", "_view", "now", "speed")
+
+    def __init__(self, engine: Engine, tx: Tx, view: RunView, step: Any, pages: list[Page], now: datetime,
+                 context: dict[str, Any] | None):
+        self._engine, self._tx, self._view, self._step, self._pages = engine, tx, view, step, pages
+        self.now, self.speed, self._context = now, view.speed, context
+
+    def variables(self) -> dict[str, Any]:
+        if self._context is None:
+            self._context = variables(self._view, self._engine.site)
+        return self._context
+
+    def assign(self) -> None:
+        self._engine._assign(self._tx, self._view, self._step, self.now, self._pages)
+
+    def wait_until(self, until: datetime) -> None:
+        engine, tx, view, step_id = self._engine, self._tx, self._view, self._step.id
+        engine._update_step(tx, view, step_id, state="active", ready_at=self.now, due_at=until)
+        tx.append("step_waiting", view.id, step_id, until=until)
+        engine._arm(tx, view, step_id, "wait", "", until)
+
+    def finish(self, outputs: dict[str, Any]) -> None:
+        self._engine._set_step(self._tx, self._view, self._step.id, "done", result=outputs, ready_at=self.now)
+
+    def fail(self, reason: str) -> None:
+        self._engine._set_step(self._tx, self._view, self._step.id, "failed", reason=reason)
+
+    def ready(self) -> None:
+        self._engine._update_step(self._tx, self._view, self._step.id, state="ready", ready_at=self.now)
+        self._tx.append("step_ready", self._view.id, self._step.id, step_kind=self._step.kind)
 
 
 __all__ = ["Engine", "InputRefused", "Plan", "RunNotFound", "StartResult", "StepNotActive", "check_inputs"]

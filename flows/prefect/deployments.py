@@ -18,7 +18,9 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.tasks import exponential_backoff
 
 from flows.language.library import Library, LoadedSop
-from flows.language.spec import PRIORITY, SOP_CLASSES, Sop, StepBase
+from flows.language.spec import PRIORITY, SOP_CLASSES, Sop
+from flows.language.steps import KINDS
+from flows.language.steps.base import StepBase
 from flows.language.steps.human import PY_TYPES
 from flows.prefect.names import ENTRYPOINT_MODULE, POOL, deployment_name, python_name
 
@@ -67,7 +69,7 @@ def build_flow(loaded: LoadedSop) -> Flow:
     sop = loaded.sop
     from flows.prefect.flow_run import run_sop
 
-    tasks = {s.id: step_task(sop, s) for s in sop.steps if s.kind in ("http", "command", "notify")}  # type: ignore[attr-defined]
+    tasks = {s.id: step_task(sop, s) for s in sop.steps if KINDS[s.kind].automated}
 
     def body(**inputs: Any) -> dict[str, Any]:
         return run_sop(sop.id, inputs, tasks)

@@ -24,8 +24,8 @@ from flows.engine import outbox
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.engine.view import TERMINAL_STEP
-from flows.language.spec import FieldSpec, HumanStep
-from flows.language.steps.human import Report, ReportRefused
+from flows.language.fields import FieldSpec
+from flows.language.steps.human import HumanStep, Report, ReportRefused
 from flows.ledger import utc
 from flows.ledger.schema import records
 
