@@ -40,7 +40,7 @@ from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.language.steps import KINDS
-from flows.language.steps.human import HumanStep, Report, ReportRefused
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused
 from flows.ledger import GENESIS, Ledger, dumps, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 from flows.runtime.drill import sample_value
@@ -106,7 +106,7 @@ def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, 
             given[step.id] = given.get(step.id, 0) + 1
         values = {n: sample_value(n, s) for n, s in step.form.items() if s.is_required or s.default is None}
         try:
-            engine.report(run_id, step.id, Report(actor=actor, values=values, evidence=["bench://e"] if step.evidence else []))
+            engine.report(run_id, step.id, HumanReport(actor=actor, values=values, evidence=["bench://e"] if step.evidence else []))
         except ReportRefused:
             plans[key] = clock.now() + timedelta(minutes=1)
 

@@ -432,7 +432,7 @@ class Engine:
 
     # --- reports from people ---------------------------------------------------------------
 
-    def report(self, run_id: str, step_id: str, report: human.Report, *, nudge: bool = True) -> str:
+    def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True) -> str:
         """Take a person's report on a human step; returns the step's new state.
 
         Refuses (ReportRefused / StepNotActive / RunNotFound) without changing anything when

@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
+from pydantic.json_schema import GenerateJsonSchema
 
 from flows.language.durations import parse_duration
 from flows.language.fields import Duration, FieldSpec, Slug, Strict, check_timezone
@@ -246,9 +247,19 @@ class Sop(Strict):
         return [t for t in self.triggers if isinstance(t, ScheduleTrigger)]
 
 
+class _PublishedNames(GenerateJsonSchema):
+    """Definitions keep the names the published schema has always given them, whatever the class is called now."""
+
+    #: class name → name in docs/sop.schema.json
+    RENAMED: ClassVar[dict[str, str]] = {"NotifyMessage": "Message"}
+
+    def normalize_name(self, name: str) -> str:
+        return super().normalize_name(self.RENAMED.get(name, name))
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of an SOP file (``sop schema``), for editors and for tests."""
-    schema = Sop.model_json_schema(by_alias=True, mode="validation")
+    schema = Sop.model_json_schema(by_alias=True, mode="validation", schema_generator=_PublishedNames)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://sops-as-code.dev/schema/sop.json"
     return schema

@@ -114,7 +114,7 @@ def _apply_ui_report(engine: Any, run_id: str, flow_run_id: Any) -> None:
         return  # already applied (or the step moved on): nothing to do
     step = view.sop.step(step_id)
     fields = getattr(step, "form", {})
-    report = human.Report(actor=value["actor"], outcome=value.get("outcome") or "done",
+    report = human.HumanReport(actor=value["actor"], outcome=value.get("outcome") or "done",
                           values={k: v for k, v in value.items() if k in fields and v is not None},
                           note=value.get("note") or "", evidence=[value["evidence"]] if value.get("evidence") else [])
     try:

@@ -63,7 +63,7 @@ class ReportRefused(ValueError):
 
 
 @dataclass
-class Report:
+class HumanReport:
     """What a person reports to finish (or refuse) a human step."""
 
     actor: str
@@ -95,7 +95,7 @@ def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_report(step: HumanStep, report: Report, *, initiator: str | None, approvals: list[str],
+def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None, approvals: list[str],
                  site: Site) -> None:
     """Raise ReportRefused unless the report fits the step (form, evidence, four-eyes)."""
     problems: list[str] = []
@@ -139,7 +139,7 @@ def _expects(spec: FieldSpec) -> str:
 
 
 def input_model(steps: list[HumanStep]) -> type[BaseModel]:
-    """The Prefect resume form for the human steps a run is waiting on (a :class:`Report` once read).
+    """The Prefect resume form for the human steps a run is waiting on (a :class:`HumanReport` once read).
 
     Every field is optional so that ``sop done`` (which already wrote the report to the
     ledger) can resume the run with an empty input; a report typed in the Prefect UI

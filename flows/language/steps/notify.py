@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from flows.language.expressions import render
 from flows.language.fields import Strict
@@ -16,8 +16,11 @@ from flows.language.steps.base import StepBase, StepContext, StepKind, Template,
 NOTIFY_OUTPUTS = ("delivered", "reached", "failed")
 
 
-class Message(Strict):
+class NotifyMessage(Strict):
     """A free-form message of a notify step; both parts are templates."""
+
+    # `Message` in the published schema (docs/sop.schema.json), as it always was
+    model_config = ConfigDict(title="Message")
 
     title: str
     body: str = ""
@@ -28,7 +31,7 @@ class NotifyStep(StepBase):
 
     kind: Literal["notify"] = "notify"
     notify: list[str] = Field(min_length=1)
-    message: Message
+    message: NotifyMessage
 
     def outputs(self) -> set[str]:
         return super().outputs() | set(NOTIFY_OUTPUTS)
