@@ -58,8 +58,8 @@ def step_task(sop: Sop, step: StepBase) -> Any:
         cache_key_fn=lambda _ctx, params: f"{params['run_id']}:{step.id}",
         persist_result=True,
         # no tags on the task: Prefect asks its server for tag concurrency slots before every
-        # tagged task run (a round trip that took up to 2 s on a busy server, for limits that
-        # do not exist). The flow run and the deployment carry the class and SOP id tags.
+        # tagged task run (a round trip, slow on a busy server, for limits that do not exist;
+        # docs/benchmarks.md). The flow run and the deployment carry the class and SOP id tags.
         description=step.title,
     )(body)
 

@@ -36,7 +36,7 @@ def flow_run_library(sop_id: str | None = None) -> Library:
     """The SOP library of this flow-run process, loaded once.
 
     A flow-run process lives for one run (or until it suspends), so the library cannot
-    change under it; loading it once instead of per step saves about 0.2 s per step.
+    change under it; loading it once instead of per step saves a library load per step.
     ``sop_id`` (the flow being loaded) narrows it to the site and that SOP when its file
     is ``sops/<id>.yaml``: a flow-run process needs nothing else.
     """
@@ -80,7 +80,7 @@ def _pager_process_alive(engine: Engine) -> bool:
 
 def _warm_notifications() -> None:
     try:
-        import notifications  # noqa: F401  (Apprise and its plugins: a few hundred ms)
+        import notifications  # noqa: F401  (Apprise and its plugins: a slow import)
     except Exception:  # the page that needs it will report the error
         pass
 
