@@ -209,7 +209,7 @@ def test_a_scheduled_sop_gets_flow_runs_from_prefects_scheduler_and_they_open_ru
     from prefect.states import Scheduled
 
     from flows.prefect.deployments import deployment_name
-    from flows.runtime import pool_name
+    from flows.prefect.names import pool_name
 
     name = deployment_name("t-sched", pool_name(engine.library))
     only_scheduled = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"])))
