@@ -39,9 +39,8 @@ from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.library import load_library
-from flows.language.spec import HumanStep
-from flows.language.steps import AUTOMATED
-from flows.language.steps.human import Report, ReportRefused
+from flows.language.steps import KINDS
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused
 from flows.ledger import GENESIS, Ledger, dumps, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 from flows.runtime.drill import sample_value
@@ -77,7 +76,7 @@ def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, 
         view = engine.view(run_id)
         if not view.is_open:
             return
-        automated = [s.id for s in sop.steps if s.kind in AUTOMATED and view.state(s.id) in ("ready", "running")]  # type: ignore[attr-defined]
+        automated = [s.id for s in sop.steps if KINDS[s.kind].automated and view.state(s.id) in ("ready", "running")]
         for step_id in automated:
             engine.mark_running(run_id, step_id)
             engine.complete(run_id, step_id, {"status": 200, "exit_code": 0})
@@ -107,7 +106,7 @@ def play(engine: Engine, clock: ManualClock, timers: TimerService, sop_id: str, 
             given[step.id] = given.get(step.id, 0) + 1
         values = {n: sample_value(n, s) for n, s in step.form.items() if s.is_required or s.default is None}
         try:
-            engine.report(run_id, step.id, Report(actor=actor, values=values, evidence=["bench://e"] if step.evidence else []))
+            engine.report(run_id, step.id, HumanReport(actor=actor, values=values, evidence=["bench://e"] if step.evidence else []))
         except ReportRefused:
             plans[key] = clock.now() + timedelta(minutes=1)
 

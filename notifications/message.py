@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from flows.language.spec import PRIORITY, FieldSpec
+from flows.language.fields import FieldSpec
+from flows.language.spec import PRIORITY
 
 Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "run_started", "run_overdue", "run_finished", "run_cancelled"

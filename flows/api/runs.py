@@ -12,8 +12,7 @@ from flows.api import docs
 from flows.api.auth import READERS, Principal, raw_body, require
 from flows.api.errors import ApiError, parse_body
 from flows.engine.board import run_ids, status_rows
-from flows.language.spec import HumanStep
-from flows.language.steps.human import Report
+from flows.language.steps.human import HumanReport, HumanStep
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -133,7 +132,7 @@ def report_step(
         actor = _responder_actor(engine, principal, spec, body.actor)
     if body.outcome == "rejected" and not body.note.strip():
         raise ApiError(422, "a rejection needs a reason in `note`", "body.note")
-    report = Report(actor=actor, outcome=body.outcome, values=body.values, note=body.note, evidence=body.evidence)
+    report = HumanReport(actor=actor, outcome=body.outcome, values=body.values, note=body.note, evidence=body.evidence)
     state = engine.report(view.id, step, report)
     return {"run": view.id, "step": step, "state": state, "actor": actor}
 

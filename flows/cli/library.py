@@ -17,17 +17,9 @@ from flows.engine.build import site_template_errors
 from flows.language.durations import format_duration
 from flows.language.ladder import levels
 from flows.language.library import project_root, validate_paths
-from flows.language.spec import (
-    CheckStep,
-    CommandStep,
-    HttpStep,
-    HumanStep,
-    NotifyStep,
-    Sop,
-    StepBase,
-    WaitStep,
-    json_schema,
-)
+from flows.language.spec import Sop, json_schema
+from flows.language.steps import KINDS
+from flows.language.steps.human import HumanStep
 
 
 @app.command()
@@ -94,23 +86,6 @@ def _trigger_text(trigger: Any) -> str:
     return f"schedule {trigger.schedule} ({trigger.timezone})"
 
 
-def _kind_detail(step: StepBase) -> str:
-    if isinstance(step, HumanStep):
-        extra = f", approval {step.approval.count} of {'/'.join(step.approval.approvers)}" if step.approval else ""
-        return f"human → {step.assignee}{extra}"
-    if isinstance(step, HttpStep):
-        return f"http {step.request.method} {step.request.url}"
-    if isinstance(step, CommandStep):
-        return "command " + " ".join(step.command)
-    if isinstance(step, NotifyStep):
-        return "notify → " + ", ".join(step.notify)
-    if isinstance(step, WaitStep):
-        return f"wait {format_duration(step.duration)}"
-    if isinstance(step, CheckStep):
-        return f"check {step.check}"
-    return step.kind  # type: ignore[attr-defined]
-
-
 def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
     """The SOP as the show command prints it: steps with their ladders at absolute offsets."""
     steps = []
@@ -125,7 +100,7 @@ def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
                     continue
                 ladder.append({"level": level.key, "after_ready": format_duration(level.offset),
                                "notify": list(level.notify), "message": level.message})
-        steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": _kind_detail(step),  # type: ignore[attr-defined]
+        steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": KINDS[step.kind].summary(step),
                       "needs": sop.dependencies(step), "when": step.when,
                       "due": format_duration(step.due) if step.due else None,
                       "on_timeout": step.on_timeout, "escalation": ladder,
@@ -194,16 +169,15 @@ def mermaid(sop: Sop) -> str:
     for step in sop.steps:
         label = step.name.replace('"', "'")
         suffix = f"<br/>due {format_duration(step.due)}" if step.due else ""
-        shape = ('{{"%s"}}' if isinstance(step, CheckStep) else '["%s"]') % f"{label}{suffix}"
+        shape = ('{{"%s"}}' if step.branches() else '["%s"]') % f"{label}{suffix}"  # a branching step: a decision
         lines.append(f"    {step.id.replace('-', '_')}{shape}")
     for step in sop.steps:
         for dep in sop.dependencies(step):
             edge = "-->"
             parent = next((s for s in sop.steps if s.id == dep), None)
-            if isinstance(parent, CheckStep) and step.id in parent.then:
-                edge = "-->|yes|"
-            elif isinstance(parent, CheckStep) and step.id in parent.else_:
-                edge = "-->|no|"
+            branch = next((b for b in parent.branches() if step.id in b.steps), None) if parent else None
+            if branch is not None:
+                edge = f"-->|{branch.label}|"
             elif step.when:
                 edge = "-.->|when|"
             lines.append(f"    {dep.replace('-', '_')} {edge} {step.id.replace('-', '_')}")

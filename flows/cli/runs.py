@@ -14,7 +14,7 @@ from flows.cli.common import console, err_console, fail, fail_all, library, prin
 from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
-from flows.language.steps.human import Report, ReportRefused
+from flows.language.steps.human import HumanReport, ReportRefused
 from flows.ledger.vocabulary import TERMINAL_STEP
 from flows.prefect.launcher import LaunchError
 
@@ -245,7 +245,7 @@ def _outbox_warning(engine: Any) -> None:
 def _report(run_id: str, step_id: str, actor: str, outcome: str, fields: list[str] | None, note: str,
             evidence: list[str] | None, as_json: bool) -> None:
     engine = _engine()
-    report = Report(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
+    report = HumanReport(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
     try:
         state = engine.report(run_id, step_id, report)
     except (RunNotFound, StepNotActive) as exc:

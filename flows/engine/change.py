@@ -21,9 +21,9 @@ from flows.engine.store import RunStore
 from flows.engine.view import RunView, variables
 from flows.language.expressions import evaluate
 from flows.language.ladder import levels
-from flows.language.spec import CheckStep, HumanStep, StepBase, WaitStep
-from flows.language.steps import check as check_kind
-from flows.language.steps import wait as wait_kind
+from flows.language.steps import KINDS
+from flows.language.steps.base import StepBase
+from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
 
 log = logging.getLogger("sop.engine")
@@ -184,11 +184,11 @@ class RunChange:
             return True
         for dep in deps:
             parent = view.sop.step(dep)
-            if isinstance(parent, CheckStep) and check_kind.branch_skipped(step.id, parent, bool(view.result(dep).get("result"))):
+            if parent.branches() and parent.skips(step.id, view.result(dep)):
                 self.set_step(step.id, StepState.SKIPPED, reason=f"branch of {dep} not taken")
                 return True
         # the template variables cost more than the rest of an activation: built only when read
-        context = variables(view, self.site) if step.when or isinstance(step, CheckStep) else {}
+        context = variables(view, self.site) if step.when else None
         if step.when:
             try:
                 go = bool(evaluate(step.when, context))
@@ -198,24 +198,8 @@ class RunChange:
             if not go:
                 self.set_step(step.id, StepState.SKIPPED, reason=f"when: {step.when} is false")
                 return True
-        now = self.clock.now()
-        if isinstance(step, HumanStep):
-            self.assign(step, now, person_for(step.assignee))
-        elif isinstance(step, WaitStep):
-            until = wait_kind.until(step, now, view.speed)
-            self.update_step(step.id, state=StepState.ACTIVE, ready_at=now, due_at=until)
-            self.record(RecordKind.STEP_WAITING, step.id, until=until)
-            self.arm(step.id, TimerKind.WAIT, "", until)
-        elif isinstance(step, CheckStep):
-            try:
-                outputs = check_kind.execute(step, context)
-            except Exception as exc:
-                self.set_step(step.id, StepState.FAILED, reason=f"check could not be evaluated: {exc}")
-                return True
-            self.set_step(step.id, StepState.DONE, result=outputs, ready_at=now)
-        else:
-            self.update_step(step.id, state=StepState.READY, ready_at=now)
-            self.record(RecordKind.STEP_READY, step.id, step_kind=step.kind)
+        # the kind decides: assigned (human), a timer (wait), evaluated (check), ready for its task (automated)
+        KINDS[step.kind].activate(step, _Activation(self, step, self.clock.now(), context, person_for))
         return True
 
     def _satisfied(self, dep: str, state: str) -> bool:
@@ -254,6 +238,41 @@ class RunChange:
         targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
                                      if isinstance(view.sop.step(s), HumanStep)]]
         self.page("run_cancelled", None, list(dict.fromkeys(targets)))
+
+
+class _Activation:
+    """A change's side of a step kind's ``activate`` (``flows.language.steps.base.Activation``): one step's turn."""
+
+    __slots__ = ("_change", "_context", "_person_for", "_step", "now", "speed")
+
+    def __init__(self, change: RunChange, step: Any, now: datetime, context: dict[str, Any] | None,
+                 person_for: Any):
+        self._change, self._step, self._context, self._person_for = change, step, context, person_for
+        self.now, self.speed = now, change.view.speed
+
+    def variables(self) -> dict[str, Any]:
+        if self._context is None:
+            self._context = variables(self._change.view, self._change.site)
+        return self._context
+
+    def assign(self) -> None:
+        self._change.assign(self._step, self.now, self._person_for(self._step.assignee))
+
+    def wait_until(self, until: datetime) -> None:
+        change, step_id = self._change, self._step.id
+        change.update_step(step_id, state=StepState.ACTIVE, ready_at=self.now, due_at=until)
+        change.record(RecordKind.STEP_WAITING, step_id, until=until)
+        change.arm(step_id, TimerKind.WAIT, "", until)
+
+    def finish(self, outputs: dict[str, Any]) -> None:
+        self._change.set_step(self._step.id, StepState.DONE, result=outputs, ready_at=self.now)
+
+    def fail(self, reason: str) -> None:
+        self._change.set_step(self._step.id, StepState.FAILED, reason=reason)
+
+    def ready(self) -> None:
+        self._change.update_step(self._step.id, state=StepState.READY, ready_at=self.now)
+        self._change.record(RecordKind.STEP_READY, self._step.id, step_kind=self._step.kind)
 
 
 class Transaction:

@@ -26,7 +26,9 @@ from flows.engine import outbox
 from flows.engine.view import RunView
 from flows.language.config import Site
 from flows.language.durations import format_duration
-from flows.language.spec import HumanStep, Sop, StepBase
+from flows.language.spec import Sop
+from flows.language.steps.base import StepBase
+from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import deliveries
 from flows.ledger.vocabulary import RunStatus

@@ -24,7 +24,7 @@ from flows.engine.change import RunChange
 from flows.engine.store import TimerClaim
 from flows.engine.transitions import Engine
 from flows.language.ladder import levels
-from flows.language.spec import HumanStep
+from flows.language.steps.human import HumanStep
 from flows.ledger.schema import timers
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 

@@ -24,8 +24,9 @@ from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
-from flows.language.spec import HumanStep, Sop
+from flows.language.spec import Sop
 from flows.language.steps import human
+from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, dumps
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 
@@ -193,7 +194,7 @@ class Engine:
 
     # --- reports from people ---------------------------------------------------------------
 
-    def report(self, run_id: str, step_id: str, report: human.Report, *, nudge: bool = True) -> str:
+    def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True) -> str:
         """Take a person's report on a human step; returns the step's new state.
 
         Refuses (ReportRefused / StepNotActive / RunNotFound) without changing anything when

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from flows.language.spec import SLUG, Duration, Strict, check_timezone
+from flows.language.fields import SLUG, Duration, Strict, check_timezone
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

@@ -16,7 +16,10 @@ from flows.language.config import Site, env_names, expand_env, missing_env, unse
 from flows.language.durations import format_duration
 from flows.language.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
 from flows.language.loader import Document, SpecError
-from flows.language.spec import CheckStep, CommandStep, HttpStep, HumanStep, NotifyStep, Sop, StepBase, WaitStep
+from flows.language.spec import Sop
+from flows.language.steps import KINDS
+from flows.language.steps.base import StepBase
+from flows.language.steps.human import HumanStep
 
 LADDER_WORDS = ("assignee", "owner", "lead", "backup")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -167,10 +170,9 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
             ref_step(need, (*base, "needs", j), "needs", step.id)
         if step.fallback:
             ref_step(step.fallback, (*base, "on_timeout"), "falls back to", step.id)
-        if isinstance(step, CheckStep):
-            for branch in ("then", "else"):
-                for j, target in enumerate(step.then if branch == "then" else step.else_):
-                    ref_step(target, (*base, branch, j), f"branches ({branch}) to", step.id)
+        for branch in step.branches():
+            for j, target in enumerate(branch.steps):
+                ref_step(target, (*base, branch.field, j), f"branches ({branch.field}) to", step.id)
 
     cycle = find_cycle(sop)
     if cycle and len(cycle) > 2:  # a step that needs itself is reported above
@@ -233,9 +235,8 @@ def _check_names(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
                         errors.append(doc.error((*base, "approval", "approvers", j), f"unknown role `{role}` (roles in config: {roles})"))
         if step.escalation is not None:
             ladder_ok(step.escalation, (*base, "escalation"))
-        if isinstance(step, NotifyStep):
-            for j, target in enumerate(step.notify):
-                target_ok(target, (*base, "notify", j), ladder=False)
+        for target, path in KINDS[step.kind].targets(step):
+            target_ok(target, (*base, *path), ladder=False)
     return errors
 
 
@@ -259,26 +260,20 @@ def _check_deadline(sop: Sop, doc: Document) -> list[SpecError]:
     by_id = {s.id: s for s in sop.steps}
     finish: dict[str, tuple[timedelta, list[str]]] = {}
 
-    def own(step: StepBase) -> timedelta:
-        if isinstance(step, WaitStep):
-            return step.duration
-        return step.due or timedelta(0)
-
     def earliest(step_id: str) -> tuple[timedelta, list[str]]:
         if step_id not in finish:
             step = by_id[step_id]
             deps = [earliest(d) for d in sop.dependencies(step) if d in by_id]
             before, chain = max(deps, key=lambda d: d[0]) if deps else (timedelta(0), [])
-            finish[step_id] = (before + own(step), [*chain, step_id])
+            finish[step_id] = (before + step.span(), [*chain, step_id])
         return finish[step_id]
 
     errors = []
     for i, step in enumerate(sop.steps):
         total, chain = earliest(step.id)
-        if own(step) and total > sop.deadline:
-            field = "duration" if isinstance(step, WaitStep) else "due"
-            parts = " + ".join(f"{c} {format_duration(own(by_id[c]))}" for c in chain if own(by_id[c]))
-            errors.append(doc.error(("steps", i, field),
+        if step.span() and total > sop.deadline:
+            parts = " + ".join(f"{c} {format_duration(by_id[c].span())}" for c in chain if by_id[c].span())
+            errors.append(doc.error(("steps", i, step.span_field),
                                     f"step `{step.id}` is due {format_duration(total)} after the run starts "
                                     f"({parts}), past the run deadline of {format_duration(sop.deadline)}"))
     return errors
@@ -299,34 +294,9 @@ def _check_templates(sop: Sop, doc: Document, site: Site | None) -> list[SpecErr
         checker.check(step.when, (*base, "when"), expression=True, step=step)
         checker.check(step.description, (*base, "description"), step=step)
         checker.check(step.title, (*base, "title"), step=step)
-        if isinstance(step, HttpStep):
-            checker.check(step.request.url, (*base, "request", "url"), step=step)
-            _walk(step.request.json_body, (*base, "request", "json"),
-                  lambda v, p, step=step: checker.check(v, p, step=step))
-            for key, value in step.request.headers.items():
-                checker.check(value, (*base, "request", "headers", key), step=step)
-        elif isinstance(step, CommandStep):
-            for j, arg in enumerate(step.command):
-                checker.check(arg, (*base, "command", j), step=step)
-            for key, value in step.env.items():
-                checker.check(value, (*base, "env", key), step=step)
-        elif isinstance(step, NotifyStep):
-            checker.check(step.message.title, (*base, "message", "title"), step=step)
-            checker.check(step.message.body, (*base, "message", "body"), step=step)
-        elif isinstance(step, CheckStep):
-            checker.check(step.check, (*base, "check"), expression=True, step=step)
+        for template in KINDS[step.kind].templates(step):
+            checker.check(template.value, (*base, *template.path), expression=template.expression, step=step)
     return errors
-
-
-def _walk(value: Any, path: tuple, visit: Any) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _walk(item, (*path, key), visit)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _walk(item, (*path, i), visit)
-    else:
-        visit(value, path)
 
 
 def _is_apprise_url(template: str, env: Mapping[str, str] | None) -> bool:

@@ -1,15 +1,67 @@
-"""The escalation ladder of a step as concrete levels: who is told, how long after ready.
+"""The escalation ladder of a step: its rungs as written (``LadderEntry``) and as concrete levels.
 
-Pure arithmetic on the SOP model, shared by ``sop show`` and the timers so both agree.
+A level says who is told how long after the step became ready: pure arithmetic on the
+rungs, shared by ``sop show`` and the timers so both agree.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
-from flows.language.spec import LadderEntry
+from pydantic import Field, field_validator, model_validator
+
+from flows.language.durations import parse_duration
+from flows.language.fields import Duration, Strict
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class LadderEntry(Strict):
+    """One rung: at a % of the step's due budget or a fixed offset from ready, or ``every``."""
+
+    at: str | None = Field(default=None, description="50% of the step's due, or an offset such as 3h")
+    every: Duration | None = None
+    notify: list[str] = Field(min_length=1)
+    max: int | None = Field(default=None, ge=1, description="cap on repeats of an `every` entry")
+    message: Literal["reminder", "escalated", "overdue"] | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at_is_percent_or_duration(cls, value: object) -> object:
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError("write a percent such as 50% or a duration such as 3h")
+        text = str(value)
+        if _PERCENT.match(text):
+            return text.strip()
+        parse_duration(text)
+        return text.strip()
+
+    @model_validator(mode="after")
+    def _one_of_at_every(self) -> LadderEntry:
+        if (self.at is None) == (self.every is None):
+            raise ValueError("a ladder entry needs exactly one of `at` or `every`")
+        if self.max is not None and self.every is None:
+            raise self.field_error("max", "`max` applies only to an `every` entry")
+        return self
+
+    @property
+    def percent(self) -> float | None:
+        """The entry's percent of the due budget, or None for an offset / `every` entry."""
+        match = _PERCENT.match(self.at or "")
+        return float(match.group(1)) if match else None
+
+    @property
+    def offset(self) -> timedelta | None:
+        """The fixed offset from ready for an ``at: 3h`` entry, else None."""
+        if self.at is None or self.percent is not None:
+            return None
+        return parse_duration(self.at)
 
 
 @dataclass(frozen=True)

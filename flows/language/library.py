@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from flows.language.config import Site
 from flows.language.crosscheck import check_site, check_sop
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
-from flows.language.spec import CheckStep, Sop
+from flows.language.spec import Sop
+from flows.language.steps.check import CheckStep
 
 CONFIG_KEYS = frozenset({"people", "roles", "channels", "vars", "settings", "tokens"})
 MERGED_TABLES = ("people", "roles", "channels", "vars", "tokens")

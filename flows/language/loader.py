@@ -10,10 +10,12 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from flows.language.steps import KINDS
 
 Path_ = tuple[str | int, ...]
 
@@ -102,7 +104,7 @@ class _MemoResolver:
         return tag
 
 
-#: libyaml when PyYAML was built with it: it composes a file about ten times faster
+#: libyaml when PyYAML was built with it: it composes a file many times faster (docs/benchmarks.md)
 _FAST_LOADER: type = type("_FastLoader", (_MemoResolver, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
 
 
@@ -229,17 +231,20 @@ def _describe(error: dict[str, Any], model: type[BaseModel] | None, raw_loc: tup
 def _owner_model(owner: tuple[Any, ...], root: type[BaseModel]) -> list[type[BaseModel]]:
     """The model(s) whose field list applies at ``owner`` (a path into the document)."""
     from flows.language import config, spec
+    from flows.language.fields import FieldSpec
+    from flows.language.ladder import LadderEntry
 
-    steps = [spec.HumanStep, spec.HttpStep, spec.CommandStep, spec.NotifyStep, spec.WaitStep, spec.CheckStep]
+    steps: list[type[BaseModel]] = [kind.model for kind in KINDS.values()]
     triggers = [spec.MetricRule, spec.AlertTrigger, spec.EventTrigger, spec.ScheduleTrigger]
-    tagged = dict(zip(("human", "http", "command", "notify", "wait", "check"), steps, strict=True))
+    tagged = dict(zip(KINDS, steps, strict=True))
     tagged |= dict(zip(("metric", "alert", "event", "schedule"), triggers, strict=True))
-    list_items = {"steps": steps, "triggers": triggers, "escalation": [spec.LadderEntry]}
-    dict_values = {"form": spec.FieldSpec, "inputs": spec.FieldSpec, "people": config.Person, "roles": config.Role,
+    list_items = {"steps": steps, "triggers": triggers, "escalation": [LadderEntry]}
+    dict_values = {"form": FieldSpec, "inputs": FieldSpec, "people": config.Person, "roles": config.Role,
                    "channels": config.Channel, "tokens": config.ApiToken}
-    fields = {"request": spec.HttpRequest, "approval": spec.Approval, "message": spec.Message,
-              "settings": config.Settings, "api": config.ApiSettings, "prefect": config.PrefectSettings,
-              "hmac": config.HmacCheck}
+    # a step kind's parts (``request``, ``approval``, ``message``): the fields that hold one model
+    fields = {name: part for model in steps for name, part in _parts(model).items()}
+    fields |= {"settings": config.Settings, "api": config.ApiSettings, "prefect": config.PrefectSettings,
+               "hmac": config.HmacCheck}
     if not owner:
         return [root]
     last = owner[-1]
@@ -252,6 +257,16 @@ def _owner_model(owner: tuple[Any, ...], root: type[BaseModel]) -> list[type[Bas
     return [fields[last]] if last in fields else []
 
 
+def _parts(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The fields of ``model`` that hold one model (optional or not), by alias."""
+    out: dict[str, type[BaseModel]] = {}
+    for name, info in model.model_fields.items():
+        for kind in (info.annotation, *get_args(info.annotation)):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                out[info.alias or name] = kind
+    return out
+
+
 def _known_fields(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names (by alias) allowed where ``loc`` points — for "did you mean" hints."""
     names: list[str] = []
@@ -260,8 +275,7 @@ def _known_fields(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(set(names))
 
 
-_TAGS = {"human", "http", "command", "notify", "wait", "check", "metric", "alert", "event", "schedule",
-         "function-after", "function-before"}
+_TAGS = {*KINDS, "metric", "alert", "event", "schedule", "function-after", "function-before"}
 
 
 def model_errors(doc: Document, exc: ValidationError, model: type[BaseModel]) -> list[SpecError]:

@@ -18,7 +18,9 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.tasks import exponential_backoff
 
 from flows.language.library import Library, LoadedSop
-from flows.language.spec import PRIORITY, SOP_CLASSES, Sop, StepBase
+from flows.language.spec import PRIORITY, SOP_CLASSES, Sop
+from flows.language.steps import KINDS
+from flows.language.steps.base import StepBase
 from flows.language.steps.human import PY_TYPES
 from flows.prefect.names import ENTRYPOINT_MODULE, POOL, deployment_name, python_name
 
@@ -56,8 +58,8 @@ def step_task(sop: Sop, step: StepBase) -> Any:
         cache_key_fn=lambda _ctx, params: f"{params['run_id']}:{step.id}",
         persist_result=True,
         # no tags on the task: Prefect asks its server for tag concurrency slots before every
-        # tagged task run (a round trip that took up to 2 s on a busy server, for limits that
-        # do not exist). The flow run and the deployment carry the class and SOP id tags.
+        # tagged task run (a round trip, slow on a busy server, for limits that do not exist;
+        # docs/benchmarks.md). The flow run and the deployment carry the class and SOP id tags.
         description=step.title,
     )(body)
 
@@ -67,7 +69,7 @@ def build_flow(loaded: LoadedSop) -> Flow:
     sop = loaded.sop
     from flows.prefect.flow_run import run_sop
 
-    tasks = {s.id: step_task(sop, s) for s in sop.steps if s.kind in ("http", "command", "notify")}  # type: ignore[attr-defined]
+    tasks = {s.id: step_task(sop, s) for s in sop.steps if KINDS[s.kind].automated}
 
     def body(**inputs: Any) -> dict[str, Any]:
         return run_sop(sop.id, inputs, tasks)

@@ -23,8 +23,8 @@ from flows.audit.timeline import describe
 from flows.engine import outbox
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
-from flows.language.spec import FieldSpec, HumanStep
-from flows.language.steps.human import Report, ReportRefused
+from flows.language.fields import FieldSpec
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused
 from flows.ledger import utc
 from flows.ledger.schema import records
 from flows.ledger.vocabulary import TERMINAL_STEP, StepState
@@ -104,7 +104,7 @@ class Drill:
             candidates = [m for m in dict.fromkeys(members) if m != initiator]
             actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
             self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
-        report = Report(actor=actor, values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
+        report = HumanReport(actor=actor, values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
         try:
             self.engine.report(run_id, step.id, report)
         except ReportRefused as exc:

@@ -24,7 +24,7 @@ from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.library import load_library
-from flows.language.steps.human import Report
+from flows.language.steps.human import HumanReport
 from flows.ledger import Ledger
 
 HERE = Path(__file__).resolve().parent
@@ -78,7 +78,7 @@ class RunScript:
     def report(self, minutes: float, step: str, actor: str, *, outcome: str = "done", note: str = "",
                evidence: list[str] | None = None, **values: Any) -> None:
         self.go(minutes)
-        self.story.engine.report(self.id, step, Report(actor=actor, outcome=outcome, values=values, note=note,  # type: ignore[arg-type]
+        self.story.engine.report(self.id, step, HumanReport(actor=actor, outcome=outcome, values=values, note=note,  # type: ignore[arg-type]
                                                        evidence=evidence or []))
 
     def automate(self, minutes: float, step: str, **outputs: Any) -> None:

@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from flows.engine.transitions import InputRefused
-from flows.language.steps.human import Report, ReportRefused
+from flows.language.steps.human import HumanReport, ReportRefused
 from flows.prefect.launcher import prefect_client
 from flows.runtime.drill import Drill
 from tests.engine.conftest import record_count, records, step_states, wait_for
@@ -55,7 +55,7 @@ def test_a_late_step_escalates_at_its_instants_and_stops_once_done(engine):
     expected = {"1": 5, "2": 10, "3.1": 15, "3.2": 20, "3.3": 25}  # minutes after ready, in playbook time
     due = {level: ready_at + timedelta(minutes=m) / speed for level, m in expected.items()}
     wait_for(lambda: len(records(engine, run.run_id, "escalation")) >= 3, 10, "three ladder levels")
-    engine.report(run.run_id, "respond", Report(actor="zhao-lei", values={"answer": "ok"}))
+    engine.report(run.run_id, "respond", HumanReport(actor="zhao-lei", values={"answer": "ok"}))
     [done] = records(engine, run.run_id, "step_done")
     watch_until = done["at"] + timedelta(seconds=1.5)
     time.sleep(max(0.0, (watch_until - engine.clock.now()).total_seconds()))
@@ -78,9 +78,9 @@ def test_parallel_steps_join_and_when_skips(engine):
     run = engine.start("t-parallel", initiator="li-wei", speed=1)
     assert step_states(engine, run.run_id) == {"left": "active", "right": "active", "join": "pending",
                                                "only-if-yes": "pending"}
-    engine.report(run.run_id, "right", Report(actor="zhang-min"))
+    engine.report(run.run_id, "right", HumanReport(actor="zhang-min"))
     assert step_states(engine, run.run_id)["join"] == "pending"  # still waiting on `left`
-    engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "no"}))
+    engine.report(run.run_id, "left", HumanReport(actor="zhao-lei", values={"choice": "no"}))
     states = step_states(engine, run.run_id)
     assert states["join"] == "active" and states["only-if-yes"] == "skipped"
     skipped = records(engine, run.run_id, "step_skipped")
@@ -89,7 +89,7 @@ def test_parallel_steps_join_and_when_skips(engine):
 
 def test_on_timeout_skip_interrupts_the_wait(engine):
     run = engine.start("t-parallel", initiator="li-wei", speed=1200)  # 10m due = 0.5 s
-    engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "yes"}))
+    engine.report(run.run_id, "left", HumanReport(actor="zhao-lei", values={"choice": "yes"}))
     # the report activates the step at once (its 0.5 s deadline may already have passed on a loaded machine)
     assert "only-if-yes" in [r["step_id"] for r in records(engine, run.run_id, "step_assigned")]
     wait_for(lambda: step_states(engine, run.run_id)["only-if-yes"] == "skipped", 10, "the deadline to skip the step")
@@ -125,13 +125,13 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
 def test_four_eyes_approval_refuses_the_initiator(engine):
     run = engine.start("t-approval", initiator="zhang-min")
     with pytest.raises(ReportRefused, match="started this run and cannot approve it"):
-        engine.report(run.run_id, "approve", Report(actor="zhang-min"))
+        engine.report(run.run_id, "approve", HumanReport(actor="zhang-min"))
     with pytest.raises(ReportRefused, match="not an approver"):
-        engine.report(run.run_id, "approve", Report(actor="zhao-lei"))
-    assert engine.report(run.run_id, "approve", Report(actor="liu-yang")) == "active"
+        engine.report(run.run_id, "approve", HumanReport(actor="zhao-lei"))
+    assert engine.report(run.run_id, "approve", HumanReport(actor="liu-yang")) == "active"
     with pytest.raises(ReportRefused, match="already approved"):
-        engine.report(run.run_id, "approve", Report(actor="liu-yang"))
-    assert engine.report(run.run_id, "approve", Report(actor="guo-jing")) == "done"
+        engine.report(run.run_id, "approve", HumanReport(actor="liu-yang"))
+    assert engine.report(run.run_id, "approve", HumanReport(actor="guo-jing")) == "done"
     assert engine.view(run.run_id).result("approve")["approvers"] == ["liu-yang", "guo-jing"]
 
 
@@ -170,8 +170,8 @@ def test_a_report_typed_into_the_prefect_ui_resume_form_finishes_the_step(engine
 
 def test_a_rejection_blocks_everything_downstream_but_not_a_skip(engine):
     run = engine.start("t-parallel", initiator="li-wei")
-    engine.report(run.run_id, "left", Report(actor="zhao-lei", outcome="rejected", note="cannot"))
-    engine.report(run.run_id, "right", Report(actor="zhang-min"))
+    engine.report(run.run_id, "left", HumanReport(actor="zhao-lei", outcome="rejected", note="cannot"))
+    engine.report(run.run_id, "right", HumanReport(actor="zhang-min"))
     states = step_states(engine, run.run_id)
     assert states["join"] == "blocked" and states["only-if-yes"] == "blocked"
     view = engine.view(run.run_id)
@@ -181,7 +181,7 @@ def test_a_rejection_blocks_everything_downstream_but_not_a_skip(engine):
 
 def test_optional_fields_left_out_read_as_none_in_later_templates(engine):
     run = engine.start("t-parallel", initiator="li-wei")
-    engine.report(run.run_id, "left", Report(actor="zhao-lei", values={"choice": "no"}))
+    engine.report(run.run_id, "left", HumanReport(actor="zhao-lei", values={"choice": "no"}))
     assert engine.view(run.run_id).result("left") == {"choice": "no", "count": None, "evidence": []}
 
 
@@ -252,7 +252,7 @@ def test_a_run_whose_flow_run_crashed_gets_another_when_the_person_answers(engin
 
     run, dead = _run_with_its_flow_run_killed(engine, Crashed(message="simulated: the process vanished"))
 
-    engine.report(run.run_id, "ack", Report(actor="zhang-min"))
+    engine.report(run.run_id, "ack", HumanReport(actor="zhang-min"))
     wait_for(lambda: not engine.view(run.run_id).is_open, 120, "the run to finish on a new flow run")
     view = engine.view(run.run_id)
     assert view.run["outcome"] == "done" and view.result("after")["stdout"] == "after\n"
@@ -270,6 +270,6 @@ def test_a_flow_run_lost_while_nobody_reports_is_replaced_by_the_nudgers_sweep(e
              "sop serve's sweep to replace the lost flow run")
     created = [r["data"] for r in records(engine, run.run_id, "flow_run_created")]
     assert created[-1]["replaces"] == dead and created[-1]["reason"].startswith("FAILED")
-    engine.report(run.run_id, "ack", Report(actor="zhang-min"))
+    engine.report(run.run_id, "ack", HumanReport(actor="zhang-min"))
     wait_for(lambda: not engine.view(run.run_id).is_open, 120, "the run to finish on the new flow run")
     assert engine.view(run.run_id).run["outcome"] == "done"

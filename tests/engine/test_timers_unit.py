@@ -39,7 +39,7 @@ def test_the_watchdog_flags_a_timer_left_unfired_past_its_instant(local_engine):
 
 
 def test_a_timer_fires_once_and_a_finished_step_disarms_its_timers(local_engine):
-    from flows.language.steps.human import Report
+    from flows.language.steps.human import HumanReport
 
     run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
     service = TimerService(local_engine)
@@ -48,7 +48,7 @@ def test_a_timer_fires_once_and_a_finished_step_disarms_its_timers(local_engine)
                                                              & (timers.c.kind == "ladder"))).scalar_one()
     assert service.fire(timer_id) is not None
     assert service.fire(timer_id) is None  # claimed already: nothing happens twice
-    local_engine.report(run.run_id, "respond", Report(actor="zhao-lei", values={"answer": "ok"}))
+    local_engine.report(run.run_id, "respond", HumanReport(actor="zhao-lei", values={"answer": "ok"}))
     with local_engine.ledger.read() as conn:
         left = conn.execute(sa.select(sa.func.count()).select_from(timers).where(
             (timers.c.run_id == run.run_id) & (timers.c.step_id == "respond") & timers.c.fired_at.is_(None)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flows.audit.builder import HANDLERS
 from flows.engine.change import IllegalMove
 from flows.engine.transitions import Engine
-from flows.language.steps.human import Report
+from flows.language.steps.human import HumanReport
 from flows.ledger.schema import records
 from flows.ledger.vocabulary import TERMINAL_STEP, TRANSITIONS, RecordKind, StepState
 from tests.engine.test_new_run import clock, library, local  # noqa: F401, F811  (the same local engine)
@@ -39,7 +39,7 @@ def test_a_finished_step_cannot_move_again(local: Engine) -> None:  # noqa: F811
     run = local.start("t-newrun", {"service": "db"}, initiator="monitor")
     asked = "ask"
     assert local.view(run.run_id).state(asked) == StepState.ACTIVE
-    local.report(run.run_id, asked, Report(actor="ana"))
+    local.report(run.run_id, asked, HumanReport(actor="ana"))
     with pytest.raises(IllegalMove, match="done may not become active"), local.transaction() as t:
         t.change(run.run_id).update_step(asked, state=StepState.ACTIVE)
     assert local.view(run.run_id).state(asked) == StepState.DONE  # nothing written

@@ -18,8 +18,8 @@ from flows.engine.board import status_rows
 from flows.engine.paging import Pager
 from flows.engine.transitions import Engine, Page
 from flows.language.library import Library, load_library
-from flows.language.spec import NotifyStep
 from flows.language.steps import StepContext, notify
+from flows.language.steps.notify import NotifyStep
 from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, records
 from notifications import Dispatcher

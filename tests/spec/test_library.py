@@ -12,9 +12,9 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from flows.language.durations import format_duration, parse_duration
-from flows.language.ladder import levels
+from flows.language.ladder import LadderEntry, levels
 from flows.language.library import load_library, validate_paths
-from flows.language.spec import PRIORITY, LadderEntry
+from flows.language.spec import PRIORITY
 
 #: the playbooks the operations team runs (monthly-ab-test is optional)
 TEAM_SOPS = {

@@ -1,9 +1,95 @@
-"""What every step kind gets and may raise."""
+"""What every step kind is made of: the fields all steps share, the kind record, and the engine's side.
+
+A kind (one module each in this package) is a :class:`StepKind`: its model (a subclass
+of :class:`StepBase`) and the hooks the rest of the code calls instead of asking which
+kind a step is. The engine drives the engine-side kinds through :class:`Activation`,
+written here so that this package needs nothing of the engine.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
+
+from pydantic import Field, field_validator
+
+from flows.language.fields import Duration, Slug, Strict
+from flows.language.ladder import LadderEntry
+
+#: result attributes every step exposes to later templates (``steps.<id>.<attr>``)
+COMMON_OUTPUTS = ("state", "outcome", "actor", "note", "finished_at")
+_ON_TIMEOUT = re.compile(r"^(skip|fail|fallback:[a-z][a-z0-9-]*)$")
+
+
+class Branch(NamedTuple):
+    """Steps a branching step chooses between: its field (``then``), its label in the graph (``yes``), the step ids."""
+
+    field: str
+    label: str
+    steps: list[str]
+
+
+class StepBase(Strict):
+    """What every step has: identity, place in the DAG, condition, deadline behaviour."""
+
+    if TYPE_CHECKING:  # each kind's model declares it, a literal field (``kind: Literal["http"]``)
+        kind: str
+    #: the field that says how long the step may take once ready (a wait's is its ``duration``)
+    span_field: ClassVar[str] = "due"
+
+    id: Slug
+    title: str | None = None
+    description: str | None = None
+    needs: list[str] = Field(default_factory=list)
+    when: str | None = None
+    due: Duration | None = None
+    on_timeout: str | None = Field(default=None, description="skip | fail | fallback:<step>")
+    escalation: list[LadderEntry] | None = None
+    retries: int = Field(default=0, ge=0, le=20)
+    timeout: Duration | None = None
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _needs_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("on_timeout")
+    @classmethod
+    def _on_timeout(cls, value: str | None) -> str | None:
+        if value is not None and not _ON_TIMEOUT.match(value):
+            raise ValueError(f"expected skip, fail or fallback:<step-id>, got {value!r}")
+        return value
+
+    @property
+    def name(self) -> str:
+        """The step's human title, falling back to its id."""
+        return self.title or self.id
+
+    @property
+    def fallback(self) -> str | None:
+        """The step to run instead when this one times out (``on_timeout: fallback:x``)."""
+        if self.on_timeout and self.on_timeout.startswith("fallback:"):
+            return self.on_timeout.split(":", 1)[1]
+        return None
+
+    def outputs(self) -> set[str]:
+        """Names this step makes available as ``steps.<id>.<name>``."""
+        return set(COMMON_OUTPUTS)
+
+    def branches(self) -> tuple[Branch, ...]:
+        """The steps this one branches to (a check's ``then`` and ``else``): each depends on it. None by default."""
+        return ()
+
+    def skips(self, step_id: str, outputs: Mapping[str, Any]) -> bool:
+        """True when this step, finished with ``outputs``, took a branch that leaves ``step_id`` out."""
+        return False
+
+    def span(self) -> timedelta:
+        """How long the step may take once ready, for the run-deadline check: its ``due`` (none: nothing)."""
+        return self.due or timedelta(0)
 
 
 class StepFailed(Exception):
@@ -22,3 +108,89 @@ class StepContext:
     run_id: str
     pager: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Activation(Protocol):
+    """What the engine offers a step kind when the step's turn comes (its needs met, its ``when`` true).
+
+    A kind's ``activate`` calls exactly one of ``assign``, ``wait_until``, ``finish``,
+    ``fail`` or ``ready``; each is one transition of the step in the run's transaction.
+    """
+
+    @property
+    def now(self) -> datetime:
+        """The moment the step became ready."""
+
+    @property
+    def speed(self) -> float:
+        """How many times the run's time is compressed (1: real time)."""
+
+    def variables(self) -> dict[str, Any]:
+        """The run's template variables (built on first use: they cost more than the rest)."""
+
+    def assign(self) -> None:
+        """Give the step to its assignee: due and ladder timers armed, the person paged."""
+
+    def wait_until(self, until: datetime) -> None:
+        """Hold the step until ``until`` (a durable timer finishes it)."""
+
+    def finish(self, outputs: dict[str, Any]) -> None:
+        """The step is done now, with these outputs."""
+
+    def fail(self, reason: str) -> None:
+        """The step failed now, for this reason."""
+
+    def ready(self) -> None:
+        """Hand the step to the flow run, which executes it as a Prefect task (``StepKind.execute``)."""
+
+
+def ready(step: StepBase, act: Activation) -> None:
+    """The activation of every automated kind: the step is ready for its Prefect task."""
+    act.ready()
+
+
+class Template(NamedTuple):
+    """A value of a step that is a template (or, with ``expression``, a bare expression), at its path in the step."""
+
+    value: Any
+    path: tuple[str | int, ...]
+    expression: bool = False
+
+
+def _none(step: Any) -> Iterable[Any]:
+    return ()
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """One kind of step and every hook the rest of the code calls on it (the table: ``steps.KINDS``)."""
+
+    #: the pydantic model of a step of this kind; its ``kind`` literal names the kind
+    model: type[StepBase]
+    #: what happens when the step's turn comes (automated kinds: :func:`ready`)
+    activate: Callable[[Any, Activation], None]
+    #: the one-line description of a step that `sop show` prints
+    summary: Callable[[Any], str]
+    #: the step's own templates and expressions, checked by `sop validate`
+    templates: Callable[[Any], Iterable[Template]] = _none
+    #: the notify targets the step names (each with its path), checked against config
+    targets: Callable[[Any], Iterable[tuple[str, tuple[str | int, ...]]]] = _none
+    #: an automated kind's work, run as a Prefect task: (step, context) → outputs; raises StepFailed
+    execute: Callable[[Any, StepContext], dict[str, Any]] | None = None
+    #: a step of this kind may leave out ``kind:`` when it has this key
+    implied_by: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.execute is not None) != (self.activate is ready):
+            raise TypeError(f"step kind {self.name}: an automated kind (one that executes) activates with "
+                            "`ready`, and only an automated kind does")
+
+    @property
+    def name(self) -> str:
+        """The kind's name, as SOP files write it (``kind: http``)."""
+        return self.model.model_fields["kind"].default
+
+    @property
+    def automated(self) -> bool:
+        """True when the flow run executes the step as a Prefect task (http, command, notify)."""
+        return self.execute is not None

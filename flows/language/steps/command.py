@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import Field
 
 from flows.language.expressions import render
-from flows.language.spec import CommandStep
-from flows.language.steps.base import StepContext, StepFailed
+from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
 
 MAX_OUTPUT = 20_000
+
+
+class CommandStep(StepBase):
+    """Run a program (argv, no shell unless you ask for one), capture its output."""
+
+    kind: Literal["command"] = "command"
+    command: list[str] = Field(min_length=1)
+    expect_exit: int = 0
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    def outputs(self) -> set[str]:
+        return super().outputs() | {"exit_code", "stdout", "stderr"}
 
 
 def execute(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
@@ -42,3 +57,19 @@ def _tail(text: str | bytes | None) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return text[-MAX_OUTPUT:]
+
+
+def templates(step: CommandStep) -> Iterator[Template]:
+    """Each argument and each environment value."""
+    for j, arg in enumerate(step.command):
+        yield Template(arg, ("command", j))
+    for key, value in step.env.items():
+        yield Template(value, ("env", key))
+
+
+def summary(step: CommandStep) -> str:
+    """``command ./restart.sh web``."""
+    return "command " + " ".join(step.command)
+
+
+KIND = StepKind(model=CommandStep, activate=ready, summary=summary, templates=templates, execute=execute)

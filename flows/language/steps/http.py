@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, Literal
 
-import httpx
+from pydantic import Field, field_validator
 
 from flows.language.expressions import render, render_value
-from flows.language.spec import HttpStep
-from flows.language.steps.base import StepContext, StepFailed
+from flows.language.fields import Duration, Strict
+from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
 
 MAX_BODY = 20_000
+
+
+class HttpRequest(Strict):
+    """An HTTP call; url, json and headers are templates."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    json_body: Any = Field(default=None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect: list[int] = Field(default_factory=lambda: [200, 201, 202, 204])
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _expect_list(cls, value: object) -> object:
+        return [value] if isinstance(value, int) else value
+
+
+class HttpStep(StepBase):
+    """Call an HTTP endpoint, with retries and backoff."""
+
+    kind: Literal["http"] = "http"
+    request: HttpRequest
+    retry_delay: Duration = timedelta(seconds=2)
+
+    def outputs(self) -> set[str]:
+        return super().outputs() | {"status", "json", "body"}
 
 
 def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
@@ -19,6 +52,8 @@ def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
 
     Outputs: ``status``, ``json`` (when the body is JSON), ``body`` (text, truncated).
     """
+    import httpx  # here, not at the top: validating an SOP never needs an HTTP client
+
     request = step.request
     url = render(request.url, ctx.variables)
     body = render_value(request.json_body, ctx.variables)
@@ -41,3 +76,30 @@ def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
         raise StepFailed(f"{request.method} {url} answered HTTP {response.status_code} "
                          f"(expected {', '.join(map(str, request.expect))})", outputs)
     return outputs
+
+
+def templates(step: HttpStep) -> Iterator[Template]:
+    """The url, every value inside the json body, and each header."""
+    yield Template(step.request.url, ("request", "url"))
+    yield from _leaves(step.request.json_body, ("request", "json"))
+    for key, value in step.request.headers.items():
+        yield Template(value, ("request", "headers", key))
+
+
+def _leaves(value: Any, path: tuple[str | int, ...]) -> Iterator[Template]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, (*path, i))
+    else:
+        yield Template(value, path)
+
+
+def summary(step: HttpStep) -> str:
+    """``http POST https://…``."""
+    return f"http {step.request.method} {step.request.url}"
+
+
+KIND = StepKind(model=HttpStep, activate=ready, summary=summary, templates=templates, execute=execute)

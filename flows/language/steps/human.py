@@ -13,7 +13,43 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from flows.language.config import Site
-from flows.language.spec import FieldSpec, HumanStep
+from flows.language.fields import FieldSpec, Strict
+from flows.language.steps.base import Activation, StepBase, StepKind
+
+
+class Approval(Strict):
+    """Four-eyes: ``count`` distinct approvers from ``approvers`` roles, not the initiator."""
+
+    approvers: list[str] = Field(min_length=1)
+    count: int = Field(default=2, ge=1)
+    distinct_from: Literal["initiator"] | None = "initiator"
+
+
+class HumanStep(StepBase):
+    """A person does it and reports through a form, by a due time."""
+
+    kind: Literal["human"] = "human"
+    assignee: str
+    form: dict[str, FieldSpec] = Field(default_factory=dict)
+    evidence: bool = False
+    approval: Approval | None = None
+
+    def outputs(self) -> set[str]:
+        return super().outputs() | set(self.form) | {"evidence", "approvers"}
+
+
+def activate(step: HumanStep, act: Activation) -> None:
+    """The step goes to its assignee, who is paged; its due and first ladder rung are armed."""
+    act.assign()
+
+
+def summary(step: HumanStep) -> str:
+    """``human → ops-lead, approval 2 of sec/ops``."""
+    extra = f", approval {step.approval.count} of {'/'.join(step.approval.approvers)}" if step.approval else ""
+    return f"human → {step.assignee}{extra}"
+
+
+KIND = StepKind(model=HumanStep, activate=activate, summary=summary, implied_by="assignee")
 
 PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
@@ -27,7 +63,7 @@ class ReportRefused(ValueError):
 
 
 @dataclass
-class Report:
+class HumanReport:
     """What a person reports to finish (or refuse) a human step."""
 
     actor: str
@@ -59,7 +95,7 @@ def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def check_report(step: HumanStep, report: Report, *, initiator: str | None, approvals: list[str],
+def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None, approvals: list[str],
                  site: Site) -> None:
     """Raise ReportRefused unless the report fits the step (form, evidence, four-eyes)."""
     problems: list[str] = []
@@ -103,7 +139,7 @@ def _expects(spec: FieldSpec) -> str:
 
 
 def input_model(steps: list[HumanStep]) -> type[BaseModel]:
-    """The Prefect resume form for the human steps a run is waiting on.
+    """The Prefect resume form for the human steps a run is waiting on (a :class:`HumanReport` once read).
 
     Every field is optional so that ``sop done`` (which already wrote the report to the
     ledger) can resume the run with an empty input; a report typed in the Prefect UI

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
 
 from flows.language.expressions import render
-from flows.language.spec import NotifyStep
-from flows.language.steps.base import StepContext
+from flows.language.fields import Strict
+from flows.language.steps.base import StepBase, StepContext, StepKind, Template, ready
+
+#: a notify step never fails for a message nobody got: these say what happened
+#: (``delivered``: every recipient got it; ``reached``/``failed``: recipients that did / did not)
+NOTIFY_OUTPUTS = ("delivered", "reached", "failed")
+
+
+class NotifyMessage(Strict):
+    """A free-form message of a notify step; both parts are templates."""
+
+    # `Message` in the published schema (docs/sop.schema.json), as it always was
+    model_config = ConfigDict(title="Message")
+
+    title: str
+    body: str = ""
+
+
+class NotifyStep(StepBase):
+    """Send a message to people, roles or channels."""
+
+    kind: Literal["notify"] = "notify"
+    notify: list[str] = Field(min_length=1)
+    message: NotifyMessage
+
+    def outputs(self) -> set[str]:
+        return super().outputs() | set(NOTIFY_OUTPUTS)
 
 
 def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
@@ -23,3 +51,24 @@ def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
                                   sop_class=ctx.variables["run"]["class"])
     reached = sum(lanes.values())
     return {"delivered": bool(lanes) and reached == len(lanes), "reached": reached, "failed": len(lanes) - reached}
+
+
+def templates(step: NotifyStep) -> Iterator[Template]:
+    """The message's title and body."""
+    yield Template(step.message.title, ("message", "title"))
+    yield Template(step.message.body, ("message", "body"))
+
+
+def targets(step: NotifyStep) -> Iterator[tuple[str, tuple[str | int, ...]]]:
+    """Whom the message goes to: people, roles or channels of the config."""
+    for j, target in enumerate(step.notify):
+        yield target, ("notify", j)
+
+
+def summary(step: NotifyStep) -> str:
+    """``notify → sre-oncall, status-page``."""
+    return "notify → " + ", ".join(step.notify)
+
+
+KIND = StepKind(model=NotifyStep, activate=ready, summary=summary, templates=templates, targets=targets,
+                execute=execute)

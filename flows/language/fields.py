@@ -1,0 +1,136 @@
+"""The building blocks of every SOP model: the strict base, names, durations, typed fields.
+
+The SOP (``spec``), its step kinds (``steps``) and the site (``config``) are built from
+these; this module imports none of them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from flows.language.durations import DURATION_PATTERN, format_duration, parse_duration
+
+SLUG = r"^[a-z][a-z0-9-]*$"
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "2h", "1d", "PT2H"]}),
+]
+Slug = Annotated[str, Field(pattern=SLUG)]
+
+
+class Strict(BaseModel):
+    """Base of every SOP model: unknown keys are errors (a typo must never be ignored)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def field_error(self, name: str, message: str) -> ValidationError:
+        """An error of a model validator located at one field (a ValueError would point at the whole model)."""
+        details = InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(name,),
+                                   input=getattr(self, name, None))
+        return ValidationError.from_exception_data(type(self).__name__, [details])
+
+
+def check_timezone(value: str) -> str:
+    """Return ``value`` when it is an IANA time zone name; raise ValueError otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
+    return value
+
+
+# --- fields: typed inputs and form fields -------------------------------------------------
+
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def value_fits(kind: str, value: object) -> bool:
+    """True when ``value`` is a valid value of field type ``kind`` (bool is not an integer)."""
+    if kind in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, FIELD_TYPES[kind])
+
+
+class FieldSpec(Strict):
+    """A typed parameter of a run (``inputs``) or of a human report (``form``)."""
+
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    description: str | None = None
+    default: Any = None
+    enum: list[Any] | None = None
+    required: bool | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @model_validator(mode="after")
+    def _values_fit_type(self) -> FieldSpec:
+        if self.enum is not None:
+            if not self.enum:
+                raise self.field_error("enum", "enum must list at least one value")
+            bad = [v for v in self.enum if not value_fits(self.type, v)]
+            if bad:
+                raise self.field_error("enum", f"enum values {bad!r} are not of type {self.type}")
+        if self.default is not None:
+            if not value_fits(self.type, self.default):
+                raise self.field_error("default", f"default {self.default!r} is not of type {self.type}")
+            if self.enum is not None and self.default not in self.enum:
+                raise self.field_error("default", f"default {self.default!r} is not one of the enum {self.enum!r}")
+        if self.minimum is not None and self.type not in ("integer", "number"):
+            raise self.field_error("minimum", "minimum applies only to integer and number fields")
+        return self
+
+    @property
+    def is_required(self) -> bool:
+        """A field is required unless it says otherwise or has a default."""
+        return self.required if self.required is not None else self.default is None
+
+    def check_value(self, value: object) -> str | None:
+        """Return what is wrong with ``value`` for this field, or None when it is fine."""
+        if not value_fits(self.type, value):
+            return f"expected {self.type}, got {value!r}"
+        if self.enum is not None and value not in self.enum:
+            return f"expected one of {self.enum!r}, got {value!r}"
+        if self.minimum is not None and value < self.minimum:  # type: ignore[operator]
+            return f"must be at least {self.minimum:g}, got {value!r}"
+        if self.maximum is not None and value > self.maximum:  # type: ignore[operator]
+            return f"must be at most {self.maximum:g}, got {value!r}"
+        return None
+
+    def coerce(self, text: str) -> object:
+        """Turn a command-line string (``-p key=value``) into this field's type."""
+        if self.type == "string":
+            return text
+        if self.type == "boolean":
+            lowered = text.strip().lower()
+            if lowered in ("true", "yes", "1", "on"):
+                return True
+            if lowered in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(f"expected boolean (true/false), got {text!r}")
+        try:
+            return int(text) if self.type == "integer" else float(text)
+        except ValueError:
+            raise ValueError(f"expected {self.type}, got {text!r}") from None
