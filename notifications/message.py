@@ -22,7 +22,7 @@ Kind = Literal[
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
-STEP_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "step_done"})
+STEP_MESSAGE_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "step_done"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
 ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue"})
 NotifyType = Literal["info", "success", "warning", "failure"]
@@ -171,7 +171,7 @@ class Context:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown notification kind {self.kind!r} (expected one of {', '.join(KINDS)})")
-        if self.kind in STEP_KINDS and self.step is None:
+        if self.kind in STEP_MESSAGE_KINDS and self.step is None:
             raise ValueError(f"`{self.kind}` notifications are about a step: give the context a `step`")
 
     def for_recipient(self, recipient: RecipientInfo) -> Context:
@@ -229,7 +229,7 @@ def template_fields() -> dict[str, frozenset[str] | None]:
 __all__ = [
     "ACTION_KINDS",
     "KINDS",
-    "STEP_KINDS",
+    "STEP_MESSAGE_KINDS",
     "Action",
     "ApprovalInfo",
     "Context",
