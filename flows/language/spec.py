@@ -1,6 +1,6 @@
 """The SOP model: what an SOP file says, validated, and nothing about how it runs.
 
-This module imports nothing from Prefect, FastAPI, Apprise or SQLAlchemy (tests/spec/test_imports.py):
+This module imports nothing from Prefect, FastAPI, Apprise or SQLAlchemy (tests/language/test_imports.py):
 the compiler and the engine take these objects, the loader (``flows.language.loader``) makes them
 from YAML with file:line errors, and ``flows.language.crosscheck`` does the cross-checks. The SOP
 and its triggers are here; its steps are the step kinds of ``flows.language.steps`` (one module

@@ -154,7 +154,7 @@ EXPECTED_FOLDERS: dict[str, dict[str, list[E]]] = {
 
 @pytest.fixture
 def corpus(repo_root: Path) -> Path:
-    return repo_root / "tests" / "spec" / "corpus"
+    return repo_root / "tests" / "language" / "corpus"
 
 
 @pytest.fixture(autouse=True)
@@ -267,16 +267,16 @@ def printed(error: E, file: str) -> re.Pattern[str]:
 
 
 def test_sop_validate_lists_every_corpus_error_as_file_line_col(sop) -> None:
-    result = sop("validate", "tests/spec/corpus", env=dict.fromkeys(CORPUS_VARS))
+    result = sop("validate", "tests/language/corpus", env=dict.fromkeys(CORPUS_VARS))
     assert result.returncode == 1, result.stderr
     for name, expected in EXPECTED.items():
         for error in expected:
-            assert printed(error, f"tests/spec/corpus/{name}").search(result.stderr), f"{name}: {error}"
+            assert printed(error, f"tests/language/corpus/{name}").search(result.stderr), f"{name}: {error}"
     # a subfolder of config files is one site, as when it is given by name
     for folder, files in EXPECTED_FOLDERS.items():
         for file, expected in files.items():
             for error in expected:
-                assert printed(error, f"tests/spec/corpus/{folder}/{file}").search(result.stderr), f"{folder}: {error}"
+                assert printed(error, f"tests/language/corpus/{folder}/{file}").search(result.stderr), f"{folder}: {error}"
     folder_errors = [e for files in EXPECTED_FOLDERS.values() for errors in files.values() for e in errors]
     total = sum(len(errors) for errors in EXPECTED.values()) + len(folder_errors)
     files = len(EXPECTED) + sum(len(files) for files in EXPECTED_FOLDERS.values())
@@ -286,20 +286,20 @@ def test_sop_validate_lists_every_corpus_error_as_file_line_col(sop) -> None:
 
 def test_sop_validate_lists_a_files_errors_top_to_bottom(sop) -> None:
     # the cycle is found before the templates are read, but the template is on an earlier line
-    result = sop("validate", "tests/spec/corpus/needs-cycle-and-unknown-variable.yaml")
+    result = sop("validate", "tests/language/corpus/needs-cycle-and-unknown-variable.yaml")
     shown = [line for line in result.stderr.splitlines() if line.startswith("✗")]
     assert [line.split(":")[1:3] for line in shown] == [["8", "12"], ["9", "12"]]
 
 
 def test_sop_validate_a_config_folder_reports_the_duplicate(sop) -> None:
-    result = sop("validate", "tests/spec/corpus/config-duplicate-name")
+    result = sop("validate", "tests/language/corpus/config-duplicate-name")
     assert result.returncode == 1
     [error] = EXPECTED_FOLDERS["config-duplicate-name"]["people.yaml"]
-    assert printed(error, "tests/spec/corpus/config-duplicate-name/people.yaml").search(result.stderr)
+    assert printed(error, "tests/language/corpus/config-duplicate-name/people.yaml").search(result.stderr)
 
 
 def test_sop_validate_works_from_any_folder(sop, tmp_path: Path, repo_root: Path) -> None:
-    broken = repo_root / "tests" / "spec" / "corpus" / "dangling-needs.yaml"
+    broken = repo_root / "tests" / "language" / "corpus" / "dangling-needs.yaml"
     result = sop("validate", str(broken), cwd=tmp_path)
     assert result.returncode == 1
     assert f"{broken}:10:19: steps[1].needs[1]: needs unknown step `diagnose`" in result.stderr
