@@ -1,6 +1,6 @@
 """The engine's side of notifications: who is meant, what they read, and the record of delivery.
 
-The engine decides *that* a page goes out (a :class:`flows.engine.transitions.Page`); this module
+The engine decides *that* a page goes out (a :class:`flows.engine.change.Page`); this module
 resolves ladder words (assignee, owner, lead, backup) to people, fills the context the
 templates read, hands it to the ``notifications`` package, and writes every
 per-destination result to the ledger. Delivery runs on a thread pool: a slow or failed
@@ -37,7 +37,7 @@ log = logging.getLogger("sop.paging")
 
 #: pages whose delivery records are written in one ledger transaction
 WRITE_CHUNK = 20
-_DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.transitions)
+_DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 
 
 def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: Site) -> list[str]:
