@@ -39,6 +39,7 @@ _STEP_STATE = sa.select(steps.c.state).where((steps.c.run_id == _B("_run")) & (s
 _SOP_VERSION = sa.select(sop_versions.c.hash).where(sop_versions.c.hash == _B("_hash"))
 _TIMER_ARMED = sa.select(timers.c.id).where((timers.c.run_id == _B("_run")) & (timers.c.step_id == _B("_step"))
                                             & (timers.c.kind == _B("_kind")) & (timers.c.level == _B("_level")))
+_ARMED = timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
 _TIMERS_OPEN = (timers.c.run_id == _B("_run")) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
 _CANCEL_RUN_TIMERS = timers.update().where(_TIMERS_OPEN)
 _CANCEL_STEP_TIMERS = timers.update().where(_TIMERS_OPEN & (timers.c.step_id == _B("_step")))
@@ -200,6 +201,22 @@ class RunStore:
         history = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
             (records.c.run_id == run_id) & records.c.kind.in_(kinds)).order_by(records.c.seq)).scalars()]
         return status, history
+
+    @staticmethod
+    def due_timers(conn: Connection, now: datetime, limit: int) -> list[Any]:
+        """Armed timers whose instant has come, oldest first (at most ``limit``)."""
+        return list(conn.execute(sa.select(timers).where(_ARMED & (timers.c.due_at <= now))
+                                 .order_by(timers.c.due_at).limit(limit)))
+
+    @staticmethod
+    def next_timer_instant(conn: Connection) -> datetime | None:
+        """When the next armed timer is due (None: nothing armed)."""
+        return utc(conn.execute(sa.select(sa.func.min(timers.c.due_at)).where(_ARMED)).scalar())
+
+    @staticmethod
+    def timers_due_before(conn: Connection, instant: datetime) -> list[int]:
+        """The ids of armed timers due before ``instant`` (still unfired)."""
+        return [r.id for r in conn.execute(sa.select(timers.c.id).where(_ARMED & (timers.c.due_at < instant)))]
 
     def set_nudge(self, run_id: str, flagged: bool) -> None:
         """Flag (or clear) an open run for a resume of its flow run."""

@@ -18,14 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from flows.engine.change import RunChange
-from flows.engine.store import TimerClaim
+from flows.engine.store import RunStore, TimerClaim
 from flows.engine.transitions import Engine
 from flows.language.ladder import levels
 from flows.language.steps.human import HumanStep
-from flows.ledger.schema import timers
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.timers")
@@ -69,18 +66,12 @@ class TimerService:
         """Armed timers whose instant has come, oldest first."""
         now = self.clock.now()
         with self.ledger.read() as conn:
-            return list(conn.execute(sa.select(timers).where(
-                timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None) & (timers.c.due_at <= now))
-                .order_by(timers.c.due_at).limit(limit)))
+            return RunStore.due_timers(conn, now, limit)
 
     def next_instant(self) -> datetime | None:
         """When the next armed timer is due (None: nothing armed)."""
         with self.ledger.read() as conn:
-            value = conn.execute(sa.select(sa.func.min(timers.c.due_at)).where(
-                timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).scalar()
-        from flows.ledger import utc
-
-        return utc(value)
+            return RunStore.next_timer_instant(conn)
 
     def fire_due(self) -> list[Fired]:
         """Fire every timer that is due now; returns what fired."""
@@ -181,8 +172,7 @@ class TimerService:
         """Timers more than the tolerance past due and still unfired: flagged once each."""
         limit = self.clock.now() - LATE_TOLERANCE
         with self.ledger.read() as conn:
-            stuck = [r.id for r in conn.execute(sa.select(timers.c.id).where(
-                timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None) & (timers.c.due_at < limit)))]
+            stuck = RunStore.timers_due_before(conn, limit)
         fresh = [t for t in stuck if t not in self._alarmed]
         self._alarmed = set(stuck)  # only the ones still stuck: the memory never outgrows the late timers
         for timer_id in fresh:
