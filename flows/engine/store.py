@@ -58,7 +58,8 @@ _SOP_VERSION_INSERT = sop_versions.insert()
 #: :meth:`RunStore.new_run` with :func:`load_view` of the written run, so the two cannot drift apart
 _RUN_DEFAULTS: dict[str, Any] = {"finished_at": None, "outcome": None, "suspends": 0, "nudge": False}
 _STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at": None, "actor": None, "note": None,
-                                  "result": None, "approvals": None, "deadline_met": None}
+                                  "result": None, "approvals": None, "deadline_met": None,
+                                  "claimed_by": None, "claimed_at": None}
 #: pinned SOPs by text hash (a hash names one text forever, so entries never go stale)
 _pinned: dict[str, Sop] = {}
 

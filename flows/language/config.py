@@ -151,6 +151,40 @@ class PrefectSettings(Strict):
     concurrency: int = 4
 
 
+class ProxySettings(Strict):
+    """Single sign-on through a trusted reverse proxy (oauth2-proxy style).
+
+    The proxy authenticates people and passes who they are in ``header`` (a person id of
+    ``config/``, or an e-mail matched to a person's ``email``). The header is believed only
+    when the request also carries ``secret_header`` holding the secret of ``secret_env``, or
+    comes from one of the ``trusted`` addresses; otherwise it is ignored and logged.
+    """
+
+    header: str = "X-Forwarded-User"
+    secret_header: str = "X-Proxy-Secret"
+    secret_env: str | None = Field(default=None, description="environment variable holding the proxy's shared secret")
+    trusted: list[str] = Field(default_factory=list, description="addresses the proxy connects from")
+
+    @model_validator(mode="after")
+    def _some_proof(self) -> ProxySettings:
+        if not self.secret_env and not self.trusted:
+            raise self.field_error("secret_env", "a trusted proxy needs `secret_env` (a shared secret) or "
+                                                 "`trusted` (the addresses it connects from): else anyone could "
+                                                 "send the header")
+        return self
+
+
+class WebSettings(Strict):
+    """The responders' pages: personal links, sign-in, sessions, uploads."""
+
+    link_max_age: Duration = Field(default=timedelta(hours=24),
+                                   description="a step link expires with its step, and at most after this")
+    sign_in_ttl: Duration = Field(default=timedelta(minutes=15), description="how long a sign-in link works")
+    session_max_age: Duration = Field(default=timedelta(hours=12), description="how long a signed-in session lasts")
+    upload_max_bytes: int = Field(default=10_000_000, gt=0, description="the largest evidence file accepted")
+    proxy: ProxySettings | None = None
+
+
 class Settings(Strict):
     """Where things live and run."""
 
@@ -161,6 +195,7 @@ class Settings(Strict):
     timezone: str = "UTC"
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("timezone")
     @classmethod

@@ -77,6 +77,8 @@ steps = sa.Table(
     sa.Column("result", sa.Text),
     sa.Column("approvals", sa.Text),
     sa.Column("deadline_met", sa.Boolean),
+    sa.Column("claimed_by", sa.String(120)),  # the member of the role who said "I'll take it"
+    sa.Column("claimed_at", TS),
 )
 
 timers = sa.Table(
@@ -178,4 +180,27 @@ pagers = sa.Table(
     sa.Column("started_at", TS, nullable=False),
     sa.Column("beat_at", TS, nullable=False),
     sa.Column("doorbell", sa.String(80)),
+)
+
+# a signed-in browser: only the hash of the cookie's id is kept, with the session's CSRF token
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("person", sa.String(120), nullable=False),
+    sa.Column("via", sa.String(20), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("ended_at", TS),
+)
+
+# a personal link acts once: its nonce is written when it does (the primary key refuses a replay)
+link_uses = sa.Table(
+    "link_uses", metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("person", sa.String(120), nullable=False),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("step_id", sa.String(80)),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("used_at", TS, nullable=False),
 )
