@@ -5,7 +5,7 @@ The engine's whole interface::
     from notifications import Dispatcher, recipients, render_for
 
     people = recipients(["pr-oncall"], site)                   # roles → primary (backup=True: and backup)
-    message = render_for("assigned", ctx, site=site)           # each reader gets their --actor and time zone
+    message = render_for("assigned", ctx, site=site)           # each reader gets their own link, --as and time zone
     dispatcher.submit(message, people, on_done=record_in_ledger)   # returns at once
 
 or, waiting: ``results = deliver(render_message("assigned", ctx, site), people)``. Delivery never

@@ -50,22 +50,24 @@ def action_for(ctx: Context) -> Action:
             api_body={},
         )
     step = ctx.step
-    parts = ["sop", "done", shlex.quote(run_id), shlex.quote(step.id), "--actor", shlex.quote(ctx.recipient.id)]
+    parts = ["sop", "done", shlex.quote(run_id), shlex.quote(step.id), "--as", shlex.quote(ctx.recipient.id)]
     for f in step.form:
         if f.required:
             parts += ["-f", f"{f.name}={placeholder(f)}"]
     if step.evidence_required:
         parts += ["--evidence", "<link>"]
-    body: dict[str, Any] = {"actor": ctx.recipient.id}
+    body: dict[str, Any] = {}
     if step.form:
-        body["form"] = {f.name: example(f) for f in step.form}
+        body["values"] = {f.name: example(f) for f in step.form}
     if step.evidence_required:
-        body["evidence"] = "https://link-to-your-evidence"
+        body["evidence"] = ["https://link-to-your-evidence"]
+    link = ctx.step_link(ctx.recipient.id) if ctx.step_link is not None else None
     return Action(
         command=" ".join(parts),
         api_method="POST",
         api_url=f"{base}/v1/runs/{quote(run_id, safe='')}/steps/{quote(step.id, safe='')}",
         api_body=body,
+        link=link,
     )
 
 

@@ -9,7 +9,7 @@ site templates against the same shape (see docs/notifications.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -18,11 +18,13 @@ from flows.language.fields import FieldSpec
 from flows.language.spec import PRIORITY
 
 Kind = Literal[
-    "assigned", "reminder", "escalated", "overdue", "step_done", "run_started", "run_overdue", "run_finished", "run_cancelled"
+    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "run_started", "run_overdue",
+    "run_finished", "run_cancelled",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
-STEP_MESSAGE_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "step_done"})
+STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
+    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
 ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue"})
 NotifyType = Literal["info", "success", "warning", "failure"]
@@ -94,6 +96,8 @@ class StepInfo:
     """The step a message is about. ``time_left`` is the engine's text ("18m left", "12m overdue").
 
     ``actor``, ``finished_at`` and ``values`` (the reported form) are filled for ``step_done``.
+    ``holder`` is who holds the step now (who claimed it, else the person it went to) and
+    ``holder_contact`` how to reach them (their e-mail): escalations name both.
     """
 
     id: str
@@ -108,6 +112,8 @@ class StepInfo:
     actor: str | None = None
     finished_at: datetime | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
+    holder: str | None = None
+    holder_contact: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ class LevelInfo:
     key: str
     message: str
     late_by: str | None = None
+    #: the holder asked for help (it fired early, on their asking)
+    asked_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,12 +149,14 @@ class SummaryRow:
 
 @dataclass(frozen=True)
 class Action:
-    """Exactly what the reader is asked to do: a command, or the same as an HTTP call."""
+    """Exactly what the reader is asked to do: open their personal ``link`` (the step's page), or run a
+    command, or make the same as an HTTP call."""
 
     command: str
     api_method: str
     api_url: str
     api_body: Mapping[str, Any]
+    link: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,8 @@ class Context:
     level: LevelInfo | None = None
     summary: tuple[SummaryRow, ...] | None = None
     action: Action | None = None
+    #: the reader's personal link to the step's page (a function of their person id; None: none for them)
+    step_link: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -58,6 +58,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         actor="wang-fang" if kind == "step_done" else None,
         finished_at=STARTED + timedelta(minutes=14) if kind == "step_done" else None,
         values={"severity": "high"} if kind == "step_done" else {},
+        holder="wang-fang" if kind in ("escalated", "step_claimed") else None,
+        holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed") else None,
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):
@@ -90,4 +92,5 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled") else None,
         level=level,
         summary=summary,
+        step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",
     )

@@ -135,7 +135,7 @@ def render_for(
     """A function rendering ``kind`` for each recipient (their name, id and time zone).
 
     Give it to :func:`notifications.deliver` or ``Dispatcher.submit`` in place of a message:
-    each recipient then reads their own ``--actor`` and local times.
+    each recipient then reads their own personal link, ``--as`` and local times.
     """
 
     def message_for(recipient: Recipient) -> Message:

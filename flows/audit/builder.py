@@ -103,6 +103,12 @@ class RunBuilder:
         if self.run.first_report_at is None:
             self.run.first_report_at = at
 
+    def _claimed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.claimed_by, step.claimed_at = actor, at
+        if self.run.first_report_at is None:  # "I'll take it" acknowledges the page
+            self.run.first_report_at = at
+
     def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).escalations.append(Escalation(
             seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
@@ -156,6 +162,7 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.STEP_WAITING: RunBuilder._waiting,
     K.STEP_STARTED: RunBuilder._started,
     K.APPROVAL: RunBuilder._approval,
+    K.STEP_CLAIMED: RunBuilder._claimed,
     K.ESCALATION: RunBuilder._escalation,
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,

@@ -124,6 +124,8 @@ class StepAudit:
     reason: str | None = None
     deadline_met_recorded: bool | None = None
     approvals: list[Approval] = field(default_factory=list)
+    claimed_by: str | None = None  # who said "I'll take it"
+    claimed_at: datetime | None = None
     escalations: list[Escalation] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
 
@@ -206,7 +208,7 @@ class RunAudit:
 
     @property
     def time_to_acknowledge(self) -> float | None:
-        """SOP seconds from the run's first assignment to the first report by a person (docs/audit.md)."""
+        """SOP seconds from the run's first assignment to the first answer by a person (docs/audit.md)."""
         return self.sop_seconds(self.first_assigned_at, self.first_report_at)
 
     @property

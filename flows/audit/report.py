@@ -5,7 +5,8 @@ The definitions (also in docs/audit.md, and printed in every report):
 - **on time**: runs whose deadline was met ÷ runs whose deadline was met or missed. Runs
   without a deadline, still open before it, or cancelled before it are not counted.
 - **time to acknowledge (TTA)**: from the run's first assignment (the first person asked
-  to act) to the first report by a person on any step (an approval, done or rejected).
+  to act) to the first answer by a person on any step ("I'll take it", an approval, done
+  or rejected).
 - **time to complete (TTC)**: from the run's start to its finish; open and cancelled runs
   are left out.
 - **escalations per run**: ladder levels that fired (reminders included) ÷ runs.
@@ -34,8 +35,8 @@ SOP_TIME_NOTE = ("Durations are SOP time: wall-clock duration × the run's speed
 DEFINITIONS = {
     "on_time": "runs whose deadline was met / runs whose deadline was met or missed (no deadline, still open "
                "before it, or cancelled before it: not counted)",
-    "time_to_acknowledge": "from the run's first assignment to the first report by a person on any step "
-                           "(approval, done or rejected)",
+    "time_to_acknowledge": "from the run's first assignment to the first answer by a person on any step "
+                           "(I'll take it, approval, done or rejected)",
     "time_to_complete": "from the run's start to its finish (open and cancelled runs left out)",
     "escalations_per_run": "ladder levels fired (reminders included) / runs",
     "late_step": "a step with a due time reported after it, timed out, or still open past it",

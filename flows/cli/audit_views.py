@@ -183,7 +183,7 @@ def print_compliance(report: ComplianceReport, within: Window) -> None:
     for r in report.by_role:
         roles.add_row(r.key, str(r.timed_steps), str(r.late_steps), "—" if r.late_pct is None else f"{r.late_pct:g}%")
     console.print(roles)
-    console.print(f"[dim]{SOP_TIME_NOTE} TTA: first assignment → first report by a person; TTC: start → finish "
+    console.print(f"[dim]{SOP_TIME_NOTE} TTA: first assignment → first answer by a person; TTC: start → finish "
                   f"(docs/audit.md).[/]")
 
 

@@ -1,4 +1,4 @@
-"""Commands for ops managers and responders: serve, run, status, done, reject, cancel."""
+"""Commands for ops managers and responders: serve, run, status, done, reject, take, need-help, cancel."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from flows.cli.common import console, err_console, fail, fail_all, library, prin
 from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
+from flows.language.actors import Actor, UnknownPerson, check_person
 from flows.language.steps.human import HumanReport, ReportRefused
 from flows.ledger.vocabulary import TERMINAL_STEP
 from flows.prefect.launcher import LaunchError
@@ -35,8 +36,26 @@ def _engine(prefect: bool = True) -> Any:
     return runtime.engine(library=library(), prefect=prefect)
 
 
-def _whoami() -> str:
-    return os.environ.get("SOP_ACTOR") or os.environ.get("USER") or "cli"
+def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
+    """Who acts from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/; the OS user is recorded too."""
+    import getpass
+
+    name = given or os.environ.get("SOP_ACTOR")
+    site = engine.library.site
+    if not name:
+        engine.pager.close()
+        fail(f"who are you? pass {what} <person id> (or set SOP_ACTOR)",
+             f"people in config/: {', '.join(sorted(site.people)) or 'none'}")
+    try:
+        person = check_person(site, name, what.lstrip("-"))
+    except UnknownPerson as exc:
+        engine.pager.close()
+        fail(str(exc))
+    try:
+        os_user = getpass.getuser()
+    except Exception:  # no user name (a container without one): recorded without it
+        os_user = None
+    return Actor(person=person, via="cli", os_user=os_user)
 
 
 @app.command()
@@ -127,7 +146,7 @@ def run(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
     speed: Annotated[float | None, typer.Option(help="compress time: 3600 makes an hour a second")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
-    as_: Annotated[str | None, typer.Option("--as", help="who starts it (default $SOP_ACTOR or $USER)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
@@ -147,9 +166,11 @@ def run(
         fail(str(exc), "start the stack with `sop serve` (or set PREFECT_API_URL)")
     except Exception as exc:
         fail(f"cannot reach the Prefect server at {engine.launcher.api_url}: {exc}", "start it with `sop serve`")
+    who = _actor(engine, as_)
     try:
-        result = engine.start(sop_id, inputs, initiator=as_ or _whoami(),
-                              trigger={"kind": "manual", "by": as_ or _whoami()}, speed=speed, launch=False)
+        result = engine.start(sop_id, inputs, initiator=who.person,
+                              trigger={"kind": "manual", "by": who.person, "via": "cli", "os_user": who.os_user},
+                              speed=speed, launch=False)
         if not result.attached and engine.view(result.run_id).is_open:
             _launch(engine, result.run_id)
     except InputRefused as exc:
@@ -242,9 +263,10 @@ def _outbox_warning(engine: Any) -> None:
     console.print(f"[red]{waiting['pending']} page(s) waiting to be sent, the oldest for {age:.0f}s[/] ({who})")
 
 
-def _report(run_id: str, step_id: str, actor: str, outcome: str, fields: list[str] | None, note: str,
+def _report(run_id: str, step_id: str, name: str | None, outcome: str, fields: list[str] | None, note: str,
             evidence: list[str] | None, as_json: bool) -> None:
     engine = _engine()
+    actor = _actor(engine, name)
     report = HumanReport(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
     try:
         state = engine.report(run_id, step_id, report)
@@ -257,16 +279,16 @@ def _report(run_id: str, step_id: str, actor: str, outcome: str, fields: list[st
     if as_json:
         print_json({"run": run_id, "step": step_id, "state": state})
     elif state == "active":
-        console.print(f"[green]✓[/] approval by {actor} recorded on {step_id}; more approvers needed")
+        console.print(f"[green]✓[/] approval by {actor.person} recorded on {step_id}; more approvers needed")
     else:
-        console.print(f"[green]✓[/] {step_id} {state} by {actor}")
+        console.print(f"[green]✓[/] {step_id} {state} by {actor.person}")
 
 
 @app.command()
 def done(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
-    actor: Annotated[str, typer.Option("--actor", help="who did it (person id in config/)")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who did it: a person id in config/ (default $SOP_ACTOR)")] = None,
     field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
     note: Annotated[str, typer.Option(help="free text for the record")] = "",
     evidence: Annotated[list[str] | None, typer.Option(help="a link or file reference (repeatable)")] = None,
@@ -280,7 +302,7 @@ def done(
 def reject(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
-    actor: Annotated[str, typer.Option("--actor", help="who decided (person id in config/)")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who decided: a person id in config/ (default $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="why it is rejected")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -291,15 +313,57 @@ def reject(
 
 
 @app.command()
+def take(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who takes it: a person id in config/ (default $SOP_ACTOR)")] = None,
+) -> None:
+    """"I'll take it": hold a step of your role; the other members are told."""
+    engine = _engine(prefect=False)
+    who = _actor(engine, actor)
+    try:
+        engine.claim(run_id, step_id, who)
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except ReportRefused as exc:
+        fail_all(exc.problems, f"cannot take `{step_id}`; nothing was recorded")
+    finally:
+        engine.pager.close()
+    console.print(f"[green]✓[/] {step_id} is yours, {who.person}; the others were told")
+
+
+@app.command(name="need-help")
+def need_help(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who asks: a person id in config/ (default $SOP_ACTOR)")] = None,
+    note: Annotated[str, typer.Option(help="what you need")] = "",
+) -> None:
+    """Escalate a step to its next level now (you stay on it)."""
+    engine = _engine(prefect=False)
+    who = _actor(engine, actor)
+    try:
+        paged = engine.ask_for_help(run_id, step_id, who, note)
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except ReportRefused as exc:
+        fail_all(exc.problems, f"cannot ask for help on `{step_id}`; nothing was recorded")
+    finally:
+        engine.pager.close()
+    console.print(f"[green]✓[/] help asked on {step_id}: paged {', '.join(paged)}")
+
+
+@app.command()
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     reason: Annotated[str, typer.Option(help="why (recorded and sent to the people involved)")],
-    actor: Annotated[str | None, typer.Option(help="who cancels (default $SOP_ACTOR or $USER)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who cancels: a person id in config/ (default $SOP_ACTOR)")] = None,
 ) -> None:
     """Cancel an open run: steps stop, timers are disarmed, the people involved are told."""
     engine = _engine()
+    who = _actor(engine, actor)
     try:
-        view = engine.cancel(run_id, reason, actor or _whoami())
+        view = engine.cancel(run_id, reason, who.person)
     except (RunNotFound, StepNotActive, InputRefused) as exc:
         fail(str(exc))
     finally:

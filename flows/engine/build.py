@@ -85,4 +85,6 @@ def build_engine(library: Library, *, launcher: Any = None, background_pages: bo
 
     ledger = ledger or ledger_for(library, migrate=migrate)
     pager = Pager(library.site, ledger, background=background_pages, drains=pager_process)
-    return Engine(library, ledger, pager=pager, launcher=launcher)
+    engine = Engine(library, ledger, pager=pager, launcher=launcher)
+    pager.links = engine.links
+    return engine

@@ -92,6 +92,34 @@ class RunChange:
         ready_at = self.view.steps[step.id]["ready_at"]
         self.arm(step.id, TimerKind.LADDER, level.key, ready_at + scaled(level.offset, self.view.speed))
 
+    def escalate(self, step: HumanStep, key: str, *, due_at: datetime | None, late_ms: int | None, late: bool,
+                 asked_by: str | None = None) -> list[str] | None:
+        """Ladder level ``key`` of a step fires: recorded, its people paged, the next level armed.
+
+        ``asked_by``: it fires early because the holder asked for help. None when the pinned
+        SOP has no such level.
+        """
+        ladder = list(levels(self.view.sop.ladder_for(step), step.due))
+        index = next((i for i, lvl in enumerate(ladder) if lvl.key == key), None)
+        if index is None:
+            return None
+        level = ladder[index]
+        extra = {"asked_by": asked_by} if asked_by else {}
+        self.record(RecordKind.ESCALATION, step.id, level=level.key, message=level.message,
+                    notify=list(level.notify), due_at=due_at, late_ms=late_ms, late=late, **extra)
+        kind = "escalated" if asked_by else level.message
+        self.page(kind, step.id, list(level.notify),
+                  level={"key": level.key, "message": kind, "late_ms": late_ms, **extra})
+        if index + 1 < len(ladder):
+            self.arm_after_ready(step, ladder[index + 1])
+        return list(level.notify)
+
+    def help_levels(self, step: HumanStep, armed_key: str | None) -> list[Any]:
+        """The ladder levels from ``armed_key`` on that reach beyond the assignee (who asks for help)."""
+        ladder = list(levels(self.view.sop.ladder_for(step), step.due))
+        start = next((i for i, lvl in enumerate(ladder) if lvl.key == armed_key), len(ladder))
+        return [lvl for lvl in ladder[start:] if set(lvl.notify) - {"assignee"}]
+
     # --- steps ------------------------------------------------------------------------------
 
     def update_step(self, step_id: str, **values: Any) -> None:
@@ -108,7 +136,7 @@ class RunChange:
 
     def set_step(self, step_id: str, state: StepState, *, reason: str | None = None,
                  result: dict[str, Any] | None = None, actor: str | None = None, note: str | None = None,
-                 ready_at: datetime | None = None) -> None:
+                 ready_at: datetime | None = None, facts: dict[str, Any] | None = None) -> None:
         """A step ends in ``state``: recorded, its timers disarmed, a fallback it no longer needs skipped."""
         now = self.clock.now()
         row = self.view.steps[step_id]
@@ -128,7 +156,7 @@ class RunChange:
             values["ready_at"] = ready_at
         self.update_step(step_id, **values)
         self.record(RecordKind.step_ended(state), step_id, actor=actor, reason=reason, result=result, note=note,
-                    deadline_met=met)
+                    deadline_met=met, **(facts or {}))
         self.store.cancel_timers(self.view, step_id)
         fallback = self.view.sop.step(step_id).fallback
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:

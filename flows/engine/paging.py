@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from flows.clock import scaled
 from flows.engine import outbox
 from flows.engine.view import RunView
 from flows.language.config import Site
@@ -77,8 +78,10 @@ class Pager:
     """Sends the engine's pages and records the results (see the module docstring)."""
 
     def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None, *, background: bool = False,
-                 drains: bool = False):
+                 drains: bool = False, links: Any = None):
         self.site = site
+        #: makes each reader's personal step link (``flows.engine.links.Links``; None: pages carry none)
+        self.links = links
         self.ledger = ledger
         self._dispatcher = dispatcher
         #: who claims outbox rows (``host:pid``)
@@ -328,7 +331,7 @@ class Pager:
         run = view.run
         base = self.site.settings.base_url.rstrip("/")
         status = run["outcome"] if run["status"] == RunStatus.FINISHED else run["status"]
-        run_info = RunInfo(id=run["id"], url=f"{base}/v1/runs/{run['id']}", started_at=run["started_at"],
+        run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                            status=status, reason=run["outcome"] if run["status"] == RunStatus.CANCELLED else None)
         step_info = None
@@ -340,20 +343,38 @@ class Pager:
                 approval = ApprovalInfo(approvers=tuple(step.approval.approvers), count=step.approval.count,
                                         given=len(view.approvals(step.id)))
             result = view.result(step.id)
+            holder = row.get("claimed_by") or (self.site.roles[step.assignee].primary  # type: ignore[attr-defined]
+                                               if getattr(step, "assignee", None) in self.site.roles
+                                               else getattr(step, "assignee", None))
+            person = self.site.people.get(holder) if holder else None
             step_info = StepInfo(
                 id=step.id, title=step.name, description=step.description,
                 assignee=getattr(step, "assignee", None), due_at=row["due_at"],
                 time_left=time_left(row["due_at"], now, view.speed), form=form,
                 evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
                 actor=row["actor"], finished_at=row["finished_at"],
-                values={k: v for k, v in result.items() if k in getattr(step, "form", {})})
+                values={k: v for k, v in result.items() if k in getattr(step, "form", {})},
+                holder=holder, holder_contact=person.email if person else None)
         level = None
         if page.level:  # how late the *step* is reads from time_left; late_by is left to the templates' default
-            level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None)
+            level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
+                              asked_by=page.level.get("asked_by"))
         summary = None
         if page.kind in ("run_finished", "run_overdue"):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
                                        met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                        run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
-                       step=step_info, level=level, summary=summary)
+                       step=step_info, level=level, summary=summary, step_link=self._step_link(view, step, page.kind))
+
+    def _step_link(self, view: RunView, step: StepBase | None, kind: str) -> Any:
+        """Each reader's personal link to the step's page, for the kinds that ask for work (people only)."""
+        from notifications.message import ACTION_KINDS
+
+        links = self.links
+        if links is None or step is None or not isinstance(step, HumanStep) or kind not in ACTION_KINDS:
+            return None
+        max_age = scaled(links.max_age, view.speed)
+        people = self.site.people
+        return lambda person: (links.step_link(person, view.id, step.id, max_age=max_age)
+                               if person in people else None)

@@ -21,11 +21,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from flows.engine.links import Claim, LinkRefused
 from flows.engine.view import RunNotFound, RunView, row_dict
 from flows.language.library import pinned_sop
 from flows.language.spec import Sop
 from flows.ledger import Tx, utc
-from flows.ledger.schema import records, runs, sop_versions, steps, timers
+from flows.ledger.schema import link_uses, records, runs, sop_versions, steps, timers
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 
 _B = sa.bindparam
@@ -279,6 +280,26 @@ class RunStore:
             self.tx.execute(_STEP_UPDATE, {"_run": view.id, "_step": step_id, **values})
         view.steps[step_id] = {**view.steps[step_id], **values}
 
+    def use_link(self, claim: Claim, *, action: str, now: datetime) -> None:
+        """A personal link acts once: its nonce is written now; LinkRefused ``used`` when it already was.
+
+        Looked up first, not left to the primary key, so the transaction stays usable for the refusal's record.
+        """
+        if self.conn.execute(sa.select(link_uses.c.action).where(link_uses.c.nonce == claim.nonce)).first():
+            raise LinkRefused("used", "this link was already used to act on this step: open the step's page "
+                                      "to see what happened")
+        self.conn.execute(link_uses.insert().values(nonce=claim.nonce, person=claim.person, run_id=claim.run_id,
+                                                    step_id=claim.step_id, action=action, used_at=now))
+
+    @staticmethod
+    def link_used(conn: Connection, nonce: str) -> str | None:
+        """What a personal link was used for (None: not yet)."""
+        return conn.execute(sa.select(link_uses.c.action).where(link_uses.c.nonce == nonce)).scalar()
+
+    def claim_step(self, view: RunView, step_id: str, person: str, now: datetime) -> None:
+        """A member of the step's role holds it now."""
+        self.update_step(view, step_id, claimed_by=person, claimed_at=now)
+
     def set_approvals(self, run_id: str, step_id: str, approvals: list[str]) -> None:
         """The approvers of a four-eyes step so far."""
         self.conn.execute(steps.update().where((steps.c.run_id == run_id) & (steps.c.step_id == step_id))
@@ -320,6 +341,13 @@ class RunStore:
             self.tx.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
         else:
             self.tx.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
+
+    def armed_ladder(self, run_id: str, step_id: str) -> Any:
+        """The step's next armed ladder level (its timer row), or None."""
+        return self.conn.execute(sa.select(timers).where(_ARMED & (timers.c.run_id == run_id)
+                                                         & (timers.c.step_id == step_id)
+                                                         & (timers.c.kind == TimerKind.LADDER))
+                                 .order_by(timers.c.due_at).limit(1)).first()
 
     def claim_timer(self, timer_id: int, now: datetime, by: str) -> TimerClaim | None:
         """Claim an armed timer for firing (fenced: one claimant wins); None when it is gone, fired or cancelled."""

@@ -21,7 +21,6 @@ from typing import Any
 from flows.engine.change import RunChange
 from flows.engine.store import RunStore, TimerClaim
 from flows.engine.transitions import Engine
-from flows.language.ladder import levels
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
@@ -131,18 +130,7 @@ class TimerService:
 
     @staticmethod
     def _escalate(change: RunChange, step: HumanStep, claim: TimerClaim, late: bool) -> None:
-        view = change.view
-        ladder = list(levels(view.sop.ladder_for(step), step.due))
-        index = next((i for i, lvl in enumerate(ladder) if lvl.key == claim.level), None)
-        if index is None:  # the pinned SOP has no such level (cannot happen unless edited)
-            return
-        level = ladder[index]
-        change.record(RecordKind.ESCALATION, step.id, level=level.key, message=level.message,
-                      notify=list(level.notify), due_at=claim.due_at, late_ms=claim.late_ms, late=late)
-        change.page(level.message, step.id, list(level.notify),
-                    level={"key": level.key, "message": level.message, "late_ms": claim.late_ms})
-        if index + 1 < len(ladder):
-            change.arm_after_ready(step, ladder[index + 1])
+        change.escalate(step, claim.level, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
 
     @staticmethod
     def _deadline(change: RunChange, step: Any, claim: TimerClaim, late: bool) -> bool:

@@ -20,8 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from flows.clock import Clock, SystemClock, scaled
 from flows.engine.change import Page, Plan, RunChange, Transaction
 from flows.engine.inputs import InputRefused, StepNotActive, check_inputs, new_run_id
+from flows.engine.links import Claim, LinkRefused, Links
+from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
+from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.spec import Sop
@@ -31,6 +34,14 @@ from flows.ledger import Ledger, dumps
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 
 log = logging.getLogger("sop.engine")
+
+
+class StepHeld(StepNotActive):
+    """The step is held by someone else (they said "I'll take it")."""
+
+    def __init__(self, holder: str, message: str):
+        super().__init__(message)
+        self.holder = holder
 
 
 @dataclass
@@ -52,6 +63,16 @@ class Engine:
         self.clock = clock or ledger.clock or SystemClock()
         #: hashes of pinned SOP texts known to be in the ledger (committed): no need to look again
         self._pinned_texts: set[str] = set()
+        self._links: Links | None = None
+
+    @property
+    def links(self) -> Links:
+        """The site's personal links, signed with its secret (``flows.engine.secrets``), on this engine's clock."""
+        if self._links is None:
+            web = self.site.settings.web
+            self._links = Links(site_secret(self.library.root), self.clock, self.site.settings.base_url,
+                                max_age=web.link_max_age, sign_in_ttl=web.sign_in_ttl)
+        return self._links
 
     @property
     def site(self):  # noqa: ANN201 - Site
@@ -194,11 +215,13 @@ class Engine:
 
     # --- reports from people ---------------------------------------------------------------
 
-    def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True) -> str:
+    def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True,
+               link: Claim | None = None) -> str:
         """Take a person's report on a human step; returns the step's new state.
 
         Refuses (ReportRefused / StepNotActive / RunNotFound) without changing anything when
-        the run, the step or the form values are wrong.
+        the run, the step, the person or the form values are wrong. ``link``: the personal link
+        it came through, used up in the same transaction (LinkRefused when it already was).
         """
         with self.transaction() as t:
             change = t.change(run_id)
@@ -209,25 +232,99 @@ class Engine:
                 report.values = human.coerce_values(step, report.values)
             approvals = view.approvals(step.id)
             human.check_report(step, report, initiator=view.run["initiator"], approvals=approvals, site=self.site)
+            actor = report.actor
+            if link is not None:
+                t.store.use_link(link, action=report.outcome, now=self.clock.now())
             result = {**human.complete_values(step, report.values), "evidence": report.evidence}
             if step.approval is not None and report.outcome == "done":
-                approvals = [*approvals, report.actor]
+                approvals = [*approvals, actor.person]
                 t.store.set_approvals(run_id, step.id, approvals)
-                change.record(RecordKind.APPROVAL, step.id, actor=report.actor, note=report.note,
-                              approvals=approvals, needed=step.approval.count)
+                change.record(RecordKind.APPROVAL, step.id, actor=actor.person, note=report.note,
+                              approvals=approvals, needed=step.approval.count, **actor.facts())
                 result["approvers"] = approvals
                 if len(approvals) < step.approval.count:
                     return StepState.ACTIVE
             state = StepState.DONE if report.outcome == "done" else StepState.REJECTED
             escalated = t.store.ladder_levels_fired(run_id, step.id)
-            change.set_step(step.id, state, result=result, actor=report.actor, note=report.note)
+            change.set_step(step.id, state, result=result, actor=actor.person, note=report.note, facts=actor.facts())
             if escalated:
                 change.page("step_done", step.id, [view.sop.owner])
-        log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, report.actor, state)
+        log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, actor.described(), state)
         self.advance(run_id)
         if nudge and self.launcher is not None:
             self.launcher.nudge(run_id)
         return state
+
+    def check_may_act(self, view: RunView, step: HumanStep, actor: Actor) -> None:
+        """ReportRefused unless the person may act on the step from its page (``human.may_act``)."""
+        person = check_person(self.site, actor.person) if actor.person in self.site.people else None
+        if person is None:
+            raise human.ReportRefused([str(UnknownPerson(actor.person, self.site))])
+        allowed = human.may_act(step, self.site, person, owner=view.sop.owner)
+        if person not in allowed:
+            raise human.ReportRefused([f"{person} may not act on step `{step.id}`: it is for "
+                                       f"{step.assignee} ({', '.join(sorted(allowed)) or 'nobody'})"])
+
+    def claim(self, run_id: str, step_id: str, actor: Actor | str, *, link: Claim | None = None) -> str:
+        """"I'll take it": the person holds the step; the other members of its role are told. Returns the holder.
+
+        Claiming a step one already holds changes nothing; a step another person holds is refused
+        (StepNotActive) and names them.
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            step = self._human_step(view, step_id)
+            self.check_may_act(view, step, actor)
+            holder = view.steps[step.id].get("claimed_by")
+            if holder == actor.person:
+                if link is not None:
+                    t.store.use_link(link, action="claim", now=self.clock.now())
+                return holder
+            if holder:
+                raise StepHeld(holder, f"step `{step.id}` is already taken by {holder}")
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="claim", now=now)
+            t.store.claim_step(view, step.id, actor.person, now)
+            change.record(RecordKind.STEP_CLAIMED, step.id, actor=actor.person, **actor.facts())
+            others = sorted(human.members(self.site, step.assignee) - {actor.person})
+            if others:
+                change.page("step_claimed", step.id, others)
+        log.info("event=step_claimed run=%s step=%s actor=%s", view.id, step_id, actor.described())
+        return actor.person
+
+    def ask_for_help(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
+                     link: Claim | None = None) -> list[str]:
+        """"Need help": the step escalates to its next level now (one that reaches beyond the assignee),
+        or to the assignee role's lead when its ladder has none left. Returns who is paged (as written)."""
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            step = self._human_step(view, step_id)
+            self.check_may_act(view, step, actor)
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="help", now=now)
+            armed = t.store.armed_ladder(view.id, step.id)
+            wanted = change.help_levels(step, armed.level if armed is not None else None)
+            change.record(RecordKind.HELP_ASKED, step.id, actor=actor.person, note=note,
+                          level=wanted[0].key if wanted else None, **actor.facts())
+            if wanted:
+                level = wanted[0]
+                if armed is not None:  # the level armed now fires as this help, or is passed over for it
+                    t.store.claim_timer(armed.id, now, f"help:{actor.person}")
+                notify = change.escalate(step, level.key, due_at=now, late_ms=0, late=False,
+                                         asked_by=actor.person) or []
+            else:
+                notify = ["lead"]
+                change.page("escalated", step.id, notify,
+                            level={"key": "help", "message": "escalated", "late_ms": 0, "asked_by": actor.person})
+        log.info("event=help_asked run=%s step=%s actor=%s notify=%s", view.id, step_id, actor.described(),
+                 ",".join(notify))
+        return notify
 
     def _human_step(self, view: RunView, step_id: str) -> HumanStep:
         try:
@@ -324,5 +421,6 @@ class Engine:
             return load_view(conn, run_id)
 
 
-__all__ = ["Engine", "InputRefused", "Page", "Plan", "RunChange", "RunNotFound", "StartResult", "StepNotActive",
+__all__ = ["Engine", "InputRefused", "LinkRefused", "Page", "Plan", "RunChange", "RunNotFound", "StartResult",
+           "StepHeld", "StepNotActive",
            "check_inputs"]

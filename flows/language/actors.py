@@ -26,7 +26,7 @@ class UnknownPerson(ValueError):
         known = sorted(site.people)
         near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(near)}?" if near else f" (people: {', '.join(known) or 'none'})"
-        super().__init__(f"{what} `{name}` is not a person in config/ (people:){hint}")
+        super().__init__(f"{what} `{name}` is not a person in config/{hint}")
         self.name = name
 
 

@@ -59,8 +59,22 @@ def test_reject_needs_a_reason_and_cancel_stops_the_run(cli, engine, waiting_run
     assert "a rejection needs a reason" in cli("reject", waiting_run, "right", "--actor", "zhang-min").stderr
     assert cli("reject", waiting_run, "right", "--actor", "zhang-min", "--note", "not ours").returncode == 0
     assert step_states(engine, waiting_run)["right"] == "rejected"
-    result = cli("cancel", waiting_run, "--reason", "drill over")
+    result = cli("cancel", waiting_run, "--reason", "drill over", "--as", "li-wei")
     assert result.returncode == 0, result.stderr
     view = engine.view(waiting_run)
     assert view.run["status"] == "cancelled" and view.state("left") == "cancelled"
+    cancelled = records(engine, waiting_run, "run_cancelled")[-1]
+    assert cancelled["actor"] == "li-wei"
     assert "is cancelled" in cli("done", waiting_run, "left", "--actor", "zhao-lei", "-f", "choice=no").stderr
+
+
+def test_the_cli_acts_only_as_a_person_of_config_and_records_how(cli, engine, waiting_run):
+    before = (len(records(engine, waiting_run)), step_states(engine, waiting_run))
+    nobody = cli("done", waiting_run, "left", "--as", "nobody", "-f", "choice=yes")
+    assert nobody.returncode == 1 and "`nobody` is not a person in config/" in nobody.stderr
+    unnamed = cli("done", waiting_run, "left", "-f", "choice=yes")
+    assert unnamed.returncode == 1 and "who are you? pass --as <person id>" in unnamed.stderr
+    assert (len(records(engine, waiting_run)), step_states(engine, waiting_run)) == before
+    assert cli("done", waiting_run, "left", "--as", "zhao-lei", "-f", "choice=yes").returncode == 0
+    done = records(engine, waiting_run, "step_done")[-1]
+    assert done["actor"] == "zhao-lei" and done["data"]["via"] == "cli" and done["data"].get("os_user")

@@ -31,13 +31,15 @@ def test_every_kind_renders_a_prefixed_title_and_the_facts(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["assigned", "reminder", "escalated", "overdue"])
 def test_a_message_asking_for_work_gives_the_command_and_the_api_call(kind: str) -> None:
     body = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
-    assert "sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>" in body
+    link = "**Open your step:** http://127.0.0.1:8000/s/sample-link-for-wang-fang"
+    assert link in body
+    command = "sop done r-20250301-0001 assess --as wang-fang -f severity=<low|medium|high> --evidence <link>"
+    assert body.index(link) < body.index(command)  # the responder's path first: the link, then the terminal
     assert "curl -X POST 'http://127.0.0.1:8000/v1/runs/r-20250301-0001/steps/assess'" in body
     payload = body.split("-d '", 1)[1].split("'", 1)[0]
-    assert json.loads(payload) == {
-        "actor": "wang-fang",
-        "form": {"severity": "low", "note": "<text>"},
-        "evidence": "https://link-to-your-evidence",
+    assert json.loads(payload) == {  # exactly what POST /v1/runs/{run}/steps/{step} accepts
+        "values": {"severity": "low", "note": "<text>"},
+        "evidence": ["https://link-to-your-evidence"],
     }
     assert "`severity`: one of low, medium, high — how bad it is" in body
     assert "`note`: string (optional)" in body
@@ -57,6 +59,7 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
         escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response) is late, 5m overdue"
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
+    assert "It is held by **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
     assert "(level 2)" in escalated.body
     overdue = render_message("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
     assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response), 12m overdue"
@@ -72,7 +75,8 @@ def test_run_finished_carries_the_summary_table() -> None:
 def test_each_reader_gets_their_own_actor_and_time_zone() -> None:
     message_for = render_for("assigned", sample("assigned"), overrides_dir=NO_OVERRIDES)
     sara = message_for(Recipient("sara-lopez", "Sara Lopez", "person", ("inbox://sara-lopez",), "Europe/Madrid"))
-    assert "--actor sara-lopez" in sara.body
+    assert "--as sara-lopez" in sara.body
+    assert "/s/sample-link-for-sara-lopez" in sara.body  # her own link, not wang-fang's
     assert "Sara Lopez, you are assigned" in sara.body
     assert "Due:** 2025-03-01 07:20 (Europe/Madrid)" in sara.body
 
@@ -120,7 +124,7 @@ def test_a_site_file_replaces_the_packaged_template(tmp_path: Path) -> None:
     message = render_message("assigned", sample("assigned"), overrides_dir=folder)
     assert message.title == "[P1] Do Assess scope and sentiment now"  # the prefix is added even so
     assert message.body == (
-        "Run: `sop done r-20250301-0001 assess --actor wang-fang -f severity=<low|medium|high> --evidence <link>`"
+        "Run: `sop done r-20250301-0001 assess --as wang-fang -f severity=<low|medium|high> --evidence <link>`"
     )
     other = render_message("reminder", sample("reminder"), overrides_dir=folder)
     assert other.title.startswith("[P1] Reminder:")  # kinds without a site file stay packaged
@@ -150,3 +154,10 @@ def test_a_run_past_its_deadline_lists_its_open_steps_for_the_owner() -> None:
     assert "| Publish a holding statement (`holding-statement`) | active | — |" in message.body
     assert "Assess scope" not in message.body.split("| open step")[1].split("- **Priority")[0]  # done steps left out
     assert message.notify_type == "failure"
+
+
+def test_a_claim_tells_the_others_who_holds_the_step_and_asks_nothing() -> None:
+    message = render_message("step_claimed", sample("step_claimed"), overrides_dir=NO_OVERRIDES)
+    assert message.title == "[P1] Taken: Assess scope and sentiment (Crisis PR response) is held by wang-fang"
+    assert "(reach them at wang.fang@example.com)" in message.body
+    assert "sop done" not in message.body and "/s/" not in message.body  # no personal link: nothing to do

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from flows.language.actors import Actor, as_actor
 from flows.language.config import Site
 from flows.language.fields import FieldSpec, Strict
 from flows.language.steps.base import Activation, StepBase, StepKind
@@ -64,13 +65,49 @@ class ReportRefused(ValueError):
 
 @dataclass
 class HumanReport:
-    """What a person reports to finish (or refuse) a human step."""
+    """What a person reports to finish (or refuse) a human step; ``actor`` is who, proven, and how it came.
 
-    actor: str
+    A bare name is taken as ``Actor(name, via="direct")`` (a Python caller).
+    """
+
+    actor: Actor
     outcome: Literal["done", "rejected"] = "done"
     values: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     evidence: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.actor = as_actor(self.actor)
+
+    @property
+    def person(self) -> str:
+        return self.actor.person
+
+
+def members(site: Site, name: str | None) -> set[str]:
+    """The people a name stands for: a role's members, or the person named."""
+    if not name:
+        return set()
+    role = site.roles.get(name)
+    if role is not None:
+        return set(role.members)
+    return {name} if name in site.people else set()
+
+
+def may_act(step: HumanStep, site: Site, person: str, *, owner: str | None = None) -> set[str]:
+    """Who may act on the step from its page: the assignee's people, approvers, the assignee role's lead, the owner.
+
+    Returns the set (``person in may_act(...)`` is the check); the reason for a refusal names it.
+    """
+    allowed = members(site, step.assignee)
+    role = site.roles.get(step.assignee)
+    if role is not None and role.lead:
+        allowed |= members(site, role.lead)
+    if step.approval is not None:
+        for name in step.approval.approvers:
+            allowed |= members(site, name)
+    allowed |= members(site, owner)
+    return allowed
 
 
 def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
@@ -99,8 +136,14 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
                  site: Site) -> None:
     """Raise ReportRefused unless the report fits the step (form, evidence, four-eyes)."""
     problems: list[str] = []
-    if not report.actor or not report.actor.strip():
+    actor = report.actor
+    who = actor.person
+    if not who or not who.strip():
         problems.append("an actor is required (who did it?)")
+    elif who not in site.people:
+        from flows.language.actors import UnknownPerson
+
+        problems.append(str(UnknownPerson(who, site)))
     if report.outcome == "done":
         for name, spec in step.form.items():
             if name not in report.values:
@@ -117,14 +160,16 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
             problems.append(f"step `{step.id}` needs evidence (a link or a file reference): pass --evidence")
     if step.approval is not None:
         approval = step.approval
-        if approval.distinct_from == "initiator" and initiator and report.actor == initiator:
-            problems.append(f"{report.actor} started this run and cannot approve it (four-eyes rule)")
-        if report.actor in approvals:
-            problems.append(f"{report.actor} has already approved this step; another approver is needed")
+        if approval.distinct_from == "initiator" and initiator and who == initiator:
+            problems.append(f"{who} started this run and cannot approve it (four-eyes rule)")
+        elif approval.distinct_from == "initiator" and initiator and actor.by == initiator:
+            problems.append(f"{actor.by} started this run and cannot approve it for {who} (four-eyes rule)")
+        if who in approvals:
+            problems.append(f"{who} has already approved this step; another approver is needed")
         allowed = {m for role in approval.approvers for m in site.roles.get(role).members} if all(
             r in site.roles for r in approval.approvers) else set()
-        if allowed and report.actor not in allowed:
-            problems.append(f"{report.actor} is not an approver (members of {', '.join(approval.approvers)})")
+        if allowed and who not in allowed:
+            problems.append(f"{who} is not an approver (members of {', '.join(approval.approvers)})")
     if problems:
         raise ReportRefused(problems)
 
