@@ -24,6 +24,7 @@ from flows.api.webhooks import WebhookPipeline
 from flows.engine.transitions import Engine
 from flows.language.config import Site
 from flows.triggers.intake import Intake
+from flows.web.routes import mount as mount_pages
 
 log = logging.getLogger("sop.api")
 #: the webhooks the fast path serves (each module's routes document its own)
@@ -109,7 +110,7 @@ def create_app(
     they are answered by the one webhook pipeline (:mod:`flows.api.webhooks`).
     """
     site = site or engine.site
-    app = FastAPI(title="SOPs as code", version="1", description=DESCRIPTION, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="SOPs as code", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None)
     queue = LaunchQueue(engine) if launch is None and engine.launcher is not None else None
     app.state.engine = engine
     app.state.gate = Gate(site, env)
@@ -125,6 +126,8 @@ def create_app(
     for module in (runs, alerts, events, metrics):
         app.include_router(module.router)
     _include_audit(app)
+    docs.serve_offline(app)
+    mount_pages(app, engine, env)
 
     @app.get("/healthz", tags=["health"], include_in_schema=False)
     def healthz() -> dict[str, Any]:

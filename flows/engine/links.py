@@ -45,6 +45,7 @@ class Links:
 
     def __init__(self, secret: bytes, clock: Clock, base_url: str, *, max_age: timedelta = timedelta(hours=24),
                  sign_in_ttl: timedelta = timedelta(minutes=15)):
+        self.secret = secret
         self.clock = clock
         self.base_url = base_url.rstrip("/")
         self.max_age = max_age

@@ -326,6 +326,11 @@ class Engine:
                  ",".join(notify))
         return notify
 
+    def link_used(self, nonce: str) -> str | None:
+        """What a personal link was used for (None: not yet)."""
+        with self.ledger.read() as conn:
+            return RunStore.link_used(conn, nonce)
+
     def _human_step(self, view: RunView, step_id: str) -> HumanStep:
         try:
             step = view.sop.step(step_id)

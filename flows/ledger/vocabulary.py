@@ -94,7 +94,8 @@ class RecordKind(StrEnum):
     STEP_CLAIMED = "step_claimed"    # a member of the role said "I'll take it" (counts as acknowledged)
     HELP_ASKED = "help_asked"        # the holder asked for help: the step escalates to its next level now
     SIGN_IN_SENT = "sign_in_sent"    # a sign-in link went to a person's own contacts
-    SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link or single sign-on)
+    SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)
+    SIGNED_OUT = "signed_out"        # a person ended their browser session
     LINK_REFUSED = "link_refused"    # a personal link that was forged, expired, used or not theirs
     # deadlines and pages
     STEP_OVERDUE = "step_overdue"

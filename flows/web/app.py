@@ -1,0 +1,120 @@
+"""The pages' state: the engine, sessions, the trusted proxy, personal links, evidence files.
+
+``flows.web.routes.mount`` adds the pages to the API's FastAPI app (``flows.api.app.create_app``): the same
+process, the same engine, one origin. Pages are for people; the API (``/v1``) is for
+machines and their tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flows.engine.links import Claim
+from flows.language.actors import Actor
+from flows.web.identity import ProxyIdentity
+from flows.web.sessions import COOKIE, Session, SessionStore
+
+#: the anonymous sign-in form's double-submit cookie
+CSRF_COOKIE = "sop_csrf"
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An uploaded file kept under ``var/evidence/<sha256>``; the ledger records its reference."""
+
+    sha256: str
+    name: str
+    size: int
+
+    @property
+    def reference(self) -> str:
+        return f"sha256:{self.sha256} {self.name} ({self.size} bytes)"
+
+
+class Web:
+    """What every page handler needs, built once per app."""
+
+    def __init__(self, engine: Any, env: Mapping[str, str] | None = None):
+        self.engine = engine
+        site = engine.site
+        settings = site.settings.web
+        self.settings = settings
+        self.sessions = SessionStore(engine.ledger, settings.session_max_age)
+        self.proxy = ProxyIdentity(settings.proxy, site, env if env is not None else os.environ)
+        self.evidence_dir = Path(engine.library.root) / "var" / "evidence"
+        self.secure = site.settings.base_url.startswith("https://")
+
+    @property
+    def links(self) -> Any:
+        return self.engine.links
+
+    @property
+    def site(self) -> Any:
+        return self.engine.site
+
+    # --- who is at the browser ------------------------------------------------------------
+
+    def session(self, request: Request) -> Session | None:
+        """The browser's live session; one begun now when the trusted proxy vouches for a person."""
+        cached = getattr(request.state, "session", False)
+        if cached is not False:
+            return cached
+        session = self.sessions.read(request.cookies.get(COOKIE))
+        vouched = self.proxy.person(request)
+        if vouched is not None and (session is None or session.person != vouched):
+            cookie, session = self.sessions.begin(vouched, "sso", client=_client(request))
+            request.state.new_cookie = (cookie, session)
+        request.state.session = session
+        return session
+
+    def actor(self, session: Session) -> Actor:
+        return Actor(person=session.person, via=session.actor_via)  # type: ignore[arg-type]
+
+    def link_csrf(self, claim: Claim) -> str:
+        """The CSRF token of a link's forms: bound to the link's nonce, signed with the site secret."""
+        return hmac.new(self.links.secret, f"csrf|{claim.nonce}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def finish(self, request: Request, response: Response) -> Response:
+        """Set the cookie of a session begun during this request (HttpOnly, SameSite=Lax)."""
+        begun = getattr(request.state, "new_cookie", None)
+        if begun is not None:
+            cookie, session = begun
+            max_age = max(1, int((session.expires_at - self.engine.clock.now()).total_seconds()))
+            response.set_cookie(COOKIE, cookie, max_age=max_age, httponly=True, samesite="lax", secure=self.secure,
+                                path="/")
+        return response
+
+    # --- evidence ---------------------------------------------------------------------------
+
+    def keep_evidence(self, name: str, content: bytes) -> Evidence:
+        """Store an uploaded file by its SHA-256 (written whole, then renamed: never half a file)."""
+        digest = hashlib.sha256(content).hexdigest()
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
+        target = self.evidence_dir / digest
+        if not target.exists():
+            partial = target.with_suffix(f".part-{os.getpid()}")
+            partial.write_bytes(content)
+            os.replace(partial, target)
+        safe = re.sub(r"[^\w.\- ]+", "_", Path(name or "file").name)[:120] or "file"
+        return Evidence(digest, safe, len(content))
+
+    def evidence_path(self, sha256: str) -> Path | None:
+        if not _SHA.match(sha256):
+            return None
+        path = self.evidence_dir / sha256
+        return path if path.is_file() else None
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None

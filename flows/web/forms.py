@@ -1,0 +1,82 @@
+"""A step's form as the page shows it, and the posted form read back into typed values.
+
+One source of truth: the SOP's ``FieldSpec`` (``flows.language.fields``) types the page's
+inputs (enums as choices, booleans as switches, numbers with their bounds, required marked)
+and checks what comes back, with the same ``coerce`` and ``check_value`` the CLI and the API
+use. Each problem is kept beside its field, so the page shows it there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flows.language.fields import FieldSpec
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the page: its name, how it is typed and bounded, its label and help."""
+
+    name: str
+    label: str
+    type: str
+    required: bool
+    help: str | None
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    default: Any = None
+
+    @property
+    def widget(self) -> str:
+        """``select``, ``switch``, ``number`` or ``text``."""
+        if self.choices:
+            return "select"
+        if self.type == "boolean":
+            return "switch"
+        return "number" if self.type in ("integer", "number") else "text"
+
+    @property
+    def step(self) -> str:
+        return "1" if self.type == "integer" else "any"
+
+
+def form_fields(form: dict[str, FieldSpec]) -> list[FormField]:
+    """The page's inputs for a step's form, in the SOP's order."""
+    return [
+        FormField(name=name, label=name.replace("_", " ").capitalize(), type=spec.type,
+                  required=spec.is_required and spec.type != "boolean", help=spec.description,
+                  choices=tuple(spec.enum or ()), minimum=spec.minimum, maximum=spec.maximum, default=spec.default)
+        for name, spec in form.items()
+    ]
+
+
+def read_form(form: dict[str, FieldSpec], posted: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The typed values of a posted form, and the problems by field name (empty when all is well).
+
+    A switch (boolean) is false when the browser sent nothing for it, as unchecked boxes do.
+    An empty optional field is left out; an empty required one is a problem.
+    """
+    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for name, spec in form.items():
+        raw = posted.get(name)
+        if spec.type == "boolean":
+            values[name] = raw is not None and raw.strip().lower() in ("true", "on", "yes", "1")
+            continue
+        if raw is None or not raw.strip():
+            if spec.is_required:
+                problems[name] = "required" + (f": one of {', '.join(map(str, spec.enum))}" if spec.enum else "")
+            continue
+        try:
+            value = spec.coerce(raw.strip())
+        except ValueError as exc:
+            problems[name] = str(exc)
+            continue
+        wrong = spec.check_value(value)
+        if wrong:
+            problems[name] = wrong
+        else:
+            values[name] = value
+    return values, problems

@@ -1,0 +1,389 @@
+"""The responder's pages: a step (through a personal link or a session), a run, the home list.
+
+``GET /s/<token>`` opens a step's page from the link in a message, without a password; the
+forms post back to the same link, and the first action through it uses it up (in the same
+transaction as the action: ``link_uses``), then begins a session for that person so they
+can go on (take the step, then report it). ``/runs/<run>/steps/<step>`` is the same page
+for a signed-in person; ``/runs/<run>`` shows the run; ``/`` lists what waits for you.
+
+Every post is checked: the CSRF token of the session (or of the link), the person's right
+to act on the step (``Engine.check_may_act``), the form against the SOP's field models
+(problems shown beside their fields, nothing written). What is accepted goes through the
+engine like any other report, recorded with ``via: link`` or ``via: web``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from flows.audit import Audit
+from flows.audit.gantt import gantt
+from flows.engine.links import Claim, LinkRefused
+from flows.engine.transitions import StepHeld, StepNotActive
+from flows.engine.view import RunNotFound, RunView
+from flows.language.actors import Actor
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
+from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
+from flows.web.app import Web
+from flows.web.forms import form_fields, read_form
+from flows.web.render import page
+from flows.web.sessions import Session
+
+log = logging.getLogger("sop.web")
+router = APIRouter(include_in_schema=False)
+ACTIONS = ("done", "reject", "claim", "help")
+
+
+def _web(request: Request) -> Web:
+    return request.app.state.web
+
+
+def html(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    """A page, with the cookie of a session begun during the request."""
+    web = _web(request)
+    session = web.session(request)
+    body = page(name, viewer=session, site=web.site, request=request, **context)
+    response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    return web.finish(request, response)
+
+
+def notice(request: Request, title: str, message: str, status: int, **context: Any) -> Response:
+    """A page that only says something (a refused link, a missing run)."""
+    return html(request, "notice.html.j2", status=status, title=title, message=message, **context)
+
+
+def sign_in_first(request: Request) -> Response:
+    target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="/?=&")
+    return RedirectResponse(f"/sign-in?next={target}", status_code=303)
+
+
+# --- what a step page shows ----------------------------------------------------------------
+
+
+@dataclass
+class StepPage:
+    """Everything the step template needs, read in one go from the engine's view."""
+
+    view: RunView
+    step: HumanStep
+    row: dict[str, Any]
+    person: str
+    may_act: bool
+
+    @property
+    def active(self) -> bool:
+        return self.view.is_open and self.row["state"] == StepState.ACTIVE
+
+    @property
+    def holder(self) -> str | None:
+        return self.row.get("claimed_by")
+
+
+def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
+    """The step as ``person`` sees it (RunNotFound / KeyError when there is no such run or step)."""
+    view = web.engine.view(run_id)
+    step = view.sop.step(step_id)
+    if not isinstance(step, HumanStep):
+        raise KeyError(step_id)
+    try:
+        web.engine.check_may_act(view, step, Actor(person))
+        may = True
+    except ReportRefused:
+        may = False
+    return StepPage(view, step, view.steps[step.id], person, may)
+
+
+def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
+                errors: dict[str, str] | None = None, problems: list[str] | None = None,
+                posted: dict[str, str] | None = None, done: str | None = None, link: Claim | None = None) -> Response:
+    web = _web(request)
+    site = web.site
+    view, step = sp.view, sp.step
+    person = site.people.get(sp.person)
+    approvals = view.approvals(step.id)
+    result = view.result(step.id)
+    return html(
+        request, "step.html.j2", status=status,
+        sp=sp, run=view.run, sop=view.sop, step=step, fields=form_fields(step.form), action_url=action_url,
+        csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
+        tz=person.timezone if person else "UTC", now=web.engine.clock.now(), speed=view.speed,
+        approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
+        next_steps=_next_steps(view) if done else [],
+    )
+
+
+def _next_steps(view: RunView) -> list[dict[str, Any]]:
+    """The run's steps waiting on people now (shown after an action: who has it next)."""
+    return [{"id": s.id, "title": s.name, "assignee": view.steps[s.id]["assignee"]}
+            for s in view.sop.steps if view.steps[s.id]["state"] == StepState.ACTIVE and isinstance(s, HumanStep)]
+
+
+# --- acting ----------------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    """A post that changes nothing: problems by field, and general ones."""
+
+    def __init__(self, errors: dict[str, str] | None = None, problems: list[str] | None = None):
+        super().__init__("; ".join([*(errors or {}).values(), *(problems or [])]))
+        self.errors = errors or {}
+        self.problems = problems or []
+
+
+async def _read_post(request: Request, web: Web) -> tuple[dict[str, str], list[UploadFile]]:
+    form = await request.form(max_files=5, max_fields=200, max_part_size=web.settings.upload_max_bytes)
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    files = [v for k, v in form.multi_items() if k == "evidence_file" and not isinstance(v, str) and v.filename]
+    return fields, files
+
+
+async def _evidence(web: Web, posted: dict[str, str], files: list[UploadFile]) -> list[str]:
+    evidence = [line.strip() for line in (posted.get("evidence_link") or "").splitlines() if line.strip()]
+    for upload in files:
+        content = await upload.read(web.settings.upload_max_bytes + 1)
+        if len(content) > web.settings.upload_max_bytes:
+            raise Refused({"evidence": f"{upload.filename} is larger than {web.settings.upload_max_bytes:,} bytes"})
+        if content:
+            evidence.append(web.keep_evidence(upload.filename or "file", content).reference)
+    return evidence
+
+
+def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str], evidence: list[str],
+        link: Claim | None) -> str:
+    """Carry out one action of the step page; the step's new state (Refused / LinkRefused otherwise)."""
+    engine, view, step = web.engine, sp.view, sp.step
+    note = (posted.get("note") or "").strip()
+    if action == "claim":
+        engine.claim(view.id, step.id, actor, link=link)
+        return "claimed"
+    if action == "help":
+        engine.ask_for_help(view.id, step.id, actor, note, link=link)
+        return "help"
+    engine.check_may_act(view, step, actor)
+    if action == "reject":
+        if not note:
+            raise Refused({"note": "a rejection needs a reason"})
+        report = HumanReport(actor=actor, outcome="rejected", note=note)
+    else:
+        values, errors = read_form(step.form, posted)
+        if step.evidence and not evidence:
+            errors["evidence"] = "this step needs evidence: a link, or a file to upload"
+        if errors:
+            raise Refused(errors)
+        report = HumanReport(actor=actor, outcome="done", values=values, note=note, evidence=evidence)
+    return engine.report(view.id, step.id, report, link=link)
+
+
+async def handle_post(request: Request, sp: StepPage, actor: Actor, *, csrf_ok: Any, action_url: str,
+                      csrf: str, link: Claim | None) -> Response:
+    """Read the post, act, and answer with the page: refusals beside their fields, success as a banner."""
+    web = _web(request)
+    posted, files = await _read_post(request, web)
+    action = posted.get("action", "done")
+    if not csrf_ok(posted.get("csrf")):
+        return notice(request, "This form has expired", "The page was open too long or came from elsewhere: "
+                      "reload it and try again. Nothing was recorded.", 403)
+    if action not in ACTIONS:
+        return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
+                           problems=[f"unknown action `{action}` (one of {', '.join(ACTIONS)})"])
+    try:
+        evidence = await _evidence(web, posted, files) if action == "done" else []
+        state = await run_in_threadpool(act, web, sp, actor, action, posted, evidence, link)
+    except Refused as exc:
+        return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
+                           errors=exc.errors, problems=exc.problems)
+    except ReportRefused as exc:
+        errors, problems = _by_field(exc.problems, sp.step)
+        return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
+                           errors=errors, problems=problems)
+    except (StepHeld, StepNotActive) as exc:
+        fresh = await run_in_threadpool(step_page, web, sp.view.id, sp.step.id, sp.person)
+        return render_step(request, fresh, action_url=action_url, csrf=csrf, status=409, link=link,
+                           problems=[str(exc)])
+    except LinkRefused as exc:
+        return await run_in_threadpool(_link_refused, request, web, link, exc)
+    log.info("event=page_action run=%s step=%s action=%s actor=%s state=%s", sp.view.id, sp.step.id, action,
+             actor.described(), state)
+    if link is not None:  # the link is used up: a session carries the person on, no longer than the link
+        cookie, session = await run_in_threadpool(web.sessions.begin, link.person, "link", until=link.expires_at,
+                                                  run=link.run_id, step=link.step_id)
+        request.state.new_cookie = (cookie, session)
+    target = f"/runs/{quote(sp.view.id)}/steps/{quote(sp.step.id)}?done={action}"
+    return web.finish(request, RedirectResponse(target, status_code=303))
+
+
+def _by_field(problems: list[str], step: HumanStep) -> tuple[dict[str, str], list[str]]:
+    """The engine's problems that name a form field (``field `severity`: …``) go beside it."""
+    errors: dict[str, str] = {}
+    rest: list[str] = []
+    for problem in problems:
+        name = next((f for f in step.form if problem.startswith(f"field `{f}`")), None)
+        if name:
+            errors[name] = problem.split(":", 1)[-1].strip() if ":" in problem else problem
+        elif "evidence" in problem:
+            errors["evidence"] = problem
+        else:
+            rest.append(problem)
+    return errors, rest
+
+
+# --- personal links --------------------------------------------------------------------------
+
+
+def _link_refused(request: Request, web: Web, claim: Claim | None, exc: LinkRefused) -> Response:
+    with web.engine.ledger.transaction() as tx:
+        tx.append(RecordKind.LINK_REFUSED, claim.run_id if claim else None, claim.step_id if claim else None,
+                  actor=claim.person if claim else None, reason=exc.reason, client=request.client.host
+                  if request.client else None)
+    log.warning("event=link_refused reason=%s run=%s step=%s", exc.reason, claim.run_id if claim else "-",
+                claim.step_id if claim else "-")
+    if exc.reason == "used" and claim is not None:
+        return _what_happened(request, web, claim, str(exc))
+    status = 410 if exc.reason == "expired" else 403
+    return notice(request, "This link cannot be used", str(exc), status)
+
+
+def _what_happened(request: Request, web: Web, claim: Claim, message: str) -> Response:
+    try:
+        sp = step_page(web, claim.run_id or "", claim.step_id or "", claim.person)
+    except (RunNotFound, KeyError):
+        return notice(request, "This link cannot be used", message, 410)
+    return render_step(request, sp, action_url="", csrf="", status=410, problems=[message], link=claim)
+
+
+def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Response | None]:
+    try:
+        return web.links.read_step(token), None
+    except LinkRefused as exc:
+        return None, _link_refused(request, web, None, exc)
+
+
+@router.get("/s/{token}")
+def open_link(request: Request, token: str) -> Response:
+    """A personal link from a message: the step's page, as its person, without a password."""
+    web = _web(request)
+    claim, refused = _read_link(request, web, token)
+    if refused is not None:
+        return refused
+    assert claim is not None
+    used = web.engine.link_used(claim.nonce)
+    if used:
+        return _what_happened(request, web, claim, f"this link was already used ({used}): here is what happened")
+    try:
+        sp = step_page(web, claim.run_id or "", claim.step_id or "", claim.person)
+    except (RunNotFound, KeyError):
+        return notice(request, "No such step", "The run or step of this link is gone.", 404)
+    return render_step(request, sp, action_url=f"/s/{token}", csrf=web.link_csrf(claim), link=claim)
+
+
+@router.post("/s/{token}")
+async def act_through_link(request: Request, token: str) -> Response:
+    web = _web(request)
+    claim, refused = await run_in_threadpool(_read_link, request, web, token)
+    if refused is not None:
+        return refused
+    assert claim is not None
+    try:
+        sp = await run_in_threadpool(step_page, web, claim.run_id or "", claim.step_id or "", claim.person)
+    except (RunNotFound, KeyError):
+        return notice(request, "No such step", "The run or step of this link is gone.", 404)
+    expected = web.link_csrf(claim)
+    actor = Actor(person=claim.person, via="link")
+    return await handle_post(request, sp, actor, csrf_ok=lambda given: hmac.compare_digest(expected, given or ""),
+                             action_url=f"/s/{token}", csrf=expected, link=claim)
+
+
+# --- signed in -------------------------------------------------------------------------------
+
+
+@router.get("/runs/{run}/steps/{step}")
+def step_for_session(request: Request, run: str, step: str, done: str | None = None) -> Response:
+    web = _web(request)
+    session = web.session(request)
+    if session is None:
+        return sign_in_first(request)
+    try:
+        sp = step_page(web, run, step, session.person)
+    except (RunNotFound, KeyError):
+        return notice(request, "No such step", f"There is no step `{step}` in run `{run}`.", 404)
+    return render_step(request, sp, action_url=f"/runs/{quote(sp.view.id)}/steps/{quote(step)}", csrf=session.csrf,
+                       done=done if done in ACTIONS else None)
+
+
+@router.post("/runs/{run}/steps/{step}")
+async def act_in_session(request: Request, run: str, step: str) -> Response:
+    web = _web(request)
+    session: Session | None = await run_in_threadpool(web.session, request)
+    if session is None:
+        return notice(request, "Sign in first", "Your session ended: sign in again. Nothing was recorded.", 401)
+    try:
+        sp = await run_in_threadpool(step_page, web, run, step, session.person)
+    except (RunNotFound, KeyError):
+        return notice(request, "No such step", f"There is no step `{step}` in run `{run}`.", 404)
+    return await handle_post(request, sp, web.actor(session), csrf_ok=session.csrf_ok,
+                             action_url=f"/runs/{quote(sp.view.id)}/steps/{quote(step)}", csrf=session.csrf,
+                             link=None)
+
+
+@router.get("/runs/{run}")
+def run_page(request: Request, run: str) -> Response:
+    """One run: its steps, who holds them, dues and time left, the ladder reached, every page and its delivery."""
+    web = _web(request)
+    session = web.session(request)
+    if session is None:
+        return sign_in_first(request)
+    try:
+        view = web.engine.view(run)
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    audit = Audit(web.engine.ledger).run(view.id)
+    now = web.engine.clock.now()
+    person = web.site.people.get(session.person)
+    return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
+                speed=view.speed, tz=person.timezone if person else "UTC", chart=gantt(audit, now),
+                levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
+                human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open)
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    """What waits for you: the active steps you may act on, the open runs by priority."""
+    web = _web(request)
+    session = web.session(request)
+    if session is None:
+        return sign_in_first(request)
+    from flows.engine.board import run_ids
+
+    engine = web.engine
+    mine, runs = [], []
+    for run_id in run_ids(engine, status=RunStatus.RUNNING, limit=200):
+        view = engine.view(run_id)
+        runs.append(view)
+        for step in view.sop.steps:
+            if (isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE
+                    and session.person in members(web.site, step.assignee)):
+                mine.append((view, step))
+    person = web.site.people.get(session.person)
+    return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(),
+                tz=person.timezone if person else "UTC")
+
+
+@router.get("/evidence/{sha256}")
+def evidence(request: Request, sha256: str) -> Response:
+    """An uploaded evidence file, to signed-in people (its SHA-256 is in the ledger)."""
+    web = _web(request)
+    if web.session(request) is None:
+        return sign_in_first(request)
+    path = web.evidence_path(sha256)
+    if path is None:
+        return notice(request, "No such file", "No evidence file has that SHA-256.", 404)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"evidence-{sha256[:12]}")

@@ -1,0 +1,80 @@
+"""The pages' Jinja2 environment: one template per page (``flows/web/templates``), escaped by default.
+
+Filters the templates share: ``md`` (an SOP's markdown, raw HTML off, bare links made links),
+``when`` (an instant in the reader's time zone, UTC on hover, machine-readable for the live
+clock), ``left`` (the time left before a due instant, in SOP time, kept live by
+``static/live.js``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+
+from flows.engine.paging import time_left
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False}).enable(["linkify", "table"])
+    default = md.renderer.rules.get("link_open")
+
+    def link_open(tokens: Any, idx: int, options: Any, env: Any) -> str:  # links leave the page in a new tab
+        tokens[idx].attrSet("rel", "noopener noreferrer")
+        tokens[idx].attrSet("target", "_blank")
+        return default(tokens, idx, options, env) if default else md.renderer.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("link_open", link_open)
+    return md
+
+
+def markdown(text: str | None) -> Markup:
+    """An SOP's markdown as HTML (no raw HTML passes through; links open in a new tab)."""
+    return Markup(_markdown().render(text or ""))  # noqa: S704 - rendered with html off: escaped by markdown-it
+
+
+def when(value: datetime | None, tz: str = "UTC") -> Markup:
+    """``<time>`` in the reader's zone (``2026-12-05 14:20 CST``), the UTC instant on hover."""
+    if value is None:
+        return Markup("—")
+    utc = value.astimezone(UTC)
+    local = utc.astimezone(ZoneInfo(tz))
+    return Markup('<time datetime="{iso}" title="{utc} UTC">{local}</time>').format(
+        iso=utc.isoformat(), utc=utc.strftime("%Y-%m-%d %H:%M:%S"), local=local.strftime("%Y-%m-%d %H:%M %Z"))
+
+
+def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True) -> Markup:
+    """"18m left" / "12m overdue" in SOP time; ``live`` lets the page's clock keep it current."""
+    if due is None:
+        return Markup("—")
+    text = time_left(due, now, speed) or ""
+    over = text.endswith("overdue")
+    if not live:
+        return Markup('<span class="{cls}">{text}</span>').format(cls="overdue" if over else "left", text=text)
+    return Markup('<span class="{cls}" data-due="{due}" data-speed="{speed}" aria-live="off">{text}</span>').format(
+        cls="overdue" if over else "left", due=due.astimezone(UTC).isoformat(), speed=speed, text=text)
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(md=markdown, when=when)
+    env.globals.update(left=left, escape=escape)
+    return env
+
+
+def page(name: str, **context: Any) -> str:
+    """Render the page template ``name`` (``step.html.j2``…)."""
+    return environment().get_template(name).render(**context)

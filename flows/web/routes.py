@@ -1,0 +1,23 @@
+"""The pages as routes of the API's app: static files, sign-in, steps and runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from flows.web import pages, signin
+from flows.web.app import Web
+from flows.web.render import STATIC
+
+
+def mount(app: FastAPI, engine: Any, env: Mapping[str, str] | None = None) -> Web:
+    """Add the people's pages (and their static files) to ``app``."""
+    web = Web(engine, env)
+    app.state.web = web
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(signin.router)
+    app.include_router(pages.router)
+    return web

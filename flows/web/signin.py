@@ -1,0 +1,137 @@
+"""Signing in with a link sent through the person's own contacts, and signing out.
+
+``POST /sign-in`` with a person id or e-mail sends a sign-in link (single use, expiring after
+``settings.web.sign_in_ttl`` on the engine's clock) to that person's contacts of ``config/``,
+whoever asked: only the person can read it. The answer is the same whether or not the name
+is a person, so the form cannot be used to list people. ``GET /sign-in/<token>`` uses the
+link up and begins a session (cookie HttpOnly, SameSite=Lax, Secure on https). The form is
+CSRF-protected by a double-submit cookie (there is no session yet).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from threading import Lock
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from flows.engine.links import LinkRefused
+from flows.ledger.vocabulary import RecordKind
+from flows.web.app import CSRF_COOKIE, Web
+from flows.web.pages import html, notice
+from flows.web.sessions import COOKIE, SignInUsed
+from notifications import Message, deliver, recipients
+
+log = logging.getLogger("sop.web")
+router = APIRouter(include_in_schema=False)
+#: one sign-in link per person per this many (wall) seconds: the form cannot flood anyone's phone
+RESEND_AFTER_S = 30.0
+_last_sent: dict[str, float] = {}
+_lock = Lock()
+
+
+def _web(request: Request) -> Web:
+    return request.app.state.web
+
+
+def _next(value: str | None) -> str:
+    """Only a path of this site (``/runs/x``), never another origin."""
+    if not value or not value.startswith("/") or value.startswith("//") or urlsplit(value).netloc:
+        return "/"
+    return value
+
+
+def _form(request: Request, *, status: int = 200, sent: bool = False, error: str | None = None,
+          who: str = "") -> Response:
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = html(request, "sign_in.html.j2", status=status, csrf=token, sent=sent, error=error, who=who,
+                    next=_next(request.query_params.get("next")))
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_web(request).secure, path="/")
+    return response
+
+
+@router.get("/sign-in")
+def sign_in_form(request: Request) -> Response:
+    return _form(request)
+
+
+@router.post("/sign-in")
+async def send_sign_in(request: Request) -> Response:
+    web = _web(request)
+    form = await request.form(max_files=0, max_fields=10)
+    given = str(form.get("csrf") or "")
+    expected = request.cookies.get(CSRF_COOKIE) or ""
+    if not expected or not hmac.compare_digest(expected, given):
+        return _form(request, status=403, error="This form has expired: try again.")
+    who = str(form.get("who") or "").strip()[:200]
+    if not who:
+        return _form(request, status=422, error="Write your person id or your e-mail.")
+    person = await run_in_threadpool(_person_of, web, who)
+    if person is not None:
+        await run_in_threadpool(_send, web, person, _next(str(form.get("next") or "/")))
+    return _form(request, sent=True, who=who)
+
+
+def _person_of(web: Web, who: str) -> str | None:
+    people = web.site.people
+    if who in people:
+        return who
+    lowered = who.lower()
+    return next((pid for pid, p in people.items() if p.email and p.email.lower() == lowered), None)
+
+
+def _send(web: Web, person: str, next_path: str) -> None:
+    now = time.monotonic()
+    with _lock:
+        if now - _last_sent.get(person, -RESEND_AFTER_S) < RESEND_AFTER_S:
+            log.info("event=sign_in_throttled person=%s", person)
+            return
+        _last_sent[person] = now
+    link = web.links.sign_in_link(person)
+    if next_path != "/":
+        link += f"?next={next_path}"
+    minutes = max(1, int(web.links.sign_in_ttl.total_seconds() // 60))
+    name = web.site.people[person].name
+    message = Message(
+        title="Sign in to SOPs",
+        body=(f"{name}, open this link to sign in:\n\n{link}\n\nIt works once, for {minutes} minutes, and only for "
+              "you. If you did not ask to sign in, ignore this message."),
+        notify_type="info", priority=4, kind="sign_in")
+    results = deliver(message, recipients([person], web.site), inbox_dir=web.site.settings.inbox_dir, retries=1)
+    with web.engine.ledger.transaction() as tx:
+        tx.append(RecordKind.SIGN_IN_SENT, actor=person, delivered=sum(1 for r in results if r.ok),
+                  destinations=len(results))
+    log.info("event=sign_in_sent person=%s delivered=%d", person, sum(1 for r in results if r.ok))
+
+
+@router.get("/sign-in/{token}")
+def sign_in(request: Request, token: str) -> Response:
+    web = _web(request)
+    try:
+        claim = web.links.read_sign_in(token)
+        cookie, session = web.sessions.begin(claim.person, "sign-in", nonce=claim.nonce,
+                                             client=request.client.host if request.client else None)
+    except (LinkRefused, SignInUsed) as exc:
+        return notice(request, "This sign-in link cannot be used", f"{exc}", 403,
+                      action=("/sign-in", "Send me a new link"))
+    request.state.new_cookie = (cookie, session)
+    log.info("event=signed_in person=%s via=sign-in", claim.person)
+    return web.finish(request, RedirectResponse(_next(request.query_params.get("next")), status_code=303))
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    web = _web(request)
+    form = await request.form(max_files=0, max_fields=10)
+    session = await run_in_threadpool(web.session, request)
+    if session is not None and session.csrf_ok(str(form.get("csrf") or "")):
+        await run_in_threadpool(web.sessions.end, session)
+    response = RedirectResponse("/sign-in", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
