@@ -42,19 +42,25 @@ or their roles), **auditor** (read), **monitor** (alerts, events, metrics). A re
 
 
 class BodyLimit:
-    """Refuse bodies over ``max_bytes`` with a 413 before any handler reads them (Content-Length or streamed)."""
+    """Refuse bodies over ``max_bytes`` with a 413 before any handler reads them (Content-Length or streamed).
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    The people's pages (every path outside ``/v1/``) take evidence files: their bodies may be
+    ``page_max_bytes`` (the site's ``web.upload_max_bytes`` and room for the form around it).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, page_max_bytes: int | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.api_max_bytes = max_bytes
+        self.page_max_bytes = page_max_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.api_max_bytes if scope["path"].startswith("/v1/") else self.page_max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -65,8 +71,8 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -82,12 +88,12 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         from starlette.requests import Request
 
         error = ApiError(
             413,
-            f"the request body is larger than {self.max_bytes} bytes "
+            f"the request body is larger than {limit} bytes "
             "(settings.api.max_body_bytes); send smaller batches",
             "body",
         )
@@ -121,7 +127,8 @@ def create_app(
     app.state.webhooks = WebhookPipeline(app.state.gate, app.state.intake, app.state.intake_thread)
     if fast_path:
         app.add_middleware(WebhookFastPath, pipeline=app.state.webhooks, webhooks=WEBHOOKS)
-    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes)  # outermost: before the fast path
+    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes,  # outermost: before the fast path
+                       page_max_bytes=site.settings.web.upload_max_bytes + 100_000)
     errors.install(app)
     for module in (runs, alerts, events, metrics):
         app.include_router(module.router)

@@ -24,7 +24,7 @@ from typing import Any
 
 from flows.clock import scaled
 from flows.engine import outbox
-from flows.engine.view import RunView
+from flows.engine.view import RunView, instructions
 from flows.language.config import Site
 from flows.language.durations import format_duration
 from flows.language.spec import Sop
@@ -348,7 +348,7 @@ class Pager:
                                                else getattr(step, "assignee", None))
             person = self.site.people.get(holder) if holder else None
             step_info = StepInfo(
-                id=step.id, title=step.name, description=step.description,
+                id=step.id, title=step.name, description=instructions(view, step, self.site),
                 assignee=getattr(step, "assignee", None), due_at=row["due_at"],
                 time_left=time_left(row["due_at"], now, view.speed), form=form,
                 evidence_required=bool(getattr(step, "evidence", False)), approval=approval,

@@ -90,3 +90,19 @@ def variables(view: RunView, site: Site) -> dict[str, Any]:
         "run": run_fields(view, site.settings.base_url),
         "config": config_vars,
     }
+
+
+def instructions(view: RunView, step: Any, site: Site) -> str | None:
+    """A step's description with the run's values filled in (``{{ inputs.brand }}``), as its reader sees it.
+
+    A description that cannot render (a value the run does not have) is shown as written.
+    """
+    text = getattr(step, "description", None)
+    if not text or "{" not in text:
+        return text
+    from flows.language.expressions import render
+
+    try:
+        return render(text, variables(view, site))
+    except Exception:  # noqa: BLE001 - instructions are shown even when a value is missing
+        return text

@@ -29,7 +29,7 @@ from flows.audit import Audit
 from flows.audit.gantt import gantt
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
-from flows.engine.view import RunNotFound, RunView
+from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
@@ -117,6 +117,7 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
         tz=person.timezone if person else "UTC", now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
+        instructions=instructions(view, step, site),
         next_steps=_next_steps(view) if done else [],
     )
 

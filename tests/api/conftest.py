@@ -53,9 +53,9 @@ def unique(prefix: str = "t") -> str:
 class ServedApp:
     """A FastAPI app served by uvicorn in a thread of this process."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, port: int = 0):
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

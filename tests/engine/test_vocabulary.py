@@ -28,7 +28,7 @@ def test_the_audit_reads_only_kinds_of_the_vocabulary() -> None:
 def test_a_run_writes_only_kinds_of_the_vocabulary(local: Engine) -> None:  # noqa: F811
     run = local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"n": 1})
     local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"n": 2})
-    local.cancel(run.run_id, "drill over", actor="ana")
+    local.cancel(run.run_id, "drill over", actor="li-wei")
     with local.ledger.read() as conn:
         kinds = set(conn.execute(sa.select(records.c.kind)).scalars())
     assert {"run_started", "trigger_repeated", "run_cancelled"} <= kinds
@@ -39,7 +39,7 @@ def test_a_finished_step_cannot_move_again(local: Engine) -> None:  # noqa: F811
     run = local.start("t-newrun", {"service": "db"}, initiator="monitor")
     asked = "ask"
     assert local.view(run.run_id).state(asked) == StepState.ACTIVE
-    local.report(run.run_id, asked, HumanReport(actor="ana"))
+    local.report(run.run_id, asked, HumanReport(actor="zhao-lei"))
     with pytest.raises(IllegalMove, match="done may not become active"), local.transaction() as t:
         t.change(run.run_id).update_step(asked, state=StepState.ACTIVE)
     assert local.view(run.run_id).state(asked) == StepState.DONE  # nothing written

@@ -1,0 +1,267 @@
+"""A responder's path through the pages, as the browser speaks it: the link in the message, the form, the run.
+
+Each test starts its own run (its own brand, so dedup keeps them apart) and reads the
+personal link out of the person's inbox, as their phone would show it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from flows.clock import ManualClock
+from flows.engine.links import Links
+from tests.engine.conftest import records
+from tests.web.conftest import PROXY_SECRET, UPLOAD_MAX, Site
+
+ASSESS = {"severity": "high", "topic": "late parcels", "category": "delivery", "platforms": "weibo",
+          "trend": "rising", "evidence_link": "https://dash.example/q/1"}
+
+
+def crisis(site: Site, initiator: str = "li-wei") -> str:
+    return site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator=initiator,
+                             launch=False).run_id
+
+
+def csrf_of(page: httpx.Response) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def field_errors(page: httpx.Response) -> dict[str, str]:
+    """The problems shown beside each field: ``{field: message}``."""
+    return {name: re.sub(r"&#3[49];", "'", text) for name, text in
+            re.findall(r'<p class="field-error" id="err-([\w-]+)">([^<]*)</p>', page.text)}
+
+
+def path_of(link: str) -> str:
+    return "/s/" + link.rsplit("/s/", 1)[1]
+
+
+def sign_in(site: Site, client: httpx.Client, person: str) -> None:
+    """Sign ``person`` in the way they would: ask for a link, open it from their inbox."""
+    form = client.get("/sign-in")
+    before = len(site.inbox(person))
+    sent = client.post("/sign-in", data={"csrf": csrf_of(form), "who": person, "next": "/"})
+    assert sent.status_code == 200 and "a sign-in link is on its way" in sent.text
+    message = site.messages(person, before)[0]
+    link = re.search(r"(http\S+/sign-in/\S+)", message["body"]).group(1)  # type: ignore[union-attr]
+    opened = client.get(link.split(site.url, 1)[1])
+    assert opened.status_code == 303, opened.text
+
+
+def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_its_field(site: Site) -> None:
+    run_id = crisis(site)
+    link = site.link_for("wang-fang", run_id, "assess")
+    assert link.startswith(site.url)  # the message's own link, to this site
+    client = site.client()
+    page = client.get(path_of(link))
+    assert page.status_code == 200
+    assert '<select name="severity"' in page.text and 'role="switch" name="kol_involved"' in page.text
+    assert "Open the social-listening dashboard" in page.text  # the instructions, rendered
+    before = len(records(site.engine, run_id))
+
+    wrong = client.post(path_of(link), data={**ASSESS, "csrf": csrf_of(page), "action": "done", "severity": "huge",
+                                             "trend": ""})
+    assert wrong.status_code == 422
+    assert field_errors(wrong) == {"severity": "expected one of ['low', 'medium', 'high', 'critical'], got 'huge'",
+                                   "trend": "required: one of rising, stable, falling"}
+    assert 'value="late parcels"' in wrong.text  # what was typed is kept
+    assert len(records(site.engine, run_id)) == before and site.engine.view(run_id).state("assess") == "active"
+
+    right = client.post(path_of(link), data={**ASSESS, "csrf": csrf_of(page), "action": "done"})
+    assert right.status_code == 303 and right.headers["location"] == f"/runs/{run_id}/steps/assess?done=done"
+    assert "sop_session" in right.cookies  # the person goes on in a session
+    done = records(site.engine, run_id, "step_done")[-1]
+    assert done["actor"] == "wang-fang" and done["data"]["via"] == "link"
+    assert done["data"]["result"]["severity"] == "high"
+    view = site.engine.view(run_id)
+    assert view.state("facts") == "active" and view.steps["facts"]["assignee"] == "cs-lead"
+    assert site.link_for("sara-lopez", run_id, "facts")  # the next person got their own link
+    after = client.get(right.headers["location"])
+    assert "Recorded." in after.text and "Establish the facts" in after.text  # who has it next
+
+
+def test_a_used_link_cannot_act_again_and_shows_what_happened(site: Site) -> None:
+    run_id = crisis(site)
+    link = path_of(site.link_for("wang-fang", run_id, "assess"))
+    first = site.client()
+    page = first.get(link)
+    assert first.post(link, data={"csrf": csrf_of(page), "action": "claim"}).status_code == 303
+    assert site.engine.view(run_id).steps["assess"]["claimed_by"] == "wang-fang"
+    before = len(records(site.engine, run_id))
+
+    replay = site.client()  # someone else holding the same link (a forwarded message)
+    again = replay.post(link, data={**ASSESS, "csrf": csrf_of(page), "action": "done"})
+    assert again.status_code == 410 and "already used" in again.text
+    assert '<form method="post" action="/s/' not in again.text
+    assert site.engine.view(run_id).state("assess") == "active"
+    assert [r["kind"] for r in records(site.engine, run_id)[before:]] == ["link_refused"]
+    reopened = replay.get(link)
+    assert reopened.status_code == 410 and "What happened" in reopened.text and "Held by" in reopened.text
+
+
+def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
+    run_id = crisis(site)
+    token = site.link_for("wang-fang", run_id, "assess").rsplit("/s/", 1)[1]
+    client = site.client()
+    forged = client.get(f"/s/{token[:-3]}abc")
+    assert forged.status_code == 403 and "not one we made" in forged.text
+    past = ManualClock(site.engine.clock.now() - timedelta(days=3))
+    old = Links(site.engine.links.secret, past, site.url).step_token("wang-fang", run_id, "assess")
+    expired = client.get(f"/s/{old}")
+    assert expired.status_code == 410 and "expired" in expired.text
+    kinds = [r["data"]["reason"] for r in records(site.engine, None or run_id) if r["kind"] == "link_refused"]
+    assert kinds == []  # a link that names nothing trustworthy is not filed under the run it claims
+
+
+def test_a_post_without_the_forms_csrf_token_records_nothing(site: Site) -> None:
+    run_id = crisis(site)
+    link = path_of(site.link_for("wang-fang", run_id, "assess"))
+    client = site.client()
+    client.get(link)
+    before = len(records(site.engine, run_id))
+    assert client.post(link, data={**ASSESS, "action": "done"}).status_code == 403
+    assert client.post(link, data={**ASSESS, "action": "done", "csrf": "guess"}).status_code == 403
+    sign_in(site, client, "wang-fang")
+    page = f"/runs/{run_id}/steps/assess"
+    assert client.post(page, data={**ASSESS, "action": "done", "csrf": "guess"}).status_code == 403
+    assert len(records(site.engine, run_id)) == before
+
+
+def test_a_sign_in_link_goes_to_the_persons_own_contacts_and_works_once(site: Site) -> None:
+    client = site.client()
+    assert client.get("/").status_code == 303  # not signed in: to the sign-in page
+    form = client.get("/sign-in")
+    unknown = client.post("/sign-in", data={"csrf": csrf_of(form), "who": "mallory"})
+    assert unknown.status_code == 200 and "a sign-in link is on its way" in unknown.text  # the same answer
+    no_csrf = site.client().post("/sign-in", data={"who": "sara-lopez"})
+    assert no_csrf.status_code == 403
+    before = len(site.inbox("sara-lopez"))
+    client.post("/sign-in", data={"csrf": csrf_of(form), "who": "sara-lopez"})
+    message = site.messages("sara-lopez", before)[0]
+    assert message["title"] == "Sign in to SOPs"
+    link = re.search(r"(http\S+/sign-in/\S+)", message["body"]).group(1)  # type: ignore[union-attr]
+    path = link.split(site.url, 1)[1]
+    opened = client.get(path)
+    assert opened.status_code == 303 and "sop_session" in opened.cookies
+    home = client.get("/")
+    assert home.status_code == 200 and "Sara Lopez" in home.text and "Waiting for you" in home.text
+    assert site.client().get(path).status_code == 403  # used once
+    signed = [r for r in _site_records(site) if r["kind"] == "signed_in" and r["actor"] == "sara-lopez"]
+    assert signed and signed[-1]["data"]["via"] == "sign-in"
+
+
+def test_the_company_proxy_is_believed_only_with_its_secret(site: Site) -> None:
+    trusted = {"X-Forwarded-User": "chen-jie", "X-Proxy-Secret": PROXY_SECRET}
+    home = site.client().get("/", headers=trusted)
+    assert home.status_code == 200 and "Chen Jie" in home.text and "sop_session" in home.cookies
+    for headers in ({"X-Forwarded-User": "chen-jie"}, {"X-Forwarded-User": "chen-jie", "X-Proxy-Secret": "nope"}):
+        assert site.client().get("/", headers=headers).status_code == 303  # asked to sign in
+    nobody = site.client().get("/", headers={**trusted, "X-Forwarded-User": "mallory"})
+    assert nobody.status_code == 303
+
+
+def test_someone_outside_the_role_cannot_act_on_the_step(site: Site) -> None:
+    run_id = crisis(site)
+    client = site.client()
+    sign_in(site, client, "huang-ting")  # creative lead: not PR on-call
+    page = client.get(f"/runs/{run_id}/steps/assess")
+    assert page.status_code == 200 and "cannot act on it" in page.text and 'name="severity"' not in page.text
+    before = len(records(site.engine, run_id))
+    refused = client.post(f"/runs/{run_id}/steps/assess", data={**ASSESS, "action": "done", "csrf": csrf_of(page)})
+    assert refused.status_code == 422 and "huang-ting may not act on step `assess`" in refused.text
+    assert len(records(site.engine, run_id)) == before
+
+
+def test_taking_a_step_tells_the_others_and_asking_for_help_pages_the_next_level(site: Site) -> None:
+    run_id = crisis(site)
+    client = site.client()
+    sign_in(site, client, "sara-lopez")
+    page = client.get(f"/runs/{run_id}/steps/assess")
+    seen = {p: len(site.inbox(p)) for p in ("wang-fang", "chen-jie")}
+    taken = client.post(f"/runs/{run_id}/steps/assess", data={"action": "claim", "csrf": csrf_of(page)})
+    assert taken.status_code == 303
+    for person in seen:
+        titles = [m["title"] for m in site.messages(person, seen[person])]
+        assert "[P1] Taken: Assess scope, spread and severity" in " ".join(titles), (person, titles)
+    claim = records(site.engine, run_id, "step_claimed")[-1]
+    assert claim["actor"] == "sara-lopez" and claim["data"]["via"] == "web"
+    assert "You hold this step now" in client.get(taken.headers["location"]).text
+
+    lead = len(site.inbox("chen-jie"))  # pr-lead's primary: the ladder's `lead` level
+    helped = client.post(f"/runs/{run_id}/steps/assess", data={"action": "help", "note": "KOL involved",
+                                                                "csrf": csrf_of(page)})
+    assert helped.status_code == 303
+    asked = records(site.engine, run_id, "help_asked")[-1]
+    assert asked["actor"] == "sara-lopez" and asked["data"]["note"] == "KOL involved"
+    escalation = records(site.engine, run_id, "escalation")[-1]
+    assert escalation["data"]["asked_by"] == "sara-lopez"
+    assert any("sara-lopez asked for help" in m["body"] or "Help asked" in m["title"]
+               for m in site.messages("chen-jie", lead))
+
+
+def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(site: Site) -> None:
+    run_id = crisis(site)
+    link = path_of(site.link_for("wang-fang", run_id, "assess"))
+    client = site.client()
+    page = client.get(link)
+    data = {**ASSESS, "evidence_link": "", "csrf": csrf_of(page), "action": "done"}
+    big = client.post(link, data=data, files={"evidence_file": ("dump.bin", b"x" * (UPLOAD_MAX + 1))})
+    assert big.status_code == 422 and "dump.bin is larger than 200,000 bytes" in field_errors(big)["evidence"]
+    missing = client.post(link, data=data)
+    assert missing.status_code == 422 and "needs evidence" in field_errors(missing)["evidence"]
+    shot = b"\x89PNG fake screenshot " + uuid.uuid4().bytes
+    ok = client.post(link, data=data, files={"evidence_file": ("screen shot.png", shot, "image/png")})
+    assert ok.status_code == 303
+    digest = hashlib.sha256(shot).hexdigest()
+    evidence = records(site.engine, run_id, "step_done")[-1]["data"]["result"]["evidence"]
+    assert evidence == [f"sha256:{digest} screen shot.png ({len(shot)} bytes)"]
+    assert (site.root / "var" / "evidence" / digest).read_bytes() == shot
+    assert client.get(f"/evidence/{digest}").content == shot  # in the session the link began
+    assert site.client().get(f"/evidence/{digest}").status_code == 303  # nobody else's
+
+
+def test_the_run_page_shows_steps_holders_and_every_page_with_its_delivery(site: Site) -> None:
+    run_id = crisis(site)
+    client = site.client()
+    sign_in(site, client, "li-wei")
+    page = client.get(f"/runs/{run_id}")
+    assert page.status_code == 200
+    assert "Assess scope, spread and severity" in page.text and "<svg" in page.text
+    assert re.search(r"<td>assigned</td><td>assess</td><td>wang-fang</td><td>inbox://wang-fang</td>\s*"
+                     r"<td><span class=\"good\">delivered</span>", page.text)
+    assert 'data-due="' in page.text  # the live clock's anchor
+    assert client.get("/runs/nosuchrun").status_code == 404
+
+
+def test_the_api_docs_load_nothing_from_outside(site: Site) -> None:
+    client = site.client()
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', docs.text) + re.findall(r"url: '([^']+)'", docs.text)
+    assert urls and all(u.startswith("/") for u in urls), urls
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+
+
+def _site_records(site: Site) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    from flows.ledger.schema import records as table
+
+    with site.engine.ledger.read() as conn:
+        return [{**dict(r._mapping), "data": json.loads(r.data)} for r in conn.execute(sa.select(table))]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle() -> None:
+    from flows.web import signin
+
+    signin._last_sent.clear()
