@@ -1,0 +1,156 @@
+"""The responder's path in a real browser: Debian's Chromium driven by Playwright, at phone and desk sizes.
+
+No browser is downloaded: Playwright drives ``/usr/bin/chromium`` (``make test`` installs it
+as root). A screenshot of each page at each size is kept under ``var/test-artifacts/web/``
+(not committed) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine.conftest import records
+from tests.web.conftest import Site
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed: run `sudo make deps-system`")
+SIZES = {"phone": {"width": 390, "height": 844}, "desk": {"width": 1280, "height": 900}}
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(params=list(SIZES))
+def size(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def open_page(browser: Any, size: str, repo_root: Path) -> Iterator[Any]:
+    """A new browser context (no cookies) at ``size``; ``shot(name)`` keeps a screenshot of the page."""
+    folder = repo_root / "var" / "test-artifacts" / "web"
+    folder.mkdir(parents=True, exist_ok=True)
+    contexts: list[Any] = []
+
+    def new() -> Any:
+        context = browser.new_context(viewport=SIZES[size], locale="en-GB")
+        contexts.append(context)
+        page = context.new_page()
+        outside: list[str] = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:"))
+                else None)
+        page.outside = outside  # type: ignore[attr-defined]
+        page.shot = lambda name: page.screenshot(path=str(folder / f"{name}-{size}.png"), full_page=True)  # type: ignore[attr-defined]
+        return page
+
+    yield new
+    for context in contexts:
+        context.close()
+
+
+def brand() -> str:
+    return f"b-{uuid.uuid4().hex[:8]}"
+
+
+def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_page: Any) -> None:
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    link = site.link_for("wang-fang", run_id, "assess")
+    page = open_page()
+    page.goto(link)
+    assert page.locator("h1").inner_text() == "Assess scope, spread and severity"
+    assert re.search(r"\d+m\d*s? left", page.locator(".facts").inner_text())  # the live time left
+    page.shot("step")
+    page.select_option("#f-severity", "high")
+    page.fill("#f-topic", "late parcels")
+    page.select_option("#f-category", "delivery")
+    page.fill("#f-platforms", "weibo, douyin")
+    page.check("#f-kol_involved")
+    page.fill("#f-evidence_link", "https://dash.example/q/1")
+    page.get_by_role("button", name="Done").click()  # the trend is forgotten
+    error = page.locator("#err-trend")
+    assert error.inner_text() == "required: one of rising, stable, falling"
+    assert page.locator("#f-trend").get_attribute("aria-invalid") == "true"
+    assert page.locator("#f-topic").input_value() == "late parcels"  # nothing typed is lost
+    assert site.engine.view(run_id).state("assess") == "active"
+    page.shot("step-error")
+    page.select_option("#f-trend", "rising")
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_url(re.compile(rf"/runs/{run_id}/steps/assess\?done=done$"))
+    assert "Establish the facts from orders and tickets → cs-lead" in page.locator(".ok").inner_text()
+    page.shot("step-done")
+    view = site.engine.view(run_id)
+    assert view.state("assess") == "done" and view.state("facts") == "active"
+    assert records(site.engine, run_id, "step_done")[-1]["data"]["via"] == "link"
+    page.goto(f"{site.url}/runs/{run_id}")  # the session the link began opens the run
+    assert page.locator("table.steps").inner_text().count("done") >= 1
+    page.shot("run")
+    assert page.outside == []  # type: ignore[attr-defined]
+
+
+def test_a_claim_tells_the_others_and_the_used_link_shows_what_happened(site: Site, open_page: Any) -> None:
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    link = site.link_for("wang-fang", run_id, "assess")
+    others = {p: len(site.inbox(p)) for p in ("sara-lopez", "chen-jie")}
+    page = open_page()
+    page.goto(link)
+    page.get_by_role("button", name="I'll take it").click()
+    assert "You hold this step now" in page.locator(".ok").inner_text()
+    for person, seen in others.items():
+        assert any(m["title"].startswith("[P1] Taken:") for m in site.messages(person, seen)), person
+    replay = open_page()  # the same link in another browser: it acted once already
+    replay.goto(link)
+    assert "already used" in replay.locator(".error").inner_text()
+    assert replay.locator("form[action^='/s/']").count() == 0
+    assert "Held by" in replay.locator(".facts").inner_text()
+    replay.shot("link-used")
+
+
+def test_an_expired_link_is_refused(site: Site, open_page: Any) -> None:
+    from datetime import timedelta
+
+    from flows.clock import ManualClock
+    from flows.engine.links import Links
+
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    old = Links(site.engine.links.secret, ManualClock(site.engine.clock.now() - timedelta(days=2)), site.url)
+    page = open_page()
+    response = page.goto(old.step_link("wang-fang", run_id, "assess"))
+    assert response.status == 410 and "expired" in page.locator(".notice").inner_text()
+    page.shot("link-expired")
+
+
+def test_the_initiator_cannot_give_a_four_eyes_approval_in_the_page(site: Site, open_page: Any) -> None:
+    run_id = site.engine.start("t-approval", {}, initiator="zhang-min", launch=False).run_id
+    link = site.link_for("zhang-min", run_id, "approve")  # growth-lead's primary started the run herself
+    page = open_page()
+    page.goto(link)
+    page.get_by_role("button", name="Approve").click()
+    assert "zhang-min started this run and cannot approve it (four-eyes rule)" in page.locator(".error").inner_text()
+    assert site.engine.view(run_id).approvals("approve") == []
+    page.shot("approval-refused")
+
+
+def test_sign_in_page(site: Site, open_page: Any) -> None:
+    page = open_page()
+    page.goto(f"{site.url}/")
+    assert page.url.endswith("/sign-in?next=/")
+    page.fill("#who", "sara-lopez")
+    page.get_by_role("button", name="Send me a link").click()
+    assert "a sign-in link is on its way" in page.locator(".ok").inner_text()
+    page.shot("sign-in")
