@@ -38,6 +38,12 @@ Every endpoint needs `Authorization: Bearer <token>`; tokens are named in `confi
 **operator** (start, cancel, report), **responder** (report on steps assigned to its person
 or their roles), **auditor** (read), **monitor** (alerts, events, metrics). A refusal is a
 4xx with `{"error", "field", "problems"}` naming what to fix.
+
+An operator or responder token acts as its `person` in `config/`: what it starts, reports
+and cancels is recorded as that person's, `via: api`, with the token's name. An operator
+reporting for someone else names a person of `config/` in the report's `actor`; the ledger
+keeps both (`li-wei for wang-fang`), and the four-eyes rule applies to both. A responder
+reports only as its own person.
 """
 
 

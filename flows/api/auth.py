@@ -7,11 +7,13 @@ secret; :class:`Gate` reads them once, at start-up, and logs the ones that are i
 Roles and what they may do:
 
 =========== ===========================================================
-operator    start runs, cancel, report on any step, read
+operator    start runs, cancel, report on any step (for any person), read
 responder   report on steps assigned to its person or their roles, read
 auditor     read
 monitor     post alerts (Alertmanager, Grafana), events and metrics
 =========== ===========================================================
+
+Operators and responders act as their token's ``person`` (:meth:`Principal.acting`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from flows.api.errors import ApiError
+from flows.language.actors import Actor
 from flows.language.config import HmacCheck, Site
 
 log = logging.getLogger("sop.api")
@@ -39,7 +42,12 @@ _bearer = HTTPBearer(auto_error=False, description="an API token named in config
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name in config, its role, and the person it stands for."""
+    """Who is calling: the token's name in config, its role, and the person it stands for.
+
+    A token that acts (operator, responder) names its ``person`` in ``config/``: loading the
+    config refuses one that does not (``ApiToken``), so ``sop serve`` and the API do not start
+    with it. What it does is recorded as that person's, ``via: api``, with the token's name.
+    """
 
     token: str
     role: str
@@ -47,8 +55,22 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """The name written in the ledger for what this caller does."""
+        """The name a monitor's signals are recorded under (the token's person, or ``token:NAME`` for a machine)."""
         return self.person or f"token:{self.token}"
+
+    def acting(self, for_person: str | None = None) -> Actor:
+        """The :class:`Actor` of what this token does: its person, ``via api``, the token named.
+
+        ``for_person`` (a person of config/, checked by the caller): an operator acting for
+        someone else, recorded as both (``li-wei for wang-fang``). 403 for a token with no
+        person, which a validated config never holds.
+        """
+        if self.person is None:
+            raise ApiError(403, f"token `{self.token}` names no person in config/ (tokens.{self.token}.person): "
+                                "it cannot act", "header.authorization")
+        if for_person is None or for_person == self.person:
+            return Actor(person=self.person, via="api", token=self.token)
+        return Actor(person=for_person, via="api", by=self.person, token=self.token)
 
 
 @dataclass(frozen=True)

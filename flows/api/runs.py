@@ -12,6 +12,7 @@ from flows.api import docs
 from flows.api.auth import READERS, Principal, raw_body, require
 from flows.api.errors import ApiError, parse_body
 from flows.engine.board import run_ids, status_rows
+from flows.language.actors import Actor, UnknownPerson, check_person
 from flows.language.steps.human import HumanReport, HumanStep
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -36,7 +37,12 @@ class StepReport(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict, description="the step's form fields")
     note: str = ""
     evidence: list[str] = Field(default_factory=list, description="links or file references")
-    actor: str | None = Field(default=None, description="who did it (operators only; default: the token's person)")
+    actor: str | None = Field(
+        default=None,
+        description="the person of config/ it is reported for (default: the token's person). An operator may "
+        "name anyone: recorded as done by the token's person for them (`li-wei for wang-fang`, via api); "
+        "a responder only itself",
+    )
 
 
 class CancelRun(BaseModel):
@@ -63,11 +69,12 @@ def start_run(request: Request, principal: Principal = require("operator"), raw:
     engine = _engine(request)
     if body.sop not in engine.library.sops:
         raise ApiError(404, f"unknown SOP `{body.sop}` (known: {', '.join(sorted(engine.library.sops))})", "body.sop")
+    actor = principal.acting()
     result = engine.start(
         body.sop,
         body.inputs,
-        initiator=principal.actor,
-        trigger={"kind": "api", "by": principal.actor, "token": principal.token},
+        initiator=actor,
+        trigger={"kind": "api", "by": actor.person, "token": principal.token},
         speed=body.speed,
         launch=False,
     )
@@ -114,7 +121,9 @@ def report_step(
 ) -> dict[str, Any]:
     """Report a human step done (with its form values) or rejected. Bad input records nothing.
 
-    Roles: operator (any step), responder (steps assigned to its person or their roles).
+    Roles: operator (any step; as its token's person, or for the person of config/ named in
+    `actor`: recorded as both, `li-wei for wang-fang (api)`), responder (steps assigned to its
+    person or their roles, as that person only).
     """
     body = parse_body(raw, StepReport)
     engine = _engine(request)
@@ -127,19 +136,30 @@ def report_step(
             f"run {view.id} ({view.sop.id}) has no step `{step}` (steps: {', '.join(s.id for s in view.sop.steps)})",
             "path.step",
         ) from None
-    actor = body.actor or principal.actor
     if principal.role == "responder":
         actor = _responder_actor(engine, principal, spec, body.actor)
+    else:
+        actor = _operator_actor(engine, principal, body.actor)
     if body.outcome == "rejected" and not body.note.strip():
         raise ApiError(422, "a rejection needs a reason in `note`", "body.note")
     report = HumanReport(actor=actor, outcome=body.outcome, values=body.values, note=body.note, evidence=body.evidence)
     state = engine.report(view.id, step, report)
-    return {"run": view.id, "step": step, "state": state, "actor": actor}
+    return {"run": view.id, "step": step, "state": state, "actor": actor.person, "actor_text": actor.described()}
 
 
-def _responder_actor(engine: Any, principal: Principal, step: Any, claimed: str | None) -> str:
+def _operator_actor(engine: Any, principal: Principal, claimed: str | None) -> Actor:
+    """An operator reports as its person, or for a person of config/ named in ``actor`` (422 ``body.actor`` otherwise)."""
+    if claimed is not None:
+        try:
+            check_person(engine.site, claimed)
+        except UnknownPerson as exc:
+            raise ApiError(422, str(exc), "body.actor") from None
+    return principal.acting(claimed)
+
+
+def _responder_actor(engine: Any, principal: Principal, step: Any, claimed: str | None) -> Actor:
     """A responder reports as its person, on steps assigned to that person or their roles (403 otherwise)."""
-    person = principal.person or ""
+    person = principal.acting().person
     if claimed is not None and claimed != person:
         raise ApiError(403, f"token `{principal.token}` reports as {person}, not {claimed}", "body.actor")
     site = engine.site
@@ -156,7 +176,7 @@ def _responder_actor(engine: Any, principal: Principal, step: Any, claimed: str 
             f"({', '.join(their_roles) or 'none'})",
             "path.step",
         )
-    return person
+    return principal.acting()
 
 
 @router.post("/{run}/cancel", openapi_extra=docs.body(CancelRun, ("operator",)))
@@ -165,5 +185,5 @@ def cancel_run(
 ) -> dict[str, Any]:
     """Cancel an open run: steps stop, timers are disarmed, the people involved are told. Roles: operator."""
     body = parse_body(raw, CancelRun)
-    view = _engine(request).cancel(run, body.reason.strip(), principal.actor)
+    view = _engine(request).cancel(run, body.reason.strip(), principal.acting())
     return {"run": view.id, "status": "cancelled", "reason": body.reason.strip()}

@@ -17,6 +17,7 @@ from flows.audit.model import (
     Delivery,
     Entry,
     Escalation,
+    Help,
     Notification,
     Outline,
     RunAudit,
@@ -43,7 +44,7 @@ class RunBuilder:
             started_seq=seq, id=run_id, sop_id=data.get("sop") or "?", sop_hash=data.get("sop_hash") or "",
             version=None if data.get("version") is None else str(data["version"]),
             title=sop.title if sop else data.get("sop") or "?", sop_class=sop.sop_class if sop else "?",
-            priority=data.get("priority"), initiator=actor, trigger=data.get("trigger"),
+            priority=data.get("priority"), initiator=actor, initiator_facts=data, trigger=data.get("trigger"),
             inputs=data.get("inputs") or {}, speed=float(data.get("speed") or 1.0), started_at=at,
             deadline_at=parse_time(data.get("deadline_at")), dedup_key=data.get("dedup_key"), steps=steps)
         if keep_entries:
@@ -87,6 +88,7 @@ class RunBuilder:
         if step.ready_at is None:  # a check step is ready and done in one transition
             step.ready_at = at
         if data:
+            step.actor_facts = data
             result = data.get("result")
             if result:
                 step.evidence = list(result.get("evidence") or [])
@@ -99,15 +101,18 @@ class RunBuilder:
             self.run.first_report_at = at
 
     def _approval(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
-        self.step(step_id).approvals.append(Approval(seq, at, actor, data.get("note")))
+        self.step(step_id).approvals.append(Approval(seq, at, actor, data.get("note"), data))
         if self.run.first_report_at is None:
             self.run.first_report_at = at
 
     def _claimed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         step = self.step(step_id)
-        step.claimed_by, step.claimed_at = actor, at
+        step.claimed_by, step.claimed_at, step.claimed_facts = actor, at, data
         if self.run.first_report_at is None:  # "I'll take it" acknowledges the page
             self.run.first_report_at = at
+
+    def _help(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).help.append(Help(seq, at, actor, data.get("note"), data.get("level"), data))
 
     def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).escalations.append(Escalation(
@@ -140,7 +145,7 @@ class RunBuilder:
 
     def _run_cancelled(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         run = self.run
-        run.status, run.ended_at, run.ended_by = "cancelled", at, actor
+        run.status, run.ended_at, run.ended_by, run.ended_by_facts = "cancelled", at, actor, data
         run.outcome = f"cancelled: {data.get('reason')}"
         run.cancel_reason = data.get("reason")
         for step in run.steps.values():
@@ -163,6 +168,7 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.STEP_STARTED: RunBuilder._started,
     K.APPROVAL: RunBuilder._approval,
     K.STEP_CLAIMED: RunBuilder._claimed,
+    K.HELP_ASKED: RunBuilder._help,
     K.ESCALATION: RunBuilder._escalation,
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,
@@ -173,8 +179,8 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     **{K.step_ended(state): _finisher(state) for state in FINISHED_STEP if state != "cancelled"},
 }.items()}
 
-#: the record kinds figures and timelines need (notifications and bookkeeping left out: faster)
-SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k != K.NOTIFICATION)
+#: the record kinds figures and timelines need (notifications, help asked and bookkeeping left out: faster)
+SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k not in (K.NOTIFICATION, K.HELP_ASKED))
 #: of those, the kinds whose data figures read (the others count by kind and instant alone)
 SUMMARY_DATA: frozenset[str] = frozenset(map(str, {K.STEP_ASSIGNED, K.STEP_DONE, K.STEP_REJECTED, K.RUN_FINISHED,
                                                     K.RUN_CANCELLED, K.TRIGGER_REPEATED}))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flows.language.actors import described
 from flows.language.spec import Sop
 from flows.ledger.vocabulary import TERMINAL_STEP
 
@@ -100,6 +101,27 @@ class Approval:
     at: datetime
     actor: str | None
     note: str | None
+    facts: dict[str, Any] = field(default_factory=dict)  # how it came: via, by, os_user, token
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
+
+
+@dataclass(slots=True)
+class Help:
+    """"Need help": the holder of a step asked for the next level now."""
+
+    seq: int
+    at: datetime
+    actor: str | None
+    note: str | None
+    level: str | None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
 
 
 @dataclass(slots=True)
@@ -118,6 +140,7 @@ class StepAudit:
     finished_at: datetime | None = None
     overdue_at: datetime | None = None
     actor: str | None = None
+    actor_facts: dict[str, Any] = field(default_factory=dict)  # how the report came: via, by, os_user, token
     values: dict[str, Any] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
     note: str | None = None
@@ -126,12 +149,23 @@ class StepAudit:
     approvals: list[Approval] = field(default_factory=list)
     claimed_by: str | None = None  # who said "I'll take it"
     claimed_at: datetime | None = None
+    claimed_facts: dict[str, Any] = field(default_factory=dict)
+    help: list[Help] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
 
     @property
     def is_human(self) -> bool:
         return self.kind == "human"
+
+    @property
+    def actor_text(self) -> str | None:
+        """Who reported, and how: ``li-wei for wang-fang (api)``; None for automation."""
+        return described(self.actor, self.actor_facts) if self.actor else None
+
+    @property
+    def claimed_by_text(self) -> str | None:
+        return described(self.claimed_by, self.claimed_facts) if self.claimed_by else None
 
     def deadline(self, now: datetime) -> str:
         """met / missed / pending / none (no due) / n/a (ended by skip or cancel before due)."""
@@ -161,6 +195,7 @@ class RunAudit:
     sop_class: str
     priority: int | None
     initiator: str | None
+    initiator_facts: dict[str, Any]  # how the start came (the run_started record): via, by, os_user, token
     trigger: dict[str, Any] | None
     inputs: dict[str, Any]
     speed: float
@@ -171,6 +206,7 @@ class RunAudit:
     outcome: str | None = None
     ended_at: datetime | None = None
     ended_by: str | None = None
+    ended_by_facts: dict[str, Any] = field(default_factory=dict)
     cancel_reason: str | None = None
     deadline_met_recorded: bool | None = None
     overdue_at: datetime | None = None
@@ -217,6 +253,15 @@ class RunAudit:
         return self.sop_seconds(self.started_at, self.ended_at) if self.status == "finished" else None
 
     @property
+    def initiator_text(self) -> str | None:
+        """Who started the run, and how: ``zhao-lei (cli, os user root)``, ``li-wei (api)``, ``alertmanager``."""
+        return started_by(self.initiator, self.initiator_facts, self.trigger) if self.initiator else None
+
+    @property
+    def ended_by_text(self) -> str | None:
+        return described(self.ended_by, self.ended_by_facts) if self.ended_by else None
+
+    @property
     def outcome_text(self) -> str:
         if self.status == "cancelled":
             return "cancelled"
@@ -245,6 +290,14 @@ class RunAudit:
         if who and who != kind and who not in what:
             text += f" by {who}"
         return text
+
+
+def started_by(initiator: str | None, data: dict[str, Any], trigger: Any) -> str:
+    """The initiator of a run as the audit prints it, from its ``run_started`` record's facts; a run
+    started from the CLI before starts recorded them has its trigger say how (``via``, ``os_user``)."""
+    if not data.get("via") and isinstance(trigger, dict) and trigger.get("kind") == "manual":
+        data = trigger
+    return described(initiator, data)
 
 
 @dataclass(frozen=True)

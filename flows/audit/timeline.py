@@ -6,13 +6,24 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from flows.audit.model import Entry, Notification, RunAudit, StepAudit
+from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
+from flows.language.actors import described
+
+
+def actor_text(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
+    """A record's actor and how it came, as the audit prints it: ``li-wei for wang-fang (api)``."""
+    if not actor:
+        return None
+    if kind == "run_started":
+        return started_by(actor, data, data.get("trigger"))
+    return described(actor, data)
 
 
 def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     """One readable line per ledger record (None: not shown on a timeline)."""
+    who = actor_text(kind, data, actor)
     if kind == "run_started":
-        return f"run started by {actor} (speed ×{data.get('speed')})"
+        return f"run started by {who}, speed ×{data.get('speed')}"
     if kind == "step_assigned":
         return f"assigned to {data.get('assignee')} ({data.get('person')})"
     if kind == "escalation":
@@ -23,14 +34,19 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind == "run_overdue":
         return "run deadline passed"
     if kind in ("step_done", "step_rejected"):
-        return f"{kind.removeprefix('step_')} by {actor or 'automation'}" + (
-            "" if data.get("deadline_met") in (None, True) else " (late)")
+        return f"{kind.removeprefix('step_')} by {who or 'automation'}" + (
+            "" if data.get("deadline_met") in (None, True) else ", late")
     if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
         return f"{kind.removeprefix('step_')}: {data.get('reason')}"
     if kind == "step_ready":
         return f"ready ({data.get('step_kind')})"
     if kind == "approval":
-        return f"approved by {actor} ({len(data.get('approvals', []))}/{data.get('needed')})"
+        return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
+    if kind == "step_claimed":
+        return f"{who} took it"
+    if kind == "help_asked":
+        level = f" → level {data['level']}" if data.get("level") else " → the lead"
+        return f"help asked by {who}{level}"
     if kind == "notification":
         results = data.get("results", [])
         ok = sum(1 for r in results if r.get("ok"))
@@ -38,7 +54,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind == "run_finished":
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
-        return f"run cancelled: {data.get('reason')}"
+        return f"run cancelled by {who}: {data.get('reason')}" if who else f"run cancelled: {data.get('reason')}"
     return None
 
 
@@ -47,14 +63,14 @@ def entry_text(entry: Entry) -> str:
     data = entry.data
     if entry.kind in ("step_done", "step_rejected"):
         verb = entry.kind.removeprefix("step_")
-        late = "" if data.get("deadline_met") in (None, True) else " (after its due time)"
-        return f"{verb} by {entry.actor or 'automation'}{late}"
+        late = "" if data.get("deadline_met") in (None, True) else ", after its due time"
+        return f"{verb} by {actor_text(entry.kind, data, entry.actor) or 'automation'}{late}"
     if entry.kind == "step_overdue":
         return "due time passed" + (f"; on_timeout {data['on_timeout']}" if data.get("on_timeout") else "")
     if entry.kind == "trigger_repeated":
         return f"trigger repeated (#{data.get('repeats')}), attached to this run"
     if entry.kind == "report_refused":
-        return f"report by {entry.actor} refused: {data.get('reason')}"
+        return f"report by {actor_text(entry.kind, data, entry.actor)} refused: {data.get('reason')}"
     return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")
 
 
@@ -70,9 +86,13 @@ def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
         "state": step.state, "ready_at": step.ready_at, "due_at": step.due_at, "finished_at": step.finished_at,
         "ready_offset_s": offset(run.started_at, step.ready_at), "due_s": offset(step.ready_at, step.due_at),
         "took_s": offset(step.ready_at, step.finished_at), "deadline": step.deadline(now),
-        "overdue_at": step.overdue_at, "actor": step.actor, "values": step.values, "note": step.note,
-        "evidence": step.evidence, "reason": step.reason,
-        "approvals": [{"seq": a.seq, "at": a.at, "actor": a.actor, "note": a.note} for a in step.approvals],
+        "overdue_at": step.overdue_at, "actor": step.actor, "actor_text": step.actor_text, "values": step.values,
+        "note": step.note, "evidence": step.evidence, "reason": step.reason,
+        "approvals": [{"seq": a.seq, "at": a.at, "actor": a.actor, "actor_text": a.actor_text, "note": a.note}
+                      for a in step.approvals],
+        "claimed_by": step.claimed_by, "claimed_by_text": step.claimed_by_text, "claimed_at": step.claimed_at,
+        "help": [{"seq": h.seq, "at": h.at, "offset_s": offset(run.started_at, h.at), "actor": h.actor,
+                  "actor_text": h.actor_text, "note": h.note, "level": h.level} for h in step.help],
         "escalations": [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "level": e.level,
                          "message": e.message, "notify": e.notify, "late_ms": e.late_ms} for e in step.escalations],
         "notifications": [_notification(n, run) for n in step.notifications],
@@ -84,16 +104,19 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
     return {
         "run": run.id, "sop": run.sop_id, "title": run.title, "class": run.sop_class, "version": run.version,
         "sop_hash": run.sop_hash, "sop_text_ok": run.sop_text_ok,
-        "trigger": run.trigger, "trigger_text": run.trigger_text(), "initiator": run.initiator, "inputs": run.inputs,
+        "trigger": run.trigger, "trigger_text": run.trigger_text(), "initiator": run.initiator,
+        "initiator_text": run.initiator_text, "inputs": run.inputs,
         "dedup_key": run.dedup_key, "repeats": run.repeats, "speed": run.speed,
         "started_at": run.started_at, "deadline_at": run.deadline_at, "deadline_s": run.sop_deadline_seconds,
         "ended_at": run.ended_at, "status": run.status, "outcome": run.outcome_text, "ended_by": run.ended_by,
+        "ended_by_text": run.ended_by_text,
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
         "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
         "notifications": [_notification(n, run) for n in run.notifications],
         "steps": [_step(step, run, now) for step in run.steps.values()],
         "timeline": [{"seq": e.seq, "at": e.at, "offset_s": run.sop_seconds(run.started_at, e.at), "kind": e.kind,
-                      "step": e.step_id, "actor": e.actor, "text": entry_text(e), "data": e.data} for e in run.entries],
+                      "step": e.step_id, "actor": e.actor, "actor_text": actor_text(e.kind, e.data, e.actor),
+                      "text": entry_text(e), "data": e.data} for e in run.entries],
         "sop_text": run.sop_text,
     }

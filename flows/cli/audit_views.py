@@ -109,6 +109,8 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
             out.append("      approvers: " + escape(", ".join(approvers)))
     if data.get("note"):
         out.append(f"      note: {escape(str(data['note']))}")
+    if data.get("token"):  # which API token it came with (its person and how it came are on the line above)
+        out.append(f"      token: {escape(str(data['token']))}")
     if kind in ("step_failed", "step_timed_out") and data.get("reason"):
         out.append(f"      reason: {escape(str(data['reason']))}")
     return out
@@ -123,10 +125,12 @@ def print_document(doc: dict[str, Any]) -> None:
     console.print(f"trigger: {escape(doc['trigger_text'])}")
     console.print(f"  payload: {escape(json.dumps(doc['trigger'], ensure_ascii=False, default=str))}")
     console.print(f"inputs: {escape(json.dumps(doc['inputs'], ensure_ascii=False, default=str))}")
-    console.print(f"started {_when(doc['started_at'])} UTC · speed ×{doc['speed']:g}"
+    console.print(f"started {_when(doc['started_at'])} UTC"
+                  + (f" by {escape(doc['initiator_text'])}" if doc["initiator_text"] else "")
+                  + f" · speed ×{doc['speed']:g}"
                   + (f" · repeats attached: {doc['repeats']}" if doc["repeats"] else ""))
     console.print(f"ended {_when(doc['ended_at'])} UTC · {escape(doc['outcome'])}"
-                  + (f" by {escape(doc['ended_by'])}" if doc["ended_by"] else "")
+                  + (f" by {escape(doc['ended_by_text'])}" if doc["ended_by_text"] else "")
                   + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
                   + f" · time to complete {_dur(doc['time_to_complete_s'])} · {doc['escalations']} escalation(s)")
     deadlines = Table(title="Deadlines (SOP time)", title_justify="left", show_edge=False)
@@ -134,12 +138,12 @@ def print_document(doc: dict[str, Any]) -> None:
         deadlines.add_column(column)
     deadlines.add_row("[bold]run[/]", "+0s", _dur(doc["deadline_s"]),
                       "—" if doc["ended_at"] is None else "+" + _dur((doc["ended_at"] - doc["started_at"]).total_seconds() * doc["speed"]),
-                      escape(doc["ended_by"] or ""), _verdict(doc["deadline"]))
+                      escape(doc["ended_by_text"] or ""), _verdict(doc["deadline"]))
     for step in doc["steps"]:
         ended = "—" if step["took_s"] is None else f"+{_dur((step['ready_offset_s'] or 0) + step['took_s'])}"
         deadlines.add_row(f"{step['id']} ({step['kind']}, {escape(step['assignee'] or 'automated')})",
                           "—" if step["ready_offset_s"] is None else f"+{_dur(step['ready_offset_s'])}",
-                          _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor"] or ""),
+                          _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor_text"] or ""),
                           _verdict(step["deadline"]))
     console.print(deadlines)
     console.print("[bold]Timeline[/] (SOP time from the start, then UTC)")

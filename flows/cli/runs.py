@@ -168,7 +168,7 @@ def run(
         fail(f"cannot reach the Prefect server at {engine.launcher.api_url}: {exc}", "start it with `sop serve`")
     who = _actor(engine, as_)
     try:
-        result = engine.start(sop_id, inputs, initiator=who.person,
+        result = engine.start(sop_id, inputs, initiator=who,
                               trigger={"kind": "manual", "by": who.person, "via": "cli", "os_user": who.os_user},
                               speed=speed, launch=False)
         if not result.attached and engine.view(result.run_id).is_open:
@@ -363,7 +363,7 @@ def cancel(
     engine = _engine()
     who = _actor(engine, actor)
     try:
-        view = engine.cancel(run_id, reason, who.person)
+        view = engine.cancel(run_id, reason, who)
     except (RunNotFound, StepNotActive, InputRefused) as exc:
         fail(str(exc))
     finally:

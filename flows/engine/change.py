@@ -253,15 +253,17 @@ class RunChange:
         self.page("run_finished", None, [view.sop.owner])
         log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
 
-    def cancel(self, reason: str, actor: str | None) -> None:
-        """Stop the run: open steps cancelled, timers disarmed, the owner and the people asked told."""
+    def cancel(self, reason: str, actor: str | None, facts: dict[str, Any] | None = None) -> None:
+        """Stop the run: open steps cancelled, timers disarmed, the owner and the people asked told.
+
+        ``facts``: how the cancel came (``Actor.facts``), recorded beside its actor."""
         view = self.view
         active = [s for s, r in view.steps.items() if r["state"] == StepState.ACTIVE]
         now = self.clock.now()
         self.store.cancel_open_steps(view, now)
         self.store.update_run(view, status=RunStatus.CANCELLED, outcome=f"cancelled: {reason}", finished_at=now,
                               open_key=None, nudge=False)
-        self.record(RecordKind.RUN_CANCELLED, actor=actor, reason=reason)
+        self.record(RecordKind.RUN_CANCELLED, actor=actor, reason=reason, **(facts or {}))
         self.store.cancel_timers(view, None)
         targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
                                      if isinstance(view.sop.step(s), HumanStep)]]

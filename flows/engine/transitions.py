@@ -93,11 +93,13 @@ class Engine:
 
     # --- start ------------------------------------------------------------------------
 
-    def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: str | None = None,
+    def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: Actor | str | None = None,
               trigger: dict[str, Any] | None = None, speed: float | None = None,
               flow_run_id: str | None = None, launch: bool = True) -> StartResult:
         """Start a run (or attach to the open run with the same dedup key).
 
+        ``initiator``: the person who starts it, as an :class:`Actor` (how it came is recorded
+        with it), or the name of what started it (``alertmanager``, ``drill``, a scheduler).
         Records the run with its pinned SOP text, pages the owner at once, assigns the
         first human steps, then asks the launcher for a Prefect flow run (when that fails, the
         failure is logged and `sop serve` launches the run later: the run is recorded and paged).
@@ -145,14 +147,15 @@ class Engine:
         config = {k: v for k, v in self.site.vars.items()}
         return render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
 
-    def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
-                    trigger: dict[str, Any] | None, speed: float,
+    def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
+                    starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
                     flow_run_id: str | None) -> tuple[StartResult, Plan, RunView | None]:
         """Insert the run and make its first steps ready (or attach to the open one), in one transaction.
 
         Returns the new run's view as the transaction left it (None when attached).
         """
         sop = loaded.sop
+        initiator, facts = (starter.person, starter.facts()) if isinstance(starter, Actor) else (starter, {})
         with self.transaction() as t:
             store = t.store
             # the run's start, once the write lock is held (waiting for it is not part of the run): its
@@ -165,7 +168,7 @@ class Engine:
                     open_id, repeats = found[0], found[1] + 1
                     store.count_repeat(open_id, repeats, now)
                     store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
-                                 repeats=repeats)
+                                 repeats=repeats, **facts)
                     return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
             text_hash = loaded.text_hash
             pinned = text_hash in self._pinned_texts
@@ -187,7 +190,7 @@ class Engine:
             change = t.change(view)
             change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
                           version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
-                          deadline_at=deadline_at, priority=sop.priority)
+                          deadline_at=deadline_at, priority=sop.priority, **facts)
             if deadline_at is not None:
                 change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
             change.page("run_started", None, [sop.owner])
@@ -372,15 +375,20 @@ class Engine:
 
     # --- cancel ------------------------------------------------------------------------
 
-    def cancel(self, run_id: str, reason: str, actor: str | None = None) -> RunView:
-        """Stop a run: open steps cancelled, timers disarmed, people told, flow run cancelled."""
+    def cancel(self, run_id: str, reason: str, actor: Actor | str | None = None) -> RunView:
+        """Stop a run: open steps cancelled, timers disarmed, people told, flow run cancelled.
+
+        ``actor``: who cancels, recorded on ``run_cancelled`` with how it came (a bare name is a
+        Python caller's, ``via direct``).
+        """
         if not reason or not reason.strip():
             raise InputRefused(["a reason is required to cancel a run"])
+        who = as_actor(actor) if actor else None
         with self.transaction() as t:
             change = t.change(run_id)
             if not change.view.is_open:
                 raise StepNotActive(f"run {change.id} is already {change.view.run['status']}")
-            change.cancel(reason, actor)
+            change.cancel(reason, who.person if who else None, who.facts() if who else None)
         if self.launcher is not None:
             self.launcher.cancel(change.id)
         return change.view

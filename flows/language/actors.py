@@ -57,9 +57,9 @@ class Actor:
         return facts
 
     def described(self) -> str:
-        """``wang-fang (link)``; ``li-wei for wang-fang (api)`` when an operator acted for her."""
-        who = f"{self.by} for {self.person}" if self.by and self.by != self.person else self.person
-        return f"{who} ({self.via})"
+        """``wang-fang (link)``; ``li-wei for wang-fang (api)`` when an operator acted for her;
+        ``zhao-lei (cli, os user root)``."""
+        return described(self.person, self.facts())
 
 
 def as_actor(value: Actor | str) -> Actor:
@@ -68,9 +68,12 @@ def as_actor(value: Actor | str) -> Actor:
 
 
 def described(person: str | None, data: dict[str, Any]) -> str:
-    """How a record's actor reads in the audit: ``zhao-lei (cli)``, ``li-wei for wang-fang (api)``."""
+    """How a record's actor reads in the audit, from the record's actor and its facts (:meth:`Actor.facts`):
+    ``wang-fang (link)``, ``li-wei for wang-fang (api)``, ``zhao-lei (cli, os user root)``; the bare
+    name for records written before actors had facts (or by a machine: ``alertmanager``)."""
     if not person:
         return "-"
-    via, by = data.get("via"), data.get("by")
+    via, by, os_user = data.get("via"), data.get("by"), data.get("os_user")
     who = f"{by} for {person}" if by and by != person else person
-    return f"{who} ({via})" if via else who
+    how = ", ".join(part for part in (via, f"os user {os_user}" if os_user else None) if part)
+    return f"{who} ({how})" if how else who

@@ -225,6 +225,11 @@ class ApiToken(Strict):
     Roles: ``operator`` starts, cancels and reports; ``responder`` reports on steps assigned
     to its ``person`` or their roles; ``auditor`` reads; ``monitor`` posts alerts, events
     and metrics. A token whose variable is unset is inactive.
+
+    A token that acts (operator, responder) acts as its ``person``, a person of ``config/``:
+    what it does is recorded as theirs (``via: api``, with the token's name). An operator
+    reporting for someone else names them in the body's ``actor``; the ledger keeps both
+    (``li-wei for wang-fang``).
     """
 
     env: str
@@ -233,10 +238,14 @@ class ApiToken(Strict):
     hmac: HmacCheck | None = None
 
     @model_validator(mode="after")
-    def _responder_is_someone(self) -> ApiToken:
+    def _acting_token_is_someone(self) -> ApiToken:
         if self.role == "responder" and self.person is None:
             raise self.field_error("person", "a responder token needs `person`: responders report on the steps "
                                              "assigned to that person or their roles")
+        if self.role == "operator" and self.person is None:
+            raise self.field_error("person", "an operator token needs `person`: the person of config/ it acts as "
+                                             "(what it starts, reports and cancels is recorded as theirs; to "
+                                             "report for someone else, the body names `actor`)")
         return self
 
 

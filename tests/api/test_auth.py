@@ -160,3 +160,31 @@ def test_tokens_whose_variable_is_unset_are_inactive_and_said_so(api: Api, caplo
     assert gate.inactive["ops-console"] == "environment variable SOP_TOKEN_OPERATOR is not set"
     assert "SOP_HMAC_GRAFANA" in Gate(api.engine.site, env={"SOP_TOKEN_GRAFANA": "x"}).inactive["grafana"]
     assert any("event=api_token_inactive token=ops-console" in r.getMessage() for r in caplog.records)
+
+
+ANA = 'people:\n  ana-ruiz:\n    name: Ana Ruiz\n    contacts: ["inbox://ana-ruiz"]\n'
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        (
+            "  console:\n    env: SOP_TOKEN_CONSOLE\n    role: operator\n",
+            "config.yaml:7:5: tokens.console.person: an operator token needs `person`: the person of config/ it acts as",
+        ),
+        (
+            "  phone:\n    env: SOP_TOKEN_PHONE\n    role: responder\n",
+            "config.yaml:7:5: tokens.phone.person: a responder token needs `person`",
+        ),
+        (
+            "  console:\n    env: SOP_TOKEN_CONSOLE\n    role: operator\n    person: ana-ruis\n",
+            "config.yaml:9:13: tokens.console.person: token `console`: unknown person `ana-ruis`",
+        ),
+    ],
+)
+def test_a_token_that_acts_names_a_person_of_config_or_the_config_is_refused(sop, tmp_path, token, says) -> None:
+    """What loads config/ (`sop validate`, `sop serve`, the API process) refuses a token that acts as nobody."""
+    (tmp_path / "config.yaml").write_text(ANA + "tokens:\n" + token)
+    checked = sop("validate", str(tmp_path))
+    assert checked.returncode == 1
+    assert says in checked.stdout + checked.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -13,6 +15,18 @@ from tests.api.conftest import Api, unique
 def record_count(api: Api) -> int:
     with api.engine.ledger.read() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
+
+
+def recorded(api: Api, run: str, kind: str) -> list[tuple[str | None, dict]]:
+    """The actor and data of each record of ``kind`` on ``run``, in chain order."""
+    query = sa.select(records.c.actor, records.c.data).where(records.c.run_id == run, records.c.kind == kind)
+    with api.engine.ledger.read() as conn:
+        return [(actor, json.loads(data or "{}")) for actor, data in conn.execute(query.order_by(records.c.seq))]
+
+
+def how(data: dict) -> dict:
+    """How an action came, as its record keeps it."""
+    return {k: data[k] for k in ("via", "by", "token", "os_user") if k in data}
 
 
 def form_values(api: Api, sop: str, step: str) -> dict:
@@ -65,14 +79,80 @@ def test_runs_are_listed_open_first_by_priority(api: Api) -> None:
 
 def test_an_operator_reports_and_the_next_step_opens(api: Api) -> None:
     run = start(api, brand=unique())["run"]
+    answer = api.as_("ops-console").post(f"/v1/runs/{run}/steps/assess", json=report(api, "crisis-pr", "assess"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "run": run, "step": "assess", "state": "done", "actor": "li-wei", "actor_text": "li-wei (api)"
+    }
+    row = api.as_("ops-console").get(f"/v1/runs/{run[:6]}").json()  # a unique prefix works too
+    steps = {s["step"]: s for s in row["steps"]}
+    assert steps["assess"]["state"] == "done" and steps["assess"]["actor"] == "li-wei"
+    [(actor, data)] = recorded(api, run, "step_done")
+    assert (actor, how(data)) == ("li-wei", {"via": "api", "token": "ops-console"})
+
+
+def test_an_operator_reports_for_someone_and_the_ledger_keeps_both(api: Api, sop) -> None:
+    run = start(api, brand=unique())["run"]
     answer = api.as_("ops-console").post(
         f"/v1/runs/{run}/steps/assess", json=report(api, "crisis-pr", "assess", actor="wang-fang")
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"run": run, "step": "assess", "state": "done", "actor": "wang-fang"}
-    row = api.as_("ops-console").get(f"/v1/runs/{run[:6]}").json()  # a unique prefix works too
-    steps = {s["step"]: s for s in row["steps"]}
-    assert steps["assess"]["state"] == "done" and steps["assess"]["actor"] == "wang-fang"
+    assert (answer.json()["actor"], answer.json()["actor_text"]) == ("wang-fang", "li-wei for wang-fang (api)")
+    [(actor, data)] = recorded(api, run, "step_done")
+    assert (actor, how(data)) == ("wang-fang", {"via": "api", "by": "li-wei", "token": "ops-console"})
+
+    story = api.as_("audit-readonly").get(f"/v1/audit/runs/{run}").json()
+    assess = next(s for s in story["steps"] if s["id"] == "assess")
+    assert (assess["actor"], assess["actor_text"]) == ("wang-fang", "li-wei for wang-fang (api)")
+    assert story["initiator_text"] == "li-wei (api)"
+    shown = sop("audit", "show", run, env={"SOP_DATABASE_URL": api.engine.ledger.url})
+    assert shown.returncode == 0, shown.stderr
+    assert "assess done by li-wei for wang-fang (api)" in shown.stdout
+    assert "token: ops-console" in shown.stdout and "UTC by li-wei (api)" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("named", "says"),
+    [
+        ("mallory", "actor `mallory` is not a person in config/ (people: "),
+        ("wang-fan", "actor `wang-fan` is not a person in config/; did you mean wang-fang"),
+        ("pr-lead", "actor `pr-lead` is not a person in config/"),  # a role is not someone
+        ("", "actor `` is not a person in config/"),
+    ],
+)
+def test_an_operator_reports_only_for_people_of_config(api: Api, named: str, says: str) -> None:
+    run = start(api, brand=unique())["run"]
+    before = record_count(api)
+    answer = api.as_("ops-console").post(
+        f"/v1/runs/{run}/steps/assess", json=report(api, "crisis-pr", "assess", actor=named)
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "body.actor" and says in answer.json()["error"]
+    assert record_count(api) == before
+    assert {s["step"]: s["state"] for s in api.as_("ops-console").get(f"/v1/runs/{run}").json()["steps"]}[
+        "assess"
+    ] == "active"
+
+
+def test_an_operator_cannot_approve_for_someone_a_run_it_started(api: Api) -> None:
+    """Four-eyes: li-wei's token started the run, so li-wei may not approve it in anyone's name."""
+    run = start(api, "ab-rollout", experiment_id=unique("exp"), uplift_pct=15.0)["run"]
+    operator = api.as_("ops-console")
+    verified = {
+        "values": {"control_group": True, "single_variable": True, "full_lifecycle": True, "significant": True,
+                   "consistent": True, "measured_uplift_pct": 14.2},
+        "evidence": ["https://wiki.example/experiments/report"],
+        "actor": "priya-nair",
+    }
+    assert operator.post(f"/v1/runs/{run}/steps/verify", json=verified).status_code == 200
+    before = record_count(api)
+    approve = operator.post(
+        f"/v1/runs/{run}/steps/approve", json={"values": {"first_wave_pct": 10}, "actor": "zhang-min"}
+    )
+    assert approve.status_code == 422, approve.text
+    assert approve.json()["field"] == "body.actor"
+    assert "li-wei started this run and cannot approve it for zhang-min (four-eyes rule)" in approve.json()["error"]
+    assert record_count(api) == before and recorded(api, run, "approval") == []
 
 
 def test_a_responder_reports_only_on_its_steps_and_as_itself(api: Api) -> None:
@@ -80,11 +160,17 @@ def test_a_responder_reports_only_on_its_steps_and_as_itself(api: Api) -> None:
     responder = api.as_("sre-oncall-phone")
     not_mine = responder.post(f"/v1/runs/{run}/steps/impact", json={"values": {}})
     assert not_mine.status_code == 403 and "assigned to data-analyst" in not_mine.json()["error"]
-    as_other = responder.post(f"/v1/runs/{run}/steps/triage", json={"actor": "tom-becker"})
+    before = record_count(api)
+    as_other = responder.post(f"/v1/runs/{run}/steps/triage", json=report(api, "page-speed", "triage",
+                                                                           actor="tom-becker"))
     assert as_other.status_code == 403 and as_other.json()["field"] == "body.actor"
+    assert "reports as zhao-lei, not tom-becker" in as_other.json()["error"]
+    assert record_count(api) == before
     mine = responder.post(f"/v1/runs/{run}/steps/triage", json=report(api, "page-speed", "triage"))
     assert mine.status_code == 200, mine.text
-    assert mine.json()["actor"] == "zhao-lei"
+    assert (mine.json()["actor"], mine.json()["actor_text"]) == ("zhao-lei", "zhao-lei (api)")
+    [(actor, data)] = recorded(api, run, "step_done")
+    assert (actor, how(data)) == ("zhao-lei", {"via": "api", "token": "sre-oncall-phone"})
 
 
 def test_an_operator_cancels_a_run(api: Api) -> None:
@@ -93,6 +179,10 @@ def test_an_operator_cancels_a_run(api: Api) -> None:
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
     row = api.as_("ops-console").get(f"/v1/runs/{run}").json()
     assert row["status"] == "cancelled" and row["outcome"] == "cancelled: false alarm"
+    [(actor, data)] = recorded(api, run, "run_cancelled")
+    assert (actor, how(data)) == ("li-wei", {"via": "api", "token": "ops-console"})
+    [(actor, data)] = recorded(api, run, "run_started")
+    assert (actor, how(data)) == ("li-wei", {"via": "api", "token": "ops-console"})
     twice = api.as_("ops-console").post(f"/v1/runs/{run}/cancel", json={"reason": "again"})
     assert twice.status_code == 409 and "already cancelled" in twice.json()["error"]
 

@@ -62,7 +62,8 @@ def test_a_cancelled_run_says_who_stopped_it_and_why(audit: Audit, scenario: Sce
     assert (doc["status"], doc["outcome"], doc["ended_by"], doc["deadline"]) == (
         "cancelled", "cancelled", "tom-becker", "n/a")
     assert _step(doc, "sign-off")["state"] == "cancelled"
-    assert doc["timeline"][-2]["text"] == "run cancelled: change window closed"
+    assert doc["timeline"][-2]["text"] == "run cancelled by tom-becker (direct): change window closed"
+    assert doc["ended_by_text"] == "tom-becker (direct)"  # a Python caller: how it came is said too
 
 
 def test_a_compressed_drill_reads_in_sop_time(audit: Audit, scenario: Scenario) -> None:
@@ -90,7 +91,7 @@ def test_the_cli_prints_the_whole_story_and_json_for_machines(sop: Any, scenario
     assert '"labels": {"service": "checkout"}' in out
     assert "triage reminder level 1 → assignee" in out
     assert f"→ tom-becker {REFUSED_URL} failed" in out
-    assert "triage done by kenji-sato (after its due time)" in out
+    assert "triage done by kenji-sato (direct), after its due time" in out
     assert 'values: severity="high"' in out and "evidence: https://grafana.example/d/db" in out
     assert "text verified" in out and "id: audit-incident" in out  # the SOP text, last
 
