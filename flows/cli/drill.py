@@ -43,6 +43,33 @@ def _summary(result: DrillResult) -> None:
                   f"{result.wall_seconds:.0f}s of wall time")
 
 
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
+    """The personal link of the run's first step waiting on a person: open it while the drill plays."""
+    from flows.clock import scaled
+    from flows.language.steps.human import HumanStep
+    from flows.ledger.vocabulary import StepState
+
+    view = engine.view(run_id)
+    for step in view.sop.steps:
+        if isinstance(step, HumanStep) and view.state(step.id) == StepState.ACTIVE:
+            person = engine.person_for(step.assignee)
+            link = engine.links.step_link(person, run_id, step.id, max_age=scaled(engine.links.max_age, view.speed))
+            console.print(f"[bold]open the step page[/] of {step.id} as {person} (a responder's link; it works "
+                          f"until the drill answers it):\n  {link}", soft_wrap=True)
+            return
+
+
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
@@ -57,7 +84,8 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
         fail(f"--late names unknown step(s) {', '.join(unknown)} of {sop_id}")
     with ExitStack() as stack:
         if not healthy(prefect_api_url(lib)):
-            embedded = Stack(library=lib, api=False, progress=lambda m: console.print(f"[dim]stack:[/] {m}"))
+            pages = _port_free(lib.site.settings.api.host, lib.site.settings.api.port)  # the step pages, if we may
+            embedded = Stack(library=lib, api=pages, progress=lambda m: console.print(f"[dim]stack:[/] {m}"))
             stack.callback(embedded.stop)
             embedded.start()
             engine = embedded.engine
@@ -65,7 +93,8 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
             engine = runtime.engine(library=lib)
         console.print(f"[bold]drill[/] {sop_id} at ×{speed:g} (1h of playbook = {3600 / speed:.0f}s)"
                       + (f", late: {', '.join(late)}" if late else ""))
-        drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry)
+        drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry,
+                      on_start=lambda run_id: _print_step_link(engine, run_id))
         result = drill.run()
         engine.pager.close()
     _summary(result)

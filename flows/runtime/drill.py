@@ -23,6 +23,7 @@ from flows.audit.timeline import describe
 from flows.engine import outbox
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
+from flows.language.actors import Actor
 from flows.language.fields import FieldSpec
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused
 from flows.ledger import utc
@@ -73,7 +74,8 @@ class Drill:
     def __init__(self, engine: Engine, sop_id: str, speed: float, *, late: set[str] | None = None,
                  inputs: dict[str, Any] | None = None, answers: dict[str, dict[str, Any]] | None = None,
                  seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
-                 timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None):
+                 timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
+                 on_start: Callable[[str], None] | None = None):
         self.engine = engine
         self.sop_id = sop_id
         self.speed = speed
@@ -85,6 +87,8 @@ class Drill:
         self.late_factor = late_factor
         self.timers = timers
         self.on_entry = on_entry or (lambda entry: None)
+        #: told the run id once the run started (``sop demo`` prints a step's page link then)
+        self.on_start = on_start or (lambda run_id: None)
         self._planned: dict[str, float] = {}
         self._approvals: dict[str, int] = {}
         self._seq = 0
@@ -104,7 +108,7 @@ class Drill:
             candidates = [m for m in dict.fromkeys(members) if m != initiator]
             actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
             self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
-        report = HumanReport(actor=actor, values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
+        report = HumanReport(actor=Actor(person=actor, via="drill"), values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
         try:
             self.engine.report(run_id, step.id, report)
         except ReportRefused as exc:
@@ -132,6 +136,7 @@ class Drill:
         result = self.engine.start(self.sop_id, self.inputs, initiator="drill", speed=self.speed,
                                    trigger={"kind": "drill", "late": sorted(self.late)})
         run_id = result.run_id
+        self.on_start(run_id)
         view = self.engine.view(run_id)
         started = view.run["started_at"]
         sop = view.sop
