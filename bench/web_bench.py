@@ -99,8 +99,8 @@ def main() -> None:
                 timings["page open"].append((opened - began) * 1000)
                 timings["page submit"].append((submitted - began_submit) * 1000)
                 timings["api submit"].append((answered - began_api) * 1000)
-        for run in (run, other):  # the next assignees really have their step
-            steps = {s["step"]: s["state"] for s in api.get(f"/v1/runs/{run}").json()["steps"]}
+        for last in (run, other):  # the next assignees really have their step
+            steps = {s["step"]: s["state"] for s in api.get(f"/v1/runs/{last}").json()["steps"]}
             assert steps["facts"] == "active" and steps["legal"] == "active", steps
     finally:
         process.terminate()
