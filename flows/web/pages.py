@@ -99,7 +99,17 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
         may = True
     except ReportRefused:
         may = False
-    return StepPage(view, step, view.steps[step.id], person, may)
+    row = view.steps[step.id]
+    holder = row.get("claimed_by")
+    if may and holder and holder != person and person not in _overseers(web, view, step):
+        may = False  # taken by another member of the role: this reader's page shows what happened
+    return StepPage(view, step, row, person, may)
+
+
+def _overseers(web: Web, view: RunView, step: HumanStep) -> set[str]:
+    """Who may still act on a step another member holds: the role's lead and the run's owner."""
+    role = web.site.roles.get(step.assignee)
+    return members(web.site, role.lead if role else None) | members(web.site, view.sop.owner)
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,

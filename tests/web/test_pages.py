@@ -265,3 +265,16 @@ def _fresh_throttle() -> None:
     from flows.web import signin
 
     signin._last_sent.clear()
+
+
+def test_a_step_taken_by_another_member_shows_who_holds_it_instead_of_a_form(site: Site) -> None:
+    run_id = crisis(site)
+    site.engine.claim(run_id, "assess", "wang-fang")
+    backup = site.engine.links.step_link("sara-lopez", run_id, "assess")  # pr-oncall's backup
+    page = site.client().get(path_of(backup))
+    assert page.status_code == 200
+    assert "Wang Fang took this step" in page.text and "wang.fang@lumi.example" in page.text
+    assert 'name="severity"' not in page.text
+    lead = site.client()
+    sign_in(site, lead, "chen-jie")  # pr-oncall's lead role (pr-lead) may still act
+    assert 'name="severity"' in lead.get(f"/runs/{run_id}/steps/assess").text
