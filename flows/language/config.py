@@ -183,6 +183,10 @@ class WebSettings(Strict):
     session_max_age: Duration = Field(default=timedelta(hours=12), description="how long a signed-in session lasts")
     upload_max_bytes: int = Field(default=10_000_000, gt=0, description="the largest evidence file accepted")
     proxy: ProxySettings | None = None
+    operators: list[str] = Field(default_factory=list, description="people or roles who run the board: start, "
+                                                                   "cancel, watch every run")
+    auditors: list[str] = Field(default_factory=list, description="people or roles who open the auditor's desk "
+                                                                  "(read-only)")
 
 
 class Settings(Strict):

@@ -370,6 +370,11 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
         if isinstance(value, str):
             for var in missing_env(value, env):
                 err("vars", name, (), f"var `{name}`: environment variable `{var}` {unset_reason(var, env)}")
+    for access in ("operators", "auditors"):
+        for j, name in enumerate(getattr(site.settings.web, access)):
+            if name not in site.people and name not in site.roles and ("settings", "web") in where:
+                err("settings", "web", (access, j), f"settings.web.{access}: `{name}` is neither a person nor a role "
+                                                    "in config")
     for name, token in site.tokens.items():
         if token.person is not None and token.person not in site.people:
             err("tokens", name, ("person",), f"token `{name}`: unknown person `{token.person}`")

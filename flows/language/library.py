@@ -92,6 +92,7 @@ def load_site(docs: list[Document], env: dict[str, str] | None = None) -> tuple[
             if settings_from is not None:
                 errors.append(doc.error(("settings",), f"settings are defined twice (also in {settings_from.file})", True))
             settings_from = doc
+            where[("settings", "web")] = doc
             merged["settings"] = part.settings
     if errors:
         return None, errors

@@ -78,6 +78,15 @@ class Web:
         request.state.session = session
         return session
 
+    def may(self, session: Session | None, access: str) -> bool:
+        """Whether the signed-in person has ``access`` (``operators`` or ``auditors`` of ``settings.web``:
+        people, or roles whose members they are)."""
+        if session is None:
+            return False
+        from flows.language.steps.human import members
+
+        return any(session.person in members(self.site, name) for name in getattr(self.settings, access))
+
     def actor(self, session: Session) -> Actor:
         return Actor(person=session.person, via=session.actor_via)  # type: ignore[arg-type]
 

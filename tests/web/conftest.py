@@ -31,8 +31,7 @@ from tests.support import free_port
 LINK = re.compile(r"\*\*Open your step:\*\* (\S+)")
 #: evidence files up to 200 kB here, and the company's single sign-on through a proxy with a shared secret
 UPLOAD_MAX = 200_000
-WEB_SETTINGS = f"""
-  web:
+WEB_SETTINGS = f"""  web:
     upload_max_bytes: {UPLOAD_MAX}
     proxy: {{header: X-Forwarded-User, secret_header: X-Proxy-Secret, secret_env: SOP_PROXY_SECRET}}
 """
@@ -83,7 +82,7 @@ def site(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     port = free_port()
     settings = root / "config" / "settings.yaml"
     text = re.sub(r"base_url: \S+", f"base_url: http://127.0.0.1:{port}", settings.read_text())
-    settings.write_text(text + WEB_SETTINGS)
+    settings.write_text(re.sub(r"  web:[^\n]*\n", WEB_SETTINGS, text, count=1))  # the repo's operators stay
     saved = {k: os.environ.get(k) for k in ("SOP_HOME", "SOP_INBOX_DIR")}
     os.environ.update({"SOP_HOME": str(root), "SOP_INBOX_DIR": str(root / "var" / "inbox")})
     ledger = Ledger(f"sqlite:///{root / 'var' / 'ledger.db'}")

@@ -279,3 +279,19 @@ def test_a_step_taken_by_another_member_shows_who_holds_it_instead_of_a_form(sit
     lead = site.client()
     sign_in(site, lead, "chen-jie")  # pr-oncall's lead role (pr-lead) may still act
     assert 'name="severity"' in lead.get(f"/runs/{run_id}/steps/assess").text
+
+
+def test_board_and_desk_access_follow_settings_web(site: Site) -> None:
+    from flows.web.sessions import Session
+
+    web = _web_state(site)
+    as_ = lambda person: Session(person, "sign-in", "x", site.engine.clock.now(), "h")  # noqa: E731
+    assert web.may(as_("li-wei"), "operators") and web.may(as_("chen-jie"), "operators")  # ops-director, pr-lead
+    assert not web.may(as_("wang-fang"), "auditors") and not web.may(as_("sara-lopez"), "operators")
+    assert web.may(as_("zhang-min"), "auditors") and not web.may(None, "operators")
+
+
+def _web_state(site: Site) -> Any:
+    from flows.web.app import Web
+
+    return Web(site.engine, env={})
