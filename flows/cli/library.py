@@ -15,6 +15,7 @@ from flows.cli import app
 from flows.cli.common import console, err_console, fail, library, print_json
 from flows.engine.build import site_template_errors
 from flows.language.durations import format_duration
+from flows.language.graph import mermaid
 from flows.language.ladder import levels
 from flows.language.library import project_root, validate_paths
 from flows.language.spec import Sop, json_schema
@@ -161,27 +162,6 @@ def graph(sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")]) -
     except KeyError as exc:
         fail(str(exc.args[0]))
     print(mermaid(sop))
-
-
-def mermaid(sop: Sop) -> str:
-    """A Mermaid ``flowchart TD`` of the step DAG (conditions and branches on the edges)."""
-    lines = ["flowchart TD"]
-    for step in sop.steps:
-        label = step.name.replace('"', "'")
-        suffix = f"<br/>due {format_duration(step.due)}" if step.due else ""
-        shape = ('{{"%s"}}' if step.branches() else '["%s"]') % f"{label}{suffix}"  # a branching step: a decision
-        lines.append(f"    {step.id.replace('-', '_')}{shape}")
-    for step in sop.steps:
-        for dep in sop.dependencies(step):
-            edge = "-->"
-            parent = next((s for s in sop.steps if s.id == dep), None)
-            branch = next((b for b in parent.branches() if step.id in b.steps), None) if parent else None
-            if branch is not None:
-                edge = f"-->|{branch.label}|"
-            elif step.when:
-                edge = "-.->|when|"
-            lines.append(f"    {dep.replace('-', '_')} {edge} {step.id.replace('-', '_')}")
-    return "\n".join(lines)
 
 
 @app.command()

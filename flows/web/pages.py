@@ -41,6 +41,9 @@ from flows.web.sessions import Session
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
 ACTIONS = ("done", "reject", "claim", "help")
+#: the header's links: path, label, who sees it (None: anyone signed in)
+NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/desk", "Audit", "auditors"),
+       ("/library", "Library", None), ("/people", "People", None))
 
 
 def _web(request: Request) -> Web:
@@ -51,7 +54,8 @@ def html(request: Request, name: str, status: int = 200, **context: Any) -> Resp
     """A page, with the cookie of a session begun during the request."""
     web = _web(request)
     session = web.session(request)
-    body = page(name, viewer=session, site=web.site, request=request, **context)
+    nav = [(path, label) for path, label, access in NAV if access is None and session or web.may(session, access or "")]
+    body = page(name, viewer=session, site=web.site, request=request, nav=nav, **context)
     response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
     return web.finish(request, response)
 
@@ -359,7 +363,10 @@ def run_page(request: Request, run: str) -> Response:
     audit = Audit(web.engine.ledger).run(view.id)
     now = web.engine.clock.now()
     person = web.site.people.get(session.person)
+    q = request.query_params
     return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
+                operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
+                attached=q.get("attached"), cancelled=q.get("cancelled"),
                 speed=view.speed, tz=person.timezone if person else "UTC", chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open)

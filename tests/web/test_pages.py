@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from flows.clock import ManualClock
 from flows.engine.links import Links
@@ -259,39 +258,3 @@ def _site_records(site: Site) -> list[dict[str, Any]]:
 
     with site.engine.ledger.read() as conn:
         return [{**dict(r._mapping), "data": json.loads(r.data)} for r in conn.execute(sa.select(table))]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle() -> None:
-    from flows.web import signin
-
-    signin._last_sent.clear()
-
-
-def test_a_step_taken_by_another_member_shows_who_holds_it_instead_of_a_form(site: Site) -> None:
-    run_id = crisis(site)
-    site.engine.claim(run_id, "assess", "wang-fang")
-    backup = site.engine.links.step_link("sara-lopez", run_id, "assess")  # pr-oncall's backup
-    page = site.client().get(path_of(backup))
-    assert page.status_code == 200
-    assert "Wang Fang took this step" in page.text and "wang.fang@lumi.example" in page.text
-    assert 'name="severity"' not in page.text
-    lead = site.client()
-    sign_in(site, lead, "chen-jie")  # pr-oncall's lead role (pr-lead) may still act
-    assert 'name="severity"' in lead.get(f"/runs/{run_id}/steps/assess").text
-
-
-def test_board_and_desk_access_follow_settings_web(site: Site) -> None:
-    from flows.web.sessions import Session
-
-    web = _web_state(site)
-    as_ = lambda person: Session(person, "sign-in", "x", site.engine.clock.now(), "h")  # noqa: E731
-    assert web.may(as_("li-wei"), "operators") and web.may(as_("chen-jie"), "operators")  # ops-director, pr-lead
-    assert not web.may(as_("wang-fang"), "auditors") and not web.may(as_("sara-lopez"), "operators")
-    assert web.may(as_("zhang-min"), "auditors") and not web.may(None, "operators")
-
-
-def _web_state(site: Site) -> Any:
-    from flows.web.app import Web
-
-    return Web(site.engine, env={})
