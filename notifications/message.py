@@ -257,3 +257,15 @@ __all__ = [
     "SummaryRow",
     "template_fields",
 ]
+
+
+def test_message(recipient: Any, origin: str, sent_at: datetime) -> Message:
+    """A test page, addressed by name so its reader knows it reached the right person (``origin``: who sent it)."""
+    body = (
+        f"This is a test from {origin}, sent {sent_at:%Y-%m-%d %H:%M} UTC.\n\n"
+        f"If you read this, **{recipient.name}** (`{recipient.id}`) can be reached here. "
+        "Nothing is asked of you."
+    )
+    return Message(
+        title=f"[P4] Test notification for {recipient.name}", body=body, notify_type="info", priority=4, kind="test"
+    )

@@ -200,3 +200,12 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
     far = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(board.values(), key=lambda r: (r.priority, r.next_due or far, r.started_at))
     return version, ordered
+
+
+def last_deliveries(engine: Any) -> dict[str, dict[str, Any]]:
+    """Each recipient's newest delivery (when, which page, through what, ok or the error): the People page."""
+    newest = (sa.select(deliveries.c.recipient, sa.func.max(deliveries.c.id).label("id"))
+              .group_by(deliveries.c.recipient).subquery())
+    query = sa.select(deliveries).join(newest, deliveries.c.id == newest.c.id)
+    with engine.ledger.read() as conn:
+        return {row.recipient: {**dict(row._mapping), "at": utc(row.at)} for row in conn.execute(query)}

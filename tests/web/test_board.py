@@ -98,3 +98,28 @@ def test_cancelling_needs_a_reason_and_is_recorded_with_who(site: Site) -> None:
     assert view.run["status"] == "cancelled" and view.run["outcome"] == "cancelled: false alarm"
     cancelled = records(site.engine, run_id, "run_cancelled")[-1]
     assert cancelled["actor"] == "chen-jie" and cancelled["data"]["via"] == "web"
+
+
+def test_the_library_shows_an_sop_with_its_graph_ladder_triggers_and_versions(site: Site) -> None:
+    client = operator(site, "zhang-min")
+    listing = client.get("/library")
+    assert listing.status_code == 200 and '/library/crisis-pr' in listing.text
+    page = client.get("/library/crisis-pr")
+    assert page.status_code == 200
+    assert '<pre class="mermaid"' in page.text and "flowchart TD" in page.text  # the text `sop graph` prints
+    assert "metric negative_mentions &gt; 100 per day" in page.text  # triggers in words
+    assert "+7m30s: reminder → assignee" in page.text  # assess's ladder at its offsets
+    assert "(current)" in page.text  # crisis-pr ran in this package on the library's text
+    assert client.get("/library/nosuch").status_code == 404
+
+
+def test_people_shows_roles_masked_contacts_and_sends_me_a_test_page(site: Site) -> None:
+    client = operator(site, "zhang-min")
+    page = client.get("/people")
+    assert page.status_code == 200 and "Wang Fang 王芳" in page.text and "pr-oncall" in page.text
+    assert "<code>inbox://wang-fang</code>" in page.text  # masked as deliveries are recorded
+    before = len(site.inbox("zhang-min"))
+    sent = client.post("/people/test", data={"csrf": csrf_of(page)})
+    assert sent.status_code == 200 and "inbox://zhang-min: delivered" in sent.text
+    assert site.messages("zhang-min", before)[0]["title"] == "[P4] Test notification for Zhang Min 张敏"
+    assert site.client().post("/people/test", data={}).status_code == 303  # signed in first

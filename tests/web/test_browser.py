@@ -213,3 +213,16 @@ def test_an_operator_starts_crisis_pr_and_watches_it_escalate_without_reloading(
     assert "Cancelled" in page.locator(".ok").inner_text()
     assert site.engine.view(run_id).run["status"] == "cancelled"
     assert page.outside == []  # type: ignore[attr-defined]
+
+
+def test_the_library_draws_the_graph_and_people_read_in_both_scripts(site: Site, open_page: Any) -> None:
+    page = open_page()
+    browser_sign_in(page, site, "guo-jing")
+    page.goto(f"{site.url}/library/crisis-pr")
+    page.locator("pre.mermaid svg").wait_for(timeout=20_000)  # drawn by Mermaid served from this machine
+    assert "Assess scope" in page.locator("pre.mermaid svg").text_content()
+    page.shot("library")
+    page.goto(f"{site.url}/people")
+    assert "Wang Fang 王芳" in page.locator("table").nth(1).inner_text()
+    page.shot("people")
+    assert page.outside == []  # type: ignore[attr-defined]
