@@ -123,3 +123,20 @@ def test_people_shows_roles_masked_contacts_and_sends_me_a_test_page(site: Site)
     assert sent.status_code == 200 and "inbox://zhang-min: delivered" in sent.text
     assert site.messages("zhang-min", before)[0]["title"] == "[P4] Test notification for Zhang Min 张敏"
     assert site.client().post("/people/test", data={}).status_code == 303  # signed in first
+
+
+def test_a_waiting_board_hears_of_a_change_at_once(site: Site) -> None:
+    import threading
+
+    client = operator(site)
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    outbox.wait_delivered(site.engine.ledger, run_id, timeout=10)
+    version = int(re.search(r'data-version="(\d+)"', client.get("/board").text).group(1))  # type: ignore[union-attr]
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(target=lambda: answers.append(client.get(f"/board/rows?after={version}&wait=20")))
+    waiting.start()
+    site.engine.claim(run_id, "assess", "wang-fang")
+    waiting.join(20)
+    assert answers and answers[0].status_code == 200  # answered by the change, not by the 20 s timeout
+    assert "taken by <strong>wang-fang</strong>" in answers[0].text
