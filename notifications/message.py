@@ -18,15 +18,15 @@ from flows.language.fields import FieldSpec
 from flows.language.spec import PRIORITY
 
 Kind = Literal[
-    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "run_started", "run_overdue",
-    "run_finished", "run_cancelled",
+    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
+    "run_overdue", "run_finished", "run_cancelled",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
-    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed"})
+    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
-ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue"})
+ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "handed_over"})
 NotifyType = Literal["info", "success", "warning", "failure"]
 
 
@@ -114,6 +114,9 @@ class StepInfo:
     values: Mapping[str, Any] = field(default_factory=dict)
     holder: str | None = None
     holder_contact: str | None = None
+    #: ``handed_over``: who gave the step to the reader, and what they said
+    handed_by: str | None = None
+    handover_note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,9 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":
         return f"{who} took it"
+    if kind == "step_handed_over":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{who} handed it to {data.get('to')}{note}"
     if kind == "help_asked":
         level = f" → level {data['level']}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"

@@ -93,6 +93,7 @@ class RecordKind(StrEnum):
     REPORT_REFUSED = "report_refused"
     STEP_CLAIMED = "step_claimed"    # a member of the role said "I'll take it" (counts as acknowledged)
     HELP_ASKED = "help_asked"        # the holder asked for help: the step escalates to its next level now
+    STEP_HANDED_OVER = "step_handed_over"  # the holder (or the role's lead) gave an active step to another person
     SIGN_IN_SENT = "sign_in_sent"    # a sign-in link went to a person's own contacts
     SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)
     SIGNED_OUT = "signed_out"        # a person ended their browser session

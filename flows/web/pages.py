@@ -40,7 +40,7 @@ from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-ACTIONS = ("done", "reject", "claim", "help")
+ACTIONS = ("done", "reject", "claim", "help", "handover")
 #: the header's links: path, label, who sees it (None: anyone signed in)
 NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/desk", "Audit", "auditors"),
        ("/library", "Library", None), ("/people", "People", None))
@@ -131,9 +131,17 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
         tz=person.timezone if person else "UTC", now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
-        instructions=instructions(view, step, site),
+        instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(view) if done else [],
     )
+
+
+def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
+    """Whom the reader may hand the step to: the role's other members; anyone, for its lead or the run's owner."""
+    site = web.site
+    holder = sp.holder or web.engine.person_for(sp.step.assignee)
+    pool = site.people if sp.person in _overseers(web, sp.view, sp.step) else members(site, sp.step.assignee)
+    return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
 
 
 def _next_steps(view: RunView) -> list[dict[str, Any]]:
@@ -183,6 +191,11 @@ def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str
     if action == "help":
         engine.ask_for_help(view.id, step.id, actor, note, link=link)
         return "help"
+    if action == "handover":
+        to = (posted.get("to") or "").strip()
+        if not to:
+            raise Refused({"to": "choose who takes it over"})
+        return engine.hand_over(view.id, step.id, actor, to, note, link=link)
     engine.check_may_act(view, step, actor)
     if action == "reject":
         if not note:
@@ -244,6 +257,8 @@ def _by_field(problems: list[str], step: HumanStep) -> tuple[dict[str, str], lis
         name = next((f for f in step.form if problem.startswith(f"field `{f}`")), None)
         if name:
             errors[name] = problem.split(":", 1)[-1].strip() if ":" in problem else problem
+        elif problem.startswith("hand over to") or " is not a member of " in problem:
+            errors["to"] = problem
         elif "evidence" in problem:
             errors["evidence"] = problem
         else:
