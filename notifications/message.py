@@ -117,6 +117,9 @@ class StepInfo:
     #: ``handed_over``: who gave the step to the reader, and what they said
     handed_by: str | None = None
     handover_note: str | None = None
+    #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)
+    round: int = 1
+    sent_back: str | None = None
 
 
 @dataclass(frozen=True)

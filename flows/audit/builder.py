@@ -116,6 +116,9 @@ class RunBuilder:
         step = self.step(step_id)  # the new holder holds it as if they had taken it
         step.claimed_by, step.claimed_at, step.claimed_facts = data.get("to"), at, data
 
+    def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).reopen(int(data.get("round") or 2), data.get("by"), data.get("cause"), data.get("note"))
+
     def _help(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).help.append(Help(seq, at, actor, data.get("note"), data.get("level"), data))
 
@@ -175,6 +178,7 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.STEP_CLAIMED: RunBuilder._claimed,
     K.HELP_ASKED: RunBuilder._help,
     K.STEP_HANDED_OVER: RunBuilder._handed_over,
+    K.STEP_REOPENED: RunBuilder._reopened,
     K.ESCALATION: RunBuilder._escalation,
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,

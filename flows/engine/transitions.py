@@ -252,6 +252,11 @@ class Engine:
             change.set_step(step.id, state, result=result, actor=actor.person, note=report.note, facts=actor.facts())
             if escalated:
                 change.page("step_done", step.id, [view.sop.owner])
+            if state == StepState.REJECTED and step.on_reject:
+                round_ = change.rework(step, by=actor.person, note=report.note)
+                if round_ is not None:
+                    log.info("event=rework run=%s step=%s back_to=%s round=%d", run_id, step_id, step.on_reject,
+                             round_)
         log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, actor.described(), state)
         self.advance(run_id)
         if nudge and self.launcher is not None:
