@@ -134,3 +134,23 @@ def test_validate_refuses_a_rework_loop_that_cannot_be(sop: Any, tmp_path: Any, 
     assert result.returncode == 1 and message in result.stdout + result.stderr
     line = source[:source.index("on_reject: draft")].count("\n") + 1
     assert f"crisis-pr.yaml:{line}:" in result.stdout + result.stderr
+
+
+def test_the_reopened_step_escalates_again_in_its_new_round(local_engine: Any) -> None:  # noqa: F811
+    from datetime import timedelta
+
+    from flows.engine.timers import TimerService
+    from flows.ledger.schema import timers
+
+    engine = local_engine
+    run_id = up_to_approve(engine)
+    fired_before = len(records(engine, run_id, "escalation"))
+    engine.report(run_id, "approve", HumanReport("chen-jie", outcome="rejected", note="shorter"))
+    with engine.ledger.transaction() as tx:  # the draft's round-2 timers come due (as if 30 minutes went by)
+        tx.conn.execute(timers.update().where((timers.c.run_id == run_id) & (timers.c.step_id == "draft")
+                                              & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))
+                        .values(due_at=engine.clock.now() - timedelta(seconds=1)))
+    fired = TimerService(engine).fire_due()
+    assert {(f.step_id, f.level) for f in fired if f.kind == "ladder"} == {("draft", "r2:1")}
+    escalations = records(engine, run_id, "escalation")[fired_before:]
+    assert [(e["step_id"], e["data"]["level"]) for e in escalations] == [("draft", "1")]  # its ladder, from the top
