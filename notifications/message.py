@@ -19,7 +19,7 @@ from flows.language.spec import PRIORITY
 
 Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
-    "run_overdue", "run_finished", "run_cancelled",
+    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
@@ -131,6 +131,9 @@ class LevelInfo:
     late_by: str | None = None
     #: the holder asked for help (it fired early, on their asking)
     asked_by: str | None = None
+    #: a status cadence's period (``status_due``, ``status_missed``) and what the update should say
+    every: str | None = None
+    ask: str | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             message=kind,
             late_by=None if kind == "reminder" else "12m",
         )
+    if kind in ("status_due", "status_missed"):
+        level = LevelInfo(key="2", message=kind, every="30m", ask="Mentions per hour, the trend, what goes out next.")
     summary = None
     if kind in ("run_finished", "run_overdue"):
         summary = (
@@ -91,7 +93,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         run=run,
         recipient=recipient,
         api_base_url=api_base_url,
-        step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled") else None,
+        step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
+                                  "status_missed") else None,
         level=level,
         summary=summary,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",

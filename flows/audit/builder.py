@@ -21,6 +21,7 @@ from flows.audit.model import (
     Notification,
     Outline,
     RunAudit,
+    StatusUpdate,
     StepAudit,
     parse_time,
 )
@@ -140,6 +141,21 @@ class RunBuilder:
         note = Notification(seq, at, data.get("notification") or "?", deliveries)
         (self.step(step_id).notifications if step_id else self.run.notifications).append(note)
 
+    def _status_update(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                       data: dict[str, Any]) -> None:
+        self.run.status_updates.append(StatusUpdate(seq, at, actor, str(data.get("text") or ""), data))
+
+    def _status_asked(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                      data: dict[str, Any]) -> None:
+        self.run.status_asked += 1
+
+    def _status_missed(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                       data: dict[str, Any]) -> None:
+        self.run.status_missed += 1
+
+    def _snoozed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.snoozes.append(StatusUpdate(seq, at, actor, str(data.get("reason") or ""), data))
+
     def _run_overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.run.overdue_at = at
 
@@ -183,6 +199,10 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,
     K.RUN_OVERDUE: RunBuilder._run_overdue,
+    K.STATUS_UPDATE: RunBuilder._status_update,
+    K.STATUS_ASKED: RunBuilder._status_asked,
+    K.STATUS_MISSED: RunBuilder._status_missed,
+    K.CADENCE_SNOOZED: RunBuilder._snoozed,
     K.TRIGGER_REPEATED: RunBuilder._repeated,
     K.RUN_FINISHED: RunBuilder._run_finished,
     K.RUN_CANCELLED: RunBuilder._run_cancelled,

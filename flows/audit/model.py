@@ -125,6 +125,21 @@ class Help:
 
 
 @dataclass(slots=True)
+class StatusUpdate:
+    """A status update posted on a run (or a snooze of the next ask: ``text`` is its reason)."""
+
+    seq: int
+    at: datetime
+    actor: str | None
+    text: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
+
+
+@dataclass(slots=True)
 class Round:
     """An earlier round of a step a rejection sent back: how it ended, by whom, and why it came back."""
 
@@ -249,6 +264,10 @@ class RunAudit:
     steps: dict[str, StepAudit] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
+    status_updates: list[StatusUpdate] = field(default_factory=list)  # posted by people while the run was open
+    status_asked: int = 0  # a status cadence's asks
+    status_missed: int = 0  # asks with no update in their period: escalated
+    snoozes: list[StatusUpdate] = field(default_factory=list)  # the owner pushed an ask (text: the reason)
     sop_text: str | None = None
     sop_text_ok: bool | None = None
 

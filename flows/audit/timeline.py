@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
 from flows.language.actors import described
+from flows.language.durations import format_duration
 
 
 def actor_text(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
@@ -44,6 +45,15 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":
         return f"{who} took it"
+    if kind == "status_update":
+        return f"status update by {who}: {data.get('text')}"
+    if kind == "status_asked":
+        return f"status update asked (period {data.get('period')})"
+    if kind == "status_missed":
+        return f"status update missed (period {data.get('period')}): escalated"
+    if kind == "cadence_snoozed":
+        return f"status ask snoozed by {who} for {format_duration(timedelta(seconds=data.get('by_s') or 0))}: " \
+               f"{data.get('reason')}"
     if kind == "step_reopened":
         note = f": {data['note']}" if data.get("note") else ""
         return f"round {data.get('round')}: sent back by {data.get('by')} from {data.get('cause')}{note}"
@@ -125,6 +135,12 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
         "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
+        "cadence": {"asked": run.status_asked, "missed": run.status_missed,
+                   "updates": [{"seq": u.seq, "at": u.at, "offset_s": run.sop_seconds(run.started_at, u.at),
+                                "actor": u.actor, "actor_text": u.actor_text, "text": u.text}
+                               for u in run.status_updates],
+                   "snoozes": [{"seq": z.seq, "at": z.at, "actor": z.actor, "actor_text": z.actor_text,
+                                "reason": z.text} for z in run.snoozes]},
         "notifications": [_notification(n, run) for n in run.notifications],
         "steps": [_step(step, run, now) for step in run.steps.values()],
         "timeline": [{"seq": e.seq, "at": e.at, "offset_s": run.sop_seconds(run.started_at, e.at), "kind": e.kind,

@@ -33,14 +33,17 @@ def _summary(result: DrillResult) -> None:
         table.add_column(col)
     for row in result.steps:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "—"}[row["deadline_met"]]
-        table.add_row(row["step"], row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
+        table.add_row(row["step"] + (f" (round {row['round']})" if row.get("round", 1) > 1 else ""), row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
                       format_duration(row["took"]) if row["took"] else "", met, str(row["escalations"] or ""))
     console.print(table)
     met = sum(1 for r in result.steps if r["deadline_met"] is True)
     missed = sum(1 for r in result.steps if r["deadline_met"] is False)
     deadline = {True: "met", False: "missed", None: "none set"}[result.deadline_met]
-    console.print(f"deadlines met {met}, missed {missed}; escalations {result.escalations}; run deadline {deadline}; "
-                  f"{result.wall_seconds:.0f}s of wall time")
+    updates = sum(1 for e in result.timeline if e.kind == "status_update")
+    asked = sum(1 for e in result.timeline if e.kind == "status_asked")
+    cadence = f"; status updates {updates} of {asked} asked" if asked else ""
+    console.print(f"deadlines met {met}, missed {missed}; escalations {result.escalations}; run deadline {deadline}"
+                  f"{cadence}; {result.wall_seconds:.0f}s of wall time")
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -1,4 +1,5 @@
-"""Commands for ops managers and responders: serve, run, status, done, reject, take, hand-over, need-help, cancel."""
+"""Commands for ops managers and responders: serve, run, status, done, reject, take, hand-over, update, snooze,
+need-help, cancel."""
 
 from __future__ import annotations
 
@@ -352,6 +353,53 @@ def hand_over(
     finally:
         engine.pager.close()
     console.print(f"[green]✓[/] {step_id} handed to {to}; they were paged")
+
+
+@app.command(name="update")
+def update(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    text: Annotated[str, typer.Option("--text", "-t", help="the status: what is happening now, what comes next")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who posts it: a person id in config/ (default $SOP_ACTOR)")] = None,
+) -> None:
+    """Post a status update on an open run (it keeps the run's status cadence)."""
+    engine = _engine(prefect=False)
+    who = _actor(engine, actor)
+    try:
+        engine.post_update(run_id, who, text)
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except InputRefused as exc:
+        fail_all(exc.problems, "nothing was recorded")
+    finally:
+        engine.pager.close()
+    console.print(f"[green]✓[/] status update posted on {run_id} by {who.person}")
+
+
+@app.command(name="snooze")
+def snooze(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    for_: Annotated[str, typer.Option("--for", help="how much later the next status ask comes (SOP time), e.g. 15m")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who snoozes: a person id in config/ (default $SOP_ACTOR)")] = None,
+) -> None:
+    """Push the next status-update ask of a run, by at most its cadence's max_snooze."""
+    from flows.language.durations import parse_duration
+
+    try:
+        by = parse_duration(for_)
+    except ValueError as exc:
+        fail(f"--for: {exc}", "write a duration such as 15m or 1h")
+    engine = _engine(prefect=False)
+    who = _actor(engine, actor)
+    try:
+        until = engine.snooze(run_id, who, by, reason)
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except InputRefused as exc:
+        fail_all(exc.problems, "nothing was snoozed")
+    finally:
+        engine.pager.close()
+    console.print(f"[green]✓[/] the next status ask of {run_id} comes at {until:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @app.command(name="need-help")

@@ -363,7 +363,8 @@ class Pager:
         if page.level and page.kind != "handed_over":  # (a hand-over carries its facts, not a level) how late the
             # *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
-                              asked_by=page.level.get("asked_by"))
+                              asked_by=page.level.get("asked_by"), every=page.level.get("every"),
+                              ask=page.level.get("ask"))
         summary = None
         if page.kind in ("run_finished", "run_overdue"):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -341,6 +341,19 @@ class RunStore:
             self.tx.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
         else:
             self.tx.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
+
+    def postpone_run_timers(self, view: RunView, kinds: tuple[str, ...], by: timedelta) -> datetime | None:
+        """Move the run's armed timers of ``kinds`` (run-level: no step) later by ``by``; the first new instant."""
+        armed = _ARMED & (timers.c.run_id == view.id) & (timers.c.step_id == "") & timers.c.kind.in_(kinds)
+        rows = list(self.conn.execute(sa.select(timers.c.id, timers.c.due_at).where(armed)))
+        for row in rows:
+            self.conn.execute(timers.update().where(timers.c.id == row.id).values(due_at=utc(row.due_at) + by))
+        return min((utc(r.due_at) + by for r in rows), default=None)  # type: ignore[operator]
+
+    def last_record_at(self, run_id: str, kind: str) -> datetime | None:
+        """When the run's newest record of ``kind`` was written (None: never)."""
+        return utc(self.conn.execute(sa.select(sa.func.max(records.c.at)).where(
+            (records.c.run_id == run_id) & (records.c.kind == kind))).scalar())
 
     def armed_ladder(self, run_id: str, step_id: str) -> Any:
         """The step's next armed ladder level (its timer row), or None."""

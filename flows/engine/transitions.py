@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,8 @@ from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
+from flows.language.cadence import effective_cadence
+from flows.language.durations import format_duration
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.spec import Sop
@@ -193,6 +196,9 @@ class Engine:
                           deadline_at=deadline_at, priority=sop.priority, **facts)
             if deadline_at is not None:
                 change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
+            cadence = effective_cadence(sop, self.site)
+            if cadence is not None:  # the first ask for a status update, one period from now
+                change.arm("", TimerKind.CADENCE, "1", now + scaled(cadence.every, speed))
             change.page("run_started", None, [sop.owner])
             plan = change.advance(self.person_for)
         if not pinned:
@@ -378,6 +384,64 @@ class Engine:
         log.info("event=help_asked run=%s step=%s actor=%s notify=%s", view.id, step_id, actor.described(),
                  ",".join(notify))
         return notify
+
+    # --- status cadences ------------------------------------------------------------------
+
+    def post_update(self, run_id: str, actor: Actor | str, text: str) -> int:
+        """A status update on an open run, by a person of config; returns its record's seq.
+
+        Anyone who may act on the run's steps or is of its owner role may post one. It keeps the
+        run's status cadence (the next ask still comes; a missed-update check finds it).
+        """
+        actor = as_actor(actor)
+        text = text.strip()
+        if not text:
+            raise InputRefused(["a status update needs some text: what is happening now?"])
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}: it takes no status updates")
+            if actor.person not in self.site.people:
+                raise InputRefused([str(UnknownPerson(actor.person, self.site))])
+            seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text[:4000], **actor.facts())
+        log.info("event=status_update run=%s actor=%s", view.id, actor.described())
+        return seq
+
+    def snooze(self, run_id: str, actor: Actor | str, by: timedelta, reason: str) -> datetime:
+        """Push the run's next status ask (and a pending missed-update check) by ``by`` of SOP time.
+
+        Bounded by the cadence's ``max_snooze``; the owner role's people (or its lead) only; a
+        reason is required. Returns the new instant of the next ask.
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            cadence = effective_cadence(view.sop, self.site)
+            problems = []
+            if cadence is None:
+                problems.append(f"run {view.id} ({view.sop.id}) has no status cadence to snooze")
+            elif not timedelta(0) < by <= cadence.snooze_limit:
+                problems.append(f"a snooze is up to {format_duration(cadence.snooze_limit)}, "
+                                f"not {format_duration(by)}")
+            if not reason.strip():
+                problems.append("a snooze needs a reason")
+            owners = human.members(self.site, view.sop.owner)
+            role = self.site.roles.get(view.sop.owner)
+            owners |= human.members(self.site, role.lead if role else None)
+            if actor.person not in owners:
+                problems.append(f"{actor.person} is not of {view.sop.owner} (the run's owner) or its lead")
+            if problems:
+                raise InputRefused(problems)
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}")
+            until = t.store.postpone_run_timers(view, (TimerKind.CADENCE, TimerKind.CADENCE_CHECK),
+                                                scaled(by, view.speed))
+            change.record(RecordKind.CADENCE_SNOOZED, actor=actor.person, by_s=by.total_seconds(), reason=reason,
+                          until=until, **actor.facts())
+        log.info("event=cadence_snoozed run=%s actor=%s until=%s", view.id, actor.described(), until)
+        return until  # type: ignore[return-value]
 
     def link_used(self, nonce: str) -> str | None:
         """What a personal link was used for (None: not yet)."""

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from flows.language.cadence import Cadence
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -200,6 +201,8 @@ class Settings(Strict):
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"
     web: WebSettings = Field(default_factory=WebSettings)
+    cadences: dict[Literal["complaint", "outage", "policy", "routine"], Cadence] = Field(
+        default_factory=dict, description="status cadences by class, for SOPs that declare none")
 
     @field_validator("timezone")
     @classmethod

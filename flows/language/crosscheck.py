@@ -197,6 +197,21 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     errors.extend(_check_templates(sop, doc, site))
     if not cycle:
         errors.extend(_check_rework(sop, doc, index))
+    if site is not None and sop.cadence is not None:
+        errors.extend(_check_cadence_targets(sop, doc, site))
+    return errors
+
+
+def _check_cadence_targets(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
+    """A cadence names `owner`, `lead`, or roles and people of config."""
+    from flows.language.cadence import CADENCE_WORDS
+
+    errors: list[SpecError] = []
+    for field in ("notify", "escalate"):
+        for j, name in enumerate(getattr(sop.cadence, field)):
+            if name not in CADENCE_WORDS and name not in site.roles and name not in site.people:
+                errors.append(doc.error(("cadence", field, j), f"cadence {field}: `{name}` is neither owner, lead, "
+                                                               "a role nor a person in config"))
     return errors
 
 

@@ -72,6 +72,8 @@ class TimerKind(StrEnum):
     LADDER = "ladder"              # one level of a step's escalation ladder
     WAIT = "wait"                  # a wait step's end
     RUN_DEADLINE = "run_deadline"  # the run's own deadline
+    CADENCE = "cadence"            # a status cadence's period ends: the owner is asked for an update (level: n)
+    CADENCE_CHECK = "cadence_check"  # the ask's grace is over: no update since, and it is missed (level: n)
 
 
 class RecordKind(StrEnum):
@@ -97,6 +99,11 @@ class RecordKind(StrEnum):
     HELP_ASKED = "help_asked"        # the holder asked for help: the step escalates to its next level now
     STEP_HANDED_OVER = "step_handed_over"  # the holder (or the role's lead) gave an active step to another person
     STEP_REOPENED = "step_reopened"  # a rejection sent the work back (on_reject): the step is asked again, round N
+    # status cadences (an SOP's `cadence`, or its class's)
+    STATUS_ASKED = "status_asked"      # a period ended: the owner is asked for a status update
+    STATUS_UPDATE = "status_update"    # a person posted a status update on the run
+    STATUS_MISSED = "status_missed"    # no update in the period and its grace: escalated
+    CADENCE_SNOOZED = "cadence_snoozed"  # the owner pushed the next ask, with a reason
     SIGN_IN_SENT = "sign_in_sent"    # a sign-in link went to a person's own contacts
     SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)
     SIGNED_OUT = "signed_out"        # a person ended their browser session
