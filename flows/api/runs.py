@@ -187,3 +187,23 @@ def cancel_run(
     body = parse_body(raw, CancelRun)
     view = _engine(request).cancel(run, body.reason.strip(), principal.acting())
     return {"run": view.id, "status": "cancelled", "reason": body.reason.strip()}
+
+
+class StatusUpdateBody(BaseModel):
+    """A status update on an open run (it keeps the run's status cadence)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000, description="what is happening now, what comes next")
+
+
+@router.post("/{run}/updates", status_code=201, openapi_extra=docs.body(StatusUpdateBody, ("operator", "responder")))
+def post_status_update(
+    request: Request, run: str, principal: Principal = require("operator", "responder"), raw: bytes = Depends(raw_body)
+) -> dict[str, Any]:
+    """Post a status update as the token's person. Roles: operator, responder."""
+    body = parse_body(raw, StatusUpdateBody)
+    engine = _engine(request)
+    view = engine.view(run)
+    seq = engine.post_update(view.id, principal.acting(), body.text)
+    return {"run": view.id, "seq": seq, "by": principal.acting().person}

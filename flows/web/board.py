@@ -254,3 +254,53 @@ async def cancel(request: Request, run: str) -> Response:
     target = back if back.startswith("/board") else f"/runs/{quote(view.id)}"
     sep = "&" if "?" in target else "?"
     return web.finish(request, RedirectResponse(f"{target}{sep}cancelled={quote(view.id)}", status_code=303))
+
+
+# --- status updates and snoozes (a run's cadence) -------------------------------------------------
+
+
+@router.post("/runs/{run}/updates")
+async def post_update(request: Request, run: str) -> Response:
+    """Post a status update on a run (anyone signed in who is a person of config)."""
+    web = _web(request)
+    session = await run_in_threadpool(web.session, request)
+    if session is None:
+        return sign_in_first(request)
+    form = await request.form(max_files=0, max_fields=10)
+    if not session.csrf_ok(str(form.get("csrf") or "")):
+        return notice(request, "This form has expired", "Reload the page and try again. Nothing was posted.", 403)
+    try:
+        await run_in_threadpool(web.engine.post_update, run, web.actor(session), str(form.get("text") or ""))
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except (InputRefused, StepNotActive) as exc:
+        problems = exc.problems if isinstance(exc, InputRefused) else [str(exc)]
+        return notice(request, "Not posted", "; ".join(problems), 422, action=(f"/runs/{quote(run)}", "Back to the run"))
+    return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?updated=1#status", status_code=303))
+
+
+@router.post("/runs/{run}/snooze")
+async def snooze(request: Request, run: str) -> Response:
+    """Push the run's next status ask (its owner role or their lead; bounded; with a reason)."""
+    from flows.language.durations import parse_duration
+
+    web = _web(request)
+    session = await run_in_threadpool(web.session, request)
+    if session is None:
+        return sign_in_first(request)
+    form = await request.form(max_files=0, max_fields=10)
+    if not session.csrf_ok(str(form.get("csrf") or "")):
+        return notice(request, "This form has expired", "Reload the page and try again. Nothing was snoozed.", 403)
+    back = (f"/runs/{quote(run)}", "Back to the run")
+    try:
+        by = parse_duration(str(form.get("for") or ""))
+    except ValueError as exc:
+        return notice(request, "Not snoozed", f"How long: {exc}", 422, action=back)
+    try:
+        await run_in_threadpool(web.engine.snooze, run, web.actor(session), by, str(form.get("reason") or ""))
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except (InputRefused, StepNotActive) as exc:
+        problems = exc.problems if isinstance(exc, InputRefused) else [str(exc)]
+        return notice(request, "Not snoozed", "; ".join(problems), 422, action=back)
+    return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?snoozed=1#status", status_code=303))

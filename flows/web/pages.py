@@ -31,6 +31,7 @@ from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
+from flows.language.cadence import effective_cadence
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
@@ -381,6 +382,7 @@ def run_page(request: Request, run: str) -> Response:
     q = request.query_params
     return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
+                cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
                 attached=q.get("attached"), cancelled=q.get("cancelled"),
                 speed=view.speed, tz=person.timezone if person else "UTC", chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
