@@ -83,3 +83,12 @@ def test_the_command_marks_drills_in_the_runs(sop: Any, scenario: Scenario) -> N
     line = next(text for text in table.splitlines() if scenario.runs["C"] in text)
     assert "drill ×60" in line
     assert "drill" not in next(text for text in table.splitlines() if scenario.runs["A"] in text)
+
+
+@pytest.mark.usefixtures("fork_allowed")
+@pytest.mark.parametrize("drills", ["exclude", "only"])
+def test_two_processes_leave_out_the_same_drills_as_one(audit: Audit, drills: str) -> None:
+    one, one_charts = audit.report_with_sections(workers=1, drills=drills)
+    two, two_charts = audit.report_with_sections(workers=2, min_records=0, drills=drills)
+    assert two.to_dict() == one.to_dict() == audit.report(drills=drills)[0].to_dict()
+    assert list(two_charts) == list(one_charts) and len(two_charts) == len(two.runs)
