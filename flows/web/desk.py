@@ -17,6 +17,7 @@ A filter that does not parse is shown beside its field (422), never a 500.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -231,7 +232,8 @@ def entry_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
         result = dict(data.get("result") or {})
         evidence, approvers = result.pop("evidence", None), result.pop("approvers", None)
         if result:
-            out.append(("values", ", ".join(f"{k}={to_json(v).strip()}" for k, v in result.items())))
+            out.append(("values", ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+                                            for k, v in result.items())))
         for item in evidence or []:
             out.append(("evidence", item))
         if approvers:
