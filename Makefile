@@ -6,15 +6,30 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: demo test lint bench install clean deps-system
 
+# Mermaid draws the library's step graphs in the browser; served from this machine (no CDN), fetched
+# once from the npm registry (npm checks the tarball's integrity). Without npm the page shows the
+# graph's Mermaid text instead.
+MERMAID_VERSION = 11.17.2
+MERMAID = flows/web/static/vendor/mermaid-$(MERMAID_VERSION).min.js
+
+$(MERMAID):
+	@mkdir -p flows/web/static/vendor
+	@if command -v npm >/dev/null 2>&1; then \
+	  tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent mermaid@$(MERMAID_VERSION) >/dev/null) && \
+	  tar -xzf $$tmp/mermaid-$(MERMAID_VERSION).tgz -C $$tmp package/dist/mermaid.min.js package/LICENSE && \
+	  cp $$tmp/package/dist/mermaid.min.js $@ && cp $$tmp/package/LICENSE flows/web/static/vendor/mermaid.LICENSE && \
+	  rm -rf $$tmp || echo "mermaid: npm pack failed; the library shows graphs as text"; \
+	else echo "mermaid: npm missing; the library shows graphs as text"; fi
+
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(MERMAID)
 
-demo: $(STAMP)
+demo: $(STAMP) $(MERMAID)
 	$(BIN)/sop validate
 	$(BIN)/sop demo
 
@@ -29,7 +44,11 @@ deps-system:
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	    else echo "deps-system: chromium missing; run 'sudo make deps-system' (HTML report tests will be skipped)"; fi; }
 
-test: $(STAMP) deps-system
+	@fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq fonts-wqy-microhei >/dev/null || true; \
+	    else echo "deps-system: no CJK font; Chinese names render as boxes in browser screenshots"; fi; }
+
+test: $(STAMP) $(MERMAID) deps-system
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -46,6 +46,7 @@ from notifications.message import (
     SopInfo,
     StepInfo,
     SummaryRow,
+    test_message,
 )
 from notifications.overrides import validate_overrides
 from notifications.templating import render_for, render_message
@@ -54,6 +55,7 @@ from notifications.templating import render_for, render_message
 logging.getLogger("notifications").addHandler(logging.NullHandler())
 
 __all__ = [
+    "test_message",
     "KINDS",
     "Action",
     "ApprovalInfo",

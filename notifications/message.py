@@ -18,15 +18,15 @@ from flows.language.fields import FieldSpec
 from flows.language.spec import PRIORITY
 
 Kind = Literal[
-    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "run_started", "run_overdue",
-    "run_finished", "run_cancelled",
+    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
+    "run_overdue", "run_finished", "run_cancelled",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
-    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed"})
+    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
-ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue"})
+ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "handed_over"})
 NotifyType = Literal["info", "success", "warning", "failure"]
 
 
@@ -114,6 +114,12 @@ class StepInfo:
     values: Mapping[str, Any] = field(default_factory=dict)
     holder: str | None = None
     holder_contact: str | None = None
+    #: ``handed_over``: who gave the step to the reader, and what they said
+    handed_by: str | None = None
+    handover_note: str | None = None
+    #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)
+    round: int = 1
+    sent_back: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,3 +263,15 @@ __all__ = [
     "SummaryRow",
     "template_fields",
 ]
+
+
+def test_message(recipient: Any, origin: str, sent_at: datetime) -> Message:
+    """A test page, addressed by name so its reader knows it reached the right person (``origin``: who sent it)."""
+    body = (
+        f"This is a test from {origin}, sent {sent_at:%Y-%m-%d %H:%M} UTC.\n\n"
+        f"If you read this, **{recipient.name}** (`{recipient.id}`) can be reached here. "
+        "Nothing is asked of you."
+    )
+    return Message(
+        title=f"[P4] Test notification for {recipient.name}", body=body, notify_type="info", priority=4, kind="test"
+    )

@@ -59,6 +59,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         finished_at=STARTED + timedelta(minutes=14) if kind == "step_done" else None,
         values={"severity": "high"} if kind == "step_done" else {},
         holder="wang-fang" if kind in ("escalated", "step_claimed") else None,
+        handed_by="chen-jie" if kind == "handed_over" else None,
+        handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
         holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed") else None,
     )
     level = None

@@ -111,6 +111,14 @@ class RunBuilder:
         if self.run.first_report_at is None:  # "I'll take it" acknowledges the page
             self.run.first_report_at = at
 
+    def _handed_over(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                     data: dict[str, Any]) -> None:
+        step = self.step(step_id)  # the new holder holds it as if they had taken it
+        step.claimed_by, step.claimed_at, step.claimed_facts = data.get("to"), at, data
+
+    def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).reopen(int(data.get("round") or 2), data.get("by"), data.get("cause"), data.get("note"))
+
     def _help(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).help.append(Help(seq, at, actor, data.get("note"), data.get("level"), data))
 
@@ -169,6 +177,8 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.APPROVAL: RunBuilder._approval,
     K.STEP_CLAIMED: RunBuilder._claimed,
     K.HELP_ASKED: RunBuilder._help,
+    K.STEP_HANDED_OVER: RunBuilder._handed_over,
+    K.STEP_REOPENED: RunBuilder._reopened,
     K.ESCALATION: RunBuilder._escalation,
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,

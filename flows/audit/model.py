@@ -132,6 +132,25 @@ class Help:
 
 
 @dataclass(slots=True)
+class Round:
+    """An earlier round of a step a rejection sent back: how it ended, by whom, and why it came back."""
+
+    round: int
+    state: str
+    actor: str | None
+    actor_facts: dict[str, Any]
+    ready_at: datetime | None
+    due_at: datetime | None
+    finished_at: datetime | None
+    values: dict[str, Any]
+    note: str | None
+    approvals: list[Approval]
+    sent_back_by: str | None
+    sent_back_from: str | None
+    sent_back_note: str | None
+
+
+@dataclass(slots=True)
 class StepAudit:
     """One step of a run: when it was ready, who was asked and told, who did what, its deadline."""
 
@@ -160,6 +179,18 @@ class StepAudit:
     help: list[Help] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
+    round: int = 1  # the current round (a rejection's rework sends a step back: 2, 3…)
+    rounds: list[Round] = field(default_factory=list)  # the earlier rounds, oldest first
+
+    def reopen(self, round_: int, by: str | None, cause: str | None, note: str | None) -> None:
+        """A rework round begins: this round is kept in ``rounds``, the step is asked afresh."""
+        self.rounds.append(Round(self.round, self.state, self.actor, self.actor_facts, self.ready_at, self.due_at,
+                                 self.finished_at, self.values, self.note, self.approvals, by, cause, note))
+        self.round, self.state = round_, "pending"
+        self.ready_at = self.started_at = self.due_at = self.finished_at = self.overdue_at = None
+        self.actor, self.actor_facts, self.values, self.evidence, self.note = None, {}, {}, [], None
+        self.reason, self.deadline_met_recorded, self.approvals = None, None, []
+        self.claimed_by, self.claimed_at, self.claimed_facts = None, None, {}
 
     @property
     def is_human(self) -> bool:

@@ -44,6 +44,12 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":
         return f"{who} took it"
+    if kind == "step_reopened":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"round {data.get('round')}: sent back by {data.get('by')} from {data.get('cause')}{note}"
+    if kind == "step_handed_over":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{who} handed it to {data.get('to')}{note}"
     if kind == "help_asked":
         level = f" → level {data['level']}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"
@@ -96,6 +102,12 @@ def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
         "escalations": [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "level": e.level,
                          "message": e.message, "notify": e.notify, "late_ms": e.late_ms} for e in step.escalations],
         "notifications": [_notification(n, run) for n in step.notifications],
+        "round": step.round,
+        "rounds": [{"round": r.round, "state": r.state, "actor": r.actor,
+                    "actor_text": described(r.actor, r.actor_facts) if r.actor else None, "ready_at": r.ready_at,
+                    "finished_at": r.finished_at, "took_s": offset(r.ready_at, r.finished_at), "values": r.values,
+                    "note": r.note, "sent_back_by": r.sent_back_by, "sent_back_from": r.sent_back_from,
+                    "sent_back_note": r.sent_back_note} for r in step.rounds],
     }
 
 

@@ -142,8 +142,13 @@ def print_document(doc: dict[str, Any]) -> None:
                       "—" if doc["ended_at"] is None else "+" + _dur((doc["ended_at"] - doc["started_at"]).total_seconds() * doc["speed"]),
                       escape(doc["ended_by_text"] or ""), _verdict(doc["deadline"]))
     for step in doc["steps"]:
+        for earlier in step.get("rounds", []):  # a rejection sent it back: each earlier round on a line of its own
+            deadlines.add_row(f"{step['id']}: round {earlier['round']}", "", "",
+                              f"{earlier['state']}, sent back from {escape(earlier['sent_back_from'] or '?')}",
+                              escape(earlier["actor_text"] or ""), "")
         ended = "—" if step["took_s"] is None else f"+{_dur((step['ready_offset_s'] or 0) + step['took_s'])}"
-        deadlines.add_row(f"{step['id']} ({step['kind']}, {escape(step['assignee'] or 'automated')})",
+        name = f"{step['id']}: round {step['round']}" if step.get("round", 1) > 1 else step["id"]
+        deadlines.add_row(f"{name} ({step['kind']}, {escape(step['assignee'] or 'automated')})",
                           "—" if step["ready_offset_s"] is None else f"+{_dur(step['ready_offset_s'])}",
                           _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor_text"] or ""),
                           _verdict(step["deadline"]))

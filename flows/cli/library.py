@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -15,11 +15,9 @@ from flows.cli import app
 from flows.cli.common import console, err_console, fail, library, print_json
 from flows.engine.build import site_template_errors
 from flows.language.durations import format_duration
-from flows.language.ladder import levels
 from flows.language.library import project_root, validate_paths
-from flows.language.spec import Sop, json_schema
-from flows.language.steps import KINDS
-from flows.language.steps.human import HumanStep
+from flows.language.outline import describe, mermaid, trigger_text
+from flows.language.spec import json_schema
 
 
 @app.command()
@@ -58,7 +56,7 @@ def list_sops(as_json: Annotated[bool, typer.Option("--json", help="machine-read
     if as_json:
         print_json([{"id": s.sop.id, "title": s.sop.title, "class": s.sop.class_, "priority": s.sop.priority,
                      "owner": s.sop.owner, "deadline": format_duration(s.sop.deadline) if s.sop.deadline else None,
-                     "steps": len(s.sop.steps), "triggers": [_trigger_text(t) for t in s.sop.triggers],
+                     "steps": len(s.sop.steps), "triggers": [trigger_text(t) for t in s.sop.triggers],
                      "version": s.sop.version, "hash": s.text_hash} for s in rows])
         return
     table = Table(title=f"{len(rows)} SOPs", title_justify="left")
@@ -67,48 +65,8 @@ def list_sops(as_json: Annotated[bool, typer.Option("--json", help="machine-read
     for s in rows:
         table.add_row(f"P{s.sop.priority}", s.sop.id, s.sop.title, s.sop.class_, s.sop.owner,
                       format_duration(s.sop.deadline) if s.sop.deadline else "—", str(len(s.sop.steps)),
-                      "; ".join(_trigger_text(t) for t in s.sop.triggers) or "manual")
+                      "; ".join(trigger_text(t) for t in s.sop.triggers) or "manual")
     console.print(table)
-
-
-def _trigger_text(trigger: Any) -> str:
-    kind = trigger._kind
-    if kind == "metric":
-        cond = (f"> {trigger.above:g}" if trigger.above is not None else
-                f"< {trigger.below:g}" if trigger.below is not None else f"change {trigger.change}")
-        per = f" per {trigger.period}" if trigger.period else ""
-        times = f" for {trigger.for_} periods" if trigger.for_ > 1 else ""
-        return f"metric {trigger.metric} {cond}{per}{times}"
-    if kind == "alert":
-        return "alert " + ",".join(f"{k}={v}" for k, v in trigger.alert.items())
-    if kind == "event":
-        return f"event {trigger.event}"
-    return f"schedule {trigger.schedule} ({trigger.timezone})"
-
-
-def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
-    """The SOP as the show command prints it: steps with their ladders at absolute offsets."""
-    steps = []
-    for step in sop.steps:
-        ladder = []
-        if isinstance(step, HumanStep):
-            shown: dict[str, int] = {}
-            for level in levels(sop.ladder_for(step), step.due, limit=50):
-                entry = level.key.split(".")[0]
-                shown[entry] = shown.get(entry, 0) + 1
-                if level.is_repeat and shown[entry] > repeats:
-                    continue
-                ladder.append({"level": level.key, "after_ready": format_duration(level.offset),
-                               "notify": list(level.notify), "message": level.message})
-        steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": KINDS[step.kind].summary(step),
-                      "needs": sop.dependencies(step), "when": step.when,
-                      "due": format_duration(step.due) if step.due else None,
-                      "on_timeout": step.on_timeout, "escalation": ladder,
-                      "form": {k: v.model_dump(exclude_none=True) for k, v in getattr(step, "form", {}).items()}})
-    return {"id": sop.id, "title": sop.title, "class": sop.class_, "priority": f"P{sop.priority}", "owner": sop.owner,
-            "deadline": format_duration(sop.deadline) if sop.deadline else None, "version": sop.version,
-            "inputs": {k: v.model_dump(exclude_none=True) for k, v in sop.inputs.items()},
-            "triggers": [_trigger_text(t) for t in sop.triggers], "dedup": sop.dedup, "steps": steps}
 
 
 @app.command()
@@ -161,27 +119,6 @@ def graph(sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")]) -
     except KeyError as exc:
         fail(str(exc.args[0]))
     print(mermaid(sop))
-
-
-def mermaid(sop: Sop) -> str:
-    """A Mermaid ``flowchart TD`` of the step DAG (conditions and branches on the edges)."""
-    lines = ["flowchart TD"]
-    for step in sop.steps:
-        label = step.name.replace('"', "'")
-        suffix = f"<br/>due {format_duration(step.due)}" if step.due else ""
-        shape = ('{{"%s"}}' if step.branches() else '["%s"]') % f"{label}{suffix}"  # a branching step: a decision
-        lines.append(f"    {step.id.replace('-', '_')}{shape}")
-    for step in sop.steps:
-        for dep in sop.dependencies(step):
-            edge = "-->"
-            parent = next((s for s in sop.steps if s.id == dep), None)
-            branch = next((b for b in parent.branches() if step.id in b.steps), None) if parent else None
-            if branch is not None:
-                edge = f"-->|{branch.label}|"
-            elif step.when:
-                edge = "-.->|when|"
-            lines.append(f"    {dep.replace('-', '_')} {edge} {step.id.replace('-', '_')}")
-    return "\n".join(lines)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from flows.cli.common import console, err_console, fail, print_json
 from flows.language.config import Site
 from flows.language.library import load_site, project_root
 from flows.language.loader import read_document, yaml_files
-from notifications import Message, Recipient, UnknownTarget, deliver, recipients
+from notifications import UnknownTarget, deliver, recipients, test_message
 
 
 @app.command("notify-test")
@@ -45,7 +45,7 @@ def notify_test(
         people = [replace(r, fallback=False) for r in people]
     sent_at = datetime.now(UTC)
     results = deliver(
-        lambda r: test_message(r, target, sent_at),
+        lambda r: test_message(r, f"`sop notify-test {target}`", sent_at),
         people,
         timeout=timeout,
         retries=retries,
@@ -72,18 +72,6 @@ def notify_test(
     if not any(r.ok for r in results):
         err_console.print(f"[bold red]every destination failed[/] ({len(results)} tried)")
         raise typer.Exit(1)
-
-
-def test_message(recipient: Recipient, target: str, sent_at: datetime) -> Message:
-    """The test message, addressed by name so a reader knows it reached the right person."""
-    body = (
-        f"This is a test from `sop notify-test {target}`, sent {sent_at:%Y-%m-%d %H:%M} UTC.\n\n"
-        f"If you read this, **{recipient.name}** (`{recipient.id}`) can be reached here. "
-        "Nothing is asked of you."
-    )
-    return Message(
-        title=f"[P4] Test notification for {recipient.name}", body=body, notify_type="info", priority=4, kind="test"
-    )
 
 
 def site_config(root: Path | None = None) -> Site:

@@ -1,4 +1,4 @@
-"""Commands for ops managers and responders: serve, run, status, done, reject, take, need-help, cancel."""
+"""Commands for ops managers and responders: serve, run, status, done, reject, take, hand-over, need-help, cancel."""
 
 from __future__ import annotations
 
@@ -330,6 +330,28 @@ def take(
     finally:
         engine.pager.close()
     console.print(f"[green]✓[/] {step_id} is yours, {who.person}; the others were told")
+
+
+@app.command(name="hand-over")
+def hand_over(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
+    to: Annotated[str, typer.Option("--to", help="who takes it over: a person id in config/")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who hands it over: a person id in config/ (default $SOP_ACTOR)")] = None,
+    note: Annotated[str, typer.Option(help="what they need to know")] = "",
+) -> None:
+    """Hand an active step to another member of its role (its lead: to anyone); they are paged."""
+    engine = _engine(prefect=False)
+    who = _actor(engine, actor)
+    try:
+        engine.hand_over(run_id, step_id, who, to, note)
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except ReportRefused as exc:
+        fail_all(exc.problems, f"cannot hand `{step_id}` over; nothing was recorded")
+    finally:
+        engine.pager.close()
+    console.print(f"[green]✓[/] {step_id} handed to {to}; they were paged")
 
 
 @app.command(name="need-help")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +11,9 @@ import sqlalchemy as sa
 
 from flows.engine.paging import time_left
 from flows.engine.store import load_view
-from flows.ledger.schema import deliveries, runs
-from flows.ledger.vocabulary import RunStatus, StepState
+from flows.ledger import utc
+from flows.ledger.schema import deliveries, records, runs, steps, timers
+from flows.ledger.vocabulary import RunStatus, StepState, TimerKind
 
 
 def run_ids(engine: Any, *, status: str | None = RunStatus.RUNNING, sop: str | None = None, limit: int = 100) -> list[str]:
@@ -104,3 +106,106 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                 }
             )
     return out
+
+
+# --- the operators' board: every open run in three queries, no SOP text parsed -----------------
+
+_CURRENT = (StepState.ACTIVE, StepState.READY, StepState.RUNNING)
+_OPEN_RUNS = sa.select(runs.c.id, runs.c.sop_id, runs.c.title, runs.c.sop_class, runs.c.priority, runs.c.initiator,
+                       runs.c.trigger, runs.c.repeats, runs.c.last_seen_at, runs.c.speed, runs.c.started_at,
+                       runs.c.deadline_at).where(runs.c.status == RunStatus.RUNNING)
+_CURRENT_STEPS = (sa.select(steps.c.run_id, steps.c.step_id, steps.c.kind, steps.c.state, steps.c.assignee,
+                            steps.c.due_at, steps.c.claimed_by)
+                  .join(runs, runs.c.id == steps.c.run_id)
+                  .where((runs.c.status == RunStatus.RUNNING) & steps.c.state.in_(_CURRENT)))
+_LEVELS_FIRED = (sa.select(timers.c.run_id, timers.c.step_id, timers.c.level, timers.c.fired_at)
+                 .join(runs, runs.c.id == timers.c.run_id)
+                 .where((runs.c.status == RunStatus.RUNNING) & (timers.c.kind == TimerKind.LADDER)
+                        & timers.c.fired_at.is_not(None)))
+_VERSION = sa.select(sa.func.max(records.c.seq))
+
+
+@dataclass
+class BoardStep:
+    """A step a run is at now: who has it (the role, its person, who took it), its due, the ladder reached."""
+
+    id: str
+    title: str
+    kind: str
+    state: str
+    assignee: str | None
+    person: str | None
+    claimed_by: str | None
+    due_at: datetime | None
+    level: str | None
+    levels_fired: int
+
+
+@dataclass
+class BoardRun:
+    """An open run as the board shows it."""
+
+    id: str
+    sop_id: str
+    title: str
+    sop_class: str
+    priority: int
+    initiator: str | None
+    trigger: dict[str, Any]
+    repeats: int
+    last_seen_at: datetime | None
+    speed: float
+    started_at: datetime
+    deadline_at: datetime | None
+    steps: list[BoardStep] = field(default_factory=list)
+
+    @property
+    def next_due(self) -> datetime | None:
+        """The soonest instant something is due: an active step's due or the run's deadline."""
+        dues = [s.due_at for s in self.steps if s.due_at is not None] + ([self.deadline_at] if self.deadline_at else [])
+        return min(dues) if dues else None
+
+
+def ledger_version(engine: Any) -> int:
+    """The newest record's seq: any change of any run moves it (the board's live updates compare it)."""
+    with engine.ledger.read() as conn:
+        return int(conn.execute(_VERSION).scalar() or 0)
+
+
+def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
+    """Every open run with its current steps, P1 first, then the soonest due; and the ledger's version."""
+    library = engine.library
+    titles: dict[tuple[str, str], str] = {}
+    for loaded in library.sops.values():
+        for step in loaded.sop.steps:
+            titles[(loaded.sop.id, step.id)] = step.name
+    with engine.ledger.read() as conn:
+        version = int(conn.execute(_VERSION).scalar() or 0)
+        board = {r.id: BoardRun(r.id, r.sop_id, r.title, r.sop_class, r.priority, r.initiator,
+                                json.loads(r.trigger or "null") or {}, r.repeats, utc(r.last_seen_at), float(r.speed or 1),
+                                utc(r.started_at), utc(r.deadline_at))  # type: ignore[arg-type]
+                 for r in conn.execute(_OPEN_RUNS)}
+        fired: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+        for t in conn.execute(_LEVELS_FIRED):
+            fired.setdefault((t.run_id, t.step_id), []).append((utc(t.fired_at), t.level))  # type: ignore[arg-type]
+        for s in conn.execute(_CURRENT_STEPS):
+            run = board.get(s.run_id)
+            if run is None:
+                continue
+            levels = sorted(fired.get((s.run_id, s.step_id), []))
+            role = engine.site.roles.get(s.assignee) if s.assignee else None
+            run.steps.append(BoardStep(s.step_id, titles.get((run.sop_id, s.step_id), s.step_id), s.kind, s.state,
+                                       s.assignee, role.primary if role else s.assignee, s.claimed_by, utc(s.due_at),
+                                       levels[-1][1] if levels else None, len(levels)))
+    far = datetime.max.replace(tzinfo=UTC)
+    ordered = sorted(board.values(), key=lambda r: (r.priority, r.next_due or far, r.started_at))
+    return version, ordered
+
+
+def last_deliveries(engine: Any) -> dict[str, dict[str, Any]]:
+    """Each recipient's newest delivery (when, which page, through what, ok or the error): the People page."""
+    newest = (sa.select(deliveries.c.recipient, sa.func.max(deliveries.c.id).label("id"))
+              .group_by(deliveries.c.recipient).subquery())
+    query = sa.select(deliveries).join(newest, deliveries.c.id == newest.c.id)
+    with engine.ledger.read() as conn:
+        return {row.recipient: {**dict(row._mapping), "at": utc(row.at)} for row in conn.execute(query)}

@@ -32,7 +32,7 @@ from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import deliveries
-from flows.ledger.vocabulary import RunStatus
+from flows.ledger.vocabulary import RunStatus, StepState
 
 log = logging.getLogger("sop.paging")
 
@@ -354,9 +354,14 @@ class Pager:
                 evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
                 actor=row["actor"], finished_at=row["finished_at"],
                 values={k: v for k, v in result.items() if k in getattr(step, "form", {})},
-                holder=holder, holder_contact=person.email if person else None)
+                holder=holder, holder_contact=person.email if person else None,
+                handed_by=(page.level or {}).get("by") if page.kind == "handed_over" else None,
+                handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,
+                round=row.get("round") or 1,
+                sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None)
         level = None
-        if page.level:  # how late the *step* is reads from time_left; late_by is left to the templates' default
+        if page.level and page.kind != "handed_over":  # (a hand-over carries its facts, not a level) how late the
+            # *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
                               asked_by=page.level.get("asked_by"))
         summary = None

@@ -252,6 +252,11 @@ class Engine:
             change.set_step(step.id, state, result=result, actor=actor.person, note=report.note, facts=actor.facts())
             if escalated:
                 change.page("step_done", step.id, [view.sop.owner])
+            if state == StepState.REJECTED and step.on_reject:
+                round_ = change.rework(step, by=actor.person, note=report.note)
+                if round_ is not None:
+                    log.info("event=rework run=%s step=%s back_to=%s round=%d", run_id, step_id, step.on_reject,
+                             round_)
         log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, actor.described(), state)
         self.advance(run_id)
         if nudge and self.launcher is not None:
@@ -297,6 +302,51 @@ class Engine:
                 change.page("step_claimed", step.id, others)
         log.info("event=step_claimed run=%s step=%s actor=%s", view.id, step_id, actor.described())
         return actor.person
+
+    def hand_over(self, run_id: str, step_id: str, actor: Actor | str, to: str, note: str = "", *,
+                  link: Claim | None = None) -> str:
+        """Give an active step to another person, who is paged with the note; returns the new holder.
+
+        Who may: whoever holds it (who took it, else the person it went to) to another member of
+        its role; the role's lead or the run's owner to any person of config. Refused
+        (ReportRefused) otherwise, and for someone who is not a person.
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            step = self._human_step(view, step_id)
+            self.check_may_act(view, step, actor)
+            row = view.steps[step.id]
+            holder = row.get("claimed_by") or self.person_for(step.assignee)
+            role = self.site.roles.get(step.assignee)
+            overseers = human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
+            team = human.members(self.site, step.assignee)
+            problems = []
+            if to not in self.site.people:
+                problems.append(str(UnknownPerson(to, self.site, "hand over to")))
+            elif to == holder:
+                problems.append(f"{to} holds `{step.id}` already")
+            elif actor.person in overseers:
+                pass  # a lead (or the owner) may name anyone
+            elif actor.person != holder:
+                problems.append(f"{actor.person} does not hold `{step.id}` ({holder} does): only its holder or "
+                                f"the lead of {step.assignee} may hand it over")
+            elif to not in team:
+                problems.append(f"{to} is not a member of {step.assignee} ({', '.join(sorted(team))}); "
+                                f"its lead may hand it to anyone")
+            if problems:
+                raise human.ReportRefused(problems)
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="hand-over", now=now)
+            t.store.claim_step(view, step.id, to, now)
+            change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
+                          note=note, **actor.facts())
+            change.page("handed_over", step.id, [to],
+                        level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
+        log.info("event=step_handed_over run=%s step=%s actor=%s to=%s", view.id, step_id, actor.described(), to)
+        return to
 
     def ask_for_help(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
                      link: Claim | None = None) -> list[str]:

@@ -55,6 +55,8 @@ TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
     S.ACTIVE: frozenset({S.DONE, S.REJECTED, S.SKIPPED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     **{state: frozenset() for state in TERMINAL_STEP},
+    # a rework round (a human step's `on_reject`) sends the steps of its loop back to pending, never further
+    **{state: frozenset({S.PENDING}) for state in (S.DONE, S.REJECTED, S.SKIPPED)},
 }
 
 
@@ -93,6 +95,8 @@ class RecordKind(StrEnum):
     REPORT_REFUSED = "report_refused"
     STEP_CLAIMED = "step_claimed"    # a member of the role said "I'll take it" (counts as acknowledged)
     HELP_ASKED = "help_asked"        # the holder asked for help: the step escalates to its next level now
+    STEP_HANDED_OVER = "step_handed_over"  # the holder (or the role's lead) gave an active step to another person
+    STEP_REOPENED = "step_reopened"  # a rejection sent the work back (on_reject): the step is asked again, round N
     SIGN_IN_SENT = "sign_in_sent"    # a sign-in link went to a person's own contacts
     SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)
     SIGNED_OUT = "signed_out"        # a person ended their browser session

@@ -75,11 +75,14 @@ class Drill:
                  inputs: dict[str, Any] | None = None, answers: dict[str, dict[str, Any]] | None = None,
                  seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
                  timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_start: Callable[[str], None] | None = None):
+                 on_start: Callable[[str], None] | None = None, reject: set[str] | None = None):
         self.engine = engine
         self.sop_id = sop_id
         self.speed = speed
         self.late = late or set()
+        #: steps whose first answer is a rejection (a rework round when the step declares ``on_reject``)
+        self.reject = set(reject or ())
+        self._rejected: set[str] = set()
         self.inputs = inputs or {}
         self.answers = answers or {}
         self.random = random.Random(seed)
@@ -108,6 +111,15 @@ class Drill:
             candidates = [m for m in dict.fromkeys(members) if m != initiator]
             actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
             self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
+        if step.id in self.reject and step.id not in self._rejected:
+            self._rejected.add(step.id)
+            report = HumanReport(actor=Actor(person=actor, via="drill"), outcome="rejected",
+                                 note="drill: not with this wording")
+            try:
+                self.engine.report(run_id, step.id, report)
+            except ReportRefused as exc:
+                self._emit(run_id, TimelineEntry(timedelta(0), "drill_error", step.id, str(exc)))
+            return
         report = HumanReport(actor=Actor(person=actor, via="drill"), values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
         try:
             self.engine.report(run_id, step.id, report)
@@ -158,7 +170,7 @@ class Drill:
                 for step in sop.steps:
                     if not isinstance(step, HumanStep) or view.state(step.id) != StepState.ACTIVE:
                         continue
-                    key = f"{step.id}#{len(view.approvals(step.id))}"
+                    key = f"{step.id}#{view.steps[step.id].get('round') or 1}#{len(view.approvals(step.id))}"
                     if key not in self._planned:
                         self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])
                     if now >= self._planned[key]:

@@ -40,7 +40,10 @@ from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-ACTIONS = ("done", "reject", "claim", "help")
+ACTIONS = ("done", "reject", "claim", "help", "handover")
+#: the header's links: path, label, who sees it (None: anyone signed in)
+NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/desk", "Audit", "auditors"),
+       ("/library", "Library", None), ("/people", "People", None))
 
 
 def _web(request: Request) -> Web:
@@ -51,7 +54,8 @@ def html(request: Request, name: str, status: int = 200, **context: Any) -> Resp
     """A page, with the cookie of a session begun during the request."""
     web = _web(request)
     session = web.session(request)
-    body = page(name, viewer=session, site=web.site, request=request, **context)
+    nav = [(path, label) for path, label, access in NAV if access is None and session or web.may(session, access or "")]
+    body = page(name, viewer=session, site=web.site, request=request, nav=nav, **context)
     response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
     return web.finish(request, response)
 
@@ -127,9 +131,17 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
         tz=person.timezone if person else "UTC", now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
-        instructions=instructions(view, step, site),
+        instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(view) if done else [],
     )
+
+
+def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
+    """Whom the reader may hand the step to: the role's other members; anyone, for its lead or the run's owner."""
+    site = web.site
+    holder = sp.holder or web.engine.person_for(sp.step.assignee)
+    pool = site.people if sp.person in _overseers(web, sp.view, sp.step) else members(site, sp.step.assignee)
+    return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
 
 
 def _next_steps(view: RunView) -> list[dict[str, Any]]:
@@ -179,6 +191,11 @@ def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str
     if action == "help":
         engine.ask_for_help(view.id, step.id, actor, note, link=link)
         return "help"
+    if action == "handover":
+        to = (posted.get("to") or "").strip()
+        if not to:
+            raise Refused({"to": "choose who takes it over"})
+        return engine.hand_over(view.id, step.id, actor, to, note, link=link)
     engine.check_may_act(view, step, actor)
     if action == "reject":
         if not note:
@@ -240,6 +257,8 @@ def _by_field(problems: list[str], step: HumanStep) -> tuple[dict[str, str], lis
         name = next((f for f in step.form if problem.startswith(f"field `{f}`")), None)
         if name:
             errors[name] = problem.split(":", 1)[-1].strip() if ":" in problem else problem
+        elif problem.startswith("hand over to") or " is not a member of " in problem:
+            errors["to"] = problem
         elif "evidence" in problem:
             errors["evidence"] = problem
         else:
@@ -359,7 +378,10 @@ def run_page(request: Request, run: str) -> Response:
     audit = Audit(web.engine.ledger).run(view.id)
     now = web.engine.clock.now()
     person = web.site.people.get(session.person)
+    q = request.query_params
     return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
+                operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
+                attached=q.get("attached"), cancelled=q.get("cancelled"),
                 speed=view.speed, tz=person.timezone if person else "UTC", chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open)

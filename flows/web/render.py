@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from flows.engine.paging import time_left
+from flows.language.durations import format_duration
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -70,7 +71,7 @@ def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(md=markdown, when=when)
+    env.filters.update(md=markdown, when=when, duration=format_duration)
     env.globals.update(left=left, escape=escape)
     return env
 

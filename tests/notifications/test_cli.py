@@ -22,7 +22,7 @@ def test_a_role_with_its_backup_gets_a_test_message_in_the_local_inbox(sop: Any,
     assert "role pr-oncall (primary)" in done.stdout and "role pr-oncall (backup)" in done.stdout
     assert done.stdout.count(" ok ") == 2
     [message] = read_inbox("wang-fang", tmp_path)
-    assert message["title"] == "[P4] Test notification for Wang Fang"
+    assert message["title"] == "[P4] Test notification for Wang Fang 王芳"  # names are bilingual in config/
     assert "`sop notify-test pr-oncall`" in message["body"]
     assert len(read_inbox("sara-lopez", tmp_path)) == 1
 

@@ -101,3 +101,11 @@ def site(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle() -> None:
+    """Each test may ask for sign-in links (the form allows one per person per 30 s)."""
+    from flows.web import signin
+
+    signin._last_sent.clear()

@@ -154,3 +154,75 @@ def test_sign_in_page(site: Site, open_page: Any) -> None:
     page.get_by_role("button", name="Send me a link").click()
     assert "a sign-in link is on its way" in page.locator(".ok").inner_text()
     page.shot("sign-in")
+
+
+@pytest.fixture(scope="module")
+def timers(site: Site) -> Iterator[None]:
+    """The timer service, as `sop serve` runs it: ladders and dues fire on the runs' compressed time."""
+    import threading
+
+    from flows.engine.timers import TimerService
+
+    stop = threading.Event()
+    thread = threading.Thread(target=TimerService(site.engine, name="web-browser-tests").run, args=(stop,),
+                              daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(10)
+
+
+def browser_sign_in(page: Any, site: Site, person: str) -> None:
+    """Sign in as a person does: the form, then the link from their own inbox."""
+    seen = len(site.inbox(person))
+    page.goto(f"{site.url}/sign-in")
+    page.fill("#who", person)
+    page.get_by_role("button", name="Send me a link").click()
+    body = site.messages(person, seen)[0]["body"]
+    page.goto(re.search(r"(http\S+/sign-in/\S+)", body).group(1))  # type: ignore[union-attr]
+
+
+def test_an_operator_starts_crisis_pr_and_watches_it_escalate_without_reloading(site: Site, open_page: Any,
+                                                                                timers: None) -> None:
+    page = open_page()
+    browser_sign_in(page, site, "li-wei")
+    page.goto(f"{site.url}/board/start/crisis-pr")
+    page.fill("#f-brand", brand())
+    page.fill("#f-mentions_per_day", "140")
+    page.check("#f-drill")
+    page.fill("#f-speed", "300")  # assess's 15 minutes in 3 seconds
+    page.shot("start")
+    page.get_by_role("button", name="Start crisis-pr").click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]+\?started=1$"))
+    run_id = page.url.split("/runs/", 1)[1].split("?")[0]
+    page.goto(f"{site.url}/board")
+    assert page.locator("article.run").first.get_attribute("id") == f"run-{run_id}"  # P1, soonest due: on top
+    page.evaluate("window.notReloaded = true")
+    card = page.locator(f"#run-{run_id}")
+    card.locator(".overdue").first.wait_for(timeout=30_000)  # assess turns overdue on the page
+    page.wait_for_function(
+        f"document.querySelector('#run-{run_id} .level') && "
+        f"document.querySelector('#run-{run_id} .level').textContent.trim() !== 'ladder 1'", timeout=30_000)
+    assert re.match(r"ladder [2-9]", card.locator(".level").first.inner_text())  # the ladder rose
+    assert page.evaluate("window.notReloaded") is True  # the rows came without a reload
+    page.shot("board")
+    page.goto(f"{site.url}/runs/{run_id}")
+    page.locator("summary", has_text="Cancel this run").click()
+    page.fill("#f-cancel-reason", "drill over")
+    page.get_by_role("button", name="Cancel the run").click()
+    assert "Cancelled" in page.locator(".ok").inner_text()
+    assert site.engine.view(run_id).run["status"] == "cancelled"
+    assert page.outside == []  # type: ignore[attr-defined]
+
+
+def test_the_library_draws_the_graph_and_people_read_in_both_scripts(site: Site, open_page: Any) -> None:
+    page = open_page()
+    browser_sign_in(page, site, "guo-jing")
+    page.goto(f"{site.url}/library/crisis-pr")
+    page.locator("pre.mermaid svg").wait_for(timeout=20_000)  # drawn by Mermaid served from this machine
+    assert "Assess scope" in page.locator("pre.mermaid svg").text_content()
+    page.shot("library")
+    page.goto(f"{site.url}/people")
+    assert "Wang Fang 王芳" in page.locator("table").nth(1).inner_text()
+    page.shot("people")
+    assert page.outside == []  # type: ignore[attr-defined]

@@ -1,0 +1,76 @@
+"""How an SOP reads to people: its step DAG as Mermaid, its triggers in words, its steps with their ladders.
+
+What `sop graph`, `sop list` and `sop show` print and the library page shows (one source for both).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.language.durations import format_duration
+from flows.language.ladder import levels
+from flows.language.spec import Sop
+from flows.language.steps import KINDS
+from flows.language.steps.human import HumanStep
+
+
+def mermaid(sop: Sop) -> str:
+    """A Mermaid ``flowchart TD`` of the step DAG (conditions and branches on the edges)."""
+    lines = ["flowchart TD"]
+    for step in sop.steps:
+        label = step.name.replace('"', "'")
+        suffix = f"<br/>due {format_duration(step.due)}" if step.due else ""
+        shape = ('{{"%s"}}' if step.branches() else '["%s"]') % f"{label}{suffix}"  # a branching step: a decision
+        lines.append(f"    {step.id.replace('-', '_')}{shape}")
+    for step in sop.steps:
+        for dep in sop.dependencies(step):
+            edge = "-->"
+            parent = next((s for s in sop.steps if s.id == dep), None)
+            branch = next((b for b in parent.branches() if step.id in b.steps), None) if parent else None
+            if branch is not None:
+                edge = f"-->|{branch.label}|"
+            elif step.when:
+                edge = "-.->|when|"
+            lines.append(f"    {dep.replace('-', '_')} {edge} {step.id.replace('-', '_')}")
+    return "\n".join(lines)
+
+
+def trigger_text(trigger: Any) -> str:
+    """A trigger in words: ``metric negative_mentions > 100 per day``, ``alert alertname=X``."""
+    kind = trigger._kind
+    if kind == "metric":
+        cond = (f"> {trigger.above:g}" if trigger.above is not None else
+                f"< {trigger.below:g}" if trigger.below is not None else f"change {trigger.change}")
+        per = f" per {trigger.period}" if trigger.period else ""
+        times = f" for {trigger.for_} periods" if trigger.for_ > 1 else ""
+        return f"metric {trigger.metric} {cond}{per}{times}"
+    if kind == "alert":
+        return "alert " + ",".join(f"{k}={v}" for k, v in trigger.alert.items())
+    if kind == "event":
+        return f"event {trigger.event}"
+    return f"schedule {trigger.schedule} ({trigger.timezone})"
+
+
+def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
+    """The SOP as the show command prints it: steps with their ladders at absolute offsets."""
+    steps = []
+    for step in sop.steps:
+        ladder = []
+        if isinstance(step, HumanStep):
+            shown: dict[str, int] = {}
+            for level in levels(sop.ladder_for(step), step.due, limit=50):
+                entry = level.key.split(".")[0]
+                shown[entry] = shown.get(entry, 0) + 1
+                if level.is_repeat and shown[entry] > repeats:
+                    continue
+                ladder.append({"level": level.key, "after_ready": format_duration(level.offset),
+                               "notify": list(level.notify), "message": level.message})
+        steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": KINDS[step.kind].summary(step),
+                      "needs": sop.dependencies(step), "when": step.when,
+                      "due": format_duration(step.due) if step.due else None,
+                      "on_timeout": step.on_timeout, "escalation": ladder,
+                      "form": {k: v.model_dump(exclude_none=True) for k, v in getattr(step, "form", {}).items()}})
+    return {"id": sop.id, "title": sop.title, "class": sop.class_, "priority": f"P{sop.priority}", "owner": sop.owner,
+            "deadline": format_duration(sop.deadline) if sop.deadline else None, "version": sop.version,
+            "inputs": {k: v.model_dump(exclude_none=True) for k, v in sop.inputs.items()},
+            "triggers": [trigger_text(t) for t in sop.triggers], "dedup": sop.dedup, "steps": steps}

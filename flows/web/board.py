@@ -1,0 +1,256 @@
+"""The ops manager's board: open runs by priority and time left, starting a playbook, cancelling a run.
+
+For ``settings.web.operators`` only (others get 403). ``/board`` lists every open run (P1
+first, then the soonest due) with its current steps, who has them, time left, the ladder
+reached and repeats; filters by class, SOP, role and person (``mine``). The page polls
+``/board/rows`` every second with the ledger version it shows: unchanged, the answer is an
+empty 204; changed, the rows again (no reload; without JavaScript the page reads the same,
+and reloading refreshes it). ``/board/start/<sop>`` is a form built from the SOP's typed
+inputs (the same checks as the API), with a drill toggle and speed; a start that dedup
+attaches to an open run says so. Cancelling needs a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from flows.engine.board import BoardRun, ledger_version, open_board
+from flows.engine.inputs import InputRefused, StepNotActive
+from flows.engine.view import RunNotFound
+from flows.language.spec import PRIORITY
+from flows.language.steps.human import members
+from flows.web.app import Web
+from flows.web.forms import form_fields, read_form
+from flows.web.pages import html, notice, sign_in_first
+from flows.web.sessions import Session
+
+log = logging.getLogger("sop.web")
+router = APIRouter(include_in_schema=False)
+#: a drill's speed from the board: the same range the API takes
+SPEED_MIN, SPEED_MAX = 1.0, 100_000.0
+#: how often a waiting long poll looks at the ledger's version
+LONG_POLL_CHECK_S = 0.2
+
+
+def _web(request: Request) -> Web:
+    return request.app.state.web
+
+
+def _operator(request: Request) -> tuple[Session | None, Response | None]:
+    web = _web(request)
+    session = web.session(request)
+    if session is None:
+        return None, sign_in_first(request)
+    if not web.may(session, "operators"):
+        return session, notice(request, "Operators only", f"{session.person} is not one of settings.web.operators: "
+                               "the board, starting and cancelling runs are theirs.", 403)
+    return session, None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the board is narrowed to (query parameters; empty means all)."""
+
+    sop_class: str = ""
+    sop: str = ""
+    role: str = ""
+    person: str = ""
+
+    @classmethod
+    def of(cls, request: Request, me: str) -> Filters:
+        q = request.query_params
+        person = (q.get("person") or "").strip()
+        return cls(q.get("class", "").strip(), q.get("sop", "").strip(), q.get("role", "").strip(),
+                   me if person == "mine" else person)
+
+    def query(self, me: str) -> str:
+        pairs = {"class": self.sop_class, "sop": self.sop, "role": self.role,
+                 "person": "mine" if self.person and self.person == me else self.person}
+        return urlencode({k: v for k, v in pairs.items() if v})
+
+    def keep(self, web: Web, run: BoardRun) -> bool:
+        if self.sop_class and run.sop_class != self.sop_class:
+            return False
+        if self.sop and run.sop_id != self.sop:
+            return False
+        if self.role and not any(s.assignee == self.role for s in run.steps):
+            return False
+        if self.person:
+            return any(s.claimed_by == self.person or (not s.claimed_by and self.person in members(web.site, s.assignee))
+                       for s in run.steps)
+        return True
+
+
+def _rows(web: Web, filters: Filters) -> tuple[int, list[BoardRun]]:
+    version, runs = open_board(web.engine)
+    return version, [r for r in runs if filters.keep(web, r)]
+
+
+def _tz(web: Web, session: Session) -> str:
+    person = web.site.people.get(session.person)
+    return person.timezone if person else "UTC"
+
+
+@router.get("/board")
+def board(request: Request) -> Response:
+    session, refused = _operator(request)
+    if refused is not None:
+        return refused
+    assert session is not None
+    web = _web(request)
+    filters = Filters.of(request, session.person)
+    version, runs = _rows(web, filters)
+    library = web.engine.library
+    return html(request, "board.html.j2", runs=runs, version=version, filters=filters, now=web.engine.clock.now(),
+                tz=_tz(web, session), query=filters.query(session.person), sops=sorted(library.sops),
+                classes=list(PRIORITY), roles=sorted(web.site.roles), people=sorted(web.site.people),
+                me=session.person, cancelled=request.query_params.get("cancelled"))
+
+
+@router.get("/board/rows")
+async def board_rows(request: Request, after: int = -1, wait: float = 0.0) -> Response:
+    """The board's rows once the ledger moved past ``after``; 204 (nothing) when it did not.
+
+    ``wait`` (seconds, at most 25): hold the answer until the ledger moves or the time is up
+    (a long poll: the page learns of a change within a fifth of a second, for one cheap query
+    every fifth of a second while nothing happens).
+    """
+    session, refused = await run_in_threadpool(_operator, request)
+    if refused is not None:
+        return refused
+    assert session is not None
+    web = _web(request)
+    deadline = time.monotonic() + min(max(wait, 0.0), 25.0)
+    while after >= 0 and await run_in_threadpool(ledger_version, web.engine) <= after:
+        if time.monotonic() >= deadline or await request.is_disconnected():
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        await asyncio.sleep(LONG_POLL_CHECK_S)
+    filters = Filters.of(request, session.person)
+    version, runs = await run_in_threadpool(_rows, web, filters)
+    response = html(request, "board_rows.html.j2", runs=runs, now=web.engine.clock.now(), tz=_tz(web, session))
+    response.headers["X-Board-Version"] = str(version)
+    return response
+
+
+# --- starting a playbook -------------------------------------------------------------------
+
+
+@router.get("/board/start")
+def pick(request: Request) -> Response:
+    session, refused = _operator(request)
+    if refused is not None:
+        return refused
+    web = _web(request)
+    sops = sorted((loaded.sop for loaded in web.engine.library.sops.values()), key=lambda s: (PRIORITY[s.class_], s.id))
+    return html(request, "start_pick.html.j2", sops=sops)
+
+
+def _start_page(request: Request, sop_id: str, status: int = 200, **context: Any) -> Response:
+    web = _web(request)
+    sop = web.engine.library.sops[sop_id].sop
+    session = web.session(request)
+    return html(request, "start.html.j2", status=status, sop=sop, fields=form_fields(sop.inputs),
+                csrf=session.csrf if session else "", speed_min=SPEED_MIN, speed_max=SPEED_MAX,
+                **{"errors": {}, "problems": [], "posted": {}, **context})
+
+
+@router.get("/board/start/{sop_id}")
+def start_form(request: Request, sop_id: str) -> Response:
+    session, refused = _operator(request)
+    if refused is not None:
+        return refused
+    if sop_id not in _web(request).engine.library.sops:
+        return notice(request, "No such SOP", f"There is no SOP `{sop_id}`.", 404)
+    return _start_page(request, sop_id)
+
+
+@router.post("/board/start/{sop_id}")
+async def start(request: Request, sop_id: str) -> Response:
+    session, refused = await run_in_threadpool(_operator, request)
+    if refused is not None:
+        return refused
+    assert session is not None
+    web = _web(request)
+    if sop_id not in web.engine.library.sops:
+        return notice(request, "No such SOP", f"There is no SOP `{sop_id}`.", 404)
+    form = await request.form(max_files=0, max_fields=200)
+    posted = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    if not session.csrf_ok(posted.get("csrf")):
+        return notice(request, "This form has expired", "Reload the page and try again. Nothing was started.", 403)
+    sop = web.engine.library.sops[sop_id].sop
+    values, errors = read_form(sop.inputs, posted)
+    speed = None
+    if posted.get("drill"):
+        try:
+            speed = float(posted.get("speed") or "")
+            if not SPEED_MIN <= speed <= SPEED_MAX:
+                raise ValueError
+        except ValueError:
+            errors["speed"] = f"a number from {SPEED_MIN:g} to {SPEED_MAX:g} (60 plays an hour in a minute)"
+    if errors:
+        return _start_page(request, sop_id, 422, errors=errors, posted=posted)
+    actor = web.actor(session)
+    trigger = {"kind": "drill" if speed else "web", "by": session.person, "via": actor.via}
+    try:
+        result = await run_in_threadpool(lambda: web.engine.start(sop_id, values, initiator=actor, trigger=trigger,
+                                                                  speed=speed, launch=False))
+    except InputRefused as exc:
+        errors, problems = _input_problems(exc.problems, sop.inputs)
+        return _start_page(request, sop_id, 422, errors=errors, problems=problems, posted=posted)
+    if not result.attached:
+        request.app.state.launch(result.run_id)
+    log.info("event=run_started_from_board run=%s sop=%s by=%s attached=%s", result.run_id, sop_id, session.person,
+             result.attached)
+    where = f"/runs/{quote(result.run_id)}?" + urlencode({"attached" if result.attached else "started": "1"})
+    return web.finish(request, RedirectResponse(where, status_code=303))
+
+
+def _input_problems(problems: list[str], inputs: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The engine's problems naming an input (``input `brand`: …``) go beside it."""
+    errors: dict[str, str] = {}
+    rest: list[str] = []
+    for problem in problems:
+        name = next((n for n in inputs if f"`{n}`" in problem), None)
+        if name:
+            errors[name] = problem
+        else:
+            rest.append(problem)
+    return errors, rest
+
+
+# --- cancelling --------------------------------------------------------------------------------
+
+
+@router.post("/runs/{run}/cancel")
+async def cancel(request: Request, run: str) -> Response:
+    session, refused = await run_in_threadpool(_operator, request)
+    if refused is not None:
+        return refused
+    assert session is not None
+    web = _web(request)
+    form = await request.form(max_files=0, max_fields=10)
+    if not session.csrf_ok(str(form.get("csrf") or "")):
+        return notice(request, "This form has expired", "Reload the page and try again. Nothing was cancelled.", 403)
+    reason = str(form.get("reason") or "").strip()
+    if not reason:
+        return notice(request, "A reason is needed", "Say why the run is cancelled: it is recorded and sent to the "
+                      "people involved. Nothing was cancelled.", 422, action=(f"/runs/{quote(run)}", "Back to the run"))
+    try:
+        view = await run_in_threadpool(web.engine.cancel, run, reason, web.actor(session))
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except (StepNotActive, InputRefused) as exc:
+        return notice(request, "Not cancelled", str(exc), 409, action=(f"/runs/{quote(run)}", "Back to the run"))
+    back = str(form.get("back") or "")
+    target = back if back.startswith("/board") else f"/runs/{quote(view.id)}"
+    sep = "&" if "?" in target else "?"
+    return web.finish(request, RedirectResponse(f"{target}{sep}cancelled={quote(view.id)}", status_code=303))

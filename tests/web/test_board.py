@@ -1,0 +1,142 @@
+"""The ops manager's board over HTTP: who may open it, starting a playbook from its form, live rows, cancelling."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from flows.engine import outbox
+from tests.engine.conftest import records
+from tests.web.conftest import Site
+from tests.web.test_pages import csrf_of, field_errors, sign_in
+
+
+def operator(site: Site, person: str = "li-wei") -> httpx.Client:
+    client = site.client()
+    sign_in(site, client, person)
+    return client
+
+
+def test_a_responder_cannot_open_the_board_or_its_write_actions(site: Site) -> None:
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    responder = site.client()
+    sign_in(site, responder, "sara-lopez")  # PR on-call and CS lead: no operator
+    csrf = csrf_of(responder.get("/"))
+    assert responder.get("/board").status_code == 403
+    assert responder.get("/board/start/crisis-pr").status_code == 403
+    started = responder.post("/board/start/crisis-pr", data={"csrf": csrf, "brand": "x"})
+    cancelled = responder.post(f"/runs/{run_id}/cancel", data={"csrf": csrf, "reason": "not mine"})
+    assert started.status_code == 403 and cancelled.status_code == 403
+    assert site.engine.view(run_id).is_open
+    token = httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {site.tokens['sre-oncall-phone']}"})
+    assert token.post("/v1/runs", json={"sop": "crisis-pr"}).status_code == 403  # nor the API's, with a token
+    assert token.post(f"/v1/runs/{run_id}/cancel", json={"reason": "x"}).status_code == 403
+
+
+def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site: Site) -> None:
+    client = operator(site)
+    form = client.get("/board/start/crisis-pr")
+    assert form.status_code == 200 and 'name="mentions_per_day"' in form.text and 'name="drill"' in form.text
+    brand = f"b-{uuid.uuid4().hex[:8]}"
+    wrong = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": brand,
+                                                        "mentions_per_day": "-5"})
+    assert wrong.status_code == 422 and field_errors(wrong) == {"mentions_per_day": "must be at least 0, got -5"}
+    slow = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": brand, "drill": "1",
+                                                       "speed": "1e9"})
+    assert slow.status_code == 422 and "a number from 1 to 100000" in field_errors(slow)["speed"]
+    started = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": brand,
+                                                          "mentions_per_day": "140"})
+    assert started.status_code == 303 and started.headers["location"].endswith("?started=1")
+    run_id = started.headers["location"].split("/runs/", 1)[1].split("?")[0]
+    first = records(site.engine, run_id, "run_started")[0]
+    assert first["actor"] == "li-wei" and first["data"]["via"] == "web"
+    again = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": brand})
+    assert again.headers["location"] == f"/runs/{run_id}?attached=1"
+    page = client.get(again.headers["location"])
+    assert f"Attached to the open run {run_id}" in page.text
+
+
+def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site) -> None:
+    client = operator(site)
+    routine = site.engine.start("t-approval", {}, initiator="li-wei", launch=False).run_id
+    crisis = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    for run_id in (routine, crisis):  # their pages' deliveries are records too: let them land first
+        outbox.wait_delivered(site.engine.ledger, run_id, timeout=10)
+    page = client.get("/board")
+    assert page.status_code == 200
+    order = re.findall(r'id="run-([0-9a-f]+)"', page.text)
+    assert order.index(crisis) < order.index(routine)  # P1 before P4
+    assert order[0] == crisis or site.engine.view(order[0]).run["priority"] == 1
+    version = int(re.search(r'data-version="(\d+)"', page.text).group(1))  # type: ignore[union-attr]
+    assert client.get(f"/board/rows?after={version}").status_code == 204
+    site.engine.claim(crisis, "assess", "sara-lopez")
+    outbox.wait_delivered(site.engine.ledger, crisis, timeout=10)
+    moved = client.get(f"/board/rows?after={version}")
+    assert moved.status_code == 200 and int(moved.headers["X-Board-Version"]) > version
+    assert "taken by <strong>sara-lopez</strong>" in moved.text
+    mine = client.get("/board?person=sara-lopez").text
+    assert f'id="run-{crisis}"' in mine and f'id="run-{routine}"' not in mine
+    assert f'id="run-{crisis}"' not in client.get("/board?class=routine").text
+    assert f'id="run-{routine}"' in client.get("/board?role=growth-lead").text
+
+
+def test_cancelling_needs_a_reason_and_is_recorded_with_who(site: Site) -> None:
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    client = operator(site, "chen-jie")
+    page = client.get(f"/runs/{run_id}")
+    assert "Cancel this run" in page.text
+    none = client.post(f"/runs/{run_id}/cancel", data={"csrf": csrf_of(page), "reason": "  "})
+    assert none.status_code == 422 and site.engine.view(run_id).is_open
+    done = client.post(f"/runs/{run_id}/cancel", data={"csrf": csrf_of(page), "reason": "false alarm"})
+    assert done.status_code == 303
+    view = site.engine.view(run_id)
+    assert view.run["status"] == "cancelled" and view.run["outcome"] == "cancelled: false alarm"
+    cancelled = records(site.engine, run_id, "run_cancelled")[-1]
+    assert cancelled["actor"] == "chen-jie" and cancelled["data"]["via"] == "web"
+
+
+def test_the_library_shows_an_sop_with_its_graph_ladder_triggers_and_versions(site: Site) -> None:
+    client = operator(site, "zhang-min")
+    listing = client.get("/library")
+    assert listing.status_code == 200 and '/library/crisis-pr' in listing.text
+    page = client.get("/library/crisis-pr")
+    assert page.status_code == 200
+    assert '<pre class="mermaid"' in page.text and "flowchart TD" in page.text  # the text `sop graph` prints
+    assert "metric negative_mentions &gt; 100 per day" in page.text  # triggers in words
+    assert "+7m30s: reminder → assignee" in page.text  # assess's ladder at its offsets
+    assert "(current)" in page.text  # crisis-pr ran in this package on the library's text
+    assert client.get("/library/nosuch").status_code == 404
+
+
+def test_people_shows_roles_masked_contacts_and_sends_me_a_test_page(site: Site) -> None:
+    client = operator(site, "zhang-min")
+    page = client.get("/people")
+    assert page.status_code == 200 and "Wang Fang 王芳" in page.text and "pr-oncall" in page.text
+    assert "<code>inbox://wang-fang</code>" in page.text  # masked as deliveries are recorded
+    before = len(site.inbox("zhang-min"))
+    sent = client.post("/people/test", data={"csrf": csrf_of(page)})
+    assert sent.status_code == 200 and "inbox://zhang-min: delivered" in sent.text
+    assert site.messages("zhang-min", before)[0]["title"] == "[P4] Test notification for Zhang Min 张敏"
+    assert site.client().post("/people/test", data={}).status_code == 303  # signed in first
+
+
+def test_a_waiting_board_hears_of_a_change_at_once(site: Site) -> None:
+    import threading
+
+    client = operator(site)
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    outbox.wait_delivered(site.engine.ledger, run_id, timeout=10)
+    version = int(re.search(r'data-version="(\d+)"', client.get("/board").text).group(1))  # type: ignore[union-attr]
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(target=lambda: answers.append(client.get(f"/board/rows?after={version}&wait=20")))
+    waiting.start()
+    site.engine.claim(run_id, "assess", "wang-fang")
+    waiting.join(20)
+    assert answers and answers[0].status_code == 200  # answered by the change, not by the 20 s timeout
+    assert "taken by <strong>wang-fang</strong>" in answers[0].text
