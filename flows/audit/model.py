@@ -27,6 +27,13 @@ MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", 
 FINISHED_STEP = TERMINAL_STEP
 
 
+def is_drill(trigger: Any) -> bool:
+    """Whether a run is a drill: its trigger (in its ``run_started`` record) says ``kind: drill``, as
+    ``sop drill``, ``sop demo`` and any start that says so write it. Its speed alone does not make it
+    one: a site may run everything on compressed time."""
+    return isinstance(trigger, dict) and trigger.get("kind") == "drill"
+
+
 def parse_time(value: Any) -> datetime | None:
     """A time as the ledger's canonical JSON holds it (``str(datetime)``), made UTC-aware."""
     if value is None or isinstance(value, datetime):
@@ -270,6 +277,11 @@ class RunAudit:
     snoozes: list[StatusUpdate] = field(default_factory=list)  # the owner pushed an ask (text: the reason)
     sop_text: str | None = None
     sop_text_ok: bool | None = None
+
+    @property
+    def is_drill(self) -> bool:
+        """Started as a drill (:func:`is_drill`): ``sop audit report --drills exclude`` leaves it out."""
+        return is_drill(self.trigger)
 
     def sop_seconds(self, start: datetime | None, end: datetime | None) -> float | None:
         """Wall time from ``start`` to ``end`` as SOP time, in seconds."""

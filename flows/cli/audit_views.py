@@ -73,7 +73,9 @@ def print_runs(lines: list[RunLine], within: Window) -> None:
     for column in ("SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
         table.add_column(column, justify="right" if column == "esc." else "left")
     for line in lines:
-        table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, escape(line.trigger),
+        # a drill's trigger reads "drill …" (its kind): marked, with its speed
+        trigger = f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else escape(line.trigger)
+        table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, trigger,
                       _when(line.started_at), _when(line.ended_at), escape(line.outcome), _verdict(line.deadline),
                       str(line.escalations))
     console.print(table)
@@ -183,7 +185,8 @@ def _compliance_table(title: str, label: str, rows: list[Compliance]) -> Table:
 
 def print_compliance(report: ComplianceReport, within: Window) -> None:
     """The terminal rendering of ``sop audit report``: by SOP, by class, all runs, late steps by role."""
-    console.print(_compliance_table(f"By SOP — {within.describe()}", "SOP", report.by_sop))
+    drills = {"exclude": ", drills left out", "only": ", drills only"}.get(report.drills, "")
+    console.print(_compliance_table(f"By SOP — {within.describe()}{drills}", "SOP", report.by_sop))
     console.print(_compliance_table("By class", "class", report.by_class))
     console.print(_compliance_table("All runs", "", [report.overall]))
     roles = Table(title="Late steps by role", title_justify="left", show_edge=False)
