@@ -25,6 +25,7 @@ from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
+from flows.language.config import SPEED_MAX, SPEED_MIN
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.spec import Sop
@@ -106,8 +107,8 @@ class Engine:
         sop = loaded.sop
         typed = check_inputs(sop, inputs or {})
         speed = float(speed or self.site.settings.speed or 1.0)
-        if speed <= 0:
-            raise InputRefused([f"speed must be above zero, got {speed}"])
+        if not SPEED_MIN <= speed <= SPEED_MAX:  # NaN is in no range
+            raise InputRefused([f"speed must be from {SPEED_MIN:g} to {SPEED_MAX:g}, got {speed:g}"])
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:

@@ -26,7 +26,7 @@ from flows.language.expressions import render_value
 from flows.ledger.vocabulary import RecordKind
 from flows.triggers import rules
 from flows.triggers.match import matches
-from flows.triggers.metrics import SampleStore
+from flows.triggers.metrics import SampleStore, check_dates
 from flows.triggers.model import Alert, Disposition, Event, Sample
 from flows.triggers.route import Match, Router
 
@@ -115,7 +115,11 @@ class Intake:
     # --- metrics ----------------------------------------------------------------------------
 
     def samples(self, samples: list[Sample], actor: str) -> list[Disposition]:
-        """Store samples, then judge every rule on the series they touched; a firing starts (or attaches) a run."""
+        """Store samples, then judge every rule on the series they touched; a firing starts (or attaches) a run.
+
+        A batch holding a sample dated beyond the clock skew allowed is refused whole (:class:`SignalRefused`).
+        """
+        check_dates(samples, self.engine.clock.now())
         self.store.add(samples)
         series = {(s.metric, s.series): s.labels for s in samples}
         dispositions: list[Disposition] = []

@@ -17,6 +17,16 @@ def labels_fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class SignalRefused(ValueError):
+    """Parsed signals that the intake refuses as a whole, before anything is stored; ``field`` locates the
+    first bad one in the payload (``samples.3.at``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Alert:
     """One alert, whatever sent it (Alertmanager or Grafana), in one shape."""
