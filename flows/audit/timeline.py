@@ -52,7 +52,8 @@ def entry_text(entry: Entry) -> str:
     if entry.kind == "step_overdue":
         return "due time passed" + (f"; on_timeout {data['on_timeout']}" if data.get("on_timeout") else "")
     if entry.kind == "trigger_repeated":
-        return f"trigger repeated (#{data.get('repeats')}), attached to this run"
+        copies = f" ×{data['copies']} in one payload" if data.get("copies") else ""
+        return f"trigger repeated{copies} (#{data.get('repeats')}), attached to this run"
     if entry.kind == "report_refused":
         return f"report by {entry.actor} refused: {data.get('reason')}"
     return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")

@@ -52,6 +52,11 @@ class StartResult:
     repeats: int = 0
 
 
+def _copies(copies: int) -> dict[str, int]:
+    """The ``copies`` of a ``trigger_repeated`` record: written only when one record stands for several."""
+    return {"copies": copies} if copies > 1 else {}
+
+
 class Engine:
     """Transitions of runs; pages go through ``pager``, flow runs through ``launcher``."""
 
@@ -96,8 +101,11 @@ class Engine:
 
     def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: str | None = None,
               trigger: dict[str, Any] | None = None, speed: float | None = None,
-              flow_run_id: str | None = None, launch: bool = True) -> StartResult:
+              flow_run_id: str | None = None, launch: bool = True, copies: int = 1) -> StartResult:
         """Start a run (or attach to the open run with the same dedup key).
+
+        ``copies``: the signal arrived that many times at once (one payload): it starts or attaches
+        once, and the copies past the one that starts count as repeats in one ``trigger_repeated`` record.
 
         Records the run with its pinned SOP text, pages the owner at once, assigns the
         first human steps, then asks the launcher for a Prefect flow run (when that fails, the
@@ -112,7 +120,8 @@ class Engine:
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:
-                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id)
+                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id,
+                                                       copies)
                 break
             except IntegrityError:
                 continue  # another process opened the same key a moment ago: attach to it
@@ -148,7 +157,7 @@ class Engine:
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
                     trigger: dict[str, Any] | None, speed: float,
-                    flow_run_id: str | None) -> tuple[StartResult, Plan, RunView | None]:
+                    flow_run_id: str | None, copies: int = 1) -> tuple[StartResult, Plan, RunView | None]:
         """Insert the run and make its first steps ready (or attach to the open one), in one transaction.
 
         Returns the new run's view as the transaction left it (None when attached).
@@ -163,10 +172,10 @@ class Engine:
             if key is not None:
                 found = store.open_run(f"{sop.id}:{key}")
                 if found is not None:
-                    open_id, repeats = found[0], found[1] + 1
+                    open_id, repeats = found[0], found[1] + copies
                     store.count_repeat(open_id, repeats, now)
                     store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
-                                 repeats=repeats)
+                                 repeats=repeats, **_copies(copies))
                     return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
             text_hash = loaded.text_hash
             pinned = text_hash in self._pinned_texts
@@ -178,7 +187,7 @@ class Engine:
                 id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
                 priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
                 trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-                open_key=f"{sop.id}:{key}" if key else None, repeats=0, last_seen_at=now, speed=speed,
+                open_key=f"{sop.id}:{key}" if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
                 started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id)
             fallbacks = {s.fallback for s in sop.steps if s.fallback}
             view = store.new_run(run, [
@@ -192,11 +201,14 @@ class Engine:
             if deadline_at is not None:
                 change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
             change.page("run_started", None, [sop.owner])
+            if copies > 1:  # the other copies of the signal that started it, in one record
+                change.record(RecordKind.TRIGGER_REPEATED, actor=initiator, trigger=trigger, repeats=copies - 1,
+                              **_copies(copies - 1))
             plan = change.advance(self.person_for)
         if not pinned:
             self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
-        return StartResult(run_id), plan, view
+        return StartResult(run_id, repeats=copies - 1), plan, view
 
     # --- advancing ---------------------------------------------------------------------
 

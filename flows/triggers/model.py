@@ -112,11 +112,15 @@ class Disposition:
     trigger: int | None = None
     subject: str | None = None
     problems: list[str] = field(default_factory=list)
+    #: how many times the payload held this signal (copies are taken once)
+    copies: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "sop": self.sop, "run": self.run}
-        if self.status == "attached":
+        if self.status == "attached" or self.repeats:
             out["repeats"] = self.repeats
+        if self.copies > 1:
+            out["copies"] = self.copies
         if self.trigger is not None:
             out["trigger"] = self.trigger
         if self.subject:
