@@ -39,6 +39,8 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
         return f"run cancelled: {data.get('reason')}"
+    if kind == "launch_given_up":
+        return f"{data.get('reason')} (after {data.get('attempts')} attempts; owner paged)"
     return None
 
 

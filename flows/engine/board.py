@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.engine.paging import time_left
-from flows.engine.store import load_view
+from flows.engine.store import RunStore, load_view
 from flows.ledger.schema import deliveries, runs
 from flows.ledger.vocabulary import RunStatus, StepState
 
@@ -60,6 +60,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     sa.select(runs.c.id).where(runs.c.status == RunStatus.RUNNING).order_by(runs.c.priority, runs.c.started_at)
                 )
             ]
+        given_up = RunStore.launches_given_up(conn, ids)
         out = []
         for rid in ids:
             view = load_view(conn, rid)
@@ -100,6 +101,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "inputs": json.loads(run["inputs"] or "{}"),
                     "trigger": json.loads(run["trigger"] or "null"),
                     "failed_notifications": failed,
+                    # why its automated steps cannot start (its flow run was given up on), else None
+                    "automation": given_up.get(rid) if view.is_open else None,
                     "steps": steps,
                 }
             )

@@ -191,9 +191,21 @@ class RunStore:
 
     @staticmethod
     def unlaunched(conn: Connection, started_before: datetime) -> list[str]:
-        """Open runs started before this instant that have no flow run (their launch failed)."""
+        """Open runs started before this instant that have no flow run (their launch failed), less those
+        given up on (``launch_given_up``)."""
+        given_up = sa.exists().where((records.c.run_id == runs.c.id) & (records.c.kind == RecordKind.LAUNCH_GIVEN_UP))
         return [r.id for r in conn.execute(sa.select(runs.c.id).where(
-            (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)))]
+            (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)
+            & ~given_up))]
+
+    @staticmethod
+    def launches_given_up(conn: Connection, run_ids: list[str]) -> dict[str, str]:
+        """run id → why its automated steps cannot start, for those of ``run_ids`` given up on."""
+        if not run_ids:
+            return {}
+        rows = conn.execute(sa.select(records.c.run_id, records.c.data).where(
+            records.c.run_id.in_(run_ids) & (records.c.kind == RecordKind.LAUNCH_GIVEN_UP)).order_by(records.c.seq))
+        return {r.run_id: json.loads(r.data).get("reason", "") for r in rows}
 
     @staticmethod
     def flow_run_history(conn: Connection, run_id: str) -> tuple[str | None, list[dict[str, Any]]]:

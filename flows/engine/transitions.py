@@ -419,6 +419,18 @@ class Engine:
             t.store.set_run(run_id, suspends=count)
         return count
 
+    def automation_failed(self, run_id: str, reason: str, attempts: int) -> bool:
+        """The run's flow run could not be created (``attempts`` tries): recorded (``launch_given_up``) and its
+        owner paged with ``reason``; its people's steps go on. False (nothing written) when the run is closed
+        or this was said already."""
+        with self.transaction() as t:
+            change = t.change(run_id)
+            if not change.view.is_open or RunStore.launches_given_up(t.store.conn, [change.id]):
+                return False
+            change.record(RecordKind.LAUNCH_GIVEN_UP, reason=reason, attempts=attempts)
+            change.page("automation_failed", None, [change.view.sop.owner], level={"reason": reason})
+        return True
+
     def note(self, run_id: str, step_id: str | None, kind: str, actor: str | None = None, **data: Any) -> None:
         """Append a record that changes no state (a refused report, a failed attempt…)."""
         with self.transaction() as t:
