@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.steps.human import ReportRefused
-from notifications.logfmt import kv
+from flows.logfmt import kv
 
 log = logging.getLogger("sop.api")
 _NAMED = re.compile(r"(?:input|field) `([^`]+)`")

@@ -33,6 +33,7 @@ from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, dumps
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
+from flows.logfmt import kv
 
 log = logging.getLogger("sop.engine")
 
@@ -137,7 +138,8 @@ class Engine:
         try:
             self.launcher.launch(run_id)  # type: ignore[union-attr]
         except Exception as exc:  # recorded and paged already: `sop serve` launches orphans
-            log.warning("event=launch_failed run=%s error=%s (sop serve retries it)", run_id, str(exc)[:300])
+            log.warning(kv("event=launch_failed", run=run_id, error=" ".join(str(exc).split())[:300],
+                           then="sop serve retries it"))
 
     def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
                  trigger: dict[str, Any] | None = None) -> str | None:

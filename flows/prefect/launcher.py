@@ -20,8 +20,8 @@ from uuid import UUID
 from flows.engine.store import RunStore
 from flows.ledger import Ledger
 from flows.ledger.vocabulary import RecordKind, RunStatus
+from flows.logfmt import kv
 from flows.prefect.names import RUN_TAG, deployment_name
-from notifications.logfmt import kv
 
 log = logging.getLogger("sop.launcher")
 

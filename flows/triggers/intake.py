@@ -24,12 +24,12 @@ from flows.engine.transitions import Engine, InputRefused
 from flows.language.config import expand_env
 from flows.language.expressions import render_value
 from flows.ledger.vocabulary import RecordKind
+from flows.logfmt import kv
 from flows.triggers import rules
 from flows.triggers.match import matches
 from flows.triggers.metrics import SampleStore, check_dates
 from flows.triggers.model import Alert, Disposition, Event, Sample
 from flows.triggers.route import Match, Router
-from notifications.logfmt import kv
 
 log = logging.getLogger("sop.intake")
 
