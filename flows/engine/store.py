@@ -69,7 +69,9 @@ def resolve_run_id(conn: Connection, run_id: str) -> str:
     """A full run id from an id or a unique prefix; RunNotFound otherwise."""
     if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first():
         return run_id
-    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{run_id}%")).limit(3))]
+    # a prefix, not a pattern: `%` and `_` in what a user typed match themselves
+    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(run_id, autoescape=True))
+                                        .limit(3))] if run_id else []
     if len(found) == 1:
         return found[0]
     if found:

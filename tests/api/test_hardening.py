@@ -257,3 +257,26 @@ def test_unsafe_secrets_stop_the_api_at_start_up(api: Api, secrets: dict[str, st
 
 def test_the_sessions_own_secrets_are_safe(token_env: dict[str, str], api: Api) -> None:
     assert len(Gate(api.engine.site, env=token_env).tokens) == len(TOKEN_ENV)
+
+
+# --- beyond the list ---------------------------------------------------------------------------------
+
+
+def test_a_run_id_prefix_is_not_a_pattern(api: Api) -> None:
+    start(api, brand=unique())
+    for pattern in ("%25", "_", "%25%25", "__________"):
+        refused(api, "ops-console", f"/v1/runs/{pattern}/cancel", b'{"reason": "matched by a wildcard"}', 404,
+                "path.run", "no run")
+        assert api.as_("audit-readonly").get(f"/v1/runs/{pattern}").status_code == 404
+
+
+def test_samples_whose_sum_overflows_fire_nothing_and_break_nothing(api: Api) -> None:
+    brand = unique()
+    day = time.time() - 60
+    batch = {"samples": [{"metric": "negative_mentions", "value": 1e308, "at": day + i, "labels": {"brand": brand}}
+                         for i in range(2)]}
+    before = record_count(api)
+    answer = api.as_("alertmanager").post("/v1/metrics", json=batch)
+    assert answer.status_code == 200 and answer.json()["counts"] == {}, answer.text
+    assert record_count(api) == before
+    assert api.as_("ops-console").get("/v1/runs").status_code == 200
