@@ -9,6 +9,7 @@ every statement; Prefect executes the automated steps (see ``flows.prefect``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,19 @@ class StartResult:
     run_id: str
     attached: bool = False
     repeats: int = 0
+
+
+#: the longest dedup key a run keeps (``runs.dedup_key``); a longer one is shortened, keeping it unique
+DEDUP_KEY_CHARS = 300
+
+
+def _fitting(key: str) -> str:
+    """A dedup key that fits its column: a longer key (a label of 400 characters) keeps its start and a hash
+    of the whole, so equal keys still meet and different ones still differ (PostgreSQL refuses to cut it)."""
+    if len(key) <= DEDUP_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{key[:DEDUP_KEY_CHARS - 18]}…#{digest}"
 
 
 def _copies(copies: int) -> dict[str, int]:
@@ -155,7 +169,8 @@ class Engine:
         if not sop.dedup:
             return None
         config = {k: v for k, v in self.site.vars.items()}
-        return render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+        key = render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+        return _fitting(key) if key else None
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None, initiator: str | None,
                     trigger: dict[str, Any] | None, speed: float,

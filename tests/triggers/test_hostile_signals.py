@@ -58,3 +58,17 @@ def test_a_sample_dated_beyond_the_clock_skew_refuses_its_batch(at_now: Intake) 
     assert store.newest("daily_uv", ok[0].series) == NOW + MAX_CLOCK_SKEW  # the batch stored nothing
     with pytest.raises(SignalRefused):
         at_now.samples([Sample("daily_uv", 1.0, NOW + MAX_CLOCK_SKEW + timedelta(seconds=1), {})], "monitor")
+
+
+def test_a_long_label_makes_a_dedup_key_that_fits_and_still_dedups(intake: Intake, engine: Engine) -> None:
+    def spike(brand: str) -> Alert:
+        return Alert(source="alertmanager", status="firing", labels={"alertname": "NegativeSentimentSpike",
+                                                                     "brand": brand})
+
+    long_brand = "b" * 400
+    first, again = intake.alerts([spike(long_brand)], "am")[0], intake.alerts([spike(long_brand)], "am")[0]
+    other = intake.alerts([spike(long_brand + "!")], "am")[0]
+    assert (first.status, again.status, again.run) == ("started", "attached", first.run)
+    assert other.status == "started" and other.run != first.run  # same first 282 characters, another key
+    keys = [r["dedup_key"] for r in runs_of(engine, "crisis-pr")]
+    assert all(len(key) <= 300 for key in keys) and keys[0].startswith("b" * 282) and keys[0] != keys[1]
