@@ -101,8 +101,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "inputs": json.loads(run["inputs"] or "{}"),
                     "trigger": json.loads(run["trigger"] or "null"),
                     "failed_notifications": failed,
-                    # why its automated steps cannot start (its flow run was given up on), else None
-                    "automation": given_up.get(rid) if view.is_open else None,
+                    # why its automated steps cannot start (its launch was given up on, no flow run since)
+                    "automation": given_up.get(rid) if view.is_open and not run["flow_run_id"] else None,
                     "steps": steps,
                 }
             )

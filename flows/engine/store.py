@@ -193,12 +193,9 @@ class RunStore:
 
     @staticmethod
     def unlaunched(conn: Connection, started_before: datetime) -> list[str]:
-        """Open runs started before this instant that have no flow run (their launch failed), less those
-        given up on (``launch_given_up``)."""
-        given_up = sa.exists().where((records.c.run_id == runs.c.id) & (records.c.kind == RecordKind.LAUNCH_GIVEN_UP))
+        """Open runs started before this instant that have no flow run (their launch failed)."""
         return [r.id for r in conn.execute(sa.select(runs.c.id).where(
-            (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)
-            & ~given_up))]
+            (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)))]
 
     @staticmethod
     def launches_given_up(conn: Connection, run_ids: list[str]) -> dict[str, str]:

@@ -37,7 +37,8 @@ def prefect_client(api_url: str) -> Iterator[Any]:
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
 #: a run whose flow run cannot be created is tried again after 1 s, then twice as long each time (at most
-#: 5 minutes apart); after LAUNCH_ATTEMPTS failures (about 13 minutes) its owner is paged and it is left to people
+#: 5 minutes apart); after LAUNCH_ATTEMPTS failures (about 9 minutes) it is marked and its owner paged, once,
+#: and the tries go on 5 minutes apart (a Prefect server back after an outage still gets the run)
 LAUNCH_RETRY_FIRST_S = 1.0
 LAUNCH_RETRY_MAX_S = 300.0
 LAUNCH_ATTEMPTS = 10
@@ -232,9 +233,10 @@ class Launcher:
     def try_launch(self, run_id: str) -> bool:
         """Create the run's flow run; on failure, try again later with exponential backoff.
 
-        Logged once per change: the first failure, a different error, a recovery, the give-up
-        (each with the error's first characters, never a whole refused parameter). After
-        :data:`LAUNCH_ATTEMPTS` failures the run is given up on (:meth:`give_up`).
+        Logged once per change: the first failure, a different error, the give-up, a recovery
+        (each with the error's first characters, never a whole refused parameter). At
+        :data:`LAUNCH_ATTEMPTS` failures the run is marked and its owner paged (:meth:`give_up`);
+        the tries go on, :data:`LAUNCH_RETRY_MAX_S` apart.
         """
         before = self._failing.get(run_id)
         try:
@@ -242,15 +244,13 @@ class Launcher:
         except Exception as exc:
             error = short(exc)
             attempts = before.attempts + 1 if before else 1
-            if attempts >= LAUNCH_ATTEMPTS:
-                self._failing.pop(run_id, None)
+            delay = _Failing.delay(attempts)
+            self._failing[run_id] = _Failing(attempts, error, self.clock() + delay)
+            if attempts == LAUNCH_ATTEMPTS:
                 self.give_up(run_id, error, attempts)
-                return False
-            failing = _Failing(attempts, error, self.clock() + _Failing.delay(attempts))
-            self._failing[run_id] = failing
-            if before is None or before.error != error:
-                log.warning(kv("event=launch_failed", run=run_id, attempt=attempts,
-                               retry_in=f"{_Failing.delay(attempts):g}s", error=error))
+            elif before is None or before.error != error:
+                log.warning(kv("event=launch_failed", run=run_id, attempt=attempts, retry_in=f"{delay:g}s",
+                               error=error))
             return False
         if before is not None:
             self._failing.pop(run_id, None)
@@ -258,17 +258,21 @@ class Launcher:
         return True
 
     def give_up(self, run_id: str, error: str, attempts: int) -> None:
-        """The run's flow run cannot be created: record it (``launch_given_up``), page its owner ("cannot start
-        automated steps: …") and stop trying; people carry the run on, or cancel it."""
+        """The run's flow run cannot be created: mark it (``launch_given_up``) and page its owner ("cannot start
+        automated steps: …"), once per run; people carry the run on, or cancel it. Without an engine (no
+        pager) the mark alone is written."""
         reason = f"cannot start automated steps: {error}"
         if self.engine is not None:
             told = self.engine.automation_failed(run_id, reason, attempts)
         else:
             with self.ledger.transaction() as tx:
-                RunStore(tx).record(RecordKind.LAUNCH_GIVEN_UP, run_id, reason=reason, attempts=attempts)
-            told = True
+                store = RunStore(tx)
+                told = not RunStore.launches_given_up(tx.conn, [run_id])
+                if told:
+                    store.record(RecordKind.LAUNCH_GIVEN_UP, run_id, reason=reason, attempts=attempts)
         if told:
-            log.error(kv("event=launch_given_up", run=run_id, attempts=attempts, error=error))
+            log.error(kv("event=launch_given_up", run=run_id, attempts=attempts, error=error,
+                         then=f"owner paged; tried again every {LAUNCH_RETRY_MAX_S:g}s"))
 
     def cancel(self, run_id: str) -> None:
         """Cancel the run's flow run (best effort: the ledger already says cancelled)."""

@@ -76,8 +76,8 @@ def test_a_launch_that_keeps_failing_backs_off_then_pages_the_owner_once(
             launcher.launch_orphans(older_than=5)
             seconds.now += 0.5
     gaps = [round(b - a) for a, b in zip(tried, tried[1:], strict=False)]
-    assert len(tried) == LAUNCH_ATTEMPTS  # bounded
-    assert gaps == [min(2**n, LAUNCH_RETRY_MAX_S) for n in range(LAUNCH_ATTEMPTS - 1)]  # 1, 2, 4 … 256 s
+    assert gaps[: LAUNCH_ATTEMPTS - 1] == [2**n for n in range(LAUNCH_ATTEMPTS - 1)]  # 1, 2, 4 … 256 s
+    assert gaps[LAUNCH_ATTEMPTS - 1:] == [LAUNCH_RETRY_MAX_S] * 3  # then every 5 minutes: 13 tries in 25 minutes
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split()[0] for line in lines] == ["event=launch_failed", "event=launch_given_up"]  # once per change
     assert sum(len(line) for line in lines) < 1000 and all("\n" not in line for line in lines)
@@ -97,6 +97,36 @@ def test_a_launch_that_keeps_failing_backs_off_then_pages_the_owner_once(
     story = Audit(local.ledger).show(run_id)  # `sop audit show`
     assert any(e["kind"] == "launch_given_up" and "cannot start automated steps" in e["text"] and "owner paged"
                in e["text"] for e in story["timeline"])
+
+
+def test_a_launch_back_after_the_owner_was_paged_starts_the_automated_steps(
+    local: Engine, clock: Any, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    run_id = orphan(local, clock)
+    seconds = Seconds()
+    launcher, tried = failing_launcher(local, seconds, fails=LAUNCH_ATTEMPTS + 1)  # Prefect away for ~14 minutes
+    with caplog.at_level(logging.INFO, logger="sop.launcher"):
+        for _ in range(2_500):
+            launcher.launch_orphans(older_than=5)
+            seconds.now += 0.5
+    assert len(tried) == LAUNCH_ATTEMPTS + 2 and local.view(run_id).run["flow_run_id"] == "fr-1"
+    assert [r.getMessage().split()[0] for r in caplog.records] == [
+        "event=launch_failed", "event=launch_given_up", "event=launch_recovered"]
+    assert status_rows(local, run_id)[0]["automation"] is None  # `sop status` no longer says it
+
+
+def test_sop_status_says_why_the_automated_steps_cannot_start(repo_root: Any, tmp_path: Any, sop: Any) -> None:
+    from flows.language.library import load_library
+    from flows.ledger import Ledger
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    run_id = Engine(load_library(repo_root), ledger).start("traffic-surge", {}, initiator="ana").run_id
+    Launcher(ledger, "http://127.0.0.1:9/api").give_up(run_id, "Prefect did not create the flow run: [/] 422", 10)
+    shown = sop("status", run_id, env={"SOP_DATABASE_URL": ledger.url})
+    assert shown.returncode == 0, shown.stderr
+    assert "cannot start automated steps: Prefect did not create the flow run: [/] 422" in shown.stdout
+    ledger.dispose()
 
 
 def test_a_launch_that_recovers_says_so_once_and_stops_trying(
