@@ -20,9 +20,16 @@ _ESCAPES: dict[int, str] = {
 _QUOTED = re.compile("[ \"=\\\\" + "".join(re.escape(chr(c)) for c in _ESCAPES) + "]")
 
 
+#: the most of one value a line keeps (a sender's 900 KB fingerprint must not become a 900 KB log line)
+MAX_VALUE_CHARS = 1000
+
+
 def value(raw: Any) -> str:
-    """One value as it appears after ``key=``: bare when plain, else quoted with its specials escaped."""
+    """One value as it appears after ``key=``: bare when plain, else quoted with its specials escaped; at most
+    :data:`MAX_VALUE_CHARS` characters of it, and how many more there were."""
     text = f"{raw:.1f}" if isinstance(raw, float) else str(raw)
+    if len(text) > MAX_VALUE_CHARS:
+        text = f"{text[:MAX_VALUE_CHARS]}…(+{len(text) - MAX_VALUE_CHARS} chars)"
     if text and not _QUOTED.search(text):
         return text
     return '"' + text.translate(_ESCAPES) + '"'
@@ -32,6 +39,6 @@ def kv(event: str, **fields: Any) -> str:
     """``kv("notification failed", recipient="li-wei", error="timed out")`` → ``notification failed recipient=li-wei error="timed out"``.
 
     None values are left out; values with spaces, quotes, ``=`` or control characters are quoted, and a
-    newline in a value is written ``\\n``: one event is one line, whatever the values hold.
+    newline in a value is written ``\\n``: one event is one line, whatever the values hold, and a short one.
     """
     return " ".join([event, *(f"{key}={value(v)}" for key, v in fields.items() if v is not None)])

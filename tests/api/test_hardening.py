@@ -280,3 +280,13 @@ def test_samples_whose_sum_overflows_fire_nothing_and_break_nothing(api: Api) ->
     assert answer.status_code == 200 and answer.json()["counts"] == {}, answer.text
     assert record_count(api) == before
     assert api.as_("ops-console").get("/v1/runs").status_code == 200
+
+
+def test_a_huge_value_makes_a_short_log_line(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    alert = {"status": "firing", "labels": {"alertname": "NoSuchAlert"}, "fingerprint": "f" * 500_000}
+    body = {"version": "4", "status": "firing", "alerts": [alert]}
+    with caplog.at_level(logging.INFO, logger="sop.intake"):
+        answer = api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body)
+    assert answer.status_code == 200 and answer.json()["counts"] == {"unrouted": 1}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "sop.intake"]
+    assert len(line) < 1200 and line.endswith("…(+499000 chars)")
