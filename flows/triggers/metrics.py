@@ -27,11 +27,19 @@ from flows.triggers.model import Sample, SignalRefused
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
+#: the earliest instant a sample may be dated: the Unix epoch (periods are aligned to it; a sample of the
+#: year 1 left a rule's calendar no period before it to look at)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def check_dates(samples: list[Sample], now: datetime) -> None:
-    """Refuse the batch (:class:`SignalRefused`, naming the first sample) when a sample is dated later
-    than ``now`` plus :data:`MAX_CLOCK_SKEW`."""
+    """Refuse the batch (:class:`SignalRefused`, naming the first bad sample) when a sample is dated before
+    :data:`EARLIEST` or later than ``now`` plus :data:`MAX_CLOCK_SKEW`."""
     latest = now + MAX_CLOCK_SKEW
     for i, sample in enumerate(samples):
+        if sample.at < EARLIEST:
+            raise SignalRefused(f"samples.{i}.at", f"{sample.at.isoformat()} is before 1970-01-01T00:00:00+00:00 "
+                                                   "(Unix time 0); nothing was stored")
         if sample.at > latest:
             raise SignalRefused(
                 f"samples.{i}.at",

@@ -290,3 +290,9 @@ def test_a_huge_value_makes_a_short_log_line(api: Api, caplog: pytest.LogCapture
     assert answer.status_code == 200 and answer.json()["counts"] == {"unrouted": 1}
     [line] = [r.getMessage() for r in caplog.records if r.name == "sop.intake"]
     assert len(line) < 1200 and line.endswith("…(+499000 chars)\"")
+
+
+@pytest.mark.parametrize("metric", ["add_to_cart_rate", "complaint_rate", "inventory_cover_days"])
+def test_a_sample_dated_before_1970_is_refused_not_a_500_nor_a_run(api: Api, metric: str) -> None:
+    batch = {"samples": [{"metric": metric, "value": 0.01, "at": "0001-01-01T00:00:00Z", "labels": {"sku": unique()}}]}
+    refused(api, "alertmanager", "/v1/metrics", json.dumps(batch).encode(), 422, "body.samples.0.at", "before 1970")
