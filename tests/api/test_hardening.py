@@ -296,3 +296,15 @@ def test_a_huge_value_makes_a_short_log_line(api: Api, caplog: pytest.LogCapture
 def test_a_sample_dated_before_1970_is_refused_not_a_500_nor_a_run(api: Api, metric: str) -> None:
     batch = {"samples": [{"metric": metric, "value": 0.01, "at": "0001-01-01T00:00:00Z", "labels": {"sku": unique()}}]}
     refused(api, "alertmanager", "/v1/metrics", json.dumps(batch).encode(), 422, "body.samples.0.at", "before 1970")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "where"),
+    [("post", "/v1/runs/%00/cancel", "path"), ("get", "/v1/runs/ab%00", "path"),
+     ("get", "/v1/audit/runs?sop=%00", "query"), ("post", "/v1/runs/x/steps/%00", "path")],
+)
+def test_nul_in_a_path_or_query_is_refused_at_the_door(api: Api, method: str, url: str, where: str) -> None:
+    before = record_count(api)
+    answer = getattr(api.as_("ops-console"), method)(url, **({"json": {"reason": "x"}} if method == "post" else {}))
+    assert answer.status_code == 400 and answer.json()["field"] == where and "NUL" in answer.json()["error"]
+    assert record_count(api) == before
