@@ -211,7 +211,8 @@ class Gate:
                 )
             signed = stamp.encode() + b":" + body
         expected = hmac.new(secret, signed, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.removeprefix("sha256=").lower()):
+        offered = given.removeprefix("sha256=").lower().encode("utf-8", "surrogateescape")  # any header: bytes
+        if not hmac.compare_digest(expected.encode(), offered):
             raise ApiError(
                 401, f"bad signature in {check.header}: the body was not signed with this token's secret", field
             )

@@ -308,3 +308,11 @@ def test_nul_in_a_path_or_query_is_refused_at_the_door(api: Api, method: str, ur
     answer = getattr(api.as_("ops-console"), method)(url, **({"json": {"reason": "x"}} if method == "post" else {}))
     assert answer.status_code == 400 and answer.json()["field"] == where and "NUL" in answer.json()["error"]
     assert record_count(api) == before
+
+
+def test_a_signature_that_is_not_ascii_is_a_401_not_a_500(api: Api) -> None:
+    body = json.dumps({"status": "firing", "alerts": []}).encode()
+    headers = {**grafana_headers(api, body, str(int(time.time()))), "X-Grafana-Alerting-Signature": "sha256=\xe9"}
+    answer = api.as_(None).post("/v1/alerts/grafana", content=body,
+                                headers={k: v.encode("latin-1") for k, v in headers.items()})
+    assert answer.status_code == 401 and answer.json()["field"] == "header.x-grafana-alerting-signature"
