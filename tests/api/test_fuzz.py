@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -151,3 +152,32 @@ def test_the_chain_verifies_after_the_fuzz(api: Api, sop: Callable[..., subproce
     """Runs last in this module (pytest keeps file order): whatever the fuzz did, the chain holds."""
     verified = sop("audit", "verify", env={"SOP_DATABASE_URL": api.engine.ledger.url})
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+#: header values HTTP can carry (RFC 9110 field-value: visible ASCII, space, tab, obs-text 0x80-0xFF); a control
+#: character is refused by the server's HTTP parser before the API sees the request
+HEADER_TEXT = st.binary(min_size=1, max_size=80).map(
+    lambda b: bytes(c for c in b if c == 9 or 32 <= c != 127).strip()).filter(bool)
+
+
+def test_hostile_headers_are_refused_with_a_401(api: Api, targets: dict[str, tuple[str, str, dict[str, Any]]]) -> None:
+    """Tokens, signatures and timestamps of any bytes: a 401 naming the header, never a 500, nothing written."""
+    body = json.dumps(targets["grafana"][2]).encode()
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @given(st.sampled_from(["authorization", "signature", "timestamp"]), HEADER_TEXT)
+    def hostile(which: str, value: bytes) -> None:
+        headers = {b"Authorization": f"Bearer {api.secrets['grafana']}".encode(),
+                   b"X-Grafana-Alerting-Signature": b"sha256=" + b"0" * 64,
+                   b"X-Grafana-Alerting-Signature-Timestamp": str(int(time.time())).encode(),
+                   b"Content-Type": b"application/json"}
+        key = {"authorization": b"Authorization", "signature": b"X-Grafana-Alerting-Signature",
+               "timestamp": b"X-Grafana-Alerting-Signature-Timestamp"}[which]
+        headers[key] = value
+        before = ledger_state(api)
+        answer = api.as_(None).post("/v1/alerts/grafana", content=body, headers=headers)
+        assert answer.status_code == 401, (which, value, answer.text[:300])
+        assert answer.json()["field"].startswith("header."), answer.text
+        assert ledger_state(api) == before
+
+    hostile()
