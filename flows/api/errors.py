@@ -3,6 +3,11 @@
 ``field`` names where the problem is, as a path: ``body.inputs.brand``, ``body.alerts.3.status``,
 ``path.run``, ``header.authorization``. Our exceptions (InputRefused, ReportRefused,
 RunNotFound, StepNotActive) and pydantic's are mapped here, in one place.
+
+Every body is decoded here too (:func:`parse_json`, the one door for JSON): what no layer
+below can take (non-finite numbers, integers past 64 bits, deep nesting, NUL) is refused,
+located, before any model or the ledger sees it. What no handler expected is a 500 in the
+same shape (:func:`failed`), logged with its traceback.
 """
 
 from __future__ import annotations
