@@ -19,7 +19,7 @@ from flows.language.spec import PRIORITY
 
 Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
-    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed",
+    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
@@ -48,7 +48,8 @@ class SopInfo:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation."""
+    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation, or why its automated
+    steps cannot start (``automation_failed``)."""
 
     id: str
     url: str

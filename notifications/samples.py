@@ -34,7 +34,11 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         initiator="alertmanager",
         speed=1.0,
         status={"run_finished": "completed", "run_cancelled": "cancelled"}.get(kind, "running"),
-        reason="duplicate of run r-20250301-0000" if kind == "run_cancelled" else None,
+        reason={
+            "run_cancelled": "duplicate of run r-20250301-0000",
+            "automation_failed": "cannot start automated steps: Prefect did not create the flow run: "
+            "Flow run parameters must be less than 524,288 bytes when serialized",
+        }.get(kind),
     )
     step = StepInfo(
         id="assess",
@@ -94,7 +98,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         recipient=recipient,
         api_base_url=api_base_url,
         step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
-                                  "status_missed") else None,
+                                  "status_missed", "automation_failed") else None,
         level=level,
         summary=summary,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",

@@ -58,7 +58,9 @@ def resolve_run(conn: Connection, run_id: str) -> str:
     started = sa.select(records.c.run_id).where(records.c.kind == "run_started")
     if conn.execute(started.where(records.c.run_id == run_id)).first():
         return run_id
-    found = [r.run_id for r in conn.execute(started.where(records.c.run_id.like(f"{run_id}%")).limit(3))]
+    # a prefix, not a pattern: `%` and `_` in what a user typed match themselves
+    found = [r.run_id for r in conn.execute(started.where(records.c.run_id.startswith(run_id, autoescape=True))
+                                            .limit(3))] if run_id else []
     if len(found) == 1:
         return found[0]
     if found:

@@ -71,6 +71,8 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
         return f"run cancelled by {who}: {data.get('reason')}" if who else f"run cancelled: {data.get('reason')}"
+    if kind == "launch_given_up":
+        return f"{data.get('reason')} (after {data.get('attempts')} attempts; owner paged)"
     return None
 
 
@@ -84,7 +86,8 @@ def entry_text(entry: Entry) -> str:
     if entry.kind == "step_overdue":
         return "due time passed" + (f"; on_timeout {data['on_timeout']}" if data.get("on_timeout") else "")
     if entry.kind == "trigger_repeated":
-        return f"trigger repeated (#{data.get('repeats')}), attached to this run"
+        copies = f" ×{data['copies']} in one payload" if data.get("copies") else ""
+        return f"trigger repeated{copies} (#{data.get('repeats')}), attached to this run"
     if entry.kind == "report_refused":
         return f"report by {actor_text(entry.kind, data, entry.actor)} refused: {data.get('reason')}"
     return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")

@@ -8,6 +8,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import app
@@ -70,6 +71,7 @@ def serve(
 
     Ctrl-C stops it cleanly. Logs of the children are in var/log/.
     """
+    from flows.api.auth import SecretsRefused
     from flows.runtime.serve import Stack, StackError
 
     stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
@@ -77,7 +79,7 @@ def serve(
         stack.start()
         console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
         stack.wait()
-    except StackError as exc:
+    except (StackError, SecretsRefused) as exc:
         fail(str(exc))
     finally:
         stack.stop()
@@ -239,6 +241,8 @@ def status(
             table.add_row(step["step"], f"[{colour}]{step['state']}[/]", step["assignee"] or "—",
                           step["time_left"] or "", step["actor"] or "")
         console.print(table)
+        if row["automation"]:
+            console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")
 
 
 #: pages queued longer than this are worth a line in `sop status`

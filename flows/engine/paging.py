@@ -66,6 +66,13 @@ def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: S
     return out
 
 
+def _reason(run: dict[str, Any], page: Any) -> str | None:
+    """Why a run was cancelled, or why its automated steps cannot start (the page says)."""
+    if page.kind == "automation_failed":
+        return (page.level or {}).get("reason")
+    return run["outcome"] if run["status"] == RunStatus.CANCELLED else None
+
+
 def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | None:
     """``"18m left"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes)."""
     if due_at is None:
@@ -333,7 +340,7 @@ class Pager:
         status = run["outcome"] if run["status"] == RunStatus.FINISHED else run["status"]
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
-                           status=status, reason=run["outcome"] if run["status"] == RunStatus.CANCELLED else None)
+                           status=status, reason=_reason(run, page))
         step_info = None
         if step is not None:
             row = view.steps[step.id]
@@ -360,8 +367,8 @@ class Pager:
                 round=row.get("round") or 1,
                 sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None)
         level = None
-        if page.level and page.kind != "handed_over":  # (a hand-over carries its facts, not a level) how late the
-            # *step* is reads from time_left; late_by is left to the templates' default
+        if page.level and "key" in page.level and page.kind != "handed_over":  # (a hand-over carries its facts,
+            # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
                               asked_by=page.level.get("asked_by"), every=page.level.get("every"),
                               ask=page.level.get("ask"))

@@ -69,7 +69,9 @@ def resolve_run_id(conn: Connection, run_id: str) -> str:
     """A full run id from an id or a unique prefix; RunNotFound otherwise."""
     if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first():
         return run_id
-    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{run_id}%")).limit(3))]
+    # a prefix, not a pattern: `%` and `_` in what a user typed match themselves
+    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(run_id, autoescape=True))
+                                        .limit(3))] if run_id else []
     if len(found) == 1:
         return found[0]
     if found:
@@ -194,6 +196,15 @@ class RunStore:
         """Open runs started before this instant that have no flow run (their launch failed)."""
         return [r.id for r in conn.execute(sa.select(runs.c.id).where(
             (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)))]
+
+    @staticmethod
+    def launches_given_up(conn: Connection, run_ids: list[str]) -> dict[str, str]:
+        """run id → why its automated steps cannot start, for those of ``run_ids`` given up on."""
+        if not run_ids:
+            return {}
+        rows = conn.execute(sa.select(records.c.run_id, records.c.data).where(
+            records.c.run_id.in_(run_ids) & (records.c.kind == RecordKind.LAUNCH_GIVEN_UP)).order_by(records.c.seq))
+        return {r.run_id: json.loads(r.data).get("reason", "") for r in rows}
 
     @staticmethod
     def flow_run_history(conn: Connection, run_id: str) -> tuple[str | None, list[dict[str, Any]]]:

@@ -9,6 +9,7 @@ every statement; Prefect executes the automated steps (see ``flows.prefect``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.cadence import effective_cadence
+from flows.language.config import SPEED_MAX, SPEED_MIN
 from flows.language.durations import format_duration
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
@@ -35,6 +37,7 @@ from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, dumps
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
+from flows.logfmt import kv
 
 log = logging.getLogger("sop.engine")
 
@@ -52,6 +55,24 @@ class StartResult:
     run_id: str
     attached: bool = False
     repeats: int = 0
+
+
+#: the longest dedup key a run keeps (``runs.dedup_key``); a longer one is shortened, keeping it unique
+DEDUP_KEY_CHARS = 300
+
+
+def _fitting(key: str) -> str:
+    """A dedup key that fits its column: a longer key (a label of 400 characters) keeps its start and a hash
+    of the whole, so equal keys still meet and different ones still differ (PostgreSQL refuses to cut it)."""
+    if len(key) <= DEDUP_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{key[:DEDUP_KEY_CHARS - 18]}…#{digest}"
+
+
+def _copies(copies: int) -> dict[str, int]:
+    """The ``copies`` of a ``trigger_repeated`` record: written only when one record stands for several."""
+    return {"copies": copies} if copies > 1 else {}
 
 
 class Engine:
@@ -98,11 +119,15 @@ class Engine:
 
     def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: Actor | str | None = None,
               trigger: dict[str, Any] | None = None, speed: float | None = None,
-              flow_run_id: str | None = None, launch: bool = True) -> StartResult:
+              flow_run_id: str | None = None, launch: bool = True, copies: int = 1) -> StartResult:
         """Start a run (or attach to the open run with the same dedup key).
 
         ``initiator``: the person who starts it, as an :class:`Actor` (how it came is recorded
         with it), or the name of what started it (``alertmanager``, ``drill``, a scheduler).
+
+        ``copies``: the signal arrived that many times at once (one payload): it starts or attaches
+        once, and the copies past the one that starts count as repeats in one ``trigger_repeated`` record.
+
         Records the run with its pinned SOP text, pages the owner at once, assigns the
         first human steps, then asks the launcher for a Prefect flow run (when that fails, the
         failure is logged and `sop serve` launches the run later: the run is recorded and paged).
@@ -111,12 +136,13 @@ class Engine:
         sop = loaded.sop
         typed = check_inputs(sop, inputs or {})
         speed = float(speed or self.site.settings.speed or 1.0)
-        if speed <= 0:
-            raise InputRefused([f"speed must be above zero, got {speed}"])
+        if not SPEED_MIN <= speed <= SPEED_MAX:  # NaN is in no range
+            raise InputRefused([f"speed must be from {SPEED_MIN:g} to {SPEED_MAX:g}, got {speed:g}"])
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:
-                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id)
+                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id,
+                                                       copies)
                 break
             except IntegrityError:
                 continue  # another process opened the same key a moment ago: attach to it
@@ -132,7 +158,8 @@ class Engine:
         try:
             self.launcher.launch(run_id)  # type: ignore[union-attr]
         except Exception as exc:  # recorded and paged already: `sop serve` launches orphans
-            log.warning("event=launch_failed run=%s error=%s (sop serve retries it)", run_id, str(exc)[:300])
+            log.warning(kv("event=launch_failed", run=run_id, error=" ".join(str(exc).split())[:300],
+                           then="sop serve retries it"))
 
     def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
                  trigger: dict[str, Any] | None = None) -> str | None:
@@ -148,11 +175,12 @@ class Engine:
         if not sop.dedup:
             return None
         config = {k: v for k, v in self.site.vars.items()}
-        return render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+        key = render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+        return _fitting(key) if key else None
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
                     starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
-                    flow_run_id: str | None) -> tuple[StartResult, Plan, RunView | None]:
+                    flow_run_id: str | None, copies: int = 1) -> tuple[StartResult, Plan, RunView | None]:
         """Insert the run and make its first steps ready (or attach to the open one), in one transaction.
 
         Returns the new run's view as the transaction left it (None when attached).
@@ -168,10 +196,10 @@ class Engine:
             if key is not None:
                 found = store.open_run(f"{sop.id}:{key}")
                 if found is not None:
-                    open_id, repeats = found[0], found[1] + 1
+                    open_id, repeats = found[0], found[1] + copies
                     store.count_repeat(open_id, repeats, now)
                     store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
-                                 repeats=repeats, **facts)
+                                 repeats=repeats, **_copies(copies), **facts)
                     return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
             text_hash = loaded.text_hash
             pinned = text_hash in self._pinned_texts
@@ -183,7 +211,7 @@ class Engine:
                 id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
                 priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
                 trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-                open_key=f"{sop.id}:{key}" if key else None, repeats=0, last_seen_at=now, speed=speed,
+                open_key=f"{sop.id}:{key}" if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
                 started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id)
             fallbacks = {s.fallback for s in sop.steps if s.fallback}
             view = store.new_run(run, [
@@ -200,11 +228,14 @@ class Engine:
             if cadence is not None:  # the first ask for a status update, one period from now
                 change.arm("", TimerKind.CADENCE, "1", now + scaled(cadence.every, speed))
             change.page("run_started", None, [sop.owner])
+            if copies > 1:  # the other copies of the signal that started it, in one record
+                change.record(RecordKind.TRIGGER_REPEATED, actor=initiator, trigger=trigger, repeats=copies - 1,
+                              **_copies(copies - 1))
             plan = change.advance(self.person_for)
         if not pinned:
             self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
-        return StartResult(run_id), plan, view
+        return StartResult(run_id, repeats=copies - 1), plan, view
 
     # --- advancing ---------------------------------------------------------------------
 
@@ -532,6 +563,18 @@ class Engine:
             count = t.store.run_value(run_id, "suspends") + 1
             t.store.set_run(run_id, suspends=count)
         return count
+
+    def automation_failed(self, run_id: str, reason: str, attempts: int) -> bool:
+        """The run's flow run could not be created (``attempts`` tries): recorded (``launch_given_up``) and its
+        owner paged with ``reason``; its people's steps go on. False (nothing written) when the run is closed
+        or this was said already."""
+        with self.transaction() as t:
+            change = t.change(run_id)
+            if not change.view.is_open or RunStore.launches_given_up(t.store.conn, [change.id]):
+                return False
+            change.record(RecordKind.LAUNCH_GIVEN_UP, reason=reason, attempts=attempts)
+            change.page("automation_failed", None, [change.view.sop.owner], level={"reason": reason})
+        return True
 
     def note(self, run_id: str, step_id: str | None, kind: str, actor: str | None = None, **data: Any) -> None:
         """Append a record that changes no state (a refused report, a failed attempt…)."""

@@ -123,6 +123,7 @@ class RecordKind(StrEnum):
     FLOW_RUN_CREATED = "flow_run_created"
     FLOW_RUN_BOUND = "flow_run_bound"
     FLOW_RUN_GIVEN_UP = "flow_run_given_up"
+    LAUNCH_GIVEN_UP = "launch_given_up"  # its flow run could not be created: no automated step will start
 
     @classmethod
     def step_ended(cls, state: str) -> RecordKind:

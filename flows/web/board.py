@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from flows.engine.board import BoardRun, ledger_version, open_board
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
+from flows.language.config import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
 from flows.web.app import Web
@@ -35,8 +36,6 @@ from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-#: a drill's speed from the board: the same range the API takes
-SPEED_MIN, SPEED_MAX = 1.0, 100_000.0
 #: how often a waiting long poll looks at the ledger's version
 LONG_POLL_CHECK_S = 0.2
 
