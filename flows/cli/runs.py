@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -49,7 +51,7 @@ def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
         fail(f"who are you? pass {what} <person id> (or set SOP_ACTOR)",
              f"people in config/: {', '.join(sorted(site.people)) or 'none'}")
     try:
-        person = check_person(site, name, what.lstrip("-"))
+        person = check_person(site, name, what)
     except UnknownPerson as exc:
         engine.pager.close()
         fail(str(exc))
@@ -317,6 +319,22 @@ def reject(
     _report(run_id, step_id, actor, "rejected", None, note, None, as_json)
 
 
+@contextmanager
+def _acting(name: str | None, nothing: str) -> Iterator[tuple[Any, Actor]]:
+    """An engine (no Prefect needed) and the person acting from this terminal; a refusal is printed with
+    ``nothing`` (what was not done) and exits 1, and the engine's pager is closed either way."""
+    engine = _engine(prefect=False)
+    try:
+        who = _actor(engine, name)
+        yield engine, who
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except (ReportRefused, InputRefused) as exc:
+        fail_all(exc.problems, nothing)
+    finally:
+        engine.pager.close()
+
+
 @app.command()
 def take(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
@@ -324,16 +342,8 @@ def take(
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who takes it: a person id in config/ (default $SOP_ACTOR)")] = None,
 ) -> None:
     """"I'll take it": hold a step of your role; the other members are told."""
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, f"cannot take `{step_id}`; nothing was recorded") as (engine, who):
         engine.claim(run_id, step_id, who)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except ReportRefused as exc:
-        fail_all(exc.problems, f"cannot take `{step_id}`; nothing was recorded")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] {step_id} is yours, {who.person}; the others were told")
 
 
@@ -346,16 +356,8 @@ def hand_over(
     note: Annotated[str, typer.Option(help="what they need to know")] = "",
 ) -> None:
     """Hand an active step to another member of its role (its lead: to anyone); they are paged."""
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, f"cannot hand `{step_id}` over; nothing was recorded") as (engine, who):
         engine.hand_over(run_id, step_id, who, to, note)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except ReportRefused as exc:
-        fail_all(exc.problems, f"cannot hand `{step_id}` over; nothing was recorded")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] {step_id} handed to {to}; they were paged")
 
 
@@ -366,16 +368,8 @@ def update(
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who posts it: a person id in config/ (default $SOP_ACTOR)")] = None,
 ) -> None:
     """Post a status update on an open run (it keeps the run's status cadence)."""
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, "nothing was recorded") as (engine, who):
         engine.post_update(run_id, who, text)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except InputRefused as exc:
-        fail_all(exc.problems, "nothing was recorded")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] status update posted on {run_id} by {who.person}")
 
 
@@ -393,16 +387,8 @@ def snooze(
         by = parse_duration(for_)
     except ValueError as exc:
         fail(f"--for: {exc}", "write a duration such as 15m or 1h")
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, "nothing was snoozed") as (engine, who):
         until = engine.snooze(run_id, who, by, reason)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except InputRefused as exc:
-        fail_all(exc.problems, "nothing was snoozed")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] the next status ask of {run_id} comes at {until:%Y-%m-%d %H:%M:%S} UTC")
 
 
@@ -414,16 +400,8 @@ def need_help(
     note: Annotated[str, typer.Option(help="what you need")] = "",
 ) -> None:
     """Escalate a step to its next level now (you stay on it)."""
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, f"cannot ask for help on `{step_id}`; nothing was recorded") as (engine, who):
         paged = engine.ask_for_help(run_id, step_id, who, note)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except ReportRefused as exc:
-        fail_all(exc.problems, f"cannot ask for help on `{step_id}`; nothing was recorded")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] help asked on {step_id}: paged {', '.join(paged)}")
 
 

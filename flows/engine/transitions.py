@@ -300,6 +300,15 @@ class Engine:
             self.launcher.nudge(run_id)
         return state
 
+    @contextmanager
+    def _on_step(self, run_id: str, step_id: str, actor: Actor) -> Iterator[tuple[Transaction, RunChange, HumanStep]]:
+        """A transaction on an active human step that ``actor`` may act on; refused (nothing written) otherwise."""
+        with self.transaction() as t:
+            change = t.change(run_id)
+            step = self._human_step(change.view, step_id)
+            self.check_may_act(change.view, step, actor)
+            yield t, change, step
+
     def check_may_act(self, view: RunView, step: HumanStep, actor: Actor) -> None:
         """ReportRefused unless the person may act on the step from its page (``human.may_act``)."""
         person = check_person(self.site, actor.person) if actor.person in self.site.people else None
@@ -317,11 +326,8 @@ class Engine:
         (StepNotActive) and names them.
         """
         actor = as_actor(actor)
-        with self.transaction() as t:
-            change = t.change(run_id)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
-            step = self._human_step(view, step_id)
-            self.check_may_act(view, step, actor)
             holder = view.steps[step.id].get("claimed_by")
             if holder == actor.person:
                 if link is not None:
@@ -349,11 +355,8 @@ class Engine:
         (ReportRefused) otherwise, and for someone who is not a person.
         """
         actor = as_actor(actor)
-        with self.transaction() as t:
-            change = t.change(run_id)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
-            step = self._human_step(view, step_id)
-            self.check_may_act(view, step, actor)
             row = view.steps[step.id]
             holder = row.get("claimed_by") or self.person_for(step.assignee)
             role = self.site.roles.get(step.assignee)
@@ -390,11 +393,8 @@ class Engine:
         """"Need help": the step escalates to its next level now (one that reaches beyond the assignee),
         or to the assignee role's lead when its ladder has none left. Returns who is paged (as written)."""
         actor = as_actor(actor)
-        with self.transaction() as t:
-            change = t.change(run_id)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
-            step = self._human_step(view, step_id)
-            self.check_may_act(view, step, actor)
             now = self.clock.now()
             if link is not None:
                 t.store.use_link(link, action="help", now=now)

@@ -31,7 +31,7 @@ from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
-from flows.web.pages import html, notice, sign_in_first
+from flows.web.pages import html, notice, sign_in_first, signed_form
 from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
@@ -262,12 +262,10 @@ async def cancel(request: Request, run: str) -> Response:
 async def post_update(request: Request, run: str) -> Response:
     """Post a status update on a run (anyone signed in who is a person of config)."""
     web = _web(request)
-    session = await run_in_threadpool(web.session, request)
-    if session is None:
-        return sign_in_first(request)
-    form = await request.form(max_files=0, max_fields=10)
-    if not session.csrf_ok(str(form.get("csrf") or "")):
-        return notice(request, "This form has expired", "Reload the page and try again. Nothing was posted.", 403)
+    signed = await signed_form(request, "Nothing was posted.")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
     try:
         await run_in_threadpool(web.engine.post_update, run, web.actor(session), str(form.get("text") or ""))
     except RunNotFound:
@@ -284,12 +282,10 @@ async def snooze(request: Request, run: str) -> Response:
     from flows.language.durations import parse_duration
 
     web = _web(request)
-    session = await run_in_threadpool(web.session, request)
-    if session is None:
-        return sign_in_first(request)
-    form = await request.form(max_files=0, max_fields=10)
-    if not session.csrf_ok(str(form.get("csrf") or "")):
-        return notice(request, "This form has expired", "Reload the page and try again. Nothing was snoozed.", 403)
+    signed = await signed_form(request, "Nothing was snoozed.")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
     back = (f"/runs/{quote(run)}", "Back to the run")
     try:
         by = parse_duration(str(form.get("for") or ""))

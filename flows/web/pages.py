@@ -71,6 +71,20 @@ def sign_in_first(request: Request) -> Response:
     return RedirectResponse(f"/sign-in?next={target}", status_code=303)
 
 
+async def signed_form(request: Request, nothing: str) -> tuple[Session, dict[str, str]] | Response:
+    """The signed-in person and the fields they posted, the session's CSRF token checked; else the page to
+    answer with (sign in first, or "this form has expired" saying that ``nothing`` was done)."""
+    web = _web(request)
+    session = await run_in_threadpool(web.session, request)
+    if session is None:
+        return sign_in_first(request)
+    form = await request.form(max_files=0, max_fields=20)
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    if not session.csrf_ok(fields.get("csrf")):
+        return notice(request, "This form has expired", f"Reload the page and try again. {nothing}", 403)
+    return session, fields
+
+
 # --- what a step page shows ----------------------------------------------------------------
 
 
