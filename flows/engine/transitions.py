@@ -217,7 +217,7 @@ class Engine:
             view = store.new_run(run, [
                 {"run_id": run_id, "step_id": s.id, "kind": s.kind,  # type: ignore[attr-defined]
                  "state": StepState.STANDBY if s.id in fallbacks else StepState.PENDING,
-                 "assignee": getattr(s, "assignee", None)} for s in sop.steps], sop)
+                 "assignee": getattr(s, "assignee", None), "round": 1} for s in sop.steps], sop)
             change = t.change(view)
             change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
                           version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
