@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -40,7 +41,7 @@ def validate(
         errors.extend(site_template_errors(folder))
     elapsed = time.perf_counter() - started
     for error in errors:
-        err_console.print(f"[red]✗[/] {error}", soft_wrap=True)
+        err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
     files = len({e.file for e in errors})
     if errors:
         err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) "

@@ -37,46 +37,94 @@ def upstream(sop: Sop, step_id: str) -> set[str]:
     Terminates on a cycle too (each step is visited once), so templates can be checked in an
     SOP whose cycle is reported.
     """
-    by_id = {s.id: s for s in sop.steps}
-    seen: set[str] = set()
-    stack = list(sop.dependencies(by_id[step_id])) if step_id in by_id else []
-    while stack:
-        current = stack.pop()
-        if current in seen or current not in by_id:
-            continue
-        seen.add(current)
-        stack.extend(sop.dependencies(by_id[current]))
-    return seen
+    return _Graph(sop).upstream(step_id)
+
+
+class _Graph:
+    """The SOP's dependency edges, read once: reachability and cycles without recursion (a chain may be 10,000 long)."""
+
+    def __init__(self, sop: Sop):
+        self.deps: dict[str, list[str]] = {}
+        for step in sop.steps:
+            self.deps[step.id] = sop.dependencies(step)
+
+    def upstream(self, step_id: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.deps.get(step_id, ()))
+        while stack:
+            current = stack.pop()
+            if current in seen or current not in self.deps:
+                continue
+            seen.add(current)
+            stack.extend(self.deps[current])
+        return seen
+
+    def needs(self, step_id: str, target: str) -> bool:
+        """True when ``target`` must finish before ``step_id`` (a search that stops when it finds it)."""
+        direct = self.deps.get(step_id, ())
+        if target in direct:
+            return True
+        seen: set[str] = set()
+        stack = list(direct)
+        while stack:
+            current = stack.pop()
+            if current == target:
+                return True
+            if current in seen or current not in self.deps:
+                continue
+            seen.add(current)
+            stack.extend(self.deps[current])
+        return False
+
+    def cycle(self, order: list[str]) -> list[str] | None:
+        """A dependency cycle (first repeated at the end, in the order the steps wait), or None."""
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for start in order:
+            if start in state:
+                continue
+            trail: list[str] = [start]
+            state[start] = 1
+            pending = [iter(self.deps[start])]
+            while pending:
+                dep = next(pending[-1], None)
+                if dep is None:
+                    state[trail.pop()] = 2
+                    pending.pop()
+                    continue
+                if dep not in self.deps:
+                    continue
+                if state.get(dep) == 1:
+                    return list(reversed([*trail[trail.index(dep):], dep]))
+                if dep not in state:
+                    state[dep] = 1
+                    trail.append(dep)
+                    pending.append(iter(self.deps[dep]))
+        return None
+
+    def topological(self) -> list[str]:
+        """Step ids, each after every step it depends on (the graph has no cycle)."""
+        out: list[str] = []
+        done: set[str] = set()
+        for start in self.deps:
+            if start in done:
+                continue
+            stack = [(start, iter(self.deps[start]))]
+            done.add(start)
+            while stack:
+                node, deps = stack[-1]
+                dep = next(deps, None)
+                if dep is None:
+                    out.append(node)
+                    stack.pop()
+                elif dep in self.deps and dep not in done:
+                    done.add(dep)
+                    stack.append((dep, iter(self.deps[dep])))
+        return out
 
 
 def find_cycle(sop: Sop) -> list[str] | None:
     """A dependency cycle as a list of step ids (first repeated at the end), or None."""
-    by_id = {s.id: s for s in sop.steps}
-    state: dict[str, int] = {}
-    trail: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        trail.append(node)
-        for dep in sop.dependencies(by_id[node]):
-            if dep not in by_id:
-                continue
-            if state.get(dep) == 1:
-                return trail[trail.index(dep):] + [dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        trail.pop()
-        state[node] = 2
-        return None
-
-    for step in sop.steps:
-        if step.id not in state:
-            cycle = visit(step.id)
-            if cycle:
-                return list(reversed(cycle))
-    return None
+    return _Graph(sop).cycle([s.id for s in sop.steps])
 
 
 class _TemplateChecker:
@@ -85,6 +133,7 @@ class _TemplateChecker:
     def __init__(self, sop: Sop, doc: Document, site: Site | None, errors: list[SpecError]):
         self.sop, self.doc, self.site, self.errors = sop, doc, site, errors
         self.by_id = {s.id: s for s in sop.steps}
+        self.graph = _Graph(sop)
 
     def check(self, text: Any, path: tuple, *, expression: bool = False, step: StepBase | None = None,
               allowed: tuple[str, ...] = ROOTS) -> None:
@@ -128,7 +177,7 @@ class _TemplateChecker:
                 hint = (f"; step ids with dashes are written with underscores: steps.{dashed[0].replace('-', '_')}"
                         if dashed else f" (steps: {', '.join(self.by_id)})")
                 return f"unknown step `{rest[0]}` in `{name}`{hint}"
-            if step is not None and target.id not in upstream(self.sop, step.id):
+            if step is not None and not self.graph.needs(step.id, target.id):
                 return (f"`{name}` reads step `{target.id}`, which step `{step.id}` does not need "
                         f"(add it to `needs` so its result exists when this runs)")
             if len(rest) > 1 and rest[1] not in target.outputs():
@@ -258,24 +307,29 @@ def _check_deadline(sop: Sop, doc: Document) -> list[SpecError]:
     if sop.deadline is None:
         return []
     by_id = {s.id: s for s in sop.steps}
-    finish: dict[str, tuple[timedelta, list[str]]] = {}
-
-    def earliest(step_id: str) -> tuple[timedelta, list[str]]:
-        if step_id not in finish:
-            step = by_id[step_id]
-            deps = [earliest(d) for d in sop.dependencies(step) if d in by_id]
-            before, chain = max(deps, key=lambda d: d[0]) if deps else (timedelta(0), [])
-            finish[step_id] = (before + step.span(), [*chain, step_id])
-        return finish[step_id]
+    graph = _Graph(sop)
+    # each step after its dependencies (no recursion along a long chain): its earliest end and, of the
+    # longest chain to it, how many steps take time and the first and last three of them (enough to
+    # say why, in constant time per step)
+    finish: dict[str, tuple[timedelta, int, tuple[str, ...], tuple[str, ...]]] = {}
+    for step_id in graph.topological():
+        deps = [finish[d] for d in graph.deps[step_id] if d in finish]
+        before, count, first, last = max(deps, key=lambda d: d[0]) if deps else (timedelta(0), 0, (), ())
+        if by_id[step_id].span():
+            count, first, last = count + 1, first if len(first) == 3 else (*first, step_id), (*last, step_id)[-3:]
+        finish[step_id] = (before + by_id[step_id].span(), count, first, last)
 
     errors = []
     for i, step in enumerate(sop.steps):
-        total, chain = earliest(step.id)
+        total, count, first, last = finish[step.id]
         if step.span() and total > sop.deadline:
-            parts = " + ".join(f"{c} {format_duration(by_id[c].span())}" for c in chain if by_id[c].span())
+            shown = [*first, *last[max(0, 3 - (count - 3)):]] if count <= 6 else [*first, "…", *last]
+            parts = [c if c == "…" else f"{c} {format_duration(by_id[c].span())}" for c in shown]
+            if count > 6:
+                parts[3] = f"… {count - 6} more …"
             errors.append(doc.error(("steps", i, step.span_field),
                                     f"step `{step.id}` is due {format_duration(total)} after the run starts "
-                                    f"({parts}), past the run deadline of {format_duration(sop.deadline)}"))
+                                    f"({' + '.join(parts)}), past the run deadline of {format_duration(sop.deadline)}"))
     return errors
 
 

@@ -10,6 +10,7 @@ each, registered in ``KINDS``), its building blocks in ``flows.language.fields``
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
@@ -236,11 +237,22 @@ class Sop(Strict):
     def dependencies(self, step: StepBase) -> list[str]:
         """A step's direct upstream steps: its ``needs`` plus a step that branches to it (a check)."""
         deps = list(step.needs)
-        for other in self.steps:
-            for branch in other.branches():  # called for every pair of steps: a plain loop, no any()
-                if step.id in branch.steps and other.id not in deps:
-                    deps.append(other.id)
+        for other in self._branched_from.get(step.id, ()):
+            if other not in deps:
+                deps.append(other)
         return deps
+
+    @cached_property
+    def _branched_from(self) -> dict[str, list[str]]:
+        """Step id → the steps that branch to it, built once (asking every step each time is quadratic)."""
+        index: dict[str, list[str]] = {}
+        for other in self.steps:
+            for branch in other.branches():
+                for target in branch.steps:
+                    sources = index.setdefault(target, [])
+                    if other.id not in sources:
+                        sources.append(other.id)
+        return index
 
     def schedules(self) -> list[ScheduleTrigger]:
         """The SOP's cron triggers."""
