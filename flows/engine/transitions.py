@@ -25,6 +25,7 @@ from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
+from flows.language.durations import check_speed
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.spec import Sop
@@ -105,9 +106,10 @@ class Engine:
         loaded = self.library.get(sop_id)
         sop = loaded.sop
         typed = check_inputs(sop, inputs or {})
-        speed = float(speed or self.site.settings.speed or 1.0)
-        if speed <= 0:
-            raise InputRefused([f"speed must be above zero, got {speed}"])
+        speed = float(self.site.settings.speed or 1.0) if speed is None else speed
+        if (problem := check_speed(speed)) is not None:
+            raise InputRefused([problem])
+        speed = float(speed)
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -191,7 +192,7 @@ class Settings(Strict):
     database_url: str = "sqlite:///var/ledger.db"
     api: ApiSettings = Field(default_factory=ApiSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
-    speed: float = Field(default=1.0, gt=0)
+    speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX, description="compress time (see durations.SPEED_MIN/MAX)")
     timezone: str = "UTC"
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"

@@ -15,6 +15,7 @@ from typing import Any
 from flows.language.config import Site, env_names, expand_env, missing_env, unset_reason
 from flows.language.durations import format_duration
 from flows.language.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
+from flows.language.latent import check_latent
 from flows.language.loader import Document, SpecError
 from flows.language.spec import Sop
 from flows.language.steps import KINDS
@@ -183,7 +184,30 @@ class _TemplateChecker:
             if len(rest) > 1 and rest[1] not in target.outputs():
                 return (f"step `{rest[0]}` has no field `{rest[1]}` "
                         f"(it has: {', '.join(sorted(target.outputs()))})")
+        return _private_name(ref)
+
+
+#: step outputs that hold JSON as received: a key starting with `_` (``_id``) is read as a key
+_FREE_FORM_OUTPUTS = ("json",)
+
+
+def _private_name(ref: tuple[str, ...]) -> str | None:
+    """A name starting with `_` read from a value that is not a mapping: the sandbox refuses it at every render.
+
+    The names an SOP declares (inputs, form fields) and keys inside free-form mappings (``trigger``,
+    an http step's ``json``) are looked up as keys and may start with `_`.
+    """
+    root, rest = ref[0], ref[1:]
+    if root == "trigger":
         return None
+    declared = {"inputs": 1, "config": 1, "run": 1, "steps": 2}.get(root, 0)
+    if root == "steps" and len(rest) > 1 and rest[1] in _FREE_FORM_OUTPUTS:
+        return None
+    for part in rest[declared:]:
+        if part.startswith("_"):
+            return (f"`{'.'.join(ref)}`: `{part}` cannot be read: the sandbox refuses names starting with `_` "
+                    "on a value, so the template would fail whenever it is rendered")
+    return None
 
 
 def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
@@ -244,6 +268,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     if not cycle:  # the longest chain of `needs` has no end in a cycle
         errors.extend(_check_deadline(sop, doc))
     errors.extend(_check_templates(sop, doc, site))
+    errors.extend(check_latent(sop, doc, site))
     return errors
 
 

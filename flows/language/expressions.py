@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 ROOTS = ("inputs", "steps", "trigger", "run", "config")
@@ -46,11 +46,43 @@ def parse(text: str, expression: bool = False) -> nodes.Template:
         tree = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno or 1) from None
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
-        kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
-        if node.name not in known:
-            raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
+    except RecursionError:
+        raise TemplateProblem("template nested too deeply (brackets or blocks inside each other hundreds of times)") from None
+    try:
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+            if node.name not in known:
+                raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
+        _always_fails(tree)
+    except RecursionError:
+        raise TemplateProblem("template nested too deeply (expressions inside each other hundreds of times)") from None
     return tree
+
+
+def _always_fails(tree: nodes.Template) -> None:
+    """Refuse what parses but fails whenever the template is rendered (the sandbox or Python would refuse it)."""
+    for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        raise TemplateProblem("a template cannot include, extend or import another template (there are no template "
+                              "files to load): it would fail whenever it is rendered", node.lineno)
+    for node in tree.find_all(nodes.Getattr):
+        if node.attr.startswith("__") and hasattr(object(), node.attr):
+            raise TemplateProblem(f"`{node.attr}` cannot be read in a template: the sandbox refuses names starting with "
+                                  "`_`, so it would fail whenever it is rendered", node.lineno)
+    for node in tree.find_all((nodes.Div, nodes.FloorDiv, nodes.Mod)):
+        if isinstance(node.right, nodes.Const) and node.right.value == 0 and not isinstance(node.left, nodes.TemplateData):
+            if isinstance(node, nodes.Mod) and isinstance(node.left, nodes.Const) and isinstance(node.left.value, str):
+                continue  # ``"%d" % 0`` is formatting
+            raise TemplateProblem("division by zero: it would fail whenever it is rendered", node.lineno)
+    for node in tree.find_all(nodes.Call):
+        if (isinstance(node.node, nodes.Name) and node.node.name == "range" and node.args and not node.kwargs
+                and all(isinstance(a, nodes.Const) and type(a.value) is int for a in node.args)):
+            try:
+                size = len(range(*[a.value for a in node.args]))  # type: ignore[attr-defined]
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if size > MAX_RANGE:
+                raise TemplateProblem(f"range of {size:,} items: the sandbox allows at most {MAX_RANGE:,}, "
+                                      "so it would fail whenever it is rendered", node.lineno)
 
 
 def _did_you_mean(name: str, known: Any, kind: str) -> str:
@@ -121,7 +153,11 @@ def analyse(text: str, expression: bool = False) -> tuple[tuple[str, ...], ...]:
     Raises TemplateProblem when it does not parse. Remembered per text: a library repeats
     the same templates across SOPs, and parsing is most of what `sop validate` does.
     """
-    return tuple(references(parse(text, expression=expression)))
+    tree = parse(text, expression=expression)
+    try:
+        return tuple(references(tree))
+    except RecursionError:
+        raise TemplateProblem("template nested too deeply (expressions inside each other hundreds of times)") from None
 
 
 @lru_cache(maxsize=2048)

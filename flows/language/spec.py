@@ -10,6 +10,7 @@ each, registered in ``KINDS``), its building blocks in ``flows.language.fields``
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -122,13 +123,17 @@ class ScheduleTrigger(Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
         if len(value.split()) != 5:
             raise ValueError(f"expected a 5-field cron expression such as '0 9 * * MON', got {value!r}")
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid cron expression "
                              "(minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, weekday 0-6 or MON-SUN)")
+        try:  # valid field by field, yet no date matches: 30 February, 31 April
+            croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"{value!r} never fires: no date has that day in that month") from None
         return value
 
     @field_validator("timezone")
