@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +26,20 @@ LADDER_WORDS = ("assignee", "owner", "lead", "backup")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _APPRISE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "loop"}
+
+
+def _listed(names: Iterable[str], limit: int = 20) -> str:
+    """Names for a message, at most ``limit`` of them: an SOP of 10,000 steps must not print 10,000 per error."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown
+
+
+def _arrows(cycle: list[str]) -> str:
+    """``a → b → c → a``; a cycle of thousands shows its first and last five steps."""
+    if len(cycle) <= 12:
+        return " → ".join(cycle)
+    return f"{' → '.join(cycle[:5])} → … {len(cycle) - 10} more … → {' → '.join(cycle[-5:])}"
 
 
 def _step_index(sop: Sop) -> dict[str, int]:
@@ -164,7 +178,7 @@ class _TemplateChecker:
         if not rest:
             return None
         if root == "inputs" and rest[0] not in self.sop.inputs:
-            known = ", ".join(self.sop.inputs) or "none declared"
+            known = _listed(self.sop.inputs) or "none declared"
             return f"unknown input `{name}` (inputs: {known})"
         if root == "run" and rest[0] not in RUN_FIELDS:
             return f"unknown variable `{name}` (run has: {', '.join(RUN_FIELDS)})"
@@ -176,7 +190,7 @@ class _TemplateChecker:
             if target is None:
                 dashed = [s for s in self.by_id if s.startswith(f"{rest[0]}-")]
                 hint = (f"; step ids with dashes are written with underscores: steps.{dashed[0].replace('-', '_')}"
-                        if dashed else f" (steps: {', '.join(self.by_id)})")
+                        if dashed else f" (steps: {_listed(self.by_id)})")
                 return f"unknown step `{rest[0]}` in `{name}`{hint}"
             if step is not None and not self.graph.needs(step.id, target.id):
                 return (f"`{name}` reads step `{target.id}`, which step `{step.id}` does not need "
@@ -233,7 +247,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
             errors.append(doc.error(path, f"step `{self_id}` {what} itself (a step cannot depend on itself)"))
             return False
         if target not in index:
-            errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {', '.join(index)})"))
+            errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {_listed(index)})"))
             return False
         return True
 
@@ -250,7 +264,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     cycle = find_cycle(sop)
     if cycle and len(cycle) > 2:  # a step that needs itself is reported above
         errors.append(doc.error((*steps_path, index[cycle[0]], "needs"),
-                                f"steps form a cycle: {' → '.join(cycle)}"))
+                                f"steps form a cycle: {_arrows(cycle)}"))
 
     for name in sop.inputs:
         if not _IDENT.match(name):
@@ -367,7 +381,7 @@ def _check_templates(sop: Sop, doc: Document, site: Site | None) -> list[SpecErr
             checker.check(value, ("triggers", i, "inputs", name), allowed=("trigger", "config"))
             if name not in sop.inputs:
                 errors.append(doc.error(("triggers", i, "inputs", name),
-                                        f"unknown input `{name}` (inputs: {', '.join(sop.inputs) or 'none declared'})", True))
+                                        f"unknown input `{name}` (inputs: {_listed(sop.inputs) or 'none declared'})", True))
     for i, step in enumerate(sop.steps):
         base = ("steps", i)
         checker.check(step.when, (*base, "when"), expression=True, step=step)

@@ -49,14 +49,20 @@ def parse(text: str, expression: bool = False) -> nodes.Template:
     except RecursionError:
         raise TemplateProblem("template nested too deeply (brackets or blocks inside each other hundreds of times)") from None
     try:
-        for node in tree.find_all((nodes.Filter, nodes.Test)):
-            kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
-            if node.name not in known:
-                raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
-        _always_fails(tree)
+        if "|" in source or " is " in source:  # walking the tree costs as much as parsing: only when it can find something
+            for node in tree.find_all((nodes.Filter, nodes.Test)):
+                kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+                if node.name not in known:
+                    raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
+        if _MAY_ALWAYS_FAIL.search(source):
+            _always_fails(tree)
     except RecursionError:
         raise TemplateProblem("template nested too deeply (expressions inside each other hundreds of times)") from None
     return tree
+
+
+#: what :func:`_always_fails` looks for can only be there when the text has one of these
+_MAY_ALWAYS_FAIL = re.compile(r"include|extends|import|__|/|%|range")
 
 
 def _always_fails(tree: nodes.Template) -> None:
@@ -97,20 +103,22 @@ _BINDING = (nodes.For, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallB
             nodes.FromImport, nodes.Scope, nodes.OverlayScope, nodes.FilterBlock, nodes.Block)
 
 
-def _free_names(tree: nodes.Template) -> set[str]:
+def _free_names(tree: nodes.Template) -> set[str] | None:
+    """The names a template reads from outside; None when it binds none (then every name it reads is free)."""
     # jinja2.meta runs the code generator, ~10x the cost of a walk; most templates bind nothing
     if next(tree.find_all(_BINDING), None) is not None:
         return meta.find_undeclared_variables(tree)
-    return {name.name for name in tree.find_all(nodes.Name)}
+    return None
 
 
-def references(tree: nodes.Template) -> list[tuple[str, ...]]:
+def references(tree: nodes.Template, statements: bool = True) -> list[tuple[str, ...]]:
     """Every variable path the template reads from outside, e.g. ``('steps', 'assess', 'severity')``.
 
     A path stops at the first dynamic part (``steps[x]``) or call; names the template binds
-    itself (``{% for %}``, ``{% set %}``) are left out.
+    itself (``{% for %}``, ``{% set %}``) are left out. ``statements`` False: the text has no
+    ``{%``, so nothing is bound (a walk saved).
     """
-    free = _free_names(tree)
+    free = _free_names(tree) if statements else None
     found: list[tuple[str, ...]] = []
 
     def chain(node: nodes.Node) -> tuple[str, ...] | None:
@@ -132,7 +140,7 @@ def references(tree: nodes.Template) -> list[tuple[str, ...]]:
         if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
             path = chain(node)
             if path is not None:
-                if path[0] in free:
+                if free is None or path[0] in free:
                     found.append(path)
                 return
             if isinstance(node, nodes.Getitem):
@@ -155,7 +163,7 @@ def analyse(text: str, expression: bool = False) -> tuple[tuple[str, ...], ...]:
     """
     tree = parse(text, expression=expression)
     try:
-        return tuple(references(tree))
+        return tuple(references(tree, statements=not expression and "{%" in text))
     except RecursionError:
         raise TemplateProblem("template nested too deeply (expressions inside each other hundreds of times)") from None
 
