@@ -147,20 +147,17 @@ def _control_character(exc: yaml.reader.ReaderError, text: str, file: str) -> Sp
 
 
 def _nesting_error(text: str, file: str) -> SpecError | None:
-    """Where the file nests deeper than MAX_NESTING, found from its tokens (the composer would recurse)."""
-    opening = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
-               yaml.BlockMappingStartToken)
-    closing = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+    """Where the file nests deeper than MAX_NESTING, found from its parse events (the composer would recurse)."""
     depth = 0
     try:
-        for token in yaml.scan(text, Loader=_FAST_LOADER):
-            if isinstance(token, opening):
+        for event in yaml.parse(text, Loader=_FAST_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_NESTING:
-                    mark = token.start_mark
+                    mark = event.start_mark
                     return SpecError(file, mark.line + 1, mark.column + 1, "",
                                      f"malformed YAML: nested more than {MAX_NESTING} levels deep")
-            elif isinstance(token, closing):
+            elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError:
         return None  # the parser reports it, with its own words
