@@ -140,13 +140,13 @@ class Channel(Strict):
 
 class ApiSettings(Strict):
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 1_000_000
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
 
 
 class PrefectSettings(Strict):
     api_url: str | None = None
-    port: int = 4200
+    port: int = Field(default=4200, ge=1, le=65535)
     pool: str = "sop-pool"
     workers: int = 1
     concurrency: int = 4

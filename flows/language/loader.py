@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,6 +433,8 @@ def read_document(path: Path) -> tuple[Document | None, list[SpecError]]:
     """Read and parse one YAML file; unreadable, oversized, non-UTF-8 or non-mapping files are errors."""
     file = str(path)
     try:
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+            return None, [SpecError(file, 1, 1, "", "not a regular file (a pipe, a device or a socket)")]
         with path.open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:

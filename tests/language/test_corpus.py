@@ -154,6 +154,9 @@ EXPECTED: dict[str, list[E]] = {
     "markup-in-value.yaml": [E(4, 8, "owner", "unknown role `[/]sre-oncall[bold]`")],
     "config-speed-out-of-range.yaml": [E(2, 10, "settings.speed", "less than or equal to 100000")],
     "config-link-max-age-too-long.yaml": [E(3, 19, "settings.web.link_max_age", "a duration must be at most 366d")],
+    "http-expect-impossible.yaml": [E(10, 15, "steps[0].request.expect", "HTTP statuses are 100 to 599, got [999]")],
+    "command-exit-impossible.yaml": [E(9, 18, "steps[0].expect_exit", "less than or equal to 255 (got 300)")],
+    "config-port-out-of-range.yaml": [E(2, 32, "settings.api.port", "less than or equal to 65535 (got 80000)")],
     # --- config (each file is a site of its own) ---------------------------------------------
     "config-missing-env.yaml": [
         E(9, 9, "people.bo-chen.contacts[0]", f"person `bo-chen`: environment variable `{MISSING_VAR}` is not set"),
