@@ -38,10 +38,12 @@ def check_speed(speed: float) -> str | None:
     return None
 
 
-def parse_duration(value: object) -> timedelta:
+def parse_duration(value: object, limit: timedelta | None = MAX_DURATION) -> timedelta:
     """Parse a duration; raise ValueError with a hint when it is not one.
 
-    Bare numbers are refused on purpose: ``due: 2`` is ambiguous (hours? minutes?).
+    Bare numbers are refused on purpose: ``due: 2`` is ambiguous (hours? minutes?). Longer
+    than ``limit`` is refused too (default MAX_DURATION: what an SOP or a setting may state);
+    ``limit=None`` for a span that is no timer, such as an audit's ``--since 2w``.
     """
     if isinstance(value, timedelta):
         return value
@@ -55,12 +57,18 @@ def parse_duration(value: object) -> timedelta:
     try:
         delta = timedelta(seconds=sum(float(g) * s for g, s in zip(parts, _UNITS.values(), strict=True) if g))
     except OverflowError:
-        raise ValueError(f"a duration must be at most {format_duration(MAX_DURATION)} (a year and a day), got {value!r}") from None
+        raise ValueError(f"a duration must be at most {_longest(limit)}, got {value!r}") from None
     if delta <= timedelta(0):
         raise ValueError(f"a duration must be longer than zero, got {value!r}")
-    if delta > MAX_DURATION:
-        raise ValueError(f"a duration must be at most {format_duration(MAX_DURATION)} (a year and a day), got {value!r}")
+    if limit is not None and delta > limit:
+        raise ValueError(f"a duration must be at most {_longest(limit)}, got {value!r}")
     return delta
+
+
+def _longest(limit: timedelta | None) -> str:
+    if limit is None:
+        return "999999999 days"
+    return format_duration(limit) + (" (a year and a day)" if limit == MAX_DURATION else "")
 
 
 def format_duration(delta: timedelta) -> str:
