@@ -438,7 +438,7 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
     for name, person in site.people.items():
         try:
             ZoneInfo(person.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
             err("people", name, ("timezone",), f"unknown time zone `{person.timezone}` (expected an IANA name such as Asia/Shanghai)")
         if not person.contacts:
             err("people", name, (), f"person `{name}` has no contacts: nobody could reach them")

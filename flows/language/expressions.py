@@ -48,6 +48,8 @@ def parse(text: str, expression: bool = False) -> nodes.Template:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno or 1) from None
     except RecursionError:
         raise TemplateProblem("template nested too deeply (brackets or blocks inside each other hundreds of times)") from None
+    except (ValueError, OverflowError) as exc:  # the lexer's own: a number of 5,000 digits
+        raise TemplateProblem(f"template cannot be read: {str(exc)[:120]}") from None
     try:
         if "|" in source or " is " in source:  # walking the tree costs as much as parsing: only when it can find something
             for node in tree.find_all((nodes.Filter, nodes.Test)):

@@ -53,7 +53,7 @@ def check_timezone(value: str) -> str:
 
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
     return value
 

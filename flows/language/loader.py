@@ -117,6 +117,8 @@ MAX_NESTING = 100
 MAX_ALIAS_VALUES = 100_000
 #: the largest file read: a 10,000-step SOP is about 400 KB
 MAX_FILE_BYTES = 4_000_000
+#: the largest integer a file may hold (a 64-bit one needs 64): larger ones cannot even be printed past 4,300 digits
+MAX_INTEGER_BITS = 1024
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 #: above these, a file might nest deeper than libyaml's C composer can recurse: its tokens are counted first
 _OPENERS_TO_SCAN = 5_000
@@ -219,11 +221,17 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
 
     def scalar(n: yaml.Node) -> Any:
         try:
-            return loader.construct_object(n, deep=True)
-        except (ValueError, OverflowError) as exc:  # resolved, then refused: a date 2026-02-30, a 5,000-digit number
+            value = loader.construct_object(n, deep=True)
+        except yaml.constructor.ConstructorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - resolved, then refused: 2026-02-30, a 5,000-digit number, `!!timestamp x`
             what = n.tag.rsplit(":", 1)[-1]
-            raise too_complex(n, f"malformed YAML: {n.value[:40]!r} reads as a {what} but is not one ({exc}); "
+            why = f" ({str(exc)[:120]})" if isinstance(exc, (ValueError, OverflowError)) else ""
+            raise too_complex(n, f"malformed YAML: {str(n.value)[:40]!r} reads as a {what} but is not one{why}; "
                                  "quote it to keep it as text") from None
+        if isinstance(value, int) and value.bit_length() > MAX_INTEGER_BITS:  # `0xfff…`: Python cannot even print it
+            raise too_complex(n, f"malformed YAML: a number of more than {MAX_INTEGER_BITS} bits; quote it to keep it as text")
+        return value
 
     def pairs(n: yaml.MappingNode, depth: int) -> list[tuple[yaml.Node, yaml.Node]]:
         """The mapping's own pairs, then those its merge keys bring (YAML: written keys win, earlier merges win)."""

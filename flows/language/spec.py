@@ -177,7 +177,7 @@ def _step_kind(value: Any) -> str | None:
         kind = value.get("kind")
         if kind is None:
             return next((name for key, name in _IMPLIED if key in value), None)
-        return kind if kind in KINDS else None
+        return kind if isinstance(kind, str) and kind in KINDS else None  # `kind: [a]` is no kind
     return getattr(value, "kind", None)
 
 

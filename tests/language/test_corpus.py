@@ -157,6 +157,9 @@ EXPECTED: dict[str, list[E]] = {
     "http-expect-impossible.yaml": [E(10, 15, "steps[0].request.expect", "HTTP statuses are 100 to 599, got [999]")],
     "command-exit-impossible.yaml": [E(9, 18, "steps[0].expect_exit", "less than or equal to 255 (got 300)")],
     "config-port-out-of-range.yaml": [E(2, 32, "settings.api.port", "less than or equal to 65535 (got 80000)")],
+    "yaml-bad-tagged-value.yaml": [E(5, 14, "", "'soon' reads as a timestamp but is not one; quote it to keep it as text")],
+    "step-kind-is-a-list.yaml": [E(7, 11, "steps[0].kind", "unknown step kind ['human']; expected `kind` to be one of")],
+    "timezone-name-too-long.yaml": [E(7, 15, "triggers[0].timezone", "unknown time zone 'Asia/xxxx")],
     # --- config (each file is a site of its own) ---------------------------------------------
     "config-missing-env.yaml": [
         E(9, 9, "people.bo-chen.contacts[0]", f"person `bo-chen`: environment variable `{MISSING_VAR}` is not set"),

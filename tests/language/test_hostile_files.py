@@ -87,6 +87,11 @@ GENERATED: dict[str, tuple[bytes, list[E]]] = {
     "oversized.yaml": (sop("oversized", "description: |\n" + ("  " + "x" * 98 + "\n") * (MAX_FILE_BYTES // 100 + 1)
                            + "steps: [{id: s, assignee: sre-oncall}]\n"),
                        [E(1, 1, "", "the file is larger than 4 MB")]),
+    "huge-hex-integer.yaml": (sop("huge-hex-integer", "steps:\n  - id: s\n    assignee: sre-oncall\n    retries: 0x" + "f" * 5000 + "\n"),
+                              [E(8, 14, "", "a number of more than 1024 bits")]),
+    "template-huge-number.yaml": (sop("template-huge-number", "steps:\n  - id: s\n    kind: check\n    check: \"1 < "
+                                      + "9" * 5000 + "\"\n"),
+                                  [E(8, 12, "steps[0].check", "template cannot be read: Exceeds the limit (4300 digits)")]),
     "key-is-a-list.yaml": (sop("key-is-a-list", "[a, b]: 1\nsteps: [{id: s, assignee: sre-oncall}]\n"),
                            [E(5, 1, "", "a mapping key must be text, got a list")]),
     "template-nested.yaml": (sop("template-nested", "steps:\n  - id: s\n    kind: check\n    check: \""
@@ -222,5 +227,6 @@ _ISSUE_16_CORPUS = {
     "schedule-missing-required-input.yaml", "alert-missing-required-input.yaml", "trigger-input-wrong-type.yaml",
     "cron-never-fires.yaml", "yaml-bad-date.yaml", "markup-in-value.yaml", "config-speed-out-of-range.yaml",
     "config-link-max-age-too-long.yaml", "http-expect-impossible.yaml", "command-exit-impossible.yaml",
-    "config-port-out-of-range.yaml",
+    "config-port-out-of-range.yaml", "yaml-bad-tagged-value.yaml", "step-kind-is-a-list.yaml",
+    "timezone-name-too-long.yaml",
 }
