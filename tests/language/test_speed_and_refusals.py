@@ -69,3 +69,19 @@ def test_a_name_that_looks_like_console_markup_is_printed_as_written(sop) -> Non
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "MarkupError" not in result.stderr
     assert "[/]x" in result.stderr
+
+
+def test_sop_list_and_show_print_an_sops_text_as_written(sop, tmp_path, repo_root) -> None:
+    # a title with `[/]` ended `sop list` and `sop show` in rich.errors.MarkupError
+    import shutil
+
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    (tmp_path / "sops").mkdir()
+    (tmp_path / "sops" / "markup.yaml").write_text(
+        'id: markup\ntitle: "Fix [/] now [bold]"\nclass: outage\nowner: sre-oncall\nsteps:\n'
+        '  - id: look\n    title: "[/]look"\n    assignee: sre-oncall\n', encoding="utf-8")
+    for command in (("list",), ("show", "markup")):
+        result = sop(*command, env={"SOP_HOME": str(tmp_path)}, cwd=tmp_path, timeout=60)
+        assert result.returncode == 0, result.stderr[-500:]
+        assert "Fix [/] now [bold]" in result.stdout
+    assert "[/]look" in result.stdout
