@@ -15,6 +15,7 @@ from typing import Any
 from flows.language.config import Site, env_names, expand_env, missing_env, unset_reason
 from flows.language.durations import format_duration
 from flows.language.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
+from flows.language.graph import StepGraph
 from flows.language.latent import check_latent
 from flows.language.loader import Document, SpecError
 from flows.language.spec import Sop
@@ -52,94 +53,12 @@ def upstream(sop: Sop, step_id: str) -> set[str]:
     Terminates on a cycle too (each step is visited once), so templates can be checked in an
     SOP whose cycle is reported.
     """
-    return _Graph(sop).upstream(step_id)
-
-
-class _Graph:
-    """The SOP's dependency edges, read once: reachability and cycles without recursion (a chain may be 10,000 long)."""
-
-    def __init__(self, sop: Sop):
-        self.deps: dict[str, list[str]] = {}
-        for step in sop.steps:
-            self.deps[step.id] = sop.dependencies(step)
-
-    def upstream(self, step_id: str) -> set[str]:
-        seen: set[str] = set()
-        stack = list(self.deps.get(step_id, ()))
-        while stack:
-            current = stack.pop()
-            if current in seen or current not in self.deps:
-                continue
-            seen.add(current)
-            stack.extend(self.deps[current])
-        return seen
-
-    def needs(self, step_id: str, target: str) -> bool:
-        """True when ``target`` must finish before ``step_id`` (a search that stops when it finds it)."""
-        direct = self.deps.get(step_id, ())
-        if target in direct:
-            return True
-        seen: set[str] = set()
-        stack = list(direct)
-        while stack:
-            current = stack.pop()
-            if current == target:
-                return True
-            if current in seen or current not in self.deps:
-                continue
-            seen.add(current)
-            stack.extend(self.deps[current])
-        return False
-
-    def cycle(self, order: list[str]) -> list[str] | None:
-        """A dependency cycle (first repeated at the end, in the order the steps wait), or None."""
-        state: dict[str, int] = {}  # 1: on the current path, 2: done
-        for start in order:
-            if start in state:
-                continue
-            trail: list[str] = [start]
-            state[start] = 1
-            pending = [iter(self.deps[start])]
-            while pending:
-                dep = next(pending[-1], None)
-                if dep is None:
-                    state[trail.pop()] = 2
-                    pending.pop()
-                    continue
-                if dep not in self.deps:
-                    continue
-                if state.get(dep) == 1:
-                    return list(reversed([*trail[trail.index(dep):], dep]))
-                if dep not in state:
-                    state[dep] = 1
-                    trail.append(dep)
-                    pending.append(iter(self.deps[dep]))
-        return None
-
-    def topological(self) -> list[str]:
-        """Step ids, each after every step it depends on (the graph has no cycle)."""
-        out: list[str] = []
-        done: set[str] = set()
-        for start in self.deps:
-            if start in done:
-                continue
-            stack = [(start, iter(self.deps[start]))]
-            done.add(start)
-            while stack:
-                node, deps = stack[-1]
-                dep = next(deps, None)
-                if dep is None:
-                    out.append(node)
-                    stack.pop()
-                elif dep in self.deps and dep not in done:
-                    done.add(dep)
-                    stack.append((dep, iter(self.deps[dep])))
-        return out
+    return StepGraph(sop).upstream(step_id)
 
 
 def find_cycle(sop: Sop) -> list[str] | None:
     """A dependency cycle as a list of step ids (first repeated at the end), or None."""
-    return _Graph(sop).cycle([s.id for s in sop.steps])
+    return StepGraph(sop).cycle([s.id for s in sop.steps])
 
 
 class _TemplateChecker:
@@ -148,7 +67,7 @@ class _TemplateChecker:
     def __init__(self, sop: Sop, doc: Document, site: Site | None, errors: list[SpecError]):
         self.sop, self.doc, self.site, self.errors = sop, doc, site, errors
         self.by_id = {s.id: s for s in sop.steps}
-        self.graph = _Graph(sop)
+        self.graph = StepGraph(sop)
 
     def check(self, text: Any, path: tuple, *, expression: bool = False, step: StepBase | None = None,
               allowed: tuple[str, ...] = ROOTS) -> None:
@@ -346,7 +265,7 @@ def _check_deadline(sop: Sop, doc: Document) -> list[SpecError]:
     if sop.deadline is None:
         return []
     by_id = {s.id: s for s in sop.steps}
-    graph = _Graph(sop)
+    graph = StepGraph(sop)
     # each step after its dependencies (no recursion along a long chain): its earliest end and, of the
     # longest chain to it, how many steps take time and the first and last three of them (enough to
     # say why, in constant time per step)
