@@ -235,6 +235,9 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
 
     def pairs(n: yaml.MappingNode, depth: int) -> list[tuple[yaml.Node, yaml.Node]]:
         """The mapping's own pairs, then those its merge keys bring (YAML: written keys win, earlier merges win)."""
+        nonlocal expanded
+        if depth > MAX_NESTING:
+            raise too_complex(n, f"malformed YAML: merge keys nested more than {MAX_NESTING} levels deep")
         own = [(k, v) for k, v in n.value if k.tag != _MERGE_TAG]
         merged: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in n.value:
@@ -246,6 +249,10 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
                     raise too_complex(source, "malformed YAML: a merge key `<<` takes a mapping or a list of "
                                               "mappings (e.g. `<<: *defaults`)")
                 merged.extend(pairs(source, depth + 1))
+        expanded += len(merged)  # what merges bring is repeated like an alias's value
+        if expanded > MAX_ALIAS_VALUES:
+            raise too_complex(n, f"malformed YAML: merge keys (`<<`) repeat values here into more than "
+                                 f"{MAX_ALIAS_VALUES:,} values; write the values out or merge less")
         if not merged:
             return own
         written = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}

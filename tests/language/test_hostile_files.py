@@ -54,6 +54,13 @@ def alias_bomb() -> bytes:
     return (HEAD.format(id="alias-bomb") + "\n".join(lines) + "\nsteps: [{id: s, assignee: sre-oncall}]\n").encode()
 
 
+def merges(levels: int, each: int) -> bytes:
+    """Mappings each merging the one before ``each`` times: a chain (1) or a merge-key bomb (2)."""
+    refs = lambda i: ", ".join([f"*m{i - 1}"] * each)  # noqa: E731
+    lines = ["m0: &m0 {k0: 1}"] + [f"m{i}: &m{i} {{<<: [{refs(i)}], k{i}: 1}}" for i in range(1, levels)]
+    return (HEAD.format(id=f"merges-{each}") + "\n".join(lines) + "\nsteps: [{id: s, assignee: sre-oncall}]\n").encode()
+
+
 def nested_mappings(depth: int) -> bytes:
     body = "".join(f"{'  ' * level}k:\n" for level in range(depth)) + f"{'  ' * depth}v\n"
     return (HEAD.format(id="nested-mappings") + "description:\n" + "".join("  " + line + "\n" for line in body.splitlines())).encode()
@@ -92,6 +99,8 @@ GENERATED: dict[str, tuple[bytes, list[E]]] = {
     "template-huge-number.yaml": (sop("template-huge-number", "steps:\n  - id: s\n    kind: check\n    check: \"1 < "
                                       + "9" * 5000 + "\"\n"),
                                   [E(8, 12, "steps[0].check", "template cannot be read: Exceeds the limit (4300 digits)")]),
+    "merge-chain.yaml": (merges(3000, 1), [E(56, 6, "", "merge keys (`<<`) repeat values here into more than 100,000")]),
+    "merge-bomb.yaml": (merges(60, 2), [E(6, 5, "", "merge keys (`<<`) repeat values here into more than 100,000")]),
     "key-is-a-list.yaml": (sop("key-is-a-list", "[a, b]: 1\nsteps: [{id: s, assignee: sre-oncall}]\n"),
                            [E(5, 1, "", "a mapping key must be text, got a list")]),
     "template-nested.yaml": (sop("template-nested", "steps:\n  - id: s\n    kind: check\n    check: \""
