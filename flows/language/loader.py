@@ -120,7 +120,8 @@ MAX_FILE_BYTES = 4_000_000
 #: the largest integer a file may hold (a 64-bit one needs 64): larger ones cannot even be printed past 4,300 digits
 MAX_INTEGER_BITS = 1024
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-#: above these, a file might nest deeper than libyaml's C composer can recurse: its tokens are counted first
+#: above these (openers, or a line this long), a file might nest deeper than libyaml's C composer can
+#: recurse (it crashed the process at ~25,000 levels): its parse events are counted first
 _OPENERS_TO_SCAN = 5_000
 _LONG_LINE = re.compile(rf"[^\n]{{{_OPENERS_TO_SCAN}}}")
 
@@ -184,6 +185,7 @@ def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any, SpecError | N
     finally:
         if loader is not None:
             loader.dispose()
+    loader = None
     try:
         loader = yaml.SafeLoader(text)
         return loader.get_single_node(), loader, None
