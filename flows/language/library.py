@@ -152,9 +152,10 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
         if head == "steps" and isinstance(item, int):
             broken_steps.add(item)
         elif head == "inputs" and isinstance(item, str) and isinstance(data.get("inputs"), dict):
-            data["inputs"] = {**data["inputs"], item: {"type": "string"}}
+            data["inputs"] = {**data["inputs"], item: {"type": "string", "required": False}}  # no trigger owes it a value
         elif head == "triggers" and isinstance(item, int):
             data["triggers"] = [{"event": "stand-in"} if i == item else t for i, t in enumerate(data["triggers"])]
+            unsure.add(f"triggers[{item}]")  # the stand-in gives no inputs: what it would lack is not the author's
         elif head == "escalation" and isinstance(item, int):
             data["escalation"] = [{"at": "1h", "notify": ["owner"]} if i == item else e
                                   for i, e in enumerate(data["escalation"])]
@@ -184,7 +185,8 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
         return []
     for i, fields in stand_ins.items():
         sop.steps[i] = _StandIn.model_validate(fields)
-    return [e for e in check_sop(sop, doc, site) if e.path.split(".")[0].split("[")[0] not in unsure]
+    return [e for e in check_sop(sop, doc, site)
+            if e.path.split(".")[0].split("[")[0] not in unsure and e.path.split(".")[0] not in unsure]
 
 
 def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None) -> tuple[list[SpecError], int, int]:

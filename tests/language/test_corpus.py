@@ -160,6 +160,11 @@ EXPECTED: dict[str, list[E]] = {
     "yaml-bad-tagged-value.yaml": [E(5, 14, "", "'soon' reads as a timestamp but is not one; quote it to keep it as text")],
     "step-kind-is-a-list.yaml": [E(7, 11, "steps[0].kind", "unknown step kind ['human']; expected `kind` to be one of")],
     "timezone-name-too-long.yaml": [E(7, 15, "triggers[0].timezone", "unknown time zone 'Asia/xxxx")],
+    # a broken input and a broken trigger: their stand-ins must not make the trigger "owe" inputs
+    "broken-trigger-and-input.yaml": [
+        E(6, 49, "inputs.service.default", "default 'api' is not one of the enum"),
+        E(9, 15, "triggers[0].schedule", "'0 25 * * *' is not a valid cron expression"),
+    ],
     # --- config (each file is a site of its own) ---------------------------------------------
     "config-missing-env.yaml": [
         E(9, 9, "people.bo-chen.contacts[0]", f"person `bo-chen`: environment variable `{MISSING_VAR}` is not set"),
