@@ -28,8 +28,7 @@ from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.cadence import effective_cadence
-from flows.language.config import SPEED_MAX, SPEED_MIN
-from flows.language.durations import format_duration
+from flows.language.durations import check_speed, format_duration
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.spec import Sop
@@ -135,9 +134,10 @@ class Engine:
         loaded = self.library.get(sop_id)
         sop = loaded.sop
         typed = check_inputs(sop, inputs or {})
-        speed = float(speed or self.site.settings.speed or 1.0)
-        if not SPEED_MIN <= speed <= SPEED_MAX:  # NaN is in no range
-            raise InputRefused([f"speed must be from {SPEED_MIN:g} to {SPEED_MAX:g}, got {speed:g}"])
+        speed = float(self.site.settings.speed or 1.0) if speed is None else speed
+        if (problem := check_speed(speed)) is not None:
+            raise InputRefused([problem])
+        speed = float(speed)
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:
