@@ -90,6 +90,9 @@ class Launcher:
                 name = f"{sop_id}/{deployment_name(sop_id, self.pool)}"
                 self._deployments[sop_id] = client.read_deployment_by_name(name).id
             except Exception as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) == 401:
+                    raise LaunchError(f"the Prefect server at {self.api_url} refuses us (401): run where `sop serve` "
+                                      "keeps var/prefect-auth, or set PREFECT_API_AUTH_STRING") from None
                 raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
         return self._deployments[sop_id]
 
