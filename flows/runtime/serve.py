@@ -206,6 +206,10 @@ class Stack:
             raise StackError(f"the Prefect server at {self.api_url} refuses our auth string ({where})")
         if server is not None:
             self.progress(f"Prefect UI on {self.api_url.removesuffix('/api')}: its password is in {self.root / AUTH_FILE}")
+        elif not given and signed_in(self.api_url, None):  # a server we did not start, open to anyone
+            log.warning("event=prefect_unlocked api=%s", self.api_url)
+            self.progress(f"warning: the Prefect server at {self.api_url} answers without an auth string: stop it "
+                          "and `sop serve` starts a locked one")
         self.progress("deploying the SOP library")
         pool = pool_name(self.library)
         with prefect_client(self.api_url) as client:

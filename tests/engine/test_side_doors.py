@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import stat
 from uuid import UUID
 
@@ -60,6 +61,43 @@ def test_the_prefect_ui_calls_the_api_on_the_port_it_was_given(stack, auth_strin
     assert "access-control-allow-origin" not in other.headers
 
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (run `make deps-system` as root)")
+def test_an_engineer_signs_in_to_the_prefect_ui_on_its_port_with_the_auth_string(stack, engine, auth_string,
+                                                                                  repo_root):
+    from playwright.sync_api import sync_playwright
+
+    run_id = engine.start("t-parallel", initiator="li-wei").run_id
+    wait_for(lambda: suspended(engine, run_id), 90, "the flow run to suspend")
+    ui = stack.api_url.removesuffix("/api")
+    shots = repo_root / "var" / "screenshots"  # test artifacts, not committed (var/ is ignored)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            refused: list[tuple[int, str]] = []
+            page.on("response", lambda r: refused.append((r.status, r.url)) if r.status >= 400 else None)
+            page.goto(f"{ui}/", wait_until="networkidle")
+            assert "/login" in page.url  # no password, no UI
+            page.fill("input", "admin:pass")
+            page.click("button")
+            page.wait_for_timeout(1000)
+            assert "/login" in page.url and any(status == 401 for status, _ in refused)
+            refused.clear()
+            page.fill("input", auth_string)
+            page.click("button")
+            page.wait_for_url(lambda url: "/login" not in url)
+            page.goto(f"{ui}/v2/runs", wait_until="networkidle")
+            page.get_by_text(f"t-parallel-{run_id}").wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / "prefect-ui-runs.png"))
+            assert refused == []  # every call went to this server's port, signed in
+        finally:
+            browser.close()
+
+
 def suspended(engine, run_id: str, after: int = 0):
     """The run's flow run once it is suspended for the ``after``+1-th time or later (None before)."""
     view = engine.view(run_id)
@@ -86,7 +124,7 @@ def refusals(engine, run_id: str) -> list[dict]:
     return [r["data"] for r in records(engine, run_id, "resume_refused")]
 
 
-def test_a_forged_resume_reports_nothing_and_is_recorded(engine, project):
+def test_a_forged_resume_reports_nothing_and_is_recorded(engine, project, sop):
     run_id = engine.start("t-parallel", initiator="li-wei").run_id
     flow_run = wait_for(lambda: suspended(engine, run_id), 90, "the flow run to suspend while people work")
 
@@ -108,6 +146,10 @@ def test_a_forged_resume_reports_nothing_and_is_recorded(engine, project):
     wait_for(lambda: len(refusals(engine, run_id)) == 3, 90, "the replayed token to be recorded")
     assert [r["reason"] for r in refusals(engine, run_id)] == ["no_token", "forged", "stale"]
     assert step_states(engine, run_id)["left"] == "active"
+    # the auditor sees each one on the run's timeline
+    shown = sop("audit", "show", run_id, env={"SOP_HOME": str(project)})
+    assert "Prefect resume refused (no_token): not signed by the engine, reported nothing; it carried actor, " \
+           "choice, note, step" in " ".join(shown.stdout.split())
 
 
 def test_an_empty_resume_is_recorded_not_silent(engine):
