@@ -125,9 +125,13 @@ def _check_resume(engine: Engine, run_id: str, flow_run_id: Any) -> None:
     from prefect.client.orchestration import get_client
 
     schema_key, response_key = resume_keys(count)
-    with get_client(sync_client=True) as client:
-        stored = {i.key: i.value for i in client.filter_flow_run_input(
-            flow_run_id, key_prefix=f"suspended-wait-{count}-", limit=10, exclude_keys=set())}
+    try:
+        with get_client(sync_client=True) as client:
+            stored = {i.key: i.value for i in client.filter_flow_run_input(
+                flow_run_id, key_prefix=f"suspended-wait-{count}-", limit=10, exclude_keys=set())}
+    except Exception as exc:  # the run goes on from the ledger: an unchecked resume must not fail it
+        log.warning("event=resume_unchecked run=%s flow_run=%s suspension=%d error=%s", run_id, flow_run_id, count, exc)
+        return
     if schema_key not in stored:
         return  # this flow run never suspended there: it replaces one that died, nobody resumed it
     try:
