@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -21,12 +22,14 @@ from flows.clock import Clock, SystemClock, scaled
 from flows.engine.change import Page, Plan, RunChange, Transaction
 from flows.engine.inputs import InputRefused, StepNotActive, check_inputs, new_run_id
 from flows.engine.links import Claim, LinkRefused, Links
+from flows.engine.oncall import on_call_now
 from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
+from flows.language.oncall import OnCall
 from flows.language.spec import Sop
 from flows.language.steps import human
 from flows.language.steps.human import HumanStep
@@ -194,7 +197,7 @@ class Engine:
             if deadline_at is not None:
                 change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
             change.page("run_started", None, [sop.owner])
-            plan = change.advance(self.person_for)
+            plan = change.advance()
         if not pinned:
             self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
@@ -209,12 +212,16 @@ class Engine:
         here, so the next person hears at once, without waiting for a flow run to start.
         """
         with self.transaction() as t:
-            return t.change(run_id).advance(self.person_for)
+            return t.change(run_id).advance()
 
-    def person_for(self, name: str) -> str:
-        """The person who answers for a role (its primary) or the person named."""
-        role = self.site.roles.get(name)
-        return role.primary if role else name
+    def on_call(self, role: str, at: datetime | None = None) -> OnCall:
+        """Who is primary and backup of ``role`` at ``at`` (default: now on the engine's clock), and why:
+        its rotation or fixed people, an override winning (KeyError: not a role)."""
+        return on_call_now(self.site, self.ledger, role, at or self.clock.now())
+
+    def person_for(self, name: str, at: datetime | None = None) -> str:
+        """The person who answers for a role (its primary now, or at ``at``) or the person named."""
+        return self.on_call(name, at).primary if name in self.site.roles else name
 
     # --- reports from people ---------------------------------------------------------------
 
