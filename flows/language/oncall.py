@@ -283,7 +283,9 @@ def on_call(name: str, role: Any, at: datetime, overrides: Iterable[Override] = 
     until = min([base.until, *later], key=lambda t: t or datetime.max.replace(tzinfo=UTC)) if later else base.until
     current = max((o for o in overrides if o.holds(name, at)), key=lambda o: o.id, default=None)
     if current is None:
-        return OnCall(name, base.primary, base.backup, base.source, base.why, base.since, until)
+        ended = [o.ends_at for o in overrides if o.ends_at <= at and (base.since is None or o.ends_at > base.since)]
+        since = max(ended) if ended else base.since  # the shift resumed when an override ended
+        return OnCall(name, base.primary, base.backup, base.source, base.why, since, until)
     backup = base.backup
     if backup is None or backup == current.person:
         # the stand-in was the backup: the next member who is neither them nor the one they replace
@@ -448,3 +450,14 @@ def away_gaps(site: Any, start: datetime, days: int = 14, overrides: Iterable[Ov
                         if gap not in gaps:
                             gaps.append(gap)
     return gaps
+
+
+def away_errors(site: Any, docs: list[Any], start: datetime, days: int = 14,
+                overrides: Iterable[Override] = ()) -> list[Any]:
+    """:func:`away_gaps` as errors located at each away stretch in its config file (``sop validate --oncall``)."""
+    errors = []
+    for gap in away_gaps(site, start, days, overrides):
+        doc = next((d for d in docs if isinstance(d.data, dict) and gap.person in (d.data.get("people") or {})), None)
+        if doc is not None:
+            errors.append(doc.error(gap.path, str(gap)))
+    return errors
