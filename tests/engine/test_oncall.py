@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flows.audit.timeline import describe
 from flows.clock import ManualClock
 from flows.engine.oncall import OverrideRefused, add_override
 from flows.engine.paging import Pager
@@ -116,6 +117,10 @@ def test_a_handoff_mid_run_sends_later_reminders_to_the_new_primary_and_a_claime
     assert "shift 11 (kenji-sato)" in escalations[-1]["on_call"]["sre-oncall"]["why"]
     held = [r for r in step_records(engine, run.run_id, "escalation") if r["step"] == "verify"]
     assert {e["holder"] for e in held} == {"zhao-lei"}
+    # what `sop audit show` says of them
+    assert describe("escalation", escalations[-1], None).endswith("→ assignee (sre-oncall: kenji-sato by rotation)")
+    assert describe("escalation", held[-1], None).endswith("→ assignee (held by zhao-lei)")
+    assert "(zhao-lei; rotation: shift 10 (zhao-lei)" in describe("step_assigned", assigned[0], None)
     pages = [r for r in step_records(engine, run.run_id, "notification") if r["step"] == "respond"]
     assert any(d["recipient"] == "kenji-sato" and "shift 11" in d["via"] for p in pages for d in p["results"])
 
