@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -11,29 +11,10 @@ from rich.table import Table
 
 from flows.cli import app
 from flows.cli.common import console, fail, print_json
+from flows.language.oncall import parse_instant
 
 USAGE = ("sop oncall [ROLE] [--at TIME]  ·  sop oncall override ROLE PERSON --from TIME --until TIME "
          "--reason TEXT --as YOU")
-
-
-def parse_instant(text: str, zone: str, *, now: datetime, base: datetime | None = None) -> datetime:
-    """``now``, ``+2h`` (after ``base``, or now), or ISO 8601 (``2026-12-24``, ``2026-12-24T18:00``, with an
-    offset or in the site's time zone ``zone``), as a UTC instant; ValueError saying what is accepted."""
-    from flows.language.durations import parse_duration
-
-    text = text.strip()
-    if text == "now":
-        return now
-    if text.startswith("+"):
-        return (base or now) + parse_duration(text[1:])
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"`{text}` is not a time: write now, +2h (from now or --from), 2026-12-24, "
-                         f"2026-12-24T18:00 or 2026-12-24T18:00+08:00 (no offset: {zone})") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone))
-    return value.astimezone(UTC)
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})

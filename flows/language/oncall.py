@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from dateutil import rrule
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from flows.language.durations import parse_duration
 from flows.language.fields import Strict, check_timezone
 
 _SHIFT = re.compile(r"^\s*([1-9][0-9]*)\s*([wdh])\s*$")
@@ -220,6 +221,24 @@ def layer_clash(members: list[str], backup: list[str]) -> str | None:
             return (f"shift {shift + 1} of the cycle has `{members[shift % len(members)]}` as both primary and "
                     "backup (the A/B role rule): reorder the backup layer")
     return None
+
+
+def parse_instant(text: str, zone: str, *, now: datetime, base: datetime | None = None) -> datetime:
+    """``now``, ``+2h`` (after ``base``, or now), or ISO 8601 (``2026-12-24``, ``2026-12-24T18:00``, with an
+    offset or in the site's time zone ``zone``), as a UTC instant; ValueError saying what is accepted."""
+    text = text.strip()
+    if text == "now":
+        return now
+    if text.startswith("+"):
+        return (base or now) + parse_duration(text[1:])
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"`{text}` is not a time: write now, +2h (from now or --from), 2026-12-24, "
+                         f"2026-12-24T18:00 or 2026-12-24T18:00+08:00 (no offset: {zone})") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(zone))
+    return value.astimezone(UTC)
 
 
 # --- overrides and the answer ---------------------------------------------------------------
