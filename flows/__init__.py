@@ -14,6 +14,7 @@ contract and ``make test`` checks it):
     flows.ledger     the hash-chained records and their projections (SQLAlchemy)
     flows.language   what an SOP says, validated; imports no runtime package
     flows.clock      time, injected (wall clock, compressed, manual)
+    flows.logfmt     key=value log lines with every value escaped (imports nothing; any layer uses it)
 
 See docs/architecture.md for the path of a trigger, a report and a timer through them.
 """

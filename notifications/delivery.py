@@ -21,11 +21,11 @@ from typing import Any
 from urllib.parse import quote
 
 from flows.language.config import expand_env, unset_reason
+from flows.logfmt import kv
 from notifications import attempt
 from notifications.addressing import Recipient
 from notifications.inbox import SCHEMA as INBOX_SCHEMA
 from notifications.inbox import inbox_dir as resolve_inbox_dir
-from notifications.logfmt import kv
 from notifications.masking import mask_template, mask_url
 from notifications.message import Message
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from flows.logfmt import kv
 from notifications.addressing import Recipient
 from notifications.delivery import (
     Clock,
@@ -26,7 +27,6 @@ from notifications.delivery import (
     utc_now,
 )
 from notifications.errors import NotificationError
-from notifications.logfmt import kv
 
 log = logging.getLogger("notifications.dispatch")
 

@@ -18,15 +18,15 @@ from flows.language.fields import FieldSpec
 from flows.language.spec import PRIORITY
 
 Kind = Literal[
-    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "run_started", "run_overdue",
-    "run_finished", "run_cancelled",
+    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
+    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
-    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed"})
+    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
-ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue"})
+ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "handed_over"})
 NotifyType = Literal["info", "success", "warning", "failure"]
 
 
@@ -48,7 +48,8 @@ class SopInfo:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation."""
+    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation, or why its automated
+    steps cannot start (``automation_failed``)."""
 
     id: str
     url: str
@@ -114,6 +115,12 @@ class StepInfo:
     values: Mapping[str, Any] = field(default_factory=dict)
     holder: str | None = None
     holder_contact: str | None = None
+    #: ``handed_over``: who gave the step to the reader, and what they said
+    handed_by: str | None = None
+    handover_note: str | None = None
+    #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)
+    round: int = 1
+    sent_back: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,9 @@ class LevelInfo:
     late_by: str | None = None
     #: the holder asked for help (it fired early, on their asking)
     asked_by: str | None = None
+    #: a status cadence's period (``status_due``, ``status_missed``) and what the update should say
+    every: str | None = None
+    ask: str | None = None
 
 
 @dataclass(frozen=True)

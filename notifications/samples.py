@@ -34,7 +34,11 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         initiator="alertmanager",
         speed=1.0,
         status={"run_finished": "completed", "run_cancelled": "cancelled"}.get(kind, "running"),
-        reason="duplicate of run r-20250301-0000" if kind == "run_cancelled" else None,
+        reason={
+            "run_cancelled": "duplicate of run r-20250301-0000",
+            "automation_failed": "cannot start automated steps: Prefect did not create the flow run: "
+            "Flow run parameters must be less than 524,288 bytes when serialized",
+        }.get(kind),
     )
     step = StepInfo(
         id="assess",
@@ -59,6 +63,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         finished_at=STARTED + timedelta(minutes=14) if kind == "step_done" else None,
         values={"severity": "high"} if kind == "step_done" else {},
         holder="wang-fang" if kind in ("escalated", "step_claimed") else None,
+        handed_by="chen-jie" if kind == "handed_over" else None,
+        handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
         holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed") else None,
     )
     level = None
@@ -68,6 +74,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             message=kind,
             late_by=None if kind == "reminder" else "12m",
         )
+    if kind in ("status_due", "status_missed"):
+        level = LevelInfo(key="2", message=kind, every="30m", ask="Mentions per hour, the trend, what goes out next.")
     summary = None
     if kind in ("run_finished", "run_overdue"):
         summary = (
@@ -89,7 +97,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         run=run,
         recipient=recipient,
         api_base_url=api_base_url,
-        step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled") else None,
+        step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
+                                  "status_missed", "automation_failed") else None,
         level=level,
         summary=summary,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",

@@ -106,6 +106,27 @@ class BodyLimit:
         await errors.refused(Request(scope, receive), error)(scope, receive, send)
 
 
+class NoNulInUrl:
+    """Refuse a path or query holding NUL (``%00``) with a 400 before any route reads it: PostgreSQL cannot
+    compare or store it (a run id of ``%00`` was a 500 there). Bodies are checked by :func:`errors.parse_json`."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = "path" if "\x00" in scope["path"] else None
+            if where is None and b"%00" in scope.get("query_string", b""):
+                where = "query"
+            if where is not None:
+                from starlette.requests import Request
+
+                error = ApiError(400, f"the {where} holds a NUL character (%00), which no run, step or SOP has", where)
+                await errors.refused(Request(scope, receive), error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     engine: Engine,
     site: Site | None = None,
@@ -133,8 +154,9 @@ def create_app(
     app.state.webhooks = WebhookPipeline(app.state.gate, app.state.intake, app.state.intake_thread)
     if fast_path:
         app.add_middleware(WebhookFastPath, pipeline=app.state.webhooks, webhooks=WEBHOOKS)
-    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes,  # outermost: before the fast path
+    app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes,  # before the fast path
                        page_max_bytes=site.settings.web.upload_max_bytes + 100_000)
+    app.add_middleware(NoNulInUrl)  # outermost
     errors.install(app)
     for module in (runs, alerts, events, metrics):
         app.include_router(module.router)

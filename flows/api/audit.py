@@ -4,9 +4,9 @@ The app (``flows.api.app``) includes this router behind its token check (readers
 auditor, operator, responder), so the routes here carry no authentication of their own.
 Bodies are exactly what the CLI prints with ``--json`` / ``--csv`` (and the HTML report).
 
-- ``GET /v1/audit/runs?sop=&class=&since=&until=&format=json|csv``
+- ``GET /v1/audit/runs?sop=&class=&since=&until=&drills=include|exclude|only&format=json|csv``
 - ``GET /v1/audit/runs/{run}``                  one run's whole timeline and SOP text
-- ``GET /v1/audit/report?since=&until=&sop=&class=&format=json|csv|html&timelines=N``
+- ``GET /v1/audit/report?since=&until=&sop=&class=&drills=include|exclude|only&format=json|csv|html&timelines=N``
 - ``GET /v1/audit/verify?anchor=SEQ:HASH``      ``ok`` false (still 200) when the chain is broken
 - ``GET /v1/audit/sops/{sop}/history``          versions that ran, with diffs
 """
@@ -30,6 +30,7 @@ SINCE = Query(None, description="runs started from: 2026-03-01, an ISO time (UTC
 UNTIL = Query(None, description="runs started before (a date includes that whole day)")
 SOP = Query(None, description="only runs of this SOP id")
 CLASS = Query(None, alias="class", description="only this class: complaint, outage, policy, routine")
+DRILLS = Query("include", description="drills count like any run (include), are left out (exclude) or alone (only)")
 
 
 def _audit(request: Request) -> Audit:
@@ -49,17 +50,19 @@ def _json(data: object) -> Response:
 
 @router.get("/runs")
 def audit_runs(request: Request, since: str | None = SINCE, until: str | None = UNTIL, sop: str | None = SOP,
-               sop_class: str | None = CLASS, format: Literal["json", "csv"] = "json") -> Response:  # noqa: A002
-    """One line per run: SOP and version hash, trigger, start, end, outcome, deadline met or missed, escalations."""
+               sop_class: str | None = CLASS, drills: str = DRILLS,
+               format: Literal["json", "csv"] = "json") -> Response:  # noqa: A002
+    """One line per run: SOP and version hash, trigger, start, end, outcome, deadline met or missed, escalations;
+    ``drill`` marks drills."""
     subject = _audit(request)
     try:
         within = subject.window(since, until)
     except AuditError as exc:
         raise _refused(exc, "query.since" if since and "since" in exc.message else "query.until") from None
     try:
-        lines = subject.lines(within, sop=sop, sop_class=sop_class)
+        lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
-        raise _refused(exc, "query.class") from None
+        raise _refused(exc, "query.drills" if "drills" in exc.message else "query.class") from None
     if format == "csv":
         return PlainTextResponse(to_csv(lines, RUN_COLUMNS), media_type="text/csv")
     return _json([line.to_dict() for line in lines])
@@ -77,18 +80,21 @@ def audit_run(request: Request, run: str) -> Response:
 
 @router.get("/report")
 def audit_report(request: Request, since: str | None = SINCE, until: str | None = UNTIL, sop: str | None = SOP,
-                 sop_class: str | None = CLASS, format: Literal["json", "csv", "html"] = "json",  # noqa: A002
+                 sop_class: str | None = CLASS, drills: str = DRILLS,
+                 format: Literal["json", "csv", "html"] = "json",  # noqa: A002
                  timelines: int | None = Query(None, ge=0, description="HTML: draw at most this many run timelines")) -> Response:
     """SLA compliance per SOP, per class and overall, late steps by role; ``format=html`` is the printable report."""
     subject = _audit(request)
     try:
         within = subject.window(since, until)
         if format == "html":  # on one process: the server runs threads, so forking is not safe (nor tried)
-            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, max_timelines=timelines)
+            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, max_timelines=timelines,
+                                                          drills=drills)
         else:
-            report, _ = subject.report(within, sop=sop, sop_class=sop_class)
+            report, _ = subject.report(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
-        raise _refused(exc, "query.class" if "class" in exc.message else "query.since") from None
+        field = next((f for f in ("class", "drills") if f in exc.message), "since")
+        raise _refused(exc, f"query.{field}") from None
     if format == "csv":
         return PlainTextResponse(to_csv(report.rows, COMPLIANCE_COLUMNS), media_type="text/csv")
     if format == "html":

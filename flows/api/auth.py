@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -81,14 +83,54 @@ class ActiveToken:
     hmac_secret: bytes | None = None
 
 
+#: the shortest secret a token (or its HMAC) may have, in bytes
+MIN_SECRET_BYTES = 16
+
+
+class SecretsRefused(ValueError):
+    """The tokens' secrets in the environment are unsafe (short, padded, shared): the API does not start."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(
+            "the API cannot start: " + "; ".join(problems) + " (secrets live in the environment variables named "
+            "in config/ tokens:; make each one its own, e.g. `openssl rand -hex 32`)"
+        )
+        self.problems = problems
+
+
+def check_secrets(secrets: dict[str, tuple[str, str]]) -> list[str]:
+    """What is wrong with the secrets, by name (``tokens.grafana``, ``tokens.grafana.hmac``) → (variable, value).
+
+    A secret must be at least :data:`MIN_SECRET_BYTES` long, carry no leading or trailing
+    whitespace (a newline pasted with it would be part of it, and no client sends one), and be
+    used by one token only (two tokens sharing one cannot be told apart). Secrets are never quoted.
+    """
+    problems: list[str] = []
+    holders: dict[str, list[str]] = {}
+    for name, (variable, secret) in secrets.items():
+        if secret != secret.strip():
+            problems.append(f"{name}: ${variable} begins or ends with whitespace (a trailing newline?)")
+        elif len(secret.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{name}: ${variable} is {len(secret.encode())} bytes; at least {MIN_SECRET_BYTES}")
+        holders.setdefault(secret, []).append(f"{name} (${variable})")
+    problems += [f"{' and '.join(names)} share one secret" for names in holders.values() if len(names) > 1]
+    return problems
+
+
 class Gate:
-    """The authenticate stage: which token a request carries, whether its role may, whether it is signed."""
+    """The authenticate stage: which token a request carries, whether its role may, whether it is signed.
+
+    It refuses to start (:class:`SecretsRefused`) on secrets that are short, padded or shared, and
+    remembers the signatures it accepted while they are fresh: a signed request is taken once.
+    """
 
     def __init__(self, site: Site, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time):
         env = os.environ if env is None else env
         self.clock = clock
         self.tokens: list[ActiveToken] = []
         self.inactive: dict[str, str] = {}
+        self.replays = SeenSignatures(clock)
+        secrets: dict[str, tuple[str, str]] = {}
         for name, token in site.tokens.items():
             secret = env.get(token.env, "")
             if not secret:
@@ -100,9 +142,14 @@ class Gate:
                 if hmac_secret is None:
                     self.inactive[name] = f"environment variable {token.hmac.env} (its HMAC secret) is not set"
                     continue
+                secrets[f"tokens.{name}.hmac"] = (token.hmac.env, hmac_secret.decode())
+            secrets[f"tokens.{name}"] = (token.env, secret)
             self.tokens.append(
                 ActiveToken(Principal(name, token.role, token.person), secret.encode(), token.hmac, hmac_secret)
             )
+        problems = check_secrets(secrets)
+        if problems:
+            raise SecretsRefused(problems)
         for name, reason in self.inactive.items():
             log.info("event=api_token_inactive token=%s reason=%r", name, reason)
         log.info("event=api_tokens active=%d inactive=%d", len(self.tokens), len(self.inactive))
@@ -171,11 +218,12 @@ class Gate:
             if not stamp:
                 raise ApiError(401, f"missing timestamp header {check.timestamp_header}", ts_field)
             try:
-                age = abs(self.clock() - float(stamp))
+                sent = float(stamp)
             except ValueError:
-                raise ApiError(
-                    401, f"{check.timestamp_header} must be Unix seconds, got {stamp[:40]!r}", ts_field
-                ) from None
+                sent = math.nan
+            if not math.isfinite(sent):  # "nan" would pass any comparison of its age
+                raise ApiError(401, f"{check.timestamp_header} must be Unix seconds, got {stamp[:40]!r}", ts_field)
+            age = abs(self.clock() - sent)
             if age > check.max_age.total_seconds():
                 raise ApiError(
                     401,
@@ -185,10 +233,45 @@ class Gate:
                 )
             signed = stamp.encode() + b":" + body
         expected = hmac.new(secret, signed, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, given.removeprefix("sha256=").lower()):
+        offered = given.removeprefix("sha256=").lower().encode("utf-8", "surrogateescape")  # any header: bytes
+        if not hmac.compare_digest(expected.encode(), offered):
             raise ApiError(
                 401, f"bad signature in {check.header}: the body was not signed with this token's secret", field
             )
+        if check.timestamp_header and not self.replays.first(expected, check.max_age.total_seconds()):
+            raise ApiError(
+                401,
+                f"this signed request was already taken (the same {check.header} within "
+                f"{check.max_age.total_seconds():.0f}s): a replay; a sender signs each request anew",
+                field,
+            )
+
+
+class SeenSignatures:
+    """The signatures accepted while their timestamp is fresh: a second request bearing one is a replay.
+
+    Memory is bounded by the window: entries older than it are dropped as new ones come.
+    """
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self._until: dict[str, float] = {}  # signature → when it stops being fresh (insertion order = age order)
+        self._lock = threading.Lock()
+
+    def first(self, signature: str, window: float) -> bool:
+        """True the first time ``signature`` is offered within ``window`` seconds (and remember it)."""
+        now = self.clock()
+        with self._lock:
+            while self._until:
+                oldest, until = next(iter(self._until.items()))
+                if until > now:
+                    break
+                del self._until[oldest]
+            if signature in self._until:
+                return False
+            # a timestamp up to ``window`` ahead is fresh for twice the window: keep it that long
+            self._until[signature] = now + 2 * window
+            return True
 
 
 def require(*roles: str) -> Any:

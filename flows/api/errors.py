@@ -3,12 +3,18 @@
 ``field`` names where the problem is, as a path: ``body.inputs.brand``, ``body.alerts.3.status``,
 ``path.run``, ``header.authorization``. Our exceptions (InputRefused, ReportRefused,
 RunNotFound, StepNotActive) and pydantic's are mapped here, in one place.
+
+Every body is decoded here too (:func:`parse_json`, the one door for JSON): what no layer
+below can take (non-finite numbers, integers past 64 bits, deep nesting, NUL) is refused,
+located, before any model or the ledger sees it. What no handler expected is a 500 in the
+same shape (:func:`failed`), logged with its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from typing import Any, TypeVar
 
@@ -21,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.steps.human import ReportRefused
+from flows.logfmt import kv
 
 log = logging.getLogger("sop.api")
 _NAMED = re.compile(r"(?:input|field) `([^`]+)`")
@@ -92,16 +99,116 @@ def from_problems(
     return ApiError(status, f"{headline}: {'; '.join(problems)}", located[0]["field"] if located else prefix, located)
 
 
+#: how deep a body may nest objects and arrays (our payloads nest 4 deep; ~1,000 deep breaks the decoder)
+MAX_DEPTH = 32
+#: integers a body may carry: 64-bit signed (a longer one cannot be stored, typed or handed to Prefect)
+MAX_INT = 2**63 - 1
+_LONGEST_INT = len(str(MAX_INT)) + 1  # digits and a sign
+#: bytes that can only be in a body whose strings need a closer look: NUL, and half a surrogate pair
+_SUSPECT_STRING = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]")
+_NOT_A_BRACKET = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_BRACKETS_IN_STRINGS = re.compile(rb'"[^"]*"')
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+
+
+class _Refused:
+    """A number the decoder met that a body may not carry (kept in place so that the walk can locate it)."""
+
+    __slots__ = ("text", "why")
+
+    def __init__(self, text: str, why: str):
+        self.text, self.why = text, why
+
+
 def parse_json(raw: bytes) -> Any:
-    """Decode a request body; a 400 naming the position when it is not JSON."""
+    """Decode a request body; a 400 naming the position when it is not JSON, a 4xx naming the field when
+    it holds what nothing downstream can take.
+
+    Refused, located (``body.inputs.score``): ``NaN`` and ``Infinity`` (not JSON, RFC 8259) and numbers too
+    large to be finite (``1e999``); integers beyond 64 bits; objects and arrays nested deeper than
+    :data:`MAX_DEPTH`; strings (or keys) holding NUL (PostgreSQL cannot store it) or half a surrogate
+    pair (not text). The checks cost a walk only when the bytes say one may be needed.
+    """
     if not raw.strip():
         raise ApiError(400, "the request has no body; send a JSON object (Content-Type: application/json)", "body")
+    refused: list[_Refused] = []
+
+    def constant(text: str) -> _Refused:
+        refused.append(_Refused(text, f"{text} is not JSON (RFC 8259); send a finite number or null"))
+        return refused[-1]
+
+    def number(text: str) -> float | _Refused:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        refused.append(_Refused(text, f"{text[:40]} is too large to be a finite number"))
+        return refused[-1]
+
+    def integer(text: str) -> int | _Refused:
+        if len(text) <= _LONGEST_INT and -MAX_INT - 1 <= (value := int(text)) <= MAX_INT:
+            return value
+        refused.append(_Refused(text, f"an integer of {len(text.lstrip('-'))} digits is out of range (64-bit: at most {MAX_INT})"))
+        return refused[-1]
+
     try:
-        return json.loads(raw)
+        data = json.loads(raw, parse_constant=constant, parse_float=number, parse_int=integer)
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8 text; send a JSON object", "body") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "body") from None
+    except RecursionError:
+        raise ApiError(422, f"the body nests objects or arrays more than {MAX_DEPTH} deep", "body") from None
+    if refused or _SUSPECT_STRING.search(raw) or _nests_deeper(raw, MAX_DEPTH):
+        _check_values(data)
+    return data
+
+
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """Whether a (well-formed) JSON text nests objects and arrays more than ``limit`` deep, at the speed of
+    bytes: escapes dropped, only quotes and brackets kept, strings dropped, then each pass removes the
+    innermost pairs (one level)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    kept = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_A_BRACKET)
+    brackets = _BRACKETS_IN_STRINGS.sub(b"", kept)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = _INNERMOST.sub(b"", brackets)
+    return bool(brackets)
+
+
+def _check_values(data: Any) -> None:
+    """Walk a decoded body (without recursion) and refuse, at its path, the first value it may not hold."""
+    stack: list[tuple[Any, tuple[Any, ...], int]] = [(data, (), 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = _loc("body", path)
+        if isinstance(value, _Refused):
+            raise _located(400 if value.text in ("NaN", "Infinity", "-Infinity") else 422, where, value.why)
+        if isinstance(value, str):
+            _check_text(value, where, "value")
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise _located(422, where, f"objects and arrays nest more than {MAX_DEPTH} deep")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    _check_text(key, _loc("body", (*path, key)), "key")
+                stack.append((item, (*path, key), depth + 1))
+
+
+def _check_text(text: str, where: str, what: str) -> None:
+    if "\x00" in text:
+        raise _located(422, where, f"the {what} holds a NUL character (\\u0000), which cannot be stored")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _located(422, where, f"the {what} holds half a surrogate pair (\\ud800-\\udfff alone): not text") from None
+
+
+def _located(status: int, where: str, problem: str) -> ApiError:
+    return ApiError(status, f"{where}: {problem}", where, [{"field": where, "error": problem}])
 
 
 def parse_body(raw: bytes, model: type[M]) -> M:
@@ -116,19 +223,30 @@ def parse_body(raw: bytes, model: type[M]) -> M:
 
 
 def refused(request: Request, error: ApiError) -> JSONResponse:
-    """The response of a refusal, and its log line."""
+    """The response of a refusal, and its log line (every value escaped: a newline in a path stays on the line)."""
     principal = getattr(request.state, "principal", None)
     log.warning(
-        'event=request_refused status=%d method=%s path=%s field=%s token=%s client=%s reason="%s"',
-        error.status,
-        request.method,
-        request.url.path,
-        error.field or "-",
-        getattr(principal, "token", "-"),
-        request.client.host if request.client else "-",
-        error.message.replace('"', "'"),
+        kv(
+            "event=request_refused",
+            status=error.status,
+            method=request.method,
+            path=request.url.path,
+            field=error.field or "-",
+            token=getattr(principal, "token", "-"),
+            client=request.client.host if request.client else "-",
+            reason=error.message[:500],
+        )
     )
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def failed(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 in the same shape as a refusal, for what no handler expected (a bug of ours: logged with its traceback)."""
+    log.error(kv("event=request_failed", method=request.method, path=request.url.path, error=type(exc).__name__),
+              exc_info=exc)
+    body = {"error": f"internal error ({type(exc).__name__}): a fault of the service, not of the request; see the API log",
+            "field": None, "problems": []}
+    return JSONResponse(body, status_code=500)
 
 
 def install(app: FastAPI) -> None:
@@ -150,7 +268,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InputRefused)
     async def _inputs(request: Request, exc: InputRefused) -> JSONResponse:
-        return refused(request, from_problems(422, exc.problems, "body.inputs", "the inputs do not fit the SOP"))
+        return refused(
+            request,
+            from_problems(422, exc.problems, "body.inputs", "the inputs do not fit the SOP", {"speed": "body.speed"}),
+        )
 
     @app.exception_handler(ReportRefused)
     async def _report(request: Request, exc: ReportRefused) -> JSONResponse:
@@ -172,6 +293,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StepNotActive)
     async def _step(request: Request, exc: StepNotActive) -> JSONResponse:
         return refused(request, ApiError(409, str(exc), "path.step"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return failed(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,7 +3,8 @@
 A trigger's answer must not wait on Prefect (creating a flow run is a round trip to the
 server, and the server may be slow or away). The run is already in the ledger and its
 owner already paged when the request returns; this queue then asks the launcher for the
-flow run. A launch that fails is left to ``sop serve``'s nudger (``launch_orphans``).
+flow run. A launch that fails is left to ``sop serve``'s nudger (``Launcher.launch_orphans``: backoff,
+then the owner paged).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import queue
 import threading
 from typing import Any
+
+from flows.logfmt import kv
 
 log = logging.getLogger("sop.api")
 
@@ -39,5 +42,6 @@ class LaunchQueue:
             try:
                 if self.engine.view(run_id).is_open:
                     self.engine.launcher.launch(run_id)
-            except Exception as exc:  # the nudger retries orphans; one failure must not stop the queue
-                log.warning("event=launch_failed run=%s error=%r", run_id, str(exc))
+            except Exception as exc:  # the nudger retries orphans (with backoff); one failure must not stop the queue
+                log.warning(kv("event=launch_failed", run=run_id, error=" ".join(str(exc).split())[:300],
+                               then="sop serve retries it"))

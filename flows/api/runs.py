@@ -12,7 +12,9 @@ from flows.api import docs
 from flows.api.auth import READERS, Principal, raw_body, require
 from flows.api.errors import ApiError, parse_body
 from flows.engine.board import run_ids, status_rows
+from flows.engine.transitions import StepNotActive
 from flows.language.actors import Actor, UnknownPerson, check_person
+from flows.language.config import SPEED_MAX, SPEED_MIN
 from flows.language.steps.human import HumanReport, HumanStep
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -25,7 +27,13 @@ class StartRun(BaseModel):
 
     sop: str = Field(description="SOP id (see `sop list`)")
     inputs: dict[str, Any] = Field(default_factory=dict, description="the SOP's declared inputs")
-    speed: float | None = Field(default=None, gt=0, description="compress time: 3600 makes an hour a second")
+    speed: float | None = Field(
+        default=None,
+        ge=SPEED_MIN,
+        le=SPEED_MAX,
+        allow_inf_nan=False,
+        description=f"compress time: 3600 makes an hour a second (from {SPEED_MIN:g} to {SPEED_MAX:g})",
+    )
 
 
 class StepReport(BaseModel):
@@ -50,7 +58,7 @@ class CancelRun(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, description="recorded and sent to the people involved")
+    reason: str = Field(min_length=1, max_length=2000, description="recorded and sent to the people involved")
 
 
 def _engine(request: Request) -> Any:
@@ -185,5 +193,32 @@ def cancel_run(
 ) -> dict[str, Any]:
     """Cancel an open run: steps stop, timers are disarmed, the people involved are told. Roles: operator."""
     body = parse_body(raw, CancelRun)
-    view = _engine(request).cancel(run, body.reason.strip(), principal.acting())
-    return {"run": view.id, "status": "cancelled", "reason": body.reason.strip()}
+    reason = body.reason.strip()
+    if not reason:
+        raise ApiError(422, "a reason is required to cancel a run (it is recorded and sent to the people involved)",
+                       "body.reason")
+    try:
+        view = _engine(request).cancel(run, reason, principal.acting())
+    except StepNotActive as exc:  # the run is already cancelled or finished
+        raise ApiError(409, str(exc), "path.run") from None
+    return {"run": view.id, "status": "cancelled", "reason": reason}
+
+
+class StatusUpdateBody(BaseModel):
+    """A status update on an open run (it keeps the run's status cadence)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=4000, description="what is happening now, what comes next")
+
+
+@router.post("/{run}/updates", status_code=201, openapi_extra=docs.body(StatusUpdateBody, ("operator", "responder")))
+def post_status_update(
+    request: Request, run: str, principal: Principal = require("operator", "responder"), raw: bytes = Depends(raw_body)
+) -> dict[str, Any]:
+    """Post a status update as the token's person. Roles: operator, responder."""
+    body = parse_body(raw, StatusUpdateBody)
+    engine = _engine(request)
+    view = engine.view(run)
+    seq = engine.post_update(view.id, principal.acting(), body.text)
+    return {"run": view.id, "seq": seq, "by": principal.acting().person}

@@ -5,7 +5,7 @@
     read body         the raw bytes (BodyLimit, in front, has refused 413)  400
     verify signature  the token's HMAC over the body, when it has one       401         auth.Gate
     parse             body → alerts, an event or samples                    400 / 422   flows.triggers parsers
-    intake            route → dedup → start, on the intake thread                       flows.triggers.intake
+    intake            route → dedup → start, on the intake thread           422         flows.triggers.intake
     answer            counts and what became of each signal (200)                       Webhook.summarize
 
 :meth:`WebhookPipeline.answer` composes the stages, in that order, in one place; a refusal
@@ -32,7 +32,7 @@ from flows.api.auth import ActiveToken, Gate, Principal
 from flows.api.errors import ApiError
 from flows.api.intake_thread import IntakeThread
 from flows.triggers.intake import Intake
-from flows.triggers.model import Disposition
+from flows.triggers.model import Disposition, SignalRefused
 
 #: what a webhook's body parses into: a list of alerts, an event, a list of samples
 Signals = TypeVar("Signals")
@@ -95,5 +95,11 @@ class WebhookPipeline:
         return webhook.parse(raw)
 
     async def intake(self, webhook: Webhook[Signals], signals: Signals, principal: Principal) -> list[Disposition]:
-        """Route → dedup → start (:class:`Intake`), on the intake thread, which commits what queued up together."""
-        return await self.thread.run(webhook.intake, self.trigger_intake, signals, principal.actor)
+        """Route → dedup → start (:class:`Intake`), on the intake thread, which commits what queued up together.
+
+        Signals the intake refuses as a whole (:class:`SignalRefused`: nothing stored) are a 422 naming the field.
+        """
+        try:
+            return await self.thread.run(webhook.intake, self.trigger_intake, signals, principal.actor)
+        except SignalRefused as exc:
+            raise ApiError(422, f"body.{exc.field}: {exc.message}", f"body.{exc.field}") from None

@@ -38,7 +38,7 @@ from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
 from flows.audit.queries import load_run, load_runs, paused_gc
 from flows.audit.report import ComplianceReport, compliance_report
-from flows.audit.scope import AuditError, Window, check_class, window
+from flows.audit.scope import AuditError, Window, check_class, check_drills, window
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification
@@ -60,13 +60,16 @@ class Audit:
         return window(since, until, self.now())
 
     def runs(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
-             full: bool = False) -> list[RunAudit]:
+             full: bool = False, drills: str = "include") -> list[RunAudit]:
+        """Runs in start order; ``drills``: ``include`` them, ``exclude`` them or keep ``only`` them."""
         with self.ledger.read() as conn:
-            return load_runs(conn, within=within, sop_id=sop, sop_class=check_class(sop_class), full=full)
+            return load_runs(conn, within=within, sop_id=sop, sop_class=check_class(sop_class), full=full,
+                             drills=check_drills(drills))
 
-    def lines(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None) -> list[RunLine]:
-        """One line per run (``sop audit runs``)."""
-        return run_lines(self.runs(within, sop=sop, sop_class=sop_class), self.now())
+    def lines(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
+              drills: str = "include") -> list[RunLine]:
+        """One line per run (``sop audit runs``), drills marked (``drill``)."""
+        return run_lines(self.runs(within, sop=sop, sop_class=sop_class, drills=drills), self.now())
 
     def run(self, run_id: str) -> RunAudit:
         with self.ledger.read() as conn:
@@ -76,22 +79,24 @@ class Audit:
         """The whole story of one run (``sop audit show``)."""
         return document(self.run(run_id), self.now())
 
-    def report(self, within: Window | None = None, *, sop: str | None = None,
-               sop_class: str | None = None) -> tuple[ComplianceReport, list[RunAudit]]:
-        """The compliance figures, and the runs (for their timelines)."""
+    def report(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
+               drills: str = "include") -> tuple[ComplianceReport, list[RunAudit]]:
+        """The compliance figures, and the runs (for their timelines); ``drills`` as in :meth:`runs`."""
         with paused_gc():
-            runs = self.runs(within, sop=sop, sop_class=sop_class)
-            return compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class), runs
+            runs = self.runs(within, sop=sop, sop_class=sop_class, drills=drills)
+            return compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class,
+                                     drills=check_drills(drills)), runs
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
                              workers: int | None = None, min_records: int = MIN_RECORDS,
-                             progress: Callable[[float], None] | None = None) -> tuple[ComplianceReport, list[Any]]:
+                             progress: Callable[[float], None] | None = None,
+                             drills: str = "include") -> tuple[ComplianceReport, list[Any]]:
         """The figures and each drawn run's chart, read on two processes where forking is safe
-        (one thread in this process), else on one (see :mod:`flows.audit.parallel`)."""
+        (one thread in this process), else on one (see :mod:`flows.audit.parallel`); ``drills`` as in :meth:`runs`."""
         return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
                                     sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
-                                    min_records=min_records, progress=progress)
+                                    min_records=min_records, progress=progress, drills=check_drills(drills))
 
     def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
                min_records: int = MIN_RECORDS, progress: Callable[[float], None] | None = None) -> Verification:

@@ -21,6 +21,7 @@ from flows.audit.model import (
     Notification,
     Outline,
     RunAudit,
+    StatusUpdate,
     StepAudit,
     parse_time,
 )
@@ -111,6 +112,14 @@ class RunBuilder:
         if self.run.first_report_at is None:  # "I'll take it" acknowledges the page
             self.run.first_report_at = at
 
+    def _handed_over(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                     data: dict[str, Any]) -> None:
+        step = self.step(step_id)  # the new holder holds it as if they had taken it
+        step.claimed_by, step.claimed_at, step.claimed_facts = data.get("to"), at, data
+
+    def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.step(step_id).reopen(int(data.get("round") or 2), data.get("by"), data.get("cause"), data.get("note"))
+
     def _help(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).help.append(Help(seq, at, actor, data.get("note"), data.get("level"), data))
 
@@ -131,6 +140,21 @@ class RunBuilder:
                       for r in data.get("results") or []]
         note = Notification(seq, at, data.get("notification") or "?", deliveries)
         (self.step(step_id).notifications if step_id else self.run.notifications).append(note)
+
+    def _status_update(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                       data: dict[str, Any]) -> None:
+        self.run.status_updates.append(StatusUpdate(seq, at, actor, str(data.get("text") or ""), data))
+
+    def _status_asked(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                      data: dict[str, Any]) -> None:
+        self.run.status_asked += 1
+
+    def _status_missed(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                       data: dict[str, Any]) -> None:
+        self.run.status_missed += 1
+
+    def _snoozed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.snoozes.append(StatusUpdate(seq, at, actor, str(data.get("reason") or ""), data))
 
     def _run_overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.run.overdue_at = at
@@ -169,10 +193,16 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.APPROVAL: RunBuilder._approval,
     K.STEP_CLAIMED: RunBuilder._claimed,
     K.HELP_ASKED: RunBuilder._help,
+    K.STEP_HANDED_OVER: RunBuilder._handed_over,
+    K.STEP_REOPENED: RunBuilder._reopened,
     K.ESCALATION: RunBuilder._escalation,
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,
     K.RUN_OVERDUE: RunBuilder._run_overdue,
+    K.STATUS_UPDATE: RunBuilder._status_update,
+    K.STATUS_ASKED: RunBuilder._status_asked,
+    K.STATUS_MISSED: RunBuilder._status_missed,
+    K.CADENCE_SNOOZED: RunBuilder._snoozed,
     K.TRIGGER_REPEATED: RunBuilder._repeated,
     K.RUN_FINISHED: RunBuilder._run_finished,
     K.RUN_CANCELLED: RunBuilder._run_cancelled,

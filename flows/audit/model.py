@@ -27,6 +27,13 @@ MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", 
 FINISHED_STEP = TERMINAL_STEP
 
 
+def is_drill(trigger: Any) -> bool:
+    """Whether a run is a drill: its trigger (in its ``run_started`` record) says ``kind: drill``, as
+    ``sop drill``, ``sop demo`` and any start that says so write it. Its speed alone does not make it
+    one: a site may run everything on compressed time."""
+    return isinstance(trigger, dict) and trigger.get("kind") == "drill"
+
+
 def parse_time(value: Any) -> datetime | None:
     """A time as the ledger's canonical JSON holds it (``str(datetime)``), made UTC-aware."""
     if value is None or isinstance(value, datetime):
@@ -125,6 +132,40 @@ class Help:
 
 
 @dataclass(slots=True)
+class StatusUpdate:
+    """A status update posted on a run (or a snooze of the next ask: ``text`` is its reason)."""
+
+    seq: int
+    at: datetime
+    actor: str | None
+    text: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
+
+
+@dataclass(slots=True)
+class Round:
+    """An earlier round of a step a rejection sent back: how it ended, by whom, and why it came back."""
+
+    round: int
+    state: str
+    actor: str | None
+    actor_facts: dict[str, Any]
+    ready_at: datetime | None
+    due_at: datetime | None
+    finished_at: datetime | None
+    values: dict[str, Any]
+    note: str | None
+    approvals: list[Approval]
+    sent_back_by: str | None
+    sent_back_from: str | None
+    sent_back_note: str | None
+
+
+@dataclass(slots=True)
 class StepAudit:
     """One step of a run: when it was ready, who was asked and told, who did what, its deadline."""
 
@@ -153,6 +194,18 @@ class StepAudit:
     help: list[Help] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
+    round: int = 1  # the current round (a rejection's rework sends a step back: 2, 3…)
+    rounds: list[Round] = field(default_factory=list)  # the earlier rounds, oldest first
+
+    def reopen(self, round_: int, by: str | None, cause: str | None, note: str | None) -> None:
+        """A rework round begins: this round is kept in ``rounds``, the step is asked afresh."""
+        self.rounds.append(Round(self.round, self.state, self.actor, self.actor_facts, self.ready_at, self.due_at,
+                                 self.finished_at, self.values, self.note, self.approvals, by, cause, note))
+        self.round, self.state = round_, "pending"
+        self.ready_at = self.started_at = self.due_at = self.finished_at = self.overdue_at = None
+        self.actor, self.actor_facts, self.values, self.evidence, self.note = None, {}, {}, [], None
+        self.reason, self.deadline_met_recorded, self.approvals = None, None, []
+        self.claimed_by, self.claimed_at, self.claimed_facts = None, None, {}
 
     @property
     def is_human(self) -> bool:
@@ -218,8 +271,17 @@ class RunAudit:
     steps: dict[str, StepAudit] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
+    status_updates: list[StatusUpdate] = field(default_factory=list)  # posted by people while the run was open
+    status_asked: int = 0  # a status cadence's asks
+    status_missed: int = 0  # asks with no update in their period: escalated
+    snoozes: list[StatusUpdate] = field(default_factory=list)  # the owner pushed an ask (text: the reason)
     sop_text: str | None = None
     sop_text_ok: bool | None = None
+
+    @property
+    def is_drill(self) -> bool:
+        """Started as a drill (:func:`is_drill`): ``sop audit report --drills exclude`` leaves it out."""
+        return is_drill(self.trigger)
 
     def sop_seconds(self, start: datetime | None, end: datetime | None) -> float | None:
         """Wall time from ``start`` to ``end`` as SOP time, in seconds."""

@@ -79,13 +79,15 @@ def _processes(workers: int | None) -> int:
 def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: str | None = None,
                          sop_class: str | None = None, max_timelines: int | None = None,
                          workers: int | None = None, min_records: int = MIN_RECORDS,
-                         progress: Callable[[float], None] | None = None) -> tuple[ComplianceReport, Sections]:
+                         progress: Callable[[float], None] | None = None,
+                         drills: str = "include") -> tuple[ComplianceReport, Sections]:
     """The report and the sections of the first ``max_timelines`` runs (None: all), in start order.
 
     Two processes when ``workers`` (default: the cores, at most 2) allows, forking is safe
     (:func:`forking_is_safe`: no other thread runs) and the window spans at least
     ``min_records`` records; one otherwise, with the same answer. ``progress`` is told the
     share done now and then: of this process's half when there are two (the child's goes along).
+    ``drills``: include them, exclude them or keep only them (see :func:`flows.audit.queries.load_runs`).
     """
     from flows.audit.html import Sections
 
@@ -116,7 +118,8 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
 
         with paused_gc():
             with ledger.read() as conn:
-                loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part, progress=reading)
+                loaded = load_runs(conn, within=within, sop_id=sop, sop_class=sop_class, part=part, progress=reading,
+                                   drills=drills)
             drawn = loaded if max_timelines is None else loaded[:max_timelines]
             done = [tuple(f) for f in run_facts(loaded, now)], Sections.draw(drawn, now, drawing)
             if keep is not None:  # the child: it exits as soon as it has handed its half over, freeing nothing
@@ -142,7 +145,7 @@ def report_with_sections(ledger: Ledger, now: datetime, within: Window, *, sop: 
     with paused_gc():
         if max_timelines is not None and len(sections) > max_timelines:
             sections = sections.head(max_timelines)
-        report = aggregate([RunFacts._make(f) for f in facts], now, within, sop=sop, sop_class=sop_class)
+        report = aggregate([RunFacts._make(f) for f in facts], now, within, sop=sop, sop_class=sop_class, drills=drills)
         del facts  # before the collector is back on (it would walk them first)
     return report, sections
 

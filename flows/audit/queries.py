@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.builder import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, RunBuilder
-from flows.audit.model import Entry, Outline, RunAudit, parse_time
-from flows.audit.scope import AuditError, NotFound, Window, check_class
+from flows.audit.model import Entry, Outline, RunAudit, is_drill, parse_time
+from flows.audit.scope import AuditError, NotFound, Window, check_class, check_drills, drills_kept
 from flows.language.library import pinned_sop
 from flows.ledger import utc
 from flows.ledger.schema import records, sop_versions
@@ -58,7 +58,9 @@ def resolve_run(conn: Connection, run_id: str) -> str:
     started = sa.select(records.c.run_id).where(records.c.kind == "run_started")
     if conn.execute(started.where(records.c.run_id == run_id)).first():
         return run_id
-    found = [r.run_id for r in conn.execute(started.where(records.c.run_id.like(f"{run_id}%")).limit(3))]
+    # a prefix, not a pattern: `%` and `_` in what a user typed match themselves
+    found = [r.run_id for r in conn.execute(started.where(records.c.run_id.startswith(run_id, autoescape=True))
+                                            .limit(3))] if run_id else []
     if len(found) == 1:
         return found[0]
     if found:
@@ -123,27 +125,31 @@ def _seq_range(low: int | None, high: int | None) -> Any:
 
 def load_runs(conn: Connection, *, within: Window | None = None, sop_id: str | None = None,
               sop_class: str | None = None, run_ids: list[str] | None = None, full: bool = False,
-              part: Part | None = None, progress: Callable[[int], None] | None = None) -> list[RunAudit]:
+              part: Part | None = None, progress: Callable[[int], None] | None = None,
+              drills: str = "include") -> list[RunAudit]:
     """Runs in start order, each rebuilt from its records.
 
     ``full`` keeps every record as a timeline entry and reads notifications and pinned
     texts too (``sop audit show``); without it only the records figures and timelines
     need are decoded (fast enough for tens of thousands of runs). ``part`` reads a slice
     (see :mod:`flows.audit.parallel`). ``progress`` is told, every 10,000 records read for a
-    report, the seq of the run_started record of the run the last one belongs to.
+    report, the seq of the run_started record of the run the last one belongs to. ``drills``:
+    ``include`` them (the default), ``exclude`` them or keep ``only`` them (:func:`~flows.audit.model.is_drill`).
     """
     check_class(sop_class)
+    drills = check_drills(drills)
     within = within or Window()
     with paused_gc():
-        builders = _builders(conn, within, sop_id, sop_class, run_ids, full, part)
+        builders = _builders(conn, within, sop_id, sop_class, run_ids, full, part, drills)
         if builders:
-            _fill(conn, builders, within, sop_id is not None or sop_class is not None or run_ids is not None, full,
-                  part, progress)
+            filtered = sop_id is not None or sop_class is not None or run_ids is not None or drills != "include"
+            _fill(conn, builders, within, filtered, full, part, progress)
     return [b.run for b in builders.values()]
 
 
 def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: str | None,
-              run_ids: list[str] | None, full: bool, part: Part | None = None) -> dict[str, RunBuilder]:
+              run_ids: list[str] | None, full: bool, part: Part | None = None,
+              drills: str = "include") -> dict[str, RunBuilder]:
     """A builder per run whose ``run_started`` record is in the window and fits the filters."""
     starts = sa.select(records.c.seq, at_column(conn), records.c.run_id, records.c.actor, records.c.data).where(
         records.c.kind == "run_started")
@@ -165,6 +171,8 @@ def _builders(conn: Connection, within: Window, sop_id: str | None, sop_class: s
         if sop_id is not None and data.get("sop") != sop_id:
             continue
         if sop_class is not None and (sop.sop_class if sop else None) != sop_class:
+            continue
+        if drills != "include" and not drills_kept(drills, is_drill(data.get("trigger"))):
             continue
         builder = RunBuilder(seq, at, actor, data, run_id, sop, keep_entries=full)  # type: ignore[arg-type]
         if full:

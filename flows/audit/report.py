@@ -135,6 +135,7 @@ class ComplianceReport:
     by_class: list[Compliance] = field(default_factory=list)
     by_role: list[Compliance] = field(default_factory=list)
     runs: list[RunLine] = field(default_factory=list)
+    drills: str = "include"  # include | exclude | only: what was done with drills (``--drills``)
 
     @property
     def rows(self) -> list[Compliance]:
@@ -143,6 +144,8 @@ class ComplianceReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        head = ("generated_at", "since", "until", "sop", "sop_class", "drills")  # what was asked, first
+        data = {**{k: data[k] for k in head}, **data}
         data["definitions"] = DEFINITIONS
         return data
 
@@ -157,7 +160,7 @@ class ComplianceReport:
                    until=parse_time(data["until"]), sop=data["sop"], sop_class=data["sop_class"],
                    overall=Compliance(**data["overall"]), by_sop=[Compliance(**r) for r in data["by_sop"]],
                    by_class=[Compliance(**r) for r in data["by_class"]], by_role=[Compliance(**r) for r in data["by_role"]],
-                   runs=lines(data["runs"]))
+                   runs=lines(data["runs"]), drills=data.get("drills", "include"))
 
 
 class RunFacts(NamedTuple):
@@ -194,13 +197,14 @@ def run_facts(runs: list[RunAudit], now: datetime) -> list[RunFacts]:
 
 
 def compliance_report(runs: list[RunAudit], now: datetime, within: Window | None = None, *, sop: str | None = None,
-                      sop_class: str | None = None) -> ComplianceReport:
-    """The figures of these runs as of ``now`` (open runs past their deadline count as missed)."""
-    return aggregate(run_facts(runs, now), now, within, sop=sop, sop_class=sop_class)
+                      sop_class: str | None = None, drills: str = "include") -> ComplianceReport:
+    """The figures of these runs as of ``now`` (open runs past their deadline count as missed); ``sop``,
+    ``sop_class`` and ``drills`` say how the runs were chosen."""
+    return aggregate(run_facts(runs, now), now, within, sop=sop, sop_class=sop_class, drills=drills)
 
 
 def aggregate(facts: list[RunFacts], now: datetime, within: Window | None = None, *, sop: str | None = None,
-              sop_class: str | None = None) -> ComplianceReport:
+              sop_class: str | None = None, drills: str = "include") -> ComplianceReport:
     """The report of runs already reduced to their facts (in start order)."""
     within = within or Window()
     with paused_gc():
@@ -222,7 +226,8 @@ def aggregate(facts: list[RunFacts], now: datetime, within: Window | None = None
         return ComplianceReport(generated_at=now, since=within.since, until=within.until, sop=sop, sop_class=sop_class,
                                 overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
                                 by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
-                                by_role=[roles[k].done() for k in sorted(roles)], runs=[RunLine(*f.line) for f in facts])
+                                by_role=[roles[k].done() for k in sorted(roles)], runs=[RunLine(*f.line) for f in facts],
+                                drills=drills)
 
 
 __all__ = ["COMPLIANCE_COLUMNS", "Compliance", "ComplianceReport", "DEFINITIONS", "RunFacts", "SOP_TIME_NOTE",

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, time, timedelta
 from flows.language.durations import parse_duration
 
 CLASSES = ("complaint", "outage", "policy", "routine")
+#: what a report does with drills (runs whose trigger is a drill, :func:`flows.audit.model.is_drill`)
+DRILLS = ("include", "exclude", "only")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -78,4 +80,20 @@ def check_class(sop_class: str | None) -> str | None:
     return sop_class
 
 
-__all__ = ["CLASSES", "AuditError", "NotFound", "Window", "check_class", "parse_instant", "window"]
+def check_drills(drills: str | None) -> str:
+    """``include`` (the default: drills count like any run), ``exclude`` or ``only``."""
+    if drills is None or drills == "":
+        return "include"
+    if drills not in DRILLS:
+        raise AuditError(f"unknown drills choice `{drills}`", "one of include (count them), exclude (leave them out), "
+                                                             "only (drills alone)")
+    return drills
+
+
+def drills_kept(drills: str, drill: bool) -> bool:
+    """Whether a run (a drill or not) is kept under ``drills`` (checked by :func:`check_drills`)."""
+    return drills == "include" or (drills == "only") == drill
+
+
+__all__ = ["CLASSES", "DRILLS", "AuditError", "NotFound", "Window", "check_class", "check_drills", "drills_kept",
+           "parse_instant", "window"]

@@ -27,6 +27,7 @@ class RunLine:
     repeats: int
     speed: float
     duration_s: float | None  # SOP time from start to end (or to now while open)
+    drill: bool = False  # started as a drill (its trigger's kind); last, so earlier exports still read back
 
     @classmethod
     def of(cls, run: RunAudit, now: datetime) -> RunLine:
@@ -34,7 +35,7 @@ class RunLine:
                    trigger=run.trigger_text(), started_at=run.started_at, ended_at=run.ended_at,
                    outcome=run.outcome_text, deadline=run.deadline(now), escalations=run.escalations,
                    repeats=run.repeats, speed=run.speed,
-                   duration_s=run.sop_seconds(run.started_at, run.ended_at or now))
+                   duration_s=run.sop_seconds(run.started_at, run.ended_at or now), drill=run.is_drill)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

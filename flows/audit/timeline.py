@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
 from flows.language.actors import described
+from flows.language.durations import format_duration
 
 
 def actor_text(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
@@ -47,6 +48,21 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":
         return f"{who} took it"
+    if kind == "status_update":
+        return f"status update by {who}: {data.get('text')}"
+    if kind == "status_asked":
+        return f"status update asked (period {data.get('period')})"
+    if kind == "status_missed":
+        return f"status update missed (period {data.get('period')}): escalated"
+    if kind == "cadence_snoozed":
+        return f"status ask snoozed by {who} for {format_duration(timedelta(seconds=data.get('by_s') or 0))}: " \
+               f"{data.get('reason')}"
+    if kind == "step_reopened":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"round {data.get('round')}: sent back by {data.get('by')} from {data.get('cause')}{note}"
+    if kind == "step_handed_over":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{who} handed it to {data.get('to')}{note}"
     if kind == "help_asked":
         level = f" → level {data['level']}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"
@@ -58,6 +74,8 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
         return f"run cancelled by {who}: {data.get('reason')}" if who else f"run cancelled: {data.get('reason')}"
+    if kind == "launch_given_up":
+        return f"{data.get('reason')} (after {data.get('attempts')} attempts; owner paged)"
     return None
 
 
@@ -71,7 +89,8 @@ def entry_text(entry: Entry) -> str:
     if entry.kind == "step_overdue":
         return "due time passed" + (f"; on_timeout {data['on_timeout']}" if data.get("on_timeout") else "")
     if entry.kind == "trigger_repeated":
-        return f"trigger repeated (#{data.get('repeats')}), attached to this run"
+        copies = f" ×{data['copies']} in one payload" if data.get("copies") else ""
+        return f"trigger repeated{copies} (#{data.get('repeats')}), attached to this run"
     if entry.kind == "report_refused":
         return f"report by {actor_text(entry.kind, data, entry.actor)} refused: {data.get('reason')}"
     return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")
@@ -99,6 +118,12 @@ def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
         "escalations": [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "level": e.level,
                          "message": e.message, "notify": e.notify, "late_ms": e.late_ms} for e in step.escalations],
         "notifications": [_notification(n, run) for n in step.notifications],
+        "round": step.round,
+        "rounds": [{"round": r.round, "state": r.state, "actor": r.actor,
+                    "actor_text": described(r.actor, r.actor_facts) if r.actor else None, "ready_at": r.ready_at,
+                    "finished_at": r.finished_at, "took_s": offset(r.ready_at, r.finished_at), "values": r.values,
+                    "note": r.note, "sent_back_by": r.sent_back_by, "sent_back_from": r.sent_back_from,
+                    "sent_back_note": r.sent_back_note} for r in step.rounds],
     }
 
 
@@ -116,6 +141,12 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
         "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
+        "cadence": {"asked": run.status_asked, "missed": run.status_missed,
+                   "updates": [{"seq": u.seq, "at": u.at, "offset_s": run.sop_seconds(run.started_at, u.at),
+                                "actor": u.actor, "actor_text": u.actor_text, "text": u.text}
+                               for u in run.status_updates],
+                   "snoozes": [{"seq": z.seq, "at": z.at, "actor": z.actor, "actor_text": z.actor_text,
+                                "reason": z.text} for z in run.snoozes]},
         "notifications": [_notification(n, run) for n in run.notifications],
         "steps": [_step(step, run, now) for step in run.steps.values()],
         "timeline": [{"seq": e.seq, "at": e.at, "offset_s": run.sop_seconds(run.started_at, e.at), "kind": e.kind,

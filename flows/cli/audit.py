@@ -38,6 +38,9 @@ Until = Annotated[str | None, typer.Option("--until", help="runs started before 
 SopOpt = Annotated[str | None, typer.Option("--sop", metavar="ID", help="only runs of this SOP")]
 ClassOpt = Annotated[str | None, typer.Option("--class", metavar="C", help="only this class: complaint, outage, "
                                                                              "policy, routine")]
+DrillsOpt = Annotated[str, typer.Option("--drills", metavar="include|exclude|only",
+                                        help="drills (runs started as a drill) count like any run (include), are left "
+                                             "out (exclude) or alone (only)")]
 
 
 def _audit() -> Audit:
@@ -115,14 +118,15 @@ def _cannot_write(path: str, exc: BaseException) -> NoReturn:
 @audit.command("runs")
 def runs_command(
     sop: SopOpt = None, sop_class: ClassOpt = None, since: Since = None, until: Until = None,
+    drills: DrillsOpt = "include",
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout")] = False,
 ) -> None:
-    """One line per run: SOP and version, trigger, start, end, outcome, deadline met or missed, escalations."""
+    """One line per run: SOP and version, trigger, start, end, outcome, deadline met or missed, escalations; drills marked."""
     subject = _audit()
     try:
         within = subject.window(since, until)
-        lines = subject.lines(within, sop=sop, sop_class=sop_class)
+        lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
         fail(exc.message, exc.hint)
     if as_json:
@@ -160,6 +164,7 @@ def show_command(
 @audit.command("report")
 def report_command(
     since: Since = None, until: Until = None, sop: SopOpt = None, sop_class: ClassOpt = None,
+    drills: DrillsOpt = "include",
     html: Annotated[str | None, typer.Option("--html", metavar="FILE", help="write the HTML report (self-contained, prints well)")] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", metavar="FILE", help="write the figures as CSV (- for stdout)")] = None,
     json_file: Annotated[str | None, typer.Option("--json", metavar="FILE", help="write figures and run lines as JSON (- for stdout)")] = None,
@@ -173,7 +178,7 @@ def report_command(
         within = subject.window(since, until)
         # read (and the charts drawn) on two processes; no chart at all without --html
         with progress_bar("reading runs" + (" and drawing their timelines" if html else "")) as told:
-            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class,
+            report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, drills=drills,
                                                             max_timelines=timelines if html else 0, progress=told)
     except AuditError as exc:
         fail(exc.message, exc.hint)

@@ -73,7 +73,9 @@ def print_runs(lines: list[RunLine], within: Window) -> None:
     for column in ("SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
         table.add_column(column, justify="right" if column == "esc." else "left")
     for line in lines:
-        table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, escape(line.trigger),
+        # a drill's trigger reads "drill …" (its kind): marked, with its speed
+        trigger = f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else escape(line.trigger)
+        table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, trigger,
                       _when(line.started_at), _when(line.ended_at), escape(line.outcome), _verdict(line.deadline),
                       str(line.escalations))
     console.print(table)
@@ -140,8 +142,13 @@ def print_document(doc: dict[str, Any]) -> None:
                       "—" if doc["ended_at"] is None else "+" + _dur((doc["ended_at"] - doc["started_at"]).total_seconds() * doc["speed"]),
                       escape(doc["ended_by_text"] or ""), _verdict(doc["deadline"]))
     for step in doc["steps"]:
+        for earlier in step.get("rounds", []):  # a rejection sent it back: each earlier round on a line of its own
+            deadlines.add_row(f"{step['id']}: round {earlier['round']}", "", "",
+                              f"{earlier['state']}, sent back from {escape(earlier['sent_back_from'] or '?')}",
+                              escape(earlier["actor_text"] or ""), "")
         ended = "—" if step["took_s"] is None else f"+{_dur((step['ready_offset_s'] or 0) + step['took_s'])}"
-        deadlines.add_row(f"{step['id']} ({step['kind']}, {escape(step['assignee'] or 'automated')})",
+        name = f"{step['id']}: round {step['round']}" if step.get("round", 1) > 1 else step["id"]
+        deadlines.add_row(f"{name} ({step['kind']}, {escape(step['assignee'] or 'automated')})",
                           "—" if step["ready_offset_s"] is None else f"+{_dur(step['ready_offset_s'])}",
                           _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor_text"] or ""),
                           _verdict(step["deadline"]))
@@ -178,7 +185,8 @@ def _compliance_table(title: str, label: str, rows: list[Compliance]) -> Table:
 
 def print_compliance(report: ComplianceReport, within: Window) -> None:
     """The terminal rendering of ``sop audit report``: by SOP, by class, all runs, late steps by role."""
-    console.print(_compliance_table(f"By SOP — {within.describe()}", "SOP", report.by_sop))
+    drills = {"exclude": ", drills left out", "only": ", drills only"}.get(report.drills, "")
+    console.print(_compliance_table(f"By SOP — {within.describe()}{drills}", "SOP", report.by_sop))
     console.print(_compliance_table("By class", "class", report.by_class))
     console.print(_compliance_table("All runs", "", [report.overall]))
     roles = Table(title="Late steps by role", title_justify="left", show_edge=False)

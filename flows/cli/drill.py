@@ -33,14 +33,17 @@ def _summary(result: DrillResult) -> None:
         table.add_column(col)
     for row in result.steps:
         met = {True: "[green]met[/]", False: "[red]missed[/]", None: "—"}[row["deadline_met"]]
-        table.add_row(row["step"], row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
+        table.add_row(row["step"] + (f" (round {row['round']})" if row.get("round", 1) > 1 else ""), row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
                       format_duration(row["took"]) if row["took"] else "", met, str(row["escalations"] or ""))
     console.print(table)
     met = sum(1 for r in result.steps if r["deadline_met"] is True)
     missed = sum(1 for r in result.steps if r["deadline_met"] is False)
     deadline = {True: "met", False: "missed", None: "none set"}[result.deadline_met]
-    console.print(f"deadlines met {met}, missed {missed}; escalations {result.escalations}; run deadline {deadline}; "
-                  f"{result.wall_seconds:.0f}s of wall time")
+    updates = sum(1 for e in result.timeline if e.kind == "status_update")
+    asked = sum(1 for e in result.timeline if e.kind == "status_asked")
+    cadence = f"; status updates {updates} of {asked} asked" if asked else ""
+    console.print(f"deadlines met {met}, missed {missed}; escalations {result.escalations}; run deadline {deadline}"
+                  f"{cadence}; {result.wall_seconds:.0f}s of wall time")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -70,7 +73,8 @@ def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
             return
 
 
-def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None) -> DrillResult:
+def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,
+              reject: list[str] | None = None) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
     from flows.prefect.names import prefect_api_url
@@ -82,6 +86,9 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
     unknown = [s for s in late if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
     if unknown:
         fail(f"--late names unknown step(s) {', '.join(unknown)} of {sop_id}")
+    unknown = [s for s in reject or [] if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
+    if unknown:
+        fail(f"--reject names unknown step(s) {', '.join(unknown)} of {sop_id}")
     with ExitStack() as stack:
         if not healthy(prefect_api_url(lib)):
             pages = _port_free(lib.site.settings.api.host, lib.site.settings.api.port)  # the step pages, if we may
@@ -92,9 +99,10 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
         else:
             engine = runtime.engine(library=lib)
         console.print(f"[bold]drill[/] {sop_id} at ×{speed:g} (1h of playbook = {3600 / speed:.0f}s)"
-                      + (f", late: {', '.join(late)}" if late else ""))
+                      + (f", late: {', '.join(late)}" if late else "")
+                      + (f", rejected once: {', '.join(reject)}" if reject else ""))
         drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry,
-                      on_start=lambda run_id: _print_step_link(engine, run_id))
+                      on_start=lambda run_id: _print_step_link(engine, run_id), reject=set(reject or []))
         result = drill.run()
         engine.pager.close()
     _summary(result)
@@ -108,16 +116,17 @@ def drill(
     late: Annotated[list[str] | None, typer.Option(help="a step answered after its due (repeatable)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed for the responders' delays")] = None,
+    reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if speed <= 0:
         fail("--speed must be above zero")
-    result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed)
+    result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed, reject or [])
     if result.outcome not in ("done", "rejected"):
         raise typer.Exit(1)
 
 
 @app.command()
 def demo() -> None:
-    """The crisis-PR playbook, 2 hours in about a minute, one step late and escalated."""
-    drill_sop("crisis-pr", 120.0, ["facts"], {"brand": "lumi", "mentions_per_day": "140"}, seed=7)
+    """The crisis-PR playbook, 2 hours in about a minute: one step late and escalated, the statement sent back once."""
+    drill_sop("crisis-pr", 120.0, ["facts"], {"brand": "lumi", "mentions_per_day": "140"}, seed=7, reject=["approve"])

@@ -1,12 +1,16 @@
-"""Commands for ops managers and responders: serve, run, status, done, reject, take, need-help, cancel."""
+"""Commands for ops managers and responders: serve, run, status, done, reject, take, hand-over, update, snooze,
+need-help, cancel."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import app
@@ -47,7 +51,7 @@ def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
         fail(f"who are you? pass {what} <person id> (or set SOP_ACTOR)",
              f"people in config/: {', '.join(sorted(site.people)) or 'none'}")
     try:
-        person = check_person(site, name, what.lstrip("-"))
+        person = check_person(site, name, what)
     except UnknownPerson as exc:
         engine.pager.close()
         fail(str(exc))
@@ -69,6 +73,7 @@ def serve(
 
     Ctrl-C stops it cleanly. Logs of the children are in var/log/.
     """
+    from flows.api.auth import SecretsRefused
     from flows.runtime.serve import Stack, StackError
 
     stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
@@ -76,7 +81,7 @@ def serve(
         stack.start()
         console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
         stack.wait()
-    except StackError as exc:
+    except (StackError, SecretsRefused) as exc:
         fail(str(exc))
     finally:
         stack.stop()
@@ -238,6 +243,8 @@ def status(
             table.add_row(step["step"], f"[{colour}]{step['state']}[/]", step["assignee"] or "—",
                           step["time_left"] or "", step["actor"] or "")
         console.print(table)
+        if row["automation"]:
+            console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")
 
 
 #: pages queued longer than this are worth a line in `sop status`
@@ -312,6 +319,22 @@ def reject(
     _report(run_id, step_id, actor, "rejected", None, note, None, as_json)
 
 
+@contextmanager
+def _acting(name: str | None, nothing: str) -> Iterator[tuple[Any, Actor]]:
+    """An engine (no Prefect needed) and the person acting from this terminal; a refusal is printed with
+    ``nothing`` (what was not done) and exits 1, and the engine's pager is closed either way."""
+    engine = _engine(prefect=False)
+    try:
+        who = _actor(engine, name)
+        yield engine, who
+    except (RunNotFound, StepNotActive) as exc:
+        fail(str(exc))
+    except (ReportRefused, InputRefused) as exc:
+        fail_all(exc.problems, nothing)
+    finally:
+        engine.pager.close()
+
+
 @app.command()
 def take(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
@@ -319,17 +342,54 @@ def take(
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who takes it: a person id in config/ (default $SOP_ACTOR)")] = None,
 ) -> None:
     """"I'll take it": hold a step of your role; the other members are told."""
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, f"cannot take `{step_id}`; nothing was recorded") as (engine, who):
         engine.claim(run_id, step_id, who)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except ReportRefused as exc:
-        fail_all(exc.problems, f"cannot take `{step_id}`; nothing was recorded")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] {step_id} is yours, {who.person}; the others were told")
+
+
+@app.command(name="hand-over")
+def hand_over(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
+    to: Annotated[str, typer.Option("--to", help="who takes it over: a person id in config/")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who hands it over: a person id in config/ (default $SOP_ACTOR)")] = None,
+    note: Annotated[str, typer.Option(help="what they need to know")] = "",
+) -> None:
+    """Hand an active step to another member of its role (its lead: to anyone); they are paged."""
+    with _acting(actor, f"cannot hand `{step_id}` over; nothing was recorded") as (engine, who):
+        engine.hand_over(run_id, step_id, who, to, note)
+    console.print(f"[green]✓[/] {step_id} handed to {to}; they were paged")
+
+
+@app.command(name="update")
+def update(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    text: Annotated[str, typer.Option("--text", "-t", help="the status: what is happening now, what comes next")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who posts it: a person id in config/ (default $SOP_ACTOR)")] = None,
+) -> None:
+    """Post a status update on an open run (it keeps the run's status cadence)."""
+    with _acting(actor, "nothing was recorded") as (engine, who):
+        engine.post_update(run_id, who, text)
+    console.print(f"[green]✓[/] status update posted on {run_id} by {who.person}")
+
+
+@app.command(name="snooze")
+def snooze(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
+    for_: Annotated[str, typer.Option("--for", help="how much later the next status ask comes (SOP time), e.g. 15m")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who snoozes: a person id in config/ (default $SOP_ACTOR)")] = None,
+) -> None:
+    """Push the next status-update ask of a run, by at most its cadence's max_snooze."""
+    from flows.language.durations import parse_duration
+
+    try:
+        by = parse_duration(for_)
+    except ValueError as exc:
+        fail(f"--for: {exc}", "write a duration such as 15m or 1h")
+    with _acting(actor, "nothing was snoozed") as (engine, who):
+        until = engine.snooze(run_id, who, by, reason)
+    console.print(f"[green]✓[/] the next status ask of {run_id} comes at {until:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @app.command(name="need-help")
@@ -340,16 +400,8 @@ def need_help(
     note: Annotated[str, typer.Option(help="what you need")] = "",
 ) -> None:
     """Escalate a step to its next level now (you stay on it)."""
-    engine = _engine(prefect=False)
-    who = _actor(engine, actor)
-    try:
+    with _acting(actor, f"cannot ask for help on `{step_id}`; nothing was recorded") as (engine, who):
         paged = engine.ask_for_help(run_id, step_id, who, note)
-    except (RunNotFound, StepNotActive) as exc:
-        fail(str(exc))
-    except ReportRefused as exc:
-        fail_all(exc.problems, f"cannot ask for help on `{step_id}`; nothing was recorded")
-    finally:
-        engine.pager.close()
     console.print(f"[green]✓[/] help asked on {step_id}: paged {', '.join(paged)}")
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
-from flows.engine.store import load_view
+from flows.engine.store import RunStore, load_view
 from flows.ledger import utc
 from flows.ledger.schema import deliveries, records, runs, steps, timers
 from flows.ledger.vocabulary import RunStatus, StepState, TimerKind
@@ -63,6 +63,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     sa.select(runs.c.id).where(runs.c.status == RunStatus.RUNNING).order_by(runs.c.priority, runs.c.started_at)
                 )
             ]
+        given_up = RunStore.launches_given_up(conn, ids)
         out = []
         for rid in ids:
             view = load_view(conn, rid)
@@ -103,6 +104,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "inputs": json.loads(run["inputs"] or "{}"),
                     "trigger": json.loads(run["trigger"] or "null"),
                     "failed_notifications": failed,
+                    # why its automated steps cannot start (its launch was given up on, no flow run since)
+                    "automation": given_up.get(rid) if view.is_open and not run["flow_run_id"] else None,
                     "steps": steps,
                 }
             )

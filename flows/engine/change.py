@@ -24,7 +24,7 @@ from flows.language.expressions import evaluate
 from flows.language.ladder import levels
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
-from flows.language.steps.human import HumanStep
+from flows.language.steps.human import HumanStep, rework_loop
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
 
 log = logging.getLogger("sop.engine")
@@ -109,8 +109,9 @@ class RunChange:
     # --- timers -----------------------------------------------------------------------------
 
     def arm(self, step_id: str, kind: TimerKind, level: str, due_at: datetime) -> None:
-        """Arm a durable timer for this run (once per step, kind and level)."""
-        self.store.arm(self.view, step_id, kind, level, due_at)
+        """Arm a durable timer for this run (once per step, kind, level and rework round)."""
+        round_ = self.view.steps.get(step_id, {}).get("round") or 1
+        self.store.arm(self.view, step_id, kind, f"r{round_}:{level}" if round_ > 1 else level, due_at)
 
     def arm_after_ready(self, step: StepBase, level: Any) -> None:
         """Arm a ladder level of a step: at its offset from when the step became ready."""
@@ -125,6 +126,7 @@ class RunChange:
         SOP has no such level.
         """
         ladder = list(levels(self.view.sop.ladder_for(step), step.due))
+        key = ladder_key(key)
         index = next((i for i, lvl in enumerate(ladder) if lvl.key == key), None)
         if index is None:
             return None
@@ -148,6 +150,7 @@ class RunChange:
     def help_levels(self, step: HumanStep, armed_key: str | None) -> list[Any]:
         """The ladder levels from ``armed_key`` on that reach beyond the assignee (who asks for help)."""
         ladder = list(levels(self.view.sop.ladder_for(step), step.due))
+        armed_key = ladder_key(armed_key) if armed_key is not None else None
         start = next((i for i, lvl in enumerate(ladder) if lvl.key == armed_key), len(ladder))
         return [lvl for lvl in ladder[start:] if set(lvl.notify) - {"assignee"}]
 
@@ -193,6 +196,27 @@ class RunChange:
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
             # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go
             self.set_step(fallback, StepState.SKIPPED, reason=f"fallback of {step_id}, not needed")
+
+    def rework(self, step: HumanStep, by: str, note: str) -> int | None:
+        """A rejection of ``step`` sends the work back (``on_reject``): the loop's steps are asked again.
+
+        Returns the new round, or None when there is no loop or ``max_rounds`` is reached (the
+        rejection stands). The earlier rounds stay in the chain; each reopened step is recorded.
+        """
+        round_ = (self.view.steps[step.id].get("round") or 1) + 1
+        loop = rework_loop(self.view.sop, step)
+        if not loop or round_ > step.max_rounds:
+            return None
+        for step_id in loop:
+            if self.view.state(step_id) not in (StepState.DONE, StepState.REJECTED, StepState.SKIPPED):
+                continue  # still open (a parallel step of the loop): it goes on as it is
+            self.store.cancel_timers(self.view, step_id)
+            self.update_step(step_id, state=StepState.PENDING, round=round_, ready_at=None, due_at=None,
+                             finished_at=None, actor=None, result=None, approvals=None, deadline_met=None,
+                             claimed_by=None, claimed_at=None,
+                             note=f"sent back by {by} from {step.id}: {note}" if step_id == loop[0] else None)
+            self.record(RecordKind.STEP_REOPENED, step_id, round=round_, cause=step.id, by=by, note=note)
+        return round_
 
     def release_fallback(self, step_id: str) -> None:
         """A step timed out: its fallback (standby) is wanted now."""
@@ -356,3 +380,8 @@ class Transaction:
         """A change to this run (by id, or its view read in this transaction)."""
         view = run if isinstance(run, RunView) else self.store.load(run)
         return RunChange(self.store, view, self.site, self.pages)
+
+
+def ladder_key(level: str) -> str:
+    """A ladder level's key from its timer's level (``r2:1`` in a rework's second round is level ``1``)."""
+    return level.split(":", 1)[1] if level.startswith("r") and ":" in level else level

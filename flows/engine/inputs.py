@@ -3,10 +3,15 @@ that wait for none; and the ids it gives new runs."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
 from flows.language.spec import Sop
+
+#: the most a run's inputs may weigh as JSON: they are its flow run's parameters, and Prefect's server refuses
+#: more (``server.api.max_parameter_size``, 524,288 bytes by default, measured as :func:`_too_large` does)
+MAX_INPUTS_BYTES = 524_288
 
 
 class InputRefused(ValueError):
@@ -49,14 +54,27 @@ def check_inputs(sop: Sop, raw: dict[str, Any]) -> dict[str, Any]:
             except ValueError as exc:
                 problems.append(f"input `{name}`: {exc}")
                 continue
-        if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
         problem = spec.check_value(value)
         if problem:
             problems.append(f"input `{name}`: {problem}")
+        elif spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
         out[name] = value
+    if not problems:
+        problems = _too_large(out)
     if problems:
         raise InputRefused(problems)
     return out
+
+
+def _too_large(inputs: dict[str, Any]) -> list[str]:
+    """The inputs must fit in a flow run's parameters (they are its parameters): one problem naming the
+    largest input when they do not."""
+    size = len(json.dumps(inputs, separators=(",", ":")))  # ASCII (escaped) JSON: bytes as Prefect counts them
+    if size <= MAX_INPUTS_BYTES:
+        return []
+    largest = max(inputs, key=lambda name: len(json.dumps(inputs[name])))
+    return [f"input `{largest}`: the inputs are {size:,} bytes as JSON, more than a run takes "
+            f"({MAX_INPUTS_BYTES:,}: what Prefect keeps as a flow run's parameters); pass a link to the data instead"]
 
 

@@ -34,13 +34,20 @@ from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, Tx, dumps
 from flows.ledger.schema import deliveries
-from flows.ledger.vocabulary import RunStatus
+from flows.ledger.vocabulary import RunStatus, StepState
 
 log = logging.getLogger("sop.paging")
 
 #: pages whose delivery records are written in one ledger transaction
 WRITE_CHUNK = 20
 _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
+
+
+def _reason(run: dict[str, Any], page: Any) -> str | None:
+    """Why a run was cancelled, or why its automated steps cannot start (the page says)."""
+    if page.kind == "automation_failed":
+        return (page.level or {}).get("reason")
+    return run["outcome"] if run["status"] == RunStatus.CANCELLED else None
 
 
 def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | None:
@@ -328,7 +335,7 @@ class Pager:
         status = run["outcome"] if run["status"] == RunStatus.FINISHED else run["status"]
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
-                           status=status, reason=run["outcome"] if run["status"] == RunStatus.CANCELLED else None)
+                           status=status, reason=_reason(run, page))
         step_info = None
         if step is not None:
             row = view.steps[step.id]
@@ -349,11 +356,17 @@ class Pager:
                 evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
                 actor=row["actor"], finished_at=row["finished_at"],
                 values={k: v for k, v in result.items() if k in getattr(step, "form", {})},
-                holder=holder, holder_contact=person.email if person else None)
+                holder=holder, holder_contact=person.email if person else None,
+                handed_by=(page.level or {}).get("by") if page.kind == "handed_over" else None,
+                handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,
+                round=row.get("round") or 1,
+                sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None)
         level = None
-        if page.level:  # how late the *step* is reads from time_left; late_by is left to the templates' default
+        if page.level and "key" in page.level and page.kind != "handed_over":  # (a hand-over carries its facts,
+            # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
-                              asked_by=page.level.get("asked_by"))
+                              asked_by=page.level.get("asked_by"), every=page.level.get("every"),
+                              ask=page.level.get("ask"))
         summary = None
         if page.kind in ("run_finished", "run_overdue"):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],

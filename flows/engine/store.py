@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,7 +69,9 @@ def resolve_run_id(conn: Connection, run_id: str) -> str:
     """A full run id from an id or a unique prefix; RunNotFound otherwise."""
     if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first():
         return run_id
-    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{run_id}%")).limit(3))]
+    # a prefix, not a pattern: `%` and `_` in what a user typed match themselves
+    found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(run_id, autoescape=True))
+                                        .limit(3))] if run_id else []
     if len(found) == 1:
         return found[0]
     if found:
@@ -194,6 +196,15 @@ class RunStore:
         """Open runs started before this instant that have no flow run (their launch failed)."""
         return [r.id for r in conn.execute(sa.select(runs.c.id).where(
             (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_(None) & (runs.c.started_at < started_before)))]
+
+    @staticmethod
+    def launches_given_up(conn: Connection, run_ids: list[str]) -> dict[str, str]:
+        """run id → why its automated steps cannot start, for those of ``run_ids`` given up on."""
+        if not run_ids:
+            return {}
+        rows = conn.execute(sa.select(records.c.run_id, records.c.data).where(
+            records.c.run_id.in_(run_ids) & (records.c.kind == RecordKind.LAUNCH_GIVEN_UP)).order_by(records.c.seq))
+        return {r.run_id: json.loads(r.data).get("reason", "") for r in rows}
 
     @staticmethod
     def flow_run_history(conn: Connection, run_id: str) -> tuple[str | None, list[dict[str, Any]]]:
@@ -341,6 +352,19 @@ class RunStore:
             self.tx.execute(_CANCEL_RUN_TIMERS, {"_run": view.id, "cancelled_at": now})
         else:
             self.tx.execute(_CANCEL_STEP_TIMERS, {"_run": view.id, "_step": step_id, "cancelled_at": now})
+
+    def postpone_run_timers(self, view: RunView, kinds: tuple[str, ...], by: timedelta) -> datetime | None:
+        """Move the run's armed timers of ``kinds`` (run-level: no step) later by ``by``; the first new instant."""
+        armed = _ARMED & (timers.c.run_id == view.id) & (timers.c.step_id == "") & timers.c.kind.in_(kinds)
+        rows = list(self.conn.execute(sa.select(timers.c.id, timers.c.due_at).where(armed)))
+        for row in rows:
+            self.conn.execute(timers.update().where(timers.c.id == row.id).values(due_at=utc(row.due_at) + by))
+        return min((utc(r.due_at) + by for r in rows), default=None)  # type: ignore[operator]
+
+    def last_record_at(self, run_id: str, kind: str) -> datetime | None:
+        """When the run's newest record of ``kind`` was written (None: never)."""
+        return utc(self.conn.execute(sa.select(sa.func.max(records.c.at)).where(
+            (records.c.run_id == run_id) & (records.c.kind == kind))).scalar())
 
     def armed_ladder(self, run_id: str, step_id: str) -> Any:
         """The step's next armed ladder level (its timer row), or None."""

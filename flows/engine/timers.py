@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from flows.clock import scaled
 from flows.engine.change import RunChange
 from flows.engine.store import RunStore, TimerClaim
 from flows.engine.transitions import Engine
+from flows.language.cadence import effective_cadence
+from flows.language.durations import format_duration
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
@@ -103,6 +106,8 @@ class TimerService:
                     change.record(RecordKind.RUN_OVERDUE, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
                     change.page("run_overdue", None, [view.sop.owner])
                     acted = True
+                elif claim.kind in (TimerKind.CADENCE, TimerKind.CADENCE_CHECK):
+                    acted = self._cadence(change, t.store, claim, late)
                 elif view.state(claim.step_id) == StepState.ACTIVE:
                     acted = True
                     step = view.sop.step(claim.step_id)
@@ -127,6 +132,34 @@ class TimerService:
         log.info("event=timer_fired timer=%s run=%s step=%s kind=%s level=%s late_ms=%d acted=%s", timer_id,
                  claim.run_id, claim.step_id or "-", claim.kind, claim.level or "-", claim.late_ms, acted)
         return fired
+
+    def _cadence(self, change: RunChange, store: RunStore, claim: TimerClaim, late: bool) -> bool:
+        """A status period ends (ask the owner, arm the check and the next period) or its grace is over
+        (no update since the period began: missed, escalated)."""
+        view = change.view
+        cadence = effective_cadence(view.sop, self.engine.site)
+        if cadence is None:  # the class default was taken out of config meanwhile
+            return False
+        period = int(claim.level or "1")
+        every = scaled(cadence.every, view.speed)
+        if claim.kind == TimerKind.CADENCE:
+            change.record(RecordKind.STATUS_ASKED, period=period, due_at=claim.due_at, late_ms=claim.late_ms,
+                          late=late)
+            change.page("status_due", None, cadence_targets(view, cadence.notify, self.engine.site),
+                        level={"key": str(period), "message": "status_due", "every": format_duration(cadence.every),
+                               "ask": cadence.message})
+            change.arm("", TimerKind.CADENCE_CHECK, str(period), claim.due_at + scaled(cadence.grace, view.speed))
+            change.arm("", TimerKind.CADENCE, str(period + 1), claim.due_at + every)
+            return True
+        last = store.last_record_at(view.id, RecordKind.STATUS_UPDATE)
+        grace = scaled(cadence.grace, view.speed)
+        if last is not None and last >= claim.due_at - grace - every:  # an update within the period (or its grace)
+            return False
+        change.record(RecordKind.STATUS_MISSED, period=period, last_update_at=last, late_ms=claim.late_ms, late=late)
+        change.page("status_missed", None, cadence_targets(view, cadence.escalate, self.engine.site),
+                    level={"key": str(period), "message": "status_missed", "every": format_duration(cadence.every),
+                           "last_update_at": last.isoformat() if last else None})
+        return True
 
     @staticmethod
     def _escalate(change: RunChange, step: HumanStep, claim: TimerClaim, late: bool) -> None:
@@ -186,3 +219,12 @@ class TimerService:
                 wait = min(self.poll, max(0.0, (nxt - self.clock.now()).total_seconds()))
             stop.wait(wait)
         log.info("event=timers_stopped name=%s", self.name)
+
+
+def cadence_targets(view: Any, names: list[str], site: Any) -> list[str]:
+    """A cadence's targets as roles and people: ``owner`` is the run's owner role, ``lead`` that role's lead."""
+    owner = view.sop.owner
+    role = site.roles.get(owner)
+    out = [owner if name == "owner" else (role.lead if role and role.lead else owner) if name == "lead" else name
+           for name in names]
+    return list(dict.fromkeys(out))

@@ -9,11 +9,12 @@ every statement; Prefect executes the automated steps (see ``flows.prefect``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,9 @@ from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
+from flows.language.cadence import effective_cadence
+from flows.language.config import SPEED_MAX, SPEED_MIN
+from flows.language.durations import format_duration
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.oncall import OnCall
@@ -35,6 +39,7 @@ from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, dumps
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
+from flows.logfmt import kv
 
 log = logging.getLogger("sop.engine")
 
@@ -52,6 +57,24 @@ class StartResult:
     run_id: str
     attached: bool = False
     repeats: int = 0
+
+
+#: the longest dedup key a run keeps (``runs.dedup_key``); a longer one is shortened, keeping it unique
+DEDUP_KEY_CHARS = 300
+
+
+def _fitting(key: str) -> str:
+    """A dedup key that fits its column: a longer key (a label of 400 characters) keeps its start and a hash
+    of the whole, so equal keys still meet and different ones still differ (PostgreSQL refuses to cut it)."""
+    if len(key) <= DEDUP_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{key[:DEDUP_KEY_CHARS - 18]}…#{digest}"
+
+
+def _copies(copies: int) -> dict[str, int]:
+    """The ``copies`` of a ``trigger_repeated`` record: written only when one record stands for several."""
+    return {"copies": copies} if copies > 1 else {}
 
 
 class Engine:
@@ -98,11 +121,15 @@ class Engine:
 
     def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: Actor | str | None = None,
               trigger: dict[str, Any] | None = None, speed: float | None = None,
-              flow_run_id: str | None = None, launch: bool = True) -> StartResult:
+              flow_run_id: str | None = None, launch: bool = True, copies: int = 1) -> StartResult:
         """Start a run (or attach to the open run with the same dedup key).
 
         ``initiator``: the person who starts it, as an :class:`Actor` (how it came is recorded
         with it), or the name of what started it (``alertmanager``, ``drill``, a scheduler).
+
+        ``copies``: the signal arrived that many times at once (one payload): it starts or attaches
+        once, and the copies past the one that starts count as repeats in one ``trigger_repeated`` record.
+
         Records the run with its pinned SOP text, pages the owner at once, assigns the
         first human steps, then asks the launcher for a Prefect flow run (when that fails, the
         failure is logged and `sop serve` launches the run later: the run is recorded and paged).
@@ -111,12 +138,13 @@ class Engine:
         sop = loaded.sop
         typed = check_inputs(sop, inputs or {})
         speed = float(speed or self.site.settings.speed or 1.0)
-        if speed <= 0:
-            raise InputRefused([f"speed must be above zero, got {speed}"])
+        if not SPEED_MIN <= speed <= SPEED_MAX:  # NaN is in no range
+            raise InputRefused([f"speed must be from {SPEED_MIN:g} to {SPEED_MAX:g}, got {speed:g}"])
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:
-                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id)
+                result, plan, _view = self._insert_run(loaded, typed, key, initiator, trigger, speed, flow_run_id,
+                                                       copies)
                 break
             except IntegrityError:
                 continue  # another process opened the same key a moment ago: attach to it
@@ -132,7 +160,8 @@ class Engine:
         try:
             self.launcher.launch(run_id)  # type: ignore[union-attr]
         except Exception as exc:  # recorded and paged already: `sop serve` launches orphans
-            log.warning("event=launch_failed run=%s error=%s (sop serve retries it)", run_id, str(exc)[:300])
+            log.warning(kv("event=launch_failed", run=run_id, error=" ".join(str(exc).split())[:300],
+                           then="sop serve retries it"))
 
     def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
                  trigger: dict[str, Any] | None = None) -> str | None:
@@ -148,11 +177,12 @@ class Engine:
         if not sop.dedup:
             return None
         config = {k: v for k, v in self.site.vars.items()}
-        return render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+        key = render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
+        return _fitting(key) if key else None
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
                     starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
-                    flow_run_id: str | None) -> tuple[StartResult, Plan, RunView | None]:
+                    flow_run_id: str | None, copies: int = 1) -> tuple[StartResult, Plan, RunView | None]:
         """Insert the run and make its first steps ready (or attach to the open one), in one transaction.
 
         Returns the new run's view as the transaction left it (None when attached).
@@ -168,10 +198,10 @@ class Engine:
             if key is not None:
                 found = store.open_run(f"{sop.id}:{key}")
                 if found is not None:
-                    open_id, repeats = found[0], found[1] + 1
+                    open_id, repeats = found[0], found[1] + copies
                     store.count_repeat(open_id, repeats, now)
                     store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
-                                 repeats=repeats, **facts)
+                                 repeats=repeats, **_copies(copies), **facts)
                     return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
             text_hash = loaded.text_hash
             pinned = text_hash in self._pinned_texts
@@ -183,7 +213,7 @@ class Engine:
                 id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
                 priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
                 trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-                open_key=f"{sop.id}:{key}" if key else None, repeats=0, last_seen_at=now, speed=speed,
+                open_key=f"{sop.id}:{key}" if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
                 started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id)
             fallbacks = {s.fallback for s in sop.steps if s.fallback}
             view = store.new_run(run, [
@@ -196,12 +226,18 @@ class Engine:
                           deadline_at=deadline_at, priority=sop.priority, **facts)
             if deadline_at is not None:
                 change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
+            cadence = effective_cadence(sop, self.site)
+            if cadence is not None:  # the first ask for a status update, one period from now
+                change.arm("", TimerKind.CADENCE, "1", now + scaled(cadence.every, speed))
             change.page("run_started", None, [sop.owner])
+            if copies > 1:  # the other copies of the signal that started it, in one record
+                change.record(RecordKind.TRIGGER_REPEATED, actor=initiator, trigger=trigger, repeats=copies - 1,
+                              **_copies(copies - 1))
             plan = change.advance()
         if not pinned:
             self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
-        return StartResult(run_id), plan, view
+        return StartResult(run_id, repeats=copies - 1), plan, view
 
     # --- advancing ---------------------------------------------------------------------
 
@@ -259,11 +295,25 @@ class Engine:
             change.set_step(step.id, state, result=result, actor=actor.person, note=report.note, facts=actor.facts())
             if escalated:
                 change.page("step_done", step.id, [view.sop.owner])
+            if state == StepState.REJECTED and step.on_reject:
+                round_ = change.rework(step, by=actor.person, note=report.note)
+                if round_ is not None:
+                    log.info("event=rework run=%s step=%s back_to=%s round=%d", run_id, step_id, step.on_reject,
+                             round_)
         log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, actor.described(), state)
         self.advance(run_id)
         if nudge and self.launcher is not None:
             self.launcher.nudge(run_id)
         return state
+
+    @contextmanager
+    def _on_step(self, run_id: str, step_id: str, actor: Actor) -> Iterator[tuple[Transaction, RunChange, HumanStep]]:
+        """A transaction on an active human step that ``actor`` may act on; refused (nothing written) otherwise."""
+        with self.transaction() as t:
+            change = t.change(run_id)
+            step = self._human_step(change.view, step_id)
+            self.check_may_act(change.view, step, actor)
+            yield t, change, step
 
     def check_may_act(self, view: RunView, step: HumanStep, actor: Actor) -> None:
         """ReportRefused unless the person may act on the step from its page (``human.may_act``)."""
@@ -282,11 +332,8 @@ class Engine:
         (StepNotActive) and names them.
         """
         actor = as_actor(actor)
-        with self.transaction() as t:
-            change = t.change(run_id)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
-            step = self._human_step(view, step_id)
-            self.check_may_act(view, step, actor)
             holder = view.steps[step.id].get("claimed_by")
             if holder == actor.person:
                 if link is not None:
@@ -305,16 +352,55 @@ class Engine:
         log.info("event=step_claimed run=%s step=%s actor=%s", view.id, step_id, actor.described())
         return actor.person
 
+    def hand_over(self, run_id: str, step_id: str, actor: Actor | str, to: str, note: str = "", *,
+                  link: Claim | None = None) -> str:
+        """Give an active step to another person, who is paged with the note; returns the new holder.
+
+        Who may: whoever holds it (who took it, else the person it went to) to another member of
+        its role; the role's lead or the run's owner to any person of config. Refused
+        (ReportRefused) otherwise, and for someone who is not a person.
+        """
+        actor = as_actor(actor)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
+            view = change.view
+            row = view.steps[step.id]
+            holder = row.get("claimed_by") or change.rota.person_for(step.assignee)
+            role = self.site.roles.get(step.assignee)
+            overseers = human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
+            team = human.members(self.site, step.assignee)
+            problems = []
+            if to not in self.site.people:
+                problems.append(str(UnknownPerson(to, self.site, "hand over to")))
+            elif to == holder:
+                problems.append(f"{to} holds `{step.id}` already")
+            elif actor.person in overseers:
+                pass  # a lead (or the owner) may name anyone
+            elif actor.person != holder:
+                problems.append(f"{actor.person} does not hold `{step.id}` ({holder} does): only its holder or "
+                                f"the lead of {step.assignee} may hand it over")
+            elif to not in team:
+                problems.append(f"{to} is not a member of {step.assignee} ({', '.join(sorted(team))}); "
+                                f"its lead may hand it to anyone")
+            if problems:
+                raise human.ReportRefused(problems)
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="hand-over", now=now)
+            t.store.claim_step(view, step.id, to, now)
+            change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
+                          note=note, **actor.facts())
+            change.page("handed_over", step.id, [to],
+                        level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
+        log.info("event=step_handed_over run=%s step=%s actor=%s to=%s", view.id, step_id, actor.described(), to)
+        return to
+
     def ask_for_help(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
                      link: Claim | None = None) -> list[str]:
         """"Need help": the step escalates to its next level now (one that reaches beyond the assignee),
         or to the assignee role's lead when its ladder has none left. Returns who is paged (as written)."""
         actor = as_actor(actor)
-        with self.transaction() as t:
-            change = t.change(run_id)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
-            step = self._human_step(view, step_id)
-            self.check_may_act(view, step, actor)
             now = self.clock.now()
             if link is not None:
                 t.store.use_link(link, action="help", now=now)
@@ -335,6 +421,64 @@ class Engine:
         log.info("event=help_asked run=%s step=%s actor=%s notify=%s", view.id, step_id, actor.described(),
                  ",".join(notify))
         return notify
+
+    # --- status cadences ------------------------------------------------------------------
+
+    def post_update(self, run_id: str, actor: Actor | str, text: str) -> int:
+        """A status update on an open run, by a person of config; returns its record's seq.
+
+        Anyone who may act on the run's steps or is of its owner role may post one. It keeps the
+        run's status cadence (the next ask still comes; a missed-update check finds it).
+        """
+        actor = as_actor(actor)
+        text = text.strip()
+        if not text:
+            raise InputRefused(["a status update needs some text: what is happening now?"])
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}: it takes no status updates")
+            if actor.person not in self.site.people:
+                raise InputRefused([str(UnknownPerson(actor.person, self.site))])
+            seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text[:4000], **actor.facts())
+        log.info("event=status_update run=%s actor=%s", view.id, actor.described())
+        return seq
+
+    def snooze(self, run_id: str, actor: Actor | str, by: timedelta, reason: str) -> datetime:
+        """Push the run's next status ask (and a pending missed-update check) by ``by`` of SOP time.
+
+        Bounded by the cadence's ``max_snooze``; the owner role's people (or its lead) only; a
+        reason is required. Returns the new instant of the next ask.
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            cadence = effective_cadence(view.sop, self.site)
+            problems = []
+            if cadence is None:
+                problems.append(f"run {view.id} ({view.sop.id}) has no status cadence to snooze")
+            elif not timedelta(0) < by <= cadence.snooze_limit:
+                problems.append(f"a snooze is up to {format_duration(cadence.snooze_limit)}, "
+                                f"not {format_duration(by)}")
+            if not reason.strip():
+                problems.append("a snooze needs a reason")
+            owners = human.members(self.site, view.sop.owner)
+            role = self.site.roles.get(view.sop.owner)
+            owners |= human.members(self.site, role.lead if role else None)
+            if actor.person not in owners:
+                problems.append(f"{actor.person} is not of {view.sop.owner} (the run's owner) or its lead")
+            if problems:
+                raise InputRefused(problems)
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}")
+            until = t.store.postpone_run_timers(view, (TimerKind.CADENCE, TimerKind.CADENCE_CHECK),
+                                                scaled(by, view.speed))
+            change.record(RecordKind.CADENCE_SNOOZED, actor=actor.person, by_s=by.total_seconds(), reason=reason,
+                          until=until, **actor.facts())
+        log.info("event=cadence_snoozed run=%s actor=%s until=%s", view.id, actor.described(), until)
+        return until  # type: ignore[return-value]
 
     def link_used(self, nonce: str) -> str | None:
         """What a personal link was used for (None: not yet)."""
@@ -425,6 +569,18 @@ class Engine:
             count = t.store.run_value(run_id, "suspends") + 1
             t.store.set_run(run_id, suspends=count)
         return count
+
+    def automation_failed(self, run_id: str, reason: str, attempts: int) -> bool:
+        """The run's flow run could not be created (``attempts`` tries): recorded (``launch_given_up``) and its
+        owner paged with ``reason``; its people's steps go on. False (nothing written) when the run is closed
+        or this was said already."""
+        with self.transaction() as t:
+            change = t.change(run_id)
+            if not change.view.is_open or RunStore.launches_given_up(t.store.conn, [change.id]):
+                return False
+            change.record(RecordKind.LAUNCH_GIVEN_UP, reason=reason, attempts=attempts)
+            change.page("automation_failed", None, [change.view.sop.owner], level={"reason": reason})
+        return True
 
     def note(self, run_id: str, step_id: str | None, kind: str, actor: str | None = None, **data: Any) -> None:
         """Append a record that changes no state (a refused report, a failed attempt…)."""

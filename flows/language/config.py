@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from flows.language.cadence import Cadence
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
 from flows.language.oncall import Rotation
 
@@ -222,17 +223,26 @@ class WebSettings(Strict):
                                                                   "(read-only)")
 
 
+#: the range of a run's speed (time compression, ``--speed``, ``POST /v1/runs`` ``speed``, ``settings.speed``):
+#: from 0.01 (SOP time a hundred times slower than the clock) to 100,000 (an hour of SOP time in 36 ms).
+#: Outside it a deadline cannot be computed (``1e-300`` overflows) or time left cannot be shown (``1e308``).
+SPEED_MIN = 0.01
+SPEED_MAX = 100_000.0
+
+
 class Settings(Strict):
     """Where things live and run."""
 
     database_url: str = "sqlite:///var/ledger.db"
     api: ApiSettings = Field(default_factory=ApiSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
-    speed: float = Field(default=1.0, gt=0)
+    speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX)
     timezone: str = "UTC"
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"
     web: WebSettings = Field(default_factory=WebSettings)
+    cadences: dict[Literal["complaint", "outage", "policy", "routine"], Cadence] = Field(
+        default_factory=dict, description="status cadences by class, for SOPs that declare none")
 
     @field_validator("timezone")
     @classmethod

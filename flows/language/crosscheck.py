@@ -195,6 +195,46 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     if not cycle:  # the longest chain of `needs` has no end in a cycle
         errors.extend(_check_deadline(sop, doc))
     errors.extend(_check_templates(sop, doc, site))
+    if not cycle:
+        errors.extend(_check_rework(sop, doc, index))
+    if site is not None and sop.cadence is not None:
+        errors.extend(_check_cadence_targets(sop, doc, site))
+    return errors
+
+
+def _check_cadence_targets(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
+    """A cadence names `owner`, `lead`, or roles and people of config."""
+    from flows.language.cadence import CADENCE_WORDS
+
+    errors: list[SpecError] = []
+    for field in ("notify", "escalate"):
+        for j, name in enumerate(getattr(sop.cadence, field)):
+            if name not in CADENCE_WORDS and name not in site.roles and name not in site.people:
+                errors.append(doc.error(("cadence", field, j), f"cadence {field}: `{name}` is neither owner, lead, "
+                                                               "a role nor a person in config"))
+    return errors
+
+
+def _check_rework(sop: Sop, doc: Document, index: dict[str, int]) -> list[SpecError]:
+    """``on_reject`` names an earlier step, and the loop it makes holds only steps people or the engine do."""
+    from flows.language.steps.human import rework_loop, upstream
+
+    errors: list[SpecError] = []
+    for step in sop.steps:
+        if not isinstance(step, HumanStep) or step.on_reject is None:
+            continue
+        path = ("steps", index[step.id], "on_reject")
+        if step.on_reject not in index:
+            errors.append(doc.error(path, f"on_reject names unknown step `{step.on_reject}` (steps: {', '.join(index)})"))
+        elif step.on_reject not in upstream(sop, step.id):
+            errors.append(doc.error(path, f"on_reject must name an earlier step that `{step.id}` waits on "
+                                          f"(through needs); `{step.on_reject}` is not one"))
+        else:
+            automated = [s for s in rework_loop(sop, step) if sop.step(s).kind not in ("human", "wait", "check")]
+            if automated:
+                errors.append(doc.error(path, f"a rework loop from `{step.id}` back to `{step.on_reject}` would "
+                                              f"run automated step(s) again ({', '.join(automated)}): not supported; "
+                                              "loop over people's steps only"))
     return errors
 
 

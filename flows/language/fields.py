@@ -6,6 +6,7 @@ these; this module imports none of them.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -67,6 +68,10 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: the integers a field takes: 64-bit, what a database column, JSON readers and Prefect all keep exactly
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
 def value_fits(kind: str, value: object) -> bool:
     """True when ``value`` is a valid value of field type ``kind`` (bool is not an integer)."""
     if kind in ("integer", "number") and isinstance(value, bool):
@@ -111,6 +116,10 @@ class FieldSpec(Strict):
         """Return what is wrong with ``value`` for this field, or None when it is fine."""
         if not value_fits(self.type, value):
             return f"expected {self.type}, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"expected a finite {self.type}, got {value!r}"
+        if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+            return f"must fit in 64 bits ({INT_MIN} to {INT_MAX}), got an integer of {len(str(abs(value)))} digits"
         if self.enum is not None and value not in self.enum:
             return f"expected one of {self.enum!r}, got {value!r}"
         if self.minimum is not None and value < self.minimum:  # type: ignore[operator]

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
 from pydantic.json_schema import GenerateJsonSchema
 
+from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
 from flows.language.fields import Duration, FieldSpec, Slug, Strict, check_timezone
 from flows.language.ladder import LadderEntry
@@ -209,6 +210,7 @@ class Sop(Strict):
     dedup: str | None = None
     triggers: list[Trigger] = Field(default_factory=list)
     escalation: list[LadderEntry] = Field(default_factory=list)
+    cadence: Cadence | None = Field(default=None, description="status updates while the run is open")
     steps: list[Step] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
 

@@ -79,6 +79,8 @@ steps = sa.Table(
     sa.Column("deadline_met", sa.Boolean),
     sa.Column("claimed_by", sa.String(120)),  # the member of the role who said "I'll take it"
     sa.Column("claimed_at", TS),
+    # a rework round sends a step back: 1, then 2… (timers of a later round are armed as ``r2:<level>``)
+    sa.Column("round", sa.Integer, nullable=False, server_default="1"),
 )
 
 timers = sa.Table(

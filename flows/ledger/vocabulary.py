@@ -55,6 +55,8 @@ TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
     S.ACTIVE: frozenset({S.DONE, S.REJECTED, S.SKIPPED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     **{state: frozenset() for state in TERMINAL_STEP},
+    # a rework round (a human step's `on_reject`) sends the steps of its loop back to pending, never further
+    **{state: frozenset({S.PENDING}) for state in (S.DONE, S.REJECTED, S.SKIPPED)},
 }
 
 
@@ -70,6 +72,8 @@ class TimerKind(StrEnum):
     LADDER = "ladder"              # one level of a step's escalation ladder
     WAIT = "wait"                  # a wait step's end
     RUN_DEADLINE = "run_deadline"  # the run's own deadline
+    CADENCE = "cadence"            # a status cadence's period ends: the owner is asked for an update (level: n)
+    CADENCE_CHECK = "cadence_check"  # the ask's grace is over: no update since, and it is missed (level: n)
 
 
 class RecordKind(StrEnum):
@@ -93,6 +97,13 @@ class RecordKind(StrEnum):
     REPORT_REFUSED = "report_refused"
     STEP_CLAIMED = "step_claimed"    # a member of the role said "I'll take it" (counts as acknowledged)
     HELP_ASKED = "help_asked"        # the holder asked for help: the step escalates to its next level now
+    STEP_HANDED_OVER = "step_handed_over"  # the holder (or the role's lead) gave an active step to another person
+    STEP_REOPENED = "step_reopened"  # a rejection sent the work back (on_reject): the step is asked again, round N
+    # status cadences (an SOP's `cadence`, or its class's)
+    STATUS_ASKED = "status_asked"      # a period ended: the owner is asked for a status update
+    STATUS_UPDATE = "status_update"    # a person posted a status update on the run
+    STATUS_MISSED = "status_missed"    # no update in the period and its grace: escalated
+    CADENCE_SNOOZED = "cadence_snoozed"  # the owner pushed the next ask, with a reason
     SIGN_IN_SENT = "sign_in_sent"    # a sign-in link went to a person's own contacts
     SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)
     SIGNED_OUT = "signed_out"        # a person ended their browser session
@@ -113,6 +124,7 @@ class RecordKind(StrEnum):
     FLOW_RUN_CREATED = "flow_run_created"
     FLOW_RUN_BOUND = "flow_run_bound"
     FLOW_RUN_GIVEN_UP = "flow_run_given_up"
+    LAUNCH_GIVEN_UP = "launch_given_up"  # its flow run could not be created: no automated step will start
 
     @classmethod
     def step_ended(cls, state: str) -> RecordKind:

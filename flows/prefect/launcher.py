@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from flows.engine.store import RunStore
 from flows.ledger import Ledger
 from flows.ledger.vocabulary import RecordKind, RunStatus
+from flows.logfmt import kv
 from flows.prefect.names import RUN_TAG, deployment_name
 
 log = logging.getLogger("sop.launcher")
@@ -33,6 +36,34 @@ def prefect_client(api_url: str) -> Iterator[Any]:
         yield client
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
+#: a run whose flow run cannot be created is tried again after 1 s, then twice as long each time (at most
+#: 5 minutes apart); after LAUNCH_ATTEMPTS failures (about 9 minutes) it is marked and its owner paged, once,
+#: and the tries go on 5 minutes apart (a Prefect server back after an outage still gets the run)
+LAUNCH_RETRY_FIRST_S = 1.0
+LAUNCH_RETRY_MAX_S = 300.0
+LAUNCH_ATTEMPTS = 10
+#: how much of an error text a log line or a record keeps (Prefect's refusals can quote every parameter)
+ERROR_CHARS = 300
+
+
+def short(error: BaseException | str) -> str:
+    """An error as one short line: its first :data:`ERROR_CHARS` characters, whitespace folded."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+
+
+@dataclass
+class _Failing:
+    """A run whose flow run could not be created yet: how often, the last error, when to try again."""
+
+    attempts: int
+    error: str
+    retry_at: float
+
+    @staticmethod
+    def delay(attempts: int) -> float:
+        """Seconds before the next try after ``attempts`` failures: 1, 2, 4… at most LAUNCH_RETRY_MAX_S."""
+        return min(LAUNCH_RETRY_FIRST_S * 2 ** (attempts - 1), LAUNCH_RETRY_MAX_S)
 
 
 class LaunchError(RuntimeError):
@@ -42,11 +73,17 @@ class LaunchError(RuntimeError):
 class Launcher:
     """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
 
-    def __init__(self, ledger: Ledger, api_url: str, pool: str = "sop-pool"):
+    def __init__(self, ledger: Ledger, api_url: str, pool: str = "sop-pool", *,
+                 clock: Callable[[], float] = time.monotonic):
         self.ledger = ledger
         self.api_url = api_url
         self.pool = pool
+        self.clock = clock
+        #: the engine that records a launch given up and pages the run's owner (``flows.runtime.engine`` sets
+        #: it); without one the give-up is recorded alone
+        self.engine: Any = None
         self._deployments: dict[str, UUID] = {}
+        self._failing: dict[str, _Failing] = {}
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
@@ -75,10 +112,14 @@ class Launcher:
         assert run is not None
         key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
         with self._client() as client:
-            flow_run = client.create_flow_run_from_deployment(
-                self.deployment_id(client, run.sop_id), parameters=json.loads(run.inputs),
-                name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
-                idempotency_key=key)
+            deployment = self.deployment_id(client, run.sop_id)
+            try:
+                flow_run = client.create_flow_run_from_deployment(
+                    deployment, parameters=json.loads(run.inputs),
+                    name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
+                    idempotency_key=key)
+            except Exception as exc:  # its text may quote every parameter: keep the start of it
+                raise LaunchError(f"Prefect did not create the flow run: {short(exc)}") from exc
         with self.ledger.transaction() as tx:
             store = RunStore(tx)
             store.set_run(run_id, flow_run_id=str(flow_run.id))
@@ -174,18 +215,64 @@ class Launcher:
         return done
 
     def launch_orphans(self, older_than: float = 5.0) -> int:
-        """Create flow runs for open runs that have none (their launch failed); returns how many."""
+        """Create flow runs for open runs that have none (their launch failed), each when its backoff allows
+        (:meth:`try_launch`); returns how many were tried."""
         from datetime import timedelta
 
         limit = self.ledger.clock.now() - timedelta(seconds=older_than)
         with self.ledger.read() as conn:
             orphans = RunStore.unlaunched(conn, limit)
-        for run_id in orphans:
-            try:
-                self.launch(run_id)
-            except Exception as exc:
-                log.warning("event=launch_failed run=%s error=%s", run_id, exc)
-        return len(orphans)
+        now = self.clock()
+        due = [run_id for run_id in orphans if run_id not in self._failing or self._failing[run_id].retry_at <= now]
+        for run_id in due:
+            self.try_launch(run_id)
+        for run_id in set(self._failing) - set(orphans):  # launched elsewhere, closed, or given up
+            del self._failing[run_id]
+        return len(due)
+
+    def try_launch(self, run_id: str) -> bool:
+        """Create the run's flow run; on failure, try again later with exponential backoff.
+
+        Logged once per change: the first failure, a different error, the give-up, a recovery
+        (each with the error's first characters, never a whole refused parameter). At
+        :data:`LAUNCH_ATTEMPTS` failures the run is marked and its owner paged (:meth:`give_up`);
+        the tries go on, :data:`LAUNCH_RETRY_MAX_S` apart.
+        """
+        before = self._failing.get(run_id)
+        try:
+            self.launch(run_id)
+        except Exception as exc:
+            error = short(exc)
+            attempts = before.attempts + 1 if before else 1
+            delay = _Failing.delay(attempts)
+            self._failing[run_id] = _Failing(attempts, error, self.clock() + delay)
+            if attempts == LAUNCH_ATTEMPTS:
+                self.give_up(run_id, error, attempts)
+            elif before is None or before.error != error:
+                log.warning(kv("event=launch_failed", run=run_id, attempt=attempts, retry_in=f"{delay:g}s",
+                               error=error))
+            return False
+        if before is not None:
+            self._failing.pop(run_id, None)
+            log.info(kv("event=launch_recovered", run=run_id, after=before.attempts))
+        return True
+
+    def give_up(self, run_id: str, error: str, attempts: int) -> None:
+        """The run's flow run cannot be created: mark it (``launch_given_up``) and page its owner ("cannot start
+        automated steps: …"), once per run; people carry the run on, or cancel it. Without an engine (no
+        pager) the mark alone is written."""
+        reason = f"cannot start automated steps: {error}"
+        if self.engine is not None:
+            told = self.engine.automation_failed(run_id, reason, attempts)
+        else:
+            with self.ledger.transaction() as tx:
+                store = RunStore(tx)
+                told = not RunStore.launches_given_up(tx.conn, [run_id])
+                if told:
+                    store.record(RecordKind.LAUNCH_GIVEN_UP, run_id, reason=reason, attempts=attempts)
+        if told:
+            log.error(kv("event=launch_given_up", run=run_id, attempts=attempts, error=error,
+                         then=f"owner paged; tried again every {LAUNCH_RETRY_MAX_S:g}s"))
 
     def cancel(self, run_id: str) -> None:
         """Cancel the run's flow run (best effort: the ledger already says cancelled)."""

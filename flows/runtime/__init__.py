@@ -32,5 +32,8 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
         from flows.prefect.names import pool_name, prefect_api_url
 
         launcher = Launcher(ledger_for(library, migrate=migrate), prefect_api_url(library), pool_name(library))
-    return build_engine(library, launcher=launcher, background_pages=background_pages, migrate=migrate,
-                        pager_process=pager_process)
+    built = build_engine(library, launcher=launcher, background_pages=background_pages, migrate=migrate,
+                         pager_process=pager_process)
+    if launcher is not None:
+        launcher.engine = built  # a launch given up is recorded and paged by the engine
+    return built

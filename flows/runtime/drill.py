@@ -28,7 +28,7 @@ from flows.language.fields import FieldSpec
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused
 from flows.ledger import utc
 from flows.ledger.schema import records
-from flows.ledger.vocabulary import TERMINAL_STEP, StepState
+from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, StepState
 
 NEGATIVE = {"low", "hold", "no", "reject", "rejected", "stop", "none", "abort", "fail", "failed", "iterate"}
 
@@ -75,11 +75,16 @@ class Drill:
                  inputs: dict[str, Any] | None = None, answers: dict[str, dict[str, Any]] | None = None,
                  seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
                  timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_start: Callable[[str], None] | None = None):
+                 on_start: Callable[[str], None] | None = None, reject: set[str] | None = None):
         self.engine = engine
         self.sop_id = sop_id
         self.speed = speed
         self.late = late or set()
+        #: steps whose first answer is a rejection (a rework round when the step declares ``on_reject``)
+        self.reject = set(reject or ())
+        self._rejected: set[str] = set()
+        #: when the owner posts the status updates the run's cadence asked for (wall instants)
+        self._updates_due: list[float] = []
         self.inputs = inputs or {}
         self.answers = answers or {}
         self.random = random.Random(seed)
@@ -108,6 +113,15 @@ class Drill:
             candidates = [m for m in dict.fromkeys(members) if m != initiator]
             actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
             self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
+        if step.id in self.reject and step.id not in self._rejected:
+            self._rejected.add(step.id)
+            report = HumanReport(actor=Actor(person=actor, via="drill"), outcome="rejected",
+                                 note="drill: not with this wording")
+            try:
+                self.engine.report(run_id, step.id, report)
+            except ReportRefused as exc:
+                self._emit(run_id, TimelineEntry(timedelta(0), "drill_error", step.id, str(exc)))
+            return
         report = HumanReport(actor=Actor(person=actor, via="drill"), values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
         try:
             self.engine.report(run_id, step.id, report)
@@ -123,6 +137,8 @@ class Drill:
                                      .order_by(records.c.seq)))
         for row in rows:
             self._seq = row.seq
+            if row.kind == RecordKind.STATUS_ASKED:  # the owner answers the ask within its grace
+                self._updates_due.append(time.time() + 60 * self.random.uniform(*self.share) / self.speed)
             entry = TimelineEntry((utc(row.at) - started) * self.speed, row.kind, row.step_id,  # type: ignore[operator]
                                   describe(row.kind, json.loads(row.data), row.actor))
             if entry.detail is None:
@@ -155,10 +171,15 @@ class Drill:
                 if not view.is_open:
                     break
                 now = time.time()
+                while self._updates_due and self._updates_due[0] <= now:
+                    self._updates_due.pop(0)
+                    owner = self.engine.person_for(sop.owner)
+                    self.engine.post_update(run_id, Actor(person=owner, via="drill"),
+                                            "drill: mentions falling, statement out, next check in 30m")
                 for step in sop.steps:
                     if not isinstance(step, HumanStep) or view.state(step.id) != StepState.ACTIVE:
                         continue
-                    key = f"{step.id}#{len(view.approvals(step.id))}"
+                    key = f"{step.id}#{view.steps[step.id].get('round') or 1}#{len(view.approvals(step.id))}"
                     if key not in self._planned:
                         self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])
                     if now >= self._planned[key]:
@@ -176,7 +197,7 @@ class Drill:
         for step in sop.steps:
             row = view.steps[step.id]
             fin = row["finished_at"]
-            steps.append({"step": step.id, "state": row["state"], "actor": row["actor"],
+            steps.append({"step": step.id, "state": row["state"], "actor": row["actor"], "round": row.get("round") or 1,
                           "due": (row["due_at"] - row["ready_at"]) * self.speed if row["due_at"] and row["ready_at"] else None,
                           "took": (fin - row["ready_at"]) * self.speed if fin and row["ready_at"] else None,
                           "deadline_met": row["deadline_met"],

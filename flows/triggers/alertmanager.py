@@ -16,7 +16,8 @@ from flows.triggers.model import Alert
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # fields a sender may add later are ignored; numbers must be finite (Grafana's ``values``: "NaN" as text too)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
 
 class AlertmanagerAlert(_Lenient):

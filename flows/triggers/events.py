@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -14,6 +15,8 @@ NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
 def _scalar(value: Any) -> Any:
     if value is not None and not isinstance(value, (str, int, float, bool)):
         raise ValueError(f"expected a string, number, boolean or null, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return value
 
 
@@ -22,7 +25,7 @@ Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class EventPayload(_Strict):

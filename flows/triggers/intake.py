@@ -24,9 +24,10 @@ from flows.engine.transitions import Engine, InputRefused
 from flows.language.config import expand_env
 from flows.language.expressions import render_value
 from flows.ledger.vocabulary import RecordKind
+from flows.logfmt import kv
 from flows.triggers import rules
 from flows.triggers.match import matches
-from flows.triggers.metrics import SampleStore
+from flows.triggers.metrics import SampleStore, check_dates
 from flows.triggers.model import Alert, Disposition, Event, Sample
 from flows.triggers.route import Match, Router
 
@@ -62,6 +63,18 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
+def fold_copies(alerts: list[Alert]) -> list[tuple[Alert, int]]:
+    """Each alert once, in the order first sent, with how many times the payload holds it (same status
+    and fingerprint): 10,000 copies of one alert are one signal, not 10,000 records."""
+    counts: dict[tuple[str, str], int] = {}
+    first: dict[tuple[str, str], Alert] = {}
+    for alert in alerts:
+        key = (alert.status, alert.fingerprint)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, alert)
+    return [(first[key], count) for key, count in counts.items()]
+
+
 class Intake:
     """Turns signals into runs through one engine. ``launch(run_id)`` creates a new run's flow run."""
 
@@ -82,23 +95,25 @@ class Intake:
     # --- alerts -----------------------------------------------------------------------------
 
     def alerts(self, alerts: list[Alert], actor: str) -> list[Disposition]:
-        """Route each alert; start or attach a run for a firing one, record a resolved one on its run."""
+        """Route each alert; start or attach a run for a firing one, record a resolved one on its run.
+
+        Copies of one alert in one payload (same status and fingerprint) are taken once: a run
+        started or attached once, its repeats counted in one ``trigger_repeated`` record (``copies``).
+        """
         dispositions: list[Disposition] = []
-        for alert in alerts:
+        for alert, copies in fold_copies(alerts):
             found = self.router.route_alert(alert)
             if not found:
-                dispositions.append(self._log(Disposition("unrouted", subject=alert.fingerprint), alert.source))
+                unrouted = Disposition("unrouted", subject=alert.fingerprint, copies=copies)
+                dispositions.append(self._log(unrouted, alert.source))
                 continue
             payload = alert.payload()
+            resolved = alert.status == "resolved"
             for match in found:
-                dispositions.append(
-                    self._log(
-                        self.start_or_resolve(
-                            match, payload, actor, resolved=alert.status == "resolved", subject=alert.fingerprint
-                        ),
-                        alert.source,
-                    )
+                disposition = self.start_or_resolve(
+                    match, payload, actor, resolved=resolved, subject=alert.fingerprint, copies=copies
                 )
+                dispositions.append(self._log(disposition, alert.source))
         return dispositions
 
     # --- events -----------------------------------------------------------------------------
@@ -115,7 +130,11 @@ class Intake:
     # --- metrics ----------------------------------------------------------------------------
 
     def samples(self, samples: list[Sample], actor: str) -> list[Disposition]:
-        """Store samples, then judge every rule on the series they touched; a firing starts (or attaches) a run."""
+        """Store samples, then judge every rule on the series they touched; a firing starts (or attaches) a run.
+
+        A batch holding a sample dated beyond the clock skew allowed is refused whole (:class:`SignalRefused`).
+        """
+        check_dates(samples, self.engine.clock.now())
         self.store.add(samples)
         series = {(s.metric, s.series): s.labels for s in samples}
         dispositions: list[Disposition] = []
@@ -166,14 +185,21 @@ class Intake:
     # --- the shared tail: inputs → dedup → start --------------------------------------------
 
     def start_or_resolve(
-        self, match: Match, payload: dict[str, Any], actor: str, *, resolved: bool = False, subject: str | None = None
+        self,
+        match: Match,
+        payload: dict[str, Any],
+        actor: str,
+        *,
+        resolved: bool = False,
+        subject: str | None = None,
+        copies: int = 1,
     ) -> Disposition:
         """Render the trigger's inputs, then start / attach a run (firing) or note it on the open run (resolved).
 
         A refusal (inputs that cannot be rendered or do not fit the SOP) is a disposition too,
-        with its problems; nothing is written.
+        with its problems; nothing is written. ``copies``: how many times the payload held this signal.
         """
-        base = Disposition("refused", sop=match.sop_id, trigger=match.index, subject=subject)
+        base = Disposition("refused", sop=match.sop_id, trigger=match.index, subject=subject, copies=copies)
         try:
             inputs = render_inputs(match.trigger, payload, self.config)
             if resolved:
@@ -198,13 +224,16 @@ class Intake:
             labels=payload.get("labels"),
             ends_at=payload.get("ends_at"),
             source=payload.get("source"),
+            **({"copies": base.copies} if base.copies > 1 else {}),
         )
         base.status, base.run = "resolved", run_id
         return base
 
     def start(self, base: Disposition, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Disposition:
         """Start a run, or attach to the open one with the same dedup key (the database decides)."""
-        result = self.engine.start(base.sop or "", inputs, initiator=actor, trigger=payload, launch=False)
+        result = self.engine.start(
+            base.sop or "", inputs, initiator=actor, trigger=payload, launch=False, copies=base.copies
+        )
         base.run, base.repeats = result.run_id, result.repeats
         base.status = "attached" if result.attached else "started"
         if not result.attached and self.launch is not None:
@@ -214,10 +243,16 @@ class Intake:
 
     @staticmethod
     def _log(disposition: Disposition, source: str) -> Disposition:
-        line = "event=trigger source=%s outcome=%s sop=%s run=%s subject=%s"
-        args = (source, disposition.status, disposition.sop or "-", disposition.run or "-", disposition.subject or "-")
+        fields = {
+            "source": source,
+            "outcome": disposition.status,
+            "sop": disposition.sop or "-",
+            "run": disposition.run or "-",
+            "subject": disposition.subject or "-",
+            "copies": disposition.copies if disposition.copies > 1 else None,
+        }
         if disposition.status == "refused":
-            log.warning(line + " problems=%r", *args, "; ".join(disposition.problems))
+            log.warning(kv("event=trigger", **fields, problems="; ".join(disposition.problems)[:500]))
         else:
-            log.info(line, *args)
+            log.info(kv("event=trigger", **fields))
         return disposition

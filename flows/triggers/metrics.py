@@ -9,7 +9,7 @@ judge the same samples start one run.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,33 @@ from sqlalchemy.exc import IntegrityError
 from flows.ledger import Ledger, utc
 from flows.ledger.schema import metric_firings, metric_samples
 from flows.triggers.events import NAME
-from flows.triggers.model import Sample
+from flows.triggers.model import Sample, SignalRefused
+
+#: how far ahead of this service's clock a sample may be dated: senders' clocks drift a little, but a
+#: sample dated in 2099 would be its series' newest for ever, and the series' rules would judge that
+#: period and never the present again
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+#: the earliest instant a sample may be dated: the Unix epoch (periods are aligned to it; a sample of the
+#: year 1 left a rule's calendar no period before it to look at)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def check_dates(samples: list[Sample], now: datetime) -> None:
+    """Refuse the batch (:class:`SignalRefused`, naming the first bad sample) when a sample is dated before
+    :data:`EARLIEST` or later than ``now`` plus :data:`MAX_CLOCK_SKEW`."""
+    latest = now + MAX_CLOCK_SKEW
+    for i, sample in enumerate(samples):
+        if sample.at < EARLIEST:
+            raise SignalRefused(f"samples.{i}.at", f"{sample.at.isoformat()} is before 1970-01-01T00:00:00+00:00 "
+                                                   "(Unix time 0); nothing was stored")
+        if sample.at > latest:
+            raise SignalRefused(
+                f"samples.{i}.at",
+                f"{sample.at.isoformat()} is later than now ({now.isoformat(timespec='seconds')}) by more than "
+                f"{MAX_CLOCK_SKEW.total_seconds() / 60:g} minutes: check the sender's clock; nothing was stored",
+            )
 
 
 class SamplePayload(BaseModel):

@@ -17,6 +17,16 @@ def labels_fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class SignalRefused(ValueError):
+    """Parsed signals that the intake refuses as a whole, before anything is stored; ``field`` locates the
+    first bad one in the payload (``samples.3.at``)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Alert:
     """One alert, whatever sent it (Alertmanager or Grafana), in one shape."""
@@ -102,11 +112,15 @@ class Disposition:
     trigger: int | None = None
     subject: str | None = None
     problems: list[str] = field(default_factory=list)
+    #: how many times the payload held this signal (copies are taken once)
+    copies: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "sop": self.sop, "run": self.run}
-        if self.status == "attached":
+        if self.status == "attached" or self.repeats:
             out["repeats"] = self.repeats
+        if self.copies > 1:
+            out["copies"] = self.copies
         if self.trigger is not None:
             out["trigger"] = self.trigger
         if self.subject:

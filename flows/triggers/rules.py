@@ -17,6 +17,7 @@ Pure functions over samples; the sample store (``flows.triggers.metrics``) feeds
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -127,7 +128,8 @@ def holds(rule: MetricRule, value: float, previous: float | None = None) -> tupl
 def evaluate(
     rule: MetricRule, samples: Iterable[tuple[datetime, float]], calendar: Calendar | None, newest: datetime
 ) -> Verdict | None:
-    """Judge the rule on a series (samples in time order). None: not enough periods to judge.
+    """Judge the rule on a series (samples in time order). None: not enough periods to judge, or numbers past
+    what a float holds (a sum of two samples of 1e308, a change from 1e-320): never a verdict of infinity.
 
     ``newest`` is the instant of the series' newest sample; ``calendar`` is None for a rule
     without ``period`` (every sample is its own period).
@@ -156,6 +158,8 @@ def evaluate(
         ok, value = holds(rule, aggregates[k], aggregates[k - 1] if k > 0 else None)
         fired = fired and ok
         judged.append(value)
+    if not all(math.isfinite(v) for v in (*aggregates, *judged)):
+        return None
     previous = aggregates[-2] if rule.change is not None else None
     return Verdict(
         fired=fired,

@@ -26,17 +26,16 @@ from starlette.responses import RedirectResponse, Response
 from flows.engine.board import BoardRun, ledger_version, open_board
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
+from flows.language.config import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
-from flows.web.pages import html, notice, sign_in_first
+from flows.web.pages import html, notice, sign_in_first, signed_form
 from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-#: a drill's speed from the board: the same range the API takes
-SPEED_MIN, SPEED_MAX = 1.0, 100_000.0
 #: how often a waiting long poll looks at the ledger's version
 LONG_POLL_CHECK_S = 0.2
 
@@ -254,3 +253,49 @@ async def cancel(request: Request, run: str) -> Response:
     target = back if back.startswith("/board") else f"/runs/{quote(view.id)}"
     sep = "&" if "?" in target else "?"
     return web.finish(request, RedirectResponse(f"{target}{sep}cancelled={quote(view.id)}", status_code=303))
+
+
+# --- status updates and snoozes (a run's cadence) -------------------------------------------------
+
+
+@router.post("/runs/{run}/updates")
+async def post_update(request: Request, run: str) -> Response:
+    """Post a status update on a run (anyone signed in who is a person of config)."""
+    web = _web(request)
+    signed = await signed_form(request, "Nothing was posted.")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
+    try:
+        await run_in_threadpool(web.engine.post_update, run, web.actor(session), str(form.get("text") or ""))
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except (InputRefused, StepNotActive) as exc:
+        problems = exc.problems if isinstance(exc, InputRefused) else [str(exc)]
+        return notice(request, "Not posted", "; ".join(problems), 422, action=(f"/runs/{quote(run)}", "Back to the run"))
+    return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?updated=1#status", status_code=303))
+
+
+@router.post("/runs/{run}/snooze")
+async def snooze(request: Request, run: str) -> Response:
+    """Push the run's next status ask (its owner role or their lead; bounded; with a reason)."""
+    from flows.language.durations import parse_duration
+
+    web = _web(request)
+    signed = await signed_form(request, "Nothing was snoozed.")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
+    back = (f"/runs/{quote(run)}", "Back to the run")
+    try:
+        by = parse_duration(str(form.get("for") or ""))
+    except ValueError as exc:
+        return notice(request, "Not snoozed", f"How long: {exc}", 422, action=back)
+    try:
+        await run_in_threadpool(web.engine.snooze, run, web.actor(session), by, str(form.get("reason") or ""))
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except (InputRefused, StepNotActive) as exc:
+        problems = exc.problems if isinstance(exc, InputRefused) else [str(exc)]
+        return notice(request, "Not snoozed", "; ".join(problems), 422, action=back)
+    return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?snoozed=1#status", status_code=303))

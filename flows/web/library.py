@@ -23,7 +23,7 @@ from flows.engine.board import last_deliveries
 from flows.language.outline import describe, mermaid
 from flows.language.spec import PRIORITY
 from flows.web.app import Web
-from flows.web.pages import html, notice, sign_in_first
+from flows.web.pages import html, notice, sign_in_first, signed_form
 from flows.web.render import STATIC
 from notifications import deliver, recipients, test_message
 from notifications.masking import mask_url
@@ -87,12 +87,10 @@ def people(request: Request) -> Response:
 async def test_page(request: Request) -> Response:
     """Send me a test page: through every contact of the signed-in person, each result shown."""
     web = _web(request)
-    session = await run_in_threadpool(web.session, request)
-    if session is None:
-        return sign_in_first(request)
-    form = await request.form(max_files=0, max_fields=10)
-    if not session.csrf_ok(str(form.get("csrf") or "")):
-        return notice(request, "This form has expired", "Reload the page and try again. Nothing was sent.", 403)
+    signed = await signed_form(request, "Nothing was sent.")
+    if isinstance(signed, Response):
+        return signed
+    session, _ = signed
     site = web.site
     sent_at = datetime.now(UTC)
     people = recipients([session.person], site)

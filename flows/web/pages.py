@@ -31,6 +31,7 @@ from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
+from flows.language.cadence import effective_cadence
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
@@ -40,7 +41,7 @@ from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-ACTIONS = ("done", "reject", "claim", "help")
+ACTIONS = ("done", "reject", "claim", "help", "handover")
 #: the header's links: path, label, who sees it (None: anyone signed in)
 NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/desk", "Audit", "auditors"),
        ("/library", "Library", None), ("/people", "People", None))
@@ -68,6 +69,20 @@ def notice(request: Request, title: str, message: str, status: int, **context: A
 def sign_in_first(request: Request) -> Response:
     target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="/?=&")
     return RedirectResponse(f"/sign-in?next={target}", status_code=303)
+
+
+async def signed_form(request: Request, nothing: str) -> tuple[Session, dict[str, str]] | Response:
+    """The signed-in person and the fields they posted, the session's CSRF token checked; else the page to
+    answer with (sign in first, or "this form has expired" saying that ``nothing`` was done)."""
+    web = _web(request)
+    session = await run_in_threadpool(web.session, request)
+    if session is None:
+        return sign_in_first(request)
+    form = await request.form(max_files=0, max_fields=20)
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    if not session.csrf_ok(fields.get("csrf")):
+        return notice(request, "This form has expired", f"Reload the page and try again. {nothing}", 403)
+    return session, fields
 
 
 # --- what a step page shows ----------------------------------------------------------------
@@ -131,9 +146,17 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
         tz=person.timezone if person else "UTC", now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
-        instructions=instructions(view, step, site),
+        instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(view) if done else [],
     )
+
+
+def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
+    """Whom the reader may hand the step to: the role's other members; anyone, for its lead or the run's owner."""
+    site = web.site
+    holder = sp.holder or web.engine.person_for(sp.step.assignee)
+    pool = site.people if sp.person in _overseers(web, sp.view, sp.step) else members(site, sp.step.assignee)
+    return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
 
 
 def _next_steps(view: RunView) -> list[dict[str, Any]]:
@@ -183,6 +206,11 @@ def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str
     if action == "help":
         engine.ask_for_help(view.id, step.id, actor, note, link=link)
         return "help"
+    if action == "handover":
+        to = (posted.get("to") or "").strip()
+        if not to:
+            raise Refused({"to": "choose who takes it over"})
+        return engine.hand_over(view.id, step.id, actor, to, note, link=link)
     engine.check_may_act(view, step, actor)
     if action == "reject":
         if not note:
@@ -244,6 +272,8 @@ def _by_field(problems: list[str], step: HumanStep) -> tuple[dict[str, str], lis
         name = next((f for f in step.form if problem.startswith(f"field `{f}`")), None)
         if name:
             errors[name] = problem.split(":", 1)[-1].strip() if ":" in problem else problem
+        elif problem.startswith("hand over to") or " is not a member of " in problem:
+            errors["to"] = problem
         elif "evidence" in problem:
             errors["evidence"] = problem
         else:
@@ -366,6 +396,7 @@ def run_page(request: Request, run: str) -> Response:
     q = request.query_params
     return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
+                cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
                 attached=q.get("attached"), cancelled=q.get("cancelled"),
                 speed=view.speed, tz=person.timezone if person else "UTC", chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},

@@ -155,10 +155,10 @@ def test_tokens_whose_variable_is_unset_are_inactive_and_said_so(api: Api, caplo
     from flows.api.auth import Gate
 
     with caplog.at_level(logging.INFO, logger="sop.api"):
-        gate = Gate(api.engine.site, env={"SOP_TOKEN_AUDITOR": "only-this-one"})
+        gate = Gate(api.engine.site, env={"SOP_TOKEN_AUDITOR": "only-this-one-0123"})
     assert [t.principal.token for t in gate.tokens] == ["audit-readonly"]
     assert gate.inactive["ops-console"] == "environment variable SOP_TOKEN_OPERATOR is not set"
-    assert "SOP_HMAC_GRAFANA" in Gate(api.engine.site, env={"SOP_TOKEN_GRAFANA": "x"}).inactive["grafana"]
+    assert "SOP_HMAC_GRAFANA" in Gate(api.engine.site, env={"SOP_TOKEN_GRAFANA": "grafana-secret-0123"}).inactive["grafana"]
     assert any("event=api_token_inactive token=ops-console" in r.getMessage() for r in caplog.records)
 
 

@@ -207,7 +207,7 @@ def test_an_operator_cancels_a_run(api: Api) -> None:
             "expected integer",
         ),
         ("/v1/runs", b'{"sop": "crisis-pr", "inputs": {"colour": "red"}}', 422, "body.inputs.colour", "unknown input"),
-        ("/v1/runs", b'{"sop": "crisis-pr", "speed": 0}', 422, "body.speed", "greater than 0"),
+        ("/v1/runs", b'{"sop": "crisis-pr", "speed": 0}', 422, "body.speed", "greater than or equal to 0.01"),
     ],
 )
 def test_a_bad_start_is_refused_by_field(api: Api, path: str, body: bytes, status: int, field: str, says: str) -> None:

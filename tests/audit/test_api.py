@@ -66,6 +66,20 @@ def test_the_report_in_json_csv_and_html(client: httpx.Client, audit: Audit) -> 
     assert refused.status_code == 422 and refused.json()["field"] == "query.class"
 
 
+def test_the_report_leaves_drills_out_when_asked(client: httpx.Client, audit: Audit, scenario: Scenario) -> None:
+    figures = client.get("/v1/audit/report", params={"drills": "exclude", "format": "csv"})
+    assert figures.status_code == 200
+    assert from_csv(figures.text, Compliance) == audit.report(drills="exclude")[0].rows
+    assert next(r for r in from_csv(figures.text, Compliance) if r.key == "all").runs == 5  # C, the drill, left out
+    assert client.get("/v1/audit/report", params={"drills": "exclude"}).json()["drills"] == "exclude"
+    assert "drills left out" in client.get("/v1/audit/report", params={"drills": "exclude", "format": "html"}).text
+    only = client.get("/v1/audit/runs", params={"drills": "only"}).json()
+    assert [(r["run"], r["drill"]) for r in only] == [(scenario.runs["C"], True)]
+    refused = client.get("/v1/audit/report", params={"drills": "skip"})
+    assert refused.status_code == 422 and refused.json()["field"] == "query.drills"
+    assert "unknown drills choice `skip`" in refused.json()["error"]
+
+
 def test_verify_and_history(client: httpx.Client) -> None:
     checked = client.get("/v1/audit/verify").json()
     assert checked["ok"] is True and checked["first_break"] is None

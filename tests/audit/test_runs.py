@@ -57,4 +57,4 @@ def test_csv_and_json_exports_round_trip(sop: Any, scenario: Scenario) -> None:
     drill = next(r for r in from_csv_rows if r.run == scenario.runs["C"])
     assert (drill.speed, drill.duration_s, drill.escalations, drill.ended_at is not None) == (60.0, 3900.0, 5, True)
     assert csv_text.splitlines()[0] == ("run,sop,version,sop_hash,sop_class,trigger,started_at,ended_at,outcome,"
-                                        "deadline,escalations,repeats,speed,duration_s")
+                                        "deadline,escalations,repeats,speed,duration_s,drill")

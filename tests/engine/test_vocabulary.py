@@ -17,7 +17,11 @@ from tests.engine.test_new_run import clock, library, local  # noqa: F401, F811 
 
 def test_every_state_has_its_moves_and_terminal_states_have_none() -> None:
     assert set(TRANSITIONS) == set(StepState)
-    assert all(TRANSITIONS[state] == frozenset() for state in TERMINAL_STEP)
+    # an ended step stays ended, except that a rework round (on_reject) may ask a done, rejected or
+    # skipped step again: back to pending, never further
+    reopenable = {StepState.DONE, StepState.REJECTED, StepState.SKIPPED}
+    assert all(TRANSITIONS[state] == ({StepState.PENDING} if state in reopenable else frozenset())
+               for state in TERMINAL_STEP)
     assert all(StepState.CANCELLED in moves for state, moves in TRANSITIONS.items() if state not in TERMINAL_STEP)
 
 

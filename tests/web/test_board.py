@@ -46,7 +46,7 @@ def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site:
     assert wrong.status_code == 422 and field_errors(wrong) == {"mentions_per_day": "must be at least 0, got -5"}
     slow = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": brand, "drill": "1",
                                                        "speed": "1e9"})
-    assert slow.status_code == 422 and "a number from 1 to 100000" in field_errors(slow)["speed"]
+    assert slow.status_code == 422 and "a number from 0.01 to 100000" in field_errors(slow)["speed"]
     started = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": brand,
                                                           "mentions_per_day": "140"})
     assert started.status_code == 303 and started.headers["location"].endswith("?started=1")
@@ -140,3 +140,22 @@ def test_a_waiting_board_hears_of_a_change_at_once(site: Site) -> None:
     waiting.join(20)
     assert answers and answers[0].status_code == 200  # answered by the change, not by the 20 s timeout
     assert "taken by <strong>wang-fang</strong>" in answers[0].text
+
+
+def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site) -> None:
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    client = site.client()
+    sign_in(site, client, "chen-jie")  # pr-lead: the run's owner
+    page = client.get(f"/runs/{run_id}")
+    assert "Asked of pr-lead every 30m" in page.text and "None yet." in page.text
+    posted = client.post(f"/runs/{run_id}/updates", data={"csrf": csrf_of(page), "text": "statement drafted"})
+    assert posted.status_code == 303
+    page = client.get(posted.headers["location"])
+    assert "Chen Jie" in page.text or "chen-jie" in page.text
+    assert "statement drafted" in page.text and records(site.engine, run_id, "status_update")[-1]["data"]["via"] == "web"
+    too_long = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "2h", "reason": "call"})
+    assert too_long.status_code == 422 and "a snooze is up to 30m" in too_long.text
+    snoozed = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "15m", "reason": "press call"})
+    assert snoozed.status_code == 303
+    assert records(site.engine, run_id, "cadence_snoozed")[-1]["actor"] == "chen-jie"

@@ -258,3 +258,28 @@ def _site_records(site: Site) -> list[dict[str, Any]]:
 
     with site.engine.ledger.read() as conn:
         return [{**dict(r._mapping), "data": json.loads(r.data)} for r in conn.execute(sa.select(table))]
+
+
+def test_the_holder_hands_a_step_over_and_the_new_holder_is_paged_with_the_note(site: Site) -> None:
+    from flows.language.steps.human import HumanReport
+
+    run_id = crisis(site)
+    values = {k: v for k, v in ASSESS.items() if k != "evidence_link"} | {"kol_involved": False}
+    site.engine.report(run_id, "assess", HumanReport("wang-fang", values=values, evidence=["https://x.example"]))
+    link = path_of(site.link_for("sara-lopez", run_id, "facts"))  # cs-lead's primary; not a lead herself
+    client = site.client()
+    page = client.get(link)
+    assert '<option value="wang-fang">' in page.text and '<option value="huang-ting">' not in page.text
+    outsider = client.post(link, data={"csrf": csrf_of(page), "action": "handover", "to": "huang-ting"})
+    assert outsider.status_code == 422 and "huang-ting is not a member of cs-lead" in field_errors(outsider)["to"]
+    seen = len(site.inbox("wang-fang"))
+    handed = client.post(link, data={"csrf": csrf_of(page), "action": "handover", "to": "wang-fang",
+                                     "note": "she knows the customer"})
+    assert handed.status_code == 303
+    message = next(m for m in site.messages("wang-fang", seen) if "Handed to you" in m["title"])
+    assert message["title"].startswith("[P1] Handed to you: Establish the facts from orders and tickets")
+    assert "> she knows the customer" in message["body"] and "**Open your step:**" in message["body"]
+    record = records(site.engine, run_id, "step_handed_over")[-1]
+    assert (record["actor"], record["data"]["to"], record["data"]["via"]) == ("sara-lopez", "wang-fang", "link")
+    assert site.engine.view(run_id).steps["facts"]["claimed_by"] == "wang-fang"
+    assert site.link_for("wang-fang", run_id, "facts")  # her own link to act on it

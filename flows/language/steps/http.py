@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 
 from flows.language.expressions import render, render_value
 from flows.language.fields import Duration, Strict
+from flows.language.masking import mask_url, redact
 from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
 
 MAX_BODY = 20_000
@@ -59,13 +60,14 @@ def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
     body = render_value(request.json_body, ctx.variables)
     headers = render_value(request.headers, ctx.variables)
     timeout = step.timeout.total_seconds() if step.timeout else 30.0
+    shown = mask_url(url)  # failure texts reach the ledger, Prefect and pages: no credentials in them
     try:
         with httpx.Client(timeout=timeout) as client:
             response = client.request(request.method, url, json=body, headers=headers)
     except httpx.TimeoutException:
-        raise StepFailed(f"{request.method} {url} timed out after {timeout:g}s") from None
+        raise StepFailed(f"{request.method} {shown} timed out after {timeout:g}s") from None
     except httpx.HTTPError as exc:
-        raise StepFailed(f"{request.method} {url} failed: {exc}") from None
+        raise StepFailed(f"{request.method} {shown} failed: {redact(str(exc), url)}") from None
     text = response.text[:MAX_BODY]
     try:
         parsed = response.json()
@@ -73,7 +75,7 @@ def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
         parsed = None
     outputs = {"status": response.status_code, "json": parsed, "body": text}
     if response.status_code not in request.expect:
-        raise StepFailed(f"{request.method} {url} answered HTTP {response.status_code} "
+        raise StepFailed(f"{request.method} {shown} answered HTTP {response.status_code} "
                          f"(expected {', '.join(map(str, request.expect))})", outputs)
     return outputs
 

@@ -34,6 +34,9 @@ class HumanStep(StepBase):
     form: dict[str, FieldSpec] = Field(default_factory=dict)
     evidence: bool = False
     approval: Approval | None = None
+    #: a rejection sends the work back to this earlier step (and the steps between), for another round
+    on_reject: str | None = Field(default=None, description="an earlier step a rejection sends the work back to")
+    max_rounds: int = Field(default=3, ge=1, le=20, description="rounds before a rejection stands")
 
     def outputs(self) -> set[str]:
         return super().outputs() | set(self.form) | {"evidence", "approvers"}
@@ -82,6 +85,31 @@ class HumanReport:
     @property
     def person(self) -> str:
         return self.actor.person
+
+
+def upstream(sop: Any, step_id: str) -> set[str]:
+    """Every step ``step_id`` waits on, directly or through others."""
+    seen: set[str] = set()
+    todo = list(sop.dependencies(sop.step(step_id)))
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(sop.dependencies(sop.step(current)))
+    return seen
+
+
+def rework_loop(sop: Any, step: HumanStep) -> list[str]:
+    """The steps a rejection of ``step`` sends back (its ``on_reject``, the steps between, itself), in SOP order.
+
+    Empty when ``on_reject`` is not an earlier step of ``step``.
+    """
+    target = step.on_reject
+    before = upstream(sop, step.id)
+    if not target or target not in before:
+        return []
+    between = {s for s in before if s == target or target in upstream(sop, s)}
+    return [s.id for s in sop.steps if s.id in between or s.id == step.id]
 
 
 def members(site: Site, name: str | None) -> set[str]:

@@ -5,16 +5,16 @@
 ``outbox.on_call``: the roles a page reaches, resolved to people (and why) in the
 transition that decided it, so a page delivered later still goes to who was on call then.
 
-Revision ID: 0006_oncall
-Revises: 0005_people
+Revision ID: 0007_oncall
+Revises: 0006_rounds
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_oncall"
-down_revision = "0005_people"
+revision = "0007_oncall"
+down_revision = "0006_rounds"
 branch_labels = None
 depends_on = None
 TS = sa.DateTime(timezone=True)

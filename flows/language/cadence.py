@@ -1,0 +1,50 @@
+"""Status cadences: while a run is open its owner posts a status update every so often.
+
+An SOP says ``cadence: {every: 30m}`` (or its class gets one from ``settings.cadences``: P1
+every 30 minutes, P2 every 2 hours). At each period's end the owner is asked for an update;
+one posted within the period (or within ``grace`` after the ask) keeps the rhythm; none, and
+the ``escalate`` targets are paged, like a late step's ladder. The owner may snooze the next
+ask by at most ``max_snooze``, with a reason. Durations are SOP time (a drill compresses them).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from flows.language.fields import Duration, Strict
+
+#: who a cadence names: the run's owner role and its lead
+CADENCE_WORDS = ("owner", "lead")
+
+
+class Cadence(Strict):
+    """Ask for a status update every ``every``; page ``escalate`` when one is missed."""
+
+    every: Duration = Field(description="how often the owner posts a status update, e.g. 30m")
+    notify: list[str] = Field(default_factory=lambda: ["owner"], min_length=1,
+                              description="who is asked for the update: owner (the run's owner role) or roles/people")
+    escalate: list[str] = Field(default_factory=lambda: ["lead"], min_length=1,
+                                description="who is paged when an update is missed: lead (the owner role's lead)")
+    grace: Duration = Field(default=timedelta(minutes=5), description="after the ask, before it counts as missed")
+    max_snooze: Duration | None = Field(default=None, description="the longest snooze (default: one period)")
+    message: str | None = Field(default=None, description="what the update should say (shown in the ask)")
+
+    @model_validator(mode="after")
+    def _sane(self) -> Cadence:
+        if self.every < timedelta(minutes=1):
+            raise self.field_error("every", "a status cadence of less than a minute would page without pause")
+        if self.grace >= self.every:
+            raise self.field_error("grace", "the grace must be shorter than the period (`every`)")
+        return self
+
+    @property
+    def snooze_limit(self) -> timedelta:
+        return self.max_snooze or self.every
+
+
+def effective_cadence(sop: Any, site: Any) -> Cadence | None:
+    """The SOP's own cadence, else its class's default from ``settings.cadences`` (None: no cadence)."""
+    return sop.cadence or site.settings.cadences.get(sop.class_)

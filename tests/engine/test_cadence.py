@@ -1,0 +1,98 @@
+"""Status cadences on compressed time: the P1 owner is asked for an update every 30 minutes of SOP time;
+a missed one escalates to the owner role's lead; an update keeps the rhythm; a snooze pushes the next ask."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.engine.inputs import InputRefused
+from flows.engine.timers import TimerService
+from flows.ledger import utc
+from flows.ledger.schema import timers
+from notifications import read_inbox
+from tests.engine.conftest import records, wait_for
+from tests.engine.test_timers_unit import local_engine  # noqa: F401  (an engine on a project copy, no Prefect)
+
+SPEED = 3600.0  # 30 minutes of playbook in half a second
+
+
+def armed(engine: Any, run_id: str, kind: str) -> list[Any]:
+    with engine.ledger.read() as conn:
+        return list(conn.execute(sa.select(timers).where(
+            (timers.c.run_id == run_id) & (timers.c.kind == kind) & timers.c.fired_at.is_(None)
+            & timers.c.cancelled_at.is_(None))))
+
+
+def come_due(engine: Any, run_id: str, kind: str) -> list[Any]:
+    """Time passes until the run's armed timers of ``kind`` are due, and the timer service fires them."""
+    with engine.ledger.transaction() as tx:
+        tx.conn.execute(timers.update().where((timers.c.run_id == run_id) & (timers.c.kind == kind)
+                                              & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))
+                        .values(due_at=engine.clock.now() - timedelta(milliseconds=1)))
+    return [f for f in TimerService(engine).fire_due() if f.run_id == run_id]
+
+
+def inbox(engine: Any, person: str) -> list[dict[str, Any]]:
+    return read_inbox(person, engine.library.root / "var" / "inbox")
+
+
+def test_a_p1_owner_misses_an_update_is_escalated_then_posts_and_snoozes(local_engine: Any) -> None:  # noqa: F811
+    engine = local_engine
+    run_id = engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                          speed=SPEED).run_id
+    [first] = armed(engine, run_id, "cadence")  # complaint: every 30m from settings.cadences
+    started = engine.view(run_id).run["started_at"]
+    assert utc(first.due_at) - started == timedelta(seconds=0.5)
+    owner_seen, lead_seen = len(inbox(engine, "chen-jie")), len(inbox(engine, "li-wei"))
+
+    assert {f.kind for f in come_due(engine, run_id, "cadence")} == {"cadence"}
+    asked = wait_for(lambda: [m for m in inbox(engine, "chen-jie")[owner_seen:]
+                              if m["title"].startswith("[P1] Status update due")], 10, "the owner's ask")
+    assert f"sop update {run_id} --as chen-jie" in asked[0]["body"]
+    assert "What is the sentiment doing" in asked[0]["body"]  # the class default's message
+    assert [t.level for t in armed(engine, run_id, "cadence")] == ["2"]  # the next period is armed
+
+    come_due(engine, run_id, "cadence_check")  # its grace is over and nobody posted: missed
+    assert [r["data"]["period"] for r in records(engine, run_id, "status_missed")] == [1]
+    missed = wait_for(lambda: [m for m in inbox(engine, "li-wei")[lead_seen:]
+                               if m["title"].startswith("[P1] Missed status update")], 10,
+                      "the lead's page (pr-lead's lead is ops-director, primary li-wei)")
+    assert missed
+
+    engine.post_update(run_id, "chen-jie", "statement drafted, mentions flat")
+    update = records(engine, run_id, "status_update")[-1]
+    assert update["actor"] == "chen-jie" and update["data"]["text"] == "statement drafted, mentions flat"
+    with pytest.raises(InputRefused, match="a snooze is up to 30m"):
+        engine.snooze(run_id, "chen-jie", timedelta(minutes=45), "at the press call")
+    with pytest.raises(InputRefused, match="huang-ting is not of pr-lead"):
+        engine.snooze(run_id, "huang-ting", timedelta(minutes=10), "busy")
+    before = utc(armed(engine, run_id, "cadence")[0].due_at)
+    engine.snooze(run_id, "chen-jie", timedelta(minutes=15), "at the press call")
+    after = utc(armed(engine, run_id, "cadence")[0].due_at)
+    assert after - before == timedelta(seconds=0.25)  # 15 minutes of SOP time at ×3600
+    assert records(engine, run_id, "cadence_snoozed")[-1]["data"]["reason"] == "at the press call"
+
+    come_due(engine, run_id, "cadence")  # period 2 is asked...
+    engine.post_update(run_id, "wang-fang", "second statement out")
+    come_due(engine, run_id, "cadence_check")  # ...and answered: not missed
+    assert len(records(engine, run_id, "status_missed")) == 1
+
+
+def test_an_update_needs_text_and_a_person_and_an_open_run(local_engine: Any) -> None:  # noqa: F811
+    engine = local_engine
+    run_id = engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei").run_id
+    with pytest.raises(InputRefused, match="needs some text"):
+        engine.post_update(run_id, "chen-jie", "  ")
+    with pytest.raises(InputRefused, match="not a person in config"):
+        engine.post_update(run_id, "mallory", "hi")
+    engine.cancel(run_id, "drill over", "li-wei")
+    assert armed(engine, run_id, "cadence") == []  # a closed run asks nothing more
+    from flows.engine.inputs import StepNotActive
+
+    with pytest.raises(StepNotActive, match="takes no status updates"):
+        engine.post_update(run_id, "chen-jie", "late")

@@ -1,0 +1,238 @@
+"""The auditor's desk over HTTP: an auditor (ops-director: li-wei) reads runs, one run's story, the report and
+its downloads, and the chain; others are refused. What the desk serves is what ``sop audit …`` prints.
+
+Two runs of the one-step probe ``t-ladder`` (deadline 1h) are played here: a drill at ×7200 whose
+responder answers after its deadline (half a second of wall time), and a real run answered at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from flows.audit.export import from_csv
+from flows.audit.report import Compliance
+from flows.language.actors import Actor
+from flows.language.steps.human import HumanReport
+from flows.ledger.schema import records
+from flows.web import signin
+from tests.web.conftest import Site
+from tests.web.test_pages import field_errors, sign_in
+
+
+@dataclass
+class Played:
+    since: str  # an ISO instant just before both runs started: the window of these tests' figures
+    drill: str
+    real: str
+
+    @property
+    def window(self) -> dict[str, str]:
+        return {"since": self.since, "sop": "t-ladder"}
+
+
+def _finish(site: Site, run_id: str, person: str) -> None:
+    site.engine.report(run_id, "respond", HumanReport(actor=Actor(person=person, via="direct"), values={"answer": "ok"},
+                                                      note="probe answered"))
+
+
+@pytest.fixture(scope="module")
+def played(site: Site) -> Played:
+    since = (site.engine.clock.now() - timedelta(seconds=1)).isoformat()
+    drill = site.engine.start("t-ladder", {}, initiator="drill", speed=7200, trigger={"kind": "drill"},
+                              launch=False).run_id
+    real = site.engine.start("t-ladder", {}, initiator="tom-becker", trigger={"kind": "manual", "by": "tom-becker"},
+                             launch=False).run_id
+    _finish(site, real, "zhao-lei")  # at once: well within its hour
+    time.sleep(0.8)  # the drill's hour is half a second of wall time at ×7200
+    _finish(site, drill, "kenji-sato")
+    return Played(since, drill, real)
+
+
+def _signed_in(site: Site, person: str) -> httpx.Client:
+    signin._last_sent.pop(person, None)  # one link per person per 30 s: other tests signed them in already
+    client = site.client()
+    sign_in(site, client, person)
+    return client
+
+
+@pytest.fixture(scope="module")
+def auditor(site: Site) -> Iterator[httpx.Client]:
+    client = _signed_in(site, "li-wei")  # ops-director: settings.web.auditors
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def responder(site: Site) -> Iterator[httpx.Client]:
+    client = _signed_in(site, "wang-fang")  # PR on-call: not an auditor
+    yield client
+    client.close()
+
+
+def cli(sop: Any, site: Site, *args: str) -> str:
+    """``sop audit …`` run as a user would, on the site's ledger."""
+    done = sop("audit", *args, env={"SOP_HOME": str(site.root),
+                                    "SOP_DATABASE_URL": f"sqlite:///{site.root / 'var' / 'ledger.db'}"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def text_of(page: httpx.Response, ident: str) -> str:
+    """The text of the element with this id (tags dropped)."""
+    found = re.search(rf'id="{ident}"[^>]*>(.*?)</(?:b|span|code|p|div|dl|table)>', page.text, re.S)
+    assert found, f"no #{ident} on the page"
+    return re.sub(r"<[^>]+>", "", found.group(1)).strip()
+
+
+# --- who may open the desk ---------------------------------------------------------------------
+
+
+def test_nobody_signed_in_is_asked_to_sign_in(site: Site) -> None:
+    with site.client() as client:
+        answer = client.get("/desk/report", params={"drills": "exclude"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/sign-in?next=/desk/report?drills=exclude"
+
+
+@pytest.mark.parametrize("path", ["/desk", "/desk/report", "/desk/report.csv", "/desk/report.json", "/desk/report.html",
+                                  "/desk/runs.csv", "/desk/verify", "/desk/runs/{run}", "/desk/runs/{run}.json"])
+def test_a_responder_is_refused_every_page_of_the_desk(site: Site, responder: httpx.Client, played: Played,
+                                                       path: str) -> None:
+    answer = responder.get(path.format(run=played.real))
+    assert answer.status_code == 403
+    assert "For auditors only" in answer.text and "settings.web.auditors (ops-director)" in answer.text
+    assert played.real not in answer.text
+
+
+# --- runs and one run's story ------------------------------------------------------------------
+
+
+def test_the_runs_with_the_drill_marked(auditor: httpx.Client, played: Played) -> None:
+    page = auditor.get("/desk", params=played.window)
+    assert page.status_code == 200
+    assert text_of(page, "run-count") == "2 run(s)"
+    drill_row = re.search(rf'<tr id="run-{played.drill}" class="drill">(.*?)</tr>', page.text, re.S)
+    real_row = re.search(rf'<tr id="run-{played.real}">(.*?)</tr>', page.text, re.S)
+    assert drill_row and "drill ×7200" in drill_row.group(1) and "missed" in drill_row.group(1)
+    assert real_row and "drill" not in real_row.group(1) and "manual by tom-becker" in real_row.group(1)
+    assert f'href="/desk/runs/{played.real}"' in page.text
+    # times in the reader's zone (li-wei: Asia/Shanghai), the UTC instant on hover
+    assert re.search(r'<time datetime="[^"]+\+00:00" title="[\d\- :]+ UTC">[\d\- :]+ CST</time>', page.text)
+
+    left_out = auditor.get("/desk", params={**played.window, "drills": "exclude"})
+    assert text_of(left_out, "run-count") == "1 run(s)" and played.drill not in left_out.text
+
+
+def test_the_runs_csv_is_what_the_command_writes(sop: Any, site: Site, auditor: httpx.Client, played: Played) -> None:
+    answer = auditor.get("/desk/runs.csv", params=played.window)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert answer.text == cli(sop, site, "runs", "--csv", "--since", played.since, "--sop", "t-ladder")
+
+
+def test_a_finished_runs_story(sop: Any, site: Site, auditor: httpx.Client, played: Played) -> None:
+    page = auditor.get(f"/desk/runs/{played.real}")
+    assert page.status_code == 200
+    assert "<h1>Ladder timing probe</h1>" in page.text
+    facts = re.sub(r"<[^>]+>", "", re.search(r'id="run-facts">(.*?)</dl>', page.text, re.S).group(1))  # type: ignore[union-attr]
+    assert "manual by tom-becker" in facts and "text verified" in facts and "met" in facts
+    story = page.text.split('id="timeline"', 1)[1]
+    assert "done by zhao-lei (direct)" in story and "answer=&#34;ok&#34;" in story and "probe answered" in story
+    assert story.index("run started by tom-becker") < story.index("done by zhao-lei") < story.index("run finished")
+    assert 'class="gantt"' in page.text  # the run's chart
+    assert "id: t-ladder" in page.text  # the exact SOP text the run used
+    # the JSON download is `sop audit show --json`
+    download = auditor.get(f"/desk/runs/{played.real}.json")
+    assert download.headers["content-disposition"] == f'attachment; filename="sop-audit-run-{played.real}.json"'
+    assert json.loads(download.text) == json.loads(cli(sop, site, "show", played.real, "--json"))
+
+
+def test_a_prefix_opens_the_run_and_an_unknown_run_is_a_404(auditor: httpx.Client, played: Played) -> None:
+    prefix = auditor.get(f"/desk/runs/{played.real[:6]}")
+    assert prefix.status_code == 303 and prefix.headers["location"] == f"/desk/runs/{played.real}"
+    missing = auditor.get("/desk/runs/ffffffffffff")
+    assert missing.status_code == 404 and "no run `ffffffffffff` in the ledger" in missing.text
+
+
+def test_a_filter_that_does_not_parse_is_shown_beside_its_field(auditor: httpx.Client) -> None:
+    page = auditor.get("/desk", params={"since": "yesterday", "class": "urgent"})
+    assert page.status_code == 422
+    errors = field_errors(page)
+    assert errors["since"].startswith("`yesterday` is neither a date, a time nor a duration: write 2026-03-01")
+    assert errors["class"] == "unknown class `urgent`: one of complaint, outage, policy, routine"
+    assert 'value="yesterday"' in page.text and 'aria-invalid="true" aria-describedby="err-since"' in page.text
+    backwards = auditor.get("/desk/report", params={"since": "2026-03-02", "until": "2026-03-01"})
+    assert backwards.status_code == 422 and "is not before --until" in field_errors(backwards)["until"]
+    wrong = auditor.get("/desk/report.csv", params={"drills": "skip"})  # a download asked wrongly: the form says why
+    assert wrong.status_code == 422 and field_errors(wrong)["drills"].startswith("unknown drills choice `skip`")
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def test_the_report_csv_has_the_rows_of_the_command(sop: Any, site: Site, auditor: httpx.Client, played: Played) -> None:
+    download = auditor.get("/desk/report.csv")
+    assert download.status_code == 200
+    assert download.headers["content-disposition"] == 'attachment; filename="sop-audit-report.csv"'
+    assert from_csv(download.text, Compliance) == from_csv(cli(sop, site, "report", "--csv", "-"), Compliance)
+    assert list(csv.reader(io.StringIO(download.text)))[0][:3] == ["scope", "key", "runs"]
+
+
+def test_leaving_the_drill_out_changes_the_figures(sop: Any, site: Site, auditor: httpx.Client, played: Played) -> None:
+    def kpis(drills: str) -> tuple[str, str]:
+        page = auditor.get("/desk/report", params={**played.window, "drills": drills})
+        assert page.status_code == 200
+        return text_of(page, "kpi-runs"), text_of(page, "kpi-on-time")
+
+    assert kpis("include") == ("2", "50%")  # the real run met its hour, the drill missed its
+    assert kpis("exclude") == ("1", "100%")
+    assert kpis("only") == ("1", "0%")
+    page = auditor.get("/desk/report", params={**played.window, "drills": "exclude"})
+    assert "drills left out" in page.text and 'href="/desk/report.csv?since=' in page.text
+    download = auditor.get("/desk/report.csv", params={**played.window, "drills": "exclude"})
+    rows = from_csv(download.text, Compliance)
+    assert rows == from_csv(cli(sop, site, "report", "--csv", "-", "--drills", "exclude", "--since", played.since,
+                                "--sop", "t-ladder"), Compliance)
+    assert (rows[0].runs, rows[0].met, rows[0].missed) == (1, 1, 0)
+    figures = json.loads(auditor.get("/desk/report.json", params={**played.window, "drills": "exclude"}).text)
+    assert figures["drills"] == "exclude" and [r["run"] for r in figures["runs"]] == [played.real]
+
+
+def test_the_printable_report_is_the_commands_with_the_chain_verified(auditor: httpx.Client, played: Played) -> None:
+    page = auditor.get("/desk/report.html", params={**played.window, "drills": "exclude"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>SOP audit report</h1>" in page.text and "Hash chain verified" in page.text
+    assert "drills left out" in page.text and f'id="run-{played.real}"' in page.text
+    assert f'id="run-{played.drill}"' not in page.text
+    assert "<script" not in page.text
+
+
+# --- the chain -----------------------------------------------------------------------------------
+
+
+def test_the_chain_verified_with_the_head_to_note_down(site: Site, auditor: httpx.Client) -> None:
+    page = auditor.get("/desk/verify")
+    assert page.status_code == 200 and "✓ Chain intact" in text_of(page, "verdict")
+    seq, digest = int(text_of(page, "head-seq")), text_of(page, "head-hash")
+    with site.engine.ledger.read() as conn:
+        assert conn.execute(sa.select(records.c.hash).where(records.c.seq == seq)).scalar() == digest
+    assert f"sop audit verify --anchor {seq}:{digest}" in page.text
+
+    again = auditor.get("/desk/verify", params={"anchor": f"{seq}:{digest}"})
+    assert "the noted head still stands" in text_of(again, "verdict")
+    rewritten = auditor.get("/desk/verify", params={"anchor": f"{seq}:{'0' * 64}"})
+    assert rewritten.status_code == 200 and "The ledger does not verify" in rewritten.text
+    assert f"record {seq}: <strong>rewritten</strong>" in rewritten.text
+    wrong = auditor.get("/desk/verify", params={"anchor": "12:abc"})
+    assert wrong.status_code == 422
+    assert field_errors(wrong)["anchor"].startswith("anchor `12:abc` is not SEQ:HASH")
