@@ -101,10 +101,14 @@ class RunChange:
         """The roles ``targets`` reach (ladder words resolved), each as who is on call now and why."""
         step = self.view.sop.step(step_id) if step_id else None
         rota = self.rota
-        names = resolve_targets(targets, self.view.sop, step, self.site, holder=self.holder(step_id),
-                                on_call=rota.on_call)
-        roles = [n.partition(":")[2] if n.startswith("role:") else n for n in names]
-        return {r: rota.on_call(r).facts() for r in roles if r in self.site.roles}
+        try:
+            names = resolve_targets(targets, self.view.sop, step, self.site, holder=self.holder(step_id),
+                                    on_call=rota.on_call)
+            roles = [n.partition(":")[2] if n.startswith("role:") else n for n in names]
+            return {r: rota.on_call(r).facts() for r in roles if r in self.site.roles}
+        except Exception:  # never a transition lost to a page's people: the pager resolves them when it sends
+            log.exception("event=on_call_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
+            return {}
 
     # --- timers -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -156,7 +157,7 @@ class Rotation(Strict):
 
     def handoffs(self) -> _Handoffs:
         """The rotation's handoff instants (generated once, as far as they are asked for)."""
-        if self._handoffs is None:
+        if self._handoffs is None:  # two threads may both build one: either is right, one is kept
             count, unit = self.shift_parts
             _, hour, minute, _ = _HANDOFF.match(self.handoff).groups()  # type: ignore[union-attr]
             day = _HANDOFF.match(self.handoff)[1]  # type: ignore[index]
@@ -174,24 +175,27 @@ class Rotation(Strict):
 
 
 class _Handoffs:
-    """A rotation's handoff instants in UTC, generated lazily by its ``rrule``, searched by bisection."""
+    """A rotation's handoff instants in UTC, generated lazily by its ``rrule``, searched by bisection.
+
+    Shared by every thread of a process (the API's, the timers'): extending the list is locked, so
+    no instant is skipped or taken twice.
+    """
 
     def __init__(self, rule: rrule.rrule):
         self._source: Iterator[datetime] = iter(rule)
         self.instants: list[datetime] = []
-
-    def _reach(self, at: datetime) -> None:
-        while not self.instants or self.instants[-1] <= at:
-            self.instants.append(next(self._source).astimezone(UTC))
+        self._lock = threading.Lock()
 
     def shift_at(self, at: datetime) -> tuple[int, datetime | None, datetime]:
         """The shift holding ``at``: its number (0: the first), when it began (None before the first
         handoff: the first shift's people stand in), when it ends."""
-        self._reach(at)
-        index = bisect.bisect_right(self.instants, at) - 1
-        if index < 0:
-            return 0, None, self.instants[0]
-        return index, self.instants[index], self.instants[index + 1]
+        with self._lock:
+            while not self.instants or self.instants[-1] <= at:
+                self.instants.append(next(self._source).astimezone(UTC))
+            index = bisect.bisect_right(self.instants, at) - 1
+            if index < 0:
+                return 0, None, self.instants[0]
+            return index, self.instants[index], self.instants[index + 1]
 
 
 def day_gap(parts: list[FollowTheSun]) -> str | None:
