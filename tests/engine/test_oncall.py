@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from flows.audit.timeline import describe
 from flows.clock import ManualClock
+from flows.engine import outbox
 from flows.engine.oncall import OverrideRefused, add_override
 from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
@@ -26,7 +27,7 @@ from flows.engine.transitions import Engine
 from flows.language.actors import Actor
 from flows.language.library import load_library
 from flows.ledger import Ledger
-from flows.ledger.schema import records
+from flows.ledger.schema import pagers, records
 from notifications import read_inbox
 from tests.engine.conftest import make_project
 
@@ -163,3 +164,19 @@ def test_an_override_is_refused_with_a_reason(engine: Engine) -> None:
         add_override(engine.site, engine.ledger, "sre-oncall", "tom-becker", START, later, " ", actor)
     with pytest.raises(OverrideRefused, match="not a role"):
         add_override(engine.site, engine.ledger, "sre-on-call", "tom-becker", START, later, "x", actor)
+
+
+def test_a_page_delivered_after_the_handoff_goes_to_whom_it_was_decided_for(engine: Engine, clock: ManualClock) -> None:
+    """A pager process delivers pages a moment after their transition: the people are the transition's."""
+    far = datetime.now(UTC) + timedelta(days=1)
+    with engine.ledger.transaction() as tx:  # a pager process is alive: pages wait in the outbox for it
+        tx.conn.execute(pagers.insert().values(name="other:1", pid=1, started_at=far, beat_at=far))
+    engine.start("t-handoff", {}, initiator="li-wei", speed=1)
+    TimerService(engine).advance_to(START + timedelta(minutes=21))  # 00:50: reminders decided for zhao-lei
+    clock.set(HANDOFF + timedelta(minutes=5))  # delivered only after the handoff
+    pages = outbox.claim(engine.ledger, "test:1")
+    assert {p.on_call["sre-oncall"]["primary"] for p in pages if p.on_call and "sre-oncall" in p.on_call} == {
+        "zhao-lei"}
+    engine.pager.render_now(engine, pages)
+    assert reminders(engine, "zhao-lei", "Respond to the probe") == 1
+    assert reminders(engine, "kenji-sato", "Respond to the probe") == 0
