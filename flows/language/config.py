@@ -19,7 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.language.cadence import Cadence
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
-from flows.language.oncall import Rotation
+from flows.language.rotation import Rotation
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
