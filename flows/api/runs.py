@@ -14,7 +14,7 @@ from flows.api.errors import ApiError, parse_body
 from flows.engine.board import run_ids, status_rows
 from flows.engine.transitions import StepNotActive
 from flows.language.actors import Actor, UnknownPerson, check_person
-from flows.language.config import SPEED_MAX, SPEED_MIN
+from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.steps.human import HumanReport, HumanStep
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])

@@ -58,7 +58,7 @@ def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         try:
-            return now - parse_duration(value)
+            return now - parse_duration(value, limit=None)  # a window, not a timer: years back are fine
         except ValueError:
             raise AuditError(f"`{text}` is neither a date, a time nor a duration",
                              "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None

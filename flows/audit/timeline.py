@@ -93,6 +93,9 @@ def entry_text(entry: Entry) -> str:
         return f"trigger repeated{copies} (#{data.get('repeats')}), attached to this run"
     if entry.kind == "report_refused":
         return f"report by {actor_text(entry.kind, data, entry.actor)} refused: {data.get('reason')}"
+    if entry.kind == "resume_refused":  # a resume through Prefect the engine did not sign: it reported nothing
+        claimed = f"; it carried {', '.join(data['fields'])}" if data.get("fields") else ""
+        return f"Prefect resume refused ({data.get('reason')}): not signed by the engine, reported nothing{claimed}"
     return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")
 
 

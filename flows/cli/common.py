@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows.language.library import Library, project_root
 from flows.language.loader import SpecInvalid
@@ -19,16 +20,16 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     """Print an error (and a hint) to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
-        err_console.print(f"[dim]hint:[/] {hint}")
+        err_console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 def fail_all(problems: list[str], message: str, hint: str | None = None) -> NoReturn:
     """Print each problem, then fail with a summary (every problem shown, not only the first)."""
     for problem in problems:
-        err_console.print(f"[red]✗[/] {problem}")
+        err_console.print(f"[red]✗[/] {escape(problem)}", soft_wrap=True)
     fail(message, hint)
 
 
@@ -40,7 +41,7 @@ def library(root: Path | None = None) -> Library:
         return runnable_library(root or project_root())
     except SpecInvalid as exc:
         for error in exc.errors:
-            err_console.print(f"[red]✗[/] {error}")
+            err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
         fail(f"{len(exc.errors)} error(s) in sops/ or config/", "fix them, then run `sop validate`")
 
 

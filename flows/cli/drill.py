@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from flows.cli import app
-from flows.cli.common import console, fail, library
+from flows.cli.common import console, fail, fail_all, library
 from flows.cli.runs import _pairs
-from flows.language.durations import format_duration
+from flows.engine.transitions import InputRefused, check_inputs
+from flows.language.durations import SPEED_MAX, SPEED_MIN, check_speed, format_duration
 from flows.runtime.drill import Drill, DrillResult, TimelineEntry
 
 
@@ -89,6 +90,10 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
     unknown = [s for s in reject or [] if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
     if unknown:
         fail(f"--reject names unknown step(s) {', '.join(unknown)} of {sop_id}")
+    try:  # the inputs first, as `sop run` does: a missing or mistyped one is told before the stack starts
+        check_inputs(lib.sops[sop_id].sop, params)
+    except InputRefused as exc:
+        fail_all(exc.problems, f"the inputs do not fit {sop_id}", f"give them with -p name=value; see `sop show {sop_id}`")
     with ExitStack() as stack:
         if not healthy(prefect_api_url(lib)):
             pages = _port_free(lib.site.settings.api.host, lib.site.settings.api.port)  # the step pages, if we may
@@ -112,15 +117,15 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
 @app.command()
 def drill(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")],
-    speed: Annotated[float, typer.Option(help="time compression: 120 plays 2 hours in 1 minute")] = 120.0,
+    speed: Annotated[float, typer.Option(help=f"time compression, {SPEED_MIN:g} to {SPEED_MAX:g}: 120 plays 2 hours in 1 minute")] = 120.0,
     late: Annotated[list[str] | None, typer.Option(help="a step answered after its due (repeatable)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed for the responders' delays")] = None,
     reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
-    if speed <= 0:
-        fail("--speed must be above zero")
+    if (problem := check_speed(speed)) is not None:
+        fail(f"--{problem}", "e.g. --speed 120 plays 2 hours in 1 minute")
     result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed, reject or [])
     if result.outcome not in ("done", "rejected"):
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -43,7 +44,7 @@ def validate(
         errors.extend(_away_errors(config_dir, days))
     elapsed = time.perf_counter() - started
     for error in errors:
-        err_console.print(f"[red]✗[/] {error}", soft_wrap=True)
+        err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
     files = len({e.file for e in errors})
     if errors:
         err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) "
@@ -89,9 +90,9 @@ def list_sops(as_json: Annotated[bool, typer.Option("--json", help="machine-read
     for col in ("P", "id", "title", "class", "owner", "deadline", "steps", "triggers"):
         table.add_column(col)
     for s in rows:
-        table.add_row(f"P{s.sop.priority}", s.sop.id, s.sop.title, s.sop.class_, s.sop.owner,
+        table.add_row(f"P{s.sop.priority}", s.sop.id, escape(s.sop.title), s.sop.class_, escape(s.sop.owner),
                       format_duration(s.sop.deadline) if s.sop.deadline else "—", str(len(s.sop.steps)),
-                      "; ".join(trigger_text(t) for t in s.sop.triggers) or "manual")
+                      escape("; ".join(trigger_text(t) for t in s.sop.triggers) or "manual"))
     console.print(table)
 
 
@@ -111,28 +112,29 @@ def show(
     if as_json:
         print_json(data)
         return
-    head = f"[bold]{data['id']}[/] — {data['title']}  [dim]{data['priority']} {data['class']}, owner {data['owner']}"
+    # every text of the SOP is the author's: printed as written, never read as console markup
+    head = f"[bold]{data['id']}[/] — {escape(data['title'])}  [dim]{data['priority']} {data['class']}, owner {escape(data['owner'])}"
     head += f", deadline {data['deadline']}[/]" if data["deadline"] else "[/]"
     tree = Tree(head)
     if data["triggers"]:
-        tree.add("triggers: " + "; ".join(data["triggers"]))
+        tree.add(escape("triggers: " + "; ".join(data["triggers"])))
     if data["inputs"]:
-        tree.add("inputs: " + ", ".join(f"{k} ({v.get('type', 'string')})" for k, v in data["inputs"].items()))
+        tree.add(escape("inputs: " + ", ".join(f"{k} ({v.get('type', 'string')})" for k, v in data["inputs"].items())))
     for step in data["steps"]:
-        label = f"[bold cyan]{step['id']}[/] {step['title']}  [dim]{step['detail']}[/]"
+        label = f"[bold cyan]{step['id']}[/] {escape(step['title'])}  [dim]{escape(step['detail'])}[/]"
         if step["due"]:
             label += f"  [yellow]due {step['due']}[/]"
         node = tree.add(label)
         if step["needs"]:
             node.add("after: " + ", ".join(step["needs"]))
         if step["when"]:
-            node.add(f"when: {step['when']}")
+            node.add(escape(f"when: {step['when']}"))
         if step["form"]:
-            node.add("form: " + ", ".join(step["form"]))
+            node.add(escape("form: " + ", ".join(step["form"])))
         if step["on_timeout"]:
             node.add(f"on timeout: {step['on_timeout']}")
         for rung in step["escalation"]:
-            node.add(f"[magenta]+{rung['after_ready']}[/] {rung['message']} → {', '.join(rung['notify'])}")
+            node.add(f"[magenta]+{rung['after_ready']}[/] {rung['message']} → {escape(', '.join(rung['notify']))}")
     console.print(tree)
 
 

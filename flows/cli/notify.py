@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import app
@@ -103,7 +104,7 @@ def site_config(root: Path | None = None) -> Site:
         fail(f"no site config in {folder}", "run the command from the project folder, or set SOP_HOME")
     site, site_errors = load_site(docs)
     for error in [*errors, *site_errors]:
-        err_console.print(f"[red]✗[/] {error}", soft_wrap=True)
+        err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
     if site is None or errors:
         fail("the site config does not validate", "fix it, then run `sop validate config/`")
     return site

@@ -19,6 +19,7 @@ from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
 from flows.language.actors import Actor, UnknownPerson, check_person
+from flows.language.durations import SPEED_MAX, SPEED_MIN, check_speed
 from flows.language.steps.human import HumanReport, ReportRefused
 from flows.ledger.vocabulary import TERMINAL_STEP
 from flows.prefect.launcher import LaunchError
@@ -149,12 +150,14 @@ def _launch(engine: Any, run_id: str) -> None:
 def run(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id (see `sop list`)")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
-    speed: Annotated[float | None, typer.Option(help="compress time: 3600 makes an hour a second")] = None,
+    speed: Annotated[float | None, typer.Option(help=f"compress time, {SPEED_MIN:g} to {SPEED_MAX:g}: 3600 makes an hour a second")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
     as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
+    if speed is not None and (problem := check_speed(speed)) is not None:
+        fail(f"--{problem}", "e.g. --speed 3600 makes an hour a second")
     engine = _engine()
     if sop_id not in engine.library.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(engine.library.sops))}")

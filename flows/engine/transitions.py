@@ -29,8 +29,7 @@ from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.cadence import effective_cadence
-from flows.language.config import SPEED_MAX, SPEED_MIN
-from flows.language.durations import format_duration
+from flows.language.durations import check_speed, format_duration
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
 from flows.language.oncall import OnCall
@@ -137,9 +136,10 @@ class Engine:
         loaded = self.library.get(sop_id)
         sop = loaded.sop
         typed = check_inputs(sop, inputs or {})
-        speed = float(speed or self.site.settings.speed or 1.0)
-        if not SPEED_MIN <= speed <= SPEED_MAX:  # NaN is in no range
-            raise InputRefused([f"speed must be from {SPEED_MIN:g} to {SPEED_MAX:g}, got {speed:g}"])
+        speed = float(self.site.settings.speed or 1.0) if speed is None else speed
+        if (problem := check_speed(speed)) is not None:
+            raise InputRefused([problem])
+        speed = float(speed)
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:
@@ -219,7 +219,7 @@ class Engine:
             view = store.new_run(run, [
                 {"run_id": run_id, "step_id": s.id, "kind": s.kind,  # type: ignore[attr-defined]
                  "state": StepState.STANDBY if s.id in fallbacks else StepState.PENDING,
-                 "assignee": getattr(s, "assignee", None)} for s in sop.steps], sop)
+                 "assignee": getattr(s, "assignee", None), "round": 1} for s in sop.steps], sop)
             change = t.change(view)
             change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
                           version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,

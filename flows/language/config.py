@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.language.cadence import Cadence
+from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
 from flows.language.rotation import Rotation
 
@@ -173,13 +174,13 @@ class Channel(Strict):
 
 class ApiSettings(Strict):
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 1_000_000
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
 
 
 class PrefectSettings(Strict):
     api_url: str | None = None
-    port: int = 4200
+    port: int = Field(default=4200, ge=1, le=65535)
     pool: str = "sop-pool"
     workers: int = 1
     concurrency: int = 4
@@ -223,20 +224,13 @@ class WebSettings(Strict):
                                                                   "(read-only)")
 
 
-#: the range of a run's speed (time compression, ``--speed``, ``POST /v1/runs`` ``speed``, ``settings.speed``):
-#: from 0.01 (SOP time a hundred times slower than the clock) to 100,000 (an hour of SOP time in 36 ms).
-#: Outside it a deadline cannot be computed (``1e-300`` overflows) or time left cannot be shown (``1e308``).
-SPEED_MIN = 0.01
-SPEED_MAX = 100_000.0
-
-
 class Settings(Strict):
     """Where things live and run."""
 
     database_url: str = "sqlite:///var/ledger.db"
     api: ApiSettings = Field(default_factory=ApiSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
-    speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX)
+    speed: float = Field(default=1.0, ge=SPEED_MIN, le=SPEED_MAX, description="compress time (see durations.SPEED_MIN/MAX)")
     timezone: str = "UTC"
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from flows.language.config import Site, env_names, expand_env, missing_env, unset_reason
 from flows.language.durations import format_duration
 from flows.language.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
+from flows.language.graph import StepGraph
+from flows.language.latent import check_latent
 from flows.language.loader import Document, SpecError
 from flows.language.spec import Sop
 from flows.language.steps import KINDS
@@ -27,6 +29,20 @@ _APPRISE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
 _JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "loop"}
 
 
+def _listed(names: Iterable[str], limit: int = 20) -> str:
+    """Names for a message, at most ``limit`` of them: an SOP of 10,000 steps must not print 10,000 per error."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown
+
+
+def _arrows(cycle: list[str]) -> str:
+    """``a → b → c → a``; a cycle of thousands shows its first and last five steps."""
+    if len(cycle) <= 12:
+        return " → ".join(cycle)
+    return f"{' → '.join(cycle[:5])} → … {len(cycle) - 10} more … → {' → '.join(cycle[-5:])}"
+
+
 def _step_index(sop: Sop) -> dict[str, int]:
     return {step.id: i for i, step in enumerate(sop.steps)}
 
@@ -37,46 +53,12 @@ def upstream(sop: Sop, step_id: str) -> set[str]:
     Terminates on a cycle too (each step is visited once), so templates can be checked in an
     SOP whose cycle is reported.
     """
-    by_id = {s.id: s for s in sop.steps}
-    seen: set[str] = set()
-    stack = list(sop.dependencies(by_id[step_id])) if step_id in by_id else []
-    while stack:
-        current = stack.pop()
-        if current in seen or current not in by_id:
-            continue
-        seen.add(current)
-        stack.extend(sop.dependencies(by_id[current]))
-    return seen
+    return StepGraph(sop).upstream(step_id)
 
 
 def find_cycle(sop: Sop) -> list[str] | None:
     """A dependency cycle as a list of step ids (first repeated at the end), or None."""
-    by_id = {s.id: s for s in sop.steps}
-    state: dict[str, int] = {}
-    trail: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        trail.append(node)
-        for dep in sop.dependencies(by_id[node]):
-            if dep not in by_id:
-                continue
-            if state.get(dep) == 1:
-                return trail[trail.index(dep):] + [dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        trail.pop()
-        state[node] = 2
-        return None
-
-    for step in sop.steps:
-        if step.id not in state:
-            cycle = visit(step.id)
-            if cycle:
-                return list(reversed(cycle))
-    return None
+    return StepGraph(sop).cycle([s.id for s in sop.steps])
 
 
 class _TemplateChecker:
@@ -85,6 +67,7 @@ class _TemplateChecker:
     def __init__(self, sop: Sop, doc: Document, site: Site | None, errors: list[SpecError]):
         self.sop, self.doc, self.site, self.errors = sop, doc, site, errors
         self.by_id = {s.id: s for s in sop.steps}
+        self.graph = StepGraph(sop)
 
     def check(self, text: Any, path: tuple, *, expression: bool = False, step: StepBase | None = None,
               allowed: tuple[str, ...] = ROOTS) -> None:
@@ -114,7 +97,7 @@ class _TemplateChecker:
         if not rest:
             return None
         if root == "inputs" and rest[0] not in self.sop.inputs:
-            known = ", ".join(self.sop.inputs) or "none declared"
+            known = _listed(self.sop.inputs) or "none declared"
             return f"unknown input `{name}` (inputs: {known})"
         if root == "run" and rest[0] not in RUN_FIELDS:
             return f"unknown variable `{name}` (run has: {', '.join(RUN_FIELDS)})"
@@ -126,15 +109,38 @@ class _TemplateChecker:
             if target is None:
                 dashed = [s for s in self.by_id if s.startswith(f"{rest[0]}-")]
                 hint = (f"; step ids with dashes are written with underscores: steps.{dashed[0].replace('-', '_')}"
-                        if dashed else f" (steps: {', '.join(self.by_id)})")
+                        if dashed else f" (steps: {_listed(self.by_id)})")
                 return f"unknown step `{rest[0]}` in `{name}`{hint}"
-            if step is not None and target.id not in upstream(self.sop, step.id):
+            if step is not None and not self.graph.needs(step.id, target.id):
                 return (f"`{name}` reads step `{target.id}`, which step `{step.id}` does not need "
                         f"(add it to `needs` so its result exists when this runs)")
             if len(rest) > 1 and rest[1] not in target.outputs():
                 return (f"step `{rest[0]}` has no field `{rest[1]}` "
                         f"(it has: {', '.join(sorted(target.outputs()))})")
+        return _private_name(ref)
+
+
+#: step outputs that hold JSON as received: a key starting with `_` (``_id``) is read as a key
+_FREE_FORM_OUTPUTS = ("json",)
+
+
+def _private_name(ref: tuple[str, ...]) -> str | None:
+    """A name starting with `_` read from a value that is not a mapping: the sandbox refuses it at every render.
+
+    The names an SOP declares (inputs, form fields) and keys inside free-form mappings (``trigger``,
+    an http step's ``json``) are looked up as keys and may start with `_`.
+    """
+    root, rest = ref[0], ref[1:]
+    if root == "trigger":
         return None
+    declared = {"inputs": 1, "config": 1, "run": 1, "steps": 2}.get(root, 0)
+    if root == "steps" and len(rest) > 1 and rest[1] in _FREE_FORM_OUTPUTS:
+        return None
+    for part in rest[declared:]:
+        if part.startswith("_"):
+            return (f"`{'.'.join(ref)}`: `{part}` cannot be read: the sandbox refuses names starting with `_` "
+                    "on a value, so the template would fail whenever it is rendered")
+    return None
 
 
 def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
@@ -160,7 +166,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
             errors.append(doc.error(path, f"step `{self_id}` {what} itself (a step cannot depend on itself)"))
             return False
         if target not in index:
-            errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {', '.join(index)})"))
+            errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {_listed(index)})"))
             return False
         return True
 
@@ -177,7 +183,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     cycle = find_cycle(sop)
     if cycle and len(cycle) > 2:  # a step that needs itself is reported above
         errors.append(doc.error((*steps_path, index[cycle[0]], "needs"),
-                                f"steps form a cycle: {' → '.join(cycle)}"))
+                                f"steps form a cycle: {_arrows(cycle)}"))
 
     for name in sop.inputs:
         if not _IDENT.match(name):
@@ -195,6 +201,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     if not cycle:  # the longest chain of `needs` has no end in a cycle
         errors.extend(_check_deadline(sop, doc))
     errors.extend(_check_templates(sop, doc, site))
+    errors.extend(check_latent(sop, doc, site))
     if not cycle:
         errors.extend(_check_rework(sop, doc, index))
     if site is not None and sop.cadence is not None:
@@ -298,24 +305,29 @@ def _check_deadline(sop: Sop, doc: Document) -> list[SpecError]:
     if sop.deadline is None:
         return []
     by_id = {s.id: s for s in sop.steps}
-    finish: dict[str, tuple[timedelta, list[str]]] = {}
-
-    def earliest(step_id: str) -> tuple[timedelta, list[str]]:
-        if step_id not in finish:
-            step = by_id[step_id]
-            deps = [earliest(d) for d in sop.dependencies(step) if d in by_id]
-            before, chain = max(deps, key=lambda d: d[0]) if deps else (timedelta(0), [])
-            finish[step_id] = (before + step.span(), [*chain, step_id])
-        return finish[step_id]
+    graph = StepGraph(sop)
+    # each step after its dependencies (no recursion along a long chain): its earliest end and, of the
+    # longest chain to it, how many steps take time and the first and last three of them (enough to
+    # say why, in constant time per step)
+    finish: dict[str, tuple[timedelta, int, tuple[str, ...], tuple[str, ...]]] = {}
+    for step_id in graph.topological():
+        deps = [finish[d] for d in graph.deps[step_id] if d in finish]
+        before, count, first, last = max(deps, key=lambda d: d[0]) if deps else (timedelta(0), 0, (), ())
+        if by_id[step_id].span():
+            count, first, last = count + 1, first if len(first) == 3 else (*first, step_id), (*last, step_id)[-3:]
+        finish[step_id] = (before + by_id[step_id].span(), count, first, last)
 
     errors = []
     for i, step in enumerate(sop.steps):
-        total, chain = earliest(step.id)
+        total, count, first, last = finish[step.id]
         if step.span() and total > sop.deadline:
-            parts = " + ".join(f"{c} {format_duration(by_id[c].span())}" for c in chain if by_id[c].span())
+            shown = [*first, *last[max(0, 3 - (count - 3)):]] if count <= 6 else [*first, "…", *last]
+            parts = [c if c == "…" else f"{c} {format_duration(by_id[c].span())}" for c in shown]
+            if count > 6:
+                parts[3] = f"… {count - 6} more …"
             errors.append(doc.error(("steps", i, step.span_field),
                                     f"step `{step.id}` is due {format_duration(total)} after the run starts "
-                                    f"({parts}), past the run deadline of {format_duration(sop.deadline)}"))
+                                    f"({' + '.join(parts)}), past the run deadline of {format_duration(sop.deadline)}"))
     return errors
 
 
@@ -328,7 +340,7 @@ def _check_templates(sop: Sop, doc: Document, site: Site | None) -> list[SpecErr
             checker.check(value, ("triggers", i, "inputs", name), allowed=("trigger", "config"))
             if name not in sop.inputs:
                 errors.append(doc.error(("triggers", i, "inputs", name),
-                                        f"unknown input `{name}` (inputs: {', '.join(sop.inputs) or 'none declared'})", True))
+                                        f"unknown input `{name}` (inputs: {_listed(sop.inputs) or 'none declared'})", True))
     for i, step in enumerate(sop.steps):
         base = ("steps", i)
         checker.check(step.when, (*base, "when"), expression=True, step=step)
@@ -385,7 +397,7 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
     for name, person in site.people.items():
         try:
             ZoneInfo(person.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
             err("people", name, ("timezone",), f"unknown time zone `{person.timezone}` (expected an IANA name such as Asia/Shanghai)")
         if not person.contacts:
             err("people", name, (), f"person `{name}` has no contacts: nobody could reach them")

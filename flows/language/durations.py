@@ -21,11 +21,29 @@ _FORM = re.compile(rf"\s*(?:{_SHORT}|{_ISO})\s*")
 DURATION_PATTERN = rf"^(?=\s*\S*[1-9])\s*(?:{_SHORT}|{_ISO})\s*$"
 DURATION_HINT = "a duration such as 30s, 15m, 2h, 48h, 1d, 1h30m or ISO 8601 PT2H"
 
+#: the longest duration an SOP may state (a due, a deadline, a wait, a ladder offset): a year and a day
+MAX_DURATION = timedelta(days=366)
+#: the range of a run's time compression (``--speed``, the API's ``speed``, ``settings.speed``):
+#: 0.001 plays an hour in 1000 hours, 100000 plays a day in under a second. With MAX_DURATION,
+#: the furthest instant a run can arm is MAX_DURATION / SPEED_MIN (about 1,000 years) from now:
+#: inside what a datetime can hold, so no start, timer or view of a run can overflow
+SPEED_MIN = 0.001
+SPEED_MAX = 100_000.0
 
-def parse_duration(value: object) -> timedelta:
+
+def check_speed(speed: float) -> str | None:
+    """What is wrong with a run's time compression, or None when it is within [SPEED_MIN, SPEED_MAX]."""
+    if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not SPEED_MIN <= speed <= SPEED_MAX:
+        return f"speed must be a number from {SPEED_MIN:g} to {SPEED_MAX:g}, got {speed!r}"
+    return None
+
+
+def parse_duration(value: object, limit: timedelta | None = MAX_DURATION) -> timedelta:
     """Parse a duration; raise ValueError with a hint when it is not one.
 
-    Bare numbers are refused on purpose: ``due: 2`` is ambiguous (hours? minutes?).
+    Bare numbers are refused on purpose: ``due: 2`` is ambiguous (hours? minutes?). Longer
+    than ``limit`` is refused too (default MAX_DURATION: what an SOP or a setting may state);
+    ``limit=None`` for a span that is no timer, such as an audit's ``--since 2w``.
     """
     if isinstance(value, timedelta):
         return value
@@ -39,10 +57,18 @@ def parse_duration(value: object) -> timedelta:
     try:
         delta = timedelta(seconds=sum(float(g) * s for g, s in zip(parts, _UNITS.values(), strict=True) if g))
     except OverflowError:
-        raise ValueError(f"a duration must be shorter than 999999999 days, got {value!r}") from None
+        raise ValueError(f"a duration must be at most {_longest(limit)}, got {value!r}") from None
     if delta <= timedelta(0):
         raise ValueError(f"a duration must be longer than zero, got {value!r}")
+    if limit is not None and delta > limit:
+        raise ValueError(f"a duration must be at most {_longest(limit)}, got {value!r}")
     return delta
+
+
+def _longest(limit: timedelta | None) -> str:
+    if limit is None:
+        return "999999999 days"
+    return format_duration(limit) + (" (a year and a day)" if limit == MAX_DURATION else "")
 
 
 def format_duration(delta: timedelta) -> str:

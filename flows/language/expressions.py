@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 ROOTS = ("inputs", "steps", "trigger", "run", "config")
@@ -46,11 +46,51 @@ def parse(text: str, expression: bool = False) -> nodes.Template:
         tree = ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"template syntax error: {exc.message}", exc.lineno or 1) from None
-    for node in tree.find_all((nodes.Filter, nodes.Test)):
-        kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
-        if node.name not in known:
-            raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
+    except RecursionError:
+        raise TemplateProblem("template nested too deeply (brackets or blocks inside each other hundreds of times)") from None
+    except (ValueError, OverflowError) as exc:  # the lexer's own: a number of 5,000 digits
+        raise TemplateProblem(f"template cannot be read: {str(exc)[:120]}") from None
+    try:
+        if "|" in source or " is " in source:  # walking the tree costs as much as parsing: only when it can find something
+            for node in tree.find_all((nodes.Filter, nodes.Test)):
+                kind, known = ("filter", ENV.filters) if isinstance(node, nodes.Filter) else ("test", ENV.tests)
+                if node.name not in known:
+                    raise TemplateProblem(f"unknown {kind} `{node.name}`{_did_you_mean(node.name, known, kind)}", node.lineno)
+        if _MAY_ALWAYS_FAIL.search(source):
+            _always_fails(tree)
+    except RecursionError:
+        raise TemplateProblem("template nested too deeply (expressions inside each other hundreds of times)") from None
     return tree
+
+
+#: what :func:`_always_fails` looks for can only be there when the text has one of these
+_MAY_ALWAYS_FAIL = re.compile(r"include|extends|import|__|/|%|range")
+
+
+def _always_fails(tree: nodes.Template) -> None:
+    """Refuse what parses but fails whenever the template is rendered (the sandbox or Python would refuse it)."""
+    for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        raise TemplateProblem("a template cannot include, extend or import another template (there are no template "
+                              "files to load): it would fail whenever it is rendered", node.lineno)
+    for node in tree.find_all(nodes.Getattr):
+        if node.attr.startswith("__") and hasattr(object(), node.attr):
+            raise TemplateProblem(f"`{node.attr}` cannot be read in a template: the sandbox refuses names starting with "
+                                  "`_`, so it would fail whenever it is rendered", node.lineno)
+    for node in tree.find_all((nodes.Div, nodes.FloorDiv, nodes.Mod)):
+        if isinstance(node.right, nodes.Const) and node.right.value == 0 and not isinstance(node.left, nodes.TemplateData):
+            if isinstance(node, nodes.Mod) and isinstance(node.left, nodes.Const) and isinstance(node.left.value, str):
+                continue  # ``"%d" % 0`` is formatting
+            raise TemplateProblem("division by zero: it would fail whenever it is rendered", node.lineno)
+    for node in tree.find_all(nodes.Call):
+        if (isinstance(node.node, nodes.Name) and node.node.name == "range" and node.args and not node.kwargs
+                and all(isinstance(a, nodes.Const) and type(a.value) is int for a in node.args)):
+            try:
+                size = len(range(*[a.value for a in node.args]))  # type: ignore[attr-defined]
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if size > MAX_RANGE:
+                raise TemplateProblem(f"range of {size:,} items: the sandbox allows at most {MAX_RANGE:,}, "
+                                      "so it would fail whenever it is rendered", node.lineno)
 
 
 def _did_you_mean(name: str, known: Any, kind: str) -> str:
@@ -65,20 +105,22 @@ _BINDING = (nodes.For, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallB
             nodes.FromImport, nodes.Scope, nodes.OverlayScope, nodes.FilterBlock, nodes.Block)
 
 
-def _free_names(tree: nodes.Template) -> set[str]:
+def _free_names(tree: nodes.Template) -> set[str] | None:
+    """The names a template reads from outside; None when it binds none (then every name it reads is free)."""
     # jinja2.meta runs the code generator, ~10x the cost of a walk; most templates bind nothing
     if next(tree.find_all(_BINDING), None) is not None:
         return meta.find_undeclared_variables(tree)
-    return {name.name for name in tree.find_all(nodes.Name)}
+    return None
 
 
-def references(tree: nodes.Template) -> list[tuple[str, ...]]:
+def references(tree: nodes.Template, statements: bool = True) -> list[tuple[str, ...]]:
     """Every variable path the template reads from outside, e.g. ``('steps', 'assess', 'severity')``.
 
     A path stops at the first dynamic part (``steps[x]``) or call; names the template binds
-    itself (``{% for %}``, ``{% set %}``) are left out.
+    itself (``{% for %}``, ``{% set %}``) are left out. ``statements`` False: the text has no
+    ``{%``, so nothing is bound (a walk saved).
     """
-    free = _free_names(tree)
+    free = _free_names(tree) if statements else None
     found: list[tuple[str, ...]] = []
 
     def chain(node: nodes.Node) -> tuple[str, ...] | None:
@@ -100,7 +142,7 @@ def references(tree: nodes.Template) -> list[tuple[str, ...]]:
         if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
             path = chain(node)
             if path is not None:
-                if path[0] in free:
+                if free is None or path[0] in free:
                     found.append(path)
                 return
             if isinstance(node, nodes.Getitem):
@@ -114,6 +156,40 @@ def references(tree: nodes.Template) -> list[tuple[str, ...]]:
     return found
 
 
+_PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_LITERAL = r"'[^'\\{}%#]*'|\"[^\"\\{}%#]*\"|-?[0-9]+(?:\.[0-9]+)?"
+#: ``path``, ``path == 'x'``, ``path >= 3``: most expressions; read without Jinja's parser (a tenth of the cost)
+_SIMPLE_EXPRESSION = re.compile(rf"\s*({_PATH})\s*(?:(?:==|!=|<=|>=|<|>)\s*(?:{_LITERAL})\s*)?")
+#: text with ``{{ path }}`` in it and no other Jinja syntax: most titles, messages and URLs
+_SIMPLE_TEMPLATE = re.compile(rf"(?:[^{{}}%#]|\{{\{{\s*{_PATH}\s*\}}\}})*")
+_PATH_IN_TEMPLATE = re.compile(rf"\{{\{{\s*({_PATH})\s*\}}\}}")
+#: Jinja's words: a path made of one of these is left to Jinja's parser
+_KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None",
+                       "for", "recursive", "block", "with", "without", "context", "import", "as", "set"})
+
+
+def _simple_references(text: str, expression: bool) -> tuple[tuple[str, ...], ...] | None:
+    """The references of a template or expression of the commonest shapes, or None to let Jinja parse it.
+
+    Must answer exactly as :func:`references` over :func:`parse` would (tests/language/test_render.py
+    compares both); anything it is unsure of goes to Jinja.
+    """
+    if expression:
+        match = _SIMPLE_EXPRESSION.fullmatch(unwrap(text))
+        paths = [match.group(1)] if match else None
+    elif _SIMPLE_TEMPLATE.fullmatch(text) and "{#" not in text:
+        paths = _PATH_IN_TEMPLATE.findall(text)
+    else:
+        paths = None
+    if paths is None:
+        return None
+    refs = tuple(tuple(path.split(".")) for path in paths)
+    for ref in refs:
+        if any(part in _KEYWORDS or part.startswith("__") for part in ref):
+            return None  # a keyword, a constant or a dunder: Jinja's parser decides what it means
+    return refs
+
+
 @lru_cache(maxsize=4096)
 def analyse(text: str, expression: bool = False) -> tuple[tuple[str, ...], ...]:
     """The variable paths a template (or expression) reads, as :func:`references` finds them.
@@ -121,7 +197,14 @@ def analyse(text: str, expression: bool = False) -> tuple[tuple[str, ...], ...]:
     Raises TemplateProblem when it does not parse. Remembered per text: a library repeats
     the same templates across SOPs, and parsing is most of what `sop validate` does.
     """
-    return tuple(references(parse(text, expression=expression)))
+    simple = _simple_references(text, expression)
+    if simple is not None:
+        return simple
+    tree = parse(text, expression=expression)
+    try:
+        return tuple(references(tree, statements=not expression and "{%" in text))
+    except RecursionError:
+        raise TemplateProblem("template nested too deeply (expressions inside each other hundreds of times)") from None
 
 
 @lru_cache(maxsize=2048)

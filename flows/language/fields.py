@@ -53,7 +53,7 @@ def check_timezone(value: str) -> str:
 
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
     return value
 
@@ -103,9 +103,42 @@ class FieldSpec(Strict):
                 raise self.field_error("default", f"default {self.default!r} is not of type {self.type}")
             if self.enum is not None and self.default not in self.enum:
                 raise self.field_error("default", f"default {self.default!r} is not one of the enum {self.enum!r}")
-        if self.minimum is not None and self.type not in ("integer", "number"):
-            raise self.field_error("minimum", "minimum applies only to integer and number fields")
+        for bound in ("minimum", "maximum"):
+            if getattr(self, bound) is not None and self.type not in ("integer", "number"):
+                raise self.field_error(bound, f"{bound} applies only to integer and number fields")
+        self._check_finite()
+        if self.minimum is not None and self.maximum is not None:
+            if self.minimum > self.maximum:
+                raise self.field_error("minimum", f"minimum {self.minimum:g} is greater than maximum {self.maximum:g}: "
+                                                  "no value could be given")
+            if self.type == "integer" and math.ceil(self.minimum) > math.floor(self.maximum):
+                raise self.field_error("minimum", f"no integer lies between minimum {self.minimum:g} and "
+                                                  f"maximum {self.maximum:g}")
+        if self.default is not None and (problem := self._out_of_bounds(self.default)):
+            raise self.field_error("default", f"default {self.default!r} {problem}")
+        if self.enum is not None:
+            outside = [v for v in self.enum if self._out_of_bounds(v)]
+            if outside:
+                raise self.field_error("enum", f"enum values {outside!r} lie outside minimum/maximum and could never be given")
         return self
+
+    def _check_finite(self) -> None:
+        # YAML reads .nan and .inf as numbers; JSON, the ledger and every comparison choke on them
+        for name in ("minimum", "maximum", "default"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.field_error(name, f"{name} must be a finite number, got {value!r}")
+        if self.enum is not None and any(isinstance(v, float) and not math.isfinite(v) for v in self.enum):
+            raise self.field_error("enum", "enum values must be finite numbers (no .nan or .inf)")
+
+    def _out_of_bounds(self, value: object) -> str | None:
+        if self.type not in ("integer", "number") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if self.minimum is not None and value < self.minimum:
+            return f"is below the minimum {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"is above the maximum {self.maximum:g}"
+        return None
 
     @property
     def is_required(self) -> bool:

@@ -7,6 +7,8 @@ errors (whose ``loc`` is a field path) are then mapped back to the line they cam
 from __future__ import annotations
 
 import difflib
+import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,38 +110,183 @@ class _MemoResolver:
 _FAST_LOADER: type = type("_FastLoader", (_MemoResolver, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {})
 
 
-def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
-    """Parse YAML text keeping positions; duplicate keys are errors (YAML would drop one)."""
-    errors: list[SpecError] = []
-    loader = _FAST_LOADER(text)
+#: how deep collections may nest: an SOP needs about ten levels; libyaml's composer recurses in C
+MAX_NESTING = 100
+#: values that YAML aliases (``*name``) and merge keys may add beyond those written: an alias
+#: bomb (each anchor repeating the previous one nine times) would otherwise expand forever
+MAX_ALIAS_VALUES = 100_000
+#: the largest file read: a 10,000-step SOP is about 400 KB
+MAX_FILE_BYTES = 4_000_000
+#: the largest integer a file may hold (a 64-bit one needs 64): larger ones cannot even be printed past 4,300 digits
+MAX_INTEGER_BITS = 1024
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+#: above these (openers, or a line this long), a file might nest deeper than libyaml's C composer can
+#: recurse (it crashed the process at ~25,000 levels): its parse events are counted first
+_OPENERS_TO_SCAN = 5_000
+_LONG_LINE = re.compile(rf"[^\n]{{{_OPENERS_TO_SCAN}}}")
+
+
+class _Located(Exception):
+    """A node that cannot be built (nested too deeply, expanded too far, a bad scalar), and where it is."""
+
+    def __init__(self, line: int, column: int, message: str):
+        super().__init__(message)
+        self.line, self.column, self.message = line, column, message
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """Line and column (1-based) of a character index into ``text``."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
+
+
+def _control_character(exc: yaml.reader.ReaderError, text: str, file: str) -> SpecError:
+    line, column = _position(text, exc.position)
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    names = {0: "NUL", 7: "BEL", 8: "backspace", 0x1B: "ESC", 0x7F: "DEL", 0xFEFF: "byte order mark"}
+    name = f" ({names[char]})" if char in names else ""
+    escape = f" (inside double quotes it may be written as \\x{char:02x})" if char < 0x100 else ""
+    return SpecError(file, line, column, "", f"malformed YAML: control character U+{char:04X}{name} is not allowed "
+                                             f"in a YAML file; remove it{escape}")
+
+
+def _nesting_error(text: str, file: str) -> SpecError | None:
+    """Where the file nests deeper than MAX_NESTING, found from its parse events (the composer would recurse)."""
+    depth = 0
     try:
-        node = loader.get_single_node()
+        for event in yaml.parse(text, Loader=_FAST_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    mark = event.start_mark
+                    return SpecError(file, mark.line + 1, mark.column + 1, "",
+                                     f"malformed YAML: nested more than {MAX_NESTING} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     except yaml.YAMLError:
-        # the pure-Python parser is the reference: it words errors better, and a file it
+        return None  # the parser reports it, with its own words
+    return None
+
+
+def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any, SpecError | None]:
+    """The YAML node tree of ``text`` and the loader that made it (to construct scalars), or an error."""
+    if (text.count("[") + text.count("{") > _OPENERS_TO_SCAN or _LONG_LINE.search(text)) and (
+            problem := _nesting_error(text, file)):
+        return None, None, problem
+    loader = None
+    try:
+        loader = _FAST_LOADER(text)
+        return loader.get_single_node(), loader, None
+    except yaml.reader.ReaderError as exc:
+        return None, loader, _control_character(exc, text, file)
+    except yaml.YAMLError:
+        pass  # the pure-Python parser is the reference: it words errors better, and a file it
         # accepts is accepted even if libyaml disagrees
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            return None, [_yaml_error(exc, file)]
-        except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
-            return None, [SpecError(file, 1, 1, "", f"malformed YAML: {exc}")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        return loader.get_single_node(), loader, None
+    except yaml.reader.ReaderError as exc:
+        return None, loader, _control_character(exc, text, file)
+    except yaml.MarkedYAMLError as exc:
+        return None, loader, _yaml_error(exc, file)
+    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
+        return None, loader, SpecError(file, 1, 1, "", f"malformed YAML: {exc}")
+    except RecursionError:
+        return None, loader, SpecError(file, 1, 1, "", f"malformed YAML: nested more than {MAX_NESTING} levels deep")
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
+    """Parse YAML text keeping positions; duplicate keys are errors (YAML would drop one).
+
+    Never raises for any text: control characters, deep nesting and alias bombs are located
+    errors. Merge keys (``<<: *defaults``) are applied, keys written beside them winning.
+    """
+    errors: list[SpecError] = []
+    node, loader, problem = _compose(text, file)
+    if problem is not None:
+        return None, [problem]
     doc = Document(file=file, data=None)
     if node is None:
         return None, [SpecError(file, 1, 1, "", "the file is empty (expected a YAML mapping)")]
+    seen: set[int] = set()  # nodes built once: building one again is an alias's expansion
+    expanded = 0
 
-    def build(n: yaml.Node, path: Path_) -> Any:
+    def too_complex(n: yaml.Node, message: str) -> _Located:
+        return _Located(n.start_mark.line + 1, n.start_mark.column + 1, message)
+
+    def scalar(n: yaml.Node) -> Any:
+        try:
+            value = loader.construct_object(n, deep=True)
+        except yaml.constructor.ConstructorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - resolved, then refused: 2026-02-30, a 5,000-digit number, `!!timestamp x`
+            what = n.tag.rsplit(":", 1)[-1]
+            why = f" ({str(exc)[:120]})" if isinstance(exc, (ValueError, OverflowError)) else ""
+            raise too_complex(n, f"malformed YAML: {str(n.value)[:40]!r} reads as a {what} but is not one{why}; "
+                                 "quote it to keep it as text") from None
+        if isinstance(value, int) and value.bit_length() > MAX_INTEGER_BITS:  # `0xfff…`: Python cannot even print it
+            raise too_complex(n, f"malformed YAML: a number of more than {MAX_INTEGER_BITS} bits; quote it to keep it as text")
+        return value
+
+    def pairs(n: yaml.MappingNode, depth: int) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The mapping's own pairs, then those its merge keys bring (YAML: written keys win, earlier merges win)."""
+        nonlocal expanded
+        if depth > MAX_NESTING:
+            raise too_complex(n, f"malformed YAML: merge keys nested more than {MAX_NESTING} levels deep")
+        own = [(k, v) for k, v in n.value if k.tag != _MERGE_TAG]
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in n.value:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise too_complex(source, "malformed YAML: a merge key `<<` takes a mapping or a list of "
+                                              "mappings (e.g. `<<: *defaults`)")
+                merged.extend(pairs(source, depth + 1))
+        expanded += len(merged)  # what merges bring is repeated like an alias's value
+        if expanded > MAX_ALIAS_VALUES:
+            raise too_complex(n, f"malformed YAML: merge keys (`<<`) repeat values here into more than "
+                                 f"{MAX_ALIAS_VALUES:,} values; write the values out or merge less")
+        if not merged:
+            return own
+        written = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+        taken: set[str] = set()
+        for key_node, value_node in merged:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value not in written | taken:
+                own.append((key_node, value_node))
+                taken.add(key_node.value)
+        return own
+
+    def build(n: yaml.Node, path: Path_, depth: int) -> Any:
+        nonlocal expanded
+        if depth > MAX_NESTING:
+            raise too_complex(n, f"malformed YAML: nested more than {MAX_NESTING} levels deep")
+        if id(n) in seen:
+            expanded += 1
+            if expanded > MAX_ALIAS_VALUES:
+                raise too_complex(n, f"malformed YAML: aliases (`*name`) repeat the value anchored here into more "
+                                     f"than {MAX_ALIAS_VALUES:,} values; write the values out or use fewer aliases")
+        else:
+            seen.add(id(n))
         doc.values[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
-            for key_node, value_node in n.value:
+            for key_node, value_node in pairs(n, depth) if any(k.tag == _MERGE_TAG for k, _ in n.value) else n.value:
                 key = (key_node.value if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode
-                       else loader.construct_object(key_node, deep=True))
+                       else scalar(key_node) if isinstance(key_node, yaml.ScalarNode)
+                       else None)
                 if not isinstance(key, (str, int, bool)):
+                    shown = repr(key) if key is not None else f"a {'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}"
                     errors.append(SpecError(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                            dotted(path), f"a mapping key must be text, got {key!r}"))
+                                            dotted(path), f"a mapping key must be text, got {shown}"))
                     continue
                 # YAML 1.1 reads `on:`/`yes:` keys as booleans; keep the text the author wrote
                 key = key_node.value if isinstance(key, bool) else str(key)
@@ -150,16 +297,18 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
                                             dotted(child), f"duplicate key {key!r} (first defined on line {first})"))
                     continue
                 doc.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                out[key] = build(value_node, child)
+                out[key] = build(value_node, child, depth + 1)
             return out
         if isinstance(n, yaml.SequenceNode):
-            return [build(item, (*path, i)) for i, item in enumerate(n.value)]
+            return [build(item, (*path, i), depth + 1) for i, item in enumerate(n.value)]
         if n.tag == _STR_TAG and type(n) is yaml.ScalarNode:
             return n.value  # what SafeConstructor.construct_yaml_str returns, without its dispatch
-        return loader.construct_object(n, deep=True)
+        return scalar(n)
 
     try:
-        doc.data = build(node, ())
+        doc.data = build(node, (), 0)
+    except _Located as exc:
+        return None, [SpecError(file, exc.line, exc.column, "", exc.message)]
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         return None, [SpecError(file, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1, "",
@@ -298,16 +447,39 @@ def model_errors(doc: Document, exc: ValidationError, model: type[BaseModel]) ->
 
 
 def read_document(path: Path) -> tuple[Document | None, list[SpecError]]:
-    """Read and parse one YAML file; unreadable or non-mapping files are errors."""
+    """Read and parse one YAML file; unreadable, oversized, non-UTF-8 or non-mapping files are errors."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [SpecError(file, 1, 1, "", f"cannot read the file: {exc}")]
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block or never end
+            return None, [SpecError(file, 1, 1, "", "not a regular file (a pipe, a device or a socket)")]
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, [SpecError(file, 1, 1, "", f"cannot read the file: {exc.strerror or exc}")]
+    if len(raw) > MAX_FILE_BYTES:
+        return None, [SpecError(file, 1, 1, "", f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB "
+                                                "(an SOP of 10,000 steps is about 0.4 MB); split it")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [_not_utf8(raw, exc, file)]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as read_text does: universal newlines
     doc, errors = parse_yaml(text, file)
     if doc is not None and not isinstance(doc.data, dict):
         return None, [*errors, SpecError(file, 1, 1, "", f"expected a YAML mapping at the top, got {type(doc.data).__name__}")]
     return doc, errors
+
+
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError, file: str) -> SpecError:
+    """Where the first byte that is not UTF-8 is, as line and column (characters, not bytes)."""
+    before = raw[:exc.start]
+    line_start = before.rfind(b"\n") + 1
+    line = before.count(b"\n") + 1
+    column = len(before[line_start:].decode("utf-8", "replace")) + 1
+    byte = raw[exc.start]
+    hint = ("it looks like UTF-16: save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else "save the file as UTF-8")
+    return SpecError(file, line, column, "", f"the file is not UTF-8: byte 0x{byte:02x} cannot be read here ({hint})")
 
 
 def yaml_files(paths: Iterable[Path]) -> list[Path]:

@@ -10,6 +10,8 @@ each, registered in ``KINDS``), its building blocks in ``flows.language.fields``
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
@@ -122,13 +124,17 @@ class ScheduleTrigger(Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
         if len(value.split()) != 5:
             raise ValueError(f"expected a 5-field cron expression such as '0 9 * * MON', got {value!r}")
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid cron expression "
                              "(minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, weekday 0-6 or MON-SUN)")
+        try:  # valid field by field, yet no date matches: 30 February, 31 April
+            croniter(value, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"{value!r} never fires: no date has that day in that month") from None
         return value
 
     @field_validator("timezone")
@@ -172,7 +178,7 @@ def _step_kind(value: Any) -> str | None:
         kind = value.get("kind")
         if kind is None:
             return next((name for key, name in _IMPLIED if key in value), None)
-        return kind if kind in KINDS else None
+        return kind if isinstance(kind, str) and kind in KINDS else None  # `kind: [a]` is no kind
     return getattr(value, "kind", None)
 
 
@@ -238,11 +244,22 @@ class Sop(Strict):
     def dependencies(self, step: StepBase) -> list[str]:
         """A step's direct upstream steps: its ``needs`` plus a step that branches to it (a check)."""
         deps = list(step.needs)
-        for other in self.steps:
-            for branch in other.branches():  # called for every pair of steps: a plain loop, no any()
-                if step.id in branch.steps and other.id not in deps:
-                    deps.append(other.id)
+        for other in self._branched_from.get(step.id, ()):
+            if other not in deps:
+                deps.append(other)
         return deps
+
+    @cached_property
+    def _branched_from(self) -> dict[str, list[str]]:
+        """Step id → the steps that branch to it, built once (asking every step each time is quadratic)."""
+        index: dict[str, list[str]] = {}
+        for other in self.steps:
+            for branch in other.branches():
+                for target in branch.steps:
+                    sources = index.setdefault(target, [])
+                    if other.id not in sources:
+                        sources.append(other.id)
+        return index
 
     def schedules(self) -> list[ScheduleTrigger]:
         """The SOP's cron triggers."""

@@ -3,14 +3,16 @@
 The flow body of every SOP run: advance, run automated steps as tasks, suspend, repeat.
 
 A flow run holds a process only while it executes automated steps. When nothing is left
-but people (or timers) to wait for, it suspends — the process ends — and is resumed by a
-report, a timer, or the Prefect UI's resume form. On resume Prefect reruns the flow from
-the top; the ledger knows what is done, and completed tasks come back from Prefect's
-cache (key run id + step id), so nothing runs twice.
+but people (or timers) to wait for, it suspends — the process ends — and the engine resumes
+it (with a signed token, :mod:`flows.prefect.resume`) after a report or a timer. On resume
+Prefect reruns the flow from the top; the ledger knows what is done, and completed tasks
+come back from Prefect's cache (key run id + step id), so nothing runs twice. A resume the
+engine did not sign is recorded and logged, and the run keeps waiting on its people.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -19,19 +21,22 @@ from prefect.context import FlowRunContext
 from prefect.flow_runs import suspend_flow_run
 
 from flows.engine.build import build_engine, runnable_library
+from flows.engine.secrets import site_secret
 from flows.engine.store import load_view
 from flows.engine.transitions import Engine
 from flows.engine.view import variables
 from flows.language.library import Library
-from flows.language.steps import KINDS, StepContext, StepFailed, human
+from flows.language.steps import KINDS, StepContext, StepFailed
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, StepState
 from flows.prefect.names import RUN_TAG
+from flows.prefect.resume import ResumeInput, ResumeTokens, resume_keys
 
 log = logging.getLogger("sop.flowrun")
 _flow_run_engine: Engine | None = None
 _flow_run_library: Library | None = None
 _flow_run_lock = threading.Lock()
+_resume_tokens: ResumeTokens | None = None
 
 
 def flow_run_library(sop_id: str | None = None) -> Library:
@@ -100,30 +105,48 @@ def _run_id_for(engine: Any, sop_id: str, inputs: dict[str, Any], flow_run: Any)
     return engine.start(sop_id, inputs, initiator=initiator, trigger=trigger, flow_run_id=str(flow_run.id)).run_id
 
 
-def _apply_ui_report(engine: Any, run_id: str, flow_run_id: Any) -> None:
-    """A report typed into the Prefect UI's resume form arrives as flow run input."""
+def resume_tokens() -> ResumeTokens:
+    """This flow-run process's checker of resume tokens (the site's secret, read once)."""
+    global _resume_tokens
+    if _resume_tokens is None:
+        _resume_tokens = ResumeTokens(site_secret(flow_run_library().root))
+    return _resume_tokens
+
+
+def _check_resume(engine: Engine, run_id: str, flow_run_id: Any) -> None:
+    """When this flow run was resumed, check it was by the engine; record and log any other resume.
+
+    A resume carries no report (reports are in the ledger already): the flow goes on from
+    the ledger either way, so a refused resume changes nothing but the record it leaves.
+    """
     count = engine.suspend_count(run_id)
     if count == 0:
-        return  # never suspended: no resume form was filled in (and no run view is built for it)
-    from prefect.input.run_input import read_flow_run_input
+        return  # never suspended: nothing resumed it
+    from prefect.client.orchestration import get_client
 
-    value = read_flow_run_input(f"suspended-wait-{count}-response", flow_run_id=flow_run_id)
-    if not value or not value.get("step") or not value.get("actor"):
-        return
-    step_id = value["step"]
-    view = engine.view(run_id)
-    if view.steps.get(step_id, {}).get("state") != StepState.ACTIVE:
-        return  # already applied (or the step moved on): nothing to do
-    step = view.sop.step(step_id)
-    fields = getattr(step, "form", {})
-    report = human.HumanReport(actor=value["actor"], outcome=value.get("outcome") or "done",
-                          values={k: v for k, v in value.items() if k in fields and v is not None},
-                          note=value.get("note") or "", evidence=[value["evidence"]] if value.get("evidence") else [])
+    schema_key, response_key = resume_keys(count)
     try:
-        engine.report(run_id, step_id, report, nudge=False)
-    except (human.ReportRefused, ValueError) as exc:
-        engine.note(run_id, step_id, RecordKind.REPORT_REFUSED, actor=value.get("actor"), reason=str(exc))
-        log.warning("event=ui_report_refused run=%s step=%s reason=%s", run_id, step_id, exc)
+        with get_client(sync_client=True) as client:
+            stored = {i.key: i.value for i in client.filter_flow_run_input(
+                flow_run_id, key_prefix=f"suspended-wait-{count}-", limit=10, exclude_keys=set())}
+    except Exception as exc:  # the run goes on from the ledger: an unchecked resume must not fail it
+        log.warning("event=resume_unchecked run=%s flow_run=%s suspension=%d error=%s", run_id, flow_run_id, count, exc)
+        return
+    if schema_key not in stored:
+        return  # this flow run never suspended there: it replaces one that died, nobody resumed it
+    try:
+        value = json.loads(stored[response_key]) if response_key in stored else {}
+    except ValueError:
+        value = None
+    value = value if isinstance(value, dict) else {"?": value}
+    reason = resume_tokens().check(value.get("token"), run_id, str(flow_run_id), count)
+    if reason is None:
+        return
+    fields = sorted(str(k)[:40] for k in value if k != "token")[:20]  # what the resume claimed, bounded
+    engine.note(run_id, None, RecordKind.RESUME_REFUSED, reason=reason, flow_run_id=str(flow_run_id),
+                suspension=count, fields=fields)
+    log.warning("event=resume_refused run=%s flow_run=%s suspension=%d reason=%s fields=%s", run_id, flow_run_id,
+                count, reason, ",".join(fields) or "-")
 
 
 def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +157,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[
     engine = flow_run_engine()
     run_id = _run_id_for(engine, sop_id, inputs, flow_run)
     engine.bind_flow_run(run_id, str(flow_run.id))
-    _apply_ui_report(engine, run_id, flow_run.id)
+    _check_resume(engine, run_id, flow_run.id)
     while True:
         plan = engine.advance(run_id)
         if plan.finished:
@@ -153,8 +176,8 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[
         view = engine.view(run_id)
         waiting = [s for s in view.sop.steps if isinstance(s, HumanStep) and view.state(s.id) == StepState.ACTIVE]
         log.info("event=suspending run=%s waiting=%s", run_id, ",".join(s.id for s in waiting) or "-")
-        suspend_flow_run(wait_for_input=human.input_model(waiting), key=f"wait-{count}", timeout=None)
-        _apply_ui_report(engine, run_id, flow_run.id)
+        suspend_flow_run(wait_for_input=ResumeInput, key=f"wait-{count}", timeout=None)
+        _check_resume(engine, run_id, flow_run.id)  # only when Prefect returns instead of ending the process
 
 
 def _exception(future: Any) -> BaseException | None:

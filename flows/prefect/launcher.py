@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -21,18 +23,27 @@ from flows.engine.store import RunStore
 from flows.ledger import Ledger
 from flows.ledger.vocabulary import RecordKind, RunStatus
 from flows.logfmt import kv
-from flows.prefect.names import RUN_TAG, deployment_name
+from flows.prefect.names import AUTH_ENV, RUN_TAG, deployment_name
+from flows.prefect.resume import ResumeTokens
 
 log = logging.getLogger("sop.launcher")
 
 
 @contextmanager
-def prefect_client(api_url: str) -> Iterator[Any]:
-    """A sync Prefect client for ``api_url`` (Prefect reads its settings once, at import)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+def prefect_client(api_url: str, auth_string: str | None = None) -> Iterator[Any]:
+    """A sync Prefect client for ``api_url``, signed in with ``auth_string`` (default: ``$PREFECT_API_AUTH_STRING``).
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    Prefect reads its settings once, at import: both are handed to it here, so a process
+    that learns them later (``sop serve`` makes the auth string) still sends them.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    auth = auth_string if auth_string is not None else os.environ.get(AUTH_ENV) or None
+    updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
+    if auth:
+        updates[PREFECT_API_AUTH_STRING] = auth
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
         yield client
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
@@ -74,21 +85,40 @@ class Launcher:
     """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
 
     def __init__(self, ledger: Ledger, api_url: str, pool: str = "sop-pool", *,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, auth_string: str | Callable[[], str | None] | None = None,
+                 root: Path | None = None):
+        """``auth_string``: what the Prefect server asks for, or how to read it when first needed (an
+        unsafe file is then told where a launch fails, as its error); default ``$PREFECT_API_AUTH_STRING``.
+        ``root``: the site whose secret signs resume tokens (default ``$SOP_HOME`` or here)."""
         self.ledger = ledger
         self.api_url = api_url
         self.pool = pool
         self.clock = clock
+        self.auth_string = auth_string
+        self.root = root
         #: the engine that records a launch given up and pages the run's owner (``flows.runtime.engine`` sets
         #: it); without one the give-up is recorded alone
         self.engine: Any = None
         self._deployments: dict[str, UUID] = {}
         self._failing: dict[str, _Failing] = {}
+        self._tokens: ResumeTokens | None = None
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
-        with prefect_client(self.api_url) as client:
+        if callable(self.auth_string):
+            self.auth_string = self.auth_string()
+        with prefect_client(self.api_url, self.auth_string) as client:
             yield client
+
+    @property
+    def resume_tokens(self) -> ResumeTokens:
+        """Signs the tokens this launcher resumes flow runs with (the site's secret, read once)."""
+        if self._tokens is None:
+            from flows.engine.secrets import site_secret
+            from flows.language.library import project_root
+
+            self._tokens = ResumeTokens(site_secret(self.root or project_root()))
+        return self._tokens
 
     def deployment_id(self, client: Any, sop_id: str) -> UUID:
         """The deployment of an SOP (cached; ``sop serve`` creates them)."""
@@ -97,6 +127,9 @@ class Launcher:
                 name = f"{sop_id}/{deployment_name(sop_id, self.pool)}"
                 self._deployments[sop_id] = client.read_deployment_by_name(name).id
             except Exception as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) == 401:
+                    raise LaunchError(f"the Prefect server at {self.api_url} refuses us (401): run where `sop serve` "
+                                      "keeps var/prefect-auth, or set PREFECT_API_AUTH_STRING") from None
                 raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
         return self._deployments[sop_id]
 
@@ -137,6 +170,7 @@ class Launcher:
         return False
 
     def _resume(self, run_id: str) -> bool:
+        """Resume the run's suspended flow run with the engine's token for its latest suspension."""
         with self.ledger.read() as conn:
             flow_run_id = RunStore.flow_run_of(conn, run_id)
         if not flow_run_id:
@@ -149,13 +183,23 @@ class Launcher:
                     return self._replace(run_id, flow_run_id, state)
                 if state is None or not state.is_paused():
                     return False
-                result = client.resume_flow_run(UUID(flow_run_id), run_input={})
+                token = self.resume_tokens.sign(run_id, flow_run_id, self._suspension(run_id, state))
+                result = client.resume_flow_run(UUID(flow_run_id), run_input={"token": token})
         except Exception as exc:
             log.warning("event=resume_failed run=%s error=%s", run_id, exc)
             return False
         accepted = getattr(result.status, "value", str(result.status)) == "ACCEPT"
         log.info("event=resume run=%s flow_run=%s accepted=%s", run_id, flow_run_id, accepted)
         return accepted
+
+    def _suspension(self, run_id: str, state: Any) -> int:
+        """Which suspension of the run a paused state is: its pause key ``wait-<n>``, else the ledger's count
+        (read after the state, so a flow run that suspended a moment ago is counted)."""
+        key = getattr(state.state_details, "pause_key", None) or ""
+        if key.startswith("wait-") and key[5:].isdigit():
+            return int(key[5:])
+        with self.ledger.read() as conn:
+            return RunStore.suspends_of(conn, run_id)
 
     def _replace(self, run_id: str, flow_run_id: str, state: Any) -> bool:
         """The run is open but its flow run crashed or failed (Prefect lost it): start another."""

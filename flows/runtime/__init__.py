@@ -29,9 +29,10 @@ def engine(root: Path | None = None, *, prefect: bool = True, library: Library |
     launcher = None
     if prefect:
         from flows.prefect.launcher import Launcher
-        from flows.prefect.names import pool_name, prefect_api_url
+        from flows.prefect.names import pool_name, prefect_api_url, prefect_auth_string
 
-        launcher = Launcher(ledger_for(library, migrate=migrate), prefect_api_url(library), pool_name(library))
+        launcher = Launcher(ledger_for(library, migrate=migrate), prefect_api_url(library), pool_name(library),
+                            auth_string=lambda: prefect_auth_string(library), root=library.root)
     built = build_engine(library, launcher=launcher, background_pages=background_pages, migrate=migrate,
                          pager_process=pager_process)
     if launcher is not None:

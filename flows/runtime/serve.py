@@ -1,6 +1,11 @@
 """The embedded stack behind ``sop serve``: Prefect server (unless one is given), deployments,
 workers, the timer service and the nudger — started in order, stopped cleanly.
 
+The Prefect server it starts is the engineers' door, and it is locked: an auth string
+(``var/prefect-auth``, 0600, made once) that every process of the stack is handed, CORS
+limited to the server's own UI origin, CSRF protection on. Its UI calls the API on the port
+it was given (``settings.prefect.port`` or ``--port``), not Prefect's default 4200.
+
 Children are tied to this process (Linux PDEATHSIG): if ``sop serve`` is killed, they go
 too, so a restart never finds a stale server holding the port.
 """
@@ -24,12 +29,13 @@ import httpx
 
 from flows import runtime
 from flows.engine.build import runnable_library
+from flows.engine.secrets import SecretUnsafe, private_file
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.library import Library, project_root
 from flows.prefect.deployments import deploy, ensure_pool
 from flows.prefect.launcher import prefect_client
-from flows.prefect.names import pool_name
+from flows.prefect.names import AUTH_ENV, AUTH_FILE, pool_name
 
 log = logging.getLogger("sop.serve")
 
@@ -46,8 +52,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     os.setsid()
 
 
-def prefect_env(root: Path, api_url: str | None) -> dict[str, str]:
-    """Environment for every Prefect process of the stack (server, workers, flow runs)."""
+def prefect_env(root: Path, api_url: str | None, auth_string: str | None = None) -> dict[str, str]:
+    """Environment for every Prefect process of the stack (server, workers, flow runs), signed in with ``auth_string``."""
     home = root / "var" / "prefect"
     home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -64,10 +70,41 @@ def prefect_env(root: Path, api_url: str | None) -> dict[str, str]:
     }
     if api_url:
         env["PREFECT_API_URL"] = api_url
+    if auth_string:
+        env[AUTH_ENV] = auth_string
     for name in ("SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL"):
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
+
+
+def server_env(port: int, api_url: str, auth_string: str, database: Path) -> dict[str, str]:
+    """What the embedded Prefect server adds to :func:`prefect_env`: its database, its auth string,
+    CORS for its own UI origin only, CSRF protection, and its UI pointed at its own port."""
+    ui = f"http://127.0.0.1:{port}"
+    return {
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{database}",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_API_AUTH_STRING": auth_string,
+        # the UI is served by the same server: these are the names a browser may reach it by
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"{ui},http://localhost:{port}",
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        # else the UI calls Prefect's default http://127.0.0.1:4200/api whatever the port
+        "PREFECT_SERVER_UI_API_URL": api_url,
+        "PREFECT_UI_URL": ui,
+    }
+
+
+def signed_in(api_url: str, auth_string: str | None, timeout: float = 5.0) -> bool:
+    """False when the Prefect API refuses ``auth_string`` (401); True when it takes it (or asks for none)."""
+    import base64
+
+    headers = {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()} if auth_string else {}
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/admin/version", headers=headers, timeout=timeout).status_code != 401
+    except httpx.HTTPError:
+        return True  # unreachable is told elsewhere, with its own words
 
 
 def healthy(api_url: str, timeout: float = 1.0) -> bool:
@@ -127,24 +164,32 @@ class Stack:
         self.library = self.library or runnable_library(self.root)
         settings = self.library.site.settings
         given = self.api_url or os.environ.get("PREFECT_API_URL") or settings.prefect.api_url
-        env = prefect_env(self.root, None)
         server: subprocess.Popen | None = None
         if given:
             self.api_url = given
+            auth = os.environ.get(AUTH_ENV) or None  # a team's server: its auth string, if it has one
+            env = prefect_env(self.root, None, auth)
             self.progress(f"using the Prefect server at {given}")
         else:
             port = self.port or settings.prefect.port
             self.api_url = f"http://127.0.0.1:{port}/api"
+            try:
+                auth = private_file(self.root / AUTH_FILE).decode()
+            except SecretUnsafe as exc:
+                raise StackError(f"the Prefect server's auth string is not safe: {exc}") from None
+            env = prefect_env(self.root, None, auth)
             if healthy(self.api_url):
                 self.progress(f"a Prefect server already answers at {self.api_url}: using it")
             else:
                 self.progress(f"starting a Prefect server on 127.0.0.1:{port} (SQLite, first start ≈20 s)")
                 db = self.root / "var" / "prefect" / "prefect.db"
                 db.parent.mkdir(parents=True, exist_ok=True)
-                server_env = {**env, "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{db}"}
                 server = self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start",
-                                                        "--host", "127.0.0.1", "--port", str(port)], server_env)
+                                                        "--host", "127.0.0.1", "--port", str(port)],
+                                     {**env, **server_env(port, self.api_url, auth, db)})
         os.environ["PREFECT_API_URL"] = self.api_url
+        if auth:  # this process's clients (the launcher of its engine, its API's) sign in with it too
+            os.environ[AUTH_ENV] = auth
         self.engine = runtime.engine(self.root, library=self.library, background_pages=True)
         if self.pager:  # pages queued by any process of the stack are rendered and delivered there
             self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)})
@@ -155,12 +200,23 @@ class Stack:
             self.progress("timer service started")
         if server is not None:
             self._wait_healthy(server, "prefect-server")
+        if not signed_in(self.api_url, auth):
+            where = ("$PREFECT_API_AUTH_STRING" if given else
+                     f"{self.root / AUTH_FILE}: is this server another project's? stop it or set settings.prefect.port")
+            raise StackError(f"the Prefect server at {self.api_url} refuses our auth string ({where})")
+        if server is not None:
+            self.progress(f"Prefect UI on {self.api_url.removesuffix('/api')}: its password is in {self.root / AUTH_FILE}")
+        elif not given and signed_in(self.api_url, None):  # a server we did not start, open to anyone
+            log.warning("event=prefect_unlocked api=%s", self.api_url)
+            self.progress(f"warning: the Prefect server at {self.api_url} answers without an auth string: stop it "
+                          "and `sop serve` starts a locked one")
         self.progress("deploying the SOP library")
         pool = pool_name(self.library)
         with prefect_client(self.api_url) as client:
             ensure_pool(client, settings.prefect.concurrency, pool)
+            # the auth string stays out of the deployments (readable in the UI): flow runs inherit it from the workers
             deployed = deploy(client, self.library, {k: v for k, v in env.items() if k.startswith(("SOP_", "PREFECT_"))
-                                                     and k != "PREFECT_API_URL"}, pool)
+                                                     and k not in ("PREFECT_API_URL", AUTH_ENV)}, pool)
         self.progress(f"{len(deployed)} SOPs deployed to work pool {pool}")
         for i in range(self.workers or settings.prefect.workers):
             self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,

@@ -26,7 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from flows.engine.board import BoardRun, ledger_version, open_board
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
-from flows.language.config import SPEED_MAX, SPEED_MIN
+from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
 from flows.web.app import Web

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from flows.api.auth import Gate, SecretsRefused
 from flows.engine.inputs import MAX_INPUTS_BYTES
-from flows.language.config import SPEED_MAX, SPEED_MIN
+from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.ledger.schema import metric_samples
 from tests.api.conftest import TOKEN_ENV, Api, unique
 from tests.api.test_runs import record_count, report, start

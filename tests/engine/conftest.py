@@ -48,7 +48,9 @@ def make_project(repo_root: Path, target: Path, only: tuple[str, ...] | None = N
 def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """This package's project root, set as SOP_HOME (own ledger and inbox) until its tests are done."""
     root = make_project(repo_root, tmp_path_factory.mktemp("project"))
-    names = ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL", "PREFECT_API_URL")
+    # PREFECT_API_AUTH_STRING: the stack hands its server's auth string to this process as to its children
+    names = ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL", "PREFECT_API_URL",
+             "PREFECT_API_AUTH_STRING")
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update({"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
                        "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_PREFECT_POOL": f"test-pool-{os.getpid()}"})
@@ -62,7 +64,8 @@ def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="package")
 def stack(project: Path) -> Iterator[Any]:
-    """``sop serve``'s stack, really started: Prefect server, deployments, one worker, timers."""
+    """``sop serve``'s stack, really started: Prefect server (locked with its auth string, on a port that is
+    not Prefect's default), deployments, one worker, timers."""
     from flows.runtime.serve import Stack
 
     stack = Stack(root=project, port=free_port(), workers=1, api_port=free_port())  # the API off port 8000

@@ -144,30 +144,6 @@ def test_inputs_are_typed_and_checked_before_anything_is_written(engine):
     assert record_count(engine, "run_started") == before
 
 
-def test_a_report_typed_into_the_prefect_ui_resume_form_finishes_the_step(engine):
-    run = engine.start("t-parallel", initiator="li-wei")
-
-    def paused():
-        flow_run_id = engine.view(run.run_id).run["flow_run_id"]
-        if not flow_run_id:
-            return None
-        with prefect_client(engine.launcher.api_url) as client:
-            flow_run = client.read_flow_run(UUID(flow_run_id))
-        return flow_run if flow_run.state and flow_run.state.is_paused() else None
-
-    flow_run = wait_for(paused, 60, "the flow run to suspend while people work")
-    with prefect_client(engine.launcher.api_url) as client:
-        refused = client.resume_flow_run(flow_run.id, run_input={"step": "no-such-step", "actor": "x"})
-        assert getattr(refused.status, "value", refused.status) == "REJECT"  # the server checks the form's schema
-        accepted = client.resume_flow_run(flow_run.id, run_input={"step": "left", "actor": "zhao-lei",
-                                                                   "choice": "no", "note": "from the UI"})
-        assert getattr(accepted.status, "value", accepted.status) == "ACCEPT"
-    wait_for(lambda: step_states(engine, run.run_id)["left"] == "done", 60, "the UI report to be applied")
-    view = engine.view(run.run_id)
-    assert view.steps["left"]["actor"] == "zhao-lei" and view.result("left")["choice"] == "no"
-    assert view.steps["left"]["note"] == "from the UI"
-
-
 def test_a_rejection_blocks_everything_downstream_but_not_a_skip(engine):
     run = engine.start("t-parallel", initiator="li-wei")
     engine.report(run.run_id, "left", HumanReport(actor="zhao-lei", outcome="rejected", note="cannot"))

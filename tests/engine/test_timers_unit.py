@@ -31,10 +31,10 @@ def test_the_watchdog_flags_a_timer_left_unfired_past_its_instant(local_engine):
             due_at=local_engine.clock.now() - timedelta(minutes=1)))
     service = TimerService(local_engine)
     flagged = service.watchdog()
-    assert len(flagged) == 3  # the due timer, the first ladder level, the run deadline
+    assert len(flagged) == 4  # the due timer, the first ladder level, the run deadline, the first status ask
     assert service.watchdog() == []  # flagged once each
     fired = service.fire_due()
-    assert {f.kind for f in fired} == {"due", "ladder", "run_deadline"}
+    assert {f.kind for f in fired} == {"due", "ladder", "run_deadline", "cadence"}
     assert all(f.late_ms >= 59_000 for f in fired)
 
 

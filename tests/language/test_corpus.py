@@ -115,6 +115,56 @@ EXPECTED: dict[str, list[E]] = {
         E(14, 15, "steps[1].assignee", "unknown assignee `night-shift`"),
         E(15, 19, "steps[1].needs[1]", "needs unknown step `diagnose`"),
     ],
+    # --- what used to pass validation and fail later (issue #16) ------------------------------
+    "min-above-max.yaml": [E(6, 47, "inputs.errors_per_minute.minimum", "minimum 10 is greater than maximum 5")],
+    "default-below-minimum.yaml": [E(6, 63, "inputs.replicas.default", "default 1 is below the minimum 2")],
+    "enum-outside-bounds.yaml": [E(9, 37, "steps[0].form.impact.enum", "enum values [9] lie outside minimum/maximum")],
+    "maximum-on-string.yaml": [E(6, 35, "inputs.region.maximum", "maximum applies only to integer and number fields")],
+    "minimum-nan.yaml": [E(6, 39, "inputs.latency_ms.minimum", "minimum must be a finite number, got nan")],
+    "deadline-too-long.yaml": [E(5, 11, "deadline", "a duration must be at most 366d (a year and a day), got '99999999d'")],
+    "wait-too-long.yaml": [E(8, 15, "steps[0].duration", "a duration must be at most 366d")],
+    "ladder-percent-too-far.yaml": [
+        E(10, 13, "steps[0].escalation[0].at", "100000% of step `look`'s due 1d is 1000d, longer than the longest duration 366d")
+    ],
+    "template-private-attribute.yaml": [
+        E(12, 14, "steps[0].message.title", "`_name` cannot be read: the sandbox refuses names starting with `_`")
+    ],
+    "template-dunder.yaml": [E(10, 14, "steps[0].message.title", "`__class__` cannot be read in a template")],
+    "template-include.yaml": [E(11, 13, "steps[0].message.body", "a template cannot include, extend or import")],
+    "template-divide-by-zero.yaml": [E(8, 12, "steps[0].check", "division by zero: it would fail whenever it is rendered")],
+    "template-range-too-big.yaml": [E(11, 13, "steps[0].message.body", "range of 1,000,000 items: the sandbox allows at most 100,000")],
+    "then-and-else.yaml": [E(10, 12, "steps[0].else[0]", "step `fix` is also in `then`: one of the two branches is always skipped")],
+    "then-twice.yaml": [E(9, 17, "steps[0].then[1]", "step `fix` is listed twice in it")],
+    "approval-count-too-high.yaml": [
+        E(10, 14, "steps[0].approval.count", "3 distinct approvers are needed, but sre-lead has only 2 member(s)")
+    ],
+    "merge-key-not-mapping.yaml": [E(7, 10, "", "a merge key `<<` takes a mapping or a list of mappings")],
+    "merge-key-unknown-field.yaml": [E(7, 32, "steps[0].dew", "unknown field `dew`; did you mean `due`?")],
+    "http-url-not-http.yaml": [E(9, 12, "steps[0].request.url", "expected an http:// or https:// URL, got 'ftp://files.example/rotate'")],
+    "http-url-no-scheme.yaml": [E(9, 12, "steps[0].request.url", "(no scheme)")],
+    "schedule-missing-required-input.yaml": [
+        E(8, 5, "triggers[0]", "this schedule trigger can never start a run: it gives no value for the required input(s) `service`")
+    ],
+    "alert-missing-required-input.yaml": [
+        E(10, 5, "triggers[0]", "this alert trigger can never start a run: it gives no value for the required input(s) `region`")
+    ],
+    "trigger-input-wrong-type.yaml": [E(9, 20, "triggers[0].inputs.days", "input `days`: expected integer, got 'many'")],
+    "cron-never-fires.yaml": [E(6, 15, "triggers[0].schedule", "'0 9 30 2 *' never fires")],
+    "yaml-bad-date.yaml": [E(5, 14, "", "'2026-02-30' reads as a timestamp but is not one (day is out of range for month)")],
+    "markup-in-value.yaml": [E(4, 8, "owner", "unknown role `[/]sre-oncall[bold]`")],
+    "config-speed-out-of-range.yaml": [E(2, 10, "settings.speed", "less than or equal to 100000")],
+    "config-link-max-age-too-long.yaml": [E(3, 19, "settings.web.link_max_age", "a duration must be at most 366d")],
+    "http-expect-impossible.yaml": [E(10, 15, "steps[0].request.expect", "HTTP statuses are 100 to 599, got [999]")],
+    "command-exit-impossible.yaml": [E(9, 18, "steps[0].expect_exit", "less than or equal to 255 (got 300)")],
+    "config-port-out-of-range.yaml": [E(2, 32, "settings.api.port", "less than or equal to 65535 (got 80000)")],
+    "yaml-bad-tagged-value.yaml": [E(5, 14, "", "'soon' reads as a timestamp but is not one; quote it to keep it as text")],
+    "step-kind-is-a-list.yaml": [E(7, 11, "steps[0].kind", "unknown step kind ['human']; expected `kind` to be one of")],
+    "timezone-name-too-long.yaml": [E(7, 15, "triggers[0].timezone", "unknown time zone 'Asia/xxxx")],
+    # a broken input and a broken trigger: their stand-ins must not make the trigger "owe" inputs
+    "broken-trigger-and-input.yaml": [
+        E(6, 49, "inputs.service.default", "default 'api' is not one of the enum"),
+        E(9, 15, "triggers[0].schedule", "'0 25 * * *' is not a valid cron expression"),
+    ],
     # --- config (each file is a site of its own) ---------------------------------------------
     "config-missing-env.yaml": [
         E(9, 9, "people.bo-chen.contacts[0]", f"person `bo-chen`: environment variable `{MISSING_VAR}` is not set"),

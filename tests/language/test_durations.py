@@ -41,3 +41,12 @@ def test_only_magnitudes_are_beyond_the_pattern() -> None:
 
 def test_iso_durations_parse_in_any_case() -> None:
     assert parse_duration("pt0.5h") == parse_duration("PT30M") == timedelta(minutes=30)
+
+
+def test_an_sop_duration_is_at_most_a_year_and_a_day_but_a_window_back_may_be_longer() -> None:
+    from flows.language.durations import MAX_DURATION
+
+    assert parse_duration("366d") == MAX_DURATION
+    with pytest.raises(ValueError, match=r"at most 366d \(a year and a day\), got '367d'"):
+        parse_duration("367d")
+    assert parse_duration("800d", limit=None).days == 800  # `sop audit --since 800d`

@@ -20,7 +20,7 @@ class CommandStep(StepBase):
 
     kind: Literal["command"] = "command"
     command: list[str] = Field(min_length=1)
-    expect_exit: int = 0
+    expect_exit: int = Field(default=0, ge=0, le=255, description="a process exits with 0 to 255")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 

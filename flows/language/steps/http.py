@@ -36,6 +36,16 @@ class HttpRequest(Strict):
     def _expect_list(cls, value: object) -> object:
         return [value] if isinstance(value, int) else value
 
+    @field_validator("expect")
+    @classmethod
+    def _statuses(cls, value: list[int]) -> list[int]:
+        wrong = [code for code in value if not 100 <= code <= 599]
+        if wrong:  # no server answers them: the step could never succeed
+            raise ValueError(f"HTTP statuses are 100 to 599, got {wrong!r}")
+        if not value:
+            raise ValueError("expect at least one HTTP status (the step could never succeed)")
+        return value
+
 
 class HttpStep(StepBase):
     """Call an HTTP endpoint, with retries and backoff."""

@@ -1,8 +1,9 @@
 """``kind: human`` — assign a person, wait for a report, check it against the step's form.
 
-Waiting holds nothing: the flow run is suspended and the report arrives through
-``sop done`` / the API (which write it to the ledger) or the Prefect UI's resume form
-(built by :func:`input_model`).
+Waiting holds nothing: the flow run is suspended and the report arrives through the
+engine (a person's page or link, ``sop done``, the API), which writes it to the ledger and
+then resumes the flow run. The Prefect UI's resume form reports nothing (see
+``flows.prefect.resume``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import Field
 
 from flows.language.actors import Actor, as_actor
 from flows.language.config import Site
@@ -209,27 +210,3 @@ def complete_values(step: HumanStep, values: dict[str, Any]) -> dict[str, Any]:
 
 def _expects(spec: FieldSpec) -> str:
     return f"one of {spec.enum}" if spec.enum else spec.type
-
-
-def input_model(steps: list[HumanStep]) -> type[BaseModel]:
-    """The Prefect resume form for the human steps a run is waiting on (a :class:`HumanReport` once read).
-
-    Every field is optional so that ``sop done`` (which already wrote the report to the
-    ledger) can resume the run with an empty input; a report typed in the Prefect UI
-    names its step and actor and is checked like any other.
-    """
-    fields: dict[str, Any] = {
-        "step": (Literal[tuple(s.id for s in steps)] | None if steps else str | None,  # type: ignore[misc]
-                 Field(default=None, description="which step you are reporting on")),
-        "actor": (str | None, Field(default=None, description="your person id in config/")),
-        "outcome": (Literal["done", "rejected"], Field(default="done")),
-        "note": (str, Field(default="")),
-        "evidence": (str, Field(default="", description="a link or file reference")),
-    }
-    for step in steps:
-        for name, spec in step.form.items():
-            if name in fields:
-                continue
-            kind: Any = Literal[tuple(spec.enum)] if spec.enum else PY_TYPES[spec.type]  # type: ignore[misc]
-            fields[name] = (kind | None, Field(default=None, description=f"{step.id}: {spec.description or name}"))
-    return create_model("StepReport", **fields)

@@ -1,0 +1,135 @@
+"""Cross-checks of what would otherwise fail only later: when a run starts, a step runs, a trigger fires.
+
+Each rule here was once accepted by ``sop validate`` and then failed at 3 a.m. (issue #16): a
+branch that both runs and skips a step, an approval nobody can give, a URL no HTTP client
+takes, a trigger that can never fill a required input, a ladder rung past any date. Called by
+:func:`flows.language.crosscheck.check_sop`; each function returns every problem it finds.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flows.language.config import Site
+from flows.language.durations import MAX_DURATION, format_duration
+from flows.language.loader import Document, SpecError
+from flows.language.spec import ScheduleTrigger, Sop
+from flows.language.steps.http import HttpStep
+from flows.language.steps.human import HumanStep
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def check_latent(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
+    """Every rule of this module (``site`` None: the rules that need config are skipped)."""
+    errors = [*_branches(sop, doc), *_urls(sop, doc), *_trigger_inputs(sop, doc), *_ladder_offsets(sop, doc)]
+    if site is not None:
+        errors.extend(_approvals(sop, doc, site))
+    return errors
+
+
+def _branches(sop: Sop, doc: Document) -> list[SpecError]:
+    """A step named in both branches of one check would be skipped whichever way it goes."""
+    errors: list[SpecError] = []
+    for i, step in enumerate(sop.steps):
+        taken: dict[str, str] = {}
+        for branch in step.branches():
+            for j, target in enumerate(branch.steps):
+                if target in taken:
+                    why = ("is listed twice in it" if taken[target] == branch.field
+                           else f"is also in `{taken[target]}`: one of the two branches is always skipped, so it never runs")
+                    errors.append(doc.error(("steps", i, branch.field, j), f"step `{target}` {why}"))
+                else:
+                    taken[target] = branch.field
+    return errors
+
+
+def _approvals(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
+    """An approval needs ``count`` distinct people: the approver roles must have that many members."""
+    errors: list[SpecError] = []
+    for i, step in enumerate(sop.steps):
+        if not isinstance(step, HumanStep) or step.approval is None:
+            continue
+        approval = step.approval
+        if not all(role in site.roles for role in approval.approvers):
+            continue  # an unknown role is reported on its own
+        people = {member for role in approval.approvers for member in site.roles[role].members}
+        if approval.count > len(people):
+            errors.append(doc.error(("steps", i, "approval", "count"),
+                                    f"{approval.count} distinct approvers are needed, but "
+                                    f"{', '.join(approval.approvers)} {'has' if len(approval.approvers) == 1 else 'have'} "
+                                    f"only {len(people)} member(s) ({', '.join(sorted(people))}): the step could never be approved"))
+    return errors
+
+
+def _urls(sop: Sop, doc: Document) -> list[SpecError]:
+    """An http step's URL must be http(s): judged from the text before its first template."""
+    errors: list[SpecError] = []
+    for i, step in enumerate(sop.steps):
+        if not isinstance(step, HttpStep):
+            continue
+        url = step.request.url
+        literal = url.split("{", 1)[0].strip()
+        if not literal and "{" in url:
+            continue  # the whole start comes from a template (``{{ config.gateway }}/x``): known only at run time
+        scheme = _SCHEME.match(literal)
+        if scheme and scheme.group(1).lower() in ("http", "https") and literal.lower().startswith(f"{scheme.group(1).lower()}://"):
+            continue
+        if "{" in url and ("http://".startswith(literal.lower()) or "https://".startswith(literal.lower())):
+            continue  # ``http{{ s }}://…``: the rest comes from a template
+        got = f"scheme `{scheme.group(1)}:`" if scheme else "no scheme"
+        errors.append(doc.error(("steps", i, "request", "url"),
+                                f"expected an http:// or https:// URL, got {url!r} ({got})"))
+    return errors
+
+
+def _trigger_inputs(sop: Sop, doc: Document) -> list[SpecError]:
+    """A trigger must give every input a run requires, and its fixed values must fit: else it never starts a run."""
+    errors: list[SpecError] = []
+    required = [name for name, spec in sop.inputs.items() if spec.is_required and spec.default is None]
+    for i, trigger in enumerate(sop.triggers):
+        missing = [name for name in required if name not in trigger.inputs]
+        if missing:
+            kind = "schedule" if isinstance(trigger, ScheduleTrigger) else trigger._kind  # type: ignore[attr-defined]
+            names = ", ".join(f"`{name}`" for name in missing)
+            errors.append(doc.error(("triggers", i), f"this {kind} trigger can never start a run: it gives no value for "
+                                                     f"the required input(s) {names} (add them to its `inputs`, or give "
+                                                     "the input a default)"))
+        for name, value in trigger.inputs.items():
+            spec = sop.inputs.get(name)
+            if spec is None or value is None or (isinstance(value, str) and "{" in value):
+                continue  # unknown inputs are reported on their own; a template is known only when it fires
+            if isinstance(value, str) and spec.type != "string":
+                try:
+                    value = spec.coerce(value)
+                except ValueError as exc:
+                    errors.append(doc.error(("triggers", i, "inputs", name), f"input `{name}`: {exc}"))
+                    continue
+            if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            problem = spec.check_value(value) if not isinstance(value, (dict, list)) else f"expected {spec.type}, got {value!r}"
+            if problem:
+                errors.append(doc.error(("triggers", i, "inputs", name), f"input `{name}`: {problem}"))
+    return errors
+
+
+def _ladder_offsets(sop: Sop, doc: Document) -> list[SpecError]:
+    """A percent rung is a share of the step's due; past MAX_DURATION it would be armed beyond any date."""
+    errors: list[SpecError] = []
+    told: set[tuple] = set()  # the SOP's ladder is shared: one error per rung
+    for i, step in enumerate(sop.steps):
+        if step.due is None:
+            continue
+        own = step.escalation is not None
+        for j, entry in enumerate(sop.ladder_for(step)):
+            if entry.percent is not None and step.due * (entry.percent / 100) > MAX_DURATION:
+                offset = step.due * (entry.percent / 100)
+                path = ("steps", i, "escalation", j, "at") if own else ("escalation", j, "at")
+                if path in told:
+                    continue
+                told.add(path)
+                errors.append(doc.error(path, f"{entry.at} of step `{step.id}`'s due {format_duration(step.due)} is "
+                                              f"{format_duration(offset)}, longer than the longest duration "
+                                              f"{format_duration(MAX_DURATION)}"))
+    return errors
+

@@ -1,0 +1,70 @@
+"""Resumes carry only what the engine signs: a suspended flow run waits for a resume token.
+
+A report is written to the ledger by the engine (``sop done``, the API, a person's page or
+link) and only then is the run's flow run resumed, with a token the engine signs with the
+site's secret (:func:`flows.engine.secrets.site_secret`), bound to the run, its flow run and
+the suspension it ends. The flow body checks it (:meth:`ResumeTokens.check`). Any other
+resume — the Prefect UI's resume form, an API call by someone holding the Prefect auth
+string, an empty form, a token of another run or of an earlier suspension — carries no
+report: it is recorded (``resume_refused``) and logged, and the run keeps waiting on its
+people. The Prefect UI is the engineers' view, not a way to act as someone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from prefect.input import RunInput
+from pydantic import ConfigDict, Field
+
+SALT = "sop-resume"
+
+
+class ResumeInput(RunInput):
+    """Filled in by the SOP engine when a report has been recorded. People report through their
+    step page, their personal link, `sop done` or the API: a resume typed here reports nothing and
+    is recorded as refused."""
+
+    # other fields are let through Prefect's check (its default forbids them) so that the flow
+    # sees and records a resume that claims a report ("step", "actor"…) instead of Prefect
+    # refusing it where the ledger never hears of it
+    model_config = ConfigDict(extra="allow")
+    token: str = Field(default="", description="the engine's signed resume token (not for people)")
+
+
+def resume_keys(count: int) -> tuple[str, str]:
+    """The flow-run input keys (schema, response) of a run's ``count``-th suspension (key ``wait-<count>``)."""
+    return f"suspended-wait-{count}-schema", f"suspended-wait-{count}-response"
+
+
+class ResumeTokens:
+    """Signs and checks resume tokens with the site's secret."""
+
+    def __init__(self, secret: bytes):
+        self._serializer = URLSafeSerializer(secret, salt=SALT)
+
+    def sign(self, run_id: str, flow_run_id: str, count: int) -> str:
+        """The token that resumes the ``count``-th suspension of ``run_id``'s flow run ``flow_run_id``."""
+        return self._serializer.dumps({"r": run_id, "f": str(flow_run_id), "c": count})
+
+    def check(self, given: Any, run_id: str, flow_run_id: str, count: int) -> str | None:
+        """None when ``given`` is the engine's token for this suspension; otherwise why not.
+
+        Reasons: ``no_token`` (an empty form, or fields without a token), ``forged`` (not signed
+        with this site's secret), ``wrong_run`` (another run's or flow run's), ``stale`` (an
+        earlier suspension's: a replay).
+        """
+        if not isinstance(given, str) or not given:
+            return "no_token"
+        try:
+            claim = self._serializer.loads(given)
+        except BadSignature:
+            return "forged"
+        if not isinstance(claim, dict):
+            return "forged"
+        if claim.get("r") != run_id or claim.get("f") != str(flow_run_id):
+            return "wrong_run"
+        if claim.get("c") != count:
+            return "stale"
+        return None
