@@ -1,7 +1,8 @@
 """Addressing: notify targets (people, roles, channels) to recipients with Apprise URLs.
 
 - a person is one recipient; their ``contacts`` are tried in order until one succeeds;
-- a role is its primary person, and its backup too when ``backup=True`` (the A/B rule);
+- a role is its primary person, and its backup too when ``backup=True`` (the A/B rule): who
+  they are at an instant is the caller's to say (``on_call``), since a role may rotate;
 - a channel is one recipient that gets every URL it lists (a broadcast).
 
 URLs stay templates here (``${VAR}`` unexpanded): secrets are read from the environment
@@ -11,11 +12,12 @@ only at the moment of sending. The ladder words ``assignee``, ``owner``, ``lead`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 from flows.language.config import Site
+from flows.language.oncall import OnCall
 from notifications.errors import UnknownTarget
 
 TARGET_KINDS = ("person", "role", "channel")
@@ -39,10 +41,13 @@ class Recipient:
     fallback: bool = True
 
 
-def recipients(target_names: Iterable[str], site: Site, *, backup: bool = False) -> list[Recipient]:
+def recipients(target_names: Iterable[str], site: Site, *, backup: bool = False,
+               on_call: Callable[[str], OnCall] | None = None) -> list[Recipient]:
     """The recipients of ``target_names`` (person, role or channel names, or ``role:x`` and the like).
 
-    Roles expand to their primary, and to their backup too when ``backup`` is True. A person
+    Roles expand to their primary, and to their backup too when ``backup`` is True, as
+    ``on_call`` (role name → :class:`~flows.language.oncall.OnCall`, resolved by the caller at
+    the instant that matters) says; without it, only fixed roles can be addressed. A person
     reached twice (named and through a role) is listed once, first reason kept. Raises
     :class:`UnknownTarget` naming the target and what the site knows.
     """
@@ -62,11 +67,20 @@ def recipients(target_names: Iterable[str], site: Site, *, backup: bool = False)
         elif kind == "channel":
             add(channel(name, site))
         else:
-            role = site.roles[name]
-            add(person(role.primary, site, via=f"role {name} (primary)"))
-            if backup and role.backup:
-                add(person(role.backup, site, via=f"role {name} (backup)"))
+            answer = on_call(name) if on_call is not None else _fixed(name, site)
+            why = "" if answer.source == "fixed" else f"; {answer.why}"
+            add(person(answer.primary, site, via=f"role {name} (primary{why})"))
+            if backup and answer.backup:
+                add(person(answer.backup, site, via=f"role {name} (backup{why})"))
     return out
+
+
+def _fixed(name: str, site: Site) -> OnCall:
+    role = site.roles[name]
+    if role.rotation is not None or role.primary is None:
+        raise UnknownTarget(f"role `{name}` rotates: who is on call depends on the instant; resolve it first "
+                            "(flows.language.oncall.on_call, or the engine's on_call)")
+    return OnCall(name, role.primary, role.backup, "fixed", "fixed primary and backup in config")
 
 
 def person(person_id: str, site: Site, via: str | None = None) -> Recipient:

@@ -26,10 +26,13 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind == "run_started":
         return f"run started by {who}, speed ×{data.get('speed')}"
     if kind == "step_assigned":
-        return f"assigned to {data.get('assignee')} ({data.get('person')})"
+        on_call = data.get("on_call")
+        why = f"; {on_call['why']}" if isinstance(on_call, dict) and on_call.get("why") else ""
+        return f"assigned to {data.get('assignee')} ({data.get('person')}{why})"
     if kind == "escalation":
         late = f", {data['late_ms']} ms late" if data.get("late") else ""
-        return f"{data.get('message')} level {data.get('level')} → {', '.join(data.get('notify', []))}{late}"
+        return (f"{data.get('message')} level {data.get('level')} → {', '.join(data.get('notify', []))}{late}"
+                f"{_on_call_text(data)}")
     if kind == "step_overdue":
         return f"due time passed{'; on_timeout ' + data['on_timeout'] if data.get('on_timeout') else ''}"
     if kind == "run_overdue":
@@ -154,3 +157,13 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
                       "text": entry_text(e), "data": e.data} for e in run.entries],
         "sop_text": run.sop_text,
     }
+
+
+def _on_call_text(data: dict[str, Any]) -> str:
+    """Who the roles of an escalation meant when it fired: `` (held by zhao-lei; sre-oncall: kenji-sato by
+    rotation)``; empty for fixed roles and unclaimed steps (the config says)."""
+    parts = [f"held by {data['holder']}"] if data.get("holder") else []
+    for role, answer in sorted((data.get("on_call") or {}).items()):
+        if isinstance(answer, dict):
+            parts.append(f"{role}: {answer.get('primary')} by {answer.get('source')}")
+    return f" ({'; '.join(parts)})" if parts else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,6 +26,9 @@ def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="SOP or config files or folders (default: sops/ and config/)")] = None,
     config: Annotated[Path | None, typer.Option(help="config folder to check SOPs against")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only errors")] = False,
+    oncall: Annotated[bool, typer.Option("--oncall", help="also report anyone on call while away (people's `away:`) "
+                                                          "with no override covering it, over the next --days")] = False,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="how far --oncall looks ahead")] = 14,
 ) -> None:
     """Check SOP and config files; list every error with file:line:col. Exit 1 on any error."""
     root = project_root()
@@ -37,6 +40,8 @@ def validate(
     # folder given, and of the config folder the SOPs were checked against
     for folder in sorted({p.resolve() for p in [*targets, config_dir] if p.is_dir()}):
         errors.extend(site_template_errors(folder))
+    if oncall and not errors:
+        errors.extend(_away_errors(config_dir, days))
     elapsed = time.perf_counter() - started
     for error in errors:
         err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
@@ -47,6 +52,27 @@ def validate(
         raise typer.Exit(1)
     if not quiet:
         console.print(f"[green]✓[/] {sops} SOP file(s) and {configs} config file(s) valid ({elapsed:.2f}s)")
+
+
+def _away_errors(config_dir: Path, days: int) -> list[Any]:
+    """Everyone on call while away in the next ``days`` days, overrides of the ledger counted."""
+    from datetime import timedelta
+
+    from flows.engine.build import ledger_for
+    from flows.engine.oncall import overrides_between
+    from flows.language.library import load_site
+    from flows.language.loader import read_document, yaml_files
+    from flows.language.oncall import away_errors
+
+    docs = [doc for doc, _ in map(read_document, yaml_files([config_dir])) if doc is not None]
+    site, _ = load_site(docs)
+    if site is None:
+        return []
+    ledger = ledger_for(library())
+    now = ledger.clock.now()
+    with ledger.read() as conn:
+        overrides = overrides_between(conn, now, now + timedelta(days=days))
+    return away_errors(site, docs, now, days, overrides)
 
 
 @app.command("list")

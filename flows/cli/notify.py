@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import app
-from flows.cli.common import console, err_console, fail, print_json
+from flows.cli.common import console, err_console, fail, library, print_json
 from flows.language.config import Site
 from flows.language.library import load_site, project_root
 from flows.language.loader import read_document, yaml_files
@@ -39,7 +39,7 @@ def notify_test(
     """Send a test message and print what each destination answered. Exit 1 if all failed."""
     site = site_config()
     try:
-        people = recipients([target], site, backup=backup)
+        people = recipients([target], site, backup=backup, on_call=_on_call(site))
     except UnknownTarget as exc:
         fail(str(exc), "run `sop validate config/` or check the spelling")
     if not fallback:
@@ -73,6 +73,22 @@ def notify_test(
     if not any(r.ok for r in results):
         err_console.print(f"[bold red]every destination failed[/] ({len(results)} tried)")
         raise typer.Exit(1)
+
+
+def _on_call(site: Site) -> Any:
+    """Who a role means now: a fixed role's people, a rotating role's as the ledger's overrides leave them."""
+    from flows.language.oncall import OnCall
+
+    def lookup(role: str) -> OnCall:
+        found = site.roles[role]
+        if found.rotation is None and found.primary is not None:
+            return OnCall(role, found.primary, found.backup, "fixed", "fixed primary and backup in config")
+        from flows.engine.build import ledger_for
+        from flows.engine.oncall import on_call_now
+
+        return on_call_now(site, ledger_for(library()), role)
+
+    return lookup
 
 
 def site_config(root: Path | None = None) -> Site:

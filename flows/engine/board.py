@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
 from flows.ledger import utc
@@ -191,14 +192,15 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         fired: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for t in conn.execute(_LEVELS_FIRED):
             fired.setdefault((t.run_id, t.step_id), []).append((utc(t.fired_at), t.level))  # type: ignore[arg-type]
+        rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)
             if run is None:
                 continue
             levels = sorted(fired.get((s.run_id, s.step_id), []))
-            role = engine.site.roles.get(s.assignee) if s.assignee else None
             run.steps.append(BoardStep(s.step_id, titles.get((run.sop_id, s.step_id), s.step_id), s.kind, s.state,
-                                       s.assignee, role.primary if role else s.assignee, s.claimed_by, utc(s.due_at),
+                                       s.assignee, rota.person_for(s.assignee) if s.assignee else None, s.claimed_by,
+                                       utc(s.due_at),
                                        levels[-1][1] if levels else None, len(levels)))
     far = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(board.values(), key=lambda r: (r.priority, r.next_due or far, r.started_at))

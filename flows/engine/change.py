@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from flows.clock import scaled
+from flows.engine.oncall import Rota, resolve_targets
 from flows.engine.store import RunStore
 from flows.engine.view import RunView, variables
 from flows.language.expressions import evaluate
@@ -46,6 +47,8 @@ class Page:
     outbox_id: int | None = None
     #: left to a pager process (this process does not deliver it)
     deferred: bool = False
+    #: the roles it reaches resolved to people when it was decided: role → ``OnCall.facts()``
+    on_call: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -65,10 +68,22 @@ class RunChange:
         self.site = site
         self.pages = pages
         self.clock = store.clock
+        self._rota: Rota | None = None
 
     @property
     def id(self) -> str:
         return self.view.id
+
+    @property
+    def rota(self) -> Rota:
+        """Who is on call for each role now (overrides read once per change, on its transaction)."""
+        if self._rota is None:
+            self._rota = Rota(self.site, self.store.conn, self.clock.now())
+        return self._rota
+
+    def holder(self, step_id: str | None) -> str | None:
+        """The member who claimed the step ("I'll take it"): its pages for `assignee` go to them."""
+        return self.view.steps[step_id].get("claimed_by") if step_id in self.view.steps else None
 
     # --- records and pages ------------------------------------------------------------------
 
@@ -78,8 +93,22 @@ class RunChange:
         return self.store.record(kind, self.id, step_id, actor=actor, at=at, **data)
 
     def page(self, kind: str, step_id: str | None, targets: list[str], level: dict[str, Any] | None = None) -> None:
-        """Tell people (sent once the transaction commits)."""
-        self.pages.append(Page(kind, self.id, step_id, list(targets), level=level))
+        """Tell people (sent once the transaction commits), its roles resolved to who is on call now."""
+        self.pages.append(Page(kind, self.id, step_id, list(targets), level=level,
+                               on_call=self.on_call_of(targets, step_id)))
+
+    def on_call_of(self, targets: list[str], step_id: str | None) -> dict[str, dict[str, Any]]:
+        """The roles ``targets`` reach (ladder words resolved), each as who is on call now and why."""
+        step = self.view.sop.step(step_id) if step_id else None
+        rota = self.rota
+        try:
+            names = resolve_targets(targets, self.view.sop, step, self.site, holder=self.holder(step_id),
+                                    on_call=rota.on_call)
+            roles = [n.partition(":")[2] if n.startswith("role:") else n for n in names]
+            return {r: rota.on_call(r).facts() for r in roles if r in self.site.roles}
+        except Exception:  # never a transition lost to a page's people: the pager resolves them when it sends
+            log.exception("event=on_call_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
+            return {}
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -106,7 +135,13 @@ class RunChange:
         if index is None:
             return None
         level = ladder[index]
-        extra = {"asked_by": asked_by} if asked_by else {}
+        extra: dict[str, Any] = {"asked_by": asked_by} if asked_by else {}
+        holder = self.holder(step.id)
+        if holder:
+            extra["holder"] = holder
+        on_call = self.on_call_of(list(level.notify), step.id)
+        if any(f["source"] != "fixed" for f in on_call.values()):  # who was on call, and why (fixed: config says)
+            extra["on_call"] = on_call
         self.record(RecordKind.ESCALATION, step.id, level=level.key, message=level.message,
                     notify=list(level.notify), due_at=due_at, late_ms=late_ms, late=late, **extra)
         kind = "escalated" if asked_by else level.message
@@ -192,11 +227,20 @@ class RunChange:
         if self.view.state(step_id) == StepState.STANDBY:
             self.update_step(step_id, state=StepState.PENDING)
 
-    def assign(self, step: HumanStep, now: datetime, person: str) -> None:
-        """A human step is asked of its assignee: due instant, its timers, a page."""
+    def assign(self, step: HumanStep, now: datetime) -> None:
+        """A human step is asked of its assignee (a role: who is on call now): due instant, its timers, a page."""
         due_at = now + scaled(step.due, self.view.speed) if step.due else None
         self.update_step(step.id, state=StepState.ACTIVE, ready_at=now, due_at=due_at)
-        self.record(RecordKind.STEP_ASSIGNED, step.id, at=now, assignee=step.assignee, person=person, due_at=due_at)
+        extra: dict[str, Any] = {}
+        if step.assignee in self.site.roles:
+            answer = self.rota.on_call(step.assignee)
+            person = answer.primary
+            if answer.source != "fixed":  # who was on call, and why (fixed: config says)
+                extra["on_call"] = answer.facts()
+        else:
+            person = step.assignee
+        self.record(RecordKind.STEP_ASSIGNED, step.id, at=now, assignee=step.assignee, person=person, due_at=due_at,
+                    **extra)
         if due_at is not None:
             self.arm(step.id, TimerKind.DUE, "", due_at)
         first = next(levels(self.view.sop.ladder_for(step), step.due, limit=1), None)
@@ -206,7 +250,7 @@ class RunChange:
 
     # --- advancing --------------------------------------------------------------------------
 
-    def advance(self, person_for: Any) -> Plan:
+    def advance(self) -> Plan:
         """Make every step whose needs are met ready (or skipped); finish the run when all are."""
         view = self.view
         if not view.is_open:
@@ -215,7 +259,7 @@ class RunChange:
         while changed:
             changed = False
             for step in view.sop.steps:
-                if view.state(step.id) == StepState.PENDING and self._try_activate(step, person_for):
+                if view.state(step.id) == StepState.PENDING and self._try_activate(step):
                     changed = True  # the view's step rows are kept current in memory: no reload
         automated = [s.id for s in view.sop.steps if view.state(s.id) in (StepState.READY, StepState.RUNNING)]
         finished = all(view.state(s.id) in (*TERMINAL_STEP, StepState.STANDBY) for s in view.sop.steps)
@@ -223,7 +267,7 @@ class RunChange:
             self.finish()
         return Plan(automated=automated, finished=finished)
 
-    def _try_activate(self, step: Any, person_for: Any) -> bool:
+    def _try_activate(self, step: Any) -> bool:
         view = self.view
         deps = view.sop.dependencies(step)
         states = {d: view.state(d) for d in deps}
@@ -251,7 +295,7 @@ class RunChange:
                 self.set_step(step.id, StepState.SKIPPED, reason=f"when: {step.when} is false")
                 return True
         # the kind decides: assigned (human), a timer (wait), evaluated (check), ready for its task (automated)
-        KINDS[step.kind].activate(step, _Activation(self, step, self.clock.now(), context, person_for))
+        KINDS[step.kind].activate(step, _Activation(self, step, self.clock.now(), context))
         return True
 
     def _satisfied(self, dep: str, state: str) -> bool:
@@ -297,11 +341,10 @@ class RunChange:
 class _Activation:
     """A change's side of a step kind's ``activate`` (``flows.language.steps.base.Activation``): one step's turn."""
 
-    __slots__ = ("_change", "_context", "_person_for", "_step", "now", "speed")
+    __slots__ = ("_change", "_context", "_step", "now", "speed")
 
-    def __init__(self, change: RunChange, step: Any, now: datetime, context: dict[str, Any] | None,
-                 person_for: Any):
-        self._change, self._step, self._context, self._person_for = change, step, context, person_for
+    def __init__(self, change: RunChange, step: Any, now: datetime, context: dict[str, Any] | None):
+        self._change, self._step, self._context = change, step, context
         self.now, self.speed = now, change.view.speed
 
     def variables(self) -> dict[str, Any]:
@@ -310,7 +353,7 @@ class _Activation:
         return self._context
 
     def assign(self) -> None:
-        self._change.assign(self._step, self.now, self._person_for(self._step.assignee))
+        self._change.assign(self._step, self.now)
 
     def wait_until(self, until: datetime) -> None:
         change, step_id = self._change, self._step.id

@@ -94,6 +94,7 @@ def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
     until = now + LEASE if claimed_by else None
     rows = [{"run_id": page.run_id, "step_id": page.step_id, "kind": page.kind,
              "targets": json.dumps(page.targets), "level": json.dumps(page.level) if page.level else None,
+             "on_call": json.dumps(page.on_call) if page.on_call else None,
              "queued_at": now, "claimed_by": claimed_by, "claimed_until": until,
              "attempts": 1 if claimed_by else 0} for page in pages]
     if claimed_by is None:
@@ -196,7 +197,8 @@ def claim(ledger: Ledger, name: str, limit: int = 100) -> list[Page]:
             log.warning("event=outbox_reclaimed id=%s run=%s kind=%s from=%s attempts=%d", row.id, row.run_id,
                         row.kind, row.claimed_by, row.attempts + 1)
         pages.append(Page(row.kind, row.run_id, row.step_id, json.loads(row.targets),
-                          json.loads(row.level) if row.level else None, outbox_id=row.id))
+                          json.loads(row.level) if row.level else None, outbox_id=row.id,
+                          on_call=json.loads(row.on_call) if row.on_call else None))
     return pages
 
 

@@ -18,16 +18,18 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from flows.clock import scaled
 from flows.engine import outbox
+from flows.engine.oncall import on_call_now, resolve_targets
 from flows.engine.view import RunView, instructions
 from flows.language.config import Site
 from flows.language.durations import format_duration
-from flows.language.spec import Sop
+from flows.language.oncall import OnCall
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
 from flows.ledger import Ledger, Tx, dumps
@@ -39,31 +41,6 @@ log = logging.getLogger("sop.paging")
 #: pages whose delivery records are written in one ledger transaction
 WRITE_CHUNK = 20
 _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
-
-
-def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: Site) -> list[str]:
-    """Ladder words to names the notifications package knows (persons, roles, channels).
-
-    ``assignee`` → the step's assignee; ``owner`` → the SOP's owner role; ``lead`` → the
-    assignee role's lead role (the owner when there is none); ``backup`` → the assignee
-    role's backup person (its primary when there is none).
-    """
-    assignee = step.assignee if isinstance(step, HumanStep) else None
-    role = site.roles.get(assignee) if assignee else None
-    out: list[str] = []
-    for target in targets:
-        if target == "assignee":
-            names = [assignee] if assignee else [sop.owner]
-        elif target == "owner":
-            names = [sop.owner]
-        elif target == "lead":
-            names = [role.lead] if role and role.lead else [sop.owner]
-        elif target == "backup":
-            names = [role.backup or role.primary] if role else ([assignee] if assignee else [])
-        else:
-            names = [target]
-        out.extend(n for n in names if n and n not in out)
-    return out
 
 
 def _reason(run: dict[str, Any], page: Any) -> str | None:
@@ -223,12 +200,28 @@ class Pager:
 
         view = view if view is not None else engine.view(page.run_id)
         step = view.sop.step(page.step_id) if page.step_id else None
-        names = resolve_targets(page.targets, view.sop, step, self.site)
-        people = recipients(names, self.site)
-        ctx = self.context(view, page, step, engine.clock.now())
+        on_call = self.decided(page)
+        holder = view.steps[step.id].get("claimed_by") if step is not None else None
+        names = resolve_targets(page.targets, view.sop, step, self.site, on_call=on_call, holder=holder)
+        people = recipients(names, self.site, on_call=on_call)
+        ctx = self.context(view, page, step, engine.clock.now(), on_call)
         outbox_id = getattr(page, "outbox_id", None)
         on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id)  # noqa: E731
         return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
+
+    def decided(self, page: Any) -> Callable[[str], OnCall]:
+        """Who the page's roles meant when it was decided (its ``on_call``); a role it does not hold (a
+        page queued before rotations were recorded) is resolved now."""
+        decided = getattr(page, "on_call", None) or {}
+        answers: dict[str, OnCall] = {}
+
+        def lookup(role: str) -> OnCall:
+            if role not in answers:
+                answers[role] = (OnCall.from_facts(decided[role]) if role in decided
+                                 else on_call_now(self.site, self.ledger, role))
+            return answers[role]
+
+        return lookup
 
     def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
                   sop_class: str = "routine") -> dict[str, bool]:
@@ -237,7 +230,7 @@ class Pager:
         from notifications import Message, lane_outcomes, recipients
         from notifications.urgency import notify_type, priority, title_prefix
 
-        people = recipients(targets, self.site)
+        people = recipients(targets, self.site, on_call=self.decided(None))
         level = priority(sop_class)
         message = Message(title=f"{title_prefix(level)} {title}", body=body,
                           notify_type=notify_type(sop_class, "assigned"), priority=level)
@@ -321,8 +314,10 @@ class Pager:
                 rows.extend(page_rows)
         tx.executemany(_DELIVERIES_INSERT, rows)
 
-    def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime) -> Any:
-        """The notification context of a page (see notifications.message.Context)."""
+    def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime,
+                on_call: Callable[[str], OnCall] | None = None) -> Any:
+        """The notification context of a page (see notifications.message.Context); ``on_call``: who the
+        page's roles meant (default: who is on call now)."""
         from notifications import (
             ApprovalInfo,
             Context,
@@ -350,9 +345,9 @@ class Pager:
                 approval = ApprovalInfo(approvers=tuple(step.approval.approvers), count=step.approval.count,
                                         given=len(view.approvals(step.id)))
             result = view.result(step.id)
-            holder = row.get("claimed_by") or (self.site.roles[step.assignee].primary  # type: ignore[attr-defined]
-                                               if getattr(step, "assignee", None) in self.site.roles
-                                               else getattr(step, "assignee", None))
+            assignee = getattr(step, "assignee", None)
+            lookup = on_call or self.decided(None)
+            holder = row.get("claimed_by") or (lookup(assignee).primary if assignee in self.site.roles else assignee)
             person = self.site.people.get(holder) if holder else None
             step_info = StepInfo(
                 id=step.id, title=step.name, description=instructions(view, step, self.site),

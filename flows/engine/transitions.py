@@ -23,6 +23,7 @@ from flows.clock import Clock, SystemClock, scaled
 from flows.engine.change import Page, Plan, RunChange, Transaction
 from flows.engine.inputs import InputRefused, StepNotActive, check_inputs, new_run_id
 from flows.engine.links import Claim, LinkRefused, Links
+from flows.engine.oncall import on_call_now
 from flows.engine.secrets import site_secret
 from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
@@ -31,6 +32,7 @@ from flows.language.cadence import effective_cadence
 from flows.language.durations import check_speed, format_duration
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
+from flows.language.oncall import OnCall
 from flows.language.spec import Sop
 from flows.language.steps import human
 from flows.language.steps.human import HumanStep
@@ -231,7 +233,7 @@ class Engine:
             if copies > 1:  # the other copies of the signal that started it, in one record
                 change.record(RecordKind.TRIGGER_REPEATED, actor=initiator, trigger=trigger, repeats=copies - 1,
                               **_copies(copies - 1))
-            plan = change.advance(self.person_for)
+            plan = change.advance()
         if not pinned:
             self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
         log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
@@ -246,12 +248,16 @@ class Engine:
         here, so the next person hears at once, without waiting for a flow run to start.
         """
         with self.transaction() as t:
-            return t.change(run_id).advance(self.person_for)
+            return t.change(run_id).advance()
 
-    def person_for(self, name: str) -> str:
-        """The person who answers for a role (its primary) or the person named."""
-        role = self.site.roles.get(name)
-        return role.primary if role else name
+    def on_call(self, role: str, at: datetime | None = None) -> OnCall:
+        """Who is primary and backup of ``role`` at ``at`` (default: now on the engine's clock), and why:
+        its rotation or fixed people, an override winning (KeyError: not a role)."""
+        return on_call_now(self.site, self.ledger, role, at or self.clock.now())
+
+    def person_for(self, name: str, at: datetime | None = None) -> str:
+        """The person who answers for a role (its primary now, or at ``at``) or the person named."""
+        return self.on_call(name, at).primary if name in self.site.roles else name
 
     # --- reports from people ---------------------------------------------------------------
 
@@ -358,7 +364,7 @@ class Engine:
         with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
             row = view.steps[step.id]
-            holder = row.get("claimed_by") or self.person_for(step.assignee)
+            holder = row.get("claimed_by") or change.rota.person_for(step.assignee)
             role = self.site.roles.get(step.assignee)
             overseers = human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
             team = human.members(self.site, step.assignee)

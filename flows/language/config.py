@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -20,6 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from flows.language.cadence import Cadence
 from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
+from flows.language.rotation import Rotation
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -70,6 +71,23 @@ def expand_env(template: str, env: Mapping[str, str] | None = None) -> str:
     return _PLACEHOLDER.sub(lambda m: value(m, quoted=True), template)
 
 
+class Away(Strict):
+    """A stretch when a person cannot be paged (a holiday): ``sop validate --oncall`` reports their shifts in it.
+
+    A date is midnight in the person's time zone; ``until`` is when they are back.
+    """
+
+    starts: date | datetime = Field(alias="from")
+    until: date | datetime
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Away:
+        if type(self.starts) is type(self.until) and self.until <= self.starts:  # type: ignore[operator]
+            raise self.field_error("until", f"`until` ({self.until}) must come after `from` ({self.starts})")
+        return self
+
+
 class Person(Strict):
     """Someone who can be assigned, reminded and escalated to."""
 
@@ -77,6 +95,7 @@ class Person(Strict):
     timezone: str = "UTC"
     contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in order")
     email: str | None = None
+    away: list[Away] = Field(default_factory=list, description="when they cannot be paged (holidays)")
 
     @field_validator("contacts", mode="before")
     @classmethod
@@ -85,16 +104,21 @@ class Person(Strict):
 
 
 class Role(Strict):
-    """A role with members, a primary and a backup (the A/B role rule) and a lead to escalate to.
+    """A role with members, who is on call (the A/B role rule) and a lead to escalate to.
 
-    Both ``backup`` and ``lead`` must be written: ``lead: none`` marks the top of the chain,
-    so a forgotten lead is an error rather than a role whose escalations silently go nowhere.
+    On call is either fixed (``primary`` and ``backup``) or a ``rotation``
+    (:mod:`flows.language.oncall`); who answers at an instant is :func:`flows.language.oncall.on_call`'s
+    to say, never ``primary`` read alone. Both ``backup`` (or a ``rotation``) and ``lead`` must be
+    written: ``lead: none`` marks the top of the chain, so a forgotten lead is an error rather
+    than a role whose escalations silently go nowhere.
     """
 
     title: str | None = None
     members: list[str] = Field(min_length=1)
-    primary: str
-    backup: str
+    primary: str | None = None
+    backup: str | None = None
+    rotation: Rotation | None = Field(default=None, description="who is on call, shift by shift (instead of a "
+                                                                "fixed primary and backup)")
     lead: str | None = Field(description="the role escalations go to; `none` at the top of the chain")
 
     @model_validator(mode="before")
@@ -102,7 +126,9 @@ class Role(Strict):
     def _backup_and_lead_written(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        missing = {name: message for name, message in ROLE_MUST_SAY.items() if name not in data}
+        rotating = "rotation" in data
+        missing = {name: message for name, message in ROLE_MUST_SAY.items()
+                   if name not in data and not (rotating and name in ("primary", "backup"))}
         if missing:
             raise ValidationError.from_exception_data(cls.__name__, [
                 InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(name,), input=data)
@@ -113,6 +139,12 @@ class Role(Strict):
 
     @model_validator(mode="after")
     def _primary_backup(self) -> Role:
+        if self.rotation is not None:
+            for name in ("primary", "backup"):
+                if getattr(self, name) is not None:
+                    raise self.field_error(name, f"a role with a `rotation` takes its {name} from the rotation: "
+                                                 f"leave `{name}` out")
+            return self
         if self.primary not in self.members:
             raise self.field_error("primary", f"primary {self.primary!r} is not one of the members {self.members}")
         if self.backup not in self.members:
@@ -125,6 +157,7 @@ class Role(Strict):
 #: ``lead: none``: the role is the top of the chain (nobody to escalate to)
 TOP_OF_CHAIN = "none"
 ROLE_MUST_SAY = {
+    "primary": "a role needs a `primary` (a member who answers first) or a `rotation`",
     "backup": "a role needs a `backup`: a member other than the primary, who is paged when the primary "
               "does not answer (the A/B role rule)",
     "lead": f"a role needs a `lead`: the role its late steps escalate to (write `lead: {TOP_OF_CHAIN}` "

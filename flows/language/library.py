@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from flows.language.config import Site
 from flows.language.crosscheck import check_site, check_sop
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
+from flows.language.oncall import check_rotations
 from flows.language.spec import Sop
 from flows.language.steps.check import CheckStep
 
@@ -98,6 +99,7 @@ def load_site(docs: list[Document], env: dict[str, str] | None = None) -> tuple[
         return None, errors
     site = Site.model_construct(**merged) if "settings" in merged else Site.model_construct(**merged, settings=Site().settings)
     errors.extend(check_site(site, where, env))
+    errors.extend(check_rotations(site, where))
     return (site if not errors else None), errors
 
 

@@ -170,6 +170,8 @@ outbox = sa.Table(
     # set when the page's deliveries are recorded (or it could not be rendered: ``error``)
     sa.Column("done_at", TS),
     sa.Column("error", sa.Text),
+    # the roles the page reaches, resolved to people (and why) when it was decided (JSON)
+    sa.Column("on_call", sa.Text),
 )
 sa.Index("ix_outbox_open", outbox.c.id, sqlite_where=outbox.c.done_at.is_(None),
          postgresql_where=outbox.c.done_at.is_(None))
@@ -205,4 +207,19 @@ link_uses = sa.Table(
     sa.Column("step_id", sa.String(80)),
     sa.Column("action", sa.String(40), nullable=False),
     sa.Column("used_at", TS, nullable=False),
+)
+
+# a person standing in as a role's primary for a while (``sop oncall override``); each is also an
+# ``oncall_override`` record (``record``: its seq), this table is what the engine reads at each page
+oncall_overrides = sa.Table(
+    "oncall_overrides", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("role", sa.String(120), nullable=False),
+    sa.Column("person", sa.String(120), nullable=False),
+    sa.Column("starts_at", TS, nullable=False),
+    sa.Column("ends_at", TS, nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("by", sa.String(120)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("record", sa.Integer),
 )

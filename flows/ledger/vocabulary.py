@@ -108,6 +108,7 @@ class RecordKind(StrEnum):
     SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)
     SIGNED_OUT = "signed_out"        # a person ended their browser session
     LINK_REFUSED = "link_refused"    # a personal link that was forged, expired, used or not theirs
+    ONCALL_OVERRIDE = "oncall_override"  # a person stands in as a role's primary for a while (no run)
     # deadlines and pages
     STEP_OVERDUE = "step_overdue"
     ESCALATION = "escalation"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -65,6 +66,11 @@ def sop_page(request: Request, sop_id: str) -> Response:
                 mermaid_js=_mermaid_js(), history=history, current=loaded.text_hash)
 
 
+def _on_call_now(web: Web) -> dict[str, Any]:
+    """Who is primary and backup of each role now (a rotating role's shift, an override)."""
+    return {name: web.engine.on_call(name) for name in web.site.roles}
+
+
 @router.get("/people")
 def people(request: Request) -> Response:
     web = _web(request)
@@ -73,7 +79,7 @@ def people(request: Request) -> Response:
         return sign_in_first(request)
     site = web.site
     return html(request, "people.html.j2", roles=site.roles, people=site.people, mask=mask_url,
-                last=last_deliveries(web.engine), results=None, csrf=session.csrf,
+                on_call=_on_call_now(web), last=last_deliveries(web.engine), results=None, csrf=session.csrf,
                 tz=site.people[session.person].timezone if session.person in site.people else "UTC")
 
 
@@ -93,5 +99,5 @@ async def test_page(request: Request) -> Response:
                         inbox_dir=site.settings.inbox_dir))
     log.info("event=test_page person=%s delivered=%d of=%d", session.person, sum(r.ok for r in results), len(results))
     return html(request, "people.html.j2", roles=site.roles, people=site.people, mask=mask_url,
-                last=last_deliveries(web.engine), results=results, csrf=session.csrf,
+                on_call=_on_call_now(web), last=last_deliveries(web.engine), results=results, csrf=session.csrf,
                 tz=site.people[session.person].timezone if session.person in site.people else "UTC")

@@ -3,7 +3,8 @@
 No Prefect: a real SQLite ledger in the test's folder, the real engine and pager, time on a
 manual clock so every instant is known. The expected rows were taken from the engine as it
 was before a new run's rows were built in memory and written in a few statements: that
-change must not show in the ledger.
+change must not show in the ledger. Since sre-oncall rotates (docs/oncall.md), its
+``step_assigned`` record also says who was on call and why.
 """
 
 from __future__ import annotations

@@ -1,0 +1,126 @@
+"""``sop oncall``: who is primary and backup of each role now and for the next shifts; overrides."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from flows.cli import app
+from flows.cli.common import console, fail, print_json
+from flows.language.oncall import parse_instant
+
+USAGE = ("sop oncall [ROLE] [--at TIME]  ·  sop oncall override ROLE PERSON --from TIME --until TIME "
+         "--reason TEXT --as YOU")
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def oncall(
+    words: Annotated[list[str] | None, typer.Argument(metavar="[ROLE] | override ROLE PERSON",
+                                                      help="a role to show (default: every role), or `override ROLE "
+                                                           "PERSON` to put PERSON on call for ROLE for a while")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="show who is on call at this time (default: now)")] = None,
+    shifts: Annotated[int, typer.Option("--shifts", min=1, max=50, help="how many stretches to show per role")] = 4,
+    start: Annotated[str | None, typer.Option("--from", help="override: from when (default: now)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="override: until when (e.g. +3d, 2026-12-28T09:00)")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="override: why (kept in the ledger)")] = None,
+    who: Annotated[str | None, typer.Option("--as", help="override: who records it (a person of config/)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show who is primary and backup of each role now and for the next shifts, or record an override.
+
+    \b
+    sop oncall                       every role, now and next
+    sop oncall sre-oncall --at 2026-12-24T18:00
+    sop oncall override sre-oncall tom-becker --from 2026-12-24 --until +3d --reason "zhao-lei on leave" --as li-wei
+    """
+    from flows.cli.runs import _actor, _engine
+
+    words = words or []
+    engine = _engine(prefect=False)
+    site = engine.site
+    zone = site.settings.timezone
+    now = engine.clock.now()
+    try:
+        if words[:1] == ["override"]:
+            if len(words) != 3:
+                engine.pager.close()
+                fail("override needs a role and a person", USAGE)
+            if until is None or reason is None:
+                engine.pager.close()
+                fail("an override needs --until and --reason", USAGE)
+            _override(engine, words[1], words[2], start, until, reason, _actor(engine, who), zone, now, as_json)
+            return
+        if len(words) > 1:
+            engine.pager.close()
+            fail(f"one role at most, got {' '.join(words)}", USAGE)
+        _show(engine, words[0] if words else None, at, shifts, zone, now, as_json)
+    finally:
+        engine.pager.close()
+
+
+def _override(engine: Any, role: str, person: str, start: str | None, until: str, reason: str, actor: Any, zone: str,
+              now: datetime, as_json: bool) -> None:
+    from flows.engine.oncall import OverrideRefused, add_override
+    from flows.language.actors import UnknownPerson
+
+    try:
+        starts_at = parse_instant(start, zone, now=now) if start else now
+        ends_at = parse_instant(until, zone, now=now, base=starts_at)
+        made = add_override(engine.site, engine.ledger, role, person, starts_at, ends_at, reason, actor)
+    except (ValueError, OverrideRefused, UnknownPerson) as exc:
+        fail(str(exc), USAGE)
+    if as_json:
+        print_json({"id": made.id, "role": role, "person": person, "from": made.starts_at.isoformat(),
+                    "until": made.ends_at.isoformat(), "reason": reason, "by": actor.person})
+        return
+    console.print(f"[green]✓[/] override #{made.id}: {person} is primary of {role} from {_when(made.starts_at, zone)} "
+                  f"until {_when(made.ends_at, zone)} {zone} ({reason}); recorded as {actor.described()}")
+
+
+def _show(engine: Any, role: str | None, at: str | None, shifts: int, zone: str, now: datetime, as_json: bool) -> None:
+    from flows.engine.oncall import upcoming
+
+    site = engine.site
+    if role is not None and role not in site.roles:
+        fail(f"`{role}` is not a role in config/", f"roles: {', '.join(sorted(site.roles))}")
+    try:
+        instant = parse_instant(at, zone, now=now) if at else now
+    except ValueError as exc:
+        fail(str(exc), USAGE)
+    names = [role] if role else sorted(site.roles)
+    horizon = instant + timedelta(days=60)
+    plans = {name: upcoming(site, engine.ledger, name, instant, horizon)[:shifts] for name in names}
+    if as_json:
+        print_json({name: [{"primary": s.primary, "backup": s.backup, "source": s.source, "why": s.why,
+                            "since": s.since.isoformat() if s.since else None,
+                            "until": s.until.isoformat() if s.until else None} for s in plan]
+                    for name, plan in plans.items()})
+        return
+    table = Table(title=f"on call at {_when(instant, zone)} {zone} and next (times in {zone})", title_justify="left")
+    for column in ("role", "from", "until", "primary", "backup", "why"):
+        table.add_column(column, overflow="fold")
+    for name, plan in plans.items():
+        for i, stretch in enumerate(plan):
+            table.add_row(name if i == 0 else "", "now" if i == 0 else _when(stretch.since, zone),
+                          _when(stretch.until, zone) if stretch.until else "—", stretch.primary, stretch.backup or "—",
+                          _why(stretch))
+    console.print(table)
+
+
+def _when(instant: datetime | None, zone: str) -> str:
+    if instant is None:
+        return "—"
+    return f"{instant.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M}"
+
+
+def _why(stretch: Any) -> str:
+    """The reason in a few words (the full one is in the records): ``rotation: shift 50 (kenji-sato)``."""
+    if stretch.source == "fixed":
+        return "fixed in config"
+    if stretch.source == "rotation":
+        return stretch.why.split(" from ")[0]
+    return f"override #{stretch.override}: {stretch.why.split(' UTC: ', 1)[-1]}"

@@ -1,0 +1,60 @@
+"""`sop oncall` and `sop validate --oncall` as a user runs them, on a ledger of the test's own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def ledger_env(tmp_path: Path) -> dict[str, str]:
+    return {"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}", "SOP_INBOX_DIR": str(tmp_path / "inbox")}
+
+
+def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any, ledger_env: dict[str, str]) -> None:
+    at = "2031-01-01T12:00+08:00"  # a Wednesday of zhao-lei's week (the rotation of config/roles.yaml), in the future
+    before = json.loads(sop("oncall", "sre-oncall", "--at", at, "--shifts", "2", "--json", env=ledger_env).stdout)
+    assert [s["primary"] for s in before["sre-oncall"]] == ["zhao-lei", "kenji-sato"]
+
+    nobody = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
+                 "--until", "+2d", "--reason", "zhao-lei on leave", env={**ledger_env, "SOP_ACTOR": None})
+    assert nobody.returncode == 1 and "who are you? pass --as" in nobody.stderr
+    stranger = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
+                   "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "wang-fan", env=ledger_env)
+    assert stranger.returncode == 1 and "did you mean wang-fang" in stranger.stderr
+
+    made = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
+               "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "li-wei", env=ledger_env)
+    assert made.returncode == 0, made.stderr
+    assert "override #1: tom-becker is primary of sre-oncall" in made.stdout and "li-wei (cli" in made.stdout
+
+    after = json.loads(sop("oncall", "sre-oncall", "--at", at, "--shifts", "3", "--json", env=ledger_env).stdout)
+    stretches = [(s["primary"], s["source"]) for s in after["sre-oncall"]]
+    assert stretches == [("tom-becker", "override"), ("zhao-lei", "rotation"), ("kenji-sato", "rotation")]
+    assert after["sre-oncall"][0]["until"] == "2031-01-02T16:00:00+00:00"  # two days after its start, then it ends
+    bad = sop("oncall", "override", "sre-oncall", "li-wei", "--until", "+1h", "--reason", "x", "--as", "li-wei",
+              env=ledger_env)
+    assert bad.returncode == 1 and "`li-wei` is not a member of `sre-oncall`" in bad.stderr
+
+
+def test_validate_oncall_reports_someone_on_call_while_away(sop: Any, repo_root: Path, tmp_path: Path,
+                                                            ledger_env: dict[str, str]) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(repo_root / "config", config)
+    people = (config / "people.yaml").read_text()
+    # away for the whole of the next fortnight: on call at some point whoever's week it is
+    away = "    away:\n      - {from: 2020-01-01, until: 2099-01-01, reason: sabbatical}\n"
+    start = people.index("  kenji-sato:\n")
+    end = people.index("\n", people.index("    name:", start)) + 1  # after her name line
+    (config / "people.yaml").write_text(people[:end] + away + people[end:])
+    line = people[:start].count("\n") + 4  # kenji-sato:, name:, away:, then the entry
+    plain = sop("validate", "-q", "--config", str(config), str(config), env=ledger_env)
+    assert plain.returncode == 0, plain.stderr
+    checked = sop("validate", "--oncall", "--config", str(config), str(config), env=ledger_env)
+    assert checked.returncode == 1
+    assert f"people.yaml:{line}:" in checked.stderr and "people.kenji-sato.away[0]" in checked.stderr
+    assert "kenji-sato is primary of `backup-admin`" in checked.stderr  # a fixed role: every day of the fortnight

@@ -1,0 +1,43 @@
+"""The on-call page over HTTP: operators see who is on call now and next and record an override."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from flows.ledger.schema import records
+from tests.web.conftest import Site
+from tests.web.test_board import operator
+from tests.web.test_pages import csrf_of, sign_in
+
+
+def test_an_operator_records_an_override_from_the_page_and_a_responder_cannot(site: Site) -> None:
+    responder = site.client()
+    sign_in(site, responder, "sara-lopez")
+    assert responder.get("/oncall").status_code == 403
+    assert responder.post("/oncall/override", data={"csrf": csrf_of(responder.get("/")), "role": "sre-oncall",
+                                                    "person": "tom-becker", "until": "+1h", "reason": "x"}
+                          ).status_code == 403
+
+    client = operator(site, "li-wei")
+    page = client.get("/oncall")
+    assert page.status_code == 200 and "sre-oncall" in page.text and "rotation: shift" in html.unescape(page.text)
+    # most of a year ahead: the other tests of this site keep the rotation's people
+    form = {"csrf": csrf_of(page), "role": "sre-oncall", "person": "li-wei", "from": "+300d", "until": "+2h",
+            "reason": "covering"}
+    refused = client.post("/oncall/override", data=form)
+    assert refused.status_code == 422 and "`li-wei` is not a member of `sre-oncall`" in html.unescape(refused.text)
+    done = client.post("/oncall/override", data={**form, "person": "tom-becker", "reason": "zhao-lei at the dentist"})
+    assert done.status_code == 303 and done.headers["location"].startswith("/oncall?added=")
+    assert "is recorded" in client.get(done.headers["location"]).text
+    later = site.engine.clock.now() + timedelta(days=300, hours=1)
+    assert site.engine.on_call("sre-oncall", later).primary == "tom-becker"
+    assert site.engine.on_call("sre-oncall").source == "rotation"
+    with site.engine.ledger.read() as conn:
+        row = conn.execute(sa.select(records).where(records.c.kind == "oncall_override")
+                           .order_by(records.c.seq.desc())).first()
+    data = json.loads(row.data)
+    assert (row.actor, data["person"], data["via"]) == ("li-wei", "tom-becker", "web")
