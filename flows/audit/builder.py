@@ -116,6 +116,7 @@ class RunBuilder:
                      data: dict[str, Any]) -> None:
         step = self.step(step_id)  # the new holder holds it as if they had taken it
         step.claimed_by, step.claimed_at, step.claimed_facts = data.get("to"), at, data
+        self.run.handovers += 1
 
     def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).reopen(int(data.get("round") or 2), data.get("by"), data.get("cause"), data.get("note"))

@@ -66,6 +66,8 @@ svg.gantt, svg.legend { display: block; width: 100%; height: auto; max-width: 96
 <div class="kpi">time to acknowledge<b>{{ dur(o.tta_median_s) }}</b>median &#183; p90 {{ dur(o.tta_p90_s) }}</div>
 <div class="kpi">time to complete<b>{{ dur(o.ttc_median_s) }}</b>median &#183; p90 {{ dur(o.ttc_p90_s) }}</div>
 <div class="kpi">escalations per run<b>{{ num(o.escalations_per_run) }}</b>{{ o.escalations }} in all</div>
+{% if o.rework_rounds or o.handovers or o.status_asked %}<div class="kpi">rework rounds<b>{{ o.rework_rounds }}</b>{{ o.handovers }} hand-overs</div>
+<div class="kpi">status updates<b>{{ o.status_updates }}</b>{{ o.status_missed }} missed of {{ o.status_asked }} asked</div>{% endif %}
 <div class="kpi">late steps<b>{{ o.late_steps }}</b>of {{ o.timed_steps }} with a due time</div>
 </div>
 {% for title, ident, rows, label in tables %}

@@ -275,6 +275,7 @@ class RunAudit:
     status_asked: int = 0  # a status cadence's asks
     status_missed: int = 0  # asks with no update in their period: escalated
     snoozes: list[StatusUpdate] = field(default_factory=list)  # the owner pushed an ask (text: the reason)
+    handovers: int = 0  # steps handed from one person to another
     sop_text: str | None = None
     sop_text_ok: bool | None = None
 

@@ -40,6 +40,8 @@ DEFINITIONS = {
     "time_to_complete": "from the run's start to its finish (open and cancelled runs left out)",
     "escalations_per_run": "ladder levels fired (reminders included) / runs",
     "late_step": "a step with a due time reported after it, timed out, or still open past it",
+    "rework_rounds": "rounds a rejection sent back to an earlier step (on_reject), over all steps",
+    "status_missed": "a status cadence's asks with no update in their period or its grace (escalated)",
     "percentiles": "median: middle value (mean of the two middle ones); p90: nearest rank",
     "time": SOP_TIME_NOTE,
 }
@@ -68,6 +70,11 @@ class Compliance:
     timed_steps: int = 0
     late_steps: int = 0
     late_pct: float | None = None
+    rework_rounds: int = 0  # rounds a rejection sent back (on_reject), over all steps
+    handovers: int = 0  # steps handed from one person to another
+    status_asked: int = 0  # a status cadence's asks
+    status_updates: int = 0  # status updates posted
+    status_missed: int = 0  # asks with no update in their period (escalated)
 
 
 COMPLIANCE_COLUMNS = [f.name for f in fields(Compliance)]
@@ -100,6 +107,11 @@ class _Tally:
         row.escalations += run.escalations
         row.timed_steps += len(run.timed_steps)
         row.late_steps += sum(late for _, late in run.timed_steps)
+        row.rework_rounds += run.rework_rounds
+        row.handovers += run.handovers
+        row.status_asked += run.status_asked
+        row.status_updates += run.status_updates
+        row.status_missed += run.status_missed
         if run.tta is not None:
             self.tta.append(run.tta)
         elif run.assigned:
@@ -177,6 +189,11 @@ class RunFacts(NamedTuple):
     ttc: float | None
     timed_steps: tuple[tuple[str, bool], ...]  # (role, late) of each step with a due-time verdict
     line: tuple[Any, ...]  # the RunLine's fields, in RUN_COLUMNS order
+    rework_rounds: int = 0
+    handovers: int = 0
+    status_asked: int = 0
+    status_updates: int = 0
+    status_missed: int = 0
 
     @classmethod
     def of(cls, run: RunAudit, now: datetime) -> RunFacts:
@@ -188,7 +205,9 @@ class RunFacts(NamedTuple):
         line = RunLine.of(run, now)
         return cls(run.started_seq, run.sop_id, run.sop_class, run.status, line.deadline, run.escalations, run.time_to_acknowledge,
                    run.first_assigned_at is not None, run.time_to_complete, tuple(timed),
-                   tuple(getattr(line, name) for name in RUN_COLUMNS))
+                   tuple(getattr(line, name) for name in RUN_COLUMNS),
+                   sum(len(step.rounds) for step in run.steps.values()), run.handovers, run.status_asked,
+                   len(run.status_updates), run.status_missed)
 
 
 def run_facts(runs: list[RunAudit], now: datetime) -> list[RunFacts]:

@@ -195,6 +195,10 @@ def print_compliance(report: ComplianceReport, within: Window) -> None:
     for r in report.by_role:
         roles.add_row(r.key, str(r.timed_steps), str(r.late_steps), "—" if r.late_pct is None else f"{r.late_pct:g}%")
     console.print(roles)
+    o = report.overall
+    if o.rework_rounds or o.handovers or o.status_asked:
+        console.print(f"rework rounds {o.rework_rounds} · hand-overs {o.handovers} · status updates "
+                      f"{o.status_updates} posted, {o.status_missed} missed of {o.status_asked} asked")
     console.print(f"[dim]{SOP_TIME_NOTE} TTA: first assignment → first answer by a person; TTC: start → finish "
                   f"(docs/audit.md).[/]")
 

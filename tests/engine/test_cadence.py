@@ -81,6 +81,10 @@ def test_a_p1_owner_misses_an_update_is_escalated_then_posts_and_snoozes(local_e
     engine.post_update(run_id, "wang-fang", "second statement out")
     come_due(engine, run_id, "cadence_check")  # ...and answered: not missed
     assert len(records(engine, run_id, "status_missed")) == 1
+    from flows.audit import Audit
+
+    report, _ = Audit(engine.ledger).report(sop="crisis-pr")
+    assert (report.overall.status_asked, report.overall.status_updates, report.overall.status_missed) == (2, 2, 1)
 
 
 def test_an_update_needs_text_and_a_person_and_an_open_run(local_engine: Any) -> None:  # noqa: F811

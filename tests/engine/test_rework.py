@@ -90,6 +90,9 @@ def test_a_rejected_approval_sends_the_draft_back_and_round_two_finishes(local_e
         == "https://docs.example/d1"
     texts = [e["text"] for e in story["timeline"]]
     assert any("round 2: sent back by chen-jie from approve: not with this wording" in t for t in texts), texts
+    report, _ = Audit(engine.ledger).report(sop="crisis-pr")
+    line = next(r for r in report.by_sop if r.key == "crisis-pr")
+    assert line.rework_rounds >= 2  # draft and approve sent back once (other tests of this engine add theirs)
 
 
 def test_sop_audit_show_prints_both_rounds(local_engine: Any, sop: Any) -> None:  # noqa: F811
