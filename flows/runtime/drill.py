@@ -75,7 +75,8 @@ class Drill:
                  inputs: dict[str, Any] | None = None, answers: dict[str, dict[str, Any]] | None = None,
                  seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
                  timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
-                 on_start: Callable[[str], None] | None = None, reject: set[str] | None = None):
+                 on_start: Callable[[str], None] | None = None, reject: set[str] | None = None,
+                 hand_over: dict[str, str] | None = None):
         self.engine = engine
         self.sop_id = sop_id
         self.speed = speed
@@ -83,6 +84,8 @@ class Drill:
         #: steps whose first answer is a rejection (a rework round when the step declares ``on_reject``)
         self.reject = set(reject or ())
         self._rejected: set[str] = set()
+        #: steps their first holder hands to another person (step id -> person) as soon as they are asked
+        self.hand_over = dict(hand_over or {})
         #: when the owner posts the status updates the run's cadence asked for (wall instants)
         self._updates_due: list[float] = []
         self.inputs = inputs or {}
@@ -106,7 +109,7 @@ class Drill:
     def _report(self, run_id: str, step: HumanStep, initiator: str) -> None:
         values = {name: sample_value(name, spec) for name, spec in step.form.items() if spec.is_required or spec.default is None}
         values.update(self.answers.get(step.id, {}))
-        actor = self.engine.person_for(step.assignee)
+        actor = self.engine.view(run_id).steps[step.id].get("claimed_by") or self.engine.person_for(step.assignee)
         if step.approval is not None:
             site = self.engine.site
             members = [m for role in step.approval.approvers for m in site.roles[role].members]
@@ -179,6 +182,10 @@ class Drill:
                 for step in sop.steps:
                     if not isinstance(step, HumanStep) or view.state(step.id) != StepState.ACTIVE:
                         continue
+                    to = self.hand_over.pop(step.id, None)
+                    if to is not None:  # its holder hands it over at once: the new holder answers it
+                        self.engine.hand_over(run_id, step.id, Actor(person=self.engine.person_for(step.assignee),
+                                                                     via="drill"), to, "drill: over to you")
                     key = f"{step.id}#{view.steps[step.id].get('round') or 1}#{len(view.approvals(step.id))}"
                     if key not in self._planned:
                         self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])
