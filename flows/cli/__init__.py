@@ -29,6 +29,7 @@ COMMANDS = {
     **dict.fromkeys(("drill", "demo"), "drill"),
     **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),
     "notify-test": "notify",
+    "silence": "silences",
     "audit": "audit",
 }
 
