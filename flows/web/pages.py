@@ -43,8 +43,8 @@ log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
 ACTIONS = ("done", "reject", "claim", "help", "handover")
 #: the header's links: path, label, who sees it (None: anyone signed in)
-NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/desk", "Audit", "auditors"),
-       ("/library", "Library", None), ("/people", "People", None))
+NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/silences", "Silences", "operators"),
+       ("/desk", "Audit", "auditors"), ("/library", "Library", None), ("/people", "People", None))
 
 
 def _web(request: Request) -> Web:

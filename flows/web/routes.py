@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from flows.web import board, desk, library, pages, signin
+from flows.web import board, desk, library, pages, signin, silences
 from flows.web.app import Web
 from flows.web.render import STATIC
 
@@ -23,4 +23,5 @@ def mount(app: FastAPI, engine: Any, env: Mapping[str, str] | None = None) -> We
     app.include_router(board.router)
     app.include_router(library.router)
     app.include_router(desk.router)
+    app.include_router(silences.router)
     return web
