@@ -71,7 +71,7 @@ def test_a_silenced_metric_rule_is_recorded_and_fires_once_the_silence_ends(
         intake: Intake, engine: Engine, book: SilenceBook, clock: ManualClock) -> None:
     # inventory-warning: inventory_cover_days below its threshold for a SKU
     silence = book.create("alertname=inventory_cover_days", "1h", "stock count in progress", LI_WEI)
-    low = [Sample("inventory_cover_days", 2, T0 - timedelta(minutes=5), {"sku": "A-1", "brand": "lumi"})]
+    low = [Sample("inventory_cover_days", 2, T0 + timedelta(minutes=1), {"sku": "A-1", "brand": "lumi"})]  # hour 02:00
     held = intake.samples(low, "token:metrics")  # below 7 and below 3: both of the SOP's rules fire
     assert [(d.status, d.silence, d.trigger) for d in held] == [("silenced", silence.id, 0), ("silenced", silence.id, 1)]
     assert runs_of(engine, "inventory-warning") == []
@@ -80,7 +80,7 @@ def test_a_silenced_metric_rule_is_recorded_and_fires_once_the_silence_ends(
     signal = records[0]["data"]["signal"]
     assert (signal["metric"], signal["labels"]["sku"], signal["value"]) == ("inventory_cover_days", "A-1", 2)
 
-    clock.set(T0 + timedelta(minutes=30))  # the same period, the silence ended early: the rule fires now
+    clock.set(T0 + timedelta(minutes=30))  # the same hour, the silence ended early: the rule fires now
     book.end(silence.id, LI_WEI, "count done")
     again = [Sample("inventory_cover_days", 2, clock.now() - timedelta(minutes=1), {"sku": "A-1", "brand": "lumi"})]
     assert [d.status for d in intake.samples(again, "token:metrics")] == ["started", "attached"]
