@@ -25,7 +25,7 @@ silence = typer.Typer(name="silence", help="Silence the SOPs' triggers (alerts, 
 app.add_typer(silence, name="silence")
 
 #: what each field of a refusal is called on this command line
-OPTION = {"match": "--match", "for": "--for", "reason": "--reason", "silence": "ID"}
+OPTION = {"match": "--match", "for": "--for", "from": "--from", "reason": "--reason", "silence": "ID"}
 HINT = {"match": MATCHER_HINT, "for": f"write {DURATION_HINT}", "reason": "pass --reason '…'"}
 
 
@@ -48,6 +48,8 @@ def create(
     match: Annotated[str | None, typer.Option("--match", "-m", help="label matchers: alertname=X,brand=lumi; "
                                                                        "name=~regex matches the whole value")] = None,
     for_: Annotated[str | None, typer.Option("--for", help="how long, on the engine's clock: 2h, 30m, 1d")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="when it begins, for a maintenance window planned ahead: "
+                                                            "2026-12-06T22:00 (UTC) or with an offset (default: now)")] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="why (recorded beside every trigger it silences)")] = None,
     as_: Annotated[str | None, typer.Option("--as", help="who decides: a person id in config/ (default $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -66,7 +68,7 @@ def create(
     engine = _engine(prefect=False)
     try:
         who = _actor(engine, as_)
-        made = SilenceBook(engine.ledger, engine.clock).create(match, for_, reason, who)
+        made = SilenceBook(engine.ledger, engine.clock).create(match, for_, reason, who, starts=from_)
     except SilenceRefused as exc:
         _refused(exc, "nothing was silenced")
     finally:
@@ -74,7 +76,8 @@ def create(
     if as_json:
         print_json(made.to_dict(engine.clock.now()))
         return
-    console.print(f"[green]✓[/] silence [bold]{made.id}[/]: {escape(made.text)} until {_when(made.ends_at)} "
+    begins = f"from {_when(made.starts_at)} " if made.starts_at > made.created_at else ""
+    console.print(f"[green]✓[/] silence [bold]{made.id}[/]: {escape(made.text)} {begins}until {_when(made.ends_at)} "
                   f"({format_duration(made.ends_at - made.starts_at)}), by {made.created_by}")
     console.print(f"  end it early with `sop silence end {made.id} --reason …`")
 
@@ -96,16 +99,18 @@ def list_command(as_json: Annotated[bool, typer.Option("--json", help="machine-r
         return
     table = Table(title=f"{len(found)} silence(s)", title_justify="left", show_edge=False, caption="Times UTC.",
                   caption_justify="left")
-    for column in ("id", "state", "matchers", "until", "by", "reason"):
+    for column in ("id", "state", "matchers", "from", "until", "by", "reason"):
         table.add_column(column, no_wrap=column == "id")
     for s in found:
-        table.add_row(s.id, _state(s, now), escape(s.text), _when(s.until), s.created_by, escape(_why(s)))
+        table.add_row(s.id, _state(s, now), escape(s.text), _when(s.starts_at), _when(s.until), s.created_by,
+                      escape(_why(s)))
     console.print(table)
 
 
 def _state(s: Silence, now: datetime) -> str:
     state = s.state(now)
-    return {"active": "[yellow]active[/]", "ended": "[dim]ended[/]", "expired": "[dim]expired[/]"}.get(state, state)
+    return {"active": "[yellow]active[/]", "pending": "[cyan]pending[/]", "ended": "[dim]ended[/]",
+            "expired": "[dim]expired[/]"}.get(state, state)
 
 
 def _why(s: Silence) -> str:

@@ -22,7 +22,7 @@ from flows.engine.silences import MATCHER_HINT, MAX_DURATION, SilenceBook, Silen
 from flows.language.durations import DURATION_HINT, format_duration
 from flows.logfmt import kv
 from flows.web.app import Web
-from flows.web.board import _operator
+from flows.web.board import _operator as _operator_of
 from flows.web.pages import html, notice, signed_form
 
 log = logging.getLogger("sop.web")
@@ -31,6 +31,10 @@ router = APIRouter(include_in_schema=False)
 
 def _web(request: Request) -> Web:
     return request.app.state.web
+
+
+def _operator(request: Request) -> tuple[Any, Response | None]:
+    return _operator_of(request, "silences")
 
 
 def _book(web: Web) -> SilenceBook:
@@ -70,10 +74,10 @@ async def make(request: Request) -> Response:
         return signed
     session, form = signed
     web = _web(request)
-    posted = {k: form.get(k, "") for k in ("match", "for", "reason")}
+    posted = {k: form.get(k, "") for k in ("match", "for", "reason", "from")}
     try:
-        made = await run_in_threadpool(_book(web).create, posted["match"], posted["for"], posted["reason"],
-                                       web.actor(session))
+        made = await run_in_threadpool(lambda: _book(web).create(posted["match"], posted["for"], posted["reason"],
+                                                                 web.actor(session), starts=posted["from"] or None))
     except SilenceRefused as exc:
         errors = exc.errors
         return await run_in_threadpool(lambda: _page(request, 422, errors=errors, posted=posted))

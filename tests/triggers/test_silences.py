@@ -154,3 +154,20 @@ def test_the_audit_counts_silenced_triggers_by_who_and_why(
         "zhao-lei (web)", 1, {"traffic-surge": 1})
     lines = Audit(engine.ledger).silenced()
     assert [line.silence for line in lines] == [first.id, first.id, second.id]
+
+
+def test_a_maintenance_window_planned_ahead_holds_only_from_its_start(
+        intake: Intake, book: SilenceBook, clock: ManualClock) -> None:
+    window = book.create("alertname=NegativeSentimentSpike", "1h", "database upgrade", LI_WEI,
+                         starts=(T0 + timedelta(hours=3)).isoformat())
+    assert window.state(clock.now()) == "pending" and window.ends_at == T0 + timedelta(hours=4)
+    assert intake.alerts([spike("lumi")], "am")[0].status == "started"
+    clock.set(T0 + timedelta(hours=3))
+    assert intake.alerts([spike("nova")], "am")[0].status == "silenced"
+    clock.set(T0 + timedelta(hours=4))
+    assert intake.alerts([spike("mira")], "am")[0].status == "started"
+    for starts, told in (("yesterday", "expected an ISO time"), ("2026-11-19T00:00", "is in the past"),
+                         ("2027-06-01T00:00", "at most 30d ahead")):
+        with pytest.raises(SilenceRefused) as refused:
+            book.create("alertname=X", "1h", "r", LI_WEI, starts=starts)
+        assert told in refused.value.errors["from"]

@@ -46,7 +46,7 @@ def test_an_operator_silences_an_alert_from_the_page_and_ends_it(site: Site) -> 
     assert made.status_code == 303, made.text
     silence_id = re.search(r"made=(sil-[0-9a-f]+)", made.headers["location"]).group(1)  # type: ignore[union-attr]
     listed = client.get(made.headers["location"])
-    assert f"Silence {silence_id} holds now" in listed.text and "planned launch" in listed.text
+    assert f"Silence {silence_id} is made" in listed.text and "planned launch" in listed.text
 
     answer = _alert(site, brand)
     assert answer.status_code == 200, answer.text
