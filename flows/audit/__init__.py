@@ -83,11 +83,14 @@ class Audit:
 
     def report(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
                drills: str = "include") -> tuple[ComplianceReport, list[RunAudit]]:
-        """The compliance figures, and the runs (for their timelines); ``drills`` as in :meth:`runs`."""
+        """The compliance figures (with the silenced triggers), and the runs (for their timelines); ``drills`` as in
+        :meth:`runs`."""
         with paused_gc():
             runs = self.runs(within, sop=sop, sop_class=sop_class, drills=drills)
-            return compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class,
-                                     drills=check_drills(drills)), runs
+            report = compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class,
+                                       drills=check_drills(drills))
+        report.silences = self.silences(within)
+        return report, runs
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
@@ -96,9 +99,12 @@ class Audit:
                              drills: str = "include") -> tuple[ComplianceReport, list[Any]]:
         """The figures and each drawn run's chart, read on two processes where forking is safe
         (one thread in this process), else on one (see :mod:`flows.audit.parallel`); ``drills`` as in :meth:`runs`."""
-        return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
-                                    sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
-                                    min_records=min_records, progress=progress, drills=check_drills(drills))
+        report, sections = report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
+                                                sop_class=check_class(sop_class), max_timelines=max_timelines,
+                                                workers=workers, min_records=min_records, progress=progress,
+                                                drills=check_drills(drills))
+        report.silences = self.silences(within)
+        return report, sections
 
     def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
                min_records: int = MIN_RECORDS, progress: Callable[[float], None] | None = None) -> Verification:

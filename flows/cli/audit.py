@@ -183,13 +183,12 @@ def report_command(
         with progress_bar("reading runs" + (" and drawing their timelines" if html else "")) as told:
             report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, drills=drills,
                                                             max_timelines=timelines if html else 0, progress=told)
-        silences = subject.silences(within)
     except AuditError as exc:
         fail(exc.message, exc.hint)
     if csv_file:
         _write(csv_file, to_csv(report.rows, COMPLIANCE_COLUMNS))
     if json_file:
-        _write(json_file, to_json({**report.to_dict(), "silences": [line.to_dict() for line in silences]}))
+        _write(json_file, to_json(report.to_dict()))
     if html:
         from flows.audit.html import render_html
 
@@ -203,7 +202,7 @@ def report_command(
     if "-" in (csv_file, json_file):
         return
     print_compliance(report, within)
-    print_silences(silences)
+    print_silences(report.silences)
     for label, path in (("HTML", html), ("CSV", csv_file), ("JSON", json_file)):
         if path:
             console.print(f"[green]✓[/] {label} written to {path}")

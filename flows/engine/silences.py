@@ -1,7 +1,8 @@
 """Silences: a person's decision that triggers matching some labels start no run, for a while, and why.
 
 A silence holds label matchers written as on the command line (``alertname=HighErrorRate,brand=~lumi|nova``),
-a reason, who made it and until when, on the engine's clock. While it holds, the intake's
+a reason, who made it, from when (now, or later: a maintenance window planned ahead) until
+when, on the engine's clock. While it holds, the intake's
 silence stage (``flows.triggers.intake``) records each matching signal as ``trigger_silenced``
 instead of starting (or attaching to) a run; once it expires or a person ends it, it matches
 nothing. Alertmanager's own silences are not replaced: ours cover the SOPs' trigger rules,
@@ -23,7 +24,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,6 +42,8 @@ log = logging.getLogger("sop.silences")
 MAX_DURATION = timedelta(days=30)
 #: how far back ``listing`` shows silences that expired or were ended
 RECENT = timedelta(days=7)
+#: how far ahead a maintenance window may be planned
+MAX_AHEAD = timedelta(days=30)
 #: the operators a matcher may use (the SOPs' triggers have no negation)
 OPERATORS = ("=~", "=")
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
@@ -218,6 +221,29 @@ class Silence:
         )
 
 
+def check_start(text: str | datetime | None, now: datetime) -> datetime:
+    """``--from``: when the silence begins (an ISO time, UTC unless it has an offset; none: now), not in the
+    past and at most :data:`MAX_AHEAD` ahead; SilenceRefused (field ``from``)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return now
+    if isinstance(text, datetime):
+        at = text
+    else:
+        try:
+            at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise SilenceRefused({"from": f"expected an ISO time such as 2026-12-06T22:00 (UTC) or "
+                                          f"2026-12-07T06:00+08:00, got {text!r}"}) from None
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    if at < now - timedelta(minutes=1):
+        raise SilenceRefused({"from": f"{at.isoformat(timespec='seconds')} is in the past (now "
+                                      f"{now.isoformat(timespec='seconds')}): leave it out to begin now"})
+    if at > now + MAX_AHEAD:
+        raise SilenceRefused({"from": f"at most {format_duration(MAX_AHEAD)} ahead, got "
+                                      f"{at.isoformat(timespec='seconds')}"})
+    return max(at, now)
+
+
 def check_duration(text: str | timedelta) -> timedelta:
     """``--for``: a duration longer than zero and at most :data:`MAX_DURATION`; SilenceRefused (field ``for``)."""
     try:
@@ -237,43 +263,42 @@ class SilenceBook:
         self.ledger = ledger
         self.clock = clock or ledger.clock
 
-    def create(self, matchers: str, duration: str | timedelta, reason: str, actor: Actor) -> Silence:
-        """Silence what ``matchers`` match from now for ``duration``; recorded as ``silence_created`` by ``actor``.
+    def create(self, matchers: str, duration: str | timedelta, reason: str, actor: Actor, *,
+               starts: str | datetime | None = None) -> Silence:
+        """Silence what ``matchers`` match for ``duration`` from ``starts`` (default now: a maintenance window
+        may be planned ahead); recorded as ``silence_created`` by ``actor``.
 
         Every problem is told at once, by field (SilenceRefused): nothing is written.
         """
+        now = self.clock.now()
         errors: dict[str, str] = {}
-        parsed: list[Matcher] = []
-        length = timedelta(0)
-        for field, check in (("match", lambda: parse_matchers(matchers)), ("for", lambda: check_duration(duration))):
+        found: dict[str, Any] = {}
+        for field, check in (("match", lambda: parse_matchers(matchers)), ("for", lambda: check_duration(duration)),
+                             ("from", lambda: check_start(starts, now))):
             try:
-                value = check()
+                found[field] = check()
             except SilenceRefused as exc:
-                errors.update({field: exc.errors.get(field, str(exc))})
-                continue
-            if field == "match":
-                parsed = value  # type: ignore[assignment]
-            else:
-                length = value  # type: ignore[assignment]
+                errors[field] = exc.errors.get(field, str(exc))
         reason = (reason or "").strip()
         if not reason:
             errors["reason"] = "say why: the auditors read it beside every signal it silences"
         if errors:
             raise SilenceRefused(errors)
-        now = self.clock.now()
+        parsed: list[Matcher] = found["match"]
+        begins: datetime = found["from"]
         silence = Silence(id=f"sil-{secrets.token_hex(4)}", matchers=tuple(parsed), reason=reason,
-                          created_by=actor.person, created_via=actor.via, created_at=now, starts_at=now,
-                          ends_at=now + length)
+                          created_by=actor.person, created_via=actor.via, created_at=now, starts_at=begins,
+                          ends_at=begins + found["for"])
         with self.ledger.transaction() as tx:
             tx.conn.execute(silences.insert().values(
                 id=silence.id, matchers=json.dumps([m.to_dict() for m in parsed], ensure_ascii=False), reason=reason,
-                created_by=silence.created_by, created_via=silence.created_via, created_at=now, starts_at=now,
+                created_by=silence.created_by, created_via=silence.created_via, created_at=now, starts_at=begins,
                 ends_at=silence.ends_at))
             tx.append(RecordKind.SILENCE_CREATED, actor=actor.person, at=now, silence=silence.id,
                       matchers=[m.to_dict() for m in parsed], text=silence.text, reason=reason,
-                      starts_at=now.isoformat(), ends_at=silence.ends_at.isoformat(), **actor.facts())
+                      starts_at=begins.isoformat(), ends_at=silence.ends_at.isoformat(), **actor.facts())
         log.info(kv("event=silence_created", silence=silence.id, by=actor.person, via=actor.via, match=silence.text,
-                    until=silence.ends_at.isoformat(), reason=reason[:200]))
+                    starts=begins.isoformat(), until=silence.ends_at.isoformat(), reason=reason[:200]))
         return silence
 
     def end(self, silence_id: str, actor: Actor, reason: str) -> Silence:
@@ -329,5 +354,5 @@ class SilenceBook:
         return held + stopped
 
 
-__all__ = ["DURATION_HINT", "MATCHER_HINT", "MAX_DURATION", "Matcher", "Silence", "SilenceBook", "SilenceNotFound",
-           "SilenceRefused", "check_duration", "parse_matchers"]
+__all__ = ["DURATION_HINT", "MATCHER_HINT", "MAX_AHEAD", "MAX_DURATION", "Matcher", "Silence", "SilenceBook",
+           "SilenceNotFound", "SilenceRefused", "check_duration", "check_start", "parse_matchers"]

@@ -53,6 +53,11 @@ def test_a_silence_is_made_listed_and_ended_from_the_terminal(sop: Sop, home: di
     assert report.returncode == 0, report.stderr
     assert "Silenced triggers" in report.stdout and silence["id"] in report.stdout
     assert "li-wei (cli" in report.stdout and "campaign launch" in report.stdout
+    exported = json.loads(sop("audit", "report", "--json", "-", env=home).stdout)
+    [row] = exported["silences"]
+    assert (row["silence"], row["silenced"], row["by_sop"], row["reason"]) == (
+        silence["id"], 1, {"crisis-pr": 1}, "campaign launch")
+    assert "Silenced triggers" in sop("audit", "report", "--html", "-", env=home).stdout
     listing = sop("audit", "silenced", "--json", env=home)
     [line] = json.loads(listing.stdout)
     assert (line["silence"], line["sop"], line["silenced_by"], line["reason"]) == (
