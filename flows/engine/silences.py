@@ -221,6 +221,15 @@ class Silence:
         )
 
 
+#: silences still to hold (now or later), by a statement built once: building one per call costs more than running it
+_c = silences.c
+_UNEXPIRED = (sa.select(silences)
+              .where((_c.ends_at > sa.bindparam("now")) & (_c.ended_at.is_(None) | (_c.ended_at > sa.bindparam("now"))))
+              .order_by(_c.created_at, _c.id))
+#: bumped by every silence this process makes or ends: a cache of them (the intake's) reads them again at once
+written = [0]
+
+
 def check_start(text: str | datetime | None, now: datetime) -> datetime:
     """``--from``: when the silence begins (an ISO time, UTC unless it has an offset; none: now), not in the
     past and at most :data:`MAX_AHEAD` ahead; SilenceRefused (field ``from``)."""
@@ -297,6 +306,7 @@ class SilenceBook:
             tx.append(RecordKind.SILENCE_CREATED, actor=actor.person, at=now, silence=silence.id,
                       matchers=[m.to_dict() for m in parsed], text=silence.text, reason=reason,
                       starts_at=begins.isoformat(), ends_at=silence.ends_at.isoformat(), **actor.facts())
+        written[0] += 1
         log.info(kv("event=silence_created", silence=silence.id, by=actor.person, via=actor.via, match=silence.text,
                     starts=begins.isoformat(), until=silence.ends_at.isoformat(), reason=reason[:200]))
         return silence
@@ -321,6 +331,7 @@ class SilenceBook:
                             .values(ended_at=now, ended_by=actor.person, end_reason=reason))
             tx.append(RecordKind.SILENCE_ENDED, actor=actor.person, at=now, silence=silence_id, reason=reason,
                       ends_at=silence.ends_at.isoformat(), **actor.facts())
+        written[0] += 1
         log.info(kv("event=silence_ended", silence=silence_id, by=actor.person, via=actor.via, reason=reason[:200]))
         return replace(silence, ended_at=now, ended_by=actor.person, end_reason=reason)
 
@@ -334,12 +345,12 @@ class SilenceBook:
     def active(self, now: datetime | None = None) -> list[Silence]:
         """The silences holding at ``now`` (default: the clock's now), oldest first."""
         now = now or self.clock.now()
-        c = silences.c
+        return [s for s in self.unexpired(now) if s.state(now) == "active"]
+
+    def unexpired(self, now: datetime) -> list[Silence]:
+        """The silences holding at ``now`` or later (not expired, not ended), oldest first."""
         with self.ledger.read() as conn:
-            rows = conn.execute(sa.select(silences).where(
-                (c.ends_at > now) & (c.starts_at <= now) & (c.ended_at.is_(None) | (c.ended_at > now)))
-                .order_by(c.created_at, c.id)).all()
-        return [Silence.of(r) for r in rows]
+            return [Silence.of(r) for r in conn.execute(_UNEXPIRED, {"now": now})]
 
     def listing(self, now: datetime | None = None, recent: timedelta = RECENT) -> list[Silence]:
         """Silences holding now, then those that stopped within ``recent``, each group newest first."""

@@ -20,9 +20,11 @@ belongs to (it starts nothing either way).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from flows.engine import silences as book_module
 from flows.engine.silences import Silence, SilenceBook
 from flows.ledger import Ledger
 from flows.ledger.vocabulary import RecordKind
@@ -42,16 +44,30 @@ def labels_of(signal: Alert | Event | tuple[str, Mapping[str, str]]) -> dict[str
     return {**labels, "alertname": metric}
 
 
+#: how long the stage keeps the silences it read before reading them again (wall seconds): a silence made
+#: or ended in another process (``sop silence`` beside a running API) holds within this; one made or
+#: ended in this process, at once. Reading them for every webhook call cost as much as a repeat alert.
+REFRESH_S = 1.0
+
+
 class SilenceStage:
     """Finds the silence holding a signal, and records the signal it held."""
 
-    def __init__(self, ledger: Ledger, book: SilenceBook | None = None):
+    def __init__(self, ledger: Ledger, book: SilenceBook | None = None, refresh_s: float = REFRESH_S):
         self.ledger = ledger
         self.book = book or SilenceBook(ledger)
+        self.refresh_s = refresh_s
+        self._kept: tuple[list[Silence], float, int] | None = None  # (unexpired silences, read at, written[0] then)
 
     def holding(self) -> list[Silence]:
-        """The silences holding now: read once per batch of signals (one indexed query)."""
-        return self.book.active()
+        """The silences holding now on the engine's clock (so expiry and a window's start are exact),
+        from the unexpired ones read at most :data:`REFRESH_S` ago."""
+        now = self.book.clock.now()
+        kept = self._kept
+        if kept is None or time.monotonic() - kept[1] >= self.refresh_s or kept[2] != book_module.written[0]:
+            generation, read_at = book_module.written[0], time.monotonic()  # before reading: a write during it reads again
+            kept = self._kept = (self.book.unexpired(now), read_at, generation)
+        return [s for s in kept[0] if s.state(now) == "active"]
 
     @staticmethod
     def find(silences: list[Silence], labels: Mapping[str, Any]) -> Silence | None:

@@ -171,3 +171,19 @@ def test_a_maintenance_window_planned_ahead_holds_only_from_its_start(
         with pytest.raises(SilenceRefused) as refused:
             book.create("alertname=X", "1h", "r", LI_WEI, starts=starts)
         assert told in refused.value.errors["from"]
+
+
+def test_a_silence_made_in_another_process_holds_within_the_intakes_refresh(
+        intake: Intake, book: SilenceBook) -> None:
+    import time
+
+    from flows.engine import silences as silences_module
+
+    intake.silences.refresh_s = 0.2
+    assert intake.alerts([spike("lumi")], "am")[0].status == "started"  # read: no silence
+    before = silences_module.written[0]
+    book.create("alertname=NegativeSentimentSpike", "1h", "made by `sop silence` elsewhere", LI_WEI)
+    silences_module.written[0] = before  # as if another process had made it: this one was not told
+    assert intake.alerts([spike("lumi")], "am")[0].status == "attached"  # still the silences read before
+    time.sleep(0.25)
+    assert intake.alerts([spike("lumi")], "am")[0].status == "silenced"
