@@ -15,6 +15,7 @@ Owns:
 - :mod:`~flows.audit.parallel`  the report and the walk on two processes, only where forking is safe
 - :mod:`~flows.audit.html`      the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
 - :mod:`~flows.audit.history`   which SOP texts ran when, with diffs
+- :mod:`~flows.audit.silences`  silenced triggers: who silenced them, why, how many
 - :mod:`~flows.audit.summary`, :mod:`~flows.audit.timeline`, :mod:`~flows.audit.export`
   one line per run, one run's whole story, JSON and CSV
 
@@ -39,6 +40,7 @@ from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledge
 from flows.audit.queries import load_run, load_runs, paused_gc
 from flows.audit.report import ComplianceReport, compliance_report
 from flows.audit.scope import AuditError, Window, check_class, check_drills, window
+from flows.audit.silences import SilencedLine, SilenceLine, silence_lines, silenced_lines
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification
@@ -81,11 +83,14 @@ class Audit:
 
     def report(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
                drills: str = "include") -> tuple[ComplianceReport, list[RunAudit]]:
-        """The compliance figures, and the runs (for their timelines); ``drills`` as in :meth:`runs`."""
+        """The compliance figures (with the silenced triggers), and the runs (for their timelines); ``drills`` as in
+        :meth:`runs`."""
         with paused_gc():
             runs = self.runs(within, sop=sop, sop_class=sop_class, drills=drills)
-            return compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class,
-                                     drills=check_drills(drills)), runs
+            report = compliance_report(runs, self.now(), within, sop=sop, sop_class=sop_class,
+                                       drills=check_drills(drills))
+        report.silences = self.silences(within)
+        return report, runs
 
     def report_with_sections(self, within: Window | None = None, *, sop: str | None = None,
                              sop_class: str | None = None, max_timelines: int | None = None,
@@ -94,9 +99,12 @@ class Audit:
                              drills: str = "include") -> tuple[ComplianceReport, list[Any]]:
         """The figures and each drawn run's chart, read on two processes where forking is safe
         (one thread in this process), else on one (see :mod:`flows.audit.parallel`); ``drills`` as in :meth:`runs`."""
-        return report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
-                                    sop_class=check_class(sop_class), max_timelines=max_timelines, workers=workers,
-                                    min_records=min_records, progress=progress, drills=check_drills(drills))
+        report, sections = report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
+                                                sop_class=check_class(sop_class), max_timelines=max_timelines,
+                                                workers=workers, min_records=min_records, progress=progress,
+                                                drills=check_drills(drills))
+        report.silences = self.silences(within)
+        return report, sections
 
     def verify(self, anchors: list[Anchor] | None = None, *, workers: int | None = None,
                min_records: int = MIN_RECORDS, progress: Callable[[float], None] | None = None) -> Verification:
@@ -105,9 +113,20 @@ class Audit:
         :func:`flows.audit.parallel.verify_ledger`."""
         return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records, progress=progress)
 
+    def silences(self, within: Window | None = None) -> list[SilenceLine]:
+        """Each silence with who made it, why, and how many triggers it silenced in the window (``sop audit report``)."""
+        with self.ledger.read() as conn:
+            return silence_lines(conn, within)
+
+    def silenced(self, within: Window | None = None) -> list[SilencedLine]:
+        """Every trigger a silence kept from starting a run, in the window (``sop audit silenced``)."""
+        with self.ledger.read() as conn:
+            return silenced_lines(conn, within)
+
     def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:
         with self.ledger.read() as conn:
             return sop_history(conn, sop_id, current_hash)
 
 
-__all__ = ["Anchor", "Audit", "AuditError", "ComplianceReport", "RunAudit", "RunLine", "SopHistory", "Verification", "Window"]
+__all__ = ["Anchor", "Audit", "AuditError", "ComplianceReport", "RunAudit", "RunLine", "SilenceLine", "SilencedLine",
+           "SopHistory", "Verification", "Window"]

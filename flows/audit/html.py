@@ -92,6 +92,14 @@ svg.gantt, svg.legend { display: block; width: 100%; height: auto; max-width: 96
 <td class="num{{ ' missed' if r.late_steps else '' }}">{{ r.late_steps }}</td><td class="num">{{ pct(r.late_pct) }}</td></tr>
 {% else %}<tr><td colspan="4">no steps with a due time</td></tr>{% endfor %}
 </tbody></table>
+<h2>Silenced triggers</h2>
+<table class="silences" id="silences"><thead><tr><th>silence</th><th>made by</th><th>why</th><th>matchers</th>
+<th class="num">triggers silenced</th><th>per SOP</th><th>ended</th></tr></thead><tbody>
+{% for s in report.silences %}<tr><td>{{ s.silence }}</td><td>{{ s.created_by }}</td><td>{{ s.reason }}</td><td>{{ s.matchers }}</td>
+<td class="num">{{ s.silenced }}</td><td>{% for sop, n in s.by_sop | dictsort %}{{ sop }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
+<td>{% if s.ended_by %}{{ s.ended_by }}: {{ s.end_reason }}{% elif s.ends_at %}until {{ s.ends_at[:19] }}{% endif %}</td></tr>
+{% else %}<tr><td colspan="7">no trigger was silenced</td></tr>{% endfor %}
+</tbody></table>
 <h2>Definitions</h2>
 <dl>{% for name, text in definitions %}<dt>{{ name }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
 <h2>Run timelines</h2>

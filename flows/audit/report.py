@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from flows.audit.model import MET, MISSED, RunAudit, parse_time, percentile
 from flows.audit.queries import paused_gc
 from flows.audit.scope import CLASSES, Window
+from flows.audit.silences import SilenceLine
 from flows.audit.summary import RUN_COLUMNS, RunLine
 
 SOP_TIME_NOTE = ("Durations are SOP time: wall-clock duration × the run's speed (a drill compressed 60× that "
@@ -148,6 +149,8 @@ class ComplianceReport:
     by_role: list[Compliance] = field(default_factory=list)
     runs: list[RunLine] = field(default_factory=list)
     drills: str = "include"  # include | exclude | only: what was done with drills (``--drills``)
+    #: the silences that held triggers in the window (or were made in it): who, why, how many (by the records' time)
+    silences: list[SilenceLine] = field(default_factory=list)
 
     @property
     def rows(self) -> list[Compliance]:
@@ -172,7 +175,9 @@ class ComplianceReport:
                    until=parse_time(data["until"]), sop=data["sop"], sop_class=data["sop_class"],
                    overall=Compliance(**data["overall"]), by_sop=[Compliance(**r) for r in data["by_sop"]],
                    by_class=[Compliance(**r) for r in data["by_class"]], by_role=[Compliance(**r) for r in data["by_role"]],
-                   runs=lines(data["runs"]), drills=data.get("drills", "include"))
+                   runs=lines(data["runs"]), drills=data.get("drills", "include"),
+                   silences=[SilenceLine(**{**s, "created_at": parse_time(s["created_at"]),
+                                            "ended_at": parse_time(s["ended_at"])}) for s in data.get("silences", [])])
 
 
 class RunFacts(NamedTuple):

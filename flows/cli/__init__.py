@@ -30,6 +30,7 @@ COMMANDS = {
     **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),
     "notify-test": "notify",
     "oncall": "oncall",
+    "silence": "silences",
     "audit": "audit",
 }
 

@@ -15,6 +15,7 @@ import typer
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
 from flows.audit.report import COMPLIANCE_COLUMNS
+from flows.audit.silences import SILENCED_COLUMNS
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 from flows.cli import app
@@ -23,13 +24,15 @@ from flows.cli.audit_views import (
     print_document,
     print_history,
     print_runs,
+    print_silenced,
+    print_silences,
     print_verification,
     progress_bar,
 )
 from flows.cli.common import console, fail, library
 
 audit = typer.Typer(name="audit", no_args_is_help=True,
-                    help="For auditors: runs, one run's whole timeline, SLA reports, chain verification, SOP history.")
+                    help="For auditors: runs, one run's whole timeline, SLA reports, silenced triggers, chain verification, SOP history.")
 app.add_typer(audit, name="audit")
 
 Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (UTC unless "
@@ -199,10 +202,37 @@ def report_command(
     if "-" in (csv_file, json_file):
         return
     print_compliance(report, within)
+    print_silences(report.silences)
     for label, path in (("HTML", html), ("CSV", csv_file), ("JSON", json_file)):
         if path:
             console.print(f"[green]✓[/] {label} written to {path}")
     console.print(f"[dim]{len(report.runs)} run(s) in {time.perf_counter() - began:.2f}s[/]")
+
+
+# --- sop audit silenced ----------------------------------------------------------------------
+
+
+@audit.command("silenced")
+def silenced_command(
+    since: Annotated[str | None, typer.Option("--since", help="silenced from: 2026-03-01, an ISO time or 7d")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="silenced before (a date includes that whole day)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout")] = False,
+) -> None:
+    """Every trigger a silence kept from starting a run: when, the signal, the SOP it would have started, who silenced it and why."""
+    subject = _audit()
+    try:
+        within = subject.window(since, until)
+        lines = subject.silenced(within)
+    except AuditError as exc:
+        fail(exc.message, exc.hint)
+    if as_json:
+        sys.stdout.write(to_json([line.to_dict() for line in lines]))
+        return
+    if as_csv:
+        sys.stdout.write(to_csv(lines, SILENCED_COLUMNS))
+        return
+    print_silenced(lines)
 
 
 # --- sop audit verify ------------------------------------------------------------------------

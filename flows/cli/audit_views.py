@@ -16,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from flows.audit import ComplianceReport, RunLine, SopHistory, Verification, Window
+from flows.audit import ComplianceReport, RunLine, SilencedLine, SilenceLine, SopHistory, Verification, Window
 from flows.audit.report import SOP_TIME_NOTE, Compliance
 from flows.cli.common import console, err_console
 from flows.language.durations import format_duration
@@ -59,6 +59,40 @@ def _when(at: datetime | None) -> str:
 def _verdict(verdict: str) -> str:
     style = VERDICT_STYLE.get(verdict)
     return f"[{style}]{verdict}[/]" if style else verdict
+
+
+# --- silences (sop audit report, sop audit silenced) ----------------------------------------
+
+
+def print_silences(lines: list[SilenceLine]) -> None:
+    """The report's silenced triggers: per silence, who made it, why, and how many triggers it held."""
+    if not lines:
+        console.print("[dim]Silenced triggers: none[/]")
+        return
+    table = Table(title=f"Silenced triggers: {sum(s.silenced for s in lines)} by {len(lines)} silence(s)",
+                  title_justify="left", show_edge=False, caption="Each one recorded as trigger_silenced: "
+                  "`sop audit silenced` lists them.", caption_justify="left")
+    table.add_column("silence", no_wrap=True)
+    for column in ("by", "why", "matchers", "silenced", "per SOP", "ended"):
+        table.add_column(column, justify="right" if column == "silenced" else "left")
+    for s in lines:
+        ended = f"{s.ended_by}: {s.end_reason}" if s.ended_by else (f"until {s.ends_at[:19]}" if s.ends_at else "")
+        table.add_row(s.silence, escape(s.created_by), escape(s.reason), escape(s.matchers), str(s.silenced),
+                      ", ".join(f"{sop} {n}" for sop, n in sorted(s.by_sop.items())), escape(ended))
+    console.print(table)
+
+
+def print_silenced(lines: list[SilencedLine]) -> None:
+    """``sop audit silenced``: one row per trigger a silence held."""
+    table = Table(title=f"{len(lines)} silenced trigger(s)", title_justify="left", show_edge=False,
+                  caption="Times UTC.", caption_justify="left")
+    for column in ("at", "SOP", "signal", "silence", "by", "why", "sent by"):
+        table.add_column(column, no_wrap=column in ("at", "silence"))
+    for line in lines:
+        signal = escape(line.subject) + (f" ×{line.copies}" if line.copies > 1 else "")
+        table.add_row(_when(line.at), line.sop, f"{line.kind}: {signal}", line.silence, line.silenced_by,
+                      escape(line.reason), escape(line.sender or "-"))
+    console.print(table)
 
 
 # --- sop audit runs --------------------------------------------------------------------------

@@ -223,3 +223,22 @@ oncall_overrides = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("record", sa.Integer),
 )
+
+# --- silences (``sop silence``, the /silences page) ----------------------------------------------
+# A projection of the ``silence_created`` / ``silence_ended`` records, kept in the same transaction,
+# so the intake asks "which silences hold now" with one indexed query. Expiry is a time, not a write.
+
+silences = sa.Table(
+    "silences", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("matchers", sa.Text, nullable=False),  # JSON: [{"name", "op", "value"}], ops = and =~
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(120), nullable=False),
+    sa.Column("created_via", sa.String(20), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("starts_at", TS, nullable=False),
+    sa.Column("ends_at", TS, nullable=False, index=True),
+    sa.Column("ended_at", TS),
+    sa.Column("ended_by", sa.String(120)),
+    sa.Column("end_reason", sa.Text),
+)

@@ -126,6 +126,10 @@ class RecordKind(StrEnum):
     FLOW_RUN_GIVEN_UP = "flow_run_given_up"
     LAUNCH_GIVEN_UP = "launch_given_up"  # its flow run could not be created: no automated step will start
     RESUME_REFUSED = "resume_refused"  # a resume of a flow run the engine did not sign (the Prefect UI's form, a forged call)
+    # silences (no run: a person's decision that matching triggers start none, for a while)
+    SILENCE_CREATED = "silence_created"    # who, why, the matchers, from when until when
+    SILENCE_ENDED = "silence_ended"        # ended early by a person, with a reason (expiry writes nothing)
+    TRIGGER_SILENCED = "trigger_silenced"  # a signal that would have started (or attached to) a run, and the silence
 
     @classmethod
     def step_ended(cls, state: str) -> RecordKind:

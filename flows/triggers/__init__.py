@@ -16,6 +16,7 @@ The stages read like Alertmanager's notify pipeline, one small stage per module:
     parse   alertmanager.py, grafana.py, events.py, metrics.py   payload → Alert / Event / Sample
     route   match.py, route.py     which SOP triggers a signal matches (label matchers)
             rules.py, metrics.py   metric rules over the sample store (metrics.SampleStore)
+    silence silence.py             a person's silence holds it: ``trigger_silenced``, no run
     dedup   intake.py              the SOP's dedup key; the database decides (runs.open_key)
     start   intake.py              Engine.start(trigger=…) — or attach, or record a resolution
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
+from flows.engine.silences import Silence
 from flows.engine.transitions import Engine, InputRefused
 from flows.language.config import expand_env
 from flows.language.expressions import render_value
@@ -30,6 +31,7 @@ from flows.triggers.match import matches
 from flows.triggers.metrics import SampleStore, check_dates
 from flows.triggers.model import Alert, Disposition, Event, Sample
 from flows.triggers.route import Match, Router
+from flows.triggers.silence import SilenceStage, labels_of
 
 log = logging.getLogger("sop.intake")
 
@@ -89,6 +91,7 @@ class Intake:
         self.engine = engine
         self.router = router or Router(engine.library)
         self.store = store or SampleStore(engine.ledger)
+        self.silences = SilenceStage(engine.ledger)
         self.launch = launch
         self.config = {k: expand_env(v) if isinstance(v, str) else v for k, v in engine.site.vars.items()}
 
@@ -101,6 +104,7 @@ class Intake:
         started or attached once, its repeats counted in one ``trigger_repeated`` record (``copies``).
         """
         dispositions: list[Disposition] = []
+        holding = self.silences.holding()
         for alert, copies in fold_copies(alerts):
             found = self.router.route_alert(alert)
             if not found:
@@ -109,10 +113,15 @@ class Intake:
                 continue
             payload = alert.payload()
             resolved = alert.status == "resolved"
+            silence = None if resolved else self.silences.find(holding, labels_of(alert))
             for match in found:
-                disposition = self.start_or_resolve(
-                    match, payload, actor, resolved=resolved, subject=alert.fingerprint, copies=copies
-                )
+                if silence is not None:
+                    disposition = self.silences.record(silence, match, payload, actor, subject=alert.fingerprint,
+                                                       copies=copies)
+                else:
+                    disposition = self.start_or_resolve(
+                        match, payload, actor, resolved=resolved, subject=alert.fingerprint, copies=copies
+                    )
                 dispositions.append(self._log(disposition, alert.source))
         return dispositions
 
@@ -125,6 +134,9 @@ class Intake:
             return [self._log(Disposition("unrouted", subject=event.name), "event")]
         payload = event.payload()
         subject = event.key or event.name
+        silence = self.silences.find(self.silences.holding(), labels_of(event))
+        if silence is not None:
+            return [self._log(self.silences.record(silence, m, payload, actor, subject=subject), "event") for m in found]
         return [self._log(self.start_or_resolve(m, payload, actor, subject=subject), "event") for m in found]
 
     # --- metrics ----------------------------------------------------------------------------
@@ -138,16 +150,23 @@ class Intake:
         self.store.add(samples)
         series = {(s.metric, s.series): s.labels for s in samples}
         dispositions: list[Disposition] = []
+        holding = self.silences.holding()
         for (metric, key), labels in series.items():
+            silence = self.silences.find(holding, labels_of((metric, labels)))
             for match in self.router.rules_for(metric):
                 if matches(match.trigger.labels, labels):
-                    disposition = self.judge(match, metric, key, labels, actor)
+                    disposition = self.judge(match, metric, key, labels, actor, silence=silence)
                     if disposition is not None:
                         dispositions.append(self._log(disposition, "metric"))
         return dispositions
 
-    def judge(self, match: Match, metric: str, series: str, labels: dict[str, str], actor: str) -> Disposition | None:
-        """Evaluate one rule on one series; fire at most once per period (fenced in the database)."""
+    def judge(self, match: Match, metric: str, series: str, labels: dict[str, str], actor: str, *,
+              silence: Silence | None = None) -> Disposition | None:
+        """Evaluate one rule on one series; fire at most once per period (fenced in the database).
+
+        A firing that ``silence`` holds is recorded (``trigger_silenced``) and does not use up the
+        period: once the silence stops, the next sample of the period may still fire the rule.
+        """
         rule = match.trigger
         newest = self.store.newest(metric, series)
         if newest is None:
@@ -162,9 +181,10 @@ class Intake:
         verdict = rules.evaluate(rule, points, calendar, newest)
         if verdict is None or not verdict.fired:
             return None
-        firing = self.store.claim(match.sop_id, match.index, series, verdict.period_start, verdict.value)
-        if firing is None:
-            return None  # this rule already fired for this series and period
+        if silence is None:
+            firing = self.store.claim(match.sop_id, match.index, series, verdict.period_start, verdict.value)
+            if firing is None:
+                return None  # this rule already fired for this series and period
         payload = {
             "kind": "metric",
             "metric": metric,
@@ -178,7 +198,10 @@ class Intake:
         }
         if verdict.previous is not None:
             payload["previous"] = _number(verdict.previous)
-        disposition = self.start_or_resolve(match, payload, actor, subject=f"{metric}{labels or ''}")
+        subject = f"{metric}{labels or ''}"
+        if silence is not None:
+            return self.silences.record(silence, match, payload, actor, subject=subject)
+        disposition = self.start_or_resolve(match, payload, actor, subject=subject)
         self.store.settle(firing, disposition.status, disposition.run)
         return disposition
 
@@ -250,6 +273,7 @@ class Intake:
             "run": disposition.run or "-",
             "subject": disposition.subject or "-",
             "copies": disposition.copies if disposition.copies > 1 else None,
+            "silence": disposition.silence,
         }
         if disposition.status == "refused":
             log.warning(kv("event=trigger", **fields, problems="; ".join(disposition.problems)[:500]))

@@ -100,12 +100,13 @@ class Disposition:
     """What the intake did with one signal for one SOP (or that no SOP wanted it).
 
     Not a run's outcome (done / failed / rejected): a disposition says whether the signal
-    started a run, attached to an open one, was recorded as resolved, refused, or matched
-    nothing. On the wire it keeps its first name: the answer lists ``outcomes`` and the log
+    started a run, attached to an open one, was recorded as resolved, refused, silenced (a
+    person's silence held it: recorded, no run), or matched nothing. On the wire it keeps
+    its first name: the answer lists ``outcomes`` and the log
     line says ``outcome=``.
     """
 
-    status: Literal["started", "attached", "resolved", "unrouted", "refused", "no_open_run"]
+    status: Literal["started", "attached", "resolved", "unrouted", "refused", "no_open_run", "silenced"]
     sop: str | None = None
     run: str | None = None
     repeats: int = 0
@@ -114,6 +115,8 @@ class Disposition:
     problems: list[str] = field(default_factory=list)
     #: how many times the payload held this signal (copies are taken once)
     copies: int = 1
+    #: the silence that held it (``silenced``: no run started, a ``trigger_silenced`` record written)
+    silence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "sop": self.sop, "run": self.run}
@@ -127,6 +130,8 @@ class Disposition:
             out["subject"] = self.subject
         if self.problems:
             out["problems"] = self.problems
+        if self.silence:
+            out["silence"] = self.silence
         return out
 
 

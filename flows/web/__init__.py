@@ -10,7 +10,7 @@ their own contacts (``signin``), or the company's single sign-on through a trust
 Owns: sessions (``sessions``), who is at the browser (``identity``), the step's form as a
 page (``forms``), the pages and their actions (``pages``, ``signin``), the ops manager's board
 (``board``: open runs, start, cancel, status updates), the library and people (``library``),
-the auditor's desk (``desk``, read-only), rendering (``render``).
+the auditor's desk (``desk``, read-only), silences for operators (``silences``), rendering (``render``).
 
 May import: the engine (transitions, links, board, views), the audit (a run's story and
 chart), the language, the ledger and notifications (the sign-in message). Never the API

@@ -44,14 +44,14 @@ def _web(request: Request) -> Web:
     return request.app.state.web
 
 
-def _operator(request: Request) -> tuple[Session | None, Response | None]:
+def _operator(request: Request, theirs: str = "the board, starting and cancelling runs") -> tuple[Session | None, Response | None]:
     web = _web(request)
     session = web.session(request)
     if session is None:
         return None, sign_in_first(request)
     if not web.may(session, "operators"):
         return session, notice(request, "Operators only", f"{session.person} is not one of settings.web.operators: "
-                               "the board, starting and cancelling runs are theirs.", 403)
+                               f"{theirs} are theirs.", 403)
     return session, None
 
 

@@ -44,6 +44,7 @@ router = APIRouter(include_in_schema=False)
 ACTIONS = ("done", "reject", "claim", "help", "handover")
 #: the header's links: path, label, who sees it (None: anyone signed in)
 NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/oncall", "On call", "operators"),
+       ("/silences", "Silences", "operators"),
        ("/desk", "Audit", "auditors"), ("/library", "Library", None), ("/people", "People", None))
 
 

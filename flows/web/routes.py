@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from flows.web import board, desk, library, oncall, pages, signin
+from flows.web import board, desk, library, oncall, pages, signin, silences
 from flows.web.app import Web
 from flows.web.render import STATIC
 
@@ -24,4 +24,5 @@ def mount(app: FastAPI, engine: Any, env: Mapping[str, str] | None = None) -> We
     app.include_router(library.router)
     app.include_router(desk.router)
     app.include_router(oncall.router)
+    app.include_router(silences.router)
     return web

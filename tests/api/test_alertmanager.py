@@ -96,3 +96,28 @@ def test_an_alert_no_sop_wants_is_answered_and_leaves_no_run(
             "the API to answer the unrouted alert",
         )
     assert run_for(api, service) is None
+
+
+def silenced_records(api: Api, silence_id: str) -> list[dict[str, Any]]:
+    with api.engine.ledger.read() as conn:
+        rows = conn.execute(sa.select(records).where(records.c.kind == "trigger_silenced"))
+        found = [{**dict(r._mapping), "data": json.loads(r.data)} for r in rows]
+    return [r for r in found if r["data"]["silence"] == silence_id]
+
+
+def test_an_alert_through_alertmanager_that_a_silence_holds_is_recorded_and_starts_no_run(
+    api: Api, alertmanager: Alertmanager
+) -> None:
+    from flows.engine.silences import SilenceBook
+    from flows.language.actors import Actor
+
+    service = unique("svc")
+    silence = SilenceBook(api.engine.ledger).create(f"alertname=~HighErrorRate|ServerOverload,service={service}", "2h",
+                                                    "load test of the new cart", Actor("li-wei", via="cli"))
+    labels = {"alertname": "HighErrorRate", "severity": "critical", "service": service}
+    alertmanager.post(labels)
+    [held] = wait_for(lambda: silenced_records(api, silence.id), 10, "the silenced alert to be recorded")
+    assert held["run_id"] is None and held["actor"] == "token:alertmanager"
+    assert held["data"]["sop"] == "traffic-surge" and held["data"]["silenced_by"] == "li-wei"
+    assert held["data"]["signal"]["labels"] == labels and held["data"]["reason"] == "load test of the new cart"
+    assert run_for(api, service) is None
