@@ -48,6 +48,10 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":
         return f"{who} took it"
+    if kind == "step_simulated":
+        sent = data.get("request") or {}
+        what = f"{sent.get('method')} {sent.get('url')}" if sent else " ".join(data.get("argv") or [])
+        return f"simulated (drill): {what}"
     if kind == "status_update":
         return f"status update by {who}: {data.get('text')}"
     if kind == "status_asked":

@@ -75,7 +75,7 @@ def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
 
 
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,
-              reject: list[str] | None = None, hand_over: dict[str, str] | None = None) -> DrillResult:
+              reject: list[str] | None = None, hand_over: dict[str, str] | None = None, live: bool = False) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
     from flows.prefect.names import prefect_api_url
@@ -108,7 +108,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
                       + (f", rejected once: {', '.join(reject)}" if reject else ""))
         drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry,
                       on_start=lambda run_id: _print_step_link(engine, run_id), reject=set(reject or []),
-                      hand_over=hand_over)
+                      hand_over=hand_over, live=live)
         result = drill.run()
         engine.pager.close()
     _summary(result)
@@ -124,11 +124,13 @@ def drill(
     seed: Annotated[int | None, typer.Option(help="random seed for the responders' delays")] = None,
     reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
     hand_over: Annotated[list[str] | None, typer.Option("--hand-over", help="STEP=PERSON: its holder hands it over at once (repeatable)")] = None,
+    live: Annotated[bool, typer.Option("--live", help="http and command steps call the real systems (default: simulated)")] = False,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if (problem := check_speed(speed)) is not None:
         fail(f"--{problem}", "e.g. --speed 120 plays 2 hours in 1 minute")
-    result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed, reject or [], _pairs(hand_over, "--hand-over"))
+    result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed, reject or [], _pairs(hand_over, "--hand-over"),
+                       live=live)
     if result.outcome not in ("done", "rejected"):
         raise typer.Exit(1)
 

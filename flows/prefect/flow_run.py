@@ -208,10 +208,23 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
         view = load_view(conn, run_id)
     step = view.sop.step(step_id)
     ctx = StepContext(variables=variables(view, engine.site), run_id=run_id, pager=engine.pager)
+    kind = KINDS[step.kind]
+    if kind.simulate is not None and simulated_in_drill(view, step):  # a drill touches no real system
+        outputs = kind.simulate(step, ctx)
+        engine.note(run_id, step_id, RecordKind.STEP_SIMULATED, **{k: v for k, v in outputs.items() if k != "simulated"})
+        engine.complete(run_id, step_id, outputs)
+        return outputs
     try:
-        outputs = KINDS[step.kind].execute(step, ctx)  # type: ignore[misc]  # a ready step is automated
+        outputs = kind.execute(step, ctx)  # type: ignore[misc]  # a ready step is automated
     except StepFailed as exc:
         engine.note(run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED, reason=str(exc), outputs=exc.outputs)
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs
+
+
+def simulated_in_drill(view: Any, step: Any) -> bool:
+    """A drill's http and command steps are simulated unless the step says ``drill: live`` or the drill was
+    started ``--live``."""
+    trigger = json.loads(view.run["trigger"] or "null") or {}
+    return trigger.get("kind") == "drill" and not trigger.get("live") and getattr(step, "drill", "live") != "live"

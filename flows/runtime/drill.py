@@ -76,7 +76,7 @@ class Drill:
                  seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
                  timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
                  on_start: Callable[[str], None] | None = None, reject: set[str] | None = None,
-                 hand_over: dict[str, str] | None = None):
+                 hand_over: dict[str, str] | None = None, live: bool = False):
         self.engine = engine
         self.sop_id = sop_id
         self.speed = speed
@@ -86,6 +86,8 @@ class Drill:
         self._rejected: set[str] = set()
         #: steps their first holder hands to another person (step id -> person) as soon as they are asked
         self.hand_over = dict(hand_over or {})
+        #: http and command steps call the site's real systems (else simulated, unless a step says `drill: live`)
+        self.live = live
         #: when the owner posts the status updates the run's cadence asked for (wall instants)
         self._updates_due: list[float] = []
         self.inputs = inputs or {}
@@ -153,7 +155,7 @@ class Drill:
         """Start the run and play the responders until it finishes (or ``timeout`` real seconds)."""
         began = time.monotonic()
         result = self.engine.start(self.sop_id, self.inputs, initiator="drill", speed=self.speed,
-                                   trigger={"kind": "drill", "late": sorted(self.late)})
+                                   trigger={"kind": "drill", "late": sorted(self.late), **({"live": True} if self.live else {})})
         run_id = result.run_id
         self.on_start(run_id)
         view = self.engine.view(run_id)

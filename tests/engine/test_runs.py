@@ -122,6 +122,23 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
     assert len(gateway.requests) == 4  # first try + 3 retries
 
 
+def test_a_drill_simulates_http_steps_unless_started_live(engine, gateway):
+    gateway.failures = 0
+    before = len(gateway.requests)
+    drill = engine.start("t-http", {"url": gateway.url}, initiator="drill", speed=600,
+                         trigger={"kind": "drill", "late": []})
+    wait_for(lambda: step_states(engine, drill.run_id)["confirm"] == "active", 90, "the simulated call")
+    assert len(gateway.requests) == before  # the gateway heard nothing
+    [simulated] = records(engine, drill.run_id, "step_simulated")
+    assert simulated["data"]["request"] == {"method": "POST", "url": f"{gateway.url}/limits",
+                                            "json": {"rps": 500, "run": drill.run_id}}
+    assert engine.view(drill.run_id).result("call")["status"] == 200  # the first expected status
+    live = engine.start("t-http", {"url": gateway.url}, initiator="drill", speed=600,
+                        trigger={"kind": "drill", "late": [], "live": True})
+    wait_for(lambda: step_states(engine, live.run_id)["confirm"] == "active", 90, "the real call")
+    assert len(gateway.requests) == before + 1 and records(engine, live.run_id, "step_simulated") == []
+
+
 def test_four_eyes_approval_refuses_the_initiator(engine):
     run = engine.start("t-approval", initiator="zhang-min")
     with pytest.raises(ReportRefused, match="started this run and cannot approve it"):

@@ -23,6 +23,10 @@ class CommandStep(StepBase):
     expect_exit: int = Field(default=0, ge=0, le=255, description="a process exits with 0 to 255")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    drill: Literal["simulate", "live"] = Field(default="simulate", description="in a drill: simulate the command "
+                                                                               "(default) or run it for real")
+    drill_answer: dict[str, Any] | None = Field(default=None, description="a drill's simulated answer: exit_code, "
+                                                                          "stdout")
 
     def outputs(self) -> set[str]:
         return super().outputs() | {"exit_code", "stdout", "stderr"}
@@ -72,4 +76,14 @@ def summary(step: CommandStep) -> str:
     return "command " + " ".join(step.command)
 
 
-KIND = StepKind(model=CommandStep, activate=ready, summary=summary, templates=templates, execute=execute)
+def simulate(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
+    """A drill's answer instead of running the program: the argv that would have run, and ``drill_answer``
+    (default: the expected exit code, no output)."""
+    answer = step.drill_answer or {}
+    return {"simulated": True, "exit_code": answer.get("exit_code", step.expect_exit),
+            "stdout": answer.get("stdout", ""), "stderr": answer.get("stderr", ""),
+            "argv": [render(arg, ctx.variables) for arg in step.command]}
+
+
+KIND = StepKind(model=CommandStep, activate=ready, summary=summary, templates=templates, execute=execute,
+                simulate=simulate)

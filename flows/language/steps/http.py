@@ -53,6 +53,9 @@ class HttpStep(StepBase):
     kind: Literal["http"] = "http"
     request: HttpRequest
     retry_delay: Duration = timedelta(seconds=2)
+    drill: Literal["simulate", "live"] = Field(default="simulate", description="in a drill: simulate the call "
+                                                                               "(default) or make it for real")
+    drill_answer: dict[str, Any] | None = Field(default=None, description="a drill's simulated answer: status, json")
 
     def outputs(self) -> set[str]:
         return super().outputs() | {"status", "json", "body"}
@@ -114,4 +117,16 @@ def summary(step: HttpStep) -> str:
     return f"http {step.request.method} {step.request.url}"
 
 
-KIND = StepKind(model=HttpStep, activate=ready, summary=summary, templates=templates, execute=execute)
+def simulate(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
+    """A drill's answer instead of the call: the request that would have been sent (URL masked), and
+    ``drill_answer`` (default: the first expected status, no body)."""
+    request = step.request
+    answer = step.drill_answer or {}
+    return {"simulated": True, "status": answer.get("status", request.expect[0]), "json": answer.get("json"),
+            "body": answer.get("body", ""),
+            "request": {"method": request.method, "url": mask_url(render(request.url, ctx.variables)),
+                        "json": render_value(request.json_body, ctx.variables)}}
+
+
+KIND = StepKind(model=HttpStep, activate=ready, summary=summary, templates=templates, execute=execute,
+                simulate=simulate)
