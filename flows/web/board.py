@@ -31,7 +31,7 @@ from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
-from flows.web.pages import html, notice, sign_in_first, signed_form
+from flows.web.pages import html, notice, operator_only, signed_form
 from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
@@ -42,17 +42,6 @@ LONG_POLL_CHECK_S = 0.2
 
 def _web(request: Request) -> Web:
     return request.app.state.web
-
-
-def _operator(request: Request, theirs: str = "the board, starting and cancelling runs") -> tuple[Session | None, Response | None]:
-    web = _web(request)
-    session = web.session(request)
-    if session is None:
-        return None, sign_in_first(request)
-    if not web.may(session, "operators"):
-        return session, notice(request, "Operators only", f"{session.person} is not one of settings.web.operators: "
-                               f"{theirs} are theirs.", 403)
-    return session, None
 
 
 @dataclass(frozen=True)
@@ -101,7 +90,7 @@ def _tz(web: Web, session: Session) -> str:
 
 @router.get("/board")
 def board(request: Request) -> Response:
-    session, refused = _operator(request)
+    session, refused = operator_only(request)
     if refused is not None:
         return refused
     assert session is not None
@@ -123,7 +112,7 @@ async def board_rows(request: Request, after: int = -1, wait: float = 0.0) -> Re
     (a long poll: the page learns of a change within a fifth of a second, for one cheap query
     every fifth of a second while nothing happens).
     """
-    session, refused = await run_in_threadpool(_operator, request)
+    session, refused = await run_in_threadpool(operator_only, request)
     if refused is not None:
         return refused
     assert session is not None
@@ -145,7 +134,7 @@ async def board_rows(request: Request, after: int = -1, wait: float = 0.0) -> Re
 
 @router.get("/board/start")
 def pick(request: Request) -> Response:
-    session, refused = _operator(request)
+    session, refused = operator_only(request)
     if refused is not None:
         return refused
     web = _web(request)
@@ -164,7 +153,7 @@ def _start_page(request: Request, sop_id: str, status: int = 200, **context: Any
 
 @router.get("/board/start/{sop_id}")
 def start_form(request: Request, sop_id: str) -> Response:
-    session, refused = _operator(request)
+    session, refused = operator_only(request)
     if refused is not None:
         return refused
     if sop_id not in _web(request).engine.library.sops:
@@ -174,7 +163,7 @@ def start_form(request: Request, sop_id: str) -> Response:
 
 @router.post("/board/start/{sop_id}")
 async def start(request: Request, sop_id: str) -> Response:
-    session, refused = await run_in_threadpool(_operator, request)
+    session, refused = await run_in_threadpool(operator_only, request)
     if refused is not None:
         return refused
     assert session is not None
@@ -231,14 +220,11 @@ def _input_problems(problems: list[str], inputs: dict[str, Any]) -> tuple[dict[s
 
 @router.post("/runs/{run}/cancel")
 async def cancel(request: Request, run: str) -> Response:
-    session, refused = await run_in_threadpool(_operator, request)
-    if refused is not None:
-        return refused
-    assert session is not None
+    signed = await signed_form(request, "Nothing was cancelled.", operators="the board, starting and cancelling runs")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
     web = _web(request)
-    form = await request.form(max_files=0, max_fields=10)
-    if not session.csrf_ok(str(form.get("csrf") or "")):
-        return notice(request, "This form has expired", "Reload the page and try again. Nothing was cancelled.", 403)
     reason = str(form.get("reason") or "").strip()
     if not reason:
         return notice(request, "A reason is needed", "Say why the run is cancelled: it is recorded and sent to the "

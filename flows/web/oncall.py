@@ -21,8 +21,7 @@ from flows.engine.oncall import OverrideRefused, add_override, upcoming
 from flows.language.actors import UnknownPerson
 from flows.language.oncall import parse_instant
 from flows.web.app import Web
-from flows.web.board import _operator
-from flows.web.pages import html, notice
+from flows.web.pages import html, operator_only, signed_form
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
@@ -46,7 +45,7 @@ def _page(request: Request, web: Web, csrf: str, status: int = 200, problem: str
 
 @router.get("/oncall")
 def oncall_page(request: Request) -> Response:
-    session, refused = _operator(request)
+    session, refused = operator_only(request, "on-call overrides")
     if refused is not None:
         return refused
     assert session is not None
@@ -55,14 +54,11 @@ def oncall_page(request: Request) -> Response:
 
 @router.post("/oncall/override")
 async def override(request: Request) -> Response:
-    session, refused = await run_in_threadpool(_operator, request)
-    if refused is not None:
-        return refused
-    assert session is not None
+    signed = await signed_form(request, "Nothing was recorded.", operators="on-call overrides")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
     web = _web(request)
-    form = await request.form(max_files=0, max_fields=10)
-    if not session.csrf_ok(str(form.get("csrf") or "")):
-        return notice(request, "This form has expired", "Reload the page and try again. Nothing was recorded.", 403)
     posted = {k: str(form.get(k) or "").strip() for k in ("role", "person", "from", "until", "reason")}
 
     try:

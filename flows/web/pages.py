@@ -72,11 +72,32 @@ def sign_in_first(request: Request) -> Response:
     return RedirectResponse(f"/sign-in?next={target}", status_code=303)
 
 
-async def signed_form(request: Request, nothing: str) -> tuple[Session, dict[str, str]] | Response:
-    """The signed-in person and the fields they posted, the session's CSRF token checked; else the page to
-    answer with (sign in first, or "this form has expired" saying that ``nothing`` was done)."""
+def operator_only(request: Request, theirs: str = "the board, starting and cancelling runs"
+                  ) -> tuple[Session | None, Response | None]:
+    """The signed-in operator (``settings.web.operators``), or the page to answer with: sign in first, or
+    403 naming what is ``theirs``."""
     web = _web(request)
-    session = await run_in_threadpool(web.session, request)
+    session = web.session(request)
+    if session is None:
+        return None, sign_in_first(request)
+    if not web.may(session, "operators"):
+        return session, notice(request, "Operators only", f"{session.person} is not one of settings.web.operators: "
+                               f"{theirs} are theirs.", 403)
+    return session, None
+
+
+async def signed_form(request: Request, nothing: str, *, operators: str | None = None
+                      ) -> tuple[Session, dict[str, str]] | Response:
+    """The signed-in person and the fields they posted, the session's CSRF token checked; else the page to
+    answer with (sign in first, 403 when ``operators`` names what only operators may do, or "this form has
+    expired" saying that ``nothing`` was done)."""
+    web = _web(request)
+    if operators is not None:
+        session, refused = await run_in_threadpool(operator_only, request, operators)
+        if refused is not None:
+            return refused
+    else:
+        session = await run_in_threadpool(web.session, request)
     if session is None:
         return sign_in_first(request)
     form = await request.form(max_files=0, max_fields=20)

@@ -22,8 +22,7 @@ from flows.engine.silences import MATCHER_HINT, MAX_DURATION, SilenceBook, Silen
 from flows.language.durations import DURATION_HINT, format_duration
 from flows.logfmt import kv
 from flows.web.app import Web
-from flows.web.board import _operator as _operator_of
-from flows.web.pages import html, notice, signed_form
+from flows.web.pages import html, notice, operator_only, signed_form
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
@@ -34,7 +33,7 @@ def _web(request: Request) -> Web:
 
 
 def _operator(request: Request) -> tuple[Any, Response | None]:
-    return _operator_of(request, "silences")
+    return operator_only(request, "silences")
 
 
 def _book(web: Web) -> SilenceBook:
@@ -66,10 +65,7 @@ def silences_page(request: Request) -> Response:
 @router.post("/silences")
 async def make(request: Request) -> Response:
     """Make a silence from the form; problems beside their fields (422), nothing recorded."""
-    session, refused = await run_in_threadpool(_operator, request)
-    if refused is not None:
-        return refused
-    signed = await signed_form(request, "Nothing was silenced.")
+    signed = await signed_form(request, "Nothing was silenced.", operators="silences")
     if isinstance(signed, Response):
         return signed
     session, form = signed
@@ -88,10 +84,7 @@ async def make(request: Request) -> Response:
 @router.post("/silences/{silence_id}/end")
 async def end(request: Request, silence_id: str) -> Response:
     """End a silence now, with a reason (beside the row's field when missing)."""
-    session, refused = await run_in_threadpool(_operator, request)
-    if refused is not None:
-        return refused
-    signed = await signed_form(request, "Nothing was ended.")
+    signed = await signed_form(request, "Nothing was ended.", operators="silences")
     if isinstance(signed, Response):
         return signed
     session, form = signed
