@@ -71,7 +71,7 @@ def build_flow(loaded: LoadedSop) -> Flow:
 
     tasks = {s.id: step_task(sop, s) for s in sop.steps if KINDS[s.kind].automated}
 
-    def body(**inputs: Any) -> dict[str, Any]:
+    def body(**inputs: Any) -> Any:  # the run's summary, or the state it ended in (flow_run.final_state)
         return run_sop(sop.id, inputs, tasks)
 
     body.__name__ = python_name(sop.id)

@@ -28,7 +28,7 @@ from flows.engine.view import variables
 from flows.language.library import Library
 from flows.language.steps import KINDS, StepContext, StepFailed
 from flows.language.steps.human import HumanStep
-from flows.ledger.vocabulary import RecordKind, StepState
+from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.prefect.names import RUN_TAG
 from flows.prefect.resume import ResumeInput, ResumeTokens, resume_keys
 
@@ -149,7 +149,7 @@ def _check_resume(engine: Engine, run_id: str, flow_run_id: Any) -> None:
                 count, reason, ",".join(fields) or "-")
 
 
-def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[str, Any]:
+def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
     """Drive one run until it finishes or waits on people (then suspend)."""
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None, "run_sop runs inside a flow run"
@@ -161,9 +161,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[
     while True:
         plan = engine.advance(run_id)
         if plan.finished:
-            view = engine.view(run_id)
-            return {"run": run_id, "status": view.run["status"], "outcome": view.run["outcome"],
-                    "steps": {s: r["state"] for s, r in view.steps.items()}}
+            return final_state(engine.view(run_id))
         if plan.automated:
             futures = {step_id: tasks[step_id].submit(run_id) for step_id in plan.automated}
             for step_id, future in futures.items():
@@ -178,6 +176,26 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> dict[
         log.info("event=suspending run=%s waiting=%s", run_id, ",".join(s.id for s in waiting) or "-")
         suspend_flow_run(wait_for_input=ResumeInput, key=f"wait-{count}", timeout=None)
         _check_resume(engine, run_id, flow_run.id)  # only when Prefect returns instead of ending the process
+
+
+def final_state(view: Any) -> Any:
+    """How the flow run ends, as the run did: Completed (done), Completed named "Rejected" (a rejection
+    stood), Failed (a step failed), Cancelled (cancelled by any path). Prefect's UI then tells the truth."""
+    from prefect.states import Cancelled, Completed, Failed
+
+    run = view.run
+    summary = {"run": run["id"], "status": run["status"], "outcome": run["outcome"],
+               "steps": {s: r["state"] for s, r in view.steps.items()}}
+    ended = [f"{s}: {r['state']}" for s, r in view.steps.items()
+             if r["state"] in (StepState.FAILED, StepState.REJECTED, StepState.TIMED_OUT)]
+    detail = f" ({', '.join(ended)})" if ended else ""
+    if run["status"] == RunStatus.CANCELLED:
+        return Cancelled(message=f"run {run['id']} {run['outcome'] or 'cancelled'}")
+    if run["outcome"] == "failed":
+        return Failed(message=f"run {run['id']} failed{detail}")
+    if run["outcome"] == "rejected":
+        return Completed(name="Rejected", message=f"run {run['id']} rejected{detail}", data=summary)
+    return summary
 
 
 def _exception(future: Any) -> BaseException | None:

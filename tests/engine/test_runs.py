@@ -120,6 +120,32 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
     assert view.run["outcome"] == "failed"
     assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked"}
     assert len(gateway.requests) == 4  # first try + 3 retries
+    state = wait_for(lambda: (s := flow_run_state(engine, run.run_id)) and s.is_final() and s, 60, "the flow run to end")
+    assert state.type.value == "FAILED" and "call: failed" in state.message  # not a green Completed
+
+
+def flow_run_state(engine, run_id):
+    from uuid import UUID
+
+    flow_run_id = engine.view(run_id).run["flow_run_id"]
+    if not flow_run_id:
+        return None
+    with engine.launcher._client() as client:
+        return client.read_flow_run(UUID(flow_run_id)).state
+
+
+def test_a_rejection_that_stands_ends_the_flow_run_rejected_and_a_cancel_cancelled(engine):
+    rejected = engine.start("t-approval", initiator="zhang-min")
+    engine.report(rejected.run_id, "approve", HumanReport(actor="liu-yang", outcome="rejected", note="not now"))
+    state = wait_for(lambda: (s := flow_run_state(engine, rejected.run_id)) and s.is_final() and s, 90,
+                     "the flow run to end")
+    assert (state.type.value, state.name) == ("COMPLETED", "Rejected") and "approve: rejected" in state.message
+    cancelled = engine.start("t-approval", initiator="zhang-min")
+    wait_for(lambda: engine.view(cancelled.run_id).run["flow_run_id"], 60, "its flow run")
+    engine.cancel(cancelled.run_id, "drill over", "li-wei")
+    state = wait_for(lambda: (s := flow_run_state(engine, cancelled.run_id)) and s.is_final() and s, 60,
+                     "the flow run to end")
+    assert state.type.value == "CANCELLED"
 
 
 def test_a_drill_simulates_http_steps_unless_started_live(engine, gateway):
