@@ -1,0 +1,294 @@
+"""What people do on a run's steps: report, take, hand over, ask for help; status updates and snoozes.
+
+A part of :class:`flows.engine.transitions.Engine` (it inherits these), kept apart because it is
+the people's side of the engine: each action names a proven person (an ``Actor``), is checked
+against who may act on the step, and is recorded with how it came. Refusals change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from flows.clock import scaled
+from flows.engine.change import RunChange, Transaction
+from flows.engine.inputs import InputRefused, StepNotActive
+from flows.engine.links import Claim
+from flows.engine.store import RunStore
+from flows.engine.view import RunView
+from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
+from flows.language.cadence import effective_cadence
+from flows.language.durations import format_duration
+from flows.language.steps import human
+from flows.language.steps.human import HumanStep
+from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
+
+log = logging.getLogger("sop.engine")
+
+
+class StepHeld(StepNotActive):
+    """The step is held by someone else (they said "I'll take it")."""
+
+    def __init__(self, holder: str, message: str):
+        super().__init__(message)
+        self.holder = holder
+
+
+class PeopleActions:
+    """The people's side of the engine (mixed into ``Engine``, which provides ``transaction``, ``site``,
+    ``clock``, ``ledger``, ``launcher``, ``advance`` and ``person_for``)."""
+
+    transaction: Any
+    site: Any
+    clock: Any
+    ledger: Any
+    launcher: Any
+    advance: Any
+    person_for: Any
+
+    # --- reports from people ---------------------------------------------------------------
+
+    def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True,
+               link: Claim | None = None) -> str:
+        """Take a person's report on a human step; returns the step's new state.
+
+        Refuses (ReportRefused / StepNotActive / RunNotFound) without changing anything when
+        the run, the step, the person or the form values are wrong. ``link``: the personal link
+        it came through, used up in the same transaction (LinkRefused when it already was).
+        """
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            run_id = view.id
+            step = self._human_step(view, step_id)
+            if isinstance(report.values, dict):
+                report.values = human.coerce_values(step, report.values)
+            approvals = view.approvals(step.id)
+            human.check_report(step, report, initiator=view.run["initiator"], approvals=approvals, site=self.site)
+            actor = report.actor
+            if link is not None:
+                t.store.use_link(link, action=report.outcome, now=self.clock.now())
+            result = {**human.complete_values(step, report.values), "evidence": report.evidence}
+            if step.approval is not None and report.outcome == "done":
+                approvals = [*approvals, actor.person]
+                t.store.set_approvals(run_id, step.id, approvals)
+                change.record(RecordKind.APPROVAL, step.id, actor=actor.person, note=report.note,
+                              approvals=approvals, needed=step.approval.count, **actor.facts())
+                result["approvers"] = approvals
+                if len(approvals) < step.approval.count:
+                    return StepState.ACTIVE
+            state = StepState.DONE if report.outcome == "done" else StepState.REJECTED
+            escalated = t.store.ladder_levels_fired(run_id, step.id)
+            change.set_step(step.id, state, result=result, actor=actor.person, note=report.note, facts=actor.facts())
+            if escalated:
+                change.page("step_done", step.id, [view.sop.owner])
+            if state == StepState.REJECTED and step.on_reject:
+                round_ = change.rework(step, by=actor.person, note=report.note)
+                if round_ is not None:
+                    log.info("event=rework run=%s step=%s back_to=%s round=%d", run_id, step_id, step.on_reject,
+                             round_)
+        log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, actor.described(), state)
+        self.advance(run_id)
+        if nudge and self.launcher is not None:
+            self.launcher.nudge(run_id)
+        return state
+
+    @contextmanager
+    def _on_step(self, run_id: str, step_id: str, actor: Actor) -> Iterator[tuple[Transaction, RunChange, HumanStep]]:
+        """A transaction on an active human step that ``actor`` may act on; refused (nothing written) otherwise."""
+        with self.transaction() as t:
+            change = t.change(run_id)
+            step = self._human_step(change.view, step_id)
+            self.check_may_act(change.view, step, actor)
+            yield t, change, step
+
+    def check_may_act(self, view: RunView, step: HumanStep, actor: Actor) -> None:
+        """ReportRefused unless the person may act on the step from its page (``human.may_act``)."""
+        person = check_person(self.site, actor.person) if actor.person in self.site.people else None
+        if person is None:
+            raise human.ReportRefused([str(UnknownPerson(actor.person, self.site))])
+        allowed = human.may_act(step, self.site, person, owner=view.sop.owner)
+        if person not in allowed:
+            raise human.ReportRefused([f"{person} may not act on step `{step.id}`: it is for "
+                                       f"{step.assignee} ({', '.join(sorted(allowed)) or 'nobody'})"])
+
+    def claim(self, run_id: str, step_id: str, actor: Actor | str, *, link: Claim | None = None) -> str:
+        """"I'll take it": the person holds the step; the other members of its role are told. Returns the holder.
+
+        Claiming a step one already holds changes nothing; a step another person holds is refused
+        (StepNotActive) and names them.
+        """
+        actor = as_actor(actor)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
+            view = change.view
+            holder = view.steps[step.id].get("claimed_by")
+            if holder == actor.person:
+                if link is not None:
+                    t.store.use_link(link, action="claim", now=self.clock.now())
+                return holder
+            if holder:
+                raise StepHeld(holder, f"step `{step.id}` is already taken by {holder}")
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="claim", now=now)
+            t.store.claim_step(view, step.id, actor.person, now)
+            change.record(RecordKind.STEP_CLAIMED, step.id, actor=actor.person, **actor.facts())
+            others = sorted(human.members(self.site, step.assignee) - {actor.person})
+            if others:
+                change.page("step_claimed", step.id, others)
+        log.info("event=step_claimed run=%s step=%s actor=%s", view.id, step_id, actor.described())
+        return actor.person
+
+    def hand_over(self, run_id: str, step_id: str, actor: Actor | str, to: str, note: str = "", *,
+                  link: Claim | None = None) -> str:
+        """Give an active step to another person, who is paged with the note; returns the new holder.
+
+        Who may: whoever holds it (who took it, else the person it went to) to another member of
+        its role; the role's lead or the run's owner to any person of config. Refused
+        (ReportRefused) otherwise, and for someone who is not a person.
+        """
+        actor = as_actor(actor)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
+            view = change.view
+            row = view.steps[step.id]
+            holder = row.get("claimed_by") or change.rota.person_for(step.assignee)
+            role = self.site.roles.get(step.assignee)
+            overseers = human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
+            team = human.members(self.site, step.assignee)
+            problems = []
+            if to not in self.site.people:
+                problems.append(str(UnknownPerson(to, self.site, "hand over to")))
+            elif to == holder:
+                problems.append(f"{to} holds `{step.id}` already")
+            elif actor.person in overseers:
+                pass  # a lead (or the owner) may name anyone
+            elif actor.person != holder:
+                problems.append(f"{actor.person} does not hold `{step.id}` ({holder} does): only its holder or "
+                                f"the lead of {step.assignee} may hand it over")
+            elif to not in team:
+                problems.append(f"{to} is not a member of {step.assignee} ({', '.join(sorted(team))}); "
+                                f"its lead may hand it to anyone")
+            if problems:
+                raise human.ReportRefused(problems)
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="hand-over", now=now)
+            t.store.claim_step(view, step.id, to, now)
+            change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
+                          note=note, **actor.facts())
+            change.page("handed_over", step.id, [to],
+                        level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
+        log.info("event=step_handed_over run=%s step=%s actor=%s to=%s", view.id, step_id, actor.described(), to)
+        return to
+
+    def ask_for_help(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
+                     link: Claim | None = None) -> list[str]:
+        """"Need help": the step escalates to its next level now (one that reaches beyond the assignee),
+        or to the assignee role's lead when its ladder has none left. Returns who is paged (as written)."""
+        actor = as_actor(actor)
+        with self._on_step(run_id, step_id, actor) as (t, change, step):
+            view = change.view
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="help", now=now)
+            armed = t.store.armed_ladder(view.id, step.id)
+            wanted = change.help_levels(step, armed.level if armed is not None else None)
+            change.record(RecordKind.HELP_ASKED, step.id, actor=actor.person, note=note,
+                          level=wanted[0].key if wanted else None, **actor.facts())
+            if wanted:
+                level = wanted[0]
+                if armed is not None:  # the level armed now fires as this help, or is passed over for it
+                    t.store.claim_timer(armed.id, now, f"help:{actor.person}")
+                notify = change.escalate(step, level.key, due_at=now, late_ms=0, late=False,
+                                         asked_by=actor.person) or []
+            else:
+                notify = ["lead"]
+                change.page("escalated", step.id, notify,
+                            level={"key": "help", "message": "escalated", "late_ms": 0, "asked_by": actor.person})
+        log.info("event=help_asked run=%s step=%s actor=%s notify=%s", view.id, step_id, actor.described(),
+                 ",".join(notify))
+        return notify
+
+    # --- status cadences ------------------------------------------------------------------
+
+    def post_update(self, run_id: str, actor: Actor | str, text: str) -> int:
+        """A status update on an open run, by a person of config; returns its record's seq.
+
+        Anyone who may act on the run's steps or is of its owner role may post one. It keeps the
+        run's status cadence (the next ask still comes; a missed-update check finds it).
+        """
+        actor = as_actor(actor)
+        text = text.strip()
+        if not text:
+            raise InputRefused(["a status update needs some text: what is happening now?"])
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}: it takes no status updates")
+            if actor.person not in self.site.people:
+                raise InputRefused([str(UnknownPerson(actor.person, self.site))])
+            seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text[:4000], **actor.facts())
+        log.info("event=status_update run=%s actor=%s", view.id, actor.described())
+        return seq
+
+    def snooze(self, run_id: str, actor: Actor | str, by: timedelta, reason: str) -> datetime:
+        """Push the run's next status ask (and a pending missed-update check) by ``by`` of SOP time.
+
+        Bounded by the cadence's ``max_snooze``; the owner role's people (or its lead) only; a
+        reason is required. Returns the new instant of the next ask.
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            cadence = effective_cadence(view.sop, self.site)
+            problems = []
+            if cadence is None:
+                problems.append(f"run {view.id} ({view.sop.id}) has no status cadence to snooze")
+            elif not timedelta(0) < by <= cadence.snooze_limit:
+                problems.append(f"a snooze is up to {format_duration(cadence.snooze_limit)}, "
+                                f"not {format_duration(by)}")
+            if not reason.strip():
+                problems.append("a snooze needs a reason")
+            owners = human.members(self.site, view.sop.owner)
+            role = self.site.roles.get(view.sop.owner)
+            owners |= human.members(self.site, role.lead if role else None)
+            if actor.person not in owners:
+                problems.append(f"{actor.person} is not of {view.sop.owner} (the run's owner) or its lead")
+            if problems:
+                raise InputRefused(problems)
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}")
+            until = t.store.postpone_run_timers(view, (TimerKind.CADENCE, TimerKind.CADENCE_CHECK),
+                                                scaled(by, view.speed))
+            change.record(RecordKind.CADENCE_SNOOZED, actor=actor.person, by_s=by.total_seconds(), reason=reason,
+                          until=until, **actor.facts())
+        log.info("event=cadence_snoozed run=%s actor=%s until=%s", view.id, actor.described(), until)
+        return until  # type: ignore[return-value]
+
+    def link_used(self, nonce: str) -> str | None:
+        """What a personal link was used for (None: not yet)."""
+        with self.ledger.read() as conn:
+            return RunStore.link_used(conn, nonce)
+
+    def _human_step(self, view: RunView, step_id: str) -> HumanStep:
+        try:
+            step = view.sop.step(step_id)
+        except KeyError:
+            raise StepNotActive(f"run {view.id} ({view.run['sop_id']}) has no step `{step_id}` "
+                                f"(steps: {', '.join(s.id for s in view.sop.steps)})") from None
+        if not isinstance(step, HumanStep):
+            raise StepNotActive(f"step `{step_id}` is automated ({step.kind}); nobody reports on it")  # type: ignore[attr-defined]
+        if not view.is_open:
+            raise StepNotActive(f"run {view.id} is {view.run['status']} ({view.run['outcome'] or 'no outcome'}); it takes no reports")
+        state = view.state(step_id)
+        if state != StepState.ACTIVE:
+            waiting = [s for s, r in view.steps.items() if r["state"] == StepState.ACTIVE
+                       and isinstance(view.sop.step(s), HumanStep)]
+            raise StepNotActive(f"step `{step_id}` is {state}, not waiting for a report "
+                                f"(waiting now: {', '.join(waiting) or 'none'})")
+        return step
