@@ -51,6 +51,20 @@ class PeopleActions:
 
     # --- reports from people ---------------------------------------------------------------
 
+    def run_people(self, view: RunView) -> set[str]:
+        """Everyone a run is about: its owner role and that role's lead, and whoever may act on one of its steps."""
+        role = self.site.roles.get(view.sop.owner)
+        people = human.members(self.site, view.sop.owner) | human.members(self.site, role.lead if role else None)
+        for step in view.sop.steps:
+            if isinstance(step, HumanStep):
+                people |= human.may_act(step, self.site, "", owner=view.sop.owner)
+        return people
+
+    def overseers(self, view: RunView, step: HumanStep) -> set[str]:
+        """Who may still act on a step another member took: its role's lead and the run's owner (their people)."""
+        role = self.site.roles.get(step.assignee)
+        return human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
+
     def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True,
                link: Claim | None = None) -> str:
         """Take a person's report on a human step; returns the step's new state.
@@ -69,6 +83,10 @@ class PeopleActions:
             approvals = view.approvals(step.id)
             human.check_report(step, report, initiator=view.run["initiator"], approvals=approvals, site=self.site)
             actor = report.actor
+            holder = view.steps[step.id].get("claimed_by")
+            if holder and actor.person != holder and not actor.by and actor.person not in self.overseers(view, step):
+                raise StepHeld(holder, f"step `{step.id}` is taken by {holder}: only they, the lead of "
+                                       f"{step.assignee} or the run's owner may report it (or hand it over)")
             if link is not None:
                 t.store.use_link(link, action=report.outcome, now=self.clock.now())
             result = {**human.complete_values(step, report.values), "evidence": report.evidence}
@@ -155,8 +173,7 @@ class PeopleActions:
             view = change.view
             row = view.steps[step.id]
             holder = row.get("claimed_by") or change.rota.person_for(step.assignee)
-            role = self.site.roles.get(step.assignee)
-            overseers = human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
+            overseers = self.overseers(view, step)
             team = human.members(self.site, step.assignee)
             problems = []
             if to not in self.site.people:
@@ -217,8 +234,9 @@ class PeopleActions:
     def post_update(self, run_id: str, actor: Actor | str, text: str) -> int:
         """A status update on an open run, by a person of config; returns its record's seq.
 
-        Anyone who may act on the run's steps or is of its owner role may post one. It keeps the
-        run's status cadence (the next ask still comes; a missed-update check finds it).
+        Its people may post one: the owner role and its lead, and whoever may act on one of its steps
+        (``human.may_act``); an operator acting for one of them (``by``) too. It keeps the run's
+        status cadence (the next ask still comes; a missed-update check finds it).
         """
         actor = as_actor(actor)
         text = text.strip()
@@ -231,6 +249,9 @@ class PeopleActions:
                 raise StepNotActive(f"run {view.id} is {view.run['status']}: it takes no status updates")
             if actor.person not in self.site.people:
                 raise InputRefused([str(UnknownPerson(actor.person, self.site))])
+            if actor.person not in self.run_people(view):
+                raise InputRefused([f"{actor.person} is not one of this run's people (its owner {view.sop.owner}, "
+                                    "their lead, or someone a step of it is for)"])
             seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text[:4000], **actor.facts())
         log.info("event=status_update run=%s actor=%s", view.id, actor.described())
         return seq

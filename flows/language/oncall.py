@@ -40,7 +40,13 @@ def parse_instant(text: str, zone: str, *, now: datetime, base: datetime | None 
                          f"2026-12-24T18:00 or 2026-12-24T18:00+08:00 (no offset: {zone})") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(zone))
-    return value.astimezone(UTC)
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 in a zone east of UTC, 9999-12-31 west of it
+        raise ValueError(f"`{text}` is out of range: give a time between 1970 and 9998") from None
+    if not datetime(1970, 1, 1, tzinfo=UTC) <= instant <= datetime(9998, 12, 31, tzinfo=UTC):
+        raise ValueError(f"`{text}` is out of range: give a time between 1970 and 9998")
+    return instant
 
 
 # --- overrides and the answer ---------------------------------------------------------------

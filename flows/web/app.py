@@ -36,6 +36,8 @@ class Evidence:
     sha256: str
     name: str
     size: int
+    #: written by this upload (not a file someone had already given)
+    new: bool = False
 
     @property
     def reference(self) -> str:
@@ -111,15 +113,21 @@ class Web:
         digest = hashlib.sha256(content).hexdigest()
         self.evidence_dir.mkdir(parents=True, exist_ok=True)
         target = self.evidence_dir / digest
-        if not target.exists():
+        new = not target.exists()
+        if new:
             partial = target.with_suffix(f".part-{os.getpid()}")
             partial.write_bytes(content)
             os.replace(partial, target)
         safe = re.sub(r"[^\w.\- ]+", "_", Path(name or "file").name)[:120] or "file"
-        return Evidence(digest, safe, len(content))
+        return Evidence(digest, safe, len(content), new)
+
+    def forget_evidence(self, kept: list[Evidence]) -> None:
+        """Take back files kept for a report the engine then refused (only those this upload wrote)."""
+        for evidence in kept:
+            (self.evidence_dir / evidence.sha256).unlink(missing_ok=True)
 
     def evidence_path(self, sha256: str) -> Path | None:
-        if not _SHA.match(sha256):
+        if not _SHA.fullmatch(sha256):
             return None
         path = self.evidence_dir / sha256
         return path if path.is_file() else None

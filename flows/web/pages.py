@@ -18,7 +18,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +42,9 @@ from flows.web.sessions import Session
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
 ACTIONS = ("done", "reject", "claim", "help", "handover")
+#: every page: not cached (links and forms are personal), never framed by another site, types as sent
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff"}
 #: the header's links: path, label, who sees it (None: anyone signed in)
 NAV = (("/", "My steps", None), ("/board", "Board", "operators"), ("/oncall", "On call", "operators"),
        ("/silences", "Silences", "operators"),
@@ -58,7 +61,7 @@ def html(request: Request, name: str, status: int = 200, **context: Any) -> Resp
     session = web.session(request)
     nav = [(path, label) for path, label, access in NAV if access is None and session or web.may(session, access or "")]
     body = page(name, viewer=session, site=web.site, request=request, nav=nav, **context)
-    response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    response = HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
     return web.finish(request, response)
 
 
@@ -68,8 +71,8 @@ def notice(request: Request, title: str, message: str, status: int, **context: A
 
 
 def sign_in_first(request: Request) -> Response:
-    target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="/?=&")
-    return RedirectResponse(f"/sign-in?next={target}", status_code=303)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/sign-in?{urlencode({'next': target})}", status_code=303)
 
 
 def operator_only(request: Request, theirs: str = "the board, starting and cancelling runs"
@@ -142,15 +145,9 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
         may = False
     row = view.steps[step.id]
     holder = row.get("claimed_by")
-    if may and holder and holder != person and person not in _overseers(web, view, step):
+    if may and holder and holder != person and person not in web.engine.overseers(view, step):
         may = False  # taken by another member of the role: this reader's page shows what happened
     return StepPage(view, step, row, person, may)
-
-
-def _overseers(web: Web, view: RunView, step: HumanStep) -> set[str]:
-    """Who may still act on a step another member holds: the role's lead and the run's owner."""
-    role = web.site.roles.get(step.assignee)
-    return members(web.site, role.lead if role else None) | members(web.site, view.sop.owner)
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
@@ -177,7 +174,7 @@ def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
     """Whom the reader may hand the step to: the role's other members; anyone, for its lead or the run's owner."""
     site = web.site
     holder = sp.holder or web.engine.person_for(sp.step.assignee)
-    pool = site.people if sp.person in _overseers(web, sp.view, sp.step) else members(site, sp.step.assignee)
+    pool = site.people if sp.person in web.engine.overseers(sp.view, sp.step) else members(site, sp.step.assignee)
     return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
 
 
@@ -206,22 +203,46 @@ async def _read_post(request: Request, web: Web) -> tuple[dict[str, str], list[U
     return fields, files
 
 
-async def _evidence(web: Web, posted: dict[str, str], files: list[UploadFile]) -> list[str]:
-    evidence = [line.strip() for line in (posted.get("evidence_link") or "").splitlines() if line.strip()]
+#: what one post may carry beside its form: a note's length, evidence links
+MAX_NOTE = 4000
+MAX_LINKS = 20
+
+
+async def _uploads(web: Web, files: list[UploadFile]) -> list[tuple[str, bytes]]:
+    """The uploaded files, read (within the size limit) but not kept yet: only an accepted report keeps them."""
+    out = []
     for upload in files:
         content = await upload.read(web.settings.upload_max_bytes + 1)
         if len(content) > web.settings.upload_max_bytes:
             raise Refused({"evidence": f"{upload.filename} is larger than {web.settings.upload_max_bytes:,} bytes"})
         if content:
-            evidence.append(web.keep_evidence(upload.filename or "file", content).reference)
-    return evidence
+            out.append((upload.filename or "file", content))
+    return out
 
 
-def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str], evidence: list[str],
-        link: Claim | None) -> str:
-    """Carry out one action of the step page; the step's new state (Refused / LinkRefused otherwise)."""
-    engine, view, step = web.engine, sp.view, sp.step
+def _checked(posted: dict[str, str]) -> tuple[str, list[str]]:
+    """The post's note and evidence links, refused when too long or carrying NUL characters."""
+    errors = {name: "contains a NUL character" for name, value in posted.items() if "\x00" in value}
+    if errors:
+        raise Refused({("evidence" if name == "evidence_link" else name): message for name, message in errors.items()})
     note = (posted.get("note") or "").strip()
+    if len(note) > MAX_NOTE:
+        raise Refused({"note": f"at most {MAX_NOTE:,} characters ({len(note):,} given)"})
+    links = [line.strip() for line in (posted.get("evidence_link") or "").splitlines() if line.strip()]
+    if len(links) > MAX_LINKS or any(len(link) > 2000 for link in links):
+        raise Refused({"evidence": f"at most {MAX_LINKS} links of 2,000 characters"})
+    return note, links
+
+
+def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str],
+        uploads: list[tuple[str, bytes]], link: Claim | None) -> str:
+    """Carry out one action of the step page; the step's new state (Refused / LinkRefused otherwise).
+
+    Uploaded evidence is kept (``var/evidence``) only once the person and the form are checked, and
+    taken back when the engine still refuses the report.
+    """
+    engine, view, step = web.engine, sp.view, sp.step
+    note, links = _checked(posted)
     if action == "claim":
         engine.claim(view.id, step.id, actor, link=link)
         return "claimed"
@@ -237,15 +258,20 @@ def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str
     if action == "reject":
         if not note:
             raise Refused({"note": "a rejection needs a reason"})
-        report = HumanReport(actor=actor, outcome="rejected", note=note)
-    else:
-        values, errors = read_form(step.form, posted)
-        if step.evidence and not evidence:
-            errors["evidence"] = "this step needs evidence: a link, or a file to upload"
-        if errors:
-            raise Refused(errors)
-        report = HumanReport(actor=actor, outcome="done", values=values, note=note, evidence=evidence)
-    return engine.report(view.id, step.id, report, link=link)
+        return engine.report(view.id, step.id, HumanReport(actor=actor, outcome="rejected", note=note), link=link)
+    values, errors = read_form(step.form, posted)
+    if step.evidence and not links and not uploads:
+        errors["evidence"] = "this step needs evidence: a link, or a file to upload"
+    if errors:
+        raise Refused(errors)
+    kept = [web.keep_evidence(name, content) for name, content in uploads]
+    report = HumanReport(actor=actor, outcome="done", values=values, note=note,
+                         evidence=[*links, *(e.reference for e in kept)])
+    try:
+        return engine.report(view.id, step.id, report, link=link)
+    except Exception:
+        web.forget_evidence([e for e in kept if e.new])
+        raise
 
 
 async def handle_post(request: Request, sp: StepPage, actor: Actor, *, csrf_ok: Any, action_url: str,
@@ -261,8 +287,8 @@ async def handle_post(request: Request, sp: StepPage, actor: Actor, *, csrf_ok: 
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
                            problems=[f"unknown action `{action}` (one of {', '.join(ACTIONS)})"])
     try:
-        evidence = await _evidence(web, posted, files) if action == "done" else []
-        state = await run_in_threadpool(act, web, sp, actor, action, posted, evidence, link)
+        uploads = await _uploads(web, files) if action == "done" else []
+        state = await run_in_threadpool(act, web, sp, actor, action, posted, uploads, link)
     except Refused as exc:
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
                            errors=exc.errors, problems=exc.problems)
@@ -307,10 +333,10 @@ def _by_field(problems: list[str], step: HumanStep) -> tuple[dict[str, str], lis
 
 
 def _link_refused(request: Request, web: Web, claim: Claim | None, exc: LinkRefused) -> Response:
-    with web.engine.ledger.transaction() as tx:
-        tx.append(RecordKind.LINK_REFUSED, claim.run_id if claim else None, claim.step_id if claim else None,
-                  actor=claim.person if claim else None, reason=exc.reason, client=request.client.host
-                  if request.client else None)
+    if claim is not None:  # one of our links, used again: the chain keeps it (a forged or expired one is only logged)
+        with web.engine.ledger.transaction() as tx:
+            tx.append(RecordKind.LINK_REFUSED, claim.run_id, claim.step_id, actor=claim.person, reason=exc.reason,
+                      client=request.client.host if request.client else None)
     log.warning("event=link_refused reason=%s run=%s step=%s", exc.reason, claim.run_id if claim else "-",
                 claim.step_id if claim else "-")
     if exc.reason == "used" and claim is not None:

@@ -28,13 +28,14 @@ STATIC = HERE / "static"
 
 @cache
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False}).enable(["linkify", "table"])
-    default = md.renderer.rules.get("link_open")
+    md = (MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
+          .enable(["linkify", "table"])
+          .disable("image"))  # no remote images: a run's values fill instructions in, a pixel could track readers
 
-    def link_open(tokens: Any, idx: int, options: Any, env: Any) -> str:  # links leave the page in a new tab
-        tokens[idx].attrSet("rel", "noopener noreferrer")
+    def link_open(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:  # a rule is a method
+        tokens[idx].attrSet("rel", "noopener noreferrer")  # links leave the page in a new tab
         tokens[idx].attrSet("target", "_blank")
-        return default(tokens, idx, options, env) if default else md.renderer.renderToken(tokens, idx, options, env)
+        return renderer.renderToken(tokens, idx, options, env)
 
     md.add_render_rule("link_open", link_open)
     return md

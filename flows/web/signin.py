@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from threading import Lock
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -95,7 +95,7 @@ def _send(web: Web, person: str, next_path: str) -> None:
         _last_sent[person] = now
     link = web.links.sign_in_link(person)
     if next_path != "/":
-        link += f"?next={next_path}"
+        link += "?" + urlencode({"next": next_path})
     minutes = max(1, int(web.links.sign_in_ttl.total_seconds() // 60))
     name = web.site.people[person].name
     message = Message(

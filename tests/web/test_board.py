@@ -6,6 +6,7 @@ import re
 import uuid
 
 import httpx
+import pytest
 
 from flows.engine import outbox
 from tests.engine.conftest import records
@@ -159,3 +160,23 @@ def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site)
     snoozed = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "15m", "reason": "press call"})
     assert snoozed.status_code == 303
     assert records(site.engine, run_id, "cadence_snoozed")[-1]["actor"] == "chen-jie"
+
+
+def test_the_live_rows_answer_a_script_plainly_and_a_bad_wait_does_not_hang(site: Site) -> None:
+    assert site.client().get("/board/rows?after=0&wait=1").status_code == 401  # signed out: the script stops
+    responder = site.client()
+    sign_in(site, responder, "sara-lopez")
+    assert responder.get("/board/rows?after=0").status_code == 403
+    client = operator(site)
+    version = int(re.search(r'data-version="(\d+)"', client.get("/board").text).group(1))  # type: ignore[union-attr]
+    assert client.get(f"/board/rows?after={version + 10**9}&wait=nan").status_code == 204  # answered, not held
+
+
+def test_a_status_update_comes_from_the_runs_people_only(site: Site) -> None:
+    from flows.engine.inputs import InputRefused
+
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    with pytest.raises(InputRefused, match="huang-ting is not one of this run's people"):
+        site.engine.post_update(run_id, "huang-ting", "all good")
+    assert site.engine.post_update(run_id, "sara-lopez", "CS briefed")  # a step of it (facts, brief-cs) is hers

@@ -102,7 +102,7 @@ def text_of(page: httpx.Response, ident: str) -> str:
 def test_nobody_signed_in_is_asked_to_sign_in(site: Site) -> None:
     with site.client() as client:
         answer = client.get("/desk/report", params={"drills": "exclude"})
-    assert answer.status_code == 303 and answer.headers["location"] == "/sign-in?next=/desk/report?drills=exclude"
+    assert answer.status_code == 303 and answer.headers["location"] == "/sign-in?next=%2Fdesk%2Freport%3Fdrills%3Dexclude"
 
 
 @pytest.mark.parametrize("path", ["/desk", "/desk/report", "/desk/report.csv", "/desk/report.json", "/desk/report.html",

@@ -41,3 +41,12 @@ def test_an_operator_records_an_override_from_the_page_and_a_responder_cannot(si
                            .order_by(records.c.seq.desc())).first()
     data = json.loads(row.data)
     assert (row.actor, data["person"], data["via"]) == ("li-wei", "tom-becker", "web")
+
+
+def test_an_override_at_the_edge_of_time_is_refused_beside_its_field_not_a_500(site: Site) -> None:
+    client = operator(site, "li-wei")
+    page = client.get("/oncall")
+    for when in ("9999-12-31T23:59", "0001-01-01"):
+        answer = client.post("/oncall/override", data={"csrf": csrf_of(page), "role": "sre-oncall", "person": "tom-becker",
+                                                       "from": when, "until": "+1h", "reason": "edge"})
+        assert answer.status_code == 422 and "out of range" in html.unescape(answer.text), when

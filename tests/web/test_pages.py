@@ -283,3 +283,73 @@ def test_the_holder_hands_a_step_over_and_the_new_holder_is_paged_with_the_note(
     assert (record["actor"], record["data"]["to"], record["data"]["via"]) == ("sara-lopez", "wang-fang", "link")
     assert site.engine.view(run_id).steps["facts"]["claimed_by"] == "wang-fang"
     assert site.link_for("wang-fang", run_id, "facts")  # her own link to act on it
+
+
+def test_links_in_instructions_and_descriptions_render_as_links(site: Site) -> None:
+    run_id = site.engine.start("t-link", {"dashboard": "https://grafana.example.com/d/traffic"},
+                               initiator="tom-becker", launch=False).run_id
+    person = site.engine.person_for("sre-oncall")
+    page = site.client().get(path_of(site.engine.links.step_link(person, run_id, "look")))
+    assert page.status_code == 200
+    assert '<a href="https://grafana.example.com/d/traffic" rel="noopener noreferrer" target="_blank">' in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"  # no other site frames a page that acts
+    client = site.client()
+    sign_in(site, client, "tom-becker")
+    library = client.get("/library/t-link")
+    assert library.status_code == 200 and '<a href="https://wiki.example.com/runbooks/r1"' in library.text
+
+
+def test_a_taken_step_is_reported_only_by_its_holder_or_an_overseer(site: Site) -> None:
+    import hmac
+
+    import pytest
+
+    from flows.engine.people import StepHeld
+    from flows.language.steps.human import HumanReport
+
+    run_id = crisis(site)
+    site.engine.claim(run_id, "assess", "wang-fang")
+    link = path_of(site.engine.links.step_link("sara-lopez", run_id, "assess"))  # pr-oncall's backup, no lead
+    nonce = site.engine.links.read_step(link[3:]).nonce
+    csrf = hmac.new(site.engine.links.secret, f"csrf|{nonce}".encode(), hashlib.sha256).hexdigest()[:32]
+    before = len(records(site.engine, run_id, "step_done"))
+    shot = b"evidence " + uuid.uuid4().bytes  # her page shows no form now: she posts as an old tab would
+    refused = site.client().post(link, data={**ASSESS, "csrf": csrf, "action": "done"},
+                                 files={"evidence_file": ("s.png", shot)})
+    assert refused.status_code == 409 and "taken by wang-fang" in refused.text
+    assert len(records(site.engine, run_id, "step_done")) == before
+    assert not (site.root / "var" / "evidence" / hashlib.sha256(shot).hexdigest()).exists()  # nothing kept
+    values = {k: v for k, v in ASSESS.items() if k != "evidence_link"} | {"kol_involved": False}
+    with pytest.raises(StepHeld, match="taken by wang-fang"):
+        site.engine.report(run_id, "assess", HumanReport("sara-lopez", values=values, evidence=["https://e.x"]))
+    assert site.engine.report(run_id, "assess", HumanReport("chen-jie", values=values,  # pr-oncall's lead
+                                                            evidence=["https://e.x"])) == "done"
+
+
+def test_refused_posts_keep_no_evidence_and_odd_values_are_refused_beside_their_field(site: Site) -> None:
+    run_id = crisis(site)
+    client = site.client()
+    sign_in(site, client, "liu-yang")  # not of pr-oncall
+    page = client.get(f"/runs/{run_id}/steps/assess")
+    shot = b"not theirs " + uuid.uuid4().bytes
+    refused = client.post(f"/runs/{run_id}/steps/assess", data={**ASSESS, "csrf": csrf_of(page), "action": "done"},
+                          files={"evidence_file": ("x.png", shot)})
+    assert refused.status_code == 422
+    assert not (site.root / "var" / "evidence" / hashlib.sha256(shot).hexdigest()).exists()
+    client = site.client()  # wang-fang, from her link
+    link = path_of(site.link_for("wang-fang", run_id, "assess"))
+    page = client.get(link)
+    nul = client.post(link, data={**ASSESS, "topic": "late\x00parcels", "csrf": csrf_of(page), "action": "done"})
+    assert nul.status_code == 422 and field_errors(nul)["topic"] == "contains a NUL character"
+    long = client.post(link, data={**ASSESS, "note": "x" * 5000, "csrf": csrf_of(page), "action": "done"})
+    assert long.status_code == 422 and "at most 4,000 characters" in field_errors(long)["note"]
+    assert site.engine.view(run_id).state("assess") == "active"
+
+
+def test_a_forged_link_writes_nothing_to_the_chain_and_sign_in_keeps_the_whole_next(site: Site) -> None:
+    seqs = len(_site_records(site))
+    assert site.client().get("/s/not-a-token").status_code == 403
+    assert len(_site_records(site)) == seqs  # logged only: anyone can send garbage
+    bounced = site.client().get("/board?class=routine&sop=t-link")
+    assert bounced.status_code == 303
+    assert bounced.headers["location"] == "/sign-in?next=%2Fboard%3Fclass%3Droutine%26sop%3Dt-link"

@@ -9,15 +9,16 @@
     url += (url.indexOf("?") < 0 ? "?" : "&") + "wait=20&after=" + board.getAttribute("data-version");
     fetch(url, {credentials: "same-origin", headers: {"Accept": "text/html"}}).then(function (r) {
       if (r.status === 204) return true;
-      if (r.status !== 200) return false;
+      if (r.status === 401 || r.status === 403) return null;  // signed out: stop asking (reload to sign in)
       var version = r.headers.get("X-Board-Version");
+      if (r.status !== 200 || r.redirected || !version) return false;  // signed out, or not the rows: back off
       return r.text().then(function (html) {
         board.innerHTML = html;
-        if (version) board.setAttribute("data-version", version);
+        board.setAttribute("data-version", version);
         board.dispatchEvent(new Event("board:updated"));
         return true;
       });
-    }).catch(function () { return false; }).then(function (ok) { setTimeout(poll, ok ? 0 : 2000); });
+    }).catch(function () { return false; }).then(function (ok) { if (ok !== null) setTimeout(poll, ok ? 0 : 2000); });
   }
   poll();
 })();
