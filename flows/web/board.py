@@ -33,7 +33,6 @@ from flows.language.steps.human import members
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
 from flows.web.pages import html, notice, operator_only, signed_form
-from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
@@ -84,11 +83,6 @@ def _rows(web: Web, filters: Filters) -> tuple[int, list[BoardRun]]:
     return version, [r for r in runs if filters.keep(web, r)]
 
 
-def _tz(web: Web, session: Session) -> str:
-    person = web.site.people.get(session.person)
-    return person.timezone if person else "UTC"
-
-
 @router.get("/board")
 def board(request: Request) -> Response:
     session, refused = operator_only(request)
@@ -100,7 +94,7 @@ def board(request: Request) -> Response:
     version, runs = _rows(web, filters)
     library = web.engine.library
     return html(request, "board.html.j2", runs=runs, version=version, filters=filters, now=web.engine.clock.now(),
-                tz=_tz(web, session), query=filters.query(session.person), sops=sorted(library.sops),
+                tz=web.zone(session.person), query=filters.query(session.person), sops=sorted(library.sops),
                 classes=list(PRIORITY), roles=sorted(web.site.roles), people=sorted(web.site.people),
                 me=session.person, cancelled=request.query_params.get("cancelled"))
 
@@ -125,7 +119,7 @@ async def board_rows(request: Request, after: int = -1, wait: float = 0.0) -> Re
         await asyncio.sleep(LONG_POLL_CHECK_S)
     filters = Filters.of(request, session.person)
     version, runs = await run_in_threadpool(_rows, web, filters)
-    response = html(request, "board_rows.html.j2", runs=runs, now=web.engine.clock.now(), tz=_tz(web, session))
+    response = html(request, "board_rows.html.j2", runs=runs, now=web.engine.clock.now(), tz=web.zone(session.person))
     response.headers["X-Board-Version"] = str(version)
     return response
 
@@ -216,7 +210,19 @@ def _input_problems(problems: list[str], inputs: dict[str, Any]) -> tuple[dict[s
     return errors, rest
 
 
-# --- cancelling --------------------------------------------------------------------------------
+# --- acting on a run: cancel, status updates, snoozes -------------------------------------------
+
+
+async def _on_run(request: Request, run: str, failed: str, status: int, call: Any) -> Any:
+    """``call()`` off the event loop; a missing run, or the engine's refusal, is the page to answer with
+    (titled ``failed``, with ``status``, a way back to the run)."""
+    try:
+        return await run_in_threadpool(call)
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except (InputRefused, StepNotActive) as exc:  # InputRefused reads as its problems, joined
+        return notice(request, failed, str(exc), status, action=(f"/runs/{quote(run)}", "Back to the run"))
+
 
 
 @router.post("/runs/{run}/cancel")
@@ -230,19 +236,13 @@ async def cancel(request: Request, run: str) -> Response:
     if not reason:
         return notice(request, "A reason is needed", "Say why the run is cancelled: it is recorded and sent to the "
                       "people involved. Nothing was cancelled.", 422, action=(f"/runs/{quote(run)}", "Back to the run"))
-    try:
-        view = await run_in_threadpool(web.engine.cancel, run, reason, web.actor(session))
-    except RunNotFound:
-        return notice(request, "No such run", f"There is no run `{run}`.", 404)
-    except (StepNotActive, InputRefused) as exc:
-        return notice(request, "Not cancelled", str(exc), 409, action=(f"/runs/{quote(run)}", "Back to the run"))
+    view = await _on_run(request, run, "Not cancelled", 409, lambda: web.engine.cancel(run, reason, web.actor(session)))
+    if isinstance(view, Response):
+        return view
     back = str(form.get("back") or "")
     target = back if back.startswith("/board") else f"/runs/{quote(view.id)}"
     sep = "&" if "?" in target else "?"
     return web.finish(request, RedirectResponse(f"{target}{sep}cancelled={quote(view.id)}", status_code=303))
-
-
-# --- status updates and snoozes (a run's cadence) -------------------------------------------------
 
 
 @router.post("/runs/{run}/updates")
@@ -253,13 +253,10 @@ async def post_update(request: Request, run: str) -> Response:
     if isinstance(signed, Response):
         return signed
     session, form = signed
-    try:
-        await run_in_threadpool(web.engine.post_update, run, web.actor(session), str(form.get("text") or ""))
-    except RunNotFound:
-        return notice(request, "No such run", f"There is no run `{run}`.", 404)
-    except (InputRefused, StepNotActive) as exc:
-        problems = exc.problems if isinstance(exc, InputRefused) else [str(exc)]
-        return notice(request, "Not posted", "; ".join(problems), 422, action=(f"/runs/{quote(run)}", "Back to the run"))
+    refused = await _on_run(request, run, "Not posted", 422,
+                            lambda: web.engine.post_update(run, web.actor(session), str(form.get("text") or "")))
+    if isinstance(refused, Response):
+        return refused
     return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?updated=1#status", status_code=303))
 
 
@@ -278,11 +275,8 @@ async def snooze(request: Request, run: str) -> Response:
         by = parse_duration(str(form.get("for") or ""))
     except ValueError as exc:
         return notice(request, "Not snoozed", f"How long: {exc}", 422, action=back)
-    try:
-        await run_in_threadpool(web.engine.snooze, run, web.actor(session), by, str(form.get("reason") or ""))
-    except RunNotFound:
-        return notice(request, "No such run", f"There is no run `{run}`.", 404)
-    except (InputRefused, StepNotActive) as exc:
-        problems = exc.problems if isinstance(exc, InputRefused) else [str(exc)]
-        return notice(request, "Not snoozed", "; ".join(problems), 422, action=back)
+    refused = await _on_run(request, run, "Not snoozed", 422,
+                            lambda: web.engine.snooze(run, web.actor(session), by, str(form.get("reason") or "")))
+    if isinstance(refused, Response):
+        return refused
     return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?snoozed=1#status", status_code=303))

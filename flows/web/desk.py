@@ -59,8 +59,7 @@ def _auditor(request: Request) -> tuple[Web, str] | Response:
         listed = ", ".join(web.settings.auditors) or "nobody yet"
         return notice(request, "For auditors only", "The auditor's desk is open to the people and roles of "
                       f"settings.web.auditors ({listed}).", 403)
-    person = web.site.people.get(session.person)
-    return web, person.timezone if person else web.site.settings.timezone
+    return web, web.zone(session.person, web.site.settings.timezone)
 
 
 def _download(body: str, media_type: str, name: str) -> Response:

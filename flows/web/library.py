@@ -80,7 +80,7 @@ def people(request: Request) -> Response:
     site = web.site
     return html(request, "people.html.j2", roles=site.roles, people=site.people, mask=mask_url,
                 on_call=_on_call_now(web), last=last_deliveries(web.engine), results=None, csrf=session.csrf,
-                tz=site.people[session.person].timezone if session.person in site.people else "UTC")
+                tz=web.zone(session.person))
 
 
 @router.post("/people/test")
@@ -100,4 +100,4 @@ async def test_page(request: Request) -> Response:
     log.info("event=test_page person=%s delivered=%d of=%d", session.person, sum(r.ok for r in results), len(results))
     return html(request, "people.html.j2", roles=site.roles, people=site.people, mask=mask_url,
                 on_call=_on_call_now(web), last=last_deliveries(web.engine), results=results, csrf=session.csrf,
-                tz=site.people[session.person].timezone if session.person in site.people else "UTC")
+                tz=web.zone(session.person))

@@ -156,14 +156,13 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
     web = _web(request)
     site = web.site
     view, step = sp.view, sp.step
-    person = site.people.get(sp.person)
     approvals = view.approvals(step.id)
     result = view.result(step.id)
     return html(
         request, "step.html.j2", status=status,
         sp=sp, run=view.run, sop=view.sop, step=step, fields=form_fields(step.form), action_url=action_url,
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
-        tz=person.timezone if person else "UTC", now=web.engine.clock.now(), speed=view.speed,
+        tz=web.zone(sp.person), now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(view) if done else [],
@@ -440,13 +439,12 @@ def run_page(request: Request, run: str) -> Response:
         return notice(request, "No such run", f"There is no run `{run}`.", 404)
     audit = Audit(web.engine.ledger).run(view.id)
     now = web.engine.clock.now()
-    person = web.site.people.get(session.person)
     q = request.query_params
     return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
                 cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
                 attached=q.get("attached"), cancelled=q.get("cancelled"),
-                speed=view.speed, tz=person.timezone if person else "UTC", chart=gantt(audit, now),
+                speed=view.speed, tz=web.zone(session.person), chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open)
 
@@ -469,9 +467,7 @@ def home(request: Request) -> Response:
             if (isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE
                     and session.person in members(web.site, step.assignee)):
                 mine.append((view, step))
-    person = web.site.people.get(session.person)
-    return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(),
-                tz=person.timezone if person else "UTC")
+    return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(), tz=web.zone(session.person))
 
 
 @router.get("/evidence/{sha256}")

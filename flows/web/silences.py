@@ -43,12 +43,11 @@ def _book(web: Web) -> SilenceBook:
 def _page(request: Request, status: int = 200, **context: Any) -> Response:
     web = _web(request)
     session = web.session(request)
-    person = web.site.people.get(session.person) if session else None
     now = web.engine.clock.now()
     silences = _book(web).listing(now)
     q = request.query_params
     return html(request, "silences.html.j2", status=status, silences=silences, now=now,
-                tz=person.timezone if person else "UTC", csrf=session.csrf if session else "",
+                tz=web.zone(session.person if session else None), csrf=session.csrf if session else "",
                 matcher_hint=MATCHER_HINT, duration_hint=DURATION_HINT, max_for=format_duration(MAX_DURATION),
                 made=q.get("made"), ended=q.get("ended"),
                 **{"errors": {}, "posted": {}, "end_errors": {}, **context})
