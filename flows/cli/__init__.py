@@ -24,8 +24,9 @@ from typer.core import TyperGroup
 
 #: every command, in the order help lists them, with the module (``flows.cli.<name>``) defining it
 COMMANDS = {
-    **dict.fromkeys(("serve", "pager", "run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help",
-                      "cancel", "timers"), "runs"),
+    **dict.fromkeys(("serve", "deploy", "executor", "timers", "nudger", "pager"), "services"),
+    **dict.fromkeys(("run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help", "cancel"),
+                    "runs"),
     **dict.fromkeys(("drill", "demo"), "drill"),
     **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),
     "notify-test": "notify",

@@ -1,5 +1,5 @@
-"""Commands for ops managers and responders: serve, run, status, done, reject, take, hand-over, update, snooze,
-need-help, cancel."""
+"""Commands for ops managers and responders: run, status, done, reject, take, hand-over, update, snooze, need-help,
+cancel."""
 
 from __future__ import annotations
 
@@ -61,60 +61,6 @@ def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
     except Exception:  # no user name (a container without one): recorded without it
         os_user = None
     return Actor(person=person, via="cli", os_user=os_user)
-
-
-@app.command()
-def serve(
-    workers: Annotated[int | None, typer.Option(help="Prefect workers to start (default: settings)")] = None,
-    port: Annotated[int | None, typer.Option(help="port of the embedded Prefect server")] = None,
-    timers: Annotated[bool, typer.Option(help="run the timer service in this process")] = True,
-    api: Annotated[bool, typer.Option(help="serve the HTTP API (settings.api host/port, $SOP_API_PORT)")] = True,
-) -> None:
-    """Start everything: a local Prefect server (unless PREFECT_API_URL is set), workers, timers, the HTTP API.
-
-    Ctrl-C stops it cleanly. Logs of the children are in var/log/.
-    """
-    from flows.api.auth import SecretsRefused
-    from flows.runtime.serve import Stack, StackError
-
-    stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
-    try:
-        stack.start()
-        console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
-        stack.wait()
-    except (StackError, SecretsRefused) as exc:
-        fail(str(exc))
-    finally:
-        stack.stop()
-
-
-@app.command()
-def pager(
-    poll: Annotated[float, typer.Option(help="seconds between looks at the outbox when its doorbell is quiet")] = 0.1,
-) -> None:
-    """Deliver queued notifications (the outbox) in a process of their own.
-
-    `sop serve` starts one. Run one beside API processes started on their own
-    (`uvicorn --factory flows.runtime.web:from_environment`): while a pager process is alive,
-    the API and the timer service only queue their pages, and this process renders and
-    delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered.
-    """
-    from flows import runtime
-    from flows.engine.outbox import Drainer
-    from flows.runtime.shutdown import on_sigterm
-
-    if poll <= 0:
-        fail(f"--poll must be above zero, got {poll}")
-    engine = runtime.engine(library=library(), prefect=False, background_pages=True, pager_process=True)
-    stop = on_sigterm()  # looked at between two looks at the outbox (--poll apart at most)
-    drainer = Drainer(engine, poll=poll)
-    err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {engine.ledger.url}")
-    try:
-        drainer.run(stop)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        engine.pager.close()
 
 
 #: how long `sop run` waits for Prefect to create the flow run before leaving it to `sop serve`
@@ -424,27 +370,3 @@ def cancel(
     finally:
         engine.pager.close()
     console.print(f"[green]✓[/] run {view.id} cancelled")
-
-
-@app.command()
-def timers(
-    seconds: Annotated[float | None, typer.Option("--for", help="stop after this many seconds (default: until Ctrl-C)")] = None,
-) -> None:
-    """Run only the timer service (team mode: any number of them; each firing is fenced)."""
-    import threading
-
-    from flows.engine.timers import TimerService
-
-    engine = _engine()
-    stop = threading.Event()
-    service = TimerService(engine)
-    if seconds is not None:
-        threading.Timer(seconds, stop.set).start()
-    console.print(f"timer service {service.name} running")
-    try:
-        service.run(stop)
-    except KeyboardInterrupt:
-        stop.set()
-    finally:
-        engine.pager.close()
-    console.print(f"fired {service.fired_count} timer(s)")

@@ -30,6 +30,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -122,8 +123,9 @@ _ringer: socket.socket | None = None
 _ringer_lock = threading.Lock()
 
 
-def ring(doorbells: list[str | None]) -> None:
-    """Tell pager processes there is work (one UDP datagram each; a lost one costs only their poll)."""
+def ring(doorbells: list[str | None], what: bytes = b"!") -> None:
+    """Tell service processes there is work (one UDP datagram each, saying ``what``; a lost one costs only
+    their poll)."""
     global _ringer
     for address in doorbells:
         if not address:
@@ -134,13 +136,13 @@ def ring(doorbells: list[str | None]) -> None:
                 if _ringer is None:
                     _ringer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                     _ringer.setblocking(False)
-                _ringer.sendto(b"!", (host, int(port)))
+                _ringer.sendto(what, (host, int(port)))
         except (OSError, ValueError):
             pass
 
 
 class Doorbell:
-    """A pager process's UDP socket on ``host`` (loopback by default): a datagram means "look now"."""
+    """A service process's UDP socket on ``host`` (loopback by default): a datagram means "look now"."""
 
     def __init__(self, host: str = "127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -150,15 +152,22 @@ class Doorbell:
 
     def wait(self, timeout: float) -> bool:
         """Until a ring or ``timeout``; True when rung (every waiting datagram is taken)."""
+        return bool(self.messages(timeout))
+
+    def messages(self, timeout: float) -> list[bytes]:
+        """Until a ring or ``timeout``: what every waiting datagram said (empty when none came)."""
         ready, _, _ = select.select([self.sock], [], [], timeout)
-        rung = False
+        said: list[bytes] = []
         while ready:
             try:
-                self.sock.recv(64)
-                rung = True
+                said.append(self.sock.recv(64))
             except BlockingIOError:
                 break
-        return rung
+        return said
+
+    def ring_self(self) -> None:
+        """Wake this doorbell's own :meth:`wait` (another thread of the process has work for it)."""
+        ring([self.address])
 
     def close(self) -> None:
         self.sock.close()
@@ -224,23 +233,27 @@ def wait_delivered(ledger: Ledger, run_id: str, timeout: float = 10.0) -> bool:
 
 
 class Heartbeat:
-    """A pager process's row in ``pagers``: beat while alive, removed on a clean stop."""
+    """A service process's row (``pagers`` by default; ``executors`` for ``sop executor``): beat while alive,
+    removed on a clean stop. ``extra`` adds values to every beat (an executor's in-flight flow runs)."""
 
-    def __init__(self, ledger: Ledger, name: str, doorbell: str | None = None):
-        self.ledger, self.name, self.doorbell = ledger, name, doorbell
+    def __init__(self, ledger: Ledger, name: str, doorbell: str | None = None, *, table: sa.Table = pagers,
+                 extra: Callable[[], dict[str, Any]] | None = None):
+        self.ledger, self.name, self.doorbell, self.table = ledger, name, doorbell, table
+        self.extra = extra or dict
         self.started_at = wall()
 
     def beat(self) -> None:
-        now = wall()
+        now, table = wall(), self.table
+        values = {"beat_at": now, **self.extra()}
         with self.ledger.transaction() as tx:
-            done = tx.conn.execute(pagers.update().where(pagers.c.name == self.name).values(beat_at=now)).rowcount
+            done = tx.conn.execute(table.update().where(table.c.name == self.name).values(**values)).rowcount
             if not done:
-                tx.conn.execute(pagers.insert().values(name=self.name, pid=os.getpid(), started_at=self.started_at,
-                                                       beat_at=now, doorbell=self.doorbell))
+                tx.conn.execute(table.insert().values(name=self.name, pid=os.getpid(), started_at=self.started_at,
+                                                      doorbell=self.doorbell, **values))
 
     def forget(self) -> None:
         with self.ledger.transaction() as tx:
-            tx.conn.execute(pagers.delete().where(pagers.c.name == self.name))
+            tx.conn.execute(self.table.delete().where(self.table.c.name == self.name))
 
 
 class Drainer:

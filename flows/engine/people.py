@@ -111,7 +111,7 @@ class PeopleActions:
         log.info("event=step_reported run=%s step=%s actor=%s outcome=%s", run_id, step_id, actor.described(), state)
         self.advance(run_id)
         if nudge and self.launcher is not None:
-            self.launcher.nudge(run_id)
+            self.launcher.nudge_soon(run_id)  # the answer does not wait on Prefect
         return state
 
     @contextmanager

@@ -124,7 +124,7 @@ class TimerService:
         if follow_up:
             engine.advance(claim.run_id)
             if engine.launcher is not None:
-                engine.launcher.nudge(claim.run_id)
+                engine.launcher.nudge_soon(claim.run_id)  # never waits on Prefect: flagged, then resumed aside
         fired = Fired(timer_id, claim.run_id, claim.step_id, claim.kind, claim.level, claim.due_at, now,
                       claim.late_ms, acted)
         self.fired.append(fired)

@@ -186,6 +186,18 @@ pagers = sa.Table(
     sa.Column("doorbell", sa.String(80)),
 )
 
+# an executor process (``sop executor``): its beat, doorbell and the flow runs it is running now, so that a
+# flow run left Pending or Running by a dead executor is found and rescheduled (flows.prefect.rescue)
+executors = sa.Table(
+    "executors", metadata,
+    sa.Column("name", sa.String(120), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("beat_at", TS, nullable=False),
+    sa.Column("doorbell", sa.String(80)),
+    sa.Column("flow_runs", sa.Text, nullable=False, server_default="[]"),
+)
+
 # a signed-in browser: only the hash of the cookie's id is kept, with the session's CSRF token
 sessions = sa.Table(
     "sessions", metadata,

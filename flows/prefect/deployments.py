@@ -99,8 +99,13 @@ def ensure_pool(client: Any, concurrency: int, pool: str = POOL) -> None:
     existing = {q.name: q for q in client.read_work_queues(work_pool_name=pool)}
     for name in SOP_CLASSES:
         if name not in existing:
-            client.create_work_queue(name=name, work_pool_name=pool, priority=PRIORITY[name])
-        elif existing[name].priority != PRIORITY[name]:
+            try:
+                client.create_work_queue(name=name, work_pool_name=pool, priority=PRIORITY[name])
+            except Exception:  # another `sop deploy` made it a moment ago
+                existing = {q.name: q for q in client.read_work_queues(work_pool_name=pool)}
+                if name not in existing:
+                    raise
+        if name in existing and existing[name].priority != PRIORITY[name]:
             client.update_work_queue(existing[name].id, priority=PRIORITY[name])
 
 
@@ -134,3 +139,18 @@ def deploy(client: Any, library: Library, env: dict[str, str], pool: str = POOL)
         )
         ids[sop_id] = str(deployment_id)
     return ids
+
+
+def deploy_library(library: Library, api_url: str, env: dict[str, str]) -> dict[str, str]:
+    """``sop deploy``: the work pool (its concurrency from settings), one queue per class and one deployment
+    per SOP on the Prefect server at ``api_url``. Safe to run again and beside another: each part is created
+    or updated. ``env`` is what flow runs inherit, without the API URL and auth string (they are readable in
+    the UI: executors hand their own to the runs)."""
+    from flows.prefect.launcher import prefect_client
+    from flows.prefect.names import AUTH_ENV, pool_name
+
+    pool = pool_name(library)
+    kept = {k: v for k, v in env.items() if k.startswith(("SOP_", "PREFECT_")) and k not in ("PREFECT_API_URL", AUTH_ENV)}
+    with prefect_client(api_url) as client:
+        ensure_pool(client, library.site.settings.prefect.concurrency, pool)
+        return deploy(client, library, kept, pool)

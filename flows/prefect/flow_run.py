@@ -54,6 +54,13 @@ def flow_run_library(sop_id: str | None = None) -> Library:
         return _flow_run_library
 
 
+def use_library(library: Library) -> None:
+    """Run every flow of this process on ``library`` (``sop executor``: the whole library, loaded once)."""
+    global _flow_run_library
+    with _flow_run_lock:
+        _flow_run_library = library
+
+
 def flow_run_engine() -> Engine:
     """The engine of this flow-run process (no launcher), built once on the cached library.
 

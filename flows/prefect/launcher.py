@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+import sqlalchemy as sa
 
 from flows.engine.store import RunStore
 from flows.ledger import Ledger
@@ -45,6 +48,22 @@ def prefect_client(api_url: str, auth_string: str | None = None) -> Iterator[Any
         updates[PREFECT_API_AUTH_STRING] = auth
     with temporary_settings(updates=updates), get_client(sync_client=True) as client:
         yield client
+
+
+def open_client(api_url: str, auth_string: str | None = None) -> Any:
+    """A sync Prefect client for ``api_url`` that stays open (close it with ``__exit__``): it keeps the
+    URL and auth string it was made with, whatever the caller's settings are later."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    auth = auth_string if auth_string is not None else os.environ.get(AUTH_ENV) or None
+    updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
+    if auth:
+        updates[PREFECT_API_AUTH_STRING] = auth
+    with temporary_settings(updates=updates):
+        client = get_client(sync_client=True)
+    client.__enter__()
+    return client
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
 #: a run whose flow run cannot be created is tried again after 1 s, then twice as long each time (at most
@@ -102,13 +121,48 @@ class Launcher:
         self._deployments: dict[str, UUID] = {}
         self._failing: dict[str, _Failing] = {}
         self._tokens: ResumeTokens | None = None
+        self._local = threading.local()
+        self._doorbells: list[str | None] = []
+        self._doorbells_until = 0.0
+        self._nudges: Any = None
+        #: runs whose resume is queued on this launcher's thread: the nudger's retry leaves them to it (two
+        #: resumes racing would resume the run's next suspension with the last one's token)
+        self._nudging: set[str] = set()
+        self._nudging_lock = threading.Lock()
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
-        if callable(self.auth_string):
-            self.auth_string = self.auth_string()
-        with prefect_client(self.api_url, self.auth_string) as client:
+        """This thread's Prefect client, opened once and kept (opening one costs ~130 ms: a launch paid it
+        every time); a client whose call failed is closed and opened again next time."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if callable(self.auth_string):
+                self.auth_string = self.auth_string()
+            opened = open_client(self.api_url, self.auth_string)
+            client = self._local.client = opened
+        try:
             yield client
+        except BaseException:
+            self._local.client = None
+            with suppress(Exception):
+                client.__exit__(None, None, None)
+            raise
+
+    def ring_executors(self, flow_run_id: str) -> None:
+        """Tell the executors this flow run is queued (their doorbells, read from the ledger at most once a
+        second; a lost datagram costs only their poll)."""
+        from flows.engine.outbox import ring
+        from flows.ledger.schema import executors
+
+        now = time.monotonic()
+        if now >= self._doorbells_until:
+            try:
+                with self.ledger.read() as conn:
+                    self._doorbells = [row.doorbell for row in conn.execute(sa.select(executors.c.doorbell))]
+            except Exception:  # an old ledger, or a database away: the executors' poll finds the run
+                self._doorbells = []
+            self._doorbells_until = now + 1.0
+        ring(self._doorbells, flow_run_id.encode())
 
     @property
     def resume_tokens(self) -> ResumeTokens:
@@ -158,6 +212,7 @@ class Launcher:
             store.set_run(run_id, flow_run_id=str(flow_run.id))
             extra = {"replaces": replaces, "reason": reason} if replaces else {}
             store.record(RecordKind.FLOW_RUN_CREATED, run_id, flow_run_id=str(flow_run.id), **extra)
+        self.ring_executors(str(flow_run.id))
         log.info("event=flow_run_created run=%s flow_run=%s replaces=%s", run_id, flow_run.id, replaces or "-")
         return str(flow_run.id)
 
@@ -168,6 +223,31 @@ class Launcher:
         with self.ledger.transaction() as tx:
             RunStore(tx).set_nudge(run_id, True)
         return False
+
+    def nudge_soon(self, run_id: str) -> None:
+        """:meth:`nudge` without waiting on Prefect: the run is flagged in the ledger first (the nudger of
+        ``sop serve`` retries flagged runs), then resumed on a thread of its own. The timer service and the
+        people's requests call this, so that a slow or absent Prefect server holds up neither."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self.ledger.transaction() as tx:
+            RunStore(tx).set_nudge(run_id, True)
+        if self._nudges is None:
+            self._nudges = ThreadPoolExecutor(1, thread_name_prefix="nudges")
+        with self._nudging_lock:
+            self._nudging.add(run_id)
+        self._nudges.submit(self._nudge_flagged, run_id)
+
+    def _nudge_flagged(self, run_id: str) -> None:
+        try:
+            if self._resume(run_id):
+                with self.ledger.transaction() as tx:
+                    RunStore(tx).set_nudge(run_id, False)
+        except Exception as exc:  # the nudger tries again
+            log.warning(kv("event=nudge_failed", run=run_id, error=short(exc)))
+        finally:
+            with self._nudging_lock:
+                self._nudging.discard(run_id)
 
     def _resume(self, run_id: str) -> bool:
         """Resume the run's suspended flow run with the engine's token for its latest suspension."""
@@ -189,6 +269,8 @@ class Launcher:
             log.warning("event=resume_failed run=%s error=%s", run_id, exc)
             return False
         accepted = getattr(result.status, "value", str(result.status)) == "ACCEPT"
+        if accepted:
+            self.ring_executors(flow_run_id)
         log.info("event=resume run=%s flow_run=%s accepted=%s", run_id, flow_run_id, accepted)
         return accepted
 
@@ -252,6 +334,9 @@ class Launcher:
             flagged = RunStore.nudged(conn)
         done = 0
         for run_id in flagged:
+            with self._nudging_lock:
+                if run_id in self._nudging:
+                    continue
             if self._resume(run_id):
                 with self.ledger.transaction() as tx:
                     RunStore(tx).set_nudge(run_id, False)

@@ -1,5 +1,14 @@
 """The embedded stack behind ``sop serve``: Prefect server (unless one is given), deployments,
-workers, the timer service and the nudger — started in order, stopped cleanly.
+executors, the pager, the timer service, the nudger and the HTTP API — started in order,
+watched from the first moment, stopped in the reverse order.
+
+Children are watched as soon as they are started: an executor or the pager that dies is
+started again (1 s, then twice as long each time, at most 30 s apart) and logged; the
+Prefect server dying is told at once, with its log, whatever phase the stack is in.
+Stopping goes from the door inwards: the API stops taking requests, the executors stop
+taking flow runs and let the ones in hand reach a stopping point, the timer service and
+the nudger stop, the pager delivers what it holds, and the Prefect server goes last, so
+nothing is left half-submitted.
 
 The Prefect server it starts is the engineers' door, and it is locked: an auth string
 (``var/prefect-auth``, 0600, made once) that every process of the stack is handed, CORS
@@ -21,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +43,8 @@ from flows.engine.secrets import SecretUnsafe, private_file
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.library import Library, project_root
-from flows.prefect.deployments import deploy, ensure_pool
-from flows.prefect.launcher import prefect_client
+from flows.logfmt import kv
+from flows.prefect.launcher import short
 from flows.prefect.names import AUTH_ENV, AUTH_FILE, pool_name
 
 log = logging.getLogger("sop.serve")
@@ -53,7 +63,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 def prefect_env(root: Path, api_url: str | None, auth_string: str | None = None) -> dict[str, str]:
-    """Environment for every Prefect process of the stack (server, workers, flow runs), signed in with ``auth_string``."""
+    """Environment for every Prefect process of the stack (server, executors, flow runs), signed in with ``auth_string``."""
     home = root / "var" / "prefect"
     home.mkdir(parents=True, exist_ok=True)
     env = {
@@ -116,12 +126,54 @@ def healthy(api_url: str, timeout: float = 1.0) -> bool:
 
 
 @dataclass
+class Child:
+    """A child process of the stack: how to start it again, its log, whether it is restarted when it dies."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    restart: bool = False
+    process: subprocess.Popen = field(init=False)
+    restarts: int = 0
+    due: float | None = None
+    stopping: bool = False
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                        preexec_fn=_die_with_parent)
+        out.close()
+        if self.due is not None:
+            self.restarts += 1
+        self.due = None
+
+    def backoff(self) -> float:
+        """Seconds before the next restart: 1, 2, 4… at most 30."""
+        return min(2.0 ** self.restarts, 30.0)
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM to its process group, SIGKILL after ``grace`` seconds."""
+        if self.process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+@dataclass
 class Stack:
     """Everything ``sop serve`` runs. ``start()`` then ``stop()`` (or use as a context manager)."""
 
     root: Path = field(default_factory=project_root)
     api_url: str | None = None
     port: int | None = None
+    #: executor processes to start (default: settings.prefect.workers)
     workers: int | None = None
     timers: bool = True
     api: bool = True
@@ -133,10 +185,13 @@ class Stack:
     progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
     library: Library | None = None
     engine: Engine | None = None
-    children: list[subprocess.Popen] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _api: Any = None
+    _fatal: str | None = None
+    _watching: threading.Thread | None = None
+    _children_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> Stack:
         self.start()
@@ -151,12 +206,44 @@ class Stack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        child = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                 cwd=self.root, preexec_fn=_die_with_parent)
-        self.children.append(child)
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], *, restart: bool = False) -> Child:
+        """Start a child (its output in var/log/<name>.log), watched from now on; ``restart``: start it again
+        when it dies (executors, the pager), else its death stops the stack (the Prefect server)."""
+        child = Child(name, argv, {**os.environ, **env}, self.root, self.logs / f"{name}.log", restart)
+        child.start()
+        with self._children_lock:
+            self.children.append(child)
+        if self._watching is None:
+            self._watching = threading.Thread(target=self._watch, name="watch-children", daemon=True)
+            self._watching.start()
         return child
+
+    def _watch(self) -> None:
+        """Every 0.5 s: restart a dead restartable child (with backoff); a dead vital child is fatal."""
+        while not self._stop.wait(0.5):
+            with self._children_lock:
+                children = list(self.children)
+            for child in children:
+                code = child.process.poll()
+                if code is None or child.stopping:
+                    continue
+                if not child.restart:
+                    if self._fatal is None:
+                        self._fatal = f"{child.name} exited with code {code}; see {child.log}"
+                        log.error(kv("event=child_died", child=child.name, code=code, log=child.log))
+                    continue
+                if child.due is None:
+                    child.due = time.monotonic() + child.backoff()
+                    log.warning(kv("event=child_died", child=child.name, code=code,
+                                   restart_in=f"{child.due - time.monotonic():.0f}s", log=child.log))
+                elif time.monotonic() >= child.due:
+                    child.start()
+                    self.progress(f"{child.name} restarted (it exited with code {code}; see {child.log})")
+
+    def check(self) -> None:
+        """Raise StackError when a vital child died (told with its log)."""
+        if self._fatal is not None:
+            raise StackError(self._fatal)
 
     def start(self) -> None:
         """Start the stack; raises StackError with the log to read when a part fails."""
@@ -164,7 +251,7 @@ class Stack:
         self.library = self.library or runnable_library(self.root)
         settings = self.library.site.settings
         given = self.api_url or os.environ.get("PREFECT_API_URL") or settings.prefect.api_url
-        server: subprocess.Popen | None = None
+        server: Child | None = None
         if given:
             self.api_url = given
             auth = os.environ.get(AUTH_ENV) or None  # a team's server: its auth string, if it has one
@@ -192,7 +279,7 @@ class Stack:
             os.environ[AUTH_ENV] = auth
         self.engine = runtime.engine(self.root, library=self.library, background_pages=True)
         if self.pager:  # pages queued by any process of the stack are rendered and delivered there
-            self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)})
+            self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)}, restart=True)
             self.progress("pager process started")
         if self.timers:  # timers need only the ledger: deadlines that passed while we were down fire now
             service = TimerService(self.engine)
@@ -211,21 +298,36 @@ class Stack:
             self.progress(f"warning: the Prefect server at {self.api_url} answers without an auth string: stop it "
                           "and `sop serve` starts a locked one")
         self.progress("deploying the SOP library")
-        pool = pool_name(self.library)
-        with prefect_client(self.api_url) as client:
-            ensure_pool(client, settings.prefect.concurrency, pool)
-            # the auth string stays out of the deployments (readable in the UI): flow runs inherit it from the workers
-            deployed = deploy(client, self.library, {k: v for k, v in env.items() if k.startswith(("SOP_", "PREFECT_"))
-                                                     and k not in ("PREFECT_API_URL", AUTH_ENV)}, pool)
-        self.progress(f"{len(deployed)} SOPs deployed to work pool {pool}")
-        for i in range(self.workers or settings.prefect.workers):
-            self._spawn(f"worker-{i + 1}", [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
-                                            "--type", "process", "--name", f"sop-worker-{i + 1}-{os.getpid()}"],
-                        {**env, "PREFECT_API_URL": self.api_url})
-        self._thread("nudger", self._nudge_loop)
+        deployed = self._deploy(env)
+        self.progress(f"{len(deployed)} SOPs deployed to work pool {pool_name(self.library)}")
+        executors = self.workers if self.workers is not None else settings.prefect.workers
+        for i in range(executors):
+            self._spawn(f"executor-{i + 1}", [sys.executable, "-m", "flows", "executor", "--name",
+                                              f"executor-{i + 1}-{os.getpid()}"],
+                        {**env, "PREFECT_API_URL": self.api_url}, restart=True)
+        if executors:
+            self.progress(f"{executors} executor process(es) started ({settings.prefect.concurrency} flow runs each)")
+        self.check()
+        from flows.prefect.nudger import Nudger
+
+        nudger = Nudger(self.engine.launcher, sweep_every=self.sweep_every)
+        self._thread("nudger", lambda: nudger.run(self._stop))
         if self.api:
             self._start_api()
+        self.check()
         self.progress("ready")
+
+    def _deploy(self, env: dict[str, str]) -> dict[str, str]:
+        """Pool, queues and one deployment per SOP (``sop deploy``); a Prefect server that dies or refuses
+        meanwhile is told in one line."""
+        from flows.prefect.deployments import deploy_library
+
+        try:
+            return deploy_library(self.library, self.api_url, env)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._stop.wait(1.0)  # the watcher sees a server that died under the deploy
+            self.check()
+            raise StackError(f"deploying the SOP library to {self.api_url} failed: {short(exc)}") from None
 
     def _start_api(self) -> None:
         """The HTTP API in a thread of this process (host/port from settings.api, $SOP_API_PORT or api_port)."""
@@ -264,57 +366,41 @@ class Stack:
         thread.start()
         self._threads.append(thread)
 
-    def _wait_healthy(self, child: subprocess.Popen, name: str, timeout: float = 180.0) -> None:
+    def _wait_healthy(self, child: Child, name: str, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if child.poll() is not None:
-                raise StackError(f"{name} exited with code {child.returncode}; see {self.logs / (name + '.log')}")
+            if child.process.poll() is not None:
+                raise StackError(f"{name} exited with code {child.process.returncode}; see {child.log}")
             if healthy(self.api_url or ""):
                 return
             time.sleep(0.5)
-        raise StackError(f"{name} did not become healthy in {timeout:.0f}s; see {self.logs / (name + '.log')}")
-
-    def _nudge_loop(self) -> None:
-        """Resume runs whose report arrived while their flow run was still busy; launch orphans;
-        every ``sweep_every`` seconds, replace flow runs that crashed or failed under an open run."""
-        launcher = self.engine.launcher if self.engine else None
-        next_sweep = time.monotonic() + self.sweep_every
-        while launcher is not None and not self._stop.wait(0.5):
-            try:
-                launcher.retry_nudges()
-                launcher.launch_orphans()
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self.sweep_every
-                    launcher.replace_dead()
-            except Exception:
-                log.exception("event=nudger_error")
+        raise StackError(f"{name} did not become healthy in {timeout:.0f}s; see {child.log}")
 
     def stop(self) -> None:
-        """Stop threads, then children (TERM, then KILL after 10 s)."""
-        self._stop.set()
+        """Stop from the door inwards: the API, the executors (they let their flow runs reach a stopping
+        point), the timer service and the nudger, the pager, the Prefect server last. Each child gets SIGTERM
+        and, after its grace, SIGKILL."""
         if self._api is not None:
             from flows.api.app import close
 
             self._api[0].should_exit = True
             close(self._api[1])
             self._api = None
+        with self._children_lock:
+            children = list(self.children)
+        for child in children:
+            child.stopping = True
+        for child in [c for c in children if c.name.startswith("executor-")]:
+            child.stop(grace=40.0)  # an executor drains for at most 30 s (flows.prefect.executor)
+        self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        for child in reversed(self.children):
-            if child.poll() is None:
-                try:
-                    os.killpg(child.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for child in reversed(self.children):
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait(timeout=5)
+        for child in reversed([c for c in children if not c.name.startswith("executor-")]):
+            child.stop(grace=10.0)
         if self.engine is not None and self.engine.pager is not None:
             self.engine.pager.close()
-        self.children.clear()
+        with self._children_lock:
+            self.children.clear()
         self.progress("stopped")
 
     def wait(self) -> None:
@@ -323,9 +409,7 @@ class Stack:
 
         terminated = on_sigterm()  # not self._stop.set() in the handler: see flows/runtime/shutdown.py
         try:
-            while not terminated.is_set() and not self._stop.wait(1.0):
-                for child in self.children:
-                    if child.poll() is not None:
-                        raise StackError(f"a child process exited with code {child.returncode}; see {self.logs}")
+            while not terminated.is_set() and not self._stop.wait(0.5):
+                self.check()
         except KeyboardInterrupt:
             pass

@@ -14,6 +14,7 @@ looks at it (``is_set``) as it looks at its other reasons to stop.
 from __future__ import annotations
 
 import signal
+import time
 from typing import Any
 
 
@@ -27,6 +28,17 @@ class Terminated:
         self.signalled = True
 
     def is_set(self) -> bool:
+        return self.signalled
+
+    def set(self) -> None:
+        """Stop as SIGTERM would (a ``--for`` timer, a test)."""
+        self.signalled = True
+
+    def wait(self, seconds: float) -> bool:
+        """Until set or ``seconds`` passed (looked at every 50 ms, taking no lock); True when set."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not self.signalled and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         return self.signalled
 
 

@@ -1,0 +1,192 @@
+"""The services a site runs: ``sop serve`` (all of them in one stack) or each on its own for a team
+(``sop deploy``, ``sop executor``, ``sop timers``, ``sop nudger``, ``sop pager``; docs/team.md).
+
+Each runs until Ctrl-C or SIGTERM and then stops cleanly; each may run more than once at a time
+(``sop deploy`` creates or updates, the others share their work through the ledger and Prefect).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from flows.cli import app
+from flows.cli.common import console, err_console, fail, library
+
+
+def _prefect(lib: Any) -> tuple[str, str | None]:
+    """The Prefect API URL and auth string this site uses (settings, $PREFECT_API_URL, var/prefect-auth)."""
+    from flows.engine.secrets import SecretUnsafe
+    from flows.prefect.names import prefect_api_url, prefect_auth_string
+
+    api_url = prefect_api_url(lib)
+    try:
+        return api_url, prefect_auth_string(lib, api_url)
+    except SecretUnsafe as exc:
+        fail(f"the Prefect server's auth string is not safe: {exc}")
+        raise  # fail() exits; for the type checker
+
+
+def _unreachable(api_url: str, exc: Exception) -> None:
+    from flows.prefect.launcher import short
+
+    fail(f"cannot reach the Prefect server at {api_url}: {short(exc)}",
+         "start it (`sop serve` starts one), or set PREFECT_API_URL / settings.prefect.api_url")
+
+
+@app.command()
+def serve(
+    workers: Annotated[int | None, typer.Option(help="executor processes to start (default: settings.prefect.workers)")] = None,
+    port: Annotated[int | None, typer.Option(help="port of the embedded Prefect server")] = None,
+    timers: Annotated[bool, typer.Option(help="run the timer service in this process")] = True,
+    api: Annotated[bool, typer.Option(help="serve the HTTP API (settings.api host/port, $SOP_API_PORT)")] = True,
+) -> None:
+    """Start everything: a local Prefect server (unless PREFECT_API_URL is set), executors, timers, the HTTP API.
+
+    Ctrl-C stops it cleanly. Logs of the children are in var/log/.
+    """
+    from flows.api.auth import SecretsRefused
+    from flows.runtime.serve import Stack, StackError
+
+    stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
+    try:
+        stack.start()
+        console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
+        stack.wait()
+    except (StackError, SecretsRefused) as exc:
+        fail(str(exc))
+    finally:
+        stack.stop()
+
+
+@app.command()
+def deploy() -> None:
+    """Create or update the work pool, its queue per class and one Prefect deployment per SOP.
+
+    Run it after changing sops/ (team mode; `sop serve` does it at start). Safe to run again.
+    """
+    from flows.prefect.deployments import deploy_library
+    from flows.runtime.serve import prefect_env
+
+    lib = library()
+    api_url, auth = _prefect(lib)
+    if auth:
+        os.environ["PREFECT_API_AUTH_STRING"] = auth
+    try:
+        deployed = deploy_library(lib, api_url, prefect_env(lib.root, None))
+    except Exception as exc:
+        _unreachable(api_url, exc)
+        return
+    console.print(f"[green]✓[/] {len(deployed)} SOPs deployed to {api_url}")
+
+
+@app.command()
+def executor(
+    slots: Annotated[int | None, typer.Option(min=1, max=256, help="flow runs at once (default: settings.prefect.concurrency)")] = None,
+    poll: Annotated[float, typer.Option(min=0.05, max=60, help="seconds between looks at the queue when no doorbell rings")] = 1.0,
+    name: Annotated[str | None, typer.Option(help="name in the ledger and the Prefect UI (default: executor-<host>:<pid>)")] = None,
+) -> None:
+    """Run the SOPs' flow runs in this process: automated steps start at once, no process per run.
+
+    Any number may run (each takes a flow run once). SIGTERM or Ctrl-C: take no more, let the runs in hand
+    finish or suspend (at most 30 s), then stop.
+    """
+    from flows import runtime
+    from flows.prefect.executor import Executor
+    from flows.prefect.names import pool_name
+    from flows.runtime.shutdown import on_sigterm
+
+    lib = library()
+    api_url, auth = _prefect(lib)
+    if auth:
+        os.environ["PREFECT_API_AUTH_STRING"] = auth
+    engine = runtime.engine(library=lib, prefect=False)
+    worker = Executor(lib, engine.ledger, api_url, pool_name(lib), slots=slots or lib.site.settings.prefect.concurrency,
+                      poll=poll, auth_string=auth, name=name)
+    stop = on_sigterm()
+    err_console.print(f"[dim]executor:[/] {worker.name} running flow runs of pool {worker.pool} ({worker.slots} at once)")
+    try:
+        worker.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.pager.close()
+
+
+@app.command()
+def nudger(
+    sweep_every: Annotated[float, typer.Option(min=0.5, max=3600, help="seconds between looks for lost flow runs")] = 30.0,
+) -> None:
+    """Keep every open run's flow run alive: resume flagged runs, create missing flow runs, replace crashed
+    ones, requeue those a dead executor left. Any number may run."""
+    from flows import runtime
+    from flows.prefect.nudger import Nudger
+    from flows.runtime.shutdown import on_sigterm
+
+    engine = runtime.engine(library=library())
+    stop = on_sigterm()
+    err_console.print(f"[dim]nudger:[/] sweeping every {sweep_every:g}s")
+    try:
+        Nudger(engine.launcher, sweep_every=sweep_every).run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.pager.close()
+
+
+@app.command()
+def pager(
+    poll: Annotated[float, typer.Option(help="seconds between looks at the outbox when its doorbell is quiet")] = 0.1,
+) -> None:
+    """Deliver queued notifications (the outbox) in a process of their own.
+
+    `sop serve` starts one. Run one beside API processes started on their own
+    (`uvicorn --factory flows.runtime.web:from_environment`): while a pager process is alive,
+    the API and the timer service only queue their pages, and this process renders and
+    delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered.
+    """
+    from flows import runtime
+    from flows.engine.outbox import Drainer
+    from flows.runtime.shutdown import on_sigterm
+
+    if poll <= 0:
+        fail(f"--poll must be above zero, got {poll}")
+    engine = runtime.engine(library=library(), prefect=False, background_pages=True, pager_process=True)
+    stop = on_sigterm()  # looked at between two looks at the outbox (--poll apart at most)
+    drainer = Drainer(engine, poll=poll)
+    err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {engine.ledger.url}")
+    try:
+        drainer.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.pager.close()
+
+
+@app.command()
+def timers(
+    seconds: Annotated[float | None, typer.Option("--for", help="stop after this many seconds (default: until Ctrl-C)")] = None,
+) -> None:
+    """Run only the timer service (team mode: any number of them; each firing is fenced). SIGTERM or Ctrl-C
+    stops it between two firings."""
+    import threading
+
+    from flows import runtime
+    from flows.engine.timers import TimerService
+    from flows.runtime.shutdown import on_sigterm
+
+    engine = runtime.engine(library=library())
+    stop = on_sigterm()
+    service = TimerService(engine)
+    if seconds is not None:
+        threading.Timer(seconds, stop.set).start()
+    console.print(f"timer service {service.name} running")
+    try:
+        service.run(stop)  # type: ignore[arg-type]  # the SIGTERM flag waits like an Event
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        engine.pager.close()
+    console.print(f"fired {service.fired_count} timer(s)")

@@ -1,0 +1,229 @@
+"""``sop executor``: runs the SOP work pool's flow runs inside this long-lived process.
+
+Prefect's process worker starts a Python process per flow run (3–7 s here, minutes under load)
+that loads the SOP library and the engine, only for most runs to suspend at once on a person.
+The executor keeps both loaded and runs each flow run on a bounded pool of threads with
+Prefect's own engine (``prefect.flow_engine.run_flow`` on the existing flow run), so every run
+is still a flow run of its SOP's deployment and every automated step a task run with its
+retries and timeout, as the Prefect UI shows them.
+
+How a flow run gets here:
+- the pool's queues are read in Prefect's order (queue priority first: complaint before
+  routine, FIFO within one), only as many runs as there are free threads;
+- a run is taken by moving it to Pending: the server accepts that once, so two executors
+  never run the same flow run;
+- the launcher rings the executors' doorbells (a UDP datagram, loopback) after creating or
+  resuming a flow run, so the queue is read at once; otherwise every ``poll`` seconds.
+
+Isolation: a ``command`` step still runs as its own OS process (argv, timeout, killed at its
+timeout); an http step is cut at its own timeout on its own thread; an exception in one run
+never leaves its thread. What a kill -9 leaves (runs Pending or Running with no process) is
+found by :mod:`flows.prefect.rescue` from the beats this process writes in ``executors``
+(the flow runs in flight): they are put back in the queue, once, and rerun from the ledger.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from flows.engine.outbox import BEAT_EVERY, Doorbell, Heartbeat, Stopping, process_name
+from flows.language.library import Library
+from flows.ledger import Ledger
+from flows.ledger.schema import executors
+from flows.logfmt import kv
+from flows.prefect.launcher import prefect_client, short
+
+log = logging.getLogger("sop.executor")
+
+#: how often the executor tells Prefect it is alive (the work pool's "Workers" tab)
+PREFECT_BEAT_EVERY = 30.0
+
+
+class Executor:
+    """Takes flow runs from a work pool and runs them on ``slots`` threads of this process."""
+
+    def __init__(self, library: Library, ledger: Ledger, api_url: str, pool: str, *, slots: int = 8,
+                 poll: float = 1.0, auth_string: str | Callable[[], str | None] | None = None,
+                 name: str | None = None, doorbell_host: str = "127.0.0.1"):
+        from flows.prefect import flow_run
+
+        flow_run.use_library(library)  # every flow of this process runs on this library and its engine
+        self.library, self.ledger, self.api_url, self.pool = library, ledger, api_url, pool
+        self.slots, self.poll = slots, poll
+        self.auth_string = auth_string
+        self.name = name or f"executor-{process_name()}"
+        self.bell = Doorbell(doorbell_host)
+        self._in_flight: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(slots, thread_name_prefix="flow-run")
+        self._flows: dict[UUID, str] = {}  # Prefect flow id → SOP id
+        self.heartbeat = Heartbeat(ledger, self.name, self.bell.address, table=executors,
+                                   extra=lambda: {"flow_runs": json.dumps(self.in_flight())})
+        self.started = 0
+
+    def in_flight(self) -> list[str]:
+        """The flow runs this process is running now."""
+        with self._lock:
+            return sorted(self._in_flight)
+
+    def _auth(self) -> str | None:
+        if callable(self.auth_string):
+            self.auth_string = self.auth_string()
+        return self.auth_string
+
+    def run(self, stop: Stopping, *, drain: float = 30.0) -> None:
+        """Take and run flow runs until ``stop`` is set; then take no more and let the runs in hand reach a
+        stopping point (finish or suspend) for at most ``drain`` seconds. What is still running then is
+        rescued by a nudger once this process has gone (:mod:`flows.prefect.rescue`)."""
+        log.info(kv("event=executor_started", name=self.name, pool=self.pool, slots=self.slots))
+        next_beat = next_prefect_beat = 0.0
+        look = True
+        try:
+            with prefect_client(self.api_url, self._auth()) as client:
+                while not stop.is_set():
+                    now = time.monotonic()
+                    if now >= next_beat:
+                        self._safely("beat", self.heartbeat.beat)
+                        next_beat = now + BEAT_EVERY
+                    if now >= next_prefect_beat:
+                        self._safely("prefect_beat", lambda: client.send_worker_heartbeat(
+                            self.pool, self.name, heartbeat_interval_seconds=PREFECT_BEAT_EVERY))
+                        next_prefect_beat = now + PREFECT_BEAT_EVERY
+                    if look:
+                        self._safely("take", lambda: self.take(client))
+                    rung = self.bell.messages(self.poll)
+                    named = [m.decode() for m in rung if len(m) == 36]  # flow run ids; b"!" means "look"
+                    look = not rung or len(named) < len(rung)  # a poll, or a slot freed here
+                    for key in named:
+                        look |= not self._safely("take_one", lambda key=key: self.take_one(client, key))
+        finally:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + drain
+            while self.in_flight() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            left = self.in_flight()
+            if not left:
+                self._safely("forget", self.heartbeat.forget)  # else its beat names them for the rescue
+            self.bell.close()
+            log.info(kv("event=executor_stopped", name=self.name, started=self.started, left=len(left)))
+
+    def take(self, client: Any) -> int:
+        """Take as many queued flow runs as there are free threads, in Prefect's order; returns how many."""
+        free = self.slots - len(self.in_flight())
+        if free <= 0:
+            return 0
+        queued = client.get_scheduled_flow_runs_for_work_pool(
+            self.pool, scheduled_before=datetime.now(UTC) + timedelta(seconds=0.5))
+        taken = 0
+        for entry in queued:
+            if taken >= free:
+                break
+            taken += self._start(client, entry.flow_run)
+        return taken
+
+    def take_one(self, client: Any, flow_run_id: str) -> bool:
+        """Take the flow run a launcher rang about, without reading the queue: when a thread is free, the
+        run would be first in it anyway. False when no thread is free (the queue decides later, by priority)
+        or it is not scheduled any more."""
+        if self.slots - len(self.in_flight()) <= 0:
+            return False
+        flow_run = client.read_flow_run(UUID(flow_run_id))
+        if flow_run.state is None or not flow_run.state.is_scheduled():
+            return True  # taken by another executor, or not to run: nothing to look for
+        return bool(self._start(client, flow_run))
+
+    def _start(self, client: Any, flow_run: Any) -> int:
+        """Move a queued flow run to Pending (Prefect accepts that once: two executors never both run it)
+        and run it on a free thread; returns 1 when started."""
+        from prefect.exceptions import Abort
+        from prefect.states import Pending
+        from prefect.utilities.engine import propose_state_sync
+
+        key = str(flow_run.id)
+        with self._lock:
+            if key in self._in_flight:
+                return 0
+            self._in_flight[key] = time.monotonic()  # before Pending: a beat from now on names it
+        try:
+            flow_run.state = propose_state_sync(client, Pending(), flow_run_id=flow_run.id)
+        except Abort:  # another executor took it first
+            self._release(key)
+            return 0
+        except Exception as exc:
+            self._release(key)
+            log.warning(kv("event=take_failed", flow_run=key, error=short(exc)))
+            return 0
+        if not flow_run.state.is_pending():
+            self._release(key)
+            return 0
+        # the thread runs in a copy of this context: Prefect's settings (API URL, auth) as this loop has them
+        self._threads.submit(contextvars.copy_context().run, self._execute, client, flow_run)
+        self.started += 1
+        return 1
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            self._in_flight.pop(key, None)
+
+    def _execute(self, client: Any, flow_run: Any) -> None:
+        """Run one flow run to its end or its next suspension (Prefect's engine, in this thread)."""
+        from prefect.flow_engine import run_flow
+
+        key = str(flow_run.id)
+        began = time.monotonic()
+        try:
+            flow = self._flow(client, flow_run)
+            state = run_flow(flow, flow_run=flow_run, return_type="state")
+            log.info(kv("event=flow_run_left", flow_run=key, state=getattr(state, "name", "?"),
+                        ms=int((time.monotonic() - began) * 1000)))
+        except BaseException as exc:  # noqa: BLE001 - one run's failure never reaches the others
+            if _suspended(exc):
+                log.info(kv("event=flow_run_left", flow_run=key, state="Suspended",
+                            ms=int((time.monotonic() - began) * 1000)))
+            else:
+                log.error(kv("event=flow_run_error", flow_run=key, error=short(exc)))
+                self._crashed(client, flow_run, exc)
+        finally:
+            self._release(key)
+            self.bell.ring_self()  # a thread is free: look at the queue now
+
+    def _flow(self, client: Any, flow_run: Any) -> Any:
+        """The flow of this run's SOP (built once per process from its library)."""
+        from flows.prefect import entrypoint
+        from flows.prefect.names import python_name
+
+        if flow_run.flow_id not in self._flows:
+            self._flows[flow_run.flow_id] = client.read_flow(flow_run.flow_id).name
+        return getattr(entrypoint, python_name(self._flows[flow_run.flow_id]))
+
+    def _crashed(self, client: Any, flow_run: Any, exc: BaseException) -> None:
+        """Prefect's engine itself failed (not a step: those end as task states): mark the flow run Crashed,
+        so the nudger replaces it."""
+        from prefect.states import Crashed
+
+        try:
+            client.set_flow_run_state(flow_run.id, Crashed(message=f"executor: {short(exc)}"), force=False)
+        except Exception as error:
+            log.warning(kv("event=crash_not_recorded", flow_run=str(flow_run.id), error=short(error)))
+
+    def _safely(self, what: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:
+            log.warning(kv(f"event=executor_{what}_failed", error=short(exc)))
+            return None
+
+
+def _suspended(exc: BaseException) -> bool:
+    from prefect.exceptions import Pause
+
+    return isinstance(exc, Pause)

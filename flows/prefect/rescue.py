@@ -1,0 +1,101 @@
+"""Flow runs a dead executor left behind: found, put back in their queue once, recorded once.
+
+An executor (:mod:`flows.prefect.executor`) names the flow runs it runs in its beat
+(``executors``, every 2 s). A flow run of an open run that Prefect shows Pending or Running,
+that no living executor names, and whose state is older than :data:`GRACE`, has nothing
+behind it: its executor was killed between taking it and finishing it. The nudger puts it
+back in its queue (Scheduled, "Rescheduled"), and an executor reruns it from the top: the
+ledger knows what is done, completed tasks come back from Prefect's cache, and a step that
+was running when its process died runs again (at least once, never lost).
+
+Once: the ``flow_run_rescued`` record is written first, fenced by the stranded state's id,
+so two nudgers never both rescue it; the record's winner then moves the flow run. If that
+move fails, the next sweep moves it again without a second record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from flows.engine.outbox import ALIVE_FOR
+from flows.engine.store import RunStore
+from flows.ledger import Ledger
+from flows.ledger.schema import executors, records
+from flows.ledger.vocabulary import RecordKind
+from flows.logfmt import kv
+
+log = logging.getLogger("sop.rescue")
+
+#: a Pending or Running flow run no living executor names is left alone this long (its executor may not
+#: have beaten since it took it: beats are BEAT_EVERY apart)
+GRACE = timedelta(seconds=15)
+
+
+def living_executors(conn: Any, now: datetime) -> dict[str, set[str]]:
+    """Executors that beat within ALIVE_FOR: name → the flow runs they run."""
+    rows = conn.execute(sa.select(executors.c.name, executors.c.flow_runs).where(executors.c.beat_at > now - ALIVE_FOR))
+    return {row.name: set(json.loads(row.flow_runs or "[]")) for row in rows}
+
+
+def stranded(ledger: Ledger, client: Any, now: datetime | None = None) -> list[tuple[str, Any]]:
+    """(run id, flow run) of open runs whose flow run is Pending or Running with no living executor behind it."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    now = now or datetime.now(UTC)
+    with ledger.read() as conn:
+        bound = RunStore.open_flow_runs(conn)
+        held = set().union(*living_executors(conn, now).values())
+    ids = [f for f in bound if f not in held]
+    found: list[tuple[str, Any]] = []
+    for start in range(0, len(ids), 200):  # the Prefect API returns at most 200 per call
+        wanted = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(f) for f in ids[start:start + 200]]),
+                               state=FlowRunFilterState(type=FlowRunFilterStateType(
+                                   any_=[StateType.PENDING, StateType.RUNNING])))
+        for flow_run in client.read_flow_runs(flow_run_filter=wanted, limit=200):
+            if flow_run.state is not None and flow_run.state.timestamp < now - GRACE:
+                found.append((bound[str(flow_run.id)], flow_run))
+    return found
+
+
+def rescue(ledger: Ledger, client: Any, now: datetime | None = None) -> int:
+    """Put every stranded flow run back in its queue; returns how many were moved."""
+    moved = 0
+    for run_id, flow_run in stranded(ledger, client, now):
+        state = flow_run.state
+        if _claim(ledger, run_id, str(flow_run.id), str(state.id), state.type.value):
+            log.warning(kv("event=flow_run_rescued", run=run_id, flow_run=str(flow_run.id), state=state.type.value,
+                           since=state.timestamp.isoformat()))
+        try:
+            from prefect.states import Scheduled
+
+            client.set_flow_run_state(flow_run.id, Scheduled(name="Rescheduled",
+                                                             message="its executor stopped; run again from the ledger"),
+                                      force=True)
+            moved += 1
+        except Exception as exc:  # the next sweep moves it (no second record)
+            log.warning(kv("event=rescue_failed", run=run_id, flow_run=str(flow_run.id), error=str(exc)[:200]))
+    return moved
+
+
+def _claim(ledger: Ledger, run_id: str, flow_run_id: str, state_id: str, state: str) -> bool:
+    """Write ``flow_run_rescued`` for this stranded state unless it is written already; True when written here."""
+    with ledger.transaction() as tx:
+        earlier = tx.conn.execute(sa.select(records.c.data).where(
+            (records.c.run_id == run_id) & (records.c.kind == RecordKind.FLOW_RUN_RESCUED))).scalars()
+        if any(json.loads(data).get("state_id") == state_id for data in earlier):
+            return False
+        RunStore(tx).record(RecordKind.FLOW_RUN_RESCUED, run_id, flow_run_id=flow_run_id, state_id=state_id,
+                            state=state)
+    return True
