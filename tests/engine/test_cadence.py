@@ -50,7 +50,8 @@ def test_a_p1_owner_misses_an_update_is_escalated_then_posts_and_snoozes(local_e
     assert utc(first.due_at) - started == timedelta(seconds=0.5)
     owner_seen, lead_seen = len(inbox(engine, "chen-jie")), len(inbox(engine, "li-wei"))
 
-    assert {f.kind for f in come_due(engine, run_id, "cadence")} == {"cadence"}
+    # the cadence fired (on a slow machine a ladder timer of the run may come due at 3600x in the same pass)
+    assert "cadence" in {f.kind for f in come_due(engine, run_id, "cadence")}
     asked = wait_for(lambda: [m for m in inbox(engine, "chen-jie")[owner_seen:]
                               if m["title"].startswith("[P1] Status update due")], 10, "the owner's ask")
     assert f"sop update {run_id} --as chen-jie" in asked[0]["body"]

@@ -123,7 +123,9 @@ def test_two_timer_services_never_fire_a_timer_twice(repo_root, tmp_path, monkey
     assert len(per_level) == 20 * 5 and set(per_level.values()) == {1}
 
 
-def test_with_the_worker_busy_a_complaint_run_starts_before_older_runs(stack, project):
+def test_with_the_executor_busy_a_complaint_run_starts_before_older_runs(stack, project):
+    """Priority under load: one slot, held; 30 routine runs and an outage run queued before a complaint run.
+    When the slot frees, the complaint run's automated step starts first, then the outage's, then the rest."""
     from flows import runtime
     from flows.prefect.deployments import deploy, ensure_pool
     from flows.prefect.launcher import Launcher, prefect_client
@@ -138,27 +140,28 @@ def test_with_the_worker_busy_a_complaint_run_starts_before_older_runs(stack, pr
         # only the SOPs this test runs: the whole library is 27 deployments (and three schedules) more
         prio = {sop_id: loaded for sop_id, loaded in engine.library.sops.items() if sop_id.startswith("t-prio-")}
         deploy(client, dataclasses.replace(engine.library, sops=prio), env, pool=pool)
-    worker_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url}
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
-                              env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    executor_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url, "SOP_PREFECT_POOL": pool}
+    executor = subprocess.Popen([*SOP_COMMAND, "executor", "--slots", "1"], env=executor_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         busy = engine.start("t-prio-blocker", initiator="li-wei").run_id
-        wait_for(lambda: engine.view(busy).state("work") == "running", 90, "the first run to hold the worker")
+        wait_for(lambda: engine.view(busy).state("work") == "running", 90, "the first run to hold the executor")
         queued = [engine.start(sop, initiator="li-wei").run_id
-                  for sop in ("t-prio-routine", "t-prio-outage", "t-prio-complaint")]  # oldest first
-        assert engine.view(busy).state("work") == "running", "the worker freed up before all runs were queued"
-        wait_for(lambda: all(not engine.view(r).is_open for r in queued), 180, "the queued runs to finish")
+                  for sop in ["t-prio-routine"] * 30 + ["t-prio-outage", "t-prio-complaint"]]  # oldest first
+        assert engine.view(busy).state("work") == "running", "the executor freed up before all runs were queued"
+        wait_for(lambda: all(not engine.view(r).is_open for r in queued), 240, "the queued runs to finish")
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        executor.terminate()
+        executor.wait(timeout=60)
         engine.pager.close()
     started = {}
     with engine.ledger.read() as conn:
         for run_id in queued:
-            started[engine.view(run_id).run["sop_id"]] = conn.execute(sa.select(records_table.c.at).where(
+            started[run_id] = conn.execute(sa.select(records_table.c.at).where(
                 (records_table.c.run_id == run_id) & (records_table.c.kind == "step_started"))).scalar_one()
-    order = sorted(started, key=started.get)
-    assert order == ["t-prio-complaint", "t-prio-outage", "t-prio-routine"], started
+    order = [engine.view(run_id).run["sop_id"] for run_id in sorted(started, key=started.get)]
+    assert order[:2] == ["t-prio-complaint", "t-prio-outage"], order
+    assert set(order[2:]) == {"t-prio-routine"}
 
 
 @pytest.fixture(autouse=True)
