@@ -182,8 +182,10 @@ class PrefectSettings(Strict):
     api_url: str | None = None
     port: int = Field(default=4200, ge=1, le=65535)
     pool: str = "sop-pool"
-    workers: int = 1
-    concurrency: int = 4
+    #: executor processes `sop serve` starts (`sop executor`)
+    workers: int = Field(default=1, ge=0, le=64)
+    #: flow runs executing at once: the work pool's limit, and each executor's threads (a suspended run holds none)
+    concurrency: int = Field(default=8, ge=1, le=256)
 
 
 class ProxySettings(Strict):

@@ -208,6 +208,8 @@ class Launcher:
             except Exception as exc:  # its text may quote every parameter: keep the start of it
                 raise LaunchError(f"Prefect did not create the flow run: {short(exc)}") from exc
         with self.ledger.transaction() as tx:
+            if RunStore.flow_run_of(tx.conn, run_id) == str(flow_run.id):
+                return str(flow_run.id)  # a launch racing this one got the same flow run (its idempotency key)
             store = RunStore(tx)
             store.set_run(run_id, flow_run_id=str(flow_run.id))
             extra = {"replaces": replaces, "reason": reason} if replaces else {}

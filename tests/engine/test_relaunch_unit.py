@@ -35,3 +35,45 @@ def test_a_run_whose_flow_keeps_dying_is_given_up_once_and_left_to_people(repo_r
     assert given_up == [{"flow_run_id": f"fr-{MAX_REPLACEMENTS}", "reason": "FAILED: ValueError: a bug in the flow body",
                          "given_up": MAX_REPLACEMENTS}]
     ledger.dispose()
+
+
+class _Prefect:
+    """A Prefect server's answers to a launch: one flow run per idempotency key, as the server keeps them."""
+
+    def __init__(self) -> None:
+        self.created: dict[str, object] = {}
+
+    def read_deployment_by_name(self, name: str) -> object:
+        return type("Deployment", (), {"id": "d-1"})()
+
+    def create_flow_run_from_deployment(self, deployment: object, *, idempotency_key: str, **_: object) -> object:
+        import uuid
+
+        return self.created.setdefault(idempotency_key, type("FlowRun", (), {"id": uuid.uuid4()})())
+
+
+def test_two_launches_of_one_run_record_its_flow_run_once_and_ring_the_executors(repo_root: Path, tmp_path: Path) -> None:
+    """The nudger's orphan launch racing a slow first launch gets the same flow run (idempotency key): it is
+    recorded once. Each launch rings the executors' doorbells with the flow run's id, so one takes it at once."""
+    from flows.engine.outbox import Doorbell, Heartbeat
+    from flows.ledger.schema import executors
+
+    library = load_library(repo_root)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    run_id = Engine(library, ledger).start("traffic-surge", {}, initiator="ana").run_id
+    bell = Doorbell()
+    Heartbeat(ledger, "executor-test", bell.address, table=executors).beat()
+    launcher = Launcher(ledger, "http://127.0.0.1:9/api")
+    launcher._local.client = _Prefect()
+
+    first, second = launcher.launch(run_id), launcher.launch(run_id)
+
+    assert first == second
+    with ledger.read() as conn:
+        created = conn.execute(sa.select(sa.func.count()).where(
+            (records.c.run_id == run_id) & (records.c.kind == "flow_run_created"))).scalar_one()
+    assert created == 1
+    assert bell.messages(1.0)[:1] == [first.encode()]
+    bell.close()
+    ledger.dispose()
