@@ -1,0 +1,47 @@
+"""Automated steps run in the executor's process: no process per flow run, still Prefect flow and task runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from tests.engine.conftest import records, wait_for
+
+
+def _tree(stack: Any) -> set[int]:
+    """Every process of the stack's children (each leads a process group of its own)."""
+    groups = {child.process.pid for child in stack.children}
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) in groups:
+                    found.add(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return found
+
+
+def test_ten_runs_start_their_automated_steps_without_a_process_each(engine: Any, stack: Any) -> None:
+    before = _tree(stack)
+    runs = [engine.start("t-kinds", {"uplift": 12}, initiator="li-wei", speed=600).run_id for _ in range(10)]
+    for run_id in runs:  # measure (command) → settle (wait 10m = 1 s) → decide → roll-out (a person)
+        wait_for(lambda run_id=run_id: engine.view(run_id).state("roll-out") == "active", 90,
+                 f"run {run_id} to reach its person")
+    after = _tree(stack)
+    assert len(after) == len(before), (sorted(before), sorted(after))  # the same processes: none per run
+
+    from flows.prefect.launcher import prefect_client
+
+    flow_run_id = engine.view(runs[0]).run["flow_run_id"]
+    with prefect_client(stack.api_url) as client:
+        flow_run = client.read_flow_run(UUID(flow_run_id))
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        task_names = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))}
+    assert flow_run.name == f"t-kinds-{runs[0]}" and flow_run.state.is_paused()  # waits on its person, suspended
+    assert {"measure", "decide"} <= task_names  # each automated step a task run of the flow run
+    assert [r["step_id"] for r in records(engine, runs[0], "step_done")][:3] == ["measure", "settle", "decide"]
