@@ -85,15 +85,17 @@ class Executor:
         stopping point (finish or suspend) for at most ``drain`` seconds. What is still running then is
         rescued by a nudger once this process has gone (:mod:`flows.prefect.rescue`)."""
         log.info(kv("event=executor_started", name=self.name, pool=self.pool, slots=self.slots))
-        next_beat = next_prefect_beat = 0.0
+        next_prefect_beat = 0.0
         look = True
+        beating = threading.Event()
+        # the beat has a thread of its own: a slow Prefect call in this loop must never make the executor look dead
+        # (the nudger would then requeue the flow runs it is running)
+        beats = threading.Thread(target=self._beat, args=(beating,), name="executor-beat", daemon=True)
+        beats.start()
         try:
             with prefect_client(self.api_url, self._auth()) as client:
                 while not stop.is_set():
                     now = time.monotonic()
-                    if now >= next_beat:
-                        self._safely("beat", self.heartbeat.beat)
-                        next_beat = now + BEAT_EVERY
                     if now >= next_prefect_beat:
                         self._safely("prefect_beat", lambda: client.send_worker_heartbeat(
                             self.pool, self.name, heartbeat_interval_seconds=PREFECT_BEAT_EVERY))
@@ -111,10 +113,19 @@ class Executor:
             while self.in_flight() and time.monotonic() < deadline:
                 time.sleep(0.1)
             left = self.in_flight()
+            beating.set()
+            beats.join(timeout=5)
             if not left:
                 self._safely("forget", self.heartbeat.forget)  # else its beat names them for the rescue
             self.bell.close()
             log.info(kv("event=executor_stopped", name=self.name, started=self.started, left=len(left)))
+
+    def _beat(self, stopped: threading.Event) -> None:
+        """Write this executor's beat (and its flow runs in flight) every BEAT_EVERY seconds until ``stopped``."""
+        while True:
+            self._safely("beat", self.heartbeat.beat)
+            if stopped.wait(BEAT_EVERY):
+                return
 
     def take(self, client: Any) -> int:
         """Take as many queued flow runs as there are free threads, in Prefect's order; returns how many."""

@@ -35,11 +35,15 @@ log = logging.getLogger("sop.rescue")
 #: a Pending or Running flow run no living executor names is left alone this long (its executor may not
 #: have beaten since it took it: beats are BEAT_EVERY apart)
 GRACE = timedelta(seconds=15)
+#: an executor counts as alive this long after its last beat (beats are 2 s apart, on a thread of their own; a
+#: machine so loaded that a beat waits this long on the ledger is not a dead executor)
+EXECUTOR_ALIVE_FOR = 3 * ALIVE_FOR
 
 
 def living_executors(conn: Any, now: datetime) -> dict[str, set[str]]:
-    """Executors that beat within ALIVE_FOR: name → the flow runs they run."""
-    rows = conn.execute(sa.select(executors.c.name, executors.c.flow_runs).where(executors.c.beat_at > now - ALIVE_FOR))
+    """Executors that beat within EXECUTOR_ALIVE_FOR: name → the flow runs they run."""
+    rows = conn.execute(sa.select(executors.c.name, executors.c.flow_runs).where(
+        executors.c.beat_at > now - EXECUTOR_ALIVE_FOR))
     return {row.name: set(json.loads(row.flow_runs or "[]")) for row in rows}
 
 
