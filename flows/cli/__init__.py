@@ -26,6 +26,7 @@ from typer.core import TyperGroup
 COMMANDS = {
     **dict.fromkeys(("serve", "pager", "run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help",
                       "cancel", "timers"), "runs"),
+    **dict.fromkeys(("hold", "release"), "holds"),
     **dict.fromkeys(("drill", "demo"), "drill"),
     **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),
     "notify-test": "notify",
