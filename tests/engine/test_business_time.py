@@ -232,3 +232,35 @@ def test_a_hold_past_its_maximum_ends_and_escalates(
     assert local(view.steps["refresh"]["due_at"]) == "Wed 2026-03-11 15:00"  # Wed 10:00 + 4 working hours
     with pytest.raises(StepNotActive, match="not on hold"):
         engine.release(run.run_id, "refresh", "liu-yang")
+
+
+def test_sop_audit_report_shows_time_on_hold_and_the_verdicts_both_ways(
+        library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.audit import Audit
+    from flows.cli import app
+
+    engine = engine_at(library, tmp_path, sh(2026, 3, 9, 10), monkeypatch)  # Monday 10:00
+    run = engine.start("t-biz", initiator="zhang-min")
+    engine.report(run.run_id, "refresh", HumanReport(actor="liu-yang", values={}))
+    service = TimerService(engine)
+    service.advance_to(sh(2026, 3, 9, 11))
+    engine.hold(run.run_id, "quick", "liu-yang", "customer")
+    service.advance_to(sh(2026, 3, 9, 14, 30))
+    engine.release(run.run_id, "quick", "liu-yang")  # due 15:00 → 17:30 (2h30 of working time held)
+    service.advance_to(sh(2026, 3, 9, 16))
+    engine.report(run.run_id, "quick", HumanReport(actor="liu-yang", values={}))
+
+    report, _ = Audit(engine.ledger).report(sop="t-biz")
+    o = report.overall
+    assert (o.late_steps, o.late_steps_counting_holds, o.late_steps_wall) == (0, 1, 1)
+    assert (o.holds, o.held_s) == (1, 3.5 * 3600)
+    assert (o.met, o.met_wall, o.on_time_wall_pct) == (1, 1, 100.0)
+
+    monkeypatch.setenv("SOP_HOME", str(library.root))
+    monkeypatch.setenv("SOP_DATABASE_URL", str(engine.ledger.engine.url))
+    out = CliRunner().invoke(app, ["audit", "report", "--sop", "t-biz", "--since", "2026-03-01"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "on hold 3h30m in 1 hold(s)" in out.output
+    assert "late steps 0 as the clock ran, 1 counting hold time, 1 on wall time" in out.output
