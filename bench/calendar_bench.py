@@ -28,7 +28,7 @@ def main(calls: int = 10_000) -> None:
             print(f"calendar: {name:28s} {label:10s} {calls} calls {took * 1000:7.1f} ms  "
                   f"{took / calls * 1e6:6.1f} µs/call")
     began = time.perf_counter()
-    for i in range(calls):
+    for _ in range(calls):
         instant_after(start, timedelta(hours=48), speed=1.0)
     took = time.perf_counter() - began
     print(f"calendar: wall time (no calendar)          {calls} calls {took * 1000:7.1f} ms  "
