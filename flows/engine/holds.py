@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
@@ -27,9 +27,6 @@ from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger import utc
 from flows.ledger.vocabulary import RecordKind, TimerKind
-
-if TYPE_CHECKING:
-    from flows.engine.change import RunChange
 
 log = logging.getLogger("sop.engine")
 #: how long a hold may last when neither the step nor its SOP says (``max_hold``)
@@ -48,7 +45,7 @@ def max_hold(sop: Any, step: HumanStep) -> timedelta:
     return step.max_hold or sop.max_hold or DEFAULT_MAX_HOLD
 
 
-def end_hold(change: RunChange, step: HumanStep, hold: Any, ended: str, actor: Actor | None = None,
+def end_hold(change: Any, step: HumanStep, hold: Any, ended: str, actor: Actor | None = None,
              note: str = "") -> datetime | None:
     """A step's hold ends (``released``, ``expired`` or ``step_ended``): recorded; unless the step ended,
     its stopped timers run again and its due instant moves later by the time held. Returns the new due."""
@@ -91,7 +88,7 @@ class HoldActions:
     overseers: Any
     _human_step: Any
 
-    def _check_may_hold(self, change: RunChange, step: HumanStep, actor: Actor, what: str) -> None:
+    def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
         """InputRefused unless ``actor`` holds the step, oversees it, or is an operator."""
         if actor.person not in self.site.people:
             raise InputRefused([str(UnknownPerson(actor.person, self.site))])
@@ -167,7 +164,7 @@ class HoldActions:
         return due
 
 
-def hold_expired(change: RunChange, step: HumanStep, level: str, late_ms: int, late: bool) -> bool:
+def hold_expired(change: Any, step: HumanStep, level: str, late_ms: int, late: bool) -> bool:
     """The hold timer ``hold<n>`` fires: if that hold is still on, it ends and escalates. True when it acted."""
     held = change.store.open_hold(change.view.id, step.id)
     if held is None or f"hold{held.number}" != level.split(":", 1)[-1]:
