@@ -7,15 +7,19 @@ written by hand). An SOP, a step or a class that says ``calendar: cn-office`` co
 ``due``, ``deadline`` and ladder offsets on it; everything else counts wall time.
 
 What a business duration means (one rule, here, for the engine, ``sop show`` and the audit):
+**the clock starts at the next working moment, and each 24h is one working day.** In full:
 
-- a start outside working hours counts from the next working instant;
+- a start outside working hours counts from the next opening (a start at or after closing,
+  or in the lunch break, counts from when work resumes);
 - each whole day (24h) of the duration is one **working day**: the same point of the
-  working day on the next working day (Friday 17:00 + 1d is Monday 17:00);
-- what is left (under a day) counts **working hours** (Friday 17:00 + 2h, on 09:00–18:00, is
-  Monday 10:00).
+  working day on the next working day;
+- what is left (under a day) counts **working hours**.
 
-So ``48h`` = ``2d`` = two working days, and ``5d`` is a working week. Hours are wall-clock
-hours of the calendar's zone (a day that changes to summer time is as long as its hours say).
+On cn-office (09:00–12:00, 13:00–17:00): Friday 17:00 + 48h counts from Monday 09:00 and is
+due **Wednesday 09:00** (the issue's "due the Wednesday after"); Friday 16:00 + 1d is Monday
+16:00; Friday 16:00 + 2h is Monday 10:00. So ``48h`` = ``2d`` = two working days, and ``5d``
+is a working week. Hours are wall-clock hours of the calendar's zone (a day that changes to
+summer time is as long as its hours say).
 
 Compressed time: a run at ``--speed N`` lays the calendar over its own SOP clock, which
 starts at the run's start and runs N times faster than the real one (:func:`instant_after`);

@@ -1,5 +1,5 @@
-"""Business time and holds on a manual clock: a 48h step counts working days of cn-office (a weekend, the
-2026 Spring Festival and its make-up Saturday), compressed runs count the same calendar faster, and a
+"""Business time and holds on a manual clock: a 48h step counts working days of cn-office (09:00-12:00,
+13:00-17:00; a weekend, the 2026 Spring Festival and its make-up Saturday), compressed runs count the same calendar faster, and a
 hold stops a step's clock and its reminders, moves its due instant, and escalates past its maximum."""
 
 from __future__ import annotations
@@ -115,24 +115,27 @@ def local(instant: Any) -> str:
     return value.astimezone(SH).strftime("%a %Y-%m-%d %H:%M")
 
 
-def test_48h_of_business_time_from_friday_1700_is_due_tuesday_1700_across_the_weekend(
+def test_a_48h_creative_refresh_on_business_time_started_friday_1700_is_due_the_wednesday_after(
         library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = engine_at(library, tmp_path, sh(2026, 3, 6, 17), monkeypatch)  # a Friday, no holiday near
+    friday = sh(2026, 3, 6, 17)  # a Friday at closing, no holiday near
+    engine = engine_at(library, tmp_path, friday, monkeypatch)
     run = engine.start("t-biz", initiator="zhang-min")
     view = engine.view(run.run_id)
-    # 48h = two working days: Monday and Tuesday, to the same point of the working day
-    assert local(view.steps["refresh"]["due_at"]) == "Tue 2026-03-10 17:00"
-    assert local(view.run["deadline_at"]) == "Fri 2026-03-13 17:00"  # 5d: a working week
+    due = view.steps["refresh"]["due_at"].astimezone(SH)
+    # the issue's words: due the Wednesday after (the clock starts Monday 09:00; two working days later)
+    assert (due.strftime("%A"), due.date() - friday.astimezone(SH).date()) == ("Wednesday", timedelta(days=5))
+    assert local(due) == "Wed 2026-03-11 09:00"
+    assert local(view.run["deadline_at"]) == "Mon 2026-03-16 09:00"  # 5d: a working week from Monday 09:00
     [assigned] = kinds(engine, run.run_id, "step_assigned")
     assert assigned["calendar"] == "cn-office"
     assert local(assigned["wall_due_at"]) == "Sun 2026-03-08 17:00"  # what wall time would have said
     service = TimerService(engine)
-    assert local(service.next_instant()) == "Mon 2026-03-09 17:00"  # the 50% reminder: one working day
-    service.advance_to(sh(2026, 3, 10, 16, 59))
+    assert local(service.next_instant()) == "Tue 2026-03-10 09:00"  # the 50% reminder: one working day
+    service.advance_to(sh(2026, 3, 11, 8, 59))
     assert [e["level"] for e in kinds(engine, run.run_id, "escalation")] == ["1"]
     assert kinds(engine, run.run_id, "step_overdue") == []
-    service.advance_to(sh(2026, 3, 10, 17, 0))
-    assert [local(r["due_at"]) for r in kinds(engine, run.run_id, "step_overdue")] == ["Tue 2026-03-10 17:00"]
+    service.advance_to(sh(2026, 3, 11, 9, 0))
+    assert [local(r["due_at"]) for r in kinds(engine, run.run_id, "step_overdue")] == ["Wed 2026-03-11 09:00"]
 
 
 def test_the_spring_festival_and_its_make_up_saturday_count_as_china_says(
@@ -141,9 +144,13 @@ def test_the_spring_festival_and_its_make_up_saturday_count_as_china_says(
     engine = engine_at(library, tmp_path, sh(2026, 2, 13, 17), monkeypatch)
     run = engine.start("t-biz", initiator="zhang-min")
     view = engine.view(run.run_id)
-    assert local(view.steps["refresh"]["due_at"]) == "Tue 2026-02-24 17:00"
+    # the clock starts on the make-up Saturday at 09:00: its one working day, then Tuesday 24th after the
+    # holiday (without the make-up day it would start on Tuesday 24th and be due Thursday 26th)
+    assert local(view.steps["refresh"]["due_at"]) == "Wed 2026-02-25 09:00"
     ladder = TimerService(engine).next_instant()
-    assert local(ladder) == "Sat 2026-02-14 17:00"  # the make-up Saturday is a working day
+    assert local(ladder) == "Tue 2026-02-24 09:00"  # 50%: one working day, the Saturday's
+    office = library.site.calendars["cn-office"]
+    assert local(office.add(sh(2026, 2, 13, 16), timedelta(days=1))) == "Sat 2026-02-14 16:00"  # a working Saturday
 
 
 def test_a_make_up_day_written_by_hand_counts_as_a_working_day() -> None:
@@ -164,9 +171,9 @@ def test_a_compressed_run_counts_the_same_calendar_faster(
     engine = engine_at(library, tmp_path, start, monkeypatch)
     run = engine.start("t-biz", initiator="zhang-min", speed=3600)
     view = engine.view(run.run_id)
-    # Friday 17:00 to Tuesday 17:00 is 96 hours of the run's SOP clock: 96 seconds at 3600×
-    assert view.steps["refresh"]["due_at"] - start == timedelta(seconds=96)
-    assert TimerService(engine).next_instant() - start == timedelta(seconds=72)  # Monday 17:00
+    # Friday 17:00 to Wednesday 09:00 is 112 hours of the run's SOP clock: 112 seconds at 3600×
+    assert view.steps["refresh"]["due_at"] - start == timedelta(seconds=112)
+    assert TimerService(engine).next_instant() - start == timedelta(seconds=88)  # Tuesday 09:00
 
 
 def test_a_hold_stops_the_reminders_and_moves_the_due_instant_by_the_working_time_held(
@@ -184,8 +191,9 @@ def test_a_hold_stops_the_reminders_and_moves_the_due_instant_by_the_working_tim
     assert kinds(engine, run.run_id, "escalation") == []
     assert not [p for p in pages(engine, run.run_id) if p[0] in ("reminder", "overdue", "escalated")]
     due = engine.release(run.run_id, "quick", Actor("liu-yang", via="web"), "they answered")
-    # held 11:00-14:30: 2h30 of working time (12:00-13:00 is lunch); 15:00 + 2h30 working = 17:30
-    assert local(due) == "Mon 2026-03-09 17:30"
+    # held 11:00-14:30: 2h30 of working time (12:00-13:00 is lunch); 15:00 + 2h30 working: 2h to the
+    # 17:00 closing, 30 min on Tuesday
+    assert local(due) == "Tue 2026-03-10 09:30"
     [held] = kinds(engine, run.run_id, "step_held")
     [released] = kinds(engine, run.run_id, "step_released")
     assert (held["actor"], held["via"], held["reason"]) == ("liu-yang", "cli", "platform_reply")
@@ -248,7 +256,7 @@ def test_sop_audit_report_shows_time_on_hold_and_the_verdicts_both_ways(
     service.advance_to(sh(2026, 3, 9, 11))
     engine.hold(run.run_id, "quick", "liu-yang", "customer")
     service.advance_to(sh(2026, 3, 9, 14, 30))
-    engine.release(run.run_id, "quick", "liu-yang")  # due 15:00 → 17:30 (2h30 of working time held)
+    engine.release(run.run_id, "quick", "liu-yang")  # due 15:00 → Tue 09:30 (2h30 of working time held)
     service.advance_to(sh(2026, 3, 9, 16))
     engine.report(run.run_id, "quick", HumanReport(actor="liu-yang", values={}))
 
