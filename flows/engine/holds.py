@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import sqlalchemy as sa
 
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
@@ -26,6 +29,7 @@ from flows.language.durations import format_duration
 from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger import utc
+from flows.ledger.schema import holds
 from flows.ledger.vocabulary import RecordKind, TimerKind
 
 log = logging.getLogger("sop.engine")
@@ -33,6 +37,38 @@ log = logging.getLogger("sop.engine")
 DEFAULT_MAX_HOLD = timedelta(days=1)
 #: who is told when a hold passes its maximum (ladder words: the assignee role's lead, the run's owner)
 HOLD_ESCALATES_TO = ["lead", "owner"]
+
+
+class HoldReasonRefused(InputRefused):
+    """A hold's reason is not one the step may wait for (its ``waiting_for``), or it declares none."""
+
+
+class HoldNotAllowed(InputRefused):
+    """The person may not hold or release this step (not its holder, its lead, the run's owner or an operator)."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A step's hold as people read it: why, since when, by whom, and when it ends by itself."""
+
+    number: int
+    reason: str
+    note: str | None
+    held_by: str
+    held_via: str
+    held_at: datetime
+    max_at: datetime
+
+
+def open_hold(ledger: Any, run_id: str, step_id: str) -> Hold | None:
+    """The step's hold that has not ended, read from the ledger (None: it is not on hold)."""
+    with ledger.read() as conn:
+        row = conn.execute(sa.select(holds).where((holds.c.run_id == run_id) & (holds.c.step_id == step_id)
+                                                  & holds.c.released_at.is_(None))).first()
+    if row is None:
+        return None
+    return Hold(row.number, row.reason, row.note, row.held_by, row.held_via, utc(row.held_at),  # type: ignore[arg-type]
+                utc(row.max_at))  # type: ignore[arg-type]
 
 
 def hold_reasons(sop: Any, step: HumanStep) -> list[str]:
@@ -80,33 +116,47 @@ def end_hold(change: Any, step: HumanStep, hold: Any, ended: str, actor: Actor |
 
 class HoldActions:
     """Holds (mixed into ``Engine``, which provides ``transaction``, ``site``, ``clock``, ``overseers``,
-    ``_human_step`` and ``launcher``)."""
+    ``person_for``, ``_human_step`` and ``launcher``)."""
 
     transaction: Any
     site: Any
     clock: Any
     overseers: Any
+    person_for: Any
     _human_step: Any
 
-    def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
-        """InputRefused unless ``actor`` holds the step, oversees it, or is an operator."""
+    def _hold_refusal(self, view: Any, step: HumanStep, actor: Actor, holder: str, what: str) -> str | None:
+        """Why ``actor`` may not ``what`` the step (None: they may): the one rule of who holds and releases."""
         if actor.person not in self.site.people:
-            raise InputRefused([str(UnknownPerson(actor.person, self.site))])
-        view = change.view
-        holder = view.steps[step.id].get("claimed_by") or change.rota.person_for(step.assignee)
+            return str(UnknownPerson(actor.person, self.site))
         operators = set().union(*(human.members(self.site, n) for n in self.site.settings.web.operators))
         allowed = {holder} | self.overseers(view, step) | operators
-        if actor.person not in allowed and not (actor.by and actor.by in operators):
-            raise InputRefused([f"{actor.person} may not {what} step `{step.id}`: only whoever holds it "
-                                f"({holder}), the lead of {step.assignee}, the run's owner or an operator may"])
+        if actor.person in allowed or (actor.by and actor.by in operators):
+            return None
+        return (f"{actor.person} may not {what} step `{step.id}`: only whoever holds it ({holder}), the lead of "
+                f"{step.assignee}, the run's owner or an operator may")
+
+    def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
+        """HoldNotAllowed unless ``actor`` holds the step, oversees it, or is an operator."""
+        holder = change.view.steps[step.id].get("claimed_by") or change.rota.person_for(step.assignee)
+        refusal = self._hold_refusal(change.view, step, actor, holder, what)
+        if refusal is not None:
+            raise HoldNotAllowed([refusal])
+
+    def may_hold(self, view: Any, step: HumanStep, person: str) -> bool:
+        """Whether ``person`` may put the step on hold and release it (what its page offers them)."""
+        if not hold_reasons(view.sop, step):
+            return False
+        holder = view.steps[step.id].get("claimed_by") or self.person_for(step.assignee)
+        return self._hold_refusal(view, step, Actor(person), holder, "put on hold") is None
 
     def hold(self, run_id: str, step_id: str, actor: Actor | str, reason: str, note: str = "", *,
              link: Claim | None = None) -> datetime:
         """Put an active human step on hold for ``reason`` (one of its ``waiting_for``): its clock stops.
 
-        Returns the instant the hold ends and escalates unless released first. Refused
-        (InputRefused / StepNotActive) without changing anything: an undeclared reason, a step
-        already on hold, a person who may not.
+        Returns the instant the hold ends and escalates unless released first. Refused without
+        changing anything: an undeclared reason (HoldReasonRefused), a person who may not
+        (HoldNotAllowed), a step already on hold or not active (StepNotActive).
         """
         actor = as_actor(actor)
         with self.transaction() as t:
@@ -115,10 +165,10 @@ class HoldActions:
             step = self._human_step(view, step_id)
             reasons = hold_reasons(view.sop, step)
             if not reasons:
-                raise InputRefused([f"step `{step.id}` cannot be put on hold: neither it nor {view.sop.id} declares "
+                raise HoldReasonRefused([f"step `{step.id}` cannot be put on hold: neither it nor {view.sop.id} declares "
                                     "`waiting_for` (the reasons a hold may have)"])
             if reason not in reasons:
-                raise InputRefused([f"`{reason}` is not a reason to hold `{step.id}`: it may wait for "
+                raise HoldReasonRefused([f"`{reason}` is not a reason to hold `{step.id}`: it may wait for "
                                     f"{', '.join(reasons)}"])
             self._check_may_hold(change, step, actor, "put on hold")
             held = t.store.open_hold(view.id, step.id)
