@@ -1,4 +1,10 @@
-"""Holds over the API: put a step on hold (its clock stops) and release it, as the token's person."""
+"""Holds over the API: put a step on hold (its clock stops) and release it, as the token's person.
+
+Refusals, nothing recorded: 404 an unknown run (``path.run``) or step (``path.step``); 403 a
+person who may not (``path.step``: only whoever holds the step, its role's lead, the run's owner
+and the operators may); 422 a reason the step does not declare (``body.reason``); 409 a step
+not active, already on hold, or (release) not on hold.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flows.api import docs
 from flows.api.auth import Principal, raw_body, require
 from flows.api.errors import parse_body
+from flows.api.runs import step_of
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -40,6 +47,7 @@ def hold_step(request: Request, run: str, step: str, principal: Principal = requ
     engine = request.app.state.engine
     actor = principal.acting()
     view = engine.view(run)
+    step_of(view, step)
     max_at = engine.hold(view.id, step, actor, body.reason.strip(), body.note)
     return {"run": view.id, "step": step, "held_by": actor.person, "reason": body.reason.strip(),
             "escalates_at": max_at.isoformat()}
@@ -54,5 +62,6 @@ def release_step(request: Request, run: str, step: str, principal: Principal = r
     engine = request.app.state.engine
     actor = principal.acting()
     view = engine.view(run)
+    step_of(view, step)
     due = engine.release(view.id, step, actor, body.note)
     return {"run": view.id, "step": step, "released_by": actor.person, "due_at": due.isoformat() if due else None}
