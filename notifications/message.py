@@ -135,6 +135,10 @@ class LevelInfo:
     #: a status cadence's period (``status_due``, ``status_missed``) and what the update should say
     every: str | None = None
     ask: str | None = None
+    #: a hold that passed its maximum: what it waited for, the maximum, who put it on hold
+    hold_reason: str | None = None
+    max_hold: str | None = None
+    held_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flows.api import alerts, docs, errors, events, metrics, runs
+from flows.api import alerts, docs, errors, events, holds, metrics, runs
 from flows.api.auth import READERS, Gate, require
 from flows.api.errors import ApiError
 from flows.api.fastpath import WebhookFastPath
@@ -158,7 +158,7 @@ def create_app(
                        page_max_bytes=site.settings.web.upload_max_bytes + 100_000)
     app.add_middleware(NoNulInUrl)  # outermost
     errors.install(app)
-    for module in (runs, alerts, events, metrics):
+    for module in (runs, holds, alerts, events, metrics):
         app.include_router(module.router)
     _include_audit(app)
     docs.serve_offline(app)

@@ -2,7 +2,8 @@
 
 ``field`` names where the problem is, as a path: ``body.inputs.brand``, ``body.alerts.3.status``,
 ``path.run``, ``header.authorization``. Our exceptions (InputRefused, ReportRefused,
-RunNotFound, StepNotActive) and pydantic's are mapped here, in one place.
+RunNotFound, StepNotActive, the holds' HoldReasonRefused and HoldNotAllowed) and pydantic's
+are mapped here, in one place.
 
 Every body is decoded here too (:func:`parse_json`, the one door for JSON): what no layer
 below can take (non-finite numbers, integers past 64 bits, deep nesting, NUL) is refused,
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flows.engine.holds import HoldNotAllowed, HoldReasonRefused
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.steps.human import ReportRefused
@@ -272,6 +274,14 @@ def install(app: FastAPI) -> None:
             request,
             from_problems(422, exc.problems, "body.inputs", "the inputs do not fit the SOP", {"speed": "body.speed"}),
         )
+
+    @app.exception_handler(HoldReasonRefused)
+    async def _hold_reason(request: Request, exc: HoldReasonRefused) -> JSONResponse:
+        return refused(request, from_problems(422, exc.problems, "body.reason", "not put on hold"))
+
+    @app.exception_handler(HoldNotAllowed)
+    async def _hold_person(request: Request, exc: HoldNotAllowed) -> JSONResponse:
+        return refused(request, from_problems(403, exc.problems, "path.step", "refused, nothing recorded"))
 
     @app.exception_handler(ReportRefused)
     async def _report(request: Request, exc: ReportRefused) -> JSONResponse:

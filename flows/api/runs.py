@@ -119,6 +119,18 @@ def read_run(request: Request, run: str, principal: Principal = require(*READERS
     return status_rows(_engine(request), run)[0]
 
 
+def step_of(view: Any, step: str) -> Any:
+    """The run's SOP step ``step``; 404 ``path.step`` naming the steps it has when there is none."""
+    try:
+        return view.sop.step(step)
+    except KeyError:
+        raise ApiError(
+            404,
+            f"run {view.id} ({view.sop.id}) has no step `{step}` (steps: {', '.join(s.id for s in view.sop.steps)})",
+            "path.step",
+        ) from None
+
+
 @router.post("/{run}/steps/{step}", openapi_extra=docs.body(StepReport, ("operator", "responder")))
 def report_step(
     request: Request,
@@ -136,14 +148,7 @@ def report_step(
     body = parse_body(raw, StepReport)
     engine = _engine(request)
     view = engine.view(run)
-    try:
-        spec = view.sop.step(step)
-    except KeyError:
-        raise ApiError(
-            404,
-            f"run {view.id} ({view.sop.id}) has no step `{step}` (steps: {', '.join(s.id for s in view.sop.steps)})",
-            "path.step",
-        ) from None
+    spec = step_of(view, step)
     if principal.role == "responder":
         actor = _responder_actor(engine, principal, spec, body.actor)
     else:

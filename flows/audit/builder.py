@@ -47,7 +47,8 @@ class RunBuilder:
             title=sop.title if sop else data.get("sop") or "?", sop_class=sop.sop_class if sop else "?",
             priority=data.get("priority"), initiator=actor, initiator_facts=data, trigger=data.get("trigger"),
             inputs=data.get("inputs") or {}, speed=float(data.get("speed") or 1.0), started_at=at,
-            deadline_at=parse_time(data.get("deadline_at")), dedup_key=data.get("dedup_key"), steps=steps)
+            deadline_at=parse_time(data.get("deadline_at")), dedup_key=data.get("dedup_key"), steps=steps,
+            calendar=data.get("calendar"), wall_deadline_at=parse_time(data.get("wall_deadline_at")))
         if keep_entries:
             self.run.entries.append(Entry(seq, at, "run_started", None, actor, data))
 
@@ -65,6 +66,8 @@ class RunBuilder:
         step = self.step(step_id)
         step.state, step.ready_at, step.due_at = "active", at, parse_time(data.get("due_at"))
         step.assignee, step.person = data.get("assignee") or step.assignee, data.get("person")
+        step.first_due_at, step.calendar = step.due_at, data.get("calendar")
+        step.wall_due_at = parse_time(data.get("wall_due_at"))
         if step.kind == "?":
             step.kind = "human"
         if self.run.first_assigned_at is None:
@@ -120,6 +123,17 @@ class RunBuilder:
 
     def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).reopen(int(data.get("round") or 2), data.get("by"), data.get("cause"), data.get("note"))
+
+    def _held(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.holds, step.held_since = step.holds + 1, at
+
+    def _released(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        step = self.step(step_id)
+        step.held_since = None
+        step.held_s += float(data.get("held_s") or 0.0)
+        if data.get("ended") != "step_ended" and data.get("due_at"):
+            step.due_at = parse_time(data["due_at"])
 
     def _help(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).help.append(Help(seq, at, actor, data.get("note"), data.get("level"), data))
@@ -194,6 +208,8 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.APPROVAL: RunBuilder._approval,
     K.STEP_CLAIMED: RunBuilder._claimed,
     K.HELP_ASKED: RunBuilder._help,
+    K.STEP_HELD: RunBuilder._held,
+    K.STEP_RELEASED: RunBuilder._released,
     K.STEP_HANDED_OVER: RunBuilder._handed_over,
     K.STEP_REOPENED: RunBuilder._reopened,
     K.ESCALATION: RunBuilder._escalation,
@@ -214,4 +230,4 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
 SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k not in (K.NOTIFICATION, K.HELP_ASKED))
 #: of those, the kinds whose data figures read (the others count by kind and instant alone)
 SUMMARY_DATA: frozenset[str] = frozenset(map(str, {K.STEP_ASSIGNED, K.STEP_DONE, K.STEP_REJECTED, K.RUN_FINISHED,
-                                                    K.RUN_CANCELLED, K.TRIGGER_REPEATED}))
+                                                    K.RUN_CANCELLED, K.TRIGGER_REPEATED, K.STEP_RELEASED}))

@@ -69,6 +69,8 @@ svg.gantt, svg.legend { display: block; width: 100%; height: auto; max-width: 96
 {% if o.rework_rounds or o.handovers or o.status_asked %}<div class="kpi">rework rounds<b>{{ o.rework_rounds }}</b>{{ o.handovers }} hand-overs</div>
 <div class="kpi">status updates<b>{{ o.status_updates }}</b>{{ o.status_missed }} missed of {{ o.status_asked }} asked</div>{% endif %}
 <div class="kpi">late steps<b>{{ o.late_steps }}</b>of {{ o.timed_steps }} with a due time</div>
+{% if o.holds or o.met_wall != o.met or o.missed_wall != o.missed or o.late_steps_wall != o.late_steps %}<div class="kpi">on time on wall time<b>{{ pct(o.on_time_wall_pct) }}</b>{{ o.met_wall }} met, {{ o.missed_wall }} missed (calendars round the clock)</div>
+<div class="kpi">time on hold<b>{{ dur(o.held_s) }}</b>{{ o.holds }} holds &#183; late {{ o.late_steps_counting_holds }} counting hold time, {{ o.late_steps_wall }} on wall time</div>{% endif %}
 </div>
 {% for title, ident, rows, label in tables %}
 <h2>{{ title }}</h2>

@@ -196,6 +196,14 @@ class StepAudit:
     notifications: list[Notification] = field(default_factory=list)
     round: int = 1  # the current round (a rejection's rework sends a step back: 2, 3…)
     rounds: list[Round] = field(default_factory=list)  # the earlier rounds, oldest first
+    # business time and holds: the due as first assigned (before holds moved it), the wall-time due beside a
+    # calendar's, the calendar's name, how many holds and how long (SOP seconds), an open hold's start
+    first_due_at: datetime | None = None
+    wall_due_at: datetime | None = None
+    calendar: str | None = None
+    holds: int = 0
+    held_s: float = 0.0
+    held_since: datetime | None = None
 
     def reopen(self, round_: int, by: str | None, cause: str | None, note: str | None) -> None:
         """A rework round begins: this round is kept in ``rounds``, the step is asked afresh."""
@@ -206,6 +214,7 @@ class StepAudit:
         self.actor, self.actor_facts, self.values, self.evidence, self.note = None, {}, {}, [], None
         self.reason, self.deadline_met_recorded, self.approvals = None, None, []
         self.claimed_by, self.claimed_at, self.claimed_facts = None, None, {}
+        self.first_due_at = self.wall_due_at = self.held_since = None
 
     @property
     def is_human(self) -> bool:
@@ -221,19 +230,32 @@ class StepAudit:
         return described(self.claimed_by, self.claimed_facts) if self.claimed_by else None
 
     def deadline(self, now: datetime) -> str:
-        """met / missed / pending / none (no due) / n/a (ended by skip or cancel before due)."""
-        if self.due_at is None:
+        """met / missed / pending / none (no due) / n/a (ended by skip or cancel before due): the SLA as its
+        clock ran (on its calendar's working time, stopped while on hold)."""
+        return self._verdict(self.due_at, now, recorded=True)
+
+    def deadline_with_holds(self, now: datetime) -> str:
+        """The verdict had its holds not stopped the clock (the due instant as first assigned)."""
+        return self._verdict(self.first_due_at, now) if self.holds else self.deadline(now)
+
+    def deadline_wall(self, now: datetime) -> str:
+        """The verdict on wall time (a calendar's step judged against ``due`` counted round the clock, hold
+        time counted); a step on wall time: its verdict counting holds."""
+        return self._verdict(self.wall_due_at, now) if self.calendar else self.deadline_with_holds(now)
+
+    def _verdict(self, due_at: datetime | None, now: datetime, recorded: bool = False) -> str:
+        if due_at is None:
             return NO_DEADLINE
         if self.state in ("done", "rejected"):
-            met = self.deadline_met_recorded
+            met = self.deadline_met_recorded if recorded else None
             if met is None and self.finished_at is not None:
-                met = self.finished_at <= self.due_at
+                met = self.finished_at <= due_at
             return MET if met else MISSED
-        if self.overdue_at is not None:
+        if recorded and self.overdue_at is not None:
             return MISSED
         if self.state in FINISHED_STEP:
-            return MISSED if self.finished_at and self.finished_at > self.due_at else NOT_APPLICABLE
-        return MISSED if now > self.due_at else PENDING
+            return MISSED if self.finished_at and self.finished_at > due_at else NOT_APPLICABLE
+        return MISSED if now > due_at else PENDING
 
 
 @dataclass(slots=True)
@@ -278,6 +300,8 @@ class RunAudit:
     handovers: int = 0  # steps handed from one person to another
     sop_text: str | None = None
     sop_text_ok: bool | None = None
+    calendar: str | None = None  # the run's deadline counts business time on this calendar
+    wall_deadline_at: datetime | None = None  # its deadline counted round the clock, beside the calendar's
 
     @property
     def is_drill(self) -> bool:
@@ -304,6 +328,22 @@ class RunAudit:
         if self.status == "cancelled":
             return MISSED if self.ended_at and self.ended_at > self.deadline_at else NOT_APPLICABLE
         return MISSED if now > self.deadline_at else PENDING
+
+    def deadline_wall(self, now: datetime) -> str:
+        """The run's verdict on wall time (its deadline counted round the clock where a calendar applies)."""
+        if self.calendar is None or self.wall_deadline_at is None:
+            return self.deadline(now)
+        end = self.ended_at if self.status != "open" else None
+        if self.status == "cancelled":
+            return MISSED if end and end > self.wall_deadline_at else NOT_APPLICABLE
+        if end is not None:
+            return MET if end <= self.wall_deadline_at else MISSED
+        return MISSED if now > self.wall_deadline_at else PENDING
+
+    @property
+    def held_s(self) -> float:
+        """SOP seconds its steps spent on hold (an open hold counted to its last record)."""
+        return sum(step.held_s for step in self.steps.values())
 
     @property
     def time_to_acknowledge(self) -> float | None:

@@ -43,6 +43,12 @@ DEFINITIONS = {
     "late_step": "a step with a due time reported after it, timed out, or still open past it",
     "rework_rounds": "rounds a rejection sent back to an earlier step (on_reject), over all steps",
     "status_missed": "a status cadence's asks with no update in their period or its grace (escalated)",
+    "on_time_wall": "runs on a calendar judged on wall time (their deadline counted round the clock); "
+                    "runs on wall time as on_time",
+    "time_on_hold": "SOP time steps spent on hold (their clock stopped, waiting for a declared reason)",
+    "late_steps_counting_holds": "late steps had their holds not stopped the clock (judged against the due "
+                                 "instant as first assigned)",
+    "late_steps_wall": "late steps judged on wall time (a calendar's due counted round the clock, holds counted)",
     "percentiles": "median: middle value (mean of the two middle ones); p90: nearest rank",
     "time": SOP_TIME_NOTE,
 }
@@ -76,6 +82,14 @@ class Compliance:
     status_asked: int = 0  # a status cadence's asks
     status_updates: int = 0  # status updates posted
     status_missed: int = 0  # asks with no update in their period (escalated)
+    # business time and holds (#21): verdicts the other ways, time on hold
+    met_wall: int = 0  # run deadlines met on wall time (round the clock where a calendar applies)
+    missed_wall: int = 0
+    on_time_wall_pct: float | None = None
+    holds: int = 0  # holds placed on steps
+    held_s: float = 0.0  # SOP seconds steps spent on hold
+    late_steps_counting_holds: int = 0  # late had the holds not stopped the clock
+    late_steps_wall: int = 0  # late on wall time (calendars' dues round the clock, holds counted)
 
 
 COMPLIANCE_COLUMNS = [f.name for f in fields(Compliance)]
@@ -113,6 +127,12 @@ class _Tally:
         row.status_asked += run.status_asked
         row.status_updates += run.status_updates
         row.status_missed += run.status_missed
+        row.met_wall += run.verdict_wall == MET
+        row.missed_wall += run.verdict_wall == MISSED
+        row.holds += run.holds
+        row.held_s += run.held_s
+        row.late_steps_counting_holds += sum(late for late, _ in run.late_other_ways)
+        row.late_steps_wall += sum(late for _, late in run.late_other_ways)
         if run.tta is not None:
             self.tta.append(run.tta)
         elif run.assigned:
@@ -131,6 +151,7 @@ class _Tally:
         row.ttc_median_s, row.ttc_p90_s = _median(self.ttc), percentile(self.ttc, 0.9)
         row.escalations_per_run = round(row.escalations / row.runs, 2) if row.runs else None
         row.late_pct = _ratio(row.late_steps, row.timed_steps)
+        row.on_time_wall_pct = _ratio(row.met_wall, row.met_wall + row.missed_wall)
         return row
 
 
@@ -199,20 +220,27 @@ class RunFacts(NamedTuple):
     status_asked: int = 0
     status_updates: int = 0
     status_missed: int = 0
+    verdict_wall: str = ""  # the run's deadline on wall time
+    holds: int = 0
+    held_s: float = 0.0
+    late_other_ways: tuple[tuple[bool, bool], ...] = ()  # per timed step: (late counting holds, late on wall time)
 
     @classmethod
     def of(cls, run: RunAudit, now: datetime) -> RunFacts:
         timed = []
+        other = []
         for step in run.steps.values():
             verdict = step.deadline(now)
             if verdict in (MET, MISSED):
                 timed.append((step.assignee or "(automated)", verdict == MISSED))
+                other.append((step.deadline_with_holds(now) == MISSED, step.deadline_wall(now) == MISSED))
         line = RunLine.of(run, now)
         return cls(run.started_seq, run.sop_id, run.sop_class, run.status, line.deadline, run.escalations, run.time_to_acknowledge,
                    run.first_assigned_at is not None, run.time_to_complete, tuple(timed),
                    tuple(getattr(line, name) for name in RUN_COLUMNS),
                    sum(len(step.rounds) for step in run.steps.values()), run.handovers, run.status_asked,
-                   len(run.status_updates), run.status_missed)
+                   len(run.status_updates), run.status_missed, run.deadline_wall(now),
+                   sum(step.holds for step in run.steps.values()), run.held_s, tuple(other))
 
 
 def run_facts(runs: list[RunAudit], now: datetime) -> list[RunFacts]:

@@ -27,6 +27,7 @@ COMMANDS = {
     **dict.fromkeys(("serve", "deploy", "executor", "timers", "nudger", "pager"), "services"),
     **dict.fromkeys(("run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help", "cancel"),
                     "runs"),
+    **dict.fromkeys(("hold", "release"), "holds"),
     **dict.fromkeys(("drill", "demo"), "drill"),
     **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),
     "notify-test": "notify",

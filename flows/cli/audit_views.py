@@ -233,8 +233,22 @@ def print_compliance(report: ComplianceReport, within: Window) -> None:
     if o.rework_rounds or o.handovers or o.status_asked:
         console.print(f"rework rounds {o.rework_rounds} · hand-overs {o.handovers} · status updates "
                       f"{o.status_updates} posted, {o.status_missed} missed of {o.status_asked} asked")
+    print_clock_figures(o)
     console.print(f"[dim]{SOP_TIME_NOTE} TTA: first assignment → first answer by a person; TTC: start → finish "
                   f"(docs/audit.md).[/]")
+
+
+def print_clock_figures(o: Any) -> None:
+    """Business time and holds (#21): on time on wall time beside the calendars', time on hold, late steps the
+    other ways (hold time counted; on wall time)."""
+    if not (o.holds or o.met_wall + o.missed_wall != o.met + o.missed or o.late_steps_wall != o.late_steps
+            or o.on_time_wall_pct != o.on_time_pct):
+        return
+    pct = "—" if o.on_time_wall_pct is None else f"{o.on_time_wall_pct:g}%"
+    console.print(f"on time on wall time {pct} ({o.met_wall} met, {o.missed_wall} missed) · on hold "
+                  f"{format_duration(timedelta(seconds=o.held_s))} in {o.holds} hold(s) · late steps "
+                  f"{o.late_steps} as the clock ran, {o.late_steps_counting_holds} counting hold time, "
+                  f"{o.late_steps_wall} on wall time")
 
 
 # --- sop audit verify ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
 from flows.ledger import utc
-from flows.ledger.schema import deliveries, records, runs, steps, timers
+from flows.ledger.schema import deliveries, holds, records, runs, steps, timers
 from flows.ledger.vocabulary import RunStatus, StepState, TimerKind
 
 
@@ -112,7 +112,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
     return out
 
 
-# --- the operators' board: every open run in three queries, no SOP text parsed -----------------
+# --- the operators' board: every open run in four queries, no SOP text parsed -----------------
 
 _CURRENT = (StepState.ACTIVE, StepState.READY, StepState.RUNNING)
 _OPEN_RUNS = sa.select(runs.c.id, runs.c.sop_id, runs.c.title, runs.c.sop_class, runs.c.priority, runs.c.initiator,
@@ -126,6 +126,9 @@ _LEVELS_FIRED = (sa.select(timers.c.run_id, timers.c.step_id, timers.c.level, ti
                  .join(runs, runs.c.id == timers.c.run_id)
                  .where((runs.c.status == RunStatus.RUNNING) & (timers.c.kind == TimerKind.LADDER)
                         & timers.c.fired_at.is_not(None)))
+_OPEN_HOLDS = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.c.held_at, holds.c.held_by)
+               .join(runs, runs.c.id == holds.c.run_id)
+               .where((runs.c.status == RunStatus.RUNNING) & holds.c.released_at.is_(None)))
 _VERSION = sa.select(sa.func.max(records.c.seq))
 
 
@@ -143,6 +146,9 @@ class BoardStep:
     due_at: datetime | None
     level: str | None
     levels_fired: int
+    held_at: datetime | None = None  # on hold since (its clock stopped), and why
+    hold_reason: str | None = None
+    held_by: str | None = None
 
 
 @dataclass
@@ -177,7 +183,8 @@ def ledger_version(engine: Any) -> int:
 
 
 def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
-    """Every open run with its current steps, P1 first, then the soonest due; and the ledger's version."""
+    """Every open run with its current steps (those on hold: since when, why), P1 first, then the soonest due;
+    and the ledger's version."""
     library = engine.library
     titles: dict[tuple[str, str], str] = {}
     for loaded in library.sops.values():
@@ -192,16 +199,20 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         fired: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for t in conn.execute(_LEVELS_FIRED):
             fired.setdefault((t.run_id, t.step_id), []).append((utc(t.fired_at), t.level))  # type: ignore[arg-type]
+        held = {(h.run_id, h.step_id): h for h in conn.execute(_OPEN_HOLDS)}
         rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)
             if run is None:
                 continue
             levels = sorted(fired.get((s.run_id, s.step_id), []))
+            hold = held.get((s.run_id, s.step_id))
             run.steps.append(BoardStep(s.step_id, titles.get((run.sop_id, s.step_id), s.step_id), s.kind, s.state,
                                        s.assignee, rota.person_for(s.assignee) if s.assignee else None, s.claimed_by,
                                        utc(s.due_at),
-                                       levels[-1][1] if levels else None, len(levels)))
+                                       levels[-1][1] if levels else None, len(levels),
+                                       utc(hold.held_at) if hold else None, hold.reason if hold else None,
+                                       hold.held_by if hold else None))
     far = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(board.values(), key=lambda r: (r.priority, r.next_due or far, r.started_at))
     return version, ordered

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flows.clock import scaled
+from flows.engine.holds import end_hold
 from flows.engine.oncall import Rota, resolve_targets
 from flows.engine.store import RunStore
 from flows.engine.view import RunView, variables
+from flows.language.calendar import calendar_for, calendar_name, instant_after, postponed
 from flows.language.expressions import evaluate
 from flows.language.ladder import levels
 from flows.language.steps import KINDS
@@ -117,10 +118,26 @@ class RunChange:
         round_ = self.view.steps.get(step_id, {}).get("round") or 1
         self.store.arm(self.view, step_id, kind, f"r{round_}:{level}" if round_ > 1 else level, due_at)
 
+    def after(self, start: datetime, duration: Any, step: StepBase | None) -> datetime:
+        """The instant ``duration`` of SOP time after ``start`` for this run (a step's, or the run's own):
+        its speed, and its calendar's working time where one applies (``flows.language.calendar``)."""
+        return instant_after(start, duration, calendar=calendar_for(self.view.sop, step, self.site),
+                             speed=self.view.speed, anchor=self.view.run["started_at"])
+
+    def held_past(self, step: StepBase, instant: datetime) -> datetime:
+        """``instant`` moved later by the step's holds that ended (its clock stopped while it was held)."""
+        if self.store.is_new(self.view.id):
+            return instant
+        calendar = calendar_for(self.view.sop, step, self.site)
+        for held_from, held_to in self.store.ended_holds(self.view.id, step.id):
+            instant = postponed(instant, held_from, held_to, calendar=calendar, speed=self.view.speed,
+                                anchor=self.view.run["started_at"])
+        return instant
+
     def arm_after_ready(self, step: StepBase, level: Any) -> None:
-        """Arm a ladder level of a step: at its offset from when the step became ready."""
+        """Arm a ladder level of a step: at its offset from when the step became ready, plus its time on hold."""
         ready_at = self.view.steps[step.id]["ready_at"]
-        self.arm(step.id, TimerKind.LADDER, level.key, ready_at + scaled(level.offset, self.view.speed))
+        self.arm(step.id, TimerKind.LADDER, level.key, self.held_past(step, self.after(ready_at, level.offset, step)))
 
     def escalate(self, step: HumanStep, key: str, *, due_at: datetime | None, late_ms: int | None, late: bool,
                  asked_by: str | None = None) -> list[str] | None:
@@ -192,6 +209,10 @@ class RunChange:
             values["note"] = note if note is not None else reason
         if ready_at is not None:
             values["ready_at"] = ready_at
+        if row.get("held_at") is not None:  # ended while on hold: the hold ends with it
+            held = self.store.open_hold(self.id, step_id)
+            if held is not None:
+                end_hold(self, self.view.sop.step(step_id), held, "step_ended")  # type: ignore[arg-type]
         self.update_step(step_id, **values)
         self.record(RecordKind.step_ended(state), step_id, actor=actor, reason=reason, result=result, note=note,
                     deadline_met=met, **(facts or {}))
@@ -229,9 +250,14 @@ class RunChange:
 
     def assign(self, step: HumanStep, now: datetime) -> None:
         """A human step is asked of its assignee (a role: who is on call now): due instant, its timers, a page."""
-        due_at = now + scaled(step.due, self.view.speed) if step.due else None
+        due_at = self.after(now, step.due, step) if step.due else None
         self.update_step(step.id, state=StepState.ACTIVE, ready_at=now, due_at=due_at)
         extra: dict[str, Any] = {}
+        calendar = calendar_name(self.view.sop, step, self.site)
+        if calendar is not None and calendar in self.site.calendars:  # business time: the wall-time due beside it
+            extra["calendar"] = calendar
+            if step.due:
+                extra["wall_due_at"] = instant_after(now, step.due, speed=self.view.speed)
         if step.assignee in self.site.roles:
             answer = self.rota.on_call(step.assignee)
             person = answer.primary
@@ -245,7 +271,7 @@ class RunChange:
             self.arm(step.id, TimerKind.DUE, "", due_at)
         first = next(levels(self.view.sop.ladder_for(step), step.due, limit=1), None)
         if first is not None:
-            self.arm(step.id, TimerKind.LADDER, first.key, now + scaled(first.offset, self.view.speed))
+            self.arm(step.id, TimerKind.LADDER, first.key, self.after(now, first.offset, step))
         self.page("assigned", step.id, [step.assignee])
 
     # --- advancing --------------------------------------------------------------------------
@@ -327,6 +353,10 @@ class RunChange:
         ``facts``: how the cancel came (``Actor.facts``), recorded beside its actor."""
         view = self.view
         active = [s for s, r in view.steps.items() if r["state"] == StepState.ACTIVE]
+        for step_id in active:  # a hold ends with its run
+            held = self.store.open_hold(self.id, step_id) if view.steps[step_id].get("held_at") else None
+            if held is not None:
+                end_hold(self, view.sop.step(step_id), held, "step_ended")  # type: ignore[arg-type]
         now = self.clock.now()
         self.store.cancel_open_steps(view, now)
         self.store.update_run(view, status=RunStatus.CANCELLED, outcome=f"cancelled: {reason}", finished_at=now,

@@ -366,7 +366,8 @@ class Pager:
             # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
                               asked_by=page.level.get("asked_by"), every=page.level.get("every"),
-                              ask=page.level.get("ask"))
+                              ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
+                              max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"))
         summary = None
         if page.kind in ("run_finished", "run_overdue"):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],

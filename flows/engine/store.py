@@ -26,7 +26,7 @@ from flows.engine.view import RunNotFound, RunView, row_dict
 from flows.language.library import pinned_sop
 from flows.language.spec import Sop
 from flows.ledger import Tx, utc
-from flows.ledger.schema import link_uses, records, runs, sop_versions, steps, timers
+from flows.ledger.schema import holds, link_uses, records, runs, sop_versions, steps, timers
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 
 _B = sa.bindparam
@@ -60,7 +60,7 @@ _SOP_VERSION_INSERT = sop_versions.insert()
 _RUN_DEFAULTS: dict[str, Any] = {"finished_at": None, "outcome": None, "suspends": 0, "nudge": False}
 _STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at": None, "actor": None, "note": None,
                                   "result": None, "approvals": None, "deadline_met": None,
-                                  "claimed_by": None, "claimed_at": None}
+                                  "claimed_by": None, "claimed_at": None, "held_at": None}
 #: pinned SOPs by text hash (a hash names one text forever, so entries never go stale)
 _pinned: dict[str, Sop] = {}
 
@@ -385,6 +385,68 @@ class RunStore:
         if claimed != 1:
             return None
         return TimerClaim(row.id, row.run_id, row.step_id, row.kind, row.level, due_at, late_ms)  # type: ignore[arg-type]
+
+    # --- holds (flows/engine/holds.py) ---------------------------------------------------------
+
+    def is_new(self, run_id: str) -> bool:
+        """The run was created in this transaction (nothing of it is written yet)."""
+        return run_id in self._new
+
+    def open_hold(self, run_id: str, step_id: str) -> Any:
+        """The step's hold that has not ended (its row), or None."""
+        return self.conn.execute(sa.select(holds).where((holds.c.run_id == run_id) & (holds.c.step_id == step_id)
+                                                        & holds.c.released_at.is_(None))).first()
+
+    def holds_of(self, run_id: str, step_id: str) -> int:
+        """How many holds a step had (ended or not)."""
+        return self.conn.execute(sa.select(sa.func.count()).select_from(holds).where(
+            (holds.c.run_id == run_id) & (holds.c.step_id == step_id))).scalar_one()
+
+    def ended_holds(self, run_id: str, step_id: str) -> list[tuple[datetime, datetime]]:
+        """(held at, released at) of a step's holds that ended, oldest first."""
+        rows = self.conn.execute(sa.select(holds.c.held_at, holds.c.released_at).where(
+            (holds.c.run_id == run_id) & (holds.c.step_id == step_id) & holds.c.released_at.is_not(None))
+            .order_by(holds.c.number))
+        return [(utc(r.held_at), utc(r.released_at)) for r in rows]  # type: ignore[misc]
+
+    def stop_step_timers(self, view: RunView, step_id: str, now: datetime) -> list[int]:
+        """A hold stops a step's armed timers (its due and ladder): cancelled now, their ids returned."""
+        rows = [r.id for r in self.conn.execute(sa.select(timers.c.id).where(
+            _ARMED & (timers.c.run_id == view.id) & (timers.c.step_id == step_id)
+            & timers.c.kind.in_((TimerKind.DUE, TimerKind.LADDER))))]
+        if rows:
+            self.conn.execute(timers.update().where(timers.c.id.in_(rows)).values(cancelled_at=now))
+        return rows
+
+    def restart_timers(self, timer_ids: list[int], later: Any) -> dict[int, datetime]:
+        """Timers a hold stopped run again, each at ``later(its instant)``; returns id → new instant."""
+        moved: dict[int, datetime] = {}
+        for row in self.conn.execute(sa.select(timers.c.id, timers.c.due_at, timers.c.fired_at).where(
+                timers.c.id.in_(timer_ids))):
+            if row.fired_at is not None:
+                continue
+            moved[row.id] = later(utc(row.due_at))
+            self.conn.execute(timers.update().where(timers.c.id == row.id).values(cancelled_at=None,
+                                                                                   due_at=moved[row.id]))
+        return moved
+
+    def cancel_step_timers_of(self, view: RunView, step_id: str, kind: str) -> None:
+        """Disarm a step's armed timers of one kind (a released hold's maximum)."""
+        self.conn.execute(timers.update().where(_ARMED & (timers.c.run_id == view.id) & (timers.c.step_id == step_id)
+                                                & (timers.c.kind == kind)).values(cancelled_at=self.clock.now()))
+
+    def start_hold(self, **values: Any) -> int:
+        """Write a new hold; its id."""
+        return self.conn.execute(holds.insert().values(**values)).inserted_primary_key[0]
+
+    def end_hold(self, hold_id: int, **values: Any) -> None:
+        """A hold ends (released_at, by, via, ended)."""
+        self.conn.execute(holds.update().where(holds.c.id == hold_id).values(**values))
+
+    @staticmethod
+    def hold_rows(conn: Connection, run_id: str) -> list[Any]:
+        """A run's holds (every step's), oldest first."""
+        return list(conn.execute(sa.select(holds).where(holds.c.run_id == run_id).order_by(holds.c.id)))
 
     # --- the end of the transaction's work ---------------------------------------------------
 

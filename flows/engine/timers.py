@@ -20,6 +20,7 @@ from typing import Any
 
 from flows.clock import scaled
 from flows.engine.change import RunChange
+from flows.engine.holds import hold_expired
 from flows.engine.store import RunStore, TimerClaim
 from flows.engine.transitions import Engine
 from flows.language.cadence import effective_cadence
@@ -115,6 +116,8 @@ class TimerService:
                         self._escalate(change, step, claim, late)
                     elif claim.kind == TimerKind.DUE:
                         follow_up = self._deadline(change, step, claim, late)
+                    elif claim.kind == TimerKind.HOLD:
+                        acted = hold_expired(change, step, claim.level, claim.late_ms, late)
                     elif claim.kind == TimerKind.WAIT:
                         change.set_step(step.id, StepState.DONE, result={})
                         follow_up = True

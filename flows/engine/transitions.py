@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flows.clock import Clock, SystemClock, scaled
 from flows.engine.change import Page, Plan, RunChange, Transaction
+from flows.engine.holds import HoldActions
 from flows.engine.inputs import InputRefused, StepNotActive, check_inputs, new_run_id
 from flows.engine.links import LinkRefused, Links
 from flows.engine.oncall import on_call_now
@@ -30,6 +31,7 @@ from flows.engine.store import RunStore
 from flows.engine.view import RunNotFound, RunView
 from flows.language.actors import Actor, as_actor
 from flows.language.cadence import effective_cadence
+from flows.language.calendar import calendar_for, calendar_name, instant_after
 from flows.language.durations import check_speed
 from flows.language.expressions import render
 from flows.language.library import Library, LoadedSop
@@ -67,7 +69,7 @@ def _copies(copies: int) -> dict[str, int]:
     return {"copies": copies} if copies > 1 else {}
 
 
-class Engine(PeopleActions):
+class Engine(PeopleActions, HoldActions):
     """Transitions of runs; pages go through ``pager``, flow runs through ``launcher``."""
 
     def __init__(self, library: Library, ledger: Ledger, pager: Any = None, launcher: Any = None,
@@ -199,7 +201,8 @@ class Engine(PeopleActions):
             if not pinned and not store.is_pinned(text_hash):
                 store.pin(text_hash, sop.id, sop.version, loaded.text, now)
             run_id = new_run_id()
-            deadline_at = now + scaled(sop.deadline, speed) if sop.deadline else None
+            calendar = calendar_for(sop, None, self.site)
+            deadline_at = instant_after(now, sop.deadline, calendar=calendar, speed=speed) if sop.deadline else None
             run = dict(
                 id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
                 priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
@@ -214,7 +217,10 @@ class Engine(PeopleActions):
             change = t.change(view)
             change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
                           version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
-                          deadline_at=deadline_at, priority=sop.priority, **facts)
+                          deadline_at=deadline_at, priority=sop.priority, **facts,
+                          **({"calendar": calendar_name(sop, None, self.site),
+                              "wall_deadline_at": instant_after(now, sop.deadline, speed=speed) if sop.deadline
+                              else None} if calendar is not None else {}))
             if deadline_at is not None:
                 change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
             cadence = effective_cadence(sop, self.site)

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.language.cadence import Cadence
+from flows.language.calendar import Calendar
 from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.fields import SLUG, Duration, Strict, check_timezone
 from flows.language.rotation import Rotation
@@ -239,6 +240,9 @@ class Settings(Strict):
     web: WebSettings = Field(default_factory=WebSettings)
     cadences: dict[Literal["complaint", "outage", "policy", "routine"], Cadence] = Field(
         default_factory=dict, description="status cadences by class, for SOPs that declare none")
+    class_calendars: dict[Literal["complaint", "outage", "policy", "routine"], str] = Field(
+        default_factory=dict, description="the calendar (config/calendars.yaml) of each class's SOPs that name "
+                                          "none: their due, deadline and ladder count business time")
 
     @field_validator("timezone")
     @classmethod
@@ -301,8 +305,10 @@ class Site(Strict):
     vars: dict[str, Any] = Field(default_factory=dict)
     settings: Settings = Field(default_factory=Settings)
     tokens: dict[str, ApiToken] = Field(default_factory=dict)
+    calendars: dict[str, Calendar] = Field(default_factory=dict, description="business calendars by name "
+                                                                            "(config/calendars.yaml)")
 
-    @field_validator("people", "roles", "channels")
+    @field_validator("people", "roles", "channels", "calendars")
     @classmethod
     def _slug_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:

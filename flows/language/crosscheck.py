@@ -206,7 +206,19 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
         errors.extend(_check_rework(sop, doc, index))
     if site is not None and sop.cadence is not None:
         errors.extend(_check_cadence_targets(sop, doc, site))
+    if site is not None:
+        errors.extend(_check_calendars(sop, doc, site))
     return errors
+
+
+def _check_calendars(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
+    """``calendar:`` of the SOP and of its steps names a calendar of config (or ``wall``)."""
+    from flows.language.calendar import WALL
+
+    known = ", ".join(sorted(site.calendars)) or "none: add config/calendars.yaml"
+    places = [(("calendar",), sop.calendar)] + [(("steps", i, "calendar"), s.calendar) for i, s in enumerate(sop.steps)]
+    return [doc.error(path, f"unknown calendar `{name}` (calendars in config: {known}; `{WALL}` is wall time)")
+            for path, name in places if name is not None and name != WALL and name not in site.calendars]
 
 
 def _check_cadence_targets(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
@@ -427,6 +439,12 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
             if name not in site.people and name not in site.roles and ("settings", "web") in where:
                 err("settings", "web", (access, j), f"settings.web.{access}: `{name}` is neither a person nor a role "
                                                     "in config")
+    for sop_class, name in site.settings.class_calendars.items():
+        if name not in site.calendars and ("settings", "web") in where:  # the document that holds settings
+            errors.append(where[("settings", "web")].error(
+                ("settings", "class_calendars", sop_class),
+                f"settings.class_calendars.{sop_class}: unknown calendar `{name}` "
+                f"(calendars in config: {', '.join(sorted(site.calendars)) or 'none'})"))
     for name, token in site.tokens.items():
         if token.person is not None and token.person not in site.people:
             err("tokens", name, ("person",), f"token `{name}`: unknown person `{token.person}`")

@@ -33,6 +33,8 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "2h", "1d", "PT2H"]}),
 ]
 Slug = Annotated[str, Field(pattern=SLUG)]
+#: a word of a declared list (a hold's reason: ``platform_reply``): lower case, digits, ``_`` and ``-``
+Word = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 
 
 class Strict(BaseModel):

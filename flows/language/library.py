@@ -24,8 +24,8 @@ from flows.language.oncall import check_rotations
 from flows.language.spec import Sop
 from flows.language.steps.check import CheckStep
 
-CONFIG_KEYS = frozenset({"people", "roles", "channels", "vars", "settings", "tokens"})
-MERGED_TABLES = ("people", "roles", "channels", "vars", "tokens")
+CONFIG_KEYS = frozenset({"people", "roles", "channels", "vars", "settings", "tokens", "calendars"})
+MERGED_TABLES = ("people", "roles", "channels", "vars", "tokens", "calendars")
 
 
 def project_root() -> Path:

@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
-from flows.language.fields import Duration, FieldSpec, Slug, Strict, check_timezone
+from flows.language.fields import Duration, FieldSpec, Slug, Strict, Word, check_timezone
 from flows.language.ladder import LadderEntry
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
@@ -217,6 +217,12 @@ class Sop(Strict):
     triggers: list[Trigger] = Field(default_factory=list)
     escalation: list[LadderEntry] = Field(default_factory=list)
     cadence: Cadence | None = Field(default=None, description="status updates while the run is open")
+    calendar: str | None = Field(default=None, description="a calendar of config/calendars.yaml: due, deadline "
+                                                           "and ladder offsets count business time")
+    waiting_for: list[Word] = Field(default_factory=list, description="reasons a step may be put on hold for "
+                                                                      "(its clock stops): platform_reply, customer…")
+    max_hold: Duration | None = Field(default=None, description="the longest a hold may last before it escalates "
+                                                                "(default 1d)")
     steps: list[Step] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
 

@@ -81,6 +81,7 @@ steps = sa.Table(
     sa.Column("claimed_at", TS),
     # a rework round sends a step back: 1, then 2… (timers of a later round are armed as ``r2:<level>``)
     sa.Column("round", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("held_at", TS),  # on hold since (its clock stopped; see ``holds``), NULL when not
 )
 
 timers = sa.Table(
@@ -253,4 +254,29 @@ silences = sa.Table(
     sa.Column("ended_at", TS),
     sa.Column("ended_by", sa.String(120)),
     sa.Column("end_reason", sa.Text),
+)
+
+# --- holds (``sop hold`` / ``sop release``, the step page, the API) ---------------------------------
+# A projection of the ``step_held`` / ``step_released`` records, kept in the same transaction: whether a
+# step is on hold now, and the timers its hold stopped (``timers``: their ids, JSON), to start again when
+# it ends. ``ended``: released (by a person), expired (its maximum passed) or step_ended.
+
+holds = sa.Table(
+    "holds", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("step_id", sa.String(80), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),  # the step's first hold is 1 (its max timer's level: hold1)
+    sa.Column("reason", sa.String(80), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("held_by", sa.String(120), nullable=False),
+    sa.Column("held_via", sa.String(20), nullable=False),
+    sa.Column("held_at", TS, nullable=False),
+    sa.Column("max_at", TS, nullable=False),
+    sa.Column("timers", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("released_at", TS),
+    sa.Column("released_by", sa.String(120)),
+    sa.Column("released_via", sa.String(20)),
+    sa.Column("ended", sa.String(20)),
+    sa.UniqueConstraint("run_id", "step_id", "number", name="uq_hold_number"),
 )

@@ -74,6 +74,7 @@ class TimerKind(StrEnum):
     RUN_DEADLINE = "run_deadline"  # the run's own deadline
     CADENCE = "cadence"            # a status cadence's period ends: the owner is asked for an update (level: n)
     CADENCE_CHECK = "cadence_check"  # the ask's grace is over: no update since, and it is missed (level: n)
+    HOLD = "hold"                  # a step's hold reaches its maximum: it ends and escalates (level: hold<n>)
 
 
 class RecordKind(StrEnum):
@@ -99,6 +100,9 @@ class RecordKind(StrEnum):
     HELP_ASKED = "help_asked"        # the holder asked for help: the step escalates to its next level now
     STEP_HANDED_OVER = "step_handed_over"  # the holder (or the role's lead) gave an active step to another person
     STEP_REOPENED = "step_reopened"  # a rejection sent the work back (on_reject): the step is asked again, round N
+    STEP_HELD = "step_held"          # a step is put on hold (its clock stops) for a declared reason, until released
+    STEP_RELEASED = "step_released"  # its hold ends (released by a person, its maximum passed, or the step ended):
+                                     # its due instant moved by the time held
     # status cadences (an SOP's `cadence`, or its class's)
     STATUS_ASKED = "status_asked"      # a period ended: the owner is asked for a status update
     STATUS_UPDATE = "status_update"    # a person posted a status update on the run

@@ -1,8 +1,8 @@
 """The ops manager's board: open runs by priority and time left, starting a playbook, cancelling a run.
 
 For ``settings.web.operators`` only (others get 403). ``/board`` lists every open run (P1
-first, then the soonest due) with its current steps, who has them, time left, the ladder
-reached and repeats; filters by class, SOP, role and person (``mine``). The page polls
+first, then the soonest due) with its current steps, who has them, time left (or, on hold,
+since when and what it waits for), the ladder reached and repeats; filters by class, SOP, role and person (``mine``). The page polls
 ``/board/rows`` every second with the ledger version it shows: unchanged, the answer is an
 empty 204; changed, the rows again (no reload; without JavaScript the page reads the same,
 and reloading refreshes it). ``/board/start/<sop>`` is a form built from the SOP's typed

@@ -14,6 +14,17 @@ from typing import Any
 from flows.language.fields import FieldSpec
 
 
+class Refused(Exception):
+    """A post that changes nothing: problems by field, and general ones (``status``: the page's, 422 unless
+    the person may not do it at all, 403)."""
+
+    def __init__(self, errors: dict[str, str] | None = None, problems: list[str] | None = None, status: int = 422):
+        super().__init__("; ".join([*(errors or {}).values(), *(problems or [])]))
+        self.errors = errors or {}
+        self.problems = problems or []
+        self.status = status
+
+
 @dataclass(frozen=True)
 class FormField:
     """One input of the page: its name, how it is typed and bounded, its label and help."""

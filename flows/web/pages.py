@@ -9,7 +9,8 @@ for a signed-in person; ``/runs/<run>`` shows the run; ``/`` lists what waits fo
 Every post is checked: the CSRF token of the session (or of the link), the person's right
 to act on the step (``Engine.check_may_act``), the form against the SOP's field models
 (problems shown beside their fields, nothing written). What is accepted goes through the
-engine like any other report, recorded with ``via: link`` or ``via: web``.
+engine like any other report, recorded with ``via: link`` or ``via: web``. Putting a step
+on hold and releasing it are two more of its actions (``flows/web/holds.py``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ from flows.language.cadence import effective_cadence
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
-from flows.web.forms import form_fields, read_form
+from flows.web.forms import Refused, form_fields, read_form
+from flows.web.holds import HOLD_ACTIONS, StepHold, hold_or_release, step_hold
 from flows.web.render import page
 from flows.web.sessions import Session
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-ACTIONS = ("done", "reject", "claim", "help", "handover")
+ACTIONS = ("done", "reject", "claim", "help", "handover", *HOLD_ACTIONS)
 #: every page: not cached (links and forms are personal), never framed by another site, types as sent
 PAGE_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff"}
@@ -122,6 +124,7 @@ class StepPage:
     row: dict[str, Any]
     person: str
     may_act: bool
+    hold: StepHold
 
     @property
     def active(self) -> bool:
@@ -147,7 +150,7 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     holder = row.get("claimed_by")
     if may and holder and holder != person and person not in web.engine.overseers(view, step):
         may = False  # taken by another member of the role: this reader's page shows what happened
-    return StepPage(view, step, row, person, may)
+    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person))
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
@@ -184,15 +187,6 @@ def _next_steps(view: RunView) -> list[dict[str, Any]]:
 
 
 # --- acting ----------------------------------------------------------------------------------
-
-
-class Refused(Exception):
-    """A post that changes nothing: problems by field, and general ones."""
-
-    def __init__(self, errors: dict[str, str] | None = None, problems: list[str] | None = None):
-        super().__init__("; ".join([*(errors or {}).values(), *(problems or [])]))
-        self.errors = errors or {}
-        self.problems = problems or []
 
 
 async def _read_post(request: Request, web: Web) -> tuple[dict[str, str], list[UploadFile]]:
@@ -242,6 +236,8 @@ def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str
     """
     engine, view, step = web.engine, sp.view, sp.step
     note, links = _checked(posted)
+    if action in HOLD_ACTIONS:
+        return hold_or_release(engine, view, step, actor, action, posted, note, link)
     if action == "claim":
         engine.claim(view.id, step.id, actor, link=link)
         return "claimed"
@@ -289,7 +285,7 @@ async def handle_post(request: Request, sp: StepPage, actor: Actor, *, csrf_ok: 
         uploads = await _uploads(web, files) if action == "done" else []
         state = await run_in_threadpool(act, web, sp, actor, action, posted, uploads, link)
     except Refused as exc:
-        return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
+        return render_step(request, sp, action_url=action_url, csrf=csrf, status=exc.status, link=link, posted=posted,
                            errors=exc.errors, problems=exc.problems)
     except ReportRefused as exc:
         errors, problems = _by_field(exc.problems, sp.step)

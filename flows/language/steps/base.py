@@ -48,6 +48,8 @@ class StepBase(Strict):
     due: Duration | None = None
     on_timeout: str | None = Field(default=None, description="skip | fail | fallback:<step>")
     escalation: list[LadderEntry] | None = None
+    calendar: str | None = Field(default=None, description="a calendar of config/calendars.yaml: this step's due "
+                                                           "and ladder count business time (`wall`: wall time)")
     retries: int = Field(default=0, ge=0, le=20)
     timeout: Duration | None = None
 

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from flows.language.actors import Actor, as_actor
 from flows.language.config import Site
-from flows.language.fields import FieldSpec, Strict
+from flows.language.fields import Duration, FieldSpec, Strict, Word
 from flows.language.steps.base import Activation, StepBase, StepKind
 
 
@@ -38,6 +38,11 @@ class HumanStep(StepBase):
     #: a rejection sends the work back to this earlier step (and the steps between), for another round
     on_reject: str | None = Field(default=None, description="an earlier step a rejection sends the work back to")
     max_rounds: int = Field(default=3, ge=1, le=20, description="rounds before a rejection stands")
+    #: holds: what this step may wait for with its clock stopped (else the SOP's), and for how long
+    waiting_for: list[Word] | None = Field(default=None, description="reasons this step may be put on hold for "
+                                                                     "(else the SOP's `waiting_for`)")
+    max_hold: Duration | None = Field(default=None, description="the longest hold before it escalates "
+                                                                "(else the SOP's `max_hold`)")
 
     def outputs(self) -> set[str]:
         return super().outputs() | set(self.form) | {"evidence", "approvers"}

@@ -1,0 +1,228 @@
+"""Pausing the clock: a step put on hold, for a reason its SOP declares, until someone releases it.
+
+While a step is on hold its timers (its due instant and its escalation ladder) are stopped:
+no reminder, no escalation. When the hold ends its due instant and its armed ladder level
+move later by the time held — working time where the step counts business time — and its
+timers run again. A hold lasts at most ``max_hold`` (the step's, else the SOP's, else
+:data:`DEFAULT_MAX_HOLD`); a durable timer ends it there and escalates to the assignee
+role's lead and the run's owner. Every hold and release is recorded with who and how.
+
+Who may hold and release: whoever holds the step (who took it, else the person it went
+to), the assignee role's lead and the run's owner, and the operators (``settings.web.operators``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from flows.engine.inputs import InputRefused, StepNotActive
+from flows.engine.links import Claim
+from flows.language.actors import Actor, UnknownPerson, as_actor
+from flows.language.calendar import business_between, calendar_for, postponed
+from flows.language.durations import format_duration
+from flows.language.steps import human
+from flows.language.steps.human import HumanStep
+from flows.ledger import utc
+from flows.ledger.schema import holds
+from flows.ledger.vocabulary import RecordKind, TimerKind
+
+log = logging.getLogger("sop.engine")
+#: how long a hold may last when neither the step nor its SOP says (``max_hold``)
+DEFAULT_MAX_HOLD = timedelta(days=1)
+#: who is told when a hold passes its maximum (ladder words: the assignee role's lead, the run's owner)
+HOLD_ESCALATES_TO = ["lead", "owner"]
+
+
+class HoldReasonRefused(InputRefused):
+    """A hold's reason is not one the step may wait for (its ``waiting_for``), or it declares none."""
+
+
+class HoldNotAllowed(InputRefused):
+    """The person may not hold or release this step (not its holder, its lead, the run's owner or an operator)."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A step's hold as people read it: why, since when, by whom, and when it ends by itself."""
+
+    number: int
+    reason: str
+    note: str | None
+    held_by: str
+    held_via: str
+    held_at: datetime
+    max_at: datetime
+
+
+def open_hold(ledger: Any, run_id: str, step_id: str) -> Hold | None:
+    """The step's hold that has not ended, read from the ledger (None: it is not on hold)."""
+    with ledger.read() as conn:
+        row = conn.execute(sa.select(holds).where((holds.c.run_id == run_id) & (holds.c.step_id == step_id)
+                                                  & holds.c.released_at.is_(None))).first()
+    if row is None:
+        return None
+    return Hold(row.number, row.reason, row.note, row.held_by, row.held_via, utc(row.held_at),  # type: ignore[arg-type]
+                utc(row.max_at))  # type: ignore[arg-type]
+
+
+def hold_reasons(sop: Any, step: HumanStep) -> list[str]:
+    """What a step may be put on hold for: its own ``waiting_for``, else its SOP's (empty: no holds)."""
+    return list(step.waiting_for if step.waiting_for is not None else sop.waiting_for)
+
+
+def max_hold(sop: Any, step: HumanStep) -> timedelta:
+    """How long a hold of this step may last before it ends and escalates."""
+    return step.max_hold or sop.max_hold or DEFAULT_MAX_HOLD
+
+
+def end_hold(change: Any, step: HumanStep, hold: Any, ended: str, actor: Actor | None = None,
+             note: str = "") -> datetime | None:
+    """A step's hold ends (``released``, ``expired`` or ``step_ended``): recorded; unless the step ended,
+    its stopped timers run again and its due instant moves later by the time held. Returns the new due."""
+    view = change.view
+    now = change.clock.now()
+    held_at = utc(hold.held_at)
+    calendar = calendar_for(view.sop, step, change.site)
+    anchor = view.run["started_at"]
+
+    def later(instant: datetime) -> datetime:
+        return postponed(instant, held_at, now, calendar=calendar, speed=view.speed, anchor=anchor)
+
+    old_due = view.steps[step.id].get("due_at")
+    new_due = old_due
+    if ended != "step_ended":
+        change.store.restart_timers(json.loads(hold.timers), later)
+        new_due = later(old_due) if old_due is not None else None
+        change.update_step(step.id, held_at=None, due_at=new_due)
+        change.store.cancel_step_timers_of(view, step.id, TimerKind.HOLD)
+    change.store.end_hold(hold.id, released_at=now, released_by=actor.person if actor else None,
+                          released_via=actor.via if actor else None, ended=ended)
+    held = (now - held_at) * view.speed
+    facts: dict[str, Any] = {"number": hold.number, "reason": hold.reason, "ended": ended, "note": note or None,
+                             "held_s": held.total_seconds(), "previous_due_at": old_due, "due_at": new_due,
+                             **(actor.facts() if actor else {})}
+    if calendar is not None:
+        facts["held_business_s"] = business_between(held_at, now, calendar=calendar, speed=view.speed,
+                                                    anchor=anchor).total_seconds()
+    change.record(RecordKind.STEP_RELEASED, step.id, actor=actor.person if actor else None, **facts)
+    return new_due
+
+
+class HoldActions:
+    """Holds (mixed into ``Engine``, which provides ``transaction``, ``site``, ``clock``, ``overseers``,
+    ``person_for``, ``_human_step`` and ``launcher``)."""
+
+    transaction: Any
+    site: Any
+    clock: Any
+    overseers: Any
+    person_for: Any
+    _human_step: Any
+
+    def _hold_refusal(self, view: Any, step: HumanStep, actor: Actor, holder: str, what: str) -> str | None:
+        """Why ``actor`` may not ``what`` the step (None: they may): the one rule of who holds and releases."""
+        if actor.person not in self.site.people:
+            return str(UnknownPerson(actor.person, self.site))
+        operators = set().union(*(human.members(self.site, n) for n in self.site.settings.web.operators))
+        allowed = {holder} | self.overseers(view, step) | operators
+        if actor.person in allowed or (actor.by and actor.by in operators):
+            return None
+        return (f"{actor.person} may not {what} step `{step.id}`: only whoever holds it ({holder}), the lead of "
+                f"{step.assignee}, the run's owner or an operator may")
+
+    def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
+        """HoldNotAllowed unless ``actor`` holds the step, oversees it, or is an operator."""
+        holder = change.view.steps[step.id].get("claimed_by") or change.rota.person_for(step.assignee)
+        refusal = self._hold_refusal(change.view, step, actor, holder, what)
+        if refusal is not None:
+            raise HoldNotAllowed([refusal])
+
+    def may_hold(self, view: Any, step: HumanStep, person: str) -> bool:
+        """Whether ``person`` may put the step on hold and release it (what its page offers them)."""
+        if not hold_reasons(view.sop, step):
+            return False
+        holder = view.steps[step.id].get("claimed_by") or self.person_for(step.assignee)
+        return self._hold_refusal(view, step, Actor(person), holder, "put on hold") is None
+
+    def hold(self, run_id: str, step_id: str, actor: Actor | str, reason: str, note: str = "", *,
+             link: Claim | None = None) -> datetime:
+        """Put an active human step on hold for ``reason`` (one of its ``waiting_for``): its clock stops.
+
+        Returns the instant the hold ends and escalates unless released first. Refused without
+        changing anything: an undeclared reason (HoldReasonRefused), a person who may not
+        (HoldNotAllowed), a step already on hold or not active (StepNotActive).
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            step = self._human_step(view, step_id)
+            reasons = hold_reasons(view.sop, step)
+            if not reasons:
+                raise HoldReasonRefused([f"step `{step.id}` cannot be put on hold: neither it nor {view.sop.id} declares "
+                                    "`waiting_for` (the reasons a hold may have)"])
+            if reason not in reasons:
+                raise HoldReasonRefused([f"`{reason}` is not a reason to hold `{step.id}`: it may wait for "
+                                    f"{', '.join(reasons)}"])
+            self._check_may_hold(change, step, actor, "put on hold")
+            held = t.store.open_hold(view.id, step.id)
+            if held is not None:
+                raise StepNotActive(f"step `{step.id}` is on hold already (waiting for {held.reason}, "
+                                    f"since {held.held_at:%Y-%m-%d %H:%M} UTC)")
+            now = self.clock.now()
+            if link is not None:
+                t.store.use_link(link, action="hold", now=now)
+            number = t.store.holds_of(view.id, step.id) + 1
+            limit = max_hold(view.sop, step)
+            max_at = change.after(now, limit, step)
+            stopped = t.store.stop_step_timers(view, step.id, now)
+            t.store.start_hold(run_id=view.id, step_id=step.id, number=number, reason=reason, note=note or None,
+                               held_by=actor.person, held_via=actor.via, held_at=now, max_at=max_at,
+                               timers=json.dumps(stopped))
+            change.update_step(step.id, held_at=now)
+            change.arm(step.id, TimerKind.HOLD, f"hold{number}", max_at)
+            change.record(RecordKind.STEP_HELD, step.id, actor=actor.person, number=number, reason=reason,
+                          note=note or None, max_at=max_at, max_hold=format_duration(limit),
+                          due_at=view.steps[step.id].get("due_at"), **actor.facts())
+        log.info("event=step_held run=%s step=%s actor=%s reason=%s max_at=%s", view.id, step.id,
+                 actor.described(), reason, max_at.isoformat())
+        return max_at
+
+    def release(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
+                link: Claim | None = None) -> datetime | None:
+        """End a step's hold: its clock runs again, its due instant moved by the time held (returned)."""
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            step = self._human_step(view, step_id)
+            held = t.store.open_hold(view.id, step.id)
+            if held is None:
+                raise StepNotActive(f"step `{step.id}` is not on hold")
+            self._check_may_hold(change, step, actor, "release")
+            if link is not None:
+                t.store.use_link(link, action="release", now=self.clock.now())
+            due = end_hold(change, step, held, "released", actor, note)
+        log.info("event=step_released run=%s step=%s actor=%s due_at=%s", view.id, step.id, actor.described(),
+                 due.isoformat() if due else "-")
+        return due
+
+
+def hold_expired(change: Any, step: HumanStep, level: str, late_ms: int, late: bool) -> bool:
+    """The hold timer ``hold<n>`` fires: if that hold is still on, it ends and escalates. True when it acted."""
+    held = change.store.open_hold(change.view.id, step.id)
+    if held is None or f"hold{held.number}" != level.split(":", 1)[-1]:
+        return False  # released meanwhile (fenced: the timer was cancelled, or it is another hold's)
+    end_hold(change, step, held, "expired")
+    limit = max_hold(change.view.sop, step)
+    change.page("escalated", step.id, HOLD_ESCALATES_TO,
+                level={"key": f"hold{held.number}", "message": "escalated", "late_ms": late_ms,
+                       "hold_reason": held.reason, "max_hold": format_duration(limit), "held_by": held.held_by})
+    log.info("event=hold_expired run=%s step=%s reason=%s late=%s", change.view.id, step.id, held.reason, late)
+    return True
