@@ -115,8 +115,9 @@ class TimerService:
                         self._escalate(change, step, claim, late)
                     elif claim.kind == TimerKind.DUE:
                         follow_up = self._deadline(change, step, claim, late)
-                    elif claim.kind == TimerKind.WAIT:
-                        change.set_step(step.id, StepState.DONE, result={})
+                    elif claim.kind == TimerKind.WAIT:  # no deadline to meet (it is the clock): how late it ended
+                        change.set_step(step.id, StepState.DONE, result={},
+                                        facts={"late_ms": claim.late_ms, "late": late})
                         follow_up = True
             if late:
                 log.warning("event=timer_late timer=%s run=%s step=%s kind=%s late_ms=%d", timer_id, claim.run_id,
