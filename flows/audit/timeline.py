@@ -45,6 +45,8 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"{kind.removeprefix('step_')}: {data.get('reason')}"
     if kind == "step_ready":
         return f"ready ({data.get('step_kind')})"
+    if kind == "step_started":  # an automated step's task began: from ready to here is the executor's latency
+        return "started"
     if kind == "approval":
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":

@@ -53,6 +53,8 @@ def test_the_readme_drill_finishes_done_on_a_fresh_clone(repo_root, tmp_path):
     assert done.returncode == 0, out
     run_id = re.search(r"drill of run (\w+): done", out)
     assert run_id, out
+    for step in HTTP_STEPS:  # the timeline shows when each automated step's task began (the executor's latency)
+        assert re.search(rf"\+\d+:\d\d:\d\d {re.escape(step)}\s+started", out), out
     assert re.search(r"│ verify\s+│ done\s+│ \S+\s+│ 30m\s+│ \S+\s+│ missed", out), out  # --late verify: answered late
     with sqlite3.connect(clone / "var" / "ledger.db") as db:
         rows = db.execute("SELECT kind, step_id, data FROM records WHERE run_id = ?", (run_id.group(1),)).fetchall()
