@@ -39,11 +39,14 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return "run deadline passed"
     if kind in ("step_done", "step_rejected"):
         return f"{kind.removeprefix('step_')} by {who or 'automation'}" + (
-            "" if data.get("deadline_met") in (None, True) else ", late")
+            "" if data.get("deadline_met") in (None, True) else ", late") + (
+            f", its timer {data.get('late_ms')} ms late" if data.get("late") else "")  # a wait ended by a late timer
     if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
         return f"{kind.removeprefix('step_')}: {data.get('reason')}"
     if kind == "step_ready":
         return f"ready ({data.get('step_kind')})"
+    if kind == "step_started":  # an automated step's task began: from ready to here is the executor's latency
+        return "started"
     if kind == "approval":
         return f"approved by {who} ({len(data.get('approvals', []))}/{data.get('needed')})"
     if kind == "step_claimed":

@@ -33,7 +33,7 @@ def _summary(result: DrillResult) -> None:
     for col in ("step", "state", "by", "due", "took", "deadline", "escalations"):
         table.add_column(col)
     for row in result.steps:
-        met = {True: "[green]met[/]", False: "[red]missed[/]", None: "—"}[row["deadline_met"]]
+        met = {"met": "[green]met[/]", "missed": "[red]missed[/]", "pending": "[yellow]pending[/]"}.get(row["deadline"], "—")
         table.add_row(row["step"] + (f" (round {row['round']})" if row.get("round", 1) > 1 else ""), row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
                       format_duration(row["took"]) if row["took"] else "", met, str(row["escalations"] or ""))
     console.print(table)

@@ -58,6 +58,8 @@ class Plan:
 
     automated: list[str] = field(default_factory=list)
     finished: bool = False
+    #: the run's time compression: the automated steps' retry delays and timeouts are on its clock
+    speed: float = 1.0
 
 
 class RunChange:
@@ -196,7 +198,8 @@ class RunChange:
         now = self.clock.now()
         row = self.view.steps[step_id]
         met = None
-        if row.get("due_at") is not None and state in (StepState.DONE, StepState.REJECTED):
+        if row.get("due_at") is not None and state in (StepState.DONE, StepState.REJECTED) \
+                and self.view.sop.step(step_id).judged:  # a wait has no deadline: its due instant is its end
             met = now <= row["due_at"]
         values: dict[str, Any] = {"state": state, "finished_at": now, "deadline_met": met}
         if result is not None:
@@ -291,7 +294,7 @@ class RunChange:
         finished = all(view.state(s.id) in (*TERMINAL_STEP, StepState.STANDBY) for s in view.sop.steps)
         if finished:
             self.finish()
-        return Plan(automated=automated, finished=finished)
+        return Plan(automated=automated, finished=finished, speed=view.speed)
 
     def _try_activate(self, step: Any) -> bool:
         view = self.view

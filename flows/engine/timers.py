@@ -118,8 +118,9 @@ class TimerService:
                         follow_up = self._deadline(change, step, claim, late)
                     elif claim.kind == TimerKind.HOLD:
                         acted = hold_expired(change, step, claim.level, claim.late_ms, late)
-                    elif claim.kind == TimerKind.WAIT:
-                        change.set_step(step.id, StepState.DONE, result={})
+                    elif claim.kind == TimerKind.WAIT:  # no deadline to meet (it is the clock): how late it ended
+                        change.set_step(step.id, StepState.DONE, result={},
+                                        facts={"late_ms": claim.late_ms, "late": late})
                         follow_up = True
             if late:
                 log.warning("event=timer_late timer=%s run=%s step=%s kind=%s late_ms=%d", timer_id, claim.run_id,

@@ -9,18 +9,18 @@ workers busy a complaint run starts before an older outage run.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect import Flow, flow, task
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.tasks import exponential_backoff
 
 from flows.language.library import Library, LoadedSop
 from flows.language.spec import PRIORITY, SOP_CLASSES, Sop
 from flows.language.steps import KINDS
-from flows.language.steps.base import StepBase
+from flows.language.steps.base import StepBase, pacing
 from flows.language.steps.human import PY_TYPES
 from flows.prefect.names import ENTRYPOINT_MODULE, POOL, deployment_name, python_name
 
@@ -41,7 +41,23 @@ def signature(sop: Sop) -> inspect.Signature:
     return inspect.Signature(params)
 
 
-def step_task(sop: Sop, step: StepBase) -> Any:
+@dataclass(frozen=True)
+class StepTask:
+    """An automated step's Prefect task, paced on each run's clock (a drill at 600x waits 600 times less)."""
+
+    step: StepBase
+    #: the task as deployed: retry delays and timeout in real time (speed 1)
+    task: Any
+
+    def at(self, speed: float) -> Any:
+        """The task with its retry delays and timeout on a run compressed ``speed`` times (:func:`pacing`)."""
+        if speed == 1:
+            return self.task
+        paced = pacing(self.step, speed)
+        return self.task.with_options(retry_delay_seconds=list(paced.delays) or 0, timeout_seconds=paced.timeout)
+
+
+def step_task(sop: Sop, step: StepBase) -> StepTask:
     """The Prefect task of an automated step: retries with backoff, timeout, run+step cache key."""
     from flows.prefect.flow_run import execute_step
 
@@ -49,19 +65,19 @@ def step_task(sop: Sop, step: StepBase) -> Any:
         return execute_step(run_id, step.id)
 
     body.__name__ = python_name(step.id)
-    delay = step.retry_delay.total_seconds() if hasattr(step, "retry_delay") else 2.0  # type: ignore[attr-defined]
-    return task(
+    paced = pacing(step, 1.0)  # real time; StepTask.at puts them on a compressed run's clock
+    return StepTask(step, task(
         name=step.id,
         retries=step.retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=delay) if step.retries else 0,
-        timeout_seconds=step.timeout.total_seconds() if step.timeout else None,
+        retry_delay_seconds=list(paced.delays) or 0,
+        timeout_seconds=paced.timeout,
         cache_key_fn=lambda _ctx, params: f"{params['run_id']}:{step.id}",
         persist_result=True,
         # no tags on the task: Prefect asks its server for tag concurrency slots before every
         # tagged task run (a round trip, slow on a busy server, for limits that do not exist;
         # docs/benchmarks.md). The flow run and the deployment carry the class and SOP id tags.
         description=step.title,
-    )(body)
+    )(body))
 
 
 def build_flow(loaded: LoadedSop) -> Flow:

@@ -170,7 +170,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
         if plan.finished:
             return final_state(engine.view(run_id))
         if plan.automated:
-            futures = {step_id: tasks[step_id].submit(run_id) for step_id in plan.automated}
+            futures = {step_id: tasks[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
             for step_id, future in futures.items():
                 state = future.wait() or future.state
                 if state is not None and not state.is_completed():
@@ -232,7 +232,7 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
     with engine.ledger.read() as conn:
         view = load_view(conn, run_id)
     step = view.sop.step(step_id)
-    ctx = StepContext(variables=variables(view, engine.site), run_id=run_id, pager=engine.pager)
+    ctx = StepContext(variables=variables(view, engine.site), run_id=run_id, pager=engine.pager, speed=view.speed)
     kind = KINDS[step.kind]
     if kind.simulate is not None and simulated_in_drill(view, step):  # a drill touches no real system
         outputs = kind.simulate(step, ctx)

@@ -19,7 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flows.audit import Audit
+from flows.audit.model import MET, MISSED
 from flows.audit.timeline import describe
+from flows.clock import sop_time
 from flows.engine import outbox
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
@@ -49,7 +52,8 @@ def sample_value(name: str, spec: FieldSpec) -> Any:
 
 @dataclass
 class TimelineEntry:
-    """One line of the drill's timeline, at an offset in SOP time from the run's start."""
+    """One line of the drill's timeline, at an offset in SOP time from the run's start (on the run's clock:
+    wall time since the start times the speed, :func:`flows.clock.sop_time`)."""
 
     offset: timedelta
     kind: str
@@ -59,6 +63,8 @@ class TimelineEntry:
 
 @dataclass
 class DrillResult:
+    """How the drill went: the run's outcome, its timeline, and per step the audit's verdict (``steps``)."""
+
     run_id: str
     outcome: str
     timeline: list[TimelineEntry] = field(default_factory=list)
@@ -89,7 +95,7 @@ class Drill:
         #: http and command steps call the site's real systems (else simulated, unless a step says `drill: live`)
         self.live = live
         #: when the owner posts the status updates the run's cadence asked for (wall instants)
-        self._updates_due: list[float] = []
+        self._updates_due: list[datetime] = []
         self.inputs = inputs or {}
         self.answers = answers or {}
         self.random = random.Random(seed)
@@ -99,14 +105,21 @@ class Drill:
         self.on_entry = on_entry or (lambda entry: None)
         #: told the run id once the run started (``sop demo`` prints a step's page link then)
         self.on_start = on_start or (lambda run_id: None)
-        self._planned: dict[str, float] = {}
+        self._planned: dict[str, datetime] = {}
         self._approvals: dict[str, int] = {}
         self._seq = 0
+        #: when the run started, on the engine's clock (offsets on the timeline count from it)
+        self._started: datetime | None = None
 
-    def _answer_at(self, step: HumanStep, ready_at: datetime) -> float:
+    def _answer_at(self, step: HumanStep, ready_at: datetime) -> datetime:
         due = step.due or timedelta(minutes=10)
         share = self.late_factor if step.id in self.late else self.random.uniform(*self.share)
-        return (ready_at + due * share / self.speed).timestamp()
+        return ready_at + due * share / self.speed
+
+    def _offset(self, at: datetime) -> timedelta:
+        """How long after the run's start ``at`` is, in SOP time."""
+        assert self._started is not None, "the run has started"
+        return sop_time(at - self._started, self.speed)
 
     def _report(self, run_id: str, step: HumanStep, initiator: str) -> None:
         values = {name: sample_value(name, spec) for name, spec in step.form.items() if spec.is_required or spec.default is None}
@@ -125,26 +138,27 @@ class Drill:
             try:
                 self.engine.report(run_id, step.id, report)
             except ReportRefused as exc:
-                self._emit(run_id, TimelineEntry(timedelta(0), "drill_error", step.id, str(exc)))
+                self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
             return
         report = HumanReport(actor=Actor(person=actor, via="drill"), values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
         try:
             self.engine.report(run_id, step.id, report)
         except ReportRefused as exc:
-            self._emit(run_id, TimelineEntry(timedelta(0), "drill_error", step.id, str(exc)))
+            self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
 
     def _emit(self, run_id: str, entry: TimelineEntry) -> None:
         self.on_entry(entry)
 
-    def _drain(self, run_id: str, started: datetime, out: list[TimelineEntry]) -> None:
+    def _drain(self, run_id: str, out: list[TimelineEntry]) -> None:
         with self.engine.ledger.read() as conn:
             rows = list(conn.execute(sa.select(records).where((records.c.run_id == run_id) & (records.c.seq > self._seq))
                                      .order_by(records.c.seq)))
         for row in rows:
             self._seq = row.seq
             if row.kind == RecordKind.STATUS_ASKED:  # the owner answers the ask within its grace
-                self._updates_due.append(time.time() + 60 * self.random.uniform(*self.share) / self.speed)
-            entry = TimelineEntry((utc(row.at) - started) * self.speed, row.kind, row.step_id,  # type: ignore[operator]
+                self._updates_due.append(self.engine.clock.now() + timedelta(minutes=self.random.uniform(*self.share))
+                                         / self.speed)
+            entry = TimelineEntry(self._offset(utc(row.at)), row.kind, row.step_id,  # type: ignore[arg-type]
                                   describe(row.kind, json.loads(row.data), row.actor))
             if entry.detail is None:
                 continue
@@ -159,7 +173,7 @@ class Drill:
         run_id = result.run_id
         self.on_start(run_id)
         view = self.engine.view(run_id)
-        started = view.run["started_at"]
+        self._started = view.run["started_at"]
         sop = view.sop
         limit = timeout or max(120.0, (sop.deadline or timedelta(hours=2)).total_seconds() * 4 / self.speed + 60)
         stop = threading.Event()
@@ -171,11 +185,11 @@ class Drill:
         timeline: list[TimelineEntry] = []
         try:
             while time.monotonic() - began < limit:
-                self._drain(run_id, started, timeline)
+                self._drain(run_id, timeline)
                 view = self.engine.view(run_id)
                 if not view.is_open:
                     break
-                now = time.time()
+                now = self.engine.clock.now()
                 while self._updates_due and self._updates_due[0] <= now:
                     self._updates_due.pop(0)
                     owner = self.engine.person_for(sop.owner)
@@ -196,28 +210,36 @@ class Drill:
                 time.sleep(0.05)
             # the last pages (run finished) may still be on their way: their records end the timeline
             outbox.wait_delivered(self.engine.ledger, run_id, timeout=10.0)
-            self._drain(run_id, started, timeline)
+            self._drain(run_id, timeline)
         finally:
             stop.set()
             if thread is not None:
                 thread.join(timeout=5)
         view = self.engine.view(run_id)
-        steps = []
-        for step in sop.steps:
-            row = view.steps[step.id]
-            fin = row["finished_at"]
-            steps.append({"step": step.id, "state": row["state"], "actor": row["actor"], "round": row.get("round") or 1,
-                          "due": (row["due_at"] - row["ready_at"]) * self.speed if row["due_at"] and row["ready_at"] else None,
-                          "took": (fin - row["ready_at"]) * self.speed if fin and row["ready_at"] else None,
-                          "deadline_met": row["deadline_met"],
-                          "escalations": sum(1 for e in timeline if e.kind == "escalation" and e.step == step.id)})
-        finished = view.run["finished_at"]
+        steps, deadline = self._verdicts(run_id, timeline)
         return DrillResult(run_id=run_id, outcome=view.run["outcome"] or view.run["status"], timeline=timeline, steps=steps,
-                           escalations=sum(1 for e in timeline if e.kind == "escalation"),
-                           deadline_met=(finished <= view.run["deadline_at"]) if finished and view.run["deadline_at"] else None,
+                           escalations=sum(1 for e in timeline if e.kind == "escalation"), deadline_met=deadline,
                            wall_seconds=time.monotonic() - began)
 
+    def _verdicts(self, run_id: str, timeline: list[TimelineEntry]) -> tuple[list[dict[str, Any]], bool | None]:
+        """Each step's row of the summary and the run's deadline, as the audit judges them (one verdict for the
+        drill's table and ``sop audit``): ``deadline`` met, missed, pending, none or n/a; ``deadline_met``
+        True, False or None (neither met nor missed)."""
+        audit = Audit(self.engine.ledger, now=self.engine.clock.now())
+        run = audit.run(run_id)
+        rows = []
+        for step in run.steps.values():
+            verdict = step.deadline(audit.now())
+            rows.append({"step": step.id, "state": step.state, "actor": step.actor, "round": step.round,
+                         "due": _sop(run.sop_seconds(step.ready_at, step.due_at)),
+                         "took": _sop(run.sop_seconds(step.ready_at, step.finished_at)),
+                         "deadline": verdict, "deadline_met": {MET: True, MISSED: False}.get(verdict),
+                         "escalations": sum(1 for e in timeline if e.kind == "escalation" and e.step == step.id)})
+        return rows, {MET: True, MISSED: False}.get(run.deadline(audit.now()))
 
+
+def _sop(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 __all__ = ["Drill", "DrillResult", "TimelineEntry", "sample_value", "TERMINAL_STEP"]

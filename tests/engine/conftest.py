@@ -119,17 +119,22 @@ def step_states(engine: Any, run_id: str) -> dict[str, str]:
 
 
 class Gateway:
-    """A local HTTP endpoint that fails the first ``failures`` requests with 500, then answers 200."""
+    """A local HTTP endpoint that fails the first ``failures`` requests with 500, then answers 200; with ``hang``
+    (seconds) it holds each request that long before answering (a gateway stuck on a lock)."""
 
     def __init__(self) -> None:
         self.failures = 0
+        self.hang = 0.0
         self.requests: list[dict[str, Any]] = []
+        self._closed = threading.Event()
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 gateway.requests.append({"path": self.path, "json": json.loads(body or b"null"), "at": time.time()})
+                if gateway.hang and gateway._closed.wait(gateway.hang):
+                    return  # the test is over
                 status = 500 if len(gateway.requests) <= gateway.failures else 200
                 payload = json.dumps({"ok": status == 200}).encode()
                 self.send_response(status)
@@ -146,6 +151,7 @@ class Gateway:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self._closed.set()
         self.server.shutdown()
 
 

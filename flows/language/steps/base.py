@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from pydantic import Field, field_validator
 
+from flows.clock import scaled, scaled_timeout
 from flows.language.fields import Duration, Slug, Strict
 from flows.language.ladder import LadderEntry
 
 #: result attributes every step exposes to later templates (``steps.<id>.<attr>``)
 COMMON_OUTPUTS = ("state", "outcome", "actor", "note", "finished_at")
+#: the first pause between two attempts of an automated step that names no ``retry_delay``; it doubles each retry
+DEFAULT_RETRY_DELAY = timedelta(seconds=2)
 _ON_TIMEOUT = re.compile(r"^(skip|fail|fallback:[a-z][a-z0-9-]*)$")
 
 
@@ -39,6 +42,9 @@ class StepBase(Strict):
         kind: str
     #: the field that says how long the step may take once ready (a wait's is its ``duration``)
     span_field: ClassVar[str] = "due"
+    #: finishing after its due instant misses a deadline; not for a wait, whose due instant is its own end:
+    #: its timer ends it at or just after that instant (it *is* the clock), so it has no deadline to meet
+    judged: ClassVar[bool] = True
 
     id: Slug
     title: str | None = None
@@ -104,12 +110,43 @@ class StepFailed(Exception):
 
 @dataclass
 class StepContext:
-    """The template variables of the run plus the services a step may use."""
+    """The template variables of the run plus the services a step may use, and the run's clock speed."""
 
     variables: dict[str, Any]
     run_id: str
     pager: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: how many times the run's time is compressed: a step's own time limits are on that clock
+    speed: float = 1.0
+
+    def timeout(self, limit: timedelta) -> float:
+        """A time limit of the step (SOP time) in wall seconds on this run's clock (``flows.clock.scaled_timeout``)."""
+        return scaled_timeout(limit, self.speed).total_seconds()
+
+    def timeout_text(self, limit: timedelta) -> str:
+        """How a step's error names its limit: ``30s``, and on a compressed run the wall time it had too."""
+        wall = self.timeout(limit)
+        shown = f"{limit.total_seconds():g}s"
+        return shown if wall == limit.total_seconds() else f"{shown} of SOP time ({wall:g}s of wall time at ×{self.speed:g})"
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How an automated step's attempts are paced on a run's clock, in wall seconds: its Prefect task's
+    ``retry_delay_seconds`` and ``timeout_seconds``."""
+
+    #: the pause before each retry: the step's ``retry_delay``, doubled at each retry (exponential backoff)
+    delays: tuple[float, ...]
+    #: how long one attempt may take (None: no limit)
+    timeout: float | None
+
+
+def pacing(step: StepBase, speed: float) -> Pacing:
+    """The pacing of ``step``'s attempts on a run compressed ``speed`` times: every delay scaled like any other
+    duration, the timeout with :func:`flows.clock.scaled_timeout` (never under a second of wall time)."""
+    delay: timedelta = getattr(step, "retry_delay", DEFAULT_RETRY_DELAY)
+    return Pacing(delays=tuple(scaled(delay * 2**retry, speed).total_seconds() for retry in range(step.retries)),
+                  timeout=scaled_timeout(step.timeout, speed).total_seconds() if step.timeout else None)
 
 
 class Activation(Protocol):

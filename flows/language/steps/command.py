@@ -40,13 +40,13 @@ def execute(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
     argv = [render(arg, ctx.variables) for arg in step.command]
     env = {**os.environ, **{k: render(v, ctx.variables) for k, v in step.env.items()}}
     cwd = render(step.cwd, ctx.variables) if step.cwd else None
-    timeout = step.timeout.total_seconds() if step.timeout else None
+    timeout = ctx.timeout(step.timeout) if step.timeout else None  # on the run's clock, like its other durations
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False)
     except FileNotFoundError:
         raise StepFailed(f"command not found: {argv[0]}") from None
     except subprocess.TimeoutExpired as exc:
-        raise StepFailed(f"command {argv[0]} did not finish within {timeout:g}s",
+        raise StepFailed(f"command {argv[0]} did not finish within {ctx.timeout_text(step.timeout)}",  # type: ignore[arg-type]
                          {"stdout": _tail(exc.stdout), "stderr": _tail(exc.stderr)}) from None
     outputs = {"exit_code": done.returncode, "stdout": _tail(done.stdout), "stderr": _tail(done.stderr)}
     if done.returncode != step.expect_exit:

@@ -15,6 +15,8 @@ from flows.language.masking import mask_url, redact
 from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
 
 MAX_BODY = 20_000
+#: how long a call may take when the step sets no ``timeout`` (SOP time, scaled on a compressed run)
+DEFAULT_TIMEOUT = timedelta(seconds=30)
 
 
 class HttpRequest(Strict):
@@ -72,13 +74,13 @@ def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
     url = render(request.url, ctx.variables)
     body = render_value(request.json_body, ctx.variables)
     headers = render_value(request.headers, ctx.variables)
-    timeout = step.timeout.total_seconds() if step.timeout else 30.0
+    limit = step.timeout or DEFAULT_TIMEOUT
     shown = mask_url(url)  # failure texts reach the ledger, Prefect and pages: no credentials in them
     try:
-        with httpx.Client(timeout=timeout) as client:
+        with httpx.Client(timeout=ctx.timeout(limit)) as client:  # on the run's clock, like its other durations
             response = client.request(request.method, url, json=body, headers=headers)
     except httpx.TimeoutException:
-        raise StepFailed(f"{request.method} {shown} timed out after {timeout:g}s") from None
+        raise StepFailed(f"{request.method} {shown} timed out after {ctx.timeout_text(limit)}") from None
     except httpx.HTTPError as exc:
         raise StepFailed(f"{request.method} {shown} failed: {redact(str(exc), url)}") from None
     text = response.text[:MAX_BODY]

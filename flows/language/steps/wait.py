@@ -15,6 +15,7 @@ class WaitStep(StepBase):
     """Wait for a while (a durable timer, no process held)."""
 
     span_field: ClassVar[str] = "duration"
+    judged: ClassVar[bool] = False  # its timer ends it at its due instant, give or take scheduling: no deadline
 
     kind: Literal["wait"] = "wait"
     duration: Duration

@@ -1,0 +1,64 @@
+"""A wait step that waits exactly its duration is not "missed": the drill's table, the chain and the audit agree.
+
+A wait's due instant is its own end, and its timer ends it at that instant plus the timer
+service's latency (milliseconds). It has no deadline to meet: it *is* the clock. Its
+record says how late its timer was instead. A drill on compressed time, without Prefect
+(the SOP has no automated step): the wait, then a person.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flows.audit import Audit
+from flows.runtime.drill import Drill
+
+PAUSE = """\
+id: t-pause
+title: Let the change settle, then confirm
+class: routine
+owner: growth-lead
+deadline: 1h
+steps:
+  - id: settle
+    kind: wait
+    duration: 10m
+  - id: confirm
+    needs: [settle]
+    assignee: growth-lead
+    due: 30m
+"""
+
+
+@pytest.fixture
+def local_engine(repo_root, tmp_path, monkeypatch) -> Any:
+    from flows import runtime
+    from tests.engine.conftest import make_project
+
+    root = make_project(repo_root, tmp_path / "site", only=())
+    (root / "sops" / "t-pause.yaml").write_text(PAUSE)
+    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
+    engine = runtime.engine(root, prefect=False)
+    yield engine
+    engine.pager.close()
+
+
+def test_a_wait_of_exactly_its_duration_is_not_missed_and_the_drill_and_the_audit_agree(local_engine):
+    result = Drill(local_engine, "t-pause", speed=600, seed=1).run(timeout=60)  # 10 minutes of wait = 1 s
+
+    assert result.outcome == "done"
+    rows = {row["step"]: row for row in result.steps}
+    assert (rows["settle"]["deadline"], rows["settle"]["deadline_met"]) == ("none", None)  # not "missed"
+    assert (rows["confirm"]["deadline"], rows["confirm"]["deadline_met"]) == ("met", True)
+    audit = Audit(local_engine.ledger)
+    shown = {step["id"]: step["deadline"] for step in audit.show(result.run_id)["steps"]}
+    assert shown == {row["step"]: row["deadline"] for row in result.steps}  # `sop audit show` judges as the drill did
+    assert local_engine.view(result.run_id).steps["settle"]["deadline_met"] is None  # the run's own page too
+    [ended] = [e for e in audit.run(result.run_id).entries if e.kind == "step_done" and e.step_id == "settle"]
+    assert ended.data["deadline_met"] is None and ended.data["late"] is False  # its timer's lateness, in the chain
+    assert 0 <= ended.data["late_ms"] < 2000
+    [timeline] = [e.detail for e in result.timeline if e.kind == "step_done" and e.step == "settle"]
+    assert timeline == "done by automation"  # not ", late"
