@@ -20,6 +20,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
 from flows.language.fields import Duration, FieldSpec, Slug, Strict, check_timezone
+from flows.language.followups import FollowUp
 from flows.language.ladder import LadderEntry
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
@@ -218,6 +219,8 @@ class Sop(Strict):
     escalation: list[LadderEntry] = Field(default_factory=list)
     cadence: Cadence | None = Field(default=None, description="status updates while the run is open")
     steps: list[Step] = Field(min_length=1)
+    follow_ups: list[FollowUp] = Field(default_factory=list,
+                                       description="runs of other SOPs started when a run of this one ends")
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("version", mode="before")
