@@ -96,7 +96,7 @@ class FollowUpStarts:
 
         trigger = _trigger(parent.run)
         if trigger.get("kind") == "drill":
-            skipped("a drill: its follow-ups are not started (nobody would play them)")
+            skipped(f"not started in a drill (a live run's end starts it, to be done within {what['within']})")
             return None
         context = variables(parent, self.site)
         context["run"].update(outcome=ended.outcome, finished_at=ended.at, deadline_met=ended.deadline_met)

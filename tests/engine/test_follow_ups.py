@@ -289,4 +289,4 @@ def test_a_drills_review_is_not_started_and_the_record_says_so(engine: Engine, c
     engine.report(run_id, "fix", HumanReport("zhao-lei"))
     assert review_of(engine, run_id) is None
     [skipped] = records(engine, run_id, "follow_up_skipped")
-    assert skipped["data"]["reason"].startswith("a drill") and skipped["data"]["sop"] == "t-fu-child"
+    assert skipped["data"]["reason"].startswith("not started in a drill") and skipped["data"]["sop"] == "t-fu-child"
