@@ -181,7 +181,8 @@ def test_a_crisis_that_ends_starts_its_review_linked_both_ways_and_due_5_days_af
         ("post-incident-review", "started", review)]
 
 
-def test_reviews_are_judged_against_their_window_on_time_late_and_open(engine: Engine, clock: ManualClock) -> None:
+def test_reviews_are_judged_against_their_window_on_time_late_and_open(engine: Engine, clock: ManualClock,
+                                                                        sop: Any) -> None:
     on_time, late, still_open = crisis(engine, clock), crisis(engine, clock), crisis(engine, clock)
     play(engine, review_of(engine, on_time), REVIEW, clock, step_minutes=5)  # 20 min of clock: 20h of SOP time
     timers = TimerService(engine, name="follow-up-tests")
@@ -205,6 +206,20 @@ def test_reviews_are_judged_against_their_window_on_time_late_and_open(engine: E
     assert (total.count, total.on_time, total.late, total.open, total.overdue, total.not_done) == (3, 1, 1, 0, 1, 0)
     assert total.on_time_pct == pytest.approx(33.3)
 
+    env = {"SOP_HOME": str(engine.library.root), "SOP_DATABASE_URL": str(engine.ledger.url)}
+    shown = sop("audit", "report", env=env)  # what the auditor reads (now: later than every window here)
+    assert shown.returncode == 0, shown.stderr
+    assert "Follow-ups done within their window" in shown.stdout
+    table = shown.stdout.split("Follow-ups done within their window", 1)[1]
+    row = next(line for line in table.splitlines() if line.strip().startswith("crisis-pr"))
+    assert [cell.strip() for cell in row.split("│")] == [
+        "crisis-pr", "post-incident-review", "3", "1", "1", "0", "1", "0", "33.3%"], row
+    story = sop("audit", "show", late, env=env)
+    assert f"follow-up post-incident-review started → run {late_review}" in story.stdout
+    review_story = sop("audit", "show", late_review, env=env)
+    assert f"follow-up of run {late} (crisis-pr)" in review_story.stdout and "· late" in review_story.stdout
+    assert "run started by the end (done) of crisis-pr run" in review_story.stdout
+
 
 def test_no_review_when_its_when_is_false_a_low_severity_blip_or_a_cancelled_crisis(
         engine: Engine, clock: ManualClock) -> None:
@@ -221,6 +236,12 @@ def test_no_review_when_its_when_is_false_a_low_severity_blip_or_a_cancelled_cri
     engine.cancel(called_off, "false alarm", actor="chen-jie")
     assert review_of(engine, called_off) is None
     assert len(records(engine, called_off, "follow_up_skipped")) == 1
+
+    no_when = engine.start("t-fu-parent", {}, initiator="li-wei", speed=SPEED).run_id  # no `when`: not on a cancel
+    engine.cancel(no_when, "duplicate", actor="tom-becker")
+    assert review_of(engine, no_when) is None
+    [skipped] = records(engine, no_when, "follow_up_skipped")
+    assert skipped["data"]["reason"] == "the run was cancelled" and skipped["data"]["outcome"] == "cancelled"
 
 
 def test_a_review_starts_once_across_a_restart_and_a_replay_of_the_end(
