@@ -97,3 +97,8 @@ def test_the_shipped_crisis_and_surge_declare_their_review(repo_root: Path) -> N
     for sop_id in ("crisis-pr", "traffic-surge"):
         [review] = library.get(sop_id).sop.follow_ups
         assert review.start == "post-incident-review" and review.within.days == 5
+
+
+def test_a_flow_runs_own_library_holds_the_sops_its_end_may_start(repo_root: Path) -> None:
+    library = load_library(repo_root, only="crisis-pr")  # what a flow-run process loads
+    assert set(library.sops) == {"crisis-pr", "post-incident-review"}
