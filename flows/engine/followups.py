@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flows.clock import scaled
 from flows.engine.change import Ended, Transaction
@@ -38,12 +38,10 @@ from flows.engine.inputs import InputRefused, check_inputs
 from flows.engine.view import variables
 from flows.language.durations import format_duration
 from flows.language.expressions import evaluate, render_value
-from flows.language.followups import FollowUp, starts_on
+from flows.language.followups import starts_on
+from flows.language.spec import FollowUp
 from flows.ledger.vocabulary import RecordKind
 from flows.logfmt import kv
-
-if TYPE_CHECKING:
-    from flows.engine.transitions import Engine
 
 log = logging.getLogger("sop.engine")
 
@@ -59,7 +57,8 @@ def initiator_of(parent_id: str) -> str:
 class FollowUpStarts:
     """The engine's side of follow-ups (mixed into :class:`~flows.engine.transitions.Engine`)."""
 
-    def start_follow_ups(self: Engine, t: Transaction) -> list[str]:  # type: ignore[misc]
+    # mixed into the Engine: ``self`` has its library, site, _dedup_key and open_run_in
+    def start_follow_ups(self: Any, t: Transaction) -> list[str]:
         """Start the follow-ups of every run ``t`` ended (and of those they end at once), inside ``t``.
 
         Returns the ids of the runs started that wait for a flow run (launched once ``t`` commits).
@@ -73,8 +72,7 @@ class FollowUpStarts:
                     launches.append(started)
         return launches
 
-    def _follow_up(self: Engine, t: Transaction, ended: Ended, index: int,  # type: ignore[misc]
-                   follow_up: FollowUp) -> str | None:
+    def _follow_up(self: Any, t: Transaction, ended: Ended, index: int, follow_up: FollowUp) -> str | None:
         parent = ended.view
         store = t.store
         fence = str(index)

@@ -1,6 +1,6 @@
 """Follow-ups: what an SOP starts when one of its runs ends (``follow_ups:``), and their checks.
 
-A follow-up names another SOP of the library (``start``), when to start it (``when``, an
+The model is :class:`flows.language.spec.FollowUp`. A follow-up names another SOP of the library (``start``), when to start it (``when``, an
 expression over the ended run; by default every end but a cancel), the inputs it gets
 (templates over the ended run's inputs, steps, trigger and ``run.*``, with ``run.outcome``
 and ``run.finished_at``), and the window it must be done in (``within``, from the run's end).
@@ -21,9 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
-
-from flows.language.fields import Duration, FieldSpec, Slug, Strict
+from flows.language.fields import FieldSpec
 from flows.language.loader import Document, SpecError
 
 #: ``run.*`` fields a follow-up's templates may read besides a step's: how the run ended
@@ -32,19 +30,7 @@ FINISHED_RUN_FIELDS = ("outcome", "finished_at", "deadline_met")
 OUTCOMES = ("done", "rejected", "failed", "cancelled")
 
 
-class FollowUp(Strict):
-    """Start another SOP's run when a run of this SOP ends."""
-
-    start: Slug = Field(description="the id of the SOP to start")
-    when: str | None = Field(default=None, description="expression over the ended run (run.outcome: done | rejected | "
-                                                       "failed | cancelled); default: every end but a cancel")
-    inputs: dict[str, Any] = Field(default_factory=dict, description="the follow-up's inputs: templates over the "
-                                                                     "ended run's inputs, steps, trigger and run")
-    within: Duration = Field(description="the window it must be done in, from the run's end; its run's deadline "
-                                         "(or its SOP's own, when shorter)")
-
-
-def starts_on(follow_up: FollowUp, outcome: str) -> bool | None:
+def starts_on(follow_up: Any, outcome: str) -> bool | None:
     """Whether a follow-up without ``when`` starts on this outcome (every end but a cancel); None: its ``when`` decides."""
     if follow_up.when is not None:
         return None
@@ -141,4 +127,4 @@ def _loop_from(start: str, known: Mapping[str, Any]) -> list[str] | None:
     return None
 
 
-__all__ = ["FINISHED_RUN_FIELDS", "OUTCOMES", "FollowUp", "check_follow_ups", "fixed_value_problem", "starts_on"]
+__all__ = ["FINISHED_RUN_FIELDS", "OUTCOMES", "check_follow_ups", "fixed_value_problem", "starts_on"]

@@ -20,7 +20,6 @@ from pydantic.json_schema import GenerateJsonSchema
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
 from flows.language.fields import Duration, FieldSpec, Slug, Strict, check_timezone
-from flows.language.followups import FollowUp
 from flows.language.ladder import LadderEntry
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
@@ -192,6 +191,22 @@ Step = Annotated[
         f"(it may be left out only when the step has {' or '.join(f'an `{key}`' for key, _ in _IMPLIED)})",
     ),
 ]
+
+
+# --- follow-ups (their checks over the library: flows.language.followups) -----------------
+
+
+class FollowUp(Strict):
+    """Start another SOP's run when a run of this SOP ends (the key is ``follow_ups``, not ``then``: a check
+    step's ``then`` lists the steps of a branch, and one word must not mean two things in one file)."""
+
+    start: Slug = Field(description="the id of the SOP to start")
+    when: str | None = Field(default=None, description="expression over the ended run (run.outcome: done | rejected | "
+                                                       "failed | cancelled); default: every end but a cancel")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="the follow-up's inputs: templates over the "
+                                                                     "ended run's inputs, steps, trigger and run")
+    within: Duration = Field(description="the window it must be done in, from the run's end; its run's deadline "
+                                         "(or its SOP's own, when shorter)")
 
 
 # --- the SOP ------------------------------------------------------------------------------
