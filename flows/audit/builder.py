@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from flows.audit.followups import FollowUpLink
 from flows.audit.model import (
     FINISHED_STEP,
     Approval,
@@ -192,6 +193,12 @@ class RunBuilder:
                 step.state, step.finished_at = "cancelled", at
 
 
+def _follow_up(builder: RunBuilder, seq: int, at: datetime, step_id: str | None, actor: str | None,
+               data: dict[str, Any], kind: str) -> None:
+    """What the run's end did about one follow-up (``flows.audit.followups``)."""
+    builder.run.follow_ups.append(FollowUpLink.of(seq, at, kind, data))
+
+
 def _finisher(state: str) -> Any:
     """``handler(builder, seq, at, step_id, actor, data)`` for a step finishing in ``state``."""
     return partial(RunBuilder._finished_step, state=state)
@@ -224,10 +231,13 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.RUN_FINISHED: RunBuilder._run_finished,
     K.RUN_CANCELLED: RunBuilder._run_cancelled,
     **{K.step_ended(state): _finisher(state) for state in FINISHED_STEP if state != "cancelled"},
+    **{kind: partial(_follow_up, kind=str(kind))
+       for kind in (K.FOLLOW_UP_STARTED, K.FOLLOW_UP_SKIPPED, K.FOLLOW_UP_REFUSED)},
 }.items()}
 
 #: the record kinds figures and timelines need (notifications, help asked and bookkeeping left out: faster)
-SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k not in (K.NOTIFICATION, K.HELP_ASKED))
+SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k not in (
+    K.NOTIFICATION, K.HELP_ASKED, K.FOLLOW_UP_STARTED, K.FOLLOW_UP_SKIPPED, K.FOLLOW_UP_REFUSED))
 #: of those, the kinds whose data figures read (the others count by kind and instant alone)
 SUMMARY_DATA: frozenset[str] = frozenset(map(str, {K.STEP_ASSIGNED, K.STEP_DONE, K.STEP_REJECTED, K.RUN_FINISHED,
                                                     K.RUN_CANCELLED, K.TRIGGER_REPEATED, K.STEP_RELEASED}))

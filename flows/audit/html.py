@@ -102,6 +102,15 @@ svg.gantt, svg.legend { display: block; width: 100%; height: auto; max-width: 96
 <td>{% if s.ended_by %}{{ s.ended_by }}: {{ s.end_reason }}{% elif s.ends_at %}until {{ s.ends_at[:19] }}{% endif %}</td></tr>
 {% else %}<tr><td colspan="7">no trigger was silenced</td></tr>{% endfor %}
 </tbody></table>
+<h2>Follow-ups done within their window</h2>
+<table class="follow-ups" id="follow-ups"><thead><tr><th>started by the end of</th><th>follow-up</th><th class="num">count</th>
+<th class="num">on time</th><th class="num">late</th><th class="num">open</th><th class="num">overdue</th><th class="num">not done</th>
+<th class="num">on time %</th></tr></thead><tbody>
+{% for f in report.follow_ups %}<tr><td>{{ f.parent_sop }}</td><td>{{ f.sop }}</td><td class="num">{{ f.count }}</td>
+<td class="num">{{ f.on_time }}</td><td class="num{{ ' missed' if f.late else '' }}">{{ f.late }}</td><td class="num">{{ f.open }}</td>
+<td class="num{{ ' missed' if f.overdue else '' }}">{{ f.overdue }}</td><td class="num">{{ f.not_done }}</td><td class="num">{{ pct(f.on_time_pct) }}</td></tr>
+{% else %}<tr><td colspan="9">no follow-up was started</td></tr>{% endfor %}
+</tbody></table>
 <h2>Definitions</h2>
 <dl>{% for name, text in definitions %}<dt>{{ name }}</dt><dd>{{ text }}</dd>{% endfor %}</dl>
 <h2>Run timelines</h2>

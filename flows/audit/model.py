@@ -302,6 +302,18 @@ class RunAudit:
     sop_text_ok: bool | None = None
     calendar: str | None = None  # the run's deadline counts business time on this calendar
     wall_deadline_at: datetime | None = None  # its deadline counted round the clock, beside the calendar's
+    follow_ups: list[Any] = field(default_factory=list)  # FollowUpLink: what its end started, skipped or refused
+
+    @property
+    def parent_run(self) -> str | None:
+        """The run whose end started this one (its trigger says ``kind: follow_up``), or None."""
+        trigger = self.trigger
+        return str(trigger.get("run")) if isinstance(trigger, dict) and trigger.get("kind") == "follow_up" else None
+
+    @property
+    def window_ends_at(self) -> datetime | None:
+        """When a follow-up run must be done: ``within`` from its parent's end (None: no follow-up)."""
+        return parse_time(self.trigger.get("window_ends_at")) if self.parent_run and self.trigger else None
 
     @property
     def is_drill(self) -> bool:
@@ -386,6 +398,9 @@ class RunAudit:
         elif kind == "metric":
             what = f"{trigger.get('metric')} {trigger.get('value')}"
             what += f" ({trigger['condition']})" if trigger.get("condition") else ""
+        elif kind == "follow_up":
+            what = f"of {trigger.get('parent_sop') or '?'} run {trigger.get('run')} ({trigger.get('outcome')})"
+            return f"follow-up {what}"
         else:
             what = next((str(trigger[k]) for k in ("event", "schedule", "name", "alertname") if trigger.get(k)), "")
         who = trigger.get("by") or self.initiator

@@ -25,6 +25,10 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from flows.audit.followups import DEFINITION as FOLLOW_UP_DEFINITION
+from flows.audit.followups import FollowUpFigures
+from flows.audit.followups import figures as follow_up_figures
+from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.model import MET, MISSED, RunAudit, parse_time, percentile
 from flows.audit.queries import paused_gc
 from flows.audit.scope import CLASSES, Window
@@ -49,6 +53,7 @@ DEFINITIONS = {
     "late_steps_counting_holds": "late steps had their holds not stopped the clock (judged against the due "
                                  "instant as first assigned)",
     "late_steps_wall": "late steps judged on wall time (a calendar's due counted round the clock, holds counted)",
+    "follow_ups": FOLLOW_UP_DEFINITION,
     "percentiles": "median: middle value (mean of the two middle ones); p90: nearest rank",
     "time": SOP_TIME_NOTE,
 }
@@ -172,6 +177,8 @@ class ComplianceReport:
     drills: str = "include"  # include | exclude | only: what was done with drills (``--drills``)
     #: the silences that held triggers in the window (or were made in it): who, why, how many (by the records' time)
     silences: list[SilenceLine] = field(default_factory=list)
+    #: follow-ups done within their window: per (SOP whose runs' ends started them, follow-up SOP), then ``all``
+    follow_ups: list[FollowUpFigures] = field(default_factory=list)
 
     @property
     def rows(self) -> list[Compliance]:
@@ -198,7 +205,8 @@ class ComplianceReport:
                    by_class=[Compliance(**r) for r in data["by_class"]], by_role=[Compliance(**r) for r in data["by_role"]],
                    runs=lines(data["runs"]), drills=data.get("drills", "include"),
                    silences=[SilenceLine(**{**s, "created_at": parse_time(s["created_at"]),
-                                            "ended_at": parse_time(s["ended_at"])}) for s in data.get("silences", [])])
+                                            "ended_at": parse_time(s["ended_at"])}) for s in data.get("silences", [])],
+                   follow_ups=[FollowUpFigures(**f) for f in data.get("follow_ups", [])])
 
 
 class RunFacts(NamedTuple):
@@ -224,6 +232,8 @@ class RunFacts(NamedTuple):
     holds: int = 0
     held_s: float = 0.0
     late_other_ways: tuple[tuple[bool, bool], ...] = ()  # per timed step: (late counting holds, late on wall time)
+    #: a follow-up run: (the SOP whose run's end started it, its SOP, its verdict against its window)
+    follow_up: tuple[str, str, str] | None = None
 
     @classmethod
     def of(cls, run: RunAudit, now: datetime) -> RunFacts:
@@ -240,7 +250,14 @@ class RunFacts(NamedTuple):
                    tuple(getattr(line, name) for name in RUN_COLUMNS),
                    sum(len(step.rounds) for step in run.steps.values()), run.handovers, run.status_asked,
                    len(run.status_updates), run.status_missed, run.deadline_wall(now),
-                   sum(step.holds for step in run.steps.values()), run.held_s, tuple(other))
+                   sum(step.holds for step in run.steps.values()), run.held_s, tuple(other), _follow_up(run, now))
+
+
+def _follow_up(run: RunAudit, now: datetime) -> tuple[str, str, str] | None:
+    judged = follow_up_verdict(run, now)
+    if judged is None:
+        return None
+    return str((run.trigger or {}).get("parent_sop") or "?"), run.sop_id, judged
 
 
 def run_facts(runs: list[RunAudit], now: datetime) -> list[RunFacts]:
@@ -279,7 +296,7 @@ def aggregate(facts: list[RunFacts], now: datetime, within: Window | None = None
                                 overall=overall.done(), by_sop=[by_sop[k].done() for k in sorted(by_sop)],
                                 by_class=[by_class[k].done() for k in sorted(by_class, key=lambda c: (order.get(c, 99), c))],
                                 by_role=[roles[k].done() for k in sorted(roles)], runs=[RunLine(*f.line) for f in facts],
-                                drills=drills)
+                                drills=drills, follow_ups=follow_up_figures([f.follow_up for f in facts if f.follow_up]))
 
 
 __all__ = ["COMPLIANCE_COLUMNS", "Compliance", "ComplianceReport", "DEFINITIONS", "RunFacts", "SOP_TIME_NOTE",

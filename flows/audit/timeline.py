@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
 from flows.language.actors import described
 from flows.language.durations import format_duration
@@ -24,7 +25,16 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     """One readable line per ledger record (None: not shown on a timeline)."""
     who = actor_text(kind, data, actor)
     if kind == "run_started":
+        trigger = data.get("trigger")
+        if isinstance(trigger, dict) and trigger.get("kind") == "follow_up":
+            who = (f"the end ({trigger.get('outcome')}) of {trigger.get('parent_sop')} run {trigger.get('run')}, "
+                   f"a follow-up due within {trigger.get('within')}")
         return f"run started by {who}, speed ×{data.get('speed')}"
+    if kind == "follow_up_started":
+        how = "attached to the open" if data.get("attached") else "started"
+        return f"follow-up {data.get('sop')}: {how} run {data.get('run')}, due within {data.get('within')}"
+    if kind in ("follow_up_skipped", "follow_up_refused"):
+        return f"follow-up {data.get('sop')} {kind.removeprefix('follow_up_')}: {data.get('reason')}"
     if kind == "step_assigned":
         on_call = data.get("on_call")
         why = f"; {on_call['why']}" if isinstance(on_call, dict) and on_call.get("why") else ""
@@ -151,6 +161,10 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
         "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
+        "parent_run": run.parent_run, "window_ends_at": run.window_ends_at,
+        "follow_up_verdict": follow_up_verdict(run, now),
+        "follow_ups": [{"seq": f.seq, "at": f.at, "sop": f.sop, "state": f.state, "run": f.run, "reason": f.reason,
+                        "window_ends_at": f.window_ends_at} for f in run.follow_ups],
         "cadence": {"asked": run.status_asked, "missed": run.status_missed,
                    "updates": [{"seq": u.seq, "at": u.at, "offset_s": run.sop_seconds(run.started_at, u.at),
                                 "actor": u.actor, "actor_text": u.actor_text, "text": u.text}

@@ -22,6 +22,7 @@ from flows.cli import app
 from flows.cli.audit_views import (
     print_compliance,
     print_document,
+    print_follow_ups,
     print_history,
     print_runs,
     print_silenced,
@@ -203,6 +204,7 @@ def report_command(
         return
     print_compliance(report, within)
     print_silences(report.silences)
+    print_follow_ups(report.follow_ups)
     for label, path in (("HTML", html), ("CSV", csv_file), ("JSON", json_file)):
         if path:
             console.print(f"[green]✓[/] {label} written to {path}")

@@ -17,11 +17,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.audit import ComplianceReport, RunLine, SilencedLine, SilenceLine, SopHistory, Verification, Window
+from flows.audit.followups import FollowUpFigures
 from flows.audit.report import SOP_TIME_NOTE, Compliance
 from flows.cli.common import console, err_console
 from flows.language.durations import format_duration
 
-VERDICT_STYLE = {"met": "green", "missed": "bold red", "pending": "yellow"}
+VERDICT_STYLE = {"met": "green", "missed": "bold red", "pending": "yellow",
+                 "on time": "green", "late": "bold red", "overdue": "bold red", "not done": "red"}
 
 
 @contextmanager
@@ -169,6 +171,15 @@ def print_document(doc: dict[str, Any]) -> None:
                   + (f" by {escape(doc['ended_by_text'])}" if doc["ended_by_text"] else "")
                   + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
                   + f" · time to complete {_dur(doc['time_to_complete_s'])} · {doc['escalations']} escalation(s)")
+    if doc.get("parent_run"):
+        verdict = (doc.get("follow_up_verdict") or "").replace("_", " ")
+        console.print(f"follow-up of run {doc['parent_run']} ({escape(str((doc['trigger'] or {}).get('parent_sop')))}): "
+                      f"window ends {_when(doc['window_ends_at'])} UTC · {_verdict(verdict)}")
+    for link in doc.get("follow_ups", []):
+        target = f" → run {link['run']}" if link["run"] else ""
+        why = f": {escape(link['reason'])}" if link["reason"] else ""
+        window = f", window ends {_when(link['window_ends_at'])} UTC" if link["state"] in ("started", "attached") else ""
+        console.print(f"follow-up {link['sop']} {link['state']}{target}{window}{why}")
     deadlines = Table(title="Deadlines (SOP time)", title_justify="left", show_edge=False)
     for column in ("what", "ready", "due after", "ended", "by", "verdict"):
         deadlines.add_column(column)
@@ -249,6 +260,23 @@ def print_clock_figures(o: Any) -> None:
                   f"{format_duration(timedelta(seconds=o.held_s))} in {o.holds} hold(s) · late steps "
                   f"{o.late_steps} as the clock ran, {o.late_steps_counting_holds} counting hold time, "
                   f"{o.late_steps_wall} on wall time")
+
+
+def print_follow_ups(rows: list[FollowUpFigures]) -> None:
+    """The report's follow-ups done within their window: per (SOP ended → follow-up SOP), then all."""
+    if not rows:
+        console.print("[dim]Follow-ups: none started[/]")
+        return
+    table = Table(title="Follow-ups done within their window", title_justify="left", show_edge=False,
+                  caption="On time: finished done by the window's end (within, from the run's end); overdue: still "
+                          "open past it (docs/audit.md).", caption_justify="left")
+    for column in ("started by", "follow-up", "count", "on time", "late", "open", "overdue", "not done", "on time %"):
+        table.add_column(column, justify="left" if column in ("started by", "follow-up") else "right")
+    for r in rows:
+        pct = "—" if r.on_time_pct is None else f"{r.on_time_pct:g}%"
+        table.add_row(r.parent_sop, r.sop, str(r.count), str(r.on_time), str(r.late), str(r.open), str(r.overdue),
+                      str(r.not_done), pct)
+    console.print(table)
 
 
 # --- sop audit verify ------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def _clock(offset) -> str:  # noqa: ANN001 - timedelta
 
 
 def _print_entry(entry: TimelineEntry) -> None:
-    colour = {"escalation": "magenta", "step_overdue": "red", "run_overdue": "red", "step_done": "green",
+    colour = {"follow_up_skipped": "cyan", "follow_up_started": "cyan", "follow_up_refused": "red",
+              "escalation": "magenta", "step_overdue": "red", "run_overdue": "red", "step_done": "green",
               "run_finished": "bold green", "step_failed": "red", "drill_error": "red"}.get(entry.kind, "white")
     console.print(f"[dim]{_clock(entry.offset)}[/] [cyan]{(entry.step or '·'):<16}[/] [{colour}]{entry.detail}[/]",
                   soft_wrap=True)
@@ -45,6 +46,9 @@ def _summary(result: DrillResult) -> None:
     cadence = f"; status updates {updates} of {asked} asked" if asked else ""
     console.print(f"deadlines met {met}, missed {missed}; escalations {result.escalations}; run deadline {deadline}"
                   f"{cadence}; {result.wall_seconds:.0f}s of wall time")
+    for entry in result.timeline:  # what the run's end started, or would have started outside a drill
+        if entry.kind.startswith("follow_up"):
+            console.print(f"[cyan]{entry.detail}[/]", soft_wrap=True)
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -53,6 +53,16 @@ class Page:
 
 
 @dataclass
+class Ended:
+    """A run that ended in this transaction (finished or cancelled): its follow-ups are decided before it commits."""
+
+    view: RunView
+    outcome: str  # done | rejected | failed | cancelled (``run.outcome`` in a follow-up's templates)
+    at: datetime
+    deadline_met: bool | None
+
+
+@dataclass
 class Plan:
     """What the flow should do next: run these automated steps, or stop (run finished)."""
 
@@ -65,11 +75,13 @@ class Plan:
 class RunChange:
     """The moves of one run within one transaction (see the module's docstring)."""
 
-    def __init__(self, store: RunStore, view: RunView, site: Any, pages: list[Page]):
+    def __init__(self, store: RunStore, view: RunView, site: Any, pages: list[Page], ended: list[Ended] | None = None):
         self.store = store
         self.view = view
         self.site = site
         self.pages = pages
+        #: runs this transaction ended, for their follow-ups (``flows.engine.followups``)
+        self.ended = ended if ended is not None else []
         self.clock = store.clock
         self._rota: Rota | None = None
 
@@ -348,6 +360,7 @@ class RunChange:
         self.record(RecordKind.RUN_FINISHED, outcome=outcome, deadline_met=met)
         self.store.cancel_timers(view, None)
         self.page("run_finished", None, [view.sop.owner])
+        self.ended.append(Ended(view, outcome, now, met))
         log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
 
     def cancel(self, reason: str, actor: str | None, facts: dict[str, Any] | None = None) -> None:
@@ -366,6 +379,8 @@ class RunChange:
                               open_key=None, nudge=False)
         self.record(RecordKind.RUN_CANCELLED, actor=actor, reason=reason, **(facts or {}))
         self.store.cancel_timers(view, None)
+        deadline = view.run["deadline_at"]
+        self.ended.append(Ended(view, "cancelled", now, None if deadline is None else now <= deadline))
         targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
                                      if isinstance(view.sop.step(s), HumanStep)]]
         self.page("run_cancelled", None, list(dict.fromkeys(targets)))
@@ -412,11 +427,13 @@ class Transaction:
         self.store = store
         self.site = site
         self.pages: list[Page] = []
+        #: runs its changes ended: their follow-ups start before it commits (``Engine.transaction``)
+        self.ended: list[Ended] = []
 
     def change(self, run: str | RunView) -> RunChange:
         """A change to this run (by id, or its view read in this transaction)."""
         view = run if isinstance(run, RunView) else self.store.load(run)
-        return RunChange(self.store, view, self.site, self.pages)
+        return RunChange(self.store, view, self.site, self.pages, self.ended)
 
 
 def ladder_key(level: str) -> str:

@@ -50,6 +50,9 @@ _LADDER_FIRED = sa.select(sa.func.count()).select_from(timers).where(
 _TIMER = sa.select(timers).where(timers.c.id == _B("_timer"))
 _CLAIM_TIMER = timers.update().where((timers.c.id == _B("_timer")) & timers.c.fired_at.is_(None)
                                      & timers.c.cancelled_at.is_(None))
+_FOLLOW_UP_RUN = sa.select(runs.c.id).where((runs.c.parent_run_id == _B("_parent"))
+                                             & (runs.c.follow_up == _B("_follow_up")))
+_LINEAGE = sa.select(runs.c.sop_id, runs.c.parent_run_id).where(runs.c.id == _B("_run"))
 _RUN_INSERT = runs.insert()
 _STEPS_INSERT = steps.insert()
 _TIMER_INSERT = timers.insert()
@@ -57,7 +60,8 @@ _SOP_VERSION_INSERT = sop_versions.insert()
 
 #: what the database fills in for the columns a new run's insert leaves out; a test compares
 #: :meth:`RunStore.new_run` with :func:`load_view` of the written run, so the two cannot drift apart
-_RUN_DEFAULTS: dict[str, Any] = {"finished_at": None, "outcome": None, "suspends": 0, "nudge": False}
+_RUN_DEFAULTS: dict[str, Any] = {"finished_at": None, "outcome": None, "suspends": 0, "nudge": False,
+                                 "parent_run_id": None, "follow_up": None}
 _STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at": None, "actor": None, "note": None,
                                   "result": None, "approvals": None, "deadline_met": None,
                                   "claimed_by": None, "claimed_at": None, "held_at": None}
@@ -147,6 +151,23 @@ class RunStore:
     def ladder_levels_fired(self, run_id: str, step_id: str) -> int:
         """How many escalation levels of a step fired."""
         return self.conn.execute(_LADDER_FIRED, {"_run": run_id, "_step": step_id}).scalar_one()
+
+    def follow_up_run(self, parent_id: str, follow_up: str) -> str | None:
+        """The run that follow-up ``follow_up`` of ``parent_id``'s end started, if one did (the fence)."""
+        row = self.tx.first(_FOLLOW_UP_RUN, {"_parent": parent_id, "_follow_up": follow_up})
+        return None if row is None else row[0]
+
+    def lineage(self, run_id: str, limit: int = 50) -> list[str]:
+        """The SOP ids of a run and of the runs whose ends started it, nearest first (at most ``limit``)."""
+        out: list[str] = []
+        current: str | None = run_id
+        while current is not None and len(out) < limit:
+            row = self.tx.first(_LINEAGE, {"_run": current})
+            if row is None:
+                break
+            out.append(row[0])
+            current = row[1]
+        return out
 
     def run_value(self, run_id: str, column: str) -> Any:
         """One column of a run's row (None for an unknown run)."""

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flows.clock import Clock, SystemClock, scaled
 from flows.engine.change import Page, Plan, RunChange, Transaction
+from flows.engine.followups import FollowUpStarts
 from flows.engine.holds import HoldActions
 from flows.engine.inputs import InputRefused, StepNotActive, check_inputs, new_run_id
 from flows.engine.links import LinkRefused, Links
@@ -69,7 +70,7 @@ def _copies(copies: int) -> dict[str, int]:
     return {"copies": copies} if copies > 1 else {}
 
 
-class Engine(PeopleActions, HoldActions):
+class Engine(PeopleActions, HoldActions, FollowUpStarts):
     """Transitions of runs; pages go through ``pager``, flow runs through ``launcher``."""
 
     def __init__(self, library: Library, ledger: Ledger, pager: Any = None, launcher: Any = None,
@@ -99,15 +100,21 @@ class Engine(PeopleActions, HoldActions):
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """One serialised write transaction over the run store; the pages its changes decide are
-        queued in its outbox inside it and sent once it commits. An error writes nothing."""
+        queued in its outbox inside it and sent once it commits. The runs its changes ended start
+        their follow-ups inside it too (``flows.engine.followups``): the end and what it starts commit
+        together or not at all. An error writes nothing."""
         with self.ledger.transaction() as tx, RunStore(tx) as store:
             done = Transaction(store, self.site)
             yield done
+            launches = self.start_follow_ups(done) if done.ended else []
             if self.pager is not None and done.pages:
                 self.pager.queue(store.conn, done.pages)
         if self.pager is not None and done.pages:
             pages = done.pages
             self.ledger.after_commit(lambda: self.pager.send_all(self, pages))  # type: ignore[union-attr]
+        if self.launcher is not None:
+            for run_id in launches:
+                self.ledger.after_commit(lambda run_id=run_id: self._launch(run_id))  # type: ignore[misc]
 
     # --- start ------------------------------------------------------------------------
 
@@ -180,60 +187,78 @@ class Engine(PeopleActions, HoldActions):
 
         Returns the new run's view as the transaction left it (None when attached).
         """
+        with self.transaction() as t:
+            result, plan, view = self.open_run_in(t, loaded, inputs, key, starter, trigger, speed, flow_run_id, copies)
+        text_hash = loaded.text_hash
+        if not result.attached and text_hash not in self._pinned_texts:
+            self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
+        if not result.attached:
+            log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", result.run_id, loaded.sop.id, speed,
+                     starter.person if isinstance(starter, Actor) else starter)
+        return result, plan, view
+
+    def open_run_in(self, t: Transaction, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
+                    starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
+                    flow_run_id: str | None, copies: int = 1, *, parent: tuple[str, str] | None = None,
+                    window_ends_at: datetime | None = None) -> tuple[StartResult, Plan, RunView | None]:
+        """In transaction ``t``: attach to the open run with this dedup key, or insert the run, page its owner and
+        make its first steps ready. ``inputs`` are checked already (``check_inputs``).
+
+        ``parent``: (run id, follow-up index) of the run whose end starts this one (``flows.engine.followups``);
+        ``window_ends_at``: when that follow-up must be done: the run's deadline, or its SOP's own when sooner.
+        """
         sop = loaded.sop
         initiator, facts = (starter.person, starter.facts()) if isinstance(starter, Actor) else (starter, {})
-        with self.transaction() as t:
-            store = t.store
-            # the run's start, once the write lock is held (waiting for it is not part of the run): its
-            # deadline counts from it and its run_started record carries it, so an audit of a drill
-            # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
-            now = self.clock.now()
-            if key is not None:
-                found = store.open_run(f"{sop.id}:{key}")
-                if found is not None:
-                    open_id, repeats = found[0], found[1] + copies
-                    store.count_repeat(open_id, repeats, now)
-                    store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
-                                 repeats=repeats, **_copies(copies), **facts)
-                    return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
-            text_hash = loaded.text_hash
-            pinned = text_hash in self._pinned_texts
-            if not pinned and not store.is_pinned(text_hash):
-                store.pin(text_hash, sop.id, sop.version, loaded.text, now)
-            run_id = new_run_id()
-            calendar = calendar_for(sop, None, self.site)
-            deadline_at = instant_after(now, sop.deadline, calendar=calendar, speed=speed) if sop.deadline else None
-            run = dict(
-                id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
-                priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
-                trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-                open_key=f"{sop.id}:{key}" if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
-                started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id)
-            fallbacks = {s.fallback for s in sop.steps if s.fallback}
-            view = store.new_run(run, [
-                {"run_id": run_id, "step_id": s.id, "kind": s.kind,  # type: ignore[attr-defined]
-                 "state": StepState.STANDBY if s.id in fallbacks else StepState.PENDING,
-                 "assignee": getattr(s, "assignee", None), "round": 1} for s in sop.steps], sop)
-            change = t.change(view)
-            change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
-                          version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
-                          deadline_at=deadline_at, priority=sop.priority, **facts,
-                          **({"calendar": calendar_name(sop, None, self.site),
-                              "wall_deadline_at": instant_after(now, sop.deadline, speed=speed) if sop.deadline
-                              else None} if calendar is not None else {}))
-            if deadline_at is not None:
-                change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
-            cadence = effective_cadence(sop, self.site)
-            if cadence is not None:  # the first ask for a status update, one period from now
-                change.arm("", TimerKind.CADENCE, "1", now + scaled(cadence.every, speed))
-            change.page("run_started", None, [sop.owner])
-            if copies > 1:  # the other copies of the signal that started it, in one record
-                change.record(RecordKind.TRIGGER_REPEATED, actor=initiator, trigger=trigger, repeats=copies - 1,
-                              **_copies(copies - 1))
-            plan = change.advance()
-        if not pinned:
-            self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
-        log.info("event=run_started run=%s sop=%s speed=%g initiator=%s", run_id, sop.id, speed, initiator)
+        store = t.store
+        # the run's start, once the write lock is held (waiting for it is not part of the run): its
+        # deadline counts from it and its run_started record carries it, so an audit of a drill
+        # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
+        now = self.clock.now()
+        if key is not None:
+            found = store.open_run(f"{sop.id}:{key}")
+            if found is not None:
+                open_id, repeats = found[0], found[1] + copies
+                store.count_repeat(open_id, repeats, now)
+                store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
+                             repeats=repeats, **_copies(copies), **facts)
+                return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
+        text_hash = loaded.text_hash
+        if text_hash not in self._pinned_texts and not store.is_pinned(text_hash):
+            store.pin(text_hash, sop.id, sop.version, loaded.text, now)
+        run_id = new_run_id()
+        calendar = calendar_for(sop, None, self.site)
+        deadline_at = instant_after(now, sop.deadline, calendar=calendar, speed=speed) if sop.deadline else None
+        if window_ends_at is not None:
+            deadline_at = min(deadline_at, window_ends_at) if deadline_at is not None else window_ends_at
+        run = dict(
+            id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
+            priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
+            trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
+            open_key=f"{sop.id}:{key}" if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
+            started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id,
+            parent_run_id=parent[0] if parent else None, follow_up=parent[1] if parent else None)
+        fallbacks = {s.fallback for s in sop.steps if s.fallback}
+        view = store.new_run(run, [
+            {"run_id": run_id, "step_id": s.id, "kind": s.kind,  # type: ignore[attr-defined]
+             "state": StepState.STANDBY if s.id in fallbacks else StepState.PENDING,
+             "assignee": getattr(s, "assignee", None), "round": 1} for s in sop.steps], sop)
+        change = t.change(view)
+        change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
+                      version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
+                      deadline_at=deadline_at, priority=sop.priority, **facts,
+                      **({"calendar": calendar_name(sop, None, self.site),
+                          "wall_deadline_at": instant_after(now, sop.deadline, speed=speed) if sop.deadline
+                          else None} if calendar is not None else {}))
+        if deadline_at is not None:
+            change.arm("", TimerKind.RUN_DEADLINE, "", deadline_at)
+        cadence = effective_cadence(sop, self.site)
+        if cadence is not None:  # the first ask for a status update, one period from now
+            change.arm("", TimerKind.CADENCE, "1", now + scaled(cadence.every, speed))
+        change.page("run_started", None, [sop.owner])
+        if copies > 1:  # the other copies of the signal that started it, in one record
+            change.record(RecordKind.TRIGGER_REPEATED, actor=initiator, trigger=trigger, repeats=copies - 1,
+                          **_copies(copies - 1))
+        plan = change.advance()
         return StartResult(run_id, repeats=copies - 1), plan, view
 
     # --- advancing ---------------------------------------------------------------------

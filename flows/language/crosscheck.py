@@ -15,6 +15,7 @@ from typing import Any
 from flows.language.config import Site, env_names, expand_env, missing_env, unset_reason
 from flows.language.durations import format_duration
 from flows.language.expressions import ROOTS, RUN_FIELDS, TemplateProblem, analyse
+from flows.language.followups import FINISHED_RUN_FIELDS
 from flows.language.graph import StepGraph
 from flows.language.latent import check_latent
 from flows.language.loader import Document, SpecError
@@ -70,7 +71,7 @@ class _TemplateChecker:
         self.graph = StepGraph(sop)
 
     def check(self, text: Any, path: tuple, *, expression: bool = False, step: StepBase | None = None,
-              allowed: tuple[str, ...] = ROOTS) -> None:
+              allowed: tuple[str, ...] = ROOTS, run_fields: tuple[str, ...] = RUN_FIELDS) -> None:
         if not isinstance(text, str):
             return
         if not expression and "{" not in text:
@@ -81,11 +82,12 @@ class _TemplateChecker:
             self.errors.append(self.doc.error(path, str(exc)))
             return
         for ref in refs:
-            problem = self._problem(ref, step, allowed)
+            problem = self._problem(ref, step, allowed, run_fields)
             if problem:
                 self.errors.append(self.doc.error(path, problem))
 
-    def _problem(self, ref: tuple[str, ...], step: StepBase | None, allowed: tuple[str, ...]) -> str | None:
+    def _problem(self, ref: tuple[str, ...], step: StepBase | None, allowed: tuple[str, ...],
+                 run_fields: tuple[str, ...] = RUN_FIELDS) -> str | None:
         root, rest = ref[0], ref[1:]
         name = ".".join(ref)
         if root in _JINJA_GLOBALS:
@@ -99,8 +101,8 @@ class _TemplateChecker:
         if root == "inputs" and rest[0] not in self.sop.inputs:
             known = _listed(self.sop.inputs) or "none declared"
             return f"unknown input `{name}` (inputs: {known})"
-        if root == "run" and rest[0] not in RUN_FIELDS:
-            return f"unknown variable `{name}` (run has: {', '.join(RUN_FIELDS)})"
+        if root == "run" and rest[0] not in run_fields:
+            return f"unknown variable `{name}` (run has: {', '.join(run_fields)})"
         if root == "config" and self.site is not None and rest[0] not in self.site.vars:
             known = ", ".join(self.site.vars) or "none declared"
             return f"unknown variable `{name}` (config vars: {known})"
@@ -360,6 +362,11 @@ def _check_templates(sop: Sop, doc: Document, site: Site | None) -> list[SpecErr
         checker.check(step.title, (*base, "title"), step=step)
         for template in KINDS[step.kind].templates(step):
             checker.check(template.value, (*base, *template.path), expression=template.expression, step=step)
+    ended = (*RUN_FIELDS, *FINISHED_RUN_FIELDS)  # a follow-up reads the run as it ended, any of its steps
+    for i, follow_up in enumerate(sop.follow_ups):
+        checker.check(follow_up.when, ("follow_ups", i, "when"), expression=True, run_fields=ended)
+        for name, value in follow_up.inputs.items():
+            checker.check(value, ("follow_ups", i, "inputs", name), run_fields=ended)
     return errors
 
 

@@ -12,6 +12,7 @@ import re
 
 from flows.language.config import Site
 from flows.language.durations import MAX_DURATION, format_duration
+from flows.language.followups import fixed_value_problem
 from flows.language.loader import Document, SpecError
 from flows.language.spec import ScheduleTrigger, Sop
 from flows.language.steps.http import HttpStep
@@ -97,19 +98,10 @@ def _trigger_inputs(sop: Sop, doc: Document) -> list[SpecError]:
                                                      "the input a default)"))
         for name, value in trigger.inputs.items():
             spec = sop.inputs.get(name)
-            if spec is None or value is None or (isinstance(value, str) and "{" in value):
+            if spec is None:
                 continue  # unknown inputs are reported on their own; a template is known only when it fires
-            if isinstance(value, str) and spec.type != "string":
-                try:
-                    value = spec.coerce(value)
-                except ValueError as exc:
-                    errors.append(doc.error(("triggers", i, "inputs", name), f"input `{name}`: {exc}"))
-                    continue
-            if spec.type == "number" and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            problem = spec.check_value(value) if not isinstance(value, (dict, list)) else f"expected {spec.type}, got {value!r}"
-            if problem:
-                errors.append(doc.error(("triggers", i, "inputs", name), f"input `{name}`: {problem}"))
+            if (problem := fixed_value_problem(name, spec, value)) is not None:
+                errors.append(doc.error(("triggers", i, "inputs", name), problem))
     return errors
 
 

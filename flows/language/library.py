@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from flows.language.config import Site
 from flows.language.crosscheck import check_site, check_sop
+from flows.language.followups import check_follow_ups
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
 from flows.language.oncall import check_rotations
 from flows.language.spec import Sop
@@ -239,9 +240,39 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
     if sop_docs:
         # a named site with errors leaves names unchecked: its own errors are listed already
         site = named[0] if named else _site_from(config_dir, env, errors) or site
+    checked: dict[str, Sop] = {}
+    where: dict[str, Document] = {}
     for doc in sop_docs:
         errors.extend(_checked(doc, site))
+        sop = _parsed(doc)
+        if sop is not None and sop.follow_ups and sop.id not in checked:
+            checked[sop.id], where[sop.id] = sop, doc
+    if checked:
+        errors.extend(check_follow_ups(checked, where, _known_sops(sop_docs, config_dir.parent / "sops")))
     return _by_file_and_line(errors), len(sop_docs), sum(len(g) for g in config_groups)
+
+
+def _parsed(doc: Document) -> Sop | None:
+    """The SOP a document holds, by its model alone (no cross-checks), or None when it is none."""
+    try:
+        return Sop.model_validate(doc.data)
+    except ValidationError:
+        return None
+
+
+def _known_sops(given: list[Document], library: Path) -> dict[str, Sop | None]:
+    """Every SOP a follow-up may name: those given, and the library's (``sops/``); None for one whose file
+    holds an id but does not validate (its own errors say why)."""
+    known: dict[str, Sop | None] = {}
+    files = yaml_files([library]) if library.is_dir() else []
+    docs = [*given, *(d for f in files for d in [read_document(f)[0]] if d is not None)]
+    for doc in docs:
+        sop = _parsed(doc)
+        if sop is not None:
+            known.setdefault(sop.id, sop)
+        elif isinstance(doc.data, dict) and isinstance(doc.data.get("id"), str):
+            known.setdefault(doc.data["id"], None)
+    return known
 
 
 def _checked(doc: Document, site: Site | None) -> list[SpecError]:
@@ -324,6 +355,7 @@ def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
     site, site_errors = load_site(config_docs, env)
     errors.extend(site_errors)
     library = Library(site=site or Site(), root=root)
+    where: dict[str, Document] = {}
     for file in yaml_files([root / "sops"]) if (root / "sops").is_dir() else []:
         doc, parse_errors = read_document(file)
         errors.extend(parse_errors)
@@ -335,6 +367,10 @@ def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
             if sop.id in library.sops:
                 errors.append(doc.error(("id",), f"SOP id `{sop.id}` is also used by {library.sops[sop.id].path}"))
             library.sops[sop.id] = LoadedSop(sop=sop, path=file, text=file.read_text(encoding="utf-8"))
+            where[sop.id] = doc
+    if not errors:  # an SOP left out for its own errors would read as unknown here
+        sops = {sop_id: loaded.sop for sop_id, loaded in library.sops.items()}
+        errors.extend(check_follow_ups(sops, where))
     if errors:
         raise SpecInvalid(errors)
     return library
@@ -360,4 +396,16 @@ def _load_one(root: Path, env: dict[str, str] | None, sop_id: str) -> Library | 
         return None
     library = Library(site=site, root=root)
     library.sops[sop.id] = LoadedSop(sop=sop, path=path, text=path.read_text(encoding="utf-8"))
+    todo = [f.start for f in sop.follow_ups]  # a run's end may start these: the process needs them too
+    while todo:
+        wanted = todo.pop(0)
+        if wanted in library.sops:
+            continue
+        path = root / "sops" / f"{wanted}.yaml"
+        doc, parse_errors = read_document(path) if path.is_file() else (None, [])
+        found, found_errors = load_sop(doc, site) if doc is not None and not parse_errors else (None, [])
+        if found is None or found_errors or found.id != wanted:
+            return None  # not where its name says: the whole library finds it (or says why not)
+        library.sops[wanted] = LoadedSop(sop=found, path=path, text=path.read_text(encoding="utf-8"))
+        todo.extend(f.start for f in found.follow_ups)
     return library

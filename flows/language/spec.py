@@ -193,6 +193,22 @@ Step = Annotated[
 ]
 
 
+# --- follow-ups (their checks over the library: flows.language.followups) -----------------
+
+
+class FollowUp(Strict):
+    """Start another SOP's run when a run of this SOP ends (the key is ``follow_ups``, not ``then``: a check
+    step's ``then`` lists the steps of a branch, and one word must not mean two things in one file)."""
+
+    start: Slug = Field(description="the id of the SOP to start")
+    when: str | None = Field(default=None, description="expression over the ended run (run.outcome: done | rejected | "
+                                                       "failed | cancelled); default: every end but a cancel")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="the follow-up's inputs: templates over the "
+                                                                     "ended run's inputs, steps, trigger and run")
+    within: Duration = Field(description="the window it must be done in, from the run's end; its run's deadline "
+                                         "(or its SOP's own, when shorter)")
+
+
 # --- the SOP ------------------------------------------------------------------------------
 
 
@@ -224,6 +240,8 @@ class Sop(Strict):
     max_hold: Duration | None = Field(default=None, description="the longest a hold may last before it escalates "
                                                                 "(default 1d)")
     steps: list[Step] = Field(min_length=1)
+    follow_ups: list[FollowUp] = Field(default_factory=list,
+                                       description="runs of other SOPs started when a run of this one ends")
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("version", mode="before")

@@ -60,6 +60,11 @@ runs = sa.Table(
     sa.Column("flow_run_id", sa.String(40)),
     sa.Column("suspends", sa.Integer, nullable=False, server_default="0"),
     sa.Column("nudge", sa.Boolean, nullable=False, server_default=sa.false()),
+    # a follow-up's parent run and which of its SOP's follow_ups started it: the pair is unique, so no
+    # follow-up of one run's end starts twice (the engine's fence; NULLs of runs that are no follow-up differ)
+    sa.Column("parent_run_id", sa.String(40), index=True),
+    sa.Column("follow_up", sa.String(20)),
+    sa.UniqueConstraint("parent_run_id", "follow_up", name="uq_runs_follow_up"),
 )
 
 steps = sa.Table(

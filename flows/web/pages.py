@@ -27,6 +27,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from flows.audit import Audit
+from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.gantt import gantt
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
@@ -442,7 +443,8 @@ def run_page(request: Request, run: str) -> Response:
                 attached=q.get("attached"), cancelled=q.get("cancelled"),
                 speed=view.speed, tz=web.zone(session.person), chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
-                human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open)
+                human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open,
+                follow_up=follow_up_verdict(audit, now))
 
 
 @router.get("/")

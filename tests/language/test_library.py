@@ -307,7 +307,7 @@ def test_a_flow_run_process_loads_the_site_and_its_own_sop_only(repo_root: Path,
 
     whole = load_library(repo_root)
     one = load_library(repo_root, only="crisis-pr")
-    assert list(one.sops) == ["crisis-pr"]
+    assert list(one.sops) == ["crisis-pr", "post-incident-review"]  # and the SOP its end may start (follow_ups)
     assert one.get("crisis-pr").text_hash == whole.get("crisis-pr").text_hash  # the same pinned text
     assert one.site.roles.keys() == whole.site.roles.keys()
 

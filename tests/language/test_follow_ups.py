@@ -1,0 +1,104 @@
+"""`sop validate` and the library check an SOP's follow-ups, each error at its file and line.
+
+Unknown SOP, inputs the follow-up's SOP does not take or is not given, fixed values that do
+not fit, templates and durations that are wrong, and chains of follow-ups that loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flows.language.library import load_library
+from flows.language.loader import SpecInvalid
+
+HEAD = """\
+id: {id}
+title: Probe {id}
+class: routine
+owner: sre-lead
+inputs: {{ticket: {{type: string}}, count: {{type: integer, default: 1}}}}
+steps:
+  - {{id: work, assignee: sre-oncall, due: 10m}}
+"""
+
+
+def project(repo_root: Path, tmp_path: Path, sops: dict[str, str]) -> Path:
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    (tmp_path / "sops").mkdir()
+    for sop_id, follow_ups in sops.items():
+        (tmp_path / "sops" / f"{sop_id}.yaml").write_text(HEAD.format(id=sop_id) + textwrap.dedent(follow_ups))
+    return tmp_path
+
+
+def errors_of(sop, root: Path, *paths: str) -> list[str]:  # noqa: ANN001 - the fixture
+    result = sop("validate", *(paths or [str(root / "sops")]), "--config", str(root / "config"),
+                 env={"SOP_HOME": str(root)})
+    assert result.returncode == (1 if "✗" in result.stderr else 0), result.stderr
+    return [line.removeprefix("✗ ") for line in result.stderr.splitlines() if line.startswith("✗")]
+
+
+def test_each_wrong_follow_up_is_named_at_its_line(sop, repo_root: Path, tmp_path: Path) -> None:
+    root = project(repo_root, tmp_path, {
+        "t-b": "",
+        "t-a": """\
+            follow_ups:
+              - start: t-nope
+                within: 5d
+              - start: t-b
+                within: 5d
+                inputs: {ticket: "{{ run.id }}", colour: red, count: lots}
+              - start: t-b
+                within: 1d
+                when: "{{ run.outcom == 'done' }}"
+                inputs: {ticket: x}
+              - start: t-b
+                within: 1d
+            """,
+        "t-c": "follow_ups:\n  - {start: t-b, within: 5 days, inputs: {ticket: x}}\n",
+    })
+    errors = errors_of(sop, root)
+    a = f"{root}/sops/t-a.yaml"
+    assert f"{a}:9:12: follow_ups[0].start: unknown SOP `t-nope` (SOPs: t-a, t-b, t-c)" in errors
+    assert any(e.startswith(f"{a}:13:") and "`t-b` takes no input `colour` (its inputs: ticket, count)" in e
+               for e in errors), errors
+    assert any(e.startswith(f"{a}:13:") and "input `count`: expected integer, got 'lots'" in e for e in errors), errors
+    assert any(e.startswith(f"{a}:16:") and "unknown variable `run.outcom`" in e and "outcome" in e
+               for e in errors), errors
+    assert any(e.startswith(f"{a}:18:") and "can never start `t-b`" in e and "`ticket`" in e for e in errors), errors
+    assert any(e.startswith(f"{root}/sops/t-c.yaml:9:") and "follow_ups[0].within" in e and "expected a duration" in e
+               for e in errors), errors
+
+
+def test_a_chain_of_follow_ups_that_loops_is_refused(sop, repo_root: Path, tmp_path: Path) -> None:
+    loop = "follow_ups:\n  - {{start: {to}, within: 1d, inputs: {{ticket: x}}}}\n"
+    root = project(repo_root, tmp_path, {"t-a": loop.format(to="t-b"), "t-b": loop.format(to="t-a"),
+                                         "t-self": loop.format(to="t-self")})
+    errors = errors_of(sop, root)
+    assert f"{root}/sops/t-a.yaml:9:13: follow_ups[0].start: follow-ups form a cycle: t-a → t-b → t-a: each end " \
+           "would start the next run without end (a follow-up may not lead back to an SOP on its chain)" in errors
+    assert any(f"{root}/sops/t-self.yaml:9:13:" in e and "follow-ups starts itself" in e for e in errors), errors
+    assert not any("t-b.yaml" in e for e in errors)  # one loop, told once
+    with pytest.raises(SpecInvalid) as caught:  # the library refuses to run it too
+        load_library(root)
+    assert any("cycle" in e.message for e in caught.value.errors)
+
+
+def test_one_file_is_checked_against_the_library_it_belongs_to(sop, repo_root: Path, tmp_path: Path) -> None:
+    root = project(repo_root, tmp_path, {"t-b": "", "t-a": "follow_ups:\n  - {start: t-b, within: 1d, inputs: {ticket: x}}\n"})
+    assert errors_of(sop, root, str(root / "sops" / "t-a.yaml")) == []  # t-b is found in sops/
+
+
+def test_the_shipped_crisis_and_surge_declare_their_review(repo_root: Path) -> None:
+    library = load_library(repo_root)
+    for sop_id in ("crisis-pr", "traffic-surge"):
+        [review] = library.get(sop_id).sop.follow_ups
+        assert review.start == "post-incident-review" and review.within.days == 5
+
+
+def test_a_flow_runs_own_library_holds_the_sops_its_end_may_start(repo_root: Path) -> None:
+    library = load_library(repo_root, only="crisis-pr")  # what a flow-run process loads
+    assert set(library.sops) == {"crisis-pr", "post-incident-review"}
