@@ -131,6 +131,8 @@ class RecordKind(StrEnum):
     SILENCE_CREATED = "silence_created"    # who, why, the matchers, from when until when
     SILENCE_ENDED = "silence_ended"        # ended early by a person, with a reason (expiry writes nothing)
     TRIGGER_SILENCED = "trigger_silenced"  # a signal that would have started (or attached to) a run, and the silence
+    # the ledger's own (lane 0): every lane's head at one instant, what an auditor anchors (docs/audit.md)
+    CHECKPOINT = "checkpoint"
 
     @classmethod
     def step_ended(cls, state: str) -> RecordKind:
