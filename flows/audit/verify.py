@@ -412,8 +412,9 @@ def conclude(conn: Connection, result: Verification, stretches: list[Walk], anch
     for anchor in anchors or []:
         stored = conn.execute(sa.select(records.c.hash).where(records.c.seq == anchor.seq)).scalar()
         if stored is None:
-            result.breaks.append(Break(anchor.seq, "truncated", f"the anchor names record {anchor.seq}, which is gone: "
-                                                                "records were cut off the end"))
+            last = conn.execute(sa.select(sa.func.max(records.c.seq)).where(records.c.seq < anchor.seq)).scalar() or 0
+            result.breaks.append(Break(last + 1, "truncated", f"the anchor names record {anchor.seq}, which is gone "
+                                                              f"(the records end at {last} before it): records were cut off the end"))
         else:
             if stored != anchor.hash:
                 result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
