@@ -34,7 +34,8 @@ demo: $(STAMP) $(MERMAID)
 	$(BIN)/sop demo
 
 # System packages the tests use: Chromium renders the HTML audit report (tests/audit/test_html.py);
-# Alertmanager delivers real webhooks to the API (tests/api/test_alertmanager.py).
+# Alertmanager delivers real webhooks to the API (tests/api/test_alertmanager.py); PostgreSQL's server
+# binaries start the private cluster the ledger tests also run on (tests/postgres.py; no system cluster is used).
 # Installed only when missing and only as root; otherwise those tests are skipped with a hint.
 deps-system:
 	@command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || \
@@ -44,6 +45,9 @@ deps-system:
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	    else echo "deps-system: chromium missing; run 'sudo make deps-system' (HTML report tests will be skipped)"; fi; }
 
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	    else echo "deps-system: PostgreSQL missing; run 'sudo make deps-system' (the ledger tests run on SQLite only)"; fi; }
 	@fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || \
 	  { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq fonts-wqy-microhei >/dev/null || true; \
 	    else echo "deps-system: no CJK font; Chinese names render as boxes in browser screenshots"; fi; }

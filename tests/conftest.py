@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.ledger import Ledger
+from tests.postgres import PostgresCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: the installed console script next to this interpreter, as a user runs it
@@ -60,3 +61,11 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     ledger.migrate()
     yield ledger
     ledger.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """This session's private PostgreSQL cluster (tests/postgres.py), started on first use, stopped at the end."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()

@@ -199,13 +199,33 @@ def scenario(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scena
 
 @pytest.fixture
 def ledger_copy(scenario: Scenario, tmp_path: Path) -> Path:
-    """A copy of the scenario's ledger file, free to tamper with."""
+    """A copy of the scenario's ledger file, free to tamper with, its records as a ledger written
+    before lanes has them (one chain in seq order: :func:`written_before_lanes`). The stories of
+    tampering by seq are about those; lanes have theirs (tests/audit/test_verify_lanes.py)."""
     target = tmp_path / "ledger.db"
     shutil.copy(scenario.db, target)
     for suffix in ("-wal", "-shm"):
         if Path(f"{scenario.db}{suffix}").exists():
             shutil.copy(f"{scenario.db}{suffix}", f"{target}{suffix}")
+    written_before_lanes(target)
     return target
+
+
+def written_before_lanes(db: Path) -> None:
+    """Rewrite the ledger's records as the ledger wrote them before lanes (migration 0011 leaves an
+    older ledger so): no lane, one chain in seq order, each record hashing its seq and fields only."""
+    from flows.ledger import GENESIS, record_hash
+
+    conn = sqlite3.connect(db)
+    with conn:
+        rows = conn.execute("SELECT seq, at, run_id, step_id, kind, actor, data FROM records ORDER BY seq").fetchall()
+        prev = GENESIS
+        for seq, at, run_id, step_id, kind, actor, data in rows:
+            digest = record_hash(prev, seq, datetime.fromisoformat(at), run_id, step_id, kind, actor, data)
+            conn.execute("UPDATE records SET chain = NULL, pos = NULL, prev_hash = ?, hash = ? WHERE seq = ?",
+                         (prev, digest, seq))
+            prev = digest
+    conn.close()
 
 
 @pytest.fixture
