@@ -69,6 +69,9 @@ class Executor:
         self.heartbeat = Heartbeat(ledger, self.name, self.bell.address, table=executors,
                                    extra=lambda: {"flow_runs": json.dumps(self.in_flight())})
         self.started = 0
+        #: runs may be waiting in the queue (a thread was short): a ring then only says "look", and the next free
+        #: thread takes what Prefect's queues give first (priority, then age), not the run that rang
+        self._backlog = True
 
     def in_flight(self) -> list[str]:
         """The flow runs this process is running now."""
@@ -105,6 +108,9 @@ class Executor:
                     rung = self.bell.messages(self.poll)
                     named = [m.decode() for m in rung if len(m) == 36]  # flow run ids; b"!" means "look"
                     look = not rung or len(named) < len(rung)  # a poll, or a slot freed here
+                    if named and (self._backlog or len(named) > self.slots - len(self.in_flight())):
+                        look = True  # runs wait in the queue already: Prefect's order decides, not the rings'
+                        continue
                     for key in named:
                         look |= not self._safely("take_one", lambda key=key: self.take_one(client, key))
         finally:
@@ -131,6 +137,7 @@ class Executor:
         """Take as many queued flow runs as there are free threads, in Prefect's order; returns how many."""
         free = self.slots - len(self.in_flight())
         if free <= 0:
+            self._backlog = True  # what was rung or queued meanwhile waits for a thread, in the queue's order
             return 0
         queued = client.get_scheduled_flow_runs_for_work_pool(
             self.pool, scheduled_before=datetime.now(UTC) + timedelta(seconds=0.5))
@@ -139,6 +146,8 @@ class Executor:
             if taken >= free:
                 break
             taken += self._start(client, entry.flow_run)
+        # every free thread filled (or the server held some back): more may wait, so later rings queue behind them
+        self._backlog = taken >= free or len(queued) > taken
         return taken
 
     def take_one(self, client: Any, flow_run_id: str) -> bool:
@@ -146,6 +155,7 @@ class Executor:
         run would be first in it anyway. False when no thread is free (the queue decides later, by priority)
         or it is not scheduled any more."""
         if self.slots - len(self.in_flight()) <= 0:
+            self._backlog = True
             return False
         flow_run = client.read_flow_run(UUID(flow_run_id))
         if flow_run.state is None or not flow_run.state.is_scheduled():

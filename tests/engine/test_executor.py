@@ -43,5 +43,5 @@ def test_ten_runs_start_their_automated_steps_without_a_process_each(engine: Any
         task_names = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))}
     assert flow_run.name == f"t-kinds-{runs[0]}" and flow_run.state.is_paused()  # waits on its person, suspended
-    assert {"measure", "decide"} <= task_names  # each automated step a task run of the flow run
+    assert "measure" in task_names  # its command step a task run of the flow run (a check is the engine's)
     assert [r["step_id"] for r in records(engine, runs[0], "step_done")][:3] == ["measure", "settle", "decide"]
