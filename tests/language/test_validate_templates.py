@@ -50,7 +50,8 @@ def test_validate_checks_the_templates_of_the_config_given_with_dash_dash_config
 def test_serve_and_run_refuse_a_broken_site_template_when_they_load_the_library(repo_root, tmp_path):
     shutil.copytree(repo_root / "config", tmp_path / "config")
     (tmp_path / "sops").mkdir()
-    shutil.copy(repo_root / "sops" / "traffic-surge.yaml", tmp_path / "sops")
+    for name in ("traffic-surge", "post-incident-review"):  # the surge and the review its end starts
+        shutil.copy(repo_root / "sops" / f"{name}.yaml", tmp_path / "sops")
     (tmp_path / "config" / "templates").mkdir(exist_ok=True)
     (tmp_path / "config" / "templates" / "assigned.md.j2").write_text("# {{ step.title }}\n\nDue {{ step.due_at }\n")
 
