@@ -6,7 +6,6 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -127,15 +126,19 @@ def test_two_timer_services_never_fire_a_timer_twice(repo_root, tmp_path, monkey
 def test_with_the_executor_busy_a_complaint_run_starts_before_older_runs(stack, project):
     """Priority under load: one slot, held; 30 routine runs and an outage run queued before a complaint run.
     When the slot frees, the complaint run's automated step starts first, then the outage's, then the rest."""
-    from flows import runtime
+    from flows.engine.build import build_engine
     from flows.prefect.deployments import deploy, ensure_pool
     from flows.prefect.launcher import Launcher, prefect_client
     from flows.runtime.serve import prefect_env
 
     pool = f"prio-{os.getpid()}"
-    engine = runtime.engine(project)
-    engine.launcher = Launcher(engine.ledger, stack.api_url, pool)
-    env = {k: v for k, v in prefect_env(project, None).items()}
+    # a ledger of its own: the package stack's nudger sweeps its own ledger's runs into its own pool (a run whose
+    # launch is slow would be started there, on the stack's executor, beside the test's)
+    database = f"sqlite:///{project / 'var' / f'prio-{os.getpid()}.db'}"
+    ledger = Ledger(database)
+    ledger.migrate()
+    engine = build_engine(stack.library, ledger=ledger, launcher=Launcher(ledger, stack.api_url, pool))
+    env = {**prefect_env(project, None), "SOP_DATABASE_URL": database}
     with prefect_client(stack.api_url) as client:
         ensure_pool(client, concurrency=1, pool=pool)
         # only the SOPs this test runs: the whole library is 27 deployments (and three schedules) more
