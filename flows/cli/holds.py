@@ -23,7 +23,7 @@ def _local(instant: object, zone: str) -> str:
 def hold(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     reason: Annotated[str, typer.Option("--for", help="what it waits for: one of the SOP's `waiting_for`")],
-    step_id: Annotated[str | None, typer.Argument(metavar="[STEP]", help="step id; none: the whole run")] = None,
+    step_id: Annotated[str | None, typer.Argument(metavar="STEP", help="step id; none: the whole run")] = None,
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who holds it: a person id in config/ (default $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="what exactly you wait for (recorded)")] = "",
 ) -> None:
@@ -41,7 +41,7 @@ def hold(
 @app.command()
 def release(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
-    step_id: Annotated[str | None, typer.Argument(metavar="[STEP]", help="step id; none: the whole run")] = None,
+    step_id: Annotated[str | None, typer.Argument(metavar="STEP", help="step id; none: the whole run")] = None,
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who releases it: a person id in config/ (default $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="what came (recorded)")] = "",
 ) -> None:
