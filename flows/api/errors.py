@@ -281,7 +281,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HoldNotAllowed)
     async def _hold_person(request: Request, exc: HoldNotAllowed) -> JSONResponse:
-        return refused(request, from_problems(403, exc.problems, "path.step", "refused, nothing recorded"))
+        return refused(request, from_problems(403, exc.problems, "path.step", "refused, nothing recorded",
+                                              {" on hold run ": "path.run", " release run ": "path.run"}))
 
     @app.exception_handler(ReportRefused)
     async def _report(request: Request, exc: ReportRefused) -> JSONResponse:

@@ -65,3 +65,30 @@ def release_step(request: Request, run: str, step: str, principal: Principal = r
     step_of(view, step)
     due = engine.release(view.id, step, actor, body.note)
     return {"run": view.id, "step": step, "released_by": actor.person, "due_at": due.isoformat() if due else None}
+
+
+@router.post("/{run}/hold", status_code=201, openapi_extra=docs.body(HoldStep, ("operator", "responder")))
+def hold_run(request: Request, run: str, principal: Principal = require("operator", "responder"),
+             raw: bytes = Depends(raw_body)) -> dict[str, Any]:
+    """Put the whole run on hold as the token's person (its owner role's members or an operator): its
+    deadline, status cadence and every active step stop; steps it activates start held; past the SOP's
+    `max_hold` it escalates. Roles: operator, responder."""
+    body = parse_body(raw, HoldStep)
+    engine = request.app.state.engine
+    actor = principal.acting()
+    view = engine.view(run)
+    max_at = engine.hold_run(view.id, actor, body.reason.strip(), body.note)
+    return {"run": view.id, "held_by": actor.person, "reason": body.reason.strip(), "escalates_at": max_at.isoformat()}
+
+
+@router.post("/{run}/release", openapi_extra=docs.body(ReleaseStep, ("operator", "responder")))
+def release_run(request: Request, run: str, principal: Principal = require("operator", "responder"),
+                raw: bytes = Depends(raw_body)) -> dict[str, Any]:
+    """Release the run's hold as the token's person: its steps' dues and its deadline move by the time held.
+    Roles: operator, responder."""
+    body = parse_body(raw, ReleaseStep)
+    engine = request.app.state.engine
+    actor = principal.acting()
+    view = engine.view(run)
+    deadline = engine.release_run(view.id, actor, body.note)
+    return {"run": view.id, "released_by": actor.person, "deadline_at": deadline.isoformat() if deadline else None}

@@ -128,11 +128,16 @@ class RunBuilder:
     def _held(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         step = self.step(step_id)
         step.holds, step.held_since = step.holds + 1, at
+        if data.get("run_hold"):  # its run's hold: counted once, for the run (run_held / run_released)
+            step.run_holds, step.held_with_run = step.run_holds + 1, True
 
     def _released(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         step = self.step(step_id)
         step.held_since = None
         step.held_s += float(data.get("held_s") or 0.0)
+        if step.held_with_run:
+            step.run_held_s += float(data.get("held_s") or 0.0)
+            step.held_with_run = False
         if data.get("ended") != "step_ended" and data.get("due_at"):
             step.due_at = parse_time(data["due_at"])
 
@@ -171,6 +176,17 @@ class RunBuilder:
 
     def _snoozed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.run.snoozes.append(StatusUpdate(seq, at, actor, str(data.get("reason") or ""), data))
+
+    def _run_held(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
+        self.run.run_holds += 1
+
+    def _run_released(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
+                      data: dict[str, Any]) -> None:
+        run = self.run
+        run.run_held_s += float(data.get("held_s") or 0.0)
+        if data.get("ended") != "run_ended" and data.get("deadline_at"):
+            run.first_deadline_at = run.first_deadline_at or run.deadline_at
+            run.deadline_at = parse_time(data["deadline_at"])
 
     def _run_overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.run.overdue_at = at
@@ -222,6 +238,8 @@ HANDLERS: dict[str, Any] = {str(kind): handler for kind, handler in {
     K.ESCALATION: RunBuilder._escalation,
     K.STEP_OVERDUE: RunBuilder._overdue,
     K.NOTIFICATION: RunBuilder._notification,
+    K.RUN_HELD: RunBuilder._run_held,
+    K.RUN_RELEASED: RunBuilder._run_released,
     K.RUN_OVERDUE: RunBuilder._run_overdue,
     K.STATUS_UPDATE: RunBuilder._status_update,
     K.STATUS_ASKED: RunBuilder._status_asked,
@@ -240,4 +258,5 @@ SUMMARY_KINDS: tuple[str, ...] = tuple(k for k in HANDLERS if k not in (
     K.NOTIFICATION, K.HELP_ASKED, K.FOLLOW_UP_STARTED, K.FOLLOW_UP_SKIPPED, K.FOLLOW_UP_REFUSED))
 #: of those, the kinds whose data figures read (the others count by kind and instant alone)
 SUMMARY_DATA: frozenset[str] = frozenset(map(str, {K.STEP_ASSIGNED, K.STEP_DONE, K.STEP_REJECTED, K.RUN_FINISHED,
-                                                    K.RUN_CANCELLED, K.TRIGGER_REPEATED, K.STEP_RELEASED}))
+                                                    K.RUN_CANCELLED, K.TRIGGER_REPEATED, K.STEP_RELEASED,
+                                                    K.STEP_HELD, K.RUN_RELEASED}))

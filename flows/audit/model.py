@@ -204,6 +204,10 @@ class StepAudit:
     holds: int = 0
     held_s: float = 0.0
     held_since: datetime | None = None
+    # of those, the holds its run's hold placed (the run counts them once: RunAudit.run_holds, run_held_s)
+    run_holds: int = 0
+    run_held_s: float = 0.0
+    held_with_run: bool = False
 
     def reopen(self, round_: int, by: str | None, cause: str | None, note: str | None) -> None:
         """A rework round begins: this round is kept in ``rounds``, the step is asked afresh."""
@@ -302,6 +306,10 @@ class RunAudit:
     sop_text_ok: bool | None = None
     calendar: str | None = None  # the run's deadline counts business time on this calendar
     wall_deadline_at: datetime | None = None  # its deadline counted round the clock, beside the calendar's
+    # holds of the whole run (run_held / run_released): how many, SOP seconds held, its deadline before they moved it
+    run_holds: int = 0
+    run_held_s: float = 0.0
+    first_deadline_at: datetime | None = None
     follow_ups: list[Any] = field(default_factory=list)  # FollowUpLink: what its end started, skipped or refused
 
     @property
@@ -342,20 +350,27 @@ class RunAudit:
         return MISSED if now > self.deadline_at else PENDING
 
     def deadline_wall(self, now: datetime) -> str:
-        """The run's verdict on wall time (its deadline counted round the clock where a calendar applies)."""
-        if self.calendar is None or self.wall_deadline_at is None:
+        """The run's verdict on wall time (its deadline counted round the clock where a calendar applies, and
+        not moved by its holds)."""
+        wall = self.wall_deadline_at if self.calendar is not None else self.first_deadline_at
+        if wall is None:
             return self.deadline(now)
         end = self.ended_at if self.status != "open" else None
         if self.status == "cancelled":
-            return MISSED if end and end > self.wall_deadline_at else NOT_APPLICABLE
+            return MISSED if end and end > wall else NOT_APPLICABLE
         if end is not None:
-            return MET if end <= self.wall_deadline_at else MISSED
-        return MISSED if now > self.wall_deadline_at else PENDING
+            return MET if end <= wall else MISSED
+        return MISSED if now > wall else PENDING
 
     @property
     def held_s(self) -> float:
-        """SOP seconds its steps spent on hold (an open hold counted to its last record)."""
-        return sum(step.held_s for step in self.steps.values())
+        """SOP seconds on hold: its steps' own holds, and each hold of the whole run once (not once per step)."""
+        return sum(step.held_s - step.run_held_s for step in self.steps.values()) + self.run_held_s
+
+    @property
+    def holds(self) -> int:
+        """Holds placed: its steps' own, and each hold of the whole run once."""
+        return sum(step.holds - step.run_holds for step in self.steps.values()) + self.run_holds
 
     @property
     def time_to_acknowledge(self) -> float | None:

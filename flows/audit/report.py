@@ -250,7 +250,7 @@ class RunFacts(NamedTuple):
                    tuple(getattr(line, name) for name in RUN_COLUMNS),
                    sum(len(step.rounds) for step in run.steps.values()), run.handovers, run.status_asked,
                    len(run.status_updates), run.status_missed, run.deadline_wall(now),
-                   sum(step.holds for step in run.steps.values()), run.held_s, tuple(other), _follow_up(run, now))
+                   run.holds, run.held_s, tuple(other), _follow_up(run, now))
 
 
 def _follow_up(run: RunAudit, now: datetime) -> tuple[str, str, str] | None:

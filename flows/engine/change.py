@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flows.engine.holds import end_hold
+from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
 from flows.engine.oncall import Rota, resolve_targets
 from flows.engine.store import RunStore
 from flows.engine.view import RunView, variables
@@ -287,6 +287,8 @@ class RunChange:
         first = next(levels(self.view.sop.ladder_for(step), step.due, limit=1), None)
         if first is not None:
             self.arm(step.id, TimerKind.LADDER, first.key, self.after(now, first.offset, step))
+        if not self.store.is_new(self.id):  # activated while its run is on hold: it starts held
+            hold_with_run(self, step)
         self.page("assigned", step.id, [step.assignee])
 
     # --- advancing --------------------------------------------------------------------------
@@ -355,6 +357,7 @@ class RunChange:
         outcome = "failed" if StepState.FAILED in states else "rejected" if StepState.REJECTED in states else "done"
         now = self.clock.now()
         met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
+        self._end_run_hold()
         self.store.update_run(view, status=RunStatus.FINISHED, outcome=outcome, finished_at=now, open_key=None,
                               nudge=False)
         self.record(RecordKind.RUN_FINISHED, outcome=outcome, deadline_met=met)
@@ -362,6 +365,12 @@ class RunChange:
         self.page("run_finished", None, [view.sop.owner])
         self.ended.append(Ended(view, outcome, now, met))
         log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
+
+    def _end_run_hold(self) -> None:
+        """The run ends while on hold: its hold ends with it (its steps' holds ended as the steps did)."""
+        held = None if self.store.is_new(self.id) else self.store.open_hold(self.id, RUN)
+        if held is not None:
+            end_run_hold(self, held, "run_ended")
 
     def cancel(self, reason: str, actor: str | None, facts: dict[str, Any] | None = None) -> None:
         """Stop the run: open steps cancelled, timers disarmed, the owner and the people asked told.
@@ -373,6 +382,7 @@ class RunChange:
             held = self.store.open_hold(self.id, step_id) if view.steps[step_id].get("held_at") else None
             if held is not None:
                 end_hold(self, view.sop.step(step_id), held, "step_ended")  # type: ignore[arg-type]
+        self._end_run_hold()
         now = self.clock.now()
         self.store.cancel_open_steps(view, now)
         self.store.update_run(view, status=RunStatus.CANCELLED, outcome=f"cancelled: {reason}", finished_at=now,

@@ -9,6 +9,13 @@ role's lead and the run's owner. Every hold and release is recorded with who and
 
 Who may hold and release: whoever holds the step (who took it, else the person it went
 to), the assignee role's lead and the run's owner, and the operators (``settings.web.operators``).
+
+A whole run may be put on hold too (its owner role's members and the operators, for one of
+its SOP's ``waiting_for``): its own hold (a hold row with step ``""``, as its run-level
+timers) stops its deadline and status cadence, and every active human step is held for the
+same reason (each a step hold recorded with ``run_hold: true``); a step activated while the
+run is held starts held. Released (or past the SOP's ``max_hold``, escalating as a step
+hold does) they end together: each step's due and the run's deadline move by the time held.
 """
 
 from __future__ import annotations
@@ -30,13 +37,17 @@ from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger import utc
 from flows.ledger.schema import holds
-from flows.ledger.vocabulary import RecordKind, TimerKind
+from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.engine")
 #: how long a hold may last when neither the step nor its SOP says (``max_hold``)
 DEFAULT_MAX_HOLD = timedelta(days=1)
 #: who is told when a hold passes its maximum (ladder words: the assignee role's lead, the run's owner)
 HOLD_ESCALATES_TO = ["lead", "owner"]
+#: the step id of a run's own hold (as of its run-level timers)
+RUN = ""
+#: the run's own timers its hold stops: its deadline, its status cadence's asks and checks
+RUN_TIMERS = (TimerKind.RUN_DEADLINE, TimerKind.CADENCE, TimerKind.CADENCE_CHECK)
 
 
 class HoldReasonRefused(InputRefused):
@@ -81,8 +92,27 @@ def max_hold(sop: Any, step: HumanStep) -> timedelta:
     return step.max_hold or sop.max_hold or DEFAULT_MAX_HOLD
 
 
+def start_hold(change: Any, step: HumanStep, *, reason: str, note: str, held_by: str, max_at: datetime,
+               facts: dict[str, Any], run_hold: bool = False) -> int:
+    """A step's clock stops: its due and ladder timers stopped, its hold written and recorded (``facts``: how).
+    A step held by its run's hold has no maximum of its own (the run's ends it). Returns the hold's number."""
+    view, store, now = change.view, change.store, change.clock.now()
+    number = store.holds_of(view.id, step.id) + 1
+    stopped = store.stop_step_timers(view, step.id, now)
+    store.start_hold(run_id=view.id, step_id=step.id, number=number, reason=reason, note=note or None,
+                     held_by=held_by, held_via=facts.get("via") or "engine", held_at=now, max_at=max_at,
+                     timers=json.dumps(stopped))
+    change.update_step(step.id, held_at=now)
+    if not run_hold:
+        change.arm(step.id, TimerKind.HOLD, f"hold{number}", max_at)
+    change.record(RecordKind.STEP_HELD, step.id, actor=held_by, number=number, reason=reason, note=note or None,
+                  max_at=max_at, max_hold=format_duration(max_hold(view.sop, step)),
+                  due_at=view.steps[step.id].get("due_at"), **facts, **({"run_hold": True} if run_hold else {}))
+    return number
+
+
 def end_hold(change: Any, step: HumanStep, hold: Any, ended: str, actor: Actor | None = None,
-             note: str = "") -> datetime | None:
+             note: str = "", run_hold: bool = False) -> datetime | None:
     """A step's hold ends (``released``, ``expired`` or ``step_ended``): recorded; unless the step ended,
     its stopped timers run again and its due instant moves later by the time held. Returns the new due."""
     view = change.view
@@ -97,7 +127,7 @@ def end_hold(change: Any, step: HumanStep, hold: Any, ended: str, actor: Actor |
     old_due = view.steps[step.id].get("due_at")
     new_due = old_due
     if ended != "step_ended":
-        change.store.restart_timers(json.loads(hold.timers), later)
+        change.store.restart_timers(json.loads(hold.timers), lambda instant, kind: later(instant))
         new_due = later(old_due) if old_due is not None else None
         change.update_step(step.id, held_at=None, due_at=new_due)
         change.store.cancel_step_timers_of(view, step.id, TimerKind.HOLD)
@@ -106,7 +136,7 @@ def end_hold(change: Any, step: HumanStep, hold: Any, ended: str, actor: Actor |
     held = (now - held_at) * view.speed
     facts: dict[str, Any] = {"number": hold.number, "reason": hold.reason, "ended": ended, "note": note or None,
                              "held_s": held.total_seconds(), "previous_due_at": old_due, "due_at": new_due,
-                             **(actor.facts() if actor else {})}
+                             **(actor.facts() if actor else {}), **({"run_hold": True} if run_hold else {})}
     if calendar is not None:
         facts["held_business_s"] = business_between(held_at, now, calendar=calendar, speed=view.speed,
                                                     anchor=anchor).total_seconds()
@@ -129,12 +159,15 @@ class HoldActions:
         """Why ``actor`` may not ``what`` the step (None: they may): the one rule of who holds and releases."""
         if actor.person not in self.site.people:
             return str(UnknownPerson(actor.person, self.site))
-        operators = set().union(*(human.members(self.site, n) for n in self.site.settings.web.operators))
+        operators = self._operators()
         allowed = {holder} | self.overseers(view, step) | operators
         if actor.person in allowed or (actor.by and actor.by in operators):
             return None
         return (f"{actor.person} may not {what} step `{step.id}`: only whoever holds it ({holder}), the lead of "
                 f"{step.assignee}, the run's owner or an operator may")
+
+    def _operators(self) -> set[str]:
+        return set().union(*(human.members(self.site, n) for n in self.site.settings.web.operators))
 
     def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
         """HoldNotAllowed unless ``actor`` holds the step, oversees it, or is an operator."""
@@ -178,21 +211,90 @@ class HoldActions:
             now = self.clock.now()
             if link is not None:
                 t.store.use_link(link, action="hold", now=now)
-            number = t.store.holds_of(view.id, step.id) + 1
-            limit = max_hold(view.sop, step)
-            max_at = change.after(now, limit, step)
-            stopped = t.store.stop_step_timers(view, step.id, now)
-            t.store.start_hold(run_id=view.id, step_id=step.id, number=number, reason=reason, note=note or None,
-                               held_by=actor.person, held_via=actor.via, held_at=now, max_at=max_at,
-                               timers=json.dumps(stopped))
-            change.update_step(step.id, held_at=now)
-            change.arm(step.id, TimerKind.HOLD, f"hold{number}", max_at)
-            change.record(RecordKind.STEP_HELD, step.id, actor=actor.person, number=number, reason=reason,
-                          note=note or None, max_at=max_at, max_hold=format_duration(limit),
-                          due_at=view.steps[step.id].get("due_at"), **actor.facts())
+            max_at = change.after(now, max_hold(view.sop, step), step)
+            start_hold(change, step, reason=reason, note=note, held_by=actor.person, max_at=max_at,
+                       facts=actor.facts())
         log.info("event=step_held run=%s step=%s actor=%s reason=%s max_at=%s", view.id, step.id,
                  actor.described(), reason, max_at.isoformat())
         return max_at
+
+    def may_hold_run(self, view: Any, person: str) -> bool:
+        """Whether ``person`` may put the run on hold and release it (what the run page offers them)."""
+        return bool(view.sop.waiting_for) and self._run_hold_refusal(view, Actor(person), "put on hold") is None
+
+    def _run_hold_refusal(self, view: Any, actor: Actor, what: str) -> str | None:
+        """Why ``actor`` may not ``what`` the run (None: they may): its owner role's members and the operators."""
+        if actor.person not in self.site.people:
+            return str(UnknownPerson(actor.person, self.site))
+        operators = self._operators()
+        if actor.person in human.members(self.site, view.sop.owner) | operators or (actor.by and actor.by in operators):
+            return None
+        return f"{actor.person} may not {what} run {view.id}: only its owner ({view.sop.owner}) or an operator may"
+
+    def hold_run(self, run_id: str, actor: Actor | str, reason: str, note: str = "") -> datetime:
+        """Put a whole run on hold for ``reason`` (one of its SOP's ``waiting_for``): its deadline and cadence
+        stop, its active human steps are held, and steps it activates start held, until it is released.
+
+        Returns the instant the hold ends and escalates unless released first. Refused without
+        changing anything: an undeclared reason (HoldReasonRefused), a person who may not
+        (HoldNotAllowed), a run not open or on hold already (StepNotActive).
+        """
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            reasons = list(view.sop.waiting_for)
+            if reason not in reasons:
+                raise HoldReasonRefused([f"`{reason}` is not a reason to hold run {view.id}: {view.sop.id} may wait "
+                                         f"for {', '.join(reasons)}" if reasons else
+                                         f"run {view.id} cannot be put on hold: {view.sop.id} declares no "
+                                         "`waiting_for` (the reasons a hold may have)"])
+            refusal = self._run_hold_refusal(view, actor, "put on hold")
+            if refusal is not None:
+                raise HoldNotAllowed([refusal])
+            if not view.is_open:
+                raise StepNotActive(f"run {view.id} is {view.run['status']}; it cannot be put on hold")
+            held = t.store.open_hold(view.id, RUN)
+            if held is not None:
+                raise StepNotActive(f"run {view.id} is on hold already (waiting for {held.reason}, since "
+                                    f"{utc(held.held_at):%Y-%m-%d %H:%M} UTC)")
+            now = self.clock.now()
+            number = t.store.holds_of(view.id, RUN) + 1
+            limit = view.sop.max_hold or DEFAULT_MAX_HOLD
+            max_at = change.after(now, limit, None)
+            stopped = t.store.stop_step_timers(view, RUN, now, RUN_TIMERS)
+            t.store.start_hold(run_id=view.id, step_id=RUN, number=number, reason=reason, note=note or None,
+                               held_by=actor.person, held_via=actor.via, held_at=now, max_at=max_at,
+                               timers=json.dumps(stopped))
+            change.arm(RUN, TimerKind.HOLD, f"hold{number}", max_at)
+            steps = [s for s in view.sop.steps if isinstance(s, HumanStep) and view.state(s.id) == StepState.ACTIVE
+                     and not view.steps[s.id].get("held_at")]
+            change.record(RecordKind.RUN_HELD, actor=actor.person, number=number, reason=reason, note=note or None,
+                          max_at=max_at, max_hold=format_duration(limit), deadline_at=view.run["deadline_at"],
+                          steps=[s.id for s in steps], **actor.facts())
+            for step in steps:
+                start_hold(change, step, reason=reason, note=note, held_by=actor.person, max_at=max_at,
+                           facts=actor.facts(), run_hold=True)
+        log.info("event=run_held run=%s actor=%s reason=%s steps=%d max_at=%s", view.id, actor.described(), reason,
+                 len(steps), max_at.isoformat())
+        return max_at
+
+    def release_run(self, run_id: str, actor: Actor | str, note: str = "") -> datetime | None:
+        """End a run's hold: its steps' holds end, its deadline moves by the time held (returned) and runs again."""
+        actor = as_actor(actor)
+        with self.transaction() as t:
+            change = t.change(run_id)
+            view = change.view
+            held = t.store.open_hold(view.id, RUN)
+            if held is None:
+                raise StepNotActive(f"run {view.id} is not on hold")
+            refusal = self._run_hold_refusal(view, actor, "release")
+            if refusal is not None:
+                raise HoldNotAllowed([refusal])
+            end_run_hold(change, held, "released", actor, note)
+        log.info("event=run_released run=%s actor=%s deadline_at=%s", view.id, actor.described(),
+                 view.run["deadline_at"].isoformat() if view.run["deadline_at"] else "-")
+        return view.run["deadline_at"]
 
     def release(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
                 link: Claim | None = None) -> datetime | None:
@@ -205,6 +307,10 @@ class HoldActions:
             held = t.store.open_hold(view.id, step.id)
             if held is None:
                 raise StepNotActive(f"step `{step.id}` is not on hold")
+            run_held = t.store.open_hold(view.id, RUN)
+            if run_held is not None and held.id > run_held.id:
+                raise StepNotActive(f"step `{step.id}` is on hold with its run (waiting for {run_held.reason}): "
+                                    f"release the run")
             self._check_may_hold(change, step, actor, "release")
             if link is not None:
                 t.store.use_link(link, action="release", now=self.clock.now())
@@ -212,6 +318,65 @@ class HoldActions:
         log.info("event=step_released run=%s step=%s actor=%s due_at=%s", view.id, step.id, actor.described(),
                  due.isoformat() if due else "-")
         return due
+
+
+def hold_with_run(change: Any, step: HumanStep) -> None:
+    """A human step activated while its run is on hold starts held, for the run's reason (its clock stopped)."""
+    held = change.store.open_hold(change.view.id, RUN)
+    if held is not None:
+        start_hold(change, step, reason=held.reason, note=held.note or "", held_by=held.held_by,
+                   max_at=utc(held.max_at), facts={"via": held.held_via}, run_hold=True)  # type: ignore[arg-type]
+
+
+def end_run_hold(change: Any, hold: Any, ended: str, actor: Actor | None = None, note: str = "") -> list[str]:
+    """A run's hold ends (``released``, ``expired``, ``run_ended``): its steps' holds end with it (their dues
+    move); unless the run ended, its deadline and cadence run again, moved by the time held. Recorded once
+    for the run (``run_released``). Returns the steps it released."""
+    view, store, now = change.view, change.store, change.clock.now()
+    steps = []
+    for row in store.holds_under(view.id, hold.id):
+        end_hold(change, view.sop.step(row.step_id), row, ended, actor, note, run_hold=True)
+        steps.append(row.step_id)
+    held_at = utc(hold.held_at)
+    calendar = calendar_for(view.sop, None, change.site)
+    anchor = view.run["started_at"]
+
+    def later(instant: datetime, kind: str) -> datetime:  # the cadence counts wall time, the deadline its calendar
+        return postponed(instant, held_at, now, calendar=calendar if kind == TimerKind.RUN_DEADLINE else None,
+                         speed=view.speed, anchor=anchor)
+
+    old = new = view.run["deadline_at"]
+    if ended != "run_ended":
+        store.restart_timers(json.loads(hold.timers), later)
+        if old is not None:
+            new = later(old, TimerKind.RUN_DEADLINE)
+            store.update_run(view, deadline_at=new)
+        store.cancel_step_timers_of(view, RUN, TimerKind.HOLD)
+    store.end_hold(hold.id, released_at=now, released_by=actor.person if actor else None,
+                   released_via=actor.via if actor else None, ended=ended)
+    facts: dict[str, Any] = {"number": hold.number, "reason": hold.reason, "ended": ended, "note": note or None,
+                             "held_s": ((now - held_at) * view.speed).total_seconds(), "steps": steps,
+                             "previous_deadline_at": old, "deadline_at": new, **(actor.facts() if actor else {})}
+    if calendar is not None:
+        facts["held_business_s"] = business_between(held_at, now, calendar=calendar, speed=view.speed,
+                                                    anchor=anchor).total_seconds()
+    change.record(RecordKind.RUN_RELEASED, actor=actor.person if actor else None, **facts)
+    return steps
+
+
+def run_hold_expired(change: Any, level: str, late_ms: int, late: bool) -> bool:
+    """The run hold's timer fires: if that hold is still on, it ends and each of its steps escalates as a step
+    hold past its maximum does. True when it acted."""
+    held = change.store.open_hold(change.view.id, RUN)
+    if held is None or f"hold{held.number}" != level.split(":", 1)[-1]:
+        return False
+    limit = change.view.sop.max_hold or DEFAULT_MAX_HOLD
+    for step_id in end_run_hold(change, held, "expired"):
+        change.page("escalated", step_id, HOLD_ESCALATES_TO,
+                    level={"key": f"hold{held.number}", "message": "escalated", "late_ms": late_ms,
+                           "hold_reason": held.reason, "max_hold": format_duration(limit), "held_by": held.held_by})
+    log.info("event=run_hold_expired run=%s reason=%s late=%s", change.view.id, held.reason, late)
+    return True
 
 
 def hold_expired(change: Any, step: HumanStep, level: str, late_ms: int, late: bool) -> bool:

@@ -449,26 +449,33 @@ class RunStore:
             .order_by(holds.c.number))
         return [(utc(r.held_at), utc(r.released_at)) for r in rows]  # type: ignore[misc]
 
-    def stop_step_timers(self, view: RunView, step_id: str, now: datetime) -> list[int]:
-        """A hold stops a step's armed timers (its due and ladder): cancelled now, their ids returned."""
+    def stop_step_timers(self, view: RunView, step_id: str, now: datetime,
+                         kinds: tuple[str, ...] = (TimerKind.DUE, TimerKind.LADDER)) -> list[int]:
+        """A hold stops a step's armed timers of ``kinds`` (its due and ladder; a run's own: ``step_id`` "" and
+        its deadline and cadence kinds): cancelled now, their ids returned."""
         rows = [r.id for r in self.conn.execute(sa.select(timers.c.id).where(
-            _ARMED & (timers.c.run_id == view.id) & (timers.c.step_id == step_id)
-            & timers.c.kind.in_((TimerKind.DUE, TimerKind.LADDER))))]
+            _ARMED & (timers.c.run_id == view.id) & (timers.c.step_id == step_id) & timers.c.kind.in_(kinds)))]
         if rows:
             self.conn.execute(timers.update().where(timers.c.id.in_(rows)).values(cancelled_at=now))
         return rows
 
     def restart_timers(self, timer_ids: list[int], later: Any) -> dict[int, datetime]:
-        """Timers a hold stopped run again, each at ``later(its instant)``; returns id → new instant."""
+        """Timers a hold stopped run again, each at ``later(its instant, its kind)``; returns id → new instant."""
         moved: dict[int, datetime] = {}
-        for row in self.conn.execute(sa.select(timers.c.id, timers.c.due_at, timers.c.fired_at).where(
+        for row in self.conn.execute(sa.select(timers.c.id, timers.c.kind, timers.c.due_at, timers.c.fired_at).where(
                 timers.c.id.in_(timer_ids))):
             if row.fired_at is not None:
                 continue
-            moved[row.id] = later(utc(row.due_at))
+            moved[row.id] = later(utc(row.due_at), row.kind)
             self.conn.execute(timers.update().where(timers.c.id == row.id).values(cancelled_at=None,
                                                                                    due_at=moved[row.id]))
         return moved
+
+    def holds_under(self, run_id: str, run_hold_id: int) -> list[Any]:
+        """The open step holds a run's hold placed (written after it: while it is on, a step is held only by it)."""
+        return list(self.conn.execute(sa.select(holds).where(
+            (holds.c.run_id == run_id) & (holds.c.step_id != "") & (holds.c.id > run_hold_id)
+            & holds.c.released_at.is_(None)).order_by(holds.c.id)))
 
     def cancel_step_timers_of(self, view: RunView, step_id: str, kind: str) -> None:
         """Disarm a step's armed timers of one kind (a released hold's maximum)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from flows.clock import scaled
 from flows.engine.change import RunChange
-from flows.engine.holds import hold_expired
+from flows.engine.holds import hold_expired, run_hold_expired
 from flows.engine.store import RunStore, TimerClaim
 from flows.engine.transitions import Engine
 from flows.language.cadence import effective_cadence
@@ -109,6 +109,8 @@ class TimerService:
                     acted = True
                 elif claim.kind in (TimerKind.CADENCE, TimerKind.CADENCE_CHECK):
                     acted = self._cadence(change, t.store, claim, late)
+                elif claim.kind == TimerKind.HOLD and not claim.step_id:  # the run's own hold
+                    acted = run_hold_expired(change, claim.level, claim.late_ms, late)
                 elif view.state(claim.step_id) == StepState.ACTIVE:
                     acted = True
                     step = view.sop.step(claim.step_id)

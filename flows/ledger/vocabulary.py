@@ -102,7 +102,10 @@ class RecordKind(StrEnum):
     STEP_REOPENED = "step_reopened"  # a rejection sent the work back (on_reject): the step is asked again, round N
     STEP_HELD = "step_held"          # a step is put on hold (its clock stops) for a declared reason, until released
     STEP_RELEASED = "step_released"  # its hold ends (released by a person, its maximum passed, or the step ended):
-                                     # its due instant moved by the time held
+                                     # its due instant moved by the time held (``run_hold: true``: its run's hold)
+    RUN_HELD = "run_held"            # a run is put on hold: its deadline and cadence stop, its active steps are held
+                                     # (each a step_held with ``run_hold: true``), and steps it activates start held
+    RUN_RELEASED = "run_released"    # its hold ends: the run's deadline moved by the time held, its steps released
     # status cadences (an SOP's `cadence`, or its class's)
     STATUS_ASKED = "status_asked"      # a period ended: the owner is asked for a status update
     STATUS_UPDATE = "status_update"    # a person posted a status update on the run

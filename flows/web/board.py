@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from flows.engine.board import BoardRun, ledger_version, open_board
+from flows.engine.holds import HoldNotAllowed
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.durations import SPEED_MAX, SPEED_MIN
@@ -210,7 +211,7 @@ def _input_problems(problems: list[str], inputs: dict[str, Any]) -> tuple[dict[s
     return errors, rest
 
 
-# --- acting on a run: cancel, status updates, snoozes -------------------------------------------
+# --- acting on a run: cancel, status updates, snoozes, holds----------------------------------------
 
 
 async def _on_run(request: Request, run: str, failed: str, status: int, call: Any) -> Any:
@@ -220,6 +221,8 @@ async def _on_run(request: Request, run: str, failed: str, status: int, call: An
         return await run_in_threadpool(call)
     except RunNotFound:
         return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    except HoldNotAllowed as exc:  # the person may not: 403, whatever ``status`` the other refusals get
+        return notice(request, failed, str(exc), 403, action=(f"/runs/{quote(run)}", "Back to the run"))
     except (InputRefused, StepNotActive) as exc:  # InputRefused reads as its problems, joined
         return notice(request, failed, str(exc), status, action=(f"/runs/{quote(run)}", "Back to the run"))
 
@@ -280,3 +283,32 @@ async def snooze(request: Request, run: str) -> Response:
     if isinstance(refused, Response):
         return refused
     return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?snoozed=1#status", status_code=303))
+
+
+@router.post("/runs/{run}/hold")
+async def hold_run(request: Request, run: str) -> Response:
+    """Put the whole run on hold (its owner role's members or an operator; a reason from its SOP's
+    ``waiting_for``): its deadline, cadence and active steps stop until it is released."""
+    return await _run_hold(request, run, "hold")
+
+
+@router.post("/runs/{run}/release")
+async def release_run(request: Request, run: str) -> Response:
+    """Release the run's hold: its steps' dues and its deadline move by the time held."""
+    return await _run_hold(request, run, "release")
+
+
+async def _run_hold(request: Request, run: str, action: str) -> Response:
+    web = _web(request)
+    failed = "Not put on hold" if action == "hold" else "Not released"
+    signed = await signed_form(request, "Nothing was recorded.")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
+    actor, note = web.actor(session), str(form.get("note") or "").strip()[:2000]
+    reason = str(form.get("reason") or "").strip()
+    done = await _on_run(request, run, failed, 422, lambda: web.engine.hold_run(run, actor, reason, note)
+                         if action == "hold" else web.engine.release_run(run, actor, note))
+    if isinstance(done, Response):
+        return done
+    return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?{action}=1#hold", status_code=303))

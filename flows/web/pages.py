@@ -29,6 +29,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from flows.audit import Audit
 from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.gantt import gantt
+from flows.engine.holds import RUN, open_hold
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
@@ -437,10 +438,13 @@ def run_page(request: Request, run: str) -> Response:
     audit = Audit(web.engine.ledger).run(view.id)
     now = web.engine.clock.now()
     q = request.query_params
+    run_hold = open_hold(web.engine.ledger, view.id, RUN) if view.is_open else None
     return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
                 cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
-                attached=q.get("attached"), cancelled=q.get("cancelled"),
+                attached=q.get("attached"), cancelled=q.get("cancelled"), run_hold=run_hold,
+                may_hold=view.is_open and web.engine.may_hold_run(view, session.person),
+                held=q.get("hold"), released=q.get("release"),
                 speed=view.speed, tz=web.zone(session.person), chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open,

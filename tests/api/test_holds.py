@@ -117,3 +117,26 @@ def test_another_person_an_undeclared_reason_and_an_unknown_run_or_step_are_refu
     assert (refused.status_code, refused.json()["field"]) == (403, "path.step")
     assert "sun-hao may not release step `impact`" in refused.json()["error"]
     assert record_count(api) == held and api.engine.view(run_id).steps["impact"]["held_at"] is not None
+
+
+def test_an_operator_holds_and_releases_a_whole_run_and_another_person_is_refused(api: Api) -> None:
+    run_id = refresh(api)
+    operator, other = api.as_("ops-console"), api.as_("ads-phone")
+    before = record_count(api)
+    refused = other.post(f"/v1/runs/{run_id}/hold", json={"reason": "platform_reply"})
+    assert (refused.status_code, refused.json()["field"]) == (403, "path.run"), refused.text
+    assert f"sun-hao may not put on hold run {run_id}: only its owner (creative-lead)" in refused.json()["error"]
+    assert record_count(api) == before
+
+    held = operator.post(f"/v1/runs/{run_id}/hold", json={"reason": "platform_reply", "note": "Douyin review"})
+    assert held.status_code == 201, held.text
+    [record] = kinds(api, run_id, "run_held")
+    assert (record["actor"], record["via"], record["token"], record["steps"]) == ("li-wei", "api", "ops-console",
+                                                                                  ["impact", "rules"])
+    assert api.engine.view(run_id).steps["impact"]["held_at"] is not None
+    released = operator.post(f"/v1/runs/{run_id}/release", json={"note": "approved"})
+    assert released.status_code == 200, released.text
+    [end] = kinds(api, run_id, "run_released")
+    assert (end["actor"], end["via"], end["ended"]) == ("li-wei", "api", "released")
+    assert at(released.json()["deadline_at"]) == at(end["deadline_at"]) > at(end["previous_deadline_at"])
+    assert api.engine.view(run_id).steps["impact"]["held_at"] is None

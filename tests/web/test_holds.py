@@ -99,3 +99,35 @@ def test_someone_not_allowed_and_an_undeclared_reason_are_refused_and_nothing_is
 
     assert written(site, run_id) == before
     assert site.engine.view(run_id).steps["impact"]["held_at"] is None
+
+
+def test_the_run_owner_holds_the_whole_run_from_its_page_and_releases_it_and_another_person_is_refused(
+        site: Site) -> None:
+    run_id = refresh(site)
+    owner = site.client()
+    sign_in(site, owner, "huang-ting")  # creative-lead, the run's owner
+    page = owner.get(f"/runs/{run_id}")
+    assert "<summary>Put the run on hold</summary>" in page.text
+    held = owner.post(f"/runs/{run_id}/hold", data={"csrf": csrf_of(page), "reason": "platform_reply",
+                                                    "note": "Douyin reviews the new rules"})
+    assert held.status_code == 303 and held.headers["location"] == f"/runs/{run_id}?hold=1#hold"
+    [record] = records(site.engine, run_id, "run_held")
+    assert (record["actor"], record["data"]["via"], record["data"]["reason"]) == ("huang-ting", "web", "platform_reply")
+    assert site.engine.view(run_id).steps["impact"]["held_at"] is not None
+    after = re.sub(r"\s+", " ", owner.get(held.headers["location"]).text)
+    assert "waiting for platform reply" in after and "Release the run's hold" in after
+
+    other = site.client()
+    sign_in(site, other, "sun-hao")  # of ads-specialist: neither the run's owner nor an operator
+    theirs = other.get(f"/runs/{run_id}")
+    assert "Release the run" not in theirs.text
+    before = written(site, run_id)
+    refused = other.post(f"/runs/{run_id}/release", data={"csrf": csrf_of(theirs)})
+    assert refused.status_code == 403 and f"sun-hao may not release run {run_id}" in refused.text
+    assert written(site, run_id) == before
+
+    released = owner.post(f"/runs/{run_id}/release", data={"csrf": csrf_of(page), "note": "approved"})
+    assert released.status_code == 303
+    [end] = records(site.engine, run_id, "run_released")
+    assert (end["actor"], end["data"]["via"], end["data"]["ended"]) == ("huang-ting", "web", "released")
+    assert site.engine.view(run_id).steps["impact"]["held_at"] is None
