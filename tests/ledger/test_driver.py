@@ -16,6 +16,7 @@ from flows.engine.store import _RUN_UPDATE, _STEP_UPDATE, _TIMER_ARMED, _TIMER_I
 from flows.ledger import Ledger
 from flows.ledger.schema import runs, sop_versions, steps, timers
 
+pytestmark = pytest.mark.sqlite_only("SQLite's own driver path (flows/ledger/driver.py); PostgreSQL has none")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
