@@ -106,7 +106,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("sqlite_only"):
         kinds = ("sqlite",)
     elif metafunc.definition.get_closest_marker("postgresql_only"):
-        kinds = tuple(k for k in kinds if k == "postgresql") or ("postgresql",)
+        kinds = tuple(k for k in kinds if k == "postgresql")  # none selected: an empty set, reported as such
     metafunc.parametrize("database", kinds, indirect=True, scope="session")
 
 
@@ -149,25 +149,28 @@ class TestDatabase:
         self._urls[path] = self.cluster.database(f"ledger_{next(self._names)}", template=url.rsplit("/", 1)[1])
         return self._urls[path]
 
-    def sql(self, url: str, *statements: tuple[str, tuple[object, ...]]) -> list[list[tuple[object, ...]]]:
-        """Run statements (``?`` placeholders) on the ledger behind the engine's back, in one
-        transaction, as someone with the file and a shell (sqlite3) or psql access would; their rows."""
-        if self.cluster is None:
-            import sqlite3
 
-            conn = sqlite3.connect(url.split("///", 1)[1])
-            with conn:
-                out = [conn.execute(sql, params).fetchall() for sql, params in statements]
-            conn.close()
-            return out
-        import psycopg
+def sql_on(url: str, *statements: tuple[str, tuple[object, ...]]) -> list[list[dict[str, object]]]:
+    """Run statements (``?`` placeholders) on the ledger at ``url`` behind the engine's back, in one
+    transaction, as someone with the file and ``sqlite3``, or with ``psql`` access, would; their rows."""
+    if url.startswith("sqlite"):
+        import sqlite3
 
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-            out = []
-            for sql, params in statements:
-                cursor = conn.execute(sql.replace("?", "%s"), params)
-                out.append(cursor.fetchall() if cursor.description else [])
+        conn = sqlite3.connect(url.split("///", 1)[1])
+        conn.row_factory = sqlite3.Row
+        with conn:
+            out = [[dict(row) for row in conn.execute(sql, params).fetchall()] for sql, params in statements]
+        conn.close()
         return out
+    import psycopg
+    from psycopg.rows import dict_row
+
+    out = []
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), row_factory=dict_row) as conn:
+        for sql, params in statements:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            out.append(cursor.fetchall() if cursor.description else [])
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,9 @@ from sqlalchemy.engine import Connection, Engine
 from flows.clock import Clock, SystemClock
 from flows.ledger import driver as fast
 from flows.ledger.schema import records
+from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
+
+__all__ = ["GENESIS", "Ledger", "LedgerUnavailable", "Tx", "dumps", "record_hash", "utc"]
 
 GENESIS = "0" * 64
 # built once: building a statement per call costs more than executing it
@@ -184,7 +187,7 @@ class Ledger:
     """The ledger database (SQLite file by default, PostgreSQL by URL)."""
 
     def __init__(self, url: str, clock: Clock | None = None):
-        self.url = url
+        self.url = url = ledger_url(url)  # LedgerUnavailable for a URL or driver it cannot run on
         self.clock = clock or SystemClock()
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -230,6 +233,11 @@ class Ledger:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            conn = self.engine.connect()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise unreachable(self.url, exc) from None
+        conn.close()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
