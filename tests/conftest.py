@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,7 +152,7 @@ class TestDatabase:
         return self._urls[path]
 
 
-def sql_on(url: str, *statements: tuple[str, tuple[object, ...]]) -> list[list[dict[str, object]]]:
+def sql_on(url: str, *statements: tuple[str, Any]) -> list[list[dict[str, object]]]:
     """Run statements (``?`` placeholders) on the ledger at ``url`` behind the engine's back, in one
     transaction, as someone with the file and ``sqlite3``, or with ``psql`` access, would; their rows."""
     if url.startswith("sqlite"):
@@ -168,7 +170,8 @@ def sql_on(url: str, *statements: tuple[str, tuple[object, ...]]) -> list[list[d
     out = []
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), row_factory=dict_row) as conn:
         for sql, params in statements:
-            cursor = conn.execute(sql.replace("?", "%s"), params)
+            named = isinstance(params, dict)  # :name placeholders, as sqlite3 takes them
+            cursor = conn.execute(re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql) if named else sql.replace("?", "%s"), params)
             out.append(cursor.fetchall() if cursor.description else [])
     return out
 

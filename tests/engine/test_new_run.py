@@ -26,6 +26,7 @@ from flows.engine.transitions import Engine
 from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import outbox, pagers, records, runs, steps, timers
+from tests.conftest import TestDatabase
 from tests.engine.conftest import make_project
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -116,10 +117,10 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def local(library: Library, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
+def local(database: TestDatabase, library: Library, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A ledger with a pager process alive (pages are left in the outbox for it), and an engine on it."""
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
     ledger.migrate()
     far = datetime.now(UTC) + timedelta(days=1)
     with ledger.transaction() as tx:
@@ -285,7 +286,7 @@ class TickingClock(ManualClock):
         return self.at
 
 
-def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(library: Library, tmp_path: Path,
+def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(database: TestDatabase, library: Library, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A drill at 120×: a few milliseconds between reading the clock for the deadline and writing the
     run_started record would be a few SOP seconds short (an auditor read "due after 1h59m59s")."""
@@ -293,7 +294,7 @@ def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(libra
 
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
     clock = TickingClock(T0)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
     ledger.migrate()
     engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
     run_id = engine.start("t-newrun", initiator="li-wei", speed=120, launch=False).run_id
