@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from flows.clock import Clock, SystemClock
 from flows.ledger import driver as fast
-from flows.ledger.schema import records
+from flows.ledger.schema import in_utc, records
 from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
 
 __all__ = ["GENESIS", "Ledger", "LedgerUnavailable", "Tx", "dumps", "record_hash", "utc"]
@@ -48,10 +48,8 @@ _ADVISORY_LOCK = 7243_0001
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they are UTC; make them aware."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """SQLite hands back naive datetimes: they are UTC (``schema.UtcTime`` writes them so); make them aware."""
+    return None if value is None else in_utc(value)
 
 
 def dumps(data: Any) -> str:
@@ -203,7 +201,10 @@ class Ledger:
 
     def _make_engine(self, immediate: bool) -> Engine:
         if not self.is_sqlite:
-            return sa.create_engine(self.url, pool_pre_ping=True, future=True)
+            # the session's zone UTC, as SQLite reads times back: a naive time in a text statement means
+            # the same instant on both (schema.UtcTime already writes the tables' times in UTC)
+            return sa.create_engine(self.url, pool_pre_ping=True, future=True,
+                                    connect_args={"options": "-c timezone=UTC"})
         engine = sa.create_engine(self.url, future=True, connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
