@@ -94,3 +94,43 @@ def test_a_nul_in_a_cancel_reason_is_refused_in_an_update_kept(local_engine: Any
     assert chain(engine) == before and engine.view(run_id).is_open
     engine.post_update(run_id, "li-wei", "on it\x00")
     assert records(engine, run_id, "status_update")[0]["data"]["text"] == "on it\x00"
+
+
+# --- the CLI: a shell cannot pass NUL in an argument (execve ends it there), a caller in Python can --------
+
+
+@pytest.fixture
+def cli(local_engine: Any, monkeypatch: pytest.MonkeyPatch) -> Any:  # noqa: F811
+    """``sop`` in this process (typer's runner), on the local engine's project and database, without Prefect."""
+    from typer.testing import CliRunner
+
+    from flows import runtime
+    from flows.cli import app
+    from flows.cli import runs as cli_runs
+
+    root = local_engine.library.root
+    monkeypatch.setenv("SOP_HOME", str(root))
+    monkeypatch.setattr(cli_runs, "_engine", lambda prefect=True: runtime.engine(root, prefect=False))
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        done = runner.invoke(app, list(args))
+        assert done.exception is None or isinstance(done.exception, SystemExit), done.output  # no traceback
+        return done
+
+    return run
+
+
+def test_the_cli_refuses_a_nul_and_takes_a_long_reason(cli: Any, local_engine: Any) -> None:  # noqa: F811
+    engine = local_engine
+    refused = cli("run", "crisis-pr", "-p", "brand=lu\x00mi", "--as", "li-wei")
+    assert refused.exit_code == 1 and "input `brand`: holds a NUL character" in " ".join(refused.output.split())
+    run_id = engine.start("t-ladder", initiator="li-wei").run_id
+    before = chain(engine)
+    note = cli("done", run_id, "respond", "--actor", "zhao-lei", "-f", "answer=ok", "--note", "fixed\x00")
+    assert note.exit_code == 1 and "the note holds a NUL character" in " ".join(note.output.split())
+    assert chain(engine) == before
+    reason = "the supplier called back: " + "details " * 500
+    cancelled = cli("cancel", run_id, "--reason", reason, "--as", "li-wei")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert records(engine, run_id, "run_cancelled")[0]["data"]["reason"] == reason
