@@ -58,3 +58,13 @@ def test_a_bare_postgresql_url_opens_the_ledger_with_psycopg_3(database: TestDat
 def test_the_error_is_our_type_for_the_code_that_opens_a_ledger() -> None:
     with pytest.raises(LedgerUnavailable, match="SOP_DATABASE_URL"):
         Ledger("oracle://x/y")
+
+
+def test_a_postgresql_url_without_psycopg_installed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as in an install without the 'postgres' extra
+    with pytest.raises(LedgerUnavailable) as refused:
+        Ledger("postgresql://sop:s3cret@db.example:5432/sop")
+    message = str(refused.value)
+    assert message.startswith("SOP_DATABASE_URL (or database_url in config/settings.yaml): ")
+    assert "needs psycopg 3, which is not installed" in message and "pip install 'sops-as-code[postgres]'" in message
+    assert "s3cret" not in message
