@@ -174,12 +174,16 @@ def test_the_quick_check_hashes_exactly_as_the_ledger_writes(ledger: Ledger) -> 
     from flows.audit.verify import _intact, _rows
 
     odd = ['quote " backslash \\ tab \t', "控制 ünïcödé ✓ \u2028", "\x00\x1f", ""]
+    # PostgreSQL cannot keep NUL in a column (the doors refuse it on both: test_same_answers); in the data it
+    # is JSON-escaped on both
+    column = (lambda text: text) if ledger.is_sqlite else (lambda text: text.replace("\x00", ""))
     times = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC), datetime(2026, 3, 2, 9, 0, 0, 1, tzinfo=UTC),
              datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
     with ledger.transaction() as tx:
         for n, text in enumerate(odd):
-            tx.append("note", None if n % 2 else f"run {text}", None if n == 2 else text, None if n == 1 else text,
-                      at=times[n % len(times)], text=text, nested={"list": [text, None, 1.5, True]})
+            tx.append("note", None if n % 2 else f"run {column(text)}", None if n == 2 else column(text),
+                      None if n == 1 else column(text), at=times[n % len(times)], text=text,
+                      nested={"list": [text, None, 1.5, True]})
     prev_seq, prev_hash, checked = 0, GENESIS, 0
     with ledger.read() as conn:
         for columns in _rows(conn):

@@ -239,20 +239,31 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     assert chain_ok(local)
 
 
+#: a trigger that writes to the table ``gone`` before each page is queued, in each database's dialect
+REFUSE_PAGES = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN INSERT INTO gone VALUES (1); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN INSERT INTO gone VALUES (1); RETURN NEW; END $$",
+                   "CREATE TRIGGER refuse BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION refuse()"],
+}
+
+
 def test_a_failure_while_starting_leaves_nothing(local: Engine) -> None:
     """The transition's last write fails: no run, no steps, no timers, no records, no page."""
+    sqlite = local.ledger.is_sqlite
     with local.ledger.transaction() as tx:  # writing a page now fails in the database (a table it needs is gone)
-        tx.conn.exec_driver_sql("CREATE TABLE gone (x)")
-        tx.conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN INSERT INTO gone VALUES (1); END")
+        tx.conn.exec_driver_sql("CREATE TABLE gone (x integer)")
+        for statement in REFUSE_PAGES["sqlite" if sqlite else "postgresql"]:
+            tx.conn.exec_driver_sql(statement)
         tx.conn.exec_driver_sql("DROP TABLE gone")
-    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+    with pytest.raises(sa.exc.DBAPIError, match="no such table: (main.)?gone" if sqlite else 'relation "gone" does not exist'):
         local.start("t-newrun", {}, initiator="monitor")
     with local.ledger.read() as conn:
         counts = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                   for t in (runs, steps, timers, records, outbox)}
     assert counts == {"runs": 0, "steps": 0, "timers": 0, "records": 0, "outbox": 0}
     with local.ledger.transaction() as tx:
-        tx.conn.exec_driver_sql("DROP TRIGGER refuse")
+        tx.conn.exec_driver_sql("DROP TRIGGER refuse" if sqlite else "DROP TRIGGER refuse ON outbox")
     run = local.start("t-newrun", {}, initiator="monitor")  # the next start is whole, its chain sound
     assert ledger_rows(local, run.run_id)["records"][0][0] == "run_started" and chain_ok(local)
 
