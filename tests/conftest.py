@@ -69,6 +69,11 @@ def sop(repo_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 #: the test folders that run on every selected database (the others run on SQLite only)
 BOTH_DATABASES = ("ledger", "engine", "triggers", "api", "audit")
 KINDS = ("sqlite", "postgresql")
+#: fixtures whose tests run once, on PostgreSQL, when both databases are selected: the engine's stack
+#: (a Prefect server, deployments, a worker: the slowest part of the suite) is Prefect's story, the same on
+#: both ledgers; what the ledger's database changes is tested on both by the engine's own tests (no Prefect).
+#: With SOP_TEST_DATABASE=sqlite (no PostgreSQL installed) they run on SQLite.
+ONCE_ON_POSTGRESQL = ("stack",)
 
 
 def selected_databases() -> tuple[str, ...]:
@@ -105,6 +110,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     folder = Path(metafunc.definition.path).relative_to(REPO_ROOT / "tests").parts[0]
     kinds = selected_databases() if folder in BOTH_DATABASES else ("sqlite",)
+    if len(kinds) > 1 and any(name in metafunc.fixturenames for name in ONCE_ON_POSTGRESQL):
+        kinds = ("postgresql",)
     if metafunc.definition.get_closest_marker("sqlite_only"):
         kinds = ("sqlite",)
     elif metafunc.definition.get_closest_marker("postgresql_only"):
