@@ -272,7 +272,8 @@ def install(app: FastAPI) -> None:
     async def _inputs(request: Request, exc: InputRefused) -> JSONResponse:
         return refused(
             request,
-            from_problems(422, exc.problems, "body.inputs", "the inputs do not fit the SOP", {"speed": "body.speed"}),
+            from_problems(422, exc.problems, "body.inputs", "the inputs do not fit the SOP",
+                          {"speed": "body.speed", "the reason": "body.reason"}),
         )
 
     @app.exception_handler(HoldReasonRefused)
@@ -293,7 +294,7 @@ def install(app: FastAPI) -> None:
                 exc.problems,
                 "body.values",
                 "report refused, nothing recorded",
-                {"evidence": "body.evidence", "approv": "body.actor", "actor": "body.actor"},
+                {"evidence": "body.evidence", "approv": "body.actor", "actor": "body.actor", "the note": "body.note"},
             ),
         )
 

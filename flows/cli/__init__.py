@@ -73,8 +73,18 @@ def _group() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; a ledger it cannot open is one line on stderr, exit 1."""
+    from flows.ledger.url import LedgerUnavailable
+
+    try:
+        app()
+    except LedgerUnavailable as exc:
+        from rich.markup import escape
+
+        from flows.cli.common import err_console
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
 from flows.engine.oncall import Rota, resolve_targets
-from flows.engine.store import RunStore
+from flows.engine.store import OUTCOME_CHARS, RunStore
 from flows.engine.view import RunView, variables
 from flows.language.calendar import calendar_for, calendar_name, instant_after, postponed
 from flows.language.expressions import evaluate
@@ -385,7 +385,10 @@ class RunChange:
         self._end_run_hold()
         now = self.clock.now()
         self.store.cancel_open_steps(view, now)
-        self.store.update_run(view, status=RunStatus.CANCELLED, outcome=f"cancelled: {reason}", finished_at=now,
+        outcome = f"cancelled: {reason}"
+        if len(outcome) > OUTCOME_CHARS:  # the run's listing shows its start, the record and the page all of it
+            outcome = outcome[:OUTCOME_CHARS - 1] + "…"
+        self.store.update_run(view, status=RunStatus.CANCELLED, outcome=outcome, finished_at=now,
                               open_key=None, nudge=False)
         self.record(RecordKind.RUN_CANCELLED, actor=actor, reason=reason, **(facts or {}))
         self.store.cancel_timers(view, None)
@@ -393,7 +396,7 @@ class RunChange:
         self.ended.append(Ended(view, "cancelled", now, None if deadline is None else now <= deadline))
         targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
                                      if isinstance(view.sop.step(s), HumanStep)]]
-        self.page("run_cancelled", None, list(dict.fromkeys(targets)))
+        self.page("run_cancelled", None, list(dict.fromkeys(targets)), level={"reason": f"cancelled: {reason}"})
 
 
 class _Activation:

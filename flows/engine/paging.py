@@ -45,8 +45,8 @@ _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 
 def _reason(run: dict[str, Any], page: Any) -> str | None:
     """Why a run was cancelled, or why its automated steps cannot start (the page says)."""
-    if page.kind == "automation_failed":
-        return (page.level or {}).get("reason")
+    if page.kind in ("automation_failed", "run_cancelled") and (page.level or {}).get("reason"):
+        return page.level["reason"]  # a cancel's whole reason (the run's outcome holds its start)
     return run["outcome"] if run["status"] == RunStatus.CANCELLED else None
 
 

@@ -33,6 +33,11 @@ _B = sa.bindparam
 _RUN = sa.select(runs).where(runs.c.id == _B("_run"))
 _STEPS = sa.select(steps).where(steps.c.run_id == _B("_run"))
 _PINNED_TEXT = sa.select(sop_versions.c.text).where(sop_versions.c.hash == _B("_hash"))
+#: the most ``timers.late_ms`` holds (a 32-bit integer on PostgreSQL, ~24.8 days): a timer that fires later
+#: keeps that much there; its record (``escalation``, ``run_overdue``…) carries the exact lateness
+LATE_MS_KEPT = 2**31 - 1
+#: the longest outcome ``runs.outcome`` holds; a cancel's reason is kept whole in its ``run_cancelled`` record
+OUTCOME_CHARS = 200
 _OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
 # PostgreSQL, per run: the open run is held as it is found (its key re-checked once it is free)
 _OPEN_RUN_HELD = {"": _OPEN_RUN.with_for_update(), " NOWAIT": _OPEN_RUN.with_for_update(nowait=True)}
@@ -421,7 +426,7 @@ class RunStore:
         due_at = utc(row.due_at)
         late_ms = max(0, int((now - due_at).total_seconds() * 1000))  # type: ignore[operator]
         claimed = self.conn.execute(_CLAIM_TIMER, {"_timer": timer_id, "fired_at": now, "fired_by": by,
-                                                   "late_ms": late_ms}).rowcount
+                                                   "late_ms": min(late_ms, LATE_MS_KEPT)}).rowcount
         if claimed != 1:
             return None
         return TimerClaim(row.id, row.run_id, row.step_id, row.kind, row.level, due_at, late_ms)  # type: ignore[arg-type]

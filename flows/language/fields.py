@@ -72,6 +72,13 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
 
 #: the integers a field takes: 64-bit, what a database column, JSON readers and Prefect all keep exactly
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: why a text holding NUL is refused: PostgreSQL cannot store it, so neither ledger takes it (same answer on both)
+NUL_PROBLEM = "holds a NUL character (U+0000), which cannot be stored"
+
+
+def nul_problem(text: object, what: str) -> str | None:
+    """``"<what> holds a NUL character…"`` when ``text`` is a string holding U+0000, else None."""
+    return f"{what} {NUL_PROBLEM}".lstrip() if isinstance(text, str) and "\x00" in text else None
 
 
 def value_fits(kind: str, value: object) -> bool:
@@ -151,6 +158,8 @@ class FieldSpec(Strict):
         """Return what is wrong with ``value`` for this field, or None when it is fine."""
         if not value_fits(self.type, value):
             return f"expected {self.type}, got {value!r}"
+        if (problem := nul_problem(value, "")) is not None:
+            return problem
         if isinstance(value, float) and not math.isfinite(value):
             return f"expected a finite {self.type}, got {value!r}"
         if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:

@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from flows.clock import Clock, SystemClock
 from flows.ledger import driver as fast
-from flows.ledger.schema import records
+from flows.ledger.schema import in_utc, records
+from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
+
+__all__ = ["GENESIS", "Ledger", "LedgerUnavailable", "Tx", "dumps", "record_hash", "utc"]
 
 log = logging.getLogger("sop.ledger")
 
@@ -78,10 +81,8 @@ _SEQ_BLOCK = 8
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they are UTC; make them aware."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """SQLite hands back naive datetimes: they are UTC (``schema.UtcTime`` writes them so); make them aware."""
+    return None if value is None else in_utc(value)
 
 
 def dumps(data: Any) -> str:
@@ -270,7 +271,7 @@ class Ledger:
     """The ledger database (SQLite file by default, PostgreSQL by URL)."""
 
     def __init__(self, url: str, clock: Clock | None = None):
-        self.url = url
+        self.url = url = ledger_url(url)  # LedgerUnavailable for a URL or driver it cannot run on
         self.clock = clock or SystemClock()
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -290,7 +291,10 @@ class Ledger:
 
     def _make_engine(self, immediate: bool) -> Engine:
         if not self.is_sqlite:
-            return sa.create_engine(self.url, pool_pre_ping=True, future=True)
+            # the session's zone UTC, as SQLite reads times back: a naive time in a text statement means
+            # the same instant on both (schema.UtcTime already writes the tables' times in UTC)
+            return sa.create_engine(self.url, pool_pre_ping=True, future=True,
+                                    connect_args={"options": "-c timezone=UTC"})
         engine = sa.create_engine(self.url, future=True, connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
@@ -320,6 +324,11 @@ class Ledger:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        try:
+            conn = self.engine.connect()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise unreachable(self.url, exc) from None
+        conn.close()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

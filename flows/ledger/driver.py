@@ -11,7 +11,7 @@ Selects come back as the driver's tuples: select no times this way.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -22,7 +22,9 @@ _SQLITE = sqlite_dialect.dialect()
 
 
 def sqlite_time(value: datetime) -> str:
-    """A time as SQLAlchemy writes a ``DateTime`` to SQLite: its fields as they are, with microseconds, no offset."""
+    """A time as the ledger writes a ``UtcTime`` to SQLite: its fields in UTC, with microseconds, no offset."""
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]
 
 

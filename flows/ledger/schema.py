@@ -10,10 +10,35 @@ pins the exact text every run was started with.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
-TS = sa.DateTime(timezone=True)
+
+
+class UtcTime(sa.types.TypeDecorator):
+    """A moment, written in UTC on every database: an aware time is converted, a naive one is taken as UTC.
+
+    Without it the two databases stored one moment differently: SQLite kept an aware time's
+    wall-clock fields and dropped its offset (20:00+08:00 read back as 20:00 UTC), PostgreSQL read a
+    naive time in its server's zone. Reads are the driver's (``flows.ledger.utc`` makes them aware).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return in_utc(value) if isinstance(value, datetime) else value
+
+
+def in_utc(value: datetime) -> datetime:
+    """``value`` in UTC (a naive time is taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UtcTime()
 
 records = sa.Table(
     "records", metadata,

@@ -7,6 +7,7 @@ the same app in a thread of its own instead (``flows.runtime.serve``).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 
 from flows import runtime
 from flows.api.app import close, create_app
+from flows.ledger.url import LedgerUnavailable
 
 
 def from_environment() -> FastAPI:
@@ -21,7 +23,11 @@ def from_environment() -> FastAPI:
 
     ``SOP_API_LAUNCH=0`` runs without Prefect (runs are recorded and paged; no flow runs).
     """
-    engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
+    try:
+        engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
+    except LedgerUnavailable as exc:  # uvicorn would print a traceback: one line, and stop
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     app = create_app(engine)
 
     @asynccontextmanager

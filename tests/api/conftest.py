@@ -1,4 +1,4 @@
-"""The HTTP API, really served: uvicorn on a free 127.0.0.1 port, the seed library, a fresh SQLite ledger.
+"""The HTTP API, really served: uvicorn on a free 127.0.0.1 port, the seed library, a fresh ledger (each database).
 
 One server per session (starting one is quick, but the ledger is worth sharing): tests
 keep apart by using their own dedup keys (a fresh ``service`` / ``brand`` label each).
@@ -25,6 +25,7 @@ from flows.api import create_app
 from flows.engine.transitions import Engine
 from flows.language.library import Library, load_library
 from flows.ledger import Ledger
+from tests.conftest import TestDatabase
 
 #: the roles of the tokens in config/tokens.yaml, by token name
 TOKEN_ROLES = {
@@ -106,8 +107,9 @@ def token_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def api(library: Library, token_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    ledger = Ledger(f"sqlite:///{tmp_path_factory.mktemp('api') / 'ledger.db'}")
+def api(library: Library, token_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+        database: TestDatabase) -> Iterator[Api]:
+    ledger = Ledger(database.url_at(tmp_path_factory.mktemp("api") / "ledger.db"))
     ledger.migrate()
     engine = Engine(library, ledger)
     served = ServedApp(create_app(engine, env=token_env))

@@ -136,15 +136,14 @@ def test_a_storm_of_10000_alerts_over_100_keys_starts_exactly_100_runs(api: Api)
 
 
 @pytest.fixture
-def two_api_processes(repo_root: Path, token_env: dict[str, str], tmp_path: Path):  # noqa: ANN201
-    """Two API processes (uvicorn, the app factory) on one SQLite ledger, no Prefect."""
-    db = tmp_path / "ledger.db"
-    Ledger(f"sqlite:///{db}").migrate()
+def two_api_processes(repo_root: Path, token_env: dict[str, str], tmp_path: Path, database_url: str):  # noqa: ANN201
+    """Two API processes (uvicorn, the app factory) on one ledger, no Prefect."""
+    Ledger(database_url).migrate()
     env = {
         **os.environ,
         **token_env,
         "SOP_HOME": str(repo_root),
-        "SOP_DATABASE_URL": f"sqlite:///{db}",
+        "SOP_DATABASE_URL": database_url,
         "SOP_INBOX_DIR": str(tmp_path / "inbox"),
         "SOP_API_LAUNCH": "0",
     }
@@ -153,7 +152,7 @@ def two_api_processes(repo_root: Path, token_env: dict[str, str], tmp_path: Path
     try:
         for proc, port in zip(procs, ports, strict=True):
             wait_healthy(proc, f"http://127.0.0.1:{port}", 30)
-        yield [f"http://127.0.0.1:{port}" for port in ports], Ledger(f"sqlite:///{db}")
+        yield [f"http://127.0.0.1:{port}" for port in ports], Ledger(database_url)
     finally:
         for proc in procs:
             proc.terminate()

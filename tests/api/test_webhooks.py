@@ -35,6 +35,7 @@ from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
 from flows.triggers.intake import Intake
 from tests.api.conftest import TOKEN_ENV, Api, ServedApp, unique
+from tests.conftest import TestDatabase
 from tests.triggers.payloads import alertmanager as am_body
 
 
@@ -304,11 +305,11 @@ def answers(library: Library, ledger: Ledger, token_env: dict[str, str], fast_pa
 
 
 def test_events_and_metrics_answer_alike_through_the_fast_path_and_the_routes(
-    library: Library, token_env: dict[str, str], tmp_path: Path
+    library: Library, token_env: dict[str, str], tmp_path: Path, database: TestDatabase
 ) -> None:
     doors = {}
     for fast_path in (True, False):
-        ledger = Ledger(f"sqlite:///{tmp_path / f'ledger-{fast_path}.db'}")
+        ledger = Ledger(database.url_at(tmp_path / f"ledger-{fast_path}.db"))
         ledger.migrate()
         try:
             doors[fast_path] = answers(library, ledger, token_env, fast_path)

@@ -1,7 +1,7 @@
 """A ledger of runs with exactly known timings, played once per session on an injected clock.
 
 Real engine, real timers, real notifications (the local inbox; one person's contact is a
-closed port, so some deliveries fail), real SQLite ledger: only time is steered. The
+closed port, so some deliveries fail), real ledger (on each database): only time is steered. The
 clock moves from one instant to the next and every timer fires at its own due instant,
 so each figure of the audit can be computed by hand (see ``Scenario``'s docstring).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.language.steps.human import HumanReport
 from flows.ledger import Ledger
+from tests.conftest import TestDatabase, sql_on
 
 HERE = Path(__file__).resolve().parent
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -117,15 +117,14 @@ class Scenario:
     """
 
     root: Path
-    db: Path
     url: str
     runs: dict[str, str] = field(default_factory=dict)
     now: datetime = NOW
 
 
-def _play(root: Path, db: Path) -> Scenario:
+def _play(root: Path, url: str) -> Scenario:
     clock = ManualClock(T0 - timedelta(minutes=1))
-    ledger = Ledger(f"sqlite:///{db}", clock)
+    ledger = Ledger(url, clock)
     ledger.migrate()
     env = {**os.environ, "TOM_BECKER_URL": REFUSED_URL}
     from notifications import Dispatcher
@@ -136,7 +135,7 @@ def _play(root: Path, db: Path) -> Scenario:
 
     engine = engine_for(load_library(root))
     story = Story(engine, clock)
-    out = Scenario(root=root, db=db, url=f"sqlite:///{db}")
+    out = Scenario(root=root, url=url)
     hour = timedelta(hours=1)
 
     a = story.start("audit-incident", T0, initiator="li-wei", trigger={"kind": "manual", "by": "li-wei"})
@@ -189,43 +188,40 @@ def _play(root: Path, db: Path) -> Scenario:
 
 
 @pytest.fixture(scope="session")
-def scenario(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    """The six runs, played once; tests that change the ledger work on a copy (``ledger_copy``)."""
+def scenario(repo_root: Path, tmp_path_factory: pytest.TempPathFactory, database: TestDatabase) -> Scenario:
+    """The six runs, played once per database; tests that change the ledger work on a copy (``ledger_copy``)."""
     root = tmp_path_factory.mktemp("audit-project")
     shutil.copytree(repo_root / "config", root / "config")
     shutil.copytree(HERE / "sops", root / "sops")
-    return _play(root, root / "var" / "ledger.db")
+    (root / "var").mkdir()
+    return _play(root, database.url_at(root / "var" / "ledger.db"))
 
 
 @pytest.fixture
-def ledger_copy(scenario: Scenario, tmp_path: Path) -> Path:
-    """A copy of the scenario's ledger file, free to tamper with, its records as a ledger written
-    before lanes has them (one chain in seq order: :func:`written_before_lanes`). The stories of
-    tampering by seq are about those; lanes have theirs (tests/audit/test_verify_lanes.py)."""
-    target = tmp_path / "ledger.db"
-    shutil.copy(scenario.db, target)
-    for suffix in ("-wal", "-shm"):
-        if Path(f"{scenario.db}{suffix}").exists():
-            shutil.copy(f"{scenario.db}{suffix}", f"{target}{suffix}")
-    written_before_lanes(target)
-    return target
+def ledger_copy(scenario: Scenario, tmp_path: Path, database: TestDatabase) -> str:
+    """The URL of a copy of the scenario's ledger (the file; a database made from it), free to tamper with, its
+    records as a ledger written before lanes has them (one chain in seq order: :func:`written_before_lanes`). The
+    stories of tampering by seq are about those; lanes have theirs (tests/audit/test_verify_lanes.py)."""
+    url = database.copy(scenario.url, tmp_path / "ledger.db")
+    written_before_lanes(url)
+    return url
 
 
-def written_before_lanes(db: Path) -> None:
+def written_before_lanes(url: str) -> None:
     """Rewrite the ledger's records as the ledger wrote them before lanes (migration 0011 leaves an
     older ledger so): no lane, one chain in seq order, each record hashing its seq and fields only."""
     from flows.ledger import GENESIS, record_hash
 
-    conn = sqlite3.connect(db)
-    with conn:
-        rows = conn.execute("SELECT seq, at, run_id, step_id, kind, actor, data FROM records ORDER BY seq").fetchall()
-        prev = GENESIS
-        for seq, at, run_id, step_id, kind, actor, data in rows:
-            digest = record_hash(prev, seq, datetime.fromisoformat(at), run_id, step_id, kind, actor, data)
-            conn.execute("UPDATE records SET chain = NULL, pos = NULL, prev_hash = ?, hash = ? WHERE seq = ?",
-                         (prev, digest, seq))
-            prev = digest
-    conn.close()
+    [rows] = sql_on(url, ("SELECT seq, at, run_id, step_id, kind, actor, data FROM records ORDER BY seq", ()))
+    prev, updates = GENESIS, []
+    for row in rows:
+        at = row["at"] if isinstance(row["at"], datetime) else datetime.fromisoformat(row["at"])
+        digest = record_hash(prev, row["seq"], at, row["run_id"], row["step_id"], row["kind"], row["actor"], row["data"])
+        updates.append(("UPDATE records SET chain = NULL, pos = NULL, prev_hash = ?, hash = ? WHERE seq = ?",
+                        (prev, digest, row["seq"])))
+        prev = digest
+    if updates:
+        sql_on(url, *updates)
 
 
 @pytest.fixture
@@ -254,21 +250,16 @@ def fork_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- tampering with a copy of the ledger file, as someone with the file and a shell would ----------
 
 
-def tamper(db: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    """Run ``statements`` on the ledger file in one transaction."""
-    conn = sqlite3.connect(db)
-    with conn:
-        for sql, params in statements:
-            conn.execute(sql, params)
-    conn.close()
+def tamper(url: str, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Run ``statements`` on the ledger in one transaction, with sqlite3 or psycopg as an intruder would."""
+    sql_on(url, *statements)
 
 
-def record_row(db: Path, seq: int) -> dict[str, Any]:
-    """Record ``seq`` as stored, column by column."""
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    row = dict(conn.execute("SELECT * FROM records WHERE seq = ?", (seq,)).fetchone())
-    conn.close()
+def record_row(url: str, seq: int) -> dict[str, Any]:
+    """Record ``seq`` as stored, column by column (``at`` as the ISO text it hashes as)."""
+    [[row]] = sql_on(url, ("SELECT * FROM records WHERE seq = ?", (seq,)))
+    if isinstance(row["at"], datetime):
+        row["at"] = row["at"].isoformat()
     return row
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.audit.conftest import Scenario
+from tests.audit.conftest import Scenario, tamper
 from tests.audit.png import read_png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -79,16 +79,13 @@ def test_the_report_prints_on_a_few_landscape_pages(report_html: Path, tmp_path:
     assert float(box[0]) > float(box[1])  # landscape
 
 
-def test_a_report_over_a_tampered_ledger_says_so_at_the_top(scenario: Scenario, ledger_copy: Path) -> None:
-    import sqlite3
-
+def test_a_report_over_a_tampered_ledger_says_so_at_the_top(scenario: Scenario, ledger_copy: str) -> None:
     from flows.audit import Audit
     from flows.audit.html import render_html
     from flows.ledger import Ledger
 
-    with sqlite3.connect(ledger_copy) as conn:
-        conn.execute("UPDATE records SET actor = 'li-wei' WHERE seq = 7")
-    ledger = Ledger(f"sqlite:///{ledger_copy}")
+    tamper(ledger_copy, ("UPDATE records SET actor = 'li-wei' WHERE seq = 7", ()))
+    ledger = Ledger(ledger_copy)
     audit = Audit(ledger)
     html = render_html(*audit.report_with_sections(workers=1), verification=audit.verify())
     ledger.dispose()

@@ -9,6 +9,7 @@ import pytest
 
 from flows.audit import Audit, parallel
 from flows.audit.html import render_html
+from tests.conftest import TestDatabase
 
 pytestmark = pytest.mark.usefixtures("fork_allowed")  # these test the two-process path: see the fixture
 
@@ -83,7 +84,7 @@ def test_the_report_tells_how_far_it_is(audit: Audit, workers: int, monkeypatch:
     assert len(told) > 10 and told == sorted(told) and told[-1] == 1.0  # reading, then drawing, to the end
 
 
-def test_the_reports_progress_never_goes_back_when_runs_overlap(repo_root: Path, tmp_path: Path,
+def test_the_reports_progress_never_goes_back_when_runs_overlap(repo_root: Path, tmp_path: Path, database: TestDatabase,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A long run's late record ends a chunk of the read: the run it belongs to started long before
     the last one told. The bar must hold its place, not jump back."""
@@ -102,7 +103,8 @@ def test_the_reports_progress_never_goes_back_when_runs_overlap(repo_root: Path,
     shutil.copytree(repo_root / "config", tmp_path / "config")
     shutil.copytree(HERE / "sops", tmp_path / "sops")
     clock = ManualClock(T0 - timedelta(minutes=1))
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock)
+    url = database.url_at(tmp_path / "ledger.db")
+    ledger = Ledger(url, clock)
     ledger.migrate()
     library = load_library(tmp_path)
     dispatcher = Dispatcher(workers=2, timeout=3.0, retries=0, inbox_dir=tmp_path / "inbox",
@@ -119,6 +121,6 @@ def test_the_reports_progress_never_goes_back_when_runs_overlap(repo_root: Path,
     chunks = queries._chunks
     monkeypatch.setattr(queries, "_chunks", lambda conn, query, size=5: chunks(conn, query, 5))
     told: list[float] = []
-    Audit(Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", ManualClock(NOW))).report_with_sections(
+    Audit(Ledger(url, ManualClock(NOW))).report_with_sections(
         workers=1, min_records=0, progress=told.append)
     assert len(told) > 3 and told == sorted(told) and told[-1] == 1.0

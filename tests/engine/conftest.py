@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import TestDatabase
 from tests.support import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -45,14 +46,14 @@ def make_project(repo_root: Path, target: Path, only: tuple[str, ...] | None = N
 
 
 @pytest.fixture(scope="package")
-def project(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def project(database: TestDatabase, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """This package's project root, set as SOP_HOME (own ledger and inbox) until its tests are done."""
     root = make_project(repo_root, tmp_path_factory.mktemp("project"))
     # PREFECT_API_AUTH_STRING: the stack hands its server's auth string to this process as to its children
     names = ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL", "PREFECT_API_URL",
              "PREFECT_API_AUTH_STRING")
     saved = {k: os.environ.get(k) for k in names}
-    os.environ.update({"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+    os.environ.update({"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
                        "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_PREFECT_POOL": f"test-pool-{os.getpid()}"})
     yield root
     for key, value in saved.items():

@@ -9,6 +9,7 @@ import pytest
 
 from flows.cli import runs as cli_runs
 from flows.prefect.launcher import Launcher
+from tests.conftest import TestDatabase
 
 
 @pytest.fixture
@@ -21,13 +22,13 @@ def hanging_server():
     server.close()
 
 
-def test_a_launch_that_does_not_answer_is_left_to_sop_serve(repo_root, tmp_path, monkeypatch, capsys,
+def test_a_launch_that_does_not_answer_is_left_to_sop_serve(database: TestDatabase, repo_root, tmp_path, monkeypatch, capsys,
                                                           hanging_server):
     from flows import runtime
     from tests.engine.conftest import make_project
 
     root = make_project(repo_root, tmp_path / "site")
-    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_DATABASE_URL", database.url_at(root / "var" / "ledger.db"))
     monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
     monkeypatch.setattr(cli_runs, "LAUNCH_WAIT_S", 0.5)
     engine = runtime.engine(root, prefect=False)

@@ -16,13 +16,14 @@ import sqlalchemy as sa
 from flows.ledger import Ledger, utc
 from flows.ledger.schema import records as records_table
 from flows.ledger.schema import steps, timers
-from tests.conftest import SOP_COMMAND
+from tests.conftest import SOP_COMMAND, TestDatabase
 from tests.engine.conftest import make_project, wait_for
 from tests.support import free_port
 
 
-def _env(root: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+def _env(root: Path, database: TestDatabase, **extra: str) -> dict[str, str]:
+    """The environment of a `sop` command of the project at ``root``, on this test's database."""
+    return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
             "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_API_PORT": str(free_port()), "NO_COLOR": "1",
             "COLUMNS": "300", **extra}
 
@@ -53,9 +54,9 @@ def _serve(root: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     return child
 
 
-def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, repo_root, tmp_path):
+def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_root, tmp_path):
     root = make_project(repo_root, tmp_path / "site", only=("t-ladder",))
-    env = _env(root, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"kill-{os.getpid()}")
+    env = _env(root, database, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"kill-{os.getpid()}")
     log = tmp_path / "serve.log"
     serve = _serve(root, env, log)
     started = subprocess.run([*SOP_COMMAND, "run", "t-ladder", "--speed", "20", "--as", "li-wei", "--json"],
@@ -95,11 +96,11 @@ def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, repo_root, tmp_pa
     assert armed == 0  # the report disarmed the rest of the ladder
 
 
-def test_two_timer_services_never_fire_a_timer_twice(repo_root, tmp_path, monkeypatch):
+def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_path, monkeypatch):
     from flows import runtime
 
     root = make_project(repo_root, tmp_path / "site")
-    env = _env(root)
+    env = _env(root, database)
     monkeypatch.setenv("SOP_DATABASE_URL", env["SOP_DATABASE_URL"])
     engine = runtime.engine(root, prefect=False)
     runs = [engine.start("t-ladder", initiator="li-wei", speed=600).run_id for _ in range(20)]

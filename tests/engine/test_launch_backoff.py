@@ -23,6 +23,7 @@ from flows.engine.inputs import MAX_INPUTS_BYTES
 from flows.engine.transitions import Engine, InputRefused
 from flows.ledger.schema import outbox, records
 from flows.prefect.launcher import LAUNCH_ATTEMPTS, LAUNCH_RETRY_MAX_S, Launcher, LaunchError
+from tests.conftest import TestDatabase
 from tests.engine.test_new_run import clock, library, local  # noqa: F401  (the same local engine)
 
 #: what Prefect's 422 quoted back: every parameter of the refused flow run
@@ -115,11 +116,11 @@ def test_a_launch_back_after_the_owner_was_paged_starts_the_automated_steps(
     assert status_rows(local, run_id)[0]["automation"] is None  # `sop status` no longer says it
 
 
-def test_sop_status_says_why_the_automated_steps_cannot_start(repo_root: Any, tmp_path: Any, sop: Any) -> None:
+def test_sop_status_says_why_the_automated_steps_cannot_start(database: TestDatabase, repo_root: Any, tmp_path: Any, sop: Any) -> None:
     from flows.language.library import load_library
     from flows.ledger import Ledger
 
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"))
     ledger.migrate()
     run_id = Engine(load_library(repo_root), ledger).start("traffic-surge", {}, initiator="ana").run_id
     Launcher(ledger, "http://127.0.0.1:9/api").give_up(run_id, "Prefect did not create the flow run: [/] 422", 10)

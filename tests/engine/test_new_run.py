@@ -26,6 +26,7 @@ from flows.engine.transitions import Engine
 from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import outbox, pagers, records, runs, steps, timers
+from tests.conftest import TestDatabase
 from tests.engine.conftest import make_project
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -116,10 +117,10 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def local(library: Library, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
+def local(database: TestDatabase, library: Library, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A ledger with a pager process alive (pages are left in the outbox for it), and an engine on it."""
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
     ledger.migrate()
     far = datetime.now(UTC) + timedelta(days=1)
     with ledger.transaction() as tx:
@@ -239,20 +240,31 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     assert chain_ok(local)
 
 
+#: a trigger that writes to the table ``gone`` before each page is queued, in each database's dialect
+REFUSE_PAGES = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN INSERT INTO gone VALUES (1); END"],
+    "postgresql": ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN INSERT INTO gone VALUES (1); RETURN NEW; END $$",
+                   "CREATE TRIGGER refuse BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION refuse()"],
+}
+
+
 def test_a_failure_while_starting_leaves_nothing(local: Engine) -> None:
     """The transition's last write fails: no run, no steps, no timers, no records, no page."""
+    sqlite = local.ledger.is_sqlite
     with local.ledger.transaction() as tx:  # writing a page now fails in the database (a table it needs is gone)
-        tx.conn.exec_driver_sql("CREATE TABLE gone (x)")
-        tx.conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN INSERT INTO gone VALUES (1); END")
+        tx.conn.exec_driver_sql("CREATE TABLE gone (x integer)")
+        for statement in REFUSE_PAGES["sqlite" if sqlite else "postgresql"]:
+            tx.conn.exec_driver_sql(statement)
         tx.conn.exec_driver_sql("DROP TABLE gone")
-    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+    with pytest.raises(sa.exc.DBAPIError, match="no such table: (main.)?gone" if sqlite else 'relation "gone" does not exist'):
         local.start("t-newrun", {}, initiator="monitor")
     with local.ledger.read() as conn:
         counts = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                   for t in (runs, steps, timers, records, outbox)}
     assert counts == {"runs": 0, "steps": 0, "timers": 0, "records": 0, "outbox": 0}
     with local.ledger.transaction() as tx:
-        tx.conn.exec_driver_sql("DROP TRIGGER refuse")
+        tx.conn.exec_driver_sql("DROP TRIGGER refuse" if sqlite else "DROP TRIGGER refuse ON outbox")
     run = local.start("t-newrun", {}, initiator="monitor")  # the next start is whole, its chain sound
     assert ledger_rows(local, run.run_id)["records"][0][0] == "run_started" and chain_ok(local)
 
@@ -286,7 +298,7 @@ class TickingClock(ManualClock):
         return self.at
 
 
-def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(library: Library, tmp_path: Path,
+def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(database: TestDatabase, library: Library, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A drill at 120×: a few milliseconds between reading the clock for the deadline and writing the
     run_started record would be a few SOP seconds short (an auditor read "due after 1h59m59s")."""
@@ -294,7 +306,7 @@ def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(libra
 
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
     clock = TickingClock(T0)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
     ledger.migrate()
     engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
     run_id = engine.start("t-newrun", initiator="li-wei", speed=120, launch=False).run_id

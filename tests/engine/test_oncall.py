@@ -29,6 +29,7 @@ from flows.language.library import load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import pagers, records
 from notifications import read_inbox
+from tests.conftest import TestDatabase
 from tests.engine.conftest import make_project
 
 HANDOFF = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai: zhao-lei → kenji-sato
@@ -66,12 +67,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def engine(repo_root: Path, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
+def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
     root = make_project(repo_root, tmp_path / "site", only=())
     (root / "sops" / "t-handoff.yaml").write_text(textwrap.dedent(PROBE))
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
     library = load_library(root)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
     ledger.migrate()
     engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
     engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]

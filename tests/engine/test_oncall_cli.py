@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import TestDatabase
+
 
 @pytest.fixture
-def ledger_env(tmp_path: Path) -> dict[str, str]:
-    return {"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}", "SOP_INBOX_DIR": str(tmp_path / "inbox")}
+def ledger_env(database: TestDatabase, tmp_path: Path) -> dict[str, str]:
+    return {"SOP_DATABASE_URL": database.url_at(tmp_path / "ledger.db"), "SOP_INBOX_DIR": str(tmp_path / "inbox")}
 
 
 def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any, ledger_env: dict[str, str]) -> None:

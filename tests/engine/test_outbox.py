@@ -29,6 +29,7 @@ from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, pagers, records
 from flows.ledger.schema import outbox as outbox_table
+from tests.conftest import TestDatabase
 
 SOP = "traffic-surge"  # owner sre-lead → tom-becker; starts with a human step
 
@@ -101,8 +102,8 @@ def test_a_failed_transition_leaves_no_page(library: Library, ledger: Ledger, in
     assert rows(ledger) == []
 
 
-def pager_process(tmp_path: Path, inbox: Path, repo_root: Path) -> subprocess.Popen:
-    env = {**os.environ, "SOP_HOME": str(repo_root), "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+def pager_process(database_url: str, inbox: Path, repo_root: Path, tmp_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "SOP_HOME": str(repo_root), "SOP_DATABASE_URL": database_url,
            "SOP_INBOX_DIR": str(inbox)}
     log = open(tmp_path / "pager.log", "wb")  # noqa: SIM115 - inherited by the child
     return subprocess.Popen([sys.executable, "-m", "flows", "pager"], env=env, stdout=log,
@@ -116,7 +117,7 @@ def beating(ledger: Ledger) -> list[dict[str, object]]:
 
 def test_a_pager_process_takes_the_pages_and_hands_back_when_it_stops(
         library: Library, ledger: Ledger, inbox: Path, tmp_path: Path, repo_root: Path) -> None:
-    child = pager_process(tmp_path, inbox, repo_root)
+    child = pager_process(ledger.url, inbox, repo_root, tmp_path)
     try:
         wait_until(lambda: beating(ledger), 60, "the pager process's heartbeat")
         [beat] = beating(ledger)
@@ -194,7 +195,7 @@ def test_a_page_that_cannot_be_rendered_is_set_aside_with_its_error(
     assert "no-such-run" in failed.error
 
 
-def test_a_page_that_fails_before_delivery_shows_in_status_and_the_audit(
+def test_a_page_that_fails_before_delivery_shows_in_status_and_the_audit(database: TestDatabase, 
         library: Library, ledger: Ledger, inbox: Path, tmp_path: Path, sop,  # noqa: ANN001
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="sop.paging")
@@ -223,7 +224,7 @@ def test_a_page_that_fails_before_delivery_shows_in_status_and_the_audit(
     assert [(r["status"], r["error"]) for r in record["results"]] == [("failed", row.error)]
     assert status_rows(engine, run_id)[0]["failed_notifications"] == 1
 
-    env = {"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    env = {"SOP_DATABASE_URL": database.url_at(tmp_path / "ledger.db")}
     status = sop("status", run_id, env=env)
     assert status.returncode == 0, status.stderr
     assert "1 failed notification(s)" in status.stdout
@@ -256,10 +257,10 @@ def test_the_doorbell_wakes_a_pager_that_polls_rarely(library: Library, ledger: 
     assert not thread.is_alive()
 
 
-def test_status_says_when_pages_have_waited(library: Library, ledger: Ledger, tmp_path: Path, sop) -> None:  # noqa: ANN001
+def test_status_says_when_pages_have_waited(database: TestDatabase, library: Library, ledger: Ledger, tmp_path: Path, sop) -> None:  # noqa: ANN001
     engine = Engine(library, ledger)  # no pager: the run is recorded, its pages queued by hand below
     run_id = engine.start(SOP, inputs(library), initiator="ana").run_id
-    env = {"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    env = {"SOP_DATABASE_URL": database.url_at(tmp_path / "ledger.db")}
     with ledger.transaction() as tx:
         outbox.queue(tx.conn, [Page("run_started", run_id, None, ["sre-lead"])], claimed_by=None)
     fresh = sop("status", env=env)
@@ -286,7 +287,7 @@ def test_a_burst_of_sigterms_stops_a_pager_process_cleanly(ledger: Ledger, inbox
     from flows.runtime.shutdown import Terminated, on_sigterm
 
     for _ in range(3):
-        child = pager_process(tmp_path, inbox, repo_root)
+        child = pager_process(ledger.url, inbox, repo_root, tmp_path)
         try:
             wait_until(lambda: beating(ledger), 60, "the pager process's heartbeat")
             for _ in range(300):

@@ -13,11 +13,12 @@ from flows.language.library import load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import records
 from flows.prefect.launcher import MAX_REPLACEMENTS, Launcher
+from tests.conftest import TestDatabase
 
 
-def test_a_run_whose_flow_keeps_dying_is_given_up_once_and_left_to_people(repo_root: Path, tmp_path: Path) -> None:
+def test_a_run_whose_flow_keeps_dying_is_given_up_once_and_left_to_people(database: TestDatabase, repo_root: Path, tmp_path: Path) -> None:
     library = load_library(repo_root)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"))
     ledger.migrate()
     run_id = Engine(library, ledger).start("traffic-surge", {}, initiator="ana").run_id
     with ledger.transaction() as tx:

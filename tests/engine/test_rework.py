@@ -103,7 +103,7 @@ def test_sop_audit_show_prints_both_rounds(local_engine: Any, sop: Any) -> None:
     engine.report(run_id, "approve", HumanReport("chen-jie", values={"decision": "approve"}))
     root = engine.library.root
     shown = sop("audit", "show", run_id, env={"SOP_HOME": str(root),
-                                              "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}"})
+                                              "SOP_DATABASE_URL": engine.ledger.url})
     assert shown.returncode == 0, shown.stderr
     out = " ".join(shown.stdout.split())
     assert "approve: round 1" in out and "approve: round 2" in out and "sent back from approve" in out

@@ -9,15 +9,16 @@ import sqlalchemy as sa
 
 from flows.engine.timers import TimerService
 from flows.ledger.schema import timers
+from tests.conftest import TestDatabase
 
 
 @pytest.fixture
-def local_engine(repo_root, tmp_path, monkeypatch):
+def local_engine(database: TestDatabase, repo_root, tmp_path, monkeypatch):
     from flows import runtime
     from tests.engine.conftest import make_project
 
     root = make_project(repo_root, tmp_path / "site")
-    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_DATABASE_URL", database.url_at(root / "var" / "ledger.db"))
     monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
     engine = runtime.engine(root, prefect=False)
     yield engine

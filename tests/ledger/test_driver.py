@@ -16,6 +16,7 @@ from flows.engine.store import _RUN_UPDATE, _STEP_UPDATE, _TIMER_ARMED, _TIMER_I
 from flows.ledger import Ledger
 from flows.ledger.schema import runs, sop_versions, steps, timers
 
+pytestmark = pytest.mark.sqlite_only("SQLite's own driver path (flows/ledger/driver.py); PostgreSQL has none")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -67,9 +68,9 @@ def test_the_driver_writes_what_sqlalchemy_writes(tmp_path: Path) -> None:
     write(by_driver, driver=True)
     write(by_sqlalchemy, driver=False)
     assert stored(by_driver) == stored(by_sqlalchemy)
-    with by_driver.read() as conn:  # and SQLAlchemy reads the driver's times back as the times written
+    with by_driver.read() as conn:  # and SQLAlchemy reads the driver's times back as the instants written, in UTC
         due = [r.due_at for r in conn.execute(sa.select(timers.c.due_at).order_by(timers.c.id))]
-    assert due[:3] == [at.replace(tzinfo=None) for at in INSTANTS]
+    assert due[:3] == [at.astimezone(UTC).replace(tzinfo=None) for at in INSTANTS]
 
 
 def test_first_finds_a_row_with_its_values_or_none(tmp_path: Path) -> None:

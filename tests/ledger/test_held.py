@@ -18,12 +18,13 @@ from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.ledger import Ledger, Tx
 from flows.ledger.schema import records
+from tests.conftest import TestDatabase
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def ledger_at(path: Path) -> Ledger:
-    ledger = Ledger(f"sqlite:///{path}", clock=ManualClock(T0))
+def ledger_at(url: str) -> Ledger:
+    ledger = Ledger(url, clock=ManualClock(T0))
     ledger.migrate()
     return ledger
 
@@ -43,8 +44,8 @@ def story(tx: Tx, hold: Callable[[], Any]) -> None:
     tx.append("step_done", "r1", "ask", actor="zhao-lei", result={"ok": True})
 
 
-def test_held_records_chain_exactly_as_records_inserted_one_by_one(tmp_path: Path) -> None:
-    plain, held = ledger_at(tmp_path / "plain.db"), ledger_at(tmp_path / "held.db")
+def test_held_records_chain_exactly_as_records_inserted_one_by_one(database: TestDatabase, tmp_path: Path) -> None:
+    plain, held = ledger_at(database.url_at(tmp_path / "plain.db")), ledger_at(database.url_at(tmp_path / "held.db"))
     for ledger in (plain, held):
         with ledger.transaction() as tx:
             tx.append("genesis_note", actor="setup")
@@ -87,11 +88,11 @@ def test_an_exception_inside_writes_nothing_and_the_chain_goes_on_sound(ledger: 
 
 
 def test_sop_audit_verify_passes_on_a_ledger_written_with_held_records(
-        repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sop: Any) -> None:
+        repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sop: Any, database_url: str) -> None:
     """New runs and their delivery records are written with held records; the auditor finds the chain intact."""
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
     library = load_library(repo_root)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(database_url)
     ledger.migrate()
     engine = Engine(library, ledger, pager=Pager(library.site, ledger))
     for service in ("web", "db", "web", "cache"):
@@ -102,7 +103,7 @@ def test_sop_audit_verify_passes_on_a_ledger_written_with_held_records(
     assert {"run_started", "step_assigned", "step_ready", "notification", "trigger_repeated"} <= kinds
     ledger.dispose()
 
-    done = sop("audit", "verify", "--json", env={"SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"})
+    done = sop("audit", "verify", "--json", env={"SOP_DATABASE_URL": database_url})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["records"] == result["head"]["seq"] > 20

@@ -14,6 +14,39 @@ import flows.ledger
 from flows.ledger import Ledger
 
 
+def another_writer(url: str, seconds: float, held: threading.Event) -> threading.Thread:
+    """Another process's ledger (its own engine and connections) in a write transaction on run r1 for ``seconds``."""
+
+    def run() -> None:
+        other = Ledger(url)
+        with other.transaction() as tx:
+            tx.append("the_other_writer", "r1")
+            held.set()
+            time.sleep(seconds)
+        other.dispose()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_writer_on_the_same_run_waits_for_the_other_and_chains_after_it(ledger: Ledger, database_url: str) -> None:
+    """On both databases: two processes' writers to one run take turns, and the chain stays one line."""
+    held = threading.Event()
+    other = another_writer(database_url, 0.3, held)
+    assert held.wait(5)
+    started = time.monotonic()
+    with ledger.transaction() as tx:
+        tx.append("after_the_other", "r1")
+    waited = time.monotonic() - started
+    other.join()
+    with ledger.read() as conn:
+        rows = conn.execute(sa.text("SELECT seq, kind, prev_hash, hash FROM records ORDER BY seq")).all()
+    assert waited >= 0.2  # it did wait for the other writer…
+    assert [(r.seq, r.kind) for r in rows] == [(1, "the_other_writer"), (2, "after_the_other")]
+    assert rows[1].prev_hash == rows[0].hash  # …and chained after its commit
+
+
 def hold_the_lock(db: Path, seconds: float, held: threading.Event) -> threading.Thread:
     """Another writer (a plain sqlite3 connection, as another process has) holding the write lock for ``seconds``."""
 
@@ -31,6 +64,8 @@ def hold_the_lock(db: Path, seconds: float, held: threading.Event) -> threading.
     return thread
 
 
+@pytest.mark.sqlite_only("SQLite's file lock taken by a plain sqlite3 connection; twin on both databases: "
+                         "test_a_writer_on_the_same_run_waits_for_the_other_and_chains_after_it")
 def test_a_writer_waits_for_the_other_writer_and_then_writes(ledger: Ledger, tmp_path: Path) -> None:
     held = threading.Event()
     other = hold_the_lock(tmp_path / "ledger.db", 0.3, held)
@@ -45,6 +80,7 @@ def test_a_writer_waits_for_the_other_writer_and_then_writes(ledger: Ledger, tmp
     assert names == ["other"]  # …and saw the other writer's commit
 
 
+@pytest.mark.sqlite_only("WRITE_WAIT_S bounds the wait for SQLite's file lock; PostgreSQL writers wait on the server")
 def test_a_writer_gives_up_when_the_lock_is_held_too_long(ledger: Ledger, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flows.ledger, "WRITE_WAIT_S", 0.2)

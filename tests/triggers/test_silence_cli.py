@@ -15,15 +15,16 @@ from flows.language.library import load_library
 from flows.ledger import Ledger
 from flows.triggers.intake import Intake
 from flows.triggers.model import Alert
+from tests.conftest import TestDatabase
 from tests.engine.conftest import make_project
 
 Sop = Callable[..., CompletedProcess[str]]
 
 
 @pytest.fixture
-def home(repo_root: Path, tmp_path: Path) -> dict[str, str | None]:
+def home(repo_root: Path, tmp_path: Path, database: TestDatabase) -> dict[str, str | None]:
     root = make_project(repo_root, tmp_path / "project")
-    return {"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+    return {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
             "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_ACTOR": None, "PREFECT_API_URL": None}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -30,9 +29,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: ManualClock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: ManualClock) -> Iterator[Ledger]:
     """A fresh ledger on a clock moved by hand: hours pass in no time."""
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
+    ledger = Ledger(database_url, clock=clock)
     ledger.migrate()
     yield ledger
     ledger.dispose()
