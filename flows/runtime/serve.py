@@ -182,6 +182,8 @@ class Stack:
     pager: bool = True
     #: seconds between looks for flow runs Prefect lost (crashed or failed) under open runs
     sweep_every: float = 30.0
+    #: seconds a flow run stays Pending or Running with no executor behind it before it is rescued
+    rescue_grace: float = 15.0
     progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
     library: Library | None = None
     engine: Engine | None = None
@@ -310,7 +312,7 @@ class Stack:
         self.check()
         from flows.prefect.nudger import Nudger
 
-        nudger = Nudger(self.engine.launcher, sweep_every=self.sweep_every)
+        nudger = Nudger(self.engine.launcher, sweep_every=self.sweep_every, grace=self.rescue_grace)
         self._thread("nudger", lambda: nudger.run(self._stop))
         if self.api:
             self._start_api()

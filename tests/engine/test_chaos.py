@@ -1,0 +1,411 @@
+"""Kill -9 at random moments: the executor, the pager, the Prefect server, `sop serve` itself.
+
+Both tests run `sop serve` as a user does (a subprocess on its own project copy) and kill its parts with
+SIGKILL, as an OOM killer or a power cut would; `sop serve` is started again whenever it is gone, as
+systemd does with ``Restart=always``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.ledger import Ledger
+from flows.ledger.schema import executors, records, runs, steps, timers
+from tests.conftest import SOP_COMMAND
+from tests.engine.conftest import make_project, wait_for
+from tests.support import free_port
+
+HERE = Path(__file__).resolve().parent
+SPEED = 600
+
+
+def _project(repo_root: Path, target: Path, *, prefect: str) -> Path:
+    """A project with the chaos probes only (tests/engine/chaos_sops/) and ``prefect`` as its settings.prefect."""
+    root = make_project(repo_root, target, only=())
+    for probe in (HERE / "chaos_sops").glob("*.yaml"):
+        (root / "sops" / probe.name).write_text(probe.read_text())
+    settings = root / "config" / "settings.yaml"
+    text, count = re.subn(r"^  prefect: \{.*\}$", f"  prefect: {prefect}", settings.read_text(), flags=re.M)
+    assert count == 1, "config/settings.yaml changed shape: settings.prefect not found"
+    settings.write_text(text)
+    return root
+
+
+def _env(root: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+            "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_API_PORT": str(free_port()), "NO_COLOR": "1",
+            "COLUMNS": "300", "PREFECT_LOGGING_LEVEL": "WARNING", **extra}
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The direct children of ``pid``: their pid → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+class Systemd:
+    """`sop serve` as a unit with ``Restart=always``: started again (at once) whenever it is gone.
+
+    Each start logs to its own file (serve-<n>.log); ``failed_starts`` keeps the tail of every start that
+    exited before it was ready.
+    """
+
+    def __init__(self, root: Path, env: dict[str, str], logs: Path, args: list[str]):
+        self.root, self.env, self.logs, self.args = root, env, logs, args
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+        self.failed_starts: list[str] = []
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start `sop serve` and wait until it says it is serving (False: it exited first)."""
+        self.ready.clear()
+        self.starts += 1
+        log = self.logs / f"serve-{self.starts}.log"
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen([*SOP_COMMAND, "serve", *self.args], env=self.env, cwd=self.root,
+                                            stdout=out, stderr=subprocess.STDOUT)
+        process = self.process
+        wait_for(lambda: "serving" in log.read_text() or process.poll() is not None, 120,
+                 f"sop serve to be ready ({log})", interval=0.2)
+        if process.poll() is not None:
+            self.failed_starts.append(f"{log.name}: {log.read_text()[-600:]}")
+            return False
+        self.ready.set()
+        return True
+
+    def supervise(self) -> None:
+        """Restart `sop serve` whenever it is gone, on a thread, until :meth:`stop`."""
+        def loop() -> None:
+            while not self._stop.is_set():
+                if self.process is None or self.process.poll() is not None:
+                    self.ready.clear()
+                    self.start()
+                self._stop.wait(0.2)
+
+        self._thread = threading.Thread(target=loop, name="systemd", daemon=True)
+        self._thread.start()
+
+    def children(self, kind: str) -> list[int]:
+        """The pids of `sop serve`'s children of a kind: executor, pager, prefect-server."""
+        pattern = {"executor": " executor ", "pager": " pager", "prefect-server": "prefect server start"}[kind]
+        if self.process is None or self.process.poll() is not None:
+            return []
+        return [pid for pid, cmd in _children(self.process.pid).items() if pattern in cmd + " "]
+
+    def stop(self) -> None:
+        """Stop supervising and stop `sop serve` as Ctrl-C does."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=150)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-chars:]}" for p in sorted(self.logs.glob("serve-*.log")))
+
+
+def _sop(root: Path, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SOP_COMMAND, *args], env=env, cwd=root, capture_output=True, text=True, timeout=timeout)
+
+
+def _marker_lines(marker: Path) -> Counter[str]:
+    return Counter(marker.read_text().split()) if marker.exists() else Counter()
+
+
+def _kinds(ledger: Ledger, kind: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(run, step, data) of every record of a kind."""
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(records.c.run_id, records.c.step_id, records.c.data)
+                            .where(records.c.kind == kind).order_by(records.c.seq))
+        return [(r.run_id, r.step_id, json.loads(r.data)) for r in rows]
+
+
+def test_kill_9_of_an_executor_mid_step_reruns_that_step_and_leaves_the_other_run_alone(stack, repo_root, tmp_path):
+    """Two executors, one flow run each (one slot each). The executor running run A's command step is killed -9
+    while the command sleeps: `sop serve` starts it again, the nudger finds A's flow run Running with no executor
+    behind it and puts it back in its queue, once (one ``flow_run_rescued``), the step starts again and A
+    finishes. Run B, on the other executor at the same moment, finishes with its step run once and no rescue.
+
+    The command process A's executor had started is not a child of the killed process's group and ends on
+    its own: A's marker shows two starts and up to two ends (the step cut by the kill ran again)."""
+    root = _project(repo_root, tmp_path / "site", prefect="{port: 4200, workers: 2, concurrency: 1}")
+    env = _env(root, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"chaos-kill-{os.getpid()}")
+    ledger = Ledger(env["SOP_DATABASE_URL"])
+    marker = tmp_path / "marker.txt"
+    serve = Systemd(root, env, tmp_path, ["--sweep-every", "1", "--rescue-grace", "3"])
+    assert serve.start(), serve.log_tail()
+    try:
+        started = {}
+        for name in ("a", "b"):
+            out = _sop(root, env, "run", "chaos-slow-step", "--as", "li-wei", "--json", "-p", f"marker={marker}")
+            assert out.returncode == 0, out.stderr
+            started[name] = json.loads(out.stdout)["run"]
+        a, b = started["a"], started["b"]
+
+        def holders() -> dict[str, int] | None:
+            """run → pid of the executor whose beat names its flow run, once both are named."""
+            with ledger.read() as conn:
+                bound = dict(conn.execute(sa.select(runs.c.flow_run_id, runs.c.id)).all())
+                beats = conn.execute(sa.select(executors.c.pid, executors.c.flow_runs)).all()
+            found = {bound[f]: beat.pid for beat in beats for f in json.loads(beat.flow_runs) if f in bound}
+            lines = _marker_lines(marker)
+            return found if len(found) == 2 and lines[f"{a}:work:start"] and lines[f"{b}:work:start"] else None
+
+        held = wait_for(holders, 60, "both runs' command steps to run, each on its executor", interval=0.1)
+        assert held[a] != held[b], held
+        os.kill(held[a], signal.SIGKILL)
+
+        wait_for(lambda: not _open(ledger, [a, b]), 60, "both runs to finish after the kill")
+        wait_for(lambda: serve.children("executor") and len(serve.children("executor")) == 2, 10,
+                 "sop serve to start the killed executor again")
+        assert _alive(held[b]), "the other run's executor was disturbed"
+    finally:
+        serve.stop()
+    with ledger.read() as conn:
+        states = dict(conn.execute(sa.select(steps.c.run_id, steps.c.state).where(steps.c.run_id.in_([a, b]))).all())
+        outcomes = dict(conn.execute(sa.select(runs.c.id, runs.c.outcome).where(runs.c.id.in_([a, b]))).all())
+    assert states == {a: "done", b: "done"} and outcomes == {a: "done", b: "done"}, (states, outcomes)
+    lines = _marker_lines(marker)
+    assert lines[f"{a}:work:start"] == 2, lines  # cut by the kill, then run again from the ledger
+    assert 1 <= lines[f"{a}:work"] <= 2, lines
+    assert lines[f"{b}:work:start"] == 1 and lines[f"{b}:work"] == 1, lines
+    rescued = _kinds(ledger, "flow_run_rescued")
+    assert [run for run, _, _ in rescued] == [a], rescued
+    assert rescued[0][2]["state"] == "RUNNING", rescued
+    assert "restarted" in serve.log_tail(), serve.log_tail()
+
+
+def _open(ledger: Ledger, run_ids: list[str]) -> list[str]:
+    with ledger.read() as conn:
+        return list(conn.execute(sa.select(runs.c.id).where(runs.c.id.in_(run_ids) & (runs.c.status == "running")))
+                    .scalars())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class People:
+    """The people of the chaos test on a thread: they start runs at random moments (retrying while the stack
+    is down, as a user would) and answer each active human step with `sop done --as <assignee>` a random
+    0–6 s after it became active (whether or not `sop serve` is up at that moment)."""
+
+    def __init__(self, root: Path, env: dict[str, str], ledger: Ledger, marker: Path, runs_wanted: int,
+                 rng: random.Random):
+        self.root, self.env, self.ledger, self.marker = root, env, ledger, marker
+        self.runs_wanted, self.rng = runs_wanted, rng
+        self.run_ids: list[str] = []
+        self.refused: list[str] = []  # a `sop done` that failed: a person told "no" by a stack that should say yes
+        self.answered: set[tuple[str, str]] = set()
+        self._answer_at: dict[tuple[str, str], float] = {}
+        self._busy: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(3, thread_name_prefix="person")
+        self._thread = threading.Thread(target=self._loop, name="people", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True)
+
+    def _loop(self) -> None:
+        next_run = time.monotonic()
+        starting: Any = None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if starting is None and len(self.run_ids) < self.runs_wanted and now >= next_run:
+                starting = self._pool.submit(self._start_run)
+            if starting is not None and starting.done():
+                next_run = time.monotonic() + (self.rng.uniform(0.5, 4) if starting.result() else 1.0)
+                starting = None
+            for key in self._active_human_steps():
+                self._answer_at.setdefault(key, now + self.rng.uniform(0, 6))
+            for key, at in list(self._answer_at.items()):
+                if at <= now and key not in self.answered and key not in self._busy:
+                    self._busy.add(key)
+                    self._pool.submit(self._answer, key)
+            self._stop.wait(0.3)
+
+    def _start_run(self) -> bool:
+        out = _sop(self.root, self.env, "run", "chaos-chain", "--speed", str(SPEED), "--as", "li-wei", "--json",
+                   "-p", f"marker={self.marker}")
+        if out.returncode == 0:
+            self.run_ids.append(json.loads(out.stdout)["run"])
+        return out.returncode == 0
+
+    def _active_human_steps(self) -> list[tuple[str, str]]:
+        with self.ledger.read() as conn:
+            rows = conn.execute(sa.select(steps.c.run_id, steps.c.step_id).where(
+                (steps.c.kind == "human") & (steps.c.state == "active")))
+            return [(r.run_id, r.step_id) for r in rows]
+
+    def _answer(self, key: tuple[str, str]) -> None:
+        run_id, step_id = key
+        try:
+            with self.ledger.read() as conn:
+                person = conn.execute(sa.select(steps.c.assignee).where(
+                    (steps.c.run_id == run_id) & (steps.c.step_id == step_id))).scalar_one()
+            out = _sop(self.root, self.env, "done", run_id, step_id, "--as", person)
+            if out.returncode == 0:
+                self.answered.add(key)
+            else:
+                self.refused.append(f"{run_id} {step_id} as {person}: {out.stderr.strip()[-300:]}")
+                self._answer_at[key] = time.monotonic() + 1.0
+        finally:
+            self._busy.discard(key)
+
+    def all_answered(self) -> bool:
+        return len(self.answered) == 2 * len(self.run_ids)
+
+
+@pytest.mark.timeout(290)
+def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path):
+    """`sop serve` on its own project (its own Prefect server on SQLite) runs 16 live runs at 600×: a command
+    step, a wait, two people at once (one with an escalation ladder), a command step; outage class, so status
+    cadence timers fire too, and the run's deadline (8 h = 48 s) passes for the slower ones. Meanwhile 9
+    kill -9 land at random moments: an executor and the pager (restarted by `sop serve`), the Prefect server
+    (`sop serve` exits saying so) and `sop serve` itself; whenever `sop serve` is gone it is started again.
+    People answer at random moments, up or down.
+
+    Then, within a bounded wait: every run finishes done; no command step that completed ran again — a step
+    cut by a kill may run again, once per rescue of its run's flow run, so each "<run>:<step>" marker line
+    appears at least once and at most 1 + that run's ``flow_run_rescued`` records; every rescue is recorded
+    once; no timer is lost (none armed and past due) and none fired twice (at most one record per escalation
+    level, due, cadence period and run deadline); `sop audit verify` passes.
+
+    ``CHAOS_SEED=<n>`` replays the kill schedule of a failure (its seed is in the failure's message)."""
+    seed = int(os.environ.get("CHAOS_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    began = time.monotonic()
+    root = _project(repo_root, tmp_path / "site", prefect=f"{{port: {free_port()}, workers: 2, concurrency: 4}}")
+    env = _env(root)
+    env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_API_AUTH_STRING", None)
+    env.pop("SOP_PREFECT_POOL", None)
+    ledger = Ledger(env["SOP_DATABASE_URL"])
+    marker = tmp_path / "marker.txt"
+    serve = Systemd(root, env, tmp_path, ["--sweep-every", "1", "--rescue-grace", "3"])
+    assert serve.start(), serve.log_tail()
+    people = People(root, env, ledger, marker, 16, rng)
+    kills: list[tuple[float, str, int]] = []
+    schedule = ["executor", "pager", "prefect-server", "serve"] * 2 + [rng.choice(["executor", "pager"])]
+    rng.shuffle(schedule)
+    context = f"seed={seed}"
+    try:
+        serve.supervise()
+        people.start()
+        for kind in schedule:
+            time.sleep(rng.uniform(3, 9))
+            serve.ready.wait(150)
+            pid = _victim(serve, kind)
+            assert pid is not None, f"{context}: no {kind} to kill\n{serve.log_tail()}"
+            os.kill(pid, signal.SIGKILL)
+            kills.append((round(time.monotonic() - began, 1), kind, pid))
+        context += f" kills={kills}"
+        assert serve.ready.wait(150), f"{context}: sop serve never came back\n{serve.log_tail()}"
+        wait_for(lambda: len(people.run_ids) == 16, 60, f"16 runs to start ({context})")
+        wait_for(lambda: people.all_answered() and not _open(ledger, people.run_ids), 75,
+                 f"every run to finish ({context}; open: {_open(ledger, people.run_ids)})\n{serve.log_tail()}")
+    finally:
+        people.stop()
+        serve.stop()
+    assert len(kills) >= 8 and set(kind for _, kind, _ in kills) == {"executor", "pager", "prefect-server", "serve"}
+    assert not people.refused, f"{context}: {people.refused}"
+    run_ids = people.run_ids
+
+    with ledger.read() as conn:
+        outcomes = Counter(conn.execute(sa.select(runs.c.outcome).where(runs.c.id.in_(run_ids))).scalars())
+    assert outcomes == {"done": 16}, f"{context}: {outcomes}"
+
+    rescued = _kinds(ledger, "flow_run_rescued")
+    assert len({data["state_id"] for _, _, data in rescued}) == len(rescued), f"{context}: {rescued}"
+    rescues = Counter(run for run, _, _ in rescued)
+    lines = _marker_lines(marker)
+    for run_id in run_ids:
+        for step_id in ("prepare", "publish"):
+            ran = lines[f"{run_id}:{step_id}"]
+            assert 1 <= ran <= 1 + rescues[run_id], f"{context}: {run_id}:{step_id} ran {ran}× ({rescues[run_id]} rescues)"
+
+    _assert_timers_fired_once(ledger, run_ids, context)
+    verified = _sop(root, env, "audit", "verify", timeout=120)
+    assert verified.returncode == 0, f"{context}: {verified.stdout}{verified.stderr}"
+
+
+def _victim(serve: Systemd, kind: str) -> int | None:
+    """A pid of that kind (waiting up to 20 s for `sop serve` to have restarted one)."""
+    if kind == "serve":
+        return serve.process.pid if serve.process is not None else None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = serve.children(kind)
+        if found:
+            return random.choice(found)
+        time.sleep(0.2)
+    return None
+
+
+def _assert_timers_fired_once(ledger: Ledger, run_ids: list[str], context: str) -> None:
+    """No timer lost: none armed and more than 5 s past due. None fired twice: at most one escalation per level,
+    one overdue per step, one run_overdue per run, one status ask and one miss per cadence period."""
+    from flows.ledger import utc
+
+    with ledger.read() as conn:
+        armed = conn.execute(sa.select(timers.c.run_id, timers.c.step_id, timers.c.kind, timers.c.level,
+                                       timers.c.due_at).where(
+            timers.c.run_id.in_(run_ids) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).all()
+    lost = [t for t in armed if utc(t.due_at) < ledger.clock.now() - timedelta(seconds=5)]
+    assert not lost, f"{context}: timers armed and past due: {lost}"
+
+    def once(kind: str, key: Callable[[str, str | None, dict[str, Any]], Any]) -> int:
+        fired = Counter(key(run, step, data) for run, step, data in _kinds(ledger, kind) if run in run_ids)
+        twice = {k: n for k, n in fired.items() if n > 1}
+        assert not twice, f"{context}: {kind} fired more than once: {twice}"
+        return sum(fired.values())
+
+    escalations = once("escalation", lambda run, step, data: (run, step, data["level"]))
+    once("step_overdue", lambda run, step, data: (run, step))
+    once("run_overdue", lambda run, step, data: run)
+    once("status_asked", lambda run, step, data: (run, data["period"]))
+    once("status_missed", lambda run, step, data: (run, data["period"]))
+    assert escalations > 0, f"{context}: no escalation fired: the ladder was not exercised"
