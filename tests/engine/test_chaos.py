@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -47,10 +48,26 @@ def _project(repo_root: Path, target: Path, *, prefect: str) -> Path:
     return root
 
 
+#: the operator token the tests start runs with (the HTTP API's own door: `sop run` spends seconds importing)
+OPERATOR_TOKEN = "chaos-operator-" + os.urandom(8).hex()
+
+
 def _env(root: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
             "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_API_PORT": str(free_port()), "NO_COLOR": "1",
-            "COLUMNS": "300", "PREFECT_LOGGING_LEVEL": "WARNING", **extra}
+            "COLUMNS": "300", "PREFECT_LOGGING_LEVEL": "WARNING", "SOP_TOKEN_OPERATOR": OPERATOR_TOKEN, **extra}
+
+
+def _start_run(env: dict[str, str], sop_id: str, marker: Path) -> str | None:
+    """Start a run through `sop serve`'s HTTP API at 600× (as li-wei's operator console); None when it is down."""
+    try:
+        answer = httpx.post(f"http://127.0.0.1:{env['SOP_API_PORT']}/v1/runs", timeout=30,
+                            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+                            json={"sop": sop_id, "inputs": {"marker": str(marker)}, "speed": SPEED})
+    except httpx.HTTPError:
+        return None
+    assert answer.status_code == 201, answer.text
+    return answer.json()["run"]
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -168,12 +185,8 @@ def test_kill_9_of_an_executor_mid_step_reruns_that_step_and_leaves_the_other_ru
     serve = Systemd(root, env, tmp_path, ["--sweep-every", "1", "--rescue-grace", "3"])
     assert serve.start(), serve.log_tail()
     try:
-        started = {}
-        for name in ("a", "b"):
-            out = _sop(root, env, "run", "chaos-slow-step", "--as", "li-wei", "--json", "-p", f"marker={marker}")
-            assert out.returncode == 0, out.stderr
-            started[name] = json.loads(out.stdout)["run"]
-        a, b = started["a"], started["b"]
+        a, b = (_start_run(env, "chaos-slow-step", marker) for _ in "ab")
+        assert a and b
 
         def holders() -> dict[str, int] | None:
             """run → pid of the executor whose beat names its flow run, once both are named."""
@@ -238,7 +251,7 @@ class People:
         self._answer_at: dict[tuple[str, str], float] = {}
         self._busy: set[tuple[str, str]] = set()
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(3, thread_name_prefix="person")
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="person")
         self._thread = threading.Thread(target=self._loop, name="people", daemon=True)
 
     def start(self) -> None:
@@ -268,11 +281,10 @@ class People:
             self._stop.wait(0.3)
 
     def _start_run(self) -> bool:
-        out = _sop(self.root, self.env, "run", "chaos-chain", "--speed", str(SPEED), "--as", "li-wei", "--json",
-                   "-p", f"marker={self.marker}")
-        if out.returncode == 0:
-            self.run_ids.append(json.loads(out.stdout)["run"])
-        return out.returncode == 0
+        run_id = _start_run(self.env, "chaos-chain", self.marker)
+        if run_id:
+            self.run_ids.append(run_id)
+        return run_id is not None
 
     def _active_human_steps(self) -> list[tuple[str, str]]:
         with self.ledger.read() as conn:
