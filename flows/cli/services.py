@@ -117,6 +117,14 @@ def executor(
         pass
     finally:
         engine.pager.close()
+    if worker.in_flight():
+        # flow runs still in hand after the drain (Prefect away, a step that does not end): go now and leave them
+        # Running for the rescue. A normal exit waits on their threads, then fails them (the interpreter's shutdown
+        # refuses their tasks), and a failed flow run costs its run one of its few replacements.
+        import logging
+
+        logging.shutdown()
+        os._exit(0)
 
 
 @app.command()
