@@ -264,6 +264,7 @@ class People:
         self._busy: set[tuple[str, str]] = set()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="person")
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="starter")  # not queued behind `sop done`s
         self._thread = threading.Thread(target=self._loop, name="people", daemon=True)
 
     def start(self) -> None:
@@ -273,6 +274,7 @@ class People:
         self._stop.set()
         self._thread.join(timeout=30)
         self._pool.shutdown(wait=True)
+        self._starter.shutdown(wait=True)
 
     def _loop(self) -> None:
         next_run = time.monotonic()
@@ -280,7 +282,7 @@ class People:
         while not self._stop.is_set():
             now = time.monotonic()
             if starting is None and len(self.run_ids) < self.runs_wanted and now >= next_run:
-                starting = self._pool.submit(self._start_run)
+                starting = self._starter.submit(self._start_run)
             if starting is not None and starting.done():
                 next_run = time.monotonic() + (self.rng.uniform(0.5, 4) if starting.result() else 1.0)
                 starting = None
