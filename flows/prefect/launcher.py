@@ -208,10 +208,13 @@ class Launcher:
             except Exception as exc:  # its text may quote every parameter: keep the start of it
                 raise LaunchError(f"Prefect did not create the flow run: {short(exc)}") from exc
         with self.ledger.transaction() as tx:
-            store = RunStore(tx)
-            store.set_run(run_id, flow_run_id=str(flow_run.id))
-            extra = {"replaces": replaces, "reason": reason} if replaces else {}
-            store.record(RecordKind.FLOW_RUN_CREATED, run_id, flow_run_id=str(flow_run.id), **extra)
+            # two launches of one run (the nudger's orphan launch beside a slow first one) get the same flow run
+            # (the idempotency key): recorded once
+            if RunStore.flow_run_of(tx.conn, run_id) != str(flow_run.id):
+                store = RunStore(tx)
+                store.set_run(run_id, flow_run_id=str(flow_run.id))
+                extra = {"replaces": replaces, "reason": reason} if replaces else {}
+                store.record(RecordKind.FLOW_RUN_CREATED, run_id, flow_run_id=str(flow_run.id), **extra)
         self.ring_executors(str(flow_run.id))
         log.info("event=flow_run_created run=%s flow_run=%s replaces=%s", run_id, flow_run.id, replaces or "-")
         return str(flow_run.id)
