@@ -48,17 +48,22 @@ def _project(repo_root: Path, target: Path, *, prefect: str) -> Path:
     text, count = re.subn(r"^  prefect: \{.*\}$", f"  prefect: {prefect}", settings.read_text(), flags=re.M)
     assert count == 1, "config/settings.yaml changed shape: settings.prefect not found"
     settings.write_text(text)
+    with open(root / "config" / "tokens.yaml", "a") as tokens:  # the analyst reports from her phone (the API)
+        tokens.write("  analyst-phone:\n    env: SOP_TOKEN_ANALYST\n    role: responder\n    person: priya-nair\n")
     return root
 
 
 #: the operator token the tests start runs with (the HTTP API's own door: `sop run` spends seconds importing)
 OPERATOR_TOKEN = "chaos-operator-" + os.urandom(8).hex()
+#: priya-nair's responder token: she answers `analyse` through the HTTP API, zhang-min `review` with `sop done`
+ANALYST_TOKEN = "chaos-analyst-" + os.urandom(8).hex()
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
             "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_API_PORT": str(free_port()), "NO_COLOR": "1",
-            "COLUMNS": "300", "PREFECT_LOGGING_LEVEL": "WARNING", "SOP_TOKEN_OPERATOR": OPERATOR_TOKEN, **extra}
+            "COLUMNS": "300", "PREFECT_LOGGING_LEVEL": "WARNING", "SOP_TOKEN_OPERATOR": OPERATOR_TOKEN,
+            "SOP_TOKEN_ANALYST": ANALYST_TOKEN, **extra}
 
 
 def _start_run(env: dict[str, str], sop_id: str, marker: Path) -> str | None:
@@ -249,9 +254,10 @@ def _alive(pid: int) -> bool:
 
 
 class People:
-    """The people of the chaos test on a thread: they start runs at random moments (retrying while the stack
-    is down, as a user would) and answer each active human step with `sop done --as <assignee>` a random
-    0–6 s after it became active (whether or not `sop serve` is up at that moment)."""
+    """The people of the chaos test on a thread: they start runs at random moments through the HTTP API
+    (retrying while the stack is down, as a console would) and answer each active human step a random 0–6 s
+    after it became active: zhang-min with `sop done --as zhang-min` (up or down), priya-nair from her phone
+    (the HTTP API, retrying while it is down)."""
 
     def __init__(self, root: Path, env: dict[str, str], ledger: Ledger, marker: Path, runs_wanted: int,
                  rng: random.Random):
@@ -310,11 +316,21 @@ class People:
         run_id, step_id = key
         try:
             person = PEOPLE[step_id]
-            out = _sop(self.root, self.env, "done", run_id, step_id, "--as", person)
-            if out.returncode == 0:
+            if step_id == "analyse":
+                try:
+                    answer = httpx.post(f"http://127.0.0.1:{self.env['SOP_API_PORT']}/v1/runs/{run_id}/steps/{step_id}",
+                                        headers={"Authorization": f"Bearer {ANALYST_TOKEN}"}, json={}, timeout=30)
+                except httpx.HTTPError:  # `sop serve` is down: she tries again in a moment
+                    self._answer_at[key] = time.monotonic() + 1.0
+                    return
+                ok, said = answer.status_code == 200, answer.text
+            else:
+                out = _sop(self.root, self.env, "done", run_id, step_id, "--as", person)
+                ok, said = out.returncode == 0, out.stderr
+            if ok:
                 self.answered.add(key)
             else:
-                self.refused.append(f"{run_id} {step_id} as {person}: {out.stderr.strip()[-300:]}")
+                self.refused.append(f"{run_id} {step_id} as {person}: {said.strip()[-300:]}")
                 self._answer_at[key] = time.monotonic() + 1.0
         finally:
             self._busy.discard(key)
@@ -335,7 +351,7 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
     Then, within a bounded wait: every run finishes done; no command step that completed ran again — a step
     cut by a kill may run again, once per rescue of its run's flow run, so each "<run>:<step>" marker line
     appears at least once and at most 1 + that run's ``flow_run_rescued`` records; every rescue is recorded
-    once; no timer is lost (none armed and past due) and none fired twice (at most one record per escalation
+    once, and every flow run's creation once; no timer is lost (none armed and past due) and none fired twice (at most one record per escalation
     level, due, cadence period and run deadline); `sop audit verify` passes.
 
     ``CHAOS_SEED=<n>`` replays the kill schedule of a failure (its seed is in the failure's message)."""
@@ -384,6 +400,8 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
 
     rescued = _kinds(ledger, "flow_run_rescued")
     assert len({data["state_id"] for _, _, data in rescued}) == len(rescued), f"{context}: {rescued}"
+    created = Counter(data["flow_run_id"] for _, _, data in _kinds(ledger, "flow_run_created"))
+    assert max(created.values()) == 1, f"{context}: a flow run recorded as created twice: {created.most_common(3)}"
     rescues = Counter(run for run, _, _ in rescued)
     lines = _marker_lines(marker)
     for run_id in run_ids:
