@@ -35,6 +35,8 @@ from tests.support import free_port
 
 HERE = Path(__file__).resolve().parent
 SPEED = 600
+#: live runs of the chaos test
+RUNS = 15
 #: who answers chaos-chain's human steps: the primaries of growth-lead and data-analyst (config/roles.yaml)
 PEOPLE = {"review": "zhang-min", "analyse": "priya-nair"}
 
@@ -339,9 +341,9 @@ class People:
         return len(self.answered) == 2 * len(self.run_ids)
 
 
-@pytest.mark.timeout(290)
+@pytest.mark.timeout(360)  # ~2 min on a quiet machine; up to 5 on one shared by five test suites
 def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path):
-    """`sop serve` on its own project (its own Prefect server on SQLite) runs 16 live runs at 600×: a command
+    """`sop serve` on its own project (its own Prefect server on SQLite) runs 15 live runs at 600×: a command
     step, a wait, two people at once (one with an escalation ladder), a command step; outage class, so status
     cadence timers fire too, and the run's deadline (8 h = 48 s) passes for the slower ones. Meanwhile 9
     kill -9 land at random moments: an executor and the pager (restarted by `sop serve`), the Prefect server
@@ -367,7 +369,7 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
     marker = tmp_path / "marker.txt"
     serve = Systemd(root, env, tmp_path, ["--sweep-every", "1", "--rescue-grace", "3"])
     assert serve.start(), serve.log_tail()
-    people = People(root, env, ledger, marker, 16, rng)
+    people = People(root, env, ledger, marker, RUNS, rng)
     kills: list[tuple[float, str, int]] = []
     # each kind at least once; two restarts of the whole stack (they cost the most), the rest inside it
     schedule = ["executor"] * 3 + ["pager"] * 3 + ["prefect-server", "serve"] + [rng.choice(["executor", "pager"])]
@@ -384,8 +386,8 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
             kills.append((round(time.monotonic() - began, 1), kind, pid))
         context += f" kills={kills} starts={serve.start_seconds}"
         assert _victim(serve, "serve"), f"{context}: sop serve never came back\n{serve.log_tail()}"
-        wait_for(lambda: len(people.run_ids) == 16, 60, f"16 runs to start ({context})")
-        wait_for(lambda: people.all_answered() and not _open(ledger, people.run_ids), 75,
+        wait_for(lambda: len(people.run_ids) == RUNS, 60, f"{RUNS} runs to start ({context})")
+        wait_for(lambda: people.all_answered() and not _open(ledger, people.run_ids), 120,
                  f"every run to finish ({context}; open: {_open(ledger, people.run_ids)})\n{serve.log_tail()}")
     finally:
         people.stop()
@@ -396,7 +398,7 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
 
     with ledger.read() as conn:
         outcomes = Counter(conn.execute(sa.select(runs.c.outcome).where(runs.c.id.in_(run_ids))).scalars())
-    assert outcomes == {"done": 16}, f"{context}: {outcomes}"
+    assert outcomes == {"done": RUNS}, f"{context}: {outcomes}"
 
     rescued = _kinds(ledger, "flow_run_rescued")
     assert len({data["state_id"] for _, _, data in rescued}) == len(rescued), f"{context}: {rescued}"
