@@ -42,6 +42,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port of the embedded Prefect server")] = None,
     timers: Annotated[bool, typer.Option(help="run the timer service in this process")] = True,
     api: Annotated[bool, typer.Option(help="serve the HTTP API (settings.api host/port, $SOP_API_PORT)")] = True,
+    sweep_every: Annotated[float, typer.Option(min=0.5, max=3600, help="seconds between looks for lost flow runs")] = 30.0,
+    rescue_grace: Annotated[float, typer.Option(min=1, max=3600, help="seconds a flow run may be Pending or Running "
+                                                "with no executor behind it before it is queued again")] = 15.0,
 ) -> None:
     """Start everything: a local Prefect server (unless PREFECT_API_URL is set), executors, timers, the HTTP API.
 
@@ -50,7 +53,8 @@ def serve(
     from flows.api.auth import SecretsRefused
     from flows.runtime.serve import Stack, StackError
 
-    stack = Stack(workers=workers, port=port, timers=timers, api=api, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
+    stack = Stack(workers=workers, port=port, timers=timers, api=api, sweep_every=sweep_every,
+                  rescue_grace=rescue_grace, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
     try:
         stack.start()
         console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
@@ -113,11 +117,21 @@ def executor(
         pass
     finally:
         engine.pager.close()
+    if worker.in_flight():
+        # flow runs still in hand after the drain (Prefect away, a step that does not end): go now and leave them
+        # Running for the rescue. A normal exit waits on their threads, then fails them (the interpreter's shutdown
+        # refuses their tasks), and a failed flow run costs its run one of its few replacements.
+        import logging
+
+        logging.shutdown()
+        os._exit(0)
 
 
 @app.command()
 def nudger(
     sweep_every: Annotated[float, typer.Option(min=0.5, max=3600, help="seconds between looks for lost flow runs")] = 30.0,
+    rescue_grace: Annotated[float, typer.Option(min=1, max=3600, help="seconds a flow run may be Pending or Running "
+                                                "with no executor behind it before it is queued again")] = 15.0,
 ) -> None:
     """Keep every open run's flow run alive: resume flagged runs, create missing flow runs, replace crashed
     ones, requeue those a dead executor left. Any number may run."""
@@ -129,7 +143,7 @@ def nudger(
     stop = on_sigterm()
     err_console.print(f"[dim]nudger:[/] sweeping every {sweep_every:g}s")
     try:
-        Nudger(engine.launcher, sweep_every=sweep_every).run(stop)
+        Nudger(engine.launcher, sweep_every=sweep_every, grace=rescue_grace).run(stop)
     except KeyboardInterrupt:
         pass
     finally:

@@ -158,7 +158,8 @@ def deploy(client: Any, library: Library, env: dict[str, str], pool: str = POOL)
 
 
 def deploy_library(library: Library, api_url: str, env: dict[str, str]) -> dict[str, str]:
-    """``sop deploy``: the work pool (its concurrency from settings), one queue per class and one deployment
+    """``sop deploy``: the work pool (its concurrency limit: settings.prefect.workers executors of
+    settings.prefect.concurrency flow runs each), one queue per class and one deployment
     per SOP on the Prefect server at ``api_url``. Safe to run again and beside another: each part is created
     or updated. ``env`` is what flow runs inherit, without the API URL and auth string (they are readable in
     the UI: executors hand their own to the runs)."""
@@ -168,5 +169,6 @@ def deploy_library(library: Library, api_url: str, env: dict[str, str]) -> dict[
     pool = pool_name(library)
     kept = {k: v for k, v in env.items() if k.startswith(("SOP_", "PREFECT_")) and k not in ("PREFECT_API_URL", AUTH_ENV)}
     with prefect_client(api_url) as client:
-        ensure_pool(client, library.site.settings.prefect.concurrency, pool)
+        prefect = library.site.settings.prefect
+        ensure_pool(client, prefect.concurrency * max(1, prefect.workers), pool)
         return deploy(client, library, kept, pool)

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
-from flows.prefect.rescue import rescue
+from flows.prefect.rescue import GRACE, rescue
 
 log = logging.getLogger("sop.nudger")
 
 
 class Nudger:
-    """The sweeps of one launcher, every ``every`` seconds (the Prefect-state sweeps every ``sweep_every``)."""
+    """The sweeps of one launcher, every ``every`` seconds (the Prefect-state sweeps every ``sweep_every``;
+    a flow run with no executor behind it is rescued once it has been so for ``grace`` seconds)."""
 
-    def __init__(self, launcher: Any, *, every: float = 0.5, sweep_every: float = 30.0):
+    def __init__(self, launcher: Any, *, every: float = 0.5, sweep_every: float = 30.0,
+                 grace: float = GRACE.total_seconds()):
         self.launcher, self.every, self.sweep_every = launcher, every, sweep_every
+        self.grace = timedelta(seconds=grace)
 
     def run(self, stop: Any) -> None:
         """Until ``stop`` (a ``threading.Event`` or the SIGTERM flag) is set; an error in one pass is logged and the
@@ -46,5 +50,5 @@ class Nudger:
         """Replace dead flow runs and rescue stranded ones now; returns how many were acted on."""
         acted = self.launcher.replace_dead()
         with self.launcher._client() as client:
-            acted += rescue(self.launcher.ledger, client)
+            acted += rescue(self.launcher.ledger, client, grace=self.grace)
         return acted

@@ -47,8 +47,10 @@ def living_executors(conn: Any, now: datetime) -> dict[str, set[str]]:
     return {row.name: set(json.loads(row.flow_runs or "[]")) for row in rows}
 
 
-def stranded(ledger: Ledger, client: Any, now: datetime | None = None) -> list[tuple[str, Any]]:
-    """(run id, flow run) of open runs whose flow run is Pending or Running with no living executor behind it."""
+def stranded(ledger: Ledger, client: Any, now: datetime | None = None,
+             grace: timedelta = GRACE) -> list[tuple[str, Any]]:
+    """(run id, flow run) of open runs whose flow run is Pending or Running with no living executor behind it,
+    in that state for longer than ``grace``."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterId,
@@ -68,15 +70,15 @@ def stranded(ledger: Ledger, client: Any, now: datetime | None = None) -> list[t
                                state=FlowRunFilterState(type=FlowRunFilterStateType(
                                    any_=[StateType.PENDING, StateType.RUNNING])))
         for flow_run in client.read_flow_runs(flow_run_filter=wanted, limit=200):
-            if flow_run.state is not None and flow_run.state.timestamp < now - GRACE:
+            if flow_run.state is not None and flow_run.state.timestamp < now - grace:
                 found.append((bound[str(flow_run.id)], flow_run))
     return found
 
 
-def rescue(ledger: Ledger, client: Any, now: datetime | None = None) -> int:
-    """Put every stranded flow run back in its queue; returns how many were moved."""
+def rescue(ledger: Ledger, client: Any, now: datetime | None = None, grace: timedelta = GRACE) -> int:
+    """Put every stranded flow run (:func:`stranded`) back in its queue; returns how many were moved."""
     moved = 0
-    for run_id, flow_run in stranded(ledger, client, now):
+    for run_id, flow_run in stranded(ledger, client, now, grace):
         state = flow_run.state
         if _claim(ledger, run_id, str(flow_run.id), str(state.id), state.type.value):
             log.warning(kv("event=flow_run_rescued", run=run_id, flow_run=str(flow_run.id), state=state.type.value,

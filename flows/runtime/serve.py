@@ -153,11 +153,15 @@ class Child:
         """Seconds before the next restart: 1, 2, 4… at most 30."""
         return min(2.0 ** self.restarts, 30.0)
 
-    def stop(self, grace: float) -> None:
-        """SIGTERM to its process group, SIGKILL after ``grace`` seconds."""
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to its process group (nothing when it has exited)."""
         if self.process.poll() is None:
             with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, signum)
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM to its process group, SIGKILL after ``grace`` seconds."""
+        self.signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -182,6 +186,8 @@ class Stack:
     pager: bool = True
     #: seconds between looks for flow runs Prefect lost (crashed or failed) under open runs
     sweep_every: float = 30.0
+    #: seconds a flow run stays Pending or Running with no executor behind it before it is rescued
+    rescue_grace: float = 15.0
     progress: Callable[[str], None] = lambda message: log.info("event=stack %s", message)
     library: Library | None = None
     engine: Engine | None = None
@@ -310,7 +316,7 @@ class Stack:
         self.check()
         from flows.prefect.nudger import Nudger
 
-        nudger = Nudger(self.engine.launcher, sweep_every=self.sweep_every)
+        nudger = Nudger(self.engine.launcher, sweep_every=self.sweep_every, grace=self.rescue_grace)
         self._thread("nudger", lambda: nudger.run(self._stop))
         if self.api:
             self._start_api()
@@ -390,8 +396,15 @@ class Stack:
             children = list(self.children)
         for child in children:
             child.stopping = True
-        for child in [c for c in children if c.name.startswith("executor-")]:
-            child.stop(grace=40.0)  # an executor drains for at most 30 s (flows.prefect.executor)
+        executors = [c for c in children if c.name.startswith("executor-")]
+        # together: an executor drains for at most 30 s (flows.prefect.executor); not at all when the Prefect server
+        # died (its flow runs cannot reach a stopping point: the nudger rescues them after the restart)
+        grace = 5.0 if self._fatal is not None else 40.0
+        for child in executors:
+            child.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in executors:
+            child.stop(grace=max(0.0, deadline - time.monotonic()))
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
