@@ -85,15 +85,16 @@ class Executor:
         stopping point (finish or suspend) for at most ``drain`` seconds. What is still running then is
         rescued by a nudger once this process has gone (:mod:`flows.prefect.rescue`)."""
         log.info(kv("event=executor_started", name=self.name, pool=self.pool, slots=self.slots))
-        next_beat = next_prefect_beat = 0.0
+        next_prefect_beat = 0.0
         look = True
+        self._safely("beat", self.heartbeat.beat)
+        beating = threading.Event()
+        beats = threading.Thread(target=self._beat, args=(beating,), name="executor-beat", daemon=True)
+        beats.start()
         try:
             with prefect_client(self.api_url, self._auth()) as client:
                 while not stop.is_set():
                     now = time.monotonic()
-                    if now >= next_beat:
-                        self._safely("beat", self.heartbeat.beat)
-                        next_beat = now + BEAT_EVERY
                     if now >= next_prefect_beat:
                         self._safely("prefect_beat", lambda: client.send_worker_heartbeat(
                             self.pool, self.name, heartbeat_interval_seconds=PREFECT_BEAT_EVERY))
@@ -110,11 +111,20 @@ class Executor:
             deadline = time.monotonic() + drain
             while self.in_flight() and time.monotonic() < deadline:
                 time.sleep(0.1)
+            beating.set()
+            beats.join(timeout=10)
             left = self.in_flight()
             if not left:
                 self._safely("forget", self.heartbeat.forget)  # else its beat names them for the rescue
             self.bell.close()
             log.info(kv("event=executor_stopped", name=self.name, started=self.started, left=len(left)))
+
+    def _beat(self, done: threading.Event) -> None:
+        """Beat every BEAT_EVERY seconds until ``done``, on a thread of its own: the loop waits on Prefect (a
+        slow server answers after up to its request timeout, 60 s, and retries), and a beat older than
+        ALIVE_FOR lets a nudger rescue the flow runs this process is running (:mod:`flows.prefect.rescue`)."""
+        while not done.wait(BEAT_EVERY):
+            self._safely("beat", self.heartbeat.beat)
 
     def take(self, client: Any) -> int:
         """Take as many queued flow runs as there are free threads, in Prefect's order; returns how many."""
