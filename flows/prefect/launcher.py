@@ -208,6 +208,10 @@ class Launcher:
             except Exception as exc:  # its text may quote every parameter: keep the start of it
                 raise LaunchError(f"Prefect did not create the flow run: {short(exc)}") from exc
         with self.ledger.transaction() as tx:
+            if RunStore.flow_run_of(tx.conn, run_id) == str(flow_run.id):
+                # another launcher (the nudger's orphan launch) created it with the same idempotency key while
+                # this create call waited on a slow server: it is recorded and rung already
+                return str(flow_run.id)
             store = RunStore(tx)
             store.set_run(run_id, flow_run_id=str(flow_run.id))
             extra = {"replaces": replaces, "reason": reason} if replaces else {}
