@@ -180,6 +180,12 @@ def make_project(target: Path, url: str) -> None:
     (target / "bench_plainflows.py").write_text(PLAIN_FLOWS)
 
 
+def checkpoint(result: dict[str, Any]) -> None:
+    """Write what is measured so far to bench/out/executor.json (a run stopped midway keeps its parts)."""
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
 def loadavg() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -487,19 +493,25 @@ class ExecutorBench(Bench):
         if FIRST or PLAIN_FIRST:
             say(f"1/4 trigger → first automated step: {FIRST} ours, {PLAIN_FIRST} plain, one at a time")
             result["first"] = self.first_step()
+            checkpoint(result)
         if STORM:
             say(f"2/4 storm: {STORM} runs at once")
             result["storm"] = self.storm(STORM, "ours")
+            checkpoint(result)
         if PLAIN_STORM:
             result["plain_storm"] = self.storm(PLAIN_STORM, "plain")
+            checkpoint(result)
         if WAITING:
             say(f"3/4 {WAITING} runs waiting on a person")
             result["waiting"] = self.waiting(WAITING, "ours")
+            checkpoint(result)
         if PLAIN_WAITING:
             result["plain_waiting"] = self.waiting(PLAIN_WAITING, "plain")
+            checkpoint(result)
         if REPS:
             say(f"4/4 overhead: bench-chain5 on the executor vs the hand-written flow on the process worker, {REPS} pairs")
             result["overhead"] = self.overhead(REPS)
+            checkpoint(result)
         if PROFILE:
             result["profile"] = self.profile()
         result["loadavg_at_end"] = loadavg()
@@ -529,7 +541,8 @@ def report(result: dict[str, Any]) -> None:
         runs = f"{storm['runs']} runs" + (f" / {plain['runs']}" if plain else "")
         table.add_row(f"storm of {runs} (⅓ complaint): every flow run live",
                       f"{storm['all_live_s']:.1f}s (all suspended {storm['all_suspended_s']:.1f}s; started in "
-                      f"{storm['starting_s']:.1f}s)",
+                      f"{storm['starting_s']:.1f}s, engine.start p50 {storm['start_call_s']['p50']:.2f}s "
+                      f"p99 {storm['start_call_s']['p99']:.2f}s)",
                       f"{plain['all_live_s']:.1f}s (all suspended {plain['all_suspended_s']:.1f}s)" if plain else "not run",
                       f"≤ {GOAL_STORM_LIVE_S:g}s", verdict(storm["all_live_s"] <= GOAL_STORM_LIVE_S))
         for cls in STORM_CLASSES:
@@ -592,8 +605,7 @@ def main() -> None:
             say(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    checkpoint(result)
     report(result)
 
 
