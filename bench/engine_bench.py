@@ -174,7 +174,10 @@ def make_project(target: Path, url: str) -> None:
 # --- a loopback endpoint in its own process ----------------------------------------------------
 
 def _serve_endpoint(pipe: Connection) -> None:
+    """Answers every GET with 200 and counts them; ``/count`` says how many. ``/mark/<key>/<t>`` keeps ``t``
+    (a task's own clock reading) under ``key``, ``/marks`` answers them all as JSON."""
     count = 0
+    marks: dict[str, float] = {}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -184,9 +187,15 @@ def _serve_endpoint(pipe: Connection) -> None:
             nonlocal count
             if self.path == "/count":
                 body = str(count).encode()
+            elif self.path == "/marks":
+                with lock:
+                    body = json.dumps(marks).encode()
             else:
                 with lock:
                     count += 1
+                    if self.path.startswith("/mark/"):
+                        _, _, key, at = self.path.split("/", 3)
+                        marks[key] = float(at)
                 body = b'{"ok": true}'
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -207,6 +216,13 @@ def endpoint_count(url: str) -> int:
     import httpx
 
     return int(httpx.get(f"{url}/count", timeout=5).text)
+
+
+def endpoint_marks(url: str) -> dict[str, float]:
+    """What tasks marked on the endpoint (``/mark/<key>/<t>``): key → their clock (``time.time()``)."""
+    import httpx
+
+    return httpx.get(f"{url}/marks", timeout=5).json()
 
 
 # --- processes, from /proc ----------------------------------------------------------------------
@@ -289,8 +305,10 @@ def service_processes(server_pid: int | None, serve_pid: int | None, pss: bool =
     if serve_pid and serve_pid in ppids:
         add(serve_pid, "sop-serve")
         for child in children.get(serve_pid, []):
-            is_worker = "worker" in _cmd(child)
-            add(child, "prefect-worker" if is_worker else "serve-child")
+            cmd = _cmd(child)
+            is_worker = "worker" in cmd
+            add(child, "prefect-worker" if is_worker else "executor" if " executor" in cmd
+                else "pager" if " pager" in cmd else "serve-child")
             for pid in tree(child)[1:]:
                 add(pid, "flow-run" if is_worker and ppids.get(pid) == child else "flow-run-child")
     return procs
@@ -419,6 +437,9 @@ class Bench:
         self.url = ""
         self.engine: Any = None
         self.launch_s: list[float] = []
+        #: the work pool the hand-written flow is deployed to (a pool of its own with Prefect's process worker
+        #: in bench/executor_bench.py)
+        self.hand_pool = self.pool
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -608,13 +629,13 @@ class Bench:
         theirs = client.read_deployment(ours)
         flow_id = client.create_flow_from_name("bench-hand-chain5")
         return client.create_deployment(
-            flow_id=flow_id, name=f"bench-hand-chain5@{self.pool}", work_pool_name=self.pool,
+            flow_id=flow_id, name=f"bench-hand-chain5@{self.hand_pool}", work_pool_name=self.hand_pool,
             work_queue_name=theirs.work_queue_name, entrypoint="bench_handflow.py:chain5", path=str(self.root),
             parameter_openapi_schema=parameter_schema(module.chain5), enforce_parameter_schema=True,
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(self.root)}}],
             job_variables=theirs.job_variables)
 
-    def overhead(self) -> dict[str, Any]:
+    def overhead(self, reps: int = REPS) -> dict[str, Any]:
         from prefect.deployments import run_deployment
 
         noise = Noise(self.server_log())
@@ -646,17 +667,17 @@ class Bench:
             say("overhead: warm-up (one run of each)")
             ours(), hand()
             rows: dict[str, list[dict[str, Any]]] = {"ours": [], "hand": []}
-            for rep in range(REPS):
+            for rep in range(reps):
                 order = [("ours", ours), ("hand", hand)] if rep % 2 == 0 else [("hand", hand), ("ours", ours)]
                 for name, fn in order:
                     rows[name].append(fn())
                 o, h = rows["ours"][-1], rows["hand"][-1]
-                say(f"overhead: rep {rep + 1}/{REPS} ({order[0][0]} first): ours {o['e2e_s']:.2f}s "
+                say(f"overhead: rep {rep + 1}/{reps} ({order[0][0]} first): ours {o['e2e_s']:.2f}s "
                     f"(pickup {o['pickup_s']:.2f}, body {o['body_s']:.2f}), hand-written {h['e2e_s']:.2f}s "
                     f"(pickup {h['pickup_s']:.2f}, body {h['body_s']:.2f})")
             calls = endpoint_count(self.url) - before
-        expected = 5 * 2 * (REPS + 1)
-        out: dict[str, Any] = {"reps": REPS, "endpoint_calls": calls, "endpoint_calls_expected": expected}
+        expected = 5 * 2 * (reps + 1)
+        out: dict[str, Any] = {"reps": reps, "endpoint_calls": calls, "endpoint_calls_expected": expected}
         for name, items in rows.items():
             out[name] = {key: round(statistics.median(r[key] for r in items), 3) for key in items[0] if key.endswith("_s")}
             out[name]["e2e_all_s"] = [round(r["e2e_s"], 3) for r in items]
