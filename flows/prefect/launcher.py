@@ -229,22 +229,16 @@ class Launcher:
     def nudge_soon(self, run_id: str) -> None:
         """:meth:`nudge` without waiting on Prefect: the run is flagged in the ledger first (the nudger of
         ``sop serve`` retries flagged runs), then resumed on a thread of its own. The timer service and the
-        people's requests call this, so that a slow or absent Prefect server holds up neither, nor the process's
-        exit: the thread is a daemon (a resume it had not made yet is the nudger's, from the flag)."""
-        import queue
+        people's requests call this, so that a slow or absent Prefect server holds up neither."""
+        from concurrent.futures import ThreadPoolExecutor
 
         with self.ledger.transaction() as tx:
             RunStore(tx).set_nudge(run_id, True)
+        if self._nudges is None:
+            self._nudges = ThreadPoolExecutor(1, thread_name_prefix="nudges")
         with self._nudging_lock:
             self._nudging.add(run_id)
-            if self._nudges is None:
-                self._nudges = queue.SimpleQueue()
-                threading.Thread(target=self._nudge_loop, name="nudges", daemon=True).start()
-        self._nudges.put(run_id)
-
-    def _nudge_loop(self) -> None:
-        while True:
-            self._nudge_flagged(self._nudges.get())
+        self._nudges.submit(self._nudge_flagged, run_id)
 
     def _nudge_flagged(self, run_id: str) -> None:
         try:
