@@ -195,7 +195,9 @@ def timers(
     stop = on_sigterm()
     service = TimerService(engine)
     if seconds is not None:
-        threading.Timer(seconds, stop.set).start()
+        ends = threading.Timer(seconds, stop.set)
+        ends.daemon = True  # Ctrl-C before --for is over ends the process now, not when the timer would have
+        ends.start()
     console.print(f"timer service {service.name} running")
     try:
         service.run(stop)  # type: ignore[arg-type]  # the SIGTERM flag waits like an Event
