@@ -63,6 +63,23 @@ def serve(
         fail(str(exc))
     finally:
         stack.stop()
+        _exit_now()
+
+
+def _exit_now() -> None:
+    """End ``sop serve`` once its stack has stopped, with the exit code under way (0 when none). What could
+    still hold the interpreter's exit is best effort: a resume on the launcher's thread (flagged in the ledger,
+    the next nudger makes it) or Prefect's log and event workers; with the Prefect server gone its client
+    retries each for about a minute, and systemd's restart would wait that long."""
+    import logging
+    import sys
+
+    error = sys.exc_info()[1]
+    code = 0 if error is None else getattr(error, "exit_code", 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code if isinstance(code, int) else 1)
 
 
 @app.command()

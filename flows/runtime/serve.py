@@ -154,13 +154,14 @@ class Child:
         return min(2.0 ** self.restarts, 30.0)
 
     def signal(self, signum: int) -> None:
-        """Send ``signum`` to its process group (nothing when it has exited)."""
+        """Send ``signum`` to its process (nothing when it has exited). Not to its group: an executor's command
+        steps are in it, and a SIGTERM would fail the steps the executor is letting finish."""
         if self.process.poll() is None:
             with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signum)
+                os.kill(self.process.pid, signum)
 
     def stop(self, grace: float) -> None:
-        """SIGTERM to its process group, SIGKILL after ``grace`` seconds."""
+        """SIGTERM to its process, SIGKILL to its process group after ``grace`` seconds."""
         self.signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=grace)
