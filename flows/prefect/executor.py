@@ -62,7 +62,7 @@ class Executor:
         self.auth_string = auth_string
         self.name = name or f"executor-{process_name()}"
         self.bell = Doorbell(doorbell_host)
-        self._in_flight: dict[str, float] = {}
+        self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(slots, thread_name_prefix="flow-run")
         self._flows: dict[UUID, str] = {}  # Prefect flow id → SOP id
@@ -173,7 +173,7 @@ class Executor:
         with self._lock:
             if key in self._in_flight:
                 return 0
-            self._in_flight[key] = time.monotonic()  # before Pending: a beat from now on names it
+            self._in_flight.add(key)  # before Pending: a beat from now on names it
         try:
             flow_run.state = propose_state_sync(client, Pending(), flow_run_id=flow_run.id)
         except Abort:  # another executor took it first
@@ -193,7 +193,7 @@ class Executor:
 
     def _release(self, key: str) -> None:
         with self._lock:
-            self._in_flight.pop(key, None)
+            self._in_flight.discard(key)
 
     def _execute(self, client: Any, flow_run: Any) -> None:
         """Run one flow run to its end or its next suspension (Prefect's engine, in this thread)."""

@@ -32,21 +32,29 @@ from flows.prefect.resume import ResumeTokens
 log = logging.getLogger("sop.launcher")
 
 
-@contextmanager
-def prefect_client(api_url: str, auth_string: str | None = None) -> Iterator[Any]:
-    """A sync Prefect client for ``api_url``, signed in with ``auth_string`` (default: ``$PREFECT_API_AUTH_STRING``).
+def _signed_in(api_url: str, auth_string: str | None) -> Any:
+    """Prefect's settings for a client of ``api_url`` signed in with ``auth_string`` (default:
+    ``$PREFECT_API_AUTH_STRING``), as a ``temporary_settings`` context.
 
     Prefect reads its settings once, at import: both are handed to it here, so a process
     that learns them later (``sop serve`` makes the auth string) still sends them.
     """
-    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     auth = auth_string if auth_string is not None else os.environ.get(AUTH_ENV) or None
     updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
     if auth:
         updates[PREFECT_API_AUTH_STRING] = auth
-    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
+    return temporary_settings(updates=updates)
+
+
+@contextmanager
+def prefect_client(api_url: str, auth_string: str | None = None) -> Iterator[Any]:
+    """A sync Prefect client for ``api_url``, signed in with ``auth_string``; Prefect's settings say so for
+    as long as the block runs (what runs inside, a flow run's context copied from it, sees them too)."""
+    from prefect.client.orchestration import get_client
+
+    with _signed_in(api_url, auth_string), get_client(sync_client=True) as client:
         yield client
 
 
@@ -54,16 +62,13 @@ def open_client(api_url: str, auth_string: str | None = None) -> Any:
     """A sync Prefect client for ``api_url`` that stays open (close it with ``__exit__``): it keeps the
     URL and auth string it was made with, whatever the caller's settings are later."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    auth = auth_string if auth_string is not None else os.environ.get(AUTH_ENV) or None
-    updates: dict[Any, Any] = {PREFECT_API_URL: api_url}
-    if auth:
-        updates[PREFECT_API_AUTH_STRING] = auth
-    with temporary_settings(updates=updates):
+    with _signed_in(api_url, auth_string):
         client = get_client(sync_client=True)
     client.__enter__()
     return client
+
+
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
 #: a run whose flow run cannot be created is tried again after 1 s, then twice as long each time (at most
