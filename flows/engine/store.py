@@ -212,10 +212,17 @@ class RunStore:
             (runs.c.status == RunStatus.RUNNING) & runs.c.flow_run_id.is_not(None)))}
 
     @staticmethod
+    def has_automated_work(conn: Connection, run_id: str) -> bool:
+        """A step of the run is ready or running for its flow run (an automated step); False when only people
+        (or timers) have something to do now."""
+        return conn.execute(sa.select(steps.c.step_id).where(
+            (steps.c.run_id == run_id) & steps.c.state.in_([StepState.READY, StepState.RUNNING])).limit(1)).first() \
+            is not None
+
+    @staticmethod
     def nudged(conn: Connection) -> list[str]:
-        """Open runs flagged for a resume of their flow run."""
-        return [r.id for r in conn.execute(sa.select(runs.c.id).where(
-            runs.c.nudge.is_(True) & (runs.c.status == RunStatus.RUNNING)))]
+        """Runs flagged for a resume of their flow run."""
+        return [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.nudge.is_(True)))]
 
     @staticmethod
     def unlaunched(conn: Connection, started_before: datetime) -> list[str]:
@@ -258,9 +265,9 @@ class RunStore:
         return [r.id for r in conn.execute(sa.select(timers.c.id).where(_ARMED & (timers.c.due_at < instant)))]
 
     def set_nudge(self, run_id: str, flagged: bool) -> None:
-        """Flag (or clear) an open run for a resume of its flow run."""
-        self.conn.execute(runs.update().where((runs.c.id == run_id) & (runs.c.status == RunStatus.RUNNING))
-                          .values(nudge=flagged))
+        """Flag (or clear) a run for a resume of its flow run (a finished run's too: resumed, its flow run ends
+        as the run did)."""
+        self.conn.execute(runs.update().where(runs.c.id == run_id).values(nudge=flagged))
 
     # --- the records -----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from flows.ledger import Ledger
 from flows.ledger.vocabulary import RecordKind, RunStatus
 from flows.logfmt import kv
 from flows.prefect.names import AUTH_ENV, RUN_TAG, deployment_name
-from flows.prefect.resume import ResumeTokens
+from flows.prefect.resume import ResumeTokens, born_suspended, expect_resume_input, pause_key
 
 log = logging.getLogger("sop.launcher")
 
@@ -71,6 +71,8 @@ def open_client(api_url: str, auth_string: str | None = None) -> Any:
 
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
+#: what a resume came to: done; not now (try again); nothing left to resume
+RESUMED, BUSY, SETTLED = "resumed", "busy", "settled"
 #: a run whose flow run cannot be created is tried again after 1 s, then twice as long each time (at most
 #: 5 minutes apart); after LAUNCH_ATTEMPTS failures (about 9 minutes) it is marked and its owner paged, once,
 #: and the tries go on 5 minutes apart (a Prefect server back after an outage still gets the run)
@@ -201,6 +203,10 @@ class Launcher:
         """
         with self.ledger.read() as conn:
             run = RunStore.run_row(conn, run_id)
+            # a run that starts by waiting on its people: its flow run is born Suspended, as if it had run and
+            # suspended at once (no executor spends a thread on it); the first report or timer resumes it
+            waiting = replaces is None and not RunStore.has_automated_work(conn, run_id)
+            suspension = RunStore.suspends_of(conn, run_id) + 1
         assert run is not None
         key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
         with self._client() as client:
@@ -209,27 +215,35 @@ class Launcher:
                 flow_run = client.create_flow_run_from_deployment(
                     deployment, parameters=json.loads(run.inputs),
                     name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
-                    idempotency_key=key)
+                    idempotency_key=key, state=born_suspended(suspension) if waiting else None)
+                state = flow_run.state
+                suspended = (waiting and state is not None and state.is_paused()
+                             and state.state_details.pause_key == pause_key(suspension))
+                if suspended:
+                    expect_resume_input(client, flow_run.id, suspension)
             except Exception as exc:  # its text may quote every parameter: keep the start of it
                 raise LaunchError(f"Prefect did not create the flow run: {short(exc)}") from exc
         with self.ledger.transaction() as tx:
             if RunStore.flow_run_of(tx.conn, run_id) == str(flow_run.id):
                 return str(flow_run.id)  # a launch racing this one got the same flow run (its idempotency key)
             store = RunStore(tx)
-            store.set_run(run_id, flow_run_id=str(flow_run.id))
-            extra = {"replaces": replaces, "reason": reason} if replaces else {}
+            store.set_run(run_id, flow_run_id=str(flow_run.id), **({"suspends": suspension} if suspended else {}))
+            extra = {"replaces": replaces, "reason": reason} if replaces else {"suspended": True} if suspended else {}
             store.record(RecordKind.FLOW_RUN_CREATED, run_id, flow_run_id=str(flow_run.id), **extra)
-        self.ring_executors(str(flow_run.id))
-        log.info("event=flow_run_created run=%s flow_run=%s replaces=%s", run_id, flow_run.id, replaces or "-")
+        if not suspended:  # (a report made while a suspended one was created is flagged: the nudger resumes it)
+            self.ring_executors(str(flow_run.id))
+        log.info(kv("event=flow_run_created", run=run_id, flow_run=flow_run.id, replaces=replaces or "-",
+                    suspended=suspended))
         return str(flow_run.id)
 
     def nudge(self, run_id: str) -> bool:
-        """Resume the run's flow run if it is suspended; otherwise flag it for ``sop serve``."""
-        if self._resume(run_id):
-            return True
-        with self.ledger.transaction() as tx:
-            RunStore(tx).set_nudge(run_id, True)
-        return False
+        """Resume the run's flow run if it is suspended; otherwise flag it for the nudger (it retries until the
+        flow run is suspended, or has ended). True when resumed now."""
+        outcome = self._resume(run_id)
+        if outcome == BUSY:
+            with self.ledger.transaction() as tx:
+                RunStore(tx).set_nudge(run_id, True)
+        return outcome == RESUMED
 
     def nudge_soon(self, run_id: str) -> None:
         """:meth:`nudge` without waiting on Prefect: the run is flagged in the ledger first (the nudger of
@@ -247,39 +261,56 @@ class Launcher:
 
     def _nudge_flagged(self, run_id: str) -> None:
         try:
-            if self._resume(run_id):
-                with self.ledger.transaction() as tx:
-                    RunStore(tx).set_nudge(run_id, False)
+            self._settle(run_id)
         except Exception as exc:  # the nudger tries again
             log.warning(kv("event=nudge_failed", run=run_id, error=short(exc)))
         finally:
             with self._nudging_lock:
                 self._nudging.discard(run_id)
 
-    def _resume(self, run_id: str) -> bool:
-        """Resume the run's suspended flow run with the engine's token for its latest suspension."""
+    def _settle(self, run_id: str) -> bool:
+        """Resume a flagged run's flow run; its flag is cleared unless the flow run is busy (try again later).
+        True when it was resumed."""
+        outcome = self._resume(run_id)
+        if outcome != BUSY:
+            with self.ledger.transaction() as tx:
+                RunStore(tx).set_nudge(run_id, False)
+        return outcome == RESUMED
+
+    def _resume(self, run_id: str) -> str:
+        """Resume the run's suspended flow run with the engine's token for its latest suspension.
+
+        :data:`RESUMED`; :data:`BUSY` when it cannot be now (its flow run is running, queued, not created yet,
+        or Prefect did not answer); :data:`SETTLED` when nothing is left to resume (its flow run has ended, or a
+        closed run has none). A finished run's flow run is resumed too: it then ends as the run did.
+        """
         with self.ledger.read() as conn:
             flow_run_id = RunStore.flow_run_of(conn, run_id)
+            run = RunStore.run_row(conn, run_id)
         if not flow_run_id:
-            return False
+            return BUSY if run is not None and run.status == RunStatus.RUNNING else SETTLED
         try:
             with self._client() as client:
                 flow_run = client.read_flow_run(UUID(flow_run_id))
                 state = flow_run.state
                 if state is not None and (state.is_crashed() or state.is_failed()):
-                    return self._replace(run_id, flow_run_id, state)
+                    if self._replace(run_id, flow_run_id, state):
+                        return RESUMED  # (by a new flow run)
+                    return BUSY if run is not None and run.status == RunStatus.RUNNING else SETTLED
+                if state is not None and state.is_final():
+                    return SETTLED
                 if state is None or not state.is_paused():
-                    return False
+                    return BUSY
                 token = self.resume_tokens.sign(run_id, flow_run_id, self._suspension(run_id, state))
                 result = client.resume_flow_run(UUID(flow_run_id), run_input={"token": token})
         except Exception as exc:
             log.warning("event=resume_failed run=%s error=%s", run_id, exc)
-            return False
+            return BUSY
         accepted = getattr(result.status, "value", str(result.status)) == "ACCEPT"
         if accepted:
             self.ring_executors(flow_run_id)
         log.info("event=resume run=%s flow_run=%s accepted=%s", run_id, flow_run_id, accepted)
-        return accepted
+        return RESUMED if accepted else BUSY
 
     def _suspension(self, run_id: str, state: Any) -> int:
         """Which suspension of the run a paused state is: its pause key ``wait-<n>``, else the ledger's count
@@ -344,10 +375,7 @@ class Launcher:
             with self._nudging_lock:
                 if run_id in self._nudging:
                     continue
-            if self._resume(run_id):
-                with self.ledger.transaction() as tx:
-                    RunStore(tx).set_nudge(run_id, False)
-                done += 1
+            done += self._settle(run_id)
         return done
 
     def launch_orphans(self, older_than: float = 5.0) -> int:

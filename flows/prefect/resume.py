@@ -33,9 +33,40 @@ class ResumeInput(RunInput):
     token: str = Field(default="", description="the engine's signed resume token (not for people)")
 
 
+def pause_key(count: int) -> str:
+    """The Prefect pause key of a run's ``count``-th suspension (its resume token names the same count)."""
+    return f"wait-{count}"
+
+
 def resume_keys(count: int) -> tuple[str, str]:
     """The flow-run input keys (schema, response) of a run's ``count``-th suspension (key ``wait-<count>``)."""
-    return f"suspended-wait-{count}-schema", f"suspended-wait-{count}-response"
+    return f"suspended-{pause_key(count)}-schema", f"suspended-{pause_key(count)}-response"
+
+
+def born_suspended(count: int) -> Any:
+    """The state a flow run is created in when its run starts by waiting on people: Suspended at its
+    ``count``-th suspension, waiting for a :class:`ResumeInput` (what ``suspend_flow_run`` proposes)."""
+    from prefect.input.run_input import keyset_from_paused_state
+    from prefect.states import Suspended
+
+    state = Suspended(pause_key=pause_key(count))
+    state.state_details.run_input_keyset = keyset_from_paused_state(state)
+    return state
+
+
+def expect_resume_input(client: Any, flow_run_id: Any, count: int) -> None:
+    """Store the schema of the ``count``-th suspension's resume input, as ``suspend_flow_run`` does (the
+    server checks a resume against it). Stored already (a racing launch of the same flow run): fine."""
+    import httpx
+    import orjson
+    from prefect._internal.pydantic.v2_schema import create_v2_schema
+
+    schema = create_v2_schema(ResumeInput.__name__, model_base=ResumeInput)
+    try:
+        client.create_flow_run_input(flow_run_id, key=resume_keys(count)[0], value=orjson.dumps(schema).decode())
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 409:
+            raise
 
 
 class ResumeTokens:

@@ -80,15 +80,18 @@ def engine(stack: Any) -> Any:
     return stack.engine
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll until ``predicate()`` is truthy; fail the test saying what never happened."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05,
+             explain: Callable[[], Any] | None = None) -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test saying what never happened (and ``explain()``: what
+    was seen instead)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    seen = f"; seen: {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{seen}")
 
 
 def records(engine: Any, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:

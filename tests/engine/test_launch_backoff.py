@@ -59,6 +59,11 @@ def failing_launcher(engine: Engine, seconds: Seconds, fails: int = 10**6) -> tu
     return launcher, tried
 
 
+def said_of(caplog: pytest.LogCaptureFixture, run_id: str) -> list[str]:
+    """The launcher's log lines about ``run_id`` (the package's stack shares this process and its logger)."""
+    return [r.getMessage() for r in caplog.records if f"run={run_id}" in r.getMessage()]
+
+
 def orphan(engine: Engine, clock: Any) -> str:  # noqa: F811
     """A run recorded and paged, its flow run never created (what launch_orphans looks for)."""
     run_id = engine.start("t-newrun", {"service": "big"}, initiator="monitor").run_id
@@ -79,7 +84,7 @@ def test_a_launch_that_keeps_failing_backs_off_then_pages_the_owner_once(
     gaps = [round(b - a) for a, b in zip(tried, tried[1:], strict=False)]
     assert gaps[: LAUNCH_ATTEMPTS - 1] == [2**n for n in range(LAUNCH_ATTEMPTS - 1)]  # 1, 2, 4 … 256 s
     assert gaps[LAUNCH_ATTEMPTS - 1:] == [LAUNCH_RETRY_MAX_S] * 3  # then every 5 minutes: 13 tries in 25 minutes
-    lines = [r.getMessage() for r in caplog.records]
+    lines = said_of(caplog, run_id)
     assert [line.split()[0] for line in lines] == ["event=launch_failed", "event=launch_given_up"]  # once per change
     assert sum(len(line) for line in lines) < 1000 and all("\n" not in line for line in lines)
 
@@ -111,7 +116,7 @@ def test_a_launch_back_after_the_owner_was_paged_starts_the_automated_steps(
             launcher.launch_orphans(older_than=5)
             seconds.now += 0.5
     assert len(tried) == LAUNCH_ATTEMPTS + 2 and local.view(run_id).run["flow_run_id"] == "fr-1"
-    assert [r.getMessage().split()[0] for r in caplog.records] == [
+    assert [line.split()[0] for line in said_of(caplog, run_id)] == [
         "event=launch_failed", "event=launch_given_up", "event=launch_recovered"]
     assert status_rows(local, run_id)[0]["automation"] is None  # `sop status` no longer says it
 
@@ -141,7 +146,7 @@ def test_a_launch_that_recovers_says_so_once_and_stops_trying(
             launcher.launch_orphans(older_than=5)
             seconds.now += 0.5
     assert len(tried) == 4 and local.view(run_id).run["flow_run_id"] == "fr-1"
-    assert [r.getMessage().split()[0] for r in caplog.records] == ["event=launch_failed", "event=launch_recovered"]
+    assert [line.split()[0] for line in said_of(caplog, run_id)] == ["event=launch_failed", "event=launch_recovered"]
     assert status_rows(local, run_id)[0]["automation"] is None
 
 

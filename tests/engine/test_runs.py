@@ -41,7 +41,15 @@ def test_crisis_pr_runs_end_to_end_with_a_late_step_escalated(engine, project):
         with prefect_client(engine.launcher.api_url) as client:
             return client.read_flow_run(UUID(view.run["flow_run_id"]))
 
-    wait_for(lambda: flow_run().state.is_completed(), 60, "the flow run to complete")
+    def seen() -> str:  # what CI shows when it fails: Prefect's state, the ledger's last records, the stack's logs
+        state = flow_run().state
+        kinds = [r["kind"] for r in records(engine, result.run_id)][-8:]
+        said = [line for log in sorted((project / "var" / "log").glob("*.log"))
+                for line in log.read_text(errors="replace").splitlines()
+                if view.run["flow_run_id"] in line or result.run_id in line][-12:]
+        return f"flow run {state.type.value} {state.name!r} ({state.message}); last records {kinds}; logs {said}"
+
+    wait_for(lambda: flow_run().state.is_completed(), 60, "the flow run to complete", explain=seen)
     assert "crisis-pr" in flow_run().tags and "complaint" in flow_run().tags
 
 

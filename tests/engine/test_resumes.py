@@ -1,0 +1,59 @@
+"""A run's flow run and its people: born waiting, resumed by reports, and ending as the run did."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flows.language.steps.human import HumanReport
+from flows.prefect.launcher import prefect_client
+from tests.engine.conftest import records, wait_for
+
+
+def _flow_run(stack: Any, flow_run_id: str) -> Any:
+    with prefect_client(stack.api_url) as client:
+        return client.read_flow_run(UUID(flow_run_id))
+
+
+def test_a_run_that_starts_with_a_person_is_born_suspended_and_runs_once_they_answer(engine: Any, stack: Any) -> None:
+    run_id = engine.start("t-link", {"dashboard": "https://grafana.example.com/d/1"}, initiator="li-wei").run_id
+    flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
+
+    # no executor took it only to suspend it: Prefect shows it Suspended on its person from the start
+    flow_run = _flow_run(stack, flow_run_id)
+    assert flow_run.state.is_paused() and flow_run.state.name == "Suspended"
+    assert flow_run.start_time is None and flow_run.run_count == 0
+    [created] = records(engine, run_id, "flow_run_created")
+    assert created["data"].get("suspended") is True
+
+    engine.report(run_id, "look", HumanReport(actor="zhao-lei", values={}))
+    wait_for(lambda: _flow_run(stack, flow_run_id).state.is_completed(), 60, "the flow run to complete",
+             explain=lambda: _flow_run(stack, flow_run_id).state)
+    assert engine.view(run_id).run["outcome"] == "done"
+    assert records(engine, run_id, "resume_refused") == []  # resumed by the engine's own token
+
+
+def test_the_last_report_racing_the_flow_runs_suspension_still_ends_its_flow_run(engine: Any, stack: Any) -> None:
+    """The last answer closes the run while its flow run is still busy (between a resume and its next
+    suspension): nothing can be resumed then. Once the flow run is suspended the nudger resumes it, and it
+    ends Completed, instead of staying Suspended for ever under a finished run."""
+    from prefect.states import Running
+
+    from flows.prefect.resume import born_suspended
+
+    run_id = engine.start("t-link", {"dashboard": "d"}, initiator="li-wei").run_id
+    flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
+    wait_for(lambda: _flow_run(stack, flow_run_id).state.is_paused(), 30, "the flow run to wait on its person")
+    with prefect_client(stack.api_url) as client:  # the flow run is busy: resumed a moment ago, still running
+        client.set_flow_run_state(UUID(flow_run_id), Running(), force=True)
+
+    engine.report(run_id, "look", HumanReport(actor="zhao-lei", values={}))  # the run's last step: it finishes
+    assert engine.view(run_id).run["status"] == "finished"
+    wait_for(lambda: engine.view(run_id).run["nudge"], 10, "the finished run to be flagged for a resume")
+
+    with prefect_client(stack.api_url) as client:  # the flow run suspends, as it was about to
+        client.set_flow_run_state(UUID(flow_run_id), born_suspended(engine.suspend_count(run_id)), force=True)
+    wait_for(lambda: _flow_run(stack, flow_run_id).state.is_completed(), 60, "the flow run to complete",
+             explain=lambda: _flow_run(stack, flow_run_id).state)
+    wait_for(lambda: not engine.view(run_id).run["nudge"], 10, "the flag to be cleared")
+    assert records(engine, run_id, "resume_refused") == []
