@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -41,8 +42,11 @@ def execute(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
     env = {**os.environ, **{k: render(v, ctx.variables) for k, v in step.env.items()}}
     cwd = render(step.cwd, ctx.variables) if step.cwd else None
     timeout = ctx.timeout(step.timeout) if step.timeout else None  # on the run's clock, like its other durations
+    if not _findable(argv[0], cwd, env):
+        raise StepFailed(f"command not found: {argv[0]}")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False)
+        done = subprocess.run(_dies_with_us(argv), capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
+                              check=False)
     except FileNotFoundError:
         raise StepFailed(f"command not found: {argv[0]}") from None
     except subprocess.TimeoutExpired as exc:
@@ -53,6 +57,24 @@ def execute(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
         last = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or [""]
         raise StepFailed(f"command {argv[0]} exited {done.returncode} (expected {step.expect_exit}): {last[0]}", outputs)
     return outputs
+
+
+#: util-linux's setpriv (Debian's base system): the program gets SIGKILL when the process that started it dies
+SETPRIV = shutil.which("setpriv")
+
+
+def _dies_with_us(argv: list[str]) -> list[str]:
+    """``argv`` started so that it is killed if this process dies (a kill -9 of ``sop executor``): the step is
+    then run again by the rescue (:mod:`flows.prefect.rescue`) and its first attempt must not finish beside it.
+    Without setpriv (not Linux) the program outlives a killed executor."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+
+
+def _findable(program: str, cwd: str | None, env: dict[str, str]) -> bool:
+    """The program exists where it will be run from (its PATH, or relative to ``cwd``)."""
+    if os.sep in program:
+        return os.path.exists(os.path.join(cwd or os.getcwd(), program))
+    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
 
 
 def _tail(text: str | bytes | None) -> str:
