@@ -30,7 +30,7 @@ from flows.language.steps import KINDS, StepContext, StepFailed
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.prefect.names import RUN_TAG
-from flows.prefect.resume import ResumeInput, ResumeTokens, pause_key, resume_keys
+from flows.prefect.resume import ResumeTokens, pause_key, resume_input, resume_keys
 
 log = logging.getLogger("sop.flowrun")
 _flow_run_engine: Engine | None = None
@@ -181,7 +181,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
         view = engine.view(run_id)
         waiting = [s for s in view.sop.steps if isinstance(s, HumanStep) and view.state(s.id) == StepState.ACTIVE]
         log.info("event=suspending run=%s waiting=%s", run_id, ",".join(s.id for s in waiting) or "-")
-        suspend_flow_run(wait_for_input=ResumeInput, key=pause_key(count), timeout=None)
+        suspend_flow_run(wait_for_input=resume_input(count), key=pause_key(count), timeout=None)
         _check_resume(engine, run_id, flow_run.id)  # only when Prefect returns instead of ending the process
 
 

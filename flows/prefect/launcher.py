@@ -301,8 +301,9 @@ class Launcher:
                     return SETTLED
                 if state is None or not state.is_paused():
                     return BUSY
-                token = self.resume_tokens.sign(run_id, flow_run_id, self._suspension(run_id, state))
-                result = client.resume_flow_run(UUID(flow_run_id), run_input={"token": token})
+                suspension = self._suspension(run_id, state)
+                token = self.resume_tokens.sign(run_id, flow_run_id, suspension)
+                result = client.resume_flow_run(UUID(flow_run_id), run_input={"token": token, "suspension": suspension})
         except Exception as exc:
             log.warning("event=resume_failed run=%s error=%s", run_id, exc)
             return BUSY

@@ -12,11 +12,12 @@ people. The Prefect UI is the engineers' view, not a way to act as someone.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from prefect.input import RunInput
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
 
 SALT = "sop-resume"
 
@@ -33,6 +34,16 @@ class ResumeInput(RunInput):
     token: str = Field(default="", description="the engine's signed resume token (not for people)")
 
 
+@lru_cache(maxsize=64)
+def resume_input(count: int) -> type[ResumeInput]:
+    """The resume input of a run's ``count``-th suspension. ``suspension``, when given, must be ``count``: the
+    engine's resumes give it, so Prefect refuses one meant for an earlier suspension (two services resuming at
+    once, the second late) before the flow run hears of it; a resume without it reaches the flow, which checks
+    its token and records a refusal."""
+    return create_model("ResumeInput", __base__=ResumeInput, suspension=(
+        Literal[count] | None, Field(default=None, description="which suspension this resume ends (the engine's)")))
+
+
 def pause_key(count: int) -> str:
     """The Prefect pause key of a run's ``count``-th suspension (its resume token names the same count)."""
     return f"wait-{count}"
@@ -45,7 +56,7 @@ def resume_keys(count: int) -> tuple[str, str]:
 
 def born_suspended(count: int) -> Any:
     """The state a flow run is created in when its run starts by waiting on people: Suspended at its
-    ``count``-th suspension, waiting for a :class:`ResumeInput` (what ``suspend_flow_run`` proposes)."""
+    ``count``-th suspension, waiting for its :func:`resume_input` (what ``suspend_flow_run`` proposes)."""
     from prefect.input.run_input import keyset_from_paused_state
     from prefect.states import Suspended
 
@@ -61,7 +72,8 @@ def expect_resume_input(client: Any, flow_run_id: Any, count: int) -> None:
     import orjson
     from prefect._internal.pydantic.v2_schema import create_v2_schema
 
-    schema = create_v2_schema(ResumeInput.__name__, model_base=ResumeInput)
+    model = resume_input(count)
+    schema = create_v2_schema(model.__name__, model_base=model)
     try:
         client.create_flow_run_input(flow_run_id, key=resume_keys(count)[0], value=orjson.dumps(schema).decode())
     except httpx.HTTPStatusError as exc:

@@ -153,6 +153,23 @@ def test_a_forged_resume_reports_nothing_and_is_recorded(engine, project, sop):
            "choice, note, step" in " ".join(shown.stdout.split())
 
 
+def test_a_late_engine_resume_meant_for_an_earlier_suspension_is_turned_away_by_prefect(engine, project):
+    """Two services resume one flow run at once (a report in the API, a timer in `sop timers`): the second is
+    late, the flow run has run and suspended again. Prefect turns it away (its suspension is not this one), so
+    the audit shows no false refusal and the run waits on its people as before."""
+    run_id = engine.start("t-parallel", initiator="li-wei").run_id
+    wait_for(lambda: suspended(engine, run_id), 90, "the flow run to suspend while people work")
+    engine.report(run_id, "left", HumanReport(actor="zhao-lei", values={"choice": "no"}))
+    flow_run = wait_for(lambda: suspended(engine, run_id, after=1), 90, "the run to wait on its people again")
+    late = ResumeTokens(site_secret(project)).sign(run_id, str(flow_run.id), 1)
+    assert resume(flow_run.id, {"token": late, "suspension": 1}) == "REJECT"
+    assert suspended(engine, run_id, after=1) is not None and refusals(engine, run_id) == []
+    engine.report(run_id, "right", HumanReport(actor="zhang-min"))  # the engine's own resume still gets through
+    wait_for(lambda: step_states(engine, run_id)["join"] == "active" and suspended(engine, run_id, after=2), 90,
+             "the join to be assigned after the engine's resume")
+    assert refusals(engine, run_id) == []
+
+
 def test_an_empty_resume_is_recorded_not_silent(engine):
     run_id = engine.start("t-parallel", initiator="li-wei").run_id
     flow_run = wait_for(lambda: suspended(engine, run_id), 90, "the flow run to suspend")
