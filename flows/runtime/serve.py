@@ -125,6 +125,10 @@ def healthy(api_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+#: a child that ran this long before it died was not crash-looping: its restart backoff starts again at 1 s
+STEADY = 60.0
+
+
 @dataclass
 class Child:
     """A child process of the stack: how to start it again, its log, whether it is restarted when it dies."""
@@ -136,9 +140,11 @@ class Child:
     log: Path
     restart: bool = False
     process: subprocess.Popen = field(init=False)
+    #: restarts in a row (each lived less than STEADY seconds): the next one waits 2**restarts seconds
     restarts: int = 0
     due: float | None = None
     stopping: bool = False
+    started_at: float = 0.0
 
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
@@ -148,9 +154,13 @@ class Child:
         if self.due is not None:
             self.restarts += 1
         self.due = None
+        self.started_at = time.monotonic()
 
     def backoff(self) -> float:
-        """Seconds before the next restart: 1, 2, 4… at most 30."""
+        """Seconds before the next restart: 1, 2, 4… at most 30; 1 again once it had run STEADY seconds (a crash a
+        day is restarted at once, a crash loop is slowed down)."""
+        if time.monotonic() - self.started_at >= STEADY:
+            self.restarts = 0
         return min(2.0 ** self.restarts, 30.0)
 
     def signal(self, signum: int) -> None:

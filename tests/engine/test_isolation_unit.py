@@ -1,4 +1,5 @@
-"""A command step's program lives and dies with the process that runs it (``sop executor``).
+"""Isolation and supervision: a command step's program lives and dies with the process that runs it
+(``sop executor``), and ``sop serve`` restarts a dead child soon.
 
 When an executor is killed (-9) mid-step, the rescue runs the step again in another executor; the first
 attempt's program must not go on beside it (a restart script run twice at once). Without Prefect.
@@ -71,3 +72,21 @@ def test_a_missing_program_is_said_so(tmp_path: Path) -> None:
     script.chmod(0o755)
     done = execute(CommandStep(id="x", command=["./here.sh"], cwd=str(tmp_path)), ctx)
     assert done["exit_code"] == 0 and done["stdout"].strip() == f"ran in {tmp_path}"
+
+
+def test_a_child_restarted_after_a_long_life_waits_one_second_not_the_crash_loop_backoff(tmp_path: Path) -> None:
+    from flows.runtime.serve import STEADY, Child
+
+    child = Child(name="executor-1", argv=["true"], env=dict(os.environ), cwd=tmp_path, log=tmp_path / "x.log",
+                  restart=True)
+    child.start()
+    waits = []
+    for _ in range(6):  # a crash loop: each dies at once
+        child.process.wait()
+        waits.append(child.backoff())
+        child.due = time.monotonic()
+        child.start()
+    assert waits == [1, 2, 4, 8, 16, 30]
+    child.process.wait()
+    child.started_at -= STEADY  # it had run for a minute when it died (as if days after the loop)
+    assert child.backoff() == 1
