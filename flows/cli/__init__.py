@@ -17,12 +17,18 @@ A command's module is imported when that command runs (or when help lists them a
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 
 import click
 import typer
 from typer.core import TyperGroup
 
 #: every command, in the order help lists them, with the module (``flows.cli.<name>``) defining it
+#: seconds a command waits for the resumes its reports started before it leaves them to the nudger
+RESUME_WAIT = 5.0
+
 COMMANDS = {
     **dict.fromkeys(("serve", "deploy", "executor", "timers", "nudger", "pager"), "services"),
     **dict.fromkeys(("run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help", "cancel"),
@@ -85,6 +91,32 @@ def main() -> None:
 
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(1) from None
+    except SystemExit as exc:
+        _leave_resumes_to_the_nudger(exc.code)
+        raise
+    _leave_resumes_to_the_nudger(0)
+
+
+def _leave_resumes_to_the_nudger(code: int | str | None) -> None:
+    """A report is recorded before its run's flow run is resumed (on a thread): give the resume a few seconds,
+    then leave it to ``sop serve``'s nudger (the run is flagged in the ledger) rather than wait on a Prefect
+    that does not answer. Exits at once in that case, with ``code``."""
+    if "flows.prefect.launcher" not in sys.modules:
+        return
+    from flows.prefect.launcher import settle_nudges
+
+    if settle_nudges(RESUME_WAIT):
+        return
+    from flows.cli.common import err_console
+
+    err_console.print("note: Prefect did not answer; the run goes on once it does (sop serve's nudger resumes it)",
+                      soft_wrap=True)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ def open_client(api_url: str, auth_string: str | None = None) -> Any:
 MAX_REPLACEMENTS = 3
 #: what a resume came to: done; not now (try again); nothing left to resume
 RESUMED, BUSY, SETTLED = "resumed", "busy", "settled"
+#: the launchers of this process with resumes on their own thread (a command waits for them before it exits)
+_NUDGING: weakref.WeakSet[Launcher] = weakref.WeakSet()
 #: a run whose flow run cannot be created is tried again after 1 s, then twice as long each time (at most
 #: 5 minutes apart); after LAUNCH_ATTEMPTS failures (about 9 minutes) it is marked and its owner paged, once,
 #: and the tries go on 5 minutes apart (a Prefect server back after an outage still gets the run)
@@ -105,6 +108,12 @@ class _Failing:
 
 class LaunchError(RuntimeError):
     """The Prefect server refused or could not be reached; the message says which."""
+
+
+def settle_nudges(timeout: float) -> bool:
+    """:meth:`Launcher.settle_nudges` of every launcher of this process that resumed runs on its thread."""
+    deadline = time.monotonic() + timeout
+    return all(launcher.settle_nudges(max(0.0, deadline - time.monotonic())) for launcher in list(_NUDGING))
 
 
 class Launcher:
@@ -255,9 +264,22 @@ class Launcher:
             RunStore(tx).set_nudge(run_id, True)
         if self._nudges is None:
             self._nudges = ThreadPoolExecutor(1, thread_name_prefix="nudges")
+            _NUDGING.add(self)
         with self._nudging_lock:
             self._nudging.add(run_id)
         self._nudges.submit(self._nudge_flagged, run_id)
+
+    def settle_nudges(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the resumes :meth:`nudge_soon` started; False when some are still
+        under way (Prefect slow or away). Those runs stay flagged in the ledger: the nudger resumes them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._nudging_lock:
+                if not self._nudging:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def _nudge_flagged(self, run_id: str) -> None:
         try:

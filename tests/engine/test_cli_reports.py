@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 
@@ -78,3 +80,25 @@ def test_the_cli_acts_only_as_a_person_of_config_and_records_how(cli, engine, wa
     assert cli("done", waiting_run, "left", "--as", "zhao-lei", "-f", "choice=yes").returncode == 0
     done = records(engine, waiting_run, "step_done")[-1]
     assert done["actor"] == "zhao-lei" and done["data"]["via"] == "cli" and done["data"].get("os_user")
+
+
+def test_a_report_while_prefect_is_away_answers_at_once_and_the_run_goes_on_when_it_is_back(sop, project, engine,
+                                                                                           waiting_run):
+    """`sop done` records the report, then leaves the resume to the nudger when Prefect does not answer (it used
+    to sit about a minute in Prefect's client retries before printing its prompt back)."""
+    suspends = engine.view(waiting_run).run["suspends"]
+    with socket.socket() as hung:  # a Prefect server that takes connections and never answers (stuck, overloaded)
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        began = time.monotonic()
+        result = sop("done", waiting_run, "left", "--actor", "zhao-lei", "-f", "choice=no",
+                     env={"SOP_HOME": str(project), "PREFECT_API_URL": f"http://127.0.0.1:{hung.getsockname()[1]}/api"})
+        took = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    assert "left done by zhao-lei" in result.stdout
+    assert "Prefect did not answer; the run goes on once it does" in result.stderr and "Traceback" not in result.stderr
+    assert took < 30, f"sop done took {took:.0f} s with Prefect away"
+    # the report is in the ledger; the stack's nudger (its Prefect is up) resumes the flow run, which suspends again
+    assert engine.view(waiting_run).steps["left"]["state"] == "done"
+    wait_for(lambda: engine.view(waiting_run).run["suspends"] > suspends and not engine.view(waiting_run).run["nudge"],
+             90, "the nudger to resume the run and the flow run to wait again")
