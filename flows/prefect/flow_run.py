@@ -156,6 +156,25 @@ def _check_resume(engine: Engine, run_id: str, flow_run_id: Any) -> None:
                 count, reason, ",".join(fields) or "-")
 
 
+_pinned_tasks: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def tasks_of(sop: Any, deployed: dict[str, Any]) -> dict[str, Any]:
+    """The tasks of the SOP version a run was started with (its pinned text): the deployment's own when its
+    automated steps are the same (the usual case), else built once for that version — a run started before an
+    edit of its SOP, or after an edit this long-lived process (``sop executor``) has not loaded."""
+    from flows.prefect.deployments import step_task
+
+    automated = [s for s in sop.steps if KINDS[s.kind].automated]
+    if all(s.id in deployed and deployed[s.id].step == s for s in automated):
+        return deployed
+    key = (sop.id, json.dumps([s.model_dump(mode="json") for s in automated], sort_keys=True))
+    with _flow_run_lock:
+        if key not in _pinned_tasks:
+            _pinned_tasks[key] = {s.id: step_task(sop, s) for s in automated}
+        return _pinned_tasks[key]
+
+
 def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
     """Drive one run until it finishes or waits on people (then suspend)."""
     context = FlowRunContext.get()
@@ -165,6 +184,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
     run_id = _run_id_for(engine, sop_id, inputs, flow_run)
     engine.bind_flow_run(run_id, str(flow_run.id))
     _check_resume(engine, run_id, flow_run.id)
+    tasks = tasks_of(engine.view(run_id).sop, tasks)
     while True:
         plan = engine.advance(run_id)
         if plan.finished:

@@ -45,3 +45,25 @@ def test_ten_runs_start_their_automated_steps_without_a_process_each(engine: Any
     assert flow_run.name == f"t-kinds-{runs[0]}" and flow_run.state.is_paused()  # waits on its person, suspended
     assert "measure" in task_names  # its command step a task run of the flow run (a check is the engine's)
     assert [r["step_id"] for r in records(engine, runs[0], "step_done")][:3] == ["measure", "settle", "decide"]
+
+
+def test_a_run_of_an_sop_edited_after_the_executor_loaded_it_runs_its_own_version(engine: Any, stack: Any,
+                                                                                  project: Path, gateway: Any) -> None:
+    """An executor lives for days; an SOP edited meanwhile gains a step. A run started with the new text runs
+    its new step (the executor builds that version's tasks), instead of crashing on a step it does not know."""
+    from flows.runtime import engine as engine_of
+
+    path = project / "sops" / "t-http.yaml"
+    original = path.read_text()
+    edited = original.replace("  - id: confirm\n    needs: [call]",
+                              "  - id: note\n    kind: command\n    needs: [call]\n    command: [echo, noted]\n"
+                              "  - id: confirm\n    needs: [note]")
+    assert edited != original
+    path.write_text(edited)
+    try:
+        run_id = engine_of(project).start("t-http", {"url": gateway.url}, initiator="li-wei").run_id
+    finally:
+        path.write_text(original)
+    wait_for(lambda: engine.view(run_id).state("confirm") == "active", 90, "the edited run to reach its person",
+             explain=lambda: {s: r["state"] for s, r in engine.view(run_id).steps.items()})
+    assert engine.view(run_id).result("note")["stdout"].strip() == "noted"
