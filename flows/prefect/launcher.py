@@ -225,9 +225,8 @@ class Launcher:
                     deployment, parameters=json.loads(run.inputs),
                     name=f"{run.sop_id}-{run_id}", tags=[f"{RUN_TAG}{run_id}", run.sop_class, run.sop_id],
                     idempotency_key=key, state=born_suspended(suspension) if waiting else None)
-                state = flow_run.state
-                suspended = (waiting and state is not None and state.is_paused()
-                             and state.state_details.pause_key == pause_key(suspension))
+                suspended = waiting and flow_run.state is not None and flow_run.state.is_paused() \
+                    and flow_run.state.state_details.pause_key == pause_key(suspension)
                 if suspended:
                     expect_resume_input(client, flow_run.id, suspension)
             except Exception as exc:  # its text may quote every parameter: keep the start of it
