@@ -70,6 +70,8 @@ class Plan:
     finished: bool = False
     #: the run's time compression: the automated steps' retry delays and timeouts are on its clock
     speed: float = 1.0
+    #: the SOP version the run was started with (its pinned text): the automated steps to run are its own
+    sop: Any = None
 
 
 class RunChange:
@@ -308,7 +310,7 @@ class RunChange:
         finished = all(view.state(s.id) in (*TERMINAL_STEP, StepState.STANDBY) for s in view.sop.steps)
         if finished:
             self.finish()
-        return Plan(automated=automated, finished=finished, speed=view.speed)
+        return Plan(automated=automated, finished=finished, speed=view.speed, sop=view.sop)
 
     def _try_activate(self, step: Any) -> bool:
         view = self.view

@@ -184,13 +184,13 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
     run_id = _run_id_for(engine, sop_id, inputs, flow_run)
     engine.bind_flow_run(run_id, str(flow_run.id))
     _check_resume(engine, run_id, flow_run.id)
-    tasks = tasks_of(engine.view(run_id).sop, tasks)
     while True:
         plan = engine.advance(run_id)
         if plan.finished:
             return final_state(engine.view(run_id))
         if plan.automated:
-            futures = {step_id: tasks[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
+            pinned = tasks_of(plan.sop, tasks)
+            futures = {step_id: pinned[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
             for step_id, future in futures.items():
                 state = future.wait() or future.state
                 if state is not None and not state.is_completed():
