@@ -9,7 +9,8 @@ retries and timeout, as the Prefect UI shows them.
 
 How a flow run gets here:
 - the pool's queues are read in Prefect's order (queue priority first: complaint before
-  routine, FIFO within one), only as many runs as there are free threads;
+  routine, FIFO within one), only as many runs as there are free threads, with plain reads
+  (Prefect's worker poll writes on every call; it is kept for the 30 s Prefect beat);
 - a run is taken by moving it to Pending: the server accepts that once, so two executors
   never run the same flow run;
 - the launcher rings the executors' doorbells (a UDP datagram, loopback) after creating or
@@ -72,6 +73,8 @@ class Executor:
         #: runs may be waiting in the queue (a thread was short): a ring then only says "look", and the next free
         #: thread takes what Prefect's queues give first (priority, then age), not the run that rang
         self._backlog = True
+        self._queue_order: list[str] = []
+        self._queues_until = 0.0
 
     def in_flight(self) -> list[str]:
         """The flow runs this process is running now."""
@@ -100,8 +103,7 @@ class Executor:
                 while not stop.is_set():
                     now = time.monotonic()
                     if now >= next_prefect_beat:
-                        self._safely("prefect_beat", lambda: client.send_worker_heartbeat(
-                            self.pool, self.name, heartbeat_interval_seconds=PREFECT_BEAT_EVERY))
+                        self._safely("prefect_beat", lambda: self._prefect_beat(client))
                         next_prefect_beat = now + PREFECT_BEAT_EVERY
                     if look:
                         self._safely("take", lambda: self.take(client))
@@ -126,6 +128,12 @@ class Executor:
             self.bell.close()
             log.info(kv("event=executor_stopped", name=self.name, started=self.started, left=len(left)))
 
+    def _prefect_beat(self, client: Any) -> None:
+        """Tell Prefect this worker is alive and its queues are polled (the UI's "Workers" tab and queue status);
+        the poll asks for runs due before 2000, so it takes none (:meth:`_queued` finds them)."""
+        client.send_worker_heartbeat(self.pool, self.name, heartbeat_interval_seconds=PREFECT_BEAT_EVERY)
+        client.get_scheduled_flow_runs_for_work_pool(self.pool, scheduled_before=datetime(2000, 1, 1, tzinfo=UTC))
+
     def _beat(self, stopped: threading.Event) -> None:
         """Write this executor's beat (and its flow runs in flight) every BEAT_EVERY seconds until ``stopped``."""
         while True:
@@ -139,16 +147,58 @@ class Executor:
         if free <= 0:
             self._backlog = True  # what was rung or queued meanwhile waits for a thread, in the queue's order
             return 0
-        queued = client.get_scheduled_flow_runs_for_work_pool(
-            self.pool, scheduled_before=datetime.now(UTC) + timedelta(seconds=0.5))
+        queued = self._queued(client, free + 1)  # one more than it can take: whether more wait
         taken = 0
-        for entry in queued:
+        for flow_run in queued:
             if taken >= free:
                 break
-            taken += self._start(client, entry.flow_run)
+            taken += self._start(client, flow_run)
         # every free thread filled (or the server held some back): more may wait, so later rings queue behind them
         self._backlog = taken >= free or len(queued) > taken
         return taken
+
+    def _queued(self, client: Any, wanted: int) -> list[Any]:
+        """Up to ``wanted`` flow runs due in the pool, in Prefect's order: queue priority (complaint first), then
+        scheduled start. Read with plain filters, queue by queue: Prefect's worker poll
+        (``get_scheduled_flow_runs``) writes each queue's "last polled" every time, and on the embedded SQLite a
+        write per look fought the flow runs' own writes in a storm; the poll itself is kept for the Prefect beat
+        (every 30 s), so the UI still shows the queues ready."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterNextScheduledStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            FlowRunFilterWorkQueueName,
+            WorkPoolFilter,
+            WorkPoolFilterName,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        due = datetime.now(UTC) + timedelta(seconds=0.5)
+        found: list[Any] = []
+        for queue in self._queues(client):
+            if len(found) >= wanted:
+                break
+            found += client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    work_queue_name=FlowRunFilterWorkQueueName(any_=[queue]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                    next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=due)),
+                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool])),
+                sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=wanted - len(found))
+        return found
+
+    def _queues(self, client: Any) -> list[str]:
+        """The pool's queues that are not paused, highest priority first (read again every 30 s; none while the
+        pool is paused)."""
+        if time.monotonic() >= self._queues_until:
+            pool = client.read_work_pool(self.pool)
+            queues = client.read_work_queues(work_pool_name=self.pool)
+            self._queue_order = [] if pool.is_paused else [
+                q.name for q in sorted(queues, key=lambda q: (q.priority, q.name)) if not q.is_paused]
+            self._queues_until = time.monotonic() + PREFECT_BEAT_EVERY
+        return self._queue_order
 
     def take_one(self, client: Any, flow_run_id: str) -> bool:
         """Take the flow run a launcher rang about, without reading the queue: when a thread is free, the
