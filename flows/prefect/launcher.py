@@ -471,5 +471,7 @@ class Launcher:
         try:
             with self._client() as client:
                 client.set_flow_run_state(UUID(flow_run_id), Cancelled(message="cancelled in the SOP ledger"), force=True)
-        except Exception as exc:
-            log.warning("event=cancel_failed run=%s error=%s", run_id, exc)
+        except Exception as exc:  # the nudger resumes it later: the flow run then ends Cancelled, as the run did
+            with self.ledger.transaction() as tx:
+                RunStore(tx).set_nudge(run_id, True)
+            log.warning(kv("event=cancel_failed", run=run_id, error=short(exc), then="the nudger ends it"))

@@ -102,3 +102,23 @@ def test_a_report_while_prefect_is_away_answers_at_once_and_the_run_goes_on_when
     assert engine.view(waiting_run).steps["left"]["state"] == "done"
     wait_for(lambda: engine.view(waiting_run).run["suspends"] > suspends and not engine.view(waiting_run).run["nudge"],
              90, "the nudger to resume the run and the flow run to wait again")
+
+
+def test_a_cancel_while_prefect_is_away_ends_the_flow_run_once_it_is_back(sop, project, engine, waiting_run):
+    """The ledger says cancelled at once; the flow run Prefect could not be told of is ended by the nudger, so
+    Prefect does not show a cancelled run Suspended for ever."""
+    from uuid import UUID
+
+    from flows.prefect.launcher import prefect_client
+
+    result = sop("cancel", waiting_run, "--reason", "duplicate of another run", "--as", "li-wei",
+                 env={"SOP_HOME": str(project), "PREFECT_API_URL": "http://127.0.0.1:9/api"})  # Prefect away
+    assert result.returncode == 0, result.stderr
+    assert engine.view(waiting_run).run["status"] == "cancelled"
+
+    def flow_run():
+        with prefect_client(engine.launcher.api_url) as client:
+            return client.read_flow_run(UUID(engine.view(waiting_run).run["flow_run_id"]))
+
+    wait_for(lambda: flow_run().state.is_cancelled(), 90, "the flow run to end Cancelled",
+             explain=lambda: flow_run().state)
