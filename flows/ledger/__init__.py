@@ -1,9 +1,15 @@
 """The run ledger: append-only, hash-chained records plus projections (runs, steps, timers).
 
-Every write goes through :meth:`Ledger.transaction`, which serialises writers (SQLite
-``BEGIN IMMEDIATE``; a PostgreSQL advisory lock) so that each record can carry the hash of
-the one before it, and so that fences (unique timer levels, the open-run dedup key) are
-decided by the database, not by memory.
+Every write goes through :meth:`Ledger.transaction`. Records are chained per **lane**
+(``records.chain``; ``pos`` is the record's place in its lane): a transaction holds one lane
+and each record it appends carries the hash of its lane's previous record. Lane 0 holds the
+**checkpoints**: every lane's head, folded into one record now and then (:meth:`Ledger.checkpoint`),
+what an auditor anchors. On SQLite one writer at a time (``BEGIN IMMEDIATE``) writes lane 1. On
+PostgreSQL a transaction ``per_run`` (the engine's) takes any free lane and locks the rows of the
+runs it changes (:meth:`Tx.hold_run`), so writers of different runs go on at once; any other
+transaction is exclusive (one advisory lock), as every write was before lanes. Fences (unique
+timer levels, the open-run dedup key) are decided by the database, not by memory. docs/audit.md,
+"How the chain is kept", says what this detects.
 
 Owns: the tables (``schema``: records, pinned SOP texts, the projections, deliveries,
 metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
@@ -20,9 +26,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,11 +49,35 @@ from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
 
 __all__ = ["GENESIS", "Ledger", "LedgerUnavailable", "Tx", "dumps", "record_hash", "utc"]
 
+log = logging.getLogger("sop.ledger")
+
 GENESIS = "0" * 64
+#: the lane of the checkpoints
+CHECKPOINT_LANE = 0
+#: the writers' lanes on PostgreSQL are 1…LANES (on SQLite, one writer at a time: lane 1). Records
+#: never move between lanes, so this may change at any time; checkpoints fold lanes 1…LANES.
+LANES = 16
+#: how often (seconds, per process) a writer folds the lanes' heads into a checkpoint after a commit
+CHECKPOINT_EVERY_S = float(os.environ.get("SOP_LEDGER_CHECKPOINT_S", "5"))
 # built once: building a statement per call costs more than executing it
-_LAST_RECORD = sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
+_MAX_SEQ = sa.select(sa.func.max(records.c.seq))
+_LANE_HEAD = (sa.select(records.c.pos, records.c.hash).where(records.c.chain == sa.bindparam("_chain"))
+              .order_by(records.c.pos.desc()).limit(1))
+_LAST_CHECKPOINT = (sa.select(records.c.at, records.c.data).where(records.c.chain == CHECKPOINT_LANE)
+                    .order_by(records.c.pos.desc()).limit(1))
 _INSERT_RECORD = records.insert()
-_ADVISORY_LOCK = 7243_0001
+_ADVISORY_LOCK = 7243_0001  # exclusive: every other writer waits; shared: per-run writers
+_LANE_LOCKS = 7243  # (7243, lane): the lane a per-run writer holds
+_SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, :n))"
+_PG_HEAD = sa.text(f"SELECT h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one LEFT JOIN LATERAL "
+                   "(SELECT pos, hash FROM records WHERE chain = :chain ORDER BY pos DESC LIMIT 1) AS h ON true")
+_PG_SEQS = sa.text(f"SELECT {_SEQS}")
+_PG_SHARED_AND_LANE = sa.text("SELECT pg_advisory_xact_lock_shared(:k), pg_try_advisory_xact_lock(:l, :lane)")
+_PG_TRY_LANE = sa.text("SELECT pg_try_advisory_xact_lock(:l, :lane)")
+_PG_WAIT_LANE = sa.text("SELECT pg_advisory_xact_lock(:l, :lane)")
+_PG_EXCLUSIVE = sa.text("SELECT pg_advisory_xact_lock(:k)")
+#: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
+_SEQ_BLOCK = 8
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -58,10 +91,18 @@ def dumps(data: Any) -> str:
 
 
 def record_hash(prev_hash: str, seq: int, at: datetime, run_id: str | None, step_id: str | None,
-                kind: str, actor: str | None, data: str) -> str:
-    """The hash of one record, chained to the previous record's hash."""
-    body = dumps([seq, utc(at).isoformat(), run_id, step_id, kind, actor, data])  # type: ignore[union-attr]
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+                kind: str, actor: str | None, data: str, chain: int | None = None, pos: int | None = None) -> str:
+    """The hash of one record, chained to the previous record's hash (of its lane: ``chain``, at ``pos``;
+    without a lane, of the record before it in ``seq`` order: the records written before lanes)."""
+    fields: list[Any] = [seq, utc(at).isoformat(), run_id, step_id, kind, actor, data]  # type: ignore[union-attr]
+    if chain is not None:
+        fields += [chain, pos]
+    return hashlib.sha256(f"{prev_hash}|{dumps(fields)}".encode()).hexdigest()
+
+
+def lane_of(key: str) -> int:
+    """The lane a writer prefers (1…LANES), from a key such as its thread: spread, stable."""
+    return zlib.crc32(key.encode()) % LANES + 1
 
 
 @dataclass
@@ -72,7 +113,14 @@ class Tx:
     clock: Clock
     #: the SQLite driver's connection under ``conn`` (None on other databases): see :meth:`execute`
     driver: Any = None
-    _last: tuple[int, str] | None = None
+    #: the lane this transaction appends to (held by it alone until it ends)
+    lane: int = 1
+    #: PostgreSQL, per run: lock the rows of the runs it changes (:meth:`hold_run`); NOWAIT in a batch
+    per_run: str | None = None
+    _last: tuple[int, str] | None = None  # the lane's head: pos, hash
+    _seq: int = 0  # SQLite: the last seq
+    _seqs: list[int] | None = None  # PostgreSQL: seqs taken from the sequence, not used yet
+    _held_runs: set[str] | None = None
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
 
@@ -111,18 +159,52 @@ class Tx:
                     text: str) -> int:
         """:meth:`append` with the data already written as canonical JSON (``dumps``)."""
         if self._last is None:
-            row = self.first(_LAST_RECORD)
-            self._last = (row[0], row[1]) if row else (0, GENESIS)
-        seq, prev = self._last[0] + 1, self._last[1]
-        digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text)
+            self._read_head()
+        seq = self._next_seq()
+        pos, prev = self._last[0] + 1, self._last[1]  # type: ignore[index]
+        digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text, self.lane, pos)
         row = {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind, "actor": actor,
-               "data": text, "prev_hash": prev, "hash": digest}
+               "data": text, "prev_hash": prev, "hash": digest, "chain": self.lane, "pos": pos}
         if self._held is not None:
             self._held.append(row)
         else:
             self.execute(_INSERT_RECORD, row)
-        self._last = (seq, digest)
+        self._last = (pos, digest)
         return seq
+
+    def _read_head(self) -> None:
+        """The lane's head (and, on SQLite, the last seq; on PostgreSQL, a few seqs), in one go."""
+        if self.driver is not None:
+            row = self.first(_LANE_HEAD, {"_chain": self.lane})
+            self._seq = self.first(_MAX_SEQ)[0] or 0  # type: ignore[index]
+        else:
+            found = self.conn.execute(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK}).one()
+            row = None if found[0] is None else (found[0], found[1])
+            self._seqs = list(reversed(found[2]))
+        self._last = (row[0], row[1]) if row else (0, GENESIS)
+
+    def _next_seq(self) -> int:
+        if self.driver is not None:
+            self._seq += 1
+            return self._seq
+        if not self._seqs:
+            self._seqs = list(reversed(self.conn.execute(_PG_SEQS, {"n": _SEQ_BLOCK}).scalar_one()))
+        return self._seqs.pop()
+
+    def hold_run(self, run_id: str) -> None:
+        """Before reading a run to change it: wait until no other transaction is changing it, and keep
+        others from it until this one ends (PostgreSQL, per run: its row, ``FOR UPDATE``; in a batch
+        ``NOWAIT``: an error, so the batch's calls run again one by one). Elsewhere every writer is
+        alone already: nothing to do."""
+        if self.per_run is None or (self._held_runs is not None and run_id in self._held_runs):
+            return
+        self.conn.execute(sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{self.per_run}"), {"id": run_id})
+        self.held_run(run_id)
+
+    def held_run(self, run_id: str) -> None:
+        """``run_id``'s row was locked by a statement of the caller's (``FOR UPDATE``)."""
+        self._held_runs = (self._held_runs or set()) | {run_id}
+        self._seqs = None  # the run's records take seqs after whoever changed it before: in order, per run
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -135,12 +217,12 @@ class Tx:
         if self._held is not None:  # already holding: the outer block inserts them
             yield
             return
-        self._held, last = [], self._last
+        self._held, last, seq = [], self._last, self._seq
         try:
             yield
             self.executemany(_INSERT_RECORD, self._held)
         except BaseException:
-            self._last = last  # none of them was inserted: the chain goes on from where it was
+            self._last, self._seq = last, seq  # none of them was inserted: the chain goes on from where it was
             raise
         finally:
             self._held = None
@@ -150,6 +232,10 @@ class Tx:
 WRITE_WAIT_S = 60.0
 #: how often it looks again meanwhile
 _WRITE_POLL_S = 0.0005
+
+
+class BatchRefused(RuntimeError):
+    """A per-run batch met a write that must be alone: run the batch's calls one by one."""
 
 
 def _begin_immediate(dbapi_conn: Any) -> None:
@@ -196,6 +282,10 @@ class Ledger:
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
+        #: seconds between this process's checkpoints (None: only when :meth:`checkpoint` is called)
+        self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
+        self._next_checkpoint = time.monotonic() + (self.checkpoint_every or 0)
+        self._checkpointing = threading.Lock()
         self.engine: Engine = self._make_engine(immediate=True)
         self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
 
@@ -244,23 +334,90 @@ class Ledger:
             command.upgrade(cfg, "head")
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A serialised write transaction; commits on success, rolls back on any error.
+    def transaction(self, per_run: bool = False) -> Iterator[Tx]:
+        """A write transaction; commits on success, rolls back on any error.
 
-        Inside this thread's :meth:`batch` it is part of the batch's transaction instead.
+        ``per_run``: the caller calls :meth:`Tx.hold_run` before it reads a run it changes, and
+        changes nothing else that two writers could race on (rows it only inserts, or fenced by a
+        unique key); then, on PostgreSQL, writers of other runs go on beside it. Otherwise it is
+        alone (as every writer is on SQLite). Inside this thread's :meth:`batch` it is part of the
+        batch's transaction instead (a per-run batch refuses an exclusive transaction: ``BatchRefused``).
         """
         opened = getattr(self._batch, "open", None)
         if opened is not None:
+            if not per_run and opened[0].per_run is not None:
+                raise BatchRefused("an exclusive write inside a per-run batch")
             yield opened[0]
             return
         with self._writer, self.engine.begin() as conn:
-            if not self.is_sqlite:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
-            yield Tx(conn=conn, clock=self.clock, driver=conn.connection.driver_connection if self.is_sqlite else None)
+            yield self._begin(conn, per_run)
+        self._checkpoint_if_due()
+
+    def _begin(self, conn: Connection, per_run: bool, batch: bool = False) -> Tx:
+        if self.is_sqlite:
+            return Tx(conn=conn, clock=self.clock, driver=conn.connection.driver_connection)
+        preferred = lane_of(f"{os.getpid()}:{threading.get_ident()}")
+        if not per_run:
+            conn.execute(_PG_EXCLUSIVE, {"k": _ADVISORY_LOCK})  # alone: any lane is free
+            return Tx(conn=conn, clock=self.clock, lane=preferred)
+        lane = preferred
+        free = conn.execute(_PG_SHARED_AND_LANE, {"k": _ADVISORY_LOCK, "l": _LANE_LOCKS, "lane": lane}).one()[1]
+        for step in range(1, LANES):
+            if free:
+                break
+            lane = (preferred + step - 1) % LANES + 1
+            free = conn.execute(_PG_TRY_LANE, {"l": _LANE_LOCKS, "lane": lane}).scalar_one()
+        if not free:  # every lane busy: wait for ours
+            lane = preferred
+            conn.execute(_PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
+        return Tx(conn=conn, clock=self.clock, lane=lane, per_run=" NOWAIT" if batch else "")
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint(self, actor: str = "ledger") -> int | None:
+        """Fold every lane's head (and the head of the records written before lanes) into one
+        ``checkpoint`` record in lane 0, chained to the one before; returns its seq (None when
+        nothing was written since the last one). Its seq and hash are what an auditor notes down."""
+        with self.transaction() as tx:  # alone: the heads are one instant's
+            last = tx.first(_LAST_CHECKPOINT)
+            before = json.loads(last[1]) if last is not None else {}
+            lanes: dict[str, list[Any]] = {}
+            for lane in range(1, LANES + 1):
+                head = tx.first(_LANE_HEAD, {"_chain": lane})
+                if head is not None:
+                    lanes[str(lane)] = [head[0], head[1]]
+            legacy = before.get("legacy") if last is not None else self._legacy_head(tx)
+            if last is not None and before.get("lanes") == lanes:
+                return None
+            tx.lane = CHECKPOINT_LANE
+            return tx.append("checkpoint", actor=actor, lanes=lanes, legacy=legacy)
+
+    @staticmethod
+    def _legacy_head(tx: Tx) -> list[Any] | None:
+        """The last record written before lanes (seq, hash), once: the first checkpoint keeps it."""
+        row = tx.first(sa.select(records.c.seq, records.c.hash).where(records.c.chain.is_(None))
+                       .order_by(records.c.seq.desc()).limit(1))
+        return None if row is None else [row[0], row[1]]
+
+    def _checkpoint_if_due(self) -> None:
+        if self.checkpoint_every is None or time.monotonic() < self._next_checkpoint:
+            return
+        if getattr(self._batch, "open", None) is not None or not self._checkpointing.acquire(blocking=False):
+            return
+        try:
+            self._next_checkpoint = time.monotonic() + self.checkpoint_every
+            self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the writer's own work is committed; the next one tries again
+            log.warning("event=checkpoint_failed error=%s", " ".join(str(exc).split())[:300])
+        finally:
+            self._checkpointing.release()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, per_run: bool = False) -> Iterator[None]:
         """Group commit: every :meth:`transaction` of this thread inside is one transaction.
+
+        ``per_run``: as for :meth:`transaction`; on PostgreSQL a run another writer holds is an
+        error at once (``NOWAIT``) rather than a wait, so two batches never wait on each other.
 
         Begin, the chain's last hash and commit are then paid once for the batch instead of
         once per transition. All or nothing: an exception rolls back the whole batch, so a
@@ -271,7 +428,8 @@ class Ledger:
         if getattr(self._batch, "open", None) is not None:
             raise RuntimeError("a ledger batch is already open on this thread")
         after: list[Callable[[], None]] = []
-        with self.transaction() as tx:
+        with self._writer, self.engine.begin() as conn:
+            tx = self._begin(conn, per_run, batch=True)
             self._batch.open = (tx, after)
             try:
                 yield
@@ -279,6 +437,7 @@ class Ledger:
                 self._batch.open = None
         for callback in after:
             callback()
+        self._checkpoint_if_due()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this thread's batch commits; outside a batch, at once.
