@@ -217,12 +217,13 @@ class Tx:
         if self._held is not None:  # already holding: the outer block inserts them
             yield
             return
-        self._held, last, seq = [], self._last, self._seq
+        self._held, last, seq, seqs = [], self._last, self._seq, list(self._seqs or [])
         try:
             yield
             self.executemany(_INSERT_RECORD, self._held)
         except BaseException:
-            self._last, self._seq = last, seq  # none of them was inserted: the chain goes on from where it was
+            # none of them was inserted: the chain (and the seqs) go on from where they were
+            self._last, self._seq, self._seqs = last, seq, seqs
             raise
         finally:
             self._held = None

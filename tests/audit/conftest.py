@@ -208,17 +208,19 @@ def ledger_copy(scenario: Scenario, tmp_path: Path, database: TestDatabase) -> s
 
 
 def written_before_lanes(url: str) -> None:
-    """Rewrite the ledger's records as the ledger wrote them before lanes (migration 0011 leaves an
-    older ledger so): no lane, one chain in seq order, each record hashing its seq and fields only."""
+    """Rewrite the ledger's records as the ledger wrote them before lanes (migration 0013 leaves an
+    older ledger so): no lane, one chain in seq order, each record hashing its seq and fields only. Seqs are
+    renumbered 1, 2, 3… as the single writer of those days took them (on PostgreSQL, lanes' writers take
+    seqs from a sequence a few at a time: gaps, which a chain in seq order reads as deletions)."""
     from flows.ledger import GENESIS, record_hash
 
     [rows] = sql_on(url, ("SELECT seq, at, run_id, step_id, kind, actor, data FROM records ORDER BY seq", ()))
     prev, updates = GENESIS, []
-    for row in rows:
+    for seq, row in enumerate(rows, start=1):  # ascending: each new seq is free (its own, or one moved from)
         at = row["at"] if isinstance(row["at"], datetime) else datetime.fromisoformat(row["at"])
-        digest = record_hash(prev, row["seq"], at, row["run_id"], row["step_id"], row["kind"], row["actor"], row["data"])
-        updates.append(("UPDATE records SET chain = NULL, pos = NULL, prev_hash = ?, hash = ? WHERE seq = ?",
-                        (prev, digest, row["seq"])))
+        digest = record_hash(prev, seq, at, row["run_id"], row["step_id"], row["kind"], row["actor"], row["data"])
+        updates.append(("UPDATE records SET seq = ?, chain = NULL, pos = NULL, prev_hash = ?, hash = ? WHERE seq = ?",
+                        (seq, prev, digest, row["seq"])))
         prev = digest
     if updates:
         sql_on(url, *updates)

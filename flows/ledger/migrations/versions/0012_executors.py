@@ -1,7 +1,7 @@
 """Executors: ``executors`` holds each ``sop executor`` process's beat, doorbell and in-flight flow runs.
 
 Revision ID: 0012_executors
-Revises: 0011_chains
+Revises: 0010_follow_ups
 Create Date: 2026-12-05
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_executors"
-down_revision = "0011_chains"
+down_revision = "0010_follow_ups"
 branch_labels = None
 depends_on = None
 TS = sa.DateTime(timezone=True)

@@ -2,16 +2,16 @@
 do not wait for one another; the records written before stay one chain (``chain`` NULL) and keep
 verifying as they were written. The first checkpoint (written by the ledger) folds that chain's head.
 
-Revision ID: 0011_chains
-Revises: 0010_follow_ups
+Revision ID: 0013_chains
+Revises: 0012_executors
 Create Date: 2026-12-05
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_chains"
-down_revision = "0010_follow_ups"
+revision = "0013_chains"
+down_revision = "0012_executors"
 branch_labels = None
 depends_on = None
 
