@@ -72,10 +72,14 @@ _SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM gen
 _PG_HEAD = sa.text(f"SELECT h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one LEFT JOIN LATERAL "
                    "(SELECT pos, hash FROM records WHERE chain = :chain ORDER BY pos DESC LIMIT 1) AS h ON true")
 _PG_SEQS = sa.text(f"SELECT {_SEQS}")
-_PG_SHARED_AND_LANE = sa.text("SELECT pg_advisory_xact_lock_shared(:k), pg_try_advisory_xact_lock(:l, :lane)")
+# a transaction's first statement, sent with its BEGIN in one round trip (flows.ledger.pgdriver.begin): literals only
+_PG_SHARED_AND_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_try_advisory_xact_lock({l}, {lane})"
+_PG_EXCLUSIVE = "SELECT pg_advisory_xact_lock({k})"
 _PG_TRY_LANE = sa.text("SELECT pg_try_advisory_xact_lock(:l, :lane)")
 _PG_WAIT_LANE = sa.text("SELECT pg_advisory_xact_lock(:l, :lane)")
-_PG_EXCLUSIVE = sa.text("SELECT pg_advisory_xact_lock(:k)")
+_HOLD_RUN = {wait: sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{wait}") for wait in ("", " NOWAIT")}
+#: a pooled PostgreSQL connection idle for longer than this is pinged before use (a busy one is not)
+_PING_IDLE_S = 1.0
 #: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
 _SEQ_BLOCK = 8
 
@@ -111,8 +115,10 @@ class Tx:
 
     conn: Connection
     clock: Clock
-    #: the SQLite driver's connection under ``conn`` (None on other databases): see :meth:`execute`
+    #: the driver's connection under ``conn`` and the fast path that sends the hot statements straight to it
+    #: (``flows.ledger.driver`` on SQLite, ``flows.ledger.pgdriver`` on PostgreSQL): see :meth:`execute`
     driver: Any = None
+    fast: Any = None
     #: the lane this transaction appends to (held by it alone until it ends)
     lane: int = 1
     #: PostgreSQL, per run: lock the rows of the runs it changes (:meth:`hold_run`); NOWAIT in a batch
@@ -124,15 +130,19 @@ class Tx:
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
 
-    # --- the hot statements: on SQLite straight to the driver (flows.ledger.driver), same rows,
-    # same errors; elsewhere through SQLAlchemy --------------------------------------------------
+    # --- the hot statements: straight to the driver (flows.ledger.driver, flows.ledger.pgdriver), same
+    # rows, same errors; without a driver (tests of the plain path) through SQLAlchemy -------------
+
+    @property
+    def sqlite(self) -> bool:
+        return self.fast is fast
 
     def execute(self, statement: Any, params: dict[str, Any]) -> None:
         """Execute a built insert, update or delete with these parameters."""
         if self.driver is None:
             self.conn.execute(statement, params)
         else:
-            fast.execute(self.driver, statement, params)
+            self.fast.execute(self.driver, statement, params)
 
     def executemany(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         """Execute a built insert for each row (all rows have the same keys)."""
@@ -141,14 +151,14 @@ class Tx:
         if self.driver is None:
             self.conn.execute(statement, rows)
         else:
-            fast.executemany(self.driver, statement, rows)
+            self.fast.executemany(self.driver, statement, rows)
 
     def first(self, statement: Any, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         """The first row of a built select, as a tuple (None when there is none); select no times this way."""
         if self.driver is None:
             row = self.conn.execute(statement, params or {}).first()
             return None if row is None else tuple(row)
-        return fast.first(self.driver, statement, params or {})
+        return self.fast.first(self.driver, statement, params or {})
 
     def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
                actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
@@ -174,21 +184,21 @@ class Tx:
 
     def _read_head(self) -> None:
         """The lane's head (and, on SQLite, the last seq; on PostgreSQL, a few seqs), in one go."""
-        if self.driver is not None:
+        if self.sqlite:
             row = self.first(_LANE_HEAD, {"_chain": self.lane})
             self._seq = self.first(_MAX_SEQ)[0] or 0  # type: ignore[index]
         else:
-            found = self.conn.execute(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK}).one()
-            row = None if found[0] is None else (found[0], found[1])
-            self._seqs = list(reversed(found[2]))
+            found = self.first(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK})
+            row = None if found[0] is None else (found[0], found[1])  # type: ignore[index]
+            self._seqs = list(reversed(found[2]))  # type: ignore[index]
         self._last = (row[0], row[1]) if row else (0, GENESIS)
 
     def _next_seq(self) -> int:
-        if self.driver is not None:
+        if self.sqlite:
             self._seq += 1
             return self._seq
         if not self._seqs:
-            self._seqs = list(reversed(self.conn.execute(_PG_SEQS, {"n": _SEQ_BLOCK}).scalar_one()))
+            self._seqs = list(reversed(self.first(_PG_SEQS, {"n": _SEQ_BLOCK})[0]))  # type: ignore[index]
         return self._seqs.pop()
 
     def hold_run(self, run_id: str) -> None:
@@ -198,7 +208,7 @@ class Tx:
         alone already: nothing to do."""
         if self.per_run is None or (self._held_runs is not None and run_id in self._held_runs):
             return
-        self.conn.execute(sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{self.per_run}"), {"id": run_id})
+        self.first(_HOLD_RUN[self.per_run], {"id": run_id})
         self.held_run(run_id)
 
     def held_run(self, run_id: str) -> None:
@@ -287,15 +297,18 @@ class Ledger:
         self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
         self._next_checkpoint = time.monotonic() + (self.checkpoint_every or 0)
         self._checkpointing = threading.Lock()
+        #: the fast path of the hot statements (flows.ledger.driver on SQLite, flows.ledger.pgdriver on PostgreSQL)
+        self.fast: Any = fast
+        if not self.is_sqlite:
+            from flows.ledger import pgdriver
+
+            self.fast = pgdriver
         self.engine: Engine = self._make_engine(immediate=True)
         self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
 
     def _make_engine(self, immediate: bool) -> Engine:
         if not self.is_sqlite:
-            # the session's zone UTC, as SQLite reads times back: a naive time in a text statement means
-            # the same instant on both (schema.UtcTime already writes the tables' times in UTC)
-            return sa.create_engine(self.url, pool_pre_ping=True, future=True,
-                                    connect_args={"options": "-c timezone=UTC"})
+            return self._make_pg_engine()
         engine = sa.create_engine(self.url, future=True, connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
@@ -318,6 +331,27 @@ class Ledger:
 
         return engine
 
+    def _make_pg_engine(self) -> Engine:
+        """PostgreSQL: connections in autocommit mode, so that a write transaction's ``BEGIN`` goes with its first
+        statement (:meth:`_begin`, one round trip instead of two) and a read needs none; psycopg's ``commit`` and
+        ``rollback`` still end the transaction that ``BEGIN`` opened. A connection idle for a while is pinged
+        before use (a dead one is replaced); a busy one is not: the ping was one more round trip per transaction."""
+        # the session's zone UTC, as SQLite reads times back: a naive time in a text statement means
+        # the same instant on both (schema.UtcTime already writes the tables' times in UTC)
+        engine = sa.create_engine(self.url, future=True, isolation_level="AUTOCOMMIT",
+                                  connect_args={"options": "-c timezone=UTC"})
+
+        @sa.event.listens_for(engine, "checkout")
+        def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            if time.monotonic() - record.info.get("checked_in", 0.0) > _PING_IDLE_S and not self.fast.alive(dbapi_conn):
+                raise sa.exc.DisconnectionError("the ledger's connection was closed")  # the pool connects anew
+
+        @sa.event.listens_for(engine, "checkin")
+        def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+            record.info["checked_in"] = time.monotonic()
+
+        return engine
+
     def migrate(self) -> None:
         """Bring the schema to the newest version (Alembic ``upgrade head``)."""
         from alembic import command
@@ -330,9 +364,12 @@ class Ledger:
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise unreachable(self.url, exc) from None
         conn.close()
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:  # one transaction for the whole upgrade (the engine's connections autocommit)
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
 
     @contextmanager
     def transaction(self, per_run: bool = False) -> Iterator[Tx]:
@@ -355,14 +392,15 @@ class Ledger:
         self._checkpoint_if_due()
 
     def _begin(self, conn: Connection, per_run: bool, batch: bool = False) -> Tx:
+        driver = conn.connection.driver_connection
         if self.is_sqlite:
-            return Tx(conn=conn, clock=self.clock, driver=conn.connection.driver_connection)
+            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast)
         preferred = lane_of(f"{os.getpid()}:{threading.get_ident()}")
         if not per_run:
-            conn.execute(_PG_EXCLUSIVE, {"k": _ADVISORY_LOCK})  # alone: any lane is free
-            return Tx(conn=conn, clock=self.clock, lane=preferred)
+            self.fast.begin(driver, _PG_EXCLUSIVE.format(k=_ADVISORY_LOCK))  # alone: any lane is free
+            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred)
         lane = preferred
-        free = conn.execute(_PG_SHARED_AND_LANE, {"k": _ADVISORY_LOCK, "l": _LANE_LOCKS, "lane": lane}).one()[1]
+        free = self.fast.begin(driver, _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane))[1]
         for step in range(1, LANES):
             if free:
                 break
@@ -371,7 +409,8 @@ class Ledger:
         if not free:  # every lane busy: wait for ours
             lane = preferred
             conn.execute(_PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
-        return Tx(conn=conn, clock=self.clock, lane=lane, per_run=" NOWAIT" if batch else "")
+        return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=lane,
+                  per_run=" NOWAIT" if batch else "")
 
     # --- checkpoints ------------------------------------------------------------------------------
 
