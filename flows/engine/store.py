@@ -151,7 +151,7 @@ class RunStore:
         if self.tx.per_run is None:
             row = self.tx.first(_OPEN_RUN, {"_key": open_key})
         else:
-            row = self.tx.first(_OPEN_RUN_HELD[self.tx.per_run], {"_key": open_key})
+            row = self.tx.first_held(_OPEN_RUN_HELD[self.tx.per_run], {"_key": open_key})
             if row is not None:
                 self.tx.held_run(row[0])
         return None if row is None else (row[0], row[1])

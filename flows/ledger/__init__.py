@@ -127,6 +127,7 @@ class Tx:
     _seq: int = 0  # SQLite: the last seq
     _seqs: list[int] | None = None  # PostgreSQL: seqs taken from the sequence, not used yet
     _held_runs: set[str] | None = None
+    _fresh: bool = False  # the seqs were taken since the last run was locked (first_held)
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
 
@@ -208,13 +209,27 @@ class Tx:
         alone already: nothing to do."""
         if self.per_run is None or (self._held_runs is not None and run_id in self._held_runs):
             return
-        self.first(_HOLD_RUN[self.per_run], {"id": run_id})
+        self.first_held(_HOLD_RUN[self.per_run], {"id": run_id})
         self.held_run(run_id)
 
+    def first_held(self, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a built ``SELECT … FOR UPDATE`` of runs (its first column never NULL); the caller then
+        calls :meth:`held_run` for the run it found. On PostgreSQL the lane's head and fresh seqs come in the same
+        round trip, read once the rows are locked (the lane is this transaction's already)."""
+        if self.fast is None or self.sqlite:
+            return self.first(statement, params)
+        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, _SEQ_BLOCK)
+        if self._last is None:  # else this transaction appended to its lane already: it knows the head
+            self._last = head or (0, GENESIS)
+        self._seqs, self._fresh = list(reversed(seqs)), row is not None
+        return row
+
     def held_run(self, run_id: str) -> None:
-        """``run_id``'s row was locked by a statement of the caller's (``FOR UPDATE``)."""
+        """``run_id``'s row was locked by a statement of the caller's (``FOR UPDATE``, :meth:`first_held`)."""
         self._held_runs = (self._held_runs or set()) | {run_id}
-        self._seqs = None  # the run's records take seqs after whoever changed it before: in order, per run
+        if not self._fresh:
+            self._seqs = None  # the run's records take seqs after whoever changed it before: in order, per run
+        self._fresh = False
 
     @contextmanager
     def held(self) -> Iterator[None]:

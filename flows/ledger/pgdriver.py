@@ -95,3 +95,31 @@ def alive(driver: Any) -> bool:
     except psycopg.Error:
         return False
     return True
+
+
+_SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, %(_n)s))"
+
+
+@lru_cache(maxsize=32)
+def _held_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    sql, fixed = compiled(statement, keys)
+    # the CTE's rows are locked before the outer row is made: the seqs are taken after the lock (in order, per
+    # run); the lane's head is read in this statement's snapshot, taken after the caller's lane lock
+    return (f"WITH held AS ({sql}) SELECT held.*, h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one "
+            "LEFT JOIN held ON true LEFT JOIN LATERAL (SELECT pos, hash FROM records WHERE chain = %(_chain)s "
+            "ORDER BY pos DESC LIMIT 1) AS h ON true", fixed)
+
+
+def first_held(driver: Any, statement: Any, params: dict[str, Any], chain: int,
+               n: int) -> tuple[tuple[Any, ...] | None, tuple[int, str] | None, list[int]]:
+    """A ``SELECT … FOR UPDATE``'s first row (None when none; its first column is never NULL), with the head of
+    lane ``chain`` (place, hash; None when empty) and ``n`` seqs, in one round trip."""
+    sql, fixed = _held_sql(statement, tuple(params))
+    values = {**_values(fixed, params), "_chain": chain, "_n": n}
+    try:
+        found = driver.execute(sql, values).fetchone()
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values) from exc
+    row = None if found[0] is None else tuple(found[:-3])
+    head = None if found[-3] is None else (found[-3], found[-2])
+    return row, head, found[-1]

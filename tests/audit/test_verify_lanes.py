@@ -225,3 +225,48 @@ def test_many_writers_of_different_runs_at_once_lose_nothing_and_use_several_lan
     result = _verify(ledger)
     assert result.ok, result.to_dict()
     ledger.dispose()
+
+
+def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wrote_them(postgres: Any) -> None:
+    """PostgreSQL: 8 threads change the same two runs 30 times each, in lanes of their own; each record notes
+    the run's count as its writer saw it, under the run's lock. Read in seq order (as the audit reads a run's
+    story), every run's records come in the order they were written: seqs are taken once the run is held."""
+    ledger = Ledger(postgres.database("lanes_one_run"))
+    ledger.checkpoint_every = None
+    ledger.migrate()
+    _pin(ledger)
+    shared = ["shared-a", "shared-b"]
+    with ledger.transaction() as tx:
+        for name in shared:
+            tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                                 priority=1, status="running", inputs="{}", repeats=0,
+                                                 started_at=ledger.clock.now()))
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for k in range(30):
+                name = shared[(n + k) % 2]
+                with ledger.transaction(per_run=True) as tx:
+                    tx.hold_run(name)
+                    count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
+                    tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
+                    tx.append("note", name, actor="ada", count=count)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with ledger.read() as conn:
+        notes = conn.execute(sa.select(records.c.run_id, records.c.data, records.c.chain)
+                             .where(records.c.kind == "note").order_by(records.c.seq)).all()
+    for name in shared:
+        counts = [json.loads(data)["count"] for run, data, _lane in notes if run == name]
+        assert counts == list(range(120))
+    assert len({lane for *_rest, lane in notes}) > 1
+    assert _verify(ledger).ok
+    ledger.dispose()
