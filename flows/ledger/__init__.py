@@ -14,7 +14,9 @@ timer levels, the open-run dedup key) are decided by the database, not by memory
 Owns: the tables (``schema``: records, pinned SOP texts, the projections, deliveries,
 metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
 (:func:`record_hash`, ``GENESIS``), transactions and read connections (:class:`Ledger`,
-:class:`Tx`, with its fast path for the hot statements on SQLite).
+:class:`Tx`, with its fast path for the hot statements: ``driver`` on SQLite, ``pgdriver`` on
+PostgreSQL, where a transaction's BEGIN goes with its lock statement and locking a run brings the
+lane's head and seqs: round trips are most of a PostgreSQL write's cost).
 
 May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
 language, notifications, the engine or anything above: it stores the records it is given
