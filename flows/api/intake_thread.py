@@ -71,7 +71,7 @@ class IntakeThread:
         """Run ``calls`` in one batch and settle them; False (nothing settled) when any raised."""
         self.largest_batch = max(self.largest_batch, len(calls))
         try:
-            with self.ledger.batch():
+            with self.ledger.batch(per_run=True):
                 for call in calls:
                     call.run()
                     if call.error is not None:

@@ -40,7 +40,18 @@ from sqlalchemy.engine import Connection
 from flows.audit.queries import Part, at_column, load_runs, outlines, paused_gc, record_time
 from flows.audit.report import ComplianceReport, RunFacts, aggregate, run_facts
 from flows.audit.scope import Window
-from flows.audit.verify import Anchor, Verification, Walk, conclude, head_of, record_before, share, verify_chain, walk
+from flows.audit.verify import (
+    Anchor,
+    Verification,
+    Walk,
+    conclude,
+    head_of,
+    legacy_head,
+    record_before,
+    share,
+    verify_chain,
+    walk,
+)
 from flows.ledger import Ledger
 from flows.ledger.schema import records, sop_versions
 
@@ -172,20 +183,21 @@ def verify_ledger(ledger: Ledger, anchors: list[Anchor] | None = None, *, worker
         if workers < 2:
             return verify_chain(conn, anchors, progress)
         head_seq, head_hash, count = head_of(conn)
-        first = conn.execute(sa.select(sa.func.min(records.c.seq))).scalar() or 0
-        if count < max(min_records, 2):
+        old = legacy_head(conn)  # the child walks half of the records written before lanes; the lanes, the parent
+        first = conn.execute(sa.select(sa.func.min(records.c.seq)).where(records.c.chain.is_(None))).scalar() or 0
+        if old - first < max(min_records, 2):
             return verify_chain(conn, anchors, progress)
-        cut = cut if cut is not None else (first + head_seq + 1) // 2
+        cut = cut if cut is not None else (first + old + 1) // 2
         before = record_before(conn, cut)
 
     def later() -> Walk:
         with ledger.read() as conn:
-            return walk(conn, low=cut, after=before, head=head_seq)
+            return walk(conn, low=cut, after=before, head=old)
 
     child = _Child(later, ledger)
     try:
         with ledger.read() as conn:
-            earlier = walk(conn, stop=cut, head=head_seq, progress=share(progress, first, cut))
+            earlier = walk(conn, stop=cut, head=old, progress=share(progress, first, cut))
         theirs = child.result()
     finally:
         child.reap()

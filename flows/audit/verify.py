@@ -13,9 +13,16 @@ how it fails tells what was done:
   under a lower number (the later records were renumbered to make room);
 - *reordered*: it links to a record that now comes after it.
 
-What a chain alone cannot show: records cut off the end, or the whole tail rewritten with
-fresh hashes. For those, note the head (sequence and hash) somewhere else after each audit
-and pass it back as an anchor (``--anchor SEQ:HASH``).
+Since lanes (docs/audit.md, "How the chain is kept") there are several chains: the records
+written before lanes (``chain`` NULL, in ``seq`` order, as above) and one per lane (in ``pos``
+order, each record hashing its seq, lane and place too). Each is walked the same way; a break
+in a lane says which (``lane``, and ``seq`` is then the place in that lane). The checkpoints
+(lane 0) fold every lane's head: a lane that no longer reaches a head a checkpoint saw was cut
+(*truncated*), one whose record there hashes otherwise was *rewritten*.
+
+What chains alone cannot show: records cut off the end since the last checkpoint, or the
+checkpoints' own tail rewritten. For those, note the last checkpoint (sequence and hash)
+somewhere else after each audit and pass it back as an anchor (``--anchor SEQ:HASH``).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from sqlalchemy.engine import Connection
 
 from flows.audit.queries import at_column, record_time, text_hash
 from flows.audit.scope import AuditError
-from flows.ledger import GENESIS, record_hash, utc
+from flows.ledger import CHECKPOINT_LANE, GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
 _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records deleted or inserted at once)
@@ -42,11 +49,12 @@ _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records delete
 
 @dataclass
 class Break:
-    """Where the chain breaks: the record's sequence number, what was done, in words."""
+    """Where the chain breaks: the record's sequence number (in a lane: its place there), what was done, in words."""
 
     seq: int
     kind: str  # edited | deleted | inserted | reordered | truncated | rewritten
     message: str
+    lane: int | None = None  # None: the records written before lanes (or the anchors)
 
 
 @dataclass
@@ -93,7 +101,11 @@ class Verification:
 
 
 def _hash(row: Any, prev_hash: str, seq: int) -> str:
-    return record_hash(prev_hash, seq, row.at, row.run_id, row.step_id, row.kind, row.actor, row.data)
+    """The record's hash were it at ``seq`` (in a lane: at that place)."""
+    if row.lane is None:
+        return record_hash(prev_hash, seq, row.at, row.run_id, row.step_id, row.kind, row.actor, row.data)
+    return record_hash(prev_hash, row.gseq, row.at, row.run_id, row.step_id, row.kind, row.actor, row.data,
+                       row.lane, seq)
 
 
 def _origin(row: Any, written_at: dict[str, int]) -> int | None:
@@ -141,12 +153,23 @@ def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_a
                                     f"(or it was written outside the ledger)")
 
 
-def _rows(conn: Connection, low: int | None = None) -> Iterator[tuple[Any, ...]]:
-    """Every record's columns in sequence order from seq ``low`` on, streamed (times as the driver hands them back)."""
-    columns = [records.c.seq, at_column(conn), *(records.c[n] for n in ("run_id", "step_id", "kind", "actor", "data",
-                                                                            "prev_hash", "hash"))]
-    query = sa.select(*columns).order_by(records.c.seq)
-    result = conn.execute(query if low is None else query.where(records.c.seq >= low))
+def _place(lane: int | None) -> Any:
+    """The column a chain is in order of: seq before lanes, pos in a lane."""
+    return records.c.seq if lane is None else records.c.pos
+
+
+def _in(lane: int | None) -> Any:
+    return records.c.chain.is_(None) if lane is None else records.c.chain == lane
+
+
+def _rows(conn: Connection, low: int | None = None, lane: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """A chain's records' columns in its order from place ``low`` on, streamed (times as the driver hands
+    them back): place, at, run, step, kind, actor, data, prev_hash, hash, then seq and lane."""
+    place = _place(lane)
+    columns = [place, at_column(conn), *(records.c[n] for n in ("run_id", "step_id", "kind", "actor", "data",
+                                                                 "prev_hash", "hash", "seq", "chain"))]
+    query = sa.select(*columns).where(_in(lane)).order_by(place)
+    result = conn.execute(query if low is None else query.where(place >= low))
     source = getattr(result, "cursor", None) if conn.dialect.name == "sqlite" else None  # plain tuples: no row objects
     try:
         while chunk := (source or result).fetchmany(5000):
@@ -156,8 +179,8 @@ def _rows(conn: Connection, low: int | None = None) -> Iterator[tuple[Any, ...]]
 
 
 def _record(columns: tuple[Any, ...]) -> _Record:
-    seq, at, run_id, step_id, kind, actor, data, prev_hash, digest = columns
-    return _Record(seq, record_time(at), run_id, step_id, kind, actor, data, prev_hash, digest)
+    seq, at, run_id, step_id, kind, actor, data, prev_hash, digest, gseq, lane = columns
+    return _Record(seq, record_time(at), run_id, step_id, kind, actor, data, prev_hash, digest, gseq, lane)
 
 
 _STR = encode_basestring  # how flows.ledger.dumps (ensure_ascii=False) writes a string, in C
@@ -178,12 +201,14 @@ def _iso(at: Any) -> str:
 def _intact(columns: tuple[Any, ...], prev_seq: int, prev_hash: str) -> bool:
     """The record follows ``prev_seq``, links to ``prev_hash`` and matches its own hash: what
     :func:`_classify` finds for nearly every record, at a fraction of the cost."""
-    seq, at, run_id, step_id, kind, actor, data, linked, digest = columns
+    seq, at, run_id, step_id, kind, actor, data, linked, digest, gseq, lane = columns
     if seq != prev_seq + 1 or linked != prev_hash:
         return False
     try:
-        # flows.ledger.dumps([seq, at, run_id, step_id, kind, actor, data]), written out: the same text
-        body = f"[{seq},{_STR(_iso(at))},{_json(run_id)},{_json(step_id)},{_STR(kind)},{_json(actor)},{_STR(data)}]"
+        # flows.ledger.dumps([seq, at, run_id, step_id, kind, actor, data(, lane, pos)]), written out: the same text
+        tail = "]" if lane is None else f",{int(lane)},{int(seq)}]"
+        first = seq if lane is None else int(gseq)
+        body = f"[{first},{_STR(_iso(at))},{_json(run_id)},{_json(step_id)},{_STR(kind)},{_json(actor)},{_STR(data)}{tail}"
     except (TypeError, ValueError):  # a value of a type the ledger never writes (a number, bytes): looked at closely
         return False
     return sha256(f"{prev_hash}|{body}".encode()).hexdigest() == digest
@@ -200,6 +225,8 @@ class _Record:
     data: str
     prev_hash: str
     hash: str
+    gseq: int = 0  # the record's seq (``seq`` above is its place: in a lane, its pos)
+    lane: int | None = None
 
 
 @dataclass
@@ -218,9 +245,12 @@ PROGRESS_EVERY = 20_000
 
 
 def walk(conn: Connection, low: int | None = None, stop: int | None = None, after: tuple[int, str] = (0, GENESIS),
-         head: int | None = None, progress: Callable[[int], None] | None = None) -> Walk:
+         head: int | None = None, progress: Callable[[int], None] | None = None, lane: int | None = None,
+         expect: dict[int, tuple[str, int]] | None = None) -> Walk:
     """Walk the records with ``low`` <= seq < ``stop`` and seq <= ``head`` (either end open),
     from the record before them (``after``: its seq and stored hash; the genesis before the first).
+    ``lane``: walk that lane instead (places are its pos), and check the places ``expect`` names
+    (a checkpoint's heads: pos → hash and the checkpoint's seq).
 
     The records are streamed in order, never held. Each is first checked the quick way (it
     follows its predecessor, links to it and hashes right); only a record that fails is
@@ -233,7 +263,7 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
     written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
     prev_seq, prev_hash = after
     end = min(math.inf if stop is None else stop, math.inf if head is None else head + 1)
-    rows = _rows(conn, low)
+    rows = _rows(conn, low, lane)
     pending = next(rows, None)
     while pending is not None and pending[0] < end:
         columns, pending = pending, next(rows, None)
@@ -252,37 +282,103 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
             else:
                 if written_at is None:
                     written_at = {digest: seq for seq, digest in conn.execute(
-                        sa.select(records.c.seq, records.c.hash).order_by(records.c.seq))}
+                        sa.select(_place(lane), records.c.hash).where(_in(lane)).order_by(_place(lane)))}
                 following = None if pending is None or (head is not None and pending[0] > head) else _record(pending)
                 broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at)
                 if broke is not None:
+                    if lane is not None:
+                        broke.lane, broke.message = lane, f"lane {lane}: {broke.message}"
                     found.breaks.append(broke)
+        if expect and columns[0] in expect:
+            _check_head(found, lane, columns, *expect[columns[0]])
         prev_seq, prev_hash = columns[0], columns[8]
     rows.close()
+    for place in sorted(p for p in expect or {} if p > prev_seq):
+        digest, checkpoint = expect[place]  # type: ignore[index]
+        found.breaks.append(Break(prev_seq + 1, "truncated", f"lane {lane}: checkpoint {checkpoint} saw record {place} "
+                                  f"(hash {digest[:12]}…) but the lane ends at {prev_seq}: records were cut off its end",
+                                  lane))
+        break
     return found
 
 
+def _check_head(found: Walk, lane: int | None, columns: tuple[Any, ...], digest: str, checkpoint: int) -> None:
+    if columns[8] != digest:
+        found.breaks.append(Break(columns[0], "rewritten", f"lane {lane}: record {columns[0]} (seq {columns[9]}) no "
+                                  f"longer has the hash checkpoint {checkpoint} saw ({digest[:12]}…): the lane was "
+                                  "rewritten at or before it", lane))
+
+
 def head_of(conn: Connection) -> tuple[int, str, int]:
-    """The chain's newest record (seq and hash; 0 and the genesis when empty) and how many records it has."""
-    head = conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first()
+    """What to note down as the anchor: the newest checkpoint (else the newest record written before lanes;
+    else the newest record), seq and hash (0 and the genesis when empty), and how many records there are."""
+    head = (conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.chain == CHECKPOINT_LANE)
+                         .order_by(records.c.pos.desc()).limit(1)).first()
+            or conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.chain.is_(None))
+                            .order_by(records.c.seq.desc()).limit(1)).first()
+            or conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first())
     count = conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
     return (head[0], head[1], count) if head else (0, GENESIS, count)
 
 
+def legacy_head(conn: Connection) -> int:
+    """The seq of the last record written before lanes (0 when none)."""
+    return conn.execute(sa.select(sa.func.max(records.c.seq)).where(records.c.chain.is_(None))).scalar() or 0
+
+
 def record_before(conn: Connection, seq: int) -> tuple[int, str]:
-    """The seq and stored hash of the last record before ``seq`` (0 and the genesis if none)."""
-    row = conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.seq < seq)
+    """The seq and stored hash of the last record written before lanes that comes before ``seq`` (0 and the genesis if none)."""
+    row = conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.chain.is_(None) & (records.c.seq < seq))
                        .order_by(records.c.seq.desc()).limit(1)).first()
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
 def verify_chain(conn: Connection, anchors: list[Anchor] | None = None,
                  progress: Callable[[float], None] | None = None) -> Verification:
-    """Walk the whole chain (and the pinned SOP texts); report the first break and every suspect.
-    ``progress`` is told the share of the chain walked, now and then."""
+    """Walk every chain (and the pinned SOP texts); report the first break and every suspect.
+    ``progress`` is told the share of the records written before lanes walked, now and then."""
     head_seq, head_hash, count = head_of(conn)
+    old = legacy_head(conn)
     return conclude(conn, Verification(records=count, head_seq=head_seq, head_hash=head_hash),
-                    [walk(conn, head=head_seq, progress=share(progress, 0, head_seq + 1))], anchors)
+                    [walk(conn, head=old, progress=share(progress, 0, old + 1))], anchors)
+
+
+def walk_lanes(conn: Connection) -> list[Walk]:
+    """Walk every lane (checkpoints first), checking each lane against every head a checkpoint saw
+    and the checkpoints' heads never going back (a lane cut, then a checkpoint written)."""
+    checkpoints = walk(conn, lane=CHECKPOINT_LANE)
+    expect: dict[int, dict[int, tuple[str, int]]] = {}
+    reached: dict[str, int] = {}
+    for seq, pos, data in conn.execute(sa.select(records.c.seq, records.c.pos, records.c.data)
+                                       .where((records.c.chain == CHECKPOINT_LANE) & (records.c.kind == "checkpoint"))
+                                       .order_by(records.c.pos)):
+        try:
+            heads = json.loads(data)
+            lanes = {int(lane): (int(head[0]), str(head[1])) for lane, head in heads.get("lanes", {}).items()}
+        except (ValueError, TypeError, AttributeError, IndexError):
+            continue  # an edited checkpoint: its lane's walk names it
+        for lane, (place, digest) in lanes.items():
+            if place < reached.get(str(lane), 0):
+                checkpoints.breaks.append(Break(pos, "truncated", f"checkpoint {seq} saw lane {lane} end at record "
+                                                f"{place}, an earlier one at {reached[str(lane)]}: the lane was cut "
+                                                "between them", CHECKPOINT_LANE))
+            reached[str(lane)] = max(place, reached.get(str(lane), 0))
+            expect.setdefault(lane, {})[place] = (digest, seq)
+        old = heads.get("legacy")
+        if old:
+            expect.setdefault(-1, {})[int(old[0])] = (str(old[1]), seq)
+    lanes = sorted(set(expect) - {-1} | {lane for (lane,) in conn.execute(
+        sa.select(records.c.chain).where(records.c.chain > CHECKPOINT_LANE).distinct())})
+    found = [checkpoints]
+    for lane in lanes:
+        found.append(walk(conn, lane=lane, expect=expect.get(lane)))
+    for place, (digest, seq) in expect.get(-1, {}).items():  # the records written before lanes
+        stored = conn.execute(sa.select(records.c.hash).where(records.c.chain.is_(None) & (records.c.seq == place))).scalar()
+        if stored != digest:
+            found.append(Walk(breaks=[Break(place, "truncated" if stored is None else "rewritten",
+                                            f"checkpoint {seq} saw record {place} as the last one written before lanes "
+                                            f"(hash {digest[:12]}…): it is {'gone' if stored is None else 'changed'}")]))
+    return found
 
 
 def share(progress: Callable[[float], None] | None, low: int, high: int) -> Callable[[int], None] | None:
@@ -310,12 +406,16 @@ def conclude(conn: Connection, result: Verification, stretches: list[Walk], anch
         else:
             result.breaks += stretch.breaks
             result.suspects += stretch.suspects
+    for lane in walk_lanes(conn):  # each lane is a chain of its own: its breaks count whatever the others found
+        result.breaks += lane.breaks
+        result.suspects += lane.suspects
     for anchor in anchors or []:
-        if anchor.seq > result.head_seq:
-            result.breaks.append(Break(result.head_seq + 1, "truncated", f"the anchor names record {anchor.seq} but the "
-                                                                         f"chain ends at {result.head_seq}: records were cut off the end"))
+        stored = conn.execute(sa.select(records.c.hash).where(records.c.seq == anchor.seq)).scalar()
+        if stored is None:
+            last = conn.execute(sa.select(sa.func.max(records.c.seq)).where(records.c.seq < anchor.seq)).scalar() or 0
+            result.breaks.append(Break(last + 1, "truncated", f"the anchor names record {anchor.seq}, which is gone "
+                                                              f"(the records end at {last} before it): records were cut off the end"))
         else:
-            stored = conn.execute(sa.select(records.c.hash).where(records.c.seq == anchor.seq)).scalar()
             if stored != anchor.hash:
                 result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
                                                                     f"{anchor.hash[:12]}…: the chain was rewritten at or before it"))
@@ -339,5 +439,5 @@ def _check_texts(conn: Connection, result: Verification) -> None:
     result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
 
 
-__all__ = ["Anchor", "Break", "Verification", "Walk", "conclude", "head_of", "record_before", "share", "verify_chain",
-           "walk"]
+__all__ = ["Anchor", "Break", "Verification", "Walk", "conclude", "head_of", "legacy_head", "record_before", "share",
+           "verify_chain", "walk", "walk_lanes"]

@@ -278,7 +278,8 @@ class Pager:
         try:
             prepared = [self._prepare_page(run_id, step_id, kind, results) for run_id, step_id, kind, results, _ in batch]
             done = [b[4] for b in batch if b[4] is not None]
-            with self.ledger.transaction() as tx:
+            # per run: it reads no run, inserts records and deliveries, and closes its own claimed rows
+            with self.ledger.transaction(per_run=True) as tx:
                 self._write_pages(tx, prepared)
                 outbox.mark_done(tx.conn, done)
         except Exception:

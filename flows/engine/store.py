@@ -39,6 +39,8 @@ LATE_MS_KEPT = 2**31 - 1
 #: the longest outcome ``runs.outcome`` holds; a cancel's reason is kept whole in its ``run_cancelled`` record
 OUTCOME_CHARS = 200
 _OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
+# PostgreSQL, per run: the open run is held as it is found (its key re-checked once it is free)
+_OPEN_RUN_HELD = {"": _OPEN_RUN.with_for_update(), " NOWAIT": _OPEN_RUN.with_for_update(nowait=True)}
 _RUN_UPDATE = runs.update().where(runs.c.id == _B("_run"))  # SET columns: the other parameters
 _STEP_UPDATE = steps.update().where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
 _STEP_STATE = sa.select(steps.c.state).where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
@@ -137,13 +139,26 @@ class RunStore:
     # --- reading ---------------------------------------------------------------------------
 
     def load(self, run_id: str) -> RunView:
-        """The run (by id or unique prefix) as this transaction sees it; RunNotFound when there is none."""
+        """The run (by id or unique prefix) as this transaction sees it, held; RunNotFound when there is none."""
+        if self.tx.per_run is None or run_id in self._new:
+            return load_view(self.conn, run_id)
+        run_id = resolve_run_id(self.conn, run_id)
+        self.tx.hold_run(run_id)
         return load_view(self.conn, run_id)
 
     def open_run(self, open_key: str) -> tuple[str, int] | None:
-        """The open run holding this dedup key, with its repeats so far."""
-        row = self.tx.first(_OPEN_RUN, {"_key": open_key})
+        """The open run holding this dedup key, with its repeats so far (held)."""
+        if self.tx.per_run is None:
+            row = self.tx.first(_OPEN_RUN, {"_key": open_key})
+        else:
+            row = self.tx.first_held(_OPEN_RUN_HELD[self.tx.per_run], {"_key": open_key})
+            if row is not None:
+                self.tx.held_run(row[0])
         return None if row is None else (row[0], row[1])
+
+    def _hold(self, run_id: str) -> None:
+        if run_id not in self._new:
+            self.tx.hold_run(run_id)
 
     def is_pinned(self, text_hash: str) -> bool:
         """The ledger holds this SOP text already."""
@@ -151,10 +166,12 @@ class RunStore:
 
     def step_state(self, run_id: str, step_id: str) -> str:
         """A step's state as stored (NoResultFound for an unknown step)."""
+        self._hold(run_id)
         return self.conn.execute(_STEP_STATE, {"_run": run_id, "_step": step_id}).scalar_one()
 
     def ladder_levels_fired(self, run_id: str, step_id: str) -> int:
         """How many escalation levels of a step fired."""
+        self._hold(run_id)
         return self.conn.execute(_LADDER_FIRED, {"_run": run_id, "_step": step_id}).scalar_one()
 
     def follow_up_run(self, parent_id: str, follow_up: str) -> str | None:
@@ -176,6 +193,7 @@ class RunStore:
 
     def run_value(self, run_id: str, column: str) -> Any:
         """One column of a run's row (None for an unknown run)."""
+        self._hold(run_id)
         return self.conn.execute(sa.select(runs.c[column]).where(runs.c.id == run_id)).scalar()
 
     # --- reading outside a transaction --------------------------------------------------------
@@ -313,6 +331,7 @@ class RunStore:
 
     def set_run(self, run_id: str, **values: Any) -> None:
         """Write values of a run's row without a view."""
+        self._hold(run_id)
         self.conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
     # --- steps -----------------------------------------------------------------------------

@@ -100,11 +100,12 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One serialised write transaction over the run store; the pages its changes decide are
+        """One write transaction over the run store, alone with each run it changes (the store holds
+        a run before it reads it: :meth:`flows.ledger.Tx.hold_run`); the pages its changes decide are
         queued in its outbox inside it and sent once it commits. The runs its changes ended start
         their follow-ups inside it too (``flows.engine.followups``): the end and what it starts commit
         together or not at all. An error writes nothing."""
-        with self.ledger.transaction() as tx, RunStore(tx) as store:
+        with self.ledger.transaction(per_run=True) as tx, RunStore(tx) as store:
             done = Transaction(store, self.site)
             yield done
             launches = self.start_follow_ups(done) if done.ended else []

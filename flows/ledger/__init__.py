@@ -1,14 +1,22 @@
 """The run ledger: append-only, hash-chained records plus projections (runs, steps, timers).
 
-Every write goes through :meth:`Ledger.transaction`, which serialises writers (SQLite
-``BEGIN IMMEDIATE``; a PostgreSQL advisory lock) so that each record can carry the hash of
-the one before it, and so that fences (unique timer levels, the open-run dedup key) are
-decided by the database, not by memory.
+Every write goes through :meth:`Ledger.transaction`. Records are chained per **lane**
+(``records.chain``; ``pos`` is the record's place in its lane): a transaction holds one lane
+and each record it appends carries the hash of its lane's previous record. Lane 0 holds the
+**checkpoints**: every lane's head, folded into one record now and then (:meth:`Ledger.checkpoint`),
+what an auditor anchors. On SQLite one writer at a time (``BEGIN IMMEDIATE``) writes lane 1. On
+PostgreSQL a transaction ``per_run`` (the engine's) takes any free lane and locks the rows of the
+runs it changes (:meth:`Tx.hold_run`), so writers of different runs go on at once; any other
+transaction is exclusive (one advisory lock), as every write was before lanes. Fences (unique
+timer levels, the open-run dedup key) are decided by the database, not by memory. docs/audit.md,
+"How the chain is kept", says what this detects.
 
 Owns: the tables (``schema``: records, pinned SOP texts, the projections, deliveries,
 metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
-(:func:`record_hash`, ``GENESIS``), transactions and read connections (:class:`Ledger`,
-:class:`Tx`, with its fast path for the hot statements on SQLite).
+(``tx``: :func:`record_hash`, ``GENESIS``, :class:`Tx`), transactions and read connections
+(:class:`Ledger`; :class:`Tx` has its fast path for the hot statements: ``driver`` on SQLite, ``pgdriver`` on
+PostgreSQL, where a transaction's BEGIN goes with its lock statement and locking a run brings the
+lane's head and seqs: round trips are most of a PostgreSQL write's cost).
 
 May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
 language, notifications, the engine or anything above: it stores the records it is given
@@ -18,15 +26,14 @@ and knows no SOP.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,121 +42,48 @@ from sqlalchemy.engine import Connection, Engine
 
 from flows.clock import Clock, SystemClock
 from flows.ledger import driver as fast
-from flows.ledger.schema import in_utc, records
+from flows.ledger.schema import records
+from flows.ledger.tx import (
+    _LANE_HEAD,
+    CHECKPOINT_LANE,
+    GENESIS,
+    LANES,
+    Tx,
+    dumps,
+    lane_of,
+    record_hash,
+    utc,
+)
 from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
 
-__all__ = ["GENESIS", "Ledger", "LedgerUnavailable", "Tx", "dumps", "record_hash", "utc"]
+__all__ = ["CHECKPOINT_LANE", "GENESIS", "LANES", "Ledger", "LedgerUnavailable", "Tx", "dumps", "lane_of",
+           "record_hash", "utc"]
 
-GENESIS = "0" * 64
-# built once: building a statement per call costs more than executing it
-_LAST_RECORD = sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
-_INSERT_RECORD = records.insert()
-_ADVISORY_LOCK = 7243_0001
+log = logging.getLogger("sop.ledger")
 
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they are UTC (``schema.UtcTime`` writes them so); make them aware."""
-    return None if value is None else in_utc(value)
-
-
-def dumps(data: Any) -> str:
-    """Canonical JSON (sorted keys, no spaces) — what the hash chain is computed over."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
-
-
-def record_hash(prev_hash: str, seq: int, at: datetime, run_id: str | None, step_id: str | None,
-                kind: str, actor: str | None, data: str) -> str:
-    """The hash of one record, chained to the previous record's hash."""
-    body = dumps([seq, utc(at).isoformat(), run_id, step_id, kind, actor, data])  # type: ignore[union-attr]
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
-
-
-@dataclass
-class Tx:
-    """An open write transaction: append records, update projections on ``conn``."""
-
-    conn: Connection
-    clock: Clock
-    #: the SQLite driver's connection under ``conn`` (None on other databases): see :meth:`execute`
-    driver: Any = None
-    _last: tuple[int, str] | None = None
-    #: records appended inside :meth:`held`, inserted when it ends
-    _held: list[dict[str, Any]] | None = None
-
-    # --- the hot statements: on SQLite straight to the driver (flows.ledger.driver), same rows,
-    # same errors; elsewhere through SQLAlchemy --------------------------------------------------
-
-    def execute(self, statement: Any, params: dict[str, Any]) -> None:
-        """Execute a built insert, update or delete with these parameters."""
-        if self.driver is None:
-            self.conn.execute(statement, params)
-        else:
-            fast.execute(self.driver, statement, params)
-
-    def executemany(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        """Execute a built insert for each row (all rows have the same keys)."""
-        if not rows:
-            return
-        if self.driver is None:
-            self.conn.execute(statement, rows)
-        else:
-            fast.executemany(self.driver, statement, rows)
-
-    def first(self, statement: Any, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
-        """The first row of a built select, as a tuple (None when there is none); select no times this way."""
-        if self.driver is None:
-            row = self.conn.execute(statement, params or {}).first()
-            return None if row is None else tuple(row)
-        return fast.first(self.driver, statement, params or {})
-
-    def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
-               actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
-        """Append one record to the chain; returns its sequence number."""
-        return self.append_text(kind, run_id, step_id, actor, at or self.clock.now(), dumps(data))
-
-    def append_text(self, kind: str, run_id: str | None, step_id: str | None, actor: str | None, at: datetime,
-                    text: str) -> int:
-        """:meth:`append` with the data already written as canonical JSON (``dumps``)."""
-        if self._last is None:
-            row = self.first(_LAST_RECORD)
-            self._last = (row[0], row[1]) if row else (0, GENESIS)
-        seq, prev = self._last[0] + 1, self._last[1]
-        digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text)
-        row = {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind, "actor": actor,
-               "data": text, "prev_hash": prev, "hash": digest}
-        if self._held is not None:
-            self._held.append(row)
-        else:
-            self.execute(_INSERT_RECORD, row)
-        self._last = (seq, digest)
-        return seq
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """Records appended inside are inserted together, in one statement, when the block ends.
-
-        Their seq and hash are decided as they are appended, as usual. Until the block ends
-        they are not in ``records``: nothing inside may read that table (the engine's
-        transitions do not). An exception inside inserts none of them.
-        """
-        if self._held is not None:  # already holding: the outer block inserts them
-            yield
-            return
-        self._held, last = [], self._last
-        try:
-            yield
-            self.executemany(_INSERT_RECORD, self._held)
-        except BaseException:
-            self._last = last  # none of them was inserted: the chain goes on from where it was
-            raise
-        finally:
-            self._held = None
+#: how often (seconds, per process) a writer folds the lanes' heads into a checkpoint after a commit
+CHECKPOINT_EVERY_S = float(os.environ.get("SOP_LEDGER_CHECKPOINT_S", "5"))
+_LAST_CHECKPOINT = (sa.select(records.c.at, records.c.data).where(records.c.chain == CHECKPOINT_LANE)
+                    .order_by(records.c.pos.desc()).limit(1))
+_ADVISORY_LOCK = 7243_0001  # exclusive: every other writer waits; shared: per-run writers
+_LANE_LOCKS = 7243  # (7243, lane): the lane a per-run writer holds
+# a transaction's first statement, sent with its BEGIN in one round trip (flows.ledger.pgdriver.begin): literals only
+_PG_SHARED_AND_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_try_advisory_xact_lock({l}, {lane})"
+_PG_EXCLUSIVE = "SELECT pg_advisory_xact_lock({k})"
+_PG_TRY_LANE = sa.text("SELECT pg_try_advisory_xact_lock(:l, :lane)")
+_PG_WAIT_LANE = sa.text("SELECT pg_advisory_xact_lock(:l, :lane)")
+#: a pooled PostgreSQL connection idle for longer than this is pinged before use (a busy one is not)
+_PING_IDLE_S = 1.0
 
 
 #: how long a writer waits for another process's write transaction before it gives up
 WRITE_WAIT_S = 60.0
 #: how often it looks again meanwhile
 _WRITE_POLL_S = 0.0005
+
+
+class BatchRefused(RuntimeError):
+    """A per-run batch met a write that must be alone: run the batch's calls one by one."""
 
 
 def _begin_immediate(dbapi_conn: Any) -> None:
@@ -196,15 +130,22 @@ class Ledger:
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
+        #: seconds between this process's checkpoints (None: only when :meth:`checkpoint` is called)
+        self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
+        self._next_checkpoint = time.monotonic() + (self.checkpoint_every or 0)
+        self._checkpointing = threading.Lock()
+        #: the fast path of the hot statements (flows.ledger.driver on SQLite, flows.ledger.pgdriver on PostgreSQL)
+        self.fast: Any = fast
+        if not self.is_sqlite:
+            from flows.ledger import pgdriver
+
+            self.fast = pgdriver
         self.engine: Engine = self._make_engine(immediate=True)
         self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
 
     def _make_engine(self, immediate: bool) -> Engine:
         if not self.is_sqlite:
-            # the session's zone UTC, as SQLite reads times back: a naive time in a text statement means
-            # the same instant on both (schema.UtcTime already writes the tables' times in UTC)
-            return sa.create_engine(self.url, pool_pre_ping=True, future=True,
-                                    connect_args={"options": "-c timezone=UTC"})
+            return self._make_pg_engine()
         engine = sa.create_engine(self.url, future=True, connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
@@ -227,6 +168,27 @@ class Ledger:
 
         return engine
 
+    def _make_pg_engine(self) -> Engine:
+        """PostgreSQL: connections in autocommit mode, so that a write transaction's ``BEGIN`` goes with its first
+        statement (:meth:`_begin`, one round trip instead of two) and a read needs none; psycopg's ``commit`` and
+        ``rollback`` still end the transaction that ``BEGIN`` opened. A connection idle for a while is pinged
+        before use (a dead one is replaced); a busy one is not: the ping was one more round trip per transaction."""
+        # the session's zone UTC, as SQLite reads times back: a naive time in a text statement means
+        # the same instant on both (schema.UtcTime already writes the tables' times in UTC)
+        engine = sa.create_engine(self.url, future=True, isolation_level="AUTOCOMMIT",
+                                  connect_args={"options": "-c timezone=UTC"})
+
+        @sa.event.listens_for(engine, "checkout")
+        def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            if time.monotonic() - record.info.get("checked_in", 0.0) > _PING_IDLE_S and not self.fast.alive(dbapi_conn):
+                raise sa.exc.DisconnectionError("the ledger's connection was closed")  # the pool connects anew
+
+        @sa.event.listens_for(engine, "checkin")
+        def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+            record.info["checked_in"] = time.monotonic()
+
+        return engine
+
     def migrate(self) -> None:
         """Bring the schema to the newest version (Alembic ``upgrade head``)."""
         from alembic import command
@@ -239,28 +201,100 @@ class Ledger:
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise unreachable(self.url, exc) from None
         conn.close()
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:  # one transaction for the whole upgrade (the engine's connections autocommit)
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A serialised write transaction; commits on success, rolls back on any error.
+    def transaction(self, per_run: bool = False) -> Iterator[Tx]:
+        """A write transaction; commits on success, rolls back on any error.
 
-        Inside this thread's :meth:`batch` it is part of the batch's transaction instead.
+        ``per_run``: the caller calls :meth:`Tx.hold_run` before it reads a run it changes, and
+        changes nothing else that two writers could race on (rows it only inserts, or fenced by a
+        unique key); then, on PostgreSQL, writers of other runs go on beside it. Otherwise it is
+        alone (as every writer is on SQLite). Inside this thread's :meth:`batch` it is part of the
+        batch's transaction instead (a per-run batch refuses an exclusive transaction: ``BatchRefused``).
         """
         opened = getattr(self._batch, "open", None)
         if opened is not None:
+            if not per_run and opened[0].per_run is not None:
+                raise BatchRefused("an exclusive write inside a per-run batch")
             yield opened[0]
             return
         with self._writer, self.engine.begin() as conn:
-            if not self.is_sqlite:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
-            yield Tx(conn=conn, clock=self.clock, driver=conn.connection.driver_connection if self.is_sqlite else None)
+            yield self._begin(conn, per_run)
+        self._checkpoint_if_due()
+
+    def _begin(self, conn: Connection, per_run: bool, batch: bool = False) -> Tx:
+        driver = conn.connection.driver_connection
+        if self.is_sqlite:
+            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast)
+        preferred = lane_of(f"{os.getpid()}:{threading.get_ident()}")
+        if not per_run:
+            self.fast.begin(driver, _PG_EXCLUSIVE.format(k=_ADVISORY_LOCK))  # alone: any lane is free
+            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred)
+        lane = preferred
+        free = self.fast.begin(driver, _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane))[1]
+        for step in range(1, LANES):
+            if free:
+                break
+            lane = (preferred + step - 1) % LANES + 1
+            free = conn.execute(_PG_TRY_LANE, {"l": _LANE_LOCKS, "lane": lane}).scalar_one()
+        if not free:  # every lane busy: wait for ours
+            lane = preferred
+            conn.execute(_PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
+        return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=lane,
+                  per_run=" NOWAIT" if batch else "")
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint(self, actor: str = "ledger") -> int | None:
+        """Fold every lane's head (and the head of the records written before lanes) into one
+        ``checkpoint`` record in lane 0, chained to the one before; returns its seq (None when
+        nothing was written since the last one). Its seq and hash are what an auditor notes down."""
+        with self.transaction() as tx:  # alone: the heads are one instant's
+            last = tx.first(_LAST_CHECKPOINT)
+            before = json.loads(last[1]) if last is not None else {}
+            lanes: dict[str, list[Any]] = {}
+            for lane in range(1, LANES + 1):
+                head = tx.first(_LANE_HEAD, {"_chain": lane})
+                if head is not None:
+                    lanes[str(lane)] = [head[0], head[1]]
+            legacy = before.get("legacy") if last is not None else self._legacy_head(tx)
+            if last is not None and before.get("lanes") == lanes:
+                return None
+            tx.lane = CHECKPOINT_LANE
+            return tx.append("checkpoint", actor=actor, lanes=lanes, legacy=legacy)
+
+    @staticmethod
+    def _legacy_head(tx: Tx) -> list[Any] | None:
+        """The last record written before lanes (seq, hash), once: the first checkpoint keeps it."""
+        row = tx.first(sa.select(records.c.seq, records.c.hash).where(records.c.chain.is_(None))
+                       .order_by(records.c.seq.desc()).limit(1))
+        return None if row is None else [row[0], row[1]]
+
+    def _checkpoint_if_due(self) -> None:
+        if self.checkpoint_every is None or time.monotonic() < self._next_checkpoint:
+            return
+        if getattr(self._batch, "open", None) is not None or not self._checkpointing.acquire(blocking=False):
+            return
+        try:
+            self._next_checkpoint = time.monotonic() + self.checkpoint_every
+            self.checkpoint()
+        except Exception as exc:  # noqa: BLE001 - the writer's own work is committed; the next one tries again
+            log.warning("event=checkpoint_failed error=%s", " ".join(str(exc).split())[:300])
+        finally:
+            self._checkpointing.release()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, per_run: bool = False) -> Iterator[None]:
         """Group commit: every :meth:`transaction` of this thread inside is one transaction.
+
+        ``per_run``: as for :meth:`transaction`; on PostgreSQL a run another writer holds is an
+        error at once (``NOWAIT``) rather than a wait, so two batches never wait on each other.
 
         Begin, the chain's last hash and commit are then paid once for the batch instead of
         once per transition. All or nothing: an exception rolls back the whole batch, so a
@@ -271,7 +305,8 @@ class Ledger:
         if getattr(self._batch, "open", None) is not None:
             raise RuntimeError("a ledger batch is already open on this thread")
         after: list[Callable[[], None]] = []
-        with self.transaction() as tx:
+        with self._writer, self.engine.begin() as conn:
+            tx = self._begin(conn, per_run, batch=True)
             self._batch.open = (tx, after)
             try:
                 yield
@@ -279,6 +314,7 @@ class Ledger:
                 self._batch.open = None
         for callback in after:
             callback()
+        self._checkpoint_if_due()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this thread's batch commits; outside a batch, at once.

@@ -1,6 +1,8 @@
 """Tables of the run ledger.
 
-``records`` is the audit trail: append-only, each row chained to the previous by a hash.
+``records`` is the audit trail: append-only, each row chained by a hash to the previous row of its
+chain (``chain``, ``pos``: a lane of the ledger; NULL for the records written before lanes, which
+form one chain in ``seq`` order). See docs/audit.md, "How the chain is kept".
 ``runs``, ``steps``, ``timers``, ``deliveries`` are projections of it kept in the same
 transaction, so questions like "which runs are open" need no replay. ``sop_versions``
 pins the exact text every run was started with.
@@ -49,6 +51,10 @@ records = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # the lane (0: the checkpoints, 1…: the writers') and the record's place in it, from 1, no gaps
+    sa.Column("chain", sa.Integer),
+    sa.Column("pos", sa.Integer),
+    sa.UniqueConstraint("chain", "pos", name="uq_records_chain_pos"),
 )
 
 sop_versions = sa.Table(

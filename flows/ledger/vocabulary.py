@@ -143,6 +143,8 @@ class RecordKind(StrEnum):
     FOLLOW_UP_STARTED = "follow_up_started"  # the run it started (or attached to), its SOP and the window it has
     FOLLOW_UP_SKIPPED = "follow_up_skipped"  # not started by design: its `when` is false, or the run is a drill
     FOLLOW_UP_REFUSED = "follow_up_refused"  # could not start: inputs that do not render or fit, an unknown SOP, a loop
+    # the ledger's own (lane 0): every lane's head at one instant, what an auditor anchors (docs/audit.md)
+    CHECKPOINT = "checkpoint"
 
     @classmethod
     def step_ended(cls, state: str) -> RecordKind:

@@ -199,8 +199,31 @@ def scenario(repo_root: Path, tmp_path_factory: pytest.TempPathFactory, database
 
 @pytest.fixture
 def ledger_copy(scenario: Scenario, tmp_path: Path, database: TestDatabase) -> str:
-    """The URL of a copy of the scenario's ledger (the file; a database made from it), free to tamper with."""
-    return database.copy(scenario.url, tmp_path / "ledger.db")
+    """The URL of a copy of the scenario's ledger (the file; a database made from it), free to tamper with, its
+    records as a ledger written before lanes has them (one chain in seq order: :func:`written_before_lanes`). The
+    stories of tampering by seq are about those; lanes have theirs (tests/audit/test_verify_lanes.py)."""
+    url = database.copy(scenario.url, tmp_path / "ledger.db")
+    written_before_lanes(url)
+    return url
+
+
+def written_before_lanes(url: str) -> None:
+    """Rewrite the ledger's records as the ledger wrote them before lanes (migration 0013 leaves an
+    older ledger so): no lane, one chain in seq order, each record hashing its seq and fields only. Seqs are
+    renumbered 1, 2, 3… as the single writer of those days took them (on PostgreSQL, lanes' writers take
+    seqs from a sequence a few at a time: gaps, which a chain in seq order reads as deletions)."""
+    from flows.ledger import GENESIS, record_hash
+
+    [rows] = sql_on(url, ("SELECT seq, at, run_id, step_id, kind, actor, data FROM records ORDER BY seq", ()))
+    prev, updates = GENESIS, []
+    for seq, row in enumerate(rows, start=1):  # ascending: each new seq is free (its own, or one moved from)
+        at = row["at"] if isinstance(row["at"], datetime) else datetime.fromisoformat(row["at"])
+        digest = record_hash(prev, seq, at, row["run_id"], row["step_id"], row["kind"], row["actor"], row["data"])
+        updates.append(("UPDATE records SET seq = ?, chain = NULL, pos = NULL, prev_hash = ?, hash = ? WHERE seq = ?",
+                        (seq, prev, digest, row["seq"])))
+        prev = digest
+    if updates:
+        sql_on(url, *updates)
 
 
 @pytest.fixture

@@ -107,7 +107,9 @@ def test_alone_it_forks_and_gives_the_same_answer(audit: Audit, scenario: Scenar
                           capture_output=True, text=True, check=True)
     *answers, forks = json.loads(done.stdout)
     assert answers == json.loads(to_json(list(_answers(audit, workers=1))))
-    assert forks == 2  # the report's child and the walk's
+    # the report's child; the walk forks only over records written before lanes (the scenario has none):
+    # lanes are walked in one process for now (docs/benchmarks.md, team ingest: what is left)
+    assert forks == 1
 
 
 @pytest.mark.parametrize("other", list(THREADS))

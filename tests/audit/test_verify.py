@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from flows.audit import Audit, AuditError
 from flows.audit.verify import Anchor, verify_chain
 from flows.ledger import GENESIS, Ledger, record_hash
+from flows.ledger.schema import records
 from tests.audit.conftest import HERE, Scenario, record_row, renumber, tamper
 from tests.conftest import sql_on
 
@@ -37,12 +39,14 @@ def test_an_untouched_ledger_verifies_and_gives_its_head_to_note_down(sop: Any, 
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["first_break"] is None
-    assert result["records"] == result["head"]["seq"] > 100
+    assert result["records"] > 100 and result["head"]["seq"] > 0  # seqs may skip numbers (lanes' writers on PostgreSQL)
     assert result["sop_texts"] == {"checked": 3, "edited": [], "missing": []}
 
     plain = _verify(sop, scenario.url)
     assert "✓ chain intact" in plain.stdout
-    assert f"--anchor {result['head']['seq']}:{result['head']['hash']}" in plain.stdout
+    anchor = f"{result['head']['seq']}:{result['head']['hash']}"
+    assert f"--anchor {anchor}" in plain.stdout
+    assert _verify(sop, scenario.url, "--anchor", anchor).returncode == 0  # the head noted down checks out
 
 
 def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
@@ -186,7 +190,8 @@ def test_the_quick_check_hashes_exactly_as_the_ledger_writes(ledger: Ledger) -> 
                       nested={"list": [text, None, 1.5, True]})
     prev_seq, prev_hash, checked = 0, GENESIS, 0
     with ledger.read() as conn:
-        for columns in _rows(conn):
+        [lane] = conn.execute(sa.select(records.c.chain).distinct()).scalars().all()  # the writer's lane
+        for columns in _rows(conn, lane=lane):
             assert _intact(columns, prev_seq, prev_hash), columns
             tampered = list(columns)
             tampered[6] = columns[6].replace("}", " }", 1)  # the data, one blank added

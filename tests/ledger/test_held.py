@@ -81,10 +81,11 @@ def test_an_exception_inside_writes_nothing_and_the_chain_goes_on_sound(ledger: 
             raise RuntimeError("boom")
         tx.append("after", "r1")
     with ledger.read() as conn:
-        rows = conn.execute(sa.select(records.c.seq, records.c.kind, records.c.prev_hash, records.c.hash)
-                            .order_by(records.c.seq)).all()
-    assert [(r.seq, r.kind) for r in rows] == [(1, "before"), (2, "after")]
-    assert rows[1].prev_hash == rows[0].hash  # the held record's seq and hash were given back
+        rows = conn.execute(sa.select(records.c.seq, records.c.kind, records.c.pos, records.c.prev_hash,
+                                      records.c.hash).order_by(records.c.seq)).all()
+    assert [r.kind for r in rows] == ["before", "after"]
+    assert rows[1].pos == rows[0].pos + 1  # the held record's place and hash were given back
+    assert rows[1].prev_hash == rows[0].hash
 
 
 def test_sop_audit_verify_passes_on_a_ledger_written_with_held_records(
@@ -106,4 +107,4 @@ def test_sop_audit_verify_passes_on_a_ledger_written_with_held_records(
     done = sop("audit", "verify", "--json", env={"SOP_DATABASE_URL": database_url})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["ok"] is True and result["records"] == result["head"]["seq"] > 20
+    assert result["ok"] is True and result["records"] > 20

@@ -63,4 +63,4 @@ def test_a_record_appended_at_a_zoned_time_keeps_its_hash(shanghai_ledger: Ledge
         row = conn.execute(sa.select(records)).one()
     assert utc(row.at) == NOON_UTC
     assert record_hash(row.prev_hash, row.seq, row.at, row.run_id, row.step_id, row.kind, row.actor,
-                       row.data) == row.hash  # what `sop audit verify` recomputes
+                       row.data, row.chain, row.pos) == row.hash  # what `sop audit verify` recomputes

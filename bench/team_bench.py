@@ -1,0 +1,195 @@
+"""Team mode: alert ingest with two API processes and a pager on one ledger, PostgreSQL beside SQLite.
+
+Per database, in one run: a fresh ledger (a private PostgreSQL cluster: ``tests/postgres.py``;
+a SQLite file), two API processes (``uvicorn --factory flows.runtime.web:from_environment`` on
+127.0.0.1, as a team runs them behind a balancer), one pager process (``sop pager``), a receiver
+standing in for the owner's phone. CLIENTS clients send one alert per request over kept-alive
+connections, alternating between the two APIs: a storm (3,000 requests over 100 dedup keys:
+100 new runs, the rest attach), then the same again when every run is open (repeats only).
+CPU per alert: the API processes and the pager; on PostgreSQL also the server's (its processes,
+living and ended), which on SQLite is spent inside the API processes. The cluster runs with fsync off.
+
+``python -m bench team``; ``BENCH_TEAM_N`` sets the request count (default 3000). Writes
+``bench/out/team.json``. Goals (issue #19): PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.triggers_bench import TOKEN, Receiver, Row, alert_body, cpu_seconds, surge
+from flows.engine.outbox import pager_alive
+from flows.ledger import Ledger
+from tests.support import api_process, free_port, wait_healthy
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).resolve().parent / "out" / "team.json"
+N = int(os.environ.get("BENCH_TEAM_N", "3000"))
+CLIENTS = 4
+APIS = 2
+GOALS = {"per_s": 1000, "p99_ms": 50}
+
+
+class Team:
+    """Two API processes and a pager process on one ledger URL."""
+
+    def __init__(self, url: str, workdir: Path, receiver: Receiver, server: Path | None = None):
+        self.server = server  # PostgreSQL: the cluster's data folder (its postmaster.pid)
+        env = {**os.environ, "SOP_HOME": str(ROOT), "SOP_DATABASE_URL": url, "SOP_INBOX_DIR": str(workdir / "inbox"),
+               "SOP_API_LAUNCH": "0", "SOP_TOKEN_MONITOR": TOKEN,
+               "TOM_BECKER_URL": f"json://127.0.0.1:{receiver.port}/tom"}
+        ledger = Ledger(url)
+        ledger.migrate()  # once, before the processes start (each would otherwise race to do it)
+        self.log = open(workdir / "team.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.pager = subprocess.Popen([sys.executable, "-m", "flows", "pager"], env=env, cwd=workdir,
+                                      stdout=self.log, stderr=subprocess.STDOUT)
+        self.ports = [free_port() for _ in range(APIS)]
+        self.apis = [api_process(env, port, workdir, stdout=self.log, stderr=subprocess.STDOUT) for port in self.ports]
+        try:
+            for api, port in zip(self.apis, self.ports, strict=True):
+                wait_healthy(api, f"http://127.0.0.1:{port}", 60)
+            deadline = time.monotonic() + 60
+            while True:
+                with ledger.read() as conn:
+                    if pager_alive(conn):
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the pager process did not beat within 60 s")
+                time.sleep(0.1)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}; see {workdir / 'team.log'}") from None
+        finally:
+            ledger.dispose()
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in [*self.apis, self.pager])
+
+    def server_cpu(self) -> float:
+        """The PostgreSQL server's CPU seconds so far: the postmaster, its living processes and those that ended."""
+        if self.server is None:
+            return 0.0
+        postmaster = int((self.server / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        ended = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        living = 0.0
+        for pid in children:
+            with contextlib.suppress(OSError):
+                living += cpu_seconds(int(pid))
+        return cpu_seconds(postmaster) + ended + living
+
+    def stop(self) -> None:
+        for child in [*self.apis, self.pager]:
+            child.terminate()
+            child.wait(10)
+        self.log.close()
+
+
+def ingest(team: Team, run: str, what: str) -> tuple[Row, float]:
+    """N one-alert requests over 100 keys, CLIENTS clients at once, client k on API k mod 2; and the
+    PostgreSQL server's CPU ms per alert meanwhile (0 on SQLite)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    bodies = [json.dumps(alert_body(surge(f"{run}-{i % 100}", instance=f"i{i}"))).encode() for i in range(N)]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def work(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", team.ports[k % APIS], timeout=30)
+        for i in range(k, N, CLIENTS):
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/alerts/alertmanager", body=bodies[i], headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            elapsed = time.perf_counter() - t0
+            if answer.status != 200:
+                raise RuntimeError(f"the API answered {answer.status}")
+            with lock:
+                latencies.append(elapsed)
+        conn.close()
+
+    cpu, server = team.cpu(), team.server_cpu()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(work, range(CLIENTS)))
+    seconds = time.perf_counter() - started
+    return (Row(what, latencies, N, seconds, "alerts", (team.cpu() - cpu) / N * 1000),
+            (team.server_cpu() - server) / N * 1000)
+
+
+def measure(database: str, url: str, workdir: Path, receiver: Receiver, server: Path | None = None) -> list[dict]:
+    team = Team(url, workdir, receiver, server)
+    try:
+        warm = json.dumps(alert_body(surge("warm"))).encode()
+        for port in team.ports:  # imports, the first SOP version, Apprise's plugins
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for _ in range(20):
+                conn.request("POST", "/v1/alerts/alertmanager", body=warm,
+                             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                conn.getresponse().read()
+            conn.close()
+        run = uuid.uuid4().hex[:6]
+        rows = [ingest(team, run, "storm: 100 keys, 100 new runs"), ingest(team, run, "repeats: all 100 runs open")]
+    finally:
+        team.stop()
+    return [{"database": database, **row.summary(), "server_cpu_ms_per_alert": round(server_ms, 2)}
+            for row, server_ms in rows]
+
+
+def main() -> None:
+    """Both databases, one table (and bench/out/team.json)."""
+    from tests.postgres import PostgresCluster
+
+    console = Console(width=max(Console().width, 150))
+    load = os.getloadavg()
+    receiver = Receiver()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-team-"))
+    cluster = PostgresCluster().start()
+    try:
+        (workdir / "sqlite").mkdir()
+        (workdir / "pg").mkdir()
+        rows = measure("SQLite", f"sqlite:///{workdir / 'sqlite' / 'ledger.db'}", workdir / "sqlite", receiver)
+        rows += measure("PostgreSQL", cluster.database("bench_team"), workdir / "pg", receiver,
+                        cluster.folder / "data")  # type: ignore[operator]
+    finally:
+        cluster.stop()
+        receiver.stop()
+    table = Table(title=f"Team ingest: {APIS} API processes + a pager, {CLIENTS} clients, {N} one-alert requests "
+                        f"({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; PostgreSQL: fsync off)",
+                  title_justify="left")
+    for column in ("ledger", "what", "alerts/s", "p50 ms", "p99 ms", "max ms", "CPU ms/alert", "+ server's"):
+        table.add_column(column, justify="left" if column in ("ledger", "what") else "right")
+    for s in rows:
+        table.add_row(s["database"], s["what"], f"{s['per_s']:,.0f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}",
+                      f"{s['max_ms']:.1f}", f"{s['api_cpu_ms_per_alert']:.2f}",
+                      f"{s['server_cpu_ms_per_alert']:.2f}" if s["database"] == "PostgreSQL" else "(in the APIs)")
+    console.print(table)
+    pg = [r for r in rows if r["database"] == "PostgreSQL"]
+    sq = [r for r in rows if r["database"] == "SQLite"]
+    console.print("goals: PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms → " + "; ".join(
+        f"{p['what'].split(':')[0]} {p['per_s']:,.0f}/s vs SQLite {s['per_s']:,.0f}/s, p99 {p['p99_ms']:.1f} ms"
+        for p, s in zip(pg, sq, strict=True)))
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"cores": os.cpu_count(), "load_average_at_start": load[0], "n": N,
+                               "at": datetime.now(UTC).isoformat(), "rows": rows, "goals": GOALS}, indent=2) + "\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The PostgreSQL fast path: a statement built once, sent straight to psycopg (the twin of ``driver``, SQLite's).
+
+The same SQL SQLAlchemy would send (compiled once per statement shape for the psycopg dialect),
+times converted to UTC as ``schema.UtcTime`` converts them, without SQLAlchemy's execution per
+statement: on PostgreSQL that was ~0.9 ms of the API's CPU per alert (docs/benchmarks.md, "Team
+ingest"). psycopg prepares a statement on the server once it has run a few times on a connection.
+Errors are SQLAlchemy's types (``IntegrityError`` for a constraint, ``OperationalError`` for a lock
+not available…), exactly as on the plain path. Selects come back as the driver's tuples.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
+
+from flows.ledger.schema import in_utc
+
+_PG = pg_dialect.dialect()
+
+
+@lru_cache(maxsize=256)
+def compiled(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """A built statement's PostgreSQL text (``%(name)s`` placeholders) for these parameter names, and the
+    values of the parameters the statement holds itself (a ``LIMIT 1``)."""
+    done = statement.compile(dialect=_PG, column_keys=list(keys))
+    return done.string, {k: v for k, v in done.params.items() if k not in keys}
+
+
+def _values(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    values = {**fixed, **params} if fixed else dict(params)
+    for key, value in values.items():
+        if isinstance(value, datetime):
+            values[key] = in_utc(value)
+    return values
+
+
+def _translated(exc: psycopg.Error, sql: str, params: Any, many: bool = False) -> BaseException:
+    """The SQLAlchemy error SQLAlchemy itself raises for this driver error (IntegrityError, OperationalError…)."""
+    return sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error, dialect=_PG, ismulti=many)
+
+
+def execute(driver: Any, statement: Any, params: dict[str, Any]) -> None:
+    """Execute a built insert, update or delete with these parameters."""
+    sql, fixed = compiled(statement, tuple(params))
+    values = _values(fixed, params)
+    try:
+        driver.execute(sql, values)
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values) from exc
+
+
+def executemany(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """Execute a built insert for each row (all rows have the same keys), in one round trip."""
+    sql, fixed = compiled(statement, tuple(rows[0]))
+    values = [_values(fixed, row) for row in rows]
+    try:
+        with driver.cursor() as cursor:
+            cursor.executemany(sql, values)
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values, many=True) from exc
+
+
+def first(driver: Any, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The first row of a built select, as the driver's tuple (None when there is none)."""
+    sql, fixed = compiled(statement, tuple(params))
+    values = _values(fixed, params)
+    try:
+        return driver.execute(sql, values).fetchone()  # type: ignore[no-any-return]
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values) from exc
+
+
+def begin(driver: Any, sql: str) -> tuple[Any, ...]:
+    """``BEGIN`` and a first statement (SQL with literals only: it goes as one simple query), in one round
+    trip on a connection in autocommit mode; the statement's row."""
+    try:
+        cursor = driver.execute(f"BEGIN; {sql}", prepare=False)
+        cursor.nextset()
+        return cursor.fetchone()  # type: ignore[no-any-return]
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, ()) from exc
+
+
+def alive(driver: Any) -> bool:
+    """The connection still answers (``SELECT 1``)."""
+    if driver.closed:
+        return False
+    try:
+        driver.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+_SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, %(_n)s))"
+
+
+@lru_cache(maxsize=32)
+def _held_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    sql, fixed = compiled(statement, keys)
+    # the CTE's rows are locked before the outer row is made: the seqs are taken after the lock (in order, per
+    # run); the lane's head is read in this statement's snapshot, taken after the caller's lane lock
+    return (f"WITH held AS ({sql}) SELECT held.*, h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one "
+            "LEFT JOIN held ON true LEFT JOIN LATERAL (SELECT pos, hash FROM records WHERE chain = %(_chain)s "
+            "ORDER BY pos DESC LIMIT 1) AS h ON true", fixed)
+
+
+def first_held(driver: Any, statement: Any, params: dict[str, Any], chain: int,
+               n: int) -> tuple[tuple[Any, ...] | None, tuple[int, str] | None, list[int]]:
+    """A ``SELECT … FOR UPDATE``'s first row (None when none; its first column is never NULL), with the head of
+    lane ``chain`` (place, hash; None when empty) and ``n`` seqs, in one round trip."""
+    sql, fixed = _held_sql(statement, tuple(params))
+    values = {**_values(fixed, params), "_chain": chain, "_n": n}
+    try:
+        found = driver.execute(sql, values).fetchone()
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values) from exc
+    row = None if found[0] is None else tuple(found[:-3])
+    head = None if found[-3] is None else (found[-3], found[-2])
+    return row, head, found[-1]

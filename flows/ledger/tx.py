@@ -1,0 +1,215 @@
+"""The chain and an open write transaction: records hashed and appended in a lane (:class:`Tx`).
+
+A record's hash covers its predecessor's in its lane, its lane and place, its seq and fields
+(:func:`record_hash`). A :class:`Tx` appends to the one lane its transaction holds, keeps the lane's
+head and its seqs, and sends the hot statements through a fast path (``driver`` on SQLite,
+``pgdriver`` on PostgreSQL). :class:`flows.ledger.Ledger` opens it; docs/audit.md, "How the chain
+is kept", says what the lanes promise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from flows.clock import Clock
+from flows.ledger import driver as fast
+from flows.ledger.schema import in_utc, records
+
+GENESIS = "0" * 64
+#: the lane of the checkpoints
+CHECKPOINT_LANE = 0
+#: the writers' lanes on PostgreSQL are 1…LANES (on SQLite, one writer at a time: lane 1). Records
+#: never move between lanes, so this may change at any time; checkpoints fold lanes 1…LANES.
+LANES = 16
+# built once: building a statement per call costs more than executing it
+_MAX_SEQ = sa.select(sa.func.max(records.c.seq))
+_LANE_HEAD = (sa.select(records.c.pos, records.c.hash).where(records.c.chain == sa.bindparam("_chain"))
+              .order_by(records.c.pos.desc()).limit(1))
+_INSERT_RECORD = records.insert()
+_SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, :n))"
+_PG_HEAD = sa.text(f"SELECT h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one LEFT JOIN LATERAL "
+                   "(SELECT pos, hash FROM records WHERE chain = :chain ORDER BY pos DESC LIMIT 1) AS h ON true")
+_PG_SEQS = sa.text(f"SELECT {_SEQS}")
+_HOLD_RUN = {wait: sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{wait}") for wait in ("", " NOWAIT")}
+#: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
+_SEQ_BLOCK = 8
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they are UTC (``schema.UtcTime`` writes them so); make them aware."""
+    return None if value is None else in_utc(value)
+
+
+def dumps(data: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) — what the hash chain is computed over."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def record_hash(prev_hash: str, seq: int, at: datetime, run_id: str | None, step_id: str | None,
+                kind: str, actor: str | None, data: str, chain: int | None = None, pos: int | None = None) -> str:
+    """The hash of one record, chained to the previous record's hash (of its lane: ``chain``, at ``pos``;
+    without a lane, of the record before it in ``seq`` order: the records written before lanes)."""
+    fields: list[Any] = [seq, utc(at).isoformat(), run_id, step_id, kind, actor, data]  # type: ignore[union-attr]
+    if chain is not None:
+        fields += [chain, pos]
+    return hashlib.sha256(f"{prev_hash}|{dumps(fields)}".encode()).hexdigest()
+
+
+def lane_of(key: str) -> int:
+    """The lane a writer prefers (1…LANES), from a key such as its thread: spread, stable."""
+    return zlib.crc32(key.encode()) % LANES + 1
+
+
+@dataclass
+class Tx:
+    """An open write transaction: append records, update projections on ``conn``."""
+
+    conn: Connection
+    clock: Clock
+    #: the driver's connection under ``conn`` and the fast path that sends the hot statements straight to it
+    #: (``flows.ledger.driver`` on SQLite, ``flows.ledger.pgdriver`` on PostgreSQL): see :meth:`execute`
+    driver: Any = None
+    fast: Any = None
+    #: the lane this transaction appends to (held by it alone until it ends)
+    lane: int = 1
+    #: PostgreSQL, per run: lock the rows of the runs it changes (:meth:`hold_run`); NOWAIT in a batch
+    per_run: str | None = None
+    _last: tuple[int, str] | None = None  # the lane's head: pos, hash
+    _seq: int = 0  # SQLite: the last seq
+    _seqs: list[int] | None = None  # PostgreSQL: seqs taken from the sequence, not used yet
+    _held_runs: set[str] | None = None
+    _fresh: bool = False  # the seqs were taken since the last run was locked (first_held)
+    #: records appended inside :meth:`held`, inserted when it ends
+    _held: list[dict[str, Any]] | None = None
+
+    # --- the hot statements: straight to the driver (flows.ledger.driver, flows.ledger.pgdriver), same
+    # rows, same errors; without a driver (tests of the plain path) through SQLAlchemy -------------
+
+    @property
+    def sqlite(self) -> bool:
+        return self.fast is fast
+
+    def execute(self, statement: Any, params: dict[str, Any]) -> None:
+        """Execute a built insert, update or delete with these parameters."""
+        if self.driver is None:
+            self.conn.execute(statement, params)
+        else:
+            self.fast.execute(self.driver, statement, params)
+
+    def executemany(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """Execute a built insert for each row (all rows have the same keys)."""
+        if not rows:
+            return
+        if self.driver is None:
+            self.conn.execute(statement, rows)
+        else:
+            self.fast.executemany(self.driver, statement, rows)
+
+    def first(self, statement: Any, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
+        """The first row of a built select, as a tuple (None when there is none); select no times this way."""
+        if self.driver is None:
+            row = self.conn.execute(statement, params or {}).first()
+            return None if row is None else tuple(row)
+        return self.fast.first(self.driver, statement, params or {})
+
+    def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
+               actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
+        """Append one record to the chain; returns its sequence number."""
+        return self.append_text(kind, run_id, step_id, actor, at or self.clock.now(), dumps(data))
+
+    def append_text(self, kind: str, run_id: str | None, step_id: str | None, actor: str | None, at: datetime,
+                    text: str) -> int:
+        """:meth:`append` with the data already written as canonical JSON (``dumps``)."""
+        if self._last is None:
+            self._read_head()
+        seq = self._next_seq()
+        pos, prev = self._last[0] + 1, self._last[1]  # type: ignore[index]
+        digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text, self.lane, pos)
+        row = {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind, "actor": actor,
+               "data": text, "prev_hash": prev, "hash": digest, "chain": self.lane, "pos": pos}
+        if self._held is not None:
+            self._held.append(row)
+        else:
+            self.execute(_INSERT_RECORD, row)
+        self._last = (pos, digest)
+        return seq
+
+    def _read_head(self) -> None:
+        """The lane's head (and, on SQLite, the last seq; on PostgreSQL, a few seqs), in one go."""
+        if self.sqlite:
+            row = self.first(_LANE_HEAD, {"_chain": self.lane})
+            self._seq = self.first(_MAX_SEQ)[0] or 0  # type: ignore[index]
+        else:
+            found = self.first(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK})
+            row = None if found[0] is None else (found[0], found[1])  # type: ignore[index]
+            self._seqs = list(reversed(found[2]))  # type: ignore[index]
+        self._last = (row[0], row[1]) if row else (0, GENESIS)
+
+    def _next_seq(self) -> int:
+        if self.sqlite:
+            self._seq += 1
+            return self._seq
+        if not self._seqs:
+            self._seqs = list(reversed(self.first(_PG_SEQS, {"n": _SEQ_BLOCK})[0]))  # type: ignore[index]
+        return self._seqs.pop()
+
+    def hold_run(self, run_id: str) -> None:
+        """Before reading a run to change it: wait until no other transaction is changing it, and keep
+        others from it until this one ends (PostgreSQL, per run: its row, ``FOR UPDATE``; in a batch
+        ``NOWAIT``: an error, so the batch's calls run again one by one). Elsewhere every writer is
+        alone already: nothing to do."""
+        if self.per_run is None or (self._held_runs is not None and run_id in self._held_runs):
+            return
+        self.first_held(_HOLD_RUN[self.per_run], {"id": run_id})
+        self.held_run(run_id)
+
+    def first_held(self, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a built ``SELECT … FOR UPDATE`` of runs (its first column never NULL); the caller then
+        calls :meth:`held_run` for the run it found. On PostgreSQL the lane's head and fresh seqs come in the same
+        round trip, read once the rows are locked (the lane is this transaction's already)."""
+        if self.fast is None or self.sqlite:
+            return self.first(statement, params)
+        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, _SEQ_BLOCK)
+        if self._last is None:  # else this transaction appended to its lane already: it knows the head
+            self._last = head or (0, GENESIS)
+        self._seqs, self._fresh = list(reversed(seqs)), row is not None
+        return row
+
+    def held_run(self, run_id: str) -> None:
+        """``run_id``'s row was locked by a statement of the caller's (``FOR UPDATE``, :meth:`first_held`)."""
+        self._held_runs = (self._held_runs or set()) | {run_id}
+        if not self._fresh:
+            self._seqs = None  # the run's records take seqs after whoever changed it before: in order, per run
+        self._fresh = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Records appended inside are inserted together, in one statement, when the block ends.
+
+        Their seq and hash are decided as they are appended, as usual. Until the block ends
+        they are not in ``records``: nothing inside may read that table (the engine's
+        transitions do not). An exception inside inserts none of them.
+        """
+        if self._held is not None:  # already holding: the outer block inserts them
+            yield
+            return
+        self._held, last, seq, seqs = [], self._last, self._seq, list(self._seqs or [])
+        try:
+            yield
+            self.executemany(_INSERT_RECORD, self._held)
+        except BaseException:
+            # none of them was inserted: the chain (and the seqs) go on from where they were
+            self._last, self._seq, self._seqs = last, seq, seqs
+            raise
+        finally:
+            self._held = None

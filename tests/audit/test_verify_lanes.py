@@ -1,0 +1,272 @@
+"""An auditor checks a ledger written in lanes, on SQLite and on PostgreSQL: every edit, deletion,
+reordering, cut tail and forged checkpoint is caught, and many writers at once lose nothing.
+
+Each story writes a small ledger through :class:`flows.ledger.Ledger` (per-run transactions,
+checkpoints), changes it with plain SQL as someone with the database would, and verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.audit.queries import text_hash
+from flows.audit.verify import Anchor, Verification, verify_chain
+from flows.ledger import CHECKPOINT_LANE, Ledger, record_hash
+from flows.ledger.schema import records, runs, sop_versions
+
+RUNS = [f"run-{n}" for n in range(6)]
+PINNED = text_hash("id: s")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lanes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ledger, Any]]:
+    """A ledger with six runs' records over two checkpoints, and a function running SQL on it as an operator."""
+    if request.param == "sqlite":
+        db = tmp_path / "ledger.db"
+        ledger = Ledger(f"sqlite:///{db}")
+
+        def sql(statement: str) -> None:
+            with sqlite3.connect(db) as conn:
+                conn.execute(statement)
+    else:
+        cluster = request.getfixturevalue("postgres")
+        name = f"lanes_{abs(hash(request.node.name)) % 10**8}"
+        ledger = Ledger(cluster.database(name))
+
+        def sql(statement: str) -> None:
+            cluster.psql(name, statement)
+    ledger.checkpoint_every = None
+    ledger.migrate()
+    _write(ledger)
+    yield ledger, sql
+    ledger.dispose()
+
+
+def _pin(ledger: Ledger) -> None:
+    with ledger.transaction() as tx:
+        tx.conn.execute(sop_versions.insert().values(hash=PINNED, sop_id="s", text="id: s", first_seen=ledger.clock.now()))
+
+
+def _write(ledger: Ledger) -> None:
+    _pin(ledger)
+    for n, run in enumerate(RUNS):
+        with ledger.transaction() as tx:
+            tx.conn.execute(runs.insert().values(id=run, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                                 priority=1, status="running", inputs="{}",
+                                                 started_at=ledger.clock.now()))
+        for k in range(3):
+            with ledger.transaction(per_run=True) as tx:
+                tx.hold_run(run)
+                tx.append("note", run, actor="ada", text=f"{run} #{k}")
+        if n in (2, 5):
+            ledger.checkpoint()
+
+
+def _verify(ledger: Ledger, anchors: list[Anchor] | None = None) -> Verification:
+    with ledger.read() as conn:
+        return verify_chain(conn, anchors)
+
+
+def _row(ledger: Ledger, run: str, k: int) -> Any:
+    with ledger.read() as conn:
+        return conn.execute(sa.select(records).where((records.c.run_id == run)
+                                                     & (records.c.data.contains(f"#{k}")))).one()
+
+
+def test_an_untouched_ledger_in_lanes_verifies_and_names_its_last_checkpoint(lanes: tuple[Ledger, Any]) -> None:
+    ledger, _sql = lanes
+    result = _verify(ledger)
+    assert result.ok, result.to_dict()
+    with ledger.read() as conn:
+        last = conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.chain == CHECKPOINT_LANE)
+                            .order_by(records.c.pos.desc()).limit(1)).one()
+    assert (result.head_seq, result.head_hash) == (last.seq, last.hash)  # what the auditor notes down
+
+
+def test_an_edit_is_named(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    row = _row(ledger, "run-1", 1)
+    sql(f"UPDATE records SET actor = 'mallory' WHERE seq = {row.seq}")
+    first = _verify(ledger).first_break
+    assert first is not None and (first.lane, first.seq, first.kind) == (row.chain, row.pos, "edited")
+
+
+def test_an_edit_with_its_hash_recomputed_is_caught_by_the_next_record(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    row = _row(ledger, "run-1", 1)
+    fake = record_hash(row.prev_hash, row.seq, row.at, row.run_id, row.step_id, row.kind, "mallory", row.data,
+                       row.chain, row.pos)
+    sql(f"UPDATE records SET actor = 'mallory', hash = '{fake}' WHERE seq = {row.seq}")
+    first = _verify(ledger).first_break
+    assert first is not None and (first.lane, first.seq, first.kind) == (row.chain, row.pos, "edited")
+
+
+def test_a_deleted_record_is_named(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    row = _row(ledger, "run-2", 1)
+    sql(f"DELETE FROM records WHERE seq = {row.seq}")
+    first = _verify(ledger).first_break
+    assert first is not None and (first.lane, first.seq, first.kind) == (row.chain, row.pos, "deleted")
+
+
+def test_two_swapped_records_are_named_as_reordered(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    a, b = _row(ledger, "run-3", 0), _row(ledger, "run-3", 1)
+    assert a.chain == b.chain
+    sql(f"UPDATE records SET pos = -1 WHERE seq = {a.seq}")
+    sql(f"UPDATE records SET pos = {a.pos} WHERE seq = {b.seq}")
+    sql(f"UPDATE records SET pos = {b.pos} WHERE seq = {a.seq}")
+    first = _verify(ledger).first_break
+    assert first is not None and (first.lane, first.kind) == (a.chain, "reordered")
+
+
+def test_a_tail_cut_after_a_checkpoint_saw_it_is_named_truncated(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    row = _row(ledger, "run-5", 2)  # the last record written before the last checkpoint
+    sql(f"DELETE FROM records WHERE chain = {row.chain} AND pos >= {row.pos - 1}")
+    result = _verify(ledger)
+    kinds = {(b.lane, b.kind) for b in result.breaks}
+    assert (row.chain, "truncated") in kinds, result.to_dict()
+
+
+def test_a_tail_cut_before_any_checkpoint_saw_it_needs_the_next_checkpoint(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    with ledger.transaction(per_run=True) as tx:
+        tx.hold_run("run-0")
+        tx.append("note", "run-0", actor="ada", text="after the last checkpoint")
+        lane = tx.lane
+    sql("DELETE FROM records WHERE data LIKE '%after the last checkpoint%'")
+    assert _verify(ledger).ok  # the window: nothing saw it yet
+    with ledger.transaction(per_run=True) as tx:  # the same again, and this time a checkpoint follows
+        tx.hold_run("run-0")
+        tx.append("note", "run-0", actor="ada", text="seen by a checkpoint")
+        lane = tx.lane
+    ledger.checkpoint()
+    sql("DELETE FROM records WHERE data LIKE '%seen by a checkpoint%'")
+    result = _verify(ledger)
+    assert (lane, "truncated") in {(b.lane, b.kind) for b in result.breaks}, result.to_dict()
+
+
+def test_a_forged_checkpoint_is_caught_by_the_next_one_or_by_the_anchor(lanes: tuple[Ledger, Any]) -> None:
+    ledger, sql = lanes
+    anchor = Anchor(_verify(ledger).head_seq, _verify(ledger).head_hash)
+    with ledger.read() as conn:
+        first, last = conn.execute(sa.select(records).where(records.c.chain == CHECKPOINT_LANE)
+                                   .order_by(records.c.pos)).all()
+    # cut a lane back past what the first checkpoint saw, and forge the last checkpoint to match
+    # (its hash recomputed: it still links to the first)
+    lane, heads = next(iter(json.loads(first.data)["lanes"].items()))
+    sql(f"DELETE FROM records WHERE chain = {lane} AND pos >= {heads[0]}")
+    data = json.loads(last.data)
+    with ledger.read() as conn:
+        head = conn.execute(sa.select(records.c.pos, records.c.hash).where(records.c.chain == int(lane))
+                            .order_by(records.c.pos.desc()).limit(1)).one()
+    data["lanes"][lane] = [head.pos, head.hash]
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    forged = record_hash(last.prev_hash, last.seq, last.at, None, None, "checkpoint", last.actor, text,
+                         CHECKPOINT_LANE, last.pos)
+    sql(f"UPDATE records SET data = '{text}', hash = '{forged}' WHERE seq = {last.seq}")
+    result = _verify(ledger)
+    # the earlier checkpoint saw the lane further than the forged one says: cut between them
+    assert not result.ok and "truncated" in {b.kind for b in result.breaks}, result.to_dict()
+    # and the anchor noted after the last audit no longer matches
+    anchored = _verify(ledger, [anchor])
+    assert "rewritten" in {b.kind for b in anchored.breaks}
+    assert first.kind == "checkpoint"
+
+
+def test_many_writers_of_different_runs_at_once_lose_nothing_and_use_several_lanes(postgres: Any) -> None:
+    """PostgreSQL: 16 threads, each changing its own runs 40 times, at once; every record is there,
+    the lanes verify, and writers were not one at a time (more than one lane was written)."""
+    ledger = Ledger(postgres.database("lanes_many"))
+    ledger.checkpoint_every = 0.05
+    ledger.migrate()
+    names = [f"w{n}" for n in range(16)]
+    _pin(ledger)
+    with ledger.transaction() as tx:
+        for name in names:
+            tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                                 priority=1, status="running", inputs="{}", repeats=0,
+                                                 started_at=ledger.clock.now()))
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            for k in range(40):
+                with ledger.transaction(per_run=True) as tx:
+                    tx.hold_run(name)
+                    repeats = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
+                    tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=repeats + 1))
+                    tx.append("note", name, actor="ada", k=k)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    ledger.checkpoint()
+    assert not errors, errors
+    with ledger.read() as conn:
+        notes = conn.execute(sa.select(records.c.run_id, records.c.chain).where(records.c.kind == "note")).all()
+        counts = dict(conn.execute(sa.select(runs.c.id, runs.c.repeats)).all())
+    assert len(notes) == 16 * 40
+    assert counts == {name: 40 for name in names}  # each run's read-modify-write was alone
+    assert len({chain for _run, chain in notes}) > 1
+    result = _verify(ledger)
+    assert result.ok, result.to_dict()
+    ledger.dispose()
+
+
+def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wrote_them(postgres: Any) -> None:
+    """PostgreSQL: 8 threads change the same two runs 30 times each, in lanes of their own; each record notes
+    the run's count as its writer saw it, under the run's lock. Read in seq order (as the audit reads a run's
+    story), every run's records come in the order they were written: seqs are taken once the run is held."""
+    ledger = Ledger(postgres.database("lanes_one_run"))
+    ledger.checkpoint_every = None
+    ledger.migrate()
+    _pin(ledger)
+    shared = ["shared-a", "shared-b"]
+    with ledger.transaction() as tx:
+        for name in shared:
+            tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                                 priority=1, status="running", inputs="{}", repeats=0,
+                                                 started_at=ledger.clock.now()))
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for k in range(30):
+                name = shared[(n + k) % 2]
+                with ledger.transaction(per_run=True) as tx:
+                    tx.hold_run(name)
+                    count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
+                    tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
+                    tx.append("note", name, actor="ada", count=count)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with ledger.read() as conn:
+        notes = conn.execute(sa.select(records.c.run_id, records.c.data, records.c.chain)
+                             .where(records.c.kind == "note").order_by(records.c.seq)).all()
+    for name in shared:
+        counts = [json.loads(data)["count"] for run, data, _lane in notes if run == name]
+        assert counts == list(range(120))
+    assert len({lane for *_rest, lane in notes}) > 1
+    assert _verify(ledger).ok
+    ledger.dispose()
