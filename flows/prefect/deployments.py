@@ -9,6 +9,8 @@ workers busy a complaint run starts before an older outage run.
 from __future__ import annotations
 
 import inspect
+import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,24 @@ def step_task(sop: Sop, step: StepBase) -> StepTask:
     )(body))
 
 
+_pinned_tasks: dict[tuple[str, str], dict[str, StepTask]] = {}
+_pinned_lock = threading.Lock()
+
+
+def tasks_of(sop: Sop, deployed: dict[str, StepTask]) -> dict[str, StepTask]:
+    """The tasks of the SOP version a run was started with (its pinned text): the deployment's own when its
+    automated steps are the same (the usual case), else built once for that version — a run started before an
+    edit of its SOP, or after an edit this long-lived process (``sop executor``) has not loaded."""
+    automated = [s for s in sop.steps if KINDS[s.kind].automated]
+    if all(s.id in deployed and deployed[s.id].step == s for s in automated):
+        return deployed
+    key = (sop.id, json.dumps([s.model_dump(mode="json") for s in automated], sort_keys=True))
+    with _pinned_lock:
+        if key not in _pinned_tasks:
+            _pinned_tasks[key] = {s.id: step_task(sop, s) for s in automated}
+        return _pinned_tasks[key]
+
+
 def build_flow(loaded: LoadedSop) -> Flow:
     """The Prefect flow of one SOP (the engine loop lives in ``flows.prefect.flow_run``)."""
     sop = loaded.sop
@@ -88,7 +108,7 @@ def build_flow(loaded: LoadedSop) -> Flow:
     tasks = {s.id: step_task(sop, s) for s in sop.steps if KINDS[s.kind].automated}
 
     def body(**inputs: Any) -> Any:  # the run's summary, or the state it ended in (flow_run.final_state)
-        return run_sop(sop.id, inputs, tasks)
+        return run_sop(sop.id, inputs, lambda pinned: tasks_of(pinned, tasks))
 
     body.__name__ = python_name(sop.id)
     body.__doc__ = sop.description or sop.title

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from prefect.context import FlowRunContext
@@ -156,27 +157,9 @@ def _check_resume(engine: Engine, run_id: str, flow_run_id: Any) -> None:
                 count, reason, ",".join(fields) or "-")
 
 
-_pinned_tasks: dict[tuple[str, str], dict[str, Any]] = {}
-
-
-def tasks_of(sop: Any, deployed: dict[str, Any]) -> dict[str, Any]:
-    """The tasks of the SOP version a run was started with (its pinned text): the deployment's own when its
-    automated steps are the same (the usual case), else built once for that version — a run started before an
-    edit of its SOP, or after an edit this long-lived process (``sop executor``) has not loaded."""
-    from flows.prefect.deployments import step_task
-
-    automated = [s for s in sop.steps if KINDS[s.kind].automated]
-    if all(s.id in deployed and deployed[s.id].step == s for s in automated):
-        return deployed
-    key = (sop.id, json.dumps([s.model_dump(mode="json") for s in automated], sort_keys=True))
-    with _flow_run_lock:
-        if key not in _pinned_tasks:
-            _pinned_tasks[key] = {s.id: step_task(sop, s) for s in automated}
-        return _pinned_tasks[key]
-
-
-def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
-    """Drive one run until it finishes or waits on people (then suspend)."""
+def run_sop(sop_id: str, inputs: dict[str, Any], tasks_of: Callable[[Any], dict[str, Any]]) -> Any:
+    """Drive one run until it finishes or waits on people (then suspend). ``tasks_of(sop)``: the Prefect tasks of
+    the automated steps of the SOP version the run was started with."""
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None, "run_sop runs inside a flow run"
     flow_run = context.flow_run
@@ -189,8 +172,8 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks: dict[str, Any]) -> Any:
         if plan.finished:
             return final_state(engine.view(run_id))
         if plan.automated:
-            pinned = tasks_of(plan.sop, tasks)
-            futures = {step_id: pinned[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
+            tasks = tasks_of(plan.sop)
+            futures = {step_id: tasks[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
             for step_id, future in futures.items():
                 state = future.wait() or future.state
                 if state is not None and not state.is_completed():
