@@ -270,12 +270,14 @@ class Team:
         self._counts[base] = self._counts.get(base, 0) + 1
         return f"{base}-{self._counts[base]}"
 
-    def start(self, role: str, *, port: int | None = None, env: dict[str, str] | None = None) -> Process:
-        """Start one copy of a documented process (its output in ``<logs>/<label>.log``)."""
+    def start(self, role: str, *, port: int | None = None, args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> Process:
+        """Start one copy of a documented process (its output in ``<logs>/<label>.log``); ``args``: options a
+        test adds to the page's command (a faster sweep)."""
         label = self._label(role)
         log = self.logs / f"{label}.log"
         with open(log, "wb") as out:
-            popen = subprocess.Popen(self.site.argv(self.processes[role], port), env={**self.env, **(env or {})},
+            popen = subprocess.Popen([*self.site.argv(self.processes[role], port), *args], env={**self.env, **(env or {})},
                                      cwd=self.site.root, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         process = Process(label, popen, log, time.monotonic())
@@ -294,14 +296,15 @@ class Team:
         wait_until(lambda: _answers(f"{self.prefect_api}/health"), 180, "the Prefect server", server)
         return server
 
-    def run(self, role: str) -> Process:
-        """Start a process that ends by itself (``sop deploy``) and wait for it to end."""
-        process = self.start(role)
-        process.popen.wait(timeout=300)
-        process.ready_after = time.monotonic() - process.began
-        process.exit_code = process.popen.returncode
-        process.stopped_cleanly = process.exit_code == 0 and "Traceback" not in process.tail(100_000)
-        return process
+    def run(self, role: str, copies: int = 1) -> list[Process]:
+        """Start ``copies`` of a process that ends by itself (``sop deploy``) at once and wait for them to end;
+        each is clean when it exits with 0 and logs no traceback."""
+        started = [self.start(role) for _ in range(copies)]
+        for process in started:
+            process.exit_code = process.popen.wait(timeout=300)
+            process.ready_after = time.monotonic() - process.began
+            process.stopped_cleanly = process.exit_code == 0 and "Traceback" not in process.tail(1_000_000)
+        return started
 
     def api(self) -> tuple[Process, str]:
         """One API process on a free port; its base URL once ``/healthz`` answers."""
@@ -386,7 +389,7 @@ def follow(cluster: PostgresCluster, work: Path, say: Callable[[str], None] = pr
         databases = team.databases()
         say(f"databases {', '.join(databases)} created with the page's createdb lines")
         team.prefect_server()
-        deploy = team.run("deployer")
+        [deploy] = team.run("deployer")
         if deploy.exit_code != 0:
             raise RuntimeError(f"sop deploy exited with {deploy.exit_code}:\n{deploy.tail()}")
         unlocked = _answers(f"{team.prefect_api}/admin/version")

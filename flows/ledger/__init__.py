@@ -23,6 +23,7 @@ import json
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ GENESIS = "0" * 64
 _LAST_RECORD = sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)
 _INSERT_RECORD = records.insert()
 _ADVISORY_LOCK = 7243_0001
+#: the first key of :meth:`Ledger.exclusive`'s advisory locks (two 32-bit keys: never the writers' lock)
+_EXCLUSIVE_SPACE = 7243
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -196,6 +199,7 @@ class Ledger:
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
+        self._exclusive = [threading.Lock() for _ in range(64)]  # :meth:`exclusive` on SQLite, by name's hash
         self.engine: Engine = self._make_engine(immediate=True)
         self.reader: Engine = self._make_engine(immediate=False) if self.is_sqlite else self.engine
 
@@ -291,6 +295,21 @@ class Ledger:
             callback()
         else:
             opened[1].append(callback)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """While the block runs, no other holder of ``name`` runs its own, in any process on this ledger
+        (PostgreSQL: an advisory lock of a transaction of its own, let go at its end or when its process dies;
+        SQLite: a lock of this process, its ledger being one machine's). For work outside the ledger that two
+        processes must not do at once (resuming one run's flow run); it writes nothing."""
+        if self.is_sqlite:
+            with self._exclusive[zlib.crc32(name.encode()) % len(self._exclusive)]:
+                yield
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))"),
+                         {"space": _EXCLUSIVE_SPACE, "name": name})
+            yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
