@@ -232,7 +232,9 @@ class Ledger:
         return engine
 
     def migrate(self) -> None:
-        """Bring the schema to the newest version (Alembic ``upgrade head``)."""
+        """Bring the schema to the newest version (Alembic ``upgrade head``). Processes doing it at once take
+        turns (on PostgreSQL the writers' advisory lock; SQLite's write lock): the first migrates, the others
+        find it done."""
         from alembic import command
         from alembic.config import Config
 
@@ -244,6 +246,8 @@ class Ledger:
             raise unreachable(self.url, exc) from None
         conn.close()
         with self.engine.begin() as conn:
+            if not self.is_sqlite:  # services started at once on a new ledger: one migrates, the others wait, find it done
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
