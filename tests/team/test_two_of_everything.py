@@ -75,6 +75,7 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
     team = Team(postgres, root, tmp_path / "logs", extra_env={
         "SOP_TOKEN_OPERATOR": operator, **tokens, "SOP_PREFECT_POOL": f"team-{os.getpid()}",
         "PREFECT_LOGGING_LEVEL": "WARNING"})
+    ledger = Ledger(team.env["SOP_DATABASE_URL"])  # connects on first use, once the page's database exists
     marker = tmp_path / "marker.txt"
     killed: dict[str, Process] = {}
     run_ids: list[str] = []
@@ -92,7 +93,6 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
         apis = [team.api()[1] for _ in range(2)]
         for process in started:
             team.ready(process)
-        ledger = Ledger(team.env["SOP_DATABASE_URL"])
 
         def start_run() -> None:
             answer = httpx.post(f"{apis[len(run_ids) % 2]}/v1/runs", headers={"Authorization": f"Bearer {operator}"},
@@ -180,6 +180,7 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
     assert verified.returncode == 0, f"{context}: {verified.stdout}{verified.stderr}"
     unclean = [f"{p.label} (exit {p.exit_code})" for p in stopped if p.label not in killed and not p.stopped_cleanly]
     assert not unclean, f"{context}: not stopped cleanly by SIGTERM: {unclean}"
+    ledger.dispose()
 
 
 def _json(text: str | None) -> list[str]:
