@@ -33,6 +33,8 @@ BEFORE, AFTER = 4, 2
 #: their own, through either API process; a person answers a while after the step is theirs, so its ladder fires
 PEOPLE = {"review": ("zhang-min", "SOP_TOKEN_REVIEWER"), "analyse": ("priya-nair", "SOP_TOKEN_ANALYST")}
 ANSWER_AFTER = 4.0
+#: the nudgers look for lost flow runs every second and requeue one 3 s after no executor names it
+FAST_SWEEP = ("--sweep-every", "1", "--rescue-grace", "3")
 #: what a unique constraint or a duplicate deployment looks like in a log (PostgreSQL, SQLAlchemy, Prefect)
 DUPLICATE = re.compile(r"UniqueViolation|duplicate key|IntegrityError|already exists|ObjectAlreadyExists", re.I)
 
@@ -62,7 +64,8 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
     started as docs/team.md writes them, on the page's two databases in one private cluster, with one Prefect
     server on PostgreSQL. Six chaos-chain runs at 600× (deadline 48 s, a ladder on `review`) are started through
     both APIs; their people answer through both APIs, a few seconds late so that ladders fire. While the first
-    four run, one copy's executor (holding a flow run mid-step), timer service and nudger are killed -9.
+    four run, one copy's executor (holding a flow run mid-step), timer service and nudger are killed -9, then
+    started again as systemd does (the new ones race the survivors).
 
     A team sees: both deploys exit 0 and no log names a unique constraint or a duplicate; every run finishes
     done; each flow run the dead executor held is rescued once (one ``flow_run_rescued``, fenced) and no flow
@@ -88,8 +91,7 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
 
         started = [team.start(role, args=args) for role, args in (
             ("executor", ()), ("executor", ()), ("timers", ()), ("timers", ()),
-            ("nudger", ("--sweep-every", "1", "--rescue-grace", "3")),
-            ("nudger", ("--sweep-every", "1", "--rescue-grace", "3")), ("pager", ()))]
+            ("nudger", FAST_SWEEP), ("nudger", FAST_SWEEP), ("pager", ()))]
         apis = [team.api()[1] for _ in range(2)]
         for process in started:
             team.ready(process)
@@ -118,6 +120,10 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
         for process in (first_executor, started[2], started[4]):  # an executor, a timer service, a nudger
             os.kill(process.popen.pid, signal.SIGKILL)
             killed[process.label] = process
+        # systemd starts them again (Restart=on-failure): the new timer service and nudger race the survivors
+        # for the same timers and the same lost flow runs; the new executor has a name of its own
+        for role, args in (("executor", ()), ("timers", ()), ("nudger", FAST_SWEEP)):
+            team.start(role, args=args)
         for _ in range(AFTER):
             start_run()
 
