@@ -19,7 +19,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bench.team_recipe import BIN, Process, Team
+from bench.team_page import BIN
+from bench.team_processes import Process, Team
 from flows.ledger import Ledger
 from flows.ledger.schema import executors, outbox, runs, steps
 from tests.engine.conftest import assert_timers_fired_once, kind_records, wait_for
