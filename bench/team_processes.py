@@ -85,6 +85,8 @@ class Process:
     log: Path
     began: float
     ready_after: float | None = None
+    #: what answers 200 once it is up (an API's /healthz, the Prefect server's /api/health), else its log says so
+    url: str | None = None
     stopped_cleanly: bool | None = None
     exit_code: int | None = None
 
@@ -149,16 +151,33 @@ class Team:
         self.started.append(process)
         return process
 
-    def ready(self, process: Process, timeout: float = 120) -> Process:
-        """Wait until a long-running process says it is up (:data:`SAYS_READY`)."""
-        says = SAYS_READY[process.label.rsplit("-", 1)[0]]
-        wait_until(lambda: says in process.tail(100_000), timeout, f"{process.label} to say {says!r}", process)
-        return process
+    def ready(self, *processes: Process, timeout: float = 120) -> None:
+        """Wait until each process is up, looking at all at once so that each one's ``ready_after`` is its own:
+        an API or the Prefect server answers its health check, the others say so (:data:`SAYS_READY`)."""
+        def up(process: Process) -> bool:
+            if process.url is not None:
+                return answers(process.url)
+            return SAYS_READY[process.label.rsplit("-", 1)[0]] in process.tail(100_000)
+
+        waiting = [p for p in processes if p.ready_after is None]
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for process in list(waiting):
+                if up(process):
+                    process.ready_after = time.monotonic() - process.began
+                    waiting.remove(process)
+                elif not process.alive():
+                    raise RuntimeError(f"{process.label} exited with {process.popen.returncode}:\n{process.tail()}")
+            if waiting and time.monotonic() > deadline:
+                raise RuntimeError(f"{', '.join(p.label for p in waiting)} not up within {timeout:.0f} s:\n"
+                                   + "\n".join(p.tail(600) for p in waiting))
+            time.sleep(0.1)
 
     def prefect_server(self) -> Process:
         """The page's Prefect server (on the page's Prefect database), once it answers ``/api/health``."""
         server = self.start("Prefect server")
-        wait_until(lambda: answers(f"{self.prefect_api}/health"), 180, "the Prefect server", server)
+        server.url = f"{self.prefect_api}/health"
+        self.ready(server, timeout=180)
         return server
 
     def run(self, role: str, copies: int = 1) -> list[Process]:
@@ -171,13 +190,17 @@ class Team:
             process.stopped_cleanly = process.exit_code == 0 and "Traceback" not in process.tail(1_000_000)
         return started
 
-    def api(self) -> tuple[Process, str]:
-        """One API process on a free port; its base URL once ``/healthz`` answers."""
+    def api(self) -> Process:
+        """One API process on a free port (its base URL is ``api_url(process)``); :meth:`ready` waits for it."""
         port = free_port()
         process = self.start("API", port=port)
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: answers(f"{url}/healthz"), 120, f"the API on {url}", process)
-        return process, url
+        process.url = f"http://127.0.0.1:{port}/healthz"
+        return process
+
+    @staticmethod
+    def api_url(process: Process) -> str:
+        """The base URL of an API process started by :meth:`api`."""
+        return (process.url or "").removesuffix("/healthz")
 
     def stop(self, grace: float = 45.0) -> list[Process]:
         """SIGTERM to every process still running (the Prefect server last), each given ``grace`` seconds
@@ -210,16 +233,10 @@ def answers(url: str) -> bool:
         return False
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, process: Process | None = None,
-               interval: float = 0.2) -> None:
-    """Poll ``predicate`` until true; RuntimeError naming ``what`` (and the process's log) if it is not in time
-    or the process exits first. The process's ``ready_after`` is set when it is true."""
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until true; RuntimeError naming ``what`` if it is not in time."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        if process is not None and not process.alive():
-            raise RuntimeError(f"{what}: {process.label} exited with {process.popen.returncode}:\n{process.tail()}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout:.0f} s" + (f"\n{process.tail()}" if process else ""))
-        time.sleep(interval)
-    if process is not None and process.ready_after is None:
-        process.ready_after = time.monotonic() - process.began
+            raise RuntimeError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.2)

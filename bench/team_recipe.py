@@ -90,9 +90,9 @@ def follow(cluster: PostgresCluster, work: Path, say: Callable[[str], None] = pr
             raise RuntimeError(f"the Prefect server started as the page says answers without its auth string "
                                f"({team.prefect_api}/admin/version): anyone reaching it can act on flow runs")
         others = [team.start(role) for role in ("executor", "timers", "nudger", "pager")]
-        _, url = team.api()
-        for process in others:
-            team.ready(process)
+        api = team.api()
+        team.ready(*others, api)
+        url = team.api_url(api)
         answer = httpx.post(f"{url}/v1/runs", headers={"Authorization": f"Bearer {token}"},
                             json={"sop": "team-probe"}, timeout=60)
         if answer.status_code != 201:

@@ -93,9 +93,9 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
         started = [team.start(role, args=args) for role, args in (
             ("executor", ()), ("executor", ()), ("timers", ()), ("timers", ()),
             ("nudger", FAST_SWEEP), ("nudger", FAST_SWEEP), ("pager", ()))]
-        apis = [team.api()[1] for _ in range(2)]
-        for process in started:
-            team.ready(process)
+        api_processes = [team.api() for _ in range(2)]
+        team.ready(*started, *api_processes)
+        apis = [team.api_url(api) for api in api_processes]
 
         def start_run() -> None:
             answer = httpx.post(f"{apis[len(run_ids) % 2]}/v1/runs", headers={"Authorization": f"Bearer {operator}"},
