@@ -59,7 +59,7 @@ def _ledger_rows(ledger: Ledger, query: sa.Select) -> list[sa.Row]:
 
 
 @pytest.mark.timeout(300)  # ~100 s on a quiet 2-core machine
-def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twice(postgres: PostgresCluster,
+def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twice(team_cluster: PostgresCluster,
                                                                                    repo_root, tmp_path):
     """Two `sop deploy` at once, then two executors, two timer services, two nudgers, two APIs and a pager, all
     started as docs/team.md writes them, on the page's two databases in one private cluster, with one Prefect
@@ -76,7 +76,7 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
     began = time.monotonic()
     root = _project(repo_root, tmp_path / "site")
     operator, tokens = secrets.token_hex(16), {env: secrets.token_hex(16) for _, env in PEOPLE.values()}
-    team = Team(postgres, root, tmp_path / "logs", extra_env={
+    team = Team(team_cluster, root, tmp_path / "logs", extra_env={
         "SOP_TOKEN_OPERATOR": operator, **tokens, "SOP_PREFECT_POOL": f"team-{os.getpid()}",
         "PREFECT_LOGGING_LEVEL": "WARNING"})
     ledger = Ledger(team.env["SOP_DATABASE_URL"])  # connects on first use, once the page's database exists
