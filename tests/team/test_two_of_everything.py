@@ -5,6 +5,7 @@ copy's executor, timer service and nudger killed -9 mid-run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -111,7 +112,7 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
         def held_by_first() -> set[str]:
             """The runs whose flow runs the first executor's beat names while their first step runs."""
             beats = _ledger_rows(ledger, sa.select(executors.c.pid, executors.c.flow_runs))
-            flow_runs = {f for beat in beats if beat.pid == first_executor.popen.pid for f in _json(beat.flow_runs)}
+            flow_runs = {f for beat in beats if beat.pid == first_executor.popen.pid for f in json.loads(beat.flow_runs or "[]")}
             bound = dict(_ledger_rows(ledger, sa.select(runs.c.flow_run_id, runs.c.id)))
             running = {r.run_id for r in _ledger_rows(ledger, sa.select(steps.c.run_id).where(
                 (steps.c.step_id == "prepare") & (steps.c.state == "running")))}
@@ -189,8 +190,3 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
     assert not unclean, f"{context}: not stopped cleanly by SIGTERM: {unclean}"
     ledger.dispose()
 
-
-def _json(text: str | None) -> list[str]:
-    import json
-
-    return json.loads(text or "[]")
