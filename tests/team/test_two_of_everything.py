@@ -109,19 +109,24 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
             start_run()
         first_executor = started[0]
 
+        def preparing() -> set[str]:
+            return {r.run_id for r in _ledger_rows(ledger, sa.select(steps.c.run_id).where(
+                (steps.c.step_id == "prepare") & (steps.c.state == "running")))}
+
         def held_by_first() -> set[str]:
             """The runs whose flow runs the first executor's beat names while their first step runs."""
             beats = _ledger_rows(ledger, sa.select(executors.c.pid, executors.c.flow_runs))
-            flow_runs = {f for beat in beats if beat.pid == first_executor.popen.pid for f in json.loads(beat.flow_runs or "[]")}
+            flow_runs = {f for beat in beats if beat.pid == first_executor.popen.pid
+                         for f in json.loads(beat.flow_runs or "[]")}
             bound = dict(_ledger_rows(ledger, sa.select(runs.c.flow_run_id, runs.c.id)))
-            running = {r.run_id for r in _ledger_rows(ledger, sa.select(steps.c.run_id).where(
-                (steps.c.step_id == "prepare") & (steps.c.state == "running")))}
-            return {bound[f] for f in flow_runs if f in bound} & running
+            return {bound[f] for f in flow_runs if f in bound} & preparing()
 
-        lost = wait_for(held_by_first, 60, "the first executor to hold a flow run mid-step", interval=0.1)
+        held = wait_for(held_by_first, 60, "the first executor to hold a flow run mid-step", interval=0.1)
         for process in (first_executor, started[2], started[4]):  # an executor, a timer service, a nudger
             os.kill(process.popen.pid, signal.SIGKILL)
             killed[process.label] = process
+        lost = held & preparing()  # its beat is up to 2 s old: a step that ended just before the kill was not cut
+        assert lost, f"the kill came as {held}'s first step ended: no flow run was cut mid-step"
         # systemd starts them again (Restart=on-failure): the new timer service and nudger race the survivors
         # for the same timers and the same lost flow runs; the new executor has a name of its own
         for role, args in (("executor", ()), ("timers", ()), ("nudger", FAST_SWEEP)):
