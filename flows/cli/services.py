@@ -180,6 +180,7 @@ def pager(
     """
     from flows import runtime
     from flows.engine.outbox import Drainer
+    from flows.ledger.url import shown
     from flows.runtime.shutdown import on_sigterm
 
     if poll <= 0:
@@ -187,7 +188,7 @@ def pager(
     engine = runtime.engine(library=library(), prefect=False, background_pages=True, pager_process=True)
     stop = on_sigterm()  # looked at between two looks at the outbox (--poll apart at most)
     drainer = Drainer(engine, poll=poll)
-    err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {engine.ledger.url}")
+    err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {shown(engine.ledger.url)}")
     try:
         drainer.run(stop)
     except KeyboardInterrupt:

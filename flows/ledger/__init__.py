@@ -32,6 +32,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,8 @@ CHECKPOINT_EVERY_S = float(os.environ.get("SOP_LEDGER_CHECKPOINT_S", "5"))
 _LAST_CHECKPOINT = (sa.select(records.c.at, records.c.data).where(records.c.chain == CHECKPOINT_LANE)
                     .order_by(records.c.pos.desc()).limit(1))
 _ADVISORY_LOCK = 7243_0001  # exclusive: every other writer waits; shared: per-run writers
+#: the first key of :meth:`Ledger.exclusive`'s advisory locks (two 32-bit keys: never the writers' lock)
+_EXCLUSIVE_SPACE = 7243
 _LANE_LOCKS = 7243  # (7243, lane): the lane a per-run writer holds
 # a transaction's first statement, sent with its BEGIN in one round trip (flows.ledger.pgdriver.begin): literals only
 _PG_SHARED_AND_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_try_advisory_xact_lock({l}, {lane})"
@@ -130,6 +133,7 @@ class Ledger:
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
+        self._exclusive = [threading.Lock() for _ in range(64)]  # :meth:`exclusive` on SQLite, by name's hash
         #: seconds between this process's checkpoints (None: only when :meth:`checkpoint` is called)
         self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
         self._next_checkpoint = time.monotonic() + (self.checkpoint_every or 0)
@@ -190,7 +194,9 @@ class Ledger:
         return engine
 
     def migrate(self) -> None:
-        """Bring the schema to the newest version (Alembic ``upgrade head``)."""
+        """Bring the schema to the newest version (Alembic ``upgrade head``). Processes doing it at once take
+        turns (on PostgreSQL the writers' advisory lock, taken alone; SQLite's write lock): the first migrates,
+        the others find it done."""
         from alembic import command
         from alembic.config import Config
 
@@ -205,6 +211,8 @@ class Ledger:
             if not self.is_sqlite:  # one transaction for the whole upgrade (the engine's connections autocommit)
                 conn.execution_options(isolation_level="READ COMMITTED")
             with conn.begin():
+                if not self.is_sqlite:  # services started at once on a new ledger: one migrates, the others wait
+                    conn.execute(sa.text(_PG_EXCLUSIVE.format(k=_ADVISORY_LOCK)))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
 
@@ -327,6 +335,23 @@ class Ledger:
             callback()
         else:
             opened[1].append(callback)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """While the block runs, no other holder of ``name`` runs its own, in any process on this ledger
+        (PostgreSQL: an advisory lock of a transaction of its own, let go at its end or when its process dies;
+        SQLite: a lock of this process, its ledger being one machine's). For work outside the ledger that two
+        processes must not do at once (resuming one run's flow run); it writes nothing."""
+        if self.is_sqlite:
+            with self._exclusive[zlib.crc32(name.encode()) % len(self._exclusive)]:
+                yield
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="READ COMMITTED")  # a transaction: the engine's autocommit
+            with conn.begin():
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))"),
+                             {"space": _EXCLUSIVE_SPACE, "name": name})
+                yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -310,8 +310,8 @@ class Launcher:
             run = RunStore.run_row(conn, run_id)
         if not flow_run_id:
             return BUSY if run is not None and run.status == RunStatus.RUNNING else SETTLED
-        try:
-            with self._client() as client:
+        try:  # one resume of a run at a time, across processes: on PostgreSQL two at once make Prefect's a 409
+            with self.ledger.exclusive(f"resume {run_id}"), self._client() as client:
                 flow_run = client.read_flow_run(UUID(flow_run_id))
                 state = flow_run.state
                 if state is not None and (state.is_crashed() or state.is_failed()):

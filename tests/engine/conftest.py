@@ -12,7 +12,9 @@ import os
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flows.ledger import Ledger
 from tests.conftest import TestDatabase
 from tests.support import free_port
 
@@ -164,3 +167,40 @@ def gateway() -> Iterator[Gateway]:
     g = Gateway()
     yield g
     g.close()
+
+
+def kind_records(ledger: Ledger, kind: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(run, step, data) of every record of a kind in the ledger, oldest first."""
+    from flows.ledger.schema import records as table
+
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(table.c.run_id, table.c.step_id, table.c.data)
+                            .where(table.c.kind == kind).order_by(table.c.seq))
+        return [(r.run_id, r.step_id, json.loads(r.data)) for r in rows]
+
+
+def assert_timers_fired_once(ledger: Ledger, run_ids: list[str], context: str) -> None:
+    """No timer lost: none armed and more than 5 s past due. None fired twice: at most one escalation per level,
+    one overdue per step, one run_overdue per run, one status ask and one miss per cadence period."""
+    from flows.ledger import utc
+    from flows.ledger.schema import timers
+
+    with ledger.read() as conn:
+        armed = conn.execute(sa.select(timers.c.run_id, timers.c.step_id, timers.c.kind, timers.c.level,
+                                       timers.c.due_at).where(
+            timers.c.run_id.in_(run_ids) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).all()
+    lost = [t for t in armed if utc(t.due_at) < ledger.clock.now() - timedelta(seconds=5)]
+    assert not lost, f"{context}: timers armed and past due: {lost}"
+
+    def once(kind: str, key: Callable[[str, str | None, dict[str, Any]], Any]) -> int:
+        fired = Counter(key(run, step, data) for run, step, data in kind_records(ledger, kind) if run in run_ids)
+        twice = {k: n for k, n in fired.items() if n > 1}
+        assert not twice, f"{context}: {kind} fired more than once: {twice}"
+        return sum(fired.values())
+
+    escalations = once("escalation", lambda run, step, data: (run, step, data["level"]))
+    once("step_overdue", lambda run, step, data: (run, step))
+    once("run_overdue", lambda run, step, data: run)
+    once("status_asked", lambda run, step, data: (run, data["period"]))
+    once("status_missed", lambda run, step, data: (run, data["period"]))
+    assert escalations > 0, f"{context}: no escalation fired: the ladder was not exercised"

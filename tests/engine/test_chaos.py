@@ -17,9 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +26,9 @@ import pytest
 import sqlalchemy as sa
 
 from flows.ledger import Ledger
-from flows.ledger.schema import executors, records, runs, steps, timers
+from flows.ledger.schema import executors, runs, steps
 from tests.conftest import SOP_COMMAND
-from tests.engine.conftest import make_project, wait_for
+from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
 from tests.support import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -181,14 +179,6 @@ def _marker_lines(marker: Path) -> Counter[str]:
     return Counter(marker.read_text().split()) if marker.exists() else Counter()
 
 
-def _kinds(ledger: Ledger, kind: str) -> list[tuple[str, str | None, dict[str, Any]]]:
-    """(run, step, data) of every record of a kind."""
-    with ledger.read() as conn:
-        rows = conn.execute(sa.select(records.c.run_id, records.c.step_id, records.c.data)
-                            .where(records.c.kind == kind).order_by(records.c.seq))
-        return [(r.run_id, r.step_id, json.loads(r.data)) for r in rows]
-
-
 def test_kill_9_of_an_executor_mid_step_reruns_that_step_and_leaves_the_other_run_alone(stack, repo_root, tmp_path):
     """Two executors, one flow run each (one slot each). The executor running run A's command step is killed -9
     while the command sleeps: `sop serve` starts it again, the nudger finds A's flow run Running with no executor
@@ -234,7 +224,7 @@ def test_kill_9_of_an_executor_mid_step_reruns_that_step_and_leaves_the_other_ru
     assert lines[f"{a}:work:start"] == 2, lines  # cut by the kill, then run again from the ledger
     assert 1 <= lines[f"{a}:work"] <= 2, lines
     assert lines[f"{b}:work:start"] == 1 and lines[f"{b}:work"] == 1, lines
-    rescued = _kinds(ledger, "flow_run_rescued")
+    rescued = kind_records(ledger, "flow_run_rescued")
     assert [run for run, _, _ in rescued] == [a], rescued
     assert rescued[0][2]["state"] == "RUNNING", rescued
     assert "restarted" in serve.log_tail(), serve.log_tail()
@@ -400,9 +390,9 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
         outcomes = Counter(conn.execute(sa.select(runs.c.outcome).where(runs.c.id.in_(run_ids))).scalars())
     assert outcomes == {"done": RUNS}, f"{context}: {outcomes}"
 
-    rescued = _kinds(ledger, "flow_run_rescued")
+    rescued = kind_records(ledger, "flow_run_rescued")
     assert len({data["state_id"] for _, _, data in rescued}) == len(rescued), f"{context}: {rescued}"
-    created = Counter(data["flow_run_id"] for _, _, data in _kinds(ledger, "flow_run_created"))
+    created = Counter(data["flow_run_id"] for _, _, data in kind_records(ledger, "flow_run_created"))
     assert max(created.values()) == 1, f"{context}: a flow run recorded as created twice: {created.most_common(3)}"
     rescues = Counter(run for run, _, _ in rescued)
     lines = _marker_lines(marker)
@@ -411,7 +401,7 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
             ran = lines[f"{run_id}:{step_id}"]
             assert 1 <= ran <= 1 + rescues[run_id], f"{context}: {run_id}:{step_id} ran {ran}× ({rescues[run_id]} rescues)"
 
-    _assert_timers_fired_once(ledger, run_ids, context)
+    assert_timers_fired_once(ledger, run_ids, context)
     verified = _sop(root, env, "audit", "verify", timeout=120)
     assert verified.returncode == 0, f"{context}: {verified.stdout}{verified.stderr}"
 
@@ -442,29 +432,3 @@ def _busy_executors(serve: Systemd) -> set[int]:
     with _ledger(serve.env["SOP_DATABASE_URL"]).read() as conn:
         return {row.pid for row in conn.execute(sa.select(executors.c.pid, executors.c.flow_runs))
                 if json.loads(row.flow_runs or "[]")}
-
-
-def _assert_timers_fired_once(ledger: Ledger, run_ids: list[str], context: str) -> None:
-    """No timer lost: none armed and more than 5 s past due. None fired twice: at most one escalation per level,
-    one overdue per step, one run_overdue per run, one status ask and one miss per cadence period."""
-    from flows.ledger import utc
-
-    with ledger.read() as conn:
-        armed = conn.execute(sa.select(timers.c.run_id, timers.c.step_id, timers.c.kind, timers.c.level,
-                                       timers.c.due_at).where(
-            timers.c.run_id.in_(run_ids) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).all()
-    lost = [t for t in armed if utc(t.due_at) < ledger.clock.now() - timedelta(seconds=5)]
-    assert not lost, f"{context}: timers armed and past due: {lost}"
-
-    def once(kind: str, key: Callable[[str, str | None, dict[str, Any]], Any]) -> int:
-        fired = Counter(key(run, step, data) for run, step, data in _kinds(ledger, kind) if run in run_ids)
-        twice = {k: n for k, n in fired.items() if n > 1}
-        assert not twice, f"{context}: {kind} fired more than once: {twice}"
-        return sum(fired.values())
-
-    escalations = once("escalation", lambda run, step, data: (run, step, data["level"]))
-    once("step_overdue", lambda run, step, data: (run, step))
-    once("run_overdue", lambda run, step, data: run)
-    once("status_asked", lambda run, step, data: (run, data["period"]))
-    once("status_missed", lambda run, step, data: (run, data["period"]))
-    assert escalations > 0, f"{context}: no escalation fired: the ladder was not exercised"
