@@ -70,6 +70,17 @@ def open_client(api_url: str, auth_string: str | None = None) -> Any:
     return client
 
 
+@contextmanager
+def _retrying_once() -> Iterator[None]:
+    """Prefect's client retries a call refused with 503 (its server on SQLite when busy) 5 times, 2 to 32 s apart:
+    a launch inside ``sop run`` or a start request then waited minutes. Launches try once more at most: a
+    failed launch is tried again by the nudger, with its own backoff (:meth:`Launcher.launch_orphans`)."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 1}):
+        yield
+
+
 #: how many times a run's dead flow run is replaced before the run is left to people
 MAX_REPLACEMENTS = 3
 #: what a resume came to: done; not now (try again); nothing left to resume
@@ -218,7 +229,7 @@ class Launcher:
             suspension = RunStore.suspends_of(conn, run_id) + 1
         assert run is not None
         key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
-        with self._client() as client:
+        with self._client() as client, _retrying_once():
             deployment = self.deployment_id(client, run.sop_id)
             try:
                 flow_run = client.create_flow_run_from_deployment(

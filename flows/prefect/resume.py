@@ -8,6 +8,12 @@ resume — the Prefect UI's resume form, an API call by someone holding the Pref
 string, an empty form, a token of another run or of an earlier suspension — carries no
 report: it is recorded (``resume_refused``) and logged, and the run keeps waiting on its
 people. The Prefect UI is the engineers' view, not a way to act as someone.
+
+The engine's resume also names its suspension (``suspension``); each suspension's input schema
+accepts only its own number there, so Prefect itself turns away an engine resume that arrives
+late, for a suspension that has ended (two services resuming at once), and nothing false is
+recorded. A run that starts on its people has its flow run created already suspended
+(:func:`born_suspended`), with the same schema stored (:func:`expect_resume_input`).
 """
 
 from __future__ import annotations

@@ -162,3 +162,49 @@ def test_inputs_prefect_cannot_take_are_refused_before_anything_is_written(local
         local.start("t-newrun", {"service": "汉" * (MAX_INPUTS_BYTES // 6 + 1)}, initiator="monitor")  # \uXXXX each
     with local.ledger.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == before
+
+
+def test_a_busy_prefect_answering_503_fails_a_launch_in_seconds_not_minutes(database: TestDatabase, repo_root: Any,
+                                                                             tmp_path: Any) -> None:
+    """Prefect on SQLite answers 503 while its database is locked. Its client would retry 5 times, 2 to 32 s apart
+    (a `sop run` then sat minutes on one launch); a launch tries once more, then leaves the run to the nudger."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from flows.language.library import load_library
+    from flows.ledger import Ledger
+
+    calls: list[str] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def _busy(self) -> None:
+            calls.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "38")
+            self.end_headers()
+            self.wfile.write(b'{"exception_message": "Service Unava"}')
+
+        do_GET = do_POST = _busy  # noqa: N815
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"))
+    ledger.migrate()
+    try:
+        run_id = Engine(load_library(repo_root), ledger).start("traffic-surge", {}, initiator="ana").run_id
+        launcher = Launcher(ledger, f"http://127.0.0.1:{server.server_address[1]}/api")
+        began = time.monotonic()
+        with pytest.raises(LaunchError, match="503"):
+            launcher.launch(run_id)
+        took = time.monotonic() - began
+        assert len(calls) == 2, calls  # the call and one retry
+        assert took < 15, f"a launch against a busy Prefect took {took:.0f} s"
+    finally:
+        server.shutdown()
+        ledger.dispose()
