@@ -23,17 +23,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.triggers_bench import TOKEN, Receiver, Row, alert_body, cpu_seconds, surge
+from bench.triggers_bench import CLIENTS, TOKEN, Receiver, Row, alert_body, cpu_seconds, send_single_alerts, surge
 from flows.engine.outbox import pager_alive
 from flows.ledger import Ledger
 from tests.support import api_process, free_port, wait_healthy
@@ -41,7 +39,6 @@ from tests.support import api_process, free_port, wait_healthy
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "team.json"
 N = int(os.environ.get("BENCH_TEAM_N", "3000"))
-CLIENTS = 4
 APIS = 2
 GOALS = {"per_s": 1000, "p99_ms": 50}
 
@@ -103,32 +100,10 @@ class Team:
 
 
 def ingest(team: Team, run: str, what: str) -> tuple[Row, float]:
-    """N one-alert requests over 100 keys, CLIENTS clients at once, client k on API k mod 2; and the
+    """N one-alert requests over 100 keys (:func:`send_single_alerts`: 4 clients at once, client k on API k mod 2); and the
     PostgreSQL server's CPU ms per alert meanwhile (0 on SQLite)."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    bodies = [json.dumps(alert_body(surge(f"{run}-{i % 100}", instance=f"i{i}"))).encode() for i in range(N)]
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-
-    def work(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", team.ports[k % APIS], timeout=30)
-        for i in range(k, N, CLIENTS):
-            t0 = time.perf_counter()
-            conn.request("POST", "/v1/alerts/alertmanager", body=bodies[i], headers=headers)
-            answer = conn.getresponse()
-            answer.read()
-            elapsed = time.perf_counter() - t0
-            if answer.status != 200:
-                raise RuntimeError(f"the API answered {answer.status}")
-            with lock:
-                latencies.append(elapsed)
-        conn.close()
-
     cpu, server = team.cpu(), team.server_cpu()
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(work, range(CLIENTS)))
-    seconds = time.perf_counter() - started
+    latencies, seconds = send_single_alerts(team.ports, run, N)
     return (Row(what, latencies, N, seconds, "alerts", (team.cpu() - cpu) / N * 1000),
             (team.server_cpu() - server) / N * 1000)
 

@@ -250,8 +250,9 @@ class Row:
         return out
 
 
-def ingest_single(api: ApiProcess, run: str, what: str) -> Row:
-    """N requests of one alert each, CLIENTS at a time, over ~100 dedup keys.
+def send_single_alerts(ports: list[int], run: str, n: int = N) -> tuple[list[float], float]:
+    """``n`` requests of one alert each, CLIENTS at a time (client k on ``ports[k % len(ports)]``), over ~100 dedup
+    keys; each request's seconds, and the seconds of the whole.
 
     The clients send pre-encoded bodies over kept-alive ``http.client`` connections: on a
     2-core machine the load generator shares the CPUs with the API, so it must cost little
@@ -259,12 +260,12 @@ def ingest_single(api: ApiProcess, run: str, what: str) -> Row:
     """
     latencies: list[float] = []
     lock = threading.Lock()
-    bodies = [json.dumps(alert_body(surge(f"{run}-{i % 100}", instance=f"i{i}"))).encode() for i in range(N)]
+    bodies = [json.dumps(alert_body(surge(f"{run}-{i % 100}", instance=f"i{i}"))).encode() for i in range(n)]
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
     def work(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
-        for i in range(k, N, CLIENTS):
+        conn = http.client.HTTPConnection("127.0.0.1", ports[k % len(ports)], timeout=30)
+        for i in range(k, n, CLIENTS):
             t0 = time.perf_counter()
             conn.request("POST", "/v1/alerts/alertmanager", body=bodies[i], headers=headers)
             answer = conn.getresponse()
@@ -276,11 +277,16 @@ def ingest_single(api: ApiProcess, run: str, what: str) -> Row:
                 latencies.append(elapsed)
         conn.close()
 
-    cpu = api.cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(work, range(CLIENTS)))
-    seconds = time.perf_counter() - started
+    return latencies, time.perf_counter() - started
+
+
+def ingest_single(api: ApiProcess, run: str, what: str) -> Row:
+    """:func:`send_single_alerts` to one API process."""
+    cpu = api.cpu()
+    latencies, seconds = send_single_alerts([api.port], run)
     cpu = api.cpu() - cpu
     return Row(f"ingest, 1 alert/request, {CLIENTS} clients: {what}", latencies, N, seconds, "alerts", cpu / N * 1000)
 
