@@ -64,6 +64,8 @@ class Executor:
         self.name = name or f"executor-{process_name()}"
         self.bell = Doorbell(doorbell_host)
         self._in_flight: set[str] = set()
+        #: flow runs being taken (Pending proposed, not yet accepted): they hold a thread, the beat does not name them
+        self._taking: set[str] = set()
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(slots, thread_name_prefix="flow-run")
         self._flows: dict[UUID, str] = {}  # Prefect flow id → SOP id
@@ -77,9 +79,14 @@ class Executor:
         self._queues_until = 0.0
 
     def in_flight(self) -> list[str]:
-        """The flow runs this process is running now."""
+        """The flow runs this process is running now (taken: Prefect accepted their Pending from this process)."""
         with self._lock:
             return sorted(self._in_flight)
+
+    def free(self) -> int:
+        """Threads free for another flow run (those being taken count as busy)."""
+        with self._lock:
+            return self.slots - len(self._in_flight) - len(self._taking)
 
     def _auth(self) -> str | None:
         if callable(self.auth_string):
@@ -110,7 +117,7 @@ class Executor:
                     rung = self.bell.messages(self.poll)
                     named = [m.decode() for m in rung if len(m) == 36]  # flow run ids; b"!" means "look"
                     look = not rung or len(named) < len(rung)  # a poll, or a slot freed here
-                    if named and (self._backlog or len(named) > self.slots - len(self.in_flight())):
+                    if named and (self._backlog or len(named) > self.free()):
                         look = True  # runs wait in the queue already: Prefect's order decides, not the rings'
                         continue
                     for key in named:
@@ -143,7 +150,7 @@ class Executor:
 
     def take(self, client: Any) -> int:
         """Take as many queued flow runs as there are free threads, in Prefect's order; returns how many."""
-        free = self.slots - len(self.in_flight())
+        free = self.free()
         if free <= 0:
             self._backlog = True  # what was rung or queued meanwhile waits for a thread, in the queue's order
             return 0
@@ -204,7 +211,7 @@ class Executor:
         """Take the flow run a launcher rang about, without reading the queue: when a thread is free, the
         run would be first in it anyway. False when no thread is free (the queue decides later, by priority)
         or it is not scheduled any more."""
-        if self.slots - len(self.in_flight()) <= 0:
+        if self.free() <= 0:
             self._backlog = True
             return False
         flow_run = client.read_flow_run(UUID(flow_run_id))
@@ -221,9 +228,9 @@ class Executor:
 
         key = str(flow_run.id)
         with self._lock:
-            if key in self._in_flight:
+            if key in self._in_flight or key in self._taking:
                 return 0
-            self._in_flight.add(key)  # before Pending: a beat from now on names it
+            self._taking.add(key)
         try:
             flow_run.state = propose_state_sync(client, Pending(), flow_run_id=flow_run.id)
         except Abort:  # another executor took it first
@@ -236,6 +243,9 @@ class Executor:
         if not flow_run.state.is_pending():
             self._release(key)
             return 0
+        with self._lock:  # Prefect accepted: from now on its beat names it (a rescue waits GRACE, ≫ a beat)
+            self._taking.discard(key)
+            self._in_flight.add(key)
         # the thread runs in a copy of this context: Prefect's settings (API URL, auth) as this loop has them
         self._threads.submit(contextvars.copy_context().run, self._execute, client, flow_run)
         self.started += 1
@@ -244,6 +254,7 @@ class Executor:
     def _release(self, key: str) -> None:
         with self._lock:
             self._in_flight.discard(key)
+            self._taking.discard(key)
 
     def _execute(self, client: Any, flow_run: Any) -> None:
         """Run one flow run to its end or its next suspension (Prefect's engine, in this thread)."""
