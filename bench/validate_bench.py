@@ -52,6 +52,7 @@ def make_project(target: Path, files: int = FILES) -> Path:
     originals = sorted((ROOT / "sops").glob("*.yaml"))
     if not originals:
         raise SystemExit("no SOPs in sops/ to copy")
+    stems = [o.stem for o in originals]
     for n in range(files):
         source = originals[n % len(originals)]
         new_id = f"{source.stem}-{n:03d}"
@@ -64,6 +65,12 @@ def make_project(target: Path, files: int = FILES) -> Path:
         )
         if count != 1:
             raise SystemExit(f"{source}: no `id: {source.stem}` line to rename")
+        # a follow-up starts the copy of its SOP made in the same round (or the first round's)
+        def renamed(match: re.Match[str], n: int = n) -> str:
+            index = n // len(stems) * len(stems) + stems.index(match[2])
+            return f"{match[1]}{match[2]}-{index if index < files else stems.index(match[2]):03d}"
+
+        text = re.sub(rf"^(\s*-?\s*start: )({'|'.join(map(re.escape, stems))})\s*$", renamed, text, flags=re.M)
         (target / "sops" / f"{new_id}.yaml").write_text(text, encoding="utf-8")
     return target
 
@@ -120,6 +127,7 @@ def main() -> None:
 
         big_seconds = best_of(3, validate_big)
         big_cpu = best_cpu_of(3, validate_big)  # on a shared machine, the CPU time is the figure to compare
+        hostile = hostile_files(Path(tmp), project / "config")
 
     table = Table(title=f"sop validate, {FILES} SOP files (goal < {GOAL_SECONDS:g} s)", title_justify="left")
     for column in ("what", "files", "seconds", "ms/file"):
@@ -135,6 +143,11 @@ def main() -> None:
                   f"(goal < {BIG_GOAL_SECONDS:g} s), {big_verdict}")
     verdict = "[green]within the goal[/]" if in_process < GOAL_SECONDS else "[red]over the goal[/]"
     console.print(f"validate_paths: {in_process:.3f} s for {FILES} files, {verdict}")
+    slow = {name: cpu for name, cpu in hostile.items() if cpu >= BIG_GOAL_SECONDS}
+    worst = max(hostile, key=hostile.__getitem__)
+    console.print(f"hostile generated files (tests/language/test_hostile_files.py), CPU best of 3: {len(hostile)} files, "
+                  f"slowest {worst} {hostile[worst]:.3f} s (goal < {BIG_GOAL_SECONDS:g} s each), "
+                  + (f"[red]over the goal: {slow}[/]" if slow else "[green]all within the goal[/]"))
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "validate.json").write_text(
@@ -148,11 +161,28 @@ def main() -> None:
                 "big_sop_s": round(big_seconds, 4),
                 "big_sop_cpu_s": round(big_cpu, 4),
                 "big_sop_goal_s": BIG_GOAL_SECONDS,
+                "hostile_cpu_s": {name: round(cpu, 4) for name, cpu in hostile.items()},
             },
             indent=2,
         )
         + "\n"
     )
+
+
+def hostile_files(tmp: Path, config: Path) -> dict[str, float]:
+    """Each generated hostile file of the tests (huge, deep, circular…): the CPU seconds to find its located
+    error, or to find it valid (best of 3). The goal is BIG_GOAL_SECONDS each; the tests only guard against a
+    hang (a timed unit test flakes on a shared machine)."""
+    from tests.language.test_hostile_files import GENERATED, GENERATED_VALID
+
+    folder = tmp / "hostile"
+    folder.mkdir()
+    files = {name: content for name, (content, _) in GENERATED.items()} | GENERATED_VALID
+    cpu: dict[str, float] = {}
+    for name, content in sorted(files.items()):
+        (folder / name).write_bytes(content)
+        cpu[name] = best_cpu_of(3, lambda path=folder / name: validate_paths([path], config, env={}))
+    return cpu
 
 
 if __name__ == "__main__":
