@@ -223,7 +223,7 @@ def test_validation_is_linear_in_the_number_of_steps(tmp_path: Path, repo_root: 
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parent / "corpus").iterdir() if p.is_file()))
-def test_every_corpus_file_is_answered_within_two_seconds(name: str, repo_root: Path) -> None:
+def test_every_corpus_file_is_answered_without_blowing_up(name: str, repo_root: Path) -> None:
     _, seconds = timed_validate(Path(__file__).parent / "corpus" / name, repo_root)
     assert seconds <= HANG_SECONDS, f"{name}: {seconds:.2f}s (a blow-up: bench/validate_bench.py has the goal)"
 
