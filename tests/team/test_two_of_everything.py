@@ -107,22 +107,27 @@ def test_two_of_every_process_on_one_postgresql_lose_nothing_and_do_nothing_twic
 
         for _ in range(BEFORE):
             start_run()
-        first_executor = started[0]
 
         def preparing() -> set[str]:
             return {r.run_id for r in _ledger_rows(ledger, sa.select(steps.c.run_id).where(
                 (steps.c.step_id == "prepare") & (steps.c.state == "running")))}
 
-        def held_by_first() -> set[str]:
-            """The runs whose flow runs the first executor's beat names while their first step runs."""
+        def held_mid_step() -> tuple[Process, set[str]] | None:
+            """An executor whose beat names flow runs whose first step runs, and the runs (either executor: which
+            one takes a run is Prefect's race)."""
             beats = _ledger_rows(ledger, sa.select(executors.c.pid, executors.c.flow_runs))
-            flow_runs = {f for beat in beats if beat.pid == first_executor.popen.pid
-                         for f in json.loads(beat.flow_runs or "[]")}
             bound = dict(_ledger_rows(ledger, sa.select(runs.c.flow_run_id, runs.c.id)))
-            return {bound[f] for f in flow_runs if f in bound} & preparing()
+            running = preparing()
+            for executor in started[:2]:
+                flow_runs = {f for beat in beats if beat.pid == executor.popen.pid
+                             for f in json.loads(beat.flow_runs or "[]")}
+                held = {bound[f] for f in flow_runs if f in bound} & running
+                if held:
+                    return executor, held
+            return None
 
-        held = wait_for(held_by_first, 60, "the first executor to hold a flow run mid-step", interval=0.1)
-        for process in (first_executor, started[2], started[4]):  # an executor, a timer service, a nudger
+        victim, held = wait_for(held_mid_step, 60, "an executor to hold a flow run mid-step", interval=0.1)
+        for process in (victim, started[2], started[4]):  # an executor, a timer service, a nudger
             os.kill(process.popen.pid, signal.SIGKILL)
             killed[process.label] = process
         lost = held & preparing()  # its beat is up to 2 s old: a step that ended just before the kill was not cut
