@@ -226,8 +226,8 @@ class Launcher:
             # a run that starts by waiting on its people: its flow run is born Suspended, as if it had run and
             # suspended at once (no executor spends a thread on it); the first report or timer resumes it
             waiting = replaces is None and not RunStore.has_automated_work(conn, run_id)
-            suspension = RunStore.suspends_of(conn, run_id) + 1
         assert run is not None
+        suspension = run.suspends + 1
         key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
         with self._client() as client, _retrying_once():
             deployment = self.deployment_id(client, run.sop_id)
@@ -317,8 +317,8 @@ class Launcher:
         closed run has none). A finished run's flow run is resumed too: it then ends as the run did.
         """
         with self.ledger.read() as conn:
-            flow_run_id = RunStore.flow_run_of(conn, run_id)
             run = RunStore.run_row(conn, run_id)
+        flow_run_id = run.flow_run_id if run is not None else None
         if not flow_run_id:
             return BUSY if run is not None and run.status == RunStatus.RUNNING else SETTLED
         try:  # one resume of a run at a time, across processes: on PostgreSQL two at once make Prefect's a 409
