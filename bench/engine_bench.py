@@ -58,6 +58,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flows.prefect import server as prefect_server
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,8 @@ RESTART = int(os.environ.get("BENCH_ENGINE_RESTART", "12"))
 REPS = int(os.environ.get("BENCH_ENGINE_REPS", "7"))
 SPEED = float(os.environ.get("BENCH_ENGINE_SPEED", "100"))
 KEEP = os.environ.get("BENCH_ENGINE_KEEP", "") not in ("", "0")
+#: the Prefect server as Prefect ships it (``prefect server start``), not as ``sop serve`` starts it
+AS_SHIPPED = os.environ.get("BENCH_PREFECT_AS_SHIPPED", "") not in ("", "0")
 
 GOAL_LATE_P99_S = 1.0
 GOAL_RATIO = 1.2
@@ -481,8 +484,10 @@ class Bench:
         say(f"starting a Prefect server on 127.0.0.1:{port} (fresh SQLite database)")
         t0 = time.monotonic()
         out = open(self.logs() / "prefect-server.log", "ab")  # noqa: SIM115 - the child owns it
-        self.server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                        "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+        argv = prefect_server.command("127.0.0.1", port)
+        if AS_SHIPPED:
+            argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+        self.server = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=self.root, preexec_fn=_die_with_parent)
         while not healthy(self.api_url):
             if self.server.poll() is not None or time.monotonic() - t0 > 180:

@@ -44,6 +44,7 @@ from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.library import Library, project_root
 from flows.logfmt import kv
+from flows.prefect import server as prefect_server
 from flows.prefect.launcher import short
 from flows.prefect.names import AUTH_ENV, AUTH_FILE, pool_name
 
@@ -288,9 +289,7 @@ class Stack:
                 self.progress(f"starting a Prefect server on 127.0.0.1:{port} (SQLite, first start ≈20 s)")
                 db = self.root / "var" / "prefect" / "prefect.db"
                 db.parent.mkdir(parents=True, exist_ok=True)
-                server = self._spawn("prefect-server", [sys.executable, "-m", "prefect", "server", "start",
-                                                        "--host", "127.0.0.1", "--port", str(port)],
-                                     {**env, **server_env(port, self.api_url, auth, db)})
+                server = self._spawn("prefect-server", prefect_server.command("127.0.0.1", port), {**env, **server_env(port, self.api_url, auth, db)})
         os.environ["PREFECT_API_URL"] = self.api_url
         if auth:  # this process's clients (the launcher of its engine, its API's) sign in with it too
             os.environ[AUTH_ENV] = auth
