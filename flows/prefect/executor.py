@@ -41,7 +41,8 @@ from flows.language.library import Library
 from flows.ledger import Ledger
 from flows.ledger.schema import executors
 from flows.logfmt import kv
-from flows.prefect.launcher import prefect_client, short
+from flows.prefect import inprocess
+from flows.prefect.launcher import short
 
 log = logging.getLogger("sop.executor")
 
@@ -58,6 +59,8 @@ class Executor:
         from flows.prefect import flow_run
 
         flow_run.use_library(library)  # every flow of this process runs on this library and its engine
+        if not inprocess.without_suspension_observer():
+            log.warning(kv("event=prefect_names_moved", kept="a suspension observer per flow run"))
         self.library, self.ledger, self.api_url, self.pool = library, ledger, api_url, pool
         self.slots, self.poll = slots, poll
         self.auth_string = auth_string
@@ -106,7 +109,8 @@ class Executor:
         beats = threading.Thread(target=self._beat, args=(beating,), name="executor-beat", daemon=True)
         beats.start()
         try:
-            with prefect_client(self.api_url, self._auth()) as client:
+            # the client of every flow run started here (they run in copies of this context)
+            with inprocess.shared_client(self.api_url, self._auth()) as client:
                 while not stop.is_set():
                     now = time.monotonic()
                     if now >= next_prefect_beat:

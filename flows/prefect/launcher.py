@@ -33,7 +33,7 @@ from flows.prefect.resume import ResumeTokens, born_suspended, expect_resume_inp
 log = logging.getLogger("sop.launcher")
 
 
-def _signed_in(api_url: str, auth_string: str | None) -> Any:
+def signed_in(api_url: str, auth_string: str | None) -> Any:
     """Prefect's settings for a client of ``api_url`` signed in with ``auth_string`` (default:
     ``$PREFECT_API_AUTH_STRING``), as a ``temporary_settings`` context.
 
@@ -55,7 +55,7 @@ def prefect_client(api_url: str, auth_string: str | None = None) -> Iterator[Any
     as long as the block runs (what runs inside, a flow run's context copied from it, sees them too)."""
     from prefect.client.orchestration import get_client
 
-    with _signed_in(api_url, auth_string), get_client(sync_client=True) as client:
+    with signed_in(api_url, auth_string), get_client(sync_client=True) as client:
         yield client
 
 
@@ -64,7 +64,7 @@ def open_client(api_url: str, auth_string: str | None = None) -> Any:
     URL and auth string it was made with, whatever the caller's settings are later."""
     from prefect.client.orchestration import get_client
 
-    with _signed_in(api_url, auth_string):
+    with signed_in(api_url, auth_string):
         client = get_client(sync_client=True)
     client.__enter__()
     return client
