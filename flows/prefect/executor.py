@@ -158,22 +158,21 @@ class Executor:
         if free <= 0:
             self._backlog = True  # what was rung or queued meanwhile waits for a thread, in the queue's order
             return 0
-        queued = self._queued(client, free + 1)  # one more than it can take: whether more wait
-        taken = 0
-        for flow_run in queued:
-            if taken >= free:
-                break
-            taken += self._start(client, flow_run)
-        # every free thread filled (or the server held some back): more may wait, so later rings queue behind them
-        self._backlog = taken >= free or len(queued) > taken
+        queued, more = self._queued(client, free)
+        taken = sum(self._start(client, flow_run) for flow_run in queued)
+        # more wait (held back by headroom, or beyond the free threads), or the server held some back: later rings
+        # queue behind them
+        self._backlog = more or taken < len(queued)
         return taken
 
-    def _queued(self, client: Any, wanted: int) -> list[Any]:
-        """Up to ``wanted`` flow runs due in the pool, in Prefect's order: queue priority (complaint first), then
-        scheduled start. Read with plain filters, queue by queue: Prefect's worker poll
-        (``get_scheduled_flow_runs``) writes each queue's "last polled" every time, and on the embedded SQLite a
-        write per look fought the flow runs' own writes in a storm; the poll itself is kept for the Prefect beat
-        (every 30 s), so the UI still shows the queues ready."""
+    def _queued(self, client: Any, free: int) -> tuple[list[Any], bool]:
+        """The flow runs due in the pool that ``free`` threads may take now, in Prefect's order: queue priority
+        (complaint first), then scheduled start; and whether more may wait. Each queue leaves a thread free for
+        each queue above it (:meth:`headroom`): a storm of routine runs never holds the thread a complaint needs.
+        Read with plain filters, queue by queue: Prefect's worker poll (``get_scheduled_flow_runs``) writes each
+        queue's "last polled" every time, and on the embedded SQLite a write per look fought the flow runs' own
+        writes in a storm; the poll itself is kept for the Prefect beat (every 30 s), so the UI still shows the
+        queues ready."""
         from prefect.client.schemas.filters import (
             FlowRunFilter,
             FlowRunFilterNextScheduledStartTime,
@@ -188,17 +187,29 @@ class Executor:
 
         due = datetime.now(UTC) + timedelta(seconds=0.5)
         found: list[Any] = []
-        for queue in self._queues(client):
-            if len(found) >= wanted:
+        more = False
+        for rank, queue in enumerate(self._queues(client)):
+            room = free - len(found) - min(rank, self.slots - 1)
+            if room <= 0:
+                more = True  # this queue and those below wait for threads (they may hold nothing: looked at later)
                 break
-            found += client.read_flow_runs(
+            runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     work_queue_name=FlowRunFilterWorkQueueName(any_=[queue]),
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
                     next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=due)),
                 work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool])),
-                sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=wanted - len(found))
-        return found
+                sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=room + 1)  # one more: whether more wait
+            more |= len(runs) > room
+            found += runs[:room]
+        return found, more
+
+    def headroom(self, queue: str | None) -> int | None:
+        """Threads a run of ``queue`` must leave free: one per queue above it (0 for the first), but never all of
+        them; None when the queue is not one this executor takes from now (paused, or its pool is)."""
+        if queue not in self._queue_order:
+            return None
+        return min(self._queue_order.index(queue), self.slots - 1)
 
     def _queues(self, client: Any) -> list[str]:
         """The pool's queues that are not paused, highest priority first (read again every 30 s; none while the
@@ -221,6 +232,10 @@ class Executor:
         flow_run = client.read_flow_run(UUID(flow_run_id))
         if flow_run.state is None or not flow_run.state.is_scheduled():
             return True  # taken by another executor, or not to run: nothing to look for
+        headroom = self.headroom(flow_run.work_queue_name)
+        if headroom is None or self.free() <= headroom:
+            self._backlog = True  # the threads left are kept for queues above it (or its queue is paused)
+            return False
         return bool(self._start(client, flow_run))
 
     def _start(self, client: Any, flow_run: Any) -> int:

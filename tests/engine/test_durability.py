@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -134,31 +135,48 @@ def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_pa
     assert len(per_level) == 20 * 5 and set(per_level.values()) == {1}
 
 
-def test_with_the_executor_busy_a_complaint_run_starts_before_older_runs(stack, project):
-    """Priority under load: one slot, held; 30 routine runs and an outage run queued before a complaint run.
-    When the slot frees, the complaint run's automated step starts first, then the outage's, then the rest."""
+@contextlib.contextmanager
+def _executor_of_its_own(stack, project, slots: int, tag: str):
+    """An engine on a ledger and a pool of their own, with the t-prio-* SOPs deployed and one `sop executor` of
+    ``slots`` threads on the pool. A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
+    its own pool (a run whose launch is slow would be started there, on the stack's executor, beside the test's)."""
     from flows.engine.build import build_engine
     from flows.prefect.deployments import deploy, ensure_pool
     from flows.prefect.launcher import Launcher, prefect_client
     from flows.runtime.serve import prefect_env
 
-    pool = f"prio-{os.getpid()}"
-    # a ledger of its own: the package stack's nudger sweeps its own ledger's runs into its own pool (a run whose
-    # launch is slow would be started there, on the stack's executor, beside the test's)
-    database = f"sqlite:///{project / 'var' / f'prio-{os.getpid()}.db'}"
+    pool = f"{tag}-{os.getpid()}"
+    database = f"sqlite:///{project / 'var' / f'{tag}-{os.getpid()}.db'}"
     ledger = Ledger(database)
     ledger.migrate()
     engine = build_engine(stack.library, ledger=ledger, launcher=Launcher(ledger, stack.api_url, pool))
     env = {**prefect_env(project, None), "SOP_DATABASE_URL": database}
     with prefect_client(stack.api_url) as client:
-        ensure_pool(client, concurrency=1, pool=pool)
-        # only the SOPs this test runs: the whole library is 27 deployments (and three schedules) more
+        ensure_pool(client, concurrency=slots, pool=pool)
+        # only the SOPs these tests run: the whole library is 27 deployments (and three schedules) more
         prio = {sop_id: loaded for sop_id, loaded in engine.library.sops.items() if sop_id.startswith("t-prio-")}
         deploy(client, dataclasses.replace(engine.library, sops=prio), env, pool=pool)
     executor_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url, "SOP_PREFECT_POOL": pool}
-    executor = subprocess.Popen([*SOP_COMMAND, "executor", "--slots", "1"], env=executor_env,
+    executor = subprocess.Popen([*SOP_COMMAND, "executor", "--slots", str(slots)], env=executor_env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        yield engine
+    finally:
+        executor.terminate()
+        executor.wait(timeout=60)
+        engine.pager.close()
+
+
+def _step_started(engine, run_id: str):
+    with engine.ledger.read() as conn:
+        return conn.execute(sa.select(records_table.c.at).where(
+            (records_table.c.run_id == run_id) & (records_table.c.kind == "step_started"))).scalar_one_or_none()
+
+
+def test_with_the_executor_busy_a_complaint_run_starts_before_older_runs(stack, project):
+    """Priority under load: one slot, held; 30 routine runs and an outage run queued before a complaint run.
+    When the slot frees, the complaint run's automated step starts first, then the outage's, then the rest."""
+    with _executor_of_its_own(stack, project, 1, "prio") as engine:
         gate = project / "var" / f"gate-{os.getpid()}"
         busy = engine.start("t-prio-blocker", {"gate": str(gate)}, initiator="li-wei").run_id
         wait_for(lambda: engine.view(busy).state("work") == "running", 90, "the first run to hold the executor")
@@ -167,18 +185,34 @@ def test_with_the_executor_busy_a_complaint_run_starts_before_older_runs(stack, 
         assert engine.view(busy).state("work") == "running"
         gate.touch()  # the slot frees now, with all 32 runs queued
         wait_for(lambda: all(not engine.view(r).is_open for r in queued), 240, "the queued runs to finish")
-    finally:
-        executor.terminate()
-        executor.wait(timeout=60)
-        engine.pager.close()
-    started = {}
-    with engine.ledger.read() as conn:
-        for run_id in queued:
-            started[run_id] = conn.execute(sa.select(records_table.c.at).where(
-                (records_table.c.run_id == run_id) & (records_table.c.kind == "step_started"))).scalar_one()
+    started = {run_id: _step_started(engine, run_id) for run_id in queued}
     order = [engine.view(run_id).run["sop_id"] for run_id in sorted(started, key=started.get)]
     assert order[:2] == ["t-prio-complaint", "t-prio-outage"], order
     assert set(order[2:]) == {"t-prio-routine"}
+
+
+def test_routine_runs_leave_a_thread_free_for_a_complaint_run(stack, project):
+    """Headroom: with two threads, routine runs may hold one; the other waits for higher classes. Two routine
+    runs that hold their thread until a gate opens: one runs, one waits; a complaint run started then runs at
+    once, on the thread kept free, while the gate is still shut."""
+    with _executor_of_its_own(stack, project, 2, "headroom") as engine:
+        gate = project / "var" / f"headroom-gate-{os.getpid()}"
+        routine = [engine.start("t-prio-blocker", {"gate": str(gate)}, initiator="li-wei").run_id for _ in range(2)]
+        try:
+            wait_for(lambda: any(engine.view(r).state("work") == "running" for r in routine), 90,
+                     "a routine run to hold a thread")
+            time.sleep(3)  # the executor has seen both runs queued (it is rung at once, and looks every second)
+            holding = [r for r in routine if engine.view(r).state("work") == "running"]
+            assert len(holding) == 1, "both routine runs took a thread: none was kept for higher classes"
+            complaint = engine.start("t-prio-complaint", initiator="li-wei").run_id
+            wait_for(lambda: not engine.view(complaint).is_open, 60,
+                     "the complaint run to finish on the thread kept free, the routine runs still holding theirs")
+            assert not gate.exists() and engine.view(holding[0]).state("work") == "running"
+            waiting = next(r for r in routine if r not in holding)
+            assert _step_started(engine, waiting) is None, "the second routine run took the complaint's thread"
+        finally:
+            gate.touch()
+        wait_for(lambda: all(not engine.view(r).is_open for r in routine), 120, "the routine runs to finish")
 
 
 @pytest.fixture(autouse=True)
