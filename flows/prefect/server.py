@@ -21,6 +21,7 @@ whose names moved starts unchanged, with a warning, rather than not at all.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,16 @@ log = logging.getLogger("sop.prefect_server")
 
 #: seconds a Prefect client waits before it tries a refused (503) request again
 RETRY_AFTER = "0.2"
+
+#: Prefect server services the stack does without, each a writer or an event consumer on the one SQLite file
+#: and the one server process (an environment variable set by the operator wins):
+#: - late_runs marks flow runs Scheduled for 15 s "Late" (a write per run, in a storm hundreds): the executor
+#:   takes Scheduled runs either way, and the board and the audit say which steps are late;
+#: - triggers evaluates Prefect automations on every event: the stack's escalations and pages are its own.
+QUIET_SERVICES = {
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+}
 
 
 def writers_take_turns() -> bool:
@@ -97,6 +108,8 @@ def command(host: str, port: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Run ``prefect server start`` with ``argv`` (default: this process's arguments), tuned."""
     args = list(sys.argv[1:] if argv is None else argv)
+    for name, value in QUIET_SERVICES.items():  # before Prefect is imported: it reads its settings once
+        os.environ.setdefault(name, value)
     for what in tune():
         print(f"prefect-server: Prefect's names moved; running without {what}", file=sys.stderr)
     from prefect.cli import app
