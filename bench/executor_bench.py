@@ -32,7 +32,8 @@ Runs with deadlines start at ``SPEED`` (their dues are far enough that none fire
 ``BENCH_EXEC_STORM`` (300), ``BENCH_EXEC_PLAIN_STORM`` (0), ``BENCH_EXEC_WAITING`` (200),
 ``BENCH_EXEC_PLAIN_WAITING`` (0), ``BENCH_EXEC_REPS`` (7), ``BENCH_EXEC_SPEED`` (60),
 ``BENCH_EXEC_PROFILE=1`` (pyinstrument, installed by hand: profile one ``run_flow`` as the executor
-calls it), ``BENCH_EXEC_KEEP=1``. A count of 0 skips its part. Writes ``bench/out/executor.json``.
+calls it), ``BENCH_EXEC_KEEP=1``, ``BENCH_PREFECT_AS_SHIPPED=1`` (the Prefect server as Prefect ships it,
+not as ``sop serve`` starts it: docs/running.md, "The embedded Prefect server"). A count of 0 skips its part. Writes ``bench/out/executor.json``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.engine_bench import (
+    AS_SHIPPED,
     HAND_FLOW,
     WAIT_SOP,
     Bench,
@@ -491,6 +493,9 @@ class ExecutorBench(Bench):
         self.start_plain()
         say(f"Prefect server up in {server_s:.1f}s, sop serve ready in {serve_s:.1f}s; plain worker up")
         result: dict[str, Any] = {"cores": os.cpu_count(), "started_at": datetime.now(UTC).isoformat(),
+                                  "prefect": (f"at {os.environ['PREFECT_API_URL']}" if os.environ.get("PREFECT_API_URL")
+                                              else "embedded, SQLite, as Prefect ships it" if AS_SHIPPED
+                                              else "embedded, SQLite, as sop serve starts it"),
                                   "loadavg_at_start": loadavg(), "speed": SPEED}
         if FIRST or PLAIN_FIRST:
             say(f"1/4 trigger → first automated step: {FIRST} ours, {PLAIN_FIRST} plain, one at a time")
@@ -530,7 +535,7 @@ def p50_p99(d: dict[str, Any]) -> str:
 
 def report(result: dict[str, Any]) -> None:
     table = Table(title=f"Automated steps at once: sop executor vs Prefect's process worker, one Prefect server "
-                        f"(SQLite), {result['cores']} cores; load average {result['loadavg_at_start']} at start, "
+                        f"({result.get('prefect', 'SQLite')}), {result['cores']} cores; load average {result['loadavg_at_start']} at start, "
                         f"{result['loadavg_at_end']} at end", title_justify="left")
     for column in ("figure", "ours (sop executor)", "plain Prefect (process worker)", "goal", ""):
         table.add_column(column)
