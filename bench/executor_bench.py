@@ -493,7 +493,7 @@ class ExecutorBench(Bench):
         self.start_plain()
         say(f"Prefect server up in {server_s:.1f}s, sop serve ready in {serve_s:.1f}s; plain worker up")
         result: dict[str, Any] = {"cores": os.cpu_count(), "started_at": datetime.now(UTC).isoformat(),
-                                  "prefect": (f"at {os.environ['PREFECT_API_URL']}" if os.environ.get("PREFECT_API_URL")
+                                  "prefect": (f"at {self.api_url}" if self.external_server
                                               else "embedded, SQLite, as Prefect ships it" if AS_SHIPPED
                                               else "embedded, SQLite, as sop serve starts it"),
                                   "loadavg_at_start": loadavg(), "speed": SPEED}

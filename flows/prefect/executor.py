@@ -191,7 +191,8 @@ class Executor:
         for rank, queue in enumerate(self._queues(client)):
             room = free - len(found) - min(rank, self.slots - 1)
             if room <= 0:
-                more = True  # this queue and those below wait for threads (they may hold nothing: looked at later)
+                # this queue and those below keep their headroom: not a backlog (rings of higher classes are taken
+                # at once, by take_one, one read each); a freed thread, or the next poll, looks again
                 break
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
