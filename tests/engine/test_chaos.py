@@ -149,7 +149,7 @@ class Systemd:
 
     def children(self, kind: str) -> list[int]:
         """The pids of `sop serve`'s children of a kind: executor, pager, prefect-server."""
-        pattern = {"executor": " executor ", "pager": " pager", "prefect-server": " server start"}[kind]
+        pattern = {"executor": " executor ", "pager": " pager", "prefect-server": "flows.prefect.server start"}[kind]
         if self.process is None or self.process.poll() is not None:
             return []
         return [pid for pid, cmd in _children(self.process.pid).items() if pattern in cmd + " "]
