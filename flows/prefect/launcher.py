@@ -127,6 +127,12 @@ def settle_nudges(timeout: float) -> bool:
     return all(launcher.settle_nudges(max(0.0, deadline - time.monotonic())) for launcher in list(_NUDGING))
 
 
+def _schema_missing(result: Any) -> bool:
+    """Prefect turned a resume away because the suspension's resume input schema is not stored."""
+    reason = getattr(getattr(result, "details", None), "reason", None) or ""
+    return "schema not found" in reason
+
+
 class Launcher:
     """Creates, resumes and cancels the flow runs of SOP runs (one Prefect client, cached ids)."""
 
@@ -336,6 +342,14 @@ class Launcher:
                 suspension = self._suspension(run_id, state)
                 token = self.resume_tokens.sign(run_id, flow_run_id, suspension)
                 result = client.resume_flow_run(UUID(flow_run_id), run_input={"token": token, "suspension": suspension})
+                if _schema_missing(result):
+                    # its flow run suspended, and its process died before it stored the resume input's schema
+                    # (Prefect stores it after the state): store it as the flow would have, and resume again
+                    log.warning("event=resume_schema_restored run=%s flow_run=%s suspension=%d", run_id,
+                                flow_run_id, suspension)
+                    expect_resume_input(client, UUID(flow_run_id), suspension)
+                    result = client.resume_flow_run(UUID(flow_run_id),
+                                                    run_input={"token": token, "suspension": suspension})
         except Exception as exc:
             log.warning("event=resume_failed run=%s error=%s", run_id, exc)
             return BUSY

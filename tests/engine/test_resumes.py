@@ -57,3 +57,24 @@ def test_the_last_report_racing_the_flow_runs_suspension_still_ends_its_flow_run
              explain=lambda: _flow_run(stack, flow_run_id).state)
     wait_for(lambda: not engine.view(run_id).run["nudge"], 10, "the flag to be cleared")
     assert records(engine, run_id, "resume_refused") == []
+
+
+def test_a_flow_run_whose_process_died_before_storing_its_resume_schema_is_still_resumed(engine: Any,
+                                                                                          stack: Any) -> None:
+    """Prefect's ``suspend_flow_run`` stores the resume input's schema after the Suspended state: an executor
+    killed between the two (the chaos test's seed 161303865) left a flow run that Prefect would not resume
+    ("Run input schema not found"), its run finished in the ledger and never in Prefect. The launcher stores the
+    schema as the flow would have, and resumes."""
+    from flows.prefect.resume import resume_keys
+
+    run_id = engine.start("t-link", {"dashboard": "https://grafana.example.com/d/1"}, initiator="li-wei").run_id
+    flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
+    suspension = int(_flow_run(stack, flow_run_id).state.state_details.pause_key.removeprefix("wait-"))
+    with prefect_client(stack.api_url) as client:  # what the dead process never wrote
+        client.delete_flow_run_input(UUID(flow_run_id), key=resume_keys(suspension)[0])
+
+    engine.report(run_id, "look", HumanReport(actor="zhao-lei", values={}))
+    wait_for(lambda: _flow_run(stack, flow_run_id).state.is_completed(), 60, "the flow run to complete",
+             explain=lambda: _flow_run(stack, flow_run_id).state)
+    assert engine.view(run_id).run["outcome"] == "done"
+    assert records(engine, run_id, "resume_refused") == []
