@@ -378,7 +378,8 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
         assert _victim(serve, "serve"), f"{context}: sop serve never came back\n{serve.log_tail()}"
         wait_for(lambda: len(people.run_ids) == RUNS, 60, f"{RUNS} runs to start ({context})")
         wait_for(lambda: people.all_answered() and not _open(ledger, people.run_ids), 120,
-                 f"every run to finish ({context}; open: {_open(ledger, people.run_ids)})\n{serve.log_tail()}")
+                 f"every run to finish ({context})",  # what is open then, not when the wait began
+                 explain=lambda: f"open: {_open(ledger, people.run_ids)}\n{serve.log_tail()}")
     finally:
         people.stop()
         serve.stop()
