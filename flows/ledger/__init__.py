@@ -15,8 +15,9 @@ Owns: the tables (``schema``: records, pinned SOP texts, the projections, delive
 metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
 (``tx``: :func:`record_hash`, ``GENESIS``, :class:`Tx`), transactions and read connections
 (:class:`Ledger`; :class:`Tx` has its fast path for the hot statements: ``driver`` on SQLite, ``pgdriver`` on
-PostgreSQL, where a transaction's BEGIN goes with its lock statement and locking a run brings the
-lane's head and seqs: round trips are most of a PostgreSQL write's cost).
+PostgreSQL, where a per-run transaction's BEGIN and locks go with its first statement, locking a run brings
+the lane's head and seqs, and writes go with the next read or with COMMIT: round trips are most of a
+PostgreSQL write's cost).
 
 May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
 language, notifications, the engine or anything above: it stores the records it is given
