@@ -15,9 +15,8 @@ Owns: the tables (``schema``: records, pinned SOP texts, the projections, delive
 metric samples, the outbox, pagers) and their migrations (``migrations/``), the chain
 (``tx``: :func:`record_hash`, ``GENESIS``, :class:`Tx`), transactions and read connections
 (:class:`Ledger`; :class:`Tx` has its fast path for the hot statements: ``driver`` on SQLite, ``pgdriver`` on
-PostgreSQL, where a per-run transaction's BEGIN and locks go with its first statement, locking a run brings
-the lane's head and seqs, and writes go with the next read or with COMMIT: round trips are most of a
-PostgreSQL write's cost).
+PostgreSQL, where a transaction's BEGIN goes with its lock statement and locking a run brings the
+lane's head and seqs: round trips are most of a PostgreSQL write's cost).
 
 May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
 language, notifications, the engine or anything above: it stores the records it is given
@@ -75,8 +74,6 @@ _PG_SHARED_AND_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_try_advisory
 _PG_EXCLUSIVE = "SELECT pg_advisory_xact_lock({k})"
 _PG_TRY_LANE = sa.text("SELECT pg_try_advisory_xact_lock(:l, :lane)")
 _PG_WAIT_LANE = sa.text("SELECT pg_advisory_xact_lock(:l, :lane)")
-#: ``Connection.info``'s key for the write transaction open on it (PostgreSQL: what it has not sent yet goes first)
-_OPEN_TX = "sop_open_tx"
 #: a pooled PostgreSQL connection idle for longer than this is pinged before use (a busy one is not)
 _PING_IDLE_S = 1.0
 
@@ -135,7 +132,6 @@ class Ledger:
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
-        self._lane = threading.local()  # .preferred: the lane this thread's writers ask for first (PostgreSQL)
         self._exclusive = [threading.Lock() for _ in range(64)]  # :meth:`exclusive` on SQLite, by name's hash
         #: seconds between this process's checkpoints (None: only when :meth:`checkpoint` is called)
         self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
@@ -190,12 +186,6 @@ class Ledger:
             if time.monotonic() - record.info.get("checked_in", 0.0) > _PING_IDLE_S and not self.fast.alive(dbapi_conn):
                 raise sa.exc.DisconnectionError("the ledger's connection was closed")  # the pool connects anew
 
-        @sa.event.listens_for(engine, "before_cursor_execute")
-        def _after_pending(conn: Connection, *_args: Any) -> None:
-            tx = conn.info.get(_OPEN_TX)
-            if tx is not None:
-                tx.send_pending()
-
         @sa.event.listens_for(engine, "checkin")
         def _checked_in(_dbapi_conn: Any, record: Any) -> None:
             record.info["checked_in"] = time.monotonic()
@@ -242,46 +232,29 @@ class Ledger:
             yield opened[0]
             return
         with self._writer, self.engine.begin() as conn:
-            tx = self._begin(conn, per_run)
-            try:
-                yield tx
-                tx.finish()
-            finally:
-                conn.info.pop(_OPEN_TX, None)
+            yield self._begin(conn, per_run)
         self._checkpoint_if_due()
 
     def _begin(self, conn: Connection, per_run: bool, batch: bool = False) -> Tx:
         driver = conn.connection.driver_connection
         if self.is_sqlite:
             return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast)
-        preferred = getattr(self._lane, "preferred", None) or lane_of(f"{os.getpid()}:{threading.get_ident()}")
+        preferred = lane_of(f"{os.getpid()}:{threading.get_ident()}")
         if not per_run:
             self.fast.begin(driver, _PG_EXCLUSIVE.format(k=_ADVISORY_LOCK))  # alone: any lane is free
-            tx = Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred)
-        else:  # BEGIN and the locks go with the transaction's first statement (Tx.send_pending)
-            tx = Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred,
-                    per_run=" NOWAIT" if batch else "",
-                    opening=_PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=preferred),
-                    reopen=lambda: self._take_lane(driver, preferred))
-        conn.info[_OPEN_TX] = tx  # a statement SQLAlchemy sends on conn goes after what tx has not sent yet
-        return tx
-
-    def _take_lane(self, driver: Any, preferred: int) -> int:
-        """A per-run transaction opened (its shared lock and a lane) when ``preferred`` was busy: another lane
-        if one is free, else ``preferred`` once it is; this thread prefers the lane it got from now on (writers
-        that shared a preferred lane part ways)."""
-        lane = (preferred % LANES) + 1
+            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred)
+        lane = preferred
         free = self.fast.begin(driver, _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane))[1]
         for step in range(1, LANES):
             if free:
                 break
-            lane = (preferred + step) % LANES + 1
-            free = self.fast.first(driver, _PG_TRY_LANE, {"l": _LANE_LOCKS, "lane": lane})[0]
+            lane = (preferred + step - 1) % LANES + 1
+            free = conn.execute(_PG_TRY_LANE, {"l": _LANE_LOCKS, "lane": lane}).scalar_one()
         if not free:  # every lane busy: wait for ours
             lane = preferred
-            self.fast.first(driver, _PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
-        self._lane.preferred = lane
-        return lane
+            conn.execute(_PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
+        return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=lane,
+                  per_run=" NOWAIT" if batch else "")
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -340,10 +313,8 @@ class Ledger:
             self._batch.open = (tx, after)
             try:
                 yield
-                tx.finish()
             finally:
                 self._batch.open = None
-                conn.info.pop(_OPEN_TX, None)
         for callback in after:
             callback()
         self._checkpoint_if_due()

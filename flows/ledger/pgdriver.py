@@ -6,10 +6,6 @@ statement: on PostgreSQL that was ~0.9 ms of the API's CPU per alert (docs/bench
 ingest"). psycopg prepares a statement on the server once it has run a few times on a connection.
 Errors are SQLAlchemy's types (``IntegrityError`` for a constraint, ``OperationalError`` for a lock
 not available…), exactly as on the plain path. Selects come back as the driver's tuples.
-
-:func:`send` sends what a transaction has not sent yet — its ``BEGIN`` and locks, the writes it
-queued — with the statement that needs them, or with ``COMMIT``, in one round trip (psycopg's
-pipeline mode): an alert that attaches to its run costs two round trips, not five.
 """
 
 from __future__ import annotations
@@ -35,8 +31,7 @@ def compiled(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]
     return done.string, {k: v for k, v in done.params.items() if k not in keys}
 
 
-def bound(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The values a compiled statement is sent with: its own and ``params``, times in UTC."""
+def _values(fixed: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     values = {**fixed, **params} if fixed else dict(params)
     for key, value in values.items():
         if isinstance(value, datetime):
@@ -52,7 +47,7 @@ def _translated(exc: psycopg.Error, sql: str, params: Any, many: bool = False) -
 def execute(driver: Any, statement: Any, params: dict[str, Any]) -> None:
     """Execute a built insert, update or delete with these parameters."""
     sql, fixed = compiled(statement, tuple(params))
-    values = bound(fixed, params)
+    values = _values(fixed, params)
     try:
         driver.execute(sql, values)
     except psycopg.Error as exc:
@@ -62,7 +57,7 @@ def execute(driver: Any, statement: Any, params: dict[str, Any]) -> None:
 def executemany(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
     """Execute a built insert for each row (all rows have the same keys), in one round trip."""
     sql, fixed = compiled(statement, tuple(rows[0]))
-    values = [bound(fixed, row) for row in rows]
+    values = [_values(fixed, row) for row in rows]
     try:
         with driver.cursor() as cursor:
             cursor.executemany(sql, values)
@@ -73,66 +68,7 @@ def executemany(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> None
 def first(driver: Any, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
     """The first row of a built select, as the driver's tuple (None when there is none)."""
     sql, fixed = compiled(statement, tuple(params))
-    values = bound(fixed, params)
-    try:
-        return driver.execute(sql, values).fetchone()  # type: ignore[no-any-return]
-    except psycopg.Error as exc:
-        raise _translated(exc, sql, values) from exc
-
-
-def select(statement: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A built select's SQL and values, for :func:`send`."""
-    sql, fixed = compiled(statement, tuple(params))
-    return sql, bound(fixed, params)
-
-
-#: a write queued to go with the transaction's next statement: SQL, its values (a list of them: executemany)
-Write = tuple[str, Any, bool]
-
-
-def write(statement: Any, params: dict[str, Any] | list[dict[str, Any]]) -> Write:
-    """A built insert, update or delete (with a list of rows: for each row) made ready to be sent later."""
-    if isinstance(params, list):
-        sql, fixed = compiled(statement, tuple(params[0]))
-        return sql, [bound(fixed, row) for row in params], True
-    sql, fixed = compiled(statement, tuple(params))
-    return sql, bound(fixed, params), False
-
-
-def send(driver: Any, opening: str | None, writes: list[Write], last: tuple[str, dict[str, Any]] | None = None,
-         commit: bool = False) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
-    """In one round trip and in this order: ``BEGIN`` with ``opening`` (its first statement: SQL with literals
-    only), the ``writes``, the select ``last``, ``COMMIT``; the first rows of ``opening`` and ``last``.
-
-    A statement's error is raised here as SQLAlchemy's type (the statements after it are not run)."""
-    if opening is None and not writes:
-        if last is not None:
-            return None, _fetch(driver, *last)
-        if commit:
-            driver.commit()
-        return None, None
-    opened = answer = None
-    try:
-        with driver.pipeline():
-            if opening is not None:
-                driver.execute("BEGIN", prepare=False)
-                opened = driver.execute(opening)
-            for sql, values, many in writes:
-                if many:
-                    driver.cursor().executemany(sql, values)
-                else:
-                    driver.execute(sql, values)
-            if last is not None:
-                answer = driver.execute(*last)
-            if commit:
-                driver.execute("COMMIT", prepare=False)
-    except psycopg.Error as exc:
-        sent = [opening or "", *(w[0] for w in writes), last[0] if last else "", "COMMIT" if commit else ""]
-        raise _translated(exc, "; ".join(s for s in sent if s), ()) from exc
-    return (None if opened is None else opened.fetchone()), (None if answer is None else answer.fetchone())
-
-
-def _fetch(driver: Any, sql: str, values: dict[str, Any]) -> tuple[Any, ...] | None:
+    values = _values(fixed, params)
     try:
         return driver.execute(sql, values).fetchone()  # type: ignore[no-any-return]
     except psycopg.Error as exc:
@@ -174,16 +110,16 @@ def _held_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any
             "ORDER BY pos DESC LIMIT 1) AS h ON true", fixed)
 
 
-def held(statement: Any, params: dict[str, Any], chain: int, n: int) -> tuple[str, dict[str, Any]]:
-    """A ``SELECT … FOR UPDATE`` of runs made to bring, in the same statement, the head of lane ``chain`` and ``n``
-    seqs (for :func:`send`; its answer read by :func:`held_row`)."""
+def first_held(driver: Any, statement: Any, params: dict[str, Any], chain: int,
+               n: int) -> tuple[tuple[Any, ...] | None, tuple[int, str] | None, list[int]]:
+    """A ``SELECT … FOR UPDATE``'s first row (None when none; its first column is never NULL), with the head of
+    lane ``chain`` (place, hash; None when empty) and ``n`` seqs, in one round trip."""
     sql, fixed = _held_sql(statement, tuple(params))
-    return sql, {**bound(fixed, params), "_chain": chain, "_n": n}
-
-
-def held_row(found: tuple[Any, ...]) -> tuple[tuple[Any, ...] | None, tuple[int, str] | None, list[int]]:
-    """:func:`held`'s answer: the select's first row (None when none; its first column is never NULL), the head
-    of the lane (place, hash; None when empty) and the seqs."""
+    values = {**_values(fixed, params), "_chain": chain, "_n": n}
+    try:
+        found = driver.execute(sql, values).fetchone()
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values) from exc
     row = None if found[0] is None else tuple(found[:-3])
     head = None if found[-3] is None else (found[-3], found[-2])
     return row, head, found[-1]

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -96,13 +96,6 @@ class Tx:
     _fresh: bool = False  # the seqs were taken since the last run was locked (first_held)
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
-    #: PostgreSQL, per run: the transaction's first statement (its locks; its row's last column says whether it
-    #: took ``lane``), not sent yet: it goes with the transaction's first statement (:meth:`send_pending`)
-    opening: str | None = None
-    #: PostgreSQL, when ``opening`` did not take ``lane``: roll back and open again, waiting for a lane; the lane
-    reopen: Callable[[], int] | None = None
-    #: PostgreSQL: writes not sent yet, sent with the next statement that reads, or with ``COMMIT`` (:meth:`finish`)
-    _writes: list[Any] = field(default_factory=list)
 
     # --- the hot statements: straight to the driver (flows.ledger.driver, flows.ledger.pgdriver), same
     # rows, same errors; without a driver (tests of the plain path) through SQLAlchemy -------------
@@ -112,68 +105,27 @@ class Tx:
         return self.fast is fast
 
     def execute(self, statement: Any, params: dict[str, Any]) -> None:
-        """Execute a built insert, update or delete with these parameters (on PostgreSQL it is sent with the
-        transaction's next statement: its error, if any, is raised there, at the latest at the commit)."""
+        """Execute a built insert, update or delete with these parameters."""
         if self.driver is None:
             self.conn.execute(statement, params)
-        elif self.sqlite:
-            self.fast.execute(self.driver, statement, params)
         else:
-            self._writes.append(self.fast.write(statement, params))
+            self.fast.execute(self.driver, statement, params)
 
     def executemany(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        """Execute a built insert for each row (all rows have the same keys); sent as :meth:`execute` is."""
+        """Execute a built insert for each row (all rows have the same keys)."""
         if not rows:
             return
         if self.driver is None:
             self.conn.execute(statement, rows)
-        elif self.sqlite:
-            self.fast.executemany(self.driver, statement, rows)
         else:
-            self._writes.append(self.fast.write(statement, rows))
+            self.fast.executemany(self.driver, statement, rows)
 
     def first(self, statement: Any, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         """The first row of a built select, as a tuple (None when there is none); select no times this way."""
         if self.driver is None:
             row = self.conn.execute(statement, params or {}).first()
             return None if row is None else tuple(row)
-        if self.sqlite:
-            return self.fast.first(self.driver, statement, params or {})
-        return self._send(lambda: self.fast.select(statement, params or {}))
-
-    # --- PostgreSQL: what is not sent yet goes with the next statement, in one round trip --------------
-
-    def send_pending(self) -> None:
-        """Send the opening and the writes not sent yet (before a statement this transaction's connection sends
-        by another way: SQLAlchemy's)."""
-        if self.opening is not None or self._writes:
-            self._send(None)
-
-    def finish(self) -> None:
-        """Send what is not sent yet with ``COMMIT``: the transaction's last round trip (PostgreSQL; elsewhere
-        the caller commits)."""
-        if self.fast is None or self.sqlite or self.driver is None:
-            return
-        if self.opening is None and not self._writes:
-            return  # the caller's commit sends COMMIT
-        self.fast.send(self.driver, self.opening, self._writes, commit=True)  # the lane is not needed: no record
-        self.opening, self._writes = None, []
-
-    def _send(self, last: Callable[[], tuple[str, dict[str, Any]]] | None) -> tuple[Any, ...] | None:
-        """The opening (if not sent yet), the writes and ``last()`` (a select, made once the lane is known) in one
-        round trip; ``last``'s first row. When the opening did not get the lane it asked for, what was sent is
-        rolled back and sent again in a transaction opened anew (:attr:`reopen`): nothing was answered yet."""
-        opening = self.opening
-        statement = last() if last is not None else None
-        locks, row = self.fast.send(self.driver, opening, self._writes, statement)
-        self.opening = None
-        if opening is not None and not locks[-1]:  # another writer holds the lane: nothing of ours read it yet
-            self.driver.rollback()
-            self.lane = self.reopen()  # type: ignore[misc]
-            statement = last() if last is not None else None
-            _, row = self.fast.send(self.driver, None, self._writes, statement)
-        self._writes = []
-        return row
+        return self.fast.first(self.driver, statement, params or {})
 
     def append(self, kind: str, run_id: str | None = None, step_id: str | None = None,
                actor: str | None = None, at: datetime | None = None, **data: Any) -> int:
@@ -211,8 +163,7 @@ class Tx:
             row = self.first(_LANE_HEAD, {"_chain": self.lane})
             self._seq = self.first(_MAX_SEQ)[0] or 0  # type: ignore[index]
         else:
-            # the lane as it is when sent: a transaction's first statement may find its lane taken and get another
-            found = self._send(lambda: self.fast.select(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK}))
+            found = self.first(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK})
             row = None if found[0] is None else (found[0], found[1])  # type: ignore[index]
             self._seqs = list(reversed(found[2]))  # type: ignore[index]
         self._last = (row[0], row[1]) if row else (0, GENESIS)
@@ -239,10 +190,9 @@ class Tx:
         """The first row of a built ``SELECT … FOR UPDATE`` of runs (its first column never NULL); the caller then
         calls :meth:`held_run` for the run it found. On PostgreSQL the lane's head and fresh seqs come in the same
         round trip, read once the rows are locked (the lane is this transaction's already)."""
-        if self.fast is None or self.sqlite or self.driver is None:
+        if self.fast is None or self.sqlite:
             return self.first(statement, params)
-        found = self._send(lambda: self.fast.held(statement, params, self.lane, _SEQ_BLOCK))
-        row, head, seqs = self.fast.held_row(found)
+        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, _SEQ_BLOCK)
         if self._last is None:  # else this transaction appended to its lane already: it knows the head
             self._last = head or (0, GENESIS)
         self._seqs, self._fresh = list(reversed(seqs)), row is not None
