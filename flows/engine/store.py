@@ -41,6 +41,10 @@ OUTCOME_CHARS = 200
 _OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
 # PostgreSQL, per run: the open run is held as it is found (its key re-checked once it is free)
 _OPEN_RUN_HELD = {"": _OPEN_RUN.with_for_update(), " NOWAIT": _OPEN_RUN.with_for_update(nowait=True)}
+# PostgreSQL, per run, alone: the open run found, held and its repeat counted in one statement
+_ATTACH = (runs.update().where(runs.c.open_key == _B("_key"))
+           .values(repeats=runs.c.repeats + _B("_copies"), last_seen_at=_B("_now"))
+           .returning(runs.c.id, runs.c.repeats))
 _RUN_UPDATE = runs.update().where(runs.c.id == _B("_run"))  # SET columns: the other parameters
 _STEP_UPDATE = steps.update().where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
 _STEP_STATE = sa.select(steps.c.state).where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
@@ -155,6 +159,22 @@ class RunStore:
             if row is not None:
                 self.tx.held_run(row[0])
         return None if row is None else (row[0], row[1])
+
+    def attach(self, open_key: str, copies: int, now: datetime) -> tuple[str, int] | None:
+        """The open run holding this dedup key (held), ``copies`` more repeats counted on it, seen ``now``: its id
+        and repeats so far; None (nothing written) when no run holds the key."""
+        if self.tx.per_run == "":  # PostgreSQL, not in a batch: one statement finds, holds and counts
+            row = self.tx.first_held(_ATTACH, {"_key": open_key, "_copies": copies, "_now": now})
+            if row is None:
+                return None
+            self.tx.held_run(row[0])
+            return row[0], row[1]
+        found = self.open_run(open_key)  # a batch holds it NOWAIT first (an UPDATE would wait for it)
+        if found is None:
+            return None
+        repeats = found[1] + copies
+        self.count_repeat(found[0], repeats, now)
+        return found[0], repeats
 
     def _hold(self, run_id: str) -> None:
         if run_id not in self._new:

@@ -217,10 +217,9 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
         now = self.clock.now()
         if key is not None:
-            found = store.open_run(f"{sop.id}:{key}")
+            found = store.attach(f"{sop.id}:{key}", copies, now)
             if found is not None:
-                open_id, repeats = found[0], found[1] + copies
-                store.count_repeat(open_id, repeats, now)
+                open_id, repeats = found
                 store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
                              repeats=repeats, **_copies(copies), **facts)
                 return StartResult(open_id, attached=True, repeats=repeats), Plan(), None

@@ -45,7 +45,6 @@ from flows.clock import Clock, SystemClock
 from flows.ledger import driver as fast
 from flows.ledger.schema import records
 from flows.ledger.tx import (
-    _LANE_HEAD,
     CHECKPOINT_LANE,
     GENESIS,
     LANES,
@@ -266,11 +265,7 @@ class Ledger:
         with self.transaction() as tx:  # alone: the heads are one instant's
             last = tx.first(_LAST_CHECKPOINT)
             before = json.loads(last[1]) if last is not None else {}
-            lanes: dict[str, list[Any]] = {}
-            for lane in range(1, LANES + 1):
-                head = tx.first(_LANE_HEAD, {"_chain": lane})
-                if head is not None:
-                    lanes[str(lane)] = [head[0], head[1]]
+            lanes = {str(lane): [pos, digest] for lane, (pos, digest) in tx.lane_heads().items()}
             legacy = before.get("legacy") if last is not None else self._legacy_head(tx)
             if last is not None and before.get("lanes") == lanes:
                 return None

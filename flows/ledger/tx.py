@@ -40,6 +40,11 @@ _SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM gen
 _PG_HEAD = sa.text(f"SELECT h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one LEFT JOIN LATERAL "
                    "(SELECT pos, hash FROM records WHERE chain = :chain ORDER BY pos DESC LIMIT 1) AS h ON true")
 _PG_SEQS = sa.text(f"SELECT {_SEQS}")
+# every writers' lane's head in one statement (one index probe per lane): lanes, places, hashes
+_PG_LANE_HEADS = sa.text(
+    "SELECT array_agg(l.lane ORDER BY l.lane), array_agg(h.pos ORDER BY l.lane), array_agg(h.hash ORDER BY l.lane) "
+    "FROM generate_series(1, :lanes) AS l(lane) CROSS JOIN LATERAL "
+    "(SELECT pos, hash FROM records WHERE chain = l.lane ORDER BY pos DESC LIMIT 1) AS h")
 _HOLD_RUN = {wait: sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{wait}") for wait in ("", " NOWAIT")}
 #: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
 _SEQ_BLOCK = 8
@@ -143,6 +148,14 @@ class Tx:
             self.execute(_INSERT_RECORD, row)
         self._last = (pos, digest)
         return seq
+
+    def lane_heads(self) -> dict[int, tuple[int, str]]:
+        """The head (place, hash) of every writers' lane that has a record (on PostgreSQL in one statement)."""
+        if self.conn.dialect.name == "sqlite":
+            found = {lane: self.first(_LANE_HEAD, {"_chain": lane}) for lane in range(1, LANES + 1)}
+            return {lane: (head[0], head[1]) for lane, head in found.items() if head is not None}
+        lanes, places, hashes = self.first(_PG_LANE_HEADS, {"lanes": LANES})  # type: ignore[misc]
+        return dict(zip(lanes or [], zip(places or [], hashes or [], strict=True), strict=True))
 
     def _read_head(self) -> None:
         """The lane's head (and, on SQLite, the last seq; on PostgreSQL, a few seqs), in one go."""

@@ -8,18 +8,20 @@ checkpoints), changes it with plain SQL as someone with the database would, and 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from flows.audit.queries import text_hash
 from flows.audit.verify import Anchor, Verification, verify_chain
-from flows.ledger import CHECKPOINT_LANE, Ledger, record_hash
+from flows.ledger import _LANE_LOCKS, CHECKPOINT_LANE, Ledger, lane_of, record_hash
 from flows.ledger.schema import records, runs, sop_versions
 
 RUNS = [f"run-{n}" for n in range(6)]
@@ -269,4 +271,41 @@ def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wro
         assert counts == list(range(120))
     assert len({lane for *_rest, lane in notes}) > 1
     assert _verify(ledger).ok
+    ledger.dispose()
+
+
+def test_a_writer_whose_lane_another_holds_writes_in_a_free_lane_and_the_chain_verifies(postgres: Any) -> None:
+    """PostgreSQL: a per-run transaction sends BEGIN and its locks with its first statement. While another
+    connection holds the lane this thread asks for, its transactions (one appending first, one holding its
+    run first) go to another lane, chained from that lane's own head; the chain verifies."""
+    ledger = Ledger(postgres.database("lanes_busy"))
+    ledger.checkpoint_every = None
+    ledger.migrate()
+    _pin(ledger)
+    with ledger.transaction() as tx:
+        tx.conn.execute(runs.insert().values(id="r", sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                             priority=1, status="running", inputs="{}", started_at=ledger.clock.now()))
+    ours = lane_of(f"{os.getpid()}:{threading.get_ident()}")
+    for k in range(2):  # our lane has a head of its own: place 2
+        with ledger.transaction(per_run=True) as tx:
+            tx.append("note", "r", actor="ada", k=k)
+    other = psycopg.connect(host="127.0.0.1", port=postgres.port, user="sop", dbname="lanes_busy", autocommit=True)
+    other.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_LANE_LOCKS}, {ours})")
+    try:
+        with ledger.transaction(per_run=True) as tx:
+            tx.append("note", "r", actor="ada", k=2)
+        with ledger.transaction(per_run=True) as tx:
+            tx.hold_run("r")
+            tx.append("note", "r", actor="ada", k=3)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with ledger.read() as conn:
+        placed = conn.execute(sa.select(records.c.chain, records.c.pos).where(records.c.kind == "note")
+                              .order_by(records.c.seq)).all()
+    assert [tuple(p) for p in placed[:2]] == [(ours, 1), (ours, 2)]
+    assert placed[2].chain != ours and placed[2].pos == 1 and placed[3].chain == placed[2].chain
+    assert placed[3].pos == 2
+    result = _verify(ledger)
+    assert result.ok, result.to_dict()
     ledger.dispose()

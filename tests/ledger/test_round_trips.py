@@ -1,0 +1,111 @@
+"""PostgreSQL: what an alert costs in round trips to the database, counted at the driver (psycopg).
+
+Round trips, not statements or timings, are what a PostgreSQL write pays most for (docs/benchmarks.md,
+"Team ingest"). A change that makes a write path send one more statement on its own fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+
+from flows.engine.paging import Pager
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
+from flows.ledger import Ledger
+from flows.ledger.schema import pagers
+
+pytestmark = pytest.mark.postgresql_only("PostgreSQL's round trips; SQLite has none (the ledger is in process)")
+
+#: an alert attaching to its open run: BEGIN with the locks; the run found, held and its repeat counted (one
+#: UPDATE … RETURNING) with the lane's head and seqs; the record; COMMIT (five before 2026-12-05)
+ATTACH = 4
+#: a new run of traffic-surge, its pages left to a pager process
+NEW_RUN = 6
+
+
+class RoundTrips:
+    """Counts what psycopg sends and waits for: a statement alone, a pipeline, a COMMIT or ROLLBACK that ends a
+    transaction."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        execute, pipeline = psycopg.Cursor.execute, psycopg.Connection.pipeline
+        commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
+
+        def counted_execute(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            if cursor.connection._pipeline is None:
+                self.count += 1
+            return execute(cursor, *args, **kwargs)
+
+        def counted_pipeline(conn: Any) -> Any:
+            self.count += 1
+            return pipeline(conn)
+
+        def ending(method: Any) -> Any:
+            def ends(conn: Any) -> Any:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    self.count += 1
+                return method(conn)
+            return ends
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.Connection, "pipeline", counted_pipeline)
+        monkeypatch.setattr(psycopg.Connection, "commit", ending(commit))
+        monkeypatch.setattr(psycopg.Connection, "rollback", ending(rollback))
+
+    def of(self, work: Any) -> int:
+        before = self.count
+        work()
+        return self.count - before
+
+
+@pytest.fixture
+def engine(repo_root: Path, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    monkeypatch.setattr("flows.ledger._PING_IDLE_S", 3600.0)  # no ping of a pooled connection on a slow machine
+    ledger = Ledger(database_url)
+    ledger.checkpoint_every = None
+    ledger.migrate()
+    with ledger.transaction() as tx:  # a pager process alive: pages are left in the outbox, as in a team
+        far = datetime.now(UTC) + timedelta(days=1)
+        tx.conn.execute(pagers.insert().values(name="pager", pid=0, started_at=far, beat_at=far))
+    library = load_library(repo_root)
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger))
+    yield engine
+    engine.pager.close()
+    ledger.dispose()
+
+
+def alert(engine: Engine, service: str) -> Any:
+    return engine.start("traffic-surge", {"service": service}, initiator="alertmanager",
+                        trigger={"kind": "alert", "labels": {"service": service}})
+
+
+def test_an_alert_attaching_to_its_open_run_costs_four_round_trips(engine: Engine,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    alert(engine, "warm")  # the SOP text pinned, statements prepared
+    alert(engine, "web")
+    trips = RoundTrips(monkeypatch)
+
+    counts = [trips.of(lambda: alert(engine, "web")) for _ in range(3)]
+
+    assert counts == [ATTACH] * 3
+    with engine.ledger.read() as conn:
+        assert conn.exec_driver_sql("SELECT repeats FROM runs WHERE dedup_key = 'web'").scalar_one() == 3
+
+
+def test_a_new_run_costs_no_more_round_trips_than_it_did(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    alert(engine, "warm")
+    alert(engine, "warm-2")
+    trips = RoundTrips(monkeypatch)
+
+    counts = [trips.of(lambda service=service: alert(engine, service)) for service in ("db", "cache", "queue")]
+
+    assert max(counts) <= NEW_RUN, counts
