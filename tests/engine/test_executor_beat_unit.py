@@ -48,7 +48,7 @@ def test_an_executor_beats_while_prefect_is_slow(repo_root: Path, tmp_path: Path
     def client(*_args: Any) -> Iterator[SlowPrefect]:
         yield slow
 
-    monkeypatch.setattr(executor_module, "prefect_client", client)
+    monkeypatch.setattr(executor_module.inprocess, "shared_client", client)
     worker = Executor(load_library(repo_root), ledger, "http://127.0.0.1:9/api", "pool", poll=0.1, name="beat-test")
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"drain": 1.0}, daemon=True)
