@@ -225,8 +225,9 @@ class Executor:
 
     def take_one(self, client: Any, flow_run_id: str) -> bool:
         """Take the flow run a launcher rang about, without reading the queue: when a thread is free, the
-        run would be first in it anyway. False when no thread is free (the queue decides later, by priority)
-        or it is not scheduled any more."""
+        run would be first in it anyway. False when no thread is free (the queue decides later, by priority);
+        True otherwise, taken or not (another executor took it, its queue is paused, or the threads left are kept
+        for the queues above it)."""
         if self.free() <= 0:
             self._backlog = True
             return False
@@ -235,8 +236,9 @@ class Executor:
             return True  # taken by another executor, or not to run: nothing to look for
         headroom = self.headroom(flow_run.work_queue_name)
         if headroom is None or self.free() <= headroom:
-            self._backlog = True  # the threads left are kept for queues above it (or its queue is paused)
-            return False
+            # its queue is paused, or the threads left are kept for queues above it: nothing to look for now (a
+            # freed thread, or the next poll, reads the queues again)
+            return True
         return bool(self._start(client, flow_run))
 
     def _start(self, client: Any, flow_run: Any) -> int:
