@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ def say(message: str) -> None:
 
 
 def _server(root: Path, port: int, auth: str, csrf: bool) -> subprocess.Popen:
+    from flows.prefect import server as prefect_server
     from flows.runtime.serve import _die_with_parent, healthy, prefect_env, server_env
 
     api_url = f"http://127.0.0.1:{port}/api"
@@ -39,8 +39,8 @@ def _server(root: Path, port: int, auth: str, csrf: bool) -> subprocess.Popen:
            "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": str(csrf).lower()}
     env.pop("PREFECT_API_URL", None)
     out = open(root / f"server-{port}.log", "ab")  # noqa: SIM115 - the child owns it
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+    server = subprocess.Popen(prefect_server.command("127.0.0.1", port, as_shipped=True), env=env, stdout=out,
+                              stderr=subprocess.STDOUT,
                               preexec_fn=_die_with_parent)
     began = time.monotonic()
     while not healthy(api_url):

@@ -340,16 +340,15 @@ class Launcher:
                 if state is None or not state.is_paused():
                     return BUSY
                 suspension = self._suspension(run_id, state)
-                token = self.resume_tokens.sign(run_id, flow_run_id, suspension)
-                result = client.resume_flow_run(UUID(flow_run_id), run_input={"token": token, "suspension": suspension})
+                run_input = {"token": self.resume_tokens.sign(run_id, flow_run_id, suspension), "suspension": suspension}
+                result = client.resume_flow_run(UUID(flow_run_id), run_input=run_input)
                 if _schema_missing(result):
                     # its flow run suspended, and its process died before it stored the resume input's schema
                     # (Prefect stores it after the state): store it as the flow would have, and resume again
                     log.warning("event=resume_schema_restored run=%s flow_run=%s suspension=%d", run_id,
                                 flow_run_id, suspension)
                     expect_resume_input(client, UUID(flow_run_id), suspension)
-                    result = client.resume_flow_run(UUID(flow_run_id),
-                                                    run_input={"token": token, "suspension": suspension})
+                    result = client.resume_flow_run(UUID(flow_run_id), run_input=run_input)
         except Exception as exc:
             log.warning("event=resume_failed run=%s error=%s", run_id, exc)
             return BUSY

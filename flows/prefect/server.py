@@ -20,14 +20,11 @@ whose names moved starts unchanged, with a warning, rather than not at all.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-
-log = logging.getLogger("sop.prefect_server")
 
 #: seconds a Prefect client waits before it tries a refused (503) request again
 RETRY_AFTER = "0.2"
@@ -100,9 +97,11 @@ def tune() -> list[str]:
     return missed
 
 
-def command(host: str, port: int) -> list[str]:
-    """The argv that starts the embedded Prefect server on ``host:port``."""
-    return [sys.executable, "-m", "flows.prefect.server", "start", "--host", host, "--port", str(port)]
+def command(host: str, port: int, *, as_shipped: bool = False) -> list[str]:
+    """The argv that starts the embedded Prefect server on ``host:port`` (``as_shipped``: Prefect's own
+    ``prefect server start``, without this module's changes; the benches compare both)."""
+    program = ["prefect", "server"] if as_shipped else ["flows.prefect.server"]
+    return [sys.executable, "-m", *program, "start", "--host", host, "--port", str(port)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -289,7 +289,8 @@ class Stack:
                 self.progress(f"starting a Prefect server on 127.0.0.1:{port} (SQLite, first start ≈20 s)")
                 db = self.root / "var" / "prefect" / "prefect.db"
                 db.parent.mkdir(parents=True, exist_ok=True)
-                server = self._spawn("prefect-server", prefect_server.command("127.0.0.1", port), {**env, **server_env(port, self.api_url, auth, db)})
+                server = self._spawn("prefect-server", prefect_server.command("127.0.0.1", port),
+                                     {**env, **server_env(port, self.api_url, auth, db)})
         os.environ["PREFECT_API_URL"] = self.api_url
         if auth:  # this process's clients (the launcher of its engine, its API's) sign in with it too
             os.environ[AUTH_ENV] = auth
