@@ -15,9 +15,15 @@ process needs once:
   wait on people through the engine, not through the Prefect UI), so the executor runs them without one
   (:func:`without_suspension_observer`): a Suspended state set from the Prefect UI while a run's automated
   steps run is not noticed by the run until they end.
+- **a heartbeat thread** (Prefect 3.8 sends a flow-run heartbeat event every 180 s by default): started per
+  run, and joined on the way out, where its 1 s sleeps keep the run's thread up to a second after the run
+  has ended or suspended; each run also sends a heartbeat event the server stores. Prefect's heartbeats
+  feed automations that mark silent flow runs crashed; here the executor's own beat in the ledger does that
+  job (``flows.prefect.rescue``), so the executor's runs send none (:func:`shared_client`).
 
 Measured in a storm of 120 runs (py-spy on the executor, ``python -m bench executor``): SSL contexts were
-37% of the executor's samples, the observer's thread 33%. Prefect is pinned (``>=3.8.8,<3.9``); when its
+37% of the executor's samples, the observer's thread 33%. Then, in a storm of 300, run threads spent 60% of
+their time joining heartbeat threads. Prefect is pinned (``>=3.8.8,<3.9``); when its
 names move, nothing is changed and the executor says so at start.
 """
 
@@ -46,10 +52,12 @@ def without_suspension_observer() -> bool:
 @contextmanager
 def shared_client(api_url: str, auth_string: str | None) -> Iterator[Any]:
     """A sync Prefect client for ``api_url`` that the flow runs started inside the block use as theirs (they run
-    in copies of its context); threads may share it (an httpx client is)."""
+    in copies of its context, which also turns their heartbeats off); threads may share it (an httpx client is)."""
     from prefect.context import SyncClientContext
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.prefect.launcher import signed_in
 
-    with signed_in(api_url, auth_string), SyncClientContext() as context:
+    no_heartbeats = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    with signed_in(api_url, auth_string), no_heartbeats, SyncClientContext() as context:
         yield context.client
