@@ -160,7 +160,7 @@ class Doorbell:
         said: list[bytes] = []
         while ready:
             try:
-                said.append(self.sock.recv(64))
+                said.append(self.sock.recv(512))
             except BlockingIOError:
                 break
         return said

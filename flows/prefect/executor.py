@@ -11,10 +11,11 @@ How a flow run gets here:
 - the pool's queues are read in Prefect's order (queue priority first: complaint before
   routine, FIFO within one), only as many runs as there are free threads, with plain reads
   (Prefect's worker poll writes on every call; it is kept for the 30 s Prefect beat);
-- a run is taken by moving it to Pending: the server accepts that once, so two executors
-  never run the same flow run;
+- a run is taken by moving it to Pending, on the thread that will run it: the server accepts
+  that once, so two executors never run the same flow run;
 - the launcher rings the executors' doorbells (a UDP datagram, loopback) after creating or
-  resuming a flow run, so the queue is read at once; otherwise every ``poll`` seconds.
+  resuming a flow run, naming it and its queue: a run of a queue where none waits is taken at
+  once (one read), else the queues are read in their order; otherwise every ``poll`` seconds.
 
 Isolation: a ``command`` step still runs as its own OS process (argv, timeout, killed at its
 timeout); an http step is cut at its own timeout on its own thread; an exception in one run
@@ -75,9 +76,10 @@ class Executor:
         self.heartbeat = Heartbeat(ledger, self.name, self.bell.address, table=executors,
                                    extra=lambda: {"flow_runs": json.dumps(self.in_flight())})
         self.started = 0
-        #: runs may be waiting in the queue (a thread was short): a ring then only says "look", and the next free
-        #: thread takes what Prefect's queues give first (priority, then age), not the run that rang
-        self._backlog = True
+        #: the highest queue (its rank in :meth:`_queues`, 0 = first) where runs may be waiting for a thread, None when
+        #: none waits: a ring for a run of that queue or one below only says "look", and the next free thread takes
+        #: what Prefect's queues give first (priority, then age); a ring for a run of a queue above it is taken at once
+        self._waiting: int | None = 0
         self._queue_order: list[str] = []
         self._queues_until = 0.0
 
@@ -119,13 +121,14 @@ class Executor:
                     if look:
                         self._safely("take", lambda: self.take(client))
                     rung = self.bell.messages(self.poll)
-                    named = [m.decode() for m in rung if len(m) == 36]  # flow run ids; b"!" means "look"
-                    look = not rung or len(named) < len(rung)  # a poll, or a slot freed here
-                    if named and (self._backlog or len(named) > self.free()):
-                        look = True  # runs wait in the queue already: Prefect's order decides, not the rings'
-                        continue
-                    for key in named:
-                        look |= not self._safely("take_one", lambda key=key: self.take_one(client, key))
+                    look = not rung  # a poll
+                    for message in rung:  # b"!": a thread freed here; else a flow run id, and its queue when known
+                        flow_run_id, _, queue = message.decode(errors="replace").partition(" ")
+                        if len(flow_run_id) != 36:
+                            look = True
+                            continue
+                        look |= not self._safely(
+                            "take_one", lambda key=flow_run_id, queue=queue: self.take_one(client, key, queue or None))
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
             deadline = time.monotonic() + drain
@@ -156,18 +159,15 @@ class Executor:
         """Take as many queued flow runs as there are free threads, in Prefect's order; returns how many."""
         free = self.free()
         if free <= 0:
-            self._backlog = True  # what was rung or queued meanwhile waits for a thread, in the queue's order
+            self._waiting = 0  # what was rung or queued meanwhile waits for a thread, in the queues' order
             return 0
-        queued, more = self._queued(client, free)
-        taken = sum(self._start(client, flow_run) for flow_run in queued)
-        # more wait (held back by headroom, or beyond the free threads), or the server held some back: later rings
-        # queue behind them
-        self._backlog = more or taken < len(queued)
-        return taken
+        queued, self._waiting = self._queued(client, free)
+        return sum(self._start(client, flow_run) for flow_run in queued)
 
-    def _queued(self, client: Any, free: int) -> tuple[list[Any], bool]:
+    def _queued(self, client: Any, free: int) -> tuple[list[Any], int | None]:
         """The flow runs due in the pool that ``free`` threads may take now, in Prefect's order: queue priority
-        (complaint first), then scheduled start; and whether more may wait. Each queue leaves a thread free for
+        (complaint first), then scheduled start; and the highest queue where more may wait (None: none does).
+        Each queue leaves a thread free for
         each queue above it (:meth:`headroom`): a storm of routine runs never holds the thread a complaint needs.
         Read with plain filters, queue by queue: Prefect's worker poll (``get_scheduled_flow_runs``) writes each
         queue's "last polled" every time, and on the embedded SQLite a write per look fought the flow runs' own
@@ -187,13 +187,12 @@ class Executor:
 
         due = datetime.now(UTC) + timedelta(seconds=0.5)
         found: list[Any] = []
-        more = False
         for rank, queue in enumerate(self._queues(client)):
             room = free - len(found) - min(rank, self.slots - 1)
             if room <= 0:
-                # this queue and those below keep their headroom: not a backlog (rings of higher classes are taken
-                # at once, by take_one, one read each); a freed thread, or the next poll, looks again
-                break
+                # this queue and those below keep their headroom, and may have runs waiting (rings of higher queues
+                # are still taken at once, by take_one); a freed thread, or the next poll, looks again
+                return found, rank
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     work_queue_name=FlowRunFilterWorkQueueName(any_=[queue]),
@@ -201,9 +200,10 @@ class Executor:
                     next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=due)),
                 work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool])),
                 sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=room + 1)  # one more: whether more wait
-            more |= len(runs) > room
             found += runs[:room]
-        return found, more
+            if len(runs) > room:
+                return found, rank
+        return found, None
 
     def headroom(self, queue: str | None) -> int | None:
         """Threads a run of ``queue`` must leave free: one per queue above it (0 for the first), but never all of
@@ -223,55 +223,94 @@ class Executor:
             self._queues_until = time.monotonic() + PREFECT_BEAT_EVERY
         return self._queue_order
 
-    def take_one(self, client: Any, flow_run_id: str) -> bool:
-        """Take the flow run a launcher rang about, without reading the queue: when a thread is free, the
-        run would be first in it anyway. False when no thread is free (the queue decides later, by priority);
-        True otherwise, taken or not (another executor took it, its queue is paused, or the threads left are kept
-        for the queues above it)."""
-        if self.free() <= 0:
-            self._backlog = True
+    def take_one(self, client: Any, flow_run_id: str, queue: str | None = None) -> bool:
+        """Take the flow run a launcher rang about (of ``queue``, when the ring said), without reading the queues:
+        when a thread is free and no run waits in its queue or one above, it would be first anyway. False when it
+        must wait its turn (the queues decide later, by priority, then age); True otherwise: a thread reads it and
+        takes it, or lets it be (another executor took it, its queue is paused, or the threads left are kept for
+        the queues above it)."""
+        rank = self._queue_order.index(queue) if queue in self._queue_order else None
+        if queue is not None and rank is None:
+            return False  # a queue this executor does not know (yet), or paused: the queues decide
+        if self.free() <= 0 or (self._waiting is not None and (rank is None or self._waiting <= rank)):
+            self._waits(rank or 0)
             return False
-        flow_run = client.read_flow_run(UUID(flow_run_id))
-        if flow_run.state is None or not flow_run.state.is_scheduled():
-            return True  # taken by another executor, or not to run: nothing to look for
-        headroom = self.headroom(flow_run.work_queue_name)
-        if headroom is None or self.free() <= headroom:
-            # its queue is paused, or the threads left are kept for queues above it: nothing to look for now (a
-            # freed thread, or the next poll, reads the queues again)
+        if queue is not None and self.free() <= self.headroom(queue):  # type: ignore[operator]
+            self._waits(rank)  # kept for the queues above it; a later ring of this queue waits behind it
             return True
-        return bool(self._start(client, flow_run))
+        if self._hold(flow_run_id):
+            self._threads.submit(contextvars.copy_context().run, self._take_rung, client, flow_run_id)
+        return True
+
+    def _waits(self, rank: int | None) -> None:
+        """A run of the queue of ``rank`` waits for a thread: later rings of that queue or those below wait behind it."""
+        if rank is not None:
+            self._waiting = rank if self._waiting is None else min(self._waiting, rank)
+
+    def _take_rung(self, client: Any, flow_run_id: str) -> None:
+        """On a thread held for it: read the flow run that rang and take it when it is still to run and its queue
+        may have this thread."""
+        try:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        except Exception as exc:
+            self._let_go(flow_run_id, "take_read", exc)
+            return
+        headroom = self.headroom(flow_run.work_queue_name) if flow_run.state and flow_run.state.is_scheduled() else None
+        if headroom is None or self.free() < headroom:  # this thread not counted: it is held for the run
+            # taken by another executor, not to run, its queue paused, or the threads left are kept for queues above
+            # it: nothing to look for now (a freed thread, or the next poll, reads the queues again)
+            self._release(flow_run_id)
+            return
+        self._take_and_execute(client, flow_run)
 
     def _start(self, client: Any, flow_run: Any) -> int:
-        """Move a queued flow run to Pending (Prefect accepts that once: two executors never both run it)
-        and run it on a free thread; returns 1 when started."""
+        """Hold a thread for a queued flow run and take it there (:meth:`_take_and_execute`); returns 1 when held.
+        Taking is a write on the Prefect server: on threads, a storm's takes wait on it side by side, not one
+        after another in the loop that reads the rings."""
+        if not self._hold(str(flow_run.id)):
+            return 0
+        self._threads.submit(contextvars.copy_context().run, self._take_and_execute, client, flow_run)
+        return 1
+
+    def _hold(self, key: str) -> bool:
+        """Count a thread as busy for flow run ``key`` until it is taken or let go; False when it already has one."""
+        with self._lock:
+            if key in self._in_flight or key in self._taking:
+                return False
+            self._taking.add(key)
+            return True
+
+    def _take_and_execute(self, client: Any, flow_run: Any) -> None:
+        """Move a queued flow run to Pending (Prefect accepts that once: two executors never both run it), then
+        run it here."""
         from prefect.exceptions import Abort
         from prefect.states import Pending
         from prefect.utilities.engine import propose_state_sync
 
         key = str(flow_run.id)
-        with self._lock:
-            if key in self._in_flight or key in self._taking:
-                return 0
-            self._taking.add(key)
         try:
             flow_run.state = propose_state_sync(client, Pending(), flow_run_id=flow_run.id)
         except Abort:  # another executor took it first
-            self._release(key)
-            return 0
+            self._let_go(key)
+            return
         except Exception as exc:
-            self._release(key)
-            log.warning(kv("event=take_failed", flow_run=key, error=short(exc)))
-            return 0
+            self._let_go(key, "take", exc)
+            return
         if not flow_run.state.is_pending():
-            self._release(key)
-            return 0
+            self._let_go(key)
+            return
         with self._lock:  # Prefect accepted: from now on its beat names it (a rescue waits GRACE, ≫ a beat)
             self._taking.discard(key)
             self._in_flight.add(key)
-        # the thread runs in a copy of this context: Prefect's settings (API URL, auth) as this loop has them
-        self._threads.submit(contextvars.copy_context().run, self._execute, client, flow_run)
         self.started += 1
-        return 1
+        self._execute(client, flow_run)
+
+    def _let_go(self, key: str, what: str = "", exc: Exception | None = None) -> None:
+        """Free the thread held for ``key`` and have the loop look at the queues again."""
+        if exc is not None:
+            log.warning(kv(f"event={what}_failed", flow_run=key, error=short(exc)))
+        self._release(key)
+        self.bell.ring_self()
 
     def _release(self, key: str) -> None:
         with self._lock:

@@ -181,9 +181,9 @@ class Launcher:
                 client.__exit__(None, None, None)
             raise
 
-    def ring_executors(self, flow_run_id: str) -> None:
-        """Tell the executors this flow run is queued (their doorbells, read from the ledger at most once a
-        second; a lost datagram costs only their poll)."""
+    def ring_executors(self, flow_run_id: str, queue: str | None = None) -> None:
+        """Tell the executors this flow run is queued, in ``queue`` when known (their doorbells, read from the
+        ledger at most once a second; a lost datagram costs only their poll)."""
         from flows.engine.outbox import ring
         from flows.ledger.schema import executors
 
@@ -195,7 +195,7 @@ class Launcher:
             except Exception:  # an old ledger, or a database away: the executors' poll finds the run
                 self._doorbells = []
             self._doorbells_until = now + 1.0
-        ring(self._doorbells, flow_run_id.encode())
+        ring(self._doorbells, (flow_run_id if queue is None else f"{flow_run_id} {queue}").encode())
 
     @property
     def resume_tokens(self) -> ResumeTokens:
@@ -256,7 +256,7 @@ class Launcher:
             extra = {"replaces": replaces, "reason": reason} if replaces else {"suspended": True} if suspended else {}
             store.record(RecordKind.FLOW_RUN_CREATED, run_id, flow_run_id=str(flow_run.id), **extra)
         if not suspended:  # (a report made while a suspended one was created is flagged: the nudger resumes it)
-            self.ring_executors(str(flow_run.id))
+            self.ring_executors(str(flow_run.id), flow_run.work_queue_name)
         log.info(kv("event=flow_run_created", run=run_id, flow_run=flow_run.id, replaces=replaces or "-",
                     suspended=suspended))
         return str(flow_run.id)
