@@ -20,6 +20,7 @@ whose names moved starts unchanged, with a warning, rather than not at all.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -40,6 +41,19 @@ QUIET_SERVICES = {
 }
 
 
+#: seconds a write transaction waits for its turn in this process before it asks SQLite's lock directly
+TURN_WAIT = 30.0
+_turns: dict[Any, asyncio.Lock] = {}
+
+
+def _turn() -> asyncio.Lock:
+    """The write turn of the running event loop: its transactions queue for SQLite's one write lock in order."""
+    loop = asyncio.get_running_loop()
+    if loop not in _turns:
+        _turns[loop] = asyncio.Lock()
+    return _turns[loop]
+
+
 def writers_take_turns() -> bool:
     """Begin every SQLite write transaction of this process's Prefect server IMMEDIATE; False when Prefect's
     names moved (nothing changed then)."""
@@ -53,11 +67,19 @@ def writers_take_turns() -> bool:
     @asynccontextmanager
     async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> AsyncIterator[Any]:
         token = mode.set("IMMEDIATE")
+        turn = _turn()
+        try:
+            await asyncio.wait_for(turn.acquire(), TURN_WAIT)
+            mine = True
+        except TimeoutError:
+            mine = False
         try:
             async with session.begin() as transaction:
                 yield transaction
         finally:
             mode.reset(token)
+            if mine:
+                turn.release()
 
     config.begin_transaction = begin_transaction
     return True
