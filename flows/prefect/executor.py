@@ -39,11 +39,13 @@ from uuid import UUID
 
 from flows.engine.outbox import BEAT_EVERY, Doorbell, Heartbeat, Stopping, process_name
 from flows.language.library import Library
+from flows.language.spec import PRIORITY
 from flows.ledger import Ledger
 from flows.ledger.schema import executors
 from flows.logfmt import kv
 from flows.prefect import inprocess
 from flows.prefect.launcher import short
+from flows.prefect.urgency import urgent
 
 log = logging.getLogger("sop.executor")
 
@@ -251,7 +253,7 @@ class Executor:
         """On a thread held for it: read the flow run that rang and take it when it is still to run and its queue
         may have this thread."""
         try:
-            flow_run = client.read_flow_run(UUID(flow_run_id))
+            flow_run = client.read_flow_run(UUID(flow_run_id))  # a read: no write turn to wait for
         except Exception as exc:
             self._let_go(flow_run_id, "take_read", exc)
             return
@@ -282,7 +284,11 @@ class Executor:
 
     def _take_and_execute(self, client: Any, flow_run: Any) -> None:
         """Move a queued flow run to Pending (Prefect accepts that once: two executors never both run it), then
-        run it here."""
+        run it here; every Prefect call on its way says its queue's priority."""
+        with urgent(PRIORITY.get(flow_run.work_queue_name)):
+            self._take_then_execute(client, flow_run)
+
+    def _take_then_execute(self, client: Any, flow_run: Any) -> None:
         from prefect.exceptions import Abort
         from prefect.states import Pending
         from prefect.utilities.engine import propose_state_sync

@@ -57,7 +57,9 @@ def shared_client(api_url: str, auth_string: str | None) -> Iterator[Any]:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.prefect.launcher import signed_in
+    from flows.prefect.urgency import tells_urgency
 
     no_heartbeats = temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
     with signed_in(api_url, auth_string), no_heartbeats, SyncClientContext() as context:
+        tells_urgency(context.client)  # each run's calls say its queue's priority (the executor's threads)
         yield context.client

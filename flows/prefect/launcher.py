@@ -24,11 +24,13 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from flows.engine.store import RunStore
+from flows.language.spec import PRIORITY
 from flows.ledger import Ledger
 from flows.ledger.vocabulary import RecordKind, RunStatus
 from flows.logfmt import kv
 from flows.prefect.names import AUTH_ENV, RUN_TAG, deployment_name
 from flows.prefect.resume import ResumeTokens, born_suspended, expect_resume_input, pause_key
+from flows.prefect.urgency import tells_urgency, urgent
 
 log = logging.getLogger("sop.launcher")
 
@@ -67,6 +69,7 @@ def open_client(api_url: str, auth_string: str | None = None) -> Any:
     with signed_in(api_url, auth_string):
         client = get_client(sync_client=True)
     client.__enter__()
+    tells_urgency(client)  # a launch or resume says its run's class (:meth:`Launcher.launch`)
     return client
 
 
@@ -235,7 +238,7 @@ class Launcher:
         assert run is not None
         suspension = run.suspends + 1
         key = f"sop-run-{run_id}" + (f"-after-{replaces}" if replaces else "")
-        with self._client() as client, _retrying_once():
+        with self._client() as client, _retrying_once(), urgent(PRIORITY.get(run.sop_class)):
             deployment = self.deployment_id(client, run.sop_id)
             try:
                 flow_run = client.create_flow_run_from_deployment(
@@ -328,7 +331,8 @@ class Launcher:
         if not flow_run_id:
             return BUSY if run is not None and run.status == RunStatus.RUNNING else SETTLED
         try:  # one resume of a run at a time, across processes: on PostgreSQL two at once make Prefect's a 409
-            with self.ledger.exclusive(f"resume {run_id}"), self._client() as client:
+            with self.ledger.exclusive(f"resume {run_id}"), self._client() as client, \
+                    urgent(PRIORITY.get(run.sop_class) if run is not None else None):
                 flow_run = client.read_flow_run(UUID(flow_run_id))
                 state = flow_run.state
                 if state is not None and (state.is_crashed() or state.is_failed()):

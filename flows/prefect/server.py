@@ -25,7 +25,11 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
+
+from flows.prefect import urgency
+from flows.prefect.turns import Turn
 
 #: seconds a Prefect client waits before it tries a refused (503) request again
 RETRY_AFTER = "0.2"
@@ -43,15 +47,35 @@ QUIET_SERVICES = {
 
 #: seconds a write transaction waits for its turn in this process before it asks SQLite's lock directly
 TURN_WAIT = 30.0
-_turns: dict[Any, asyncio.Lock] = {}
+#: the write priority of a request that says none (:mod:`flows.prefect.urgency`): behind every one that does
+UNHURRIED = 1_000
+_priority: ContextVar[int] = ContextVar("sop_write_priority", default=UNHURRIED)
+_turns: dict[Any, Turn] = {}
 
 
-def _turn() -> asyncio.Lock:
-    """The write turn of the running event loop: its transactions queue for SQLite's one write lock in order."""
+def _turn() -> Turn:
+    """The write turn of the running event loop."""
     loop = asyncio.get_running_loop()
     if loop not in _turns:
-        _turns[loop] = asyncio.Lock()
+        _turns[loop] = Turn()
     return _turns[loop]
+
+
+def with_priorities(app: Any) -> Any:
+    """An ASGI app that runs ``app`` with each request's write priority (its ``x-sop-priority`` header)."""
+
+    async def prioritised(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        said = dict(scope.get("headers") or ()).get(urgency.HEADER.encode())
+        token = _priority.set(int(said) if said and said.isdigit() else UNHURRIED)
+        try:
+            await app(scope, receive, send)
+        finally:
+            _priority.reset(token)
+
+    return prioritised
 
 
 def writers_take_turns() -> bool:
@@ -68,11 +92,7 @@ def writers_take_turns() -> bool:
     async def begin_transaction(self: Any, session: Any, with_for_update: bool = False) -> AsyncIterator[Any]:
         token = mode.set("IMMEDIATE")
         turn = _turn()
-        try:
-            await asyncio.wait_for(turn.acquire(), TURN_WAIT)
-            mine = True
-        except TimeoutError:
-            mine = False
+        mine = await turn.acquire(_priority.get(), TURN_WAIT)
         try:
             async with session.begin() as transaction:
                 yield transaction
@@ -82,6 +102,24 @@ def writers_take_turns() -> bool:
                 turn.release()
 
     config.begin_transaction = begin_transaction
+    return True
+
+
+def requests_say_priority() -> bool:
+    """Prefect's API reads each request's write priority (:func:`with_priorities`); False when its names moved."""
+    from prefect.server.api import server
+
+    create = getattr(server, "create_api_app", None)
+    if create is None or getattr(create, "says_priority", False):
+        return create is not None
+
+    def create_api_app(*args: Any, **kwargs: Any) -> Any:
+        app = create(*args, **kwargs)
+        app.add_middleware(lambda inner: with_priorities(inner))
+        return app
+
+    create_api_app.says_priority = True  # type: ignore[attr-defined]
+    server.create_api_app = create_api_app
     return True
 
 
@@ -116,6 +154,8 @@ def tune() -> list[str]:
         missed.append("IMMEDIATE write transactions")
     if not refusals_say_when():
         missed.append("Retry-After on 503")
+    if not requests_say_priority():
+        missed.append("write priorities")
     return missed
 
 

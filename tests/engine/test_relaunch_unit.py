@@ -50,12 +50,14 @@ class _Prefect:
     def create_flow_run_from_deployment(self, deployment: object, *, idempotency_key: str, **_: object) -> object:
         import uuid
 
-        return self.created.setdefault(idempotency_key, type("FlowRun", (), {"id": uuid.uuid4()})())
+        return self.created.setdefault(idempotency_key, type("FlowRun", (), {"id": uuid.uuid4(),
+                                                                              "work_queue_name": "outage"})())
 
 
 def test_two_launches_of_one_run_record_its_flow_run_once_and_ring_the_executors(repo_root: Path, tmp_path: Path) -> None:
     """The nudger's orphan launch racing a slow first launch gets the same flow run (idempotency key): it is
-    recorded once. Each launch rings the executors' doorbells with the flow run's id, so one takes it at once."""
+    recorded once. Each launch rings the executors' doorbells with the flow run's id and queue, so one takes it at
+    once."""
     from flows.engine.outbox import Doorbell, Heartbeat
     from flows.ledger.schema import executors
 
@@ -75,6 +77,6 @@ def test_two_launches_of_one_run_record_its_flow_run_once_and_ring_the_executors
         created = conn.execute(sa.select(sa.func.count()).where(
             (records.c.run_id == run_id) & (records.c.kind == "flow_run_created"))).scalar_one()
     assert created == 1
-    assert bell.messages(1.0)[:1] == [first.encode()]
+    assert bell.messages(1.0)[:1] == [f"{first} outage".encode()]
     bell.close()
     ledger.dispose()
