@@ -450,6 +450,9 @@ class RunStore:
         row = self.conn.execute(_TIMER, {"_timer": timer_id}).first()
         if row is None or row.fired_at is not None or row.cancelled_at is not None:
             return None
+        # the run before its timer's row: the order every change of the run takes its locks in (the engine holds
+        # the run, then cancels its timers); the other order deadlocked on PostgreSQL
+        self._hold(row.run_id)
         due_at = utc(row.due_at)
         late_ms = max(0, int((now - due_at).total_seconds() * 1000))  # type: ignore[operator]
         claimed = self.conn.execute(_CLAIM_TIMER, {"_timer": timer_id, "fired_at": now, "fired_by": by,

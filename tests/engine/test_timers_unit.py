@@ -77,3 +77,40 @@ def test_a_run_past_its_deadline_tells_the_owner_which_steps_are_open(local_engi
         kinds = conn.execute(sa.select(deliveries.c.kind, deliveries.c.ok).where(
             deliveries.c.run_id == run.run_id)).all()
     assert ("run_overdue", True) in kinds
+
+
+def test_a_timer_due_while_a_change_holds_its_run_waits_for_the_change_and_nothing_deadlocks(local_engine, database):
+    """A change holds its run, then cancels the run's timers (a step ends); a timer of that run falls due meanwhile.
+    The timer service waits for the run before it claims the timer: on PostgreSQL it used to claim the timer's row
+    first, then wait for the run, while the change waited for that row: a deadlock that failed the change (and
+    the flow run it was in)."""
+    import threading
+    import time
+
+    run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
+    with local_engine.ledger.read() as conn:
+        timer_id = conn.execute(sa.select(timers.c.id).where((timers.c.run_id == run.run_id)
+                                                             & (timers.c.kind == "ladder"))).scalar_one()
+    service = TimerService(local_engine)
+    holding, errors, fired = threading.Event(), [], []
+
+    def fire() -> None:
+        holding.wait(10)
+        try:
+            fired.append(service.fire(timer_id))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    firing = threading.Thread(target=fire)
+    firing.start()
+    try:
+        with local_engine.transaction() as t:
+            view = t.change(run.run_id).view  # the run, held
+            holding.set()
+            time.sleep(0.5)  # the timer service is at its lock by now (its claim, or the run)
+            t.store.cancel_timers(view, None)  # the run's timers: the rows the service may have locked
+    except Exception as exc:  # noqa: BLE001 - the test reports it
+        errors.append(exc)
+    firing.join(30)
+    assert not errors, errors
+    assert fired == [None]  # the change cancelled it first: the service found nothing to fire
