@@ -130,6 +130,18 @@ def settle_nudges(timeout: float) -> bool:
     return all(launcher.settle_nudges(max(0.0, deadline - time.monotonic())) for launcher in list(_NUDGING))
 
 
+#: seconds after its Suspended state by which a live flow run has stored its resume input's schema
+SCHEMA_GRACE_S = 5.0
+
+
+def _age_s(state: Any) -> float:
+    """Seconds since the state was set (0 when it carries no time)."""
+    from datetime import UTC, datetime
+
+    at = getattr(state, "timestamp", None)
+    return 0.0 if at is None else (datetime.now(UTC) - at).total_seconds()
+
+
 def _schema_missing(result: Any) -> bool:
     """Prefect turned a resume away because the suspension's resume input schema is not stored."""
     reason = getattr(getattr(result, "details", None), "reason", None) or ""
@@ -347,8 +359,12 @@ class Launcher:
                 run_input = {"token": self.resume_tokens.sign(run_id, flow_run_id, suspension), "suspension": suspension}
                 result = client.resume_flow_run(UUID(flow_run_id), run_input=run_input)
                 if _schema_missing(result):
-                    # its flow run suspended, and its process died before it stored the resume input's schema
-                    # (Prefect stores it after the state): store it as the flow would have, and resume again
+                    # Prefect stores the resume input's schema after the Suspended state: a live flow run is
+                    # storing it now (storing it here too would fail the flow run's own store, a 409), so try
+                    # again later; one suspended longer ago than that lost its process in between: store it as
+                    # the flow would have, and resume again
+                    if _age_s(state) < SCHEMA_GRACE_S:
+                        return BUSY
                     log.warning("event=resume_schema_restored run=%s flow_run=%s suspension=%d", run_id,
                                 flow_run_id, suspension)
                     expect_resume_input(client, UUID(flow_run_id), suspension)
