@@ -484,8 +484,9 @@ class Bench:
         say(f"starting a Prefect server on 127.0.0.1:{port} (fresh SQLite database)")
         t0 = time.monotonic()
         out = open(self.logs() / "prefect-server.log", "ab")  # noqa: SIM115 - the child owns it
-        self.server = subprocess.Popen(prefect_server.command("127.0.0.1", port, as_shipped=AS_SHIPPED), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       cwd=self.root, preexec_fn=_die_with_parent)
+        self.server = subprocess.Popen(prefect_server.command("127.0.0.1", port, as_shipped=AS_SHIPPED), env=env,
+                                       stdout=out, stderr=subprocess.STDOUT, cwd=self.root,
+                                       preexec_fn=_die_with_parent)
         while not healthy(self.api_url):
             if self.server.poll() is not None or time.monotonic() - t0 > 180:
                 raise SystemExit(f"the Prefect server did not start; see {self.logs() / 'prefect-server.log'}")

@@ -169,8 +169,8 @@ class Executor:
     def _queued(self, client: Any, free: int) -> tuple[list[Any], int | None]:
         """The flow runs due in the pool that ``free`` threads may take now, in Prefect's order: queue priority
         (complaint first), then scheduled start; and the highest queue where more may wait (None: none does).
-        Each queue leaves a thread free for
-        each queue above it (:meth:`headroom`): a storm of routine runs never holds the thread a complaint needs.
+        Each queue leaves a thread free for each queue above it (:meth:`headroom`): a storm of routine runs
+        never holds the thread a complaint needs.
         Read with plain filters, queue by queue: Prefect's worker poll (``get_scheduled_flow_runs``) writes each
         queue's "last polled" every time, and on the embedded SQLite a write per look fought the flow runs' own
         writes in a storm; the poll itself is kept for the Prefect beat (every 30 s), so the UI still shows the
@@ -342,8 +342,7 @@ class Executor:
                 log.error(kv("event=flow_run_error", flow_run=key, error=short(exc)))
                 self._crashed(client, flow_run, exc)
         finally:
-            self._release(key)
-            self.bell.ring_self()  # a thread is free: look at the queue now
+            self._let_go(key)  # a thread is free: look at the queue now
 
     def _flow(self, client: Any, flow_run: Any) -> Any:
         """The flow of this run's SOP (built once per process from its library)."""

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -136,8 +137,6 @@ SCHEMA_GRACE_S = 5.0
 
 def _age_s(state: Any) -> float:
     """Seconds since the state was set (0 when it carries no time)."""
-    from datetime import UTC, datetime
-
     at = getattr(state, "timestamp", None)
     return 0.0 if at is None else (datetime.now(UTC) - at).total_seconds()
 
@@ -344,7 +343,7 @@ class Launcher:
             return BUSY if run is not None and run.status == RunStatus.RUNNING else SETTLED
         try:  # one resume of a run at a time, across processes: on PostgreSQL two at once make Prefect's a 409
             with self.ledger.exclusive(f"resume {run_id}"), self._client() as client, \
-                    urgent(PRIORITY.get(run.sop_class) if run is not None else None):
+                    urgent(PRIORITY.get(run.sop_class)):  # (a run: it has a flow run)
                 flow_run = client.read_flow_run(UUID(flow_run_id))
                 state = flow_run.state
                 if state is not None and (state.is_crashed() or state.is_failed()):
@@ -447,8 +446,6 @@ class Launcher:
     def launch_orphans(self, older_than: float = 5.0) -> int:
         """Create flow runs for open runs that have none (their launch failed), each when its backoff allows
         (:meth:`try_launch`); returns how many were tried."""
-        from datetime import timedelta
-
         limit = self.ledger.clock.now() - timedelta(seconds=older_than)
         with self.ledger.read() as conn:
             orphans = RunStore.unlaunched(conn, limit)

@@ -115,7 +115,7 @@ def requests_say_priority() -> bool:
 
     def create_api_app(*args: Any, **kwargs: Any) -> Any:
         app = create(*args, **kwargs)
-        app.add_middleware(lambda inner: with_priorities(inner))
+        app.add_middleware(with_priorities)  # Starlette builds it as with_priorities(inner_app)
         return app
 
     create_api_app.says_priority = True  # type: ignore[attr-defined]
