@@ -9,7 +9,14 @@ connections, alternating between the two APIs: a storm (3,000 requests over 100 
 CPU per alert: the API processes and the pager; on PostgreSQL also the server's (its processes,
 living and ended), which on SQLite is spent inside the API processes. The cluster runs with fsync off.
 
-``python -m bench team``; ``BENCH_TEAM_N`` sets the request count (default 3000). Writes
+Two layouts, each with both databases: **shared** (every process on both cores, as one machine
+runs the whole stack) and **split** (the API processes and the pager on core 0; the database
+server and the clients on core 1), which stands for a team's setup with the database on a host
+of its own: the API tier has one core in both databases' runs, and PostgreSQL's server work no
+longer takes it from the API processes. SQLite's work is the API processes' own, on core 0.
+
+``python -m bench team``; ``BENCH_TEAM_N`` sets the request count (default 3000),
+``BENCH_TEAM_CLIENTS`` the clients (4), ``BENCH_TEAM_LAYOUTS`` the layouts (``shared,split``). Writes
 ``bench/out/team.json``. Goals (issue #19): PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms.
 """
 
@@ -31,7 +38,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.triggers_bench import CLIENTS, TOKEN, Receiver, Row, alert_body, cpu_seconds, send_single_alerts, surge
+from bench.triggers_bench import TOKEN, Receiver, Row, alert_body, cpu_seconds, send_single_alerts, surge
 from flows.engine.outbox import pager_alive
 from flows.ledger import Ledger
 from tests.support import api_process, free_port, wait_healthy
@@ -39,6 +46,25 @@ from tests.support import api_process, free_port, wait_healthy
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "team.json"
 N = int(os.environ.get("BENCH_TEAM_N", "3000"))
+CLIENTS = int(os.environ.get("BENCH_TEAM_CLIENTS", "4"))
+LAYOUTS = os.environ.get("BENCH_TEAM_LAYOUTS", "shared,split").split(",")
+API_CORE, DATABASE_CORE = {0}, {1}  # the split layout's cores
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Every thread of process ``pid`` on ``cores`` (threads and children it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), cores)
+
+
+def pin_cluster(data: Path, cores: set[int]) -> None:
+    """The PostgreSQL server on ``cores``: its postmaster (the backends it forks inherit it) and its processes."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    pin(postmaster, cores)
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            pin(int(child), cores)
 APIS = 2
 GOALS = {"per_s": 1000, "p99_ms": 50}
 
@@ -46,7 +72,7 @@ GOALS = {"per_s": 1000, "p99_ms": 50}
 class Team:
     """Two API processes and a pager process on one ledger URL."""
 
-    def __init__(self, url: str, workdir: Path, receiver: Receiver, server: Path | None = None):
+    def __init__(self, url: str, workdir: Path, receiver: Receiver, server: Path | None = None, split: bool = False):
         self.server = server  # PostgreSQL: the cluster's data folder (its postmaster.pid)
         env = {**os.environ, "SOP_HOME": str(ROOT), "SOP_DATABASE_URL": url, "SOP_INBOX_DIR": str(workdir / "inbox"),
                "SOP_API_LAUNCH": "0", "SOP_TOKEN_MONITOR": TOKEN,
@@ -69,6 +95,9 @@ class Team:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the pager process did not beat within 60 s")
                 time.sleep(0.1)
+            if split:
+                for process in [*self.apis, self.pager]:
+                    pin(process.pid, API_CORE)
         except RuntimeError as exc:
             self.stop()
             raise RuntimeError(f"{exc}; see {workdir / 'team.log'}") from None
@@ -103,13 +132,14 @@ def ingest(team: Team, run: str, what: str) -> tuple[Row, float]:
     """N one-alert requests over 100 keys (:func:`send_single_alerts`: 4 clients at once, client k on API k mod 2); and the
     PostgreSQL server's CPU ms per alert meanwhile (0 on SQLite)."""
     cpu, server = team.cpu(), team.server_cpu()
-    latencies, seconds = send_single_alerts(team.ports, run, N)
+    latencies, seconds = send_single_alerts(team.ports, run, N, CLIENTS)
     return (Row(what, latencies, N, seconds, "alerts", (team.cpu() - cpu) / N * 1000),
             (team.server_cpu() - server) / N * 1000)
 
 
-def measure(database: str, url: str, workdir: Path, receiver: Receiver, server: Path | None = None) -> list[dict]:
-    team = Team(url, workdir, receiver, server)
+def measure(database: str, url: str, workdir: Path, receiver: Receiver, server: Path | None = None,
+            layout: str = "shared") -> list[dict]:
+    team = Team(url, workdir, receiver, server, split=layout == "split")
     try:
         warm = json.dumps(alert_body(surge("warm"))).encode()
         for port in team.ports:  # imports, the first SOP version, Apprise's plugins
@@ -123,7 +153,7 @@ def measure(database: str, url: str, workdir: Path, receiver: Receiver, server: 
         rows = [ingest(team, run, "storm: 100 keys, 100 new runs"), ingest(team, run, "repeats: all 100 runs open")]
     finally:
         team.stop()
-    return [{"database": database, **row.summary(), "server_cpu_ms_per_alert": round(server_ms, 2)}
+    return [{"layout": layout, "database": database, **row.summary(), "server_cpu_ms_per_alert": round(server_ms, 2)}
             for row, server_ms in rows]
 
 
@@ -135,33 +165,47 @@ def main() -> None:
     load = os.getloadavg()
     receiver = Receiver()
     workdir = Path(tempfile.mkdtemp(prefix="bench-team-"))
+    layouts = [layout for layout in LAYOUTS if layout == "shared" or (os.cpu_count() or 1) >= 2]
     cluster = PostgresCluster().start()
+    data = cluster.folder / "data"  # type: ignore[operator]
+    everywhere = os.sched_getaffinity(0)
+    rows = []
     try:
-        (workdir / "sqlite").mkdir()
-        (workdir / "pg").mkdir()
-        rows = measure("SQLite", f"sqlite:///{workdir / 'sqlite' / 'ledger.db'}", workdir / "sqlite", receiver)
-        rows += measure("PostgreSQL", cluster.database("bench_team"), workdir / "pg", receiver,
-                        cluster.folder / "data")  # type: ignore[operator]
+        for layout in layouts:
+            split = layout == "split"
+            pin_cluster(data, DATABASE_CORE if split else everywhere)
+            pin(os.getpid(), DATABASE_CORE if split else everywhere)  # the clients' threads (and the receiver's)
+            for database in ("SQLite", "PostgreSQL"):
+                folder = workdir / layout / database
+                folder.mkdir(parents=True)
+                url = (f"sqlite:///{folder / 'ledger.db'}" if database == "SQLite"
+                       else cluster.database(f"bench_team_{layout}"))
+                rows += measure(database, url, folder, receiver, data if database == "PostgreSQL" else None, layout)
     finally:
+        pin(os.getpid(), everywhere)
         cluster.stop()
         receiver.stop()
     table = Table(title=f"Team ingest: {APIS} API processes + a pager, {CLIENTS} clients, {N} one-alert requests "
-                        f"({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; PostgreSQL: fsync off)",
+                        f"({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; PostgreSQL: fsync off). "
+                        "shared: every process on every core; split: the API processes and the pager on core 0, "
+                        "the database server and the clients on core 1",
                   title_justify="left")
-    for column in ("ledger", "what", "alerts/s", "p50 ms", "p99 ms", "max ms", "CPU ms/alert", "+ server's"):
-        table.add_column(column, justify="left" if column in ("ledger", "what") else "right")
+    for column in ("layout", "ledger", "what", "alerts/s", "p50 ms", "p99 ms", "max ms", "CPU ms/alert", "+ server's"):
+        table.add_column(column, justify="left" if column in ("layout", "ledger", "what") else "right")
     for s in rows:
-        table.add_row(s["database"], s["what"], f"{s['per_s']:,.0f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}",
-                      f"{s['max_ms']:.1f}", f"{s['api_cpu_ms_per_alert']:.2f}",
+        table.add_row(s["layout"], s["database"], s["what"], f"{s['per_s']:,.0f}", f"{s['p50_ms']:.1f}",
+                      f"{s['p99_ms']:.1f}", f"{s['max_ms']:.1f}", f"{s['api_cpu_ms_per_alert']:.2f}",
                       f"{s['server_cpu_ms_per_alert']:.2f}" if s["database"] == "PostgreSQL" else "(in the APIs)")
     console.print(table)
-    pg = [r for r in rows if r["database"] == "PostgreSQL"]
-    sq = [r for r in rows if r["database"] == "SQLite"]
-    console.print("goals: PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms → " + "; ".join(
-        f"{p['what'].split(':')[0]} {p['per_s']:,.0f}/s vs SQLite {s['per_s']:,.0f}/s, p99 {p['p99_ms']:.1f} ms"
-        for p, s in zip(pg, sq, strict=True)))
+    for layout in layouts:
+        pg = [r for r in rows if r["database"] == "PostgreSQL" and r["layout"] == layout]
+        sq = [r for r in rows if r["database"] == "SQLite" and r["layout"] == layout]
+        console.print(f"goals ({layout}): PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms → " + "; ".join(
+            f"{p['what'].split(':')[0]} {p['per_s']:,.0f}/s vs SQLite {s['per_s']:,.0f}/s "
+            f"({p['per_s'] / s['per_s']:.2f}×), p99 {p['p99_ms']:.1f} ms"
+            for p, s in zip(pg, sq, strict=True)))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"cores": os.cpu_count(), "load_average_at_start": load[0], "n": N,
+    OUT.write_text(json.dumps({"cores": os.cpu_count(), "load_average_at_start": load[0], "n": N, "clients": CLIENTS,
                                "at": datetime.now(UTC).isoformat(), "rows": rows, "goals": GOALS}, indent=2) + "\n")
     shutil.rmtree(workdir, ignore_errors=True)
 

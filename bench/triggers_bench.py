@@ -250,8 +250,8 @@ class Row:
         return out
 
 
-def send_single_alerts(ports: list[int], run: str, n: int = N) -> tuple[list[float], float]:
-    """``n`` requests of one alert each, CLIENTS at a time (client k on ``ports[k % len(ports)]``), over ~100 dedup
+def send_single_alerts(ports: list[int], run: str, n: int = N, clients: int = CLIENTS) -> tuple[list[float], float]:
+    """``n`` requests of one alert each, ``clients`` at a time (client k on ``ports[k % len(ports)]``), over ~100 dedup
     keys; each request's seconds, and the seconds of the whole.
 
     The clients send pre-encoded bodies over kept-alive ``http.client`` connections: on a
@@ -265,7 +265,7 @@ def send_single_alerts(ports: list[int], run: str, n: int = N) -> tuple[list[flo
 
     def work(k: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", ports[k % len(ports)], timeout=30)
-        for i in range(k, n, CLIENTS):
+        for i in range(k, n, clients):
             t0 = time.perf_counter()
             conn.request("POST", "/v1/alerts/alertmanager", body=bodies[i], headers=headers)
             answer = conn.getresponse()
@@ -278,8 +278,8 @@ def send_single_alerts(ports: list[int], run: str, n: int = N) -> tuple[list[flo
         conn.close()
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(work, range(CLIENTS)))
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(work, range(clients)))
     return latencies, time.perf_counter() - started
 
 

@@ -4,6 +4,13 @@ The ledger has one writer at a time, so a pool of threads handing it intakes onl
 on its lock. Here they queue in arrival order without contending for it, and the calls
 that queued while the thread was busy run as one batch (group commit: begin, the hash
 chain's last record and commit are paid once). Every webhook hands its intake here.
+
+A call that finds no other queued waits a little (``linger``, 1 ms) for the requests the
+event loop is serving meanwhile, when there are any (PostgreSQL's ``commit_delay`` with
+``commit_siblings``, here counted by :meth:`IntakeThread.serving`). Without it, two clients
+of one process take turns: each call arrives while the other's transaction runs, and every
+call pays a transaction of its own (on PostgreSQL, 1 call per batch in the team bench; with
+it, 2: docs/benchmarks.md, "Team ingest").
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 log = logging.getLogger("sop.api")
@@ -26,10 +35,13 @@ class IntakeThread:
     rolled back and each call runs again on its own, so one bad call fails only itself.
     """
 
-    def __init__(self, ledger: Any = None, max_batch: int = 8, name: str = "api-intake"):
+    def __init__(self, ledger: Any = None, max_batch: int = 8, name: str = "api-intake", linger: float = 0.001):
         self.ledger = ledger
         self.max_batch = max_batch if ledger is not None else 1
+        #: seconds a batch waits for more calls while other requests are being served (0: never)
+        self.linger = linger
         self.largest_batch = 0  # the most calls that shared one transaction so far
+        self._serving = 0  # requests the event loop is serving (serving()); read by the thread
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -39,6 +51,16 @@ class IntakeThread:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put(_Call(fn, args, future))
         return await future
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around a request that may hand a call here (on the event loop): while it is served, a lone call
+        lingers for its call."""
+        self._serving += 1
+        try:
+            yield
+        finally:
+            self._serving -= 1
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the calls already queued, then stop."""
@@ -52,11 +74,18 @@ class IntakeThread:
             if first is None:
                 return
             calls = [first]
+            until = 0.0
             while len(calls) < self.max_batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if self._serving <= len(calls) or self.linger <= 0:  # no other request coming
+                        break
+                    until = until or time.monotonic() + self.linger
+                    try:
+                        more = self._queue.get(timeout=max(0.0, until - time.monotonic()))
+                    except queue.Empty:
+                        break
                 if more is None:
                     stopping = True
                     break

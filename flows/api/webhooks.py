@@ -65,12 +65,13 @@ class WebhookPipeline:
 
     async def answer(self, webhook: Webhook[Signals], request: Request) -> dict[str, Any]:
         """The body of the 200 answer to ``POST webhook.path``; raises the refusal (:class:`ApiError`) otherwise."""
-        token = self.authenticate(webhook, request)
-        raw = await self.read_body(request)
-        self.verify_signature(token, request, raw)
-        signals = self.parse(webhook, raw)
-        dispositions = await self.intake(webhook, signals, token.principal)
-        return webhook.summarize(signals, dispositions)
+        with self.thread.serving():  # a lone call of the intake thread lingers for this one's
+            token = self.authenticate(webhook, request)
+            raw = await self.read_body(request)
+            self.verify_signature(token, request, raw)
+            signals = self.parse(webhook, raw)
+            dispositions = await self.intake(webhook, signals, token.principal)
+            return webhook.summarize(signals, dispositions)
 
     def authenticate(self, webhook: Webhook[Any], request: Request) -> ActiveToken:
         """The request's token, its role one that may post here (401 / 403); before anything reads the body."""

@@ -41,10 +41,14 @@ OUTCOME_CHARS = 200
 _OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
 # PostgreSQL, per run: the open run is held as it is found (its key re-checked once it is free)
 _OPEN_RUN_HELD = {"": _OPEN_RUN.with_for_update(), " NOWAIT": _OPEN_RUN.with_for_update(nowait=True)}
-# PostgreSQL, per run, alone: the open run found, held and its repeat counted in one statement
-_ATTACH = (runs.update().where(runs.c.open_key == _B("_key"))
-           .values(repeats=runs.c.repeats + _B("_copies"), last_seen_at=_B("_now"))
-           .returning(runs.c.id, runs.c.repeats))
+# PostgreSQL, per run: the open run found, held and its repeat counted in one statement; in a batch the run is held
+# NOWAIT (a run another writer holds is an error at once, not a wait: see Ledger.batch)
+_COUNTED = {"repeats": runs.c.repeats + _B("_copies"), "last_seen_at": _B("_now")}
+_ATTACH = {
+    "": runs.update().where(runs.c.open_key == _B("_key")).values(_COUNTED).returning(runs.c.id, runs.c.repeats),
+    " NOWAIT": runs.update().where(runs.c.id == _OPEN_RUN_HELD[" NOWAIT"].with_only_columns(runs.c.id).scalar_subquery())
+    .values(_COUNTED).returning(runs.c.id, runs.c.repeats),
+}
 _RUN_UPDATE = runs.update().where(runs.c.id == _B("_run"))  # SET columns: the other parameters
 _STEP_UPDATE = steps.update().where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
 _STEP_STATE = sa.select(steps.c.state).where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
@@ -163,13 +167,13 @@ class RunStore:
     def attach(self, open_key: str, copies: int, now: datetime) -> tuple[str, int] | None:
         """The open run holding this dedup key (held), ``copies`` more repeats counted on it, seen ``now``: its id
         and repeats so far; None (nothing written) when no run holds the key."""
-        if self.tx.per_run == "":  # PostgreSQL, not in a batch: one statement finds, holds and counts
-            row = self.tx.first_held(_ATTACH, {"_key": open_key, "_copies": copies, "_now": now})
+        if self.tx.per_run is not None:  # PostgreSQL: one statement finds, holds and counts
+            row = self.tx.first_held(_ATTACH[self.tx.per_run], {"_key": open_key, "_copies": copies, "_now": now})
             if row is None:
                 return None
             self.tx.held_run(row[0])
             return row[0], row[1]
-        found = self.open_run(open_key)  # a batch holds it NOWAIT first (an UPDATE would wait for it)
+        found = self.open_run(open_key)
         if found is None:
             return None
         repeats = found[1] + copies

@@ -14,7 +14,9 @@ import hmac
 import json
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,9 @@ class Seen:
     async def run(self, fn: Any, *args: Any) -> list:  # stands in for IntakeThread.run
         self.handed.append((fn, *args))
         return []
+
+    def serving(self) -> nullcontext[None]:  # stands in for IntakeThread.serving
+        return nullcontext()
 
 
 def post(seen: Seen, body: bytes, headers: dict[str, str]) -> Request:
@@ -187,6 +192,51 @@ def test_one_failing_call_fails_alone_and_the_calls_queued_with_it_are_recorded(
     assert (held, a, b) == ("held", "a", "b")
     assert isinstance(bad, LookupError) and "broken" in str(bad)
     assert kinds(ledger) == ["a", "b"]  # the broken call's write was rolled back, the others kept
+
+
+def _two_calls_apart(ledger: Ledger, requests_served: int) -> tuple[IntakeThread, list[str], float]:
+    """Call ``a`` on a thread lingering up to 2 s while ``requests_served`` requests are being served, then ``b``
+    0.3 s later; the thread, what they returned, and the seconds ``a`` took."""
+    thread = IntakeThread(ledger, linger=2.0)
+
+    def note(name: str) -> str:
+        with ledger.transaction() as tx:
+            tx.append(name)
+        return name
+
+    async def main() -> tuple[list[str], float]:
+        with ExitStack() as served:
+            for _ in range(requests_served):
+                served.enter_context(thread.serving())
+            started = time.monotonic()
+            first = asyncio.ensure_future(thread.run(note, "a"))
+            done, _ = await asyncio.wait([first], timeout=0.3)
+            took = time.monotonic() - started if done else float("inf")
+            second = await thread.run(note, "b")
+            return [await first, second], took
+
+    try:
+        answers, took = asyncio.run(main())
+    finally:
+        thread.close()
+    return thread, answers, took
+
+
+def test_a_lone_call_lingers_for_the_call_of_another_request_being_served_and_they_commit_together(
+    ledger: Ledger,
+) -> None:
+    thread, answers, _took = _two_calls_apart(ledger, requests_served=2)
+    assert answers == ["a", "b"]
+    assert thread.largest_batch == 2  # a waited for b: one transaction for both
+    assert kinds(ledger) == ["a", "b"]
+
+
+def test_a_lone_call_does_not_linger_when_no_other_request_is_being_served(ledger: Ledger) -> None:
+    thread, answers, took = _two_calls_apart(ledger, requests_served=1)
+    assert answers == ["a", "b"]
+    assert took < 0.3  # a was answered before b came, not after the 2 s linger
+    assert thread.largest_batch < 2  # each call had its own transaction
+    assert kinds(ledger) == ["a", "b"]
 
 
 # --- over HTTP ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,40 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     kinds = [r[0] for r in ledger_rows(local, first.run_id)["records"]]
     assert kinds.count("run_started") == 1 and kinds[-1] == "trigger_repeated"
     assert chain_ok(local)
+
+
+def test_a_repeat_in_a_batch_attaches_and_a_run_another_writer_holds_is_refused_at_once(local: Engine) -> None:
+    """The intake thread's group commit: a repeat attaches; on PostgreSQL a run held elsewhere is an error at once
+    (NOWAIT: the batch's calls then run again one by one), never a wait that holds the whole batch."""
+    first = local.start("t-newrun", {"service": "web"}, initiator="monitor")
+    with local.ledger.batch(per_run=True):
+        again = local.start("t-newrun", {"service": "web"}, initiator="monitor")
+    assert again.attached and again.run_id == first.run_id and again.repeats == 1
+    assert local.view(first.run_id).run["repeats"] == 1 and chain_ok(local)
+    if local.ledger.is_sqlite:
+        return  # one writer at a time: no other can hold the run
+    refused: list[BaseException] = []
+
+    def repeat_in_a_batch() -> None:
+        try:
+            with local.ledger.batch(per_run=True):
+                local.start("t-newrun", {"service": "web"}, initiator="monitor")
+        except Exception as exc:  # noqa: BLE001 - what the batch raised is the test's subject
+            refused.append(exc)
+
+    with local.ledger.engine.connect() as other:  # another writer, holding the run
+        other.execution_options(isolation_level="READ COMMITTED")
+        with other.begin():
+            other.execute(sa.text("SELECT 1 FROM runs WHERE id = :id FOR UPDATE"), {"id": first.run_id})
+            batch = threading.Thread(target=repeat_in_a_batch)
+            batch.start()
+            batch.join(10)
+            waited = batch.is_alive()
+    batch.join(10)
+    assert not waited, "the batch waited for the run instead of being refused at once"
+    assert len(refused) == 1 and isinstance(refused[0], sa.exc.OperationalError), refused
+    assert "could not obtain lock" in str(refused[0])
+    assert local.view(first.run_id).run["repeats"] == 1  # the refused batch wrote nothing
 
 
 #: a trigger that writes to the table ``gone`` before each page is queued, in each database's dialect
