@@ -17,6 +17,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+#: a row id or record seq drawn from a sequence: 64-bit (on SQLite ``INTEGER PRIMARY KEY``, its 64-bit rowid)
+WIDE_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 class UtcTime(sa.types.TypeDecorator):
     """A moment, written in UTC on every database: an aware time is converted, a naive one is taken as UTC.
@@ -42,7 +45,7 @@ TS = UtcTime()
 
 records = sa.Table(
     "records", metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("seq", WIDE_ID, primary_key=True, autoincrement=True),
     sa.Column("at", TS, nullable=False),
     sa.Column("run_id", sa.String(40), index=True),
     sa.Column("step_id", sa.String(80)),
@@ -122,7 +125,7 @@ steps = sa.Table(
 
 timers = sa.Table(
     "timers", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", WIDE_ID, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("step_id", sa.String(80), nullable=False, server_default=""),
     sa.Column("kind", sa.String(20), nullable=False),
@@ -139,7 +142,7 @@ timers = sa.Table(
 
 deliveries = sa.Table(
     "deliveries", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", WIDE_ID, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(40), index=True),
     sa.Column("step_id", sa.String(80)),
     sa.Column("at", TS, nullable=False),
@@ -152,7 +155,7 @@ deliveries = sa.Table(
     sa.Column("latency_ms", sa.Integer),
     # the seq of the page's ``notification`` record, and the lane within that page (a person's
     # contacts share one lane, each channel URL is a lane): a lane with no ok row is a failure
-    sa.Column("page", sa.Integer),
+    sa.Column("page", sa.BigInteger),
     sa.Column("lane", sa.Integer),
 )
 
@@ -162,7 +165,7 @@ deliveries = sa.Table(
 
 metric_samples = sa.Table(
     "metric_samples", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", WIDE_ID, primary_key=True, autoincrement=True),
     sa.Column("metric", sa.String(120), nullable=False),
     sa.Column("series", sa.String(16), nullable=False),
     sa.Column("labels", sa.Text, nullable=False),
@@ -194,7 +197,7 @@ metric_firings = sa.Table(
 
 outbox = sa.Table(
     "outbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", WIDE_ID, primary_key=True, autoincrement=True),
     sa.Column("run_id", sa.String(40), nullable=False),
     sa.Column("step_id", sa.String(80)),
     sa.Column("kind", sa.String(30), nullable=False),
@@ -270,7 +273,7 @@ oncall_overrides = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("by", sa.String(120)),
     sa.Column("created_at", TS, nullable=False),
-    sa.Column("record", sa.Integer),
+    sa.Column("record", sa.BigInteger),
 )
 
 # --- silences (``sop silence``, the /silences page) ----------------------------------------------

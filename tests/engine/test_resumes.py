@@ -78,3 +78,35 @@ def test_a_flow_run_whose_process_died_before_storing_its_resume_schema_is_still
              explain=lambda: _flow_run(stack, flow_run_id).state)
     assert engine.view(run_id).run["outcome"] == "done"
     assert records(engine, run_id, "resume_refused") == []
+
+
+def test_a_resume_before_a_live_flow_run_stored_its_schema_leaves_the_schema_to_the_flow_run(engine: Any,
+                                                                                            stack: Any) -> None:
+    """A live flow run stores its resume input's schema a moment after its Suspended state. A resume in that moment
+    is turned away ("schema not found"): the launcher tries again later and stores no schema itself, which would
+    make the flow run's own store a 409 and fail the flow run (2 of 10 runs in a fresh-clone test_ten_runs)."""
+    import httpx
+    import pytest
+
+    from flows.prefect.resume import born_suspended, expect_resume_input, resume_keys
+
+    run_id = engine.start("t-link", {"dashboard": "https://grafana.example.com/d/2"}, initiator="li-wei").run_id
+    flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
+    suspension = int(_flow_run(stack, flow_run_id).state.state_details.pause_key.removeprefix("wait-"))
+    key = resume_keys(suspension)[0]
+    with prefect_client(stack.api_url) as client:  # that moment: Suspended just now, its schema not stored yet
+        client.set_flow_run_state(UUID(flow_run_id), born_suspended(suspension), force=True)
+        client.delete_flow_run_input(UUID(flow_run_id), key=key)
+
+    engine.report(run_id, "look", HumanReport(actor="zhao-lei", values={}))  # the run finishes: its flow run is resumed
+    assert engine.launcher.settle_nudges(10)
+    with prefect_client(stack.api_url) as client:
+        with pytest.raises(httpx.HTTPStatusError) as missing:  # turned away, and left to the flow run
+            client.read_flow_run_input(UUID(flow_run_id), key=key)
+        assert missing.value.response.status_code == 404
+        assert not _flow_run(stack, flow_run_id).state.is_final()
+        expect_resume_input(client, UUID(flow_run_id), suspension)  # the flow run's own store, a moment late
+    wait_for(lambda: _flow_run(stack, flow_run_id).state.is_completed(), 60, "the flow run to complete",
+             explain=lambda: _flow_run(stack, flow_run_id).state)
+    assert engine.view(run_id).run["outcome"] == "done"
+    assert records(engine, run_id, "resume_refused") == []

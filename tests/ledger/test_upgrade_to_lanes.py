@@ -32,9 +32,10 @@ def _config() -> Config:
     return cfg
 
 
-def test_the_migrations_are_one_line_ending_in_lanes() -> None:
+def test_the_migrations_are_one_line_through_lanes_to_wide_ids() -> None:
     script = ScriptDirectory.from_config(_config())
-    assert script.get_heads() == ["0013_chains"]
+    assert script.get_heads() == ["0014_wide_ids"]
+    assert script.get_revision("0014_wide_ids").down_revision == "0013_chains"
     assert script.get_revision("0013_chains").down_revision == "0012_executors"
     assert len(script.get_bases()) == 1
 
@@ -76,7 +77,7 @@ def test_a_ledger_at_0012_upgrades_and_its_old_records_stay_verified(old_url: st
         command.upgrade(cfg, "0012_executors")
     _write_as_before_lanes(old_url, 5)
 
-    ledger.migrate()  # what `sop serve` (any command) does at start: 0013_chains
+    ledger.migrate()  # what `sop serve` (any command) does at start: 0013_chains, 0014_wide_ids
     assert _verify(ledger).ok
     with ledger.transaction() as tx:
         tx.append("note", "new-run", actor="ana", n=6)
