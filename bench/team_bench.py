@@ -52,10 +52,17 @@ API_CORE, DATABASE_CORE = {0}, {1}  # the split layout's cores
 
 
 def pin(pid: int, cores: set[int]) -> None:
-    """Every thread of process ``pid`` on ``cores`` (threads and children it starts later inherit it)."""
+    """Every thread of process ``pid`` on ``cores`` (threads and children it starts later inherit it); a
+    RuntimeError when the system does not let it."""
     for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+        try:
             os.sched_setaffinity(int(task.name), cores)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except OSError as exc:
+            raise RuntimeError(f"cannot pin process {pid} to cores {sorted(cores)}: {exc}") from None
+    if os.sched_getaffinity(pid) != cores:
+        raise RuntimeError(f"process {pid} runs on cores {sorted(os.sched_getaffinity(pid))}, not {sorted(cores)}")
 
 
 def pin_cluster(data: Path, cores: set[int]) -> None:
@@ -165,10 +172,13 @@ def main() -> None:
     load = os.getloadavg()
     receiver = Receiver()
     workdir = Path(tempfile.mkdtemp(prefix="bench-team-"))
-    layouts = [layout for layout in LAYOUTS if layout == "shared" or (os.cpu_count() or 1) >= 2]
+    everywhere = os.sched_getaffinity(0)
+    layouts = [layout for layout in LAYOUTS if layout == "shared" or API_CORE | DATABASE_CORE <= everywhere]
+    if layouts != LAYOUTS:
+        console.print(f"the split layout needs cores {sorted(API_CORE | DATABASE_CORE)}; this process may use "
+                      f"{sorted(everywhere)}: shared layout only")
     cluster = PostgresCluster().start()
     data = cluster.folder / "data"  # type: ignore[operator]
-    everywhere = os.sched_getaffinity(0)
     rows = []
     try:
         for layout in layouts:

@@ -41,7 +41,8 @@ class IntakeThread:
         #: seconds a batch waits for more calls while other requests are being served (0: never)
         self.linger = linger
         self.largest_batch = 0  # the most calls that shared one transaction so far
-        self._serving = 0  # requests the event loop is serving (serving()); read by the thread
+        self._serving = 0  # requests being served (serving()); read by the thread
+        self._serving_lock = threading.Lock()  # an app's requests may come from more than one event loop
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -54,13 +55,21 @@ class IntakeThread:
 
     @contextmanager
     def serving(self) -> Iterator[None]:
-        """Around a request that may hand a call here (on the event loop): while it is served, a lone call
-        lingers for its call."""
-        self._serving += 1
+        """Around a request that may hand a call here, from its arrival to its answer: while it is served, a lone
+        call lingers for its call (or for its client's next one, once it is answered). A request that ends
+        without a call (refused, or a slow body) costs a lone call at most ``linger``."""
+        with self._serving_lock:
+            self._serving += 1
         try:
             yield
         finally:
-            self._serving -= 1
+            with self._serving_lock:
+                self._serving -= 1
+
+    @property
+    def requests_served(self) -> int:
+        """How many requests are inside :meth:`serving` now."""
+        return self._serving
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the calls already queued, then stop."""

@@ -56,7 +56,7 @@ records = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     # the lane (0: the checkpoints, 1…: the writers') and the record's place in it, from 1, no gaps
     sa.Column("chain", sa.Integer),
-    sa.Column("pos", sa.Integer),
+    sa.Column("pos", sa.BigInteger),
     sa.UniqueConstraint("chain", "pos", name="uq_records_chain_pos"),
 )
 

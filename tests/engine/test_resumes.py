@@ -80,16 +80,18 @@ def test_a_flow_run_whose_process_died_before_storing_its_resume_schema_is_still
     assert records(engine, run_id, "resume_refused") == []
 
 
-def test_a_resume_before_a_live_flow_run_stored_its_schema_leaves_the_schema_to_the_flow_run(engine: Any,
-                                                                                            stack: Any) -> None:
+def test_a_resume_before_a_live_flow_run_stored_its_schema_leaves_the_schema_to_the_flow_run(
+        engine: Any, stack: Any, monkeypatch: Any) -> None:
     """A live flow run stores its resume input's schema a moment after its Suspended state. A resume in that moment
     is turned away ("schema not found"): the launcher tries again later and stores no schema itself, which would
     make the flow run's own store a 409 and fail the flow run (2 of 10 runs in a fresh-clone test_ten_runs)."""
     import httpx
     import pytest
 
+    from flows.prefect import launcher
     from flows.prefect.resume import born_suspended, expect_resume_input, resume_keys
 
+    monkeypatch.setattr(launcher, "SCHEMA_GRACE_S", 120.0)  # however slow this machine, the resume is within it
     run_id = engine.start("t-link", {"dashboard": "https://grafana.example.com/d/2"}, initiator="li-wei").run_id
     flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
     suspension = int(_flow_run(stack, flow_run_id).state.state_details.pause_key.removeprefix("wait-"))

@@ -1,4 +1,5 @@
-"""Record seqs go on past 2**31 on both databases (PostgreSQL's writers take them from a sequence, in blocks)."""
+"""Record seqs and a lane's places go on past 2**31 on both databases (PostgreSQL's writers take seqs from a
+sequence, in blocks)."""
 
 from __future__ import annotations
 
@@ -41,4 +42,8 @@ def test_records_go_on_past_two_to_the_31_and_still_verify(database: TestDatabas
         assert conn.execute(sa.select(deliveries.c.page)).scalar_one() == seq
         result = verify_chain(conn)
     assert result.ok, result.to_dict()
+    # a lane two billion records long: its places fit too
+    sql_on(url, ("UPDATE records SET pos = ? WHERE seq = ?", (PAST_32_BITS, seq)))
+    with ledger.read() as conn:
+        assert conn.execute(sa.select(records.c.pos).where(records.c.seq == seq)).scalar_one() == PAST_32_BITS
     ledger.dispose()

@@ -1,7 +1,9 @@
-"""Record seqs, and the ids of the tables that grow with every alert or page, as 64-bit integers on PostgreSQL.
+"""Record seqs and places, and the ids of the tables that grow with every alert or page, as 64-bit integers on
+PostgreSQL.
 
 A PostgreSQL writer takes its seqs from the ``records.seq`` sequence in blocks (the unused ones are gaps), so
-a 32-bit seq ran out after about 2.1 billion seqs: a few months of a busy team's alerts. SQLite's integers are
+a 32-bit seq ran out after about 2.1 billion seqs: a few months of a busy team's alerts; a lane's places
+(``records.pos``) would have run out later. SQLite's integers are
 64-bit already (nothing to do there). Each table is rewritten once, under its lock: on a large ledger, stop the
 writers first (docs/team.md, "Upgrading").
 
@@ -19,7 +21,7 @@ depends_on = None
 
 #: table → its columns that hold a record's seq or a row id drawn from a sequence
 WIDENED = {
-    "records": ["seq"],
+    "records": ["seq", "pos"],  # pos: a record's place in its lane (one process's intake writes one lane)
     "deliveries": ["id", "page"],  # page: its notification record's seq
     "oncall_overrides": ["record"],  # its oncall_override record's seq
     "outbox": ["id"],
