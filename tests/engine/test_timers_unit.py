@@ -79,13 +79,30 @@ def test_a_run_past_its_deadline_tells_the_owner_which_steps_are_open(local_engi
     assert ("run_overdue", True) in kinds
 
 
+def _until_a_writer_waits_for_a_lock(ledger) -> None:
+    """PostgreSQL: until another session of this database waits for a row or transaction lock (pg_stat_activity).
+    SQLite has one writer at a time (nothing to deadlock on, nothing to see): a moment for the other to get there."""
+    import time
+
+    if ledger.is_sqlite:
+        time.sleep(0.2)
+        return
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with ledger.read() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'")).scalar_one():
+                return
+        time.sleep(0.01)
+    raise AssertionError("no writer came to wait for a lock within 20 s")
+
+
 def test_a_timer_due_while_a_change_holds_its_run_waits_for_the_change_and_nothing_deadlocks(local_engine, database):
     """A change holds its run, then cancels the run's timers (a step ends); a timer of that run falls due meanwhile.
     The timer service waits for the run before it claims the timer: on PostgreSQL it used to claim the timer's row
     first, then wait for the run, while the change waited for that row: a deadlock that failed the change (and
     the flow run it was in)."""
     import threading
-    import time
 
     run = local_engine.start("t-ladder", initiator="li-wei", speed=1)
     with local_engine.ledger.read() as conn:
@@ -107,7 +124,7 @@ def test_a_timer_due_while_a_change_holds_its_run_waits_for_the_change_and_nothi
         with local_engine.transaction() as t:
             view = t.change(run.run_id).view  # the run, held
             holding.set()
-            time.sleep(0.5)  # the timer service is at its lock by now (its claim, or the run)
+            _until_a_writer_waits_for_a_lock(local_engine.ledger)  # the timer service, at its claim or the run
             t.store.cancel_timers(view, None)  # the run's timers: the rows the service may have locked
     except Exception as exc:  # noqa: BLE001 - the test reports it
         errors.append(exc)
