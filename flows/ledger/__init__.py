@@ -72,6 +72,7 @@ _LANE_LOCKS = 7243  # (7243, lane): the lane a per-run writer holds
 # a transaction's first statement, sent with its BEGIN in one round trip (flows.ledger.pgdriver.begin): literals only
 _PG_SHARED_AND_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_try_advisory_xact_lock({l}, {lane})"
 _PG_EXCLUSIVE = "SELECT pg_advisory_xact_lock({k})"
+_PG_SHARED_AND_WAIT_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_advisory_xact_lock({l}, {lane})"
 _PG_TRY_LANE = sa.text("SELECT pg_try_advisory_xact_lock(:l, :lane)")
 _PG_WAIT_LANE = sa.text("SELECT pg_advisory_xact_lock(:l, :lane)")
 #: a pooled PostgreSQL connection idle for longer than this is pinged before use (a busy one is not)
@@ -262,7 +263,7 @@ class Ledger:
         """Fold every lane's head (and the head of the records written before lanes) into one
         ``checkpoint`` record in lane 0, chained to the one before; returns its seq (None when
         nothing was written since the last one). Its seq and hash are what an auditor notes down."""
-        with self.transaction() as tx:  # alone: the heads are one instant's
+        with self._checkpointing_tx() as tx:
             last = tx.first(_LAST_CHECKPOINT)
             before = json.loads(last[1]) if last is not None else {}
             lanes = {str(lane): [pos, digest] for lane, (pos, digest) in tx.lane_heads().items()}
@@ -271,6 +272,24 @@ class Ledger:
                 return None
             tx.lane = CHECKPOINT_LANE
             return tx.append("checkpoint", actor=actor, lanes=lanes, legacy=legacy)
+
+    @contextmanager
+    def _checkpointing_tx(self) -> Iterator[Tx]:
+        """A checkpoint's transaction. SQLite: a write like any other (one writer at a time). PostgreSQL: beside
+        the per-run writers, not instead of them: it holds lane 0 (so checkpoints are written one at a time) and
+        reads the lanes' heads afterwards, in one statement: what was committed by then. A writer still in
+        flight appends after the head it saw, so every later checkpoint sees at least as much; an exclusive
+        writer still excludes it. (Taken alone, it stalled every writer of every process for its wait and its
+        write, every 5 s: docs/benchmarks.md, "Team ingest".)"""
+        if self.is_sqlite or getattr(self._batch, "open", None) is not None:
+            with self.transaction() as tx:
+                yield tx
+            return
+        with self.engine.begin() as conn:
+            driver = conn.connection.driver_connection
+            self.fast.begin(driver, _PG_SHARED_AND_WAIT_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS,
+                                                                    lane=CHECKPOINT_LANE))
+            yield Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=CHECKPOINT_LANE)
 
     @staticmethod
     def _legacy_head(tx: Tx) -> list[Any] | None:

@@ -309,3 +309,83 @@ def test_a_writer_whose_lane_another_holds_writes_in_a_free_lane_and_the_chain_v
     result = _verify(ledger)
     assert result.ok, result.to_dict()
     ledger.dispose()
+
+
+def test_a_checkpoint_on_postgresql_does_not_wait_for_writers_in_flight_and_never_sees_less(postgres: Any) -> None:
+    """A checkpoint is written beside the per-run writers, not instead of them: it does not wait for one still
+    in flight (its record is folded by the next checkpoint). Two processes' checkpoints (two ledgers here),
+    written all through 8 writers' work, never see a lane shorter than the checkpoint before them saw."""
+    url = postgres.database("lanes_checkpoint_beside")
+    first, second = Ledger(url), Ledger(url)
+    first.migrate()
+    for ledger in (first, second):
+        ledger.checkpoint_every = None
+    names = [f"c{n}" for n in range(8)]
+    _pin(first)
+    with first.transaction() as tx:
+        for name in names:
+            tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                                 priority=1, status="running", inputs="{}",
+                                                 started_at=first.clock.now()))
+    in_flight, release = threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        with first.transaction(per_run=True) as tx:
+            tx.hold_run("c0")
+            tx.append("note", "c0", actor="ada", text="still being written")
+            in_flight.set()
+            release.wait(30)
+
+    slow = threading.Thread(target=slow_writer)
+    slow.start()
+    assert in_flight.wait(10)
+    done: list[int | None] = []
+    checkpointing = threading.Thread(target=lambda: done.append(second.checkpoint()))
+    checkpointing.start()
+    checkpointing.join(10)
+    waited = checkpointing.is_alive()
+    release.set()
+    slow.join(10)
+    checkpointing.join(10)
+    assert not waited, "the checkpoint waited for a writer still in flight"
+    assert done and done[0] is not None
+    assert first.checkpoint() is not None  # the next one folds the record that was in flight
+    assert _verify(first).ok
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(ledger: Ledger, name: str) -> None:
+        try:
+            for k in range(30):
+                with ledger.transaction(per_run=True) as tx:
+                    tx.hold_run(name)
+                    tx.append("note", name, actor="ada", k=k)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def checkpointer(ledger: Ledger) -> None:
+        try:
+            while not stop.is_set():
+                ledger.checkpoint()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=((first, second)[n % 2], name)) for n, name in enumerate(names)]
+    checkpointers = [threading.Thread(target=checkpointer, args=(ledger,)) for ledger in (first, second)]
+    for thread in [*checkpointers, *writers]:
+        thread.start()
+    for thread in writers:
+        thread.join(120)
+    stop.set()
+    for thread in checkpointers:
+        thread.join(30)
+    assert not errors, errors
+    with first.read() as conn:
+        written = conn.execute(sa.select(sa.func.count()).select_from(records)
+                               .where(records.c.kind == "checkpoint")).scalar_one()
+    assert written > 3
+    result = _verify(first)  # a checkpoint that saw a lane shorter than the one before it is "truncated"
+    assert result.ok, result.to_dict()
+    for ledger in (first, second):
+        ledger.dispose()
