@@ -6,8 +6,9 @@ and each record it appends carries the hash of its lane's previous record. Lane 
 **checkpoints**: every lane's head, folded into one record now and then (:meth:`Ledger.checkpoint`),
 what an auditor anchors. On SQLite one writer at a time (``BEGIN IMMEDIATE``) writes lane 1. On
 PostgreSQL a transaction ``per_run`` (the engine's) takes any free lane and locks the rows of the
-runs it changes (:meth:`Tx.hold_run`), so writers of different runs go on at once; any other
-transaction is exclusive (one advisory lock), as every write was before lanes. Fences (unique
+runs it changes (:meth:`Tx.hold_run`), so writers of different runs go on at once; a checkpoint
+holds lane 0 beside them; any other transaction is exclusive (one advisory lock), as every write
+was before lanes. Fences (unique
 timer levels, the open-run dedup key) are decided by the database, not by memory. docs/audit.md,
 "How the chain is kept", says what this detects.
 
