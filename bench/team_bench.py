@@ -65,13 +65,19 @@ def pin(pid: int, cores: set[int]) -> None:
         raise RuntimeError(f"process {pid} runs on cores {sorted(os.sched_getaffinity(pid))}, not {sorted(cores)}")
 
 
+def server_processes(data: Path) -> tuple[int, list[int]]:
+    """A PostgreSQL cluster's postmaster (from its data folder) and the processes it runs now."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    return postmaster, [int(pid) for pid in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()]
+
+
 def pin_cluster(data: Path, cores: set[int]) -> None:
     """The PostgreSQL server on ``cores``: its postmaster (the backends it forks inherit it) and its processes."""
-    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    postmaster, children = server_processes(data)
     pin(postmaster, cores)
-    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
-        with contextlib.suppress(OSError):
-            pin(int(child), cores)
+    for child in children:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            pin(child, cores)
 APIS = 2
 GOALS = {"per_s": 1000, "p99_ms": 50}
 
@@ -118,14 +124,13 @@ class Team:
         """The PostgreSQL server's CPU seconds so far: the postmaster, its living processes and those that ended."""
         if self.server is None:
             return 0.0
-        postmaster = int((self.server / "postmaster.pid").read_text().split()[0])
+        postmaster, children = server_processes(self.server)
         fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
         ended = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
         living = 0.0
         for pid in children:
             with contextlib.suppress(OSError):
-                living += cpu_seconds(int(pid))
+                living += cpu_seconds(pid)
         return cpu_seconds(postmaster) + ended + living
 
     def stop(self) -> None:
@@ -136,7 +141,7 @@ class Team:
 
 
 def ingest(team: Team, run: str, what: str) -> tuple[Row, float]:
-    """N one-alert requests over 100 keys (:func:`send_single_alerts`: 4 clients at once, client k on API k mod 2); and the
+    """N one-alert requests over 100 keys (:func:`send_single_alerts`: CLIENTS at once, client k on API k mod 2); and the
     PostgreSQL server's CPU ms per alert meanwhile (0 on SQLite)."""
     cpu, server = team.cpu(), team.server_cpu()
     latencies, seconds = send_single_alerts(team.ports, run, N, CLIENTS)

@@ -66,11 +66,6 @@ class IntakeThread:
             with self._serving_lock:
                 self._serving -= 1
 
-    @property
-    def requests_served(self) -> int:
-        """How many requests are inside :meth:`serving` now."""
-        return self._serving
-
     def close(self, timeout: float = 10.0) -> None:
         """Finish the calls already queued, then stop."""
         self._queue.put(None)

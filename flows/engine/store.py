@@ -39,15 +39,13 @@ LATE_MS_KEPT = 2**31 - 1
 #: the longest outcome ``runs.outcome`` holds; a cancel's reason is kept whole in its ``run_cancelled`` record
 OUTCOME_CHARS = 200
 _OPEN_RUN = sa.select(runs.c.id, runs.c.repeats).where(runs.c.open_key == _B("_key"))
-# PostgreSQL, per run: the open run is held as it is found (its key re-checked once it is free)
-_OPEN_RUN_HELD = {"": _OPEN_RUN.with_for_update(), " NOWAIT": _OPEN_RUN.with_for_update(nowait=True)}
 # PostgreSQL, per run: the open run found, held and its repeat counted in one statement; in a batch the run is held
 # NOWAIT (a run another writer holds is an error at once, not a wait: see Ledger.batch)
 _COUNTED = {"repeats": runs.c.repeats + _B("_copies"), "last_seen_at": _B("_now")}
 _ATTACH = {
     "": runs.update().where(runs.c.open_key == _B("_key")).values(_COUNTED).returning(runs.c.id, runs.c.repeats),
-    " NOWAIT": runs.update().where(runs.c.id == _OPEN_RUN_HELD[" NOWAIT"].with_only_columns(runs.c.id).scalar_subquery())
-    .values(_COUNTED).returning(runs.c.id, runs.c.repeats),
+    " NOWAIT": runs.update().where(runs.c.id == _OPEN_RUN.with_only_columns(runs.c.id).with_for_update(nowait=True)
+                                   .scalar_subquery()).values(_COUNTED).returning(runs.c.id, runs.c.repeats),
 }
 _RUN_UPDATE = runs.update().where(runs.c.id == _B("_run"))  # SET columns: the other parameters
 _STEP_UPDATE = steps.update().where((steps.c.run_id == _B("_run")) & (steps.c.step_id == _B("_step")))
@@ -154,16 +152,6 @@ class RunStore:
         self.tx.hold_run(run_id)
         return load_view(self.conn, run_id)
 
-    def open_run(self, open_key: str) -> tuple[str, int] | None:
-        """The open run holding this dedup key, with its repeats so far (held)."""
-        if self.tx.per_run is None:
-            row = self.tx.first(_OPEN_RUN, {"_key": open_key})
-        else:
-            row = self.tx.first_held(_OPEN_RUN_HELD[self.tx.per_run], {"_key": open_key})
-            if row is not None:
-                self.tx.held_run(row[0])
-        return None if row is None else (row[0], row[1])
-
     def attach(self, open_key: str, copies: int, now: datetime) -> tuple[str, int] | None:
         """The open run holding this dedup key (held), ``copies`` more repeats counted on it, seen ``now``: its id
         and repeats so far; None (nothing written) when no run holds the key."""
@@ -173,7 +161,7 @@ class RunStore:
                 return None
             self.tx.held_run(row[0])
             return row[0], row[1]
-        found = self.open_run(open_key)
+        found = self.tx.first(_OPEN_RUN, {"_key": open_key})  # one writer at a time: SQLite, or an exclusive write
         if found is None:
             return None
         repeats = found[1] + copies
