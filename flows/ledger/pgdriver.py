@@ -18,7 +18,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
-from flows.ledger.schema import in_utc
+from flows.ledger.schema import RECORDS_SEQ, in_utc
 
 _PG = pg_dialect.dialect()
 
@@ -97,7 +97,7 @@ def alive(driver: Any) -> bool:
     return True
 
 
-_SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, %(_n)s))"
+_SEQS = f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, %(_n)s))"
 
 
 @lru_cache(maxsize=32)

@@ -43,6 +43,11 @@ def in_utc(value: datetime) -> datetime:
 
 TS = UtcTime()
 
+#: PostgreSQL: the sequence behind ``records.seq`` (a serial column's, ``<table>_<column>_seq``). Named, not looked up
+#: with ``pg_get_serial_sequence`` in the writers' statements: evaluated for each seq taken, that lookup was 60% of
+#: an attach's execution on the server (docs/benchmarks.md, "Team ingest").
+RECORDS_SEQ = "records_seq_seq"
+
 records = sa.Table(
     "records", metadata,
     sa.Column("seq", WIDE_ID, primary_key=True, autoincrement=True),

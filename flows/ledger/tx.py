@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from flows.clock import Clock
 from flows.ledger import driver as fast
-from flows.ledger.schema import in_utc, records
+from flows.ledger.schema import RECORDS_SEQ, in_utc, records
 
 GENESIS = "0" * 64
 #: the lane of the checkpoints
@@ -36,7 +36,7 @@ _MAX_SEQ = sa.select(sa.func.max(records.c.seq))
 _LANE_HEAD = (sa.select(records.c.pos, records.c.hash).where(records.c.chain == sa.bindparam("_chain"))
               .order_by(records.c.pos.desc()).limit(1))
 _INSERT_RECORD = records.insert()
-_SEQS = "ARRAY(SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, :n))"
+_SEQS = f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, :n))"
 _PG_HEAD = sa.text(f"SELECT h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one LEFT JOIN LATERAL "
                    "(SELECT pos, hash FROM records WHERE chain = :chain ORDER BY pos DESC LIMIT 1) AS h ON true")
 _PG_SEQS = sa.text(f"SELECT {_SEQS}")
