@@ -14,9 +14,12 @@ runs the whole stack) and **split** (the API processes and the pager on core 0; 
 server and the clients on core 1), which stands for a team's setup with the database on a host
 of its own: the API tier has one core in both databases' runs, and PostgreSQL's server work no
 longer takes it from the API processes. SQLite's work is the API processes' own, on core 0.
+The API processes reach PostgreSQL as docs/team.md says for each: in the shared layout (one host)
+over its Unix socket, in the split layout (a database host of its own) over TCP.
 
 ``python -m bench team``; ``BENCH_TEAM_N`` sets the request count (default 3000),
-``BENCH_TEAM_CLIENTS`` the clients (4), ``BENCH_TEAM_LAYOUTS`` the layouts (``shared,split``). Writes
+``BENCH_TEAM_CLIENTS`` the clients (4), ``BENCH_TEAM_LAYOUTS`` the layouts (``shared,split``),
+``BENCH_TEAM_TCP=1`` TCP in both layouts. Writes
 ``bench/out/team.json``. Goals (issue #19): PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms.
 """
 
@@ -49,6 +52,12 @@ N = int(os.environ.get("BENCH_TEAM_N", "3000"))
 CLIENTS = int(os.environ.get("BENCH_TEAM_CLIENTS", "4"))
 LAYOUTS = os.environ.get("BENCH_TEAM_LAYOUTS", "shared,split").split(",")
 API_CORE, DATABASE_CORE = {0}, {1}  # the split layout's cores
+TCP_ALWAYS = os.environ.get("BENCH_TEAM_TCP") == "1"
+
+
+def transport(layout: str) -> str:
+    """How the API processes reach PostgreSQL in a layout: as docs/team.md says, its Unix socket on one host."""
+    return "tcp" if TCP_ALWAYS or layout == "split" else "socket"
 
 
 def pin(pid: int, cores: set[int]) -> None:
@@ -165,13 +174,14 @@ def measure(database: str, url: str, workdir: Path, receiver: Receiver, server: 
         rows = [ingest(team, run, "storm: 100 keys, 100 new runs"), ingest(team, run, "repeats: all 100 runs open")]
     finally:
         team.stop()
-    return [{"layout": layout, "database": database, **row.summary(), "server_cpu_ms_per_alert": round(server_ms, 2)}
+    return [{"layout": layout, "database": database, "transport": transport(layout) if server else "in process",
+             **row.summary(), "server_cpu_ms_per_alert": round(server_ms, 2)}
             for row, server_ms in rows]
 
 
 def main() -> None:
     """Both databases, one table (and bench/out/team.json)."""
-    from tests.postgres import PostgresCluster
+    from tests.postgres import SUPERUSER, PostgresCluster
 
     console = Console(width=max(Console().width, 150))
     load = os.getloadavg()
@@ -195,6 +205,8 @@ def main() -> None:
                 folder.mkdir(parents=True)
                 url = (f"sqlite:///{folder / 'ledger.db'}" if database == "SQLite"
                        else cluster.database(f"bench_team_{layout}"))
+                if database == "PostgreSQL" and transport(layout) == "socket":
+                    url = f"postgresql+psycopg://{SUPERUSER}@/bench_team_{layout}?host={cluster.folder}&port={cluster.port}"
                 rows += measure(database, url, folder, receiver, data if database == "PostgreSQL" else None, layout)
     finally:
         pin(os.getpid(), everywhere)
@@ -203,7 +215,8 @@ def main() -> None:
     table = Table(title=f"Team ingest: {APIS} API processes + a pager, {CLIENTS} clients, {N} one-alert requests "
                         f"({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; PostgreSQL: fsync off). "
                         "shared: every process on every core; split: the API processes and the pager on core 0, "
-                        "the database server and the clients on core 1",
+                        "the database server and the clients on core 1; PostgreSQL over "
+                        + ", ".join(f"{transport(layout)} ({layout})" for layout in layouts),
                   title_justify="left")
     for column in ("layout", "ledger", "what", "alerts/s", "p50 ms", "p99 ms", "max ms", "CPU ms/alert", "+ server's"):
         table.add_column(column, justify="left" if column in ("layout", "ledger", "what") else "right")

@@ -152,20 +152,22 @@ class RunStore:
         self.tx.hold_run(run_id)
         return load_view(self.conn, run_id)
 
-    def attach(self, open_key: str, copies: int, now: datetime) -> tuple[str, int] | None:
-        """The open run holding this dedup key (held), ``copies`` more repeats counted on it, seen ``now``: its id
-        and repeats so far; None (nothing written) when no run holds the key."""
-        if self.tx.per_run is not None:  # PostgreSQL: one statement finds, holds and counts
-            row = self.tx.first_held(_ATTACH[self.tx.per_run], {"_key": open_key, "_copies": copies, "_now": now})
-            if row is None:
-                return None
-            self.tx.held_run(row[0])
-            return row[0], row[1]
+    def attach(self, open_key: str, copies: int, now: datetime, actor: str | None,
+               data: dict[str, Any]) -> tuple[str, int] | None:
+        """The open run holding this dedup key (held), ``copies`` more repeats counted on it, seen ``now``, and its
+        ``trigger_repeated`` record (``data`` and the repeats so far; by ``actor``, at ``now``): the run's id and
+        repeats; None (nothing written) when no run holds the key."""
+        kind = RecordKind.TRIGGER_REPEATED
+        if self.tx.per_run is not None:  # PostgreSQL: one statement finds, holds, counts and records
+            row = self.tx.hold_and_append(_ATTACH[self.tx.per_run], {"_key": open_key, "_copies": copies, "_now": now},
+                                          kind, actor, now, data, "repeats")
+            return None if row is None else (row[0], row[1])
         found = self.tx.first(_OPEN_RUN, {"_key": open_key})  # one writer at a time: SQLite, or an exclusive write
         if found is None:
             return None
         repeats = found[1] + copies
         self.count_repeat(found[0], repeats, now)
+        self.record(kind, found[0], actor=actor, at=now, **data, repeats=repeats)
         return found[0], repeats
 
     def _hold(self, run_id: str) -> None:

@@ -217,11 +217,10 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
         now = self.clock.now()
         if key is not None:
-            found = store.attach(f"{sop.id}:{key}", copies, now)
+            found = store.attach(f"{sop.id}:{key}", copies, now, initiator,
+                                 {"trigger": trigger, **_copies(copies), **facts})
             if found is not None:
                 open_id, repeats = found
-                store.record(RecordKind.TRIGGER_REPEATED, open_id, actor=initiator, trigger=trigger,
-                             repeats=repeats, **_copies(copies), **facts)
                 return StartResult(open_id, attached=True, repeats=repeats), Plan(), None
         text_hash = loaded.text_hash
         if text_hash not in self._pinned_texts and not store.is_pinned(text_hash):

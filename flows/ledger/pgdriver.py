@@ -123,3 +123,41 @@ def first_held(driver: Any, statement: Any, params: dict[str, Any], chain: int,
     row = None if found[0] is None else tuple(found[:-3])
     head = None if found[-3] is None else (found[-3], found[-2])
     return row, head, found[-1]
+
+
+@lru_cache(maxsize=32)
+def _appending_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    sql, fixed = compiled(statement, keys)
+    # held: the run found and locked, its count; r: the lane's head (this statement's snapshot, taken after the
+    # caller's lane lock, sees this transaction's own records) and seqs taken once the run is locked (the subquery
+    # refers to held's row, so it runs after it, and not at all when no run is found); d: the record's place and hash
+    return (f"WITH held(run, n) AS ({sql}), "
+            f"r AS (SELECT held.run, held.n, ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) "
+            "FROM generate_series(1, %(_n)s) WHERE held.run IS NOT NULL) AS seqs, "
+            "COALESCE(h.pos, 0) + 1 AS pos, COALESCE(h.hash, %(_genesis)s) AS prev FROM held LEFT JOIN LATERAL "
+            "(SELECT pos, hash FROM records WHERE chain = %(_chain)s ORDER BY pos DESC LIMIT 1) AS h ON true), "
+            "d AS (SELECT r.*, encode(sha256(convert_to(r.prev || '|[' || r.seqs[1] || %(_at_text)s "
+            "|| to_json(r.run)::text || %(_kind_to_count)s || r.n || %(_count_to_pos)s || r.pos || ']', 'UTF8')), "
+            "'hex') AS hash FROM r), "
+            "ins AS (INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash, chain, pos) "
+            "SELECT d.seqs[1], %(_at)s, d.run, NULL, %(_kind)s, %(_actor)s, %(_prefix)s || d.n || %(_suffix)s, "
+            "d.prev, d.hash, %(_chain)s, d.pos FROM d) "
+            # no run found: the lane's head and seqs all the same, as first_held gives them (a new run follows)
+            f"SELECT d.run, d.n, d.pos, d.hash, COALESCE(d.seqs, ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) "
+            "FROM generate_series(1, %(_n)s) WHERE d.run IS NULL)), h.pos, h.hash FROM (SELECT 1) AS one "
+            "LEFT JOIN d ON true LEFT JOIN LATERAL (SELECT pos, hash FROM records WHERE chain = %(_chain)s "
+            "AND d.run IS NULL ORDER BY pos DESC LIMIT 1) AS h ON true", fixed)
+
+
+def first_held_appending(driver: Any, statement: Any, params: dict[str, Any], *, chain: int, n: int, genesis: str,
+                         record: dict[str, Any]) -> tuple[Any, ...]:
+    """An ``UPDATE runs … RETURNING id, <count>`` that holds a run (``FOR UPDATE``) and, in the same round trip, the
+    record ``record`` describes appended to lane ``chain`` on the run it found (see ``Tx.hold_and_append``): the run,
+    its count, the record's place and hash, the ``n`` seqs taken (the record has the first); then, when no run was
+    found (the first four None), the lane's head (place, hash; None when empty)."""
+    sql, fixed = _appending_sql(statement, tuple(params))
+    values = {**_values(fixed, params), **_values({}, record), "_chain": chain, "_n": n, "_genesis": genesis}
+    try:
+        return driver.execute(sql, values).fetchone()  # type: ignore[no-any-return]
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, values) from exc

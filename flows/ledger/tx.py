@@ -60,6 +60,16 @@ def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
+def dumps_around(data: dict[str, Any], key: str) -> tuple[str, str]:
+    """``dumps(data)`` with ``key`` added, cut around ``key``'s integer value: for any integer ``n``,
+    ``prefix + str(n) + suffix == dumps({**data, key: n})`` (keys sorted, as :func:`dumps` sorts them)."""
+    keys = sorted({*data, key})
+    at = keys.index(key)
+    before = ",".join(f"{dumps(k)}:{dumps(data[k])}" for k in keys[:at])
+    after = ",".join(f"{dumps(k)}:{dumps(data[k])}" for k in keys[at + 1:])
+    return "{" + (before + "," if before else "") + dumps(key) + ":", ("," + after if after else "") + "}"
+
+
 def record_hash(prev_hash: str, seq: int, at: datetime, run_id: str | None, step_id: str | None,
                 kind: str, actor: str | None, data: str, chain: int | None = None, pos: int | None = None) -> str:
     """The hash of one record, chained to the previous record's hash (of its lane: ``chain``, at ``pos``;
@@ -197,6 +207,40 @@ class Tx:
             self._last = head or (0, GENESIS)
         self._seqs, self._fresh = list(reversed(seqs)), row is not None
         return row
+
+    def hold_and_append(self, statement: Any, params: dict[str, Any], kind: str, actor: str | None, at: datetime,
+                        data: dict[str, Any], count: str) -> tuple[Any, ...] | None:
+        """A statement that holds a run and counts on it (``UPDATE runs … RETURNING id, <count>``, the run held
+        ``FOR UPDATE``), and a record of ``kind`` on that run whose data is ``data`` with ``count`` set to the count
+        it returned. Its row (run id, count), or None: no run found, nothing appended.
+
+        On PostgreSQL in one statement (``pgdriver.first_held_appending``): the server puts the count in the
+        record's data and makes its hash from the text :func:`record_hash` hashes, cut here where the server's
+        values go (its seq, run, count and place). Otherwise the statement, then :meth:`append`."""
+        if self.fast is None or self.sqlite or self._held is not None:
+            row = self.first_held(statement, params)
+            if row is not None:
+                self.held_run(row[0])
+                self.append(kind, row[0], None, actor=actor, at=at, **{**data, count: row[1]})
+            return row
+        prefix, suffix = dumps_around(data, count)
+        before, after = dumps(prefix)[:-1], dumps(suffix)[1:]
+        # [seq,at,run,null,kind,actor,data,chain,pos]: the server's values between the pieces made here
+        pieces = {"_at_text": f",{dumps(utc(at).isoformat())},",  # type: ignore[union-attr]
+                  "_kind_to_count": f",null,{dumps(kind)},{dumps(actor)},{before}",
+                  "_count_to_pos": f"{after},{self.lane},"}
+        found = self.fast.first_held_appending(
+            self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK, genesis=GENESIS,
+            record={"_at": at, "_kind": kind, "_actor": actor, "_prefix": prefix, "_suffix": suffix, **pieces})
+        run_id, counted, pos, digest, seqs, head_pos, head_hash = found
+        if run_id is None:  # as first_held leaves it: the head known, seqs to spare
+            if self._last is None:
+                self._last = (head_pos, head_hash) if head_pos is not None else (0, GENESIS)
+            self._seqs, self._fresh = list(reversed(seqs)), False
+            return None
+        self._last, self._seqs, self._fresh = (pos, digest), list(reversed(seqs[1:])), False
+        self._held_runs = (self._held_runs or set()) | {run_id}
+        return run_id, counted
 
     def held_run(self, run_id: str) -> None:
         """``run_id``'s row was locked by a statement of the caller's (``FOR UPDATE``, :meth:`first_held`)."""

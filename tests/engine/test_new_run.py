@@ -352,3 +352,45 @@ def test_on_a_compressed_run_the_audit_reads_the_sops_own_deadline_and_due(datab
     assert Audit(ledger, now=clock.now()).show(run_id)["deadline_s"] == 7200.0  # what `sop audit show` prints as 2h
     engine.pager.close()
     ledger.dispose()
+
+
+#: what a trigger may carry that JSON escapes or that is more than one byte in UTF-8: quotes, backslashes, control
+#: characters, DEL, line and paragraph separators, accents, characters past the BMP
+HOSTILE = "a \"quoted\" \\ back\\slash\n\t\r\b\f \x01\x1f \x7f é ü \u2028\u2029 😀 𝄞 </script> 'single' %s %(x)s $1 ||"
+
+
+def test_a_repeats_record_is_the_record_python_writes_whatever_its_trigger_holds(local: Engine,
+                                                                                  clock: ManualClock) -> None:
+    """On PostgreSQL a repeat's record is appended in the statement that attaches it, its data and hash completed by
+    the server (``Tx.hold_and_append``). It must be, byte for byte, the record the chain's own code writes, or the
+    audit would call an honest ledger tampered with: whatever the trigger holds, at whole seconds and between them,
+    in a batch and alone, with ``copies`` (a key before ``repeats``) and without."""
+    from flows.audit.verify import verify_chain
+    from flows.ledger import record_hash
+    from flows.ledger.tx import dumps
+
+    trigger = {"kind": "alert", "labels": {"note": HOSTILE, HOSTILE: "a key"}, "values": [1, 2.5, None, True, HOSTILE],
+               "aaa": HOSTILE, "zzz": {"deep": {"deeper": HOSTILE}}}
+    first = local.start("t-newrun", {"service": "web"}, initiator="monitor")
+    expected = []
+    clock.set(T0 + timedelta(seconds=1, microseconds=123456))
+    with local.ledger.batch(per_run=True):  # twice in one transaction: the second follows the first's head
+        for copies in (1, 3):
+            local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger=trigger, copies=copies)
+            expected.append({"trigger": trigger, "repeats": len(expected) + copies, **({"copies": copies} if copies > 1 else {})})
+    clock.set(T0 + timedelta(seconds=2))
+    again = local.start("t-newrun", {"service": "web"}, initiator=HOSTILE, trigger=trigger)
+    expected.append({"trigger": trigger, "repeats": again.repeats})
+    assert again.repeats == 5 and again.run_id == first.run_id
+
+    with local.ledger.read() as conn:
+        rows = conn.execute(sa.select(records).where((records.c.run_id == first.run_id)
+                                                     & (records.c.kind == "trigger_repeated")).order_by(records.c.seq)).all()
+        verified = verify_chain(conn)
+    assert [r.data for r in rows] == [dumps(data) for data in expected]
+    assert [r.actor for r in rows] == ["monitor", "monitor", HOSTILE]
+    assert [at(r.at) for r in rows] == [1.123456, 1.123456, 2.0]
+    for r in rows:
+        assert r.hash == record_hash(r.prev_hash, r.seq, r.at, r.run_id, r.step_id, r.kind, r.actor, r.data, r.chain,
+                                     r.pos)
+    assert verified.ok, verified.to_dict()

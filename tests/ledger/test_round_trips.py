@@ -24,8 +24,9 @@ from flows.ledger.schema import pagers
 pytestmark = pytest.mark.postgresql_only("PostgreSQL's round trips; SQLite has none (the ledger is in process)")
 
 #: an alert attaching to its open run: BEGIN with the locks; the run found, held and its repeat counted (one
-#: UPDATE … RETURNING) with the lane's head and seqs; the record; COMMIT (five before 2026-12-05)
-ATTACH = 4
+#: UPDATE … RETURNING) and its record appended, in one statement; COMMIT (five before 2026-12-05, four before
+#: 2026-12-06: the record was a statement of its own)
+ATTACH = 3
 #: a new run of traffic-surge, its pages left to a pager process
 NEW_RUN = 6
 
@@ -88,7 +89,7 @@ def alert(engine: Engine, service: str) -> Any:
                         trigger={"kind": "alert", "labels": {"service": service}})
 
 
-def test_an_alert_attaching_to_its_open_run_costs_four_round_trips(engine: Engine,
+def test_an_alert_attaching_to_its_open_run_costs_three_round_trips(engine: Engine,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     alert(engine, "warm")  # the SOP text pinned, statements prepared
     alert(engine, "web")
