@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -50,7 +51,8 @@ TURN_WAIT = 30.0
 #: the write priority of a request that says none (:mod:`flows.prefect.urgency`): behind every one that does
 UNHURRIED = 1_000
 _priority: ContextVar[int] = ContextVar("sop_write_priority", default=UNHURRIED)
-_turns: dict[Any, Turn] = {}
+#: each event loop's write turn, gone with its loop (a Turn holds its loop only while a write waits)
+_turns: weakref.WeakKeyDictionary[Any, Turn] = weakref.WeakKeyDictionary()
 
 
 def _turn() -> Turn:

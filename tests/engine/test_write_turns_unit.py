@@ -116,3 +116,19 @@ def test_a_prefect_client_says_the_urgency_of_the_run_it_serves() -> None:
     finally:
         http.shutdown()
     assert said == ["1", None]
+
+
+def test_an_event_loops_turn_goes_with_the_loop() -> None:
+    """A process that runs many event loops one after another (each ``asyncio.run``) keeps no turn of those gone."""
+    import gc
+
+    async def take_a_turn() -> None:
+        turn = server._turn()
+        assert await turn.acquire(5, timeout=1)
+        turn.release()
+
+    before = len(server._turns)
+    for _ in range(20):
+        asyncio.run(take_a_turn())
+    gc.collect()
+    assert len(server._turns) == before
