@@ -167,7 +167,7 @@ class RunStore:
             return None
         repeats = found[1] + copies
         self.count_repeat(found[0], repeats, now)
-        self.record(kind, found[0], actor=actor, at=now, **data, repeats=repeats)
+        self.record(kind, found[0], actor=actor, at=now, **{**data, "repeats": repeats})
         return found[0], repeats
 
     def _hold(self, run_id: str) -> None:

@@ -137,10 +137,10 @@ def _appending_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str
             "COALESCE(h.pos, 0) + 1 AS pos, COALESCE(h.hash, %(_genesis)s) AS prev FROM held LEFT JOIN LATERAL "
             "(SELECT pos, hash FROM records WHERE chain = %(_chain)s ORDER BY pos DESC LIMIT 1) AS h ON true), "
             "d AS (SELECT r.*, encode(sha256(convert_to(r.prev || '|[' || r.seqs[1] || %(_at_text)s "
-            "|| to_json(r.run)::text || %(_kind_to_count)s || r.n || %(_count_to_pos)s || r.pos || ']', 'UTF8')), "
+            "|| to_json(r.run)::text || %(_kind_to_count)s || r.n::bigint || %(_count_to_pos)s || r.pos || ']', 'UTF8')), "
             "'hex') AS hash FROM r), "
             "ins AS (INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash, chain, pos) "
-            "SELECT d.seqs[1], %(_at)s, d.run, NULL, %(_kind)s, %(_actor)s, %(_prefix)s || d.n || %(_suffix)s, "
+            "SELECT d.seqs[1], %(_at)s, d.run, NULL, %(_kind)s, %(_actor)s, %(_prefix)s || d.n::bigint || %(_suffix)s, "
             "d.prev, d.hash, %(_chain)s, d.pos FROM d) "
             # no run found: the lane's head and seqs all the same, as first_held gives them (a new run follows)
             f"SELECT d.run, d.n, d.pos, d.hash, COALESCE(d.seqs, ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) "

@@ -211,8 +211,8 @@ class Tx:
     def hold_and_append(self, statement: Any, params: dict[str, Any], kind: str, actor: str | None, at: datetime,
                         data: dict[str, Any], count: str) -> tuple[Any, ...] | None:
         """A statement that holds a run and counts on it (``UPDATE runs … RETURNING id, <count>``, the run held
-        ``FOR UPDATE``), and a record of ``kind`` on that run whose data is ``data`` with ``count`` set to the count
-        it returned. Its row (run id, count), or None: no run found, nothing appended.
+        ``FOR UPDATE``; the count an integer), and a record of ``kind`` on that run whose data is ``data`` with
+        ``count`` set to the count it returned (replacing any ``count`` in ``data``). Its row (run id, count), or None: no run found, nothing appended.
 
         On PostgreSQL in one statement (``pgdriver.first_held_appending``): the server puts the count in the
         record's data and makes its hash from the text :func:`record_hash` hashes, cut here where the server's

@@ -37,14 +37,20 @@ class Turn:
         except TimeoutError:
             if handed.done():
                 return True  # handed over as the wait ended
-            handed.cancel()  # skipped when its place comes
+            self._give_up(handed)
             return False
         except asyncio.CancelledError:
             if handed.done() and not handed.cancelled():
                 self.release()  # handed over as the caller was cancelled: pass it on
             else:
-                handed.cancel()
+                self._give_up(handed)
             raise
+
+    def _give_up(self, handed: asyncio.Future[None]) -> None:
+        """A waiter leaves its place: its future goes (a future kept would keep its event loop alive)."""
+        handed.cancel()
+        self._waiting = [waiter for waiter in self._waiting if waiter[2] is not handed]
+        heapq.heapify(self._waiting)
 
     def release(self) -> None:
         """End the holder's turn: the most urgent live waiter has it next."""

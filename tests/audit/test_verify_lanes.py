@@ -274,6 +274,73 @@ def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wro
     ledger.dispose()
 
 
+
+def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_records_in_order(postgres: Any) -> None:
+    """PostgreSQL: as above, with the one-statement attach (``Tx.hold_and_append``: the run held and counted and its
+    record appended, the record's hash made by the server) alone, in NOWAIT batches (refused and run again while
+    another holds the run) and beside writers holding the run and appending from Python. Read in seq order, each
+    run's counts come 1, 2, 3…: the attach's seqs too are taken once the run is held; the chain verifies."""
+    from flows.engine.store import _ATTACH
+
+    ledger = Ledger(postgres.database("lanes_one_statement"))
+    ledger.checkpoint_every = None
+    ledger.migrate()
+    _pin(ledger)
+    shared = ["shared-a", "shared-b"]
+    with ledger.transaction() as tx:
+        for name in shared:
+            tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
+                                                 priority=1, status="running", inputs="{}", repeats=0,
+                                                 open_key=f"s:{name}", started_at=ledger.clock.now()))
+    errors: list[BaseException] = []
+    refused = [0]
+
+    def attach(tx: Any, name: str, wait: str) -> None:
+        row = tx.hold_and_append(_ATTACH[wait], {"_key": f"s:{name}", "_copies": 1, "_now": ledger.clock.now()},
+                                 "trigger_repeated", "ada", ledger.clock.now(), {"trigger": {"n": "é\n"}}, "repeats")
+        assert row is not None and row[0] == name
+
+    def writer(n: int) -> None:
+        try:
+            for k in range(30):
+                name, way = shared[(n + k) % 2], (n + k) % 3
+                while True:
+                    try:
+                        if way == 0:  # held, read, counted and appended from Python
+                            with ledger.transaction(per_run=True) as tx:
+                                tx.hold_run(name)
+                                count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
+                                tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
+                                tx.append("trigger_repeated", name, actor="ada", repeats=count + 1)
+                        elif way == 1:
+                            with ledger.transaction(per_run=True) as tx:
+                                attach(tx, name, "")
+                        else:
+                            with ledger.batch(per_run=True), ledger.transaction(per_run=True) as tx:
+                                attach(tx, name, " NOWAIT")
+                        break
+                    except sa.exc.OperationalError as exc:  # NOWAIT: the run is another's; run it again
+                        assert way == 2 and "could not obtain lock" in str(exc), exc
+                        refused[0] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(records.c.run_id, records.c.data, records.c.chain)
+                            .where(records.c.kind == "trigger_repeated").order_by(records.c.seq)).all()
+    for name in shared:
+        assert [json.loads(data)["repeats"] for run, data, _lane in rows if run == name] == list(range(1, 121))
+    assert len({lane for *_rest, lane in rows}) > 1
+    result = _verify(ledger)
+    assert result.ok, result.to_dict()
+    ledger.dispose()
+
 def test_a_writer_whose_lane_another_holds_writes_in_a_free_lane_and_the_chain_verifies(postgres: Any) -> None:
     """PostgreSQL: a per-run transaction sends BEGIN and its locks with its first statement. While another
     connection holds the lane this thread asks for, its transactions (one appending first, one holding its

@@ -132,3 +132,21 @@ def test_an_event_loops_turn_goes_with_the_loop() -> None:
         asyncio.run(take_a_turn())
     gc.collect()
     assert len(server._turns) == before
+
+
+def test_a_loop_that_ends_while_a_write_that_gave_up_held_its_place_is_not_kept() -> None:
+    """A write that waited past its bound leaves its place at once: a loop that ends while the turn is still held
+    (its holder never released it) leaves nothing of itself behind either."""
+    import gc
+
+    async def held_forever_and_a_write_gives_up() -> None:
+        turn = server._turn()
+        assert await turn.acquire(5, timeout=1)
+        assert not await turn.acquire(5, timeout=0.01)  # went on without its turn
+        assert not turn._waiting
+
+    before = len(server._turns)
+    for _ in range(5):
+        asyncio.run(held_forever_and_a_write_gives_up())
+    gc.collect()
+    assert len(server._turns) == before
