@@ -40,6 +40,8 @@ log = logging.getLogger("sop.paging")
 
 #: pages whose delivery records are written in one ledger transaction
 WRITE_CHUNK = 20
+#: seconds between two looks at whether a pager process is alive (pages are then left to it)
+ALIVE_CHECK_S = 1.0
 _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 
 
@@ -107,7 +109,7 @@ class Pager:
             return False
         checked, doorbells = self._alive
         now = time.monotonic()
-        if now - checked >= 1.0:
+        if now - checked >= ALIVE_CHECK_S:
             doorbells = list(outbox.living_pagers(conn).values())
             self._alive = (now, doorbells)
         return bool(doorbells)

@@ -71,6 +71,7 @@ class RoundTrips:
 def engine(repo_root: Path, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
     monkeypatch.setattr("flows.ledger._PING_IDLE_S", 3600.0)  # no ping of a pooled connection on a slow machine
+    monkeypatch.setattr("flows.engine.paging.ALIVE_CHECK_S", 3600.0)  # nor a second look for a pager (once a second)
     ledger = Ledger(database_url)
     ledger.checkpoint_every = None
     ledger.migrate()
