@@ -229,11 +229,10 @@ def test_many_writers_of_different_runs_at_once_lose_nothing_and_use_several_lan
     ledger.dispose()
 
 
-def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wrote_them(postgres: Any) -> None:
-    """PostgreSQL: 8 threads change the same two runs 30 times each, in lanes of their own; each record notes
-    the run's count as its writer saw it, under the run's lock. Read in seq order (as the audit reads a run's
-    story), every run's records come in the order they were written: seqs are taken once the run is held."""
-    ledger = Ledger(postgres.database("lanes_one_run"))
+
+def _two_open_runs(postgres: Any, database: str) -> tuple[Ledger, list[str]]:
+    """A new ledger on ``database`` with two open runs (their open keys ``s:<id>``), and their ids."""
+    ledger = Ledger(postgres.database(database))
     ledger.checkpoint_every = None
     ledger.migrate()
     _pin(ledger)
@@ -242,27 +241,42 @@ def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wro
         for name in shared:
             tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
                                                  priority=1, status="running", inputs="{}", repeats=0,
-                                                 started_at=ledger.clock.now()))
+                                                 open_key=f"s:{name}", started_at=ledger.clock.now()))
+    return ledger, shared
+
+def _eight_at_once(work: Any) -> None:
+    """``work(n)`` for n = 0…7, each in a thread of its own, all at once; fails with whatever any raised."""
     errors: list[BaseException] = []
 
-    def writer(n: int) -> None:
+    def run(n: int) -> None:
         try:
-            for k in range(30):
-                name = shared[(n + k) % 2]
-                with ledger.transaction(per_run=True) as tx:
-                    tx.hold_run(name)
-                    count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
-                    tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
-                    tx.append("note", name, actor="ada", count=count)
+            work(n)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
     assert not errors, errors
+
+def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wrote_them(postgres: Any) -> None:
+    """PostgreSQL: 8 threads change the same two runs 30 times each, in lanes of their own; each record notes
+    the run's count as its writer saw it, under the run's lock. Read in seq order (as the audit reads a run's
+    story), every run's records come in the order they were written: seqs are taken once the run is held."""
+    ledger, shared = _two_open_runs(postgres, "lanes_one_run")
+
+    def writer(n: int) -> None:
+        for k in range(30):
+            name = shared[(n + k) % 2]
+            with ledger.transaction(per_run=True) as tx:
+                tx.hold_run(name)
+                count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
+                tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
+                tx.append("note", name, actor="ada", count=count)
+
+    _eight_at_once(writer)
     with ledger.read() as conn:
         notes = conn.execute(sa.select(records.c.run_id, records.c.data, records.c.chain)
                              .where(records.c.kind == "note").order_by(records.c.seq)).all()
@@ -282,55 +296,35 @@ def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_r
     run's counts come 1, 2, 3…: the attach's seqs too are taken once the run is held; the chain verifies."""
     from flows.engine.store import _ATTACH
 
-    ledger = Ledger(postgres.database("lanes_one_statement"))
-    ledger.checkpoint_every = None
-    ledger.migrate()
-    _pin(ledger)
-    shared = ["shared-a", "shared-b"]
-    with ledger.transaction() as tx:
-        for name in shared:
-            tx.conn.execute(runs.insert().values(id=name, sop_id="s", sop_hash=PINNED, title="t", sop_class="c",
-                                                 priority=1, status="running", inputs="{}", repeats=0,
-                                                 open_key=f"s:{name}", started_at=ledger.clock.now()))
-    errors: list[BaseException] = []
-    refused = [0]
+    ledger, shared = _two_open_runs(postgres, "lanes_one_statement")
 
     def attach(tx: Any, name: str, wait: str) -> None:
         row = tx.hold_and_append(_ATTACH[wait], {"_key": f"s:{name}", "_copies": 1, "_now": ledger.clock.now()},
-                                 "trigger_repeated", "ada", ledger.clock.now(), {"trigger": {"n": "é\n"}}, "repeats")
+                                 "trigger_repeated", "ada", ledger.clock.now(), {"trigger": {"n": "é\\n"}}, "repeats")
         assert row is not None and row[0] == name
 
     def writer(n: int) -> None:
-        try:
-            for k in range(30):
-                name, way = shared[(n + k) % 2], (n + k) % 3
-                while True:
-                    try:
-                        if way == 0:  # held, read, counted and appended from Python
-                            with ledger.transaction(per_run=True) as tx:
-                                tx.hold_run(name)
-                                count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
-                                tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
-                                tx.append("trigger_repeated", name, actor="ada", repeats=count + 1)
-                        elif way == 1:
-                            with ledger.transaction(per_run=True) as tx:
-                                attach(tx, name, "")
-                        else:
-                            with ledger.batch(per_run=True), ledger.transaction(per_run=True) as tx:
-                                attach(tx, name, " NOWAIT")
-                        break
-                    except sa.exc.OperationalError as exc:  # NOWAIT: the run is another's; run it again
-                        assert way == 2 and "could not obtain lock" in str(exc), exc
-                        refused[0] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for k in range(30):
+            name, way = shared[(n + k) % 2], (n + k) % 3
+            while True:
+                try:
+                    if way == 0:  # held, read, counted and appended from Python
+                        with ledger.transaction(per_run=True) as tx:
+                            tx.hold_run(name)
+                            count = tx.conn.execute(sa.select(runs.c.repeats).where(runs.c.id == name)).scalar_one()
+                            tx.conn.execute(runs.update().where(runs.c.id == name).values(repeats=count + 1))
+                            tx.append("trigger_repeated", name, actor="ada", repeats=count + 1)
+                    elif way == 1:
+                        with ledger.transaction(per_run=True) as tx:
+                            attach(tx, name, "")
+                    else:
+                        with ledger.batch(per_run=True), ledger.transaction(per_run=True) as tx:
+                            attach(tx, name, " NOWAIT")
+                    break
+                except sa.exc.OperationalError as exc:  # NOWAIT: the run is another's; run it again
+                    assert way == 2 and "could not obtain lock" in str(exc), exc
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors, errors
+    _eight_at_once(writer)
     with ledger.read() as conn:
         rows = conn.execute(sa.select(records.c.run_id, records.c.data, records.c.chain)
                             .where(records.c.kind == "trigger_repeated").order_by(records.c.seq)).all()
