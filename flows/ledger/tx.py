@@ -212,7 +212,8 @@ class Tx:
                         data: dict[str, Any], count: str) -> tuple[Any, ...] | None:
         """A statement that holds a run and counts on it (``UPDATE runs … RETURNING id, <count>``, the run held
         ``FOR UPDATE``; the count an integer), and a record of ``kind`` on that run whose data is ``data`` with
-        ``count`` set to the count it returned (replacing any ``count`` in ``data``). Its row (run id, count), or None: no run found, nothing appended.
+        ``count`` set to the count it returned (replacing any ``count`` in ``data``). Its row (run id, count), or
+        None: no run found, nothing appended.
 
         On PostgreSQL in one statement (``pgdriver.first_held_appending``): the server puts the count in the
         record's data and makes its hash from the text :func:`record_hash` hashes, cut here where the server's
