@@ -97,7 +97,16 @@ def alive(driver: Any) -> bool:
     return True
 
 
-_SEQS = f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, %(_n)s))"
+
+
+def _seqs(when: str = "") -> str:
+    """``%(_n)s`` seqs from the records' sequence, as an array (none taken unless ``when``, an SQL condition)."""
+    return f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, %(_n)s){when})"
+
+
+def _head(when: str = "") -> str:
+    """The place and hash of lane ``%(_chain)s``'s last record (not read unless ``when``, an SQL condition)."""
+    return f"(SELECT pos, hash FROM records WHERE chain = %(_chain)s{when} ORDER BY pos DESC LIMIT 1)"
 
 
 @lru_cache(maxsize=32)
@@ -105,9 +114,8 @@ def _held_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any
     sql, fixed = compiled(statement, keys)
     # the CTE's rows are locked before the outer row is made: the seqs are taken after the lock (in order, per
     # run); the lane's head is read in this statement's snapshot, taken after the caller's lane lock
-    return (f"WITH held AS ({sql}) SELECT held.*, h.pos, h.hash, {_SEQS} FROM (SELECT 1) AS one "
-            "LEFT JOIN held ON true LEFT JOIN LATERAL (SELECT pos, hash FROM records WHERE chain = %(_chain)s "
-            "ORDER BY pos DESC LIMIT 1) AS h ON true", fixed)
+    return (f"WITH held AS ({sql}) SELECT held.*, h.pos, h.hash, {_seqs()} FROM (SELECT 1) AS one "
+            f"LEFT JOIN held ON true LEFT JOIN LATERAL {_head()} AS h ON true", fixed)
 
 
 def first_held(driver: Any, statement: Any, params: dict[str, Any], chain: int,
@@ -132,10 +140,9 @@ def _appending_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str
     # caller's lane lock, sees this transaction's own records) and seqs taken once the run is locked (the subquery
     # refers to held's row, so it runs after it, and not at all when no run is found); d: the record's place and hash
     return (f"WITH held(run, n) AS ({sql}), "
-            f"r AS (SELECT held.run, held.n, ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) "
-            "FROM generate_series(1, %(_n)s) WHERE held.run IS NOT NULL) AS seqs, "
-            "COALESCE(h.pos, 0) + 1 AS pos, COALESCE(h.hash, %(_genesis)s) AS prev FROM held LEFT JOIN LATERAL "
-            "(SELECT pos, hash FROM records WHERE chain = %(_chain)s ORDER BY pos DESC LIMIT 1) AS h ON true), "
+            f"r AS (SELECT held.run, held.n, {_seqs(' WHERE held.run IS NOT NULL')} AS seqs, "
+            "COALESCE(h.pos, 0) + 1 AS pos, COALESCE(h.hash, %(_genesis)s) AS prev FROM held "
+            f"LEFT JOIN LATERAL {_head()} AS h ON true), "
             "d AS (SELECT r.*, encode(sha256(convert_to(r.prev || '|[' || r.seqs[1] || %(_at_text)s "
             "|| to_json(r.run)::text || %(_kind_to_count)s || r.n::bigint || %(_count_to_pos)s || r.pos || ']', 'UTF8')), "
             "'hex') AS hash FROM r), "
@@ -143,10 +150,9 @@ def _appending_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str
             "SELECT d.seqs[1], %(_at)s, d.run, NULL, %(_kind)s, %(_actor)s, %(_prefix)s || d.n::bigint || %(_suffix)s, "
             "d.prev, d.hash, %(_chain)s, d.pos FROM d) "
             # no run found: the lane's head and seqs all the same, as first_held gives them (a new run follows)
-            f"SELECT d.run, d.n, d.pos, d.hash, COALESCE(d.seqs, ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) "
-            "FROM generate_series(1, %(_n)s) WHERE d.run IS NULL)), h.pos, h.hash FROM (SELECT 1) AS one "
-            "LEFT JOIN d ON true LEFT JOIN LATERAL (SELECT pos, hash FROM records WHERE chain = %(_chain)s "
-            "AND d.run IS NULL ORDER BY pos DESC LIMIT 1) AS h ON true", fixed)
+            f"SELECT d.run, d.n, d.pos, d.hash, COALESCE(d.seqs, {_seqs(' WHERE d.run IS NULL')}), h.pos, h.hash "
+            f"FROM (SELECT 1) AS one LEFT JOIN d ON true LEFT JOIN LATERAL {_head(' AND d.run IS NULL')} AS h ON true",
+            fixed)
 
 
 def first_held_appending(driver: Any, statement: Any, params: dict[str, Any], *, chain: int, n: int, genesis: str,

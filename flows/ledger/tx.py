@@ -203,10 +203,15 @@ class Tx:
         if self.fast is None or self.sqlite:
             return self.first(statement, params)
         row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, _SEQ_BLOCK)
+        self._took(head, seqs, fresh=row is not None)
+        return row
+
+    def _took(self, head: tuple[int, str] | None, seqs: list[int], fresh: bool) -> None:
+        """What a statement that locked runs brought back: the lane's head (place, hash; None when empty) and seqs
+        taken after the lock (``fresh``: since a run was locked)."""
         if self._last is None:  # else this transaction appended to its lane already: it knows the head
             self._last = head or (0, GENESIS)
-        self._seqs, self._fresh = list(reversed(seqs)), row is not None
-        return row
+        self._seqs, self._fresh = list(reversed(seqs)), fresh
 
     def hold_and_append(self, statement: Any, params: dict[str, Any], kind: str, actor: str | None, at: datetime,
                         data: dict[str, Any], count: str) -> tuple[Any, ...] | None:
@@ -235,11 +240,10 @@ class Tx:
             record={"_at": at, "_kind": kind, "_actor": actor, "_prefix": prefix, "_suffix": suffix, **pieces})
         run_id, counted, pos, digest, seqs, head_pos, head_hash = found
         if run_id is None:  # as first_held leaves it: the head known, seqs to spare
-            if self._last is None:
-                self._last = (head_pos, head_hash) if head_pos is not None else (0, GENESIS)
-            self._seqs, self._fresh = list(reversed(seqs)), False
+            self._took(None if head_pos is None else (head_pos, head_hash), seqs, fresh=False)
             return None
-        self._last, self._seqs, self._fresh = (pos, digest), list(reversed(seqs[1:])), False
+        self._last = (pos, digest)
+        self._took(None, seqs[1:], fresh=False)
         self._held_runs = (self._held_runs or set()) | {run_id}
         return run_id, counted
 
