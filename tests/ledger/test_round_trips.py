@@ -6,6 +6,7 @@ Round trips, not statements or timings, are what a PostgreSQL write pays most fo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,26 +33,29 @@ NEW_RUN = 6
 
 
 class RoundTrips:
-    """Counts what psycopg sends and waits for: a statement alone, a pipeline, a COMMIT or ROLLBACK that ends a
-    transaction."""
+    """Counts what psycopg sends and waits for on the thread that made it: a statement alone, a pipeline, a COMMIT or
+    ROLLBACK that ends a transaction. (Other threads, such as those an earlier test of the session left running
+    on ledgers of their own, are not counted.)"""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
+        ours = threading.get_ident()
         execute, pipeline = psycopg.Cursor.execute, psycopg.Connection.pipeline
         commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
 
         def counted_execute(cursor: Any, *args: Any, **kwargs: Any) -> Any:
-            if cursor.connection._pipeline is None:
+            if cursor.connection._pipeline is None and threading.get_ident() == ours:
                 self.count += 1
             return execute(cursor, *args, **kwargs)
 
         def counted_pipeline(conn: Any) -> Any:
-            self.count += 1
+            if threading.get_ident() == ours:
+                self.count += 1
             return pipeline(conn)
 
         def ending(method: Any) -> Any:
             def ends(conn: Any) -> Any:
-                if conn.info.transaction_status != TransactionStatus.IDLE:
+                if conn.info.transaction_status != TransactionStatus.IDLE and threading.get_ident() == ours:
                     self.count += 1
                 return method(conn)
             return ends
