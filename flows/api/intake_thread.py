@@ -33,10 +33,15 @@ class IntakeThread:
     With a ledger, the calls queued together (at most ``max_batch``) run in one ledger
     transaction (:meth:`Ledger.batch`, group commit); when any of them raises, the batch is
     rolled back and each call runs again on its own, so one bad call fails only itself.
+    Without ``one_transaction`` (PostgreSQL when a commit does not wait for the disk:
+    :attr:`Ledger.groups_commits`) each call is a transaction of its own, and only their
+    answers go back together.
     """
 
-    def __init__(self, ledger: Any = None, max_batch: int = 8, name: str = "api-intake", linger: float = 0.001):
+    def __init__(self, ledger: Any = None, max_batch: int = 8, name: str = "api-intake", linger: float = 0.001,
+                 one_transaction: bool = True):
         self.ledger = ledger
+        self.one_transaction = one_transaction
         self.max_batch = max_batch if ledger is not None else 1
         #: seconds a batch waits for more calls while other requests are being served (0: never)
         self.linger = linger
@@ -94,11 +99,14 @@ class IntakeThread:
                     stopping = True
                     break
                 calls.append(more)
-            if len(calls) > 1 and self._together(calls):
+            if len(calls) > 1 and self.one_transaction and self._together(calls):
                 continue
             for call in calls:
                 call.run()
-                call.settle()
+            if len(calls) > 1:
+                _settle_all(calls)
+            else:
+                calls[0].settle()
 
     def _together(self, calls: list[_Call]) -> bool:
         """Run ``calls`` in one batch and settle them; False (nothing settled) when any raised."""

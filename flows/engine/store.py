@@ -25,7 +25,7 @@ from flows.engine.links import Claim, LinkRefused
 from flows.engine.view import RunNotFound, RunView, row_dict
 from flows.language.library import pinned_sop
 from flows.language.spec import Sop
-from flows.ledger import Tx, utc
+from flows.ledger import Ledger, Tx, utc
 from flows.ledger.schema import holds, link_uses, records, runs, sop_versions, steps, timers
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 
@@ -169,6 +169,13 @@ class RunStore:
         self.count_repeat(found[0], repeats, now)
         self.record(kind, found[0], actor=actor, at=now, **{**data, "repeats": repeats})
         return found[0], repeats
+
+    @staticmethod
+    def attach_alone(ledger: Ledger, open_key: str, copies: int, now: datetime, actor: str | None,
+                     data: dict[str, Any]) -> tuple[str, int] | None:
+        """:meth:`attach`, as a transaction of its own in one round trip (PostgreSQL, outside a batch:
+        :meth:`Ledger.attaches_alone`)."""
+        return ledger.attach(open_key, copies, now, RecordKind.TRIGGER_REPEATED, actor, data, "repeats")
 
     def _hold(self, run_id: str) -> None:
         if run_id not in self._new:

@@ -66,6 +66,11 @@ def _fitting(key: str) -> str:
     return f"{key[:DEDUP_KEY_CHARS - 18]}…#{digest}"
 
 
+def _starter(starter: Actor | str | None) -> tuple[str | None, dict[str, Any]]:
+    """Who a run's start or repeat is recorded as (a person or what started it), and how they came."""
+    return (starter.person, starter.facts()) if isinstance(starter, Actor) else (starter, {})
+
+
 def _copies(copies: int) -> dict[str, int]:
     """The ``copies`` of a ``trigger_repeated`` record: written only when one record stands for several."""
     return {"copies": copies} if copies > 1 else {}
@@ -189,6 +194,12 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
 
         Returns the new run's view as the transaction left it (None when attached).
         """
+        if key is not None and self.ledger.attaches_alone():  # PostgreSQL: a repeat alone is one round trip
+            initiator, facts = _starter(starter)
+            found = RunStore.attach_alone(self.ledger, f"{loaded.sop.id}:{key}", copies, self.clock.now(), initiator,
+                                          {"trigger": trigger, **_copies(copies), **facts})
+            if found is not None:
+                return StartResult(found[0], attached=True, repeats=found[1]), Plan(), None
         with self.transaction() as t:
             result, plan, view = self.open_run_in(t, loaded, inputs, key, starter, trigger, speed, flow_run_id, copies)
         text_hash = loaded.text_hash
@@ -210,7 +221,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         ``window_ends_at``: when that follow-up must be done: the run's deadline, or its SOP's own when sooner.
         """
         sop = loaded.sop
-        initiator, facts = (starter.person, starter.facts()) if isinstance(starter, Actor) else (starter, {})
+        initiator, facts = _starter(starter)
         store = t.store
         # the run's start, once the write lock is held (waiting for it is not part of the run): its
         # deadline counts from it and its run_started record carries it, so an audit of a drill

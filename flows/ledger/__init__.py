@@ -27,6 +27,7 @@ and knows no SOP.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from flows.ledger.tx import (
     dumps,
     lane_of,
     record_hash,
+    record_pieces,
     utc,
 )
 from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
@@ -338,6 +341,43 @@ class Ledger:
         for callback in after:
             callback()
         self._checkpoint_if_due()
+
+    def attaches_alone(self) -> bool:
+        """:meth:`attach` may be used here: PostgreSQL, outside this thread's :meth:`batch`."""
+        return not self.is_sqlite and getattr(self._batch, "open", None) is None
+
+    def attach(self, open_key: str, copies: int, now: datetime, kind: str, actor: str | None, data: dict[str, Any],
+               count: str) -> tuple[str, int] | None:
+        """PostgreSQL, outside a batch (:meth:`attaches_alone`), in a transaction of its own and one round trip
+        (``sop_attach``, migration 0015): the run open on ``open_key`` held, ``copies`` added to its ``count``
+        (``runs.repeats``), seen ``now``, and a record of ``kind`` on it whose data is ``data`` with ``count`` set
+        to the new count, by ``actor`` at ``now`` (the record :meth:`Tx.hold_and_append` appends). The run's id and
+        count; None (nothing written) when no run is open on the key."""
+        values = {"_key": open_key, "_copies": copies, "_now": now, "_lock": _ADVISORY_LOCK,
+                  "_lane_space": _LANE_LOCKS, "_lane": lane_of(f"{os.getpid()}:{threading.get_ident()}"),
+                  "_lanes": LANES, "_genesis": GENESIS, **record_pieces(kind, actor, now, data, count)}
+        with self.engine.connect() as conn:  # autocommit: the statement is the transaction
+            found = self.fast.attach_alone(conn.connection.driver_connection, values)
+        if found is None:
+            return None
+        self._checkpoint_if_due()
+        return found[0], found[1]
+
+    @functools.cached_property
+    def groups_commits(self) -> bool:
+        """Whether calls queued together should share one transaction (:meth:`batch`, group commit). SQLite: yes
+        (one writer at a time; a commit's cost is paid once). PostgreSQL: when a commit waits for the disk
+        (``synchronous_commit`` other than ``off``); with it ``off`` (the durability of SQLite's WAL with
+        ``synchronous=NORMAL``, the embedded default) a commit costs no wait, and an alert's repeat alone is one
+        round trip (:meth:`attach`) where in a batch it is one plus its share of the batch's ``BEGIN`` and
+        ``COMMIT``."""
+        if self.is_sqlite:
+            return True
+        try:
+            with self.reader.connect() as conn:
+                return conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() != "off"
+        except sa.exc.DBAPIError:  # not reachable now: group (the writes say why they fail)
+            return True
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this thread's batch commits; outside a batch, at once.

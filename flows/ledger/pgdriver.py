@@ -167,3 +167,20 @@ def first_held_appending(driver: Any, statement: Any, params: dict[str, Any], *,
         return driver.execute(sql, values).fetchone()  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise _translated(exc, sql, values) from exc
+
+
+_ATTACH_ALONE = ("SELECT * FROM sop_attach(%(_key)s::text, %(_copies)s::integer, %(_now)s::timestamptz, "
+                 "%(_lock)s::bigint, %(_lane_space)s::integer, %(_lane)s::integer, %(_lanes)s::integer, "
+                 "%(_genesis)s::text, %(_kind)s::text, %(_actor)s::text, %(_prefix)s::text, %(_suffix)s::text, "
+                 "%(_at_text)s::text, %(_kind_to_count)s::text, %(_count_to_lane)s::text)")
+
+
+def attach_alone(driver: Any, values: dict[str, Any]) -> tuple[Any, ...] | None:
+    """``sop_attach`` (migration 0015) on a connection in autocommit mode: the writers' locks, then the open run
+    holding ``_key`` held, its repeats counted and its record appended, in one round trip and one transaction.
+    The run, its count, the lane and place of the record and its hash; None when no run holds the key."""
+    values = _values({}, values)
+    try:
+        return driver.execute(_ATTACH_ALONE, values).fetchone()  # type: ignore[no-any-return]
+    except psycopg.Error as exc:
+        raise _translated(exc, _ATTACH_ALONE, values) from exc

@@ -70,6 +70,20 @@ def dumps_around(data: dict[str, Any], key: str) -> tuple[str, str]:
     return "{" + (before + "," if before else "") + dumps(key) + ":", ("," + after if after else "") + "}"
 
 
+def record_pieces(kind: str, actor: str | None, at: datetime, data: dict[str, Any], count: str) -> dict[str, Any]:
+    """A record of ``kind`` by ``actor`` at ``at`` whose data is ``data`` with the integer ``count`` set, cut where
+    the values only the server knows go (its seq, run, count, lane and place), for the server to put them in and
+    hash it (``Tx.hold_and_append``; PostgreSQL's ``sop_attach``, migration 0015). The data is ``_prefix`` +
+    count + ``_suffix``; the hashed text (:func:`record_hash`: ``prev|[seq,at,run,null,kind,actor,data,chain,pos]``)
+    is ``prev|[`` + seq + ``_at_text`` + run as JSON + ``_kind_to_count`` + count + ``_count_to_lane`` + lane +
+    ``,`` + place + ``]``. Every JSON escape is made here, by :func:`dumps`."""
+    prefix, suffix = dumps_around(data, count)
+    before, after = dumps(prefix)[:-1], dumps(suffix)[1:]
+    return {"_kind": kind, "_actor": actor, "_prefix": prefix, "_suffix": suffix,
+            "_at_text": f",{dumps(utc(at).isoformat())},",  # type: ignore[union-attr]
+            "_kind_to_count": f",null,{dumps(kind)},{dumps(actor)},{before}", "_count_to_lane": f"{after},"}
+
+
 def record_hash(prev_hash: str, seq: int, at: datetime, run_id: str | None, step_id: str | None,
                 kind: str, actor: str | None, data: str, chain: int | None = None, pos: int | None = None) -> str:
     """The hash of one record, chained to the previous record's hash (of its lane: ``chain``, at ``pos``;
@@ -229,15 +243,10 @@ class Tx:
                 self.held_run(row[0])
                 self.append(kind, row[0], None, actor=actor, at=at, **{**data, count: row[1]})
             return row
-        prefix, suffix = dumps_around(data, count)
-        before, after = dumps(prefix)[:-1], dumps(suffix)[1:]
-        # [seq,at,run,null,kind,actor,data,chain,pos]: the server's values between the pieces made here
-        pieces = {"_at_text": f",{dumps(utc(at).isoformat())},",  # type: ignore[union-attr]
-                  "_kind_to_count": f",null,{dumps(kind)},{dumps(actor)},{before}",
-                  "_count_to_pos": f"{after},{self.lane},"}
-        found = self.fast.first_held_appending(
-            self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK, genesis=GENESIS,
-            record={"_at": at, "_kind": kind, "_actor": actor, "_prefix": prefix, "_suffix": suffix, **pieces})
+        pieces = record_pieces(kind, actor, at, data, count)
+        pieces["_count_to_pos"] = f"{pieces.pop('_count_to_lane')}{self.lane},"
+        found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK,
+                                               genesis=GENESIS, record={"_at": at, **pieces})
         run_id, counted, pos, digest, seqs, head_pos, head_hash = found
         if run_id is None:  # as first_held leaves it: the head known, seqs to spare
             self._took(None if head_pos is None else (head_pos, head_hash), seqs, fresh=False)

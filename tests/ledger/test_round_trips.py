@@ -24,12 +24,13 @@ from flows.ledger.schema import pagers
 
 pytestmark = pytest.mark.postgresql_only("PostgreSQL's round trips; SQLite has none (the ledger is in process)")
 
-#: an alert attaching to its open run: BEGIN with the locks; the run found, held and its repeat counted (one
-#: UPDATE … RETURNING) and its record appended, in one statement; COMMIT (five before 2026-12-05, four before
-#: 2026-12-06: the record was a statement of its own)
-ATTACH = 3
-#: a new run of traffic-surge, its pages left to a pager process
-NEW_RUN = 6
+#: an alert attaching to its open run, alone (not in a batch): one statement that is its own transaction
+#: (``sop_attach``: the locks, then the run found, held, its repeat counted and its record appended). Five
+#: before 2026-12-05; four, then three (BEGIN with the locks, the attach, COMMIT) before 2026-12-06
+ATTACH = 1
+#: a new run of traffic-surge, its pages left to a pager process: the attach that finds no open run (one), then
+#: the new run's transaction (six)
+NEW_RUN = 7
 
 
 class RoundTrips:
@@ -94,8 +95,8 @@ def alert(engine: Engine, service: str) -> Any:
                         trigger={"kind": "alert", "labels": {"service": service}})
 
 
-def test_an_alert_attaching_to_its_open_run_costs_three_round_trips(engine: Engine,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_alert_attaching_to_its_open_run_costs_one_round_trip(engine: Engine,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     alert(engine, "warm")  # the SOP text pinned, statements prepared
     alert(engine, "web")
     trips = RoundTrips(monkeypatch)
