@@ -205,6 +205,73 @@ def test_one_failing_call_fails_alone_and_the_calls_queued_with_it_are_recorded(
     assert kinds(ledger) == ["a", "b"]  # the broken call's write was rolled back, the others kept
 
 
+def test_calls_queued_together_are_each_a_transaction_of_their_own_where_commits_are_not_shared(
+    ledger: Ledger,
+) -> None:
+    """``one_transaction=False`` (PostgreSQL when a commit does not wait for the disk): the calls that queued up
+    behind a busy one run one by one, each committed alone: a broken one fails alone and the others ran once."""
+    gate = threading.Event()
+    thread = IntakeThread(ledger, one_transaction=False)
+    ran: list[str] = []
+
+    def hold() -> str:
+        gate.wait(10)
+        return "held"
+
+    def note(name: str) -> str:
+        ran.append(name)
+        with ledger.transaction() as tx:
+            tx.append(name)
+        return name
+
+    def broken() -> None:
+        ran.append("broken")
+        with ledger.transaction() as tx:
+            tx.append("half-written")
+            raise LookupError("this alert is broken")
+
+    async def main() -> list:
+        first = asyncio.ensure_future(thread.run(hold))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(thread.run(note, "a")), asyncio.ensure_future(thread.run(broken)),
+                  asyncio.ensure_future(thread.run(note, "b"))]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await asyncio.gather(first, *queued, return_exceptions=True)
+
+    try:
+        held, a, bad, b = asyncio.run(main())
+    finally:
+        thread.close()
+    assert (held, a, b) == ("held", "a", "b") and isinstance(bad, LookupError)
+    assert ran == ["a", "broken", "b"]  # each once: no batch to roll back and run again
+    assert kinds(ledger) == ["a", "b"]
+
+
+def test_the_api_shares_a_transaction_among_queued_alerts_only_where_a_commit_waits(
+    library: Library, ledger: Ledger, database: TestDatabase, token_env: dict[str, str]
+) -> None:
+    """SQLite: shared (group commit). PostgreSQL: shared when ``synchronous_commit`` makes a commit wait for the
+    disk; the tests' cluster runs with it off, where each alert is a transaction of its own (a repeat: one round
+    trip, ``Ledger.attach``)."""
+    def shares(on: Ledger) -> bool:
+        app = create_app(Engine(library, on), env=token_env)
+        app.state.intake_thread.close()
+        return app.state.intake_thread.one_transaction  # type: ignore[no-any-return]
+
+    assert shares(ledger) is database.is_sqlite
+    if database.is_sqlite:
+        return
+    name = sa.engine.make_url(ledger.url).database
+    with ledger.engine.connect() as conn:
+        conn.exec_driver_sql(f"ALTER DATABASE {name} SET synchronous_commit = on")
+    waiting = Ledger(ledger.url)
+    try:
+        assert shares(waiting) is True
+    finally:
+        waiting.dispose()
+
+
 def _two_calls_apart(ledger: Ledger, requests_served: int) -> tuple[IntakeThread, list[str], float]:
     """Call ``a`` on a thread lingering up to 2 s while ``requests_served`` requests are being served, then ``b``
     once ``a`` is answered or 1.5 s later; the thread, what they returned, and the seconds ``a`` took."""

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from flows.audit.queries import text_hash
 from flows.audit.verify import Anchor, Verification, verify_chain
-from flows.ledger import _LANE_LOCKS, CHECKPOINT_LANE, Ledger, lane_of, record_hash
+from flows.ledger import _LANE_LOCKS, CHECKPOINT_LANE, LANES, Ledger, lane_of, record_hash
 from flows.ledger.schema import records, runs, sop_versions
 
 RUNS = [f"run-{n}" for n in range(6)]
@@ -289,14 +289,18 @@ def test_writers_taking_turns_on_one_run_leave_its_records_in_the_order_they_wro
 
 
 
-def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_records_in_order(postgres: Any) -> None:
+def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_records_in_order(
+        postgres: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL: as above, with the one-statement attach (``Tx.hold_and_append``: the run held and counted and its
     record appended, the record's hash made by the server) alone, in NOWAIT batches (refused and run again while
-    another holds the run) and beside writers holding the run and appending from Python. Read in seq order, each
-    run's counts come 1, 2, 3…: the attach's seqs too are taken once the run is held; the chain verifies."""
+    another holds the run), as a transaction of its own (``Ledger.attach``: ``sop_attach`` takes the locks too)
+    and beside writers holding the run and appending from Python. Read in seq order, each run's counts come 1, 2,
+    3…: the attach's seqs too are taken once the run is held; the chain verifies. Every writer prefers lane 1, so
+    they meet there and take the next free lanes."""
     from flows.engine.store import _ATTACH
 
     ledger, shared = _two_open_runs(postgres, "lanes_one_statement")
+    monkeypatch.setattr("flows.ledger.lane_of", lambda _key: 1)
 
     def attach(tx: Any, name: str, wait: str) -> None:
         row = tx.hold_and_append(_ATTACH[wait], {"_key": f"s:{name}", "_copies": 1, "_now": ledger.clock.now()},
@@ -305,7 +309,7 @@ def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_r
 
     def writer(n: int) -> None:
         for k in range(30):
-            name, way = shared[(n + k) % 2], (n + k) % 3
+            name, way = shared[(n + k) % 2], (n + k) % 4
             while True:
                 try:
                     if way == 0:  # held, read, counted and appended from Python
@@ -317,9 +321,13 @@ def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_r
                     elif way == 1:
                         with ledger.transaction(per_run=True) as tx:
                             attach(tx, name, "")
-                    else:
+                    elif way == 2:
                         with ledger.batch(per_run=True), ledger.transaction(per_run=True) as tx:
                             attach(tx, name, " NOWAIT")
+                    else:
+                        found = ledger.attach(f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada",
+                                              {"trigger": {"n": "é\\n"}}, "repeats")
+                        assert found is not None and found[0] == name
                     break
                 except sa.exc.OperationalError as exc:  # NOWAIT: the run is another's; run it again
                     assert way == 2 and "could not obtain lock" in str(exc), exc
@@ -367,6 +375,70 @@ def test_a_writer_whose_lane_another_holds_writes_in_a_free_lane_and_the_chain_v
     assert [tuple(p) for p in placed[:2]] == [(ours, 1), (ours, 2)]
     assert placed[2].chain != ours and placed[2].pos == 1 and placed[3].chain == placed[2].chain
     assert placed[3].pos == 2
+    result = _verify(ledger)
+    assert result.ok, result.to_dict()
+    ledger.dispose()
+
+
+def _lane_holders(postgres: Any, database: str, lanes: list[int]) -> list[psycopg.Connection]:
+    """A connection per lane, each in a transaction holding that writers' lane."""
+    holders = []
+    for lane in lanes:
+        holder = psycopg.connect(host="127.0.0.1", port=postgres.port, user="sop", dbname=database, autocommit=True)
+        holder.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_LANE_LOCKS}, {lane})")
+        holders.append(holder)
+    return holders
+
+
+def _let_go(holders: list[psycopg.Connection]) -> None:
+    for holder in holders:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_an_attach_of_its_own_takes_a_free_lane_or_waits_for_its_own_when_all_are_busy(
+        postgres: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, ``Ledger.attach`` (``sop_attach`` takes the writers' locks itself): while another connection
+    holds the lane this thread prefers, the repeat is recorded in another lane, after that lane's head; while
+    every lane is held, it waits, and goes on in its own lane once that one is let go. The chain verifies."""
+    ledger, (name, _other) = _two_open_runs(postgres, "lanes_attach_alone")
+    ours = lane_of(f"{os.getpid()}:{threading.get_ident()}")
+
+    def repeat_in_a_thread(done: list[Any]) -> threading.Thread:
+        thread = threading.Thread(target=lambda: done.append(ledger.attach(
+            f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada", {}, "repeats")), daemon=True)
+        thread.start()
+        return thread
+
+    assert ledger.attach(f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada", {}, "repeats") == (name, 1)
+    holders = _lane_holders(postgres, "lanes_attach_alone", [ours])
+    monkeypatch.setattr("flows.ledger.lane_of", lambda _key: ours)  # the thread's, as ours
+    done: list[Any] = []
+    try:
+        repeat_in_a_thread(done).join(10)
+        assert done == [(name, 2)]  # at once, though its lane is held
+    finally:
+        _let_go(holders)
+    monkeypatch.undo()
+    holders = _lane_holders(postgres, "lanes_attach_alone", list(range(1, LANES + 1)))
+    done = []
+    try:
+        waiting = repeat_in_a_thread(done)
+        waiting.join(0.5)
+        assert done == []  # every lane busy: it waits
+        _let_go([h for lane, h in enumerate(holders, 1) if lane != lane_of(f"{os.getpid()}:{waiting.ident}")])
+        waiting.join(0.5)
+        assert done == []  # for its own lane, not for any
+    finally:
+        _let_go([h for h in holders if not h.closed])
+    waiting.join(30)
+    assert done == [(name, 3)]
+    with ledger.read() as conn:
+        placed = conn.execute(sa.select(records.c.chain, records.c.pos).where(records.c.kind == "trigger_repeated")
+                              .order_by(records.c.seq)).all()
+    theirs = lane_of(f"{os.getpid()}:{waiting.ident}")
+    before = [(ours, 1), (ours % LANES + 1, 1)]
+    assert [tuple(p) for p in placed] == [*before, (theirs, 1 + sum(lane == theirs for lane, _pos in before))]
     result = _verify(ledger)
     assert result.ok, result.to_dict()
     ledger.dispose()
