@@ -17,7 +17,8 @@ metric samples, the outbox, pagers) and their migrations (``migrations/``), the 
 (``tx``: :func:`record_hash`, ``GENESIS``, :class:`Tx`), transactions and read connections
 (:class:`Ledger`; :class:`Tx` has its fast path for the hot statements: ``driver`` on SQLite, ``pgdriver`` on
 PostgreSQL, where a transaction's BEGIN goes with its lock statement and locking a run brings the
-lane's head and seqs: round trips are most of a PostgreSQL write's cost).
+lane's head and seqs: round trips are most of a PostgreSQL write's cost; an alert's repeat outside a
+batch is one call, its own transaction: :meth:`Ledger.attach`).
 
 May import: ``flows.clock`` and SQLAlchemy only (and Alembic, to migrate). Never the
 language, notifications, the engine or anything above: it stores the records it is given
