@@ -168,53 +168,13 @@ def test_a_failing_batch_leaves_nothing_and_runs_nothing(ledger: Ledger) -> None
 # --- the intake thread ----------------------------------------------------------------------------
 
 
-def test_one_failing_call_fails_alone_and_the_calls_queued_with_it_are_recorded(ledger: Ledger) -> None:
+def _a_broken_call_queued_between_two(ledger: Ledger, thread: IntakeThread) -> tuple[list[Any], list[str]]:
+    """Calls ``a``, a broken one and ``b`` (each writing a record), queued behind a call that keeps ``thread``
+    busy; what each of the four returned or raised, and the calls in the order they ran (each run counted)."""
     gate = threading.Event()
-    thread = IntakeThread(ledger)
-
-    def hold() -> str:  # keeps the thread busy while the next calls queue up behind it
-        gate.wait(10)
-        return "held"
-
-    def note(name: str) -> str:
-        with ledger.transaction() as tx:
-            tx.append(name)
-        return name
-
-    def broken() -> None:
-        with ledger.transaction() as tx:
-            tx.append("half-written")
-            raise LookupError("this alert is broken")
-
-    async def main() -> list:
-        first = asyncio.ensure_future(thread.run(hold))
-        await asyncio.sleep(0.05)
-        queued = [asyncio.ensure_future(thread.run(note, "a")), asyncio.ensure_future(thread.run(broken)),
-                  asyncio.ensure_future(thread.run(note, "b"))]
-        await asyncio.sleep(0.05)
-        gate.set()
-        return await asyncio.gather(first, *queued, return_exceptions=True)
-
-    try:
-        held, a, bad, b = asyncio.run(main())
-    finally:
-        thread.close()
-    assert thread.largest_batch == 3  # a, broken and b queued behind `hold` and were tried together
-    assert (held, a, b) == ("held", "a", "b")
-    assert isinstance(bad, LookupError) and "broken" in str(bad)
-    assert kinds(ledger) == ["a", "b"]  # the broken call's write was rolled back, the others kept
-
-
-def test_calls_queued_together_are_each_a_transaction_of_their_own_where_commits_are_not_shared(
-    ledger: Ledger,
-) -> None:
-    """``one_transaction=False`` (PostgreSQL when a commit does not wait for the disk): the calls that queued up
-    behind a busy one run one by one, each committed alone: a broken one fails alone and the others ran once."""
-    gate = threading.Event()
-    thread = IntakeThread(ledger, one_transaction=False)
     ran: list[str] = []
 
-    def hold() -> str:
+    def hold() -> str:  # keeps the thread busy while the next calls queue up behind it
         gate.wait(10)
         return "held"
 
@@ -240,9 +200,26 @@ def test_calls_queued_together_are_each_a_transaction_of_their_own_where_commits
         return await asyncio.gather(first, *queued, return_exceptions=True)
 
     try:
-        held, a, bad, b = asyncio.run(main())
+        return asyncio.run(main()), ran
     finally:
         thread.close()
+
+
+def test_one_failing_call_fails_alone_and_the_calls_queued_with_it_are_recorded(ledger: Ledger) -> None:
+    thread = IntakeThread(ledger)
+    (held, a, bad, b), _ran = _a_broken_call_queued_between_two(ledger, thread)
+    assert thread.largest_batch == 3  # a, broken and b queued behind `hold` and were tried together
+    assert (held, a, b) == ("held", "a", "b")
+    assert isinstance(bad, LookupError) and "broken" in str(bad)
+    assert kinds(ledger) == ["a", "b"]  # the broken call's write was rolled back, the others kept
+
+
+def test_calls_queued_together_are_each_a_transaction_of_their_own_where_commits_are_not_shared(
+    ledger: Ledger,
+) -> None:
+    """``one_transaction=False`` (PostgreSQL when a commit does not wait for the disk): the calls that queued up
+    behind a busy one run one by one, each committed alone: a broken one fails alone and the others ran once."""
+    (held, a, bad, b), ran = _a_broken_call_queued_between_two(ledger, IntakeThread(ledger, one_transaction=False))
     assert (held, a, b) == ("held", "a", "b") and isinstance(bad, LookupError)
     assert ran == ["a", "broken", "b"]  # each once: no batch to roll back and run again
     assert kinds(ledger) == ["a", "b"]
