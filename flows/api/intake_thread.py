@@ -1,9 +1,12 @@
-"""The intake thread: every webhook's intake runs on one thread, and what queues up shares one ledger transaction.
+"""The intake thread: every webhook's intake runs on one thread, and what queues up may share one ledger transaction.
 
 The ledger has one writer at a time, so a pool of threads handing it intakes only queued
 on its lock. Here they queue in arrival order without contending for it, and the calls
 that queued while the thread was busy run as one batch (group commit: begin, the hash
-chain's last record and commit are paid once). Every webhook hands its intake here.
+chain's last record and commit are paid once) where a commit's cost is worth sharing (SQLite;
+PostgreSQL when a commit waits for the disk: ``Ledger.groups_commits``; otherwise each is a
+transaction of its own, and a repeat on an open run one round trip). Every webhook hands its
+intake here.
 
 A call that finds no other queued waits a little (``linger``, 1 ms) for the requests the
 event loop is serving meanwhile, when there are any (PostgreSQL's ``commit_delay`` with
@@ -34,8 +37,7 @@ class IntakeThread:
     transaction (:meth:`Ledger.batch`, group commit); when any of them raises, the batch is
     rolled back and each call runs again on its own, so one bad call fails only itself.
     Without ``one_transaction`` (PostgreSQL when a commit does not wait for the disk:
-    :attr:`Ledger.groups_commits`) each call is a transaction of its own, and only their
-    answers go back together.
+    :attr:`Ledger.groups_commits`) each call is a transaction of its own.
     """
 
     def __init__(self, ledger: Any = None, max_batch: int = 8, name: str = "api-intake", linger: float = 0.001,
@@ -101,12 +103,9 @@ class IntakeThread:
                 calls.append(more)
             if len(calls) > 1 and self.one_transaction and self._together(calls):
                 continue
-            for call in calls:
+            for call in calls:  # each answered as soon as it is done (committed)
                 call.run()
-            if len(calls) > 1:
-                _settle_all(calls)
-            else:
-                calls[0].settle()
+                call.settle()
 
     def _together(self, calls: list[_Call]) -> bool:
         """Run ``calls`` in one batch and settle them; False (nothing settled) when any raised."""

@@ -175,7 +175,7 @@ class RunStore:
                      data: dict[str, Any]) -> tuple[str, int] | None:
         """:meth:`attach`, as a transaction of its own in one round trip (PostgreSQL, outside a batch:
         :meth:`Ledger.attaches_alone`)."""
-        return ledger.attach(open_key, copies, now, RecordKind.TRIGGER_REPEATED, actor, data, "repeats")
+        return ledger.attach(open_key, copies, now, RecordKind.TRIGGER_REPEATED, actor, data)
 
     def _hold(self, run_id: str) -> None:
         if run_id not in self._new:

@@ -71,9 +71,12 @@ CHECKPOINT_EVERY_S = float(os.environ.get("SOP_LEDGER_CHECKPOINT_S", "5"))
 _LAST_CHECKPOINT = (sa.select(records.c.at, records.c.data).where(records.c.chain == CHECKPOINT_LANE)
                     .order_by(records.c.pos.desc()).limit(1))
 _ADVISORY_LOCK = 7243_0001  # exclusive: every other writer waits; shared: per-run writers
-#: the first key of :meth:`Ledger.exclusive`'s advisory locks (two 32-bit keys: never the writers' lock)
-_EXCLUSIVE_SPACE = 7243
+#: the first key of :meth:`Ledger.exclusive`'s advisory locks (two 32-bit keys: never a writers' lane; until
+#: 2026-12-06 it was the lanes' key, so a name whose hash was 0…16 shared a lane's lock)
+_EXCLUSIVE_SPACE = 7244
 _LANE_LOCKS = 7243  # (7243, lane): the lane a per-run writer holds
+#: PostgreSQL's SQLSTATE for a function that does not exist
+_UNDEFINED_FUNCTION = "42883"
 # a transaction's first statement, sent with its BEGIN in one round trip (flows.ledger.pgdriver.begin): literals only
 _PG_SHARED_AND_LANE = "SELECT pg_advisory_xact_lock_shared({k}), pg_try_advisory_xact_lock({l}, {lane})"
 _PG_EXCLUSIVE = "SELECT pg_advisory_xact_lock({k})"
@@ -138,6 +141,7 @@ class Ledger:
         # 25-100 ms between retries: under a burst that sleep, not the work, made the tail.
         self._writer = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         self._batch = threading.local()  # .open: (Tx, after-commit callables) of this thread's batch
+        self._attach_function = True  # PostgreSQL: sop_attach is there (False once it was found missing)
         self._exclusive = [threading.Lock() for _ in range(64)]  # :meth:`exclusive` on SQLite, by name's hash
         #: seconds between this process's checkpoints (None: only when :meth:`checkpoint` is called)
         self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
@@ -345,20 +349,30 @@ class Ledger:
 
     def attaches_alone(self) -> bool:
         """:meth:`attach` may be used here: PostgreSQL, outside this thread's :meth:`batch`."""
-        return not self.is_sqlite and getattr(self._batch, "open", None) is None
+        return not self.is_sqlite and self._attach_function and getattr(self._batch, "open", None) is None
 
-    def attach(self, open_key: str, copies: int, now: datetime, kind: str, actor: str | None, data: dict[str, Any],
-               count: str) -> tuple[str, int] | None:
+    def attach(self, open_key: str, copies: int, now: datetime, kind: str, actor: str | None,
+               data: dict[str, Any]) -> tuple[str, int] | None:
         """PostgreSQL, outside a batch (:meth:`attaches_alone`), in a transaction of its own and one round trip
-        (``sop_attach``, migration 0015): the run open on ``open_key`` held, ``copies`` added to its ``count``
-        (``runs.repeats``), seen ``now``, and a record of ``kind`` on it whose data is ``data`` with ``count`` set
+        (``sop_attach``, migration 0015): the run open on ``open_key`` held, ``copies`` added to its repeats
+        (``runs.repeats``), seen ``now``, and a record of ``kind`` on it whose data is ``data`` with ``repeats`` set
         to the new count, by ``actor`` at ``now`` (the record :meth:`Tx.hold_and_append` appends). The run's id and
-        count; None (nothing written) when no run is open on the key."""
+        repeats; None (nothing written) when no run is open on the key, or when the database has no ``sop_attach``
+        (not migrated to 0015 by this release: logged once, and :meth:`attaches_alone` is False from then on):
+        the caller's own transaction attaches."""
         values = {"_key": open_key, "_copies": copies, "_now": now, "_lock": _ADVISORY_LOCK,
                   "_lane_space": _LANE_LOCKS, "_lane": lane_of(f"{os.getpid()}:{threading.get_ident()}"),
-                  "_lanes": LANES, "_genesis": GENESIS, **record_pieces(kind, actor, now, data, count)}
-        with self.engine.connect() as conn:  # autocommit: the statement is the transaction
-            found = self.fast.attach_alone(conn.connection.driver_connection, values)
+                  "_lanes": LANES, "_genesis": GENESIS, **record_pieces(kind, actor, now, data, "repeats")}
+        try:
+            with self.engine.connect() as conn:  # autocommit: the statement is the transaction
+                found = self.fast.attach_alone(conn.connection.driver_connection, values)
+        except sa.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _UNDEFINED_FUNCTION:
+                raise
+            self._attach_function = False
+            log.warning("event=attach_function_missing then=\"each repeat attaches in a transaction of its own\" "
+                        "fix=\"migrate the ledger (any sop command opening it does)\"")
+            return None
         if found is None:
             return None
         self._checkpoint_if_due()

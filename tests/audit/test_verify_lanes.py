@@ -326,7 +326,7 @@ def test_attaches_in_one_statement_taking_turns_with_other_writers_keep_a_runs_r
                             attach(tx, name, " NOWAIT")
                     else:
                         found = ledger.attach(f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada",
-                                              {"trigger": {"n": "é\\n"}}, "repeats")
+                                              {"trigger": {"n": "é\\n"}})
                         assert found is not None and found[0] == name
                     break
                 except sa.exc.OperationalError as exc:  # NOWAIT: the run is another's; run it again
@@ -406,11 +406,11 @@ def test_an_attach_of_its_own_takes_a_free_lane_or_waits_for_its_own_when_all_ar
 
     def repeat_in_a_thread(done: list[Any]) -> threading.Thread:
         thread = threading.Thread(target=lambda: done.append(ledger.attach(
-            f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada", {}, "repeats")), daemon=True)
+            f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada", {})), daemon=True)
         thread.start()
         return thread
 
-    assert ledger.attach(f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada", {}, "repeats") == (name, 1)
+    assert ledger.attach(f"s:{name}", 1, ledger.clock.now(), "trigger_repeated", "ada", {}) == (name, 1)
     holders = _lane_holders(postgres, "lanes_attach_alone", [ours])
     monkeypatch.setattr("flows.ledger.lane_of", lambda _key: ours)  # the thread's, as ours
     done: list[Any] = []

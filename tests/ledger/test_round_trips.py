@@ -116,3 +116,22 @@ def test_a_new_run_costs_no_more_round_trips_than_it_did(engine: Engine, monkeyp
     counts = [trips.of(lambda service=service: alert(engine, service)) for service in ("db", "cache", "queue")]
 
     assert max(counts) <= NEW_RUN, counts
+
+
+def test_a_ledger_without_the_attach_function_attaches_as_before(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A process of this release on a ledger not migrated to 0015 (no ``sop_attach``): the first repeat finds the
+    function missing, says so once, and attaches in a transaction of its own (3 round trips, as before); the next
+    ones go there at once. Every repeat is counted."""
+    alert(engine, "warm")
+    alert(engine, "web")
+    with engine.ledger.engine.connect() as conn:
+        conn.exec_driver_sql("DROP FUNCTION sop_attach")
+    trips = RoundTrips(monkeypatch)
+
+    counts = [trips.of(lambda: alert(engine, "web")) for _ in range(3)]
+
+    assert counts == [1 + 3, 3, 3]
+    assert len([r for r in caplog.records if "attach_function_missing" in r.message]) == 1
+    with engine.ledger.read() as conn:
+        assert conn.exec_driver_sql("SELECT repeats FROM runs WHERE dedup_key = 'web'").scalar_one() == 3
