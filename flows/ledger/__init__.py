@@ -382,10 +382,10 @@ class Ledger:
     def groups_commits(self) -> bool:
         """Whether calls queued together should share one transaction (:meth:`batch`, group commit). SQLite: yes
         (one writer at a time; a commit's cost is paid once). PostgreSQL: when a commit waits for the disk
-        (``synchronous_commit`` other than ``off``); with it ``off`` (the durability of SQLite's WAL with
-        ``synchronous=NORMAL``, the embedded default) a commit costs no wait, and an alert's repeat alone is one
-        round trip (:meth:`attach`) where in a batch it is one plus its share of the batch's ``BEGIN`` and
-        ``COMMIT``."""
+        (``synchronous_commit`` other than ``off``); with it ``off`` (a crash of the server may lose the last
+        moment's commits: docs/team.md, "Commits and durability") a commit costs no wait, and an alert's repeat
+        alone is one round trip (:meth:`attach`) where in a batch it is one plus its share of the batch's ``BEGIN``
+        and ``COMMIT``. Read once, when first asked (an API process: at start)."""
         if self.is_sqlite:
             return True
         try:
