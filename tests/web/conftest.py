@@ -28,6 +28,8 @@ from tests.api.conftest import TOKEN_ENV, ServedApp
 from tests.engine.conftest import make_project, wait_for
 from tests.support import free_port
 
+SIGN_IN_LINK = re.compile(r"(http\S+/sign-in/\S+)")
+
 LINK = re.compile(r"\*\*Open your step:\*\* (\S+)")
 #: evidence files up to 200 kB here, and the company's single sign-on through a proxy with a shared secret
 UPLOAD_MAX = 200_000
@@ -71,6 +73,16 @@ class Site:
         """``person``'s messages after the first ``since``, once ``count`` of them have arrived."""
         return wait_for(lambda: self.inbox(person)[since:] if len(self.inbox(person)) >= since + count else None,
                         10, f"{count} new message(s) for {person}")
+
+    def sign_in_message(self, person: str, since: int) -> dict[str, Any]:
+        """The first of ``person``'s messages after the first ``since`` that carries a sign-in link, once it has
+        arrived (a page about a run may arrive before it: the pager's threads deliver those)."""
+        return wait_for(lambda: next((m for m in self.inbox(person)[since:] if SIGN_IN_LINK.search(m["body"])), None),
+                        10, f"a sign-in link for {person}")
+
+    def sign_in_link(self, person: str, since: int) -> str:
+        """The link of :meth:`sign_in_message`."""
+        return SIGN_IN_LINK.search(self.sign_in_message(person, since)["body"]).group(1)  # type: ignore[union-attr]
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
