@@ -13,8 +13,10 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +104,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only(reason): pokes SQLite's internals (the file, its locks); "
                                        "runs on SQLite only, its PostgreSQL twin is named in the reason")
     config.addinivalue_line("markers", "postgresql_only(reason): a PostgreSQL twin of a sqlite_only test")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    """SIGTERM (a CI time limit, ``timeout``) ends the session as Ctrl-C does, so its fixtures are torn down: the
+    PostgreSQL clusters it started (``pg_ctl``: they outlive the process that started them) are stopped."""
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
