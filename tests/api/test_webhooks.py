@@ -297,16 +297,18 @@ def test_a_lone_call_does_not_linger_when_no_other_request_is_being_served(ledge
 # --- over HTTP ----------------------------------------------------------------------------------
 
 
-def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
-    library: Library, ledger: Ledger, token_env: dict[str, str]
-) -> None:
+def _two_hundred_alerts_at_once(library: Library, ledger: Ledger, token_env: dict[str, str]) -> IntakeThread:
+    """200 alerts over 20 dedup keys, 8 at a time, to one served API on ``ledger``: each answered 200 and
+    recorded (20 runs started, 180 repeats), and each new run committed before its flow run was launched.
+    The API's intake thread (what it grouped)."""
     committed_at_launch: dict[str, bool] = {}
 
     def launch(run_id: str) -> None:  # what the flow-run launcher would do first: find the run
         with ledger.reader.connect() as conn:
             committed_at_launch[run_id] = conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
 
-    served = ServedApp(create_app(Engine(library, ledger), env=token_env, launch=launch))
+    app = create_app(Engine(library, ledger), env=token_env, launch=launch)
+    served = ServedApp(app)
     api = Api(served.url, None, {n: token_env[v] for n, v in TOKEN_ENV.items()}, "")  # type: ignore[arg-type]
     prefix = unique("fastpath")
     bodies = [am_body({"labels": {"alertname": "ServerOverload", "severity": "page",
@@ -326,6 +328,31 @@ def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
         opened = conn.execute(sa.select(runs.c.id, runs.c.repeats).where(runs.c.dedup_key.like(f"{prefix}%"))).all()
     assert len(opened) == 20 and sum(r.repeats for r in opened) == 180
     assert committed_at_launch == {r.id: True for r in opened}
+    return app.state.intake_thread  # type: ignore[no-any-return]
+
+
+def test_concurrent_alerts_are_each_recorded_before_their_run_is_launched(
+    library: Library, ledger: Ledger, token_env: dict[str, str]
+) -> None:
+    _two_hundred_alerts_at_once(library, ledger, token_env)
+
+
+@pytest.mark.postgresql_only("PostgreSQL whose commits wait for the disk: the intake groups them, as on SQLite")
+def test_concurrent_alerts_on_a_postgresql_whose_commits_wait_are_grouped_and_each_recorded(
+    library: Library, ledger: Ledger, token_env: dict[str, str]
+) -> None:
+    """The same 200 alerts with ``synchronous_commit`` on (PostgreSQL's default; the tests' cluster runs with it
+    off): queued alerts share transactions (batches of repeats attaching NOWAIT, refused and run again one by one
+    when another process holds the run) and every one is recorded once."""
+    name = sa.engine.make_url(ledger.url).database
+    with ledger.engine.connect() as conn:
+        conn.exec_driver_sql(f"ALTER DATABASE {name} SET synchronous_commit = on")
+    waiting = Ledger(ledger.url)
+    try:
+        thread = _two_hundred_alerts_at_once(library, waiting, token_env)
+    finally:
+        waiting.dispose()
+    assert thread.one_transaction and thread.largest_batch > 1
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-route"])
