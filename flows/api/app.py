@@ -152,8 +152,7 @@ def create_app(
     app.state.intake = Intake(engine, launch=app.state.launch)
     # one transaction for what queued up together where a commit's cost is worth sharing: SQLite, and PostgreSQL
     # when a commit waits for the disk (Ledger.groups_commits); else each call alone (a repeat: one round trip)
-    shared = engine.ledger.groups_commits
-    app.state.intake_thread = IntakeThread(engine.ledger, one_transaction=shared, linger=0.001 if shared else 0.0)
+    app.state.intake_thread = IntakeThread(engine.ledger, one_transaction=engine.ledger.groups_commits)
     app.state.webhooks = WebhookPipeline(app.state.gate, app.state.intake, app.state.intake_thread)
     if fast_path:
         app.add_middleware(WebhookFastPath, pipeline=app.state.webhooks, webhooks=WEBHOOKS)

@@ -44,9 +44,9 @@ class IntakeThread:
                  one_transaction: bool = True):
         self.ledger = ledger
         self.one_transaction = one_transaction
-        self.max_batch = max_batch if ledger is not None else 1
+        self.max_batch = max_batch if ledger is not None and one_transaction else 1
         #: seconds a batch waits for more calls while other requests are being served (0: never)
-        self.linger = linger
+        self.linger = linger if one_transaction else 0.0
         self.largest_batch = 0  # the most calls that shared one transaction so far
         self._serving = 0  # requests being served (serving()); read by the thread
         self._serving_lock = threading.Lock()  # an app's requests may come from more than one event loop
@@ -101,9 +101,9 @@ class IntakeThread:
                     stopping = True
                     break
                 calls.append(more)
-            if len(calls) > 1 and self.one_transaction and self._together(calls):
+            if len(calls) > 1 and self._together(calls):
                 continue
-            for call in calls:  # each answered as soon as it is done (committed)
+            for call in calls:
                 call.run()
                 call.settle()
 

@@ -126,6 +126,11 @@ def _locked(exc: Exception) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
+def _preferred_lane() -> int:
+    """The lane this thread's writes try first (spread over processes and threads, stable for each)."""
+    return lane_of(f"{os.getpid()}:{threading.get_ident()}")
+
+
 class Ledger:
     """The ledger database (SQLite file by default, PostgreSQL by URL)."""
 
@@ -249,7 +254,7 @@ class Ledger:
         driver = conn.connection.driver_connection
         if self.is_sqlite:
             return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast)
-        preferred = lane_of(f"{os.getpid()}:{threading.get_ident()}")
+        preferred = _preferred_lane()
         if not per_run:
             self.fast.begin(driver, _PG_EXCLUSIVE.format(k=_ADVISORY_LOCK))  # alone: any lane is free
             return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred)
@@ -361,7 +366,7 @@ class Ledger:
         (not migrated to 0015 by this release: logged once, and :meth:`attaches_alone` is False from then on):
         the caller's own transaction attaches."""
         values = {"_key": open_key, "_copies": copies, "_now": now, "_lock": _ADVISORY_LOCK,
-                  "_lane_space": _LANE_LOCKS, "_lane": lane_of(f"{os.getpid()}:{threading.get_ident()}"),
+                  "_lane_space": _LANE_LOCKS, "_lane": _preferred_lane(),
                   "_lanes": LANES, "_genesis": GENESIS, **record_pieces(kind, actor, now, data, "repeats")}
         try:
             with self.engine.connect() as conn:  # autocommit: the statement is the transaction

@@ -97,8 +97,6 @@ def alive(driver: Any) -> bool:
     return True
 
 
-
-
 def _seqs(when: str = "") -> str:
     """``%(_n)s`` seqs from the records' sequence, as an array (none taken unless ``when``, an SQL condition)."""
     return f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, %(_n)s){when})"
@@ -144,7 +142,8 @@ def _appending_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str
             "COALESCE(h.pos, 0) + 1 AS pos, COALESCE(h.hash, %(_genesis)s) AS prev FROM held "
             f"LEFT JOIN LATERAL {_head()} AS h ON true), "
             "d AS (SELECT r.*, encode(sha256(convert_to(r.prev || '|[' || r.seqs[1] || %(_at_text)s "
-            "|| to_json(r.run)::text || %(_kind_to_count)s || r.n::bigint || %(_count_to_pos)s || r.pos || ']', 'UTF8')), "
+            "|| to_json(r.run)::text || %(_kind_to_count)s || r.n::bigint || %(_count_to_lane)s || %(_chain)s || ',' "
+            "|| r.pos || ']', 'UTF8')), "
             "'hex') AS hash FROM r), "
             "ins AS (INSERT INTO records (seq, at, run_id, step_id, kind, actor, data, prev_hash, hash, chain, pos) "
             "SELECT d.seqs[1], %(_at)s, d.run, NULL, %(_kind)s, %(_actor)s, %(_prefix)s || d.n::bigint || %(_suffix)s, "

@@ -243,10 +243,9 @@ class Tx:
                 self.held_run(row[0])
                 self.append(kind, row[0], None, actor=actor, at=at, **{**data, count: row[1]})
             return row
-        pieces = record_pieces(kind, actor, at, data, count)
-        pieces["_count_to_pos"] = f"{pieces.pop('_count_to_lane')}{self.lane},"
         found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK,
-                                               genesis=GENESIS, record={"_at": at, **pieces})
+                                               genesis=GENESIS,
+                                               record={"_at": at, **record_pieces(kind, actor, at, data, count)})
         run_id, counted, pos, digest, seqs, head_pos, head_hash = found
         if run_id is None:  # as first_held leaves it: the head known, seqs to spare
             self._took(None if head_pos is None else (head_pos, head_hash), seqs, fresh=False)
