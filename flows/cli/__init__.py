@@ -26,9 +26,6 @@ import typer
 from typer.core import TyperGroup
 
 #: every command, in the order help lists them, with the module (``flows.cli.<name>``) defining it
-#: seconds a command waits for the resumes its reports started before it leaves them to the nudger
-RESUME_WAIT = 5.0
-
 COMMANDS = {
     **dict.fromkeys(("serve", "deploy", "executor", "timers", "nudger", "pager"), "services"),
     **dict.fromkeys(("run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help", "cancel"),
@@ -103,7 +100,7 @@ def _leave_resumes_to_the_nudger(code: int | str | None) -> None:
     that does not answer. Exits at once in that case, with ``code``."""
     if "flows.prefect.launcher" not in sys.modules:
         return
-    from flows.prefect.launcher import settle_nudges
+    from flows.prefect.launcher import RESUME_WAIT, settle_nudges
 
     if settle_nudges(RESUME_WAIT):
         return

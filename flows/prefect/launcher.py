@@ -125,6 +125,10 @@ class LaunchError(RuntimeError):
     """The Prefect server refused or could not be reached; the message says which."""
 
 
+#: seconds a process that stops waits for the resumes its reports started before it leaves them to the nudger
+RESUME_WAIT = 5.0
+
+
 def settle_nudges(timeout: float) -> bool:
     """:meth:`Launcher.settle_nudges` of every launcher of this process that resumed runs on its thread."""
     deadline = time.monotonic() + timeout

@@ -395,8 +395,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop from the door inwards: the API, the executors (they let their flow runs reach a stopping
-        point), the timer service and the nudger, the pager, the Prefect server last. Each child gets SIGTERM
-        and, after its grace, SIGKILL."""
+        point), the timer service and the nudger, the resumes reports started, the pager, the Prefect server
+        last. Each child gets SIGTERM and, after its grace, SIGKILL."""
         if self._api is not None:
             from flows.api.app import close
 
@@ -419,6 +419,7 @@ class Stack:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        self._settle_resumes()
         for child in reversed([c for c in children if not c.name.startswith("executor-")]):
             child.stop(grace=10.0)
         if self.engine is not None and self.engine.pager is not None:
@@ -426,6 +427,17 @@ class Stack:
         with self._children_lock:
             self.children.clear()
         self.progress("stopped")
+
+    def _settle_resumes(self) -> None:
+        """Let the resumes that reports started on their thread reach the Prefect server before it is stopped
+        (at most RESUME_WAIT seconds; none when the server died). A resume still under way stays flagged in the
+        ledger: the nudger of the next start resumes its run."""
+        if self.engine is None or self.engine.launcher is None:
+            return
+        from flows.prefect.launcher import RESUME_WAIT
+
+        if not self.engine.launcher.settle_nudges(0.0 if self._fatal is not None else RESUME_WAIT):
+            self.progress("resumes still under way are left to the nudger's next start")
 
     def wait(self) -> None:
         """Block until Ctrl-C / SIGTERM, watching the children."""
