@@ -55,6 +55,7 @@ class ServedApp:
     """A FastAPI app served by uvicorn in a thread of this process."""
 
     def __init__(self, app: Any, port: int = 0):
+        self.app = app
         sock = socket.socket()
         sock.bind(("127.0.0.1", port))
         self.port = sock.getsockname()[1]
@@ -68,8 +69,14 @@ class ServedApp:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        """Stop serving, then finish the app's queued intake and launches as a stopping process does (and let its
+        intake thread go: left running, each app of the session kept one)."""
         self.server.should_exit = True
         self.thread.join(10)
+        if hasattr(self.app.state, "intake_thread"):
+            from flows.api.app import close
+
+            close(self.app)
 
 
 @dataclass
