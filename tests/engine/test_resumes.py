@@ -130,8 +130,9 @@ def test_stopping_sop_serve_waits_for_the_resume_a_report_started_before_stoppin
                         "SOP_INBOX_DIR": str(root / "var" / "inbox"),
                         "SOP_PREFECT_POOL": f"stop-{id(root)}"}.items():
         monkeypatch.setenv(name, value)
-    for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):  # the stack sets them for this process: restored after
-        monkeypatch.delenv(name, raising=False)
+    for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):  # the stack sets them for this process: undone after
+        monkeypatch.setenv(name, "")  # (a delenv of an unset name records nothing to undo: the URL would outlive the test)
+        monkeypatch.delenv(name)
     stack = Stack(root=root, port=free_port(), workers=0, api=False, pager=False, timers=False)
     stack.start()
     try:
