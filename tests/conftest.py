@@ -75,7 +75,7 @@ KINDS = ("sqlite", "postgresql")
 #: (a Prefect server, deployments, a worker: the slowest part of the suite) is Prefect's story, the same on
 #: both ledgers; what the ledger's database changes is tested on both by the engine's own tests (no Prefect).
 #: With SOP_TEST_DATABASE=sqlite (no PostgreSQL installed) they run on SQLite.
-ONCE_ON_POSTGRESQL = ("stack",)
+ONCE_ON_POSTGRESQL = ("stack", "stack_of_its_own")
 
 
 def selected_databases() -> tuple[str, ...]:

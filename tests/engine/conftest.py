@@ -78,6 +78,38 @@ def stack(project: Path) -> Iterator[Any]:
     stack.stop()
 
 
+@pytest.fixture
+def stack_of_its_own(database: TestDatabase, repo_root: Path, tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """``stack_of_its_own(sops, **options)``: a ``Stack`` started on a project of these probe SOPs, with a ledger, a
+    pool and a Prefect server of its own; the test may stop it, else it is stopped after. Runs once, on PostgreSQL,
+    as the package stack does (``ONCE_ON_POSTGRESQL``)."""
+    from flows.runtime.serve import Stack
+
+    started: list[Any] = []
+
+    def start(sops: tuple[str, ...], **options: Any) -> Any:
+        root = make_project(repo_root, tmp_path / f"site{len(started)}", only=sops)
+        for name, value in {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
+                            "SOP_INBOX_DIR": str(root / "var" / "inbox"),
+                            "SOP_PREFECT_POOL": f"own-{os.getpid()}-{len(started)}"}.items():
+            monkeypatch.setenv(name, value)
+        for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):  # the stack sets them for this process: undone
+            monkeypatch.setenv(name, "")  # after (a delenv of an unset name records nothing to undo)
+            monkeypatch.delenv(name)
+        stack = Stack(root=root, port=free_port(), **options)
+        started.append(stack)
+        stack.start()
+        return stack
+
+    yield start
+    for stack in started:
+        if stack.children:  # not stopped by the test
+            stack.stop()
+        if stack.engine is not None and stack.engine.pager is not None:
+            stack.engine.pager.close()
+
+
 @pytest.fixture(scope="package")
 def engine(stack: Any) -> Any:
     return stack.engine

@@ -115,42 +115,33 @@ def test_a_resume_before_a_live_flow_run_stored_its_schema_leaves_the_schema_to_
 
 
 def test_stopping_sop_serve_waits_for_the_resume_a_report_started_before_stopping_its_prefect_server(
-        database: Any, repo_root: Any, tmp_path: Any, monkeypatch: Any) -> None:
+        stack_of_its_own: Any, monkeypatch: Any) -> None:
     """A report resumes its run's flow run on a thread, a moment after it is recorded. ``sop serve`` stopped in
     that moment stopped the Prefect server it started under the resume: the resume failed and the flow run waited,
     Suspended, for the next start's nudger. The stack lets the resume finish before it stops its server."""
     import time
 
-    from flows.runtime.serve import Stack
-    from tests.engine.conftest import make_project
-    from tests.support import free_port
+    from flows.runtime.serve import healthy
 
-    root = make_project(repo_root, tmp_path / "site", only=("t-link",))
-    for name, value in {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
-                        "SOP_INBOX_DIR": str(root / "var" / "inbox"),
-                        "SOP_PREFECT_POOL": f"stop-{id(root)}"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):  # the stack sets them for this process: undone after
-        monkeypatch.setenv(name, "")  # (a delenv of an unset name records nothing to undo: the URL would outlive the test)
-        monkeypatch.delenv(name)
-    stack = Stack(root=root, port=free_port(), workers=0, api=False, pager=False, timers=False)
-    stack.start()
-    try:
-        engine = stack.engine
-        run_id = engine.start("t-link", {"dashboard": "d"}, initiator="li-wei").run_id
-        flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
-        wait_for(lambda: _flow_run(stack, flow_run_id).state.is_paused(), 30, "the flow run to wait on its person")
-        resume = engine.launcher._resume
+    stack = stack_of_its_own(("t-link",), workers=0, api=False, pager=False, timers=False)
+    engine = stack.engine
+    run_id = engine.start("t-link", {"dashboard": "d"}, initiator="li-wei").run_id
+    flow_run_id = wait_for(lambda: engine.view(run_id).run["flow_run_id"], 30, "the run's flow run")
+    wait_for(lambda: _flow_run(stack, flow_run_id).state.is_paused(), 30, "the flow run to wait on its person")
+    resume = engine.launcher._resume
 
-        def slow_resume(run: str) -> Any:  # a Prefect server slow to answer: the stop comes first
-            time.sleep(1.5)
-            return resume(run)
+    def slow_resume(run: str) -> Any:
+        """A resume slow to reach the Prefect server: it goes once the stack is stopping and its server no longer
+        answers, or after 3 s of it still answering (a stack that waits for it; it waits up to 5 s)."""
+        assert stack._stop.wait(60)
+        until = time.monotonic() + 3.0
+        while healthy(stack.api_url) and time.monotonic() < until:
+            time.sleep(0.05)
+        return resume(run)
 
-        monkeypatch.setattr(engine.launcher, "_resume", slow_resume)
-        engine.report(run_id, "look", HumanReport(actor="zhao-lei", values={}))
-        assert engine.view(run_id).run["nudge"]  # recorded, its resume under way
-    finally:
-        stack.stop()
+    monkeypatch.setattr(engine.launcher, "_resume", slow_resume)
+    engine.report(run_id, "look", HumanReport(actor="zhao-lei", values={}))
+    assert engine.view(run_id).run["nudge"]  # recorded, its resume under way
+    stack.stop()
     assert not engine.view(run_id).run["nudge"]  # resumed before the server stopped: nothing left for a next start
     assert engine.view(run_id).run["outcome"] == "done"
-    engine.pager.close()
