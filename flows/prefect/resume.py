@@ -22,31 +22,38 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from prefect.input import RunInput
 from pydantic import ConfigDict, Field, create_model
 
 SALT = "sop-resume"
 
 
-class ResumeInput(RunInput):
-    """Filled in by the SOP engine when a report has been recorded. People report through their
-    step page, their personal link, `sop done` or the API: a resume typed here reports nothing and
-    is recorded as refused."""
+@lru_cache(maxsize=1)
+def _resume_input_base() -> type[Any]:
+    """``ResumeInput``, made when first needed: Prefect's ``RunInput`` costs a second of imports, which the commands
+    that never resume a flow run (``sop status``, ``sop silence``…) do not pay."""
+    from prefect.input import RunInput
 
-    # other fields are let through Prefect's check (its default forbids them) so that the flow
-    # sees and records a resume that claims a report ("step", "actor"…) instead of Prefect
-    # refusing it where the ledger never hears of it
-    model_config = ConfigDict(extra="allow")
-    token: str = Field(default="", description="the engine's signed resume token (not for people)")
+    class ResumeInput(RunInput):
+        """Filled in by the SOP engine when a report has been recorded. People report through their
+        step page, their personal link, `sop done` or the API: a resume typed here reports nothing and
+        is recorded as refused."""
+
+        # other fields are let through Prefect's check (its default forbids them) so that the flow
+        # sees and records a resume that claims a report ("step", "actor"…) instead of Prefect
+        # refusing it where the ledger never hears of it
+        model_config = ConfigDict(extra="allow")
+        token: str = Field(default="", description="the engine's signed resume token (not for people)")
+
+    return ResumeInput
 
 
 @lru_cache(maxsize=64)
-def resume_input(count: int) -> type[ResumeInput]:
+def resume_input(count: int) -> type[Any]:
     """The resume input of a run's ``count``-th suspension. ``suspension``, when given, must be ``count``: the
     engine's resumes give it, so Prefect refuses one meant for an earlier suspension (two services resuming at
     once, the second late) before the flow run hears of it; a resume without it reaches the flow, which checks
     its token and records a refusal."""
-    return create_model("ResumeInput", __base__=ResumeInput, suspension=(
+    return create_model("ResumeInput", __base__=_resume_input_base(), suspension=(
         Literal[count] | None, Field(default=None, description="which suspension this resume ends (the engine's)")))
 
 
