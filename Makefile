@@ -27,9 +27,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
+# The project's bytecode, compiled ahead: the demo and the tests start dozens of processes (sop commands, APIs,
+# executors, pagers), and where PYTHONDONTWRITEBYTECODE is set (CI images often set it) Python would compile
+# every module of flows/ again in each of them (~0.2-0.3 s of CPU each). Only changed files are compiled again.
+BYTECODE = $(BIN)/python -m compileall -q flows notifications >/dev/null
+
 install: $(STAMP) $(MERMAID)
 
 demo: $(STAMP) $(MERMAID)
+	@$(BYTECODE)
 	$(BIN)/sop validate
 	$(BIN)/sop demo
 
@@ -53,6 +59,7 @@ deps-system:
 	    else echo "deps-system: no CJK font; Chinese names render as boxes in browser screenshots"; fi; }
 
 test: $(STAMP) $(MERMAID) deps-system
+	@$(BYTECODE)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
