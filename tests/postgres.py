@@ -5,7 +5,8 @@
 cluster is thrown away), and a superuser ``sop`` trusted on loopback. No system cluster,
 service or port is touched. ``database()`` makes an empty database, or a copy of a template
 (``CREATE DATABASE … TEMPLATE``: a migrated ledger in ~30 ms); ``stop()`` stops the cluster
-and removes its folder.
+and removes its folder. A session killed outright cannot: its cluster outlives it, and the
+next ``start()`` on this machine stops it (its folder names the process that started it).
 
 initdb refuses to run as root: as root the cluster runs as the ``postgres`` account Debian's
 package creates (or ``nobody`` when there is none), which owns the folder.
@@ -31,6 +32,10 @@ from tests.support import free_port
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "sop"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+#: a cluster's folder: ``<temp>/sop-pg-…``, holding ``owner.pid`` (the process that started it), ``data``, the log
+PREFIX, OWNER = "sop-pg-", "owner.pid"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -76,8 +81,11 @@ class PostgresCluster:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> PostgresCluster:
-        """initdb + pg_ctl start; returns once the server accepts connections (or raises with its log)."""
-        self.folder = Path(tempfile.mkdtemp(prefix="sop-pg-"))
+        """initdb + pg_ctl start; returns once the server accepts connections (or raises with its log). Clusters
+        left running by sessions that were killed outright are stopped first (:func:`stop_orphans`)."""
+        stop_orphans(self.bin_dir)
+        self.folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.folder / OWNER).write_text(f"{os.getpid()}\n")
         data, log = self.folder / "data", self.folder / "server.log"
         if self.account is not None:
             entry = pwd.getpwnam(self.account)
@@ -176,6 +184,39 @@ class PostgresCluster:
                     raise RuntimeError(f"PostgreSQL did not accept connections on 127.0.0.1:{self.port} within "
                                        f"30 s:\n{log.read_text()[-2000:] if log.exists() else ''}") from None
                 time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another account's process: alive
+        return True
+    return True
+
+
+def stop_orphans(bin_dir: Path | None = None, where: Path | None = None) -> list[Path]:
+    """Stop and remove the clusters under ``where`` (the temporary folder) whose starting process has died
+    without stopping them (a test session or bench killed with SIGKILL: ``pg_ctl`` servers outlive their
+    parent); the folders removed. A cluster whose owner lives, or that names none, is left alone."""
+    removed = []
+    for folder in sorted(Path(where or tempfile.gettempdir()).glob(f"{PREFIX}*")):
+        try:
+            owner = int((folder / OWNER).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        data = folder / "data"
+        if (data / "postmaster.pid").exists():
+            cluster = PostgresCluster(bin_dir=bin_dir)
+            cluster.folder = folder
+            cluster._as_owner([str(cluster.bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w",
+                               "-t", "30"], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def _quoted(name: str) -> str:
