@@ -105,8 +105,8 @@ class PostgresCluster:
         self._wait_ready(log)
         return self
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown) and remove its folder; safe to call twice."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl``'s shutdown ``mode``) and remove its folder; safe to call twice."""
         if self.folder is None:
             return
         if self._admin is not None:
@@ -114,7 +114,7 @@ class PostgresCluster:
             self._admin = None
         data = self.folder / "data"
         if (data / "postmaster.pid").exists():
-            self._as_owner([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "30"],
+            self._as_owner([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", mode, "-w", "-t", "30"],
                            check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = None
@@ -208,13 +208,9 @@ def stop_orphans(bin_dir: Path | None = None, where: Path | None = None) -> list
             continue
         if _alive(owner):
             continue
-        data = folder / "data"
-        if (data / "postmaster.pid").exists():
-            cluster = PostgresCluster(bin_dir=bin_dir)
-            cluster.folder = folder
-            cluster._as_owner([str(cluster.bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w",
-                               "-t", "30"], check=False)
-        shutil.rmtree(folder, ignore_errors=True)
+        orphan = PostgresCluster(bin_dir=bin_dir)
+        orphan.folder = folder
+        orphan.stop(mode="immediate")  # a thrown-away cluster: nothing to write out first
         removed.append(folder)
     return removed
 
