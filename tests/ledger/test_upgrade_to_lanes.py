@@ -39,6 +39,10 @@ def test_the_migrations_are_one_line_through_lanes_wide_ids_and_the_attach_funct
     assert script.get_revision("0014_wide_ids").down_revision == "0013_chains"
     assert script.get_revision("0013_chains").down_revision == "0012_executors"
     assert len(script.get_bases()) == 1
+    # Ledger.migrate knows the head without Alembic: the files' names sort in the order the revisions apply
+    applied = [Path(revision.path).name for revision in reversed(list(script.walk_revisions()))]
+    assert applied == sorted(path.name for path in (MIGRATIONS / "versions").glob("[0-9]*.py"))
+    assert flows.ledger.head_revision() == script.get_current_head()
 
 
 @pytest.fixture
