@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BeforeValidator, Field, PrivateAttr, WithJsonSchema, field_validator, model_validator
 
 from flows.language.fields import Strict, check_timezone
+from flows.language.holiday_codes import SUBDIVISIONS
 
 DAY = timedelta(days=1)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -98,15 +99,23 @@ class PublicHolidays(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> PublicHolidays:
+        known = SUBDIVISIONS.get(self.country)
+        if known is not None and (self.subdiv is None or self.subdiv in known):
+            return self  # without importing the package's 250 countries (holiday_codes)
         import holidays
 
-        supported = holidays.list_supported_countries()
+        supported = holidays.list_supported_countries()  # the installed version may know more
         if self.country not in supported:
             raise self.field_error("country", f"the holidays package knows no country {self.country!r} "
                                               "(an ISO 3166-1 code such as CN, ES, DE, US)")
-        if self.subdiv is not None and self.subdiv not in supported[self.country]:
-            raise self.field_error("subdiv", f"{self.country} has no subdivision {self.subdiv!r} "
-                                             f"(known: {', '.join(supported[self.country][:12])}…)")
+        codes = supported[self.country]
+        if self.subdiv is not None and self.subdiv not in codes:
+            names = getattr(getattr(holidays, self.country), "subdivisions_aliases", None) or {}
+            meant = next((code for name, code in names.items() if name.casefold() == self.subdiv.casefold()), None)
+            hint = (f"; did you mean {meant!r}?" if meant else
+                    f" (known: {', '.join(codes[:40])}{'…' if len(codes) > 40 else ''})" if codes else
+                    "; the package knows no subdivisions of it: leave `subdiv` out")
+            raise self.field_error("subdiv", f"{self.country} has no subdivision {self.subdiv!r}{hint}")
         return self
 
 

@@ -178,6 +178,12 @@ EXPECTED: dict[str, list[E]] = {
     "config-unknown-member.yaml": [E(6, 34, "roles.night-shift.members[2]", "unknown person `dee-park`")],
     "config-lead-not-role.yaml": [E(9, 11, "roles.night-shift.lead", "lead `ana-ruiz` is not a role in config")],
     "config-bad-timezone.yaml": [E(4, 15, "people.ana-ruiz.timezone", "unknown time zone `Europe/Barcelona`")],
+    "config-calendar-unknown-country.yaml": [
+        E(6, 25, "calendars.office.holidays.country", "the holidays package knows no country 'XX'")
+    ],
+    "config-calendar-unknown-subdiv.yaml": [
+        E(6, 37, "calendars.office.holidays.subdiv", "ES has no subdivision 'Madrid'; did you mean 'MD'?")
+    ],
     "config-token-bad-role.yaml": [E(8, 11, "tokens.ops-console.role", "'operator', 'responder', 'auditor' or 'monitor'")],
     "config-responder-without-person.yaml": [E(7, None, "tokens.phone.person", "a responder token needs `person`")],
     "config-role-without-backup.yaml": [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
@@ -79,3 +80,27 @@ def test_commands_that_never_reach_prefect_do_not_import_it(tmp_path) -> None:
         loaded = json.loads(done.stdout.rsplit("MODULES ", 1)[1])
         assert "flows.cli.common" in loaded, args  # the command ran
         assert [name for name in loaded if name.split(".")[0] == "prefect"] == [], args
+
+
+def test_reading_the_config_and_its_holiday_calendars_does_not_import_the_holidays_package() -> None:
+    """The package lists its countries by importing all 250 of them (0.2–0.3 s of every command that reads
+    ``config/``); the calendars' codes (CN; ES with subdivision MD) are checked against ``holiday_codes``."""
+    code = (
+        "import json, sys\n"
+        "from flows.language.library import load_library\n"
+        "calendars = load_library().site.calendars\n"
+        "print(json.dumps([sorted(calendars), sorted(name for name in sys.modules if name.split('.')[0] == "
+        "'holidays')]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    calendars, loaded = json.loads(done.stdout)
+    assert {"cn-office", "es-office"} <= set(calendars)
+    assert loaded == []
+
+
+def test_the_holiday_codes_are_the_installed_packages() -> None:
+    from flows.language import holiday_codes
+
+    assert Path(holiday_codes.__file__).read_text(encoding="utf-8") == holiday_codes.render(), (
+        "the holidays package changed: write flows/language/holiday_codes.py anew with "
+        "`.venv/bin/python -m flows.language.holiday_codes`")
