@@ -59,6 +59,8 @@ class RunInfo:
     speed: float = 1.0
     status: str = "running"
     reason: str | None = None
+    #: a drill (``sop drill``, the board's drill toggle): its messages say so in their title and facts
+    drill: bool = False
 
 
 @dataclass(frozen=True)

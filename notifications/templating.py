@@ -121,7 +121,7 @@ def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_
     if not title:
         raise RenderError("the template rendered an empty first line (the title)", template.filename)
     return Message(
-        title=f"{urgency.title_prefix(ctx.sop.priority)} {title}",
+        title=f"{'[DRILL] ' if ctx.run.drill else ''}{urgency.title_prefix(ctx.sop.priority)} {title}",
         body=body,
         notify_type=urgency.notify_type(ctx.sop.class_, kind, ctx.run.status),
         priority=ctx.sop.priority,

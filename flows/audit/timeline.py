@@ -62,8 +62,10 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind == "step_claimed":
         return f"{who} took it"
     if kind == "step_simulated":
-        sent = data.get("request") or {}
-        what = f"{sent.get('method')} {sent.get('url')}" if sent else " ".join(data.get("argv") or [])
+        sent, message = data.get("request") or {}, data.get("message") or {}
+        what = (f"{sent.get('method')} {sent.get('url')}" if sent else
+                f"message “{message.get('title')}” to {', '.join(message.get('to') or []) or 'nobody'}" if message
+                else " ".join(data.get("argv") or []))
         return f"simulated (drill): {what}"
     if kind == "status_update":
         return f"status update by {who}: {data.get('text')}"

@@ -128,7 +128,7 @@ def drill(
     seed: Annotated[int | None, typer.Option(help="random seed for the responders' delays")] = None,
     reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
     hand_over: Annotated[list[str] | None, typer.Option("--hand-over", help="STEP=PERSON: its holder hands it over at once (repeatable)")] = None,
-    live: Annotated[bool, typer.Option("--live", help="http and command steps call the real systems (default: simulated)")] = False,
+    live: Annotated[bool, typer.Option("--live", help="http, command and notify steps call the real systems and send their messages (default: simulated)")] = False,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if (problem := check_speed(speed)) is not None:

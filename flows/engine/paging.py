@@ -14,6 +14,7 @@ deliveries marks its outbox row done in the same transaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -240,6 +241,13 @@ class Pager:
         self.record_deliveries(run_id, step_id, "message", results)
         return lane_outcomes(results)
 
+    def would_reach(self, targets: list[str]) -> list[str]:
+        """Whom :meth:`broadcast` would send a message to now (a drill's notify step: nothing is sent)."""
+        from notifications import recipients
+
+        return [f"{recipient.kind} {recipient.id}" for recipient in
+                recipients(targets, self.site, on_call=self.decided(None))]
+
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
                   outbox_id: int | None = None) -> None:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
@@ -338,7 +346,8 @@ class Pager:
         status = run["outcome"] if run["status"] == RunStatus.FINISHED else run["status"]
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
-                           status=status, reason=_reason(run, page))
+                           status=status, reason=_reason(run, page),
+                           drill=(json.loads(run["trigger"] or "null") or {}).get("kind") == "drill")
         step_info = None
         if step is not None:
             row = view.steps[step.id]

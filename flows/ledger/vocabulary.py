@@ -133,7 +133,7 @@ class RecordKind(StrEnum):
     FLOW_RUN_GIVEN_UP = "flow_run_given_up"
     FLOW_RUN_RESCUED = "flow_run_rescued"  # left Pending or Running by a dead executor: put back in its queue, once
     LAUNCH_GIVEN_UP = "launch_given_up"  # its flow run could not be created: no automated step will start
-    STEP_SIMULATED = "step_simulated"  # a drill's http or command step: what would have been sent, not sent
+    STEP_SIMULATED = "step_simulated"  # a drill's http, command or notify step: what would have been sent, not sent
     RESUME_REFUSED = "resume_refused"  # a resume of a flow run the engine did not sign (the Prefect UI's form, a forged call)
     # silences (no run: a person's decision that matching triggers start none, for a while)
     SILENCE_CREATED = "silence_created"    # who, why, the matchers, from when until when

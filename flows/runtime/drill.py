@@ -1,7 +1,8 @@
 """Drills: an SOP on compressed time with simulated responders, a live timeline and a summary.
 
-A drill is a real run (real ledger, real timers, real flow run, real notifications to the
-configured contacts — the local inbox by default); only the people are simulated. Each
+A drill is a real run (real ledger, real timers, real flow run, real pages to the responders'
+configured contacts — the local inbox by default); only the people are simulated, and its
+http, command and notify steps (docs/running.md, "Drills touch no real system"). Each
 responder answers a human step after a chosen or random share of its due time; ``late``
 steps are answered after their due, so the escalation ladder is exercised.
 """
@@ -92,7 +93,7 @@ class Drill:
         self._rejected: set[str] = set()
         #: steps their first holder hands to another person (step id -> person) as soon as they are asked
         self.hand_over = dict(hand_over or {})
-        #: http and command steps call the site's real systems (else simulated, unless a step says `drill: live`)
+        #: http, command and notify steps run for real (else simulated, unless a step says `drill: live`)
         self.live = live
         #: when the owner posts the status updates the run's cadence asked for (wall instants)
         self._updates_due: list[datetime] = []

@@ -24,7 +24,7 @@ def test_a_call_that_hangs_is_cut_on_the_runs_clock(engine, gateway):
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
 
     assert engine.view(run.run_id).run["outcome"] == "failed"
-    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked"}
+    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked", "tell": "blocked"}
     assert len(gateway.requests) == 4  # the first try and 3 retries, each cut
     # unscaled, each attempt would hang its whole 5 s before the next began (gaps of 5.2 s and more)
     assert all(gap < TIMEOUT_S for gap in _gaps(gateway)), _gaps(gateway)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -126,7 +127,7 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
     view = engine.view(run.run_id)
     assert view.run["outcome"] == "failed"
-    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked"}
+    assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked", "tell": "blocked"}
     assert len(gateway.requests) == 4  # first try + 3 retries
     state = wait_for(lambda: (s := flow_run_state(engine, run.run_id)) and s.is_final() and s, 60, "the flow run to end")
     assert state.type.value == "FAILED" and "call: failed" in state.message  # not a green Completed
@@ -156,21 +157,58 @@ def test_a_rejection_that_stands_ends_the_flow_run_rejected_and_a_cancel_cancell
     assert state.type.value == "CANCELLED"
 
 
-def test_a_drill_simulates_http_steps_unless_started_live(engine, gateway):
+def _lines(inbox: Path, name: str) -> list[dict]:
+    path = inbox / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_drill_simulates_http_and_notify_steps_unless_started_live_and_its_pages_say_drill(engine, gateway, project):
+    inbox = project / "var" / "inbox"
     gateway.failures = 0
     before = len(gateway.requests)
     drill = engine.start("t-http", {"url": gateway.url}, initiator="drill", speed=600,
                          trigger={"kind": "drill", "late": []})
     wait_for(lambda: step_states(engine, drill.run_id)["confirm"] == "active", 90, "the simulated call")
+    wait_for(lambda: step_states(engine, drill.run_id)["tell"] == "done", 90, "the simulated message")
     assert len(gateway.requests) == before  # the gateway heard nothing
-    [simulated] = records(engine, drill.run_id, "step_simulated")
-    assert simulated["data"]["request"] == {"method": "POST", "url": f"{gateway.url}/limits",
-                                            "json": {"rps": 500, "run": drill.run_id}}
+    call, tell = records(engine, drill.run_id, "step_simulated")
+    assert call["data"]["request"] == {"method": "POST", "url": f"{gateway.url}/limits",
+                                       "json": {"rps": 500, "run": drill.run_id}}
     assert engine.view(drill.run_id).result("call")["status"] == 200  # the first expected status
+    # the customers were not texted: the message and whom it would have reached are recorded instead
+    assert [m for m in _lines(inbox, "users-sms") if drill.run_id in m["title"]] == []
+    message = tell["data"]["message"]
+    assert (message["title"], message["body"]) == (f"Limits set for {drill.run_id}", "The gateway answered 200.")
+    assert message["to"][0] == "channel users-sms" and message["to"][1].startswith("person ")
+    result = engine.view(drill.run_id).result("tell")
+    assert (result["delivered"], result["reached"], result["failed"]) == (True, 2, 0)
+    # its pages still go to the responders, and say it is a drill
+    oncall = message["to"][1].removeprefix("person ")
+    [page] = wait_for(lambda: [m for m in _lines(inbox, oncall) if drill.run_id in m["body"]] or None, 30,
+                      "the confirm page")
+    assert page["title"].startswith("[DRILL] [P2] ") and "a drill" in page["body"]
+
     live = engine.start("t-http", {"url": gateway.url}, initiator="drill", speed=600,
                         trigger={"kind": "drill", "late": [], "live": True})
-    wait_for(lambda: step_states(engine, live.run_id)["confirm"] == "active", 90, "the real call")
+    wait_for(lambda: step_states(engine, live.run_id)["tell"] == "done", 90, "the real call and message")
     assert len(gateway.requests) == before + 1 and records(engine, live.run_id, "step_simulated") == []
+    assert [m["title"] for m in _lines(inbox, "users-sms") if live.run_id in m["title"]] == [
+        f"[P2] Limits set for {live.run_id}"]
+
+
+def test_a_compressed_run_that_is_no_drill_sends_its_messages_and_its_pages_do_not_say_drill(engine, gateway, project):
+    inbox = project / "var" / "inbox"
+    gateway.failures = 0
+    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei", speed=600)
+    wait_for(lambda: step_states(engine, run.run_id)["tell"] == "done", 90, "the message")
+    assert [m["title"] for m in _lines(inbox, "users-sms") if run.run_id in m["title"]] == [
+        f"[P2] Limits set for {run.run_id}"]
+    assert records(engine, run.run_id, "step_simulated") == []
+    [page] = wait_for(lambda: [m for path in inbox.glob("*.jsonl") for m in _lines(inbox, path.stem)
+                               if "Assigned to you: confirm" in m["title"] and run.run_id in m["body"]] or None, 30,
+                      "the confirm page")
+    assert not page["title"].startswith("[DRILL]") and "drill" not in page["body"]
+    assert "time runs 600× faster" in page["body"]
 
 
 def test_four_eyes_approval_refuses_the_initiator(engine):

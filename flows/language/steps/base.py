@@ -219,7 +219,8 @@ class StepKind:
     #: a step of this kind may leave out ``kind:`` when it has this key
     implied_by: str | None = None
     #: in a drill, what the step would have done instead of doing it (kinds that touch the site's real
-    #: systems: http, command): (step, context) → outputs, with ``simulated`` and what would have been sent
+    #: systems or send its messages: http, command, notify): (step, context) → outputs, with ``simulated``
+    #: and what would have been sent
     simulate: Callable[[Any, StepContext], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:

@@ -32,6 +32,9 @@ class NotifyStep(StepBase):
     kind: Literal["notify"] = "notify"
     notify: list[str] = Field(min_length=1)
     message: NotifyMessage
+    drill: Literal["simulate", "live"] = Field(default="simulate", description="in a drill: record the message and "
+                                                                               "whom it would reach (default) or "
+                                                                               "send it for real")
 
     def outputs(self) -> set[str]:
         return super().outputs() | set(NOTIFY_OUTPUTS)
@@ -53,6 +56,15 @@ def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
     return {"delivered": bool(lanes) and reached == len(lanes), "reached": reached, "failed": len(lanes) - reached}
 
 
+def simulate(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
+    """A drill's message is not sent (a drill must not text the customers or post in the company's channels): the
+    message as it would have been, and whom it would have reached; every recipient counts as reached."""
+    reach = ctx.pager.would_reach(step.notify)
+    return {"simulated": True, "delivered": True, "reached": len(reach), "failed": 0,
+            "message": {"to": reach, "title": render(step.message.title, ctx.variables),
+                        "body": render(step.message.body, ctx.variables)}}
+
+
 def templates(step: NotifyStep) -> Iterator[Template]:
     """The message's title and body."""
     yield Template(step.message.title, ("message", "title"))
@@ -71,4 +83,4 @@ def summary(step: NotifyStep) -> str:
 
 
 KIND = StepKind(model=NotifyStep, activate=ready, summary=summary, templates=templates, targets=targets,
-                execute=execute)
+                execute=execute, simulate=simulate)
