@@ -40,9 +40,14 @@ def library(root: Path | None = None) -> Library:
 
         return runnable_library(root or project_root())
     except SpecInvalid as exc:
-        for error in exc.errors:
-            err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
-        fail(f"{len(exc.errors)} error(s) in sops/ or config/", "fix them, then run `sop validate`")
+        refuse_library(exc)
+
+
+def refuse_library(exc: SpecInvalid) -> NoReturn:
+    """Exit 1 listing every error of an invalid library (file:line:col each)."""
+    for error in exc.errors:
+        err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
+    fail(f"{len(exc.errors)} error(s) in sops/ or config/", "fix them, then run `sop validate`")
 
 
 def print_json(data: Any) -> None:

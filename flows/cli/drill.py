@@ -82,8 +82,9 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
               reject: list[str] | None = None, hand_over: dict[str, str] | None = None, live: bool = False) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
+    from flows.api.auth import SecretsRefused
     from flows.prefect.names import prefect_api_url
-    from flows.runtime.serve import Stack, healthy
+    from flows.runtime.serve import Stack, StackError, healthy
 
     lib = library()
     if sop_id not in lib.sops:
@@ -103,7 +104,10 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
             pages = _port_free(lib.site.settings.api.host, lib.site.settings.api.port)  # the step pages, if we may
             embedded = Stack(library=lib, api=pages, progress=lambda m: console.print(f"[dim]stack:[/] {m}"))
             stack.callback(embedded.stop)
-            embedded.start()
+            try:
+                embedded.start()
+            except (StackError, SecretsRefused) as exc:
+                fail(str(exc))
             engine = embedded.engine
         else:
             engine = runtime.engine(library=lib)

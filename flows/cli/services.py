@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.cli import app
-from flows.cli.common import console, err_console, fail, library
+from flows.cli.common import console, err_console, fail, library, refuse_library
 
 
 def _prefect(lib: Any) -> tuple[str, str | None]:
@@ -51,6 +51,7 @@ def serve(
     Ctrl-C stops it cleanly. Logs of the children are in var/log/.
     """
     from flows.api.auth import SecretsRefused
+    from flows.language.loader import SpecInvalid
     from flows.runtime.serve import Stack, StackError
 
     stack = Stack(workers=workers, port=port, timers=timers, api=api, sweep_every=sweep_every,
@@ -61,6 +62,11 @@ def serve(
         stack.wait()
     except (StackError, SecretsRefused) as exc:
         fail(str(exc))
+    except SpecInvalid as exc:  # sops/ or config/ went wrong: where, before anything started
+        refuse_library(exc)
+    except Exception:  # _exit_now ends the process before Python could print it: print it here
+        err_console.print_exception()
+        fail("sop serve stopped on the error above", "please report it with var/log/")
     finally:
         stack.stop()
         _exit_now()

@@ -337,3 +337,54 @@ def test_sop_run_refuses_bad_inputs_before_looking_for_the_stack(sop, tmp_path: 
     assert result.returncode == 1 and "-p `brand` is not key=value" in result.stderr
     result = sop("run", "crisis-pr", "-p", "brand=lumi", "-p", "mentions_per_day=140", env=env)
     assert result.returncode == 1 and "is `sop serve` running?" in result.stderr  # good inputs: then the stack
+
+
+def _project_with(tmp_path: Path, repo_root: Path, prefect_port: int | None = None) -> dict[str, str]:
+    """A copy of the repo's sops/ and config/ (Prefect's port moved when given), its own var/."""
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(repo_root / "sops", root / "sops")
+    shutil.copytree(repo_root / "config", root / "config")
+    if prefect_port is not None:
+        settings = root / "config" / "settings.yaml"
+        settings.write_text(settings.read_text().replace("prefect: {port: 4200}", f"prefect: {{port: {prefect_port}}}"))
+    return {"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+            "SOP_INBOX_DIR": str(root / "var" / "inbox"), "PREFECT_API_URL": None}
+
+
+def test_sop_serve_refuses_a_broken_sop_file_saying_where_it_is(sop, tmp_path: Path, repo_root: Path) -> None:
+    env = _project_with(tmp_path, repo_root)
+    broken = Path(env["SOP_HOME"]) / "sops" / "zz-broken.yaml"
+    text = (repo_root / "sops" / "crisis-pr.yaml").read_text().replace("id: crisis-pr", "id: zz-broken", 1)
+    broken.write_text(text.replace("deadline: 2h", "deadline: two hours", 1))
+    served = sop("serve", env=env, timeout=60)
+    assert served.returncode == 1 and "Traceback" not in served.stderr
+    assert f"{broken}:" in served.stderr and "deadline: expected a duration" in served.stderr, served.stderr
+
+
+def test_sop_drill_on_a_port_another_server_holds_says_so_without_a_traceback(sop, tmp_path: Path,
+                                                                              repo_root: Path) -> None:
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):  # another project's Prefect: our auth string is refused
+        def do_GET(self) -> None:  # noqa: N802 - the handler's API
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = _project_with(tmp_path, repo_root, prefect_port=server.server_address[1])
+        drilled = sop("drill", "crisis-pr", "--speed", "600", env=env, timeout=120)
+    finally:
+        server.shutdown()
+    assert drilled.returncode == 1 and "Traceback" not in drilled.stderr, drilled.stderr[-2000:]
+    assert drilled.stderr.startswith("error: prefect-server exited with code 1; see ")  # its log says why
