@@ -29,6 +29,11 @@ from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 log = logging.getLogger("sop.engine")
 
 
+#: how a person reports for themselves (the terminal, a signed-in page, a personal link): only someone who may act
+#: on the step may (``human.may_act``); an operator's token acting for someone (``by``) may act for anyone
+SELF_SERVED = ("cli", "web", "link")
+
+
 class StepHeld(StepNotActive):
     """The step is held by someone else (they said "I'll take it")."""
 
@@ -83,6 +88,8 @@ class PeopleActions:
             approvals = view.approvals(step.id)
             human.check_report(step, report, initiator=view.run["initiator"], approvals=approvals, site=self.site)
             actor = report.actor
+            if actor.via in SELF_SERVED and not actor.by:  # a person for themselves: as on the step's page
+                self.check_may_act(view, step, actor)
             holder = view.steps[step.id].get("claimed_by")
             if holder and actor.person != holder and not actor.by and actor.person not in self.overseers(view, step):
                 raise StepHeld(holder, f"step `{step.id}` is taken by {holder}: only they, the lead of "
