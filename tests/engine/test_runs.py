@@ -178,7 +178,8 @@ def test_a_drill_simulates_http_and_notify_steps_unless_started_live_and_its_pag
     # the customers were not texted: the message and whom it would have reached are recorded instead
     assert [m for m in _lines(inbox, "users-sms") if drill.run_id in m["title"]] == []
     message = tell["data"]["message"]
-    assert (message["title"], message["body"]) == (f"Limits set for {drill.run_id}", "The gateway answered 200.")
+    assert (message["title"], message["body"]) == (  # run.url: the run's page, which a person can open
+        f"Limits set for {drill.run_id}", f"The gateway answered 200. Run: http://127.0.0.1:8000/runs/{drill.run_id}")
     assert message["to"][0] == "channel users-sms" and message["to"][1].startswith("person ")
     result = engine.view(drill.run_id).result("tell")
     assert (result["delivered"], result["reached"], result["failed"]) == (True, 2, 0)
