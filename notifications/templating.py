@@ -32,6 +32,7 @@ from jinja2 import (
 from jinja2.runtime import Context as JinjaContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flows.language.expressions import default
 from flows.language.library import project_root
 from notifications import urgency
 from notifications.actions import action_for
@@ -86,6 +87,7 @@ def environment(overrides_dir: str | None) -> ImmutableSandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["default"] = env.filters["d"] = default  # None too (flows.language.expressions.default)
     env.filters["local"] = _local
     env.filters["tojson"] = _tojson
     env.filters["yesno"] = _yesno

@@ -12,10 +12,20 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
+
+def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    """Jinja's ``default`` (``d``), which also stands in for None: an optional input left out, a field nobody
+    filled, is None, and ``{{ inputs.topic | default('not known yet') }}`` must not print "None"."""
+    if value is None or isinstance(value, Undefined) or (boolean and not value):
+        return default_value
+    return value
+
+
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENV.filters["default"] = ENV.filters["d"] = default
 ROOTS = ("inputs", "steps", "trigger", "run", "config")
 RUN_FIELDS = ("id", "sop", "title", "started_at", "deadline_at", "initiator", "speed", "url", "class", "priority")
 _WRAPPED = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)

@@ -38,3 +38,22 @@ def test_a_lone_path_renders_plain_values_as_text() -> None:
 def test_a_missing_variable_fails_as_in_jinja(template: str) -> None:
     with pytest.raises(UndefinedError):
         render(template, CONTEXT)
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("Topic: {{ inputs.nothing | default('not known yet') }}", "Topic: not known yet"),  # an input left out: None
+    ("{{ inputs.nothing | d('-') }}", "-"),
+    ("{{ inputs.service | default('x') }}", "checkout"),
+    ("{{ inputs.count | default('x') }}", "3"),
+    ("{{ inputs.flag | default('x') }}", "True"),
+    ("{{ '' | default('empty', true) }}", "empty"),
+    ("{{ '' | default('empty') }}", ""),
+])  # fmt: skip
+def test_default_stands_in_for_a_value_left_out(template: str, expected: str) -> None:
+    assert render(template, CONTEXT) == expected
+
+
+def test_a_message_template_default_stands_in_for_none_too() -> None:
+    from notifications.templating import environment
+
+    assert environment(None).from_string("{{ x | default('none given') }}").render(x=None) == "none given"
