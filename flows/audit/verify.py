@@ -49,12 +49,19 @@ _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records delete
 
 @dataclass
 class Break:
-    """Where the chain breaks: the record's sequence number (in a lane: its place there), what was done, in words."""
+    """Where the chain breaks: the record's number (``seq``, as ``sop audit show`` numbers records; None for a
+    record that is gone), what was done, in words; in a lane, also the record's ``place`` in it."""
 
-    seq: int
+    seq: int | None
     kind: str  # edited | deleted | inserted | reordered | truncated | rewritten
     message: str
     lane: int | None = None  # None: the records written before lanes (or the anchors)
+    place: int | None = None  # its place in its lane (None: before lanes, where the place is the seq)
+
+    @property
+    def where(self) -> str:
+        """``record 123``, or for a record that is gone ``lane 1, place 92``."""
+        return f"record {self.seq}" if self.seq is not None else f"lane {self.lane}, place {self.place}"
 
 
 @dataclass
@@ -121,7 +128,9 @@ def _origin(row: Any, written_at: dict[str, int]) -> int | None:
     return None
 
 
-def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_at: dict[str, int]) -> Break | None:
+def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_at: dict[str, int],
+              name: Callable[[int], str] = lambda place: f"record {place}") -> Break | None:
+    """What breaks at ``row`` (places: seqs before lanes, pos in a lane), its message naming places by ``name``."""
     expected = prev_seq + 1
     origin = _origin(row, written_at)
     linked = row.prev_hash == prev_hash
@@ -130,27 +139,34 @@ def _classify(row: Any, following: Any, prev_seq: int, prev_hash: str, written_a
     if origin is not None and origin != row.seq:
         target = written_at.get(row.prev_hash)
         if target is not None and target >= row.seq:
-            return Break(row.seq, "reordered", f"record {row.seq} is the record written as {origin}: it links to "
-                                               f"record {target}, which now comes after it (records were reordered)")
+            return Break(row.seq, "reordered", f"{name(row.seq)} is the record written as {origin}: it links to "
+                                               f"{name(target)}, which now comes after it (records were reordered)")
         if origin > row.seq:
-            return Break(row.seq, "deleted", f"{origin - row.seq} record(s) before record {row.seq} were deleted and the "
-                                             f"later records renumbered to close the gap (record {row.seq} was written as {origin})")
+            return Break(row.seq, "deleted", f"{origin - row.seq} record(s) before {name(row.seq)} were deleted and the "
+                                             f"later records renumbered to close the gap ({name(row.seq)} was written as {origin})")
         first = target + 1 if target is not None else origin
-        return Break(first, "inserted", f"record {first} was inserted: record {row.seq} was written as {origin} and "
-                                        f"links to record {target if target is not None else '?'}")
+        return Break(first, "inserted", f"{name(first)} was inserted: {name(row.seq)} was written as {origin} and "
+                                        f"links to {name(target) if target is not None else 'record ?'}")
     if row.seq > expected:
-        missing = f"record {expected}" if row.seq == expected + 1 else f"records {expected}–{row.seq - 1}"
-        return Break(expected, "deleted", f"{missing} deleted: the chain jumps from {prev_seq} to {row.seq}")
+        missing = name(expected) if row.seq == expected + 1 else f"{name(expected)}–{row.seq - 1}".replace("record", "records", 1)
+        return Break(expected, "deleted", f"{missing} deleted: the chain jumps from {name(prev_seq).removeprefix('record ')} "
+                                          f"to {name(row.seq).removeprefix('record ')}")
     if following is not None and following.prev_hash == prev_hash:
-        return Break(row.seq, "inserted", f"record {row.seq} was inserted: record {following.seq} links straight "
-                                          f"past it to {'the genesis' if prev_seq == 0 else f'record {prev_seq}'}")
+        return Break(row.seq, "inserted", f"{name(row.seq)} was inserted: {name(following.seq)} links straight "
+                                          f"past it to {'the genesis' if prev_seq == 0 else name(prev_seq)}")
     if origin == row.seq and not linked:
         if prev_seq == 0:
-            return Break(row.seq, "edited", f"record {row.seq} does not start from the genesis hash")
-        return Break(prev_seq, "edited", f"record {prev_seq} was changed and its hash recomputed: record {row.seq} "
+            return Break(row.seq, "edited", f"{name(row.seq)} does not start from the genesis hash")
+        return Break(prev_seq, "edited", f"{name(prev_seq)} was changed and its hash recomputed: {name(row.seq)} "
                                          f"still links to its original hash")
-    return Break(row.seq, "edited", f"record {row.seq} does not match its hash: its fields were edited "
+    return Break(row.seq, "edited", f"{name(row.seq)} does not match its hash: its fields were edited "
                                     f"(or it was written outside the ledger)")
+
+
+def _in_lane(place: int, seq_at: dict[int, int]) -> str:
+    """A place of a lane as a message names it: ``record 123 (place 92)``, or ``place 92`` when it is gone."""
+    seq = seq_at.get(place)
+    return f"record {seq} (place {place})" if seq is not None else f"place {place}"
 
 
 def _place(lane: int | None) -> Any:
@@ -275,19 +291,25 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
         if not _intact(columns, prev_seq, prev_hash):
             sound = _intact(columns, columns[0] - 1, columns[7])  # right against its own link and number
             if not sound:
-                found.unsound.append(columns[0])
+                found.unsound.append(columns[9])  # the record's seq (in a lane its place is columns[0])
             if found.breaks:
                 if not sound:
-                    found.suspects.append(columns[0])
+                    found.suspects.append(columns[9])
             else:
                 if written_at is None:
                     written_at = {digest: seq for seq, digest in conn.execute(
                         sa.select(_place(lane), records.c.hash).where(_in(lane)).order_by(_place(lane)))}
                 following = None if pending is None or (head is not None and pending[0] > head) else _record(pending)
-                broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at)
+                if lane is None:
+                    broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at)
+                else:  # a lane's places are not the records' numbers: name both
+                    seq_at = dict(conn.execute(sa.select(records.c.pos, records.c.seq).where(_in(lane))).tuples().all())
+                    broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at,
+                                      name=lambda place: _in_lane(place, seq_at))
+                    if broke is not None:
+                        broke.lane, broke.place, broke.seq = lane, broke.seq, seq_at.get(broke.seq)  # type: ignore[arg-type]
+                        broke.message = f"lane {lane}: {broke.message}"
                 if broke is not None:
-                    if lane is not None:
-                        broke.lane, broke.message = lane, f"lane {lane}: {broke.message}"
                     found.breaks.append(broke)
         if expect and columns[0] in expect:
             _check_head(found, lane, columns, *expect[columns[0]])
@@ -295,18 +317,18 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
     rows.close()
     for place in sorted(p for p in expect or {} if p > prev_seq):
         digest, checkpoint = expect[place]  # type: ignore[index]
-        found.breaks.append(Break(prev_seq + 1, "truncated", f"lane {lane}: checkpoint {checkpoint} saw record {place} "
-                                  f"(hash {digest[:12]}…) but the lane ends at {prev_seq}: records were cut off its end",
-                                  lane))
+        found.breaks.append(Break(None, "truncated", f"lane {lane}: checkpoint {checkpoint} saw its place {place} "
+                                  f"(hash {digest[:12]}…) but the lane ends at place {prev_seq}: records were cut off "
+                                  "its end", lane, prev_seq + 1))
         break
     return found
 
 
 def _check_head(found: Walk, lane: int | None, columns: tuple[Any, ...], digest: str, checkpoint: int) -> None:
     if columns[8] != digest:
-        found.breaks.append(Break(columns[0], "rewritten", f"lane {lane}: record {columns[0]} (seq {columns[9]}) no "
+        found.breaks.append(Break(columns[9], "rewritten", f"lane {lane}: record {columns[9]} (place {columns[0]}) no "
                                   f"longer has the hash checkpoint {checkpoint} saw ({digest[:12]}…): the lane was "
-                                  "rewritten at or before it", lane))
+                                  "rewritten at or before it", lane, columns[0]))
 
 
 def head_of(conn: Connection) -> tuple[int, str, int]:
@@ -359,9 +381,9 @@ def walk_lanes(conn: Connection) -> list[Walk]:
             continue  # an edited checkpoint: its lane's walk names it
         for lane, (place, digest) in lanes.items():
             if place < reached.get(str(lane), 0):
-                checkpoints.breaks.append(Break(pos, "truncated", f"checkpoint {seq} saw lane {lane} end at record "
+                checkpoints.breaks.append(Break(seq, "truncated", f"checkpoint {seq} saw lane {lane} end at place "
                                                 f"{place}, an earlier one at {reached[str(lane)]}: the lane was cut "
-                                                "between them", CHECKPOINT_LANE))
+                                                "between them", CHECKPOINT_LANE, pos))
             reached[str(lane)] = max(place, reached.get(str(lane), 0))
             expect.setdefault(lane, {})[place] = (digest, seq)
         old = heads.get("legacy")

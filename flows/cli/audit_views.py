@@ -286,9 +286,9 @@ def print_verification(result: Verification) -> None:
     """The terminal rendering of ``sop audit verify``: each break and suspect, or the intact chain; the head."""
     if result.breaks:
         first = result.breaks[0]
-        console.print(f"[bold red]✗ record {first.seq}: {first.kind}[/] — {escape(first.message)}")
+        console.print(f"[bold red]✗ {first.where}: {first.kind}[/] — {escape(first.message)}")
         for more in result.breaks[1:]:
-            console.print(f"[red]✗ record {more.seq}: {more.kind}[/] — {escape(more.message)}")
+            console.print(f"[red]✗ {more.where}: {more.kind}[/] — {escape(more.message)}")
     if result.suspects:
         shown = ", ".join(str(s) for s in result.suspects[:20]) + ("…" if len(result.suspects) > 20 else "")
         console.print(f"[red]✗ {len(result.suspects)} later record(s) do not match their own hash either:[/] {shown}")
@@ -299,8 +299,9 @@ def print_verification(result: Verification) -> None:
     if result.ok:
         console.print(f"[green]✓ chain intact:[/] {result.records:,} records, {result.texts_checked} pinned SOP text(s) match")
     console.print(f"head: record {result.head_seq} hash {result.head_hash}")
-    console.print(f"[dim]note the head elsewhere; next time `sop audit verify --anchor {result.head_seq}:{result.head_hash}` "
-                  f"also proves nothing was cut off the end or rewritten since[/]")
+    if result.ok:  # a head to note down only from a chain that verifies: this one's may be the forger's
+        console.print(f"[dim]note the head elsewhere; next time `sop audit verify --anchor {result.head_seq}:"
+                      f"{result.head_hash}` also proves nothing was cut off the end or rewritten since[/]")
 
 
 # --- sop audit history -----------------------------------------------------------------------

@@ -98,7 +98,8 @@ def test_an_edit_is_named(lanes: tuple[Ledger, Any]) -> None:
     row = _row(ledger, "run-1", 1)
     sql(f"UPDATE records SET actor = 'mallory' WHERE seq = {row.seq}")
     first = _verify(ledger).first_break
-    assert first is not None and (first.lane, first.seq, first.kind) == (row.chain, row.pos, "edited")
+    assert first is not None and (first.lane, first.place, first.seq, first.kind) == (row.chain, row.pos, row.seq, "edited")
+    assert first.where == f"record {row.seq}" and f"record {row.seq} (place {row.pos})" in first.message  # as audit show
 
 
 def test_an_edit_with_its_hash_recomputed_is_caught_by_the_next_record(lanes: tuple[Ledger, Any]) -> None:
@@ -108,7 +109,8 @@ def test_an_edit_with_its_hash_recomputed_is_caught_by_the_next_record(lanes: tu
                        row.chain, row.pos)
     sql(f"UPDATE records SET actor = 'mallory', hash = '{fake}' WHERE seq = {row.seq}")
     first = _verify(ledger).first_break
-    assert first is not None and (first.lane, first.seq, first.kind) == (row.chain, row.pos, "edited")
+    assert first is not None and (first.lane, first.place, first.seq, first.kind) == (row.chain, row.pos, row.seq, "edited")
+    assert first.where == f"record {row.seq}" and f"record {row.seq} (place {row.pos})" in first.message  # as audit show
 
 
 def test_a_deleted_record_is_named(lanes: tuple[Ledger, Any]) -> None:
@@ -116,7 +118,8 @@ def test_a_deleted_record_is_named(lanes: tuple[Ledger, Any]) -> None:
     row = _row(ledger, "run-2", 1)
     sql(f"DELETE FROM records WHERE seq = {row.seq}")
     first = _verify(ledger).first_break
-    assert first is not None and (first.lane, first.seq, first.kind) == (row.chain, row.pos, "deleted")
+    assert first is not None and (first.lane, first.place, first.seq, first.kind) == (row.chain, row.pos, None, "deleted")
+    assert first.where == f"lane {row.chain}, place {row.pos}"  # it is gone: no record number to name
 
 
 def test_two_swapped_records_are_named_as_reordered(lanes: tuple[Ledger, Any]) -> None:

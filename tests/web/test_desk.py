@@ -233,6 +233,7 @@ def test_the_chain_verified_with_the_head_to_note_down(site: Site, auditor: http
     rewritten = auditor.get("/desk/verify", params={"anchor": f"{seq}:{'0' * 64}"})
     assert rewritten.status_code == 200 and "The ledger does not verify" in rewritten.text
     assert f"record {seq}: <strong>rewritten</strong>" in rewritten.text
+    assert "sop audit verify --anchor" not in rewritten.text  # a head to note down only from a chain that verifies
     wrong = auditor.get("/desk/verify", params={"anchor": "12:abc"})
     assert wrong.status_code == 422
     assert field_errors(wrong)["anchor"].startswith("anchor `12:abc` is not SEQ:HASH")
