@@ -27,6 +27,7 @@ somewhere else after each audit and pass it back as an anchor (``--anchor SEQ:HA
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -305,7 +306,7 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
                 else:  # a lane's places are not the records' numbers: name both
                     seq_at = dict(conn.execute(sa.select(records.c.pos, records.c.seq).where(_in(lane))).tuples().all())
                     broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at,
-                                      name=lambda place: _in_lane(place, seq_at))
+                                      name=functools.partial(_in_lane, seq_at=seq_at))
                     if broke is not None:
                         broke.lane, broke.place, broke.seq = lane, broke.seq, seq_at.get(broke.seq)  # type: ignore[arg-type]
                         broke.message = f"lane {lane}: {broke.message}"
