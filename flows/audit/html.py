@@ -150,7 +150,7 @@ def _chain(verification: Verification | None) -> dict[str, Any] | None:
                                     f"{verification.head_seq} ({verification.head_hash[:16]}…); "
                                     f"{verification.texts_checked} pinned SOP text(s) match their hashes."}
     first = verification.first_break
-    what = f"record {first.seq} ({first.kind}): {first.message}" if first else "pinned SOP texts do not match their hashes"
+    what = f"{first.where} ({first.kind}): {first.message}" if first else "pinned SOP texts do not match their hashes"
     return {"ok": False, "text": f"✗ The ledger does not verify — {what}. The figures below rest on it."}
 
 

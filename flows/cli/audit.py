@@ -30,7 +30,7 @@ from flows.cli.audit_views import (
     print_verification,
     progress_bar,
 )
-from flows.cli.common import console, fail, library
+from flows.cli.common import console, err_console, fail, library
 
 audit = typer.Typer(name="audit", no_args_is_help=True,
                     help="For auditors: runs, one run's whole timeline, SLA reports, silenced triggers, chain verification, SOP history.")
@@ -173,7 +173,8 @@ def report_command(
     csv_file: Annotated[str | None, typer.Option("--csv", metavar="FILE", help="write the figures as CSV (- for stdout)")] = None,
     json_file: Annotated[str | None, typer.Option("--json", metavar="FILE", help="write figures and run lines as JSON (- for stdout)")] = None,
     timelines: Annotated[int | None, typer.Option("--timelines", metavar="N", min=0, help="draw at most N run timelines in the HTML (default: all)")] = None,
-    verify: Annotated[bool, typer.Option(help="verify the hash chain and say so in the HTML")] = True,
+    verify: Annotated[bool, typer.Option(help="verify the hash chain first: a ledger that does not verify is said in "
+                                              "every output (the JSON's `verification`), and the command exits 1")] = True,
 ) -> None:
     """SLA compliance per SOP and per class (on time, time to acknowledge and complete, escalations, late steps by role)."""
     subject = _audit()
@@ -186,21 +187,30 @@ def report_command(
                                                             max_timelines=timelines if html else 0, progress=told)
     except AuditError as exc:
         fail(exc.message, exc.hint)
+    checked = None
+    if verify:  # figures read from a tampered ledger are the forger's: every output must say so
+        with progress_bar("verifying the hash chain") as told:
+            checked = subject.verify(progress=told)
+    broken = checked is not None and not checked.ok
     if csv_file:
         _write(csv_file, to_csv(report.rows, COMPLIANCE_COLUMNS))
     if json_file:
-        _write(json_file, to_json(report.to_dict()))
+        document = report.to_dict()
+        if checked is not None:
+            document["verification"] = {key: value for key, value in checked.to_dict().items()
+                                        if key in ("ok", "records", "head", "first_break")}
+        _write(json_file, to_json(document))
     if html:
         from flows.audit.html import render_html
 
-        checked = None
-        if verify:
-            with progress_bar("verifying the hash chain") as told:
-                checked = subject.verify(progress=told)
         _write(html, render_html(report, charts, verification=checked))
-        if checked is not None and not checked.ok:
-            console.print("[bold red]✗ the ledger does not verify[/] (see `sop audit verify`); the report says so")
+    if broken:
+        first = checked.first_break  # type: ignore[union-attr]
+        err_console.print(f"[bold red]✗ the ledger does not verify[/]{f' ({first.where}: {first.kind})' if first else ''}: "
+                          "these figures may not be what happened; see `sop audit verify`", soft_wrap=True)
     if "-" in (csv_file, json_file):
+        if broken:
+            raise typer.Exit(1)
         return
     print_compliance(report, within)
     print_silences(report.silences)
@@ -209,6 +219,8 @@ def report_command(
         if path:
             console.print(f"[green]✓[/] {label} written to {path}")
     console.print(f"[dim]{len(report.runs)} run(s) in {time.perf_counter() - began:.2f}s[/]")
+    if broken:
+        raise typer.Exit(1)
 
 
 # --- sop audit silenced ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ The browser is real: Debian's ``chromium``, headless (``make deps-system`` insta
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -90,3 +91,21 @@ def test_a_report_over_a_tampered_ledger_says_so_at_the_top(scenario: Scenario, 
     html = render_html(*audit.report_with_sections(workers=1), verification=audit.verify())
     ledger.dispose()
     assert '<p class="chain broken" id="chain">✗ The ledger does not verify — record 7 (edited)' in html
+
+
+def test_every_output_of_the_report_says_a_tampered_ledger_does_not_verify(sop: Any, scenario: Scenario,
+                                                                          ledger_copy: str, tmp_path: Path) -> None:
+    """Not only the HTML: the JSON carries the verification, the terminal and a CSV to stdout say it on stderr, and the
+    command exits 1 (a script exporting the figures must not take a forger's figures for the ledger's)."""
+    env = {"SOP_DATABASE_URL": ledger_copy}
+    clean = sop("audit", "report", "--json", str(tmp_path / "clean.json"), env=env)
+    assert clean.returncode == 0 and json.loads((tmp_path / "clean.json").read_text())["verification"]["ok"] is True
+    tamper(ledger_copy, ("UPDATE records SET actor = 'li-wei' WHERE seq = 7", ()))
+    told = sop("audit", "report", "--json", str(tmp_path / "r.json"), env=env)
+    assert told.returncode == 1 and "✗ the ledger does not verify (record 7: edited)" in told.stderr
+    verification = json.loads((tmp_path / "r.json").read_text())["verification"]
+    assert verification["ok"] is False and verification["first_break"]["seq"] == 7
+    piped = sop("audit", "report", "--csv", "-", env=env)
+    assert piped.returncode == 1 and piped.stdout.startswith("scope,key,") and "does not verify" in piped.stderr
+    unchecked = sop("audit", "report", "--csv", "-", "--no-verify", env=env)
+    assert unchecked.returncode == 0 and "verify" not in unchecked.stderr
