@@ -13,7 +13,7 @@ Bodies are exactly what the CLI prints with ``--json`` / ``--csv`` (and the HTML
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
@@ -48,6 +48,17 @@ def _json(data: object) -> Response:
     return Response(to_json(data), media_type="application/json")
 
 
+def _window(subject: Any, since: str | None, until: str | None) -> Any:
+    """The window of ``since``/``until``; a 422 naming the one that does not parse (``since`` when they are in the
+    wrong order)."""
+    for field, alone in (("since", (since, None)), ("until", (None, until)), ("since", (since, until))):
+        try:
+            within = subject.window(*alone)
+        except AuditError as exc:
+            raise _refused(exc, f"query.{field}") from None
+    return within
+
+
 @router.get("/runs")
 def audit_runs(request: Request, since: str | None = SINCE, until: str | None = UNTIL, sop: str | None = SOP,
                sop_class: str | None = CLASS, drills: str = DRILLS,
@@ -55,10 +66,7 @@ def audit_runs(request: Request, since: str | None = SINCE, until: str | None = 
     """One line per run: SOP and version hash, trigger, start, end, outcome, deadline met or missed, escalations;
     ``drill`` marks drills."""
     subject = _audit(request)
-    try:
-        within = subject.window(since, until)
-    except AuditError as exc:
-        raise _refused(exc, "query.since" if since and "since" in exc.message else "query.until") from None
+    within = _window(subject, since, until)
     try:
         lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
@@ -85,16 +93,15 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
                  timelines: int | None = Query(None, ge=0, description="HTML: draw at most this many run timelines")) -> Response:
     """SLA compliance per SOP, per class and overall, late steps by role; ``format=html`` is the printable report."""
     subject = _audit(request)
+    within = _window(subject, since, until)
     try:
-        within = subject.window(since, until)
         if format == "html":  # on one process: the server runs threads, so forking is not safe (nor tried)
             report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, max_timelines=timelines,
                                                           drills=drills)
         else:
             report, _ = subject.report(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
-        field = next((f for f in ("class", "drills") if f in exc.message), "since")
-        raise _refused(exc, f"query.{field}") from None
+        raise _refused(exc, "query.drills" if "drills" in exc.message else "query.class") from None
     if format == "csv":
         return PlainTextResponse(to_csv(report.rows, COMPLIANCE_COLUMNS), media_type="text/csv")
     if format == "html":

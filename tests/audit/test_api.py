@@ -100,3 +100,16 @@ def test_a_token_without_read_rights_or_no_token_is_refused(client: httpx.Client
 def test_the_audit_cannot_write(client: httpx.Client, scenario: Scenario) -> None:
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert client.request(method, f"/v1/audit/runs/{scenario.runs['A']}").status_code == 405
+
+
+@pytest.mark.parametrize("path", ["/v1/audit/runs", "/v1/audit/report"])
+@pytest.mark.parametrize("params, field", [
+    ({"since": "garbage"}, "query.since"),
+    ({"until": "garbage"}, "query.until"),
+    ({"since": "2026-03-02", "until": "last week-ish"}, "query.until"),
+    ({"since": "2026-03-05", "until": "2026-03-02"}, "query.since"),  # the wrong order
+])  # fmt: skip
+def test_a_window_that_does_not_parse_names_its_own_field(client: httpx.Client, path: str, params: dict[str, str],
+                                                          field: str) -> None:
+    refused = client.get(path, params=params)
+    assert refused.status_code == 422 and refused.json()["field"] == field, refused.json()
