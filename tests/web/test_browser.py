@@ -81,7 +81,8 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     page.select_option("#f-category", "delivery")
     page.fill("#f-platforms", "weibo, douyin")
     page.check("#f-kol_involved")
-    page.fill("#f-evidence_link", "https://dash.example/q/1")
+    page.set_input_files("#f-evidence_file", files=[{"name": "weibo-mentions-export.csv", "mimeType": "text/csv",
+                                                    "buffer": b"hour,mentions\n09:00,140\n"}])
     page.get_by_role("button", name="Done").click()  # the trend is forgotten
     error = page.locator("#err-trend")
     assert error.inner_text() == "required: one of rising, stable, falling"
@@ -90,9 +91,15 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     assert site.engine.view(run_id).state("assess") == "active"
     page.shot("step-error")
     page.select_option("#f-trend", "rising")
+    if not page.locator("#f-evidence_file").input_value():  # a browser does not keep a file across a refusal
+        page.set_input_files("#f-evidence_file", files=[{"name": "weibo-mentions-export.csv", "mimeType": "text/csv",
+                                                        "buffer": b"hour,mentions\n09:00,140\n"}])
     page.get_by_role("button", name="Done").click()
     page.wait_for_url(re.compile(rf"/runs/{run_id}/steps/assess\?done=done$"))
     assert "Establish the facts from orders and tickets → cs-lead" in page.locator(".ok").inner_text()
+    # the file, named by its sha256 (one long word), stays inside a phone's width
+    assert "weibo-mentions-export.csv" in page.locator("ul.evidence").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     page.shot("step-done")
     view = site.engine.view(run_id)
     assert view.state("assess") == "done" and view.state("facts") == "active"
