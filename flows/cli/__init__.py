@@ -94,6 +94,29 @@ def main() -> None:
     _leave_resumes_to_the_nudger(0)
 
 
+class _HeldWarnings(logging.Handler):
+    """The launcher's warnings in a command that acts on a run (``sop done`` and the like): a resume Prefect did
+    not take is a log line for a service's log, and here one note at the end (:func:`_leave_resumes_to_the_nudger`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_HELD = _HeldWarnings()
+
+
+def hold_resume_warnings() -> None:
+    """From now on in this process, the launcher's warnings are held for the note instead of printed bare."""
+    launcher_log = logging.getLogger("sop.launcher")
+    if _HELD not in launcher_log.handlers:
+        launcher_log.addHandler(_HELD)
+        launcher_log.propagate = False
+
+
 def _leave_resumes_to_the_nudger(code: int | str | None) -> None:
     """A report is recorded before its run's flow run is resumed (on a thread): give the resume a few seconds,
     then leave it to ``sop serve``'s nudger (the run is flagged in the ledger) rather than wait on a Prefect
@@ -102,12 +125,22 @@ def _leave_resumes_to_the_nudger(code: int | str | None) -> None:
         return
     from flows.prefect.launcher import RESUME_WAIT, settle_nudges
 
-    if settle_nudges(RESUME_WAIT):
+    settled = settle_nudges(RESUME_WAIT)
+    failed = [record for record in _HELD.records if "resume_failed" in record.getMessage()]
+    others = [record for record in _HELD.records if record not in failed]
+    if settled and not _HELD.records:
         return
     from flows.cli.common import err_console
 
-    err_console.print("note: Prefect did not answer; the run goes on once it does (sop serve's nudger resumes it)",
-                      soft_wrap=True)
+    for record in others:
+        err_console.print(f"warning: {record.getMessage()}", soft_wrap=True, markup=False)
+    if settled and not failed:
+        return
+    why = failed[0].getMessage().partition(" error=")[2] if failed else ""
+    err_console.print(f"note: Prefect did not answer{f' ({why})' if why else ''}; the run goes on once it does "
+                      "(sop serve's nudger resumes it)", soft_wrap=True)
+    if settled:
+        return
     if isinstance(code, str):
         print(code, file=sys.stderr)
     logging.shutdown()

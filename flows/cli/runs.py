@@ -37,7 +37,9 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 def _engine(prefect: bool = True) -> Any:
     from flows import runtime
+    from flows.cli import hold_resume_warnings
 
+    hold_resume_warnings()  # a resume Prefect refused is told as one note at the end (flows.cli.main)
     return runtime.engine(library=library(), prefect=prefect)
 
 

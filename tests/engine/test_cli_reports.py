@@ -105,6 +105,20 @@ def test_a_report_while_prefect_is_away_answers_at_once_and_the_run_goes_on_when
              90, "the nudger to resume the run and the flow run to wait again")
 
 
+def test_a_report_while_prefect_is_down_says_so_in_one_note_not_a_log_line(sop, project, engine, waiting_run):
+    """A Prefect that refuses the connection (stopped) fails the resume at once: the person is told in words, as
+    when it does not answer, and the service's log line stays out of their terminal."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens once it is closed: connections are refused
+    result = sop("done", waiting_run, "left", "--actor", "zhao-lei", "-f", "choice=no",
+                 env={"SOP_HOME": str(project), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+    assert result.returncode == 0 and "left done by zhao-lei" in result.stdout, result.stderr
+    assert "note: Prefect did not answer (" in result.stderr and "the run goes on once it does" in result.stderr
+    assert "event=" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    wait_for(lambda: not engine.view(waiting_run).run["nudge"], 90, "the stack's nudger to resume the run")
+
+
 def test_a_cancel_while_prefect_is_away_ends_the_flow_run_once_it_is_back(sop, project, engine, waiting_run):
     """The ledger says cancelled at once; the flow run Prefect could not be told of is ended by the nudger, so
     Prefect does not show a cancelled run Suspended for ever."""
