@@ -119,7 +119,7 @@ def run(
         with engine.launcher._client() as client:
             engine.launcher.deployment_id(client, sop_id)
     except LaunchError as exc:
-        fail(str(exc), "start the stack with `sop serve` (or set PREFECT_API_URL)")
+        fail(str(exc), exc.hint or "start the stack with `sop serve` (or set PREFECT_API_URL)")
     except Exception as exc:
         fail(f"cannot reach the Prefect server at {engine.launcher.api_url}: {exc}", "start it with `sop serve`")
     who = _actor(engine, as_)

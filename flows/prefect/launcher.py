@@ -122,7 +122,11 @@ class _Failing:
 
 
 class LaunchError(RuntimeError):
-    """The Prefect server refused or could not be reached; the message says which."""
+    """The Prefect server refused or could not be reached; the message says which (``hint``: what to do, if known)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 #: seconds a process that stops waits for the resumes its reports started before it leaves them to the nudger
@@ -235,7 +239,13 @@ class Launcher:
                 if getattr(getattr(exc, "response", None), "status_code", None) == 401:
                     raise LaunchError(f"the Prefect server at {self.api_url} refuses us (401): run where `sop serve` "
                                       "keeps var/prefect-auth, or set PREFECT_API_AUTH_STRING") from None
-                raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({exc})") from None
+                if type(exc).__name__ == "ObjectNotFound":  # the server answers; this SOP was never deployed there
+                    raise LaunchError(f"SOP `{sop_id}` is not deployed to the Prefect server at {self.api_url} (new "
+                                      "since the stack started?)", hint="restart `sop serve` (it deploys every SOP "
+                                      "and its API and pages load the library), or in team mode run `sop deploy` and "
+                                      "restart the API and executors") from None
+                raise LaunchError(f"no Prefect deployment for SOP `{sop_id}`: is `sop serve` running? ({short(exc)})")\
+                    from None
         return self._deployments[sop_id]
 
     def launch(self, run_id: str, *, replaces: str | None = None, reason: str | None = None) -> str:

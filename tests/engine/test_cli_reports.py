@@ -137,3 +137,17 @@ def test_a_cancel_while_prefect_is_away_ends_the_flow_run_once_it_is_back(sop, p
 
     wait_for(lambda: flow_run().state.is_cancelled(), 90, "the flow run to end Cancelled",
              explain=lambda: flow_run().state)
+
+
+def test_sop_run_of_an_sop_added_since_the_stack_started_says_what_to_do(sop, project, stack, tmp_path):
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(project / "sops", root / "sops")
+    shutil.copytree(project / "config", root / "config")
+    text = (project / "sops" / "t-approval.yaml").read_text().replace("id: t-approval", "id: t-added-later", 1)
+    (root / "sops" / "t-added-later.yaml").write_text(text)
+    result = sop("run", "t-added-later", "--as", "li-wei", env={"SOP_HOME": str(root)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "SOP `t-added-later` is not deployed to the Prefect server at" in result.stderr, result.stderr
+    assert "hint: restart `sop serve`" in result.stderr and "(None)" not in result.stderr
