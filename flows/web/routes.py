@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
 from flows.web import board, desk, library, oncall, pages, signin, silences
@@ -18,6 +19,10 @@ def mount(app: FastAPI, engine: Any, env: Mapping[str, str] | None = None) -> We
     web = Web(engine, env)
     app.state.web = web
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # browsers ask for /favicon.ico on every page they open: answer it, rather than a 404 logged each time
+    app.add_api_route("/favicon.ico", lambda: FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                                                            headers={"Cache-Control": "max-age=86400"}),
+                      methods=["GET"], include_in_schema=False)
     app.include_router(signin.router)
     app.include_router(pages.router)
     app.include_router(board.router)

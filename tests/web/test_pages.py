@@ -250,6 +250,16 @@ def test_the_api_docs_load_nothing_from_outside(site: Site) -> None:
         assert client.get(url).status_code == 200, url
 
 
+def test_the_browsers_icon_is_answered_not_a_404(site: Site) -> None:
+    """Every browser asks for /favicon.ico: a 404 each time was a warning in the log for every page view."""
+    client = site.client()
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml" and b"<svg" in icon.content
+    page = client.get("/sign-in")
+    assert '<link rel="icon" href="/static/favicon.svg"' in page.text
+    assert client.get("/static/favicon.svg").status_code == 200
+
+
 def _site_records(site: Site) -> list[dict[str, Any]]:
     import sqlalchemy as sa
 
