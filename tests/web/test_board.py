@@ -39,6 +39,8 @@ def test_a_responder_cannot_open_the_board_or_its_write_actions(site: Site) -> N
 
 def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site: Site) -> None:
     client = operator(site)
+    picked = client.get("/board/start")  # the playbooks to pick from, their deadlines as people write them
+    assert "crisis-pr · complaint · deadline 2h" in picked.text and "0:00:00" not in picked.text
     form = client.get("/board/start/crisis-pr")
     assert form.status_code == 200 and 'name="mentions_per_day"' in form.text and 'name="drill"' in form.text
     brand = f"b-{uuid.uuid4().hex[:8]}"
