@@ -68,11 +68,27 @@ def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True
         cls="overdue" if over else "left", due=due.astimezone(UTC).isoformat(), speed=speed, text=text)
 
 
+def shown(value: Any) -> str:
+    """A reported value as a person reads it: yes / no, — for nothing, lists joined."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(shown(v) for v in value) or "—"
+    return str(value)
+
+
+def label(name: str) -> str:
+    """A form field's name as a heading: ``kol_involved`` → "Kol involved"."""
+    return name.replace("_", " ").replace("-", " ").capitalize()
+
+
 @cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(md=markdown, when=when, duration=format_duration)
+    env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label)
     env.globals.update(left=left, escape=escape)
     return env
 

@@ -97,6 +97,7 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     page.get_by_role("button", name="Done").click()
     page.wait_for_url(re.compile(rf"/runs/{run_id}/steps/assess\?done=done$"))
     assert "Establish the facts from orders and tickets → cs-lead" in page.locator(".ok").inner_text()
+    assert page.get_by_role("row", name="Kol involved yes").count() == 1  # as a person reads it, not "True"
     # the file, named by its sha256 (one long word), stays inside a phone's width
     assert "weibo-mentions-export.csv" in page.locator("ul.evidence").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
