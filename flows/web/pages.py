@@ -357,6 +357,12 @@ def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Re
         return None, _link_refused(request, web, None, exc)
 
 
+#: what a used link did, in words (the link's action as the ledger keeps it)
+USED_FOR = {"done": " to report the step done", "rejected": " to reject the step", "claim": " to take the step",
+            "help": " to ask for help", "hand-over": " to hand the step over", "hold": " to put the run on hold",
+            "release": " to release the run's hold"}
+
+
 @router.get("/s/{token}")
 def open_link(request: Request, token: str) -> Response:
     """A personal link from a message: the step's page, as its person, without a password."""
@@ -367,7 +373,8 @@ def open_link(request: Request, token: str) -> Response:
     assert claim is not None
     used = web.engine.link_used(claim.nonce)
     if used:
-        return _what_happened(request, web, claim, f"this link was already used ({used}): here is what happened")
+        how = USED_FOR.get(used, "")
+        return _what_happened(request, web, claim, f"this link was already used{how}: here is what happened")
     try:
         sp = step_page(web, claim.run_id or "", claim.step_id or "", claim.person)
     except (RunNotFound, KeyError):

@@ -104,6 +104,7 @@ def test_a_used_link_cannot_act_again_and_shows_what_happened(site: Site) -> Non
     assert after == ["link_refused"]  # (the claim's pages to the others are delivered meanwhile)
     reopened = replay.get(link)
     assert reopened.status_code == 410 and "What happened" in reopened.text and "Held by" in reopened.text
+    assert "this link was already used to take the step" in reopened.text  # in words, not "(claim)"
 
 
 def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
