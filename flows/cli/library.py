@@ -87,8 +87,9 @@ def list_sops(as_json: Annotated[bool, typer.Option("--json", help="machine-read
                      "version": s.sop.version, "hash": s.text_hash} for s in rows])
         return
     table = Table(title=f"{len(rows)} SOPs", title_justify="left")
-    for col in ("P", "id", "title", "class", "owner", "deadline", "steps", "triggers"):
-        table.add_column(col)
+    widest = max((len(s.sop.id) for s in rows), default=2)
+    for col in ("P", "id", "title", "class", "owner", "deadline", "steps", "triggers"):  # the id is typed next: whole
+        table.add_column(col, no_wrap=col in ("P", "id"), min_width=widest if col == "id" else None)
     for s in rows:
         table.add_row(f"P{s.sop.priority}", s.sop.id, escape(s.sop.title), s.sop.class_, escape(s.sop.owner),
                       format_duration(s.sop.deadline) if s.sop.deadline else "—", str(len(s.sop.steps)),

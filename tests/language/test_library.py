@@ -388,3 +388,10 @@ def test_sop_drill_on_a_port_another_server_holds_says_so_without_a_traceback(so
         server.shutdown()
     assert drilled.returncode == 1 and "Traceback" not in drilled.stderr, drilled.stderr[-2000:]
     assert "error: prefect-server exited with code 1; see " in drilled.stderr  # its log says why
+
+
+def test_sop_list_on_an_80_column_terminal_shows_every_id_whole(sop, repo_root: Path) -> None:
+    listed = sop("list", env={"COLUMNS": "80"})
+    assert listed.returncode == 0, listed.stderr
+    ids = sorted(path.stem for path in (repo_root / "sops").glob("*.yaml"))
+    assert [i for i in ids if f" {i} " not in listed.stdout] == []  # what one types next is never cut ("complai…")
