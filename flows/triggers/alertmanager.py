@@ -8,9 +8,10 @@ named by its path (``alerts.3.labels``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from flows.triggers.model import Alert
 
@@ -20,14 +21,28 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
 
+def _timestamp(value: str | None) -> str | None:
+    """An RFC 3339 time as sent (Alertmanager's nanoseconds included), kept as text; anything else is refused."""
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"expected an RFC 3339 time such as 2026-12-06T08:00:00Z, got {value[:40]!r}") from None
+    return value
+
+
+Timestamp = Annotated[str | None, AfterValidator(_timestamp)]
+
+
 class AlertmanagerAlert(_Lenient):
     """One alert of the group."""
 
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(min_length=1)
     annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: str | None = Field(default=None, alias="startsAt")
-    ends_at: str | None = Field(default=None, alias="endsAt")
+    starts_at: Timestamp = Field(default=None, alias="startsAt")
+    ends_at: Timestamp = Field(default=None, alias="endsAt")
     generator_url: str | None = Field(default=None, alias="generatorURL")
     fingerprint: str = ""
 

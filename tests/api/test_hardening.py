@@ -127,6 +127,18 @@ def test_grafana_values_are_finite(api: Api) -> None:
             "body.alerts.0.values.B", "Infinity")
 
 
+@pytest.mark.parametrize("path", ["/v1/alerts/alertmanager", "/v1/alerts/grafana"])
+def test_an_alert_time_that_is_not_a_time_is_refused(api: Api, path: str) -> None:
+    alert = {"status": "firing", "labels": {"alertname": "DetailPageSlow", "page": unique("/p")}, "startsAt": "yesterday"}
+    body = json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()
+    error = refused(api, "alertmanager", path, body, 422, "body.alerts.0.startsAt", "expected an RFC 3339 time")
+    assert "Value error" not in error["error"]
+    alert["startsAt"], alert["endsAt"] = "2026-12-06T08:00:00.123456789Z", "0001-01-01T00:00:00Z"  # as Alertmanager
+    taken = api.as_("alertmanager").post(path, content=json.dumps({"version": "4", "status": "firing",
+                                                                    "alerts": [alert]}).encode(), headers=JSON)
+    assert taken.status_code == 200, taken.text
+
+
 def test_a_sample_dated_far_ahead_is_refused_and_the_batch_not_stored(api: Api) -> None:
     now = time.time()
     batch = {"samples": [{"metric": "daily_uv", "value": 1, "at": now, "labels": {"site": unique()}},
