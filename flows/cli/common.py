@@ -33,14 +33,20 @@ def fail_all(problems: list[str], message: str, hint: str | None = None) -> NoRe
     fail(message, hint)
 
 
-def library(root: Path | None = None) -> Library:
-    """The validated library, or exit 1 listing every error."""
+def library(root: Path | None = None, lenient: bool = False) -> Library:
+    """The validated library, or exit 1 listing every error. ``lenient`` (commands acting on runs under way): an
+    SOP file with errors is left out with a warning instead (``load_library``); config/ must still be valid."""
     try:
         from flows.engine.build import runnable_library
 
-        return runnable_library(root or project_root())
+        loaded = runnable_library(root or project_root(), lenient=lenient)
     except SpecInvalid as exc:
         refuse_library(exc)
+    for file in dict.fromkeys(error.file for error in loaded.left_out):
+        first = next(error for error in loaded.left_out if error.file == file)
+        err_console.print(f"[yellow]warning:[/] {escape(file)} is left out: it does not validate "
+                          f"({escape(str(first))}; `sop validate` shows every error)", soft_wrap=True)
+    return loaded
 
 
 def refuse_library(exc: SpecInvalid) -> NoReturn:

@@ -22,7 +22,7 @@ _ledgers: dict[str, Ledger] = {}
 
 
 def runnable_library(root: Path | None = None, env: dict[str, str] | None = None, *,
-                     only: str | None = None) -> Library:
+                     only: str | None = None, lenient: bool = False) -> Library:
     """The library a process runs: ``sops/`` and ``config/`` (see ``load_library``) and the site's
     message templates (``config/templates/``, checked by ``notifications``), all valid; SpecInvalid
     lists every error otherwise.
@@ -32,7 +32,7 @@ def runnable_library(root: Path | None = None, env: dict[str, str] | None = None
     root = root or project_root()
     template_errors = site_template_errors(root / "config")
     try:
-        library = load_library(root, env, only=only)
+        library = load_library(root, env, only=only, lenient=lenient)
     except SpecInvalid as exc:
         raise SpecInvalid([*exc.errors, *template_errors]) from None
     if template_errors:

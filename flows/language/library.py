@@ -55,6 +55,8 @@ class Library:
     site: Site
     sops: dict[str, LoadedSop] = field(default_factory=dict)
     root: Path = field(default_factory=project_root)
+    #: loaded ``lenient``: the errors of the SOP files left out (each file's SOP is not in ``sops``)
+    left_out: list[SpecError] = field(default_factory=list)
 
     def get(self, sop_id: str) -> LoadedSop:
         """The SOP with this id; KeyError with the known ids when there is none."""
@@ -334,11 +336,15 @@ def _site_from(config_dir: Path, env: dict[str, str] | None, errors: list[SpecEr
 
 
 def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
-                 only: str | None = None) -> Library:
+                 only: str | None = None, lenient: bool = False) -> Library:
     """Load ``config/`` and ``sops/`` under ``root``; raise SpecInvalid listing every error.
 
     ``only``: the SOP with this id alone, read from ``sops/<id>.yaml`` when that file holds
     it (a flow-run process needs its own SOP and the site; the whole library otherwise).
+    ``lenient``: an SOP file with errors is left out (its errors in ``Library.left_out``) rather
+    than failing the whole library; ``config/`` must still be valid. For commands that act on
+    runs already under way (each runs its pinned text): a colleague's half-edited file must not
+    stop a responder reporting from the terminal.
     """
     root = root or project_root()
     if only is not None:
@@ -357,18 +363,21 @@ def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
     library = Library(site=site or Site(), root=root)
     where: dict[str, Document] = {}
     for file in yaml_files([root / "sops"]) if (root / "sops").is_dir() else []:
-        doc, parse_errors = read_document(file)
-        errors.extend(parse_errors)
-        if doc is None:
+        doc, file_errors = read_document(file)
+        sop = None
+        if doc is not None:
+            sop, sop_errors = load_sop(doc, site)
+            file_errors = [*file_errors, *sop_errors]
+            if sop is not None and sop.id in library.sops:
+                file_errors.append(doc.error(("id",), f"SOP id `{sop.id}` is also used by {library.sops[sop.id].path}"))
+        if file_errors and lenient and not errors:  # (config/ broken: nothing is lenient)
+            library.left_out.extend(file_errors)
             continue
-        sop, sop_errors = load_sop(doc, site)
-        errors.extend(sop_errors)
-        if sop is not None:
-            if sop.id in library.sops:
-                errors.append(doc.error(("id",), f"SOP id `{sop.id}` is also used by {library.sops[sop.id].path}"))
+        errors.extend(file_errors)
+        if sop is not None and doc is not None:
             library.sops[sop.id] = LoadedSop(sop=sop, path=file, text=file.read_text(encoding="utf-8"))
             where[sop.id] = doc
-    if not errors:  # an SOP left out for its own errors would read as unknown here
+    if not errors and not library.left_out:  # an SOP left out for its own errors would read as unknown here
         sops = {sop_id: loaded.sop for sop_id, loaded in library.sops.items()}
         errors.extend(check_follow_ups(sops, where))
     if errors:

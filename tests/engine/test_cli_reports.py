@@ -151,3 +151,25 @@ def test_sop_run_of_an_sop_added_since_the_stack_started_says_what_to_do(sop, pr
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "SOP `t-added-later` is not deployed to the Prefect server at" in result.stderr, result.stderr
     assert "hint: restart `sop serve`" in result.stderr and "(None)" not in result.stderr
+
+
+def test_a_broken_sop_file_does_not_stop_a_responder_reporting_from_the_terminal(sop, project, engine, waiting_run,
+                                                                                 tmp_path):
+    """A colleague's half-edited SOP file mid-incident: commands acting on runs under way (each runs its pinned
+    text) leave that file out with a warning saying where it is wrong; `sop validate` still refuses it."""
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(project / "sops", root / "sops")
+    shutil.copytree(project / "config", root / "config")
+    broken = root / "sops" / "zz-half-edited.yaml"
+    broken.write_text((project / "sops" / "t-approval.yaml").read_text()
+                      .replace("id: t-approval", "id: zz-half-edited", 1).replace("due: ", "due: soon ", 1))
+    env = {"SOP_HOME": str(root)}
+    done = sop("done", waiting_run, "left", "--as", "zhao-lei", "-f", "choice=yes", env=env)
+    assert done.returncode == 0 and "left done by zhao-lei" in done.stdout, done.stderr
+    assert f"warning: {broken} is left out: it does not validate ({broken}:" in done.stderr
+    assert engine.view(waiting_run).state("left") == "done"
+    status = sop("status", waiting_run, env=env)
+    assert status.returncode == 0 and "is left out" in status.stderr
+    assert sop("validate", env=env).returncode == 1
