@@ -14,7 +14,7 @@ from flows.cli.common import console, fail, print_json
 from flows.language.oncall import parse_instant
 
 USAGE = ("sop oncall [ROLE] [--at TIME]  ·  sop oncall override ROLE PERSON --from TIME --until TIME "
-         "--reason TEXT --as YOU")
+         "--reason TEXT --as YOU  ·  sop oncall override end ID --reason TEXT --as YOU")
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +36,7 @@ def oncall(
     sop oncall                       every role, now and next
     sop oncall sre-oncall --at 2026-12-24T18:00
     sop oncall override sre-oncall tom-becker --from 2026-12-24 --until +3d --reason "zhao-lei on leave" --as li-wei
+    sop oncall override end 2 --reason "recorded by mistake" --as li-wei
     """
     from flows.cli.runs import _actor, _engine
 
@@ -45,6 +46,12 @@ def oncall(
     zone = site.settings.timezone
     now = engine.clock.now()
     try:
+        if words[:2] == ["override", "end"] and len(words) == 3 and words[2].lstrip("#").isdigit():
+            if reason is None:
+                engine.pager.close()
+                fail("ending an override needs --reason", USAGE)
+            _end(engine, int(words[2].lstrip("#")), reason, _actor(engine, who), zone, as_json)
+            return
         if words[:1] == ["override"]:
             if len(words) != 3:
                 engine.pager.close()
@@ -79,6 +86,23 @@ def _override(engine: Any, role: str, person: str, start: str | None, until: str
         return
     console.print(f"[green]✓[/] override #{made.id}: {person} is primary of {role} from {_when(made.starts_at, zone)} "
                   f"until {_when(made.ends_at, zone)} {zone} ({reason}); recorded as {actor.described()}")
+
+
+def _end(engine: Any, override_id: int, reason: str, actor: Any, zone: str, as_json: bool) -> None:
+    from flows.engine.oncall import OverrideRefused, end_override
+
+    try:
+        ended = end_override(engine.ledger, override_id, reason, actor)
+    except OverrideRefused as exc:
+        fail(str(exc), USAGE)
+    if as_json:
+        print_json({"id": ended.id, "role": ended.role, "person": ended.person, "until": ended.ends_at.isoformat(),
+                    "reason": reason, "by": actor.person})
+        return
+    how = "withdrawn: it never applies" if ended.ends_at <= ended.starts_at else \
+        f"ended {_when(ended.ends_at, zone)} {zone}"
+    console.print(f"[green]✓[/] override #{ended.id} ({ended.person} for {ended.role}) {how} ({reason}); "
+                  f"recorded as {actor.described()}")
 
 
 def _show(engine: Any, role: str | None, at: str | None, shifts: int, zone: str, now: datetime, as_json: bool) -> None:

@@ -26,8 +26,9 @@ from flows.ledger.schema import oncall_overrides
 from flows.ledger.vocabulary import RecordKind
 
 _O = oncall_overrides.c
-_LIVE = sa.select(oncall_overrides).where(_O.ends_at > sa.bindparam("_at")).order_by(_O.id)
-_BETWEEN = sa.select(oncall_overrides).where((_O.ends_at > sa.bindparam("_from"))
+_KEPT = _O.ends_at > _O.starts_at  # one withdrawn before it began (end_override) never applies
+_LIVE = sa.select(oncall_overrides).where(_KEPT & (_O.ends_at > sa.bindparam("_at"))).order_by(_O.id)
+_BETWEEN = sa.select(oncall_overrides).where(_KEPT & (_O.ends_at > sa.bindparam("_from"))
                                               & (_O.starts_at < sa.bindparam("_until"))).order_by(_O.id)
 _INSERT = oncall_overrides.insert()
 
@@ -49,6 +50,29 @@ def live_overrides(conn: Any, at: datetime) -> list[Override]:
 def overrides_between(conn: Any, start: datetime, end: datetime) -> list[Override]:
     """Overrides in force at some instant between ``start`` and ``end``."""
     return [_override(r) for r in conn.execute(_BETWEEN, {"_from": start, "_until": end})]
+
+
+def end_override(ledger: Ledger, override_id: int, reason: str, actor: Actor) -> Override:
+    """End an override now (one not begun yet is withdrawn: it never applies), with why; the record keeps who and
+    until when it was meant to last. Refused (OverrideRefused) for an unknown or finished one, or no reason."""
+    if not reason.strip():
+        raise OverrideRefused("ending an override needs a --reason (it is kept in the ledger)")
+    with ledger.transaction() as tx:
+        now = tx.clock.now()
+        row = tx.conn.execute(sa.select(oncall_overrides).where(_O.id == override_id)).first()
+        if row is None:
+            raise OverrideRefused(f"there is no override #{override_id} (`sop oncall` lists the ones in force)")
+        found = _override(row)
+        if found.ends_at <= now or found.ends_at <= found.starts_at:
+            how = "withdrawn before it began" if found.ends_at <= found.starts_at else \
+                f"it ended {found.ends_at:%Y-%m-%d %H:%M} UTC"
+            raise OverrideRefused(f"override #{override_id} is over already ({how})")
+        ends_at = max(now, found.starts_at)
+        tx.append(RecordKind.ONCALL_OVERRIDE_ENDED, None, None, actor=actor.person, override=override_id,
+                  role=found.role, person=found.person, was_until=found.ends_at, reason=reason,
+                  withdrawn=found.starts_at >= now, **actor.facts())
+        tx.conn.execute(oncall_overrides.update().where(_O.id == override_id).values(ends_at=ends_at))
+    return Override(found.id, found.role, found.person, found.starts_at, ends_at, found.reason, found.by)
 
 
 def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: Site, *,

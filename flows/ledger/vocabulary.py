@@ -116,6 +116,7 @@ class RecordKind(StrEnum):
     SIGNED_OUT = "signed_out"        # a person ended their browser session
     LINK_REFUSED = "link_refused"    # a personal link that was forged, expired, used or not theirs
     ONCALL_OVERRIDE = "oncall_override"  # a person stands in as a role's primary for a while (no run)
+    ONCALL_OVERRIDE_ENDED = "oncall_override_ended"  # an override ended early (or withdrawn before it began)
     # deadlines and pages
     STEP_OVERDUE = "step_overdue"
     ESCALATION = "escalation"

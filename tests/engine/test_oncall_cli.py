@@ -43,6 +43,41 @@ def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any,
     assert bad.returncode == 1 and "`li-wei` is not a member of `sre-oncall`" in bad.stderr
 
 
+def test_an_override_recorded_by_mistake_is_withdrawn_with_a_reason_and_is_in_the_chain(
+        sop: Any, ledger_env: dict[str, str]) -> None:
+    at = "2031-01-01T12:00+08:00"
+    made = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00", "--until", "+2d",
+               "--reason", "x", "--as", "li-wei", "--json", env=ledger_env)
+    override = json.loads(made.stdout)["id"]
+    assert json.loads(sop("oncall", "sre-oncall", "--at", at, "--json", env=ledger_env).stdout)["sre-oncall"][0][
+        "primary"] == "tom-becker"
+    unexplained = sop("oncall", "override", "end", str(override), "--as", "li-wei", env=ledger_env)
+    assert unexplained.returncode == 1 and "ending an override needs --reason" in unexplained.stderr
+    ended = sop("oncall", "override", "end", f"#{override}", "--reason", "recorded by mistake", "--as", "li-wei",
+                env=ledger_env)
+    assert ended.returncode == 0, ended.stderr
+    assert f"override #{override} (tom-becker for sre-oncall) ended" in ended.stdout
+    stretches = json.loads(sop("oncall", "sre-oncall", "--at", at, "--json", env=ledger_env).stdout)["sre-oncall"]
+    assert stretches[0]["primary"] == "zhao-lei" and stretches[0]["source"] == "rotation"  # as if never made
+    again = sop("oncall", "override", "end", str(override), "--reason", "twice", "--as", "li-wei", env=ledger_env)
+    assert again.returncode == 1 and f"override #{override} is over already" in again.stderr
+    unknown = sop("oncall", "override", "end", "99", "--reason", "r", "--as", "li-wei", env=ledger_env)
+    assert unknown.returncode == 1 and "there is no override #99" in unknown.stderr
+
+    import sqlalchemy as sa
+
+    from flows.ledger import Ledger
+    from flows.ledger.schema import records
+
+    ledger = Ledger(ledger_env["SOP_DATABASE_URL"])
+    with ledger.read() as conn:
+        row = conn.execute(sa.select(records).where(records.c.kind == "oncall_override_ended")).one()
+    ledger.dispose()
+    data = json.loads(row.data)
+    assert (row.actor, data["override"], data["reason"], data["withdrawn"], data["via"]) == (
+        "li-wei", override, "recorded by mistake", True, "cli")
+
+
 def test_validate_oncall_reports_someone_on_call_while_away(sop: Any, repo_root: Path, tmp_path: Path,
                                                             ledger_env: dict[str, str]) -> None:
     config = tmp_path / "config"
