@@ -56,7 +56,7 @@ def test_an_override_recorded_by_mistake_is_withdrawn_with_a_reason_and_is_in_th
     ended = sop("oncall", "override", "end", f"#{override}", "--reason", "recorded by mistake", "--as", "li-wei",
                 env=ledger_env)
     assert ended.returncode == 0, ended.stderr
-    assert f"override #{override} (tom-becker for sre-oncall) ended" in ended.stdout
+    assert f"override #{override} (tom-becker for sre-oncall) withdrawn: it never applies" in ended.stdout
     stretches = json.loads(sop("oncall", "sre-oncall", "--at", at, "--json", env=ledger_env).stdout)["sre-oncall"]
     assert stretches[0]["primary"] == "zhao-lei" and stretches[0]["source"] == "rotation"  # as if never made
     again = sop("oncall", "override", "end", str(override), "--reason", "twice", "--as", "li-wei", env=ledger_env)
