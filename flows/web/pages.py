@@ -170,7 +170,7 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         tz=web.zone(sp.person), now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
-        next_steps=_next_steps(view) if done else [],
+        next_steps=_next_steps(web, view, step.id) if done and done not in AT_THE_STEP else [],
     )
 
 
@@ -182,10 +182,21 @@ def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
     return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
 
 
-def _next_steps(view: RunView) -> list[dict[str, Any]]:
-    """The run's steps waiting on people now (shown after an action: who has it next)."""
-    return [{"id": s.id, "title": s.name, "assignee": view.steps[s.id]["assignee"]}
-            for s in view.sop.steps if view.steps[s.id]["state"] == StepState.ACTIVE and isinstance(s, HumanStep)]
+#: actions after which the reader is still at the step: no "who has it now" to tell
+AT_THE_STEP = ("claim", "help", "handover", "hold", "release")
+
+
+def _next_steps(web: Web, view: RunView, current: str) -> list[dict[str, Any]]:
+    """After a report: the run's other steps waiting on people now, each with its role and who has it (its holder,
+    else the role's primary now)."""
+    out = []
+    for s in view.sop.steps:
+        row = view.steps[s.id]
+        if s.id != current and row["state"] == StepState.ACTIVE and isinstance(s, HumanStep):
+            person = row.get("claimed_by") or web.engine.person_for(row["assignee"])
+            out.append({"id": s.id, "title": s.name, "assignee": row["assignee"],
+                        "person": person if person != row["assignee"] else None})
+    return out
 
 
 # --- acting ----------------------------------------------------------------------------------

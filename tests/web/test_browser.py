@@ -96,7 +96,9 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
                                                         "buffer": b"hour,mentions\n09:00,140\n"}])
     page.get_by_role("button", name="Done").click()
     page.wait_for_url(re.compile(rf"/runs/{run_id}/steps/assess\?done=done$"))
-    assert "Establish the facts from orders and tickets → cs-lead" in page.locator(".ok").inner_text()
+    told = page.locator(".ok").inner_text()  # who has the run now: the role and its person, not this step again
+    assert re.search(r"Now with: .*Establish the facts from orders and tickets → cs-lead \((sara-lopez|wang-fang)\)",
+                     told) and "Assess scope" not in told, told
     assert page.get_by_role("row", name="Kol involved yes").count() == 1  # as a person reads it, not "True"
     # the file, named by its sha256 (one long word), stays inside a phone's width
     assert "weibo-mentions-export.csv" in page.locator("ul.evidence").inner_text()
@@ -119,6 +121,7 @@ def test_a_claim_tells_the_others_and_the_used_link_shows_what_happened(site: Si
     page.goto(link)
     page.get_by_role("button", name="I'll take it").click()
     assert "You hold this step now" in page.locator(".ok").inner_text()
+    assert "Now with" not in page.locator(".ok").inner_text()  # the reader is still at the step
     for person, seen in others.items():
         assert any(m["title"].startswith("[P1] Taken:") for m in site.messages(person, seen)), person
     replay = open_page()  # the same link in another browser: it acted once already
