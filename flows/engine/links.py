@@ -24,9 +24,10 @@ SIGN_IN_SALT = "sop-sign-in"
 class LinkRefused(ValueError):
     """A link that cannot act: ``reason`` is forged, expired, used or not-yours."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, claim: Claim | None = None):
         super().__init__(message)
         self.reason = reason
+        self.claim = claim  # an expired link's claim: whose and which step it was (its signature was good)
 
 
 @dataclass(frozen=True)
@@ -92,5 +93,5 @@ class Links:
             raise LinkRefused("forged", "this link names no step")
         if self.clock.now() >= claim.expires_at:
             raise LinkRefused("expired", f"this link expired at {claim.expires_at:%Y-%m-%d %H:%M} UTC: "
-                                         "sign in, or ask for a new page")
+                                         "sign in, or ask for a new page", claim)
         return claim

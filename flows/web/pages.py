@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -349,8 +350,26 @@ def _link_refused(request: Request, web: Web, claim: Claim | None, exc: LinkRefu
                 claim.step_id if claim else "-")
     if exc.reason == "used" and claim is not None:
         return _what_happened(request, web, claim, str(exc))
+    if exc.reason == "expired" and exc.claim is not None and exc.claim.run_id and exc.claim.step_id:
+        return _expired(request, web, exc.claim)
     status = 410 if exc.reason == "expired" else 403
     return notice(request, "This link cannot be used", str(exc), status)
+
+
+def _expired(request: Request, web: Web, claim: Claim) -> Response:
+    """An expired link of ours: which step it was for, when it expired in its person's time, and the way back in."""
+    step_path = f"/runs/{claim.run_id}/steps/{claim.step_id}"
+    try:
+        view = web.engine.view(claim.run_id or "")
+        what = f"“{view.sop.step(claim.step_id).name}” of run {view.id}"
+    except (RunNotFound, KeyError):
+        what = f"step {claim.step_id} of run {claim.run_id}"
+    zone = web.zone(claim.person, web.site.settings.timezone)
+    at = claim.expires_at.astimezone(ZoneInfo(zone))
+    return notice(request, "This link has expired",
+                  f"Your link to {what} expired at {at:%Y-%m-%d %H:%M} ({zone}). Sign in to open the step: "
+                  "a sign-in link goes to your own contacts.", 410,
+                  action=(f"/sign-in?{urlencode({'next': step_path})}", "Sign in to open the step"))
 
 
 def _what_happened(request: Request, web: Web, claim: Claim, message: str) -> Response:

@@ -116,7 +116,12 @@ def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
     past = ManualClock(site.engine.clock.now() - timedelta(days=3))
     old = Links(site.engine.links.secret, past, site.url).step_token("wang-fang", run_id, "assess")
     expired = client.get(f"/s/{old}")
-    assert expired.status_code == 410 and "expired" in expired.text
+    assert expired.status_code == 410 and "This link has expired" in expired.text
+    # which step it was for, when it expired in its person's time, and the way back in
+    zone = site.engine.site.people["wang-fang"].timezone
+    assert f"Your link to “Assess scope, spread and severity” of run {run_id} expired at " in expired.text
+    assert f"({zone})" in expired.text and "UTC" not in expired.text
+    assert f'href="/sign-in?next=%2Fruns%2F{run_id}%2Fsteps%2Fassess"' in expired.text
     kinds = [r["data"]["reason"] for r in records(site.engine, None or run_id) if r["kind"] == "link_refused"]
     assert kinds == []  # a link that names nothing trustworthy is not filed under the run it claims
 
