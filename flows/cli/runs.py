@@ -187,12 +187,16 @@ def status(
             head += f" [dim](speed ×{row['speed']:g})[/]"
         if row["failed_notifications"]:
             head += f" [red]{row['failed_notifications']} failed notification(s)[/]"
-        table = Table(title=head, title_justify="left", show_edge=False)
+        console.print(head, soft_wrap=True)  # the whole line: a table's title wraps at the table's width
+        table = Table(show_edge=False)
         for col in ("step", "state", "assignee", "time left", "by"):
             table.add_column(col)
         for step in row["steps"]:
             colour = {"active": "yellow", "done": "green", "failed": "red", "rejected": "red"}.get(step["state"], "dim")
-            table.add_row(step["step"], f"[{colour}]{step['state']}[/]", step["assignee"] or "—",
+            assignee = step["assignee"] or "—"
+            if step.get("person") and step["person"] != step["assignee"]:
+                assignee += f" ({step['person']})"  # who has it now: its holder or the role's primary
+            table.add_row(step["step"], f"[{colour}]{step['state']}[/]", escape(assignee),
                           step["time_left"] or "", step["actor"] or "")
         console.print(table)
         if row["automation"]:

@@ -64,6 +64,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                 )
             ]
         given_up = RunStore.launches_given_up(conn, ids)
+        rota = Rota(engine.site, conn, engine.clock.now())
         out = []
         for rid in ids:
             view = load_view(conn, rid)
@@ -78,6 +79,9 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                         "kind": step.kind,
                         "state": row["state"],  # type: ignore[attr-defined]
                         "assignee": row["assignee"],
+                        # who has an active step: its holder, else its role's primary now
+                        "person": (row.get("claimed_by") or (rota.person_for(row["assignee"]) if row["assignee"]
+                                                              else None)) if row["state"] == StepState.ACTIVE else None,
                         "due_at": row["due_at"],
                         "time_left": time_left(row["due_at"], now, view.speed) if row["state"] == StepState.ACTIVE else None,
                         "actor": row["actor"],

@@ -173,3 +173,14 @@ def test_a_broken_sop_file_does_not_stop_a_responder_reporting_from_the_terminal
     status = sop("status", waiting_run, env=env)
     assert status.returncode == 0 and "is left out" in status.stderr
     assert sop("validate", env=env).returncode == 1
+
+
+def test_status_names_who_has_each_waiting_step_and_keeps_its_heading_on_one_line(cli, engine, waiting_run):
+    oncall, growth = engine.person_for("sre-oncall"), engine.person_for("growth-lead")
+    shown = cli("status", waiting_run)
+    assert shown.returncode == 0, shown.stderr
+    assert f"sre-oncall ({oncall})" in shown.stdout and f"growth-lead ({growth})" in shown.stdout
+    heading = next(line for line in shown.stdout.splitlines() if waiting_run in line)
+    assert "Parallel probe" in heading or "t-parallel" in heading  # not cut at the table's width
+    steps = {s["step"]: s for s in json.loads(cli("status", waiting_run, "--json").stdout)[0]["steps"]}
+    assert (steps["left"]["person"], steps["join"]["person"]) == (oncall, None)  # join is not waiting on anyone yet
