@@ -165,7 +165,7 @@ class FieldSpec(Strict):
         if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
             return f"must fit in 64 bits ({INT_MIN} to {INT_MAX}), got an integer of {len(str(abs(value)))} digits"
         if self.enum is not None and value not in self.enum:
-            return f"expected one of {self.enum!r}, got {value!r}"
+            return f"expected one of {', '.join(str(choice) for choice in self.enum)}, got {value!r}"
         if self.minimum is not None and value < self.minimum:  # type: ignore[operator]
             return f"must be at least {self.minimum:g}, got {value!r}"
         if self.maximum is not None and value > self.maximum:  # type: ignore[operator]

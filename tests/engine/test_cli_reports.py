@@ -32,8 +32,9 @@ def waiting_run(engine):
     (["nosuchrun", "left"], "no run `nosuchrun`"),
     (["{run}", "nosuchstep"], "has no step `nosuchstep` (steps: left, right, join, only-if-yes)"),
     (["{run}", "join"], "step `join` is pending, not waiting for a report (waiting now: left, right)"),
-    (["{run}", "left"], "field `choice` is required (one of ['yes', 'no'])"),
-    (["{run}", "left", "-f", "choice=maybe"], "field `choice`: expected one of ['yes', 'no'], got 'maybe'"),
+    (["{run}", "left"], "field `choice` is required (one of yes, no)"),
+    (["{run}", "left", "-f", "choice=maybe"], "field `choice`: expected one of yes, no, got 'maybe'"),
+    (["{run}", "left", "-f", "choise=yes"], "field `choise` is not in the form of step `left`; did you mean `choice`?"),
     (["{run}", "left", "-f", "choice=yes", "-f", "count=many"], "field `count`: expected integer, got 'many'"),
     (["{run}", "left", "-f", "choice=yes", "-f", "colour=red"], "field `colour` is not in the form of step `left`"),
     (["{run}", "right"], "zhao-lei may not act on step `right`: it is for growth-lead"),  # as on the step's page

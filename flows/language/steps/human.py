@@ -151,8 +151,7 @@ def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
     for name, value in raw.items():
         spec = step.form.get(name)
         if spec is None:
-            known = ", ".join(step.form) or "none"
-            problems.append(f"field `{name}` is not in the form of step `{step.id}` (fields: {known})")
+            problems.append(_not_in_form(step, name))
             continue
         if isinstance(value, str) and spec.type != "string":
             try:
@@ -191,7 +190,7 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
                 problems.append(f"field `{name}`: {problem}")
         for name in report.values:
             if name not in step.form:
-                problems.append(f"field `{name}` is not in the form of step `{step.id}` (fields: {', '.join(step.form) or 'none'})")
+                problems.append(_not_in_form(step, name))
         if step.evidence and not report.evidence:
             problems.append(f"step `{step.id}` needs evidence (a link or a file reference): pass --evidence")
     if step.approval is not None:
@@ -215,5 +214,14 @@ def complete_values(step: HumanStep, values: dict[str, Any]) -> dict[str, Any]:
     return {name: values.get(name, spec.default) for name, spec in step.form.items()} | values
 
 
+def _not_in_form(step: HumanStep, name: str) -> str:
+    """A field the form does not have, with the nearest one it does (``confrimed``: did you mean ``confirmed``?)."""
+    import difflib
+
+    near = difflib.get_close_matches(name, list(step.form), n=1, cutoff=0.6)
+    hint = f"; did you mean `{near[0]}`?" if near else ""
+    return f"field `{name}` is not in the form of step `{step.id}`{hint} (fields: {', '.join(step.form) or 'none'})"
+
+
 def _expects(spec: FieldSpec) -> str:
-    return f"one of {spec.enum}" if spec.enum else spec.type
+    return f"one of {', '.join(str(choice) for choice in spec.enum)}" if spec.enum else spec.type
