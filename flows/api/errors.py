@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -311,10 +311,21 @@ def install(app: FastAPI) -> None:
         return failed(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and _wants_a_page(request):  # a person's browser: a page, not the API's JSON
+            from flows.web.pages import notice
+
+            return notice(request, "Page not found", f"There is no page {request.url.path}.", 404,
+                          action=("/", "Go to your steps"))
         field = "path" if exc.status_code in (404, 405) else None
         message = {
             404: f"no endpoint {request.url.path} (see /docs)",
             405: f"{request.method} is not allowed on {request.url.path} (see /docs)",
         }.get(exc.status_code, str(exc.detail))
         return refused(request, ApiError(exc.status_code, message, field, headers=getattr(exc, "headers", None)))
+
+
+def _wants_a_page(request: Request) -> bool:
+    """A browser asking for a page (not the API's clients, which get JSON): GET, HTML accepted, not under /v1."""
+    return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+            and not request.url.path.startswith("/v1/") and getattr(request.app.state, "web", None) is not None)

@@ -256,6 +256,16 @@ def test_the_api_docs_load_nothing_from_outside(site: Site) -> None:
         assert client.get(url).status_code == 200, url
 
 
+def test_a_page_that_does_not_exist_is_a_page_for_a_browser_and_json_for_the_api(site: Site) -> None:
+    client = site.client()
+    page = client.get("/runz", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Page not found" in page.text and "There is no page /runz." in page.text and 'href="/"' in page.text
+    api = client.get("/runz")  # an API client (no HTML asked for), and anything under /v1: JSON as before
+    assert api.status_code == 404 and api.json()["field"] == "path"
+    assert client.get("/v1/nothing", headers={"Accept": "text/html"}).json()["field"] == "path"
+
+
 def test_the_browsers_icon_is_answered_not_a_404(site: Site) -> None:
     """Every browser asks for /favicon.ico: a 404 each time was a warning in the log for every page view."""
     client = site.client()
