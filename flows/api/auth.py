@@ -156,8 +156,8 @@ class Gate:
         if not self.tokens:
             log.warning(
                 "event=api_no_tokens message=%r",
-                "no API token is active: every request will be refused "
-                "(set the environment variables named in config/ tokens:)",
+                "no API token is active: the API (/v1, webhooks) refuses every request; the people's pages "
+                "work (set the environment variables named in config/tokens.yaml to open the API)",
             )
 
     def identify(self, authorization: str | None) -> ActiveToken:
