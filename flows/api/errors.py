@@ -157,7 +157,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8 text; send a JSON object", "body") from None
     except json.JSONDecodeError as exc:
-        raise ApiError(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "body") from None
+        raise ApiError(400, f"malformed JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}", "body") from None
     except RecursionError:
         raise ApiError(422, f"the body nests objects or arrays more than {MAX_DEPTH} deep", "body") from None
     if refused or _SUSPECT_STRING.search(raw) or _nests_deeper(raw, MAX_DEPTH):

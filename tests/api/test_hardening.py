@@ -139,6 +139,12 @@ def test_an_alert_time_that_is_not_a_time_is_refused(api: Api, path: str) -> Non
     assert taken.status_code == 200, taken.text
 
 
+def test_a_raw_control_character_in_a_body_is_named_once_with_where_it_is(api: Api) -> None:
+    body = b'{"name": "x", "values": {"a": "b\x00"}}'  # a raw NUL, not the escaped \u0000
+    error = refused(api, "alertmanager", "/v1/events", body, 400, "body", "malformed JSON: Invalid control character")
+    assert error["error"] == "malformed JSON: Invalid control character at line 1 column 33"  # not "at at"
+
+
 def test_a_sample_dated_far_ahead_is_refused_and_the_batch_not_stored(api: Api) -> None:
     now = time.time()
     batch = {"samples": [{"metric": "daily_uv", "value": 1, "at": now, "labels": {"site": unique()}},
