@@ -67,10 +67,20 @@ def _message(error: dict[str, Any]) -> str:
     text = msg[0].lower() + msg[1:] if msg else "invalid"
     if error["type"] == "extra_forbidden":
         return "unknown field"
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):  # not our class names: JSON's words
+        return f"expected a JSON object, got {_json_kind(error.get('input'))}"
     value = error.get("input")
     if error["type"] != "missing" and isinstance(value, (str, int, float, bool)) and len(repr(value)) < 80:
         text += f" (got {value!r})"
     return text
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if isinstance(value, bool):
+        return "true or false"
+    return {list: "an array", str: "a string", int: "a number", float: "a number", type(None): "null"}.get(
+        type(value), "something else")
 
 
 def from_validation(exc: ValidationError, prefix: str = "body") -> ApiError:

@@ -139,6 +139,11 @@ def test_an_alert_time_that_is_not_a_time_is_refused(api: Api, path: str) -> Non
     assert taken.status_code == 200, taken.text
 
 
+def test_a_body_that_is_not_an_object_is_said_in_jsons_words(api: Api) -> None:
+    error = refused(api, "alertmanager", "/v1/alerts/alertmanager", b"[1, 2]", 422, "body")
+    assert error["error"] == "body: expected a JSON object, got an array"  # not "instance of AlertmanagerPayload"
+
+
 def test_a_raw_control_character_in_a_body_is_named_once_with_where_it_is(api: Api) -> None:
     body = b'{"name": "x", "values": {"a": "b\x00"}}'  # a raw NUL, not the escaped \u0000
     error = refused(api, "alertmanager", "/v1/events", body, 400, "body", "malformed JSON: Invalid control character")
