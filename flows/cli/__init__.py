@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 import typer
@@ -59,6 +60,28 @@ class LazyCommands(TyperGroup):
         self.commands.update(typer.main.get_group(app).commands)
 
 
+#: how ``--help`` names an option's value: words, as click did (Typer 0.29 prints ``<str>``, ``<list[str]>``, and
+#: ``<bool>`` even beside a flag, which takes no value)
+TYPE_WORDS = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER", "<list[str]>": "TEXT", "<str>...": "TEXT"}
+
+
+def _help_in_words() -> None:
+    from typer import core
+
+    typed = core.TyperOption.display_type_rich
+
+    def shown(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) or self.name == "help":
+            return None
+        said = typed(self, ctx)
+        return TYPE_WORDS.get(said, said) if isinstance(said, str) else said
+
+    core.TyperOption.display_type_rich = shown  # type: ignore[method-assign]
+    core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]  # its name says it
+
+
+_help_in_words()
+
 app = typer.Typer(
     name="sop",
     cls=LazyCommands,
@@ -66,11 +89,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"sop {version('sops-as-code')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            print("sop (not installed: run `make install`)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _group() -> None:
+def _group(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                      help="Print the version and exit."),
+) -> None:
     # with no command module imported yet, Typer needs a callback to build a group at all
     pass
 

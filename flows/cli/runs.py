@@ -163,7 +163,7 @@ def _wait_for(engine: Any, run_id: str) -> None:
 
 @app.command()
 def status(
-    run_id: Annotated[str | None, typer.Argument(metavar="[RUN]", help="one run (id or unique prefix)")] = None,
+    run_id: Annotated[str | None, typer.Argument(metavar="RUN", help="one run (id or unique prefix; default: every open run)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Open runs by priority; each step with its state, assignee, due and time left."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -395,3 +396,13 @@ def test_sop_list_on_an_80_column_terminal_shows_every_id_whole(sop, repo_root: 
     assert listed.returncode == 0, listed.stderr
     ids = sorted(path.stem for path in (repo_root / "sops").glob("*.yaml"))
     assert [i for i in ids if f" {i} " not in listed.stdout] == []  # what one types next is never cut ("complai…")
+
+
+def test_help_reads_as_words_with_h_and_version(sop) -> None:
+    for args in (["-h"], ["done", "-h"], ["status", "--help"], ["audit", "report", "-h"]):
+        shown = sop(*args)
+        assert shown.returncode == 0, (args, shown.stderr)
+        assert "<bool>" not in shown.stdout and "<str>" not in shown.stdout and "[[" not in shown.stdout, args
+    assert re.search(r"--field\s+-f\s+TEXT", sop("done", "-h").stdout)  # a value's kind in words
+    version = sop("--version")
+    assert version.returncode == 0 and version.stdout.startswith("sop 0.1")
