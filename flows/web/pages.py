@@ -380,10 +380,22 @@ def _what_happened(request: Request, web: Web, claim: Claim, message: str) -> Re
     return render_step(request, sp, action_url="", csrf="", status=410, problems=[message], link=claim)
 
 
+#: what a chat app or a mail client glues to the end of a link it shows (a sentence's full stop, a bracket, a space)
+TRAILING = ".,;:!?)]}>'\"” \t"
+
+
 def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Response | None]:
     try:
         return web.links.read_step(token), None
     except LinkRefused as exc:
+        clean = token.rstrip(TRAILING)
+        if exc.reason == "forged" and clean != token:  # "…/s/eyJ….abc." copied with the sentence's full stop
+            try:
+                web.links.read_step(clean)
+            except LinkRefused:
+                pass
+            else:
+                return None, RedirectResponse(f"/s/{clean}", status_code=303)
         return None, _link_refused(request, web, None, exc)
 
 

@@ -113,6 +113,10 @@ def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
     client = site.client()
     forged = client.get(f"/s/{token[:-3]}abc")
     assert forged.status_code == 403 and "not one we made" in forged.text
+    for glued in (".", ").", "%20", ",", ">"):  # a full stop, a bracket, a space a chat app kept
+        found = client.get(f"/s/{token}{glued}")
+        assert (found.status_code, found.headers.get("location")) == (303, f"/s/{token}"), glued
+    assert client.get(f"/s/{token[:-3]}abc.").status_code == 403  # stripping makes no forged link good
     past = ManualClock(site.engine.clock.now() - timedelta(days=3))
     old = Links(site.engine.links.secret, past, site.url).step_token("wang-fang", run_id, "assess")
     expired = client.get(f"/s/{old}")
