@@ -488,7 +488,9 @@ def run_page(request: Request, run: str) -> Response:
     now = web.engine.clock.now()
     q = request.query_params
     run_hold = open_hold(web.engine.ledger, view.id, RUN) if view.is_open else None
-    return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now,
+    sent = sorted([(n, sid) for sid, step in audit.steps.items() for n in step.notifications]
+                  + [(n, "—") for n in audit.notifications], key=lambda pair: pair[0].at)  # in the order they went
+    return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now, sent=sent,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
                 cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
                 attached=q.get("attached"), cancelled=q.get("cancelled"), run_hold=run_hold,

@@ -239,6 +239,7 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
 
 def test_the_run_page_shows_steps_holders_and_every_page_with_its_delivery(site: Site) -> None:
     run_id = crisis(site)
+    site.engine.claim(run_id, "assess", "wang-fang")  # a step's page after the run's own (its start)
     client = site.client()
     sign_in(site, client, "li-wei")
     page = client.get(f"/runs/{run_id}")
@@ -247,6 +248,10 @@ def test_the_run_page_shows_steps_holders_and_every_page_with_its_delivery(site:
     assert re.search(r"<td>assigned</td><td>assess</td><td>wang-fang</td><td>inbox://wang-fang</td>\s*"
                      r"<td><span class=\"good\">delivered</span>", page.text)
     assert 'data-due="' in page.text  # the live clock's anchor
+    table = page.text.split("<h2>Pages sent</h2>", 1)[1].split("</table>", 1)[0]
+    sent = re.findall(r'<tr><td><time datetime="([^"]+)".*?</td><td>([a-z_]+)</td>', table)
+    assert {"run_started", "assigned"} <= {kind for _, kind in sent}
+    assert [at for at, _ in sent] == sorted(at for at, _ in sent)  # in the order they went (was grouped by step)
     assert client.get("/runs/nosuchrun").status_code == 404
 
 
