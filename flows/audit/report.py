@@ -104,6 +104,11 @@ def _ratio(part: int, whole: int, scale: float = 100.0) -> float | None:
     return round(part * scale / whole, 1) if whole else None
 
 
+def _ms(seconds: float | None) -> float | None:
+    """Seconds to the millisecond: an export says 391.781, not 391.78103999999996 (a float's noise)."""
+    return None if seconds is None else round(seconds, 3)
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -152,8 +157,8 @@ class _Tally:
     def done(self) -> Compliance:
         row = self.row
         row.on_time_pct = _ratio(row.met, row.met + row.missed)
-        row.tta_median_s, row.tta_p90_s = _median(self.tta), percentile(self.tta, 0.9)
-        row.ttc_median_s, row.ttc_p90_s = _median(self.ttc), percentile(self.ttc, 0.9)
+        row.tta_median_s, row.tta_p90_s = _ms(_median(self.tta)), _ms(percentile(self.tta, 0.9))
+        row.ttc_median_s, row.ttc_p90_s = _ms(_median(self.ttc)), _ms(percentile(self.ttc, 0.9))
         row.escalations_per_run = round(row.escalations / row.runs, 2) if row.runs else None
         row.late_pct = _ratio(row.late_steps, row.timed_steps)
         row.on_time_wall_pct = _ratio(row.met_wall, row.met_wall + row.missed_wall)

@@ -42,9 +42,15 @@ class Window:
         return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
 
     def describe(self) -> str:
-        since = self.since.isoformat() if self.since else "the first run"
-        until = self.until.isoformat() if self.until else "now"
+        since = _instant(self.since) if self.since else "the first run"
+        until = _instant(self.until) if self.until else "now"
         return f"runs started from {since} until {until} (exclusive)"
+
+
+def _instant(at: datetime) -> str:
+    """A window's end as a person reads it: ``2026-12-05 07:36 UTC`` (to the second when it has seconds)."""
+    at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC" if at.second or at.microsecond else "%Y-%m-%d %H:%M UTC")
 
 
 def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:

@@ -222,3 +222,19 @@ def test_an_export_keeps_links_permissions_and_pipes_working(tmp_path: Path) -> 
     reader.join(10)
     assert got == ["streamed"] and stat.S_ISFIFO(fifo.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
+
+
+def test_figures_and_the_window_read_as_a_person_reads_them() -> None:
+    from datetime import UTC, datetime
+
+    from flows.audit.report import _Tally
+    from flows.audit.scope import Window
+
+    tally = _Tally("sop", "x")
+    tally.tta = [391.78103999999996, 12.1000000001]
+    row = tally.done()
+    assert (row.tta_median_s, row.tta_p90_s) == (201.941, 391.781)  # to the millisecond, not a float's noise
+    said = Window(datetime(2026, 12, 5, 7, 36, 34, 501671, tzinfo=UTC), None).describe()
+    assert said == "runs started from 2026-12-05 07:36:34 UTC until now (exclusive)"
+    assert Window(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)).describe() == \
+        "runs started from 2026-03-01 00:00 UTC until 2026-04-01 00:00 UTC (exclusive)"
