@@ -324,6 +324,15 @@ _YAML_HINTS = {
     "mapping values are not allowed here": "; check this line's indentation, or quote a value that holds ': '",
     "found character '\\t'": "; indent with spaces, not tabs",
 }
+#: PyYAML's words for what it met, in an author's words (the whole message: the jargon is no help)
+_YAML_PLAIN = {
+    "expected <block end>, but found '<block sequence start>'":
+        "this list item (`- …`) is indented differently from the lines before it: line its `-` up with the "
+        "other items of the same list",
+    "expected <block end>, but found '<block mapping start>'":
+        "this line is indented differently from the lines before it: line it up with the other keys of "
+        "the same mapping",
+}
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
@@ -337,6 +346,9 @@ def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
     mark = at or opened
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     context = f" ({exc.context})" if exc.context else ""
+    plain = _YAML_PLAIN.get(problem)
+    if plain is not None:
+        return SpecError(file, line, col, "", f"malformed YAML: {plain}")
     hint = next((h for start, h in _YAML_HINTS.items() if problem.startswith(start)), "")
     return SpecError(file, line, col, "", f"malformed YAML: {problem}{context}{hint}")
 

@@ -38,6 +38,8 @@ EXPECTED: dict[str, list[E]] = {
     "yaml-unclosed-quote.yaml": [E(2, 8, "", "the quoted text starting here is not closed")],
     "yaml-unclosed-bracket.yaml": [E(5, 7, "", "the `[` list starting here is not closed")],
     "yaml-tab.yaml": [E(7, 1, "", "indent with spaces, not tabs")],
+    "yaml-list-item-indent.yaml": [E(9, 4, "", "this list item (`- …`) is indented differently from the lines before it")],
+    "yaml-key-indent.yaml": [E(8, 4, "", "this line is indented differently from the lines before it")],
     "top-level-list.yaml": [E(1, None, "", "expected a YAML mapping at the top, got list")],
     "empty.yaml": [E(1, None, "", "the file is empty")],
     "duplicate-yaml-keys.yaml": [E(9, 5, "steps[0].due", "duplicate key 'due' (first defined on line 8)")],
