@@ -368,6 +368,14 @@ def _describe(error: dict[str, Any], model: type[BaseModel] | None, raw_loc: tup
             elif known:
                 hint = f"; expected one of: {', '.join(sorted(known))}"
         return f"unknown field `{name}`{hint}"
+    if kind == "step_kind" and isinstance(value, dict) and "kind" not in value:  # `asignee:` hides the kind
+        from flows.language.spec import _IMPLIED
+
+        for key, implied in _IMPLIED:
+            near = difflib.get_close_matches(key, [str(k) for k in value], n=1, cutoff=0.75)
+            if near:
+                return (f"unknown field `{near[0]}`; did you mean `{key}`? (a step without `kind:` is a {implied} "
+                        f"step when it has an `{key}`)")
     if kind == "literal_error":
         return f"{msg[0].lower()}{msg[1:]}, got {value!r}"
     if kind == "string_pattern_mismatch":

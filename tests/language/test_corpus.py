@@ -49,6 +49,7 @@ EXPECTED: dict[str, list[E]] = {
     "unknown-field-typo.yaml": [
         E(8, 5, "steps[0].descripton", "unknown field `descripton`; did you mean `description`?")
     ],
+    "step-assignee-typo.yaml": [E(6, 5, "steps[0]", "unknown field `asignee`; did you mean `assignee`?")],
     "unknown-step-kind.yaml": [
         E(7, 11, "steps[0].kind", "unknown step kind 'email'; expected `kind` to be one of human")
     ],
