@@ -172,7 +172,23 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(web, view, step.id) if done and done not in AT_THE_STEP else [],
+        earlier=_earlier(view, step.id) if sp.active else [],
     )
+
+
+def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
+    """What the run's people reported before (their steps' values, notes and evidence), in the SOP's order: a
+    step's instructions often build on them ("send the approved statement")."""
+    out = []
+    for s in view.sop.steps:
+        row = view.steps[s.id]
+        if s.id == current or not isinstance(s, HumanStep) or row["state"] not in (StepState.DONE, StepState.REJECTED):
+            continue
+        result = view.result(s.id)
+        out.append({"title": s.name, "state": row["state"], "actor": row["actor"], "at": row["finished_at"],
+                    "note": row["note"], "evidence": result.get("evidence") or [],
+                    "fields": [(k, v) for k, v in result.items() if k not in ("evidence", "approvers")]})
+    return out
 
 
 def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
