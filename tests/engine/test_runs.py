@@ -35,6 +35,14 @@ def test_crisis_pr_runs_end_to_end_with_a_late_step_escalated(engine, project):
     inbox = project / "var" / "inbox"
     owner_pages = [json.loads(line) for line in (inbox / "chen-jie.jsonl").read_text().splitlines()]
     assert any("[P1]" in p["title"] and "crisis" in p["title"].lower() for p in owner_pages)
+    # once the late step is done, its owner and everyone its ladder paged (the lead, li-wei; the backup,
+    # wang-fang) are told, not the owner alone
+    def told_done() -> set[str]:
+        return {sent["recipient"] for r in records(engine, result.run_id, "notification")
+                if r["step_id"] == "facts" and r["data"]["notification"] == "step_done" for sent in r["data"]["results"]}
+
+    wait_for(lambda: {"chen-jie", "li-wei", "wang-fang"} <= told_done(), 30, "the late step's end told to all",
+             explain=lambda: str(told_done()))
     # one run, one Prefect flow run: resumed after the last report, it completes
     view = engine.view(result.run_id)
 
