@@ -58,7 +58,12 @@ def test_the_readme_drill_finishes_done_on_a_fresh_clone(repo_root, tmp_path):
     assert re.search(r"│ verify\s+│ done\s+│ \S+\s+│ 30m\s+│ \S+\s+│ missed", out), out  # --late verify: answered late
     with sqlite3.connect(clone / "var" / "ledger.db") as db:
         rows = db.execute("SELECT kind, step_id, data FROM records WHERE run_id = ?", (run_id.group(1),)).fetchall()
-    simulated = {step: json.loads(data)["request"]["url"] for kind, step, data in rows if kind == "step_simulated"}
-    assert set(simulated) == HTTP_STEPS  # recorded with the request that would have been sent…
-    assert all(url.startswith("http://127.0.0.1:99") for url in simulated.values())  # …to the shipped config's systems
+    simulated = {step: json.loads(data) for kind, step, data in rows if kind == "step_simulated"}
+    calls = {step: said["request"]["url"] for step, said in simulated.items() if "request" in said}
+    assert set(calls) == HTTP_STEPS  # recorded with the request that would have been sent…
+    assert all(url.startswith("http://127.0.0.1:99") for url in calls.values())  # …to the shipped config's systems
+    # and the customers were not texted: the messages to them are recorded, not sent
+    told = {step: said["message"]["to"] for step, said in simulated.items() if "message" in said}
+    assert told["sms-users"] == ["channel users-sms"] and told["push-users"] == ["channel users-push"], told
+    assert not (clone / "var" / "inbox" / "users-sms.jsonl").exists()
     assert not [step for kind, step, _ in rows if kind in ("step_attempt_failed", "step_failed")]
