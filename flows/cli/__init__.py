@@ -62,7 +62,8 @@ class LazyCommands(TyperGroup):
 
 #: how ``--help`` names an option's value: words, as click did (Typer 0.29 prints ``<str>``, ``<list[str]>``, and
 #: ``<bool>`` even beside a flag, which takes no value)
-TYPE_WORDS = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER", "<list[str]>": "TEXT", "<str>...": "TEXT"}
+TYPE_WORDS = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER", "<list[str]>": "TEXT", "<str>...": "TEXT",
+              "<float range>": "NUMBER", "<int range>": "INTEGER"}
 
 
 def _help_in_words() -> None:
