@@ -72,7 +72,7 @@ class PeopleActions:
         people = human.members(self.site, view.sop.owner) | human.members(self.site, role.lead if role else None)
         for step in view.sop.steps:
             if isinstance(step, HumanStep):
-                people |= human.may_act(step, self.site, "", owner=view.sop.owner)
+                people |= human.may_act(step, self.site, "", owner=view.sop.owner, ladder=view.sop.ladder_for(step))
         return people
 
     def overseers(self, view: RunView, step: HumanStep) -> set[str]:
@@ -141,11 +141,15 @@ class PeopleActions:
             yield t, change, step
 
     def check_may_act(self, view: RunView, step: HumanStep, actor: Actor) -> None:
-        """ReportRefused unless the person may act on the step from its page (``human.may_act``)."""
+        """ReportRefused unless the person may act on the step (``human.may_act``, or they hold it: a step handed
+        over goes to whoever its lead or owner chose)."""
         person = check_person(self.site, actor.person) if actor.person in self.site.people else None
         if person is None:
             raise human.ReportRefused([str(UnknownPerson(actor.person, self.site))])
-        allowed = human.may_act(step, self.site, person, owner=view.sop.owner)
+        allowed = human.may_act(step, self.site, person, owner=view.sop.owner, ladder=view.sop.ladder_for(step))
+        holder = view.steps[step.id].get("claimed_by")
+        if holder:
+            allowed |= {holder}
         if person not in allowed:
             raise human.ReportRefused([f"{person} may not act on step `{step.id}`: it is for "
                                        f"{step.assignee} ({', '.join(sorted(allowed)) or 'nobody'})"])

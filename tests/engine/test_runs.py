@@ -347,3 +347,25 @@ def test_a_flow_run_lost_while_nobody_reports_is_replaced_by_the_nudgers_sweep(e
     engine.report(run.run_id, "ack", HumanReport(actor="zhang-min"))
     wait_for(lambda: not engine.view(run.run_id).is_open, 120, "the run to finish on the new flow run")
     assert engine.view(run.run_id).run["outcome"] == "done"
+
+
+ASSESS = {"severity": "high", "topic": "late parcels", "category": "delivery", "platforms": "weibo", "trend": "rising",
+          "kol_involved": False}
+
+
+def test_who_the_engine_pages_to_take_a_step_over_may_report_it_and_a_stranger_may_not(engine):
+    """From the terminal as on the page: the people a step's ladder names (crisis-pr escalates to ops-director)
+    and whoever a step was handed to may report it; someone the step has nothing to do with may not."""
+    from flows.language.actors import Actor
+
+    def as_cli(person: str) -> HumanReport:
+        return HumanReport(actor=Actor(person, via="cli"), values=dict(ASSESS), evidence=["https://dash.example/q/1"])
+
+    run = engine.start("crisis-pr", {"brand": "acme-ladder"}, initiator="li-wei", launch=False).run_id
+    with pytest.raises(ReportRefused, match="zhao-lei may not act on step `assess`"):
+        engine.report(run, "assess", as_cli("zhao-lei"), nudge=False)
+    assert engine.report(run, "assess", as_cli("zhang-min"), nudge=False) == "done"  # ops-director: on its ladder
+
+    handed = engine.start("crisis-pr", {"brand": "acme-handed"}, initiator="li-wei", launch=False).run_id
+    engine.hand_over(handed, "assess", "chen-jie", "tom-becker", "you know the carrier")  # the owner, to anyone
+    assert engine.report(handed, "assess", as_cli("tom-becker"), nudge=False) == "done"

@@ -128,8 +128,10 @@ def members(site: Site, name: str | None) -> set[str]:
     return {name} if name in site.people else set()
 
 
-def may_act(step: HumanStep, site: Site, person: str, *, owner: str | None = None) -> set[str]:
-    """Who may act on the step from its page: the assignee's people, approvers, the assignee role's lead, the owner.
+def may_act(step: HumanStep, site: Site, person: str, *, owner: str | None = None,
+            ladder: list[Any] | None = None) -> set[str]:
+    """Who may act on the step: the assignee's people, approvers, the assignee role's lead, the owner, and the
+    people its escalation ``ladder`` names (a level pages them to take it over: they must be able to).
 
     Returns the set (``person in may_act(...)`` is the check); the reason for a refusal names it.
     """
@@ -141,6 +143,9 @@ def may_act(step: HumanStep, site: Site, person: str, *, owner: str | None = Non
         for name in step.approval.approvers:
             allowed |= members(site, name)
     allowed |= members(site, owner)
+    for entry in ladder or []:
+        for target in entry.notify:  # ladder words (assignee, lead, backup, owner) are covered above
+            allowed |= members(site, target.partition(":")[2] if ":" in target else target)
     return allowed
 
 
