@@ -35,13 +35,30 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def _engine(prefect: bool = True) -> Any:
+def _engine(prefect: bool = True, lenient: bool = True) -> Any:
     from flows import runtime
     from flows.cli import hold_resume_warnings
 
     hold_resume_warnings()  # a resume Prefect refused is told as one note at the end (flows.cli.main)
     # runs under way run their pinned texts: a broken SOP file (a colleague's edit) is left out with a warning
-    return runtime.engine(library=library(lenient=True), prefect=prefect)
+    return runtime.engine(library=library(lenient=lenient), prefect=prefect)
+
+
+def _follow_ups_loaded(engine: Any, run_id: str, nothing: str) -> None:
+    """Refuse (before anything is recorded) what may end a run whose follow-ups' SOPs are in files left out: the
+    run's end would find them unknown and never start them. Its step's page, on a stack that loaded them, can."""
+    if not engine.library.left_out:
+        return
+    try:
+        view = engine.view(run_id)
+    except RunNotFound:
+        return  # said by the action itself
+    missing = [f.start for f in view.sop.follow_ups if f.start not in engine.library.sops]
+    if missing:
+        engine.pager.close()
+        fail(f"run {view.id}'s follow-up {', '.join(f'`{m}`' for m in missing)} is in an SOP file that does not "
+             f"validate (see the warning above): its end could not start it; {nothing}",
+             "fix the file (`sop validate`), or act from the step's page")
 
 
 def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
@@ -107,7 +124,7 @@ def run(
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
     if speed is not None and (problem := check_speed(speed)) is not None:
         fail(f"--{problem}", "e.g. --speed 3600 makes an hour a second")
-    engine = _engine()
+    engine = _engine(lenient=False)  # a new run: its library as `sop serve` would load it, every file valid
     if sop_id not in engine.library.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(engine.library.sops))}")
     inputs = _pairs(param, "-p")
@@ -230,6 +247,7 @@ def _report(run_id: str, step_id: str, name: str | None, outcome: str, fields: l
             evidence: list[str] | None, as_json: bool) -> None:
     engine = _engine()
     actor = _actor(engine, name)
+    _follow_ups_loaded(engine, run_id, "nothing was recorded")
     report = HumanReport(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
     try:
         state = engine.report(run_id, step_id, report)
@@ -370,6 +388,7 @@ def cancel(
     """Cancel an open run: steps stop, timers are disarmed, the people involved are told."""
     engine = _engine()
     who = _actor(engine, actor)
+    _follow_ups_loaded(engine, run_id, "nothing was recorded")
     try:
         view = engine.cancel(run_id, reason, who)
     except (RunNotFound, StepNotActive, InputRefused) as exc:

@@ -174,6 +174,21 @@ def test_a_broken_sop_file_does_not_stop_a_responder_reporting_from_the_terminal
     status = sop("status", waiting_run, env=env)
     assert status.returncode == 0 and "is left out" in status.stderr
     assert sop("validate", env=env).returncode == 1
+    started = sop("run", "t-approval", "--as", "li-wei", env=env)  # a new run: every file must be valid
+    assert started.returncode == 1 and f"{broken}:" in started.stderr and "is left out" not in started.stderr
+
+    # a run whose follow-up is in the broken file: what may end it is refused, nothing recorded
+    crisis = engine.start("crisis-pr", {"brand": "acme-follow"}, initiator="li-wei", launch=False).run_id
+    review = root / "sops" / "post-incident-review.yaml"
+    review.write_text(review.read_text().replace("due: ", "due: soon ", 1))
+    def written() -> list[str]:  # (the start's pages are recorded as they are delivered, meanwhile)
+        return [r["kind"] for r in records(engine, crisis) if r["kind"] != "notification"]
+
+    before = written()
+    cancelled = sop("cancel", crisis, "--reason", "test", "--as", "li-wei", env=env)
+    assert cancelled.returncode == 1, cancelled.stdout
+    assert "follow-up `post-incident-review` is in an SOP file that does not validate" in cancelled.stderr
+    assert written() == before and engine.view(crisis).is_open
 
 
 def test_status_names_who_has_each_waiting_step_and_keeps_its_heading_on_one_line(cli, engine, waiting_run):
