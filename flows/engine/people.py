@@ -22,21 +22,11 @@ from flows.engine.view import RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.cadence import effective_cadence
 from flows.language.durations import format_duration
-from flows.language.ladder import levels
 from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.engine")
-
-
-def told_of_escalation(sop: Any, step: human.HumanStep, fired: int) -> list[str]:
-    """Whom a late step's end is told to: the SOP's owner and the targets of the ``fired`` ladder levels it reached
-    (its assignee, who reported, aside)."""
-    targets = [sop.owner]
-    for level in list(levels(sop.ladder_for(step), step.due))[:fired]:
-        targets += [target for target in level.notify if target != "assignee" and target not in targets]
-    return targets
 
 
 #: how a person reports for themselves (the terminal, a signed-in page, a personal link): only someone who may act
@@ -116,10 +106,10 @@ class PeopleActions:
                 if len(approvals) < step.approval.count:
                     return StepState.ACTIVE
             state = StepState.DONE if report.outcome == "done" else StepState.REJECTED
-            escalated = t.store.ladder_levels_fired(run_id, step.id)
+            paged = t.store.paged_about(run_id, step.id)
             change.set_step(step.id, state, result=result, actor=actor.person, note=report.note, facts=actor.facts())
-            if escalated:  # the owner, and everyone its ladder paged about it, stop worrying about it
-                change.page("step_done", step.id, told_of_escalation(view.sop, step, escalated))
+            if paged:  # the owner, and everyone its escalations and help paged about it, stop chasing it
+                change.page("step_done", step.id, [view.sop.owner, *(p for p in paged if p != "assignee")])
             if state == StepState.REJECTED and step.on_reject:
                 round_ = change.rework(step, by=actor.person, note=report.note)
                 if round_ is not None:

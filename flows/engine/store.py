@@ -57,9 +57,9 @@ _ARMED = timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
 _TIMERS_OPEN = (timers.c.run_id == _B("_run")) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)
 _CANCEL_RUN_TIMERS = timers.update().where(_TIMERS_OPEN)
 _CANCEL_STEP_TIMERS = timers.update().where(_TIMERS_OPEN & (timers.c.step_id == _B("_step")))
-_LADDER_FIRED = sa.select(sa.func.count()).select_from(timers).where(
-    (timers.c.run_id == _B("_run")) & (timers.c.step_id == _B("_step")) & (timers.c.kind == TimerKind.LADDER)
-    & timers.c.fired_at.is_not(None))
+_PAGED_ABOUT = sa.select(records.c.kind, records.c.data).where(
+    (records.c.run_id == _B("_run")) & (records.c.step_id == _B("_step"))
+    & records.c.kind.in_([RecordKind.ESCALATION, RecordKind.HELP_ASKED])).order_by(records.c.seq)
 _TIMER = sa.select(timers).where(timers.c.id == _B("_timer"))
 _CLAIM_TIMER = timers.update().where((timers.c.id == _B("_timer")) & timers.c.fired_at.is_(None)
                                      & timers.c.cancelled_at.is_(None))
@@ -190,10 +190,16 @@ class RunStore:
         self._hold(run_id)
         return self.conn.execute(_STEP_STATE, {"_run": run_id, "_step": step_id}).scalar_one()
 
-    def ladder_levels_fired(self, run_id: str, step_id: str) -> int:
-        """How many escalation levels of a step fired."""
-        self._hold(run_id)
-        return self.conn.execute(_LADDER_FIRED, {"_run": run_id, "_step": step_id}).scalar_one()
+    def paged_about(self, run_id: str, step_id: str) -> list[str]:
+        """The targets a step's escalations paged (ladder words and names, in order; ``lead`` for a help asked with
+        no level left): whom its end is told to."""
+        out: list[str] = []
+        for kind, data in self.conn.execute(_PAGED_ABOUT, {"_run": run_id, "_step": step_id}):
+            said = json.loads(data or "{}")
+            wanted = said.get("notify") or [] if kind == RecordKind.ESCALATION else \
+                ([] if said.get("level") else ["lead"])
+            out += [target for target in wanted if target not in out]
+        return out
 
     def follow_up_run(self, parent_id: str, follow_up: str) -> str | None:
         """The run that follow-up ``follow_up`` of ``parent_id``'s end started, if one did (the fence)."""

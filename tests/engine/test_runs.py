@@ -369,3 +369,21 @@ def test_who_the_engine_pages_to_take_a_step_over_may_report_it_and_a_stranger_m
     handed = engine.start("crisis-pr", {"brand": "acme-handed"}, initiator="li-wei", launch=False).run_id
     engine.hand_over(handed, "assess", "chen-jie", "tom-becker", "you know the carrier")  # the owner, to anyone
     assert engine.report(handed, "assess", as_cli("tom-becker"), nudge=False) == "done"
+
+
+def test_a_step_helped_early_tells_whoever_the_help_paged_when_it_is_done(engine):
+    """Help asked at once pages crisis-pr's 100% level (the lead, chen-jie; the backup, sara-lopez) though only the
+    armed 50% timer was claimed: those are who its end is told to, not the first levels by count."""
+    from flows.language.actors import Actor
+
+    run = engine.start("crisis-pr", {"brand": "acme-help"}, initiator="li-wei", launch=False).run_id
+    engine.ask_for_help(run, "assess", "wang-fang", "the volume is beyond me")
+    engine.report(run, "assess", HumanReport(actor=Actor("wang-fang", via="cli"), values=dict(ASSESS),
+                                             evidence=["https://dash.example/q/1"]), nudge=False)
+
+    def told_done() -> set[str]:
+        return {sent["recipient"] for r in records(engine, run, "notification")
+                if r["step_id"] == "assess" and r["data"]["notification"] == "step_done" for sent in r["data"]["results"]}
+
+    wait_for(lambda: {"chen-jie", "sara-lopez"} <= told_done(), 30, "the helped step's end told to who helped",
+             explain=lambda: str(told_done()))
