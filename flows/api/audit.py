@@ -2,7 +2,8 @@
 
 The app (``flows.api.app``) includes this router behind its token check (readers:
 auditor, operator, responder), so the routes here carry no authentication of their own.
-Bodies are exactly what the CLI prints with ``--json`` / ``--csv`` (and the HTML report).
+Bodies are what the CLI prints with ``--json`` / ``--csv`` (and the HTML report), but the report here does not
+verify the chain (the CLI's does, adding ``verification``): ``/v1/audit/verify`` does, beside it.
 
 - ``GET /v1/audit/runs?sop=&class=&since=&until=&drills=include|exclude|only&format=json|csv``
 - ``GET /v1/audit/runs/{run}``                  one run's whole timeline and SOP text

@@ -69,7 +69,9 @@ TYPE_WORDS = {"<str>": "TEXT", "<int>": "INTEGER", "<float>": "NUMBER", "<list[s
 def _help_in_words() -> None:
     from typer import core
 
-    typed = core.TyperOption.display_type_rich
+    typed = getattr(core.TyperOption, "display_type_rich", None)
+    if typed is None or not hasattr(core, "TyperArgument"):  # another Typer than the pinned one: its own help
+        return
 
     def shown(self: Any, ctx: Any) -> str | None:
         if getattr(self, "is_flag", False) or self.name == "help":
@@ -172,12 +174,12 @@ def _leave_resumes_to_the_nudger(code: int | str | None) -> None:
     from flows.cli.common import err_console
 
     for record in others:
-        err_console.print(f"warning: {record.getMessage()}", soft_wrap=True, markup=False)
+        err_console.print(f"{record.levelname.lower()}: {record.getMessage()}", soft_wrap=True, markup=False)
     if settled and not failed:
         return
     why = failed[0].getMessage().partition(" error=")[2] if failed else ""
     err_console.print(f"note: Prefect did not answer{f' ({why})' if why else ''}; the run goes on once it does "
-                      "(sop serve's nudger resumes it)", soft_wrap=True)
+                      "(sop serve's nudger resumes it)", soft_wrap=True, markup=False)
     if settled:
         return
     if isinstance(code, str):

@@ -459,7 +459,8 @@ def head_revision() -> str:
     are numbered in the order they apply (``0015_attach_alone.py``: a test holds them to it), so the newest is
     the greatest name."""
     newest = max((_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
-    return re.search(r'^revision = "([^"]+)"$', newest.read_text(encoding="utf-8"), re.MULTILINE)[1]  # type: ignore[index]
+    found = re.search(r"""^revision(?:: str)? = ['"]([^'"]+)['"]""", newest.read_text(encoding="utf-8"), re.MULTILINE)
+    return found[1] if found else ""  # "": not read (Alembic's own template writes it otherwise): Alembic decides
 
 
 def _revisions(conn: Connection) -> list[str]:

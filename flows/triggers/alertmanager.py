@@ -26,9 +26,11 @@ def _timestamp(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"expected an RFC 3339 time such as 2026-12-06T08:00:00Z, got {value[:40]!r}") from None
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or "T" not in value.upper():  # a date alone, a week date, no offset
+        raise ValueError(f"expected an RFC 3339 time such as 2026-12-06T08:00:00Z, got {value[:40]!r}")
     return value
 
 

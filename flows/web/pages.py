@@ -200,7 +200,7 @@ def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
 
 
 #: actions after which the reader is still at the step: no "who has it now" to tell
-AT_THE_STEP = ("claim", "help", "handover", "hold", "release")
+AT_THE_STEP = ("claim", "help", "hold", "release")
 
 
 def _next_steps(web: Web, view: RunView, current: str) -> list[dict[str, Any]]:
@@ -408,8 +408,9 @@ def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Re
         if exc.reason == "forged" and clean != token:  # "…/s/eyJ….abc." copied with the sentence's full stop
             try:
                 web.links.read_step(clean)
-            except LinkRefused:
-                pass
+            except LinkRefused as again:
+                if again.reason == "expired":  # ours, expired: the clean link's page says so
+                    return None, RedirectResponse(f"/s/{clean}", status_code=303)
             else:
                 return None, RedirectResponse(f"/s/{clean}", status_code=303)
         return None, _link_refused(request, web, None, exc)
@@ -417,8 +418,8 @@ def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Re
 
 #: what a used link did, in words (the link's action as the ledger keeps it)
 USED_FOR = {"done": " to report the step done", "rejected": " to reject the step", "claim": " to take the step",
-            "help": " to ask for help", "hand-over": " to hand the step over", "hold": " to put the run on hold",
-            "release": " to release the run's hold"}
+            "help": " to ask for help", "hand-over": " to hand the step over", "hold": " to put the step on hold",
+            "release": " to release the step's hold"}
 
 
 @router.get("/s/{token}")

@@ -133,6 +133,10 @@ def test_an_alert_time_that_is_not_a_time_is_refused(api: Api, path: str) -> Non
     body = json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()
     error = refused(api, "alertmanager", path, body, 422, "body.alerts.0.startsAt", "expected an RFC 3339 time")
     assert "Value error" not in error["error"]
+    for loose in ("2026-12-06", "2026-12-06T08:00:00", "2026-W49-1"):  # a date, no offset, a week date
+        alert["startsAt"] = loose
+        body = json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()
+        refused(api, "alertmanager", path, body, 422, "body.alerts.0.startsAt", "expected an RFC 3339 time")
     alert["startsAt"], alert["endsAt"] = "2026-12-06T08:00:00.123456789Z", "0001-01-01T00:00:00Z"  # as Alertmanager
     taken = api.as_("alertmanager").post(path, content=json.dumps({"version": "4", "status": "firing",
                                                                     "alerts": [alert]}).encode(), headers=JSON)

@@ -57,3 +57,20 @@ def test_a_ledger_at_the_newest_version_opens_without_alembic_and_an_older_one_i
 
     assert opened() == (True, [flows.ledger.head_revision()])  # upgraded, by Alembic
     assert opened() == (False, [flows.ledger.head_revision()])  # found at the newest: Alembic not loaded
+
+
+def test_the_newest_revision_is_read_as_alembics_template_writes_it(tmp_path: Path, monkeypatch) -> None:
+    """Alembic's template (``script.py.mako``) writes ``revision = '0016_x'``: read either quote, and an
+    unreadable file leaves the decision to Alembic instead of failing every command."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "0015_attach_alone.py").write_text('revision = "0015_attach_alone"\n')
+    monkeypatch.setattr(flows.ledger, "_MIGRATIONS", tmp_path)
+    newest = versions / "0016_next_thing.py"
+    for text, expected in (("revision = '0016_next_thing'\n", "0016_next_thing"),
+                           ('revision: str = "0016_next_thing"\n', "0016_next_thing"),
+                           ("REVISION = 16\n", "")):
+        newest.write_text(f'"""x"""\n{text}down_revision = "0015_attach_alone"\n')
+        flows.ledger.head_revision.cache_clear()
+        assert flows.ledger.head_revision() == expected, text
+    flows.ledger.head_revision.cache_clear()

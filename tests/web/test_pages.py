@@ -124,6 +124,8 @@ def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
     assert client.get(f"/s/{token[:-3]}abc.").status_code == 403  # stripping makes no forged link good
     past = ManualClock(site.engine.clock.now() - timedelta(days=3))
     old = Links(site.engine.links.secret, past, site.url).step_token("wang-fang", run_id, "assess")
+    copied = client.get(f"/s/{old}.")  # an expired link copied with a full stop: to its clean self, which says why
+    assert (copied.status_code, copied.headers.get("location")) == (303, f"/s/{old}")
     expired = client.get(f"/s/{old}")
     assert expired.status_code == 410 and "This link has expired" in expired.text
     # which step it was for, when it expired in its person's time, and the way back in

@@ -58,9 +58,10 @@ def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
 
 def simulate(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
     """A drill's message is not sent (a drill must not text the customers or post in the company's channels): the
-    message as it would have been, and whom it would have reached; every recipient counts as reached."""
+    message as it would have been, and whom it would have reached; every recipient counts as reached (and
+    nobody reachable is not delivered, as in a real run)."""
     reach = ctx.pager.would_reach(step.notify)
-    return {"simulated": True, "delivered": True, "reached": len(reach), "failed": 0,
+    return {"simulated": True, "delivered": bool(reach), "reached": len(reach), "failed": 0,
             "message": {"to": reach, "title": render(step.message.title, ctx.variables),
                         "body": render(step.message.body, ctx.variables)}}
 
