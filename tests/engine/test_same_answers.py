@@ -110,7 +110,7 @@ def cli(local_engine: Any, monkeypatch: pytest.MonkeyPatch) -> Any:  # noqa: F81
 
     root = local_engine.library.root
     monkeypatch.setenv("SOP_HOME", str(root))
-    monkeypatch.setattr(cli_runs, "_engine", lambda prefect=True: runtime.engine(root, prefect=False))
+    monkeypatch.setattr(cli_runs, "_engine", lambda prefect=True, lenient=True: runtime.engine(root, prefect=False))
     runner = CliRunner()
 
     def run(*args: str) -> Any:
