@@ -20,18 +20,13 @@ from typing import Any
 
 from flows.language.actors import described
 from flows.language.spec import Sop
-from flows.ledger.vocabulary import TERMINAL_STEP
+from flows.ledger.vocabulary import TERMINAL_STEP, is_drill
 
 # deadline verdicts, for runs and for steps
 MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", "none", "n/a"
 FINISHED_STEP = TERMINAL_STEP
 
 
-def is_drill(trigger: Any) -> bool:
-    """Whether a run is a drill: its trigger (in its ``run_started`` record) says ``kind: drill``, as
-    ``sop drill``, ``sop demo`` and any start that says so write it. Its speed alone does not make it
-    one: a site may run everything on compressed time."""
-    return isinstance(trigger, dict) and trigger.get("kind") == "drill"
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -28,7 +28,6 @@ looked up first, and unique in ``runs`` (``uq_runs_follow_up``) so the database 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -92,8 +91,7 @@ class FollowUpStarts:
             store.record(RecordKind.FOLLOW_UP_REFUSED, parent.id, reason=reason, **what)
             log.warning(kv("event=follow_up_refused", run=parent.id, sop=follow_up.start, reason=reason[:300]))
 
-        trigger = _trigger(parent.run)
-        if trigger.get("kind") == "drill":
+        if parent.is_drill:
             skipped(f"not started in a drill (a live run's end starts it, to be done within {what['within']})")
             return None
         context = variables(parent, self.site)
@@ -137,11 +135,6 @@ class FollowUpStarts:
         log.info(kv("event=follow_up_started", run=parent.id, sop=follow_up.start, follow_up_run=result.run_id,
                     attached=result.attached, window_ends_at=window_ends_at.isoformat()))
         return None if result.attached or plan.finished else result.run_id
-
-
-def _trigger(run: dict[str, Any]) -> dict[str, Any]:
-    value = json.loads(run.get("trigger") or "null")
-    return value if isinstance(value, dict) else {}
 
 
 __all__ = ["MAX_CHAIN", "FollowUpStarts", "initiator_of"]

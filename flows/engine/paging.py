@@ -14,7 +14,6 @@ deliveries marks its outbox row done in the same transaction.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -347,7 +346,7 @@ class Pager:
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                            status=status, reason=_reason(run, page),
-                           drill=(json.loads(run["trigger"] or "null") or {}).get("kind") == "drill")
+                           drill=view.is_drill)
         step_info = None
         if step is not None:
             row = view.steps[step.id]

@@ -12,7 +12,7 @@ from typing import Any
 from flows.language.config import Site, expand_env
 from flows.language.spec import Sop
 from flows.ledger import utc
-from flows.ledger.vocabulary import OPEN_RUN, TERMINAL_STEP, WAITING_STEP
+from flows.ledger.vocabulary import OPEN_RUN, TERMINAL_STEP, WAITING_STEP, is_drill
 
 #: re-exported names of the vocabulary (flows.ledger.vocabulary), for readers of a view
 OPEN = OPEN_RUN
@@ -52,6 +52,16 @@ class RunView:
     def is_open(self) -> bool:
         return self.run["status"] in OPEN
 
+    @property
+    def trigger(self) -> dict[str, Any]:
+        """What started the run (a manual start, an alert, a drill…), {} when nothing says."""
+        value = json.loads(self.run.get("trigger") or "null")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def is_drill(self) -> bool:
+        return is_drill(self.trigger)
+
     def state(self, step_id: str) -> str:
         return self.steps[step_id]["state"]
 
@@ -86,7 +96,7 @@ def variables(view: RunView, site: Site) -> dict[str, Any]:
     return {
         "inputs": json.loads(view.run["inputs"] or "{}"),
         "steps": step_vars,
-        "trigger": json.loads(view.run["trigger"] or "null") or {},
+        "trigger": view.trigger,
         "run": run_fields(view, site.settings.base_url),
         "config": config_vars,
     }

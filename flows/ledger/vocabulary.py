@@ -10,6 +10,7 @@ members: each compares, hashes and serialises as its plain string, so the record
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class RunStatus(StrEnum):
@@ -153,5 +154,16 @@ class RecordKind(StrEnum):
         return cls(f"step_{state}")
 
 
-__all__ = ["OPEN_RUN", "TERMINAL_STEP", "TRANSITIONS", "WAITING_STEP", "RecordKind", "RunStatus", "StepState",
-           "TimerKind", "may_move"]
+#: a run's ``trigger`` kind for a drill (``sop drill``, ``sop demo``, the board's drill toggle)
+DRILL = "drill"
+
+
+def is_drill(trigger: Any) -> bool:
+    """Whether a run is a drill: its trigger (its ``trigger`` column, its ``run_started`` record) says ``kind: drill``,
+    as ``sop drill``, ``sop demo`` and any start that says so write it. Its speed alone does not make it one: a site
+    may run everything on compressed time."""
+    return isinstance(trigger, dict) and trigger.get("kind") == DRILL
+
+
+__all__ = ["DRILL", "OPEN_RUN", "TERMINAL_STEP", "TRANSITIONS", "WAITING_STEP", "RecordKind", "RunStatus", "StepState",
+           "TimerKind", "is_drill", "may_move"]

@@ -254,5 +254,4 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
 def simulated_in_drill(view: Any, step: Any) -> bool:
     """A drill's http, command and notify steps are simulated unless the step says ``drill: live`` or the drill was
     started ``--live``."""
-    trigger = json.loads(view.run["trigger"] or "null") or {}
-    return trigger.get("kind") == "drill" and not trigger.get("live") and getattr(step, "drill", "live") != "live"
+    return view.is_drill and not view.trigger.get("live") and getattr(step, "drill", "live") != "live"
