@@ -184,10 +184,8 @@ def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
         row = view.steps[s.id]
         if s.id == current or not isinstance(s, HumanStep) or row["state"] not in (StepState.DONE, StepState.REJECTED):
             continue
-        result = view.result(s.id)
         out.append({"title": s.name, "state": row["state"], "actor": row["actor"], "at": row["finished_at"],
-                    "note": row["note"], "evidence": result.get("evidence") or [],
-                    "fields": [(k, v) for k, v in result.items() if k not in ("evidence", "approvers")]})
+                    "note": row["note"], "result": view.result(s.id)})
     return out
 
 
