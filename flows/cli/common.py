@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flows.language.library import Library, project_root
-from flows.language.loader import SpecInvalid
+from flows.language.loader import SpecError, SpecInvalid
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -42,10 +42,12 @@ def library(root: Path | None = None, lenient: bool = False) -> Library:
         loaded = runnable_library(root or project_root(), lenient=lenient)
     except SpecInvalid as exc:
         refuse_library(exc)
-    for file in dict.fromkeys(error.file for error in loaded.left_out):
-        first = next(error for error in loaded.left_out if error.file == file)
+    first: dict[str, SpecError] = {}  # each file left out, by its first error
+    for error in loaded.left_out:
+        first.setdefault(error.file, error)
+    for file, error in first.items():
         err_console.print(f"[yellow]warning:[/] {escape(file)} is left out: it does not validate "
-                          f"({escape(str(first))}; `sop validate` shows every error)", soft_wrap=True)
+                          f"({escape(str(error))}; `sop validate` shows every error)", soft_wrap=True)
     return loaded
 
 
