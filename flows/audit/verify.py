@@ -277,7 +277,8 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
     """
     found = Walk()
     countdown = PROGRESS_EVERY
-    written_at: dict[str, int] | None = None  # hash -> seq, read at the first break
+    written_at: dict[str, int] | None = None  # hash -> place, read at the first break
+    seq_at: dict[int, int] = {}  # place -> seq (in a lane, the record's number), read with it
     prev_seq, prev_hash = after
     end = min(math.inf if stop is None else stop, math.inf if head is None else head + 1)
     rows = _rows(conn, low, lane)
@@ -297,14 +298,15 @@ def walk(conn: Connection, low: int | None = None, stop: int | None = None, afte
                 if not sound:
                     found.suspects.append(columns[9])
             else:
-                if written_at is None:
-                    written_at = {digest: seq for seq, digest in conn.execute(
-                        sa.select(_place(lane), records.c.hash).where(_in(lane)).order_by(_place(lane)))}
+                if written_at is None:  # the chain's every (place, hash, seq), read once
+                    index = conn.execute(sa.select(_place(lane), records.c.hash, records.c.seq)
+                                         .where(_in(lane)).order_by(_place(lane))).all()
+                    written_at = {digest: place for place, digest, _seq in index}
+                    seq_at = {place: seq for place, _digest, seq in index}
                 following = None if pending is None or (head is not None and pending[0] > head) else _record(pending)
                 if lane is None:
                     broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at)
                 else:  # a lane's places are not the records' numbers: name both
-                    seq_at = dict(conn.execute(sa.select(records.c.pos, records.c.seq).where(_in(lane))).tuples().all())
                     broke = _classify(_record(columns), following, prev_seq, prev_hash, written_at,
                                       name=functools.partial(_in_lane, seq_at=seq_at))
                     if broke is not None:
