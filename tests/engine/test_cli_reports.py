@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.engine.conftest import records, step_states, wait_for
+
+
+def _copy_of(project: Path, tmp_path: Path) -> Path:
+    """The package project's sops/ and config/ in a folder of the test's own (to add or break SOP files there)."""
+    root = tmp_path / "project"
+    shutil.copytree(project / "sops", root / "sops")
+    shutil.copytree(project / "config", root / "config")
+    return root
 
 
 @pytest.fixture
@@ -141,11 +151,7 @@ def test_a_cancel_while_prefect_is_away_ends_the_flow_run_once_it_is_back(sop, p
 
 
 def test_sop_run_of_an_sop_added_since_the_stack_started_says_what_to_do(sop, project, stack, tmp_path):
-    import shutil
-
-    root = tmp_path / "project"
-    shutil.copytree(project / "sops", root / "sops")
-    shutil.copytree(project / "config", root / "config")
+    root = _copy_of(project, tmp_path)
     text = (project / "sops" / "t-approval.yaml").read_text().replace("id: t-approval", "id: t-added-later", 1)
     (root / "sops" / "t-added-later.yaml").write_text(text)
     result = sop("run", "t-added-later", "--as", "li-wei", env={"SOP_HOME": str(root)})
@@ -158,11 +164,7 @@ def test_a_broken_sop_file_does_not_stop_a_responder_reporting_from_the_terminal
                                                                                  tmp_path):
     """A colleague's half-edited SOP file mid-incident: commands acting on runs under way (each runs its pinned
     text) leave that file out with a warning saying where it is wrong; `sop validate` still refuses it."""
-    import shutil
-
-    root = tmp_path / "project"
-    shutil.copytree(project / "sops", root / "sops")
-    shutil.copytree(project / "config", root / "config")
+    root = _copy_of(project, tmp_path)
     broken = root / "sops" / "zz-half-edited.yaml"
     broken.write_text((project / "sops" / "t-approval.yaml").read_text()
                       .replace("id: t-approval", "id: zz-half-edited", 1).replace("due: ", "due: soon ", 1))
