@@ -334,6 +334,8 @@ class RunAudit:
         if self.deadline_at is None:
             return NO_DEADLINE
         if self.status == "finished":
+            if self.outcome == "failed":  # not carried out: missed, whenever it ended (recorded so since 2026-12-06)
+                return MISSED
             met = self.deadline_met_recorded
             if met is None and self.ended_at is not None:
                 met = self.ended_at <= self.deadline_at

@@ -90,6 +90,8 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         ok = sum(1 for r in results if r.get("ok"))
         return f"{data.get('notification')} sent to {', '.join(sorted({r['recipient'] for r in results}))} ({ok}/{len(results)} delivered)"
     if kind == "run_finished":
+        if data.get("outcome") == "failed":
+            return "run finished: failed, deadline not met (the procedure was not carried out)"
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
         return f"run cancelled by {who}: {data.get('reason')}" if who else f"run cancelled: {data.get('reason')}"

@@ -358,7 +358,9 @@ class RunChange:
         states = [view.state(s.id) for s in view.sop.steps]
         outcome = "failed" if StepState.FAILED in states else "rejected" if StepState.REJECTED in states else "done"
         now = self.clock.now()
-        met = view.run["deadline_at"] is None or now <= view.run["deadline_at"]
+        # a run that failed did not carry out its procedure: its deadline is not met, however early it ended
+        # (docs/audit.md, "Definitions"); a rejection is a person's answer, judged by its time like a done
+        met = view.run["deadline_at"] is None or (outcome != "failed" and now <= view.run["deadline_at"])
         self._end_run_hold()
         self.store.update_run(view, status=RunStatus.FINISHED, outcome=outcome, finished_at=now, open_key=None,
                               nudge=False)
