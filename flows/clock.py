@@ -60,3 +60,22 @@ def scaled_timeout(limit: timedelta, speed: float) -> timedelta:
     """A step's time limit of SOP time as wall time on a run compressed ``speed`` times: :func:`scaled`, but
     never under :data:`TIMEOUT_FLOOR` (nor over ``limit`` because of the floor: at speed 1 a limit is itself)."""
     return max(scaled(limit, speed), min(limit, TIMEOUT_FLOOR))
+
+
+def local_time(instant: datetime, zone: str, *, seconds: bool = False) -> str:
+    """``instant`` as people of ``zone`` read it, with a label no reader can take for another zone:
+    ``2026-12-05 14:20 CST (UTC+8)``: an abbreviation alone is ambiguous (CST is China's and the US
+    Central's, IST India's, Ireland's and Israel's), so the offset is always said; a zone without an
+    abbreviation of its own shows the offset alone (``UTC+4`` for Asia/Dubai), UTC as ``UTC``."""
+    from zoneinfo import ZoneInfo
+
+    local = instant.astimezone(ZoneInfo(zone))
+    text = local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+    offset = local.utcoffset() or timedelta(0)
+    if not offset:
+        return f"{text} UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
+    utc = f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
+    name = local.tzname() or ""
+    return f"{text} {name} ({utc})" if name.isalpha() else f"{text} {utc}"

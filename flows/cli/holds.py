@@ -14,9 +14,10 @@ from flows.cli.runs import _acting
 
 def _local(instant: object, zone: str) -> str:
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
-    return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z") if isinstance(instant, datetime) else "-"
+    from flows.clock import local_time
+
+    return local_time(instant, zone) if isinstance(instant, datetime) else "-"
 
 
 @app.command()

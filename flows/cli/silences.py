@@ -17,6 +17,7 @@ from rich.table import Table
 from flows.cli import app
 from flows.cli.common import console, fail, print_json
 from flows.cli.runs import _actor, _engine
+from flows.clock import local_time
 from flows.engine.silences import MATCHER_HINT, Silence, SilenceBook, SilenceNotFound, SilenceRefused
 from flows.language.durations import DURATION_HINT, format_duration
 
@@ -29,8 +30,9 @@ OPTION = {"match": "--match", "for": "--for", "from": "--from", "reason": "--rea
 HINT = {"match": MATCHER_HINT, "for": f"write {DURATION_HINT}", "reason": "pass --reason '…'"}
 
 
-def _when(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+def _when(at: datetime, zone: str) -> str:
+    """An instant as the site reads it (``settings.timezone``), as ``sop oncall`` shows its shifts."""
+    return local_time(at, zone, seconds=True)
 
 
 def _refused(exc: SilenceRefused, nothing: str) -> None:
@@ -49,7 +51,8 @@ def create(
                                                                        "name=~regex matches the whole value")] = None,
     for_: Annotated[str | None, typer.Option("--for", help="how long, on the engine's clock: 2h, 30m, 1d")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="when it begins, for a maintenance window planned ahead: "
-                                                            "2026-12-06T22:00 (UTC) or with an offset (default: now)")] = None,
+                                                            "2026-12-06T22:00 in the site's time zone (settings.timezone), "
+                                                            "with an offset, or +2h (default: now)")] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="why (recorded beside every trigger it silences)")] = None,
     as_: Annotated[str | None, typer.Option("--as", help="who decides: a person id in config/ (default $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -66,9 +69,10 @@ def create(
         fail(f"a silence needs {', '.join(missing)}",
              "sop silence --match alertname=HighErrorRate,service=cart --for 2h --reason 'load test' --as li-wei")
     engine = _engine(prefect=False)
+    zone = engine.site.settings.timezone
     try:
         who = _actor(engine, as_)
-        made = SilenceBook(engine.ledger, engine.clock).create(match, for_, reason, who, starts=from_)
+        made = SilenceBook(engine.ledger, engine.clock).create(match, for_, reason, who, starts=from_, zone=zone)
     except SilenceRefused as exc:
         _refused(exc, "nothing was silenced")
     finally:
@@ -76,16 +80,18 @@ def create(
     if as_json:
         print_json(made.to_dict(engine.clock.now()))
         return
-    begins = f"from {_when(made.starts_at)} " if made.starts_at > made.created_at else ""
-    console.print(f"[green]✓[/] silence [bold]{made.id}[/]: {escape(made.text)} {begins}until {_when(made.ends_at)} "
+    begins = f"from {_when(made.starts_at, zone)} " if made.starts_at > made.created_at else ""
+    console.print(f"[green]✓[/] silence [bold]{made.id}[/]: {escape(made.text)} {begins}until {_when(made.ends_at, zone)} "
                   f"({format_duration(made.ends_at - made.starts_at)}), by {made.created_by}")
     console.print(f"  end it early with `sop silence end {made.id} --reason …`")
+
 
 
 @silence.command("list")
 def list_command(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Silences holding now, then those that expired or were ended in the last 7 days."""
     engine = _engine(prefect=False)
+    zone = engine.site.settings.timezone
     try:
         now = engine.clock.now()
         found = SilenceBook(engine.ledger, engine.clock).listing(now)
@@ -97,12 +103,12 @@ def list_command(as_json: Annotated[bool, typer.Option("--json", help="machine-r
     if not found:
         console.print("no silences now or in the last 7 days")
         return
-    table = Table(title=f"{len(found)} silence(s)", title_justify="left", show_edge=False, caption="Times UTC.",
+    table = Table(title=f"{len(found)} silence(s)", title_justify="left", show_edge=False, caption=f"Times in {zone}.",
                   caption_justify="left")
     for column in ("id", "state", "matchers", "from", "until", "by", "reason"):
         table.add_column(column, no_wrap=column == "id")
     for s in found:
-        table.add_row(s.id, _state(s, now), escape(s.text), _when(s.starts_at), _when(s.until), s.created_by,
+        table.add_row(s.id, _state(s, now), escape(s.text), _when(s.starts_at, zone), _when(s.until, zone), s.created_by,
                       escape(_why(s)))
     console.print(table)
 

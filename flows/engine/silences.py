@@ -230,20 +230,21 @@ _UNEXPIRED = (sa.select(silences)
 written = [0]
 
 
-def check_start(text: str | datetime | None, now: datetime) -> datetime:
-    """``--from``: when the silence begins (an ISO time, UTC unless it has an offset; none: now), not in the
-    past and at most :data:`MAX_AHEAD` ahead; SilenceRefused (field ``from``)."""
+def check_start(text: str | datetime | None, now: datetime, zone: str = "UTC") -> datetime:
+    """``--from``: when the silence begins (an ISO time, in ``zone`` unless it has an offset; ``+2h`` from now;
+    none: now), not in the past and at most :data:`MAX_AHEAD` ahead; SilenceRefused (field ``from``)."""
+    from flows.language.oncall import parse_instant
+
     if text is None or (isinstance(text, str) and not text.strip()):
         return now
     if isinstance(text, datetime):
-        at = text
+        at = text.replace(tzinfo=UTC) if text.tzinfo is None else text.astimezone(UTC)
     else:
         try:
-            at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+            at = parse_instant(text.strip().replace("Z", "+00:00"), zone, now=now)
         except ValueError:
-            raise SilenceRefused({"from": f"expected an ISO time such as 2026-12-06T22:00 (UTC) or "
-                                          f"2026-12-07T06:00+08:00, got {text!r}"}) from None
-    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+            raise SilenceRefused({"from": f"expected a time such as 2026-12-06T22:00 ({zone}), "
+                                          f"2026-12-07T06:00+08:00 or +2h (from now), got {text!r}"}) from None
     if at < now - timedelta(minutes=1):
         raise SilenceRefused({"from": f"{at.isoformat(timespec='seconds')} is in the past (now "
                                       f"{now.isoformat(timespec='seconds')}): leave it out to begin now"})
@@ -273,9 +274,10 @@ class SilenceBook:
         self.clock = clock or ledger.clock
 
     def create(self, matchers: str, duration: str | timedelta, reason: str, actor: Actor, *,
-               starts: str | datetime | None = None) -> Silence:
+               starts: str | datetime | None = None, zone: str = "UTC") -> Silence:
         """Silence what ``matchers`` match for ``duration`` from ``starts`` (default now: a maintenance window
-        may be planned ahead); recorded as ``silence_created`` by ``actor``.
+        may be planned ahead; a time without an offset is in ``zone``: the site's on the terminal, the
+        reader's on the page, UTC on the API); recorded as ``silence_created`` by ``actor``.
 
         Every problem is told at once, by field (SilenceRefused): nothing is written.
         """
@@ -283,7 +285,7 @@ class SilenceBook:
         errors: dict[str, str] = {}
         found: dict[str, Any] = {}
         for field, check in (("match", lambda: parse_matchers(matchers)), ("for", lambda: check_duration(duration)),
-                             ("from", lambda: check_start(starts, now))):
+                             ("from", lambda: check_start(starts, now, zone))):
             try:
                 found[field] = check()
             except SilenceRefused as exc:

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from flows.clock import local_time
 from flows.engine.paging import time_left
 from flows.language.durations import format_duration
 
@@ -47,13 +47,12 @@ def markdown(text: str | None) -> Markup:
 
 
 def when(value: datetime | None, tz: str = "UTC") -> Markup:
-    """``<time>`` in the reader's zone (``2026-12-05 14:20 CST``), the UTC instant on hover."""
+    """``<time>`` in the reader's zone (``2026-12-05 14:20 CST (UTC+8)``), the UTC instant on hover."""
     if value is None:
         return Markup("—")
     utc = value.astimezone(UTC)
-    local = utc.astimezone(ZoneInfo(tz))
     return Markup('<time datetime="{iso}" title="{utc} UTC">{local}</time>').format(
-        iso=utc.isoformat(), utc=utc.strftime("%Y-%m-%d %H:%M:%S"), local=local.strftime("%Y-%m-%d %H:%M %Z"))
+        iso=utc.isoformat(), utc=utc.strftime("%Y-%m-%d %H:%M:%S"), local=local_time(utc, tz))
 
 
 def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True) -> Markup:

@@ -84,3 +84,31 @@ def test_bad_matchers_and_strangers_are_refused_with_nothing_silenced(sop: Sop, 
     stranger = sop("silence", "--match", "alertname=X", "--for", "2h", "--reason", "r", "--as", "mallory", env=home)
     assert stranger.returncode == 1 and "not a person in config/" in stranger.stderr
     assert "no silences" in sop("silence", "list", env=home).stdout
+
+
+def test_a_maintenance_window_is_typed_and_shown_in_the_sites_time_zone(sop: Sop, home: dict[str, str | None]) -> None:
+    """An ops manager in Shanghai plans tonight's window as the on-call overrides are typed: local time, or +2h."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    shanghai = ZoneInfo("Asia/Shanghai")  # config/settings.yaml's timezone
+    begins = (datetime.now(shanghai) + timedelta(days=1)).replace(hour=22, minute=0, second=0, microsecond=0)
+    made = sop("silence", "--match", "alertname=HighErrorRate", "--for", "2h", "--from",
+               begins.strftime("%Y-%m-%dT%H:%M"), "--reason", "db upgrade", "--as", "li-wei", "--json", env=home)
+    assert made.returncode == 0, made.stderr
+    silence = json.loads(made.stdout)
+    assert datetime.fromisoformat(silence["starts_at"]) == begins.astimezone(UTC)  # 22:00 Shanghai, 14:00 UTC
+
+    listed = sop("silence", "list", env=home)
+    assert f"{begins:%Y-%m-%d} 22:00:00 CST (UTC+8)" in listed.stdout and "Times in Asia/Shanghai" in listed.stdout
+
+    later = sop("silence", "--match", "alertname=DiskFull", "--for", "1h", "--from", "+2h", "--reason", "disk swap",
+                "--as", "li-wei", "--json", env=home)
+    assert later.returncode == 0, later.stderr
+    starts = datetime.fromisoformat(json.loads(later.stdout)["starts_at"])
+    assert timedelta(minutes=118) < starts - datetime.now(UTC) <= timedelta(hours=2)
+
+    bad = sop("silence", "--match", "alertname=X", "--for", "1h", "--from", "tonight", "--reason", "r",
+              "--as", "li-wei", env=home)
+    assert bad.returncode == 1 and "--from: expected a time such as 2026-12-06T22:00 (Asia/Shanghai)" in bad.stderr and "Asia/Shanghai" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -165,7 +165,7 @@ def test_a_maintenance_window_planned_ahead_holds_only_from_its_start(
     assert intake.alerts([spike("nova")], "am")[0].status == "silenced"
     clock.set(T0 + timedelta(hours=4))
     assert intake.alerts([spike("mira")], "am")[0].status == "started"
-    for starts, told in (("yesterday", "expected an ISO time"), ("2026-11-19T00:00", "is in the past"),
+    for starts, told in (("yesterday", "expected a time such as"), ("2026-11-19T00:00", "is in the past"),
                          ("2027-06-01T00:00", "at most 30d ahead")):
         with pytest.raises(SilenceRefused) as refused:
             book.create("alertname=X", "1h", "r", LI_WEI, starts=starts)

@@ -127,8 +127,10 @@ def test_the_runs_with_the_drill_marked(auditor: httpx.Client, played: Played) -
     assert drill_row and "drill ×7200" in drill_row.group(1) and "missed" in drill_row.group(1)
     assert real_row and "drill" not in real_row.group(1) and "manual by tom-becker" in real_row.group(1)
     assert f'href="/desk/runs/{played.real}"' in page.text
-    # times in the reader's zone (li-wei: Asia/Shanghai), the UTC instant on hover
-    assert re.search(r'<time datetime="[^"]+\+00:00" title="[\d\- :]+ UTC">[\d\- :]+ CST</time>', page.text)
+    # times in the reader's zone (li-wei: Asia/Shanghai) with its offset (CST alone is also the US Central's),
+    # the UTC instant on hover
+    assert re.search(r'<time datetime="[^"]+\+00:00" title="[\d\- :]+ UTC">[\d\- :]+ CST \(UTC\+8\)</time>',
+                     page.text)
 
     left_out = auditor.get("/desk", params={**played.window, "drills": "exclude"})
     assert text_of(left_out, "run-count") == "1 run(s)" and played.drill not in left_out.text

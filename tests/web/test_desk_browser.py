@@ -80,7 +80,7 @@ def test_an_auditor_reads_a_finished_run_and_downloads_the_report(sop: Any, site
     assert "run started by sun-hao" in story and "done by zhao-lei (direct)" in story and "run finished" in story
     assert page.locator("svg.gantt").is_visible()
     started = page.locator("#run-facts time").first
-    assert started.inner_text().endswith("CST") and started.get_attribute("title").endswith(" UTC")
+    assert started.inner_text().endswith("CST (UTC+8)") and started.get_attribute("title").endswith(" UTC")
     page.shot("desk-run")
 
     # the report: its CSV holds the rows `sop audit report --csv` writes

@@ -78,3 +78,22 @@ def test_a_bad_matcher_is_shown_beside_its_field_and_nothing_is_silenced(site: S
     expired = client.post("/silences", data={"csrf": "forged", "match": "alertname=X", "for": "1h", "reason": "r"})
     assert expired.status_code == 403
     assert len(records(site.engine, None, "silence_created")) == before
+
+
+def test_a_window_planned_on_the_page_is_read_in_the_operators_time_zone(site: Site) -> None:
+    """li-wei (Asia/Shanghai) types tomorrow 22:00 as the page says: it begins at 22:00 in Shanghai, 14:00 UTC."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    client = operator(site)
+    page = client.get("/silences")
+    assert "in your time zone (Asia/Shanghai)" in page.text
+    begins = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).replace(hour=22, minute=0, second=0,
+                                                                                   microsecond=0)
+    made = client.post("/silences", data={"csrf": csrf_of(page), "match": f"alertname=DiskFull,host=h-{uuid.uuid4().hex[:6]}",
+                                          "for": "1h", "reason": "disk swap", "from": begins.strftime("%Y-%m-%dT%H:%M")})
+    assert made.status_code == 303, made.text
+    silence_id = re.search(r"made=(sil-[0-9a-f]+)", made.headers["location"]).group(1)  # type: ignore[union-attr]
+    [record] = [r for r in records(site.engine, None, "silence_created") if r["data"]["silence"] == silence_id]
+    assert datetime.fromisoformat(record["data"]["starts_at"]) == begins.astimezone(UTC)
+    assert f"{begins:%Y-%m-%d} 22:00 CST (UTC+8)" in client.get(made.headers["location"]).text
