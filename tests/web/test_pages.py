@@ -233,6 +233,11 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
     assert big.status_code == 422 and "dump.bin is larger than 200,000 bytes" in field_errors(big)["evidence"]
     missing = client.post(link, data=data)
     assert missing.status_code == 422 and "needs evidence" in field_errors(missing)["evidence"]
+    # a remark is not evidence an auditor can follow: said beside the field, nothing recorded
+    remark = client.post(link, data={**data, "evidence_link": "posted in the war-room chat"})
+    assert remark.status_code == 422, remark.text
+    assert "'posted in the war-room chat' is not a link" in field_errors(remark)["evidence"]
+    assert records(site.engine, run_id, "step_done") == []
     shot = b"\x89PNG fake screenshot " + uuid.uuid4().bytes
     ok = client.post(link, data=data, files={"evidence_file": ("screen shot.png", shot, "image/png")})
     assert ok.status_code == 303

@@ -8,6 +8,7 @@ then resumes the flow run. The Prefect UI's resume form reports nothing (see
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -170,6 +171,17 @@ def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: evidence is something an auditor can follow months later: a link (``https://…``, ``drill://…``, any scheme) or
+#: an uploaded file's reference (``sha256:<hex> name (n bytes)``), not a free-text remark
+_LINK = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S")
+
+
+def _not_a_link(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:57] + "…"
+    return (f"evidence {shown.strip()!r} is not a link: give the address where it can be found (https://…) "
+            "or attach the file; a remark goes in the note")
+
+
 def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None, approvals: list[str],
                  site: Site) -> None:
     """Raise ReportRefused unless the report fits the step (form, evidence, four-eyes)."""
@@ -198,6 +210,7 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
                 problems.append(_not_in_form(step, name))
         if step.evidence and not report.evidence:
             problems.append(f"step `{step.id}` needs evidence (a link or a file reference): pass --evidence")
+    problems += [_not_a_link(link) for link in report.evidence if not _LINK.match(link.strip())]
     if step.approval is not None:
         approval = step.approval
         if approval.distinct_from == "initiator" and initiator and who == initiator:
