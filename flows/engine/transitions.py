@@ -40,7 +40,7 @@ from flows.language.library import Library, LoadedSop
 from flows.language.oncall import OnCall
 from flows.language.spec import Sop
 from flows.ledger import Ledger, dumps
-from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
+from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, is_drill
 from flows.logfmt import kv
 
 log = logging.getLogger("sop.engine")
@@ -64,6 +64,18 @@ def _fitting(key: str) -> str:
         return key
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{key[:DEDUP_KEY_CHARS - 18]}…#{digest}"
+
+
+def open_key(sop_id: str, key: str, trigger: dict[str, Any] | None) -> str:
+    """The key a run holds while open (``runs.open_key``): a start with the same one attaches to it. Drills and real
+    runs never share one: a drill of crisis-pr must not finish the real P1 run of the same brand with its simulated
+    responders, nor a real alert attach to a drill and be lost with it. A drill's begins with ``drill|``, which no
+    real one can (an SOP id has no ``|``)."""
+    return f"{DRILL_KEYS}{sop_id}:{key}" if is_drill(trigger) else f"{sop_id}:{key}"
+
+
+#: what begins the open key of a drill (:func:`open_key`)
+DRILL_KEYS = "drill|"
 
 
 def _starter(starter: Actor | str | None) -> tuple[str | None, dict[str, Any]]:
@@ -178,7 +190,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         if key is None:
             return None
         with self.ledger.read() as conn:
-            return RunStore.open_run_of(conn, f"{sop.id}:{key}")
+            return RunStore.open_run_of(conn, open_key(sop.id, key, trigger))
 
     def _dedup_key(self, sop: Sop, inputs: dict[str, Any], trigger: dict[str, Any] | None) -> str | None:
         if not sop.dedup:
@@ -196,7 +208,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         """
         if key is not None and self.ledger.attaches_alone():  # PostgreSQL: a repeat alone is one round trip
             initiator, facts = _starter(starter)
-            found = RunStore.attach_alone(self.ledger, f"{loaded.sop.id}:{key}", copies, self.clock.now(), initiator,
+            found = RunStore.attach_alone(self.ledger, open_key(loaded.sop.id, key, trigger), copies, self.clock.now(), initiator,
                                           {"trigger": trigger, **_copies(copies), **facts})
             if found is not None:
                 return StartResult(found[0], attached=True, repeats=found[1]), Plan(), None
@@ -228,7 +240,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
         now = self.clock.now()
         if key is not None:
-            found = store.attach(f"{sop.id}:{key}", copies, now, initiator,
+            found = store.attach(open_key(sop.id, key, trigger), copies, now, initiator,
                                  {"trigger": trigger, **_copies(copies), **facts})
             if found is not None:
                 open_id, repeats = found
@@ -245,7 +257,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
             id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
             priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
             trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-            open_key=f"{sop.id}:{key}" if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
+            open_key=open_key(sop.id, key, trigger) if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
             started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id,
             parent_run_id=parent[0] if parent else None, follow_up=parent[1] if parent else None)
         fallbacks = {s.fallback for s in sop.steps if s.fallback}

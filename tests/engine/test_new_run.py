@@ -241,6 +241,24 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     assert chain_ok(local)
 
 
+def test_a_drill_and_a_real_run_of_the_same_key_never_attach_to_each_other(local: Engine) -> None:
+    """A drill of the SOP while a real incident of the same key is open starts a run of its own (its simulated
+    responders must not finish the real one), and a real alert during a drill starts a real run (not lost as a
+    drill's repeat); each attaches only to its own kind."""
+    drill = {"kind": "drill", "late": []}
+    real = local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"kind": "alert"})
+    rehearsal = local.start("t-newrun", {"service": "web"}, initiator="drill", trigger=drill)
+    assert not rehearsal.attached and rehearsal.run_id != real.run_id
+    again = local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"kind": "alert"})
+    assert again.attached and again.run_id == real.run_id
+    second_drill = local.start("t-newrun", {"service": "web"}, initiator="drill", trigger=drill)
+    assert second_drill.attached and second_drill.run_id == rehearsal.run_id
+    assert local.open_run("t-newrun", {"service": "web"}, {"kind": "alert"}) == real.run_id
+    assert local.open_run("t-newrun", {"service": "web"}, drill) == rehearsal.run_id
+    assert local.view(real.run_id).run["repeats"] == 1 and local.view(rehearsal.run_id).run["repeats"] == 1
+    assert chain_ok(local)
+
+
 def test_a_repeat_in_a_batch_attaches_and_a_run_another_writer_holds_is_refused_at_once(local: Engine) -> None:
     """The intake thread's group commit: a repeat attaches; on PostgreSQL a run held elsewhere is an error at once
     (NOWAIT: the batch's calls then run again one by one), never a wait that holds the whole batch."""
