@@ -58,17 +58,28 @@ def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
     (no offset means UTC), or a duration back from now (``7d``, ``12h``)."""
     value = text.strip()
     if _DATE.match(value):
-        day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=UTC)
-        return day + timedelta(days=1) if end else day
+        try:
+            day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=UTC)
+        except ValueError as exc:  # 2026-02-30: a date's shape, no such day
+            raise AuditError(f"`{text}` is not a day of the calendar ({exc})", "write a date such as 2026-03-01") from None
+        try:
+            return day + timedelta(days=1) if end else day
+        except OverflowError:  # --until 9999-12-31: the day after it is past any date Python has
+            return datetime.max.replace(tzinfo=UTC)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         try:
             return now - parse_duration(value, limit=None)  # a window, not a timer: years back are fine
+        except OverflowError:  # 99999999d: before the year 1
+            return datetime.min.replace(tzinfo=UTC)
         except ValueError:
             raise AuditError(f"`{text}` is neither a date, a time nor a duration",
                              "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00
+        raise AuditError(f"`{text}` is out of range", "give a time between 0001 and 9999 in UTC") from None
 
 
 def window(since: str | None, until: str | None, now: datetime) -> Window:

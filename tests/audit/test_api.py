@@ -108,6 +108,10 @@ def test_the_audit_cannot_write(client: httpx.Client, scenario: Scenario) -> Non
     ({"until": "garbage"}, "query.until"),
     ({"since": "2026-03-02", "until": "last week-ish"}, "query.until"),
     ({"since": "2026-03-05", "until": "2026-03-02"}, "query.since"),  # the wrong order
+    ({"since": "2026-02-30"}, "query.since"),  # a date's shape, no such day
+    ({"since": "2026-13-01"}, "query.since"),
+    ({"until": "2026-12-32"}, "query.until"),
+    ({"since": "0001-01-01T00:00+05:00"}, "query.since"),  # before the year 1 in UTC
 ])  # fmt: skip
 def test_a_window_that_does_not_parse_names_its_own_field(client: httpx.Client, path: str, params: dict[str, str],
                                                           field: str) -> None:

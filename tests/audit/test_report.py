@@ -125,6 +125,11 @@ def test_a_bad_window_or_class_is_refused_with_a_hint(sop: Any, scenario: Scenar
     assert done.returncode == 1
     assert "`last tuesday` is neither a date, a time nor a duration" in done.stderr
     assert "hint: write 2026-03-01" in done.stderr
+    for bad in (("--since", "2026-02-30"), ("--until", "2026-12-32")):  # a date's shape, no such day
+        done = sop("audit", "report", *bad, env=env)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"`{bad[1]}` is not a day of the calendar" in done.stderr
+    assert sop("audit", "runs", "--until", "9999-12-31", env=env).returncode == 0  # the last day there is
     done = sop("audit", "report", "--class", "urgent", env=env)
     assert "unknown class `urgent`" in done.stderr and "complaint, outage, policy, routine" in done.stderr
     done = sop("audit", "report", "--since", "2026-03-05", "--until", "2026-03-01", env=env)
