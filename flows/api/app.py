@@ -158,7 +158,8 @@ def create_app(
         app.add_middleware(WebhookFastPath, pipeline=app.state.webhooks, webhooks=WEBHOOKS)
     app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes,  # before the fast path
                        page_max_bytes=site.settings.web.upload_max_bytes + 100_000)
-    app.add_middleware(NoNulInUrl)  # outermost
+    app.add_middleware(NoNulInUrl)
+    app.add_middleware(errors.Faults)  # outermost: what no handler expected is answered, not a dropped connection
     errors.install(app)
     for module in (runs, holds, alerts, events, metrics):
         app.include_router(module.router)

@@ -261,6 +261,47 @@ def failed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=500)
 
 
+def unexpected(request: Request, exc: Exception) -> Response:
+    """The answer to what no handler expected (logged by :func:`failed`): a page saying so for a person's browser,
+    the JSON 500 for the API's clients."""
+    answer = failed(request, exc)
+    if not _wants_a_page(request):
+        return answer
+    from flows.web.pages import notice
+
+    return notice(request, "Something went wrong on our side",
+                  "The page could not be shown because of a fault of the service, not of anything you did. Try again "
+                  "in a moment; if it happens again, tell the site's operators (the service's log says what failed).",
+                  500, action=("/", "Go to your steps"))
+
+
+class Faults:
+    """Answers what no handler expected itself (:func:`unexpected`), inside the server's own last resort: an exception
+    that reached the server made it log it again and drop the connection under the answer (a browser showed a reset
+    connection, not the page). Outermost of the app's own middleware."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # too late for an answer of ours: the server closes the connection
+                raise
+            await unexpected(Request(scope, receive), exc)(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn our exceptions into located 4xx answers."""
 
@@ -317,8 +358,8 @@ def install(app: FastAPI) -> None:
         return refused(request, ApiError(409, str(exc), "path.step"))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return failed(request, exc)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        return unexpected(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

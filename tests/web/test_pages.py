@@ -287,6 +287,23 @@ def test_a_page_that_does_not_exist_is_a_page_for_a_browser_and_json_for_the_api
     assert client.get("/v1/nothing", headers={"Accept": "text/html"}).json()["field"] == "path"
 
 
+def test_a_fault_of_ours_is_a_page_for_a_browser_and_json_for_the_api(site: Site,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    client = site.client()
+    sign_in(site, client, "li-wei")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(site.engine, "view", broken)
+    page = client.get("/runs/0123456789", headers={"Accept": "text/html"})
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "Something went wrong on our side" in page.text and "not of anything you did" in page.text
+    assert "RuntimeError" not in page.text and "Traceback" not in page.text
+    api = client.get("/runs/0123456789")
+    assert api.status_code == 500 and api.json()["error"].startswith("internal error (RuntimeError)")
+
+
 def test_the_browsers_icon_is_answered_not_a_404(site: Site) -> None:
     """Every browser asks for /favicon.ico: a 404 each time was a warning in the log for every page view."""
     client = site.client()
