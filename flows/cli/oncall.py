@@ -38,7 +38,7 @@ def oncall(
     sop oncall override sre-oncall tom-becker --from 2026-12-24 --until +3d --reason "zhao-lei on leave" --as li-wei
     sop oncall override end 2 --reason "recorded by mistake" --as li-wei
     """
-    from flows.cli.runs import _actor, _engine
+    from flows.cli.runs import _actor, _engine, _operator
 
     words = words or []
     engine = _engine(prefect=False)
@@ -50,7 +50,8 @@ def oncall(
             if reason is None:
                 engine.pager.close()
                 fail("ending an override needs --reason", USAGE)
-            _end(engine, int(words[2].lstrip("#")), reason, _actor(engine, who), zone, as_json)
+            _end(engine, int(words[2].lstrip("#")), reason, _operator(engine, _actor(engine, who), "on-call overrides"),
+                 zone, as_json)
             return
         if words[:1] == ["override"]:
             if len(words) != 3:
@@ -59,7 +60,8 @@ def oncall(
             if until is None or reason is None:
                 engine.pager.close()
                 fail("an override needs --until and --reason", USAGE)
-            _override(engine, words[1], words[2], start, until, reason, _actor(engine, who), zone, now, as_json)
+            _override(engine, words[1], words[2], start, until, reason,
+                      _operator(engine, _actor(engine, who), "on-call overrides"), zone, now, as_json)
             return
         if len(words) > 1:
             engine.pager.close()

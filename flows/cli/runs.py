@@ -83,6 +83,18 @@ def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
     return Actor(person=person, via="cli", os_user=os_user)
 
 
+def _operator(engine: Any, actor: Actor, theirs: str) -> Actor:
+    """``actor`` when they are one of ``settings.web.operators`` (as on the pages: ``theirs`` are the operators'), else
+    a refusal that records nothing."""
+    from flows.language.actors import in_access_list
+
+    if not in_access_list(engine.library.site, actor.person, "operators"):
+        engine.pager.close()
+        fail(f"{actor.person} is not one of settings.web.operators: {theirs} are theirs; nothing was recorded",
+             f"operators in config/settings.yaml: {', '.join(engine.library.site.settings.web.operators) or 'none'}")
+    return actor
+
+
 #: how long `sop run` waits for Prefect to create the flow run before leaving it to `sop serve`
 LAUNCH_WAIT_S = 20.0
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from flows.cli import app
 from flows.cli.common import console, fail, print_json
-from flows.cli.runs import _actor, _engine
+from flows.cli.runs import _actor, _engine, _operator
 from flows.clock import local_time
 from flows.engine.silences import MATCHER_HINT, Silence, SilenceBook, SilenceNotFound, SilenceRefused
 from flows.language.durations import DURATION_HINT, format_duration
@@ -71,7 +71,7 @@ def create(
     engine = _engine(prefect=False)
     zone = engine.site.settings.timezone
     try:
-        who = _actor(engine, as_)
+        who = _operator(engine, _actor(engine, as_), "silences")
         made = SilenceBook(engine.ledger, engine.clock).create(match, for_, reason, who, starts=from_, zone=zone)
     except SilenceRefused as exc:
         _refused(exc, "nothing was silenced")
@@ -132,7 +132,7 @@ def end_command(
     """End a silence now: the triggers it held start runs again."""
     engine: Any = _engine(prefect=False)
     try:
-        who = _actor(engine, as_)
+        who = _operator(engine, _actor(engine, as_), "silences")
         ended = SilenceBook(engine.ledger, engine.clock).end(silence_id, who, reason)
     except SilenceNotFound as exc:
         fail(str(exc))

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flows.engine.links import Claim
-from flows.language.actors import Actor
+from flows.language.actors import Actor, in_access_list
 from flows.web.identity import ProxyIdentity
 from flows.web.sessions import COOKIE, Session, SessionStore
 
@@ -83,11 +83,7 @@ class Web:
     def may(self, session: Session | None, access: str) -> bool:
         """Whether the signed-in person has ``access`` (``operators`` or ``auditors`` of ``settings.web``:
         people, or roles whose members they are)."""
-        if session is None:
-            return False
-        from flows.language.steps.human import members
-
-        return any(session.person in members(self.site, name) for name in getattr(self.settings, access))
+        return session is not None and in_access_list(self.site, session.person, access)
 
     def zone(self, person: str | None, default: str = "UTC") -> str:
         """The reader's time zone (their ``timezone`` in config/people.yaml), ``default`` for anyone else."""

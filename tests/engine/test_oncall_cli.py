@@ -28,6 +28,11 @@ def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any,
     stranger = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
                    "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "wang-fan", env=ledger_env)
     assert stranger.returncode == 1 and "did you mean wang-fang" in stranger.stderr
+    # a person of config/ who is no operator may not change who is paged, here as on the /oncall page
+    creative = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
+                   "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "maria-costa", env=ledger_env)
+    assert creative.returncode == 1 and "maria-costa is not one of settings.web.operators" in creative.stderr
+    assert "nothing was recorded" in creative.stderr and "Traceback" not in creative.stderr
 
     made = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
                "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "li-wei", env=ledger_env)
@@ -53,6 +58,9 @@ def test_an_override_recorded_by_mistake_is_withdrawn_with_a_reason_and_is_in_th
         "primary"] == "tom-becker"
     unexplained = sop("oncall", "override", "end", str(override), "--as", "li-wei", env=ledger_env)
     assert unexplained.returncode == 1 and "ending an override needs --reason" in unexplained.stderr
+    not_theirs = sop("oncall", "override", "end", f"#{override}", "--reason", "mine now", "--as", "maria-costa",
+                     env=ledger_env)
+    assert not_theirs.returncode == 1 and "maria-costa is not one of settings.web.operators" in not_theirs.stderr
     ended = sop("oncall", "override", "end", f"#{override}", "--reason", "recorded by mistake", "--as", "li-wei",
                 env=ledger_env)
     assert ended.returncode == 0, ended.stderr

@@ -83,6 +83,9 @@ def test_bad_matchers_and_strangers_are_refused_with_nothing_silenced(sop: Sop, 
     assert long.returncode == 1 and "--for:" in long.stderr
     stranger = sop("silence", "--match", "alertname=X", "--for", "2h", "--reason", "r", "--as", "mallory", env=home)
     assert stranger.returncode == 1 and "not a person in config/" in stranger.stderr
+    creative = sop("silence", "--match", "service=checkout", "--for", "30m", "--reason", "r", "--as", "maria-costa",
+                   env=home)  # a person of config/, no operator: as on the /silences page
+    assert creative.returncode == 1 and "maria-costa is not one of settings.web.operators" in creative.stderr
     assert "no silences" in sop("silence", "list", env=home).stdout
 
 
