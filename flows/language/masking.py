@@ -8,7 +8,10 @@ An Apprise URL carries its credentials in many shapes: ``mailto://user:pass@host
 - a host is kept when it is a host name (has a dot, or is ``localhost``) or an IP address;
   any other host or path segment is masked when it looks like a token: 16 characters or
   more, 8 or more with a digit, or 6 or more mixing letters and digits (``ntfy://ops-alerts``
-  stays readable, ``slack://T1JJ3T3L2/...`` does not). An e-mail address is kept;
+  stays readable, ``slack://T1JJ3T3L2/...`` does not), unless a path segment is lower-case
+  words joined by ``-`` or ``_`` (``/v1/circuit-breakers``: an audit keeps where a failed call
+  went; a host such as an ntfy topic, itself a secret, is not spared). An
+  e-mail address is kept;
 - every query value is masked except those of harmless options (``to``, ``priority``,
   ``format``, ``cto``…, see ``SAFE_OPTIONS``).
 
@@ -84,6 +87,10 @@ _EMAIL = re.compile(r"^[^@\s/]+@[^@\s/]+\.[^@\s/]+$")
 _URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>()]+")
 _ONLY_PLACEHOLDERS = re.compile(r"^(\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\})+$")
 
+#: two or more lower-case words joined by ``-`` or ``_``, none longer than 15 letters: a path's name (``circuit-breakers``),
+#: kept readable however long; a token has digits, capitals or one long run of letters
+_WORDS = re.compile(r"^[a-z]{1,15}(?:[-_][a-z]{1,15})+$")
+
 Piece = tuple[str, bool]  # (text, is it secret)
 
 
@@ -137,7 +144,7 @@ def _pieces(url: str) -> list[Piece]:
     pieces += _authority(authority)
     if slash:
         for segment in path.split("/"):
-            pieces += [("/", False), (segment, _looks_secret(segment))]
+            pieces += [("/", False), (segment, _looks_secret(segment, path=True))]
     if question:
         pieces.append(("?", False))
         for i, pair in enumerate(query.split("&")):
@@ -168,11 +175,13 @@ def _authority(authority: str) -> list[Piece]:
     return [*pieces, (hostport, _looks_secret(hostport))]
 
 
-def _looks_secret(segment: str) -> bool:
+def _looks_secret(segment: str, path: bool = False) -> bool:
     text = unquote(segment).lstrip("#")
     if not text or text.lower() == "localhost":
         return False
     if _EMAIL.match(text) or _HOSTNAME.match(text):
+        return False
+    if path and _WORDS.match(text):  # /circuit-breakers: words, not a token (a host such as an ntfy topic may be one)
         return False
     digits = any(c.isdigit() for c in text)
     letters = any(c.isalpha() for c in text)

@@ -51,6 +51,11 @@ from notifications.masking import mask_template, mask_url, redact, secrets_of
             ["T000AAA", "XXXXXXXXXXXXXXXXXXXX"],
         ),
         ("inbox://li-wei", "inbox://li-wei", []),
+        # a path of words stays readable however long (an audit keeps where a failed call went); a long host
+        # of words (an ntfy topic: its own secret) and a lower-case token of one run of letters do not
+        ("http://127.0.0.1:9900/v1/circuit-breakers", "http://127.0.0.1:9900/v1/circuit-breakers", []),
+        ("ntfy://sop-alerts-lumi-brand", "ntfy://****", ["sop-alerts-lumi-brand"]),
+        ("json://h.example/hooks/qwertzuiopasdfghjk", "json://h.example/hooks/****", ["qwertzuiopasdfghjk"]),
         ("json://[::1]:8080/hook", "json://[::1]:8080/hook", []),
     ],
 )
