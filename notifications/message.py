@@ -19,12 +19,12 @@ from flows.language.spec import PRIORITY
 
 Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
-    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
+    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed", "step_failed",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
-    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over"})
+    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "step_failed"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
 ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "handed_over"})
 NotifyType = Literal["info", "success", "warning", "failure"]
@@ -48,8 +48,8 @@ class SopInfo:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation, or why its automated
-    steps cannot start (``automation_failed``)."""
+    """The run: ``url`` is the link a reader opens; ``reason`` explains a cancellation, why its automated
+    steps cannot start (``automation_failed``), or why an automated step failed (``step_failed``)."""
 
     id: str
     url: str

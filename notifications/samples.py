@@ -38,6 +38,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             "run_cancelled": "duplicate of run r-20250301-0000",
             "automation_failed": "cannot start automated steps: Prefect did not create the flow run: "
             "Flow run parameters must be less than 524,288 bytes when serialized",
+            "step_failed": "POST http://gateway.internal/v1/circuit-breakers failed after 4 tries: "
+            "[Errno 111] Connection refused",
         }.get(kind),
     )
     step = StepInfo(

@@ -118,7 +118,9 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
 
 # --- the operators' board: every open run in four queries, no SOP text parsed -----------------
 
-_CURRENT = (StepState.ACTIVE, StepState.READY, StepState.RUNNING)
+#: the steps a run shows now: waiting, starting, running, and an automated one that failed (someone may have to
+#: carry it out by hand: the run goes on, and ends failed)
+_CURRENT = (StepState.ACTIVE, StepState.READY, StepState.RUNNING, StepState.FAILED)
 _OPEN_RUNS = sa.select(runs.c.id, runs.c.sop_id, runs.c.title, runs.c.sop_class, runs.c.priority, runs.c.initiator,
                        runs.c.trigger, runs.c.repeats, runs.c.last_seen_at, runs.c.speed, runs.c.started_at,
                        runs.c.deadline_at).where(runs.c.status == RunStatus.RUNNING)
@@ -176,7 +178,7 @@ class BoardRun:
     @property
     def next_due(self) -> datetime | None:
         """The soonest instant something is due: an active step's due or the run's deadline."""
-        dues = [s.due_at for s in self.steps if s.due_at is not None] + ([self.deadline_at] if self.deadline_at else [])
+        dues = [s.due_at for s in self.steps if s.due_at is not None and s.state != StepState.FAILED] + ([self.deadline_at] if self.deadline_at else [])
         return min(dues) if dues else None
 
 

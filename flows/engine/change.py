@@ -234,6 +234,8 @@ class RunChange:
         self.record(RecordKind.step_ended(state), step_id, actor=actor, reason=reason, result=result, note=note,
                     deadline_met=met, **(facts or {}))
         self.store.cancel_timers(self.view, step_id)
+        if state == StepState.FAILED:  # the owner learns at once: someone may have to do it by hand
+            self.page("step_failed", step_id, [self.view.sop.owner], level={"reason": reason or "no reason given"})
         fallback = self.view.sop.step(step_id).fallback
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
             # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go

@@ -46,8 +46,8 @@ _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 
 
 def _reason(run: dict[str, Any], page: Any) -> str | None:
-    """Why a run was cancelled, or why its automated steps cannot start (the page says)."""
-    if page.kind in ("automation_failed", "run_cancelled") and (page.level or {}).get("reason"):
+    """Why a run was cancelled, why its automated steps cannot start, or why one failed (the page says)."""
+    if page.kind in ("automation_failed", "run_cancelled", "step_failed") and (page.level or {}).get("reason"):
         return page.level["reason"]  # a cancel's whole reason (the run's outcome holds its start)
     return run["outcome"] if run["status"] == RunStatus.CANCELLED else None
 

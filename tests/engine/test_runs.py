@@ -129,7 +129,7 @@ def test_http_step_retries_until_the_gateway_answers(engine, gateway):
     assert assigned[-1]["step_id"] == "confirm"
 
 
-def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
+def test_http_step_fails_the_run_when_retries_run_out(engine, gateway, project):
     gateway.failures = 100
     run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei")
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
@@ -137,6 +137,13 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway):
     assert view.run["outcome"] == "failed"
     assert step_states(engine, run.run_id) == {"call": "failed", "confirm": "blocked", "tell": "blocked"}
     assert len(gateway.requests) == 4  # first try + 3 retries
+    # the owner (sre-lead, whose primary is tom-becker) is told at once which step failed and why, so it can be
+    # carried out by hand
+    inbox = project / "var" / "inbox" / "tom-becker.jsonl"
+    told = wait_for(lambda: [p for line in (inbox.read_text().splitlines() if inbox.exists() else [])
+                             if "Automated step failed" in (p := json.loads(line))["title"]], 30, "the owner's page")
+    assert "(`call`)" in told[0]["body"] and "answered HTTP 500" in told[0]["body"]
+    assert "Carry it out by hand" in told[0]["body"]
     state = wait_for(lambda: (s := flow_run_state(engine, run.run_id)) and s.is_final() and s, 60, "the flow run to end")
     assert state.type.value == "FAILED" and "call: failed" in state.message  # not a green Completed
 

@@ -87,6 +87,25 @@ def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site
     assert f'id="run-{routine}"' in client.get("/board?role=growth-lead").text
 
 
+def test_an_automated_step_that_failed_shows_on_the_board_until_the_run_ends(site: Site) -> None:
+    """traffic-surge's circuit breakers could not be set: the run goes on (its people are working), and the board
+    says which step failed, so an operator sees someone must do it by hand."""
+    client = operator(site)
+    run = site.engine.start("traffic-surge", {"service": f"s-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                            launch=False).run_id
+    site.engine.mark_running(run, "breaker")
+    site.engine.complete(run, "breaker", {}, error="PUT http://127.0.0.1:9900/v1/circuit-breakers failed: refused")
+    site.engine.advance(run)
+    assert site.engine.view(run).is_open
+    row = re.search(rf'<article class="card run[^"]*" id="run-{run}">(.*?)</article>', client.get("/board").text, re.S)
+    assert row is not None
+    assert f'href="/runs/{run}#step-breaker"' in row.group(1)
+    assert "(http, failed: carry it out by hand)" in row.group(1)
+    page = client.get(f"/runs/{run}")  # the run's page says why, on the step's row
+    assert page.status_code == 200
+    assert re.search(r'<tr class="failed" id="step-breaker">.*?circuit-breakers failed: refused', page.text, re.S)
+
+
 def test_cancelling_needs_a_reason_and_is_recorded_with_who(site: Site) -> None:
     run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
                                launch=False).run_id

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from flows.clock import ManualClock
 from flows.engine.links import Links
