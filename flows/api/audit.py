@@ -10,6 +10,7 @@ verify the chain (the CLI's does, adding ``verification``): ``/v1/audit/verify``
 - ``GET /v1/audit/report?since=&until=&sop=&class=&drills=include|exclude|only&format=json|csv|html&timelines=N``
 - ``GET /v1/audit/verify?anchor=SEQ:HASH``      ``ok`` false (still 200) when the chain is broken
 - ``GET /v1/audit/sops/{sop}/history``          versions that ran, with diffs
+- ``GET /v1/audit/actions?since=&until=&kind=sign-in|oncall|silence&format=json|csv``  what people did outside runs
 """
 
 from __future__ import annotations
@@ -74,6 +75,27 @@ def audit_runs(request: Request, since: str | None = SINCE, until: str | None = 
         raise _refused(exc, "query.drills" if "drills" in exc.message else "query.class") from None
     if format == "csv":
         return PlainTextResponse(to_csv(lines, RUN_COLUMNS), media_type="text/csv")
+    return _json([line.to_dict() for line in lines])
+
+
+@router.get("/actions")
+def audit_actions(request: Request, since: str | None = Query(None, description="from: 2026-03-01, an ISO time or 7d"),
+                  until: str | None = Query(None, description="before (a date includes that whole day)"),
+                  kind: list[str] = Query(default_factory=list, description="sign-in, oncall, silence (repeatable; "
+                                                                              "none: all)"),
+                  format: Literal["json", "csv"] = "json") -> Response:  # noqa: A002
+    """What people did outside any run: sign-ins, on-call overrides made and ended, silences made and ended; who
+    and how it came, and what, in the order it came."""
+    from flows.audit.actions import ACTION_COLUMNS
+
+    subject = _audit(request)
+    within = _window(subject, since, until)
+    try:
+        lines = subject.actions(within, kind or None)
+    except AuditError as exc:
+        raise _refused(exc, "query.kind") from None
+    if format == "csv":
+        return PlainTextResponse(to_csv(lines, ACTION_COLUMNS), media_type="text/csv")
     return _json([line.to_dict() for line in lines])
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from flows.audit.actions import ActionLine, action_lines, check_groups
 from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
@@ -118,6 +119,13 @@ class Audit:
         with self.ledger.read() as conn:
             return silence_lines(conn, within)
 
+    def actions(self, within: Window | None = None, kinds: list[str] | None = None) -> list[ActionLine]:
+        """What people did outside any run (sign-ins, on-call overrides, silences) in the window (``sop audit
+        actions``); ``kinds``: words of :data:`flows.audit.actions.GROUPS`."""
+        check_groups(kinds)
+        with self.ledger.read() as conn:
+            return action_lines(conn, within, kinds)
+
     def silenced(self, within: Window | None = None) -> list[SilencedLine]:
         """Every trigger a silence kept from starting a run, in the window (``sop audit silenced``)."""
         with self.ledger.read() as conn:
@@ -128,5 +136,5 @@ class Audit:
             return sop_history(conn, sop_id, current_hash)
 
 
-__all__ = ["Anchor", "Audit", "AuditError", "ComplianceReport", "RunAudit", "RunLine", "SilenceLine", "SilencedLine",
+__all__ = ["ActionLine", "Anchor", "Audit", "AuditError", "ComplianceReport", "RunAudit", "RunLine", "SilenceLine", "SilencedLine",
            "SopHistory", "Verification", "Window"]

@@ -427,6 +427,8 @@ def started_by(initiator: str | None, data: dict[str, Any], trigger: Any) -> str
     started from the CLI before starts recorded them has its trigger say how (``via``, ``os_user``)."""
     if not data.get("via") and isinstance(trigger, dict) and trigger.get("kind") == "manual":
         data = trigger
+    elif initiator == "drill" and isinstance(trigger, dict) and trigger.get("os_user"):  # `sop drill` with no --as
+        return f"drill (os user {trigger['os_user']})"
     return described(initiator, data)
 
 

@@ -51,6 +51,11 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"{kind.removeprefix('step_')} by {who or 'automation'}" + (
             "" if data.get("deadline_met") in (None, True) else ", late") + (
             f", its timer {data.get('late_ms')} ms late" if data.get("late") else "")  # a wait ended by a late timer
+    if kind == "link_refused":
+        whose = data.get("link_of") or actor  # records before 2026-12-06 named the link's person as the actor
+        reason = {"used": "already used"}.get(data.get("reason") or "", data.get("reason") or "refused")
+        return (f"a personal link of {whose} sent again, refused ({reason})"
+                + (f" from {data['client']}" if data.get("client") else ""))
     if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
         return f"{kind.removeprefix('step_')}: {data.get('reason')}"
     if kind == "step_ready":

@@ -20,6 +20,7 @@ from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 from flows.cli import app
 from flows.cli.audit_views import (
+    print_actions,
     print_compliance,
     print_document,
     print_follow_ups,
@@ -247,6 +248,36 @@ def silenced_command(
         sys.stdout.write(to_csv(lines, SILENCED_COLUMNS))
         return
     print_silenced(lines)
+
+
+# --- sop audit actions -----------------------------------------------------------------------
+
+
+@audit.command("actions")
+def actions_command(
+    since: Annotated[str | None, typer.Option("--since", help="from: 2026-03-01, an ISO time or 7d")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="before (a date includes that whole day)")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="sign-in, oncall or silence (repeatable; "
+                                                                   "default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout")] = False,
+) -> None:
+    """What people did outside any run: sign-ins, on-call overrides made and ended, silences made and ended; who, how it
+    came (web, link, cli, api) and what, in the order it came."""
+    from flows.audit.actions import ACTION_COLUMNS
+
+    subject = _audit()
+    try:
+        lines = subject.actions(subject.window(since, until), kind)
+    except AuditError as exc:
+        fail(exc.message, exc.hint)
+    if as_json:
+        sys.stdout.write(to_json([line.to_dict() for line in lines]))
+        return
+    if as_csv:
+        sys.stdout.write(to_csv(lines, ACTION_COLUMNS))
+        return
+    print_actions(lines)
 
 
 # --- sop audit verify ------------------------------------------------------------------------

@@ -97,6 +97,18 @@ def print_silenced(lines: list[SilencedLine]) -> None:
     console.print(table)
 
 
+def print_actions(lines: list[Any]) -> None:
+    """``sop audit actions``: one row per thing a person did outside any run."""
+    table = Table(title=f"{len(lines)} action(s) outside runs", title_justify="left", show_edge=False,
+                  caption="Times UTC. record: the chain's record number (sop audit verify names records by it).",
+                  caption_justify="left")
+    for column in ("at", "record", "kind", "who", "what"):
+        table.add_column(column, no_wrap=column in ("at", "record"), justify="right" if column == "record" else "left")
+    for line in lines:
+        table.add_row(_when(line.at), str(line.seq), line.kind, escape(line.who), escape(line.what))
+    console.print(table)
+
+
 # --- sop audit runs --------------------------------------------------------------------------
 
 

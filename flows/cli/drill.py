@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -78,8 +78,31 @@ def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
             return
 
 
+def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
+    """Who starts a drill from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/, recorded with the OS
+    user (``drill by li-wei (cli, os user ops)``); without one, ``drill`` with the OS user in its trigger."""
+    import getpass
+    import os
+
+    from flows.language.actors import Actor, UnknownPerson, check_person
+
+    try:
+        os_user: str | None = getpass.getuser()
+    except Exception:  # no user name (a container without one)
+        os_user = None
+    name = given or os.environ.get("SOP_ACTOR")
+    if not name:
+        return "drill", {"os_user": os_user} if os_user else {}
+    try:
+        person = check_person(library().site, name, "--as")
+    except UnknownPerson as exc:
+        fail(str(exc))
+    return Actor(person=person, via="cli", os_user=os_user), {}
+
+
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,
-              reject: list[str] | None = None, hand_over: dict[str, str] | None = None, live: bool = False) -> DrillResult:
+              reject: list[str] | None = None, hand_over: dict[str, str] | None = None, live: bool = False,
+              as_: str | None = None) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
     from flows.api.auth import SecretsRefused
@@ -87,6 +110,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
     from flows.runtime.serve import Stack, StackError, healthy
 
     lib = library()
+    starter, facts = _starter(as_)
     if sop_id not in lib.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(lib.sops))}")
     unknown = [s for s in late if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
@@ -116,7 +140,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
                       + (f", rejected once: {', '.join(reject)}" if reject else ""))
         drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry,
                       on_start=lambda run_id: _print_step_link(engine, run_id), reject=set(reject or []),
-                      hand_over=hand_over, live=live)
+                      hand_over=hand_over, live=live, starter=starter, facts=facts)
         result = drill.run()
         engine.pager.close()
     _summary(result)
@@ -133,12 +157,14 @@ def drill(
     reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
     hand_over: Annotated[list[str] | None, typer.Option("--hand-over", help="STEP=PERSON: its holder hands it over at once (repeatable)")] = None,
     live: Annotated[bool, typer.Option("--live", help="http, command and notify steps call the real systems and send their messages (default: simulated)")] = False,
+    as_: Annotated[str | None, typer.Option("--as", help="who starts the drill: a person id in config/ (default $SOP_ACTOR; "
+                                                          "without one, the OS user is recorded)")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if (problem := check_speed(speed)) is not None:
         fail(f"--{problem}", "e.g. --speed 120 plays 2 hours in 1 minute")
     result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed, reject or [], _pairs(hand_over, "--hand-over"),
-                       live=live)
+                       live=live, as_=as_)
     if result.outcome not in ("done", "rejected"):
         raise typer.Exit(1)
 

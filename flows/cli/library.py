@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
@@ -97,6 +99,20 @@ def list_sops(as_json: Annotated[bool, typer.Option("--json", help="machine-read
     console.print(table)
 
 
+def _next_firings(sop: Any, zone: str) -> dict[str, str]:
+    """When each of the SOP's schedules fires next, as the site reads it (``sop deploy`` gives Prefect these
+    schedules; a stack started before a change of them runs the old ones until it restarts)."""
+    from croniter import croniter
+
+    from flows.clock import local_time
+
+    out = {}
+    for trigger in sop.schedules():
+        start = datetime.now(ZoneInfo(trigger.timezone))
+        out[trigger.schedule] = local_time(croniter(trigger.schedule, start).get_next(datetime), zone)
+    return out
+
+
 @app.command()
 def show(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")],
@@ -110,6 +126,7 @@ def show(
         fail(str(exc.args[0]))
     data = describe(loaded.sop)
     data["hash"] = loaded.text_hash
+    data["next_scheduled"] = _next_firings(loaded.sop, lib.site.settings.timezone)
     if as_json:
         print_json(data)
         return
@@ -119,6 +136,8 @@ def show(
     tree = Tree(head)
     if data["triggers"]:
         tree.add(escape("triggers: " + "; ".join(data["triggers"])))
+    for cron, shown in data["next_scheduled"].items():
+        tree.add(escape(f"next by schedule {cron}: {shown}"))
     if data["inputs"]:
         tree.add(escape("inputs: " + ", ".join(f"{k} ({v.get('type', 'string')})" for k, v in data["inputs"].items())))
     for step in data["steps"]:

@@ -76,13 +76,11 @@ def notify_test(
 
 
 def _on_call(site: Site) -> Any:
-    """Who a role means now: a fixed role's people, a rotating role's as the ledger's overrides leave them."""
+    """Who a role means now, as a page would reach it: its rotation or fixed people, as the ledger's overrides leave
+    them (an override applies to a fixed role too)."""
     from flows.language.oncall import OnCall
 
     def lookup(role: str) -> OnCall:
-        found = site.roles[role]
-        if found.rotation is None and found.primary is not None:
-            return OnCall(role, found.primary, found.backup, "fixed", "fixed primary and backup in config")
         from flows.engine.build import ledger_for
         from flows.engine.oncall import on_call_now
 

@@ -109,7 +109,10 @@ def _run_id_for(engine: Any, sop_id: str, inputs: dict[str, Any], flow_run: Any)
         return existing
     # started from the Prefect UI or a schedule: the ledger hears of it now
     initiator = "schedule" if getattr(flow_run, "auto_scheduled", False) else "prefect-ui"
-    trigger = {"kind": initiator, "flow_run": str(flow_run.id)}
+    trigger: dict[str, Any] = {"kind": initiator, "flow_run": str(flow_run.id)}
+    if initiator == "schedule":  # which firing it was, as Prefect's scheduler planned it (its deployment's schedule)
+        expected = getattr(flow_run, "expected_start_time", None)
+        trigger["scheduled_for"] = expected.isoformat() if expected is not None else None
     return engine.start(sop_id, inputs, initiator=initiator, trigger=trigger, flow_run_id=str(flow_run.id)).run_id
 
 

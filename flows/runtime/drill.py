@@ -83,8 +83,13 @@ class Drill:
                  seed: int | None = None, share: tuple[float, float] = (0.3, 0.7), late_factor: float = 1.4,
                  timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
                  on_start: Callable[[str], None] | None = None, reject: set[str] | None = None,
-                 hand_over: dict[str, str] | None = None, live: bool = False):
+                 hand_over: dict[str, str] | None = None, live: bool = False,
+                 starter: Actor | str = "drill", facts: dict[str, Any] | None = None):
         self.engine = engine
+        #: who starts it: a person (an Actor: ``drill by li-wei (cli, os user ops)``), or ``drill``; ``facts`` go in
+        #: its trigger (the OS account a drill without a person was started from)
+        self.starter = starter
+        self.facts = dict(facts or {})
         self.sop_id = sop_id
         self.speed = speed
         self.late = late or set()
@@ -169,9 +174,11 @@ class Drill:
     def run(self, timeout: float | None = None) -> DrillResult:
         """Start the run and play the responders until it finishes (or ``timeout`` real seconds)."""
         began = time.monotonic()
-        result = self.engine.start(self.sop_id, self.inputs, initiator="drill", speed=self.speed,
-                                   trigger={"kind": "drill", "late": sorted(self.late), **({"live": True} if self.live else {})})
+        result = self.engine.start(self.sop_id, self.inputs, initiator=self.starter, speed=self.speed,
+                                   trigger={"kind": "drill", "late": sorted(self.late), **self.facts,
+                                            **({"live": True} if self.live else {})})
         run_id = result.run_id
+        starter = self.starter.person if isinstance(self.starter, Actor) else "drill"  # not their own approver
         self.on_start(run_id)
         view = self.engine.view(run_id)
         self._started = view.run["started_at"]
@@ -207,7 +214,7 @@ class Drill:
                     if key not in self._planned:
                         self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])
                     if now >= self._planned[key]:
-                        self._report(run_id, step, "drill")
+                        self._report(run_id, step, starter)
                 time.sleep(0.05)
             # the last pages (run finished) may still be on their way: their records end the timeline
             outbox.wait_delivered(self.engine.ledger, run_id, timeout=10.0)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from flows.engine.oncall import OverrideRefused, add_override, upcoming
+from flows.engine.oncall import OverrideRefused, add_override, end_override, upcoming
 from flows.language.actors import UnknownPerson
 from flows.language.oncall import parse_instant
 from flows.web.app import Web
@@ -34,13 +34,13 @@ def _web(request: Request) -> Web:
 
 
 def _page(request: Request, web: Web, csrf: str, status: int = 200, problem: str | None = None,
-          posted: dict[str, str] | None = None, added: str | None = None) -> Response:
+          posted: dict[str, str] | None = None, added: str | None = None, ended: str | None = None) -> Response:
     now = web.engine.clock.now()
     site = web.site
     plans = {name: upcoming(site, web.engine.ledger, name, now, now + timedelta(days=60))[:STRETCHES]
              for name in sorted(site.roles)}
     return html(request, "oncall.html.j2", status=status, plans=plans, roles=site.roles, csrf=csrf, problem=problem,
-                posted=posted or {}, added=added, tz=site.settings.timezone)
+                posted=posted or {}, added=added, ended=ended, tz=site.settings.timezone)
 
 
 @router.get("/oncall")
@@ -49,7 +49,8 @@ def oncall_page(request: Request) -> Response:
     if refused is not None:
         return refused
     assert session is not None
-    return _page(request, _web(request), session.csrf, added=request.query_params.get("added"))
+    return _page(request, _web(request), session.csrf, added=request.query_params.get("added"),
+                 ended=request.query_params.get("ended"))
 
 
 @router.post("/oncall/override")
@@ -68,6 +69,23 @@ async def override(request: Request) -> Response:
     log.info("event=oncall_override_from_web id=%s role=%s person=%s by=%s", made.id, made.role, made.person,
              session.person)
     return web.finish(request, RedirectResponse("/oncall?" + urlencode({"added": str(made.id)}), status_code=303))
+
+
+@router.post("/oncall/override/{override_id}/end")
+async def end(request: Request, override_id: int) -> Response:
+    """End an override now (or withdraw one not begun), with a reason, as ``sop oncall override end`` does."""
+    signed = await signed_form(request, "Nothing was recorded.", operators="on-call overrides")
+    if isinstance(signed, Response):
+        return signed
+    session, form = signed
+    web = _web(request)
+    reason = str(form.get("reason") or "").strip()
+    try:
+        await run_in_threadpool(end_override, web.engine.ledger, override_id, reason, web.actor(session))
+    except OverrideRefused as exc:
+        return await run_in_threadpool(_page, request, web, session.csrf, 422, str(exc).replace("a --reason", "a reason"))
+    log.info("event=oncall_override_ended_from_web id=%s by=%s", override_id, session.person)
+    return web.finish(request, RedirectResponse("/oncall?" + urlencode({"ended": str(override_id)}), status_code=303))
 
 
 def _record(web: Web, session: Any, posted: dict[str, str]) -> Any:

@@ -358,8 +358,10 @@ def _by_field(problems: list[str], step: HumanStep) -> tuple[dict[str, str], lis
 def _link_refused(request: Request, web: Web, claim: Claim | None, exc: LinkRefused) -> Response:
     if claim is not None:  # one of our links, used again: the chain keeps it (a forged or expired one is only logged)
         with web.engine.ledger.transaction() as tx:
-            tx.append(RecordKind.LINK_REFUSED, claim.run_id, claim.step_id, actor=claim.person, reason=exc.reason,
-                      client=request.client.host if request.client else None)
+            # no actor: whoever holds a copy of the link sent it (a forwarded message, a browser's history), not
+            # necessarily its person; the record names whose link it was
+            tx.append(RecordKind.LINK_REFUSED, claim.run_id, claim.step_id, actor=None, link_of=claim.person,
+                      reason=exc.reason, client=request.client.host if request.client else None)
     log.warning("event=link_refused reason=%s run=%s step=%s", exc.reason, claim.run_id if claim else "-",
                 claim.step_id if claim else "-")
     if exc.reason == "used" and claim is not None:
@@ -515,6 +517,12 @@ def run_page(request: Request, run: str) -> Response:
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open,
                 follow_up=follow_up_verdict(audit, now))
+
+
+@router.get("/runs", include_in_schema=False)
+def runs_list(request: Request) -> Response:
+    """``/runs`` (a run's page is ``/runs/<run>``): the open runs are on the home page."""
+    return RedirectResponse("/#runs", status_code=303)
 
 
 @router.get("/")

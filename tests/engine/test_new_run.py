@@ -259,6 +259,24 @@ def test_a_drill_and_a_real_run_of_the_same_key_never_attach_to_each_other(local
     assert chain_ok(local)
 
 
+def test_a_run_its_schedule_started_says_which_firing_it_was(local: Engine) -> None:
+    """A flow run Prefect's scheduler created reaches the ledger with the instant it was planned for, so an auditor
+    can tell a Monday 10:00 run from one a stale schedule fired on a Sunday evening."""
+    import uuid
+    from types import SimpleNamespace
+
+    from flows.prefect.flow_run import _run_id_for
+
+    planned = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Asia/Shanghai
+    flow_run = SimpleNamespace(id=uuid.uuid4(), tags=[], auto_scheduled=True, expected_start_time=planned)
+    run_id = _run_id_for(local, "t-newrun", {"service": "cron"}, flow_run)
+    trigger = json.loads(local.view(run_id).run["trigger"])
+    assert trigger == {"kind": "schedule", "flow_run": str(flow_run.id), "scheduled_for": planned.isoformat()}
+    by_hand = SimpleNamespace(id=uuid.uuid4(), tags=[], auto_scheduled=False, expected_start_time=planned)
+    assert "scheduled_for" not in json.loads(local.view(_run_id_for(local, "t-newrun", {"service": "ui"}, by_hand)
+                                                        ).run["trigger"])
+
+
 def test_a_repeat_in_a_batch_attaches_and_a_run_another_writer_holds_is_refused_at_once(local: Engine) -> None:
     """The intake thread's group commit: a repeat attaches; on PostgreSQL a run held elsewhere is an error at once
     (NOWAIT: the batch's calls then run again one by one), never a wait that holds the whole batch."""

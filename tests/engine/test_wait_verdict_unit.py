@@ -62,3 +62,19 @@ def test_a_wait_of_exactly_its_duration_is_not_missed_and_the_drill_and_the_audi
     assert 0 <= ended.data["late_ms"] < 2000
     [timeline] = [e.detail for e in result.timeline if e.kind == "step_done" and e.step == "settle"]
     assert timeline == "done by automation"  # not ", late"
+
+
+def test_a_drill_names_who_started_it_and_from_which_os_account(local_engine):
+    """`sop drill --as li-wei` records the person (with the terminal's OS user); without --as, the OS account."""
+    from flows.audit.model import started_by
+    from flows.language.actors import Actor
+
+    person = Drill(local_engine, "t-pause", speed=600, seed=1, starter=Actor(person="li-wei", via="cli", os_user="ops"))
+    result = person.run(timeout=60)
+    [started] = [e for e in Audit(local_engine.ledger).run(result.run_id).entries if e.kind == "run_started"]
+    assert started_by("li-wei", started.data, started.data.get("trigger")) == "li-wei (cli, os user ops)"
+    assert started.data["trigger"]["kind"] == "drill"
+
+    nobody = Drill(local_engine, "t-pause", speed=600, seed=1, facts={"os_user": "ops"}).run(timeout=60)
+    [started] = [e for e in Audit(local_engine.ledger).run(nobody.run_id).entries if e.kind == "run_started"]
+    assert started_by("drill", started.data, started.data["trigger"]) == "drill (os user ops)"

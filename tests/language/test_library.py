@@ -184,6 +184,22 @@ def test_sop_show_every_human_step_with_a_due_escalates_at_its_due(sop, repo_roo
             assert at_due and "lead" in at_due[0]["notify"], step["id"]
 
 
+def test_sop_show_says_when_a_schedule_fires_next_in_the_sites_time(sop) -> None:
+    """weekly-review runs `0 10 * * MON` in Asia/Shanghai: the next Monday 10:00 there, whatever today is."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    monday = (now + timedelta(days=(7 - now.weekday()) % 7)).replace(hour=10, minute=0, second=0, microsecond=0)
+    if monday <= now:
+        monday += timedelta(days=7)
+    shown = f"{monday:%Y-%m-%d} 10:00 CST (UTC+8)"
+    data = json.loads(sop("show", "weekly-review", "--json").stdout)
+    assert data["next_scheduled"] == {"0 10 * * MON": shown}
+    assert f"next by schedule 0 10 * * MON: {shown}" in sop("show", "weekly-review").stdout
+    assert json.loads(sop("show", "crisis-pr", "--json").stdout)["next_scheduled"] == {}
+
+
 def test_sop_show_an_unknown_id_names_the_known_ones(sop) -> None:
     result = sop("show", "no-such-sop")
     assert result.returncode == 1

@@ -15,7 +15,8 @@ def test_a_role_with_its_backup_gets_a_test_message_in_the_local_inbox(sop: Any,
         "notify-test",
         "pr-oncall",
         "--backup",
-        env={"SOP_INBOX_DIR": str(tmp_path), "WANG_FANG_URL": None, "SARA_LOPEZ_URL": None},
+        env={"SOP_INBOX_DIR": str(tmp_path), "WANG_FANG_URL": None, "SARA_LOPEZ_URL": None,
+             "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"},
     )
     assert done.returncode == 0, done.stderr
     assert "wang-fang" in done.stdout and "sara-lopez" in done.stdout
@@ -25,6 +26,21 @@ def test_a_role_with_its_backup_gets_a_test_message_in_the_local_inbox(sop: Any,
     assert message["title"] == "[P4] Test notification for Wang Fang 王芳"  # names are bilingual in config/
     assert "`sop notify-test pr-oncall`" in message["body"]
     assert len(read_inbox("sara-lopez", tmp_path)) == 1
+
+
+def test_an_override_of_a_fixed_role_is_who_the_test_page_reaches(sop: Any, tmp_path: Path) -> None:
+    """pr-oncall is fixed (wang-fang primary, sara-lopez backup); with sara-lopez standing in as primary, a test page
+    reaches her as primary, as a real page would."""
+    env = {"SOP_INBOX_DIR": str(tmp_path / "inbox"), "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+           "WANG_FANG_URL": None, "SARA_LOPEZ_URL": None}
+    made = sop("oncall", "override", "pr-oncall", "sara-lopez", "--until", "+1d", "--reason", "on leave",
+               "--as", "li-wei", env=env)
+    assert made.returncode == 0, made.stderr
+    done = sop("notify-test", "pr-oncall", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "role pr-oncall (primary; override #1 by li-wei" in done.stdout and "sara-lopez" in done.stdout
+    assert "wang-fang" not in done.stdout
+    assert len(read_inbox("sara-lopez", tmp_path / "inbox")) == 1 and read_inbox("wang-fang", tmp_path / "inbox") == []
 
 
 def test_every_contact_failing_exits_1_and_shows_why_without_the_secret(sop: Any, refused_url: str) -> None:

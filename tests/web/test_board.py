@@ -201,3 +201,14 @@ def test_a_status_update_comes_from_the_runs_people_only(site: Site) -> None:
     with pytest.raises(InputRefused, match="huang-ting is not one of this run's people"):
         site.engine.post_update(run_id, "huang-ting", "all good")
     assert site.engine.post_update(run_id, "sara-lopez", "CS briefed")  # a step of it (facts, brief-cs) is hers
+
+
+def test_runs_leads_to_the_open_runs_and_a_scheduled_run_is_not_by_schedule_twice(site: Site) -> None:
+    client = operator(site)
+    moved = client.get("/runs")
+    assert (moved.status_code, moved.headers["location"]) == (303, "/#runs")
+    assert 'id="runs"' in client.get("/").text
+    run = site.engine.start("t-approval", {}, initiator="schedule", trigger={"kind": "schedule", "cron": "0 9 * * MON"},
+                            launch=False).run_id
+    row = re.search(rf'id="run-{run}">(.*?)</article>', client.get("/board").text, re.S)
+    assert row is not None and "schedule by schedule" not in row.group(1) and "schedule," in row.group(1)

@@ -50,3 +50,30 @@ def test_an_override_at_the_edge_of_time_is_refused_beside_its_field_not_a_500(s
         answer = client.post("/oncall/override", data={"csrf": csrf_of(page), "role": "sre-oncall", "person": "tom-becker",
                                                        "from": when, "until": "+1h", "reason": "edge"})
         assert answer.status_code == 422 and "out of range" in html.unescape(answer.text), when
+
+
+def test_an_operator_ends_an_override_from_the_page_with_a_reason(site: Site) -> None:
+    client = operator(site, "li-wei")
+    page = client.get("/oncall")
+    form = {"csrf": csrf_of(page), "role": "pr-oncall", "person": "sara-lopez", "from": "+10d", "until": "+2h",
+            "reason": "wang-fang at a conference"}
+    made = client.post("/oncall/override", data=form)
+    assert made.status_code == 303, made.text
+    override = int(made.headers["location"].split("added=")[1])
+    listed = client.get("/oncall").text
+    assert f'action="/oncall/override/{override}/end"' in listed and f"End override #{override}" in listed
+
+    unexplained = client.post(f"/oncall/override/{override}/end", data={"csrf": csrf_of(page), "reason": " "})
+    assert unexplained.status_code == 422 and "needs a reason" in html.unescape(unexplained.text)
+    ended = client.post(f"/oncall/override/{override}/end", data={"csrf": csrf_of(page), "reason": "trip cancelled"})
+    assert (ended.status_code, ended.headers["location"]) == (303, f"/oncall?ended={override}")
+    after = client.get(ended.headers["location"]).text
+    assert f"Override #{override} is ended" in after and f'action="/oncall/override/{override}/end"' not in after
+    with site.engine.ledger.read() as conn:
+        row = conn.execute(sa.select(records).where(records.c.kind == "oncall_override_ended")
+                           .order_by(records.c.seq.desc())).first()
+    data = json.loads(row.data)
+    assert (row.actor, data["override"], data["reason"], data["withdrawn"], data["via"]) == (
+        "li-wei", override, "trip cancelled", True, "web")
+    no_csrf = client.post(f"/oncall/override/{override}/end", data={"reason": "x"})
+    assert no_csrf.status_code in (400, 403)

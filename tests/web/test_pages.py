@@ -108,6 +108,12 @@ def test_a_used_link_cannot_act_again_and_shows_what_happened(site: Site) -> Non
     assert site.engine.view(run_id).state("assess") == "active"
     after = [r["kind"] for r in records(site.engine, run_id)[before:] if r["kind"] != "notification"]
     assert after == ["link_refused"]  # (the claim's pages to the others are delivered meanwhile)
+    # whoever holds a copy sent it: the record names whose link it was, not an actor it cannot prove
+    [refused] = [r for r in records(site.engine, run_id) if r["kind"] == "link_refused"]
+    assert refused["actor"] is None and refused["data"]["link_of"] == "wang-fang"
+    from flows.audit.timeline import describe
+    assert describe("link_refused", refused["data"], None).startswith(
+        "a personal link of wang-fang sent again, refused (already used) from ")
     reopened = replay.get(link)
     assert reopened.status_code == 410 and "What happened" in reopened.text and "Held by" in reopened.text
     assert "this link was already used to take the step" in reopened.text  # in words, not "(claim)"
