@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.markup import escape
@@ -66,6 +66,14 @@ def _verdict(verdict: str) -> str:
 # --- silences (sop audit report, sop audit silenced) ----------------------------------------
 
 
+def _until(iso: str) -> str:
+    """A recorded instant (ISO text) as the tables show times: ``2026-12-06 12:29:37 UTC``."""
+    try:
+        return _when(datetime.fromisoformat(iso).astimezone(UTC)) + " UTC"
+    except ValueError:
+        return iso
+
+
 def print_silences(lines: list[SilenceLine]) -> None:
     """The report's silenced triggers: per silence, who made it, why, and how many triggers it held."""
     if not lines:
@@ -78,7 +86,7 @@ def print_silences(lines: list[SilenceLine]) -> None:
     for column in ("by", "why", "matchers", "silenced", "per SOP", "ended"):
         table.add_column(column, justify="right" if column == "silenced" else "left")
     for s in lines:
-        ended = f"{s.ended_by}: {s.end_reason}" if s.ended_by else (f"until {s.ends_at[:19]}" if s.ends_at else "")
+        ended = f"{s.ended_by}: {s.end_reason}" if s.ended_by else (f"until {_until(s.ends_at)}" if s.ends_at else "")
         table.add_row(s.silence, escape(s.created_by), escape(s.reason), escape(s.matchers), str(s.silenced),
                       ", ".join(f"{sop} {n}" for sop, n in sorted(s.by_sop.items())), escape(ended))
     console.print(table)
