@@ -155,7 +155,8 @@ def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: 
     """Record that ``person`` stands in as ``role``'s primary from ``starts_at`` until ``ends_at``.
 
     Refused (OverrideRefused) for an unknown role, a person who is not a member of it, an
-    empty stretch, one already over, or no reason.
+    empty stretch, one already over, no reason, or a person who is primary of the role for the whole
+    stretch already (it would change nobody's pages).
     """
     if role not in site.roles:
         raise OverrideRefused(f"`{role}` is not a role in config/ (roles: {', '.join(sorted(site.roles))})")
@@ -173,6 +174,11 @@ def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: 
         if ends_at <= now:
             raise OverrideRefused(f"the stretch ended already ({ends_at:%Y-%m-%d %H:%M} UTC is past)")
         replaced = on_call(role, site.roles[role], starts_at, live_overrides(tx.conn, starts_at))
+        stretches = schedule(role, site.roles[role], max(starts_at, now), ends_at,
+                             overrides_between(tx.conn, max(starts_at, now), ends_at))
+        if stretches and all(s.primary == person for s in stretches):
+            raise OverrideRefused(f"`{person}` is primary of `{role}` for that whole stretch already "
+                                  f"({stretches[0].why}): the override would change nobody's pages")
         seq = tx.append(RecordKind.ONCALL_OVERRIDE, None, None, actor=actor.person, role=role, person=person,
                         starts_at=starts_at, ends_at=ends_at, reason=reason, replaces=replaced.primary,
                         **actor.facts())

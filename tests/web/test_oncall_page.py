@@ -75,5 +75,9 @@ def test_an_operator_ends_an_override_from_the_page_with_a_reason(site: Site) ->
     data = json.loads(row.data)
     assert (row.actor, data["override"], data["reason"], data["withdrawn"], data["via"]) == (
         "li-wei", override, "trip cancelled", True, "web")
+    # wang-fang is pr-oncall's fixed primary: "putting her on call" would change nobody's pages
+    pointless = client.post("/oncall/override", data={**form, "person": "wang-fang", "reason": "just in case"})
+    assert pointless.status_code == 422
+    assert "`wang-fang` is primary of `pr-oncall` for that whole stretch already" in html.unescape(pointless.text)
     no_csrf = client.post(f"/oncall/override/{override}/end", data={"reason": "x"})
     assert no_csrf.status_code in (400, 403)
