@@ -131,7 +131,8 @@ def _show(engine: Any, role: str | None, at: str | None, shifts: int, zone: str,
         table.add_column(column, overflow="fold")
     for name, plan in plans.items():
         for i, stretch in enumerate(plan):
-            table.add_row(name if i == 0 else "", "now" if i == 0 else _when(stretch.since, zone),
+            first = "now" if at is None else _when(instant, zone)  # --at: the instant asked about, not "now"
+            table.add_row(name if i == 0 else "", first if i == 0 else _when(stretch.since, zone),
                           _when(stretch.until, zone) if stretch.until else "—", stretch.primary, stretch.backup or "—",
                           _why(stretch))
     console.print(table)

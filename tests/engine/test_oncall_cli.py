@@ -43,6 +43,8 @@ def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any,
     stretches = [(s["primary"], s["source"]) for s in after["sre-oncall"]]
     assert stretches == [("tom-becker", "override"), ("zhao-lei", "rotation"), ("kenji-sato", "rotation")]
     assert after["sre-oncall"][0]["until"] == "2031-01-02T16:00:00+00:00"  # two days after its start, then it ends
+    table = sop("oncall", "sre-oncall", "--at", at, env=ledger_env).stdout  # its first row is the instant asked about
+    assert "2031-01-01 12:00" in table and "│ now " not in table
     bad = sop("oncall", "override", "sre-oncall", "li-wei", "--until", "+1h", "--reason", "x", "--as", "li-wei",
               env=ledger_env)
     assert bad.returncode == 1 and "`li-wei` is not a member of `sre-oncall`" in bad.stderr
