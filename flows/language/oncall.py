@@ -236,7 +236,8 @@ class AwayGap:
     def __str__(self) -> str:
         return (f"{self.person} is {self.layer} of `{self.role}` from {self.starts:%Y-%m-%d %H:%M} until "
                 f"{self.ends:%Y-%m-%d %H:%M} UTC but away{f' ({self.reason})' if self.reason else ''}: "
-                f"`sop oncall override {self.role} PERSON --from … --until …`"
+                f"`sop oncall override {self.role} PERSON --from {self.starts:%Y-%m-%dT%H:%M}+00:00 --until "
+                f"{self.ends:%Y-%m-%dT%H:%M}+00:00 --reason '{self.person} away' --as YOU` covers it exactly"
                 if self.layer == "primary" else
                 f"{self.person} is backup of `{self.role}` from {self.starts:%Y-%m-%d %H:%M} until "
                 f"{self.ends:%Y-%m-%d %H:%M} UTC but away{f' ({self.reason})' if self.reason else ''}: "

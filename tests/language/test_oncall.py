@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,4 +167,10 @@ def test_someone_on_call_while_away_is_reported_at_their_away_entry_unless_an_ov
     assert "bo is primary of `oncall` from 2026-03-09 16:00 until 2026-03-11 16:00 UTC but away (conference)" in gap.message
     cover = Override(1, "oncall", "cy", datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 12, tzinfo=UTC), "bo away")
     assert away_errors(site, docs, now, days=14, overrides=[cover]) == []
+    # the command it suggests covers the gap exactly (the stretch's own instants, their offset said), no hour left
+    suggested = re.search(r"--from (\S+) --until (\S+)", gap.message)
+    assert suggested is not None
+    starts, ends = (datetime.fromisoformat(t) for t in suggested.groups())
+    exact = Override(2, "oncall", "cy", starts, ends, "bo away")
+    assert away_errors(site, docs, now, days=14, overrides=[exact]) == []
     assert away_errors(site, docs, now, days=3) == []  # beyond the horizon
