@@ -104,11 +104,31 @@ INSTANT = """\
 """
 
 
+# A person's step that fails when its due passes, beside one that is not asked yet
+TIMEOUT = """\
+    id: t-timeout
+    title: Timeout probe
+    class: routine
+    owner: growth-lead
+    steps:
+      - id: ask
+        title: Answer in time
+        assignee: growth-lead
+        due: 10m
+        on_timeout: fail
+      - id: after
+        title: After it
+        assignee: growth-lead
+        needs: [ask]
+"""
+
+
 @pytest.fixture(scope="module")
 def library(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Library:
     root = make_project(repo_root, tmp_path_factory.mktemp("newrun"), only=())
     (root / "sops" / "t-newrun.yaml").write_text(textwrap.dedent(NEWRUN))
     (root / "sops" / "t-instant.yaml").write_text(textwrap.dedent(INSTANT))
+    (root / "sops" / "t-timeout.yaml").write_text(textwrap.dedent(TIMEOUT))
     return load_library(root)
 
 
@@ -239,6 +259,26 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     kinds = [r[0] for r in ledger_rows(local, first.run_id)["records"]]
     assert kinds.count("run_started") == 1 and kinds[-1] == "trigger_repeated"
     assert chain_ok(local)
+
+
+def _paged(engine: Engine, run_id: str) -> list[str]:
+    with engine.ledger.read() as conn:
+        return [row.kind for row in conn.execute(sa.select(outbox.c.kind).where(outbox.c.run_id == run_id)
+                                                  .order_by(outbox.c.id))]
+
+
+def test_an_automated_step_that_fails_pages_the_owner_and_a_persons_timeout_does_not(local: Engine,
+                                                                                    clock: ManualClock) -> None:
+    run = local.start("t-newrun", {"service": "fails"}, initiator="monitor").run_id
+    local.mark_running(run, "ping")
+    local.complete(run, "ping", {}, error="exit code 1")
+    assert _paged(local, run).count("step_failed") == 1  # the run goes on: its people are still working
+
+    timed = local.start("t-timeout", {}, initiator="monitor").run_id
+    TimerService(local, name="t").advance_to(clock.now() + timedelta(minutes=11))
+    assert local.view(timed).state("ask") == "failed"
+    kinds = _paged(local, timed)
+    assert "overdue" in kinds and "step_failed" not in kinds  # a person's step: paged as overdue, not "automated"
 
 
 def test_a_drill_and_a_real_run_of_the_same_key_never_attach_to_each_other(local: Engine) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from flows.engine import outbox
-from tests.engine.conftest import records
+from tests.engine.conftest import records, wait_for
 from tests.web.conftest import Site
 from tests.web.test_pages import csrf_of, field_errors, sign_in
 
@@ -93,10 +93,15 @@ def test_an_automated_step_that_failed_shows_on_the_board_until_the_run_ends(sit
     client = operator(site)
     run = site.engine.start("traffic-surge", {"service": f"s-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
                             launch=False).run_id
+    outbox.wait_delivered(site.engine.ledger, run, timeout=10)
+    before = len(site.inbox("tom-becker"))  # sre-lead's primary: the owner
     site.engine.mark_running(run, "breaker")
     site.engine.complete(run, "breaker", {}, error="PUT http://127.0.0.1:9900/v1/circuit-breakers failed: refused")
     site.engine.advance(run)
     assert site.engine.view(run).is_open
+    [told] = wait_for(lambda: [m for m in site.inbox("tom-becker")[before:] if "Automated step failed" in m["title"]],
+                      10, "the owner's page")
+    assert "circuit-breakers failed: refused" in told["body"] and "Carry it out by hand" in told["body"]
     row = re.search(rf'<article class="card run[^"]*" id="run-{run}">(.*?)</article>', client.get("/board").text, re.S)
     assert row is not None
     assert f'href="/runs/{run}#step-breaker"' in row.group(1)
