@@ -8,9 +8,10 @@ An Apprise URL carries its credentials in many shapes: ``mailto://user:pass@host
 - a host is kept when it is a host name (has a dot, or is ``localhost``) or an IP address;
   any other host or path segment is masked when it looks like a token: 16 characters or
   more, 8 or more with a digit, or 6 or more mixing letters and digits (``ntfy://ops-alerts``
-  stays readable, ``slack://T1JJ3T3L2/...`` does not), unless a path segment is lower-case
-  words joined by ``-`` or ``_`` (``/v1/circuit-breakers``: an audit keeps where a failed call
-  went; a host such as an ntfy topic, itself a secret, is not spared). An
+  stays readable, ``slack://T1JJ3T3L2/...`` does not), unless it is a path segment of an
+  ``http``/``https`` address made of lower-case words joined by ``-`` or ``_``
+  (``/v1/circuit-breakers``: an audit keeps where a failed call went); in any other scheme
+  (``ntfys://ntfy.sh/<topic>``: the topic is the secret) such a segment is masked as before. An
   e-mail address is kept;
 - every query value is masked except those of harmless options (``to``, ``priority``,
   ``format``, ``cto``…, see ``SAFE_OPTIONS``).
@@ -140,11 +141,14 @@ def _pieces(url: str) -> list[Piece]:
     rest = match.group("rest")
     pieces: list[Piece] = [(match.group("scheme") + "://", False)]
     before_query, question, query = rest.partition("?")
+    # a plain web address's path of words is a place (/v1/circuit-breakers); in an Apprise URL a path of words may
+    # be the secret itself (ntfys://ntfy.sh/<topic>: whoever knows the topic reads it)
+    web = match.group("scheme").lower() in ("http", "https")
     authority, slash, path = before_query.partition("/")
     pieces += _authority(authority)
     if slash:
         for segment in path.split("/"):
-            pieces += [("/", False), (segment, _looks_secret(segment, path=True))]
+            pieces += [("/", False), (segment, _looks_secret(segment, path=web))]
     if question:
         pieces.append(("?", False))
         for i, pair in enumerate(query.split("&")):

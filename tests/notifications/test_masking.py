@@ -55,6 +55,8 @@ from notifications.masking import mask_template, mask_url, redact, secrets_of
         # of words (an ntfy topic: its own secret) and a lower-case token of one run of letters do not
         ("http://127.0.0.1:9900/v1/circuit-breakers", "http://127.0.0.1:9900/v1/circuit-breakers", []),
         ("ntfy://sop-alerts-lumi-brand", "ntfy://****", ["sop-alerts-lumi-brand"]),
+        ("ntfys://ntfy.sh/sre-pager-oncall-alerts", "ntfys://ntfy.sh/****", ["sre-pager-oncall-alerts"]),
+        ("json://hooks.example.com/incident-room-updates", "json://hooks.example.com/****", ["incident-room-updates"]),
         ("json://h.example/hooks/qwertzuiopasdfghjk", "json://h.example/hooks/****", ["qwertzuiopasdfghjk"]),
         ("json://[::1]:8080/hook", "json://[::1]:8080/hook", []),
     ],
