@@ -333,9 +333,9 @@ class RunAudit:
         """met / missed / pending (open, not yet due) / none (no deadline) / n/a (cancelled in time)."""
         if self.deadline_at is None:
             return NO_DEADLINE
+        if self.failed:
+            return MISSED
         if self.status == "finished":
-            if self.outcome == "failed":  # not carried out: missed, whenever it ended (recorded so since 2026-12-06)
-                return MISSED
             met = self.deadline_met_recorded
             if met is None and self.ended_at is not None:
                 met = self.ended_at <= self.deadline_at
@@ -346,6 +346,12 @@ class RunAudit:
             return MISSED if self.ended_at and self.ended_at > self.deadline_at else NOT_APPLICABLE
         return MISSED if now > self.deadline_at else PENDING
 
+    @property
+    def failed(self) -> bool:
+        """It ended failed: its procedure was not carried out, so its deadline is missed whenever it ended, on every
+        clock (recorded so since 2026-12-06; older records said met when it ended in time)."""
+        return self.status == "finished" and self.outcome == "failed"
+
     def deadline_wall(self, now: datetime) -> str:
         """The run's verdict on wall time (its deadline counted round the clock where a calendar applies, and
         not moved by its holds)."""
@@ -353,6 +359,8 @@ class RunAudit:
         if wall is None:
             return self.deadline(now)
         end = self.ended_at if self.status != "open" else None
+        if self.failed:
+            return MISSED
         if self.status == "cancelled":
             return MISSED if end and end > wall else NOT_APPLICABLE
         if end is not None:

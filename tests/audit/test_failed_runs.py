@@ -57,3 +57,6 @@ def test_a_failed_run_recorded_as_met_before_the_rule_is_read_as_missed() -> Non
                    ended_at=T0 + timedelta(minutes=3))
     run.deadline_met_recorded = True
     assert run.deadline(T0 + timedelta(hours=5)) == MISSED
+    # and on wall time (a calendar's deadline counted round the clock, or one moved by holds): missed too
+    run.first_deadline_at = T0 + timedelta(hours=2)
+    assert run.deadline_wall(T0 + timedelta(hours=5)) == MISSED
