@@ -317,6 +317,24 @@ def test_a_run_its_schedule_started_says_which_firing_it_was(local: Engine) -> N
                                                         ).run["trigger"])
 
 
+def test_a_drill_open_when_the_release_arrives_no_longer_takes_real_alerts(local: Engine) -> None:
+    """Migration 0016: a drill opened before drills had keys of their own (``t-newrun:web``) gets one, so a real alert
+    of the same key starts a real run instead of attaching to the drill."""
+    drill = local.start("t-newrun", {"service": "web"}, initiator="drill", trigger={"kind": "drill", "late": []})
+    real_before = local.start("t-newrun", {"service": "db"}, initiator="monitor", trigger={"kind": "alert"})
+    with local.ledger.engine.begin() as conn:  # as a release before 2026-12-06 left them
+        conn.execute(sa.update(runs).where(runs.c.id == drill.run_id).values(open_key="t-newrun:web"))
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0015_attach_alone'")
+
+    local.ledger.migrate()
+
+    with local.ledger.read() as conn:
+        keys = dict(conn.execute(sa.select(runs.c.id, runs.c.open_key)).all())
+    assert keys[drill.run_id] == "drill|t-newrun:web" and keys[real_before.run_id] == "t-newrun:db"
+    real = local.start("t-newrun", {"service": "web"}, initiator="monitor", trigger={"kind": "alert"})
+    assert not real.attached and real.run_id != drill.run_id
+
+
 def test_a_repeat_in_a_batch_attaches_and_a_run_another_writer_holds_is_refused_at_once(local: Engine) -> None:
     """The intake thread's group commit: a repeat attaches; on PostgreSQL a run held elsewhere is an error at once
     (NOWAIT: the batch's calls then run again one by one), never a wait that holds the whole batch."""
