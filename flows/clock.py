@@ -69,7 +69,10 @@ def local_time(instant: datetime, zone: str, *, seconds: bool = False) -> str:
     abbreviation of its own shows the offset alone (``UTC+4`` for Asia/Dubai), UTC as ``UTC``."""
     from zoneinfo import ZoneInfo
 
-    local = instant.astimezone(ZoneInfo(zone))
+    try:
+        local = instant.astimezone(ZoneInfo(zone))
+    except OverflowError:  # the first or last day Python has (an audit window "until 9999-12-31"): said in UTC
+        local = instant.astimezone(UTC)
     text = local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
     offset = local.utcoffset() or timedelta(0)
     if not offset:

@@ -173,6 +173,9 @@ def test_a_filter_that_does_not_parse_is_shown_beside_its_field(auditor: httpx.C
     assert errors["since"].startswith("`yesterday` is neither a date, a time nor a duration: write 2026-03-01")
     assert errors["class"] == "unknown class `urgent`: one of complaint, outage, policy, routine"
     assert 'value="yesterday"' in page.text and 'aria-invalid="true" aria-describedby="err-since"' in page.text
+    for edge in ({"until": "9999-12-31"}, {"since": "99999999d"}):  # the last and the first day there are
+        for page in ("/desk", "/desk/report"):
+            assert auditor.get(page, params=edge).status_code == 200, (page, edge)
     no_such_day = auditor.get("/desk", params={"since": "2026-02-30"})
     assert no_such_day.status_code == 422 and "text/html" in no_such_day.headers["content-type"]
     assert field_errors(no_such_day)["since"].startswith("`2026-02-30` is not a day of the calendar")
