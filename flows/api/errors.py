@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -265,14 +265,24 @@ def unexpected(request: Request, exc: Exception) -> Response:
     """The answer to what no handler expected (logged by :func:`failed`): a page saying so for a person's browser,
     the JSON 500 for the API's clients."""
     answer = failed(request, exc)
-    if not _wants_a_page(request):
+    if not _wants_a_page(request, posted=True):
         return answer
     from flows.web.pages import notice
 
-    return notice(request, "Something went wrong on our side",
-                  "The page could not be shown because of a fault of the service, not of anything you did. Try again "
-                  "in a moment; if it happens again, tell the site's operators (the service's log says what failed).",
-                  500, action=("/", "Go to your steps"))
+    try:
+        return notice(request, FAULT_TITLE, FAULT_TEXT, 500, action=("/", "Go to your steps"))
+    except Exception:  # noqa: BLE001 - the page itself failed (the database is away): a page that needs nothing
+        log.exception("event=fault_page_failed path=%s", request.url.path)
+        return HTMLResponse(FAULT_PAGE, status_code=500, headers={"Cache-Control": "no-store"})
+
+
+FAULT_TITLE = "Something went wrong on our side"
+FAULT_TEXT = ("The page could not be shown because of a fault of the service, not of anything you did. Try again in "
+              "a moment; if it happens again, tell the site's operators (the service's log says what failed).")
+#: the fault page when even the site's own page cannot be drawn: no session, no template, no database
+FAULT_PAGE = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+              f'content="width=device-width, initial-scale=1"><title>{FAULT_TITLE}</title></head><body>'
+              f'<h1>{FAULT_TITLE}</h1><p>{FAULT_TEXT}</p><p><a href="/">Go to your steps</a></p></body></html>')
 
 
 class Faults:
@@ -376,7 +386,8 @@ def install(app: FastAPI) -> None:
         return refused(request, ApiError(exc.status_code, message, field, headers=getattr(exc, "headers", None)))
 
 
-def _wants_a_page(request: Request) -> bool:
-    """A browser asking for a page (not the API's clients, which get JSON): GET, HTML accepted, not under /v1."""
-    return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+def _wants_a_page(request: Request, posted: bool = False) -> bool:
+    """A browser asking for a page (not the API's clients, which get JSON): GET (or, ``posted``, a form's POST), HTML
+    accepted, not under /v1."""
+    return (request.method in (("GET", "POST") if posted else ("GET",)) and "text/html" in request.headers.get("accept", "")
             and not request.url.path.startswith("/v1/") and getattr(request.app.state, "web", None) is not None)

@@ -309,6 +309,10 @@ def test_a_fault_of_ours_is_a_page_for_a_browser_and_json_for_the_api(site: Site
     assert "RuntimeError" not in page.text and "Traceback" not in page.text
     api = client.get("/runs/0123456789")
     assert api.status_code == 500 and api.json()["error"].startswith("internal error (RuntimeError)")
+    # when the site's own page cannot be drawn either (its session read fails with the database): a plain page
+    monkeypatch.setattr("flows.web.pages.html", broken)
+    bare = client.get("/runs/0123456789", headers={"Accept": "text/html"})
+    assert bare.status_code == 500 and "Something went wrong on our side" in bare.text and "<h1>" in bare.text
 
 
 def test_the_browsers_icon_is_answered_not_a_404(site: Site) -> None:
