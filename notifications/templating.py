@@ -183,7 +183,7 @@ def _with_timezone(recipient: RecipientInfo, site: Site | None) -> RecipientInfo
     tz = "UTC"
     if site is not None:
         person = site.people.get(recipient.id)
-        tz = person.timezone if person is not None else site.settings.timezone
+        tz = person.zone_or(site.settings.timezone) if person is not None else site.settings.timezone
     return replace(recipient, timezone=tz)
 
 

@@ -98,6 +98,11 @@ class Person(Strict):
     email: str | None = None
     away: list[Away] = Field(default_factory=list, description="when they cannot be paged (holidays)")
 
+    def zone_or(self, site_zone: str) -> str:
+        """The time zone their pages and times are shown in: their own ``timezone`` when config says one, else the
+        site's (``settings.timezone``), not UTC."""
+        return self.timezone if "timezone" in self.model_fields_set else site_zone
+
     @field_validator("contacts", mode="before")
     @classmethod
     def _contacts_list(cls, value: object) -> object:

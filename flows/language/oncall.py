@@ -244,9 +244,10 @@ class AwayGap:
                 "nobody backs the primary up then")
 
 
-def away_instants(person: Any, away: Any) -> tuple[datetime, datetime]:
-    """An away stretch as instants: a date is midnight in the person's time zone."""
-    zone = ZoneInfo(person.timezone)
+def away_instants(person: Any, away: Any, site_zone: str = "UTC") -> tuple[datetime, datetime]:
+    """An away stretch as instants: a date is midnight in the person's time zone (the site's when config gives them
+    none)."""
+    zone = ZoneInfo(person.zone_or(site_zone) if hasattr(person, "zone_or") else person.timezone)
 
     def instant(value: date | datetime) -> datetime:
         if isinstance(value, datetime):
@@ -260,7 +261,7 @@ def away_gaps(site: Any, start: datetime, days: int = 14, overrides: Iterable[Ov
     """Every stretch of the next ``days`` where someone on call for a role is away (``sop validate --oncall``)."""
     end = start + timedelta(days=days)
     overrides = list(overrides)
-    stretches = [(pid, i, *away_instants(person, away), away.reason)
+    stretches = [(pid, i, *away_instants(person, away, site.settings.timezone), away.reason)
                  for pid, person in site.people.items() for i, away in enumerate(person.away)]
     stretches = [s for s in stretches if s[2] < end and s[3] > start]
     gaps: list[AwayGap] = []

@@ -88,7 +88,7 @@ class Web:
     def zone(self, person: str | None, default: str = "UTC") -> str:
         """The reader's time zone (their ``timezone`` in config/people.yaml), ``default`` for anyone else."""
         found = self.site.people.get(person) if person else None
-        return found.timezone if found else default
+        return found.zone_or(self.site.settings.timezone) if found else default
 
     def actor(self, session: Session) -> Actor:
         return Actor(person=session.person, via=session.actor_via)  # type: ignore[arg-type]

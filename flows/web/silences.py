@@ -47,7 +47,7 @@ def _page(request: Request, status: int = 200, **context: Any) -> Response:
     silences = _book(web).listing(now)
     q = request.query_params
     return html(request, "silences.html.j2", status=status, silences=silences, now=now,
-                tz=web.zone(session.person if session else None, web.site.settings.timezone), csrf=session.csrf if session else "",
+                tz=web.site.settings.timezone, csrf=session.csrf if session else "",
                 matcher_hint=MATCHER_HINT, duration_hint=DURATION_HINT, max_for=format_duration(MAX_DURATION),
                 made=q.get("made"), ended=q.get("ended"),
                 **{"errors": {}, "posted": {}, "end_errors": {}, **context})
@@ -73,7 +73,7 @@ async def make(request: Request) -> Response:
     try:
         made = await run_in_threadpool(lambda: _book(web).create(posted["match"], posted["for"], posted["reason"],
                                                                  web.actor(session), starts=posted["from"] or None,
-                                                                 zone=web.zone(session.person, web.site.settings.timezone)))
+                                                                 zone=web.site.settings.timezone))
     except SilenceRefused as exc:
         errors = exc.errors
         return await run_in_threadpool(lambda: _page(request, 422, errors=errors, posted=posted))

@@ -24,3 +24,11 @@ def test_a_local_time_says_its_offset(zone: str, shown: str) -> None:
 
 def test_seconds_when_asked() -> None:
     assert local_time(AT.replace(second=9), "Europe/Madrid", seconds=True) == "2026-12-05 07:20:09 CET (UTC+1)"
+
+
+def test_a_person_without_a_time_zone_reads_the_sites_not_utc() -> None:
+    from flows.language.config import Person
+
+    assert Person(name="Ana").zone_or("Asia/Shanghai") == "Asia/Shanghai"
+    assert Person(name="Bo", timezone="UTC").zone_or("Asia/Shanghai") == "UTC"  # said in config: kept
+    assert Person(name="Cy", timezone="Europe/Madrid").zone_or("Asia/Shanghai") == "Europe/Madrid"
