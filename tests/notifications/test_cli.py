@@ -70,3 +70,17 @@ def test_an_unknown_name_is_an_error_that_lists_what_exists(sop: Any) -> None:
     assert done.returncode == 1
     assert "unknown notify target `nobody`" in done.stderr
     assert "pr-oncall" in done.stderr
+
+
+def test_a_contact_test_goes_out_beside_a_half_edited_sop_and_a_ledger_never_used(sop: Any, repo_root: Path,
+                                                                               tmp_path: Path) -> None:
+    from tests.engine.conftest import make_project
+
+    root = make_project(repo_root, tmp_path / "project")
+    (root / "sops" / "zz-draft.yaml").write_text("id: zz-draft\ntitle: [unclosed\n")
+    env = {"SOP_HOME": str(root), "SOP_INBOX_DIR": str(tmp_path / "inbox"),
+           "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'never-used.db'}", "WANG_FANG_URL": None}
+    done = sop("notify-test", "pr-oncall", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "role pr-oncall (primary)" in done.stdout and len(read_inbox("wang-fang", tmp_path / "inbox")) == 1
+    assert "Traceback" not in done.stderr and "no such table" not in done.stderr
