@@ -84,3 +84,7 @@ def test_a_contact_test_goes_out_beside_a_half_edited_sop_and_a_ledger_never_use
     assert done.returncode == 0, done.stderr
     assert "role pr-oncall (primary)" in done.stdout and len(read_inbox("wang-fang", tmp_path / "inbox")) == 1
     assert "Traceback" not in done.stderr and "no such table" not in done.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "never-used.db") as db:  # a contact test does not migrate (create) a ledger
+        assert db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
