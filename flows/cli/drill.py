@@ -111,6 +111,14 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
 
     lib = library()
     starter, facts = _starter(as_)
+    if sop_id in lib.sops and not isinstance(starter, str):  # four-eyes: the starter approves nothing of their run
+        for step in lib.sops[sop_id].sop.steps:
+            approval = getattr(step, "approval", None)
+            if approval is not None and approval.distinct_from == "initiator":
+                others = {m for role in approval.approvers for m in lib.site.roles[role].members} - {starter.person}
+                if len(others) < approval.count:
+                    fail(f"{starter.person} started it, so only {', '.join(sorted(others)) or 'nobody'} may approve "
+                         f"`{step.id}` ({approval.count} needed: the four-eyes rule)", "start the drill --as someone else")
     if sop_id not in lib.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(lib.sops))}")
     unknown = [s for s in late if s not in {st.id for st in lib.sops[sop_id].sop.steps}]

@@ -96,6 +96,7 @@ class Drill:
         #: steps whose first answer is a rejection (a rework round when the step declares ``on_reject``)
         self.reject = set(reject or ())
         self._rejected: set[str] = set()
+        self._stuck: set[str] = set()  # approval steps nobody may approve in this drill (said once)
         #: steps their first holder hands to another person (step id -> person) as soon as they are asked
         self.hand_over = dict(hand_over or {})
         #: http, command and notify steps run for real (else simulated, unless a step says `drill: live`)
@@ -134,7 +135,16 @@ class Drill:
         if step.approval is not None:
             site = self.engine.site
             members = [m for role in step.approval.approvers for m in site.roles[role].members]
-            candidates = [m for m in dict.fromkeys(members) if m != initiator]
+            four_eyes = step.approval.distinct_from == "initiator"
+            candidates = [m for m in dict.fromkeys(members) if not (four_eyes and m == initiator)]
+            if len(candidates) < step.approval.count:  # a real run could not be approved either: say so, once
+                if step.id not in self._stuck:
+                    self._stuck.add(step.id)
+                    self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id,
+                                                     f"{step.approval.count} approver(s) needed but only "
+                                                     f"{', '.join(candidates) or 'nobody'} may approve beside "
+                                                     f"{initiator}, who started the run (four-eyes rule)"))
+                return
             actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
             self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
         if step.id in self.reject and step.id not in self._rejected:

@@ -78,3 +78,42 @@ def test_a_drill_names_who_started_it_and_from_which_os_account(local_engine):
     nobody = Drill(local_engine, "t-pause", speed=600, seed=1, facts={"os_user": "ops"}).run(timeout=60)
     [started] = [e for e in Audit(local_engine.ledger).run(nobody.run_id).entries if e.kind == "run_started"]
     assert started_by("drill", started.data, started.data["trigger"]) == "drill (os user ops)"
+
+
+APPROVE = """\
+id: t-approve
+title: Approval probe
+class: routine
+owner: growth-lead
+steps:
+  - id: approve
+    title: Approve the plan
+    assignee: pr-lead
+    due: 30m
+    approval: {approvers: [pr-lead], count: 2, distinct_from: initiator}
+"""
+
+
+def test_a_drill_started_by_an_approver_says_who_may_approve_and_never_crashes(repo_root, tmp_path, monkeypatch):
+    """pr-lead has two members and `approve` needs two approvals, neither of them the run's starter: a drill started
+    by one of them cannot be approved, as a real run could not; the drill says so once on its timeline and ends
+    with the run open, instead of failing with a ZeroDivisionError."""
+    from flows import runtime
+    from flows.language.actors import Actor
+    from tests.engine.conftest import make_project
+
+    root = make_project(repo_root, tmp_path / "site", only=())
+    (root / "sops" / "t-approve.yaml").write_text(APPROVE)
+    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
+    engine = runtime.engine(root, prefect=False)
+    try:
+        lead = engine.site.roles["pr-lead"].members[0]
+        seen = []
+        result = Drill(engine, "t-approve", speed=600, seed=1, starter=Actor(person=lead, via="cli"),
+                       on_entry=seen.append).run(timeout=5)
+        errors = [e.detail for e in seen if e.kind == "drill_error"]
+        assert len(errors) == 1 and "four-eyes rule" in errors[0] and lead in errors[0]
+        assert result.outcome == "running"
+    finally:
+        engine.pager.close()
