@@ -95,8 +95,9 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         ok = sum(1 for r in results if r.get("ok"))
         return f"{data.get('notification')} sent to {', '.join(sorted({r['recipient'] for r in results}))} ({ok}/{len(results)} delivered)"
     if kind == "run_finished":
-        if data.get("outcome") == "failed":
-            return "run finished: failed, deadline not met (the procedure was not carried out)"
+        if data.get("outcome") == "failed":  # the procedure was not carried out: its deadline, if any, not met
+            met = ", deadline not met" if data.get("deadline_met") is False else ""  # True: it had none
+            return f"run finished: failed{met} (the procedure was not carried out)"
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
         return f"run cancelled by {who}: {data.get('reason')}" if who else f"run cancelled: {data.get('reason')}"

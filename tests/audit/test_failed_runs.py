@@ -49,6 +49,11 @@ def test_a_run_whose_automated_step_failed_in_minutes_counts_as_missed(repo_root
         ledger.dispose()
 
 
+def test_a_failed_run_without_a_deadline_is_not_said_to_miss_one() -> None:
+    said = describe("run_finished", {"outcome": "failed", "deadline_met": True}, None)  # no deadline: recorded True
+    assert said == "run finished: failed (the procedure was not carried out)"
+
+
 def test_a_failed_run_recorded_as_met_before_the_rule_is_read_as_missed() -> None:
     """Runs that failed before 2026-12-06 carry ``deadline_met: true`` when they ended in time."""
     run = RunAudit(id="r", sop_id="s", sop_hash="h", version="1", title="t", sop_class="incident", priority=1,
