@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
-from flows.language.actors import Actor, UnknownPerson, as_actor
+from flows.language.actors import Actor, UnknownPerson, as_actor, in_access_list
 from flows.language.calendar import business_between, calendar_for, postponed
 from flows.language.durations import format_duration
 from flows.language.steps import human
@@ -159,15 +159,14 @@ class HoldActions:
         """Why ``actor`` may not ``what`` the step (None: they may): the one rule of who holds and releases."""
         if actor.person not in self.site.people:
             return str(UnknownPerson(actor.person, self.site))
-        operators = self._operators()
-        allowed = {holder} | self.overseers(view, step) | operators
-        if actor.person in allowed or (actor.by and actor.by in operators):
+        if actor.person in {holder} | self.overseers(view, step) or self._operator(actor):
             return None
         return (f"{actor.person} may not {what} step `{step.id}`: only whoever holds it ({holder}), the lead of "
                 f"{step.assignee}, the run's owner or an operator may")
 
-    def _operators(self) -> set[str]:
-        return set().union(*(human.members(self.site, n) for n in self.site.settings.web.operators))
+    def _operator(self, actor: Actor) -> bool:
+        """The actor, or the operator acting for them (``by``), is one of ``settings.web.operators``."""
+        return any(in_access_list(self.site, who, "operators") for who in (actor.person, actor.by) if who)
 
     def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
         """HoldNotAllowed unless ``actor`` holds the step, oversees it, or is an operator."""
@@ -226,8 +225,7 @@ class HoldActions:
         """Why ``actor`` may not ``what`` the run (None: they may): its owner role's members and the operators."""
         if actor.person not in self.site.people:
             return str(UnknownPerson(actor.person, self.site))
-        operators = self._operators()
-        if actor.person in human.members(self.site, view.sop.owner) | operators or (actor.by and actor.by in operators):
+        if actor.person in human.members(self.site, view.sop.owner) or self._operator(actor):
             return None
         return f"{actor.person} may not {what} run {view.id}: only its owner ({view.sop.owner}) or an operator may"
 
