@@ -6,9 +6,10 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -241,13 +242,17 @@ def silenced_command(
         lines = subject.silenced(within)
     except AuditError as exc:
         fail(exc.message, exc.hint)
+    _lines_out(lines, SILENCED_COLUMNS, as_json, as_csv, print_silenced)
+
+
+def _lines_out(lines: list[Any], columns: list[str], as_json: bool, as_csv: bool, table: Callable[[Any], None]) -> None:
+    """A listing's lines as JSON or CSV on stdout, or as ``table`` draws them."""
     if as_json:
         sys.stdout.write(to_json([line.to_dict() for line in lines]))
-        return
-    if as_csv:
-        sys.stdout.write(to_csv(lines, SILENCED_COLUMNS))
-        return
-    print_silenced(lines)
+    elif as_csv:
+        sys.stdout.write(to_csv(lines, columns))
+    else:
+        table(lines)
 
 
 # --- sop audit actions -----------------------------------------------------------------------
@@ -271,13 +276,7 @@ def actions_command(
         lines = subject.actions(subject.window(since, until), kind)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    if as_json:
-        sys.stdout.write(to_json([line.to_dict() for line in lines]))
-        return
-    if as_csv:
-        sys.stdout.write(to_csv(lines, ACTION_COLUMNS))
-        return
-    print_actions(lines)
+    _lines_out(lines, ACTION_COLUMNS, as_json, as_csv, print_actions)
 
 
 # --- sop audit verify ------------------------------------------------------------------------
