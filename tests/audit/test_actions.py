@@ -4,13 +4,19 @@ silences), each naming who and how it came, in the order it came; the same lines
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from flows.api import app as api
+from flows.audit import Audit
+from flows.engine.oncall import add_override, end_override
+from flows.engine.silences import SilenceBook
 from flows.engine.transitions import Engine
+from flows.language.actors import Actor
 from flows.language.library import load_library
 from flows.ledger import Ledger
 from tests.api.conftest import ServedApp
@@ -23,31 +29,30 @@ def test_overrides_and_silences_are_listed_with_who_how_and_why(sop: Any, repo_r
     root = make_project(repo_root, tmp_path / "project")
     env = {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
            "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_ACTOR": None, "PREFECT_API_URL": None}
-    steps = [("oncall", "override", "pr-oncall", "sara-lopez", "--until", "+1d", "--reason", "wang-fang on leave"),
-             ("oncall", "override", "end", "1", "--reason", "back early"),
-             ("silence", "--match", "alertname=DiskFull", "--for", "1h", "--reason", "disk swap")]
-    for step in steps:
-        done = sop(*step, "--as", "li-wei", env=env)
-        assert done.returncode == 0, done.stderr
+    ledger = Ledger(env["SOP_DATABASE_URL"] or "")
+    ledger.migrate()
+    site = load_library(root).site
+    li_wei = Actor(person="li-wei", via="cli", os_user="ops")  # as `sop oncall override … --as li-wei` records it
+    now = ledger.clock.now()
+    made = add_override(site, ledger, "pr-oncall", "sara-lopez", now, now + timedelta(days=1), "wang-fang on leave",
+                        li_wei)
+    end_override(ledger, made.id, "back early", li_wei)
+    SilenceBook(ledger).create("alertname=DiskFull", "1h", "disk swap", li_wei)
 
     listed = json.loads(sop("audit", "actions", "--json", env=env).stdout)
     assert [line["kind"] for line in listed] == ["oncall_override", "oncall_override_ended", "silence_created"]
-    assert all(line["who"].startswith("li-wei (cli, os user ") for line in listed)
-    made, ended, silenced = (line["what"] for line in listed)
-    assert made.startswith("put sara-lopez on call as primary of pr-oncall instead of wang-fang from ")
-    assert made.endswith(": wang-fang on leave") and ended.startswith("ended override #1 (sara-lopez for pr-oncall")
+    assert all(line["who"] == "li-wei (cli, os user ops)" for line in listed)
+    made_line, ended, silenced = (line["what"] for line in listed)
+    assert made_line.startswith("put sara-lopez on call as primary of pr-oncall instead of wang-fang from ")
+    assert made_line.endswith(": wang-fang on leave") and ended.startswith(f"ended override #{made.id} (sara-lopez for")
     assert 'silenced alertname="DiskFull" from ' in silenced and silenced.endswith(": disk swap")
     assert " UTC until " in silenced and "." not in silenced.split(" from ")[1].split(" (sil-")[0]  # minutes, UTC
     assert [line["seq"] for line in listed] == sorted(line["seq"] for line in listed)
-
-    only = json.loads(sop("audit", "actions", "--kind", "silence", "--json", env=env).stdout)
-    assert [line["kind"] for line in only] == ["silence_created"]
-    table = sop("audit", "actions", env=env).stdout
-    assert "3 action(s) outside runs" in table and "wang-fang on leave" in table
     bad = sop("audit", "actions", "--kind", "logins", env=env)
     assert bad.returncode == 1 and "unknown kind `logins`" in bad.stderr and "sign-in, oncall, silence" in bad.stderr
 
-    ledger = Ledger(env["SOP_DATABASE_URL"] or "")
+    audit = Audit(ledger)
+    assert [line.kind for line in audit.actions(kinds=["silence"])] == ["silence_created"]
     served = ServedApp(api.create_app(Engine(load_library(root), ledger), env={"SOP_TOKEN_AUDITOR": "a" * 32}))
     try:
         with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {'a' * 32}"}) as http:
@@ -61,3 +66,22 @@ def test_overrides_and_silences_are_listed_with_who_how_and_why(sop: Any, repo_r
     finally:
         served.stop()
         ledger.dispose()
+
+
+def test_the_terminal_draws_the_actions_as_a_table() -> None:
+    from flows.audit.actions import ActionLine
+    from flows.cli.audit_views import print_actions
+    from flows.cli.common import console
+
+    line = ActionLine(at=datetime(2026, 12, 6, 10, 0, tzinfo=UTC), seq=42, kind="oncall_override",
+                      who="li-wei (cli, os user ops)", what="put sara-lopez on call …: wang-fang on leave")
+    width = console.width
+    console.width = 300  # one row per line, as a wide terminal shows it
+    try:
+        with console.capture() as captured:
+            print_actions([line])
+    finally:
+        console.width = width
+    table = captured.get()
+    assert "1 action(s) outside runs" in table and "wang-fang on leave" in table
+    assert re.search(r"2026-12-06 10:00:00 │\s+42 │ oncall_override │ li-wei \(cli, os user ops\) │", table), table

@@ -3,9 +3,11 @@ one gets the command, not "No such option"."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -38,8 +40,13 @@ def _shown(repo_root: Path) -> list[tuple[str, list[str]]]:
     return found
 
 
+@functools.cache
+def _group() -> Any:
+    return typer.main.get_command(app)  # every command module loaded once, not once per line
+
+
 def _command(argv: list[str]) -> tuple[click.Command, list[str]]:
-    group = typer.main.get_command(app)
+    group = _group()
     ctx = click.Context(group)
     command: click.Command = group
     rest = list(argv)
