@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from flows.api import app as api
 from flows.audit import Audit
@@ -68,20 +69,16 @@ def test_overrides_and_silences_are_listed_with_who_how_and_why(sop: Any, repo_r
         ledger.dispose()
 
 
-def test_the_terminal_draws_the_actions_as_a_table() -> None:
+def test_the_terminal_draws_the_actions_as_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.audit.actions import ActionLine
     from flows.cli.audit_views import print_actions
     from flows.cli.common import console
 
     line = ActionLine(at=datetime(2026, 12, 6, 10, 0, tzinfo=UTC), seq=42, kind="oncall_override",
                       who="li-wei (cli, os user ops)", what="put sara-lopez on call …: wang-fang on leave")
-    width = console.width
-    console.width = 300  # one row per line, as a wide terminal shows it
-    try:
-        with console.capture() as captured:
-            print_actions([line])
-    finally:
-        console.width = width
+    monkeypatch.setattr(console, "_width", 300)  # one row per line, as a wide terminal; back to following COLUMNS after
+    with console.capture() as captured:
+        print_actions([line])
     table = captured.get()
     assert "1 action(s) outside runs" in table and "wang-fang on leave" in table
     assert re.search(r"2026-12-06 10:00:00 │\s+42 │ oncall_override │ li-wei \(cli, os user ops\) │", table), table
