@@ -27,8 +27,6 @@ MET, MISSED, PENDING, NO_DEADLINE, NOT_APPLICABLE = "met", "missed", "pending", 
 FINISHED_STEP = TERMINAL_STEP
 
 
-
-
 def parse_time(value: Any) -> datetime | None:
     """A time as the ledger's canonical JSON holds it (``str(datetime)``), made UTC-aware."""
     if value is None or isinstance(value, datetime):
@@ -358,9 +356,9 @@ class RunAudit:
         wall = self.wall_deadline_at if self.calendar is not None else self.first_deadline_at
         if wall is None:
             return self.deadline(now)
-        end = self.ended_at if self.status != "open" else None
         if self.failed:
             return MISSED
+        end = self.ended_at if self.status != "open" else None
         if self.status == "cancelled":
             return MISSED if end and end > wall else NOT_APPLICABLE
         if end is not None:

@@ -13,6 +13,7 @@ from flows.cli.common import console, fail, fail_all, library
 from flows.cli.runs import _pairs
 from flows.engine.transitions import InputRefused, check_inputs
 from flows.language.durations import SPEED_MAX, SPEED_MIN, check_speed, format_duration
+from flows.language.steps.human import approvers_besides
 from flows.runtime.drill import Drill, DrillResult, TimelineEntry
 
 
@@ -81,23 +82,20 @@ def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
 def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
     """Who starts a drill from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/, recorded with the OS
     user (``drill by li-wei (cli, os user ops)``); without one, ``drill`` with the OS user in its trigger."""
-    import getpass
     import os
 
+    from flows.cli.runs import os_user
     from flows.language.actors import Actor, UnknownPerson, check_person
 
-    try:
-        os_user: str | None = getpass.getuser()
-    except Exception:  # no user name (a container without one)
-        os_user = None
+    account = os_user()
     name = given or os.environ.get("SOP_ACTOR")
     if not name:
-        return "drill", {"os_user": os_user} if os_user else {}
+        return "drill", {"os_user": account} if account else {}
     try:
         person = check_person(library().site, name, "--as")
     except UnknownPerson as exc:
         fail(str(exc))
-    return Actor(person=person, via="cli", os_user=os_user), {}
+    return Actor(person=person, via="cli", os_user=account), {}
 
 
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,
@@ -111,16 +109,16 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
 
     lib = library()
     starter, facts = _starter(as_)
-    if sop_id in lib.sops and not isinstance(starter, str):  # four-eyes: the starter approves nothing of their run
-        for step in lib.sops[sop_id].sop.steps:
-            approval = getattr(step, "approval", None)
-            if approval is not None and approval.distinct_from == "initiator":
-                others = {m for role in approval.approvers for m in lib.site.roles[role].members} - {starter.person}
-                if len(others) < approval.count:
-                    fail(f"{starter.person} started it, so only {', '.join(sorted(others)) or 'nobody'} may approve "
-                         f"`{step.id}` ({approval.count} needed: the four-eyes rule)", "start the drill --as someone else")
     if sop_id not in lib.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(lib.sops))}")
+    if not isinstance(starter, str):  # four-eyes: the starter approves nothing of their run
+        for step in lib.sops[sop_id].sop.steps:
+            approval = getattr(step, "approval", None)
+            if approval is None or approval.distinct_from != "initiator":
+                continue
+            if len(others := approvers_besides(lib.site, approval, starter.person)) < approval.count:
+                fail(f"{starter.person} started it, so only {', '.join(sorted(others)) or 'nobody'} may approve "
+                     f"`{step.id}` ({approval.count} needed: the four-eyes rule)", "start the drill --as someone else")
     unknown = [s for s in late if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
     if unknown:
         fail(f"--late names unknown step(s) {', '.join(unknown)} of {sop_id}")

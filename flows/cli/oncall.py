@@ -129,9 +129,9 @@ def _show(engine: Any, role: str | None, at: str | None, shifts: int, zone: str,
     table = Table(title=f"on call at {_when(instant, zone)} {zone} and next (times in {zone})", title_justify="left")
     for column in ("role", "from", "until", "primary", "backup", "why"):
         table.add_column(column, overflow="fold")
+    first = "now" if at is None else _when(instant, zone)  # --at: the instant asked about, not "now"
     for name, plan in plans.items():
         for i, stretch in enumerate(plan):
-            first = "now" if at is None else _when(instant, zone)  # --at: the instant asked about, not "now"
             table.add_row(name if i == 0 else "", first if i == 0 else _when(stretch.since, zone),
                           _when(stretch.until, zone) if stretch.until else "—", stretch.primary, stretch.backup or "—",
                           _why(stretch))

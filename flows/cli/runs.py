@@ -61,10 +61,18 @@ def _follow_ups_loaded(engine: Any, run_id: str, nothing: str) -> None:
              "fix the file (`sop validate`), or act from the step's page")
 
 
-def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
-    """Who acts from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/; the OS user is recorded too."""
+def os_user() -> str | None:
+    """The OS account this terminal runs as (recorded beside who acts from it); None in a container without one."""
     import getpass
 
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name (a container without one): recorded without it
+        return None
+
+
+def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
+    """Who acts from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/; the OS user is recorded too."""
     name = given or os.environ.get("SOP_ACTOR")
     site = engine.library.site
     if not name:
@@ -76,17 +84,13 @@ def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
     except UnknownPerson as exc:
         engine.pager.close()
         fail(str(exc))
-    try:
-        os_user = getpass.getuser()
-    except Exception:  # no user name (a container without one): recorded without it
-        os_user = None
-    return Actor(person=person, via="cli", os_user=os_user)
+    return Actor(person=person, via="cli", os_user=os_user())
 
 
 def _operator(engine: Any, actor: Actor, theirs: str) -> Actor:
     """``actor`` when they are one of ``settings.web.operators`` (as on the pages: ``theirs`` are the operators'), else
     a refusal that records nothing."""
-    from flows.language.actors import in_access_list
+    from flows.language.steps.human import in_access_list
 
     if not in_access_list(engine.library.site, actor.person, "operators"):
         engine.pager.close()

@@ -86,7 +86,6 @@ def create(
     console.print(f"  end it early with `sop silence end {made.id} --reason …`")
 
 
-
 @silence.command("list")
 def list_command(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """Silences holding now, then those that expired or were ended in the last 7 days."""

@@ -234,12 +234,12 @@ class RunChange:
         self.record(RecordKind.step_ended(state), step_id, actor=actor, reason=reason, result=result, note=note,
                     deadline_met=met, **(facts or {}))
         self.store.cancel_timers(self.view, step_id)
-        kind = self.view.sop.step(step_id).kind
-        if state == StepState.FAILED and (KINDS[kind].automated or kind == "check"):
+        step = self.view.sop.step(step_id)
+        if state == StepState.FAILED and (KINDS[step.kind].automated or step.kind == "check"):
             # the owner learns at once: someone may have to do it by hand (a person's step that failed by its
             # on_timeout was paged as overdue already)
             self.page("step_failed", step_id, [self.view.sop.owner], level={"reason": reason or "no reason given"})
-        fallback = self.view.sop.step(step_id).fallback
+        fallback = step.fallback
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
             # the step finished without timing out: its stand-in is not needed, and whatever waits on it may go
             self.set_step(fallback, StepState.SKIPPED, reason=f"fallback of {step_id}, not needed")

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
-from flows.language.actors import Actor, UnknownPerson, as_actor, in_access_list
+from flows.language.actors import Actor, UnknownPerson, as_actor
 from flows.language.calendar import business_between, calendar_for, postponed
 from flows.language.durations import format_duration
 from flows.language.steps import human
@@ -166,7 +166,7 @@ class HoldActions:
 
     def _operator(self, actor: Actor) -> bool:
         """The actor, or the operator acting for them (``by``), is one of ``settings.web.operators``."""
-        return any(in_access_list(self.site, who, "operators") for who in (actor.person, actor.by) if who)
+        return any(human.in_access_list(self.site, who, "operators") for who in (actor.person, actor.by) if who)
 
     def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
         """HoldNotAllowed unless ``actor`` holds the step, oversees it, or is an operator."""

@@ -276,8 +276,8 @@ class SilenceBook:
     def create(self, matchers: str, duration: str | timedelta, reason: str, actor: Actor, *,
                starts: str | datetime | None = None, zone: str = "UTC") -> Silence:
         """Silence what ``matchers`` match for ``duration`` from ``starts`` (default now: a maintenance window
-        may be planned ahead; a time without an offset is in ``zone``: the site's on the terminal, the
-        reader's on the page, UTC on the API); recorded as ``silence_created`` by ``actor``.
+        may be planned ahead; a time without an offset is in ``zone``: the site's on the terminal and the page,
+        UTC by default); recorded as ``silence_created`` by ``actor``.
 
         Every problem is told at once, by field (SilenceRefused): nothing is written.
         """

@@ -37,16 +37,6 @@ def check_person(site: Site, name: str | None, what: str = "actor") -> str:
     return name
 
 
-def in_access_list(site: Site, person: str, access: str) -> bool:
-    """Whether ``person`` is one of ``settings.web.<access>`` (``operators``, ``auditors``): people, or roles whose
-    members they are. The pages, the terminal and the API ask the same list."""
-    for name in getattr(site.settings.web, access):
-        role = site.roles.get(name)
-        if person == name or (role is not None and person in role.members):
-            return True
-    return False
-
-
 @dataclass(frozen=True)
 class Actor:
     """A person, how their action came, and who acted for them (``by``) when someone else did."""

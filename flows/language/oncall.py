@@ -247,7 +247,7 @@ class AwayGap:
 def away_instants(person: Any, away: Any, site_zone: str = "UTC") -> tuple[datetime, datetime]:
     """An away stretch as instants: a date is midnight in the person's time zone (the site's when config gives them
     none)."""
-    zone = ZoneInfo(person.zone_or(site_zone) if hasattr(person, "zone_or") else person.timezone)
+    zone = ZoneInfo(person.zone_or(site_zone))
 
     def instant(value: date | datetime) -> datetime:
         if isinstance(value, datetime):

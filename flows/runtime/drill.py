@@ -29,7 +29,7 @@ from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.actors import Actor
 from flows.language.fields import FieldSpec
-from flows.language.steps.human import HumanReport, HumanStep, ReportRefused
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, approvers_besides
 from flows.ledger import utc
 from flows.ledger.schema import records
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, StepState
@@ -133,10 +133,7 @@ class Drill:
         values.update(self.answers.get(step.id, {}))
         actor = self.engine.view(run_id).steps[step.id].get("claimed_by") or self.engine.person_for(step.assignee)
         if step.approval is not None:
-            site = self.engine.site
-            members = [m for role in step.approval.approvers for m in site.roles[role].members]
-            four_eyes = step.approval.distinct_from == "initiator"
-            candidates = [m for m in dict.fromkeys(members) if not (four_eyes and m == initiator)]
+            candidates = approvers_besides(self.engine.site, step.approval, initiator)
             if len(candidates) < step.approval.count:  # a real run could not be approved either: say so, once
                 if step.id not in self._stuck:
                     self._stuck.add(step.id)

@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flows.engine.links import Claim
-from flows.language.actors import Actor, in_access_list
+from flows.language.actors import Actor
+from flows.language.steps.human import in_access_list
 from flows.web.identity import ProxyIdentity
 from flows.web.sessions import COOKIE, Session, SessionStore
 

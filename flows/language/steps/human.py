@@ -129,6 +129,19 @@ def members(site: Site, name: str | None) -> set[str]:
     return {name} if name in site.people else set()
 
 
+def approvers_besides(site: Site, approval: Approval, initiator: str | None) -> list[str]:
+    """Who may give ``approval`` on a run ``initiator`` started: its approver roles' members, in config's order, less
+    the initiator when the four-eyes rule holds (``distinct_from: initiator``)."""
+    people = dict.fromkeys(m for role in approval.approvers for m in site.roles[role].members)
+    return [m for m in people if not (approval.distinct_from == "initiator" and m == initiator)]
+
+
+def in_access_list(site: Site, person: str, access: str) -> bool:
+    """Whether ``person`` is one of ``settings.web.<access>`` (``operators``, ``auditors``): people, or roles whose
+    members they are (:func:`members`). The pages, the terminal and the holds ask the same list."""
+    return any(person in members(site, name) for name in getattr(site.settings.web, access))
+
+
 def may_act(step: HumanStep, site: Site, person: str, *, owner: str | None = None,
             ladder: list[Any] | None = None) -> set[str]:
     """Who may act on the step: the assignee's people, approvers, the assignee role's lead, the owner, and the
