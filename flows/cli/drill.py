@@ -80,22 +80,25 @@ def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
 
 
 def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
-    """Who starts a drill from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/, recorded with the OS
-    user (``drill by li-wei (cli, os user ops)``); without one, ``drill`` with the OS user in its trigger."""
+    """Who starts a drill from this terminal: the person whose OS account it runs as, else ``--as`` (or $SOP_ACTOR),
+    a person of config/, recorded with the OS user (``drill by li-wei (cli, os user ops)``); without either,
+    ``drill`` with the OS user in its trigger."""
     import os
 
     from flows.cli.runs import os_user
-    from flows.language.actors import Actor, UnknownPerson, check_person
+    from flows.language.actors import TerminalRefused, UnknownPerson, terminal_actor
 
+    site = library().site
     account = os_user()
     name = given or os.environ.get("SOP_ACTOR")
-    if not name:
+    if not name and not site.account_owner(account):
         return "drill", {"os_user": account} if account else {}
     try:
-        person = check_person(library().site, name, "--as")
+        return terminal_actor(site, name, account), {}
+    except TerminalRefused as exc:
+        fail(str(exc), exc.hint)
     except UnknownPerson as exc:
         fail(str(exc))
-    return Actor(person=person, via="cli", os_user=account), {}
 
 
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,
@@ -163,8 +166,9 @@ def drill(
     reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
     hand_over: Annotated[list[str] | None, typer.Option("--hand-over", help="STEP=PERSON: its holder hands it over at once (repeatable)")] = None,
     live: Annotated[bool, typer.Option("--live", help="http, command and notify steps call the real systems and send their messages (default: simulated)")] = False,
-    as_: Annotated[str | None, typer.Option("--as", help="who starts the drill: a person id in config/ (default $SOP_ACTOR; "
-                                                          "without one, the OS user is recorded)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who starts the drill: a person id in config/ (default: the person "
+                                                          "this OS account is, else $SOP_ACTOR; without one, the OS "
+                                                          "user is recorded)")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if (problem := check_speed(speed)) is not None:

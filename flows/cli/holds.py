@@ -25,7 +25,7 @@ def hold(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     reason: Annotated[str, typer.Option("--for", help="what it waits for: one of the SOP's `waiting_for`")],
     step_id: Annotated[str | None, typer.Argument(metavar="STEP", help="step id; none: the whole run")] = None,
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who holds it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who holds it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="what exactly you wait for (recorded)")] = "",
 ) -> None:
     """Put a step (or, with no STEP, the whole run: its deadline and every active step) on hold: its clock,
@@ -43,7 +43,7 @@ def hold(
 def release(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str | None, typer.Argument(metavar="STEP", help="step id; none: the whole run")] = None,
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who releases it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who releases it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="what came (recorded)")] = "",
 ) -> None:
     """Release a step's hold (or, with no STEP, the run's): its clock runs again, its due instant (the run's

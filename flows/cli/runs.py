@@ -18,7 +18,7 @@ from flows.cli.common import console, err_console, fail, fail_all, library, prin
 from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
-from flows.language.actors import Actor, UnknownPerson, check_person
+from flows.language.actors import Actor, TerminalRefused, UnknownPerson, terminal_actor
 from flows.language.durations import SPEED_MAX, SPEED_MIN, check_speed
 from flows.language.steps.human import HumanReport, ReportRefused
 from flows.ledger.vocabulary import TERMINAL_STEP
@@ -62,29 +62,27 @@ def _follow_ups_loaded(engine: Any, run_id: str, nothing: str) -> None:
 
 
 def os_user() -> str | None:
-    """The OS account this terminal runs as (recorded beside who acts from it); None in a container without one."""
-    import getpass
+    """The OS account this terminal runs as: its real user id's name (not $USER, which anyone can set); None in a
+    container whose user id has no name."""
+    import pwd
 
     try:
-        return getpass.getuser()
-    except Exception:  # no user name (a container without one): recorded without it
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a user id without a passwd entry (a container): recorded without a name
         return None
 
 
 def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
-    """Who acts from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/; the OS user is recorded too."""
-    name = given or os.environ.get("SOP_ACTOR")
-    site = engine.library.site
-    if not name:
-        engine.pager.close()
-        fail(f"who are you? pass {what} <person id> (or set SOP_ACTOR)",
-             f"people in config/: {', '.join(sorted(site.people)) or 'none'}")
+    """Who acts from this terminal: the person whose OS account it runs as, else ``--as`` (or $SOP_ACTOR), a
+    person of config/ (``flows.language.actors.terminal_actor``); the OS user is recorded too."""
     try:
-        person = check_person(site, name, what)
+        return terminal_actor(engine.library.site, given or os.environ.get("SOP_ACTOR"), os_user(), what)
+    except TerminalRefused as exc:
+        engine.pager.close()
+        fail(str(exc), exc.hint)
     except UnknownPerson as exc:
         engine.pager.close()
         fail(str(exc))
-    return Actor(person=person, via="cli", os_user=os_user())
 
 
 def _operator(engine: Any, actor: Actor, theirs: str) -> Actor:
@@ -134,7 +132,7 @@ def run(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
     speed: Annotated[float | None, typer.Option(help=f"compress time, {SPEED_MIN:g} to {SPEED_MAX:g}: 3600 makes an hour a second")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
-    as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
@@ -285,7 +283,7 @@ def _report(run_id: str, step_id: str, name: str | None, outcome: str, fields: l
 def done(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who did it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who did it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
     note: Annotated[str, typer.Option(help="free text for the record")] = "",
     evidence: Annotated[list[str] | None, typer.Option(help="a link or file reference (repeatable)")] = None,
@@ -299,7 +297,7 @@ def done(
 def reject(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who decided: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who decided: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="why it is rejected")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -329,7 +327,7 @@ def _acting(name: str | None, nothing: str) -> Iterator[tuple[Any, Actor]]:
 def take(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who takes it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who takes it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
 ) -> None:
     """"I'll take it": hold a step of your role; the other members are told."""
     with _acting(actor, f"cannot take `{step_id}`; nothing was recorded") as (engine, who):
@@ -342,7 +340,7 @@ def hand_over(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
     to: Annotated[str, typer.Option("--to", help="who takes it over: a person id in config/")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who hands it over: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who hands it over: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="what they need to know")] = "",
 ) -> None:
     """Hand an active step to another member of its role (its lead: to anyone); they are paged."""
@@ -355,7 +353,7 @@ def hand_over(
 def update(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     text: Annotated[str, typer.Option("--text", "-t", help="the status: what is happening now, what comes next")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who posts it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who posts it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
 ) -> None:
     """Post a status update on an open run (it keeps the run's status cadence)."""
     with _acting(actor, "nothing was recorded") as (engine, who):
@@ -368,7 +366,7 @@ def snooze(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     for_: Annotated[str, typer.Option("--for", help="how much later the next status ask comes (SOP time), e.g. 15m")],
     reason: Annotated[str, typer.Option(help="why (recorded)")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who snoozes: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who snoozes: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
 ) -> None:
     """Push the next status-update ask of a run, by at most its cadence's max_snooze."""
     from flows.language.durations import parse_duration
@@ -386,7 +384,7 @@ def snooze(
 def need_help(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who asks: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who asks: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     note: Annotated[str, typer.Option(help="what you need")] = "",
 ) -> None:
     """Escalate a step to its next level now (you stay on it)."""
@@ -399,7 +397,7 @@ def need_help(
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     reason: Annotated[str, typer.Option(help="why (recorded and sent to the people involved)")],
-    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who cancels: a person id in config/ (default $SOP_ACTOR)")] = None,
+    actor: Annotated[str | None, typer.Option("--as", "--actor", help="who cancels: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
 ) -> None:
     """Cancel an open run: steps stop, timers are disarmed, the people involved are told."""
     engine = _engine()

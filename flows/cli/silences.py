@@ -54,7 +54,7 @@ def create(
                                                             "2026-12-06T22:00 in the site's time zone (settings.timezone), "
                                                             "with an offset, or +2h (default: now)")] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="why (recorded beside every trigger it silences)")] = None,
-    as_: Annotated[str | None, typer.Option("--as", help="who decides: a person id in config/ (default $SOP_ACTOR)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who decides: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Silence the triggers matching --match for --for: they start no run and are recorded as trigger_silenced.
@@ -126,7 +126,7 @@ def _why(s: Silence) -> str:
 def end_command(
     silence_id: Annotated[str, typer.Argument(metavar="ID", help="the silence's id (see `sop silence list`)")],
     reason: Annotated[str, typer.Option("--reason", help="why it ends early (recorded)")],
-    as_: Annotated[str | None, typer.Option("--as", help="who ends it: a person id in config/ (default $SOP_ACTOR)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who ends it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
 ) -> None:
     """End a silence now: the triggers it held start runs again."""
     engine: Any = _engine(prefect=False)

@@ -46,11 +46,14 @@ class Actor:
     by: str | None = None
     os_user: str | None = None
     token: str | None = None
+    #: a terminal's proof: ``account`` (its OS account is the person's) or ``declared`` (``--as`` from an account
+    #: given to nobody); None elsewhere, and in records written before terminals were bound to accounts
+    proof: Literal["account", "declared"] | None = None
 
     def facts(self) -> dict[str, Any]:
         """What a record keeps beside the person: how it came, by whom, from which OS user or token."""
         facts: dict[str, Any] = {"via": self.via}
-        for name in ("by", "os_user", "token"):
+        for name in ("by", "os_user", "token", "proof"):
             value = getattr(self, name)
             if value:
                 facts[name] = value
@@ -75,5 +78,41 @@ def described(person: str | None, data: dict[str, Any]) -> str:
         return "-"
     via, by, os_user = data.get("via"), data.get("by"), data.get("os_user")
     who = f"{by} for {person}" if by and by != person else person
-    how = ", ".join(part for part in (via, f"os user {os_user}" if os_user else None) if part)
+    declared = "self-declared" if data.get("proof") == "declared" else None
+    how = ", ".join(part for part in (via, declared, f"os user {os_user}" if os_user else None) if part)
     return f"{who} ({how})" if how else who
+
+
+class TerminalRefused(ValueError):
+    """A terminal that may not act as the person it names (or names nobody): the message, and a hint."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
+
+
+def terminal_actor(site: Site, given: str | None, account: str | None, what: str = "--as") -> Actor:
+    """Who acts from a terminal running as OS ``account``, which names ``given`` (``--as``, or $SOP_ACTOR).
+
+    An account given to a person (``os_users`` in config/people.yaml) acts as them, and only as them: ``--as``
+    may be left out, and naming anyone else is refused. An account given to nobody may name who acts
+    (recorded ``self-declared``) unless ``settings.cli.accounts`` is ``required``. Raises TerminalRefused, or
+    UnknownPerson for a name that is nobody in config/.
+    """
+    owner = site.account_owner(account)
+    if owner:
+        if given and given != owner:
+            raise TerminalRefused(f"this terminal runs as OS account `{account}`, which is {owner}'s "
+                                  f"(config/people.yaml): it acts as {owner} only, not as {given}; nothing was recorded",
+                                  f"leave out {what}, or act from {given}'s own account, link or token")
+        return Actor(person=owner, via="cli", os_user=account, proof="account")
+    accounts = (f"give OS account `{account}` to its person in config/people.yaml (`os_users: [{account}]`)"
+                if account else "this process has no OS account name to give to a person")
+    if site.settings.cli.accounts == "required":
+        raise TerminalRefused(f"OS account `{account or '?'}` is nobody's, and settings.cli.accounts is `required`: "
+                              f"this terminal cannot act for anyone; nothing was recorded", accounts)
+    if not given:
+        raise TerminalRefused(f"who are you? pass {what} <person id> (or set SOP_ACTOR)",
+                              f"people in config/: {', '.join(sorted(site.people)) or 'none'}; or {accounts}, "
+                              f"and {what} is no longer needed")
+    return Actor(person=check_person(site, given, what), via="cli", os_user=account, proof="declared")

@@ -97,13 +97,15 @@ class Person(Strict):
     contacts: list[str] = Field(default_factory=list, description="Apprise URLs, tried in order")
     email: str | None = None
     away: list[Away] = Field(default_factory=list, description="when they cannot be paged (holidays)")
+    os_users: list[str] = Field(default_factory=list, description="the OS accounts that are this person: a terminal "
+                                                                 "running as one acts as them, and only as them")
 
     def zone_or(self, site_zone: str) -> str:
         """The time zone their pages and times are shown in: their own ``timezone`` when config says one, else the
         site's (``settings.timezone``), not UTC."""
         return self.timezone if "timezone" in self.model_fields_set else site_zone
 
-    @field_validator("contacts", mode="before")
+    @field_validator("contacts", "os_users", mode="before")
     @classmethod
     def _contacts_list(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
@@ -232,6 +234,16 @@ class WebSettings(Strict):
                                                                   "(read-only)")
 
 
+class CliSettings(Strict):
+    """Who the terminal's ``sop`` commands act as (docs/people.md)."""
+
+    accounts: Literal["optional", "required"] = Field(
+        default="optional",
+        description="`required`: a terminal acts only from an OS account given to a person (`os_users` in "
+                    "config/people.yaml); `optional`: an account given to nobody may still name who acts (`--as`), "
+                    "recorded as self-declared")
+
+
 class Settings(Strict):
     """Where things live and run."""
 
@@ -243,6 +255,7 @@ class Settings(Strict):
     base_url: str = "http://127.0.0.1:8000"
     inbox_dir: str = "var/inbox"
     web: WebSettings = Field(default_factory=WebSettings)
+    cli: CliSettings = Field(default_factory=CliSettings)
     cadences: dict[Literal["complaint", "outage", "policy", "routine"], Cadence] = Field(
         default_factory=dict, description="status cadences by class, for SOPs that declare none")
     class_calendars: dict[Literal["complaint", "outage", "policy", "routine"], str] = Field(
@@ -320,6 +333,26 @@ class Site(Strict):
             if not re.match(SLUG, name):
                 raise ValueError(f"name {name!r} must be a slug (lower-case letters, digits, dashes)")
         return value
+
+    @field_validator("people")
+    @classmethod
+    def _one_person_an_account(cls, value: dict[str, Person]) -> dict[str, Person]:
+        owners: dict[str, str] = {}
+        for name, person in value.items():
+            for account in person.os_users:
+                if account in owners and owners[account] != name:
+                    raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(
+                        type=PydanticCustomError("value_error", f"OS account {account!r} is already {owners[account]}'s: "
+                                                                f"an account is one person's"),
+                        loc=(name, "os_users"), input=person.os_users)])
+                owners[account] = name
+        return value
+
+    def account_owner(self, account: str | None) -> str | None:
+        """The person whose OS account ``account`` is (``os_users`` in config/people.yaml), None when nobody's."""
+        if not account:
+            return None
+        return next((name for name, person in self.people.items() if account in person.os_users), None)
 
     @field_validator("roles")
     @classmethod

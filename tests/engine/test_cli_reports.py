@@ -202,3 +202,77 @@ def test_status_names_who_has_each_waiting_step_and_keeps_its_heading_on_one_lin
     assert "Parallel probe" in heading or "t-parallel" in heading  # not cut at the table's width
     steps = {s["step"]: s for s in json.loads(cli("status", waiting_run, "--json").stdout)[0]["steps"]}
     assert (steps["left"]["person"], steps["join"]["person"]) == (oncall, None)  # join is not waiting on anyone yet
+
+
+def _account() -> str:
+    import os
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _written(engine, run_id: str) -> list[str]:
+    """The run's records but its pages' (the start's pages are recorded as they are delivered, meanwhile)."""
+    return [r["kind"] for r in records(engine, run_id) if r["kind"] != "notification"]
+
+
+def _give_account(root: Path, person: str | None, accounts: str = "optional") -> None:
+    """config/people.yaml gives this process's OS account to ``person`` (None: to nobody); settings.cli.accounts."""
+    people = root / "config" / "people.yaml"
+    if person:
+        text = people.read_text()
+        at = text.index(f"\n  {person}:\n") + len(f"\n  {person}:\n")
+        people.write_text(text[:at] + f"    os_users: [{_account()}]\n" + text[at:])
+    settings = root / "config" / "settings.yaml"
+    settings.write_text(settings.read_text() + f"\n  cli:\n    accounts: {accounts}\n")
+
+
+def test_a_terminal_acts_as_the_person_its_os_account_is_and_only_as_them(sop, project, engine, tmp_path):
+    """people.yaml gives an OS account to a person: `sop done` from it needs no --as, is recorded as proven by the
+    account, and cannot act as anyone else; an account given to nobody names who acts, recorded as self-declared."""
+    run_id = engine.start("t-parallel", initiator="li-wei", launch=False).run_id
+    root = _copy_of(project, tmp_path)
+    _give_account(root, "zhao-lei")
+    env = {"SOP_HOME": str(root), "SOP_ACTOR": None}
+    before = _written(engine, run_id)
+    refused = sop("done", run_id, "right", "--as", "zhang-min", env=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"this terminal runs as OS account `{_account()}`, which is zhao-lei's" in refused.stderr, refused.stderr
+    assert "acts as zhao-lei only, not as zhang-min; nothing was recorded" in refused.stderr
+    assert _written(engine, run_id) == before and engine.view(run_id).state("right") == "active"
+
+    done = sop("done", run_id, "left", "-f", "choice=no", env=env)  # no --as: the account says who
+    assert done.returncode == 0 and "left done by zhao-lei" in done.stdout, done.stderr
+    record = next(r for r in records(engine, run_id, "step_done") if r["step_id"] == "left")
+    assert (record["actor"], record["data"]["via"], record["data"]["os_user"], record["data"]["proof"]) == \
+        ("zhao-lei", "cli", _account(), "account")
+    shown = sop("audit", "show", run_id, env=env).stdout
+    assert f"left done by zhao-lei (cli, os user {_account()})" in shown, shown
+
+    # an account given to nobody: --as names who acts, and the audit says it was only said
+    declared = sop("done", run_id, "right", "--as", "zhang-min", env={"SOP_HOME": str(project), "SOP_ACTOR": None})
+    assert declared.returncode == 0, declared.stderr
+    shown = sop("audit", "show", run_id, env={"SOP_HOME": str(project)}).stdout
+    assert f"right done by zhang-min (cli, self-declared, os user {_account()})" in shown, shown
+
+
+def test_a_site_can_require_every_terminal_to_be_someones_account(sop, project, engine, tmp_path):
+    run_id = engine.start("t-parallel", initiator="li-wei", launch=False).run_id
+    root = _copy_of(project, tmp_path)
+    _give_account(root, None, accounts="required")
+    before = _written(engine, run_id)
+    refused = sop("done", run_id, "left", "--as", "zhao-lei", "-f", "choice=no", env={"SOP_HOME": str(root)})
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"OS account `{_account()}` is nobody's, and settings.cli.accounts is `required`" in refused.stderr
+    assert f"os_users: [{_account()}]" in refused.stderr  # the hint says how to give it
+    assert _written(engine, run_id) == before
+
+
+def test_an_os_account_is_one_persons(sop, project, tmp_path):
+    root = _copy_of(project, tmp_path)
+    _give_account(root, "zhao-lei")
+    _give_account(root, "li-wei")
+    result = sop("validate", env={"SOP_HOME": str(root)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"OS account '{_account()}' is already" in result.stderr + result.stdout
+    assert "people.yaml:" in result.stderr + result.stdout  # where
