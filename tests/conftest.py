@@ -28,6 +28,12 @@ from flows.ledger import Ledger
 from tests.postgres import PostgresCluster, PostgresUnavailable, server_binaries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Ctrl-C reaches the services the tests start and stop with SIGINT, however this session was started: a shell's
+# background job (`make test &`, `nohup`) ignores SIGINT, and an ignored signal stays ignored in every child, whose
+# `sop serve` or `sop timers` would then never stop
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 #: the installed console script next to this interpreter, as a user runs it
 _SCRIPT = Path(sys.executable).with_name("sop")
 SOP_COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "flows"]

@@ -118,8 +118,14 @@ def _group(
 
 def main() -> None:
     """Console-script entry point; a ledger it cannot open is one line on stderr, exit 1."""
+    import faulthandler
+    import signal
+
     from flows.ledger.url import LedgerUnavailable
 
+    # `kill -USR1 PID` writes every thread's stack to stderr (a service's log): what a process that will not stop is
+    # doing, without a debugger
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except LedgerUnavailable as exc:

@@ -55,6 +55,46 @@ def _serve(root: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     return child
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        out.append(todo.pop())
+        todo.extend(parents.get(out[-1], []))
+    return out
+
+
+def _dump_threads(pid: int) -> None:
+    """Every `sop` process of ``pid``'s family writes its threads' stacks to its stderr (`kill -USR1`)."""
+    for member in _family(pid):
+        try:
+            if "sop" in Path(f"/proc/{member}/cmdline").read_bytes().decode(errors="replace"):
+                os.kill(member, signal.SIGUSR1)
+        except OSError:
+            pass
+    time.sleep(1.0)
+
+
+def _stopped(child: subprocess.Popen, timeout: float) -> str:
+    """The output of a service told to stop; one that does not within ``timeout`` fails the test with every
+    thread's stack (`kill -USR1`), then is killed."""
+    try:
+        return child.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        _dump_threads(child.pid)
+        child.kill()
+        pytest.fail(f"`{' '.join(map(str, child.args))}` did not stop {timeout:g} s after SIGINT; its output and "
+                    f"threads:\n{child.communicate()[0]}")
+
+
 def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_root, tmp_path):
     root = make_project(repo_root, tmp_path / "site", only=("t-ladder",))
     env = _env(root, database, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"kill-{os.getpid()}")
@@ -84,7 +124,14 @@ def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_ro
         assert done.returncode == 0, done.stderr
     finally:
         serve.send_signal(signal.SIGINT)
-        serve.wait(timeout=30)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _dump_threads(serve.pid)
+            serve.kill()
+            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-20000:]}"
+                             for p in [log, *sorted((root / "var" / "log").glob("*.log"))] if p.exists())
+            pytest.fail(f"`sop serve` did not stop 30 s after SIGINT; its logs and threads:\n{logs}")
     fired = _escalations(ledger, run_id)
     assert [level for level, _, _ in fired] == ["1", "2"]  # each level exactly once, none after the report
     first, second = fired[0][1], fired[1][1]
@@ -119,7 +166,7 @@ def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_pa
     finally:
         for service in services:
             service.send_signal(signal.SIGINT)
-        outputs = [s.communicate(timeout=60)[0] for s in services]
+        outputs = [_stopped(s, 60) for s in services]
         engine.pager.close()
 
     with engine.ledger.read() as conn:
