@@ -115,27 +115,29 @@ class Executor:
         try:
             # the client of every flow run started here (they run in copies of this context)
             with inprocess.shared_client(self.api_url, self._auth()) as client:
-                while not stop.is_set():
-                    now = time.monotonic()
-                    if now >= next_prefect_beat:
-                        self._safely("prefect_beat", lambda: self._prefect_beat(client))
-                        next_prefect_beat = now + PREFECT_BEAT_EVERY
-                    if look:
-                        self._safely("take", lambda: self.take(client))
-                    rung = self.bell.messages(self.poll)
-                    look = not rung  # a poll
-                    for message in rung:  # b"!": a thread freed here; else a flow run id, and its queue when known
-                        flow_run_id, _, queue = message.decode(errors="replace").partition(" ")
-                        if len(flow_run_id) != 36:
-                            look = True
-                            continue
-                        look |= not self._safely(
-                            "take_one", lambda key=flow_run_id, queue=queue: self.take_one(client, key, queue or None))
+                try:
+                    while not stop.is_set():
+                        now = time.monotonic()
+                        if now >= next_prefect_beat:
+                            self._safely("prefect_beat", lambda: self._prefect_beat(client))
+                            next_prefect_beat = now + PREFECT_BEAT_EVERY
+                        if look:
+                            self._safely("take", lambda: self.take(client))
+                        rung = self.bell.messages(self.poll)
+                        look = not rung  # a poll
+                        for message in rung:  # b"!": a thread freed here; else a flow run id, and its queue when known
+                            flow_run_id, _, queue = message.decode(errors="replace").partition(" ")
+                            if len(flow_run_id) != 36:
+                                look = True
+                                continue
+                            look |= not self._safely(
+                                "take_one",
+                                lambda key=flow_run_id, queue=queue: self.take_one(client, key, queue or None))
+                finally:
+                    # inside the client's block: the flow runs in hand report through it until they stop (once it
+                    # closes, a run that suspends or finishes meanwhile fails with "the client has been closed")
+                    self._drain(drain)
         finally:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            deadline = time.monotonic() + drain
-            while self.in_flight() and time.monotonic() < deadline:
-                time.sleep(0.1)
             left = self.in_flight()
             beating.set()
             beats.join(timeout=5)
@@ -143,6 +145,13 @@ class Executor:
                 self._safely("forget", self.heartbeat.forget)  # else its beat names them for the rescue
             self.bell.close()
             log.info(kv("event=executor_stopped", name=self.name, started=self.started, left=len(left)))
+
+    def _drain(self, seconds: float) -> None:
+        """Take no more; let the flow runs in hand reach a stopping point for at most ``seconds``."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + seconds
+        while self.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _prefect_beat(self, client: Any) -> None:
         """Tell Prefect this worker is alive and its queues are polled (the UI's "Workers" tab and queue status);

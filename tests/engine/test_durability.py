@@ -183,9 +183,9 @@ def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_pa
 
 
 @contextlib.contextmanager
-def _executor_of_its_own(stack, project, slots: int, tag: str):
+def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None = None):
     """An engine on a ledger and a pool of their own, with the t-prio-* SOPs deployed and one `sop executor` of
-    ``slots`` threads on the pool. A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
+    ``slots`` threads on the pool (its output in ``log``; yielded beside the engine). A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
     its own pool (a run whose launch is slow would be started there, on the stack's executor, beside the test's)."""
     from flows.engine.build import build_engine
     from flows.prefect.deployments import deploy, ensure_pool
@@ -204,14 +204,40 @@ def _executor_of_its_own(stack, project, slots: int, tag: str):
         prio = {sop_id: loaded for sop_id, loaded in engine.library.sops.items() if sop_id.startswith("t-prio-")}
         deploy(client, dataclasses.replace(engine.library, sops=prio), env, pool=pool)
     executor_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url, "SOP_PREFECT_POOL": pool}
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     executor = subprocess.Popen([*SOP_COMMAND, "executor", "--slots", str(slots)], env=executor_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield engine
+        yield engine, executor
     finally:
         executor.terminate()
         executor.wait(timeout=60)
         engine.pager.close()
+        if log:
+            out.close()
+
+
+def test_an_executor_told_to_stop_lets_the_flow_run_in_hand_finish_through_its_client(stack, project, tmp_path):
+    """SIGTERM while a flow run's command step runs: the executor takes no more and waits (its drain) for the run to
+    reach a stopping point, which it reports to Prefect through the executor's client, still open."""
+    from flows.prefect.launcher import prefect_client
+
+    log = tmp_path / "executor.log"
+    with _executor_of_its_own(stack, project, 1, "drain", log=log) as (engine, executor):
+        gate = tmp_path / "gate"
+        run_id = engine.start("t-prio-blocker", {"gate": str(gate)}, initiator="li-wei").run_id
+        wait_for(lambda: engine.view(run_id).state("work") == "running", 90, "the run's step to start")
+        executor.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # the executor is draining: the step still runs
+        assert executor.poll() is None, log.read_text()
+        gate.touch()
+        executor.wait(timeout=30)
+        flow_run_id = engine.view(run_id).run["flow_run_id"]
+    output = log.read_text()
+    assert "client has been closed" not in output and "cannot be started again" not in output, output
+    assert engine.view(run_id).run["outcome"] == "done", output
+    with prefect_client(stack.api_url) as client:
+        assert client.read_flow_run(flow_run_id).state.type.value == "COMPLETED", output
 
 
 def _step_started(engine, run_id: str):
@@ -223,7 +249,7 @@ def _step_started(engine, run_id: str):
 def test_with_the_executor_busy_a_complaint_run_starts_before_older_runs(stack, project):
     """Priority under load: one slot, held; 30 routine runs and an outage run queued before a complaint run.
     When the slot frees, the complaint run's automated step starts first, then the outage's, then the rest."""
-    with _executor_of_its_own(stack, project, 1, "prio") as engine:
+    with _executor_of_its_own(stack, project, 1, "prio") as (engine, _):
         gate = project / "var" / f"gate-{os.getpid()}"
         busy = engine.start("t-prio-blocker", {"gate": str(gate)}, initiator="li-wei").run_id
         wait_for(lambda: engine.view(busy).state("work") == "running", 90, "the first run to hold the executor")
@@ -242,7 +268,7 @@ def test_routine_runs_leave_a_thread_free_for_a_complaint_run(stack, project):
     """Headroom: with two threads, routine runs may hold one; the other waits for higher classes. Two routine
     runs that hold their thread until a gate opens: one runs, one waits; a complaint run started then runs at
     once, on the thread kept free, while the gate is still shut."""
-    with _executor_of_its_own(stack, project, 2, "headroom") as engine:
+    with _executor_of_its_own(stack, project, 2, "headroom") as (engine, _):
         gate = project / "var" / f"headroom-gate-{os.getpid()}"
         routine = [engine.start("t-prio-blocker", {"gate": str(gate)}, initiator="li-wei").run_id for _ in range(2)]
         try:
