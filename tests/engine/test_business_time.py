@@ -266,9 +266,13 @@ def test_sop_audit_report_shows_time_on_hold_and_the_verdicts_both_ways(
     assert (o.holds, o.held_s) == (1, 3.5 * 3600)
     assert (o.met, o.met_wall, o.on_time_wall_pct) == (1, 1, 100.0)
 
+    from flows.cli.common import console
+
     monkeypatch.setenv("SOP_HOME", str(library.root))
     monkeypatch.setenv("SOP_DATABASE_URL", str(engine.ledger.engine.url))
-    out = CliRunner().invoke(app, ["audit", "report", "--sop", "t-biz", "--since", "2026-03-01"], env={"COLUMNS": "200"})
+    # a wide terminal, whatever this session's (the shared console took its width when first imported)
+    monkeypatch.setattr(console, "_width", 200)
+    out = CliRunner().invoke(app, ["audit", "report", "--sop", "t-biz", "--since", "2026-03-01"])
     assert out.exit_code == 0, out.output
     assert "on hold 3h30m in 1 hold(s)" in out.output
     assert "late steps 0 as the clock ran, 1 counting hold time, 1 on wall time" in out.output
