@@ -58,9 +58,13 @@ deps-system:
 	  { if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq fonts-wqy-microhei >/dev/null || true; \
 	    else echo "deps-system: no CJK font; Chinese names render as boxes in browser screenshots"; fi; }
 
+# The suite mostly waits on real processes (Prefect servers, `sop` commands, PostgreSQL, a browser): two workers,
+# one test file each at a time, fewer on a one-core machine. TEST_WORKERS=0 runs it in this process alone.
+TEST_WORKERS ?= auto --maxprocesses 2 --dist loadfile
+
 test: $(STAMP) $(MERMAID) deps-system
 	@$(BYTECODE)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows notifications tests bench
