@@ -8,6 +8,8 @@ Each runs until Ctrl-C or SIGTERM and then stops cleanly; each may run more than
 from __future__ import annotations
 
 import os
+import signal
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -56,9 +58,14 @@ def serve(
 
     stack = Stack(workers=workers, port=port, timers=timers, api=api, sweep_every=sweep_every,
                   rescue_grace=rescue_grace, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
+    from flows.language.library import project_root
+
+    pid_file = project_root() / SERVE_PID
     try:
         stack.start()
-        console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop")
+        pid_file.write_text(f"{os.getpid()}\n")
+        console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop; "
+                      f"`sop deploy` (or kill -HUP {os.getpid()}) reloads sops/ and config/")
         stack.wait()
     except (StackError, SecretsRefused) as exc:
         fail(str(exc))
@@ -69,7 +76,23 @@ def serve(
         fail("sop serve stopped on the error above", "please report it with var/log/")
     finally:
         stack.stop()
+        if _serving(pid_file) == os.getpid():
+            pid_file.unlink(missing_ok=True)
         _exit_now()
+
+
+#: where a running `sop serve` writes its pid (``sop deploy`` rings it to reload)
+SERVE_PID = Path("var") / "serve.pid"
+
+
+def _serving(pid_file: Path) -> int | None:
+    """The pid of the `sop serve` that ``pid_file`` names, when it is alive and is one; else None."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if b"serve" in command and any(part.endswith(b"sop") or part == b"flows" for part in command) else None
 
 
 def _exit_now() -> None:
@@ -107,6 +130,11 @@ def deploy() -> None:
         _unreachable(api_url, exc)
         return
     console.print(f"[green]✓[/] {len(deployed)} SOPs deployed to {api_url}")
+    serving = _serving(lib.root / SERVE_PID)
+    if serving is not None:  # its timers, API and executors still hold the library it loaded: it reloads
+        os.kill(serving, signal.SIGHUP)
+        console.print(f"[green]✓[/] `sop serve` (pid {serving}) told to reload sops/ and config/ (its output says "
+                      "when it has, or why not)")
 
 
 @app.command()

@@ -237,8 +237,10 @@ class Stack:
         return child
 
     def _watch(self) -> None:
-        """Every 0.5 s: restart a dead restartable child (with backoff); a dead vital child is fatal."""
-        while not self._stop.wait(0.5):
+        """Every 0.5 s: restart a dead restartable child (with backoff); a dead vital child is fatal. Until this
+        start's stop (a reload's start has a watcher of its own)."""
+        stopped = self._stop
+        while not stopped.wait(0.5):
             with self._children_lock:
                 children = list(self.children)
             for child in children:
@@ -299,8 +301,8 @@ class Stack:
             self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)}, restart=True)
             self.progress("pager process started")
         if self.timers:  # timers need only the ledger: deadlines that passed while we were down fire now
-            service = TimerService(self.engine)
-            self._thread("timers", lambda: service.run(self._stop))
+            service, stopped = TimerService(self.engine), self._stop
+            self._thread("timers", lambda: service.run(stopped))
             self.progress("timer service started")
         if server is not None:
             self._wait_healthy(server, "prefect-server")
@@ -327,8 +329,8 @@ class Stack:
         self.check()
         from flows.prefect.nudger import Nudger
 
-        nudger = Nudger(self.engine.launcher, sweep_every=self.sweep_every, grace=self.rescue_grace)
-        self._thread("nudger", lambda: nudger.run(self._stop))
+        nudger, stopped = Nudger(self.engine.launcher, sweep_every=self.sweep_every, grace=self.rescue_grace), self._stop
+        self._thread("nudger", lambda: nudger.run(stopped))
         if self.api:
             self._start_api()
         self.check()
@@ -393,10 +395,32 @@ class Stack:
             time.sleep(0.5)
         raise StackError(f"{name} did not become healthy in {timeout:.0f}s; see {child.log}")
 
-    def stop(self) -> None:
+    def reload(self) -> bool:
+        """Read sops/ and config/ again (SIGHUP, ``sop deploy``). When they validate, every part but the Prefect
+        server stops as at a stop and starts again on them, deployed anew; else nothing changes and the errors
+        are told (file:line). True when reloaded."""
+        from flows.language.loader import SpecInvalid
+
+        try:
+            library = runnable_library(self.root)
+        except SpecInvalid as exc:
+            where = "; ".join(str(error) for error in exc.errors[:3]) + (" …" if len(exc.errors) > 3 else "")
+            log.error(kv("event=reload_refused", errors=len(exc.errors), first=str(exc.errors[0])))
+            self.progress(f"reload refused, still serving the library loaded before: {len(exc.errors)} error(s) in "
+                          f"sops/ or config/: {where}")
+            return False
+        self.progress("reloading sops/ and config/: stopping every part but the Prefect server")
+        self.stop(keep_prefect=True)
+        self.library = library
+        self._stop, self._threads, self._watching, self._fatal = threading.Event(), [], None, None
+        self.start()
+        self.progress("reloaded")
+        return True
+
+    def stop(self, keep_prefect: bool = False) -> None:
         """Stop from the door inwards: the API, the executors (they let their flow runs reach a stopping
         point), the timer service and the nudger, the resumes reports started, the pager, the Prefect server
-        last. Each child gets SIGTERM and, after its grace, SIGKILL."""
+        last (``keep_prefect``: a reload keeps it). Each child gets SIGTERM and, after its grace, SIGKILL."""
         if self._api is not None:
             from flows.api.app import close
 
@@ -417,16 +441,19 @@ class Stack:
         for child in executors:
             child.stop(grace=max(0.0, deadline - time.monotonic()))
         self._stop.set()
-        for thread in self._threads:
+        for thread in [*self._threads, *([self._watching] if self._watching else [])]:
             thread.join(timeout=5)
         self._settle_resumes()
-        for child in reversed([c for c in children if not c.name.startswith("executor-")]):
+        kept = [c for c in children if keep_prefect and c.name == "prefect-server"]
+        for child in reversed([c for c in children if not c.name.startswith("executor-") and c not in kept]):
             child.stop(grace=10.0)
         if self.engine is not None and self.engine.pager is not None:
             self.engine.pager.close()
+        for child in kept:
+            child.stopping = False  # watched again by the next start's watcher
         with self._children_lock:
-            self.children.clear()
-        self.progress("stopped")
+            self.children[:] = kept
+        self.progress("stopped" if not kept else "stopped (the Prefect server goes on)")
 
     def _settle_resumes(self) -> None:
         """Let the resumes that reports started on their thread reach the Prefect server before it is stopped
@@ -441,11 +468,14 @@ class Stack:
 
     def wait(self) -> None:
         """Block until Ctrl-C / SIGTERM, watching the children."""
-        from flows.runtime.shutdown import on_sigterm
+        from flows.runtime.shutdown import on_sighup, on_sigterm
 
         terminated = on_sigterm()  # not self._stop.set() in the handler: see flows/runtime/shutdown.py
+        hangup = on_sighup()
         try:
             while not terminated.is_set() and not self._stop.wait(0.5):
+                if hangup.take():
+                    self.reload()
                 self.check()
         except KeyboardInterrupt:
             pass

@@ -42,6 +42,28 @@ class Terminated:
         return self.signalled
 
 
+class Hangup:
+    """Set by SIGHUP (an attribute written, nothing else): ``sop serve`` reloads its library when it takes it."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def take(self) -> bool:
+        """Whether SIGHUP came since the last take."""
+        came, self.signalled = self.signalled, False
+        return came
+
+
+def on_sighup() -> Hangup:
+    """Install the lock-free SIGHUP handler (main thread only) and return what it sets."""
+    hangup = Hangup()
+    signal.signal(signal.SIGHUP, hangup)
+    return hangup
+
+
 def on_sigterm() -> Terminated:
     """Install the lock-free SIGTERM handler (main thread only) and return what it sets."""
     terminated = Terminated()
@@ -49,4 +71,4 @@ def on_sigterm() -> Terminated:
     return terminated
 
 
-__all__ = ["Terminated", "on_sigterm"]
+__all__ = ["Hangup", "Terminated", "on_sighup", "on_sigterm"]

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from flows.ledger import Ledger, utc
 from flows.ledger.schema import records as records_table
+from flows.ledger.schema import runs as runs_table
 from flows.ledger.schema import steps, timers
 from tests.conftest import SOP_COMMAND, TestDatabase
 from tests.engine.conftest import make_project, wait_for
@@ -83,6 +84,19 @@ def _dump_threads(pid: int) -> None:
     time.sleep(1.0)
 
 
+def _stopped_or_fail(serve: subprocess.Popen, timeout: float, log: Path) -> None:
+    """`sop serve` told to stop is gone within ``timeout``; else the test fails with its logs and every thread's
+    stack, and it is killed."""
+    try:
+        serve.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _dump_threads(serve.pid)
+        serve.kill()
+        logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-20000:]}"
+                         for p in [log, *sorted((log.parent / "site" / "var" / "log").glob("*.log"))] if p.exists())
+        pytest.fail(f"`sop serve` did not stop {timeout:g} s after SIGINT; its logs and threads:\n{logs}")
+
+
 def _stopped(child: subprocess.Popen, timeout: float) -> str:
     """The output of a service told to stop; one that does not within ``timeout`` fails the test with every
     thread's stack (`kill -USR1`), then is killed."""
@@ -124,14 +138,7 @@ def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_ro
         assert done.returncode == 0, done.stderr
     finally:
         serve.send_signal(signal.SIGINT)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            _dump_threads(serve.pid)
-            serve.kill()
-            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-20000:]}"
-                             for p in [log, *sorted((root / "var" / "log").glob("*.log"))] if p.exists())
-            pytest.fail(f"`sop serve` did not stop 30 s after SIGINT; its logs and threads:\n{logs}")
+        _stopped_or_fail(serve, 30, log)
     fired = _escalations(ledger, run_id)
     assert [level for level, _, _ in fired] == ["1", "2"]  # each level exactly once, none after the report
     first, second = fired[0][1], fired[1][1]
@@ -142,6 +149,61 @@ def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_ro
         armed = conn.execute(sa.select(sa.func.count()).select_from(timers).where(
             (timers.c.run_id == run_id) & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None))).scalar_one()
     assert armed == 0  # the report disarmed the rest of the ladder
+
+
+def test_sop_deploy_reloads_a_running_sop_serve_and_a_broken_library_changes_nothing(stack, database, repo_root,
+                                                                                      tmp_path):
+    """An SOP added after `sop serve` started: `sop deploy` rings it, it reloads (its API then starts runs of the
+    new SOP, its executor runs them); a half-edited file then: the reload is refused, saying where, and what was
+    loaded before goes on."""
+    import httpx
+
+    root = make_project(repo_root, tmp_path / "site", only=("t-approval",))
+    token = "reload-" + os.urandom(8).hex()
+    env = _env(root, database, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"reload-{os.getpid()}",
+               SOP_TOKEN_OPERATOR=token)
+    log = tmp_path / "serve.log"
+    serve = _serve(root, env, log)
+
+    def start(sop_id: str) -> httpx.Response:
+        return httpx.post(f"http://127.0.0.1:{env['SOP_API_PORT']}/v1/runs", json={"sop": sop_id}, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+
+    def deploy() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*SOP_COMMAND, "deploy"], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+
+    try:
+        text = (root / "sops" / "t-approval.yaml").read_text()
+        (root / "sops" / "t-added.yaml").write_text(text.replace("id: t-approval", "id: t-added", 1))
+        assert start("t-added").status_code == 404  # the library it loaded at its start
+        deployed = deploy()
+        assert deployed.returncode == 0, deployed.stderr
+        assert f"`sop serve` (pid {serve.pid}) told to reload" in deployed.stdout, deployed.stdout
+        wait_for(lambda: "serve: reloaded" in log.read_text(), 120, "sop serve to reload")
+        started = start("t-added")
+        assert started.status_code == 201, started.text
+        ledger = Ledger(env["SOP_DATABASE_URL"])
+        run_id = started.json()["run"]
+        wait_for(lambda: _suspended(ledger, run_id), 60, "the new SOP's flow run to run on the executor")
+
+        (root / "sops" / "t-added.yaml").write_text(text.replace("id: t-approval", "id: t-added", 1)
+                                                    .replace("due: ", "due: soon ", 1))
+        assert deploy().returncode == 1  # `sop deploy` refuses it too, and rings nobody
+        serve.send_signal(signal.SIGHUP)  # as `systemctl reload` would
+        wait_for(lambda: "reload refused" in log.read_text(), 60, "sop serve to refuse the reload")
+        refused = log.read_text().split("reload refused", 1)[1]
+        assert "still serving the library loaded before" in refused and "t-added.yaml:" in refused, refused
+        assert serve.poll() is None and start("t-added").status_code == 201  # what it loaded before goes on
+    finally:
+        serve.send_signal(signal.SIGINT)
+        _stopped_or_fail(serve, 60, log)
+    assert not (root / "var" / "serve.pid").exists()
+
+
+def _suspended(ledger: Ledger, run_id: str) -> bool:
+    """The run's flow run has run on an executor up to its first wait for a person."""
+    with ledger.read() as conn:
+        return bool(conn.execute(sa.select(runs_table.c.suspends).where(runs_table.c.id == run_id)).scalar_one())
 
 
 def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_path, monkeypatch):
