@@ -59,12 +59,20 @@ deps-system:
 	    else echo "deps-system: no CJK font; Chinese names render as boxes in browser screenshots"; fi; }
 
 # The suite mostly waits on real processes (Prefect servers, `sop` commands, PostgreSQL, a browser): two workers,
-# one test file each at a time, fewer on a one-core machine. TEST_WORKERS=0 runs it in this process alone.
+# one test file each at a time, fewer on a one-core machine; then the tests marked `alone` (they kill processes at
+# random moments and wait within bounds) with the machine to themselves. TEST_WORKERS=0: all in one process.
 TEST_WORKERS ?= auto --maxprocesses 2 --dist loadfile
 
 test: $(STAMP) $(MERMAID) deps-system
 	@$(BYTECODE)
-	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS))
+ifeq ($(TEST_WORKERS),0)
+	$(BIN)/python -m pytest -q
+else
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not alone"; others=$$?; \
+	  echo "--- the tests marked alone (processes killed at random), with the machine to themselves"; \
+	  $(BIN)/python -m pytest -q -m alone; alone=$$?; \
+	  exit $$(( others != 0 ? others : alone ))
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows notifications tests bench

@@ -31,6 +31,8 @@ from tests.conftest import SOP_COMMAND
 from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
 from tests.support import free_port
 
+pytestmark = pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
+
 HERE = Path(__file__).resolve().parent
 SPEED = 600
 #: live runs of the chaos test

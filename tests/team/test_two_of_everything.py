@@ -27,6 +27,8 @@ from flows.ledger.schema import executors, outbox, runs, steps
 from tests.engine.conftest import assert_timers_fired_once, kind_records, wait_for
 from tests.postgres import PostgresCluster
 
+pytestmark = pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
+
 HERE = Path(__file__).resolve().parent
 SPEED = 600
 #: runs started before the kill, and after it (on what is left)
