@@ -387,7 +387,7 @@ class RunAudit:
 
     @property
     def initiator_text(self) -> str | None:
-        """Who started the run, and how: ``zhao-lei (cli, os user root)``, ``li-wei (api)``, ``alertmanager``."""
+        """Who started the run, and how: ``zhao-lei (cli, os user zlei)``, ``li-wei (api)``, ``alertmanager``."""
         return started_by(self.initiator, self.initiator_facts, self.trigger) if self.initiator else None
 
     @property

@@ -80,9 +80,9 @@ def _print_step_link(engine, run_id: str) -> None:  # noqa: ANN001 - Engine
 
 
 def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
-    """Who starts a drill from this terminal: the person whose OS account it runs as, else ``--as`` (or $SOP_ACTOR),
-    a person of config/, recorded with the OS user (``drill by li-wei (cli, os user ops)``); without either,
-    ``drill`` with the OS user in its trigger."""
+    """Who starts a drill from this terminal: ``--as`` (or $SOP_ACTOR), a person of config/ (from an OS account
+    given to a person, only that person), recorded with the OS user (``drill by li-wei (cli, os user ops)``);
+    without one, ``drill`` with the OS user in its trigger."""
     import os
 
     from flows.cli.runs import os_user
@@ -91,10 +91,10 @@ def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
     site = library().site
     account = os_user()
     name = given or os.environ.get("SOP_ACTOR")
-    if not name and not site.account_owner(account):
+    if not name:  # nobody named: `drill`, with the OS account (its person, when it is someone's, stays free to approve)
         return "drill", {"os_user": account} if account else {}
     try:
-        return terminal_actor(site, name, account), {}
+        return terminal_actor(site, name, account, "--as" if given else "$SOP_ACTOR"), {}
     except TerminalRefused as exc:
         fail(str(exc), exc.hint)
     except UnknownPerson as exc:
@@ -166,9 +166,8 @@ def drill(
     reject: Annotated[list[str] | None, typer.Option(help="a step whose first answer is a rejection (repeatable)")] = None,
     hand_over: Annotated[list[str] | None, typer.Option("--hand-over", help="STEP=PERSON: its holder hands it over at once (repeatable)")] = None,
     live: Annotated[bool, typer.Option("--live", help="http, command and notify steps call the real systems and send their messages (default: simulated)")] = False,
-    as_: Annotated[str | None, typer.Option("--as", help="who starts the drill: a person id in config/ (default: the person "
-                                                          "this OS account is, else $SOP_ACTOR; without one, the OS "
-                                                          "user is recorded)")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="who starts the drill: a person id in config/ (default $SOP_ACTOR; "
+                                                          "without one, the OS user is recorded)")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if (problem := check_speed(speed)) is not None:

@@ -75,8 +75,9 @@ def os_user() -> str | None:
 def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
     """Who acts from this terminal: the person whose OS account it runs as, else ``--as`` (or $SOP_ACTOR), a
     person of config/ (``flows.language.actors.terminal_actor``); the OS user is recorded too."""
+    from_env = os.environ.get("SOP_ACTOR") if not given else None
     try:
-        return terminal_actor(engine.library.site, given or os.environ.get("SOP_ACTOR"), os_user(), what)
+        return terminal_actor(engine.library.site, given or from_env, os_user(), "$SOP_ACTOR" if from_env else what)
     except TerminalRefused as exc:
         engine.pager.close()
         fail(str(exc), exc.hint)

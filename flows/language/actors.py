@@ -78,7 +78,9 @@ def described(person: str | None, data: dict[str, Any]) -> str:
         return "-"
     via, by, os_user = data.get("via"), data.get("by"), data.get("os_user")
     who = f"{by} for {person}" if by and by != person else person
-    declared = "self-declared" if data.get("proof") == "declared" else None
+    # a terminal's record is proven only by an OS account given to its person: else (`--as`, and every terminal
+    # record written before accounts were given) it is what the terminal said
+    declared = "self-declared" if via == "cli" and data.get("proof") != "account" else None
     how = ", ".join(part for part in (via, declared, f"os user {os_user}" if os_user else None) if part)
     return f"{who} ({how})" if how else who
 
@@ -103,8 +105,8 @@ def terminal_actor(site: Site, given: str | None, account: str | None, what: str
     if owner:
         if given and given != owner:
             raise TerminalRefused(f"this terminal runs as OS account `{account}`, which is {owner}'s "
-                                  f"(config/people.yaml): it acts as {owner} only, not as {given}; nothing was recorded",
-                                  f"leave out {what}, or act from {given}'s own account, link or token")
+                                  f"(config/people.yaml): it acts as {owner} only, not as {given} ({what}); nothing "
+                                  f"was recorded", f"leave out {what}, or act from {given}'s own account, link or token")
         return Actor(person=owner, via="cli", os_user=account, proof="account")
     accounts = (f"give OS account `{account}` to its person in config/people.yaml (`os_users: [{account}]`)"
                 if account else "this process has no OS account name to give to a person")

@@ -334,20 +334,6 @@ class Site(Strict):
                 raise ValueError(f"name {name!r} must be a slug (lower-case letters, digits, dashes)")
         return value
 
-    @field_validator("people")
-    @classmethod
-    def _one_person_an_account(cls, value: dict[str, Person]) -> dict[str, Person]:
-        owners: dict[str, str] = {}
-        for name, person in value.items():
-            for account in person.os_users:
-                if account in owners and owners[account] != name:
-                    raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(
-                        type=PydanticCustomError("value_error", f"OS account {account!r} is already {owners[account]}'s: "
-                                                                f"an account is one person's"),
-                        loc=(name, "os_users"), input=person.os_users)])
-                owners[account] = name
-        return value
-
     def account_owner(self, account: str | None) -> str | None:
         """The person whose OS account ``account`` is (``os_users`` in config/people.yaml), None when nobody's."""
         if not account:

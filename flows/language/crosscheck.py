@@ -411,6 +411,14 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
             if others and table == "people":
                 err(table, name, (), f"`{name}` is both a person and a {others[0][:-1] if others[0] != 'people' else 'person'}: "
                                      "names must be unique across people, roles and channels")
+    owners: dict[str, str] = {}  # an OS account is one person's (the terminal acts as them: docs/people.md)
+    for name, person in site.people.items():
+        for i, account in enumerate(person.os_users):
+            if owners.setdefault(account, name) != name:
+                first = where[("people", owners[account])]
+                err("people", name, ("os_users", i), f"OS account `{account}` is already {owners[account]}'s "
+                    f"({first.file}:{first.where(('people', owners[account], 'os_users'), True)[0]}): an account is "
+                    f"one person's")
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     for name, person in site.people.items():

@@ -42,7 +42,7 @@ def test_overrides_and_silences_are_listed_with_who_how_and_why(sop: Any, repo_r
 
     listed = json.loads(sop("audit", "actions", "--json", env=env).stdout)
     assert [line["kind"] for line in listed] == ["oncall_override", "oncall_override_ended", "silence_created"]
-    assert all(line["who"] == "li-wei (cli, os user ops)" for line in listed)
+    assert all(line["who"] == "li-wei (cli, self-declared, os user ops)" for line in listed)
     made_line, ended, silenced = (line["what"] for line in listed)
     assert made_line.startswith("put sara-lopez on call as primary of pr-oncall instead of wang-fang from ")
     assert made_line.endswith(": wang-fang on leave") and ended.startswith(f"ended override #{made.id} (sara-lopez for")
@@ -75,10 +75,10 @@ def test_the_terminal_draws_the_actions_as_a_table(monkeypatch: pytest.MonkeyPat
     from flows.cli.common import console
 
     line = ActionLine(at=datetime(2026, 12, 6, 10, 0, tzinfo=UTC), seq=42, kind="oncall_override",
-                      who="li-wei (cli, os user ops)", what="put sara-lopez on call …: wang-fang on leave")
+                      who="li-wei (cli, self-declared, os user ops)", what="put sara-lopez on call …: wang-fang on leave")
     monkeypatch.setattr(console, "_width", 300)  # one row per line, as a wide terminal; back to following COLUMNS after
     with console.capture() as captured:
         print_actions([line])
     table = captured.get()
     assert "1 action(s) outside runs" in table and "wang-fang on leave" in table
-    assert re.search(r"2026-12-06 10:00:00 │\s+42 │ oncall_override │ li-wei \(cli, os user ops\) │", table), table
+    assert re.search(r"2026-12-06 10:00:00 │\s+42 │ oncall_override │ li-wei \(cli, self-declared, os user ops\) │", table), table

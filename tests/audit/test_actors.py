@@ -39,29 +39,29 @@ def run_id(repo_root: Path, ledger: Ledger) -> str:
 def test_the_story_says_who_and_how(ledger: Ledger, run_id: str) -> None:
     doc = Audit(ledger).show(run_id)
     assess = next(s for s in doc["steps"] if s["id"] == "assess")
-    assert (doc["initiator"], doc["initiator_text"]) == ("zhao-lei", "zhao-lei (cli, os user root)")
+    assert (doc["initiator"], doc["initiator_text"]) == ("zhao-lei", "zhao-lei (cli, self-declared, os user root)")
     assert (assess["actor"], assess["actor_text"]) == ("wang-fang", "li-wei for wang-fang (api)")
     assert (assess["claimed_by"], assess["claimed_by_text"]) == ("wang-fang", "wang-fang (link)")
     assert [(h["actor_text"], h["note"]) for h in assess["help"]] == [("wang-fang (link)", "a KOL is involved")]
-    assert (doc["ended_by"], doc["ended_by_text"]) == ("zhao-lei", "zhao-lei (cli, os user root)")
+    assert (doc["ended_by"], doc["ended_by_text"]) == ("zhao-lei", "zhao-lei (cli, self-declared, os user root)")
     texts = [(t["step"], t["text"]) for t in doc["timeline"] if t["kind"] != "notification"]
     assert ("assess", "wang-fang (link) took it") in texts
     assert any(step == "assess" and text.startswith("help asked by wang-fang (link) → level") for step, text in texts)
     assert ("assess", "done by li-wei for wang-fang (api)") in texts
-    assert (None, "run cancelled by zhao-lei (cli, os user root): handled offline") in texts
+    assert (None, "run cancelled by zhao-lei (cli, self-declared, os user root): handled offline") in texts
 
 
 def test_sop_audit_show_prints_the_actors_as_described(sop: Any, ledger: Ledger, run_id: str) -> None:
     shown = sop("audit", "show", run_id, env={"SOP_DATABASE_URL": ledger.url})
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
-    assert "UTC by zhao-lei (cli, os user root) · speed" in out  # who started it
-    assert "run started by zhao-lei (cli, os user root)" in out
+    assert "UTC by zhao-lei (cli, self-declared, os user root) · speed" in out  # who started it
+    assert "run started by zhao-lei (cli, self-declared, os user root)" in out
     assert "assess wang-fang (link) took it" in out
     assert "assess help asked by wang-fang (link)" in out and "note: a KOL is involved" in out
     assert "assess done by li-wei for wang-fang (api)" in out and "token: ops-console" in out
-    assert "run cancelled by zhao-lei (cli, os user root): handled offline" in out
-    assert "cancelled by zhao-lei (cli, os user root) · time to acknowledge" in out
+    assert "run cancelled by zhao-lei (cli, self-declared, os user root): handled offline" in out
+    assert "cancelled by zhao-lei (cli, self-declared, os user root) · time to acknowledge" in out
 
     machine = json.loads(sop("audit", "show", run_id, "--json", env={"SOP_DATABASE_URL": ledger.url}).stdout)
     assess = next(s for s in machine["steps"] if s["id"] == "assess")

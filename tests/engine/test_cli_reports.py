@@ -216,15 +216,17 @@ def _written(engine, run_id: str) -> list[str]:
     return [r["kind"] for r in records(engine, run_id) if r["kind"] != "notification"]
 
 
-def _give_account(root: Path, person: str | None, accounts: str = "optional") -> None:
-    """config/people.yaml gives this process's OS account to ``person`` (None: to nobody); settings.cli.accounts."""
+def _give_account(root: Path, person: str | None, accounts: str | None = None) -> None:
+    """config/people.yaml gives this process's OS account to ``person`` (None: to nobody); ``accounts``:
+    settings.cli.accounts."""
     people = root / "config" / "people.yaml"
     if person:
         text = people.read_text()
         at = text.index(f"\n  {person}:\n") + len(f"\n  {person}:\n")
         people.write_text(text[:at] + f"    os_users: [{_account()}]\n" + text[at:])
-    settings = root / "config" / "settings.yaml"
-    settings.write_text(settings.read_text() + f"\n  cli:\n    accounts: {accounts}\n")
+    if accounts:
+        settings = root / "config" / "settings.yaml"
+        settings.write_text(settings.read_text() + f"\n  cli:\n    accounts: {accounts}\n")
 
 
 def test_a_terminal_acts_as_the_person_its_os_account_is_and_only_as_them(sop, project, engine, tmp_path):
@@ -238,7 +240,7 @@ def test_a_terminal_acts_as_the_person_its_os_account_is_and_only_as_them(sop, p
     refused = sop("done", run_id, "right", "--as", "zhang-min", env=env)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert f"this terminal runs as OS account `{_account()}`, which is zhao-lei's" in refused.stderr, refused.stderr
-    assert "acts as zhao-lei only, not as zhang-min; nothing was recorded" in refused.stderr
+    assert "acts as zhao-lei only, not as zhang-min (--as); nothing was recorded" in refused.stderr
     assert _written(engine, run_id) == before and engine.view(run_id).state("right") == "active"
 
     done = sop("done", run_id, "left", "-f", "choice=no", env=env)  # no --as: the account says who
@@ -268,11 +270,47 @@ def test_a_site_can_require_every_terminal_to_be_someones_account(sop, project, 
     assert _written(engine, run_id) == before
 
 
-def test_an_os_account_is_one_persons(sop, project, tmp_path):
+def test_an_os_account_is_one_persons_in_one_file_or_across_files(sop, project, tmp_path):
     root = _copy_of(project, tmp_path)
     _give_account(root, "zhao-lei")
     _give_account(root, "li-wei")
     result = sop("validate", env={"SOP_HOME": str(root)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"OS account '{_account()}' is already" in result.stderr + result.stdout
-    assert "people.yaml:" in result.stderr + result.stdout  # where
+    assert f"OS account `{_account()}` is already li-wei's" in result.stderr + result.stdout, result.stderr
+    assert "people.yaml:" in result.stderr  # where
+
+    root = _copy_of(project, tmp_path / "two-files")
+    _give_account(root, "zhao-lei")
+    (root / "config" / "night-shift.yaml").write_text(
+        f"people:\n  night-op:\n    name: Night Operator\n    contacts: [\"inbox://night-op\"]\n"
+        f"    os_users: [{_account()}]\n")
+    result = sop("validate", env={"SOP_HOME": str(root)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # the files are read in order (night-shift.yaml first): the second owner is refused, naming where the first is
+    assert f"people.zhao-lei.os_users[0]: OS account `{_account()}` is already night-op's" in result.stderr, \
+        result.stderr
+    assert "night-shift.yaml:5)" in result.stderr and "people.yaml:" in result.stderr
+
+
+def test_a_drill_from_an_account_given_to_a_person_is_started_by_drill_unless_it_names_that_person(
+        project, tmp_path, monkeypatch, capsys):
+    """With no --as a drill is started by `drill` (its person stays free to approve in it); --as names only the
+    account's person."""
+    import typer
+
+    from flows.cli.drill import _starter
+
+    root = _copy_of(project, tmp_path)
+    _give_account(root, "chen-jie")  # an approver of crisis-pr
+    monkeypatch.setenv("SOP_HOME", str(root))
+    monkeypatch.delenv("SOP_ACTOR", raising=False)
+    assert _starter(None) == ("drill", {"os_user": _account()})
+    starter, _ = _starter("chen-jie")
+    assert (starter.person, starter.proof) == ("chen-jie", "account")
+    with pytest.raises(typer.Exit):
+        _starter("li-wei")
+    assert "acts as chen-jie only, not as li-wei (--as)" in capsys.readouterr().err
+    monkeypatch.setenv("SOP_ACTOR", "li-wei")  # a leftover of the shell: named as such
+    with pytest.raises(typer.Exit):
+        _starter(None)
+    assert "not as li-wei ($SOP_ACTOR)" in capsys.readouterr().err

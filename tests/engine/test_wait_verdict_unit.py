@@ -72,7 +72,7 @@ def test_a_drill_names_who_started_it_and_from_which_os_account(local_engine):
     person = Drill(local_engine, "t-pause", speed=600, seed=1, starter=Actor(person="li-wei", via="cli", os_user="ops"))
     result = person.run(timeout=60)
     [started] = [e for e in Audit(local_engine.ledger).run(result.run_id).entries if e.kind == "run_started"]
-    assert started_by("li-wei", started.data, started.data.get("trigger")) == "li-wei (cli, os user ops)"
+    assert started_by("li-wei", started.data, started.data.get("trigger")) == "li-wei (cli, self-declared, os user ops)"
     assert started.data["trigger"]["kind"] == "drill"
 
     nobody = Drill(local_engine, "t-pause", speed=600, seed=1, facts={"os_user": "ops"}).run(timeout=60)

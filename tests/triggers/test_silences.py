@@ -148,7 +148,7 @@ def test_the_audit_counts_silenced_triggers_by_who_and_why(
                          labels={"alertname": "HighErrorRate", "severity": "critical", "service": "cart"})], "am")
     rows = {row.silence: row for row in Audit(engine.ledger).silences()}
     assert (rows[first.id].created_by, rows[first.id].reason, rows[first.id].silenced) == (
-        "li-wei (cli, os user ops)", "campaign launch", 2)
+        "li-wei (cli, self-declared, os user ops)", "campaign launch", 2)
     assert (rows[second.id].created_by, rows[second.id].silenced, rows[second.id].by_sop) == (
         "zhao-lei (web)", 1, {"traffic-surge": 1})
     lines = Audit(engine.ledger).silenced()
