@@ -118,6 +118,7 @@ def _group(
 
 def main() -> None:
     """Console-script entry point; a ledger it cannot open is one line on stderr, exit 1."""
+    import contextlib
     import faulthandler
     import signal
 
@@ -125,7 +126,8 @@ def main() -> None:
 
     # `kill -USR1 PID` writes every thread's stack to stderr (a service's log): what a process that will not stop is
     # doing, without a debugger
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    with contextlib.suppress(RuntimeError, OSError, ValueError):  # no usable stderr (`2>&-`): no dumps
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except LedgerUnavailable as exc:

@@ -14,7 +14,7 @@ from flows.cli.common import console, fail, print_json
 from flows.language.oncall import parse_instant
 
 USAGE = ("sop oncall [ROLE] [--at TIME]  ·  sop oncall override ROLE PERSON --from TIME --until TIME "
-         "--reason TEXT --as YOU  ·  sop oncall override end ID --reason TEXT --as YOU")
+         "--reason TEXT [--as YOU]  ·  sop oncall override end ID --reason TEXT [--as YOU]")
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +27,8 @@ def oncall(
     start: Annotated[str | None, typer.Option("--from", help="override: from when (default: now)")] = None,
     until: Annotated[str | None, typer.Option("--until", help="override: until when (e.g. +3d, 2026-12-28T09:00)")] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="override: why (kept in the ledger)")] = None,
-    who: Annotated[str | None, typer.Option("--as", help="override: who records it (a person of config/)")] = None,
+    who: Annotated[str | None, typer.Option("--as", help="override: who records it (a person of config/; default: "
+                                                                 "the person this OS account is, else $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show who is primary and backup of each role now and for the next shifts, or record an override.

@@ -59,14 +59,16 @@ def serve(
     stack = Stack(workers=workers, port=port, timers=timers, api=api, sweep_every=sweep_every,
                   rescue_grace=rescue_grace, progress=lambda m: console.print(f"[dim]serve:[/] {m}"))
     from flows.language.library import project_root
+    from flows.runtime.shutdown import on_sighup
 
     pid_file = project_root() / SERVE_PID
+    hangup = on_sighup()  # from the first moment: a SIGHUP during the start reloads once it is up, never kills it
     try:
         stack.start()
         pid_file.write_text(f"{os.getpid()}\n")
         console.print(f"[green]✓[/] serving — Prefect UI at {stack.api_url.removesuffix('/api')}, Ctrl-C to stop; "
                       f"`sop deploy` (or kill -HUP {os.getpid()}) reloads sops/ and config/")
-        stack.wait()
+        stack.wait(hangup)
     except (StackError, SecretsRefused) as exc:
         fail(str(exc))
     except SpecInvalid as exc:  # sops/ or config/ went wrong: where, before anything started
@@ -76,7 +78,7 @@ def serve(
         fail("sop serve stopped on the error above", "please report it with var/log/")
     finally:
         stack.stop()
-        if _serving(pid_file) == os.getpid():
+        if _serving(pid_file.parent.parent) == os.getpid():
             pid_file.unlink(missing_ok=True)
         _exit_now()
 
@@ -85,14 +87,20 @@ def serve(
 SERVE_PID = Path("var") / "serve.pid"
 
 
-def _serving(pid_file: Path) -> int | None:
-    """The pid of the `sop serve` that ``pid_file`` names, when it is alive and is one; else None."""
+def _serving(root: Path) -> int | None:
+    """The pid of the `sop serve` of the project at ``root`` that its pid file names, when it is alive, is one and
+    serves that project (a pid reused by another project's `sop serve` is not it); else None."""
     try:
-        pid = int(pid_file.read_text().strip())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        pid = int((root / SERVE_PID).read_text().strip())
+        proc = Path(f"/proc/{pid}")
+        command = (proc / "cmdline").read_bytes().split(b"\0")
+        env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
+        its_root = Path(os.fsdecode(env[b"SOP_HOME"])) if env.get(b"SOP_HOME") else (proc / "cwd").resolve()
     except (OSError, ValueError):
         return None
-    return pid if b"serve" in command and any(part.endswith(b"sop") or part == b"flows" for part in command) else None
+    if b"serve" not in command or not any(part.endswith(b"sop") or part == b"flows" for part in command):
+        return None
+    return pid if its_root.resolve() == root.resolve() else None
 
 
 def _exit_now() -> None:
@@ -115,7 +123,8 @@ def _exit_now() -> None:
 def deploy() -> None:
     """Create or update the work pool, its queue per class and one Prefect deployment per SOP.
 
-    Run it after changing sops/ (team mode; `sop serve` does it at start). Safe to run again.
+    Run it after changing sops/ (team mode; `sop serve` does it at start). Safe to run again. A `sop serve` running
+    for this project (var/serve.pid) is told to reload sops/ and config/ (SIGHUP).
     """
     from flows.prefect.deployments import deploy_library
     from flows.runtime.serve import prefect_env
@@ -130,9 +139,14 @@ def deploy() -> None:
         _unreachable(api_url, exc)
         return
     console.print(f"[green]✓[/] {len(deployed)} SOPs deployed to {api_url}")
-    serving = _serving(lib.root / SERVE_PID)
+    serving = _serving(lib.root)
     if serving is not None:  # its timers, API and executors still hold the library it loaded: it reloads
-        os.kill(serving, signal.SIGHUP)
+        try:
+            os.kill(serving, signal.SIGHUP)
+        except OSError as exc:  # another account's process, or gone meanwhile
+            err_console.print(f"[yellow]warning:[/] could not tell `sop serve` (pid {serving}) to reload: "
+                              f"{exc.strerror}; run `kill -HUP {serving}` as its user", soft_wrap=True)
+            return
         console.print(f"[green]✓[/] `sop serve` (pid {serving}) told to reload sops/ and config/ (its output says "
                       "when it has, or why not)")
 

@@ -47,6 +47,7 @@ from flows.logfmt import kv
 from flows.prefect import server as prefect_server
 from flows.prefect.launcher import short
 from flows.prefect.names import AUTH_ENV, AUTH_FILE, pool_name
+from flows.runtime.shutdown import Hangup
 
 log = logging.getLogger("sop.serve")
 
@@ -396,26 +397,47 @@ class Stack:
         raise StackError(f"{name} did not become healthy in {timeout:.0f}s; see {child.log}")
 
     def reload(self) -> bool:
-        """Read sops/ and config/ again (SIGHUP, ``sop deploy``). When they validate, every part but the Prefect
-        server stops as at a stop and starts again on them, deployed anew; else nothing changes and the errors
-        are told (file:line). True when reloaded."""
+        """Read sops/ and config/ again (SIGHUP, ``sop deploy``). When they validate (the API's token secrets
+        too), every part but the Prefect server stops as at a stop and starts again on them, deployed anew; else
+        nothing changes and the errors are told (file:line). A start that fails on the new library (the Prefect
+        server away for its deploy, a port taken) is told, and the parts start again on the library loaded
+        before. True when reloaded."""
+        from flows.api.auth import Gate, SecretsRefused
         from flows.language.loader import SpecInvalid
 
         try:
             library = runnable_library(self.root)
+            if self.api:
+                Gate(library.site)  # the API's tokens: a secret refused stops nothing
         except SpecInvalid as exc:
             where = "; ".join(str(error) for error in exc.errors[:3]) + (" …" if len(exc.errors) > 3 else "")
             log.error(kv("event=reload_refused", errors=len(exc.errors), first=str(exc.errors[0])))
             self.progress(f"reload refused, still serving the library loaded before: {len(exc.errors)} error(s) in "
                           f"sops/ or config/: {where}")
             return False
+        except SecretsRefused as exc:
+            log.error(kv("event=reload_refused", error=str(exc)))
+            self.progress(f"reload refused, still serving the library loaded before: {exc}")
+            return False
+        before = self.library
         self.progress("reloading sops/ and config/: stopping every part but the Prefect server")
         self.stop(keep_prefect=True)
+        try:
+            self._start_on(library)
+        except Exception as exc:  # StackError, or what a part raised: back to what ran
+            log.error(kv("event=reload_failed", error=short(exc)))
+            self.progress(f"reload failed ({short(exc)}): starting again on the library loaded before")
+            self.stop(keep_prefect=True)
+            self._start_on(before)  # if this fails too, `sop serve` stops, as a failed start does
+            return False
+        self.progress("reloaded")
+        return True
+
+    def _start_on(self, library: Library | None) -> None:
+        """Start again (after ``stop(keep_prefect=True)``) on ``library``: new threads, a new watcher."""
         self.library = library
         self._stop, self._threads, self._watching, self._fatal = threading.Event(), [], None, None
         self.start()
-        self.progress("reloaded")
-        return True
 
     def stop(self, keep_prefect: bool = False) -> None:
         """Stop from the door inwards: the API, the executors (they let their flow runs reach a stopping
@@ -466,12 +488,13 @@ class Stack:
         if not self.engine.launcher.settle_nudges(0.0 if self._fatal is not None else RESUME_WAIT):
             self.progress("resumes still under way are left to the nudger's next start")
 
-    def wait(self) -> None:
-        """Block until Ctrl-C / SIGTERM, watching the children."""
+    def wait(self, hangup: Hangup | None = None) -> None:
+        """Block until Ctrl-C / SIGTERM, watching the children; reload on SIGHUP (``hangup``: a handler
+        installed before the start)."""
         from flows.runtime.shutdown import on_sighup, on_sigterm
 
         terminated = on_sigterm()  # not self._stop.set() in the handler: see flows/runtime/shutdown.py
-        hangup = on_sighup()
+        hangup = hangup or on_sighup()
         try:
             while not terminated.is_set() and not self._stop.wait(0.5):
                 if hangup.take():

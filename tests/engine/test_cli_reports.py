@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import time
@@ -314,3 +315,29 @@ def test_a_drill_from_an_account_given_to_a_person_is_started_by_drill_unless_it
     with pytest.raises(typer.Exit):
         _starter(None)
     assert "not as li-wei ($SOP_ACTOR)" in capsys.readouterr().err
+
+
+def test_sop_deploy_rings_only_a_sop_serve_of_its_own_project(tmp_path):
+    """var/serve.pid names a pid: `sop deploy` signals it only while it is a `sop serve` serving this project (a
+    stale file whose pid another project's `sop serve` reuses is not rung)."""
+    import subprocess
+    import sys
+
+    from flows.cli.services import SERVE_PID, _serving
+
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for root in (mine, theirs):
+        (root / "var").mkdir(parents=True)
+    lookalike = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "/opt/x/bin/sop", "serve"],
+                                 env={"SOP_HOME": str(theirs), "PATH": "/usr/bin:/bin"})
+    try:
+        for root in (mine, theirs):
+            (root / SERVE_PID).write_text(f"{lookalike.pid}\n")
+        assert _serving(theirs) == lookalike.pid
+        assert _serving(mine) is None  # its pid file is stale: that pid serves another project
+        (theirs / SERVE_PID).write_text(f"{os.getpid()}\n")  # a live process that is no `sop serve`
+        assert _serving(theirs) is None
+    finally:
+        lookalike.kill()
+        lookalike.wait()
+    assert _serving(mine) is None  # gone

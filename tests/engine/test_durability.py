@@ -77,7 +77,8 @@ def _dump_threads(pid: int) -> None:
     """Every `sop` process of ``pid``'s family writes its threads' stacks to its stderr (`kill -USR1`)."""
     for member in _family(pid):
         try:
-            if "sop" in Path(f"/proc/{member}/cmdline").read_bytes().decode(errors="replace"):
+            argv = Path(f"/proc/{member}/cmdline").read_bytes().split(b"\0")
+            if any(part.endswith(b"/sop") for part in argv) or b"flows" in argv:  # `sop …` and `python -m flows …`
                 os.kill(member, signal.SIGUSR1)
         except OSError:
             pass
@@ -194,6 +195,15 @@ def test_sop_deploy_reloads_a_running_sop_serve_and_a_broken_library_changes_not
         refused = log.read_text().split("reload refused", 1)[1]
         assert "still serving the library loaded before" in refused and "t-added.yaml:" in refused, refused
         assert serve.poll() is None and start("t-added").status_code == 201  # what it loaded before goes on
+
+        # valid files, but a token sharing another's secret: the API could not start on them, so nothing stops
+        (root / "sops" / "t-added.yaml").write_text(text.replace("id: t-approval", "id: t-added", 1))
+        with open(root / "config" / "tokens.yaml", "a") as tokens:
+            tokens.write("  second-console:\n    env: SOP_TOKEN_OPERATOR\n    role: operator\n    person: li-wei\n")
+        assert deploy().returncode == 0
+        wait_for(lambda: log.read_text().count("reload refused") == 2, 60, "sop serve to refuse the shared secret")
+        assert "the API cannot start" in log.read_text().rsplit("reload refused", 1)[1]
+        assert serve.poll() is None and start("t-added").status_code == 201
     finally:
         serve.send_signal(signal.SIGINT)
         _stopped_or_fail(serve, 60, log)
