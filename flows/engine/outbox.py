@@ -243,13 +243,15 @@ class Heartbeat:
         self.started_at = wall()
 
     def beat(self) -> None:
+        """Write this process's row: its beat, and who it is (a process restarted under the same name, as `sop
+        serve` restarts its executors, takes the row over: its pid and doorbell, not the dead one's)."""
         now, table = wall(), self.table
-        values = {"beat_at": now, **self.extra()}
+        values = {"beat_at": now, "pid": os.getpid(), "started_at": self.started_at, "doorbell": self.doorbell,
+                  **self.extra()}
         with self.ledger.transaction() as tx:
             done = tx.conn.execute(table.update().where(table.c.name == self.name).values(**values)).rowcount
             if not done:
-                tx.conn.execute(table.insert().values(name=self.name, pid=os.getpid(), started_at=self.started_at,
-                                                      doorbell=self.doorbell, **values))
+                tx.conn.execute(table.insert().values(name=self.name, **values))
 
     def forget(self) -> None:
         with self.ledger.transaction() as tx:

@@ -307,3 +307,17 @@ def test_a_burst_of_sigterms_stops_a_pager_process_cleanly(ledger: Ledger, inbox
         wait_until(terminated.is_set, 5, "the handler to run")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_process_restarted_under_its_name_takes_its_row_over(ledger: Ledger) -> None:
+    """`sop serve` restarts a dead executor or pager under the same name: the first beat of the new process puts its
+    own pid and doorbell in the row, so pages and flow runs ring it, not the dead one's address."""
+    dead = outbox.Heartbeat(ledger, "executor-1-4242", "127.0.0.1:40001")
+    dead.beat()
+    with ledger.transaction() as tx:  # as the dead process wrote it
+        tx.conn.execute(pagers.update().where(pagers.c.name == "executor-1-4242").values(pid=4243))
+    restarted = outbox.Heartbeat(ledger, "executor-1-4242", "127.0.0.1:40002")
+    restarted.beat()
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(pagers.c.pid, pagers.c.doorbell).where(pagers.c.name == "executor-1-4242")).all()
+    assert [tuple(r) for r in rows] == [(os.getpid(), "127.0.0.1:40002")]
