@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -88,11 +89,14 @@ def _dump_threads(pid: int) -> None:
 def _stopped_or_fail(serve: subprocess.Popen, timeout: float, log: Path) -> None:
     """`sop serve` told to stop is gone within ``timeout``; else the test fails with its logs and every thread's
     stack, and it is killed."""
+    failing = sys.exc_info()[0] is not None  # called in a `finally` the test's own failure goes through
     try:
         serve.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _dump_threads(serve.pid)
         serve.kill()
+        if failing:
+            return  # that failure is the one to read; this one would hide it
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-20000:]}"
                          for p in [log, *sorted((log.parent / "site" / "var" / "log").glob("*.log"))] if p.exists())
         pytest.fail(f"`sop serve` did not stop {timeout:g} s after SIGINT; its logs and threads:\n{logs}")
@@ -101,11 +105,14 @@ def _stopped_or_fail(serve: subprocess.Popen, timeout: float, log: Path) -> None
 def _stopped(child: subprocess.Popen, timeout: float) -> str:
     """The output of a service told to stop; one that does not within ``timeout`` fails the test with every
     thread's stack (`kill -USR1`), then is killed."""
+    failing = sys.exc_info()[0] is not None  # called in a `finally` the test's own failure goes through
     try:
         return child.communicate(timeout=timeout)[0]
     except subprocess.TimeoutExpired:
         _dump_threads(child.pid)
         child.kill()
+        if failing:
+            return child.communicate()[0]  # that failure is the one to read
         pytest.fail(f"`{' '.join(map(str, child.args))}` did not stop {timeout:g} s after SIGINT; its output and "
                     f"threads:\n{child.communicate()[0]}")
 
