@@ -42,14 +42,8 @@ class Terminated:
         return self.signalled
 
 
-class Hangup:
+class Hangup(Terminated):
     """Set by SIGHUP (an attribute written, nothing else): ``sop serve`` reloads its library when it takes it."""
-
-    def __init__(self) -> None:
-        self.signalled = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signalled = True
 
     def take(self) -> bool:
         """Whether SIGHUP came since the last take."""
