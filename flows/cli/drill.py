@@ -85,20 +85,13 @@ def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
     without one, ``drill`` with the OS user in its trigger."""
     import os
 
-    from flows.cli.runs import os_user
-    from flows.language.actors import TerminalRefused, UnknownPerson, terminal_actor
+    from flows.cli.runs import os_user, terminal_person
 
-    site = library().site
-    account = os_user()
-    name = given or os.environ.get("SOP_ACTOR")
-    if not name:  # nobody named: `drill`, with the OS account (its person, when it is someone's, stays free to approve)
+    if not (given or os.environ.get("SOP_ACTOR")):
+        # nobody named: `drill`, with the OS account (its person, when it is someone's, stays free to approve)
+        account = os_user()
         return "drill", {"os_user": account} if account else {}
-    try:
-        return terminal_actor(site, name, account, "--as" if given else "$SOP_ACTOR"), {}
-    except TerminalRefused as exc:
-        fail(str(exc), exc.hint)
-    except UnknownPerson as exc:
-        fail(str(exc))
+    return terminal_person(library().site, given), {}
 
 
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,

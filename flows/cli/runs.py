@@ -72,18 +72,22 @@ def os_user() -> str | None:
         return None
 
 
-def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
-    """Who acts from this terminal: the person whose OS account it runs as, else ``--as`` (or $SOP_ACTOR), a
-    person of config/ (``flows.language.actors.terminal_actor``); the OS user is recorded too."""
+def terminal_person(site: Any, given: str | None, what: str = "--as", closing: Any = None) -> Actor:
+    """Who acts from this terminal: the person whose OS account it runs as, else ``given`` (``--as``) or
+    $SOP_ACTOR, a person of config/ (``flows.language.actors.terminal_actor``); the OS user is recorded too. A
+    refusal says which of the two named them and exits 1 (``closing`` first, e.g. the engine's pager)."""
     from_env = os.environ.get("SOP_ACTOR") if not given else None
     try:
-        return terminal_actor(engine.library.site, given or from_env, os_user(), "$SOP_ACTOR" if from_env else what)
-    except TerminalRefused as exc:
-        engine.pager.close()
-        fail(str(exc), exc.hint)
-    except UnknownPerson as exc:
-        engine.pager.close()
-        fail(str(exc))
+        return terminal_actor(site, given or from_env, os_user(), "$SOP_ACTOR" if from_env else what)
+    except (TerminalRefused, UnknownPerson) as exc:
+        if closing is not None:
+            closing()
+        fail(str(exc), getattr(exc, "hint", None))
+
+
+def _actor(engine: Any, given: str | None, what: str = "--as") -> Actor:
+    """:func:`terminal_person` on the engine's site; a refusal closes its pager first."""
+    return terminal_person(engine.library.site, given, what, engine.pager.close)
 
 
 def _operator(engine: Any, actor: Actor, theirs: str) -> Actor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,8 +79,9 @@ def serve(
         fail("sop serve stopped on the error above", "please report it with var/log/")
     finally:
         stack.stop()
-        if _serving(pid_file.parent.parent) == os.getpid():
-            pid_file.unlink(missing_ok=True)
+        with suppress(OSError):
+            if pid_file.read_text().strip() == str(os.getpid()):  # not another `sop serve`'s, started since
+                pid_file.unlink()
         _exit_now()
 
 

@@ -409,15 +409,12 @@ class Stack:
             library = runnable_library(self.root)
             if self.api:
                 Gate(library.site)  # the API's tokens: a secret refused stops nothing
-        except SpecInvalid as exc:
-            where = "; ".join(str(error) for error in exc.errors[:3]) + (" …" if len(exc.errors) > 3 else "")
-            log.error(kv("event=reload_refused", errors=len(exc.errors), first=str(exc.errors[0])))
-            self.progress(f"reload refused, still serving the library loaded before: {len(exc.errors)} error(s) in "
-                          f"sops/ or config/: {where}")
-            return False
-        except SecretsRefused as exc:
-            log.error(kv("event=reload_refused", error=str(exc)))
-            self.progress(f"reload refused, still serving the library loaded before: {exc}")
+        except (SpecInvalid, SecretsRefused) as exc:
+            errors = exc.errors if isinstance(exc, SpecInvalid) else []
+            why = (f"{len(errors)} error(s) in sops/ or config/: " + "; ".join(map(str, errors[:3]))
+                   + (" …" if len(errors) > 3 else "")) if errors else str(exc)
+            log.error(kv("event=reload_refused", error=why))
+            self.progress(f"reload refused, still serving the library loaded before: {why}")
             return False
         before = self.library
         self.progress("reloading sops/ and config/: stopping every part but the Prefect server")
