@@ -80,6 +80,21 @@ class Alertmanager:
         self.log.close()
 
 
+def children_of(pid: int) -> dict[int, str]:
+    """The direct children of ``pid``: their pid → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def api_process(env: dict[str, str], port: int, cwd: Path, **streams: Any) -> subprocess.Popen:
     """The HTTP API in a process of its own, as a team runs it (uvicorn and the app factory)."""
     import sys

@@ -29,7 +29,7 @@ from flows.ledger import Ledger
 from flows.ledger.schema import executors, runs, steps
 from tests.conftest import SOP_COMMAND
 from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
-from tests.support import free_port
+from tests.support import children_of, free_port
 
 pytestmark = pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
 
@@ -78,21 +78,6 @@ def _start_run(env: dict[str, str], sop_id: str, marker: Path) -> str | None:
         return None
     assert answer.status_code == 201, answer.text
     return answer.json()["run"]
-
-
-def _children(pid: int) -> dict[int, str]:
-    """The direct children of ``pid``: their pid → command line."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent == pid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 class Systemd:
@@ -154,7 +139,7 @@ class Systemd:
         pattern = {"executor": " executor ", "pager": " pager", "prefect-server": "flows.prefect.server start"}[kind]
         if self.process is None or self.process.poll() is not None:
             return []
-        return [pid for pid, cmd in _children(self.process.pid).items() if pattern in cmd + " "]
+        return [pid for pid, cmd in children_of(self.process.pid).items() if pattern in cmd + " "]
 
     def stop(self) -> None:
         """Stop supervising and stop `sop serve` as Ctrl-C does."""

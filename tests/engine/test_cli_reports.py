@@ -328,9 +328,11 @@ def test_sop_deploy_rings_only_a_sop_serve_of_its_own_project(tmp_path):
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"
     for root in (mine, theirs):
         (root / "var").mkdir(parents=True)
-    lookalike = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "/opt/x/bin/sop", "serve"],
-                                 env={"SOP_HOME": str(theirs), "PATH": "/usr/bin:/bin"})
+    lookalike = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)",
+                                  "/opt/x/bin/sop", "serve"], env={"SOP_HOME": str(theirs), "PATH": "/usr/bin:/bin"},
+                                 stdout=subprocess.PIPE, text=True)
     try:
+        assert lookalike.stdout.readline() == "up\n"  # it has exec'd: /proc shows its own command line and env
         for root in (mine, theirs):
             (root / SERVE_PID).write_text(f"{lookalike.pid}\n")
         assert _serving(theirs) == lookalike.pid

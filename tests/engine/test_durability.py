@@ -21,7 +21,7 @@ from flows.ledger.schema import runs as runs_table
 from flows.ledger.schema import steps, timers
 from tests.conftest import SOP_COMMAND, TestDatabase
 from tests.engine.conftest import make_project, wait_for
-from tests.support import free_port
+from tests.support import children_of, free_port
 
 
 def _env(root: Path, database: TestDatabase, **extra: str) -> dict[str, str]:
@@ -58,20 +58,8 @@ def _serve(root: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def _family(pid: int) -> list[int]:
-    """``pid`` and its descendants (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        out.append(todo.pop())
-        todo.extend(parents.get(out[-1], []))
-    return out
+    """``pid`` and its descendants."""
+    return [pid, *(member for child in children_of(pid) for member in _family(child))]
 
 
 def _dump_threads(pid: int) -> None:
@@ -86,35 +74,25 @@ def _dump_threads(pid: int) -> None:
     time.sleep(1.0)
 
 
-def _stopped_or_fail(serve: subprocess.Popen, timeout: float, log: Path) -> None:
-    """`sop serve` told to stop is gone within ``timeout``; else the test fails with its logs and every thread's
-    stack, and it is killed."""
-    failing = sys.exc_info()[0] is not None  # called in a `finally` the test's own failure goes through
+def _stopped(child: subprocess.Popen, timeout: float, log: Path | None = None) -> str:
+    """The output of a service told to stop (piped, or in ``log`` and its project's var/log/). One that does not
+    stop within ``timeout`` fails the test with its output and every thread's stack (`kill -USR1`), then is
+    killed; in the `finally` of a test already failing, it is killed without hiding that failure."""
+    failing = sys.exc_info()[0] is not None
     try:
-        serve.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _dump_threads(serve.pid)
-        serve.kill()
-        if failing:
-            return  # that failure is the one to read; this one would hide it
-        logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-20000:]}"
-                         for p in [log, *sorted((log.parent / "site" / "var" / "log").glob("*.log"))] if p.exists())
-        pytest.fail(f"`sop serve` did not stop {timeout:g} s after SIGINT; its logs and threads:\n{logs}")
-
-
-def _stopped(child: subprocess.Popen, timeout: float) -> str:
-    """The output of a service told to stop; one that does not within ``timeout`` fails the test with every
-    thread's stack (`kill -USR1`), then is killed."""
-    failing = sys.exc_info()[0] is not None  # called in a `finally` the test's own failure goes through
-    try:
-        return child.communicate(timeout=timeout)[0]
+        return child.communicate(timeout=timeout)[0] or ""
     except subprocess.TimeoutExpired:
         _dump_threads(child.pid)
         child.kill()
+        output = child.communicate()[0] or ""
         if failing:
-            return child.communicate()[0]  # that failure is the one to read
+            return output  # that failure is the one to read
+        if log is not None:
+            output += "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-20000:]}"
+                                for p in [log, *sorted((log.parent / "site" / "var" / "log").glob("*.log"))]
+                                if p.exists())
         pytest.fail(f"`{' '.join(map(str, child.args))}` did not stop {timeout:g} s after SIGINT; its output and "
-                    f"threads:\n{child.communicate()[0]}")
+                    f"threads:\n{output}")
 
 
 def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_root, tmp_path):
@@ -146,7 +124,7 @@ def test_kill_9_of_serve_while_a_run_waits_then_restart(stack, database, repo_ro
         assert done.returncode == 0, done.stderr
     finally:
         serve.send_signal(signal.SIGINT)
-        _stopped_or_fail(serve, 30, log)
+        _stopped(serve, 30, log)
     fired = _escalations(ledger, run_id)
     assert [level for level, _, _ in fired] == ["1", "2"]  # each level exactly once, none after the report
     first, second = fired[0][1], fired[1][1]
@@ -213,7 +191,7 @@ def test_sop_deploy_reloads_a_running_sop_serve_and_a_broken_library_changes_not
         assert serve.poll() is None and start("t-added").status_code == 201
     finally:
         serve.send_signal(signal.SIGINT)
-        _stopped_or_fail(serve, 60, log)
+        _stopped(serve, 60, log)
     assert not (root / "var" / "serve.pid").exists()
 
 
