@@ -371,7 +371,10 @@ class RunChange:
                               nudge=False)
         self.record(RecordKind.RUN_FINISHED, outcome=outcome, deadline_met=met)
         self.store.cancel_timers(view, None)
-        self.page("run_finished", None, [view.sop.owner])
+        if not any(p.kind == "step_failed" and p.run_id == view.id for p in self.pages):
+            # a failure that ends its run in the same change is one page: step_failed says why, that the run
+            # ended, and how each step stands (the owner is told once, not twice within the second)
+            self.page("run_finished", None, [view.sop.owner])
         self.ended.append(Ended(view, outcome, now, met))
         log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
 

@@ -380,7 +380,7 @@ class Pager:
                               ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
                               max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"))
         summary = None
-        if page.kind in ("run_finished", "run_overdue"):
+        if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
                                        met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),

@@ -324,6 +324,8 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
             if change.view.state(step_id) in TERMINAL_STEP:
                 return
             change.set_step(step_id, StepState.FAILED if error else StepState.DONE, result=outputs, reason=error)
+            if error:  # what needed it is blocked at once, and a run left with nothing to do ends in this change:
+                change.advance()  # its owner's step_failed page then says so (one page, not that and run_finished)
 
     # --- cancel ------------------------------------------------------------------------
 

@@ -9,9 +9,11 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+import sqlalchemy as sa
 
 from flows.engine.transitions import InputRefused
 from flows.language.steps.human import HumanReport, ReportRefused
+from flows.ledger.schema import outbox
 from flows.prefect.launcher import prefect_client
 from flows.runtime.drill import Drill
 from tests.engine.conftest import record_count, records, step_states, wait_for
@@ -144,8 +146,13 @@ def test_http_step_fails_the_run_when_retries_run_out(engine, gateway, project):
                              if "Automated step failed" in (p := json.loads(line))["title"]
                              and run.run_id in p["body"]], 30, "the owner's page")  # this run's (the inbox is shared)
     assert "(`call`)" in told[0]["body"] and "answered HTTP 500" in told[0]["body"]
-    # the steps after it needed it: the run ends at once; the page says so if it is rendered after that
-    assert "Carry it out by hand" in told[0]["body"] or "the run has ended (failed)" in told[0]["body"]
+    # the steps after it needed it: the run ended in the same change, and that one page says so, with how each
+    # step stands; the owner gets no second "Finished" page for it
+    assert "the run has ended (failed)" in told[0]["body"]
+    assert "| call (`call`) | failed |" in told[0]["body"] and "(`tell`) | blocked |" in told[0]["body"]
+    with engine.ledger.read() as conn:  # every page a change decides is queued in its transaction
+        paged = [kind for (kind,) in conn.execute(sa.select(outbox.c.kind).where(outbox.c.run_id == run.run_id))]
+    assert "step_failed" in paged and "run_finished" not in paged
     state = wait_for(lambda: (s := flow_run_state(engine, run.run_id)) and s.is_final() and s, 60, "the flow run to end")
     assert state.type.value == "FAILED" and "call: failed" in state.message  # not a green Completed
 
