@@ -126,8 +126,6 @@ _template = _env.from_string(_TEMPLATE)
 
 
 _NONE = Markup("&#8212;")  # an em dash: no figure
-#: how the report's header says what it did with drills (nothing when they count like any run)
-DRILLS_NOTE = {"exclude": "drills left out &#183; ", "only": "drills only &#183; "}
 
 
 def _dur(seconds: float | None) -> str:
@@ -251,7 +249,8 @@ def render_html(report: ComplianceReport, charts: Sequence[Markup], *, verificat
     until = report.until.strftime("%Y-%m-%d %H:%M") if report.until else "now"
     filters = "".join(f"{name} {escape(value)} &#183; " for name, value in (("SOP", report.sop), ("class", report.sop_class))
                       if value)
-    filters += DRILLS_NOTE.get(report.drills, "")
+    if note := report.drills_note():
+        filters += f"{escape(note)} &#183; "
     tables: list[tuple[str, str, list[Compliance], str]] = [
         ("Compliance by SOP", "by-sop", report.by_sop, "SOP"), ("Compliance by class", "by-class", report.by_class, "class")]
     with paused_gc():

@@ -165,6 +165,10 @@ class _Tally:
         return row
 
 
+#: the header's words for ``--drills exclude`` and ``--drills only``
+DRILLS_NOTE = {"exclude": "drills left out", "only": "drills only"}
+
+
 @dataclass
 class ComplianceReport:
     """Compliance of the runs in a window, with each run's line (the timelines come from the runs)."""
@@ -184,6 +188,14 @@ class ComplianceReport:
     silences: list[SilenceLine] = field(default_factory=list)
     #: follow-ups done within their window: per (SOP whose runs' ends started them, follow-up SOP), then ``all``
     follow_ups: list[FollowUpFigures] = field(default_factory=list)
+
+    def drills_note(self) -> str:
+        """What the figures did with drills, for a report's header: left out, alone, or how many count beside the
+        real runs ("" when none does)."""
+        if self.drills != "include":
+            return DRILLS_NOTE[self.drills]
+        count = sum(1 for line in self.runs if line.drill)
+        return f"{count} drill{'s' if count != 1 else ''} counted with the real runs" if count else ""
 
     @property
     def rows(self) -> list[Compliance]:

@@ -250,7 +250,8 @@ def _compliance_table(title: str, label: str, rows: list[Compliance]) -> Table:
 
 def print_compliance(report: ComplianceReport, within: Window) -> None:
     """The terminal rendering of ``sop audit report``: by SOP, by class, all runs, late steps by role."""
-    drills = {"exclude": ", drills left out", "only": ", drills only"}.get(report.drills, "")
+    note = report.drills_note()
+    drills = f", {note}" + (" (--drills exclude leaves them out)" if report.drills == "include" else "") if note else ""
     console.print(_compliance_table(f"By SOP — {within.describe()}{drills}", "SOP", report.by_sop))
     console.print(_compliance_table("By class", "class", report.by_class))
     console.print(_compliance_table("All runs", "", [report.overall]))

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from flows.audit import Audit, AuditError, Window
 from flows.audit.export import to_csv, to_json
 from flows.audit.gantt import gantt, legend
-from flows.audit.report import COMPLIANCE_COLUMNS, DEFINITIONS, SOP_TIME_NOTE
+from flows.audit.report import COMPLIANCE_COLUMNS, DEFINITIONS, DRILLS_NOTE, SOP_TIME_NOTE
 from flows.audit.scope import CLASSES, DRILLS, NotFound, check_class, check_drills
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.timeline import document
@@ -136,7 +136,7 @@ def read_asked(audit: Audit, params: Any) -> Asked:
 
 def _form_context(web: Web, asked: Asked) -> dict[str, Any]:
     return {"asked": asked, "classes": CLASSES, "drill_choices": [(d, DRILL_CHOICES[d]) for d in DRILLS],
-            "sop_ids": sorted(web.engine.library.sops)}
+            "drills_note": DRILLS_NOTE, "sop_ids": sorted(web.engine.library.sops)}
 
 
 # --- runs ------------------------------------------------------------------------------------

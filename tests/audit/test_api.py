@@ -73,6 +73,7 @@ def test_the_report_leaves_drills_out_when_asked(client: httpx.Client, audit: Au
     assert next(r for r in from_csv(figures.text, Compliance) if r.key == "all").runs == 5  # C, the drill, left out
     assert client.get("/v1/audit/report", params={"drills": "exclude"}).json()["drills"] == "exclude"
     assert "drills left out" in client.get("/v1/audit/report", params={"drills": "exclude", "format": "html"}).text
+    assert "1 drill counted with the real runs" in client.get("/v1/audit/report", params={"format": "html"}).text
     only = client.get("/v1/audit/runs", params={"drills": "only"}).json()
     assert [(r["run"], r["drill"]) for r in only] == [(scenario.runs["C"], True)]
     refused = client.get("/v1/audit/report", params={"drills": "skip"})

@@ -72,6 +72,9 @@ def test_the_command_leaves_drills_out_of_the_csv_and_says_so(sop: Any, scenario
 
     table = _cli(sop, scenario, "report", "--drills", "exclude")
     assert "drills left out" in table.stdout
+    # by default the drill counts, and the report's title says so (an auditor reads the figures as real runs')
+    counted = " ".join(_cli(sop, scenario, "report").stdout.split())
+    assert "1 drill counted with the real runs (--drills exclude leaves them out)" in counted
     wrong = _cli(sop, scenario, "report", "--drills", "skip")
     assert wrong.returncode != 0 and "unknown drills choice `skip`" in wrong.stderr + wrong.stdout
 

@@ -203,6 +203,8 @@ def test_leaving_the_drill_out_changes_the_figures(sop: Any, site: Site, auditor
         return text_of(page, "kpi-runs"), text_of(page, "kpi-on-time")
 
     assert kpis("include") == ("2", "50%")  # the real run met its hour, the drill missed its
+    counted = auditor.get("/desk/report", params={**played.window, "drills": "include"})
+    assert "1 drill counted with the real runs" in counted.text  # the figures say the drill is in them
     assert kpis("exclude") == ("1", "100%")
     assert kpis("only") == ("1", "0%")
     page = auditor.get("/desk/report", params={**played.window, "drills": "exclude"})
