@@ -1,0 +1,59 @@
+"""`sop hold` / `sop release` as an operator types them: the step's clock stops and starts again, and a wrong
+`--for` (a duration, as `sop silence --for` takes) is refused naming what the SOP lets a hold wait for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
+from flows.ledger import Ledger
+from tests.conftest import TestDatabase
+from tests.engine.conftest import make_project, records
+
+
+@pytest.fixture
+def site(database: TestDatabase, repo_root: Path, tmp_path: Path) -> Iterator[tuple[Engine, dict[str, str]]]:
+    root = make_project(repo_root, tmp_path / "site")
+    url = database.url_at(root / "var" / "ledger.db")
+    ledger = Ledger(url)
+    ledger.migrate()
+    engine = Engine(load_library(root), ledger)
+    yield engine, {"SOP_HOME": str(root), "SOP_DATABASE_URL": url, "SOP_INBOX_DIR": str(root / "var" / "inbox")}
+    ledger.dispose()
+
+
+def test_hold_and_release_from_the_terminal(sop: Callable[..., Any], site: tuple[Engine, dict[str, str]]) -> None:
+    engine, env = site
+    run_id = engine.start("creative-refresh", {"platform": "meta"}, initiator="li-wei", launch=False).run_id
+    assert engine.view(run_id).state("impact") == "active"
+    due = engine.view(run_id).steps["impact"]["due_at"]
+
+    wrong = sop("hold", run_id, "impact", "--for", "2h", "--as", "li-wei", env=env)
+    assert wrong.returncode == 1
+    said = " ".join(wrong.stderr.split())
+    assert "2h" in said and "platform_reply" in said and "Traceback" not in said, said
+    assert records(engine, run_id, "step_held") == []  # nothing recorded
+
+    held = sop("hold", run_id[:6], "impact", "--for", "platform_reply", "--note", "ticket 4411", "--as", "li-wei",
+               env=env)
+    assert held.returncode == 0, held.stderr
+    assert "impact is on hold (platform_reply)" in held.stdout
+    [record] = records(engine, run_id, "step_held")
+    assert record["actor"] == "li-wei" and record["data"]["reason"] == "platform_reply"
+    assert record["data"]["note"] == "ticket 4411" and record["data"]["via"] == "cli"
+    assert engine.view(run_id).steps["impact"]["held_at"] is not None
+
+    released = sop("release", run_id, "impact", "--note", "they answered", "--as", "li-wei", env=env)
+    assert released.returncode == 0, released.stderr
+    assert "impact is released; due" in released.stdout
+    assert [r["actor"] for r in records(engine, run_id, "step_released")] == ["li-wei"]
+    view = engine.view(run_id)
+    assert view.steps["impact"]["held_at"] is None and view.steps["impact"]["due_at"] >= due  # moved by the time held
+
+    again = sop("release", run_id, "impact", "--as", "li-wei", env=env)
+    assert again.returncode == 1 and "step `impact` is not on hold" in again.stderr
