@@ -58,9 +58,10 @@ class Audit:
     def now(self) -> datetime:
         return self._now or self.ledger.clock.now()
 
-    def window(self, since: str | None = None, until: str | None = None) -> Window:
-        """Parse ``--since``/``--until`` (AuditError with a hint when they do not parse)."""
-        return window(since, until, self.now())
+    def window(self, since: str | None = None, until: str | None = None, zone: str = "UTC") -> Window:
+        """Parse ``--since``/``--until`` (AuditError with a hint when they do not parse); a date or a time without
+        an offset is ``zone``'s (the desk's: its reader's, as it shows times; the terminal's and the API's: UTC)."""
+        return window(since, until, self.now(), zone)
 
     def runs(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
              full: bool = False, drills: str = "include") -> list[RunAudit]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from flows.language.durations import parse_duration
 
@@ -53,19 +54,21 @@ def _instant(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S UTC" if at.second or at.microsecond else "%Y-%m-%d %H:%M UTC")
 
 
-def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
-    """``2026-03-01`` (a whole day: its start, or with ``end`` the next midnight), an ISO time
-    (no offset means UTC), or a duration back from now (``7d``, ``12h``)."""
+def parse_instant(text: str, now: datetime, *, end: bool = False, zone: str = "UTC") -> datetime:
+    """``2026-03-01`` (a whole day of ``zone``: its start, or with ``end`` the next midnight), an ISO time (no
+    offset: ``zone``'s wall time, as the pages and the terminal show times), or a duration back from now (``7d``)."""
     value = text.strip()
+    where = ZoneInfo(zone)
     if _DATE.match(value):
         try:
-            day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=UTC)
+            day = datetime.combine(datetime.fromisoformat(value).date(), time(0), tzinfo=where)
         except ValueError as exc:  # 2026-02-30: a date's shape, no such day
             raise AuditError(f"`{text}` is not a day of the calendar ({exc})", "write a date such as 2026-03-01") from None
         try:
-            return day + timedelta(days=1) if end else day
-        except OverflowError:  # --until 9999-12-31: the day after it is past any date Python has
-            return datetime.max.replace(tzinfo=UTC)
+            return (datetime.combine(day.date() + timedelta(days=1), time(0), tzinfo=where) if end else day
+                    ).astimezone(UTC)
+        except OverflowError:  # --until 9999-12-31 (the day after is past any date Python has), 0001-01-01 east of UTC
+            return (datetime.min if day.year == 1 else datetime.max).replace(tzinfo=UTC)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -77,14 +80,16 @@ def parse_instant(text: str, now: datetime, *, end: bool = False) -> datetime:
             raise AuditError(f"`{text}` is neither a date, a time nor a duration",
                              "write 2026-03-01, 2026-03-01T09:30, 2026-03-01T09:30+08:00 or 7d (7 days ago)") from None
     try:
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return (parsed.replace(tzinfo=where) if parsed.tzinfo is None else parsed).astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+05:00
         raise AuditError(f"`{text}` is out of range", "give a time between 0001 and 9999 in UTC") from None
 
 
-def window(since: str | None, until: str | None, now: datetime) -> Window:
-    """The window of ``--since``/``--until`` (an ``--until`` date includes that whole day)."""
-    out = Window(parse_instant(since, now) if since else None, parse_instant(until, now, end=True) if until else None)
+def window(since: str | None, until: str | None, now: datetime, zone: str = "UTC") -> Window:
+    """The window of ``--since``/``--until`` (an ``--until`` date includes that whole day); dates and times without
+    an offset are ``zone``'s."""
+    out = Window(parse_instant(since, now, zone=zone) if since else None,
+                 parse_instant(until, now, end=True, zone=zone) if until else None)
     if out.since and out.until and out.since >= out.until:
         raise AuditError(f"--since ({out.since.isoformat()}) is not before --until ({out.until.isoformat()})",
                          "swap them, or widen the window")

@@ -107,9 +107,10 @@ def _said(exc: AuditError) -> str:
     return f"{exc.message}: {exc.hint}" if exc.hint else exc.message
 
 
-def read_asked(audit: Audit, params: Any) -> Asked:
+def read_asked(audit: Audit, params: Any, zone: str) -> Asked:
     """The filters from the query, checked as the CLI checks them (``Audit.window``, ``check_class``,
-    ``check_drills``); each problem kept beside its field."""
+    ``check_drills``); each problem kept beside its field. Dates and times without an offset are ``zone``'s: the
+    reader's, in which the desk shows every time."""
     asked = Asked(since=(params.get("since") or "").strip(), until=(params.get("until") or "").strip(),
                   sop=(params.get("sop") or "").strip(), sop_class=(params.get("class") or "").strip(),
                   drills=(params.get("drills") or "include").strip())
@@ -117,12 +118,12 @@ def read_asked(audit: Audit, params: Any) -> Asked:
         value = getattr(asked, name)
         if value:
             try:
-                audit.window(**{name: value})
+                audit.window(**{name: value}, zone=zone)
             except AuditError as exc:
                 asked.errors[name] = _said(exc)
     if not asked.errors:
         try:
-            asked.within = audit.window(asked.since or None, asked.until or None)
+            asked.within = audit.window(asked.since or None, asked.until or None, zone)
         except AuditError as exc:  # both parse, but the window is empty
             asked.errors["until"] = _said(exc)
     for name, check in (("class", lambda: check_class(asked.sop_class or None)),
@@ -150,7 +151,7 @@ def runs_page(request: Request) -> Response:
         return reader
     web, tz = reader
     audit = Audit(web.engine.ledger)
-    asked = read_asked(audit, request.query_params)
+    asked = read_asked(audit, request.query_params, tz)
     lines = audit.lines(asked.within, **asked.filters()) if asked.ok else []
     return html(request, "desk_runs.html.j2", status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
                 total=len(lines), tz=tz, section="runs", **_form_context(web, asked))
@@ -162,9 +163,9 @@ def runs_csv(request: Request) -> Response:
     reader = _auditor(request)
     if isinstance(reader, Response):
         return reader
-    web, _ = reader
+    web, tz = reader
     audit = Audit(web.engine.ledger)
-    asked = read_asked(audit, request.query_params)
+    asked = read_asked(audit, request.query_params, tz)
     if not asked.ok:
         return runs_page(request)
     return _download(to_csv(audit.lines(asked.within, **asked.filters()), RUN_COLUMNS), "text/csv",
@@ -264,7 +265,7 @@ def _report_asked(request: Request) -> tuple[Web, str, Audit, Asked] | Response:
         return reader
     web, tz = reader
     audit = Audit(web.engine.ledger)
-    return web, tz, audit, read_asked(audit, request.query_params)
+    return web, tz, audit, read_asked(audit, request.query_params, tz)
 
 
 @router.get("/report")

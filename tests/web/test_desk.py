@@ -14,8 +14,9 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -134,6 +135,12 @@ def test_the_runs_with_the_drill_marked(auditor: httpx.Client, played: Played) -
 
     left_out = auditor.get("/desk", params={**played.window, "drills": "exclude"})
     assert text_of(left_out, "run-count") == "1 run(s)" and played.drill not in left_out.text
+
+    # a time typed as the page shows it (the reader's wall time, no offset) is read in that zone, not as UTC
+    typed = datetime.fromisoformat(played.since).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%dT%H:%M:%S")
+    local = auditor.get("/desk", params={"since": typed, "sop": "t-ladder"})
+    assert text_of(local, "run-count") == "2 run(s)"
+    assert "read in Asia/Shanghai" in text_of(local, "zone-note")
 
 
 def test_the_runs_csv_is_what_the_command_writes(sop: Any, site: Site, auditor: httpx.Client, played: Played) -> None:
