@@ -216,8 +216,13 @@ def status(
         console.print("no open runs")
         return
     for row in rows:
-        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']} — {row['status']}"
-        if row["deadline_left"]:
+        status, outcome = row["status"], row["outcome"]  # ended: how (finished (failed), cancelled: why)
+        if outcome and outcome != status:
+            status = outcome if outcome.startswith(f"{status}:") else f"{status} ({outcome})"
+        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']} — {escape(status)}"
+        if row["hold"]:
+            head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
+        elif row["deadline_left"]:
             head += f", deadline {row['deadline_left']}"
         if row["speed"] != 1:
             head += f" [dim](speed ×{row['speed']:g})[/]"
@@ -232,8 +237,11 @@ def status(
             assignee = step["assignee"] or "—"
             if step.get("person") and step["person"] != step["assignee"]:
                 assignee += f" ({step['person']})"  # who has it now: its holder or the role's primary
-            table.add_row(step["step"], f"[{colour}]{step['state']}[/]", escape(assignee),
-                          step["time_left"] or "", step["actor"] or "")
+            state, left = f"[{colour}]{step['state']}[/]", step["time_left"] or ""
+            if step["hold"]:  # its clock stopped: nothing runs out while it waits
+                state = f"[cyan]on hold[/] ({escape(step['hold']['reason'])})"
+                left = "clock stopped"
+            table.add_row(step["step"], state, escape(assignee), left, step["actor"] or "")
         console.print(table)
         if row["automation"]:
             console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flows.engine.holds import RUN
 from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
@@ -65,6 +66,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
             ]
         given_up = RunStore.launches_given_up(conn, ids)
         rota = Rota(engine.site, conn, engine.clock.now())
+        held = {(h.run_id, h.step_id): {"since": utc(h.held_at), "reason": h.reason, "by": h.held_by}
+                for h in conn.execute(_HOLDS_OF.where(holds.c.run_id.in_(ids)))} if ids else {}
         out = []
         for rid in ids:
             view = load_view(conn, rid)
@@ -72,6 +75,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
             steps = []
             for step in view.sop.steps:
                 row = view.steps[step.id]
+                hold = held.get((rid, step.id)) if row["state"] == StepState.ACTIVE else None
                 steps.append(
                     {
                         "step": step.id,
@@ -83,8 +87,11 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                         "person": (row.get("claimed_by") or (rota.person_for(row["assignee"]) if row["assignee"]
                                                               else None)) if row["state"] == StepState.ACTIVE else None,
                         "due_at": row["due_at"],
-                        "time_left": time_left(row["due_at"], now, view.speed) if row["state"] == StepState.ACTIVE else None,
+                        # on hold its clock is stopped: no time runs out (its due moves by the time held at release)
+                        "time_left": time_left(row["due_at"], now, view.speed)
+                        if row["state"] == StepState.ACTIVE and hold is None else None,
                         "actor": row["actor"],
+                        "hold": hold,  # since, reason, by: while it is on hold
                     }
                 )
             run = view.run
@@ -99,7 +106,9 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "outcome": run["outcome"],
                     "started_at": run["started_at"],
                     "deadline_at": run["deadline_at"],
-                    "deadline_left": time_left(run["deadline_at"], now, view.speed) if view.is_open else None,
+                    "deadline_left": time_left(run["deadline_at"], now, view.speed)
+                    if view.is_open and (rid, RUN) not in held else None,
+                    "hold": held.get((rid, RUN)),  # the whole run on hold: its deadline waits
                     "speed": view.speed,
                     "repeats": run["repeats"],
                     "last_seen_at": run["last_seen_at"],
@@ -136,6 +145,8 @@ _OPEN_HOLDS = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.
                .join(runs, runs.c.id == holds.c.run_id)
                .where((runs.c.status == RunStatus.RUNNING) & holds.c.released_at.is_(None)))
 _VERSION = sa.select(sa.func.max(records.c.seq))
+_HOLDS_OF = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.c.held_at, holds.c.held_by)
+             .where(holds.c.released_at.is_(None)))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,14 @@ def test_hold_and_release_from_the_terminal(sop: Callable[..., Any], site: tuple
     assert record["actor"] == "li-wei" and record["data"]["reason"] == "platform_reply"
     assert record["data"]["note"] == "ticket 4411" and record["data"]["via"] == "cli"
     assert engine.view(run_id).steps["impact"]["held_at"] is not None
+    # the status shows it held, its clock stopped (no time left counting down), and why
+    shown = sop("status", run_id, env=env).stdout
+    line = next(text for text in shown.splitlines() if text.strip().startswith("impact"))
+    assert "on hold (platform_reply)" in line and "clock stopped" in line and " left" not in line, line
+    [status] = json.loads(sop("status", run_id, "--json", env=env).stdout)
+    impact = next(s for s in status["steps"] if s["step"] == "impact")
+    assert impact["hold"]["reason"] == "platform_reply" and impact["hold"]["by"] == "li-wei"
+    assert impact["time_left"] is None
 
     released = sop("release", run_id, "impact", "--note", "they answered", "--as", "li-wei", env=env)
     assert released.returncode == 0, released.stderr
@@ -54,6 +63,17 @@ def test_hold_and_release_from_the_terminal(sop: Callable[..., Any], site: tuple
     assert [r["actor"] for r in records(engine, run_id, "step_released")] == ["li-wei"]
     view = engine.view(run_id)
     assert view.steps["impact"]["held_at"] is None and view.steps["impact"]["due_at"] >= due  # moved by the time held
+    line = next(t for t in sop("status", run_id, env=env).stdout.splitlines() if t.strip().startswith("impact"))
+    assert "active" in line and " left" in line and "on hold" not in line, line
 
     again = sop("release", run_id, "impact", "--as", "li-wei", env=env)
     assert again.returncode == 1 and "step `impact` is not on hold" in again.stderr
+
+
+def test_the_status_of_an_ended_run_says_how_it_ended(sop: Callable[..., Any],
+                                                      site: tuple[Engine, dict[str, str]]) -> None:
+    engine, env = site
+    run_id = engine.start("creative-refresh", {"platform": "tiktok"}, initiator="li-wei", launch=False).run_id
+    engine.cancel(run_id, "started by mistake", "li-wei")
+    head = sop("status", run_id, env=env).stdout.splitlines()[0]
+    assert head.endswith("— cancelled: started by mistake"), head
