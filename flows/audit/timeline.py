@@ -101,6 +101,19 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"run finished: {data.get('outcome')}, deadline {'met' if data.get('deadline_met') else 'missed'}"
     if kind == "run_cancelled":
         return f"run cancelled by {who}: {data.get('reason')}" if who else f"run cancelled: {data.get('reason')}"
+    if kind in ("step_held", "run_held"):
+        what = "the run put" if kind == "run_held" else "put"
+        with_run = " (with its run)" if data.get("run_hold") else ""
+        return f"{what} on hold{with_run} by {who or '-'}, waiting for {data.get('reason')}"
+    if kind in ("step_released", "run_released"):
+        what = "the run's hold" if kind == "run_released" else "hold"
+        ended = data.get("ended")
+        how = (f"released by {who or '-'}" if ended == "released" else
+               "ended: its maximum passed (escalated)" if ended == "expired" else
+               "ended with the step" if ended == "step_ended" else "ended with the run" if ended == "run_ended" else
+               f"ended ({ended})")
+        held = format_duration(timedelta(seconds=data.get("held_s") or 0))
+        return f"{what} ({data.get('reason')}) {how} after {held} held"
     if kind == "launch_given_up":
         return f"{data.get('reason')} (after {data.get('attempts')} attempts; owner paged)"
     return None

@@ -187,7 +187,8 @@ def print_document(doc: dict[str, Any]) -> None:
                   + (f" by {escape(doc['initiator_text'])}" if doc["initiator_text"] else "")
                   + f" · speed ×{doc['speed']:g}"
                   + (f" · repeats attached: {doc['repeats']}" if doc["repeats"] else ""))
-    console.print(f"ended {_when(doc['ended_at'])} UTC · {escape(doc['outcome'])}"
+    console.print(("not ended" if doc["ended_at"] is None else f"ended {_when(doc['ended_at'])} UTC")
+                  + f" · {escape(doc['outcome'])}"
                   + (f" by {escape(doc['ended_by_text'])}" if doc["ended_by_text"] else "")
                   + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
                   + f" · time to complete {_dur(doc['time_to_complete_s'])} · {doc['escalations']} escalation(s)")

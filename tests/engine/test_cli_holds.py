@@ -66,6 +66,12 @@ def test_hold_and_release_from_the_terminal(sop: Callable[..., Any], site: tuple
     line = next(t for t in sop("status", run_id, env=env).stdout.splitlines() if t.strip().startswith("impact"))
     assert "active" in line and " left" in line and "on hold" not in line, line
 
+    # the audit says who held it and why, and who released it (the note is the record's own line)
+    story = " ".join(sop("audit", "show", run_id, env=env).stdout.split())
+    assert "put on hold by li-wei (cli, self-declared" in story and "waiting for platform_reply" in story
+    assert "hold (platform_reply) released by li-wei (cli, self-declared" in story
+    assert "not ended · open" in story and "— UTC" not in story  # an open run has no end time to show
+
     again = sop("release", run_id, "impact", "--as", "li-wei", env=env)
     assert again.returncode == 1 and "step `impact` is not on hold" in again.stderr
 
