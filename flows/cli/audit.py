@@ -147,10 +147,32 @@ def runs_command(
 # --- sop audit show --------------------------------------------------------------------------
 
 
+VerifyOpt = Annotated[bool, typer.Option(help="verify the hash chain first: a ledger that does not verify is said in "
+                                              "every output (the JSON's `verification`), and the command exits 1")]
+
+
+def _verified(subject: Any) -> Any:
+    """The chain walked (with a progress bar on a terminal)."""
+    with progress_bar("verifying the hash chain") as told:
+        return subject.verify(progress=told)
+
+
+def _say_broken(checked: Any, what: str) -> None:
+    first = checked.first_break
+    err_console.print(f"[bold red]✗ the ledger does not verify[/]{f' ({first.where}: {first.kind})' if first else ''}: "
+                      f"{what} may not be what happened; see `sop audit verify`", soft_wrap=True)
+
+
+def _verification(checked: Any) -> dict[str, Any]:
+    """What a JSON output says of the chain."""
+    return {key: value for key, value in checked.to_dict().items() if key in ("ok", "records", "head", "first_break")}
+
+
 @audit.command("show")
 def show_command(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+    verify: VerifyOpt = True,
 ) -> None:
     """One run's whole timeline: trigger, every step, notification, escalation, report, deadline; its SOP text."""
     subject = _audit()
@@ -158,10 +180,16 @@ def show_command(
         doc = subject.show(run_id)
     except AuditError as exc:
         fail(exc.message, exc.hint)
+    checked = _verified(subject) if verify else None  # a story read from a tampered ledger is the forger's
+    broken = checked is not None and not checked.ok
+    if broken:
+        _say_broken(checked, "this run's story")
     if as_json:
-        sys.stdout.write(to_json(doc))
+        sys.stdout.write(to_json({**doc, "verification": _verification(checked)} if checked is not None else doc))
     else:
         print_document(doc)
+    if broken:
+        raise typer.Exit(1)
 
 
 # --- sop audit report ------------------------------------------------------------------------
@@ -175,8 +203,7 @@ def report_command(
     csv_file: Annotated[str | None, typer.Option("--csv", metavar="FILE", help="write the figures as CSV (- for stdout)")] = None,
     json_file: Annotated[str | None, typer.Option("--json", metavar="FILE", help="write figures and run lines as JSON (- for stdout)")] = None,
     timelines: Annotated[int | None, typer.Option("--timelines", metavar="N", min=0, help="draw at most N run timelines in the HTML (default: all)")] = None,
-    verify: Annotated[bool, typer.Option(help="verify the hash chain first: a ledger that does not verify is said in "
-                                              "every output (the JSON's `verification`), and the command exits 1")] = True,
+    verify: VerifyOpt = True,
 ) -> None:
     """SLA compliance per SOP and per class (on time, time to acknowledge and complete, escalations, late steps by role)."""
     subject = _audit()
@@ -189,27 +216,21 @@ def report_command(
                                                             max_timelines=timelines if html else 0, progress=told)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    checked = None
-    if verify:  # figures read from a tampered ledger are the forger's: every output must say so
-        with progress_bar("verifying the hash chain") as told:
-            checked = subject.verify(progress=told)
+    checked = _verified(subject) if verify else None  # figures read from a tampered ledger are the forger's
     broken = checked is not None and not checked.ok
     if csv_file:
         _write(csv_file, to_csv(report.rows, COMPLIANCE_COLUMNS))
     if json_file:
         document = report.to_dict()
         if checked is not None:
-            document["verification"] = {key: value for key, value in checked.to_dict().items()
-                                        if key in ("ok", "records", "head", "first_break")}
+            document["verification"] = _verification(checked)
         _write(json_file, to_json(document))
     if html:
         from flows.audit.html import render_html
 
         _write(html, render_html(report, charts, verification=checked))
     if broken:
-        first = checked.first_break  # type: ignore[union-attr]
-        err_console.print(f"[bold red]✗ the ledger does not verify[/]{f' ({first.where}: {first.kind})' if first else ''}: "
-                          "these figures may not be what happened; see `sop audit verify`", soft_wrap=True)
+        _say_broken(checked, "these figures")
     if "-" in (csv_file, json_file):
         if broken:
             raise typer.Exit(1)

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import os
 import re
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +47,26 @@ class Evidence:
         return f"sha256:{self.sha256} {self.name} ({self.size} bytes)"
 
 
+#: seconds a walk of the hash chain stands for the desk's pages before it is walked again
+CHAIN_CHECK_S = 60.0
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The hash chain's last walk, as the desk's pages say it: its result (``Verification``) and when."""
+
+    result: Any
+    at: Any  # the engine clock's instant
+    monotonic: float
+
+
 class Web:
     """What every page handler needs, built once per app."""
 
     def __init__(self, engine: Any, env: Mapping[str, str] | None = None):
         self.engine = engine
+        self._chain: ChainCheck | None = None
+        self._chain_lock = threading.Lock()
         site = engine.site
         settings = site.settings.web
         self.settings = settings
@@ -90,6 +107,19 @@ class Web:
         """The reader's time zone (their ``timezone`` in config/people.yaml), ``default`` for anyone else."""
         found = self.site.people.get(person) if person else None
         return found.zone_or(self.site.settings.timezone) if found else default
+
+    def chain(self, walked: Any = None) -> ChainCheck:
+        """The chain's verification the desk's pages show beside what they read: walked again when the last walk
+        is older than ``CHAIN_CHECK_S`` (one walk at a time), or ``walked`` (a walk just made: the verify page's)
+        kept as the newest. Figures read from a tampered ledger are the forger's: every desk page says so."""
+        with self._chain_lock:
+            if walked is None and (self._chain is None or time.monotonic() - self._chain.monotonic > CHAIN_CHECK_S):
+                from flows.audit import Audit
+
+                walked = Audit(self.engine.ledger).verify(workers=1)  # one process in a threaded server
+            if walked is not None:
+                self._chain = ChainCheck(walked, self.engine.clock.now(), time.monotonic())
+            return self._chain  # type: ignore[return-value]
 
     def actor(self, session: Session) -> Actor:
         return Actor(person=session.person, via=session.actor_via)  # type: ignore[arg-type]

@@ -153,7 +153,7 @@ def runs_page(request: Request) -> Response:
     audit = Audit(web.engine.ledger)
     asked = read_asked(audit, request.query_params, tz)
     lines = audit.lines(asked.within, **asked.filters()) if asked.ok else []
-    return html(request, "desk_runs.html.j2", status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
+    return html(request, "desk_runs.html.j2", chain=web.chain(), status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
                 total=len(lines), tz=tz, section="runs", **_form_context(web, asked))
 
 
@@ -212,7 +212,7 @@ def run_page(request: Request, run: str) -> Response:
         return RedirectResponse(f"/desk/runs/{quote(story.id)}", status_code=303)
     now = audit.now()
     doc = document(story, now)
-    return html(request, "desk_run.html.j2", doc=doc, drill=story.is_drill, chart=gantt(story, now), legend=legend(),
+    return html(request, "desk_run.html.j2", chain=_web(request).chain(), doc=doc, drill=story.is_drill, chart=gantt(story, now), legend=legend(),
                 tz=tz, dur=dur, details=entry_details, evidence_link=evidence_link, as_json=to_json, section="runs",
                 sop_time_note=SOP_TIME_NOTE)
 
@@ -280,7 +280,7 @@ def report_page(request: Request) -> Response:
         report, runs = audit.report(asked.within, **asked.filters())
         now = report.generated_at
         charts = [(line, gantt(run, now)) for line, run in zip(report.runs[:CHARTS], runs, strict=False)]
-    return html(request, "desk_report.html.j2", status=200 if asked.ok else 422, report=report, charts=charts,
+    return html(request, "desk_report.html.j2", chain=web.chain(), status=200 if asked.ok else 422, report=report, charts=charts,
                 legend=legend(), dur=dur, definitions=DEFINITIONS, sop_time_note=SOP_TIME_NOTE, tz=tz,
                 section="report", **_form_context(web, asked))
 
@@ -347,5 +347,6 @@ def verify_page(request: Request) -> Response:
         except AuditError as exc:
             problems.append(_said(exc))
     result = None if problems else Audit(web.engine.ledger).verify(anchors)  # one process in a threaded server
-    return html(request, "desk_verify.html.j2", status=422 if problems else 200, result=result, anchors=typed,
+    chain = web.chain(walked=result if result is not None and not anchors else None)  # the desk's banner: this walk
+    return html(request, "desk_verify.html.j2", chain=chain, status=422 if problems else 200, result=result, anchors=typed,
                 anchor_error="; ".join(problems), section="verify", checked_at=web.engine.clock.now(), tz=tz)

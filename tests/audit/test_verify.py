@@ -61,6 +61,26 @@ def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenar
     assert "does not match its hash" in done.stdout
 
 
+def test_a_runs_story_read_from_an_edited_ledger_says_so(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
+    """`sop audit show` walks the chain too: the forged verdict is shown, under a warning, and the command fails."""
+    run = scenario.runs["B"]
+    seq = _seq_of(ledger_copy, run, "step_done", "triage")
+    data = json.loads(record_row(ledger_copy, seq)["data"])
+    data["deadline_met"] = True
+    tamper(ledger_copy, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(data), seq)))
+
+    shown = sop("audit", "show", run, env={"SOP_DATABASE_URL": ledger_copy})
+    assert shown.returncode == 1
+    assert "✗ the ledger does not verify" in shown.stderr and "this run's story may not be what happened" in shown.stderr
+    assert f"run {run}" in shown.stdout  # the story is still shown, for the auditor to compare
+    as_json = sop("audit", "show", run, "--json", env={"SOP_DATABASE_URL": ledger_copy})
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["verification"]["ok"] is False
+    untouched = sop("audit", "show", run, "--json", env={"SOP_DATABASE_URL": scenario.url})
+    assert untouched.returncode == 0 and json.loads(untouched.stdout)["verification"]["ok"] is True
+    skipped = sop("audit", "show", run, "--no-verify", env={"SOP_DATABASE_URL": ledger_copy})
+    assert skipped.returncode == 0 and "does not verify" not in skipped.stderr
+
+
 def test_a_deleted_escalation_is_named(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["C"], "escalation", "fix")
     tamper(ledger_copy, ("DELETE FROM records WHERE seq = ?", (seq,)))

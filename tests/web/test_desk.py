@@ -28,6 +28,7 @@ from flows.language.actors import Actor
 from flows.language.steps.human import HumanReport
 from flows.ledger.schema import records
 from flows.web import signin
+from tests.conftest import sql_on
 from tests.web.conftest import Site
 from tests.web.test_pages import field_errors, sign_in
 
@@ -163,7 +164,7 @@ def test_a_finished_runs_story(sop: Any, site: Site, auditor: httpx.Client, play
     # the JSON download is `sop audit show --json`
     download = auditor.get(f"/desk/runs/{played.real}.json")
     assert download.headers["content-disposition"] == f'attachment; filename="sop-audit-run-{played.real}.json"'
-    assert json.loads(download.text) == json.loads(cli(sop, site, "show", played.real, "--json"))
+    assert json.loads(download.text) == json.loads(cli(sop, site, "show", played.real, "--json", "--no-verify"))
 
 
 def test_a_prefix_opens_the_run_and_an_unknown_run_is_a_404(auditor: httpx.Client, played: Played) -> None:
@@ -223,6 +224,29 @@ def test_leaving_the_drill_out_changes_the_figures(sop: Any, site: Site, auditor
     assert (rows[0].runs, rows[0].met, rows[0].missed) == (1, 1, 0)
     figures = json.loads(auditor.get("/desk/report.json", params={**played.window, "drills": "exclude"}).text)
     assert figures["drills"] == "exclude" and [r["run"] for r in figures["runs"]] == [played.real]
+
+
+def test_every_desk_page_says_when_the_chain_does_not_verify(site: Site, auditor: httpx.Client, played: Played) -> None:
+    """A forged verdict is shown under a warning: the desk's pages read what the ledger holds, the chain says whether
+    that is what happened. The verify page's walk is the newest the pages show (else one a minute at most)."""
+    url = site.engine.ledger.url
+    [[row]] = sql_on(url, ("SELECT seq, data FROM records WHERE run_id = ? AND kind = 'step_done'", (played.drill,)))
+    forged = json.dumps({**json.loads(row["data"]), "deadline_met": True})  # the drill's late answer made on time
+    assert auditor.get("/desk/verify").status_code == 200
+    story = auditor.get(f"/desk/runs/{played.drill}")
+    assert 'id="chain-state"' not in story.text and "verified intact" in text_of(story, "chain-checked")
+    sql_on(url, ("UPDATE records SET data = ? WHERE seq = ?", (forged, row["seq"])))
+    try:
+        assert "does not verify" in auditor.get("/desk/verify").text
+        for path in (f"/desk/runs/{played.drill}", "/desk/report", "/desk"):
+            page = auditor.get(path, params=played.window if path != f"/desk/runs/{played.drill}" else None)
+            banner = text_of(page, "chain-state")
+            assert banner.startswith("The ledger's hash chain does not verify") and "may have been edited" in banner
+            assert "found broken" in text_of(page, "chain-checked")
+    finally:
+        sql_on(url, ("UPDATE records SET data = ? WHERE seq = ?", (row["data"], row["seq"])))
+        auditor.get("/desk/verify")  # the pages' newest walk: intact again
+    assert 'id="chain-state"' not in auditor.get(f"/desk/runs/{played.drill}").text
 
 
 def test_the_printable_report_is_the_commands_with_the_chain_verified(auditor: httpx.Client, played: Played) -> None:
