@@ -196,8 +196,9 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         if not sop.dedup:
             return None
         config = {k: v for k, v in self.site.vars.items()}
-        key = render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip() or None
-        return _fitting(key) if key else None
+        # an SOP that dedups always has a key: one that renders empty (a missing label, an empty input) is a key
+        # too, so its repeats attach to one open run instead of each starting a run and paging its people
+        return _fitting(render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip())
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
                     starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
@@ -257,7 +258,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
             id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
             priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
             trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-            open_key=open_key(sop.id, key, trigger) if key else None, repeats=copies - 1, last_seen_at=now, speed=speed,
+            open_key=open_key(sop.id, key, trigger) if key is not None else None, repeats=copies - 1, last_seen_at=now, speed=speed,
             started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id,
             parent_run_id=parent[0] if parent else None, follow_up=parent[1] if parent else None)
         fallbacks = {s.fallback for s in sop.steps if s.fallback}

@@ -259,6 +259,11 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     kinds = [r[0] for r in ledger_rows(local, first.run_id)["records"]]
     assert kinds.count("run_started") == 1 and kinds[-1] == "trigger_repeated"
     assert chain_ok(local)
+    # a key that renders empty (a missing label, an empty input) is a key too: its repeats attach, no run each
+    blank = local.start("t-newrun", {"service": ""}, initiator="monitor")
+    blank_again = local.start("t-newrun", {"service": " "}, initiator="monitor")
+    assert not blank.attached and blank_again.attached and blank_again.run_id == blank.run_id
+    assert blank.run_id not in (first.run_id, other.run_id)
 
 
 def _paged(engine: Engine, run_id: str) -> list[str]:
