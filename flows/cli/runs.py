@@ -31,7 +31,10 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
         if "=" not in item:
             fail(f"{what} `{item}` is not key=value", f"write it as {what} name=value")
         key, value = item.split("=", 1)
-        out[key.strip()] = value
+        key = key.strip()
+        if key in out:  # the last would win silently: which one was meant is the user's to say
+            fail(f"{what} `{key}` is given twice ({out[key]!r} and {value!r})", f"give {what} {key}=… once")
+        out[key] = value
     return out
 
 
