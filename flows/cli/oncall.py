@@ -47,6 +47,15 @@ def oncall(
     zone = site.settings.timezone
     now = engine.clock.now()
     try:
+        if words[:2] == ["override", "end"] and len(words) == 3 and not words[2].lstrip("#").isdigit():
+            fail(f"`override end` takes the number of the override to end (`override end 2`), got `{words[2]}`",
+                 USAGE)
+        if words[:1] != ["override"]:  # showing: an override's options given here would be dropped without a word
+            given = [name for name, value in (("--from", start), ("--until", until), ("--reason", reason),
+                                              ("--as", who)) if value is not None]
+            if given:
+                fail(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for `sop oncall override`; nothing "
+                     "was recorded", USAGE)
         if words[:2] == ["override", "end"] and len(words) == 3 and words[2].lstrip("#").isdigit():
             if reason is None:
                 engine.pager.close()

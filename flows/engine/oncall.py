@@ -10,7 +10,7 @@ connection (a transition's transaction, or a read), and writes new overrides: a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -150,6 +150,10 @@ def upcoming(site: Site, ledger: Ledger, role: str, start: datetime, end: dateti
     return schedule(role, site.roles[role], start, end, found)
 
 
+#: the longest stretch an override may cover (a silence may cover 30 days)
+MAX_OVERRIDE = timedelta(days=90)
+
+
 def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: datetime, ends_at: datetime,
                  reason: str, actor: Actor) -> Override:
     """Record that ``person`` stands in as ``role``'s primary from ``starts_at`` until ``ends_at``.
@@ -169,6 +173,10 @@ def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: 
                               f"({starts_at:%Y-%m-%d %H:%M} UTC)")
     if not reason.strip():
         raise OverrideRefused("an override needs a --reason (it is kept in the ledger)")
+    if ends_at - starts_at > MAX_OVERRIDE:
+        raise OverrideRefused(f"an override is for a while (leave, a swap): {MAX_OVERRIDE.days} days at most, this one "
+                              f"is {(ends_at - starts_at).days} days; a lasting change belongs in the role's rotation "
+                              "(config/roles.yaml)")
     with ledger.transaction() as tx:
         now = tx.clock.now()
         if ends_at <= now:

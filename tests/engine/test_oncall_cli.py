@@ -50,6 +50,23 @@ def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any,
     assert bad.returncode == 1 and "`li-wei` is not a member of `sre-oncall`" in bad.stderr
 
 
+@pytest.mark.parametrize("args, said", [
+    # a stand-in for 73 years is a rotation: refused (a silence is refused past 30 days)
+    (["override", "sre-oncall", "tom-becker", "--until", "2099-01-01", "--reason", "r", "--as", "li-wei"],
+     "an override is for a while (leave, a swap): 90 days at most"),
+    (["override", "end", "abc", "--reason", "x", "--as", "li-wei"],
+     "`override end` takes the number of the override to end (`override end 2`), got `abc`"),
+    # an override's options on a show (the word `override` forgotten) would be dropped: refused instead
+    (["sre-oncall", "--until", "+1h", "--reason", "x"], "--until, --reason are for `sop oncall override`"),
+])
+def test_an_override_asked_wrongly_is_refused_and_records_nothing(sop: Any, ledger_env: dict[str, str],
+                                                                   args: list[str], said: str) -> None:
+    done = sop("oncall", *args, env=ledger_env)
+    assert done.returncode == 1 and said in " ".join(done.stderr.split()), done.stderr
+    listed = json.loads(sop("oncall", "sre-oncall", "--json", env=ledger_env).stdout)
+    assert all(s["source"] != "override" for s in listed["sre-oncall"])  # nobody was put on call
+
+
 def test_an_override_recorded_by_mistake_is_withdrawn_with_a_reason_and_is_in_the_chain(
         sop: Any, ledger_env: dict[str, str]) -> None:
     at = "2031-01-01T12:00+08:00"
