@@ -36,7 +36,8 @@ DRILLS = Query("include", description="drills count like any run (include), are 
 
 
 def _audit(request: Request) -> Audit:
-    return Audit(request.app.state.engine.ledger)
+    engine = request.app.state.engine
+    return Audit(engine.ledger, sops=engine.library.sops)
 
 
 def _refused(exc: AuditError, field: str) -> Exception:
@@ -72,7 +73,7 @@ def audit_runs(request: Request, since: str | None = SINCE, until: str | None = 
     try:
         lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
-        raise _refused(exc, "query.drills" if "drills" in exc.message else "query.class") from None
+        raise _refused(exc, f"query.{exc.field or 'class'}") from None
     if format == "csv":
         return PlainTextResponse(to_csv(lines, RUN_COLUMNS), media_type="text/csv")
     return _json([line.to_dict() for line in lines])
@@ -124,7 +125,7 @@ def audit_report(request: Request, since: str | None = SINCE, until: str | None 
         else:
             report, _ = subject.report(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
-        raise _refused(exc, "query.drills" if "drills" in exc.message else "query.class") from None
+        raise _refused(exc, f"query.{exc.field or 'class'}") from None
     if format == "csv":
         return PlainTextResponse(to_csv(report.rows, COMPLIANCE_COLUMNS), media_type="text/csv")
     if format == "html":

@@ -30,9 +30,11 @@ it), Prefect or the triggers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
+
+import sqlalchemy as sa
 
 from flows.audit.actions import ActionLine, action_lines, check_groups
 from flows.audit.history import SopHistory, sop_history
@@ -40,20 +42,31 @@ from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
 from flows.audit.queries import load_run, load_runs, paused_gc
 from flows.audit.report import ComplianceReport, compliance_report
-from flows.audit.scope import AuditError, Window, check_class, check_drills, window
+from flows.audit.scope import AuditError, Window, check_class, check_drills, check_sop, window
 from flows.audit.silences import SilencedLine, SilenceLine, silence_lines, silenced_lines
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification
 from flows.ledger import Ledger
+from flows.ledger.schema import runs
 
 
 class Audit:
     """The audit of one ledger, as of its clock's now (open runs past due count as missed)."""
 
-    def __init__(self, ledger: Ledger, now: datetime | None = None):
+    def __init__(self, ledger: Ledger, now: datetime | None = None, sops: Iterable[str] = ()):
         self.ledger = ledger
         self._now = now
+        #: the library's SOP ids: an SOP asked about may be one of them without a run yet (:meth:`check_sop`)
+        self.sops = frozenset(sops)
+
+    def check_sop(self, sop: str | None) -> str | None:
+        """``sop`` when it ran or is in the library; NotFound (field ``sop``) naming the closest for a typo."""
+        if sop is None or sop in self.sops:
+            return sop
+        with self.ledger.read() as conn:
+            ran = {row[0] for row in conn.execute(sa.select(runs.c.sop_id).distinct())}
+        return check_sop(sop, ran, self.sops)
 
     def now(self) -> datetime:
         return self._now or self.ledger.clock.now()
@@ -66,6 +79,7 @@ class Audit:
     def runs(self, within: Window | None = None, *, sop: str | None = None, sop_class: str | None = None,
              full: bool = False, drills: str = "include") -> list[RunAudit]:
         """Runs in start order; ``drills``: ``include`` them, ``exclude`` them or keep ``only`` them."""
+        sop = self.check_sop(sop)
         with self.ledger.read() as conn:
             return load_runs(conn, within=within, sop_id=sop, sop_class=check_class(sop_class), full=full,
                              drills=check_drills(drills))
@@ -101,7 +115,7 @@ class Audit:
                              drills: str = "include") -> tuple[ComplianceReport, list[Any]]:
         """The figures and each drawn run's chart, read on two processes where forking is safe
         (one thread in this process), else on one (see :mod:`flows.audit.parallel`); ``drills`` as in :meth:`runs`."""
-        report, sections = report_with_sections(self.ledger, self.now(), within or Window(), sop=sop,
+        report, sections = report_with_sections(self.ledger, self.now(), within or Window(), sop=self.check_sop(sop),
                                                 sop_class=check_class(sop_class), max_timelines=max_timelines,
                                                 workers=workers, min_records=min_records, progress=progress,
                                                 drills=check_drills(drills))

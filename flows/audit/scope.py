@@ -22,10 +22,12 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 class AuditError(Exception):
     """A question the audit cannot answer as asked: a message and a hint for the user."""
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: the filter it is about (``class``, ``drills``, ``sop``), where it is one
+        self.field = field
 
 
 class NotFound(AuditError):
@@ -98,7 +100,7 @@ def window(since: str | None, until: str | None, now: datetime, zone: str = "UTC
 
 def check_class(sop_class: str | None) -> str | None:
     if sop_class is not None and sop_class not in CLASSES:
-        raise AuditError(f"unknown class `{sop_class}`", f"one of {', '.join(CLASSES)}")
+        raise AuditError(f"unknown class `{sop_class}`", f"one of {', '.join(CLASSES)}", "class")
     return sop_class
 
 
@@ -108,8 +110,21 @@ def check_drills(drills: str | None) -> str:
         return "include"
     if drills not in DRILLS:
         raise AuditError(f"unknown drills choice `{drills}`", "one of include (count them), exclude (leave them out), "
-                                                             "only (drills alone)")
+                                                             "only (drills alone)", "drills")
     return drills
+
+
+def check_sop(sop_id: str | None, ran: set[str], known: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """An SOP asked about: one that ran (``ran``: the SOPs with runs in the ledger) or is in the library (``known``:
+    none of its runs yet, an empty answer); anything else is a typo, said with the closest names."""
+    if sop_id is None or sop_id in ran or sop_id in known:
+        return sop_id
+    import difflib
+
+    names = sorted(ran | set(known))
+    close = difflib.get_close_matches(sop_id, names, n=3)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"SOPs: {', '.join(names) or 'none yet'}"
+    raise AuditError(f"no SOP `{sop_id}`: no run of it in the ledger, nor a file of it in sops/", hint, "sop")
 
 
 def drills_kept(drills: str, drill: bool) -> bool:
@@ -117,5 +132,5 @@ def drills_kept(drills: str, drill: bool) -> bool:
     return drills == "include" or (drills == "only") == drill
 
 
-__all__ = ["CLASSES", "DRILLS", "AuditError", "NotFound", "Window", "check_class", "check_drills", "drills_kept",
+__all__ = ["CLASSES", "DRILLS", "AuditError", "NotFound", "Window", "check_class", "check_drills", "check_sop", "drills_kept",
            "parse_instant", "window"]

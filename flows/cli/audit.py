@@ -52,7 +52,8 @@ DrillsOpt = Annotated[str, typer.Option("--drills", metavar="include|exclude|onl
 def _audit() -> Audit:
     from flows.engine.build import ledger_for
 
-    return Audit(ledger_for(library(lenient=True)))  # history is in the ledger: a broken file only warns
+    loaded = library(lenient=True)  # history is in the ledger: a broken file only warns
+    return Audit(ledger_for(loaded), sops=loaded.sops)
 
 
 def _write(path: str, text: str) -> None:

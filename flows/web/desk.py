@@ -127,7 +127,7 @@ def read_asked(audit: Audit, params: Any, zone: str) -> Asked:
         except AuditError as exc:  # both parse, but the window is empty
             asked.errors["until"] = _said(exc)
     for name, check in (("class", lambda: check_class(asked.sop_class or None)),
-                        ("drills", lambda: check_drills(asked.drills))):
+                        ("drills", lambda: check_drills(asked.drills)), ("sop", lambda: audit.check_sop(asked.sop or None))):
         try:
             check()
         except AuditError as exc:
@@ -150,7 +150,7 @@ def runs_page(request: Request) -> Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger)
+    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
     asked = read_asked(audit, request.query_params, tz)
     lines = audit.lines(asked.within, **asked.filters()) if asked.ok else []
     return html(request, "desk_runs.html.j2", chain=web.chain(), status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
@@ -164,7 +164,7 @@ def runs_csv(request: Request) -> Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger)
+    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
     asked = read_asked(audit, request.query_params, tz)
     if not asked.ok:
         return runs_page(request)
@@ -181,7 +181,7 @@ def _story(request: Request, run: str) -> tuple[Audit, Any, str] | Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger)
+    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
     try:
         return audit, audit.run(run), tz
     except NotFound as exc:
@@ -264,7 +264,7 @@ def _report_asked(request: Request) -> tuple[Web, str, Audit, Asked] | Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger)
+    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
     return web, tz, audit, read_asked(audit, request.query_params, tz)
 
 

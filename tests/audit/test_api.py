@@ -76,6 +76,8 @@ def test_the_report_leaves_drills_out_when_asked(client: httpx.Client, audit: Au
     assert "1 drill counted with the real runs" in client.get("/v1/audit/report", params={"format": "html"}).text
     only = client.get("/v1/audit/runs", params={"drills": "only"}).json()
     assert [(r["run"], r["drill"]) for r in only] == [(scenario.runs["C"], True)]
+    typo = client.get("/v1/audit/runs", params={"sop": "audit-incidnt"})
+    assert typo.status_code == 422 and typo.json()["field"] == "query.sop"
     refused = client.get("/v1/audit/report", params={"drills": "skip"})
     assert refused.status_code == 422 and refused.json()["field"] == "query.drills"
     assert "unknown drills choice `skip`" in refused.json()["error"]

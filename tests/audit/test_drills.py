@@ -75,6 +75,8 @@ def test_the_command_leaves_drills_out_of_the_csv_and_says_so(sop: Any, scenario
     # by default the drill counts, and the report's title says so (an auditor reads the figures as real runs')
     counted = " ".join(_cli(sop, scenario, "report").stdout.split())
     assert "1 drill counted with the real runs (--drills exclude leaves them out)" in counted
+    typo = _cli(sop, scenario, "runs", "--sop", "audit-incidnt")
+    assert typo.returncode == 1 and "no SOP `audit-incidnt`" in typo.stderr and "did you mean audit-incident" in typo.stderr
     wrong = _cli(sop, scenario, "report", "--drills", "skip")
     assert wrong.returncode != 0 and "unknown drills choice `skip`" in wrong.stderr + wrong.stdout
 

@@ -189,6 +189,9 @@ def test_a_filter_that_does_not_parse_is_shown_beside_its_field(auditor: httpx.C
     assert field_errors(no_such_day)["since"].startswith("`2026-02-30` is not a day of the calendar")
     backwards = auditor.get("/desk/report", params={"since": "2026-03-02", "until": "2026-03-01"})
     assert backwards.status_code == 422 and "is not before --until" in field_errors(backwards)["until"]
+    typo = auditor.get("/desk", params={"sop": "t-ladr"})  # no such SOP: not "0 run(s)", the closest name
+    assert typo.status_code == 422 and field_errors(typo)["sop"].startswith("no SOP `t-ladr`")
+    assert "did you mean t-ladder?" in field_errors(typo)["sop"]
     wrong = auditor.get("/desk/report.csv", params={"drills": "skip"})  # a download asked wrongly: the form says why
     assert wrong.status_code == 422 and field_errors(wrong)["drills"].startswith("unknown drills choice `skip`")
 
