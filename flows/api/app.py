@@ -122,7 +122,16 @@ class NoNulInUrl:
                 from starlette.requests import Request
 
                 error = ApiError(400, f"the {where} holds a NUL character (%00), which no run, step or SOP has", where)
-                await errors.refused(Request(scope, receive), error)(scope, receive, send)
+                request = Request(scope, receive)
+                if errors.wants_a_page(request):  # a person's browser: a page that says so, not the API's JSON
+                    from flows.web.pages import notice
+
+                    answer: Any = notice(request, "Bad address", f"This address's {where} holds a NUL character "
+                                         "(%00), which no run, step or SOP has: check the link.", 400,
+                                         action=("/", "Go to your steps"))
+                else:
+                    answer = errors.refused(request, error)
+                await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -265,7 +265,7 @@ def unexpected(request: Request, exc: Exception) -> Response:
     """The answer to what no handler expected (logged by :func:`failed`): a page saying so for a person's browser,
     the JSON 500 for the API's clients."""
     answer = failed(request, exc)
-    if not _wants_a_page(request, posted=True):
+    if not wants_a_page(request, posted=True):
         return answer
     from flows.web.pages import notice
 
@@ -373,7 +373,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404 and _wants_a_page(request):  # a person's browser: a page, not the API's JSON
+        if exc.status_code == 404 and wants_a_page(request):  # a person's browser: a page, not the API's JSON
             from flows.web.pages import notice
 
             return notice(request, "Page not found", f"There is no page {request.url.path}.", 404,
@@ -386,7 +386,7 @@ def install(app: FastAPI) -> None:
         return refused(request, ApiError(exc.status_code, message, field, headers=getattr(exc, "headers", None)))
 
 
-def _wants_a_page(request: Request, posted: bool = False) -> bool:
+def wants_a_page(request: Request, posted: bool = False) -> bool:
     """A browser asking for a page (not the API's clients, which get JSON): GET (or, ``posted``, a form's POST), HTML
     accepted, not under /v1."""
     return (request.method in (("GET", "POST") if posted else ("GET",)) and "text/html" in request.headers.get("accept", "")

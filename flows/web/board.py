@@ -66,6 +66,13 @@ class Filters:
                  "person": "mine" if self.person and self.person == me else self.person}
         return urlencode({k: v for k, v in pairs.items() if v})
 
+    def problems(self, web: Web) -> list[str]:
+        """Values no choice of the form has (an address typed or edited by hand): each said, not "no run matches"."""
+        choices = (("class", self.sop_class, PRIORITY), ("SOP", self.sop, web.engine.library.sops),
+                   ("role", self.role, web.site.roles), ("person", self.person, web.site.people))
+        return [f"`{value}` is no {what} here (one of: {', '.join(sorted(known))})"
+                for what, value, known in choices if value and value not in known]
+
     def keep(self, web: Web, run: BoardRun) -> bool:
         if self.sop_class and run.sop_class != self.sop_class:
             return False
@@ -94,7 +101,9 @@ def board(request: Request) -> Response:
     filters = Filters.of(request, session.person)
     version, runs = _rows(web, filters)
     library = web.engine.library
-    return html(request, "board.html.j2", runs=runs, version=version, filters=filters, now=web.engine.clock.now(),
+    problems = filters.problems(web)
+    return html(request, "board.html.j2", status=422 if problems else 200, problems=problems, runs=runs,
+                version=version, filters=filters, now=web.engine.clock.now(),
                 tz=web.zone(session.person), query=filters.query(session.person), sops=sorted(library.sops),
                 classes=list(PRIORITY), roles=sorted(web.site.roles), people=sorted(web.site.people),
                 me=session.person, cancelled=request.query_params.get("cancelled"))

@@ -85,6 +85,13 @@ def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site
     assert f'id="run-{crisis}"' in mine and f'id="run-{routine}"' not in mine
     assert f'id="run-{crisis}"' not in client.get("/board?class=routine").text
     assert f'id="run-{routine}"' in client.get("/board?role=growth-lead").text
+    # a value no choice has (an address edited by hand) is said, not answered "no open run matches"
+    bogus = client.get("/board", params={"class": "bogus", "person": "nobody"})
+    assert bogus.status_code == 422
+    assert "`bogus` is no class here (one of: complaint, outage, policy, routine)" in bogus.text
+    assert "`nobody` is no person here" in bogus.text
+    nul = client.get("/board?sop=%00", headers={"Accept": "text/html"})  # a page, not the API's JSON
+    assert nul.status_code == 400 and nul.headers["content-type"].startswith("text/html") and "NUL" in nul.text
 
 
 def test_an_automated_step_that_failed_shows_on_the_board_until_the_run_ends(site: Site) -> None:
