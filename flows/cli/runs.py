@@ -390,10 +390,13 @@ def snooze(
     try:
         by = parse_duration(for_)
     except ValueError as exc:
-        fail(f"--for: {exc}", "write a duration such as 15m or 1h")
+        fail(f"--for: {exc}", "write a duration such as 10m or 30m (up to the SOP's max_snooze)")
+    from flows.clock import local_time
+
     with _acting(actor, "nothing was snoozed") as (engine, who):
         until = engine.snooze(run_id, who, by, reason)
-    console.print(f"[green]✓[/] the next status ask of {run_id} comes at {until:%Y-%m-%d %H:%M:%S} UTC")
+        zone = engine.site.settings.timezone
+    console.print(f"[green]✓[/] the next status ask of {run_id} comes at {local_time(until, zone, seconds=True)}")
 
 
 @app.command(name="need-help")

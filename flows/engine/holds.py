@@ -161,7 +161,7 @@ class HoldActions:
             return str(UnknownPerson(actor.person, self.site))
         if actor.person in {holder} | self.overseers(view, step) or self._operator(actor):
             return None
-        return (f"{actor.person} may not {what} step `{step.id}`: only whoever holds it ({holder}), the lead of "
+        return (f"{actor.person} may not {what} step `{step.id}`: only the person the step is with ({holder}), the lead of "
                 f"{step.assignee}, the run's owner or an operator may")
 
     def _operator(self, actor: Actor) -> bool:

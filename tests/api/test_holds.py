@@ -96,7 +96,7 @@ def test_another_person_an_undeclared_reason_and_an_unknown_run_or_step_are_refu
     before = record_count(api)
     cases = [
         (other, f"/v1/runs/{run_id}/steps/impact/hold", {"reason": "platform_reply"}, 403, "path.step",
-         "sun-hao may not put on hold step `impact`: only whoever holds it (liu-yang)"),
+         "sun-hao may not put on hold step `impact`: only the person the step is with (liu-yang)"),
         (operator, f"/v1/runs/{run_id}/steps/impact/hold", {"reason": "customer"}, 422, "body.reason",
          "`customer` is not a reason to hold `impact`: it may wait for platform_reply"),
         (operator, f"/v1/runs/nope{run_id}/steps/impact/hold", {"reason": "platform_reply"}, 404, "path.run", "nope"),

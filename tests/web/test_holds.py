@@ -86,7 +86,7 @@ def test_someone_not_allowed_and_an_undeclared_reason_are_refused_and_nothing_is
     before = written(site, run_id)
     refused = other.post(page_path, data={"csrf": csrf_of(page), "action": "hold", "hold_reason": "platform_reply"})
     assert refused.status_code == 403
-    assert "sun-hao may not put on hold step `impact`: only whoever holds it (liu-yang)" in refused.text
+    assert "sun-hao may not put on hold step `impact`: only the person the step is with (liu-yang)" in refused.text
 
     holder = site.client()
     sign_in(site, holder, "liu-yang")

@@ -1,5 +1,6 @@
-"""`sop hold` / `sop release` as an operator types them: the step's clock stops and starts again, and a wrong
-`--for` (a duration, as `sop silence --for` takes) is refused naming what the SOP lets a hold wait for."""
+"""`sop hold` / `sop release` / `sop status` / `sop snooze` as an ops manager types them: a held step shows its clock
+stopped, a wrong `--for` (a duration, as `sop silence --for` takes) is refused naming what the SOP lets a hold wait
+for, an ended run says how it ended, and times are said in the site's zone."""
 
 from __future__ import annotations
 
@@ -83,3 +84,14 @@ def test_the_status_of_an_ended_run_says_how_it_ended(sop: Callable[..., Any],
     engine.cancel(run_id, "started by mistake", "li-wei")
     head = sop("status", run_id, env=env).stdout.splitlines()[0]
     assert head.endswith("— cancelled: started by mistake"), head
+
+
+def test_a_snooze_from_the_terminal_is_said_in_the_sites_time(sop: Callable[..., Any],
+                                                               site: tuple[Engine, dict[str, str]]) -> None:
+    engine, env = site
+    run_id = engine.start("crisis-pr", {"brand": "lumi"}, initiator="li-wei", launch=False).run_id
+    wrong = sop("snooze", run_id, "--for", "2x", "--reason", "r", "--as", "chen-jie", env=env)
+    assert wrong.returncode == 1 and "such as 10m or 30m (up to the SOP's max_snooze)" in wrong.stderr
+    done = sop("snooze", run_id, "--for", "10m", "--reason", "statement with legal", "--as", "chen-jie", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "the next status ask of" in done.stdout and "CST (UTC+8)" in done.stdout  # settings.timezone, said
