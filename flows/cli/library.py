@@ -153,6 +153,9 @@ def show(
             node.add(escape("form: " + ", ".join(step["form"])))
         if step["on_timeout"]:
             node.add(f"on timeout: {step['on_timeout']}")
+        if step["holds"]:
+            node.add(escape(f"may be put on hold for: {', '.join(step['holds']['waiting_for'])} (sop hold --for; "
+                            f"at most {step['holds']['max_hold']}, then it escalates)"))
         for rung in step["escalation"]:
             node.add(f"[magenta]+{rung['after_ready']}[/] {rung['message']} → {escape(', '.join(rung['notify']))}")
     console.print(tree)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,14 +34,12 @@ from flows.language.actors import Actor, UnknownPerson, as_actor
 from flows.language.calendar import business_between, calendar_for, postponed
 from flows.language.durations import format_duration
 from flows.language.steps import human
-from flows.language.steps.human import HumanStep
+from flows.language.steps.human import DEFAULT_MAX_HOLD, HumanStep, hold_reasons, max_hold
 from flows.ledger import utc
 from flows.ledger.schema import holds
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.engine")
-#: how long a hold may last when neither the step nor its SOP says (``max_hold``)
-DEFAULT_MAX_HOLD = timedelta(days=1)
 #: who is told when a hold passes its maximum (ladder words: the assignee role's lead, the run's owner)
 HOLD_ESCALATES_TO = ["lead", "owner"]
 #: the step id of a run's own hold (as of its run-level timers)
@@ -80,16 +78,6 @@ def open_hold(ledger: Any, run_id: str, step_id: str) -> Hold | None:
         return None
     return Hold(row.number, row.reason, row.note, row.held_by, row.held_via, utc(row.held_at),  # type: ignore[arg-type]
                 utc(row.max_at))  # type: ignore[arg-type]
-
-
-def hold_reasons(sop: Any, step: HumanStep) -> list[str]:
-    """What a step may be put on hold for: its own ``waiting_for``, else its SOP's (empty: no holds)."""
-    return list(step.waiting_for if step.waiting_for is not None else sop.waiting_for)
-
-
-def max_hold(sop: Any, step: HumanStep) -> timedelta:
-    """How long a hold of this step may last before it ends and escalates."""
-    return step.max_hold or sop.max_hold or DEFAULT_MAX_HOLD
 
 
 def start_hold(change: Any, step: HumanStep, *, reason: str, note: str, held_by: str, max_at: datetime,

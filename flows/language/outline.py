@@ -11,7 +11,7 @@ from flows.language.durations import format_duration
 from flows.language.ladder import levels
 from flows.language.spec import Sop
 from flows.language.steps import KINDS
-from flows.language.steps.human import HumanStep
+from flows.language.steps.human import HumanStep, hold_reasons, max_hold
 
 
 def mermaid(sop: Sop) -> str:
@@ -65,10 +65,14 @@ def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
                     continue
                 ladder.append({"level": level.key, "after_ready": format_duration(level.offset),
                                "notify": list(level.notify), "message": level.message})
+        reasons = hold_reasons(sop, step) if isinstance(step, HumanStep) else []
         steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": KINDS[step.kind].summary(step),
                       "needs": sop.dependencies(step), "when": step.when,
                       "due": format_duration(step.due) if step.due else None,
                       "on_timeout": step.on_timeout, "escalation": ladder,
+                      # what `sop hold --for` takes here, and how long a hold lasts before it escalates
+                      "holds": {"waiting_for": reasons, "max_hold": format_duration(max_hold(sop, step))}
+                      if reasons else None,
                       "form": {k: v.model_dump(exclude_none=True) for k, v in getattr(step, "form", {}).items()}})
     return {"id": sop.id, "title": sop.title, "class": sop.class_, "priority": f"P{sop.priority}", "owner": sop.owner,
             "deadline": format_duration(sop.deadline) if sop.deadline else None, "version": sop.version,

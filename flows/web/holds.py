@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flows.engine.holds import Hold, HoldNotAllowed, HoldReasonRefused, hold_reasons, max_hold, open_hold
+from flows.engine.holds import Hold, HoldNotAllowed, HoldReasonRefused, open_hold
 from flows.engine.links import Claim
 from flows.language.actors import Actor
 from flows.language.durations import format_duration
-from flows.language.steps.human import HumanStep
+from flows.language.steps.human import HumanStep, hold_reasons, max_hold
 from flows.web.forms import Refused
 
 #: the step page's hold actions (``action=`` of its forms)

@@ -422,3 +422,15 @@ def test_help_reads_as_words_with_h_and_version(sop) -> None:
     assert re.search(r"--field\s+-f\s+TEXT", sop("done", "-h").stdout)  # a value's kind in words
     version = sop("--version")
     assert version.returncode == 0 and version.stdout.startswith("sop 0.1")
+
+
+def test_sop_show_says_what_a_step_may_be_put_on_hold_for(sop) -> None:
+    """creative-refresh declares `waiting_for: [platform_reply]` and `max_hold: 1d`: what `sop hold --for` takes is
+    found where the SOP is read, not learned from a refusal."""
+    data = json.loads(sop("show", "creative-refresh", "--json").stdout)
+    impact = next(s for s in data["steps"] if s["id"] == "impact")
+    assert impact["holds"] == {"waiting_for": ["platform_reply"], "max_hold": "1d"}
+    assert next(s for s in data["steps"] if s["id"] == "kickoff")["holds"] is None  # a notify step: no holds
+    shown = " ".join(sop("show", "creative-refresh").stdout.split())
+    assert "may be put on hold for: platform_reply (sop hold --for; at most 1d, then it escalates)" in shown
+    assert all(s["holds"] is None for s in json.loads(sop("show", "crisis-pr", "--json").stdout)["steps"])

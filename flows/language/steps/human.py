@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import Field
@@ -18,6 +19,19 @@ from flows.language.actors import Actor, as_actor
 from flows.language.config import Site
 from flows.language.fields import Duration, FieldSpec, Strict, Word, nul_problem
 from flows.language.steps.base import Activation, StepBase, StepKind
+
+#: how long a hold may last when neither the step nor its SOP says (``max_hold``)
+DEFAULT_MAX_HOLD = timedelta(days=1)
+
+
+def hold_reasons(sop: Any, step: HumanStep) -> list[str]:
+    """What a step may be put on hold for: its own ``waiting_for``, else its SOP's (empty: no holds)."""
+    return list(step.waiting_for if step.waiting_for is not None else sop.waiting_for)
+
+
+def max_hold(sop: Any, step: HumanStep) -> timedelta:
+    """How long a hold of this step may last before it ends and escalates."""
+    return step.max_hold or sop.max_hold or DEFAULT_MAX_HOLD
 
 
 class Approval(Strict):
