@@ -130,7 +130,8 @@ def print_runs(lines: list[RunLine], within: Window) -> None:
         table.add_column(column, justify="right" if column == "esc." else "left")
     for line in lines:
         # a drill's trigger reads "drill …" (its kind): marked, with its speed
-        trigger = f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else escape(line.trigger)
+        trigger = (f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else
+                   f"{escape(line.trigger)} [yellow]×{line.speed:g}[/]" if line.speed != 1 else escape(line.trigger))
         table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, trigger,
                       _when(line.started_at), _when(line.ended_at), escape(line.outcome), _verdict(line.deadline),
                       str(line.escalations))

@@ -95,3 +95,14 @@ def test_a_snooze_from_the_terminal_is_said_in_the_sites_time(sop: Callable[...,
     done = sop("snooze", run_id, "--for", "10m", "--reason", "statement with legal", "--as", "chen-jie", env=env)
     assert done.returncode == 0, done.stderr
     assert "the next status ask of" in done.stdout and "CST (UTC+8)" in done.stdout  # settings.timezone, said
+
+
+def test_the_runs_list_shows_a_compressed_runs_speed(sop: Callable[..., Any], site: tuple[Engine, dict[str, str]]) -> None:
+    """A run on compressed time that is no drill (a site that runs everything fast) shows its speed too: its
+    durations are SOP time."""
+    engine, env = site
+    fast = engine.start("creative-refresh", {"platform": "x"}, initiator="li-wei", speed=60, launch=False).run_id
+    plain = engine.start("creative-refresh", {"platform": "y"}, initiator="li-wei", launch=False).run_id
+    listed = sop("audit", "runs", "--sop", "creative-refresh", env=env).stdout.splitlines()
+    assert "manual by li-wei ×60" in next(line for line in listed if fast in line)
+    assert "×" not in next(line for line in listed if plain in line)
