@@ -101,14 +101,17 @@ def parse_matchers(text: str) -> list[Matcher]:
             _refuse(f"at column {head.start('op') + 1}: `{op}` is not supported: SOP alert triggers match with "
                     "= and =~ only (no negation); narrow the silence with more matchers instead")
         pos = head.end()
+        starts = pos + 1 + (source[pos:pos + 1] == '"')  # the value's first character, as a column
         value, pos = _value(source, pos, column)
         if any(m.name == name for m in out):
             _refuse(f"at column {column}: `{name}` is matched twice; one matcher per label")
         if op == "=~":
             try:
+                re.compile(value)
                 re.compile(f"(?:{value})\\Z")
-            except re.error as exc:
-                _refuse(f"at column {column}: `{name}=~{value}`: not a regular expression ({exc})")
+            except re.error as exc:  # where in the value it goes wrong (a quoted value's escapes aside)
+                where = starts + exc.pos if exc.pos is not None else column
+                _refuse(f"at column {where}: `{name}=~{value}`: not a regular expression ({exc.msg})")
         elif value.startswith("~"):
             _refuse(f"at column {column}: `{name}={value}`: a value starting with ~ reads as a regular expression "
                     f"in the SOPs' matchers; write {name}=~{value[1:]} for one")

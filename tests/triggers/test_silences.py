@@ -127,7 +127,9 @@ def test_bad_matchers_are_refused_with_where_and_what_to_write(book: SilenceBook
         book.create("alertname=X,brand~lumi", "2h", "r", LI_WEI)
     assert refused.value.errors["match"].startswith("at column 13: `brand` has no operator")
     for text, told in (("alertname!=X", "at column 10: `!=` is not supported"),
-                       ("alertname=~(", "not a regular expression"),
+                       ("alertname=~(", "at column 12: `alertname=~(`: not a regular expression (missing ), "
+                                        "unterminated subpattern)"),
+                       ('brand=lumi, team=~"ab(c"', "at column 22: `team=~ab(c`: not a regular expression"),
                        ("team=~.*", "would silence every signal"),
                        ("", "at least one matcher")):
         with pytest.raises(SilenceRefused, match=None) as exc:
