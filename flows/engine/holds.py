@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flows.clock import local_time
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
 from flows.language.actors import Actor, UnknownPerson, as_actor
@@ -194,7 +195,7 @@ class HoldActions:
             held = t.store.open_hold(view.id, step.id)
             if held is not None:
                 raise StepNotActive(f"step `{step.id}` is on hold already (waiting for {held.reason}, "
-                                    f"since {held.held_at:%Y-%m-%d %H:%M} UTC)")
+                                    f"since {local_time(held.held_at, self.site.settings.timezone)})")
             now = self.clock.now()
             if link is not None:
                 t.store.use_link(link, action="hold", now=now)
@@ -243,7 +244,7 @@ class HoldActions:
             held = t.store.open_hold(view.id, RUN)
             if held is not None:
                 raise StepNotActive(f"run {view.id} is on hold already (waiting for {held.reason}, since "
-                                    f"{utc(held.held_at):%Y-%m-%d %H:%M} UTC)")
+                                    f"{local_time(utc(held.held_at), self.site.settings.timezone)})")
             now = self.clock.now()
             number = t.store.holds_of(view.id, RUN) + 1
             limit = view.sop.max_hold or DEFAULT_MAX_HOLD

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from flows.clock import local_time
 from flows.language.actors import Actor, check_person
 from flows.language.config import Site
 from flows.language.oncall import OnCall, Override, on_call, schedule
@@ -169,8 +170,9 @@ def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: 
         raise OverrideRefused(f"`{person}` is not a member of `{role}` ({', '.join(site.roles[role].members)}): "
                               "add them to the role's members in config/ first")
     if ends_at <= starts_at:
-        raise OverrideRefused(f"--until ({ends_at:%Y-%m-%d %H:%M} UTC) must come after --from "
-                              f"({starts_at:%Y-%m-%d %H:%M} UTC)")
+        zone = site.settings.timezone
+        raise OverrideRefused(f"--until ({local_time(ends_at, zone)}) must come after --from "
+                              f"({local_time(starts_at, zone)})")
     if not reason.strip():
         raise OverrideRefused("an override needs a --reason (it is kept in the ledger)")
     if ends_at - starts_at > MAX_OVERRIDE:
@@ -180,7 +182,7 @@ def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: 
     with ledger.transaction() as tx:
         now = tx.clock.now()
         if ends_at <= now:
-            raise OverrideRefused(f"the stretch ended already ({ends_at:%Y-%m-%d %H:%M} UTC is past)")
+            raise OverrideRefused(f"the stretch ended already ({local_time(ends_at, site.settings.timezone)} is past)")
         replaced = on_call(role, site.roles[role], starts_at, live_overrides(tx.conn, starts_at))
         stretches = schedule(role, site.roles[role], max(starts_at, now), ends_at,
                              overrides_between(tx.conn, max(starts_at, now), ends_at))

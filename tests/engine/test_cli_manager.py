@@ -49,6 +49,9 @@ def test_hold_and_release_from_the_terminal(sop: Callable[..., Any], site: tuple
     assert record["actor"] == "li-wei" and record["data"]["reason"] == "platform_reply"
     assert record["data"]["note"] == "ticket 4411" and record["data"]["via"] == "cli"
     assert engine.view(run_id).steps["impact"]["held_at"] is not None
+    twice = sop("hold", run_id, "impact", "--for", "platform_reply", "--as", "li-wei", env=env)
+    assert twice.returncode == 1 and "is on hold already (waiting for platform_reply, since" in twice.stderr
+    assert "CST (UTC+8))" in twice.stderr  # in the site's time, as the terminal says every other time
     # the status shows it held, its clock stopped (no time left counting down), and why
     shown = sop("status", run_id, env=env).stdout
     line = next(text for text in shown.splitlines() if text.strip().startswith("impact"))
