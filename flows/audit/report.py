@@ -44,7 +44,8 @@ DEFINITIONS = {
                            "(I'll take it, approval, done or rejected)",
     "time_to_complete": "from the run's start to its finish (open and cancelled runs left out)",
     "escalations_per_run": "ladder levels fired (reminders included) / runs",
-    "late_step": "a step with a due time reported after it, timed out, or still open past it",
+    "late_step": "a step with a due time reported after it, timed out, or still open past it; each round a "
+                 "rejection sent back counts as a step of its own",
     "rework_rounds": "rounds a rejection sent back to an earlier step (on_reject), over all steps",
     "status_missed": "a status cadence's asks with no update in their period or its grace (escalated)",
     "on_time_wall": "runs on a calendar judged on wall time (their deadline counted round the clock); "
@@ -257,6 +258,11 @@ class RunFacts(NamedTuple):
         timed = []
         other = []
         for step in run.steps.values():
+            for earlier in step.rounds:  # a round a rejection sent back was an ask with its due: judged as one
+                if earlier.due_at is not None and earlier.finished_at is not None and step.is_human:
+                    late = earlier.finished_at > earlier.due_at
+                    timed.append((step.assignee or "(automated)", late))
+                    other.append((late, late))
             verdict = step.deadline(now)
             if verdict in (MET, MISSED):
                 timed.append((step.assignee or "(automated)", verdict == MISSED))

@@ -158,3 +158,27 @@ def test_the_reopened_step_escalates_again_in_its_new_round(local_engine: Any) -
     assert {(f.step_id, f.level) for f in fired if f.kind == "ladder"} == {("draft", "r2:1")}
     escalations = records(engine, run_id, "escalation")[fired_before:]
     assert [(e["step_id"], e["data"]["level"]) for e in escalations] == [("draft", "1")]  # its ladder, from the top
+
+
+def test_a_late_first_round_counts_as_a_late_step(local_engine: Any) -> None:  # noqa: F811
+    """A rejection sends the draft back: the first round's answers were asks with dues of their own, and one given
+    after its due is a late step in the figures, whatever the second round does."""
+    import time
+
+    from flows.audit.report import RunFacts
+
+    engine = local_engine
+    run_id = engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei", speed=3600).run_id
+    for step, values in ANSWERS.items():  # 15m dues are 0.25 s here: answered at once, on time or not
+        engine.report(run_id, step, HumanReport("wang-fang" if step != "legal" else "sun-hao", values=values,
+                                                evidence=["https://x.example/e"] if step == "assess" else []))
+    due = engine.view(run_id).steps["approve"]["due_at"]
+    time.sleep(0.4)  # approve's round 1 is answered after its due (15m of SOP time)
+    engine.report(run_id, "approve", HumanReport("chen-jie", outcome="rejected", note="not with this wording"))
+    story = Audit(engine.ledger).run(run_id)
+    [first] = story.steps["approve"].rounds
+    assert first.due_at == due and first.finished_at > due
+    facts = RunFacts.of(story, engine.clock.now())
+    assert ("pr-lead", True) in facts.timed_steps  # the late rejection, round 1 of approve
+    report, _ = Audit(engine.ledger).report(sop="crisis-pr")
+    assert next(r for r in report.by_role if r.key == "pr-lead").late_steps >= 1
