@@ -195,7 +195,7 @@ class HoldActions:
             held = t.store.open_hold(view.id, step.id)
             if held is not None:
                 raise StepNotActive(f"step `{step.id}` is on hold already (waiting for {held.reason}, "
-                                    f"since {local_time(held.held_at, self.site.settings.timezone)})")
+                                    f"since {local_time(utc(held.held_at), self.site.settings.timezone)})")
             now = self.clock.now()
             if link is not None:
                 t.store.use_link(link, action="hold", now=now)
