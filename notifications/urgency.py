@@ -27,7 +27,8 @@ def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> Not
     """The Apprise notify type (info, success, warning, failure) of a ``kind`` message in this class."""
     if kind == "step_done":
         return "success"
-    if kind == "run_finished":
+    if kind == "run_finished" or (kind == "step_failed" and (run_status or "").lower() in _FAILED_RUN):
+        # a step_failed that says its run has ended failed is that run's end too (one page for both): as urgent
         return "failure" if (run_status or "").lower() in _FAILED_RUN else "success"
     if kind == "run_cancelled":
         return "info"

@@ -74,6 +74,8 @@ def open_key(sop_id: str, key: str, trigger: dict[str, Any] | None) -> str:
     return f"{DRILL_KEYS}{sop_id}:{key}" if is_drill(trigger) else f"{sop_id}:{key}"
 
 
+#: the trigger kinds of signals from monitoring (alerts, events, metric rules): they repeat, and always dedup
+MONITORING_KINDS = frozenset({"alert", "event", "metric"})
 #: what begins the open key of a drill (:func:`open_key`)
 DRILL_KEYS = "drill|"
 
@@ -196,9 +198,13 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         if not sop.dedup:
             return None
         config = {k: v for k, v in self.site.vars.items()}
-        # an SOP that dedups always has a key: one that renders empty (a missing label, an empty input) is a key
-        # too, so its repeats attach to one open run instead of each starting a run and paging its people
-        return _fitting(render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip())
+        key = render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip()
+        # a signal from monitoring whose key renders empty (a label the alert lacks) still dedups: its repeats attach
+        # to one open run instead of each starting a run and paging its people; any other start (a person's, a
+        # follow-up's, a drill's) with an empty key is a run of its own, as it has no signal to repeat
+        if not key and (trigger or {}).get("kind") not in MONITORING_KINDS:
+            return None
+        return _fitting(key)
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
                     starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,

@@ -5,8 +5,8 @@ for, an ended run says how it ended, and times are said in the site's zone."""
 from __future__ import annotations
 
 import json
-from datetime import UTC
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 

@@ -259,11 +259,16 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     kinds = [r[0] for r in ledger_rows(local, first.run_id)["records"]]
     assert kinds.count("run_started") == 1 and kinds[-1] == "trigger_repeated"
     assert chain_ok(local)
-    # a key that renders empty (a missing label, an empty input) is a key too: its repeats attach, no run each
-    blank = local.start("t-newrun", {"service": ""}, initiator="monitor")
-    blank_again = local.start("t-newrun", {"service": " "}, initiator="monitor")
+    # an alert whose key renders empty (a label it lacks) still dedups: its repeats attach, no run (and page) each
+    alert = {"kind": "alert", "alertname": "ServiceDown"}
+    blank = local.start("t-newrun", {"service": ""}, initiator="alertmanager", trigger=alert)
+    blank_again = local.start("t-newrun", {"service": " "}, initiator="alertmanager", trigger=alert)
     assert not blank.attached and blank_again.attached and blank_again.run_id == blank.run_id
     assert blank.run_id not in (first.run_id, other.run_id)
+    # a person's start with an empty key has no signal to repeat: a run of its own (two people, two runs)
+    by_hand = [local.start("t-newrun", {"service": ""}, initiator="ana", trigger={"kind": "manual", "by": "ana"})
+               for _ in range(2)]
+    assert not any(r.attached for r in by_hand) and len({r.run_id for r in by_hand} | {blank.run_id}) == 3
 
 
 def _paged(engine: Engine, run_id: str) -> list[str]:

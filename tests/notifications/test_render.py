@@ -100,6 +100,8 @@ def test_without_a_zone_the_person_zone_from_the_site_is_used(make_site) -> None
         ("outage", "step_done", None, "success"),
         ("complaint", "run_finished", "completed", "success"),
         ("routine", "run_finished", "failed", "failure"),
+        ("outage", "step_failed", "running", "warning"),  # the run goes on: as late as an escalation
+        ("routine", "step_failed", "failed", "failure"),  # the one page of a run that ended failed: as its end
         ("outage", "run_cancelled", "cancelled", "info"),
     ],
 )
