@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ class Evidence:
         return f"sha256:{self.sha256} {self.name} ({self.size} bytes)"
 
 
+log = logging.getLogger("sop.web")
+
 #: seconds a walk of the hash chain stands for the desk's pages before it is walked again
 CHAIN_CHECK_S = 60.0
 
@@ -67,6 +70,7 @@ class Web:
         self.engine = engine
         self._chain: ChainCheck | None = None
         self._chain_lock = threading.Lock()
+        self._walking = False  # a walk of the chain under way (one at a time)
         site = engine.site
         settings = site.settings.web
         self.settings = settings
@@ -108,18 +112,32 @@ class Web:
         found = self.site.people.get(person) if person else None
         return found.zone_or(self.site.settings.timezone) if found else default
 
-    def chain(self, walked: Any = None) -> ChainCheck:
-        """The chain's verification the desk's pages show beside what they read: walked again when the last walk
-        is older than ``CHAIN_CHECK_S`` (one walk at a time), or ``walked`` (a walk just made: the verify page's)
-        kept as the newest. Figures read from a tampered ledger are the forger's: every desk page says so."""
+    def chain(self, walked: Any = None) -> ChainCheck | None:
+        """The chain's last verification, which the desk's pages show beside what they read (figures read from a
+        tampered ledger are the forger's): ``walked`` (a walk just made: the verify page's) kept as the newest;
+        else the last walk, and when it is older than ``CHAIN_CHECK_S`` (or there is none: None) a new walk begun
+        on a thread of its own. A request never waits for a walk (seconds on a long chain)."""
         with self._chain_lock:
-            if walked is None and (self._chain is None or time.monotonic() - self._chain.monotonic > CHAIN_CHECK_S):
-                from flows.audit import Audit
-
-                walked = Audit(self.engine.ledger).verify(workers=1)  # one process in a threaded server
             if walked is not None:
                 self._chain = ChainCheck(walked, self.engine.clock.now(), time.monotonic())
-            return self._chain  # type: ignore[return-value]
+            elif (self._chain is None or time.monotonic() - self._chain.monotonic > CHAIN_CHECK_S) \
+                    and not self._walking:
+                self._walking = True
+                threading.Thread(target=self._walk_chain, name="desk-chain", daemon=True).start()
+            return self._chain
+
+    def _walk_chain(self) -> None:
+        from flows.audit import Audit
+
+        try:
+            walked = Audit(self.engine.ledger).verify(workers=1)  # one process: a threaded server does not fork
+        except Exception:  # a ledger gone (the app stopping) or unreachable: the pages say nothing new
+            log.warning("event=chain_walk_failed", exc_info=True)
+            walked = None
+        with self._chain_lock:
+            self._walking = False
+            if walked is not None:
+                self._chain = ChainCheck(walked, self.engine.clock.now(), time.monotonic())
 
     def actor(self, session: Session) -> Actor:
         return Actor(person=session.person, via=session.actor_via)  # type: ignore[arg-type]

@@ -252,6 +252,17 @@ def test_every_desk_page_says_when_the_chain_does_not_verify(site: Site, auditor
     assert 'id="chain-state"' not in auditor.get(f"/desk/runs/{played.drill}").text
 
 
+def test_a_page_never_waits_for_the_chain_walk(site: Site) -> None:
+    """The walk (seconds on a long chain) runs on a thread of its own: the first page says it is under way."""
+    from flows.web.app import Web
+    from tests.engine.conftest import wait_for
+
+    web = Web(site.engine)
+    assert web.chain() is None  # none yet: one begun, the page is not held for it
+    checked = wait_for(web.chain, 30, "the walk in the background")
+    assert checked.result.ok and checked.result.records > 0
+
+
 def test_the_printable_report_is_the_commands_with_the_chain_verified(auditor: httpx.Client, played: Played) -> None:
     page = auditor.get("/desk/report.html", params={**played.window, "drills": "exclude"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
