@@ -185,11 +185,14 @@ class BoardRun:
     started_at: datetime
     deadline_at: datetime | None
     steps: list[BoardStep] = field(default_factory=list)
+    held_at: datetime | None = None  # the whole run on hold since (its deadline waits), and why
+    hold_reason: str | None = None
 
     @property
     def next_due(self) -> datetime | None:
         """The soonest instant something is due: an active step's due or the run's deadline."""
-        dues = [s.due_at for s in self.steps if s.due_at is not None and s.state != StepState.FAILED] + ([self.deadline_at] if self.deadline_at else [])
+        dues = [s.due_at for s in self.steps if s.due_at is not None and s.state != StepState.FAILED
+                and s.held_at is None] + ([self.deadline_at] if self.deadline_at and self.held_at is None else [])
         return min(dues) if dues else None
 
 
@@ -217,6 +220,9 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         for t in conn.execute(_LEVELS_FIRED):
             fired.setdefault((t.run_id, t.step_id), []).append((utc(t.fired_at), t.level))  # type: ignore[arg-type]
         held = {(h.run_id, h.step_id): h for h in conn.execute(_OPEN_HOLDS)}
+        for (run_id, step_id), hold in held.items():
+            if step_id == RUN and run_id in board:
+                board[run_id].held_at, board[run_id].hold_reason = utc(hold.held_at), hold.reason
         rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)

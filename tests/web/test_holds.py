@@ -119,6 +119,16 @@ def test_the_run_owner_holds_the_whole_run_from_its_page_and_releases_it_and_ano
     assert site.engine.view(run_id).steps["impact"]["held_at"] is not None
     after = re.sub(r"\s+", " ", owner.get(held.headers["location"]).text)
     assert "waiting for platform reply" in after and "Release the run's hold" in after
+    assert "waits while the run is on hold" in after  # its deadline: no time left counting down
+    operator = site.client()
+    sign_in(site, operator, "zhang-min")
+    row = operator.get("/board").text.split(f'id="run-{run_id}"', 1)[1].split("</article>", 1)[0]
+    assert "the run is on hold since" in row and "its deadline waits" in row and "deadline <" not in row
+    liu = site.client()
+    sign_in(site, liu, "liu-yang")  # impact's person: their home lists it, its clock stopped
+    mine = re.sub(r"\s+", " ", liu.get("/").text)
+    card = mine.split(f'/runs/{run_id}/steps/impact"', 1)[1].split("</li>", 1)[0]
+    assert "on hold: its clock is stopped" in card and " left" not in card
 
     other = site.client()
     sign_in(site, other, "sun-hao")  # of ads-specialist: neither the run's owner nor an operator
