@@ -124,7 +124,8 @@ def check_sop(sop_id: str | None, ran: set[str], known: set[str] | frozenset[str
     names = sorted(ran | set(known))
     close = difflib.get_close_matches(sop_id, names, n=3)
     hint = f"did you mean {' or '.join(close)}?" if close else f"SOPs: {', '.join(names) or 'none yet'}"
-    raise AuditError(f"no SOP `{sop_id}`: no run of it in the ledger, nor a file of it in sops/", hint, "sop")
+    raise AuditError(f"no SOP `{sop_id}`: no run of it in the ledger, and no SOP of that id loaded from sops/",
+                     hint, "sop")
 
 
 def drills_kept(drills: str, drill: bool) -> bool:

@@ -108,10 +108,14 @@ def parse_matchers(text: str) -> list[Matcher]:
         if op == "=~":
             try:
                 re.compile(value)
-                re.compile(f"(?:{value})\\Z")
             except re.error as exc:  # where in the value it goes wrong (a quoted value's escapes aside)
                 where = starts + exc.pos if exc.pos is not None else column
                 _refuse(f"at column {where}: `{name}=~{value}`: not a regular expression ({exc.msg})")
+            try:  # as alert triggers match it: the whole value (flags of the whole pattern cannot be inside that)
+                re.compile(f"(?:{value})\\Z")
+            except re.error as exc:
+                _refuse(f"at column {starts}: `{name}=~{value}`: {exc.msg} once matched against the whole value; "
+                        "scope flags to a group instead, e.g. (?i:nova)")
         elif value.startswith("~"):
             _refuse(f"at column {column}: `{name}={value}`: a value starting with ~ reads as a regular expression "
                     f"in the SOPs' matchers; write {name}=~{value[1:]} for one")

@@ -66,9 +66,11 @@ class Filters:
                  "person": "mine" if self.person and self.person == me else self.person}
         return urlencode({k: v for k, v in pairs.items() if v})
 
-    def problems(self, web: Web) -> list[str]:
-        """Values no choice of the form has (an address typed or edited by hand): each said, not "no run matches"."""
-        choices = (("class", self.sop_class, PRIORITY), ("SOP", self.sop, web.engine.library.sops),
+    def problems(self, web: Web, runs: list[BoardRun]) -> list[str]:
+        """Values no choice of the form has (an address typed or edited by hand): each said, not "no run matches".
+        An SOP of an open run counts (its file may have been removed since it started)."""
+        sops = set(web.engine.library.sops) | {run.sop_id for run in runs}
+        choices = (("class", self.sop_class, PRIORITY), ("SOP", self.sop, sops),
                    ("role", self.role, web.site.roles), ("person", self.person, web.site.people))
         return [f"`{value}` is no {what} here (one of: {', '.join(sorted(known))})"
                 for what, value, known in choices if value and value not in known]
@@ -86,9 +88,10 @@ class Filters:
         return True
 
 
-def _rows(web: Web, filters: Filters) -> tuple[int, list[BoardRun]]:
+def _rows(web: Web, filters: Filters) -> tuple[int, list[BoardRun], list[str]]:
+    """The ledger's version, the open runs the filters keep, and what is wrong with the filters."""
     version, runs = open_board(web.engine)
-    return version, [r for r in runs if filters.keep(web, r)]
+    return version, [r for r in runs if filters.keep(web, r)], filters.problems(web, runs)
 
 
 @router.get("/board")
@@ -99,9 +102,8 @@ def board(request: Request) -> Response:
     assert session is not None
     web = _web(request)
     filters = Filters.of(request, session.person)
-    version, runs = _rows(web, filters)
+    version, runs, problems = _rows(web, filters)
     library = web.engine.library
-    problems = filters.problems(web)
     return html(request, "board.html.j2", status=422 if problems else 200, problems=problems, runs=runs,
                 version=version, filters=filters, now=web.engine.clock.now(),
                 tz=web.zone(session.person), query=filters.query(session.person), sops=sorted(library.sops),
@@ -128,7 +130,7 @@ async def board_rows(request: Request, after: int = -1, wait: float = 0.0) -> Re
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         await asyncio.sleep(LONG_POLL_CHECK_S)
     filters = Filters.of(request, session.person)
-    version, runs = await run_in_threadpool(_rows, web, filters)
+    version, runs, _ = await run_in_threadpool(_rows, web, filters)
     response = html(request, "board_rows.html.j2", runs=runs, now=web.engine.clock.now(), tz=web.zone(session.person))
     response.headers["X-Board-Version"] = str(version)
     return response

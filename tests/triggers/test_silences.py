@@ -130,6 +130,9 @@ def test_bad_matchers_are_refused_with_where_and_what_to_write(book: SilenceBook
                        ("alertname=~(", "at column 12: `alertname=~(`: not a regular expression (missing ), "
                                         "unterminated subpattern)"),
                        ('brand=lumi, team=~"ab(c"', "at column 22: `team=~ab(c`: not a regular expression"),
+                       ("brand=~(?i)nova", "at column 8: `brand=~(?i)nova`: global flags not at the start of the "
+                                           "expression once matched against the whole value; scope flags to a "
+                                           "group instead, e.g. (?i:nova)"),
                        ("team=~.*", "would silence every signal"),
                        ("", "at least one matcher")):
         with pytest.raises(SilenceRefused, match=None) as exc:
