@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flows.clock import local_time
 from flows.language.actors import Actor, check_person
 from flows.language.config import Site
+from flows.language.durations import format_duration
 from flows.language.oncall import OnCall, Override, on_call, schedule
 from flows.language.spec import Sop
 from flows.language.steps.base import StepBase
@@ -177,8 +178,8 @@ def add_override(site: Site, ledger: Ledger, role: str, person: str, starts_at: 
         raise OverrideRefused("an override needs a --reason (it is kept in the ledger)")
     if ends_at - starts_at > MAX_OVERRIDE:
         raise OverrideRefused(f"an override is for a while (leave, a swap): {MAX_OVERRIDE.days} days at most, this one "
-                              f"is {(ends_at - starts_at).days} days; a lasting change belongs in the role's rotation "
-                              "(config/roles.yaml)")
+                              f"is {format_duration(ends_at - starts_at)}; a lasting change belongs in the role's "
+                              "rotation (config/roles.yaml)")
     with ledger.transaction() as tx:
         now = tx.clock.now()
         if ends_at <= now:
