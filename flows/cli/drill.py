@@ -36,7 +36,8 @@ def _summary(result: DrillResult) -> None:
         table.add_column(col)
     for row in result.steps:
         met = {"met": "[green]met[/]", "missed": "[red]missed[/]", "pending": "[yellow]pending[/]"}.get(row["deadline"], "—")
-        table.add_row(row["step"] + (f" (round {row['round']})" if row.get("round", 1) > 1 else ""), row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
+        reworked = row.get("round", 1) > 1 or any(r["step"] == row["step"] and r is not row for r in result.steps)
+        table.add_row(row["step"] + (f" (round {row['round']})" if reworked else ""), row["state"], row["actor"] or "", format_duration(row["due"]) if row["due"] else "",
                       format_duration(row["took"]) if row["took"] else "", met, str(row["escalations"] or ""))
     console.print(table)
     met = sum(1 for r in result.steps if r["deadline_met"] is True)

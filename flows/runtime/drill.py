@@ -244,12 +244,24 @@ class Drill:
         run = audit.run(run_id)
         rows = []
         for step in run.steps.values():
+            began = step.ready_at
+            for earlier in step.rounds:  # a round a rejection sent back: a row of its own, with its own ladder
+                late = None if earlier.due_at is None or earlier.finished_at is None else \
+                    earlier.finished_at > earlier.due_at
+                rows.append({"step": step.id, "state": earlier.state, "actor": earlier.actor, "round": earlier.round,
+                             "due": _sop(run.sop_seconds(earlier.ready_at, earlier.due_at)),
+                             "took": _sop(run.sop_seconds(earlier.ready_at, earlier.finished_at)),
+                             "deadline": {True: MISSED, False: MET}.get(late, "none"),
+                             "deadline_met": None if late is None else not late,
+                             "escalations": sum(1 for e in step.escalations if earlier.ready_at and earlier.ready_at
+                                                <= e.at <= (earlier.finished_at or e.at))})
             verdict = step.deadline(audit.now())
             rows.append({"step": step.id, "state": step.state, "actor": step.actor, "round": step.round,
                          "due": _sop(run.sop_seconds(step.ready_at, step.due_at)),
                          "took": _sop(run.sop_seconds(step.ready_at, step.finished_at)),
                          "deadline": verdict, "deadline_met": {MET: True, MISSED: False}.get(verdict),
-                         "escalations": sum(1 for e in timeline if e.kind == "escalation" and e.step == step.id)})
+                         # its own round's levels (an earlier round's are on that round's row)
+                         "escalations": sum(1 for e in step.escalations if not step.rounds or (began and e.at >= began))})
         return rows, {MET: True, MISSED: False}.get(run.deadline(audit.now()))
 
 

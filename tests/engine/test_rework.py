@@ -182,3 +182,9 @@ def test_a_late_first_round_counts_as_a_late_step(local_engine: Any) -> None:  #
     assert ("pr-lead", True) in facts.timed_steps  # the late rejection, round 1 of approve
     report, _ = Audit(engine.ledger).report(sop="crisis-pr")
     assert next(r for r in report.by_role if r.key == "pr-lead").late_steps >= 1
+    # a drill's table has a row per round: round 1's verdict and ladder on its own row, not on round 2's
+    from flows.runtime.drill import Drill
+
+    rows, _ = Drill(engine, "crisis-pr", speed=3600)._verdicts(run_id, [])
+    approve = [(r["round"], r["state"], r["deadline"]) for r in rows if r["step"] == "approve"]
+    assert approve == [(1, "rejected", "missed"), (2, "pending", "none")]
