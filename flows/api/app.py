@@ -97,13 +97,23 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         from starlette.requests import Request
 
-        error = ApiError(
-            413,
-            f"the request body is larger than {limit} bytes "
-            "(settings.api.max_body_bytes); send smaller batches",
-            "body",
-        )
-        await errors.refused(Request(scope, receive), error)(scope, receive, send)
+        request = Request(scope, receive)
+        if errors.wants_a_page(request, posted=True):  # a person's form with a file too large: a page that says so
+            answer = _page(request, "File too large", f"What you sent is larger than {limit / 1e6:.1f} MB, more than "
+                           "a page takes (settings.web.upload_max_bytes) and nothing was recorded. Go back, attach a "
+                           "smaller file (or a link to where it is kept) and send again.", 413)
+        else:
+            answer = errors.refused(request, ApiError(
+                413, f"the request body is larger than {limit} bytes (settings.api.max_body_bytes); send smaller "
+                "batches", "body"))
+        await answer(scope, receive, send)
+
+
+def _page(request: Any, title: str, message: str, status: int) -> Any:
+    """A page that only says something (a browser's request refused before any route read it)."""
+    from flows.web.pages import notice
+
+    return notice(request, title, message, status, action=("/", "Go to your steps"))
 
 
 class NoNulInUrl:
@@ -124,11 +134,8 @@ class NoNulInUrl:
                 error = ApiError(400, f"the {where} holds a NUL character (%00), which no run, step or SOP has", where)
                 request = Request(scope, receive)
                 if errors.wants_a_page(request):  # a person's browser: a page that says so, not the API's JSON
-                    from flows.web.pages import notice
-
-                    answer: Any = notice(request, "Bad address", f"This address's {where} holds a NUL character "
-                                         "(%00), which no run, step or SOP has: check the link.", 400,
-                                         action=("/", "Go to your steps"))
+                    answer: Any = _page(request, "Bad address", f"This address's {where} holds a NUL character "
+                                        "(%00), which no run, step or SOP has: check the link.", 400)
                 else:
                     answer = errors.refused(request, error)
                 await answer(scope, receive, send)

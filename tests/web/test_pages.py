@@ -238,6 +238,11 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
     data = {**ASSESS, "evidence_link": "", "csrf": csrf_of(page), "action": "done"}
     big = client.post(link, data=data, files={"evidence_file": ("dump.bin", b"x" * (UPLOAD_MAX + 1))})
     assert big.status_code == 422 and "dump.bin is larger than 200,000 bytes" in field_errors(big)["evidence"]
+    # larger than a page's whole body may be (the file and the form around it): a page that says so, not JSON
+    huge = client.post(link, data=data, files={"evidence_file": ("screen.mp4", b"x" * (UPLOAD_MAX * 3))},
+                       headers={"Accept": "text/html"})
+    assert huge.status_code == 413 and huge.headers["content-type"].startswith("text/html")
+    assert "File too large" in huge.text and "nothing was recorded" in huge.text
     missing = client.post(link, data=data)
     assert missing.status_code == 422 and "needs evidence" in field_errors(missing)["evidence"]
     # a remark is not evidence an auditor can follow: said beside the field, nothing recorded
