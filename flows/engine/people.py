@@ -32,6 +32,9 @@ log = logging.getLogger("sop.engine")
 #: how a person reports for themselves (the terminal, a signed-in page, a personal link): only someone who may act
 #: on the step may (``human.may_act``); an operator's token acting for someone (``by``) may act for anyone
 SELF_SERVED = ("cli", "web", "link")
+#: a second "Need help" on a step sooner than this after the first (wall time: a person's double tap or second
+#: press) is refused: each would climb one more rung of the ladder and page people further up within seconds
+HELP_AGAIN_AFTER = timedelta(minutes=1)
 
 
 class StepHeld(StepNotActive):
@@ -220,6 +223,11 @@ class PeopleActions:
         with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
             now = self.clock.now()
+            asked = t.store.last_record_at(view.id, RecordKind.HELP_ASKED, step.id)
+            if asked is not None and now - asked < HELP_AGAIN_AFTER:  # a double tap, a second press: not a rung more
+                raise human.ReportRefused([f"help on `{step.id}` was asked {format_duration(now - asked)} ago and its "
+                                           "people were paged; give them a moment (asking again within "
+                                           f"{format_duration(HELP_AGAIN_AFTER)} climbs no further)"])
             if link is not None:
                 t.store.use_link(link, action="help", now=now)
             armed = t.store.armed_ladder(view.id, step.id)

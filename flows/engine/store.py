@@ -440,10 +440,12 @@ class RunStore:
             self.conn.execute(timers.update().where(timers.c.id == row.id).values(due_at=utc(row.due_at) + by))
         return min((utc(r.due_at) + by for r in rows), default=None)  # type: ignore[operator]
 
-    def last_record_at(self, run_id: str, kind: str) -> datetime | None:
-        """When the run's newest record of ``kind`` was written (None: never)."""
-        return utc(self.conn.execute(sa.select(sa.func.max(records.c.at)).where(
-            (records.c.run_id == run_id) & (records.c.kind == kind))).scalar())
+    def last_record_at(self, run_id: str, kind: str, step_id: str | None = None) -> datetime | None:
+        """When the run's (or its step's) newest record of ``kind`` was written (None: never)."""
+        where = (records.c.run_id == run_id) & (records.c.kind == kind)
+        if step_id is not None:
+            where &= records.c.step_id == step_id
+        return utc(self.conn.execute(sa.select(sa.func.max(records.c.at)).where(where)).scalar())
 
     def armed_ladder(self, run_id: str, step_id: str) -> Any:
         """The step's next armed ladder level (its timer row), or None."""

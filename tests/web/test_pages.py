@@ -228,6 +228,13 @@ def test_taking_a_step_tells_the_others_and_asking_for_help_pages_the_next_level
     assert escalation["data"]["asked_by"] == "sara-lopez"
     assert any("sara-lopez asked for help" in m["body"] or "Help asked" in m["title"]
                for m in site.messages("chen-jie", lead))
+    # pressed again at once (a double tap, an impatient second press): no rung more, said beside the form
+    climbed = len(records(site.engine, run_id, "escalation"))
+    again = client.post(f"/runs/{run_id}/steps/assess", data={"action": "help", "note": "KOL involved",
+                                                               "csrf": csrf_of(page)})
+    assert again.status_code == 422 and "help on `assess` was asked" in again.text and "give them a moment" in again.text
+    assert len(records(site.engine, run_id, "help_asked")) == 1 and len(records(site.engine, run_id, "escalation")) \
+        == climbed
 
 
 def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(site: Site) -> None:
