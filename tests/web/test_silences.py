@@ -61,6 +61,9 @@ def test_an_operator_silences_an_alert_from_the_page_and_ends_it(site: Site) -> 
     assert no_reason.status_code == 422 and "say why" in field_errors(no_reason)[f"end-{silence_id}"]
     ended = client.post(f"/silences/{silence_id}/end", data={"csrf": csrf_of(listed), "reason": "launch moved"})
     assert ended.status_code == 303 and ended.headers["location"] == f"/silences?ended={silence_id}"
+    # ended again (a second operator, a stale tab): said on its row, not a silent 422
+    twice = client.post(f"/silences/{silence_id}/end", data={"csrf": csrf_of(listed), "reason": "launch moved"})
+    assert twice.status_code == 422 and f"silence {silence_id} already ended at" in field_errors(twice)[f"end-{silence_id}"]
     assert _alert(site, brand).json()["outcomes"][0]["status"] == "started"
 
 
