@@ -79,7 +79,9 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     page.select_option("#f-severity", "high")
     page.fill("#f-topic", "late parcels")
     page.select_option("#f-category", "delivery")
-    page.fill("#f-platforms", "weibo, douyin")
+    # a long word (a link with its tracking) must wrap on a phone, on this page and the next person's
+    page.fill("#f-platforms", "weibo,douyin:https://weibo.example/lumi/status/5012345678901234?utm_source=app&"
+                              "utm_medium=share&utm_campaign=winter_sale_2026_parcels_delay_statement_followup_" + "x" * 80)
     page.check("#f-kol_involved")
     page.set_input_files("#f-evidence_file", files=[{"name": "weibo-mentions-export.csv", "mimeType": "text/csv",
                                                     "buffer": b"hour,mentions\n09:00,140\n"}])
