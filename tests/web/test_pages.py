@@ -256,6 +256,8 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
     remark = client.post(link, data={**data, "evidence_link": "posted in the war-room chat"})
     assert remark.status_code == 422, remark.text
     assert "'posted in the war-room chat' is not a link" in field_errors(remark)["evidence"]
+    script = client.post(link, data={**data, "evidence_link": "javascript:alert(document.domain)"})
+    assert script.status_code == 422 and "a javascript: address runs in a browser" in field_errors(script)["evidence"]
     assert records(site.engine, run_id, "step_done") == []
     shot = b"\x89PNG fake screenshot " + uuid.uuid4().bytes
     ok = client.post(link, data=data, files={"evidence_file": ("screen shot.png", shot, "image/png")})

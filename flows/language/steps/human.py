@@ -201,6 +201,8 @@ def coerce_values(step: HumanStep, raw: dict[str, Any]) -> dict[str, Any]:
 #: evidence is something an auditor can follow months later: a link (``https://…``, ``drill://…``, any scheme) or
 #: an uploaded file's reference (``sha256:<hex> name (n bytes)``), not a free-text remark
 _LINK = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S")
+#: schemes that are code for a browser to run, not an address of anything (refused as evidence)
+_SCRIPT_SCHEMES = frozenset({"javascript", "vbscript", "data"})
 
 
 def _not_a_link(text: str) -> str:
@@ -238,6 +240,9 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
         if step.evidence and not report.evidence:
             problems.append(f"step `{step.id}` needs evidence (a link or a file reference): pass --evidence")
     problems += [_not_a_link(link) for link in report.evidence if not _LINK.match(link.strip())]
+    problems += [f"evidence {link.strip()[:60]!r}: a {scheme}: address runs in a browser, it is no place where "
+                 "evidence is kept" for link in report.evidence
+                 if (scheme := link.strip().split(":", 1)[0].lower()) in _SCRIPT_SCHEMES]
     if step.approval is not None:
         approval = step.approval
         if approval.distinct_from == "initiator" and initiator and who == initiator:
