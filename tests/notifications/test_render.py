@@ -163,3 +163,13 @@ def test_a_claim_tells_the_others_who_holds_the_step_and_asks_nothing() -> None:
     assert message.title == "[P1] Taken: Assess scope and sentiment (Crisis PR response) is held by wang-fang"
     assert "(reach them at wang.fang@example.com)" in message.body
     assert "sop done" not in message.body and "/s/" not in message.body  # no personal link: nothing to do
+
+
+def test_a_title_with_a_long_value_in_it_is_cut_and_the_body_keeps_it() -> None:
+    """A run titled by what someone typed (a 20,000-character topic) pages a title a phone can show."""
+    ctx = sample("assigned")
+    long_title = "Crisis PR: " + "x" * 20_000
+    message = render_message("assigned", replace(ctx, sop=replace(ctx.sop, title=long_title)),
+                             overrides_dir=NO_OVERRIDES)
+    assert len(message.title) <= 200 and message.title.endswith("…") and message.title.startswith("[P1] ")
+    assert "x" * 1000 in message.body  # nothing lost: the body still has it
