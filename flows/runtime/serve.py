@@ -34,6 +34,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -50,6 +51,17 @@ from flows.prefect.names import AUTH_ENV, AUTH_FILE, pool_name
 from flows.runtime.shutdown import Hangup
 
 log = logging.getLogger("sop.serve")
+
+
+def links_miss(base_url: str, host: str, port: int) -> str | None:
+    """Why the links in pages (made from ``settings.base_url``) would miss an API served on this machine at
+    ``host:port`` (another port of this same machine); None when they may reach it (or lead elsewhere: a proxy)."""
+    parts = urlsplit(base_url)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1", host)
+    if not local or (parts.port or (443 if parts.scheme == "https" else 80)) == port:
+        return None
+    return (f"settings.base_url is {base_url}, but the API listens on {host}:{port}: the links in pages lead to the "
+            "former; set base_url (config/settings.yaml) to the address people reach")
 
 
 class StackError(RuntimeError):
@@ -377,6 +389,10 @@ class Stack:
         if not server.started:
             raise StackError(f"the HTTP API did not start on {settings.host}:{port}")
         self.progress(f"HTTP API on http://{settings.host}:{port} (OpenAPI at /docs)")
+        missed = links_miss(self.library.site.settings.base_url, settings.host, port)  # type: ignore[union-attr]
+        if missed is not None:
+            log.warning("event=base_url_elsewhere %s", missed)
+            self.progress(f"warning: {missed}")
         gate = app.state.gate
         inactive = ", ".join(f"{name} ({reason})" for name, reason in gate.inactive.items())
         self.progress(f"API tokens: {len(gate.tokens)} active" + (f"; inactive: {inactive}" if inactive else ""))
