@@ -65,7 +65,7 @@ async def override(request: Request) -> Response:
     try:
         made = await run_in_threadpool(_record, web, session, posted)
     except (ValueError, OverrideRefused, UnknownPerson) as exc:
-        return await run_in_threadpool(_page, request, web, session.csrf, 422, str(exc), posted)
+        return await run_in_threadpool(_page, request, web, session.csrf, 422, _form_words(str(exc)), posted)
     log.info("event=oncall_override_from_web id=%s role=%s person=%s by=%s", made.id, made.role, made.person,
              session.person)
     return web.finish(request, RedirectResponse("/oncall?" + urlencode({"added": str(made.id)}), status_code=303))
@@ -83,9 +83,17 @@ async def end(request: Request, override_id: int) -> Response:
     try:
         await run_in_threadpool(end_override, web.engine.ledger, override_id, reason, web.actor(session))
     except OverrideRefused as exc:
-        return await run_in_threadpool(_page, request, web, session.csrf, 422, str(exc).replace("a --reason", "a reason"))
+        return await run_in_threadpool(_page, request, web, session.csrf, 422, _form_words(str(exc)))
     log.info("event=oncall_override_ended_from_web id=%s by=%s", override_id, session.person)
     return web.finish(request, RedirectResponse("/oncall?" + urlencode({"ended": str(override_id)}), status_code=303))
+
+
+def _form_words(text: str) -> str:
+    """A refusal worded for the terminal (its options) in the words of this page's form."""
+    for option, field in (("a --reason", "a reason"), ("--until", "“Until”"), ("--from", "“From”"),
+                          ("--reason", "“Reason”")):
+        text = text.replace(option, field)
+    return text
 
 
 def _record(web: Web, session: Any, posted: dict[str, str]) -> Any:

@@ -30,6 +30,10 @@ def test_an_operator_records_an_override_from_the_page_and_a_responder_cannot(si
             "reason": "covering"}
     refused = client.post("/oncall/override", data=form)
     assert refused.status_code == 422 and "`li-wei` is not a member of `sre-oncall`" in html.unescape(refused.text)
+    backwards = client.post("/oncall/override", data={**form, "person": "tom-becker", "until": "2026-01-01T00:00"})
+    said = html.unescape(backwards.text)  # in the form's words, not the terminal's options
+    assert backwards.status_code == 422 and "“Until” (" in said and "must come after “From”" in said
+    assert "--until" not in said and "--from" not in said
     done = client.post("/oncall/override", data={**form, "person": "tom-becker", "reason": "zhao-lei at the dentist"})
     assert done.status_code == 303 and done.headers["location"].startswith("/oncall?added=")
     assert "is recorded" in client.get(done.headers["location"]).text
