@@ -213,7 +213,7 @@ def run_page(request: Request, run: str) -> Response:
     now = audit.now()
     doc = document(story, now)
     return html(request, "desk_run.html.j2", chain=_web(request).chain(), doc=doc, drill=story.is_drill, chart=gantt(story, now), legend=legend(),
-                tz=tz, dur=dur, details=entry_details, evidence_link=evidence_link, as_json=to_json, section="runs",
+                tz=tz, dur=dur, details=entry_details, as_json=to_json, section="runs",
                 sop_time_note=SOP_TIME_NOTE)
 
 
@@ -247,13 +247,6 @@ def entry_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def evidence_link(item: str) -> str | None:
-    """Where a piece of evidence opens: a kept file (``sha256:<hex> name``) or a web link; None otherwise."""
-    if item.startswith("sha256:"):
-        return f"/evidence/{item[7:].split(' ', 1)[0]}"
-    if item.startswith(("https://", "http://")) and " " not in item:
-        return item
-    return None
 
 
 # --- the compliance report -------------------------------------------------------------------

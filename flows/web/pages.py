@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -555,4 +556,7 @@ def evidence(request: Request, sha256: str) -> Response:
     path = web.evidence_path(sha256)
     if path is None:
         return notice(request, "No such file", "No evidence file has that SHA-256.", 404)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"evidence-{sha256[:12]}")
+    # downloaded, never shown inline (an uploaded page or SVG must not run as this site), under the name it was
+    # uploaded with (?name=, from the ledger's reference) so a phone opens it with the right app
+    given = re.sub(r"[\x00-\x1f\x7f/\\\"]", "_", request.query_params.get("name") or "").strip(" .")[-120:]
+    return FileResponse(path, media_type="application/octet-stream", filename=given or f"evidence-{sha256[:12]}")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
@@ -83,12 +84,24 @@ def label(name: str) -> str:
     return name.replace("_", " ").replace("-", " ").capitalize()
 
 
+def evidence_link(item: str) -> str | None:
+    """Where a piece of evidence opens: a kept file (``sha256:<hex> name (n bytes)``: its download, under its name)
+    or a web link; None otherwise."""
+    if item.startswith("sha256:"):
+        digest, _, rest = item[7:].partition(" ")
+        name = rest.rsplit(" (", 1)[0].strip()
+        return f"/evidence/{digest}" + (f"?{urlencode({'name': name})}" if name else "")
+    if item.startswith(("https://", "http://")) and " " not in item:
+        return item
+    return None
+
+
 @cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label)
-    env.globals.update(left=left, escape=escape)
+    env.globals.update(left=left, escape=escape, evidence_link=evidence_link)
     return env
 
 

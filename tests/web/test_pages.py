@@ -7,11 +7,13 @@ personal link out of the person's inbox, as their phone would show it.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -267,6 +269,16 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
     assert evidence == [f"sha256:{digest} screen shot.png ({len(shot)} bytes)"]
     assert (site.root / "var" / "evidence" / digest).read_bytes() == shot
     assert client.get(f"/evidence/{digest}").content == shot  # in the session the link began
+    # the step page's link downloads it under the name it was sent with (a phone opens a .png as an image),
+    # never inline (an uploaded page must not run as this site)
+    shown = client.get(ok.headers["location"]).text
+    href = html.unescape(re.search(rf'href="(/evidence/{digest}[^"]*)"', shown).group(1))  # type: ignore[union-attr]
+    download = client.get(href)
+    assert download.content == shot and download.headers["content-type"] == "application/octet-stream"
+    disposition = download.headers["content-disposition"]
+    assert disposition.startswith("attachment;") and "screen shot.png" in unquote(disposition)
+    forged = client.get(f"/evidence/{digest}", params={"name": '../../etc/"passwd\r\n'})
+    assert forged.status_code == 200 and "/" not in unquote(forged.headers["content-disposition"])
     assert site.client().get(f"/evidence/{digest}").status_code == 303  # nobody else's
 
 
