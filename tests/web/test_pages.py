@@ -262,7 +262,8 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
     assert script.status_code == 422 and "a javascript: address runs in a browser" in field_errors(script)["evidence"]
     assert records(site.engine, run_id, "step_done") == []
     shot = b"\x89PNG fake screenshot " + uuid.uuid4().bytes
-    ok = client.post(link, data=data, files={"evidence_file": ("screen shot.png", shot, "image/png")})
+    ok = client.post(link, data={**data, "note": "export of 09:00-10:00"},
+                     files={"evidence_file": ("screen shot.png", shot, "image/png")})
     assert ok.status_code == 303
     digest = hashlib.sha256(shot).hexdigest()
     evidence = records(site.engine, run_id, "step_done")[-1]["data"]["result"]["evidence"]
@@ -272,6 +273,7 @@ def test_an_evidence_file_is_kept_with_its_sha256_and_a_large_one_is_refused(sit
     # the step page's link downloads it under the name it was sent with (a phone opens a .png as an image),
     # never inline (an uploaded page must not run as this site)
     shown = client.get(ok.headers["location"]).text
+    assert "Note: <q>export of 09:00-10:00</q>" in shown  # the note typed with Done is shown with what was reported
     href = html.unescape(re.search(rf'href="(/evidence/{digest}[^"]*)"', shown).group(1))  # type: ignore[union-attr]
     download = client.get(href)
     assert download.content == shot and download.headers["content-type"] == "application/octet-stream"
