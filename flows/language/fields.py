@@ -183,6 +183,8 @@ class FieldSpec(Strict):
             if lowered in ("false", "no", "0", "off"):
                 return False
             raise ValueError(f"expected boolean (true/false), got {text!r}")
+        if not text.isascii():  # Python reads ٣ or ５ as 3 and 5: a number a person did not type in our digits
+            raise ValueError(f"expected {self.type} in the digits 0-9, got {text!r}")
         try:
             return int(text) if self.type == "integer" else float(text)
         except ValueError:

@@ -50,6 +50,8 @@ def waiting_run(engine):
     (["{run}", "left", "-f", "choice=yes", "-f", "colour=red"], "field `colour` is not in the form of step `left`"),
     (["{run}", "right"], "zhao-lei may not act on step `right`: it is for growth-lead"),  # as on the step's page
     (["{run}", "left", "-f", "choice=yes", "-f", "choice=no"], "-f `choice` is given twice ('yes' and 'no')"),
+    # Python would read ٣ (Arabic-Indic) or ５ (full-width) as 3 and 5: refused, as the number field refuses them
+    (["{run}", "left", "-f", "choice=yes", "-f", "count=٣"], "field `count`: expected integer in the digits 0-9"),
 ])
 def test_bad_reports_are_refused_and_change_nothing(cli, engine, waiting_run, args, message):
     before = (len(records(engine, waiting_run)), step_states(engine, waiting_run))

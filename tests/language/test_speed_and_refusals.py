@@ -85,3 +85,14 @@ def test_sop_list_and_show_print_an_sops_text_as_written(sop, tmp_path, repo_roo
         assert result.returncode == 0, result.stderr[-500:]
         assert "Fix [/] now [bold]" in result.stdout
     assert "[/]look" in result.stdout
+
+
+
+@pytest.mark.parametrize("text", ["٣", "５", "3５"])
+def test_a_number_in_other_digits_is_refused_not_read_as_ours(text: str) -> None:
+    from flows.language.fields import FieldSpec
+
+    for kind in ("integer", "number"):
+        with pytest.raises(ValueError, match="in the digits 0-9"):
+            FieldSpec(type=kind).coerce(text)
+    assert FieldSpec(type="integer").coerce("35") == 35
