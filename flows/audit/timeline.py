@@ -78,6 +78,9 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"status update asked (period {data.get('period')})"
     if kind == "status_missed":
         return f"status update missed (period {data.get('period')}): escalated"
+    if kind == "status_asks_stopped":
+        return (f"status asks stopped after {data.get('missed')} missed updates in a row: they start again with the "
+                "next update")
     if kind == "cadence_snoozed":
         return f"status ask snoozed by {who} for {format_duration(timedelta(seconds=data.get('by_s') or 0))}: " \
                f"{data.get('reason')}"

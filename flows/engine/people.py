@@ -271,6 +271,7 @@ class PeopleActions:
             if actor.person not in self.run_people(view):
                 raise InputRefused([f"{actor.person} is not one of this run's people (its owner {view.sop.owner}, "
                                     "their lead, or someone a step of it is for)"])
+            # (asks stopped after missed updates in a row start again with it: flows.engine.timers)
             seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text[:4000], **actor.facts())
         log.info("event=status_update run=%s actor=%s", view.id, actor.described())
         return seq

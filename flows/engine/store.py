@@ -447,6 +447,19 @@ class RunStore:
             where &= records.c.step_id == step_id
         return utc(self.conn.execute(sa.select(sa.func.max(records.c.at)).where(where)).scalar())
 
+    def asks_stopped(self, run_id: str) -> bool:
+        """The run's status asks stopped (``status_asks_stopped``) and no update came since."""
+        stopped = self.last_record_at(run_id, RecordKind.STATUS_ASKS_STOPPED)
+        updated = self.last_record_at(run_id, RecordKind.STATUS_UPDATE)
+        return stopped is not None and (updated is None or updated < stopped)
+
+    def count_records_since(self, run_id: str, kind: str, since: datetime | None) -> int:
+        """How many records of ``kind`` the run has after ``since`` (all of them when None)."""
+        where = (records.c.run_id == run_id) & (records.c.kind == kind)
+        if since is not None:
+            where &= records.c.at > since
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(records).where(where)).scalar_one())
+
     def armed_ladder(self, run_id: str, step_id: str) -> Any:
         """The step's next armed ladder level (its timer row), or None."""
         return self.conn.execute(sa.select(timers).where(_ARMED & (timers.c.run_id == run_id)

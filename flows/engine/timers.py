@@ -149,6 +149,9 @@ class TimerService:
         period = int(claim.level or "1")
         every = scaled(cadence.every, view.speed)
         if claim.kind == TimerKind.CADENCE:
+            if store.asks_stopped(view.id):  # missed in a row: silent until an update comes (then asked again)
+                change.arm("", TimerKind.CADENCE, str(period + 1), claim.due_at + every)
+                return False
             change.record(RecordKind.STATUS_ASKED, period=period, due_at=claim.due_at, late_ms=claim.late_ms,
                           late=late)
             change.page("status_due", None, cadence_targets(view, cadence.notify, self.engine.site),
@@ -165,6 +168,9 @@ class TimerService:
         change.page("status_missed", None, cadence_targets(view, cadence.escalate, self.engine.site),
                     level={"key": str(period), "message": "status_missed", "every": format_duration(cadence.every),
                            "last_update_at": last.isoformat() if last else None})
+        missed = store.count_records_since(view.id, RecordKind.STATUS_MISSED, last)  # in a row: since the last update
+        if missed >= cadence.max_missed:  # nobody answers: stop asking (and escalating) until someone posts
+            change.record(RecordKind.STATUS_ASKS_STOPPED, missed=missed, period=period)
         return True
 
     @staticmethod

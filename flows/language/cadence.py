@@ -31,6 +31,9 @@ class Cadence(Strict):
     grace: Duration = Field(default=timedelta(minutes=5), description="after the ask, before it counts as missed")
     max_snooze: Duration | None = Field(default=None, description="the longest snooze (default: one period)")
     message: str | None = Field(default=None, description="what the update should say (shown in the ask)")
+    max_missed: int = Field(default=3, ge=1, le=1000,
+                            description="missed updates in a row after which the asks stop (and their escalations) "
+                                        "until someone posts an update: a forgotten run does not page for ever")
 
     @model_validator(mode="after")
     def _sane(self) -> Cadence:

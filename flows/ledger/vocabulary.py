@@ -111,6 +111,7 @@ class RecordKind(StrEnum):
     STATUS_ASKED = "status_asked"      # a period ended: the owner is asked for a status update
     STATUS_UPDATE = "status_update"    # a person posted a status update on the run
     STATUS_MISSED = "status_missed"    # no update in the period and its grace: escalated
+    STATUS_ASKS_STOPPED = "status_asks_stopped"  # max_missed misses in a row: no more asks until an update comes
     CADENCE_SNOOZED = "cadence_snoozed"  # the owner pushed the next ask, with a reason
     SIGN_IN_SENT = "sign_in_sent"    # a sign-in link went to a person's own contacts
     SIGNED_IN = "signed_in"          # a person's browser session began (sign-in link, step link or single sign-on)

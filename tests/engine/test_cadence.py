@@ -3,6 +3,7 @@ a missed one escalates to the owner role's lead; an update keeps the rhythm; a s
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -106,3 +107,34 @@ def test_an_update_needs_text_and_a_person_and_an_open_run(local_engine: Any) ->
 
     with pytest.raises(StepNotActive, match="takes no status updates"):
         engine.post_update(run_id, "chen-jie", "late")
+
+
+def test_a_forgotten_run_stops_asking_after_three_missed_updates_and_an_update_starts_it_again(
+        local_engine: Any) -> None:  # noqa: F811
+    """Nobody answers: three asks missed in a row, then no more asks (nor their escalations) paging the lead for ever;
+    the next update starts the rhythm again."""
+    engine = local_engine
+    run_id = engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                          speed=SPEED).run_id
+    for _ in range(3):
+        come_due(engine, run_id, "cadence")
+        come_due(engine, run_id, "cadence_check")
+    assert [r["data"]["period"] for r in records(engine, run_id, "status_missed")] == [1, 2, 3]
+    [stopped] = records(engine, run_id, "status_asks_stopped")
+    assert stopped["data"]["missed"] == 3
+    come_due(engine, run_id, "cadence")  # period 4 comes: asked of nobody, nobody paged
+    assert len(records(engine, run_id, "status_asked")) == 3 and armed(engine, run_id, "cadence_check") == []
+    from flows.audit import Audit
+
+    texts = [e["text"] for e in Audit(engine.ledger).show(run_id)["timeline"]]
+    assert any("status asks stopped after 3 missed updates in a row" in t for t in texts)
+
+    engine.post_update(run_id, "chen-jie", "back on it: statement out at 14:00")
+    come_due(engine, run_id, "cadence")  # the next period asks again
+    assert [r["data"]["period"] for r in records(engine, run_id, "status_asked")][-1] == 5
+    come_due(engine, run_id, "cadence_check")  # the update came in this period: not missed
+    time.sleep(0.6)  # a whole period (30m at ×3600) with no update
+    come_due(engine, run_id, "cadence")
+    come_due(engine, run_id, "cadence_check")  # period 6 missed: one in a row since the update, asks go on
+    assert len(records(engine, run_id, "status_missed")) == 4 and len(records(engine, run_id, "status_asks_stopped")) == 1
+    assert armed(engine, run_id, "cadence") and records(engine, run_id, "status_asked")[-1]["data"]["period"] == 6
