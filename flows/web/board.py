@@ -33,7 +33,7 @@ from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
-from flows.web.pages import html, notice, operator_only, signed_form
+from flows.web.pages import html, notice, operator_only, render_run, signed_form
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
@@ -225,9 +225,11 @@ def _input_problems(problems: list[str], inputs: dict[str, Any]) -> tuple[dict[s
 # --- acting on a run: cancel, status updates, snoozes, holds----------------------------------------
 
 
-async def _on_run(request: Request, run: str, failed: str, status: int, call: Any) -> Any:
+async def _on_run(request: Request, run: str, failed: str, status: int, call: Any,
+                  form: tuple[str, dict[str, str]] | None = None) -> Any:
     """``call()`` off the event loop; a missing run, or the engine's refusal, is the page to answer with
-    (titled ``failed``, with ``status``, a way back to the run)."""
+    (titled ``failed``, with ``status``, a way back to the run). With ``form`` (its name on the run page and what
+    was posted), a refusal is said beside that form on the run's page, what was typed kept."""
     try:
         return await run_in_threadpool(call)
     except RunNotFound:
@@ -235,7 +237,18 @@ async def _on_run(request: Request, run: str, failed: str, status: int, call: An
     except HoldNotAllowed as exc:  # the person may not: 403, whatever ``status`` the other refusals get
         return notice(request, failed, str(exc), 403, action=(f"/runs/{quote(run)}", "Back to the run"))
     except (InputRefused, StepNotActive) as exc:  # InputRefused reads as its problems, joined
+        if form is not None:
+            return await _refused_on_run(request, run, status, form[0], str(exc), form[1])
         return notice(request, failed, str(exc), status, action=(f"/runs/{quote(run)}", "Back to the run"))
+
+
+async def _refused_on_run(request: Request, run: str, status: int, name: str, problem: str,
+                          posted: dict[str, str]) -> Response:
+    """The run's page with ``problem`` beside its form ``name`` and what was posted in it."""
+    web = _web(request)
+    session = await run_in_threadpool(web.session, request)
+    view = await run_in_threadpool(web.engine.view, run)
+    return await run_in_threadpool(render_run, request, web, session, view, status, {name: problem}, posted)
 
 
 
@@ -248,8 +261,11 @@ async def cancel(request: Request, run: str) -> Response:
     web = _web(request)
     reason = str(form.get("reason") or "").strip()
     if not reason:
-        return notice(request, "A reason is needed", "Say why the run is cancelled: it is recorded and sent to the "
-                      "people involved. Nothing was cancelled.", 422, action=(f"/runs/{quote(run)}", "Back to the run"))
+        try:
+            return await _refused_on_run(request, run, 422, "cancel", "say why the run is cancelled: it is recorded "
+                                         "and sent to the people involved; nothing was cancelled", {})
+        except RunNotFound:
+            return notice(request, "No such run", f"There is no run `{run}`.", 404)
     view = await _on_run(request, run, "Not cancelled", 409, lambda: web.engine.cancel(run, reason, web.actor(session)))
     if isinstance(view, Response):
         return view
@@ -267,8 +283,9 @@ async def post_update(request: Request, run: str) -> Response:
     if isinstance(signed, Response):
         return signed
     session, form = signed
-    refused = await _on_run(request, run, "Not posted", 422,
-                            lambda: web.engine.post_update(run, web.actor(session), str(form.get("text") or "")))
+    text = str(form.get("text") or "")
+    refused = await _on_run(request, run, "Not posted", 422, lambda: web.engine.post_update(run, web.actor(session), text),
+                            form=("update", {"text": text}))
     if isinstance(refused, Response):
         return refused
     return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?updated=1#status", status_code=303))
@@ -284,13 +301,17 @@ async def snooze(request: Request, run: str) -> Response:
     if isinstance(signed, Response):
         return signed
     session, form = signed
-    back = (f"/runs/{quote(run)}", "Back to the run")
+    posted = {"for": str(form.get("for") or ""), "reason": str(form.get("reason") or "")}
     try:
-        by = parse_duration(str(form.get("for") or ""))
+        by = parse_duration(posted["for"])
     except ValueError as exc:
-        return notice(request, "Not snoozed", f"How long: {exc}", 422, action=back)
+        try:
+            return await _refused_on_run(request, run, 422, "snooze", f"how long: {exc}", posted)
+        except RunNotFound:
+            return notice(request, "No such run", f"There is no run `{run}`.", 404)
     refused = await _on_run(request, run, "Not snoozed", 422,
-                            lambda: web.engine.snooze(run, web.actor(session), by, str(form.get("reason") or "")))
+                            lambda: web.engine.snooze(run, web.actor(session), by, posted["reason"]),
+                            form=("snooze", posted))
     if isinstance(refused, Response):
         return refused
     return web.finish(request, RedirectResponse(f"/runs/{quote(run)}?snoozed=1#status", status_code=303))

@@ -502,13 +502,21 @@ def run_page(request: Request, run: str) -> Response:
         view = web.engine.view(run)
     except RunNotFound:
         return notice(request, "No such run", f"There is no run `{run}`.", 404)
+    return render_run(request, web, session, view)
+
+
+def render_run(request: Request, web: Web, session: Session, view: Any, status: int = 200,
+               problems: dict[str, str] | None = None, posted: dict[str, str] | None = None) -> Response:
+    """The run's page; ``problems``: a refused form's (``cancel``, ``update``, ``snooze``) said beside it, with
+    what was ``posted`` in it kept."""
     audit = Audit(web.engine.ledger).run(view.id)
     now = web.engine.clock.now()
     q = request.query_params
     run_hold = open_hold(web.engine.ledger, view.id, RUN) if view.is_open else None
     sent = sorted([(n, sid) for sid, step in audit.steps.items() for n in step.notifications]
                   + [(n, "—") for n in audit.notifications], key=lambda pair: pair[0].at)  # in the order they went
-    return html(request, "run.html.j2", view=view, run=view.run, sop=view.sop, audit=audit, now=now, sent=sent,
+    return html(request, "run.html.j2", status=status, problems=problems or {}, posted=posted or {},
+                view=view, run=view.run, sop=view.sop, audit=audit, now=now, sent=sent,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
                 cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
                 attached=q.get("attached"), cancelled=q.get("cancelled"), run_hold=run_hold,

@@ -126,6 +126,7 @@ def test_cancelling_needs_a_reason_and_is_recorded_with_who(site: Site) -> None:
     assert "Cancel this run" in page.text
     none = client.post(f"/runs/{run_id}/cancel", data={"csrf": csrf_of(page), "reason": "  "})
     assert none.status_code == 422 and site.engine.view(run_id).is_open
+    assert field_errors(none)["cancel"].startswith("say why the run is cancelled")  # beside the form, on the run page
     done = client.post(f"/runs/{run_id}/cancel", data={"csrf": csrf_of(page), "reason": "false alarm"})
     assert done.status_code == 303
     view = site.engine.view(run_id)
@@ -190,6 +191,13 @@ def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site)
     assert "statement drafted" in page.text and records(site.engine, run_id, "status_update")[-1]["data"]["via"] == "web"
     too_long = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "2h", "reason": "call"})
     assert too_long.status_code == 422 and "a snooze is up to 30m" in too_long.text
+    # said beside the snooze form on the run's own page, open, with what was typed kept
+    assert field_errors(too_long)["snooze"].startswith("a snooze is up to 30m")
+    assert 'value="2h"' in too_long.text and 'value="call"' in too_long.text and "<h1>" in too_long.text
+    bad = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "2x", "reason": "press call"})
+    assert bad.status_code == 422 and field_errors(bad)["snooze"].startswith("how long:")
+    empty = client.post(f"/runs/{run_id}/updates", data={"csrf": csrf_of(page), "text": "   "})
+    assert empty.status_code == 422 and "needs some text" in field_errors(empty)["update"]
     snoozed = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "15m", "reason": "press call"})
     assert snoozed.status_code == 303
     assert records(site.engine, run_id, "cadence_snoozed")[-1]["actor"] == "chen-jie"
