@@ -89,6 +89,10 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     error = page.locator("#err-trend")
     assert error.inner_text() == "required: one of rising, stable, falling"
     assert page.locator("#f-trend").get_attribute("aria-invalid") == "true"
+    assert page.locator("#f-trend").get_attribute("aria-describedby") == "err-trend"
+    # a field's help is read out with it, error or not (a screen reader hears "One line: …")
+    assert page.locator("#f-topic").get_attribute("aria-describedby") == "help-topic"
+    assert page.locator("#help-topic").inner_text().startswith("One line")
     assert page.locator("#f-topic").input_value() == "late parcels"  # nothing typed is lost
     assert site.engine.view(run_id).state("assess") == "active"
     page.shot("step-error")
