@@ -273,6 +273,10 @@ def check_duration(text: str | timedelta) -> timedelta:
     return duration
 
 
+#: the same person's silence of the same matchers made again within this (wall time) is the same one, refused
+SAME_SILENCE_WITHIN = timedelta(minutes=1)
+
+
 class SilenceBook:
     """Silences in the ledger: made, ended, listed, and the ones holding now (what the intake reads)."""
 
@@ -308,6 +312,13 @@ class SilenceBook:
                           created_by=actor.person, created_via=actor.via, created_at=now, starts_at=begins,
                           ends_at=begins + found["for"])
         with self.ledger.transaction() as tx:
+            same = tx.conn.execute(sa.select(silences.c.id, silences.c.created_at).where(
+                (silences.c.created_by == actor.person) & (silences.c.created_at > now - SAME_SILENCE_WITHIN)
+                & silences.c.ended_at.is_(None)
+                & (silences.c.matchers == json.dumps([m.to_dict() for m in parsed], ensure_ascii=False)))).first()
+            if same is not None:  # a double submit, a second tab: one silence, not two to end
+                raise SilenceRefused({"match": f"you made this silence a moment ago ({same.id}): it stands; end it or "
+                                               "wait a minute to make another of the same matchers"})
             tx.conn.execute(silences.insert().values(
                 id=silence.id, matchers=json.dumps([m.to_dict() for m in parsed], ensure_ascii=False), reason=reason,
                 created_by=silence.created_by, created_via=silence.created_via, created_at=now, starts_at=begins,

@@ -191,3 +191,14 @@ def test_a_silence_made_in_another_process_holds_within_the_intakes_refresh(
     assert intake.alerts([spike("lumi")], "am")[0].status == "attached"  # still the silences read before
     time.sleep(0.25)
     assert intake.alerts([spike("lumi")], "am")[0].status == "silenced"
+
+
+def test_the_same_silence_sent_twice_at_once_is_made_once(book: SilenceBook, engine: Engine) -> None:
+    """A double submit (or a second tab) makes one silence, not two that both need ending."""
+    first = book.create("alertname=HighErrorRate,service=web", "2h", "deploy", LI_WEI)
+    with pytest.raises(SilenceRefused) as again:
+        book.create("alertname=HighErrorRate,service=web", "2h", "deploy", LI_WEI)
+    assert f"a moment ago ({first.id})" in again.value.errors["match"]
+    other = book.create("alertname=HighErrorRate,service=api", "2h", "deploy", LI_WEI)  # other matchers: made
+    assert other.id != first.id
+    assert len([r for r in records_of(engine) if r["kind"] == "silence_created"]) == 2
