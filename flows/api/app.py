@@ -100,7 +100,7 @@ class BodyLimit:
         request = Request(scope, receive)
         if errors.wants_a_page(request, posted=True):  # a person's form with a file too large: a page that says so
             answer = _page(request, "File too large", f"What you sent is larger than {limit / 1e6:.1f} MB, more than "
-                           "a page takes (settings.web.upload_max_bytes) and nothing was recorded. Go back, attach a "
+                           "a page takes (settings.web.upload_max_bytes and the form around it) and nothing was recorded. Go back, attach a "
                            "smaller file (or a link to where it is kept) and send again.", 413)
         else:
             answer = errors.refused(request, ApiError(

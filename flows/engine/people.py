@@ -225,7 +225,7 @@ class PeopleActions:
             now = self.clock.now()
             asked = t.store.last_record_at(view.id, RecordKind.HELP_ASKED, step.id)
             if asked is not None and now - asked < HELP_AGAIN_AFTER:  # a double tap, a second press: not a rung more
-                raise human.ReportRefused([f"help on `{step.id}` was asked {format_duration(now - asked)} ago and its "
+                raise human.ReportRefused([f"help on `{step.id}` was asked {int((now - asked).total_seconds())}s ago and its "
                                            "people were paged; give them a moment (asking again within "
                                            f"{format_duration(HELP_AGAIN_AFTER)} climbs no further)"])
             if link is not None:

@@ -315,7 +315,11 @@ class SilenceBook:
             same = tx.conn.execute(sa.select(silences.c.id, silences.c.created_at).where(
                 (silences.c.created_by == actor.person) & (silences.c.created_at > now - SAME_SILENCE_WITHIN)
                 & silences.c.ended_at.is_(None)
-                & (silences.c.matchers == json.dumps([m.to_dict() for m in parsed], ensure_ascii=False)))).first()
+                & (silences.c.matchers == json.dumps([m.to_dict() for m in parsed], ensure_ascii=False))
+                # the same window (as sent a moment apart): another window of the same matchers is another silence
+                & silences.c.starts_at.between(begins - SAME_SILENCE_WITHIN, begins + SAME_SILENCE_WITHIN)
+                & silences.c.ends_at.between(silence.ends_at - SAME_SILENCE_WITHIN,
+                                             silence.ends_at + SAME_SILENCE_WITHIN))).first()
             if same is not None:  # a double submit, a second tab: one silence, not two to end
                 raise SilenceRefused({"match": f"you made this silence a moment ago ({same.id}): it stands; end it or "
                                                "wait a minute to make another of the same matchers"})

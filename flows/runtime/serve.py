@@ -57,8 +57,12 @@ def links_miss(base_url: str, host: str, port: int) -> str | None:
     """Why the links in pages (made from ``settings.base_url``) would miss an API served on this machine at
     ``host:port`` (another port of this same machine); None when they may reach it (or lead elsewhere: a proxy)."""
     parts = urlsplit(base_url)
+    try:
+        given = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a port that is no port (80800, abc): no link made from it reaches anything
+        return f"settings.base_url is {base_url}, whose port is no port: the links in pages lead nowhere; fix it"
     local = parts.hostname in ("127.0.0.1", "localhost", "::1", host)
-    if not local or (parts.port or (443 if parts.scheme == "https" else 80)) == port:
+    if not local or given == port:
         return None
     return (f"settings.base_url is {base_url}, but the API listens on {host}:{port}: the links in pages lead to the "
             "former; set base_url (config/settings.yaml) to the address people reach")

@@ -59,8 +59,8 @@ class ChainCheck:
     """The hash chain's last walk, as the desk's pages say it: its result (``Verification``) and when."""
 
     result: Any
-    at: Any  # the engine clock's instant
-    monotonic: float
+    at: Any  # the engine clock's instant the walk began
+    monotonic: float  # when the walk began (a walk begun earlier never replaces it)
 
 
 class Web:
@@ -129,6 +129,7 @@ class Web:
     def _walk_chain(self) -> None:
         from flows.audit import Audit
 
+        began, began_at = time.monotonic(), self.engine.clock.now()
         try:
             walked = Audit(self.engine.ledger).verify(workers=1)  # one process: a threaded server does not fork
         except Exception:  # a ledger gone (the app stopping) or unreachable: the pages say nothing new
@@ -136,8 +137,8 @@ class Web:
             walked = None
         with self._chain_lock:
             self._walking = False
-            if walked is not None:
-                self._chain = ChainCheck(walked, self.engine.clock.now(), time.monotonic())
+            if walked is not None and (self._chain is None or self._chain.monotonic < began):  # a newer walk stands
+                self._chain = ChainCheck(walked, began_at, began)
 
     def actor(self, session: Session) -> Actor:
         return Actor(person=session.person, via=session.actor_via)  # type: ignore[arg-type]

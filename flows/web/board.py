@@ -248,6 +248,9 @@ async def _refused_on_run(request: Request, run: str, status: int, name: str, pr
     web = _web(request)
     session = await run_in_threadpool(web.session, request)
     view = await run_in_threadpool(web.engine.view, run)
+    if not view.is_open:  # its forms are gone with it: the refusal is a page of its own
+        return notice(request, "Nothing was recorded", problem[:1].upper() + problem[1:], status,
+                      action=(f"/runs/{quote(run)}", "Back to the run"))
     return await run_in_threadpool(render_run, request, web, session, view, status, {name: problem}, posted)
 
 

@@ -19,3 +19,11 @@ def test_serve_warns_when_the_links_in_pages_would_miss_its_api(base_url: str, p
     assert (said is not None) == missed
     if missed:
         assert f"listens on 127.0.0.1:{port}" in said and "set base_url" in said
+
+
+@pytest.mark.parametrize("base_url", ["http://localhost:80800", "http://127.0.0.1:abc"])
+def test_a_base_url_whose_port_is_no_port_is_warned_of_not_a_crash(base_url: str) -> None:
+    from flows.runtime.serve import links_miss
+
+    said = links_miss(base_url, "127.0.0.1", 8000)
+    assert said is not None and "whose port is no port" in said

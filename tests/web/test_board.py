@@ -198,6 +198,11 @@ def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site)
     assert bad.status_code == 422 and field_errors(bad)["snooze"].startswith("how long:")
     empty = client.post(f"/runs/{run_id}/updates", data={"csrf": csrf_of(page), "text": "   "})
     assert empty.status_code == 422 and "needs some text" in field_errors(empty)["update"]
+    ended = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                              launch=False).run_id
+    site.engine.cancel(ended, "duplicate", "li-wei")  # a stale page: its forms are gone, the refusal is a page
+    late = client.post(f"/runs/{ended}/updates", data={"csrf": csrf_of(page), "text": "still on it"})
+    assert late.status_code == 422 and "takes no status updates" in late.text
     snoozed = client.post(f"/runs/{run_id}/snooze", data={"csrf": csrf_of(page), "for": "15m", "reason": "press call"})
     assert snoozed.status_code == 303
     assert records(site.engine, run_id, "cadence_snoozed")[-1]["actor"] == "chen-jie"
