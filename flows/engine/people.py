@@ -22,6 +22,7 @@ from flows.engine.view import RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
 from flows.language.cadence import effective_cadence
 from flows.language.durations import format_duration
+from flows.language.fields import length_problem
 from flows.language.steps import human
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
@@ -261,6 +262,8 @@ class PeopleActions:
         text = text.strip()
         if not text:
             raise InputRefused(["a status update needs some text: what is happening now?"])
+        if (problem := length_problem(text, "a status update")) is not None:  # it was cut at 4,000, silently
+            raise InputRefused([problem])
         with self.transaction() as t:
             change = t.change(run_id)
             view = change.view
@@ -272,7 +275,7 @@ class PeopleActions:
                 raise InputRefused([f"{actor.person} is not one of this run's people (its owner {view.sop.owner}, "
                                     "their lead, or someone a step of it is for)"])
             # (asks stopped after missed updates in a row start again with it: flows.engine.timers)
-            seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text[:4000], **actor.facts())
+            seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text, **actor.facts())
         log.info("event=status_update run=%s actor=%s", view.id, actor.described())
         return seq
 

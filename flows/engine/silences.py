@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from flows.language.actors import Actor
 from flows.language.durations import DURATION_HINT, format_duration, parse_duration
+from flows.language.fields import length_problem
 from flows.ledger import Ledger, utc
 from flows.ledger.schema import silences
 from flows.ledger.vocabulary import RecordKind
@@ -304,6 +305,8 @@ class SilenceBook:
         reason = (reason or "").strip()
         if not reason:
             errors["reason"] = "say why: the auditors read it beside every signal it silences"
+        elif (too_long := length_problem(reason, "the reason")) is not None:
+            errors["reason"] = too_long
         if errors:
             raise SilenceRefused(errors)
         parsed: list[Matcher] = found["match"]

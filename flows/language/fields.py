@@ -81,6 +81,17 @@ def nul_problem(text: object, what: str) -> str | None:
     return f"{what} {NUL_PROBLEM}".lstrip() if isinstance(text, str) and "\x00" in text else None
 
 
+#: the longest free text a person gives (a note, a reason, a status update): a page or a message still reads it
+TEXT_MAX = 4_000
+
+
+def length_problem(text: object, what: str) -> str | None:
+    """``"<what> is at most 4,000 characters (5,000 given)"`` for a longer string, else None."""
+    if isinstance(text, str) and len(text) > TEXT_MAX:
+        return f"{what} is at most {TEXT_MAX:,} characters ({len(text):,} given)"
+    return None
+
+
 def value_fits(kind: str, value: object) -> bool:
     """True when ``value`` is a valid value of field type ``kind`` (bool is not an integer)."""
     if kind in ("integer", "number") and isinstance(value, bool):

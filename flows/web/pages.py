@@ -37,6 +37,7 @@ from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
 from flows.language.cadence import effective_cadence
+from flows.language.fields import TEXT_MAX
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
@@ -226,7 +227,7 @@ async def _read_post(request: Request, web: Web) -> tuple[dict[str, str], list[U
 
 
 #: what one post may carry beside its form: a note's length, evidence links
-MAX_NOTE = 4000
+MAX_NOTE = TEXT_MAX
 MAX_LINKS = 20
 
 

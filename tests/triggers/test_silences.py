@@ -141,6 +141,9 @@ def test_bad_matchers_are_refused_with_where_and_what_to_write(book: SilenceBook
     with pytest.raises(SilenceRefused) as many:
         book.create("alertname=X", "90d", " ", LI_WEI)
     assert set(many.value.errors) == {"for", "reason"}
+    with pytest.raises(SilenceRefused) as wordy:
+        book.create("alertname=X", "2h", "z" * 20_000, LI_WEI)
+    assert wordy.value.errors["reason"] == "the reason is at most 4,000 characters (20,000 given)"
     assert records_of(engine) == []
 
 

@@ -225,6 +225,12 @@ def test_a_status_update_comes_from_the_runs_people_only(site: Site) -> None:
                                launch=False).run_id
     with pytest.raises(InputRefused, match="huang-ting is not one of this run's people"):
         site.engine.post_update(run_id, "huang-ting", "all good")
+    # a long one is refused, not cut at 4,000 characters without a word
+    with pytest.raises(InputRefused, match=r"a status update is at most 4,000 characters \(50,000 given\)"):
+        site.engine.post_update(run_id, "sara-lopez", "x" * 50_000)
+    with pytest.raises(InputRefused, match=r"the reason is at most 4,000 characters"):
+        site.engine.cancel(run_id, "y" * 10_000, "li-wei")
+    assert site.engine.view(run_id).is_open
     assert site.engine.post_update(run_id, "sara-lopez", "CS briefed")  # a step of it (facts, brief-cs) is hers
 
 

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from flows.language.actors import Actor, as_actor
 from flows.language.config import Site
-from flows.language.fields import Duration, FieldSpec, Strict, Word, nul_problem
+from flows.language.fields import Duration, FieldSpec, Strict, Word, length_problem, nul_problem
 from flows.language.steps.base import Activation, StepBase, StepKind
 
 #: how long a hold may last when neither the step nor its SOP says (``max_hold``)
@@ -217,7 +217,7 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
     problems: list[str] = []
     actor = report.actor
     who = actor.person
-    problems += [p for p in (nul_problem(report.note, "the note"),
+    problems += [p for p in (nul_problem(report.note, "the note"), length_problem(report.note, "the note"),
                              *(nul_problem(link, "evidence") for link in report.evidence)) if p]
     if not who or not who.strip():
         problems.append("an actor is required (who did it?)")
