@@ -130,7 +130,9 @@ def test_the_cli_refuses_a_nul_and_takes_a_long_reason(cli: Any, local_engine: A
     note = cli("done", run_id, "respond", "--actor", "zhao-lei", "-f", "answer=ok", "--note", "fixed\x00")
     assert note.exit_code == 1 and "the note holds a NUL character" in " ".join(note.output.split())
     assert chain(engine) == before
-    reason = "the supplier called back: " + "details " * 500
+    over = cli("cancel", run_id, "--reason", "x" * 4_001, "--as", "li-wei")  # past free text's one bound: said
+    assert over.exit_code == 1 and "the reason is at most 4,000 characters (4,001 given)" in over.output
+    reason = "the supplier called back: " + "details " * 496  # 3,994 characters: kept whole on both databases
     cancelled = cli("cancel", run_id, "--reason", reason, "--as", "li-wei")
     assert cancelled.exit_code == 0, cancelled.output
     assert records(engine, run_id, "run_cancelled")[0]["data"]["reason"] == reason
