@@ -36,8 +36,7 @@ DRILLS = Query("include", description="drills count like any run (include), are 
 
 
 def _audit(request: Request) -> Audit:
-    engine = request.app.state.engine
-    return Audit(engine.ledger, sops=engine.library.sops)
+    return Audit.of(request.app.state.engine)
 
 
 def _refused(exc: AuditError, field: str) -> Exception:

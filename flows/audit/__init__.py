@@ -60,6 +60,11 @@ class Audit:
         #: the library's SOP ids: an SOP asked about may be one of them without a run yet (:meth:`check_sop`)
         self.sops = frozenset(sops)
 
+    @classmethod
+    def of(cls, engine: Any) -> Audit:
+        """The audit of an engine's ledger, knowing its library's SOPs (an SOP without a run yet is no typo)."""
+        return cls(engine.ledger, sops=engine.library.sops)
+
     def check_sop(self, sop: str | None) -> str | None:
         """``sop`` when it ran or is in the library; NotFound (field ``sop``) naming the closest for a typo."""
         if sop is None or sop in self.sops:

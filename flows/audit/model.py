@@ -157,6 +157,11 @@ class Round:
     sent_back_from: str | None
     sent_back_note: str | None
 
+    @property
+    def late(self) -> bool | None:
+        """Answered after its due (None: it had no due, or was not answered): an ask judged as a step's."""
+        return None if self.due_at is None or self.finished_at is None else self.finished_at > self.due_at
+
 
 @dataclass(slots=True)
 class StepAudit:

@@ -259,8 +259,7 @@ class RunFacts(NamedTuple):
         other = []
         for step in run.steps.values():
             for earlier in step.rounds:  # a round a rejection sent back was an ask with its due: judged as one
-                if earlier.due_at is not None and earlier.finished_at is not None and step.is_human:
-                    late = earlier.finished_at > earlier.due_at
+                if (late := earlier.late) is not None and step.is_human:
                     timed.append((step.assignee or "(automated)", late))
                     other.append((late, late))
             verdict = step.deadline(now)

@@ -141,12 +141,11 @@ _LEVELS_FIRED = (sa.select(timers.c.run_id, timers.c.step_id, timers.c.level, ti
                  .join(runs, runs.c.id == timers.c.run_id)
                  .where((runs.c.status == RunStatus.RUNNING) & (timers.c.kind == TimerKind.LADDER)
                         & timers.c.fired_at.is_not(None)))
-_OPEN_HOLDS = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.c.held_at, holds.c.held_by)
-               .join(runs, runs.c.id == holds.c.run_id)
-               .where((runs.c.status == RunStatus.RUNNING) & holds.c.released_at.is_(None)))
-_VERSION = sa.select(sa.func.max(records.c.seq))
+#: holds not released (the runs ``sop status`` asks about narrow it), and those of open runs (the board)
 _HOLDS_OF = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.c.held_at, holds.c.held_by)
              .where(holds.c.released_at.is_(None)))
+_OPEN_HOLDS = _HOLDS_OF.join(runs, runs.c.id == holds.c.run_id).where(runs.c.status == RunStatus.RUNNING)
+_VERSION = sa.select(sa.func.max(records.c.seq))
 
 
 @dataclass

@@ -246,8 +246,7 @@ class Drill:
         for step in run.steps.values():
             began = step.ready_at
             for earlier in step.rounds:  # a round a rejection sent back: a row of its own, with its own ladder
-                late = None if earlier.due_at is None or earlier.finished_at is None else \
-                    earlier.finished_at > earlier.due_at
+                late = earlier.late
                 rows.append({"step": step.id, "state": earlier.state, "actor": earlier.actor, "round": earlier.round,
                              "due": _sop(run.sop_seconds(earlier.ready_at, earlier.due_at)),
                              "took": _sop(run.sop_seconds(earlier.ready_at, earlier.finished_at)),

@@ -247,7 +247,10 @@ async def _refused_on_run(request: Request, run: str, status: int, name: str, pr
     """The run's page with ``problem`` beside its form ``name`` and what was posted in it."""
     web = _web(request)
     session = await run_in_threadpool(web.session, request)
-    view = await run_in_threadpool(web.engine.view, run)
+    try:
+        view = await run_in_threadpool(web.engine.view, run)
+    except RunNotFound:
+        return notice(request, "No such run", f"There is no run `{run}`.", 404)
     if not view.is_open:  # its forms are gone with it: the refusal is a page of its own
         return notice(request, "Nothing was recorded", problem[:1].upper() + problem[1:], status,
                       action=(f"/runs/{quote(run)}", "Back to the run"))
@@ -264,11 +267,8 @@ async def cancel(request: Request, run: str) -> Response:
     web = _web(request)
     reason = str(form.get("reason") or "").strip()
     if not reason:
-        try:
-            return await _refused_on_run(request, run, 422, "cancel", "say why the run is cancelled: it is recorded "
-                                         "and sent to the people involved; nothing was cancelled", {})
-        except RunNotFound:
-            return notice(request, "No such run", f"There is no run `{run}`.", 404)
+        return await _refused_on_run(request, run, 422, "cancel", "say why the run is cancelled: it is recorded "
+                                     "and sent to the people involved; nothing was cancelled", {})
     view = await _on_run(request, run, "Not cancelled", 409, lambda: web.engine.cancel(run, reason, web.actor(session)))
     if isinstance(view, Response):
         return view
@@ -308,10 +308,7 @@ async def snooze(request: Request, run: str) -> Response:
     try:
         by = parse_duration(posted["for"])
     except ValueError as exc:
-        try:
-            return await _refused_on_run(request, run, 422, "snooze", f"how long: {exc}", posted)
-        except RunNotFound:
-            return notice(request, "No such run", f"There is no run `{run}`.", 404)
+        return await _refused_on_run(request, run, 422, "snooze", f"how long: {exc}", posted)
     refused = await _on_run(request, run, "Not snoozed", 422,
                             lambda: web.engine.snooze(run, web.actor(session), by, posted["reason"]),
                             form=("snooze", posted))

@@ -150,7 +150,7 @@ def runs_page(request: Request) -> Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
+    audit = Audit.of(web.engine)
     asked = read_asked(audit, request.query_params, tz)
     lines = audit.lines(asked.within, **asked.filters()) if asked.ok else []
     return html(request, "desk_runs.html.j2", chain=web.chain(), status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
@@ -164,7 +164,7 @@ def runs_csv(request: Request) -> Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
+    audit = Audit.of(web.engine)
     asked = read_asked(audit, request.query_params, tz)
     if not asked.ok:
         return runs_page(request)
@@ -181,7 +181,7 @@ def _story(request: Request, run: str) -> tuple[Audit, Any, str] | Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
+    audit = Audit.of(web.engine)
     try:
         return audit, audit.run(run), tz
     except NotFound as exc:
@@ -257,7 +257,7 @@ def _report_asked(request: Request) -> tuple[Web, str, Audit, Asked] | Response:
     if isinstance(reader, Response):
         return reader
     web, tz = reader
-    audit = Audit(web.engine.ledger, sops=web.engine.library.sops)
+    audit = Audit.of(web.engine)
     return web, tz, audit, read_asked(audit, request.query_params, tz)
 
 
