@@ -88,7 +88,7 @@ TEXT_MAX = 4_000
 def length_problem(text: object, what: str) -> str | None:
     """``"<what> is at most 4,000 characters (5,000 given)"`` for a longer string, else None."""
     if isinstance(text, str) and len(text) > TEXT_MAX:
-        return f"{what} is at most {TEXT_MAX:,} characters ({len(text):,} given)"
+        return f"{what} is at most {TEXT_MAX:,} characters ({len(text):,} given)".lstrip()
     return None
 
 
@@ -182,6 +182,11 @@ class FieldSpec(Strict):
         if self.maximum is not None and value > self.maximum:  # type: ignore[operator]
             return f"must be at most {self.maximum:g}, got {value!r}"
         return None
+
+    def check_answer(self, value: object) -> str | None:
+        """:meth:`check_value` for a value a person gives in a step's form: a string is also free text, bounded
+        like a note (a run's inputs are not: an alert's text is never refused for its length)."""
+        return self.check_value(value) or length_problem(value, "")
 
     def coerce(self, text: str) -> object:
         """Turn a command-line string (``-p key=value``) into this field's type."""

@@ -85,7 +85,7 @@ def read_form(form: dict[str, FieldSpec], posted: dict[str, str]) -> tuple[dict[
         except ValueError as exc:
             problems[name] = str(exc)
             continue
-        wrong = spec.check_value(value)
+        wrong = spec.check_answer(value)
         if wrong:
             problems[name] = wrong
         else:

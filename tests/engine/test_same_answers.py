@@ -130,6 +130,10 @@ def test_the_cli_refuses_a_nul_and_takes_a_long_reason(cli: Any, local_engine: A
     note = cli("done", run_id, "respond", "--actor", "zhao-lei", "-f", "answer=ok", "--note", "fixed\x00")
     assert note.exit_code == 1 and "the note holds a NUL character" in " ".join(note.output.split())
     assert chain(engine) == before
+    link = "https://wiki.example/" + "a" * 4_000  # evidence is bounded like free text
+    answer = cli("done", run_id, "respond", "--actor", "zhao-lei", "-f", "answer=ok", "--evidence", link)
+    assert answer.exit_code == 1 and "evidence is at most 4,000 characters (4,021 given)" in answer.output
+    assert chain(engine) == before
     over = cli("cancel", run_id, "--reason", "x" * 4_001, "--as", "li-wei")  # past free text's one bound: said
     assert over.exit_code == 1 and "the reason is at most 4,000 characters (4,001 given)" in over.output
     reason = "the supplier called back: " + "details " * 496  # 3,994 characters: kept whole on both databases

@@ -445,6 +445,10 @@ def test_refused_posts_keep_no_evidence_and_odd_values_are_refused_beside_their_
     assert nul.status_code == 422 and field_errors(nul)["topic"] == "contains a NUL character"
     long = client.post(link, data={**ASSESS, "note": "x" * 5000, "csrf": csrf_of(page), "action": "done"})
     assert long.status_code == 422 and "at most 4,000 characters" in field_errors(long)["note"]
+    topic = client.post(link, data={**ASSESS, "topic": "y" * 20_000, "csrf": csrf_of(page), "action": "done"})
+    assert topic.status_code == 422  # a form's text field is free text too, with the note's bound
+    assert field_errors(topic)["topic"] == "is at most 4,000 characters (20,000 given)"
+    assert "y" * 100 in topic.text  # what was typed is kept in the form
     assert site.engine.view(run_id).state("assess") == "active"
 
 

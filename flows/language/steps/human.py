@@ -218,7 +218,8 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
     actor = report.actor
     who = actor.person
     problems += [p for p in (nul_problem(report.note, "the note"), length_problem(report.note, "the note"),
-                             *(nul_problem(link, "evidence") for link in report.evidence)) if p]
+                             *(nul_problem(link, "evidence") for link in report.evidence),
+                             *(length_problem(link, "evidence") for link in report.evidence)) if p]
     if not who or not who.strip():
         problems.append("an actor is required (who did it?)")
     elif who not in site.people:
@@ -231,7 +232,7 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
                 if spec.is_required and spec.default is None:
                     problems.append(f"field `{name}` is required ({_expects(spec)})")
                 continue
-            problem = spec.check_value(report.values[name])
+            problem = spec.check_answer(report.values[name])
             if problem:
                 problems.append(f"field `{name}`: {problem}")
         for name in report.values:
