@@ -449,11 +449,9 @@ def conclude(conn: Connection, result: Verification, stretches: list[Walk], anch
 
 
 def _check_texts(conn: Connection, result: Verification) -> None:
-    stored = {r.hash: (r.sop_id, r.text) for r in conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.sop_id,
-                                                                           sop_versions.c.text))}
-    result.texts_checked = len(stored)
-    result.bad_texts = sorted(f"{sop_id} {digest[:12]}" for digest, (sop_id, text) in stored.items()
-                              if text_hash(text) != digest)
+    """Every pinned text hashes to its name, and every run's start names a text that is kept. The starts are
+    read first: on PostgreSQL each statement sees what is committed when it runs, and a text is committed with
+    (or before) the first start naming it, so a run started between the two reads is no missing text."""
     used: set[tuple[str, str]] = set()
     for (raw,) in conn.execute(sa.select(records.c.data).where(records.c.kind == "run_started")):
         try:
@@ -461,6 +459,11 @@ def _check_texts(conn: Connection, result: Verification) -> None:
         except ValueError:
             continue  # an edited record: the chain walk reports it
         used.add((str(data.get("sop")), str(data.get("sop_hash"))))
+    stored = {r.hash: (r.sop_id, r.text) for r in conn.execute(sa.select(sop_versions.c.hash, sop_versions.c.sop_id,
+                                                                           sop_versions.c.text))}
+    result.texts_checked = len(stored)
+    result.bad_texts = sorted(f"{sop_id} {digest[:12]}" for digest, (sop_id, text) in stored.items()
+                              if text_hash(text) != digest)
     result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
 
 

@@ -250,3 +250,34 @@ def test_on_a_terminal_verify_shows_a_progress_bar_and_in_a_pipe_it_does_not(sop
 
     piped = _verify(sop, scenario.url)  # stdout and stderr captured: no bar, nothing on stderr
     assert piped.returncode == 0 and piped.stderr == "" and "verifying" not in piped.stdout
+
+
+def test_a_run_of_a_new_sop_version_started_during_the_walk_is_no_missing_text(ledger_copy: str) -> None:
+    """The walk reads the run_started records and the pinned texts in two statements (on PostgreSQL, each sees
+    what is committed when it runs): a first run of a new version committed between them is no missing text."""
+    from flows.audit.queries import text_hash
+    from flows.engine.store import RunStore
+
+    ledger, writer = Ledger(ledger_copy), Ledger(ledger_copy)
+    text = "id: late-sop\ntitle: A version pinned while the audit walked\n"
+    written: list[str] = []
+
+    def start_a_run_meanwhile(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if written or "run_started" not in statement and "sop_versions" not in statement:
+            return
+        written.append(statement)  # right after the walk's first read of the two
+        with writer.transaction() as tx:
+            RunStore(tx).pin(text_hash(text), "late-sop", "1", text, datetime(2026, 3, 2, 16, 1))
+            tx.append("run_started", "r-late", sop="late-sop", sop_hash=text_hash(text))
+
+    sa.event.listen(ledger.reader, "after_cursor_execute", start_a_run_meanwhile)
+    try:
+        with ledger.read() as conn:
+            result = verify_chain(conn)
+    finally:
+        ledger.dispose()
+        writer.dispose()
+    assert written, "the walk read neither the texts nor the starts"
+    assert result.missing_texts == [] and result.ok, (result.missing_texts, result.breaks)
+    with Ledger(ledger_copy).read() as conn:
+        assert verify_chain(conn).ok  # and the run written meanwhile verifies on the next walk
