@@ -11,6 +11,7 @@ import difflib
 import re
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
@@ -249,6 +250,35 @@ def render(text: str, context: dict[str, Any]) -> str:
         if type(value) in _PLAIN:
             return str(value)
     return _compiled(text).render(**context)
+
+
+def _url_part(value: Any) -> str:
+    """A value placed in a URL after its start: percent-encoded whole (``/``, ``?``, ``#``, ``%`` and spaces too), and
+    a lone ``.`` or ``..`` spelled out, so that no value can change which path or query is called."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
+#: URL templates: every expression's value is one component of the address (:func:`render_url`)
+URL_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_url_part)
+URL_ENV.filters["default"] = URL_ENV.filters["d"] = default
+#: a URL template's leading expression (its base address, ``{{ config.gateway }}``) and the rest
+_URL_BASE = re.compile(r"\A(\s*\{\{.*?\}\})(.*)\Z", re.S)
+
+
+@lru_cache(maxsize=512)
+def _compiled_url(text: str) -> Template:
+    return URL_ENV.from_string(text)
+
+
+def render_url(text: str, context: dict[str, Any]) -> str:
+    """Render an HTTP step's URL: an expression at the very start is the base address and goes in as it is
+    (``{{ config.gateway }}``: the site's, or the SOP's author's choice); the value of every later expression is
+    percent-encoded as one path segment or query value. An alert label ``service: ../../admin?x=1`` in
+    ``…/scaling-groups/{{ inputs.service }}/capacity`` stays inside that segment instead of calling ``/admin``."""
+    match = _URL_BASE.match(text)
+    base, rest = (match.group(1), match.group(2)) if match else ("", text)
+    return (render(base, context) if base else "") + (_compiled_url(rest).render(**context) if "{" in rest else rest)
 
 
 def evaluate(expression: str, context: dict[str, Any]) -> Any:

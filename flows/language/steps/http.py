@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from flows.language.expressions import render, render_value
+from flows.language.expressions import render_url, render_value
 from flows.language.fields import Duration, Strict
 from flows.language.masking import mask_url, redact
 from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
@@ -81,7 +81,7 @@ def execute(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
     import httpx  # here, not at the top: validating an SOP never needs an HTTP client
 
     request = step.request
-    url = render(request.url, ctx.variables)
+    url = render_url(request.url, ctx.variables)
     body = render_value(request.json_body, ctx.variables)
     headers = render_value(request.headers, ctx.variables)
     limit = step.timeout or DEFAULT_TIMEOUT
@@ -136,7 +136,7 @@ def simulate(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
     answer = step.drill_answer or {}
     return {"simulated": True, "status": answer.get("status", request.expect[0]), "json": answer.get("json"),
             "body": answer.get("body", ""),
-            "request": {"method": request.method, "url": mask_url(render(request.url, ctx.variables)),
+            "request": {"method": request.method, "url": mask_url(render_url(request.url, ctx.variables)),
                         "json": render_value(request.json_body, ctx.variables)}}
 
 
