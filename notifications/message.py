@@ -9,6 +9,7 @@ site templates against the same shape (see docs/notifications.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
@@ -207,15 +208,33 @@ class Context:
         return replace(self, recipient=recipient)
 
 
+#: the longest title a message keeps (push services cut titles near 250 characters; the body has the rest)
+TITLE_MAX = 200
+#: what cannot stand in a title: line and paragraph breaks, tabs and other control characters
+_NOT_IN_A_TITLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(title: str) -> str:
+    """A title as every channel takes it: one line (a value typed or labelled with a line break in it, such as a
+    brand ``crlf\\r\\nBcc: …``, would make an e-mail's subject a header injection its library refuses, and the page
+    be lost), at most :data:`TITLE_MAX` characters (a topic of 20,000 characters: phones cut or refuse it)."""
+    title = _NOT_IN_A_TITLE.sub(" ", title).strip()
+    return title if len(title) <= TITLE_MAX else title[:TITLE_MAX - 1].rstrip() + "…"
+
+
 @dataclass(frozen=True)
 class Message:
-    """A rendered notification: a title (with its ``[P1]`` prefix), a markdown body and its urgency."""
+    """A rendered notification: a title (with its ``[P1]`` prefix; one line, :func:`one_line`), a markdown body and
+    its urgency."""
 
     title: str
     body: str
     notify_type: NotifyType = "info"
     priority: int = 4
     kind: str = "message"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", one_line(self.title))
 
 
 def plain(value: Any) -> Any:

@@ -123,8 +123,6 @@ def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_
     if not title:
         raise RenderError("the template rendered an empty first line (the title)", template.filename)
     title = f"{'[DRILL] ' if ctx.run.drill else ''}{urgency.title_prefix(ctx.sop.priority)} {title}"
-    if len(title) > TITLE_MAX:  # a value typed into it (a topic of 20,000 characters): phones cut or refuse it
-        title = title[:TITLE_MAX - 1].rstrip() + "…"
     return Message(
         title=title,
         body=body,
@@ -148,10 +146,6 @@ def render_for(
         return render_message(kind, ctx.for_recipient(info), site=site, overrides_dir=overrides_dir)
 
     return message_for
-
-
-#: the longest title a message keeps (push services cut titles near 250 characters; the body has the rest)
-TITLE_MAX = 200
 
 
 def split_title(text: str) -> tuple[str, str]:

@@ -58,3 +58,17 @@ def test_a_wrong_password_is_a_failed_delivery_then_the_next_contact(smtp: SmtpS
     assert failed.latency < 2  # the retry waits our backoff, not Apprise's 5.5 s per-plugin throttle
     assert "wrong-password-123" not in (failed.error or "")
     assert delivered.ok and [m.rcpt_tos for m in smtp.mails] == [["sara-backup@example.com"]]
+
+
+def test_a_line_break_in_a_title_is_a_space_and_the_mail_still_goes(smtp: SmtpServer) -> None:
+    # a brand from an alert's label, "crlf\r\nBcc: …", went into a notify step's title: e-mail's library refused
+    # the subject (a header injection) and the page was lost after three attempts
+    message = Message(title="[P1] Crisis PR: crlf\r\nBcc: evil@example.com\u2028and\tmore", body="b", kind="message")
+    assert message.title == "[P1] Crisis PR: crlf Bcc: evil@example.com and more"
+    [result] = deliver(message, [person(smtp.url("sara@example.com"))], timeout=2, retries=0)
+    assert result.ok, result.error
+    [mail] = smtp.mails
+    assert mail.rcpt_tos == ["sara@example.com"]  # nobody added
+    assert mail.message["Subject"] == "[P1] Crisis PR: crlf Bcc: evil@example.com and more"
+    assert mail.message["Bcc"] is None
+    assert Message(title="x" * 500, body="").title == "x" * 199 + "…"
