@@ -90,11 +90,14 @@ class Web:
     # --- who is at the browser ------------------------------------------------------------
 
     def session(self, request: Request) -> Session | None:
-        """The browser's live session; one begun now when the trusted proxy vouches for a person."""
+        """The browser's live session; one begun now when the trusted proxy vouches for a person. A session of
+        someone no longer in config (a leaver, a reload since) is none: their cookie reads no page."""
         cached = getattr(request.state, "session", False)
         if cached is not False:
             return cached
         session = self.sessions.read(request.cookies.get(COOKIE))
+        if session is not None and session.person not in self.site.people:
+            session = None  # a leaver's session (config reloaded without them) reads nothing more: signed out
         vouched = self.proxy.person(request)
         if vouched is not None and (session is None or session.person != vouched):
             cookie, session = self.sessions.begin(vouched, "sso", client=_client(request))

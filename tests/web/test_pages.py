@@ -183,6 +183,20 @@ def test_a_sign_in_link_goes_to_the_persons_own_contacts_and_works_once(site: Si
     assert signed and signed[-1]["data"]["via"] == "sign-in"
 
 
+def test_a_leavers_session_reads_nothing_once_config_no_longer_has_them(site: Site,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    client = site.client()
+    sign_in(site, client, "sara-lopez")
+    assert client.get("/library").status_code == 200
+    csrf = csrf_of(client.get("/"))
+    people = {k: v for k, v in site.engine.site.people.items() if k != "sara-lopez"}
+    monkeypatch.setattr(site.engine.library, "site", site.engine.site.model_copy(update={"people": people}))  # a reload
+    for path in ("/", "/library", "/people"):
+        assert client.get(path).status_code == 303, path  # asked to sign in, which she no longer can
+    tested = client.post("/people/test", data={"csrf": csrf})
+    assert tested.status_code == 303 and "internal error" not in tested.text  # was a 500 (UnknownTarget)
+
+
 def test_the_company_proxy_is_believed_only_with_its_secret(site: Site) -> None:
     trusted = {"X-Forwarded-User": "chen-jie", "X-Proxy-Secret": PROXY_SECRET}
     home = site.client().get("/", headers=trusted)
