@@ -4,6 +4,7 @@ A fresh clone runs with no secret because every contact in ``config/`` defaults 
 inbox. It is an Apprise custom notification (``apprise.decorators.notify``), so it goes
 through exactly the same delivery path, results and retries as a real channel.
 
+Each file is its owner's alone (0600; a new folder 0700): its messages hold live step and sign-in links.
 One JSON object per line: ``{"at", "title", "body", "type", "recipient"}`` (``at`` is the
 UTC instant it was written). The folder is, first found: the URL's ``?dir=`` option, the
 ``SOP_INBOX_DIR`` environment variable, the ``inbox_dir`` passed by the caller (the site's
@@ -73,8 +74,12 @@ def append(name: str, title: str, body: str, notify_type: str, directory: str | 
     }
     line = json.dumps(record, ensure_ascii=False) + "\n"
     with _lock(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # the owner's alone (0600), like var/secret: its messages hold live step and sign-in links
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # one an older release made 0644
+        with open(fd, "a", encoding="utf-8") as handle:
             handle.write(line)
     return path
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +38,19 @@ def test_a_message_is_appended_as_one_json_line(tmp_path: Path, monkeypatch: Any
     )
     assert datetime.fromisoformat(record["at"]).tzinfo is not None
     assert [m["title"] for m in read_inbox("zhao-lei", tmp_path)] == ["[P2] Reminder: Check the CDN", "second"]
+
+
+def test_an_inbox_is_its_owners_alone(tmp_path: Path, monkeypatch: Any) -> None:
+    folder = tmp_path / "inbox"
+    monkeypatch.setenv("SOP_INBOX_DIR", str(folder))
+    old = os.umask(0o022)  # a usual umask: files 0644, readable by every account on the host
+    try:
+        deliver(MESSAGE, [person("inbox://zhao-lei")])
+    finally:
+        os.umask(old)
+    # its messages hold live step and sign-in links: anyone who reads them can act as zhao-lei
+    assert stat.S_IMODE((folder / "zhao-lei.jsonl").stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
 def test_the_folder_is_the_sites_setting_under_sop_home(tmp_path: Path, monkeypatch: Any) -> None:
