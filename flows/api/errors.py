@@ -252,8 +252,36 @@ def refused(request: Request, error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
+def database_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says the ledger's database cannot be reached or used now (down, restarting, a connection cut,
+    SQLite's file locked past its wait): the service's state, not a bug, and worth the client's retry."""
+    import sqlalchemy as sa
+
+    from flows.ledger.url import LedgerUnavailable
+
+    if isinstance(exc, (LedgerUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+#: how long a client is asked to wait before it sends again when the database is away (seconds)
+RETRY_AFTER_S = 5
+
+
 def failed(request: Request, exc: Exception) -> JSONResponse:
-    """A 500 in the same shape as a refusal, for what no handler expected (a bug of ours: logged with its traceback)."""
+    """A 500 in the same shape as a refusal, for what no handler expected (a bug of ours: logged with its traceback);
+    a 503 with ``Retry-After`` when the ledger's database is away (logged in one line: a database down for a minute
+    is not thousands of tracebacks). Alertmanager and Grafana send a 5xx again (a repeat attaches to its run)."""
+    if database_away(exc):
+        log.error(kv("event=request_failed", method=request.method, path=request.url.path, error=type(exc).__name__,
+                     cause="database unreachable", detail=str(exc).splitlines()[0][:200] if str(exc) else ""))
+        body = {"error": "the service's database cannot be reached now; send this request again in a moment "
+                         f"(retry after {RETRY_AFTER_S} s)", "field": None, "problems": []}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     log.error(kv("event=request_failed", method=request.method, path=request.url.path, error=type(exc).__name__),
               exc_info=exc)
     body = {"error": f"internal error ({type(exc).__name__}): a fault of the service, not of the request; see the API log",
@@ -270,10 +298,10 @@ def unexpected(request: Request, exc: Exception) -> Response:
     from flows.web.pages import notice
 
     try:
-        return notice(request, FAULT_TITLE, FAULT_TEXT, 500, action=("/", "Go to your steps"))
+        return notice(request, FAULT_TITLE, FAULT_TEXT, answer.status_code, action=("/", "Go to your steps"))
     except Exception:  # noqa: BLE001 - the page itself failed (the database is away): a page that needs nothing
         log.exception("event=fault_page_failed path=%s", request.url.path)
-        return HTMLResponse(FAULT_PAGE, status_code=500, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(FAULT_PAGE, status_code=answer.status_code, headers={"Cache-Control": "no-store"})
 
 
 FAULT_TITLE = "Something went wrong on our side"
