@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.engine.holds import HoldNotAllowed, HoldReasonRefused
+from flows.engine.people import UpdateRefused
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.steps.human import ReportRefused
@@ -364,6 +365,13 @@ def install(app: FastAPI) -> None:
             from_problems(422, exc.problems, "body.inputs", "the inputs do not fit the SOP",
                           {"speed": "body.speed", "the reason": "body.reason"}),
         )
+
+    @app.exception_handler(UpdateRefused)
+    async def _update(request: Request, exc: UpdateRefused) -> JSONResponse:
+        if exc.what == "actor":  # the token's person may not post on this run: a permission, not the body
+            return refused(request, ApiError(403, "status update refused: " + "; ".join(exc.problems), None,
+                                             [{"field": None, "error": p} for p in exc.problems]))
+        return refused(request, from_problems(422, exc.problems, "body.text", "status update refused"))
 
     @app.exception_handler(HoldReasonRefused)
     async def _hold_reason(request: Request, exc: HoldReasonRefused) -> JSONResponse:

@@ -38,6 +38,14 @@ SELF_SERVED = ("cli", "web", "link")
 HELP_AGAIN_AFTER = timedelta(minutes=1)
 
 
+class UpdateRefused(InputRefused):
+    """A status update refused: ``what`` is ``text`` (its words: none, too long) or ``actor`` (who may not post one)."""
+
+    def __init__(self, problems: list[str], what: str):
+        super().__init__(problems)
+        self.what = what
+
+
 class StepHeld(StepNotActive):
     """The step is held by someone else (they said "I'll take it")."""
 
@@ -261,19 +269,19 @@ class PeopleActions:
         actor = as_actor(actor)
         text = text.strip()
         if not text:
-            raise InputRefused(["a status update needs some text: what is happening now?"])
+            raise UpdateRefused(["a status update needs some text: what is happening now?"], "text")
         if (problem := length_problem(text, "a status update")) is not None:  # it was cut at 4,000, silently
-            raise InputRefused([problem])
+            raise UpdateRefused([problem], "text")
         with self.transaction() as t:
             change = t.change(run_id)
             view = change.view
             if not view.is_open:
                 raise StepNotActive(f"run {view.id} is {view.run['status']}: it takes no status updates")
             if actor.person not in self.site.people:
-                raise InputRefused([str(UnknownPerson(actor.person, self.site))])
+                raise UpdateRefused([str(UnknownPerson(actor.person, self.site))], "actor")
             if actor.person not in self.run_people(view):
-                raise InputRefused([f"{actor.person} is not one of this run's people (its owner {view.sop.owner}, "
-                                    "their lead, or someone a step of it is for)"])
+                raise UpdateRefused([f"{actor.person} is not one of this run's people (its owner {view.sop.owner}, "
+                                     "their lead, or someone a step of it is for)"], "actor")
             # (asks stopped after missed updates in a row start again with it: flows.engine.timers)
             seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text, **actor.facts())
         log.info("event=status_update run=%s actor=%s", view.id, actor.described())

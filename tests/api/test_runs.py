@@ -279,3 +279,16 @@ def test_a_new_run_is_handed_to_the_launcher_after_the_answer_a_repeat_is_not(ap
     finally:
         served.stop()
     assert launched == [first["run"]]
+
+
+def test_a_refused_status_update_names_what_was_wrong(api: Api) -> None:
+    run = start(api, brand=unique("brand"))["run"]
+    before = record_count(api)
+    stranger = api.as_("sre-oncall-phone").post(f"/v1/runs/{run}/updates", json={"text": "all fine"})
+    assert stranger.status_code == 403, stranger.text  # zhao-lei is no person of a crisis-PR run: not a body error
+    assert "zhao-lei is not one of this run's people" in stranger.json()["error"]
+    assert stranger.json()["field"] is None  # it said body.inputs, "the inputs do not fit the SOP"
+    blank = api.as_("ops-console").post(f"/v1/runs/{run}/updates", json={"text": "   "})
+    assert blank.status_code == 422 and blank.json()["field"] == "body.text", blank.text
+    assert "needs some text" in blank.json()["error"]
+    assert record_count(api) == before
