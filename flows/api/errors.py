@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flows.engine.holds import HoldNotAllowed, HoldReasonRefused
+from flows.engine.holds import HoldNotAllowed, HoldNoteRefused, HoldReasonRefused
 from flows.engine.people import UpdateRefused
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
@@ -372,6 +372,10 @@ def install(app: FastAPI) -> None:
             return refused(request, ApiError(403, "status update refused: " + "; ".join(exc.problems), None,
                                              [{"field": None, "error": p} for p in exc.problems]))
         return refused(request, from_problems(422, exc.problems, "body.text", "status update refused"))
+
+    @app.exception_handler(HoldNoteRefused)
+    async def _hold_note(request: Request, exc: HoldNoteRefused) -> JSONResponse:
+        return refused(request, from_problems(422, exc.problems, "body.note", "refused, nothing recorded"))
 
     @app.exception_handler(HoldReasonRefused)
     async def _hold_reason(request: Request, exc: HoldReasonRefused) -> JSONResponse:

@@ -17,6 +17,7 @@ from flows.api import docs
 from flows.api.auth import Principal, raw_body, require
 from flows.api.errors import parse_body
 from flows.api.runs import step_of
+from flows.language.fields import TEXT_MAX
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -27,7 +28,7 @@ class HoldStep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=80, description="one of the SOP's (or step's) `waiting_for`")
-    note: str = Field(default="", max_length=2000, description="what exactly it waits for (recorded)")
+    note: str = Field(default="", max_length=TEXT_MAX, description="what exactly it waits for (recorded)")
 
 
 class ReleaseStep(BaseModel):
@@ -35,7 +36,7 @@ class ReleaseStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=2000, description="what came (recorded)")
+    note: str = Field(default="", max_length=TEXT_MAX, description="what came (recorded)")
 
 
 @router.post("/{run}/steps/{step}/hold", status_code=201, openapi_extra=docs.body(HoldStep, ("operator", "responder")))

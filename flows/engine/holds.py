@@ -34,6 +34,7 @@ from flows.engine.links import Claim
 from flows.language.actors import Actor, UnknownPerson, as_actor
 from flows.language.calendar import business_between, calendar_for, postponed
 from flows.language.durations import format_duration
+from flows.language.fields import length_problem, nul_problem
 from flows.language.steps import human
 from flows.language.steps.human import DEFAULT_MAX_HOLD, HumanStep, hold_reasons, max_hold
 from flows.ledger import utc
@@ -51,6 +52,18 @@ RUN_TIMERS = (TimerKind.RUN_DEADLINE, TimerKind.CADENCE, TimerKind.CADENCE_CHECK
 
 class HoldReasonRefused(InputRefused):
     """A hold's reason is not one the step may wait for (its ``waiting_for``), or it declares none."""
+
+
+class HoldNoteRefused(InputRefused):
+    """A hold's (or release's) note that cannot be kept: longer than free text's bound, or holding a NUL."""
+
+
+def _checked(note: str) -> str:
+    """``note`` when free text may be it; HoldNoteRefused otherwise (a page cut it at 2,000 characters, silently)."""
+    problem = nul_problem(note, "the note") or length_problem(note, "the note")
+    if problem is not None:
+        raise HoldNoteRefused([problem])
+    return note
 
 
 class HoldNotAllowed(InputRefused):
@@ -179,7 +192,7 @@ class HoldActions:
         changing anything: an undeclared reason (HoldReasonRefused), a person who may not
         (HoldNotAllowed), a step already on hold or not active (StepNotActive).
         """
-        actor = as_actor(actor)
+        actor, note = as_actor(actor), _checked(note)
         with self.transaction() as t:
             change = t.change(run_id)
             view = change.view
@@ -226,7 +239,7 @@ class HoldActions:
         changing anything: an undeclared reason (HoldReasonRefused), a person who may not
         (HoldNotAllowed), a run not open or on hold already (StepNotActive).
         """
-        actor = as_actor(actor)
+        actor, note = as_actor(actor), _checked(note)
         with self.transaction() as t:
             change = t.change(run_id)
             view = change.view
@@ -268,7 +281,7 @@ class HoldActions:
 
     def release_run(self, run_id: str, actor: Actor | str, note: str = "") -> datetime | None:
         """End a run's hold: its steps' holds end, its deadline moves by the time held (returned) and runs again."""
-        actor = as_actor(actor)
+        actor, note = as_actor(actor), _checked(note)
         with self.transaction() as t:
             change = t.change(run_id)
             view = change.view
@@ -286,7 +299,7 @@ class HoldActions:
     def release(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
                 link: Claim | None = None) -> datetime | None:
         """End a step's hold: its clock runs again, its due instant moved by the time held (returned)."""
-        actor = as_actor(actor)
+        actor, note = as_actor(actor), _checked(note)
         with self.transaction() as t:
             change = t.change(run_id)
             view = change.view

@@ -337,7 +337,7 @@ async def _run_hold(request: Request, run: str, action: str) -> Response:
     if isinstance(signed, Response):
         return signed
     session, form = signed
-    actor, note = web.actor(session), str(form.get("note") or "").strip()[:2000]
+    actor, note = web.actor(session), str(form.get("note") or "").strip()  # bounded by the engine: said, not cut
     reason = str(form.get("reason") or "").strip()
     done = await _on_run(request, run, failed, 422, lambda: web.engine.hold_run(run, actor, reason, note)
                          if action == "hold" else web.engine.release_run(run, actor, note))

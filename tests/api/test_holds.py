@@ -73,18 +73,24 @@ def kinds(api: Api, run_id: str, kind: str) -> list[dict]:
 def test_an_allowed_person_holds_and_releases_a_step_with_their_token(api: Api) -> None:
     run_id = refresh(api)
     operator = api.as_("ops-console")
+    nul = operator.post(f"/v1/runs/{run_id}/steps/impact/hold", json={"reason": "platform_reply", "note": "a\x00b"})
+    assert nul.status_code == 422 and nul.json()["field"] == "body.note", nul.text
+    long = operator.post(f"/v1/runs/{run_id}/steps/impact/hold", json={"reason": "platform_reply", "note": "n" * 3_000})
+    assert long.status_code == 201, long.text  # free text's one bound (4,000), not 2,000
+    operator.post(f"/v1/runs/{run_id}/steps/impact/release", json={})
     held = operator.post(f"/v1/runs/{run_id}/steps/impact/hold", json={"reason": "platform_reply",
                                                                       "note": "asked Douyin support"})
     assert held.status_code == 201, held.text
     assert (held.json()["held_by"], held.json()["reason"]) == ("li-wei", "platform_reply")
-    [record] = kinds(api, run_id, "step_held")
+    first, record = kinds(api, run_id, "step_held")
+    assert first["note"] == "n" * 3_000
     assert (record["actor"], record["step"], record["via"], record["token"]) == ("li-wei", "impact", "api", "ops-console")
     assert record["note"] == "asked Douyin support" and at(record["max_at"]) == at(held.json()["escalates_at"])
     assert api.engine.view(run_id).steps["impact"]["held_at"] is not None
 
     released = operator.post(f"/v1/runs/{run_id}/steps/impact/release", json={"note": "they answered"})
     assert released.status_code == 200, released.text
-    [end] = kinds(api, run_id, "step_released")
+    end = kinds(api, run_id, "step_released")[-1]
     assert (end["actor"], end["via"], end["ended"], end["note"]) == ("li-wei", "api", "released", "they answered")
     assert at(released.json()["due_at"]) == at(end["due_at"]) > at(end["previous_due_at"])  # moved by the time held
     assert api.engine.view(run_id).steps["impact"]["held_at"] is None

@@ -111,6 +111,10 @@ def test_the_run_owner_holds_the_whole_run_from_its_page_and_releases_it_and_ano
     sign_in(site, owner, "huang-ting")  # creative-lead, the run's owner
     page = owner.get(f"/runs/{run_id}")
     assert "<summary>Put the run on hold</summary>" in page.text
+    long = owner.post(f"/runs/{run_id}/hold", data={"csrf": csrf_of(page), "reason": "platform_reply",
+                                                    "note": "n" * 4_001})  # was cut at 2,000 without a word
+    assert long.status_code == 422 and "the note is at most 4,000 characters (4,001 given)" in long.text
+    assert not records(site.engine, run_id, "run_held")
     held = owner.post(f"/runs/{run_id}/hold", data={"csrf": csrf_of(page), "reason": "platform_reply",
                                                     "note": "Douyin reviews the new rules"})
     assert held.status_code == 303 and held.headers["location"] == f"/runs/{run_id}?hold=1#hold"
