@@ -6,29 +6,72 @@ the same app in a thread of its own instead (``flows.runtime.serve``).
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import NoReturn
 
 from fastapi import FastAPI
 
 from flows import runtime
 from flows.api.app import close, create_app
+from flows.api.auth import SecretsRefused
+from flows.language.loader import SpecInvalid
 from flows.ledger.url import LedgerUnavailable
+
+
+class LinkSecrets(logging.Filter):
+    """uvicorn's access log without the secret part of a step or sign-in link (``/s/eyJw…`` → ``/s/…``): whoever
+    reads the log (journald, a log shipper) could otherwise open the link and act as its person until it is used
+    or expires."""
+
+    _TOKEN = re.compile(r"(/(?:s|sign-in)/)[^\s/?#\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._TOKEN.sub(r"\1…", arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+def _log_setup() -> None:
+    """The access log's link secrets hidden; our own ``sop.*`` lines (a token inactive, a delivery failed) on stderr
+    at INFO, as the other ``sop`` processes write them: uvicorn sets up only its own loggers, so they were lost."""
+    logging.getLogger("uvicorn.access").addFilter(LinkSecrets())
+    ours = logging.getLogger("sop")
+    if not ours.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+
+
+def _stop(lines: list[str]) -> NoReturn:
+    """What stops the process, one line each on stderr, instead of uvicorn's traceback of it."""
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 def from_environment() -> FastAPI:
     """The app for this project (``$SOP_HOME``), for ``uvicorn --factory flows.runtime.web:from_environment``.
 
-    ``SOP_API_LAUNCH=0`` runs without Prefect (runs are recorded and paged; no flow runs).
+    ``SOP_API_LAUNCH=0`` runs without Prefect (runs are recorded and paged; no flow runs). An unusable ledger URL,
+    ``sops/`` or ``config/`` that do not validate, or a token secret refused stop it with one line each.
     """
+    _log_setup()
     try:
         engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
-    except LedgerUnavailable as exc:  # uvicorn would print a traceback: one line, and stop
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
-    app = create_app(engine)
+        app = create_app(engine)
+    except LedgerUnavailable as exc:
+        _stop([str(exc)])
+    except SpecInvalid as exc:
+        _stop([*(str(error) for error in exc.errors),
+               f"{len(exc.errors)} error(s) in sops/ or config/: fix them, then run `sop validate`"])
+    except SecretsRefused as exc:
+        _stop([str(exc)])
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
