@@ -419,6 +419,14 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
                 err("people", name, ("os_users", i), f"OS account `{account}` is already {owners[account]}'s "
                     f"({first.file}:{first.where(('people', owners[account], 'os_users'), True)[0]}): an account is "
                     f"one person's")
+    mailboxes: dict[str, str] = {}  # an e-mail is one person's: sign-in and single sign-on find the person by it
+    for name, person in site.people.items():
+        if person.email and mailboxes.setdefault(person.email.lower(), name) != name:
+            owner = mailboxes[person.email.lower()]
+            first = where[("people", owner)]
+            err("people", name, ("email",), f"e-mail `{person.email}` is already {owner}'s "
+                f"({first.file}:{first.where(('people', owner, 'email'), True)[0]}): sign-in and single sign-on find a "
+                "person by it, so it must be one person's")
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     for name, person in site.people.items():

@@ -296,6 +296,18 @@ def test_an_os_account_is_one_persons_in_one_file_or_across_files(sop, project, 
     assert "night-shift.yaml:5)" in result.stderr and "people.yaml:" in result.stderr
 
 
+def test_an_e_mail_is_one_persons(sop, project, tmp_path):
+    root = _copy_of(project, tmp_path)
+    (root / "config" / "night-shift.yaml").write_text(  # the same mailbox as li-wei's, in another case
+        "people:\n  night-op:\n    name: Night Operator\n    contacts: [\"inbox://night-op\"]\n"
+        "    email: Li.Wei@lumi.example\n")
+    result = sop("validate", env={"SOP_HOME": str(root)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # sign-in and single sign-on find a person by it: a link asked for li-wei's address went to night-op
+    assert "people.li-wei.email: e-mail `li.wei@lumi.example` is already night-op's" in result.stderr, result.stderr
+    assert "night-shift.yaml:5)" in result.stderr  # where the first is
+
+
 def test_a_drill_from_an_account_given_to_a_person_is_started_by_drill_unless_it_names_that_person(
         project, tmp_path, monkeypatch, capsys):
     """With no --as a drill is started by `drill` (its person stays free to approve in it); --as names only the
