@@ -29,6 +29,8 @@ from flows.language.steps.human import HumanStep, rework_loop
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
 
 log = logging.getLogger("sop.engine")
+#: the reason of a step failed because its ``when`` raised (a type error, an empty optional field): nobody was asked
+WHEN_FAILED = "`when` could not be evaluated"
 
 
 class IllegalMove(RuntimeError):
@@ -235,9 +237,10 @@ class RunChange:
                     deadline_met=met, **(facts or {}))
         self.store.cancel_timers(self.view, step_id)
         step = self.view.sop.step(step_id)
-        if state == StepState.FAILED and (KINDS[step.kind].automated or step.kind == "check"):
+        if state == StepState.FAILED and (KINDS[step.kind].automated or step.kind == "check"
+                                          or (reason or "").startswith(WHEN_FAILED)):
             # the owner learns at once: someone may have to do it by hand (a person's step that failed by its
-            # on_timeout was paged as overdue already)
+            # on_timeout was paged as overdue already; one whose `when` failed was never asked of anyone)
             self.page("step_failed", step_id, [self.view.sop.owner], level={"reason": reason or "no reason given"})
         fallback = step.fallback
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
@@ -339,7 +342,7 @@ class RunChange:
             try:
                 go = bool(evaluate(step.when, context))
             except Exception as exc:  # a template error at run time: fail the step, say why
-                self.set_step(step.id, StepState.FAILED, reason=f"`when` could not be evaluated: {exc}")
+                self.set_step(step.id, StepState.FAILED, reason=f"{WHEN_FAILED}: {exc}")
                 return True
             if not go:
                 self.set_step(step.id, StepState.SKIPPED, reason=f"when: {step.when} is false")
