@@ -30,6 +30,7 @@ from flows.engine.people import UpdateRefused
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.steps.human import ReportRefused
+from flows.ledger.outage import database_away
 from flows.logfmt import kv
 
 log = logging.getLogger("sop.api")
@@ -251,22 +252,6 @@ def refused(request: Request, error: ApiError) -> JSONResponse:
         )
     )
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
-
-
-def database_away(exc: BaseException) -> bool:
-    """Whether ``exc`` says the ledger's database cannot be reached or used now (down, restarting, a connection cut,
-    SQLite's file locked past its wait): the service's state, not a bug, and worth the client's retry."""
-    import sqlalchemy as sa
-
-    from flows.ledger.url import LedgerUnavailable
-
-    if isinstance(exc, (LedgerUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)):
-        return True
-    try:
-        import psycopg
-    except ImportError:
-        return False
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 #: how long a client is asked to wait before it sends again when the database is away (seconds)

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.ledger import Ledger
+from flows.ledger.outage import Outage, database_away
 from flows.ledger.schema import outbox, pagers
 
 if TYPE_CHECKING:
@@ -274,6 +275,7 @@ class Drainer:
         self.name = name or process_name()
         self.bell = Doorbell(doorbell_host)
         self.heartbeat = Heartbeat(engine.ledger, self.name, self.bell.address)
+        self.trouble = Outage(log, "outbox_claim_failed", poll)
         self.claimed = 0
 
     def run(self, stop: Stopping) -> None:
@@ -286,7 +288,12 @@ class Drainer:
                 if time.monotonic() >= next_beat:
                     self._safely(self.heartbeat.beat)
                     next_beat = time.monotonic() + BEAT_EVERY
-                got = self.drain_once()
+                try:
+                    got = self.drain_once()
+                    self.trouble.ok()
+                except Exception as exc:  # noqa: BLE001 - the next look runs; Outage logs it as it deserves
+                    self.bell.wait(self.trouble.failed(exc))
+                    continue
                 if got < self.batch:
                     self.bell.wait(self.poll)
         finally:
@@ -298,19 +305,15 @@ class Drainer:
         """Claim what is claimable and hand it to the pager; returns how many pages."""
         if self.pager.backlog() >= self.max_backlog:
             return 0
-        try:
-            pages = claim(self.engine.ledger, self.name, self.batch)
-        except Exception:
-            log.exception("event=outbox_claim_failed")
-            return 0
+        pages = claim(self.engine.ledger, self.name, self.batch)  # a failure: the loop's Outage says it
         if pages:
             self.claimed += len(pages)
             self.pager.render_now(self.engine, pages)
         return len(pages)
 
-    @staticmethod
-    def _safely(action: Any) -> None:
+    def _safely(self, action: Any) -> None:
         try:
             action()
-        except Exception:
-            log.exception("event=pager_heartbeat_failed")
+        except Exception as exc:  # noqa: BLE001 - the loop goes on; a database away is said by its Outage
+            if not database_away(exc):
+                log.exception("event=pager_heartbeat_failed")

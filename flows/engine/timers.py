@@ -26,6 +26,7 @@ from flows.engine.transitions import Engine
 from flows.language.cadence import effective_cadence
 from flows.language.durations import format_duration
 from flows.language.steps.human import HumanStep
+from flows.ledger.outage import Outage
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.timers")
@@ -216,6 +217,7 @@ class TimerService:
         """Fire timers until ``stop`` is set: catch up on late ones first, then stay on time."""
         log.info("event=timers_started name=%s", self.name)
         ticks = 0
+        trouble = Outage(log, "timers_loop_error", self.poll)
         while not stop.is_set():
             try:
                 self.fire_due()
@@ -223,9 +225,10 @@ class TimerService:
                 if ticks % 20 == 0:
                     self.watchdog()
                 nxt = self.next_instant()
-            except Exception:
-                log.exception("event=timers_loop_error")
-                nxt = None
+                trouble.ok()
+            except Exception as exc:  # noqa: BLE001 - the loop goes on; Outage logs it as it deserves
+                stop.wait(trouble.failed(exc))
+                continue
             wait = self.poll
             if nxt is not None:
                 wait = min(self.poll, max(0.0, (nxt - self.clock.now()).total_seconds()))

@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from flows.ledger.outage import Outage
 from flows.prefect.rescue import GRACE, rescue
 
 log = logging.getLogger("sop.nudger")
@@ -35,6 +36,9 @@ class Nudger:
         """Until ``stop`` (a ``threading.Event`` or the SIGTERM flag) is set; an error in one pass is logged and the
         next pass runs."""
         next_sweep = time.monotonic() + min(self.sweep_every, 5.0)  # a restart looks soon for what it left
+        import httpx
+
+        trouble = Outage(log, "nudger_error", self.every, also=(httpx.TransportError,))  # Prefect away too
         while not stop.is_set():
             try:
                 self.launcher.retry_nudges()
@@ -42,8 +46,10 @@ class Nudger:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.sweep_every
                     self.sweep()
-            except Exception:
-                log.exception("event=nudger_error")
+                trouble.ok()
+            except Exception as exc:  # noqa: BLE001 - the next pass runs; Outage logs it as it deserves
+                stop.wait(trouble.failed(exc))
+                continue
             stop.wait(self.every)
 
     def sweep(self) -> int:
