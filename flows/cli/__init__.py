@@ -122,6 +122,7 @@ def main() -> None:
     import faulthandler
     import signal
 
+    from flows.engine.secrets import SecretUnsafe
     from flows.ledger.url import LedgerUnavailable
 
     # `kill -USR1 PID` writes every thread's stack to stderr (a service's log): what a process that will not stop is
@@ -130,7 +131,7 @@ def main() -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
-    except LedgerUnavailable as exc:
+    except (LedgerUnavailable, SecretUnsafe) as exc:  # one line, not a traceback
         from rich.markup import escape
 
         from flows.cli.common import err_console

@@ -49,9 +49,17 @@ def private_file(path: Path, *, make: bool = True, nbytes: int = 32) -> bytes:
 
 
 def site_secret(root: Path | str = ".", env: dict[str, str] | None = None) -> bytes:
-    """The signing secret of the site at ``root``: ``$SOP_SECRET``, else ``var/secret`` (made once)."""
+    """The signing secret of the site at ``root``: ``$SOP_SECRET``, else ``var/secret`` (made once). SecretUnsafe,
+    saying what to do, when this account may not read (or make) the file: a person's terminal on a team's host,
+    the file being the service account's."""
     env = os.environ if env is None else env  # type: ignore[assignment]
     given = (env or {}).get(ENV, "").strip()
     if given:
         return given.encode()
-    return private_file(Path(root) / "var" / "secret")
+    path = Path(root) / "var" / "secret"
+    try:
+        return private_file(path)
+    except PermissionError as exc:
+        raise SecretUnsafe(f"cannot read the site's secret {path} ({exc.strerror}): it signs step and sign-in links "
+                           f"and is the service account's; run this as that account, or give this process the "
+                           f"same secret in ${ENV}") from None

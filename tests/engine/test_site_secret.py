@@ -1,0 +1,44 @@
+"""The site's secret read by an account that may not: one clear refusal saying what to do, not a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flows.engine.secrets import SecretUnsafe, site_secret
+
+
+def _as_nobody(root: Path) -> str:
+    """``site_secret(root)`` in a child process as an account that is not the file's owner; what it raised."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody (root reads every file), or stay ourselves (the file is 000 then)
+        os.close(read)
+        answer = "no error"
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            site_secret(root, env={})
+        except SecretUnsafe as exc:
+            answer = f"SecretUnsafe: {exc}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            answer = f"{type(exc).__name__}: {exc}"
+        os.write(write, answer.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    os.waitpid(pid, 0)
+    return said
+
+
+def test_an_account_that_may_not_read_the_secret_is_told_what_to_do(tmp_path: Path) -> None:
+    site_secret(tmp_path, env={})  # made once, 0600, ours
+    secret = tmp_path / "var" / "secret"
+    if os.geteuid() != 0:
+        secret.chmod(0)
+    said = _as_nobody(tmp_path)
+    assert said.startswith("SecretUnsafe: cannot read the site's secret "), said  # was PermissionError's traceback
+    assert "run this as that account, or give this process the same secret in $SOP_SECRET" in said
+    assert site_secret(tmp_path, env={"SOP_SECRET": "given"}) == b"given"
