@@ -3,7 +3,7 @@
 ``POST /sign-in`` with a person id or e-mail sends a sign-in link (single use, expiring after
 ``settings.web.sign_in_ttl`` on the engine's clock) to that person's contacts of ``config/``,
 whoever asked: only the person can read it. The answer is the same whether or not the name
-is a person, so the form cannot be used to list people. ``GET /sign-in/<token>`` uses the
+is a person, and as quick (the link is sent after it), so the form cannot be used to list people. ``GET /sign-in/<token>`` uses the
 link up and begins a session (cookie HttpOnly, SameSite=Lax, Secure on https). The form is
 CSRF-protected by a double-submit cookie (there is no session yet).
 """
@@ -14,6 +14,7 @@ import hmac
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from threading import Lock
 from urllib.parse import urlencode, urlsplit
 
@@ -73,9 +74,20 @@ async def send_sign_in(request: Request) -> Response:
     if not who:
         return _form(request, status=422, error="Write your person id or your e-mail.")
     person = await run_in_threadpool(_person_of, web, who)
-    if person is not None:
-        await run_in_threadpool(_send, web, person, _next(str(form.get("next") or "/")))
+    if person is not None:  # sent after the answer: its time (seconds on a slow channel) tells no one it is a person
+        _SENDER.submit(_send_logged, web, person, _next(str(form.get("next") or "/")))
     return _form(request, sent=True, who=who)
+
+
+#: where sign-in links are sent from, off the request: the form answers at once, person or not
+_SENDER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign-in")
+
+
+def _send_logged(web: Web, person: str, next_path: str) -> None:
+    try:
+        _send(web, person, next_path)
+    except Exception:  # a thread of its own: nobody else would see it
+        log.exception("event=sign_in_send_failed person=%s", person)
 
 
 def _person_of(web: Web, who: str) -> str | None:

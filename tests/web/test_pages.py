@@ -197,6 +197,49 @@ def test_a_leavers_session_reads_nothing_once_config_no_longer_has_them(site: Si
     assert tested.status_code == 303 and "internal error" not in tested.text  # was a 500 (UnknownTarget)
 
 
+def test_asking_for_a_sign_in_link_answers_before_the_link_is_sent(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer is the same for a person and a stranger, and as quick: a slow channel must not say who is one."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from flows.web import signin
+
+    release, got = threading.Event(), threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):  # sara's phone gateway, answering when the test lets it
+        def do_POST(self) -> None:  # noqa: N802 - the handler's name in http.server
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            release.wait(20)
+            got.set()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        people = dict(site.engine.site.people)
+        people["sara-lopez"] = people["sara-lopez"].model_copy(
+            update={"contacts": [f"json://127.0.0.1:{server.server_port}/hook"]})
+        monkeypatch.setattr(site.engine.library, "site", site.engine.site.model_copy(update={"people": people}))
+        signin._last_sent.pop("sara-lopez", None)
+        client = site.client()
+        form = client.get("/sign-in")
+        began = time.monotonic()
+        answer = client.post("/sign-in", data={"csrf": csrf_of(form), "who": "sara-lopez"})
+        took = time.monotonic() - began
+        assert answer.status_code == 200 and "a sign-in link is on its way" in answer.text
+        assert took < 5 and not got.is_set()  # answered while the gateway still holds the link
+        release.set()
+        assert got.wait(20)  # and the link went out after
+    finally:
+        release.set()
+        server.shutdown()
+
+
 def test_the_company_proxy_is_believed_only_with_its_secret(site: Site) -> None:
     trusted = {"X-Forwarded-User": "chen-jie", "X-Proxy-Secret": PROXY_SECRET}
     home = site.client().get("/", headers=trusted)
