@@ -134,14 +134,22 @@ class _Refused:
         self.text, self.why = text, why
 
 
-def parse_json(raw: bytes) -> Any:
+class _Twice(dict):  # type: ignore[type-arg]
+    """An object that gave ``key`` more than once (kept in place so that the walk can locate it)."""
+
+    __slots__ = ("key",)
+
+
+def parse_json(raw: bytes, *, keys_once: bool = False) -> Any:
     """Decode a request body; a 400 naming the position when it is not JSON, a 4xx naming the field when
     it holds what nothing downstream can take.
 
     Refused, located (``body.inputs.score``): ``NaN`` and ``Infinity`` (not JSON, RFC 8259) and numbers too
     large to be finite (``1e999``); integers beyond 64 bits; objects and arrays nested deeper than
     :data:`MAX_DEPTH`; strings (or keys) holding NUL (PostgreSQL cannot store it) or half a surrogate
-    pair (not text). The checks cost a walk only when the bytes say one may be needed.
+    pair (not text). The checks cost a walk only when the bytes say one may be needed. ``keys_once``: a key
+    given twice in one object is refused at its path too (``{"sop": "a", "sop": "b"}`` started ``b``: JSON
+    readers keep either); a person's bodies ask for it, a monitor's webhooks (machine-written, the hot path) do not.
     """
     if not raw.strip():
         raise ApiError(400, "the request has no body; send a JSON object (Content-Type: application/json)", "body")
@@ -164,8 +172,19 @@ def parse_json(raw: bytes) -> Any:
         refused.append(_Refused(text, f"an integer of {len(text.lstrip('-'))} digits is out of range (64-bit: at most {MAX_INT})"))
         return refused[-1]
 
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(items)
+        if len(found) == len(items):
+            return found
+        seen: set[str] = set()
+        twice = _Twice(found)
+        twice.key = next(key for key, _ in items if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        refused.append(_Refused(twice.key, ""))  # (a walk is due)
+        return twice
+
     try:
-        data = json.loads(raw, parse_constant=constant, parse_float=number, parse_int=integer)
+        data = json.loads(raw, parse_constant=constant, parse_float=number, parse_int=integer,
+                          object_pairs_hook=pairs if keys_once else None)
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8 text; send a JSON object", "body") from None
     except json.JSONDecodeError as exc:
@@ -203,6 +222,9 @@ def _check_values(data: Any) -> None:
         if isinstance(value, str):
             _check_text(value, where, "value")
         elif isinstance(value, (dict, list)):
+            if isinstance(value, _Twice):
+                raise _located(422, _loc("body", (*path, value.key)), f"`{value.key}` is given twice in one object: "
+                                                                       "give it once")
             if depth >= MAX_DEPTH:
                 raise _located(422, where, f"objects and arrays nest more than {MAX_DEPTH} deep")
             items = value.items() if isinstance(value, dict) else enumerate(value)
@@ -227,7 +249,7 @@ def _located(status: int, where: str, problem: str) -> ApiError:
 
 def parse_body(raw: bytes, model: type[M]) -> M:
     """Decode and validate a body against ``model``; 400 / 422 naming the field otherwise."""
-    data = parse_json(raw)
+    data = parse_json(raw, keys_once=True)
     if not isinstance(data, dict):
         raise ApiError(422, f"body: expected a JSON object, got {type(data).__name__}", "body")
     try:

@@ -343,3 +343,15 @@ def test_a_signature_that_is_not_ascii_is_a_401_not_a_500(api: Api) -> None:
     answer = api.as_(None).post("/v1/alerts/grafana", content=body,
                                 headers={k: v.encode("latin-1") for k, v in headers.items()})
     assert answer.status_code == 401 and answer.json()["field"] == "header.x-grafana-alerting-signature"
+
+
+def test_a_key_given_twice_in_a_body_is_refused_at_its_path(api: Api) -> None:
+    before = record_count(api)
+    raw = b'{"sop": "crisis-pr", "inputs": {"brand": "lumi"}, "sop": "data-backup"}'  # the last one won
+    twice = api.as_("ops-console").post("/v1/runs", content=raw, headers={"Content-Type": "application/json"})
+    assert twice.status_code == 422 and twice.json()["field"] == "body.sop", twice.text
+    assert "`sop` is given twice in one object" in twice.json()["error"]
+    nested = b'{"sop": "crisis-pr", "inputs": {"brand": "a", "brand": "b"}}'
+    inner = api.as_("ops-console").post("/v1/runs", content=nested, headers={"Content-Type": "application/json"})
+    assert inner.status_code == 422 and inner.json()["field"] == "body.inputs.brand", inner.text
+    assert record_count(api) == before  # nothing started
