@@ -3,9 +3,10 @@
 ``POST /sign-in`` with a person id or e-mail sends a sign-in link (single use, expiring after
 ``settings.web.sign_in_ttl`` on the engine's clock) to that person's contacts of ``config/``,
 whoever asked: only the person can read it. The answer is the same whether or not the name
-is a person, and as quick (the link is sent after it), so the form cannot be used to list people. ``GET /sign-in/<token>`` uses the
-link up and begins a session (cookie HttpOnly, SameSite=Lax, Secure on https). The form is
-CSRF-protected by a double-submit cookie (there is no session yet).
+is a person, and as quick (the link is sent after it), so the form cannot be used to list
+people. ``GET /sign-in/<token>`` shows one button; pressing it (``POST``) uses the link up and
+begins a session (cookie HttpOnly, SameSite=Lax, Secure on https). Both forms are CSRF-protected
+by a double-submit cookie (there is no session yet).
 """
 
 from __future__ import annotations
@@ -123,12 +124,40 @@ def _send(web: Web, person: str, next_path: str) -> None:
 
 
 @router.get("/sign-in/{token}")
-def sign_in(request: Request, token: str) -> Response:
+def sign_in_page(request: Request, token: str) -> Response:
+    """The link opened: a page with one button that uses it (a POST). Opening it uses nothing: mail scanners and
+    link previews (Outlook's Safe Links, a chat's unfurl) fetch every link in a message, and one that signed in on
+    GET was spent (and a session begun) before its person could tap it."""
     web = _web(request)
     try:
         claim = web.links.read_sign_in(token)
-        cookie, session = web.sessions.begin(claim.person, "sign-in", nonce=claim.nonce,
-                                             client=request.client.host if request.client else None)
+    except LinkRefused as exc:
+        return notice(request, "This sign-in link cannot be used", f"{exc}", 403,
+                      action=("/sign-in", "Send me a new link"))
+    csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    query = request.url.query
+    person = web.site.people.get(claim.person)
+    response = html(request, "sign_in_confirm.html.j2", csrf=csrf, who=person.name if person else claim.person,
+                    action=f"/sign-in/{token}" + (f"?{query}" if query else ""))
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=web.secure, path="/")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/sign-in/{token}")
+async def sign_in(request: Request, token: str) -> Response:
+    """The button pressed: the link is used up and a session begins (CSRF-checked by the page's cookie)."""
+    web = _web(request)
+    form = await request.form(max_files=0, max_fields=10)
+    expected = request.cookies.get(CSRF_COOKIE) or ""
+    if not expected or not hmac.compare_digest(expected, str(form.get("csrf") or "")):
+        return notice(request, "This page has expired", "Open the link from your message again.", 403,
+                      action=("/sign-in", "Send me a new link"))
+    try:
+        claim = await run_in_threadpool(web.links.read_sign_in, token)
+        cookie, session = await run_in_threadpool(
+            lambda: web.sessions.begin(claim.person, "sign-in", nonce=claim.nonce,
+                                       client=request.client.host if request.client else None))
     except (LinkRefused, SignInUsed) as exc:
         return notice(request, "This sign-in link cannot be used", f"{exc}", 403,
                       action=("/sign-in", "Send me a new link"))
