@@ -404,7 +404,7 @@ TRAILING = ".,;:!?)]}>'\"” \t"
 
 def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Response | None]:
     try:
-        return web.links.read_step(token), None
+        claim = web.links.read_step(token)
     except LinkRefused as exc:
         clean = token.rstrip(TRAILING)
         if exc.reason == "forged" and clean != token:  # "…/s/eyJ….abc." copied with the sentence's full stop
@@ -416,6 +416,10 @@ def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Re
             else:
                 return None, RedirectResponse(f"/s/{clean}", status_code=303)
         return None, _link_refused(request, web, None, exc)
+    if claim.person not in web.site.people:  # a leaver's link (config reloaded without them) shows nothing more
+        return None, notice(request, "This link cannot be used", f"{claim.person} is no longer a person of this "
+                            "site: their links no longer open.", 403)
+    return claim, None
 
 
 #: what a used link did, in words (the link's action as the ledger keeps it)

@@ -193,16 +193,21 @@ def test_a_sign_in_link_goes_to_the_persons_own_contacts_and_works_once(site: Si
 
 def test_a_leavers_session_reads_nothing_once_config_no_longer_has_them(site: Site,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = crisis(site)
+    link = path_of(site.link_for("wang-fang", run_id, "assess"))
+    assert site.client().get(link).status_code == 200
     client = site.client()
     sign_in(site, client, "sara-lopez")
     assert client.get("/library").status_code == 200
     csrf = csrf_of(client.get("/"))
-    people = {k: v for k, v in site.engine.site.people.items() if k != "sara-lopez"}
+    people = {k: v for k, v in site.engine.site.people.items() if k not in ("sara-lopez", "wang-fang")}
     monkeypatch.setattr(site.engine.library, "site", site.engine.site.model_copy(update={"people": people}))  # a reload
     for path in ("/", "/library", "/people"):
         assert client.get(path).status_code == 303, path  # asked to sign in, which she no longer can
     tested = client.post("/people/test", data={"csrf": csrf})
     assert tested.status_code == 303 and "internal error" not in tested.text  # was a 500 (UnknownTarget)
+    left = site.client().get(link)  # her step link read the step, its notes and evidence, for 24 h
+    assert left.status_code == 403 and "wang-fang is no longer a person of this site" in left.text
 
 
 def test_asking_for_a_sign_in_link_answers_before_the_link_is_sent(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
