@@ -129,6 +129,23 @@ EXPECTED: dict[str, list[E]] = {
     "ladder-percent-too-far.yaml": [
         E(10, 13, "steps[0].escalation[0].at", "100000% of step `look`'s due 1d is 1000d, longer than the longest duration 366d")
     ],
+    "ladder-out-of-order.yaml": [
+        E(8, 9, "escalation[1].at", "`at: 100%` is earlier than escalation[0] above it (`at: 200%`): rungs fire in "
+                                    "the order written, so it would fire late, right after that one; "
+                                    "list them earliest first (increasing `at`)")
+    ],
+    "ladder-out-of-order-mixed.yaml": [
+        E(12, 13, "steps[0].escalation[1].at", "`at: 25%` is earlier than steps[0].escalation[0] above it (`at: 3h`) "
+                                               "for step `look` (due 8h: 2h versus 3h after ready)")
+    ],
+    "ladder-after-capped-repeats.yaml": [
+        E(11, 9, "escalation[2].at", "`at: 2h` is earlier than the last repeat of escalation[1] above it "
+                                     "(`every: 30m`, max 4, 3h after ready)")
+    ],
+    "ladder-every-not-last.yaml": [
+        E(8, 12, "escalation[1].every", "`every: 30m` without `max` repeats until the step is done, so the rung "
+                                        "after it (escalation[2]) never fires: put it last, or give it a `max`")
+    ],
     "template-private-attribute.yaml": [
         E(12, 14, "steps[0].message.title", "`_name` cannot be read: the sandbox refuses names starting with `_`")
     ],
