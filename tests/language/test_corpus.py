@@ -57,6 +57,16 @@ EXPECTED: dict[str, list[E]] = {
     "missing-owner.yaml": [E(1, None, "owner", "required field `owner` is missing")],
     "missing-steps.yaml": [E(1, None, "steps", "required field `steps` is missing")],
     "empty-steps.yaml": [E(5, 8, "steps", "expected at least 1 item(s), got 0")],
+    "title-empty.yaml": [E(2, 8, "title", "the title is empty (expected one line a responder reads in a page)")],
+    "title-blank-step.yaml": [E(7, 12, "steps[0].title", "the title is empty (expected one line a responder reads in a page)")],
+    "title-two-lines.yaml": [
+        E(2, 8, "title", "a title is one line (a responder reads it in a page), this one has 2 lines: "
+                         "write it on one line and put the rest in `description`")
+    ],
+    "title-too-long.yaml": [
+        E(7, 12, "steps[0].title", "a title is at most 120 characters (a responder reads it in a page), "
+                                   "this one has 2,200: shorten it and put the rest in `description`")
+    ],
     "enum-default-not-in-enum.yaml": [E(9, 14, "inputs.severity.default", "default 'critical' is not one of the enum")],
     # --- durations and timeouts --------------------------------------------------------------
     "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
