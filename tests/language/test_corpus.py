@@ -67,6 +67,13 @@ EXPECTED: dict[str, list[E]] = {
         E(7, 12, "steps[0].title", "a title is at most 120 characters (a responder reads it in a page), "
                                    "this one has 2,200: shorten it and put the rest in `description`")
     ],
+    "title-left-empty.yaml": [E(2, 7, "title", "`title` is empty (expected text)")],
+    "ladder-rung-without-notify.yaml": [
+        E(12, 9, "steps[0].escalation[1].notify", "required field `notify` is missing")
+    ],
+    "ladder-notify-left-empty.yaml": [E(7, None, "escalation[0].notify", "`notify` is empty (expected a list)")],
+    "ladder-notify-empty-list.yaml": [E(7, 13, "escalation[0].notify", "expected at least 1 item(s), got 0")],
+    "step-left-empty.yaml": [E(8, 4, "steps[1]", "`steps[1]` is empty; expected `kind` to be one of human")],
     "enum-default-not-in-enum.yaml": [E(9, 14, "inputs.severity.default", "default 'critical' is not one of the enum")],
     # --- durations and timeouts --------------------------------------------------------------
     "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
