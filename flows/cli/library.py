@@ -19,7 +19,7 @@ from flows.cli.common import console, err_console, fail, library, print_json
 from flows.engine.build import site_template_errors
 from flows.language.durations import format_duration
 from flows.language.library import project_root, validate_paths
-from flows.language.outline import describe, mermaid, trigger_text
+from flows.language.outline import describe, mermaid, more_text, trigger_text
 from flows.language.spec import json_schema
 
 
@@ -158,6 +158,8 @@ def show(
                             f"at most {step['holds']['max_hold']}, then it escalates)"))
         for rung in step["escalation"]:
             node.add(f"[magenta]+{rung['after_ready']}[/] {rung['message']} → {escape(', '.join(rung['notify']))}")
+            if more := more_text(rung):
+                node.add(f"[dim]{more}[/]")
     console.print(tree)
 
 

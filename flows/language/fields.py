@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,6 +34,32 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "2h", "1d", "PT2H"]}),
 ]
 Slug = Annotated[str, Field(pattern=SLUG)]
+#: the longest title (an SOP's, a step's): one line a responder reads in a page; pages cut at 200
+TITLE_MAX = 120
+
+
+def _one_line_title(value: str) -> str:
+    """``value`` when it is a title: not blank, one line, at most TITLE_MAX characters; else ValueError."""
+    if not value.strip():
+        raise ValueError("the title is empty (expected one line a responder reads in a page)")
+    lines = value.splitlines()
+    if lines != [value]:
+        count = len([line for line in lines if line.strip()])
+        has = f"this one has {count} lines" if count > 1 else "this one ends in a line break"
+        raise ValueError(f"a title is one line (a responder reads it in a page), {has}: write it on one line "
+                         "and put the rest in `description`")
+    if len(value) > TITLE_MAX:
+        raise ValueError(f"a title is at most {TITLE_MAX} characters (a responder reads it in a page), this one "
+                         f"has {len(value):,}: shorten it and put the rest in `description`")
+    return value
+
+
+Title = Annotated[
+    str,
+    AfterValidator(_one_line_title),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": TITLE_MAX, "pattern": r"^[^\r\n]*\S[^\r\n]*$",
+                    "description": f"one line a responder reads in a page (at most {TITLE_MAX} characters)"}),
+]
 #: a word of a declared list (a hold's reason: ``platform_reply``): lower case, digits, ``_`` and ``-``
 Word = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 

@@ -86,6 +86,43 @@ def _message(entry: LadderEntry, offset: timedelta, due: timedelta | None) -> st
     return "overdue" if set(entry.notify) <= {"assignee"} else "escalated"
 
 
+@dataclass(frozen=True)
+class Misordered:
+    """An ``at`` rung that comes earlier than a level of a rung written above it (indexes into the ladder)."""
+
+    rung: int
+    offset: timedelta
+    above: int
+    above_offset: timedelta
+
+
+def misordered(ladder: list[LadderEntry], due: timedelta | None) -> Misordered | None:
+    """The first ``at`` rung earlier than the level before it, by the arithmetic of :func:`levels`.
+
+    The engine arms each level when the one before it fires (in the order written), so such
+    a rung would fire late, right after the level above it. Rungs after an ``every`` without
+    ``max`` are never reached and not judged here; a ``%`` rung is skipped when ``due`` is None.
+    """
+    previous: tuple[timedelta, int] | None = None  # the latest level so far, and its rung
+    for number, entry in enumerate(ladder):
+        if entry.every is not None:
+            if entry.max is None:
+                return None
+            start = previous[0] if previous is not None else timedelta(0)
+            previous = (start + entry.every * entry.max, number)
+            continue
+        if entry.percent is not None:
+            if due is None:
+                continue
+            offset = due * (entry.percent / 100)
+        else:
+            offset = entry.offset or timedelta(0)
+        if previous is not None and offset < previous[0]:
+            return Misordered(number, offset, previous[1], previous[0])
+        previous = (offset, number)
+    return None
+
+
 def levels(ladder: list[LadderEntry], due: timedelta | None, limit: int = 1000) -> Iterator[Level]:
     """The ladder's levels in order of offset from when the step became ready.
 

@@ -2,7 +2,8 @@
 
 Each rule here was once accepted by ``sop validate`` and then failed at 3 a.m. (issue #16): a
 branch that both runs and skips a step, an approval nobody can give, a URL no HTTP client
-takes, a trigger that can never fill a required input, a ladder rung past any date. Called by
+takes, a trigger that can never fill a required input, a ladder rung past any date, ladder rungs out of
+order. Called by
 :func:`flows.language.crosscheck.check_sop`; each function returns every problem it finds.
 """
 
@@ -13,7 +14,8 @@ import re
 from flows.language.config import Site
 from flows.language.durations import MAX_DURATION, format_duration
 from flows.language.followups import fixed_value_problem
-from flows.language.loader import Document, SpecError
+from flows.language.ladder import LadderEntry, misordered
+from flows.language.loader import Document, SpecError, dotted
 from flows.language.spec import ScheduleTrigger, Sop
 from flows.language.steps.http import HttpStep
 from flows.language.steps.human import HumanStep
@@ -23,7 +25,8 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 def check_latent(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     """Every rule of this module (``site`` None: the rules that need config are skipped)."""
-    errors = [*_branches(sop, doc), *_urls(sop, doc), *_trigger_inputs(sop, doc), *_ladder_offsets(sop, doc)]
+    errors = [*_branches(sop, doc), *_urls(sop, doc), *_trigger_inputs(sop, doc), *_ladder_offsets(sop, doc),
+              *_ladder_order(sop, doc)]
     if site is not None:
         errors.extend(_approvals(sop, doc, site))
     return errors
@@ -125,3 +128,43 @@ def _ladder_offsets(sop: Sop, doc: Document) -> list[SpecError]:
                                               f"{format_duration(MAX_DURATION)}"))
     return errors
 
+
+
+def _ladder_order(sop: Sop, doc: Document) -> list[SpecError]:
+    """Rungs fire in the order written (each is armed when the one above fires): written out of order,
+    a rung would fire late; after an ``every`` without ``max``, never. Each ladder is judged with the due
+    of every human step it applies to (a ``%`` rung is a share of it), one error per rung."""
+    ladders: list[tuple[tuple, list[LadderEntry], list[HumanStep]]] = [
+        (("escalation",), sop.escalation,
+         [s for s in sop.steps if isinstance(s, HumanStep) and s.escalation is None])]
+    ladders += [(("steps", i, "escalation"), step.escalation, [step] if isinstance(step, HumanStep) else [])
+                for i, step in enumerate(sop.steps) if step.escalation is not None]
+    errors: list[SpecError] = []
+    for base, ladder, steps in ladders:
+        endless = next((j for j, entry in enumerate(ladder[:-1]) if entry.every is not None and entry.max is None), None)
+        if endless is not None:
+            after = ", ".join(dotted((*base, k)) for k in range(endless + 1, len(ladder)))
+            rungs = "rung" if endless + 2 == len(ladder) else "rungs"
+            errors.append(doc.error((*base, endless, "every"),
+                                    f"`every: {format_duration(ladder[endless].every)}` without `max` repeats until the "  # type: ignore[arg-type]
+                                    f"step is done, so the {rungs} after it ({after}) never "
+                                    f"{'fires' if rungs == 'rung' else 'fire'}: put it last, or give it a `max`"))
+        for step in steps or [None]:
+            wrong = misordered(ladder, step.due if step is not None else None)
+            if wrong is None:
+                continue
+            entry, above = ladder[wrong.rung], ladder[wrong.above]
+            if above.every is not None:
+                what = (f"the last repeat of {dotted((*base, wrong.above))} above it "
+                        f"(`every: {format_duration(above.every)}`, max {above.max}, "
+                        f"{format_duration(wrong.above_offset)} after ready)")
+            else:
+                what = f"{dotted((*base, wrong.above))} above it (`at: {above.at}`)"
+                if (entry.percent is None) != (above.percent is None) and step is not None and step.due is not None:
+                    what += (f" for step `{step.id}` (due {format_duration(step.due)}: "
+                             f"{format_duration(wrong.offset)} versus {format_duration(wrong.above_offset)} after ready)")
+            errors.append(doc.error((*base, wrong.rung, "at"),
+                                    f"`at: {entry.at}` is earlier than {what}: rungs fire in the order written, so it "
+                                    "would fire late, right after that one; list them earliest first (increasing `at`)"))
+            break  # the SOP's ladder is shared: one error for it, with the first step that shows it
+    return errors

@@ -138,7 +138,7 @@ class _EveryName(set):
         return True
 
 
-_STAND_INS: dict[str, Any] = {"id": "sop", "title": "", "class": "routine", "owner": ""}
+_STAND_INS: dict[str, Any] = {"id": "sop", "title": "stand-in", "class": "routine", "owner": ""}
 
 
 def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -> list[SpecError]:

@@ -353,10 +353,29 @@ def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
     return SpecError(file, line, col, "", f"malformed YAML: {problem}{context}{hint}")
 
 
+#: pydantic's type errors, and what was expected in an author's words
+_EXPECTED = {"dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+             "list_type": "a list", "string_type": "text"}
+_TYPE_ERRORS = (*_EXPECTED, "int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type",
+                "int_from_float")
+
+
+def _named(loc: tuple[Any, ...]) -> str:
+    """The part of a path an author wrote last: ``notify`` of ``escalation[0].notify``, ``notify[1]`` of a list item."""
+    start = max((i for i, part in enumerate(loc) if isinstance(part, str)), default=0)
+    return dotted(loc[start:])
+
+
 def _describe(error: dict[str, Any], model: type[BaseModel] | None, raw_loc: tuple[Any, ...] = ()) -> str:
     kind, msg, value = error["type"], error["msg"], error.get("input")
     if kind == "missing":
-        return f"required field `{error['loc'][-1]}` is missing"
+        return f"required field `{_named(error['loc'])}` is missing"
+    if value is None and kind in (*_TYPE_ERRORS, "literal_error") and error["loc"]:
+        # `notify:` with nothing after it reads as null: say so, not "got NoneType None"
+        expected = _EXPECTED.get(kind, msg.replace("Input should be ", ""))
+        return f"`{_named(error['loc'])}` is empty (expected {expected})"
+    if value is None and kind in ("step_kind", "trigger_kind") and error["loc"]:  # a `-` with nothing after it
+        return f"`{_named(error['loc'])}` is empty; {msg[0].lower()}{msg[1:]}"
     if kind == "extra_forbidden":
         name = str(error["loc"][-1])
         hint = ""
@@ -382,10 +401,8 @@ def _describe(error: dict[str, Any], model: type[BaseModel] | None, raw_loc: tup
         return f"{value!r} is not a valid name (expected lower-case letters, digits and dashes, starting with a letter)"
     if kind in ("value_error", "assertion_error"):
         return msg.removeprefix("Value error, ")
-    if kind in ("int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type",
-                "string_type", "list_type", "dict_type", "model_type", "model_attributes_type", "int_from_float"):
-        expected = {"dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
-                    "list_type": "a list", "string_type": "text"}.get(kind, msg.replace("Input should be ", ""))
+    if kind in _TYPE_ERRORS:
+        expected = _EXPECTED.get(kind, msg.replace("Input should be ", ""))
         return f"expected {expected}, got {type(value).__name__} {value!r}"
     if kind == "too_short":
         ctx = error.get("ctx") or {}
@@ -444,17 +461,26 @@ def _known_fields(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return sorted(set(names))
 
 
-_TAGS = {*KINDS, "metric", "alert", "event", "schedule", "function-after", "function-before"}
+#: the discriminated lists, and the tags pydantic puts in an error's path right after an item's index
+#: (``steps.0.human.due``): a tag is no part of the file; a field of the same name further on is
+#: (``escalation.1.notify``: a ladder rung's `notify`, not the notify step kind)
+_TAGGED = {"steps": {*KINDS}, "triggers": {"metric", "alert", "event", "schedule"}}
+
+
+def _file_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pydantic error's ``loc`` as a path into the file: discriminator tags and validator wrappers dropped."""
+    return tuple(part for i, part in enumerate(loc)
+                 if not (isinstance(part, str)
+                         and (part.startswith("function-")
+                              or (i > 1 and isinstance(loc[i - 1], int) and part in _TAGGED.get(loc[i - 2], ())))))
 
 
 def model_errors(doc: Document, exc: ValidationError, model: type[BaseModel]) -> list[SpecError]:
-    """Turn a pydantic ValidationError into located SpecErrors (discriminator tags dropped)."""
+    """Turn a pydantic ValidationError into located SpecErrors (paths as written in the file)."""
     out = []
     seen = set()
     for error in exc.errors(include_url=False):
-        loc = tuple(part for i, part in enumerate(error["loc"])
-                    if not (isinstance(part, str) and part in _TAGS and i > 0 and isinstance(error["loc"][i - 1], int)))
-        loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+        loc = _file_path(tuple(error["loc"]))
         message = _describe({**error, "loc": loc}, model, tuple(error["loc"]))
         if error["type"] == "step_kind" and isinstance(error.get("input"), dict) and "kind" in error["input"]:
             loc = (*loc, "kind")  # point at the wrong kind, not at the whole step

@@ -5,10 +5,11 @@ What `sop graph`, `sop list` and `sop show` print and the library page shows (on
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flows.language.durations import format_duration
-from flows.language.ladder import levels
+from flows.language.ladder import LadderEntry, levels
 from flows.language.spec import Sop
 from flows.language.steps import KINDS
 from flows.language.steps.human import HumanStep, hold_reasons, max_hold
@@ -51,20 +52,46 @@ def trigger_text(trigger: Any) -> str:
     return f"schedule {trigger.schedule} ({trigger.timezone})"
 
 
-def describe(sop: Sop, repeats: int = 2) -> dict[str, Any]:
-    """The SOP as the show command prints it: steps with their ladders at absolute offsets."""
+def ladder_outline(ladder: list[LadderEntry], due: timedelta | None, repeats: int = 6, cut_to: int = 2) -> list[dict[str, Any]]:
+    """A step's ladder levels at offsets from ready, as ``sop show`` and the library page list them.
+
+    An ``every`` rung of at most ``repeats`` repeats has each listed; a longer or endless one its
+    first ``cut_to``, the last of which says how many follow (``more``: None when they go on
+    until the step is done) and how often (``every``).
+    """
+    out: list[dict[str, Any]] = []
+    listed: dict[int, int] = {}
+    needed = sum(1 if entry.every is None else entry.max or cut_to for entry in ladder)  # an endless one: cut_to
+    for level in levels(ladder, due, limit=needed):
+        rung = int(level.key.split(".")[0]) - 1
+        entry = ladder[rung]
+        if level.is_repeat:
+            listed[rung] = listed.get(rung, 0) + 1
+            cut = entry.max is None or entry.max > repeats
+            if cut and listed[rung] > cut_to:
+                continue
+        out.append({"level": level.key, "after_ready": format_duration(level.offset),
+                    "notify": list(level.notify), "message": level.message})
+        if level.is_repeat and cut and listed[rung] == cut_to:
+            out[-1] |= {"more": None if entry.max is None else entry.max - cut_to,
+                        "every": format_duration(entry.every)}  # type: ignore[arg-type]
+    return out
+
+
+def more_text(rung: dict[str, Any]) -> str | None:
+    """The line after a cut-short repeat (``… and 8 more, every 30m``), or None when nothing is left out."""
+    if "more" not in rung:
+        return None
+    if rung["more"] is None:
+        return f"… and more, every {rung['every']} until the step is done"
+    return f"… and {rung['more']} more, every {rung['every']}"
+
+
+def describe(sop: Sop, repeats: int = 6, cut_to: int = 2) -> dict[str, Any]:
+    """The SOP as the show command prints it: steps with their ladders at absolute offsets (see :func:`ladder_outline`)."""
     steps = []
     for step in sop.steps:
-        ladder = []
-        if isinstance(step, HumanStep):
-            shown: dict[str, int] = {}
-            for level in levels(sop.ladder_for(step), step.due, limit=50):
-                entry = level.key.split(".")[0]
-                shown[entry] = shown.get(entry, 0) + 1
-                if level.is_repeat and shown[entry] > repeats:
-                    continue
-                ladder.append({"level": level.key, "after_ready": format_duration(level.offset),
-                               "notify": list(level.notify), "message": level.message})
+        ladder = ladder_outline(sop.ladder_for(step), step.due, repeats, cut_to) if isinstance(step, HumanStep) else []
         reasons = hold_reasons(sop, step) if isinstance(step, HumanStep) else []
         steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": KINDS[step.kind].summary(step),
                       "needs": sop.dependencies(step), "when": step.when,

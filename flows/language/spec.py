@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
-from flows.language.fields import Duration, FieldSpec, Slug, Strict, Word, check_timezone
+from flows.language.fields import Duration, FieldSpec, Slug, Strict, Title, Word, check_timezone
 from flows.language.ladder import LadderEntry
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
@@ -222,7 +222,7 @@ class Sop(Strict):
     )
 
     id: Slug
-    title: str
+    title: Title
     description: str | None = None
     version: Annotated[str, WithJsonSchema({"type": ["string", "integer"], "title": "Version"})] = "1"
     class_: SopClass = Field(alias="class")

@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from flows.clock import local_time
 from flows.engine.paging import time_left
 from flows.language.durations import format_duration
+from flows.language.outline import more_text
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -101,7 +102,7 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label)
-    env.globals.update(left=left, escape=escape, evidence_link=evidence_link)
+    env.globals.update(left=left, escape=escape, evidence_link=evidence_link, more_text=more_text)
     return env
 
 

@@ -57,6 +57,23 @@ EXPECTED: dict[str, list[E]] = {
     "missing-owner.yaml": [E(1, None, "owner", "required field `owner` is missing")],
     "missing-steps.yaml": [E(1, None, "steps", "required field `steps` is missing")],
     "empty-steps.yaml": [E(5, 8, "steps", "expected at least 1 item(s), got 0")],
+    "title-empty.yaml": [E(2, 8, "title", "the title is empty (expected one line a responder reads in a page)")],
+    "title-blank-step.yaml": [E(7, 12, "steps[0].title", "the title is empty (expected one line a responder reads in a page)")],
+    "title-two-lines.yaml": [
+        E(2, 8, "title", "a title is one line (a responder reads it in a page), this one has 2 lines: "
+                         "write it on one line and put the rest in `description`")
+    ],
+    "title-too-long.yaml": [
+        E(7, 12, "steps[0].title", "a title is at most 120 characters (a responder reads it in a page), "
+                                   "this one has 2,200: shorten it and put the rest in `description`")
+    ],
+    "title-left-empty.yaml": [E(2, 7, "title", "`title` is empty (expected text)")],
+    "ladder-rung-without-notify.yaml": [
+        E(12, 9, "steps[0].escalation[1].notify", "required field `notify` is missing")
+    ],
+    "ladder-notify-left-empty.yaml": [E(7, None, "escalation[0].notify", "`notify` is empty (expected a list)")],
+    "ladder-notify-empty-list.yaml": [E(7, 13, "escalation[0].notify", "expected at least 1 item(s), got 0")],
+    "step-left-empty.yaml": [E(8, 4, "steps[1]", "`steps[1]` is empty; expected `kind` to be one of human")],
     "enum-default-not-in-enum.yaml": [E(9, 14, "inputs.severity.default", "default 'critical' is not one of the enum")],
     # --- durations and timeouts --------------------------------------------------------------
     "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
@@ -128,6 +145,23 @@ EXPECTED: dict[str, list[E]] = {
     "wait-too-long.yaml": [E(8, 15, "steps[0].duration", "a duration must be at most 366d")],
     "ladder-percent-too-far.yaml": [
         E(10, 13, "steps[0].escalation[0].at", "100000% of step `look`'s due 1d is 1000d, longer than the longest duration 366d")
+    ],
+    "ladder-out-of-order.yaml": [
+        E(8, 9, "escalation[1].at", "`at: 100%` is earlier than escalation[0] above it (`at: 200%`): rungs fire in "
+                                    "the order written, so it would fire late, right after that one; "
+                                    "list them earliest first (increasing `at`)")
+    ],
+    "ladder-out-of-order-mixed.yaml": [
+        E(12, 13, "steps[0].escalation[1].at", "`at: 25%` is earlier than steps[0].escalation[0] above it (`at: 3h`) "
+                                               "for step `look` (due 8h: 2h versus 3h after ready)")
+    ],
+    "ladder-after-capped-repeats.yaml": [
+        E(11, 9, "escalation[2].at", "`at: 2h` is earlier than the last repeat of escalation[1] above it "
+                                     "(`every: 30m`, max 4, 3h after ready)")
+    ],
+    "ladder-every-not-last.yaml": [
+        E(8, 12, "escalation[1].every", "`every: 30m` without `max` repeats until the step is done, so the rung "
+                                        "after it (escalation[2]) never fires: put it last, or give it a `max`")
     ],
     "template-private-attribute.yaml": [
         E(12, 14, "steps[0].message.title", "`_name` cannot be read: the sandbox refuses names starting with `_`")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_sop_list_json_lists_every_sop_by_priority(sop, repo_root: Path) -> None
 
 def test_sop_show_gives_the_escalation_ladder_at_absolute_offsets(sop) -> None:
     # crisis-pr's ladder: 50% → assignee, 100% → lead + backup, then every 15m (max 4) → owner + director;
-    # `assess` is due 15m after it becomes ready
+    # `assess` is due 15m after it becomes ready. Up to 6 repeats are all listed
     result = sop("show", "crisis-pr", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -171,9 +172,54 @@ def test_sop_show_gives_the_escalation_ladder_at_absolute_offsets(sop) -> None:
         ("2", "15m", ["lead", "backup"], "escalated"),
         ("3.1", "30m", ["owner", "ops-director"], "escalated"),
         ("3.2", "45m", ["owner", "ops-director"], "escalated"),
+        ("3.3", "1h", ["owner", "ops-director"], "escalated"),
+        ("3.4", "1h15m", ["owner", "ops-director"], "escalated"),
     ]
+    assert not any("more" in rung for rung in steps["assess"]["escalation"])  # max 4: every repeat is listed
     assert steps["page"]["escalation"] == []  # a notify step is not escalated
     assert data["priority"] == "P1" and data["owner"] == "pr-lead" and data["deadline"] == "2h"
+
+
+LONG_LADDERS = """\
+id: long-ladders
+title: Two steps whose ladders repeat longer than a page shows
+class: outage
+owner: sre-oncall
+steps:
+  - id: slow
+    assignee: sre-oncall
+    due: 1h
+    escalation:
+      - at: 100%
+        notify: [lead]
+      - every: 30m
+        max: 10
+        notify: [owner]
+  - id: endless
+    assignee: sre-oncall
+    needs: [slow]
+    escalation:
+      - every: 1h
+        notify: [lead]
+"""
+
+
+def test_sop_show_lists_the_first_repeats_of_a_long_ladder_and_counts_the_rest(sop, tmp_path: Path,
+                                                                                 repo_root: Path) -> None:
+    # more than 6 repeats: the first 2 are listed and the rest counted, not silently dropped
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    (tmp_path / "sops").mkdir()
+    (tmp_path / "sops" / "long-ladders.yaml").write_text(LONG_LADDERS, encoding="utf-8")
+    data = json.loads(sop("show", "long-ladders", "--json", env={"SOP_HOME": str(tmp_path)}).stdout)
+    slow, endless = data["steps"]
+    assert [(rung["level"], rung["after_ready"]) for rung in slow["escalation"]] == [
+        ("1", "1h"), ("2.1", "1h30m"), ("2.2", "2h")]
+    assert (slow["escalation"][-1]["more"], slow["escalation"][-1]["every"]) == (8, "30m")
+    assert [rung["level"] for rung in endless["escalation"]] == ["1.1", "1.2"]
+    assert (endless["escalation"][-1]["more"], endless["escalation"][-1]["every"]) == (None, "1h")  # until done
+    text = sop("show", "long-ladders", env={"SOP_HOME": str(tmp_path)}).stdout
+    assert "… and 8 more, every 30m" in text
+    assert "… and more, every 1h until the step is done" in text
 
 
 def test_sop_show_every_human_step_with_a_due_escalates_at_its_due(sop, repo_root: Path) -> None:

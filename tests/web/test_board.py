@@ -144,6 +144,7 @@ def test_the_library_shows_an_sop_with_its_graph_ladder_triggers_and_versions(si
     assert '<pre class="mermaid"' in page.text and "flowchart TD" in page.text  # the text `sop graph` prints
     assert "metric negative_mentions &gt; 100 per day" in page.text  # triggers in words
     assert "+7m30s: reminder → assignee" in page.text  # assess's ladder at its offsets
+    assert "+1h15m: escalated → owner, ops-director" in page.text  # its 4th and last repeat: max 4, all listed
     assert "(current)" in page.text  # crisis-pr ran in this package on the library's text
     assert client.get("/library/nosuch").status_code == 404
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 from pydantic import Field, field_validator
 
 from flows.clock import scaled, scaled_timeout
-from flows.language.fields import Duration, Slug, Strict
+from flows.language.fields import Duration, Slug, Strict, Title
 from flows.language.ladder import LadderEntry
 
 #: result attributes every step exposes to later templates (``steps.<id>.<attr>``)
@@ -47,7 +47,7 @@ class StepBase(Strict):
     judged: ClassVar[bool] = True
 
     id: Slug
-    title: str | None = None
+    title: Title | None = None
     description: str | None = None
     needs: list[str] = Field(default_factory=list)
     when: str | None = None
