@@ -123,19 +123,44 @@ def prepare(url: str, timeout: float) -> tuple[Any | None, str | None]:
     return plugin, None
 
 
+#: a fenced code block, or an inline code span: where markdown shows ``<`` as it is
+_CODE = re.compile(r"^```.*?^```[^\n]*$|`[^`\n]+`", re.S | re.M)
+
+
+def markup_inert(markdown_text: str) -> str:
+    """``markdown_text`` whose ``<`` outside code is ``&lt;``: markdown passes raw HTML through to e-mail, so a value
+    typed or labelled ``<img src=…>`` or ``<a href=…>`` was a tracking pixel or a disguised link in mail the site
+    sent; now it reads as the text that was given. Code spans keep theirs (markdown escapes them itself)."""
+    if "<" not in markdown_text:
+        return markdown_text
+    out, start = [], 0
+    for code in _CODE.finditer(markdown_text):
+        out.append(markdown_text[start:code.start()].replace("<", "&lt;"))
+        out.append(code.group(0))
+        start = code.end()
+    out.append(markdown_text[start:].replace("<", "&lt;"))
+    return "".join(out)
+
+
 def send(plugin: Any, url: str, message: Message) -> Outcome:
-    """Send ``message`` once through a prepared plugin; never raises."""
+    """Send ``message`` once through a prepared plugin; never raises. A plugin that takes HTML (e-mail) gets the
+    markdown body turned into HTML here, its raw HTML made inert (:func:`markup_inert`); the others get markdown."""
     started = time.perf_counter()
     with _CAPTURE.collect() as lines:
         try:
             sender = apprise.Apprise(asset=ASSET)
             sender.add(plugin)
+            body, form = message.body or message.title, apprise.NotifyFormat.MARKDOWN
+            if getattr(plugin, "notify_format", None) == apprise.NotifyFormat.HTML:
+                from apprise.conversion import markdown_to_html
+
+                body, form = markdown_to_html(markup_inert(body)), apprise.NotifyFormat.HTML
             ok = bool(
                 sender.notify(
-                    body=message.body or message.title,
+                    body=body,
                     title=message.title,
                     notify_type=apprise.NotifyType(message.notify_type),
-                    body_format=apprise.NotifyFormat.MARKDOWN,
+                    body_format=form,
                 )
             )
         except Exception as exc:  # Apprise or a plugin failing in a way it does not catch

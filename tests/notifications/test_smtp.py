@@ -72,3 +72,19 @@ def test_a_line_break_in_a_title_is_a_space_and_the_mail_still_goes(smtp: SmtpSe
     assert mail.message["Subject"] == "[P1] Crisis PR: crlf Bcc: evil@example.com and more"
     assert mail.message["Bcc"] is None
     assert Message(title="x" * 500, body="").title == "x" * 199 + "…"
+
+
+def test_html_in_a_value_is_text_in_the_mail_and_code_keeps_its_brackets(smtp: SmtpServer) -> None:
+    # a topic typed on a form, an alert's label: pages escape it; the e-mail's HTML part took it as markup
+    body = ('Topic reported: <a href="https://evil.example/login">Re-authenticate</a>'
+            '<img src="https://evil.example/p.png">\n\n`sop done r1 assess -f severity=<low|high>`\n\n**Do it** now')
+    [result] = deliver(Message(title="[P1] Assigned to you", body=body, kind="assigned"),
+                       [person(smtp.url("sara@example.com"))], timeout=2, retries=0)
+    assert result.ok, result.error
+    [mail] = smtp.mails
+    html = mail.part("text/html")
+    assert "<img" not in html and "<a href" not in html, html
+    assert "&lt;img src=" in html and "&lt;a href=" in html  # shown as the text that was given
+    assert "<code>sop done r1 assess -f severity=&lt;low|high&gt;</code>" in html  # not &amp;lt;
+    assert "<strong>Do it</strong>" in html  # markdown is still markdown
+    assert '<img src="https://evil.example/p.png">' in mail.part("text/plain")  # the text part, as typed
