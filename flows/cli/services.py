@@ -32,9 +32,18 @@ def _prefect(lib: Any) -> tuple[str, str | None]:
         raise  # fail() exits; for the type checker
 
 
+def _refused_us(exc: BaseException) -> bool:
+    """Whether ``exc`` is the Prefect server refusing our credentials (HTTP 401 or 403)."""
+    return getattr(getattr(exc, "response", None), "status_code", None) in (401, 403)
+
+
 def _unreachable(api_url: str, exc: Exception) -> None:
     from flows.prefect.launcher import short
 
+    if _refused_us(exc):  # it answers: starting it is no help
+        fail(f"the Prefect server at {api_url} refused our credentials "
+             f"(HTTP {exc.response.status_code})",  # type: ignore[attr-defined]
+             "PREFECT_API_AUTH_STRING must be the server's PREFECT_SERVER_API_AUTH_STRING (user:password)")
     fail(f"cannot reach the Prefect server at {api_url}: {short(exc)}",
          "start it (`sop serve` starts one), or set PREFECT_API_URL / settings.prefect.api_url")
 
@@ -182,6 +191,10 @@ def executor(
         worker.run(stop)
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        if not _refused_us(exc):
+            raise
+        _unreachable(api_url, exc)  # a wrong auth string: one line, not the client's traceback
     finally:
         engine.pager.close()
     if worker.in_flight():

@@ -211,3 +211,14 @@ def test_sop_run_and_sop_done_in_another_shell_sign_in_with_the_sites_auth_file(
     assert done.returncode == 0, done.stderr
     wait_for(lambda: suspended(engine, run_id, after=1), 90, "`sop done`'s resume to be taken")
     assert refusals(engine, run_id) == []
+
+
+@pytest.mark.parametrize("command", ["deploy", "executor"])
+def test_a_wrong_auth_string_is_said_as_such_in_one_line(sop, stack, project, command):
+    """The server answers, refusing us: 'start it' was the wrong hint, and the executor died with a traceback."""
+    done = sop(command, env={"SOP_HOME": str(project), "PREFECT_API_URL": stack.api_url,
+                             "PREFECT_API_AUTH_STRING": "sop:wrong-password"}, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"the Prefect server at {stack.api_url} refused our credentials (HTTP 401)" in done.stderr, done.stderr
+    assert "PREFECT_SERVER_API_AUTH_STRING" in done.stderr and "start it" not in done.stderr
