@@ -86,5 +86,5 @@ def build_engine(library: Library, *, launcher: Any = None, background_pages: bo
     ledger = ledger or ledger_for(library, migrate=migrate)
     pager = Pager(library.site, ledger, background=background_pages, drains=pager_process)
     engine = Engine(library, ledger, pager=pager, launcher=launcher)
-    pager.links = engine.links
+    pager.links_from = lambda: engine.links  # when a page first needs a link: the secret is read only then
     return engine

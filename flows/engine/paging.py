@@ -66,8 +66,9 @@ class Pager:
     def __init__(self, site: Site, ledger: Ledger, dispatcher: Any = None, *, background: bool = False,
                  drains: bool = False, links: Any = None):
         self.site = site
-        #: makes each reader's personal step link (``flows.engine.links.Links``; None: pages carry none)
-        self.links = links
+        self._links = links
+        #: where :attr:`links` comes from when first needed (the engine's: reading the site's secret only then)
+        self.links_from: Callable[[], Any] | None = None
         self.ledger = ledger
         self._dispatcher = dispatcher
         #: who claims outbox rows (``host:pid``)
@@ -386,6 +387,19 @@ class Pager:
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                        run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
                        step=step_info, level=level, summary=summary, step_link=self._step_link(view, step, page.kind))
+
+    @property
+    def links(self) -> Any:
+        """Makes each reader's personal step link (``flows.engine.links.Links``; None: pages carry none). Got when
+        a page first needs one: a command that sends none (``sop status`` in a person's terminal) never reads the
+        site's secret."""
+        if self._links is None and self.links_from is not None:
+            self._links = self.links_from()
+        return self._links
+
+    @links.setter
+    def links(self, value: Any) -> None:
+        self._links = value
 
     def _step_link(self, view: RunView, step: StepBase | None, kind: str) -> Any:
         """Each reader's personal link to the step's page, for the kinds that ask for work (people only)."""

@@ -42,3 +42,19 @@ def test_an_account_that_may_not_read_the_secret_is_told_what_to_do(tmp_path: Pa
     assert said.startswith("SecretUnsafe: cannot read the site's secret "), said  # was PermissionError's traceback
     assert "run this as that account, or give this process the same secret in $SOP_SECRET" in said
     assert site_secret(tmp_path, env={"SOP_SECRET": "given"}) == b"given"
+
+
+def test_sop_status_reads_no_secret(sop, repo_root: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """A person's terminal on a team's host may not read var/secret: commands that send no page never do."""
+    from tests.engine.conftest import make_project
+
+    root = make_project(repo_root, tmp_path / "site", only=("t-ladder",))
+    (root / "var").mkdir(exist_ok=True)
+    secret = root / "var" / "secret"
+    secret.write_text("the-service-accounts-own\n")
+    secret.chmod(0o644)  # refused as a secret: reading it would stop the command
+    env = {"SOP_HOME": str(root), "SOP_DATABASE_URL": f"sqlite:///{root / 'var' / 'ledger.db'}",
+           "SOP_INBOX_DIR": str(root / "var" / "inbox"), "SOP_SECRET": None}
+    done = sop("status", env=env)
+    assert done.returncode == 0, done.stderr  # it read the secret at start, to make links it never made
+    assert "no open runs" in done.stdout
