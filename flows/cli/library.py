@@ -127,6 +127,7 @@ def show(
     data = describe(loaded.sop)
     data["hash"] = loaded.text_hash
     data["next_scheduled"] = _next_firings(loaded.sop, lib.site.settings.timezone)
+    data["cadence"] = _cadence(loaded.sop, lib.site)
     if as_json:
         print_json(data)
         return
@@ -140,6 +141,11 @@ def show(
         tree.add(escape(f"next by schedule {cron}: {shown}"))
     if data["inputs"]:
         tree.add(escape("inputs: " + ", ".join(f"{k} ({v.get('type', 'string')})" for k, v in data["inputs"].items())))
+    if cadence := data["cadence"]:
+        tree.add(escape(f"status updates every {cadence['every']} from {', '.join(cadence['notify'])}"
+                        + (f', asking "{cadence["message"]}"' if cadence["message"] else "")
+                        + ("" if cadence["own"] else f" (the {data['class']} class's default in settings.cadences; "
+                                                     "give the SOP a `cadence:` of its own to change it)")))
     for step in data["steps"]:
         label = f"[bold cyan]{step['id']}[/] {escape(step['title'])}  [dim]{escape(step['detail'])}[/]"
         if step["due"]:
@@ -161,6 +167,18 @@ def show(
             if more := more_text(rung):
                 node.add(f"[dim]{more}[/]")
     console.print(tree)
+
+
+def _cadence(sop: Any, site: Any) -> dict[str, Any] | None:
+    """The status cadence a run of ``sop`` keeps (its own, else its class's default), and whether it is its own."""
+    from flows.language.cadence import effective_cadence
+    from flows.language.durations import format_duration
+
+    cadence = effective_cadence(sop, site)
+    if cadence is None:
+        return None
+    return {"every": format_duration(cadence.every), "notify": cadence.notify, "message": cadence.message,
+            "own": sop.cadence is not None}
 
 
 @app.command()

@@ -208,8 +208,9 @@ class Drill:
                 while self._updates_due and self._updates_due[0] <= now:
                     self._updates_due.pop(0)
                     owner = self.engine.person_for(sop.owner)
+                    done = sum(1 for s in sop.steps if view.state(s.id) == StepState.DONE)
                     self.engine.post_update(run_id, Actor(person=owner, via="drill"),
-                                            "drill: mentions falling, statement out, next check in 30m")
+                                            f"drill: {done} of {len(sop.steps)} steps done, on with the next")
                 for step in sop.steps:
                     if not isinstance(step, HumanStep) or view.state(step.id) != StepState.ACTIVE:
                         continue

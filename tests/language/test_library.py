@@ -480,3 +480,15 @@ def test_sop_show_says_what_a_step_may_be_put_on_hold_for(sop) -> None:
     shown = " ".join(sop("show", "creative-refresh").stdout.split())
     assert "may be put on hold for: platform_reply (sop hold --for; at most 1d, then it escalates)" in shown
     assert all(s["holds"] is None for s in json.loads(sop("show", "crisis-pr", "--json").stdout)["steps"])
+
+
+def test_sop_show_says_the_status_cadence_a_run_keeps_and_where_it_comes_from(sop) -> None:
+    # complaint-review has no cadence of its own: its runs ask the CS lead what its class's default asks
+    shown = sop("show", "complaint-review")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert 'status updates every 30m from owner, asking "What is the sentiment doing' in text
+    assert "the complaint class's default in settings.cadences; give the SOP a `cadence:` of its own" in text
+    data = json.loads(sop("show", "complaint-review", "--json").stdout)
+    assert data["cadence"] == {"every": "30m", "notify": ["owner"], "own": False,
+                               "message": "What is the sentiment doing, what went out, what is next?"}
