@@ -36,6 +36,24 @@ router = APIRouter(include_in_schema=False)
 RESEND_AFTER_S = 30.0
 _last_sent: dict[str, float] = {}
 _lock = Lock()
+#: sign-in links one address may ask for per minute (per API process): the form cannot page every person
+ASKS_PER_MINUTE = 30
+_asked: dict[str, list[float]] = {}
+
+
+def _too_many(client: str) -> bool:
+    """Whether ``client`` asked for :data:`ASKS_PER_MINUTE` links in the last minute already (and count this one)."""
+    now = time.monotonic()
+    with _lock:
+        if len(_asked) > 10_000:  # a flood of addresses: forget those that asked over a minute ago
+            for old in [c for c, times in _asked.items() if now - times[-1] > 60]:
+                del _asked[old]
+        recent = [t for t in _asked.get(client, []) if now - t < 60]
+        if len(recent) >= ASKS_PER_MINUTE:
+            _asked[client] = recent
+            return True
+        _asked[client] = [*recent, now]
+        return False
 
 
 def _web(request: Request) -> Web:
@@ -74,6 +92,10 @@ async def send_sign_in(request: Request) -> Response:
     who = str(form.get("who") or "").strip()[:200]
     if not who:
         return _form(request, status=422, error="Write your person id or your e-mail.")
+    if _too_many(request.client.host if request.client else "-"):
+        log.warning("event=sign_in_refused reason=too_many client=%s", request.client.host if request.client else "-")
+        return _form(request, status=429, who=who,
+                     error=f"Too many sign-in links asked from your address ({ASKS_PER_MINUTE} a minute): wait a minute.")
     person = await run_in_threadpool(_person_of, web, who)
     if person is not None:  # sent after the answer: its time (seconds on a slow channel) tells no one it is a person
         _SENDER.submit(_send_logged, web, person, _next(str(form.get("next") or "/")))

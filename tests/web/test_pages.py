@@ -253,6 +253,21 @@ def test_asking_for_a_sign_in_link_answers_before_the_link_is_sent(site: Site, m
         server.shutdown()
 
 
+def test_one_address_may_ask_for_so_many_sign_in_links_a_minute(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may ask for a link for anyone: without a bound one address paged every person twice a minute."""
+    from flows.web import signin
+
+    monkeypatch.setattr(signin, "ASKS_PER_MINUTE", 3)
+    monkeypatch.setattr(signin, "_asked", {})
+    client = site.client()
+    form = client.get("/sign-in")
+    answers = [client.post("/sign-in", data={"csrf": csrf_of(form), "who": who}).status_code
+               for who in ("mallory", "li-wei", "nobody", "zhao-lei")]
+    assert answers == [200, 200, 200, 429]
+    refused = client.post("/sign-in", data={"csrf": csrf_of(form), "who": "chen-jie"})
+    assert "Too many sign-in links asked from your address (3 a minute)" in refused.text
+
+
 def test_the_company_proxy_is_believed_only_with_its_secret(site: Site) -> None:
     trusted = {"X-Forwarded-User": "chen-jie", "X-Proxy-Secret": PROXY_SECRET}
     home = site.client().get("/", headers=trusted)
