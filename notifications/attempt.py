@@ -123,38 +123,58 @@ def prepare(url: str, timeout: float) -> tuple[Any | None, str | None]:
     return plugin, None
 
 
-#: a fenced code block, or an inline code span: where markdown shows ``<`` as it is
-_CODE = re.compile(r"^```.*?^```[^\n]*$|`[^`\n]+`", re.S | re.M)
+def _email_markdown() -> Any:
+    """Markdown for e-mail's HTML part: raw HTML off (a value's ``<img …>`` or ``<a …>`` is shown as the text it
+    is), no images (a value's ``![x](https://tracker/p.png)`` would be a tracking pixel), and a link shown with its
+    address after its text and no anchor (``[your run](https://evil/login)`` reads ``your run (https://evil/login)``:
+    nothing disguised; mail programs make the bare address a link)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").disable("image")  # breaks: as nl2br
+
+    def link_open(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+        return ""
+
+    def link_close(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
+        start = next(i for i in range(idx - 1, -1, -1) if tokens[i].type == "link_open")
+        href = str(tokens[start].attrGet("href") or "")
+        text = "".join(t.content for t in tokens[start + 1:idx])
+        return "" if text == href else f" ({md.utils.escapeHtml(href)})"  # type: ignore[attr-defined]
+
+    md.add_render_rule("link_open", link_open)
+    md.add_render_rule("link_close", link_close)
+    return md
 
 
-def markup_inert(markdown_text: str) -> str:
-    """``markdown_text`` whose ``<`` outside code is ``&lt;``: markdown passes raw HTML through to e-mail, so a value
-    typed or labelled ``<img src=…>`` or ``<a href=…>`` was a tracking pixel or a disguised link in mail the site
-    sent; now it reads as the text that was given. Code spans keep theirs (markdown escapes them itself)."""
-    if "<" not in markdown_text:
-        return markdown_text
-    out, start = [], 0
-    for code in _CODE.finditer(markdown_text):
-        out.append(markdown_text[start:code.start()].replace("<", "&lt;"))
-        out.append(code.group(0))
-        start = code.end()
-    out.append(markdown_text[start:].replace("<", "&lt;"))
-    return "".join(out)
+_EMAIL_MD: Any = None
+
+
+def email_html(markdown_text: str) -> str:
+    """A message's markdown body as the HTML of an e-mail (:func:`_email_markdown`)."""
+    global _EMAIL_MD
+    if _EMAIL_MD is None:
+        _EMAIL_MD = _email_markdown()
+    return str(_EMAIL_MD.render(markdown_text))
+
+
+def _is_email(plugin: Any) -> bool:
+    from apprise.plugins.email.base import NotifyEmail
+
+    return isinstance(plugin, NotifyEmail)
 
 
 def send(plugin: Any, url: str, message: Message) -> Outcome:
-    """Send ``message`` once through a prepared plugin; never raises. A plugin that takes HTML (e-mail) gets the
-    markdown body turned into HTML here, its raw HTML made inert (:func:`markup_inert`); the others get markdown."""
+    """Send ``message`` once through a prepared plugin; never raises. E-mail gets the markdown body turned into
+    HTML here (:func:`email_html`: nothing a value holds becomes markup); the others get markdown, as Apprise
+    renders it for each."""
     started = time.perf_counter()
     with _CAPTURE.collect() as lines:
         try:
             sender = apprise.Apprise(asset=ASSET)
             sender.add(plugin)
             body, form = message.body or message.title, apprise.NotifyFormat.MARKDOWN
-            if getattr(plugin, "notify_format", None) == apprise.NotifyFormat.HTML:
-                from apprise.conversion import markdown_to_html
-
-                body, form = markdown_to_html(markup_inert(body)), apprise.NotifyFormat.HTML
+            if _is_email(plugin):  # its subject is a header: the title goes as it is
+                body, form = email_html(body), apprise.NotifyFormat.HTML
             ok = bool(
                 sender.notify(
                     body=body,

@@ -77,14 +77,18 @@ def test_a_line_break_in_a_title_is_a_space_and_the_mail_still_goes(smtp: SmtpSe
 def test_html_in_a_value_is_text_in_the_mail_and_code_keeps_its_brackets(smtp: SmtpServer) -> None:
     # a topic typed on a form, an alert's label: pages escape it; the e-mail's HTML part took it as markup
     body = ('Topic reported: <a href="https://evil.example/login">Re-authenticate</a>'
-            '<img src="https://evil.example/p.png">\n\n`sop done r1 assess -f severity=<low|high>`\n\n**Do it** now')
+            '<img src="https://evil.example/p.png"> ![x](https://tracker.example/p.png) '
+            '[your run](https://evil.example/login) \\`<img src=https://t.example/p.png>`'
+            '\n\n`sop done r1 assess -f severity=<low|high>`\n\n**Do it** now\n- **Run:** [r1](http://127.0.0.1:8000/runs/r1)')
     [result] = deliver(Message(title="[P1] Assigned to you", body=body, kind="assigned"),
                        [person(smtp.url("sara@example.com"))], timeout=2, retries=0)
     assert result.ok, result.error
     [mail] = smtp.mails
     html = mail.part("text/html")
-    assert "<img" not in html and "<a href" not in html, html
+    assert "<img" not in html and "<a " not in html, html  # no pixel, no disguised link, however written
     assert "&lt;img src=" in html and "&lt;a href=" in html  # shown as the text that was given
+    assert "your run (https://evil.example/login)" in html  # a link shows where it goes
+    assert "r1 (http://127.0.0.1:8000/runs/r1)" in html  # the run's own link too
     assert "<code>sop done r1 assess -f severity=&lt;low|high&gt;</code>" in html  # not &amp;lt;
     assert "<strong>Do it</strong>" in html  # markdown is still markdown
     assert '<img src="https://evil.example/p.png">' in mail.part("text/plain")  # the text part, as typed
