@@ -87,4 +87,6 @@ def build_engine(library: Library, *, launcher: Any = None, background_pages: bo
     pager = Pager(library.site, ledger, background=background_pages, drains=pager_process)
     engine = Engine(library, ledger, pager=pager, launcher=launcher)
     pager.links_from = lambda: engine.links  # when a page first needs a link: the secret is read only then
+    if background_pages or pager_process:  # a service: an unusable secret stops it now, not its pages later
+        _ = engine.links
     return engine

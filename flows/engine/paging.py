@@ -26,6 +26,7 @@ from typing import Any
 from flows.clock import scaled
 from flows.engine import outbox
 from flows.engine.oncall import on_call_now, resolve_targets
+from flows.engine.secrets import SecretUnsafe
 from flows.engine.view import RunView, instructions
 from flows.language.config import Site
 from flows.language.durations import format_duration
@@ -405,8 +406,14 @@ class Pager:
         """Each reader's personal link to the step's page, for the kinds that ask for work (people only)."""
         from notifications.message import ACTION_KINDS
 
-        links = self.links
-        if links is None or step is None or not isinstance(step, HumanStep) or kind not in ACTION_KINDS:
+        if step is None or not isinstance(step, HumanStep) or kind not in ACTION_KINDS:
+            return None
+        try:
+            links = self.links
+        except SecretUnsafe as exc:  # the page goes without its link (the command in it still works), not lost
+            log.warning("event=page_without_link kind=%s step=%s reason=%r", kind, step.id, str(exc))
+            return None
+        if links is None:
             return None
         max_age = scaled(links.max_age, view.speed)
         people = self.site.people

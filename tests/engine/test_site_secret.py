@@ -58,3 +58,35 @@ def test_sop_status_reads_no_secret(sop, repo_root: Path, tmp_path: Path) -> Non
     done = sop("status", env=env)
     assert done.returncode == 0, done.stderr  # it read the secret at start, to make links it never made
     assert "no open runs" in done.stdout
+
+
+def test_pages_go_without_their_link_when_the_secret_cannot_be_read_and_a_service_stops(repo_root: Path,
+                                                                                         tmp_path: Path,
+                                                                                         monkeypatch) -> None:  # noqa: ANN001
+    """A terminal's action is committed before its pages are sent: they must not be lost to the secret."""
+    import json
+
+    import pytest
+
+    from flows import runtime
+    from tests.engine.conftest import make_project, wait_for
+
+    root = make_project(repo_root, tmp_path / "site", only=("t-ladder",))
+    (root / "var").mkdir(exist_ok=True)
+    (root / "var" / "secret").write_text("the-service-accounts-own\n")
+    (root / "var" / "secret").chmod(0o644)
+    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
+    monkeypatch.delenv("SOP_SECRET", raising=False)
+    engine = runtime.engine(root, prefect=False)
+    try:
+        run_id = engine.start("t-ladder", initiator="li-wei").run_id
+        inbox = root / "var" / "inbox" / "zhao-lei.jsonl"  # sre-oncall's primary: the step is theirs
+        page = wait_for(lambda: [p for p in map(json.loads, inbox.read_text().splitlines()) if run_id in p["body"]]
+                        if inbox.exists() else None, 10, "the assignee's page")[0]
+        assert "Assigned to you" in page["title"] and "/s/" not in page["body"]  # was set aside: lost
+        assert f"sop done {run_id} respond" in page["body"]  # the terminal's way still says what to do
+    finally:
+        engine.pager.close()
+    with pytest.raises(SecretUnsafe, match="only its owner may read it"):
+        runtime.engine(root, prefect=False, background_pages=True)  # a service: stops at its start
