@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.engine.holds import HoldNotAllowed, HoldNoteRefused, HoldReasonRefused
+from flows.engine.links import without_link_secrets
 from flows.engine.people import UpdateRefused
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
@@ -285,12 +286,14 @@ def failed(request: Request, exc: Exception) -> JSONResponse:
     a 503 with ``Retry-After`` when the ledger's database is away (logged in one line: a database down for a minute
     is not thousands of tracebacks). Alertmanager and Grafana send a 5xx again (a repeat attaches to its run)."""
     if database_away(exc):
-        log.error(kv("event=request_failed", method=request.method, path=request.url.path, error=type(exc).__name__,
+        log.error(kv("event=request_failed", method=request.method, path=without_link_secrets(request.url.path),
+                     error=type(exc).__name__,
                      cause="database unreachable", detail=str(exc).splitlines()[0][:200] if str(exc) else ""))
         body = {"error": "the service's database cannot be reached now; send this request again in a moment "
                          f"(retry after {RETRY_AFTER_S} s)", "field": None, "problems": []}
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
-    log.error(kv("event=request_failed", method=request.method, path=request.url.path, error=type(exc).__name__),
+    log.error(kv("event=request_failed", method=request.method, path=without_link_secrets(request.url.path),
+                 error=type(exc).__name__),
               exc_info=exc)
     body = {"error": f"internal error ({type(exc).__name__}): a fault of the service, not of the request; see the API log",
             "field": None, "problems": []}
@@ -308,7 +311,7 @@ def unexpected(request: Request, exc: Exception) -> Response:
     try:
         return notice(request, FAULT_TITLE, FAULT_TEXT, answer.status_code, action=("/", "Go to your steps"))
     except Exception:  # noqa: BLE001 - the page itself failed (the database is away): a page that needs nothing
-        log.exception("event=fault_page_failed path=%s", request.url.path)
+        log.exception("event=fault_page_failed path=%s", without_link_secrets(request.url.path))
         return HTMLResponse(FAULT_PAGE, status_code=answer.status_code, headers={"Cache-Control": "no-store"})
 
 

@@ -9,6 +9,7 @@ writes its nonce to ``link_uses`` in the same transaction as the action
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,3 +96,13 @@ class Links:
             raise LinkRefused("expired", f"this link expired at {claim.expires_at:%Y-%m-%d %H:%M} UTC: "
                                          "sign in, or ask for a new page", claim)
         return claim
+
+
+#: the secret part of a step or sign-in link in a path (``/s/eyJw…``, ``/sign-in/eyJw…``)
+_LINK_SECRET = re.compile(r"(/(?:s|sign-in)/)[^\s/?#\"']+")
+
+
+def without_link_secrets(text: str) -> str:
+    """``text`` (a path, a log line) with every link's secret part shown as ``…``: whoever reads a log must not be
+    able to open a person's link and act as them."""
+    return _LINK_SECRET.sub(r"\1…", text) if "/s" in text else text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,20 +18,21 @@ from fastapi import FastAPI
 from flows import runtime
 from flows.api.app import close, create_app
 from flows.api.auth import SecretsRefused
+from flows.engine.links import without_link_secrets
 from flows.language.loader import SpecInvalid
 from flows.ledger.url import LedgerUnavailable
 
 
 class LinkSecrets(logging.Filter):
-    """uvicorn's access log without the secret part of a step or sign-in link (``/s/eyJw…`` → ``/s/…``): whoever
-    reads the log (journald, a log shipper) could otherwise open the link and act as its person until it is used
-    or expires."""
-
-    _TOKEN = re.compile(r"(/(?:s|sign-in)/)[^\s/?#\"]+")
+    """Log lines without the secret part of a step or sign-in link (``/s/eyJw…`` → ``/s/…``): whoever reads the log
+    (journald, a log shipper) could otherwise open the link and act as its person until it is used or expires.
+    On uvicorn's access log and on our own lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = without_link_secrets(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(self._TOKEN.sub(r"\1…", arg) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(without_link_secrets(arg) if isinstance(arg, str) else arg for arg in record.args)
         return True
 
 
@@ -43,6 +43,7 @@ def _log_setup() -> None:
     ours = logging.getLogger("sop")
     if not ours.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(LinkSecrets())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         ours.addHandler(handler)
         ours.setLevel(logging.INFO)

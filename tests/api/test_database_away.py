@@ -24,7 +24,8 @@ def test_an_alert_while_the_database_is_down_is_a_503_to_send_again(library: Lib
     try:
         ledger = Ledger(cluster.database("away"))
         ledger.migrate()
-        served = ServedApp(create_app(Engine(library, ledger), env=token_env))
+        engine = Engine(library, ledger)
+        served = ServedApp(create_app(engine, env=token_env))
         client = httpx.Client(base_url=served.url, timeout=30,
                               headers={"Authorization": f"Bearer {token_env[TOKEN_ENV['alertmanager']]}"})
         labels = {"alertname": "HighErrorRate", "severity": "critical", "service": unique("svc")}
@@ -36,8 +37,13 @@ def test_an_alert_while_the_database_is_down_is_a_503_to_send_again(library: Lib
         assert away.status_code == 503, away.text  # Alertmanager sends a 5xx again; a 500 said "our bug"
         assert away.headers["Retry-After"] == "5"
         assert "database cannot be reached now; send this request again" in away.json()["error"]
+        link = engine.links.step_link("wang-fang", "r-away", "assess")
+        secret = link.rsplit("/s/", 1)[1]
+        assert httpx.get(f"{served.url}/s/{secret}", timeout=30).status_code == 503  # its page reads the ledger
         logged = [r for r in caplog.records if "request_failed" in r.getMessage()]
         assert logged and all(r.exc_info is None for r in logged)  # one line each, no traceback
+        assert any("path=/s/…" in r.getMessage() for r in logged)
+        assert not any(secret in r.getMessage() for r in logged)  # a live link in the log is anyone's
     finally:
         if served is not None:
             served.stop()
