@@ -22,10 +22,23 @@ from flows.ledger.url import LedgerUnavailable
 MAX_WAIT_S, REMIND_S = 10.0, 60.0
 
 
+#: SQLite's OperationalError messages that say the file cannot be used now (its others are our bugs: a missing
+#: column or table, a syntax error, which SQLite also reports as OperationalError)
+_SQLITE_AWAY = ("locked", "busy", "unable to open", "disk i/o", "readonly", "disk is full", "not a database")
+
+
 def database_away(exc: BaseException) -> bool:
     """Whether ``exc`` says the ledger's database cannot be reached or used now (down, restarting, a connection cut,
-    SQLite's file locked past its wait): the service's state, not a bug, and worth another try."""
-    if isinstance(exc, (LedgerUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)):
+    SQLite's file locked past its wait): the service's state, not a bug, and worth another try. A query of ours
+    that SQLite refuses (``no such column``) is a bug, whatever class SQLite gives it."""
+    import sqlite3
+
+    if isinstance(exc, LedgerUnavailable):
+        return True
+    cause = getattr(exc, "orig", None) if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(cause, sqlite3.Error):
+        return isinstance(cause, sqlite3.OperationalError) and any(word in str(cause).lower() for word in _SQLITE_AWAY)
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)):
         return True
     try:
         import psycopg

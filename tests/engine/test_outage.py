@@ -61,3 +61,20 @@ def test_an_outage_waits_longer_each_pass_and_says_when_it_is_over(caplog: pytes
     assert len(lines) == 2 and lines[1].startswith("event=thing_recovered after_s=") and "passes=8" in lines[1]
     assert trouble.failed(ValueError("a bug of ours")) == 0.1  # not the database: its traceback, no backoff
     assert caplog.records[-1].exc_info is not None
+
+
+def test_a_query_sqlite_refuses_is_a_bug_not_the_database_away() -> None:
+    import sqlite3
+
+    from flows.ledger.outage import database_away
+
+    conn = sqlite3.connect(":memory:")
+    for sql, away in (("SELECT nope FROM sqlite_master", False), ("SELEC 1", False)):
+        try:
+            conn.execute(sql)
+        except sqlite3.Error as exc:
+            wrapped = sa.exc.OperationalError(sql, {}, exc)
+            assert database_away(wrapped) is away, sql  # a 503 "retry" and no traceback hid our bug
+    locked = sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+    assert database_away(locked)
+
