@@ -253,17 +253,42 @@ def render(text: str, context: dict[str, Any]) -> str:
 
 
 def _url_part(value: Any) -> str:
-    """A value placed in a URL after its start: percent-encoded whole (``/``, ``?``, ``#``, ``%`` and spaces too), and
+    """A value placed in a URL after its base: percent-encoded whole (``/``, ``?``, ``#``, ``%`` and spaces too), and
     a lone ``.`` or ``..`` spelled out, so that no value can change which path or query is called."""
     text = quote(str(value), safe="")
     return text.replace(".", "%2E") if text in (".", "..") else text
 
 
-#: URL templates: every expression's value is one component of the address (:func:`render_url`)
-URL_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_url_part)
+#: marks around each expression's value in a rendered URL (private-use characters: no value keeps them), the
+#: second for a value the template encoded itself (``| urlencode``)
+_VALUE, _ENCODED, _END = "\ue000", "\ue001", "\ue002"
+
+
+class _Encoded(str):
+    """What ``| urlencode`` made in a URL template: encoded already, taken as it is."""
+
+
+def _url_encode(value: Any) -> _Encoded:
+    """``| urlencode`` in a URL: every character that means something in a URL encoded, ``/`` too (Jinja's own
+    leaves ``/``, so ``../..`` went through); a mapping or pairs as ``a=1&b=2``."""
+    from urllib.parse import urlencode
+
+    if isinstance(value, dict) or (isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) for p in value)):
+        return _Encoded(urlencode(list(value.items()) if isinstance(value, dict) else list(value), quote_via=quote,
+                                  safe=""))
+    return _Encoded(quote(str(value), safe=""))
+
+
+def _marked(value: Any) -> str:
+    """URL_ENV's ``finalize``: each expression's value between marks (:func:`render_url` decides what it becomes)."""
+    text = str(value).replace(_VALUE, "").replace(_ENCODED, "").replace(_END, "")
+    return f"{_ENCODED if isinstance(value, _Encoded) else _VALUE}{text}{_END}"
+
+
+#: URL templates: every expression's value marked, to be placed by :func:`render_url`
+URL_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_marked)
 URL_ENV.filters["default"] = URL_ENV.filters["d"] = default
-#: a URL template's leading expression (its base address, ``{{ config.gateway }}``) and the rest
-_URL_BASE = re.compile(r"\A(\s*\{\{.*?\}\})(.*)\Z", re.S)
+URL_ENV.filters["urlencode"] = _url_encode
 
 
 @lru_cache(maxsize=512)
@@ -272,13 +297,31 @@ def _compiled_url(text: str) -> Template:
 
 
 def render_url(text: str, context: dict[str, Any]) -> str:
-    """Render an HTTP step's URL: an expression at the very start is the base address and goes in as it is
-    (``{{ config.gateway }}``: the site's, or the SOP's author's choice); the value of every later expression is
-    percent-encoded as one path segment or query value. An alert label ``service: ../../admin?x=1`` in
-    ``…/scaling-groups/{{ inputs.service }}/capacity`` stays inside that segment instead of calling ``/admin``."""
-    match = _URL_BASE.match(text)
-    base, rest = (match.group(1), match.group(2)) if match else ("", text)
-    return (render(base, context) if base else "") + (_compiled_url(rest).render(**context) if "{" in rest else rest)
+    """Render an HTTP step's URL. Its base, up to the first ``/`` of its path (or a ``?`` or ``#``) written in the
+    template, goes in as the values make it (``{{ config.gateway }}/…``, ``https://{{ config.host }}/…``: the site's,
+    or the SOP author's choice); the value of every expression after it is percent-encoded as one path segment or
+    query value. An alert label ``service: ../../admin?x=1`` in ``…/scaling-groups/{{ inputs.service }}/capacity``
+    stays inside that segment instead of calling ``/admin``. ``| urlencode`` in it encodes ``/`` too and is not
+    encoded twice."""
+    if "{" not in text:
+        return text
+    rendered = _compiled_url(text).render(**context)
+    out: list[str] = []
+    in_base, tail, i = True, "", 0
+    while i < len(rendered):
+        mark = rendered[i]
+        if mark in (_VALUE, _ENCODED):
+            end = rendered.index(_END, i)
+            value = rendered[i + 1:end]
+            out.append(value if in_base or mark == _ENCODED else _url_part(value))
+            i = end + 1
+            continue
+        if in_base and (mark in "?#" or (mark == "/" and not tail.endswith((":", ":/")))):
+            in_base = False  # the path (or query) begins: what the template writes from here is the SOP's
+        tail = (tail + mark)[-2:]
+        out.append(mark)
+        i += 1
+    return "".join(out)
 
 
 def evaluate(expression: str, context: dict[str, Any]) -> Any:

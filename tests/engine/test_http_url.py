@@ -60,3 +60,16 @@ def test_a_label_in_a_query_stays_one_value_and_the_base_is_taken_whole(api: tup
     base, paths = api
     call("{{ config.cloud_api }}/v1/groups?name={{ inputs.service }}&run={{ run.id }}", base, "a&admin=1#x")
     assert paths == ["/v1/groups?name=a%26admin%3D1%23x&run=r1"]
+
+
+def test_the_base_may_be_written_around_values_and_urlencode_is_not_done_twice(api: tuple[str, list[str]]) -> None:
+    base, paths = api
+    host = base.removeprefix("http://")  # 127.0.0.1:PORT: a colon the path's rule would have encoded
+    for url in ("http://{{ config.host }}/v1/{{ inputs.service }}",
+                "{% if config.host %}{{ config.cloud_api }}{% endif %}/v1/{{ inputs.service }}",
+                "{{ config.cloud_api }}/v1/{{ inputs.service | urlencode }}"):
+        step = HttpStep.model_validate({"id": "s", "kind": "http", "request": {"url": url}, "timeout": "5s"})
+        KINDS["http"].execute(step, StepContext(variables={  # type: ignore[misc]
+            "config": {"cloud_api": base, "host": host}, "inputs": {"service": "../a b"}, "run": {"id": "r1"}},
+            run_id="r1"))
+    assert paths == ["/v1/..%2Fa%20b"] * 3  # Jinja's own urlencode kept the /: ../ went through it
