@@ -121,6 +121,24 @@ EXPECTED: dict[str, list[E]] = {
     ],
     "unknown-filter.yaml": [E(10, 14, "steps[0].message.title", "unknown filter `uper`; did you mean `upper`?")],
     "unknown-test.yaml": [E(11, 11, "steps[0].when", "unknown test `oddd`; did you mean `odd`?")],
+    # an expression that parses but fails when it is evaluated with the values its fields can have
+    "when-compares-number-with-text.yaml": [
+        E(13, 11, "steps[1].when", "`when` would fail whenever it is evaluated: '>' not supported between instances of "
+                                   "'int' and 'str' (`steps.investigate.compensation_cny` is an integer field)")
+    ],
+    "when-optional-field-left-empty.yaml": [
+        E(13, 11, "steps[1].when", "`when` would fail whenever `steps.investigate.compensation_cny` is left empty "
+                                   "(an optional field is none then): '>' not supported between instances of 'NoneType' "
+                                   "and 'int'; write `steps.investigate.compensation_cny | default(0)`")
+    ],
+    "check-optional-input-left-empty.yaml": [
+        E(10, 12, "steps[0].check", "`check` would fail whenever a run starts without `inputs.refund_cny` (an optional "
+                                   "input without a default is none then)")
+    ],
+    "when-enum-not-a-choice.yaml": [
+        E(13, 11, "steps[1].when", "`steps.acknowledge.category` is compared with 'shipping', which is not one of its "
+                                   "choices (delivery, quality, refund): `==` is never true")
+    ],
     # --- triggers ----------------------------------------------------------------------------
     "metric-above-and-below.yaml": [E(9, 12, "triggers[0].below", "exactly one of above, below, change")],
     "change-without-period.yaml": [E(7, 13, "triggers[0].change", "a `change` rule needs a `period`")],
