@@ -43,6 +43,27 @@ EXPECTED: dict[str, list[E]] = {
     "top-level-list.yaml": [E(1, None, "", "expected a YAML mapping at the top, got list")],
     "empty.yaml": [E(1, None, "", "the file is empty")],
     "duplicate-yaml-keys.yaml": [E(9, 5, "steps[0].due", "duplicate key 'due' (first defined on line 8)")],
+    "yaml-quotes-in-quotes.yaml": [
+        E(2, 13, "", "this `\"` ends the quoted value that starts at column 8, and text follows it; to write `\"` "
+                     "inside a value, put the value in single quotes ('VIP \"closed\" case') or write \\\" for each")
+    ],
+    "yaml-template-unquoted.yaml": [
+        E(7, 8, "dedup", "a value that starts with `{{` must be quoted (without quotes YAML reads `{ … }` as a mapping): "
+                         "write dedup: \"{{ inputs.customer }}\"")
+    ],
+    "yaml-full-width-colon.yaml": [
+        E(3, 6, "", "this is a full-width colon `：` (U+FF1A, as Chinese input methods type it): YAML needs the "
+                    "ASCII colon `:` after a key; write `class: outage`")
+    ],
+    "enum-yes-no.yaml": [
+        E(9, 38, "steps[0].form.refunded.enum", "enum values [True, False] are not of type string: YAML reads yes, "
+                                                "no, on, off, true and false without quotes as booleans; quote them to "
+                                                "keep them as text (\"yes\", \"no\")")
+    ],
+    "version-float.yaml": [
+        E(5, 10, "version", "`version` 1.1 is read as a number (YAML reads 1.10 as 1.1): quote it to keep it as "
+                            "written (version: \"1.10\")")
+    ],
     # --- fields: types, names, required ------------------------------------------------------
     "wrong-type-integer.yaml": [E(9, 14, "steps[0].retries", "expected a valid integer")],
     "wrong-type-list-for-mapping.yaml": [E(6, 3, "inputs", "expected a mapping, got list")],
