@@ -126,7 +126,12 @@ EXPECTED: dict[str, list[E]] = {
     "self-need.yaml": [E(8, 13, "steps[0].needs[0]", "step `look` needs itself")],
     "fallback-unknown-step.yaml": [E(9, 17, "steps[0].on_timeout", "falls back to unknown step `page-lead`")],
     # --- names from config/ ------------------------------------------------------------------
-    "unknown-owner-role.yaml": [E(4, 8, "owner", "unknown role `sre-on-call`")],
+    "unknown-owner-role.yaml": [E(4, 8, "owner", "unknown role `sre-on-call`; did you mean `sre-oncall`")],
+    "assignee-near-miss.yaml": [E(7, 15, "steps[0].assignee", "unknown assignee `sara-lopes`; did you mean `sara-lopez`?")],
+    "assignee-display-name.yaml": [
+        E(7, 15, "steps[0].assignee", "unknown assignee `Sara Lopez`; did you mean `sara-lopez` (Sara Lopez)?"),
+        E(9, 15, "steps[1].assignee", "unknown assignee `李伟`; did you mean `li-wei` (Li Wei 李伟)?"),
+    ],
     "unknown-assignee.yaml": [E(7, 15, "steps[0].assignee", "unknown assignee `night-shift`")],
     "unknown-approver.yaml": [E(9, 28, "steps[0].approval.approvers[1]", "unknown role `legal-team`")],
     "unknown-ladder-target.yaml": [E(9, 20, "escalation[1].notify[1]", "unknown notify target `cto`")],
