@@ -347,6 +347,31 @@ class Site(Strict):
             raise ValueError(f"a role cannot be named `{TOP_OF_CHAIN}`: `lead: {TOP_OF_CHAIN}` marks the top of the chain")
         return value
 
+    def near(self, name: str, tables: tuple[str, ...] = ("roles", "people", "channels")) -> str:
+        """``"; did you mean `sara-lopez`?"`` for a name that is none of ``tables``: ids spelled nearly alike
+        (``sara-lopes``), and a person by the name people call them or a part of it (``Sara Lopez``, ``李伟``
+        for "Li Wei 李伟"); "" when nothing is near."""
+        import difflib
+
+        ids = [key for table in tables for key in getattr(self, table)]
+        wanted = name.strip().casefold()
+        slug = "-".join(wanted.split())
+        found = [key for key in ids if key == slug]
+        shown: dict[str, str] = {}
+        if "people" in tables and wanted:
+            for key, person in self.people.items():
+                display = person.name.casefold()
+                if wanted == display or wanted in display.split() or (len(wanted) > 1 and not wanted.isascii()
+                                                                       and wanted in display):
+                    found.append(key)
+                    shown[key] = person.name
+        found += difflib.get_close_matches(slug or name, ids, n=3, cutoff=0.75)
+        found = list(dict.fromkeys(found))[:3]
+        if not found:
+            return ""
+        return "; did you mean " + " or ".join(f"`{key}`" + (f" ({shown[key]})" if key in shown else "")
+                                               for key in found) + "?"
+
     def kind_of(self, name: str) -> str | None:
         """Whether a bare name is a ``role``, a ``person`` or a ``channel`` (None: unknown)."""
         for kind, table in (("role", self.roles), ("person", self.people), ("channel", self.channels)):

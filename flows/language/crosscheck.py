@@ -263,7 +263,8 @@ def _check_names(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
     errors: list[SpecError] = []
     roles, people = ", ".join(site.roles) or "none", ", ".join(site.people) or "none"
     if sop.owner not in site.roles:
-        errors.append(doc.error(("owner",), f"unknown role `{sop.owner}` (roles in config: {roles})"))
+        errors.append(doc.error(("owner",), f"unknown role `{sop.owner}`{site.near(sop.owner, ('roles',))} "
+                                            f"(roles in config: {roles})"))
 
     def target_ok(target: str, path: tuple, ladder: bool) -> None:
         name = target.split(":", 1)[1] if ":" in target else target
@@ -276,7 +277,8 @@ def _check_names(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
         found = site.kind_of(name)
         if found is None or (kind is not None and found != kind):
             words = f"{', '.join(LADDER_WORDS)}, " if ladder else ""
-            errors.append(doc.error(path, f"unknown notify target `{target}` (expected {words}a role, a person or a channel in config)"))
+            errors.append(doc.error(path, f"unknown notify target `{target}`{site.near(name)} (expected {words}a role, "
+                                          "a person or a channel in config)"))
 
     def ladder_ok(ladder: list, path: tuple) -> None:
         for i, entry in enumerate(ladder):
@@ -289,11 +291,13 @@ def _check_names(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
         if isinstance(step, HumanStep):
             if step.assignee not in site.roles and step.assignee not in site.people:
                 errors.append(doc.error((*base, "assignee"),
-                                        f"unknown assignee `{step.assignee}` (expected a role: {roles}; or a person: {people})"))
+                                        f"unknown assignee `{step.assignee}`{site.near(step.assignee, ('roles', 'people'))} "
+                                        f"(expected a role: {roles}; or a person: {people})"))
             if step.approval:
                 for j, role in enumerate(step.approval.approvers):
                     if role not in site.roles:
-                        errors.append(doc.error((*base, "approval", "approvers", j), f"unknown role `{role}` (roles in config: {roles})"))
+                        errors.append(doc.error((*base, "approval", "approvers", j),
+                                                f"unknown role `{role}`{site.near(role, ('roles',))} (roles in config: {roles})"))
         if step.escalation is not None:
             ladder_ok(step.escalation, (*base, "escalation"))
         for target, path in KINDS[step.kind].targets(step):
@@ -400,7 +404,8 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
     for name, role in site.roles.items():
         for j, member in enumerate(role.members):
             if member not in site.people:
-                err("roles", name, ("members", j), f"role `{name}`: unknown person `{member}` (people in config: {people})")
+                err("roles", name, ("members", j), f"role `{name}`: unknown person `{member}`"
+                                                   f"{site.near(member, ('people',))} (people in config: {people})")
         if role.lead is not None and role.lead not in site.roles:
             err("roles", name, ("lead",), f"role `{name}`: lead `{role.lead}` is not a role in config")
         if role.lead == name:

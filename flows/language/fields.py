@@ -144,10 +144,11 @@ class FieldSpec(Strict):
                 raise self.field_error("enum", "enum must list at least one value")
             bad = [v for v in self.enum if not value_fits(self.type, v)]
             if bad:
-                raise self.field_error("enum", f"enum values {bad!r} are not of type {self.type}")
+                raise self.field_error("enum", f"enum values {bad!r} are not of type {self.type}{self._as_text(bad)}")
         if self.default is not None:
             if not value_fits(self.type, self.default):
-                raise self.field_error("default", f"default {self.default!r} is not of type {self.type}")
+                raise self.field_error("default", f"default {self.default!r} is not of type {self.type}"
+                                                  f"{self._as_text([self.default])}")
             if self.enum is not None and self.default not in self.enum:
                 raise self.field_error("default", f"default {self.default!r} is not one of the enum {self.enum!r}")
         for bound in ("minimum", "maximum"):
@@ -168,6 +169,13 @@ class FieldSpec(Strict):
             if outside:
                 raise self.field_error("enum", f"enum values {outside!r} lie outside minimum/maximum and could never be given")
         return self
+
+    def _as_text(self, values: list[Any]) -> str:
+        """For a string field given booleans (``enum: [yes, no]``): YAML read the words as booleans; say to quote them."""
+        if self.type != "string" or not any(isinstance(v, bool) for v in values):
+            return ""
+        return ": YAML reads yes, no, on, off, true and false without quotes as booleans; quote them to keep them " \
+               'as text ("yes", "no")'
 
     def _check_finite(self) -> None:
         # YAML reads .nan and .inf as numbers; JSON, the ledger and every comparison choke on them

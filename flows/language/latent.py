@@ -3,7 +3,7 @@
 Each rule here was once accepted by ``sop validate`` and then failed at 3 a.m. (issue #16): a
 branch that both runs and skips a step, an approval nobody can give, a URL no HTTP client
 takes, a trigger that can never fill a required input, a ladder rung past any date, ladder rungs out of
-order. Called by
+order, a ``when`` or ``check`` that fails with the values its fields can have. Called by
 :func:`flows.language.crosscheck.check_sop`; each function returns every problem it finds.
 """
 
@@ -16,7 +16,9 @@ from flows.language.durations import MAX_DURATION, format_duration
 from flows.language.followups import fixed_value_problem
 from flows.language.ladder import LadderEntry, misordered
 from flows.language.loader import Document, SpecError, dotted
+from flows.language.samples import Typed, expression_problems, field_typed, output_typed
 from flows.language.spec import ScheduleTrigger, Sop
+from flows.language.steps import KINDS
 from flows.language.steps.http import HttpStep
 from flows.language.steps.human import HumanStep
 
@@ -26,7 +28,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def check_latent(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     """Every rule of this module (``site`` None: the rules that need config are skipped)."""
     errors = [*_branches(sop, doc), *_urls(sop, doc), *_trigger_inputs(sop, doc), *_ladder_offsets(sop, doc),
-              *_ladder_order(sop, doc)]
+              *_ladder_order(sop, doc), *_expressions(sop, doc)]
     if site is not None:
         errors.extend(_approvals(sop, doc, site))
     return errors
@@ -167,4 +169,45 @@ def _ladder_order(sop: Sop, doc: Document) -> list[SpecError]:
                                     f"`at: {entry.at}` is earlier than {what}: rungs fire in the order written, so it "
                                     "would fire late, right after that one; list them earliest first (increasing `at`)"))
             break  # the SOP's ladder is shared: one error for it, with the first step that shows it
+    return errors
+
+
+def _typed_paths(sop: Sop) -> dict[tuple[str, ...], Typed]:
+    """The paths an expression may read whose type the SOP declares: inputs, form fields, typed outputs."""
+    typed: dict[tuple[str, ...], Typed] = {}
+    for name, spec in sop.inputs.items():
+        found = field_typed(f"inputs.{name}", spec, f"whenever a run starts without `inputs.{name}` (an optional "
+                                                    "input without a default is none then)")
+        if found is not None:
+            typed[("inputs", name)] = found
+    for step in sop.steps:
+        if type(step) is not KINDS[step.kind].model:
+            continue  # a stand-in for a step that failed validation: what it outputs is not known
+        for spelled in dict.fromkeys((step.id, step.id.replace("-", "_"))):
+            if isinstance(step, HumanStep):
+                for name, spec in step.form.items():
+                    label = f"steps.{spelled}.{name}"
+                    found = field_typed(label, spec, f"whenever `{label}` is left empty (an optional field is none then)")
+                    if found is not None:
+                        typed[("steps", spelled, name)] = found
+            for output in step.outputs():
+                found = output_typed(f"steps.{spelled}.{output}", step.kind, output)
+                if found is not None:
+                    typed[("steps", spelled, output)] = found
+    return typed
+
+
+def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
+    """A step's ``when`` and a check's expression, tried with the values the fields they read can have."""
+    typed: dict[tuple[str, ...], Typed] | None = None
+    errors: list[SpecError] = []
+    for i, step in enumerate(sop.steps):
+        expressions = [(step.when, ("when",))] + [(t.value, t.path) for t in KINDS[step.kind].templates(step)
+                                                  if t.expression]
+        for text, path in expressions:
+            if not isinstance(text, str):
+                continue
+            typed = _typed_paths(sop) if typed is None else typed
+            for problem in expression_problems(text, str(path[-1]), typed):
+                errors.append(doc.error(("steps", i, *path), problem))
     return errors

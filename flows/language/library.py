@@ -22,6 +22,7 @@ from flows.language.crosscheck import check_site, check_sop
 from flows.language.followups import check_follow_ups
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
 from flows.language.oncall import check_rotations
+from flows.language.samples import STAND_IN
 from flows.language.spec import Sop
 from flows.language.steps.check import CheckStep
 
@@ -158,7 +159,8 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
         if head == "steps" and isinstance(item, int):
             broken_steps.add(item)
         elif head == "inputs" and isinstance(item, str) and isinstance(data.get("inputs"), dict):
-            data["inputs"] = {**data["inputs"], item: {"type": "string", "required": False}}  # no trigger owes it a value
+            data["inputs"] = {**data["inputs"], item: {"type": "string", "required": False,  # no trigger owes it a value
+                                                         "description": STAND_IN}}  # nor is its type known
         elif head == "triggers" and isinstance(item, int):
             data["triggers"] = [{"event": "stand-in"} if i == item else t for i, t in enumerate(data["triggers"])]
             unsure.add(f"triggers[{item}]")  # the stand-in gives no inputs: what it would lack is not the author's

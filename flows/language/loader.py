@@ -192,7 +192,7 @@ def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any, SpecError | N
     except yaml.reader.ReaderError as exc:
         return None, loader, _control_character(exc, text, file)
     except yaml.MarkedYAMLError as exc:
-        return None, loader, _yaml_error(exc, file)
+        return None, loader, _yaml_error(exc, file, text)
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
         return None, loader, SpecError(file, 1, 1, "", f"malformed YAML: {exc}")
     except RecursionError:
@@ -283,6 +283,9 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
                 key = (key_node.value if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode
                        else scalar(key_node) if isinstance(key_node, yaml.ScalarNode)
                        else None)
+                if isinstance(key_node, yaml.MappingNode) and (unquoted := _unquoted_template(n, path, text)):
+                    errors.append(SpecError(file, n.start_mark.line + 1, n.start_mark.column + 1, dotted(path), unquoted))
+                    continue
                 if not isinstance(key, (str, int, bool)):
                     shown = repr(key) if key is not None else f"a {'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}"
                     errors.append(SpecError(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
@@ -316,6 +319,19 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
     return doc, errors
 
 
+def _unquoted_template(node: yaml.MappingNode, path: Path_, text: str) -> str | None:
+    """``dedup: {{ inputs.customer }}``: YAML reads ``{…}`` as a mapping (whose key is a mapping); say to quote it."""
+    mark = node.start_mark
+    lines = text.split("\n", mark.line + 1)
+    if mark.line >= len(lines) or not lines[mark.line][mark.column:].startswith("{{"):
+        return None
+    value = lines[mark.line][mark.column:].split(" #", 1)[0].strip()
+    quoted = f"'{value}'" if '"' in value else f'"{value}"'
+    written = f"- {quoted}" if not path or isinstance(path[-1], int) else f"{path[-1]}: {quoted}"
+    return (f"a value that starts with `{{{{` must be quoted (without quotes YAML reads `{{ … }}` as a mapping): "
+            f"write {written}")
+
+
 #: constructs whose error is best shown where they open (the problem shows only at the next token)
 _UNCLOSED = {"while scanning a quoted scalar": "quoted text", "while parsing a flow sequence": "`[` list",
              "while parsing a flow mapping": "`{` mapping"}
@@ -335,10 +351,73 @@ _YAML_PLAIN = {
 }
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
+#: a colon typed with a Chinese (or Japanese) input method: YAML sees no key in ``class： outage``
+_FULL_WIDTH_COLON = "\uff1a"
+
+
+def _full_width_colon(exc: yaml.MarkedYAMLError, file: str, lines: list[str]) -> SpecError | None:
+    """A full-width colon on the lines the parser read last before it failed, where it is."""
+    marks = [m for m in (exc.context_mark, exc.problem_mark) if m is not None]
+    if not marks:
+        return None
+    last = max(m.line for m in marks)
+    for number in range(max(0, min(m.line for m in marks) - 1), min(last + 1, len(lines))):
+        line = lines[number]
+        column = line.find(_FULL_WIDTH_COLON)
+        if column < 0:
+            continue
+        fixed = line[:column].strip().removeprefix("- ") + ": " + line[column + 1:].strip()
+        return SpecError(file, number + 1, column + 1, "", "malformed YAML: this is a full-width colon `：` (U+FF1A, as "
+                                                           "Chinese input methods type it): YAML needs the ASCII colon "
+                                                           f"`:` after a key; write `{fixed.strip()}`")
+    return None
+
+
+def _quote_in_quotes(exc: yaml.MarkedYAMLError, file: str, lines: list[str]) -> SpecError | None:
+    """``title: "VIP "closed" case"``: a quote inside a value quoted with the same quote ends it early."""
+    at = exc.problem_mark
+    if at is None or not (exc.problem or "").endswith("but found '<scalar>'") or at.line >= len(lines):
+        return None
+    line = lines[at.line]
+    before = line[:at.column].rstrip()
+    if not before or before[-1] not in "\"'":
+        return None
+    quote = before[-1]
+    start = line.find(quote)
+    if start < 0 or start == len(before) - 1:
+        return None
+    value = line[start:].rstrip()
+    inner = value[1:-1] if len(value) > 1 and value.endswith(quote) else value[1:]
+    other = "'" if quote == '"' else '"'
+    if other not in inner:
+        kind = "single" if other == "'" else "double"
+        fix = f"put the value in {kind} quotes ({other}{inner}{other})"
+    else:
+        fix = "quote the value the other way"
+    escape = "write \\\" for each" if quote == '"' else "write '' for each"
+    return SpecError(file, at.line + 1, len(before), "",
+                     f"malformed YAML: this `{quote}` ends the quoted value that starts at column {start + 1}, and "
+                     f"text follows it; to write `{quote}` inside a value, {fix} or {escape}")
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, file: str, text: str = "") -> SpecError:
     problem = exc.problem or "malformed YAML"
     at = exc.problem_mark
     opened = exc.context_mark
+    lines = text.split("\n")
+    if _FULL_WIDTH_COLON in text and (found := _full_width_colon(exc, file, lines)) is not None:
+        return found
+    if (found := _quote_in_quotes(exc, file, lines)) is not None:
+        return found
+    if at is not None and at.line < len(lines) and problem.endswith("but found '<scalar>'"):
+        line = lines[at.line]
+        key, colon, value = line.partition(": {{")
+        if colon and line[:at.column].rstrip().endswith("}}"):
+            value = "{{" + value.split(" #", 1)[0].rstrip()
+            quoted = f"'{value}'" if '"' in value else f'"{value}"'
+            return SpecError(file, at.line + 1, len(key) + 3, "", "malformed YAML: a value that starts with `{{` must be "
+                                                                 "quoted (without quotes YAML reads `{ … }` as a mapping): "
+                                                                 f"write {key.strip()}: {quoted}")
     if opened is not None and exc.context in _UNCLOSED:
         found = f" at line {at.line + 1}, column {at.column + 1}" if at else ""
         return SpecError(file, opened.line + 1, opened.column + 1, "",

@@ -247,7 +247,10 @@ class Sop(Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _version_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if isinstance(value, float):  # `version: 1.10` is the number 1.1: what was written is lost
+            raise ValueError(f"`version` {value!r} is read as a number (YAML reads 1.10 as 1.1): quote it to keep it "
+                             'as written (version: "1.10")')
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @property
     def priority(self) -> int:

@@ -43,6 +43,27 @@ EXPECTED: dict[str, list[E]] = {
     "top-level-list.yaml": [E(1, None, "", "expected a YAML mapping at the top, got list")],
     "empty.yaml": [E(1, None, "", "the file is empty")],
     "duplicate-yaml-keys.yaml": [E(9, 5, "steps[0].due", "duplicate key 'due' (first defined on line 8)")],
+    "yaml-quotes-in-quotes.yaml": [
+        E(2, 13, "", "this `\"` ends the quoted value that starts at column 8, and text follows it; to write `\"` "
+                     "inside a value, put the value in single quotes ('VIP \"closed\" case') or write \\\" for each")
+    ],
+    "yaml-template-unquoted.yaml": [
+        E(7, 8, "dedup", "a value that starts with `{{` must be quoted (without quotes YAML reads `{ … }` as a mapping): "
+                         "write dedup: \"{{ inputs.customer }}\"")
+    ],
+    "yaml-full-width-colon.yaml": [
+        E(3, 6, "", "this is a full-width colon `：` (U+FF1A, as Chinese input methods type it): YAML needs the "
+                    "ASCII colon `:` after a key; write `class: outage`")
+    ],
+    "enum-yes-no.yaml": [
+        E(9, 38, "steps[0].form.refunded.enum", "enum values [True, False] are not of type string: YAML reads yes, "
+                                                "no, on, off, true and false without quotes as booleans; quote them to "
+                                                "keep them as text (\"yes\", \"no\")")
+    ],
+    "version-float.yaml": [
+        E(5, 10, "version", "`version` 1.1 is read as a number (YAML reads 1.10 as 1.1): quote it to keep it as "
+                            "written (version: \"1.10\")")
+    ],
     # --- fields: types, names, required ------------------------------------------------------
     "wrong-type-integer.yaml": [E(9, 14, "steps[0].retries", "expected a valid integer")],
     "wrong-type-list-for-mapping.yaml": [E(6, 3, "inputs", "expected a mapping, got list")],
@@ -105,7 +126,12 @@ EXPECTED: dict[str, list[E]] = {
     "self-need.yaml": [E(8, 13, "steps[0].needs[0]", "step `look` needs itself")],
     "fallback-unknown-step.yaml": [E(9, 17, "steps[0].on_timeout", "falls back to unknown step `page-lead`")],
     # --- names from config/ ------------------------------------------------------------------
-    "unknown-owner-role.yaml": [E(4, 8, "owner", "unknown role `sre-on-call`")],
+    "unknown-owner-role.yaml": [E(4, 8, "owner", "unknown role `sre-on-call`; did you mean `sre-oncall`")],
+    "assignee-near-miss.yaml": [E(7, 15, "steps[0].assignee", "unknown assignee `sara-lopes`; did you mean `sara-lopez`?")],
+    "assignee-display-name.yaml": [
+        E(7, 15, "steps[0].assignee", "unknown assignee `Sara Lopez`; did you mean `sara-lopez` (Sara Lopez)?"),
+        E(9, 15, "steps[1].assignee", "unknown assignee `李伟`; did you mean `li-wei` (Li Wei 李伟)?"),
+    ],
     "unknown-assignee.yaml": [E(7, 15, "steps[0].assignee", "unknown assignee `night-shift`")],
     "unknown-approver.yaml": [E(9, 28, "steps[0].approval.approvers[1]", "unknown role `legal-team`")],
     "unknown-ladder-target.yaml": [E(9, 20, "escalation[1].notify[1]", "unknown notify target `cto`")],
@@ -121,6 +147,24 @@ EXPECTED: dict[str, list[E]] = {
     ],
     "unknown-filter.yaml": [E(10, 14, "steps[0].message.title", "unknown filter `uper`; did you mean `upper`?")],
     "unknown-test.yaml": [E(11, 11, "steps[0].when", "unknown test `oddd`; did you mean `odd`?")],
+    # an expression that parses but fails when it is evaluated with the values its fields can have
+    "when-compares-number-with-text.yaml": [
+        E(13, 11, "steps[1].when", "`when` would fail whenever it is evaluated: '>' not supported between instances of "
+                                   "'int' and 'str' (`steps.investigate.compensation_cny` is an integer field)")
+    ],
+    "when-optional-field-left-empty.yaml": [
+        E(13, 11, "steps[1].when", "`when` would fail whenever `steps.investigate.compensation_cny` is left empty "
+                                   "(an optional field is none then): '>' not supported between instances of 'NoneType' "
+                                   "and 'int'; write `steps.investigate.compensation_cny | default(0)`")
+    ],
+    "check-optional-input-left-empty.yaml": [
+        E(10, 12, "steps[0].check", "`check` would fail whenever a run starts without `inputs.refund_cny` (an optional "
+                                   "input without a default is none then)")
+    ],
+    "when-enum-not-a-choice.yaml": [
+        E(13, 11, "steps[1].when", "`steps.acknowledge.category` is compared with 'shipping', which is not one of its "
+                                   "choices (delivery, quality, refund): `==` is never true")
+    ],
     # --- triggers ----------------------------------------------------------------------------
     "metric-above-and-below.yaml": [E(9, 12, "triggers[0].below", "exactly one of above, below, change")],
     "change-without-period.yaml": [E(7, 13, "triggers[0].change", "a `change` rule needs a `period`")],
