@@ -77,9 +77,9 @@ def append(name: str, title: str, body: str, notify_type: str, directory: str | 
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # the owner's alone (0600), like var/secret: its messages hold live step and sign-in links
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)  # one an older release made 0644
-        with open(fd, "a", encoding="utf-8") as handle:
+        with open(fd, "a", encoding="utf-8") as handle:  # closes fd whatever happens below
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # one an older release made 0644
             handle.write(line)
     return path
 

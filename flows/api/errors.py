@@ -248,9 +248,10 @@ def _located(status: int, where: str, problem: str) -> ApiError:
     return ApiError(status, f"{where}: {problem}", where, [{"field": where, "error": problem}])
 
 
-def parse_body(raw: bytes, model: type[M]) -> M:
-    """Decode and validate a body against ``model``; 400 / 422 naming the field otherwise."""
-    data = parse_json(raw, keys_once=True)
+def parse_body(raw: bytes, model: type[M], *, keys_once: bool = True) -> M:
+    """Decode and validate a body against ``model``; 400 / 422 naming the field otherwise. ``keys_once`` (a
+    person's bodies): a key given twice in one object is refused (:func:`parse_json`)."""
+    data = parse_json(raw, keys_once=keys_once)
     if not isinstance(data, dict):
         raise ApiError(422, f"body: expected a JSON object, got {type(data).__name__}", "body")
     try:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/events", tags=["triggers"])
 
 
 def _parse(raw: bytes) -> Event:
-    return events.event(parse_body(raw, events.EventPayload))
+    return events.event(parse_body(raw, events.EventPayload, keys_once=False))
 
 
 def _answer(event: Event, dispositions: list[Disposition]) -> dict[str, Any]:

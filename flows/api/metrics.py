@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/metrics", tags=["triggers"])
 
 
 def _parse(raw: bytes) -> list[Sample]:
-    return metrics.samples(parse_body(raw, metrics.MetricsPayload))
+    return metrics.samples(parse_body(raw, metrics.MetricsPayload, keys_once=False))
 
 
 def _answer(samples: list[Sample], dispositions: list[Disposition]) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import hmac
 import logging
 import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
-from threading import Lock
+from threading import Lock, Thread
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
@@ -98,12 +98,10 @@ async def send_sign_in(request: Request) -> Response:
                      error=f"Too many sign-in links asked from your address ({ASKS_PER_MINUTE} a minute): wait a minute.")
     person = await run_in_threadpool(_person_of, web, who)
     if person is not None:  # sent after the answer: its time (seconds on a slow channel) tells no one it is a person
-        _SENDER.submit(_send_logged, web, person, _next(str(form.get("next") or "/")))
+        # a thread of its own (the asks are bounded per address); a daemon: a stopping API does not wait on it
+        Thread(target=_send_logged, args=(web, person, _next(str(form.get("next") or "/"))), name="sign-in",
+               daemon=True).start()
     return _form(request, sent=True, who=who)
-
-
-#: where sign-in links are sent from, off the request: the form answers at once, person or not
-_SENDER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign-in")
 
 
 def _send_logged(web: Web, person: str, next_path: str) -> None:
@@ -145,6 +143,14 @@ def _send(web: Web, person: str, next_path: str) -> None:
     log.info("event=sign_in_sent person=%s delivered=%d", person, sum(1 for r in results if r.ok))
 
 
+def _claim_of(web: Web, token: str) -> Any:
+    """A sign-in link's claim; LinkRefused when forged, expired, or its person is no longer in config (a leaver)."""
+    claim = web.links.read_sign_in(token)
+    if claim.person not in web.site.people:
+        raise LinkRefused("forged", f"{claim.person} is no longer a person of this site")
+    return claim
+
+
 @router.get("/sign-in/{token}")
 def sign_in_page(request: Request, token: str) -> Response:
     """The link opened: a page with one button that uses it (a POST). Opening it uses nothing: mail scanners and
@@ -152,7 +158,7 @@ def sign_in_page(request: Request, token: str) -> Response:
     GET was spent (and a session begun) before its person could tap it."""
     web = _web(request)
     try:
-        claim = web.links.read_sign_in(token)
+        claim = _claim_of(web, token)
     except LinkRefused as exc:
         return notice(request, "This sign-in link cannot be used", f"{exc}", 403,
                       action=("/sign-in", "Send me a new link"))
@@ -176,7 +182,7 @@ async def sign_in(request: Request, token: str) -> Response:
         return notice(request, "This page has expired", "Open the link from your message again.", 403,
                       action=("/sign-in", "Send me a new link"))
     try:
-        claim = await run_in_threadpool(web.links.read_sign_in, token)
+        claim = await run_in_threadpool(_claim_of, web, token)
         cookie, session = await run_in_threadpool(
             lambda: web.sessions.begin(claim.person, "sign-in", nonce=claim.nonce,
                                        client=request.client.host if request.client else None))

@@ -200,6 +200,7 @@ def test_a_leavers_session_reads_nothing_once_config_no_longer_has_them(site: Si
     sign_in(site, client, "sara-lopez")
     assert client.get("/library").status_code == 200
     csrf = csrf_of(client.get("/"))
+    sign_in_path = site.engine.links.sign_in_link("sara-lopez").split(site.url, 1)[1]
     people = {k: v for k, v in site.engine.site.people.items() if k not in ("sara-lopez", "wang-fang")}
     monkeypatch.setattr(site.engine.library, "site", site.engine.site.model_copy(update={"people": people}))  # a reload
     for path in ("/", "/library", "/people"):
@@ -208,6 +209,10 @@ def test_a_leavers_session_reads_nothing_once_config_no_longer_has_them(site: Si
     assert tested.status_code == 303 and "internal error" not in tested.text  # was a 500 (UnknownTarget)
     left = site.client().get(link)  # her step link read the step, its notes and evidence, for 24 h
     assert left.status_code == 403 and "wang-fang is no longer a person of this site" in left.text
+    again = site.client()
+    assert again.get(sign_in_path).status_code == 403  # and a sign-in link of hers begins no session
+    assert again.post(sign_in_path, data={"csrf": "x"}, cookies={"sop_csrf": "x"}).status_code == 403
+    assert "sop_session" not in again.cookies
 
 
 def test_asking_for_a_sign_in_link_answers_before_the_link_is_sent(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
