@@ -38,7 +38,8 @@ class LinkSecrets(logging.Filter):
 
 def _log_setup() -> None:
     """The access log's link secrets hidden; our own ``sop.*`` lines (a token inactive, a delivery failed) on stderr
-    at INFO, as the other ``sop`` processes write them: uvicorn sets up only its own loggers, so they were lost."""
+    at uvicorn's ``--log-level``, as the other ``sop`` processes write them: uvicorn sets up only its own loggers, so
+    they were lost."""
     logging.getLogger("uvicorn.access").addFilter(LinkSecrets())
     ours = logging.getLogger("sop")
     if not ours.handlers and not logging.getLogger().handlers:
@@ -46,7 +47,8 @@ def _log_setup() -> None:
         handler.addFilter(LinkSecrets())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         ours.addHandler(handler)
-        ours.setLevel(logging.INFO)
+        # uvicorn's --log-level (info by default) for ours too: `--log-level warning` keeps a line per alert out
+        ours.setLevel(logging.getLogger("uvicorn.error").getEffectiveLevel())
 
 
 def _stop(lines: list[str]) -> NoReturn:

@@ -46,3 +46,18 @@ def test_a_token_secret_refused_stops_it_with_one_line_not_a_traceback(repo_root
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "error: the API cannot start: " in done.stderr and "SOP_TOKEN_OPERATOR" in done.stderr
+
+
+def test_our_lines_follow_uvicorns_log_level(repo_root: Path, tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen([*COMMAND, "--port", str(port), "--log-level", "warning"],
+                               env=_env(repo_root, tmp_path), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(api, f"http://127.0.0.1:{port}", 60)
+        finally:
+            api.terminate()
+            api.wait(20)
+    text = log.read_text()
+    assert "event=api_token_inactive" not in text  # INFO: below the asked level (a line per alert at 1,000/s)
+    assert "event=api_no_tokens" in text  # a WARNING still shows
