@@ -492,3 +492,22 @@ def test_sop_show_says_the_status_cadence_a_run_keeps_and_where_it_comes_from(so
     data = json.loads(sop("show", "complaint-review", "--json").stdout)
     assert data["cadence"] == {"every": "30m", "notify": ["owner"], "own": False,
                                "message": "What is the sentiment doing, what went out, what is next?"}
+
+
+def test_one_broken_draft_hides_no_other_sop_from_list_show_and_graph(sop, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import REPO_ROOT
+
+    root = tmp_path / "site"
+    shutil.copytree(REPO_ROOT / "config", root / "config")
+    shutil.copytree(REPO_ROOT / "sops", root / "sops")
+    (root / "sops" / "vip-complaint.yaml").write_text("")  # an author's draft, still empty
+    env = {"SOP_HOME": str(root)}
+    for args in (("list",), ("show", "crisis-pr"), ("graph", "crisis-pr")):
+        done = sop(*args, env=env)
+        assert done.returncode == 0, (args, done.stderr)  # was "1 error(s) in sops/ or config/" for every SOP
+        assert "vip-complaint.yaml is left out" in done.stderr
+    asked = sop("show", "vip-complaint", env=env)
+    assert asked.returncode == 1 and "vip-complaint does not validate" in asked.stderr
+    assert sop("validate", env=env).returncode == 1  # validate still says it
