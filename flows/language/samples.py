@@ -221,14 +221,28 @@ def _label(typed: Typed) -> str:
 
 def expression_problems(text: str, field: str, typed: dict[tuple[str, ...], Typed]) -> list[str]:
     """What is wrong with an expression (``field``: ``when`` or ``check``) given the declared types of the paths
-    it reads (``typed``, by path as :func:`analyse` gives them; a path not in it is of unknown type)."""
+    it reads (``typed``, by path as :func:`analyse` gives them; a path not in it is of unknown type). The same
+    expression over the same types (SOPs written from one template) is tried once."""
     try:
         refs = analyse(text, expression=True)
     except TemplateProblem:
         return []  # reported on its own
-    reads = {ref: typed[ref] for ref in refs if ref in typed}
+    reads = tuple((ref, typed[ref]) for ref in refs if ref in typed)
     if not reads:
         return []
+    try:
+        return list(_problems(text, field, tuple(refs), reads))
+    except TypeError:  # a sample that cannot be a cache key: tried without the cache
+        return _tried(text, field, tuple(refs), dict(reads))
+
+
+@lru_cache(maxsize=4096)
+def _problems(text: str, field: str, refs: tuple[tuple[str, ...], ...],
+              typed_reads: tuple[tuple[tuple[str, ...], Typed], ...]) -> tuple[str, ...]:
+    return tuple(_tried(text, field, refs, dict(typed_reads)))
+
+
+def _tried(text: str, field: str, refs: tuple[tuple[str, ...], ...], reads: dict[tuple[str, ...], Typed]) -> list[str]:
     try:
         tree = _tree(text)
     except TemplateProblem:
