@@ -111,16 +111,20 @@ def misordered(ladder: list[LadderEntry], due: timedelta | None) -> Misordered |
             start = previous[0] if previous is not None else timedelta(0)
             previous = (start + entry.every * entry.max, number)
             continue
-        if entry.percent is not None:
-            if due is None:
-                continue
-            offset = due * (entry.percent / 100)
-        else:
-            offset = entry.offset or timedelta(0)
+        offset = _offset(entry, due)
+        if offset is None:
+            continue
         if previous is not None and offset < previous[0]:
             return Misordered(number, offset, previous[1], previous[0])
         previous = (offset, number)
     return None
+
+
+def _offset(entry: LadderEntry, due: timedelta | None) -> timedelta | None:
+    """A fixed rung's offset from ready: ``at: 50%`` of ``due`` (None without a due), ``at: 3h`` as it is."""
+    if entry.percent is not None:
+        return None if due is None else due * (entry.percent / 100)
+    return entry.offset or timedelta(0)
 
 
 def levels(ladder: list[LadderEntry], due: timedelta | None, limit: int = 1000) -> Iterator[Level]:
@@ -134,12 +138,9 @@ def levels(ladder: list[LadderEntry], due: timedelta | None, limit: int = 1000) 
     emitted = 0
     for number, entry in enumerate(ladder, start=1):
         if entry.every is None:
-            if entry.percent is not None:
-                if due is None:
-                    continue
-                offset = due * (entry.percent / 100)
-            else:
-                offset = entry.offset or timedelta(0)
+            offset = _offset(entry, due)
+            if offset is None:
+                continue
             previous = max(previous, offset)
             emitted += 1
             yield Level(str(number), offset, tuple(entry.notify), _message(entry, offset, due))
