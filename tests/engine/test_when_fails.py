@@ -1,5 +1,7 @@
-"""A person's step whose ``when`` fails at run time (an optional field left empty compared with a number): the
-owner is told at once why, and what to do, in one page; not "Finished (failed) … Nothing is asked of you"."""
+"""A person's step whose ``when`` fails at run time: the owner is told at once why, and what to do, in one page;
+not "Finished (failed) … Nothing is asked of you". ``sop validate`` now refuses what it can prove would fail (an
+optional field compared without a default); a value whose type it does not know (``run.*``, ``trigger.*``) can
+still fail when the run gets there."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ steps:
   - id: approve
     title: Approve the compensation
     needs: [investigate]
-    when: "{{ steps.investigate.compensation > 500 }}"
+    when: "{{ run.title > 500 }}"
     assignee: ops-director
     due: 1h
 """
@@ -50,7 +52,7 @@ def local_engine(repo_root, tmp_path, monkeypatch) -> Any:
 def test_a_when_that_fails_pages_the_owner_with_the_reason_once(local_engine: Any) -> None:
     engine = local_engine
     run_id = engine.start("t-vip", initiator="sara-lopez").run_id
-    engine.report(run_id, "investigate", HumanReport("sara-lopez", values={}))  # compensation left empty
+    engine.report(run_id, "investigate", HumanReport("sara-lopez", values={}))  # then `approve`'s when: text > 500
     view = engine.view(run_id)
     assert view.state("approve") == "failed" and view.run["outcome"] == "failed"
     [failed] = records(engine, run_id, "step_failed")
