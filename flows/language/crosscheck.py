@@ -159,9 +159,12 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     for i, step in enumerate(sop.steps):
         if step.id in seen:
             errors.append(doc.error((*steps_path, i, "id"),
-                                    f"duplicate step id `{step.id}` (also steps[{seen[step.id]}])"))
+                                    f"duplicate step id `{step.id}` (also steps[{seen[step.id]}]): rename one; "
+                                    "the other checks wait until each id is one step's"))
         else:
             seen[step.id] = i
+    if len(seen) < len(sop.steps):  # every reference to the id is ambiguous: what follows would be its echoes
+        return errors  # ("step `investigate` needs itself", "has no field `cause`": one mistake, six errors)
 
     def ref_step(target: str, path: tuple, what: str, self_id: str) -> bool:
         if target == self_id:

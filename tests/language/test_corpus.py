@@ -117,6 +117,9 @@ EXPECTED: dict[str, list[E]] = {
     ],
     # --- the step DAG ------------------------------------------------------------------------
     "duplicate-step-ids.yaml": [E(11, 9, "steps[2].id", "duplicate step id `look` (also steps[0])")],
+    # its echoes ("needs itself", "has no field `cause`") wait until each id is one step's
+    "duplicate-step-cascade.yaml": [E(12, 9, "steps[1].id", "duplicate step id `investigate` (also steps[0]): "
+                                                             "rename one")],
     "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
     "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
     "needs-cycle-and-unknown-variable.yaml": [
