@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +24,8 @@ SIGN_IN_SALT = "sop-sign-in"
 
 
 class LinkRefused(ValueError):
-    """A link that cannot act: ``reason`` is forged, expired, used or not-yours."""
+    """A link that cannot act: ``reason`` is forged, expired, used, not-yours or left (its person is no longer
+    in config)."""
 
     def __init__(self, reason: str, message: str, claim: Claim | None = None):
         super().__init__(message)
@@ -46,8 +48,11 @@ class Links:
     """Makes and reads the site's personal links (``base_url/s/<token>``, ``base_url/sign-in/<token>``)."""
 
     def __init__(self, secret: bytes, clock: Clock, base_url: str, *, max_age: timedelta = timedelta(hours=24),
-                 sign_in_ttl: timedelta = timedelta(minutes=15)):
+                 sign_in_ttl: timedelta = timedelta(minutes=15), person_known: Callable[[str], bool] | None = None):
+        """``person_known``: whether a link's person is still one of the site's (a leaver's links open nothing);
+        None: every person is."""
         self.secret = secret
+        self.person_known = person_known
         self.clock = clock
         self.base_url = base_url.rstrip("/")
         self.max_age = max_age
@@ -95,6 +100,8 @@ class Links:
         if self.clock.now() >= claim.expires_at:
             raise LinkRefused("expired", f"this link expired at {claim.expires_at:%Y-%m-%d %H:%M} UTC: "
                                          "sign in, or ask for a new page", claim)
+        if self.person_known is not None and not self.person_known(claim.person):  # config reloaded without them
+            raise LinkRefused("left", f"{claim.person} is no longer a person of this site: their links no longer open")
         return claim
 
 

@@ -110,7 +110,8 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         if self._links is None:
             web = self.site.settings.web
             self._links = Links(site_secret(self.library.root), self.clock, self.site.settings.base_url,
-                                max_age=web.link_max_age, sign_in_ttl=web.sign_in_ttl)
+                                max_age=web.link_max_age, sign_in_ttl=web.sign_in_ttl,
+                                person_known=lambda person: person in self.site.people)  # the site as reloaded
         return self._links
 
     @property

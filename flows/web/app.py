@@ -25,7 +25,7 @@ from starlette.responses import Response
 from flows.engine.links import Claim
 from flows.language.actors import Actor
 from flows.language.steps.human import in_access_list
-from flows.web.identity import ProxyIdentity
+from flows.web.identity import ProxyIdentity, client_of
 from flows.web.sessions import COOKIE, Session, SessionStore
 
 #: the anonymous sign-in form's double-submit cookie
@@ -100,7 +100,7 @@ class Web:
             session = None  # a leaver's session (config reloaded without them) reads nothing more: signed out
         vouched = self.proxy.person(request)
         if vouched is not None and (session is None or session.person != vouched):
-            cookie, session = self.sessions.begin(vouched, "sso", client=_client(request))
+            cookie, session = self.sessions.begin(vouched, "sso", client=client_of(request))
             request.state.new_cookie = (cookie, session)
         request.state.session = session
         return session
@@ -186,6 +186,3 @@ class Web:
         path = self.evidence_dir / sha256
         return path if path.is_file() else None
 
-
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None

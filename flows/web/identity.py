@@ -46,12 +46,12 @@ class ProxyIdentity:
         if not claimed:
             return None
         if not self._trusted(request):
-            log.warning("event=sso_header_ignored from=%s header=%s reason=%r", _client(request), settings.header,
+            log.warning("event=sso_header_ignored from=%s header=%s reason=%r", client_of(request) or "-", settings.header,
                         "neither the shared secret nor a trusted address")
             return None
         person = claimed if claimed in self.site.people else self.by_email.get(claimed.lower())
         if person is None:
-            log.warning("event=sso_unknown_person from=%s who=%r", _client(request), claimed[:120])
+            log.warning("event=sso_unknown_person from=%s who=%r", client_of(request) or "-", claimed[:120])
         return person
 
     def _trusted(self, request: Request) -> bool:
@@ -60,13 +60,13 @@ class ProxyIdentity:
         given = (request.headers.get(settings.secret_header) or "").encode()
         if self.secret and given and hmac.compare_digest(self.secret, given):
             return True
-        host = _client(request)
         try:
-            address = ipaddress.ip_address(host)
+            address = ipaddress.ip_address(client_of(request))
         except ValueError:
             return False
         return any(address in network for network in self.networks)
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
+def client_of(request: Request) -> str | None:
+    """The address the request came from (the balancer's, unless uvicorn is told to believe its header)."""
+    return request.client.host if request.client else None

@@ -43,6 +43,7 @@ from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
 from flows.web.forms import Refused, form_fields, read_form
 from flows.web.holds import HOLD_ACTIONS, StepHold, hold_or_release, step_hold
+from flows.web.identity import client_of
 from flows.web.render import page
 from flows.web.sessions import Session
 
@@ -363,7 +364,7 @@ def _link_refused(request: Request, web: Web, claim: Claim | None, exc: LinkRefu
             # no actor: whoever holds a copy of the link sent it (a forwarded message, a browser's history), not
             # necessarily its person; the record names whose link it was
             tx.append(RecordKind.LINK_REFUSED, claim.run_id, claim.step_id, actor=None, link_of=claim.person,
-                      reason=exc.reason, client=request.client.host if request.client else None)
+                      reason=exc.reason, client=client_of(request))
     log.warning("event=link_refused reason=%s run=%s step=%s", exc.reason, claim.run_id if claim else "-",
                 claim.step_id if claim else "-")
     if exc.reason == "used" and claim is not None:
@@ -404,7 +405,7 @@ TRAILING = ".,;:!?)]}>'\"” \t"
 
 def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Response | None]:
     try:
-        claim = web.links.read_step(token)
+        return web.links.read_step(token), None
     except LinkRefused as exc:
         clean = token.rstrip(TRAILING)
         if exc.reason == "forged" and clean != token:  # "…/s/eyJ….abc." copied with the sentence's full stop
@@ -416,10 +417,6 @@ def _read_link(request: Request, web: Web, token: str) -> tuple[Claim | None, Re
             else:
                 return None, RedirectResponse(f"/s/{clean}", status_code=303)
         return None, _link_refused(request, web, None, exc)
-    if claim.person not in web.site.people:  # a leaver's link (config reloaded without them) shows nothing more
-        return None, notice(request, "This link cannot be used", f"{claim.person} is no longer a person of this "
-                            "site: their links no longer open.", 403)
-    return claim, None
 
 
 #: what a used link did, in words (the link's action as the ledger keeps it)

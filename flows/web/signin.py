@@ -26,6 +26,7 @@ from starlette.responses import RedirectResponse, Response
 from flows.engine.links import LinkRefused
 from flows.ledger.vocabulary import RecordKind
 from flows.web.app import CSRF_COOKIE, Web
+from flows.web.identity import client_of
 from flows.web.pages import html, notice
 from flows.web.sessions import COOKIE, SignInUsed
 from notifications import Message, deliver, recipients
@@ -67,13 +68,25 @@ def _next(value: str | None) -> str:
     return value
 
 
-def _form(request: Request, *, status: int = 200, sent: bool = False, error: str | None = None,
-          who: str = "") -> Response:
+def _page(request: Request, template: str, *, status: int = 200, **context: Any) -> Response:
+    """A page of signing in with a form: its CSRF token in the page and in a cookie (double submit: no session
+    yet), the browser's token kept when it has one."""
     token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = html(request, "sign_in.html.j2", status=status, csrf=token, sent=sent, error=error, who=who,
-                    next=_next(request.query_params.get("next")))
+    response = html(request, template, status=status, csrf=token, **context)
     response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=_web(request).secure, path="/")
     return response
+
+
+def _csrf_ok(request: Request, form: Any) -> bool:
+    """Whether a form posted carries the token of its page's cookie (:func:`_page`)."""
+    expected = request.cookies.get(CSRF_COOKIE) or ""
+    return bool(expected) and hmac.compare_digest(expected, str(form.get("csrf") or ""))
+
+
+def _form(request: Request, *, status: int = 200, sent: bool = False, error: str | None = None,
+          who: str = "") -> Response:
+    return _page(request, "sign_in.html.j2", status=status, sent=sent, error=error, who=who,
+                 next=_next(request.query_params.get("next")))
 
 
 @router.get("/sign-in")
@@ -85,15 +98,14 @@ def sign_in_form(request: Request) -> Response:
 async def send_sign_in(request: Request) -> Response:
     web = _web(request)
     form = await request.form(max_files=0, max_fields=10)
-    given = str(form.get("csrf") or "")
-    expected = request.cookies.get(CSRF_COOKIE) or ""
-    if not expected or not hmac.compare_digest(expected, given):
+    if not _csrf_ok(request, form):
         return _form(request, status=403, error="This form has expired: try again.")
     who = str(form.get("who") or "").strip()[:200]
     if not who:
         return _form(request, status=422, error="Write your person id or your e-mail.")
-    if _too_many(request.client.host if request.client else "-"):
-        log.warning("event=sign_in_refused reason=too_many client=%s", request.client.host if request.client else "-")
+    client = client_of(request) or "-"
+    if _too_many(client):
+        log.warning("event=sign_in_refused reason=too_many client=%s", client)
         return _form(request, status=429, who=who,
                      error=f"Too many sign-in links asked from your address ({ASKS_PER_MINUTE} a minute): wait a minute.")
     person = await run_in_threadpool(_person_of, web, who)
@@ -143,14 +155,6 @@ def _send(web: Web, person: str, next_path: str) -> None:
     log.info("event=sign_in_sent person=%s delivered=%d", person, sum(1 for r in results if r.ok))
 
 
-def _claim_of(web: Web, token: str) -> Any:
-    """A sign-in link's claim; LinkRefused when forged, expired, or its person is no longer in config (a leaver)."""
-    claim = web.links.read_sign_in(token)
-    if claim.person not in web.site.people:
-        raise LinkRefused("forged", f"{claim.person} is no longer a person of this site")
-    return claim
-
-
 @router.get("/sign-in/{token}")
 def sign_in_page(request: Request, token: str) -> Response:
     """The link opened: a page with one button that uses it (a POST). Opening it uses nothing: mail scanners and
@@ -158,16 +162,13 @@ def sign_in_page(request: Request, token: str) -> Response:
     GET was spent (and a session begun) before its person could tap it."""
     web = _web(request)
     try:
-        claim = _claim_of(web, token)
+        claim = web.links.read_sign_in(token)  # a leaver's is refused there
     except LinkRefused as exc:
         return notice(request, "This sign-in link cannot be used", f"{exc}", 403,
                       action=("/sign-in", "Send me a new link"))
-    csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     query = request.url.query
-    person = web.site.people.get(claim.person)
-    response = html(request, "sign_in_confirm.html.j2", csrf=csrf, who=person.name if person else claim.person,
-                    action=f"/sign-in/{token}" + (f"?{query}" if query else ""))
-    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=web.secure, path="/")
+    response = _page(request, "sign_in_confirm.html.j2", who=web.site.people[claim.person].name,
+                     action=f"/sign-in/{token}" + (f"?{query}" if query else ""))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -177,15 +178,13 @@ async def sign_in(request: Request, token: str) -> Response:
     """The button pressed: the link is used up and a session begins (CSRF-checked by the page's cookie)."""
     web = _web(request)
     form = await request.form(max_files=0, max_fields=10)
-    expected = request.cookies.get(CSRF_COOKIE) or ""
-    if not expected or not hmac.compare_digest(expected, str(form.get("csrf") or "")):
+    if not _csrf_ok(request, form):
         return notice(request, "This page has expired", "Open the link from your message again.", 403,
                       action=("/sign-in", "Send me a new link"))
     try:
-        claim = await run_in_threadpool(_claim_of, web, token)
+        claim = await run_in_threadpool(web.links.read_sign_in, token)
         cookie, session = await run_in_threadpool(
-            lambda: web.sessions.begin(claim.person, "sign-in", nonce=claim.nonce,
-                                       client=request.client.host if request.client else None))
+            lambda: web.sessions.begin(claim.person, "sign-in", nonce=claim.nonce, client=client_of(request)))
     except (LinkRefused, SignInUsed) as exc:
         return notice(request, "This sign-in link cannot be used", f"{exc}", 403,
                       action=("/sign-in", "Send me a new link"))
