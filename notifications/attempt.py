@@ -12,6 +12,7 @@ and read timeouts (``cto``/``rto``) unless the URL sets its own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -123,6 +124,7 @@ def prepare(url: str, timeout: float) -> tuple[Any | None, str | None]:
     return plugin, None
 
 
+@functools.cache
 def _email_markdown() -> Any:
     """Markdown for e-mail's HTML part: raw HTML off (a value's ``<img …>`` or ``<a …>`` is shown as the text it
     is), no images (a value's ``![x](https://tracker/p.png)`` would be a tracking pixel), and a link shown with its
@@ -146,15 +148,9 @@ def _email_markdown() -> Any:
     return md
 
 
-_EMAIL_MD: Any = None
-
-
 def email_html(markdown_text: str) -> str:
     """A message's markdown body as the HTML of an e-mail (:func:`_email_markdown`)."""
-    global _EMAIL_MD
-    if _EMAIL_MD is None:
-        _EMAIL_MD = _email_markdown()
-    return str(_EMAIL_MD.render(markdown_text))
+    return str(_email_markdown().render(markdown_text))
 
 
 def _is_email(plugin: Any) -> bool:

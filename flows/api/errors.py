@@ -31,7 +31,7 @@ from flows.engine.people import UpdateRefused
 from flows.engine.transitions import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.steps.human import ReportRefused
-from flows.ledger.outage import database_away
+from flows.ledger.outage import database_away, first_line
 from flows.logfmt import kv
 
 log = logging.getLogger("sop.api")
@@ -173,15 +173,16 @@ def parse_json(raw: bytes, *, keys_once: bool = False) -> Any:
         refused.append(_Refused(text, f"an integer of {len(text.lstrip('-'))} digits is out of range (64-bit: at most {MAX_INT})"))
         return refused[-1]
 
+    twice: list[_Twice] = []  # objects that gave a key twice: the walk locates the first
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         found = dict(items)
         if len(found) == len(items):
             return found
         seen: set[str] = set()
-        twice = _Twice(found)
-        twice.key = next(key for key, _ in items if key in seen or seen.add(key))  # type: ignore[func-returns-value]
-        refused.append(_Refused(twice.key, ""))  # (a walk is due)
-        return twice
+        twice.append(_Twice(found))
+        twice[-1].key = next(key for key, _ in items if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        return twice[-1]
 
     try:
         data = json.loads(raw, parse_constant=constant, parse_float=number, parse_int=integer,
@@ -192,7 +193,7 @@ def parse_json(raw: bytes, *, keys_once: bool = False) -> Any:
         raise ApiError(400, f"malformed JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno}", "body") from None
     except RecursionError:
         raise ApiError(422, f"the body nests objects or arrays more than {MAX_DEPTH} deep", "body") from None
-    if refused or _SUSPECT_STRING.search(raw) or _nests_deeper(raw, MAX_DEPTH):
+    if refused or twice or _SUSPECT_STRING.search(raw) or _nests_deeper(raw, MAX_DEPTH):
         _check_values(data)
     return data
 
@@ -289,7 +290,7 @@ def failed(request: Request, exc: Exception) -> JSONResponse:
     if database_away(exc):
         log.error(kv("event=request_failed", method=request.method, path=without_link_secrets(request.url.path),
                      error=type(exc).__name__,
-                     cause="database unreachable", detail=str(exc).splitlines()[0][:200] if str(exc) else ""))
+                     cause="database unreachable", detail=first_line(exc)))
         body = {"error": "the service's database cannot be reached now; send this request again in a moment "
                          f"(retry after {RETRY_AFTER_S} s)", "field": None, "problems": []}
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -33,13 +33,15 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=_default, ensure_ascii=False) + "\n"
 
 
-#: what a spreadsheet reads as the start of a formula
+#: what a spreadsheet reads as the start of a formula; a cell starting with one of these, or with ``'`` then one
+#: (or ``''``), is written after one more ``'``
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_AFTER_QUOTE = (*_FORMULA, "'")
 
 
 def _inert(text: str) -> str:
     """``text`` as a cell no spreadsheet runs: after a ``'`` when it starts a formula (or is a ``'`` before one)."""
-    if text[:1] in _FORMULA or (text[:1] == "'" and text[1:2] in (*_FORMULA, "'")):
+    if text[:1] in _FORMULA or (text[:1] == "'" and text[1:2] in _AFTER_QUOTE):
         return "'" + text
     return text
 
@@ -72,7 +74,7 @@ def _cell(text: str, annotation: str) -> Any:
         return float(text)
     if annotation.startswith("bool"):
         return text == "true"
-    return text[1:] if text[:1] == "'" and text[1:2] in (*_FORMULA, "'") else text  # :func:`_inert` undone
+    return text[1:] if text[:1] == "'" and text[1:2] in _AFTER_QUOTE else text  # :func:`_inert` undone
 
 
 def from_csv(text: str, cls: type[T]) -> list[T]:

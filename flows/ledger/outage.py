@@ -67,7 +67,7 @@ class Outage:
         if self.since is None:
             self.since, self._told = now, now
             self.log.error("event=%s cause=unreachable error=%s detail=%r (retrying; one line a minute while it "
-                           "lasts)", self.event, type(exc).__name__, _first_line(exc))
+                           "lasts)", self.event, type(exc).__name__, first_line(exc))
         elif now - self._told >= REMIND_S:
             self._told = now
             self.log.error("event=%s cause=unreachable for_s=%.0f passes=%d", self.event, now - self.since,
@@ -82,6 +82,7 @@ class Outage:
             self.since, self.passes = None, 0
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line, at most 200 characters: a log line's detail."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else ""
