@@ -34,7 +34,7 @@ from flows.engine.links import Claim
 from flows.language.actors import Actor, UnknownPerson, as_actor
 from flows.language.calendar import business_between, calendar_for, postponed
 from flows.language.durations import format_duration
-from flows.language.fields import length_problem, nul_problem
+from flows.language.fields import text_problem
 from flows.language.steps import human
 from flows.language.steps.human import DEFAULT_MAX_HOLD, HumanStep, hold_reasons, max_hold
 from flows.ledger import utc
@@ -60,7 +60,7 @@ class HoldNoteRefused(InputRefused):
 
 def _checked(note: str) -> str:
     """``note`` when free text may be it; HoldNoteRefused otherwise (a page cut it at 2,000 characters, silently)."""
-    problem = nul_problem(note, "the note") or length_problem(note, "the note")
+    problem = text_problem(note, "the note")
     if problem is not None:
         raise HoldNoteRefused([problem])
     return note

@@ -35,7 +35,7 @@ from flows.language.cadence import effective_cadence
 from flows.language.calendar import calendar_for, calendar_name, instant_after
 from flows.language.durations import check_speed
 from flows.language.expressions import render
-from flows.language.fields import length_problem, nul_problem
+from flows.language.fields import text_problem
 from flows.language.library import Library, LoadedSop
 from flows.language.oncall import OnCall
 from flows.language.spec import Sop
@@ -345,7 +345,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         """
         if not reason or not reason.strip():
             raise InputRefused(["a reason is required to cancel a run"])
-        if (problem := nul_problem(reason, "the reason") or length_problem(reason, "the reason")) is not None:
+        if (problem := text_problem(reason, "the reason")) is not None:
             raise InputRefused([problem])
         who = as_actor(actor) if actor else None
         with self.transaction() as t:

@@ -119,6 +119,12 @@ def length_problem(text: object, what: str) -> str | None:
     return None
 
 
+def text_problem(text: object, what: str) -> str | None:
+    """What keeps ``text`` from being stored as free text (a NUL, then its length: :func:`nul_problem`,
+    :func:`length_problem`), or None."""
+    return nul_problem(text, what) or length_problem(text, what)
+
+
 def value_fits(kind: str, value: object) -> bool:
     """True when ``value`` is a valid value of field type ``kind`` (bool is not an integer)."""
     if kind in ("integer", "number") and isinstance(value, bool):
