@@ -186,7 +186,6 @@ def show(
 def _cadence(sop: Any, site: Any) -> dict[str, Any] | None:
     """The status cadence a run of ``sop`` keeps (its own, else its class's default), and whether it is its own."""
     from flows.language.cadence import effective_cadence
-    from flows.language.durations import format_duration
 
     cadence = effective_cadence(sop, site)
     if cadence is None:

@@ -314,11 +314,13 @@ class SilenceBook:
         silence = Silence(id=f"sil-{secrets.token_hex(4)}", matchers=tuple(parsed), reason=reason,
                           created_by=actor.person, created_via=actor.via, created_at=now, starts_at=begins,
                           ends_at=begins + found["for"])
+        kept = [m.to_dict() for m in parsed]
+        stored = json.dumps(kept, ensure_ascii=False)  # the matchers as the table keeps (and compares) them
         with self.ledger.transaction() as tx:
             same = tx.conn.execute(sa.select(silences.c.id, silences.c.created_at).where(
                 (silences.c.created_by == actor.person) & (silences.c.created_at > now - SAME_SILENCE_WITHIN)
                 & silences.c.ended_at.is_(None)
-                & (silences.c.matchers == json.dumps([m.to_dict() for m in parsed], ensure_ascii=False))
+                & (silences.c.matchers == stored)
                 # the same window (as sent a moment apart): another window of the same matchers is another silence
                 & silences.c.starts_at.between(begins - SAME_SILENCE_WITHIN, begins + SAME_SILENCE_WITHIN)
                 & silences.c.ends_at.between(silence.ends_at - SAME_SILENCE_WITHIN,
@@ -327,11 +329,11 @@ class SilenceBook:
                 raise SilenceRefused({"match": f"you made this silence a moment ago ({same.id}): it stands; end it or "
                                                "wait a minute to make another of the same matchers"})
             tx.conn.execute(silences.insert().values(
-                id=silence.id, matchers=json.dumps([m.to_dict() for m in parsed], ensure_ascii=False), reason=reason,
+                id=silence.id, matchers=stored, reason=reason,
                 created_by=silence.created_by, created_via=silence.created_via, created_at=now, starts_at=begins,
                 ends_at=silence.ends_at))
             tx.append(RecordKind.SILENCE_CREATED, actor=actor.person, at=now, silence=silence.id,
-                      matchers=[m.to_dict() for m in parsed], text=silence.text, reason=reason,
+                      matchers=kept, text=silence.text, reason=reason,
                       starts_at=begins.isoformat(), ends_at=silence.ends_at.isoformat(), **actor.facts())
         written[0] += 1
         log.info(kv("event=silence_created", silence=silence.id, by=actor.person, via=actor.via, match=silence.text,

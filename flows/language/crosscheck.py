@@ -419,22 +419,23 @@ def check_site(site: Site, where: dict[tuple, Document], env: dict[str, str] | N
             if others and table == "people":
                 err(table, name, (), f"`{name}` is both a person and a {others[0][:-1] if others[0] != 'people' else 'person'}: "
                                      "names must be unique across people, roles and channels")
-    owners: dict[str, str] = {}  # an OS account is one person's (the terminal acts as them: docs/people.md)
-    for name, person in site.people.items():
-        for i, account in enumerate(person.os_users):
-            if owners.setdefault(account, name) != name:
-                first = where[("people", owners[account])]
-                err("people", name, ("os_users", i), f"OS account `{account}` is already {owners[account]}'s "
-                    f"({first.file}:{first.where(('people', owners[account], 'os_users'), True)[0]}): an account is "
-                    f"one person's")
-    mailboxes: dict[str, str] = {}  # an e-mail is one person's: sign-in and single sign-on find the person by it
-    for name, person in site.people.items():
-        if person.email and mailboxes.setdefault(person.email.lower(), name) != name:
-            owner = mailboxes[person.email.lower()]
-            first = where[("people", owner)]
-            err("people", name, ("email",), f"e-mail `{person.email}` is already {owner}'s "
-                f"({first.file}:{first.where(('people', owner, 'email'), True)[0]}): sign-in and single sign-on find a "
-                "person by it, so it must be one person's")
+    def one_persons(field: str, values: Any, why: str) -> None:
+        """Each value (``values(person)``: its path, its key as compared, how it is shown) is one person's: a
+        second person with it is refused, naming where the first has it."""
+        owners: dict[str, str] = {}
+        for name, person in site.people.items():
+            for path, key, shown in values(person):
+                if owners.setdefault(key, name) != name:
+                    first = where[("people", owners[key])]
+                    err("people", name, path, f"{shown} is already {owners[key]}'s "
+                        f"({first.file}:{first.where(('people', owners[key], field), True)[0]}): {why}")
+
+    # an OS account: the terminal acts as its person (docs/people.md); an e-mail: sign-in and single sign-on find
+    # the person by it
+    one_persons("os_users", lambda person: [(("os_users", i), account, f"OS account `{account}`")
+                                            for i, account in enumerate(person.os_users)], "an account is one person's")
+    one_persons("email", lambda person: [(("email",), person.email.lower(), f"e-mail `{person.email}`")]
+                if person.email else [], "sign-in and single sign-on find a person by it, so it must be one person's")
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     for name, person in site.people.items():
