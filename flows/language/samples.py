@@ -23,7 +23,7 @@ from typing import Any
 
 from jinja2 import nodes
 
-from flows.language.expressions import ENV, TemplateProblem, analyse, parse, unwrap
+from flows.language.expressions import TemplateProblem, analyse, compiled_expression, parse
 from flows.language.fields import FieldSpec
 
 #: the combinations of sample values tried per expression, at most (enums multiply)
@@ -142,11 +142,6 @@ def _tree(text: str) -> nodes.Template:
     return parse(text, expression=True)
 
 
-@lru_cache(maxsize=1024)
-def _compiled(text: str) -> Any:
-    return ENV.compile_expression(unwrap(text), undefined_to_none=False)
-
-
 #: node types an evaluation could spend unbounded time or memory on (``10 ** 10 ** 10``, ``'x' * 10 ** 9``)
 _COSTLY = (nodes.Pow, nodes.Mul, nodes.Call, nodes.Filter)
 
@@ -207,7 +202,7 @@ def _try(text: str, values: dict[tuple[str, ...], Any]) -> TypeError | None:
     if context is None:
         return None
     try:
-        _compiled(text)(**context)
+        compiled_expression(text)(**context)
     except TypeError as exc:
         return None if _Unknown.__name__ in str(exc) else exc
     except Exception:  # noqa: BLE001 - anything but a type error may depend on the sample values: not certain
