@@ -48,6 +48,21 @@ def make_project(repo_root: Path, target: Path, only: tuple[str, ...] | None = N
     return target
 
 
+def local_engine_of(repo_root: Path, root: Path, monkeypatch: pytest.MonkeyPatch, sops: dict[str, str]) -> Iterator[Any]:
+    """An engine without Prefect on a project of the repo's config and only ``sops`` (file stem → its text), its own
+    SQLite ledger and inbox; its pager closed after (yields from a fixture)."""
+    from flows import runtime
+
+    make_project(repo_root, root, only=())
+    for stem, text in sops.items():
+        (root / "sops" / f"{stem}.yaml").write_text(text)
+    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
+    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
+    engine = runtime.engine(root, prefect=False)
+    yield engine
+    engine.pager.close()
+
+
 @pytest.fixture(scope="package")
 def project(database: TestDatabase, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """This package's project root, set as SOP_HOME (own ledger and inbox) until its tests are done."""

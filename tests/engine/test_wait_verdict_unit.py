@@ -14,6 +14,7 @@ import pytest
 
 from flows.audit import Audit
 from flows.runtime.drill import Drill
+from tests.engine.conftest import local_engine_of
 
 PAUSE = """\
 id: t-pause
@@ -34,16 +35,7 @@ steps:
 
 @pytest.fixture
 def local_engine(repo_root, tmp_path, monkeypatch) -> Any:
-    from flows import runtime
-    from tests.engine.conftest import make_project
-
-    root = make_project(repo_root, tmp_path / "site", only=())
-    (root / "sops" / "t-pause.yaml").write_text(PAUSE)
-    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
-    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
-    engine = runtime.engine(root, prefect=False)
-    yield engine
-    engine.pager.close()
+    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"t-pause": PAUSE})
 
 
 def test_a_wait_of_exactly_its_duration_is_not_missed_and_the_drill_and_the_audit_agree(local_engine):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flows.language.steps.human import HumanReport
-from tests.engine.conftest import records, wait_for
+from tests.engine.conftest import local_engine_of, records, wait_for
 
 VIP = """\
 id: t-vip
@@ -37,16 +37,7 @@ steps:
 
 @pytest.fixture
 def local_engine(repo_root, tmp_path, monkeypatch) -> Any:
-    from flows import runtime
-    from tests.engine.conftest import make_project
-
-    root = make_project(repo_root, tmp_path / "site", only=())
-    (root / "sops" / "t-vip.yaml").write_text(VIP)
-    monkeypatch.setenv("SOP_DATABASE_URL", f"sqlite:///{root / 'var' / 'ledger.db'}")
-    monkeypatch.setenv("SOP_INBOX_DIR", str(root / "var" / "inbox"))
-    engine = runtime.engine(root, prefect=False)
-    yield engine
-    engine.pager.close()
+    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"t-vip": VIP})
 
 
 def test_a_when_that_fails_pages_the_owner_with_the_reason_once(local_engine: Any) -> None:
