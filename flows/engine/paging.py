@@ -200,7 +200,7 @@ class Pager:
 
     def send(self, engine: Any, page: Any, view: RunView | None = None) -> Any:
         """Render and deliver one page (about ``view``, read after the transition); returns the delivery future."""
-        from notifications import recipients, render_for
+        from notifications import recipients
 
         view = view if view is not None else engine.view(page.run_id)
         step = view.sop.step(page.step_id) if page.step_id else None
@@ -208,10 +208,29 @@ class Pager:
         holder = view.steps[step.id].get("claimed_by") if step is not None else None
         names = resolve_targets(page.targets, view.sop, step, self.site, on_call=on_call, holder=holder)
         people = recipients(names, self.site, on_call=on_call)
+        asked_by = (page.level or {}).get("asked_by")
+        if page.kind == "escalated" and asked_by:  # who asked for help is not asked to help (unless nobody else is)
+            people = [p for p in people if not (p.kind == "person" and p.id == asked_by)] or people
         ctx = self.context(view, page, step, engine.clock.now(), on_call)
         outbox_id = getattr(page, "outbox_id", None)
         on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id)  # noqa: E731
-        return self.dispatcher.submit(render_for(page.kind, ctx, site=self.site), people, on_done=on_done)
+        return self.dispatcher.submit(self._renderer(page, ctx, engine.clock.now()), people, on_done=on_done)
+
+    def _renderer(self, page: Any, ctx: Any, now: datetime) -> Callable[[Any], Any]:
+        """Each recipient's message. An escalation that reaches the late person themselves (the owner role is
+        the assignee role, or a rung names the assignee beside others) tells them their step is late, as a
+        reminder or an overdue page would: not "escalated to you … reach <them>, or take it over yourself"."""
+        from notifications import render_for
+
+        render = render_for(page.kind, ctx, site=self.site)
+        step, level = ctx.step, ctx.level
+        if page.kind != "escalated" or step is None or not step.holder or (level is not None and level.hold_reason):
+            return render
+        late = step.holder
+        own = render_for("overdue" if step.due_at is not None and now >= step.due_at else "reminder", ctx,
+                         site=self.site)
+        return lambda recipient: own(recipient) if recipient.kind == "person" and recipient.id == late \
+            else render(recipient)
 
     def decided(self, page: Any) -> Callable[[str], OnCall]:
         """Who the page's roles meant when it was decided (its ``on_call``); a role it does not hold (a

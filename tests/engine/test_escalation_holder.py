@@ -1,0 +1,113 @@
+"""An escalation that reaches the late person themselves: they are told their step is late, in words meant for
+them, not "Escalated to you … reach sara-lopez, or take it over yourself" sent to sara-lopez.
+
+It happens when the SOP's owner role is the step's assignee role (a CS lead's own SOP), or when a rung names the
+assignee beside others. The others on the rung still get the escalation. No Prefect: a real SQLite ledger, the
+real engine, pager and timer service, time on a manual clock.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.clock import ManualClock
+from flows.engine.paging import Pager
+from flows.engine.timers import TimerService
+from flows.engine.transitions import Engine
+from flows.language.library import load_library
+from flows.ledger import Ledger
+from notifications import read_inbox
+from tests.conftest import TestDatabase
+from tests.engine.conftest import make_project
+
+START = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
+
+# cs-lead (sara-lopez) owns the SOP and is the assignee; ops-director (li-wei) is cs-lead's lead
+OWN = """\
+    id: t-own
+    title: Refund review
+    class: complaint
+    owner: cs-lead
+    steps:
+      - id: review
+        title: Review the refund
+        assignee: cs-lead
+        due: 1h
+        escalation:
+          - at: 100%
+            notify: [owner]
+      - id: close
+        title: Close the ticket
+        assignee: cs-lead
+        due: 1h
+        escalation:
+          - at: 100%
+            notify: [assignee, lead]
+"""
+
+
+@pytest.fixture
+def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    root = make_project(repo_root, tmp_path / "site", only=())
+    (root / "sops" / "t-own.yaml").write_text(textwrap.dedent(OWN))
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    clock = ManualClock(START)
+    library = load_library(root)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
+    ledger.migrate()
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
+    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
+    yield engine
+    engine.pager.close()
+    ledger.dispose()
+
+
+def titles(engine: Any, person: str, step_title: str) -> list[str]:
+    engine.pager.close()  # every page delivered
+    return [m["title"] for m in read_inbox(person, engine.inbox) if step_title in m["title"]]
+
+
+def bodies(engine: Any, person: str, step_title: str) -> list[str]:
+    return [" ".join(m["body"].split()) for m in read_inbox(person, engine.inbox) if step_title in m["title"]]
+
+
+def test_the_late_person_is_told_it_is_late_not_asked_to_reach_themselves(engine: Any) -> None:
+    engine.start("t-own", {}, initiator="li-wei", speed=1)
+    TimerService(engine).advance_to(START + timedelta(hours=1, minutes=1))
+
+    # `review`: the rung names the owner, who is cs-lead, whose primary holds the step
+    assigned, late = titles(engine, "sara-lopez", "Review the refund")
+    assert assigned.startswith("[P1] Assigned to you: Review the refund (Refund review)")
+    assert late.startswith("[P1] Overdue: Review the refund (Refund review)"), late
+    told = bodies(engine, "sara-lopez", "Review the refund")[-1]
+    assert "reach sara-lopez" not in told and "take it over yourself" not in told
+    assert "Finish it now, or say what blocks you" in told
+
+
+def test_the_others_on_the_rung_still_get_the_escalation(engine: Any) -> None:
+    run = engine.start("t-own", {}, initiator="li-wei", speed=1)
+    engine.claim(run.run_id, "close", "sara-lopez")  # held: "assignee" on the rung is its holder
+    TimerService(engine).advance_to(START + timedelta(hours=1, minutes=1))
+
+    late = titles(engine, "sara-lopez", "Close the ticket")[-1]
+    assert late.startswith("[P1] Overdue: Close the ticket (Refund review)"), late
+    [lead] = titles(engine, "li-wei", "Close the ticket")
+    assert lead.startswith("[P1] Escalated to you: Close the ticket (Refund review) is late"), lead
+    assert "reach sara-lopez, or take it over yourself" in bodies(engine, "li-wei", "Close the ticket")[0]
+
+
+
+def test_who_asks_for_help_is_not_asked_to_help_themselves(engine: Any) -> None:
+    run = engine.start("t-own", {}, initiator="li-wei", speed=1)
+    engine.claim(run.run_id, "close", "sara-lopez")
+    engine.ask_for_help(run.run_id, "close", "sara-lopez", "the refund system is down")  # the rung: [assignee, lead]
+
+    [assigned] = titles(engine, "sara-lopez", "Close the ticket")  # nothing more: she knows, she asked
+    assert assigned.startswith("[P1] Assigned to you: Close the ticket"), assigned
+    [lead] = titles(engine, "li-wei", "Close the ticket")
+    assert lead.startswith("[P1] Help asked: sara-lopez needs a hand with Close the ticket"), lead
