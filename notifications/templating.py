@@ -4,7 +4,9 @@ Templates live in ``notifications/templates/<kind>.md.j2``; a site puts its own 
 ``config/templates/<kind>.md.j2``. The first line a template renders is the title, the rest
 (markdown) the body. The ``[P1]`` prefix and the notify type are added here, not by the
 template, so an override cannot drop the urgency. The environment is sandboxed and strict:
-an unknown variable is an error (and ``validate_overrides`` finds it before a run does).
+an unknown variable is an error (and ``validate_overrides`` finds it before a run does). Every
+printed value reads as the pages show it (``flows.language.presentation``): yes / no, — for
+nothing, a list's items joined.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flows.language.expressions import default
 from flows.language.library import project_root
+from flows.language.presentation import finalized
 from notifications import urgency
 from notifications.actions import action_for
 from notifications.errors import RenderError
@@ -86,6 +89,7 @@ def environment(overrides_dir: str | None) -> ImmutableSandboxedEnvironment:
         autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=finalized,  # a reported True reads "yes", as on the step's page; `{% if %}` still tests the value
     )
     env.filters["default"] = env.filters["d"] = default  # None too (flows.language.expressions.default)
     env.filters["local"] = _local

@@ -110,9 +110,9 @@ def instructions(view: RunView, step: Any, site: Site) -> str | None:
     text = getattr(step, "description", None)
     if not text or "{" not in text:
         return text
-    from flows.language.expressions import render
+    from flows.language.expressions import render_text
 
     try:
-        return render(text, variables(view, site))
+        return render_text(text, variables(view, site))
     except Exception:  # noqa: BLE001 - instructions are shown even when a value is missing
         return text

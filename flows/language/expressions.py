@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
+
+from flows.language.presentation import finalized
 
 
 def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
@@ -27,6 +30,11 @@ def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 ENV.filters["default"] = ENV.filters["d"] = default
+#: text people read (a notify step's message, a step's instructions): each value as the pages show it (yes / no,
+#: —, lists joined), while commands, URLs, bodies and keys keep ENV's ``str()`` (a program reads ``True``)
+TEXT_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
+                                         finalize=finalized)
+TEXT_ENV.filters["default"] = TEXT_ENV.filters["d"] = default
 ROOTS = ("inputs", "steps", "trigger", "run", "config")
 RUN_FIELDS = ("id", "sop", "title", "started_at", "deadline_at", "initiator", "speed", "url", "class", "priority")
 _WRAPPED = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
@@ -235,8 +243,24 @@ def _lookup_path(text: str) -> tuple[str, ...] | None:
     return tuple(match.group(1).split(".")) if match else None
 
 
+@lru_cache(maxsize=1024)
+def _compiled_text(text: str) -> Template:
+    return TEXT_ENV.from_string(text)
+
+
 def render(text: str, context: dict[str, Any]) -> str:
-    """Render a template with the run's context (inputs, steps, trigger, run, config)."""
+    """Render a template with the run's context (inputs, steps, trigger, run, config) for a program to read: a
+    command's argument, an HTTP header, a dedup key (a boolean is ``True``)."""
+    return _rendered(text, context, _compiled)
+
+
+def render_text(text: str, context: dict[str, Any]) -> str:
+    """Render a template people read (a notify step's message, a step's instructions): a value as the pages show
+    it (:func:`flows.language.presentation.shown`: ``Approved: yes``, not ``Approved: True``)."""
+    return _rendered(text, context, _compiled_text)
+
+
+def _rendered(text: str, context: dict[str, Any], compiled: Callable[[str], Template]) -> str:
     path = _lookup_path(text)
     if path is not None:
         # a lone variable path through plain dicts to a plain value renders as str() of it, as
@@ -245,11 +269,11 @@ def render(text: str, context: dict[str, Any]) -> str:
         value: Any = context
         for name in path:
             if type(value) is not dict or name not in value or hasattr(dict, name):
-                return _compiled(text).render(**context)
+                return compiled(text).render(**context)
             value = value[name]
         if type(value) in _PLAIN:
             return str(value)
-    return _compiled(text).render(**context)
+    return compiled(text).render(**context)
 
 
 def _url_part(value: Any) -> str:

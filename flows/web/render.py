@@ -22,6 +22,7 @@ from flows.clock import local_time
 from flows.engine.paging import time_left
 from flows.language.durations import format_duration
 from flows.language.outline import more_text
+from flows.language.presentation import shown
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -67,17 +68,6 @@ def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True
         return Markup('<span class="{cls}">{text}</span>').format(cls="overdue" if over else "left", text=text)
     return Markup('<span class="{cls}" data-due="{due}" data-speed="{speed}" aria-live="off">{text}</span>').format(
         cls="overdue" if over else "left", due=due.astimezone(UTC).isoformat(), speed=speed, text=text)
-
-
-def shown(value: Any) -> str:
-    """A reported value as a person reads it: yes / no, — for nothing, lists joined."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ", ".join(shown(v) for v in value) or "—"
-    return str(value)
 
 
 def label(name: str) -> str:

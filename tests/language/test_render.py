@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jinja2 import UndefinedError
 
-from flows.language.expressions import _compiled, render
+from flows.language.expressions import _compiled, _compiled_text, render, render_text
 
 CONTEXT: dict[str, Any] = {
     "inputs": {"service": "checkout", "count": 3, "ratio": 1.5, "flag": True, "nothing": None, "items": "shadowed",
@@ -26,6 +26,14 @@ CONTEXT: dict[str, Any] = {
 ])  # fmt: skip
 def test_a_template_renders_as_jinja_renders_it(template: str) -> None:
     assert render(template, CONTEXT) == _compiled(template).render(**CONTEXT)
+    assert render_text(template, CONTEXT) == _compiled_text(template).render(**CONTEXT)
+
+
+def test_text_people_read_shows_values_as_the_pages_do_and_a_program_gets_them_as_python() -> None:
+    template = "Flag: {{ inputs.flag }}, nothing: {{ inputs.nothing }}, list: {{ inputs.list }}"
+    assert render_text(template, CONTEXT) == "Flag: yes, nothing: —, list: 1, 2"  # a notify step's message
+    assert render(template, CONTEXT) == "Flag: True, nothing: None, list: [1, 2]"  # a command's argument, a header
+    assert render_text("{{ inputs.flag }}", CONTEXT) == "yes"  # the short path too
 
 
 def test_a_lone_path_renders_plain_values_as_text() -> None:

@@ -136,3 +136,27 @@ def test_a_notify_step_nobody_got_is_done_and_says_so_in_its_outputs_status_and_
             (records.c.run_id == run_id) & (records.c.kind == "notification") & (records.c.step_id == "tell"))).scalars()
     assert [(r["recipient"], r["status"]) for r in json.loads(data)["results"]] == [
         ("sam-ops", "failed"), ("sam-ops", "ok"), ("kim-ops", "failed")]
+
+
+def test_a_notify_step_message_reads_yes_and_no_not_python(
+        http: HttpReceiver, make_site: Any, ledger: Ledger, run: tuple[Engine, str]) -> None:
+    """A checkbox and an alert's labels in a notify step's message, as the channel's readers get them."""
+    _, run_id = run
+    site = make_site({}, channels={"ops-room": [http.url("/ok/room")]})
+    pager = Pager(site, ledger, dispatcher=Dispatcher(workers=1, timeout=1.0, retries=0))
+    step = NotifyStep.model_validate({"id": "tell", "kind": "notify", "notify": ["ops-room"], "message": {
+        "title": "Rollback approved: {{ steps.review.approved }}",
+        "body": "Rolled back: {{ steps.review.rolled_back }}. Note: {{ inputs.note }}. "
+                "Hosts: {{ trigger.hosts }}. Labels: {{ trigger.labels }}."
+                "{% if steps.review.rolled_back %} ROLLED BACK{% endif %}"}})
+    variables = {"run": {"class": "outage"}, "inputs": {"note": None},
+                 "steps": {"review": {"approved": True, "rolled_back": False}},
+                 "trigger": {"hosts": ["web-1", "web-2"], "labels": {"service": "gateway", "paged": True}}}
+
+    notify.execute(step, StepContext(variables=variables, run_id=run_id, pager=pager))
+    pager.close()
+
+    [request] = http.to("/ok/room")
+    assert request.json["title"] == "[P2] Rollback approved: yes"
+    assert request.json["message"] == (
+        "Rolled back: no. Note: —. Hosts: web-1, web-2. Labels: service: gateway, paged: yes.")

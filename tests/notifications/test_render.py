@@ -173,3 +173,29 @@ def test_a_title_with_a_long_value_in_it_is_cut_and_the_body_keeps_it() -> None:
                              overrides_dir=NO_OVERRIDES)
     assert len(message.title) <= 200 and message.title.endswith("…") and message.title.startswith("[P1] ")
     assert "x" * 1000 in message.body  # nothing lost: the body still has it
+
+
+def test_a_reported_yes_or_no_reads_yes_or_no_not_python() -> None:
+    """A done step's checkbox read "approved: True" on the phone; the step's page says yes."""
+    ctx = sample("step_done")
+    values = {"approved": True, "rolled_back": False, "note": None, "channels": ["weibo", "wechat"]}
+    message = render_message("step_done", replace(ctx, step=replace(ctx.step, values=values)),
+                             overrides_dir=NO_OVERRIDES)
+    assert "- `approved`: yes\n" in message.body
+    assert "- `rolled_back`: no\n" in message.body
+    assert "- `note`: —\n" in message.body  # nothing reported, as the page shows it
+    assert "- `channels`: weibo, wechat\n" in message.body  # not ['weibo', 'wechat']
+    assert "True" not in message.body and "None" not in message.body
+
+
+def test_a_site_template_still_tests_the_value_itself(tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "step_done.md.j2").write_text(
+        "Done: {{ step.title }}\n\n{% if step['values'].rolled_back %}ROLLED BACK{% else %}kept{% endif %}, "
+        "approved: {{ step['values'].approved }}, by {{ step.actor }}{{ '' if step.actor else ' (nobody)' }}\n",
+        encoding="utf-8")
+    ctx = sample("step_done")
+    message = render_message("step_done", replace(ctx, step=replace(
+        ctx.step, actor=None, values={"rolled_back": False, "approved": False})), overrides_dir=folder)
+    assert message.body == "kept, approved: no, by — (nobody)"  # False tests false; an empty text stays empty

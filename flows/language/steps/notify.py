@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from flows.language.expressions import render
+from flows.language.expressions import render_text
 from flows.language.fields import Strict
 from flows.language.steps.base import StepBase, StepContext, StepKind, Template, ready
 
@@ -48,8 +48,8 @@ def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
     recipients did and did not, a person counting once however many contacts were tried),
     and the pager has recorded each destination for `sop status` and the audit.
     """
-    title = render(step.message.title, ctx.variables)
-    body = render(step.message.body, ctx.variables)
+    title = render_text(step.message.title, ctx.variables)
+    body = render_text(step.message.body, ctx.variables)
     lanes = ctx.pager.broadcast(ctx.run_id, step.id, step.notify, title, body,
                                   sop_class=ctx.variables["run"]["class"])
     reached = sum(lanes.values())
@@ -62,8 +62,8 @@ def simulate(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
     nobody reachable is not delivered, as in a real run)."""
     reach = ctx.pager.would_reach(step.notify)
     return {"simulated": True, "delivered": bool(reach), "reached": len(reach), "failed": 0,
-            "message": {"to": reach, "title": render(step.message.title, ctx.variables),
-                        "body": render(step.message.body, ctx.variables)}}
+            "message": {"to": reach, "title": render_text(step.message.title, ctx.variables),
+                        "body": render_text(step.message.body, ctx.variables)}}
 
 
 def templates(step: NotifyStep) -> Iterator[Template]:
