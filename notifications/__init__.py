@@ -15,7 +15,8 @@ raises for a failed destination: each destination tried gives a :class:`Delivery
 Owns: what a message says (``message``: the context templates read, one kind each;
 ``templating``: one Jinja2 template per kind, a site's own checked by ``overrides``;
 ``urgency``, ``actions``), who is meant (``addressing``), and delivery: Apprise with
-retries (``delivery``, ``attempt``), secrets masked (``masking``), many at once
+retries (``delivery``, ``attempt``), what each channel is handed (``markup``: no value
+disguises a link), secrets masked (``masking``), many at once
 (``dispatch``), the local inbox (``inbox``).
 
 May import: ``flows.language`` only (the site's people and settings, priorities, the

@@ -12,7 +12,6 @@ and read timeouts (``cto``/``rto``) unless the URL sets its own.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs
 import apprise
 
 import notifications.inbox  # noqa: F401  (registers inbox://)
+from notifications.markup import for_channel
 from notifications.masking import redact
 from notifications.message import Message
 
@@ -124,59 +124,22 @@ def prepare(url: str, timeout: float) -> tuple[Any | None, str | None]:
     return plugin, None
 
 
-@functools.cache
-def _email_markdown() -> Any:
-    """Markdown for e-mail's HTML part: raw HTML off (a value's ``<img …>`` or ``<a …>`` is shown as the text it
-    is), no images (a value's ``![x](https://tracker/p.png)`` would be a tracking pixel), and a link shown with its
-    address after its text and no anchor (``[your run](https://evil/login)`` reads ``your run (https://evil/login)``:
-    nothing disguised; mail programs make the bare address a link)."""
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").disable("image")  # breaks: as nl2br
-
-    def link_open(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
-        return ""
-
-    def link_close(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
-        start = next(i for i in range(idx - 1, -1, -1) if tokens[i].type == "link_open")
-        href = str(tokens[start].attrGet("href") or "")
-        text = "".join(t.content for t in tokens[start + 1:idx])
-        return "" if text == href else f" ({md.utils.escapeHtml(href)})"  # type: ignore[attr-defined]
-
-    md.add_render_rule("link_open", link_open)
-    md.add_render_rule("link_close", link_close)
-    return md
-
-
-def email_html(markdown_text: str) -> str:
-    """A message's markdown body as the HTML of an e-mail (:func:`_email_markdown`)."""
-    return str(_email_markdown().render(markdown_text))
-
-
-def _is_email(plugin: Any) -> bool:
-    from apprise.plugins.email.base import NotifyEmail
-
-    return isinstance(plugin, NotifyEmail)
-
-
 def send(plugin: Any, url: str, message: Message) -> Outcome:
-    """Send ``message`` once through a prepared plugin; never raises. E-mail gets the markdown body turned into
-    HTML here (:func:`email_html`: nothing a value holds becomes markup); the others get markdown, as Apprise
-    renders it for each."""
+    """Send ``message`` once through a prepared plugin; never raises. The plugin is handed the message as
+    :func:`notifications.markup.for_channel` makes it for its kind of channel: no value in it becomes a
+    disguised link, an image or HTML."""
     started = time.perf_counter()
     with _CAPTURE.collect() as lines:
         try:
             sender = apprise.Apprise(asset=ASSET)
             sender.add(plugin)
-            body, form = message.body or message.title, apprise.NotifyFormat.MARKDOWN
-            if _is_email(plugin):  # its subject is a header: the title goes as it is
-                body, form = email_html(body), apprise.NotifyFormat.HTML
+            handed = for_channel(plugin, message.title, message.body or message.title)
             ok = bool(
                 sender.notify(
-                    body=body,
-                    title=message.title,
+                    body=handed.body,
+                    title=handed.title,
                     notify_type=apprise.NotifyType(message.notify_type),
-                    body_format=form,
+                    body_format=handed.body_format,
                 )
             )
         except Exception as exc:  # Apprise or a plugin failing in a way it does not catch
