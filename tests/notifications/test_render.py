@@ -199,3 +199,19 @@ def test_a_site_template_still_tests_the_value_itself(tmp_path: Path) -> None:
     message = render_message("step_done", replace(ctx, step=replace(
         ctx.step, actor=None, values={"rolled_back": False, "approved": False})), overrides_dir=folder)
     assert message.body == "kept, approved: no, by — (nobody)"  # False tests false; an empty text stays empty
+
+
+def test_a_list_or_a_mapping_printed_by_a_template_reads_as_text_not_python(tmp_path: Path) -> None:
+    """A site template printing the approvers (a list) or the API body (a mapping) got "['pr-lead']" and
+    "{'values': {…}}"; the title too."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "assigned.md.j2").write_text(
+        "Approval by {{ step.approval.approvers }} for {{ step.title }}\n\n"
+        "Fields: {{ step.form | map(attribute='name') | list }}\n\nBody: {{ action.api_body }}\n", encoding="utf-8")
+    ctx = sample("assigned")
+    ctx = replace(ctx, step=replace(ctx.step, approval=replace(ctx.step.approval, approvers=("pr-lead", "legal"))))
+    message = render_message("assigned", ctx, overrides_dir=folder)
+    assert message.title == "[P1] Approval by pr-lead, legal for Assess scope and sentiment"
+    assert message.body == ("Fields: severity, note\n\n"
+                            "Body: values: severity: low, note: <text>, evidence: https://link-to-your-evidence")
