@@ -82,10 +82,17 @@ _STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at
 _pinned: dict[str, Sop] = {}
 
 
+#: the shortest prefix that names a run: `sop cancel 7` must not take whichever run's id begins with 7
+MIN_PREFIX = 4
+
+
 def resolve_run_id(conn: Connection, run_id: str) -> str:
-    """A full run id from an id or a unique prefix; RunNotFound otherwise."""
+    """A full run id from an id or a unique prefix of :data:`MIN_PREFIX` characters or more; RunNotFound otherwise."""
     if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first():
         return run_id
+    if len(run_id) < MIN_PREFIX:
+        raise RunNotFound(f"`{run_id}` is too short to name a run: write at least {MIN_PREFIX} characters of its id "
+                          "(see `sop status` for open runs)")
     # a prefix, not a pattern: `%` and `_` in what a user typed match themselves
     found = [r.id for r in conn.execute(sa.select(runs.c.id).where(runs.c.id.startswith(run_id, autoescape=True))
                                         .limit(3))] if run_id else []

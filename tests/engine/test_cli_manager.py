@@ -112,3 +112,19 @@ def test_the_runs_list_shows_a_compressed_runs_speed(sop: Callable[..., Any], si
     listed = sop("audit", "runs", "--sop", "creative-refresh", env=env).stdout.splitlines()
     assert "manual by li-wei ×60" in next(line for line in listed if fast in line)
     assert "×" not in next(line for line in listed if plain in line)
+
+
+def test_a_run_id_of_one_or_three_characters_cancels_nothing(sop: Callable[..., Any],
+                                                             site: tuple[Engine, dict[str, str]]) -> None:
+    """A busy director's `sop cancel 7` took the live run whose id began with 7: a prefix is four characters or more."""
+    engine, env = site
+    run_id = engine.start("creative-refresh", {"platform": "meta"}, initiator="li-wei", launch=False).run_id
+    for short in (run_id[:1], run_id[:3]):
+        refused = sop("cancel", short, "--as", "li-wei", "--reason", "x", env=env)
+        assert refused.returncode == 1, refused.stdout
+        said = " ".join(refused.stderr.split())
+        assert f"`{short}` is too short to name a run: write at least 4 characters of its id" in said, said
+    assert engine.view(run_id).is_open
+    done = sop("cancel", run_id[:4], "--as", "li-wei", "--reason", "a duplicate", env=env)
+    assert done.returncode == 0, done.stderr
+    assert not engine.view(run_id).is_open
