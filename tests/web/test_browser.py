@@ -249,3 +249,24 @@ def test_the_library_draws_the_graph_and_people_read_in_both_scripts(site: Site,
     assert "Wang Fang 王芳" in page.locator("table").nth(1).inner_text()
     page.shot("people")
     assert page.outside == []  # type: ignore[attr-defined]
+
+
+def test_on_a_phone_a_runs_steps_show_their_time_left_and_ladder_without_scrolling_sideways(
+        site: Site, open_page: Any, size: str) -> None:
+    """The walkthrough's director at 390 px: the steps table was 493 px wide in a 366 px box, so Time left and
+    Ladder (what says a step is late) were off-screen. On a phone each step reads as a card of labelled lines."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand(), "mentions_per_day": 140}, initiator="li-wei",
+                               launch=False).run_id
+    page = open_page()
+    browser_sign_in(page, site, "li-wei")
+    page.goto(f"{site.url}/runs/{run_id}")
+    row = page.locator("#step-assess")
+    left, ladder = row.locator("td[data-label='Time left']"), row.locator("td[data-label='Ladder']")
+    width = page.viewport_size["width"]
+    for cell in (left, ladder):
+        box = cell.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (size, box)
+    if size == "phone":
+        label = left.evaluate("td => getComputedStyle(td, '::before').content")
+        assert label == '"Time left"', label  # its label beside it: the table's head is not shown
+    page.shot("run-steps")
