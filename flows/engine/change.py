@@ -129,6 +129,19 @@ class RunChange:
             log.exception("event=on_call_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
             return {}
 
+    def reached(self, targets: list[str], step_id: str | None, without: str | None = None) -> list[str]:
+        """Each of ``targets`` (ladder words, roles, people) with whom it reaches now (``lead (chen-jie)``); one that
+        reaches only ``without`` (who asked for help: the pager leaves them out) is left out, unless all are."""
+        step = self.view.sop.step(step_id) if step_id else None
+        out, alone = [], []
+        for target in targets:
+            names = resolve_targets([target], self.view.sop, step, self.site, holder=self.holder(step_id),
+                                    on_call=self.rota.on_call)
+            people = [self.rota.person_for(n) for n in names if n in self.site.roles or n in self.site.people]
+            shown = f"{target} ({', '.join(people)})" if people and people != [target] else target
+            (alone if people and set(people) == {without} else out).append(shown)
+        return out or alone
+
     # --- timers -----------------------------------------------------------------------------
 
     def arm(self, step_id: str, kind: TimerKind, level: str, due_at: datetime) -> None:

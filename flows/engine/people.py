@@ -227,7 +227,8 @@ class PeopleActions:
     def ask_for_help(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
                      link: Claim | None = None) -> list[str]:
         """"Need help": the step escalates to its next level now (one that reaches beyond the assignee),
-        or to the assignee role's lead when its ladder has none left. Returns who is paged (as written)."""
+        or to the assignee role's lead when its ladder has none left. Returns who is paged: each target as
+        written, with whom it reaches now (``lead (chen-jie)``)."""
         actor = as_actor(actor)
         with self._on_step(run_id, step_id, actor) as (t, change, step):
             view = change.view
@@ -253,9 +254,10 @@ class PeopleActions:
                 notify = ["lead"]
                 change.page("escalated", step.id, notify,
                             level={"key": "help", "message": "escalated", "late_ms": 0, "asked_by": actor.person})
+            reached = change.reached(notify, step.id, without=actor.person)
         log.info("event=help_asked run=%s step=%s actor=%s notify=%s", view.id, step_id, actor.described(),
                  ",".join(notify))
-        return notify
+        return reached
 
     # --- status cadences ------------------------------------------------------------------
 

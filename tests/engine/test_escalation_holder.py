@@ -105,7 +105,8 @@ def test_the_others_on_the_rung_still_get_the_escalation(engine: Any) -> None:
 def test_who_asks_for_help_is_not_asked_to_help_themselves(engine: Any) -> None:
     run = engine.start("t-own", {}, initiator="li-wei", speed=1)
     engine.claim(run.run_id, "close", "sara-lopez")
-    engine.ask_for_help(run.run_id, "close", "sara-lopez", "the refund system is down")  # the rung: [assignee, lead]
+    paged = engine.ask_for_help(run.run_id, "close", "sara-lopez", "the refund system is down")  # [assignee, lead]
+    assert paged == ["lead (li-wei)"]  # what `sop need-help` prints: whom it reached, not "paged assignee, lead"
 
     [assigned] = titles(engine, "sara-lopez", "Close the ticket")  # nothing more: she knows, she asked
     assert assigned.startswith("[P1] Assigned to you: Close the ticket"), assigned
