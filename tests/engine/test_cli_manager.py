@@ -112,3 +112,22 @@ def test_the_runs_list_shows_a_compressed_runs_speed(sop: Callable[..., Any], si
     listed = sop("audit", "runs", "--sop", "creative-refresh", env=env).stdout.splitlines()
     assert "manual by li-wei ×60" in next(line for line in listed if fast in line)
     assert "×" not in next(line for line in listed if plain in line)
+
+
+@pytest.mark.parametrize("command", [
+    ["take", "{run}", "impact"],
+    ["hold", "{run}", "impact", "--for", "platform_reply"],
+    ["update", "{run}", "--text", "rolling back"],
+    ["cancel", "{run}", "--reason", "a test"],
+    ["silence", "--match", "alertname=X", "--for", "1h", "--reason", "maintenance"],
+    ["oncall", "override", "sre-oncall", "tom-becker", "--until", "+1d", "--reason", "leave"],
+])
+def test_a_misspelt_or_spoken_name_after_as_is_answered_with_the_nearest_person(
+        sop: Callable[..., Any], site: tuple[Engine, dict[str, str]], command: list[str]) -> None:
+    engine, env = site
+    run_id = engine.start("creative-refresh", {"platform": "meta"}, initiator="li-wei", launch=False).run_id
+    args = [arg.format(run=run_id) for arg in command]
+    for given, said in (("sara-lopes", "did you mean `sara-lopez`?"),
+                        ("Sara Lopez", "did you mean `sara-lopez` (Sara Lopez)?")):
+        refused = sop(*args, "--as", given, env=env)
+        assert refused.returncode == 1 and f"--as `{given}` is not a person in config/; {said}" in refused.stderr
