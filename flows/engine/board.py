@@ -15,7 +15,7 @@ from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
 from flows.ledger import utc
 from flows.ledger.schema import deliveries, holds, records, runs, steps, timers
-from flows.ledger.vocabulary import RunStatus, StepState, TimerKind
+from flows.ledger.vocabulary import RecordKind, RunStatus, StepState, TimerKind
 
 
 def run_ids(engine: Any, *, status: str | None = RunStatus.RUNNING, sop: str | None = None, limit: int = 100) -> list[str]:
@@ -50,6 +50,24 @@ def _failed_lanes() -> sa.Select:
 
 _FAILED_LANES = _failed_lanes()  # built once, like the engine's queries
 
+#: the reports of people on the runs asked about, in order: whose hand each step's answer came by (``by``, an operator
+#: who reported for its ``actor``) is in the record's facts, not in the steps' row
+_REPORTS = (sa.select(records.c.run_id, records.c.step_id, records.c.data)
+            .where(records.c.kind.in_((RecordKind.STEP_DONE, RecordKind.STEP_REJECTED)))
+            .order_by(records.c.seq))
+
+
+def _reported_by(conn: Any, ids: list[str]) -> dict[tuple[str, str], str]:
+    """(run, step) → who reported the step's answer for its actor, where someone did (the last report wins)."""
+    out: dict[tuple[str, str], str] = {}
+    for row in conn.execute(_REPORTS.where(records.c.run_id.in_(ids))) if ids else ():
+        by = json.loads(row.data or "{}").get("by")
+        if by:
+            out[(row.run_id, row.step_id)] = by
+        else:
+            out.pop((row.run_id, row.step_id), None)
+    return out
+
 
 def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Open runs by priority (or one run, or the runs ``ids``), each with its steps, dues and time left."""
@@ -68,6 +86,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
         rota = Rota(engine.site, conn, engine.clock.now())
         held = {(h.run_id, h.step_id): {"since": utc(h.held_at), "reason": h.reason, "by": h.held_by}
                 for h in conn.execute(_HOLDS_OF.where(holds.c.run_id.in_(ids)))} if ids else {}
+        reported_by = _reported_by(conn, ids)
         out = []
         for rid in ids:
             view = load_view(conn, rid)
@@ -91,6 +110,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                         "time_left": time_left(row["due_at"], now, view.speed)
                         if row["state"] == StepState.ACTIVE and hold is None else None,
                         "actor": row["actor"],
+                        # who reported it for `actor` (an operator, e.g. through the API), None when they did it
+                        "actor_by": reported_by.get((rid, step.id)) if row["actor"] else None,
                         "hold": hold,  # since, reason, by: while it is on hold
                     }
                 )
