@@ -166,6 +166,12 @@ _LEVELS_FIRED = (sa.select(timers.c.run_id, timers.c.step_id, timers.c.level, ti
 _HOLDS_OF = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.c.held_at, holds.c.held_by)
              .where(holds.c.released_at.is_(None)))
 _OPEN_HOLDS = _HOLDS_OF.join(runs, runs.c.id == holds.c.run_id).where(runs.c.status == RunStatus.RUNNING)
+#: how the steps of open runs came to their holders, in order: taken ("I'll take it") or handed over by someone
+_HOLDINGS = (sa.select(records.c.run_id, records.c.step_id, records.c.kind, records.c.actor, records.c.data)
+             .join(runs, runs.c.id == records.c.run_id)
+             .where((runs.c.status == RunStatus.RUNNING)
+                    & records.c.kind.in_((RecordKind.STEP_CLAIMED, RecordKind.STEP_HANDED_OVER)))
+             .order_by(records.c.seq))
 _VERSION = sa.select(sa.func.max(records.c.seq))
 
 
@@ -186,6 +192,8 @@ class BoardStep:
     held_at: datetime | None = None  # on hold since (its clock stopped), and why
     hold_reason: str | None = None
     held_by: str | None = None
+    #: who handed it to ``claimed_by`` (``li-wei``, ``li-wei for zhao-lei``), None when they took it themselves
+    handed_by: str | None = None
 
 
 @dataclass
@@ -243,6 +251,12 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         for (run_id, step_id), hold in held.items():
             if step_id == RUN and run_id in board:
                 board[run_id].held_at, board[run_id].hold_reason = utc(hold.held_at), hold.reason
+        handed: dict[tuple[str, str], str | None] = {}  # the last taking or handing over of each step wins
+        for r in conn.execute(_HOLDINGS):
+            data = json.loads(r.data or "{}") if r.kind == RecordKind.STEP_HANDED_OVER else {}
+            by = data.get("by")
+            handed[(r.run_id, r.step_id)] = ((f"{by} for {r.actor}" if by and by != r.actor else r.actor)
+                                             if r.kind == RecordKind.STEP_HANDED_OVER else None)
         rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)
@@ -255,7 +269,8 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
                                        utc(s.due_at),
                                        levels[-1][1] if levels else None, len(levels),
                                        utc(hold.held_at) if hold else None, hold.reason if hold else None,
-                                       hold.held_by if hold else None))
+                                       hold.held_by if hold else None,
+                                       handed.get((s.run_id, s.step_id)) if s.claimed_by else None))
     far = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(board.values(), key=lambda r: (r.priority, r.next_due or far, r.started_at))
     return version, ordered

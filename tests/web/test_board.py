@@ -94,6 +94,17 @@ def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site
     assert nul.status_code == 400 and nul.headers["content-type"].startswith("text/html") and "NUL" in nul.text
 
 
+def test_the_board_says_a_handed_over_step_was_handed_over_and_by_whom(site: Site) -> None:
+    client = operator(site)
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    holder = site.engine.person_for("pr-oncall")
+    to = next(p for p in ("wang-fang", "chen-jie") if p != holder)
+    site.engine.hand_over(run_id, "assess", holder, to, "boarding a plane")
+    card = client.get("/board").text.split(f'id="run-{run_id}"', 1)[1].split("</article>", 1)[0]
+    assert f"handed to <strong>{to}</strong> by {holder}" in card and "taken by" not in card
+
+
 def test_an_automated_step_that_failed_shows_on_the_board_until_the_run_ends(site: Site) -> None:
     """traffic-surge's circuit breakers could not be set: the run goes on (its people are working), and the board
     says which step failed, so an operator sees someone must do it by hand."""
