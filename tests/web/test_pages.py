@@ -310,6 +310,9 @@ def test_taking_a_step_tells_the_others_and_asking_for_help_pages_the_next_level
     assert claim["actor"] == "sara-lopez" and claim["data"]["via"] == "web"
     assert "You hold this step now" in client.get(taken.headers["location"]).text
 
+    # the button says what it does: it pages people now, and the step stays hers
+    form = page.text.split('name="action" value="help"', 1)[1].split("</form>", 1)[0]
+    assert "Page for help</button>" in form and "You keep the step." in form and "Escalate" not in form
     lead = len(site.inbox("chen-jie"))  # pr-lead's primary: the ladder's `lead` level
     helped = client.post(f"/runs/{run_id}/steps/assess", data={"action": "help", "note": "KOL involved",
                                                                 "csrf": csrf_of(page)})
