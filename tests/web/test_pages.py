@@ -67,6 +67,7 @@ def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_it
     page = client.get(path_of(link))
     assert page.status_code == 200
     assert '<select name="severity"' in page.text and 'role="switch" name="kol_involved"' in page.text
+    assert "<span>KOL involved</span>" in page.text and "Kol involved" not in page.text  # the field's label
     assert "Open the social-listening dashboard" in page.text  # the instructions, rendered
     before = len(records(site.engine, run_id))
 
