@@ -94,6 +94,11 @@ class Times:
 UTC_TIMES = Times()
 
 
+def _header(text: str) -> None:
+    """A listing's header on a line of its own: whole, where a table's title would wrap at the table's width."""
+    console.print(f"[italic]{escape(text)}[/]", soft_wrap=True)
+
+
 def _dur(seconds: float | None) -> str:
     return "—" if seconds is None else format_duration(timedelta(seconds=seconds))
 
@@ -134,8 +139,8 @@ def print_silences(lines: list[SilenceLine], times: Times = UTC_TIMES) -> None:
 
 def print_silenced(lines: list[SilencedLine], times: Times = UTC_TIMES) -> None:
     """``sop audit silenced``: one row per trigger a silence held."""
-    table = Table(title=f"{len(lines)} silenced trigger(s), {times.said(lines[0].at if lines else None)}",
-                  title_justify="left", show_edge=False)
+    _header(f"{len(lines)} silenced trigger(s); {times.said(lines[0].at if lines else None)}")
+    table = Table(show_edge=False)
     for column in ("at", "SOP", "signal", "silence", "by", "why", "sent by"):
         table.add_column(column, no_wrap=column in ("at", "silence"))
     for line in lines:
@@ -147,9 +152,8 @@ def print_silenced(lines: list[SilencedLine], times: Times = UTC_TIMES) -> None:
 
 def print_actions(lines: list[Any], times: Times = UTC_TIMES) -> None:
     """``sop audit actions``: one row per thing a person did outside any run."""
-    table = Table(title=f"{len(lines)} action(s) outside runs, {times.said(lines[0].at if lines else None)}",
-                  title_justify="left", show_edge=False,
-                  caption="record: the chain's record number (sop audit verify names records by it).",
+    _header(f"{len(lines)} action(s) outside runs; {times.said(lines[0].at if lines else None)}")
+    table = Table(show_edge=False, caption="record: the chain's record number (sop audit verify names records by it).",
                   caption_justify="left")
     for column in ("at", "record", "kind", "who", "what"):
         table.add_column(column, no_wrap=column in ("at", "record"), justify="right" if column == "record" else "left")
@@ -164,8 +168,8 @@ def print_actions(lines: list[Any], times: Times = UTC_TIMES) -> None:
 def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES) -> None:
     """The terminal rendering of ``sop audit runs``: one row per run."""
     said = times.said(lines[0].started_at if lines else None)
-    table = Table(title=f"{len(lines)} run(s): {within.describe(times.zone)}; {said}", title_justify="left",
-                  show_edge=False, caption=SOP_TIME_NOTE, caption_justify="left")
+    _header(f"{len(lines)} run(s): {within.describe(times.zone)}; {said}")
+    table = Table(show_edge=False, caption=SOP_TIME_NOTE, caption_justify="left")
     # the run id is what `sop audit show` takes: never cut, the other columns wrap to make room
     table.add_column("run", no_wrap=True, min_width=max((len(line.run) for line in lines), default=3))
     for column in ("SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
