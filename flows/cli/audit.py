@@ -43,6 +43,13 @@ app.add_typer(audit, name="audit")
 
 Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (UTC unless "
                                                             "it has an offset) or 7d (7 days ago)")]
+Until = Annotated[str | None, typer.Option("--until", help="runs started before (a date includes that whole day)")]
+SopOpt = Annotated[str | None, typer.Option("--sop", metavar="ID", help="only runs of this SOP")]
+ClassOpt = Annotated[str | None, typer.Option("--class", metavar="C", help="only this class: complaint, outage, "
+                                                                             "policy, routine")]
+DrillsOpt = Annotated[str, typer.Option("--drills", metavar="include|exclude|only",
+                                        help="drills (runs started as a drill) count like any run (include), are left "
+                                             "out (exclude) or alone (only)")]
 UtcOpt = Annotated[bool, typer.Option("--utc", help="show times in UTC (default: the site's zone, settings.timezone, "
                                                     "named in the header); --csv and --json always write ISO 8601 "
                                                     "times in UTC with their offset (+00:00)")]
@@ -72,13 +79,6 @@ class FileOrStdout(TyperCommand):
             if arg in self.OPTIONAL_VALUE and (following is None or (following.startswith("-") and following != STDOUT)):
                 given.append(STDOUT)
         return super().parse_args(ctx, given)
-Until = Annotated[str | None, typer.Option("--until", help="runs started before (a date includes that whole day)")]
-SopOpt = Annotated[str | None, typer.Option("--sop", metavar="ID", help="only runs of this SOP")]
-ClassOpt = Annotated[str | None, typer.Option("--class", metavar="C", help="only this class: complaint, outage, "
-                                                                             "policy, routine")]
-DrillsOpt = Annotated[str, typer.Option("--drills", metavar="include|exclude|only",
-                                        help="drills (runs started as a drill) count like any run (include), are left "
-                                             "out (exclude) or alone (only)")]
 
 
 def _audit(utc: bool = False) -> tuple[Audit, Times]:
