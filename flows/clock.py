@@ -67,18 +67,28 @@ def local_time(instant: datetime, zone: str, *, seconds: bool = False) -> str:
     ``2026-12-05 14:20 CST (UTC+8)``: an abbreviation alone is ambiguous (CST is China's and the US
     Central's, IST India's, Ireland's and Israel's), so the offset is always said; a zone without an
     abbreviation of its own shows the offset alone (``UTC+4`` for Asia/Dubai), UTC as ``UTC``."""
+    local = in_zone(instant, zone)
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S' if seconds else '%Y-%m-%d %H:%M')} {zone_label(local)}"
+
+
+def in_zone(instant: datetime, zone: str) -> datetime:
+    """``instant`` on ``zone``'s wall clock; in UTC for the first or last day Python has (an audit window "until
+    9999-12-31"), which no zone's offset can move."""
     from zoneinfo import ZoneInfo
 
     try:
-        local = instant.astimezone(ZoneInfo(zone))
-    except OverflowError:  # the first or last day Python has (an audit window "until 9999-12-31"): said in UTC
-        local = instant.astimezone(UTC)
-    text = local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+        return instant.astimezone(ZoneInfo(zone))
+    except OverflowError:
+        return instant.astimezone(UTC)
+
+
+def zone_label(local: datetime) -> str:
+    """How :func:`local_time` names the zone of ``local`` (an aware time): ``CST (UTC+8)``, ``UTC+4``, ``UTC``."""
     offset = local.utcoffset() or timedelta(0)
     if not offset:
-        return f"{text} UTC"
+        return "UTC"
     minutes = int(offset.total_seconds() // 60)
     sign, minutes = ("+" if minutes > 0 else "-"), abs(minutes)
     utc = f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
     name = local.tzname() or ""
-    return f"{text} {name} ({utc})" if name.isalpha() else f"{text} {utc}"
+    return f"{name} ({utc})" if name.isalpha() else utc

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from flows.clock import local_time
 from flows.language.durations import parse_duration
 
 CLASSES = ("complaint", "outage", "policy", "routine")
@@ -44,16 +45,17 @@ class Window:
     def contains(self, at: datetime) -> bool:
         return (self.since is None or at >= self.since) and (self.until is None or at < self.until)
 
-    def describe(self) -> str:
-        since = _instant(self.since) if self.since else "the first run"
-        until = _instant(self.until) if self.until else "now"
+    def describe(self, zone: str = "UTC") -> str:
+        """The window in words, its ends in ``zone`` (the zone the table below it shows times in)."""
+        since = _instant(self.since, zone) if self.since else "the first run"
+        until = _instant(self.until, zone) if self.until else "now"
         return f"runs started from {since} until {until} (exclusive)"
 
 
-def _instant(at: datetime) -> str:
-    """A window's end as a person reads it: ``2026-12-05 07:36 UTC`` (to the second when it has seconds)."""
-    at = at.astimezone(UTC)
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC" if at.second or at.microsecond else "%Y-%m-%d %H:%M UTC")
+def _instant(at: datetime, zone: str) -> str:
+    """A window's end as a person reads it: ``2026-12-05 07:36 UTC``, ``2026-12-05 15:36 CST (UTC+8)`` (to the
+    second when it has seconds)."""
+    return local_time(at, zone, seconds=bool(at.second or at.microsecond))
 
 
 def parse_instant(text: str, now: datetime, *, end: bool = False, zone: str = "UTC") -> datetime:

@@ -11,7 +11,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
+from typer.core import TyperCommand
 
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
@@ -21,6 +23,7 @@ from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verify import Anchor
 from flows.cli import app
 from flows.cli.audit_views import (
+    Times,
     print_actions,
     print_compliance,
     print_document,
@@ -47,13 +50,64 @@ ClassOpt = Annotated[str | None, typer.Option("--class", metavar="C", help="only
 DrillsOpt = Annotated[str, typer.Option("--drills", metavar="include|exclude|only",
                                         help="drills (runs started as a drill) count like any run (include), are left "
                                              "out (exclude) or alone (only)")]
+UtcOpt = Annotated[bool, typer.Option("--utc", help="show times in UTC (default: the site's zone, settings.timezone, "
+                                                    "named in the header); --csv and --json always write ISO 8601 "
+                                                    "times in UTC with their offset (+00:00)")]
+#: ``--csv`` and ``--json`` of the listings: a FILE, or stdout (``-``, or the option alone as these once were flags)
+CsvOut = Annotated[str | None, typer.Option("--csv", metavar="[FILE]", help="write CSV to FILE (times ISO 8601 "
+                                                                            "UTC); alone or `-`: to stdout")]
+JsonOut = Annotated[str | None, typer.Option("--json", metavar="[FILE]", help="write JSON to FILE (times ISO 8601 "
+                                                                              "UTC); alone or `-`: to stdout")]
+STDOUT = "-"
 
 
-def _audit() -> Audit:
+class FileOrStdout(TyperCommand):
+    """A command whose ``--csv`` and ``--json`` take a FILE or nothing: given alone (at the end, or before another
+    option), they mean stdout, ``-``, so ``sop audit runs --csv`` (a flag once) and ``sop audit report --csv FILE``
+    read alike. Only for commands with no positional argument: one after the option would be its FILE."""
+
+    OPTIONAL_VALUE = ("--csv", "--json")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                given += args[i:]
+                break
+            given.append(arg)
+            following = args[i + 1] if i + 1 < len(args) else None
+            if arg in self.OPTIONAL_VALUE and (following is None or (following.startswith("-") and following != STDOUT)):
+                given.append(STDOUT)
+        return super().parse_args(ctx, given)
+
+
+def _audit(utc: bool = False) -> tuple[Audit, Times]:
+    """The audit of this site's ledger, and how its tables show times: in the site's zone, or in UTC (``utc``)."""
     from flows.engine.build import ledger_for
 
     loaded = library(lenient=True)  # history is in the ledger: a broken file only warns
-    return Audit(ledger_for(loaded), sops=loaded.sops)
+    subject = Audit(ledger_for(loaded), sops=loaded.sops)
+    return subject, Times("UTC" if utc else loaded.site.settings.timezone, subject.now())
+
+
+def _exports(outputs: dict[str, tuple[str | None, Callable[[], str]]]) -> bool:
+    """Write each export asked for (label → (FILE or ``-``, its text)); True when one went to stdout, where a
+    table would garble it. Two to stdout are refused: one stream cannot hold both."""
+    asked = {label: (path, text) for label, (path, text) in outputs.items() if path}
+    to_stdout = [label for label, (path, _) in asked.items() if path == STDOUT]
+    if len(to_stdout) > 1:
+        fail(f"{' and '.join(f'--{label.lower()}' for label in to_stdout)} would all write to stdout",
+             f"give all but one a FILE, e.g. --{to_stdout[-1].lower()} out.{to_stdout[-1].lower()}")
+    for path, text in asked.values():
+        _write(path, text())
+    return bool(to_stdout)
+
+
+def _written(outputs: dict[str, str | None]) -> None:
+    """Say which files were written (label → path)."""
+    for label, path in outputs.items():
+        if path and path != STDOUT:
+            console.print(f"[green]✓[/] {label} written to {path}")
 
 
 def _write(path: str, text: str) -> None:
@@ -122,27 +176,19 @@ def _cannot_write(path: str, exc: BaseException) -> NoReturn:
 # --- sop audit runs --------------------------------------------------------------------------
 
 
-@audit.command("runs")
+@audit.command("runs", cls=FileOrStdout)
 def runs_command(
     sop: SopOpt = None, sop_class: ClassOpt = None, since: Since = None, until: Until = None,
-    drills: DrillsOpt = "include",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout")] = False,
+    drills: DrillsOpt = "include", json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
 ) -> None:
     """One line per run: SOP and version, trigger, start, end, outcome, deadline met or missed, escalations; drills marked."""
-    subject = _audit()
+    subject, times = _audit(utc)
     try:
         within = subject.window(since, until)
         lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    if as_json:
-        sys.stdout.write(to_json([line.to_dict() for line in lines]))
-        return
-    if as_csv:
-        sys.stdout.write(to_csv(lines, RUN_COLUMNS))
-        return
-    print_runs(lines, within)
+    _lines_out(lines, RUN_COLUMNS, json_file, csv_file, lambda shown: print_runs(shown, within, times))
 
 
 # --- sop audit show --------------------------------------------------------------------------
@@ -174,9 +220,10 @@ def show_command(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
     verify: VerifyOpt = True,
+    utc: UtcOpt = False,
 ) -> None:
     """One run's whole timeline: trigger, every step, notification, escalation, report, deadline; its SOP text."""
-    subject = _audit()
+    subject, times = _audit(utc)
     try:
         doc = subject.show(run_id)
     except AuditError as exc:
@@ -188,7 +235,7 @@ def show_command(
     if as_json:
         sys.stdout.write(to_json({**doc, "verification": _verification(checked)} if checked is not None else doc))
     else:
-        print_document(doc)
+        print_document(doc, times)
     if broken:
         raise typer.Exit(1)
 
@@ -196,18 +243,19 @@ def show_command(
 # --- sop audit report ------------------------------------------------------------------------
 
 
-@audit.command("report")
+@audit.command("report", cls=FileOrStdout)
 def report_command(
     since: Since = None, until: Until = None, sop: SopOpt = None, sop_class: ClassOpt = None,
     drills: DrillsOpt = "include",
     html: Annotated[str | None, typer.Option("--html", metavar="FILE", help="write the HTML report (self-contained, prints well)")] = None,
-    csv_file: Annotated[str | None, typer.Option("--csv", metavar="FILE", help="write the figures as CSV (- for stdout)")] = None,
-    json_file: Annotated[str | None, typer.Option("--json", metavar="FILE", help="write figures and run lines as JSON (- for stdout)")] = None,
+    csv_file: Annotated[str | None, typer.Option("--csv", metavar="[FILE]", help="write the figures as CSV to FILE; alone or `-`: to stdout")] = None,
+    json_file: Annotated[str | None, typer.Option("--json", metavar="[FILE]", help="write figures and run lines as JSON to FILE (times ISO 8601 UTC); alone or `-`: to stdout")] = None,
     timelines: Annotated[int | None, typer.Option("--timelines", metavar="N", min=0, help="draw at most N run timelines in the HTML (default: all)")] = None,
     verify: VerifyOpt = True,
+    utc: UtcOpt = False,
 ) -> None:
     """SLA compliance per SOP and per class (on time, time to acknowledge and complete, escalations, late steps by role)."""
-    subject = _audit()
+    subject, times = _audit(utc)
     began = time.perf_counter()
     try:
         within = subject.window(since, until)
@@ -219,29 +267,28 @@ def report_command(
         fail(exc.message, exc.hint)
     checked = _verified(subject) if verify else None  # figures read from a tampered ledger are the forger's
     broken = checked is not None and not checked.ok
-    if csv_file:
-        _write(csv_file, to_csv(report.rows, COMPLIANCE_COLUMNS))
-    if json_file:
-        document = report.to_dict()
+
+    def document() -> str:
+        figures = report.to_dict()
         if checked is not None:
-            document["verification"] = _verification(checked)
-        _write(json_file, to_json(document))
+            figures["verification"] = _verification(checked)
+        return to_json(figures)
+
+    piped = _exports({"CSV": (csv_file, lambda: to_csv(report.rows, COMPLIANCE_COLUMNS)), "JSON": (json_file, document)})
     if html:
         from flows.audit.html import render_html
 
         _write(html, render_html(report, charts, verification=checked))
     if broken:
         _say_broken(checked, "these figures")
-    if "-" in (csv_file, json_file):
+    if piped:
         if broken:
             raise typer.Exit(1)
         return
-    print_compliance(report, within)
-    print_silences(report.silences)
+    print_compliance(report, within, times)
+    print_silences(report.silences, times)
     print_follow_ups(report.follow_ups)
-    for label, path in (("HTML", html), ("CSV", csv_file), ("JSON", json_file)):
-        if path:
-            console.print(f"[green]✓[/] {label} written to {path}")
+    _written({"HTML": html, "CSV": csv_file, "JSON": json_file})
     console.print(f"[dim]{len(report.runs)} run(s) in {time.perf_counter() - began:.2f}s[/]")
     if broken:
         raise typer.Exit(1)
@@ -250,55 +297,54 @@ def report_command(
 # --- sop audit silenced ----------------------------------------------------------------------
 
 
-@audit.command("silenced")
+@audit.command("silenced", cls=FileOrStdout)
 def silenced_command(
     since: Annotated[str | None, typer.Option("--since", help="silenced from: 2026-03-01, an ISO time or 7d")] = None,
     until: Annotated[str | None, typer.Option("--until", help="silenced before (a date includes that whole day)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout")] = False,
+    json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
 ) -> None:
     """Every trigger a silence kept from starting a run: when, the signal, the SOP it would have started, who silenced it and why."""
-    subject = _audit()
+    subject, times = _audit(utc)
     try:
         within = subject.window(since, until)
         lines = subject.silenced(within)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, SILENCED_COLUMNS, as_json, as_csv, print_silenced)
+    _lines_out(lines, SILENCED_COLUMNS, json_file, csv_file, lambda shown: print_silenced(shown, times))
 
 
-def _lines_out(lines: list[Any], columns: list[str], as_json: bool, as_csv: bool, table: Callable[[Any], None]) -> None:
-    """A listing's lines as JSON or CSV on stdout, or as ``table`` draws them."""
-    if as_json:
-        sys.stdout.write(to_json([line.to_dict() for line in lines]))
-    elif as_csv:
-        sys.stdout.write(to_csv(lines, columns))
-    else:
-        table(lines)
+def _lines_out(lines: list[Any], columns: list[str], json_file: str | None, csv_file: str | None,
+               table: Callable[[Any], None]) -> None:
+    """A listing's lines as JSON and CSV, each to its FILE or to stdout; the ``table`` drawn unless one went to
+    stdout."""
+    if _exports({"JSON": (json_file, lambda: to_json([line.to_dict() for line in lines])),
+                 "CSV": (csv_file, lambda: to_csv(lines, columns))}):
+        return
+    table(lines)
+    _written({"JSON": json_file, "CSV": csv_file})
 
 
 # --- sop audit actions -----------------------------------------------------------------------
 
 
-@audit.command("actions")
+@audit.command("actions", cls=FileOrStdout)
 def actions_command(
     since: Annotated[str | None, typer.Option("--since", help="from: 2026-03-01, an ISO time or 7d")] = None,
     until: Annotated[str | None, typer.Option("--until", help="before (a date includes that whole day)")] = None,
     kind: Annotated[list[str] | None, typer.Option("--kind", help="sign-in, oncall or silence (repeatable; "
                                                                    "default: all)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout")] = False,
+    json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
 ) -> None:
     """What people did outside any run: sign-ins, on-call overrides made and ended, silences made and ended; who, how it
     came (web, link, cli, api) and what, in the order it came."""
     from flows.audit.actions import ACTION_COLUMNS
 
-    subject = _audit()
+    subject, times = _audit(utc)
     try:
         lines = subject.actions(subject.window(since, until), kind)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, ACTION_COLUMNS, as_json, as_csv, print_actions)
+    _lines_out(lines, ACTION_COLUMNS, json_file, csv_file, lambda shown: print_actions(shown, times))
 
 
 # --- sop audit verify ------------------------------------------------------------------------
@@ -311,7 +357,7 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
 ) -> None:
     """Recompute the hash chain; name the first broken record (edited, deleted, reordered, inserted). Exit 1 on any break."""
-    subject = _audit()
+    subject, _ = _audit()
     try:
         anchors = [Anchor.parse(a) for a in anchor or []]
     except AuditError as exc:
@@ -334,10 +380,11 @@ def history_command(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
     diff: Annotated[bool, typer.Option(help="show what changed between versions")] = True,
+    utc: UtcOpt = False,
 ) -> None:
     """Which versions (exact texts) of an SOP ran when, with a diff between consecutive versions."""
     lib = library()
-    subject = _audit()
+    subject, times = _audit(utc)
     current = lib.sops[sop_id].text_hash if sop_id in lib.sops else None
     try:
         history = subject.history(sop_id, current)
@@ -346,4 +393,4 @@ def history_command(
     if as_json:
         sys.stdout.write(to_json(history.to_dict()))
         return
-    print_history(sop_id, history, current, diff=diff)
+    print_history(sop_id, history, current, diff=diff, times=times)

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from flows.audit import ComplianceReport, RunLine, SilencedLine, SilenceLine, So
 from flows.audit.followups import FollowUpFigures
 from flows.audit.report import SOP_TIME_NOTE, Compliance
 from flows.cli.common import console, err_console
+from flows.clock import in_zone, local_time, zone_label
 from flows.language.durations import format_duration
 
 VERDICT_STYLE = {"met": "green", "missed": "bold red", "pending": "yellow",
@@ -50,12 +52,55 @@ def progress_bar(what: str) -> Iterator[Callable[[float], None] | None]:
         told(1.0)
 
 
+@dataclass(frozen=True)
+class Times:
+    """How the audit's tables show instants: in ``zone``, the site's (``settings.timezone``, as the rest of the
+    terminal shows times) or UTC (``--utc``), each table saying which. ``--json`` and ``--csv`` never come here:
+    they write ISO 8601 in UTC, with the offset. ``now``: the audit's (its clock's), for a table with no time."""
+
+    zone: str = "UTC"
+    now: datetime | None = None
+
+    def at(self, instant: datetime | None) -> str:
+        """A table's cell: ``2026-03-02 17:00:00``; in a zone that changes its offset (summer time), with its
+        label (``2026-10-25 02:30:00 CEST (UTC+2)``): the hour the clocks go back happens twice."""
+        if instant is None:
+            return "—"
+        local = in_zone(instant, self.zone)
+        text = local.strftime("%Y-%m-%d %H:%M:%S")
+        return f"{text} {zone_label(local)}" if self._shifts(local) else text
+
+    def full(self, instant: datetime | None) -> str:
+        """An instant on a line of its own, its zone said: ``2026-03-02 17:00:00 CST (UTC+8)``."""
+        return "—" if instant is None else local_time(instant, self.zone, seconds=True)
+
+    def said(self, sample: datetime | None = None) -> str:
+        """Which zone a table's cells are in (``sample``: one of its times): ``times Asia/Shanghai, CST (UTC+8)``,
+        ``times UTC``."""
+        if self.zone == "UTC":
+            return "times UTC"
+        local = in_zone(sample or self.now or datetime.now(UTC), self.zone)
+        if self._shifts(local):
+            return f"times {self.zone}, each with its offset"
+        return f"times {self.zone}, {zone_label(local)}"
+
+    def _shifts(self, local: datetime) -> bool:
+        """Whether ``local``'s zone has two offsets in its year (summer time)."""
+        if not 1 < local.year < 9999:
+            return False
+        return len({datetime(local.year, month, 1, tzinfo=local.tzinfo).utcoffset() for month in (1, 7)}) > 1
+
+
+UTC_TIMES = Times()
+
+
+def _header(text: str) -> None:
+    """A listing's header on a line of its own: whole, where a table's title would wrap at the table's width."""
+    console.print(f"[italic]{escape(text)}[/]", soft_wrap=True)
+
+
 def _dur(seconds: float | None) -> str:
     return "—" if seconds is None else format_duration(timedelta(seconds=seconds))
-
-
-def _when(at: datetime | None) -> str:
-    return "—" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _verdict(verdict: str) -> str:
@@ -66,15 +111,15 @@ def _verdict(verdict: str) -> str:
 # --- silences (sop audit report, sop audit silenced) ----------------------------------------
 
 
-def _until(iso: str) -> str:
-    """A recorded instant (ISO text) as the tables show times: ``2026-12-06 12:29:37 UTC``."""
+def _until(iso: str, times: Times) -> str:
+    """A recorded instant (ISO text) with its zone: ``2026-12-06 20:29:37 CST (UTC+8)``."""
     try:
-        return _when(datetime.fromisoformat(iso).astimezone(UTC)) + " UTC"
+        return times.full(datetime.fromisoformat(iso))
     except ValueError:
         return iso
 
 
-def print_silences(lines: list[SilenceLine]) -> None:
+def print_silences(lines: list[SilenceLine], times: Times = UTC_TIMES) -> None:
     """The report's silenced triggers: per silence, who made it, why, and how many triggers it held."""
     if not lines:
         console.print("[dim]Silenced triggers: none[/]")
@@ -86,44 +131,45 @@ def print_silences(lines: list[SilenceLine]) -> None:
     for column in ("by", "why", "matchers", "silenced", "per SOP", "ended"):
         table.add_column(column, justify="right" if column == "silenced" else "left")
     for s in lines:
-        ended = f"{s.ended_by}: {s.end_reason}" if s.ended_by else (f"until {_until(s.ends_at)}" if s.ends_at else "")
+        ended = f"{s.ended_by}: {s.end_reason}" if s.ended_by else (f"until {_until(s.ends_at, times)}" if s.ends_at else "")
         table.add_row(s.silence, escape(s.created_by), escape(s.reason), escape(s.matchers), str(s.silenced),
                       ", ".join(f"{sop} {n}" for sop, n in sorted(s.by_sop.items())), escape(ended))
     console.print(table)
 
 
-def print_silenced(lines: list[SilencedLine]) -> None:
+def print_silenced(lines: list[SilencedLine], times: Times = UTC_TIMES) -> None:
     """``sop audit silenced``: one row per trigger a silence held."""
-    table = Table(title=f"{len(lines)} silenced trigger(s)", title_justify="left", show_edge=False,
-                  caption="Times UTC.", caption_justify="left")
+    _header(f"{len(lines)} silenced trigger(s); {times.said(lines[0].at if lines else None)}")
+    table = Table(show_edge=False)
     for column in ("at", "SOP", "signal", "silence", "by", "why", "sent by"):
         table.add_column(column, no_wrap=column in ("at", "silence"))
     for line in lines:
         signal = escape(line.subject) + (f" ×{line.copies}" if line.copies > 1 else "")
-        table.add_row(_when(line.at), line.sop, f"{line.kind}: {signal}", line.silence, line.silenced_by,
+        table.add_row(times.at(line.at), line.sop, f"{line.kind}: {signal}", line.silence, line.silenced_by,
                       escape(line.reason), escape(line.sender or "-"))
     console.print(table)
 
 
-def print_actions(lines: list[Any]) -> None:
+def print_actions(lines: list[Any], times: Times = UTC_TIMES) -> None:
     """``sop audit actions``: one row per thing a person did outside any run."""
-    table = Table(title=f"{len(lines)} action(s) outside runs", title_justify="left", show_edge=False,
-                  caption="Times UTC. record: the chain's record number (sop audit verify names records by it).",
+    _header(f"{len(lines)} action(s) outside runs; {times.said(lines[0].at if lines else None)}")
+    table = Table(show_edge=False, caption="record: the chain's record number (sop audit verify names records by it).",
                   caption_justify="left")
     for column in ("at", "record", "kind", "who", "what"):
         table.add_column(column, no_wrap=column in ("at", "record"), justify="right" if column == "record" else "left")
     for line in lines:
-        table.add_row(_when(line.at), str(line.seq), line.kind, escape(line.who), escape(line.what))
+        table.add_row(times.at(line.at), str(line.seq), line.kind, escape(line.who), escape(line.what))
     console.print(table)
 
 
 # --- sop audit runs --------------------------------------------------------------------------
 
 
-def print_runs(lines: list[RunLine], within: Window) -> None:
+def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES) -> None:
     """The terminal rendering of ``sop audit runs``: one row per run."""
-    table = Table(title=f"{len(lines)} run(s): {within.describe()}", title_justify="left", show_edge=False,
-                  caption=f"Times UTC. {SOP_TIME_NOTE}", caption_justify="left")
+    said = times.said(lines[0].started_at if lines else None)
+    _header(f"{len(lines)} run(s): {within.describe(times.zone)}; {said}")
+    table = Table(show_edge=False, caption=SOP_TIME_NOTE, caption_justify="left")
     # the run id is what `sop audit show` takes: never cut, the other columns wrap to make room
     table.add_column("run", no_wrap=True, min_width=max((len(line.run) for line in lines), default=3))
     for column in ("SOP", "version", "class", "trigger", "started", "ended", "outcome", "deadline", "esc."):
@@ -133,7 +179,7 @@ def print_runs(lines: list[RunLine], within: Window) -> None:
         trigger = (f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else
                    f"{escape(line.trigger)} [yellow]×{line.speed:g}[/]" if line.speed != 1 else escape(line.trigger))
         table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, trigger,
-                      _when(line.started_at), _when(line.ended_at), escape(line.outcome), _verdict(line.deadline),
+                      times.at(line.started_at), times.at(line.ended_at), escape(line.outcome), _verdict(line.deadline),
                       str(line.escalations))
     console.print(table)
 
@@ -175,7 +221,7 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
     return out
 
 
-def print_document(doc: dict[str, Any]) -> None:
+def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
     """The terminal rendering of ``sop audit show``."""
     text_state = {True: "text verified", False: "[red]TEXT DOES NOT MATCH ITS HASH[/]", None: "[red]text missing[/]"}
     console.print(f"[bold]run {doc['run']}[/] — {doc['sop']} v{doc['version']} ({doc['sop_hash'][:12]}…, "
@@ -184,11 +230,11 @@ def print_document(doc: dict[str, Any]) -> None:
     console.print(f"trigger: {escape(doc['trigger_text'])}")
     console.print(f"  payload: {escape(json.dumps(doc['trigger'], ensure_ascii=False, default=str))}")
     console.print(f"inputs: {escape(json.dumps(doc['inputs'], ensure_ascii=False, default=str))}")
-    console.print(f"started {_when(doc['started_at'])} UTC"
+    console.print(f"started {times.full(doc['started_at'])}"
                   + (f" by {escape(doc['initiator_text'])}" if doc["initiator_text"] else "")
                   + f" · speed ×{doc['speed']:g}"
                   + (f" · repeats attached: {doc['repeats']}" if doc["repeats"] else ""))
-    console.print(("not ended" if doc["ended_at"] is None else f"ended {_when(doc['ended_at'])} UTC")
+    console.print(("not ended" if doc["ended_at"] is None else f"ended {times.full(doc['ended_at'])}")
                   + f" · {escape(doc['outcome'])}"
                   + (f" by {escape(doc['ended_by_text'])}" if doc["ended_by_text"] else "")
                   + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
@@ -196,11 +242,11 @@ def print_document(doc: dict[str, Any]) -> None:
     if doc.get("parent_run"):
         verdict = (doc.get("follow_up_verdict") or "").replace("_", " ")
         console.print(f"follow-up of run {doc['parent_run']} ({escape(str((doc['trigger'] or {}).get('parent_sop')))}): "
-                      f"window ends {_when(doc['window_ends_at'])} UTC · {_verdict(verdict)}")
+                      f"window ends {times.full(doc['window_ends_at'])} · {_verdict(verdict)}")
     for link in doc.get("follow_ups", []):
         target = f" → run {link['run']}" if link["run"] else ""
         why = f": {escape(link['reason'])}" if link["reason"] else ""
-        window = f", window ends {_when(link['window_ends_at'])} UTC" if link["state"] in ("started", "attached") else ""
+        window = f", window ends {times.full(link['window_ends_at'])}" if link["state"] in ("started", "attached") else ""
         console.print(f"follow-up {link['sop']} {link['state']}{target}{window}{why}")
     deadlines = Table(title="Deadlines (SOP time)", title_justify="left", show_edge=False)
     for column in ("what", "ready", "due after", "ended", "by", "verdict"):
@@ -220,10 +266,10 @@ def print_document(doc: dict[str, Any]) -> None:
                           _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor_text"] or ""),
                           _verdict(step["deadline"]))
     console.print(deadlines)
-    console.print("[bold]Timeline[/] (SOP time from the start, then UTC)")
+    console.print(f"[bold]Timeline[/] (SOP time from the start, then {times.said(doc['started_at'])})")
     for entry in doc["timeline"]:
         where = f"[cyan]{entry['step']}[/] " if entry["step"] else ""
-        console.print(f"  +{_dur(entry['offset_s']):<9} {_when(entry['at'])}  #{entry['seq']:<6} {where}{escape(entry['text'])}")
+        console.print(f"  +{_dur(entry['offset_s']):<9} {times.at(entry['at'])}  #{entry['seq']:<6} {where}{escape(entry['text'])}")
         for line in _entry_details(entry):
             console.print(line)
     console.rule(f"SOP text the run used (sha256 {doc['sop_hash']})")
@@ -250,11 +296,11 @@ def _compliance_table(title: str, label: str, rows: list[Compliance]) -> Table:
     return table
 
 
-def print_compliance(report: ComplianceReport, within: Window) -> None:
+def print_compliance(report: ComplianceReport, within: Window, times: Times = UTC_TIMES) -> None:
     """The terminal rendering of ``sop audit report``: by SOP, by class, all runs, late steps by role."""
     note = report.drills_note()
     drills = f", {note}" + (" (--drills exclude leaves them out)" if report.drills == "include" else "") if note else ""
-    console.print(_compliance_table(f"By SOP — {within.describe()}{drills}", "SOP", report.by_sop))
+    console.print(_compliance_table(f"By SOP — {within.describe(times.zone)}{drills}", "SOP", report.by_sop))
     console.print(_compliance_table("By class", "class", report.by_class))
     console.print(_compliance_table("All runs", "", [report.overall]))
     roles = Table(title="Late steps by role", title_justify="left", show_edge=False)
@@ -330,9 +376,11 @@ def print_verification(result: Verification) -> None:
 # --- sop audit history -----------------------------------------------------------------------
 
 
-def print_history(sop_id: str, history: SopHistory, current: str | None, *, diff: bool) -> None:
+def print_history(sop_id: str, history: SopHistory, current: str | None, *, diff: bool,
+                  times: Times = UTC_TIMES) -> None:
     """The terminal rendering of ``sop audit history``: the versions that ran, then (``diff``) what changed."""
-    table = Table(title=f"{sop_id}: {len(history.versions)} version(s) in {len(history.periods)} period(s)",
+    said = times.said(history.periods[0].first_started if history.periods else None)
+    table = Table(title=f"{sop_id}: {len(history.versions)} version(s) in {len(history.periods)} period(s), {said}",
                   title_justify="left", show_edge=False)
     for column in ("version", "text sha256", "runs", "first run", "last run", ""):
         table.add_column(column, justify="right" if column == "runs" else "left")
@@ -342,8 +390,8 @@ def print_history(sop_id: str, history: SopHistory, current: str | None, *, diff
             marks.append("[green]current file[/]")
         if not history.texts_ok.get(p.sop_hash):
             marks.append("[red]pinned text missing or edited[/]")
-        table.add_row(f"v{p.version}", p.sop_hash[:16], str(p.runs), f"{_when(p.first_started)} {p.first_run}",
-                      f"{_when(p.last_started)} {p.last_run}", " ".join(marks))
+        table.add_row(f"v{p.version}", p.sop_hash[:16], str(p.runs), f"{times.at(p.first_started)} {p.first_run}",
+                      f"{times.at(p.last_started)} {p.last_run}", " ".join(marks))
     console.print(table)
     if current is None:
         console.print(f"[dim]{sop_id} is not in the library any more[/]")

@@ -244,7 +244,10 @@ def status(
             if step["hold"]:  # its clock stopped: nothing runs out while it waits
                 state = f"[cyan]on hold[/] ({escape(step['hold']['reason'])})"
                 left = "clock stopped"
-            table.add_row(step["step"], state, escape(assignee), left, step["actor"] or "")
+            by = step["actor"] or ""
+            if step.get("actor_by") and step["actor_by"] != by:  # an operator reported it for them: both, as the audit says
+                by = f"{step['actor_by']} for {by}"
+            table.add_row(step["step"], state, escape(assignee), left, escape(by))
         console.print(table)
         if row["automation"]:
             console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")

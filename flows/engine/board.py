@@ -15,7 +15,7 @@ from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
 from flows.ledger import utc
 from flows.ledger.schema import deliveries, holds, records, runs, steps, timers
-from flows.ledger.vocabulary import RunStatus, StepState, TimerKind
+from flows.ledger.vocabulary import RecordKind, RunStatus, StepState, TimerKind
 
 
 def run_ids(engine: Any, *, status: str | None = RunStatus.RUNNING, sop: str | None = None, limit: int = 100) -> list[str]:
@@ -50,6 +50,24 @@ def _failed_lanes() -> sa.Select:
 
 _FAILED_LANES = _failed_lanes()  # built once, like the engine's queries
 
+#: the reports of people on the runs asked about, in order: whose hand each step's answer came by (``by``, an operator
+#: who reported for its ``actor``) is in the record's facts, not in the steps' row
+_REPORTS = (sa.select(records.c.run_id, records.c.step_id, records.c.data)
+            .where(records.c.kind.in_((RecordKind.STEP_DONE, RecordKind.STEP_REJECTED)))
+            .order_by(records.c.seq))
+
+
+def _reported_by(conn: Any, ids: list[str]) -> dict[tuple[str, str], str]:
+    """(run, step) → who reported the step's answer for its actor, where someone did (the last report wins)."""
+    out: dict[tuple[str, str], str] = {}
+    for row in conn.execute(_REPORTS.where(records.c.run_id.in_(ids))) if ids else ():
+        by = json.loads(row.data or "{}").get("by")
+        if by:
+            out[(row.run_id, row.step_id)] = by
+        else:
+            out.pop((row.run_id, row.step_id), None)
+    return out
+
 
 def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Open runs by priority (or one run, or the runs ``ids``), each with its steps, dues and time left."""
@@ -68,6 +86,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
         rota = Rota(engine.site, conn, engine.clock.now())
         held = {(h.run_id, h.step_id): {"since": utc(h.held_at), "reason": h.reason, "by": h.held_by}
                 for h in conn.execute(_HOLDS_OF.where(holds.c.run_id.in_(ids)))} if ids else {}
+        reported_by = _reported_by(conn, ids)
         out = []
         for rid in ids:
             view = load_view(conn, rid)
@@ -91,6 +110,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                         "time_left": time_left(row["due_at"], now, view.speed)
                         if row["state"] == StepState.ACTIVE and hold is None else None,
                         "actor": row["actor"],
+                        # who reported it for `actor` (an operator, e.g. through the API), None when they did it
+                        "actor_by": reported_by.get((rid, step.id)) if row["actor"] else None,
                         "hold": hold,  # since, reason, by: while it is on hold
                     }
                 )
@@ -145,6 +166,12 @@ _LEVELS_FIRED = (sa.select(timers.c.run_id, timers.c.step_id, timers.c.level, ti
 _HOLDS_OF = (sa.select(holds.c.run_id, holds.c.step_id, holds.c.reason, holds.c.held_at, holds.c.held_by)
              .where(holds.c.released_at.is_(None)))
 _OPEN_HOLDS = _HOLDS_OF.join(runs, runs.c.id == holds.c.run_id).where(runs.c.status == RunStatus.RUNNING)
+#: how the steps of open runs came to their holders, in order: taken ("I'll take it") or handed over by someone
+_HOLDINGS = (sa.select(records.c.run_id, records.c.step_id, records.c.kind, records.c.actor, records.c.data)
+             .join(runs, runs.c.id == records.c.run_id)
+             .where((runs.c.status == RunStatus.RUNNING)
+                    & records.c.kind.in_((RecordKind.STEP_CLAIMED, RecordKind.STEP_HANDED_OVER)))
+             .order_by(records.c.seq))
 _VERSION = sa.select(sa.func.max(records.c.seq))
 
 
@@ -165,6 +192,8 @@ class BoardStep:
     held_at: datetime | None = None  # on hold since (its clock stopped), and why
     hold_reason: str | None = None
     held_by: str | None = None
+    #: who handed it to ``claimed_by`` (``li-wei``, ``li-wei for zhao-lei``), None when they took it themselves
+    handed_by: str | None = None
 
 
 @dataclass
@@ -222,6 +251,12 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         for (run_id, step_id), hold in held.items():
             if step_id == RUN and run_id in board:
                 board[run_id].held_at, board[run_id].hold_reason = utc(hold.held_at), hold.reason
+        handed: dict[tuple[str, str], str | None] = {}  # the last taking or handing over of each step wins
+        for r in conn.execute(_HOLDINGS):
+            data = json.loads(r.data or "{}") if r.kind == RecordKind.STEP_HANDED_OVER else {}
+            by = data.get("by")
+            handed[(r.run_id, r.step_id)] = ((f"{by} for {r.actor}" if by and by != r.actor else r.actor)
+                                             if r.kind == RecordKind.STEP_HANDED_OVER else None)
         rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)
@@ -234,7 +269,8 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
                                        utc(s.due_at),
                                        levels[-1][1] if levels else None, len(levels),
                                        utc(hold.held_at) if hold else None, hold.reason if hold else None,
-                                       hold.held_by if hold else None))
+                                       hold.held_by if hold else None,
+                                       handed.get((s.run_id, s.step_id)) if s.claimed_by else None))
     far = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(board.values(), key=lambda r: (r.priority, r.next_due or far, r.started_at))
     return version, ordered

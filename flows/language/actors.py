@@ -9,7 +9,6 @@ for someone else is recorded as both: ``person`` is who the action is for, ``by`
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,9 +22,9 @@ class UnknownPerson(ValueError):
     """A name that is not a person in ``config/`` (with the nearest names, when there are some)."""
 
     def __init__(self, name: str, site: Site, what: str = "actor"):
-        known = sorted(site.people)
-        near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(near)}?" if near else f" (people: {', '.join(known) or 'none'})"
+        # the nearest names as validation gives them (Site.near): an id spelled nearly alike, or the person by the
+        # name people call them (`--as "Sara Lopez"`, `--as 李伟`)
+        hint = site.near(name, ("people",)) or f" (people: {', '.join(sorted(site.people)) or 'none'})"
         super().__init__(f"{what} `{name}` is not a person in config/{hint}")
         self.name = name
 

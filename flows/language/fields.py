@@ -132,10 +132,20 @@ def value_fits(kind: str, value: object) -> bool:
     return isinstance(value, FIELD_TYPES[kind])
 
 
+def field_label(name: str, spec: FieldSpec | None = None) -> str:
+    """What a page calls a field: its ``label`` when the SOP gives one, else its name in words (``kol_involved`` →
+    "Kol involved": an acronym needs a ``label``)."""
+    if spec is not None and spec.label:
+        return spec.label
+    return name.replace("_", " ").replace("-", " ").capitalize()
+
+
 class FieldSpec(Strict):
     """A typed parameter of a run (``inputs``) or of a human report (``form``)."""
 
     type: Literal["string", "integer", "number", "boolean"] = "string"
+    #: what a page calls the field (``KOL involved``); without one, its name in words (:func:`field_label`)
+    label: Title | None = None
     description: str | None = None
     default: Any = None
     enum: list[Any] | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flows.language.fields import FieldSpec
+from flows.language.fields import FieldSpec, field_label
 
 
 class Refused(Exception):
@@ -56,7 +56,7 @@ class FormField:
 def form_fields(form: dict[str, FieldSpec]) -> list[FormField]:
     """The page's inputs for a step's form, in the SOP's order."""
     return [
-        FormField(name=name, label=name.replace("_", " ").capitalize(), type=spec.type,
+        FormField(name=name, label=field_label(name, spec), type=spec.type,
                   required=spec.is_required and spec.type != "boolean", help=spec.description,
                   choices=tuple(spec.enum or ()), minimum=spec.minimum, maximum=spec.maximum, default=spec.default)
         for name, spec in form.items()

@@ -188,7 +188,7 @@ def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
         if s.id == current or not isinstance(s, HumanStep) or row["state"] not in (StepState.DONE, StepState.REJECTED):
             continue
         out.append({"title": s.name, "state": row["state"], "actor": row["actor"], "at": row["finished_at"],
-                    "note": row["note"], "result": view.result(s.id)})
+                    "note": row["note"], "result": view.result(s.id), "form": s.form})
     return out
 
 

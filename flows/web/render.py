@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 from flows.clock import local_time
 from flows.engine.paging import time_left
 from flows.language.durations import format_duration
+from flows.language.fields import FieldSpec, field_label
 from flows.language.outline import more_text
 from flows.language.presentation import shown
 
@@ -70,9 +71,9 @@ def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True
         cls="overdue" if over else "left", due=due.astimezone(UTC).isoformat(), speed=speed, text=text)
 
 
-def label(name: str) -> str:
-    """A form field's name as a heading: ``kol_involved`` → "Kol involved"."""
-    return name.replace("_", " ").replace("-", " ").capitalize()
+def label(name: str, spec: FieldSpec | None = None) -> str:
+    """A reported value's heading: its form field's ``label`` (``spec``), else its name in words."""
+    return field_label(name, spec)
 
 
 def evidence_link(item: str) -> str | None:

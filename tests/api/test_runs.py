@@ -108,14 +108,14 @@ def test_an_operator_reports_for_someone_and_the_ledger_keeps_both(api: Api, sop
     shown = sop("audit", "show", run, env={"SOP_DATABASE_URL": api.engine.ledger.url})
     assert shown.returncode == 0, shown.stderr
     assert "assess done by li-wei for wang-fang (api)" in shown.stdout
-    assert "token: ops-console" in shown.stdout and "UTC by li-wei (api)" in shown.stdout
+    assert "token: ops-console" in shown.stdout and "CST (UTC+8) by li-wei (api)" in shown.stdout
 
 
 @pytest.mark.parametrize(
     ("named", "says"),
     [
         ("mallory", "actor `mallory` is not a person in config/ (people: "),
-        ("wang-fan", "actor `wang-fan` is not a person in config/; did you mean wang-fang"),
+        ("wang-fan", "actor `wang-fan` is not a person in config/; did you mean `wang-fang`?"),
         ("pr-lead", "actor `pr-lead` is not a person in config/"),  # a role is not someone
         ("", "actor `` is not a person in config/"),
     ],

@@ -55,7 +55,7 @@ def test_sop_audit_show_prints_the_actors_as_described(sop: Any, ledger: Ledger,
     shown = sop("audit", "show", run_id, env={"SOP_DATABASE_URL": ledger.url})
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
-    assert "UTC by zhao-lei (cli, self-declared, os user root) · speed" in out  # who started it
+    assert "CST (UTC+8) by zhao-lei (cli, self-declared, os user root) · speed" in out  # who started it
     assert "run started by zhao-lei (cli, self-declared, os user root)" in out
     assert "assess wang-fang (link) took it" in out
     assert "assess help asked by wang-fang (link)" in out and "note: a KOL is involved" in out

@@ -77,3 +77,38 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_re
     assert all(not cell.lstrip('"').startswith(("=", "+", "-", "@", "\t")) for cell in cells), cells
     assert "'=HYPERLINK" in written and ",-3" in written  # a number stays a number
     assert [line.why for line in from_csv(written, Line)] == texts
+
+
+def _row(out: str, run_id: str) -> str:
+    return next(line for line in out.splitlines() if run_id in line)
+
+
+def test_times_are_in_the_sites_zone_said_in_the_header_or_in_utc_when_asked(sop: Any, scenario: Scenario) -> None:
+    shown = _run(sop, scenario).stdout  # config/settings.yaml: timezone Asia/Shanghai; run A started 09:00 UTC
+    assert "times Asia/Shanghai, CST (UTC+8)" in shown.splitlines()[0] and "UTC." not in shown
+    assert "2026-03-02 17:00:00" in _row(shown, scenario.runs["A"])
+    utc = _run(sop, scenario, "--utc").stdout
+    assert "times UTC" in utc.splitlines()[0] and "2026-03-02 09:00:00" in _row(utc, scenario.runs["A"])
+    story = sop("audit", "show", scenario.runs["A"], "--no-verify", env={"SOP_DATABASE_URL": scenario.url}).stdout
+    assert "started 2026-03-02 17:00:00 CST (UTC+8)" in story and "then times Asia/Shanghai, CST (UTC+8)" in story
+    # the exports are for machines: ISO 8601 in UTC with the offset, whatever the terminal shows
+    exported = json.loads(_run(sop, scenario, "--json").stdout)
+    assert next(r for r in exported if r["run"] == scenario.runs["A"])["started_at"] == "2026-03-02T09:00:00+00:00"
+
+
+def test_csv_and_json_take_a_file_or_write_to_stdout_alike_in_runs_and_report(sop: Any, scenario: Scenario,
+                                                                             tmp_path: Any) -> None:
+    into = tmp_path / "runs.csv"
+    written = _run(sop, scenario, "--csv", str(into))
+    assert len(from_csv(into.read_text(), RunLine)) == 6
+    assert f"CSV written to {into}" in written.stdout and "6 run(s)" in written.stdout  # the table too
+    # the forms scripts use keep working: a flag in `runs` (stdout), `-` in `report`
+    assert _run(sop, scenario, "--csv").stdout.startswith("run,sop,version")
+    assert _run(sop, scenario, "--csv", "-", "--sop", "audit-routine").stdout.count("\n") == 3
+    env = {"SOP_DATABASE_URL": scenario.url}
+    alone = sop("audit", "report", "--csv", "--no-verify", env=env)
+    assert alone.returncode == 0 and alone.stdout == sop("audit", "report", "--no-verify", "--csv", "-", env=env).stdout
+    assert alone.stdout.startswith("scope,key,runs")
+    both = sop("audit", "runs", "--json", "--csv", env=env)
+    assert both.returncode == 1 and "--json and --csv would all write to stdout" in both.stderr
+    assert "give all but one a FILE, e.g. --csv out.csv" in both.stderr

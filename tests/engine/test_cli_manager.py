@@ -128,3 +128,40 @@ def test_a_run_id_of_one_or_three_characters_cancels_nothing(sop: Callable[..., 
     done = sop("cancel", run_id[:4], "--as", "li-wei", "--reason", "a duplicate", env=env)
     assert done.returncode == 0, done.stderr
     assert not engine.view(run_id).is_open
+
+
+@pytest.mark.parametrize("command", [
+    ["take", "{run}", "impact"],
+    ["hold", "{run}", "impact", "--for", "platform_reply"],
+    ["update", "{run}", "--text", "rolling back"],
+    ["cancel", "{run}", "--reason", "a test"],
+    ["silence", "--match", "alertname=X", "--for", "1h", "--reason", "maintenance"],
+    ["oncall", "override", "sre-oncall", "tom-becker", "--until", "+1d", "--reason", "leave"],
+])
+def test_a_misspelt_or_spoken_name_after_as_is_answered_with_the_nearest_person(
+        sop: Callable[..., Any], site: tuple[Engine, dict[str, str]], command: list[str]) -> None:
+    engine, env = site
+    run_id = engine.start("creative-refresh", {"platform": "meta"}, initiator="li-wei", launch=False).run_id
+    args = [arg.format(run=run_id) for arg in command]
+    for given, said in (("sara-lopes", "did you mean `sara-lopez`?"),
+                        ("Sara Lopez", "did you mean `sara-lopez` (Sara Lopez)?")):
+        refused = sop(*args, "--as", given, env=env)
+        assert refused.returncode == 1 and f"--as `{given}` is not a person in config/; {said}" in refused.stderr
+
+
+def test_status_says_who_reported_a_step_for_whom(sop: Callable[..., Any], site: tuple[Engine, dict[str, str]]) -> None:
+    from flows.language.actors import Actor
+    from flows.language.steps.human import HumanReport
+
+    engine, env = site
+    run_id = engine.start("creative-refresh", {"platform": "meta"}, initiator="li-wei", launch=False).run_id
+    values = {"change_type": "ranking_algorithm", "campaigns_affected": 3, "daily_spend_affected": 1200,
+              "ctr_change_pct": -18, "formats_hit": "15s vertical video"}
+    # li-wei (an operator) reports liu-yang's answer through the API, as liu-yang told it on the phone
+    engine.report(run_id, "impact", HumanReport(actor=Actor(person="liu-yang", via="api", by="li-wei"),
+                                                values=values, evidence=["https://ads.example/export"]))
+    line = next(t for t in sop("status", run_id, env=env).stdout.splitlines() if t.strip().startswith("impact"))
+    assert "done" in line and line.rstrip().endswith("li-wei for liu-yang"), line
+    [status] = json.loads(sop("status", run_id, "--json", env=env).stdout)
+    impact = next(s for s in status["steps"] if s["step"] == "impact")
+    assert (impact["actor"], impact["actor_by"]) == ("liu-yang", "li-wei")

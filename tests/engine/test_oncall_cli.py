@@ -27,7 +27,7 @@ def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any,
     assert nobody.returncode == 1 and "who are you? pass --as" in nobody.stderr
     stranger = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
                    "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "wang-fan", env=ledger_env)
-    assert stranger.returncode == 1 and "did you mean wang-fang" in stranger.stderr
+    assert stranger.returncode == 1 and "did you mean `wang-fang`?" in stranger.stderr
     # a person of config/ who is no operator may not change who is paged, here as on the /oncall page
     creative = sop("oncall", "override", "sre-oncall", "tom-becker", "--from", "2031-01-01T00:00+08:00",
                    "--until", "+2d", "--reason", "zhao-lei on leave", "--as", "maria-costa", env=ledger_env)

@@ -55,7 +55,7 @@ def test_a_silence_is_made_listed_and_ended_from_the_terminal(sop: Sop, home: di
     assert report.returncode == 0, report.stderr
     assert "Silenced triggers" in report.stdout and silence["id"] in report.stdout
     assert "li-wei (cli" in report.stdout and "campaign launch" in report.stdout
-    assert re.search(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", report.stdout), report.stdout  # its zone said
+    assert re.search(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d CST \(UTC\+8\)", report.stdout), report.stdout  # its zone said
     exported = json.loads(sop("audit", "report", "--json", "-", env=home).stdout)
     [row] = exported["silences"]
     assert (row["silence"], row["silenced"], row["by_sop"], row["reason"]) == (

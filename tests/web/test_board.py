@@ -24,7 +24,7 @@ def test_a_responder_cannot_open_the_board_or_its_write_actions(site: Site) -> N
     run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
                                launch=False).run_id
     responder = site.client()
-    sign_in(site, responder, "sara-lopez")  # PR on-call and CS lead: no operator
+    sign_in(site, responder, "kenji-sato")  # SRE on-call: no operator
     csrf = csrf_of(responder.get("/"))
     assert responder.get("/board").status_code == 403
     assert responder.get("/board/start/crisis-pr").status_code == 403
@@ -35,6 +35,12 @@ def test_a_responder_cannot_open_the_board_or_its_write_actions(site: Site) -> N
     token = httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {site.tokens['sre-oncall-phone']}"})
     assert token.post("/v1/runs", json={"sop": "crisis-pr"}).status_code == 403  # nor the API's, with a token
     assert token.post(f"/v1/runs/{run_id}/cancel", json={"reason": "x"}).status_code == 403
+
+
+def test_the_cs_lead_opens_the_board_and_starts_the_complaint_review_they_own(site: Site) -> None:
+    client = operator(site, "sara-lopez")  # cs-lead's primary: complaint-review (R5, a complaint, first) is theirs
+    assert client.get("/board").status_code == 200 and 'href="/board"' in client.get("/").text
+    assert client.get("/board/start/complaint-review").status_code == 200
 
 
 def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site: Site) -> None:
@@ -92,6 +98,17 @@ def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site
     assert "`nobody` is no person here" in bogus.text
     nul = client.get("/board?sop=%00", headers={"Accept": "text/html"})  # a page, not the API's JSON
     assert nul.status_code == 400 and nul.headers["content-type"].startswith("text/html") and "NUL" in nul.text
+
+
+def test_the_board_says_a_handed_over_step_was_handed_over_and_by_whom(site: Site) -> None:
+    client = operator(site)
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    holder = site.engine.person_for("pr-oncall")
+    to = next(p for p in ("wang-fang", "chen-jie") if p != holder)
+    site.engine.hand_over(run_id, "assess", holder, to, "boarding a plane")
+    card = client.get("/board").text.split(f'id="run-{run_id}"', 1)[1].split("</article>", 1)[0]
+    assert f"handed to <strong>{to}</strong> by {holder}" in card and "taken by" not in card
 
 
 def test_an_automated_step_that_failed_shows_on_the_board_until_the_run_ends(site: Site) -> None:
@@ -212,7 +229,7 @@ def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site)
 def test_the_live_rows_answer_a_script_plainly_and_a_bad_wait_does_not_hang(site: Site) -> None:
     assert site.client().get("/board/rows?after=0&wait=1").status_code == 401  # signed out: the script stops
     responder = site.client()
-    sign_in(site, responder, "sara-lopez")
+    sign_in(site, responder, "kenji-sato")  # SRE on-call: no operator
     assert responder.get("/board/rows?after=0").status_code == 403
     client = operator(site)
     version = int(re.search(r'data-version="(\d+)"', client.get("/board").text).group(1))  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from tests.web.test_pages import csrf_of, sign_in
 
 def test_an_operator_records_an_override_from_the_page_and_a_responder_cannot(site: Site) -> None:
     responder = site.client()
-    sign_in(site, responder, "sara-lopez")
+    sign_in(site, responder, "kenji-sato")  # SRE on-call: no operator
     assert responder.get("/oncall").status_code == 403
     assert responder.post("/oncall/override", data={"csrf": csrf_of(responder.get("/")), "role": "sre-oncall",
                                                     "person": "tom-becker", "until": "+1h", "reason": "x"}

@@ -67,6 +67,7 @@ def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_it
     page = client.get(path_of(link))
     assert page.status_code == 200
     assert '<select name="severity"' in page.text and 'role="switch" name="kol_involved"' in page.text
+    assert "<span>KOL involved</span>" in page.text and "Kol involved" not in page.text  # the field's label
     assert "Open the social-listening dashboard" in page.text  # the instructions, rendered
     before = len(records(site.engine, run_id))
 
@@ -310,6 +311,9 @@ def test_taking_a_step_tells_the_others_and_asking_for_help_pages_the_next_level
     assert claim["actor"] == "sara-lopez" and claim["data"]["via"] == "web"
     assert "You hold this step now" in client.get(taken.headers["location"]).text
 
+    # the button says what it does: it pages people now, and the step stays hers
+    form = page.text.split('name="action" value="help"', 1)[1].split("</form>", 1)[0]
+    assert "Page for help</button>" in form and "You keep the step." in form and "Escalate" not in form
     lead = len(site.inbox("chen-jie"))  # pr-lead's primary: the ladder's `lead` level
     helped = client.post(f"/runs/{run_id}/steps/assess", data={"action": "help", "note": "KOL involved",
                                                                 "csrf": csrf_of(page)})

@@ -26,7 +26,7 @@ def _alert(site: Site, brand: str) -> httpx.Response:
 
 def test_a_responder_may_not_see_make_or_end_silences(site: Site) -> None:
     responder = site.client()
-    sign_in(site, responder, "sara-lopez")  # PR on-call and CS lead: no operator
+    sign_in(site, responder, "kenji-sato")  # SRE on-call: no operator
     csrf = csrf_of(responder.get("/"))
     assert 'href="/silences"' not in responder.get("/").text
     assert responder.get("/silences").status_code == 403
