@@ -283,3 +283,18 @@ def last_deliveries(engine: Any) -> dict[str, dict[str, Any]]:
     query = sa.select(deliveries).join(newest, deliveries.c.id == newest.c.id)
     with engine.ledger.read() as conn:
         return {row.recipient: {**dict(row._mapping), "at": utc(row.at)} for row in conn.execute(query)}
+
+
+#: the pages that ask a person beyond a step's role to see to it (its ladder reached them)
+ESCALATION_KINDS = ("escalated",)
+
+
+def escalated_to(engine: Any, person: str, ids: list[str]) -> set[tuple[str, str]]:
+    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person``."""
+    if not ids:
+        return set()
+    query = (sa.select(deliveries.c.run_id, deliveries.c.step_id).distinct()
+             .where(deliveries.c.recipient == person, deliveries.c.kind.in_(ESCALATION_KINDS),
+                    deliveries.c.run_id.in_(ids), deliveries.c.step_id.is_not(None)))
+    with engine.ledger.read() as conn:
+        return {(r.run_id, r.step_id) for r in conn.execute(query)}

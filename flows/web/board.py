@@ -24,13 +24,14 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from flows.engine.board import BoardRun, ledger_version, open_board
+from flows.engine.board import BoardRun, escalated_to, ledger_version, open_board
 from flows.engine.holds import HoldNotAllowed
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.view import RunNotFound
 from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY
 from flows.language.steps.human import members
+from flows.ledger.vocabulary import StepState
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
 from flows.web.pages import html, notice, operator_only, render_run, signed_form
@@ -75,23 +76,24 @@ class Filters:
         return [f"`{value}` is no {what} here (one of: {', '.join(sorted(known))})"
                 for what, value, known in choices if value and value not in known]
 
-    def keep(self, web: Web, run: BoardRun) -> bool:
+    def keep(self, web: Web, run: BoardRun, escalated: set[tuple[str, str]] | None = None) -> bool:
         if self.sop_class and run.sop_class != self.sop_class:
             return False
         if self.sop and run.sop_id != self.sop:
             return False
         if self.role and not any(s.assignee == self.role for s in run.steps):
             return False
-        if self.person:
+        if self.person:  # theirs: held by them, of their role, or escalated to them (its ladder paged them)
             return any(s.claimed_by == self.person or (not s.claimed_by and self.person in members(web.site, s.assignee))
-                       for s in run.steps)
+                       or (s.state == StepState.ACTIVE and (run.id, s.id) in (escalated or ())) for s in run.steps)
         return True
 
 
 def _rows(web: Web, filters: Filters) -> tuple[int, list[BoardRun], list[str]]:
     """The ledger's version, the open runs the filters keep, and what is wrong with the filters."""
     version, runs = open_board(web.engine)
-    return version, [r for r in runs if filters.keep(web, r)], filters.problems(web, runs)
+    escalated = escalated_to(web.engine, filters.person, [r.id for r in runs]) if filters.person else set()
+    return version, [r for r in runs if filters.keep(web, r, escalated)], filters.problems(web, runs)
 
 
 @router.get("/board")

@@ -538,22 +538,27 @@ def runs_list(request: Request) -> Response:
 
 @router.get("/")
 def home(request: Request) -> Response:
-    """What waits for you: the active steps you may act on, the open runs by priority."""
+    """What waits for you: the active steps you may act on, and those whose escalation paged you; the open runs by
+    priority."""
     web = _web(request)
     session = web.session(request)
     if session is None:
         return sign_in_first(request)
-    from flows.engine.board import run_ids
+    from flows.engine.board import escalated_to, run_ids
 
     engine = web.engine
     mine, runs = [], []
-    for run_id in run_ids(engine, status=RunStatus.RUNNING, limit=200):
+    ids = run_ids(engine, status=RunStatus.RUNNING, limit=200)
+    escalated = escalated_to(engine, session.person, ids)
+    for run_id in ids:
         view = engine.view(run_id)
         runs.append(view)
         for step in view.sop.steps:
-            if (isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE
-                    and session.person in members(web.site, step.assignee)):
-                mine.append((view, step))
+            if isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE:
+                if session.person in members(web.site, step.assignee):
+                    mine.append((view, step, False))
+                elif (view.id, step.id) in escalated:  # not of its role, but its ladder reached them: see to it
+                    mine.append((view, step, True))
     return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(), tz=web.zone(session.person))
 
 

@@ -555,3 +555,32 @@ def test_a_forged_link_writes_nothing_to_the_chain_and_sign_in_keeps_the_whole_n
     bounced = site.client().get("/board?class=routine&sop=t-link")
     assert bounced.status_code == 303
     assert bounced.headers["location"] == "/sign-in?next=%2Fboard%3Fclass%3Droutine%26sop%3Dt-link"
+
+
+def test_a_step_escalated_to_you_waits_for_you_on_your_home_page(site: Site) -> None:
+    """The director paged "Escalated to you … make sure it gets done" read "Nothing waits for you now" on her home page:
+    a step is hers to see to once its ladder reached her, though she is not of its role."""
+    import time
+
+    from flows.engine.timers import TimerService
+
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="chen-jie",
+                               launch=False, speed=900).run_id  # assess's 15 minutes in a second
+    client = site.client()
+    sign_in(site, client, "li-wei")
+    before = client.get("/").text
+    assert f"/runs/{run_id}/steps/assess" not in before
+    service = TimerService(site.engine, name="home-test")
+    deadline = time.monotonic() + 30
+    while not records(site.engine, run_id, "escalation") or \
+            not any("ops-director" in r["data"]["notify"] for r in records(site.engine, run_id, "escalation")):
+        assert time.monotonic() < deadline, "the ladder never reached ops-director"
+        service.fire_due()
+        time.sleep(0.2)
+    site.engine.pager.close()  # every page delivered (and recorded)
+    home = re.sub(r"\s+", " ", client.get("/").text)
+    mine = home.split("<h2", 1)[0]  # "Waiting for you", above the open runs
+    assert f'href="/runs/{run_id}/steps/assess"' in mine, mine
+    assert "escalated to you" in mine
+    board = re.sub(r"\s+", " ", client.get("/board?person=mine").text)  # the board narrowed to her: the run is there
+    assert f'id="run-{run_id}"' in board, board[-2000:]
