@@ -21,6 +21,7 @@ from flows.language.spec import PRIORITY
 Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
     "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed", "step_failed",
+    "status_update",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
@@ -142,6 +143,9 @@ class LevelInfo:
     hold_reason: str | None = None
     max_hold: str | None = None
     held_by: str | None = None
+    #: ``status_update``: what was posted, and by whom
+    text: str | None = None
+    by: str | None = None
 
 
 @dataclass(frozen=True)

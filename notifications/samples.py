@@ -78,6 +78,9 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         )
     if kind in ("status_due", "status_missed"):
         level = LevelInfo(key="2", message=kind, every="30m", ask="Mentions per hour, the trend, what goes out next.")
+    if kind == "status_update":
+        level = LevelInfo(key="update", message=kind, every="30m", by="chen-jie",
+                          text="Holding statement out on Weibo at 14:20.\nMentions flat since; next: the KOL's reply.")
     summary = None
     if kind in ("run_finished", "run_overdue"):
         summary = (
@@ -100,7 +103,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         recipient=recipient,
         api_base_url=api_base_url,
         step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
-                                  "status_missed", "automation_failed") else None,
+                                  "status_missed", "automation_failed", "status_update") else None,
         level=level,
         summary=summary,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",

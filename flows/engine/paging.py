@@ -208,9 +208,11 @@ class Pager:
         holder = view.steps[step.id].get("claimed_by") if step is not None else None
         names = resolve_targets(page.targets, view.sop, step, self.site, on_call=on_call, holder=holder)
         people = recipients(names, self.site, on_call=on_call)
-        asked_by = (page.level or {}).get("asked_by")
-        if page.kind == "escalated" and asked_by:  # who asked for help is not asked to help (unless nobody else is)
-            people = [p for p in people if not (p.kind == "person" and p.id == asked_by)] or people
+        # who asked for help is not asked to help (unless nobody else is); who posted an update is not sent it
+        author = (page.level or {}).get({"escalated": "asked_by", "status_update": "by"}.get(page.kind, ""))
+        if author:
+            others = [p for p in people if not (p.kind == "person" and p.id == author)]
+            people = others if others or page.kind == "status_update" else people
         ctx = self.context(view, page, step, engine.clock.now(), on_call)
         outbox_id = getattr(page, "outbox_id", None)
         on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id)  # noqa: E731
@@ -399,7 +401,8 @@ class Pager:
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
                               asked_by=page.level.get("asked_by"), every=page.level.get("every"),
                               ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
-                              max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"))
+                              max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"),
+                              text=page.level.get("text"), by=page.level.get("by"))
         summary = None
         if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],

@@ -20,7 +20,7 @@ from flows.engine.links import Claim
 from flows.engine.store import RunStore
 from flows.engine.view import RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
-from flows.language.cadence import effective_cadence
+from flows.language.cadence import cadence_targets, effective_cadence
 from flows.language.durations import format_duration
 from flows.language.fields import length_problem
 from flows.language.steps import human
@@ -286,6 +286,12 @@ class PeopleActions:
                                      "their lead, or someone a step of it is for)"], "actor")
             # (asks stopped after missed updates in a row start again with it: flows.engine.timers)
             seq = change.record(RecordKind.STATUS_UPDATE, actor=actor.person, text=text, **actor.facts())
+            cadence = effective_cadence(view.sop, self.site)
+            shared = cadence_targets(view.sop.owner, cadence.shared_with, self.site) if cadence is not None else []
+            if shared:
+                change.page("status_update", None, shared,
+                            level={"key": "update", "message": "status_update", "text": text, "by": actor.person,
+                                   "every": format_duration(cadence.every) if cadence is not None else None})
         log.info("event=status_update run=%s actor=%s", view.id, actor.described())
         return seq
 

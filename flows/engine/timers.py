@@ -23,7 +23,7 @@ from flows.engine.change import RunChange
 from flows.engine.holds import hold_expired, run_hold_expired
 from flows.engine.store import RunStore, TimerClaim
 from flows.engine.transitions import Engine
-from flows.language.cadence import effective_cadence
+from flows.language.cadence import cadence_targets, effective_cadence
 from flows.language.durations import format_duration
 from flows.language.steps.human import HumanStep
 from flows.ledger.outage import Outage
@@ -155,7 +155,7 @@ class TimerService:
                 return False
             change.record(RecordKind.STATUS_ASKED, period=period, due_at=claim.due_at, late_ms=claim.late_ms,
                           late=late)
-            change.page("status_due", None, cadence_targets(view, cadence.notify, self.engine.site),
+            change.page("status_due", None, cadence_targets(view.sop.owner, cadence.notify, self.engine.site),
                         level={"key": str(period), "message": "status_due", "every": format_duration(cadence.every),
                                "ask": cadence.message})
             change.arm("", TimerKind.CADENCE_CHECK, str(period), claim.due_at + scaled(cadence.grace, view.speed))
@@ -166,7 +166,7 @@ class TimerService:
         if last is not None and last >= claim.due_at - grace - every:  # an update within the period (or its grace)
             return False
         change.record(RecordKind.STATUS_MISSED, period=period, last_update_at=last, late_ms=claim.late_ms, late=late)
-        change.page("status_missed", None, cadence_targets(view, cadence.escalate, self.engine.site),
+        change.page("status_missed", None, cadence_targets(view.sop.owner, cadence.escalate, self.engine.site),
                     level={"key": str(period), "message": "status_missed", "every": format_duration(cadence.every),
                            "last_update_at": last.isoformat() if last else None})
         missed = store.count_records_since(view.id, RecordKind.STATUS_MISSED, last)  # in a row: since the last update
@@ -235,11 +235,3 @@ class TimerService:
             stop.wait(wait)
         log.info("event=timers_stopped name=%s", self.name)
 
-
-def cadence_targets(view: Any, names: list[str], site: Any) -> list[str]:
-    """A cadence's targets as roles and people: ``owner`` is the run's owner role, ``lead`` that role's lead."""
-    owner = view.sop.owner
-    role = site.roles.get(owner)
-    out = [owner if name == "owner" else (role.lead if role and role.lead else owner) if name == "lead" else name
-           for name in names]
-    return list(dict.fromkeys(out))

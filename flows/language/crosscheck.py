@@ -231,11 +231,12 @@ def _check_cadence_targets(sop: Sop, doc: Document, site: Site) -> list[SpecErro
     from flows.language.cadence import CADENCE_WORDS
 
     errors: list[SpecError] = []
-    for field in ("notify", "escalate"):
-        for j, name in enumerate(getattr(sop.cadence, field)):
-            if name not in CADENCE_WORDS and name not in site.roles and name not in site.people:
+    for field in ("notify", "escalate", "share"):
+        for j, name in enumerate(getattr(sop.cadence, field) or ()):
+            channel = field == "share" and name in site.channels  # an update may go to the incident room
+            if name not in CADENCE_WORDS and name not in site.roles and name not in site.people and not channel:
                 errors.append(doc.error(("cadence", field, j), f"cadence {field}: `{name}` is neither owner, lead, "
-                                                               "a role nor a person in config"))
+                                        f"a role{', a channel' if field == 'share' else ''} nor a person in config"))
     return errors
 
 

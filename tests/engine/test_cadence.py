@@ -138,3 +138,23 @@ def test_a_forgotten_run_stops_asking_after_three_missed_updates_and_an_update_s
     come_due(engine, run_id, "cadence_check")  # period 6 missed: one in a row since the update, asks go on
     assert len(records(engine, run_id, "status_missed")) == 4 and len(records(engine, run_id, "status_asks_stopped")) == 1
     assert armed(engine, run_id, "cadence") and records(engine, run_id, "status_asked")[-1]["data"]["period"] == 6
+
+
+def test_a_posted_update_reaches_those_above_the_owner_not_the_one_who_posted(local_engine: Any) -> None:  # noqa: F811
+    """The director's walkthrough: an update was posted and no inbox received its text. It goes where the cadence
+    says (`share`; by default to those a missed update escalates to: the owner role's lead)."""
+    engine = local_engine
+    run_id = engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei").run_id
+    lead_seen, owner_seen = len(inbox(engine, "li-wei")), len(inbox(engine, "chen-jie"))
+    engine.post_update(run_id, "chen-jie", "statement drafted,\nmentions flat since 14:00")
+    [update] = wait_for(lambda: [m for m in inbox(engine, "li-wei")[lead_seen:]
+                                 if m["title"].startswith("[P1] Status update from chen-jie")], 10,
+                        "the lead's copy (pr-lead's lead is ops-director, primary li-wei)")
+    assert "Crisis PR" in update["title"]
+    assert "> statement drafted,\n> mentions flat since 14:00" in update["body"], update["body"]
+    engine.pager.close()
+    assert not [m for m in inbox(engine, "chen-jie")[owner_seen:] if "Status update from" in m["title"]]
+    seen = len(inbox(engine, "li-wei"))
+    engine.post_update(run_id, "li-wei", "legal is on it")  # the lead posts: nobody else is to be told, nor she
+    engine.pager.close()
+    assert not [m for m in inbox(engine, "li-wei")[seen:] if "Status update from" in m["title"]]
