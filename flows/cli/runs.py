@@ -222,7 +222,8 @@ def status(
         status, outcome = row["status"], row["outcome"]  # ended: how (finished (failed), cancelled: why)
         if outcome and outcome != status:
             status = outcome if outcome.startswith(f"{status}:") else f"{status} ({outcome})"
-        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']} — {escape(status)}"
+        about = f" · [bold]{escape(row['subject'])}[/]" if row["subject"] else ""  # two runs of one SOP differ in it
+        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']}{about} — {escape(status)}"
         if row["hold"]:
             head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
         elif row["deadline_left"]:

@@ -13,6 +13,7 @@ from flows.engine.holds import RUN
 from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
+from flows.language.presentation import run_subject
 from flows.ledger import utc
 from flows.ledger.schema import deliveries, holds, records, runs, steps, timers
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState, TimerKind
@@ -121,6 +122,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "run": rid,
                     "sop": run["sop_id"],
                     "title": run["title"],
+                    "subject": view.subject,  # what it is about (its dedup key): two runs of one SOP differ in it
                     "priority": f"P{run['priority']}",
                     "class": run["sop_class"],
                     "status": run["status"],
@@ -153,7 +155,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
 _CURRENT = (StepState.ACTIVE, StepState.READY, StepState.RUNNING, StepState.FAILED)
 _OPEN_RUNS = sa.select(runs.c.id, runs.c.sop_id, runs.c.title, runs.c.sop_class, runs.c.priority, runs.c.initiator,
                        runs.c.trigger, runs.c.repeats, runs.c.last_seen_at, runs.c.speed, runs.c.started_at,
-                       runs.c.deadline_at).where(runs.c.status == RunStatus.RUNNING)
+                       runs.c.deadline_at, runs.c.dedup_key).where(runs.c.status == RunStatus.RUNNING)
 _CURRENT_STEPS = (sa.select(steps.c.run_id, steps.c.step_id, steps.c.kind, steps.c.state, steps.c.assignee,
                             steps.c.due_at, steps.c.claimed_by)
                   .join(runs, runs.c.id == steps.c.run_id)
@@ -215,6 +217,7 @@ class BoardRun:
     steps: list[BoardStep] = field(default_factory=list)
     held_at: datetime | None = None  # the whole run on hold since (its deadline waits), and why
     hold_reason: str | None = None
+    subject: str | None = None  # what it is about (its dedup key: ``storefront``): two runs of one SOP differ in it
 
     @property
     def next_due(self) -> datetime | None:
@@ -242,7 +245,8 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         version = int(conn.execute(_VERSION).scalar() or 0)
         board = {r.id: BoardRun(r.id, r.sop_id, r.title, r.sop_class, r.priority, r.initiator,
                                 json.loads(r.trigger or "null") or {}, r.repeats, utc(r.last_seen_at), float(r.speed or 1),
-                                utc(r.started_at), utc(r.deadline_at))  # type: ignore[arg-type]
+                                utc(r.started_at), utc(r.deadline_at),  # type: ignore[arg-type]
+                                subject=run_subject(r.dedup_key))
                  for r in conn.execute(_OPEN_RUNS)}
         fired: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for t in conn.execute(_LEVELS_FIRED):

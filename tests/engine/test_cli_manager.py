@@ -165,3 +165,17 @@ def test_status_says_who_reported_a_step_for_whom(sop: Callable[..., Any], site:
     [status] = json.loads(sop("status", run_id, "--json", env=env).stdout)
     impact = next(s for s in status["steps"] if s["step"] == "impact")
     assert (impact["actor"], impact["actor_by"]) == ("liu-yang", "li-wei")
+
+
+def test_status_tells_two_runs_of_one_sop_apart_by_what_they_are_about(sop: Callable[..., Any],
+                                                                       site: tuple[Engine, dict[str, str]]) -> None:
+    """Two traffic-surge runs (services storefront and checkout): each heading says its service (its dedup key)."""
+    engine, env = site
+    runs = {service: engine.start("traffic-surge", {"service": service}, initiator="li-wei", launch=False).run_id
+            for service in ("storefront", "checkout")}
+    shown = sop("status", env=env).stdout.splitlines()
+    for service, run_id in runs.items():
+        head = next(line for line in shown if run_id in line)
+        assert f"P2 {run_id} traffic-surge · {service} — running" in head, head
+    [row] = json.loads(sop("status", runs["checkout"], "--json", env=env).stdout)
+    assert row["subject"] == "checkout"
