@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from flows.engine.holds import RUN
+from flows.engine.monitoring import Monitoring, monitoring_of
 from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
@@ -84,6 +85,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                 )
             ]
         given_up = RunStore.launches_given_up(conn, ids)
+        said = monitoring_of(conn, ids)
         rota = Rota(engine.site, conn, engine.clock.now())
         held = {(h.run_id, h.step_id): {"since": utc(h.held_at), "reason": h.reason, "by": h.held_by}
                 for h in conn.execute(_HOLDS_OF.where(holds.c.run_id.in_(ids)))} if ids else {}
@@ -135,6 +137,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "speed": view.speed,
                     "repeats": run["repeats"],
                     "last_seen_at": run["last_seen_at"],
+                    # the latest repeat (when, what it said), and the alert resolved since (when, which)
+                    "monitoring": asdict(said[rid]) if rid in said else None,
                     "dedup_key": run["dedup_key"],
                     "initiator": run["initiator"],
                     "inputs": json.loads(run["inputs"] or "{}"),
@@ -148,7 +152,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
     return out
 
 
-# --- the operators' board: every open run in four queries, no SOP text parsed -----------------
+# --- the operators' board: every open run in one query per kind of fact, no SOP text parsed -----------------
 
 #: the steps a run shows now: waiting, starting, running, and an automated one that failed (someone may have to
 #: carry it out by hand: the run goes on, and ends failed)
@@ -218,6 +222,7 @@ class BoardRun:
     held_at: datetime | None = None  # the whole run on hold since (its deadline waits), and why
     hold_reason: str | None = None
     subject: str | None = None  # what it is about (its dedup key: ``storefront``): two runs of one SOP differ in it
+    monitoring: Monitoring | None = None  # the latest repeat of its signal, its alert resolved since
 
     @property
     def next_due(self) -> datetime | None:
@@ -261,6 +266,8 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
             by = data.get("by")
             handed[(r.run_id, r.step_id)] = ((f"{by} for {r.actor}" if by and by != r.actor else r.actor)
                                              if r.kind == RecordKind.STEP_HANDED_OVER else None)
+        for run_id, said in monitoring_of(conn, board).items():
+            board[run_id].monitoring = said
         rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)
