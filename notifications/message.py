@@ -3,7 +3,8 @@
 The engine fills a :class:`Context` (plain dataclasses, no Prefect, no ledger); the
 templates read it as ``sop.*``, ``run.*``, ``step.*``, ``level.*``, ``recipient.*``,
 ``summary``, ``action.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
-read is exactly what :func:`notifications.templating.template_vars` returns; ``validate_overrides`` checks
+read is exactly what :func:`notifications.templating.template_vars` returns (``about`` too: which SOP and run, in a
+few words, for titles); ``validate_overrides`` checks
 site templates against the same shape (see docs/notifications.md).
 """
 
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from flows.language.fields import FieldSpec
+from flows.language.presentation import short_title
 from flows.language.spec import PRIORITY
 
 Kind = Literal[
@@ -34,18 +36,21 @@ NotifyType = Literal["info", "success", "warning", "failure"]
 
 @dataclass(frozen=True)
 class SopInfo:
-    """Which SOP the run belongs to; ``priority`` (1..4) follows from ``class_`` when left out."""
+    """Which SOP the run belongs to; ``priority`` (1..4) follows from ``class_`` when left out, ``short_title``
+    (``Crisis PR``) from ``title``."""
 
     id: str
     title: str
     class_: str
     priority: int = 0
+    short_title: str = field(init=False, default="")  # always from ``title`` (``replace(title=…)`` too)
 
     def __post_init__(self) -> None:
         if self.class_ not in PRIORITY:
             raise ValueError(f"unknown SOP class {self.class_!r} (expected one of {', '.join(PRIORITY)})")
         if not self.priority:
             object.__setattr__(self, "priority", PRIORITY[self.class_])
+        object.__setattr__(self, "short_title", short_title(self.title))
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class RunInfo:
     reason: str | None = None
     #: a drill (``sop drill``, the board's drill toggle): its messages say so in their title and facts
     drill: bool = False
+    #: what the run is about (its dedup key: ``lumi``, ``storefront``): two runs of one SOP differ in it
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,11 @@ class Context:
         if self.kind in STEP_MESSAGE_KINDS and self.step is None:
             raise ValueError(f"`{self.kind}` notifications are about a step: give the context a `step`")
 
+    @property
+    def about(self) -> str:
+        """Which run, in a few words for a title: the SOP's short title and the run's subject (``Crisis PR · lumi``)."""
+        return f"{self.sop.short_title} · {self.run.subject}" if self.run.subject else self.sop.short_title
+
     def for_recipient(self, recipient: RecipientInfo) -> Context:
         """The same context addressed to someone else (the derived action follows the recipient)."""
         return replace(self, recipient=recipient)
@@ -264,7 +276,8 @@ def plain(value: Any) -> Any:
 
 def template_fields() -> dict[str, frozenset[str] | None]:
     """For each top-level template variable, the names it has (None: a scalar or a list)."""
-    shapes: dict[str, frozenset[str] | None] = {name: None for name in ("kind", "priority", "api_base_url", "summary")}
+    scalars = ("kind", "priority", "about", "api_base_url", "summary")
+    shapes: dict[str, frozenset[str] | None] = {name: None for name in scalars}
     for name, cls in (
         ("sop", SopInfo),
         ("run", RunInfo),

@@ -33,6 +33,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         deadline_at=STARTED + timedelta(hours=2),
         initiator="alertmanager",
         speed=1.0,
+        subject="lumi",
         status={"run_finished": "completed", "run_cancelled": "cancelled"}.get(kind, "running"),
         reason={
             "run_cancelled": "duplicate of run r-20250301-0000",

@@ -57,6 +57,7 @@ def template_vars(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": ctx.kind,
         "priority": f"P{ctx.sop.priority}",
+        "about": ctx.about,
         "api_base_url": ctx.api_base_url.rstrip("/"),
         "sop": plain(ctx.sop),
         "run": plain(ctx.run),
@@ -176,7 +177,7 @@ def template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return (
-        f"{text} (templates see: kind, priority, api_base_url, sop, run, recipient, step, level, summary, action)"
+        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action)"
         if "undefined" in text
         else text
     )

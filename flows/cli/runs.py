@@ -222,7 +222,8 @@ def status(
         status, outcome = row["status"], row["outcome"]  # ended: how (finished (failed), cancelled: why)
         if outcome and outcome != status:
             status = outcome if outcome.startswith(f"{status}:") else f"{status} ({outcome})"
-        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']} — {escape(status)}"
+        about = f" · [bold]{escape(row['subject'])}[/]" if row["subject"] else ""  # two runs of one SOP differ in it
+        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']}{about} — {escape(status)}"
         if row["hold"]:
             head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
         elif row["deadline_left"]:
@@ -232,6 +233,7 @@ def status(
         if row["failed_notifications"]:
             head += f" [red]{row['failed_notifications']} failed notification(s)[/]"
         console.print(head, soft_wrap=True)  # the whole line: a table's title wraps at the table's width
+        _monitoring_lines(row, engine.site.settings.timezone)
         table = Table(show_edge=False)
         for col in ("step", "state", "assignee", "time left", "by"):
             table.add_column(col)
@@ -251,6 +253,24 @@ def status(
         console.print(table)
         if row["automation"]:
             console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")
+
+
+def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
+    """What monitoring said since the run started: its alert resolved (when, which), the latest repeat (when, what
+    it said)."""
+    from flows.clock import local_time
+
+    said = row["monitoring"]
+    if not said:
+        return
+    if said["resolved_at"]:
+        alert = f" (alert {escape(said['resolved_alert'])})" if said["resolved_alert"] else ""
+        console.print(f"  [green]monitoring: resolved at {local_time(said['resolved_at'], zone)}{alert}[/]",
+                      soft_wrap=True)
+    if said["repeated_at"]:
+        words = f": {escape(said['repeat_said'])}" if said["repeat_said"] else ""
+        console.print(f"  latest repeat {local_time(said['repeated_at'], zone)} ({row['repeats']} in all){words}",
+                      soft_wrap=True)
 
 
 #: pages queued longer than this are worth a line in `sop status`

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from flows.engine.holds import RUN
+from flows.engine.monitoring import Monitoring, monitoring_of
 from flows.engine.oncall import Rota
 from flows.engine.paging import time_left
 from flows.engine.store import RunStore, load_view
+from flows.language.presentation import run_subject
 from flows.ledger import utc
 from flows.ledger.schema import deliveries, holds, records, runs, steps, timers
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState, TimerKind
@@ -83,6 +85,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                 )
             ]
         given_up = RunStore.launches_given_up(conn, ids)
+        said = monitoring_of(conn, ids)
         rota = Rota(engine.site, conn, engine.clock.now())
         held = {(h.run_id, h.step_id): {"since": utc(h.held_at), "reason": h.reason, "by": h.held_by}
                 for h in conn.execute(_HOLDS_OF.where(holds.c.run_id.in_(ids)))} if ids else {}
@@ -121,6 +124,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "run": rid,
                     "sop": run["sop_id"],
                     "title": run["title"],
+                    "subject": view.subject,  # what it is about (its dedup key): two runs of one SOP differ in it
                     "priority": f"P{run['priority']}",
                     "class": run["sop_class"],
                     "status": run["status"],
@@ -133,6 +137,8 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     "speed": view.speed,
                     "repeats": run["repeats"],
                     "last_seen_at": run["last_seen_at"],
+                    # the latest repeat (when, what it said), and the alert resolved since (when, which)
+                    "monitoring": asdict(said[rid]) if rid in said else None,
                     "dedup_key": run["dedup_key"],
                     "initiator": run["initiator"],
                     "inputs": json.loads(run["inputs"] or "{}"),
@@ -146,14 +152,14 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
     return out
 
 
-# --- the operators' board: every open run in four queries, no SOP text parsed -----------------
+# --- the operators' board: every open run in one query per kind of fact, no SOP text parsed -----------------
 
 #: the steps a run shows now: waiting, starting, running, and an automated one that failed (someone may have to
 #: carry it out by hand: the run goes on, and ends failed)
 _CURRENT = (StepState.ACTIVE, StepState.READY, StepState.RUNNING, StepState.FAILED)
 _OPEN_RUNS = sa.select(runs.c.id, runs.c.sop_id, runs.c.title, runs.c.sop_class, runs.c.priority, runs.c.initiator,
                        runs.c.trigger, runs.c.repeats, runs.c.last_seen_at, runs.c.speed, runs.c.started_at,
-                       runs.c.deadline_at).where(runs.c.status == RunStatus.RUNNING)
+                       runs.c.deadline_at, runs.c.dedup_key).where(runs.c.status == RunStatus.RUNNING)
 _CURRENT_STEPS = (sa.select(steps.c.run_id, steps.c.step_id, steps.c.kind, steps.c.state, steps.c.assignee,
                             steps.c.due_at, steps.c.claimed_by)
                   .join(runs, runs.c.id == steps.c.run_id)
@@ -215,6 +221,8 @@ class BoardRun:
     steps: list[BoardStep] = field(default_factory=list)
     held_at: datetime | None = None  # the whole run on hold since (its deadline waits), and why
     hold_reason: str | None = None
+    subject: str | None = None  # what it is about (its dedup key: ``storefront``): two runs of one SOP differ in it
+    monitoring: Monitoring | None = None  # the latest repeat of its signal, its alert resolved since
 
     @property
     def next_due(self) -> datetime | None:
@@ -242,7 +250,8 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         version = int(conn.execute(_VERSION).scalar() or 0)
         board = {r.id: BoardRun(r.id, r.sop_id, r.title, r.sop_class, r.priority, r.initiator,
                                 json.loads(r.trigger or "null") or {}, r.repeats, utc(r.last_seen_at), float(r.speed or 1),
-                                utc(r.started_at), utc(r.deadline_at))  # type: ignore[arg-type]
+                                utc(r.started_at), utc(r.deadline_at),  # type: ignore[arg-type]
+                                subject=run_subject(r.dedup_key))
                  for r in conn.execute(_OPEN_RUNS)}
         fired: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for t in conn.execute(_LEVELS_FIRED):
@@ -257,6 +266,8 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
             by = data.get("by")
             handed[(r.run_id, r.step_id)] = ((f"{by} for {r.actor}" if by and by != r.actor else r.actor)
                                              if r.kind == RecordKind.STEP_HANDED_OVER else None)
+        for run_id, said in monitoring_of(conn, board).items():
+            board[run_id].monitoring = said
         rota = Rota(engine.site, conn, engine.clock.now())
         for s in conn.execute(_CURRENT_STEPS):
             run = board.get(s.run_id)

@@ -369,7 +369,7 @@ class Pager:
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                            status=status, reason=_reason(run, page),
-                           drill=view.is_drill)
+                           drill=view.is_drill, subject=view.subject)
         step_info = None
         if step is not None:
             row = view.steps[step.id]

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from flows.language.config import Site, expand_env
+from flows.language.presentation import run_subject
 from flows.language.spec import Sop
 from flows.ledger import utc
 from flows.ledger.vocabulary import OPEN_RUN, TERMINAL_STEP, WAITING_STEP, is_drill
@@ -57,6 +58,11 @@ class RunView:
         """What started the run (a manual start, an alert, a drill…), {} when nothing says."""
         value = json.loads(self.run.get("trigger") or "null")
         return value if isinstance(value, dict) else {}
+
+    @property
+    def subject(self) -> str | None:
+        """What the run is about (its dedup key: ``storefront``, ``lumi``), None when its SOP has none."""
+        return run_subject(self.run.get("dedup_key"))
 
     @property
     def is_drill(self) -> bool:

@@ -31,3 +31,27 @@ def finalized(value: Any) -> Any:
     stays as it is (``{{ "" if f.required else " (optional)" }}`` means nothing, not —). Only what is printed
     changes: ``{% if approved %}`` still tests the value itself."""
     return value if isinstance(value, str) else shown(value)
+
+
+#: the longest subject a run shows (a board card, a page's title): enough for a brand, a service, a SKU or a host
+SUBJECT_CHARS = 60
+#: what ends the short name of an SOP's title ("Crisis PR - negative mentions spike…" → "Crisis PR")
+_TITLE_BREAKS = (" - ", " – ", " — ", ": ")
+
+
+def run_subject(dedup_key: str | None) -> str | None:
+    """What a run is about, as people tell two runs of one SOP apart: its dedup key (``storefront``, ``lumi``),
+    which the SOP renders from the run's inputs or its alert (``dedup: "{{ inputs.brand }}"``), and which no two
+    open runs of one SOP share. None when the SOP has no dedup key (or it rendered empty). A long key keeps its start.
+    """
+    text = " ".join((dedup_key or "").split())
+    if not text:
+        return None
+    return text if len(text) <= SUBJECT_CHARS else text[:SUBJECT_CHARS - 1].rstrip() + "…"
+
+
+def short_title(title: str) -> str:
+    """An SOP's title up to its first dash or colon: the name people call it by (``Crisis PR``), for the titles of
+    pages, where the rest of the line is the step and the run's subject. A title with none stays whole."""
+    cut = min((i for i in (title.find(b) for b in _TITLE_BREAKS) if i > 0), default=-1)
+    return title[:cut].strip() if cut > 0 else title

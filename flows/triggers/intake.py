@@ -15,7 +15,7 @@ processes receiving the same alert start one run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import TemplateError
@@ -58,6 +58,15 @@ def render_inputs(trigger: Any, payload: dict[str, Any], config: dict[str, Any])
     if problems:
         raise InputsUnrenderable(problems)
     return out
+
+
+def given(inputs: dict[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """A trigger's rendered inputs as given to the run: one that rendered empty for an input that is not text (an
+    annotation the signal lacks, ``{{ … | default('') }}``) is not given, as a start by hand leaves it out: its
+    default applies, or it is none, and a required one is refused as missing. Empty text stays text: a string input
+    rendered empty is still the signal's word."""
+    return {name: value for name, value in inputs.items()
+            if not (value == "" and name in declared and declared[name].type != "string")}
 
 
 def _number(value: float) -> float | int:
@@ -224,7 +233,8 @@ class Intake:
         """
         base = Disposition("refused", sop=match.sop_id, trigger=match.index, subject=subject, copies=copies)
         try:
-            inputs = render_inputs(match.trigger, payload, self.config)
+            inputs = given(render_inputs(match.trigger, payload, self.config),
+                           self.engine.library.get(match.sop_id).sop.inputs)
             if resolved:
                 return self.resolve(base, inputs, payload, actor)
             return self.start(base, inputs, payload, actor)

@@ -33,6 +33,7 @@ from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.gantt import gantt
 from flows.engine.holds import RUN, open_hold
 from flows.engine.links import Claim, LinkRefused
+from flows.engine.monitoring import monitoring_of
 from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
@@ -515,6 +516,8 @@ def render_run(request: Request, web: Web, session: Session, view: Any, status: 
     now = web.engine.clock.now()
     q = request.query_params
     run_hold = open_hold(web.engine.ledger, view.id, RUN) if view.is_open else None
+    with web.engine.ledger.read() as conn:
+        monitoring = monitoring_of(conn, [view.id]).get(view.id)
     sent = sorted([(n, sid) for sid, step in audit.steps.items() for n in step.notifications]
                   + [(n, "—") for n in audit.notifications], key=lambda pair: pair[0].at)  # in the order they went
     return html(request, "run.html.j2", status=status, problems=problems or {}, posted=posted or {},
@@ -527,7 +530,7 @@ def render_run(request: Request, web: Web, session: Session, view: Any, status: 
                 speed=view.speed, tz=web.zone(session.person), chart=gantt(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open,
-                follow_up=follow_up_verdict(audit, now))
+                follow_up=follow_up_verdict(audit, now), monitoring=monitoring)
 
 
 @router.get("/runs", include_in_schema=False)

@@ -165,3 +165,46 @@ def test_status_says_who_reported_a_step_for_whom(sop: Callable[..., Any], site:
     [status] = json.loads(sop("status", run_id, "--json", env=env).stdout)
     impact = next(s for s in status["steps"] if s["step"] == "impact")
     assert (impact["actor"], impact["actor_by"]) == ("liu-yang", "li-wei")
+
+
+def test_status_tells_two_runs_of_one_sop_apart_by_what_they_are_about(sop: Callable[..., Any],
+                                                                       site: tuple[Engine, dict[str, str]]) -> None:
+    """Two traffic-surge runs (services storefront and checkout): each heading says its service (its dedup key)."""
+    engine, env = site
+    runs = {service: engine.start("traffic-surge", {"service": service}, initiator="li-wei", launch=False).run_id
+            for service in ("storefront", "checkout")}
+    shown = sop("status", env=env).stdout.splitlines()
+    for service, run_id in runs.items():
+        head = next(line for line in shown if run_id in line)
+        assert f"P2 {run_id} traffic-surge · {service} — running" in head, head
+    [row] = json.loads(sop("status", runs["checkout"], "--json", env=env).stdout)
+    assert row["subject"] == "checkout"
+
+
+def test_status_says_the_latest_repeat_and_that_the_alert_resolved(sop: Callable[..., Any],
+                                                                   site: tuple[Engine, dict[str, str]]) -> None:
+    """A traffic surge its alert started: `sop status` says what the latest repeat said, then that it resolved."""
+    from flows.triggers.intake import Intake
+    from flows.triggers.model import Alert
+
+    engine, env = site
+    intake = Intake(engine)
+
+    def surge(status: str, summary: str) -> Alert:
+        return Alert(source="alertmanager", status=status,  # type: ignore[arg-type]
+                     labels={"alertname": "HighErrorRate", "severity": "critical", "service": "storefront"},
+                     annotations={"summary": summary})
+
+    [started] = intake.alerts([surge("firing", "5xx at 7%")], "token:alertmanager")
+    intake.alerts([surge("firing", "5xx at 12%")], "token:alertmanager")
+    lines = sop("status", started.run, env=env).stdout.splitlines()
+    [repeat] = [line for line in lines if "latest repeat" in line]
+    at = local_time(records(engine, started.run, "trigger_repeated")[-1]["at"], "Asia/Shanghai")
+    assert repeat.strip() == f"latest repeat {at} (1 in all): 5xx at 12%", repeat
+    assert not [line for line in lines if "monitoring:" in line]
+    intake.alerts([surge("resolved", "5xx at 12%")], "token:alertmanager")
+    lines = sop("status", started.run, env=env).stdout.splitlines()
+    at = local_time(records(engine, started.run, "alert_resolved")[-1]["at"], "Asia/Shanghai")
+    assert f"monitoring: resolved at {at} (alert HighErrorRate)" in [line.strip() for line in lines], lines
+    [row] = json.loads(sop("status", started.run, "--json", env=env).stdout)
+    assert row["monitoring"]["resolved_alert"] == "HighErrorRate" and row["monitoring"]["repeat_said"] == "5xx at 12%"

@@ -56,13 +56,13 @@ def test_a_message_that_asks_nothing_says_so_and_how_to_follow(kind: str) -> Non
 def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
     escalated = render_message("escalated", sample("escalated"), overrides_dir=NO_OVERRIDES)
     assert (
-        escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response) is late, 5m overdue"
+        escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is late, 5m overdue"
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
     assert "It is held by **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
     assert "(level 2)" in escalated.body
     overdue = render_message("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
-    assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response), 12m overdue"
+    assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response · lumi), 12m overdue"
 
 
 def test_run_finished_carries_the_summary_table() -> None:
@@ -151,7 +151,7 @@ def test_a_step_kind_needs_a_step() -> None:
 
 def test_a_run_past_its_deadline_lists_its_open_steps_for_the_owner() -> None:
     message = render_message("run_overdue", sample("run_overdue"), overrides_dir=NO_OVERRIDES)
-    assert message.title == "[P1] Run deadline passed: Crisis PR response, run r-20250301-0001"
+    assert message.title == "[P1] Run deadline passed: Crisis PR response · lumi, run r-20250301-0001"
     assert "is still open: 1 of 3 steps are not done" in message.body
     assert "| Publish a holding statement (`holding-statement`) | active | — |" in message.body
     assert "Assess scope" not in message.body.split("| open step")[1].split("- **Priority")[0]  # done steps left out
@@ -160,7 +160,7 @@ def test_a_run_past_its_deadline_lists_its_open_steps_for_the_owner() -> None:
 
 def test_a_claim_tells_the_others_who_holds_the_step_and_asks_nothing() -> None:
     message = render_message("step_claimed", sample("step_claimed"), overrides_dir=NO_OVERRIDES)
-    assert message.title == "[P1] Taken: Assess scope and sentiment (Crisis PR response) is held by wang-fang"
+    assert message.title == "[P1] Taken: Assess scope and sentiment (Crisis PR response · lumi) is held by wang-fang"
     assert "(reach them at wang.fang@example.com)" in message.body
     assert "sop done" not in message.body and "/s/" not in message.body  # no personal link: nothing to do
 
@@ -168,7 +168,7 @@ def test_a_claim_tells_the_others_who_holds_the_step_and_asks_nothing() -> None:
 def test_a_title_with_a_long_value_in_it_is_cut_and_the_body_keeps_it() -> None:
     """A run titled by what someone typed (a 20,000-character topic) pages a title a phone can show."""
     ctx = sample("assigned")
-    long_title = "Crisis PR: " + "x" * 20_000
+    long_title = "Crisis PR " + "x" * 20_000  # no dash or colon: no shorter name to page (short_title)
     message = render_message("assigned", replace(ctx, sop=replace(ctx.sop, title=long_title)),
                              overrides_dir=NO_OVERRIDES)
     assert len(message.title) <= 200 and message.title.endswith("…") and message.title.startswith("[P1] ")
@@ -215,3 +215,15 @@ def test_a_list_or_a_mapping_printed_by_a_template_reads_as_text_not_python(tmp_
     assert message.title == "[P1] Approval by pr-lead, legal for Assess scope and sentiment"
     assert message.body == ("Fields: severity, note\n\n"
                             "Body: values: severity: low, note: <text>, evidence: https://link-to-your-evidence")
+
+
+def test_a_title_names_the_sop_shortly_and_what_the_run_is_about() -> None:
+    """zhao-lei's two assignments in two crisis-PR runs read apart: the brand comes right after the SOP's short name
+    (its title up to the first dash), before the time left; a run with no subject is the short name alone."""
+    ctx = sample("assigned")
+    sop = replace(ctx.sop, title="Crisis PR - negative mentions spike (more than 100 a day)")
+    titles = [render_message("assigned", replace(ctx, sop=sop, run=replace(ctx.run, subject=subject)),
+                             overrides_dir=NO_OVERRIDES).title for subject in ("lumi", "lumi-kids", None)]
+    assert titles == ["[P1] Assigned to you: Assess scope and sentiment (Crisis PR · lumi), 18m left",
+                      "[P1] Assigned to you: Assess scope and sentiment (Crisis PR · lumi-kids), 18m left",
+                      "[P1] Assigned to you: Assess scope and sentiment (Crisis PR), 18m left"]

@@ -227,3 +227,36 @@ def test_two_engines_judging_the_same_samples_fire_once(library: Library, ledger
     second.dispose()
     assert sorted(str(r.status) if r else "-" for r in results) == ["-", "started"]
     assert len(runs_of(one.engine, "roi-optimisation")) == 1
+
+
+# --- the figure an alert carries ------------------------------------------------------------------
+
+
+def _spike(**annotations: str) -> Alert:
+    return Alert(source="alertmanager", status="firing", labels={"alertname": "NegativeSentimentSpike", "brand": "lumi"},
+                 annotations={"summary": "negative mentions of lumi above 100/day", **annotations})
+
+
+def test_a_crisis_alert_passes_its_figure_to_the_run_and_the_page_says_it(intake: Intake, engine: Engine) -> None:
+    """The alert says 180 negative mentions a day: the crisis run's page to PR says 180, not "not given"."""
+    from flows.engine.view import variables
+    from flows.language.expressions import render_text
+
+    [outcome] = intake.alerts([_spike(mentions_per_day="179.6")], "token:alertmanager")  # Prometheus' {{ $value }}
+    assert outcome.status == "started", outcome.problems
+    view = engine.view(outcome.run or "")
+    assert view.run["inputs"] and variables(view, engine.site)["inputs"]["mentions_per_day"] == 180
+    page = next(s for s in view.sop.steps if s.id == "page")
+    body = render_text(page.message.body, variables(view, engine.site))  # type: ignore[attr-defined]
+    assert "Negative mentions in the last 24h: 180 (threshold 100/day)." in body, body
+
+
+def test_a_crisis_alert_without_a_usable_figure_still_starts_its_run(intake: Intake, engine: Engine) -> None:
+    """An alert rule that sends no figure, or words instead of a number, must not stop a P1 crisis run: the figure
+    is not given (as a start by hand without it), the run starts."""
+    for said in ({}, {"mentions_per_day": "420/day"}):
+        [outcome] = intake.alerts([_spike(**said)], "token:alertmanager")
+        assert outcome.status in ("started", "attached"), (said, outcome.problems)
+        assert engine.view(outcome.run or "").run["inputs"]
+    [run] = runs_of(engine, "crisis-pr")
+    assert run["inputs"]["mentions_per_day"] is None and run["inputs"]["brand"] == "lumi"

@@ -261,3 +261,74 @@ def test_runs_leads_to_the_open_runs_and_a_scheduled_run_is_not_by_schedule_twic
                             launch=False).run_id
     row = re.search(rf'id="run-{run}">(.*?)</article>', client.get("/board").text, re.S)
     assert row is not None and "schedule by schedule" not in row.group(1) and "schedule," in row.group(1)
+
+
+def _card(page: str, run_id: str) -> str:
+    """The board's card of one run (its heading and its steps)."""
+    found = re.search(rf'<article class="card run[^"]*" id="run-{run_id}">(.*?)</article>', page, re.S)
+    assert found, f"no card for {run_id}"
+    return found.group(1)
+
+
+def test_two_runs_of_one_sop_read_apart_by_what_they_are_about(site: Site) -> None:
+    """A big-sale day: two crisis-PR runs (brand lumi and lumi-kids) read the same but for their run ids. Each says
+    its brand (its dedup key) on its board card's heading, its run page's header, and the titles of its pages."""
+    client = operator(site)
+    tag = uuid.uuid4().hex[:6]
+    brands = [f"lumi-{tag}", f"lumi-kids-{tag}"]
+    run_ids = [site.engine.start("crisis-pr", {"brand": brand}, initiator="li-wei", launch=False).run_id
+               for brand in brands]
+    page = client.get("/board").text
+    for brand, run_id in zip(brands, run_ids, strict=True):
+        heading = _card(page, run_id).split("</header>")[0]
+        assert f'<strong class="subject">{brand}</strong> · <strong>Crisis PR' in heading, heading
+        shown = client.get(f"/runs/{run_id}").text
+        assert f'<h1><span class="subject">{brand}</span> · Crisis PR' in shown
+        assert f"<title>{brand} · Crisis PR" in shown
+    # the PR on-call's two assignments: the brand right after the SOP's short name, not two identical titles
+    oncall = site.engine.person_for("pr-oncall")
+    titles = {run_id: wait_for(lambda run_id=run_id: next(
+        (m["title"] for m in site.inbox(oncall) if "Assigned to you" in m["title"] and run_id in m["body"]), None),
+        10, f"{oncall}'s assignment in {run_id}") for run_id in run_ids}
+    for brand, run_id in zip(brands, run_ids, strict=True):
+        assert titles[run_id] == f"[P1] Assigned to you: Assess scope, spread and severity (Crisis PR · {brand}), 15m left"
+
+
+def test_a_repeat_with_new_figures_and_a_resolved_alert_show_on_the_board_and_the_run_page(site: Site) -> None:
+    """A crisis started by its alert; monitoring repeats it with a new figure, then resolves it. The ops director sees
+    the latest figure and the resolution on the card and the run's page, not only "1 repeat attached"."""
+    from flows.triggers.intake import Intake
+    from flows.triggers.model import Alert
+
+    brand = f"lumi-{uuid.uuid4().hex[:6]}"
+    intake = Intake(site.engine)
+
+    def spike(status: str, summary: str) -> Alert:
+        return Alert(source="alertmanager", status=status,  # type: ignore[arg-type]
+                     labels={"alertname": "NegativeSentimentSpike", "brand": brand},
+                     annotations={"summary": summary})
+
+    [started] = intake.alerts([spike("firing", "180 negative mentions/day")], "token:alertmanager")
+    client = operator(site)
+    card = _card(client.get("/board").text, started.run)
+    assert "repeat" not in card and "resolved" not in card  # nothing said since it started
+    assert '<p class="meta">alert NegativeSentimentSpike by token:alertmanager' in card  # its alertname, from its labels
+    intake.alerts([spike("firing", "420 negative mentions/day")], "token:alertmanager")
+    card = _card(client.get("/board").text, started.run)
+    assert re.search(r"<strong>1 repeat</strong> attached, the latest <time [^>]+>[^<]+</time>: "
+                     r'<q class="said">420 negative mentions/day</q>', card), card
+    assert "resolved" not in card
+    intake.alerts([spike("resolved", "420 negative mentions/day")], "token:alertmanager")
+    card = _card(client.get("/board").text, started.run)
+    heading = card.split("</header>")[0]
+    assert '<span class="resolved">✓ alert resolved</span>' in heading
+    assert re.search(r'<span class="resolved">monitoring: resolved at <time [^>]+>[^<]+</time> '
+                     r"\(alert NegativeSentimentSpike\)</span>", card), card
+    page = client.get(f"/runs/{started.run}").text
+    assert re.search(r'<dd id="monitoring" class="resolved">resolved at <time [^>]+>[^<]+</time> '
+                     r"\(alert NegativeSentimentSpike\)</dd>", page), page
+    assert '<q class="said">420 negative mentions/day</q>' in page
+    # it fires again: no longer resolved, the new figure is the latest
+    intake.alerts([spike("firing", "510 negative mentions/day")], "token:alertmanager")
+    card = _card(client.get("/board").text, started.run)
+    assert "resolved" not in card and '<q class="said">510 negative mentions/day</q>' in card
