@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,6 +47,14 @@ def _unreachable(api_url: str, exc: Exception) -> None:
              "PREFECT_API_AUTH_STRING must be the server's PREFECT_SERVER_API_AUTH_STRING (user:password)")
     fail(f"cannot reach the Prefect server at {api_url}: {short(exc)}",
          "start it (`sop serve` starts one), or set PREFECT_API_URL / settings.prefect.api_url")
+
+
+def _stopped(role: str, name: str, stop: Any, what: str) -> None:
+    """The one line a service process writes at its stop, beside the one it wrote at its start: how long the stop
+    took from the signal (SIGTERM or Ctrl-C), and what it leaves."""
+    since = getattr(stop, "at", None)
+    took = f" in {time.monotonic() - since:.1f} s" if since is not None else ""
+    err_console.print(f"[dim]{role}:[/] {name} stopped{took} ({what})", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -190,17 +199,20 @@ def executor(
     try:
         worker.run(stop)
     except KeyboardInterrupt:
-        pass
+        stop.set()  # Ctrl-C ends the loop at once: no drain
     except Exception as exc:
         if not _refused_us(exc):
             raise
         _unreachable(api_url, exc)  # a wrong auth string: one line, not the client's traceback
     finally:
         engine.pager.close()
-    if worker.in_flight():
-        # flow runs still in hand after the drain (Prefect away, a step that does not end): go now and leave them
-        # Running for the rescue. A normal exit waits on their threads, then fails them (the interpreter's shutdown
-        # refuses their tasks), and a failed flow run costs its run one of its few replacements.
+    left = worker.in_flight()
+    _stopped("executor", worker.name, stop, f"{worker.started} flow run(s) run; {worker.put_back} put back in their "
+             f"queue before a step's next attempt; {len(left)} still running, left to a nudger's rescue")
+    if left or worker.put_back:
+        # threads still hold flow runs (an attempt that did not end, or one held back at the stop): go now. A normal
+        # exit waits on their threads, then fails them (the interpreter's shutdown refuses their tasks), and a failed
+        # flow run costs its run one of its few replacements.
         import logging
 
         logging.shutdown()
@@ -216,6 +228,7 @@ def nudger(
     """Keep every open run's flow run alive: resume flagged runs, create missing flow runs, replace crashed
     ones, requeue those a dead executor left. Any number may run."""
     from flows import runtime
+    from flows.engine.outbox import process_name
     from flows.prefect.nudger import Nudger
     from flows.runtime.shutdown import on_sigterm
 
@@ -225,9 +238,10 @@ def nudger(
     try:
         Nudger(engine.launcher, sweep_every=sweep_every, grace=rescue_grace).run(stop)
     except KeyboardInterrupt:
-        pass
+        stop.set()
     finally:
         engine.pager.close()
+    _stopped("nudger", process_name(), stop, "resumes, launches and rescues left to the other nudgers or its restart")
 
 
 @app.command()
@@ -255,9 +269,10 @@ def pager(
     try:
         drainer.run(stop)
     except KeyboardInterrupt:
-        pass
+        stop.set()
     finally:
         engine.pager.close()
+    _stopped("pager", drainer.name, stop, f"{drainer.claimed} page(s) claimed since its start")
 
 
 @app.command()
@@ -286,4 +301,4 @@ def timers(
         stop.set()
     finally:
         engine.pager.close()
-    console.print(f"fired {service.fired_count} timer(s)")
+    _stopped("timers", service.name, stop, f"fired {service.fired_count} timer(s)")

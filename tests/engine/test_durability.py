@@ -240,9 +240,11 @@ def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_pa
 
 
 @contextlib.contextmanager
-def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None = None):
-    """An engine on a ledger and a pool of their own, with the t-prio-* SOPs deployed and one `sop executor` of
-    ``slots`` threads on the pool (its output in ``log``; yielded beside the engine). A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
+def _pool_of_its_own(stack, project, tag: str, sops: tuple[str, ...] = (), concurrency: int = 8):
+    """An engine on a ledger and a pool of their own (at most ``concurrency`` flow runs at once), with the t-prio-*
+    SOPs (and ``sops``) deployed, and
+    ``spawn(slots, log)``: a `sop executor` of ``slots`` threads on the pool (its output in ``log``), stopped after
+    (yielded beside the engine). A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
     its own pool (a run whose launch is slow would be started there, on the stack's executor, beside the test's)."""
     from flows.engine.build import build_engine
     from flows.prefect.deployments import deploy, ensure_pool
@@ -256,22 +258,36 @@ def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None 
     engine = build_engine(stack.library, ledger=ledger, launcher=Launcher(ledger, stack.api_url, pool))
     env = {**prefect_env(project, None), "SOP_DATABASE_URL": database}
     with prefect_client(stack.api_url) as client:
-        ensure_pool(client, concurrency=slots, pool=pool)
+        ensure_pool(client, concurrency=concurrency, pool=pool)
         # only the SOPs these tests run: the whole library is 27 deployments (and three schedules) more
-        prio = {sop_id: loaded for sop_id, loaded in engine.library.sops.items() if sop_id.startswith("t-prio-")}
-        deploy(client, dataclasses.replace(engine.library, sops=prio), env, pool=pool)
+        wanted = {sop_id: loaded for sop_id, loaded in engine.library.sops.items()
+                  if sop_id.startswith("t-prio-") or sop_id in sops}
+        deploy(client, dataclasses.replace(engine.library, sops=wanted), env, pool=pool)
     executor_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url, "SOP_PREFECT_POOL": pool}
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    executor = subprocess.Popen([*SOP_COMMAND, "executor", "--slots", str(slots)], env=executor_env,
-                                stdout=out, stderr=subprocess.STDOUT)
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def spawn(slots: int, log: Path | None = None) -> subprocess.Popen:
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        started.append((subprocess.Popen([*SOP_COMMAND, "executor", "--slots", str(slots)], env=executor_env,
+                                         stdout=out, stderr=subprocess.STDOUT), out))
+        return started[-1][0]
+
     try:
-        yield engine, executor
+        yield engine, spawn
     finally:
-        executor.terminate()
-        executor.wait(timeout=60)
+        for executor, out in started:
+            executor.terminate()
+            executor.wait(timeout=60)
+            if out is not subprocess.DEVNULL:
+                out.close()
         engine.pager.close()
-        if log:
-            out.close()
+
+
+@contextlib.contextmanager
+def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None = None):
+    """:func:`_pool_of_its_own` with one `sop executor` of ``slots`` threads on it (yielded beside the engine)."""
+    with _pool_of_its_own(stack, project, tag, concurrency=slots) as (engine, spawn):
+        yield engine, spawn(slots, log)
 
 
 def test_an_executor_told_to_stop_lets_the_flow_run_in_hand_finish_through_its_client(stack, project, tmp_path):
@@ -295,6 +311,40 @@ def test_an_executor_told_to_stop_lets_the_flow_run_in_hand_finish_through_its_c
     assert engine.view(run_id).run["outcome"] == "done", output
     with prefect_client(stack.api_url) as client:
         assert client.read_flow_run(flow_run_id).state.type.value == "COMPLETED", output
+
+
+def test_an_executor_told_to_stop_while_a_step_waits_to_retry_stops_at_once_and_the_step_runs_again(
+        stack, project, tmp_path, gateway):
+    """SIGTERM while an http step waits 20 s for its next attempt: the executor stops at once, saying so in one line,
+    without making that attempt; it puts the flow run back in its queue, and the next executor makes the call again
+    (the step was left running in the ledger), so the run goes on: nothing lost, nothing waited for."""
+    from tests.engine.conftest import records
+
+    gateway.failures = 1_000  # the gateway fails every call until the test mends it
+    first_log, second_log = tmp_path / "executor-1.log", tmp_path / "executor-2.log"
+    with _pool_of_its_own(stack, project, "retry", sops=("t-retrying",)) as (engine, spawn):
+        first = spawn(1, first_log)
+        run_id = engine.start("t-retrying", {"url": gateway.url}, initiator="li-wei").run_id
+        wait_for(lambda: records(engine, run_id, "step_attempt_failed"), 90, "the step's first attempt to fail",
+                 explain=lambda: first_log.read_text())
+        signalled = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+        took = time.monotonic() - signalled
+        said = first_log.read_text()
+        assert took < 5.0, f"stopped after {took:.1f} s:\n{said}"
+        stopped = [line for line in said.splitlines() if "stopped in" in line]
+        assert len(stopped) == 1 and "1 put back in their queue" in stopped[0], said
+        assert len(gateway.requests) == 1, "the stopping executor made the next attempt"
+        assert engine.view(run_id).state("call") == "running"
+
+        gateway.failures = 0  # mended: the next call succeeds
+        spawn(1, second_log)
+        wait_for(lambda: engine.view(run_id).run["outcome"] == "done", 90, "the step to run again on the next executor",
+                 explain=lambda: second_log.read_text())
+    assert len(gateway.requests) == 2
+    rescued = records(engine, run_id, "flow_run_rescued")
+    assert len(rescued) == 1 and rescued[0]["data"]["by"].startswith("executor-"), rescued
 
 
 def _step_started(engine, run_id: str):
@@ -348,3 +398,49 @@ def test_routine_runs_leave_a_thread_free_for_a_complaint_run(stack, project):
 @pytest.fixture(autouse=True)
 def _quiet_prefect_logs(monkeypatch):
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def test_each_split_process_stops_on_sigterm_within_seconds_saying_so_in_one_line(stack, project, tmp_path):
+    """docs/team.md's processes, each sent SIGTERM once up: every `sop` one exits 0 within seconds with one line saying
+    it stopped and how long that took; the API (uvicorn) finishes its shutdown, then ends by the SIGTERM it was sent,
+    which systemd counts as a clean stop (a shell shows it as status 143)."""
+    from tests.support import free_port
+
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = {**os.environ, "SOP_DATABASE_URL": database, "SOP_PREFECT_POOL": f"stops-{os.getpid()}",
+           "PREFECT_API_URL": stack.api_url, "NO_COLOR": "1", "COLUMNS": "300"}
+    Ledger(database).migrate()
+    port = free_port()
+    commands = {role: [*SOP_COMMAND, role] for role in ("executor", "pager", "timers", "nudger")}
+    commands["api"] = [str(Path(sys.executable).parent / "uvicorn"), "--factory", "flows.runtime.web:from_environment",
+                       "--host", "127.0.0.1", "--port", str(port)]
+    says_up = {"executor": "running flow runs", "pager": "delivering the outbox", "timers": "timer service",
+               "nudger": "sweeping", "api": "Application startup complete"}
+    logs = {role: tmp_path / f"{role}.log" for role in commands}
+    started = {}
+    for role, argv in commands.items():
+        with open(logs[role], "wb") as out:
+            started[role] = subprocess.Popen(argv, env=env, cwd=project, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        for role in commands:
+            wait_for(lambda role=role: says_up[role] in logs[role].read_text(), 120, f"{role} to start",
+                     explain=lambda role=role: logs[role].read_text())
+        took = {}
+        for role, process in started.items():
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+            took[role] = time.monotonic() - signalled
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    said = {role: log.read_text() for role, log in logs.items()}
+    for role in ("executor", "pager", "timers", "nudger"):
+        stopped = [line for line in said[role].splitlines() if " stopped in " in line]
+        assert started[role].returncode == 0 and len(stopped) == 1 and stopped[0].startswith(f"{role}: "), said[role]
+        assert took[role] < 5.0, f"{role} took {took[role]:.1f} s to stop:\n{said[role]}"
+    assert started["api"].returncode == -signal.SIGTERM, said["api"]
+    assert said["api"].index("Application shutdown complete") < said["api"].index("Finished server process")
+    assert took["api"] < 5.0 and "Traceback" not in said["api"], said["api"]
