@@ -108,13 +108,22 @@ class Executor:
             self.auth_string = self.auth_string()
         return self.auth_string
 
-    def run(self, stop: Stopping, *, drain: float = DRAIN) -> None:
+    def use_library(self, library: Library) -> None:
+        """Run the flow runs taken from now on with ``library`` (``sop executor`` reloaded on SIGHUP); those in hand
+        go on with what they hold. The pool and the Prefect server stay those the executor started with."""
+        from flows.prefect import entrypoint, flow_run
+
+        flow_run.use_library(library)
+        entrypoint.forget_flows()  # each SOP's flow built again on it (a new SOP's, an edited one's parameters)
+        self.library = library
+
+    def run(self, stop: Stopping, *, drain: float = DRAIN, between: Callable[[], None] | None = None) -> None:
         """Take and run flow runs until ``stop`` is set; then take no more and let the runs in hand reach a
         stopping point (finish or suspend) for at most ``drain`` seconds from the stop (``stop.at``, SIGTERM's
         instant, when it has one). A retry's wait is not waited for (:mod:`flows.prefect.attempts`): a flow run
         between two attempts, or whose next attempt would start, is put back in its queue at once. What is still
         busy at the drain's end (an attempt that did not end) is rescued by a nudger once this process has gone
-        (:mod:`flows.prefect.rescue`)."""
+        (:mod:`flows.prefect.rescue`). ``between``: called between two looks (a reload)."""
         log.info(kv("event=executor_started", name=self.name, pool=self.pool, slots=self.slots))
         next_prefect_beat = 0.0
         look = True
@@ -128,6 +137,8 @@ class Executor:
             with inprocess.shared_client(self.api_url, self._auth()) as client:
                 try:
                     while not stop.is_set():
+                        if between is not None:
+                            self._safely("between", between)
                         now = time.monotonic()
                         if now >= next_prefect_beat:
                             self._safely("prefect_beat", lambda: self._prefect_beat(client))

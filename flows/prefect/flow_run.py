@@ -57,9 +57,14 @@ def flow_run_library(sop_id: str | None = None) -> Library:
 
 
 def use_library(library: Library) -> None:
-    """Run every flow of this process on ``library`` (``sop executor``: the whole library, loaded once)."""
-    global _flow_run_library
+    """Run every flow of this process on ``library`` (``sop executor``: the whole library, loaded once, and again
+    at a reload): the engine is built again on it at its next use. A flow run under way keeps the engine it holds;
+    each run runs its pinned SOP text anyway."""
+    global _flow_run_library, _flow_run_engine, _resume_tokens
     with _flow_run_lock:
+        if _flow_run_library is not None and _flow_run_library is not library:
+            _flow_run_engine = None
+            _resume_tokens = None
         _flow_run_library = library
 
 

@@ -400,47 +400,87 @@ def _quiet_prefect_logs(monkeypatch):
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
+@contextlib.contextmanager
+def _split_processes(stack, project, tmp_path, roles: tuple[str, ...]):
+    """docs/team.md's processes of ``roles`` (``api``: the uvicorn command) on a ledger and a pool of their own and the
+    package stack's Prefect server, each up (it said so); yields role → (process, its log). Killed after if still
+    running."""
+    from tests.support import free_port
+
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = {**os.environ, "SOP_DATABASE_URL": database, "SOP_PREFECT_POOL": f"split-{os.getpid()}",
+           "PREFECT_API_URL": stack.api_url, "NO_COLOR": "1", "COLUMNS": "300"}
+    Ledger(database).migrate()
+    commands = {role: [*SOP_COMMAND, role] for role in roles if role != "api"}
+    if "api" in roles:
+        commands["api"] = [str(Path(sys.executable).parent / "uvicorn"), "--factory",
+                           "flows.runtime.web:from_environment", "--host", "127.0.0.1", "--port", str(free_port())]
+    says_up = {"executor": "running flow runs", "pager": "delivering the outbox", "timers": "timer service",
+               "nudger": "sweeping", "api": "Application startup complete"}
+    started = {}
+    try:
+        for role, argv in commands.items():
+            log = tmp_path / f"{role}.log"
+            with open(log, "wb") as out:
+                started[role] = (subprocess.Popen(argv, env=env, cwd=project, stdout=out, stderr=subprocess.STDOUT), log)
+        for role, (_, log) in started.items():
+            wait_for(lambda log=log, role=role: says_up[role] in log.read_text(), 120, f"{role} to start",
+                     explain=log.read_text)
+        yield started
+    finally:
+        for process, _ in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def test_each_split_process_stops_on_sigterm_within_seconds_saying_so_in_one_line(stack, project, tmp_path):
     """docs/team.md's processes, each sent SIGTERM once up: every `sop` one exits 0 within seconds with one line saying
     it stopped and how long that took; the API (uvicorn) finishes its shutdown, then ends by the SIGTERM it was sent,
     which systemd counts as a clean stop (a shell shows it as status 143)."""
-    from tests.support import free_port
-
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
-    env = {**os.environ, "SOP_DATABASE_URL": database, "SOP_PREFECT_POOL": f"stops-{os.getpid()}",
-           "PREFECT_API_URL": stack.api_url, "NO_COLOR": "1", "COLUMNS": "300"}
-    Ledger(database).migrate()
-    port = free_port()
-    commands = {role: [*SOP_COMMAND, role] for role in ("executor", "pager", "timers", "nudger")}
-    commands["api"] = [str(Path(sys.executable).parent / "uvicorn"), "--factory", "flows.runtime.web:from_environment",
-                       "--host", "127.0.0.1", "--port", str(port)]
-    says_up = {"executor": "running flow runs", "pager": "delivering the outbox", "timers": "timer service",
-               "nudger": "sweeping", "api": "Application startup complete"}
-    logs = {role: tmp_path / f"{role}.log" for role in commands}
-    started = {}
-    for role, argv in commands.items():
-        with open(logs[role], "wb") as out:
-            started[role] = subprocess.Popen(argv, env=env, cwd=project, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        for role in commands:
-            wait_for(lambda role=role: says_up[role] in logs[role].read_text(), 120, f"{role} to start",
-                     explain=lambda role=role: logs[role].read_text())
+    roles = ("executor", "pager", "timers", "nudger", "api")
+    with _split_processes(stack, project, tmp_path, roles) as started:
         took = {}
-        for role, process in started.items():
+        for role, (process, _) in started.items():
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
             took[role] = time.monotonic() - signalled
-    finally:
-        for process in started.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    said = {role: log.read_text() for role, log in logs.items()}
+    said = {role: log.read_text() for role, (_, log) in started.items()}
     for role in ("executor", "pager", "timers", "nudger"):
         stopped = [line for line in said[role].splitlines() if " stopped in " in line]
-        assert started[role].returncode == 0 and len(stopped) == 1 and stopped[0].startswith(f"{role}: "), said[role]
+        assert started[role][0].returncode == 0 and len(stopped) == 1 and stopped[0].startswith(f"{role}: "), said[role]
         assert took[role] < 5.0, f"{role} took {took[role]:.1f} s to stop:\n{said[role]}"
-    assert started["api"].returncode == -signal.SIGTERM, said["api"]
+    assert started["api"][0].returncode == -signal.SIGTERM, said["api"]
     assert said["api"].index("Application shutdown complete") < said["api"].index("Finished server process")
     assert took["api"] < 5.0 and "Traceback" not in said["api"], said["api"]
+
+
+def test_each_split_process_reloads_sops_and_config_on_sighup_or_says_why_not(stack, project, tmp_path):
+    """SIGHUP to the executor, the timer service and the nudger (the pager's own test checks a page's new contact,
+    tests/engine/test_outbox.py): each says it reloaded and runs on; with a config/ broken by a typo, each says in
+    one line that the reload is refused and why, and runs on what it had; SIGTERM still stops each cleanly."""
+    roles = ("executor", "timers", "nudger")
+    people = project / "config" / "people.yaml"
+    text = people.read_text()
+    with _split_processes(stack, project, tmp_path, roles) as started:
+        for process, _ in started.values():
+            process.send_signal(signal.SIGHUP)
+        for role, (_, log) in started.items():
+            wait_for(lambda log=log, role=role: f"{role}: reloaded sops/ and config/" in log.read_text(), 60,
+                     f"{role} to say it reloaded", explain=log.read_text)
+        try:
+            people.write_text(text.replace("  tom-becker:\n", "  tom-becker:\n    nmae: typo\n"))
+            for process, _ in started.values():
+                process.send_signal(signal.SIGHUP)
+            for role, (_, log) in started.items():
+                wait_for(lambda log=log: "reload refused" in log.read_text(), 60, f"{role} to refuse the broken config",
+                         explain=log.read_text)
+        finally:
+            people.write_text(text)  # the package's other tests share this project
+        for process, log in started.values():
+            assert process.poll() is None, log.read_text()
+            refused = [line for line in log.read_text().splitlines() if "reload refused" in line]
+            assert len(refused) == 1 and "people.yaml" in refused[0] and "nmae" in refused[0], log.read_text()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0, log.read_text()
