@@ -400,6 +400,8 @@ class Stack:
         gate = app.state.gate
         inactive = ", ".join(f"{name} ({reason})" for name, reason in gate.inactive.items())
         self.progress(f"API tokens: {len(gate.tokens)} active" + (f"; inactive: {inactive}" if inactive else ""))
+        for warning in gate.warnings:
+            self.progress(f"warning: {warning}")
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
