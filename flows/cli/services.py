@@ -171,6 +171,16 @@ def deploy() -> None:
                       "when it has, or why not)")
 
 
+def _served_library() -> Any:
+    """The library a `sop serve` handed down to this child (the one its other parts run), else sops/ and config/."""
+    from flows.runtime.handed import NotHandedDown, handed_down
+
+    try:
+        return handed_down() or library()
+    except NotHandedDown as exc:
+        fail(str(exc))
+
+
 def _say(role: str) -> Any:
     """What a service process says, one line on stderr after its name (``pager: reloaded …``)."""
     from rich.markup import escape
@@ -196,7 +206,7 @@ def executor(
     from flows.runtime.reload import Signals, reload_into
 
     signals = Signals()  # first: a SIGHUP while it starts is a reload once it runs, not its end
-    lib = library()
+    lib = _served_library()
     api_url, auth = _prefect(lib)
     if auth:
         os.environ["PREFECT_API_AUTH_STRING"] = auth
@@ -286,7 +296,7 @@ def pager(
     if poll <= 0:
         fail(f"--poll must be above zero, got {poll}")
     signals = Signals()  # looked at between two looks at the outbox (--poll apart at most)
-    lib = library()
+    lib = _served_library()
     engine = runtime.engine(library=lib, prefect=False, background_pages=True, pager_process=True)
     drainer = Drainer(engine, poll=poll)
     err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {shown(engine.ledger.url)}")

@@ -484,3 +484,56 @@ def test_each_split_process_reloads_sops_and_config_on_sighup_or_says_why_not(st
             assert len(refused) == 1 and "people.yaml" in refused[0] and "nmae" in refused[0], log.read_text()
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0, log.read_text()
+
+
+def test_after_a_reload_that_failed_the_pager_runs_the_library_the_rest_of_sop_serve_went_back_to(
+        stack, database, repo_root, tmp_path, monkeypatch):
+    """`sop serve` reloads on files that validate (Zhang Min has a new contact, and the API a port that is taken),
+    cannot start on them and goes back to the library loaded before. Its pager, a child process started again then,
+    runs that library too, as the API and the timers in `sop serve`'s own process do: the next page reaches Zhang
+    Min's contact loaded before, not the one in the files the stack went back from."""
+    import socket
+
+    from flows.runtime.serve import Stack
+    from tests.engine.conftest import records
+
+    root = make_project(repo_root, tmp_path / "site", only=("t-approval",))
+    settings, people = root / "config" / "settings.yaml", root / "config" / "people.yaml"
+    port = free_port()
+    settings.write_text(settings.read_text().replace("port: 8000", f"port: {port}"))
+    inbox = root / "var" / "inbox"
+    for name, value in {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
+                        "SOP_INBOX_DIR": str(inbox), "SOP_PREFECT_POOL": f"back-{os.getpid()}"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SOP_API_PORT", raising=False)
+    monkeypatch.delenv("ZHANG_MIN_URL", raising=False)
+    served = Stack(root=root, api_url=stack.api_url, workers=0)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        served.start()
+        people.write_text(people.read_text().replace('"${ZHANG_MIN_URL:-inbox://zhang-min}"', '"inbox://zhang-min-new"'))
+        settings.write_text(settings.read_text().replace(f"port: {port}", f"port: {taken.getsockname()[1]}"))
+        assert served.reload() is False  # "reload failed": the API cannot listen; back on the library loaded before
+        assert served.library.site.people["zhang-min"].contacts == ["${ZHANG_MIN_URL:-inbox://zhang-min}"]
+
+        from flows.ledger.schema import pagers
+
+        [pager] = [c for c in served.children if c.name == "pager"]
+
+        def pager_up() -> bool:  # until it beats, sop serve's own process delivers its pages itself
+            with served.engine.ledger.read() as conn:
+                return pager.process.pid in conn.execute(sa.select(pagers.c.pid)).scalars().all()
+
+        wait_for(pager_up, 60, "the pager started again after the reload to beat", explain=pager.log.read_text)
+        run_id = served.engine.start("t-approval", {}, initiator="li-wei").run_id
+        wait_for(lambda: [r for r in records(served.engine, run_id, "notification")
+                          if r["data"].get("notification") == "run_started"], 60, "the pager to send the first page")
+        assert not (inbox / "zhang-min-new.jsonl").exists(), "the pager ran the files sop serve went back from"
+        assert (inbox / "zhang-min.jsonl").exists()
+    finally:
+        taken.close()
+        served.stop()
+        if served.engine is not None:
+            served.engine.pager.close()
