@@ -42,8 +42,9 @@ def _answer(alerts: list[Alert], dispositions: list[Disposition]) -> dict[str, A
     return {"alerts": len(alerts), **summary(dispositions)}
 
 
-ALERTMANAGER = Webhook(f"{router.prefix}/alertmanager", _alerts(alertmanager.parse), Intake.alerts, _answer)
-GRAFANA = Webhook(f"{router.prefix}/grafana", _alerts(grafana.parse), Intake.alerts, _answer)
+ALERTMANAGER = Webhook(f"{router.prefix}/alertmanager", "alertmanager", _alerts(alertmanager.parse), Intake.alerts,
+                       _answer)
+GRAFANA = Webhook(f"{router.prefix}/grafana", "grafana", _alerts(grafana.parse), Intake.alerts, _answer)
 
 
 @router.post(
@@ -54,12 +55,14 @@ GRAFANA = Webhook(f"{router.prefix}/grafana", _alerts(grafana.parse), Intake.ale
 async def alertmanager_webhook(request: Request) -> dict[str, Any]:
     """Alertmanager's webhook (``webhook_configs``): firing alerts start or attach runs, resolved ones are recorded.
 
-    Roles: monitor. Point a receiver here with ``http_config.authorization.credentials`` set to the token.
+    Roles: monitor, its ``sources`` naming alertmanager (or none). Point a receiver here with
+    ``http_config.authorization.credentials`` set to the token.
     """
     return await request.app.state.webhooks.answer(ALERTMANAGER, request)
 
 
 @router.post("/grafana", openapi_extra=docs.body(grafana.GrafanaPayload, GRAFANA.roles), dependencies=[BEARER])
 async def grafana_webhook(request: Request) -> dict[str, Any]:
-    """Grafana alerting's webhook contact point (legacy dashboard alerts are taken too). Roles: monitor."""
+    """Grafana alerting's webhook contact point (legacy dashboard alerts are taken too). Roles: monitor, its
+    ``sources`` naming grafana (or none); signed when the token has ``hmac``."""
     return await request.app.state.webhooks.answer(GRAFANA, request)

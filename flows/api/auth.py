@@ -10,7 +10,7 @@ Roles and what they may do:
 operator    start runs, cancel, report on any step (for any person), read
 responder   report on steps assigned to its person or their roles, read
 auditor     read
-monitor     post alerts (Alertmanager, Grafana), events and metrics
+monitor     post alerts (Alertmanager, Grafana), events and metrics: those of its ``sources``
 =========== ===========================================================
 
 Operators and responders act as their token's ``person`` (:meth:`Principal.acting`).
@@ -81,6 +81,8 @@ class ActiveToken:
     secret: bytes
     hmac: HmacCheck | None = None
     hmac_secret: bytes | None = None
+    #: a monitor token's endpoints (``tokens.NAME.sources``); None: every one
+    sources: tuple[str, ...] | None = None
 
 
 #: the shortest secret a token (or its HMAC) may have, in bytes
@@ -144,12 +146,18 @@ class Gate:
                     continue
                 secrets[f"tokens.{name}.hmac"] = (token.hmac.env, hmac_secret.decode())
             secrets[f"tokens.{name}"] = (token.env, secret)
+            sources = tuple(token.sources) if token.sources is not None else None
             self.tokens.append(
-                ActiveToken(Principal(name, token.role, token.person), secret.encode(), token.hmac, hmac_secret)
+                ActiveToken(Principal(name, token.role, token.person), secret.encode(), token.hmac, hmac_secret,
+                            sources)
             )
         problems = check_secrets(secrets)
         if problems:
             raise SecretsRefused(problems)
+        #: what the tokens allow that the site may not mean (a monitor token posting anywhere), said at the start
+        self.warnings = list(site.token_warnings().values())
+        for warning in self.warnings:
+            log.warning("event=api_token_unscoped %s", warning)
         for name, reason in self.inactive.items():
             log.info("event=api_token_inactive token=%s reason=%r", name, reason)
         log.info("event=api_tokens active=%d inactive=%d", len(self.tokens), len(self.inactive))
@@ -201,6 +209,19 @@ class Gate:
                 f"token `{token.principal.token}` has role {role}; this endpoint needs {' or '.join(roles)}",
                 "header.authorization",
             )
+
+    @staticmethod
+    def authorize_source(token: ActiveToken, source: str) -> None:
+        """403 unless the token may post to the monitoring endpoint ``source`` (its ``sources``; all without)."""
+        if token.sources is None or source in token.sources:
+            return
+        name = token.principal.token
+        raise ApiError(
+            403,
+            f"token `{name}` posts to {', '.join(token.sources)} (tokens.{name}.sources), not to {source}: "
+            f"give {source}'s sender a token of its own with `sources: [{source}]`",
+            "header.authorization",
+        )
 
     def verify_signature(self, token: ActiveToken, headers: Mapping[str, str], body: bytes) -> None:
         """401 unless the body carries the token's HMAC signature (when the token has one configured)."""

@@ -25,10 +25,11 @@ def _answer(event: Event, dispositions: list[Disposition]) -> dict[str, Any]:
     return summary(dispositions)
 
 
-EVENT = Webhook(router.prefix, _parse, Intake.event, _answer)
+EVENT = Webhook(router.prefix, "events", _parse, Intake.event, _answer)
 
 
 @router.post("", openapi_extra=docs.body(events.EventPayload, EVENT.roles), dependencies=[BEARER])
 async def post_event(request: Request) -> dict[str, Any]:
-    """An event: SOPs whose ``event:`` trigger has this name (and whose ``match`` fits) start or attach. Roles: monitor."""
+    """An event: SOPs whose ``event:`` trigger has this name (and whose ``match`` fits) start or attach. Roles: monitor
+    (its ``sources`` naming events, or none)."""
     return await request.app.state.webhooks.answer(EVENT, request)

@@ -25,10 +25,11 @@ def _answer(samples: list[Sample], dispositions: list[Disposition]) -> dict[str,
     return {"samples": len(samples), **summary(dispositions)}
 
 
-SAMPLES = Webhook(router.prefix, _parse, Intake.samples, _answer)
+SAMPLES = Webhook(router.prefix, "metrics", _parse, Intake.samples, _answer)
 
 
 @router.post("", openapi_extra=docs.body(metrics.MetricsPayload, SAMPLES.roles), dependencies=[BEARER])
 async def post_samples(request: Request) -> dict[str, Any]:
-    """Samples with timestamps (all stored, or none); rules that fire start or attach runs. Roles: monitor."""
+    """Samples with timestamps (all stored, or none); rules that fire start or attach runs. Roles: monitor
+    (its ``sources`` naming metrics, or none)."""
     return await request.app.state.webhooks.answer(SAMPLES, request)

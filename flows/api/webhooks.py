@@ -1,7 +1,8 @@
 """The webhook pipeline: what answers monitoring's ``POST``, one small stage per method.
 
     stage             what it does                                          refuses     with
-    authenticate      bearer token → a principal whose role may post here   401 / 403   auth.Gate
+    authenticate      bearer token → a principal whose role and sources     401 / 403   auth.Gate
+                      may post here
     read body         the raw bytes (BodyLimit, in front, has refused 413)  400
     verify signature  the token's HMAC over the body, when it has one       401         auth.Gate
     parse             body → alerts, an event or samples                    400 / 422   flows.triggers parsers
@@ -49,6 +50,8 @@ class Webhook(Generic[Signals]):
     """
 
     path: str
+    #: which monitoring endpoint it is, as a monitor token's ``sources`` name it (config.MONITOR_SOURCES)
+    source: str
     parse: Callable[[bytes], Signals]
     intake: Callable[[Intake, Signals, str], list[Disposition]]
     summarize: Callable[[Signals, list[Disposition]], dict[str, Any]]
@@ -74,8 +77,11 @@ class WebhookPipeline:
             return webhook.summarize(signals, dispositions)
 
     def authenticate(self, webhook: Webhook[Any], request: Request) -> ActiveToken:
-        """The request's token, its role one that may post here (401 / 403); before anything reads the body."""
-        return self.gate.admit(request, webhook.roles)
+        """The request's token, its role and its sources ones that may post here (401 / 403); before anything reads
+        the body."""
+        token = self.gate.admit(request, webhook.roles)
+        self.gate.authorize_source(token, webhook.source)
+        return token
 
     @staticmethod
     async def read_body(request: Request) -> bytes:

@@ -52,8 +52,31 @@ def validate(
         err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) "
                           f"({sops} SOP file(s), {configs} config file(s) checked in {elapsed:.2f}s)")
         raise typer.Exit(1)
+    for warning in _token_warnings(config_dir) if configs else []:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if not quiet:
         console.print(f"[green]✓[/] {sops} SOP file(s) and {configs} config file(s) valid ({elapsed:.2f}s)")
+
+
+def _token_warnings(config_dir: Path) -> list[str]:
+    """What the site's API tokens allow that it may not mean (a monitor token posting to every endpoint), each at
+    the file, line and column of its token."""
+    from flows.language.library import load_site
+    from flows.language.loader import read_document, yaml_files
+
+    docs = [doc for doc, _ in map(read_document, yaml_files([config_dir])) if doc is not None]
+    site, _ = load_site(docs)
+    if site is None:
+        return []
+    found = []
+    for name, warning in site.token_warnings().items():
+        doc = next((d for d in docs if name in ((d.data or {}).get("tokens") or {})), None)
+        if doc is None:
+            found.append(warning)
+            continue
+        line, column = doc.where(("tokens", name), prefer_key=True)
+        found.append(f"{doc.file}:{line}:{column}: {warning}")
+    return found
 
 
 def _away_errors(config_dir: Path, days: int) -> list[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,6 +47,14 @@ def _unreachable(api_url: str, exc: Exception) -> None:
              "PREFECT_API_AUTH_STRING must be the server's PREFECT_SERVER_API_AUTH_STRING (user:password)")
     fail(f"cannot reach the Prefect server at {api_url}: {short(exc)}",
          "start it (`sop serve` starts one), or set PREFECT_API_URL / settings.prefect.api_url")
+
+
+def _stopped(role: str, name: str, stop: Any, what: str) -> None:
+    """The one line a service process writes at its stop, beside the one it wrote at its start: how long the stop
+    took from the signal (SIGTERM or Ctrl-C), and what it leaves."""
+    since = getattr(stop, "at", None)
+    took = f" in {time.monotonic() - since:.1f} s" if since is not None else ""
+    err_console.print(f"[dim]{role}:[/] {name} stopped{took} ({what})", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -162,6 +171,23 @@ def deploy() -> None:
                       "when it has, or why not)")
 
 
+def _served_library() -> Any:
+    """The library a `sop serve` handed down to this child (the one its other parts run), else sops/ and config/."""
+    from flows.runtime.handed import NotHandedDown, handed_down
+
+    try:
+        return handed_down() or library()
+    except NotHandedDown as exc:
+        fail(str(exc))
+
+
+def _say(role: str) -> Any:
+    """What a service process says, one line on stderr after its name (``pager: reloaded …``)."""
+    from rich.markup import escape
+
+    return lambda message: err_console.print(f"[dim]{role}:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
 @app.command()
 def executor(
     slots: Annotated[int | None, typer.Option(min=1, max=256, help="flow runs at once (default: settings.prefect.concurrency)")] = None,
@@ -171,40 +197,56 @@ def executor(
     """Run the SOPs' flow runs in this process: automated steps start at once, no process per run.
 
     Any number may run (each takes a flow run once). SIGTERM or Ctrl-C: take no more, let the runs in hand
-    finish or suspend (at most 30 s), then stop.
+    finish or suspend (at most 30 s), then stop. SIGHUP: read sops/ and config/ again for the flow runs taken from
+    then on (when they do not validate, go on with those loaded before, saying why).
     """
     from flows import runtime
     from flows.prefect.executor import Executor
     from flows.prefect.names import pool_name
-    from flows.runtime.shutdown import on_sigterm
+    from flows.runtime.reload import Signals, reload_into
 
-    lib = library()
+    signals = Signals()  # first: a SIGHUP while it starts is a reload once it runs, not its end
+    lib = _served_library()
     api_url, auth = _prefect(lib)
     if auth:
         os.environ["PREFECT_API_AUTH_STRING"] = auth
     engine = runtime.engine(library=lib, prefect=False)
     worker = Executor(lib, engine.ledger, api_url, pool_name(lib), slots=slots or lib.site.settings.prefect.concurrency,
                       poll=poll, auth_string=auth, name=name)
-    stop = on_sigterm()
-    err_console.print(f"[dim]executor:[/] {worker.name} running flow runs of pool {worker.pool} ({worker.slots} at once)")
+    say = _say("executor")
+
+    def reload() -> None:  # between two looks at the queue: the flow runs in hand go on
+        if signals.hangup.take():
+            reload_into(lib.root, worker.use_library, say)
+
+    stop = signals.terminated
+    say(f"{worker.name} running flow runs of pool {worker.pool} ({worker.slots} at once)")
     try:
-        worker.run(stop)
+        worker.run(stop, between=reload)
     except KeyboardInterrupt:
-        pass
+        stop.set()  # Ctrl-C ends the loop at once: no drain
     except Exception as exc:
         if not _refused_us(exc):
             raise
         _unreachable(api_url, exc)  # a wrong auth string: one line, not the client's traceback
     finally:
         engine.pager.close()
-    if worker.in_flight():
-        # flow runs still in hand after the drain (Prefect away, a step that does not end): go now and leave them
-        # Running for the rescue. A normal exit waits on their threads, then fails them (the interpreter's shutdown
-        # refuses their tasks), and a failed flow run costs its run one of its few replacements.
+    left = worker.in_flight()
+    _stopped("executor", worker.name, stop, f"{worker.started} flow run(s) run; {worker.put_back} put back in their "
+             f"queue before a step's next attempt; {len(left)} still running, left to a nudger's rescue")
+    if left or worker.put_back:
+        # threads still hold flow runs (an attempt that did not end, or one held back at the stop): go now. A normal
+        # exit waits on their threads, then fails them (the interpreter's shutdown refuses their tasks), and a failed
+        # flow run costs its run one of its few replacements.
         import logging
 
         logging.shutdown()
         os._exit(0)
+
+
+def _closed(old: Any, new: Any) -> None:
+    """A reloaded service's engine hands over: the pages the old one has in flight are delivered."""
+    old.pager.close()
 
 
 @app.command()
@@ -214,20 +256,24 @@ def nudger(
                                                 "with no executor behind it before it is queued again")] = 15.0,
 ) -> None:
     """Keep every open run's flow run alive: resume flagged runs, create missing flow runs, replace crashed
-    ones, requeue those a dead executor left. Any number may run."""
+    ones, requeue those a dead executor left. Any number may run. SIGHUP: read sops/ and config/ again."""
     from flows import runtime
+    from flows.engine.outbox import process_name
     from flows.prefect.nudger import Nudger
-    from flows.runtime.shutdown import on_sigterm
+    from flows.runtime.reload import Signals, serve_reloading
 
-    engine = runtime.engine(library=library())
-    stop = on_sigterm()
+    signals = Signals()
+    lib = library()
+    engine = runtime.engine(library=lib)
     err_console.print(f"[dim]nudger:[/] sweeping every {sweep_every:g}s")
     try:
-        Nudger(engine.launcher, sweep_every=sweep_every, grace=rescue_grace).run(stop)
-    except KeyboardInterrupt:
-        pass
+        engine = serve_reloading(
+            signals, engine, lib.root, lambda new: runtime.engine(library=new, migrate=False),
+            lambda part, stop: Nudger(part.launcher, sweep_every=sweep_every, grace=rescue_grace).run(stop),
+            _closed, _say("nudger"))
     finally:
         engine.pager.close()
+    _stopped("nudger", process_name(), signals, "resumes, launches and rescues left to the other nudgers or its restart")
 
 
 @app.command()
@@ -239,25 +285,36 @@ def pager(
     `sop serve` starts one. Run one beside API processes started on their own
     (`uvicorn --factory flows.runtime.web:from_environment`): while a pager process is alive,
     the API and the timer service only queue their pages, and this process renders and
-    delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered.
+    delivers them. SIGTERM or Ctrl-C stops it after the pages in hand are delivered. SIGHUP reads
+    sops/ and config/ again: the next pages go to the contacts config/ gives then.
     """
     from flows import runtime
     from flows.engine.outbox import Drainer
     from flows.ledger.url import shown
-    from flows.runtime.shutdown import on_sigterm
+    from flows.runtime.reload import Signals, serve_reloading
 
     if poll <= 0:
         fail(f"--poll must be above zero, got {poll}")
-    engine = runtime.engine(library=library(), prefect=False, background_pages=True, pager_process=True)
-    stop = on_sigterm()  # looked at between two looks at the outbox (--poll apart at most)
+    signals = Signals()  # looked at between two looks at the outbox (--poll apart at most)
+    lib = _served_library()
+    engine = runtime.engine(library=lib, prefect=False, background_pages=True, pager_process=True)
     drainer = Drainer(engine, poll=poll)
     err_console.print(f"[dim]pager:[/] {drainer.name} delivering the outbox of {shown(engine.ledger.url)}")
+
+    def serve(part: Any, stop: Any) -> None:
+        drainer.use(part)  # the heartbeat goes on across a reload: no moment without a pager
+        drainer.serve(stop)
+
     try:
-        drainer.run(stop)
-    except KeyboardInterrupt:
-        pass
+        engine = serve_reloading(
+            signals, engine, lib.root,
+            lambda new: runtime.engine(library=new, prefect=False, background_pages=True, pager_process=True,
+                                       migrate=False),
+            serve, _closed, _say("pager"))
     finally:
+        drainer.hand_over()
         engine.pager.close()
+    _stopped("pager", drainer.name, signals, f"{drainer.claimed} page(s) claimed since its start")
 
 
 @app.command()
@@ -265,25 +322,35 @@ def timers(
     seconds: Annotated[float | None, typer.Option("--for", help="stop after this many seconds (default: until Ctrl-C)")] = None,
 ) -> None:
     """Run only the timer service (team mode: any number of them; each firing is fenced). SIGTERM or Ctrl-C
-    stops it between two firings."""
+    stops it between two firings. SIGHUP reads sops/ and config/ again (the next escalation reaches the on-call
+    config/ gives then)."""
     import threading
 
     from flows import runtime
     from flows.engine.timers import TimerService
-    from flows.runtime.shutdown import on_sigterm
+    from flows.runtime.reload import Signals, serve_reloading
 
-    engine = runtime.engine(library=library())
-    stop = on_sigterm()
-    service = TimerService(engine)
+    signals = Signals()
+    lib = library()
+    service = TimerService(runtime.engine(library=lib))
+    fired = 0
     if seconds is not None:
-        ends = threading.Timer(seconds, stop.set)
+        ends = threading.Timer(seconds, signals.set)
         ends.daemon = True  # Ctrl-C before --for is over ends the process now, not when the timer would have
         ends.start()
     console.print(f"timer service {service.name} running")
+
+    def swap(old: TimerService, new: TimerService) -> None:
+        nonlocal fired
+        fired += old.fired_count
+        _closed(old.engine, new.engine)
+
     try:
-        service.run(stop)  # type: ignore[arg-type]  # the SIGTERM flag waits like an Event
-    except KeyboardInterrupt:
-        stop.set()
+        service = serve_reloading(
+            signals, service, lib.root,
+            lambda new: TimerService(runtime.engine(library=new, migrate=False), name=service.name),
+            lambda part, stop: part.run(stop),  # type: ignore[arg-type]  # the signals wait like an Event
+            swap, _say("timers"))
     finally:
-        engine.pager.close()
-    console.print(f"fired {service.fired_count} timer(s)")
+        service.engine.pager.close()
+    _stopped("timers", service.name, signals, f"fired {fired + service.fired_count} timer(s)")

@@ -281,25 +281,40 @@ class Drainer:
     def run(self, stop: Stopping) -> None:
         """Until ``stop`` is set (looked at between two looks at the outbox); then hand over:
         heartbeat removed, pages in hand delivered."""
-        next_beat = 0.0
         log.info("event=pager_started name=%s poll_ms=%d", self.name, int(self.poll * 1000))
         try:
-            while not stop.is_set():
-                if time.monotonic() >= next_beat:
-                    self._safely(self.heartbeat.beat)
-                    next_beat = time.monotonic() + BEAT_EVERY
-                try:
-                    got = self.drain_once()
-                    self.trouble.ok()
-                except Exception as exc:  # noqa: BLE001 - the next look runs; Outage logs it as it deserves
-                    self.bell.wait(self.trouble.failed(exc))
-                    continue
-                if got < self.batch:
-                    self.bell.wait(self.poll)
+            self.serve(stop)
         finally:
-            self._safely(self.heartbeat.forget)
-            self.bell.close()
-            log.info("event=pager_stopped name=%s claimed=%d", self.name, self.claimed)
+            self.hand_over()
+
+    def serve(self, stop: Stopping) -> None:
+        """Beat, claim and hand pages to the engine's pager until ``stop`` is set; may be called again (a reload
+        between two: :meth:`use`)."""
+        next_beat = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_beat:
+                self._safely(self.heartbeat.beat)
+                next_beat = time.monotonic() + BEAT_EVERY
+            try:
+                got = self.drain_once()
+                self.trouble.ok()
+            except Exception as exc:  # noqa: BLE001 - the next look runs; Outage logs it as it deserves
+                self.bell.wait(self.trouble.failed(exc))
+                continue
+            if got < self.batch:
+                self.bell.wait(self.poll)
+
+    def use(self, engine: Engine) -> None:
+        """Claim and render with ``engine`` from now on (``config/`` reloaded: its people's contacts), between two
+        calls of :meth:`serve`: the heartbeat goes on, so the other processes never see this pager gone."""
+        self.engine, self.pager = engine, engine.pager
+        self.heartbeat.ledger = engine.ledger
+
+    def hand_over(self) -> None:
+        """Heartbeat removed (the others deliver their own pages again at once), doorbell closed."""
+        self._safely(self.heartbeat.forget)
+        self.bell.close()
+        log.info("event=pager_stopped name=%s claimed=%d", self.name, self.claimed)
 
     def drain_once(self) -> int:
         """Claim what is claimable and hand it to the pager; returns how many pages."""

@@ -269,6 +269,9 @@ class Settings(Strict):
 
 
 API_ROLES = ("operator", "responder", "auditor", "monitor")
+#: the monitoring endpoints a monitor token may post to: ``POST /v1/alerts/alertmanager``, ``/v1/alerts/grafana``,
+#: ``/v1/events``, ``/v1/metrics``
+MONITOR_SOURCES = ("alertmanager", "grafana", "events", "metrics")
 
 
 class HmacCheck(Strict):
@@ -301,6 +304,23 @@ class ApiToken(Strict):
     role: Literal["operator", "responder", "auditor", "monitor"]
     person: str | None = None
     hmac: HmacCheck | None = None
+    sources: list[Literal["alertmanager", "grafana", "events", "metrics"]] | None = Field(
+        default=None, description="a monitor token: the monitoring endpoints it may post to (alertmanager, grafana, "
+                                  "events, metrics); left out, every one (a warning says so)")
+
+    @model_validator(mode="after")
+    def _sources_are_a_monitors(self) -> ApiToken:
+        if self.sources is not None and self.role != "monitor":
+            raise self.field_error("sources", f"only a monitor token posts to monitoring endpoints: remove `sources` "
+                                              f"from this {self.role} token, or make it `role: monitor`")
+        if self.sources is not None and not self.sources:
+            raise self.field_error("sources", "a monitor token with no source could post nowhere: name at least one "
+                                              f"of {', '.join(MONITOR_SOURCES)}")
+        return self
+
+    def may_post_to(self, source: str) -> bool:
+        """Whether this token may post to the monitoring endpoint ``source`` (one of :data:`MONITOR_SOURCES`)."""
+        return self.role == "monitor" and (self.sources is None or source in self.sources)
 
     @model_validator(mode="after")
     def _acting_token_is_someone(self) -> ApiToken:
@@ -333,6 +353,17 @@ class Site(Strict):
             if not re.match(SLUG, name):
                 raise ValueError(f"name {name!r} must be a slug (lower-case letters, digits, dashes)")
         return value
+
+    def token_warnings(self) -> dict[str, str]:
+        """What the tokens allow that a site may not mean, by token name: a monitor token without ``sources`` may
+        post to every monitoring endpoint, Grafana's too, unsigned, whatever token Grafana itself was given."""
+        return {name: f"tokens.{name}: a monitor token without `sources` may post to every monitoring endpoint "
+                      f"({', '.join(MONITOR_SOURCES)})"
+                      + (", Grafana's too, unsigned" if token.hmac is None else "")
+                      + "; name the ones it posts to, e.g. "
+                      f"`sources: [{'grafana' if token.hmac is not None else 'alertmanager'}]` (docs/running.md, "
+                      "\"Which token posts where\")"
+                for name, token in self.tokens.items() if token.role == "monitor" and token.sources is None}
 
     def account_owner(self, account: str | None) -> str | None:
         """The person whose OS account ``account`` is (``os_users`` in config/people.yaml), None when nobody's."""

@@ -134,7 +134,7 @@ class RecordKind(StrEnum):
     FLOW_RUN_CREATED = "flow_run_created"
     FLOW_RUN_BOUND = "flow_run_bound"
     FLOW_RUN_GIVEN_UP = "flow_run_given_up"
-    FLOW_RUN_RESCUED = "flow_run_rescued"  # left Pending or Running by a dead executor: put back in its queue, once
+    FLOW_RUN_RESCUED = "flow_run_rescued"  # left Pending or Running by a dead or stopping executor: put back in its queue, once
     LAUNCH_GIVEN_UP = "launch_given_up"  # its flow run could not be created: no automated step will start
     STEP_SIMULATED = "step_simulated"  # a drill's http, command or notify step: what would have been sent, not sent
     RESUME_REFUSED = "resume_refused"  # a resume of a flow run the engine did not sign (the Prefect UI's form, a forged call)

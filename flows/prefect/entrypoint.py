@@ -22,6 +22,11 @@ def _warm_engine() -> None:
         pass
 
 
+def forget_flows() -> None:
+    """Build each flow again at its next use (``sop executor`` reloaded its library)."""
+    _cache.clear()
+
+
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)

@@ -44,6 +44,7 @@ from flows.ledger import Ledger
 from flows.ledger.schema import executors
 from flows.logfmt import kv
 from flows.prefect import inprocess
+from flows.prefect.attempts import ATTEMPTS
 from flows.prefect.launcher import short
 from flows.prefect.urgency import urgent
 
@@ -51,6 +52,11 @@ log = logging.getLogger("sop.executor")
 
 #: how often the executor tells Prefect it is alive (the work pool's "Workers" tab)
 PREFECT_BEAT_EVERY = 30.0
+#: seconds from SIGTERM that the flow runs in hand may take to reach a stopping point; with PUT_BACK_WAIT and the
+#: way out, a stop takes at most 30 s (docs/running.md, "Stopping"; the units give 60)
+DRAIN = 24.0
+#: seconds the flow runs let go at the stop may take to be put back in their queue
+PUT_BACK_WAIT = 3.0
 
 
 class Executor:
@@ -78,6 +84,8 @@ class Executor:
         self.heartbeat = Heartbeat(ledger, self.name, self.bell.address, table=executors,
                                    extra=lambda: {"flow_runs": json.dumps(self.in_flight())})
         self.started = 0
+        #: flow runs put back in their queue at the stop
+        self.put_back = 0
         #: the highest queue (its rank in :meth:`_queues`, 0 = first) where runs may be waiting for a thread, None when
         #: none waits: a ring for a run of that queue or one below only says "look", and the next free thread takes
         #: what Prefect's queues give first (priority, then age); a ring for a run of a queue above it is taken at once
@@ -100,10 +108,22 @@ class Executor:
             self.auth_string = self.auth_string()
         return self.auth_string
 
-    def run(self, stop: Stopping, *, drain: float = 30.0) -> None:
+    def use_library(self, library: Library) -> None:
+        """Run the flow runs taken from now on with ``library`` (``sop executor`` reloaded on SIGHUP); those in hand
+        go on with what they hold. The pool and the Prefect server stay those the executor started with."""
+        from flows.prefect import entrypoint, flow_run
+
+        flow_run.use_library(library)
+        entrypoint.forget_flows()  # each SOP's flow built again on it (a new SOP's, an edited one's parameters)
+        self.library = library
+
+    def run(self, stop: Stopping, *, drain: float = DRAIN, between: Callable[[], None] | None = None) -> None:
         """Take and run flow runs until ``stop`` is set; then take no more and let the runs in hand reach a
-        stopping point (finish or suspend) for at most ``drain`` seconds. What is still running then is
-        rescued by a nudger once this process has gone (:mod:`flows.prefect.rescue`)."""
+        stopping point (finish or suspend) for at most ``drain`` seconds from the stop (``stop.at``, SIGTERM's
+        instant, when it has one). A retry's wait is not waited for (:mod:`flows.prefect.attempts`): a flow run
+        between two attempts, or whose next attempt would start, is put back in its queue at once. What is still
+        busy at the drain's end (an attempt that did not end) is rescued by a nudger once this process has gone
+        (:mod:`flows.prefect.rescue`). ``between``: called between two looks (a reload)."""
         log.info(kv("event=executor_started", name=self.name, pool=self.pool, slots=self.slots))
         next_prefect_beat = 0.0
         look = True
@@ -117,6 +137,8 @@ class Executor:
             with inprocess.shared_client(self.api_url, self._auth()) as client:
                 try:
                     while not stop.is_set():
+                        if between is not None:
+                            self._safely("between", between)
                         now = time.monotonic()
                         if now >= next_prefect_beat:
                             self._safely("prefect_beat", lambda: self._prefect_beat(client))
@@ -136,22 +158,52 @@ class Executor:
                 finally:
                     # inside the client's block: the flow runs in hand report through it until they stop (once it
                     # closes, a run that suspends or finishes meanwhile fails with "the client has been closed")
-                    self._drain(drain)
+                    since = getattr(stop, "at", None)
+                    self._drain((since if since is not None else time.monotonic()) + drain)
+                    self._put_back(client, [key for key in self.in_flight() if ATTEMPTS.idle(key)])
         finally:
             left = self.in_flight()
             beating.set()
             beats.join(timeout=5)
-            if not left:
-                self._safely("forget", self.heartbeat.forget)  # else its beat names them for the rescue
+            if left:
+                self._safely("beat", self.heartbeat.beat)  # names only those still running: the rescue's
+            else:
+                self._safely("forget", self.heartbeat.forget)
             self.bell.close()
-            log.info(kv("event=executor_stopped", name=self.name, started=self.started, left=len(left)))
+            log.info(kv("event=executor_stopped", name=self.name, started=self.started, put_back=self.put_back,
+                        left=len(left)))
 
-    def _drain(self, seconds: float) -> None:
-        """Take no more; let the flow runs in hand reach a stopping point for at most ``seconds``."""
+    def _drain(self, deadline: float) -> None:
+        """Take no more, start no attempt; until ``deadline`` (monotonic), let the flow runs in hand reach a
+        stopping point, but not a retry's wait."""
+        ATTEMPTS.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + seconds
-        while self.in_flight() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while any(not ATTEMPTS.idle(key) for key in self.in_flight()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _put_back(self, client: Any, keys: list[str]) -> None:
+        """Put these flow runs (each waiting, here, for an attempt that will not start) back in their queue, for
+        another executor (or this one restarted) to run from the ledger; all in at most PUT_BACK_WAIT seconds, on a
+        thread: a Prefect server away leaves them to the nudger's rescue, without holding the stop."""
+        from flows.engine.store import RunStore
+        from flows.prefect.rescue import put_back
+
+        def move() -> None:
+            with self.ledger.read() as conn:
+                runs = RunStore.open_flow_runs(conn)
+            for key in keys:
+                flow_run = client.read_flow_run(UUID(key))
+                if key in runs and put_back(self.ledger, client, runs[key], flow_run,
+                                            f"{self.name} stopped before the step's next attempt; run again from "
+                                            "the ledger", by=self.name):
+                    self._release(key)
+                    ATTEMPTS.forget(key)
+                    self.put_back += 1
+
+        if keys:
+            mover = threading.Thread(target=lambda: self._safely("put_back", move), name="put-back", daemon=True)
+            mover.start()
+            mover.join(PUT_BACK_WAIT)
 
     def _prefect_beat(self, client: Any) -> None:
         """Tell Prefect this worker is alive and its queues are polled (the UI's "Workers" tab and queue status);
@@ -351,6 +403,7 @@ class Executor:
                 log.error(kv("event=flow_run_error", flow_run=key, error=short(exc)))
                 self._crashed(client, flow_run, exc)
         finally:
+            ATTEMPTS.forget(key)
             self._let_go(key)  # a thread is free: look at the queue now
 
     def _flow(self, client: Any, flow_run: Any) -> Any:

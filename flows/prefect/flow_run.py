@@ -30,6 +30,7 @@ from flows.language.library import Library
 from flows.language.steps import KINDS, StepContext, StepFailed
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
+from flows.prefect.attempts import ATTEMPTS
 from flows.prefect.names import RUN_TAG
 from flows.prefect.resume import ResumeTokens, pause_key, resume_input, resume_keys
 
@@ -56,9 +57,14 @@ def flow_run_library(sop_id: str | None = None) -> Library:
 
 
 def use_library(library: Library) -> None:
-    """Run every flow of this process on ``library`` (``sop executor``: the whole library, loaded once)."""
-    global _flow_run_library
+    """Run every flow of this process on ``library`` (``sop executor``: the whole library, loaded once, and again
+    at a reload): the engine is built again on it at its next use. A flow run under way keeps the engine it holds;
+    each run runs its pinned SOP text anyway."""
+    global _flow_run_library, _flow_run_engine, _resume_tokens
     with _flow_run_lock:
+        if _flow_run_library is not None and _flow_run_library is not library:
+            _flow_run_engine = None
+            _resume_tokens = None
         _flow_run_library = library
 
 
@@ -230,8 +236,19 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
     """Run one automated step (inside its Prefect task) and record its outcome.
 
     On the last failed attempt the flow records the failure; every attempt raises so that
-    Prefect retries with backoff.
+    Prefect retries with backoff. In a stopping executor no attempt starts (:mod:`flows.prefect.attempts`).
     """
+    from prefect.context import TaskRunContext
+
+    task_run = TaskRunContext.get()
+    if task_run is None:  # called outside Prefect's task engine: nothing to wait for
+        return _attempt(run_id, step_id)
+    retries_left = task_run.task_run.run_count <= task_run.task.retries  # run_count: this attempt's number
+    with ATTEMPTS.attempt(str(task_run.task_run.flow_run_id), retries_left):
+        return _attempt(run_id, step_id)
+
+
+def _attempt(run_id: str, step_id: str) -> dict[str, Any]:
     engine = flow_run_engine()
     if not engine.mark_running(run_id, step_id):
         return {"skipped": "already finished"}

@@ -77,25 +77,29 @@ def stranded(ledger: Ledger, client: Any, now: datetime | None = None,
 
 def rescue(ledger: Ledger, client: Any, now: datetime | None = None, grace: timedelta = GRACE) -> int:
     """Put every stranded flow run (:func:`stranded`) back in its queue; returns how many were moved."""
-    moved = 0
-    for run_id, flow_run in stranded(ledger, client, now, grace):
-        state = flow_run.state
-        if _claim(ledger, run_id, str(flow_run.id), str(state.id), state.type.value):
-            log.warning(kv("event=flow_run_rescued", run=run_id, flow_run=str(flow_run.id), state=state.type.value,
-                           since=state.timestamp.isoformat()))
-        try:
-            from prefect.states import Scheduled
-
-            client.set_flow_run_state(flow_run.id, Scheduled(name="Rescheduled",
-                                                             message="its executor stopped; run again from the ledger"),
-                                      force=True)
-            moved += 1
-        except Exception as exc:  # the next sweep moves it (no second record)
-            log.warning(kv("event=rescue_failed", run=run_id, flow_run=str(flow_run.id), error=str(exc)[:200]))
-    return moved
+    return sum(put_back(ledger, client, run_id, flow_run, "its executor stopped; run again from the ledger")
+               for run_id, flow_run in stranded(ledger, client, now, grace))
 
 
-def _claim(ledger: Ledger, run_id: str, flow_run_id: str, state_id: str, state: str) -> bool:
+def put_back(ledger: Ledger, client: Any, run_id: str, flow_run: Any, message: str, **data: Any) -> bool:
+    """Put a flow run with nothing behind it back in its queue (Scheduled, "Rescheduled"), recording
+    ``flow_run_rescued`` once for the state it was left in (``data``: what the record adds, e.g. the stopping
+    executor that let it go); True when moved. A move that fails is logged, and left to the next sweep."""
+    state = flow_run.state
+    if _claim(ledger, run_id, str(flow_run.id), str(state.id), state.type.value, **data):
+        log.warning(kv("event=flow_run_rescued", run=run_id, flow_run=str(flow_run.id), state=state.type.value,
+                       since=state.timestamp.isoformat(), **data))
+    try:
+        from prefect.states import Scheduled
+
+        client.set_flow_run_state(flow_run.id, Scheduled(name="Rescheduled", message=message), force=True)
+        return True
+    except Exception as exc:  # the next sweep moves it (no second record)
+        log.warning(kv("event=rescue_failed", run=run_id, flow_run=str(flow_run.id), error=str(exc)[:200]))
+        return False
+
+
+def _claim(ledger: Ledger, run_id: str, flow_run_id: str, state_id: str, state: str, **data: Any) -> bool:
     """Write ``flow_run_rescued`` for this stranded state unless it is written already; True when written here."""
     with ledger.transaction() as tx:
         earlier = tx.conn.execute(sa.select(records.c.data).where(
@@ -103,5 +107,5 @@ def _claim(ledger: Ledger, run_id: str, flow_run_id: str, state_id: str, state: 
         if any(json.loads(data).get("state_id") == state_id for data in earlier):
             return False
         RunStore(tx).record(RecordKind.FLOW_RUN_RESCUED, run_id, flow_run_id=flow_run_id, state_id=state_id,
-                            state=state)
+                            state=state, **data)
     return True

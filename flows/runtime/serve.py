@@ -48,6 +48,7 @@ from flows.logfmt import kv
 from flows.prefect import server as prefect_server
 from flows.prefect.launcher import short
 from flows.prefect.names import AUTH_ENV, AUTH_FILE, pool_name
+from flows.runtime.handed import hand_down
 from flows.runtime.shutdown import Hangup
 
 log = logging.getLogger("sop.serve")
@@ -286,6 +287,7 @@ class Stack:
         """Start the stack; raises StackError with the log to read when a part fails."""
         self.root = Path(self.root).resolve()
         self.library = self.library or runnable_library(self.root)
+        handed = hand_down(self.root, self.library)  # the pager and the executors run this library, not the files
         settings = self.library.site.settings
         given = self.api_url or os.environ.get("PREFECT_API_URL") or settings.prefect.api_url
         server: Child | None = None
@@ -315,7 +317,8 @@ class Stack:
             os.environ[AUTH_ENV] = auth
         self.engine = runtime.engine(self.root, library=self.library, background_pages=True)
         if self.pager:  # pages queued by any process of the stack are rendered and delivered there
-            self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root)}, restart=True)
+            self._spawn("pager", [sys.executable, "-m", "flows", "pager"], {"SOP_HOME": str(self.root), **handed},
+                        restart=True)
             self.progress("pager process started")
         if self.timers:  # timers need only the ledger: deadlines that passed while we were down fire now
             service, stopped = TimerService(self.engine), self._stop
@@ -340,7 +343,7 @@ class Stack:
         for i in range(executors):
             self._spawn(f"executor-{i + 1}", [sys.executable, "-m", "flows", "executor", "--name",
                                               f"executor-{i + 1}-{os.getpid()}"],
-                        {**env, "PREFECT_API_URL": self.api_url}, restart=True)
+                        {**env, "PREFECT_API_URL": self.api_url, **handed}, restart=True)
         if executors:
             self.progress(f"{executors} executor process(es) started ({settings.prefect.concurrency} flow runs each)")
         self.check()
@@ -400,6 +403,8 @@ class Stack:
         gate = app.state.gate
         inactive = ", ".join(f"{name} ({reason})" for name, reason in gate.inactive.items())
         self.progress(f"API tokens: {len(gate.tokens)} active" + (f"; inactive: {inactive}" if inactive else ""))
+        for warning in gate.warnings:
+            self.progress(f"warning: {warning}")
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

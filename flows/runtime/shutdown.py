@@ -19,19 +19,23 @@ from typing import Any
 
 
 class Terminated:
-    """Set by SIGTERM (an attribute written, nothing else); reads like ``threading.Event.is_set``."""
+    """Set by SIGTERM (attributes written, nothing else); reads like ``threading.Event.is_set``. ``at``: when
+    (``time.monotonic()``), so that a process's stop is bounded from the signal, not from when its loop noticed."""
 
     def __init__(self) -> None:
         self.signalled = False
+        self.at: float | None = None
 
     def __call__(self, signum: int, frame: Any) -> None:
-        self.signalled = True
+        self.set()
 
     def is_set(self) -> bool:
         return self.signalled
 
     def set(self) -> None:
         """Stop as SIGTERM would (a ``--for`` timer, a test)."""
+        if self.at is None:
+            self.at = time.monotonic()
         self.signalled = True
 
     def wait(self, seconds: float) -> bool:
@@ -47,7 +51,7 @@ class Hangup(Terminated):
 
     def take(self) -> bool:
         """Whether SIGHUP came since the last take."""
-        came, self.signalled = self.signalled, False
+        came, self.signalled, self.at = self.signalled, False, None
         return came
 
 

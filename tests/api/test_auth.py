@@ -9,6 +9,7 @@ import json
 import logging
 import time
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -188,3 +189,85 @@ def test_a_token_that_acts_names_a_person_of_config_or_the_config_is_refused(sop
     checked = sop("validate", str(tmp_path))
     assert checked.returncode == 1
     assert says in checked.stdout + checked.stderr
+
+
+# --- Which token posts where (a monitor token's `sources`) ------------------------------------------
+
+
+def test_grafanas_route_refuses_a_token_given_to_alertmanager_and_the_metrics_pushers(api: Api) -> None:
+    """config/tokens.yaml gives Grafana a token of its own that signs (`sources: [grafana]`, `hmac`): the token of
+    Alertmanager, the event and the metrics pushers (`sources: [alertmanager, events, metrics]`) posting a Grafana
+    alert, unsigned, is refused with a 403 naming the token's sources, and nothing is recorded; Grafana's token
+    posts there, signed. Each token keeps to its own routes the other way too."""
+    body = grafana_body(unique())
+    before = record_count(api)
+    answer = api.as_("alertmanager").post("/v1/alerts/grafana", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["field"] == "header.authorization"
+    assert "tokens.alertmanager.sources" in answer.json()["error"] and "not to grafana" in answer.json()["error"]
+    assert record_count(api) == before
+
+    stamp = str(int(time.time()))
+    taken = api.as_("grafana").post("/v1/alerts/grafana", content=body, headers=signed(api, body, stamp))
+    assert taken.status_code == 200, taken.text
+
+    other = json.dumps({"name": "experiment.concluded", "key": unique(), "values": {"verdict": "winner"}}).encode()
+    stamp = str(int(time.time()))
+    wrong_door = api.as_("grafana").post("/v1/events", content=other, headers=signed(api, other, stamp))
+    assert wrong_door.status_code == 403 and "tokens.grafana.sources" in wrong_door.json()["error"], wrong_door.text
+    assert api.as_("alertmanager").post("/v1/events", content=other,
+                                         headers={"Content-Type": "application/json"}).status_code == 200
+
+
+def test_a_monitor_token_without_sources_keeps_posting_everywhere_and_is_warned_about(
+        library, token_env: dict[str, str], database, tmp_path, repo_root, sop) -> None:  # noqa: ANN001
+    """A site's config from before `sources` (no token names any) keeps working: its Alertmanager token still posts
+    a Grafana alert. `sop validate` passes, with a warning per such token at its file:line saying what it allows and
+    the fix; the API says the same when it starts."""
+    import shutil
+
+    from flows.api import create_app
+    from flows.api.auth import Gate
+    from flows.engine.transitions import Engine
+    from flows.language.library import load_library
+    from flows.ledger import Ledger
+    from tests.api.conftest import ServedApp
+
+    site = tmp_path / "site"
+    shutil.copytree(repo_root / "config", site / "config")
+    shutil.copytree(repo_root / "sops", site / "sops")
+    tokens = site / "config" / "tokens.yaml"
+    tokens.write_text("\n".join(line for line in tokens.read_text().splitlines() if "sources: [" not in line) + "\n")
+
+    checked = sop("validate", env={"SOP_HOME": str(site)}, cwd=site)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    warnings = [line for line in checked.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, checked.stderr
+    assert f"{tokens}:" in warnings[0] and "tokens.alertmanager: a monitor token without `sources`" in warnings[0]
+    assert "Grafana's too, unsigned" in warnings[0] and "sources: [alertmanager]" in warnings[0]
+
+    old = load_library(site)
+    assert Gate(old.site, env=token_env).warnings == [w.split(": ", 2)[2] for w in warnings]
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"))
+    ledger.migrate()
+    served = ServedApp(create_app(Engine(old, ledger), env=token_env))
+    try:
+        answer = httpx.post(f"{served.url}/v1/alerts/grafana", content=grafana_body(unique()),
+                            headers={"Authorization": f"Bearer {token_env['SOP_TOKEN_MONITOR']}",
+                                     "Content-Type": "application/json"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        served.stop()
+        ledger.dispose()
+
+
+def test_sources_are_a_monitor_tokens_and_name_at_least_one(tmp_path) -> None:  # noqa: ANN001
+    """`sources` on an operator token, or an empty list: `sop validate`'s error names the field and the fix."""
+    from flows.language.config import ApiToken
+
+    with pytest.raises(ValueError, match="only a monitor token posts to monitoring endpoints"):
+        ApiToken(env="X", role="operator", person="li-wei", sources=["grafana"])
+    with pytest.raises(ValueError, match="could post nowhere"):
+        ApiToken(env="X", role="monitor", sources=[])
+    with pytest.raises(ValueError):
+        ApiToken(env="X", role="monitor", sources=["prometheus"])

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 
 from flows.api import alerts, create_app, events, metrics
-from flows.api.alerts import ALERTMANAGER
+from flows.api.alerts import ALERTMANAGER, GRAFANA
 from flows.api.app import WEBHOOKS
 from flows.api.auth import Gate
 from flows.api.errors import ApiError
@@ -85,27 +85,29 @@ def post(seen: Seen, body: bytes, headers: dict[str, str]) -> Request:
 ALERT = json.dumps(am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "service": "x"}})).encode()
 
 
-#: (what is wrong, token, body, the refusal's status, whether the body was read by then)
+#: (what is wrong, token, the webhook, body, the refusal's status, whether the body was read by then)
 REFUSALS = [
-    ("no token", None, ALERT, 401, False),
-    ("a role that may not", "audit-readonly", ALERT, 403, False),
-    ("a token that signs, unsigned", "grafana", ALERT, 401, True),
-    ("not JSON", "alertmanager", b"{not json", 400, True),
-    ("not the payload", "alertmanager", b'{"version": "3"}', 422, True),
+    ("no token", None, ALERTMANAGER, ALERT, 401, False),
+    ("a role that may not", "audit-readonly", ALERTMANAGER, ALERT, 403, False),
+    ("a token for another source", "grafana", ALERTMANAGER, ALERT, 403, False),
+    ("a token that signs, unsigned", "grafana", GRAFANA, ALERT, 401, True),
+    ("not JSON", "alertmanager", ALERTMANAGER, b"{not json", 400, True),
+    ("not the payload", "alertmanager", ALERTMANAGER, b'{"version": "3"}', 422, True),
 ]
 
 
-@pytest.mark.parametrize(("case", "token", "body", "status", "body_read"), REFUSALS, ids=[r[0] for r in REFUSALS])
+@pytest.mark.parametrize(("case", "token", "webhook", "body", "status", "body_read"), REFUSALS,
+                         ids=[r[0] for r in REFUSALS])
 def test_the_first_stage_that_refuses_answers_and_no_later_stage_runs(
     library: Library, ledger: Ledger, token_env: dict[str, str],
-    case: str, token: str | None, body: bytes, status: int, body_read: bool,
+    case: str, token: str | None, webhook: Any, body: bytes, status: int, body_read: bool,
 ) -> None:
     seen = Seen()
     pipeline = WebhookPipeline(Gate(library.site, token_env), Intake(Engine(library, ledger)), seen)  # type: ignore[arg-type]
     headers = {"Authorization": f"Bearer {token_env[TOKEN_ENV[token]]}"} if token else {}
     request = post(seen, body, headers)
     with pytest.raises(ApiError) as refused:
-        asyncio.run(pipeline.answer(ALERTMANAGER, request))
+        asyncio.run(pipeline.answer(webhook, request))
     assert refused.value.status == status, refused.value.message
     assert seen.body_read is body_read  # authenticate comes before the body is read
     assert seen.handed == []  # nothing reached the intake
@@ -125,7 +127,7 @@ def test_a_signed_body_that_parses_is_handed_to_the_intake_with_the_callers_name
         "X-Grafana-Alerting-Signature": signature.hexdigest(),
         "X-Grafana-Alerting-Signature-Timestamp": stamp,
     })
-    answer = asyncio.run(pipeline.answer(ALERTMANAGER, request))
+    answer = asyncio.run(pipeline.answer(GRAFANA, request))
     [(method, to, alerts, actor)] = seen.handed
     assert (method, to, actor) == (Intake.alerts, intake, "token:grafana")
     assert [a.labels["service"] for a in alerts] == ["x"]

@@ -240,9 +240,11 @@ def test_two_timer_services_never_fire_a_timer_twice(database, repo_root, tmp_pa
 
 
 @contextlib.contextmanager
-def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None = None):
-    """An engine on a ledger and a pool of their own, with the t-prio-* SOPs deployed and one `sop executor` of
-    ``slots`` threads on the pool (its output in ``log``; yielded beside the engine). A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
+def _pool_of_its_own(stack, project, tag: str, sops: tuple[str, ...] = (), concurrency: int = 8):
+    """An engine on a ledger and a pool of their own (at most ``concurrency`` flow runs at once), with the t-prio-*
+    SOPs (and ``sops``) deployed, and
+    ``spawn(slots, log)``: a `sop executor` of ``slots`` threads on the pool (its output in ``log``), stopped after
+    (yielded beside the engine). A ledger of its own: the package stack's nudger sweeps its own ledger's runs into
     its own pool (a run whose launch is slow would be started there, on the stack's executor, beside the test's)."""
     from flows.engine.build import build_engine
     from flows.prefect.deployments import deploy, ensure_pool
@@ -256,22 +258,36 @@ def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None 
     engine = build_engine(stack.library, ledger=ledger, launcher=Launcher(ledger, stack.api_url, pool))
     env = {**prefect_env(project, None), "SOP_DATABASE_URL": database}
     with prefect_client(stack.api_url) as client:
-        ensure_pool(client, concurrency=slots, pool=pool)
+        ensure_pool(client, concurrency=concurrency, pool=pool)
         # only the SOPs these tests run: the whole library is 27 deployments (and three schedules) more
-        prio = {sop_id: loaded for sop_id, loaded in engine.library.sops.items() if sop_id.startswith("t-prio-")}
-        deploy(client, dataclasses.replace(engine.library, sops=prio), env, pool=pool)
+        wanted = {sop_id: loaded for sop_id, loaded in engine.library.sops.items()
+                  if sop_id.startswith("t-prio-") or sop_id in sops}
+        deploy(client, dataclasses.replace(engine.library, sops=wanted), env, pool=pool)
     executor_env = {**os.environ, **env, "PREFECT_API_URL": stack.api_url, "SOP_PREFECT_POOL": pool}
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    executor = subprocess.Popen([*SOP_COMMAND, "executor", "--slots", str(slots)], env=executor_env,
-                                stdout=out, stderr=subprocess.STDOUT)
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def spawn(slots: int, log: Path | None = None) -> subprocess.Popen:
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+        started.append((subprocess.Popen([*SOP_COMMAND, "executor", "--slots", str(slots)], env=executor_env,
+                                         stdout=out, stderr=subprocess.STDOUT), out))
+        return started[-1][0]
+
     try:
-        yield engine, executor
+        yield engine, spawn
     finally:
-        executor.terminate()
-        executor.wait(timeout=60)
+        for executor, out in started:
+            executor.terminate()
+            executor.wait(timeout=60)
+            if out is not subprocess.DEVNULL:
+                out.close()
         engine.pager.close()
-        if log:
-            out.close()
+
+
+@contextlib.contextmanager
+def _executor_of_its_own(stack, project, slots: int, tag: str, log: Path | None = None):
+    """:func:`_pool_of_its_own` with one `sop executor` of ``slots`` threads on it (yielded beside the engine)."""
+    with _pool_of_its_own(stack, project, tag, concurrency=slots) as (engine, spawn):
+        yield engine, spawn(slots, log)
 
 
 def test_an_executor_told_to_stop_lets_the_flow_run_in_hand_finish_through_its_client(stack, project, tmp_path):
@@ -295,6 +311,40 @@ def test_an_executor_told_to_stop_lets_the_flow_run_in_hand_finish_through_its_c
     assert engine.view(run_id).run["outcome"] == "done", output
     with prefect_client(stack.api_url) as client:
         assert client.read_flow_run(flow_run_id).state.type.value == "COMPLETED", output
+
+
+def test_an_executor_told_to_stop_while_a_step_waits_to_retry_stops_at_once_and_the_step_runs_again(
+        stack, project, tmp_path, gateway):
+    """SIGTERM while an http step waits 20 s for its next attempt: the executor stops at once, saying so in one line,
+    without making that attempt; it puts the flow run back in its queue, and the next executor makes the call again
+    (the step was left running in the ledger), so the run goes on: nothing lost, nothing waited for."""
+    from tests.engine.conftest import records
+
+    gateway.failures = 1_000  # the gateway fails every call until the test mends it
+    first_log, second_log = tmp_path / "executor-1.log", tmp_path / "executor-2.log"
+    with _pool_of_its_own(stack, project, "retry", sops=("t-retrying",)) as (engine, spawn):
+        first = spawn(1, first_log)
+        run_id = engine.start("t-retrying", {"url": gateway.url}, initiator="li-wei").run_id
+        wait_for(lambda: records(engine, run_id, "step_attempt_failed"), 90, "the step's first attempt to fail",
+                 explain=lambda: first_log.read_text())
+        signalled = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+        took = time.monotonic() - signalled
+        said = first_log.read_text()
+        assert took < 5.0, f"stopped after {took:.1f} s:\n{said}"
+        stopped = [line for line in said.splitlines() if "stopped in" in line]
+        assert len(stopped) == 1 and "1 put back in their queue" in stopped[0], said
+        assert len(gateway.requests) == 1, "the stopping executor made the next attempt"
+        assert engine.view(run_id).state("call") == "running"
+
+        gateway.failures = 0  # mended: the next call succeeds
+        spawn(1, second_log)
+        wait_for(lambda: engine.view(run_id).run["outcome"] == "done", 90, "the step to run again on the next executor",
+                 explain=lambda: second_log.read_text())
+    assert len(gateway.requests) == 2
+    rescued = records(engine, run_id, "flow_run_rescued")
+    assert len(rescued) == 1 and rescued[0]["data"]["by"].startswith("executor-"), rescued
 
 
 def _step_started(engine, run_id: str):
@@ -348,3 +398,142 @@ def test_routine_runs_leave_a_thread_free_for_a_complaint_run(stack, project):
 @pytest.fixture(autouse=True)
 def _quiet_prefect_logs(monkeypatch):
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@contextlib.contextmanager
+def _split_processes(stack, project, tmp_path, roles: tuple[str, ...]):
+    """docs/team.md's processes of ``roles`` (``api``: the uvicorn command) on a ledger and a pool of their own and the
+    package stack's Prefect server, each up (it said so); yields role → (process, its log). Killed after if still
+    running."""
+    from tests.support import free_port
+
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = {**os.environ, "SOP_DATABASE_URL": database, "SOP_PREFECT_POOL": f"split-{os.getpid()}",
+           "PREFECT_API_URL": stack.api_url, "NO_COLOR": "1", "COLUMNS": "300"}
+    Ledger(database).migrate()
+    commands = {role: [*SOP_COMMAND, role] for role in roles if role != "api"}
+    if "api" in roles:
+        commands["api"] = [str(Path(sys.executable).parent / "uvicorn"), "--factory",
+                           "flows.runtime.web:from_environment", "--host", "127.0.0.1", "--port", str(free_port())]
+    says_up = {"executor": "running flow runs", "pager": "delivering the outbox", "timers": "timer service",
+               "nudger": "sweeping", "api": "Application startup complete"}
+    started = {}
+    try:
+        for role, argv in commands.items():
+            log = tmp_path / f"{role}.log"
+            with open(log, "wb") as out:
+                started[role] = (subprocess.Popen(argv, env=env, cwd=project, stdout=out, stderr=subprocess.STDOUT), log)
+        for role, (_, log) in started.items():
+            wait_for(lambda log=log, role=role: says_up[role] in log.read_text(), 120, f"{role} to start",
+                     explain=log.read_text)
+        yield started
+    finally:
+        for process, _ in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_each_split_process_stops_on_sigterm_within_seconds_saying_so_in_one_line(stack, project, tmp_path):
+    """docs/team.md's processes, each sent SIGTERM once up: every `sop` one exits 0 within seconds with one line saying
+    it stopped and how long that took; the API (uvicorn) finishes its shutdown, then ends by the SIGTERM it was sent,
+    which systemd counts as a clean stop (a shell shows it as status 143)."""
+    roles = ("executor", "pager", "timers", "nudger", "api")
+    with _split_processes(stack, project, tmp_path, roles) as started:
+        took = {}
+        for role, (process, _) in started.items():
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+            took[role] = time.monotonic() - signalled
+    said = {role: log.read_text() for role, (_, log) in started.items()}
+    for role in ("executor", "pager", "timers", "nudger"):
+        stopped = [line for line in said[role].splitlines() if " stopped in " in line]
+        assert started[role][0].returncode == 0 and len(stopped) == 1 and stopped[0].startswith(f"{role}: "), said[role]
+        assert took[role] < 5.0, f"{role} took {took[role]:.1f} s to stop:\n{said[role]}"
+    assert started["api"][0].returncode == -signal.SIGTERM, said["api"]
+    assert said["api"].index("Application shutdown complete") < said["api"].index("Finished server process")
+    assert took["api"] < 5.0 and "Traceback" not in said["api"], said["api"]
+
+
+def test_each_split_process_reloads_sops_and_config_on_sighup_or_says_why_not(stack, project, tmp_path):
+    """SIGHUP to the executor, the timer service and the nudger (the pager's own test checks a page's new contact,
+    tests/engine/test_outbox.py): each says it reloaded and runs on; with a config/ broken by a typo, each says in
+    one line that the reload is refused and why, and runs on what it had; SIGTERM still stops each cleanly."""
+    roles = ("executor", "timers", "nudger")
+    people = project / "config" / "people.yaml"
+    text = people.read_text()
+    with _split_processes(stack, project, tmp_path, roles) as started:
+        for process, _ in started.values():
+            process.send_signal(signal.SIGHUP)
+        for role, (_, log) in started.items():
+            wait_for(lambda log=log, role=role: f"{role}: reloaded sops/ and config/" in log.read_text(), 60,
+                     f"{role} to say it reloaded", explain=log.read_text)
+        try:
+            people.write_text(text.replace("  tom-becker:\n", "  tom-becker:\n    nmae: typo\n"))
+            for process, _ in started.values():
+                process.send_signal(signal.SIGHUP)
+            for role, (_, log) in started.items():
+                wait_for(lambda log=log: "reload refused" in log.read_text(), 60, f"{role} to refuse the broken config",
+                         explain=log.read_text)
+        finally:
+            people.write_text(text)  # the package's other tests share this project
+        for process, log in started.values():
+            assert process.poll() is None, log.read_text()
+            refused = [line for line in log.read_text().splitlines() if "reload refused" in line]
+            assert len(refused) == 1 and "people.yaml" in refused[0] and "nmae" in refused[0], log.read_text()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0, log.read_text()
+
+
+def test_after_a_reload_that_failed_the_pager_runs_the_library_the_rest_of_sop_serve_went_back_to(
+        stack, database, repo_root, tmp_path, monkeypatch):
+    """`sop serve` reloads on files that validate (Zhang Min has a new contact, and the API a port that is taken),
+    cannot start on them and goes back to the library loaded before. Its pager, a child process started again then,
+    runs that library too, as the API and the timers in `sop serve`'s own process do: the next page reaches Zhang
+    Min's contact loaded before, not the one in the files the stack went back from."""
+    import socket
+
+    from flows.runtime.serve import Stack
+    from tests.engine.conftest import records
+
+    root = make_project(repo_root, tmp_path / "site", only=("t-approval",))
+    settings, people = root / "config" / "settings.yaml", root / "config" / "people.yaml"
+    port = free_port()
+    settings.write_text(settings.read_text().replace("port: 8000", f"port: {port}"))
+    inbox = root / "var" / "inbox"
+    for name, value in {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
+                        "SOP_INBOX_DIR": str(inbox), "SOP_PREFECT_POOL": f"back-{os.getpid()}"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SOP_API_PORT", raising=False)
+    monkeypatch.delenv("ZHANG_MIN_URL", raising=False)
+    served = Stack(root=root, api_url=stack.api_url, workers=0)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        served.start()
+        people.write_text(people.read_text().replace('"${ZHANG_MIN_URL:-inbox://zhang-min}"', '"inbox://zhang-min-new"'))
+        settings.write_text(settings.read_text().replace(f"port: {port}", f"port: {taken.getsockname()[1]}"))
+        assert served.reload() is False  # "reload failed": the API cannot listen; back on the library loaded before
+        assert served.library.site.people["zhang-min"].contacts == ["${ZHANG_MIN_URL:-inbox://zhang-min}"]
+
+        from flows.ledger.schema import pagers
+
+        [pager] = [c for c in served.children if c.name == "pager"]
+
+        def pager_up() -> bool:  # until it beats, sop serve's own process delivers its pages itself
+            with served.engine.ledger.read() as conn:
+                return pager.process.pid in conn.execute(sa.select(pagers.c.pid)).scalars().all()
+
+        wait_for(pager_up, 60, "the pager started again after the reload to beat", explain=pager.log.read_text)
+        run_id = served.engine.start("t-approval", {}, initiator="li-wei").run_id
+        wait_for(lambda: [r for r in records(served.engine, run_id, "notification")
+                          if r["data"].get("notification") == "run_started"], 60, "the pager to send the first page")
+        assert not (inbox / "zhang-min-new.jsonl").exists(), "the pager ran the files sop serve went back from"
+        assert (inbox / "zhang-min.jsonl").exists()
+    finally:
+        taken.close()
+        served.stop()
+        if served.engine is not None:
+            served.engine.pager.close()

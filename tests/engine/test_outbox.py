@@ -321,3 +321,55 @@ def test_a_process_restarted_under_its_name_takes_its_row_over(ledger: Ledger) -
     with ledger.read() as conn:
         rows = conn.execute(sa.select(pagers.c.pid, pagers.c.doorbell).where(pagers.c.name == "executor-1-4242")).all()
     assert [tuple(r) for r in rows] == [(os.getpid(), "127.0.0.1:40002")]
+
+
+def test_a_pager_process_told_sighup_pages_a_person_at_the_contact_config_gives_now(
+        library: Library, ledger: Ledger, inbox: Path, tmp_path: Path, repo_root: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An admin changes Tom's contact in config/people.yaml and sends the running `sop pager` SIGHUP: it says it
+    reloaded, and the next page to Tom goes to the new contact, not the old. Then a config/ broken by a typo and
+    SIGHUP: one line says why it is refused, the pager goes on with the contacts it had."""
+    from tests.engine.conftest import make_project
+
+    monkeypatch.delenv("TOM_BECKER_URL", raising=False)
+    root = make_project(repo_root, tmp_path / "site")
+    people = root / "config" / "people.yaml"
+    log = tmp_path / "pager.log"
+    env = {**os.environ, "SOP_HOME": str(root), "SOP_DATABASE_URL": ledger.url, "SOP_INBOX_DIR": str(inbox),
+           "NO_COLOR": "1", "COLUMNS": "300"}
+    with open(log, "wb") as out:
+        child = subprocess.Popen([sys.executable, "-m", "flows", "pager"], env=env, stdout=out,
+                                 stderr=subprocess.STDOUT, cwd=root)
+    engine = engine_for(library, ledger)  # another process's engine (an API's): it only queues its pages
+    try:
+        wait_until(lambda: beating(ledger), 60, "the pager process's heartbeat")
+        engine.start(SOP, inputs(library), initiator="ana")
+        wait_until(lambda: messages(inbox, "tom-becker"), 30, "the first page to reach Tom's inbox")
+
+        people.write_text(people.read_text().replace('"${TOM_BECKER_URL:-inbox://tom-becker}"',
+                                                     '"inbox://tom-becker-phone"'))
+        child.send_signal(signal.SIGHUP)
+        wait_until(lambda: "pager: reloaded" in log.read_text(), 30, "the pager to say it reloaded")
+        before = len(messages(inbox, "tom-becker"))
+        engine.start(SOP, {**inputs(library), "service": "checkout"}, initiator="ana")
+        wait_until(lambda: messages(inbox, "tom-becker-phone"), 30, "the next page to reach Tom's new contact")
+        assert len(messages(inbox, "tom-becker")) == before  # nothing more at the old one
+
+        people.write_text(people.read_text().replace("  tom-becker:\n", "  tom-becker:\n    nmae: typo\n"))
+        child.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in log.read_text(), 30, "the pager to refuse the broken config")
+        refused = [line for line in log.read_text().splitlines() if "reload refused" in line]
+        assert len(refused) == 1 and "people.yaml" in refused[0], log.read_text()
+        phone = len(messages(inbox, "tom-becker-phone"))
+        engine.start(SOP, {**inputs(library), "service": "search"}, initiator="ana")
+        wait_until(lambda: len(messages(inbox, "tom-becker-phone")) > phone, 30,
+                   "a page after the refused reload to reach the contact loaded before")
+        assert child.poll() is None
+
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0, log.read_text()
+    finally:
+        engine.pager.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
