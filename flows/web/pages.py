@@ -193,11 +193,13 @@ def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
 
 
 def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
-    """Whom the reader may hand the step to: the role's other members; anyone, for its lead or the run's owner."""
+    """Whom the reader may hand the step to (``Engine.hand_over_targets``, the rule the engine checks): the role's
+    other members for its holder; anyone for a lead above the role, the run's owner or an operator; nobody else."""
+    if not sp.active:
+        return []
     site = web.site
-    holder = sp.holder or web.engine.person_for(sp.step.assignee)
-    pool = site.people if sp.person in web.engine.overseers(sp.view, sp.step) else members(site, sp.step.assignee)
-    return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
+    pool = web.engine.hand_over_targets(sp.view, sp.step, sp.person)
+    return [(pid, site.people[pid].name) for pid in sorted(pool)]
 
 
 #: actions after which the reader is still at the step: no "who has it now" to tell
