@@ -18,6 +18,7 @@ from flows.audit.model import (
     Delivery,
     Entry,
     Escalation,
+    HandOver,
     Help,
     Notification,
     Outline,
@@ -120,6 +121,8 @@ class RunBuilder:
                      data: dict[str, Any]) -> None:
         step = self.step(step_id)  # the new holder holds it as if they had taken it
         step.claimed_by, step.claimed_at, step.claimed_facts = data.get("to"), at, data
+        step.hand_overs.append(HandOver(seq, at, actor, data.get("holder"), data.get("to"), data.get("note") or None,
+                                        data))
         self.run.handovers += 1
 
     def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:

@@ -205,7 +205,8 @@ class PeopleActions:
 
     def hand_over(self, run_id: str, step_id: str, actor: Actor | str, to: str, note: str = "", *,
                   link: Claim | None = None) -> str:
-        """Give an active step to another person, who is paged with the note; returns the new holder.
+        """Give an active step to another person, who is paged with the note; returns the new holder. Who had it
+        (when someone else gave it away) is told it is not theirs any more (``handed_away``).
 
         Who may, and to whom: :meth:`hand_over_targets`. Refused (ReportRefused) otherwise, and for
         someone who is not a person; nothing is written then.
@@ -227,6 +228,9 @@ class PeopleActions:
                           note=note, **actor.facts())
             change.page("handed_over", step.id, [to],
                         level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
+            if holder and holder != actor.person:  # who had it is told it is not theirs any more (not who gave it)
+                change.page("handed_away", step.id, [holder],
+                            level={"key": "handover", "message": "handed_away", "by": actor.person})
         log.info("event=step_handed_over run=%s step=%s actor=%s to=%s", view.id, step_id, actor.described(), to)
         return to
 

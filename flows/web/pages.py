@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from flows.audit import Audit
 from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.gantt import gantt
+from flows.audit.model import HandOver
 from flows.engine.holds import RUN, open_hold
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
@@ -131,6 +132,8 @@ class StepPage:
     person: str
     may_act: bool
     hold: StepHold
+    #: the hand-over that gave the step to its holder now (None: nobody handed it to them)
+    handed: HandOver | None = None
 
     @property
     def active(self) -> bool:
@@ -156,7 +159,9 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     holder = row.get("claimed_by")
     if may and holder and holder != person and person not in web.engine.overseers(view, step):
         may = False  # taken by another member of the role: this reader's page shows what happened
-    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person))
+    story = Audit(web.engine.ledger).run(view.id).steps[step.id]
+    handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
+    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed)
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,

@@ -6,6 +6,8 @@ on-call engineer, reassigned from above; the person it was taken from; the new h
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 
 from flows.language.actors import Actor
 from flows.language.steps.human import ReportRefused
-from tests.engine.conftest import records
+from tests.engine.conftest import records, wait_for
 from tests.web.conftest import Site
 from tests.web.test_pages import csrf_of, field_errors, sign_in
 
@@ -25,6 +27,11 @@ def surge(site: Site, taken_by: str | None = None) -> str:
     if taken_by:
         site.engine.claim(run_id, "command", taken_by)
     return run_id
+
+
+def said(page: httpx.Response) -> str:
+    """The page's words as a reader sees them: no tags, one space between words."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
 
 
 def handover_options(page: httpx.Response) -> list[str]:
@@ -62,7 +69,7 @@ def test_an_operator_may_hand_over_as_they_may_hold_and_the_page_offers_only_wha
     client = site.client()
     sign_in(site, client, "chen-jie")
     page = client.get(f"/runs/{run_id}/steps/command")
-    assert "took this step" in page.text and 'name="protections"' not in page.text
+    assert "Zhao Lei 赵磊 (zhao-lei) holds this step now" in said(page) and 'name="protections"' not in page.text
     assert "kenji-sato" in handover_options(page)
     assert site.engine.hand_over(run_id, "command", Actor("chen-jie", via="cli"), "tom-becker") == "tom-becker"
     # kenji-sato, a member of sre-oncall who neither holds it nor leads, is offered no form and is refused
@@ -91,3 +98,39 @@ def test_a_member_who_does_not_hold_an_untaken_step_is_not_offered_the_hand_over
     outsider = client.post(f"/runs/{run_id}/steps/assess", data={"csrf": csrf_of(page), "action": "handover",
                                                                  "to": "huang-ting"})
     assert outsider.status_code == 422 and "huang-ting is not a member of pr-oncall" in field_errors(outsider)["to"]
+
+
+def test_whom_a_step_is_handed_away_from_is_told_and_their_page_says_who_holds_it_now(site: Site) -> None:
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    site.engine.claim(run_id, "assess", "wang-fang")
+    seen = len(site.inbox("wang-fang"))
+    site.engine.hand_over(run_id, "assess", Actor("chen-jie", via="cli"), "sara-lopez", "KOL thread first")
+    told = wait_for(lambda: next((m for m in site.inbox("wang-fang")[seen:] if "Handed to" in m["title"]), None), 10,
+                    "wang-fang told the step was handed away")
+    assert told["title"] == ("[P1] Handed to sara-lopez by chen-jie: Assess scope, spread and severity "
+                             "(Crisis PR - negative mentions spike (more than 100 a day)); you no longer need to act")
+    assert "You no longer need to act on it: it is theirs now." in told["body"] and "/s/" not in told["body"]
+    # her page: who holds it now and how, no "I'll take it" (the engine refuses a step someone holds); she leads
+    # pr-oncall too (pr-lead), so the engine still takes her report: the page offers it and says whose it is
+    client = site.client()
+    sign_in(site, client, "wang-fang")
+    page = client.get(f"/runs/{run_id}/steps/assess")
+    assert "Sara Lopez (sara-lopez) holds this step now : handed to them by chen-jie (it was yours) at" in said(page)
+    assert "you may still report it (you oversee pr-oncall), but sara-lopez is working on it" in said(page)
+    assert "I'll take it" not in said(page) and 'name="severity"' in page.text
+    # the one who handed it over is not told it was handed away from them
+    site.engine.hand_over(run_id, "assess", Actor("sara-lopez", via="cli"), "chen-jie")
+    record = records(site.engine, run_id, "step_handed_over")[-1]
+    assert record["data"]["holder"] == "sara-lopez"
+    assert not [m for m in site.inbox("sara-lopez") if m["title"].startswith("[P1] Handed to chen-jie")]
+
+
+def test_a_member_who_neither_holds_nor_oversees_a_held_step_is_told_nothing_is_asked_of_them(site: Site) -> None:
+    run_id = surge(site, taken_by="tom-becker")
+    client = site.client()
+    sign_in(site, client, "kenji-sato")
+    page = client.get(f"/runs/{run_id}/steps/command")
+    assert "Tom Becker (tom-becker) holds this step now : they took it at" in said(page)
+    assert "nothing is asked of you" in said(page) and 'name="protections"' not in page.text
+    assert "I'll take it" not in said(page)
