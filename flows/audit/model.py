@@ -93,6 +93,7 @@ class Escalation:
     notify: list[str]
     due_at: datetime | None
     late_ms: int | None
+    paged: list[str] = field(default_factory=list)  # the people it reached (recorded since 2026-12; else empty)
 
 
 @dataclass(slots=True)

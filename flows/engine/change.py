@@ -129,6 +129,22 @@ class RunChange:
             log.exception("event=on_call_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
             return {}
 
+    def people_paged(self, targets: list[str], step_id: str | None, asked_by: str | None = None) -> list[str]:
+        """The people a page to ``targets`` reaches now (roles as who is on call, channels left out), as the pager
+        sends it (who asked for help is left out unless nobody else is): an escalation records them, so its step's
+        page can say whom it paged. Empty when they cannot be resolved (the pager says why when it sends)."""
+        from notifications import recipients
+
+        step = self.view.sop.step(step_id) if step_id else None
+        try:
+            names = resolve_targets(targets, self.view.sop, step, self.site, holder=self.holder(step_id),
+                                    on_call=self.rota.on_call)
+            people = [r.id for r in recipients(names, self.site, on_call=self.rota.on_call) if r.kind == "person"]
+        except Exception:  # never a transition lost to a page's people
+            log.exception("event=paged_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
+            return []
+        return [p for p in people if p != asked_by] or people
+
     # --- timers -----------------------------------------------------------------------------
 
     def arm(self, step_id: str, kind: TimerKind, level: str, due_at: datetime) -> None:
@@ -178,7 +194,8 @@ class RunChange:
         if any(f["source"] != "fixed" for f in on_call.values()):  # who was on call, and why (fixed: config says)
             extra["on_call"] = on_call
         self.record(RecordKind.ESCALATION, step.id, level=level.key, message=level.message,
-                    notify=list(level.notify), due_at=due_at, late_ms=late_ms, late=late, **extra)
+                    notify=list(level.notify), paged=self.people_paged(list(level.notify), step.id, asked_by),
+                    due_at=due_at, late_ms=late_ms, late=late, **extra)
         kind = "escalated" if asked_by else level.message
         self.page(kind, step.id, list(level.notify),
                   level={"key": level.key, "message": kind, "late_ms": late_ms, **extra})

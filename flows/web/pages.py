@@ -31,7 +31,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from flows.audit import Audit
 from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.gantt import gantt
-from flows.audit.model import HandOver
+from flows.audit.model import Escalation, HandOver
 from flows.engine.holds import RUN, open_hold
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.transitions import StepHeld, StepNotActive
@@ -134,6 +134,10 @@ class StepPage:
     hold: StepHold
     #: the hand-over that gave the step to its holder now (None: nobody handed it to them)
     handed: HandOver | None = None
+    #: who has it now: its holder, else the person its role's on-call answers with
+    with_person: str | None = None
+    #: the levels of its escalation ladder that fired (a reminder is one), oldest first
+    escalations: tuple[Escalation, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -161,7 +165,8 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
         may = False  # taken by another member of the role: this reader's page shows what happened
     story = Audit(web.engine.ledger).run(view.id).steps[step.id]
     handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
-    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed)
+    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
+                    with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations))
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,

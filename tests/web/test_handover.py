@@ -134,3 +134,44 @@ def test_a_member_who_neither_holds_nor_oversees_a_held_step_is_told_nothing_is_
     assert "Tom Becker (tom-becker) holds this step now : they took it at" in said(page)
     assert "nothing is asked of you" in said(page) and 'name="protections"' not in page.text
     assert "I'll take it" not in said(page)
+
+
+def fire_next_rung(site: Site, run_id: str, step_id: str) -> None:
+    """The step's next armed ladder level fires now, as the timer service fires it when it is due."""
+    import sqlalchemy as sa
+
+    from flows.engine.timers import TimerService
+    from flows.ledger.schema import timers
+
+    with site.engine.ledger.read() as conn:
+        timer_id = conn.execute(sa.select(timers.c.id).where(
+            (timers.c.run_id == run_id) & (timers.c.step_id == step_id) & (timers.c.kind == "ladder")
+            & timers.c.fired_at.is_(None) & timers.c.cancelled_at.is_(None)).order_by(timers.c.due_at)).scalar()
+    assert TimerService(site.engine).fire(timer_id) is not None
+
+
+def test_the_step_page_says_whom_it_is_with_how_far_it_escalated_and_the_hand_over_note(site: Site) -> None:
+    run_id = surge(site)
+    holder = site.engine.person_for("sre-oncall")
+    name = site.engine.site.people[holder].name
+    client = site.client()
+    sign_in(site, client, "li-wei")
+    page = said(client.get(f"/runs/{run_id}/steps/command"))
+    assert f"With {name} ({holder}) : on call for sre-oncall" in page and "Escalation" not in page
+    for _ in range(3):  # 50%: the assignee; 100%: lead and backup; then every 10m: the owner and the director
+        fire_next_rung(site, run_id, "command")
+    page = client.get(f"/runs/{run_id}/steps/command")
+    backup = site.engine.on_call("sre-oncall").backup
+    assert "Escalation level 3.1 reached at" in said(page)
+    assert "(owner, ops-director): paged tom-becker, li-wei · 3 levels fired so far" in said(page)
+    assert f"(lead, backup): paged tom-becker, {backup}" not in said(page)  # the latest only
+    other = next(p for p in ("kenji-sato", "zhao-lei", "tom-becker") if p != holder)
+    handed = client.post(f"/runs/{run_id}/steps/command", data={"csrf": csrf_of(page), "action": "handover",
+                                                                "to": other, "note": "Checkout first"})
+    assert handed.status_code == 303
+    theirs = site.client()
+    sign_in(site, theirs, other)
+    page = said(theirs.get(f"/runs/{run_id}/steps/command"))
+    other_name = site.engine.site.people[other].name
+    assert f"Held by {other_name} ({other}) (you): handed over by li-wei at" in page
+    assert "Hand-over note Checkout first (li-wei)" in page and "<q>Checkout first</q>" in theirs.get(f"/runs/{run_id}/steps/command").text
