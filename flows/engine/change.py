@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
@@ -26,6 +26,7 @@ from flows.language.ladder import levels
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep, rework_loop
+from flows.ledger import utc
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
 
 log = logging.getLogger("sop.engine")
@@ -169,9 +170,41 @@ class RunChange:
         return instant
 
     def arm_after_ready(self, step: StepBase, level: Any) -> None:
-        """Arm a ladder level of a step: at its offset from when the step became ready, plus its time on hold."""
+        """Arm a ladder level of a step: at its offset from when the step became ready, plus its time on hold and
+        the graces its hand-overs gave its ladder (:meth:`ladder_grace`)."""
         ready_at = self.view.steps[step.id]["ready_at"]
-        self.arm(step.id, TimerKind.LADDER, level.key, self.held_past(step, self.after(ready_at, level.offset, step)))
+        instant = self.held_past(step, self.after(ready_at, level.offset, step))
+        calendar = calendar_for(self.view.sop, step, self.site)
+        for moved_from, moved_to in self.store.ladder_graces(self.view.id, step.id, ready_at):
+            instant = postponed(instant, moved_from, moved_to, calendar=calendar, speed=self.view.speed,
+                                anchor=self.view.run["started_at"])
+        self.arm(step.id, TimerKind.LADDER, level.key, instant)
+
+    def ladder_grace(self, step: HumanStep, now: datetime) -> tuple[datetime, datetime] | None:
+        """A hand-over gives the new holder one rung of the ladder before it pages anyone again: the step's armed
+        ladder level, when it would fire sooner, moves to one rung's gap after ``now`` (its offset less the
+        previous level's: for a repeat, its period), and every later level moves as much (:meth:`arm_after_ready`).
+
+        Returns the armed level's move (its old instant, its new one) for the hand-over's record, which keeps it
+        for the later levels; None when nothing moved (no level armed: none left, or the step is on hold)."""
+        armed = self.store.armed_ladder(self.id, step.id)
+        if armed is None:
+            return None
+        key = ladder_key(armed.level)
+        previous = None
+        for level in levels(self.view.sop.ladder_for(step), step.due):
+            if level.key == key:
+                gap = level.offset - (previous.offset if previous is not None else timedelta(0))
+                break
+            previous = level
+        else:
+            return None
+        due = utc(armed.due_at)
+        later = self.after(now, gap, step)
+        if later <= due:
+            return None
+        self.store.move_timer(armed.id, later)
+        return due, later
 
     def escalate(self, step: HumanStep, key: str, *, due_at: datetime | None, late_ms: int | None, late: bool,
                  asked_by: str | None = None) -> list[str] | None:

@@ -224,8 +224,10 @@ class PeopleActions:
             if link is not None:
                 t.store.use_link(link, action="hand-over", now=now)
             t.store.claim_step(view, step.id, to, now)
+            grace = change.ladder_grace(step, now)  # the new holder gets one rung before the ladder pages again
+            moved = {"ladder_from": grace[0], "ladder_to": grace[1]} if grace else {}
             change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
-                          note=note, **actor.facts())
+                          note=note, **moved, **actor.facts())
             change.page("handed_over", step.id, [to],
                         level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
             if holder and holder != actor.person:  # who had it is told it is not theirs any more (not who gave it)
