@@ -21,14 +21,17 @@ from flows.language.presentation import short_title
 from flows.language.spec import PRIORITY
 
 Kind = Literal[
-    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "run_started",
-    "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed", "step_failed",
-    "status_update",
+    "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
+    "run_started", "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
+    "step_failed", "status_update",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
-    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "step_failed"})
+    {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
+     "step_failed"})
+#: kinds about a hand-over: their page's level carries who handed the step (``by``) and the note, not a ladder level
+HAND_OVER_KINDS: frozenset[str] = frozenset({"handed_over", "handed_away"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
 ACTION_KINDS: frozenset[str] = frozenset({"assigned", "reminder", "escalated", "overdue", "handed_over"})
 NotifyType = Literal["info", "success", "warning", "failure"]
@@ -126,7 +129,8 @@ class StepInfo:
     values: Mapping[str, Any] = field(default_factory=dict)
     holder: str | None = None
     holder_contact: str | None = None
-    #: ``handed_over``: who gave the step to the reader, and what they said
+    #: ``handed_over``: who gave the step to the reader, and what they said; ``handed_away``: who gave it away from
+    #: the reader (to ``holder``)
     handed_by: str | None = None
     handover_note: str | None = None
     #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)

@@ -65,10 +65,11 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         actor="wang-fang" if kind == "step_done" else None,
         finished_at=STARTED + timedelta(minutes=14) if kind == "step_done" else None,
         values={"severity": "high"} if kind == "step_done" else {},
-        holder="wang-fang" if kind in ("escalated", "step_claimed") else None,
-        handed_by="chen-jie" if kind == "handed_over" else None,
+        holder="wang-fang" if kind in ("escalated", "step_claimed") else "sara-lopez" if kind == "handed_away" else None,
+        handed_by="chen-jie" if kind in ("handed_over", "handed_away") else None,
         handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
-        holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed") else None,
+        holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed")
+        else "sara.lopez@example.com" if kind == "handed_away" else None,
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):

@@ -18,6 +18,7 @@ from flows.audit.model import (
     Delivery,
     Entry,
     Escalation,
+    HandOver,
     Help,
     Notification,
     Outline,
@@ -120,6 +121,8 @@ class RunBuilder:
                      data: dict[str, Any]) -> None:
         step = self.step(step_id)  # the new holder holds it as if they had taken it
         step.claimed_by, step.claimed_at, step.claimed_facts = data.get("to"), at, data
+        step.hand_overs.append(HandOver(seq, at, actor, data.get("holder"), data.get("to"), data.get("note") or None,
+                                        data))
         self.run.handovers += 1
 
     def _reopened(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
@@ -147,7 +150,7 @@ class RunBuilder:
     def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).escalations.append(Escalation(
             seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
-            parse_time(data.get("due_at")), data.get("late_ms")))
+            parse_time(data.get("due_at")), data.get("late_ms"), list(data.get("paged") or [])))
         self.run.escalations += 1
 
     def _overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:

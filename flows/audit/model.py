@@ -93,6 +93,24 @@ class Escalation:
     notify: list[str]
     due_at: datetime | None
     late_ms: int | None
+    paged: list[str] = field(default_factory=list)  # the people it reached (recorded since 2026-12; else empty)
+
+
+@dataclass(slots=True)
+class HandOver:
+    """A step given from one person (``holder``: who took it, else the person it went to) to another (``to``)."""
+
+    seq: int
+    at: datetime
+    actor: str | None  # who handed it over: its holder, a lead above its role, the run's owner or an operator
+    holder: str | None
+    to: str | None
+    note: str | None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
 
 
 @dataclass(slots=True)
@@ -191,6 +209,7 @@ class StepAudit:
     claimed_facts: dict[str, Any] = field(default_factory=dict)
     help: list[Help] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
+    hand_overs: list[HandOver] = field(default_factory=list)  # oldest first
     notifications: list[Notification] = field(default_factory=list)
     round: int = 1  # the current round (a rejection's rework sends a step back: 2, 3…)
     rounds: list[Round] = field(default_factory=list)  # the earlier rounds, oldest first

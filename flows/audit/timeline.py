@@ -89,7 +89,11 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"round {data.get('round')}: sent back by {data.get('by')} from {data.get('cause')}{note}"
     if kind == "step_handed_over":
         note = f": {data['note']}" if data.get("note") else ""
-        return f"{who} handed it to {data.get('to')}{note}"
+        moved = ""
+        if data.get("ladder_from") and data.get("ladder_to"):  # the new holder's grace (docs/sop-format.md)
+            by = datetime.fromisoformat(data["ladder_to"]) - datetime.fromisoformat(data["ladder_from"])
+            moved = f"; its ladder's next level moved {format_duration(by)} later"
+        return f"{who} handed it to {data.get('to')}{note}{moved}"
     if kind == "help_asked":
         level = f" → level {data['level']}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"

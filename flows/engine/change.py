@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
@@ -26,6 +26,7 @@ from flows.language.ladder import levels
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep, rework_loop
+from flows.ledger import utc
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
 
 log = logging.getLogger("sop.engine")
@@ -129,15 +130,28 @@ class RunChange:
             log.exception("event=on_call_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
             return {}
 
+    def people_paged(self, targets: list[str], step_id: str | None, asked_by: str | None = None) -> list[str]:
+        """The people a page to ``targets`` reaches now (roles as who is on call, channels left out), as the pager
+        sends it (who asked for help is left out unless nobody else is): an escalation records them, so its step's
+        page can say whom it paged. Empty when they cannot be resolved (the pager says why when it sends)."""
+        from notifications import recipients
+
+        step = self.view.sop.step(step_id) if step_id else None
+        try:
+            names = resolve_targets(targets, self.view.sop, step, self.site, holder=self.holder(step_id),
+                                    on_call=self.rota.on_call)
+            people = [r.id for r in recipients(names, self.site, on_call=self.rota.on_call) if r.kind == "person"]
+        except Exception:  # never a transition lost to a page's people
+            log.exception("event=paged_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
+            return []
+        return [p for p in people if p != asked_by] or people
+
     def reached(self, targets: list[str], step_id: str | None, without: str | None = None) -> list[str]:
         """Each of ``targets`` (ladder words, roles, people) with whom it reaches now (``lead (chen-jie)``); one that
         reaches only ``without`` (who asked for help: the pager leaves them out) is left out, unless all are."""
-        step = self.view.sop.step(step_id) if step_id else None
         out, alone = [], []
         for target in targets:
-            names = resolve_targets([target], self.view.sop, step, self.site, holder=self.holder(step_id),
-                                    on_call=self.rota.on_call)
-            people = [self.rota.person_for(n) for n in names if n in self.site.roles or n in self.site.people]
+            people = self.people_paged([target], step_id)
             shown = f"{target} ({', '.join(people)})" if people and people != [target] else target
             (alone if people and set(people) == {without} else out).append(shown)
         return out or alone
@@ -166,9 +180,41 @@ class RunChange:
         return instant
 
     def arm_after_ready(self, step: StepBase, level: Any) -> None:
-        """Arm a ladder level of a step: at its offset from when the step became ready, plus its time on hold."""
+        """Arm a ladder level of a step: at its offset from when the step became ready, plus its time on hold and
+        the graces its hand-overs gave its ladder (:meth:`ladder_grace`)."""
         ready_at = self.view.steps[step.id]["ready_at"]
-        self.arm(step.id, TimerKind.LADDER, level.key, self.held_past(step, self.after(ready_at, level.offset, step)))
+        instant = self.held_past(step, self.after(ready_at, level.offset, step))
+        calendar = calendar_for(self.view.sop, step, self.site)
+        for moved_from, moved_to in self.store.ladder_graces(self.view.id, step.id, ready_at):
+            instant = postponed(instant, moved_from, moved_to, calendar=calendar, speed=self.view.speed,
+                                anchor=self.view.run["started_at"])
+        self.arm(step.id, TimerKind.LADDER, level.key, instant)
+
+    def ladder_grace(self, step: HumanStep, now: datetime) -> tuple[datetime, datetime] | None:
+        """A hand-over gives the new holder one rung of the ladder before it pages anyone again: the step's armed
+        ladder level, when it would fire sooner, moves to one rung's gap after ``now`` (its offset less the
+        previous level's: for a repeat, its period), and every later level moves as much (:meth:`arm_after_ready`).
+
+        Returns the armed level's move (its old instant, its new one) for the hand-over's record, which keeps it
+        for the later levels; None when nothing moved (no level armed: none left, or the step is on hold)."""
+        armed = self.store.armed_ladder(self.id, step.id)
+        if armed is None:
+            return None
+        key = ladder_key(armed.level)
+        previous = None
+        for level in levels(self.view.sop.ladder_for(step), step.due):
+            if level.key == key:
+                gap = level.offset - (previous.offset if previous is not None else timedelta(0))
+                break
+            previous = level
+        else:
+            return None
+        due = utc(armed.due_at)
+        later = self.after(now, gap, step)
+        if later <= due:
+            return None
+        self.store.move_timer(armed.id, later)
+        return due, later
 
     def escalate(self, step: HumanStep, key: str, *, due_at: datetime | None, late_ms: int | None, late: bool,
                  asked_by: str | None = None) -> list[str] | None:
@@ -191,7 +237,8 @@ class RunChange:
         if any(f["source"] != "fixed" for f in on_call.values()):  # who was on call, and why (fixed: config says)
             extra["on_call"] = on_call
         self.record(RecordKind.ESCALATION, step.id, level=level.key, message=level.message,
-                    notify=list(level.notify), due_at=due_at, late_ms=late_ms, late=late, **extra)
+                    notify=list(level.notify), paged=self.people_paged(list(level.notify), step.id, asked_by),
+                    due_at=due_at, late_ms=late_ms, late=late, **extra)
         kind = "escalated" if asked_by else level.message
         self.page(kind, step.id, list(level.notify),
                   level={"key": level.key, "message": kind, "late_ms": late_ms, **extra})

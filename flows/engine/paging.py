@@ -362,6 +362,7 @@ class Pager:
             StepInfo,
             SummaryRow,
         )
+        from notifications.message import HAND_OVER_KINDS
 
         run = view.run
         base = self.site.settings.base_url.rstrip("/")
@@ -391,12 +392,12 @@ class Pager:
                 actor=row["actor"], finished_at=row["finished_at"],
                 values={k: v for k, v in result.items() if k in getattr(step, "form", {})},
                 holder=holder, holder_contact=person.email if person else None,
-                handed_by=(page.level or {}).get("by") if page.kind == "handed_over" else None,
+                handed_by=(page.level or {}).get("by") if page.kind in HAND_OVER_KINDS else None,
                 handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,
                 round=row.get("round") or 1,
                 sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None)
         level = None
-        if page.level and "key" in page.level and page.kind != "handed_over":  # (a hand-over carries its facts,
+        if page.level and "key" in page.level and page.kind not in HAND_OVER_KINDS:  # (a hand-over carries its facts,
             # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default
             level = LevelInfo(key=page.level["key"], message=page.level["message"], late_by=None,
                               asked_by=page.level.get("asked_by"), every=page.level.get("every"),

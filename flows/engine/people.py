@@ -56,7 +56,7 @@ class StepHeld(StepNotActive):
 
 class PeopleActions:
     """The people's side of the engine (mixed into ``Engine``, which provides ``transaction``, ``site``,
-    ``clock``, ``ledger``, ``launcher``, ``advance`` and ``person_for``)."""
+    ``clock``, ``ledger``, ``launcher``, ``advance``, ``person_for`` and, from the holds, ``_operator``)."""
 
     transaction: Any
     site: Any
@@ -65,6 +65,7 @@ class PeopleActions:
     launcher: Any
     advance: Any
     person_for: Any
+    _operator: Any
 
     # --- reports from people ---------------------------------------------------------------
 
@@ -78,9 +79,28 @@ class PeopleActions:
         return people
 
     def overseers(self, view: RunView, step: HumanStep) -> set[str]:
-        """Who may still act on a step another member took: its role's lead and the run's owner (their people)."""
-        role = self.site.roles.get(step.assignee)
-        return human.members(self.site, role.lead if role else None) | human.members(self.site, view.sop.owner)
+        """Who may still act on a step another member took: its role's lead chain (its lead, that role's lead, … up
+        to the top: ``human.lead_chain``) and the run's owner (their people)."""
+        return human.lead_chain(self.site, step.assignee) | human.members(self.site, view.sop.owner)
+
+    def hand_over_targets(self, view: RunView, step: HumanStep, actor: Actor | str,
+                          holder: str | None = None) -> set[str]:
+        """Whom ``actor`` may hand the step to; empty: they may not hand it over. The one rule of who hands over,
+        which the step's page offers and :meth:`hand_over` checks.
+
+        Whoever holds it (who took it, else the person it went to) may give it to another member of its role; its
+        role's lead chain, the run's owner and the operators (``settings.web.operators``, as for holds) to any
+        person. ``holder``: who holds it now, when the caller knows (else who took it, else who is on call).
+        """
+        actor = as_actor(actor)
+        if actor.person not in self.site.people:
+            return set()
+        holder = holder or view.steps[step.id].get("claimed_by") or self.person_for(step.assignee)
+        if actor.person in self.overseers(view, step) or self._operator(actor):
+            return set(self.site.people) - {holder}
+        if actor.person == holder:
+            return human.members(self.site, step.assignee) - {holder}
+        return set()
 
     def report(self, run_id: str, step_id: str, report: human.HumanReport, *, nudge: bool = True,
                link: Claim | None = None) -> str:
@@ -185,44 +205,54 @@ class PeopleActions:
 
     def hand_over(self, run_id: str, step_id: str, actor: Actor | str, to: str, note: str = "", *,
                   link: Claim | None = None) -> str:
-        """Give an active step to another person, who is paged with the note; returns the new holder.
+        """Give an active step to another person, who is paged with the note; returns the new holder. Who had it
+        (when someone else gave it away) is told it is not theirs any more (``handed_away``).
 
-        Who may: whoever holds it (who took it, else the person it went to) to another member of
-        its role; the role's lead or the run's owner to any person of config. Refused
-        (ReportRefused) otherwise, and for someone who is not a person.
+        Who may, and to whom: :meth:`hand_over_targets`. Refused (ReportRefused) otherwise, and for
+        someone who is not a person; nothing is written then.
         """
         actor = as_actor(actor)
-        with self._on_step(run_id, step_id, actor) as (t, change, step):
+        with self.transaction() as t:
+            change = t.change(run_id)
             view = change.view
-            row = view.steps[step.id]
-            holder = row.get("claimed_by") or change.rota.person_for(step.assignee)
-            overseers = self.overseers(view, step)
-            team = human.members(self.site, step.assignee)
-            problems = []
-            if to not in self.site.people:
-                problems.append(str(UnknownPerson(to, self.site, "hand over to")))
-            elif to == holder:
-                problems.append(f"{to} holds `{step.id}` already")
-            elif actor.person in overseers:
-                pass  # a lead (or the owner) may name anyone
-            elif actor.person != holder:
-                problems.append(f"{actor.person} does not hold `{step.id}` ({holder} does): only its holder or "
-                                f"the lead of {step.assignee} may hand it over")
-            elif to not in team:
-                problems.append(f"{to} is not a member of {step.assignee} ({', '.join(sorted(team))}); "
-                                f"its lead may hand it to anyone")
+            step = self._human_step(view, step_id)
+            holder = view.steps[step.id].get("claimed_by") or change.rota.person_for(step.assignee)
+            problems = self._hand_over_problems(view, step, actor, holder, to)
             if problems:
                 raise human.ReportRefused(problems)
             now = self.clock.now()
             if link is not None:
                 t.store.use_link(link, action="hand-over", now=now)
             t.store.claim_step(view, step.id, to, now)
+            grace = change.ladder_grace(step, now)  # the new holder gets one rung before the ladder pages again
+            moved = {"ladder_from": grace[0], "ladder_to": grace[1]} if grace else {}
             change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
-                          note=note, **actor.facts())
+                          note=note, **moved, **actor.facts())
             change.page("handed_over", step.id, [to],
                         level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
+            if holder and holder != actor.person:  # who had it is told it is not theirs any more (not who gave it)
+                change.page("handed_away", step.id, [holder],
+                            level={"key": "handover", "message": "handed_away", "by": actor.person})
         log.info("event=step_handed_over run=%s step=%s actor=%s to=%s", view.id, step_id, actor.described(), to)
         return to
+
+    def _hand_over_problems(self, view: RunView, step: HumanStep, actor: Actor, holder: str, to: str) -> list[str]:
+        """Why ``actor`` may not hand the step to ``to`` (empty: they may), in words they can act on."""
+        if actor.person not in self.site.people:
+            return [str(UnknownPerson(actor.person, self.site))]
+        if to not in self.site.people:
+            return [str(UnknownPerson(to, self.site, "hand over to"))]
+        if to == holder:
+            return [f"{to} holds `{step.id}` already"]
+        targets = self.hand_over_targets(view, step, actor, holder)
+        if not targets:
+            return [f"{actor.person} does not hold `{step.id}` ({holder} does): only its holder, a lead above "
+                    f"{step.assignee} (its lead, that role's lead, …), the run's owner or an operator may hand it over"]
+        if to not in targets:
+            team = human.members(self.site, step.assignee)
+            return [f"{to} is not a member of {step.assignee} ({', '.join(sorted(team))}); its lead may hand it to "
+                    "anyone"]
+        return []
 
     def ask_for_help(self, run_id: str, step_id: str, actor: Actor | str, note: str = "", *,
                      link: Claim | None = None) -> list[str]:

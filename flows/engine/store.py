@@ -447,6 +447,25 @@ class RunStore:
             self.conn.execute(timers.update().where(timers.c.id == row.id).values(due_at=utc(row.due_at) + by))
         return min((utc(r.due_at) + by for r in rows), default=None)  # type: ignore[operator]
 
+    def move_timer(self, timer_id: int, due_at: datetime) -> None:
+        """An armed timer fires at ``due_at`` instead (a hand-over's grace to a step's ladder)."""
+        self.conn.execute(timers.update().where(timers.c.id == timer_id).values(due_at=due_at))
+
+    def ladder_graces(self, run_id: str, step_id: str, since: datetime | None) -> list[tuple[datetime, datetime]]:
+        """The moves hand-overs of a step since ``since`` (its ready instant this round) gave its ladder, oldest
+        first: each from the armed level's old instant to its new one (``RunChange.ladder_grace``)."""
+        where = (records.c.run_id == run_id) & (records.c.step_id == step_id) \
+            & (records.c.kind == RecordKind.STEP_HANDED_OVER)
+        if since is not None:
+            where &= records.c.at >= since
+        out = []
+        for data in self.conn.execute(sa.select(records.c.data).where(where).order_by(records.c.seq)).scalars():
+            said = json.loads(data or "{}")
+            if said.get("ladder_from") and said.get("ladder_to"):
+                out.append((utc(datetime.fromisoformat(said["ladder_from"])),
+                            utc(datetime.fromisoformat(said["ladder_to"]))))
+        return out  # type: ignore[return-value]
+
     def last_record_at(self, run_id: str, kind: str, step_id: str | None = None) -> datetime | None:
         """When the run's (or its step's) newest record of ``kind`` was written (None: never)."""
         where = (records.c.run_id == run_id) & (records.c.kind == kind)

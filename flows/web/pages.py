@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from flows.audit import Audit
 from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.gantt import gantt
+from flows.audit.model import Escalation, HandOver
 from flows.engine.holds import RUN, open_hold
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.monitoring import monitoring_of
@@ -132,6 +133,12 @@ class StepPage:
     person: str
     may_act: bool
     hold: StepHold
+    #: the hand-over that gave the step to its holder now (None: nobody handed it to them)
+    handed: HandOver | None = None
+    #: who has it now: its holder, else the person its role's on-call answers with
+    with_person: str | None = None
+    #: the levels of its escalation ladder that fired (a reminder is one), oldest first
+    escalations: tuple[Escalation, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -157,7 +164,10 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     holder = row.get("claimed_by")
     if may and holder and holder != person and person not in web.engine.overseers(view, step):
         may = False  # taken by another member of the role: this reader's page shows what happened
-    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person))
+    story = Audit(web.engine.ledger).run(view.id).steps[step.id]
+    handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
+    return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
+                    with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations))
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
@@ -194,11 +204,13 @@ def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
 
 
 def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
-    """Whom the reader may hand the step to: the role's other members; anyone, for its lead or the run's owner."""
+    """Whom the reader may hand the step to (``Engine.hand_over_targets``, the rule the engine checks): the role's
+    other members for its holder; anyone for a lead above the role, the run's owner or an operator; nobody else."""
+    if not sp.active:
+        return []
     site = web.site
-    holder = sp.holder or web.engine.person_for(sp.step.assignee)
-    pool = site.people if sp.person in web.engine.overseers(sp.view, sp.step) else members(site, sp.step.assignee)
-    return [(pid, site.people[pid].name) for pid in sorted(pool) if pid != holder and pid in site.people]
+    pool = web.engine.hand_over_targets(sp.view, sp.step, sp.person)
+    return [(pid, site.people[pid].name) for pid in sorted(pool)]
 
 
 #: actions after which the reader is still at the step: no "who has it now" to tell

@@ -165,6 +165,14 @@ def test_a_claim_tells_the_others_who_holds_the_step_and_asks_nothing() -> None:
     assert "sop done" not in message.body and "/s/" not in message.body  # no personal link: nothing to do
 
 
+def test_whom_a_step_was_handed_away_from_is_told_who_has_it_now_and_asked_nothing() -> None:
+    message = render_message("handed_away", sample("handed_away"), overrides_dir=NO_OVERRIDES)
+    assert message.title == ("[P1] Handed to sara-lopez by chen-jie: Assess scope and sentiment (Crisis PR response); "
+                             "you no longer need to act")
+    assert "to **sara-lopez** (reach them at sara.lopez@example.com). You no longer need to act on it" in message.body
+    assert "sop done" not in message.body and "/s/" not in message.body  # no personal link: nothing to do
+
+
 def test_a_title_with_a_long_value_in_it_is_cut_and_the_body_keeps_it() -> None:
     """A run titled by what someone typed (a 20,000-character topic) pages a title a phone can show."""
     ctx = sample("assigned")

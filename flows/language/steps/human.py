@@ -143,6 +143,19 @@ def members(site: Site, name: str | None) -> set[str]:
     return {name} if name in site.people else set()
 
 
+def lead_chain(site: Site, role_name: str | None) -> set[str]:
+    """The people above a role: the members of its lead, of that role's lead, and so on up to the top of the chain
+    (``lead: none``). Each of them may oversee the role's steps (take them over, hand them to anyone)."""
+    people: set[str] = set()
+    seen = {role_name}
+    role = site.roles.get(role_name) if role_name else None
+    while role is not None and role.lead and role.lead not in seen:  # a loop in config stops, not hangs
+        seen.add(role.lead)
+        people |= members(site, role.lead)
+        role = site.roles.get(role.lead)
+    return people
+
+
 def approvers_besides(site: Site, approval: Approval, initiator: str | None) -> list[str]:
     """Who may give ``approval`` on a run ``initiator`` started: its approver roles' members, in config's order, less
     the initiator when the four-eyes rule holds (``distinct_from: initiator``)."""
@@ -158,15 +171,13 @@ def in_access_list(site: Site, person: str, access: str) -> bool:
 
 def may_act(step: HumanStep, site: Site, person: str, *, owner: str | None = None,
             ladder: list[Any] | None = None) -> set[str]:
-    """Who may act on the step: the assignee's people, approvers, the assignee role's lead, the owner, and the
-    people its escalation ``ladder`` names (a level pages them to take it over: they must be able to).
+    """Who may act on the step: the assignee's people, approvers, the assignee role's lead chain (its lead, that
+    role's lead, … up to the top: :func:`lead_chain`), the owner, and the people its escalation ``ladder`` names (a
+    level pages them to take it over: they must be able to).
 
     Returns the set (``person in may_act(...)`` is the check); the reason for a refusal names it.
     """
-    allowed = members(site, step.assignee)
-    role = site.roles.get(step.assignee)
-    if role is not None and role.lead:
-        allowed |= members(site, role.lead)
+    allowed = members(site, step.assignee) | lead_chain(site, step.assignee)
     if step.approval is not None:
         for name in step.approval.approvers:
             allowed |= members(site, name)

@@ -1,0 +1,104 @@
+"""A hand-over and the escalation ladder, on compressed time: the new holder gets one rung before anyone is paged.
+
+No Prefect: a real ledger in the test's folder, the real engine, pager and timer service, time
+on a manual clock. The probe is traffic-surge's `command` step as far as the ladder goes: due
+10m; the assignee at 50%, the lead and backup at 100%, then the owner (sre-lead) and the
+ops director every 10m, six times. The week of 2026-03-02 zhao-lei is sre-oncall.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.audit.timeline import describe
+from flows.clock import ManualClock
+from flows.engine.paging import Pager
+from flows.engine.timers import TimerService
+from flows.engine.transitions import Engine
+from flows.language.actors import Actor
+from flows.language.library import load_library
+from flows.ledger import Ledger
+from notifications import read_inbox
+from tests.conftest import TestDatabase
+from tests.engine.conftest import make_project, records
+
+READY = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)  # a Wednesday of zhao-lei's week
+
+PROBE = """\
+    id: t-surge
+    title: Surge probe
+    class: outage
+    owner: sre-lead
+    escalation:
+      - at: 50%
+        notify: [assignee]
+      - at: 100%
+        notify: [lead, backup]
+      - every: 10m
+        notify: [owner, ops-director]
+        max: 6
+    steps:
+      - id: command
+        title: Take command
+        assignee: sre-oncall
+        due: 10m
+"""
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(READY)
+
+
+@pytest.fixture
+def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, clock: ManualClock,
+           monkeypatch: pytest.MonkeyPatch) -> Any:
+    root = make_project(repo_root, tmp_path / "site", only=())
+    (root / "sops" / "t-surge.yaml").write_text(textwrap.dedent(PROBE))
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    library = load_library(root)
+    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
+    ledger.migrate()
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
+    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
+    yield engine
+    engine.pager.close()
+    ledger.dispose()
+
+
+def escalated_to(engine: Any, person: str) -> list[str]:
+    """The titles of the escalations that reached the person's inbox (every page delivered first)."""
+    engine.pager.close()
+    return [m["title"] for m in read_inbox(person, engine.inbox) if "Escalated" in m["title"]]
+
+
+def test_a_hand_over_by_the_director_gives_the_new_holder_one_rung_before_the_ladder_pages_her_again(
+        engine: Engine, clock: ManualClock) -> None:
+    run_id = engine.start("t-surge", {}, initiator="li-wei", speed=1).run_id
+    service = TimerService(engine)
+    service.advance_to(READY + timedelta(minutes=50))  # 40m overdue: the every-10m rung fired at 20, 30, 40, 50
+    assert len(escalated_to(engine, "li-wei")) == 4
+    clock.set(READY + timedelta(minutes=59, seconds=50))  # the next repeat is due in 10 seconds
+    engine.hand_over(run_id, "command", Actor("li-wei", via="web"), "kenji-sato", "Checkout first")
+
+    service.advance_to(READY + timedelta(minutes=69))  # the repeat due at 60 waits for kenji-sato's rung
+    assert len(escalated_to(engine, "li-wei")) == 4
+    service.advance_to(READY + timedelta(minutes=70))  # one rung (10m) after the hand-over: the ladder goes on
+    titles = escalated_to(engine, "li-wei")
+    assert len(titles) == 5 and "Take command" in titles[-1]
+    service.advance_to(READY + timedelta(minutes=79))  # and every 10m from there, not from the old schedule
+    assert len(escalated_to(engine, "li-wei")) == 5
+    service.advance_to(READY + timedelta(minutes=80))
+    assert len(escalated_to(engine, "li-wei")) == 6
+    # the record keeps the move (the later rungs are armed from it) and the audit says it
+    [handed] = records(engine, run_id, "step_handed_over")
+    assert describe("step_handed_over", handed["data"], "li-wei") == \
+        "li-wei (web) handed it to kenji-sato: Checkout first; its ladder's next level moved 9m50s later"
+    fired = [r["data"] for r in records(engine, run_id, "escalation")]
+    assert [(e["level"], e.get("holder")) for e in fired[-2:]] == [("3.5", "kenji-sato"), ("3.6", "kenji-sato")]
+    assert fired[-1]["paged"] == ["tom-becker", "li-wei"]  # sre-lead's primary, the director
