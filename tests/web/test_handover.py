@@ -82,22 +82,22 @@ def test_an_operator_may_hand_over_as_they_may_hold_and_the_page_offers_only_wha
 
 
 def test_a_member_who_does_not_hold_an_untaken_step_is_not_offered_the_hand_over(site: Site) -> None:
-    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+    run_id = site.engine.start("creative-refresh", {"platform": f"p-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
                                launch=False).run_id
-    assert site.engine.person_for("pr-oncall") == "wang-fang"  # assess went to her; nobody took it
+    assert site.engine.person_for("ads-specialist") == "liu-yang"  # impact went to him; nobody took it
     client = site.client()
-    sign_in(site, client, "sara-lopez")  # pr-oncall's backup: she may report it, not hand it away
-    page = client.get(f"/runs/{run_id}/steps/assess")
-    assert 'name="severity"' in page.text and handover_options(page) == []
-    with pytest.raises(ReportRefused, match="sara-lopez does not hold `assess` \\(wang-fang does\\)"):
-        site.engine.hand_over(run_id, "assess", Actor("sara-lopez", via="web"), "chen-jie")
-    # handed to her, she holds it: she may give it to another member of the role only, and is offered just those
-    site.engine.hand_over(run_id, "assess", "chen-jie", "sara-lopez")
-    page = client.get(f"/runs/{run_id}/steps/assess")
-    assert handover_options(page) == ["chen-jie", "wang-fang"]
-    outsider = client.post(f"/runs/{run_id}/steps/assess", data={"csrf": csrf_of(page), "action": "handover",
+    sign_in(site, client, "sun-hao")  # ads-specialist's backup, no lead, no operator: may report it, not hand it away
+    page = client.get(f"/runs/{run_id}/steps/impact")
+    assert 'name="change_type"' in page.text and handover_options(page) == []
+    with pytest.raises(ReportRefused, match="sun-hao does not hold `impact` \\(liu-yang does\\)"):
+        site.engine.hand_over(run_id, "impact", Actor("sun-hao", via="web"), "zhang-min")
+    # handed to him, he holds it: he may give it to another member of the role only, and is offered just those
+    site.engine.hand_over(run_id, "impact", "zhang-min", "sun-hao")  # growth-lead, the role's lead
+    page = client.get(f"/runs/{run_id}/steps/impact")
+    assert handover_options(page) == ["liu-yang"]
+    outsider = client.post(f"/runs/{run_id}/steps/impact", data={"csrf": csrf_of(page), "action": "handover",
                                                                  "to": "huang-ting"})
-    assert outsider.status_code == 422 and "huang-ting is not a member of pr-oncall" in field_errors(outsider)["to"]
+    assert outsider.status_code == 422 and "huang-ting is not a member of ads-specialist" in field_errors(outsider)["to"]
 
 
 def test_whom_a_step_is_handed_away_from_is_told_and_their_page_says_who_holds_it_now(site: Site) -> None:

@@ -464,12 +464,12 @@ def test_the_holder_hands_a_step_over_and_the_new_holder_is_paged_with_the_note(
     run_id = crisis(site)
     values = {k: v for k, v in ASSESS.items() if k != "evidence_link"} | {"kol_involved": False}
     site.engine.report(run_id, "assess", HumanReport("wang-fang", values=values, evidence=["https://x.example"]))
-    link = path_of(site.link_for("sara-lopez", run_id, "facts"))  # cs-lead's primary; not a lead herself
+    link = path_of(site.link_for("sara-lopez", run_id, "facts"))  # cs-lead's primary
     client = site.client()
     page = client.get(link)
-    assert '<option value="wang-fang">' in page.text and '<option value="huang-ting">' not in page.text
-    outsider = client.post(link, data={"csrf": csrf_of(page), "action": "handover", "to": "huang-ting"})
-    assert outsider.status_code == 422 and "huang-ting is not a member of cs-lead" in field_errors(outsider)["to"]
+    # an operator (cs-lead is one) may hand a step to anyone; a holder who is not, to their role's members only
+    # (tests/web/test_handover.py)
+    assert '<option value="wang-fang">' in page.text and '<option value="huang-ting">' in page.text
     seen = len(site.inbox("wang-fang"))
     handed = client.post(link, data={"csrf": csrf_of(page), "action": "handover", "to": "wang-fang",
                                      "note": "she knows the customer"})
