@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from flows.language.config import Site
-from flows.language.crosscheck import check_site, check_sop
+from flows.language.crosscheck import check_site, check_sop, in_library, misnamed
 from flows.language.followups import check_follow_ups
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
 from flows.language.oncall import check_rotations
@@ -197,10 +197,13 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
             if e.path.split(".")[0].split("[")[0] not in unsure and e.path.split(".")[0] not in unsure]
 
 
-def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None) -> tuple[list[SpecError], int, int]:
+def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None, *,
+                   warnings: list[SpecError] | None = None) -> tuple[list[SpecError], int, int]:
     """Validate SOP and config files (folders expanded). Returns (errors, sops checked, configs checked).
 
-    Errors come file by file, each file's by line and column.
+    Errors come file by file, each file's by line and column. ``warnings``, when given, receives what
+    is not an error but the author should know, located like an error: a check that could not be
+    made (the id of an SOP file outside ``sops/`` against its file name).
 
     A folder whose files are all config is one site (merged), at any depth of a folder given;
     a config file given on its own or among SOPs is validated as a site of its own, unless it
@@ -249,6 +252,10 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
     for doc in sop_docs:
         errors.extend(_checked(doc, site))
         sop = _parsed(doc)
+        if warnings is not None and sop is not None and not in_library(doc.file) and (
+                stem := misnamed(sop.id, doc.file)) is not None:
+            warnings.append(doc.error(("id",), f"the id `{sop.id}` was not compared with the file name `{stem}`: "
+                                               f"this file is outside sops/, where it must be saved as `{sop.id}.yaml`"))
         if sop is not None and sop.follow_ups and sop.id not in checked:
             checked[sop.id], where[sop.id] = sop, doc
     if checked:
