@@ -17,8 +17,10 @@ from flows.language.followups import fixed_value_problem
 from flows.language.ladder import LadderEntry, misordered
 from flows.language.loader import Document, SpecError, dotted
 from flows.language.samples import Typed, expression_problems, field_typed, output_typed
+from flows.language.skips import Reach, Skippable, skip_problems, skippable_reads
 from flows.language.spec import ScheduleTrigger, Sop
 from flows.language.steps import KINDS
+from flows.language.steps.base import COMMON_OUTPUTS, StepBase
 from flows.language.steps.http import HttpStep
 from flows.language.steps.human import HumanStep
 
@@ -197,17 +199,73 @@ def _typed_paths(sop: Sop) -> dict[tuple[str, ...], Typed]:
     return typed
 
 
+def _skippable(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
+    """The ways each step may end skipped, by each spelling of its id (only steps with fields of their own)."""
+    fallbacks = {step.fallback: step.id for step in sop.steps if step.fallback}
+    listed = _listed_in(sop)
+    out: dict[str, tuple[Skippable, ...]] = {}
+    for step in sop.steps:
+        if type(step) is not KINDS[step.kind].model:
+            continue  # a stand-in for a step that failed validation: what it outputs is not known
+        fields = frozenset(step.outputs()) - set(COMMON_OUTPUTS)
+        spelled = step.id.replace("-", "_")
+        ways: list[Skippable] = []
+        if step.when is not None:
+            ways.append(Skippable(spelled, "its `when` is false", fields, when=step.when))
+        if step.on_timeout == "skip":
+            ways.append(Skippable(spelled, "it timed out: `on_timeout: skip`", fields))
+        if step.id in fallbacks:
+            ways.append(Skippable(spelled, f"it is the fallback of `{fallbacks[step.id]}`, not needed when that one is "
+                                           "done in time", fields))
+        for check, then in listed.get(step.id, ()):
+            ways.append(Skippable(spelled, f"check `{check}` takes its other branch", fields,
+                                  branch=(check.replace("-", "_"), not then)))
+        if ways and fields:
+            out[spelled] = out[step.id] = tuple(ways)
+    return out
+
+
+def _listed_in(sop: Sop) -> dict[str, list[tuple[str, bool]]]:
+    """Each step a check's branch lists: the checks, and whether it is in their ``then``."""
+    listed: dict[str, list[tuple[str, bool]]] = {}
+    for step in sop.steps:
+        for branch in step.branches():
+            for target in branch.steps:
+                listed.setdefault(target, []).append((step.id, branch.field == "then"))
+    return listed
+
+
+def _reach(by_id: dict[str, StepBase], step_id: str, listed: dict[str, list[tuple[str, bool]]], own_when: bool,
+           seen: frozenset[str] = frozenset()) -> Reach:
+    """What step ``step_id`` needs to run (its ``when`` too when ``own_when``); a cycle (reported on its own) ends it."""
+    checks = tuple((check.replace("-", "_"), then, _reach(by_id, check, listed, True, seen | {step_id}))
+                   for check, then in listed.get(step_id, ()) if check not in seen and check != step_id)
+    step = by_id[step_id]
+    return Reach(step.when if own_when else None, checks, known=type(step) is KINDS[step.kind].model)
+
+
 def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
-    """A step's ``when`` and a check's expression, tried with the values the fields they read can have."""
+    """A step's ``when`` and a check's expression, tried with the values the fields they read can have; these and
+    the step's other templates, tried with each step they read that may be skipped skipped."""
     typed: dict[tuple[str, ...], Typed] | None = None
+    skips: dict[str, tuple[Skippable, ...]] | None = None
+    listed: dict[str, list[tuple[str, bool]]] | None = None
+    by_id: dict[str, StepBase] | None = None
     errors: list[SpecError] = []
     for i, step in enumerate(sop.steps):
-        expressions = [(step.when, ("when",))] + [(t.value, t.path) for t in KINDS[step.kind].templates(step)
-                                                  if t.expression]
-        for text, path in expressions:
-            if not isinstance(text, str):
+        templates = [(step.when, ("when",), True)] + [(t.value, t.path, t.expression)
+                                                      for t in KINDS[step.kind].templates(step)]
+        for text, path, expression in templates:
+            if not isinstance(text, str) or (not expression and "{" not in text):
                 continue
             typed = _typed_paths(sop) if typed is None else typed
-            for problem in expression_problems(text, str(path[-1]), typed):
+            problems = expression_problems(text, str(path[-1]), typed) if expression else []
+            skips = _skippable(sop) if skips is None else skips
+            if not problems and skippable_reads(text, skips, expression=expression):  # (a fault for every value first)
+                listed = _listed_in(sop) if listed is None else listed
+                by_id = {s.id: s for s in sop.steps} if by_id is None else by_id
+                reach = _reach(by_id, step.id, listed, own_when=path != ("when",))
+                problems = skip_problems(text, dotted(path), skips, typed, expression=expression, reach=reach)
+            for problem in problems:
                 errors.append(doc.error(("steps", i, *path), problem))
     return errors
