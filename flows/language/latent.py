@@ -13,7 +13,7 @@ import re
 
 from flows.language.config import Site
 from flows.language.durations import MAX_DURATION, format_duration
-from flows.language.followups import fixed_value_problem
+from flows.language.followups import OUTCOMES, fixed_value_problem
 from flows.language.ladder import LadderEntry, misordered
 from flows.language.loader import Document, SpecError, dotted
 from flows.language.samples import Typed, expression_problems, field_typed, output_typed
@@ -30,7 +30,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def check_latent(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     """Every rule of this module (``site`` None: the rules that need config are skipped)."""
     errors = [*_branches(sop, doc), *_urls(sop, doc), *_trigger_inputs(sop, doc), *_ladder_offsets(sop, doc),
-              *_ladder_order(sop, doc), *_expressions(sop, doc)]
+              *_ladder_order(sop, doc), *_expressions(sop, doc), *_follow_up_expressions(sop, doc)]
     if site is not None:
         errors.extend(_approvals(sop, doc, site))
     return errors
@@ -268,4 +268,32 @@ def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
                 problems = skip_problems(text, dotted(path), skips, typed, expression=expression, reach=reach)
             for problem in problems:
                 errors.append(doc.error(("steps", i, *path), problem))
+    return errors
+
+
+#: what a follow-up reads of the run that ended, beyond a step's: its outcome (one of OUTCOMES) and whether it met
+#: its deadline
+_ENDED_RUN = {("run", "outcome"): Typed("run.outcome", "string", OUTCOMES, enum=OUTCOMES),
+              ("run", "deadline_met"): Typed("run.deadline_met", "boolean", (True, False))}
+
+
+def _follow_up_expressions(sop: Sop, doc: Document) -> list[SpecError]:
+    """A follow-up's ``when`` tried as a step's is (:func:`_expressions`), over the run as it ended; it and the
+    follow-up's inputs, with each step they read that may be skipped skipped (the inputs only when ``when`` held)."""
+    if not sop.follow_ups:
+        return []
+    typed = {**_typed_paths(sop), **_ENDED_RUN}
+    skips = _skippable(sop)
+    errors: list[SpecError] = []
+    for i, follow_up in enumerate(sop.follow_ups):
+        templates = [(follow_up.when, ("when",), True)] + [(value, ("inputs", name), False)
+                                                          for name, value in follow_up.inputs.items()]
+        for text, path, expression in templates:
+            if not isinstance(text, str) or (not expression and "{" not in text):
+                continue
+            problems = expression_problems(text, str(path[-1]), typed) if expression else []
+            if not problems and skippable_reads(text, skips, expression=expression):
+                reach = Reach(follow_up.when if path != ("when",) else None)
+                problems = skip_problems(text, dotted(path), skips, typed, expression=expression, reach=reach)
+            errors.extend(doc.error(("follow_ups", i, *path), problem) for problem in problems)
     return errors
