@@ -206,6 +206,10 @@ EXPECTED: dict[str, list[E]] = {
         E(11, 9, "escalation[2].at", "`at: 2h` is earlier than the last repeat of escalation[1] above it "
                                      "(`every: 30m`, max 4, 3h after ready)")
     ],
+    "ladder-max-too-many.yaml": [
+        E(9, 10, "escalation[1].max", "`max` is at most 50 repeats, got 1000; to repeat until the step is done, "
+                                      "leave `max` out")
+    ],
     "ladder-every-not-last.yaml": [
         E(8, 12, "escalation[1].every", "`every: 30m` without `max` repeats until the step is done, so the rung "
                                         "after it (escalation[2]) never fires: put it last, or give it a `max`")
