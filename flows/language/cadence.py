@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from flows.language.fields import Duration, Strict
+from flows.language.fields import Duration, OptionalDuration, Strict
 
 #: who a cadence names: the run's owner role and its lead
 CADENCE_WORDS = ("owner", "lead")
@@ -29,7 +29,7 @@ class Cadence(Strict):
     escalate: list[str] = Field(default_factory=lambda: ["lead"], min_length=1,
                                 description="who is paged when an update is missed: lead (the owner role's lead)")
     grace: Duration = Field(default=timedelta(minutes=5), description="after the ask, before it counts as missed")
-    max_snooze: Duration | None = Field(default=None, description="the longest snooze (default: one period)")
+    max_snooze: OptionalDuration = Field(default=None, description="the longest snooze (default: one period)")
     message: str | None = Field(default=None, description="what the update should say (shown in the ask)")
     max_missed: int = Field(default=3, ge=1, le=1000,
                             description="missed updates in a row after which the asks stop (and their escalations) "

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -34,6 +35,33 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "2h", "1d", "PT2H"]}),
 ]
 Slug = Annotated[str, Field(pattern=SLUG)]
+
+
+#: the validation context of a run's pinned text (``Sop.model_validate(data, context=PINNED)``): it was valid when
+#: its run started, and a rule added since (a key written empty, a bound) must not stop that run
+PINNED = {"pinned": True}
+
+
+def authored(info: ValidationInfo) -> bool:
+    """Whether a model is being validated as its author wrote it (not a run's pinned text): rules added since a
+    run started apply only then."""
+    return not (info.context or {}).get("pinned")
+
+
+def written(what: str, removed: str = "") -> BeforeValidator:
+    """For a key that may be left out: written with no value (``due:``, which YAML reads as null) it is refused,
+    not taken as left out. ``what``: what to write; ``removed``: what leaving it out means."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is None and authored(info):
+            raise ValueError(f"`{info.field_name}` is empty: write {what}, or remove the key{removed}")
+        return value
+
+    return BeforeValidator(check)
+
+
+#: a duration that may be left out (``due``, ``deadline``…), but not written empty
+OptionalDuration = Annotated[Duration | None, written("a duration like 2h")]
 #: the longest title (an SOP's, a step's): one line a responder reads in a page; pages cut at 200
 TITLE_MAX = 120
 

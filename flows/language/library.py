@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from flows.language.config import Site
 from flows.language.crosscheck import check_site, check_sop, in_library, misnamed
+from flows.language.fields import PINNED
 from flows.language.followups import check_follow_ups
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
 from flows.language.oncall import check_rotations
@@ -123,7 +124,7 @@ def pinned_sop(text_hash: str, text: str) -> Sop:
     doc, errors = parse_yaml(text, f"<pinned {text_hash[:12]}>")
     if doc is None or errors:
         raise ValueError(f"the pinned SOP text {text_hash[:12]} no longer parses: {errors}")
-    return Sop.model_validate(doc.data)
+    return Sop.model_validate(doc.data, context=PINNED)
 
 
 

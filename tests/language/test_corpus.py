@@ -206,6 +206,20 @@ EXPECTED: dict[str, list[E]] = {
         E(11, 9, "escalation[2].at", "`at: 2h` is earlier than the last repeat of escalation[1] above it "
                                      "(`every: 30m`, max 4, 3h after ready)")
     ],
+    "empty-due.yaml": [E(8, 9, "steps[0].due", "`due` is empty: write a duration like 2h, or remove the key")],
+    "empty-keys.yaml": [
+        E(5, 10, "deadline", "`deadline` is empty: write a duration like 2h, or remove the key"),
+        E(9, 9, "escalation[0].max", "`max` is empty: write a number of repeats, or remove the key (it then repeats "
+                                     "until the step is done)"),
+        E(14, 10, "steps[0].when", "`when` is empty: write an expression, or remove the key (the step then always "
+                                   "runs)"),
+        E(15, 16, "steps[0].on_timeout", "`on_timeout` is empty: write skip, fail or fallback:<step-id>, or remove "
+                                         "the key (the step then keeps waiting, and escalates)"),
+        E(16, 16, "steps[0].escalation", "`escalation` is empty: write the step's rungs (`[]` for none), or remove "
+                                         "the key (the SOP's ladder then applies)"),
+        E(20, 10, "follow_ups[0].when", "`when` is empty: write an expression over the ended run, or remove the key "
+                                        "(it then starts on every end but a cancel)"),
+    ],
     "ladder-max-too-many.yaml": [
         E(9, 10, "escalation[1].max", "`max` is at most 50 repeats, got 1000; to repeat until the step is done, "
                                       "leave `max` out")
@@ -485,3 +499,13 @@ def test_an_empty_variable_is_reported_as_empty(corpus: Path, repo_root: Path, m
     [error] = validate(corpus / "config-missing-env.yaml", repo_root)
     assert (error.line, error.path) == (9, "people.bo-chen.contacts[0]")
     assert f"person `bo-chen`: environment variable `{MISSING_VAR}` is empty" in error.message
+
+
+def test_a_runs_pinned_text_from_before_the_rules_on_empty_keys_and_repeats_still_loads() -> None:
+    # a run started when `due:` left empty meant no due, and `max: 1000` was taken: it goes on as it began
+    from flows.language.library import pinned_sop
+
+    text = (Path(__file__).parent / "corpus" / "empty-due.yaml").read_text(encoding="utf-8") + (
+        "escalation:\n  - every: 30m\n    notify: [lead]\n    max: 1000\n")
+    sop = pinned_sop("0" * 64, text)
+    assert sop.steps[0].due is None and sop.escalation[0].max == 1000
