@@ -220,6 +220,12 @@ EXPECTED: dict[str, list[E]] = {
         E(20, 10, "follow_ups[0].when", "`when` is empty: write an expression over the ended run, or remove the key "
                                         "(it then starts on every end but a cancel)"),
     ],
+    "notify-title-too-long.yaml": [  # a title with a template is made one line and cut when it is sent
+        E(10, 14, "steps[0].message.title", "a title is at most 200 characters (a responder reads it in a page), "
+                                            "this one has 230: shorten it and put the rest in `body`"),
+        E(16, 14, "steps[1].message.title", "a title is one line (a responder reads it in a page), this one ends in "
+                                            "a line break: write it on one line and put the rest in `body`"),
+    ],
     "ladder-max-too-many.yaml": [
         E(9, 10, "escalation[1].max", "`max` is at most 50 repeats, got 1000; to repeat until the step is done, "
                                       "leave `max` out")
