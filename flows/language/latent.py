@@ -13,6 +13,7 @@ import re
 
 from flows.language.config import Site
 from flows.language.durations import MAX_DURATION, format_duration
+from flows.language.expressions import TemplateProblem, url_base_references
 from flows.language.followups import OUTCOMES, fixed_value_problem
 from flows.language.ladder import LadderEntry, misordered
 from flows.language.loader import Document, SpecError, dotted
@@ -71,12 +72,15 @@ def _approvals(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
 
 
 def _urls(sop: Sop, doc: Document) -> list[SpecError]:
-    """An http step's URL must be http(s): judged from the text before its first template."""
+    """An http step's URL must be http(s), judged from the text before its first template; and its base (what goes
+    in unencoded) may read only the site's ``config``."""
     errors: list[SpecError] = []
     for i, step in enumerate(sop.steps):
         if not isinstance(step, HttpStep):
             continue
         url = step.request.url
+        if (problem := _untrusted_base(url)) is not None:
+            errors.append(doc.error(("steps", i, "request", "url"), problem))
         literal = url.split("{", 1)[0].strip()
         if not literal and "{" in url:
             continue  # the whole start comes from a template (``{{ config.gateway }}/x``): known only at run time
@@ -89,6 +93,23 @@ def _urls(sop: Sop, doc: Document) -> list[SpecError]:
         errors.append(doc.error(("steps", i, "request", "url"),
                                 f"expected an http:// or https:// URL, got {url!r} ({got})"))
     return errors
+
+
+def _untrusted_base(url: str) -> str | None:
+    """What is wrong with the base of a URL template that reads anything but ``config``, or None."""
+    if "{" not in url:
+        return None
+    try:
+        reads = [ref for ref in url_base_references(url) if ref[0] != "config"]
+    except TemplateProblem:
+        return None  # reported on its own
+    if not reads:
+        return None
+    names = ", ".join(dict.fromkeys(f"`{'.'.join(ref)}`" for ref in reads))
+    return (f"the URL's base address (before the first `/`, `?` or `#` the URL writes) reads {names}: the base goes "
+            "into the request as it is (only values after it are percent-encoded), so a value from a run could send "
+            "the call to another host; take the base from config (`{{ config.gateway }}/…`) and put run values "
+            "after a `/`")
 
 
 def _trigger_inputs(sop: Sop, doc: Document) -> list[SpecError]:

@@ -226,6 +226,15 @@ EXPECTED: dict[str, list[E]] = {
         E(16, 14, "steps[1].message.title", "a title is one line (a responder reads it in a page), this one ends in "
                                             "a line break: write it on one line and put the rest in `body`"),
     ],
+    "http-url-base-from-input.yaml": [  # (steps[2] puts the input after its base: percent-encoded, passes)
+        E(12, 12, "steps[0].request.url", "the URL's base address (before the first `/`, `?` or `#` the URL writes) "
+                                          "reads `inputs.url`: the base goes into the request as it is (only values "
+                                          "after it are percent-encoded), so a value from a run could send the call "
+                                          "to another host; take the base from config (`{{ config.gateway }}/…`) and "
+                                          "put run values after a `/`"),
+        E(16, 12, "steps[1].request.url", "the URL's base address (before the first `/`, `?` or `#` the URL writes) "
+                                          "reads `inputs.service`: the base goes into the request as it is"),
+    ],
     "ladder-max-too-many.yaml": [
         E(9, 10, "escalation[1].max", "`max` is at most 50 repeats, got 1000; to repeat until the step is done, "
                                       "leave `max` out")
