@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flows.language.advisories import sop_advisories
 from flows.language.config import Site
 from flows.language.crosscheck import check_site, check_sop, in_library, misnamed
 from flows.language.fields import PINNED
@@ -204,7 +205,7 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
 
     Errors come file by file, each file's by line and column. ``warnings``, when given, receives what
     is not an error but the author should know, located like an error: a check that could not be
-    made (the id of an SOP file outside ``sops/`` against its file name).
+    made (the id of an SOP file outside ``sops/`` against its file name), and flows.language.advisories'.
 
     A folder whose files are all config is one site (merged), at any depth of a folder given;
     a config file given on its own or among SOPs is validated as a site of its own, unless it
@@ -253,6 +254,8 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
     for doc in sop_docs:
         errors.extend(_checked(doc, site))
         sop = _parsed(doc)
+        if warnings is not None and sop is not None:
+            warnings.extend(sop_advisories(sop, doc))
         if warnings is not None and sop is not None and not in_library(doc.file) and (
                 stem := misnamed(sop.id, doc.file)) is not None:
             warnings.append(doc.error(("id",), f"the id `{sop.id}` was not compared with the file name `{stem}`: "
