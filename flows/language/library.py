@@ -262,8 +262,11 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
                                                f"this file is outside sops/, where it must be saved as `{sop.id}.yaml`"))
         if sop is not None and sop.follow_ups and sop.id not in checked:
             checked[sop.id], where[sop.id] = sop, doc
+    library = _library_docs(config_dir.parent / "sops") if sop_docs else []
+    known = _known_sops([*sop_docs, *library])
     if checked:
-        errors.extend(check_follow_ups(checked, where, _known_sops(sop_docs, config_dir.parent / "sops")))
+        errors.extend(check_follow_ups(checked, where, known))
+    errors.extend(_follow_ups_into(sop_docs, library, known))
     return _by_file_and_line(errors), len(sop_docs), sum(len(g) for g in config_groups)
 
 
@@ -275,12 +278,34 @@ def _parsed(doc: Document) -> Sop | None:
         return None
 
 
-def _known_sops(given: list[Document], library: Path) -> dict[str, Sop | None]:
-    """Every SOP a follow-up may name: those given, and the library's (``sops/``); None for one whose file
-    holds an id but does not validate (its own errors say why)."""
-    known: dict[str, Sop | None] = {}
+def _library_docs(library: Path) -> list[Document]:
+    """The documents of the library folder (``sops/``) that parse."""
     files = yaml_files([library]) if library.is_dir() else []
-    docs = [*given, *(d for f in files for d in [read_document(f)[0]] if d is not None)]
+    return [d for f in files for d in [read_document(f)[0]] if d is not None]
+
+
+def _follow_ups_into(given: list[Document], library: list[Document], known: dict[str, Sop | None]) -> list[SpecError]:
+    """The follow-ups of the library's other SOPs that start an SOP given (as it is given: a draft of it stands in
+    for the library's file), checked against it: a required input added to ``b`` breaks ``a``'s follow-up to ``b``,
+    which ``sop validate b.yaml`` must say, in ``a``'s file."""
+    given_files = {Path(doc.file).resolve() for doc in given}
+    given_ids = {sop.id for doc in given if (sop := _parsed(doc)) is not None}
+    errors: list[SpecError] = []
+    for doc in library:
+        sop = _parsed(doc) if Path(doc.file).resolve() not in given_files else None
+        if sop is None or sop.id in given_ids:
+            continue  # given itself (checked as given), or stood in for by a draft given
+        into = {f"follow_ups[{i}]" for i, f in enumerate(sop.follow_ups) if f.start in given_ids}
+        if into:
+            errors.extend(e for e in check_follow_ups({sop.id: sop}, {sop.id: doc}, known)
+                          if e.path.split(".")[0] in into)
+    return errors
+
+
+def _known_sops(docs: list[Document]) -> dict[str, Sop | None]:
+    """Every SOP a follow-up may name, the first document of each id winning (those given, then the library's);
+    None for one whose file holds an id but does not validate (its own errors say why)."""
+    known: dict[str, Sop | None] = {}
     for doc in docs:
         sop = _parsed(doc)
         if sop is not None:

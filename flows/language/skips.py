@@ -179,6 +179,7 @@ def _tried(text: str, field: str, ways: tuple[Skippable, ...], typed: dict[tuple
                 break
     return problems
 
+
 def _holds(expression: str, context: dict[str, Any]) -> bool | None:
     """Whether an expression is true with these values; None when it cannot be evaluated."""
     try:

@@ -172,3 +172,20 @@ def test_a_follow_ups_input_reading_a_skipped_step_is_refused_unless_its_when_ru
                             "skipped (its `when` is false): a skipped step has no `verdict`")
     assert follow_up_errors(repo_root, tmp_path, "{{ steps.review.outcome == 'done' }}",
                             "{{ steps.review.verdict }}") == []
+
+
+def test_validating_one_sop_checks_the_follow_ups_of_the_library_that_start_it(sop, repo_root: Path,
+                                                                                tmp_path: Path) -> None:
+    # t-b gains a required input: t-a's follow-up to it, untouched, can no longer start it
+    root = project(repo_root, tmp_path, {"t-b": "", "t-a": "follow_ups:\n  - {start: t-b, within: 1d, inputs: {ticket: x}}\n"})
+    edited = HEAD.format(id="t-b").replace("inputs: {", "inputs: {reason: {type: string}, ")
+    expected = (f"{root / 'sops' / 't-a.yaml'}:9:5: follow_ups[0]: this follow-up can never start `t-b`: it gives no "
+                "value for its required input(s) `reason` (add them to `inputs`)")
+    (root / "sops" / "t-b.yaml").write_text(edited)
+    assert errors_of(sop, root, str(root / "sops" / "t-b.yaml")) == [expected]
+    # a draft of it outside sops/ stands in for the library's file, as it will once saved there
+    (root / "sops" / "t-b.yaml").write_text(HEAD.format(id="t-b"))
+    (root / "drafts").mkdir()
+    (root / "drafts" / "t-b.yaml").write_text(edited)
+    assert errors_of(sop, root, str(root / "drafts" / "t-b.yaml")) == [expected]
+    assert errors_of(sop, root, str(root / "sops" / "t-b.yaml")) == []
