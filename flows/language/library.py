@@ -267,6 +267,7 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
     if checked:
         errors.extend(check_follow_ups(checked, where, known))
     errors.extend(_follow_ups_into(sop_docs, library, known))
+    errors.extend(_ids_used_twice(sop_docs, library, config_dir.parent / "sops"))
     return _by_file_and_line(errors), len(sop_docs), sum(len(g) for g in config_groups)
 
 
@@ -299,6 +300,22 @@ def _follow_ups_into(given: list[Document], library: list[Document], known: dict
         if into:
             errors.extend(e for e in check_follow_ups({sop.id: sop}, {sop.id: doc}, known)
                           if e.path.split(".")[0] in into)
+    return errors
+
+
+def _ids_used_twice(given: list[Document], library: list[Document], folder: Path) -> list[SpecError]:
+    """A file of the library folder given whose SOP id an earlier file of that folder holds too (``sops/old/a.yaml``
+    beside ``sops/a.yaml``): the library refuses to load then, and says it as :func:`load_library` does."""
+    first: dict[str, Path] = {}
+    for doc in library:
+        if (sop := _parsed(doc)) is not None:
+            first.setdefault(sop.id, Path(doc.file).resolve())
+    errors: list[SpecError] = []
+    for doc in given:
+        path = Path(doc.file).resolve()
+        sop = _parsed(doc) if folder.is_dir() and path.is_relative_to(folder.resolve()) else None
+        if sop is not None and first.get(sop.id, path) != path:
+            errors.append(doc.error(("id",), f"SOP id `{sop.id}` is also used by {first[sop.id]}"))
     return errors
 
 

@@ -104,6 +104,21 @@ def test_a_draft_outside_sops_is_valid_but_told_its_id_was_not_compared_with_its
     assert "warning" not in result.stderr
 
 
+def test_an_sop_id_two_library_files_hold_is_an_error_of_sop_validate_as_of_the_library(tmp_path: Path,
+                                                                                          repo_root: Path) -> None:
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    (tmp_path / "sops" / "old").mkdir(parents=True)
+    for folder in ("sops", "sops/old"):
+        shutil.copy(repo_root / "sops" / "page-speed.yaml", tmp_path / folder)
+    kept, copy = tmp_path / "sops" / "page-speed.yaml", tmp_path / "sops" / "old" / "page-speed.yaml"
+    expected = f"{kept}:2:5: id: SOP id `page-speed` is also used by {copy}"
+    for given in (tmp_path / "sops", kept):
+        errors, _, _ = validate_paths([given], tmp_path / "config", env={})
+        assert [str(e) for e in errors] == [expected]
+    with pytest.raises(Exception, match="is also used by"):  # what a run would meet: the library does not load
+        load_library(tmp_path, env={})
+
+
 def test_a_draft_named_after_its_id_gets_no_warning(sop, tmp_path: Path, repo_root: Path) -> None:
     draft = tmp_path / "weekly-review.yaml"
     draft.write_text((repo_root / "sops" / "weekly-review.yaml").read_text(encoding="utf-8"), encoding="utf-8")
