@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from flows.language.fields import FieldSpec
+from flows.language.fields import MESSAGE_TITLE_MAX, FieldSpec
 from flows.language.presentation import short_title
 from flows.language.spec import PRIORITY
 
@@ -228,8 +228,9 @@ class Context:
         return replace(self, recipient=recipient)
 
 
-#: the longest title a message keeps (push services cut titles near 250 characters; the body has the rest)
-TITLE_MAX = 200
+#: the longest title a message keeps (push services cut titles near 250 characters; the body has the rest); an SOP's
+#: message title written as plain text is held to it at validation
+TITLE_MAX = MESSAGE_TITLE_MAX
 #: what cannot stand in a title: line and paragraph breaks, tabs and other control characters
 _NOT_IN_A_TITLE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 

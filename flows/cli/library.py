@@ -37,7 +37,8 @@ def validate(
     targets = paths or [root / "sops", root / "config"]
     started = time.perf_counter()
     config_dir = config or root / "config"
-    errors, sops, configs = validate_paths(targets, config_dir)
+    warnings: list[Any] = []
+    errors, sops, configs = validate_paths(targets, config_dir, warnings=warnings)
     # site message templates, caught now rather than at send time: those of every config
     # folder given, and of the config folder the SOPs were checked against
     for folder in sorted({p.resolve() for p in [*targets, config_dir] if p.is_dir()}):
@@ -47,6 +48,8 @@ def validate(
     elapsed = time.perf_counter() - started
     for error in errors:
         err_console.print(f"[red]✗[/] {escape(str(error))}", soft_wrap=True)
+    for warning in [] if quiet else warnings:  # not errors: the exit status stands
+        err_console.print(f"[yellow]![/] warning: {escape(str(warning))}", soft_wrap=True)
     files = len({e.file for e in errors})
     if errors:
         err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) "
@@ -55,7 +58,8 @@ def validate(
     for warning in _token_warnings(config_dir) if configs else []:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if not quiet:
-        console.print(f"[green]✓[/] {sops} SOP file(s) and {configs} config file(s) valid ({elapsed:.2f}s)")
+        warned = f", {len(warnings)} warning(s) above" if warnings else ""
+        console.print(f"[green]✓[/] {sops} SOP file(s) and {configs} config file(s) valid ({elapsed:.2f}s){warned}")
 
 
 def _token_warnings(config_dir: Path) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from flows.language.fields import Duration, Strict
+from flows.language.fields import Duration, OptionalDuration, Strict
 
 #: who a cadence names: the run's owner role and its lead
 CADENCE_WORDS = ("owner", "lead")
@@ -32,7 +32,7 @@ class Cadence(Strict):
     share: list[str] | None = Field(default=None, description="who gets each update posted: owner, lead, roles, people "
                                     "or channels (default: whom a missed one escalates to; [] for nobody)")
     grace: Duration = Field(default=timedelta(minutes=5), description="after the ask, before it counts as missed")
-    max_snooze: Duration | None = Field(default=None, description="the longest snooze (default: one period)")
+    max_snooze: OptionalDuration = Field(default=None, description="the longest snooze (default: one period)")
     message: str | None = Field(default=None, description="what the update should say (shown in the ask)")
     max_missed: int = Field(default=3, ge=1, le=1000,
                             description="missed updates in a row after which the asks stop (and their escalations) "

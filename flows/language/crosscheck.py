@@ -145,14 +145,24 @@ def _private_name(ref: tuple[str, ...]) -> str | None:
     return None
 
 
+def in_library(file: str) -> bool:
+    """Whether a file is an SOP of a library folder (``sops/``), where each file is named after its SOP's id."""
+    return "/sops/" in f"/{file}"
+
+
+def misnamed(sop_id: str, file: str) -> str | None:
+    """The name of a YAML file that is not ``<sop_id>.yaml`` (its stem), or None when it is."""
+    stem = file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return stem if file.endswith((".yaml", ".yml")) and stem != sop_id else None
+
+
 def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     """All cross-checks of one SOP (``site`` None: skip the checks that need config)."""
     errors: list[SpecError] = []
     index = _step_index(sop)
     steps_path = ("steps",)
 
-    stem = doc.file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    if doc.file.endswith((".yaml", ".yml")) and stem != sop.id and "/sops/" in f"/{doc.file}":
+    if in_library(doc.file) and (stem := misnamed(sop.id, doc.file)) is not None:
         errors.append(doc.error(("id",), f"the id `{sop.id}` must match the file name `{stem}`"))
 
     seen: dict[str, int] = {}

@@ -320,6 +320,34 @@ def _compiled_url(text: str) -> Template:
     return URL_ENV.from_string(text)
 
 
+def _base_ends(char: str, tail: str) -> bool:
+    """Whether ``char``, written by a URL template after ``tail`` (its last two characters), ends the URL's base: the
+    first ``?`` or ``#``, or a ``/`` that is not one of the scheme's ``//``."""
+    return char in "?#" or (char == "/" and not tail.endswith((":", ":/")))
+
+
+def url_base_references(text: str) -> list[tuple[str, ...]]:
+    """The variable paths the base of a URL template reads (what :func:`render_url` puts in as it is, unencoded):
+    those of every expression before the first ``/``, ``?`` or ``#`` the template writes itself. A statement
+    (``{% if %}``) before it counts whole, since where its text ends the base is known only when it runs.
+    Raises TemplateProblem when the template does not parse."""
+    tree = parse(text)
+    found: list[tuple[str, ...]] = []
+    tail = ""
+    for node in tree.body:
+        parts = node.nodes if isinstance(node, nodes.Output) else [node]
+        for part in parts:
+            if isinstance(part, nodes.TemplateData):
+                for char in part.data:
+                    if _base_ends(char, tail):
+                        return found
+                    tail = (tail + char)[-2:]
+            else:
+                found.extend(references(nodes.Template([nodes.Output([part])]) if isinstance(part, nodes.Expr)
+                                        else nodes.Template([part])))
+    return found
+
+
 def render_url(text: str, context: dict[str, Any]) -> str:
     """Render an HTTP step's URL. Its base, up to the first ``/`` of its path (or a ``?`` or ``#``) written in the
     template, goes in as the values make it (``{{ config.gateway }}/…``, ``https://{{ config.host }}/…``: the site's,
@@ -340,7 +368,7 @@ def render_url(text: str, context: dict[str, Any]) -> str:
             out.append(value if in_base or mark == _ENCODED else _url_part(value))
             i = end + 1
             continue
-        if in_base and (mark in "?#" or (mark == "/" and not tail.endswith((":", ":/")))):
+        if in_base and _base_ends(mark, tail):
             in_base = False  # the path (or query) begins: what the template writes from here is the SOP's
         tail = (tail + mark)[-2:]
         out.append(mark)

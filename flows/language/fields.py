@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -34,12 +35,42 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "2h", "1d", "PT2H"]}),
 ]
 Slug = Annotated[str, Field(pattern=SLUG)]
+
+
+#: the validation context of a run's pinned text (``Sop.model_validate(data, context=PINNED)``): it was valid when
+#: its run started, and a rule added since (a key written empty, a bound) must not stop that run
+PINNED = {"pinned": True}
+
+
+def authored(info: ValidationInfo) -> bool:
+    """Whether a model is being validated as its author wrote it (not a run's pinned text): rules added since a
+    run started apply only then."""
+    return not (info.context or {}).get("pinned")
+
+
+def written(what: str, removed: str = "") -> BeforeValidator:
+    """For a key that may be left out: written with no value (``due:``, which YAML reads as null) it is refused,
+    not taken as left out. ``what``: what to write; ``removed``: what leaving it out means."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is None and authored(info):
+            raise ValueError(f"`{info.field_name}` is empty: write {what}, or remove the key{removed}")
+        return value
+
+    return BeforeValidator(check)
+
+
+#: a duration that may be left out (``due``, ``deadline``…), but not written empty
+OptionalDuration = Annotated[Duration | None, written("a duration like 2h")]
 #: the longest title (an SOP's, a step's): one line a responder reads in a page; pages cut at 200
 TITLE_MAX = 120
+#: the longest title a message keeps (``notifications.message`` cuts longer ones when it sends them)
+MESSAGE_TITLE_MAX = 200
 
 
-def _one_line_title(value: str) -> str:
-    """``value`` when it is a title: not blank, one line, at most TITLE_MAX characters; else ValueError."""
+def _one_line_title(value: str, limit: int = TITLE_MAX, rest: str = "description") -> str:
+    """``value`` when it is a title: not blank, one line, at most ``limit`` characters; else ValueError saying to
+    put the rest in the field ``rest``."""
     if not value.strip():
         raise ValueError("the title is empty (expected one line a responder reads in a page)")
     lines = value.splitlines()
@@ -47,11 +78,22 @@ def _one_line_title(value: str) -> str:
         count = len([line for line in lines if line.strip()])
         has = f"this one has {count} lines" if count > 1 else "this one ends in a line break"
         raise ValueError(f"a title is one line (a responder reads it in a page), {has}: write it on one line "
-                         "and put the rest in `description`")
-    if len(value) > TITLE_MAX:
-        raise ValueError(f"a title is at most {TITLE_MAX} characters (a responder reads it in a page), this one "
-                         f"has {len(value):,}: shorten it and put the rest in `description`")
+                         f"and put the rest in `{rest}`")
+    if len(value) > limit:
+        raise ValueError(f"a title is at most {limit} characters (a responder reads it in a page), this one "
+                         f"has {len(value):,}: shorten it and put the rest in `{rest}`")
     return value
+
+
+def _message_title(value: str, info: ValidationInfo) -> str:
+    """A message's title written as plain text (no template) is checked as a title of MESSAGE_TITLE_MAX; one with a
+    template is known only when it is rendered (and made one line and cut then)."""
+    if "{{" in value or "{%" in value or not authored(info):
+        return value
+    return _one_line_title(value, MESSAGE_TITLE_MAX, "body")
+
+
+MessageTitle = Annotated[str, AfterValidator(_message_title)]
 
 
 Title = Annotated[

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from flows.language.durations import parse_duration
-from flows.language.fields import Duration, Strict
+from flows.language.fields import Duration, Strict, authored
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+#: the most repeats an ``every`` rung's ``max`` may ask for. The engine works out every level of a ladder each time
+#: one fires (and :func:`levels` stops at 1,000 anyway), and a person paged 50 times about one step is no longer
+#: being escalated to: a ladder that should go on until the step is done leaves ``max`` out.
+MAX_REPEATS = 50
 
 
 class LadderEntry(Strict):
@@ -26,8 +30,22 @@ class LadderEntry(Strict):
     at: str | None = Field(default=None, description="50% of the step's due, or an offset such as 3h")
     every: Duration | None = None
     notify: list[str] = Field(min_length=1)
-    max: int | None = Field(default=None, ge=1, description="cap on repeats of an `every` entry")
+    max: int | None = Field(default=None, ge=1, json_schema_extra={"maximum": MAX_REPEATS},
+                            description=f"cap on repeats of an `every` entry (at most {MAX_REPEATS})")
     message: Literal["reminder", "escalated", "overdue"] | None = None
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _max_is_bounded(cls, value: object, info: ValidationInfo) -> object:
+        if not authored(info):
+            return value
+        if value is None:  # `max:` with nothing after it: not an endless rung by accident
+            raise ValueError("`max` is empty: write a number of repeats, or remove the key (it then repeats until the "
+                             "step is done)")
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEATS:
+            raise ValueError(f"`max` is at most {MAX_REPEATS} repeats, got {value}; to repeat until the step is done, "
+                             "leave `max` out")
+        return value
 
     @field_validator("at", mode="before")
     @classmethod

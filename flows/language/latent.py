@@ -13,12 +13,15 @@ import re
 
 from flows.language.config import Site
 from flows.language.durations import MAX_DURATION, format_duration
-from flows.language.followups import fixed_value_problem
+from flows.language.expressions import TemplateProblem, url_base_references
+from flows.language.followups import OUTCOMES, fixed_value_problem
 from flows.language.ladder import LadderEntry, misordered
 from flows.language.loader import Document, SpecError, dotted
 from flows.language.samples import Typed, expression_problems, field_typed, output_typed
+from flows.language.skips import Reach, Skippable, skip_problems, skippable_reads
 from flows.language.spec import ScheduleTrigger, Sop
 from flows.language.steps import KINDS
+from flows.language.steps.base import COMMON_OUTPUTS, StepBase
 from flows.language.steps.http import HttpStep
 from flows.language.steps.human import HumanStep
 
@@ -28,7 +31,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def check_latent(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     """Every rule of this module (``site`` None: the rules that need config are skipped)."""
     errors = [*_branches(sop, doc), *_urls(sop, doc), *_trigger_inputs(sop, doc), *_ladder_offsets(sop, doc),
-              *_ladder_order(sop, doc), *_expressions(sop, doc)]
+              *_ladder_order(sop, doc), *_expressions(sop, doc), *_follow_up_expressions(sop, doc)]
     if site is not None:
         errors.extend(_approvals(sop, doc, site))
     return errors
@@ -69,12 +72,15 @@ def _approvals(sop: Sop, doc: Document, site: Site) -> list[SpecError]:
 
 
 def _urls(sop: Sop, doc: Document) -> list[SpecError]:
-    """An http step's URL must be http(s): judged from the text before its first template."""
+    """An http step's URL must be http(s), judged from the text before its first template; and its base (what goes
+    in unencoded) may read only the site's ``config``."""
     errors: list[SpecError] = []
     for i, step in enumerate(sop.steps):
         if not isinstance(step, HttpStep):
             continue
         url = step.request.url
+        if (problem := _untrusted_base(url)) is not None:
+            errors.append(doc.error(("steps", i, "request", "url"), problem))
         literal = url.split("{", 1)[0].strip()
         if not literal and "{" in url:
             continue  # the whole start comes from a template (``{{ config.gateway }}/x``): known only at run time
@@ -87,6 +93,23 @@ def _urls(sop: Sop, doc: Document) -> list[SpecError]:
         errors.append(doc.error(("steps", i, "request", "url"),
                                 f"expected an http:// or https:// URL, got {url!r} ({got})"))
     return errors
+
+
+def _untrusted_base(url: str) -> str | None:
+    """What is wrong with the base of a URL template that reads anything but ``config``, or None."""
+    if "{" not in url:
+        return None
+    try:
+        reads = [ref for ref in url_base_references(url) if ref[0] != "config"]
+    except TemplateProblem:
+        return None  # reported on its own
+    if not reads:
+        return None
+    names = ", ".join(dict.fromkeys(f"`{'.'.join(ref)}`" for ref in reads))
+    return (f"the URL's base address (before the first `/`, `?` or `#` the URL writes) reads {names}: the base goes "
+            "into the request as it is (only values after it are percent-encoded), so a value from a run could send "
+            "the call to another host; take the base from config (`{{ config.gateway }}/…`) and put run values "
+            "after a `/`")
 
 
 def _trigger_inputs(sop: Sop, doc: Document) -> list[SpecError]:
@@ -197,17 +220,101 @@ def _typed_paths(sop: Sop) -> dict[tuple[str, ...], Typed]:
     return typed
 
 
+def _skippable(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
+    """The ways each step may end skipped, by each spelling of its id (only steps with fields of their own)."""
+    fallbacks = {step.fallback: step.id for step in sop.steps if step.fallback}
+    listed = _listed_in(sop)
+    out: dict[str, tuple[Skippable, ...]] = {}
+    for step in sop.steps:
+        if type(step) is not KINDS[step.kind].model:
+            continue  # a stand-in for a step that failed validation: what it outputs is not known
+        fields = frozenset(step.outputs()) - set(COMMON_OUTPUTS)
+        spelled = step.id.replace("-", "_")
+        ways: list[Skippable] = []
+        if step.when is not None:
+            ways.append(Skippable(spelled, "its `when` is false", fields, when=step.when))
+        if step.on_timeout == "skip":
+            ways.append(Skippable(spelled, "it timed out: `on_timeout: skip`", fields))
+        if step.id in fallbacks:
+            ways.append(Skippable(spelled, f"it is the fallback of `{fallbacks[step.id]}`, not needed when that one is "
+                                           "done in time", fields))
+        for check, then in listed.get(step.id, ()):
+            ways.append(Skippable(spelled, f"check `{check}` takes its other branch", fields,
+                                  branch=(check.replace("-", "_"), not then)))
+        if ways and fields:
+            out[spelled] = out[step.id] = tuple(ways)
+    return out
+
+
+def _listed_in(sop: Sop) -> dict[str, list[tuple[str, bool]]]:
+    """Each step a check's branch lists: the checks, and whether it is in their ``then``."""
+    listed: dict[str, list[tuple[str, bool]]] = {}
+    for step in sop.steps:
+        for branch in step.branches():
+            for target in branch.steps:
+                listed.setdefault(target, []).append((step.id, branch.field == "then"))
+    return listed
+
+
+def _reach(by_id: dict[str, StepBase], step_id: str, listed: dict[str, list[tuple[str, bool]]], own_when: bool,
+           seen: frozenset[str] = frozenset()) -> Reach:
+    """What step ``step_id`` needs to run (its ``when`` too when ``own_when``); a cycle (reported on its own) ends it."""
+    checks = tuple((check.replace("-", "_"), then, _reach(by_id, check, listed, True, seen | {step_id}))
+                   for check, then in listed.get(step_id, ()) if check not in seen and check != step_id)
+    step = by_id[step_id]
+    return Reach(step.when if own_when else None, checks, known=type(step) is KINDS[step.kind].model)
+
+
 def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
-    """A step's ``when`` and a check's expression, tried with the values the fields they read can have."""
+    """A step's ``when`` and a check's expression, tried with the values the fields they read can have; these and
+    the step's other templates, tried with each step they read that may be skipped skipped."""
     typed: dict[tuple[str, ...], Typed] | None = None
+    skips: dict[str, tuple[Skippable, ...]] | None = None
+    listed: dict[str, list[tuple[str, bool]]] | None = None
+    by_id: dict[str, StepBase] | None = None
     errors: list[SpecError] = []
     for i, step in enumerate(sop.steps):
-        expressions = [(step.when, ("when",))] + [(t.value, t.path) for t in KINDS[step.kind].templates(step)
-                                                  if t.expression]
-        for text, path in expressions:
-            if not isinstance(text, str):
+        templates = [(step.when, ("when",), True)] + [(t.value, t.path, t.expression)
+                                                      for t in KINDS[step.kind].templates(step)]
+        for text, path, expression in templates:
+            if not isinstance(text, str) or (not expression and "{" not in text):
                 continue
             typed = _typed_paths(sop) if typed is None else typed
-            for problem in expression_problems(text, str(path[-1]), typed):
+            problems = expression_problems(text, str(path[-1]), typed) if expression else []
+            skips = _skippable(sop) if skips is None else skips
+            if not problems and skippable_reads(text, skips, expression=expression):  # (a fault for every value first)
+                listed = _listed_in(sop) if listed is None else listed
+                by_id = {s.id: s for s in sop.steps} if by_id is None else by_id
+                reach = _reach(by_id, step.id, listed, own_when=path != ("when",))
+                problems = skip_problems(text, dotted(path), skips, typed, expression=expression, reach=reach)
+            for problem in problems:
                 errors.append(doc.error(("steps", i, *path), problem))
+    return errors
+
+
+#: what a follow-up reads of the run that ended, beyond a step's: its outcome (one of OUTCOMES) and whether it met
+#: its deadline
+_ENDED_RUN = {("run", "outcome"): Typed("run.outcome", "string", OUTCOMES, enum=OUTCOMES),
+              ("run", "deadline_met"): Typed("run.deadline_met", "boolean", (True, False))}
+
+
+def _follow_up_expressions(sop: Sop, doc: Document) -> list[SpecError]:
+    """A follow-up's ``when`` tried as a step's is (:func:`_expressions`), over the run as it ended; it and the
+    follow-up's inputs, with each step they read that may be skipped skipped (the inputs only when ``when`` held)."""
+    if not sop.follow_ups:
+        return []
+    typed = {**_typed_paths(sop), **_ENDED_RUN}
+    skips = _skippable(sop)
+    errors: list[SpecError] = []
+    for i, follow_up in enumerate(sop.follow_ups):
+        templates = [(follow_up.when, ("when",), True)] + [(value, ("inputs", name), False)
+                                                          for name, value in follow_up.inputs.items()]
+        for text, path, expression in templates:
+            if not isinstance(text, str) or (not expression and "{" not in text):
+                continue
+            problems = expression_problems(text, str(path[-1]), typed) if expression else []
+            if not problems and skippable_reads(text, skips, expression=expression):
+                reach = Reach(follow_up.when if path != ("when",) else None)
+                problems = skip_problems(text, dotted(path), skips, typed, expression=expression, reach=reach)
+            errors.extend(doc.error(("follow_ups", i, *path), problem) for problem in problems)
     return errors

@@ -17,8 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flows.language.advisories import sop_advisories
 from flows.language.config import Site
-from flows.language.crosscheck import check_site, check_sop
+from flows.language.crosscheck import check_site, check_sop, in_library, misnamed
+from flows.language.fields import PINNED
 from flows.language.followups import check_follow_ups
 from flows.language.loader import Document, SpecError, SpecInvalid, model_errors, parse_yaml, read_document, yaml_files
 from flows.language.oncall import check_rotations
@@ -123,7 +125,7 @@ def pinned_sop(text_hash: str, text: str) -> Sop:
     doc, errors = parse_yaml(text, f"<pinned {text_hash[:12]}>")
     if doc is None or errors:
         raise ValueError(f"the pinned SOP text {text_hash[:12]} no longer parses: {errors}")
-    return Sop.model_validate(doc.data)
+    return Sop.model_validate(doc.data, context=PINNED)
 
 
 
@@ -197,10 +199,13 @@ def _check_valid_parts(doc: Document, exc: ValidationError, site: Site | None) -
             if e.path.split(".")[0].split("[")[0] not in unsure and e.path.split(".")[0] not in unsure]
 
 
-def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None) -> tuple[list[SpecError], int, int]:
+def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | None = None, *,
+                   warnings: list[SpecError] | None = None) -> tuple[list[SpecError], int, int]:
     """Validate SOP and config files (folders expanded). Returns (errors, sops checked, configs checked).
 
-    Errors come file by file, each file's by line and column.
+    Errors come file by file, each file's by line and column. ``warnings``, when given, receives what
+    is not an error but the author should know, located like an error: a check that could not be
+    made (the id of an SOP file outside ``sops/`` against its file name), and flows.language.advisories'.
 
     A folder whose files are all config is one site (merged), at any depth of a folder given;
     a config file given on its own or among SOPs is validated as a site of its own, unless it
@@ -249,10 +254,20 @@ def validate_paths(paths: list[Path], config_dir: Path, env: dict[str, str] | No
     for doc in sop_docs:
         errors.extend(_checked(doc, site))
         sop = _parsed(doc)
+        if warnings is not None and sop is not None:
+            warnings.extend(sop_advisories(sop, doc))
+        if warnings is not None and sop is not None and not in_library(doc.file) and (
+                stem := misnamed(sop.id, doc.file)) is not None:
+            warnings.append(doc.error(("id",), f"the id `{sop.id}` was not compared with the file name `{stem}`: "
+                                               f"this file is outside sops/, where it must be saved as `{sop.id}.yaml`"))
         if sop is not None and sop.follow_ups and sop.id not in checked:
             checked[sop.id], where[sop.id] = sop, doc
+    library = _library_docs(config_dir.parent / "sops") if sop_docs else []
+    known = _known_sops([*sop_docs, *library])
     if checked:
-        errors.extend(check_follow_ups(checked, where, _known_sops(sop_docs, config_dir.parent / "sops")))
+        errors.extend(check_follow_ups(checked, where, known))
+    errors.extend(_follow_ups_into(sop_docs, library, known))
+    errors.extend(_ids_used_twice(sop_docs, library, config_dir.parent / "sops"))
     return _by_file_and_line(errors), len(sop_docs), sum(len(g) for g in config_groups)
 
 
@@ -264,12 +279,50 @@ def _parsed(doc: Document) -> Sop | None:
         return None
 
 
-def _known_sops(given: list[Document], library: Path) -> dict[str, Sop | None]:
-    """Every SOP a follow-up may name: those given, and the library's (``sops/``); None for one whose file
-    holds an id but does not validate (its own errors say why)."""
-    known: dict[str, Sop | None] = {}
+def _library_docs(library: Path) -> list[Document]:
+    """The documents of the library folder (``sops/``) that parse."""
     files = yaml_files([library]) if library.is_dir() else []
-    docs = [*given, *(d for f in files for d in [read_document(f)[0]] if d is not None)]
+    return [d for f in files for d in [read_document(f)[0]] if d is not None]
+
+
+def _follow_ups_into(given: list[Document], library: list[Document], known: dict[str, Sop | None]) -> list[SpecError]:
+    """The follow-ups of the library's other SOPs that start an SOP given (as it is given: a draft of it stands in
+    for the library's file), checked against it: a required input added to ``b`` breaks ``a``'s follow-up to ``b``,
+    which ``sop validate b.yaml`` must say, in ``a``'s file."""
+    given_files = {Path(doc.file).resolve() for doc in given}
+    given_ids = {sop.id for doc in given if (sop := _parsed(doc)) is not None}
+    errors: list[SpecError] = []
+    for doc in library:
+        sop = _parsed(doc) if Path(doc.file).resolve() not in given_files else None
+        if sop is None or sop.id in given_ids:
+            continue  # given itself (checked as given), or stood in for by a draft given
+        into = {f"follow_ups[{i}]" for i, f in enumerate(sop.follow_ups) if f.start in given_ids}
+        if into:
+            errors.extend(e for e in check_follow_ups({sop.id: sop}, {sop.id: doc}, known)
+                          if e.path.split(".")[0] in into)
+    return errors
+
+
+def _ids_used_twice(given: list[Document], library: list[Document], folder: Path) -> list[SpecError]:
+    """A file of the library folder given whose SOP id an earlier file of that folder holds too (``sops/old/a.yaml``
+    beside ``sops/a.yaml``): the library refuses to load then, and says it as :func:`load_library` does."""
+    first: dict[str, Path] = {}
+    for doc in library:
+        if (sop := _parsed(doc)) is not None:
+            first.setdefault(sop.id, Path(doc.file).resolve())
+    errors: list[SpecError] = []
+    for doc in given:
+        path = Path(doc.file).resolve()
+        sop = _parsed(doc) if folder.is_dir() and path.is_relative_to(folder.resolve()) else None
+        if sop is not None and first.get(sop.id, path) != path:
+            errors.append(doc.error(("id",), f"SOP id `{sop.id}` is also used by {first[sop.id]}"))
+    return errors
+
+
+def _known_sops(docs: list[Document]) -> dict[str, Sop | None]:
+    """Every SOP a follow-up may name, the first document of each id winning (those given, then the library's);
+    None for one whose file holds an id but does not validate (its own errors say why)."""
+    known: dict[str, Sop | None] = {}
     for doc in docs:
         sop = _parsed(doc)
         if sop is not None:

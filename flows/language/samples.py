@@ -161,7 +161,7 @@ def _chain(node: nodes.Node) -> tuple[str, ...] | None:
     return None
 
 
-def _safe_to_run(tree: nodes.Template) -> bool:
+def safe_to_run(tree: nodes.Template) -> bool:
     """Whether evaluating the expression costs no more than reading it: no power, no repetition of a big number
     of items, and no call or filter that is handed a number it could loop on."""
     for node in tree.find_all(_COSTLY):
@@ -179,7 +179,7 @@ def _safe_to_run(tree: nodes.Template) -> bool:
     return True
 
 
-def _context(values: dict[tuple[str, ...], Any]) -> dict[str, Any] | None:
+def context_of(values: dict[tuple[str, ...], Any]) -> dict[str, Any] | None:
     """The nested variables that hold each path's value; None when one path is inside another (``steps.a``
     and ``steps.a.b``): then the expression reads a whole mapping, which is not tried."""
     context: dict[str, Any] = {}
@@ -198,7 +198,7 @@ def _context(values: dict[tuple[str, ...], Any]) -> dict[str, Any] | None:
 
 def _try(text: str, values: dict[tuple[str, ...], Any]) -> TypeError | None:
     """The TypeError evaluating ``text`` with ``values`` raises, when no unknown value took part in it."""
-    context = _context(values)
+    context = context_of(values)
     if context is None:
         return None
     try:
@@ -243,7 +243,7 @@ def _tried(text: str, field: str, refs: tuple[tuple[str, ...], ...], reads: dict
     except TemplateProblem:
         return []
     problems = _choices(tree, reads)
-    if not _safe_to_run(tree):
+    if not safe_to_run(tree):
         return problems
     unknown = {ref: UNKNOWN for ref in refs if ref not in reads}
     order = list(reads)

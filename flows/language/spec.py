@@ -19,7 +19,17 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
-from flows.language.fields import Duration, FieldSpec, Slug, Strict, Title, Word, check_timezone
+from flows.language.fields import (
+    Duration,
+    FieldSpec,
+    OptionalDuration,
+    Slug,
+    Strict,
+    Title,
+    Word,
+    check_timezone,
+    written,
+)
 from flows.language.ladder import LadderEntry
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
@@ -201,8 +211,10 @@ class FollowUp(Strict):
     step's ``then`` lists the steps of a branch, and one word must not mean two things in one file)."""
 
     start: Slug = Field(description="the id of the SOP to start")
-    when: str | None = Field(default=None, description="expression over the ended run (run.outcome: done | rejected | "
-                                                       "failed | cancelled); default: every end but a cancel")
+    when: Annotated[str | None, written("an expression over the ended run", " (it then starts on every end but a "
+                                                                            "cancel)")] = Field(
+        default=None, description="expression over the ended run (run.outcome: done | rejected | failed | "
+                                  "cancelled); default: every end but a cancel")
     inputs: dict[str, Any] = Field(default_factory=dict, description="the follow-up's inputs: templates over the "
                                                                      "ended run's inputs, steps, trigger and run")
     within: Duration = Field(description="the window it must be done in, from the run's end; its run's deadline "
@@ -227,17 +239,19 @@ class Sop(Strict):
     version: Annotated[str, WithJsonSchema({"type": ["string", "integer"], "title": "Version"})] = "1"
     class_: SopClass = Field(alias="class")
     owner: str
-    deadline: Duration | None = None
+    deadline: OptionalDuration = None
     inputs: dict[str, FieldSpec] = Field(default_factory=dict)
-    dedup: str | None = None
+    dedup: Annotated[str | None, written('a template such as "{{ inputs.customer }}"', " (then every start is a run "
+                                                                                        "of its own)")] = None
     triggers: list[Trigger] = Field(default_factory=list)
     escalation: list[LadderEntry] = Field(default_factory=list)
     cadence: Cadence | None = Field(default=None, description="status updates while the run is open")
-    calendar: str | None = Field(default=None, description="a calendar of config/calendars.yaml: due, deadline "
-                                                           "and ladder offsets count business time")
+    calendar: Annotated[str | None, written("a calendar of config/calendars.yaml (or wall)", " (then wall time)")] = Field(
+        default=None, description="a calendar of config/calendars.yaml: due, deadline and ladder offsets count "
+                                  "business time")
     waiting_for: list[Word] = Field(default_factory=list, description="reasons a step may be put on hold for "
                                                                       "(its clock stops): platform_reply, customer…")
-    max_hold: Duration | None = Field(default=None, description="the longest a hold may last before it escalates "
+    max_hold: OptionalDuration = Field(default=None, description="the longest a hold may last before it escalates "
                                                                 "(default 1d)")
     steps: list[Step] = Field(min_length=1)
     follow_ups: list[FollowUp] = Field(default_factory=list,

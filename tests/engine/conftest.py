@@ -38,6 +38,8 @@ def make_project(repo_root: Path, target: Path, only: tuple[str, ...] | None = N
     ``only`` it deploys the few it needs instead of 27 (seconds each on a busy SQLite server).
     """
     shutil.copytree(repo_root / "config", target / "config")
+    # the probes' http steps take their base address from config, as every http step must (sop validate)
+    (target / "config" / "t-gateway.yaml").write_text(f'vars:\n  t_gateway: "{shared_gateway().url}"\n')
     if only is None:
         shutil.copytree(repo_root / "sops", target / "sops")
     else:
@@ -204,16 +206,31 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def close(self) -> None:
+    def reset(self) -> None:
+        """Ready for the next test: a request it holds let go, no failures, no hang, nothing heard."""
         self._closed.set()
-        self.server.shutdown()
+        self._closed = threading.Event()
+        self.failures, self.hang, self.requests = 0, 0.0, []
+
+
+_SHARED: list[Gateway] = []
+
+
+def shared_gateway() -> Gateway:
+    """The session's one gateway: its address is a site variable of every test project (``config.t_gateway``,
+    written by :func:`make_project`), since an http step's base address may come from config only."""
+    if not _SHARED:
+        _SHARED.append(Gateway())
+    return _SHARED[0]
 
 
 @pytest.fixture
 def gateway() -> Iterator[Gateway]:
-    g = Gateway()
+    """The session's gateway, as new: what a test sets and what it heard are its own."""
+    g = shared_gateway()
+    g.reset()
     yield g
-    g.close()
+    g.reset()
 
 
 def kind_records(ledger: Ledger, kind: str) -> list[tuple[str, str | None, dict[str, Any]]]:

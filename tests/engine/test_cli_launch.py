@@ -33,7 +33,7 @@ def test_a_launch_that_does_not_answer_is_left_to_sop_serve(database: TestDataba
     monkeypatch.setattr(cli_runs, "LAUNCH_WAIT_S", 0.5)
     engine = runtime.engine(root, prefect=False)
     engine.launcher = Launcher(engine.ledger, hanging_server, "test-pool")
-    run = engine.start("t-http", {"url": "http://127.0.0.1:9"}, initiator="li-wei", launch=False)
+    run = engine.start("t-http", {}, initiator="li-wei", launch=False)
 
     began = time.monotonic()
     cli_runs._launch(engine, run.run_id)

@@ -20,7 +20,7 @@ def _gaps(gateway) -> list[float]:
 
 def test_a_call_that_hangs_is_cut_on_the_runs_clock(engine, gateway):
     gateway.hang = 60.0
-    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei", speed=600)
+    run = engine.start("t-http", {}, initiator="li-wei", speed=600)
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
 
     assert engine.view(run.run_id).run["outcome"] == "failed"
@@ -33,7 +33,7 @@ def test_a_call_that_hangs_is_cut_on_the_runs_clock(engine, gateway):
 def test_a_slowed_run_waits_its_backoff_on_its_clock(engine, gateway):
     gateway.failures = 100
     speed = 0.5  # a run played at half speed: every duration twice as long in wall time
-    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei", speed=speed)
+    run = engine.start("t-http", {}, initiator="li-wei", speed=speed)
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
 
     assert engine.view(run.run_id).run["outcome"] == "failed" and len(gateway.requests) == 4

@@ -84,7 +84,7 @@ def test_a_run_of_an_sop_edited_after_the_executor_loaded_it_runs_its_own_versio
     assert edited != original
     path.write_text(edited)
     try:
-        run_id = engine_of(project).start("t-http", {"url": gateway.url}, initiator="li-wei").run_id
+        run_id = engine_of(project).start("t-http", {}, initiator="li-wei").run_id
     finally:
         path.write_text(original)
     wait_for(lambda: engine.view(run_id).state("confirm") == "active", 90, "the edited run to reach its person",

@@ -118,7 +118,7 @@ def test_on_timeout_skip_interrupts_the_wait(engine):
 
 def test_http_step_retries_until_the_gateway_answers(engine, gateway):
     gateway.failures = 2
-    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei")
+    run = engine.start("t-http", {}, initiator="li-wei")
     wait_for(lambda: step_states(engine, run.run_id)["confirm"] == "active", 90,
              "the http step to succeed and the person to be asked next")
 
@@ -133,7 +133,7 @@ def test_http_step_retries_until_the_gateway_answers(engine, gateway):
 
 def test_http_step_fails_the_run_when_retries_run_out(engine, gateway, project):
     gateway.failures = 100
-    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei")
+    run = engine.start("t-http", {}, initiator="li-wei")
     wait_for(lambda: not engine.view(run.run_id).is_open, 90, "the run to end")
     view = engine.view(run.run_id)
     assert view.run["outcome"] == "failed"
@@ -190,7 +190,7 @@ def test_a_drill_simulates_http_and_notify_steps_unless_started_live_and_its_pag
     inbox = project / "var" / "inbox"
     gateway.failures = 0
     before = len(gateway.requests)
-    drill = engine.start("t-http", {"url": gateway.url}, initiator="drill", speed=600,
+    drill = engine.start("t-http", {}, initiator="drill", speed=600,
                          trigger={"kind": "drill", "late": []})
     wait_for(lambda: step_states(engine, drill.run_id)["confirm"] == "active", 90, "the simulated call")
     wait_for(lambda: step_states(engine, drill.run_id)["tell"] == "done", 90, "the simulated message")
@@ -213,7 +213,7 @@ def test_a_drill_simulates_http_and_notify_steps_unless_started_live_and_its_pag
                       "the confirm page")
     assert page["title"].startswith("[DRILL] [P2] ") and "a drill" in page["body"]
 
-    live = engine.start("t-http", {"url": gateway.url}, initiator="drill", speed=600,
+    live = engine.start("t-http", {}, initiator="drill", speed=600,
                         trigger={"kind": "drill", "late": [], "live": True})
     wait_for(lambda: step_states(engine, live.run_id)["tell"] == "done", 90, "the real call and message")
     assert len(gateway.requests) == before + 1 and records(engine, live.run_id, "step_simulated") == []
@@ -224,7 +224,7 @@ def test_a_drill_simulates_http_and_notify_steps_unless_started_live_and_its_pag
 def test_a_compressed_run_that_is_no_drill_sends_its_messages_and_its_pages_do_not_say_drill(engine, gateway, project):
     inbox = project / "var" / "inbox"
     gateway.failures = 0
-    run = engine.start("t-http", {"url": gateway.url}, initiator="li-wei", speed=600)
+    run = engine.start("t-http", {}, initiator="li-wei", speed=600)
     wait_for(lambda: step_states(engine, run.run_id)["tell"] == "done", 90, "the message")
     assert [m["title"] for m in _lines(inbox, "users-sms") if run.run_id in m["title"]] == [
         f"[P2] Limits set for {run.run_id}"]

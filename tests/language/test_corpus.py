@@ -206,6 +206,39 @@ EXPECTED: dict[str, list[E]] = {
         E(11, 9, "escalation[2].at", "`at: 2h` is earlier than the last repeat of escalation[1] above it "
                                      "(`every: 30m`, max 4, 3h after ready)")
     ],
+    "empty-due.yaml": [E(8, 9, "steps[0].due", "`due` is empty: write a duration like 2h, or remove the key")],
+    "empty-keys.yaml": [
+        E(5, 10, "deadline", "`deadline` is empty: write a duration like 2h, or remove the key"),
+        E(9, 9, "escalation[0].max", "`max` is empty: write a number of repeats, or remove the key (it then repeats "
+                                     "until the step is done)"),
+        E(14, 10, "steps[0].when", "`when` is empty: write an expression, or remove the key (the step then always "
+                                   "runs)"),
+        E(15, 16, "steps[0].on_timeout", "`on_timeout` is empty: write skip, fail or fallback:<step-id>, or remove "
+                                         "the key (the step then keeps waiting, and escalates)"),
+        E(16, 16, "steps[0].escalation", "`escalation` is empty: write the step's rungs (`[]` for none), or remove "
+                                         "the key (the SOP's ladder then applies)"),
+        E(20, 10, "follow_ups[0].when", "`when` is empty: write an expression over the ended run, or remove the key "
+                                        "(it then starts on every end but a cancel)"),
+    ],
+    "notify-title-too-long.yaml": [  # a title with a template is made one line and cut when it is sent
+        E(10, 14, "steps[0].message.title", "a title is at most 200 characters (a responder reads it in a page), "
+                                            "this one has 230: shorten it and put the rest in `body`"),
+        E(16, 14, "steps[1].message.title", "a title is one line (a responder reads it in a page), this one ends in "
+                                            "a line break: write it on one line and put the rest in `body`"),
+    ],
+    "http-url-base-from-input.yaml": [  # (steps[2] puts the input after its base: percent-encoded, passes)
+        E(12, 12, "steps[0].request.url", "the URL's base address (before the first `/`, `?` or `#` the URL writes) "
+                                          "reads `inputs.url`: the base goes into the request as it is (only values "
+                                          "after it are percent-encoded), so a value from a run could send the call "
+                                          "to another host; take the base from config (`{{ config.gateway }}/…`) and "
+                                          "put run values after a `/`"),
+        E(16, 12, "steps[1].request.url", "the URL's base address (before the first `/`, `?` or `#` the URL writes) "
+                                          "reads `inputs.service`: the base goes into the request as it is"),
+    ],
+    "ladder-max-too-many.yaml": [
+        E(9, 10, "escalation[1].max", "`max` is at most 50 repeats, got 1000; to repeat until the step is done, "
+                                      "leave `max` out")
+    ],
     "ladder-every-not-last.yaml": [
         E(8, 12, "escalation[1].every", "`every: 30m` without `max` repeats until the step is done, so the rung "
                                         "after it (escalation[2]) never fires: put it last, or give it a `max`")
@@ -481,3 +514,13 @@ def test_an_empty_variable_is_reported_as_empty(corpus: Path, repo_root: Path, m
     [error] = validate(corpus / "config-missing-env.yaml", repo_root)
     assert (error.line, error.path) == (9, "people.bo-chen.contacts[0]")
     assert f"person `bo-chen`: environment variable `{MISSING_VAR}` is empty" in error.message
+
+
+def test_a_runs_pinned_text_from_before_the_rules_on_empty_keys_and_repeats_still_loads() -> None:
+    # a run started when `due:` left empty meant no due, and `max: 1000` was taken: it goes on as it began
+    from flows.language.library import pinned_sop
+
+    text = (Path(__file__).parent / "corpus" / "empty-due.yaml").read_text(encoding="utf-8") + (
+        "escalation:\n  - every: 30m\n    notify: [lead]\n    max: 1000\n")
+    sop = pinned_sop("0" * 64, text)
+    assert sop.steps[0].due is None and sop.escalation[0].max == 1000

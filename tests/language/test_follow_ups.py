@@ -102,3 +102,90 @@ def test_the_shipped_crisis_and_surge_declare_their_review(repo_root: Path) -> N
 def test_a_flow_runs_own_library_holds_the_sops_its_end_may_start(repo_root: Path) -> None:
     library = load_library(repo_root, only="crisis-pr")  # what a flow-run process loads
     assert set(library.sops) == {"crisis-pr", "post-incident-review"}
+
+
+READS = """\
+id: t-reads
+title: Reads its steps when it ends
+class: routine
+owner: sre-lead
+inputs: {ticket: {type: string}}
+steps:
+  - id: work
+    assignee: sre-oncall
+    form: {minutes: {type: integer}, kind: {type: string, enum: [fix, workaround]}}
+  - id: review
+    assignee: sre-lead
+    needs: [work]
+    when: "{{ steps.work.minutes > 30 }}"
+    form: {verdict: {type: string}}
+follow_ups:
+  - start: t-b
+    within: 1d
+    when: "%s"
+    inputs: {ticket: "%s"}
+"""
+
+
+def follow_up_errors(repo_root: Path, tmp_path: Path, when: str, ticket: str = "{{ inputs.ticket }}") -> list[str]:
+    from flows.language.library import validate_paths
+
+    root = project(repo_root, tmp_path / f"project-{len(list(tmp_path.iterdir()))}", {"t-b": ""})
+    path = root / "sops" / "t-reads.yaml"
+    path.write_text(READS % (when.replace('"', '\\"'), ticket.replace('"', '\\"')), encoding="utf-8")
+    errors, _, _ = validate_paths([path], root / "config")
+    return [str(e).removeprefix(f"{path}:") for e in errors]
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    ("{{ steps.work.minutes > '30' }}",
+     "18:11: follow_ups[0].when: `when` would fail whenever it is evaluated: '>' not supported between instances of "
+     "'int' and 'str' (`steps.work.minutes` is an integer field); compare a field with a value of its type: a number "
+     "without quotes (500), text in quotes ('high')"),
+    ("{{ run.outcome == 'canceled' }}",
+     "18:11: follow_ups[0].when: `run.outcome` is compared with 'canceled', which is not one of its choices (done, "
+     "rejected, failed, cancelled): `==` is never true"),
+    ("{{ run.outcome == 'done' and steps.review.verdict == 'redo' }}",
+     "18:11: follow_ups[0].when: `when` would fail whenever step `review` is skipped (its `when` is false): a skipped "
+     "step has no `verdict` (only state, outcome, actor, note, finished_at); write `steps.review.verdict | "
+     "default(…)`, or test `steps.review.outcome != 'skipped' and …` first"),
+])
+def test_a_follow_ups_when_is_tried_with_the_values_the_ended_run_can_have(
+        repo_root: Path, tmp_path: Path, when: str, expected: str) -> None:
+    assert follow_up_errors(repo_root, tmp_path, when) == [expected]
+
+
+@pytest.mark.parametrize("when", [
+    "{{ run.outcome != 'cancelled' and steps.work.minutes > 30 }}",
+    "{{ steps.review.verdict | default('none') == 'redo' }}",
+    "{{ steps.review.outcome != 'skipped' and steps.review.verdict == 'redo' }}",
+    "{{ steps.work.kind == 'workaround' or not run.deadline_met }}",
+])
+def test_a_guarded_follow_up_when_passes(repo_root: Path, tmp_path: Path, when: str) -> None:
+    assert follow_up_errors(repo_root, tmp_path, when) == []
+
+
+def test_a_follow_ups_input_reading_a_skipped_step_is_refused_unless_its_when_rules_the_skip_out(
+        repo_root: Path, tmp_path: Path) -> None:
+    [error] = follow_up_errors(repo_root, tmp_path, "{{ run.outcome == 'done' }}", "{{ steps.review.verdict }}")
+    assert error.startswith("19:22: follow_ups[0].inputs.ticket: `inputs.ticket` would fail whenever step `review` is "
+                            "skipped (its `when` is false): a skipped step has no `verdict`")
+    assert follow_up_errors(repo_root, tmp_path, "{{ steps.review.outcome == 'done' }}",
+                            "{{ steps.review.verdict }}") == []
+
+
+def test_validating_one_sop_checks_the_follow_ups_of_the_library_that_start_it(sop, repo_root: Path,
+                                                                                tmp_path: Path) -> None:
+    # t-b gains a required input: t-a's follow-up to it, untouched, can no longer start it
+    root = project(repo_root, tmp_path, {"t-b": "", "t-a": "follow_ups:\n  - {start: t-b, within: 1d, inputs: {ticket: x}}\n"})
+    edited = HEAD.format(id="t-b").replace("inputs: {", "inputs: {reason: {type: string}, ")
+    expected = (f"{root / 'sops' / 't-a.yaml'}:9:5: follow_ups[0]: this follow-up can never start `t-b`: it gives no "
+                "value for its required input(s) `reason` (add them to `inputs`)")
+    (root / "sops" / "t-b.yaml").write_text(edited)
+    assert errors_of(sop, root, str(root / "sops" / "t-b.yaml")) == [expected]
+    # a draft of it outside sops/ stands in for the library's file, as it will once saved there
+    (root / "sops" / "t-b.yaml").write_text(HEAD.format(id="t-b"))
+    (root / "drafts").mkdir()
+    (root / "drafts" / "t-b.yaml").write_text(edited)
+    assert errors_of(sop, root, str(root / "drafts" / "t-b.yaml")) == [expected]
+    assert errors_of(sop, root, str(root / "sops" / "t-b.yaml")) == []

@@ -82,6 +82,51 @@ def test_each_file_validates_on_its_own(repo_root: Path) -> None:
     assert problems == {}
 
 
+def test_a_draft_outside_sops_is_valid_but_told_its_id_was_not_compared_with_its_name(sop, tmp_path: Path,
+                                                                                         repo_root: Path) -> None:
+    # an author copies weekly-review.yaml to a draft of another name: in sops/ that name is an error
+    text = (repo_root / "sops" / "weekly-review.yaml").read_text(encoding="utf-8")
+    draft = tmp_path / "weekly-review-v2.yaml"
+    draft.write_text(text, encoding="utf-8")
+    result = sop("validate", str(draft))
+    assert result.returncode == 0, result.stderr
+    assert (f"! warning: {draft}:2:5: id: the id `weekly-review` was not compared with the file name "
+            "`weekly-review-v2`: this file is outside sops/, where it must be saved as `weekly-review.yaml`"
+            in result.stderr)
+    assert "valid" in result.stdout and "1 warning(s) above" in result.stdout
+
+    (tmp_path / "sops").mkdir()
+    in_library = tmp_path / "sops" / "weekly-review-v2.yaml"
+    in_library.write_text(text, encoding="utf-8")
+    result = sop("validate", str(in_library))
+    assert result.returncode == 1
+    assert f"✗ {in_library}:2:5: id: the id `weekly-review` must match the file name `weekly-review-v2`" in result.stderr
+    assert "warning" not in result.stderr
+
+
+def test_an_sop_id_two_library_files_hold_is_an_error_of_sop_validate_as_of_the_library(tmp_path: Path,
+                                                                                          repo_root: Path) -> None:
+    shutil.copytree(repo_root / "config", tmp_path / "config")
+    (tmp_path / "sops" / "old").mkdir(parents=True)
+    for folder in ("sops", "sops/old"):
+        shutil.copy(repo_root / "sops" / "page-speed.yaml", tmp_path / folder)
+    kept, copy = tmp_path / "sops" / "page-speed.yaml", tmp_path / "sops" / "old" / "page-speed.yaml"
+    expected = f"{kept}:2:5: id: SOP id `page-speed` is also used by {copy}"
+    for given in (tmp_path / "sops", kept):
+        errors, _, _ = validate_paths([given], tmp_path / "config", env={})
+        assert [str(e) for e in errors] == [expected]
+    with pytest.raises(Exception, match="is also used by"):  # what a run would meet: the library does not load
+        load_library(tmp_path, env={})
+
+
+def test_a_draft_named_after_its_id_gets_no_warning(sop, tmp_path: Path, repo_root: Path) -> None:
+    draft = tmp_path / "weekly-review.yaml"
+    draft.write_text((repo_root / "sops" / "weekly-review.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    result = sop("validate", str(draft))
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr + result.stdout
+
+
 def test_sop_validate_one_config_file_after_editing_it(sop) -> None:
     result = sop("validate", "config/roles.yaml")
     assert result.returncode == 0, result.stderr

@@ -65,3 +65,22 @@ def test_a_message_template_default_stands_in_for_none_too() -> None:
     from notifications.templating import environment
 
     assert environment(None).from_string("{{ x | default('none given') }}").render(x=None) == "none given"
+
+
+@pytest.mark.parametrize("url", [
+    "{{ inputs.url }}/x",
+    "{{ config.gw ~ '/' ~ inputs.s }}/x",
+    "{{ config.gw }}/v1/{{ inputs.s }}",
+    "https://{{ config.host }}/{{ inputs.s }}",
+    "https://{{ config.host }}?q={{ inputs.s }}",
+    "{{ config.gw }}{{ inputs.s }}",
+    "https://api.example/{{ inputs.s }}#{{ config.gw }}",
+])
+def test_what_sop_validate_takes_for_a_urls_base_is_what_goes_in_unencoded(url: str) -> None:
+    # each variable holds `a/b`: in the base it goes in as it is, after the base as a%2Fb
+    from flows.language.expressions import render_url, url_base_references
+
+    rendered = render_url(url, {"inputs": {"url": "a/b", "s": "a/b"}, "config": {"gw": "a/b", "host": "a/b"}})
+    in_base = {".".join(ref) for ref in url_base_references(url)}
+    unencoded = rendered.count("a/b")
+    assert unencoded == len(in_base), (rendered, in_base)

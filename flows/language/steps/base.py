@@ -12,12 +12,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple, Protocol
 
 from pydantic import Field, field_validator
 
 from flows.clock import scaled, scaled_timeout
-from flows.language.fields import Duration, Slug, Strict, Title
+from flows.language.fields import OptionalDuration, Slug, Strict, Title, written
 from flows.language.ladder import LadderEntry
 
 #: result attributes every step exposes to later templates (``steps.<id>.<attr>``)
@@ -50,14 +50,19 @@ class StepBase(Strict):
     title: Title | None = None
     description: str | None = None
     needs: list[str] = Field(default_factory=list)
-    when: str | None = None
-    due: Duration | None = None
-    on_timeout: str | None = Field(default=None, description="skip | fail | fallback:<step>")
-    escalation: list[LadderEntry] | None = None
-    calendar: str | None = Field(default=None, description="a calendar of config/calendars.yaml: this step's due "
-                                                           "and ladder count business time (`wall`: wall time)")
+    when: Annotated[str | None, written("an expression", " (the step then always runs)")] = None
+    due: OptionalDuration = None
+    on_timeout: Annotated[str | None, written("skip, fail or fallback:<step-id>",
+                                              " (the step then keeps waiting, and escalates)")] = Field(
+        default=None, description="skip | fail | fallback:<step>")
+    escalation: Annotated[list[LadderEntry] | None, written("the step's rungs (`[]` for none)",
+                                                            " (the SOP's ladder then applies)")] = None
+    calendar: Annotated[str | None, written("a calendar of config/calendars.yaml (or wall)",
+                                            " (then the SOP's)")] = Field(
+        default=None, description="a calendar of config/calendars.yaml: this step's due and ladder count business "
+                                  "time (`wall`: wall time)")
     retries: int = Field(default=0, ge=0, le=20)
-    timeout: Duration | None = None
+    timeout: OptionalDuration = None
 
     @field_validator("needs", mode="before")
     @classmethod

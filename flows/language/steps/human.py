@@ -17,7 +17,7 @@ from pydantic import Field
 
 from flows.language.actors import Actor, as_actor
 from flows.language.config import Site
-from flows.language.fields import Duration, FieldSpec, Strict, Word, length_problem, nul_problem
+from flows.language.fields import FieldSpec, OptionalDuration, Strict, Word, length_problem, nul_problem
 from flows.language.steps.base import Activation, StepBase, StepKind
 
 #: how long a hold may last when neither the step nor its SOP says (``max_hold``)
@@ -56,7 +56,7 @@ class HumanStep(StepBase):
     #: holds: what this step may wait for with its clock stopped (else the SOP's), and for how long
     waiting_for: list[Word] | None = Field(default=None, description="reasons this step may be put on hold for "
                                                                      "(else the SOP's `waiting_for`)")
-    max_hold: Duration | None = Field(default=None, description="the longest hold before it escalates "
+    max_hold: OptionalDuration = Field(default=None, description="the longest hold before it escalates "
                                                                 "(else the SOP's `max_hold`)")
 
     def outputs(self) -> set[str]:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from flows.language.expressions import render_text
-from flows.language.fields import Strict
+from flows.language.fields import MessageTitle, Strict
 from flows.language.steps.base import StepBase, StepContext, StepKind, Template, ready
 
 #: a notify step never fails for a message nobody got: these say what happened
@@ -22,7 +22,7 @@ class NotifyMessage(Strict):
     # `Message` in the published schema (docs/sop.schema.json), as it always was
     model_config = ConfigDict(title="Message")
 
-    title: str
+    title: MessageTitle
     body: str = ""
 
 

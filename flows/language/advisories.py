@@ -1,0 +1,56 @@
+"""What `sop validate` warns about without refusing the file: valid, but probably not what the author meant.
+
+Each function returns warnings located like errors (:class:`SpecError`); ``validate_paths`` hands
+them to whoever asked (``warnings=``) and ``sop validate`` prints them after the errors, its exit
+status unchanged. Loading the library for a run never reads them.
+"""
+
+from __future__ import annotations
+
+from flows.language.loader import Document, SpecError
+from flows.language.spec import Sop
+from flows.language.steps.human import HumanStep
+
+
+def sop_advisories(sop: Sop, doc: Document) -> list[SpecError]:
+    """Every warning of one SOP."""
+    return _ladders_paging_the_holder(sop, doc)
+
+
+def _ladders_paging_the_holder(sop: Sop, doc: Document) -> list[SpecError]:
+    """A rung (other than ``assignee``) that names the step's own assignee, as ``owner`` (the SOP's owner role is
+    the assignee role), as the role itself or as the person: its page goes to whoever holds the step, asking them
+    to chase themselves ("reach …, or take it over yourself"). A reminder is what ``assignee`` is for.
+
+    Warned rather than refused: shipped SOPs do it (a lead's own step under the SOP's ladder), and the runtime
+    decides whom such a page reaches. One warning per rung, naming the steps it applies to."""
+    found: dict[tuple, list[str]] = {}  # rung path → "step (as target)"
+    for i, step in enumerate(sop.steps):
+        if not isinstance(step, HumanStep):
+            continue
+        own = step.escalation is not None
+        for j, entry in enumerate(sop.ladder_for(step)):
+            for k, target in enumerate(entry.notify):
+                kind, _, name = target.rpartition(":")
+                if kind not in ("", "role", "person"):
+                    continue
+                if name == "owner" and not kind and sop.owner == step.assignee:
+                    why = f"`owner` (the SOP's owner role `{sop.owner}`)"
+                elif name == step.assignee and name not in ("assignee", "owner", "lead", "backup"):
+                    why = f"`{target}`"
+                else:
+                    continue
+                path = ("steps", i, "escalation", j, "notify", k) if own else ("escalation", j, "notify", k)
+                found.setdefault(path, []).append(f"{why}|{step.id}")
+    warnings: list[SpecError] = []
+    for path, hits in found.items():
+        why = hits[0].split("|")[0]
+        names = ", ".join(f"`{hit.split('|')[1]}`" for hit in hits)
+        steps = f"step {names}" if len(hits) == 1 else f"steps {names}"
+        fix = ("write `lead` to escalate (`assignee` is the reminder)" if path[0] == "steps" else
+               f"give {'it' if len(hits) == 1 else 'them'} a ladder of {'its' if len(hits) == 1 else 'their'} own that "
+               "escalates to `lead` (`assignee` is the reminder)")
+        warnings.append(doc.error(path, f"{why} is also the assignee of {steps}: for "
+                                        f"{'it' if len(hits) == 1 else 'them'} this rung pages the very person who "
+                                        f"holds the step, asking them to chase themselves; {fix}"))
+    return warnings
