@@ -70,6 +70,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
         holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed")
         else "sara.lopez@example.com" if kind == "handed_away" else None,
+        on_timeout="fallback:draft-alone" if kind == "step_timed_out" else None,
+        fallback="Draft without the assessment" if kind == "step_timed_out" else None,
+        fallback_assignee="pr-lead" if kind == "step_timed_out" else None,
+        needed_by=("Publish a holding statement",) if kind == "step_timed_out" else (),
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):

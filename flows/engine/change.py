@@ -300,7 +300,7 @@ class RunChange:
         if state == StepState.FAILED and (KINDS[step.kind].automated or step.kind == "check"
                                           or (reason or "").startswith(WHEN_FAILED)):
             # the owner learns at once: someone may have to do it by hand (a person's step that failed by its
-            # on_timeout was paged as overdue already; one whose `when` failed was never asked of anyone)
+            # on_timeout is paged as step_timed_out; one whose `when` failed was never asked of anyone)
             self.page("step_failed", step_id, [self.view.sop.owner], level={"reason": reason or "no reason given"})
         fallback = step.fallback
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
