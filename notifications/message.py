@@ -2,7 +2,7 @@
 
 The engine fills a :class:`Context` (plain dataclasses, no Prefect, no ledger); the
 templates read it as ``sop.*``, ``run.*``, ``step.*``, ``level.*``, ``recipient.*``,
-``summary``, ``action.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
+``summary``, ``action.*``, ``hold.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
 read is exactly what :func:`notifications.templating.template_vars` returns (``about`` too: which SOP and run, in a
 few words, for titles); ``validate_overrides`` checks
 site templates against the same shape (see docs/notifications.md).
@@ -24,7 +24,7 @@ Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
     "run_started", "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
     "step_failed", "status_update",
-    "step_timed_out",
+    "step_timed_out", "step_held", "step_released",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
@@ -167,6 +167,29 @@ class LevelInfo:
 
 
 @dataclass(frozen=True)
+class HeldStep:
+    """One of the reader's steps a hold paused or released: its due (moved by the time held, once released)."""
+
+    id: str
+    title: str
+    due_at: datetime | None = None
+    time_left: str | None = None
+
+
+@dataclass(frozen=True)
+class HoldInfo:
+    """A hold that paused (``step_held``) or released (``step_released``) the reader's open steps: why, by whom
+    (None: its maximum passed), its note, whether it is the whole run's, and until when it may last."""
+
+    reason: str
+    steps: tuple[HeldStep, ...]
+    by: str | None = None
+    note: str | None = None
+    whole_run: bool = False
+    max_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RecipientInfo:
     """Who reads the message; times are shown in ``timezone`` (None: the person's, else the site's)."""
 
@@ -216,6 +239,7 @@ class Context:
     level: LevelInfo | None = None
     summary: tuple[SummaryRow, ...] | None = None
     action: Action | None = None
+    hold: HoldInfo | None = None
     #: the reader's personal link to the step's page (a function of their person id; None: none for them)
     step_link: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
@@ -296,6 +320,7 @@ def template_fields() -> dict[str, frozenset[str] | None]:
         ("step", StepInfo),
         ("level", LevelInfo),
         ("action", Action),
+        ("hold", HoldInfo),
     ):
         shapes[name] = frozenset(f.name.rstrip("_") for f in fields(cls))
     return shapes
@@ -309,6 +334,8 @@ __all__ = [
     "ApprovalInfo",
     "Context",
     "FormField",
+    "HeldStep",
+    "HoldInfo",
     "Kind",
     "LevelInfo",
     "Message",

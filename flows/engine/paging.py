@@ -62,6 +62,18 @@ def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
             "needed_by": tuple(s.name for s in view.sop.steps if step.id in view.sop.dependencies(s))}
 
 
+def _hold(view: RunView, facts: dict[str, Any] | None, now: datetime) -> Any:
+    """A hold page's ``hold`` (``flows.engine.hold_pages``): its facts, each step with its due as it stands now."""
+    from notifications import HeldStep, HoldInfo
+
+    facts = facts or {}
+    steps = tuple(HeldStep(id=s, title=view.sop.step(s).name, due_at=view.steps[s]["due_at"],
+                           time_left=time_left(view.steps[s]["due_at"], now, view.speed)) for s in facts.get("steps", ()))
+    max_at = facts.get("max_at")
+    return HoldInfo(reason=facts.get("reason") or "-", steps=steps, by=facts.get("by"), note=facts.get("note"),
+                    whole_run=bool(facts.get("whole_run")), max_at=datetime.fromisoformat(max_at) if max_at else None)
+
+
 def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | None:
     """``"18m left"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes)."""
     if due_at is None:
@@ -414,13 +426,15 @@ class Pager:
                               ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
                               max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"),
                               text=page.level.get("text"), by=page.level.get("by"))
+        hold = _hold(view, (page.level or {}).get("hold"), now) if page.kind in ("step_held", "step_released") else None
         summary = None
         if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
                                        met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                        run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
-                       step=step_info, level=level, summary=summary, step_link=self._step_link(view, step, page.kind))
+                       step=step_info, level=level, summary=summary, hold=hold,
+                       step_link=self._step_link(view, step, page.kind))
 
     @property
     def links(self) -> Any:
