@@ -288,7 +288,7 @@ def test_an_automated_step_that_fails_pages_the_owner_and_a_persons_timeout_does
     TimerService(local, name="t").advance_to(clock.now() + timedelta(minutes=11))
     assert local.view(timed).state("ask") == "failed"
     kinds = _paged(local, timed)
-    assert "overdue" in kinds and "step_failed" not in kinds  # a person's step: paged as overdue, not "automated"
+    assert "step_timed_out" in kinds and "step_failed" not in kinds  # a person's step: it timed out, not "automated"
 
 
 def test_a_drill_and_a_real_run_of_the_same_key_never_attach_to_each_other(local: Engine) -> None:
