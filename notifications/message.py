@@ -74,6 +74,8 @@ class RunInfo:
     drill: bool = False
     #: what the run is about (its dedup key: ``lumi``, ``storefront``): two runs of one SOP differ in it
     subject: str | None = None
+    #: ``run_cancelled``: who cancelled it (None: the system, or a caller that named nobody)
+    cancelled_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             "step_failed": "POST http://gateway.internal/v1/circuit-breakers failed after 4 tries: "
             "[Errno 111] Connection refused",
         }.get(kind),
+        cancelled_by="chen-jie" if kind == "run_cancelled" else None,
     )
     step = StepInfo(
         id="assess",

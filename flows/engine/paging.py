@@ -49,8 +49,13 @@ _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 def _reason(run: dict[str, Any], page: Any) -> str | None:
     """Why a run was cancelled, why its automated steps cannot start, or why one failed (the page says)."""
     if page.kind in ("automation_failed", "run_cancelled", "step_failed") and (page.level or {}).get("reason"):
-        return page.level["reason"]  # a cancel's whole reason (the run's outcome holds its start)
-    return run["outcome"] if run["status"] == RunStatus.CANCELLED else None
+        reason = page.level["reason"]  # a cancel's whole reason (the run's outcome holds its start)
+    elif run["status"] == RunStatus.CANCELLED:
+        reason = run["outcome"]
+    else:
+        return None
+    # the page says "was cancelled" itself (the outcome, and pages queued before 2026-12, begin "cancelled: ")
+    return reason.removeprefix("cancelled: ") if run["status"] == RunStatus.CANCELLED else reason
 
 
 def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
@@ -391,6 +396,7 @@ class Pager:
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                            status=status, reason=_reason(run, page),
+                           cancelled_by=(page.level or {}).get("by") if page.kind == "run_cancelled" else None,
                            drill=view.is_drill, subject=view.subject)
         step_info = None
         if step is not None:

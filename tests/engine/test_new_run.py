@@ -185,7 +185,8 @@ def chain_ok(engine: Engine) -> bool:
 
 #: the rows the engine wrote before a new run was built in memory (at 349dc5e), for the two starts below;
 #: since then steps carry their rework round, an outage run arms its first status ask (settings.cadences), and a
-#: run names the run whose end started it (parent_run_id, follow_up: none here)
+#: run names the run whose end started it (parent_run_id, follow_up: none here); a step its `when` skips says so in
+#: words ("its condition was not met"), its condition recorded apart (`when`)
 EXPECTED = json.loads(Path(__file__).with_name("new_run_rows.json").read_text())
 
 
