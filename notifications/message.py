@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from flows.language.fields import FieldSpec
+from flows.language.ladder import level_words
 from flows.language.presentation import short_title
 from flows.language.spec import PRIORITY
 
@@ -166,6 +167,12 @@ class LevelInfo:
     #: ``status_update``: what was posted, and by whom
     text: str | None = None
     by: str | None = None
+    #: the level as people read it (``escalation stage 3, repeat 4``; the key ``3.4`` is the ledger's): from ``key``
+    stage: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage is None and self.message in ("reminder", "escalated", "overdue"):
+            object.__setattr__(self, "stage", level_words(self.key))
 
 
 @dataclass(frozen=True)

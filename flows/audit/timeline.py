@@ -10,6 +10,7 @@ from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
 from flows.language.actors import described
 from flows.language.durations import format_duration
+from flows.language.ladder import level_words
 from flows.language.presentation import skip_reason
 
 
@@ -42,7 +43,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return f"assigned to {data.get('assignee')} ({data.get('person')}{why})"
     if kind == "escalation":
         late = f", {data['late_ms']} ms late" if data.get("late") else ""
-        return (f"{data.get('message')} level {data.get('level')} → {', '.join(data.get('notify', []))}{late}"
+        return (f"{data.get('message')}, {level_words(data.get('level'))} → {', '.join(data.get('notify', []))}{late}"
                 f"{_on_call_text(data)}")
     if kind == "step_overdue":
         return f"due time passed{'; on_timeout ' + data['on_timeout'] if data.get('on_timeout') else ''}"
@@ -96,7 +97,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
             moved = f"; its ladder's next level moved {format_duration(by)} later"
         return f"{who} handed it to {data.get('to')}{note}{moved}"
     if kind == "help_asked":
-        level = f" → level {data['level']}" if data.get("level") else " → the lead"
+        level = f" → {level_words(data['level'])}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"
     if kind == "notification":
         results = data.get("results", [])

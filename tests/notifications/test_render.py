@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from notifications import KINDS, Context, Recipient, RecipientInfo, RenderError, SopInfo, render_for, render_message
+from notifications import (
+    KINDS,
+    Context,
+    LevelInfo,
+    Recipient,
+    RecipientInfo,
+    RenderError,
+    SopInfo,
+    render_for,
+    render_message,
+)
 from notifications.samples import sample
 from notifications.urgency import notify_type
 
@@ -60,7 +70,10 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
     assert "It is held by **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
-    assert "(level 2)" in escalated.body
+    assert "next on its escalation ladder (escalation stage 2)" in escalated.body  # words, not the key "level 2"
+    repeat = replace(sample("escalated"), level=LevelInfo(key="3.4", message="escalated", late_by="1h"))
+    body = render_message("escalated", repeat, overrides_dir=NO_OVERRIDES).body
+    assert "(escalation stage 3, repeat 4)" in body and "3.4" not in body
     overdue = render_message("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
     assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response · lumi), 12m overdue"
 
