@@ -56,6 +56,19 @@ def test_a_message_asking_for_work_gives_the_command_and_the_api_call(kind: str)
     assert "Read the top 50 negative mentions" in body  # the step's own instructions
 
 
+@pytest.mark.parametrize("kind", ["assigned", "reminder", "escalated", "overdue", "handed_over"])
+def test_on_a_phone_the_step_link_comes_first_and_the_terminal_and_curl_help_last(kind: str) -> None:
+    lines = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body.splitlines()
+
+    def first(start: str) -> int:
+        return next(number for number, line in enumerate(lines) if line.startswith(start))
+
+    link = first("**Open your step:** http://127.0.0.1:8000/s/sample-link-for-wang-fang")
+    assert link <= 10, lines[:link + 1]  # the first screen: who, what, the one action and its link
+    assert link < first("- **Priority:**") < first("### What to do") < first("### Or from a terminal")
+    assert first("### Or from a terminal") < first("sop done ") < first("curl -X POST") < first("Or open the run:")
+
+
 @pytest.mark.parametrize("kind", ["step_done", "run_started", "run_finished", "run_cancelled"])
 def test_a_message_that_asks_nothing_says_so_and_how_to_follow(kind: str) -> None:
     body = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
