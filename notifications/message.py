@@ -2,7 +2,7 @@
 
 The engine fills a :class:`Context` (plain dataclasses, no Prefect, no ledger); the
 templates read it as ``sop.*``, ``run.*``, ``step.*``, ``level.*``, ``recipient.*``,
-``summary``, ``action.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
+``summary``, ``action.*``, ``hold.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
 read is exactly what :func:`notifications.templating.template_vars` returns (``about`` too: which SOP and run, in a
 few words, for titles); ``validate_overrides`` checks
 site templates against the same shape (see docs/notifications.md).
@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from flows.language.fields import MESSAGE_TITLE_MAX, FieldSpec
+from flows.language.ladder import level_words
 from flows.language.presentation import short_title
 from flows.language.spec import PRIORITY
 
@@ -24,12 +25,13 @@ Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
     "run_started", "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
     "step_failed", "status_update",
+    "step_timed_out", "step_held", "step_released",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
     {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
-     "step_failed"})
+     "step_failed", "step_timed_out"})
 #: kinds about a hand-over: their page's level carries who handed the step (``by``) and the note, not a ladder level
 HAND_OVER_KINDS: frozenset[str] = frozenset({"handed_over", "handed_away"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
@@ -73,6 +75,8 @@ class RunInfo:
     drill: bool = False
     #: what the run is about (its dedup key: ``lumi``, ``storefront``): two runs of one SOP differ in it
     subject: str | None = None
+    #: ``run_cancelled``: who cancelled it (None: the system, or a caller that named nobody)
+    cancelled_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,12 @@ class StepInfo:
     #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)
     round: int = 1
     sent_back: str | None = None
+    #: ``step_timed_out``: what its deadline did (``skip``, ``fail``, ``fallback:<step>``), the stand-in's title
+    #: and assignee (a fallback), and the titles of the steps that need it (what follows)
+    on_timeout: str | None = None
+    fallback: str | None = None
+    fallback_assignee: str | None = None
+    needed_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,35 @@ class LevelInfo:
     #: ``status_update``: what was posted, and by whom
     text: str | None = None
     by: str | None = None
+    #: the level as people read it (``escalation stage 3, repeat 4``; the key ``3.4`` is the ledger's): from ``key``
+    stage: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage is None and self.message in ("reminder", "escalated", "overdue"):
+            object.__setattr__(self, "stage", level_words(self.key))
+
+
+@dataclass(frozen=True)
+class HeldStep:
+    """One of the reader's steps a hold paused or released: its due (moved by the time held, once released)."""
+
+    id: str
+    title: str
+    due_at: datetime | None = None
+    time_left: str | None = None
+
+
+@dataclass(frozen=True)
+class HoldInfo:
+    """A hold that paused (``step_held``) or released (``step_released``) the reader's open steps: why, by whom
+    (None: its maximum passed), its note, whether it is the whole run's, and until when it may last."""
+
+    reason: str
+    steps: tuple[HeldStep, ...]
+    by: str | None = None
+    note: str | None = None
+    whole_run: bool = False
+    max_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +248,7 @@ class Context:
     level: LevelInfo | None = None
     summary: tuple[SummaryRow, ...] | None = None
     action: Action | None = None
+    hold: HoldInfo | None = None
     #: the reader's personal link to the step's page (a function of their person id; None: none for them)
     step_link: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
@@ -290,6 +330,7 @@ def template_fields() -> dict[str, frozenset[str] | None]:
         ("step", StepInfo),
         ("level", LevelInfo),
         ("action", Action),
+        ("hold", HoldInfo),
     ):
         shapes[name] = frozenset(f.name.rstrip("_") for f in fields(cls))
     return shapes
@@ -303,6 +344,8 @@ __all__ = [
     "ApprovalInfo",
     "Context",
     "FormField",
+    "HeldStep",
+    "HoldInfo",
     "Kind",
     "LevelInfo",
     "Message",

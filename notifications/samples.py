@@ -12,6 +12,8 @@ from notifications.message import (
     ApprovalInfo,
     Context,
     FormField,
+    HeldStep,
+    HoldInfo,
     LevelInfo,
     RecipientInfo,
     RunInfo,
@@ -42,6 +44,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             "step_failed": "POST http://gateway.internal/v1/circuit-breakers failed after 4 tries: "
             "[Errno 111] Connection refused",
         }.get(kind),
+        cancelled_by="chen-jie" if kind == "run_cancelled" else None,
     )
     step = StepInfo(
         id="assess",
@@ -70,6 +73,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
         holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed")
         else "sara.lopez@example.com" if kind == "handed_away" else None,
+        on_timeout="fallback:draft-alone" if kind == "step_timed_out" else None,
+        fallback="Draft without the assessment" if kind == "step_timed_out" else None,
+        fallback_assignee="pr-lead" if kind == "step_timed_out" else None,
+        needed_by=("Publish a holding statement",) if kind == "step_timed_out" else (),
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):
@@ -98,6 +105,21 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             ),
             SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
         )
+    hold = None
+    if kind in ("step_held", "step_released"):
+        moved = timedelta(minutes=45) if kind == "step_released" else timedelta(0)
+        hold = HoldInfo(
+            reason="customer-reply",
+            by="chen-jie",
+            note="waiting for the buyer's photos",
+            whole_run=kind == "step_held",
+            max_at=STARTED + timedelta(hours=4) if kind == "step_held" else None,
+            steps=(
+                HeldStep(id="assess", title="Assess scope and sentiment", due_at=STARTED + timedelta(minutes=20) + moved,
+                         time_left="18m left"),
+                HeldStep(id="facts", title="Establish the facts", due_at=STARTED + timedelta(minutes=30) + moved),
+            ),
+        )
     return Context(
         kind=kind,  # type: ignore[arg-type]
         sop=SopInfo(id="crisis-pr", title="Crisis PR response", class_="complaint"),
@@ -105,8 +127,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         recipient=recipient,
         api_base_url=api_base_url,
         step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
-                                  "status_missed", "automation_failed", "status_update") else None,
+                                  "status_missed", "automation_failed", "status_update", "step_held",
+                                  "step_released") else None,
         level=level,
         summary=summary,
+        hold=hold,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",
     )

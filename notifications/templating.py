@@ -66,6 +66,7 @@ def template_vars(ctx: Context) -> dict[str, Any]:
         "level": plain(ctx.level),
         "summary": [plain(row) for row in ctx.summary] if ctx.summary is not None else None,
         "action": plain(action),
+        "hold": plain(ctx.hold),
     }
     return out
 
@@ -177,7 +178,7 @@ def template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return (
-        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action)"
+        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action, hold)"
         if "undefined" in text
         else text
     )

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from flows.audit.model import parse_time
+from flows.language.presentation import skip_reason
 
 ON_TIME, LATE, OPEN, OVERDUE, NOT_DONE = "on_time", "late", "open", "overdue", "not_done"
 VERDICTS = (ON_TIME, LATE, OPEN, OVERDUE, NOT_DONE)
@@ -38,6 +39,8 @@ class FollowUpLink:
     attached: bool = False
     reason: str | None = None
     window_ends_at: datetime | None = None
+    #: the ``when`` that was false (skipped): shown as code on a line of its own, the reason says it in words
+    condition: str | None = None
 
     @property
     def state(self) -> str:
@@ -49,8 +52,9 @@ class FollowUpLink:
     @classmethod
     def of(cls, seq: int, at: datetime, kind: str, data: dict[str, Any]) -> FollowUpLink:
         """The link one record writes."""
+        reason, condition = skip_reason(data)
         return cls(seq, at, kind, str(data.get("sop") or "?"), data.get("run"), bool(data.get("attached")),
-                   data.get("reason"), parse_time(data.get("window_ends_at")))
+                   reason, parse_time(data.get("window_ends_at")), condition)
 
 
 def verdict(run: Any, now: datetime) -> str | None:

@@ -10,6 +10,8 @@ from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
 from flows.language.actors import described
 from flows.language.durations import format_duration
+from flows.language.ladder import level_words
+from flows.language.presentation import skip_reason
 
 
 def actor_text(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
@@ -33,15 +35,15 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind == "follow_up_started":
         how = "attached to the open" if data.get("attached") else "started"
         return f"follow-up {data.get('sop')}: {how} run {data.get('run')}, due within {data.get('within')}"
-    if kind in ("follow_up_skipped", "follow_up_refused"):
-        return f"follow-up {data.get('sop')} {kind.removeprefix('follow_up_')}: {data.get('reason')}"
+    if kind in ("follow_up_skipped", "follow_up_refused"):  # a condition's template: on a details line
+        return f"follow-up {data.get('sop')} {kind.removeprefix('follow_up_')}: {skip_reason(data)[0]}"
     if kind == "step_assigned":
         on_call = data.get("on_call")
         why = f"; {on_call['why']}" if isinstance(on_call, dict) and on_call.get("why") else ""
         return f"assigned to {data.get('assignee')} ({data.get('person')}{why})"
     if kind == "escalation":
         late = f", {data['late_ms']} ms late" if data.get("late") else ""
-        return (f"{data.get('message')} level {data.get('level')} → {', '.join(data.get('notify', []))}{late}"
+        return (f"{data.get('message')}, {level_words(data.get('level'))} → {', '.join(data.get('notify', []))}{late}"
                 f"{_on_call_text(data)}")
     if kind == "step_overdue":
         return f"due time passed{'; on_timeout ' + data['on_timeout'] if data.get('on_timeout') else ''}"
@@ -57,7 +59,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         return (f"a personal link of {whose} sent again, refused ({reason})"
                 + (f" from {data['client']}" if data.get("client") else ""))
     if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
-        return f"{kind.removeprefix('step_')}: {data.get('reason')}"
+        return f"{kind.removeprefix('step_')}: {skip_reason(data)[0]}"
     if kind == "step_ready":
         return f"ready ({data.get('step_kind')})"
     if kind == "step_started":  # an automated step's task began: from ready to here is the executor's latency
@@ -95,7 +97,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
             moved = f"; its ladder's next level moved {format_duration(by)} later"
         return f"{who} handed it to {data.get('to')}{note}{moved}"
     if kind == "help_asked":
-        level = f" → level {data['level']}" if data.get("level") else " → the lead"
+        level = f" → {level_words(data['level'])}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"
     if kind == "notification":
         results = data.get("results", [])

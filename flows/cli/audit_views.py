@@ -23,6 +23,7 @@ from flows.audit.report import SOP_TIME_NOTE, Compliance
 from flows.cli.common import console, err_console
 from flows.clock import in_zone, local_time, zone_label
 from flows.language.durations import format_duration
+from flows.language.presentation import skip_reason
 
 VERDICT_STYLE = {"met": "green", "missed": "bold red", "pending": "yellow",
                  "on time": "green", "late": "bold red", "overdue": "bold red", "not done": "red"}
@@ -218,6 +219,8 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
         out.append(f"      token: {escape(str(data['token']))}")
     if kind in ("step_failed", "step_timed_out") and data.get("reason"):
         out.append(f"      reason: {escape(str(data['reason']))}")
+    if kind in ("step_skipped", "follow_up_skipped") and (condition := skip_reason(data)[1]):
+        out.append(f"      condition: {escape(condition)}")
     return out
 
 
@@ -248,6 +251,8 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
         why = f": {escape(link['reason'])}" if link["reason"] else ""
         window = f", window ends {times.full(link['window_ends_at'])}" if link["state"] in ("started", "attached") else ""
         console.print(f"follow-up {link['sop']} {link['state']}{target}{window}{why}")
+        if link.get("condition"):
+            console.print(f"      condition: {escape(link['condition'])}")
     deadlines = Table(title="Deadlines (SOP time)", title_justify="left", show_edge=False)
     for column in ("what", "ready", "due after", "ended", "by", "verdict"):
         deadlines.add_column(column)

@@ -23,6 +23,7 @@ from flows.engine.view import RunView, variables
 from flows.language.calendar import calendar_for, calendar_name, instant_after, postponed
 from flows.language.expressions import evaluate
 from flows.language.ladder import levels
+from flows.language.presentation import CONDITION_NOT_MET
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep, rework_loop
@@ -300,7 +301,7 @@ class RunChange:
         if state == StepState.FAILED and (KINDS[step.kind].automated or step.kind == "check"
                                           or (reason or "").startswith(WHEN_FAILED)):
             # the owner learns at once: someone may have to do it by hand (a person's step that failed by its
-            # on_timeout was paged as overdue already; one whose `when` failed was never asked of anyone)
+            # on_timeout is paged as step_timed_out; one whose `when` failed was never asked of anyone)
             self.page("step_failed", step_id, [self.view.sop.owner], level={"reason": reason or "no reason given"})
         fallback = step.fallback
         if state != StepState.TIMED_OUT and fallback and self.view.steps.get(fallback, {}).get("state") == StepState.STANDBY:
@@ -405,7 +406,7 @@ class RunChange:
                 self.set_step(step.id, StepState.FAILED, reason=f"{WHEN_FAILED}: {exc}")
                 return True
             if not go:
-                self.set_step(step.id, StepState.SKIPPED, reason=f"when: {step.when} is false")
+                self.set_step(step.id, StepState.SKIPPED, reason=CONDITION_NOT_MET, facts={"when": step.when})
                 return True
         # the kind decides: assigned (human), a timer (wait), evaluated (check), ready for its task (automated)
         KINDS[step.kind].activate(step, _Activation(self, step, self.clock.now(), context))
@@ -471,7 +472,7 @@ class RunChange:
         self.ended.append(Ended(view, "cancelled", now, None if deadline is None else now <= deadline))
         targets = [view.sop.owner, *[view.sop.step(s).assignee for s in active  # type: ignore[attr-defined]
                                      if isinstance(view.sop.step(s), HumanStep)]]
-        self.page("run_cancelled", None, list(dict.fromkeys(targets)), level={"reason": f"cancelled: {reason}"})
+        self.page("run_cancelled", None, list(dict.fromkeys(targets)), level={"reason": reason, "by": actor})
 
 
 class _Activation:

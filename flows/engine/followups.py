@@ -38,6 +38,7 @@ from flows.engine.view import variables
 from flows.language.durations import format_duration
 from flows.language.expressions import evaluate, render_value
 from flows.language.followups import starts_on
+from flows.language.presentation import CONDITION_NOT_MET
 from flows.language.spec import FollowUp
 from flows.ledger.vocabulary import RecordKind
 from flows.logfmt import kv
@@ -83,8 +84,8 @@ class FollowUpStarts:
         what = {"sop": follow_up.start, "follow_up": index, "outcome": ended.outcome,
                 "within": format_duration(follow_up.within), "window_ends_at": window_ends_at}
 
-        def skipped(reason: str) -> None:
-            store.record(RecordKind.FOLLOW_UP_SKIPPED, parent.id, reason=reason, **what)
+        def skipped(reason: str, **facts: Any) -> None:
+            store.record(RecordKind.FOLLOW_UP_SKIPPED, parent.id, reason=reason, **facts, **what)
             log.info(kv("event=follow_up_skipped", run=parent.id, sop=follow_up.start, reason=reason))
 
         def refused(reason: str) -> None:
@@ -104,7 +105,10 @@ class FollowUpStarts:
                 refused(f"`when` could not be evaluated: {exc}")
                 return None
         if not go:
-            skipped(f"when: {follow_up.when} is false" if follow_up.when else "the run was cancelled")
+            if follow_up.when:
+                skipped(CONDITION_NOT_MET, when=follow_up.when)
+            else:
+                skipped("the run was cancelled")
             return None
         if follow_up.start not in self.library.sops:
             refused(f"unknown SOP `{follow_up.start}` (not in the library any more)")

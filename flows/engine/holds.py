@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.clock import local_time
+from flows.engine.hold_pages import tell_holders
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
 from flows.language.actors import Actor, UnknownPerson, as_actor
@@ -215,6 +216,7 @@ class HoldActions:
             max_at = change.after(now, max_hold(view.sop, step), step)
             start_hold(change, step, reason=reason, note=note, held_by=actor.person, max_at=max_at,
                        facts=actor.facts())
+            tell_holders(change, "step_held", [step], reason=reason, by=actor.person, note=note, max_at=max_at)
         log.info("event=step_held run=%s step=%s actor=%s reason=%s max_at=%s", view.id, step.id,
                  actor.described(), reason, max_at.isoformat())
         return max_at
@@ -275,6 +277,8 @@ class HoldActions:
             for step in steps:
                 start_hold(change, step, reason=reason, note=note, held_by=actor.person, max_at=max_at,
                            facts=actor.facts(), run_hold=True)
+            tell_holders(change, "step_held", steps, reason=reason, by=actor.person, note=note, whole_run=True,
+                         max_at=max_at)
         log.info("event=run_held run=%s actor=%s reason=%s steps=%d max_at=%s", view.id, actor.described(), reason,
                  len(steps), max_at.isoformat())
         return max_at
@@ -291,7 +295,9 @@ class HoldActions:
             refusal = self._run_hold_refusal(view, actor, "release")
             if refusal is not None:
                 raise HoldNotAllowed([refusal])
-            end_run_hold(change, held, "released", actor, note)
+            released = end_run_hold(change, held, "released", actor, note)
+            tell_holders(change, "step_released", [view.sop.step(s) for s in released], reason=held.reason,
+                         by=actor.person, note=note, whole_run=True)
         log.info("event=run_released run=%s actor=%s deadline_at=%s", view.id, actor.described(),
                  view.run["deadline_at"].isoformat() if view.run["deadline_at"] else "-")
         return view.run["deadline_at"]
@@ -315,6 +321,7 @@ class HoldActions:
             if link is not None:
                 t.store.use_link(link, action="release", now=self.clock.now())
             due = end_hold(change, step, held, "released", actor, note)
+            tell_holders(change, "step_released", [step], reason=held.reason, by=actor.person, note=note)
         log.info("event=step_released run=%s step=%s actor=%s due_at=%s", view.id, step.id, actor.described(),
                  due.isoformat() if due else "-")
         return due
@@ -371,7 +378,10 @@ def run_hold_expired(change: Any, level: str, late_ms: int, late: bool) -> bool:
     if held is None or f"hold{held.number}" != level.split(":", 1)[-1]:
         return False
     limit = change.view.sop.max_hold or DEFAULT_MAX_HOLD
-    for step_id in end_run_hold(change, held, "expired"):
+    released = end_run_hold(change, held, "expired")
+    tell_holders(change, "step_released", [change.view.sop.step(s) for s in released], reason=held.reason, by=None,
+                 whole_run=True)
+    for step_id in released:
         change.page("escalated", step_id, HOLD_ESCALATES_TO,
                     level={"key": f"hold{held.number}", "message": "escalated", "late_ms": late_ms,
                            "hold_reason": held.reason, "max_hold": format_duration(limit), "held_by": held.held_by})
@@ -385,6 +395,7 @@ def hold_expired(change: Any, step: HumanStep, level: str, late_ms: int, late: b
     if held is None or f"hold{held.number}" != level.split(":", 1)[-1]:
         return False  # released meanwhile (fenced: the timer was cancelled, or it is another hold's)
     end_hold(change, step, held, "expired")
+    tell_holders(change, "step_released", [step], reason=held.reason, by=None)
     limit = max_hold(change.view.sop, step)
     change.page("escalated", step.id, HOLD_ESCALATES_TO,
                 level={"key": f"hold{held.number}", "message": "escalated", "late_ms": late_ms,

@@ -49,8 +49,34 @@ _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 def _reason(run: dict[str, Any], page: Any) -> str | None:
     """Why a run was cancelled, why its automated steps cannot start, or why one failed (the page says)."""
     if page.kind in ("automation_failed", "run_cancelled", "step_failed") and (page.level or {}).get("reason"):
-        return page.level["reason"]  # a cancel's whole reason (the run's outcome holds its start)
-    return run["outcome"] if run["status"] == RunStatus.CANCELLED else None
+        reason = page.level["reason"]  # a cancel's whole reason (the run's outcome holds its start)
+    elif run["status"] == RunStatus.CANCELLED:
+        reason = run["outcome"]
+    else:
+        return None
+    # the page says "was cancelled" itself (the outcome, and pages queued before 2026-12, begin "cancelled: ")
+    return reason.removeprefix("cancelled: ") if run["status"] == RunStatus.CANCELLED else reason
+
+
+def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
+    """What a step's deadline did to it, for ``step_timed_out``: its ``on_timeout``, the stand-in it fell back
+    to (title and assignee), and the steps that need it (their titles: what follows)."""
+    fallback = view.sop.step(step.fallback) if step.fallback else None
+    return {"on_timeout": step.on_timeout, "fallback": fallback.name if fallback else None,
+            "fallback_assignee": getattr(fallback, "assignee", None),
+            "needed_by": tuple(s.name for s in view.sop.steps if step.id in view.sop.dependencies(s))}
+
+
+def _hold(view: RunView, facts: dict[str, Any] | None, now: datetime) -> Any:
+    """A hold page's ``hold`` (``flows.engine.hold_pages``): its facts, each step with its due as it stands now."""
+    from notifications import HeldStep, HoldInfo
+
+    facts = facts or {}
+    steps = tuple(HeldStep(id=s, title=view.sop.step(s).name, due_at=view.steps[s]["due_at"],
+                           time_left=time_left(view.steps[s]["due_at"], now, view.speed)) for s in facts.get("steps", ()))
+    max_at = facts.get("max_at")
+    return HoldInfo(reason=facts.get("reason") or "-", steps=steps, by=facts.get("by"), note=facts.get("note"),
+                    whole_run=bool(facts.get("whole_run")), max_at=datetime.fromisoformat(max_at) if max_at else None)
 
 
 def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | None:
@@ -370,6 +396,7 @@ class Pager:
         run_info = RunInfo(id=run["id"], url=f"{base}/runs/{run['id']}", started_at=run["started_at"],
                            deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                            status=status, reason=_reason(run, page),
+                           cancelled_by=(page.level or {}).get("by") if page.kind == "run_cancelled" else None,
                            drill=view.is_drill, subject=view.subject)
         step_info = None
         if step is not None:
@@ -395,7 +422,8 @@ class Pager:
                 handed_by=(page.level or {}).get("by") if page.kind in HAND_OVER_KINDS else None,
                 handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,
                 round=row.get("round") or 1,
-                sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None)
+                sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None,
+                **(_timed_out(view, step) if page.kind == "step_timed_out" else {}))
         level = None
         if page.level and "key" in page.level and page.kind not in HAND_OVER_KINDS:  # (a hand-over carries its facts,
             # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default
@@ -404,13 +432,15 @@ class Pager:
                               ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
                               max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"),
                               text=page.level.get("text"), by=page.level.get("by"))
+        hold = _hold(view, (page.level or {}).get("hold"), now) if page.kind in ("step_held", "step_released") else None
         summary = None
         if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
                                        met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                        run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
-                       step=step_info, level=level, summary=summary, step_link=self._step_link(view, step, page.kind))
+                       step=step_info, level=level, summary=summary, hold=hold,
+                       step_link=self._step_link(view, step, page.kind))
 
     @property
     def links(self) -> Any:

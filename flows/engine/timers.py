@@ -192,7 +192,8 @@ class TimerService:
         else:
             change.set_step(step.id, StepState.TIMED_OUT, reason=f"timed out, falling back to {step.fallback}")
             change.release_fallback(step.fallback)
-        change.page("overdue", step.id, [change.view.sop.owner])
+        # the owner must know: the step is closed by its SOP, not late (no "finish it now", no ladder to come)
+        change.page("step_timed_out", step.id, [change.view.sop.owner])
         return True
 
     def advance_to(self, to: datetime) -> None:

@@ -172,3 +172,17 @@ def levels(ladder: list[LadderEntry], due: timedelta | None, limit: int = 1000) 
                 yield Level(f"{number}.{repeat}", offset, tuple(entry.notify), _message(entry, offset, due))
                 repeat += 1
             previous = previous + entry.every * (entry.max or 0)
+
+
+def level_words(key: str | None) -> str | None:
+    """A fired level's key as people read it (messages, pages, audit lines; JSON and the API keep the key):
+    ``"2"`` → ``escalation stage 2``, ``"3.4"`` → ``escalation stage 3, repeat 4``, ``"r2:3.4"`` (a rework's
+    second round) → ``escalation stage 3, repeat 4 (round 2)``. Not "step": that is the SOP's step it escalates."""
+    if not key:
+        return None
+    round_, _, level = key.partition(":") if key.startswith("r") and ":" in key else ("", "", key)
+    rung, _, repeat = level.partition(".")
+    if not rung.isdigit() or (repeat and not repeat.isdigit()):
+        return key  # not a ladder level's key (a hold's maximum, a help request): as it is
+    words = f"escalation stage {rung}" + (f", repeat {repeat}" if repeat else "")
+    return words + (f" (round {round_[1:]})" if round_ else "")

@@ -7,10 +7,15 @@ is ``key: value`` pairs. The pages' ``shown`` filter and the message templates' 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 NOTHING = "—"
+#: why a step or a follow-up was skipped when its ``when`` was false; the condition is shown apart, as code
+CONDITION_NOT_MET = "its condition was not met"
+#: how records before 2026-12 wrote that reason, the template inside it
+_WHEN_FALSE = re.compile(r"when: (?P<when>.*) is false", re.S)
 
 
 def shown(value: Any) -> str:
@@ -55,3 +60,14 @@ def short_title(title: str) -> str:
     pages, where the rest of the line is the step and the run's subject. A title with none stays whole."""
     cut = min((i for i in (title.find(b) for b in _TITLE_BREAKS) if i > 0), default=-1)
     return title[:cut].strip() if cut > 0 else title
+
+
+def skip_reason(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A skip record's reason in words, and the condition (``when``) that decided it, for a details line of its own
+    (the run page, ``sop audit show``, the audit desk): a ``{{ … }}`` template is not a reason a person reads. Older
+    records wrote ``when: {{ … }} is false`` as the reason: read the same."""
+    reason, when = data.get("reason"), data.get("when")
+    old = _WHEN_FALSE.fullmatch(reason) if isinstance(reason, str) else None
+    if old is not None:
+        return CONDITION_NOT_MET, old["when"]
+    return reason, when

@@ -35,6 +35,7 @@ from flows.audit.summary import RUN_COLUMNS
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor
 from flows.language.durations import format_duration
+from flows.language.presentation import skip_reason
 from flows.web.app import Web
 from flows.web.pages import html, notice, sign_in_first
 
@@ -244,6 +245,8 @@ def entry_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("token", str(data["token"])))
     if kind in ("step_failed", "step_timed_out") and data.get("reason"):
         out.append(("reason", str(data["reason"])))
+    if kind in ("step_skipped", "follow_up_skipped") and (condition := skip_reason(data)[1]):
+        out.append(("condition", condition))
     return out
 
 

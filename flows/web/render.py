@@ -22,6 +22,7 @@ from flows.clock import local_time
 from flows.engine.paging import time_left
 from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec, field_label
+from flows.language.ladder import level_words
 from flows.language.outline import more_text
 from flows.language.presentation import shown
 
@@ -92,7 +93,7 @@ def evidence_link(item: str) -> str | None:
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label)
+    env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, stage=level_words)
     env.globals.update(left=left, escape=escape, evidence_link=evidence_link, more_text=more_text)
     return env
 

@@ -89,7 +89,7 @@ def test_the_cli_prints_the_whole_story_and_json_for_machines(sop: Any, scenario
     out = done.stdout
     assert "trigger: alert HighErrorRate by alertmanager" in out
     assert '"labels": {"service": "checkout"}' in out
-    assert "triage reminder level 1 → assignee" in out
+    assert "triage reminder, escalation stage 1 → assignee" in out  # the key ("level": "1") is the JSON's
     assert f"→ tom-becker {REFUSED_URL} failed" in out
     assert "triage done by kenji-sato (direct), after its due time" in out
     assert 'values: severity="high"' in out and "evidence: https://grafana.example/d/db" in out

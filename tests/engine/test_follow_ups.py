@@ -222,20 +222,30 @@ def test_reviews_are_judged_against_their_window_on_time_late_and_open(engine: E
 
 
 def test_no_review_when_its_when_is_false_a_low_severity_blip_or_a_cancelled_crisis(
-        engine: Engine, clock: ManualClock) -> None:
+        engine: Engine, clock: ManualClock, sop: Any) -> None:
     run_id = engine.start("crisis-pr", {"brand": "blip"}, initiator="li-wei", speed=SPEED).run_id
     play(engine, run_id, {"assess": ("wang-fang", {**CRISIS["assess"][1], "severity": "low"}),
                           "watch": ("wang-fang", {"replies_sent": 3, "tickets_opened": 1}),
                           "monitor": CRISIS["monitor"]}, clock)
     assert engine.view(run_id).run["outcome"] == "done"
     assert review_of(engine, run_id) is None
-    [skipped] = records(engine, run_id, "follow_up_skipped")
-    assert skipped["data"]["reason"].startswith("when: {{ run.outcome != 'cancelled'") and "is false" in skipped["data"]["reason"]
+    [skipped] = records(engine, run_id, "follow_up_skipped")  # said in words; the condition kept apart, as written
+    assert skipped["data"]["reason"] == "its condition was not met"
+    assert skipped["data"]["when"].startswith("{{ run.outcome != 'cancelled' and")
 
     called_off = engine.start("crisis-pr", {"brand": "false-alarm"}, initiator="li-wei", speed=SPEED).run_id
     engine.cancel(called_off, "false alarm", actor="chen-jie")
     assert review_of(engine, called_off) is None
     assert len(records(engine, called_off, "follow_up_skipped")) == 1
+    story = sop("audit", "show", called_off,
+                env={"SOP_HOME": str(engine.library.root), "SOP_DATABASE_URL": str(engine.ledger.url)}).stdout
+    assert "follow-up post-incident-review skipped: its condition was not met\n" in story, story
+    assert "      condition: {{ run.outcome != 'cancelled' and" in story  # on a details line of its own
+    assert "is false" not in story
+    # the steps its `when` skipped read the same way (facts, watch: low severity only; tell-director: high only)
+    assert "skipped: its condition was not met" in sop(
+        "audit", "show", run_id, env={"SOP_HOME": str(engine.library.root),
+                                      "SOP_DATABASE_URL": str(engine.ledger.url)}).stdout
 
     no_when = engine.start("t-fu-parent", {}, initiator="li-wei", speed=SPEED).run_id  # no `when`: not on a cancel
     engine.cancel(no_when, "duplicate", actor="tom-becker")
@@ -311,3 +321,15 @@ def test_a_drills_review_is_not_started_and_the_record_says_so(engine: Engine, c
     assert review_of(engine, run_id) is None
     [skipped] = records(engine, run_id, "follow_up_skipped")
     assert skipped["data"]["reason"].startswith("not started in a drill") and skipped["data"]["sop"] == "t-fu-child"
+
+
+def test_the_cancel_page_says_who_cancelled_and_why_once(engine: Engine, clock: ManualClock) -> None:
+    run_id = engine.start("crisis-pr", {"brand": "twice"}, initiator="li-wei", speed=SPEED).run_id
+    engine.cancel(run_id, "Duplicate of f390dc46ee … Work that one.", actor="li-wei")
+    engine.pager.close()
+    for person in ("chen-jie", "wang-fang"):  # the owner (pr-lead), and the PR on-call asked to assess
+        [body] = [" ".join(m["body"].split()) for m in read_inbox(person, engine.inbox)
+                  if m["title"].startswith("[P1] Cancelled")]
+        assert ("The run of **Crisis PR - negative mentions spike (more than 100 a day)** was cancelled by li-wei: "
+                "Duplicate of f390dc46ee … Work that one. Its open steps are closed") in body, body
+        assert "cancelled: " not in body and ".." not in body

@@ -185,7 +185,8 @@ def chain_ok(engine: Engine) -> bool:
 
 #: the rows the engine wrote before a new run was built in memory (at 349dc5e), for the two starts below;
 #: since then steps carry their rework round, an outage run arms its first status ask (settings.cadences), and a
-#: run names the run whose end started it (parent_run_id, follow_up: none here)
+#: run names the run whose end started it (parent_run_id, follow_up: none here); a step its `when` skips says so in
+#: words ("its condition was not met"), its condition recorded apart (`when`)
 EXPECTED = json.loads(Path(__file__).with_name("new_run_rows.json").read_text())
 
 
@@ -288,7 +289,7 @@ def test_an_automated_step_that_fails_pages_the_owner_and_a_persons_timeout_does
     TimerService(local, name="t").advance_to(clock.now() + timedelta(minutes=11))
     assert local.view(timed).state("ask") == "failed"
     kinds = _paged(local, timed)
-    assert "overdue" in kinds and "step_failed" not in kinds  # a person's step: paged as overdue, not "automated"
+    assert "step_timed_out" in kinds and "step_failed" not in kinds  # a person's step: it timed out, not "automated"
 
 
 def test_a_drill_and_a_real_run_of_the_same_key_never_attach_to_each_other(local: Engine) -> None:

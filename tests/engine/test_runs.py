@@ -103,7 +103,8 @@ def test_parallel_steps_join_and_when_skips(engine):
     states = step_states(engine, run.run_id)
     assert states["join"] == "active" and states["only-if-yes"] == "skipped"
     skipped = records(engine, run.run_id, "step_skipped")
-    assert "steps.left.choice == 'yes'" in skipped[0]["data"]["reason"]
+    assert skipped[0]["data"]["reason"] == "its condition was not met"  # in words; the condition apart
+    assert "steps.left.choice == 'yes'" in skipped[0]["data"]["when"]
 
 
 def test_on_timeout_skip_interrupts_the_wait(engine):

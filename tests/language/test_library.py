@@ -268,9 +268,16 @@ def test_sop_show_lists_the_first_repeats_of_a_long_ladder_and_counts_the_rest(s
 
 
 def test_sop_show_every_human_step_with_a_due_escalates_at_its_due(sop, repo_root: Path) -> None:
+    """A step its deadline ends (on_timeout) escalates beyond its assignee before that: at the due it is closed."""
+    from flows.language.durations import parse_duration
+
     data = json.loads(sop("show", "crisis-pr", "--json").stdout)
     for step in data["steps"]:
-        if step["due"] and step["escalation"]:
+        if step["due"] and step["escalation"] and step["on_timeout"]:
+            before = [rung for rung in step["escalation"] if set(rung["notify"]) - {"assignee"}
+                      and parse_duration(rung["after_ready"]) < parse_duration(step["due"])]
+            assert before and "ops-director" in before[0]["notify"], step["id"]  # legal: as its text promises
+        elif step["due"] and step["escalation"]:
             at_due = [rung for rung in step["escalation"] if rung["after_ready"] == step["due"]]
             assert at_due and "lead" in at_due[0]["notify"], step["id"]
 

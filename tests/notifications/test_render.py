@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from notifications import KINDS, Context, Recipient, RecipientInfo, RenderError, SopInfo, render_for, render_message
+from notifications import (
+    KINDS,
+    Context,
+    LevelInfo,
+    Recipient,
+    RecipientInfo,
+    RenderError,
+    SopInfo,
+    render_for,
+    render_message,
+)
 from notifications.samples import sample
 from notifications.urgency import notify_type
 
@@ -46,6 +56,19 @@ def test_a_message_asking_for_work_gives_the_command_and_the_api_call(kind: str)
     assert "Read the top 50 negative mentions" in body  # the step's own instructions
 
 
+@pytest.mark.parametrize("kind", ["assigned", "reminder", "escalated", "overdue", "handed_over"])
+def test_on_a_phone_the_step_link_comes_first_and_the_terminal_and_curl_help_last(kind: str) -> None:
+    lines = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body.splitlines()
+
+    def first(start: str) -> int:
+        return next(number for number, line in enumerate(lines) if line.startswith(start))
+
+    link = first("**Open your step:** http://127.0.0.1:8000/s/sample-link-for-wang-fang")
+    assert link <= 10, lines[:link + 1]  # the first screen: who, what, the one action and its link
+    assert link < first("- **Priority:**") < first("### What to do") < first("### Or from a terminal")
+    assert first("### Or from a terminal") < first("sop done ") < first("curl -X POST") < first("Or open the run:")
+
+
 @pytest.mark.parametrize("kind", ["step_done", "run_started", "run_finished", "run_cancelled"])
 def test_a_message_that_asks_nothing_says_so_and_how_to_follow(kind: str) -> None:
     body = render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body
@@ -60,7 +83,10 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
     assert "It is held by **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
-    assert "(level 2)" in escalated.body
+    assert "next on its escalation ladder (escalation stage 2)" in escalated.body  # words, not the key "level 2"
+    repeat = replace(sample("escalated"), level=LevelInfo(key="3.4", message="escalated", late_by="1h"))
+    body = render_message("escalated", repeat, overrides_dir=NO_OVERRIDES).body
+    assert "(escalation stage 3, repeat 4)" in body and "3.4" not in body
     overdue = render_message("overdue", sample("overdue"), overrides_dir=NO_OVERRIDES)
     assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response · lumi), 12m overdue"
 

@@ -225,8 +225,8 @@ def test_an_operator_starts_crisis_pr_and_watches_it_escalate_without_reloading(
     card.locator(".overdue").first.wait_for(timeout=30_000)  # assess turns overdue on the page
     page.wait_for_function(
         f"document.querySelector('#run-{run_id} .level') && "
-        f"document.querySelector('#run-{run_id} .level').textContent.trim() !== 'ladder level 1'", timeout=30_000)
-    assert re.match(r"ladder level [2-9]", card.locator(".level").first.inner_text())  # the ladder rose
+        f"document.querySelector('#run-{run_id} .level').textContent.trim() !== 'escalation stage 1'", timeout=30_000)
+    assert re.match(r"escalation stage [2-9]", card.locator(".level").first.inner_text())  # the ladder rose
     assert page.evaluate("window.notReloaded") is True  # the rows came without a reload
     page.shot("board")
     page.goto(f"{site.url}/runs/{run_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 
@@ -36,3 +37,17 @@ def test_the_run_pages_of_a_crisis_and_its_review_link_to_each_other(site: Site)
     assert f'<a href="/runs/{parent}">crisis-pr run {parent}</a> (ended done)' in parent_link
     assert '<span class="state open">open</span>' in parent_link
     assert f"by run:{parent}" in back.text  # who started it
+
+
+def test_a_review_skipped_by_its_condition_says_so_in_words_with_the_condition_as_code_apart(site: Site) -> None:
+    engine = site.engine
+    run = engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:6]}"}, initiator="li-wei", launch=False).run_id
+    engine.cancel(run, "a false alarm", actor="li-wei")
+    client = site.client()
+    sign_in(site, client, "li-wei")
+
+    page = client.get(f"/runs/{run}")
+    follow_ups = html.unescape(re.search(r'<dd id="follow-ups">(.*?)</dd>', page.text, re.S).group(1))  # type: ignore[union-attr]
+    assert "post-incident-review: skipped (its condition was not met)<br>" in follow_ups, follow_ups
+    assert "condition: <code>{{ run.outcome != 'cancelled' and" in follow_ups
+    assert "is false" not in follow_ups

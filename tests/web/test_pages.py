@@ -324,6 +324,10 @@ def test_taking_a_step_tells_the_others_and_asking_for_help_pages_the_next_level
     assert escalation["data"]["asked_by"] == "sara-lopez"
     assert any("sara-lopez asked for help" in m["body"] or "Help asked" in m["title"]
                for m in site.messages("chen-jie", lead))
+    [helping] = [m["body"] for m in site.messages("chen-jie", lead) if "Help asked" in m["title"]]
+    assert "next on its escalation ladder (escalation stage 2)" in " ".join(helping.split())  # not "(level 2)"
+    row = re.search(r'id="step-assess">(.*?)</tr>', client.get(f"/runs/{run_id}").text, re.S).group(1)  # type: ignore[union-attr]
+    assert '<td data-label="Ladder">escalation stage 2</td>' in row, row
     # pressed again at once (a double tap, an impatient second press): no rung more, said beside the form
     climbed = len(records(site.engine, run_id, "escalation"))
     again = client.post(f"/runs/{run_id}/steps/assess", data={"action": "help", "note": "KOL involved",
