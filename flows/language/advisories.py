@@ -19,8 +19,9 @@ def sop_advisories(sop: Sop, doc: Document) -> list[SpecError]:
 
 def _ladders_paging_the_holder(sop: Sop, doc: Document) -> list[SpecError]:
     """A rung (other than ``assignee``) that names the step's own assignee, as ``owner`` (the SOP's owner role is
-    the assignee role), as the role itself or as the person: its page goes to whoever holds the step, asking them
-    to chase themselves ("reach …, or take it over yourself"). A reminder is what ``assignee`` is for.
+    the assignee role), as the role itself or as the person, and nobody else: its page reaches only whoever holds
+    the step (the pager tells them it is late, ``flows.engine.paging``), so nobody above them hears of it. A
+    reminder is what ``assignee`` is for.
 
     Warned rather than refused: shipped SOPs do it (a lead's own step under the SOP's ladder), and the runtime
     decides whom such a page reaches. One warning per rung, naming the steps it applies to."""
@@ -30,6 +31,8 @@ def _ladders_paging_the_holder(sop: Sop, doc: Document) -> list[SpecError]:
             continue
         own = step.escalation is not None
         for j, entry in enumerate(sop.ladder_for(step)):
+            if not all(_is_self(target, sop, step) for target in entry.notify):
+                continue  # someone beyond the holder is on the rung: they hear of it
             for k, target in enumerate(entry.notify):
                 kind, _, name = target.rpartition(":")
                 if kind not in ("", "role", "person"):
@@ -51,6 +54,13 @@ def _ladders_paging_the_holder(sop: Sop, doc: Document) -> list[SpecError]:
                f"give {'it' if len(hits) == 1 else 'them'} a ladder of {'its' if len(hits) == 1 else 'their'} own that "
                "escalates to `lead` (`assignee` is the reminder)")
         warnings.append(doc.error(path, f"{why} is also the assignee of {steps}: for "
-                                        f"{'it' if len(hits) == 1 else 'them'} this rung pages the very person who "
-                                        f"holds the step, asking them to chase themselves; {fix}"))
+                                        f"{'it' if len(hits) == 1 else 'them'} this rung reaches only the person who "
+                                        f"holds the step (told it is late), and nobody above them hears of it; {fix}"))
     return warnings
+
+
+def _is_self(target: str, sop: Sop, step: HumanStep) -> bool:
+    """Whether a rung's target reaches only the step's own assignee (its holder)."""
+    kind, _, name = target.rpartition(":")
+    return (not kind and name in ("assignee", "backup")) or (not kind and name == "owner" and sop.owner == step.assignee) \
+        or (kind in ("", "role", "person") and name == step.assignee)

@@ -39,8 +39,8 @@ def warnings_of(text: str, tmp_path: Path, repo_root: Path) -> list[str]:
 def test_a_rung_paging_the_owner_role_that_holds_the_step_is_warned_at_the_rung(tmp_path: Path, repo_root: Path) -> None:
     assert warnings_of(SOP.format(extra=""), tmp_path, repo_root) == [
         "9:14: escalation[1].notify[0]: `owner` (the SOP's owner role `sre-lead`) is also the assignee of step "
-        "`sign-off`: for it this rung pages the very person who holds the step, asking them to chase themselves; "
-        "give it a ladder of its own that escalates to `lead` (`assignee` is the reminder)"]
+        "`sign-off`: for it this rung reaches only the person who holds the step (told it is late), and nobody above "
+        "them hears of it; give it a ladder of its own that escalates to `lead` (`assignee` is the reminder)"]
 
 
 def test_a_steps_own_ladder_naming_its_assignee_role_or_person_is_warned(tmp_path: Path, repo_root: Path) -> None:
@@ -53,13 +53,13 @@ def test_a_steps_own_ladder_naming_its_assignee_role_or_person_is_warned(tmp_pat
       - at: 50%
         notify: [assignee]
       - at: 100%
-        notify: [lead, person:li-wei]
+        notify: [person:li-wei]
 """
     text = SOP.format(extra=extra).replace("notify: [owner]", "notify: [lead]")
     assert warnings_of(text, tmp_path, repo_root) == [
-        "26:24: steps[2].escalation[1].notify[1]: `person:li-wei` is also the assignee of step `report`: for it this "
-        "rung pages the very person who holds the step, asking them to chase themselves; write `lead` to escalate "
-        "(`assignee` is the reminder)"]
+        "26:18: steps[2].escalation[1].notify[0]: `person:li-wei` is also the assignee of step `report`: for it this "
+        "rung reaches only the person who holds the step (told it is late), and nobody above them hears of it; write "
+        "`lead` to escalate (`assignee` is the reminder)"]
 
 
 def test_a_ladder_that_reminds_the_assignee_and_escalates_past_them_has_no_warning(tmp_path: Path,
@@ -68,11 +68,18 @@ def test_a_ladder_that_reminds_the_assignee_and_escalates_past_them_has_no_warni
     assert warnings_of(text, tmp_path, repo_root) == []
 
 
-def test_sop_validate_prints_the_warning_and_passes_on_a_shipped_sop_that_does_it(sop) -> None:
-    result = sop("validate", "sops/page-speed.yaml")
+def test_a_rung_that_also_reaches_someone_above_has_no_warning(tmp_path: Path, repo_root: Path) -> None:
+    text = SOP.format(extra="").replace("notify: [owner]", "notify: [owner, lead]")  # the shipped SOPs' rung
+    assert warnings_of(text, tmp_path, repo_root) == []
+
+
+def test_sop_validate_prints_the_warning_and_passes(sop, tmp_path: Path) -> None:
+    path = tmp_path / "self-paging.yaml"
+    path.write_text(SOP.format(extra=""), encoding="utf-8")
+    result = sop("validate", str(path))
     assert result.returncode == 0, result.stderr
-    assert ("! warning: sops/page-speed.yaml:46:14: escalation[2].notify[0]: `owner` (the SOP's owner role "
-            "`sre-lead`) is also the assignee of step `fix`" in result.stderr)
+    assert (f"! warning: {path}:9:14: escalation[1].notify[0]: `owner` (the SOP's owner role `sre-lead`) is also the "
+            "assignee of step `sign-off`" in " ".join(result.stderr.split()))
     assert "1 warning(s) above" in result.stdout
-    quiet = sop("validate", "-q", "sops/page-speed.yaml")
+    quiet = sop("validate", "-q", str(path))
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
