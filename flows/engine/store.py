@@ -82,6 +82,8 @@ _STEP_DEFAULTS: dict[str, Any] = {"ready_at": None, "due_at": None, "finished_at
 _pinned: dict[str, Sop] = {}
 
 
+#: timers of one instant: a step's deadline after the rest (``RunStore.due_timers``)
+_DEADLINE_LAST = sa.case((timers.c.kind == TimerKind.DUE, 1), else_=0)
 #: the shortest prefix that names a run: `sop cancel 7` must not take whichever run's id begins with 7
 MIN_PREFIX = 4
 
@@ -302,9 +304,11 @@ class RunStore:
 
     @staticmethod
     def due_timers(conn: Connection, now: datetime, limit: int) -> list[Any]:
-        """Armed timers whose instant has come, oldest first (at most ``limit``)."""
+        """Armed timers whose instant has come, oldest first (at most ``limit``); of one instant, a step's deadline
+        last: a ladder rung at 100% of a step its ``on_timeout`` ends reaches its people before the step closes
+        (and its timers with it)."""
         return list(conn.execute(sa.select(timers).where(_ARMED & (timers.c.due_at <= now))
-                                 .order_by(timers.c.due_at).limit(limit)))
+                                 .order_by(timers.c.due_at, _DEADLINE_LAST, timers.c.id).limit(limit)))
 
     @staticmethod
     def next_timer_instant(conn: Connection) -> datetime | None:

@@ -119,3 +119,34 @@ def test_crisis_pr_legal_reaches_the_operations_director_before_it_is_skipped(en
     assert director and director[0][0].startswith("[P1] Escalated to you: Legal and compliance check"), director
     title, body = inbox(engine, "chen-jie", "Legal and compliance check")[-1]  # chen-jie: the owner (pr-lead)
     assert title.startswith("[P1] Timed out: Legal and compliance check of what we may say was skipped"), title
+
+
+RACE = """\
+id: t-race
+title: Race probe
+class: policy
+owner: growth-lead
+steps:
+  - id: optional
+    title: Check the optional dashboard
+    assignee: data-analyst
+    due: 30m
+    on_timeout: skip
+    escalation:
+      - at: 100%
+        notify: [lead]
+"""
+
+
+def test_a_rung_at_the_due_of_a_step_its_deadline_ends_still_reaches_its_people(engine: Any) -> None:
+    """page-speed, traffic-drop, traffic-surge and weekly-review escalate at 100% a step whose on_timeout ends it
+    at that same instant. The deadline's timer fired first, closed the step and took the rung's timer with it: the
+    lead never heard. A rung fires before the deadline of the same instant."""
+    (engine.library.root / "sops" / "t-race.yaml").write_text(RACE)
+    engine.library = load_library(engine.library.root)
+    engine.start("t-race", {}, initiator="zhang-min", speed=1)
+    TimerService(engine).advance_to(START + timedelta(minutes=31))
+    who = engine.library.site.roles["data-analyst"].lead
+    primary = engine.library.site.roles[who].primary
+    lead = inbox(engine, primary, "Check the optional dashboard")
+    assert any(title.startswith("[P3] Escalated to you: Check the optional dashboard") for title, _ in lead), lead
