@@ -40,7 +40,7 @@ from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
 from flows.language.cadence import effective_cadence
 from flows.language.fields import TEXT_MAX
-from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, members
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, evidence_problems, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
 from flows.web.forms import Refused, form_fields, read_form
@@ -301,6 +301,8 @@ def act(web: Web, sp: StepPage, actor: Actor, action: str, posted: dict[str, str
     values, errors = read_form(step.form, posted)
     if step.evidence and not links and not uploads:
         errors["evidence"] = "this step needs evidence: a link, or a file to upload"
+    elif bad := evidence_problems(links):  # said with the form's other mistakes, not on a second try
+        errors["evidence"] = "; ".join(bad)
     if errors:
         raise Refused(errors)
     kept = [web.keep_evidence(name, content) for name, content in uploads]

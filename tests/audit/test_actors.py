@@ -46,7 +46,7 @@ def test_the_story_says_who_and_how(ledger: Ledger, run_id: str) -> None:
     assert (doc["ended_by"], doc["ended_by_text"]) == ("zhao-lei", "zhao-lei (cli, self-declared, os user root)")
     texts = [(t["step"], t["text"]) for t in doc["timeline"] if t["kind"] != "notification"]
     assert ("assess", "wang-fang (link) took it") in texts
-    assert any(step == "assess" and text.startswith("help asked by wang-fang (link) → level") for step, text in texts)
+    assert any(step == "assess" and text.startswith("help asked by wang-fang (link) → escalation stage") for step, text in texts)
     assert ("assess", "done by li-wei for wang-fang (api)") in texts
     assert (None, "run cancelled by zhao-lei (cli, self-declared, os user root): handled offline") in texts
 

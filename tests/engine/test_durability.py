@@ -324,7 +324,7 @@ def test_an_executor_told_to_stop_while_a_step_waits_to_retry_stops_at_once_and_
     first_log, second_log = tmp_path / "executor-1.log", tmp_path / "executor-2.log"
     with _pool_of_its_own(stack, project, "retry", sops=("t-retrying",)) as (engine, spawn):
         first = spawn(1, first_log)
-        run_id = engine.start("t-retrying", {"url": gateway.url}, initiator="li-wei").run_id
+        run_id = engine.start("t-retrying", {}, initiator="li-wei").run_id
         wait_for(lambda: records(engine, run_id, "step_attempt_failed"), 90, "the step's first attempt to fail",
                  explain=lambda: first_log.read_text())
         signalled = time.monotonic()

@@ -78,6 +78,11 @@ def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_it
                                    "trend": "required: one of rising, stable, falling"}
     assert 'value="late parcels"' in wrong.text  # what was typed is kept
     assert len(records(site.engine, run_id)) == before and site.engine.view(run_id).state("assess") == "active"
+    # a remark given as evidence is said with the form's other mistakes, not on a second try (walkthrough)
+    both = client.post(path_of(link), data={**ASSESS, "csrf": csrf_of(page), "action": "done", "severity": "huge",
+                                            "evidence_link": "grafana board"})
+    assert set(field_errors(both)) == {"severity", "evidence"}, field_errors(both)
+    assert "evidence 'grafana board' is not a link" in field_errors(both)["evidence"]
 
     right = client.post(path_of(link), data={**ASSESS, "csrf": csrf_of(page), "action": "done"})
     assert right.status_code == 303 and right.headers["location"] == f"/runs/{run_id}/steps/assess?done=done"

@@ -222,6 +222,13 @@ def _not_a_link(text: str) -> str:
             "or attach the file; a remark goes in the note")
 
 
+def evidence_problems(links: list[str]) -> list[str]:
+    """What is wrong with evidence links: each one not a link, or one whose scheme runs code in a browser."""
+    return [*(_not_a_link(link) for link in links if not _LINK.match(link.strip())),
+            *(f"evidence {link.strip()[:60]!r}: a {scheme}: address runs in a browser, it is no place where "
+              "evidence is kept" for link in links if (scheme := link.strip().split(":", 1)[0].lower()) in _SCRIPT_SCHEMES)]
+
+
 def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None, approvals: list[str],
                  site: Site) -> None:
     """Raise ReportRefused unless the report fits the step (form, evidence, four-eyes)."""
@@ -251,10 +258,7 @@ def check_report(step: HumanStep, report: HumanReport, *, initiator: str | None,
                 problems.append(_not_in_form(step, name))
         if step.evidence and not report.evidence:
             problems.append(f"step `{step.id}` needs evidence (a link or a file reference): pass --evidence")
-    problems += [_not_a_link(link) for link in report.evidence if not _LINK.match(link.strip())]
-    problems += [f"evidence {link.strip()[:60]!r}: a {scheme}: address runs in a browser, it is no place where "
-                 "evidence is kept" for link in report.evidence
-                 if (scheme := link.strip().split(":", 1)[0].lower()) in _SCRIPT_SCHEMES]
+    problems += evidence_problems(report.evidence)
     if step.approval is not None:
         approval = step.approval
         if approval.distinct_from == "initiator" and initiator and who == initiator:
