@@ -212,6 +212,9 @@ class RunChange:
             return None
         due = utc(armed.due_at)
         later = self.after(now, gap, step)
+        deadline = self.view.steps[step.id].get("due_at")
+        if step.on_timeout is not None and deadline is not None:  # the deadline ends the step: the rung still
+            later = min(later, utc(deadline))                      # reaches its people before it does
         if later <= due:
             return None
         self.store.move_timer(armed.id, later)

@@ -252,7 +252,8 @@ class Pager:
 
         render = render_for(page.kind, ctx, site=self.site)
         step, level = ctx.step, ctx.level
-        if page.kind != "escalated" or step is None or not step.holder or (level is not None and level.hold_reason):
+        if page.kind != "escalated" or step is None or not step.holder or \
+                (level is not None and (level.hold_reason or level.asked_by)):
             return render
         late = step.holder
         own = render_for("overdue" if step.due_at is not None and now >= step.due_at else "reminder", ctx,

@@ -97,7 +97,10 @@ class PeopleActions:
             return set()
         holder = holder or view.steps[step.id].get("claimed_by") or self.person_for(step.assignee)
         if actor.person in self.overseers(view, step) or self._operator(actor):
-            return set(self.site.people) - {holder}
+            targets = set(self.site.people) - {holder}
+            if not self._may_act(view, step, actor):  # an operator does not hand a step to themselves to report it
+                targets.discard(actor.person)
+            return targets
         if actor.person == holder:
             return human.members(self.site, step.assignee) - {holder}
         return set()
@@ -162,6 +165,13 @@ class PeopleActions:
             self.check_may_act(change.view, step, actor)
             yield t, change, step
 
+    def _may_act(self, view: RunView, step: HumanStep, actor: Actor) -> bool:
+        try:
+            self.check_may_act(view, step, actor)
+        except human.ReportRefused:
+            return False
+        return True
+
     def check_may_act(self, view: RunView, step: HumanStep, actor: Actor) -> None:
         """ReportRefused unless the person may act on the step (``human.may_act``, or they hold it: a step handed
         over goes to whoever its lead or owner chose)."""
@@ -224,7 +234,10 @@ class PeopleActions:
             if link is not None:
                 t.store.use_link(link, action="hand-over", now=now)
             t.store.claim_step(view, step.id, to, now)
-            grace = change.ladder_grace(step, now)  # the new holder gets one rung before the ladder pages again
+            above = actor.person in self.overseers(view, step) or self._operator(actor)
+            # the new holder gets one rung before the ladder pages again, when someone above the step handed it on
+            # (teammates passing it back and forth do not hold the ladder off)
+            grace = change.ladder_grace(step, now) if above else None
             moved = {"ladder_from": grace[0], "ladder_to": grace[1]} if grace else {}
             change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
                           note=note, **moved, **actor.facts())

@@ -112,3 +112,13 @@ def test_who_asks_for_help_is_not_asked_to_help_themselves(engine: Any) -> None:
     assert assigned.startswith("[P1] Assigned to you: Close the ticket"), assigned
     [lead] = titles(engine, "li-wei", "Close the ticket")
     assert lead.startswith("[P1] Help asked: sara-lopez needs a hand with Close the ticket"), lead
+
+
+def test_a_help_request_that_reaches_the_holder_is_the_help_request(engine: Any) -> None:
+    """The lead asks for help on a step its holder is on the next level of: she reads the request and its note,
+    not a reminder (review)."""
+    run = engine.start("t-own", {}, initiator="li-wei", speed=1)
+    engine.claim(run.run_id, "close", "sara-lopez")
+    engine.ask_for_help(run.run_id, "close", "li-wei", "call the bank first")  # the rung: [assignee, lead]
+    told = titles(engine, "sara-lopez", "Close the ticket")[-1]
+    assert told.startswith("[P1] Help asked: li-wei needs a hand with Close the ticket"), told

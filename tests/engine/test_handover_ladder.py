@@ -102,3 +102,46 @@ def test_a_hand_over_by_the_director_gives_the_new_holder_one_rung_before_the_la
     fired = [r["data"] for r in records(engine, run_id, "escalation")]
     assert [(e["level"], e.get("holder")) for e in fired[-2:]] == [("3.5", "kenji-sato"), ("3.6", "kenji-sato")]
     assert fired[-1]["paged"] == ["tom-becker", "li-wei"]  # sre-lead's primary, the director
+
+
+def test_teammates_passing_a_step_on_do_not_hold_the_ladder_off(engine: Engine, clock: ManualClock) -> None:
+    """Only a hand-over by someone above the step gives its new holder a rung: two teammates handing it back and
+    forth would keep the lead from ever being paged (review)."""
+    run_id = engine.start("t-surge", {}, initiator="li-wei", speed=1).run_id
+    service = TimerService(engine)
+    service.advance_to(READY + timedelta(minutes=50))
+    clock.set(READY + timedelta(minutes=59, seconds=50))
+    engine.hand_over(run_id, "command", Actor("li-wei", via="web"), "kenji-sato")  # the director: one rung, to 69:50
+    clock.set(READY + timedelta(minutes=65))
+    engine.hand_over(run_id, "command", Actor("kenji-sato", via="web"), "tom-becker")  # a teammate: no more grace
+    service.advance_to(READY + timedelta(minutes=70))
+    assert len(escalated_to(engine, "li-wei")) == 5  # the repeat came at 69:50, not at 75
+
+
+SKIPPED = """\
+    id: t-skipped
+    title: Skip probe
+    class: outage
+    owner: sre-lead
+    steps:
+      - id: optional
+        title: Check the optional graph
+        assignee: sre-oncall
+        due: 10m
+        on_timeout: skip
+        escalation:
+          - at: 100%
+            notify: [ops-director]
+"""
+
+
+def test_a_hand_over_never_moves_a_rung_past_the_deadline_that_ends_the_step(engine: Engine, clock: ManualClock) -> None:
+    """The grace would have moved the rung at 100% to 15m, after the skip at 10m: the director never told (review)."""
+    (engine.library.root / "sops" / "t-skipped.yaml").write_text(textwrap.dedent(SKIPPED))
+    engine.library = load_library(engine.library.root)
+    run_id = engine.start("t-skipped", {}, initiator="li-wei", speed=1).run_id
+    clock.set(READY + timedelta(minutes=5))
+    engine.hand_over(run_id, "optional", Actor("tom-becker", via="web"), "kenji-sato")  # sre-lead: above the step
+    TimerService(engine).advance_to(READY + timedelta(minutes=11))
+    assert engine.view(run_id).state("optional") == "skipped"
+    assert [t for t in escalated_to(engine, "li-wei") if "Check the optional graph" in t]

@@ -175,3 +175,17 @@ def test_the_step_page_says_whom_it_is_with_how_far_it_escalated_and_the_hand_ov
     other_name = site.engine.site.people[other].name
     assert f"Held by {other_name} ({other}) (you): handed over by li-wei at" in page
     assert "Hand-over note Checkout first (li-wei)" in page and "<q>Checkout first</q>" in theirs.get(f"/runs/{run_id}/steps/command").text
+
+
+def test_an_operator_may_not_hand_a_step_to_themselves_to_report_it(site: Site) -> None:
+    """cs-lead is an operator: she may hand an ads step on, but not to herself, which would let her report a step
+    her roles may not act on (review)."""
+    run_id = site.engine.start("creative-refresh", {"platform": f"p-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                               launch=False).run_id
+    view = site.engine.view(run_id)
+    step = view.sop.step("impact")
+    targets = site.engine.hand_over_targets(view, step, "sara-lopez")
+    assert "sun-hao" in targets and "sara-lopez" not in targets
+    with pytest.raises(ReportRefused):
+        site.engine.hand_over(run_id, "impact", Actor("sara-lopez", via="web"), "sara-lopez")
+    assert site.engine.view(run_id).steps["impact"]["claimed_by"] is None
