@@ -134,14 +134,21 @@ class RunChange:
     def people_paged(self, targets: list[str], step_id: str | None, asked_by: str | None = None) -> list[str]:
         """The people a page to ``targets`` reaches now (roles as who is on call, channels left out), as the pager
         sends it (who asked for help is left out unless nobody else is): an escalation records them, so its step's
-        page can say whom it paged. Empty when they cannot be resolved (the pager says why when it sends)."""
-        from notifications import recipients
+        page can say whom it paged. Empty when they cannot be resolved (the pager says why when it sends).
 
+        Resolved here as ``notifications.recipients`` does (a role is its primary), without importing it: this runs
+        inside a write transaction, and that package brings Apprise (~0.85 s the first time)."""
         step = self.view.sop.step(step_id) if step_id else None
         try:
             names = resolve_targets(targets, self.view.sop, step, self.site, holder=self.holder(step_id),
                                     on_call=self.rota.on_call)
-            people = [r.id for r in recipients(names, self.site, on_call=self.rota.on_call) if r.kind == "person"]
+            people: list[str] = []
+            for name in names:
+                kind, colon, bare = name.partition(":")
+                kind, bare = (kind, bare) if colon else (self.site.kind_of(name), name)
+                person = self.rota.person_for(bare) if kind == "role" else bare if kind == "person" else None
+                if person is not None and person not in people:
+                    people.append(person)
         except Exception:  # never a transition lost to a page's people
             log.exception("event=paged_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
             return []

@@ -122,3 +122,32 @@ def test_a_help_request_that_reaches_the_holder_is_the_help_request(engine: Any)
     engine.ask_for_help(run.run_id, "close", "li-wei", "call the bank first")  # the rung: [assignee, lead]
     told = titles(engine, "sara-lopez", "Close the ticket")[-1]
     assert told.startswith("[P1] Help asked: li-wei needs a hand with Close the ticket"), told
+
+
+def test_an_escalation_resolves_its_people_without_importing_apprise_in_its_transaction(
+        repo_root: Path, tmp_path: Path) -> None:
+    """An escalation records whom it paged, resolved inside the write transaction: importing the notifications
+    package there (Apprise, ~0.85 s the first time) held SQLite's write lock that long (review)."""
+    import subprocess
+    import sys
+
+    root = make_project(repo_root, tmp_path / "site", only=())
+    (root / "sops" / "t-own.yaml").write_text(textwrap.dedent(OWN))
+    script = textwrap.dedent(f"""
+        import sys
+        from flows.engine.transitions import Engine
+        from flows.language.library import load_library
+        from flows.ledger import Ledger
+        ledger = Ledger("sqlite:///{tmp_path / 'ledger.db'}")
+        ledger.migrate()
+        from pathlib import Path
+        engine = Engine(load_library(Path("{root}")), ledger)
+        run = engine.start("t-own", {{}}, initiator="li-wei", launch=False)
+        with engine.transaction() as t:
+            change = t.change(run.run_id)
+            print(change.people_paged(["lead"], "close"), "apprise" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=repo_root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "False", done.stdout
+    assert "li-wei" in done.stdout
