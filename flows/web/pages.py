@@ -572,8 +572,9 @@ def home(request: Request) -> Response:
         runs.append(view)
         for step in view.sop.steps:
             if isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE:
-                if session.person in members(web.site, step.assignee):
-                    mine.append((view, step, False))
+                holder = view.steps[step.id].get("claimed_by")
+                if holder == session.person or (not holder and session.person in members(web.site, step.assignee)):
+                    mine.append((view, step, False))  # held by them (handed to them, of its role or not), or untaken
                 elif (view.id, step.id) in escalated:  # not of its role, but its ladder reached them: see to it
                     mine.append((view, step, True))
     return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(), tz=web.zone(session.person))

@@ -593,3 +593,16 @@ def test_a_step_escalated_to_you_waits_for_you_on_your_home_page(site: Site) -> 
     assert "escalated to you" in mine
     board = re.sub(r"\s+", " ", client.get("/board?person=mine").text)  # the board narrowed to her: the run is there
     assert f'id="run-{run_id}"' in board, board[-2000:]
+
+
+def test_a_step_handed_to_someone_outside_its_role_waits_on_their_home_page_not_on_its_members(site: Site) -> None:
+    """The lead chain and operators may hand a step to anyone: it waits for whoever holds it, and its role's members,
+    told they no longer need to act, no longer see it as theirs (review)."""
+    run_id = crisis(site)
+    site.engine.hand_over(run_id, "assess", "chen-jie", "li-wei")  # pr-lead hands pr-oncall's step to the director
+    step_link = f'href="/runs/{run_id}/steps/assess"'
+    for person, waits in (("li-wei", True), ("wang-fang", False)):
+        client = site.client()
+        sign_in(site, client, person)
+        mine = re.sub(r"\s+", " ", client.get("/").text).split("<h2", 1)[0]
+        assert (step_link in mine) is waits, (person, mine[-1500:])
