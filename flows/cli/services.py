@@ -245,8 +245,12 @@ def executor(
 
 
 def _closed(old: Any, new: Any) -> None:
-    """A reloaded service's engine hands over: the pages the old one has in flight are delivered."""
+    """A reloaded service's engine hands over: the pages the old one has in flight are delivered, then its
+    connections are closed (each reload built a ledger of its own: on PostgreSQL a pool each, up to
+    ``max_connections``)."""
     old.pager.close()
+    if old.ledger is not new.ledger:
+        old.ledger.dispose()
 
 
 @app.command()

@@ -67,6 +67,9 @@ def reread(root: Path, say: Callable[[str], None]) -> Library | None:
         more = f" (and {len(exc.errors) - 1} more: `sop validate` lists them)" if len(exc.errors) > 1 else ""
         say(f"reload refused, going on with the sops/ and config/ loaded before: {first}{more}")
         return None
+    except Exception as exc:  # noqa: BLE001 - a file caught mid-save, one we may not read: the old library goes on
+        say(f"reload refused, going on with the sops/ and config/ loaded before: {type(exc).__name__}: {exc}")
+        return None
 
 
 def reload_into(root: Path, build: Callable[[Library], Part], say: Callable[[str], None]) -> Part | None:
