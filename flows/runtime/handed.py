@@ -33,7 +33,8 @@ def hand_down(root: Path, library: Library) -> dict[str, str]:
     """Write ``library`` for the children to come (replacing what an earlier start wrote, atomically); returns
     what to add to a child's environment."""
     path = root / "var" / "serve" / "library.pickle"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)  # another account may not swap in an older file of ours, nor take it away
     partial = path.with_name(f".library.{os.getpid()}.tmp")
     partial.unlink(missing_ok=True)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -60,7 +61,11 @@ def handed_down() -> Library | None:
         info = os.fstat(handle.fileno())
         if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise NotHandedDown(f"${ENV} names {named}, which another account owns or may write: not read")
-        library: Library = pickle.load(handle)  # noqa: S301 - our own sop serve's file, checked above
+        try:
+            library: Library = pickle.load(handle)  # noqa: S301 - our own sop serve's file, checked above
+        except Exception as exc:  # noqa: BLE001 - a file an older release wrote: one line, not a crash loop's traceback
+            raise NotHandedDown(f"${ENV} names {named}, which cannot be read as a library ({type(exc).__name__}: "
+                                f"{exc}); restart `sop serve`, which writes it again") from None
     return library
 
 
