@@ -58,6 +58,11 @@ class Attempts:
         with self._lock:
             self._stopping = True
 
+    def resume(self) -> None:
+        """Attempts start again: an executor runs in this process after another one stopped (a test, an embedding)."""
+        with self._lock:
+            self._stopping = False
+
     def idle(self, flow_run_id: str) -> bool:
         """Whether ``flow_run_id`` waits for a retry (or for an attempt held by :meth:`stop`) with none under way:
         it may be put back in its queue now, losing nothing."""

@@ -125,6 +125,7 @@ class Executor:
         busy at the drain's end (an attempt that did not end) is rescued by a nudger once this process has gone
         (:mod:`flows.prefect.rescue`). ``between``: called between two looks (a reload)."""
         log.info(kv("event=executor_started", name=self.name, pool=self.pool, slots=self.slots))
+        ATTEMPTS.resume()  # an executor that ran before in this process stopped them
         next_prefect_beat = 0.0
         look = True
         beating = threading.Event()

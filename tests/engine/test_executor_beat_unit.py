@@ -39,6 +39,15 @@ class SlowPrefect:
         pass
 
 
+@pytest.fixture(autouse=True)
+def _attempts_run_again_after() -> Iterator[None]:
+    """An executor stopped here holds every later attempt of this process (the tests after these, in-process)."""
+    yield
+    from flows.prefect.attempts import ATTEMPTS
+
+    ATTEMPTS.resume()
+
+
 def test_an_executor_beats_while_prefect_is_slow(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     ledger.migrate()
@@ -65,6 +74,38 @@ def test_an_executor_beats_while_prefect_is_slow(repo_root: Path, tmp_path: Path
         assert len(beats) >= 3, f"beats while Prefect was slow: {sorted(beats)}"
         newest = max(b.replace(tzinfo=UTC) if b.tzinfo is None else b for b in beats)
         assert (datetime.now(UTC) - newest).total_seconds() < BEAT_EVERY + 1.0
+    finally:
+        stop.set()
+        thread.join(timeout=SLOW_S + 5)
+        ledger.dispose()
+
+
+def test_an_executor_that_ran_and_stopped_in_this_process_does_not_hold_the_next_ones_attempts(
+        repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping holds every attempt of the process (its end is near); an executor run after it in the same process
+    (a test, an embedding) starts attempts again, instead of every step waiting for ever (review)."""
+    from flows.prefect.attempts import ATTEMPTS
+
+    test_an_executor_beats_while_prefect_is_slow(repo_root, tmp_path, monkeypatch)  # one ran and stopped here
+    ATTEMPTS.stop()  # (whether or not its stop got there)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'second.db'}")
+    ledger.migrate()
+    worker = Executor(load_library(repo_root), ledger, "http://127.0.0.1:9/api", "pool", poll=0.1, name="second")
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"drain": 1.0}, daemon=True)
+    thread.start()
+    try:
+        ran = threading.Event()
+
+        def attempt() -> None:
+            with ATTEMPTS.attempt("flow-run-x", retries_left=False):
+                ran.set()
+
+        deadline = time.monotonic() + 10
+        while not ran.is_set() and time.monotonic() < deadline:
+            threading.Thread(target=attempt, daemon=True).start()
+            ran.wait(0.5)
+        assert ran.is_set(), "an attempt of the second executor waited for the process's end"
     finally:
         stop.set()
         thread.join(timeout=SLOW_S + 5)
