@@ -65,6 +65,31 @@ def local_engine_of(repo_root: Path, root: Path, monkeypatch: pytest.MonkeyPatch
     engine.pager.close()
 
 
+def clocked_engine_of(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, clock: Any,
+                      sops: dict[str, str]) -> Iterator[Any]:
+    """An engine without Prefect on a project of the repo's config and only ``sops`` (file stem → its text, dedented),
+    its ledger at ``url``, time on ``clock`` (a ManualClock), its pager's inbox ``engine.inbox``; closed after
+    (yields from a fixture)."""
+    import textwrap
+
+    from flows.engine.paging import Pager
+    from flows.engine.transitions import Engine
+    from flows.language.library import load_library
+
+    root = make_project(repo_root, tmp_path / "site", only=())
+    for stem, text in sops.items():
+        (root / "sops" / f"{stem}.yaml").write_text(textwrap.dedent(text))
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    library = load_library(root)
+    ledger = Ledger(url, clock=clock)
+    ledger.migrate()
+    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
+    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
+    yield engine
+    engine.pager.close()
+    ledger.dispose()
+
+
 @pytest.fixture(scope="package")
 def project(database: TestDatabase, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """This package's project root, set as SOP_HOME (own ledger and inbox) until its tests are done."""

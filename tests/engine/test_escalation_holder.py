@@ -16,14 +16,10 @@ from typing import Any
 import pytest
 
 from flows.clock import ManualClock
-from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
-from flows.engine.transitions import Engine
-from flows.language.library import load_library
-from flows.ledger import Ledger
 from notifications import read_inbox
 from tests.conftest import TestDatabase
-from tests.engine.conftest import make_project
+from tests.engine.conftest import clocked_engine_of, make_project
 
 START = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
 
@@ -53,18 +49,8 @@ OWN = """\
 
 @pytest.fixture
 def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    root = make_project(repo_root, tmp_path / "site", only=())
-    (root / "sops" / "t-own.yaml").write_text(textwrap.dedent(OWN))
-    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    clock = ManualClock(START)
-    library = load_library(root)
-    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
-    ledger.migrate()
-    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
-    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
-    yield engine
-    engine.pager.close()
-    ledger.dispose()
+    yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"),
+                                 ManualClock(START), {"t-own": OWN})
 
 
 def titles(engine: Any, person: str, step_title: str) -> list[str]:

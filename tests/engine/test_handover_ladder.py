@@ -17,15 +17,13 @@ import pytest
 
 from flows.audit.timeline import describe
 from flows.clock import ManualClock
-from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.actors import Actor
 from flows.language.library import load_library
-from flows.ledger import Ledger
 from notifications import read_inbox
 from tests.conftest import TestDatabase
-from tests.engine.conftest import make_project, records
+from tests.engine.conftest import clocked_engine_of, records
 
 READY = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)  # a Wednesday of zhao-lei's week
 
@@ -58,17 +56,8 @@ def clock() -> ManualClock:
 @pytest.fixture
 def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, clock: ManualClock,
            monkeypatch: pytest.MonkeyPatch) -> Any:
-    root = make_project(repo_root, tmp_path / "site", only=())
-    (root / "sops" / "t-surge.yaml").write_text(textwrap.dedent(PROBE))
-    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    library = load_library(root)
-    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
-    ledger.migrate()
-    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
-    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
-    yield engine
-    engine.pager.close()
-    ledger.dispose()
+    yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"), clock,
+                                 {"t-surge": PROBE})
 
 
 def escalated_to(engine: Any, person: str) -> list[str]:

@@ -6,7 +6,6 @@ No Prefect: a real SQLite ledger, the real engine and pager, the local inbox, ti
 
 from __future__ import annotations
 
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,10 @@ from typing import Any
 import pytest
 
 from flows.clock import ManualClock
-from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
-from flows.engine.transitions import Engine
 from flows.language.actors import Actor
-from flows.language.library import load_library
-from flows.ledger import Ledger
 from notifications import read_inbox
-from tests.engine.conftest import make_project
+from tests.engine.conftest import clocked_engine_of
 from tests.engine.test_run_holds import RUN_HOLD
 
 T0 = datetime(2026, 3, 9, 2, tzinfo=UTC)  # 10:00 in Shanghai, where liu-yang and zhang-min are
@@ -29,18 +24,8 @@ T0 = datetime(2026, 3, 9, 2, tzinfo=UTC)  # 10:00 in Shanghai, where liu-yang an
 
 @pytest.fixture
 def engine(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    root = make_project(repo_root, tmp_path / "site", only=())
-    (root / "sops" / "t-run-hold.yaml").write_text(textwrap.dedent(RUN_HOLD))  # ads-specialist: liu-yang
-    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    clock = ManualClock(T0)
-    library = load_library(root)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
-    ledger.migrate()
-    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
-    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
-    yield engine
-    engine.pager.close()
-    ledger.dispose()
+    yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'ledger.db'}",
+                                 ManualClock(T0), {"t-run-hold": RUN_HOLD})  # ads-specialist: liu-yang
 
 
 def told(engine: Any, person: str, *starts: str) -> list[tuple[str, str]]:

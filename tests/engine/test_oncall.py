@@ -9,7 +9,6 @@ kenji-sato, tom-becker; handoff MON 09:00 Asia/Shanghai, 01:00 UTC): the week of
 from __future__ import annotations
 
 import json
-import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,13 @@ from flows.audit.timeline import describe
 from flows.clock import ManualClock
 from flows.engine import outbox
 from flows.engine.oncall import OverrideRefused, add_override
-from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.actors import Actor
-from flows.language.library import load_library
-from flows.ledger import Ledger
 from flows.ledger.schema import pagers, records
 from notifications import read_inbox
 from tests.conftest import TestDatabase
-from tests.engine.conftest import make_project
+from tests.engine.conftest import clocked_engine_of
 
 HANDOFF = datetime(2026, 3, 9, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai: zhao-lei → kenji-sato
 START = HANDOFF - timedelta(minutes=30)
@@ -68,17 +64,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Any:
-    root = make_project(repo_root, tmp_path / "site", only=())
-    (root / "sops" / "t-handoff.yaml").write_text(textwrap.dedent(PROBE))
-    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    library = load_library(root)
-    ledger = Ledger(database.url_at(tmp_path / "ledger.db"), clock=clock)
-    ledger.migrate()
-    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
-    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
-    yield engine
-    engine.pager.close()
-    ledger.dispose()
+    yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"), clock,
+                                 {"t-handoff": PROBE})
 
 
 def reminders(engine: Any, person: str, step_title: str) -> int:

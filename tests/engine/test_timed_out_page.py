@@ -14,14 +14,11 @@ from typing import Any
 import pytest
 
 from flows.clock import ManualClock
-from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
-from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.language.steps.human import HumanReport
-from flows.ledger import Ledger
 from notifications import read_inbox
-from tests.engine.conftest import make_project
+from tests.engine.conftest import clocked_engine_of
 
 START = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)
 ASSESSED = {"severity": "high", "topic": "late parcels", "category": "delivery", "platforms": "weibo",
@@ -63,20 +60,9 @@ steps:
 
 @pytest.fixture
 def engine(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    root = make_project(repo_root, tmp_path / "site", only=())
-    for name in ("crisis-pr", "post-incident-review"):
-        (root / "sops" / f"{name}.yaml").write_text((repo_root / "sops" / f"{name}.yaml").read_text())
-    (root / "sops" / "t-timeouts.yaml").write_text(PROBE)
-    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
-    clock = ManualClock(START)
-    library = load_library(root)
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock)
-    ledger.migrate()
-    engine = Engine(library, ledger, pager=Pager(library.site, ledger), clock=clock)
-    engine.inbox = tmp_path / "inbox"  # type: ignore[attr-defined]
-    yield engine
-    engine.pager.close()
-    ledger.dispose()
+    shipped = {name: (repo_root / "sops" / f"{name}.yaml").read_text() for name in ("crisis-pr", "post-incident-review")}
+    yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'ledger.db'}",
+                                 ManualClock(START), {**shipped, "t-timeouts": PROBE})
 
 
 def inbox(engine: Any, person: str, about: str) -> list[tuple[str, str]]:
