@@ -12,12 +12,20 @@ from typing import Any
 
 import httpx
 
+#: ports :func:`free_port` gave this process: each is given once (two processes started back to back were given the
+#: same port, free until the first bound it: the second then failed to bind)
+_GIVEN: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nothing listens on at 127.0.0.1 right now, and not given before by this process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 class Alertmanager:
