@@ -155,14 +155,18 @@ class RunChange:
         return [p for p in people if p != asked_by] or people
 
     def reached(self, targets: list[str], step_id: str | None, without: str | None = None) -> list[str]:
-        """Each of ``targets`` (ladder words, roles, people) with whom it reaches now (``lead (chen-jie)``); one that
-        reaches only ``without`` (who asked for help: the pager leaves them out) is left out, unless all are."""
-        out, alone = [], []
+        """Each of ``targets`` (ladder words, roles, people) with whom it reaches now (``lead (chen-jie)``), of the
+        people :meth:`people_paged` says the page reaches (``without``, who asked for help, left out unless alone);
+        a target that reaches no one of them is left out."""
+        paged = self.people_paged(targets, step_id, without)
+        out = []
         for target in targets:
-            people = self.people_paged([target], step_id)
-            shown = f"{target} ({', '.join(people)})" if people and people != [target] else target
-            (alone if people and set(people) == {without} else out).append(shown)
-        return out or alone
+            every = self.people_paged([target], step_id)
+            people = [p for p in every if p in paged]
+            if every and not people:
+                continue
+            out.append(f"{target} ({', '.join(people)})" if people and people != [target] else target)
+        return out
 
     # --- timers -----------------------------------------------------------------------------
 
