@@ -1,6 +1,7 @@
 """The engine: the state machine of a run, kept in the ledger.
 
-Owns the transitions of runs and steps (``transitions``), reading a run back (``view``),
+Owns the transitions of runs and steps (``transitions``), the dedup keys that make two starts one run
+(``dedup``), reading a run back (``view``),
 durable timers and their firing (``timers``), pages decided by a transition (``paging``,
 written to the ``outbox`` in the same transaction and delivered after it commits), the run
 board (``board``), silences (``silences``: who silenced which triggers, why, until when; the

@@ -9,7 +9,6 @@ every statement; Prefect executes the automated steps (see ``flows.prefect``).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flows.clock import Clock, SystemClock, scaled
 from flows.engine.change import Page, Plan, RunChange, Transaction
+from flows.engine.dedup import fitting, open_key, rendered_key
 from flows.engine.followups import FollowUpStarts
 from flows.engine.holds import HoldActions
 from flows.engine.inputs import InputRefused, StepNotActive, check_inputs, new_run_id
@@ -34,13 +34,12 @@ from flows.language.actors import Actor, as_actor
 from flows.language.cadence import effective_cadence
 from flows.language.calendar import calendar_for, calendar_name, instant_after
 from flows.language.durations import check_speed
-from flows.language.expressions import render
 from flows.language.fields import text_problem
 from flows.language.library import Library, LoadedSop
 from flows.language.oncall import OnCall
 from flows.language.spec import Sop
 from flows.ledger import Ledger, dumps
-from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, is_drill
+from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 from flows.logfmt import kv
 
 log = logging.getLogger("sop.engine")
@@ -51,33 +50,6 @@ class StartResult:
     run_id: str
     attached: bool = False
     repeats: int = 0
-
-
-#: the longest dedup key a run keeps (``runs.dedup_key``); a longer one is shortened, keeping it unique
-DEDUP_KEY_CHARS = 300
-
-
-def _fitting(key: str) -> str:
-    """A dedup key that fits its column: a longer key (a label of 400 characters) keeps its start and a hash
-    of the whole, so equal keys still meet and different ones still differ (PostgreSQL refuses to cut it)."""
-    if len(key) <= DEDUP_KEY_CHARS:
-        return key
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{key[:DEDUP_KEY_CHARS - 18]}…#{digest}"
-
-
-def open_key(sop_id: str, key: str, trigger: dict[str, Any] | None) -> str:
-    """The key a run holds while open (``runs.open_key``): a start with the same one attaches to it. Drills and real
-    runs never share one: a drill of crisis-pr must not finish the real P1 run of the same brand with its simulated
-    responders, nor a real alert attach to a drill and be lost with it. A drill's begins with ``drill|``, which no
-    real one can (an SOP id has no ``|``)."""
-    return f"{DRILL_KEYS}{sop_id}:{key}" if is_drill(trigger) else f"{sop_id}:{key}"
-
-
-#: the trigger kinds of signals from monitoring (alerts, events, metric rules): they repeat, and always dedup
-MONITORING_KINDS = frozenset({"alert", "event", "metric"})
-#: what begins the open key of a drill (:func:`open_key`)
-DRILL_KEYS = "drill|"
 
 
 def _starter(starter: Actor | str | None) -> tuple[str | None, dict[str, Any]]:
@@ -196,16 +168,8 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
             return RunStore.open_run_of(conn, open_key(sop.id, key, trigger))
 
     def _dedup_key(self, sop: Sop, inputs: dict[str, Any], trigger: dict[str, Any] | None) -> str | None:
-        if not sop.dedup:
-            return None
-        config = {k: v for k, v in self.site.vars.items()}
-        key = render(sop.dedup, {"inputs": inputs, "trigger": trigger or {}, "config": config}).strip()
-        # a signal from monitoring whose key renders empty (a label the alert lacks) still dedups: its repeats attach
-        # to one open run instead of each starting a run and paging its people; any other start (a person's, a
-        # follow-up's, a drill's) with an empty key is a run of its own, as it has no signal to repeat
-        if not key and (trigger or {}).get("kind") not in MONITORING_KINDS:
-            return None
-        return _fitting(key)
+        """This start's dedup key as rendered (``flows.engine.dedup``: compared caseless, stored as written)."""
+        return rendered_key(sop.dedup, inputs, trigger, dict(self.site.vars))
 
     def _insert_run(self, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
                     starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
@@ -247,8 +211,10 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         # deadline counts from it and its run_started record carries it, so an audit of a drill
         # compressed 120× reads a 2h deadline as 2h, not the 1h59m59s of a few milliseconds' wait
         now = self.clock.now()
-        if key is not None:
-            found = store.attach(open_key(sop.id, key, trigger), copies, now, initiator,
+        held = open_key(sop.id, key, trigger) if key is not None else None  # compared caseless (flows.engine.dedup)
+        shown = fitting(key) if key is not None else None  # the run's subject, as this first start wrote it
+        if held is not None:
+            found = store.attach(held, copies, now, initiator,
                                  {"trigger": trigger, **_copies(copies), **facts})
             if found is not None:
                 open_id, repeats = found
@@ -264,8 +230,8 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         run = dict(
             id=run_id, sop_id=sop.id, sop_hash=text_hash, title=sop.title, sop_class=sop.class_,
             priority=sop.priority, status=RunStatus.RUNNING, initiator=initiator,
-            trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=key,
-            open_key=open_key(sop.id, key, trigger) if key is not None else None, repeats=copies - 1, last_seen_at=now, speed=speed,
+            trigger=dumps(trigger) if trigger else None, inputs=dumps(inputs), dedup_key=shown,
+            open_key=held, repeats=copies - 1, last_seen_at=now, speed=speed,
             started_at=now, deadline_at=deadline_at, flow_run_id=flow_run_id,
             parent_run_id=parent[0] if parent else None, follow_up=parent[1] if parent else None)
         fallbacks = {s.fallback for s in sop.steps if s.fallback}
@@ -275,7 +241,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
              "assignee": getattr(s, "assignee", None), "round": 1} for s in sop.steps], sop)
         change = t.change(view)
         change.record(RecordKind.RUN_STARTED, actor=initiator, at=now, sop=sop.id, sop_hash=text_hash,
-                      version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=key,
+                      version=sop.version, inputs=inputs, trigger=trigger, speed=speed, dedup_key=shown,
                       deadline_at=deadline_at, priority=sop.priority, **facts,
                       **({"calendar": calendar_name(sop, None, self.site),
                           "wall_deadline_at": instant_after(now, sop.deadline, speed=speed) if sop.deadline

@@ -68,6 +68,24 @@ def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site:
     assert f"Attached to the open run {run_id}" in page.text
 
 
+def test_a_start_from_the_form_in_another_case_attaches_and_the_run_keeps_its_first_subject(site: Site) -> None:
+    """The alert opened crisis-pr for ``lumi-…``; the director types " Lumi-… " in the board's form: no second P1
+    run, the run page says it attached, and the run is still called as the alert wrote it (board, page title)."""
+    brand = f"lumi-{uuid.uuid4().hex[:8]}"
+    alerted = site.engine.start("crisis-pr", {"brand": brand}, initiator="alertmanager", launch=False,
+                                trigger={"kind": "alert", "labels": {"alertname": "NegativeSentimentSpike",
+                                                                     "brand": brand}}).run_id
+    client = operator(site)
+    form = client.get("/board/start/crisis-pr")
+    again = client.post("/board/start/crisis-pr", data={"csrf": csrf_of(form), "brand": f" {brand.capitalize()} "})
+    assert again.headers["location"] == f"/runs/{alerted}?attached=1"
+    page = client.get(again.headers["location"])
+    assert f"Attached to the open run {alerted} with the same dedup key ({brand}; letter case" in page.text
+    assert re.search(rf"<title>{brand} · Crisis PR[^<]*</title>", page.text), page.text[:300]
+    board = client.get("/board").text
+    assert board.count(f'href="/runs/{alerted}"') >= 1 and brand.capitalize() not in board
+
+
 def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site) -> None:
     client = operator(site)
     routine = site.engine.start("t-approval", {}, initiator="li-wei", launch=False).run_id
