@@ -23,7 +23,7 @@ from flows.engine.board import status_rows
 from flows.engine.dedup import comparable
 from flows.ledger.schema import runs
 from tests.conftest import TestDatabase
-from tests.engine.conftest import clocked_engine_of
+from tests.engine.conftest import clocked_engine_of, records
 
 T0 = datetime(2026, 11, 11, 9, 0, tzinfo=UTC)  # a big-sale day
 
@@ -41,6 +41,25 @@ BRAND = """\
         assignee: pr-oncall
 """
 
+# a run that ends as it starts (its one check decides at once) and starts t-brand for its brand, upper-cased
+PARENT = """\
+    id: t-parent
+    title: Parent probe
+    class: routine
+    owner: pr-lead
+    inputs:
+      brand: {type: string}
+    steps:
+      - id: look
+        kind: check
+        check: "{{ true }}"
+    follow_ups:
+      - start: t-brand
+        within: 1d
+        inputs:
+          brand: "{{ inputs.brand | upper }} "
+"""
+
 ALERT = {"kind": "alert", "labels": {"alertname": "NegativeSentimentSpike", "brand": "lumi"}}
 BY_HAND = {"kind": "manual", "by": "ops-director", "via": "cli"}
 
@@ -48,7 +67,7 @@ BY_HAND = {"kind": "manual", "by": "ops-director", "via": "cli"}
 @pytest.fixture
 def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"),
-                                 ManualClock(T0), {"t-brand": BRAND})
+                                 ManualClock(T0), {"t-brand": BRAND, "t-parent": PARENT})
 
 
 def start(engine: Any, brand: str, trigger: dict[str, Any] | None = None) -> Any:
@@ -92,6 +111,15 @@ def test_the_run_keeps_the_subject_its_first_start_wrote(engine: Any) -> None:
     view = engine.view(by_hand.run_id)
     assert view.subject == "Lumi Beauty" and view.run["dedup_key"] == "Lumi Beauty"
     assert {row["run"]: row["subject"] for row in status_rows(engine)}[by_hand.run_id] == "Lumi Beauty"
+
+
+def test_a_follow_up_for_the_same_brand_in_another_case_attaches_to_its_open_run(engine: Any) -> None:
+    alerted = start(engine, "lumi", ALERT)
+    parent = engine.start("t-parent", {"brand": "lumi"}, initiator="ops-director", trigger=BY_HAND)
+    assert not engine.view(parent.run_id).is_open
+    [link] = [r["data"] for r in records(engine, parent.run_id, "follow_up_started")]
+    assert (link["run"], link["attached"]) == (alerted.run_id, True)
+    assert set(open_runs(engine)) == {alerted.run_id}
 
 
 def test_drills_still_keep_apart_from_real_runs_whatever_the_case(engine: Any) -> None:
