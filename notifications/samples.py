@@ -106,6 +106,11 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
         )
     hold = None
+    if kind == "handed_over":  # handed over while on hold: the one sample whose step comes paused
+        hold = HoldInfo(reason="customer-reply", by="chen-jie", note="waiting for the buyer's photos",
+                        max_at=STARTED + timedelta(hours=4),
+                        steps=(HeldStep(id="assess", title="Assess scope and sentiment",
+                                        due_at=STARTED + timedelta(minutes=20)),))
     if kind in ("step_held", "step_released"):
         moved = timedelta(minutes=45) if kind == "step_released" else timedelta(0)
         hold = HoldInfo(

@@ -433,7 +433,8 @@ class Pager:
                               ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
                               max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"),
                               text=page.level.get("text"), by=page.level.get("by"))
-        hold = _hold(view, (page.level or {}).get("hold"), now) if page.kind in ("step_held", "step_released") else None
+        # a hold's pages, and a step assigned or handed over while on hold (flows.engine.hold_pages)
+        hold = _hold(view, page.level["hold"], now) if (page.level or {}).get("hold") else None
         summary = None
         if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
