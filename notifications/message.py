@@ -25,13 +25,13 @@ Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
     "run_started", "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
     "step_failed", "status_update",
-    "step_timed_out", "step_held", "step_released",
+    "step_timed_out", "step_held", "step_released", "step_withdrawn",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
     {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
-     "step_failed", "step_timed_out"})
+     "step_failed", "step_timed_out", "step_withdrawn"})
 #: kinds about a hand-over: their page's level carries who handed the step (``by``) and the note, not a ladder level
 HAND_OVER_KINDS: frozenset[str] = frozenset({"handed_over", "handed_away"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
@@ -140,7 +140,7 @@ class StepInfo:
     #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)
     round: int = 1
     sent_back: str | None = None
-    #: ``step_timed_out``: what its deadline did (``skip``, ``fail``, ``fallback:<step>``), the stand-in's title
+    #: ``step_timed_out`` / ``step_withdrawn``: what its deadline did (``skip``, ``fail``, ``fallback:<step>``), the stand-in's title
     #: and assignee (a fallback), and the titles of the steps that need it (what follows)
     on_timeout: str | None = None
     fallback: str | None = None

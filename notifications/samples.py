@@ -23,6 +23,8 @@ from notifications.message import (
 )
 
 STARTED = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
+#: the kinds of a step its deadline ended (told to its owner, and to whom it was with)
+TIMED_OUT = ("step_timed_out", "step_withdrawn")
 
 
 def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str = "http://127.0.0.1:8000") -> Context:
@@ -73,10 +75,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
         holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed")
         else "sara.lopez@example.com" if kind == "handed_away" else None,
-        on_timeout="fallback:draft-alone" if kind == "step_timed_out" else None,
-        fallback="Draft without the assessment" if kind == "step_timed_out" else None,
-        fallback_assignee="pr-lead" if kind == "step_timed_out" else None,
-        needed_by=("Publish a holding statement",) if kind == "step_timed_out" else (),
+        on_timeout="fallback:draft-alone" if kind in TIMED_OUT else None,
+        fallback="Draft without the assessment" if kind in TIMED_OUT else None,
+        fallback_assignee="pr-lead" if kind in TIMED_OUT else None,
+        needed_by=("Publish a holding statement",) if kind in TIMED_OUT else (),
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):

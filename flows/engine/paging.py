@@ -59,7 +59,7 @@ def _reason(run: dict[str, Any], page: Any) -> str | None:
 
 
 def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
-    """What a step's deadline did to it, for ``step_timed_out``: its ``on_timeout``, the stand-in it fell back
+    """What a step's deadline did to it, for ``step_timed_out`` and ``step_withdrawn``: its ``on_timeout``, the stand-in it fell back
     to (title and assignee), and the steps that need it (their titles: what follows)."""
     fallback = view.sop.step(step.fallback) if step.fallback else None
     return {"on_timeout": step.on_timeout, "fallback": fallback.name if fallback else None,
@@ -424,7 +424,7 @@ class Pager:
                 handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,
                 round=row.get("round") or 1,
                 sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None,
-                **(_timed_out(view, step) if page.kind == "step_timed_out" else {}))
+                **(_timed_out(view, step) if page.kind in ("step_timed_out", "step_withdrawn") else {}))
         level = None
         if page.level and "key" in page.level and page.kind not in HAND_OVER_KINDS:  # (a hand-over carries its facts,
             # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default

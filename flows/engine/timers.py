@@ -193,7 +193,11 @@ class TimerService:
             change.set_step(step.id, StepState.TIMED_OUT, reason=f"timed out, falling back to {step.fallback}")
             change.release_fallback(step.fallback)
         # the owner must know: the step is closed by its SOP, not late (no "finish it now", no ladder to come)
-        change.page("step_timed_out", step.id, [change.view.sop.owner])
+        owner = change.view.sop.owner
+        change.page("step_timed_out", step.id, [owner])
+        holder = change.person_holding(step)
+        if holder != change.rota.person_for(owner):  # whom it was with may be working on it still (one page each)
+            change.page("step_withdrawn", step.id, [holder])
         return True
 
     def advance_to(self, to: datetime) -> None:
