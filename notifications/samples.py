@@ -127,6 +127,12 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
                 HeldStep(id="facts", title="Establish the facts", due_at=STARTED + timedelta(minutes=30) + moved),
             ),
         )
+    yours = ()
+    if kind == "run_overdue_holder":  # two of the reader's steps still open past the run's deadline
+        yours = (HeldStep(id="holding-statement", title="Publish a holding statement",
+                          due_at=STARTED + timedelta(minutes=90), time_left="30m overdue"),
+                 HeldStep(id="reply-kol", title="Answer the KOL", due_at=STARTED + timedelta(hours=3),
+                          time_left="1h left"))
     return Context(
         kind=kind,  # type: ignore[arg-type]
         sop=SopInfo(id="crisis-pr", title="Crisis PR response", class_="complaint"),
@@ -135,9 +141,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         api_base_url=api_base_url,
         step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
                                   "status_missed", "automation_failed", "status_update", "step_held",
-                                  "step_released") else None,
+                                  "step_released", "run_overdue_holder") else None,
         level=level,
         summary=summary,
         hold=hold,
+        yours=yours,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",
     )

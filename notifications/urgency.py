@@ -19,7 +19,8 @@ BY_CLASS: dict[str, NotifyType] = {
     "routine": "info",
 }
 _RANK: dict[NotifyType, int] = {"info": 0, "success": 0, "warning": 1, "failure": 2}
-_LATE_KINDS = frozenset({"escalated", "overdue", "run_overdue", "automation_failed", "step_failed", "step_timed_out"})
+_LATE_KINDS = frozenset({"escalated", "overdue", "run_overdue", "run_overdue_holder", "automation_failed", "step_failed",
+                         "step_timed_out"})
 _FAILED_RUN = frozenset({"failed", "rejected", "crashed", "timed_out", "error"})
 
 

@@ -67,13 +67,20 @@ def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
             "needed_by": tuple(s.name for s in view.sop.steps if step.id in view.sop.dependencies(s))}
 
 
+def _steps(view: RunView, ids: list[str], now: datetime) -> tuple[Any, ...]:
+    """The reader's steps a page lists (``HeldStep``), each with its due as it stands now."""
+    from notifications import HeldStep
+
+    return tuple(HeldStep(id=s, title=view.sop.step(s).name, due_at=view.steps[s]["due_at"],
+                          time_left=time_left(view.steps[s]["due_at"], now, view.speed)) for s in ids)
+
+
 def _hold(view: RunView, facts: dict[str, Any] | None, now: datetime) -> Any:
     """A hold page's ``hold`` (``flows.engine.hold_pages``): its facts, each step with its due as it stands now."""
-    from notifications import HeldStep, HoldInfo
+    from notifications import HoldInfo
 
     facts = facts or {}
-    steps = tuple(HeldStep(id=s, title=view.sop.step(s).name, due_at=view.steps[s]["due_at"],
-                           time_left=time_left(view.steps[s]["due_at"], now, view.speed)) for s in facts.get("steps", ()))
+    steps = _steps(view, facts.get("steps", []), now)
     max_at = facts.get("max_at")
     return HoldInfo(reason=facts.get("reason") or "-", steps=steps, by=facts.get("by"), note=facts.get("note"),
                     whole_run=bool(facts.get("whole_run")), max_at=datetime.fromisoformat(max_at) if max_at else None)
@@ -442,6 +449,7 @@ class Pager:
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                        run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
                        step=step_info, level=level, summary=summary, hold=hold,
+                       yours=_steps(view, page.level["steps"], now) if page.kind == "run_overdue_holder" else (),
                        step_link=self._step_link(view, step, page.kind))
 
     @property
