@@ -59,8 +59,8 @@ def _reason(run: dict[str, Any], page: Any) -> str | None:
 
 
 def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
-    """What a step's deadline did to it, for ``step_timed_out`` and ``step_withdrawn``: its ``on_timeout``, the stand-in it fell back
-    to (title and assignee), and the steps that need it (their titles: what follows)."""
+    """What a step's deadline did to it, for ``step_timed_out`` and ``step_withdrawn``: its ``on_timeout``, the
+    stand-in it fell back to (title and assignee), and the steps that need it (their titles: what follows)."""
     fallback = view.sop.step(step.fallback) if step.fallback else None
     return {"on_timeout": step.on_timeout, "fallback": fallback.name if fallback else None,
             "fallback_assignee": getattr(fallback, "assignee", None),
