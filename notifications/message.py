@@ -2,7 +2,7 @@
 
 The engine fills a :class:`Context` (plain dataclasses, no Prefect, no ledger); the
 templates read it as ``sop.*``, ``run.*``, ``step.*``, ``level.*``, ``recipient.*``,
-``summary``, ``action.*``, ``hold.*``, ``api_base_url``, ``kind`` and ``priority``. What a template may
+``summary``, ``action.*``, ``hold.*``, ``yours``, ``api_base_url``, ``kind`` and ``priority``. What a template may
 read is exactly what :func:`notifications.templating.template_vars` returns (``about`` too: which SOP and run, in a
 few words, for titles); ``validate_overrides`` checks
 site templates against the same shape (see docs/notifications.md).
@@ -25,13 +25,13 @@ Kind = Literal[
     "assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
     "run_started", "run_overdue", "run_finished", "run_cancelled", "status_due", "status_missed", "automation_failed",
     "step_failed", "status_update",
-    "step_timed_out", "step_held", "step_released",
+    "step_timed_out", "step_held", "step_released", "step_withdrawn", "run_overdue_holder",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 #: kinds that are about one step and cannot render without ``step``
 STEP_MESSAGE_KINDS: frozenset[str] = frozenset(
     {"assigned", "reminder", "escalated", "overdue", "step_done", "step_claimed", "handed_over", "handed_away",
-     "step_failed", "step_timed_out"})
+     "step_failed", "step_timed_out", "step_withdrawn"})
 #: kinds about a hand-over: their page's level carries who handed the step (``by``) and the note, not a ladder level
 HAND_OVER_KINDS: frozenset[str] = frozenset({"handed_over", "handed_away"})
 #: kinds whose reader is asked to finish a step (they carry the ``sop done`` command)
@@ -140,7 +140,7 @@ class StepInfo:
     #: a rework round: 2 and more when a rejection sent the work back, with who did and why (``sent_back``)
     round: int = 1
     sent_back: str | None = None
-    #: ``step_timed_out``: what its deadline did (``skip``, ``fail``, ``fallback:<step>``), the stand-in's title
+    #: ``step_timed_out`` / ``step_withdrawn``: what its deadline did (``skip``, ``fail``, ``fallback:<step>``), the stand-in's title
     #: and assignee (a fallback), and the titles of the steps that need it (what follows)
     on_timeout: str | None = None
     fallback: str | None = None
@@ -177,7 +177,8 @@ class LevelInfo:
 
 @dataclass(frozen=True)
 class HeldStep:
-    """One of the reader's steps a hold paused or released: its due (moved by the time held, once released)."""
+    """One of the reader's steps a page lists, with its due as it stands: a hold paused or released it (the due
+    moved by the time held, once released), or it is open in a run past its deadline (``run_overdue_holder``)."""
 
     id: str
     title: str
@@ -249,6 +250,8 @@ class Context:
     summary: tuple[SummaryRow, ...] | None = None
     action: Action | None = None
     hold: HoldInfo | None = None
+    #: ``run_overdue_holder``: the reader's own open steps in the run that passed its deadline
+    yours: tuple[HeldStep, ...] = ()
     #: the reader's personal link to the step's page (a function of their person id; None: none for them)
     step_link: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
@@ -321,7 +324,7 @@ def plain(value: Any) -> Any:
 
 def template_fields() -> dict[str, frozenset[str] | None]:
     """For each top-level template variable, the names it has (None: a scalar or a list)."""
-    scalars = ("kind", "priority", "about", "api_base_url", "summary")
+    scalars = ("kind", "priority", "about", "api_base_url", "summary", "yours")
     shapes: dict[str, frozenset[str] | None] = {name: None for name in scalars}
     for name, cls in (
         ("sop", SopInfo),

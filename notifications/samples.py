@@ -23,6 +23,8 @@ from notifications.message import (
 )
 
 STARTED = datetime(2025, 3, 1, 6, 0, tzinfo=UTC)
+#: the kinds of a step its deadline ended (told to its owner, and to whom it was with)
+TIMED_OUT = ("step_timed_out", "step_withdrawn")
 
 
 def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str = "http://127.0.0.1:8000") -> Context:
@@ -73,10 +75,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         handover_note="Sara knows the customer; over to her." if kind == "handed_over" else None,
         holder_contact="wang.fang@example.com" if kind in ("escalated", "step_claimed")
         else "sara.lopez@example.com" if kind == "handed_away" else None,
-        on_timeout="fallback:draft-alone" if kind == "step_timed_out" else None,
-        fallback="Draft without the assessment" if kind == "step_timed_out" else None,
-        fallback_assignee="pr-lead" if kind == "step_timed_out" else None,
-        needed_by=("Publish a holding statement",) if kind == "step_timed_out" else (),
+        on_timeout="fallback:draft-alone" if kind in TIMED_OUT else None,
+        fallback="Draft without the assessment" if kind in TIMED_OUT else None,
+        fallback_assignee="pr-lead" if kind in TIMED_OUT else None,
+        needed_by=("Publish a holding statement",) if kind in TIMED_OUT else (),
     )
     level = None
     if kind in ("reminder", "escalated", "overdue"):
@@ -106,6 +108,11 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
         )
     hold = None
+    if kind == "handed_over":  # handed over while on hold: the one sample whose step comes paused
+        hold = HoldInfo(reason="customer-reply", by="chen-jie", note="waiting for the buyer's photos",
+                        max_at=STARTED + timedelta(hours=4),
+                        steps=(HeldStep(id="assess", title="Assess scope and sentiment",
+                                        due_at=STARTED + timedelta(minutes=20)),))
     if kind in ("step_held", "step_released"):
         moved = timedelta(minutes=45) if kind == "step_released" else timedelta(0)
         hold = HoldInfo(
@@ -120,6 +127,12 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
                 HeldStep(id="facts", title="Establish the facts", due_at=STARTED + timedelta(minutes=30) + moved),
             ),
         )
+    yours = ()
+    if kind == "run_overdue_holder":  # two of the reader's steps still open past the run's deadline
+        yours = (HeldStep(id="holding-statement", title="Publish a holding statement",
+                          due_at=STARTED + timedelta(minutes=90), time_left="30m overdue"),
+                 HeldStep(id="reply-kol", title="Answer the KOL", due_at=STARTED + timedelta(hours=3),
+                          time_left="1h left"))
     return Context(
         kind=kind,  # type: ignore[arg-type]
         sop=SopInfo(id="crisis-pr", title="Crisis PR response", class_="complaint"),
@@ -128,9 +141,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         api_base_url=api_base_url,
         step=step if kind not in ("run_started", "run_overdue", "run_finished", "run_cancelled", "status_due",
                                   "status_missed", "automation_failed", "status_update", "step_held",
-                                  "step_released") else None,
+                                  "step_released", "run_overdue_holder") else None,
         level=level,
         summary=summary,
         hold=hold,
+        yours=yours,
         step_link=lambda person: f"{api_base_url.rstrip('/')}/s/sample-link-for-{person}",
     )

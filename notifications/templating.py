@@ -67,6 +67,7 @@ def template_vars(ctx: Context) -> dict[str, Any]:
         "summary": [plain(row) for row in ctx.summary] if ctx.summary is not None else None,
         "action": plain(action),
         "hold": plain(ctx.hold),
+        "yours": [plain(step) for step in ctx.yours],
     }
     return out
 
@@ -178,7 +179,7 @@ def template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return (
-        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action, hold)"
+        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action, hold, yours)"
         if "undefined" in text
         else text
     )

@@ -19,7 +19,8 @@ BY_CLASS: dict[str, NotifyType] = {
     "routine": "info",
 }
 _RANK: dict[NotifyType, int] = {"info": 0, "success": 0, "warning": 1, "failure": 2}
-_LATE_KINDS = frozenset({"escalated", "overdue", "run_overdue", "automation_failed", "step_failed", "step_timed_out"})
+_LATE_KINDS = frozenset({"escalated", "overdue", "run_overdue", "run_overdue_holder", "automation_failed", "step_failed",
+                         "step_timed_out"})
 _FAILED_RUN = frozenset({"failed", "rejected", "crashed", "timed_out", "error"})
 
 
@@ -30,7 +31,7 @@ def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> Not
     if kind == "run_finished" or (kind == "step_failed" and (run_status or "").lower() in _FAILED_RUN):
         # a step_failed that says its run has ended failed is that run's end too (one page for both): as urgent
         return "failure" if (run_status or "").lower() in _FAILED_RUN else "success"
-    if kind in ("run_cancelled", "status_update", "step_held"):  # nothing is asked while a step waits
+    if kind in ("run_cancelled", "status_update", "step_held", "step_withdrawn"):  # nothing is asked of the reader
         return "info"
     base = BY_CLASS[sop_class]
     if kind in _LATE_KINDS and _RANK[base] < _RANK["warning"]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flows.engine.hold_pages import paused
 from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
 from flows.engine.oncall import Rota, resolve_targets
 from flows.engine.store import OUTCOME_CHARS, RunStore
@@ -105,6 +106,10 @@ class RunChange:
     def holder(self, step_id: str | None) -> str | None:
         """The member who claimed the step ("I'll take it"): its pages for `assignee` go to them."""
         return self.view.steps[step_id].get("claimed_by") if step_id in self.view.steps else None
+
+    def person_holding(self, step: HumanStep) -> str:
+        """Whom a human step is with now: who took it (or was handed it), else the person its role means now."""
+        return self.view.steps[step.id].get("claimed_by") or self.rota.person_for(step.assignee)
 
     # --- records and pages ------------------------------------------------------------------
 
@@ -374,7 +379,8 @@ class RunChange:
             self.arm(step.id, TimerKind.LADDER, first.key, self.after(now, first.offset, step))
         if not self.store.is_new(self.id):  # activated while its run is on hold: it starts held
             hold_with_run(self, step)
-        self.page("assigned", step.id, [step.assignee])
+        # started held: its assignee reads at once that it is paused (by whom, why) and its clock stopped
+        self.page("assigned", step.id, [step.assignee], level=paused(self, step.id) or None)
 
     # --- advancing --------------------------------------------------------------------------
 

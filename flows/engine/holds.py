@@ -173,7 +173,7 @@ class HoldActions:
 
     def _check_may_hold(self, change: Any, step: HumanStep, actor: Actor, what: str) -> None:
         """HoldNotAllowed unless ``actor`` holds the step, oversees it, or is an operator."""
-        holder = change.view.steps[step.id].get("claimed_by") or change.rota.person_for(step.assignee)
+        holder = change.person_holding(step)
         refusal = self._hold_refusal(change.view, step, actor, holder, what)
         if refusal is not None:
             raise HoldNotAllowed([refusal])
@@ -310,11 +310,10 @@ class HoldActions:
             change = t.change(run_id)
             view = change.view
             step = self._human_step(view, step_id)
-            held = t.store.open_hold(view.id, step.id)
+            held, run_held = t.store.step_hold(view.id, step.id)
             if held is None:
                 raise StepNotActive(f"step `{step.id}` is not on hold")
-            run_held = t.store.open_hold(view.id, RUN)
-            if run_held is not None and held.id > run_held.id:
+            if run_held is not None:
                 raise StepNotActive(f"step `{step.id}` is on hold with its run (waiting for {run_held.reason}): "
                                     f"release the run")
             self._check_may_hold(change, step, actor, "release")

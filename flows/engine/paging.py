@@ -59,21 +59,28 @@ def _reason(run: dict[str, Any], page: Any) -> str | None:
 
 
 def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
-    """What a step's deadline did to it, for ``step_timed_out``: its ``on_timeout``, the stand-in it fell back
-    to (title and assignee), and the steps that need it (their titles: what follows)."""
+    """What a step's deadline did to it, for ``step_timed_out`` and ``step_withdrawn``: its ``on_timeout``, the
+    stand-in it fell back to (title and assignee), and the steps that need it (their titles: what follows)."""
     fallback = view.sop.step(step.fallback) if step.fallback else None
     return {"on_timeout": step.on_timeout, "fallback": fallback.name if fallback else None,
             "fallback_assignee": getattr(fallback, "assignee", None),
             "needed_by": tuple(s.name for s in view.sop.steps if step.id in view.sop.dependencies(s))}
 
 
+def _steps(view: RunView, ids: list[str], now: datetime) -> tuple[Any, ...]:
+    """The reader's steps a page lists (``HeldStep``), each with its due as it stands now."""
+    from notifications import HeldStep
+
+    return tuple(HeldStep(id=s, title=view.sop.step(s).name, due_at=view.steps[s]["due_at"],
+                          time_left=time_left(view.steps[s]["due_at"], now, view.speed)) for s in ids)
+
+
 def _hold(view: RunView, facts: dict[str, Any] | None, now: datetime) -> Any:
     """A hold page's ``hold`` (``flows.engine.hold_pages``): its facts, each step with its due as it stands now."""
-    from notifications import HeldStep, HoldInfo
+    from notifications import HoldInfo
 
     facts = facts or {}
-    steps = tuple(HeldStep(id=s, title=view.sop.step(s).name, due_at=view.steps[s]["due_at"],
-                           time_left=time_left(view.steps[s]["due_at"], now, view.speed)) for s in facts.get("steps", ()))
+    steps = _steps(view, facts.get("steps", []), now)
     max_at = facts.get("max_at")
     return HoldInfo(reason=facts.get("reason") or "-", steps=steps, by=facts.get("by"), note=facts.get("note"),
                     whole_run=bool(facts.get("whole_run")), max_at=datetime.fromisoformat(max_at) if max_at else None)
@@ -424,7 +431,7 @@ class Pager:
                 handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,
                 round=row.get("round") or 1,
                 sent_back=row["note"] if (row.get("round") or 1) > 1 and row["state"] == StepState.ACTIVE else None,
-                **(_timed_out(view, step) if page.kind == "step_timed_out" else {}))
+                **(_timed_out(view, step) if page.kind in ("step_timed_out", "step_withdrawn") else {}))
         level = None
         if page.level and "key" in page.level and page.kind not in HAND_OVER_KINDS:  # (a hand-over carries its facts,
             # not a level) how late the *step* is reads from time_left; late_by is left to the templates' default
@@ -433,7 +440,8 @@ class Pager:
                               ask=page.level.get("ask"), hold_reason=page.level.get("hold_reason"),
                               max_hold=page.level.get("max_hold"), held_by=page.level.get("held_by"),
                               text=page.level.get("text"), by=page.level.get("by"))
-        hold = _hold(view, (page.level or {}).get("hold"), now) if page.kind in ("step_held", "step_released") else None
+        # a hold's pages, and a step assigned or handed over while on hold (flows.engine.hold_pages)
+        hold = _hold(view, page.level["hold"], now) if (page.level or {}).get("hold") else None
         summary = None
         if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
             summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
@@ -441,6 +449,7 @@ class Pager:
         return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                        run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
                        step=step_info, level=level, summary=summary, hold=hold,
+                       yours=_steps(view, page.level["steps"], now) if page.kind == "run_overdue_holder" else (),
                        step_link=self._step_link(view, step, page.kind))
 
     @property

@@ -15,6 +15,7 @@ from typing import Any
 
 from flows.clock import scaled
 from flows.engine.change import RunChange, Transaction
+from flows.engine.hold_pages import paused
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
 from flows.engine.store import RunStore
@@ -226,7 +227,7 @@ class PeopleActions:
             change = t.change(run_id)
             view = change.view
             step = self._human_step(view, step_id)
-            holder = view.steps[step.id].get("claimed_by") or change.rota.person_for(step.assignee)
+            holder = change.person_holding(step)
             problems = self._hand_over_problems(view, step, actor, holder, to)
             if problems:
                 raise human.ReportRefused(problems)
@@ -242,7 +243,8 @@ class PeopleActions:
             change.record(RecordKind.STEP_HANDED_OVER, step.id, actor=actor.person, to=to, holder=holder,
                           note=note, **moved, **actor.facts())
             change.page("handed_over", step.id, [to],
-                        level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note})
+                        level={"key": "handover", "message": "handed_over", "by": actor.person, "note": note,
+                               **paused(change, step.id)})  # on hold: its new holder reads that its clock is stopped
             if holder and holder != actor.person:  # who had it is told it is not theirs any more (not who gave it)
                 change.page("handed_away", step.id, [holder],
                             level={"key": "handover", "message": "handed_away", "by": actor.person})

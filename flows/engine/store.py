@@ -524,6 +524,13 @@ class RunStore:
         return self.conn.execute(sa.select(holds).where((holds.c.run_id == run_id) & (holds.c.step_id == step_id)
                                                         & holds.c.released_at.is_(None))).first()
 
+    def step_hold(self, run_id: str, step_id: str) -> tuple[Any, Any]:
+        """The step's hold that has not ended (or None), and its run's own hold when that is what placed it (a
+        step's hold written after the run's is the run's: while the run is held, a step is held only by it)."""
+        held = self.open_hold(run_id, step_id)
+        run_held = self.open_hold(run_id, "") if held is not None else None
+        return held, run_held if run_held is not None and held.id > run_held.id else None
+
     def holds_of(self, run_id: str, step_id: str) -> int:
         """How many holds a step had (ended or not)."""
         return self.conn.execute(sa.select(sa.func.count()).select_from(holds).where(

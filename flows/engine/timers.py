@@ -31,6 +31,9 @@ from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.timers")
 LATE_TOLERANCE = timedelta(seconds=2)
+#: who a run's missed deadline pages (the cadence's words: its owner role, and that role's lead); whoever holds an open
+#: step is told too (``run_overdue_holder``)
+RUN_OVERDUE_TO = ("owner", "lead")
 #: how many firings a service remembers (a long-running service forgets the oldest)
 KEEP_FIRED = 1000
 
@@ -105,9 +108,7 @@ class TimerService:
             late = claim.late_ms > LATE_TOLERANCE.total_seconds() * 1000
             if view.is_open:
                 if claim.kind == TimerKind.RUN_DEADLINE:
-                    change.record(RecordKind.RUN_OVERDUE, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
-                    change.page("run_overdue", None, [view.sop.owner])
-                    acted = True
+                    acted = self._run_deadline(change, claim, late)
                 elif claim.kind in (TimerKind.CADENCE, TimerKind.CADENCE_CHECK):
                     acted = self._cadence(change, t.store, claim, late)
                 elif claim.kind == TimerKind.HOLD and not claim.step_id:  # the run's own hold
@@ -174,6 +175,26 @@ class TimerService:
             change.record(RecordKind.STATUS_ASKS_STOPPED, missed=missed, period=period)
         return True
 
+    def _run_deadline(self, change: RunChange, claim: TimerClaim, late: bool) -> bool:
+        """The run passed its own deadline: its owner and the owner role's lead are paged (those above own the
+        deadline and get its escalation, as a late step's ladder reaches its lead), and whoever holds one of its
+        open steps learns that the run is late on them: one page each, listing their steps, and none to someone
+        the owner's page reaches already."""
+        view = change.view
+        change.record(RecordKind.RUN_OVERDUE, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
+        above = cadence_targets(view.sop.owner, list(RUN_OVERDUE_TO), self.engine.site)
+        change.page("run_overdue", None, above)
+        told = {change.rota.person_for(target) for target in above}
+        mine: dict[str, list[str]] = {}
+        for step in view.sop.steps:
+            if isinstance(step, HumanStep) and view.state(step.id) == StepState.ACTIVE:
+                person = change.person_holding(step)
+                if person not in told:
+                    mine.setdefault(person, []).append(step.id)
+        for person, ids in mine.items():
+            change.page("run_overdue_holder", None, [person], level={"steps": ids})
+        return True
+
     @staticmethod
     def _escalate(change: RunChange, step: HumanStep, claim: TimerClaim, late: bool) -> None:
         change.escalate(step, claim.level, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
@@ -193,7 +214,11 @@ class TimerService:
             change.set_step(step.id, StepState.TIMED_OUT, reason=f"timed out, falling back to {step.fallback}")
             change.release_fallback(step.fallback)
         # the owner must know: the step is closed by its SOP, not late (no "finish it now", no ladder to come)
-        change.page("step_timed_out", step.id, [change.view.sop.owner])
+        owner = change.view.sop.owner
+        change.page("step_timed_out", step.id, [owner])
+        holder = change.person_holding(step)
+        if holder != change.rota.person_for(owner):  # whom it was with may be working on it still (one page each)
+            change.page("step_withdrawn", step.id, [holder])
         return True
 
     def advance_to(self, to: datetime) -> None:

@@ -15,6 +15,7 @@ import pytest
 from flows.clock import ManualClock
 from flows.engine.timers import TimerService
 from flows.language.actors import Actor
+from flows.language.steps.human import HumanReport
 from notifications import read_inbox
 from tests.engine.conftest import clocked_engine_of
 from tests.engine.test_run_holds import RUN_HOLD
@@ -75,3 +76,42 @@ def test_a_step_hold_tells_its_holder_it_is_paused_and_when_it_is_due_once_relea
 
     engine.hold(run, "first", Actor("liu-yang"), "customer")  # his own hold: he knows, nobody else's step
     assert len(told(engine, "liu-yang", "Paused", "Running again")) == 2
+
+
+def test_a_step_that_starts_while_its_run_is_on_hold_is_assigned_as_paused_and_told_when_it_runs(engine: Any) -> None:
+    run = engine.start("t-run-hold", initiator="zhang-min").run_id
+    TimerService(engine).advance_to(T0 + timedelta(minutes=10))
+    engine.hold_run(run, Actor("zhang-min", via="cli"), "customer", "waiting for the brand's answer")
+    engine.report(run, "first", HumanReport(actor="liu-yang", values={}))  # `then` starts, held with its run
+
+    [(title, body)] = told(engine, "liu-yang", "Assigned to you, paused")
+    assert title == "[P1] Assigned to you, paused: After the first (Run hold probe), on hold for customer", title
+    assert ("you are assigned **After the first** in a P1 run of **Run hold probe**. **It is paused with the whole "
+            "run:** on hold for customer, by zhang-min (waiting for the brand's answer). Its clock is stopped") in body
+    assert "You are told again when it runs, with its new due; unless released first, the hold ends " \
+           "2026-03-09 12:10 (Asia/Shanghai) and escalates." in body
+    assert "### When it is done, report it" in body  # still theirs to do
+    assert "**Due:** 2026-03-09 11:10 (Asia/Shanghai) (paused)" in body  # 1h from 10:10, as it stands
+
+    TimerService(engine).advance_to(T0 + timedelta(minutes=40))
+    engine.release_run(run, Actor("li-wei", via="web"))
+    [(title, body)] = told(engine, "liu-yang", "Running again")
+    assert title == "[P1] Running again: 2 of your steps (Run hold probe)", title
+    assert "**After the first** (`then`): now due 2026-03-09 11:40 (Asia/Shanghai) (1h left)" in body  # moved 30m
+
+
+def test_a_step_handed_over_on_hold_tells_its_new_holder_it_is_paused_and_then_when_it_runs(engine: Any) -> None:
+    run = engine.start("t-run-hold", initiator="zhang-min").run_id
+    engine.hold(run, "side", Actor("zhang-min"), "platform_reply", "the platform answers by noon")
+    engine.hand_over(run, "side", Actor("zhang-min"), "sun-hao", "Sun Hao knows the platform")
+
+    [(title, body)] = told(engine, "sun-hao", "Handed to you")
+    assert title == "[P1] Handed to you, paused: Side check (Run hold probe), on hold for platform_reply", title
+    assert ("**It is paused:** on hold for platform_reply, by zhang-min (the platform answers by noon). Its clock is "
+            "stopped") in body
+
+    TimerService(engine).advance_to(T0 + timedelta(minutes=25))
+    engine.release(run, "side", Actor("zhang-min"))
+    [(title, _)] = told(engine, "sun-hao", "Running again")
+    assert title == "[P1] Running again: Side check (Run hold probe), now due 2026-03-09 12:25 (Asia/Shanghai)", title
+    assert told(engine, "liu-yang", "Running again") == []  # not his any more (he was told it was handed away)

@@ -15,6 +15,7 @@ import pytest
 
 from flows.clock import ManualClock
 from flows.engine.timers import TimerService
+from flows.language.actors import Actor
 from flows.language.library import load_library
 from flows.language.steps.human import HumanReport
 from notifications import read_inbox
@@ -92,6 +93,34 @@ def test_the_owner_reads_that_a_step_was_skipped_failed_or_fell_back_not_that_it
     assert title.startswith("[P3] Timed out: Reach the supplier by phone fell back to Write to the supplier"), title
     assert "fell back to **Write to the supplier** (on_timeout: fallback:by-mail), now asked of ads-specialist" \
         in body
+
+
+def test_whom_the_step_was_with_reads_it_is_no_longer_theirs_once_each_and_the_owner_not_twice(engine: Any) -> None:
+    run = engine.start("t-timeouts", {}, initiator="zhang-min", speed=1).run_id
+    engine.claim(run, "primary", Actor("liu-yang"))  # took it: his now, no longer priya-nair's
+    engine.hand_over(run, "vital", Actor("zhang-min"), "zhang-min")  # the owner took it over himself
+    TimerService(engine).advance_to(START + timedelta(minutes=31))
+
+    [(title, body)] = inbox(engine, "priya-nair", "Timed out: Check the optional dashboard")  # data-analyst's primary
+    assert title == "[P3] Timed out: Check the optional dashboard was skipped (Timeout probe); you no longer need to " \
+                    "act", title
+    assert ("Priya Nair, **Check the optional dashboard** in a P3 run of **Timeout probe** was with you and was not "
+            "reported by its due, 2026-03-09 17:30 (Asia/Singapore), so its SOP ended it: it was skipped (on_timeout: "
+            "skip). It is no longer yours: stop work on it, it takes no report now. The run's owner is told.") in body
+    assert "Nothing is asked of you" in body and "sop done" not in body
+    assert inbox(engine, "priya-nair", "Timed out: Reach the supplier") == []  # liu-yang had taken it
+
+    [(title, body)] = inbox(engine, "liu-yang", "Timed out: Reach the supplier by phone")
+    assert title.startswith("[P3] Timed out: Reach the supplier by phone fell back to Write to the supplier "
+                            "(Timeout probe); you no longer need to act"), title
+    assert "it fell back to **Write to the supplier**, now asked of ads-specialist (on_timeout: fallback:by-mail)" \
+        in body
+
+    # the owner holds `vital` himself: one page (the owner's), not a second that it is no longer his
+    [(title, _)] = inbox(engine, "zhang-min", "Timed out: Confirm the vital number")
+    assert title.startswith("[P3] Timed out: Confirm the vital number failed (Timeout probe)"), title
+    assert "you no longer need to act" not in title
+    assert inbox(engine, "priya-nair", "Timed out: Confirm the vital number") == []  # handed away from her before
 
 
 def test_crisis_pr_legal_reaches_the_operations_director_before_it_is_skipped(engine: Any) -> None:

@@ -261,3 +261,25 @@ def test_a_title_names_the_sop_shortly_and_what_the_run_is_about() -> None:
     assert titles == ["[P1] Assigned to you: Assess scope and sentiment (Crisis PR · lumi), 18m left",
                       "[P1] Assigned to you: Assess scope and sentiment (Crisis PR · lumi-kids), 18m left",
                       "[P1] Assigned to you: Assess scope and sentiment (Crisis PR), 18m left"]
+
+
+@pytest.mark.parametrize(("kind", "last"), [("step_released", "Establish the facts"), ("run_overdue_holder", "Answer the KOL")])
+def test_in_an_email_the_readers_own_steps_are_a_list_of_their_own_not_the_first_facts(kind: str, last: str) -> None:
+    """Markdown makes one list of two with only a blank line between: the reader's steps read as facts of the run."""
+    from notifications.markup import html
+
+    mail = html(render_message(kind, sample(kind), overrides_dir=NO_OVERRIDES).body)
+    steps, facts = mail.split(last, 1)
+    assert "</ul>" in facts.split("<strong>Priority:</strong>", 1)[0], mail
+    assert "<li>" in steps
+
+
+def test_a_run_past_its_deadline_tells_whom_a_step_is_with_which_of_theirs_keep_it_open() -> None:
+    one = replace(sample("run_overdue_holder"), yours=sample("run_overdue_holder").yours[:1])
+    message = render_message("run_overdue_holder", one, overrides_dir=NO_OVERRIDES)
+    assert message.title == ("[P1] Run deadline passed: Crisis PR response · lumi, your step Publish a holding statement "
+                             "is still open")
+    assert ("the P1 run of **Crisis PR response** was due to finish by 2025-03-01 16:00 (Asia/Shanghai) and is still "
+            "open: your step **Publish a holding statement** is among what keeps it open (due 2025-03-01 15:30 "
+            "(Asia/Shanghai), 30m overdue).") in message.body
+    assert message.notify_type == "failure"  # late, in a complaint's run
