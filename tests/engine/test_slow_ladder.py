@@ -2,7 +2,7 @@
 
 A ladder's levels add up (``every: 366d`` repeats a year and a day apart, up to 1,000 of them), and at speed 0.001
 each is some 1,000 years of real time after the one before. Asking for help climbs the ladder at once, arming each
-next level: the 7th was armed past year 9999, and the help request failed with a traceback. Such an instant is the
+next level: the 7th request armed the 8th level past year 9999, and failed with a traceback. Such an instant is the
 run clock's latest (``flows.language.calendar.LATEST``) instead: a timer that never fires in practice.
 
 No Prefect: a real ledger in the test's folder, the real engine and pager, time on a manual clock.
