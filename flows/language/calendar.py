@@ -302,7 +302,7 @@ def calendar_for(sop: Any, step: Any, site: Any) -> Calendar | None:
 #: the latest instant a run's clock gives (a timer armed, a due instant): one that falls later is this one, a timer
 #: that never fires in practice. A ladder's levels add up (up to 1,000 of them, each up to a year and a day after the
 #: one before: ``flows.language.ladder``), and a run slowed 1,000 times (``SPEED_MIN``) would arm its 8th yearly
-#: repeat some 9,000 years on, past the last year a datetime holds. The year it leaves keeps what is added to an armed
+#: repeat some 8,000 years on, past the last year a datetime holds. The year it leaves keeps what is added to an armed
 #: instant (a hold, a hand-over's grace, a zone's offset when shown) inside what a datetime holds.
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
