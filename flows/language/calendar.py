@@ -299,24 +299,43 @@ def calendar_for(sop: Any, step: Any, site: Any) -> Calendar | None:
     return site.calendars.get(name) if name is not None and site is not None else None
 
 
+#: the latest instant a run's clock gives (a timer armed, a due instant): one that falls later is this one, a timer
+#: that never fires in practice. A ladder's levels add up (up to 1,000 of them, each up to a year and a day after the
+#: one before: ``flows.language.ladder``), and a run slowed 1,000 times (``SPEED_MIN``) would arm its 8th yearly
+#: repeat some 8,000 years on, past the last year a datetime holds. The year it leaves keeps what is added to an armed
+#: instant (a hold, a hand-over's grace, a zone's offset when shown) inside what a datetime holds.
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _after(start: datetime, span: timedelta, speed: float = 1.0) -> datetime:
+    """``start + span / speed``, or :data:`LATEST` when that is later (or past any date)."""
+    latest = LATEST if start.tzinfo is not None else LATEST.replace(tzinfo=None)
+    try:
+        return min(start + span / speed, latest)
+    except OverflowError:
+        return latest
+
+
 def instant_after(start: datetime, duration: timedelta, *, calendar: Calendar | None = None, speed: float = 1.0,
                   anchor: datetime | None = None) -> datetime:
-    """The real instant ``duration`` of SOP time after ``start`` on a run compressed ``speed`` times.
+    """The real instant ``duration`` of SOP time after ``start`` on a run compressed ``speed`` times (at most
+    :data:`LATEST`).
 
     Wall time: ``start + duration / speed``. Business time: the run's SOP clock (which reads
     ``anchor``, the run's start, at ``anchor`` and runs ``speed`` times faster) carries the
     calendar; the duration is added there and the result brought back to real time.
     """
     if calendar is None:
-        return start + duration / speed
+        return _after(start, duration, speed)
     anchor = start if anchor is None else anchor
     due = calendar.add(anchor + (start - anchor) * speed, duration)
-    return anchor + (due - anchor) / speed
+    return _after(anchor, due - anchor, speed)
 
 
 def postponed(instant: datetime, held_from: datetime, held_to: datetime, *, calendar: Calendar | None = None,
               speed: float = 1.0, anchor: datetime | None = None) -> datetime:
-    """``instant`` moved later by the time on hold from ``held_from`` to ``held_to`` (real instants).
+    """``instant`` moved later by the time on hold from ``held_from`` to ``held_to`` (real instants; at most
+    :data:`LATEST`).
 
     Wall time: by the real time held. Business time: by the working time held on the run's SOP
     clock (a hold over a weekend moves a due instant by no more than the working hours it
@@ -325,14 +344,14 @@ def postponed(instant: datetime, held_from: datetime, held_to: datetime, *, cale
     if held_to <= held_from:
         return instant
     if calendar is None:
-        return instant + (held_to - held_from)
+        return _after(instant, held_to - held_from)
     anchor = held_from if anchor is None else anchor
 
     def sop(t: datetime) -> datetime:
         return anchor + (t - anchor) * speed
 
     worked = calendar.working_time(sop(held_from), sop(held_to))
-    return anchor + (calendar.add_working(sop(instant), worked) - anchor) / speed
+    return _after(anchor, calendar.add_working(sop(instant), worked) - anchor, speed)
 
 
 def business_between(start: datetime, end: datetime, *, calendar: Calendar | None = None, speed: float = 1.0,

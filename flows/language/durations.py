@@ -25,8 +25,9 @@ DURATION_HINT = "a duration such as 30s, 15m, 2h, 48h, 1d, 1h30m or ISO 8601 PT2
 MAX_DURATION = timedelta(days=366)
 #: the range of a run's time compression (``--speed``, the API's ``speed``, ``settings.speed``):
 #: 0.001 plays an hour in 1000 hours, 100000 plays a day in under a second. With MAX_DURATION,
-#: the furthest instant a run can arm is MAX_DURATION / SPEED_MIN (about 1,000 years) from now:
-#: inside what a datetime can hold, so no start, timer or view of a run can overflow
+#: one duration is at most MAX_DURATION / SPEED_MIN (about 1,000 years) of real time: inside what a
+#: datetime can hold. A ladder's levels add up, and business time stretches a duration: the instants
+#: a run's clock gives are capped at flows.language.calendar.LATEST
 SPEED_MIN = 0.001
 SPEED_MAX = 100_000.0
 

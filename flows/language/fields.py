@@ -16,12 +16,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.language.durations import DURATION_PATTERN, format_duration, parse_duration
@@ -48,16 +50,35 @@ def authored(info: ValidationInfo) -> bool:
     return not (info.context or {}).get("pinned")
 
 
+class _Written(BeforeValidator):
+    """:func:`written`'s validator; in the JSON Schema the key takes no null either, so an editor says what
+    ``sop validate`` says."""
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return _without_null(handler(schema))
+
+
+def _without_null(schema: JsonSchemaValue) -> JsonSchemaValue:
+    """``schema`` less its ``null`` option (``X | None`` is ``anyOf: [X, null]``)."""
+    options = schema.get("anyOf")
+    if not isinstance(options, list) or {"type": "null"} not in options:
+        return schema
+    kept = [option for option in options if option != {"type": "null"}]
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
 def written(what: str, removed: str = "") -> BeforeValidator:
     """For a key that may be left out: written with no value (``due:``, which YAML reads as null) it is refused,
-    not taken as left out. ``what``: what to write; ``removed``: what leaving it out means."""
+    not taken as left out (by the JSON Schema too). ``what``: what to write; ``removed``: what leaving it out
+    means."""
 
     def check(value: Any, info: ValidationInfo) -> Any:
         if value is None and authored(info):
             raise ValueError(f"`{info.field_name}` is empty: write {what}, or remove the key{removed}")
         return value
 
-    return BeforeValidator(check)
+    return _Written(check)
 
 
 #: a duration that may be left out (``due``, ``deadline``…), but not written empty
@@ -93,13 +114,25 @@ def _message_title(value: str, info: ValidationInfo) -> str:
     return _one_line_title(value, MESSAGE_TITLE_MAX, "body")
 
 
-MessageTitle = Annotated[str, AfterValidator(_message_title)]
+def _one_line(limit: int) -> dict[str, Any]:
+    """:func:`_one_line_title` as JSON Schema: a character that is not a space, none of the characters Python
+    ends a line at (``str.splitlines``), at most ``limit`` characters. (No ``^…$`` pattern: Python's ``$`` also
+    matches before a final line break, which editors' regular expressions do not.)"""
+    return {"maxLength": limit, "pattern": r"\S", "not": {"pattern": r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]"}}
+
+
+MessageTitle = Annotated[
+    str,
+    AfterValidator(_message_title),
+    WithJsonSchema({"type": "string", "anyOf": [{"pattern": r"\{\{|\{%"}, _one_line(MESSAGE_TITLE_MAX)],
+                    "description": f"a template, or one line of at most {MESSAGE_TITLE_MAX} characters"}),
+]
 
 
 Title = Annotated[
     str,
     AfterValidator(_one_line_title),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": TITLE_MAX, "pattern": r"^[^\r\n]*\S[^\r\n]*$",
+    WithJsonSchema({"type": "string", **_one_line(TITLE_MAX),
                     "description": f"one line a responder reads in a page (at most {TITLE_MAX} characters)"}),
 ]
 #: a word of a declared list (a hold's reason: ``platform_reply``): lower case, digits, ``_`` and ``-``

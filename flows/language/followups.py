@@ -30,11 +30,17 @@ FINISHED_RUN_FIELDS = ("outcome", "finished_at", "deadline_met")
 OUTCOMES = ("done", "rejected", "failed", "cancelled")
 
 
+#: the ends a follow-up without ``when`` does not start on: a cancelled run was called off by a person
+NOT_BY_DEFAULT = ("cancelled",)
+#: that rule as an expression over the ended run, as ``sop validate`` tries such a follow-up's inputs
+DEFAULT_WHEN = f"run.outcome not in {list(NOT_BY_DEFAULT)!r}"
+
+
 def starts_on(follow_up: Any, outcome: str) -> bool | None:
     """Whether a follow-up without ``when`` starts on this outcome (every end but a cancel); None: its ``when`` decides."""
     if follow_up.when is not None:
         return None
-    return outcome != "cancelled"
+    return outcome not in NOT_BY_DEFAULT
 
 
 def fixed_value_problem(name: str, spec: FieldSpec, value: Any) -> str | None:
@@ -127,4 +133,5 @@ def _loop_from(start: str, known: Mapping[str, Any]) -> list[str] | None:
     return None
 
 
-__all__ = ["FINISHED_RUN_FIELDS", "OUTCOMES", "check_follow_ups", "fixed_value_problem", "starts_on"]
+__all__ = ["DEFAULT_WHEN", "FINISHED_RUN_FIELDS", "NOT_BY_DEFAULT", "OUTCOMES", "check_follow_ups", "fixed_value_problem",
+           "starts_on"]

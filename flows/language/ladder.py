@@ -10,12 +10,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from flows.language.durations import parse_duration
-from flows.language.fields import Duration, Strict, authored
+from flows.language.fields import Duration, Strict, authored, written
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 #: the most repeats an ``every`` rung's ``max`` may ask for. The engine works out every level of a ladder each time
@@ -30,18 +30,16 @@ class LadderEntry(Strict):
     at: str | None = Field(default=None, description="50% of the step's due, or an offset such as 3h")
     every: Duration | None = None
     notify: list[str] = Field(min_length=1)
-    max: int | None = Field(default=None, ge=1, json_schema_extra={"maximum": MAX_REPEATS},
-                            description=f"cap on repeats of an `every` entry (at most {MAX_REPEATS})")
+    max: Annotated[int | None, written("a number of repeats", " (it then repeats until the step is done)")] = Field(
+        default=None, ge=1, json_schema_extra={"maximum": MAX_REPEATS},
+        description=f"cap on repeats of an `every` entry (at most {MAX_REPEATS})")
     message: Literal["reminder", "escalated", "overdue"] | None = None
 
     @field_validator("max", mode="before")
     @classmethod
     def _max_is_bounded(cls, value: object, info: ValidationInfo) -> object:
-        if not authored(info):
+        if not authored(info):  # (`max:` with nothing after it is `written`'s: not an endless rung by accident)
             return value
-        if value is None:  # `max:` with nothing after it: not an endless rung by accident
-            raise ValueError("`max` is empty: write a number of repeats, or remove the key (it then repeats until the "
-                             "step is done)")
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEATS:
             raise ValueError(f"`max` is at most {MAX_REPEATS} repeats, got {value}; to repeat until the step is done, "
                              "leave `max` out")

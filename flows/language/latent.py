@@ -14,7 +14,7 @@ import re
 from flows.language.config import Site
 from flows.language.durations import MAX_DURATION, format_duration
 from flows.language.expressions import TemplateProblem, url_base_references
-from flows.language.followups import OUTCOMES, fixed_value_problem
+from flows.language.followups import DEFAULT_WHEN, OUTCOMES, fixed_value_problem
 from flows.language.ladder import LadderEntry, misordered
 from flows.language.loader import Document, SpecError, dotted
 from flows.language.samples import Typed, expression_problems, field_typed, output_typed
@@ -24,6 +24,7 @@ from flows.language.steps import KINDS
 from flows.language.steps.base import COMMON_OUTPUTS, StepBase
 from flows.language.steps.http import HttpStep
 from flows.language.steps.human import HumanStep
+from flows.language.unfinished import unfinished
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -267,15 +268,17 @@ def _reach(by_id: dict[str, StepBase], step_id: str, listed: dict[str, list[tupl
 
 def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
     """A step's ``when`` and a check's expression, tried with the values the fields they read can have; these and
-    the step's other templates, tried with each step they read that may be skipped skipped."""
+    the step's other templates (its title and description too: its page and its messages show them), tried with
+    each step they read that may be skipped skipped."""
     typed: dict[tuple[str, ...], Typed] | None = None
     skips: dict[str, tuple[Skippable, ...]] | None = None
     listed: dict[str, list[tuple[str, bool]]] | None = None
     by_id: dict[str, StepBase] | None = None
     errors: list[SpecError] = []
     for i, step in enumerate(sop.steps):
-        templates = [(step.when, ("when",), True)] + [(t.value, t.path, t.expression)
-                                                      for t in KINDS[step.kind].templates(step)]
+        templates = [(step.when, ("when",), True), (step.title, ("title",), False),
+                     (step.description, ("description",), False)] + [(t.value, t.path, t.expression)
+                                                                     for t in KINDS[step.kind].templates(step)]
         for text, path, expression in templates:
             if not isinstance(text, str) or (not expression and "{" not in text):
                 continue
@@ -300,11 +303,13 @@ _ENDED_RUN = {("run", "outcome"): Typed("run.outcome", "string", OUTCOMES, enum=
 
 def _follow_up_expressions(sop: Sop, doc: Document) -> list[SpecError]:
     """A follow-up's ``when`` tried as a step's is (:func:`_expressions`), over the run as it ended; it and the
-    follow-up's inputs, with each step they read that may be skipped skipped (the inputs only when ``when`` held)."""
+    follow-up's inputs, with each step they read that may be skipped skipped, or left unfinished by the run's end
+    (:mod:`flows.language.unfinished`), where the follow-up starts then (the inputs only when ``when`` held)."""
     if not sop.follow_ups:
         return []
     typed = {**_typed_paths(sop), **_ENDED_RUN}
-    skips = _skippable(sop)
+    skipped, ended = _skippable(sop), unfinished(sop)
+    skips = {spelled: (*skipped.get(spelled, ()), *ended.get(spelled, ())) for spelled in {*skipped, *ended}}
     errors: list[SpecError] = []
     for i, follow_up in enumerate(sop.follow_ups):
         templates = [(follow_up.when, ("when",), True)] + [(value, ("inputs", name), False)
@@ -314,7 +319,7 @@ def _follow_up_expressions(sop: Sop, doc: Document) -> list[SpecError]:
                 continue
             problems = expression_problems(text, str(path[-1]), typed) if expression else []
             if not problems and skippable_reads(text, skips, expression=expression):
-                reach = Reach(follow_up.when if path != ("when",) else None)
+                reach = Reach(None if path == ("when",) else follow_up.when or DEFAULT_WHEN)
                 problems = skip_problems(text, dotted(path), skips, typed, expression=expression, reach=reach)
             errors.extend(doc.error(("follow_ups", i, *path), problem) for problem in problems)
     return errors

@@ -39,7 +39,8 @@ def project_root() -> Path:
 
 @dataclass
 class LoadedSop:
-    """A validated SOP with the exact text it came from (the ledger pins text and hash)."""
+    """A validated SOP with the exact text it came from (the ledger pins text and hash): the text that was parsed
+    and validated, read once (a file saved again meanwhile is not what a run would replay)."""
 
     sop: Sop
     path: Path
@@ -430,7 +431,7 @@ def load_library(root: Path | None = None, env: dict[str, str] | None = None, *,
             continue
         errors.extend(file_errors)
         if sop is not None and doc is not None:
-            library.sops[sop.id] = LoadedSop(sop=sop, path=file, text=file.read_text(encoding="utf-8"))
+            library.sops[sop.id] = LoadedSop(sop=sop, path=file, text=doc.text)
             where[sop.id] = doc
     if not errors and not library.left_out:  # an SOP left out for its own errors would read as unknown here
         sops = {sop_id: loaded.sop for sop_id, loaded in library.sops.items()}
@@ -459,7 +460,7 @@ def _load_one(root: Path, env: dict[str, str] | None, sop_id: str) -> Library | 
     if sop is None or sop_errors or sop.id != sop_id:
         return None
     library = Library(site=site, root=root)
-    library.sops[sop.id] = LoadedSop(sop=sop, path=path, text=path.read_text(encoding="utf-8"))
+    library.sops[sop.id] = LoadedSop(sop=sop, path=path, text=doc.text)
     todo = [f.start for f in sop.follow_ups]  # a run's end may start these: the process needs them too
     while todo:
         wanted = todo.pop(0)
@@ -468,8 +469,8 @@ def _load_one(root: Path, env: dict[str, str] | None, sop_id: str) -> Library | 
         path = root / "sops" / f"{wanted}.yaml"
         doc, parse_errors = read_document(path) if path.is_file() else (None, [])
         found, found_errors = load_sop(doc, site) if doc is not None and not parse_errors else (None, [])
-        if found is None or found_errors or found.id != wanted:
+        if doc is None or found is None or found_errors or found.id != wanted:
             return None  # not where its name says: the whole library finds it (or says why not)
-        library.sops[wanted] = LoadedSop(sop=found, path=path, text=path.read_text(encoding="utf-8"))
+        library.sops[wanted] = LoadedSop(sop=found, path=path, text=doc.text)
         todo.extend(f.start for f in found.follow_ups)
     return library

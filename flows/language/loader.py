@@ -61,6 +61,8 @@ class Document:
     data: Any
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    #: the text it was parsed from (newlines made ``\n``): what a run pins is what was validated, not a second read
+    text: str = ""
 
     def where(self, path: Path_, prefer_key: bool = False) -> tuple[int, int]:
         """Line and column of a path, or of its nearest existing parent."""
@@ -212,7 +214,7 @@ def parse_yaml(text: str, file: str) -> tuple[Document | None, list[SpecError]]:
     node, loader, problem = _compose(text, file)
     if problem is not None:
         return None, [problem]
-    doc = Document(file=file, data=None)
+    doc = Document(file=file, data=None, text=text)
     if node is None:
         return None, [SpecError(file, 1, 1, "", "the file is empty (expected a YAML mapping)")]
     seen: set[int] = set()  # nodes built once: building one again is an alias's expansion

@@ -12,6 +12,10 @@ and says what would fail.
 Only cases that can happen are tried: values that make the skipped step's own ``when`` true, a
 check result that takes its branch, or a ``guard`` (the reading step's own ``when``) that is
 false are left out, since then the step was not skipped or the reader does not run.
+
+A follow-up reads the run as it ended, and an end may leave steps unfinished (``cancelled``,
+``failed``, ``blocked``: :mod:`flows.language.unfinished`): those are tried the same way, each with
+the ``run.outcome`` that leaves it so.
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ class Skippable:
     when: str | None = None
     #: a check whose branch leaves it out (its id as written) and the result that does
     branch: tuple[str, bool] | None = None
+    #: its state (and outcome) as the engine then presents it: ``skipped``; a run's end may leave it ``cancelled``,
+    #: ``blocked`` (a step it needs failed or was rejected) or ``failed`` (``flows.language.unfinished``)
+    state: str = "skipped"
+    #: how the run ended when it is left out this way (``run.outcome``, which only a follow-up reads), if it did
+    ended: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """Whether it is skipped (else its run ended without it finishing)."""
+        return self.state == "skipped"
 
 
 @dataclass(frozen=True)
@@ -83,9 +97,10 @@ class Reach:
         return True
 
 
-def _skipped() -> dict[str, Any]:
-    """A step as the engine presents a skipped one (``note`` is the reason's text, ``finished_at`` a time)."""
-    return {"state": "skipped", "outcome": "skipped", "actor": None, "note": UNKNOWN, "finished_at": UNKNOWN}
+def _presented(skip: Skippable) -> dict[str, Any]:
+    """A step as the engine presents one left out this way: its common fields only (``note`` is the reason's text,
+    ``finished_at`` a time)."""
+    return {"state": skip.state, "outcome": skip.state, "actor": None, "note": UNKNOWN, "finished_at": UNKNOWN}
 
 
 _MISSING = re.compile(r"has no attribute '([^']*)'")
@@ -158,13 +173,15 @@ def _tried(text: str, field: str, ways: tuple[Skippable, ...], typed: dict[tuple
             values = {**fixed, **dict(zip(sampled, combination, strict=True))}
             if skip.branch is not None:  # the check took the other branch: that is why this step was skipped
                 values = {**values, ("steps", skip.branch[0], "result"): skip.branch[1]}
+            if skip.ended is not None:  # the run ended so: that is why this step did not finish
+                values = {**values, ("run", "outcome"): skip.ended}
             context = context_of(values)
             if context is None:
                 return problems  # one path inside another: a whole mapping is read, not tried
             steps = context.setdefault("steps", {})
             if not isinstance(steps, dict):
                 return problems
-            steps[skip.spelled] = _skipped()
+            steps[skip.spelled] = _presented(skip)
             if skip.when is not None and _holds(skip.when, context) is not False:
                 continue  # its `when` held (or cannot be told): it was not skipped for it
             if not reach.runs(context, skip.spelled):
@@ -172,12 +189,19 @@ def _tried(text: str, field: str, ways: tuple[Skippable, ...], typed: dict[tuple
             missing = _missing(text, context, expression, skip)
             if missing is not None:
                 told.add(skip.spelled)
-                name = f"steps.{skip.spelled}.{missing}"
-                problems.append(f"`{field}` would fail whenever step `{skip.spelled}` is skipped ({skip.why}): a skipped "
-                                f"step has no `{missing}` (only {', '.join(COMMON_OUTPUTS)}); write `{name} | default(…)`, "
-                                f"or test `steps.{skip.spelled}.outcome != 'skipped' and …` first")
+                problems.append(_problem(field, skip, missing))
                 break
     return problems
+
+
+def _problem(field: str, skip: Skippable, missing: str) -> str:
+    """What to tell: where it fails, why, and the guard to write."""
+    step, name = f"`{skip.spelled}`", f"steps.{skip.spelled}.{missing}"
+    when, such, guard = (("is skipped", "a skipped step", "outcome != 'skipped'") if skip.skipped else
+                         ("did not finish", "a step that did not finish", "outcome == 'done'"))
+    return (f"`{field}` would fail whenever step {step} {when} ({skip.why}): {such} has no `{missing}` (only "
+            f"{', '.join(COMMON_OUTPUTS)}); write `{name} | default(…)`, or test `steps.{skip.spelled}.{guard} and …` "
+            "first")
 
 
 def _holds(expression: str, context: dict[str, Any]) -> bool | None:

@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator, model_validator
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
@@ -315,6 +315,23 @@ class _PublishedNames(GenerateJsonSchema):
 
     def normalize_name(self, name: str) -> str:
         return super().normalize_name(self.RENAMED.get(name, name))
+
+    def default_schema(self, schema: Any) -> JsonSchemaValue:
+        """A key whose schema refuses null (``due``: written empty it is an error) has no ``default: null`` for an
+        editor to fill in: leaving the key out is its default."""
+        json_schema = super().default_schema(schema)
+        if "default" in json_schema and json_schema["default"] is None and not _takes_null(json_schema):
+            del json_schema["default"]
+        return json_schema
+
+
+def _takes_null(schema: JsonSchemaValue) -> bool:
+    """Whether a property's schema accepts null: its type, or one of its ``anyOf`` (no type: any value, and a
+    ``$ref`` is not followed)."""
+    if "anyOf" in schema:
+        return any(_takes_null(option) for option in schema["anyOf"])
+    kinds = schema.get("type")
+    return kinds is None or kinds == "null" or (isinstance(kinds, list) and "null" in kinds)
 
 
 def json_schema() -> dict[str, Any]:

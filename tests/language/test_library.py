@@ -163,6 +163,20 @@ def test_sop_schema_accepts_every_sop_in_the_library(schema: dict, repo_root: Pa
     assert len(problems) == len(sop_files(repo_root))
 
 
+def schema_and_validate(schema: dict, repo_root: Path, tmp_path: Path, change) -> tuple[bool, list[str]]:
+    """crisis-pr changed by ``change``: whether the JSON Schema takes it, and what `sop validate` says of it."""
+    data = yaml.safe_load((repo_root / "sops" / "crisis-pr.yaml").read_text(encoding="utf-8"))
+    change(data)
+    path = tmp_path / "crisis-pr.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    errors, _, _ = validate_paths([path], repo_root / "config")
+    return Draft202012Validator(schema).is_valid(data), [str(e) for e in errors]
+
+
+def _rung_max(data: dict, value: object) -> None:
+    data["escalation"][-1]["max"] = value
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -172,12 +186,43 @@ def test_sop_schema_accepts_every_sop_in_the_library(schema: dict, repo_root: Pa
         pytest.param(lambda d: d["steps"][1].update(due="5x"), id="bad duration"),
         pytest.param(lambda d: d["steps"][1].update(due=2), id="bare number duration"),
         pytest.param(lambda d: d["steps"][1].update(kind="email"), id="unknown step kind"),
+        # keys written with no value (`due:`): YAML reads null, which `sop validate` refuses
+        pytest.param(lambda d: d["steps"][1].update(due=None), id="empty due"),
+        pytest.param(lambda d: d.update(deadline=None), id="empty deadline"),
+        pytest.param(lambda d: d["steps"][2].update(when=None), id="empty when"),
+        pytest.param(lambda d: d["steps"][1].update(escalation=None), id="empty step escalation"),
+        pytest.param(lambda d: d["follow_ups"][0].update(when=None), id="empty follow-up when"),
+        pytest.param(lambda d: _rung_max(d, None), id="empty max"),
+        # a notify step's title written as plain text is one line of at most 200 characters
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="x" * 201), id="literal notify title of 201"),
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="Crisis\nroom open"), id="notify title on 2 lines"),
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="Crisis room open\n"), id="notify title + newline"),
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="Crisis\u2028room"), id="notify title, U+2028"),
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="   "), id="blank notify title"),
+        pytest.param(lambda d: d["steps"][1].update(title="Assess\n"), id="step title + newline"),
     ],
 )
-def test_sop_schema_rejects_what_validate_rejects(schema: dict, repo_root: Path, change) -> None:
-    data = yaml.safe_load((repo_root / "sops" / "crisis-pr.yaml").read_text(encoding="utf-8"))
-    change(data)
-    assert not Draft202012Validator(schema).is_valid(data)
+def test_sop_schema_rejects_what_validate_rejects(schema: dict, repo_root: Path, tmp_path: Path, change) -> None:
+    takes, errors = schema_and_validate(schema, repo_root, tmp_path, change)
+    assert errors and not takes, errors
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="x" * 200), id="literal notify title of 200"),
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="{{ inputs.brand }} " + "x" * 300),
+                     id="long notify title with a template (cut when sent)"),
+        pytest.param(lambda d: d["steps"][0]["message"].update(title="{% if true %}a\nb{% endif %}"),
+                     id="notify title with a template on two lines (made one when sent)"),
+        pytest.param(lambda d: d["steps"][2].pop("when"), id="when left out"),
+        pytest.param(lambda d: d["steps"][1].update(title=None), id="empty step title (the id stands in)"),
+        pytest.param(lambda d: _rung_max(d, 50), id="max 50"),
+    ],
+)
+def test_sop_schema_accepts_what_validate_accepts(schema: dict, repo_root: Path, tmp_path: Path, change) -> None:
+    takes, errors = schema_and_validate(schema, repo_root, tmp_path, change)
+    assert takes and errors == []
 
 
 def test_the_schema_editors_read_is_up_to_date(schema: dict, repo_root: Path) -> None:

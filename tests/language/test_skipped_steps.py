@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 
-from flows.engine.view import RunView, variables
+from flows.engine.view import RunView, instructions, variables
 from flows.language.config import Site
 from flows.language.expressions import evaluate
 from flows.language.library import validate_paths
@@ -150,3 +150,30 @@ def test_a_template_of_a_step_whose_own_when_needs_the_read_step_done_passes(tmp
                                "    notify: [sre-lead]\n")
     assert guarded != BRANCHES
     assert errors_of(guarded, tmp_path, repo_root) == []
+
+
+def test_a_steps_title_and_description_reading_a_step_that_may_be_skipped_are_refused(
+        tmp_path: Path, repo_root: Path) -> None:
+    # its page and its messages show them: the description as written, `{{ … }}` and all, when it cannot render
+    described = SOP.format(when="true") + ('    title: "Act on a {{ steps.triage.severity }} case"\n'
+                                           '    description: "Triage found it {{ steps.triage.severity }}"\n')
+    assert [e.split(": a skipped step")[0] for e in errors_of(described, tmp_path, repo_root)] == [
+        "18:12: steps[1].title: `title` would fail whenever step `triage` is skipped (its `when` is false)",
+        "19:18: steps[1].description: `description` would fail whenever step `triage` is skipped (its `when` is "
+        "false)"]
+    guarded = described.replace("{{ steps.triage.severity }}", "{{ steps.triage.severity | default('minor') }}")
+    assert errors_of(guarded, tmp_path, repo_root) == []
+    unreached = described.replace('when: "true"', "when: \"{{ steps.triage.outcome == 'done' }}\"")
+    assert errors_of(unreached, tmp_path, repo_root) == []  # act runs only when triage did
+
+
+def test_what_is_refused_shows_as_written_on_the_steps_page_when_the_step_was_skipped() -> None:
+    described = SOP.format(when="true") + '    description: "Triage found it {{ steps.triage.severity }}"\n'
+    doc, _ = parse_yaml(described, "skippable.yaml")
+    sop = Sop.model_validate(doc.data)  # type: ignore[union-attr]
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    run = {"id": "r1", "sop_id": sop.id, "title": sop.title, "started_at": now, "deadline_at": None, "initiator": "x",
+           "speed": 1, "sop_class": "outage", "priority": 2, "inputs": '{"sev": "low"}', "trigger": "{}"}
+    rows = {"triage": {"state": "skipped", "actor": None, "note": "when: … is false", "finished_at": now, "result": None},
+            "act": {"state": "active", "actor": None, "note": None, "finished_at": None, "result": None}}
+    assert instructions(RunView(run, rows, sop), sop.step("act"), Site()) == "Triage found it {{ steps.triage.severity }}"

@@ -227,6 +227,10 @@ class StepKind:
     #: systems or send its messages: http, command, notify): (step, context) → outputs, with ``simulated``
     #: and what would have been sent
     simulate: Callable[[Any, StepContext], dict[str, Any]] | None = None
+    #: why a step of this kind may fail by its own work ("its call may fail"), failing its run (`sop validate`
+    #: tries a follow-up with the steps such a failure leaves unfinished); None: only its deadline
+    #: (``on_timeout: fail``) or a template that cannot be rendered fails it
+    fails: str | None = None
 
     def __post_init__(self) -> None:
         if (self.execute is not None) != (self.activate is ready):

@@ -108,4 +108,4 @@ def simulate(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
 
 
 KIND = StepKind(model=CommandStep, activate=ready, summary=summary, templates=templates, execute=execute,
-                simulate=simulate)
+                simulate=simulate, fails="its command may fail")

@@ -141,4 +141,4 @@ def simulate(step: HttpStep, ctx: StepContext) -> dict[str, Any]:
 
 
 KIND = StepKind(model=HttpStep, activate=ready, summary=summary, templates=templates, execute=execute,
-                simulate=simulate)
+                simulate=simulate, fails="its call may fail")
