@@ -126,3 +126,35 @@ def test_an_api_told_to_stop_cuts_the_requests_still_in_flight_at_its_bound_sayi
     assert len(cut) == 2 and all("method=POST path=/v1/runs" in line for line in cut), text[-3000:]
     assert [a.status_code for a in answers] == [503] and "may or may not have been recorded" in answers[0].text
     print(f"API with two requests in flight stopped {took:.1f} s after SIGTERM (bound 2 s)")
+
+
+def test_sighup_leaves_an_api_process_serving_and_says_to_restart_it(repo_root: Path, tmp_path: Path) -> None:
+    """An admin sends the API process SIGHUP, as the other processes reload on it: it goes on answering, says in one
+    line that it does not reload and how to restart it, and SIGTERM still stops it cleanly. (By Python's default it
+    died at once, without its shutdown, and systemd, which counts SIGHUP a clean end, left it down.)"""
+    import signal
+    import time
+
+    port, log = free_port(), tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen(_documented_api(port, "2"), env=_env(repo_root, tmp_path), cwd=tmp_path, stdout=out,
+                               stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(api, f"http://127.0.0.1:{port}", 60)
+            api.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "SIGHUP" not in log.read_text() and api.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert api.poll() is None, f"SIGHUP ended it ({api.returncode}):\n{log.read_text()[-2000:]}"
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+            api.send_signal(signal.SIGTERM)
+            api.wait(30)
+        finally:
+            if api.poll() is None:
+                api.kill()
+                api.wait()
+    text = log.read_text()
+    said = [line for line in text.splitlines() if "SIGHUP" in line]
+    assert said == ["api: SIGHUP ignored: an API process does not reload sops/ and config/; restart it to load them "
+                    "(one at a time behind the balancer: systemctl restart sop-api@PORT)"], text[-2000:]
+    assert api.returncode == -signal.SIGTERM and "Application shutdown complete" in text, text[-2000:]
