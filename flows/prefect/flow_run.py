@@ -181,8 +181,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks_of: Callable[[Any], dict[
         if plan.finished:
             return final_state(engine.view(run_id))
         if plan.automated:
-            tasks = tasks_of(plan.sop)
-            futures = {step_id: tasks[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
+            futures = _submit(engine, run_id, plan, tasks_of(plan.sop))
             for step_id, future in futures.items():
                 state = future.wait() or future.state
                 if state is not None and not state.is_completed():
@@ -195,6 +194,22 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks_of: Callable[[Any], dict[
         log.info("event=suspending run=%s waiting=%s", run_id, ",".join(s.id for s in waiting) or "-")
         suspend_flow_run(wait_for_input=resume_input(count), key=pause_key(count), timeout=None)
         _check_resume(engine, run_id, flow_run.id)  # only when Prefect returns instead of ending the process
+
+
+def _submit(engine: Engine, run_id: str, plan: Any, tasks: dict[str, Any]) -> dict[str, Any]:
+    """Start the plan's automated steps as task runs, each with the attempts it has left: an executor stopped while
+    a step waited for its next attempt put the flow run back, and this one goes on counting (a step of ``retries:
+    3`` is tried at most 4 times in all). A step with none left (its last attempt failed, and its flow run was lost
+    before the failure was recorded) fails now with that attempt's reason."""
+    futures = {}
+    for step_id in plan.automated:
+        task = tasks[step_id]
+        failed = engine.failed_attempts(run_id, step_id)
+        if len(failed) > task.step.retries:
+            engine.complete(run_id, step_id, failed[-1].get("outputs") or {}, error=failed[-1].get("reason") or "failed")
+            continue
+        futures[step_id] = task.at(plan.speed, tried=len(failed)).submit(run_id)
+    return futures
 
 
 def final_state(view: Any) -> Any:
@@ -265,7 +280,7 @@ def _attempt(run_id: str, step_id: str) -> dict[str, Any]:
     try:
         outputs = kind.execute(step, ctx)  # type: ignore[misc]  # a ready step is automated
     except StepFailed as exc:
-        engine.note(run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED, reason=str(exc), outputs=exc.outputs)
+        engine.attempt_failed(run_id, step_id, str(exc), exc.outputs, of=step.retries + 1)
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs
