@@ -20,6 +20,7 @@ from flows.api.errors import ApiError
 from flows.api.fastpath import WebhookFastPath
 from flows.api.intake_thread import IntakeThread
 from flows.api.launches import LaunchQueue
+from flows.api.stopping import CutAtStop
 from flows.api.webhooks import WebhookPipeline
 from flows.engine.transitions import Engine
 from flows.language.config import Site
@@ -175,7 +176,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=site.settings.api.max_body_bytes,  # before the fast path
                        page_max_bytes=site.settings.web.upload_max_bytes + 100_000)
     app.add_middleware(NoNulInUrl)
-    app.add_middleware(errors.Faults)  # outermost: what no handler expected is answered, not a dropped connection
+    app.add_middleware(errors.Faults)  # what no handler expected is answered, not a dropped connection
+    app.add_middleware(CutAtStop)  # outermost: a request the server's stop cancelled, in one line
     errors.install(app)
     for module in (runs, holds, alerts, events, metrics):
         app.include_router(module.router)

@@ -60,6 +60,13 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
                 + (f" from {data['client']}" if data.get("client") else ""))
     if kind in ("step_skipped", "step_blocked", "step_failed", "step_timed_out"):
         return f"{kind.removeprefix('step_')}: {skip_reason(data)[0]}"
+    if kind == "step_attempt_failed":  # numbered since 2026-12-07: the count goes on across executors
+        which = f"attempt {data['attempt']} of {data.get('of')}" if data.get("attempt") else "an attempt"
+        return f"{which} failed: {data.get('reason')}"
+    if kind == "flow_run_rescued":
+        if data.get("by"):
+            return f"its flow run put back in its queue by {data['by']}, stopped before the step's next attempt"
+        return "its flow run put back in its queue: its executor was lost"
     if kind == "step_ready":
         return f"ready ({data.get('step_kind')})"
     if kind == "step_started":  # an automated step's task began: from ready to here is the executor's latency

@@ -245,12 +245,11 @@ def executor(
 
 
 def _closed(old: Any, new: Any) -> None:
-    """A reloaded service's engine hands over: the pages the old one has in flight are delivered, then its
-    connections are closed (each reload built a ledger of its own: on PostgreSQL a pool each, up to
-    ``max_connections``)."""
-    old.pager.close()
-    if old.ledger is not new.ledger:
-        old.ledger.dispose()
+    """A reloaded service's engine hands over (:func:`flows.engine.build.retire`): the pages the old one has in
+    flight are delivered, then its ledger closed unless the new one runs on it."""
+    from flows.engine.build import retire
+
+    retire(old, new.ledger)
 
 
 @app.command()

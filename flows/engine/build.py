@@ -72,6 +72,15 @@ def ledger_for(library: Library, *, migrate: bool = True) -> Ledger:
     return _ledgers[url]
 
 
+def retire(engine: Engine, successor: Ledger | None) -> None:
+    """An engine a reload replaced, once nothing runs on it: the pages it has in flight delivered (its delivery
+    threads end), then its ledger's connections closed, unless ``successor`` (the ledger of the engine that replaced
+    it) is the same one: :func:`ledger_for` keeps one per database URL per process."""
+    engine.pager.close()
+    if engine.ledger is not successor:
+        engine.ledger.dispose()
+
+
 def build_engine(library: Library, *, launcher: Any = None, background_pages: bool = False, migrate: bool = True,
                  pager_process: bool = False, ledger: Ledger | None = None) -> Engine:
     """An Engine over the site's ledger, with its pager; ``launcher`` creates the flow runs (None: no Prefect).

@@ -291,6 +291,22 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
                 t.store.record(RecordKind.STEP_STARTED, run_id, step_id)
             return True
 
+    def failed_attempts(self, run_id: str, step_id: str) -> list[dict[str, Any]]:
+        """The attempts of a ready or running automated step that failed so far (their records' data, oldest first),
+        made by this flow run or one before it that an executor put back or lost: the next attempt continues the
+        count."""
+        with self.ledger.read() as conn:
+            return RunStore.failed_attempts(conn, run_id, step_id)
+
+    def attempt_failed(self, run_id: str, step_id: str, reason: str, outputs: dict[str, Any], of: int) -> int:
+        """Record a failed attempt of an automated step (``step_attempt_failed``: its number among the ``of`` the
+        step may make, its reason and outputs); returns its number."""
+        with self.transaction() as t:
+            number = len(RunStore.failed_attempts(t.store.conn, run_id, step_id)) + 1
+            t.store.record(RecordKind.STEP_ATTEMPT_FAILED, run_id, step_id, attempt=number, of=of, reason=reason,
+                           outputs=outputs)
+        return number
+
     def complete(self, run_id: str, step_id: str, outputs: dict[str, Any], error: str | None = None) -> None:
         """Record the outcome of an automated step (done, or failed with the error)."""
         with self.transaction() as t:

@@ -5,7 +5,8 @@ not a retry's wait: Prefect sleeps between two attempts of a step on the flow ru
 doubles each time), and waiting for that sleep made a stop take its whole bound and more. So a flow run that is
 between two attempts, or whose next attempt would start after the stop, is *idle*: the attempt does not start (its
 thread waits for the process to end) and the executor puts the flow run back in its queue, where another executor
-reruns it from the ledger: the step, still ``running`` there, runs again (with its retries afresh), never lost.
+reruns it from the ledger: the step, still ``running`` there, runs again, never lost, with the attempts it has
+left (the ledger counts them: ``flow_run._submit``).
 """
 
 from __future__ import annotations

@@ -51,12 +51,15 @@ class StepTask:
     #: the task as deployed: retry delays and timeout in real time (speed 1)
     task: Any
 
-    def at(self, speed: float) -> Any:
-        """The task with its retry delays and timeout on a run compressed ``speed`` times (:func:`pacing`)."""
-        if speed == 1:
+    def at(self, speed: float, tried: int = 0) -> Any:
+        """The task with its retry delays and timeout on a run compressed ``speed`` times (:func:`pacing`), and the
+        retries left after ``tried`` attempts already made (by a flow run put back between two attempts): the
+        count and the doubling delays go on where they were."""
+        if speed == 1 and not tried:
             return self.task
         paced = pacing(self.step, speed)
-        return self.task.with_options(retry_delay_seconds=list(paced.delays) or 0, timeout_seconds=paced.timeout)
+        return self.task.with_options(retries=max(0, self.step.retries - tried),
+                                      retry_delay_seconds=list(paced.delays[tried:]) or 0, timeout_seconds=paced.timeout)
 
 
 def step_task(sop: Sop, step: StepBase) -> StepTask:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.context import FlowRunContext
 from prefect.flow_runs import suspend_flow_run
 
-from flows.engine.build import build_engine, runnable_library
+from flows.engine.build import build_engine, ledger_for, retire, runnable_library
 from flows.engine.secrets import site_secret
 from flows.engine.store import load_view
 from flows.engine.transitions import Engine
@@ -39,6 +41,9 @@ _flow_run_engine: Engine | None = None
 _flow_run_library: Library | None = None
 _flow_run_lock = threading.Lock()
 _resume_tokens: ResumeTokens | None = None
+#: flow runs (and attempts) holding each engine (by ``id``), and the engines a reload replaced that some still hold
+_holders: Counter[int] = Counter()
+_retired: dict[int, Engine] = {}
 
 
 def flow_run_library(sop_id: str | None = None) -> Library:
@@ -58,14 +63,19 @@ def flow_run_library(sop_id: str | None = None) -> Library:
 
 def use_library(library: Library) -> None:
     """Run every flow of this process on ``library`` (``sop executor``: the whole library, loaded once, and again
-    at a reload): the engine is built again on it at its next use. A flow run under way keeps the engine it holds;
-    each run runs its pinned SOP text anyway."""
+    at a reload): the engine is built again on it at its next use. A flow run under way keeps the engine it holds
+    (:func:`held_engine`), and the last one to let go of it retires it; each run runs its pinned SOP text anyway."""
     global _flow_run_library, _flow_run_engine, _resume_tokens
     with _flow_run_lock:
+        old = None
         if _flow_run_library is not None and _flow_run_library is not library:
-            _flow_run_engine = None
-            _resume_tokens = None
+            old, _flow_run_engine, _resume_tokens = _flow_run_engine, None, None
         _flow_run_library = library
+        if old is not None and _holders[id(old)]:
+            _retired[id(old)] = old
+            old = None
+    if old is not None:  # nothing runs on it
+        _retire(old)
 
 
 def flow_run_engine() -> Engine:
@@ -76,16 +86,51 @@ def flow_run_engine() -> Engine:
     process is alive (it delivers the run's pages) and the SOP has no notify step.
     ``flows.prefect.entrypoint`` starts building it on a thread while Prefect loads the flow.
     """
-    global _flow_run_engine
-    library = flow_run_library()
+    flow_run_library()
     with _flow_run_lock:
-        if _flow_run_engine is None:
-            # `sop serve` migrated the ledger before it launched this flow run: no Alembic here
-            _flow_run_engine = build_engine(library, migrate=False)
-            notifies = any(s.kind == "notify" for loaded in library.sops.values() for s in loaded.sop.steps)  # type: ignore[attr-defined]
-            if notifies or not _pager_process_alive(_flow_run_engine):  # else it only queues its pages
-                threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
-        return _flow_run_engine
+        return _current_engine()
+
+
+def _current_engine() -> Engine:
+    """(``_flow_run_lock`` held, the library loaded) the engine, built on the library of now when there is none."""
+    global _flow_run_engine
+    if _flow_run_engine is None:
+        library = _flow_run_library
+        assert library is not None, "flow_run_library() first"
+        # `sop serve` migrated the ledger before it launched this flow run: no Alembic here
+        _flow_run_engine = build_engine(library, migrate=False)
+        notifies = any(s.kind == "notify" for loaded in library.sops.values() for s in loaded.sop.steps)  # type: ignore[attr-defined]
+        if notifies or not _pager_process_alive(_flow_run_engine):  # else it only queues its pages
+            threading.Thread(target=_warm_notifications, name="warm-notifications", daemon=True).start()
+    return _flow_run_engine
+
+
+@contextmanager
+def held_engine() -> Iterator[Engine]:
+    """This process's engine for a flow run (or one attempt of its step) until it lets go. An engine a reload
+    replaced meanwhile (:func:`use_library`) is retired when the last flow run holding it lets go: each reload of
+    ``sop executor`` left one behind, with its pager's delivery threads."""
+    flow_run_library()
+    with _flow_run_lock:
+        engine = _current_engine()
+        _holders[id(engine)] += 1
+    try:
+        yield engine
+    finally:
+        with _flow_run_lock:
+            _holders[id(engine)] -= 1
+            done = None
+            if not _holders[id(engine)]:
+                del _holders[id(engine)]
+                done = _retired.pop(id(engine), None)
+        if done is not None:
+            _retire(done)
+
+
+def _retire(engine: Engine) -> None:
+    """An engine no flow run holds and a reload replaced: its pages in flight delivered, then its ledger closed
+    unless the library of now runs on the same one (one ledger per database URL per process)."""
+    retire(engine, ledger_for(flow_run_library(), migrate=False))
 
 
 def _pager_process_alive(engine: Engine) -> bool:
@@ -171,8 +216,12 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks_of: Callable[[Any], dict[
     the automated steps of the SOP version the run was started with."""
     context = FlowRunContext.get()
     assert context is not None and context.flow_run is not None, "run_sop runs inside a flow run"
-    flow_run = context.flow_run
-    engine = flow_run_engine()
+    with held_engine() as engine:  # a reload meanwhile leaves it to this run, which retires it at its end
+        return _drive(engine, sop_id, inputs, context.flow_run, tasks_of)
+
+
+def _drive(engine: Engine, sop_id: str, inputs: dict[str, Any], flow_run: Any,
+           tasks_of: Callable[[Any], dict[str, Any]]) -> Any:
     run_id = _run_id_for(engine, sop_id, inputs, flow_run)
     engine.bind_flow_run(run_id, str(flow_run.id))
     _check_resume(engine, run_id, flow_run.id)
@@ -181,8 +230,7 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks_of: Callable[[Any], dict[
         if plan.finished:
             return final_state(engine.view(run_id))
         if plan.automated:
-            tasks = tasks_of(plan.sop)
-            futures = {step_id: tasks[step_id].at(plan.speed).submit(run_id) for step_id in plan.automated}
+            futures = _submit(engine, run_id, plan, tasks_of(plan.sop))
             for step_id, future in futures.items():
                 state = future.wait() or future.state
                 if state is not None and not state.is_completed():
@@ -195,6 +243,22 @@ def run_sop(sop_id: str, inputs: dict[str, Any], tasks_of: Callable[[Any], dict[
         log.info("event=suspending run=%s waiting=%s", run_id, ",".join(s.id for s in waiting) or "-")
         suspend_flow_run(wait_for_input=resume_input(count), key=pause_key(count), timeout=None)
         _check_resume(engine, run_id, flow_run.id)  # only when Prefect returns instead of ending the process
+
+
+def _submit(engine: Engine, run_id: str, plan: Any, tasks: dict[str, Any]) -> dict[str, Any]:
+    """Start the plan's automated steps as task runs, each with the attempts it has left: an executor stopped while
+    a step waited for its next attempt put the flow run back, and this one goes on counting (a step of ``retries:
+    3`` is tried at most 4 times in all). A step with none left (its last attempt failed, and its flow run was lost
+    before the failure was recorded) fails now with that attempt's reason."""
+    futures = {}
+    for step_id in plan.automated:
+        task = tasks[step_id]
+        failed = engine.failed_attempts(run_id, step_id)
+        if len(failed) > task.step.retries:
+            engine.complete(run_id, step_id, failed[-1].get("outputs") or {}, error=failed[-1].get("reason") or "failed")
+            continue
+        futures[step_id] = task.at(plan.speed, tried=len(failed)).submit(run_id)
+    return futures
 
 
 def final_state(view: Any) -> Any:
@@ -249,7 +313,11 @@ def execute_step(run_id: str, step_id: str) -> dict[str, Any]:
 
 
 def _attempt(run_id: str, step_id: str) -> dict[str, Any]:
-    engine = flow_run_engine()
+    with held_engine() as engine:
+        return _attempt_on(engine, run_id, step_id)
+
+
+def _attempt_on(engine: Engine, run_id: str, step_id: str) -> dict[str, Any]:
     if not engine.mark_running(run_id, step_id):
         return {"skipped": "already finished"}
     with engine.ledger.read() as conn:
@@ -265,7 +333,7 @@ def _attempt(run_id: str, step_id: str) -> dict[str, Any]:
     try:
         outputs = kind.execute(step, ctx)  # type: ignore[misc]  # a ready step is automated
     except StepFailed as exc:
-        engine.note(run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED, reason=str(exc), outputs=exc.outputs)
+        engine.attempt_failed(run_id, step_id, str(exc), exc.outputs, of=step.retries + 1)
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs

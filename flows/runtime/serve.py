@@ -375,6 +375,7 @@ class Stack:
         import uvicorn
 
         from flows.api.app import create_app
+        from flows.api.stopping import STOP_BOUND_S
 
         settings = self.library.site.settings.api  # type: ignore[union-attr]
         port = self.api_port or int(os.environ.get("SOP_API_PORT") or settings.port)
@@ -387,7 +388,8 @@ class Stack:
             raise StackError(f"the HTTP API cannot listen on {settings.host}:{port} ({exc.strerror}): set "
                              "settings.api.port or $SOP_API_PORT, or run `sop serve --no-api`") from None
         app = create_app(self.engine)  # type: ignore[arg-type]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                               timeout_graceful_shutdown=STOP_BOUND_S))
         self._api = (server, app)
         self._thread("api", lambda: server.run(sockets=[sock]))
         deadline = time.monotonic() + 15

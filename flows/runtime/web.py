@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import NoReturn
@@ -58,6 +60,18 @@ def _stop(lines: list[str]) -> NoReturn:
     raise SystemExit(1)
 
 
+#: what an API process says at SIGHUP (written as is: a handler that logs could wait on a lock its own thread holds)
+NO_RELOAD = (b"api: SIGHUP ignored: an API process does not reload sops/ and config/; restart it to load them "
+             b"(one at a time behind the balancer: systemctl restart sop-api@PORT)\n")
+
+
+def _no_reload(signum: int, frame: object) -> None:
+    """SIGHUP changes nothing but a line saying so. By Python's default it ended the process at once, without its
+    shutdown (requests in flight cut, queued launches lost), and systemd, for which SIGHUP is a clean end, left it
+    down: a ``kill -HUP`` meant as the other processes' reload took an API away."""
+    os.write(2, NO_RELOAD)
+
+
 def from_environment() -> FastAPI:
     """The app for this project (``$SOP_HOME``), for ``uvicorn --factory flows.runtime.web:from_environment``.
 
@@ -65,6 +79,8 @@ def from_environment() -> FastAPI:
     ``sops/`` or ``config/`` that do not validate, or a token secret refused stop it with one line each.
     """
     _log_setup()
+    if threading.current_thread() is threading.main_thread():  # uvicorn loads the app in its main thread
+        signal.signal(signal.SIGHUP, _no_reload)
     try:
         engine = runtime.engine(prefect=os.environ.get("SOP_API_LAUNCH", "1") != "0", background_pages=True)
         app = create_app(engine)

@@ -347,6 +347,41 @@ def test_an_executor_told_to_stop_while_a_step_waits_to_retry_stops_at_once_and_
     assert len(rescued) == 1 and rescued[0]["data"]["by"].startswith("executor-"), rescued
 
 
+def test_a_step_put_back_between_attempts_goes_on_counting_its_attempts_on_the_next_executor(
+        stack, project, tmp_path, gateway):
+    """An http step of `retries: 3` (4 attempts at most) whose gateway always fails, on a run at 8x (its retries wait
+    2.5 s, 5 s, 10 s): the first executor makes attempts 1 and 2 and is stopped (SIGTERM) while the step waits for
+    the third; the next executor makes attempts 3 and 4 only, and the step fails after the 4th, not after 4 more.
+    The run's story reads attempt 1 of 4, 2 of 4, the flow run put back by the first executor, 3 of 4, 4 of 4, then
+    the failure."""
+    from flows.audit import Audit
+    from tests.engine.conftest import records
+
+    gateway.failures = 1_000
+    first_log, second_log = tmp_path / "executor-1.log", tmp_path / "executor-2.log"
+    with _pool_of_its_own(stack, project, "recount", sops=("t-retrying",)) as (engine, spawn):
+        first = spawn(1, first_log)
+        run_id = engine.start("t-retrying", {}, initiator="li-wei", speed=8).run_id
+        wait_for(lambda: len(records(engine, run_id, "step_attempt_failed")) == 2, 90, "the step's second attempt to "
+                 "fail", explain=lambda: first_log.read_text())
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+        assert "1 put back in their queue" in first_log.read_text(), first_log.read_text()
+        spawn(1, second_log)
+        wait_for(lambda: engine.view(run_id).state("call") == "failed", 90, "the step to fail on the next executor",
+                 explain=lambda: second_log.read_text())
+        time.sleep(1.0)  # an attempt more would come at once (the 3rd of a count started again: 2.5 s at most)
+    failed = [(r["data"].get("attempt"), r["data"].get("of")) for r in records(engine, run_id, "step_attempt_failed")]
+    assert len(gateway.requests) == 4 and failed == [(1, 4), (2, 4), (3, 4), (4, 4)], (failed, second_log.read_text())
+    texts = [e["text"] for e in Audit(engine.ledger).show(run_id)["timeline"] if e["step"] == "call" or
+             e["kind"] == "flow_run_rescued"]
+    said = [t.split(": ")[0] for t in texts if t.startswith(("attempt", "its flow run", "failed"))]
+    assert said == ["attempt 1 of 4 failed", "attempt 2 of 4 failed",
+                    "its flow run put back in its queue by " + records(engine, run_id, "flow_run_rescued")[0]["data"]
+                    ["by"] + ", stopped before the step's next attempt", "attempt 3 of 4 failed",
+                    "attempt 4 of 4 failed", "failed"], texts
+
+
 def _step_started(engine, run_id: str):
     with engine.ledger.read() as conn:
         return conn.execute(sa.select(records_table.c.at).where(

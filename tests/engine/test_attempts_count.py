@@ -1,0 +1,73 @@
+"""An automated step's attempts are counted in the ledger, not per flow run: a flow run put back in its queue between
+two attempts (its executor stopped) goes on with the attempts left. The process story (two executors, SIGTERM between
+attempts) is tests/engine/test_durability.py's; here the edges, on the real engine and ledger, no Prefect server.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.audit import Audit
+from flows.clock import ManualClock
+from tests.engine.conftest import clocked_engine_of
+
+PROBE = """\
+id: t-flaky
+title: Flaky call probe
+class: outage
+owner: sre-lead
+steps:
+  - id: call
+    kind: http
+    request:
+      method: POST
+      url: "{{ config.t_gateway }}/limits"
+      expect: [200]
+    retries: 2
+    retry_delay: 20s
+"""
+
+
+@pytest.fixture
+def engine(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: Any) -> Any:
+    yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"),
+                                 ManualClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC)), {"t-flaky": PROBE})
+
+
+def test_the_retries_left_go_on_from_the_attempts_made_with_their_doubling_delays(engine: Any) -> None:
+    """`retries: 2`, 20 s apart (then 40 s), on a run at 8x: after one attempt made by a flow run put back, the next
+    flow run's task has one retry left, 5 s after its attempt (the second delay), not two from the first."""
+    from flows.prefect.deployments import step_task
+
+    sop = engine.library.sops["t-flaky"].sop
+    task = step_task(sop, sop.step("call"))
+    assert (task.at(8).retries, task.at(8).retry_delay_seconds) == (2, [2.5, 5.0])
+    assert (task.at(8, tried=1).retries, task.at(8, tried=1).retry_delay_seconds) == (1, [5.0])
+    assert task.at(1, tried=2).retries == 0
+
+
+def test_a_step_whose_every_attempt_failed_before_its_flow_run_was_lost_fails_without_another(engine: Any) -> None:
+    """Three attempts of a step of `retries: 2` failed, and the flow run was lost before it recorded the step's
+    failure (its executor killed): the next flow run makes no fourth attempt. The step fails at once with the last
+    attempt's reason, its owner is paged, and the story reads attempt 1 of 3, 2 of 3, 3 of 3, then the failure."""
+    from flows.prefect.deployments import tasks_of
+    from flows.prefect.flow_run import _submit
+
+    run_id = engine.start("t-flaky", {}, initiator="li-wei").run_id
+    plan = engine.advance(run_id)
+    assert plan.automated == ["call"]
+    assert engine.mark_running(run_id, "call")
+    for number in (1, 2, 3):
+        assert engine.attempt_failed(run_id, "call", f"HTTP 500 (try {number})", {"status": 500}, of=3) == number
+
+    assert _submit(engine, run_id, plan, tasks_of(plan.sop, {})) == {}  # nothing started
+    view = engine.view(run_id)
+    assert view.state("call") == "failed" and view.run["outcome"] == "failed"
+    texts = [e["text"] for e in Audit(engine.ledger).show(run_id)["timeline"] if e["step"] == "call"]
+    assert [t for t in texts if "attempt" in t or t.startswith("failed")] == [
+        "attempt 1 of 3 failed: HTTP 500 (try 1)", "attempt 2 of 3 failed: HTTP 500 (try 2)",
+        "attempt 3 of 3 failed: HTTP 500 (try 3)", "failed: HTTP 500 (try 3)"], texts
