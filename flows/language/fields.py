@@ -129,11 +129,21 @@ MessageTitle = Annotated[
 ]
 
 
+def _plain_title(value: str, info: ValidationInfo) -> str:
+    """A title (an SOP's, a step's, a field's label) is shown as written on the board, in pages and in the audit: a
+    template in it would show as ``{{ … }}``, so an author's is refused (a pinned text keeps what it had)."""
+    if authored(info) and ("{{" in value or "{%" in value):
+        raise ValueError("a title is shown as written (on the board, in pages and in the audit), never rendered: "
+                         "write it without `{{ … }}` and put the run's values in `description`")
+    return _one_line_title(value)
+
+
 Title = Annotated[
     str,
-    AfterValidator(_one_line_title),
-    WithJsonSchema({"type": "string", **_one_line(TITLE_MAX),
-                    "description": f"one line a responder reads in a page (at most {TITLE_MAX} characters)"}),
+    AfterValidator(_plain_title),
+    WithJsonSchema({"type": "string", **_one_line(TITLE_MAX), "allOf": [{"not": {"pattern": r"\{\{|\{%"}}],
+                    "description": f"one line a responder reads in a page (at most {TITLE_MAX} characters), shown "
+                                   "as written (no template)"}),
 ]
 #: a word of a declared list (a hold's reason: ``platform_reply``): lower case, digits, ``_`` and ``-``
 Word = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]

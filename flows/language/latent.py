@@ -268,7 +268,7 @@ def _reach(by_id: dict[str, StepBase], step_id: str, listed: dict[str, list[tupl
 
 def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
     """A step's ``when`` and a check's expression, tried with the values the fields they read can have; these and
-    the step's other templates (its title and description too: its page and its messages show them), tried with
+    the step's other templates (its description too: its page and its messages show it; a title is never a template), tried with
     each step they read that may be skipped skipped."""
     typed: dict[tuple[str, ...], Typed] | None = None
     skips: dict[str, tuple[Skippable, ...]] | None = None
@@ -276,8 +276,7 @@ def _expressions(sop: Sop, doc: Document) -> list[SpecError]:
     by_id: dict[str, StepBase] | None = None
     errors: list[SpecError] = []
     for i, step in enumerate(sop.steps):
-        templates = [(step.when, ("when",), True), (step.title, ("title",), False),
-                     (step.description, ("description",), False)] + [(t.value, t.path, t.expression)
+        templates = [(step.when, ("when",), True), (step.description, ("description",), False)] + [(t.value, t.path, t.expression)
                                                                      for t in KINDS[step.kind].templates(step)]
         for text, path, expression in templates:
             if not isinstance(text, str) or (not expression and "{" not in text):

@@ -124,7 +124,7 @@ EXPECTED: dict[str, list[E]] = {
     "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
     "needs-cycle-and-unknown-variable.yaml": [
         E(9, 12, "steps[0].needs", "steps form a cycle: a → b → c → a"),
-        E(8, 12, "steps[0].title", "unknown variable `region`"),
+        E(8, 18, "steps[0].description", "unknown variable `region`"),
     ],
     "self-need.yaml": [E(8, 13, "steps[0].needs[0]", "step `look` needs itself")],
     "fallback-unknown-step.yaml": [E(9, 17, "steps[0].on_timeout", "falls back to unknown step `page-lead`")],
@@ -461,7 +461,7 @@ def test_sop_validate_lists_a_files_errors_top_to_bottom(sop) -> None:
     # the cycle is found before the templates are read, but the template is on an earlier line
     result = sop("validate", "tests/language/corpus/needs-cycle-and-unknown-variable.yaml")
     shown = [line for line in result.stderr.splitlines() if line.startswith("✗")]
-    assert [line.split(":")[1:3] for line in shown] == [["8", "12"], ["9", "12"]]
+    assert [line.split(":")[1:3] for line in shown] == [["8", "18"], ["9", "12"]]
 
 
 def test_sop_validate_a_config_folder_reports_the_duplicate(sop) -> None:

@@ -152,19 +152,31 @@ def test_a_template_of_a_step_whose_own_when_needs_the_read_step_done_passes(tmp
     assert errors_of(guarded, tmp_path, repo_root) == []
 
 
-def test_a_steps_title_and_description_reading_a_step_that_may_be_skipped_are_refused(
+def test_a_steps_description_reading_a_step_that_may_be_skipped_is_refused_and_a_title_holds_no_template(
         tmp_path: Path, repo_root: Path) -> None:
-    # its page and its messages show them: the description as written, `{{ … }}` and all, when it cannot render
+    # its page and its messages show the description as written, `{{ … }}` and all, when it cannot render; a title is
+    # never rendered, so a template in it is refused whatever it reads
     described = SOP.format(when="true") + ('    title: "Act on a {{ steps.triage.severity }} case"\n'
                                            '    description: "Triage found it {{ steps.triage.severity }}"\n')
-    assert [e.split(": a skipped step")[0] for e in errors_of(described, tmp_path, repo_root)] == [
-        "18:12: steps[1].title: `title` would fail whenever step `triage` is skipped (its `when` is false)",
+    assert errors_of(described, tmp_path, repo_root) == [
+        "18:12: steps[1].title: a title is shown as written (on the board, in pages and in the audit), never "
+        "rendered: write it without `{{ … }}` and put the run's values in `description`"]
+    titled = described.replace("Act on a {{ steps.triage.severity }} case", "Act on the case")
+    assert [e.split(": a skipped step")[0] for e in errors_of(titled, tmp_path, repo_root)] == [
         "19:18: steps[1].description: `description` would fail whenever step `triage` is skipped (its `when` is "
         "false)"]
-    guarded = described.replace("{{ steps.triage.severity }}", "{{ steps.triage.severity | default('minor') }}")
+    guarded = titled.replace("{{ steps.triage.severity }}", "{{ steps.triage.severity | default('minor') }}")
     assert errors_of(guarded, tmp_path, repo_root) == []
-    unreached = described.replace('when: "true"', "when: \"{{ steps.triage.outcome == 'done' }}\"")
+    unreached = titled.replace('when: "true"', "when: \"{{ steps.triage.outcome == 'done' }}\"")
     assert errors_of(unreached, tmp_path, repo_root) == []  # act runs only when triage did
+
+
+def test_a_pinned_text_with_a_template_in_a_title_still_loads() -> None:
+    from flows.language.fields import PINNED
+
+    titled = SOP.format(when="true") + '    title: "Act on {{ inputs.sev }}"\n'
+    doc, _ = parse_yaml(titled, "titled.yaml")
+    assert Sop.model_validate(doc.data, context=PINNED).step("act").name == "Act on {{ inputs.sev }}"  # type: ignore[union-attr]
 
 
 def test_what_is_refused_shows_as_written_on_the_steps_page_when_the_step_was_skipped() -> None:
