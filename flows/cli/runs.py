@@ -38,6 +38,25 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
+def _choice_ids(fields: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """``-p``/``-f`` values as given, but a choice named by its label as pages show it (``category="Product
+    quality"``, in any case) is the choice itself (``product_quality``): what is recorded is always the id."""
+    out: dict[str, Any] = {}
+    for name, text in given.items():
+        spec = fields.get(name)
+        chosen = spec.choice_named(text) if spec is not None and spec.enum else None
+        out[name] = text if chosen is None else chosen
+    return out
+
+
+def _form_of(engine: Any, run_id: str, step_id: str) -> dict[str, Any]:
+    """The form of a run's step as its pinned SOP has it; {} when there is no such run or step (the report says)."""
+    try:
+        return getattr(engine.view(run_id).sop.step(step_id), "form", {})
+    except (RunNotFound, KeyError):
+        return {}
+
+
 def _engine(prefect: bool = True, lenient: bool = True) -> Any:
     from flows import runtime
     from flows.cli import hold_resume_warnings
@@ -137,7 +156,7 @@ def _launch(engine: Any, run_id: str) -> None:
 @app.command()
 def run(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id (see `sop list`)")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable); a choice by its id or its label, e.g. -p area=PR")] = None,
     speed: Annotated[float | None, typer.Option(help=f"compress time, {SPEED_MIN:g} to {SPEED_MAX:g}: 3600 makes an hour a second")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
     as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
@@ -149,7 +168,7 @@ def run(
     engine = _engine(lenient=False)  # a new run: its library as `sop serve` would load it, every file valid
     if sop_id not in engine.library.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(engine.library.sops))}")
-    inputs = _pairs(param, "-p")
+    inputs = _choice_ids(engine.library.get(sop_id).sop.inputs, _pairs(param, "-p"))
     try:  # the inputs first: a typo is told at once, whether or not the stack is up
         check_inputs(engine.library.get(sop_id).sop, inputs)
     except InputRefused as exc:
@@ -301,7 +320,8 @@ def _report(run_id: str, step_id: str, name: str | None, outcome: str, fields: l
     engine = _engine()
     actor = _actor(engine, name)
     _follow_ups_loaded(engine, run_id, "nothing was recorded")
-    report = HumanReport(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
+    values = _choice_ids(_form_of(engine, run_id, step_id), _pairs(fields, "-f")) if fields else {}
+    report = HumanReport(actor=actor, outcome=outcome, values=values, note=note or "", evidence=evidence or [])
     try:
         state = engine.report(run_id, step_id, report)
     except (RunNotFound, StepNotActive) as exc:
@@ -323,7 +343,7 @@ def done(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who did it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
-    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
+    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable); a choice by its id or, in any case, its label: -f category=product_quality or -f 'category=Product quality'")] = None,
     note: Annotated[str, typer.Option(help="free text for the record")] = "",
     evidence: Annotated[list[str] | None, typer.Option(help="a link or file reference (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
