@@ -71,11 +71,36 @@ def shown(value: Any) -> str:
     return str(value)
 
 
+#: what keeps a chat app from reading a mention: a zero-width space after its ``@`` (or Slack's ``<!``), which
+#: nobody sees (discord.py's ``escape_mentions`` does the same)
+UNMENTIONED = "\u200b"
+#: a mention a chat app would ping, in a value: ``@everyone``, ``@here``, ``@channel``, ``@all`` (Discord, Slack,
+#: Mattermost, Rocket.Chat), ``@wang.fang`` (those and Telegram), Discord's ``<@123>``, ``<@!123>``, ``<@&456>``,
+#: Slack's ``<@U123>`` and ``<!channel>`` (which Mattermost takes too). Not the ``@`` of an address
+#: (``li.wei@example.com``), unless it is a mass mention (``x@everyone``: Discord pings that too)
+_MENTION = re.compile(r"(?<![\w.+-])@(?=[\w&!])|@(?=(?:everyone|here|channel|all)(?![\w.-]))|<!(?=\w)")
+
+
+def unmentioned(text: str) -> str:
+    """``text`` with every mention in it (:data:`_MENTION`) made one no chat app pings: it reads the same
+    (``@everyone look``), but a zero-width space follows its ``@``. For a value in a message; an SOP's own text
+    (a notify step's ``@here``) may mention on purpose and is not passed through this."""
+    return _MENTION.sub(lambda found: found.group() + UNMENTIONED, text) if ("@" in text or "<!" in text) else text
+
+
 def finalized(value: Any) -> Any:
     """Jinja's ``finalize`` for text people read: each ``{{ … }}``'s value as :func:`shown`, except text, which
     stays as it is (``{{ "" if f.required else " (optional)" }}`` means nothing, not —). Only what is printed
     changes: ``{% if approved %}`` still tests the value itself. A choice (:class:`Labelled`) is its label."""
     return value if isinstance(value, str) and not isinstance(value, Labelled) else shown(value)
+
+
+def said(value: Any) -> str:
+    """The ``finalize`` of an SOP's text sent to people (a notify step's message, a step's instructions): each
+    value as :func:`finalized`, its mentions made ones nobody is pinged by (:func:`unmentioned`). A choice's label
+    is the SOP's own text: as it is."""
+    text = finalized(value)
+    return text if isinstance(value, Labelled) else unmentioned(text)
 
 
 #: the longest subject a run shows (a board card, a page's title): enough for a brand, a service, a SKU or a host
