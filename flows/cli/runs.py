@@ -1,5 +1,5 @@
-"""Commands for ops managers and responders: run, status, done, reject, take, hand-over, update, snooze, need-help,
-cancel."""
+"""Commands for ops managers and responders: run, done, reject, take, hand-over, update, snooze, need-help, cancel
+(``sop status`` is in ``flows.cli.status``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, fail_all, library, print_json
-from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
 from flows.language.actors import Actor, TerminalRefused, UnknownPerson, terminal_actor
@@ -217,102 +214,6 @@ def _wait_for(engine: Any, run_id: str) -> None:
                 break
             time.sleep(0.5)
     console.print(f"run {run_id} {view.run['status']}: {view.run['outcome']}")
-
-
-@app.command()
-def status(
-    run_id: Annotated[str | None, typer.Argument(metavar="RUN", help="one run (id or unique prefix; default: every open run)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """Open runs by priority; each step with its state, assignee, due and time left."""
-    engine = _engine(prefect=False)
-    try:
-        rows = status_rows(engine, run_id)
-    except RunNotFound as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(rows)
-        return
-    _outbox_warning(engine)
-    if not rows:
-        console.print("no open runs")
-        return
-    for row in rows:
-        status, outcome = row["status"], row["outcome"]  # ended: how (finished (failed), cancelled: why)
-        if outcome and outcome != status:
-            status = outcome if outcome.startswith(f"{status}:") else f"{status} ({outcome})"
-        about = f" · [bold]{escape(row['subject'])}[/]" if row["subject"] else ""  # two runs of one SOP differ in it
-        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']}{about} — {escape(status)}"
-        if row["hold"]:
-            head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
-        elif row["deadline_left"]:
-            head += f", deadline {row['deadline_left']}"
-        if row["speed"] != 1:
-            head += f" [dim](speed ×{row['speed']:g})[/]"
-        if row["failed_notifications"]:
-            head += f" [red]{row['failed_notifications']} failed notification(s)[/]"
-        console.print(head, soft_wrap=True)  # the whole line: a table's title wraps at the table's width
-        _monitoring_lines(row, engine.site.settings.timezone)
-        table = Table(show_edge=False)
-        for col in ("step", "state", "assignee", "time left", "by"):
-            table.add_column(col)
-        for step in row["steps"]:
-            colour = {"active": "yellow", "done": "green", "failed": "red", "rejected": "red"}.get(step["state"], "dim")
-            assignee = step["assignee"] or "—"
-            if step.get("person") and step["person"] != step["assignee"]:
-                assignee += f" ({step['person']})"  # who has it now: its holder or the role's primary
-            state, left = f"[{colour}]{step['state']}[/]", step["time_left"] or ""
-            if step["hold"]:  # its clock stopped: nothing runs out while it waits
-                state = f"[cyan]on hold[/] ({escape(step['hold']['reason'])})"
-                left = "clock stopped"
-            by = step["actor"] or ""
-            if step.get("actor_by") and step["actor_by"] != by:  # an operator reported it for them: both, as the audit says
-                by = f"{step['actor_by']} for {by}"
-            table.add_row(step["step"], state, escape(assignee), left, escape(by))
-        console.print(table)
-        if row["automation"]:
-            console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")
-
-
-def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
-    """What monitoring said since the run started: its alert resolved (when, which), the latest repeat (when, what
-    it said)."""
-    from flows.clock import local_time
-
-    said = row["monitoring"]
-    if not said:
-        return
-    if said["resolved_at"]:
-        alert = f" (alert {escape(said['resolved_alert'])})" if said["resolved_alert"] else ""
-        console.print(f"  [green]monitoring: resolved at {local_time(said['resolved_at'], zone)}{alert}[/]",
-                      soft_wrap=True)
-    if said["repeated_at"]:
-        words = f": {escape(said['repeat_said'])}" if said["repeat_said"] else ""
-        console.print(f"  latest repeat {local_time(said['repeated_at'], zone)} ({row['repeats']} in all){words}",
-                      soft_wrap=True)
-
-
-#: pages queued longer than this are worth a line in `sop status`
-OUTBOX_STALE_S = 30.0
-
-
-def _outbox_warning(engine: Any) -> None:
-    """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
-    from datetime import UTC, datetime
-
-    from flows.engine.outbox import backlog
-    from flows.ledger import utc
-
-    waiting = backlog(engine.ledger)
-    oldest = utc(waiting["oldest"])
-    if not waiting["pending"] or oldest is None:
-        return
-    age = (datetime.now(UTC) - oldest).total_seconds()
-    if age < OUTBOX_STALE_S:
-        return
-    who = ("a pager process is alive: see var/log/pager.log" if waiting["pager_alive"]
-           else "no pager process is alive: start `sop serve` or `sop pager`")
-    console.print(f"[red]{waiting['pending']} page(s) waiting to be sent, the oldest for {age:.0f}s[/] ({who})")
 
 
 def _report(run_id: str, step_id: str, name: str | None, outcome: str, fields: list[str] | None, note: str,
