@@ -77,3 +77,13 @@ def test_a_label_that_names_no_choice_is_refused_naming_the_choices(crisis: Any,
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
     assert "field `category`: expected one of product_quality, product_safety" in " ".join(wrong.stderr.split())
     assert engine.view(run_id).state("assess") == "active"
+
+
+def test_sop_run_takes_an_inputs_choice_by_its_label_too(sop, tmp_path: Path) -> None:
+    # nothing listens on port 9: the inputs are checked first, whether or not the stack is up
+    env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "SOP_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    review = ["run", "post-incident-review", "--as", "li-wei", "-p", "incident_run=r1", "-p", "incident_sop=crisis-pr"]
+    wrong = sop(*review, "-p", "area=press", env=env)
+    assert wrong.returncode == 1 and "input `area`: expected one of pr, sre, got 'press'" in wrong.stderr
+    taken = sop(*review, "-p", "area=SRE", env=env)  # its label (and its id, in any case)
+    assert taken.returncode == 1 and "is `sop serve` running?" in taken.stderr  # the inputs fit: then the stack
