@@ -77,7 +77,8 @@ def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
         rows.append([line["priority"], line["run"],
                      short_title(line["title"]) + (f" · {line['subject']}" if line["subject"] else ""),
                      line["state"], due, line["time_left"] or "—",
-                     line["holder"] or line["role"] or ("automation" if line["step"] else "—")])
+                     line["holder"] or line["role"] or ("—" if line["step_kind"] in (None, "human", "wait")
+                                                        else "automation")])
     others = sum(max(len(head), *(len(row[i]) for row in rows)) for i, head in enumerate(SHORT_COLUMNS) if i != _ABOUT)
     room = console.width - others - 2 * (len(SHORT_COLUMNS) - 1)
     table = Table(box=None, pad_edge=False, show_edge=False, caption_justify="left",

@@ -197,6 +197,7 @@ def short_rows(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]
             "run": row["run"], "priority": row["priority"], "class": row["class"], "sop": row["sop"],
             "title": row["title"], "subject": row["subject"], "state": _state(row, step, left_s),
             "step": step["step"] if step else None, "step_title": step["title"] if step else None,
+            "step_kind": step["kind"] if step else None,
             "holder": person, "role": step["assignee"] if step and step["assignee"] != person else None,
             "due_at": due_at, "due": due_step or ("run" if due_at is not None else None), "due_title": due_title,
             "time_left": time_left(due_at, now, row["speed"]), "left_s": left_s, "speed": row["speed"],
