@@ -27,8 +27,11 @@ import re
 from typing import Any, NamedTuple
 
 import apprise
+from apprise.plugins.telegram import NotifyTelegram
 from markdown_it import MarkdownIt, rules_inline
+from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline.state_inline import StateInline
+from markdown_it.token import Token
 
 #: how many times :func:`plain_markdown` rewrites the links its last rewrite made (``[[a](x)](y)`` needs two)
 _MAX_PASSES = 8
@@ -45,13 +48,47 @@ class ChannelMessage(NamedTuple):
     body_format: apprise.NotifyFormat
 
 
+def _rows_as_items(state: StateCore) -> None:
+    """Each table as a list, a body row an item: its first cell, then each other cell after its column's heading
+    (``Assess scope (assess) — state: done, by: wang-fang, on time: yes``)."""
+    tokens, out, i = state.tokens, [], 0
+    while i < len(tokens):
+        if tokens[i].type != "table_open":
+            out.append(tokens[i])
+            i += 1
+            continue
+        end = next(j for j in range(i, len(tokens)) if tokens[j].type == "table_close")
+        rows: list[list[Token]] = []
+        for token in tokens[i:end]:
+            if token.type == "tr_open":
+                rows.append([])
+            elif token.type == "inline":
+                rows[-1].append(token)
+        heads = ["".join(child.content for child in cell.children or []) for cell in rows[0]] if rows else []
+        out.append(Token("bullet_list_open", "ul", 1))
+        for row in rows[1:]:
+            children = list(row[0].children or []) if row else []
+            for n, cell in enumerate(row[1:], 1):
+                said = f"{heads[n]}: " if n < len(heads) and heads[n] else ""
+                children += [Token("text", "", 0, content=(" — " if n == 1 else ", ") + said), *(cell.children or [])]
+            out += [Token("list_item_open", "li", 1), Token("paragraph_open", "p", 1, hidden=True),
+                    Token("inline", "", 0, children=children), Token("paragraph_close", "p", -1, hidden=True),
+                    Token("list_item_close", "li", -1)]
+        out.append(Token("bullet_list_close", "ul", -1))
+        i = end + 1
+    state.tokens = out
+
+
 @functools.cache
-def _html_markdown() -> MarkdownIt:
+def _html_markdown(tables: bool = True) -> MarkdownIt:
     """Markdown for HTML: raw HTML off (a value's ``<img …>`` or ``<a …>`` is shown as the text it is), no images
     (a value's ``![x](https://tracker/p.png)`` would be a tracking pixel), and a link shown with its address after
     its text and no anchor (``[your run](https://evil/login)`` reads ``your run (https://evil/login)``: nothing
-    disguised; mail programs and chat apps make the bare address a link)."""
+    disguised; mail programs and chat apps make the bare address a link). ``tables`` False: a table is a list of
+    its rows (:func:`_rows_as_items`)."""
     md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable("table").disable("image")  # breaks: as nl2br
+    if not tables:
+        md.core.ruler.push("rows_as_items", _rows_as_items)
 
     def link_open(_renderer: Any, tokens: Any, idx: int, _options: Any, _env: Any) -> str:
         return ""
@@ -67,9 +104,17 @@ def _html_markdown() -> MarkdownIt:
     return md
 
 
-def html(markdown_text: str) -> str:
-    """A message's markdown as HTML in which no value is markup (:func:`_html_markdown`)."""
-    return str(_html_markdown().render(markdown_text))
+def html(markdown_text: str, tables: bool = True) -> str:
+    """A message's markdown as HTML in which no value is markup (:func:`_html_markdown`); ``tables`` False: for a
+    channel whose HTML has none, each table a list of its rows."""
+    return str(_html_markdown(tables).render(markdown_text))
+
+
+def _has_tables(plugin: Any) -> bool:
+    """Whether a channel's HTML shows a table. Telegram's HTML parse mode takes b, i, u, s, a, code, pre, blockquote
+    and little more, and refuses a whole message with a ``<table>`` in it ("can't parse entities: Unsupported start
+    tag"): a run's summary never arrived there."""
+    return not isinstance(plugin, NotifyTelegram)
 
 
 class _Span(NamedTuple):
@@ -170,5 +215,5 @@ def for_channel(plugin: Any, title: str, body: str) -> ChannelMessage:
     if plugin.notify_format in (apprise.NotifyFormat.HTML, apprise.NotifyFormat.MARKDOWN):
         if plugin.title_maxlen <= 0:  # Apprise converts such a title as it converts the body
             title = html_lib.escape(title, quote=False)
-        return ChannelMessage(title, html(body), apprise.NotifyFormat.HTML)
+        return ChannelMessage(title, html(body, tables=_has_tables(plugin)), apprise.NotifyFormat.HTML)
     return ChannelMessage(title, plain_markdown(body), apprise.NotifyFormat.MARKDOWN)

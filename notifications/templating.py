@@ -36,7 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flows.language.expressions import default
 from flows.language.library import project_root
-from flows.language.presentation import finalized
+from flows.language.presentation import Labelled, finalized, unmentioned
 from notifications import urgency
 from notifications.actions import action_for
 from notifications.errors import RenderError
@@ -51,25 +51,46 @@ SUFFIX = ".md.j2"
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
+#: the fields the SOP's author wrote (its titles, a step's instructions, a status cadence's ask): a mention in them
+#: is meant; every other text a template reads is a value (a note, a topic, an alert's label, a status update, a
+#: reported field, a run's subject) whose mentions must ping nobody in a chat (:func:`unmentioned`)
+AUTHORED = frozenset({"title", "short_title", "description", "ask", "fallback", "needed_by"})
+
+
+def _quiet(value: Any, authored: frozenset[str] = AUTHORED) -> Any:
+    """``value`` (a template variable: plain dicts and lists) with the mentions of every value in it made ones nobody
+    is pinged by; the :data:`AUTHORED` fields, and a choice's label (the SOP's too), as they are. A step's reported
+    ``values`` are values whatever their names."""
+    if isinstance(value, Labelled):
+        return value
+    if isinstance(value, str):
+        return unmentioned(value)
+    if isinstance(value, dict):
+        return {k: v if k in authored else _quiet(v, frozenset() if k == "values" else authored)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quiet(item, authored) for item in value]
+    return value
+
+
 def template_vars(ctx: Context) -> dict[str, Any]:
-    """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files."""
+    """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files; a mention in a
+    value pings nobody (``AUTHORED``). What the reader is asked to do (``action``: commands, links) is as it is."""
     action = ctx.action or action_for(ctx)
-    out: dict[str, Any] = {
+    out: dict[str, Any] = _quiet({
         "kind": ctx.kind,
         "priority": f"P{ctx.sop.priority}",
         "about": ctx.about,
-        "api_base_url": ctx.api_base_url.rstrip("/"),
         "sop": plain(ctx.sop),
         "run": plain(ctx.run),
         "recipient": plain(ctx.recipient),
         "step": plain(ctx.step),
         "level": plain(ctx.level),
         "summary": [plain(row) for row in ctx.summary] if ctx.summary is not None else None,
-        "action": plain(action),
         "hold": plain(ctx.hold),
         "yours": [plain(step) for step in ctx.yours],
-    }
-    return out
+    })
+    return {**out, "api_base_url": ctx.api_base_url.rstrip("/"), "action": plain(action)}
 
 
 def template_name(kind: str) -> str:

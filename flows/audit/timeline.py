@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,7 +11,9 @@ from flows.audit.followups import verdict as follow_up_verdict
 from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
 from flows.language.actors import described
 from flows.language.durations import format_duration
+from flows.language.fields import FieldSpec
 from flows.language.ladder import level_words
+from flows.language.library import pinned_sop
 from flows.language.presentation import skip_reason
 
 
@@ -155,6 +158,38 @@ def entry_text(entry: Entry) -> str:
     return describe(entry.kind, data, entry.actor) or entry.kind.replace("_", " ")
 
 
+def values_text(values: dict[str, Any], form: dict[str, FieldSpec]) -> str:
+    """A step's reported values as the audit prints them: each as it is recorded, and a choice with the label its
+    reader was shown (``category="product_quality" (Product quality), affected_orders=12``)."""
+    parts = []
+    for name, value in values.items():
+        spec = form.get(name)
+        label = spec.choice_label(value) if spec is not None else None
+        said = f"{name}={json.dumps(value, ensure_ascii=False, default=str)}"
+        parts.append(f"{said} ({label})" if label is not None and label != str(value) else said)
+    return ", ".join(parts)
+
+
+def _forms(run: RunAudit) -> dict[str, dict[str, FieldSpec]]:
+    """Each step's form as the run's pinned SOP has it ({} when its text is missing or no longer parses: the
+    values are then printed as recorded, without labels)."""
+    try:
+        sop = pinned_sop(run.sop_hash, run.sop_text) if run.sop_text else None
+    except Exception:  # noqa: BLE001 - an edited text: `sop audit verify` reports it
+        return {}
+    return {step.id: getattr(step, "form", {}) for step in sop.steps} if sop is not None else {}
+
+
+def _entry(e: Entry, run: RunAudit, forms: dict[str, dict[str, FieldSpec]]) -> dict[str, Any]:
+    """A timeline line: the record, its readable text, and (a step's report) its values as people read them."""
+    result = dict(e.data.get("result") or {}) if e.kind in ("step_done", "step_rejected") else {}
+    values = {k: v for k, v in result.items() if k not in ("evidence", "approvers")}
+    return {"seq": e.seq, "at": e.at, "offset_s": run.sop_seconds(run.started_at, e.at), "kind": e.kind,
+            "step": e.step_id, "actor": e.actor, "actor_text": actor_text(e.kind, e.data, e.actor),
+            "text": entry_text(e), "data": e.data,
+            "values_text": values_text(values, forms.get(e.step_id or "", {})) if values else None}
+
+
 def _notification(n: Notification, run: RunAudit) -> dict[str, Any]:
     return {"seq": n.seq, "at": n.at, "offset_s": run.sop_seconds(run.started_at, n.at), "kind": n.kind,
             "delivered": n.delivered, "destinations": len(n.deliveries), "deliveries": [asdict(d) for d in n.deliveries]}
@@ -188,6 +223,7 @@ def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
 
 def document(run: RunAudit, now: datetime) -> dict[str, Any]:
     """Everything about the run: trigger payload, steps, deadlines, notifications, records, SOP text."""
+    forms = _forms(run)
     return {
         "run": run.id, "sop": run.sop_id, "title": run.title, "class": run.sop_class, "version": run.version,
         "sop_hash": run.sop_hash, "sop_text_ok": run.sop_text_ok,
@@ -212,9 +248,7 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
                                 "reason": z.text} for z in run.snoozes]},
         "notifications": [_notification(n, run) for n in run.notifications],
         "steps": [_step(step, run, now) for step in run.steps.values()],
-        "timeline": [{"seq": e.seq, "at": e.at, "offset_s": run.sop_seconds(run.started_at, e.at), "kind": e.kind,
-                      "step": e.step_id, "actor": e.actor, "actor_text": actor_text(e.kind, e.data, e.actor),
-                      "text": entry_text(e), "data": e.data} for e in run.entries],
+        "timeline": [_entry(e, run, forms) for e in run.entries],
         "sop_text": run.sop_text,
     }
 

@@ -29,8 +29,9 @@ from typer.core import TyperGroup
 #: every command, in the order help lists them, with the module (``flows.cli.<name>``) defining it
 COMMANDS = {
     **dict.fromkeys(("serve", "deploy", "executor", "timers", "nudger", "pager"), "services"),
-    **dict.fromkeys(("run", "status", "done", "reject", "take", "hand-over", "update", "snooze", "need-help", "cancel"),
-                    "runs"),
+    "run": "runs",
+    "status": "status",
+    **dict.fromkeys(("done", "reject", "take", "hand-over", "update", "snooze", "need-help", "cancel"), "runs"),
     **dict.fromkeys(("hold", "release"), "holds"),
     **dict.fromkeys(("drill", "demo"), "drill"),
     **dict.fromkeys(("validate", "list", "show", "graph", "schema"), "library"),

@@ -205,10 +205,10 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
         return _deliveries(rows)
     out = []
     if kind in ("step_done", "step_rejected"):
-        result = dict(data.get("result") or {})
-        evidence, approvers = result.pop("evidence", None), result.pop("approvers", None)
-        if result:
-            out.append("      values: " + escape(", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in result.items())))
+        result = data.get("result") or {}
+        evidence, approvers = result.get("evidence"), result.get("approvers")
+        if entry.get("values_text"):
+            out.append("      values: " + escape(entry["values_text"]))
         if evidence:
             out.append("      evidence: " + escape(", ".join(evidence)))
         if approvers:

@@ -1,5 +1,5 @@
-"""Commands for ops managers and responders: run, status, done, reject, take, hand-over, update, snooze, need-help,
-cancel."""
+"""Commands for ops managers and responders: run, done, reject, take, hand-over, update, snooze, need-help, cancel
+(``sop status`` is in ``flows.cli.status``)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, fail_all, library, print_json
-from flows.engine.board import status_rows
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
 from flows.language.actors import Actor, TerminalRefused, UnknownPerson, terminal_actor
@@ -36,6 +33,25 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
             fail(f"{what} `{key}` is given twice ({out[key]!r} and {value!r})", f"give {what} {key}=… once")
         out[key] = value
     return out
+
+
+def _choice_ids(fields: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """``-p``/``-f`` values as given, but a choice named by its label as pages show it (``category="Product
+    quality"``, in any case) is the choice itself (``product_quality``): what is recorded is always the id."""
+    out: dict[str, Any] = {}
+    for name, text in given.items():
+        spec = fields.get(name)
+        chosen = spec.choice_named(text) if spec is not None and spec.enum else None
+        out[name] = text if chosen is None else chosen
+    return out
+
+
+def _form_of(engine: Any, run_id: str, step_id: str) -> dict[str, Any]:
+    """The form of a run's step as its pinned SOP has it; {} when there is no such run or step (the report says)."""
+    try:
+        return getattr(engine.view(run_id).sop.step(step_id), "form", {})
+    except (RunNotFound, KeyError):
+        return {}
 
 
 def _engine(prefect: bool = True, lenient: bool = True) -> Any:
@@ -137,7 +153,7 @@ def _launch(engine: Any, run_id: str) -> None:
 @app.command()
 def run(
     sop_id: Annotated[str, typer.Argument(metavar="ID", help="SOP id (see `sop list`)")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="input as key=value (repeatable); a choice by its id or its label, e.g. -p area=PR")] = None,
     speed: Annotated[float | None, typer.Option(help=f"compress time, {SPEED_MIN:g} to {SPEED_MAX:g}: 3600 makes an hour a second")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
     as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
@@ -149,7 +165,7 @@ def run(
     engine = _engine(lenient=False)  # a new run: its library as `sop serve` would load it, every file valid
     if sop_id not in engine.library.sops:
         fail(f"unknown SOP `{sop_id}`", f"known: {', '.join(sorted(engine.library.sops))}")
-    inputs = _pairs(param, "-p")
+    inputs = _choice_ids(engine.library.get(sop_id).sop.inputs, _pairs(param, "-p"))
     try:  # the inputs first: a typo is told at once, whether or not the stack is up
         check_inputs(engine.library.get(sop_id).sop, inputs)
     except InputRefused as exc:
@@ -200,108 +216,13 @@ def _wait_for(engine: Any, run_id: str) -> None:
     console.print(f"run {run_id} {view.run['status']}: {view.run['outcome']}")
 
 
-@app.command()
-def status(
-    run_id: Annotated[str | None, typer.Argument(metavar="RUN", help="one run (id or unique prefix; default: every open run)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """Open runs by priority; each step with its state, assignee, due and time left."""
-    engine = _engine(prefect=False)
-    try:
-        rows = status_rows(engine, run_id)
-    except RunNotFound as exc:
-        fail(str(exc))
-    if as_json:
-        print_json(rows)
-        return
-    _outbox_warning(engine)
-    if not rows:
-        console.print("no open runs")
-        return
-    for row in rows:
-        status, outcome = row["status"], row["outcome"]  # ended: how (finished (failed), cancelled: why)
-        if outcome and outcome != status:
-            status = outcome if outcome.startswith(f"{status}:") else f"{status} ({outcome})"
-        about = f" · [bold]{escape(row['subject'])}[/]" if row["subject"] else ""  # two runs of one SOP differ in it
-        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']}{about} — {escape(status)}"
-        if row["hold"]:
-            head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
-        elif row["deadline_left"]:
-            head += f", deadline {row['deadline_left']}"
-        if row["speed"] != 1:
-            head += f" [dim](speed ×{row['speed']:g})[/]"
-        if row["failed_notifications"]:
-            head += f" [red]{row['failed_notifications']} failed notification(s)[/]"
-        console.print(head, soft_wrap=True)  # the whole line: a table's title wraps at the table's width
-        _monitoring_lines(row, engine.site.settings.timezone)
-        table = Table(show_edge=False)
-        for col in ("step", "state", "assignee", "time left", "by"):
-            table.add_column(col)
-        for step in row["steps"]:
-            colour = {"active": "yellow", "done": "green", "failed": "red", "rejected": "red"}.get(step["state"], "dim")
-            assignee = step["assignee"] or "—"
-            if step.get("person") and step["person"] != step["assignee"]:
-                assignee += f" ({step['person']})"  # who has it now: its holder or the role's primary
-            state, left = f"[{colour}]{step['state']}[/]", step["time_left"] or ""
-            if step["hold"]:  # its clock stopped: nothing runs out while it waits
-                state = f"[cyan]on hold[/] ({escape(step['hold']['reason'])})"
-                left = "clock stopped"
-            by = step["actor"] or ""
-            if step.get("actor_by") and step["actor_by"] != by:  # an operator reported it for them: both, as the audit says
-                by = f"{step['actor_by']} for {by}"
-            table.add_row(step["step"], state, escape(assignee), left, escape(by))
-        console.print(table)
-        if row["automation"]:
-            console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")
-
-
-def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
-    """What monitoring said since the run started: its alert resolved (when, which), the latest repeat (when, what
-    it said)."""
-    from flows.clock import local_time
-
-    said = row["monitoring"]
-    if not said:
-        return
-    if said["resolved_at"]:
-        alert = f" (alert {escape(said['resolved_alert'])})" if said["resolved_alert"] else ""
-        console.print(f"  [green]monitoring: resolved at {local_time(said['resolved_at'], zone)}{alert}[/]",
-                      soft_wrap=True)
-    if said["repeated_at"]:
-        words = f": {escape(said['repeat_said'])}" if said["repeat_said"] else ""
-        console.print(f"  latest repeat {local_time(said['repeated_at'], zone)} ({row['repeats']} in all){words}",
-                      soft_wrap=True)
-
-
-#: pages queued longer than this are worth a line in `sop status`
-OUTBOX_STALE_S = 30.0
-
-
-def _outbox_warning(engine: Any) -> None:
-    """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
-    from datetime import UTC, datetime
-
-    from flows.engine.outbox import backlog
-    from flows.ledger import utc
-
-    waiting = backlog(engine.ledger)
-    oldest = utc(waiting["oldest"])
-    if not waiting["pending"] or oldest is None:
-        return
-    age = (datetime.now(UTC) - oldest).total_seconds()
-    if age < OUTBOX_STALE_S:
-        return
-    who = ("a pager process is alive: see var/log/pager.log" if waiting["pager_alive"]
-           else "no pager process is alive: start `sop serve` or `sop pager`")
-    console.print(f"[red]{waiting['pending']} page(s) waiting to be sent, the oldest for {age:.0f}s[/] ({who})")
-
-
 def _report(run_id: str, step_id: str, name: str | None, outcome: str, fields: list[str] | None, note: str,
             evidence: list[str] | None, as_json: bool) -> None:
     engine = _engine()
     actor = _actor(engine, name)
     _follow_ups_loaded(engine, run_id, "nothing was recorded")
-    report = HumanReport(actor=actor, outcome=outcome, values=_pairs(fields, "-f"), note=note or "", evidence=evidence or [])
+    values = _choice_ids(_form_of(engine, run_id, step_id), _pairs(fields, "-f")) if fields else {}
+    report = HumanReport(actor=actor, outcome=outcome, values=values, note=note or "", evidence=evidence or [])
     try:
         state = engine.report(run_id, step_id, report)
     except (RunNotFound, StepNotActive) as exc:
@@ -323,7 +244,7 @@ def done(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
     step_id: Annotated[str, typer.Argument(metavar="STEP", help="step id")],
     actor: Annotated[str | None, typer.Option("--as", "--actor", help="who did it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
-    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable)")] = None,
+    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="form value as name=value (repeatable); a choice by its id or, in any case, its label: -f category=product_quality or -f 'category=Product quality'")] = None,
     note: Annotated[str, typer.Option(help="free text for the record")] = "",
     evidence: Annotated[list[str] | None, typer.Option(help="a link or file reference (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,

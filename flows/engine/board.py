@@ -152,6 +152,60 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
     return out
 
 
+# --- one line per run: `sop status --short` ---------------------------------------------------------------
+
+
+def _most_urgent(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The step of a run that runs out first: a waiting step's soonest due (one on hold has its clock stopped: only
+    when every waiting step is), else an automated step under way or failed; None when the run is at none."""
+    waiting = [s for s in steps if s["state"] == StepState.ACTIVE]
+    current = ([s for s in waiting if s["hold"] is None] or waiting
+               or [s for s in steps if s["state"] in (StepState.READY, StepState.RUNNING, StepState.FAILED)])
+    far = datetime.max.replace(tzinfo=UTC)
+    return min(current, key=lambda s: s["due_at"] or far) if current else None
+
+
+def _state(row: dict[str, Any], step: dict[str, Any] | None, left_s: float | None) -> str:
+    """A run's state in a word or two: on hold (the run, or each step it waits on), automation stopped, step failed,
+    overdue, running; an ended run's outcome."""
+    if row["status"] != RunStatus.RUNNING:
+        return row["outcome"] or row["status"]
+    if row["hold"] or (step is not None and step["hold"]):  # the run, or every step it waits on
+        return "on hold"
+    if row["automation"]:
+        return "automation stopped"
+    if step is not None and step["state"] == StepState.FAILED:
+        return "step failed"
+    return "overdue" if left_s is not None and left_s < 0 else "running"
+
+
+def short_rows(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Each run of :func:`status_rows` as one line's facts (``sop status --short``): its priority, SOP, subject, state,
+    its next due (the most urgent step's, or the run's deadline when that comes first) with the time left, and who
+    holds the most urgent step (who took it, else its role's person now). By priority (complaint > outage > policy
+    > routine), then the least time left (SOP time: what the line says), then the oldest."""
+    out = []
+    for row in rows:
+        step = _most_urgent(row["steps"])
+        dues = [(step["due_at"], step["step"], step["title"])] if step and step["due_at"] and not step["hold"] else []
+        if row["deadline_left"] is not None and row["deadline_at"] is not None:
+            dues.append((row["deadline_at"], None, "run deadline"))
+        due_at, due_step, due_title = min(dues, key=lambda d: d[0]) if dues else (None, None, None)
+        left_s = (due_at - now).total_seconds() * row["speed"] if due_at is not None else None
+        person = step.get("person") if step else None
+        out.append({
+            "run": row["run"], "priority": row["priority"], "class": row["class"], "sop": row["sop"],
+            "title": row["title"], "subject": row["subject"], "state": _state(row, step, left_s),
+            "step": step["step"] if step else None, "step_title": step["title"] if step else None,
+            "step_kind": step["kind"] if step else None,
+            "holder": person, "role": step["assignee"] if step and step["assignee"] != person else None,
+            "due_at": due_at, "due": due_step or ("run" if due_at is not None else None), "due_title": due_title,
+            "time_left": time_left(due_at, now, row["speed"]), "left_s": left_s, "speed": row["speed"],
+            "started_at": row["started_at"],
+        })
+    return sorted(out, key=lambda r: (r["priority"], r["left_s"] is None, r["left_s"] or 0.0, r["started_at"]))
+
+
 # --- the operators' board: every open run in one query per kind of fact, no SOP text parsed -----------------
 
 #: the steps a run shows now: waiting, starting, running, and an automated one that failed (someone may have to

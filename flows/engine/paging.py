@@ -409,7 +409,8 @@ class Pager:
         step_info = None
         if step is not None:
             row = view.steps[step.id]
-            form = tuple(FormField.from_spec(n, f) for n, f in getattr(step, "form", {}).items())
+            form_of = getattr(step, "form", {})
+            form = tuple(FormField.from_spec(n, f) for n, f in form_of.items())
             approval = None
             if isinstance(step, HumanStep) and step.approval:
                 approval = ApprovalInfo(approvers=tuple(step.approval.approvers), count=step.approval.count,
@@ -425,7 +426,7 @@ class Pager:
                 time_left=time_left(row["due_at"], now, view.speed), form=form,
                 evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
                 actor=row["actor"], finished_at=row["finished_at"],
-                values={k: v for k, v in result.items() if k in getattr(step, "form", {})},
+                values={k: form_of[k].labelled(v) for k, v in result.items() if k in form_of},  # choices: labels
                 holder=holder, holder_contact=person.email if person else None,
                 handed_by=(page.level or {}).get("by") if page.kind in HAND_OVER_KINDS else None,
                 handover_note=(page.level or {}).get("note") if page.kind == "handed_over" else None,

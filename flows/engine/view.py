@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from flows.language.config import Site, expand_env
+from flows.language.fields import FieldSpec
 from flows.language.presentation import run_subject
 from flows.language.spec import Sop
 from flows.ledger import utc
@@ -89,18 +90,26 @@ def run_fields(view: RunView, base_url: str) -> dict[str, Any]:
             "priority": run["priority"]}
 
 
+def _labelled(values: dict[str, Any], fields: dict[str, FieldSpec]) -> dict[str, Any]:
+    """``values`` with each choice of a field carrying its label (``FieldSpec.labelled``): text people read shows
+    "Product quality", every comparison and program still reads ``product_quality``."""
+    return {k: fields[k].labelled(v) if k in fields and fields[k].enum else v for k, v in values.items()}
+
+
 def variables(view: RunView, site: Site) -> dict[str, Any]:
-    """The template variables of a run: inputs, steps.<id>.*, trigger, run, config."""
+    """The template variables of a run: inputs, steps.<id>.*, trigger, run, config. A choice of an input or a form
+    field is itself to every expression and program, and its label in text people read."""
     step_vars: dict[str, Any] = {}
+    forms = {step.id: getattr(step, "form", None) for step in view.sop.steps}
     for step_id, row in view.steps.items():
         entry = {"state": row["state"], "outcome": row["state"] if row["state"] in TERMINAL_STEP else None,
                  "actor": row["actor"], "note": row["note"], "finished_at": row["finished_at"]}
-        entry.update(view.result(step_id))
+        entry.update(_labelled(view.result(step_id), forms.get(step_id) or {}))
         step_vars[step_id] = entry
         step_vars[step_id.replace("-", "_")] = entry
     config_vars = {k: expand_env(v) if isinstance(v, str) and "${" in v else v for k, v in site.vars.items()}
     return {
-        "inputs": json.loads(view.run["inputs"] or "{}"),
+        "inputs": _labelled(json.loads(view.run["inputs"] or "{}"), view.sop.inputs),
         "steps": step_vars,
         "trigger": view.trigger,
         "run": run_fields(view, site.settings.base_url),

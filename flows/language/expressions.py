@@ -17,7 +17,7 @@ from urllib.parse import quote
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
-from flows.language.presentation import finalized
+from flows.language.presentation import said
 
 
 def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
@@ -31,9 +31,10 @@ def default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 ENV.filters["default"] = ENV.filters["d"] = default
 #: text people read (a notify step's message, a step's instructions): each value as the pages show it (yes / no,
-#: —, lists joined), while commands, URLs, bodies and keys keep ENV's ``str()`` (a program reads ``True``)
+#: —, lists joined, a choice by its label) and pinging nobody in a chat (``@everyone`` in a topic), while commands,
+#: URLs, bodies and keys keep ENV's ``str()`` (a program reads ``True``)
 TEXT_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
-                                         finalize=finalized)
+                                         finalize=said)
 TEXT_ENV.filters["default"] = TEXT_ENV.filters["d"] = default
 ROOTS = ("inputs", "steps", "trigger", "run", "config")
 RUN_FIELDS = ("id", "sop", "title", "started_at", "deadline_at", "initiator", "speed", "url", "class", "priority")
@@ -251,20 +252,22 @@ def _compiled_text(text: str) -> Template:
 def render(text: str, context: dict[str, Any]) -> str:
     """Render a template with the run's context (inputs, steps, trigger, run, config) for a program to read: a
     command's argument, an HTTP header, a dedup key (a boolean is ``True``)."""
-    return _rendered(text, context, _compiled)
+    return _rendered(text, context, _compiled, str)
 
 
 def render_text(text: str, context: dict[str, Any]) -> str:
     """Render a template people read (a notify step's message, a step's instructions): a value as the pages show
-    it (:func:`flows.language.presentation.shown`: ``Approved: yes``, not ``Approved: True``)."""
-    return _rendered(text, context, _compiled_text)
+    it (:func:`flows.language.presentation.shown`: ``Approved: yes``, not ``Approved: True``), a mention in it
+    pinging nobody (the SOP's own ``@here`` does)."""
+    return _rendered(text, context, _compiled_text, said)
 
 
-def _rendered(text: str, context: dict[str, Any], compiled: Callable[[str], Template]) -> str:
+def _rendered(text: str, context: dict[str, Any], compiled: Callable[[str], Template],
+              finish: Callable[[Any], str]) -> str:
     path = _lookup_path(text)
     if path is not None:
-        # a lone variable path through plain dicts to a plain value renders as str() of it, as
-        # Jinja would, without a template context (the intake renders two of these per alert);
+        # a lone variable path through plain dicts to a plain value renders as its environment's finalize (``finish``)
+        # of it, as Jinja would, without a template context (the intake renders two of these per alert);
         # anything else (a missing key, a key that is also a dict method, an object) goes to Jinja
         value: Any = context
         for name in path:
@@ -272,7 +275,7 @@ def _rendered(text: str, context: dict[str, Any], compiled: Callable[[str], Temp
                 return compiled(text).render(**context)
             value = value[name]
         if type(value) in _PLAIN:
-            return str(value)
+            return finish(value)
     return compiled(text).render(**context)
 
 

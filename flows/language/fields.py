@@ -7,6 +7,7 @@ these; this module imports none of them.
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.language.durations import DURATION_PATTERN, format_duration, parse_duration
+from flows.language.presentation import labelled, shown
 
 SLUG = r"^[a-z][a-z0-9-]*$"
 
@@ -217,12 +219,27 @@ def value_fits(kind: str, value: object) -> bool:
     return isinstance(value, FIELD_TYPES[kind])
 
 
+def in_words(name: str) -> str:
+    """A name as words: ``kol_involved`` → "Kol involved", ``every-4-hours`` → "Every 4 hours"."""
+    return name.replace("_", " ").replace("-", " ").capitalize()
+
+
 def field_label(name: str, spec: FieldSpec | None = None) -> str:
     """What a page calls a field: its ``label`` when the SOP gives one, else its name in words (``kol_involved`` →
     "Kol involved": an acronym needs a ``label``)."""
     if spec is not None and spec.label:
         return spec.label
-    return name.replace("_", " ").replace("-", " ").capitalize()
+    return in_words(name)
+
+
+#: a choice written as an id (``product_quality``, ``every-4-hours``), which a person is shown in words; one written
+#: otherwise (``Weibo``, ``A/B test``) is shown as written
+_ID_LIKE = re.compile(r"[a-z0-9]+(?:[_-][a-z0-9]+)*")
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as a field's values (``True`` is not the choice ``1``)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 class FieldSpec(Strict):
@@ -234,12 +251,17 @@ class FieldSpec(Strict):
     description: str | None = None
     default: Any = None
     enum: list[Any] | None = None
+    #: what a page calls some of the ``enum``'s choices (``rumour_or_fake: Rumour or fake news``); the others are
+    #: shown in words (:meth:`choice_label`)
+    enum_labels: dict[Any, Title] | None = Field(
+        default=None, description="what a page calls some of the enum's choices (choice: label); the others are "
+                                  "shown in words (product_quality: Product quality)")
     required: bool | None = None
     minimum: float | None = None
     maximum: float | None = None
 
     @model_validator(mode="after")
-    def _values_fit_type(self) -> FieldSpec:
+    def _values_fit_type(self, info: ValidationInfo) -> FieldSpec:
         if self.enum is not None:
             if not self.enum:
                 raise self.field_error("enum", "enum must list at least one value")
@@ -269,7 +291,30 @@ class FieldSpec(Strict):
             outside = [v for v in self.enum if self._out_of_bounds(v)]
             if outside:
                 raise self.field_error("enum", f"enum values {outside!r} lie outside minimum/maximum and could never be given")
+        self._check_enum_labels(authored(info))
         return self
+
+    def _check_enum_labels(self, authored_now: bool) -> None:
+        """``enum_labels`` names choices of the ``enum``; no two choices read the same (a person could not tell
+        them apart, and ``sop done`` takes a label too). The latter is checked as the author writes the file."""
+        if self.enum_labels is not None:
+            if self.enum is None:
+                raise self.field_error("enum_labels", "enum_labels names the choices of an `enum`: give the field an "
+                                                      "`enum` too, or remove enum_labels")
+            unknown = [key for key in self.enum_labels if not any(_same(key, v) for v in self.enum)]
+            if unknown:
+                raise self.field_error("enum_labels", f"enum_labels names {', '.join(map(repr, unknown))}, not a "
+                                                      f"choice of the enum ({', '.join(map(str, self.enum))})"
+                                                      f"{self._as_text(unknown)}")
+        if not authored_now or not self.enum:
+            return
+        read: dict[str, Any] = {}
+        for value, label in self.choices:
+            other = read.setdefault(label.casefold(), value)
+            if not _same(other, value):
+                raise self.field_error("enum_labels" if self.enum_labels else "enum",
+                                       f"the choices {other!r} and {value!r} would both read {label!r}: give them "
+                                       "labels apart in enum_labels")
 
     def _as_text(self, values: list[Any]) -> str:
         """For a string field given booleans (``enum: [yes, no]``): YAML read the words as booleans; say to quote them."""
@@ -294,6 +339,38 @@ class FieldSpec(Strict):
             return f"is below the minimum {self.minimum:g}"
         if self.maximum is not None and value > self.maximum:
             return f"is above the maximum {self.maximum:g}"
+        return None
+
+    def choice_label(self, value: object) -> str | None:
+        """What a person is shown for ``value``, one of the ``enum``: its ``enum_labels`` entry, else an id in words
+        (``product_quality`` → "Product quality"), else the choice as written (``Weibo``, ``3``); None for a value
+        that is not one of the choices."""
+        if self.enum is None or not any(_same(value, choice) for choice in self.enum):
+            return None
+        for key, label in (self.enum_labels or {}).items():
+            if _same(key, value):
+                return label
+        return in_words(value) if isinstance(value, str) and _ID_LIKE.fullmatch(value) else shown(value)
+
+    @property
+    def choices(self) -> list[tuple[Any, str]]:
+        """Each choice of the ``enum`` with what a person is shown for it (empty without an enum)."""
+        return [(choice, self.choice_label(choice) or shown(choice)) for choice in self.enum or ()]
+
+    def labelled(self, value: Any) -> Any:
+        """``value`` as it travels to where people read it: one of the choices carries its label (it is still the
+        choice to every program: :class:`flows.language.presentation.Labelled`), any other value is as it is."""
+        label = self.choice_label(value)
+        return value if label is None or label == shown(value) else labelled(value, label)
+
+    def choice_named(self, text: str) -> Any:
+        """The choice ``text`` names, as a person types it: the choice itself, else its label, in any case
+        (``Product quality`` → ``product_quality``); None when it names none."""
+        wanted = text.strip().casefold()
+        for match in (lambda choice, _label: str(choice).casefold(), lambda _choice, label: label.casefold()):
+            found = [choice for choice, label in self.choices if match(choice, label) == wanted]
+            if found:
+                return found[0]
         return None
 
     @property

@@ -2,7 +2,8 @@
 
 People read these on phones at 3 a.m.: a boolean is yes / no (``True`` is Python's word), nothing is —,
 a list (a multi-choice answer, an alert's list of hosts) is its items joined, a mapping (an alert's labels)
-is ``key: value`` pairs. The pages' ``shown`` filter and the message templates' ``finalize`` are both this.
+is ``key: value`` pairs, and one of a field's choices is its label (``product_quality`` reads "Product quality":
+:class:`Labelled`). The pages' ``shown`` filter and the message templates' ``finalize`` are both this.
 """
 
 from __future__ import annotations
@@ -18,8 +19,47 @@ CONDITION_NOT_MET = "its condition was not met"
 _WHEN_FALSE = re.compile(r"when: (?P<when>.*) is false", re.S)
 
 
+class Labelled:
+    """One of a field's choices (``product_quality``) as it travels to where people read it: a ``str`` (``int``,
+    ``float``) equal to the choice itself, so that a ``when``, a comparison, JSON, a command, a URL and a dedup key
+    read the id as before; :func:`shown` (and so every page and message) shows its ``label`` ("Product quality").
+    Made by :func:`labelled`."""
+
+    __slots__ = ()
+    label: str
+
+
+class _LabelledStr(Labelled, str):
+    pass
+
+
+class _LabelledInt(Labelled, int):
+    pass
+
+
+class _LabelledFloat(Labelled, float):
+    pass
+
+
+_LABELLED: dict[type, type] = {str: _LabelledStr, int: _LabelledInt, float: _LabelledFloat}
+
+
+def labelled(value: Any, label: str) -> Any:
+    """``value`` carrying the label a person is shown for it (:class:`Labelled`); a value of another type (a
+    boolean: shown yes / no anyway) is returned as it is."""
+    kind = _LABELLED.get(type(value))
+    if kind is None:
+        return value
+    out = kind(value)
+    out.label = label
+    return out
+
+
 def shown(value: Any) -> str:
-    """A value as a person reads it: yes / no, — for nothing (None, empty), lists joined, mappings as pairs."""
+    """A value as a person reads it: yes / no, — for nothing (None, empty), lists joined, mappings as pairs, a
+    choice as its label."""
+    if isinstance(value, Labelled):
+        return value.label
     if value is None or value == "":
         return NOTHING
     if isinstance(value, bool):
@@ -31,11 +71,36 @@ def shown(value: Any) -> str:
     return str(value)
 
 
+#: what keeps a chat app from reading a mention: a zero-width space after its ``@`` (or Slack's ``<!``), which
+#: nobody sees (discord.py's ``escape_mentions`` does the same)
+UNMENTIONED = "\u200b"
+#: a mention a chat app would ping, in a value: ``@everyone``, ``@here``, ``@channel``, ``@all`` (Discord, Slack,
+#: Mattermost, Rocket.Chat), ``@wang.fang`` (those and Telegram), Discord's ``<@123>``, ``<@!123>``, ``<@&456>``,
+#: Slack's ``<@U123>`` and ``<!channel>`` (which Mattermost takes too). Not the ``@`` of an address
+#: (``li.wei@example.com``), unless it is a mass mention (``x@everyone``: Discord pings that too)
+_MENTION = re.compile(r"(?<![\w.+-])@(?=[\w&!])|@(?=(?:everyone|here|channel|all)(?![\w.-]))|<!(?=\w)")
+
+
+def unmentioned(text: str) -> str:
+    """``text`` with every mention in it (:data:`_MENTION`) made one no chat app pings: it reads the same
+    (``@everyone look``), but a zero-width space follows its ``@``. For a value in a message; an SOP's own text
+    (a notify step's ``@here``) may mention on purpose and is not passed through this."""
+    return _MENTION.sub(lambda found: found.group() + UNMENTIONED, text) if ("@" in text or "<!" in text) else text
+
+
 def finalized(value: Any) -> Any:
     """Jinja's ``finalize`` for text people read: each ``{{ … }}``'s value as :func:`shown`, except text, which
     stays as it is (``{{ "" if f.required else " (optional)" }}`` means nothing, not —). Only what is printed
-    changes: ``{% if approved %}`` still tests the value itself."""
-    return value if isinstance(value, str) else shown(value)
+    changes: ``{% if approved %}`` still tests the value itself. A choice (:class:`Labelled`) is its label."""
+    return value if isinstance(value, str) and not isinstance(value, Labelled) else shown(value)
+
+
+def said(value: Any) -> str:
+    """The ``finalize`` of an SOP's text sent to people (a notify step's message, a step's instructions): each
+    value as :func:`finalized`, its mentions made ones nobody is pinged by (:func:`unmentioned`). A choice's label
+    is the SOP's own text: as it is."""
+    text = finalized(value)
+    return text if isinstance(value, Labelled) else unmentioned(text)
 
 
 #: the longest subject a run shows (a board card, a page's title): enough for a brand, a service, a SKU or a host

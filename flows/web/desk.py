@@ -17,7 +17,6 @@ A filter that does not parse is shown beside its field (422), never a 500.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -230,11 +229,10 @@ def entry_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
                              f"({r.get('attempts')} attempt(s))"))
         return out
     if kind in ("step_done", "step_rejected"):
-        result = dict(data.get("result") or {})
-        evidence, approvers = result.pop("evidence", None), result.pop("approvers", None)
-        if result:
-            out.append(("values", ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
-                                            for k, v in result.items())))
+        result = data.get("result") or {}
+        evidence, approvers = result.get("evidence"), result.get("approvers")
+        if entry.get("values_text"):  # a choice with the label its reader was shown
+            out.append(("values", entry["values_text"]))
         for item in evidence or []:
             out.append(("evidence", item))
         if approvers:

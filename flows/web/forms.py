@@ -1,7 +1,7 @@
 """A step's form as the page shows it, and the posted form read back into typed values.
 
 One source of truth: the SOP's ``FieldSpec`` (``flows.language.fields``) types the page's
-inputs (enums as choices, booleans as switches, numbers with their bounds, required marked)
+inputs (enums as choices shown by their labels, booleans as switches, numbers with their bounds, required marked)
 and checks what comes back, with the same ``coerce`` and ``check_value`` the CLI and the API
 use. Each problem is kept beside its field, so the page shows it there.
 """
@@ -27,14 +27,15 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class FormField:
-    """One input of the page: its name, how it is typed and bounded, its label and help."""
+    """One input of the page: its name, how it is typed and bounded, its label and help; ``choices`` are (value,
+    label) pairs: the page shows the label and posts the value."""
 
     name: str
     label: str
     type: str
     required: bool
     help: str | None
-    choices: tuple[Any, ...] = ()
+    choices: tuple[tuple[Any, str], ...] = ()
     minimum: float | None = None
     maximum: float | None = None
     default: Any = None
@@ -58,7 +59,7 @@ def form_fields(form: dict[str, FieldSpec]) -> list[FormField]:
     return [
         FormField(name=name, label=field_label(name, spec), type=spec.type,
                   required=spec.is_required and spec.type != "boolean", help=spec.description,
-                  choices=tuple(spec.enum or ()), minimum=spec.minimum, maximum=spec.maximum, default=spec.default)
+                  choices=tuple(spec.choices), minimum=spec.minimum, maximum=spec.maximum, default=spec.default)
         for name, spec in form.items()
     ]
 
@@ -78,7 +79,8 @@ def read_form(form: dict[str, FieldSpec], posted: dict[str, str]) -> tuple[dict[
             continue
         if raw is None or not raw.strip():
             if spec.is_required:
-                problems[name] = "required" + (f": one of {', '.join(map(str, spec.enum))}" if spec.enum else "")
+                problems[name] = "required" + (f": one of {', '.join(label for _, label in spec.choices)}"
+                                               if spec.enum else "")
             continue
         try:
             value = spec.coerce(raw.strip())

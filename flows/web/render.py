@@ -77,6 +77,11 @@ def label(name: str, spec: FieldSpec | None = None) -> str:
     return field_label(name, spec)
 
 
+def answer(value: Any, spec: FieldSpec | None = None) -> str:
+    """A reported value as a person reads it (:func:`shown`); one of its field's choices (``spec``) by its label."""
+    return shown(spec.labelled(value) if spec is not None else value)
+
+
 def evidence_link(item: str) -> str | None:
     """Where a piece of evidence opens: a kept file (``sha256:<hex> name (n bytes)``: its download, under its name)
     or a web link; None otherwise."""
@@ -93,7 +98,8 @@ def evidence_link(item: str) -> str | None:
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, stage=level_words)
+    env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
+                       stage=level_words)
     env.globals.update(left=left, escape=escape, evidence_link=evidence_link, more_text=more_text)
     return env
 

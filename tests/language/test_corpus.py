@@ -96,6 +96,12 @@ EXPECTED: dict[str, list[E]] = {
     "ladder-notify-empty-list.yaml": [E(7, 13, "escalation[0].notify", "expected at least 1 item(s), got 0")],
     "step-left-empty.yaml": [E(8, 4, "steps[1]", "`steps[1]` is empty; expected `kind` to be one of human")],
     "enum-default-not-in-enum.yaml": [E(9, 14, "inputs.severity.default", "default 'critical' is not one of the enum")],
+    "enum-labels-not-a-choice.yaml": [E(12, 22, "steps[0].form.category.enum_labels",
+                                        "enum_labels names 'rumor_or_fake', not a choice of the enum (product_quality, "
+                                        "rumour_or_fake, other)")],
+    "enum-labels-read-the-same.yaml": [E(11, 15, "steps[0].form.channel.enum", "the choices 'email_sms' and 'email-sms' "
+                                                                               "would both read 'Email sms': give them "
+                                                                               "labels apart in enum_labels")],
     # --- durations and timeouts --------------------------------------------------------------
     "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
     "due-bad-unit.yaml": [E(8, 10, "steps[0].due", "got '5x'")],

@@ -84,3 +84,11 @@ def test_what_sop_validate_takes_for_a_urls_base_is_what_goes_in_unencoded(url: 
     in_base = {".".join(ref) for ref in url_base_references(url)}
     unencoded = rendered.count("a/b")
     assert unencoded == len(in_base), (rendered, in_base)
+
+
+def test_a_values_mention_in_text_people_read_pings_nobody_and_the_texts_own_does() -> None:
+    values = {"inputs": {"topic": "@everyone look <!channel>, mail li.wei@example.com"}}
+    said = "@\u200beveryone look <!\u200bchannel>, mail li.wei@example.com"  # a zero-width space after @ and <!
+    assert render_text("@here {{ inputs.topic }}", values) == f"@here {said}"  # the SOP's own @here pings
+    assert render_text("{{ inputs.topic }}", values) == said  # the short path too
+    assert render("{{ inputs.topic }}", values) == values["inputs"]["topic"]  # a program reads it as it is

@@ -6,6 +6,7 @@ Both start once per session; each test gets them emptied. The HTTP endpoint beha
 - ``/status/<code>/...``  answers that status (``/status/500``)
 - ``/slow/<seconds>/...`` waits, then 200 (released at once when the session ends)
 - ``/flaky/<n>/<key>``    500 for the first ``n`` requests with that key, then 200
+- ``/says/<word>/...``    200, its body the word (Slack's webhooks answer ``ok``)
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _handler(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
             with receiver.lock:
                 receiver.requests.append(item)
             parts = self.path.split("?")[0].strip("/").split("/")
-            status = 200
+            status, answer = 200, b"{}"
             if parts[0] == "status":
                 status = int(parts[1])
             elif parts[0] == "slow":
@@ -86,11 +87,13 @@ def _handler(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
                     seen = receiver.counters.get(parts[2], 0)
                     receiver.counters[parts[2]] = seen + 1
                 status = 500 if seen < int(parts[1]) else 200
+            elif parts[0] == "says":
+                answer = parts[1].encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(answer)
             except OSError:  # the client gave up (a timeout test)
                 pass
             item.done_at = time.perf_counter()

@@ -87,7 +87,7 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
                                                     "buffer": b"hour,mentions\n09:00,140\n"}])
     page.get_by_role("button", name="Done").click()  # the trend is forgotten
     error = page.locator("#err-trend")
-    assert error.inner_text() == "required: one of rising, stable, falling"
+    assert error.inner_text() == "required: one of Rising, Stable, Falling"
     assert page.locator("#f-trend").get_attribute("aria-invalid") == "true"
     assert page.locator("#f-trend").get_attribute("aria-describedby") == "err-trend"
     # a field's help is read out with it, error or not (a screen reader hears "One line: …")

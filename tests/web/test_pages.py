@@ -75,7 +75,7 @@ def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_it
                                              "trend": ""})
     assert wrong.status_code == 422
     assert field_errors(wrong) == {"severity": "expected one of low, medium, high, critical, got 'huge'",
-                                   "trend": "required: one of rising, stable, falling"}
+                                   "trend": "required: one of Rising, Stable, Falling"}  # as the select says them
     assert 'value="late parcels"' in wrong.text  # what was typed is kept
     assert len(records(site.engine, run_id)) == before and site.engine.view(run_id).state("assess") == "active"
     # a remark given as evidence is said with the form's other mistakes, not on a second try (walkthrough)

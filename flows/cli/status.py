@@ -1,0 +1,173 @@
+"""``sop status``: the open runs (or one) as an ops manager reads them, every step of each, or one line per run
+(``--short``, most urgent first: what three open incidents look like on one screen)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from flows.cli import app
+from flows.cli.common import console, fail, print_json
+from flows.cli.runs import _engine
+from flows.engine.board import short_rows, status_rows
+from flows.engine.view import RunNotFound
+
+
+@app.command()
+def status(
+    run_id: Annotated[str | None, typer.Argument(metavar="RUN", help="one run (id or unique prefix; default: every open run)")] = None,
+    short: Annotated[bool, typer.Option("--short", "-s", help="one line per run: priority, SOP and subject, state, the next due and the time left, who holds the most urgent step; most urgent first")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output (with --short: the lines' facts)")] = False,
+) -> None:
+    """Open runs by priority (complaint, outage, policy, routine); each step with its state, assignee, due and time
+    left. With --short, one line per run."""
+    engine = _engine(prefect=False)
+    try:
+        rows = status_rows(engine, run_id)
+    except RunNotFound as exc:
+        fail(str(exc))
+    if short:
+        lines = short_rows(rows, datetime.now(UTC))
+        if as_json:
+            print_json(lines)
+            return
+        _outbox_warning(engine)
+        _print_short(lines, engine.site.settings.timezone)
+        return
+    if as_json:
+        print_json(rows)
+        return
+    _outbox_warning(engine)
+    if not rows:
+        console.print("no open runs")
+        return
+    _print_long(rows, engine.site.settings.timezone)
+
+
+#: the columns of ``sop status --short``; the SOP's title (with the run's subject) gives way when the line is long
+SHORT_COLUMNS = ("", "run", "SOP", "state", "next due", "left", "holds it")
+_ABOUT = SHORT_COLUMNS.index("SOP")
+_STATE_COLOURS = {"overdue": "red", "step failed": "red", "automation stopped": "red", "on hold": "cyan"}
+
+
+def _clock(instant: datetime, zone: str) -> str:
+    """An instant on the site's clock, short: ``14:20`` today, ``12-09 14:20`` another day."""
+    from flows.clock import in_zone
+
+    local, today = in_zone(instant, zone), in_zone(datetime.now(UTC), zone)
+    return local.strftime("%H:%M" if local.date() == today.date() else "%m-%d %H:%M")
+
+
+def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
+    """One line per run (``sop status --short``): every column whole (the run id is what the other commands take),
+    the SOP's title cut to what the terminal leaves it (on a very narrow one it wraps instead)."""
+    from flows.clock import in_zone, zone_label
+    from flows.language.presentation import short_title
+
+    if not lines:
+        console.print("no open runs")
+        return
+    rows = []
+    for line in lines:
+        due = f"{line['due']} {_clock(line['due_at'], zone)}" if line["due_at"] is not None else line["step"] or "—"
+        rows.append([line["priority"], line["run"],
+                     short_title(line["title"]) + (f" · {line['subject']}" if line["subject"] else ""),
+                     line["state"], due, line["time_left"] or "—",
+                     line["holder"] or line["role"] or ("—" if line["step_kind"] in (None, "human", "wait")
+                                                        else "automation")])
+    others = sum(max(len(head), *(len(row[i]) for row in rows)) for i, head in enumerate(SHORT_COLUMNS) if i != _ABOUT)
+    room = console.width - others - 2 * (len(SHORT_COLUMNS) - 1)
+    table = Table(box=None, pad_edge=False, show_edge=False, caption_justify="left",
+                  caption=f"times {zone_label(in_zone(datetime.now(UTC), zone))}; time left in SOP time")
+    for i, head in enumerate(SHORT_COLUMNS):
+        table.add_column(head, no_wrap=i != _ABOUT)
+    for row in rows:
+        about = row[_ABOUT]
+        if room >= 12 and len(about) > room:
+            about = about[:room - 1].rstrip() + "…"
+        colour = _STATE_COLOURS.get(row[3])
+        table.add_row(f"[bold]{row[0]}[/]", row[1], escape(about),
+                      f"[{colour}]{row[3]}[/]" if colour else escape(row[3]), *(escape(cell) for cell in row[4:]))
+    console.print(table)
+
+
+def _print_long(rows: list[dict[str, Any]], zone: str) -> None:
+    """Each run's heading, then its steps as a table (``sop status``)."""
+    for row in rows:
+        status, outcome = row["status"], row["outcome"]  # ended: how (finished (failed), cancelled: why)
+        if outcome and outcome != status:
+            status = outcome if outcome.startswith(f"{status}:") else f"{status} ({outcome})"
+        about = f" · [bold]{escape(row['subject'])}[/]" if row["subject"] else ""  # two runs of one SOP differ in it
+        head = f"[bold]{row['priority']} {row['run']}[/] {row['sop']}{about} — {escape(status)}"
+        if row["hold"]:
+            head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
+        elif row["deadline_left"]:
+            head += f", deadline {row['deadline_left']}"
+        if row["speed"] != 1:
+            head += f" [dim](speed ×{row['speed']:g})[/]"
+        if row["failed_notifications"]:
+            head += f" [red]{row['failed_notifications']} failed notification(s)[/]"
+        console.print(head, soft_wrap=True)  # the whole line: a table's title wraps at the table's width
+        _monitoring_lines(row, zone)
+        table = Table(show_edge=False)
+        for col in ("step", "state", "assignee", "time left", "by"):
+            table.add_column(col)
+        for step in row["steps"]:
+            colour = {"active": "yellow", "done": "green", "failed": "red", "rejected": "red"}.get(step["state"], "dim")
+            assignee = step["assignee"] or "—"
+            if step.get("person") and step["person"] != step["assignee"]:
+                assignee += f" ({step['person']})"  # who has it now: its holder or the role's primary
+            state, left = f"[{colour}]{step['state']}[/]", step["time_left"] or ""
+            if step["hold"]:  # its clock stopped: nothing runs out while it waits
+                state = f"[cyan]on hold[/] ({escape(step['hold']['reason'])})"
+                left = "clock stopped"
+            by = step["actor"] or ""
+            if step.get("actor_by") and step["actor_by"] != by:  # an operator reported it for them: both, as the audit says
+                by = f"{step['actor_by']} for {by}"
+            table.add_row(step["step"], state, escape(assignee), left, escape(by))
+        console.print(table)
+        if row["automation"]:
+            console.print(f"  [red]{escape(row['automation'])}[/] [dim](cancel the run, or carry it on by hand)[/]")
+
+
+def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
+    """What monitoring said since the run started: its alert resolved (when, which), the latest repeat (when, what
+    it said)."""
+    from flows.clock import local_time
+
+    said = row["monitoring"]
+    if not said:
+        return
+    if said["resolved_at"]:
+        alert = f" (alert {escape(said['resolved_alert'])})" if said["resolved_alert"] else ""
+        console.print(f"  [green]monitoring: resolved at {local_time(said['resolved_at'], zone)}{alert}[/]",
+                      soft_wrap=True)
+    if said["repeated_at"]:
+        words = f": {escape(said['repeat_said'])}" if said["repeat_said"] else ""
+        console.print(f"  latest repeat {local_time(said['repeated_at'], zone)} ({row['repeats']} in all){words}",
+                      soft_wrap=True)
+
+
+#: pages queued longer than this are worth a line in `sop status`
+OUTBOX_STALE_S = 30.0
+
+
+def _outbox_warning(engine: Any) -> None:
+    """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
+    from flows.engine.outbox import backlog
+    from flows.ledger import utc
+
+    waiting = backlog(engine.ledger)
+    oldest = utc(waiting["oldest"])
+    if not waiting["pending"] or oldest is None:
+        return
+    age = (datetime.now(UTC) - oldest).total_seconds()
+    if age < OUTBOX_STALE_S:
+        return
+    who = ("a pager process is alive: see var/log/pager.log" if waiting["pager_alive"]
+           else "no pager process is alive: start `sop serve` or `sop pager`")
+    console.print(f"[red]{waiting['pending']} page(s) waiting to be sent, the oldest for {age:.0f}s[/] ({who})")
