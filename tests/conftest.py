@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from flows.ledger import Ledger
+from tests.forked_cli import WarmCommand
 from tests.postgres import PostgresCluster, PostgresUnavailable, server_binaries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,12 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def _command_env(repo_root: Path) -> dict[str, str]:
+    """The environment every ``sop`` command of the fixture starts from: the tests' own, in the checkout, no colour,
+    wide lines."""
+    return {**os.environ, "SOP_HOME": str(repo_root), "NO_COLOR": "1", "COLUMNS": "400"}
+
+
 @pytest.fixture(scope="session")
 def sop(repo_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the real ``sop`` command as a user would, with ``SOP_HOME`` set to the checkout.
@@ -56,12 +63,14 @@ def sop(repo_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     def run(
         *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, "SOP_HOME": str(repo_root), "NO_COLOR": "1", "COLUMNS": "400"}
+        environment = _command_env(repo_root)
         for name, value in (env or {}).items():
             if value is None:
                 environment.pop(name, None)
             else:
                 environment[name] = value
+        if _WARM is not None:
+            return _WARM.run(list(args), environment, cwd or repo_root, timeout)
         return subprocess.run(
             [*SOP_COMMAND, *args],
             cwd=cwd or repo_root,
@@ -72,6 +81,12 @@ def sop(repo_root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+#: the ``sop`` fixture's commands are forked from a process with the libraries imported (tests/forked_cli.py), unless
+#: ``SOP_TEST_COLD_CLI=1`` (each then starts cold, as from a shell)
+_WARM = None if os.environ.get("SOP_TEST_COLD_CLI") == "1" or not _SCRIPT.exists() else \
+    WarmCommand(str(_SCRIPT), _command_env(REPO_ROOT))
 
 
 #: the test folders that run on every selected database (the others run on SQLite only)

@@ -67,8 +67,6 @@ __all__ = ["CHECKPOINT_LANE", "GENESIS", "LANES", "Ledger", "LedgerUnavailable",
 
 log = logging.getLogger("sop.ledger")
 
-#: how often (seconds, per process) a writer folds the lanes' heads into a checkpoint after a commit
-CHECKPOINT_EVERY_S = float(os.environ.get("SOP_LEDGER_CHECKPOINT_S", "5"))
 _LAST_CHECKPOINT = (sa.select(records.c.at, records.c.data).where(records.c.chain == CHECKPOINT_LANE)
                     .order_by(records.c.pos.desc()).limit(1))
 _ADVISORY_LOCK = 7243_0001  # exclusive: every other writer waits; shared: per-run writers
@@ -150,7 +148,10 @@ class Ledger:
         self._attach_function = True  # PostgreSQL: sop_attach is there (False once it was found missing)
         self._exclusive = [threading.Lock() for _ in range(64)]  # :meth:`exclusive` on SQLite, by name's hash
         #: seconds between this process's checkpoints (None: only when :meth:`checkpoint` is called)
-        self.checkpoint_every: float | None = CHECKPOINT_EVERY_S if CHECKPOINT_EVERY_S > 0 else None
+        # how often (seconds, per process) a writer folds the lanes' heads into a checkpoint after a commit; read
+        # per ledger, not when the module is imported
+        every = float(os.environ.get("SOP_LEDGER_CHECKPOINT_S", "5"))
+        self.checkpoint_every: float | None = every if every > 0 else None
         self._next_checkpoint = time.monotonic() + (self.checkpoint_every or 0)
         self._checkpointing = threading.Lock()
         #: the fast path of the hot statements (flows.ledger.driver on SQLite, flows.ledger.pgdriver on PostgreSQL)
