@@ -6,12 +6,15 @@ importing the libraries and the project's own modules before doing anything. Her
 code, environment, working folder and standard streams) that runs the console script's own entry point,
 ``flows.cli.main``, which reads its SOPs, config and ledger afresh as any command does.
 
-What differs from a cold start: the modules of :data:`PRELOADED` are imported in the warm process's environment (the
-tests' own, with the fixture's ``SOP_HOME``, ``NO_COLOR`` and ``COLUMNS``), and every command of a worker shares one
-hash seed. No project module reads the environment when it is imported (``test_no_module_reads_the_environment_when_
-imported`` keeps it so), and Typer reads only settings the tests never vary. Prefect and Apprise are not imported
-ahead. ``SOP_TEST_COLD_CLI=1`` runs every command cold, as a user's shell does; so do the tests that start services
-(``sop serve``…), which use ``subprocess`` themselves.
+What differs from a cold start: the modules :data:`PRELOADED` brings are imported in the warm process's environment
+(the tests' own, with the fixture's ``SOP_HOME``, ``NO_COLOR`` and ``COLUMNS``), and every command of a worker shares
+one hash seed. The CLI's own modules (``flows.cli.*``) are dropped again, so each command imports them and makes its
+consoles with its own ``COLUMNS``, ``NO_COLOR`` and terminal; no other project module reads the environment (or calls
+what does) when it is imported, and ``test_no_module_below_the_cli_reads_the_environment_when_imported`` keeps it
+so. Typer reads ``TERMINAL_WIDTH`` and ``TYPER_USE_RICH`` when imported: no test sets them. Prefect and Apprise are not
+imported ahead. The command's stdin is ``/dev/null``, and the fixture returns when the command exits (not when a child
+it left holding its output does). ``SOP_TEST_COLD_CLI=1`` runs every command cold, as a user's shell does; so do the
+tests that start services (``sop serve``…), which use ``subprocess`` themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-#: what the warm process imports before the first command: libraries, and the command modules a test runs most
+#: what the warm process imports before the first command: libraries, and what the command modules a test runs most
+#: import (those themselves are dropped again)
 PRELOADED = ("sqlalchemy", "sqlalchemy.orm", "sqlalchemy.dialects.sqlite", "pydantic", "jinja2", "jinja2.sandbox",
              "yaml", "asyncio", "annotated_types", "json", "zoneinfo", "typer", "rich", "click", "flows.cli",
              "flows.cli.runs", "flows.cli.status", "flows.cli.holds", "flows.cli.oncall", "flows.cli.silences",
@@ -38,6 +42,8 @@ _WARM = r'''
 import json, os, signal, socket, struct, sys
 for name in sys.argv[3].split(","):
     __import__(name)
+for name in [name for name in sys.modules if name == "flows.cli" or name.startswith("flows.cli.")]:
+    del sys.modules[name]  # each command imports the CLI afresh: its consoles read the command's terminal settings
 server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(sys.argv[1])
 server.listen(64)

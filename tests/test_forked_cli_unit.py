@@ -12,38 +12,56 @@ import pytest
 from tests.conftest import SOP_COMMAND
 from tests.forked_cli import PRELOADED, WarmCommand
 
-#: imports every module of the project with ``os.environ`` replaced by one that notes who reads it, and prints the
-#: project's modules that read it at their top level (``<module>``)
+#: imports the libraries the warm process imports, then watches ``os.environ`` while importing its project modules, and
+#: prints each read not made (at any depth) on behalf of a module of the CLI, which each command imports afresh
 _READERS = r'''
-import importlib, os, pkgutil, sys
+import os, sys
+from tests.forked_cli import PRELOADED
+for name in PRELOADED:
+    if not name.startswith(("flows", "notifications")):
+        __import__(name)
 seen = set()
+LIBRARIES = {"PYDANTIC_DISABLE_PLUGINS"}  # a library's own switch, read as each model is built; no test sets it
 class Noted(type(os.environ)):
     def __getitem__(self, key):
-        frame = sys._getframe(1)
-        while frame and frame.f_code.co_filename.endswith(("os.py", "_collections_abc.py", " os>", " _collections_abc>")):
+        frames, frame = [], sys._getframe(1)
+        while frame:
+            frames.append(frame.f_code.co_filename)
             frame = frame.f_back
-        if frame and frame.f_code.co_name == "<module>" and "/site-packages/" not in frame.f_code.co_filename and \
-                any(part in frame.f_code.co_filename for part in ("/flows/", "/notifications/")):
-            seen.add(f"{frame.f_code.co_filename}:{frame.f_lineno} reads {key}")
+        ours = [f for f in frames if "/site-packages/" not in f and ("/flows/" in f or "/notifications/" in f)]
+        if ours and "/flows/cli/" not in ours[0] and key not in LIBRARIES:  # the innermost of ours: a CLI module is imported afresh
+            seen.add(f"{ours[0]} reads {key}")
         return super().__getitem__(key)
 os.environ.__class__ = Noted
-import flows, notifications
-for package in (flows, notifications):
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if ".migrations" in info.name or info.name.endswith("__main__"):
-            continue
-        importlib.import_module(info.name)
+for name in PRELOADED:
+    if name.startswith(("flows", "notifications")):
+        __import__(name)
 print("\n".join(sorted(seen)))
 '''
 
 
-def test_no_module_of_the_project_reads_the_environment_when_imported(repo_root: Path) -> None:
+def test_no_module_below_the_cli_reads_the_environment_when_imported(repo_root: Path) -> None:
     # the warm process imports them before a command's environment is set: a value read then would be the warm
-    # process's, not the command's
+    # process's, not the command's (the CLI's modules, and the consoles they make, are imported by each command)
     found = subprocess.run([sys.executable, "-c", _READERS], cwd=repo_root, capture_output=True, text=True,
-                           timeout=120)
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(repo_root)})
     assert found.returncode == 0, found.stderr[-2000:]
     assert found.stdout.strip() == ""
+
+
+def test_a_warm_command_sizes_and_colours_its_output_for_its_own_terminal(repo_root: Path) -> None:
+    # the consoles are made when the CLI is imported: by each command, with its COLUMNS and NO_COLOR
+    command = WarmCommand(SOP_COMMAND[0], {**os.environ, "SOP_HOME": str(repo_root), "NO_COLOR": "1",
+                                           "COLUMNS": "400"})
+    try:
+        narrow = command.run(["list"], {**os.environ, "SOP_HOME": str(repo_root), "COLUMNS": "80", "NO_COLOR": "1"},
+                             repo_root, 60)
+        coloured = command.run(["list"], {**os.environ, "SOP_HOME": str(repo_root), "COLUMNS": "80",
+                                          "FORCE_COLOR": "1", "TERM": "xterm-256color"}, repo_root, 60)
+    finally:
+        command.stop()
+    assert narrow.returncode == 0 and max(len(line) for line in narrow.stdout.splitlines()) <= 80, narrow.stdout
+    assert "\x1b[" in coloured.stdout and "\x1b[" not in narrow.stdout
 
 
 @pytest.fixture(scope="module")

@@ -216,8 +216,10 @@ def _account() -> str:
 
 
 def _written(engine, run_id: str) -> list[str]:
-    """The run's records but its pages' (the start's pages are recorded as they are delivered, meanwhile)."""
-    return [r["kind"] for r in records(engine, run_id) if r["kind"] != "notification"]
+    """The run's records but its pages' (the start's pages are recorded as they are delivered, meanwhile) and its flow
+    run's (a run started without launching is given one by the stack's nudger whenever its sweep comes)."""
+    return [r["kind"] for r in records(engine, run_id) if r["kind"] != "notification" and
+            not r["kind"].startswith("flow_run_")]
 
 
 def _give_account(root: Path, person: str | None, accounts: str | None = None) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from flows.language.steps import StepContext, StepFailed
-from flows.language.steps.command import SETPRIV, CommandStep, execute
+from flows.language.steps.command import CommandStep, _setpriv, execute
 
 RUNNER = """
 import sys
@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_killed_executor_leaves_no_command_running(tmp_path: Path) -> None:
-    assert SETPRIV is not None, "util-linux setpriv (Debian's base system) binds a command to its executor"
+    assert _setpriv() is not None, "util-linux setpriv (Debian's base system) binds a command to its executor"
     pid_file, marker = tmp_path / "pid", tmp_path / "finished"
     code = RUNNER.format(pid=pid_file, marker=marker)
     runner = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])

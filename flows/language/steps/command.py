@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -59,15 +60,19 @@ def execute(step: CommandStep, ctx: StepContext) -> dict[str, Any]:
     return outputs
 
 
-#: util-linux's setpriv (Debian's base system): the program gets SIGKILL when the process that started it dies
-SETPRIV = shutil.which("setpriv")
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux's setpriv (Debian's base system), found on the PATH when first needed (not when imported): the
+    program gets SIGKILL when the process that started it dies."""
+    return shutil.which("setpriv")
 
 
 def _dies_with_us(argv: list[str]) -> list[str]:
     """``argv`` started so that it is killed if this process dies (a kill -9 of ``sop executor``): the step is
     then run again by the rescue (:mod:`flows.prefect.rescue`) and its first attempt must not finish beside it.
     Without setpriv (not Linux) the program outlives a killed executor."""
-    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+    setpriv = _setpriv()
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 def _findable(program: str, cwd: str | None, env: dict[str, str]) -> bool:
