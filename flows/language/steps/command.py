@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
