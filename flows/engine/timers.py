@@ -184,7 +184,7 @@ class TimerService:
         change.record(RecordKind.RUN_OVERDUE, due_at=claim.due_at, late_ms=claim.late_ms, late=late)
         above = cadence_targets(view.sop.owner, list(RUN_OVERDUE_TO), self.engine.site)
         change.page("run_overdue", None, above)
-        told = {change.rota.person_for(target) for target in above}
+        told = set(change.people_paged(above, None))
         mine: dict[str, list[str]] = {}
         for step in view.sop.steps:
             if isinstance(step, HumanStep) and view.state(step.id) == StepState.ACTIVE:
@@ -217,7 +217,8 @@ class TimerService:
         owner = change.view.sop.owner
         change.page("step_timed_out", step.id, [owner])
         holder = change.person_holding(step)
-        if holder != change.rota.person_for(owner):  # whom it was with may be working on it still (one page each)
+        if holder not in change.people_paged([owner], step.id):  # whom it was with may be working on it still (one
+            # page each)
             change.page("step_withdrawn", step.id, [holder])
         return True
 

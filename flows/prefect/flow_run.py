@@ -29,7 +29,7 @@ from flows.engine.store import load_view
 from flows.engine.transitions import Engine
 from flows.engine.view import variables
 from flows.language.library import Library
-from flows.language.steps import KINDS, StepContext, StepFailed
+from flows.language.steps import KINDS, StepContext
 from flows.language.steps.human import HumanStep
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.prefect.attempts import ATTEMPTS
@@ -332,8 +332,9 @@ def _attempt_on(engine: Engine, run_id: str, step_id: str) -> dict[str, Any]:
         return outputs
     try:
         outputs = kind.execute(step, ctx)  # type: ignore[misc]  # a ready step is automated
-    except StepFailed as exc:
-        engine.attempt_failed(run_id, step_id, str(exc), exc.outputs, of=step.retries + 1)
+    except Exception as exc:  # a step's own failure, or anything else it raised (Prefect's timeout, a bug): an attempt
+        reason = str(exc) or type(exc).__name__  # as the step's failure then reads (_error_text)
+        engine.attempt_failed(run_id, step_id, reason, getattr(exc, "outputs", {}) or {}, of=step.retries + 1)
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs

@@ -71,3 +71,25 @@ def test_a_step_whose_every_attempt_failed_before_its_flow_run_was_lost_fails_wi
     assert [t for t in texts if "attempt" in t or t.startswith("failed")] == [
         "attempt 1 of 3 failed: HTTP 500 (try 1)", "attempt 2 of 3 failed: HTTP 500 (try 2)",
         "attempt 3 of 3 failed: HTTP 500 (try 3)", "failed: HTTP 500 (try 3)"], texts
+
+
+def test_an_attempt_that_raises_something_other_than_a_step_failure_is_counted_too(
+        engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's own task timeout, or a bug in a step kind, raises something else than StepFailed: that attempt still
+    counts (a flow run put back after it goes on with the retries left) and the story says why it failed."""
+    import dataclasses
+
+    from flows.language import steps
+    from flows.prefect.flow_run import _attempt_on
+
+    def hangs_up(step: Any, ctx: Any) -> dict[str, Any]:
+        raise TimeoutError("task run exceeded its timeout of 30 s")
+
+    monkeypatch.setitem(steps.KINDS, "http", dataclasses.replace(steps.KINDS["http"], execute=hangs_up))
+    run_id = engine.start("t-flaky", {}, initiator="li-wei").run_id
+    assert engine.advance(run_id).automated == ["call"]
+    with pytest.raises(TimeoutError):
+        _attempt_on(engine, run_id, "call")
+    texts = [e["text"] for e in Audit(engine.ledger).show(run_id)["timeline"] if e["step"] == "call"]
+    assert "attempt 1 of 3 failed: task run exceeded its timeout of 30 s" in texts, texts
+    assert engine.attempt_failed(run_id, "call", "HTTP 500", {}, of=3) == 2  # the next attempt is the second

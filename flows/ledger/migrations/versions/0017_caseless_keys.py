@@ -11,7 +11,8 @@ keeps the key and takes the repeats from now on, the newer holds none (as a run 
 people finish or cancel it as before. This never fails the upgrade: every key is cleared before any is set.
 
 A key shortened with a hash (over 300 characters) cannot be folded (the hash is of the text as written, which is not
-kept): it is left as it was, and still meets repeats written exactly alike.
+kept): it is left as it was. Starts now hash the folded text, so unless the text was folded already (lower case,
+single spaces) the next repeat of such a run does not meet it: it starts one new run, which takes the later repeats.
 
 Revision ID: 0017_caseless_keys
 Revises: 0016_drill_keys
