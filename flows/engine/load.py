@@ -47,16 +47,17 @@ class Theirs:
 def why_theirs(site: Any, person: str, *, assignee: str | None, claimed_by: str | None, escalated: bool,
                primary: str | None = None, handed_by: str | None = None, level: str | None = None) -> Theirs | None:
     """Why a step waits on ``person``, None when it does not. Held by them (taken, or handed by ``handed_by``); else,
-    while nobody holds it, assigned to them (the role's ``primary`` now, when known, or them by name) or of their
-    role; else escalated to them (``escalated``: its ladder paged them; ``level``: the level it reached), which
-    counts even when someone else holds it."""
+    while nobody holds it, assigned to them (the role's ``primary`` now, when known, or them by name); else escalated
+    to them (``escalated``: its ladder paged them; ``level``: the level it reached), even when someone else holds it;
+    else, while nobody holds it, of their role (a member who may take it)."""
     if claimed_by and claimed_by == person:
         return Theirs(HANDED, by=handed_by) if handed_by else Theirs(HOLDING)
-    if not claimed_by and (person == primary or person in members(site, assignee)):
-        return Theirs(ASSIGNED if person in (primary, assignee) else OF_ROLE)
-    if escalated:
+    mine = not claimed_by and (person == primary or person in members(site, assignee))
+    if mine and person in (primary, assignee):
+        return Theirs(ASSIGNED)
+    if escalated:  # a member of its role paged as its backup or lead: theirs to see to, not only to take
         return Theirs(ESCALATED, stage=level)
-    return None
+    return Theirs(OF_ROLE) if mine else None
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,10 @@ class Load:
 
 def loads(engine: Any, now: datetime | None = None) -> list[Load]:
     """Each person with an open step waiting on them: the most overdue steps first, then the most urgent step (as
-    :meth:`Waiting.urgency`)."""
+    :meth:`Waiting.urgency`), then the most steps."""
     _, runs = open_board(engine)
     ids = [r.id for r in runs]
     now = now or datetime.now(UTC)
     people = set(engine.site.people) | {p for r in runs for s in r.steps for p in (s.claimed_by, s.person) if p}
     found = [Load(p, w) for p in people if (w := _waiting(engine.site, p, runs, escalated_to(engine, p, ids), now))]
-    return sorted(found, key=lambda load: (-load.overdue, load.steps[0].urgency(), load.person))
+    return sorted(found, key=lambda load: (-load.overdue, load.steps[0].urgency(), -len(load.steps), load.person))
