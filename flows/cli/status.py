@@ -22,9 +22,16 @@ def status(
     run_id: Annotated[str | None, typer.Argument(metavar="RUN", help="one run (id or unique prefix; default: every open run)")] = None,
     short: Annotated[bool, typer.Option("--short", "-s", help="one line per run: priority, SOP and subject, state, the next due and the time left, who holds the most urgent step; most urgent first")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output (with --short: the lines' facts)")] = False,
+    for_: Annotated[str | None, typer.Option("--for", metavar="PERSON", help="every open step across open runs that waits on PERSON (a person id, or `me`): assigned to them, held or handed to them, escalated to them; most urgent first (with --short: one line)")] = None,
+    people: Annotated[bool, typer.Option("--people", help="one line per person with open steps: how many, how many overdue, the most urgent and its time left; the most overdue first")] = False,
 ) -> None:
     """Open runs by priority (complaint, outage, policy, routine); each step with its state, assignee, due and time
-    left. With --short, one line per run."""
+    left. With --short, one line per run; --for PERSON, what waits on one person; --people, everyone's load."""
+    if for_ is not None or people:
+        from flows.cli.load import show_load
+
+        show_load(run_id, for_, people, short=short, as_json=as_json)
+        return
     engine = _engine(prefect=False)
     try:
         rows = status_rows(engine, run_id)

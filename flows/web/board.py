@@ -27,10 +27,10 @@ from starlette.responses import RedirectResponse, Response
 from flows.engine.board import BoardRun, escalated_to, ledger_version, open_board
 from flows.engine.holds import HoldNotAllowed
 from flows.engine.inputs import InputRefused, StepNotActive
+from flows.engine.load import why_theirs
 from flows.engine.view import RunNotFound
 from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY
-from flows.language.steps.human import members
 from flows.ledger.vocabulary import StepState
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
@@ -83,9 +83,10 @@ class Filters:
             return False
         if self.role and not any(s.assignee == self.role for s in run.steps):
             return False
-        if self.person:  # theirs: held by them, of their role, or escalated to them (its ladder paged them)
-            return any(s.claimed_by == self.person or (not s.claimed_by and self.person in members(web.site, s.assignee))
-                       or (s.state == StepState.ACTIVE and (run.id, s.id) in (escalated or ())) for s in run.steps)
+        if self.person:  # theirs: held by them, of their role, or escalated to them (the one rule: why_theirs)
+            return any(why_theirs(web.site, self.person, assignee=s.assignee, claimed_by=s.claimed_by,
+                                  escalated=s.state == StepState.ACTIVE and (run.id, s.id) in (escalated or ()),
+                                  primary=s.person) for s in run.steps)
         return True
 
 

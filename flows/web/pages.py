@@ -562,6 +562,7 @@ def home(request: Request) -> Response:
     if session is None:
         return sign_in_first(request)
     from flows.engine.board import escalated_to, run_ids
+    from flows.engine.load import ESCALATED, why_theirs
 
     engine = web.engine
     mine, runs = [], []
@@ -572,11 +573,11 @@ def home(request: Request) -> Response:
         runs.append(view)
         for step in view.sop.steps:
             if isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE:
-                holder = view.steps[step.id].get("claimed_by")
-                if holder == session.person or (not holder and session.person in members(web.site, step.assignee)):
-                    mine.append((view, step, False))  # held by them (handed to them, of its role or not), or untaken
-                elif (view.id, step.id) in escalated:  # not of its role, but its ladder reached them: see to it
-                    mine.append((view, step, True))
+                theirs = why_theirs(web.site, session.person, assignee=step.assignee,
+                                    claimed_by=view.steps[step.id].get("claimed_by"),
+                                    escalated=(view.id, step.id) in escalated)
+                if theirs is not None:  # held by them, of their role and untaken, or its ladder reached them
+                    mine.append((view, step, theirs.why == ESCALATED))
     return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(), tz=web.zone(session.person))
 
 
