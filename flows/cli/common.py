@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -61,3 +62,11 @@ def refuse_library(exc: SpecInvalid) -> NoReturn:
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, no colours."""
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def short_clock(instant: datetime, zone: str) -> str:
+    """An instant on the site's clock, short: ``14:20`` today, ``12-09 14:20`` another day."""
+    from flows.clock import in_zone
+
+    local, today = in_zone(instant, zone), in_zone(datetime.now(UTC), zone)
+    return local.strftime("%H:%M" if local.date() == today.date() else "%m-%d %H:%M")

@@ -10,7 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli.common import console, fail, print_json
+from flows.cli.common import console, fail, print_json, short_clock
 from flows.cli.runs import _engine, terminal_person
 from flows.engine.load import Load, Waiting, loads, waiting_on
 from flows.language.actors import UnknownPerson, check_person
@@ -75,7 +75,6 @@ def _summary(load: Load) -> str:
 
 def _steps(who: str, waiting: list[Waiting], zone: str) -> None:
     """Each step waiting on ``who``, most urgent first: the run, the step, why it is theirs, its due, time left."""
-    from flows.cli.status import _clock
     from flows.clock import in_zone, zone_label
 
     overdue = sum(w.overdue for w in waiting)
@@ -88,7 +87,7 @@ def _steps(who: str, waiting: list[Waiting], zone: str) -> None:
     for w in waiting:
         left = _left(w)
         table.add_row(f"[bold]P{w.run.priority}[/]", w.run.id, escape(_about(w)), escape(w.step.id),
-                      escape(str(w.theirs)), _clock(w.step.due_at, zone) if w.step.due_at else "—",
+                      escape(str(w.theirs)), short_clock(w.step.due_at, zone) if w.step.due_at else "—",
                       f"[red]{left}[/]" if w.overdue else escape(left))
     console.print(table)
 

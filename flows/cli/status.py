@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import app
-from flows.cli.common import console, fail, print_json
+from flows.cli.common import console, fail, print_json, short_clock
 from flows.cli.runs import _engine
 from flows.engine.board import short_rows, status_rows
 from flows.engine.view import RunNotFound
@@ -61,14 +61,6 @@ _ABOUT = SHORT_COLUMNS.index("SOP")
 _STATE_COLOURS = {"overdue": "red", "step failed": "red", "automation stopped": "red", "on hold": "cyan"}
 
 
-def _clock(instant: datetime, zone: str) -> str:
-    """An instant on the site's clock, short: ``14:20`` today, ``12-09 14:20`` another day."""
-    from flows.clock import in_zone
-
-    local, today = in_zone(instant, zone), in_zone(datetime.now(UTC), zone)
-    return local.strftime("%H:%M" if local.date() == today.date() else "%m-%d %H:%M")
-
-
 def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
     """One line per run (``sop status --short``): every column whole (the run id is what the other commands take),
     the SOP's title cut to what the terminal leaves it (on a very narrow one it wraps instead)."""
@@ -80,7 +72,7 @@ def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
         return
     rows = []
     for line in lines:
-        due = f"{line['due']} {_clock(line['due_at'], zone)}" if line["due_at"] is not None else line["step"] or "—"
+        due = f"{line['due']} {short_clock(line['due_at'], zone)}" if line["due_at"] is not None else line["step"] or "—"
         rows.append([line["priority"], line["run"],
                      short_title(line["title"]) + (f" · {line['subject']}" if line["subject"] else ""),
                      line["state"], due, line["time_left"] or "—",
