@@ -326,10 +326,9 @@ FAULT_PAGE = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta
               f'<h1>{FAULT_TITLE}</h1><p>{FAULT_TEXT}</p><p><a href="/">Go to your steps</a></p></body></html>')
 
 
-class Faults:
-    """Answers what no handler expected itself (:func:`unexpected`), inside the server's own last resort: an exception
-    that reached the server made it log it again and drop the connection under the answer (a browser showed a reset
-    connection, not the page). Outermost of the app's own middleware."""
+class Answering:
+    """An outermost middleware that answers what escaped the app, when nothing was sent yet: :meth:`caught` gets the
+    exception and whether the answer had started (then only the server can close the connection)."""
 
     def __init__(self, app: Any):
         self.app = app
@@ -347,10 +346,22 @@ class Faults:
 
         try:
             await self.app(scope, receive, sending)
-        except Exception as exc:
-            if started:  # too late for an answer of ours: the server closes the connection
-                raise
-            await unexpected(Request(scope, receive), exc)(scope, receive, send)
+        except BaseException as exc:  # noqa: BLE001 - caught() re-raises what it does not answer
+            await self.caught(exc, started, scope, receive, send)
+
+    async def caught(self, exc: BaseException, started: bool, scope: Any, receive: Any, send: Any) -> None:
+        raise exc
+
+
+class Faults(Answering):
+    """Answers what no handler expected itself (:func:`unexpected`), inside the server's own last resort: an exception
+    that reached the server made it log it again and drop the connection under the answer (a browser showed a reset
+    connection, not the page). Outermost of the app's own middleware."""
+
+    async def caught(self, exc: BaseException, started: bool, scope: Any, receive: Any, send: Any) -> None:
+        if started or not isinstance(exc, Exception):  # too late for an answer of ours: the server closes it
+            raise exc
+        await unexpected(Request(scope, receive), exc)(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from flows.api.errors import ApiError
+from flows.api.errors import Answering, ApiError
 from flows.engine.links import without_link_secrets
 from flows.logfmt import kv
 
@@ -30,30 +30,16 @@ CUT = ApiError(503, "this API process stopped before it answered (its requests' 
                "sent may or may not have been recorded; look (GET /v1/runs) before sending it again")
 
 
-class CutAtStop:
+class CutAtStop(Answering):
     """Outermost middleware: a request cancelled by the server's stop is answered 503 (when nothing was sent yet)
     and said in one line."""
 
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sending(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        except asyncio.CancelledError:
-            # only the server cancels a whole request (uvicorn's graceful-shutdown bound): the task ends here
-            log.warning(kv("event=request_cut_by_stop", method=scope.get("method"),
-                           path=without_link_secrets(scope.get("path", "")), answered=started))
-            if not started:
-                await JSONResponse(CUT.body(), status_code=CUT.status, headers={"Connection": "close"})(
-                    scope, receive, send)
+    async def caught(self, exc: BaseException, started: bool, scope: Any, receive: Any, send: Any) -> None:
+        if not isinstance(exc, asyncio.CancelledError):
+            raise exc
+        # only the server cancels a whole request (uvicorn's graceful-shutdown bound): the task ends here
+        log.warning(kv("event=request_cut_by_stop", method=scope.get("method"),
+                       path=without_link_secrets(scope.get("path", "")), answered=started))
+        if not started:
+            await JSONResponse(CUT.body(), status_code=CUT.status, headers={"Connection": "close"})(
+                scope, receive, send)
