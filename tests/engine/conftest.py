@@ -157,6 +157,22 @@ def engine(stack: Any) -> Any:
     return stack.engine
 
 
+@pytest.fixture
+def site(database: TestDatabase, repo_root: Path, tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A site of its own on the test's database, with no stack: its engine, and the environment a ``sop`` command
+    run against it needs (tests of the terminal's views: status, hold, cancel…)."""
+    from flows.engine.transitions import Engine
+    from flows.language.library import load_library
+
+    root = make_project(repo_root, tmp_path / "site")
+    url = database.url_at(root / "var" / "ledger.db")
+    ledger = Ledger(url)
+    ledger.migrate()
+    engine = Engine(load_library(root), ledger)
+    yield engine, {"SOP_HOME": str(root), "SOP_DATABASE_URL": url, "SOP_INBOX_DIR": str(root / "var" / "inbox")}
+    ledger.dispose()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05,
              explain: Callable[[], Any] | None = None) -> Any:
     """Poll until ``predicate()`` is truthy; fail the test saying what never happened (and ``explain()``: what

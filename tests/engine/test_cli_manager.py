@@ -5,30 +5,15 @@ for, an ended run says how it ended, and times are said in the site's zone."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flows.clock import local_time
 from flows.engine.transitions import Engine
-from flows.language.library import load_library
-from flows.ledger import Ledger
-from tests.conftest import TestDatabase
-from tests.engine.conftest import make_project, records
-
-
-@pytest.fixture
-def site(database: TestDatabase, repo_root: Path, tmp_path: Path) -> Iterator[tuple[Engine, dict[str, str]]]:
-    root = make_project(repo_root, tmp_path / "site")
-    url = database.url_at(root / "var" / "ledger.db")
-    ledger = Ledger(url)
-    ledger.migrate()
-    engine = Engine(load_library(root), ledger)
-    yield engine, {"SOP_HOME": str(root), "SOP_DATABASE_URL": url, "SOP_INBOX_DIR": str(root / "var" / "inbox")}
-    ledger.dispose()
+from tests.engine.conftest import records
 
 
 def test_hold_and_release_from_the_terminal(sop: Callable[..., Any], site: tuple[Engine, dict[str, str]]) -> None:

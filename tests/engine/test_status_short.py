@@ -7,29 +7,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from flows.engine.transitions import Engine
 from flows.language.actors import Actor
-from flows.language.library import load_library
-from flows.ledger import Ledger
-from tests.conftest import TestDatabase
-from tests.engine.conftest import make_project
-
-
-@pytest.fixture
-def site(database: TestDatabase, repo_root: Path, tmp_path: Path) -> Iterator[tuple[Engine, dict[str, str]]]:
-    root = make_project(repo_root, tmp_path / "site")
-    url = database.url_at(root / "var" / "ledger.db")
-    ledger = Ledger(url)
-    ledger.migrate()
-    engine = Engine(load_library(root), ledger)
-    yield engine, {"SOP_HOME": str(root), "SOP_DATABASE_URL": url, "SOP_INBOX_DIR": str(root / "var" / "inbox")}
-    ledger.dispose()
 
 
 def test_one_line_per_open_run_the_most_urgent_first(sop: Any, site: tuple[Engine, dict[str, str]]) -> None:
