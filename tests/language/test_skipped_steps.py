@@ -80,15 +80,20 @@ def test_a_guarded_read_passes(when: str, tmp_path: Path, repo_root: Path) -> No
     assert when_errors(when, tmp_path, repo_root) == []
 
 
-def test_what_is_refused_fails_so_with_the_engines_variables_of_a_skipped_step() -> None:
-    doc, _ = parse_yaml(SOP.format(when="true"), "skippable.yaml")
+def _triage_skipped(text: str, act: str) -> RunView:
+    """A run of ``text`` (an SOP of triage, then act) whose triage was skipped by its `when`, act in state ``act``."""
+    doc, _ = parse_yaml(text, "skippable.yaml")
     sop = Sop.model_validate(doc.data)  # type: ignore[union-attr]
     now = datetime(2026, 12, 6, tzinfo=UTC)
     run = {"id": "r1", "sop_id": sop.id, "title": sop.title, "started_at": now, "deadline_at": None, "initiator": "x",
            "speed": 1, "sop_class": "outage", "priority": 2, "inputs": '{"sev": "low"}', "trigger": "{}"}
     rows = {"triage": {"state": "skipped", "actor": None, "note": "when: … is false", "finished_at": now, "result": None},
-            "act": {"state": "pending", "actor": None, "note": None, "finished_at": None, "result": None}}
-    context = variables(RunView(run, rows, sop), Site())
+            "act": {"state": act, "actor": None, "note": None, "finished_at": None, "result": None}}
+    return RunView(run, rows, sop)
+
+
+def test_what_is_refused_fails_so_with_the_engines_variables_of_a_skipped_step() -> None:
+    context = variables(_triage_skipped(SOP.format(when="true"), "pending"), Site())
     with pytest.raises(UndefinedError, match="has no attribute 'severity'"):
         evaluate("{{ steps.triage.severity == 'major' }}", context)
     with pytest.raises(UndefinedError, match="has no attribute 'cost'"):
@@ -181,11 +186,5 @@ def test_a_pinned_text_with_a_template_in_a_title_still_loads() -> None:
 
 def test_what_is_refused_shows_as_written_on_the_steps_page_when_the_step_was_skipped() -> None:
     described = SOP.format(when="true") + '    description: "Triage found it {{ steps.triage.severity }}"\n'
-    doc, _ = parse_yaml(described, "skippable.yaml")
-    sop = Sop.model_validate(doc.data)  # type: ignore[union-attr]
-    now = datetime(2026, 12, 6, tzinfo=UTC)
-    run = {"id": "r1", "sop_id": sop.id, "title": sop.title, "started_at": now, "deadline_at": None, "initiator": "x",
-           "speed": 1, "sop_class": "outage", "priority": 2, "inputs": '{"sev": "low"}', "trigger": "{}"}
-    rows = {"triage": {"state": "skipped", "actor": None, "note": "when: … is false", "finished_at": now, "result": None},
-            "act": {"state": "active", "actor": None, "note": None, "finished_at": None, "result": None}}
-    assert instructions(RunView(run, rows, sop), sop.step("act"), Site()) == "Triage found it {{ steps.triage.severity }}"
+    view = _triage_skipped(described, "active")
+    assert instructions(view, view.sop.step("act"), Site()) == "Triage found it {{ steps.triage.severity }}"
