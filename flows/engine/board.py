@@ -179,6 +179,18 @@ def _state(row: dict[str, Any], step: dict[str, Any] | None, left_s: float | Non
     return "overdue" if left_s is not None and left_s < 0 else "running"
 
 
+def seconds_left(due_at: datetime | None, now: datetime, speed: float) -> float | None:
+    """The seconds left before ``due_at`` in SOP time (what :func:`~flows.engine.paging.time_left` says; below 0:
+    overdue), None without a due."""
+    return (due_at - now).total_seconds() * speed if due_at is not None else None
+
+
+def by_urgency(priority: int, left_s: float | None, started_at: Any) -> tuple[Any, ...]:
+    """A sort key, most urgent first: by class (complaint > outage > policy > routine), then the least time left
+    (none last), then the oldest run."""
+    return (priority, left_s is None, left_s or 0.0, started_at)
+
+
 def short_rows(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """Each run of :func:`status_rows` as one line's facts (``sop status --short``): its priority, SOP, subject, state,
     its next due (the most urgent step's, or the run's deadline when that comes first) with the time left, and who
@@ -191,7 +203,7 @@ def short_rows(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]
         if row["deadline_left"] is not None and row["deadline_at"] is not None:
             dues.append((row["deadline_at"], None, "run deadline"))
         due_at, due_step, due_title = min(dues, key=lambda d: d[0]) if dues else (None, None, None)
-        left_s = (due_at - now).total_seconds() * row["speed"] if due_at is not None else None
+        left_s = seconds_left(due_at, now, row["speed"])
         person = step.get("person") if step else None
         out.append({
             "run": row["run"], "priority": row["priority"], "class": row["class"], "sop": row["sop"],
@@ -203,7 +215,7 @@ def short_rows(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]
             "time_left": time_left(due_at, now, row["speed"]), "left_s": left_s, "speed": row["speed"],
             "started_at": row["started_at"],
         })
-    return sorted(out, key=lambda r: (r["priority"], r["left_s"] is None, r["left_s"] or 0.0, r["started_at"]))
+    return sorted(out, key=lambda r: by_urgency(r["priority"], r["left_s"], r["started_at"]))
 
 
 # --- the operators' board: every open run in one query per kind of fact, no SOP text parsed -----------------

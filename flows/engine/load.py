@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.engine.board import BoardRun, BoardStep, escalated_to, open_board
+from flows.engine.board import BoardRun, BoardStep, by_urgency, escalated_to, open_board, seconds_left
 from flows.engine.paging import time_left
 from flows.language.ladder import level_words
 from flows.language.steps.human import members
@@ -75,9 +75,8 @@ class Waiting:
         return self.left_s is not None and self.left_s < 0
 
     def urgency(self) -> tuple[Any, ...]:
-        """Most urgent first: by class (complaint > outage > policy > routine), then the least time left (SOP
-        time), then the oldest run."""
-        return (self.run.priority, self.left_s is None, self.left_s or 0.0, self.run.started_at)
+        """Most urgent first (:func:`~flows.engine.board.by_urgency`)."""
+        return by_urgency(self.run.priority, self.left_s, self.run.started_at)
 
     def facts(self) -> dict[str, Any]:
         """What ``--json`` prints."""
@@ -104,7 +103,7 @@ def _waiting(site: Any, person: str, runs: list[BoardRun], escalated: set[tuple[
             if theirs is None or not theirs.load:
                 continue
             running = step.due_at is not None and step.held_at is None and run.held_at is None
-            left_s = (step.due_at - now).total_seconds() * run.speed if running else None  # type: ignore[operator]
+            left_s = seconds_left(step.due_at, now, run.speed) if running else None
             out.append(Waiting(run, step, theirs, time_left(step.due_at, now, run.speed) if running else None,
                                left_s))
     return sorted(out, key=Waiting.urgency)
