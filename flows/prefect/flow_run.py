@@ -293,6 +293,11 @@ def _error_text(future: Any) -> str:
     exc = _exception(future)
     if exc is None:
         return f"task ended {future.state.name if future.state else 'without a state'}"
+    return _reason(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """What a step's failure (or one attempt's) reads: the exception's text, else its name."""
     return str(exc) or type(exc).__name__
 
 
@@ -333,8 +338,7 @@ def _attempt_on(engine: Engine, run_id: str, step_id: str) -> dict[str, Any]:
     try:
         outputs = kind.execute(step, ctx)  # type: ignore[misc]  # a ready step is automated
     except Exception as exc:  # a step's own failure, or anything else it raised (Prefect's timeout, a bug): an attempt
-        reason = str(exc) or type(exc).__name__  # as the step's failure then reads (_error_text)
-        engine.attempt_failed(run_id, step_id, reason, getattr(exc, "outputs", {}) or {}, of=step.retries + 1)
+        engine.attempt_failed(run_id, step_id, _reason(exc), getattr(exc, "outputs", {}) or {}, of=step.retries + 1)
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs
