@@ -30,9 +30,7 @@ def show_load(run_id: str | None, person: str | None, people: bool, *, short: bo
     who = _person(engine.site, person or "")
     waiting, open_runs = waiting_on(engine, who)
     if as_json:
-        print_json(Load(who, waiting).facts() if short and waiting else
-                   {"person": who, "steps": 0, "overdue": 0, "most_urgent": None} if short else
-                   [w.facts() for w in waiting])
+        print_json(Load(who, waiting).facts() if short else [w.facts() for w in waiting])
         return
     if not waiting:
         console.print(f"nothing waits on {who}: none of the {open_runs} open run(s) has a step that is theirs")
@@ -77,7 +75,7 @@ def _steps(who: str, waiting: list[Waiting], zone: str) -> None:
     """Each step waiting on ``who``, most urgent first: the run, the step, why it is theirs, its due, time left."""
     from flows.clock import in_zone, zone_label
 
-    overdue = sum(w.overdue for w in waiting)
+    overdue = Load(who, waiting).overdue
     console.print(f"[bold]{escape(who)}[/]: {len(waiting)} open step(s)"
                   + (f", [red]{overdue} overdue[/]" if overdue else "") + ", most urgent first", soft_wrap=True)
     table = Table(box=None, pad_edge=False, show_edge=False, caption_justify="left",

@@ -128,9 +128,9 @@ class Load:
         return sum(w.overdue for w in self.steps)
 
     def facts(self) -> dict[str, Any]:
-        """What ``--json`` prints: the counts and the most urgent step."""
+        """What ``--json`` prints: the counts and the most urgent step (None: nothing waits on them)."""
         return {"person": self.person, "steps": len(self.steps), "overdue": self.overdue,
-                "most_urgent": self.steps[0].facts()}
+                "most_urgent": self.steps[0].facts() if self.steps else None}
 
 
 def loads(engine: Any, now: datetime | None = None) -> list[Load]:
