@@ -163,7 +163,7 @@ def create_app(
     app = FastAPI(title="SOPs as code", version="1", description=DESCRIPTION, docs_url=None, redoc_url=None)
     queue = LaunchQueue(engine) if launch is None and engine.launcher is not None else None
     app.state.engine = engine
-    app.state.gate = Gate(site, env)
+    app.state.gate = Gate(site, env, ledger=engine.ledger)  # signatures taken: remembered for every API process
     app.state.launch = launch or (queue.submit if queue else (lambda run_id: None))
     app.state.launches = queue
     app.state.intake = Intake(engine, launch=app.state.launch)

@@ -27,15 +27,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from flows.api.errors import ApiError
 from flows.language.actors import Actor
 from flows.language.config import HmacCheck, Site
+from flows.ledger import Ledger, once
 
 log = logging.getLogger("sop.api")
 READERS = ("operator", "responder", "auditor")
@@ -123,15 +126,19 @@ class Gate:
     """The authenticate stage: which token a request carries, whether its role may, whether it is signed.
 
     It refuses to start (:class:`SecretsRefused`) on secrets that are short, padded or shared, and
-    remembers the signatures it accepted while they are fresh: a signed request is taken once.
+    remembers the signatures it accepted while they are fresh: a signed request is taken once. A check of a
+    signature may ask the database (:class:`SeenSignatures`): call :meth:`verify_signature` off the event loop.
     """
 
-    def __init__(self, site: Site, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, site: Site, env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
+                 ledger: Ledger | None = None):
+        """``ledger``: where every API process of the site remembers the signatures it took (a replay sent to another
+        process behind the balancer is refused too); None: this process's memory only."""
         env = os.environ if env is None else env
         self.clock = clock
         self.tokens: list[ActiveToken] = []
         self.inactive: dict[str, str] = {}
-        self.replays = SeenSignatures(clock)
+        self.replays = SeenSignatures(clock, ledger)
         secrets: dict[str, tuple[str, str]] = {}
         for name, token in site.tokens.items():
             secret = env.get(token.env, "")
@@ -271,28 +278,35 @@ class Gate:
 class SeenSignatures:
     """The signatures accepted while their timestamp is fresh: a second request bearing one is a replay.
 
-    Memory is bounded by the window: entries older than it are dropped as new ones come.
+    This process's memory answers first (bounded by the window: entries older than it are dropped as new ones
+    come); with a ledger, the database then answers for every API process of the site (``flows.ledger.once``),
+    so a replay sent to the process that did not take the original is refused as well.
     """
 
-    def __init__(self, clock: Callable[[], float]):
+    def __init__(self, clock: Callable[[], float], ledger: Ledger | None = None):
         self.clock = clock
+        self.ledger = ledger
         self._until: dict[str, float] = {}  # signature → when it stops being fresh (insertion order = age order)
         self._lock = threading.Lock()
 
     def first(self, signature: str, window: float) -> bool:
         """True the first time ``signature`` is offered within ``window`` seconds (and remember it)."""
         now = self.clock()
+        # a timestamp up to ``window`` ahead is fresh for twice the window: keep it that long
+        until = now + 2 * window
         with self._lock:
             while self._until:
-                oldest, until = next(iter(self._until.items()))
-                if until > now:
+                oldest, fresh_until = next(iter(self._until.items()))
+                if fresh_until > now:
                     break
                 del self._until[oldest]
             if signature in self._until:
                 return False
-            # a timestamp up to ``window`` ahead is fresh for twice the window: keep it that long
-            self._until[signature] = now + 2 * window
+            self._until[signature] = until
+        if self.ledger is None:
             return True
+        return once.take(self.ledger, f"signature:{signature}", until=datetime.fromtimestamp(until, UTC),
+                         now=datetime.fromtimestamp(now, UTC))
 
 
 def require(*roles: str) -> Any:
@@ -307,8 +321,8 @@ def require(*roles: str) -> Any:
     ) -> Principal:
         gate: Gate = request.app.state.gate
         token = gate.admit(request, roles)
-        if token.hmac is not None:
-            gate.verify_signature(token, request.headers, await request.body())
+        if token.hmac is not None:  # (off the event loop: it may ask the database whether the signature was taken)
+            await run_in_threadpool(gate.verify_signature, token, request.headers, await request.body())
         return token.principal
 
     return Depends(principal)

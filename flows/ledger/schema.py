@@ -255,6 +255,16 @@ sessions = sa.Table(
     sa.Column("ended_at", TS),
 )
 
+# keys taken once by any process of the site while they are fresh (``flows.ledger.once``): a signed request's
+# signature (its replay to another API process behind the balancer is refused), a person's sign-in link (one per
+# ``RESEND_AFTER_S``, however many API processes the form reaches); a row is dropped once ``until`` has passed
+once_keys = sa.Table(
+    "once_keys", metadata,
+    sa.Column("key", sa.String(120), primary_key=True),
+    sa.Column("until", TS, nullable=False),
+)
+sa.Index("ix_once_keys_until", once_keys.c.until)
+
 # a personal link acts once: its nonce is written when it does (the primary key refuses a replay)
 link_uses = sa.Table(
     "link_uses", metadata,

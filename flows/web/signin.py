@@ -15,6 +15,7 @@ import hmac
 import logging
 import secrets
 import time
+from datetime import UTC, datetime, timedelta
 from threading import Lock, Thread
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from flows.engine.links import LinkRefused
+from flows.ledger import once
 from flows.ledger.vocabulary import RecordKind
 from flows.web.app import CSRF_COOKIE, Web
 from flows.web.identity import client_of
@@ -33,9 +35,9 @@ from notifications import Message, deliver, recipients
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)
-#: one sign-in link per person per this many (wall) seconds: the form cannot flood anyone's phone
+#: one sign-in link per person per this many (wall) seconds, whichever API process the form reaches (the ledger
+#: remembers: ``flows.ledger.once``): the form cannot flood anyone's phone
 RESEND_AFTER_S = 30.0
-_last_sent: dict[str, float] = {}
 _lock = Lock()
 #: sign-in links one address may ask for per minute (per API process): the form cannot page every person
 ASKS_PER_MINUTE = 30
@@ -131,13 +133,16 @@ def _person_of(web: Web, who: str) -> str | None:
     return next((pid for pid, p in people.items() if p.email and p.email.lower() == lowered), None)
 
 
+def sign_in_key(person: str) -> str:
+    """The ``once_keys`` key that holds back a second sign-in link to ``person`` for :data:`RESEND_AFTER_S`."""
+    return f"sign-in:{person}"
+
+
 def _send(web: Web, person: str, next_path: str) -> None:
-    now = time.monotonic()
-    with _lock:
-        if now - _last_sent.get(person, -RESEND_AFTER_S) < RESEND_AFTER_S:
-            log.info("event=sign_in_throttled person=%s", person)
-            return
-        _last_sent[person] = now
+    now = datetime.now(UTC)
+    if not once.take(web.engine.ledger, sign_in_key(person), until=now + timedelta(seconds=RESEND_AFTER_S), now=now):
+        log.info("event=sign_in_throttled person=%s", person)
+        return
     link = web.links.sign_in_link(person)
     if next_path != "/":
         link += "?" + urlencode({"next": next_path})

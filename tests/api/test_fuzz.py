@@ -77,7 +77,8 @@ def _is_object(raw: bytes) -> bool:
 
 def ledger_state(api: Api) -> tuple[int, int]:
     with api.engine.ledger.read() as conn:
-        return (conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one(),
+        return (conn.execute(sa.select(sa.func.count()).select_from(records)  # a checkpoint records no act
+                             .where(records.c.kind != "checkpoint")).scalar_one(),
                 conn.execute(sa.select(sa.func.count()).select_from(metric_samples)).scalar_one())
 
 

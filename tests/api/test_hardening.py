@@ -12,6 +12,7 @@ import json
 import logging
 import time
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -248,6 +249,37 @@ def test_a_signed_request_is_taken_once(api: Api) -> None:
     fresh = api.as_(None).post("/v1/alerts/grafana", content=body,
                                headers=grafana_headers(api, body, str(int(time.time()) + 1)))
     assert fresh.status_code == 200 and fresh.json()["counts"] == {"attached": 1}  # signed anew: taken
+
+
+def test_a_signed_request_taken_by_one_api_process_is_refused_by_another(api: Api, library, token_env) -> None:
+    """Behind a balancer, a replay reaches the API process that did not take the original: it is refused there too
+    (the signatures taken are the database's to remember, not each process's), and no run is touched."""
+    from flows.api.app import create_app
+    from flows.engine.transitions import Engine
+    from flows.ledger import Ledger
+    from tests.api.conftest import ServedApp
+
+    other_ledger = Ledger(api.engine.ledger.url)
+    other = ServedApp(create_app(Engine(library, other_ledger), env=token_env))
+    try:
+        alert = {"status": "firing", "labels": {"alertname": "DetailPageSlow", "page": unique("/p")}}
+        body = json.dumps({"status": "firing", "alerts": [alert]}).encode()
+        headers = api.grafana(body)
+        first = api.as_(None).post("/v1/alerts/grafana", content=body, headers=headers)
+        assert first.status_code == 200 and first.json()["counts"] == {"started": 1}, first.text
+        before = record_count(api)
+        replayed = httpx.post(f"{other.url}/v1/alerts/grafana", content=body, headers=headers, timeout=30)
+        assert replayed.status_code == 401 and "already taken" in replayed.json()["error"], replayed.text
+        assert record_count(api) == before
+        # the other way round: the second process takes a fresh signature first, the first refuses its replay
+        headers = api.grafana(body, str(int(time.time()) + 1))
+        taken = httpx.post(f"{other.url}/v1/alerts/grafana", content=body, headers=headers, timeout=30)
+        assert taken.status_code == 200 and taken.json()["counts"] == {"attached": 1}, taken.text
+        again = api.as_(None).post("/v1/alerts/grafana", content=body, headers=headers)
+        assert again.status_code == 401 and "already taken" in again.json()["error"], again.text
+    finally:
+        other.stop()
+        other_ledger.dispose()
 
 
 def test_ten_thousand_copies_of_one_alert_add_one_record(api: Api) -> None:

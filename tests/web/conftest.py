@@ -107,7 +107,9 @@ def site(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     from flows.web import signin
 
     asks, signin.ASKS_PER_MINUTE = signin.ASKS_PER_MINUTE, 100_000  # these tests sign dozens in from one address
+    _SITE_LEDGERS.append(ledger)
     yield Site(served.url, engine, root, {name: env[var] for name, var in TOKEN_ENV.items()})
+    _SITE_LEDGERS.remove(ledger)
     signin.ASKS_PER_MINUTE = asks
     served.stop()
     engine.pager.close()
@@ -119,9 +121,22 @@ def site(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             os.environ[key] = value
 
 
+#: the ledgers of the sites being served (the sign-in links they sent are remembered there)
+_SITE_LEDGERS: list[Ledger] = []
+
+
+def forget_sign_ins(ledger: Ledger, person: str | None = None) -> None:
+    """As if no sign-in link had been sent lately (to ``person``; None: to anyone): one may be asked for at once."""
+    from flows.ledger.schema import once_keys
+    from flows.web.signin import sign_in_key
+
+    key = once_keys.c.key
+    with ledger.transaction() as tx:
+        tx.conn.execute(once_keys.delete().where(key.like("sign-in:%") if person is None else key == sign_in_key(person)))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_throttle() -> None:
     """Each test may ask for sign-in links (the form allows one per person per 30 s)."""
-    from flows.web import signin
-
-    signin._last_sent.clear()
+    for ledger in _SITE_LEDGERS:
+        forget_sign_ins(ledger)

@@ -27,9 +27,8 @@ from flows.audit.report import Compliance
 from flows.language.actors import Actor
 from flows.language.steps.human import HumanReport
 from flows.ledger.schema import records
-from flows.web import signin
 from tests.conftest import sql_on
-from tests.web.conftest import Site
+from tests.web.conftest import Site, forget_sign_ins
 from tests.web.test_pages import field_errors, sign_in
 
 
@@ -63,7 +62,7 @@ def played(site: Site) -> Played:
 
 
 def _signed_in(site: Site, person: str) -> httpx.Client:
-    signin._last_sent.pop(person, None)  # one link per person per 30 s: other tests signed them in already
+    forget_sign_ins(site.engine.ledger, person)  # one link per person per 30 s: other tests signed them in already
     client = site.client()
     sign_in(site, client, person)
     return client

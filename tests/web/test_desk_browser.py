@@ -15,8 +15,7 @@ import pytest
 
 from flows.audit.export import from_csv
 from flows.audit.report import Compliance
-from flows.web import signin
-from tests.web.conftest import Site
+from tests.web.conftest import Site, forget_sign_ins
 from tests.web.test_browser import CHROMIUM, browser, open_page, size  # noqa: F401 - the browser's fixtures
 from tests.web.test_desk import Played, _finish, cli
 
@@ -40,7 +39,7 @@ def played(site: Site) -> Played:
 
 def sign_in_as(site: Site, page: Any, person: str, path: str) -> None:
     """Open ``path``, be sent to sign in, ask for a link, open it from the inbox: back at ``path``."""
-    signin._last_sent.pop(person, None)  # one link per person per 30 s: other tests signed them in
+    forget_sign_ins(site.engine.ledger, person)  # one link per person per 30 s: other tests signed them in
     page.goto(f"{site.url}{path}")
     assert "/sign-in?next=" in page.url
     before = len(site.inbox(person))

@@ -10,6 +10,7 @@ import hashlib
 import html
 import json
 import re
+import secrets
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -20,8 +21,8 @@ import pytest
 
 from flows.clock import ManualClock
 from flows.engine.links import Links
-from tests.engine.conftest import records
-from tests.web.conftest import PROXY_SECRET, SIGN_IN_LINK, UPLOAD_MAX, Site
+from tests.engine.conftest import records, wait_for
+from tests.web.conftest import PROXY_SECRET, SIGN_IN_LINK, UPLOAD_MAX, Site, forget_sign_ins
 
 ASSESS = {"severity": "high", "topic": "late parcels", "category": "delivery", "platforms": "weibo",
           "trend": "rising", "evidence_link": "https://dash.example/q/1"}
@@ -227,7 +228,6 @@ def test_asking_for_a_sign_in_link_answers_before_the_link_is_sent(site: Site, m
     import time
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
-    from flows.web import signin
 
     release, got = threading.Event(), threading.Event()
 
@@ -249,7 +249,7 @@ def test_asking_for_a_sign_in_link_answers_before_the_link_is_sent(site: Site, m
         people["sara-lopez"] = people["sara-lopez"].model_copy(
             update={"contacts": [f"json://127.0.0.1:{server.server_port}/hook"]})
         monkeypatch.setattr(site.engine.library, "site", site.engine.site.model_copy(update={"people": people}))
-        signin._last_sent.pop("sara-lopez", None)
+        forget_sign_ins(site.engine.ledger, "sara-lopez")
         client = site.client()
         form = client.get("/sign-in")
         began = time.monotonic()
@@ -277,6 +277,39 @@ def test_one_address_may_ask_for_so_many_sign_in_links_a_minute(site: Site, monk
     assert answers == [200, 200, 200, 429]
     refused = client.post("/sign-in", data={"csrf": csrf_of(form), "who": "chen-jie"})
     assert "Too many sign-in links asked from your address (3 a minute)" in refused.text
+
+
+def test_one_sign_in_link_per_person_per_30_s_whichever_api_process_the_form_reaches(
+        site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    """Behind a balancer, asking twice lands on two API processes: the second must not page her phone again (each
+    process remembered only its own links, so two processes sent two)."""
+    import logging
+
+    from flows.api import create_app
+    from flows.engine.build import build_engine
+    from flows.language.library import load_library
+    from flows.ledger import Ledger
+    from tests.api.conftest import TOKEN_ENV, ServedApp
+
+    ledger = Ledger(site.engine.ledger.url)
+    env = {var: site.tokens[name] for name, var in TOKEN_ENV.items()}
+    other = ServedApp(create_app(build_engine(load_library(site.root), ledger=ledger),
+                                 env={**env, "SOP_HMAC_GRAFANA": secrets.token_hex(12), "SOP_PROXY_SECRET": PROXY_SECRET}))
+    try:
+        before = len(site.inbox("sun-hao"))
+        first = site.client()
+        assert first.post("/sign-in", data={"csrf": csrf_of(first.get("/sign-in")), "who": "sun-hao"}).status_code == 200
+        site.sign_in_message("sun-hao", before)
+        second = httpx.Client(base_url=other.url, timeout=30)
+        with caplog.at_level(logging.INFO, logger="sop.web"):
+            answer = second.post("/sign-in", data={"csrf": csrf_of(second.get("/sign-in")), "who": "sun-hao"})
+            assert answer.status_code == 200 and "a sign-in link is on its way" in answer.text  # the same answer
+            wait_for(lambda: any("sign_in_throttled person=sun-hao" in r.getMessage() for r in caplog.records), 10,
+                     "the second process to hold the link back")
+        assert len([m for m in site.inbox("sun-hao")[before:] if SIGN_IN_LINK.search(m["body"])]) == 1
+    finally:
+        other.stop()
+        ledger.dispose()
 
 
 def test_the_company_proxy_is_believed_only_with_its_secret(site: Site) -> None:
