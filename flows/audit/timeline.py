@@ -66,6 +66,8 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
     if kind == "step_attempt_failed":  # numbered since 2026-12-07: the count goes on across executors
         which = f"attempt {data['attempt']} of {data.get('of')}" if data.get("attempt") else "an attempt"
         return f"{which} failed: {data.get('reason')}"
+    if kind == "step_attempt_started":  # a `once` step's: an attempt cut mid-way is told from one that failed
+        return f"attempt {data.get('attempt')} started (once: not made again if cut)"
     if kind == "flow_run_rescued":
         if data.get("by"):
             return f"its flow run put back in its queue by {data['by']}, stopped before the step's next attempt"

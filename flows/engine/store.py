@@ -250,13 +250,14 @@ class RunStore:
         return conn.execute(sa.select(runs.c.suspends).where(runs.c.id == run_id)).scalar() or 0
 
     @staticmethod
-    def failed_attempts(conn: Connection, run_id: str, step_id: str) -> list[dict[str, Any]]:
-        """The data of the automated step's ``step_attempt_failed`` records since it was last made ready (a rework
-        round readies it again), oldest first: the attempts already made, whichever executor made them."""
+    def attempts(conn: Connection, run_id: str, step_id: str, kind: str) -> list[dict[str, Any]]:
+        """The data of the automated step's ``kind`` records (``step_attempt_failed``, ``step_attempt_started``) since
+        it was last made ready (a rework round readies it again), oldest first: the attempts already made or begun,
+        whichever executor made them."""
         mine = (records.c.run_id == run_id) & (records.c.step_id == step_id)
         ready = sa.select(sa.func.max(records.c.seq)).where(mine & (records.c.kind == RecordKind.STEP_READY))
         rows = conn.execute(sa.select(records.c.data).where(
-            mine & (records.c.kind == RecordKind.STEP_ATTEMPT_FAILED)
+            mine & (records.c.kind == kind)
             & (records.c.seq > sa.func.coalesce(ready.scalar_subquery(), 0))).order_by(records.c.seq))
         return [json.loads(data) for data in rows.scalars()]
 

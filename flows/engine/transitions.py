@@ -43,6 +43,8 @@ from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepSt
 from flows.logfmt import kv
 
 log = logging.getLogger("sop.engine")
+#: what :meth:`Engine.mark_running` answers: make the attempt; the step already finished; a ``once`` step was cut
+ATTEMPT, FINISHED, CUT = "attempt", "finished", "cut"
 
 
 @dataclass
@@ -280,29 +282,36 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
 
     # --- automated steps (called from the Prefect tasks) ---------------------------------------
 
-    def mark_running(self, run_id: str, step_id: str) -> bool:
-        """Claim a ready automated step; False when it already finished (never run twice)."""
+    def mark_running(self, run_id: str, step_id: str, once: bool = False) -> str:
+        """Claim a ready automated step for an attempt: :data:`ATTEMPT`; :data:`FINISHED` when it already finished
+        (never run twice); :data:`CUT` for a ``once`` step whose last attempt began and neither ended nor failed (its
+        executor or flow run was lost mid-way: it may have happened, so it is not made again)."""
         with self.transaction() as t:
             state = t.store.step_state(run_id, step_id)
             if state in TERMINAL_STEP:
-                return False
+                return FINISHED
             if state == StepState.READY:
                 t.store.mark_running(run_id, step_id)
                 t.store.record(RecordKind.STEP_STARTED, run_id, step_id)
-            return True
+            if once:
+                began = len(RunStore.attempts(t.store.conn, run_id, step_id, RecordKind.STEP_ATTEMPT_STARTED))
+                if began > len(RunStore.attempts(t.store.conn, run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED)):
+                    return CUT
+                t.store.record(RecordKind.STEP_ATTEMPT_STARTED, run_id, step_id, attempt=began + 1)
+            return ATTEMPT
 
     def failed_attempts(self, run_id: str, step_id: str) -> list[dict[str, Any]]:
         """The attempts of a ready or running automated step that failed so far (their records' data, oldest first),
         made by this flow run or one before it that an executor put back or lost: the next attempt continues the
         count."""
         with self.ledger.read() as conn:
-            return RunStore.failed_attempts(conn, run_id, step_id)
+            return RunStore.attempts(conn, run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED)
 
     def attempt_failed(self, run_id: str, step_id: str, reason: str, outputs: dict[str, Any], of: int) -> int:
         """Record a failed attempt of an automated step (``step_attempt_failed``: its number among the ``of`` the
         step may make, its reason and outputs); returns its number."""
         with self.transaction() as t:
-            number = len(RunStore.failed_attempts(t.store.conn, run_id, step_id)) + 1
+            number = len(RunStore.attempts(t.store.conn, run_id, step_id, RecordKind.STEP_ATTEMPT_FAILED)) + 1
             t.store.record(RecordKind.STEP_ATTEMPT_FAILED, run_id, step_id, attempt=number, of=of, reason=reason,
                            outputs=outputs)
         return number

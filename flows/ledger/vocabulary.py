@@ -94,6 +94,7 @@ class RecordKind(StrEnum):
     STEP_WAITING = "step_waiting"
     STEP_STARTED = "step_started"
     STEP_ATTEMPT_FAILED = "step_attempt_failed"  # one attempt of an automated step (retries follow)
+    STEP_ATTEMPT_STARTED = "step_attempt_started"  # an attempt of a ``once`` step began: one cut mid-way shows
     # people
     APPROVAL = "approval"
     REPORT_REFUSED = "report_refused"

@@ -26,7 +26,7 @@ from prefect.flow_runs import suspend_flow_run
 from flows.engine.build import build_engine, ledger_for, retire, runnable_library
 from flows.engine.secrets import site_secret
 from flows.engine.store import load_view
-from flows.engine.transitions import Engine
+from flows.engine.transitions import CUT, FINISHED, Engine
 from flows.engine.view import variables
 from flows.language.library import Library
 from flows.language.steps import KINDS, StepContext
@@ -323,11 +323,15 @@ def _attempt(run_id: str, step_id: str) -> dict[str, Any]:
 
 
 def _attempt_on(engine: Engine, run_id: str, step_id: str) -> dict[str, Any]:
-    if not engine.mark_running(run_id, step_id):
-        return {"skipped": "already finished"}
     with engine.ledger.read() as conn:
         view = load_view(conn, run_id)
     step = view.sop.step(step_id)
+    began = engine.mark_running(run_id, step_id, once=bool(getattr(step, "once", False)))
+    if began == FINISHED:
+        return {"skipped": "already finished"}
+    if began == CUT:  # the step fails (the flow run goes on from the ledger): its owner is paged with the reason
+        engine.complete(run_id, step_id, {}, error=CUT_REASON)
+        return {"skipped": "cut"}
     ctx = StepContext(variables=variables(view, engine.site), run_id=run_id, pager=engine.pager, speed=view.speed)
     kind = KINDS[step.kind]
     if kind.simulate is not None and simulated_in_drill(view, step):  # a drill touches no real system
@@ -342,6 +346,11 @@ def _attempt_on(engine: Engine, run_id: str, step_id: str) -> dict[str, Any]:
         raise
     engine.complete(run_id, step_id, outputs)
     return outputs
+
+
+#: why a ``once`` step cut mid-attempt fails rather than run again (its ``step_failed``, its owner's page)
+CUT_REASON = ("its attempt was cut (its executor or flow run was lost) and it is `once: true`: not made again, as it "
+              "may have happened; check by hand whether it did")
 
 
 def simulated_in_drill(view: Any, step: Any) -> bool:

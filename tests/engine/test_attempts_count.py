@@ -13,6 +13,7 @@ import pytest
 
 from flows.audit import Audit
 from flows.clock import ManualClock
+from flows.engine.transitions import ATTEMPT, CUT
 from tests.engine.conftest import clocked_engine_of
 
 PROBE = """\
@@ -32,10 +33,15 @@ steps:
 """
 
 
+#: the same call, which must not be made twice
+ONCE_PROBE = PROBE.replace("id: t-flaky", "id: t-once").replace("    retries: 2", "    once: true\n    retries: 2")
+
+
 @pytest.fixture
 def engine(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: Any) -> Any:
     yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"),
-                                 ManualClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC)), {"t-flaky": PROBE})
+                                 ManualClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC)),
+                                 {"t-flaky": PROBE, "t-once": ONCE_PROBE})
 
 
 def test_the_retries_left_go_on_from_the_attempts_made_with_their_doubling_delays(engine: Any) -> None:
@@ -60,7 +66,7 @@ def test_a_step_whose_every_attempt_failed_before_its_flow_run_was_lost_fails_wi
     run_id = engine.start("t-flaky", {}, initiator="li-wei").run_id
     plan = engine.advance(run_id)
     assert plan.automated == ["call"]
-    assert engine.mark_running(run_id, "call")
+    assert engine.mark_running(run_id, "call") == ATTEMPT
     for number in (1, 2, 3):
         assert engine.attempt_failed(run_id, "call", f"HTTP 500 (try {number})", {"status": 500}, of=3) == number
 
@@ -93,3 +99,28 @@ def test_an_attempt_that_raises_something_other_than_a_step_failure_is_counted_t
     texts = [e["text"] for e in Audit(engine.ledger).show(run_id)["timeline"] if e["step"] == "call"]
     assert "attempt 1 of 3 failed: task run exceeded its timeout of 30 s" in texts, texts
     assert engine.attempt_failed(run_id, "call", "HTTP 500", {}, of=3) == 2  # the next attempt is the second
+
+
+def test_a_once_step_is_tried_again_after_a_failed_attempt_but_not_after_a_cut_one(engine: Any) -> None:
+    """`once: true` holds back only an attempt that was cut (begun, then neither ended nor failed: its executor
+    killed): one that failed (HTTP 500) is retried as `retries` allows. The cut one's next flow run fails the step,
+    saying it may have happened (the page to its owner: test_chaos.py); the story says which attempts began."""
+    from flows.prefect.flow_run import _attempt_on
+
+    run_id = engine.start("t-once", {}, initiator="li-wei").run_id
+    assert engine.advance(run_id).automated == ["call"]
+    assert engine.mark_running(run_id, "call", once=True) == ATTEMPT
+    engine.attempt_failed(run_id, "call", "HTTP 500", {"status": 500}, of=3)
+    assert engine.mark_running(run_id, "call", once=True) == ATTEMPT  # the second attempt begins … and is cut
+    assert engine.view(run_id).state("call") == "running"
+
+    assert _attempt_on(engine, run_id, "call") == {"skipped": "cut"}  # the next flow run makes no third
+    view = engine.view(run_id)
+    assert view.state("call") == "failed" and view.run["outcome"] == "failed"
+    texts = [e["text"] for e in Audit(engine.ledger).show(run_id)["timeline"] if e["step"] == "call"]
+    assert [t for t in texts if "attempt" in t or t.startswith("failed")] == [
+        "attempt 1 started (once: not made again if cut)", "attempt 1 of 3 failed: HTTP 500",
+        "attempt 2 started (once: not made again if cut)",
+        "failed: its attempt was cut (its executor or flow run was lost) and it is `once: true`: not made again, as "
+        "it may have happened; check by hand whether it did"], texts
+    assert engine.mark_running(run_id, "call", once=True) != CUT  # finished: nothing more to decide

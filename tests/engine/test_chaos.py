@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from flows.ledger import Ledger
 from flows.ledger.schema import executors, runs, steps
+from notifications import read_inbox
 from tests.conftest import SOP_COMMAND
 from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
 from tests.support import children_of, free_port
@@ -215,6 +216,46 @@ def test_kill_9_of_an_executor_mid_step_reruns_that_step_and_leaves_the_other_ru
     assert [run for run, _, _ in rescued] == [a], rescued
     assert rescued[0][2]["state"] == "RUNNING", rescued
     assert "restarted" in serve.log_tail(), serve.log_tail()
+
+
+def test_kill_9_of_an_executor_mid_step_of_a_once_step_fails_it_rather_than_make_it_again(stack, repo_root, tmp_path):
+    """A step marked `once: true` (an SMS to every customer, a payment) cut by a kill -9 of its executor is not made
+    again when the nudger puts its flow run back: the step fails saying it may have happened, the run fails, its
+    owner's role is paged with that, and the command was started once."""
+    root = _project(repo_root, tmp_path / "site", prefect="{port: 4200, workers: 1, concurrency: 1}")
+    env = _env(root, PREFECT_API_URL=stack.api_url, SOP_PREFECT_POOL=f"chaos-once-{os.getpid()}")
+    ledger = Ledger(env["SOP_DATABASE_URL"])
+    marker = tmp_path / "marker.txt"
+    serve = Systemd(root, env, tmp_path, ["--sweep-every", "1", "--rescue-grace", "3"])
+    assert serve.start(), serve.log_tail()
+    try:
+        run = _start_run(env, "chaos-once-step", marker)
+        assert run
+
+        def holder() -> int | None:
+            """The pid of the executor whose beat names the run's flow run, once its command has started."""
+            with ledger.read() as conn:
+                flow_run = conn.execute(sa.select(runs.c.flow_run_id).where(runs.c.id == run)).scalar()
+                beats = conn.execute(sa.select(executors.c.pid, executors.c.flow_runs)).all()
+            pids = [beat.pid for beat in beats if flow_run in json.loads(beat.flow_runs)]
+            return pids[0] if pids and _marker_lines(marker)[f"{run}:work:start"] else None
+
+        os.kill(wait_for(holder, 60, "the once step's command to run on an executor", interval=0.1), signal.SIGKILL)
+        wait_for(lambda: not _open(ledger, [run]), 60, "the run to end after the kill", explain=serve.log_tail)
+    finally:
+        serve.stop()
+    with ledger.read() as conn:
+        state = conn.execute(sa.select(steps.c.state).where(steps.c.run_id == run)).scalar()
+        outcome = conn.execute(sa.select(runs.c.outcome).where(runs.c.id == run)).scalar()
+    assert (state, outcome) == ("failed", "failed"), (state, outcome)
+    assert _marker_lines(marker)[f"{run}:work:start"] == 1, _marker_lines(marker)  # never made again
+    assert [r for r, _, _ in kind_records(ledger, "flow_run_rescued")] == [run]
+    failed = [data for r, _, data in kind_records(ledger, "step_failed") if r == run]
+    assert len(failed) == 1 and "may have happened" in json.dumps(failed[0]), failed
+    assert [data["attempt"] for r, _, data in kind_records(ledger, "step_attempt_started") if r == run] == [1]
+    owner = wait_for(lambda: [m for m in read_inbox("zhang-min", root / "var" / "inbox")
+                              if "may have happened" in m["body"]], 30, "the owner's page saying why")
+    assert "Chaos probe (a slow command that must not run twice)" in owner[0]["title"] + owner[0]["body"], owner
 
 
 def _open(ledger: Ledger, run_ids: list[str]) -> list[str]:

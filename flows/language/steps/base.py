@@ -22,6 +22,9 @@ from flows.language.ladder import LadderEntry
 
 #: result attributes every step exposes to later templates (``steps.<id>.<attr>``)
 COMMON_OUTPUTS = ("state", "outcome", "actor", "note", "finished_at")
+#: what ``once`` says, on the steps that act on the world (http, command)
+ONCE = ("the action must not happen twice (a payment, an SMS to every customer): an attempt cut mid-way (its executor or "
+        "flow run lost) is not made again; the step fails saying it may have happened, and its owner checks by hand")
 #: the first pause between two attempts of an automated step that names no ``retry_delay``; it doubles each retry
 DEFAULT_RETRY_DELAY = timedelta(seconds=2)
 _ON_TIMEOUT = re.compile(r"^(skip|fail|fallback:[a-z][a-z0-9-]*)$")

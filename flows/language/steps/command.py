@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from flows.language.expressions import render
-from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
+from flows.language.steps.base import ONCE, StepBase, StepContext, StepFailed, StepKind, Template, ready
 
 MAX_OUTPUT = 20_000
 
@@ -29,6 +29,7 @@ class CommandStep(StepBase):
                                                                                "(default) or run it for real")
     drill_answer: dict[str, Any] | None = Field(default=None, description="a drill's simulated answer: exit_code, "
                                                                           "stdout")
+    once: bool = Field(default=False, description=ONCE)
 
     def outputs(self) -> set[str]:
         return super().outputs() | {"exit_code", "stdout", "stderr"}

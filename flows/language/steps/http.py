@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from flows.language.expressions import render_url, render_value
 from flows.language.fields import Duration, Strict
 from flows.language.masking import mask_url, redact
-from flows.language.steps.base import StepBase, StepContext, StepFailed, StepKind, Template, ready
+from flows.language.steps.base import ONCE, StepBase, StepContext, StepFailed, StepKind, Template, ready
 
 MAX_BODY = 20_000
 #: how long a call may take when the step sets no ``timeout`` (SOP time, scaled on a compressed run)
@@ -59,6 +59,7 @@ class HttpStep(StepBase):
     drill: Literal["simulate", "live"] = Field(default="simulate", description="in a drill: simulate the call "
                                                                                "(default) or make it for real")
     drill_answer: dict[str, Any] | None = Field(default=None, description="a drill's simulated answer: status, json")
+    once: bool = Field(default=False, description=ONCE)
 
     def outputs(self) -> set[str]:
         return super().outputs() | {"status", "json", "body"}
