@@ -56,10 +56,14 @@ UNGUARDED = FALLBACK.format(id="t-unguarded", when="{{ steps.call.answer == 'agr
 GUARDED = FALLBACK.format(id="t-guarded", when="{{ steps.call.outcome == 'done' and steps.call.answer == 'agreed' }}")
 
 
+#: as GUARDED, but `mail` fails when it is not done in its hour
+FAILING = GUARDED.replace("id: t-guarded", "id: t-failing").replace("    due: 1h\n", "    due: 1h\n    on_timeout: fail\n")
+
+
 @pytest.fixture
 def engine(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, f"sqlite:///{tmp_path / 'ledger.db'}",
-                                 ManualClock(START), {"t-guarded": GUARDED})
+                                 ManualClock(START), {"t-guarded": GUARDED, "t-failing": FAILING})
 
 
 def timed_out(engine: Any, sop_id: str) -> str:
@@ -104,3 +108,11 @@ def test_a_when_reading_a_timed_out_steps_field_fails_the_run(engine: Any, tmp_p
 def test_with_the_guard_validate_names_the_run_goes_on(engine: Any) -> None:
     view = past_the_fallback(engine, "t-guarded")
     assert view.state("order") == "skipped" and view.state("thank") == "active"
+
+
+def test_when_the_fallback_fails_the_steps_that_waited_for_it_are_blocked_and_the_run_fails(engine: Any) -> None:
+    run = timed_out(engine, "t-failing")
+    TimerService(engine).advance_to(START + timedelta(minutes=92) / SPEED)  # `mail` not done in its hour either
+    view = engine.view(run)
+    assert (view.state("mail"), view.state("order"), view.state("thank")) == ("failed", "blocked", "blocked")
+    assert view.run["outcome"] == "failed"

@@ -104,3 +104,13 @@ def test_a_guarded_read_passes(repo_root: Path, tmp_path: Path, when: str) -> No
 def test_a_step_that_keeps_waiting_past_its_due_is_not_judged_so(repo_root: Path, tmp_path: Path) -> None:
     waits = SOP.replace("    on_timeout: fallback:mail\n", "")  # no on_timeout: it escalates and stays to be done
     assert errors_of(repo_root, tmp_path, "    when: \"{{ steps.call.answer == 'agreed' }}\"\n", waits) == []
+
+
+def test_a_follow_up_reading_a_step_after_one_whose_fallback_may_fail_is_refused(
+        repo_root: Path, tmp_path: Path) -> None:
+    # `mail` fails when it is not done in an hour: then `after`, which waited for it in `call`'s place, is blocked
+    sop = SOP.replace("    due: 1h\n", "    due: 1h\n    on_timeout: fail\n") + "    form: {ordered: {type: boolean}}\n"
+    [error] = errors_of(repo_root, tmp_path, 'follow_ups:\n  - start: t-b\n    within: 1d\n'
+                                             '    inputs: {ticket: "{{ steps.after.ordered }}"}\n', sop)
+    assert ("whenever step `after` did not finish (step `call` it needs timed out and its fallback `mail` failed, "
+            "and the run with it): a step that did not finish has no `ordered`") in error
