@@ -405,8 +405,8 @@ class RunChange:
         view = self.view
         deps = view.sop.dependencies(step)
         states = {d: view.state(d) for d in deps}
-        if any(s not in TERMINAL_STEP for s in states.values()):
-            return False  # still waiting on an upstream step
+        if any(s not in TERMINAL_STEP or self._falling_back(d, s) for d, s in states.items()):
+            return False  # still waiting on an upstream step (or on the fallback that took one over)
         blocked = [d for d, s in states.items() if not self._satisfied(d, s)]
         if blocked:
             reason = ", ".join(f"{d} {states[d]}" for d in blocked)
@@ -431,6 +431,12 @@ class RunChange:
         # the kind decides: assigned (human), a timer (wait), evaluated (check), ready for its task (automated)
         KINDS[step.kind].activate(step, _Activation(self, step, self.clock.now(), context))
         return True
+
+    def _falling_back(self, dep: str, state: str) -> bool:
+        """Whether ``dep`` timed out and its fallback, which took it over, has not ended yet: what needs it waits for
+        that one (and goes on once it is done), rather than being blocked the moment ``dep`` timed out."""
+        fallback = self.view.sop.step(dep).fallback if state == StepState.TIMED_OUT else None
+        return fallback is not None and self.view.state(fallback) not in TERMINAL_STEP
 
     def _satisfied(self, dep: str, state: str) -> bool:
         if state in (StepState.DONE, StepState.SKIPPED):

@@ -307,13 +307,33 @@ def calendar_for(sop: Any, step: Any, site: Any) -> Calendar | None:
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
+def _latest(like: datetime) -> datetime:
+    """:data:`LATEST`, naive when ``like`` is."""
+    return LATEST if like.tzinfo is not None else LATEST.replace(tzinfo=None)
+
+
 def _after(start: datetime, span: timedelta, speed: float = 1.0) -> datetime:
     """``start + span / speed``, or :data:`LATEST` when that is later (or past any date)."""
-    latest = LATEST if start.tzinfo is not None else LATEST.replace(tzinfo=None)
     try:
-        return min(start + span / speed, latest)
+        return min(start + span / speed, _latest(start))
     except OverflowError:
-        return latest
+        return _latest(start)
+
+
+def _on_sop_clock(anchor: datetime, instant: datetime, speed: float) -> datetime:
+    """What a run's SOP clock (it reads ``anchor`` at ``anchor`` and runs ``speed`` times faster) reads at the real
+    ``instant``; at most :data:`LATEST`, which a run at ×100,000 reaches some 29 days of wall time after its start."""
+    try:
+        return _after(anchor, (instant - anchor) * speed)
+    except OverflowError:  # a span past what a timedelta holds
+        return _latest(anchor)
+
+
+def _back_from_sop_clock(anchor: datetime, sop_instant: datetime, speed: float) -> datetime:
+    """The real instant at which a run's SOP clock reads ``sop_instant``: :data:`LATEST` when that is at or past
+    the SOP clock's own end (a due, a hold's end: a timer that never fires, as any other past that date)."""
+    latest = _latest(anchor)
+    return latest if sop_instant >= latest else _after(anchor, sop_instant - anchor, speed)
 
 
 def instant_after(start: datetime, duration: timedelta, *, calendar: Calendar | None = None, speed: float = 1.0,
@@ -328,8 +348,11 @@ def instant_after(start: datetime, duration: timedelta, *, calendar: Calendar | 
     if calendar is None:
         return _after(start, duration, speed)
     anchor = start if anchor is None else anchor
-    due = calendar.add(anchor + (start - anchor) * speed, duration)
-    return _after(anchor, due - anchor, speed)
+    try:
+        due = calendar.add(_on_sop_clock(anchor, start, speed), duration)
+    except OverflowError:  # working time ahead of the SOP clock's end runs past the last date a datetime holds
+        return _latest(anchor)
+    return _back_from_sop_clock(anchor, due, speed)
 
 
 def postponed(instant: datetime, held_from: datetime, held_to: datetime, *, calendar: Calendar | None = None,
@@ -346,12 +369,14 @@ def postponed(instant: datetime, held_from: datetime, held_to: datetime, *, cale
     if calendar is None:
         return _after(instant, held_to - held_from)
     anchor = held_from if anchor is None else anchor
-
-    def sop(t: datetime) -> datetime:
-        return anchor + (t - anchor) * speed
-
-    worked = calendar.working_time(sop(held_from), sop(held_to))
-    return _after(anchor, calendar.add_working(sop(instant), worked) - anchor, speed)
+    since, until, moved = (_on_sop_clock(anchor, t, speed) for t in (held_from, held_to, instant))
+    if max(until, moved) >= _latest(anchor):
+        return _latest(anchor)  # held up to (or due at) the SOP clock's end: moved later, so there too
+    try:
+        moved = calendar.add_working(moved, calendar.working_time(since, until))
+    except OverflowError:
+        return _latest(anchor)
+    return _back_from_sop_clock(anchor, moved, speed)
 
 
 def business_between(start: datetime, end: datetime, *, calendar: Calendar | None = None, speed: float = 1.0,
@@ -360,4 +385,4 @@ def business_between(start: datetime, end: datetime, *, calendar: Calendar | Non
     if calendar is None:
         return max(timedelta(0), end - start) * speed
     anchor = start if anchor is None else anchor
-    return calendar.working_time(anchor + (start - anchor) * speed, anchor + (end - anchor) * speed)
+    return calendar.working_time(_on_sop_clock(anchor, start, speed), _on_sop_clock(anchor, end, speed))

@@ -222,7 +222,8 @@ def _typed_paths(sop: Sop) -> dict[tuple[str, ...], Typed]:
 
 
 def _skippable(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
-    """The ways each step may end skipped, by each spelling of its id (only steps with fields of their own)."""
+    """The ways each step may end skipped (or timed out, its fallback taking over), by each spelling of its id (only
+    steps with fields of their own)."""
     fallbacks = {step.fallback: step.id for step in sop.steps if step.fallback}
     listed = _listed_in(sop)
     out: dict[str, tuple[Skippable, ...]] = {}
@@ -239,6 +240,9 @@ def _skippable(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
         if step.id in fallbacks:
             ways.append(Skippable(spelled, f"it is the fallback of `{fallbacks[step.id]}`, not needed when that one is "
                                            "done in time", fields))
+        if step.fallback:  # its steps go on once the fallback is done, and it has no fields then
+            ways.append(Skippable(spelled, f"it timed out and `{step.fallback}` took over: `on_timeout: {step.on_timeout}`", fields,
+                                  state="timed_out"))
         for check, then in listed.get(step.id, ()):
             ways.append(Skippable(spelled, f"check `{check}` takes its other branch", fields,
                                   branch=(check.replace("-", "_"), not then)))

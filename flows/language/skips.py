@@ -13,6 +13,9 @@ Only cases that can happen are tried: values that make the skipped step's own ``
 check result that takes its branch, or a ``guard`` (the reading step's own ``when``) that is
 false are left out, since then the step was not skipped or the reader does not run.
 
+A step whose deadline hands it to a fallback (``on_timeout: fallback:<step>``) ends ``timed_out``, as bare as a
+skipped one, and the steps that need it go on once the fallback is done: it is tried the same way.
+
 A follow-up reads the run as it ended, and an end may leave steps unfinished (``cancelled``,
 ``failed``, ``blocked``: :mod:`flows.language.unfinished`): those are tried the same way, each with
 the ``run.outcome`` that leaves it so.
@@ -48,8 +51,9 @@ class Skippable:
     when: str | None = None
     #: a check whose branch leaves it out (its id as written) and the result that does
     branch: tuple[str, bool] | None = None
-    #: its state (and outcome) as the engine then presents it: ``skipped``; a run's end may leave it ``cancelled``,
-    #: ``blocked`` (a step it needs failed or was rejected) or ``failed`` (``flows.language.unfinished``)
+    #: its state (and outcome) as the engine then presents it: ``skipped``; ``timed_out`` when its deadline passed and
+    #: its fallback took over (the steps that need it go on once that one is done); a run's end may leave it
+    #: ``cancelled``, ``blocked`` (a step it needs failed or was rejected) or ``failed`` (``flows.language.unfinished``)
     state: str = "skipped"
     #: how the run ended when it is left out this way (``run.outcome``, which only a follow-up reads), if it did
     ended: str | None = None

@@ -5,9 +5,12 @@ step of the run. A step that did not finish has only the common fields then (sta
 finished_at), as a skipped one has (``flows.language.skips``), and reading one of its own fails:
 
 - **cancelled**: a person may cancel a run at any moment, so any step may be left ``cancelled``;
-- **failed**: a step that fails by its own work (a call or a command: ``StepKind.fails``) or by its deadline
-  (``on_timeout: fail``) ends the run ``failed`` once the rest is done: it is left ``failed``, and every step that
-  needs it (directly or through others) ``blocked``;
+- **failed**: a step that fails by its own work (a call or a command: ``StepKind.fails``), by its deadline
+  (``on_timeout: fail``) or by its time limit (an automated step's ``timeout``, a notify step's too) ends the run
+  ``failed`` once the rest is done: it is left ``failed``, and every step that needs it (directly or through
+  others) ``blocked``;
+- **blocked** after a fallback: a step that times out hands what needs it to its fallback (``on_timeout:
+  fallback:<step>``); when that one fails, they are left ``blocked``;
 - **rejected**: a person's step reported rejected (its rework loop spent, if it has one) ends the run
   ``rejected``: every step that needs it is left ``blocked`` (the rejected step has its form's fields, empty).
 
@@ -19,6 +22,7 @@ not counted here.
 
 from __future__ import annotations
 
+from flows.language.durations import format_duration
 from flows.language.graph import StepGraph
 from flows.language.skips import Skippable
 from flows.language.spec import Sop
@@ -33,7 +37,9 @@ def unfinished(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
     graph = StepGraph(sop)
     order = graph.topological()
     failing = {step.id: why for step in sop.steps if (why := _fails(step)) is not None}
-    failed_before = _first_upstream(graph, order, set(failing))
+    # a step that times out hands what needs it to its fallback: when that one fails, they are left blocked
+    fell_back = {step.id: step.fallback for step in sop.steps if step.fallback in failing}
+    failed_before = _first_upstream(graph, order, {*failing, *fell_back})
     rejected_before = _first_upstream(graph, order, {step.id for step in sop.steps if isinstance(step, HumanStep)})
     out: dict[str, tuple[Skippable, ...]] = {}
     for step in sop.steps:
@@ -48,8 +54,10 @@ def unfinished(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
             ways.append(Skippable(spelled, f"it failed, and the run with it: {failing[step.id]}", fields,
                                   state="failed", ended="failed"))
         if step.id in failed_before:
-            ways.append(Skippable(spelled, f"step `{failed_before[step.id]}` it needs failed, and the run with it",
-                                  fields, state="blocked", ended="failed"))
+            dep = failed_before[step.id]
+            cause = (f"step `{dep}` it needs failed" if dep in failing else
+                     f"step `{dep}` it needs timed out and its fallback `{fell_back[dep]}` failed")
+            ways.append(Skippable(spelled, f"{cause}, and the run with it", fields, state="blocked", ended="failed"))
         if step.id in rejected_before:
             ways.append(Skippable(spelled, f"step `{rejected_before[step.id]}` it needs was rejected, and the run "
                                            "with it", fields, state="blocked", ended="rejected"))
@@ -58,10 +66,15 @@ def unfinished(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
 
 
 def _fails(step: StepBase) -> str | None:
-    """Why ``step`` may fail (and fail its run), or None."""
+    """Why ``step`` may fail (and fail its run), or None: its deadline (``on_timeout: fail``), its own work (the
+    kind's), or, for any automated step, its ``timeout``: its Prefect task fails when the step outlasts it, even a
+    notify step, which fails for no message nobody got (its delivery to a slow webhook)."""
+    kind = KINDS[step.kind]
     if step.on_timeout == "fail":
         return "`on_timeout: fail`"
-    return KINDS[step.kind].fails
+    if kind.fails is None and kind.automated and step.timeout is not None:
+        return f"its `timeout: {format_duration(step.timeout)}` may end it first"
+    return kind.fails
 
 
 def _first_upstream(graph: StepGraph, order: list[str], marked: set[str]) -> dict[str, str]:

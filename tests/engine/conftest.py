@@ -38,8 +38,11 @@ def make_project(repo_root: Path, target: Path, only: tuple[str, ...] | None = N
     ``only`` it deploys the few it needs instead of 27 (seconds each on a busy SQLite server).
     """
     shutil.copytree(repo_root / "config", target / "config")
-    # the probes' http steps take their base address from config, as every http step must (sop validate)
-    (target / "config" / "t-gateway.yaml").write_text(f'vars:\n  t_gateway: "{shared_gateway().url}"\n')
+    # the probes' http steps take their base address from config, as every http step must (sop validate); their
+    # notify steps reach it as a webhook channel (t-hook)
+    host = shared_gateway().url.removeprefix("http://")
+    (target / "config" / "t-gateway.yaml").write_text(f'vars:\n  t_gateway: "{shared_gateway().url}"\n'
+                                                       f'channels:\n  t-hook:\n    urls: ["json://{host}/hook"]\n')
     if only is None:
         shutil.copytree(repo_root / "sops", target / "sops")
     else:

@@ -20,7 +20,8 @@ from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.actors import Actor
-from flows.language.calendar import Calendar
+from flows.language.calendar import LATEST, Calendar, instant_after
+from flows.language.durations import SPEED_MAX
 from flows.language.library import Library, load_library
 from flows.language.steps.human import HumanReport
 from flows.ledger import Ledger
@@ -174,6 +175,22 @@ def test_a_compressed_run_counts_the_same_calendar_faster(
     # Friday 17:00 to Wednesday 09:00 is 112 hours of the run's SOP clock: 112 seconds at 3600×
     assert view.steps["refresh"]["due_at"] - start == timedelta(seconds=112)
     assert TimerService(engine).next_instant() - start == timedelta(seconds=88)  # Tuesday 09:00
+
+
+def test_a_run_at_top_speed_open_for_a_month_has_its_next_due_capped_like_any_other_instant(
+        library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    start = sh(2026, 3, 6, 17)
+    engine = engine_at(library, tmp_path, start, monkeypatch)
+    run = engine.start("t-biz", initiator="zhang-min", speed=SPEED_MAX)
+    # a month of wall time at ×100,000 is some 8,500 years of the run's SOP clock: past the year 9999, where the
+    # calendar's arithmetic overflowed and the report was a traceback (a 500 on the API)
+    TimerService(engine).advance_to(start + timedelta(days=31))  # its reminders and deadlines fire on the way
+    engine.report(run.run_id, "refresh", HumanReport(actor="liu-yang", values={}))
+    view = engine.view(run.run_id)
+    assert view.state("quick") == "active" and view.steps["quick"]["due_at"] == LATEST  # never fires, as any such
+    assert TimerService(engine).next_instant() == LATEST
+    office = library.site.calendars["cn-office"]
+    assert instant_after(datetime(9998, 12, 30, tzinfo=UTC), timedelta(days=366), calendar=office) == LATEST
 
 
 def test_a_hold_stops_the_reminders_and_moves_the_due_instant_by_the_working_time_held(

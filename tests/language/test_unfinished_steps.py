@@ -1,9 +1,10 @@
 """A follow-up that reads a step its run's end left unfinished: refused by `sop validate`, since then it fails.
 
 A follow-up is decided when its run ends. A run that failed (a call or a command failed, a deadline with
-`on_timeout: fail`), was rejected or was cancelled leaves steps that never finished: they have only state, outcome,
-actor, note and finished_at, and a follow-up's `when` or input reading one of their own fields fails then (the
-follow-up is refused, and nobody starts the review it was for). Tried only where the follow-up starts on that end.
+`on_timeout: fail`, an automated step's `timeout`, a notify step's too), was rejected or was cancelled leaves steps
+that never finished: they have only state, outcome, actor, note and finished_at, and a follow-up's `when` or input
+reading one of their own fields fails then (the follow-up is refused, and nobody starts the review it was for).
+Tried only where the follow-up starts on that end.
 """
 
 from __future__ import annotations
@@ -89,6 +90,30 @@ def test_a_when_that_may_hold_on_a_cancelled_run_is_tried_with_steps_cancelled(r
                                              "}}\"\n    inputs: {ticket: x}\n")
     assert error.startswith("19:11: follow_ups[0].when: `when` would fail whenever step `work` did not finish (the run "
                             "was cancelled first): a step that did not finish has no `minutes`")
+
+
+#: a notify step before `verify` instead of `deploy`: it fails its run only when it has a time limit
+TOLD = ENDS.replace("""  - id: deploy
+    kind: command
+    command: [./deploy.sh]
+""", """  - id: deploy
+    kind: notify
+    notify: [sre-lead]
+    message: {title: Deploying}
+    timeout: 5s
+""")
+
+
+def test_a_notify_step_with_a_timeout_may_fail_the_run_and_is_tried_so(repo_root: Path, tmp_path: Path) -> None:
+    # its delivery to a slow webhook may outlast its 5s: it fails then (tests/engine/test_notify_limit.py)
+    [error] = errors_of(repo_root, tmp_path, '    inputs: {ticket: "{{ steps.verify.healthy }}"}\n', TOLD)
+    assert "whenever step `verify` did not finish (step `deploy` it needs failed, and the run with it)" in error
+    [error] = errors_of(repo_root, tmp_path, '    inputs: {ticket: "{{ steps.deploy.delivered }}"}\n', TOLD)
+    assert ("whenever step `deploy` did not finish (it failed, and the run with it: its `timeout: 5s` may end it "
+            "first): a step that did not finish has no `delivered`") in error
+    # without a time limit a notify step never fails: a message nobody got is `delivered: false`
+    untimed = TOLD.replace("    timeout: 5s\n", "")
+    assert errors_of(repo_root, tmp_path, '    inputs: {ticket: "{{ steps.verify.healthy }}"}\n', untimed) == []
 
 
 @pytest.mark.parametrize("follow_up", [

@@ -232,7 +232,8 @@ class StepKind:
     simulate: Callable[[Any, StepContext], dict[str, Any]] | None = None
     #: why a step of this kind may fail by its own work ("its call may fail"), failing its run (`sop validate`
     #: tries a follow-up with the steps such a failure leaves unfinished); None: only its deadline
-    #: (``on_timeout: fail``) or a template that cannot be rendered fails it
+    #: (``on_timeout: fail``), an automated kind's ``timeout`` (``flows.language.unfinished``) or a template that
+    #: cannot be rendered fails it
     fails: str | None = None
 
     def __post_init__(self) -> None:

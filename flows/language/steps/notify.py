@@ -41,7 +41,8 @@ class NotifyStep(StepBase):
 
 
 def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
-    """Render the message and deliver it; never fails for a message nobody got.
+    """Render the message and deliver it; never fails for a message nobody got (a ``timeout``, when it has one, is
+    its Prefect task's limit, as any automated step's: a delivery that outlasts it fails the step once it returns).
 
     A failed notification must not block or fail the run: the step is done, its outputs say
     what happened (``delivered``: every recipient got it; ``reached`` and ``failed``: how many
