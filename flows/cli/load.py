@@ -12,6 +12,7 @@ from rich.table import Table
 
 from flows.cli.common import console, fail, print_json, short_clock
 from flows.cli.runs import _engine, terminal_person
+from flows.cli.status import outbox_warning
 from flows.engine.load import Load, Waiting, loads, waiting_on
 from flows.language.actors import UnknownPerson, check_person
 
@@ -25,13 +26,19 @@ def show_load(run_id: str | None, person: str | None, people: bool, *, short: bo
              f"`sop status {run_id}` shows that run's steps and who has them")
     engine = _engine(prefect=False)
     if people:
-        _people(engine, loads(engine), as_json)
+        found = loads(engine)
+        if as_json:
+            print_json([load.facts() for load in found])
+            return
+        outbox_warning(engine)
+        _people(found)
         return
     who = _person(engine.site, person or "")
     waiting, open_runs = waiting_on(engine, who)
     if as_json:
         print_json(Load(who, waiting).facts() if short else [w.facts() for w in waiting])
         return
+    outbox_warning(engine)
     if not waiting:
         console.print(f"nothing waits on {who}: none of the {open_runs} open run(s) has a step that is theirs")
     elif short:
@@ -90,11 +97,8 @@ def _steps(who: str, waiting: list[Waiting], zone: str) -> None:
     console.print(table)
 
 
-def _people(engine: Any, found: list[Load], as_json: bool) -> None:
+def _people(found: list[Load]) -> None:
     """One line per person with open steps (``sop status --people``), the most overdue first."""
-    if as_json:
-        print_json([load.facts() for load in found])
-        return
     if not found:
         console.print("no open step waits on anyone")
         return

@@ -42,13 +42,13 @@ def status(
         if as_json:
             print_json(lines)
             return
-        _outbox_warning(engine)
+        outbox_warning(engine)
         _print_short(lines, engine.site.settings.timezone)
         return
     if as_json:
         print_json(rows)
         return
-    _outbox_warning(engine)
+    outbox_warning(engine)
     if not rows:
         console.print("no open runs")
         return
@@ -155,8 +155,9 @@ def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
 OUTBOX_STALE_S = 30.0
 
 
-def _outbox_warning(engine: Any) -> None:
-    """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
+def outbox_warning(engine: Any) -> None:
+    """Say so when pages have waited in the outbox (no pager process, or one that is stuck): every view of
+    ``sop status`` but ``--json`` starts with it."""
     from flows.engine.outbox import backlog
     from flows.ledger import utc
 

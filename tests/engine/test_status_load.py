@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
+from flows.engine import outbox
 from flows.engine.oncall import add_override
 from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
-from flows.engine.transitions import Engine
+from flows.engine.transitions import Engine, Page
 from flows.language.actors import Actor
 from flows.language.library import load_library
 from flows.ledger import Ledger
+from flows.ledger.schema import outbox as outbox_table
 from flows.ledger.schema import records
 from tests.conftest import TestDatabase
 from tests.engine.conftest import make_project
@@ -140,3 +142,19 @@ def test_me_is_who_this_terminal_is(sop: Any, site: tuple[Engine, dict[str, str]
     shown = sop("status", "--for", "me", "--json", env={**env, "SOP_ACTOR": "wang-fang"})
     assert shown.returncode == 0, shown.stderr
     assert [(f["run"], f["step"], f["why"]) for f in json.loads(shown.stdout)] == [(run, "assess", "assigned")]
+
+
+def test_both_views_say_when_pages_have_waited(sop: Any, site: tuple[Engine, dict[str, str]]) -> None:
+    engine, env = site
+    run = engine.start("crisis-pr", {"brand": "acme"}, initiator="li-wei", launch=False).run_id
+    with engine.ledger.transaction() as tx:  # a page nobody sent for 3 minutes: no pager process is alive
+        outbox.queue(tx.conn, [Page("run_started", run, None, ["pr-lead"])], claimed_by=None)
+        tx.conn.execute(outbox_table.update().values(queued_at=outbox.wall() - timedelta(minutes=3)))
+    for view in (["--for", "wang-fang"], ["--for", "wang-fang", "--short"], ["--people"]):
+        shown = sop("status", *view, env=env)
+        assert shown.returncode == 0, shown.stderr
+        first = " ".join(shown.stdout.splitlines()[0].split())
+        assert re.fullmatch(r"\d+ page\(s\) waiting to be sent, the oldest for \d+s \(no pager process is alive: "
+                            r"start `sop serve` or `sop pager`\)", first), (view, shown.stdout)
+        assert "wang-fang" in shown.stdout
+    assert json.loads(sop("status", "--for", "wang-fang", "--json", env=env).stdout)[0]["run"] == run  # JSON only
