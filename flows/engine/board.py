@@ -367,11 +367,8 @@ ESCALATION_KINDS = ("escalated",)
 
 
 def escalated_to(engine: Any, person: str, ids: list[str]) -> set[tuple[str, str]]:
-    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person``."""
-    if not ids:
-        return set()
-    query = (sa.select(deliveries.c.run_id, deliveries.c.step_id).distinct()
-             .where(deliveries.c.recipient == person, deliveries.c.kind.in_(ESCALATION_KINDS),
-                    deliveries.c.run_id.in_(ids), deliveries.c.step_id.is_not(None)))
-    with engine.ledger.read() as conn:
-        return {(r.run_id, r.step_id) for r in conn.execute(query)}
+    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person``
+    (:func:`flows.engine.load.escalations`)."""
+    from flows.engine.load import escalations  # it reads the board
+
+    return set(escalations(engine, ids, person).get(person, {}))
