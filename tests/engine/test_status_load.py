@@ -106,7 +106,7 @@ def test_what_waits_on_one_person_across_runs_most_urgent_first(sop: Any, site: 
     everyone = sop("status", "--people", env=env)
     assert everyone.returncode == 0, everyone.stderr
     lines = {line.split(":")[0]: " ".join(line.split()) for line in everyone.stdout.splitlines()
-             if re.match(r"[a-z-]+: \d+ open", line)}
+             if re.match(r"[a-z-]+: +\d+ open", line)}
     assert list(lines)[:5] == ["li-wei", "chen-jie", "sara-lopez", "wang-fang", "sun-hao"], everyone.stdout
     # her stage is the one whose page reached her (the lead's and backup's), not the director's it reached since
     assert re.fullmatch(rf"sara-lopez: 2 open step\(s\), 1 overdue; most urgent P1 {complaint} Crisis PR · lumi / "
@@ -159,3 +159,38 @@ def test_both_views_say_when_pages_have_waited(sop: Any, site: tuple[Engine, dic
                             r"start `sop serve` or `sop pager`\)", first), (view, shown.stdout)
         assert "wang-fang" in shown.stdout
     assert json.loads(sop("status", "--for", "wang-fang", "--json", env=env).stdout)[0]["run"] == run  # JSON only
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_a_laptop_half_screen_reads_every_view_whole(sop: Any, site: tuple[Engine, dict[str, str]], columns: int) -> None:
+    engine, env = site
+    runs = [engine.start(sop_id, inputs, initiator="li-wei", launch=False).run_id for sop_id, inputs in
+            (("crisis-pr", {"brand": "lumi"}), ("traffic-drop", {"site": "storefront"}),
+             ("creative-refresh", {"platform": "douyin"}))]  # its title is long, with no dash to cut it at
+    engine.claim(runs[1], "confirm", Actor("li-wei", via="cli"))
+    engine.hand_over(runs[2], "impact", Actor("zhang-min", via="cli"), "li-wei", "you know the platform")
+    narrow = {**env, "COLUMNS": str(columns)}
+
+    def shown(*args: str) -> list[str]:
+        out = sop("status", *args, env=narrow)
+        assert out.returncode == 0, out.stderr
+        lines = [line.rstrip() for line in out.stdout.splitlines()]
+        assert max(len(line) for line in lines) <= columns, "\n" + out.stdout  # no line the terminal breaks
+        return lines
+
+    mine = shown("--for", "li-wei")
+    rows = [line.split() for line in mine if re.match(r"P\d ", line)]
+    assert [(row[1], row[-3] if row[-1] == "left" else None) for row in rows] == [
+        (runs[1], "confirm"), (runs[2], "impact")], "\n".join(mine)  # the run and the step whole: what `sop done` takes
+    about = "\n".join(mine)
+    assert "P2  " + runs[1] + "  Traffic drop · sto" in about  # the SOP and its subject, cut to the room left
+    assert re.search(r"^ +holding\s*$", about, re.M) and re.search(r"^ +handed by zhang-min\s*$", about, re.M), about
+
+    board = shown("--short")
+    assert [line.split()[1] for line in board if re.match(r"P\d ", line)] == runs, "\n".join(board)
+    assert any("Crisis PR · lu" in line for line in board)
+
+    everyone = " ".join(" ".join(shown("--people")).split())  # each person's words wrap beside their name
+    assert f"li-wei: 2 open step(s); most urgent P2 {runs[1]} Traffic drop · storefront / confirm," in everyone
+    one = " ".join(" ".join(shown("--for", "li-wei", "--short")).split())
+    assert one.startswith(f"li-wei: 2 open step(s); most urgent P2 {runs[1]} Traffic drop · storefront / confirm, ")
