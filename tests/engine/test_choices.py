@@ -51,8 +51,9 @@ def test_a_choice_given_by_its_label_is_recorded_as_its_id_and_read_by_people_as
     KINDS["notify"].execute(step, StepContext(variables=variables(view, engine.site), run_id=run_id,
                                               pager=engine.pager))  # type: ignore[misc]
     [told] = [m for m in inbox(engine, "li-wei") if m["title"].startswith("[P1] Crisis PR (")]
-    assert told["title"] == "[P1] Crisis PR (High): a fake recall notice"
-    assert "category Rumour or fake news, trend Rising," in " ".join(told["body"].split())
+    # inside the SOP's sentence a choice in words reads as the id is written; a label the SOP wrote, as written
+    assert told["title"] == "[P1] Crisis PR (high): a fake recall notice"
+    assert "category Rumour or fake news, trend rising," in " ".join(told["body"].split())
     assert "rumour_or_fake" not in told["body"]
 
     # the page to the owner that the step is done
@@ -75,7 +76,10 @@ def test_a_label_that_names_no_choice_is_refused_naming_the_choices(crisis: Any,
     wrong = sop("done", run_id, "assess", "--as", "wang-fang", *ASSESSED[:2], "-f", "category=fake news",
                 *ASSESSED[4:], "--evidence", "https://dash.example/q/1", env={"SOP_HOME": str(engine.library.root)})
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
-    assert "field `category`: expected one of product_quality, product_safety" in " ".join(wrong.stderr.split())
+    said = " ".join(wrong.stderr.split())  # what the page calls each choice, and its id: either may be typed
+    assert ("field `category`: expected one of Product quality (product_quality), Product safety (product_safety), "
+            "service, delivery, Pricing or promotion (pricing_promotion), Staff conduct (staff_conduct), Rumour or "
+            "fake news (rumour_or_fake), other, got 'fake news'") in said, said
     assert engine.view(run_id).state("assess") == "active"
 
 
