@@ -91,3 +91,24 @@ def test_sop_run_takes_an_inputs_choice_by_its_label_too(sop, tmp_path: Path) ->
     assert wrong.returncode == 1 and "input `area`: expected one of pr, sre, got 'press'" in wrong.stderr
     taken = sop(*review, "-p", "area=SRE", env=env)  # its label (and its id, in any case)
     assert taken.returncode == 1 and "is `sop serve` running?" in taken.stderr  # the inputs fit: then the stack
+
+
+def test_a_run_about_a_choice_is_shown_by_its_label_and_still_dedups_by_its_id(repo_root: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch, sop) -> None:
+    text = (repo_root / "sops" / "post-incident-review.yaml").read_text()
+    text = text.replace('dedup: "{{ inputs.incident_run }}"', 'dedup: "{{ inputs.area }}"')  # one review per area
+    text = text.replace("enum_labels: {pr: PR, sre: SRE}", "enum_labels: {pr: PR, sre: Site reliability}")
+    engine = next(engines := local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"post-incident-review": text}))
+    try:
+        inputs = {"incident_run": "r1", "incident_sop": "traffic-surge", "area": "sre"}
+        run_id = engine.start("post-incident-review", inputs, initiator="li-wei", launch=False).run_id
+        again = engine.start("post-incident-review", {**inputs, "incident_run": "r2"}, initiator="li-wei", launch=False)
+        assert again.run_id == run_id  # the key is the id: a second start of the same area attaches to the run
+        env = {"SOP_HOME": str(engine.library.root)}
+        short = " ".join(sop("status", "--short", env=env).stdout.split())
+        assert f"P4 {run_id} Post-incident review · Site reliability " in short, short
+        assert f"{run_id} post-incident-review · Site reliability —" in " ".join(sop("status", env=env).stdout.split())
+        [row] = json.loads(sop("status", "--json", env=env).stdout)
+        assert (row["dedup_key"], row["subject"]) == ("sre", "Site reliability")  # programs read the key
+    finally:
+        next(engines, None)
