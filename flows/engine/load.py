@@ -3,7 +3,7 @@
 :func:`why_theirs` is the one rule of what waits on a person: the home page ("Waiting for you"), the board's person
 filter and ``sop status --for`` / ``--people`` all ask it. A step waits on someone who holds it (took it, or was
 handed it), on its role's primary now or a member of its role while nobody holds it, and on someone its escalation
-paged (``escalated_to``)."""
+paged (:func:`escalations`: whom, and at which stage)."""
 
 from __future__ import annotations
 
