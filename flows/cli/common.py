@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 from rich.markup import escape
 
@@ -70,3 +72,22 @@ def short_clock(instant: datetime, zone: str) -> str:
 
     local, today = in_zone(instant, zone), in_zone(datetime.now(UTC), zone)
     return local.strftime("%H:%M" if local.date() == today.date() else "%m-%d %H:%M")
+
+
+#: the spaces between two columns of a table without a box (``Table(box=None)``: one cell of padding on each side)
+COLUMN_GAP = 2
+
+
+def one_line_width(heads: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
+    """How wide a table without a box is when each of its plain cells (and heads) is on one line: whether it fits
+    the terminal as it is, or which of its columns must give way."""
+    return sum(max(cell_len(cell) for cell in (head, *(row[i] for row in rows))) for i, head in enumerate(heads)) \
+        + COLUMN_GAP * (len(heads) - 1)
+
+
+def cut(text: str, room: int) -> str:
+    """``text`` in ``room`` terminal cells: whole when it fits, else its start and "…" (a cell given way on a
+    narrow terminal reads as cut, and the line does not wrap)."""
+    if cell_len(text) <= room:
+        return text
+    return set_cell_size(text, max(room - 1, 0)).rstrip() + "…"

@@ -10,8 +10,9 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from flows.cli.common import console, fail, print_json, short_clock
+from flows.cli.common import COLUMN_GAP, console, cut, fail, one_line_width, print_json, short_clock
 from flows.cli.runs import _engine, terminal_person
+from flows.cli.status import outbox_warning
 from flows.engine.load import Load, Waiting, loads, waiting_on
 from flows.language.actors import UnknownPerson, check_person
 
@@ -25,17 +26,23 @@ def show_load(run_id: str | None, person: str | None, people: bool, *, short: bo
              f"`sop status {run_id}` shows that run's steps and who has them")
     engine = _engine(prefect=False)
     if people:
-        _people(engine, loads(engine), as_json)
+        found = loads(engine)
+        if as_json:
+            print_json([load.facts() for load in found])
+            return
+        outbox_warning(engine)
+        _people(found)
         return
     who = _person(engine.site, person or "")
     waiting, open_runs = waiting_on(engine, who)
     if as_json:
         print_json(Load(who, waiting).facts() if short else [w.facts() for w in waiting])
         return
+    outbox_warning(engine)
     if not waiting:
         console.print(f"nothing waits on {who}: none of the {open_runs} open run(s) has a step that is theirs")
     elif short:
-        console.print(_summary(Load(who, waiting)), soft_wrap=True)
+        _summaries([Load(who, waiting)])
     else:
         _steps(who, waiting, engine.site.settings.timezone)
 
@@ -62,42 +69,58 @@ def _left(w: Waiting) -> str:
     return "clock stopped" if w.step.held_at or w.run.held_at else (w.time_left or "no due")
 
 
-def _summary(load: Load) -> str:
-    """One person's load in a line: how many, how many overdue, the most urgent step and its time left."""
-    top = load.steps[0]
-    overdue = f", [red]{load.overdue} overdue[/]" if load.overdue else ""
-    return (f"[bold]{escape(load.person)}[/]: {len(load.steps)} open step(s){overdue}; most urgent "
-            f"[bold]P{top.run.priority}[/] {top.run.id} {escape(_about(top))} / {escape(top.step.id)}, "
-            f"{escape(_left(top))} ({escape(str(top.theirs))})")
+def _summaries(found: list[Load]) -> None:
+    """Each person's load in a line (``--for --short``, ``--people``): how many, how many overdue, the most urgent
+    step and its time left. On a narrow terminal the words wrap beside the name, under themselves."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for load in found:
+        top = load.steps[0]
+        overdue = f", [red]{load.overdue} overdue[/]" if load.overdue else ""
+        table.add_row(f"[bold]{escape(load.person)}[/]:",
+                      f"{len(load.steps)} open step(s){overdue}; most urgent [bold]P{top.run.priority}[/] {top.run.id} "
+                      f"{escape(_about(top))} / {escape(top.step.id)}, {escape(_left(top))} ({escape(str(top.theirs))})")
+    console.print(table)
+
+
+#: the columns of ``sop status --for``; on a terminal too narrow for them (a laptop's half screen), the due goes (the
+#: time left says it) and the SOP and why share a column, a line each, cut to the room the others leave
+STEP_COLUMNS = ("", "run", "SOP", "step", "why", "due", "left")
+NARROW_COLUMNS = ("", "run", "SOP / why", "step", "left")
 
 
 def _steps(who: str, waiting: list[Waiting], zone: str) -> None:
-    """Each step waiting on ``who``, most urgent first: the run, the step, why it is theirs, its due, time left."""
+    """Each step waiting on ``who``, most urgent first: the run, the step, why it is theirs, its due, time left.
+    Every cell on one line: the run and the step are what the other commands take."""
     from flows.clock import in_zone, zone_label
 
     overdue = Load(who, waiting).overdue
     console.print(f"[bold]{escape(who)}[/]: {len(waiting)} open step(s)"
                   + (f", [red]{overdue} overdue[/]" if overdue else "") + ", most urgent first", soft_wrap=True)
+    rows = [[f"P{w.run.priority}", w.run.id, _about(w), w.step.id, str(w.theirs),
+             short_clock(w.step.due_at, zone) if w.step.due_at else "—", _left(w)] for w in waiting]
+    narrow = one_line_width(STEP_COLUMNS, rows) > console.width
+    room = console.width - COLUMN_GAP - one_line_width([h for h in NARROW_COLUMNS if h != "SOP / why"],
+                                                      [[row[0], row[1], row[3], row[6]] for row in rows])
     table = Table(box=None, pad_edge=False, show_edge=False, caption_justify="left",
                   caption=f"times {zone_label(in_zone(datetime.now(UTC), zone))}; time left in SOP time")
-    for head in ("", "run", "SOP", "step", "why", "due", "left"):
-        table.add_column(head, no_wrap=head not in ("SOP", "why"))
-    for w in waiting:
-        left = _left(w)
-        table.add_row(f"[bold]P{w.run.priority}[/]", w.run.id, escape(_about(w)), escape(w.step.id),
-                      escape(str(w.theirs)), short_clock(w.step.due_at, zone) if w.step.due_at else "—",
-                      f"[red]{left}[/]" if w.overdue else escape(left))
+    for head in NARROW_COLUMNS if narrow else STEP_COLUMNS:
+        table.add_column(head, no_wrap=True)
+    for w, (priority, run, about, step, why, due, left) in zip(waiting, rows, strict=True):
+        left = f"[red]{escape(left)}[/]" if w.overdue else escape(left)
+        if narrow:
+            about = f"{escape(cut(about, room))}\n[dim]{escape(cut(why, room))}[/]"
+            table.add_row(f"[bold]{priority}[/]", run, about, escape(step), left)
+        else:
+            table.add_row(f"[bold]{priority}[/]", run, escape(about), escape(step), escape(why), due, left)
     console.print(table)
 
 
-def _people(engine: Any, found: list[Load], as_json: bool) -> None:
+def _people(found: list[Load]) -> None:
     """One line per person with open steps (``sop status --people``), the most overdue first."""
-    if as_json:
-        print_json([load.facts() for load in found])
-        return
     if not found:
         console.print("no open step waits on anyone")
         return
-    for load in found:
-        console.print(_summary(load), soft_wrap=True)
+    _summaries(found)
     console.print("[dim]time left in SOP time; `sop status --for PERSON` lists a person's steps[/]")

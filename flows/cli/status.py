@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import app
-from flows.cli.common import console, fail, print_json, short_clock
+from flows.cli.common import COLUMN_GAP, console, cut, fail, one_line_width, print_json, short_clock
 from flows.cli.runs import _engine
 from flows.engine.board import short_rows, status_rows
 from flows.engine.view import RunNotFound
@@ -42,28 +42,33 @@ def status(
         if as_json:
             print_json(lines)
             return
-        _outbox_warning(engine)
+        outbox_warning(engine)
         _print_short(lines, engine.site.settings.timezone)
         return
     if as_json:
         print_json(rows)
         return
-    _outbox_warning(engine)
+    outbox_warning(engine)
     if not rows:
         console.print("no open runs")
         return
     _print_long(rows, engine.site.settings.timezone)
 
 
-#: the columns of ``sop status --short``; the SOP's title (with the run's subject) gives way when the line is long
+#: the columns of ``sop status --short``; the SOP's title (with the run's subject) gives way when the line is long,
+#: and on a terminal too narrow for the others (a laptop's half screen) a run takes two lines: its SOP over its state,
+#: its next due over the time left
 SHORT_COLUMNS = ("", "run", "SOP", "state", "next due", "left", "holds it")
+NARROW_COLUMNS = ("", "run", "SOP / state", "next due / left", "holds it")
 _ABOUT = SHORT_COLUMNS.index("SOP")
+#: the least of the SOP's title a one-line row may keep (``Crisis PR · lu…``); with less room, two lines a run
+_ABOUT_LEAST = 16
 _STATE_COLOURS = {"overdue": "red", "step failed": "red", "automation stopped": "red", "on hold": "cyan"}
 
 
 def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
     """One line per run (``sop status --short``): every column whole (the run id is what the other commands take),
-    the SOP's title cut to what the terminal leaves it (on a very narrow one it wraps instead)."""
+    the SOP's title cut to what the terminal leaves it; on a narrow terminal two lines a run."""
     from flows.clock import in_zone, zone_label
     from flows.language.presentation import short_title
 
@@ -78,19 +83,25 @@ def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
                      line["state"], due, line["time_left"] or "—",
                      line["holder"] or line["role"] or ("—" if line["step_kind"] in (None, "human", "wait")
                                                         else "automation")])
-    others = sum(max(len(head), *(len(row[i]) for row in rows)) for i, head in enumerate(SHORT_COLUMNS) if i != _ABOUT)
-    room = console.width - others - 2 * (len(SHORT_COLUMNS) - 1)
+    room = console.width - COLUMN_GAP - one_line_width([h for i, h in enumerate(SHORT_COLUMNS) if i != _ABOUT],
+                                                       [[c for i, c in enumerate(row) if i != _ABOUT] for row in rows])
+    narrow = room < min(_ABOUT_LEAST, max(len(row[_ABOUT]) for row in rows))
+    if narrow:  # the room of SOP / state: what the other columns leave, each of their two lines whole
+        room = console.width - COLUMN_GAP - one_line_width(
+            ("", "run", "next due / left", "holds it"), [[r[0], r[1], due_or_left, r[6]] for r in rows for due_or_left in r[4:6]])
     table = Table(box=None, pad_edge=False, show_edge=False, caption_justify="left",
                   caption=f"times {zone_label(in_zone(datetime.now(UTC), zone))}; time left in SOP time")
-    for i, head in enumerate(SHORT_COLUMNS):
-        table.add_column(head, no_wrap=i != _ABOUT)
-    for row in rows:
-        about = row[_ABOUT]
-        if room >= 12 and len(about) > room:
-            about = about[:room - 1].rstrip() + "…"
-        colour = _STATE_COLOURS.get(row[3])
-        table.add_row(f"[bold]{row[0]}[/]", row[1], escape(about),
-                      f"[{colour}]{row[3]}[/]" if colour else escape(row[3]), *(escape(cell) for cell in row[4:]))
+    for head in NARROW_COLUMNS if narrow else SHORT_COLUMNS:
+        table.add_column(head, no_wrap=True)
+    for priority, run, about, state, due, left, holder in rows:
+        colour = _STATE_COLOURS.get(state)
+        state = f"[{colour}]{state}[/]" if colour else escape(state)
+        if narrow:
+            table.add_row(f"[bold]{priority}[/]", run, f"{escape(cut(about, room))}\n{state}",
+                          f"{escape(due)}\n{escape(left)}", escape(holder))
+        else:
+            table.add_row(f"[bold]{priority}[/]", run, escape(cut(about, room)), state, escape(due), escape(left),
+                          escape(holder))
     console.print(table)
 
 
@@ -155,8 +166,9 @@ def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
 OUTBOX_STALE_S = 30.0
 
 
-def _outbox_warning(engine: Any) -> None:
-    """Say so when pages have waited in the outbox (no pager process, or one that is stuck)."""
+def outbox_warning(engine: Any) -> None:
+    """Say so when pages have waited in the outbox (no pager process, or one that is stuck): every view of
+    ``sop status`` but ``--json`` starts with it."""
     from flows.engine.outbox import backlog
     from flows.ledger import utc
 

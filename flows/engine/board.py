@@ -304,6 +304,12 @@ def ledger_version(engine: Any) -> int:
         return int(conn.execute(_VERSION).scalar() or 0)
 
 
+def _subject(library: Any, sop_id: str, dedup_key: str | None) -> str | None:
+    """A run's subject as people read it (:meth:`Sop.subject`, by its SOP as loaded now, as the board's titles)."""
+    loaded = library.sops.get(sop_id)
+    return loaded.sop.subject(dedup_key) if loaded is not None else run_subject(dedup_key)
+
+
 def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
     """Every open run with its current steps (those on hold: since when, why), P1 first, then the soonest due;
     and the ledger's version."""
@@ -317,7 +323,7 @@ def open_board(engine: Any) -> tuple[int, list[BoardRun]]:
         board = {r.id: BoardRun(r.id, r.sop_id, r.title, r.sop_class, r.priority, r.initiator,
                                 json.loads(r.trigger or "null") or {}, r.repeats, utc(r.last_seen_at), float(r.speed or 1),
                                 utc(r.started_at), utc(r.deadline_at),  # type: ignore[arg-type]
-                                subject=run_subject(r.dedup_key))
+                                subject=_subject(library, r.sop_id, r.dedup_key))
                  for r in conn.execute(_OPEN_RUNS)}
         fired: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
         for t in conn.execute(_LEVELS_FIRED):
@@ -367,11 +373,8 @@ ESCALATION_KINDS = ("escalated",)
 
 
 def escalated_to(engine: Any, person: str, ids: list[str]) -> set[tuple[str, str]]:
-    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person``."""
-    if not ids:
-        return set()
-    query = (sa.select(deliveries.c.run_id, deliveries.c.step_id).distinct()
-             .where(deliveries.c.recipient == person, deliveries.c.kind.in_(ESCALATION_KINDS),
-                    deliveries.c.run_id.in_(ids), deliveries.c.step_id.is_not(None)))
-    with engine.ledger.read() as conn:
-        return {(r.run_id, r.step_id) for r in conn.execute(query)}
+    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person``
+    (:func:`flows.engine.load.escalations`)."""
+    from flows.engine.load import escalations  # it reads the board
+
+    return set(escalations(engine, ids, person).get(person, {}))

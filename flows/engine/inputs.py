@@ -43,7 +43,7 @@ def check_inputs(sop: Sop, raw: dict[str, Any]) -> dict[str, Any]:
             if spec.default is not None:
                 out[name] = spec.default
             elif spec.is_required:
-                problems.append(f"input `{name}` is required ({spec.type}{', one of ' + str(spec.enum) if spec.enum else ''})")
+                problems.append(f"input `{name}` is required ({spec.type}{', one of ' + spec.allowed if spec.enum else ''})")
             else:
                 out[name] = None  # declared but not given: templates see none, not an unknown variable
             continue

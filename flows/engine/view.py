@@ -11,7 +11,6 @@ from typing import Any
 
 from flows.language.config import Site, expand_env
 from flows.language.fields import FieldSpec
-from flows.language.presentation import run_subject
 from flows.language.spec import Sop
 from flows.ledger import utc
 from flows.ledger.vocabulary import OPEN_RUN, TERMINAL_STEP, WAITING_STEP, is_drill
@@ -62,8 +61,9 @@ class RunView:
 
     @property
     def subject(self) -> str | None:
-        """What the run is about (its dedup key: ``storefront``, ``lumi``), None when its SOP has none."""
-        return run_subject(self.run.get("dedup_key"))
+        """What the run is about (its dedup key: ``storefront``, ``lumi``; a choice's label: :meth:`Sop.subject`), None
+        when its SOP has none."""
+        return self.sop.subject(self.run.get("dedup_key"))
 
     @property
     def is_drill(self) -> bool:

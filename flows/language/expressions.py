@@ -244,6 +244,12 @@ def _lookup_path(text: str) -> tuple[str, ...] | None:
     return tuple(match.group(1).split(".")) if match else None
 
 
+def variable_path(text: str) -> tuple[str, ...] | None:
+    """The path of a template that is one variable and nothing else (``"{{ inputs.area }}"`` → ``("inputs",
+    "area")``), None for any other template."""
+    return _lookup_path(text)
+
+
 @lru_cache(maxsize=1024)
 def _compiled_text(text: str) -> Template:
     return TEXT_ENV.from_string(text)

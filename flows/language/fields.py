@@ -219,9 +219,12 @@ def value_fits(kind: str, value: object) -> bool:
     return isinstance(value, FIELD_TYPES[kind])
 
 
-def in_words(name: str) -> str:
-    """A name as words: ``kol_involved`` → "Kol involved", ``every-4-hours`` → "Every 4 hours"."""
-    return name.replace("_", " ").replace("-", " ").capitalize()
+def in_words(name: str, *, capital: bool = True) -> str:
+    """A name as words, each as written, the first letter capitalised (``capital``: it begins a label; not inside a
+    sentence): ``kol_involved`` → "Kol involved", ``every-4-hours`` → "Every 4 hours" (or "every 4 hours"),
+    ``max_CPU`` → "Max CPU" (a capital within it stays)."""
+    words = name.replace("_", " ").replace("-", " ")
+    return words[:1].upper() + words[1:] if capital else words
 
 
 def field_label(name: str, spec: FieldSpec | None = None) -> str:
@@ -357,11 +360,22 @@ class FieldSpec(Strict):
         """Each choice of the ``enum`` with what a person is shown for it (empty without an enum)."""
         return [(choice, self.choice_label(choice) or shown(choice)) for choice in self.enum or ()]
 
+    @property
+    def allowed(self) -> str:
+        """The choices as a person may type them, for an error: each id, with its label first where the label is
+        more than the id in other letter case (``Product quality (product_quality), low, Weibo``): a person on a
+        phone terminal sees what the page calls it and what to type (``sop done`` takes either)."""
+        return ", ".join(f"{label} ({choice})" if label.casefold() != str(choice).casefold() else str(choice)
+                         for choice, label in self.choices)
+
     def labelled(self, value: Any) -> Any:
         """``value`` as it travels to where people read it: one of the choices carries its label (it is still the
         choice to every program: :class:`flows.language.presentation.Labelled`), any other value is as it is."""
         label = self.choice_label(value)
-        return value if label is None or label == shown(value) else labelled(value, label)
+        if label is None or label == shown(value):
+            return value
+        written = any(_same(key, value) for key in self.enum_labels or {})  # else in words: not capital mid-sentence
+        return labelled(value, label, None if written else in_words(str(value), capital=False))
 
     def choice_named(self, text: str) -> Any:
         """The choice ``text`` names, as a person types it: the choice itself, else its label, in any case
@@ -389,7 +403,7 @@ class FieldSpec(Strict):
         if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
             return f"must fit in 64 bits ({INT_MIN} to {INT_MAX}), got an integer of {len(str(abs(value)))} digits"
         if self.enum is not None and value not in self.enum:
-            return f"expected one of {', '.join(str(choice) for choice in self.enum)}, got {value!r}"
+            return f"expected one of {self.allowed}, got {value!r}"
         if self.minimum is not None and value < self.minimum:  # type: ignore[operator]
             return f"must be at least {self.minimum:g}, got {value!r}"
         if self.maximum is not None and value > self.maximum:  # type: ignore[operator]

@@ -22,11 +22,14 @@ _WHEN_FALSE = re.compile(r"when: (?P<when>.*) is false", re.S)
 class Labelled:
     """One of a field's choices (``product_quality``) as it travels to where people read it: a ``str`` (``int``,
     ``float``) equal to the choice itself, so that a ``when``, a comparison, JSON, a command, a URL and a dedup key
-    read the id as before; :func:`shown` (and so every page and message) shows its ``label`` ("Product quality").
-    Made by :func:`labelled`."""
+    read the id as before; :func:`shown` (and so every page and message) shows its ``label`` ("Product quality"),
+    and the SOP's own sentences (:func:`said`) its ``in_text`` ("Crisis PR (high)"). Made by :func:`labelled`."""
 
     __slots__ = ()
     label: str
+    #: how it reads inside a sentence: a label the SOP wrote, as written ("Rumour or fake news", "SKU selector");
+    #: the id in words, as the id is written ("high", "every 4 hours"), where the label is only those words capitalised
+    in_text: str
 
 
 class _LabelledStr(Labelled, str):
@@ -44,14 +47,15 @@ class _LabelledFloat(Labelled, float):
 _LABELLED: dict[type, type] = {str: _LabelledStr, int: _LabelledInt, float: _LabelledFloat}
 
 
-def labelled(value: Any, label: str) -> Any:
-    """``value`` carrying the label a person is shown for it (:class:`Labelled`); a value of another type (a
-    boolean: shown yes / no anyway) is returned as it is."""
+def labelled(value: Any, label: str, in_text: str | None = None) -> Any:
+    """``value`` carrying the label a person is shown for it, and how it reads in a sentence (``in_text``, default
+    the label) (:class:`Labelled`); a value of another type (a boolean: shown yes / no anyway) is returned as it is."""
     kind = _LABELLED.get(type(value))
     if kind is None:
         return value
     out = kind(value)
     out.label = label
+    out.in_text = label if in_text is None else in_text
     return out
 
 
@@ -97,10 +101,12 @@ def finalized(value: Any) -> Any:
 
 def said(value: Any) -> str:
     """The ``finalize`` of an SOP's text sent to people (a notify step's message, a step's instructions): each
-    value as :func:`finalized`, its mentions made ones nobody is pinged by (:func:`unmentioned`). A choice's label
-    is the SOP's own text: as it is."""
-    text = finalized(value)
-    return text if isinstance(value, Labelled) else unmentioned(text)
+    value as :func:`finalized`, its mentions made ones nobody is pinged by (:func:`unmentioned`). A choice sits in
+    the SOP's sentence: as it reads there (``Crisis PR (high)``, not ``(High)``; a label the SOP wrote as written),
+    and it is the SOP's own text: as it is."""
+    if isinstance(value, Labelled):
+        return value.in_text
+    return unmentioned(finalized(value))
 
 
 #: the longest subject a run shows (a board card, a page's title): enough for a brand, a service, a SKU or a host

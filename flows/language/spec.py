@@ -19,6 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
+from flows.language.expressions import variable_path
 from flows.language.fields import (
     Duration,
     FieldSpec,
@@ -31,6 +32,7 @@ from flows.language.fields import (
     written,
 )
 from flows.language.ladder import LadderEntry
+from flows.language.presentation import run_subject
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
 
@@ -270,6 +272,15 @@ class Sop(Strict):
     def priority(self) -> int:
         """1 (complaint) … 4 (routine)."""
         return PRIORITY[self.class_]
+
+    def subject(self, dedup_key: str | None) -> str | None:
+        """What a run of this SOP is about as people read it (:func:`~flows.language.presentation.run_subject` of
+        its dedup key); where ``dedup`` is one choice input and nothing else (``"{{ inputs.area }}"``), that choice's
+        label ("SRE"). The key itself stays the id: what dedups (:mod:`flows.engine.dedup`), JSON and commands read."""
+        path = variable_path(self.dedup or "")
+        field = self.inputs.get(path[1]) if path and len(path) == 2 and path[0] == "inputs" else None
+        choice = field.choice_named(dedup_key) if field is not None and field.enum and dedup_key else None
+        return run_subject(field.choice_label(choice) if field is not None and choice is not None else dedup_key)
 
     def step(self, step_id: str) -> StepBase:
         """The step with this id; KeyError when there is none."""

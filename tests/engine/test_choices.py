@@ -51,8 +51,9 @@ def test_a_choice_given_by_its_label_is_recorded_as_its_id_and_read_by_people_as
     KINDS["notify"].execute(step, StepContext(variables=variables(view, engine.site), run_id=run_id,
                                               pager=engine.pager))  # type: ignore[misc]
     [told] = [m for m in inbox(engine, "li-wei") if m["title"].startswith("[P1] Crisis PR (")]
-    assert told["title"] == "[P1] Crisis PR (High): a fake recall notice"
-    assert "category Rumour or fake news, trend Rising," in " ".join(told["body"].split())
+    # inside the SOP's sentence a choice in words reads as the id is written; a label the SOP wrote, as written
+    assert told["title"] == "[P1] Crisis PR (high): a fake recall notice"
+    assert "category Rumour or fake news, trend rising," in " ".join(told["body"].split())
     assert "rumour_or_fake" not in told["body"]
 
     # the page to the owner that the step is done
@@ -75,7 +76,10 @@ def test_a_label_that_names_no_choice_is_refused_naming_the_choices(crisis: Any,
     wrong = sop("done", run_id, "assess", "--as", "wang-fang", *ASSESSED[:2], "-f", "category=fake news",
                 *ASSESSED[4:], "--evidence", "https://dash.example/q/1", env={"SOP_HOME": str(engine.library.root)})
     assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
-    assert "field `category`: expected one of product_quality, product_safety" in " ".join(wrong.stderr.split())
+    said = " ".join(wrong.stderr.split())  # what the page calls each choice, and its id: either may be typed
+    assert ("field `category`: expected one of Product quality (product_quality), Product safety (product_safety), "
+            "service, delivery, Pricing or promotion (pricing_promotion), Staff conduct (staff_conduct), Rumour or "
+            "fake news (rumour_or_fake), other, got 'fake news'") in said, said
     assert engine.view(run_id).state("assess") == "active"
 
 
@@ -87,3 +91,24 @@ def test_sop_run_takes_an_inputs_choice_by_its_label_too(sop, tmp_path: Path) ->
     assert wrong.returncode == 1 and "input `area`: expected one of pr, sre, got 'press'" in wrong.stderr
     taken = sop(*review, "-p", "area=SRE", env=env)  # its label (and its id, in any case)
     assert taken.returncode == 1 and "is `sop serve` running?" in taken.stderr  # the inputs fit: then the stack
+
+
+def test_a_run_about_a_choice_is_shown_by_its_label_and_still_dedups_by_its_id(repo_root: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch, sop) -> None:
+    text = (repo_root / "sops" / "post-incident-review.yaml").read_text()
+    text = text.replace('dedup: "{{ inputs.incident_run }}"', 'dedup: "{{ inputs.area }}"')  # one review per area
+    text = text.replace("enum_labels: {pr: PR, sre: SRE}", "enum_labels: {pr: PR, sre: Site reliability}")
+    engine = next(engines := local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"post-incident-review": text}))
+    try:
+        inputs = {"incident_run": "r1", "incident_sop": "traffic-surge", "area": "sre"}
+        run_id = engine.start("post-incident-review", inputs, initiator="li-wei", launch=False).run_id
+        again = engine.start("post-incident-review", {**inputs, "incident_run": "r2"}, initiator="li-wei", launch=False)
+        assert again.run_id == run_id  # the key is the id: a second start of the same area attaches to the run
+        env = {"SOP_HOME": str(engine.library.root)}
+        short = " ".join(sop("status", "--short", env=env).stdout.split())
+        assert f"P4 {run_id} Post-incident review · Site reliability " in short, short
+        assert f"{run_id} post-incident-review · Site reliability —" in " ".join(sop("status", env=env).stdout.split())
+        [row] = json.loads(sop("status", "--json", env=env).stdout)
+        assert (row["dedup_key"], row["subject"]) == ("sre", "Site reliability")  # programs read the key
+    finally:
+        next(engines, None)

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
+from flows.engine import outbox
 from flows.engine.oncall import add_override
 from flows.engine.paging import Pager
 from flows.engine.timers import TimerService
-from flows.engine.transitions import Engine
+from flows.engine.transitions import Engine, Page
 from flows.language.actors import Actor
 from flows.language.library import load_library
 from flows.ledger import Ledger
+from flows.ledger.schema import outbox as outbox_table
 from flows.ledger.schema import records
 from tests.conftest import TestDatabase
 from tests.engine.conftest import make_project
@@ -81,7 +83,7 @@ def test_what_waits_on_one_person_across_runs_most_urgent_first(sop: Any, site: 
     assert shown.returncode == 0, shown.stderr
     lines = [" ".join(line.split()) for line in shown.stdout.splitlines() if re.match(r"P\d ", line)]
     assert [line.split()[1] for line in lines] == [complaint, outage, policy, routine], shown.stdout
-    assert re.search(r"assess .*escalation stage \d.* overdue$", lines[0]), lines[0]
+    assert re.search(r"assess escalation stage 3, repeat 1 \d\d:\d\d \S+ overdue$", lines[0]), lines[0]
     assert re.search(r"Traffic drop · storefront confirm holding \d\d:\d\d \d+m\S* left$", lines[1]), lines[1]
     assert re.search(r"impact handed by zhang-min ", lines[2]), lines[2]
     assert re.search(r"Weekly.* pack assigned ", lines[3]), lines[3]
@@ -96,7 +98,7 @@ def test_what_waits_on_one_person_across_runs_most_urgent_first(sop: Any, site: 
     one = sop("status", "--for", "li-wei", "--short", env=env)
     said = " ".join(one.stdout.split())
     assert re.fullmatch(rf"li-wei: 4 open step\(s\), 1 overdue; most urgent P1 {complaint} Crisis PR · lumi / assess, "
-                        r"\S+ overdue \(escalation stage \d.*\)", said), said
+                        r"\S+ overdue \(escalation stage 3, repeat 1\)", said), said
 
     # everyone's load, the most overdue first: the complaint's step is overdue for its primary, for li-wei, and for
     # its backup and lead its ladder paged (members of its role, not only free to take it); then by the most urgent
@@ -104,10 +106,11 @@ def test_what_waits_on_one_person_across_runs_most_urgent_first(sop: Any, site: 
     everyone = sop("status", "--people", env=env)
     assert everyone.returncode == 0, everyone.stderr
     lines = {line.split(":")[0]: " ".join(line.split()) for line in everyone.stdout.splitlines()
-             if re.match(r"[a-z-]+: \d+ open", line)}
+             if re.match(r"[a-z-]+: +\d+ open", line)}
     assert list(lines)[:5] == ["li-wei", "chen-jie", "sara-lopez", "wang-fang", "sun-hao"], everyone.stdout
+    # her stage is the one whose page reached her (the lead's and backup's), not the director's it reached since
     assert re.fullmatch(rf"sara-lopez: 2 open step\(s\), 1 overdue; most urgent P1 {complaint} Crisis PR · lumi / "
-                        r"assess, \S+ overdue \(escalation stage \d.*\)", lines["sara-lopez"]), lines["sara-lopez"]
+                        r"assess, \S+ overdue \(escalation stage 2\)", lines["sara-lopez"]), lines["sara-lopez"]
     assert "priya-nair" not in lines  # her steps went to who stands in for her: a member who may take them is no load
     loads = {f["person"]: f for f in json.loads(sop("status", "--people", "--json", env=env).stdout)}
     assert (loads["li-wei"]["steps"], loads["li-wei"]["overdue"]) == (4, 1)
@@ -140,3 +143,54 @@ def test_me_is_who_this_terminal_is(sop: Any, site: tuple[Engine, dict[str, str]
     shown = sop("status", "--for", "me", "--json", env={**env, "SOP_ACTOR": "wang-fang"})
     assert shown.returncode == 0, shown.stderr
     assert [(f["run"], f["step"], f["why"]) for f in json.loads(shown.stdout)] == [(run, "assess", "assigned")]
+
+
+def test_both_views_say_when_pages_have_waited(sop: Any, site: tuple[Engine, dict[str, str]]) -> None:
+    engine, env = site
+    run = engine.start("crisis-pr", {"brand": "acme"}, initiator="li-wei", launch=False).run_id
+    with engine.ledger.transaction() as tx:  # a page nobody sent for 3 minutes: no pager process is alive
+        outbox.queue(tx.conn, [Page("run_started", run, None, ["pr-lead"])], claimed_by=None)
+        tx.conn.execute(outbox_table.update().values(queued_at=outbox.wall() - timedelta(minutes=3)))
+    for view in (["--for", "wang-fang"], ["--for", "wang-fang", "--short"], ["--people"]):
+        shown = sop("status", *view, env=env)
+        assert shown.returncode == 0, shown.stderr
+        first = " ".join(shown.stdout.splitlines()[0].split())
+        assert re.fullmatch(r"\d+ page\(s\) waiting to be sent, the oldest for \d+s \(no pager process is alive: "
+                            r"start `sop serve` or `sop pager`\)", first), (view, shown.stdout)
+        assert "wang-fang" in shown.stdout
+    assert json.loads(sop("status", "--for", "wang-fang", "--json", env=env).stdout)[0]["run"] == run  # JSON only
+
+
+@pytest.mark.parametrize("columns", [60, 80])
+def test_a_laptop_half_screen_reads_every_view_whole(sop: Any, site: tuple[Engine, dict[str, str]], columns: int) -> None:
+    engine, env = site
+    runs = [engine.start(sop_id, inputs, initiator="li-wei", launch=False).run_id for sop_id, inputs in
+            (("crisis-pr", {"brand": "lumi"}), ("traffic-drop", {"site": "storefront"}),
+             ("creative-refresh", {"platform": "douyin"}))]  # its title is long, with no dash to cut it at
+    engine.claim(runs[1], "confirm", Actor("li-wei", via="cli"))
+    engine.hand_over(runs[2], "impact", Actor("zhang-min", via="cli"), "li-wei", "you know the platform")
+    narrow = {**env, "COLUMNS": str(columns)}
+
+    def shown(*args: str) -> list[str]:
+        out = sop("status", *args, env=narrow)
+        assert out.returncode == 0, out.stderr
+        lines = [line.rstrip() for line in out.stdout.splitlines()]
+        assert max(len(line) for line in lines) <= columns, "\n" + out.stdout  # no line the terminal breaks
+        return lines
+
+    mine = shown("--for", "li-wei")
+    rows = [line.split() for line in mine if re.match(r"P\d ", line)]
+    assert [(row[1], row[-3] if row[-1] == "left" else None) for row in rows] == [
+        (runs[1], "confirm"), (runs[2], "impact")], "\n".join(mine)  # the run and the step whole: what `sop done` takes
+    about = "\n".join(mine)
+    assert "P2  " + runs[1] + "  Traffic drop · sto" in about  # the SOP and its subject, cut to the room left
+    assert re.search(r"^ +holding\s*$", about, re.M) and re.search(r"^ +handed by zhang-min\s*$", about, re.M), about
+
+    board = shown("--short")
+    assert [line.split()[1] for line in board if re.match(r"P\d ", line)] == runs, "\n".join(board)
+    assert any("Crisis PR · lu" in line for line in board)
+
+    everyone = " ".join(" ".join(shown("--people")).split())  # each person's words wrap beside their name
+    assert f"li-wei: 2 open step(s); most urgent P2 {runs[1]} Traffic drop · storefront / confirm," in everyone
+    one = " ".join(" ".join(shown("--for", "li-wei", "--short")).split())
+    assert one.startswith(f"li-wei: 2 open step(s); most urgent P2 {runs[1]} Traffic drop · storefront / confirm, ")

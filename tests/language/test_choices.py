@@ -43,3 +43,15 @@ def test_a_choice_reads_as_its_label_in_text_people_read_and_as_its_id_everywher
     number = FieldSpec(type="integer", enum=[1, 3], enum_labels={3: "3 (stop selling)"}).labelled(3)
     assert render_text("level {{ inputs.level }}", {"inputs": {"level": number}}) == "level 3 (stop selling)"
     assert number + 1 == 4 and json.dumps(number) == "3"
+
+
+def test_inside_the_sops_sentence_a_choice_in_words_reads_as_its_id_is_written_not_capitalised() -> None:
+    from flows.language.fields import in_words
+    from flows.language.presentation import shown
+
+    context = {"c": CATEGORY.labelled("product_quality"), "r": CATEGORY.labelled("rumour_or_fake")}
+    assert render_text("Crisis PR ({{ c }}), {{ r }}", context) == "Crisis PR (product quality), Rumour or fake news"
+    assert render_text("{{ c }}", context) == "product quality"  # a lone path too
+    assert shown(context["c"]) == "Product quality"  # alone (a page's value, a select): a label, capitalised
+    assert pickle.loads(pickle.dumps(context["c"])).in_text == "product quality"
+    assert in_words("max_CPU_load") == "Max CPU load"  # a capital within a name stays

@@ -290,4 +290,4 @@ def _not_in_form(step: HumanStep, name: str) -> str:
 
 
 def _expects(spec: FieldSpec) -> str:
-    return f"one of {', '.join(str(choice) for choice in spec.enum)}" if spec.enum else spec.type
+    return f"one of {spec.allowed}" if spec.enum else spec.type
