@@ -259,3 +259,50 @@ def test_a_backlog_is_claimed_most_urgent_first(library: Library, ledger: Ledger
     outage_kinds = [kind for run, kind in claimed if run == outage]
     assert outage_kinds[-1] == "run_cancelled" and "run_started" in outage_kinds
     assert sorted(claimed) == sorted(queued)
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ("soon", "people.tom-becker.digest: expected a duration such as 30s, 15m"),
+    ("3d", "people.tom-becker.digest: a digest of 3d holds news past its use: at most 1d"),
+])
+def test_a_bad_digest_is_refused_where_it_is_written(repo_root: Path, tmp_path: Path, sop, written: str,  # noqa: ANN001
+                                                     said: str) -> None:
+    root = with_digest(repo_root, tmp_path / "typo", digest=written)
+    line = (root / "config" / "people.yaml").read_text().splitlines().index(f"    digest: {written}") + 1
+    for command in (("validate",), ("notify-test", "tom-becker")):
+        refused = sop(*command, env={"SOP_HOME": str(root)}, cwd=root)
+        assert refused.returncode != 0, refused.stdout
+        assert f"people.yaml:{line}:" in refused.stderr + refused.stdout and said in refused.stderr + refused.stdout, \
+            refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
+def test_a_digest_that_fails_at_a_contact_falls_back_to_the_next_as_any_page(
+        repo_root: Path, ledger: Ledger, inbox: Path, tmp_path: Path) -> None:
+    root = with_digest(repo_root, tmp_path / "fallback", digest="1s")
+    people = root / "config" / "people.yaml"
+    people.write_text(people.read_text().replace('"${TOM_BECKER_URL:-inbox://tom-becker}"',
+                                                 '"json://127.0.0.1:9/down"\n      - "inbox://tom-becker"'))
+    library = load_library(root)
+    drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.02, name="test-pager")
+    stop = threading.Event()
+    thread = threading.Thread(target=drainer.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: alive(ledger), 10, "the pager's heartbeat")
+        api = engine_for(library, ledger)
+        run_id = api.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
+        api.cancel(run_id, "false alarm", actor="ana")
+        wait_until(lambda: digests(inbox, "tom-becker"), 30, "the digest at Tom's second contact")
+        wait_until(lambda: all(i["sent_at"] for i in kept_items(ledger)), 10, "the item marked sent")
+    finally:
+        stop.set()
+        outbox.ring([drainer.bell.address])
+        thread.join(10)
+        drainer.pager.close()
+    with ledger.read() as conn:
+        rows = conn.execute(sa.select(deliveries).where(deliveries.c.kind == "digest")
+                            .order_by(deliveries.c.id)).all()
+    assert [(r.run_id, r.destination.split(":")[0], r.ok) for r in rows] == [
+        (run_id, "json", False), (run_id, "inbox", True)]
+    assert rows[0].attempts == 3 and rows[0].error  # retried as any page is, then the next contact
