@@ -155,12 +155,13 @@ def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
 def _page_notes(engine: Any) -> None:
     """Above the runs: pages that wait to be sent, and pages kept for people's digests."""
     _outbox_warning(engine)
-    _digests_waiting(engine)
+    say_digests_waiting(engine)
 
 
-def _digests_waiting(engine: Any) -> None:
+def say_digests_waiting(engine: Any, then: str = "") -> None:
     """``3 page(s) kept for digests: tom-becker 2 (due in 40s), li-wei 1 (due now)``: informational pages a
-    pager process keeps for people with ``digest`` (docs/notifications.md "Digest"), each person's due."""
+    pager process keeps for people with ``digest`` (docs/notifications.md "Digest"), each person's due; ``then``:
+    words after it (what happens to them)."""
     from flows.engine.digest import waiting
 
     kept = waiting(engine.ledger)
@@ -175,7 +176,7 @@ def _digests_waiting(engine: Any) -> None:
         due = "now" if left < 1 else f"in {format_duration(timedelta(seconds=round(left)))}"
         said.append(f"{escape(person)} {count} (due {due})")
     total = sum(count for count, _ in kept.values())
-    console.print(f"{total} page(s) kept for digests: {', '.join(said)}", soft_wrap=True)
+    console.print(f"{total} page(s) kept for digests: {', '.join(said)}{then}", soft_wrap=True)
 
 
 #: pages queued longer than this are worth a line in `sop status`
