@@ -20,16 +20,13 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from flows.engine import outbox
 from flows.ledger import utc
 from flows.ledger.schema import digest_items
-
-if TYPE_CHECKING:
-    from flows.engine.paging import Pager
 
 log = logging.getLogger("sop.digest")
 
@@ -85,7 +82,8 @@ def waiting(ledger: Any) -> dict[str, tuple[int, datetime]]:
 class Digests:
     """A pager process's digests: which are due, and sending them (see the module docstring)."""
 
-    def __init__(self, pager: Pager, look_every: float = outbox.BEAT_EVERY):
+    def __init__(self, pager: Any, look_every: float = outbox.BEAT_EVERY):
+        #: the pager process's ``flows.engine.paging.Pager`` (its ledger, site, dispatcher and record writing)
         self.pager = pager
         #: items kept by another pager process (or a dead one) are seen within this many seconds
         self.look_every = look_every
