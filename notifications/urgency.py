@@ -9,6 +9,7 @@ documented in docs/notifications.md.
 from __future__ import annotations
 
 from flows.language.spec import PRIORITY
+from flows.language.urgency import INFORMATIONAL_KINDS
 from notifications.message import NotifyType
 
 #: the notify type of a message that asks for work, by SOP class
@@ -37,6 +38,12 @@ def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> Not
     if kind in _LATE_KINDS and _RANK[base] < _RANK["warning"]:
         return "warning"
     return base
+
+
+def informational(sop_class: str, kind: str, run_status: str | None = None) -> bool:
+    """Whether a ``kind`` message asks nothing of its reader and says nothing went wrong, so a person's digest may
+    keep it (:data:`flows.language.urgency.INFORMATIONAL_KINDS`, and not the end of a failed run)."""
+    return kind in INFORMATIONAL_KINDS and notify_type(sop_class, kind, run_status) in ("info", "success")
 
 
 def priority(sop_class: str) -> int:

@@ -76,6 +76,8 @@ class Notification:
     at: datetime
     kind: str
     deliveries: list[Delivery]
+    #: the people whose digest kept this page (it reached them later, in a ``digest`` notification)
+    kept: list[str] = field(default_factory=list)
 
     @property
     def delivered(self) -> int:

@@ -112,9 +112,7 @@ def describe(kind: str, data: dict[str, Any], actor: str | None) -> str | None:
         level = f" → {level_words(data['level'])}" if data.get("level") else " → the lead"
         return f"help asked by {who}{level}"
     if kind == "notification":
-        results = data.get("results", [])
-        ok = sum(1 for r in results if r.get("ok"))
-        return f"{data.get('notification')} sent to {', '.join(sorted({r['recipient'] for r in results}))} ({ok}/{len(results)} delivered)"
+        return notification_text(data)
     if kind == "run_finished":
         if data.get("outcome") == "failed":  # the procedure was not carried out: its deadline, if any, not met
             met = ", deadline not met" if data.get("deadline_met") is False else ""  # True: it had none
@@ -192,9 +190,27 @@ def _entry(e: Entry, run: RunAudit, forms: dict[str, dict[str, FieldSpec]]) -> d
             "values_text": values_text(values, forms.get(e.step_id or "", {})) if values else None}
 
 
+def notification_text(data: dict[str, Any]) -> str:
+    """A ``notification`` record's line: to whom it was sent and how many destinations took it; whose digest
+    kept it (``kept for li-wei's digest``); a digest, which pages of the run it carried."""
+    results = data.get("results", [])
+    ok = sum(1 for r in results if r.get("ok"))
+    sent = f"sent to {', '.join(sorted({r['recipient'] for r in results}))} ({ok}/{len(results)} delivered)"
+    kept = "; ".join(f"kept for {person}'s digest" for person in data.get("kept") or [])
+    if data.get("notification") == "digest":
+        covers = ", ".join(f"#{seq}" for seq in data.get("covers") or [] if seq is not None)
+        kinds = ", ".join(data.get("kinds") or [])
+        return f"digest {sent}, carrying {len(data.get('kinds') or [])} kept page(s) of this run: {kinds}" + (
+            f" (records {covers})" if covers else "")
+    if kept and not results:
+        return f"{data.get('notification')} {kept}"
+    return f"{data.get('notification')} {sent}" + (f"; {kept}" if kept else "")
+
+
 def _notification(n: Notification, run: RunAudit) -> dict[str, Any]:
     return {"seq": n.seq, "at": n.at, "offset_s": run.sop_seconds(run.started_at, n.at), "kind": n.kind,
-            "delivered": n.delivered, "destinations": len(n.deliveries), "deliveries": [asdict(d) for d in n.deliveries]}
+            "delivered": n.delivered, "destinations": len(n.deliveries), "deliveries": [asdict(d) for d in n.deliveries],
+            "kept": n.kept}
 
 
 def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +15,7 @@ from flows.cli.common import COLUMN_GAP, console, cut, fail, one_line_width, pri
 from flows.cli.runs import _engine
 from flows.engine.board import short_rows, status_rows
 from flows.engine.view import RunNotFound
+from flows.language.durations import format_duration
 
 
 @app.command()
@@ -42,13 +43,13 @@ def status(
         if as_json:
             print_json(lines)
             return
-        outbox_warning(engine)
+        page_notes(engine)
         _print_short(lines, engine.site.settings.timezone)
         return
     if as_json:
         print_json(rows)
         return
-    outbox_warning(engine)
+    page_notes(engine)
     if not rows:
         console.print("no open runs")
         return
@@ -160,6 +161,33 @@ def _monitoring_lines(row: dict[str, Any], zone: str) -> None:
         words = f": {escape(said['repeat_said'])}" if said["repeat_said"] else ""
         console.print(f"  latest repeat {local_time(said['repeated_at'], zone)} ({row['repeats']} in all){words}",
                       soft_wrap=True)
+
+
+def page_notes(engine: Any) -> None:
+    """Above the runs: pages that wait to be sent, and pages kept for people's digests."""
+    outbox_warning(engine)
+    say_digests_waiting(engine)
+
+
+def say_digests_waiting(engine: Any, then: str = "") -> None:
+    """``3 page(s) kept for digests: tom-becker 2 (due in 40s), li-wei 1 (due now)``: informational pages a
+    pager process keeps for people with ``digest`` (docs/notifications.md "Digest"), each person's due; ``then``:
+    words after it (what happens to them)."""
+    from flows.engine.digest import waiting
+
+    kept = waiting(engine.ledger)
+    if not kept:
+        return
+    now = datetime.now(UTC)
+    people = engine.site.people
+    said = []
+    for person, (count, oldest) in sorted(kept.items(), key=lambda item: item[1][1]):
+        window = getattr(people.get(person), "digest", None) or timedelta(0)
+        left = (oldest + window - now).total_seconds()
+        due = "now" if left < 1 else f"in {format_duration(timedelta(seconds=round(left)))}"
+        said.append(f"{escape(person)} {count} (due {due})")
+    total = sum(count for count, _ in kept.values())
+    console.print(f"{total} page(s) kept for digests: {', '.join(said)}{then}", soft_wrap=True)
 
 
 #: pages queued longer than this are worth a line in `sop status`

@@ -28,6 +28,7 @@ from flows.language.presentation import CONDITION_NOT_MET
 from flows.language.steps import KINDS
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep, rework_loop
+from flows.language.urgency import queue_rank
 from flows.ledger import utc
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind, may_move
 
@@ -55,6 +56,8 @@ class Page:
     deferred: bool = False
     #: the roles it reaches resolved to people when it was decided: role → ``OnCall.facts()``
     on_call: dict[str, dict[str, Any]] | None = None
+    #: its place in a backlogged outbox, lowest first (``flows.language.urgency.queue_rank``)
+    urgency: int = 0
 
 
 @dataclass
@@ -121,7 +124,8 @@ class RunChange:
     def page(self, kind: str, step_id: str | None, targets: list[str], level: dict[str, Any] | None = None) -> None:
         """Tell people (sent once the transaction commits), its roles resolved to who is on call now."""
         self.pages.append(Page(kind, self.id, step_id, list(targets), level=level,
-                               on_call=self.on_call_of(targets, step_id)))
+                               on_call=self.on_call_of(targets, step_id),
+                               urgency=queue_rank(self.view.sop.class_, kind)))
 
     def on_call_of(self, targets: list[str], step_id: str | None) -> dict[str, dict[str, Any]]:
         """The roles ``targets`` reach (ladder words resolved), each as who is on call now and why."""

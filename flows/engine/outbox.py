@@ -80,7 +80,9 @@ def _claimable(now: datetime) -> Any:
     return _OPEN & (outbox.c.claimed_until.is_(None) | (outbox.c.claimed_until < now))
 
 
-_PEEK = sa.select(outbox.c.id).where(_claimable(sa.bindparam("now"))).order_by(outbox.c.id).limit(1)
+_PEEK = sa.select(outbox.c.id).where(_claimable(sa.bindparam("now"))).limit(1)
+#: most urgent first, then in queue order (docs/notifications.md "Urgent first")
+_URGENT_FIRST = (outbox.c.urgency, outbox.c.id)
 _ALIVE = sa.select(pagers.c.name, pagers.c.doorbell).where(pagers.c.beat_at > sa.bindparam("since"))
 
 
@@ -96,7 +98,7 @@ def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
     until = now + LEASE if claimed_by else None
     rows = [{"run_id": page.run_id, "step_id": page.step_id, "kind": page.kind,
              "targets": json.dumps(page.targets), "level": json.dumps(page.level) if page.level else None,
-             "on_call": json.dumps(page.on_call) if page.on_call else None,
+             "on_call": json.dumps(page.on_call) if page.on_call else None, "urgency": page.urgency,
              "queued_at": now, "claimed_by": claimed_by, "claimed_until": until,
              "attempts": 1 if claimed_by else 0} for page in pages]
     if claimed_by is None:
@@ -184,7 +186,9 @@ def mark_done(conn: Connection, ids: list[int], error: str | None = None) -> Non
 
 
 def claim(ledger: Ledger, name: str, limit: int = 100) -> list[Page]:
-    """Take up to ``limit`` claimable rows for :data:`LEASE` (oldest first) as pages.
+    """Take up to ``limit`` claimable rows for :data:`LEASE` as pages, most urgent first (``urgency``: the SOP's
+    class, then pages that ask for work before informational ones), then oldest first: under a backlog a
+    complaint's page goes before an outage's queued earlier.
 
     A read first: an empty outbox costs no write lock, so polling it never holds up a
     transition of another process.
@@ -196,7 +200,7 @@ def claim(ledger: Ledger, name: str, limit: int = 100) -> list[Page]:
         if conn.execute(_PEEK, {"now": now}).first() is None:
             return []
     with ledger.transaction() as tx:
-        rows = tx.conn.execute(sa.select(outbox).where(_claimable(now)).order_by(outbox.c.id).limit(limit)).all()
+        rows = tx.conn.execute(sa.select(outbox).where(_claimable(now)).order_by(*_URGENT_FIRST).limit(limit)).all()
         if not rows:
             return []
         tx.conn.execute(outbox.update().where(outbox.c.id.in_([r.id for r in rows]))
@@ -208,7 +212,7 @@ def claim(ledger: Ledger, name: str, limit: int = 100) -> list[Page]:
                         row.kind, row.claimed_by, row.attempts + 1)
         pages.append(Page(row.kind, row.run_id, row.step_id, json.loads(row.targets),
                           json.loads(row.level) if row.level else None, outbox_id=row.id,
-                          on_call=json.loads(row.on_call) if row.on_call else None))
+                          on_call=json.loads(row.on_call) if row.on_call else None, urgency=row.urgency))
     return pages
 
 
@@ -260,7 +264,7 @@ class Heartbeat:
 
 
 class Drainer:
-    """The loop of a pager process: beat, claim, hand pages to the engine's pager.
+    """The loop of a pager process: beat, claim, hand pages to the engine's pager, send the digests due.
 
     It looks at the outbox when its doorbell rings, and every ``poll`` seconds anyway (a
     read, no lock). It stops claiming while more than ``max_backlog`` of its pages wait to
@@ -297,6 +301,7 @@ class Drainer:
                 next_beat = time.monotonic() + BEAT_EVERY
             try:
                 got = self.drain_once()
+                self.send_digests()
                 self.trouble.ok()
             except Exception as exc:  # noqa: BLE001 - the next look runs; Outage logs it as it deserves
                 self.bell.wait(self.trouble.failed(exc))
@@ -325,6 +330,12 @@ class Drainer:
             self.claimed += len(pages)
             self.pager.render_now(self.engine, pages)
         return len(pages)
+
+    def send_digests(self) -> int:
+        """Send the digests that are due (``flows.engine.digest``): this process kept their items. A clock read
+        when none is due."""
+        digests = self.pager.digests
+        return digests.send_due() if digests is not None else 0
 
     def _safely(self, action: Any) -> None:
         try:

@@ -19,12 +19,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from flows.clock import scaled
-from flows.engine import outbox
+from flows.engine import digest, outbox
+from flows.engine.digest import Digests
 from flows.engine.oncall import on_call_now, resolve_targets
 from flows.engine.secrets import SecretUnsafe
 from flows.engine.view import RunView, instructions
@@ -44,6 +45,8 @@ WRITE_CHUNK = 20
 #: seconds between two looks at whether a pager process is alive (pages are then left to it)
 ALIVE_CHECK_S = 1.0
 _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
+#: a page's delivery waiting to be recorded: run, step, kind, results, outbox row, items kept for digests
+Batched = tuple[str, str | None, str, list[Any], int | None, list[dict[str, Any]]]
 
 
 def _reason(run: dict[str, Any], page: Any) -> str | None:
@@ -117,8 +120,10 @@ class Pager:
         #: returns once its transition is committed, and the pages follow in order
         self._background: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="pager") if background else None)
+        #: a pager process's digests (it keeps informational pages for people with ``digest``; nobody else does)
+        self.digests = Digests(self) if drains else None
         #: delivery results waiting for the pager thread to write them, several pages per transaction
-        self._pending: list[tuple[str, str | None, str, list[Any], int | None]] = []
+        self._pending: list[Batched] = []
         self._pending_lock = threading.Lock()
         self._flush_queued = False
 
@@ -212,9 +217,9 @@ class Pager:
                                 attempts=0, latency=0.0, at=self.ledger.clock.now(), kind=page.kind)
         outbox_id = getattr(page, "outbox_id", None)
         try:
-            prepared = [self._prepare_page(page.run_id, page.step_id, page.kind, [result])]
+            prepared = [self.prepare_page(page.run_id, page.step_id, page.kind, [result])]
             with self.ledger.transaction() as tx:
-                self._write_pages(tx, prepared)
+                self.write_pages(tx, prepared)
                 if outbox_id is not None:
                     outbox.mark_done(tx.conn, [outbox_id], error=text)
         except Exception:
@@ -246,10 +251,20 @@ class Pager:
         if author:
             others = [p for p in people if not (p.kind == "person" and p.id == author)]
             people = others if others or page.kind == "status_update" else people
-        ctx = self.context(view, page, step, engine.clock.now(), on_call)
+        now = engine.clock.now()
+        ctx = self.context(view, page, step, now, on_call)
+        render = self._renderer(page, ctx, now)
+        kept: list[dict[str, Any]] = []
+        if self.digests is not None:  # a pager process: it sends the digests it keeps
+            people, kept = digest.keep(self.site, page, ctx, people, render, now)
         outbox_id = getattr(page, "outbox_id", None)
-        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id)  # noqa: E731
-        return self.dispatcher.submit(self._renderer(page, ctx, engine.clock.now()), people, on_done=on_done)
+        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id, kept)  # noqa: E731
+        if kept and not people:  # everyone's digest keeps it: nothing to send now, only the record to write
+            on_done([])
+            done: Future[list[Any]] = Future()
+            done.set_result([])
+            return done
+        return self.dispatcher.submit(render, people, on_done=on_done)
 
     def _renderer(self, page: Any, ctx: Any, now: datetime) -> Callable[[Any], Any]:
         """Each recipient's message. An escalation that reaches the late person themselves (the owner role is
@@ -305,14 +320,14 @@ class Pager:
                 recipients(targets, self.site, on_call=self.decided(None))]
 
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
-                  outbox_id: int | None = None) -> None:
+                  outbox_id: int | None = None, kept: list[dict[str, Any]] | None = None) -> None:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
         background = self._background
         if background is None:
-            self.record_deliveries(run_id, step_id, kind, results, outbox_id)
+            self._write([(run_id, step_id, kind, results, outbox_id, kept or [])])
             return
         with self._pending_lock:
-            self._pending.append((run_id, step_id, kind, results, outbox_id))
+            self._pending.append((run_id, step_id, kind, results, outbox_id, kept or []))
             if self._flush_queued:
                 return  # the queued flush takes this one too
             self._flush_queued = True
@@ -330,56 +345,68 @@ class Pager:
     def record_deliveries(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
                           outbox_id: int | None = None) -> None:
         """One ledger record per page, one ``deliveries`` row per destination tried; its outbox row done."""
-        self._write([(run_id, step_id, kind, results, outbox_id)])
+        self._write([(run_id, step_id, kind, results, outbox_id, [])])
 
-    def _write(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
+    def _write(self, batch: list[Batched]) -> None:
         # a storm's pages are recorded a few at a time: the ledger's write lock is shared with
         # every other process's transitions, and a long hold makes their answers wait
         for start in range(0, len(batch), WRITE_CHUNK):
             self._write_chunk(batch[start:start + WRITE_CHUNK])
 
-    def _write_chunk(self, batch: list[tuple[str, str | None, str, list[Any], int | None]]) -> None:
+    def _write_chunk(self, batch: list[Batched]) -> None:
         # everything but the records' seq and hash is made before the transaction: the write lock
         # is then held for four statements (the chain's last record, records, deliveries, outbox)
         try:
-            prepared = [self._prepare_page(run_id, step_id, kind, results) for run_id, step_id, kind, results, _ in batch]
+            prepared = [self.prepare_page(run_id, step_id, kind, results, kept=kept)
+                        for run_id, step_id, kind, results, _, kept in batch]
             done = [b[4] for b in batch if b[4] is not None]
-            # per run: it reads no run, inserts records and deliveries, and closes its own claimed rows
+            # per run: it reads no run, inserts records, deliveries and kept items, and closes its own claimed rows
             with self.ledger.transaction(per_run=True) as tx:
-                self._write_pages(tx, prepared)
+                self.write_pages(tx, prepared)
                 outbox.mark_done(tx.conn, done)
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
-        for run_id, step_id, kind, results, _ in batch:
+        if self.digests is not None and any(b[5] for b in batch):
+            self.digests.kept()
+        for run_id, step_id, kind, results, _, _kept in batch:
             failed = [r for r in results if not r.ok]
             log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
                      kind, len(results), len(failed))
 
     @staticmethod
-    def _prepare_page(run_id: str, step_id: str | None, kind: str, results: list[Any]) -> tuple[Any, ...]:
+    def prepare_page(run_id: str, step_id: str | None, kind: str, results: list[Any], *,
+                     kept: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> tuple[Any, ...]:
         """A page's ``notification`` record data (as JSON) and its ``deliveries`` rows, each with its
-        lane in the page; the page (the record's seq) is filled in by :meth:`_write_pages`."""
+        lane in the page, and the items it ``kept`` for digests (the record says for whom); ``extra``: more
+        facts for the record (a digest's). The page (the record's seq) is filled in by :meth:`write_pages`."""
         from notifications import lane_key, lane_outcomes
 
-        text = dumps({"notification": kind, "results": [r.to_dict() for r in results]})
+        data = {"notification": kind, "results": [r.to_dict() for r in results], **(extra or {})}
+        if kept:
+            data["kept"] = [item["person"] for item in kept]
+        text = dumps(data)
         lanes = {key: number for number, key in enumerate(lane_outcomes(results))}
         rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
                  "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
                  "latency_ms": int(r.latency * 1000), "page": None, "lane": lanes[lane_key(r)]}
                 for r in results]
-        return run_id, step_id, text, rows
+        return run_id, step_id, text, rows, kept or []
 
     @staticmethod
-    def _write_pages(tx: Tx, prepared: list[tuple[Any, ...]]) -> None:
-        """Append each prepared page's ``notification`` record on ``tx`` and insert its ``deliveries`` rows."""
+    def write_pages(tx: Tx, prepared: list[tuple[Any, ...]]) -> None:
+        """Append each prepared page's ``notification`` record on ``tx`` and insert its ``deliveries`` rows and
+        the items it kept for digests (each naming the record)."""
         rows: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
         with tx.held():
-            for run_id, step_id, text, page_rows in prepared:
+            for run_id, step_id, text, page_rows, kept in prepared:
                 seq = tx.append_text("notification", run_id, step_id, None, tx.clock.now(), text)
                 for row in page_rows:
                     row["page"] = seq
                 rows.extend(page_rows)
+                items.extend({**item, "record": seq} for item in kept)
         tx.executemany(_DELIVERIES_INSERT, rows)
+        digest.insert(tx, items)
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime,
                 on_call: Callable[[str], OnCall] | None = None) -> Any:

@@ -19,8 +19,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows.language.cadence import Cadence
 from flows.language.calendar import Calendar
-from flows.language.durations import SPEED_MAX, SPEED_MIN
-from flows.language.fields import SLUG, Duration, Strict, check_timezone
+from flows.language.durations import SPEED_MAX, SPEED_MIN, format_duration
+from flows.language.fields import SLUG, Duration, OptionalDuration, Strict, check_timezone
 from flows.language.rotation import Rotation
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -89,6 +89,10 @@ class Away(Strict):
         return self
 
 
+#: the longest ``digest`` a person may ask for: a page kept longer is no news
+DIGEST_MAX = timedelta(hours=24)
+
+
 class Person(Strict):
     """Someone who can be assigned, reminded and escalated to."""
 
@@ -99,6 +103,17 @@ class Person(Strict):
     away: list[Away] = Field(default_factory=list, description="when they cannot be paged (holidays)")
     os_users: list[str] = Field(default_factory=list, description="the OS accounts that are this person: a terminal "
                                                                  "running as one acts as them, and only as them")
+    digest: OptionalDuration = Field(default=None, description="bundle the pages that ask nothing of them (a step "
+                                     "done, a run finished or cancelled…) into one message, sent this long after the "
+                                     "first of them (15m); left out: each page at once (docs/notifications.md)")
+
+    @field_validator("digest")
+    @classmethod
+    def _digest_bound(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value > DIGEST_MAX:
+            raise ValueError(f"a digest of {format_duration(value)} holds news past its use: at most "
+                             f"{format_duration(DIGEST_MAX)}, e.g. 15m")
+        return value
 
     def zone_or(self, site_zone: str) -> str:
         """The time zone their pages and times are shown in: their own ``timezone`` when config says one, else the

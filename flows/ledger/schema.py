@@ -217,9 +217,39 @@ outbox = sa.Table(
     sa.Column("error", sa.Text),
     # the roles the page reaches, resolved to people (and why) when it was decided (JSON)
     sa.Column("on_call", sa.Text),
+    # claimed lowest first, then in queue order (flows.language.urgency.queue_rank: class, then asking before
+    # informational); 0 for a page queued before 0018
+    sa.Column("urgency", sa.Integer, nullable=False, server_default="0"),
 )
 sa.Index("ix_outbox_open", outbox.c.id, sqlite_where=outbox.c.done_at.is_(None),
          postgresql_where=outbox.c.done_at.is_(None))
+sa.Index("ix_outbox_urgent", outbox.c.urgency, outbox.c.id, sqlite_where=outbox.c.done_at.is_(None),
+         postgresql_where=outbox.c.done_at.is_(None))
+
+# --- digests: informational pages kept for a person with ``digest`` (flows.engine.digest) ------------------
+# Bookkeeping, as the outbox: what was kept and what the digest delivered are chained (the ``notification``
+# records of the page that kept it and of the digest). An item is claimed for a lease by the pager process that
+# sends the digest; ``sent_at`` is set in the transaction that records the digest's delivery.
+digest_items = sa.Table(
+    "digest_items", metadata,
+    sa.Column("id", WIDE_ID, primary_key=True, autoincrement=True),
+    sa.Column("person", sa.String(120), nullable=False),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.String(80)),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),  # the page's title as this person would have read it
+    sa.Column("about", sa.Text, nullable=False),  # the SOP and the run's subject (``Crisis PR · lumi``)
+    sa.Column("url", sa.String(300), nullable=False),  # the run's page
+    sa.Column("at", TS, nullable=False),  # when it happened (the engine's clock)
+    sa.Column("kept_at", TS, nullable=False),  # wall time: the digest is due ``digest`` after its oldest item
+    sa.Column("record", sa.BigInteger),  # the seq of the page's ``notification`` record
+    sa.Column("claimed_by", sa.String(120)),
+    sa.Column("claimed_until", TS),
+    sa.Column("sent_at", TS),
+)
+sa.Index("ix_digest_items_open", digest_items.c.person, digest_items.c.id,
+         sqlite_where=digest_items.c.sent_at.is_(None), postgresql_where=digest_items.c.sent_at.is_(None))
 
 #: pager processes say they are alive here; while one is, other processes leave pages to it
 pagers = sa.Table(

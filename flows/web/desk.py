@@ -227,6 +227,7 @@ def entry_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
             result = "delivered" if r.get("ok") else f"failed: {r.get('error') or 'unknown error'}"
             out.append(("→", f"{r.get('recipient', '?')} {r.get('destination', '?')} {result} "
                              f"({r.get('attempts')} attempt(s))"))
+        out += [("→", f"{person} kept for their digest") for person in data.get("kept") or []]
         return out
     if kind in ("step_done", "step_rejected"):
         result = data.get("result") or {}

@@ -135,6 +135,20 @@ def test_urgency_follows_the_class_and_the_kind(sop_class: str, kind: str, statu
     assert notify_type(sop_class, kind, status) == expected
 
 
+def test_a_digest_keeps_only_what_asks_nothing_and_a_backlog_goes_most_urgent_first() -> None:
+    from flows.language.urgency import queue_rank
+    from notifications.urgency import informational
+
+    assert informational("complaint", "step_done") and informational("outage", "run_finished", "completed")
+    assert not informational("routine", "run_finished", "failed")  # a failed run's end is news at once
+    for kind in ("assigned", "escalated", "overdue", "run_started", "step_released", "status_due", "step_timed_out"):
+        assert not informational("routine", kind), kind
+    ranked = sorted([("outage", "assigned"), ("complaint", "step_done"), ("outage", "step_done"),
+                     ("complaint", "escalated"), ("routine", "overdue")], key=lambda page: queue_rank(*page))
+    assert ranked == [("complaint", "escalated"), ("complaint", "step_done"), ("outage", "assigned"),
+                      ("outage", "step_done"), ("routine", "overdue")]
+
+
 @pytest.mark.parametrize(
     ("sop_class", "prefix", "kind_type"), [("outage", "[P2]", "warning"), ("routine", "[P4]", "info")]
 )
