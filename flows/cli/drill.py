@@ -147,7 +147,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
         result = drill.run()
         engine.pager.close()
     _summary(result)
-    from flows.cli.status import say_digests_waiting
+    from flows.cli.notes import say_digests_waiting
 
     say_digests_waiting(engine, "; a pager process sends each when it is due (`sop serve`, `sop pager`)")
     return result

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.cli.common import COLUMN_GAP, console, cut, fail, one_line_width, print_json, short_clock
+from flows.cli.notes import page_notes
 from flows.cli.runs import _engine, terminal_person
-from flows.cli.status import outbox_warning
 from flows.engine.load import Load, Waiting, loads, waiting_on
 from flows.language.actors import UnknownPerson, check_person
 
@@ -30,7 +30,7 @@ def show_load(run_id: str | None, person: str | None, people: bool, *, short: bo
         if as_json:
             print_json([load.facts() for load in found])
             return
-        outbox_warning(engine)
+        page_notes(engine)
         _people(found)
         return
     who = _person(engine.site, person or "")
@@ -38,7 +38,7 @@ def show_load(run_id: str | None, person: str | None, people: bool, *, short: bo
     if as_json:
         print_json(Load(who, waiting).facts() if short else [w.facts() for w in waiting])
         return
-    outbox_warning(engine)
+    page_notes(engine)
     if not waiting:
         console.print(f"nothing waits on {who}: none of the {open_runs} open run(s) has a step that is theirs")
     elif short:

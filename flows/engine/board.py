@@ -367,14 +367,3 @@ def last_deliveries(engine: Any) -> dict[str, dict[str, Any]]:
     with engine.ledger.read() as conn:
         return {row.recipient: {**dict(row._mapping), "at": utc(row.at)} for row in conn.execute(query)}
 
-
-#: the pages that ask a person beyond a step's role to see to it (its ladder reached them)
-ESCALATION_KINDS = ("escalated",)
-
-
-def escalated_to(engine: Any, person: str, ids: list[str]) -> set[tuple[str, str]]:
-    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person``
-    (:func:`flows.engine.load.escalations`)."""
-    from flows.engine.load import escalations  # it reads the board
-
-    return set(escalations(engine, ids, person).get(person, {}))

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from flows.engine.board import ESCALATION_KINDS, BoardRun, BoardStep, by_urgency, open_board, seconds_left
+from flows.engine.board import BoardRun, BoardStep, by_urgency, open_board, seconds_left
 from flows.engine.paging import time_left
 from flows.language.ladder import level_words
 from flows.language.steps.human import members
@@ -62,6 +62,16 @@ def why_theirs(site: Any, person: str, *, assignee: str | None, claimed_by: str 
     if escalated:  # a member of its role paged as its backup or lead: theirs to see to, not only to take
         return Theirs(ESCALATED, stage=level)
     return Theirs(OF_ROLE) if mine else None
+
+
+#: the pages that ask a person beyond a step's role to see to it (its ladder reached them)
+ESCALATION_KINDS = ("escalated",)
+
+
+def escalated_to(engine: Any, person: str, ids: list[str]) -> set[tuple[str, str]]:
+    """The steps of runs ``ids`` (run id, step id) whose escalation ladder paged ``person`` (the board's person
+    filter and the home page)."""
+    return set(escalations(engine, ids, person).get(person, {}))
 
 
 def escalations(engine: Any, ids: list[str], person: str | None = None) -> dict[str, dict[tuple[str, str], str | None]]:

@@ -24,10 +24,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from flows.engine.board import BoardRun, escalated_to, ledger_version, open_board
+from flows.engine.board import BoardRun, ledger_version, open_board
 from flows.engine.holds import HoldNotAllowed
 from flows.engine.inputs import InputRefused, StepNotActive
-from flows.engine.load import why_theirs
+from flows.engine.load import escalated_to, why_theirs
 from flows.engine.view import RunNotFound
 from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY

@@ -561,8 +561,8 @@ def home(request: Request) -> Response:
     session = web.session(request)
     if session is None:
         return sign_in_first(request)
-    from flows.engine.board import escalated_to, run_ids
-    from flows.engine.load import ESCALATED, why_theirs
+    from flows.engine.board import run_ids
+    from flows.engine.load import ESCALATED, escalated_to, why_theirs
 
     engine = web.engine
     mine, runs = [], []

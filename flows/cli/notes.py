@@ -1,0 +1,63 @@
+"""What every view of ``sop status`` (and a drill's end) says above its runs: pages waiting in the outbox, and
+pages kept for people's digests. A module of its own: ``status`` and ``load`` (``--for``, ``--people``) both print
+it, and ``status`` calls ``load``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.markup import escape
+
+from flows.cli.common import console
+from flows.language.durations import format_duration
+
+
+def page_notes(engine: Any) -> None:
+    """Above the runs: pages that wait to be sent, and pages kept for people's digests."""
+    outbox_warning(engine)
+    say_digests_waiting(engine)
+
+
+def say_digests_waiting(engine: Any, then: str = "") -> None:
+    """``3 page(s) kept for digests: tom-becker 2 (due in 40s), li-wei 1 (due now)``: informational pages a
+    pager process keeps for people with ``digest`` (docs/notifications.md "Digest"), each person's due; ``then``:
+    words after it (what happens to them)."""
+    from flows.engine.digest import waiting
+
+    kept = waiting(engine.ledger)
+    if not kept:
+        return
+    now = datetime.now(UTC)
+    people = engine.site.people
+    said = []
+    for person, (count, oldest) in sorted(kept.items(), key=lambda item: item[1][1]):
+        window = getattr(people.get(person), "digest", None) or timedelta(0)
+        left = (oldest + window - now).total_seconds()
+        due = "now" if left < 1 else f"in {format_duration(timedelta(seconds=round(left)))}"
+        said.append(f"{escape(person)} {count} (due {due})")
+    total = sum(count for count, _ in kept.values())
+    console.print(f"{total} page(s) kept for digests: {', '.join(said)}{then}", soft_wrap=True)
+
+
+#: pages queued longer than this are worth a line in `sop status`
+OUTBOX_STALE_S = 30.0
+
+
+def outbox_warning(engine: Any) -> None:
+    """Say so when pages have waited in the outbox (no pager process, or one that is stuck): every view of
+    ``sop status`` but ``--json`` starts with it."""
+    from flows.engine.outbox import backlog
+    from flows.ledger import utc
+
+    waiting = backlog(engine.ledger)
+    oldest = utc(waiting["oldest"])
+    if not waiting["pending"] or oldest is None:
+        return
+    age = (datetime.now(UTC) - oldest).total_seconds()
+    if age < OUTBOX_STALE_S:
+        return
+    who = ("a pager process is alive: see var/log/pager.log" if waiting["pager_alive"]
+           else "no pager process is alive: start `sop serve` or `sop pager`")
+    console.print(f"[red]{waiting['pending']} page(s) waiting to be sent, the oldest for {age:.0f}s[/] ({who})")
