@@ -15,7 +15,7 @@ from notifications.message import ACTION_KINDS, Action, FormField
 if TYPE_CHECKING:
     from notifications.message import Context
 
-_EXAMPLE = {"integer": 0, "number": 0, "boolean": True}
+_EXAMPLE = {"integer": 0, "number": 0, "boolean": True, "date": "2026-12-31"}
 
 
 def placeholder(field: FormField) -> str:
@@ -24,7 +24,7 @@ def placeholder(field: FormField) -> str:
         return "<" + "|".join(_text(v) for v in field.enum) + ">"
     if field.type == "boolean":
         return "<true|false>"
-    return "<text>" if field.type == "string" else f"<{field.type}>"
+    return {"string": "<text>", "date": "<YYYY-MM-DD>"}.get(field.type, f"<{field.type}>")
 
 
 def example(field: FormField) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -181,7 +181,12 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "integer": (int,),
     "number": (int, float),
     "boolean": (bool,),
+    "date": (str,),  # a day of the calendar, written YYYY-MM-DD: kept as that text, which sorts as the days do
 }
+#: what a ``date`` field's value looks like (a browser's date input posts it so)
+DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: how a ``date`` field's problems say what is expected
+DATE_EXPECTED = "a date written YYYY-MM-DD (2026-12-31)"
 
 
 #: the integers a field takes: 64-bit, what a database column, JSON readers and Prefect all keep exactly
@@ -216,7 +221,20 @@ def value_fits(kind: str, value: object) -> bool:
     """True when ``value`` is a valid value of field type ``kind`` (bool is not an integer)."""
     if kind in ("integer", "number") and isinstance(value, bool):
         return False
+    if kind == "date":
+        return isinstance(value, str) and is_date(value)
     return isinstance(value, FIELD_TYPES[kind])
+
+
+def is_date(text: str) -> bool:
+    """``2026-12-31``: a real day of the calendar, written YYYY-MM-DD (not 2026-02-30, not 20261231)."""
+    if not DATE_TEXT.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def in_words(name: str, *, capital: bool = True) -> str:
@@ -248,7 +266,7 @@ def _same(a: object, b: object) -> bool:
 class FieldSpec(Strict):
     """A typed parameter of a run (``inputs``) or of a human report (``form``)."""
 
-    type: Literal["string", "integer", "number", "boolean"] = "string"
+    type: Literal["string", "integer", "number", "boolean", "date"] = "string"
     #: what a page calls the field (``KOL involved``); without one, its name in words (:func:`field_label`)
     label: Title | None = None
     description: str | None = None
@@ -270,10 +288,10 @@ class FieldSpec(Strict):
                 raise self.field_error("enum", "enum must list at least one value")
             bad = [v for v in self.enum if not value_fits(self.type, v)]
             if bad:
-                raise self.field_error("enum", f"enum values {bad!r} are not of type {self.type}{self._as_text(bad)}")
+                raise self.field_error("enum", f"enum values {bad!r} are not {self._type_words}{self._as_text(bad)}")
         if self.default is not None:
             if not value_fits(self.type, self.default):
-                raise self.field_error("default", f"default {self.default!r} is not of type {self.type}"
+                raise self.field_error("default", f"default {self.default!r} is not {self._type_words}"
                                                   f"{self._as_text([self.default])}")
             if self.enum is not None and self.default not in self.enum:
                 raise self.field_error("default", f"default {self.default!r} is not one of the enum {self.enum!r}")
@@ -318,6 +336,11 @@ class FieldSpec(Strict):
                 raise self.field_error("enum_labels" if self.enum_labels else "enum",
                                        f"the choices {other!r} and {value!r} would both read {label!r}: give them "
                                        "labels apart in enum_labels")
+
+    @property
+    def _type_words(self) -> str:
+        """``of type integer``; a date's says how it is written."""
+        return DATE_EXPECTED if self.type == "date" else f"of type {self.type}"
 
     def _as_text(self, values: list[Any]) -> str:
         """For a string field given booleans (``enum: [yes, no]``): YAML read the words as booleans; say to quote them."""
@@ -395,7 +418,7 @@ class FieldSpec(Strict):
     def check_value(self, value: object) -> str | None:
         """Return what is wrong with ``value`` for this field, or None when it is fine."""
         if not value_fits(self.type, value):
-            return f"expected {self.type}, got {value!r}"
+            return f"expected {DATE_EXPECTED if self.type == 'date' else self.type}, got {value!r}"
         if (problem := nul_problem(value, "")) is not None:
             return problem
         if isinstance(value, float) and not math.isfinite(value):
@@ -419,6 +442,10 @@ class FieldSpec(Strict):
         """Turn a command-line string (``-p key=value``) into this field's type."""
         if self.type == "string":
             return text
+        if self.type == "date":
+            if not is_date(text.strip()):
+                raise ValueError(f"expected {DATE_EXPECTED}, got {text!r}")
+            return text.strip()
         if self.type == "boolean":
             lowered = text.strip().lower()
             if lowered in ("true", "yes", "1", "on"):

@@ -38,9 +38,10 @@ _TYPED_OUTPUTS: dict[str, dict[str, Any]] = {
     "notify": {"delivered": bool, "reached": int, "failed": int},
 }
 _SAMPLES: dict[Any, list[Any]] = {"string": ["text"], "integer": [1], "number": [1.5], "boolean": [True, False],
-                                  bool: [True, False], int: [1]}
-_ARTICLE = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean"}
-_FITTING_DEFAULT = {"string": "''", "integer": "0", "number": "0", "boolean": "false"}
+                                  "date": ["2026-12-31"], bool: [True, False], int: [1]}
+_ARTICLE = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+            "date": "a date (text, YYYY-MM-DD)"}
+_FITTING_DEFAULT = {"string": "''", "integer": "0", "number": "0", "boolean": "false", "date": "''"}
 _NEGATED = {"eq": "`==` is never true", "ne": "`!=` is always true", "in": "`in` never finds it",
             "notin": "`not in` is always true"}
 

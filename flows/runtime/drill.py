@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +48,8 @@ def sample_value(name: str, spec: FieldSpec) -> Any:
     if spec.type in ("integer", "number"):
         value = max(spec.minimum or 0, 1)
         return int(value) if spec.type == "integer" else float(value)
+    if spec.type == "date":
+        return date.today().isoformat()
     return f"drill: {name}"
 
 

@@ -42,11 +42,13 @@ class FormField:
 
     @property
     def widget(self) -> str:
-        """``select``, ``switch``, ``number`` or ``text``."""
+        """``select``, ``switch``, ``number``, ``date`` or ``text``."""
         if self.choices:
             return "select"
         if self.type == "boolean":
             return "switch"
+        if self.type == "date":
+            return "date"  # the phone's date picker: no dashes typed by hand
         return "number" if self.type in ("integer", "number") else "text"
 
     @property

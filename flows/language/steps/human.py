@@ -76,7 +76,7 @@ def summary(step: HumanStep) -> str:
 
 KIND = StepKind(model=HumanStep, activate=activate, summary=summary, implied_by="assignee")
 
-PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+PY_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool, "date": str}
 
 
 class ReportRefused(ValueError):
