@@ -172,7 +172,10 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
                 errors: dict[str, str] | None = None, problems: list[str] | None = None,
-                posted: dict[str, str] | None = None, done: str | None = None, link: Claim | None = None) -> Response:
+                posted: dict[str, str] | None = None, done: str | None = None, link: Claim | None = None,
+                dropped: list[str] | None = None) -> Response:
+    """The step's page; ``dropped``: the names of the files a refused report carried (a browser does not keep a
+    chosen file across the answer: the page asks for them again by name)."""
     web = _web(request)
     site = web.site
     view, step = sp.view, sp.step
@@ -182,6 +185,7 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         request, "step.html.j2", status=status,
         sp=sp, run=view.run, sop=view.sop, step=step, fields=form_fields(step.form), action_url=action_url,
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
+        dropped=dropped or [],
         tz=web.zone(sp.person), now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
@@ -218,15 +222,18 @@ AT_THE_STEP = ("claim", "help", "hold", "release")
 
 
 def _next_steps(web: Web, view: RunView, current: str) -> list[dict[str, Any]]:
-    """After a report: the run's other steps waiting on people now, each with its role and who has it (its holder,
-    else the role's primary now)."""
+    """After a report: the run's other steps waiting on people now, each with who has it (its holder, else the
+    role's primary now) and the role it is for (None when it names a person): the page says which are the reader's."""
+    site = web.site
     out = []
     for s in view.sop.steps:
         row = view.steps[s.id]
         if s.id != current and row["state"] == StepState.ACTIVE and isinstance(s, HumanStep):
             person = row.get("claimed_by") or web.engine.person_for(row["assignee"])
-            out.append({"id": s.id, "title": s.name, "assignee": row["assignee"],
-                        "person": person if person != row["assignee"] else None})
+            role = site.roles.get(row["assignee"])
+            out.append({"id": s.id, "title": s.name, "person": person,
+                        "name": site.people[person].name if person in site.people else person,
+                        "role": (role.title or row["assignee"]) if role is not None else None})
     return out
 
 
@@ -327,16 +334,17 @@ async def handle_post(request: Request, sp: StepPage, actor: Actor, *, csrf_ok: 
     if action not in ACTIONS:
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
                            problems=[f"unknown action `{action}` (one of {', '.join(ACTIONS)})"])
+    dropped = [f.filename or "file" for f in files] if action == "done" else []
     try:
         uploads = await _uploads(web, files) if action == "done" else []
         state = await run_in_threadpool(act, web, sp, actor, action, posted, uploads, link)
     except Refused as exc:
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=exc.status, link=link, posted=posted,
-                           errors=exc.errors, problems=exc.problems)
+                           errors=exc.errors, problems=exc.problems, dropped=dropped)
     except ReportRefused as exc:
         errors, problems = _by_field(exc.problems, sp.step)
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
-                           errors=errors, problems=problems)
+                           errors=errors, problems=problems, dropped=dropped)
     except (StepHeld, StepNotActive) as exc:
         fresh = await run_in_threadpool(step_page, web, sp.view.id, sp.step.id, sp.person)
         return render_step(request, fresh, action_url=action_url, csrf=csrf, status=409, link=link,

@@ -103,8 +103,8 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     page.get_by_role("button", name="Done").click()
     page.wait_for_url(re.compile(rf"/runs/{run_id}/steps/assess\?done=done$"))
     told = page.locator(".ok").inner_text()  # who has the run now: the role and its person, not this step again
-    assert re.search(r"Now with: .*Establish the facts from orders and tickets → cs-lead \((sara-lopez|wang-fang)\)",
-                     told) and "Assess scope" not in told, told
+    assert re.search(r"Now with: .*Establish the facts from orders and tickets → (Sara Lopez|Wang Fang 王芳) "
+                     r"\(Customer Service Lead\)", told) and "Assess scope" not in told, told
     assert page.get_by_role("row", name="KOL involved yes", exact=True).count() == 1  # as a person reads it, not "True"
     # the file, named by its sha256 (one long word), stays inside a phone's width
     assert "weibo-mentions-export.csv" in page.locator("ul.evidence").inner_text()

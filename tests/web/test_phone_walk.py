@@ -1,0 +1,69 @@
+"""What a responder on a phone (390 px, Debian's Chromium) noticed in the walk of 2026-12-07 (Sara Lopez, paged for
+complaint-review and page-speed at once), each as she would see it. Screenshots under ``var/test-artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import Site
+from tests.web.test_browser import CHROMIUM, brand, browser, open_page  # noqa: F401 - the browser's fixtures
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed: run `sudo make deps-system`")
+EXPORT = {"name": "mentions-export.csv", "mimeType": "text/csv", "buffer": b"hour,mentions\n09:00,140\n"}
+
+
+@pytest.fixture
+def size() -> str:
+    """The walk was on a phone."""
+    return "phone"
+
+
+WATCH = "Low severity - reply individually and watch hourly"
+
+
+def fill_assess(page: Any) -> None:
+    """crisis-pr's first step, filled in as its responder does (evidence a file); low severity: she watches next."""
+    page.select_option("#f-severity", "low")
+    page.fill("#f-topic", "late parcels")
+    page.select_option("#f-category", "delivery")
+    page.fill("#f-platforms", "weibo")
+    page.select_option("#f-trend", "rising")
+    page.set_input_files("#f-evidence_file", files=[EXPORT])
+
+
+def test_after_a_report_the_readers_next_step_is_a_link_named_for_them(site: Site, open_page: Any) -> None:  # noqa: F811
+    """Reporting a step whose successor is hers, she was told "Now with: Write the action plan → cs-lead (sara-lopez)":
+    no link, no "you", role and person as ids. Now her own next step comes first as a link she opens at once (the
+    others' steps, by name and role title: test_browser's first test)."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    page.goto(site.link_for("wang-fang", run_id, "assess"))
+    fill_assess(page)
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=done")
+    told = page.locator(".ok")
+    page.shot("walk-next-for-you")
+    assert f"Next for you: {WATCH}" in told.inner_text(), told.inner_text()  # pr-oncall's, whose primary she is
+    assert "Now with" not in told.inner_text()  # nothing else waits: not her own step again under someone's name
+    told.get_by_role("link", name=WATCH).click()
+    assert page.url.endswith(f"/runs/{run_id}/steps/watch")
+    assert page.get_by_role("button", name="Done").is_visible()  # her form, one tap away
+
+
+def test_a_file_chosen_before_a_refused_report_is_asked_for_again_by_name(site: Site, open_page: Any) -> None:  # noqa: F811
+    """A browser does not keep a chosen file when the report comes back with a problem: the page said "No file
+    chosen" and nothing else, so a second Done (evidence optional) would record the report without it."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    page.goto(site.link_for("wang-fang", run_id, "assess"))
+    fill_assess(page)
+    page.select_option("#f-trend", "")  # forgotten
+    page.get_by_role("button", name="Done").click()
+    assert page.locator("#err-trend").is_visible()
+    again = page.locator("#err-evidence_file")
+    page.shot("walk-file-again")
+    assert again.is_visible() and "mentions-export.csv" in again.inner_text() and "again" in again.inner_text()
+    assert page.locator("#f-evidence_file").get_attribute("aria-describedby") == "err-evidence_file"
