@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.web.conftest import Site
-from tests.web.test_browser import CHROMIUM, brand, browser, open_page  # noqa: F401 - the browser's fixtures
+from tests.web.test_browser import CHROMIUM, brand, browser, browser_sign_in, open_page  # noqa: F401 - the browser's fixtures
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed: run `sudo make deps-system`")
 EXPORT = {"name": "mentions-export.csv", "mimeType": "text/csv", "buffer": b"hour,mentions\n09:00,140\n"}
@@ -67,3 +67,24 @@ def test_a_file_chosen_before_a_refused_report_is_asked_for_again_by_name(site: 
     page.shot("walk-file-again")
     assert again.is_visible() and "mentions-export.csv" in again.inner_text() and "again" in again.inner_text()
     assert page.locator("#f-evidence_file").get_attribute("aria-describedby") == "err-evidence_file"
+
+
+def test_on_a_phone_the_bar_is_two_lines_and_every_tap_target_is_a_thumb_tall(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's header wrapped to three lines of 24 px links (130 px before the step's title), and Need help, Hand
+    over, Reject and Instructions toggled only on their 24 px text line. Now 44 px each, the pages' links on one
+    line of their own."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    browser_sign_in(page, site, "li-wei")  # an operator: every page's link in the bar
+    page.goto(f"{site.url}/runs/{run_id}/steps/assess")
+    page.shot("walk-tap-targets")
+    targets = page.locator("header.bar a, header.bar button, summary")
+    heights = {t.inner_text().strip(): t.bounding_box()["height"] for t in targets.all() if t.is_visible()}
+    assert {"Board", "Sign out", "Need help", "Hand over", "Reject", "Instructions"} <= set(heights), heights
+    assert all(h >= 44 for h in heights.values()), {k: h for k, h in heights.items() if h < 44}
+    tops = {round(a.bounding_box()["y"]) for a in page.locator("header.bar nav a").all()}
+    assert len(tops) == 1, tops  # the pages' links on one line
+    assert page.locator("header.bar").bounding_box()["height"] <= 2 * 44 + 4
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    page.locator("summary", has_text="Hand over").click(position={"x": 300, "y": 40})  # beside its words: opens it
+    assert page.locator("#f-to").is_visible()
