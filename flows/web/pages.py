@@ -224,16 +224,13 @@ AT_THE_STEP = ("claim", "help", "hold", "release")
 def _next_steps(web: Web, view: RunView, current: str) -> list[dict[str, Any]]:
     """After a report: the run's other steps waiting on people now, each with who has it (its holder, else the
     role's primary now) and the role it is for (None when it names a person): the page says which are the reader's."""
-    site = web.site
     out = []
     for s in view.sop.steps:
         row = view.steps[s.id]
         if s.id != current and row["state"] == StepState.ACTIVE and isinstance(s, HumanStep):
             person = row.get("claimed_by") or web.engine.person_for(row["assignee"])
-            role = site.roles.get(row["assignee"])
             out.append({"id": s.id, "title": s.name, "person": person,
-                        "name": site.people[person].name if person in site.people else person,
-                        "role": (role.title or row["assignee"]) if role is not None else None})
+                        "role": row["assignee"] if row["assignee"] in web.site.roles else None})
     return out
 
 

@@ -88,3 +88,29 @@ def test_on_a_phone_the_bar_is_two_lines_and_every_tap_target_is_a_thumb_tall(si
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     page.locator("summary", has_text="Hand over").click(position={"x": 300, "y": 40})  # beside its words: opens it
     assert page.locator("#f-to").is_visible()
+
+
+def test_a_step_page_names_people_and_roles_as_she_reads_them(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's step pages said "For cs-lead (sara-lopez, wang-fang)", "on call for cs-lead", "done by sara-lopez":
+    config's ids where a name and a role's title are known."""
+    from flows.language.steps.human import HumanReport
+
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    site.engine.report(run_id, "assess", HumanReport(
+        actor="wang-fang", values={"severity": "high", "topic": "late parcels", "category": "delivery",
+                                   "platforms": "weibo", "trend": "rising", "kol_involved": False},
+        evidence=["https://social.example/export"]))
+    page = open_page()
+    page.goto(site.link_for("sara-lopez", run_id, "facts"))
+    facts = page.locator(".facts").inner_text()
+    assert "Customer Service Lead (Sara Lopez, Wang Fang 王芳)" in facts, facts
+    assert "on call for Customer Service Lead" in facts and "cs-lead" not in facts, facts
+    page.locator("#earlier summary").click()
+    assert "done by Wang Fang 王芳" in page.locator("#earlier").inner_text()
+    page.fill("#f-affected_orders", "212")
+    page.select_option("#f-confirmed", "confirmed")
+    page.fill("#f-remedy", "free shipping voucher")
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/facts?done=done")
+    page.shot("walk-names")
+    assert "is done by Sara Lopez (you) at" in page.locator("section.card").inner_text()
