@@ -94,6 +94,14 @@ def evidence_link(item: str) -> str | None:
     return None
 
 
+def evidence_name(item: str) -> str:
+    """A piece of evidence as its reader looks for it: a kept file by its name and size (``report.pdf (18 bytes)``,
+    its sha256 is for the auditor), anything else as recorded."""
+    if item.startswith("sha256:") and " " in item:
+        return item.split(" ", 1)[1]
+    return item
+
+
 @pass_context
 def person(context: Any, pid: str | None) -> str:
     """A person's name (config/people.yaml) for their id; the id itself when config has no such person (a leaver, a
@@ -117,7 +125,8 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
                        stage=level_words, person=person, role=role)
-    env.globals.update(left=left, escape=escape, evidence_link=evidence_link, more_text=more_text)
+    env.globals.update(left=left, escape=escape, evidence_link=evidence_link, evidence_name=evidence_name,
+                       more_text=more_text)
     return env
 
 

@@ -106,7 +106,7 @@ def test_a_responder_reports_from_the_link_in_their_message(site: Site, open_pag
     assert re.search(r"Now with: .*Establish the facts from orders and tickets → (Sara Lopez|Wang Fang 王芳) "
                      r"\(Customer Service Lead\)", told) and "Assess scope" not in told, told
     assert page.get_by_role("row", name="KOL involved yes", exact=True).count() == 1  # as a person reads it, not "True"
-    # the file, named by its sha256 (one long word), stays inside a phone's width
+    # the file, by its name (its sha256 on hover), stays inside a phone's width
     assert "weibo-mentions-export.csv" in page.locator("ul.evidence").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     page.shot("step-done")

@@ -4,6 +4,7 @@ complaint-review and page-speed at once), each as she would see it. Screenshots 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -114,3 +115,19 @@ def test_a_step_page_names_people_and_roles_as_she_reads_them(site: Site, open_p
     page.wait_for_url(f"**/runs/{run_id}/steps/facts?done=done")
     page.shot("walk-names")
     assert "is done by Sara Lopez (you) at" in page.locator("section.card").inner_text()
+
+
+def test_a_reported_file_reads_by_its_name_with_its_sha256_on_hover(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's "What happened" began the file with its 64-digit sha256, wrapped over three lines at 390 px before
+    the name she had attached."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    page.goto(site.link_for("wang-fang", run_id, "assess"))
+    fill_assess(page)
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=done")
+    file = page.locator("ul.evidence a")
+    assert file.inner_text() == "mentions-export.csv (24 bytes)"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", file.get_attribute("title") or "")
+    assert file.bounding_box()["height"] < 30  # one line
+    assert file.get_attribute("href").startswith("/evidence/")
