@@ -139,6 +139,8 @@ class StepPage:
     with_person: str | None = None
     #: the levels of its escalation ladder that fired (a reminder is one), oldest first
     escalations: tuple[Escalation, ...] = ()
+    #: whom the latest "Need help" paged (empty: no level of the ladder was left, its role's lead was paged)
+    help_paged: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -167,7 +169,17 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     story = Audit(web.engine.ledger).run(view.id).steps[step.id]
     handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
-                    with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations))
+                    with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
+                    help_paged=_help_paged(story))
+
+
+def _help_paged(story: Any) -> tuple[str, ...]:
+    """The people the step's latest "Need help" paged: the level of its ladder it fired, recorded after it."""
+    if not story.help or story.help[-1].level is None:
+        return ()
+    asked = story.help[-1]
+    fired = [e for e in story.escalations if e.seq > asked.seq and e.level == asked.level]
+    return tuple(fired[0].paged or fired[0].notify) if fired else ()
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.engine.conftest import records
 from tests.web.conftest import Site
 from tests.web.test_browser import CHROMIUM, brand, browser, browser_sign_in, open_page  # noqa: F401 - the browser's fixtures
 
@@ -131,3 +132,21 @@ def test_a_reported_file_reads_by_its_name_with_its_sha256_on_hover(site: Site, 
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", file.get_attribute("title") or "")
     assert file.bounding_box()["height"] < 30  # one line
     assert file.get_attribute("href").startswith("/evidence/")
+
+
+def test_need_help_says_whom_it_paged(site: Site, open_page: Any) -> None:  # noqa: F811
+    """After "Page for help" the walk's page said "the next level of the escalation ladder was paged": she could not
+    tell whether anyone she knows was coming. It names them now, as the ledger's escalation record does."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")  # pr-oncall's backup
+    page.goto(f"{site.url}/runs/{run_id}/steps/assess")
+    page.locator("summary", has_text="Need help").click()
+    page.fill("#f-help-note", "KOL involved, I need the PR lead")
+    page.get_by_role("button", name="Page for help").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=help")
+    paged = records(site.engine, run_id, "escalation")[-1]["data"]["paged"]
+    names = ", ".join(site.engine.site.people[p].name for p in paged)
+    assert paged and "sara-lopez" not in paged
+    told = page.locator(".ok").inner_text()
+    assert f"Help is asked: {names} {'was' if len(paged) == 1 else 'were'} paged with your note" in told, told
