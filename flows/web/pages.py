@@ -219,14 +219,20 @@ def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
     return out
 
 
-def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
+def _handover_to(web: Web, sp: StepPage) -> list[tuple[str | None, list[str]]]:
     """Whom the reader may hand the step to (``Engine.hand_over_targets``, the rule the engine checks): the role's
-    other members for its holder; anyone for a lead above the role, the run's owner or an operator; nobody else."""
+    other members for its holder; anyone for a lead above the role, the run's owner or an operator; nobody else.
+
+    Grouped as the reader looks for them: the step's role's members first (under its id), then everyone else (None),
+    each group by name: a list of every person A-Z hid the one colleague who covers for her."""
     if not sp.active:
         return []
     site = web.site
     pool = web.engine.hand_over_targets(sp.view, sp.step, sp.person)
-    return [(pid, site.people[pid].name) for pid in sorted(pool)]
+    role = set(members(site, sp.step.assignee)) if sp.step.assignee in site.roles else set()
+    by_name = sorted(pool, key=lambda pid: site.people[pid].name.casefold())
+    groups = [(sp.step.assignee, [p for p in by_name if p in role]), (None, [p for p in by_name if p not in role])]
+    return [(label, people) for label, people in groups if people]
 
 
 #: actions after which the reader is still at the step: no "who has it now" to tell

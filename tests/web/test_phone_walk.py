@@ -150,3 +150,25 @@ def test_need_help_says_whom_it_paged(site: Site, open_page: Any) -> None:  # no
     assert paged and "sara-lopez" not in paged
     told = page.locator(".ok").inner_text()
     assert f"Help is asked: {names} {'was' if len(paged) == 1 else 'were'} paged with your note" in told, told
+
+
+def test_hand_over_offers_the_steps_role_first(site: Site, open_page: Any) -> None:  # noqa: F811
+    """An operator's Hand over listed all 15 people A-Z by id; her backup on the role was the 12th. The role's
+    members come first now, under its title, then everyone else."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    browser_sign_in(page, site, "li-wei")  # an operator: may hand it to anyone
+    page.goto(f"{site.url}/runs/{run_id}/steps/assess")
+    groups = page.locator("#f-to optgroup")
+    assert groups.nth(0).get_attribute("label") == "PR on-call"
+    first = groups.nth(0).locator("option").evaluate_all("os => os.map(o => o.value)")
+    holder = site.engine.person_for("pr-oncall")
+    others = sorted({"wang-fang", "sara-lopez", "chen-jie"} - {holder})
+    assert sorted(first) == others, first
+    assert groups.nth(1).get_attribute("label") == "Everyone else"
+    assert "Li Wei 李伟 (li-wei)" in groups.nth(1).locator("option").evaluate_all("os => os.map(o => o.textContent)")
+    page.locator("summary", has_text="Hand over").click()
+    page.select_option("#f-to", others[0])  # still one choice posted as before
+    page.get_by_role("button", name="Hand over").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=handover")
+    assert site.engine.view(run_id).steps["assess"]["claimed_by"] == others[0]
