@@ -185,9 +185,10 @@ def _help_paged(story: Any) -> tuple[str, ...]:
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
                 errors: dict[str, str] | None = None, problems: list[str] | None = None,
                 posted: dict[str, str] | None = None, done: str | None = None, link: Claim | None = None,
-                dropped: list[str] | None = None) -> Response:
+                dropped: list[str] | None = None, told: str | None = None) -> Response:
     """The step's page; ``dropped``: the names of the files a refused report carried (a browser does not keep a
-    chosen file across the answer: the page asks for them again by name)."""
+    chosen file across the answer: the page asks for them again by name); ``told``: a notice that is no
+    failure (a used link showing what happened)."""
     web = _web(request)
     site = web.site
     view, step = sp.view, sp.step
@@ -197,7 +198,7 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         request, "step.html.j2", status=status,
         sp=sp, run=view.run, sop=view.sop, step=step, fields=form_fields(step.form), action_url=action_url,
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
-        dropped=dropped or [],
+        dropped=dropped or [], told=told,
         tz=web.zone(sp.person), now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
@@ -434,7 +435,7 @@ def _what_happened(request: Request, web: Web, claim: Claim, message: str) -> Re
         sp = step_page(web, claim.run_id or "", claim.step_id or "", claim.person)
     except (RunNotFound, KeyError):
         return notice(request, "This link cannot be used", message, 410)
-    return render_step(request, sp, action_url="", csrf="", status=410, problems=[message], link=claim)
+    return render_step(request, sp, action_url="", csrf="", status=410, told=message, link=claim)
 
 
 #: what a chat app or a mail client glues to the end of a link it shows (a sentence's full stop, a bracket, a space)

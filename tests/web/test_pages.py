@@ -126,7 +126,7 @@ def test_a_used_link_cannot_act_again_and_shows_what_happened(site: Site) -> Non
         "a personal link of wang-fang sent again, refused (already used) from ")
     reopened = replay.get(link)
     assert reopened.status_code == 410 and "What happened" in reopened.text and "Held by" in reopened.text
-    assert "this link was already used to take the step" in reopened.text  # in words, not "(claim)"
+    assert "This link was already used to take the step" in reopened.text  # in words, not "(claim)"
 
 
 def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
