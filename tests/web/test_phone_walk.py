@@ -172,3 +172,22 @@ def test_hand_over_offers_the_steps_role_first(site: Site, open_page: Any) -> No
     page.get_by_role("button", name="Hand over").click()
     page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=handover")
     assert site.engine.view(run_id).steps["assess"]["claimed_by"] == others[0]
+
+
+def test_the_run_page_names_who_has_each_step_and_marks_hers(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's run page listed "Who: cs-lead", "sara-lopez", "priya-nair": she could not find her own steps among
+    ten without reading ids."""
+    from flows.language.steps.human import HumanReport
+
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    site.engine.report(run_id, "assess", HumanReport(
+        actor="wang-fang", values={"severity": "high", "topic": "late parcels", "category": "delivery",
+                                   "platforms": "weibo", "trend": "rising", "kol_involved": False},
+        evidence=["https://social.example/export"]))
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")
+    page.goto(f"{site.url}/runs/{run_id}")
+    who = {step: page.locator(f"#step-{step} td[data-label='Who']").inner_text() for step in ("assess", "facts")}
+    page.shot("walk-run-who")
+    assert who["assess"] == "Wang Fang 王芳", who
+    assert who["facts"] == "Customer Service Lead (Sara Lopez, you)", who
