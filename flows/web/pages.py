@@ -208,16 +208,18 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
 
 
 def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
-    """What the run's people reported before (their steps' values, notes and evidence), in the SOP's order: a
-    step's instructions often build on them ("send the approved statement")."""
+    """What the run's people reported before (their steps' values, notes and evidence): a step's instructions often
+    build on them ("see the sign-off comments"). The steps this one ``needs`` come first (``needed``: the page shows
+    them unfolded), then the others, each in the SOP's order."""
+    needs = set(view.sop.step(current).needs)
     out = []
     for s in view.sop.steps:
         row = view.steps[s.id]
         if s.id == current or not isinstance(s, HumanStep) or row["state"] not in (StepState.DONE, StepState.REJECTED):
             continue
         out.append({"title": s.name, "state": row["state"], "actor": row["actor"], "at": row["finished_at"],
-                    "note": row["note"], "result": view.result(s.id), "form": s.form})
-    return out
+                    "note": row["note"], "result": view.result(s.id), "form": s.form, "needed": s.id in needs})
+    return sorted(out, key=lambda e: not e["needed"])
 
 
 def _handover_to(web: Web, sp: StepPage) -> list[tuple[str | None, list[str]]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flows.language.steps.human import HumanReport
 from tests.engine.conftest import records
 from tests.web.conftest import Site
 from tests.web.test_browser import CHROMIUM, brand, browser, browser_sign_in, open_page  # noqa: F401 - the browser's fixtures
@@ -34,6 +35,14 @@ def fill_assess(page: Any) -> None:
     page.fill("#f-platforms", "weibo")
     page.select_option("#f-trend", "rising")
     page.set_input_files("#f-evidence_file", files=[EXPORT])
+
+
+def assessed(site: Site, run_id: str) -> None:
+    """wang-fang reports crisis-pr's assess (high: facts and legal follow) from her terminal."""
+    site.engine.report(run_id, "assess", HumanReport(
+        actor="wang-fang", values={"severity": "high", "topic": "late parcels", "category": "delivery",
+                                   "platforms": "weibo", "trend": "rising", "kol_involved": False},
+        evidence=["https://social.example/export"]))
 
 
 def test_after_a_report_the_readers_next_step_is_a_link_named_for_them(site: Site, open_page: Any) -> None:  # noqa: F811
@@ -95,19 +104,13 @@ def test_on_a_phone_the_bar_is_two_lines_and_every_tap_target_is_a_thumb_tall(si
 def test_a_step_page_names_people_and_roles_as_she_reads_them(site: Site, open_page: Any) -> None:  # noqa: F811
     """The walk's step pages said "For cs-lead (sara-lopez, wang-fang)", "on call for cs-lead", "done by sara-lopez":
     config's ids where a name and a role's title are known."""
-    from flows.language.steps.human import HumanReport
-
     run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
-    site.engine.report(run_id, "assess", HumanReport(
-        actor="wang-fang", values={"severity": "high", "topic": "late parcels", "category": "delivery",
-                                   "platforms": "weibo", "trend": "rising", "kol_involved": False},
-        evidence=["https://social.example/export"]))
+    assessed(site, run_id)
     page = open_page()
     page.goto(site.link_for("sara-lopez", run_id, "facts"))
     facts = page.locator(".facts").inner_text()
     assert "Customer Service Lead (Sara Lopez, Wang Fang 王芳)" in facts, facts
     assert "on call for Customer Service Lead" in facts and "cs-lead" not in facts, facts
-    page.locator("#earlier summary").click()
     assert "done by Wang Fang 王芳" in page.locator("#earlier").inner_text()
     page.fill("#f-affected_orders", "212")
     page.select_option("#f-confirmed", "confirmed")
@@ -177,13 +180,8 @@ def test_hand_over_offers_the_steps_role_first(site: Site, open_page: Any) -> No
 def test_the_run_page_names_who_has_each_step_and_marks_hers(site: Site, open_page: Any) -> None:  # noqa: F811
     """The walk's run page listed "Who: cs-lead", "sara-lopez", "priya-nair": she could not find her own steps among
     ten without reading ids."""
-    from flows.language.steps.human import HumanReport
-
     run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
-    site.engine.report(run_id, "assess", HumanReport(
-        actor="wang-fang", values={"severity": "high", "topic": "late parcels", "category": "delivery",
-                                   "platforms": "weibo", "trend": "rising", "kol_involved": False},
-        evidence=["https://social.example/export"]))
+    assessed(site, run_id)
     page = open_page()
     browser_sign_in(page, site, "sara-lopez")
     page.goto(f"{site.url}/runs/{run_id}")
@@ -191,3 +189,20 @@ def test_the_run_page_names_who_has_each_step_and_marks_hers(site: Site, open_pa
     page.shot("walk-run-who")
     assert who["assess"] == "Wang Fang 王芳", who
     assert who["facts"] == "Customer Service Lead (Sara Lopez, you)", who
+
+
+def test_what_a_step_builds_on_is_unfolded_first(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's rework step said "see the sign-off comments"; they were the last of six tables in the folded
+    "Earlier in this run". The steps a step needs now come first, unfolded."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    assessed(site, run_id)
+    site.engine.report(run_id, "facts", HumanReport(
+        actor="sara-lopez", values={"affected_orders": 212, "confirmed": "confirmed", "remedy": "free shipping voucher"}))
+    page = open_page()
+    page.goto(site.link_for(site.engine.person_for("pr-oncall"), run_id, "draft"))  # draft needs facts
+    earlier = page.locator("#earlier")
+    assert earlier.get_attribute("open") is not None
+    titles = earlier.locator("p > strong").all_inner_texts()
+    assert titles[0] == "Establish the facts from orders and tickets", titles
+    assert "Assess scope, spread and severity" in titles[1:]
+    assert earlier.get_by_role("row", name="Remedy free shipping voucher").is_visible()
