@@ -94,8 +94,8 @@ def operator_only(request: Request, theirs: str = "the board, starting and cance
     if session is None:
         return None, sign_in_first(request)
     if not web.may(session, "operators"):
-        return session, notice(request, "Operators only", f"{session.person} is not one of settings.web.operators: "
-                               f"{theirs} are theirs.", 403)
+        return session, notice(request, "Operators only", f"{theirs[:1].upper()}{theirs[1:]} are for "
+                               f"{web.who_may('operators')}: ask them (settings.web.operators).", 403)
     return session, None
 
 

@@ -206,3 +206,16 @@ def test_what_a_step_builds_on_is_unfolded_first(site: Site, open_page: Any) -> 
     assert titles[0] == "Establish the facts from orders and tickets", titles
     assert "Assess scope, spread and severity" in titles[1:]
     assert earlier.get_by_role("row", name="Remedy free shipping voucher").is_visible()
+
+
+def test_a_page_she_may_not_open_says_whom_to_ask_and_the_way_back(site: Site, open_page: Any) -> None:  # noqa: F811
+    """Opening the auditor's desk the walk's Sara read "open to the people and roles of settings.web.auditors
+    (ops-director)": a setting's name, a role's id, and no way on."""
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")
+    response = page.goto(f"{site.url}/desk")
+    said = page.locator("main .notice").inner_text()
+    page.shot("walk-desk-refused")
+    assert response.status == 403 and "Operations Director (Li Wei 李伟, Zhang Min 张敏)" in said, said
+    page.get_by_role("link", name="Back to your steps").click()
+    assert page.locator("h1").inner_text() == "Waiting for you"
