@@ -219,3 +219,23 @@ def test_a_page_she_may_not_open_says_whom_to_ask_and_the_way_back(site: Site, o
     assert response.status == 403 and "Operations Director (Li Wei 李伟, Zhang Min 张敏)" in said, said
     page.get_by_role("link", name="Back to your steps").click()
     assert page.locator("h1").inner_text() == "Waiting for you"
+
+
+def test_the_desks_runs_read_as_cards_on_a_phone(site: Site, open_page: Any) -> None:  # noqa: F811
+    """Her manager the next morning: the desk's runs were a 9-column table in a side-scrolling box, only Run and SOP
+    on screen, each row 126 px tall. On a phone each run is a card of labelled lines, outcome and escalations in view."""
+    run_id = site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False).run_id
+    page = open_page()
+    browser_sign_in(page, site, "li-wei")  # ops-director: settings.web.auditors
+    page.goto(f"{site.url}/desk")
+    row = page.locator(f"#run-{run_id}")
+    page.shot("walk-desk-runs")
+    width = page.viewport_size["width"]
+    for label, column in (("Trigger", 3), ("Outcome", 6), ("Escalations", 8)):
+        cell = row.locator("td").nth(column)
+        box = cell.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (label, box)
+        assert cell.evaluate("td => getComputedStyle(td, '::before').content") == f'"{label}"'
+    sop = row.locator("td").nth(1)  # its version beside its name, not on a line of its own
+    assert sop.locator("code").bounding_box()["x"] > sop.bounding_box()["x"] + 80
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
