@@ -239,3 +239,21 @@ def test_the_desks_runs_read_as_cards_on_a_phone(site: Site, open_page: Any) -> 
     sop = row.locator("td").nth(1)  # its version beside its name, not on a line of its own
     assert sop.locator("code").bounding_box()["x"] > sop.bounding_box()["x"] + 80
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_the_boards_filters_are_folded_until_used(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's board put four lists and a button (260 px) between its title and the first run. Folded now while
+    nothing is filtered; a filter in use is said on the fold, open."""
+    site.engine.start("crisis-pr", {"brand": brand()}, initiator="li-wei", launch=False)  # one open run at least
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")  # cs-lead: an operator
+    page.goto(f"{site.url}/board")
+    page.shot("walk-board")
+    first = page.locator("#board a[href^='/runs/']").first.bounding_box()
+    assert first["y"] < 320, first  # the first run on the first screen, under the title and Start a playbook
+    assert not page.locator("select[name=person]").is_visible()
+    page.locator("summary", has_text="Filter").click()
+    page.select_option("select[name=person]", "mine")
+    page.get_by_role("button", name="Filter").click()
+    assert page.locator("summary", has_text="Filter").inner_text() == "Filter: person mine"
+    assert page.locator("select[name=person]").is_visible()
