@@ -40,7 +40,7 @@ from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
 from flows.language.cadence import effective_cadence
 from flows.language.fields import TEXT_MAX
-from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, evidence_problems, members
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, evidence_problems, lead_chain, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
 from flows.web.forms import Refused, form_fields, read_form
@@ -201,6 +201,7 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         dropped=dropped or [], told=told,
         tz=web.zone(sp.person), now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
+        above_role=sp.person in lead_chain(site, step.assignee),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(web, view, step.id) if done and done not in AT_THE_STEP else [],
         earlier=_earlier(view, step.id) if sp.active else [],

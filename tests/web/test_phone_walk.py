@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flows.language.actors import Actor
 from flows.language.steps.human import HumanReport
 from tests.engine.conftest import records
 from tests.web.conftest import Site
@@ -257,3 +258,17 @@ def test_the_boards_filters_are_folded_until_used(site: Site, open_page: Any) ->
     page.get_by_role("button", name="Filter").click()
     assert page.locator("summary", has_text="Filter").inner_text() == "Filter: person mine"
     assert page.locator("select[name=person]").is_visible()
+
+
+def test_the_runs_owner_is_told_why_she_may_still_report_a_step_she_handed_over(site: Site, open_page: Any) -> None:  # noqa: F811
+    """Sara, cs-lead and the owner of complaint-review, handed its rework to Wang Fang and read "you may still report it
+    (you oversee cs-lead)": she is cs-lead. She may because the run is hers."""
+    run_id = site.engine.start("complaint-review", {"month": "2026-11"}, initiator="li-wei", launch=False).run_id
+    holder = site.engine.person_for("cs-lead")
+    other = next(p for p in ("sara-lopez", "wang-fang") if p != holder)
+    site.engine.hand_over(run_id, "tickets", Actor(holder, via="cli"), other, "I am on the outage call")
+    page = open_page()
+    browser_sign_in(page, site, holder)
+    page.goto(f"{site.url}/runs/{run_id}/steps/tickets")
+    held = page.locator("#held").inner_text()
+    assert "you may still report it (you own this run: Customer Service Lead)" in held, held
