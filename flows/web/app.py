@@ -110,6 +110,18 @@ class Web:
         people, or roles whose members they are)."""
         return session is not None and in_access_list(self.site, session.person, access)
 
+    def who_may(self, access: str) -> str:
+        """Who has ``access``, as a refused reader can go and ask them: each role of the list by its title with its
+        members' names (``Operations Director (Li Wei 李伟, Zhang Min 张敏)``), each person by name."""
+        site = self.site
+
+        def name(pid: str) -> str:
+            return site.people[pid].name if pid in site.people else pid
+
+        said = [f"{site.roles[n].title or n} ({', '.join(name(p) for p in site.roles[n].members)})"
+                if n in site.roles else name(n) for n in getattr(site.settings.web, access)]
+        return ", ".join(said) or "nobody yet"
+
     def zone(self, person: str | None, default: str = "UTC") -> str:
         """The reader's time zone (their ``timezone`` in config/people.yaml), ``default`` for anyone else."""
         found = self.site.people.get(person) if person else None

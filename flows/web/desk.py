@@ -56,9 +56,8 @@ def _auditor(request: Request) -> tuple[Web, str] | Response:
     if session is None:
         return sign_in_first(request)
     if not web.may(session, "auditors"):
-        listed = ", ".join(web.settings.auditors) or "nobody yet"
-        return notice(request, "For auditors only", "The auditor's desk is open to the people and roles of "
-                      f"settings.web.auditors ({listed}).", 403)
+        return notice(request, "For auditors only", f"The auditor's desk is open to {web.who_may('auditors')}: ask "
+                      "them for a run's story (settings.web.auditors).", 403)
     return web, web.zone(session.person, web.site.settings.timezone)
 
 

@@ -40,7 +40,7 @@ from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
 from flows.language.cadence import effective_cadence
 from flows.language.fields import TEXT_MAX
-from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, evidence_problems, members
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, evidence_problems, lead_chain, members
 from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
 from flows.web.app import Web
 from flows.web.forms import Refused, form_fields, read_form
@@ -94,8 +94,8 @@ def operator_only(request: Request, theirs: str = "the board, starting and cance
     if session is None:
         return None, sign_in_first(request)
     if not web.may(session, "operators"):
-        return session, notice(request, "Operators only", f"{session.person} is not one of settings.web.operators: "
-                               f"{theirs} are theirs.", 403)
+        return session, notice(request, "Operators only", f"{theirs[:1].upper()}{theirs[1:]} are for "
+                               f"{web.who_may('operators')}: ask them (settings.web.operators).", 403)
     return session, None
 
 
@@ -139,6 +139,8 @@ class StepPage:
     with_person: str | None = None
     #: the levels of its escalation ladder that fired (a reminder is one), oldest first
     escalations: tuple[Escalation, ...] = ()
+    #: whom the latest "Need help" paged (empty: no level of the ladder was left, its role's lead was paged)
+    help_paged: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -167,12 +169,26 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     story = Audit(web.engine.ledger).run(view.id).steps[step.id]
     handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
-                    with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations))
+                    with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
+                    help_paged=_help_paged(story))
+
+
+def _help_paged(story: Any) -> tuple[str, ...]:
+    """The people the step's latest "Need help" paged: the level of its ladder it fired, recorded after it."""
+    if not story.help or story.help[-1].level is None:
+        return ()
+    asked = story.help[-1]
+    fired = [e for e in story.escalations if e.seq > asked.seq and e.level == asked.level]
+    return tuple(fired[0].paged or fired[0].notify) if fired else ()
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,
                 errors: dict[str, str] | None = None, problems: list[str] | None = None,
-                posted: dict[str, str] | None = None, done: str | None = None, link: Claim | None = None) -> Response:
+                posted: dict[str, str] | None = None, done: str | None = None, link: Claim | None = None,
+                dropped: list[str] | None = None, told: str | None = None) -> Response:
+    """The step's page; ``dropped``: the names of the files a refused report carried (a browser does not keep a
+    chosen file across the answer: the page asks for them again by name); ``told``: a notice that is no
+    failure (a used link showing what happened)."""
     web = _web(request)
     site = web.site
     view, step = sp.view, sp.step
@@ -182,8 +198,10 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
         request, "step.html.j2", status=status,
         sp=sp, run=view.run, sop=view.sop, step=step, fields=form_fields(step.form), action_url=action_url,
         csrf=csrf, errors=errors or {}, problems=problems or [], posted=posted or {}, done=done, link=link,
+        dropped=dropped or [], told=told,
         tz=web.zone(sp.person), now=web.engine.clock.now(), speed=view.speed,
         approvals=approvals, result=result, role_members=sorted(members(site, step.assignee)),
+        above_role=sp.person in lead_chain(site, step.assignee),
         instructions=instructions(view, step, site), handover_to=_handover_to(web, sp),
         next_steps=_next_steps(web, view, step.id) if done and done not in AT_THE_STEP else [],
         earlier=_earlier(view, step.id) if sp.active else [],
@@ -191,26 +209,34 @@ def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, s
 
 
 def _earlier(view: RunView, current: str) -> list[dict[str, Any]]:
-    """What the run's people reported before (their steps' values, notes and evidence), in the SOP's order: a
-    step's instructions often build on them ("send the approved statement")."""
+    """What the run's people reported before (their steps' values, notes and evidence): a step's instructions often
+    build on them ("see the sign-off comments"). The steps this one ``needs`` come first (``needed``: the page shows
+    them unfolded), then the others, each in the SOP's order."""
+    needs = set(view.sop.step(current).needs)
     out = []
     for s in view.sop.steps:
         row = view.steps[s.id]
         if s.id == current or not isinstance(s, HumanStep) or row["state"] not in (StepState.DONE, StepState.REJECTED):
             continue
         out.append({"title": s.name, "state": row["state"], "actor": row["actor"], "at": row["finished_at"],
-                    "note": row["note"], "result": view.result(s.id), "form": s.form})
-    return out
+                    "note": row["note"], "result": view.result(s.id), "form": s.form, "needed": s.id in needs})
+    return sorted(out, key=lambda e: not e["needed"])
 
 
-def _handover_to(web: Web, sp: StepPage) -> list[tuple[str, str]]:
+def _handover_to(web: Web, sp: StepPage) -> list[tuple[str | None, list[str]]]:
     """Whom the reader may hand the step to (``Engine.hand_over_targets``, the rule the engine checks): the role's
-    other members for its holder; anyone for a lead above the role, the run's owner or an operator; nobody else."""
+    other members for its holder; anyone for a lead above the role, the run's owner or an operator; nobody else.
+
+    Grouped as the reader looks for them: the step's role's members first (under its id), then everyone else (None),
+    each group by name: a list of every person A-Z hid the one colleague who covers for her."""
     if not sp.active:
         return []
     site = web.site
     pool = web.engine.hand_over_targets(sp.view, sp.step, sp.person)
-    return [(pid, site.people[pid].name) for pid in sorted(pool)]
+    role = set(members(site, sp.step.assignee)) if sp.step.assignee in site.roles else set()
+    by_name = sorted(pool, key=lambda pid: site.people[pid].name.casefold())
+    groups = [(sp.step.assignee, [p for p in by_name if p in role]), (None, [p for p in by_name if p not in role])]
+    return [(label, people) for label, people in groups if people]
 
 
 #: actions after which the reader is still at the step: no "who has it now" to tell
@@ -218,15 +244,15 @@ AT_THE_STEP = ("claim", "help", "hold", "release")
 
 
 def _next_steps(web: Web, view: RunView, current: str) -> list[dict[str, Any]]:
-    """After a report: the run's other steps waiting on people now, each with its role and who has it (its holder,
-    else the role's primary now)."""
+    """After a report: the run's other steps waiting on people now, each with who has it (its holder, else the
+    role's primary now) and the role it is for (None when it names a person): the page says which are the reader's."""
     out = []
     for s in view.sop.steps:
         row = view.steps[s.id]
         if s.id != current and row["state"] == StepState.ACTIVE and isinstance(s, HumanStep):
             person = row.get("claimed_by") or web.engine.person_for(row["assignee"])
-            out.append({"id": s.id, "title": s.name, "assignee": row["assignee"],
-                        "person": person if person != row["assignee"] else None})
+            out.append({"id": s.id, "title": s.name, "person": person,
+                        "role": row["assignee"] if row["assignee"] in web.site.roles else None})
     return out
 
 
@@ -327,16 +353,17 @@ async def handle_post(request: Request, sp: StepPage, actor: Actor, *, csrf_ok: 
     if action not in ACTIONS:
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
                            problems=[f"unknown action `{action}` (one of {', '.join(ACTIONS)})"])
+    dropped = [f.filename or "file" for f in files] if action == "done" else []
     try:
         uploads = await _uploads(web, files) if action == "done" else []
         state = await run_in_threadpool(act, web, sp, actor, action, posted, uploads, link)
     except Refused as exc:
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=exc.status, link=link, posted=posted,
-                           errors=exc.errors, problems=exc.problems)
+                           errors=exc.errors, problems=exc.problems, dropped=dropped)
     except ReportRefused as exc:
         errors, problems = _by_field(exc.problems, sp.step)
         return render_step(request, sp, action_url=action_url, csrf=csrf, status=422, link=link, posted=posted,
-                           errors=errors, problems=problems)
+                           errors=errors, problems=problems, dropped=dropped)
     except (StepHeld, StepNotActive) as exc:
         fresh = await run_in_threadpool(step_page, web, sp.view.id, sp.step.id, sp.person)
         return render_step(request, fresh, action_url=action_url, csrf=csrf, status=409, link=link,
@@ -411,7 +438,7 @@ def _what_happened(request: Request, web: Web, claim: Claim, message: str) -> Re
         sp = step_page(web, claim.run_id or "", claim.step_id or "", claim.person)
     except (RunNotFound, KeyError):
         return notice(request, "This link cannot be used", message, 410)
-    return render_step(request, sp, action_url="", csrf="", status=410, problems=[message], link=claim)
+    return render_step(request, sp, action_url="", csrf="", status=410, told=message, link=claim)
 
 
 #: what a chat app or a mail client glues to the end of a link it shows (a sentence's full stop, a bracket, a space)

@@ -3,7 +3,7 @@
 Filters the templates share: ``md`` (an SOP's markdown, raw HTML off, bare links made links),
 ``when`` (an instant in the reader's time zone, UTC on hover, machine-readable for the live
 clock), ``left`` (the time left before a due instant, in SOP time, kept live by
-``static/live.js``).
+``static/live.js``), ``person`` and ``role`` (an id of config as a person reads it: a name, a role's title).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
@@ -94,13 +94,39 @@ def evidence_link(item: str) -> str | None:
     return None
 
 
+def evidence_name(item: str) -> str:
+    """A piece of evidence as its reader looks for it: a kept file by its name and size (``report.pdf (18 bytes)``,
+    its sha256 is for the auditor), anything else as recorded."""
+    if item.startswith("sha256:") and " " in item:
+        return item.split(" ", 1)[1]
+    return item
+
+
+@pass_context
+def person(context: Any, pid: str | None) -> str:
+    """A person's name (config/people.yaml) for their id; the id itself when config has no such person (a leaver, a
+    token, ``alertmanager``)."""
+    people = context["site"].people
+    return people[pid].name if pid in people else (pid or "")
+
+
+@pass_context
+def role(context: Any, rid: str | None) -> str:
+    """A role's title (config/roles.yaml) for its id, else the id (a step assigned to a person: their name)."""
+    roles = context["site"].roles
+    if rid in roles:
+        return roles[rid].title or rid
+    return person(context, rid)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
-                       stage=level_words)
-    env.globals.update(left=left, escape=escape, evidence_link=evidence_link, more_text=more_text)
+                       stage=level_words, person=person, role=role)
+    env.globals.update(left=left, escape=escape, evidence_link=evidence_link, evidence_name=evidence_name,
+                       more_text=more_text)
     return env
 
 

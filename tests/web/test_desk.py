@@ -112,7 +112,7 @@ def test_a_responder_is_refused_every_page_of_the_desk(site: Site, responder: ht
                                                        path: str) -> None:
     answer = responder.get(path.format(run=played.real))
     assert answer.status_code == 403
-    assert "For auditors only" in answer.text and "settings.web.auditors (ops-director)" in answer.text
+    assert "For auditors only" in answer.text and "Operations Director (Li Wei 李伟, Zhang Min 张敏)" in answer.text
     assert played.real not in answer.text
 
 

@@ -54,7 +54,7 @@ def test_the_director_above_the_roles_lead_hands_a_late_step_over_in_one_action(
     handed = client.post(f"/runs/{run_id}/steps/command", data={"csrf": csrf_of(page), "action": "handover",
                                                                 "to": other, "note": "Checkout first"})
     assert handed.status_code == 303, handed.text
-    assert f"Handed over: {other} holds the step now" in client.get(handed.headers["location"]).text
+    assert f"Handed over: {site.engine.site.people[other].name} holds the step now" in client.get(handed.headers["location"]).text
     record = records(site.engine, run_id, "step_handed_over")[-1]
     assert (record["actor"], record["data"]["holder"], record["data"]["to"]) == ("li-wei", holder, other)
     # the terminal asks the same rule (`sop hand-over … --as li-wei`), also of a step someone took
@@ -116,8 +116,8 @@ def test_whom_a_step_is_handed_away_from_is_told_and_their_page_says_who_holds_i
     client = site.client()
     sign_in(site, client, "wang-fang")
     page = client.get(f"/runs/{run_id}/steps/assess")
-    assert "Sara Lopez (sara-lopez) holds this step now : handed to them by chen-jie (it was yours) at" in said(page)
-    assert "you may still report it (you oversee pr-oncall), but sara-lopez is working on it" in said(page)
+    assert "Sara Lopez (sara-lopez) holds this step now : handed to them by Chen Jie 陈杰 (it was yours) at" in said(page)
+    assert "you may still report it (you oversee PR on-call), but Sara Lopez is working on it" in said(page)
     assert "I'll take it" not in said(page) and 'name="severity"' in page.text
     # the one who handed it over is not told it was handed away from them
     site.engine.hand_over(run_id, "assess", Actor("sara-lopez", via="cli"), "chen-jie")
@@ -157,14 +157,14 @@ def test_the_step_page_says_whom_it_is_with_how_far_it_escalated_and_the_hand_ov
     client = site.client()
     sign_in(site, client, "li-wei")
     page = said(client.get(f"/runs/{run_id}/steps/command"))
-    assert f"With {name} ({holder}) : on call for sre-oncall" in page and "Escalation" not in page
+    assert f"With {name} ({holder}) : on call for SRE on-call" in page and "Escalation" not in page
     for _ in range(3):  # 50%: the assignee; 100%: lead and backup; then every 10m: the owner and the director
         fire_next_rung(site, run_id, "command")
     page = client.get(f"/runs/{run_id}/steps/command")
     backup = site.engine.on_call("sre-oncall").backup
     assert "Escalation level 3.1 reached at" in said(page)
-    assert "(owner, ops-director): paged tom-becker, li-wei · 3 levels fired so far" in said(page)
-    assert f"(lead, backup): paged tom-becker, {backup}" not in said(page)  # the latest only
+    assert "(owner, ops-director): paged Tom Becker, Li Wei 李伟 · 3 levels fired so far" in said(page)
+    assert f"(lead, backup): paged Tom Becker, {site.engine.site.people[backup].name}" not in said(page)  # the latest only
     other = next(p for p in ("kenji-sato", "zhao-lei", "tom-becker") if p != holder)
     handed = client.post(f"/runs/{run_id}/steps/command", data={"csrf": csrf_of(page), "action": "handover",
                                                                 "to": other, "note": "Checkout first"})
@@ -173,8 +173,8 @@ def test_the_step_page_says_whom_it_is_with_how_far_it_escalated_and_the_hand_ov
     sign_in(site, theirs, other)
     page = said(theirs.get(f"/runs/{run_id}/steps/command"))
     other_name = site.engine.site.people[other].name
-    assert f"Held by {other_name} ({other}) (you): handed over by li-wei at" in page
-    assert "Hand-over note Checkout first (li-wei)" in page and "<q>Checkout first</q>" in theirs.get(f"/runs/{run_id}/steps/command").text
+    assert f"Held by {other_name} ({other}) (you): handed over by Li Wei 李伟 at" in page
+    assert "Hand-over note Checkout first (Li Wei 李伟)" in page and "<q>Checkout first</q>" in theirs.get(f"/runs/{run_id}/steps/command").text
 
 
 def test_an_operator_may_not_hand_a_step_to_themselves_to_report_it(site: Site) -> None:

@@ -99,7 +99,7 @@ def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_it
     # the next person's step shows what was reported before it, which its instructions build on
     facts = site.client().get(path_of(site.link_for("sara-lopez", run_id, "facts")))
     earlier = facts.text.split('id="earlier"', 1)[1].split("</details>", 1)[0]
-    assert "Assess scope, spread and severity</strong>: done by wang-fang" in earlier
+    assert "Assess scope, spread and severity</strong>: done by Wang Fang 王芳" in earlier
     assert "<th scope=\"row\">Topic</th><td>late parcels</td>" in earlier
 
 
@@ -127,7 +127,7 @@ def test_a_used_link_cannot_act_again_and_shows_what_happened(site: Site) -> Non
         "a personal link of wang-fang sent again, refused (already used) from ")
     reopened = replay.get(link)
     assert reopened.status_code == 410 and "What happened" in reopened.text and "Held by" in reopened.text
-    assert "this link was already used to take the step" in reopened.text  # in words, not "(claim)"
+    assert "This link was already used to take the step" in reopened.text  # in words, not "(claim)"
 
 
 def test_a_forged_or_expired_link_is_refused(site: Site) -> None:
