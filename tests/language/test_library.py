@@ -577,18 +577,26 @@ def test_sop_show_says_what_a_step_may_be_put_on_hold_for(sop) -> None:
     shown = " ".join(sop("show", "creative-refresh").stdout.split())
     assert "may be put on hold for: platform_reply (sop hold --for; at most 1d, then it escalates)" in shown
     assert all(s["holds"] is None for s in json.loads(sop("show", "crisis-pr", "--json").stdout)["steps"])
+    # complaint-review: only the steps that wait on an export or an answer from outside may be held
+    holds = {s["id"]: s["holds"] for s in json.loads(sop("show", "complaint-review", "--json").stdout)["steps"]}
+    assert {step: held["waiting_for"] for step, held in holds.items() if held} == {
+        "data": ["ticket_export"], "tickets": ["ticket_export", "call_recordings"],
+        "supply": ["carrier_report"], "product": ["supplier_reply"]}
 
 
 def test_sop_show_says_the_status_cadence_a_run_keeps_and_where_it_comes_from(sop) -> None:
-    # complaint-review has no cadence of its own: its runs ask the CS lead what its class's default asks
-    shown = sop("show", "complaint-review")
+    # crisis-pr has no cadence of its own: its runs ask the PR lead what its class's default asks
+    shown = sop("show", "crisis-pr")
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
     assert 'status updates every 30m from owner, asking "What is the sentiment doing' in text
     assert "the complaint class's default in settings.cadences; give the SOP a `cadence:` of its own" in text
-    data = json.loads(sop("show", "complaint-review", "--json").stdout)
+    data = json.loads(sop("show", "crisis-pr", "--json").stdout)
     assert data["cadence"] == {"every": "30m", "notify": ["owner"], "own": False,
                                "message": "What is the sentiment doing, what went out, what is next?"}
+    # complaint-review, of the same class, keeps its own: a 24 h review is not asked about sentiment every 30m
+    review = json.loads(sop("show", "complaint-review", "--json").stdout)["cadence"]
+    assert (review["every"], review["own"]) == ("4h", True) and "sentiment" not in review["message"]
 
 
 def test_one_broken_draft_hides_no_other_sop_from_list_show_and_graph(sop, tmp_path: Path) -> None:
