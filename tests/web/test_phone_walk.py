@@ -272,3 +272,24 @@ def test_the_runs_owner_is_told_why_she_may_still_report_a_step_she_handed_over(
     page.goto(f"{site.url}/runs/{run_id}/steps/tickets")
     held = page.locator("#held").inner_text()
     assert "you may still report it (you own this run: Customer Service Lead)" in held, held
+
+
+def test_a_date_is_picked_not_typed_and_recorded_as_the_day(site: Site, open_page: Any) -> None:  # noqa: F811
+    """complaint-review asked "Date it started (YYYY-MM-DD)" in a text box: on a phone the dashes were typed by hand,
+    and "20/11" was taken as text. The field is a date now: the phone's date picker, and the day recorded."""
+    run_id = site.engine.start("complaint-review", {"month": "2026-11"}, initiator="li-wei", launch=False).run_id
+    site.engine.report(run_id, "data", HumanReport(
+        actor=site.engine.person_for("data-analyst"), values={
+            "complaint_rate_pct": 2.4, "top_driver": "product_quality", "driver_share_pct": 60.0},
+        evidence=["https://tickets.example/export"]))
+    person = site.engine.person_for("product-manager")
+    page = open_page()
+    page.goto(site.link_for(person, run_id, "product"))
+    since = page.locator("#f-since")
+    assert since.get_attribute("type") == "date"
+    page.fill("#f-finding", "a bad batch of the serum")
+    since.fill("2026-11-20")  # what the picker sets
+    page.shot("walk-date-picked")
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/product?done=done")
+    assert site.engine.view(run_id).result("product")["since"] == "2026-11-20"
