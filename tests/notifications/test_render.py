@@ -129,6 +129,11 @@ def test_without_a_zone_the_person_zone_from_the_site_is_used(make_site) -> None
         ("outage", "step_failed", "running", "warning"),  # the run goes on: as late as an escalation
         ("routine", "step_failed", "failed", "failure"),  # the one page of a run that ended failed: as its end
         ("outage", "run_cancelled", "cancelled", "info"),
+        ("complaint", "run_started", None, "info"),  # its owner is told, not asked: the first steps' people are
+        ("complaint", "step_claimed", None, "info"),  # taken by a colleague: nothing is asked of the others
+        ("outage", "handed_away", None, "info"),
+        ("complaint", "handed_over", None, "failure"),  # asks for work: the class's type
+        ("routine", "status_missed", None, "warning"),  # late, as an escalation
     ],
 )
 def test_urgency_follows_the_class_and_the_kind(sop_class: str, kind: str, status: str | None, expected: str) -> None:
@@ -140,6 +145,7 @@ def test_a_digest_keeps_only_what_asks_nothing_and_a_backlog_goes_most_urgent_fi
     from notifications.urgency import informational
 
     assert informational("complaint", "step_done") and informational("outage", "run_finished", "completed")
+    assert informational("complaint", "step_claimed") and informational("outage", "handed_away")
     assert not informational("routine", "run_finished", "failed")  # a failed run's end is news at once
     for kind in ("assigned", "escalated", "overdue", "run_started", "step_released", "status_due", "step_timed_out"):
         assert not informational("routine", kind), kind
