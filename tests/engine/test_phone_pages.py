@@ -67,6 +67,7 @@ def test_sara_on_her_phone_reads_names_a_short_title_her_link_and_no_terminal(en
                                   "(Complaint review), 4h left")  # 3h59m32s left: rounded for the lock screen
     assert "(3h59m32s left)" in help_page["body"]  # the exact time in the body
     assert "It is assigned to Customer Service Lead" in help_page["body"]
-    assert "It is held by **Sara Lopez**" in help_page["body"]  # the step went to her (primary of cs-lead)
+    # the step went to her (primary of cs-lead): it is with her; she did not say "I'll take it", nor does the page
+    assert "It is with **Sara Lopez**" in help_page["body"] and "held by" not in help_page["body"]
     # asking for help does not take the step: it stays with whom it went to, open to her backup's "I'll take it"
     assert engine.view(run.run_id).steps["root-cause"]["claimed_by"] is None

@@ -82,7 +82,7 @@ def test_people_and_roles_read_as_config_names_them(tmp_path: Path, make_site: A
     assert help_page["title"].startswith("[P1] Help asked: Sara Lopez needs a hand with Assess scope and sentiment")
     assert "**Sara Lopez** asked for help" in help_page["body"]
     assert "It is assigned to Customer Service Lead" in help_page["body"]
-    assert "It is held by **Sara Lopez**" in help_page["body"]
+    assert "It is with **Sara Lopez**" in help_page["body"]
     [assigned] = read_inbox("sara-lopez", tmp_path)
     assert "assigned to Customer Service Lead" in assigned["body"]
     assert "needs 1 approval from PR Lead" in assigned["body"]

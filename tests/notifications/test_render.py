@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
         escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is late, 5m overdue"
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
-    assert "It is held by **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
+    assert "It is with **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
     assert "next on its escalation ladder (escalation stage 2)" in escalated.body  # words, not the key "level 2"
     repeat = replace(sample("escalated"), level=LevelInfo(key="3.4", message="escalated", late_by="1h"))
     body = render_message("escalated", repeat, overrides_dir=NO_OVERRIDES).body
@@ -303,3 +304,17 @@ def test_a_run_past_its_deadline_tells_whom_a_step_is_with_which_of_theirs_keep_
             "open: your step **Publish a holding statement** is among what keeps it open (due 2025-03-01 15:30 "
             "(Asia/Shanghai), 30m overdue).") in message.body
     assert message.notify_type == "failure"  # late, in a complaint's run
+
+
+def test_the_urgency_table_in_the_docs_is_what_is_sent() -> None:
+    """docs/notifications.md "Urgency": each column names its kinds, each row a class and its types; the code agrees."""
+    text = (Path(__file__).parents[2] / "docs" / "notifications.md").read_text(encoding="utf-8")
+    head, _, *rows = text.split("## Urgency", 1)[1].split("\n| class |", 1)[1].split("\n\n", 1)[0].splitlines()
+    columns = [re.findall(r"`(\w+)`", cell) for cell in head.split("|")[1:-1]]  # after "prefix"
+    assert sorted(kind for kinds in columns for kind in kinds) == sorted(
+        set(KINDS) - {"step_done", "run_finished"}), "every kind but the closing ones is in the table once"
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for kinds, expected in zip(columns, cells[2:], strict=True):
+            for kind in kinds:
+                assert notify_type(cells[0], kind, None) == expected, (cells[0], kind)
