@@ -50,7 +50,8 @@ def test_sara_on_her_phone_reads_names_a_short_title_her_link_and_no_terminal(en
     engine.ask_for_help(run.run_id, "root-cause", "sara-lopez", "I need the call-recording export")
     engine.pager.close()
 
-    started, assigned = read_inbox("sara-lopez", engine.inbox)
+    pages = {page["title"].split(":")[0]: page for page in read_inbox("sara-lopez", engine.inbox)}
+    started, assigned = pages["[P1] Started"], pages["[P1] Assigned to you"]  # in either order: two pages at once
     # the start notice asks her nothing: not sent as a failure (its [P1] says how urgent the run is)
     assert started["title"].startswith("[P1] Started: Complaint review") and started["type"] == "info"
     assert "by Li Wei" in started["body"]
