@@ -133,7 +133,7 @@ def send(plugin: Any, url: str, message: Message) -> Outcome:
         try:
             sender = apprise.Apprise(asset=ASSET)
             sender.add(plugin)
-            handed = for_channel(plugin, message.title, message.body or message.title)
+            handed = for_channel(plugin, message.title, message.body or message.title, message.phone_body)
             ok = bool(
                 sender.notify(
                     body=handed.body,

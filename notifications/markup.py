@@ -16,7 +16,8 @@ an image or HTML:
   Mattermost takes as a link) as its text and address (:func:`plain_markdown`), so whoever reads it as text or
   as markdown sees the address.
 
-:func:`for_channel` picks one per Apprise plugin.
+:func:`for_channel` picks one per Apprise plugin, and the body for its reader: a page with the reader's own link has
+a shorter one for a phone's channel (:func:`at_a_desk`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import re
 from typing import Any, NamedTuple
 
 import apprise
+from apprise.plugins.custom_form import NotifyForm
+from apprise.plugins.custom_json import NotifyJSON
+from apprise.plugins.custom_xml import NotifyXML
+from apprise.plugins.email import NotifyEmail
 from apprise.plugins.telegram import NotifyTelegram
 from markdown_it import MarkdownIt, rules_inline
 from markdown_it.rules_core import StateCore
@@ -208,9 +213,23 @@ def plain_markdown(markdown_text: str) -> str:
     return _without_slack_links(_escaped(text))  # still a link after so many rewrites: no bracket may open one
 
 
-def for_channel(plugin: Any, title: str, body: str) -> ChannelMessage:
-    """What ``plugin`` is handed for a message (see the module docstring). The title never carries a link either;
-    a channel that writes the title into its body as markup (Telegram, Rocket.Chat) gets it escaped as HTML."""
+#: the channels read at a desk: e-mail, and webhooks whose program passes the message on. Every other channel (push:
+#: ntfy, Pushover; chat: Telegram, Slack, Discord…; SMS; the local inbox, which stands in for a phone) is read on a
+#: phone, where a page's personal link is the way and the terminal's and the API's ways are noise
+DESK_CHANNELS: tuple[type, ...] = (NotifyEmail, NotifyJSON, NotifyXML, NotifyForm)
+
+
+def at_a_desk(plugin: Any) -> bool:
+    """Whether ``plugin``'s channel is read at a desk (:data:`DESK_CHANNELS`), not on a phone."""
+    return isinstance(plugin, DESK_CHANNELS)
+
+
+def for_channel(plugin: Any, title: str, body: str, phone_body: str | None = None) -> ChannelMessage:
+    """What ``plugin`` is handed for a message (see the module docstring); a channel read on a phone gets
+    ``phone_body`` when the message has one (:func:`at_a_desk`). The title never carries a link either; a channel
+    that writes the title into its body as markup (Telegram, Rocket.Chat) gets it escaped as HTML."""
+    if phone_body is not None and not at_a_desk(plugin):
+        body = phone_body
     title = plain_markdown(title)
     if plugin.notify_format in (apprise.NotifyFormat.HTML, apprise.NotifyFormat.MARKDOWN):
         if plugin.title_maxlen <= 0:  # Apprise converts such a title as it converts the body

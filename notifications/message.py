@@ -112,7 +112,8 @@ class ApprovalInfo:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """The step a message is about. ``time_left`` is the engine's text ("18m left", "12m overdue").
+    """The step a message is about. ``time_left`` is the engine's text ("18m32s left", "12m overdue");
+    ``time_left_short`` the same for a title, rounded ("4h left" for 3h59m32s; default: ``time_left``).
 
     ``actor``, ``finished_at`` and ``values`` (the reported form) are filled for ``step_done``.
     ``holder`` is who holds the step now (who claimed it, else the person it went to) and
@@ -146,6 +147,11 @@ class StepInfo:
     fallback: str | None = None
     fallback_assignee: str | None = None
     needed_by: tuple[str, ...] = ()
+    time_left_short: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.time_left_short is None:
+            object.__setattr__(self, "time_left_short", self.time_left)
 
 
 @dataclass(frozen=True)
@@ -288,14 +294,17 @@ def one_line(title: str) -> str:
 
 @dataclass(frozen=True)
 class Message:
-    """A rendered notification: a title (with its ``[P1]`` prefix; one line, :func:`one_line`), a markdown body and
-    its urgency."""
+    """A rendered notification: a title (with its ``[P1]`` prefix; one line, :func:`one_line`), a markdown body
+    (``phone_body`` for a phone's channel, when it differs) and its urgency."""
 
     title: str
     body: str
     notify_type: NotifyType = "info"
     priority: int = 4
     kind: str = "message"
+    #: the body for a channel read on a phone, when it differs from ``body`` (a page with the reader's own link
+    #: leaves the terminal's and the API's ways out there: ``notifications.markup.for_channel``)
+    phone_body: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "title", one_line(self.title))
@@ -324,7 +333,7 @@ def plain(value: Any) -> Any:
 
 def template_fields() -> dict[str, frozenset[str] | None]:
     """For each top-level template variable, the names it has (None: a scalar or a list)."""
-    scalars = ("kind", "priority", "about", "api_base_url", "summary", "yours")
+    scalars = ("kind", "priority", "about", "api_base_url", "summary", "yours", "desk")
     shapes: dict[str, frozenset[str] | None] = {name: None for name in scalars}
     for name, cls in (
         ("sop", SopInfo),

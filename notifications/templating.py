@@ -36,7 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flows.language.expressions import default
 from flows.language.library import project_root
-from flows.language.presentation import Labelled, finalized, unmentioned
+from flows.language.presentation import Labelled, finalized, named, unmentioned
 from notifications import urgency
 from notifications.actions import action_for
 from notifications.errors import RenderError
@@ -73,11 +73,40 @@ def _quiet(value: Any, authored: frozenset[str] = AUTHORED) -> Any:
     return value
 
 
-def template_vars(ctx: Context) -> dict[str, Any]:
-    """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files; a mention in a
-    value pings nobody (``AUTHORED``). What the reader is asked to do (``action``: commands, links) is as it is."""
+#: the fields that hold a person's or a role's id, by the variable they are in: each prints as the name or title
+#: config gives it and compares as the id (:func:`_by_name`)
+PEOPLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "run": ("initiator", "cancelled_by"),
+    "step": ("assignee", "actor", "holder", "handed_by", "fallback_assignee"),
+    "level": ("asked_by", "held_by", "by"),
+    "hold": ("by",),
+}
+
+
+def _by_name(variables: dict[str, Any], site: Site | None) -> dict[str, Any]:
+    """``variables`` with every person and role in them named as config names them (``sara-lopez`` prints "Sara
+    Lopez", ``cs-lead`` "Customer Service Lead"; :func:`flows.language.presentation.named`): a phone's reader should
+    not have to know config's ids. Without a site, the ids as they are."""
+    if site is None:
+        return variables
+    for key, names in PEOPLE_FIELDS.items():
+        value = variables.get(key)
+        if value is not None:
+            variables[key] = {**value, **{name: named(site, value.get(name)) for name in names if name in value}}
+    approval = (variables.get("step") or {}).get("approval")
+    if approval is not None:
+        variables["step"]["approval"] = {**approval, "approvers": [named(site, r) for r in approval["approvers"]]}
+    if variables.get("summary") is not None:
+        variables["summary"] = [{**row, "actor": named(site, row["actor"])} for row in variables["summary"]]
+    return variables
+
+
+def template_vars(ctx: Context, site: Site | None = None) -> dict[str, Any]:
+    """The variables templates see: plain dicts and lists, ``sop.class`` spelled as in SOP files, people and roles
+    by the names ``site`` gives them (:data:`PEOPLE_FIELDS`); a mention in a value pings nobody (``AUTHORED``).
+    What the reader is asked to do (``action``: commands, links) is as it is."""
     action = ctx.action or action_for(ctx)
-    out: dict[str, Any] = _quiet({
+    out: dict[str, Any] = _quiet(_by_name({
         "kind": ctx.kind,
         "priority": f"P{ctx.sop.priority}",
         "about": ctx.about,
@@ -89,7 +118,7 @@ def template_vars(ctx: Context) -> dict[str, Any]:
         "summary": [plain(row) for row in ctx.summary] if ctx.summary is not None else None,
         "hold": plain(ctx.hold),
         "yours": [plain(step) for step in ctx.yours],
-    })
+    }, site))
     return {**out, "api_base_url": ctx.api_base_url.rstrip("/"), "action": plain(action)}
 
 
@@ -125,6 +154,10 @@ def environment(overrides_dir: str | None) -> ImmutableSandboxedEnvironment:
 def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_dir: Path | str | None = None) -> Message:
     """Render the ``kind`` template for ``ctx`` into a :class:`Message`.
 
+    A page that carries the reader's personal link is rendered twice: for a desk (``desk`` true: e-mail, a webhook)
+    and for a phone (``desk`` false: its ``phone_body``, without the terminal's and the API's ways, which
+    ``parts.terminal()`` leaves out there); :func:`notifications.markup.for_channel` hands each channel its one.
+
     ``kind`` picks the template (the context's kind is set to it). Times are shown in the
     recipient's time zone: the context's, else the person's in ``site``, else the site's,
     else UTC. ``overrides_dir`` defaults to ``config/templates`` of the project. Raises
@@ -139,7 +172,10 @@ def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_
     env = environment(str(folder.resolve()) if folder.is_dir() else None)
     try:
         template = env.get_template(template_name(kind))
-        text = template.render(**template_vars(ctx))
+        variables = template_vars(ctx, site)
+        text = template.render(**variables, desk=True)
+        # a page with the reader's own link: on a phone that link is the way, the terminal's ways are noise there
+        phone = template.render(**variables, desk=False) if variables["action"].get("link") else text
     except TemplateSyntaxError as exc:
         raise RenderError(f"template syntax error: {exc.message}", exc.filename or exc.name, exc.lineno) from None
     except TemplateNotFound as exc:
@@ -148,12 +184,14 @@ def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_
         file, line = template_line(exc.__traceback__)
         raise RenderError(_describe(exc), file, line) from None
     title, body = split_title(text)
+    phone_body = split_title(phone)[1]
     if not title:
         raise RenderError("the template rendered an empty first line (the title)", template.filename)
     title = f"{'[DRILL] ' if ctx.run.drill else ''}{urgency.title_prefix(ctx.sop.priority)} {title}"
     return Message(
         title=title,
         body=body,
+        phone_body=phone_body if phone_body != body else None,
         notify_type=urgency.notify_type(ctx.sop.class_, kind, ctx.run.status),
         priority=ctx.sop.priority,
         kind=kind,
@@ -200,7 +238,7 @@ def template_line(tb: TracebackType | None) -> tuple[str | None, int | None]:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return (
-        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action, hold, yours)"
+        f"{text} (templates see: kind, priority, about, api_base_url, sop, run, recipient, step, level, summary, action, hold, yours, desk)"
         if "undefined" in text
         else text
     )

@@ -2,7 +2,8 @@
 
 The SOP class decides (complaint > outage > policy > routine, DESIGN.md "Priority"). Messages
 that ask for work take the class's type; a late step is never below ``warning``; closing
-messages (a step done, a run finished) are ``success`` unless the run failed. The table is
+messages (a step done, a run finished) are ``success`` unless the run failed; the others, which
+ask nothing (a run started, a step taken, held or withdrawn…), ``info``. The table is
 documented in docs/notifications.md.
 """
 
@@ -21,7 +22,11 @@ BY_CLASS: dict[str, NotifyType] = {
 }
 _RANK: dict[NotifyType, int] = {"info": 0, "success": 0, "warning": 1, "failure": 2}
 _LATE_KINDS = frozenset({"escalated", "overdue", "run_overdue", "run_overdue_holder", "automation_failed", "step_failed",
-                         "step_timed_out"})
+                         "step_timed_out", "status_missed"})
+#: kinds that tell the reader something and ask nothing of them: ``info`` whatever the class. ``run_started`` is one
+#: (its first steps' people are told separately; its owner is asked nothing), though a digest never keeps it: a new
+#: incident is news at once. ``step_done`` and the end of a run are ``success`` (:func:`notify_type`)
+ASKS_NOTHING = INFORMATIONAL_KINDS | {"run_started"}
 _FAILED_RUN = frozenset({"failed", "rejected", "crashed", "timed_out", "error"})
 
 
@@ -32,7 +37,7 @@ def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> Not
     if kind == "run_finished" or (kind == "step_failed" and (run_status or "").lower() in _FAILED_RUN):
         # a step_failed that says its run has ended failed is that run's end too (one page for both): as urgent
         return "failure" if (run_status or "").lower() in _FAILED_RUN else "success"
-    if kind in ("run_cancelled", "status_update", "step_held", "step_withdrawn"):  # nothing is asked of the reader
+    if kind in ASKS_NOTHING:
         return "info"
     base = BY_CLASS[sop_class]
     if kind in _LATE_KINDS and _RANK[base] < _RANK["warning"]:

@@ -30,7 +30,7 @@ from flows.engine.oncall import on_call_now, resolve_targets
 from flows.engine.secrets import SecretUnsafe
 from flows.engine.view import RunView, instructions
 from flows.language.config import Site
-from flows.language.durations import format_duration
+from flows.language.durations import format_duration, format_duration_roughly
 from flows.language.oncall import OnCall
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
@@ -89,12 +89,14 @@ def _hold(view: RunView, facts: dict[str, Any] | None, now: datetime) -> Any:
                     whole_run=bool(facts.get("whole_run")), max_at=datetime.fromisoformat(max_at) if max_at else None)
 
 
-def time_left(due_at: datetime | None, now: datetime, speed: float) -> str | None:
-    """``"18m left"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes)."""
+def time_left(due_at: datetime | None, now: datetime, speed: float, *, roughly: bool = False) -> str | None:
+    """``"18m32s left"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes); ``roughly``: for
+    a title (``"4h left"`` for 3h59m32s, :func:`format_duration_roughly`)."""
     if due_at is None:
         return None
     delta = (due_at - now) * speed
-    return f"{format_duration(delta)} left" if delta.total_seconds() >= 0 else f"{format_duration(-delta)} overdue"
+    words = format_duration_roughly if roughly else format_duration
+    return f"{words(delta)} left" if delta.total_seconds() >= 0 else f"{words(-delta)} overdue"
 
 
 class Pager:
@@ -451,6 +453,7 @@ class Pager:
                 id=step.id, title=step.name, description=instructions(view, step, self.site),
                 assignee=getattr(step, "assignee", None), due_at=row["due_at"],
                 time_left=time_left(row["due_at"], now, view.speed), form=form,
+                time_left_short=time_left(row["due_at"], now, view.speed, roughly=True),
                 evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
                 actor=row["actor"], finished_at=row["finished_at"],
                 values={k: form_of[k].labelled(v) for k, v in result.items() if k in form_of},  # choices: labels

@@ -85,3 +85,13 @@ def format_duration(delta: timedelta) -> str:
             parts.append(f"{total // size}{unit}")
             total %= size
     return sign + "".join(parts)
+
+
+def format_duration_roughly(delta: timedelta) -> str:
+    """A duration for a title on a lock screen (``4h``, ``3h20m``, ``1d3h``, ``18m``): at most two units, the
+    smaller one rounded, seconds only under a minute. ``3h59m32s`` reads ``4h``; the exact time belongs in the
+    body (:func:`format_duration`)."""
+    total = abs(int(round(delta.total_seconds())))
+    unit = 3600 if total >= 86400 else 60 if total >= 60 else 1
+    rounded = int(total / unit + 0.5) * unit  # half up: 3h59m30s is 4h
+    return ("-" if delta.total_seconds() < 0 and rounded else "") + format_duration(timedelta(seconds=rounded))

@@ -20,8 +20,8 @@ _WHEN_FALSE = re.compile(r"when: (?P<when>.*) is false", re.S)
 
 
 class Labelled:
-    """One of a field's choices (``product_quality``) as it travels to where people read it: a ``str`` (``int``,
-    ``float``) equal to the choice itself, so that a ``when``, a comparison, JSON, a command, a URL and a dedup key
+    """One of a field's choices (``product_quality``), or a person's or role's id (:func:`named`), as it travels to
+    where people read it: a ``str`` (``int``, ``float``) equal to the choice itself, so that a ``when``, a comparison, JSON, a command, a URL and a dedup key
     read the id as before; :func:`shown` (and so every page and message) shows its ``label`` ("Product quality"),
     and the SOP's own sentences (:func:`said`) its ``in_text`` ("Crisis PR (high)"). Made by :func:`labelled`."""
 
@@ -57,6 +57,32 @@ def labelled(value: Any, label: str, in_text: str | None = None) -> Any:
     out.label = label
     out.in_text = label if in_text is None else in_text
     return out
+
+
+def person_name(site: Any, pid: str | None) -> str:
+    """A person as people read them: their name in config/people.yaml, else the id as it is (a leaver, an API
+    token, ``alertmanager``). The one place pages and messages name someone."""
+    people = site.people if site is not None else {}
+    return people[pid].name if pid in people else (pid or "")
+
+
+def role_title(site: Any, rid: str | None) -> str:
+    """A role as people read it: its title in config/roles.yaml (``Customer Service Lead``); a step assigned to a
+    person reads as their name (:func:`person_name`); a role without a title, its id."""
+    roles = site.roles if site is not None else {}
+    if rid in roles:
+        return roles[rid].title or rid
+    return person_name(site, rid)
+
+
+def named(site: Any, ident: Any) -> Any:
+    """A person's or a role's id as it travels to where people read it: equal to the id (a comparison, a command, a
+    JSON body read the id), shown as the role's title or the person's name (:class:`Labelled`, as a choice reads
+    as its label). An id config does not know is returned as it is."""
+    if not isinstance(ident, str):
+        return ident
+    title = role_title(site, ident)
+    return ident if title == ident else labelled(ident, title)
 
 
 def shown(value: Any) -> str:

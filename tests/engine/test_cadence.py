@@ -148,7 +148,7 @@ def test_a_posted_update_reaches_those_above_the_owner_not_the_one_who_posted(lo
     lead_seen, owner_seen = len(inbox(engine, "li-wei")), len(inbox(engine, "chen-jie"))
     engine.post_update(run_id, "chen-jie", "statement drafted,\nmentions flat since 14:00")
     [update] = wait_for(lambda: [m for m in inbox(engine, "li-wei")[lead_seen:]
-                                 if m["title"].startswith("[P1] Status update from chen-jie")], 10,
+                                 if m["title"].startswith("[P1] Status update from Chen Jie 陈杰")], 10,
                         "the lead's copy (pr-lead's lead is ops-director, primary li-wei)")
     assert "Crisis PR" in update["title"]
     assert "> statement drafted,\n> mentions flat since 14:00" in update["body"], update["body"]

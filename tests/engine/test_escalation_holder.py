@@ -84,7 +84,7 @@ def test_the_others_on_the_rung_still_get_the_escalation(engine: Any) -> None:
     assert late.startswith("[P1] Overdue: Close the ticket (Refund review)"), late
     [lead] = titles(engine, "li-wei", "Close the ticket")
     assert lead.startswith("[P1] Escalated to you: Close the ticket (Refund review) is late"), lead
-    assert "reach sara-lopez, or take it over yourself" in bodies(engine, "li-wei", "Close the ticket")[0]
+    assert "reach Sara Lopez, or take it over yourself" in bodies(engine, "li-wei", "Close the ticket")[0]
 
 
 
@@ -97,7 +97,7 @@ def test_who_asks_for_help_is_not_asked_to_help_themselves(engine: Any) -> None:
     [assigned] = titles(engine, "sara-lopez", "Close the ticket")  # nothing more: she knows, she asked
     assert assigned.startswith("[P1] Assigned to you: Close the ticket"), assigned
     [lead] = titles(engine, "li-wei", "Close the ticket")
-    assert lead.startswith("[P1] Help asked: sara-lopez needs a hand with Close the ticket"), lead
+    assert lead.startswith("[P1] Help asked: Sara Lopez needs a hand with Close the ticket"), lead
 
 
 def test_a_help_request_that_reaches_the_holder_is_the_help_request(engine: Any) -> None:
@@ -107,7 +107,7 @@ def test_a_help_request_that_reaches_the_holder_is_the_help_request(engine: Any)
     engine.claim(run.run_id, "close", "sara-lopez")
     engine.ask_for_help(run.run_id, "close", "li-wei", "call the bank first")  # the rung: [assignee, lead]
     told = titles(engine, "sara-lopez", "Close the ticket")[-1]
-    assert told.startswith("[P1] Help asked: li-wei needs a hand with Close the ticket"), told
+    assert told.startswith("[P1] Help asked: Li Wei 李伟 needs a hand with Close the ticket"), told
 
 
 def test_an_escalation_resolves_its_people_without_importing_apprise_in_its_transaction(

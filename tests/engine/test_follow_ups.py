@@ -330,6 +330,6 @@ def test_the_cancel_page_says_who_cancelled_and_why_once(engine: Engine, clock: 
     for person in ("chen-jie", "wang-fang"):  # the owner (pr-lead), and the PR on-call asked to assess
         [body] = [" ".join(m["body"].split()) for m in read_inbox(person, engine.inbox)
                   if m["title"].startswith("[P1] Cancelled")]
-        assert ("The run of **Crisis PR - negative mentions spike (more than 100 a day)** was cancelled by li-wei: "
+        assert ("The run of **Crisis PR - negative mentions spike (more than 100 a day)** was cancelled by Li Wei 李伟: "
                 "Duplicate of f390dc46ee … Work that one. Its open steps are closed") in body, body
         assert "cancelled: " not in body and ".." not in body

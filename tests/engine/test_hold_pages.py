@@ -43,7 +43,7 @@ def test_a_run_hold_tells_each_person_once_that_their_steps_are_paused_and_then_
 
     [(title, body)] = told(engine, "liu-yang", "Paused", "Running again")  # two steps of his: one page
     assert title == "[P1] Paused: 2 of your steps (Run hold probe), on hold for customer", title
-    assert "your steps are paused with the whole run: customer, by zhang-min (waiting for the brand's answer)" in body
+    assert "your steps are paused with the whole run: customer, by Zhang Min 张敏 (waiting for the brand's answer)" in body
     assert "Their clocks are stopped" in body
     assert "**First answer** (`first`), was due 2026-03-09 11:00 (Asia/Shanghai)" in body
     assert "**Side check** (`side`), was due 2026-03-09 12:00 (Asia/Shanghai)" in body
@@ -54,7 +54,7 @@ def test_a_run_hold_tells_each_person_once_that_their_steps_are_paused_and_then_
     engine.release_run(run, Actor("li-wei", via="web"), "they answered")
     [_, (title, body)] = told(engine, "liu-yang", "Paused", "Running again")
     assert title == "[P1] Running again: 2 of your steps (Run hold probe)", title
-    assert "your steps are running again: li-wei released the hold (customer): they answered." in body
+    assert "your steps are running again: Li Wei 李伟 released the hold (customer): they answered." in body
     assert "**First answer** (`first`): now due 2026-03-09 11:30 (Asia/Shanghai) (50m left)" in body  # 30m later
     assert "**Side check** (`side`): now due 2026-03-09 12:30 (Asia/Shanghai)" in body
 
@@ -65,7 +65,7 @@ def test_a_step_hold_tells_its_holder_it_is_paused_and_when_it_is_due_once_relea
 
     [(title, body)] = told(engine, "liu-yang", "Paused", "Running again")
     assert title == "[P1] Paused: Side check (Run hold probe), on hold for platform_reply", title
-    assert ("your step **Side check** is paused: platform_reply, by zhang-min (the platform answers by noon). "
+    assert ("your step **Side check** is paused: platform_reply, by Zhang Min 张敏 (the platform answers by noon). "
             "Its clock is stopped") in body
 
     TimerService(engine).advance_to(T0 + timedelta(minutes=25))
@@ -87,7 +87,7 @@ def test_a_step_that_starts_while_its_run_is_on_hold_is_assigned_as_paused_and_t
     [(title, body)] = told(engine, "liu-yang", "Assigned to you, paused")
     assert title == "[P1] Assigned to you, paused: After the first (Run hold probe), on hold for customer", title
     assert ("you are assigned **After the first** in a P1 run of **Run hold probe**. **It is paused with the whole "
-            "run:** on hold for customer, by zhang-min (waiting for the brand's answer). Its clock is stopped") in body
+            "run:** on hold for customer, by Zhang Min 张敏 (waiting for the brand's answer). Its clock is stopped") in body
     assert "You are told again when it runs, with its new due; unless released first, the hold ends " \
            "2026-03-09 12:10 (Asia/Shanghai) and escalates." in body
     assert "### When it is done, report it" in body  # still theirs to do
@@ -107,7 +107,7 @@ def test_a_step_handed_over_on_hold_tells_its_new_holder_it_is_paused_and_then_w
 
     [(title, body)] = told(engine, "sun-hao", "Handed to you")
     assert title == "[P1] Handed to you, paused: Side check (Run hold probe), on hold for platform_reply", title
-    assert ("**It is paused:** on hold for platform_reply, by zhang-min (the platform answers by noon). Its clock is "
+    assert ("**It is paused:** on hold for platform_reply, by Zhang Min 张敏 (the platform answers by noon). Its clock is "
             "stopped") in body
 
     TimerService(engine).advance_to(T0 + timedelta(minutes=25))

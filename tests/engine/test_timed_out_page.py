@@ -80,7 +80,7 @@ def test_the_owner_reads_that_a_step_was_skipped_failed_or_fell_back_not_that_it
     assert title.startswith("[P3] Timed out: Check the optional dashboard was skipped (Timeout probe)"), title
     assert "Zhang Min" in body and "you own this run" in body
     assert "was not reported by its due" in body and "skipped (on_timeout: skip)" in body
-    assert "Nothing more is asked of data-analyst (priya-nair) for it, and no escalation follows" in body
+    assert "Nothing more is asked of Data analyst (Priya Nair) for it, and no escalation follows" in body
     assert "What follows: the steps that need it go on without it: Use what the dashboard said." in body
     for false in ("Finish it now", "escalation ladder goes on", "Overdue"):
         assert false not in body and false not in title
@@ -91,7 +91,7 @@ def test_the_owner_reads_that_a_step_was_skipped_failed_or_fell_back_not_that_it
 
     [(title, body)] = inbox(engine, "zhang-min", "Reach the supplier by phone")
     assert title.startswith("[P3] Timed out: Reach the supplier by phone fell back to Write to the supplier"), title
-    assert "fell back to **Write to the supplier** (on_timeout: fallback:by-mail), now asked of ads-specialist" \
+    assert "fell back to **Write to the supplier** (on_timeout: fallback:by-mail), now asked of Paid media specialist" \
         in body
 
 
@@ -113,7 +113,7 @@ def test_whom_the_step_was_with_reads_it_is_no_longer_theirs_once_each_and_the_o
     [(title, body)] = inbox(engine, "liu-yang", "Timed out: Reach the supplier by phone")
     assert title.startswith("[P3] Timed out: Reach the supplier by phone fell back to Write to the supplier "
                             "(Timeout probe); you no longer need to act"), title
-    assert "it fell back to **Write to the supplier**, now asked of ads-specialist (on_timeout: fallback:by-mail)" \
+    assert "it fell back to **Write to the supplier**, now asked of Paid media specialist (on_timeout: fallback:by-mail)" \
         in body
 
     # the owner holds `vital` himself: one page (the owner's), not a second that it is no longer his

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
         escalated.title == "[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is late, 5m overdue"
     )
     assert "is 12m late. It is assigned to pr-oncall" in escalated.body
-    assert "It is held by **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
+    assert "It is with **wang-fang** (reach them at wang.fang@example.com)" in escalated.body
     assert "next on its escalation ladder (escalation stage 2)" in escalated.body  # words, not the key "level 2"
     repeat = replace(sample("escalated"), level=LevelInfo(key="3.4", message="escalated", late_by="1h"))
     body = render_message("escalated", repeat, overrides_dir=NO_OVERRIDES).body
@@ -129,6 +130,11 @@ def test_without_a_zone_the_person_zone_from_the_site_is_used(make_site) -> None
         ("outage", "step_failed", "running", "warning"),  # the run goes on: as late as an escalation
         ("routine", "step_failed", "failed", "failure"),  # the one page of a run that ended failed: as its end
         ("outage", "run_cancelled", "cancelled", "info"),
+        ("complaint", "run_started", None, "info"),  # its owner is told, not asked: the first steps' people are
+        ("complaint", "step_claimed", None, "info"),  # taken by a colleague: nothing is asked of the others
+        ("outage", "handed_away", None, "info"),
+        ("complaint", "handed_over", None, "failure"),  # asks for work: the class's type
+        ("routine", "status_missed", None, "warning"),  # late, as an escalation
     ],
 )
 def test_urgency_follows_the_class_and_the_kind(sop_class: str, kind: str, status: str | None, expected: str) -> None:
@@ -140,6 +146,7 @@ def test_a_digest_keeps_only_what_asks_nothing_and_a_backlog_goes_most_urgent_fi
     from notifications.urgency import informational
 
     assert informational("complaint", "step_done") and informational("outage", "run_finished", "completed")
+    assert informational("complaint", "step_claimed") and informational("outage", "handed_away")
     assert not informational("routine", "run_finished", "failed")  # a failed run's end is news at once
     for kind in ("assigned", "escalated", "overdue", "run_started", "step_released", "status_due", "step_timed_out"):
         assert not informational("routine", kind), kind
@@ -297,3 +304,17 @@ def test_a_run_past_its_deadline_tells_whom_a_step_is_with_which_of_theirs_keep_
             "open: your step **Publish a holding statement** is among what keeps it open (due 2025-03-01 15:30 "
             "(Asia/Shanghai), 30m overdue).") in message.body
     assert message.notify_type == "failure"  # late, in a complaint's run
+
+
+def test_the_urgency_table_in_the_docs_is_what_is_sent() -> None:
+    """docs/notifications.md "Urgency": each column names its kinds, each row a class and its types; the code agrees."""
+    text = (Path(__file__).parents[2] / "docs" / "notifications.md").read_text(encoding="utf-8")
+    head, _, *rows = text.split("## Urgency", 1)[1].split("\n| class |", 1)[1].split("\n\n", 1)[0].splitlines()
+    columns = [re.findall(r"`(\w+)`", cell) for cell in head.split("|")[1:-1]]  # after "prefix"
+    assert sorted(kind for kinds in columns for kind in kinds) == sorted(
+        set(KINDS) - {"step_done", "run_finished"}), "every kind but the closing ones is in the table once"
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for kinds, expected in zip(columns, cells[2:], strict=True):
+            for kind in kinds:
+                assert notify_type(cells[0], kind, None) == expected, (cells[0], kind)

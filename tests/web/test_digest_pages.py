@@ -32,7 +32,7 @@ def test_the_run_page_and_the_desk_show_a_page_kept_for_a_digest_and_the_digest_
     assert pager.digests is not None and pager.digests.send("li-wei") == 1  # as when it is due
     pager.close()
     [digest] = [m for m in site.inbox("li-wei")[before:] if "Digest:" in m["title"]]
-    assert f"/runs/{run_id}" in digest["body"] and "Status update from chen-jie" in digest["body"]
+    assert f"/runs/{run_id}" in digest["body"] and "Status update from Chen Jie 陈杰" in digest["body"]
     page = client.get(f"/runs/{run_id}")
     assert re.search(r'<td data-label="What">digest</td><td data-label="Step">—</td><td data-label="To">li-wei</td>'
                      r'<td data-label="Through">inbox://li-wei</td>\s*<td data-label="Result"><span class="good">'

@@ -108,7 +108,7 @@ def test_whom_a_step_is_handed_away_from_is_told_and_their_page_says_who_holds_i
     site.engine.hand_over(run_id, "assess", Actor("chen-jie", via="cli"), "sara-lopez", "KOL thread first")
     told = wait_for(lambda: next((m for m in site.inbox("wang-fang")[seen:] if "Handed to" in m["title"]), None), 10,
                     "wang-fang told the step was handed away")
-    assert told["title"] == ("[P1] Handed to sara-lopez by chen-jie: Assess scope, spread and severity "
+    assert told["title"] == ("[P1] Handed to Sara Lopez by Chen Jie 陈杰: Assess scope, spread and severity "
                              "(Crisis PR - negative mentions spike (more than 100 a day)); you no longer need to act")
     assert "You no longer need to act on it: it is theirs now." in told["body"] and "/s/" not in told["body"]
     # her page: who holds it now and how, no "I'll take it" (the engine refuses a step someone holds); she leads
