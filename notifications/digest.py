@@ -1,7 +1,7 @@
 """A person's digest: the informational pages kept for them, as one message.
 
 Someone with ``digest: 15m`` in config/people.yaml gets the pages that ask nothing of them (a step done, a run
-finished, a hold…, :data:`flows.language.urgency.INFORMATIONAL_KINDS`) bundled: the engine keeps each as a
+finished, a status update…: :func:`flows.language.urgency.informational`) bundled: the engine keeps each as a
 :class:`DigestItem` (its title as they would have read it) and, once the oldest is ``digest`` old, sends them
 this one message (``flows.engine.digest``). It is markdown like every template's body, so every channel gets it
 as ``notifications.markup`` makes it (HTML, Telegram, markdown, plain): no table, no link that hides its address.

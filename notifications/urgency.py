@@ -9,8 +9,9 @@ documented in docs/notifications.md.
 
 from __future__ import annotations
 
+from flows.language import urgency as language
 from flows.language.spec import PRIORITY
-from flows.language.urgency import INFORMATIONAL_KINDS
+from flows.language.urgency import FAILED_RUN, INFORMATIONAL_KINDS, STOPS_WORK
 from notifications.message import NotifyType
 
 #: the notify type of a message that asks for work, by SOP class
@@ -26,17 +27,16 @@ _LATE_KINDS = frozenset({"escalated", "overdue", "run_overdue", "run_overdue_hol
 #: kinds that tell the reader something and ask nothing of them: ``info`` whatever the class. ``run_started`` is one
 #: (its first steps' people are told separately; its owner is asked nothing), though a digest never keeps it: a new
 #: incident is news at once. ``step_done`` and the end of a run are ``success`` (:func:`notify_type`)
-ASKS_NOTHING = INFORMATIONAL_KINDS | {"run_started"}
-_FAILED_RUN = frozenset({"failed", "rejected", "crashed", "timed_out", "error"})
+ASKS_NOTHING = INFORMATIONAL_KINDS | STOPS_WORK | {"run_started"}
 
 
 def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> NotifyType:
     """The Apprise notify type (info, success, warning, failure) of a ``kind`` message in this class."""
     if kind == "step_done":
         return "success"
-    if kind == "run_finished" or (kind == "step_failed" and (run_status or "").lower() in _FAILED_RUN):
+    if kind == "run_finished" or (kind == "step_failed" and (run_status or "").lower() in FAILED_RUN):
         # a step_failed that says its run has ended failed is that run's end too (one page for both): as urgent
-        return "failure" if (run_status or "").lower() in _FAILED_RUN else "success"
+        return "failure" if (run_status or "").lower() in FAILED_RUN else "success"
     if kind in ASKS_NOTHING:
         return "info"
     base = BY_CLASS[sop_class]
@@ -46,9 +46,9 @@ def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> Not
 
 
 def informational(sop_class: str, kind: str, run_status: str | None = None) -> bool:
-    """Whether a ``kind`` message asks nothing of its reader and says nothing went wrong, so a person's digest may
-    keep it (:data:`flows.language.urgency.INFORMATIONAL_KINDS`, and not the end of a failed run)."""
-    return kind in INFORMATIONAL_KINDS and notify_type(sop_class, kind, run_status) in ("info", "success")
+    """Whether a person's digest may keep a ``kind`` message (:func:`flows.language.urgency.informational`: the
+    one rule, which the outbox's order reads too; ``sop_class`` is not part of it)."""
+    return language.informational(kind, run_status)
 
 
 def priority(sop_class: str) -> int:

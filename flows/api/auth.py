@@ -302,11 +302,13 @@ class SeenSignatures:
                 del self._until[oldest]
             if signature in self._until:
                 return False
+        if self.ledger is not None and not once.take(self.ledger, f"signature:{signature}",
+                                                     until=datetime.fromtimestamp(until, UTC),
+                                                     now=datetime.fromtimestamp(now, UTC)):
+            return False
+        with self._lock:  # remembered here once the database took it (a failed take leaves nothing behind)
             self._until[signature] = until
-        if self.ledger is None:
-            return True
-        return once.take(self.ledger, f"signature:{signature}", until=datetime.fromtimestamp(until, UTC),
-                         now=datetime.fromtimestamp(now, UTC))
+        return True
 
 
 def require(*roles: str) -> Any:

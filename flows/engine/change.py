@@ -23,6 +23,7 @@ from flows.engine.store import OUTCOME_CHARS, RunStore
 from flows.engine.view import RunView, variables
 from flows.language.calendar import calendar_for, calendar_name, instant_after, postponed
 from flows.language.expressions import evaluate
+from flows.language.graph import StepGraph
 from flows.language.ladder import levels
 from flows.language.presentation import CONDITION_NOT_MET
 from flows.language.steps import KINDS
@@ -125,7 +126,7 @@ class RunChange:
         """Tell people (sent once the transaction commits), its roles resolved to who is on call now."""
         self.pages.append(Page(kind, self.id, step_id, list(targets), level=level,
                                on_call=self.on_call_of(targets, step_id),
-                               urgency=queue_rank(self.view.sop.class_, kind)))
+                               urgency=queue_rank(self.view.sop.class_, kind, self.view.run.get("outcome"))))
 
     def on_call_of(self, targets: list[str], step_id: str | None) -> dict[str, dict[str, Any]]:
         """The roles ``targets`` reach (ladder words resolved), each as who is on call now and why."""
@@ -438,9 +439,11 @@ class RunChange:
 
     def _falling_back(self, dep: str, state: str) -> bool:
         """Whether ``dep`` timed out and its fallback, which took it over, has not ended yet: what needs it waits for
-        that one (and goes on once it is done), rather than being blocked the moment ``dep`` timed out."""
+        that one (and goes on once it is done), rather than being blocked the moment ``dep`` timed out. Not when the
+        fallback itself needs ``dep`` (refused by ``sop validate``; a run pinned before): it would wait for ever."""
         fallback = self.view.sop.step(dep).fallback if state == StepState.TIMED_OUT else None
-        return fallback is not None and self.view.state(fallback) not in TERMINAL_STEP
+        return (fallback is not None and self.view.state(fallback) not in TERMINAL_STEP
+                and dep not in StepGraph(self.view.sop).upstream(fallback))  # (read only after a time-out)
 
     def _satisfied(self, dep: str, state: str) -> bool:
         if state in (StepState.DONE, StepState.SKIPPED):

@@ -1,12 +1,12 @@
 """Digests: a person's informational pages kept in the ledger, then sent to them as one message.
 
 A person with ``digest: 15m`` (config/people.yaml) is not sent, one by one, the pages that ask nothing of them
-(``flows.language.urgency.INFORMATIONAL_KINDS``, never the end of a failed run). Only a pager process keeps them
+(``flows.language.urgency.informational``: never the end of a failed run, never a page that stops their work). Only a pager process keeps them
 (``Pager.drains``): it is the process that will send the digest. Anywhere else (a CLI command with no pager
 alive) every page goes at once, as before, rather than be kept with nobody to send it.
 
 - :func:`keep` splits a page's recipients: the items it keeps are written in the transaction that records the
-  page's deliveries (``Pager._write_pages``), its ``notification`` record saying ``kept`` for whom.
+  page's deliveries (``Pager.write_pages``), its ``notification`` record saying ``kept`` for whom.
 - :class:`Digests` (the pager process's loop calls :meth:`Digests.send_due`) claims a person's items for a lease
   once the oldest is ``digest`` old (wall time), sends them as one message (``notifications.digest``) with the
   delivery's retries and fallback, and records it on every run it covers: a ``notification`` record ``digest``
@@ -73,6 +73,15 @@ def insert(tx: Any, items: list[dict[str, Any]]) -> None:
     tx.executemany(_INSERT, items)
 
 
+def _due_from(ledger: Any, now: datetime) -> dict[str, datetime]:
+    """When each person's oldest item that no pager holds was kept: what :meth:`Digests.send_due` waits on (items a
+    digest in flight holds are not: a page kept meanwhile waits for its own window, not for theirs)."""
+    query = (sa.select(digest_items.c.person, sa.func.min(digest_items.c.kept_at)).where(_claimable(now))
+             .group_by(digest_items.c.person))
+    with ledger.read() as conn:
+        return {person: utc(oldest) for person, oldest in conn.execute(query)}
+
+
 def waiting(ledger: Any) -> dict[str, tuple[int, datetime]]:
     """Items waiting for each person's digest: how many, and when the oldest was kept (``sop status``)."""
     with ledger.read() as conn:
@@ -100,7 +109,7 @@ class Digests:
             return 0
         now = outbox.wall()
         due, soonest = [], self.look_every
-        for person, (_count, oldest) in waiting(self.pager.ledger).items():
+        for person, oldest in _due_from(self.pager.ledger, now).items():
             left = (oldest + self.window(person) - now).total_seconds()
             if left <= 0:
                 due.append(person)
@@ -155,19 +164,27 @@ class Digests:
     def record(self, person: str, rows: list[Any], results: list[Any]) -> None:
         """The digest's delivery on every run it covers (a ``notification`` record and its ``deliveries``), its
         items sent, in one transaction. Its items stay claimed when this fails: sent again after the lease."""
-        runs: dict[str, list[Any]] = {}
-        for row in rows:
-            runs.setdefault(row.run_id, []).append(row)
-        prepared = [self.pager.prepare_page(run_id, None, "digest", results, extra={
-            "person": person, "covers": [r.record for r in covered], "kinds": [r.kind for r in covered]})
-            for run_id, covered in runs.items()]
         try:
             with self.pager.ledger.transaction(per_run=True) as tx:
-                self.pager.write_pages(tx, prepared)
-                tx.conn.execute(digest_items.update().where(digest_items.c.id.in_([r.id for r in rows]))
-                                .values(sent_at=outbox.wall()))
+                # only the items this process still holds: a lease that ran out mid-delivery let another pager send
+                # them too, and the first to record is the one the runs' stories tell (RETURNING: no rowcount)
+                mine = set(tx.conn.execute(
+                    digest_items.update().where(digest_items.c.id.in_([r.id for r in rows])
+                                                & (digest_items.c.claimed_by == self.pager.name) & _OPEN)
+                    .values(sent_at=outbox.wall()).returning(digest_items.c.id)).scalars())
+                runs: dict[str, list[Any]] = {}
+                for row in rows:
+                    if row.id in mine:
+                        runs.setdefault(row.run_id, []).append(row)
+                if runs:
+                    self.pager.write_pages(tx, [self.pager.prepare_page(run_id, None, "digest", results, extra={
+                        "person": person, "covers": [r.record for r in covered], "kinds": [r.kind for r in covered]})
+                        for run_id, covered in runs.items()])
         except Exception:
             log.exception("event=digest_record_failed person=%s items=%d", person, len(rows))
             return
-        log.info("event=digest person=%s items=%d runs=%d delivered=%s", person, len(rows), len(runs),
+        if len(mine) < len(rows):
+            log.warning("event=digest_claim_lost person=%s items=%d recorded=%d (another pager took them after the "
+                        "lease)", person, len(rows), len(mine))
+        log.info("event=digest person=%s items=%d runs=%d delivered=%s", person, len(mine), len(runs),
                  any(r.ok for r in results))

@@ -104,12 +104,16 @@ class Person(Strict):
     os_users: list[str] = Field(default_factory=list, description="the OS accounts that are this person: a terminal "
                                                                  "running as one acts as them, and only as them")
     digest: OptionalDuration = Field(default=None, description="bundle the pages that ask nothing of them (a step "
-                                     "done, a run finished or cancelled…) into one message, sent this long after the "
+                                     "done, a run finished, a status update…) into one message, sent this long after "
+                                     "the "
                                      "first of them (15m); left out: each page at once (docs/notifications.md)")
 
     @field_validator("digest")
     @classmethod
     def _digest_bound(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("a digest of no time would send each page alone, later: leave `digest` out to have each "
+                             "page at once, or give a duration, e.g. 15m")
         if value is not None and value > DIGEST_MAX:
             raise ValueError(f"a digest of {format_duration(value)} holds news past its use: at most "
                              f"{format_duration(DIGEST_MAX)}, e.g. 15m")

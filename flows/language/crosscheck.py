@@ -57,6 +57,19 @@ def upstream(sop: Sop, step_id: str) -> set[str]:
     return StepGraph(sop).upstream(step_id)
 
 
+def _fallbacks_after_their_step(sop: Sop, doc: Document, index: dict[str, int],
+                                steps_path: tuple) -> list[SpecError]:
+    """A fallback that needs, directly or through other steps, the step it stands in for: it takes over when that
+    step timed out, and the steps after that step wait for it, so it would wait for them (the run would never end)."""
+    graph, found = StepGraph(sop), []
+    for i, step in enumerate(sop.steps):
+        if step.fallback in index and step.id in graph.upstream(step.fallback):
+            found.append(doc.error((*steps_path, i, "on_timeout"), (
+                f"step `{step.fallback}` stands in for `{step.id}` when it times out, but needs it (directly or through "
+                f"the steps after it): it would wait for ever; take `{step.id}` out of what `{step.fallback}` needs")))
+    return found
+
+
 def find_cycle(sop: Sop) -> list[str] | None:
     """A dependency cycle as a list of step ids (first repeated at the end), or None."""
     return StepGraph(sop).cycle([s.id for s in sop.steps])
@@ -199,6 +212,8 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     if cycle and len(cycle) > 2:  # a step that needs itself is reported above
         errors.append(doc.error((*steps_path, index[cycle[0]], "needs"),
                                 f"steps form a cycle: {_arrows(cycle)}"))
+    elif not cycle:
+        errors.extend(_fallbacks_after_their_step(sop, doc, index, steps_path))
 
     for name in sop.inputs:
         if not _IDENT.match(name):

@@ -32,5 +32,5 @@ def take(ledger: Ledger, key: str, until: datetime, now: datetime) -> bool:
     with ledger.transaction(per_run=True) as tx:
         tx.conn.execute(_EXPIRED, {"now": now})
         taken = insert.values(key=key, until=until).on_conflict_do_nothing().returning(once_keys.c.key)
-        return tx.conn.execute(taken).first() is not None  # (a row back: inserted; rowcount is -1 on PostgreSQL)
+        return tx.conn.execute(taken).first() is not None  # a row back: this taking inserted it
 

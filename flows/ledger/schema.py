@@ -218,7 +218,7 @@ outbox = sa.Table(
     # the roles the page reaches, resolved to people (and why) when it was decided (JSON)
     sa.Column("on_call", sa.Text),
     # claimed lowest first, then in queue order (flows.language.urgency.queue_rank: class, then asking before
-    # informational); 0 for a page queued before 0018
+    # informational); 0 for a page queued before 0019
     sa.Column("urgency", sa.Integer, nullable=False, server_default="0"),
 )
 sa.Index("ix_outbox_open", outbox.c.id, sqlite_where=outbox.c.done_at.is_(None),

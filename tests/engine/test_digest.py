@@ -3,7 +3,9 @@ kept in the ledger until it is due; a backlogged outbox sends the most urgent pa
 
 No Prefect: a real ledger (both databases), the real pager (in a thread as ``sop pager`` runs it, or a real ``sop
 pager`` process) and Apprise's delivery to the local inbox (``inbox://NAME`` → ``$SOP_INBOX_DIR/NAME.jsonl``).
-Tom Becker owns traffic-surge (role sre-lead); this project gives him ``digest: 2s``.
+Tom Becker owns traffic-surge (role sre-lead); this project gives him ``digest: 2s``. The page a test keeps for him:
+Kenji Sato says "I'll take it" for traffic-surge's `command`, a step of sre-oncall, whose other members are told
+(``step_claimed``: nothing asked of Tom, nothing late, nothing of his work stopped).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from flows.ledger import Ledger
 from flows.ledger.schema import deliveries, digest_items, records
 from flows.ledger.schema import outbox as outbox_table
 from tests.conftest import TestDatabase
+from tests.notifications.conftest import http, http_server  # noqa: F401 - the HTTP receiver's fixtures
 
 OUTAGE = "traffic-surge"  # outage; owner sre-lead → tom-becker
 COMPLAINT = "crisis-pr"  # complaint; owner pr-lead → chen-jie
@@ -93,6 +96,11 @@ def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> Non
         time.sleep(0.02)
 
 
+def taken(api: Engine, run_id: str) -> None:
+    """Kenji takes `command`: Tom, a member of its role, is told (a page his digest keeps)."""
+    api.claim(run_id, "command", "kenji-sato")
+
+
 def kept_items(ledger: Ledger) -> list[dict[str, object]]:
     with ledger.read() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.select(digest_items).order_by(digest_items.c.id))]
@@ -135,12 +143,12 @@ def test_a_digest_person_gets_one_message_with_every_kept_page_after_the_window_
     assert [("Started" in str(m["title"])) for m in started] == [True] * 3  # a new incident is never kept
 
     for run_id in runs:
-        api.cancel(run_id, "false alarm: load test", actor="ana")
-    wait_until(lambda: all_sent(ledger), 20, "the pager to handle the cancel pages")
+        taken(api, run_id)
+    wait_until(lambda: all_sent(ledger), 20, "the pager to handle the claim pages")
     kept_at = time.monotonic()
-    assert len(messages(inbox, "tom-becker")) == 3  # nothing more yet: the three cancels wait for his digest
+    assert len(messages(inbox, "tom-becker")) == 3  # nothing more yet: the three wait for his digest
     assert [(i["person"], i["kind"], i["sent_at"]) for i in kept_items(ledger)] == [
-        ("tom-becker", "run_cancelled", None)] * 3
+        ("tom-becker", "step_claimed", None)] * 3
 
     wait_until(lambda: digests(inbox, "tom-becker"), 20, "Tom's digest")
     assert time.monotonic() - kept_at >= WINDOW - 0.5  # not before the window
@@ -151,18 +159,18 @@ def test_a_digest_person_gets_one_message_with_every_kept_page_after_the_window_
     body = str(digest["body"])
     for run_id in runs:
         assert f"/runs/{run_id}" in body
-    assert body.count("Cancelled") == 3 and "Traffic" in body
+    assert body.count("Taken: ") == 3 and "Traffic" in body
     wait_until(lambda: all(i["sent_at"] for i in kept_items(ledger)), 10, "the items marked sent")
 
-    # the audit: the cancel page kept for Tom, then the digest delivered to him, on each run
+    # the audit: the claim's page kept for Tom, then the digest delivered to him, on each run
     with ledger.read() as conn:
         notes = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(
             (records.c.kind == "notification") & (records.c.run_id == runs[0])).order_by(records.c.seq)).scalars()]
         digest_rows = conn.execute(sa.select(deliveries).where(deliveries.c.kind == "digest")).all()
-    cancel = next(n for n in notes if n["notification"] == "run_cancelled")
-    assert cancel["kept"] == ["tom-becker"] and all(r["recipient"] != "tom-becker" for r in cancel["results"])
+    claim = next(n for n in notes if n["notification"] == "step_claimed")
+    assert claim["kept"] == ["tom-becker"] and all(r["recipient"] != "tom-becker" for r in claim["results"])
     [sent] = [n for n in notes if n["notification"] == "digest"]
-    assert sent["person"] == "tom-becker" and sent["kinds"] == ["run_cancelled"]
+    assert sent["person"] == "tom-becker" and sent["kinds"] == ["step_claimed"]
     assert [r["ok"] for r in sent["results"]] == [True]
     assert sorted(r.run_id for r in digest_rows) == sorted(runs) and all(r.ok for r in digest_rows)
 
@@ -172,7 +180,7 @@ def test_a_digest_person_gets_one_message_with_every_kept_page_after_the_window_
     assert "delivered); kept for tom-becker's digest" \
         in shown.stdout, shown.stdout
     assert "→ tom-becker kept for their digest" in shown.stdout
-    assert "digest sent to tom-becker (1/1 delivered), carrying 1 kept page(s) of this run: run_cancelled" \
+    assert "digest sent to tom-becker (1/1 delivered), carrying 1 kept page(s) of this run: step_claimed" \
         in shown.stdout
 
 
@@ -180,9 +188,22 @@ def test_a_cli_command_alone_sends_every_page_at_once(library: Library, ledger: 
     """No pager process alive: nobody would send a digest, so nothing is kept."""
     engine = engine_for(library, ledger)
     run_id = engine.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
-    engine.cancel(run_id, "false alarm", actor="ana")
+    taken(engine, run_id)
     engine.pager.close()
-    assert any("Cancelled" in str(m["title"]) for m in messages(inbox, "tom-becker"))
+    assert any("Taken: " in str(m["title"]) for m in messages(inbox, "tom-becker"))
+    assert kept_items(ledger) == []
+
+
+def test_a_page_that_stops_his_work_is_never_kept(library: Library, ledger: Ledger, inbox: Path,
+                                                  pager_thread: outbox.Drainer) -> None:
+    """A run cancelled (a step withdrawn, handed on or held) asks nothing of him, but whoever works on it must hear
+    it now, not when his digest is due."""
+    api = engine_for(library, ledger)
+    run_id = api.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
+    api.cancel(run_id, "false alarm", actor="ana")
+    wait_until(lambda: any("Cancelled" in str(m["title"]) for m in messages(inbox, "tom-becker")), 20,
+               "the cancel page, at once")
+    wait_until(lambda: all_sent(ledger), 20, "the pager to handle every page")
     assert kept_items(ledger) == []
 
 
@@ -192,7 +213,7 @@ def test_status_counts_what_waits_in_digests(library: Library, ledger: Ledger, i
     drainer.heartbeat.beat()
     api = engine_for(library, ledger)
     run_id = api.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
-    api.cancel(run_id, "false alarm", actor="ana")
+    taken(api, run_id)
     while drainer.drain_once():
         pass
     drainer.pager.close()
@@ -222,8 +243,8 @@ def test_a_pager_killed_before_the_digest_is_due_leaves_it_to_the_next_pager(
         wait_until(lambda: alive(ledger), 60, "the first pager's heartbeat")
         api = engine_for(library, ledger)
         run_id = api.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
-        api.cancel(run_id, "false alarm", actor="ana")
-        wait_until(lambda: kept_items(ledger), 20, "the cancel page kept for Tom")
+        taken(api, run_id)
+        wait_until(lambda: kept_items(ledger), 20, "the claim's page kept for Tom")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert digests(inbox, "tom-becker") == []
@@ -231,7 +252,7 @@ def test_a_pager_killed_before_the_digest_is_due_leaves_it_to_the_next_pager(
         second = pager_process(ledger, inbox, root, log)
         wait_until(lambda: digests(inbox, "tom-becker"), 60, "the next pager to send the digest")
         [digest] = digests(inbox, "tom-becker")
-        assert "Cancelled" in str(digest["body"]) and f"/runs/{run_id}" in str(digest["body"])
+        assert "Taken: " in str(digest["body"]) and f"/runs/{run_id}" in str(digest["body"])
         wait_until(lambda: all(i["sent_at"] for i in kept_items(ledger)), 10, "the item marked sent")
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0, log.read_text()
@@ -248,7 +269,7 @@ def test_a_backlog_is_claimed_most_urgent_first(library: Library, ledger: Ledger
     outbox.Heartbeat(ledger, "busy-pager").beat()  # a pager is alive: the pages wait for it, unclaimed
     api = engine_for(library, ledger)
     outage = api.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
-    api.cancel(outage, "false alarm", actor="ana")  # informational
+    taken(api, outage)  # informational
     complaint = api.start(COMPLAINT, inputs(library, COMPLAINT), initiator="ana").run_id
     claimed = [(p.run_id, p.kind) for p in outbox.claim(ledger, "test-pager", limit=100)]
     with ledger.read() as conn:
@@ -257,7 +278,7 @@ def test_a_backlog_is_claimed_most_urgent_first(library: Library, ledger: Ledger
     runs = [run for run, _ in claimed]
     assert runs == sorted(runs, key=lambda r: r != complaint)  # every complaint page before every outage page
     outage_kinds = [kind for run, kind in claimed if run == outage]
-    assert outage_kinds[-1] == "run_cancelled" and "run_started" in outage_kinds
+    assert outage_kinds[-1] == "step_claimed" and "run_started" in outage_kinds
     assert sorted(claimed) == sorted(queued)
 
 
@@ -292,7 +313,7 @@ def test_a_digest_that_fails_at_a_contact_falls_back_to_the_next_as_any_page(
         wait_until(lambda: alive(ledger), 10, "the pager's heartbeat")
         api = engine_for(library, ledger)
         run_id = api.start(OUTAGE, inputs(library, OUTAGE), initiator="ana").run_id
-        api.cancel(run_id, "false alarm", actor="ana")
+        taken(api, run_id)
         wait_until(lambda: digests(inbox, "tom-becker"), 30, "the digest at Tom's second contact")
         wait_until(lambda: all(i["sent_at"] for i in kept_items(ledger)), 10, "the item marked sent")
     finally:
@@ -306,3 +327,36 @@ def test_a_digest_that_fails_at_a_contact_falls_back_to_the_next_as_any_page(
     assert [(r.run_id, r.destination.split(":")[0], r.ok) for r in rows] == [
         (run_id, "json", False), (run_id, "inbox", True)]
     assert rows[0].attempts == 3 and rows[0].error  # retried as any page is, then the next contact
+
+
+def test_a_page_kept_while_a_digest_is_on_its_way_waits_for_its_own_window(
+        repo_root: Path, ledger: Ledger, inbox: Path, tmp_path: Path, http) -> None:  # noqa: ANN001, F811
+    """Tom's phone gateway is slow (3 s an answer). While his first digest is on its way, a new page is kept: it
+    waits for its own window, not sent at once as a digest of one (it was: the digest in flight made him look due)."""
+    root = with_digest(repo_root, tmp_path / "slow-gateway", digest=f"{WINDOW:g}s")
+    people = root / "config" / "people.yaml"
+    people.write_text(people.read_text().replace('"${TOM_BECKER_URL:-inbox://tom-becker}"',
+                                                 f'"{http.url("/slow/3/tom")}"'))
+    library = load_library(root)
+    drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.02, name="test-pager")
+    stop = threading.Event()
+    thread = threading.Thread(target=drainer.run, args=(stop,))
+    thread.start()
+
+    def digests_sent() -> list[float]:
+        return [r.at for r in http.to("/slow/") if "Digest:" in str(r.json.get("title"))]
+
+    try:
+        wait_until(lambda: alive(ledger), 10, "the pager's heartbeat")
+        api = engine_for(library, ledger)
+        taken(api, api.start(OUTAGE, inputs(library, OUTAGE, service="checkout"), initiator="ana").run_id)
+        wait_until(digests_sent, 20, "Tom's first digest on its way")
+        taken(api, api.start(OUTAGE, inputs(library, OUTAGE, service="search"), initiator="ana").run_id)
+        kept_at = time.perf_counter()  # (the receiver's clock)
+        wait_until(lambda: len(digests_sent()) == 2, 30, "Tom's second digest")
+        assert digests_sent()[1] - kept_at >= WINDOW - 0.5, "the second page went before its own window"
+    finally:
+        stop.set()
+        outbox.ring([drainer.bell.address])
+        thread.join(15)
+        drainer.pager.close()

@@ -116,3 +116,16 @@ def test_when_the_fallback_fails_the_steps_that_waited_for_it_are_blocked_and_th
     view = engine.view(run)
     assert (view.state("mail"), view.state("order"), view.state("thank")) == ("failed", "blocked", "blocked")
     assert view.run["outcome"] == "failed"
+
+
+def test_a_run_pinned_with_a_fallback_that_needs_its_step_ends_rather_than_wait_for_ever(engine: Any,
+                                                                                         tmp_path: Path) -> None:
+    """`sop validate` refuses a fallback that needs the step it stands in for; a run started before replays its
+    pinned text: `mail` cannot wait for itself, so it and what needs `call` are blocked, and the run ends."""
+    text = GUARDED.replace("id: t-guarded", "id: t-self").replace("    due: 1h\n", "    due: 1h\n    needs: [call]\n")
+    engine.library.sops["t-self"] = LoadedSop(sop=pinned_sop("self", text), path=tmp_path / "old.yaml", text=text)
+    run = engine.start("t-self", {}, initiator="zhang-min", speed=SPEED).run_id
+    TimerService(engine).advance_to(START + timedelta(minutes=31) / SPEED)
+    view = engine.view(run)
+    assert (view.state("call"), view.state("mail"), view.state("thank")) == ("timed_out", "blocked", "blocked")
+    assert not view.is_open

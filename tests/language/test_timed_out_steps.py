@@ -114,3 +114,15 @@ def test_a_follow_up_reading_a_step_after_one_whose_fallback_may_fail_is_refused
                                              '    inputs: {ticket: "{{ steps.after.ordered }}"}\n', sop)
     assert ("whenever step `after` did not finish (step `call` it needs timed out and its fallback `mail` failed, "
             "and the run with it): a step that did not finish has no `ordered`") in error
+
+
+@pytest.mark.parametrize("needs", ["[call]", "[after]"])
+def test_a_fallback_that_needs_the_step_it_stands_in_for_is_refused(repo_root: Path, tmp_path: Path,
+                                                                    needs: str) -> None:
+    """`mail` takes over when `call` times out, and what needs `call` waits for `mail`: a `mail` that needs `call`
+    (or `after`, which needs `call`) would wait for ever, and its run never end."""
+    sop = SOP.replace("    due: 1h\n", f"    due: 1h\n    needs: {needs}\n", 1)
+    errors = errors_of(repo_root, tmp_path, "", sop)
+    assert any(e.startswith("10:17: steps[0].on_timeout: ") and "step `mail` stands in for `call` when it times out, "
+               "but needs it (directly or through the steps after it): it would wait for ever; take `call` out of "
+               "what `mail` needs" in e for e in errors), errors
