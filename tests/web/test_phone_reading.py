@@ -1,0 +1,117 @@
+"""The rest of the walk of 2026-12-07 (Sara Lopez, cs-lead, Europe/Madrid, on a 390x844 phone; walk40), each as she
+would see it: names and titles where ids were, the SOP's title before the dedup key, reported values as the form
+asks them, a shorter run page, one notice after a hand-over, whom "Need help" will page. Screenshots under
+``var/test-artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from flows.language.steps.human import HumanReport
+from tests.web.conftest import Site
+from tests.web.test_browser import CHROMIUM, browser, browser_sign_in, open_page  # noqa: F401 - the browser's fixtures
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed: run `sudo make deps-system`")
+REVIEW = "Service-process review - complaint rate up 30% month over month"
+CHURN = "Churn warning - product detail page loads slower than 1.5 s"
+
+
+@pytest.fixture
+def size() -> str:
+    """The walk was on a phone."""
+    return "phone"
+
+
+def review(site: Site) -> str:
+    """complaint-review, started by the operator Li Wei from his console (its dedup key is a constant: one open run)."""
+    return site.engine.start("complaint-review", {"month": "2026-11"}, initiator="li-wei", launch=False).run_id
+
+
+def slow_page_alert(site: Site) -> str:
+    """page-speed, started by Alertmanager's DetailPageSlow through its token, for a page of its own."""
+    from flows.triggers.intake import Intake
+    from flows.triggers.model import Alert
+
+    alert = Alert(source="alertmanager", status="firing", labels={"alertname": "DetailPageSlow",  # type: ignore[arg-type]
+                                                                  "page": f"detail-{uuid.uuid4().hex[:6]}"})
+    [started] = Intake(site.engine).alerts([alert], "token:alertmanager")
+    return started.run
+
+
+def test_the_board_and_home_name_people_and_roles_and_put_the_sops_title_first(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's board read "complaint-rate · Service-process review …", "alert DetailPageSlow by token:alertmanager",
+    "→ sre-oncall (kenji-sato)"; home "complaint-rate · … · cs-lead"; the run page "Started … by li-wei": config's
+    ids, and the dedup key read as a second title before the SOP's own."""
+    run_id, alerted = review(site), slow_page_alert(site)
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")  # cs-lead, an operator
+    page.goto(f"{site.url}/board")
+    card = page.locator(f"#run-{alerted}")
+    page.shot("reading-board")
+    assert card.locator("header a").inner_text().startswith(CHURN), card.locator("header a").inner_text()
+    meta = card.locator(".meta").inner_text()
+    assert meta.startswith("alert DetailPageSlow by the alertmanager token,"), meta
+    sre = site.engine.site.people[site.engine.person_for("sre-oncall")].name
+    assert f"→ SRE on-call ({sre})" in card.locator(".now").inner_text(), card.locator(".now").inner_text()
+    assert page.locator(f"#run-{run_id} header a").inner_text().startswith(REVIEW)
+    assert "by Li Wei 李伟," in page.locator(f"#run-{run_id} .meta").inner_text()
+    page.goto(f"{site.url}/")
+    mine = page.locator("li.card", has=page.locator(f"a[href^='/runs/{run_id}/steps/']")).first.inner_text()
+    assert f"{REVIEW} · complaint-rate · Customer Service Lead" in mine, mine
+    assert page.locator(f"a[href='/runs/{run_id}']").inner_text().startswith(REVIEW)
+    page.goto(f"{site.url}/runs/{run_id}")
+    assert page.locator("h1").inner_text() == f"{REVIEW} · complaint-rate"
+    started = page.locator(".facts dd").nth(1).inner_text()
+    assert started.endswith("by Li Wei 李伟"), started
+    assert page.title().startswith(REVIEW)
+
+
+def analysed(site: Site, run_id: str) -> None:
+    """The data analyst reports complaint-review's breakdown (once: the run is shared by the tests of the package)."""
+    if site.engine.view(run_id).state("data") == "active":
+        site.engine.report(run_id, "data", HumanReport(
+            actor=site.engine.person_for("data-analyst"), evidence=["https://bi.example/complaints"],
+            values={"complaint_rate_pct": 2.4, "top_driver": "delivery_delay", "driver_share_pct": 61,
+                    "second_driver": "refund process"}))
+
+
+def test_reported_values_read_in_the_forms_order_with_its_words(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's "What happened" listed the analyst's figures A-Z (Complaint rate pct, Driver share pct, Second
+    driver, Top driver) under names made from ids, without the form's "Complaints per 100 orders this month"."""
+    run_id = review(site)
+    analysed(site, run_id)
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")  # the run's owner (cs-lead)
+    page.goto(f"{site.url}/runs/{run_id}/steps/data")
+    heads = page.locator("table.reported th")
+    page.shot("reading-reported")
+    assert [h.split("\n")[0] for h in heads.all_inner_texts()] == [
+        "Complaint rate pct", "Top driver", "Driver share pct", "Second driver"], heads.all_inner_texts()
+    assert heads.first.locator(".help").inner_text() == "Complaints per 100 orders this month"
+    assert page.locator("table.reported td").nth(1).inner_text() == "Delivery delay"
+
+
+def test_a_runs_pending_steps_are_three_lines_on_a_phone_and_hers_are_marked(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's run page was 4,900 px tall at 390 px: every pending step a six-line card, three of them "—" (Due,
+    Time left, Ladder). Those lines are left out now; her own steps still say "you" and are marked."""
+    run_id = review(site)
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")
+    page.goto(f"{site.url}/runs/{run_id}")
+    page.shot("reading-run")
+    pending = page.locator("#step-plan")  # cs-lead's, waiting for the root-cause session
+    shown = [td.get_attribute("data-label") for td in pending.locator("td").all() if td.is_visible()]
+    assert shown == ["Step", "State", "Who"], shown
+    assert pending.bounding_box()["height"] < 130, pending.bounding_box()  # was six lines, 170 px
+    assert "—" not in pending.inner_text()
+    holder = site.engine.person_for("cs-lead")
+    if holder == "sara-lopez":  # on call for cs-lead now: her steps say so, and are marked
+        assert "you" in pending.locator("td[data-label='Who']").inner_text()
+        assert "mine" in (pending.get_attribute("class") or "")
+        assert pending.evaluate("tr => getComputedStyle(tr).borderLeftWidth") == "4px"
+    active = page.locator("tr.active td[data-label='Time left']").first
+    assert active.is_visible()  # a step with a clock keeps its time left
