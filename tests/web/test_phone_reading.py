@@ -115,3 +115,28 @@ def test_a_runs_pending_steps_are_three_lines_on_a_phone_and_hers_are_marked(sit
         assert pending.evaluate("tr => getComputedStyle(tr).borderLeftWidth") == "4px"
     active = page.locator("tr.active td[data-label='Time left']").first
     assert active.is_visible()  # a step with a clock keeps its time left
+
+
+def test_after_a_hand_over_one_notice_says_who_has_it_and_that_she_handed_it(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's page after "Hand over" said it twice, one notice under the other (green "Handed over: wang-fang
+    holds the step now…", yellow "Wang Fang … holds this step now: handed to them by you…")."""
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:6]}"}, initiator="li-wei",
+                               launch=False).run_id
+    holder = site.engine.person_for("pr-oncall")
+    to = next(p for p in ("wang-fang", "sara-lopez", "chen-jie") if p != holder)
+    page = open_page()
+    browser_sign_in(page, site, holder)
+    page.goto(f"{site.url}/runs/{run_id}/steps/assess")
+    page.locator("summary", has_text="Hand over").click()
+    page.select_option("#f-to", to)
+    page.fill("#f-handover-note", "boarding a plane")
+    page.get_by_role("button", name="Hand over").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=handover")
+    page.shot("reading-handed-over")
+    name = site.engine.site.people[to].name
+    said = [n.inner_text() for n in page.locator("main [role=status]").all()]
+    assert len([s for s in said if name in s]) == 1, said
+    assert said[0].startswith(f"Handed over: {name} holds the step now"), said
+    assert "paged with your note" in said[0] and "handed to them by you" not in said[0], said
+    held = page.locator(".facts dd").nth(1).inner_text()
+    assert held.startswith(name) and "handed over by you" in held, held
