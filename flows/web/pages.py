@@ -137,6 +137,8 @@ class StepPage:
     escalations: tuple[Escalation, ...] = ()
     #: whom the latest "Need help" paged (empty: no level of the ladder was left, its role's lead was paged)
     help_paged: tuple[str, ...] = ()
+    #: whom "Need help" would page now, each with the role they answer for (``Engine.help_would_page``)
+    help_reach: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def active(self) -> bool:
@@ -166,7 +168,9 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
                     with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
-                    help_paged=_help_paged(story))
+                    help_paged=_help_paged(story),
+                    help_reach=tuple(web.engine.help_would_page(view, step, person)) if may and view.is_open
+                    and row["state"] == StepState.ACTIVE else ())
 
 
 def _help_paged(story: Any) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from flows.language.steps.human import HumanReport
+from tests.engine.conftest import records
 from tests.web.conftest import Site
 from tests.web.test_browser import CHROMIUM, browser, browser_sign_in, open_page  # noqa: F401 - the browser's fixtures
 
@@ -140,3 +141,27 @@ def test_after_a_hand_over_one_notice_says_who_has_it_and_that_she_handed_it(sit
     assert "paged with your note" in said[0] and "handed to them by you" not in said[0], said
     held = page.locator(".facts dd").nth(1).inner_text()
     assert held.startswith(name) and "handed over by you" in held, held
+
+
+def test_need_help_names_whom_it_will_page_before_she_presses_it(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's "Need help" said "Pages the next people on this step's escalation ladder now": she could not tell
+    whether it would reach anyone she knows before pressing. It names them (and the role they answer for) now, as
+    the engine would page them; pressing pages exactly those."""
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:6]}"}, initiator="li-wei",
+                               launch=False).run_id
+    page = open_page()
+    browser_sign_in(page, site, "sara-lopez")  # pr-oncall's backup
+    page.goto(f"{site.url}/runs/{run_id}/steps/assess")
+    page.locator("summary", has_text="Need help").click()
+    what = page.locator("#help-what").inner_text()
+    page.shot("reading-need-help")
+    assert not records(site.engine, run_id, "help_asked") and not records(site.engine, run_id, "escalation")
+    assert what.startswith("Pages ") and "escalation ladder" not in what, what
+    page.get_by_role("button", name="Page for help").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=help")
+    paged = records(site.engine, run_id, "escalation")[-1]["data"]["paged"]
+    people = site.engine.site.people
+    named = what.removeprefix("Pages ").split(" now")[0]
+    assert [part.split(",")[0] for part in named.split("; ")] == [people[p].name for p in paged], (what, paged)
+    roles = site.engine.site.roles
+    assert any(f"{people[p].name}, {r.title}" in what for p in paged for r in roles.values()), what
