@@ -165,3 +165,24 @@ def test_need_help_names_whom_it_will_page_before_she_presses_it(site: Site, ope
     assert [part.split(",")[0] for part in named.split("; ")] == [people[p].name for p in paged], (what, paged)
     roles = site.engine.site.roles
     assert any(f"{people[p].name}, {r.title}" in what for p in paged for r in roles.values()), what
+
+
+def test_a_link_page_greets_her_in_the_bar_and_hand_over_asks_whom_before_it_posts(site: Site, open_page: Any) -> None:  # noqa: F811
+    """The walk's link page greeted her as Sara Lopez (you) under a bar that said "Sign in"; its Hand over "To" had a
+    red * but the phone let her press Hand over with nobody chosen (the server then sent the page back)."""
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:6]}"}, initiator="li-wei",
+                               launch=False).run_id
+    holder = site.engine.person_for("pr-oncall")
+    page = open_page()
+    link = site.link_for(holder, run_id, "assess")
+    page.goto(link)
+    bar = page.locator("header.bar")
+    page.shot("reading-link-bar")
+    assert site.engine.site.people[holder].name in bar.inner_text() and "Sign in" not in bar.inner_text(), bar.inner_text()
+    others = bar.get_by_role("link", name="All your steps")
+    assert others.get_attribute("href") == "/sign-in?next=/" and others.bounding_box()["height"] >= 44
+    page.locator("summary", has_text="Hand over").click()
+    page.get_by_role("button", name="Hand over").click()  # nobody chosen
+    assert page.url == link  # the phone asks first: nothing was posted, the link is not used up
+    assert page.locator("#f-to").evaluate("s => !s.validity.valid && s.required")
+    assert site.engine.link_used(site.engine.links.read_step(link.rsplit("/s/", 1)[1]).nonce) is None
