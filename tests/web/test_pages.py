@@ -428,7 +428,7 @@ def test_the_run_page_shows_steps_holders_and_every_page_with_its_delivery(site:
     page = client.get(f"/runs/{run_id}")
     assert page.status_code == 200
     assert "Assess scope, spread and severity" in page.text and "<svg" in page.text
-    assert re.search(r'<td data-label="What">assigned</td><td data-label="Step">assess</td><td data-label="To">wang-fang'
+    assert re.search(r'<td data-label="What">assigned</td><td data-label="Step">assess</td><td data-label="To">Wang Fang 王芳'
                      r'</td><td data-label="Through">inbox://wang-fang</td>\s*<td data-label="Result"><span class="good">'
                      r"delivered</span>", page.text)
     assert 'data-due="' in page.text  # the live clock's anchor

@@ -116,6 +116,9 @@ def test_a_runs_pending_steps_are_three_lines_on_a_phone_and_hers_are_marked(sit
         assert pending.evaluate("tr => getComputedStyle(tr).borderLeftWidth") == "4px"
     active = page.locator("tr.active td[data-label='Time left']").first
     assert active.is_visible()  # a step with a clock keeps its time left
+    sent_to = set(page.locator("td[data-label='To']").all_inner_texts())  # the pages sent: to whom, by name
+    people = site.engine.site.people
+    assert sent_to and not sent_to & set(people) and people["sara-lopez"].name in sent_to, sent_to
 
 
 def test_after_a_hand_over_one_notice_says_who_has_it_and_that_she_handed_it(site: Site, open_page: Any) -> None:  # noqa: F811
