@@ -26,6 +26,7 @@ from flows.language.durations import format_duration
 from flows.language.fields import length_problem
 from flows.language.steps import human
 from flows.language.steps.human import HumanStep
+from flows.ledger.tx import Tx
 from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.engine")
@@ -285,8 +286,7 @@ class PeopleActions:
                                            f"{format_duration(HELP_AGAIN_AFTER)} climbs no further)"])
             if link is not None:
                 t.store.use_link(link, action="help", now=now)
-            armed = t.store.armed_ladder(view.id, step.id)
-            wanted = change.help_levels(step, armed.level if armed is not None else None)
+            armed, wanted = _next_help(change, step)
             change.record(RecordKind.HELP_ASKED, step.id, actor=actor.person, note=note,
                           level=wanted[0].key if wanted else None, **actor.facts())
             if wanted:
@@ -303,6 +303,17 @@ class PeopleActions:
         log.info("event=help_asked run=%s step=%s actor=%s notify=%s", view.id, step_id, actor.described(),
                  ",".join(notify))
         return reached
+
+    def help_would_page(self, view: RunView, step: HumanStep, person: str) -> list[tuple[str, str | None]]:
+        """Whom "Need help" on the step, asked by ``person``, would page now, each with the role they answer for
+        (None: named in person): read, nothing written, so its page can name them before she presses. The level
+        :meth:`ask_for_help` would fire (:func:`_next_help`), else its role's lead; empty when unresolved."""
+        with self.ledger.read() as conn:  # a change over a read: it decides whom, and records and pages nothing
+            change = RunChange(RunStore(Tx(conn=conn, clock=self.clock)), view, self.site, [])
+            _, wanted = _next_help(change, step)
+            targets = list(wanted[0].notify) if wanted else ["lead"]
+            roles = {change.rota.person_for(role): role for role in change.on_call_of(targets, step.id)}
+            return [(p, roles.get(p)) for p in change.people_paged(targets, step.id, person)]
 
     # --- status cadences ------------------------------------------------------------------
 
@@ -397,3 +408,10 @@ class PeopleActions:
             raise StepNotActive(f"step `{step_id}` is {state}, not waiting for a report "
                                 f"(waiting now: {', '.join(waiting) or 'none'})")
         return step
+
+
+def _next_help(change: RunChange, step: HumanStep) -> tuple[Any, list[Any]]:
+    """What a "Need help" on the step fires now: its armed ladder level (the timer row; None: none armed) and the
+    levels from it on that reach beyond the assignee (the first is paged; none: its role's lead is)."""
+    armed = change.store.armed_ladder(change.id, step.id)
+    return armed, change.help_levels(step, armed.level if armed is not None else None)

@@ -34,7 +34,8 @@ from flows.language.spec import PRIORITY
 from flows.ledger.vocabulary import StepState
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
-from flows.web.pages import html, notice, operator_only, render_run, signed_form
+from flows.web.pages import html, notice, operator_only, signed_form
+from flows.web.runs import render_run
 
 log = logging.getLogger("sop.web")
 router = APIRouter(include_in_schema=False)

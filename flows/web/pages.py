@@ -1,10 +1,11 @@
-"""The responder's pages: a step (through a personal link or a session), a run, the home list.
+"""The responder's step page (through a personal link or a session), and what every page shares.
 
 ``GET /s/<token>`` opens a step's page from the link in a message, without a password; the
 forms post back to the same link, and the first action through it uses it up (in the same
 transaction as the action: ``link_uses``), then begins a session for that person so they
 can go on (take the step, then report it). ``/runs/<run>/steps/<step>`` is the same page
-for a signed-in person; ``/runs/<run>`` shows the run; ``/`` lists what waits for you.
+for a signed-in person; ``/runs/<run>`` (the run) and ``/`` (what waits for you) are
+``flows/web/runs.py``.
 
 Every post is checked: the CSRF token of the session (or of the link), the person's right
 to act on the step (``Engine.check_may_act``), the form against the SOP's field models
@@ -29,19 +30,14 @@ from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from flows.audit import Audit
-from flows.audit.followups import verdict as follow_up_verdict
-from flows.audit.gantt import gantt
 from flows.audit.model import Escalation, HandOver
-from flows.engine.holds import RUN, open_hold
 from flows.engine.links import Claim, LinkRefused
-from flows.engine.monitoring import monitoring_of
 from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
-from flows.language.cadence import effective_cadence
 from flows.language.fields import TEXT_MAX
 from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, evidence_problems, lead_chain, members
-from flows.ledger.vocabulary import RecordKind, RunStatus, StepState
+from flows.ledger.vocabulary import RecordKind, StepState
 from flows.web.app import Web
 from flows.web.forms import Refused, form_fields, read_form
 from flows.web.holds import HOLD_ACTIONS, StepHold, hold_or_release, step_hold
@@ -141,6 +137,8 @@ class StepPage:
     escalations: tuple[Escalation, ...] = ()
     #: whom the latest "Need help" paged (empty: no level of the ladder was left, its role's lead was paged)
     help_paged: tuple[str, ...] = ()
+    #: whom "Need help" would page now, each with the role they answer for (``Engine.help_would_page``)
+    help_reach: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def active(self) -> bool:
@@ -170,7 +168,9 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
                     with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
-                    help_paged=_help_paged(story))
+                    help_paged=_help_paged(story),
+                    help_reach=tuple(web.engine.help_would_page(view, step, person)) if may and view.is_open
+                    and row["state"] == StepState.ACTIVE else ())
 
 
 def _help_paged(story: Any) -> tuple[str, ...]:
@@ -533,79 +533,6 @@ async def act_in_session(request: Request, run: str, step: str) -> Response:
     return await handle_post(request, sp, web.actor(session), csrf_ok=session.csrf_ok,
                              action_url=f"/runs/{quote(sp.view.id)}/steps/{quote(step)}", csrf=session.csrf,
                              link=None)
-
-
-@router.get("/runs/{run}")
-def run_page(request: Request, run: str) -> Response:
-    """One run: its steps, who holds them, dues and time left, the ladder reached, every page and its delivery."""
-    web = _web(request)
-    session = web.session(request)
-    if session is None:
-        return sign_in_first(request)
-    try:
-        view = web.engine.view(run)
-    except RunNotFound:
-        return notice(request, "No such run", f"There is no run `{run}`.", 404)
-    return render_run(request, web, session, view)
-
-
-def render_run(request: Request, web: Web, session: Session, view: Any, status: int = 200,
-               problems: dict[str, str] | None = None, posted: dict[str, str] | None = None) -> Response:
-    """The run's page; ``problems``: a refused form's (``cancel``, ``update``, ``snooze``) said beside it, with
-    what was ``posted`` in it kept."""
-    audit = Audit(web.engine.ledger).run(view.id)
-    now = web.engine.clock.now()
-    q = request.query_params
-    run_hold = open_hold(web.engine.ledger, view.id, RUN) if view.is_open else None
-    with web.engine.ledger.read() as conn:
-        monitoring = monitoring_of(conn, [view.id]).get(view.id)
-    sent = sorted([(n, sid) for sid, step in audit.steps.items() for n in step.notifications]
-                  + [(n, "—") for n in audit.notifications], key=lambda pair: pair[0].at)  # in the order they went
-    return html(request, "run.html.j2", status=status, problems=problems or {}, posted=posted or {},
-                view=view, run=view.run, sop=view.sop, audit=audit, now=now, sent=sent,
-                operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
-                cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
-                attached=q.get("attached"), cancelled=q.get("cancelled"), run_hold=run_hold,
-                may_hold=view.is_open and web.engine.may_hold_run(view, session.person),
-                held=q.get("hold"), released=q.get("release"),
-                speed=view.speed, tz=web.zone(session.person), chart=gantt(audit, now),
-                levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
-                human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open,
-                follow_up=follow_up_verdict(audit, now), monitoring=monitoring)
-
-
-@router.get("/runs", include_in_schema=False)
-def runs_list(request: Request) -> Response:
-    """``/runs`` (a run's page is ``/runs/<run>``): the open runs are on the home page."""
-    return RedirectResponse("/#runs", status_code=303)
-
-
-@router.get("/")
-def home(request: Request) -> Response:
-    """What waits for you: the active steps you may act on, and those whose escalation paged you; the open runs by
-    priority."""
-    web = _web(request)
-    session = web.session(request)
-    if session is None:
-        return sign_in_first(request)
-    from flows.engine.board import run_ids
-    from flows.engine.load import ESCALATED, escalated_to, why_theirs
-
-    engine = web.engine
-    mine, runs = [], []
-    ids = run_ids(engine, status=RunStatus.RUNNING, limit=200)
-    escalated = escalated_to(engine, session.person, ids)
-    for run_id in ids:
-        view = engine.view(run_id)
-        runs.append(view)
-        for step in view.sop.steps:
-            if isinstance(step, HumanStep) and view.steps[step.id]["state"] == StepState.ACTIVE:
-                theirs = why_theirs(web.site, session.person, assignee=step.assignee,
-                                    claimed_by=view.steps[step.id].get("claimed_by"),
-                                    escalated=(view.id, step.id) in escalated)
-                if theirs is not None:  # held by them, of their role and untaken, or its ladder reached them
-                    mine.append((view, step, theirs.why == ESCALATED))
-    return html(request, "home.html.j2", mine=mine, runs=runs, now=engine.clock.now(), tz=web.zone(session.person))
 
 
 @router.get("/evidence/{sha256}")

@@ -77,6 +77,16 @@ def label(name: str, spec: FieldSpec | None = None) -> str:
     return field_label(name, spec)
 
 
+def reported_rows(result: dict[str, Any], form: dict[str, FieldSpec]) -> list[tuple[str, str | None, str]]:
+    """A step's reported values as its page lists them: in its form's order (the ledger keeps them A-Z), each with
+    the label and help its form field shows (:func:`field_label`, its ``description``) and the value as a person
+    reads it; a value its form no longer has (an older version of the SOP) after them. Evidence and approvers are
+    listed apart."""
+    names = [n for n in form if n in result] + sorted(n for n in result if n not in form)
+    return [(label(n, form.get(n)), form[n].description if n in form else None, answer(result[n], form.get(n)))
+            for n in names if n not in ("evidence", "approvers")]
+
+
 def answer(value: Any, spec: FieldSpec | None = None) -> str:
     """A reported value as a person reads it (:func:`shown`); one of its field's choices (``spec``) by its label."""
     return shown(spec.labelled(value) if spec is not None else value)
@@ -104,10 +114,15 @@ def evidence_name(item: str) -> str:
 
 @pass_context
 def person(context: Any, pid: str | None) -> str:
-    """A person's name (config/people.yaml) for their id; the id itself when config has no such person (a leaver, a
-    token, ``alertmanager``)."""
+    """A person's name (config/people.yaml) for their id; a machine's API token (``token:alertmanager``, the
+    initiator of a run an alert started) as "the alertmanager token"; the id itself when config has no such person
+    (a leaver, ``alertmanager``)."""
     people = context["site"].people
-    return people[pid].name if pid in people else (pid or "")
+    if pid in people:
+        return people[pid].name
+    if pid and pid.startswith("token:"):
+        return f"the {pid[6:]} token"
+    return pid or ""
 
 
 @pass_context
@@ -126,7 +141,7 @@ def environment() -> Environment:
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
                        stage=level_words, person=person, role=role)
     env.globals.update(left=left, escape=escape, evidence_link=evidence_link, evidence_name=evidence_name,
-                       more_text=more_text)
+                       more_text=more_text, reported_rows=reported_rows)
     return env
 
 

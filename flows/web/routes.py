@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
-from flows.web import board, desk, library, oncall, pages, signin, silences
+from flows.web import board, desk, library, oncall, pages, runs, signin, silences
 from flows.web.app import Web
 from flows.web.render import STATIC
 
@@ -25,6 +25,7 @@ def mount(app: FastAPI, engine: Any, env: Mapping[str, str] | None = None) -> We
                       methods=["GET"], include_in_schema=False)
     app.include_router(signin.router)
     app.include_router(pages.router)
+    app.include_router(runs.router)
     app.include_router(board.router)
     app.include_router(library.router)
     app.include_router(desk.router)

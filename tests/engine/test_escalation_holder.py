@@ -137,3 +137,21 @@ def test_an_escalation_resolves_its_people_without_importing_apprise_in_its_tran
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "False", done.stdout
     assert "li-wei" in done.stdout
+
+
+def test_whom_need_help_would_page_is_read_without_writing_and_is_whom_it_then_pages(engine: Any) -> None:
+    """The step's page names whom "Need help" will page before she presses it (walk 40, item 4): the engine's answer,
+    read without a record, is the people the help then pages; with no level left, the role's lead."""
+    from tests.engine.conftest import records
+
+    run = engine.start("t-own", {}, initiator="li-wei", speed=1)
+    engine.claim(run.run_id, "close", "sara-lopez")
+    view = engine.view(run.run_id)
+    step = view.sop.step("close")
+    assert engine.help_would_page(view, step, "sara-lopez") == [("li-wei", "ops-director")]  # [assignee, lead]
+    assert not records(engine, run.run_id, "help_asked") and not records(engine, run.run_id, "escalation")
+    engine.ask_for_help(run.run_id, "close", "sara-lopez", "the refund system is down")
+    assert records(engine, run.run_id, "escalation")[-1]["data"]["paged"] == ["li-wei"]
+    view = engine.view(run.run_id)  # its one level fired: the next help goes to cs-lead's lead
+    assert engine.help_would_page(view, step, "sara-lopez") == [("li-wei", "ops-director")]
+    assert engine.help_would_page(view, view.sop.step("review"), "li-wei") == [("sara-lopez", "cs-lead")]  # [owner]

@@ -81,7 +81,7 @@ def test_a_start_from_the_form_in_another_case_attaches_and_the_run_keeps_its_fi
     assert again.headers["location"] == f"/runs/{alerted}?attached=1"
     page = client.get(again.headers["location"])
     assert f"Attached to the open run {alerted} with the same dedup key ({brand}; letter case" in page.text
-    assert re.search(rf"<title>{brand} · Crisis PR[^<]*</title>", page.text), page.text[:300]
+    assert re.search(rf"<title>Crisis PR[^<]* · {brand} · run [^<]*</title>", page.text), page.text[:300]
     board = client.get("/board").text
     assert board.count(f'href="/runs/{alerted}"') >= 1 and brand.capitalize() not in board
 
@@ -104,7 +104,7 @@ def test_the_board_orders_runs_and_answers_only_when_the_ledger_moved(site: Site
     outbox.wait_delivered(site.engine.ledger, crisis, timeout=10)
     moved = client.get(f"/board/rows?after={version}")
     assert moved.status_code == 200 and int(moved.headers["X-Board-Version"]) > version
-    assert "taken by <strong>sara-lopez</strong>" in moved.text
+    assert "taken by <strong>Sara Lopez</strong>" in moved.text
     mine = client.get("/board?person=sara-lopez").text
     assert f'id="run-{crisis}"' in mine and f'id="run-{routine}"' not in mine
     assert f'id="run-{crisis}"' not in client.get("/board?class=routine").text
@@ -126,7 +126,8 @@ def test_the_board_says_a_handed_over_step_was_handed_over_and_by_whom(site: Sit
     to = next(p for p in ("wang-fang", "chen-jie") if p != holder)
     site.engine.hand_over(run_id, "assess", holder, to, "boarding a plane")
     card = client.get("/board").text.split(f'id="run-{run_id}"', 1)[1].split("</article>", 1)[0]
-    assert f"handed to <strong>{to}</strong> by {holder}" in card and "taken by" not in card
+    names = site.engine.site.people
+    assert f"handed to <strong>{names[to].name}</strong> by {names[holder].name}" in card and "taken by" not in card
 
 
 def test_an_automated_step_that_failed_shows_on_the_board_until_the_run_ends(site: Site) -> None:
@@ -210,7 +211,7 @@ def test_a_waiting_board_hears_of_a_change_at_once(site: Site) -> None:
     site.engine.claim(run_id, "assess", "wang-fang")
     waiting.join(20)
     assert answers and answers[0].status_code == 200  # answered by the change, not by the 20 s timeout
-    assert "taken by <strong>wang-fang</strong>" in answers[0].text
+    assert "taken by <strong>Wang Fang 王芳</strong>" in answers[0].text
 
 
 def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site) -> None:
@@ -219,7 +220,7 @@ def test_the_run_page_posts_a_status_update_and_snoozes_the_next_ask(site: Site)
     client = site.client()
     sign_in(site, client, "chen-jie")  # pr-lead: the run's owner
     page = client.get(f"/runs/{run_id}")
-    assert "Asked of pr-lead every 30m" in page.text and "None yet." in page.text
+    assert "Asked of PR Lead every 30m" in page.text and "None yet." in page.text
     posted = client.post(f"/runs/{run_id}/updates", data={"csrf": csrf_of(page), "text": "statement drafted"})
     assert posted.status_code == 303
     page = client.get(posted.headers["location"])
@@ -299,10 +300,10 @@ def test_two_runs_of_one_sop_read_apart_by_what_they_are_about(site: Site) -> No
     page = client.get("/board").text
     for brand, run_id in zip(brands, run_ids, strict=True):
         heading = _card(page, run_id).split("</header>")[0]
-        assert f'<strong class="subject">{brand}</strong> · <strong>Crisis PR' in heading, heading
+        assert re.search(rf'<strong>Crisis PR[^<]*</strong> · <span class="subject">{brand}</span></a>', heading), heading
         shown = client.get(f"/runs/{run_id}").text
-        assert f'<h1><span class="subject">{brand}</span> · Crisis PR' in shown
-        assert f"<title>{brand} · Crisis PR" in shown
+        assert re.search(rf'<h1>Crisis PR[^<]* <span class="subject muted">· {brand}</span></h1>', shown)
+        assert re.search(rf"<title>Crisis PR[^<]* · {brand} · run", shown)
     # the PR on-call's two assignments: the brand right after the SOP's short name, not two identical titles
     oncall = site.engine.person_for("pr-oncall")
     titles = {run_id: wait_for(lambda run_id=run_id: next(
@@ -330,7 +331,7 @@ def test_a_repeat_with_new_figures_and_a_resolved_alert_show_on_the_board_and_th
     client = operator(site)
     card = _card(client.get("/board").text, started.run)
     assert "repeat" not in card and "resolved" not in card  # nothing said since it started
-    assert '<p class="meta">alert NegativeSentimentSpike by token:alertmanager' in card  # its alertname, from its labels
+    assert '<p class="meta">alert NegativeSentimentSpike by the alertmanager token' in card  # its alertname, from its labels
     intake.alerts([spike("firing", "420 negative mentions/day")], "token:alertmanager")
     card = _card(client.get("/board").text, started.run)
     assert re.search(r"<strong>1 repeat</strong> attached, the latest <time [^>]+>[^<]+</time>: "

@@ -58,7 +58,7 @@ def test_the_holder_puts_a_step_on_hold_from_its_page_the_board_shows_it_and_the
     board = operator.get("/board")
     row = board.text.split(f'id="run-{run_id}"', 1)[1].split("</article>", 1)[0]
     assert "on hold since" in row and f'datetime="{since.isoformat()}"' in row
-    assert "waiting for platform_reply" in row and "(liu-yang)" in row
+    assert "waiting for platform_reply" in row and "(Liu Yang 刘洋)" in row
     run_page = re.sub(r"\s+", " ", operator.get(f"/runs/{run_id}").text)  # the run's steps table says so too
     impact = run_page.split('id="step-impact"', 1)[1].split("</tr>", 1)[0]
     cells = dict(re.findall(r'<td data-label="([^"]+)">(.*?)</td>', impact))

@@ -100,7 +100,7 @@ def test_the_link_in_the_message_opens_the_step_and_a_mistake_is_shown_beside_it
     facts = site.client().get(path_of(site.link_for("sara-lopez", run_id, "facts")))
     earlier = facts.text.split('id="earlier"', 1)[1].split("</details>", 1)[0]
     assert "Assess scope, spread and severity</strong>: done by Wang Fang 王芳" in earlier
-    assert "<th scope=\"row\">Topic</th><td>late parcels</td>" in earlier
+    assert "<th scope=\"row\">Topic<br><span class=\"muted help\">One line: what most negative posts are about</span></th><td>late parcels</td>" in earlier
 
 
 def test_a_used_link_cannot_act_again_and_shows_what_happened(site: Site) -> None:
@@ -428,7 +428,7 @@ def test_the_run_page_shows_steps_holders_and_every_page_with_its_delivery(site:
     page = client.get(f"/runs/{run_id}")
     assert page.status_code == 200
     assert "Assess scope, spread and severity" in page.text and "<svg" in page.text
-    assert re.search(r'<td data-label="What">assigned</td><td data-label="Step">assess</td><td data-label="To">wang-fang'
+    assert re.search(r'<td data-label="What">assigned</td><td data-label="Step">assess</td><td data-label="To">Wang Fang 王芳'
                      r'</td><td data-label="Through">inbox://wang-fang</td>\s*<td data-label="Result"><span class="good">'
                      r"delivered</span>", page.text)
     assert 'data-due="' in page.text  # the live clock's anchor
