@@ -60,10 +60,15 @@ def labelled(value: Any, label: str, in_text: str | None = None) -> Any:
 
 
 def person_name(site: Any, pid: str | None) -> str:
-    """A person as people read them: their name in config/people.yaml, else the id as it is (a leaver, an API
-    token, ``alertmanager``). The one place pages and messages name someone."""
+    """A person as people read them: their name in config/people.yaml; a machine's API token (``token:alertmanager``,
+    who started a run an alert started) as "the alertmanager token"; else the id as it is (a leaver,
+    ``alertmanager``). The one place pages and messages name someone."""
     people = site.people if site is not None else {}
-    return people[pid].name if pid in people else (pid or "")
+    if pid in people:
+        return people[pid].name
+    if pid and pid.startswith("token:"):
+        return f"the {pid.removeprefix('token:')} token"
+    return pid or ""
 
 
 def role_title(site: Any, rid: str | None) -> str:

@@ -24,7 +24,7 @@ from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec, field_label
 from flows.language.ladder import level_words
 from flows.language.outline import more_text
-from flows.language.presentation import shown
+from flows.language.presentation import person_name, role_title, shown
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -114,24 +114,14 @@ def evidence_name(item: str) -> str:
 
 @pass_context
 def person(context: Any, pid: str | None) -> str:
-    """A person's name (config/people.yaml) for their id; a machine's API token (``token:alertmanager``, the
-    initiator of a run an alert started) as "the alertmanager token"; the id itself when config has no such person
-    (a leaver, ``alertmanager``)."""
-    people = context["site"].people
-    if pid in people:
-        return people[pid].name
-    if pid and pid.startswith("token:"):
-        return f"the {pid[6:]} token"
-    return pid or ""
+    """The page's ``person`` filter: :func:`flows.language.presentation.person_name` of the page's site."""
+    return person_name(context["site"], pid)
 
 
 @pass_context
 def role(context: Any, rid: str | None) -> str:
-    """A role's title (config/roles.yaml) for its id, else the id (a step assigned to a person: their name)."""
-    roles = context["site"].roles
-    if rid in roles:
-        return roles[rid].title or rid
-    return person(context, rid)
+    """The page's ``role`` filter: :func:`flows.language.presentation.role_title` of the page's site."""
+    return role_title(context["site"], rid)
 
 
 @cache
