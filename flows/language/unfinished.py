@@ -10,7 +10,9 @@ finished_at), as a skipped one has (``flows.language.skips``), and reading one o
   ``failed`` once the rest is done: it is left ``failed``, and every step that needs it (directly or through
   others) ``blocked``;
 - **blocked** after a fallback: a step that times out hands what needs it to its fallback (``on_timeout:
-  fallback:<step>``); when that one fails, they are left ``blocked``;
+  fallback:<step>``); when that one fails, they are left ``blocked`` and the run fails; when it ends without
+  standing in (skipped by its own ``when`` or ``on_timeout: skip``, or already done standing in for another step),
+  they are left ``blocked`` and the run ends ``done``;
 - **rejected**: a person's step reported rejected (its rework loop spent, if it has one) ends the run
   ``rejected``: every step that needs it is left ``blocked`` (the rejected step has its form's fields, empty).
 
@@ -21,6 +23,8 @@ not counted here.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from flows.language.durations import format_duration
 from flows.language.graph import StepGraph
@@ -40,6 +44,12 @@ def unfinished(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
     # a step that times out hands what needs it to its fallback: when that one fails, they are left blocked
     fell_back = {step.id: step.fallback for step in sop.steps if step.fallback in failing}
     failed_before = _first_upstream(graph, order, {*failing, *fell_back})
+    # … and when it ends without standing in, they are left blocked in a run that ends done
+    stands_in = Counter(step.fallback for step in sop.steps if step.fallback)
+    by_id = {step.id: step for step in sop.steps}
+    fell_short = {step.id: step.fallback for step in sop.steps
+                  if step.fallback and _may_not_stand_in(by_id.get(step.fallback), stands_in[step.fallback])}
+    short_before = _first_upstream(graph, order, set(fell_short))
     rejected_before = _first_upstream(graph, order, {step.id for step in sop.steps if isinstance(step, HumanStep)})
     out: dict[str, tuple[Skippable, ...]] = {}
     for step in sop.steps:
@@ -58,11 +68,22 @@ def unfinished(sop: Sop) -> dict[str, tuple[Skippable, ...]]:
             cause = (f"step `{dep}` it needs failed" if dep in failing else
                      f"step `{dep}` it needs timed out and its fallback `{fell_back[dep]}` failed")
             ways.append(Skippable(spelled, f"{cause}, and the run with it", fields, state="blocked", ended="failed"))
+        if step.id in short_before:
+            dep = short_before[step.id]
+            ways.append(Skippable(spelled, f"step `{dep}` it needs timed out and its fallback `{fell_short[dep]}` "
+                                           "ended without standing in for it (skipped), and the run ended done",
+                                  fields, state="blocked", ended="done"))
         if step.id in rejected_before:
             ways.append(Skippable(spelled, f"step `{rejected_before[step.id]}` it needs was rejected, and the run "
                                            "with it", fields, state="blocked", ended="rejected"))
         out[spelled] = out[step.id] = tuple(ways)
     return out
+
+
+def _may_not_stand_in(fallback: StepBase | None, stands_in_for: int) -> bool:
+    """Whether a fallback may end without standing in: skipped by its own ``when`` or ``on_timeout: skip``, or done
+    already standing in for another step when this one times out (it is the fallback of more than one)."""
+    return fallback is not None and (fallback.when is not None or fallback.on_timeout == "skip" or stands_in_for > 1)
 
 
 def _fails(step: StepBase) -> str | None:

@@ -126,3 +126,17 @@ def test_a_fallback_that_needs_the_step_it_stands_in_for_is_refused(repo_root: P
     assert any(e.startswith("10:17: steps[0].on_timeout: ") and "step `mail` stands in for `call` when it times out, "
                "but needs it (directly or through the steps after it): it would wait for ever; take `call` out of "
                "what `mail` needs" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("fallback", ["    when: \"{{ run.speed > 1 }}\"\n", "    on_timeout: skip\n"])
+def test_a_follow_up_of_a_done_run_reading_a_step_after_a_fallback_that_may_be_skipped_is_refused(
+        repo_root: Path, tmp_path: Path, fallback: str) -> None:
+    """`mail` may end without standing in for `call` (its own `when`, or skipped by its deadline): `after` is then
+    left blocked, and the run ends done: a follow-up on a done run reading `after` would fail there."""
+    sop = SOP.replace("    due: 1h\n", "    due: 1h\n" + fallback) + "    form: {ordered: {type: boolean}}\n"
+    [error] = errors_of(repo_root, tmp_path, "follow_ups:\n  - start: t-b\n    within: 1d\n"
+                                             "    when: \"{{ run.outcome == 'done' }}\"\n"
+                                             '    inputs: {ticket: "{{ steps.after.ordered }}"}\n', sop)
+    assert ("whenever step `after` did not finish (step `call` it needs timed out and its fallback `mail` ended "
+            "without standing in for it (skipped), and the run ended done): a step that did not finish has no "
+            "`ordered`") in error, error
