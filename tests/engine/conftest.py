@@ -190,6 +190,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{seen}")
 
 
+def as_released_at(ledger: Ledger, revision: str) -> None:
+    """The ledger's schema as the release at Alembic ``revision`` left it: every later migration downgraded (their
+    tables and columns gone), so an upgrade test runs them as a site's upgrade does."""
+    from alembic import command
+    from alembic.config import Config
+
+    import flows.ledger
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(flows.ledger.__file__).parent / "migrations"))
+    with ledger.engine.connect() as conn:
+        if not ledger.is_sqlite:  # one transaction (the engine's connections autocommit), as Ledger.migrate
+            conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+
+
 def records(engine: Any, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
     """The run's ledger records (optionally of one kind), oldest first, with data decoded."""
     from flows.ledger import utc

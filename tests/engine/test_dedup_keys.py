@@ -23,7 +23,7 @@ from flows.engine.board import status_rows
 from flows.engine.dedup import comparable
 from flows.ledger.schema import runs
 from tests.conftest import TestDatabase
-from tests.engine.conftest import clocked_engine_of, records
+from tests.engine.conftest import as_released_at, clocked_engine_of, records
 
 T0 = datetime(2026, 11, 11, 9, 0, tzinfo=UTC)  # a big-sale day
 
@@ -143,11 +143,12 @@ def test_long_keys_that_differ_only_in_case_meet_and_keep_their_start(engine: An
 
 
 def _as_the_last_release_left_them(engine: Any, keys: dict[str, tuple[str, str]]) -> None:
-    """Rows as a release before 2026-12-08 wrote them: each run's dedup and open key as typed, alembic at 0016."""
+    """Rows as a release before 2026-12-08 wrote them: the schema at 0016 (later migrations downgraded), each run's
+    dedup and open key as typed."""
+    as_released_at(engine.ledger, "0016_drill_keys")
     with engine.ledger.engine.begin() as conn:
         for run_id, (written, held) in keys.items():
             conn.execute(sa.update(runs).where(runs.c.id == run_id).values(dedup_key=written, open_key=held))
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0016_drill_keys'")
 
 
 def test_runs_open_at_the_upgrade_keep_deduplicating_and_colliding_ones_both_stay_open(

@@ -28,7 +28,7 @@ from flows.language.library import Library, load_library
 from flows.ledger import Ledger
 from flows.ledger.schema import outbox, pagers, records, runs, steps, timers
 from tests.conftest import TestDatabase
-from tests.engine.conftest import make_project
+from tests.engine.conftest import as_released_at, make_project
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -334,9 +334,9 @@ def test_a_drill_open_when_the_release_arrives_no_longer_takes_real_alerts(local
     of the same key starts a real run instead of attaching to the drill."""
     drill = local.start("t-newrun", {"service": "web"}, initiator="drill", trigger={"kind": "drill", "late": []})
     real_before = local.start("t-newrun", {"service": "db"}, initiator="monitor", trigger={"kind": "alert"})
-    with local.ledger.engine.begin() as conn:  # as a release before 2026-12-06 left them
+    as_released_at(local.ledger, "0015_attach_alone")  # as a release before 2026-12-06 left them
+    with local.ledger.engine.begin() as conn:
         conn.execute(sa.update(runs).where(runs.c.id == drill.run_id).values(open_key="t-newrun:web"))
-        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0015_attach_alone'")
 
     local.ledger.migrate()
 
