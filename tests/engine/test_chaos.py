@@ -347,13 +347,20 @@ class People:
             else:
                 out = _sop(self.root, self.env, "done", run_id, step_id, "--as", person)
                 ok, said = out.returncode == 0, out.stderr
-            if ok:
-                self.answered.add(key)
+            if ok or self._recorded(run_id, step_id, person):  # (a report taken just before `sop serve` was
+                self.answered.add(key)                             # killed: its answer lost, it is in the ledger)
             else:
                 self.refused.append(f"{run_id} {step_id} as {person}: {said.strip()[-300:]}")
                 self._answer_at[key] = time.monotonic() + 1.0
         finally:
             self._busy.discard(key)
+
+    def _recorded(self, run_id: str, step_id: str, person: str) -> bool:
+        """The step is done by ``person`` in the ledger: her report was taken, whatever answer she saw."""
+        with self.ledger.read() as conn:
+            row = conn.execute(sa.select(steps.c.state, steps.c.actor).where(
+                (steps.c.run_id == run_id) & (steps.c.step_id == step_id))).first()
+        return row is not None and (row.state, row.actor) == ("done", person)
 
     def all_answered(self) -> bool:
         return len(self.answered) == 2 * len(self.run_ids)
