@@ -57,7 +57,7 @@ def test_a_when_that_fails_pages_the_owner_with_the_reason_once(local_engine: An
                     "the owner's page", explain=lambda: [p["title"] for p in pages()])
     assert [p["title"] for p in told] == ["[P1] Step failed: Approve the compensation (VIP complaint)"]
     body = " ".join(told[0]["body"].split())
-    assert "a step for ops-director, failed before anyone was asked: `when` could not be evaluated" in body
+    assert "a step for Operations Director, failed before anyone was asked: `when` could not be evaluated" in body
     assert "The SOP's `when` needs fixing" in body and "Nothing is asked of you" not in body
     engine.pager.close()  # every page sent
     assert not [p for p in pages() if p["title"].startswith("[P1] Finished")]  # one page, not two

@@ -146,14 +146,19 @@ def test_a_digest_keeps_only_what_asks_nothing_and_a_backlog_goes_most_urgent_fi
     from notifications.urgency import informational
 
     assert informational("complaint", "step_done") and informational("outage", "run_finished", "completed")
-    assert informational("complaint", "step_claimed") and informational("outage", "handed_away")
+    assert informational("complaint", "step_claimed")
     assert not informational("routine", "run_finished", "failed")  # a failed run's end is news at once
+    assert not informational("routine", "run_finished", "rejected")
+    for kind in ("step_withdrawn", "handed_away", "step_held", "run_cancelled"):  # they stop someone's work: now
+        assert not informational("routine", kind), kind
     for kind in ("assigned", "escalated", "overdue", "run_started", "step_released", "status_due", "step_timed_out"):
         assert not informational("routine", kind), kind
     ranked = sorted([("outage", "assigned"), ("complaint", "step_done"), ("outage", "step_done"),
-                     ("complaint", "escalated"), ("routine", "overdue")], key=lambda page: queue_rank(*page))
+                     ("complaint", "escalated"), ("routine", "overdue"), ("outage", "run_cancelled")],
+                    key=lambda page: queue_rank(*page))
     assert ranked == [("complaint", "escalated"), ("complaint", "step_done"), ("outage", "assigned"),
-                      ("outage", "step_done"), ("routine", "overdue")]
+                      ("outage", "run_cancelled"), ("outage", "step_done"), ("routine", "overdue")]
+    assert queue_rank("outage", "run_finished", "failed") < queue_rank("outage", "run_finished", "done")
 
 
 @pytest.mark.parametrize(
