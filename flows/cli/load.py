@@ -38,7 +38,7 @@ def show_load(run_id: str | None, person: str | None, people: bool, *, short: bo
     if as_json:
         print_json(Load(who, waiting).facts() if short else [w.facts() for w in waiting])
         return
-    page_notes(engine)
+    page_notes(engine, person=who)
     if not waiting:
         console.print(f"nothing waits on {who}: none of the {open_runs} open run(s) has a step that is theirs")
     elif short:

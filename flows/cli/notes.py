@@ -14,29 +14,28 @@ from flows.cli.common import console
 from flows.language.durations import format_duration
 
 
-def page_notes(engine: Any) -> None:
-    """Above the runs: pages that wait to be sent, and pages kept for people's digests."""
+def page_notes(engine: Any, person: str | None = None) -> None:
+    """Above the runs: pages that wait to be sent, and pages kept for people's digests (``person``'s only, for a
+    view of what waits on them)."""
     outbox_warning(engine)
-    say_digests_waiting(engine)
+    say_digests_waiting(engine, person=person)
 
 
-def say_digests_waiting(engine: Any, then: str = "") -> None:
+def say_digests_waiting(engine: Any, then: str = "", person: str | None = None) -> None:
     """``3 page(s) kept for digests: tom-becker 2 (due in 40s), li-wei 1 (due now)``: informational pages a
-    pager process keeps for people with ``digest`` (docs/notifications.md "Digest"), each person's due; ``then``:
-    words after it (what happens to them)."""
-    from flows.engine.digest import waiting
+    pager process keeps for people with ``digest`` (docs/notifications.md "Digest"), each person's due (``person``:
+    theirs only); ``then``: words after it (what happens to them)."""
+    from flows.engine.digest import waiting, window
 
-    kept = waiting(engine.ledger)
+    kept = {who: seen for who, seen in waiting(engine.ledger).items() if person is None or who == person}
     if not kept:
         return
     now = datetime.now(UTC)
-    people = engine.site.people
     said = []
-    for person, (count, oldest) in sorted(kept.items(), key=lambda item: item[1][1]):
-        window = getattr(people.get(person), "digest", None) or timedelta(0)
-        left = (oldest + window - now).total_seconds()
+    for who, (count, oldest) in sorted(kept.items(), key=lambda item: item[1][1]):
+        left = (oldest + window(engine.site, who) - now).total_seconds()
         due = "now" if left < 1 else f"in {format_duration(timedelta(seconds=round(left)))}"
-        said.append(f"{escape(person)} {count} (due {due})")
+        said.append(f"{escape(who)} {count} (due {due})")
     total = sum(count for count, _ in kept.values())
     console.print(f"{total} page(s) kept for digests: {', '.join(said)}{then}", soft_wrap=True)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,6 +82,13 @@ def _due_from(ledger: Any, now: datetime) -> dict[str, datetime]:
         return {person: utc(oldest) for person, oldest in conn.execute(query)}
 
 
+def window(site: Any, person: str) -> timedelta:
+    """How long ``person``'s kept items wait: their ``digest`` (none: a person whose ``digest`` was removed, or who
+    left config/, is sent what waits at once)."""
+    found = site.people.get(person)
+    return found.digest if found is not None and found.digest is not None else timedelta(0)
+
+
 def waiting(ledger: Any) -> dict[str, tuple[int, datetime]]:
     """Items waiting for each person's digest: how many, and when the oldest was kept (``sop status``)."""
     with ledger.read() as conn:
@@ -119,12 +126,8 @@ class Digests:
         return sum(self.send(person) for person in due)
 
     def window(self, person: str) -> Any:
-        """How long ``person``'s items wait (none: a person whose ``digest`` was removed, or who left config/, is
-        sent what waits at once)."""
-        from datetime import timedelta
-
-        found = self.pager.site.people.get(person)
-        return found.digest if found is not None and found.digest is not None else timedelta(0)
+        """How long ``person``'s items wait (:func:`window`)."""
+        return window(self.pager.site, person)
 
     def claim(self, person: str) -> list[Any]:
         """Take ``person``'s waiting items (oldest first, up to :data:`MOST_ITEMS`) for :data:`outbox.LEASE`."""

@@ -222,6 +222,10 @@ def test_status_counts_what_waits_in_digests(library: Library, ledger: Ledger, i
     shown = sop("status", env=env)
     assert shown.returncode == 0, shown.stderr
     assert "1 page(s) kept for digests: tom-becker 1 (due " in shown.stdout, shown.stdout
+    theirs = sop("status", "--for", "tom-becker", env=env)
+    assert theirs.returncode == 0 and "1 page(s) kept for digests: tom-becker 1 (due " in theirs.stdout, theirs.stdout
+    others = sop("status", "--for", "li-wei", env=env)  # what waits on li-wei: not Tom's digest
+    assert others.returncode == 0 and "kept for digests" not in others.stdout, others.stdout
     drainer.hand_over()
 
 
