@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
@@ -86,7 +87,7 @@ def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
                                                         else "automation")])
     room = console.width - COLUMN_GAP - one_line_width([h for i, h in enumerate(SHORT_COLUMNS) if i != _ABOUT],
                                                        [[c for i, c in enumerate(row) if i != _ABOUT] for row in rows])
-    narrow = room < min(_ABOUT_LEAST, max(len(row[_ABOUT]) for row in rows))
+    narrow = room < min(_ABOUT_LEAST, max(cell_len(row[_ABOUT]) for row in rows))  # (cells: a CJK title is wide)
     if narrow:  # the room of SOP / state: what the other columns leave, each of their two lines whole
         room = console.width - COLUMN_GAP - one_line_width(
             ("", "run", "next due / left", "holds it"), [[r[0], r[1], due_or_left, r[6]] for r in rows for due_or_left in r[4:6]])
@@ -96,7 +97,8 @@ def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
         table.add_column(head, no_wrap=True)
     for priority, run, about, state, due, left, holder in rows:
         colour = _STATE_COLOURS.get(state)
-        state = f"[{colour}]{state}[/]" if colour else escape(state)
+        shown = cut(state, room) if narrow else state  # under the SOP, in its room ("automation stopped" is 18)
+        state = f"[{colour}]{escape(shown)}[/]" if colour else escape(shown)
         if narrow:
             table.add_row(f"[bold]{priority}[/]", run, f"{escape(cut(about, room))}\n{state}",
                           f"{escape(due)}\n{escape(left)}", escape(holder))
