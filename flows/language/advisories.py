@@ -14,7 +14,18 @@ from flows.language.steps.human import HumanStep
 
 def sop_advisories(sop: Sop, doc: Document) -> list[SpecError]:
     """Every warning of one SOP."""
-    return _ladders_paging_the_holder(sop, doc)
+    return _ladders_paging_the_holder(sop, doc) + _once_and_retried(sop, doc)
+
+
+def _once_and_retried(sop: Sop, doc: Document) -> list[SpecError]:
+    """A ``once: true`` step with ``retries``: an attempt cut mid-way is not made again, but one that failed is,
+    and a failed call (a timeout, a 502 from a proxy) may well have acted. Warned rather than refused: an author may
+    know the endpoint answers an error only when nothing happened."""
+    return [doc.error(("steps", i, "retries"), (
+        f"step `{step.id}` is `once: true` (its action must not happen twice) but `retries: {step.retries}`: an "
+        "attempt that failed is made again, and a call that timed out or a command that was killed may have acted "
+        "already; write `retries: 0` unless a failure surely means nothing happened"))
+        for i, step in enumerate(sop.steps) if getattr(step, "once", False) and step.retries > 0]
 
 
 def _ladders_paging_the_holder(sop: Sop, doc: Document) -> list[SpecError]:

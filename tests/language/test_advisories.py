@@ -83,3 +83,13 @@ def test_sop_validate_prints_the_warning_and_passes(sop, tmp_path: Path) -> None
     assert "1 warning(s) above" in result.stdout
     quiet = sop("validate", "-q", str(path))
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_a_once_step_with_retries_is_warned_at_its_retries(tmp_path: Path, repo_root: Path) -> None:
+    text = ("id: self-paging\ntitle: Tell every customer\nclass: outage\nowner: sre-lead\nsteps:\n"
+            "  - id: sms\n    kind: command\n    command: [\"true\"]\n    once: true\n    retries: 2\n"
+            "  - id: again\n    kind: command\n    command: [\"true\"]\n    once: true\n")
+    assert warnings_of(text, tmp_path, repo_root) == [
+        "10:14: steps[0].retries: step `sms` is `once: true` (its action must not happen twice) but `retries: 2`: an "
+        "attempt that failed is made again, and a call that timed out or a command that was killed may have acted "
+        "already; write `retries: 0` unless a failure surely means nothing happened"]
