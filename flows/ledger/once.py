@@ -22,11 +22,16 @@ _KEY_MAX = once_keys.c.key.type.length
 _EXPIRED = once_keys.delete().where(once_keys.c.until <= sa.bindparam("now"))
 
 
+def stored(key: str) -> str:
+    """How ``key`` is kept in ``once_keys``: as it is, or (a person id is as long as config says) as its hash when it
+    is longer than the column, which says the same."""
+    return key if len(key) <= _KEY_MAX else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def take(ledger: Ledger, key: str, until: datetime, now: datetime) -> bool:
     """True the first time ``key`` is taken (it is then held until ``until``); False while another taking of it is
     still fresh, by this process or any other on the same ledger. ``now``: the wall clock (never a run's)."""
-    if len(key) > _KEY_MAX:  # (a person id is as long as config says): kept as its hash, which says the same
-        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    key = stored(key)
     insert = (sqlite_insert if ledger.is_sqlite else pg_insert)(once_keys)
     # inserts and expired rows only: what two writers race on is fenced by the primary key
     with ledger.transaction(per_run=True) as tx:

@@ -127,12 +127,14 @@ _SITE_LEDGERS: list[Ledger] = []
 
 def forget_sign_ins(ledger: Ledger, person: str | None = None) -> None:
     """As if no sign-in link had been sent lately (to ``person``; None: to anyone): one may be asked for at once."""
+    from flows.ledger.once import stored
     from flows.ledger.schema import once_keys
     from flows.web.signin import sign_in_key
 
     key = once_keys.c.key
     with ledger.transaction() as tx:
-        tx.conn.execute(once_keys.delete().where(key.like("sign-in:%") if person is None else key == sign_in_key(person)))
+        tx.conn.execute(once_keys.delete().where(key.like("sign-in:%") if person is None
+                                                 else key == stored(sign_in_key(person))))
 
 
 @pytest.fixture(autouse=True)
