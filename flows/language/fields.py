@@ -280,6 +280,8 @@ class FieldSpec(Strict):
     required: bool | None = None
     minimum: float | None = None
     maximum: float | None = None
+    multiline: bool = Field(default=False, description="a string field a person writes as several lines (a list of "
+                                                       "gaps, notes): a text box of its own on the step page")
 
     @model_validator(mode="after")
     def _values_fit_type(self, info: ValidationInfo) -> FieldSpec:
@@ -295,6 +297,8 @@ class FieldSpec(Strict):
                                                   f"{self._as_text([self.default])}")
             if self.enum is not None and self.default not in self.enum:
                 raise self.field_error("default", f"default {self.default!r} is not one of the enum {self.enum!r}")
+        if self.multiline and (self.type != "string" or self.enum is not None):
+            raise self.field_error("multiline", "multiline applies to a string field written freely (no `enum`)")
         for bound in ("minimum", "maximum"):
             if getattr(self, bound) is not None and self.type not in ("integer", "number"):
                 raise self.field_error(bound, f"{bound} applies only to integer and number fields")

@@ -39,16 +39,19 @@ class FormField:
     minimum: float | None = None
     maximum: float | None = None
     default: Any = None
+    multiline: bool = False
 
     @property
     def widget(self) -> str:
-        """``select``, ``switch``, ``number``, ``date`` or ``text``."""
+        """``select``, ``switch``, ``number``, ``date``, ``textarea`` or ``text``."""
         if self.choices:
             return "select"
         if self.type == "boolean":
             return "switch"
         if self.type == "date":
             return "date"  # the phone's date picker: no dashes typed by hand
+        if self.multiline:
+            return "textarea"
         return "number" if self.type in ("integer", "number") else "text"
 
     @property
@@ -61,7 +64,8 @@ def form_fields(form: dict[str, FieldSpec]) -> list[FormField]:
     return [
         FormField(name=name, label=field_label(name, spec), type=spec.type,
                   required=spec.is_required and spec.type != "boolean", help=spec.description,
-                  choices=tuple(spec.choices), minimum=spec.minimum, maximum=spec.maximum, default=spec.default)
+                  choices=tuple(spec.choices), minimum=spec.minimum, maximum=spec.maximum, default=spec.default,
+                  multiline=spec.multiline)
         for name, spec in form.items()
     ]
 
@@ -84,6 +88,8 @@ def read_form(form: dict[str, FieldSpec], posted: dict[str, str]) -> tuple[dict[
                 problems[name] = "required" + (f": one of {', '.join(label for _, label in spec.choices)}"
                                                if spec.enum else "")
             continue
+        if spec.multiline:  # a browser sends a text box's lines as CRLF: kept as the lines they are
+            raw = raw.replace("\r\n", "\n").replace("\r", "\n")
         try:
             value = spec.coerce(raw.strip())
         except ValueError as exc:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import pickle
 
+import pytest
+import yaml
+
 from flows.language.expressions import evaluate, render, render_text, render_url, render_value
 from flows.language.fields import FieldSpec
 
@@ -55,3 +58,10 @@ def test_inside_the_sops_sentence_a_choice_in_words_reads_as_its_id_is_written_n
     assert shown(context["c"]) == "Product quality"  # alone (a page's value, a select): a label, capitalised
     assert pickle.loads(pickle.dumps(context["c"])).in_text == "product quality"
     assert in_words("max_CPU_load") == "Max CPU load"  # a capital within a name stays
+
+
+@pytest.mark.parametrize("field", ['{type: integer, multiline: true}', '{type: string, enum: [a, b], multiline: true}'])
+def test_multiline_is_for_a_string_written_freely(field: str) -> None:
+    with pytest.raises(Exception) as refused:
+        FieldSpec.model_validate(yaml.safe_load(field))
+    assert "multiline applies to a string field written freely (no `enum`)" in str(refused.value)

@@ -293,3 +293,24 @@ def test_a_date_is_picked_not_typed_and_recorded_as_the_day(site: Site, open_pag
     page.get_by_role("button", name="Done").click()
     page.wait_for_url(f"**/runs/{run_id}/steps/product?done=done")
     assert site.engine.view(run_id).result("product")["since"] == "2026-11-20"
+
+
+def test_a_list_is_written_in_a_box_of_its_own_and_read_back_line_by_line(site: Site, open_page: Any) -> None:  # noqa: F811
+    """complaint-review asks her to "list process gaps" in a one-line input (walk #7): on a phone she could not see
+    what she had typed, nor break it into lines. The field is `multiline: true` now: a text box, and each line
+    kept when the step page shows what was reported."""
+    run_id = site.engine.start("complaint-review", {"month": "2026-11"}, initiator="li-wei", launch=False).run_id
+    holder = site.engine.person_for("cs-lead")
+    page = open_page()
+    page.goto(site.link_for(holder, run_id, "tickets"))
+    gaps = page.locator("#f-process_gaps")
+    assert gaps.evaluate("e => e.tagName") == "TEXTAREA"
+    page.fill("#f-tickets_read", "50")
+    gaps.fill("refund rule unclear to agents\nno tool to resend an invoice")
+    page.shot("walk-multiline")
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_url(f"**/runs/{run_id}/steps/tickets?done=done")
+    assert site.engine.view(run_id).result("tickets")["process_gaps"] == \
+        "refund rule unclear to agents\nno tool to resend an invoice"
+    shown = page.locator("table.reported tr", has_text="Process gaps").locator("td").inner_text()
+    assert shown.splitlines() == ["refund rule unclear to agents", "no tool to resend an invoice"], shown
