@@ -9,7 +9,6 @@ documented in docs/notifications.md.
 
 from __future__ import annotations
 
-from flows.language import urgency as language
 from flows.language.spec import PRIORITY
 from flows.language.urgency import FAILED_RUN, INFORMATIONAL_KINDS, STOPS_WORK
 from notifications.message import NotifyType
@@ -43,12 +42,6 @@ def notify_type(sop_class: str, kind: str, run_status: str | None = None) -> Not
     if kind in _LATE_KINDS and _RANK[base] < _RANK["warning"]:
         return "warning"
     return base
-
-
-def informational(sop_class: str, kind: str, run_status: str | None = None) -> bool:
-    """Whether a person's digest may keep a ``kind`` message (:func:`flows.language.urgency.informational`: the
-    one rule, which the outbox's order reads too; ``sop_class`` is not part of it)."""
-    return language.informational(kind, run_status)
 
 
 def priority(sop_class: str) -> int:

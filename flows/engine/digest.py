@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.engine import outbox
+from flows.language.urgency import informational
 from flows.ledger import utc
 from flows.ledger.schema import digest_items
 
@@ -47,9 +48,7 @@ def keep(site: Any, page: Any, ctx: Any, people: list[Any], render: Callable[[An
     """``people`` less those whose digest keeps this page, and the items kept for them (rows of
     ``digest_items`` without their record). A page that asks for something, or a reader it cannot be rendered
     for, is not kept: it goes at once."""
-    from notifications.urgency import informational
-
-    if not informational(ctx.sop.class_, page.kind, ctx.run.status):
+    if not informational(page.kind, ctx.run.status):
         return people, []
     sent, kept = [], []
     for recipient in people:

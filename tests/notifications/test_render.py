@@ -142,17 +142,16 @@ def test_urgency_follows_the_class_and_the_kind(sop_class: str, kind: str, statu
 
 
 def test_a_digest_keeps_only_what_asks_nothing_and_a_backlog_goes_most_urgent_first() -> None:
-    from flows.language.urgency import queue_rank
-    from notifications.urgency import informational
+    from flows.language.urgency import informational, queue_rank
 
-    assert informational("complaint", "step_done") and informational("outage", "run_finished", "completed")
-    assert informational("complaint", "step_claimed")
-    assert not informational("routine", "run_finished", "failed")  # a failed run's end is news at once
-    assert not informational("routine", "run_finished", "rejected")
+    assert informational("step_done") and informational("run_finished", "completed")
+    assert informational("step_claimed")
+    assert not informational("run_finished", "failed")  # a failed run's end is news at once
+    assert not informational("run_finished", "rejected")
     for kind in ("step_withdrawn", "handed_away", "step_held", "run_cancelled"):  # they stop someone's work: now
-        assert not informational("routine", kind), kind
+        assert not informational(kind), kind
     for kind in ("assigned", "escalated", "overdue", "run_started", "step_released", "status_due", "step_timed_out"):
-        assert not informational("routine", kind), kind
+        assert not informational(kind), kind
     ranked = sorted([("outage", "assigned"), ("complaint", "step_done"), ("outage", "step_done"),
                      ("complaint", "escalated"), ("routine", "overdue"), ("outage", "run_cancelled")],
                     key=lambda page: queue_rank(*page))
