@@ -43,6 +43,10 @@ _MAX_PASSES = 8
 _BRACKETS = re.compile(r"([\[\]])")
 #: Slack's link, ``<https://evil/login|your run>``: Mattermost's webhooks turn it into a markdown link (Slack-compatible)
 _SLACK_LINK = re.compile(r"<((?:https?://|mailto:)[^\s|<>]+)\|([^<>\n]*)>")
+#: what every link or image that :func:`_rewritten` rewrites holds (CommonMark): an inline one's ``](`` (its text
+#: closed, its destination opened at once), or a reference definition's ``]:`` (a reference link such as ``[x][r]``
+#: or ``[r]`` is a link only where ``[r]: …`` defines it). Text without either has none: nothing to parse
+_MAY_LINK = re.compile(r"\]\(|\]:")
 
 
 class ChannelMessage(NamedTuple):
@@ -171,6 +175,8 @@ def _rewritten(source: str) -> str | None:
     came from (a paragraph's continuation lines carry their list indent or quote ``>`` there). The same link
     written twice in one run, or in a code span beside it, is rewritten everywhere in those lines.
     """
+    if not _MAY_LINK.search(source):  # most messages: parsing them (a third of a pager's CPU) would find none
+        return None
     env: dict[str, Any] = {}
     tokens = _span_markdown().parse(source, env)
     found: dict[str, set[_Span]] = env.get("spans", {})

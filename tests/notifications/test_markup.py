@@ -11,10 +11,12 @@ from __future__ import annotations
 import apprise
 from apprise.conversion import convert_between
 from apprise.plugins.slack import NotifySlack
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from notifications import Message, Recipient, deliver
-from notifications.markup import for_channel, plain_markdown
+from notifications.markup import _MAY_LINK, _span_markdown, for_channel, plain_markdown
 from tests.notifications.conftest import HttpReceiver
 
 #: a topic typed on a form (or an alert's label) that tries every way to hide where a link goes
@@ -103,3 +105,28 @@ def test_a_link_hidden_inside_a_link_is_rewritten_until_none_is_left() -> None:
     assert plain_markdown("[ref][r]\n\n[r]: https://evil.example") == "ref (https://evil.example)\n\n[r]: https://evil.example"
     assert plain_markdown("<https://a.example|<https://b.example|x>>") == "x (https://b.example) (https://a.example)"
     assert plain_markdown("<https://a.example|[x](<https://b.example>)>") == "x (https://b.example) (https://a.example)"
+
+
+#: what links, images, reference definitions, code and containers are written with: the pieces the texts below mix
+_PIECES = ["[", "]", "(", ")", "!", ":", "<", ">", "|", "`", "\\", " ", "\n", "> ", "- ", "  ", "x", "r",
+           "https://e.example", "&#93;", "[r]: https://e.example\n", "| a | b |\n|---|---|\n"]
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+def test_a_text_the_quick_look_passes_over_holds_no_link_the_parser_would_find(text: str) -> None:
+    """A pager spent a third of its CPU parsing messages that hold no link; it now parses only a text that may
+    (:data:`_MAY_LINK`). Whatever it passes over, CommonMark finds no link or image in either."""
+    env: dict = {}
+    _span_markdown().parse(text, env)
+    if not _MAY_LINK.search(text):
+        assert not env.get("spans"), f"{text!r} holds a link the quick look missed"
+
+
+def test_a_message_without_a_link_is_handed_on_as_written_and_one_with_a_link_is_rewritten() -> None:
+    title = "[P2] Assigned to you: Take command (Traffic surge · svc-1), 10m left"
+    assert plain_markdown(title) == title
+    assert plain_markdown("**Open your step:** http://127.0.0.1:8000/s/abc\n\n- **Run:** r1") == (
+        "**Open your step:** http://127.0.0.1:8000/s/abc\n\n- **Run:** r1")
+    assert plain_markdown("see [r]\n\n> [r]: https://evil.example") == (
+        "see r (https://evil.example)\n\n> [r]: https://evil.example")
