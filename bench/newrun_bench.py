@@ -12,7 +12,10 @@ are left in the outbox for it (as in the storm). Rows:
 - engine CPU per new run (``time.thread_time`` around ``start``), p50 and p99;
 - the pager's delivery-record transaction: 20 pages of 3 delivery results each (what
   ``Pager._write_chunk`` writes in one transaction), CPU from BEGIN to COMMIT, that is
-  while it holds the ledger's write lock.
+  while it holds the ledger's write lock;
+- the pager's CPU per page: the pages the runs left in the outbox, delivered as ``sop pager`` delivers them (a
+  ``Drainer`` on an engine of its own: claim, render for each recipient, deliver to a ``json://`` receiver in a
+  process of its own and to the local inbox, record), the process's CPU (every thread) over the count.
 
 ``python -m bench newrun``; ``BENCH_NEWRUN_N`` sets the runs (default 300). Writes
 ``bench/out/newrun.json``.
@@ -34,11 +37,14 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
+from bench.notify_bench import Receiver
+from flows import runtime
+from flows.engine.outbox import Drainer
 from flows.engine.paging import WRITE_CHUNK, Pager
 from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.ledger import Ledger, Tx
-from flows.ledger.schema import pagers
+from flows.ledger.schema import outbox, pagers
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "newrun.json"
@@ -118,10 +124,31 @@ def delivery_chunks(ledger: Ledger, pager: Pager, run_ids: list[str]) -> list[fl
                 for k in range(n)]
 
     for c in range(CHUNKS):
-        batch = [(run_ids[(c * WRITE_CHUNK + k) % len(run_ids)], "brief-cs", "assigned", results(3), None)
+        batch = [(run_ids[(c * WRITE_CHUNK + k) % len(run_ids)], "brief-cs", "assigned", results(3), None, [])
                  for k in range(WRITE_CHUNK)]
         pager._write_chunk(batch)
     return held[2:]  # the first two: warm-up
+
+
+def pager_pages(ledger: Ledger, library: Any) -> tuple[int, float]:
+    """Deliver the pages the runs left in the outbox as a pager process does; (pages, CPU ms per page)."""
+    with ledger.transaction() as tx:  # the stand-in pager gone: this one claims
+        tx.conn.execute(pagers.delete())
+    with ledger.read() as conn:
+        pages = conn.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.done_at.is_(None))).scalar()
+    engine = runtime.engine(library=library, prefect=False, background_pages=True, pager_process=True, migrate=False)
+    drainer = Drainer(engine)
+    started = time.process_time()
+    while drainer.drain_once() or engine.pager.backlog():
+        time.sleep(0.005)  # pages in the delivery threads' hands: the next claim waits for their records
+    engine.pager.close()
+    cpu = time.process_time() - started
+    with ledger.read() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.done_at.is_(None))).scalar()
+    if left:
+        raise RuntimeError(f"{left} of {pages} pages were not delivered")
+    engine.ledger.dispose()
+    return pages, cpu * 1000 / pages
 
 
 def main() -> None:
@@ -129,7 +156,11 @@ def main() -> None:
     load = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="bench-newrun-"))
     os.environ["SOP_INBOX_DIR"] = str(workdir / "inbox")
-    ledger = Ledger(f"sqlite:///{workdir / 'ledger.db'}")
+    url = f"sqlite:///{workdir / 'ledger.db'}"
+    os.environ["SOP_DATABASE_URL"] = url  # the pager's engine (runtime.engine) opens it
+    receiver = Receiver()
+    os.environ["TOM_BECKER_URL"] = receiver.url(0, 0)
+    ledger = Ledger(url)
     ledger.migrate()
     statements = Statements(ledger)
     try:
@@ -144,7 +175,9 @@ def main() -> None:
             run_ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM runs ORDER BY started_at LIMIT 100"))]
         held = delivery_chunks(ledger, pager, run_ids)
         pager.close()
+        pages, page_cpu = pager_pages(ledger, library)
     finally:
+        receiver.stop()
         ledger.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
     cpu50, cpu99 = cuts(cpu)
@@ -156,6 +189,7 @@ def main() -> None:
         "engine_cpu_ms_per_new_run": {"p50": round(cpu50, 3), "p99": round(cpu99, 3)},
         "pager_lock_held_cpu_ms_per_transaction": {"pages": WRITE_CHUNK, "p50": round(held50, 3),
                                                    "p99": round(held99, 3)},
+        "pager_cpu_ms_per_page": {"pages": pages, "mean": round(page_cpu, 3)},
     }
     table = Table(title=f"A new run of {SOP} ({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; "
                         f"{N} runs, SQLite ledger, pages left to a pager process)", title_justify="left")
@@ -166,6 +200,8 @@ def main() -> None:
     table.add_row("engine CPU per new run, ms", f"{cpu50:.2f}", f"{cpu99:.2f}")
     table.add_row(f"pager: lock held per delivery-record transaction ({WRITE_CHUNK} pages), CPU ms",
                   f"{held50:.2f}", f"{held99:.2f}")
+    table.add_row(f"pager: CPU per page delivered ({pages} pages: render, deliver, record), ms (mean)",
+                  f"{page_cpu:.2f}", "")
     Console(width=max(Console().width, 140)).print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(summary, indent=2) + "\n")
