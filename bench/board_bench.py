@@ -140,7 +140,7 @@ def _live_delays(url: str, cookie: str, engine, run_ids: list[str]) -> list[floa
             began = time.perf_counter()
             engine.claim(run_id, "assess", "sara-lopez")
             page.wait_for_function(f"(document.querySelector('#run-{run_id}') || {{}}).textContent"
-                                   f"?.includes('taken by sara-lopez')", timeout=10_000, polling="raf")
+                                   f"?.includes('taken by Sara Lopez')", timeout=10_000, polling="raf")
             delays.append((time.perf_counter() - began) * 1000)
         browser.close()
     return delays
