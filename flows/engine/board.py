@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flows.engine.holds import RUN
 from flows.engine.monitoring import Monitoring, monitoring_of
 from flows.engine.oncall import Rota
-from flows.engine.paging import time_left
+from flows.engine.page_context import time_left
 from flows.engine.store import RunStore, load_view
 from flows.language.presentation import run_subject
 from flows.ledger import utc
@@ -180,7 +180,7 @@ def _state(row: dict[str, Any], step: dict[str, Any] | None, left_s: float | Non
 
 
 def seconds_left(due_at: datetime | None, now: datetime, speed: float) -> float | None:
-    """The seconds left before ``due_at`` in SOP time (what :func:`~flows.engine.paging.time_left` says; below 0:
+    """The seconds left before ``due_at`` in SOP time (what :func:`~flows.engine.page_context.time_left` says; below 0:
     overdue), None without a due."""
     return (due_at - now).total_seconds() * speed if due_at is not None else None
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.engine.board import BoardRun, BoardStep, by_urgency, open_board, seconds_left
-from flows.engine.paging import time_left
+from flows.engine.page_context import time_left
 from flows.language.ladder import level_words
 from flows.language.steps.human import members
 from flows.ledger.schema import deliveries, records

@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from flows.clock import local_time
-from flows.engine.paging import time_left
+from flows.engine.page_context import time_left
 from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec, field_label
 from flows.language.ladder import level_words
