@@ -38,7 +38,7 @@ STATE_COLOURS = {
 LATE, DUE, ESCALATION, DEADLINE, END, GRID = "#c62828", "#212121", "#f9a825", "#6a1b9a", "#616161", "#e0e0e0"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed as itself: a key of the caches below, looked up per row
 class Layout:
     """Where a chart's parts go, in its ``viewBox`` units; a bar's marks are placed from its top (``bar_top``)."""
 
