@@ -108,6 +108,25 @@ def resolve_targets(targets: list[str], sop: Sop, step: StepBase | None, site: S
     return out
 
 
+def answering(targets: list[str], sop: Sop, step: StepBase | None, site: Site, rota: Rota,
+              holder: str | None = None) -> dict[str, str]:
+    """Each person a page to ``targets`` reaches through a role, with that role, for a page to name them as the
+    others ("Sara Lopez (PR on-call)"): who is on call for a role (``lead``, ``owner``, a role named) answers for it;
+    the assignee role's backup (``backup``) and the step's holder (``assignee``) for the assignee role. The first
+    target that reaches someone names their role; a person named in person answers for none."""
+    assignee = step.assignee if isinstance(step, HumanStep) else None
+    out: dict[str, str] = {}
+    for target in targets:
+        for name in resolve_targets([target], sop, step, site, on_call=rota.on_call, holder=holder):
+            kind, colon, bare = name.partition(":")
+            kind, bare = (kind, bare) if colon else (site.kind_of(name), name)
+            if kind == "role":
+                out.setdefault(rota.person_for(bare), bare)
+            elif kind == "person" and target in ("backup", "assignee") and assignee in site.roles:
+                out.setdefault(bare, assignee)  # reached as the assignee role's backup, or its holder
+    return out
+
+
 class Rota:
     """Roles resolved to people at one instant, with the overrides on one connection (read once)."""
 

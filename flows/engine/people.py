@@ -18,6 +18,7 @@ from flows.engine.change import RunChange, Transaction
 from flows.engine.hold_pages import paused
 from flows.engine.inputs import InputRefused, StepNotActive
 from flows.engine.links import Claim
+from flows.engine.oncall import Rota, answering
 from flows.engine.store import RunStore
 from flows.engine.view import RunView
 from flows.language.actors import Actor, UnknownPerson, as_actor, check_person
@@ -312,8 +313,16 @@ class PeopleActions:
             change = RunChange(RunStore(Tx(conn=conn, clock=self.clock)), view, self.site, [])
             _, wanted = _next_help(change, step)
             targets = list(wanted[0].notify) if wanted else ["lead"]
-            roles = {change.rota.person_for(role): role for role in change.on_call_of(targets, step.id)}
+            roles = answering(targets, view.sop, step, self.site, change.rota, change.holder(step.id))
             return [(p, roles.get(p)) for p in change.people_paged(targets, step.id, person)]
+
+    def roles_paged(self, view: RunView, step: HumanStep, targets: list[str], at: datetime) -> dict[str, str]:
+        """Whom a ladder level to ``targets`` that fired ``at`` reached through a role, with that role
+        (:func:`~flows.engine.oncall.answering`, on call as at that instant): its step's page names them as it
+        names the others."""
+        with self.ledger.read() as conn:
+            return answering(targets, view.sop, step, self.site, Rota(self.site, conn, at),
+                             view.steps[step.id].get("claimed_by"))
 
     # --- status cadences ------------------------------------------------------------------
 

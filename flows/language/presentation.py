@@ -80,6 +80,13 @@ def role_title(site: Any, rid: str | None) -> str:
     return person_name(site, rid)
 
 
+def person_as(site: Any, pid: str | None, rid: str | None) -> str:
+    """A person with the role they answer for, as pages name whom a step is with or whom a page reached: "Chen Jie
+    (PR Lead)"; reached in person (``rid`` None), their name alone (:func:`person_name`, :func:`role_title`)."""
+    name = person_name(site, pid)
+    return f"{name} ({role_title(site, rid)})" if rid else name
+
+
 def named(site: Any, ident: Any) -> Any:
     """A person's or a role's id as it travels to where people read it: equal to the id (a comparison, a command, a
     JSON body read the id), shown as the role's title or the person's name (:class:`Labelled`, as a choice reads

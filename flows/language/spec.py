@@ -19,7 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from flows.language.cadence import Cadence
 from flows.language.durations import parse_duration
-from flows.language.expressions import variable_path
+from flows.language.expressions import TemplateProblem, analyse, variable_path
 from flows.language.fields import (
     Duration,
     FieldSpec,
@@ -273,10 +273,26 @@ class Sop(Strict):
         """1 (complaint) … 4 (routine)."""
         return PRIORITY[self.class_]
 
+    @property
+    def dedup_tells_runs_apart(self) -> bool:
+        """Whether this SOP's dedup key differs from run to run: rendered from the run's inputs or its trigger (an
+        alert's labels). A constant (``dedup: complaint-rate``, or a key from config only) is the same for every run:
+        it keeps one run open at a time, and says nothing about what a run is about."""
+        if not self.dedup:
+            return False
+        try:
+            return any(ref[0] in ("inputs", "trigger") for ref in analyse(self.dedup))
+        except TemplateProblem:  # `sop validate` says what is wrong with it; shown as keyed meanwhile
+            return True
+
     def subject(self, dedup_key: str | None) -> str | None:
         """What a run of this SOP is about as people read it (:func:`~flows.language.presentation.run_subject` of
         its dedup key); where ``dedup`` is one choice input and nothing else (``"{{ inputs.area }}"``), that choice's
-        label ("SRE"). The key itself stays the id: what dedups (:mod:`flows.engine.dedup`), JSON and commands read."""
+        label ("SRE"). None where the key is a constant (:attr:`dedup_tells_runs_apart`): after the SOP's title on a
+        board card or a message it read as noise. The key itself stays the id: what dedups
+        (:mod:`flows.engine.dedup`), JSON, the audit and commands read."""
+        if not self.dedup_tells_runs_apart:
+            return None
         path = variable_path(self.dedup or "")
         field = self.inputs.get(path[1]) if path and len(path) == 2 and path[0] == "inputs" else None
         choice = field.choice_named(dedup_key) if field is not None and field.enum and dedup_key else None

@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from flows.audit import Audit, AuditError, Window
 from flows.audit.export import to_csv, to_json
-from flows.audit.gantt import gantt, legend
+from flows.audit.gantt import page_charts, page_legend
 from flows.audit.report import COMPLIANCE_COLUMNS, DEFINITIONS, DRILLS_NOTE, SOP_TIME_NOTE
 from flows.audit.scope import CLASSES, DRILLS, NotFound, check_class, check_drills
 from flows.audit.summary import RUN_COLUMNS
@@ -211,7 +211,7 @@ def run_page(request: Request, run: str) -> Response:
         return RedirectResponse(f"/desk/runs/{quote(story.id)}", status_code=303)
     now = audit.now()
     doc = document(story, now)
-    return html(request, "desk_run.html.j2", chain=_web(request).chain(), doc=doc, drill=story.is_drill, chart=gantt(story, now), legend=legend(),
+    return html(request, "desk_run.html.j2", chain=_web(request).chain(), doc=doc, drill=story.is_drill, chart=page_charts(story, now), legend=page_legend(),
                 tz=tz, dur=dur, details=entry_details, as_json=to_json, section="runs",
                 sop_time_note=SOP_TIME_NOTE)
 
@@ -273,9 +273,9 @@ def report_page(request: Request) -> Response:
     if asked.ok:
         report, runs = audit.report(asked.within, **asked.filters())
         now = report.generated_at
-        charts = [(line, gantt(run, now)) for line, run in zip(report.runs[:CHARTS], runs, strict=False)]
+        charts = [(line, page_charts(run, now)) for line, run in zip(report.runs[:CHARTS], runs, strict=False)]
     return html(request, "desk_report.html.j2", chain=web.chain(), status=200 if asked.ok else 422, report=report, charts=charts,
-                legend=legend(), dur=dur, definitions=DEFINITIONS, sop_time_note=SOP_TIME_NOTE, tz=tz,
+                legend=page_legend(), dur=dur, definitions=DEFINITIONS, sop_time_note=SOP_TIME_NOTE, tz=tz,
                 section="report", **_form_context(web, asked))
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -139,6 +139,9 @@ class StepPage:
     help_paged: tuple[str, ...] = ()
     #: whom "Need help" would page now, each with the role they answer for (``Engine.help_would_page``)
     help_reach: tuple[tuple[str, str | None], ...] = ()
+    #: the role each person paged by the latest level (and by the latest "Need help") answered for
+    #: (``Engine.roles_paged``): the page names them "Chen Jie (PR Lead)", the backup too
+    paged_as: dict[str, str] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -166,20 +169,31 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
         may = False  # taken by another member of the role: this reader's page shows what happened
     story = Audit(web.engine.ledger).run(view.id).steps[step.id]
     handed = story.hand_overs[-1] if story.hand_overs and story.hand_overs[-1].to == holder else None
+    helped = _help_fired(story)
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
                     with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
-                    help_paged=_help_paged(story),
+                    help_paged=tuple(helped.paged or helped.notify) if helped else (),
                     help_reach=tuple(web.engine.help_would_page(view, step, person)) if may and view.is_open
-                    and row["state"] == StepState.ACTIVE else ())
+                    and row["state"] == StepState.ACTIVE else (),
+                    paged_as=_paged_as(web, view, step, story.escalations[-1] if story.escalations else None, helped))
 
 
-def _help_paged(story: Any) -> tuple[str, ...]:
-    """The people the step's latest "Need help" paged: the level of its ladder it fired, recorded after it."""
+def _paged_as(web: Web, view: RunView, step: HumanStep, *fired: Any) -> dict[str, str]:
+    """The role each person the ``fired`` ladder levels paged answered for (None: a level not fired; one level is
+    read once), as on call when it fired."""
+    out: dict[str, str] = {}
+    for i, level in enumerate(fired):
+        if level is not None and all(level is not other for other in fired[:i]):
+            out.update(web.engine.roles_paged(view, step, list(level.notify), level.at))
+    return out
+
+
+def _help_fired(story: Any) -> Any:
+    """The ladder level the step's latest "Need help" fired (recorded after it; it says whom it paged), or None."""
     if not story.help or story.help[-1].level is None:
-        return ()
+        return None
     asked = story.help[-1]
-    fired = [e for e in story.escalations if e.seq > asked.seq and e.level == asked.level]
-    return tuple(fired[0].paged or fired[0].notify) if fired else ()
+    return next((e for e in story.escalations if e.seq > asked.seq and e.level == asked.level), None)
 
 
 def render_step(request: Request, sp: StepPage, *, action_url: str, csrf: str, status: int = 200,

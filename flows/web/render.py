@@ -3,7 +3,8 @@
 Filters the templates share: ``md`` (an SOP's markdown, raw HTML off, bare links made links),
 ``when`` (an instant in the reader's time zone, UTC on hover, machine-readable for the live
 clock), ``left`` (the time left before a due instant, in SOP time, kept live by
-``static/live.js``), ``person`` and ``role`` (an id of config as a person reads it: a name, a role's title).
+``static/live.js``), ``person`` and ``role`` (an id of config as a person reads it: a name, a role's title),
+``as_role`` (a person with the role they answer for: "Chen Jie (PR Lead)").
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec, field_label
 from flows.language.ladder import level_words
 from flows.language.outline import more_text
-from flows.language.presentation import person_name, role_title, shown
+from flows.language.presentation import person_as, person_name, role_title, shown
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -124,12 +125,18 @@ def role(context: Any, rid: str | None) -> str:
     return role_title(context["site"], rid)
 
 
+@pass_context
+def as_role(context: Any, pid: str | None, rid: str | None) -> str:
+    """The page's ``as_role`` filter (``pid | as_role(rid)``): :func:`flows.language.presentation.person_as`."""
+    return person_as(context["site"], pid, rid)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
-                       stage=level_words, person=person, role=role)
+                       stage=level_words, person=person, role=role, as_role=as_role)
     env.globals.update(left=left, escape=escape, evidence_link=evidence_link, evidence_name=evidence_name,
                        more_text=more_text, reported_rows=reported_rows)
     return env

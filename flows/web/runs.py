@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from flows.audit import Audit
 from flows.audit.followups import verdict as follow_up_verdict
-from flows.audit.gantt import gantt
+from flows.audit.gantt import page_charts
 from flows.engine.holds import RUN, open_hold
 from flows.engine.monitoring import monitoring_of
 from flows.engine.view import RunNotFound, RunView
@@ -53,20 +55,51 @@ def render_run(request: Request, web: Web, session: Session, view: Any, status: 
     run_hold = open_hold(web.engine.ledger, view.id, RUN) if view.is_open else None
     with web.engine.ledger.read() as conn:
         monitoring = monitoring_of(conn, [view.id]).get(view.id)
-    sent = sorted([(n, sid) for sid, step in audit.steps.items() for n in step.notifications]
-                  + [(n, "—") for n in audit.notifications], key=lambda pair: pair[0].at)  # in the order they went
+    sent, earlier = pages_sent(audit)
     return html(request, "run.html.j2", status=status, problems=problems or {}, posted=posted or {},
-                view=view, run=view.run, sop=view.sop, audit=audit, now=now, sent=sent,
+                view=view, run=view.run, sop=view.sop, audit=audit, now=now, sent=sent, earlier=earlier,
                 operator=web.may(session, "operators"), csrf=session.csrf, started=q.get("started"),
                 cadence=effective_cadence(view.sop, web.site), updated=q.get("updated"), snoozed=q.get("snoozed"),
                 attached=q.get("attached"), cancelled=q.get("cancelled"), run_hold=run_hold,
                 may_hold=view.is_open and web.engine.may_hold_run(view, session.person),
                 held=q.get("hold"), released=q.get("release"),
-                speed=view.speed, tz=web.zone(session.person), chart=gantt(audit, now),
+                speed=view.speed, tz=web.zone(session.person), chart=page_charts(audit, now),
                 levels={sid: (s.escalations[-1].level if s.escalations else None) for sid, s in audit.steps.items()},
                 human_ids={s.id for s in view.sop.steps if isinstance(s, HumanStep)}, open=view.is_open,
                 whom=_whom(web, view, audit),
                 follow_up=follow_up_verdict(audit, now), monitoring=monitoring)
+
+
+#: the deliveries a run's page shows unfolded besides its failures: the latest, what a reader checks first
+RECENT_PAGES = 5
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One delivery of a page of the run (a person's digest keeping it is one too), as its page lists it."""
+
+    at: datetime
+    kind: str
+    step: str  # — for a page about the whole run
+    to: str
+    through: str
+    ok: bool
+    error: str | None = None
+    kept: bool = False  # kept for ``to``'s digest rather than sent
+
+
+def pages_sent(audit: Any) -> tuple[list[Sent], list[Sent]]:
+    """The run's deliveries in the order they went, split in what its page shows first (every failure, and the
+    latest :data:`RECENT_PAGES`) and the earlier ones that went well, folded behind their count: a busy run sent
+    dozens, and a phone scrolled past them for ages. Nothing is lost: the fold opens, and the audit lists each."""
+    notes = sorted([(n, sid) for sid, step in audit.steps.items() for n in step.notifications]
+                   + [(n, "—") for n in audit.notifications], key=lambda pair: pair[0].at)
+    rows = [Sent(n.at, n.kind, sid, d.recipient, d.destination, d.ok, d.error) for n, sid in notes for d in n.deliveries]
+    rows += [Sent(n.at, n.kind, sid, p, "digest", True, kept=True) for n, sid in notes for p in n.kept]
+    rows.sort(key=lambda row: row.at)  # stable: a page's deliveries, then the digests that kept it
+    first = len(rows) - RECENT_PAGES
+    return ([r for i, r in enumerate(rows) if i >= first or not r.ok],
+            [r for i, r in enumerate(rows) if i < first and r.ok])
 
 
 def _whom(web: Web, view: RunView, audit: Any) -> dict[str, str | None]:

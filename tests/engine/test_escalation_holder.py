@@ -46,11 +46,27 @@ OWN = """\
             notify: [assignee, lead]
 """
 
+# a ladder that climbs to the role's lead and its backup (crisis-pr's): the backup is a person, not a role
+BACKUP = """\
+    id: t-backup
+    title: Refund check
+    class: complaint
+    owner: ops-director
+    steps:
+      - id: check
+        title: Check the refund
+        assignee: cs-lead
+        due: 1h
+        escalation:
+          - at: 100%
+            notify: [lead, backup]
+"""
+
 
 @pytest.fixture
 def engine(database: TestDatabase, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     yield from clocked_engine_of(repo_root, tmp_path, monkeypatch, database.url_at(tmp_path / "ledger.db"),
-                                 ManualClock(START), {"t-own": OWN})
+                                 ManualClock(START), {"t-own": OWN, "t-backup": BACKUP})
 
 
 def titles(engine: Any, person: str, step_title: str) -> list[str]:
@@ -156,3 +172,21 @@ def test_whom_need_help_would_page_is_read_without_writing_and_is_whom_it_then_p
     view = engine.view(run.run_id)  # its one level fired: the next help goes to cs-lead's lead
     assert engine.help_would_page(view, step, "sara-lopez") == [("li-wei", "ops-director")]
     assert engine.help_would_page(view, view.sop.step("review"), "li-wei") == [("sara-lopez", "cs-lead")]  # [owner]
+
+
+def test_the_backup_a_level_reaches_answers_for_the_steps_role_before_and_after_it_fires(engine: Any) -> None:
+    """`backup` resolves to a person: "Need help" named them without a role ("Pages Li Wei, Operations Director;
+    Wang Fang") where the lead had one. The backup answers for the step's role, before the level fires and as
+    recorded after (on call as when it fired)."""
+    run = engine.start("t-backup", {}, initiator="li-wei", speed=1)
+    view = engine.view(run.run_id)
+    step = view.sop.step("check")
+    reach = [("li-wei", "ops-director"), ("wang-fang", "cs-lead")]  # cs-lead's lead; cs-lead's backup
+    assert engine.help_would_page(view, step, "sara-lopez") == reach
+    engine.ask_for_help(run.run_id, "check", "sara-lopez", "is this a duplicate?")
+    fired = engine.view(run.run_id)
+    from tests.engine.conftest import records
+
+    [escalation] = records(engine, run.run_id, "escalation")
+    assert escalation["data"]["paged"] == ["li-wei", "wang-fang"]
+    assert engine.roles_paged(fired, step, escalation["data"]["notify"], START) == dict(reach)

@@ -163,8 +163,10 @@ def test_the_step_page_says_whom_it_is_with_how_far_it_escalated_and_the_hand_ov
     page = client.get(f"/runs/{run_id}/steps/command")
     backup = site.engine.on_call("sre-oncall").backup
     assert "Escalation level 3.1 reached at" in said(page)
-    assert "(owner, ops-director): paged Tom Becker, Li Wei 李伟 · 3 levels fired so far" in said(page)
-    assert f"(lead, backup): paged Tom Becker, {site.engine.site.people[backup].name}" not in said(page)  # the latest only
+    assert "(owner, ops-director): paged Tom Becker (SRE Lead), Li Wei 李伟 (Operations Director) · 3 levels fired so far" \
+        in said(page)  # each with the role they answer for
+    assert f"(lead, backup): paged Tom Becker (SRE Lead), {site.engine.site.people[backup].name} (SRE on-call)" \
+        not in said(page)  # the latest only
     other = next(p for p in ("kenji-sato", "zhao-lei", "tom-becker") if p != holder)
     handed = client.post(f"/runs/{run_id}/steps/command", data={"csrf": csrf_of(page), "action": "handover",
                                                                 "to": other, "note": "Checkout first"})

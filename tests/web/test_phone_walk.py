@@ -150,7 +150,7 @@ def test_need_help_says_whom_it_paged(site: Site, open_page: Any) -> None:  # no
     page.get_by_role("button", name="Page for help").click()
     page.wait_for_url(f"**/runs/{run_id}/steps/assess?done=help")
     paged = records(site.engine, run_id, "escalation")[-1]["data"]["paged"]
-    names = ", ".join(site.engine.site.people[p].name for p in paged)
+    names = ", ".join(site.engine.site.people[p].name + " (PR Lead)" for p in paged)  # the lead, as they answer
     assert paged and "sara-lopez" not in paged
     told = page.locator(".ok").inner_text()
     assert f"Help is asked: {names} {'was' if len(paged) == 1 else 'were'} paged with your note" in told, told
