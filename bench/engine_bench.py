@@ -440,9 +440,10 @@ class Bench:
         self.url = ""
         self.engine: Any = None
         self.launch_s: list[float] = []
-        #: the work pool the hand-written flow is deployed to (a pool of its own with Prefect's process worker
-        #: in bench/executor_bench.py)
-        self.hand_pool = self.pool
+        #: the work pool the hand-written flow is deployed to: a pool of its own, served by Prefect's process worker
+        #: as Prefect ships it (``pool`` is served by `sop serve`'s executor, which runs SOP flows only)
+        self.hand_pool = f"bench-hand-{os.getpid()}"
+        self.hand_worker: subprocess.Popen | None = None
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -523,7 +524,36 @@ class Bench:
         self.serve = None
         return time.monotonic() - t0
 
+    def start_hand_worker(self) -> None:
+        """``hand_pool`` (the queues and concurrency of ours) and Prefect's process worker serving it, once; returns
+        when the worker has registered with the server."""
+        from flows.prefect.deployments import ensure_pool
+        from flows.runtime.serve import _die_with_parent, prefect_env
+
+        if self.hand_worker is not None:
+            return
+        with self.client() as client:
+            ensure_pool(client, self.engine.site.settings.prefect.concurrency, self.hand_pool)
+        out = open(self.logs() / "plain-worker.log", "ab")  # noqa: SIM115 - the child owns it
+        env = {**os.environ, **prefect_env(self.root, self.api_url)}  # the poll settings `sop serve` gave its worker
+        self.hand_worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", self.hand_pool, "--type", "process",
+             "--name", f"plain-{os.getpid()}"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.root,
+            preexec_fn=_die_with_parent)
+        with self.client() as client:
+            deadline = time.monotonic() + 120
+            while not client.read_workers_for_work_pool(self.hand_pool):
+                if self.hand_worker.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"Prefect's process worker did not start; see {self.logs() / 'plain-worker.log'}")
+                time.sleep(0.5)
+
     def stop(self) -> None:
+        if self.hand_worker is not None and self.hand_worker.poll() is None:
+            os.killpg(self.hand_worker.pid, signal.SIGTERM)
+            try:
+                self.hand_worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.hand_worker.pid, signal.SIGKILL)
         if self.serve is not None and self.serve.poll() is None:
             self.stop_serve()
         if self.engine is not None and self.engine.pager is not None:
@@ -630,6 +660,7 @@ class Bench:
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         theirs = client.read_deployment(ours)
+        self.start_hand_worker()
         flow_id = client.create_flow_from_name("bench-hand-chain5")
         return client.create_deployment(
             flow_id=flow_id, name=f"bench-hand-chain5@{self.hand_pool}", work_pool_name=self.hand_pool,

@@ -42,9 +42,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -199,7 +196,6 @@ class ExecutorBench(Bench):
         super().__init__(root)
         self.pool = f"bench-exec-{os.getpid()}"
         self.hand_pool = f"bench-plain-{os.getpid()}"
-        self.plain_worker: subprocess.Popen | None = None
         self.plain: dict[str, Any] = {}  # deployment name → id, on the plain pool
 
     # the plain side ------------------------------------------------------------------------------
@@ -208,14 +204,13 @@ class ExecutorBench(Bench):
         """The plain pool (same queues and concurrency as ours), its deployments and Prefect's process worker."""
         import importlib.util
 
-        from flows.prefect.deployments import ensure_pool, parameter_schema
-        from flows.runtime.serve import _die_with_parent, prefect_env
+        from flows.prefect.deployments import parameter_schema
 
         spec = importlib.util.spec_from_file_location("bench_plainflows", self.root / "bench_plainflows.py")
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
+        self.start_hand_worker()
         with self.client() as client:
-            ensure_pool(client, self.engine.site.settings.prefect.concurrency, self.hand_pool)
             env = client.read_deployment(self.engine.launcher.deployment_id(client, "bench-first")).job_variables
             for name, function, queue in (("first", "plain_first", "complaint"), ("wait", "plain_wait", "routine"),
                                           *(("storm-" + c, "plain_storm", c) for c in STORM_CLASSES)):
@@ -226,44 +221,23 @@ class ExecutorBench(Bench):
                     path=str(self.root), parameter_openapi_schema=parameter_schema(built), enforce_parameter_schema=True,
                     pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(self.root)}}],
                     job_variables=env)
-        out = open(self.logs() / "plain-worker.log", "ab")  # noqa: SIM115 - the child owns it
-        env = {**os.environ, **prefect_env(self.root, self.api_url)}  # the poll settings `sop serve` gave its worker
-        self.plain_worker = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", self.hand_pool, "--type", "process",
-             "--name", f"plain-{os.getpid()}"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.root,
-            preexec_fn=_die_with_parent)
-        with self.client() as client:
-            deadline = time.monotonic() + 120
-            while not client.read_workers_for_work_pool(self.hand_pool):
-                if self.plain_worker.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"Prefect's process worker did not start; see {self.logs() / 'plain-worker.log'}")
-                time.sleep(0.5)
 
     def plain_processes(self) -> list[Proc]:
         """The plain side's own processes: the process worker and its flow-run processes (their trees)."""
-        if self.plain_worker is None:
+        if self.hand_worker is None:
             return []
         ppids = _ppids()
-        out, todo = [], [self.plain_worker.pid]
+        out, todo = [], [self.hand_worker.pid]
         while todo:
             pid = todo.pop()
             if pid in ppids:
-                role = "prefect-worker" if pid == self.plain_worker.pid else "flow-run"
+                role = "prefect-worker" if pid == self.hand_worker.pid else "flow-run"
                 out.append(Proc(pid, ppids[pid], role, _rss(pid), None, _cmd(pid)[:160]))
                 todo.extend(p for p, parent in ppids.items() if parent == pid)
         return out
 
     def server_processes(self) -> list[Proc]:
         return [p for p in self.processes() if p.role == "prefect-server"]
-
-    def stop(self) -> None:
-        if self.plain_worker is not None and self.plain_worker.poll() is None:
-            os.killpg(self.plain_worker.pid, signal.SIGTERM)
-            try:
-                self.plain_worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.plain_worker.pid, signal.SIGKILL)
-        super().stop()
 
     # reading the ledger and Prefect -----------------------------------------------------------
 
