@@ -62,7 +62,8 @@ def _about(w: Waiting) -> str:
     """The run a step is of, as people tell runs apart: its SOP's title and subject."""
     from flows.language.presentation import short_title
 
-    return short_title(w.run.title) + (f" · {w.run.subject}" if w.run.subject else "")
+    drill = "drill: " if w.run.is_drill else ""  # first: the title is what gives way on a narrow line
+    return drill + short_title(w.run.title) + (f" · {w.run.subject}" if w.run.subject else "")
 
 
 def _left(w: Waiting) -> str:

@@ -80,8 +80,9 @@ def _print_short(lines: list[dict[str, Any]], zone: str) -> None:
     rows = []
     for line in lines:
         due = f"{line['due']} {short_clock(line['due_at'], zone)}" if line["due_at"] is not None else line["step"] or "—"
-        rows.append([line["priority"], line["run"],
-                     short_title(line["title"]) + (f" · {line['subject']}" if line["subject"] else ""),
+        rows.append([line["priority"], line["run"],  # a drill says so first: the title is cut from its end
+                     ("drill: " if line["drill"] else "") + short_title(line["title"])
+                     + (f" · {line['subject']}" if line["subject"] else ""),
                      line["state"], due, line["time_left"] or "—",
                      line["holder"] or line["role"] or ("—" if line["step_kind"] in (None, "human", "wait")
                                                         else "automation")])
@@ -120,7 +121,9 @@ def _print_long(rows: list[dict[str, Any]], zone: str) -> None:
             head += f", [cyan]on hold[/] waiting for {escape(row['hold']['reason'])} (deadline waits)"
         elif row["deadline_left"]:
             head += f", deadline {row['deadline_left']}"
-        if row["speed"] != 1:
+        if row["drill"]:  # as the board and the audit say it: a compressed real run is no drill
+            head += f" [yellow]drill ×{row['speed']:g}[/]"
+        elif row["speed"] != 1:
             head += f" [dim](speed ×{row['speed']:g})[/]"
         if row["failed_notifications"]:
             head += f" [red]{row['failed_notifications']} failed notification(s)[/]"

@@ -17,7 +17,7 @@ from flows.engine.store import RunStore, load_view
 from flows.language.presentation import run_subject
 from flows.ledger import utc
 from flows.ledger.schema import deliveries, holds, records, runs, steps, timers
-from flows.ledger.vocabulary import RecordKind, RunStatus, StepState, TimerKind
+from flows.ledger.vocabulary import RecordKind, RunStatus, StepState, TimerKind, is_drill
 
 
 def run_ids(engine: Any, *, status: str | None = RunStatus.RUNNING, sop: str | None = None, limit: int = 100) -> list[str]:
@@ -135,6 +135,7 @@ def status_rows(engine: Any, run_id: str | None = None, *, ids: list[str] | None
                     if view.is_open and (rid, RUN) not in held else None,
                     "hold": held.get((rid, RUN)),  # the whole run on hold: its deadline waits
                     "speed": view.speed,
+                    "drill": view.is_drill,  # its trigger says drill (a compressed real run is none)
                     "repeats": run["repeats"],
                     "last_seen_at": run["last_seen_at"],
                     # the latest repeat (when, what it said), and the alert resolved since (when, which)
@@ -213,7 +214,7 @@ def short_rows(rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]
             "holder": person, "role": step["assignee"] if step and step["assignee"] != person else None,
             "due_at": due_at, "due": due_step or ("run" if due_at is not None else None), "due_title": due_title,
             "time_left": time_left(due_at, now, row["speed"]), "left_s": left_s, "speed": row["speed"],
-            "started_at": row["started_at"],
+            "drill": row["drill"], "started_at": row["started_at"],
         })
     return sorted(out, key=lambda r: by_urgency(r["priority"], r["left_s"], r["started_at"]))
 
@@ -289,6 +290,11 @@ class BoardRun:
     hold_reason: str | None = None
     subject: str | None = None  # what it is about (its dedup key: ``storefront``): two runs of one SOP differ in it
     monitoring: Monitoring | None = None  # the latest repeat of its signal, its alert resolved since
+
+    @property
+    def is_drill(self) -> bool:
+        """Started as a drill (its trigger's kind, :func:`~flows.ledger.vocabulary.is_drill`), whatever its speed."""
+        return is_drill(self.trigger)
 
     @property
     def next_due(self) -> datetime | None:

@@ -73,6 +73,15 @@ def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True
         cls="overdue" if over else "left", due=due.astimezone(UTC).isoformat(), speed=speed, text=text)
 
 
+def drill_tag(drill: bool, speed: float) -> Markup:
+    """The mark of a drill (``drill ×100``) wherever a run or its step is shown, so that nobody takes a game day's
+    P1 for a real one (nor a real one for a drill); nothing for any other run, compressed or not."""
+    if not drill:
+        return Markup("")
+    return Markup('<span class="tag drill" title="a drill: time runs {speed}× faster">drill ×{speed}</span>').format(
+        speed=f"{speed:g}")
+
+
 def label(name: str, spec: FieldSpec | None = None) -> str:
     """A reported value's heading: its form field's ``label`` (``spec``), else its name in words."""
     return field_label(name, spec)
@@ -137,7 +146,8 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
                        stage=level_words, person=person, role=role, as_role=as_role)
-    env.globals.update(left=left, escape=escape, evidence_link=evidence_link, evidence_name=evidence_name,
+    env.globals.update(left=left, drill_tag=drill_tag, escape=escape, evidence_link=evidence_link,
+                       evidence_name=evidence_name,
                        more_text=more_text, reported_rows=reported_rows)
     return env
 

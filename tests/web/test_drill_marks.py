@@ -1,0 +1,67 @@
+"""A game day on the pages: every page that shows a run or its step says when it is a drill, the same way (the desk's
+yellow ``drill ×100`` tag), and never for a real run, compressed or not. A responder taps the step's link from a page
+and must not take a drill's P1 for a real crisis, nor a real one for a drill."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+
+from tests.web.conftest import Site
+from tests.web.test_pages import path_of, sign_in
+
+TAG = re.compile(r'<span class="tag drill"[^>]*>drill ×(\d+)</span>')
+
+
+def _pair(site: Site) -> tuple[str, str]:
+    """A drill at ×100 and a real run at ×100 of crisis-pr, on the same subject (a drill never attaches to a real run)."""
+    brand = f"b-{uuid.uuid4().hex[:8]}"
+    drill = site.engine.start("crisis-pr", {"brand": brand}, initiator="li-wei", speed=100, launch=False,
+                              trigger={"kind": "drill", "by": "li-wei", "via": "web"}).run_id
+    real = site.engine.start("crisis-pr", {"brand": brand}, initiator="li-wei", speed=100, launch=False,
+                             trigger={"kind": "web", "by": "li-wei", "via": "web"}).run_id
+    assert drill != real
+    return drill, real
+
+
+def _card(page: str, run_id: str, href: str) -> str:
+    """The card (``<li>``) of the home page whose link is ``href``."""
+    found = re.search(rf'<li class="card">(?:(?!</li>).)*href="{re.escape(href)}"(?:(?!</li>).)*</li>', page, re.S)
+    assert found, f"no card for {run_id}"
+    return found.group(0)
+
+
+def test_the_step_page_a_responder_opens_from_the_page_says_drill(site: Site) -> None:
+    drill, real = _pair(site)
+    phone = httpx.Client(base_url=site.url, timeout=30)  # not signed in: the personal link alone
+    for run_id, expected in ((drill, ["100"]), (real, [])):
+        link = site.engine.links.step_link("wang-fang", run_id, "assess")
+        page = phone.get(path_of(link))
+        assert page.status_code == 200, page.text[:300]
+        crumbs = re.search(r'<p class="crumbs">.*?</p>', page.text, re.S).group(0)  # type: ignore[union-attr]
+        assert TAG.findall(crumbs) == expected, crumbs
+
+
+def test_home_board_run_and_step_pages_mark_the_drill_alone(site: Site) -> None:
+    drill, real = _pair(site)
+    responder = site.client()
+    sign_in(site, responder, "wang-fang")  # pr-oncall's primary: assess waits on her in both runs
+    home = responder.get("/").text
+    assert TAG.findall(_card(home, drill, f"/runs/{drill}/steps/assess")) == ["100"]
+    assert TAG.findall(_card(home, real, f"/runs/{real}/steps/assess")) == []
+    assert TAG.findall(_card(home, drill, f"/runs/{drill}")) == ["100"]  # the open runs, below
+    assert TAG.findall(_card(home, real, f"/runs/{real}")) == []
+    for path, expected in ((f"/runs/{drill}/steps/assess", ["100"]), (f"/runs/{real}/steps/assess", []),
+                           (f"/runs/{drill}", ["100"]), (f"/runs/{real}", [])):
+        page = responder.get(path)
+        crumbs = re.search(r'<p class="crumbs">.*?</p>', page.text, re.S).group(0)  # type: ignore[union-attr]
+        assert TAG.findall(crumbs) == expected, (path, crumbs)
+    assert "at ×100" in responder.get(f"/runs/{real}").text  # a real run on compressed time still says its pace
+
+    director = site.client()
+    sign_in(site, director, "li-wei")
+    board = director.get("/board").text
+    rows = {rid: re.search(rf'id="run-{rid}".*?</article>', board, re.S).group(0) for rid in (drill, real)}  # type: ignore[union-attr]
+    assert TAG.findall(rows[drill]) == ["100"] and TAG.findall(rows[real]) == [], rows
