@@ -14,7 +14,7 @@ from flows.cli.runs import _pairs
 from flows.engine.transitions import InputRefused, check_inputs
 from flows.language.durations import SPEED_MAX, SPEED_MIN, check_speed, format_duration
 from flows.language.steps.human import approvers_besides
-from flows.runtime.drill import Drill, DrillResult, TimelineEntry
+from flows.runtime.drill import Drill, DrillRefused, DrillResult, TimelineEntry, hand_over_problems
 
 
 def _clock(offset) -> str:  # noqa: ANN001 - timedelta
@@ -122,6 +122,9 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
     unknown = [s for s in reject or [] if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
     if unknown:
         fail(f"--reject names unknown step(s) {', '.join(unknown)} of {sop_id}")
+    if problems := hand_over_problems(lib.site, lib.sops[sop_id].sop, hand_over or {}):
+        fail_all(problems, "nothing was started", "write it as --hand-over STEP=PERSON, PERSON another member of the "
+                                                  f"step's role (`sop show {sop_id}`)")
     try:  # the inputs first, as `sop run` does: a missing or mistyped one is told before the stack starts
         check_inputs(lib.sops[sop_id].sop, params)
     except InputRefused as exc:
@@ -144,8 +147,12 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
         drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry,
                       on_start=lambda run_id: _print_step_link(engine, run_id), reject=set(reject or []),
                       hand_over=hand_over, live=live, starter=starter, facts=facts)
-        result = drill.run()
-        engine.pager.close()
+        try:
+            result = drill.run()
+        except DrillRefused as exc:
+            fail(str(exc))
+        finally:
+            engine.pager.close()
     _summary(result)
     from flows.cli.notes import say_digests_waiting
 

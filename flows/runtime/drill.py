@@ -10,6 +10,7 @@ steps are answered after their due, so the escalation ladder is exercised.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -27,12 +28,14 @@ from flows.clock import sop_time
 from flows.engine import outbox
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
-from flows.language.actors import Actor
+from flows.language.actors import Actor, UnknownPerson
 from flows.language.fields import FieldSpec
-from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, approvers_besides
+from flows.language.steps.human import HumanReport, HumanStep, ReportRefused, approvers_besides, members
 from flows.ledger import utc
 from flows.ledger.schema import records
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, StepState
+
+log = logging.getLogger("sop.drill")
 
 NEGATIVE = {"low", "hold", "no", "reject", "rejected", "stop", "none", "abort", "fail", "failed", "iterate"}
 
@@ -51,6 +54,30 @@ def sample_value(name: str, spec: FieldSpec) -> Any:
     if spec.type == "date":
         return date.today().isoformat()
     return f"drill: {name}"
+
+
+class DrillRefused(ValueError):
+    """A drill that cannot be played as asked; nothing was started."""
+
+
+def hand_over_problems(site: Any, sop: Any, hand_over: dict[str, str]) -> list[str]:
+    """Why ``--hand-over STEP=PERSON`` cannot be played (empty: it can), said before the drill starts: the step's holder
+    (its role's person) hands it on, so PERSON must be another member of that role, as :meth:`Engine.hand_over`
+    requires. Found only when the step comes, a wrong name cost the whole ladder and a traceback."""
+    steps = {step.id: step for step in sop.steps}
+    problems = []
+    for step_id, person in hand_over.items():
+        step = steps.get(step_id)
+        if not isinstance(step, HumanStep):
+            people_steps = ", ".join(s.id for s in sop.steps if isinstance(s, HumanStep))
+            problems.append(f"--hand-over {step_id}={person}: {sop.id} has no step `{step_id}` waiting on a person "
+                            f"(its people's steps: {people_steps})")
+        elif person not in site.people:
+            problems.append(f"--hand-over {step_id}={person}: {UnknownPerson(person, site, 'person')}")
+        elif person not in (team := members(site, step.assignee)):
+            problems.append(f"--hand-over {step_id}={person}: {person} is not a member of {step.assignee} "
+                            f"({', '.join(sorted(team))}), to whom its holder may hand `{step_id}`")
+    return problems
 
 
 @dataclass
@@ -183,9 +210,13 @@ class Drill:
     def run(self, timeout: float | None = None) -> DrillResult:
         """Start the run and play the responders until it finishes (or ``timeout`` real seconds)."""
         began = time.monotonic()
-        result = self.engine.start(self.sop_id, self.inputs, initiator=self.starter, speed=self.speed,
-                                   trigger={"kind": "drill", "late": sorted(self.late), **self.facts,
-                                            **({"live": True} if self.live else {})})
+        trigger = {"kind": "drill", "late": sorted(self.late), **self.facts, **({"live": True} if self.live else {})}
+        earlier = self.engine.open_run(self.sop_id, self.inputs, trigger)
+        if earlier is not None:  # it would attach to it: another drill's run, on another speed and other answers
+            raise DrillRefused(self._still_open(earlier))
+        result = self.engine.start(self.sop_id, self.inputs, initiator=self.starter, speed=self.speed, trigger=trigger)
+        if result.attached:  # opened a moment ago by another drill
+            raise DrillRefused(self._still_open(result.run_id))
         run_id = result.run_id
         starter = self.starter.person if isinstance(self.starter, Actor) else "drill"  # not their own approver
         self.on_start(run_id)
@@ -200,6 +231,26 @@ class Drill:
             thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
             thread.start()
         timeline: list[TimelineEntry] = []
+        try:
+            self._play(run_id, sop, starter, began, limit, timeline)
+        finally:
+            stop.set()
+            if thread is not None:
+                thread.join(timeout=5)
+        view = self.engine.view(run_id)
+        steps, deadline = self._verdicts(run_id, timeline)
+        return DrillResult(run_id=run_id, outcome=view.run["outcome"] or view.run["status"], timeline=timeline, steps=steps,
+                           escalations=sum(1 for e in timeline if e.kind == "escalation"), deadline_met=deadline,
+                           wall_seconds=time.monotonic() - began)
+
+    def _still_open(self, run_id: str) -> str:
+        return (f"a drill of {self.sop_id} with the same dedup key is still open: run {run_id}; this one would attach "
+                f"to it, so nothing was started. End it first: `sop cancel {run_id} --reason \"drill over\"`")
+
+    def _play(self, run_id: str, sop: Any, starter: str, began: float, limit: float,
+              timeline: list[TimelineEntry]) -> None:
+        """Answer for the responders until the run ends. A drill that stops first (an error, Ctrl-C, ``limit``)
+        cancels its run, saying why: left open, its ladder would go on paging people for a game day that is over."""
         try:
             while time.monotonic() - began < limit:
                 self._drain(run_id, timeline)
@@ -226,18 +277,22 @@ class Drill:
                     if now >= self._planned[key]:
                         self._report(run_id, step, starter)
                 time.sleep(0.05)
-            # the last pages (run finished) may still be on their way: their records end the timeline
-            outbox.wait_delivered(self.engine.ledger, run_id, timeout=10.0)
-            self._drain(run_id, timeline)
-        finally:
-            stop.set()
-            if thread is not None:
-                thread.join(timeout=5)
-        view = self.engine.view(run_id)
-        steps, deadline = self._verdicts(run_id, timeline)
-        return DrillResult(run_id=run_id, outcome=view.run["outcome"] or view.run["status"], timeline=timeline, steps=steps,
-                           escalations=sum(1 for e in timeline if e.kind == "escalation"), deadline_met=deadline,
-                           wall_seconds=time.monotonic() - began)
+        except BaseException as exc:
+            self._end(run_id, f"the drill stopped before its run ended ({type(exc).__name__}: {exc})"[:500])
+            raise
+        if self.engine.view(run_id).is_open:
+            self._end(run_id, f"the drill gave up after {limit:g}s of wall time with its run still open")
+        # the last pages (run finished) may still be on their way: their records end the timeline
+        outbox.wait_delivered(self.engine.ledger, run_id, timeout=10.0)
+        self._drain(run_id, timeline)
+
+    def _end(self, run_id: str, reason: str) -> None:
+        """Cancel the drill's run, its people told why (a run that ended meanwhile is left as it ended)."""
+        try:
+            if self.engine.view(run_id).is_open:
+                self.engine.cancel(run_id, reason, self.starter)
+        except Exception:  # noqa: BLE001 - the drill's own error is what its caller must see
+            log.exception("event=drill_cancel_failed run=%s", run_id)
 
     def _verdicts(self, run_id: str, timeline: list[TimelineEntry]) -> tuple[list[dict[str, Any]], bool | None]:
         """Each step's row of the summary and the run's deadline, as the audit judges them (one verdict for the
