@@ -158,6 +158,7 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="wait until the run finishes, showing progress")] = False,
     as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    drill: Annotated[bool, typer.Option("--drill", help="a drill (a game day): its pages say [DRILL], it attaches to no real run, its http, command and notify steps are simulated, and people answer it as they would a real run (`sop drill` answers for them)")] = False,
 ) -> None:
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
     if speed is not None and (problem := check_speed(speed)) is not None:
@@ -181,7 +182,8 @@ def run(
     who = _actor(engine, as_)
     try:
         result = engine.start(sop_id, inputs, initiator=who,
-                              trigger={"kind": "manual", "by": who.person, "via": "cli", "os_user": who.os_user},
+                              trigger={"kind": "drill" if drill else "manual", "by": who.person, "via": "cli",
+                                       "os_user": who.os_user},
                               speed=speed, launch=False)
         if not result.attached and engine.view(result.run_id).is_open:
             _launch(engine, result.run_id)
@@ -194,7 +196,9 @@ def run(
     elif result.attached:
         console.print(f"attached to open run [bold]{result.run_id}[/] (same dedup key; repeat #{result.repeats})")
     else:
-        console.print(f"[green]✓[/] started run [bold]{result.run_id}[/] of {sop_id}; owner paged")
+        what = f"drill run [bold]{result.run_id}[/] of {sop_id} at ×{engine.view(result.run_id).speed:g}" if drill \
+            else f"run [bold]{result.run_id}[/] of {sop_id}"
+        console.print(f"[green]✓[/] started {what}; owner paged")
     if wait:
         _wait_for(engine, result.run_id)
 

@@ -1,0 +1,42 @@
+"""A game day from the terminal: `sop run … --drill` starts a drill that people answer (`sop drill` answers for them),
+its pages say [DRILL] and it attaches to no real run. Without it, `sop run --speed 100` was the only way, and that is
+a real run: no [DRILL] on its pages, and it attached to the real crisis of the same brand."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from notifications.inbox import read_inbox
+from tests.engine.conftest import records, wait_for
+
+
+def test_sop_run_drill_starts_a_drill_its_people_answer(sop: Any, project: Any, engine: Any) -> None:
+    shell = {"SOP_HOME": str(project), "PREFECT_API_URL": engine.launcher.api_url}
+    brand = f"gd-{uuid.uuid4().hex[:8]}"
+    real = engine.start("crisis-pr", {"brand": brand}, initiator="alertmanager", launch=False).run_id  # a real crisis
+    started = sop("run", "crisis-pr", "-p", f"brand={brand}", "--drill", "--speed", "100", "--as", "li-wei", env=shell)
+    assert started.returncode == 0, started.stderr
+    said = " ".join(started.stdout.split())
+    assert "✓ started drill run " in said and " of crisis-pr at ×100; owner paged" in said, said
+    drill = said.split("drill run ", 1)[1].split()[0]
+    try:
+        assert drill != real  # not attached to the real crisis
+        [first] = records(engine, drill, "run_started")
+        assert first["data"]["trigger"] == {"kind": "drill", "by": "li-wei", "via": "cli", "os_user": first["data"]["trigger"]["os_user"]}
+        assert engine.view(drill).is_drill and not engine.view(real).is_drill
+        inbox = project / "var" / "inbox"
+        assigned = wait_for(lambda: [m for m in read_inbox("wang-fang", inbox)
+                                     if drill in m["body"] and "Assigned to you" in m["title"]], 10,
+                            "wang-fang's page for the drill's assess")
+        assert assigned[0]["title"].startswith("[DRILL] [P1] Assigned to you: Assess scope")
+        time.sleep(4)  # 4 s at ×100 is past the 15m assess is due: nobody answers for her
+        assert engine.view(drill).state("assess") == "active"
+        again = json.loads(sop("run", "crisis-pr", "-p", f"brand={brand}", "--drill", "--speed", "100", "--as",
+                               "li-wei", "--json", env=shell).stdout)
+        assert again == {"run": drill, "attached": True, "repeats": 1}  # a drill attaches to the open drill only
+    finally:
+        for run_id in (drill, real):
+            engine.cancel(run_id, "test over", "li-wei")
