@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flows.language.spec import SOP_CLASSES
 from notifications.addressing import Recipient
 from notifications.message import Message
-from notifications.urgency import title_prefix
+from notifications.urgency import DRILL_MARK, title_prefix
 
 #: a digest's kind, in the ledger's ``notification`` records and ``deliveries`` rows
 DIGEST = "digest"
@@ -43,14 +43,21 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def _drill(item: DigestItem) -> bool:
+    """A drill's page: its title, as its reader would have read it, starts with the drill's mark."""
+    return item.title.startswith(DRILL_MARK)
+
+
 def _what(item: DigestItem) -> str:
-    """The item's title without its ``[Pn]`` (its group says it) and its run (the group's line says it)."""
-    title = item.title.removeprefix(title_prefix(item.priority)).strip()
+    """The item's title without its ``[DRILL] [Pn]`` (its group says them) and its run (the group's line says it)."""
+    title = item.title.removeprefix(DRILL_MARK).strip().removeprefix(title_prefix(item.priority)).strip()
     return title.replace(f" ({item.about})", "")
 
 
 def _run_line(item: DigestItem) -> str:
     cls = SOP_CLASSES[item.priority - 1] if 1 <= item.priority <= len(SOP_CLASSES) else "?"
+    if _drill(item):
+        return f"**{DRILL_MARK} {title_prefix(item.priority)} {item.about}** ({cls}, a drill): {item.url}"
     return f"**{title_prefix(item.priority)} {item.about}** ({cls}): {item.url}"
 
 
@@ -72,8 +79,12 @@ def digest_message(items: Iterable[DigestItem], recipient: Recipient) -> Message
         lines += [_run_line(group[0]), ""]
         lines += [f"- {item.at.astimezone(zone):%H:%M} {_what(item)}" for item in group]
         lines.append("")
-    top = kept[0].priority
+    real = [i for i in kept if not _drill(i)]
+    # its title is as urgent as its real runs: a drill's P1 makes no P1 of a digest of a P4 incident
+    top = (real or kept)[0].priority
     noun = "update" if len(kept) == 1 else "updates"
-    title = f"{title_prefix(top)} Digest: {len(kept)} {noun} in {len(runs)} run(s), nothing asked of you"
+    mark = f"{DRILL_MARK} " if not real else ""
+    drills = f" ({len(runs) - len({i.url for i in real})} of them a drill)" if real and len(real) < len(kept) else ""
+    title = f"{mark}{title_prefix(top)} Digest: {len(kept)} {noun} in {len(runs)} run(s){drills}, nothing asked of you"
     return Message(title=title, body="\n".join(lines).strip(), notify_type="info", priority=top, kind=DIGEST)
 

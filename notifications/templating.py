@@ -187,7 +187,7 @@ def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_
     phone_body = split_title(phone)[1]
     if not title:
         raise RenderError("the template rendered an empty first line (the title)", template.filename)
-    title = f"{'[DRILL] ' if ctx.run.drill else ''}{urgency.title_prefix(ctx.sop.priority)} {title}"
+    title = f"{urgency.DRILL_MARK + ' ' if ctx.run.drill else ''}{urgency.title_prefix(ctx.sop.priority)} {title}"
     return Message(
         title=title,
         body=body,

@@ -52,3 +52,7 @@ def priority(sop_class: str) -> int:
 def title_prefix(level: int) -> str:
     """``[P1]`` … ``[P4]``: the first thing a reader sees in a list of notifications."""
     return f"[P{level}]"
+
+
+#: before the ``[P1]`` of every page of a drill: nobody takes a game day's P1 for a real one (nor the other way)
+DRILL_MARK = "[DRILL]"

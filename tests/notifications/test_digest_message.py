@@ -59,3 +59,30 @@ def test_every_channel_gets_each_item_and_its_run_link_with_nothing_disguised(ur
 def test_a_digest_of_nothing_is_refused() -> None:
     with pytest.raises(ValueError):
         digest_message([], LI_WEI)
+
+
+DRILL_URL = "http://127.0.0.1:8000/runs/r-drill"
+DRILL_ITEMS = [
+    DigestItem("step_done", 1, "[DRILL] [P1] Done: Assess scope (Crisis PR · lumi) by Chen Jie", "Crisis PR · lumi",
+               DRILL_URL, T0),
+    DigestItem("status_update", 1, "[DRILL] [P1] Status update: Crisis PR · lumi, run r-drill", "Crisis PR · lumi",
+               DRILL_URL, T0.replace(minute=5)),
+]
+
+
+def test_a_digest_of_a_drill_says_drill_where_a_real_p1_would_be_read() -> None:
+    """Li Wei's digest of a game day arrives its window after the drill, when it is over: a `[P1] Digest` with the
+    crisis' run line read as a real P1 crisis, and its items as `[DRILL] [P1] Done…` (the `[P1]` left in)."""
+    message = digest_message(DRILL_ITEMS, LI_WEI)
+    assert message.title == "[DRILL] [P1] Digest: 2 updates in 1 run(s), nothing asked of you"
+    assert f"**[DRILL] [P1] Crisis PR · lumi** (complaint, a drill): {DRILL_URL}" in message.body
+    assert "- 14:00 Done: Assess scope by Chen Jie" in message.body
+    assert "- 14:05 Status update: Crisis PR · lumi, run r-drill" in message.body
+
+
+def test_a_digest_with_a_drill_and_real_runs_is_as_urgent_as_its_real_runs() -> None:
+    message = digest_message(DRILL_ITEMS + ITEMS[:2], LI_WEI)  # the drill's P1, a real P2 outage
+    assert message.title == "[P2] Digest: 4 updates in 2 run(s) (1 of them a drill), nothing asked of you"
+    assert message.priority == 2
+    assert "**[P2] Traffic surge · checkout** (outage): " in message.body
+    assert "**[DRILL] [P1] Crisis PR · lumi** (complaint, a drill): " in message.body
