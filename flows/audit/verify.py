@@ -101,6 +101,11 @@ class Verification:
     def first_break(self) -> Break | None:
         return self.breaks[0] if self.breaks else None
 
+    def summary(self) -> dict[str, Any]:
+        """What a JSON export says of the chain it was read from: intact or not, how many records, the head to note
+        down as an anchor, the first break (``sop audit show --json``, the desk's download of a run)."""
+        return {key: value for key, value in self.to_dict().items() if key in ("ok", "records", "head", "first_break")}
+
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "records": self.records, "head": {"seq": self.head_seq, "hash": self.head_hash},
                 "first_break": asdict(self.first_break) if self.first_break else None,

@@ -210,11 +210,6 @@ def _say_broken(checked: Any, what: str) -> None:
                       f"{what} may not be what happened; see `sop audit verify`", soft_wrap=True)
 
 
-def _verification(checked: Any) -> dict[str, Any]:
-    """What a JSON output says of the chain."""
-    return {key: value for key, value in checked.to_dict().items() if key in ("ok", "records", "head", "first_break")}
-
-
 @audit.command("show")
 def show_command(
     run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (or a unique prefix)")],
@@ -233,7 +228,7 @@ def show_command(
     if broken:
         _say_broken(checked, "this run's story")
     if as_json:
-        sys.stdout.write(to_json({**doc, "verification": _verification(checked)} if checked is not None else doc))
+        sys.stdout.write(to_json({**doc, "verification": checked.summary()} if checked is not None else doc))
     else:
         print_document(doc, times)
     if broken:
@@ -271,7 +266,7 @@ def report_command(
     def document() -> str:
         figures = report.to_dict()
         if checked is not None:
-            figures["verification"] = _verification(checked)
+            figures["verification"] = checked.summary()
         return to_json(figures)
 
     piped = _exports({"CSV": (csv_file, lambda: to_csv(report.rows, COMPLIANCE_COLUMNS)), "JSON": (json_file, document)})

@@ -196,7 +196,11 @@ def run_json(request: Request, run: str) -> Response:
     if isinstance(found, Response):
         return found
     audit, story, _ = found
-    return _download(to_json(document(story, audit.now())), "application/json", f"sop-audit-run-{story.id}.json")
+    web = _web(request)
+    checked = web.chain()  # the desk's last walk; none yet: walked now, as `sop audit show --json` does
+    verified = checked.result if checked is not None else web.chain(audit.verify(workers=1)).result  # type: ignore[union-attr]
+    doc = {**document(story, audit.now()), "verification": verified.summary()}  # the file alone says what it rests on
+    return _download(to_json(doc), "application/json", f"sop-audit-run-{story.id}.json")
 
 
 @router.get("/runs/{run}")

@@ -109,3 +109,17 @@ def test_every_output_of_the_report_says_a_tampered_ledger_does_not_verify(sop: 
     assert piped.returncode == 1 and piped.stdout.startswith("scope,key,") and "does not verify" in piped.stderr
     unchecked = sop("audit", "report", "--csv", "-", "--no-verify", env=env)
     assert unchecked.returncode == 0 and "verify" not in unchecked.stderr
+
+
+def test_the_report_gives_the_whole_head_to_check_it_again_later(sop: Any, report_html: Path,
+                                                                   scenario: Scenario) -> None:
+    """What the ops manager hands over after a game day: the auditor notes the head from the printed report and, a
+    month later, proves with it that nothing was cut off or rewritten since. A head cut to 16 characters cannot be."""
+    verified = sop("audit", "verify", "--json", env={"SOP_DATABASE_URL": scenario.url})
+    head = json.loads(verified.stdout)["head"]
+    text = " ".join(re.sub(r"<[^>]+>", " ", report_html.read_text()).split())
+    anchor = f"{head['seq']}:{head['hash']}"
+    assert f"head record {head['seq']} (hash {head['hash']})" in text
+    assert f"sop audit verify --anchor {anchor}" in text
+    again = sop("audit", "verify", "--anchor", anchor, env={"SOP_DATABASE_URL": scenario.url})
+    assert again.returncode == 0, again.stdout + again.stderr

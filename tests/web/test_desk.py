@@ -160,10 +160,17 @@ def test_a_finished_runs_story(sop: Any, site: Site, auditor: httpx.Client, play
     assert story.index("run started by tom-becker") < story.index("done by zhao-lei") < story.index("run finished")
     assert 'class="gantt"' in page.text  # the run's chart
     assert "id: t-ladder" in page.text  # the exact SOP text the run used
-    # the JSON download is `sop audit show --json`
+    # the JSON download is `sop audit show --json`, with the chain it rests on (the file alone says it, and gives the
+    # head an auditor re-checks it against later)
     download = auditor.get(f"/desk/runs/{played.real}.json")
     assert download.headers["content-disposition"] == f'attachment; filename="sop-audit-run-{played.real}.json"'
-    assert json.loads(download.text) == json.loads(cli(sop, site, "show", played.real, "--json", "--no-verify"))
+    doc = json.loads(download.text)
+    verification = doc.pop("verification")
+    assert doc == json.loads(cli(sop, site, "show", played.real, "--json", "--no-verify"))
+    assert verification["ok"] is True and verification["first_break"] is None and verification["records"] > 0
+    head = verification["head"]
+    anchored = cli(sop, site, "verify", "--anchor", f"{head['seq']}:{head['hash']}")
+    assert "chain intact" in anchored, anchored
 
 
 def test_a_prefix_opens_the_run_and_an_unknown_run_is_a_404(auditor: httpx.Client, played: Played) -> None:
