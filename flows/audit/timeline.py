@@ -228,7 +228,8 @@ def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
         "help": [{"seq": h.seq, "at": h.at, "offset_s": offset(run.started_at, h.at), "actor": h.actor,
                   "actor_text": h.actor_text, "note": h.note, "level": h.level} for h in step.help],
         "escalations": [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "level": e.level,
-                         "message": e.message, "notify": e.notify, "late_ms": e.late_ms} for e in step.escalations],
+                         "message": e.message, "notify": e.notify, "paged": e.paged, "late_ms": e.late_ms}
+                        for e in step.escalations],
         "notifications": [_notification(n, run) for n in step.notifications],
         "round": step.round,
         "rounds": [{"round": r.round, "state": r.state, "actor": r.actor,
@@ -237,6 +238,29 @@ def _step(step: StepAudit, run: RunAudit, now: datetime) -> dict[str, Any]:
                     "note": r.note, "sent_back_by": r.sent_back_by, "sent_back_from": r.sent_back_from,
                     "sent_back_note": r.sent_back_note} for r in step.rounds],
     }
+
+
+def ladder(run: RunAudit) -> list[dict[str, Any]]:
+    """Who was escalated to, when and by what, every step's in the order they came: a rung its timer fired (``by``
+    None) or help a person asked for (``by``: who). What a review after a drill or an incident reads first, and
+    otherwise finds only among every record."""
+    offset = run.sop_seconds
+    rows = [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "step": step.id, "level": e.level,
+             "stage": level_words(e.level), "by": None, "notify": e.notify, "paged": e.paged, "late_ms": e.late_ms}
+            for step in run.steps.values() for e in step.escalations]
+    rows += [{"seq": h.seq, "at": h.at, "offset_s": offset(run.started_at, h.at), "step": step.id, "level": h.level,
+              "stage": f"help asked ({level_words(h.level) or 'the lead'})", "by": h.actor_text, "notify": [],
+              "paged": [], "late_ms": None} for step in run.steps.values() for h in step.help]
+    return sorted(rows, key=lambda r: r["seq"])
+
+
+def ladder_line(row: dict[str, Any]) -> str:
+    """One row of :func:`ladder` in words: ``+15m assess escalation stage 2 → lead, backup: chen-jie, sara-lopez``."""
+    to = ", ".join(row["notify"])
+    reached = ", ".join(row["paged"]) or "nobody recorded"
+    by = f" by {row['by']}" if row["by"] else ""
+    return (f"+{format_duration(timedelta(seconds=row['offset_s'] or 0))} {row['step']} {row['stage']}{by}"
+            + (f" → {to}: {reached}" if to else ""))
 
 
 def document(run: RunAudit, now: datetime) -> dict[str, Any]:
@@ -254,6 +278,7 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
         "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
+        "ladder": ladder(run),
         "parent_run": run.parent_run, "window_ends_at": run.window_ends_at,
         "follow_up_verdict": follow_up_verdict(run, now),
         "follow_ups": [{"seq": f.seq, "at": f.at, "sop": f.sop, "state": f.state, "run": f.run, "reason": f.reason,

@@ -20,6 +20,7 @@ from rich.table import Table
 from flows.audit import ComplianceReport, RunLine, SilencedLine, SilenceLine, SopHistory, Verification, Window
 from flows.audit.followups import FollowUpFigures
 from flows.audit.report import SOP_TIME_NOTE, Compliance
+from flows.audit.timeline import ladder_line
 from flows.cli.common import console, err_console
 from flows.clock import in_zone, local_time, zone_label
 from flows.language.durations import format_duration
@@ -271,6 +272,10 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
                           _dur(step["due_s"]), f"{ended} {step['state']}", escape(step["actor_text"] or ""),
                           _verdict(step["deadline"]))
     console.print(deadlines)
+    if doc["ladder"]:  # who was escalated to, when: what a review reads first
+        console.print("[bold]Escalations[/] (SOP time from the start; → the ladder's targets: who they reached)")
+        for row in doc["ladder"]:
+            console.print(f"  {escape(ladder_line(row))}", soft_wrap=True)
     console.print(f"[bold]Timeline[/] (SOP time from the start, then {times.said(doc['started_at'])})")
     for entry in doc["timeline"]:
         where = f"[cyan]{entry['step']}[/] " if entry["step"] else ""

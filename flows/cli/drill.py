@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from flows.audit.timeline import ladder_line
 from flows.cli import app
 from flows.cli.common import console, fail, fail_all, library
 from flows.cli.runs import _pairs
@@ -46,8 +49,14 @@ def _summary(result: DrillResult) -> None:
     updates = sum(1 for e in result.timeline if e.kind == "status_update")
     asked = sum(1 for e in result.timeline if e.kind == "status_asked")
     cadence = f"; status updates {updates} of {asked} asked" if asked else ""
+    tta = format_duration(timedelta(seconds=result.time_to_acknowledge_s)) \
+        if result.time_to_acknowledge_s is not None else "none (nobody answered)"
     console.print(f"deadlines met {met}, missed {missed}; escalations {result.escalations}; run deadline {deadline}"
-                  f"{cadence}; {result.wall_seconds:.0f}s of wall time")
+                  f"{cadence}; time to acknowledge {tta}; {result.wall_seconds:.0f}s of wall time")
+    if result.ladder:  # who was escalated to, when: the review's first question
+        console.print("escalations (SOP time; → the ladder's targets: who they reached):")
+        for row in result.ladder:
+            console.print(f"  {escape(ladder_line(row))}", soft_wrap=True)
     for entry in result.timeline:  # what the run's end started, or would have started outside a drill
         if entry.kind.startswith("follow_up"):
             console.print(f"[cyan]{entry.detail}[/]", soft_wrap=True)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from flows.audit import Audit
 from flows.audit.model import MET, MISSED
-from flows.audit.timeline import describe
+from flows.audit.timeline import describe, ladder
 from flows.clock import sop_time
 from flows.engine import outbox
 from flows.engine.timers import TimerService
@@ -102,6 +102,10 @@ class DrillResult:
     escalations: int = 0
     deadline_met: bool | None = None
     wall_seconds: float = 0.0
+    #: SOP seconds from the first ask to the first answer by a person (the audit's TTA), None when nobody answered
+    time_to_acknowledge_s: float | None = None
+    #: who was escalated to, when (:func:`flows.audit.timeline.ladder`)
+    ladder: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Drill:
@@ -239,9 +243,11 @@ class Drill:
                 thread.join(timeout=5)
         view = self.engine.view(run_id)
         steps, deadline = self._verdicts(run_id, timeline)
+        review = Audit(self.engine.ledger, now=self.engine.clock.now()).run(run_id)
         return DrillResult(run_id=run_id, outcome=view.run["outcome"] or view.run["status"], timeline=timeline, steps=steps,
                            escalations=sum(1 for e in timeline if e.kind == "escalation"), deadline_met=deadline,
-                           wall_seconds=time.monotonic() - began)
+                           wall_seconds=time.monotonic() - began, time_to_acknowledge_s=review.time_to_acknowledge,
+                           ladder=ladder(review))
 
     def _still_open(self, run_id: str) -> str:
         return (f"a drill of {self.sop_id} with the same dedup key is still open: run {run_id}; this one would attach "

@@ -298,3 +298,23 @@ def test_the_chain_verified_with_the_head_to_note_down(site: Site, auditor: http
     wrong = auditor.get("/desk/verify", params={"anchor": "12:abc"})
     assert wrong.status_code == 422
     assert field_errors(wrong)["anchor"].startswith("anchor `12:abc` is not SEQ:HASH")
+
+
+def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: httpx.Client) -> None:
+    """The review's first question, answered in one table instead of among every record: each level, when (SOP time),
+    the ladder's targets and whom they reached, and help a person asked for, by whom."""
+    run_id = site.engine.start("t-ladder", {}, initiator="tom-becker", trigger={"kind": "manual", "by": "tom-becker"},
+                               launch=False).run_id
+    holder = site.engine.person_for("sre-oncall")
+    site.engine.ask_for_help(run_id, "respond", Actor(person=holder, via="direct"), "disk full, need a hand")
+    page = auditor.get(f"/desk/runs/{run_id}")
+    assert page.status_code == 200
+    table = re.search(r'<table class="deadlines" id="ladder">(.*?)</table>', page.text, re.S)
+    assert table, "no escalations table"
+    rows = [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).split("<tbody>", 1)[1], re.S)]
+    assert rows, table.group(1)
+    assert rows[0][1] == "respond" and rows[0][2].startswith("help asked") and f"by {holder}" in rows[0][2]
+    escalated = [row for row in rows if row[2].startswith("escalation stage")]
+    assert escalated and escalated[0][3] and escalated[0][4] not in ("", "—"), rows
+    _finish(site, run_id, holder)

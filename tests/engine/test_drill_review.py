@@ -1,0 +1,59 @@
+"""The review after a game day answers the ops manager's first questions without reading every record: how long until
+someone answered (time to acknowledge), and who was escalated to, when, and whom each level reached. `sop drill`
+prints them under its table, `sop audit show` above the timeline (the desk shows the same table)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from flows.engine.transitions import Engine
+from flows.runtime.drill import Drill
+from tests.engine.conftest import local_engine_of
+
+PROBE = """\
+id: t-review
+title: Review probe
+class: complaint
+owner: pr-lead
+deadline: 2h
+escalation:
+  - at: 50%
+    notify: [assignee]
+  - at: 100%
+    notify: [lead, backup]
+steps:
+  - id: assess
+    title: Assess the spike
+    assignee: pr-oncall
+    due: 15m
+"""
+
+
+@pytest.fixture
+def local_engine(repo_root, tmp_path, monkeypatch) -> Any:
+    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"t-review": PROBE})
+
+
+def test_the_drill_and_the_audit_say_who_was_escalated_to_and_when(sop: Any, local_engine: Engine,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    result = Drill(local_engine, "t-review", speed=600, seed=1, late={"assess"}).run(timeout=60)
+    assert result.outcome == "done"
+    assert result.time_to_acknowledge_s is not None and 15 * 60 < result.time_to_acknowledge_s < 30 * 60  # answered late
+    rows = [(r["step"], r["stage"], r["notify"], r["paged"]) for r in result.ladder]
+    assert rows == [("assess", "escalation stage 1", ["assignee"], ["wang-fang"]),
+                    ("assess", "escalation stage 2", ["lead", "backup"], ["chen-jie", "sara-lopez"])]
+    first, second = (r["offset_s"] / 60 for r in result.ladder)  # SOP minutes after the start (timers fire a little late)
+    assert 7.5 <= first < 12 and 15 <= second < 20
+
+    env = {"SOP_DATABASE_URL": f"sqlite:///{local_engine.library.root / 'var' / 'ledger.db'}",
+           "SOP_HOME": str(local_engine.library.root)}
+    shown = sop("audit", "show", result.run_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    section = text[text.index("Escalations (SOP time"):text.index("Timeline (SOP time")]
+    lines = [" ".join(line.split()) for line in section.splitlines()[1:] if line.strip()]
+    assert len(lines) == 2 and re.fullmatch(r"\+\d+m\d*s? assess escalation stage 1 → assignee: wang-fang", lines[0]), lines
+    assert re.fullmatch(r"\+1\dm\d*s? assess escalation stage 2 → lead, backup: chen-jie, sara-lopez", lines[1]), lines
