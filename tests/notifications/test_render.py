@@ -92,6 +92,16 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
     assert overdue.title == "[P1] Overdue: Assess scope and sentiment (Crisis PR response · lumi), 12m overdue"
 
 
+def test_an_escalation_before_the_due_does_not_say_the_step_is_late() -> None:
+    """crisis-pr's `legal` reaches the director at 20m of its 30m: "is late, 10m left" told her it was late."""
+    early = sample("escalated")
+    early = replace(early, step=replace(early.step, time_left="10m left", time_left_short="10m left"), level=LevelInfo(key="2", message="escalated"))
+    message = render_message("escalated", early, overrides_dir=NO_OVERRIDES)
+    assert message.title == ("[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is not done "
+                             "yet, 10m left")
+    assert " late" not in message.body.split("\n\n", 2)[1]  # "… is not done. It is assigned to …"
+
+
 def test_run_finished_carries_the_summary_table() -> None:
     body = render_message("run_finished", sample("run_finished"), overrides_dir=NO_OVERRIDES).body
     assert "finished with status **completed**: 2 of 3 steps done, 1 late." in body
