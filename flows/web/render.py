@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescap
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from flows.clock import local_time
+from flows.clock import local_time, sop_time
 from flows.engine.page_context import time_left
 from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec, field_label
@@ -80,6 +80,15 @@ def drill_tag(drill: bool, speed: float) -> Markup:
         return Markup("")
     return Markup('<span class="tag drill" title="a drill: time runs {speed}× faster">drill ×{speed}</span>').format(
         speed=f"{speed:g}")
+
+
+def playbook(at: datetime | None, started_at: datetime | None, speed: float) -> Markup:
+    """`` (+15m)``: how long after the run's start ``at`` is in the run's own time, beside its wall-clock instant on a
+    compressed run (a drill at ×100 does two hours in 72 s: every due read the same minute); nothing at ×1."""
+    if at is None or started_at is None or speed == 1:
+        return Markup("")
+    return Markup(' <span class="muted offset" title="after the run\'s start, in its time">(+{})</span>').format(
+        format_duration(sop_time(at - started_at, speed)))
 
 
 def label(name: str, spec: FieldSpec | None = None) -> str:
@@ -146,7 +155,7 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
                        stage=level_words, person=person, role=role, as_role=as_role)
-    env.globals.update(left=left, drill_tag=drill_tag, escape=escape, evidence_link=evidence_link,
+    env.globals.update(left=left, drill_tag=drill_tag, playbook=playbook, escape=escape, evidence_link=evidence_link,
                        evidence_name=evidence_name,
                        more_text=more_text, reported_rows=reported_rows)
     return env

@@ -65,3 +65,24 @@ def test_home_board_run_and_step_pages_mark_the_drill_alone(site: Site) -> None:
     board = director.get("/board").text
     rows = {rid: re.search(rf'id="run-{rid}".*?</article>', board, re.S).group(0) for rid in (drill, real)}  # type: ignore[union-attr]
     assert TAG.findall(rows[drill]) == ["100"] and TAG.findall(rows[real]) == [], rows
+
+
+def test_a_compressed_runs_dues_say_their_place_in_the_playbook(site: Site) -> None:
+    """At ×100 two hours pass in 72 seconds: every due and the deadline read the same wall-clock minute. Beside each,
+    how long after the start it is in the run's time; a run at ×1 needs none."""
+    drill, _ = _pair(site)
+    live = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
+                             launch=False).run_id
+    responder = site.client()
+    sign_in(site, responder, "wang-fang")
+    page = responder.get(f"/runs/{drill}").text
+    deadline = re.search(r"<dt>Deadline</dt><dd>(.*?)</dd>", page, re.S).group(1)  # type: ignore[union-attr]
+    assert re.search(r'class="muted offset"[^>]*>\(\+2h\)</span>', deadline), deadline
+    row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*href="/runs/{drill}/steps/assess"(?:(?!</tr>).)*</tr>', page, re.S)
+    due = re.search(r'data-label="Due"[^>]*>(.*?)</td>', row.group(0), re.S).group(1)  # type: ignore[union-attr]
+    assert re.search(r">\(\+15m\)</span>", due), due  # assess, due 15m after the start
+    step = responder.get(f"/runs/{drill}/steps/assess").text
+    assert re.search(r"<dt>Due</dt><dd>.*?>\(\+15m\)</span>", step, re.S)
+    assert 'class="muted offset"' not in responder.get(f"/runs/{live}").text
+    assert 'class="muted offset"' not in responder.get(f"/runs/{live}/steps/assess").text
+    site.engine.cancel(live, "test over", "li-wei")
