@@ -162,7 +162,8 @@ def test_the_step_page_says_whom_it_is_with_how_far_it_escalated_and_the_hand_ov
         fire_next_rung(site, run_id, "command")
     page = client.get(f"/runs/{run_id}/steps/command")
     backup = site.engine.on_call("sre-oncall").backup
-    assert "Escalation level 3.1 reached at" in said(page)
+    # in the words of its pages, the run page and the audit (not the key "level 3.1")
+    assert "Escalation stage 3, repeat 1 reached at" in said(page)
     assert "(owner, ops-director): paged Tom Becker (SRE Lead), Li Wei 李伟 (Operations Director) · 3 levels fired so far" \
         in said(page)  # each with the role they answer for
     assert f"(lead, backup): paged Tom Becker (SRE Lead), {site.engine.site.people[backup].name} (SRE on-call)" \
