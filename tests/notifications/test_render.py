@@ -332,3 +332,18 @@ def test_the_urgency_table_in_the_docs_is_what_is_sent() -> None:
         for kinds, expected in zip(columns, cells[2:], strict=True):
             for kind in kinds:
                 assert notify_type(cells[0], kind, None) == expected, (cells[0], kind)
+
+
+@pytest.mark.parametrize("kind", ["assigned", "escalated", "step_done", "run_finished"])
+def test_a_drills_page_says_so_in_its_first_words_and_a_real_ones_never(kind: str) -> None:
+    """A title is cut on a lock screen and by mail clients; the body's first line is what is read next. Sara Lopez,
+    paged at 9:10 in Madrid for a game day she is not running, must not take it for a crisis."""
+    context = sample(kind)
+    drill = replace(context, run=replace(context.run, drill=True, speed=100.0))
+    message = render_message(kind, drill, overrides_dir=NO_OVERRIDES)
+    note = "**This is a drill** (time runs 100× faster): act as you would in a real incident; nothing real is at stake."
+    assert message.title.startswith("[DRILL] [P1] ")
+    assert message.body.splitlines()[0] == note
+    assert (message.phone_body or message.body).splitlines()[0] == note
+    real = render_message(kind, context, overrides_dir=NO_OVERRIDES)
+    assert "This is a drill" not in real.body and not real.title.startswith("[DRILL]")
