@@ -100,6 +100,8 @@ def test_an_escalation_before_the_due_does_not_say_the_step_is_late() -> None:
     assert message.title == ("[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is not done "
                              "yet, 10m left")
     assert " late" not in message.body.split("\n\n", 2)[1]  # "… is not done. It is assigned to …"
+    at_due = replace(early, step=replace(early.step, time_left="0s left", time_left_short="0s left"))
+    assert render_message("escalated", at_due, overrides_dir=NO_OVERRIDES).title.endswith(") is late, 0s left")
 
 
 def test_run_finished_carries_the_summary_table() -> None:
