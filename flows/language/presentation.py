@@ -87,6 +87,44 @@ def person_as(site: Any, pid: str | None, rid: str | None) -> str:
     return f"{name} ({role_title(site, rid)})" if rid else name
 
 
+#: a config id inside a text, maybe between the backticks a terminal's message puts around it
+_AN_ID = re.compile(r"`?(?<![\w-])([a-z0-9][a-z0-9_-]*)(?![\w-])`?")
+
+
+def names_in(site: Any, text: str | None) -> str:
+    """A text written with config's ids (the audit's ``manual by li-wei``, a refusal's `` `li-wei` is not a member
+    of `sre-oncall` ``), each person's id as their name and each role's as its title (:func:`role_title`), for a page
+    people read; every other word as it is."""
+    known = set(site.people) | set(site.roles) if site is not None else set()
+
+    def name(found: re.Match[str]) -> str:
+        return role_title(site, found.group(1)) if found.group(1) in known else found.group(0)
+
+    return _AN_ID.sub(name, text) if text else ""
+
+
+#: a page's kind (notifications.message.Kind) where its words alone would not say it
+_PAGE_KINDS = {"automation_failed": "Automated step failed", "status_due": "Status update due",
+               "run_overdue_holder": "Run overdue (to the step's holder)"}
+#: a channel's kind by the scheme of its (masked) address; another scheme reads as itself
+_CHANNELS = {"mailto": "e-mail", "mailtos": "e-mail", "ntfy": "ntfy", "ntfys": "ntfy", "inbox": "inbox",
+             "tgram": "Telegram", "slack": "Slack", "discord": "Discord", "msteams": "Teams", "mmost": "Mattermost",
+             "mmosts": "Mattermost", "rocket": "Rocket.Chat", "rockets": "Rocket.Chat", "json": "webhook",
+             "jsons": "webhook", "form": "webhook", "forms": "webhook", "http": "webhook", "https": "webhook"}
+
+
+def page_kind(kind: str) -> str:
+    """A page's kind as a person reads it in a list of pages sent: ``run_started`` → "Run started"."""
+    return _PAGE_KINDS.get(kind) or kind.replace("_", " ").capitalize()
+
+
+def channel_kind(destination: str) -> str:
+    """The kind of channel a page went through, from its masked address (``inbox://tom-becker`` → "inbox",
+    ``mailto://…`` → "e-mail"): the address itself is for whoever checks a delivery, not for every reader."""
+    scheme, sep, _ = destination.partition("://")
+    return _CHANNELS.get(scheme.lower(), scheme) if sep else destination
+
+
 def named(site: Any, ident: Any) -> Any:
     """A person's or a role's id as it travels to where people read it: equal to the id (a comparison, a command, a
     JSON body read the id), shown as the role's title or the person's name (:class:`Labelled`, as a choice reads

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from flows.engine.oncall import OverrideRefused, add_override, end_override, upcoming
 from flows.language.actors import UnknownPerson
 from flows.language.oncall import parse_instant
+from flows.language.presentation import names_in
 from flows.web.app import Web
 from flows.web.pages import html, operator_only, signed_form
 
@@ -65,7 +66,7 @@ async def override(request: Request) -> Response:
     try:
         made = await run_in_threadpool(_record, web, session, posted)
     except (ValueError, OverrideRefused, UnknownPerson) as exc:
-        return await run_in_threadpool(_page, request, web, session.csrf, 422, _form_words(str(exc)), posted)
+        return await run_in_threadpool(_page, request, web, session.csrf, 422, _form_words(str(exc), web.site), posted)
     log.info("event=oncall_override_from_web id=%s role=%s person=%s by=%s", made.id, made.role, made.person,
              session.person)
     return web.finish(request, RedirectResponse("/oncall?" + urlencode({"added": str(made.id)}), status_code=303))
@@ -83,17 +84,18 @@ async def end(request: Request, override_id: int) -> Response:
     try:
         await run_in_threadpool(end_override, web.engine.ledger, override_id, reason, web.actor(session))
     except OverrideRefused as exc:
-        return await run_in_threadpool(_page, request, web, session.csrf, 422, _form_words(str(exc)))
+        return await run_in_threadpool(_page, request, web, session.csrf, 422, _form_words(str(exc), web.site))
     log.info("event=oncall_override_ended_from_web id=%s by=%s", override_id, session.person)
     return web.finish(request, RedirectResponse("/oncall?" + urlencode({"ended": str(override_id)}), status_code=303))
 
 
-def _form_words(text: str) -> str:
-    """A refusal worded for the terminal (its options) in the words of this page's form."""
+def _form_words(text: str, site: Any) -> str:
+    """A refusal worded for the terminal (its options, config's ids) in the words of this page's form: “Until”,
+    people by name and roles by title (:func:`flows.language.presentation.names_in`)."""
     for option, field in (("a --reason", "a reason"), ("--until", "“Until”"), ("--from", "“From”"),
                           ("--reason", "“Reason”")):
         text = text.replace(option, field)
-    return text
+    return names_in(site, text)
 
 
 def _record(web: Web, session: Any, posted: dict[str, str]) -> Any:

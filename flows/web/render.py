@@ -19,13 +19,13 @@ from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescap
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from flows.clock import local_time, sop_time
+from flows.clock import in_zone, local_time, sop_time
 from flows.engine.page_context import time_left
 from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec, field_label
 from flows.language.ladder import level_words
 from flows.language.outline import more_text
-from flows.language.presentation import person_as, person_name, role_title, shown
+from flows.language.presentation import channel_kind, names_in, page_kind, person_as, person_name, role_title, shown
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -52,13 +52,17 @@ def markdown(text: str | None) -> Markup:
     return Markup(_markdown().render(text or ""))  # noqa: S704 - rendered with html off: escaped by markdown-it
 
 
-def when(value: datetime | None, tz: str = "UTC") -> Markup:
-    """``<time>`` in the reader's zone (``2026-12-05 14:20 CST (UTC+8)``), the UTC instant on hover."""
+def when(value: datetime | None, tz: str = "UTC", short: bool = False) -> Markup:
+    """``<time>`` in the reader's zone (``2026-12-05 14:20 CST (UTC+8)``), the UTC instant on hover; ``short``: its
+    day and time alone (``05 Dec 14:20``), for a line of a list on a phone, the rest on hover."""
     if value is None:
         return Markup("—")
     utc = value.astimezone(UTC)
-    return Markup('<time datetime="{iso}" title="{utc} UTC">{local}</time>').format(
-        iso=utc.isoformat(), utc=utc.strftime("%Y-%m-%d %H:%M:%S"), local=local_time(utc, tz))
+    local, hover = local_time(utc, tz), f"{utc:%Y-%m-%d %H:%M:%S} UTC"
+    if short:
+        local, hover = f"{in_zone(utc, tz):%d %b %H:%M}", f"{local} · {hover}"
+    return Markup('<time datetime="{iso}" title="{hover}">{local}</time>').format(iso=utc.isoformat(), hover=hover,
+                                                                                  local=local)
 
 
 def left(due: datetime | None, now: datetime, speed: float, *, live: bool = True) -> Markup:
@@ -149,12 +153,19 @@ def as_role(context: Any, pid: str | None, rid: str | None) -> str:
     return person_as(context["site"], pid, rid)
 
 
+@pass_context
+def names(context: Any, text: str | None) -> str:
+    """The page's ``names`` filter: an audit's text in names and titles (:func:`flows.language.presentation.names_in`)."""
+    return names_in(context["site"], text)
+
+
 @cache
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(md=markdown, when=when, duration=format_duration, shown=shown, label=label, answer=answer,
-                       stage=level_words, person=person, role=role, as_role=as_role)
+                       stage=level_words, person=person, role=role, as_role=as_role, names=names,
+                       page_kind=page_kind, channel=channel_kind)
     env.globals.update(left=left, drill_tag=drill_tag, playbook=playbook, escape=escape, evidence_link=evidence_link,
                        evidence_name=evidence_name,
                        more_text=more_text, reported_rows=reported_rows)

@@ -154,7 +154,7 @@ def test_a_finished_runs_story(sop: Any, site: Site, auditor: httpx.Client, play
     assert page.status_code == 200
     assert "<h1>Ladder timing probe</h1>" in page.text
     facts = re.sub(r"<[^>]+>", "", re.search(r'id="run-facts">(.*?)</dl>', page.text, re.S).group(1))  # type: ignore[union-attr]
-    assert "manual by tom-becker" in facts and "text verified" in facts and "met" in facts
+    assert "manual by Tom Becker" in facts and "text verified" in facts and "met" in facts  # by name: the records say ids
     story = page.text.split('id="timeline"', 1)[1]
     assert "done by zhao-lei (direct)" in story and "answer=&#34;ok&#34;" in story and "probe answered" in story
     assert story.index("run started by tom-becker") < story.index("done by zhao-lei") < story.index("run finished")

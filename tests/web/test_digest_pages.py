@@ -25,8 +25,9 @@ def test_the_run_page_and_the_desk_show_a_page_kept_for_a_digest_and_the_digest_
     client = site.client()
     sign_in(site, client, "li-wei")
     page = client.get(f"/runs/{run_id}")
-    assert re.search(r'<td data-label="What">status_update</td><td data-label="Step">—</td><td data-label="To">Li Wei 李伟'
-                     r'</td><td data-label="Through">digest</td>\s*<td data-label="Result">kept for Li Wei 李伟\'s digest',
+    assert re.search(r'<td data-label="What">Status update</td>\s*<td data-label="Step" class="empty">—</td>'
+                     r'<td data-label="To">Li Wei 李伟</td>\s*<td data-label="Through"><span>digest</span></td>\s*'
+                     r'<td data-label="Result">kept for Li Wei 李伟\'s digest',
                      page.text), page.text.split("<h2>Pages sent</h2>", 1)[1][:3000]
 
     assert pager.digests is not None and pager.digests.send("li-wei") == 1  # as when it is due
@@ -34,9 +35,9 @@ def test_the_run_page_and_the_desk_show_a_page_kept_for_a_digest_and_the_digest_
     [digest] = [m for m in site.inbox("li-wei")[before:] if "Digest:" in m["title"]]
     assert f"/runs/{run_id}" in digest["body"] and "Status update from Chen Jie 陈杰" in digest["body"]
     page = client.get(f"/runs/{run_id}")
-    assert re.search(r'<td data-label="What">digest</td><td data-label="Step">—</td><td data-label="To">Li Wei 李伟</td>'
-                     r'<td data-label="Through">inbox://li-wei</td>\s*<td data-label="Result"><span class="good">'
-                     r"delivered</span>", page.text)
+    assert re.search(r'<td data-label="What">Digest</td>\s*<td data-label="Step" class="empty">—</td>'
+                     r'<td data-label="To">Li Wei 李伟</td>\s*<td data-label="Through"><span title="inbox://li-wei">'
+                     r'inbox</span></td>\s*<td data-label="Result"><span class="good">delivered</span>', page.text)
     desk = client.get(f"/desk/runs/{run_id}")  # li-wei is an auditor (settings.web.auditors: ops-director)
     assert desk.status_code == 200
     shown = html.unescape(desk.text)

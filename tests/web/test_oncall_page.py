@@ -29,7 +29,8 @@ def test_an_operator_records_an_override_from_the_page_and_a_responder_cannot(si
     form = {"csrf": csrf_of(page), "role": "sre-oncall", "person": "li-wei", "from": "+300d", "until": "+2h",
             "reason": "covering"}
     refused = client.post("/oncall/override", data=form)
-    assert refused.status_code == 422 and "`li-wei` is not a member of `sre-oncall`" in html.unescape(refused.text)
+    # in the page's words: people by name, roles by title (`sop oncall override` says their ids)
+    assert refused.status_code == 422 and "Li Wei 李伟 is not a member of SRE on-call" in html.unescape(refused.text)
     backwards = client.post("/oncall/override", data={**form, "person": "tom-becker", "until": "2026-01-01T00:00"})
     said = html.unescape(backwards.text)  # in the form's words, not the terminal's options
     assert backwards.status_code == 422 and "“Until” (" in said and "must come after “From”" in said
@@ -82,6 +83,6 @@ def test_an_operator_ends_an_override_from_the_page_with_a_reason(site: Site) ->
     # wang-fang is pr-oncall's fixed primary: "putting her on call" would change nobody's pages
     pointless = client.post("/oncall/override", data={**form, "person": "wang-fang", "reason": "just in case"})
     assert pointless.status_code == 422
-    assert "`wang-fang` is primary of `pr-oncall` for that whole stretch already" in html.unescape(pointless.text)
+    assert "Wang Fang 王芳 is primary of PR on-call for that whole stretch already" in html.unescape(pointless.text)
     no_csrf = client.post(f"/oncall/override/{override}/end", data={"reason": "x"})
     assert no_csrf.status_code in (400, 403)

@@ -428,14 +428,14 @@ def test_the_run_page_shows_steps_holders_and_every_page_with_its_delivery(site:
     page = client.get(f"/runs/{run_id}")
     assert page.status_code == 200
     assert "Assess scope, spread and severity" in page.text and "<svg" in page.text
-    assert re.search(r'<td data-label="What">assigned</td><td data-label="Step">assess</td><td data-label="To">Wang Fang 王芳'
-                     r'</td><td data-label="Through">inbox://wang-fang</td>\s*<td data-label="Result"><span class="good">'
-                     r"delivered</span>", page.text)
+    assert re.search(r'<td data-label="What">Assigned</td>\s*<td data-label="Step">Assess scope, spread and severity</td>'
+                     r'<td data-label="To">Wang Fang 王芳</td>\s*<td data-label="Through"><span title="inbox://wang-fang">'
+                     r'inbox</span></td>\s*<td data-label="Result"><span class="good">delivered</span>', page.text)
     assert 'data-due="' in page.text  # the live clock's anchor
     table = page.text.split("<h2>Pages sent</h2>", 1)[1].split("</table>", 1)[0]
-    sent = re.findall(r'<tr><td data-label="When"><time datetime="([^"]+)".*?</td><td data-label="What">([a-z_]+)</td>',
+    sent = re.findall(r'<tr><td data-label="When"><time datetime="([^"]+)".*?</td><td data-label="What">([A-Za-z ]+)</td>',
                       table)
-    assert {"run_started", "assigned"} <= {kind for _, kind in sent}
+    assert {"Run started", "Assigned"} <= {kind for _, kind in sent}
     assert [at for at, _ in sent] == sorted(at for at, _ in sent)  # in the order they went (was grouped by step)
     assert client.get("/runs/nosuchrun").status_code == 404
 
