@@ -104,6 +104,14 @@ def _handler(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+@pytest.fixture(autouse=True)
+def _inbox_as_each_test_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$SOP_INBOX_DIR`` wins over a delivery's ``inbox_dir`` (docs/notifications.md); the engine's and the web's
+    session fixtures set it for their stacks, so a test here that reads its own inbox folder failed whenever one of
+    theirs had run first in the same worker. Each test here says where its inbox is."""
+    monkeypatch.delenv("SOP_INBOX_DIR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def http_server() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver(port=0)
