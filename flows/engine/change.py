@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flows.engine import participants
 from flows.engine.hold_pages import paused
 from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
 from flows.engine.oncall import Rota, resolve_targets
@@ -143,8 +144,9 @@ class RunChange:
 
     def people_paged(self, targets: list[str], step_id: str | None, asked_by: str | None = None) -> list[str]:
         """The people a page to ``targets`` reaches now (roles as who is on call, channels left out), as the pager
-        sends it (who asked for help is left out unless nobody else is): an escalation records them, so its step's
-        page can say whom it paged. Empty when they cannot be resolved (the pager says why when it sends).
+        sends it (who asked for help is left out unless nobody else is; in a drill that names its people, anyone
+        else: ``flows.engine.participants``): an escalation records them, so its step's page can say whom it paged.
+        Empty when they cannot be resolved (the pager says why when it sends).
 
         Resolved here as ``notifications.recipients`` does (a role is its primary), without importing it: this runs
         inside a write transaction, and that package brings Apprise (~0.85 s the first time)."""
@@ -162,7 +164,9 @@ class RunChange:
         except Exception:  # never a transition lost to a page's people
             log.exception("event=paged_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
             return []
-        return [p for p in people if p != asked_by] or people
+        people = [p for p in people if p != asked_by] or people
+        taking_part = participants.taking_part(self.view)  # a drill that names its people pages no one else
+        return people if taking_part is None else [p for p in people if p in taking_part]
 
     def reached(self, targets: list[str], step_id: str | None, without: str | None = None) -> list[str]:
         """Each of ``targets`` (ladder words, roles, people) with whom it reaches now (``lead (chen-jie)``), of the
