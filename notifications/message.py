@@ -77,6 +77,11 @@ class RunInfo:
     subject: str | None = None
     #: ``run_cancelled``: who cancelled it (None: the system, or a caller that named nobody)
     cancelled_by: str | None = None
+    #: a run that ended (``run_finished``, ``step_failed`` of the failure that ended it): whether it met its deadline
+    #: (None: it has none, or it is open); a run that failed did not, however early it ended
+    deadline_met: bool | None = None
+    #: how long after its deadline it ended, in SOP time (``18m``); None when it ended in time (or has no deadline)
+    over_deadline: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,13 +221,17 @@ class RecipientInfo:
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """One step of a finished run; ``met_deadline`` is None when the step had no due."""
+    """One step of a finished run; ``met_deadline`` is None when the step had no due (False when its deadline ended
+    it: ``timed_out``); ``reason``: why a step that was not done ended as it did (``its condition was not met``,
+    ``branch of assess not taken``), in the engine's words."""
 
     id: str
     title: str
     state: str
     actor: str | None = None
     met_deadline: bool | None = None
+    timed_out: bool = False
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
             "[Errno 111] Connection refused",
         }.get(kind),
         cancelled_by="chen-jie" if kind == "run_cancelled" else None,
+        deadline_met=False if kind == "run_finished" else None,
+        over_deadline="18m" if kind == "run_finished" else None,
     )
     step = StepInfo(
         id="assess",
@@ -105,7 +107,10 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
                 actor=None if kind == "run_overdue" else "chen-jie",
                 met_deadline=False,
             ),
-            SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None),
+            *([SummaryRow(id="legal", title="Legal and compliance check", state="skipped", met_deadline=False,
+                          timed_out=True)] if kind == "run_finished" else []),
+            SummaryRow(id="rate-limit", title="Rate-limit the gateway", state="skipped", actor=None, met_deadline=None,
+                       reason="branch of assess not taken"),
         )
     hold = None
     if kind == "handed_over":  # handed over while on hold: the one sample whose step comes paused

@@ -192,11 +192,13 @@ def _entry(e: Entry, run: RunAudit, forms: dict[str, dict[str, FieldSpec]]) -> d
 
 def notification_text(data: dict[str, Any]) -> str:
     """A ``notification`` record's line: to whom it was sent and how many destinations took it; whose digest
-    kept it (``kept for li-wei's digest``); a digest, which pages of the run it carried."""
+    kept it (``kept for li-wei's digest``), whom it was not sent to and why (``not sent to sun-hao: not in the
+    drill``: ``flows.engine.participants``); a digest, which pages of the run it carried."""
     results = data.get("results", [])
     ok = sum(1 for r in results if r.get("ok"))
     sent = f"sent to {', '.join(sorted({r['recipient'] for r in results}))} ({ok}/{len(results)} delivered)"
-    kept = "; ".join(f"kept for {person}'s digest" for person in data.get("kept") or [])
+    kept = "; ".join([*(f"kept for {person}'s digest" for person in data.get("kept") or []),
+                      *(f"not sent to {n.get('to')}: {n.get('why')}" for n in data.get("not_sent") or [])])
     if data.get("notification") == "digest":
         covers = ", ".join(f"#{seq}" for seq in data.get("covers") or [] if seq is not None)
         kinds = ", ".join(data.get("kinds") or [])

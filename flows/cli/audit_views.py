@@ -203,7 +203,8 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
     if kind == "notification":
         rows = [{"recipient": r.get("recipient", "?"), "destination": r.get("destination", "?"), "ok": r.get("ok"),
                  "error": r.get("error"), "attempts": r.get("attempts")} for r in data.get("results") or []]
-        return _deliveries(rows) + [f"      → {escape(person)} kept for their digest" for person in data.get("kept") or []]
+        return _deliveries(rows) + [f"      → {escape(person)} kept for their digest" for person in data.get("kept") or []] \
+            + [f"      → {escape(str(n.get('to')))} not sent: {escape(str(n.get('why')))}" for n in data.get("not_sent") or []]
     out = []
     if kind in ("step_done", "step_rejected"):
         result = data.get("result") or {}

@@ -14,6 +14,7 @@ from flows.audit.timeline import ladder_line
 from flows.cli import app
 from flows.cli.common import console, fail, fail_all, library
 from flows.cli.runs import _pairs
+from flows.engine import participants
 from flows.engine.transitions import InputRefused, check_inputs
 from flows.language.durations import SPEED_MAX, SPEED_MIN, check_speed, format_duration
 from flows.language.steps.human import approvers_besides
@@ -106,7 +107,7 @@ def _starter(given: str | None) -> tuple[Any, dict[str, Any]]:
 
 def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str], seed: int | None,
               reject: list[str] | None = None, hand_over: dict[str, str] | None = None, live: bool = False,
-              as_: str | None = None) -> DrillResult:
+              as_: str | None = None, people: list[str] | None = None) -> DrillResult:
     """Run a drill, starting the embedded stack first when no Prefect server answers."""
     from flows import runtime
     from flows.api.auth import SecretsRefused
@@ -131,6 +132,8 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
     unknown = [s for s in reject or [] if s not in {st.id for st in lib.sops[sop_id].sop.steps}]
     if unknown:
         fail(f"--reject names unknown step(s) {', '.join(unknown)} of {sop_id}")
+    if people is not None and (problems := participants.problems(lib.site, people, drill=True)):
+        fail_all(problems, "nothing was started", "e.g. --people chen-jie,wang-fang (ids of config/people.yaml)")
     if problems := hand_over_problems(lib.site, lib.sops[sop_id].sop, hand_over or {}):
         fail_all(problems, "nothing was started", "write it as --hand-over STEP=PERSON, PERSON another member of the "
                                                   f"step's role (`sop show {sop_id}`)")
@@ -152,10 +155,11 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
             engine = runtime.engine(library=lib)
         console.print(f"[bold]drill[/] {sop_id} at ×{speed:g} (1h of playbook = {3600 / speed:.0f}s)"
                       + (f", late: {', '.join(late)}" if late else "")
-                      + (f", rejected once: {', '.join(reject)}" if reject else ""))
+                      + (f", rejected once: {', '.join(reject)}" if reject else "")
+                      + (f", taking part: {', '.join(people)}" if people else ""))
         drill = Drill(engine, sop_id, speed, late=set(late), inputs=params, seed=seed, on_entry=_print_entry,
                       on_start=lambda run_id: _print_step_link(engine, run_id), reject=set(reject or []),
-                      hand_over=hand_over, live=live, starter=starter, facts=facts)
+                      hand_over=hand_over, live=live, starter=starter, facts=facts, people=people)
         try:
             result = drill.run()
         except DrillRefused as exc:
@@ -181,12 +185,13 @@ def drill(
     live: Annotated[bool, typer.Option("--live", help="http, command and notify steps call the real systems and send their messages (default: simulated)")] = False,
     as_: Annotated[str | None, typer.Option("--as", help="who starts the drill: a person id in config/ (default $SOP_ACTOR; "
                                                           "without one, the OS user is recorded)")] = None,
+    people: Annotated[str | None, typer.Option("--people", help="who takes part, person ids (e.g. chen-jie,wang-fang): its pages to anyone else are not sent, each recorded as not sent (default: everyone the SOP reaches)")] = None,
 ) -> None:
     """Play an SOP on compressed time with simulated responders; print a timeline and a summary."""
     if (problem := check_speed(speed)) is not None:
         fail(f"--{problem}", "e.g. --speed 120 plays 2 hours in 1 minute")
     result = drill_sop(sop_id, speed, late or [], _pairs(param, "-p"), seed, reject or [], _pairs(hand_over, "--hand-over"),
-                       live=live, as_=as_)
+                       live=live, as_=as_, people=participants.named(people) if people is not None else None)
     if result.outcome not in ("done", "rejected"):
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ import typer
 
 from flows.cli import app
 from flows.cli.common import console, err_console, fail, fail_all, library, print_json
+from flows.engine import participants
 from flows.engine.transitions import InputRefused, StepNotActive, check_inputs
 from flows.engine.view import RunNotFound
 from flows.language.actors import Actor, TerminalRefused, UnknownPerson, terminal_actor
@@ -159,6 +160,7 @@ def run(
     as_: Annotated[str | None, typer.Option("--as", help="who starts it: a person id in config/ (default: the person this OS account is, else $SOP_ACTOR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     drill: Annotated[bool, typer.Option("--drill", help="a drill (a game day): its pages say [DRILL], it attaches to no real run, its http, command and notify steps are simulated, and people answer it as they would a real run (`sop drill` answers for them)")] = False,
+    people: Annotated[str | None, typer.Option("--people", help="with --drill: who takes part, person ids (e.g. chen-jie,wang-fang); its pages to anyone else are not sent, each recorded as not sent (default: everyone the SOP reaches; who starts it takes part)")] = None,
 ) -> None:
     """Start a run of an SOP. Its owner is paged at once; repeats with the same dedup key attach."""
     if speed is not None and (problem := check_speed(speed)) is not None:
@@ -172,6 +174,10 @@ def run(
     except InputRefused as exc:
         engine.pager.close()
         fail_all(exc.problems, f"the inputs do not fit {sop_id}", f"see `sop show {sop_id}` for its inputs")
+    taking_part = participants.named(people) if people is not None else None
+    if taking_part is not None and (found := participants.problems(engine.library.site, taking_part, drill=drill)):
+        engine.pager.close()
+        fail_all(found, "nothing was started", "e.g. --drill --people chen-jie,wang-fang (ids of config/people.yaml)")
     try:
         with engine.launcher._client() as client:
             engine.launcher.deployment_id(client, sop_id)
@@ -183,7 +189,8 @@ def run(
     try:
         result = engine.start(sop_id, inputs, initiator=who,
                               trigger={"kind": "drill" if drill else "manual", "by": who.person, "via": "cli",
-                                       "os_user": who.os_user},
+                                       "os_user": who.os_user,
+                                       **({participants.PEOPLE: taking_part} if taking_part else {})},
                               speed=speed, launch=False)
         if not result.attached and engine.view(result.run_id).is_open:
             _launch(engine, result.run_id)
@@ -198,7 +205,8 @@ def run(
     else:
         what = f"drill run [bold]{result.run_id}[/] of {sop_id} at ×{engine.view(result.run_id).speed:g}" if drill \
             else f"run [bold]{result.run_id}[/] of {sop_id}"
-        console.print(f"[green]✓[/] started {what}; owner paged")
+        console.print(f"[green]✓[/] started {what}; owner paged"
+                      + (f"; taking part: {', '.join(dict.fromkeys([*taking_part, who.person]))}" if taking_part else ""))
     if wait:
         _wait_for(engine, result.run_id)
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flows.engine import participants
 from flows.engine.hold_pages import paused
 from flows.engine.holds import RUN, end_hold, end_run_hold, hold_with_run
 from flows.engine.oncall import Rota, resolve_targets
 from flows.engine.store import OUTCOME_CHARS, RunStore
-from flows.engine.view import RunView, variables
+from flows.engine.view import RunView, deadline_met, variables
 from flows.language.calendar import calendar_for, calendar_name, instant_after, postponed
 from flows.language.expressions import evaluate
 from flows.language.graph import StepGraph
@@ -143,8 +144,9 @@ class RunChange:
 
     def people_paged(self, targets: list[str], step_id: str | None, asked_by: str | None = None) -> list[str]:
         """The people a page to ``targets`` reaches now (roles as who is on call, channels left out), as the pager
-        sends it (who asked for help is left out unless nobody else is): an escalation records them, so its step's
-        page can say whom it paged. Empty when they cannot be resolved (the pager says why when it sends).
+        sends it (who asked for help is left out unless nobody else is; in a drill that names its people, anyone
+        else: ``flows.engine.participants``): an escalation records them, so its step's page can say whom it paged.
+        Empty when they cannot be resolved (the pager says why when it sends).
 
         Resolved here as ``notifications.recipients`` does (a role is its primary), without importing it: this runs
         inside a write transaction, and that package brings Apprise (~0.85 s the first time)."""
@@ -162,7 +164,9 @@ class RunChange:
         except Exception:  # never a transition lost to a page's people
             log.exception("event=paged_unresolved run=%s step=%s targets=%s", self.id, step_id or "-", targets)
             return []
-        return [p for p in people if p != asked_by] or people
+        people = [p for p in people if p != asked_by] or people
+        taking_part = participants.taking_part(self.view)  # a drill that names its people pages no one else
+        return people if taking_part is None else [p for p in people if p in taking_part]
 
     def reached(self, targets: list[str], step_id: str | None, without: str | None = None) -> list[str]:
         """Each of ``targets`` (ladder words, roles, people) with whom it reaches now (``lead (chen-jie)``), of the
@@ -460,20 +464,30 @@ class RunChange:
         states = [view.state(s.id) for s in view.sop.steps]
         outcome = "failed" if StepState.FAILED in states else "rejected" if StepState.REJECTED in states else "done"
         now = self.clock.now()
-        # a run that failed did not carry out its procedure: its deadline is not met, however early it ended
-        # (docs/audit.md, "Definitions"); a rejection is a person's answer, judged by its time like a done
-        met = view.run["deadline_at"] is None or (outcome != "failed" and now <= view.run["deadline_at"])
+        met = deadline_met(view.run["deadline_at"], outcome, now) is not False  # a run without one: recorded met
         self._end_run_hold()
         self.store.update_run(view, status=RunStatus.FINISHED, outcome=outcome, finished_at=now, open_key=None,
                               nudge=False)
         self.record(RecordKind.RUN_FINISHED, outcome=outcome, deadline_met=met)
         self.store.cancel_timers(view, None)
-        if not any(p.kind == "step_failed" and p.run_id == view.id for p in self.pages):
+        starter = self.starter()
+        failed = [p for p in self.pages if p.kind == "step_failed" and p.run_id == view.id]
+        if failed:
             # a failure that ends its run in the same change is one page: step_failed says why, that the run
-            # ended, and how each step stands (the owner is told once, not twice within the second)
-            self.page("run_finished", None, [view.sop.owner])
+            # ended, and how each step stands (the owner is told once, not twice within the second); who
+            # started the run learns of its end from it too
+            failed[-1].targets = list(dict.fromkeys([*failed[-1].targets, *starter]))
+        else:
+            self.page("run_finished", None, [view.sop.owner, *starter])
         self.ended.append(Ended(view, outcome, now, met))
         log.info("event=run_finished run=%s outcome=%s deadline_met=%s", view.id, outcome, met)
+
+    def starter(self) -> list[str]:
+        """Who started the run, when a person did (from the board, `sop run`, `sop drill --as`): told of its end
+        beside its owner (a game day's ops manager need not look). Empty for a machine (``alertmanager``, a
+        schedule, ``drill`` with no person) and for a follow-up (its parent run started it)."""
+        initiator = self.view.run["initiator"]
+        return [initiator] if initiator in self.site.people else []
 
     def _end_run_hold(self) -> None:
         """The run ends while on hold: its hold ends with it (its steps' holds ended as the steps did)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flows.engine.view import RunView, instructions
+from flows.engine.view import RunView, deadline_met, instructions
 from flows.language.config import Site
 from flows.language.durations import format_duration, format_duration_roughly
 from flows.language.oncall import OnCall
@@ -39,6 +39,35 @@ def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
     return {"on_timeout": step.on_timeout, "fallback": fallback.name if fallback else None,
             "fallback_assignee": getattr(fallback, "assignee", None),
             "needed_by": tuple(s.name for s in view.sop.steps if step.id in view.sop.dependencies(s))}
+
+
+#: the states a step's deadline may end it in (``on_timeout``: skip, fail, a fallback)
+_ENDED_BY_DEADLINE = (StepState.SKIPPED, StepState.FAILED, StepState.TIMED_OUT)
+
+
+def _summary_row(view: RunView, step: StepBase) -> Any:
+    """One step as a run's summary lists it (``SummaryRow``). A step its deadline ended timed out, and is late as the
+    audit counts it (its row keeps no verdict: it was never reported); a step skipped or not run says why, in the
+    engine's words (``its condition was not met``)."""
+    from notifications import SummaryRow
+
+    row = view.steps[step.id]
+    state, due, ended = row["state"], row["due_at"], row["finished_at"]
+    timed_out = state in _ENDED_BY_DEADLINE and due is not None and ended is not None and ended >= due
+    return SummaryRow(id=step.id, title=step.name, state=state, actor=row["actor"],
+                      met_deadline=False if timed_out else row["deadline_met"], timed_out=timed_out,
+                      reason=row["note"] if state in (StepState.SKIPPED, StepState.BLOCKED) and not timed_out else None)
+
+
+def _run_deadline(view: RunView) -> dict[str, Any]:
+    """A finished run's deadline for its page (``RunInfo``): met or not, and how long after it it ended (SOP time)."""
+    run = view.run
+    ended, deadline = run["finished_at"], run["deadline_at"]
+    if run["status"] != RunStatus.FINISHED or ended is None:
+        return {}
+    met = deadline_met(deadline, run["outcome"], ended)
+    over = (ended - deadline) * view.speed if met is False and ended > deadline else None
+    return {"deadline_met": met, "over_deadline": format_duration(over) if over is not None else None}
 
 
 def _steps(view: RunView, ids: list[str], now: datetime) -> tuple[Any, ...]:
@@ -83,7 +112,6 @@ def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, no
         RunInfo,
         SopInfo,
         StepInfo,
-        SummaryRow,
     )
     from notifications.message import HAND_OVER_KINDS
 
@@ -94,7 +122,7 @@ def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, no
                        deadline_at=run["deadline_at"], initiator=run["initiator"], speed=view.speed,
                        status=status, reason=_reason(run, page),
                        cancelled_by=(page.level or {}).get("by") if page.kind == "run_cancelled" else None,
-                       drill=view.is_drill, subject=view.subject)
+                       drill=view.is_drill, subject=view.subject, **_run_deadline(view))
     step_info = None
     if step is not None:
         row = view.steps[step.id]
@@ -134,8 +162,7 @@ def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, no
     hold = _hold(view, page.level["hold"], now) if (page.level or {}).get("hold") else None
     summary = None
     if page.kind in ("run_finished", "run_overdue") or (page.kind == "step_failed" and not view.is_open):
-        summary = tuple(SummaryRow(id=s.id, title=s.name, state=view.state(s.id), actor=view.steps[s.id]["actor"],
-                                   met_deadline=view.steps[s.id]["deadline_met"]) for s in view.sop.steps)
+        summary = tuple(_summary_row(view, s) for s in view.sop.steps)
     return Context(kind=page.kind, sop=SopInfo(id=view.sop.id, title=view.sop.title, class_=view.sop.class_),
                    run=run_info, recipient=RecipientInfo(id="-", name="-"), api_base_url=base,
                    step=step_info, level=level, summary=summary, hold=hold,

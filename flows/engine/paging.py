@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from flows.clock import scaled
-from flows.engine import digest, outbox
+from flows.engine import digest, outbox, participants
 from flows.engine.digest import Digests
 from flows.engine.oncall import on_call_now, resolve_targets
 from flows.engine.page_context import page_context
@@ -44,8 +44,9 @@ WRITE_CHUNK = 20
 #: seconds between two looks at whether a pager process is alive (pages are then left to it)
 ALIVE_CHECK_S = 1.0
 _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
-#: a page's delivery waiting to be recorded: run, step, kind, results, outbox row, items kept for digests
-Batched = tuple[str, str | None, str, list[Any], int | None, list[dict[str, Any]]]
+#: a page's delivery waiting to be recorded: run, step, kind, results, outbox row, items kept for digests, more facts
+#: for its record (``not_sent``: whom a drill's page left out, ``flows.engine.participants``)
+Batched = tuple[str, str | None, str, list[Any], int | None, list[dict[str, Any]], dict[str, Any]]
 
 
 class Pager:
@@ -202,6 +203,8 @@ class Pager:
         if author:
             others = [p for p in people if not (p.kind == "person" and p.id == author)]
             people = others if others or page.kind == "status_update" else people
+        people, not_sent = participants.left_out(view, people)  # a drill's page reaches the people taking part
+        facts = {"not_sent": not_sent} if not_sent else {}
         now = engine.clock.now()
         ctx = self.context(view, page, step, now, on_call)
         render = self._renderer(page, ctx, now)
@@ -209,8 +212,9 @@ class Pager:
         if self.digests is not None:  # a pager process: it sends the digests it keeps
             people, kept = digest.keep(self.site, page, ctx, people, render, now)
         outbox_id = getattr(page, "outbox_id", None)
-        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id, kept)  # noqa: E731
-        if kept and not people:  # everyone's digest keeps it: nothing to send now, only the record to write
+        on_done = lambda results: self._recorded(page.run_id, page.step_id, page.kind, results, outbox_id,  # noqa: E731
+                                                 kept, facts)
+        if (kept or not_sent) and not people:  # kept for digests, or nobody in the drill: only the record to write
             on_done([])
             done: Future[list[Any]] = Future()
             done.set_result([])
@@ -271,14 +275,15 @@ class Pager:
                 recipients(targets, self.site, on_call=self.decided(None))]
 
     def _recorded(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
-                  outbox_id: int | None = None, kept: list[dict[str, Any]] | None = None) -> None:
+                  outbox_id: int | None = None, kept: list[dict[str, Any]] | None = None,
+                  facts: dict[str, Any] | None = None) -> None:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
         background = self._background
         if background is None:
-            self._write([(run_id, step_id, kind, results, outbox_id, kept or [])])
+            self._write([(run_id, step_id, kind, results, outbox_id, kept or [], facts or {})])
             return
         with self._pending_lock:
-            self._pending.append((run_id, step_id, kind, results, outbox_id, kept or []))
+            self._pending.append((run_id, step_id, kind, results, outbox_id, kept or [], facts or {}))
             if self._flush_queued:
                 return  # the queued flush takes this one too
             self._flush_queued = True
@@ -296,7 +301,7 @@ class Pager:
     def record_deliveries(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
                           outbox_id: int | None = None) -> None:
         """One ledger record per page, one ``deliveries`` row per destination tried; its outbox row done."""
-        self._write([(run_id, step_id, kind, results, outbox_id, [])])
+        self._write([(run_id, step_id, kind, results, outbox_id, [], {})])
 
     def _write(self, batch: list[Batched]) -> None:
         # a storm's pages are recorded a few at a time: the ledger's write lock is shared with
@@ -308,8 +313,8 @@ class Pager:
         # everything but the records' seq and hash is made before the transaction: the write lock
         # is then held for four statements (the chain's last record, records, deliveries, outbox)
         try:
-            prepared = [self.prepare_page(run_id, step_id, kind, results, kept=kept)
-                        for run_id, step_id, kind, results, _, kept in batch]
+            prepared = [self.prepare_page(run_id, step_id, kind, results, kept=kept, extra=facts)
+                        for run_id, step_id, kind, results, _, kept, facts in batch]
             done = [b[4] for b in batch if b[4] is not None]
             # per run: it reads no run, inserts records, deliveries and kept items, and closes its own claimed rows
             with self.ledger.transaction(per_run=True) as tx:
@@ -319,7 +324,7 @@ class Pager:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
         if self.digests is not None and any(b[5] for b in batch):
             self.digests.kept()
-        for run_id, step_id, kind, results, _, _kept in batch:
+        for run_id, step_id, kind, results, *_ in batch:
             failed = [r for r in results if not r.ok]
             log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
                      kind, len(results), len(failed))

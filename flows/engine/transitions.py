@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from flows.clock import Clock, SystemClock, scaled
+from flows.engine import participants
 from flows.engine.change import Page, Plan, RunChange, Transaction
 from flows.engine.dedup import fitting, open_key, rendered_key
 from flows.engine.followups import FollowUpStarts
@@ -136,6 +137,8 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         if (problem := check_speed(speed)) is not None:
             raise InputRefused([problem])
         speed = float(speed)
+        if found := participants.trigger_problems(self.site, trigger):  # a drill's people: each a person of config/
+            raise InputRefused(found)
         key = self._dedup_key(sop, typed, trigger)
         for _attempt in range(3):
             try:

@@ -81,6 +81,15 @@ class RunView:
         return json.loads(raw) if raw else []
 
 
+def deadline_met(deadline_at: datetime | None, outcome: str, ended_at: datetime) -> bool | None:
+    """Whether a run that ended at ``ended_at`` with ``outcome`` met its deadline (None: it has none). A run that
+    failed did not carry out its procedure: its deadline is not met, however early it ended (docs/audit.md,
+    "Definitions"); a rejection is a person's answer, judged by its time like a done."""
+    if deadline_at is None:
+        return None
+    return outcome != "failed" and ended_at <= deadline_at
+
+
 def run_fields(view: RunView, base_url: str) -> dict[str, Any]:
     """``run.*`` of the template variables."""
     run = view.run

@@ -25,7 +25,7 @@ from flows.audit import Audit
 from flows.audit.model import MET, MISSED
 from flows.audit.timeline import describe, ladder
 from flows.clock import sop_time
-from flows.engine import outbox
+from flows.engine import outbox, participants
 from flows.engine.timers import TimerService
 from flows.engine.transitions import Engine
 from flows.language.actors import Actor, UnknownPerson
@@ -117,8 +117,10 @@ class Drill:
                  timers: bool = True, on_entry: Callable[[TimelineEntry], None] | None = None,
                  on_start: Callable[[str], None] | None = None, reject: set[str] | None = None,
                  hand_over: dict[str, str] | None = None, live: bool = False,
-                 starter: Actor | str = "drill", facts: dict[str, Any] | None = None):
+                 starter: Actor | str = "drill", facts: dict[str, Any] | None = None, people: list[str] | None = None):
         self.engine = engine
+        #: who takes part (``flows.engine.participants``): its pages to anyone else are not sent; None: everyone
+        self.people = people
         #: who starts it: a person (an Actor: ``drill by li-wei (cli, os user ops)``), or ``drill``; ``facts`` go in
         #: its trigger (the OS account a drill without a person was started from)
         self.starter = starter
@@ -214,7 +216,8 @@ class Drill:
     def run(self, timeout: float | None = None) -> DrillResult:
         """Start the run and play the responders until it finishes (or ``timeout`` real seconds)."""
         began = time.monotonic()
-        trigger = {"kind": "drill", "late": sorted(self.late), **self.facts, **({"live": True} if self.live else {})}
+        trigger = {"kind": "drill", "late": sorted(self.late), **self.facts, **({"live": True} if self.live else {}),
+                   **({participants.PEOPLE: self.people} if self.people is not None else {})}
         earlier = self.engine.open_run(self.sop_id, self.inputs, trigger)
         if earlier is not None:  # it would attach to it: another drill's run, on another speed and other answers
             raise DrillRefused(self._still_open(earlier))

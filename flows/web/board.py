@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from flows.engine import participants
 from flows.engine.board import BoardRun, ledger_version, open_board
 from flows.engine.holds import HoldNotAllowed
 from flows.engine.inputs import InputRefused, StepNotActive
@@ -195,10 +196,15 @@ async def start(request: Request, sop_id: str) -> Response:
                 raise ValueError
         except ValueError:
             errors["speed"] = f"a number from {SPEED_MIN:g} to {SPEED_MAX:g} (60 plays an hour in a minute)"
+    taking_part = participants.named(posted.get("people")) or None  # empty: everyone the SOP reaches
+    if taking_part and (found := participants.problems(web.engine.site, taking_part, drill=bool(posted.get("drill")),
+                                                       what="people taking part")):
+        errors["people"] = "; ".join(found)
     if errors:
         return _start_page(request, sop_id, 422, errors=errors, posted=posted)
     actor = web.actor(session)
-    trigger = {"kind": "drill" if speed else "web", "by": session.person, "via": actor.via}
+    trigger = {"kind": "drill" if speed else "web", "by": session.person, "via": actor.via,
+               **({participants.PEOPLE: taking_part} if taking_part else {})}
     try:
         result = await run_in_threadpool(lambda: web.engine.start(sop_id, values, initiator=actor, trigger=trigger,
                                                                   speed=speed, launch=False))

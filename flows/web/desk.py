@@ -231,6 +231,7 @@ def entry_details(entry: dict[str, Any]) -> list[tuple[str, str]]:
             out.append(("→", f"{r.get('recipient', '?')} {r.get('destination', '?')} {result} "
                              f"({r.get('attempts')} attempt(s))"))
         out += [("→", f"{person} kept for their digest") for person in data.get("kept") or []]
+        out += [("→", f"{n.get('to')} not sent: {n.get('why')}") for n in data.get("not_sent") or []]
         return out
     if kind in ("step_done", "step_rejected"):
         result = data.get("result") or {}

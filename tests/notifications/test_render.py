@@ -106,9 +106,26 @@ def test_an_escalation_before_the_due_does_not_say_the_step_is_late() -> None:
 
 def test_run_finished_carries_the_summary_table() -> None:
     body = render_message("run_finished", sample("run_finished"), overrides_dir=NO_OVERRIDES).body
-    assert "finished with status **completed**: 2 of 3 steps done, 1 late." in body
+    assert "finished with status **completed**: 2 of 4 steps done, 2 late." in body
     assert "| Publish a holding statement (`holding-statement`) | done | chen-jie | no |" in body
     assert "| Rate-limit the gateway (`rate-limit`) | skipped | — | — |" in body
+
+
+def test_run_finished_says_first_the_deadline_missed_and_the_steps_that_timed_out_or_were_skipped() -> None:
+    message = render_message("run_finished", sample("run_finished"), overrides_dir=NO_OVERRIDES)
+    assert message.title.endswith("(completed, deadline missed)"), message.title  # a lock screen shows this much
+    first, timed_out, skipped = message.body.split("\n\n")[:3]  # the paragraphs before the table
+    assert first.endswith("2 late. **Deadline missed:** it ended 18m after its deadline."), first
+    assert timed_out == "**Timed out:** Legal and compliance check (skipped).", timed_out
+    assert skipped == "**Skipped:** Rate-limit the gateway (branch of assess not taken).", skipped
+    assert "| Legal and compliance check (`legal`) | skipped | — | no |" in message.body
+    failed = replace(sample("run_finished"), run=replace(sample("run_finished").run, over_deadline=None))
+    assert "**Deadline missed:** a run that failed does not meet its deadline, however early it ended." in \
+        render_message("run_finished", failed, overrides_dir=NO_OVERRIDES).body
+    met = replace(sample("run_finished"), run=replace(sample("run_finished").run, deadline_met=True,
+                                                            over_deadline=None))
+    body = render_message("run_finished", met, overrides_dir=NO_OVERRIDES).body
+    assert "2 late. Deadline met.\n\n" in body and "missed" not in body
 
 
 def test_each_reader_gets_their_own_actor_and_time_zone() -> None:

@@ -68,6 +68,28 @@ def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site:
     assert f"Attached to the open run {run_id}" in page.text
 
 
+def test_a_drill_started_from_the_form_names_who_takes_part_and_a_name_that_is_nobody_is_said_beside_it(
+        site: Site) -> None:
+    client = operator(site)
+    form = client.get("/board/start/crisis-pr")
+    assert 'name="people"' in form.text  # one field, in the drill's fieldset
+    brand = f"b-{uuid.uuid4().hex[:8]}"
+    drill = {"csrf": csrf_of(form), "brand": brand, "drill": "1", "speed": "100"}
+    wrong = client.post("/board/start/crisis-pr", data={**drill, "people": "wang-fang, chenjie"})
+    assert wrong.status_code == 422, wrong.text[:300]
+    said = field_errors(wrong)["people"]
+    assert "person `chenjie` is not a person in config/" in said and "chen-jie" in said, said
+    assert 'value="wang-fang, chenjie"' in wrong.text  # what was typed is kept
+    started = client.post("/board/start/crisis-pr", data={**drill, "people": "wang-fang, chen-jie"})
+    assert started.status_code == 303, started.text[:300]
+    run_id = started.headers["location"].split("/runs/", 1)[1].split("?")[0]
+    try:
+        trigger = records(site.engine, run_id, "run_started")[0]["data"]["trigger"]
+        assert trigger["kind"] == "drill" and trigger["people"] == ["wang-fang", "chen-jie"]
+    finally:
+        site.engine.cancel(run_id, "test over", "li-wei")
+
+
 def test_a_start_from_the_form_in_another_case_attaches_and_the_run_keeps_its_first_subject(site: Site) -> None:
     """The alert opened crisis-pr for ``lumi-…``; the director types " Lumi-… " in the board's form: no second P1
     run, the run page says it attached, and the run is still called as the alert wrote it (board, page title)."""
