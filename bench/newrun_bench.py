@@ -40,7 +40,7 @@ from rich.table import Table
 from bench.notify_bench import Receiver
 from flows import runtime
 from flows.engine.outbox import Drainer
-from flows.engine.paging import WRITE_CHUNK, Pager
+from flows.engine.paging import WRITE_CHUNK, Batched, Pager
 from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.ledger import Ledger, Tx
@@ -124,7 +124,7 @@ def delivery_chunks(ledger: Ledger, pager: Pager, run_ids: list[str]) -> list[fl
                 for k in range(n)]
 
     for c in range(CHUNKS):
-        batch = [(run_ids[(c * WRITE_CHUNK + k) % len(run_ids)], "brief-cs", "assigned", results(3), None, [])
+        batch = [Batched(run_ids[(c * WRITE_CHUNK + k) % len(run_ids)], "brief-cs", "assigned", results(3))
                  for k in range(WRITE_CHUNK)]
         pager._write_chunk(batch)
     return held[2:]  # the first two: warm-up

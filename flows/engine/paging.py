@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from flows.clock import scaled
 from flows.engine import digest, outbox, participants
@@ -44,9 +44,20 @@ WRITE_CHUNK = 20
 #: seconds between two looks at whether a pager process is alive (pages are then left to it)
 ALIVE_CHECK_S = 1.0
 _DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
-#: a page's delivery waiting to be recorded: run, step, kind, results, outbox row, items kept for digests, more facts
-#: for its record (``not_sent``: whom a drill's page left out, ``flows.engine.participants``)
-Batched = tuple[str, str | None, str, list[Any], int | None, list[dict[str, Any]], dict[str, Any]]
+
+
+class Batched(NamedTuple):
+    """A page's delivery waiting to be recorded (by name: the bench and the pager build them apart)."""
+
+    run_id: str
+    step_id: str | None
+    kind: str
+    results: list[Any]
+    outbox_id: int | None = None
+    #: the items kept for digests, and more facts for its record (``not_sent``: whom a drill's page left out,
+    #: ``flows.engine.participants``); shared defaults, never changed in place
+    kept: list[dict[str, Any]] = []
+    facts: dict[str, Any] = {}
 
 
 class Pager:
@@ -280,10 +291,10 @@ class Pager:
         """A page's deliveries are done: record them now, or (background) with others in one transaction."""
         background = self._background
         if background is None:
-            self._write([(run_id, step_id, kind, results, outbox_id, kept or [], facts or {})])
+            self._write([Batched(run_id, step_id, kind, results, outbox_id, kept or [], facts or {})])
             return
         with self._pending_lock:
-            self._pending.append((run_id, step_id, kind, results, outbox_id, kept or [], facts or {}))
+            self._pending.append(Batched(run_id, step_id, kind, results, outbox_id, kept or [], facts or {}))
             if self._flush_queued:
                 return  # the queued flush takes this one too
             self._flush_queued = True
@@ -301,7 +312,7 @@ class Pager:
     def record_deliveries(self, run_id: str, step_id: str | None, kind: str, results: list[Any],
                           outbox_id: int | None = None) -> None:
         """One ledger record per page, one ``deliveries`` row per destination tried; its outbox row done."""
-        self._write([(run_id, step_id, kind, results, outbox_id, [], {})])
+        self._write([Batched(run_id, step_id, kind, results, outbox_id)])
 
     def _write(self, batch: list[Batched]) -> None:
         # a storm's pages are recorded a few at a time: the ledger's write lock is shared with
@@ -313,16 +324,17 @@ class Pager:
         # everything but the records' seq and hash is made before the transaction: the write lock
         # is then held for four statements (the chain's last record, records, deliveries, outbox)
         try:
-            prepared = [self.prepare_page(run_id, step_id, kind, results, kept=kept, extra=facts)
-                        for run_id, step_id, kind, results, _, kept, facts in batch]
-            done = [b[4] for b in batch if b[4] is not None]
+            prepared = [self.prepare_page(b.run_id, b.step_id, b.kind, b.results, kept=b.kept, extra=b.facts)
+                        for b in batch]
+            done = [b.outbox_id for b in batch if b.outbox_id is not None]
             # per run: it reads no run, inserts records, deliveries and kept items, and closes its own claimed rows
             with self.ledger.transaction(per_run=True) as tx:
                 self.write_pages(tx, prepared)
                 outbox.mark_done(tx.conn, done)
         except Exception:
-            log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch), ",".join({b[0] for b in batch}))
-        if self.digests is not None and any(b[5] for b in batch):
+            log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch),
+                          ",".join({b.run_id for b in batch}))
+        if self.digests is not None and any(b.kept for b in batch):
             self.digests.kept()
         for run_id, step_id, kind, results, *_ in batch:
             failed = [r for r in results if not r.ok]
