@@ -57,7 +57,8 @@ def sample_value(name: str, spec: FieldSpec) -> Any:
 
 
 class DrillRefused(ValueError):
-    """A drill that cannot be played as asked; nothing was started."""
+    """A drill that cannot be played as asked: refused before it starts, or (a hand-over the engine refuses) stopped,
+    its run cancelled."""
 
 
 def hand_over_problems(site: Any, sop: Any, hand_over: dict[str, str]) -> list[str]:
@@ -277,9 +278,13 @@ class Drill:
                     if not isinstance(step, HumanStep) or view.state(step.id) != StepState.ACTIVE:
                         continue
                     to = self.hand_over.pop(step.id, None)
-                    if to is not None:  # its holder hands it over at once: the new holder answers it
-                        self.engine.hand_over(run_id, step.id, Actor(person=self.engine.person_for(step.assignee),
-                                                                     via="drill"), to, "drill: over to you")
+                    holder = self.engine.person_for(step.assignee) if to is not None else None
+                    if to is not None and to != holder:  # its holder hands it over at once: the new one answers it
+                        try:  # (to its holder itself: nothing to hand over, they answer it)
+                            self.engine.hand_over(run_id, step.id, Actor(person=holder, via="drill"), to,
+                                                  "drill: over to you")
+                        except ReportRefused as exc:  # the rota changed under the drill: said, not a traceback
+                            raise DrillRefused(f"--hand-over {step.id}={to}: {exc}") from None
                     key = f"{step.id}#{view.steps[step.id].get('round') or 1}#{len(view.approvals(step.id))}"
                     if key not in self._planned:
                         self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])

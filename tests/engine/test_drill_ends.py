@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from flows.engine.transitions import Engine
-from flows.language.steps.human import ReportRefused
 from flows.runtime.drill import Drill, DrillRefused
 from tests.engine.conftest import local_engine_of, record_count, records
 
@@ -54,13 +53,25 @@ def test_a_hand_over_the_drill_cannot_play_is_refused_before_anything_starts(
 def test_a_drill_that_stops_early_cancels_its_run_saying_why(local_engine: Engine) -> None:
     started: list[str] = []
     drill = Drill(local_engine, "t-gameday", speed=600, hand_over={"assess": "nobody"}, on_start=started.append)
-    with pytest.raises(ReportRefused):  # the engine refuses the hand-over only when the step comes
-        drill.run(timeout=30)
+    with pytest.raises(DrillRefused, match="--hand-over assess=nobody: hand over to `nobody`"):  # the engine refuses
+        drill.run(timeout=30)  # the hand-over only when the step comes: said as the drill's refusal, not a traceback
     [run_id] = started
     view = local_engine.view(run_id)
     assert not view.is_open and view.run["status"] == "cancelled"
     [cancelled] = records(local_engine, run_id, "run_cancelled")
-    assert "the drill stopped before its run ended (ReportRefused: hand over to `nobody`" in cancelled["data"]["reason"]
+    assert ("the drill stopped before its run ended (DrillRefused: --hand-over assess=nobody: hand over to `nobody`"
+            in cancelled["data"]["reason"])
+
+
+def test_a_hand_over_to_the_person_who_holds_the_step_is_no_hand_over(local_engine: Engine) -> None:
+    """The review's finding: `--hand-over assess=<the on-call person>` passed the check (a member of the role) and the
+    engine then refused it ("holds assess already") with a traceback, after paging. The holder answers it."""
+    holder = local_engine.person_for("pr-oncall")
+    result = Drill(local_engine, "t-gameday", speed=600, seed=1, hand_over={"assess": holder}).run(timeout=60)
+    assert result.outcome == "done"
+    assert record_count(local_engine, "step_handed_over") == 0
+    [done] = [r for r in records(local_engine, result.run_id, "step_done") if r["step_id"] == "assess"]
+    assert done["actor"] == holder
 
 
 def test_a_drill_out_of_time_cancels_its_run(local_engine: Engine) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
 from tests.web.conftest import Site
 from tests.web.test_pages import path_of, sign_in
@@ -26,6 +28,16 @@ def _pair(site: Site) -> tuple[str, str]:
     return drill, real
 
 
+@pytest.fixture
+def pair(site: Site) -> Iterator[tuple[str, str]]:
+    """:func:`_pair`, both cancelled after the test: the site is the session's, and open P1 runs of crisis-pr would
+    weigh on the other tests of its worker (the board's order, the home page's cards, counts)."""
+    drill, real = _pair(site)
+    yield drill, real
+    for run_id in (drill, real):
+        site.engine.cancel(run_id, "test over", "li-wei")
+
+
 def _card(page: str, run_id: str, href: str) -> str:
     """The card (``<li>``) of the home page whose link is ``href``."""
     found = re.search(rf'<li class="card">(?:(?!</li>).)*href="{re.escape(href)}"(?:(?!</li>).)*</li>', page, re.S)
@@ -33,8 +45,8 @@ def _card(page: str, run_id: str, href: str) -> str:
     return found.group(0)
 
 
-def test_the_step_page_a_responder_opens_from_the_page_says_drill(site: Site) -> None:
-    drill, real = _pair(site)
+def test_the_step_page_a_responder_opens_from_the_page_says_drill(site: Site, pair: tuple[str, str]) -> None:
+    drill, real = pair
     phone = httpx.Client(base_url=site.url, timeout=30)  # not signed in: the personal link alone
     for run_id, expected in ((drill, ["100"]), (real, [])):
         link = site.engine.links.step_link("wang-fang", run_id, "assess")
@@ -44,8 +56,8 @@ def test_the_step_page_a_responder_opens_from_the_page_says_drill(site: Site) ->
         assert TAG.findall(crumbs) == expected, crumbs
 
 
-def test_home_board_run_and_step_pages_mark_the_drill_alone(site: Site) -> None:
-    drill, real = _pair(site)
+def test_home_board_run_and_step_pages_mark_the_drill_alone(site: Site, pair: tuple[str, str]) -> None:
+    drill, real = pair
     responder = site.client()
     sign_in(site, responder, "wang-fang")  # pr-oncall's primary: assess waits on her in both runs
     home = responder.get("/").text
@@ -67,10 +79,10 @@ def test_home_board_run_and_step_pages_mark_the_drill_alone(site: Site) -> None:
     assert TAG.findall(rows[drill]) == ["100"] and TAG.findall(rows[real]) == [], rows
 
 
-def test_a_compressed_runs_dues_say_their_place_in_the_playbook(site: Site) -> None:
+def test_a_compressed_runs_dues_say_their_place_in_the_playbook(site: Site, pair: tuple[str, str]) -> None:
     """At ×100 two hours pass in 72 seconds: every due and the deadline read the same wall-clock minute. Beside each,
     how long after the start it is in the run's time; a run at ×1 needs none."""
-    drill, _ = _pair(site)
+    drill, _ = pair
     live = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei",
                              launch=False).run_id
     responder = site.client()
