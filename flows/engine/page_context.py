@@ -17,7 +17,7 @@ from flows.language.durations import format_duration, format_duration_roughly
 from flows.language.oncall import OnCall
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
-from flows.ledger.vocabulary import RunStatus, StepState
+from flows.ledger.vocabulary import TIMED_OUT_NOTE, RunStatus, StepState
 
 
 def _reason(run: dict[str, Any], page: Any) -> str | None:
@@ -41,10 +41,6 @@ def _timed_out(view: RunView, step: StepBase) -> dict[str, Any]:
             "needed_by": tuple(s.name for s in view.sop.steps if step.id in view.sop.dependencies(s))}
 
 
-#: the states a step's deadline may end it in (``on_timeout``: skip, fail, a fallback)
-_ENDED_BY_DEADLINE = (StepState.SKIPPED, StepState.FAILED, StepState.TIMED_OUT)
-
-
 def _summary_row(view: RunView, step: StepBase) -> Any:
     """One step as a run's summary lists it (``SummaryRow``). A step its deadline ended timed out, and is late as the
     audit counts it (its row keeps no verdict: it was never reported); a step skipped or not run says why, in the
@@ -52,8 +48,9 @@ def _summary_row(view: RunView, step: StepBase) -> Any:
     from notifications import SummaryRow
 
     row = view.steps[step.id]
-    state, due, ended = row["state"], row["due_at"], row["finished_at"]
-    timed_out = state in _ENDED_BY_DEADLINE and due is not None and ended is not None and ended >= due
+    state = row["state"]  # a step failed or skipped late for another reason (its own error, a `when`) did not time out
+    timed_out = state == StepState.TIMED_OUT or (state in (StepState.SKIPPED, StepState.FAILED)
+                                                  and (row["note"] or "").startswith(TIMED_OUT_NOTE))
     return SummaryRow(id=step.id, title=step.name, state=state, actor=row["actor"],
                       met_deadline=False if timed_out else row["deadline_met"], timed_out=timed_out,
                       reason=row["note"] if state in (StepState.SKIPPED, StepState.BLOCKED) and not timed_out else None)

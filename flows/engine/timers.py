@@ -27,7 +27,7 @@ from flows.language.cadence import cadence_targets, effective_cadence
 from flows.language.durations import format_duration
 from flows.language.steps.human import HumanStep
 from flows.ledger.outage import Outage
-from flows.ledger.vocabulary import RecordKind, StepState, TimerKind
+from flows.ledger.vocabulary import TIMED_OUT_NOTE, RecordKind, StepState, TimerKind
 
 log = logging.getLogger("sop.timers")
 LATE_TOLERANCE = timedelta(seconds=2)
@@ -207,11 +207,11 @@ class TimerService:
         if action is None:
             return False  # non-interrupting: the ladder keeps escalating, the step keeps waiting
         if action == "skip":
-            change.set_step(step.id, StepState.SKIPPED, reason="timed out (on_timeout: skip)")
+            change.set_step(step.id, StepState.SKIPPED, reason=f"{TIMED_OUT_NOTE} (on_timeout: skip)")
         elif action == "fail":
-            change.set_step(step.id, StepState.FAILED, reason="timed out (on_timeout: fail)")
+            change.set_step(step.id, StepState.FAILED, reason=f"{TIMED_OUT_NOTE} (on_timeout: fail)")
         else:
-            change.set_step(step.id, StepState.TIMED_OUT, reason=f"timed out, falling back to {step.fallback}")
+            change.set_step(step.id, StepState.TIMED_OUT, reason=f"{TIMED_OUT_NOTE}, falling back to {step.fallback}")
             change.release_fallback(step.fallback)
         # the owner must know: the step is closed by its SOP, not late (no "finish it now", no ladder to come)
         owner = change.view.sop.owner

@@ -169,3 +169,8 @@ def is_drill(trigger: Any) -> bool:
 
 __all__ = ["DRILL", "OPEN_RUN", "TERMINAL_STEP", "TRANSITIONS", "WAITING_STEP", "RecordKind", "RunStatus", "StepState",
            "TimerKind", "is_drill", "may_move"]
+
+
+#: how the timer service words the end of a step its deadline ended (``on_timeout``: skip, fail, a fallback), the
+#: start of its row's note: what tells a step that timed out from one that failed or was skipped late on its own
+TIMED_OUT_NOTE = "timed out"

@@ -143,3 +143,22 @@ def test_a_failure_that_ends_the_run_is_the_one_page_its_starter_reads_too(engin
         [(title, body)] = finished(engine, person, "Automated step failed")
         assert run in body and not finished(engine, person), title
         assert "the run has ended (failed)" in body
+
+
+def test_a_step_that_failed_late_on_its_own_did_not_time_out(engine: Any) -> None:
+    """The review's finding: "timed out" was guessed from times, so any step failed or skipped after its due read
+    "Timed out" and counted late. It is what the timer service wrote when the deadline ended it."""
+    from flows.engine.page_context import _summary_row
+    from flows.ledger.vocabulary import StepState
+
+    run = engine.start("t-finish", {}, initiator=Actor("li-wei", via="web"), speed=1).run_id
+    view = engine.view(run)
+    step = view.sop.step("legal")
+    row = view.steps["legal"]
+    late = row["due_at"] + timedelta(minutes=5)
+    for state, note, timed_out in ((StepState.FAILED, "POST /legal answered HTTP 500", False),
+                                   (StepState.SKIPPED, "its condition was not met", False),
+                                   (StepState.FAILED, "timed out (on_timeout: fail)", True),
+                                   (StepState.SKIPPED, "timed out (on_timeout: skip)", True)):
+        view.steps["legal"] = {**row, "state": state, "note": note, "finished_at": late}
+        assert _summary_row(view, step).timed_out is timed_out, (state, note)
