@@ -32,6 +32,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from flows.audit import Audit
 from flows.audit.model import Escalation, HandOver
 from flows.engine.links import Claim, LinkRefused
+from flows.engine.participants import taking_part
 from flows.engine.transitions import StepHeld, StepNotActive
 from flows.engine.view import RunNotFound, RunView, instructions
 from flows.language.actors import Actor
@@ -144,6 +145,12 @@ class StepPage:
     paged_as: dict[str, str] = field(default_factory=dict)
 
     @property
+    def drill_only(self) -> bool:
+        """A drill that names who takes part: a level or a help request that reached none of them paged nobody
+        (its record's empty list), where a real run's empty list means a record from before 2026-12."""
+        return taking_part(self.view) is not None
+
+    @property
     def active(self) -> bool:
         return self.view.is_open and self.row["state"] == StepState.ACTIVE
 
@@ -172,7 +179,8 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     helped = _help_fired(story)
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
                     with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
-                    help_paged=tuple(helped.paged or helped.notify) if helped else (),
+                    help_paged=tuple(helped.paged or (() if taking_part(view) is not None else helped.notify))
+                    if helped else (),
                     help_reach=tuple(web.engine.help_would_page(view, step, person)) if may and view.is_open
                     and row["state"] == StepState.ACTIVE else (),
                     paged_as=_paged_as(web, view, step, story.escalations[-1] if story.escalations else None, helped))

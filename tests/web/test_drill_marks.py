@@ -98,3 +98,31 @@ def test_a_compressed_runs_dues_say_their_place_in_the_playbook(site: Site, pair
     assert 'class="muted offset"' not in responder.get(f"/runs/{live}").text
     assert 'class="muted offset"' not in responder.get(f"/runs/{live}/steps/assess").text
     site.engine.cancel(live, "test over", "li-wei")
+
+
+def test_a_level_that_reached_nobody_taking_part_says_so_not_the_ladders_words(site: Site) -> None:
+    """The review's finding: a drill that names its people records an escalation that reached none of them with an
+    empty ``paged``, and the step page fell back to the ladder's words ("paged Chen Jie, Sara Lopez"): a responder
+    would wait for people who never got a page."""
+    from tests.engine.conftest import records
+    from tests.web.test_handover import fire_next_rung
+
+    holder = site.engine.person_for("pr-oncall")
+    run_id = site.engine.start("crisis-pr", {"brand": f"b-{uuid.uuid4().hex[:8]}"}, initiator="li-wei", speed=100,
+                               launch=False, trigger={"kind": "drill", "by": "li-wei", "via": "web",
+                                                      "people": [holder]}).run_id
+    try:
+        for _ in range(4):  # up the ladder until a level reaches only people outside the drill
+            fire_next_rung(site, run_id, "assess")
+            last = records(site.engine, run_id, "escalation")[-1]["data"]
+            if last.get("paged") == [] and last.get("notify"):
+                break
+        else:
+            pytest.fail("no level of assess's ladder reached only people outside the drill")
+        director = site.client()
+        sign_in(site, director, "li-wei")
+        page = director.get(f"/runs/{run_id}/steps/assess").text
+        line = re.search(r'<dd id="escalation">(.*?)</dd>', page, re.S).group(1)  # type: ignore[union-attr]
+        assert "paged nobody: none of them takes part in the drill" in line, line
+    finally:
+        site.engine.cancel(run_id, "test over", "li-wei")
