@@ -205,7 +205,12 @@ def run(
     else:
         what = f"drill run [bold]{result.run_id}[/] of {sop_id} at ×{engine.view(result.run_id).speed:g}" if drill \
             else f"run [bold]{result.run_id}[/] of {sop_id}"
-        console.print(f"[green]✓[/] started {what}; owner paged"
+        paged = "owner paged"
+        if taking_part:  # a drill naming its people pages no one else: its owner neither, unless taking part
+            owner = engine.person_for(engine.view(result.run_id).sop.owner)
+            if owner not in (*taking_part, who.person):
+                paged = f"its owner ({owner}) not paged: not in the drill"
+        console.print(f"[green]✓[/] started {what}; {paged}"
                       + (f"; taking part: {', '.join(dict.fromkeys([*taking_part, who.person]))}" if taking_part else ""))
     if wait:
         _wait_for(engine, result.run_id)

@@ -119,3 +119,4 @@ def test_the_terminal_refuses_people_who_are_nobody_before_anything_starts(
     assert "--people: only a drill names who takes part" in " ".join(not_a_drill.stderr.split())
     with engine.ledger.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 0
+

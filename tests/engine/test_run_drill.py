@@ -40,3 +40,21 @@ def test_sop_run_drill_starts_a_drill_its_people_answer(sop: Any, project: Any, 
     finally:
         for run_id in (drill, real):
             engine.cancel(run_id, "test over", "li-wei")
+
+
+def test_the_terminal_does_not_say_the_owner_was_paged_when_the_owner_is_not_in_the_drill(
+        sop: Any, project: Any, engine: Any) -> None:
+    """The review's finding: `sop run --drill --people …` printed "owner paged" though the owner's page was recorded
+    as not sent (not in the drill)."""
+    shell = {"SOP_HOME": str(project), "PREFECT_API_URL": engine.launcher.api_url}
+    owner = engine.person_for(engine.library.get("crisis-pr").sop.owner)
+    assert owner not in ("wang-fang", "li-wei")  # the premise: its owner is neither of the people taking part
+    started = sop("run", "crisis-pr", "-p", f"brand=gd-{uuid.uuid4().hex[:8]}", "--drill", "--speed", "100",
+                  "--people", "wang-fang", "--as", "li-wei", env=shell)
+    assert started.returncode == 0, started.stderr
+    said = " ".join(started.stdout.split())
+    drill = said.split("drill run ", 1)[1].split()[0]
+    try:
+        assert f"its owner ({owner}) not paged: not in the drill" in said and "owner paged" not in said, said
+    finally:
+        engine.cancel(drill, "test over", "li-wei")
