@@ -151,7 +151,7 @@ def environment(overrides_dir: str | None) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def _drill_note(speed: float) -> str:
+def drill_note(speed: float) -> str:
     """The line a drill's page begins with, before anything its template says."""
     pace = f" (time runs {speed:g}× faster)" if speed != 1 else ""
     return f"**This is a drill**{pace}: act as you would in a real incident; nothing real is at stake.\n\n"
@@ -194,7 +194,7 @@ def render_message(kind: str, ctx: Context, site: Site | None = None, overrides_
     if not title:
         raise RenderError("the template rendered an empty first line (the title)", template.filename)
     if ctx.run.drill:  # the first words read, whatever the template (a site's own too): a title can be cut
-        body, phone_body = _drill_note(ctx.run.speed) + body, _drill_note(ctx.run.speed) + phone_body
+        body, phone_body = drill_note(ctx.run.speed) + body, drill_note(ctx.run.speed) + phone_body
     title = f"{urgency.DRILL_MARK + ' ' if ctx.run.drill else ''}{urgency.title_prefix(ctx.sop.priority)} {title}"
     return Message(
         title=title,

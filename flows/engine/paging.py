@@ -264,15 +264,20 @@ class Pager:
         return lookup
 
     def broadcast(self, run_id: str, step_id: str, targets: list[str], title: str, body: str,
-                  sop_class: str = "routine") -> dict[str, bool]:
+                  sop_class: str = "routine", *, drill_speed: float | None = None) -> dict[str, bool]:
         """A notify step's own message (with its SOP's urgency), delivered now and recorded; whether
-        each recipient got it (a person counts once however many of their contacts were tried)."""
+        each recipient got it (a person counts once however many of their contacts were tried). A drill's (a
+        ``drill: live`` step; ``drill_speed``, its pace) is marked as its pages are: ``[DRILL]`` and the drill's first
+        line."""
         from notifications import Message, lane_outcomes, recipients
-        from notifications.urgency import notify_type, priority, title_prefix
+        from notifications.templating import drill_note
+        from notifications.urgency import DRILL_MARK, notify_type, priority, title_prefix
 
         people = recipients(targets, self.site, on_call=self.decided(None))
         level = priority(sop_class)
-        message = Message(title=f"{title_prefix(level)} {title}", body=body,
+        mark = f"{DRILL_MARK} " if drill_speed is not None else ""
+        message = Message(title=f"{mark}{title_prefix(level)} {title}",
+                          body=(drill_note(drill_speed) if drill_speed is not None else "") + body,
                           notify_type=notify_type(sop_class, "assigned"), priority=level)
         results = self.dispatcher.submit(message, people).result()
         self.record_deliveries(run_id, step_id, "message", results)

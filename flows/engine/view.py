@@ -96,7 +96,7 @@ def run_fields(view: RunView, base_url: str) -> dict[str, Any]:
     return {"id": run["id"], "sop": run["sop_id"], "title": run["title"], "started_at": run["started_at"],
             "deadline_at": run["deadline_at"], "initiator": run["initiator"], "speed": view.speed,
             "url": f"{base_url.rstrip('/')}/runs/{run['id']}", "class": run["sop_class"],  # its page: people open it
-            "priority": run["priority"]}
+            "priority": run["priority"], "drill": view.is_drill}
 
 
 def _labelled(values: dict[str, Any], fields: dict[str, FieldSpec]) -> dict[str, Any]:

@@ -37,7 +37,8 @@ TEXT_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=F
                                          finalize=said)
 TEXT_ENV.filters["default"] = TEXT_ENV.filters["d"] = default
 ROOTS = ("inputs", "steps", "trigger", "run", "config")
-RUN_FIELDS = ("id", "sop", "title", "started_at", "deadline_at", "initiator", "speed", "url", "class", "priority")
+RUN_FIELDS = ("id", "sop", "title", "started_at", "deadline_at", "initiator", "speed", "url", "class", "priority",
+              "drill")
 _WRAPPED = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 

@@ -112,3 +112,20 @@ def test_a_run_about_a_choice_is_shown_by_its_label_and_still_dedups_by_its_id(r
         assert (row["dedup_key"], row["subject"]) == ("sre", "Site reliability")  # programs read the key
     finally:
         next(engines, None)
+
+
+def test_a_drills_live_message_is_marked_as_a_drill(crisis: Any, sop: Any) -> None:
+    """The review's finding: a ``drill: live`` notify step (or ``sop drill --live``) sent its message as a real one,
+    no ``[DRILL]``, though every page of the drill says it is one. The director must not take it for a real P1."""
+    engine = crisis
+    run_id = engine.start("crisis-pr", {"brand": "gd-live"}, initiator="li-wei", launch=False, speed=100,
+                          trigger={"kind": "drill", "by": "li-wei"}).run_id
+    done = sop("done", run_id, "assess", "--as", "wang-fang", *ASSESSED, "--evidence", "https://dash.example/q/1",
+               env={"SOP_HOME": str(engine.library.root)})
+    assert done.returncode == 0, done.stderr
+    view = engine.view(run_id)
+    KINDS["notify"].execute(view.sop.step("tell-director"), StepContext(variables=variables(view, engine.site),
+                                                                         run_id=run_id, pager=engine.pager))  # type: ignore[misc]
+    [told] = [m for m in inbox(engine, "li-wei") if "Crisis PR (" in m["title"]]
+    assert told["title"].startswith("[DRILL] [P1] Crisis PR ("), told["title"]
+    assert told["body"].startswith("**This is a drill** (time runs 100× faster)"), told["body"][:200]

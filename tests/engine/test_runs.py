@@ -220,7 +220,7 @@ def test_a_drill_simulates_http_and_notify_steps_unless_started_live_and_its_pag
     wait_for(lambda: step_states(engine, live.run_id)["tell"] == "done", 90, "the real call and message")
     assert len(gateway.requests) == before + 1 and records(engine, live.run_id, "step_simulated") == []
     assert [m["title"] for m in _lines(inbox, "users-sms") if live.run_id in m["title"]] == [
-        f"[P2] Limits set for {live.run_id}"]
+        f"[DRILL] [P2] Limits set for {live.run_id}"]  # sent for real, and said to be a drill's, as its pages are
 
 
 def test_a_compressed_run_that_is_no_drill_sends_its_messages_and_its_pages_do_not_say_drill(engine, gateway, project):

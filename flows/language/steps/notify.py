@@ -52,7 +52,8 @@ def execute(step: NotifyStep, ctx: StepContext) -> dict[str, Any]:
     title = render_text(step.message.title, ctx.variables)
     body = render_text(step.message.body, ctx.variables)
     lanes = ctx.pager.broadcast(ctx.run_id, step.id, step.notify, title, body,
-                                  sop_class=ctx.variables["run"]["class"])
+                                  sop_class=ctx.variables["run"]["class"],
+                                  drill_speed=ctx.variables["run"]["speed"] if ctx.variables["run"].get("drill") else None)
     reached = sum(lanes.values())
     return {"delivered": bool(lanes) and reached == len(lanes), "reached": reached, "failed": len(lanes) - reached}
 
