@@ -141,6 +141,11 @@ class Web:
                 threading.Thread(target=self._walk_chain, name="desk-chain", daemon=True).start()
             return self._chain
 
+    def last_chain(self) -> ChainCheck | None:
+        """The chain's last verification as it stands (None: none yet), beginning no walk."""
+        with self._chain_lock:
+            return self._chain
+
     def _walk_chain(self) -> None:
         from flows.audit import Audit
 

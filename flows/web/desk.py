@@ -197,8 +197,12 @@ def run_json(request: Request, run: str) -> Response:
         return found
     audit, story, _ = found
     web = _web(request)
-    checked = web.chain()  # the desk's last walk; none yet: walked now, as `sop audit show --json` does
-    verified = checked.result if checked is not None else web.chain(audit.verify(workers=1)).result  # type: ignore[union-attr]
+    # the desk's last walk, when it reached the run's last record; else (none yet, or one made before the run's latest
+    # records: the file would vouch for records nobody checked) walked now, once, as `sop audit show --json` does
+    checked = web.last_chain()
+    if checked is None or checked.result.head_seq < max((e.seq for e in story.entries), default=0):
+        checked = web.chain(audit.verify(workers=1))
+    verified = checked.result  # type: ignore[union-attr]
     doc = {**document(story, audit.now()), "verification": verified.summary()}  # the file alone says what it rests on
     return _download(to_json(doc), "application/json", f"sop-audit-run-{story.id}.json")
 

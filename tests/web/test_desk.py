@@ -328,3 +328,16 @@ def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: h
     escalated = [row for row in rows if row[2].startswith("escalation stage")]
     assert escalated and escalated[0][3] and escalated[0][4] not in ("", "—"), rows
     _finish(site, run_id, holder)
+
+
+def test_a_run_downloaded_after_the_last_walk_is_vouched_for_by_a_walk_that_reached_its_records(
+        site: Site, auditor: httpx.Client) -> None:
+    """The review's finding: the download reused the desk's last walk (up to a minute old), so a run's records written
+    since (its end) were in a file that said "verified" without any walk having read them."""
+    run_id = site.engine.start("t-ladder", {}, initiator="tom-becker", trigger={"kind": "manual", "by": "tom-becker"},
+                               launch=False).run_id
+    assert auditor.get("/desk/verify").status_code == 200  # a walk now: the desk's last
+    _finish(site, run_id, "zhao-lei")  # the run's last records, after that walk
+    doc = json.loads(auditor.get(f"/desk/runs/{run_id}.json").text)
+    last = max(entry["seq"] for entry in doc["timeline"])
+    assert doc["verification"]["ok"] is True and doc["verification"]["head"]["seq"] >= last, (doc["verification"], last)
