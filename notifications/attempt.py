@@ -157,8 +157,8 @@ _SENDERS = threading.local()
 
 
 def _sender() -> apprise.Apprise:
-    """This thread's Apprise object, empty (a new one reads its locale's translations from disk: a tenth of a
-    pager's CPU when made for every attempt)."""
+    """This thread's Apprise object, empty (a new one reads its locale's translations from disk: made for every
+    attempt, it was a good part of a pager's CPU; docs/benchmarks.md)."""
     sender = getattr(_SENDERS, "apprise", None)
     if sender is None:
         sender = _SENDERS.apprise = apprise.Apprise(asset=ASSET)

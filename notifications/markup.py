@@ -175,7 +175,7 @@ def _rewritten(source: str) -> str | None:
     came from (a paragraph's continuation lines carry their list indent or quote ``>`` there). The same link
     written twice in one run, or in a code span beside it, is rewritten everywhere in those lines.
     """
-    if not _MAY_LINK.search(source):  # most messages: parsing them (a third of a pager's CPU) would find none
+    if not _MAY_LINK.search(source):  # most messages: parsing them would find none (docs/benchmarks.md, pager)
         return None
     env: dict[str, Any] = {}
     tokens = _span_markdown().parse(source, env)
