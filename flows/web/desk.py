@@ -200,8 +200,8 @@ def run_json(request: Request, run: str) -> Response:
     # the desk's last walk, when it reached the run's last record; else (none yet, or one made before the run's latest
     # records: the file would vouch for records nobody checked) walked now, once, as `sop audit show --json` does
     checked = web.last_chain()
-    if checked is None or checked.result.head_seq < max((e.seq for e in story.entries), default=0):
-        checked = web.chain(audit.verify(workers=1))
+    if checked is None or any(entry.at >= checked.at for entry in story.entries):  # (the head it reports is the last
+        checked = web.chain(audit.verify(workers=1))  # checkpoint: records after it are walked, not anchored)
     verified = checked.result  # type: ignore[union-attr]
     doc = {**document(story, audit.now()), "verification": verified.summary()}  # the file alone says what it rests on
     return _download(to_json(doc), "application/json", f"sop-audit-run-{story.id}.json")
