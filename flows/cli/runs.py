@@ -203,13 +203,13 @@ def run(
     elif result.attached:
         console.print(f"attached to open run [bold]{result.run_id}[/] (same dedup key; repeat #{result.repeats})")
     else:
-        what = f"drill run [bold]{result.run_id}[/] of {sop_id} at ×{engine.view(result.run_id).speed:g}" if drill \
+        view = engine.view(result.run_id)
+        what = f"drill run [bold]{result.run_id}[/] of {sop_id} at ×{view.speed:g}" if drill \
             else f"run [bold]{result.run_id}[/] of {sop_id}"
         paged = "owner paged"
-        if taking_part:  # a drill naming its people pages no one else: its owner neither, unless taking part
-            owner = engine.person_for(engine.view(result.run_id).sop.owner)
-            if owner not in (*taking_part, who.person):
-                paged = f"its owner ({owner}) not paged: not in the drill"
+        part = participants.taking_part(view)  # a drill naming its people pages no one else: its owner neither
+        if part is not None and (owner := engine.person_for(view.sop.owner)) not in part:
+            paged = f"its owner ({owner}) not paged: not in the drill"
         console.print(f"[green]✓[/] started {what}; {paged}"
                       + (f"; taking part: {', '.join(dict.fromkeys([*taking_part, who.person]))}" if taking_part else ""))
     if wait:

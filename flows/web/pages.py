@@ -146,9 +146,12 @@ class StepPage:
 
     @property
     def drill_only(self) -> bool:
-        """A drill that names who takes part: a level or a help request that reached none of them paged nobody
-        (its record's empty list), where a real run's empty list means a record from before 2026-12."""
+        """A drill that names who takes part (:func:`reached`)."""
         return taking_part(self.view) is not None
+
+    def reached(self, fired: Any) -> list[str]:
+        """Whom a fired ladder level paged, as :func:`reached` says."""
+        return reached(fired, self.drill_only)
 
     @property
     def active(self) -> bool:
@@ -157,6 +160,13 @@ class StepPage:
     @property
     def holder(self) -> str | None:
         return self.row.get("claimed_by")
+
+
+def reached(fired: Any, drill_only: bool) -> list[str]:
+    """Whom a fired ladder level (or "Need help") paged: the people its record names; a record naming none, the
+    ladder's words (a record from before 2026-12, which named nobody), unless the run is a drill naming who takes
+    part: then nobody taking part was reached."""
+    return list(fired.paged or ([] if drill_only else fired.notify))
 
 
 def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
@@ -179,8 +189,7 @@ def step_page(web: Web, run_id: str, step_id: str, person: str) -> StepPage:
     helped = _help_fired(story)
     return StepPage(view, step, row, person, may, step_hold(web.engine, view, step, person), handed=handed,
                     with_person=holder or web.engine.person_for(step.assignee), escalations=tuple(story.escalations),
-                    help_paged=tuple(helped.paged or (() if taking_part(view) is not None else helped.notify))
-                    if helped else (),
+                    help_paged=tuple(reached(helped, taking_part(view) is not None)) if helped else (),
                     help_reach=tuple(web.engine.help_would_page(view, step, person)) if may and view.is_open
                     and row["state"] == StepState.ACTIVE else (),
                     paged_as=_paged_as(web, view, step, story.escalations[-1] if story.escalations else None, helped))
