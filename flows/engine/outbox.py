@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.ledger import Ledger
+from flows.ledger import Ledger, Tx
 from flows.ledger.outage import Outage, database_away
 from flows.ledger.schema import outbox, pagers
 
@@ -86,13 +86,13 @@ _URGENT_FIRST = (outbox.c.urgency, outbox.c.id)
 _ALIVE = sa.select(pagers.c.name, pagers.c.doorbell).where(pagers.c.beat_at > sa.bindparam("since"))
 
 
-def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
-    """Write ``pages`` to the outbox on ``conn`` (inside the transition's transaction).
+def queue(tx: Tx, pages: list[Page], claimed_by: str | None) -> None:
+    """Write ``pages`` to the outbox in ``tx`` (the transition's transaction).
 
     ``claimed_by``: this process delivers them itself after the commit, and sets each page's
     ``outbox_id`` (recording the delivery marks that row done). None leaves them to a pager
-    process, which reads them back with their ids: they are inserted in one statement, and
-    their ``outbox_id`` stays None here.
+    process, which reads them back with their ids: they are inserted together, with the
+    transaction's commit where they can be (``Tx.defer``), and their ``outbox_id`` stays None here.
     """
     now = wall()
     until = now + LEASE if claimed_by else None
@@ -102,13 +102,12 @@ def queue(conn: Connection, pages: list[Page], claimed_by: str | None) -> None:
              "queued_at": now, "claimed_by": claimed_by, "claimed_until": until,
              "attempts": 1 if claimed_by else 0} for page in pages]
     if claimed_by is None:
-        if rows:
-            conn.execute(_INSERT, rows)
+        tx.defer(_INSERT, rows)
         for page in pages:
             page.deferred = True
         return
     for page, row in zip(pages, rows, strict=True):
-        page.outbox_id = conn.execute(_INSERT, row).inserted_primary_key[0]
+        page.outbox_id = tx.conn.execute(_INSERT, row).inserted_primary_key[0]
         page.deferred = False
 
 

@@ -99,13 +99,13 @@ class Pager:
                                           inbox_dir=self.site.settings.inbox_dir)
         return self._dispatcher
 
-    def queue(self, conn: Any, pages: list[Any]) -> None:
-        """Write pages to the outbox inside their transition's transaction (``conn``).
+    def queue(self, tx: Any, pages: list[Any]) -> None:
+        """Write pages to the outbox in their transition's transaction (``tx``).
 
         Claimed by this process, which delivers them after the commit; or, while a pager
         process is alive (checked at most once a second), left unclaimed for it.
         """
-        outbox.queue(conn, pages, None if self._defer(conn) else self.name)
+        outbox.queue(tx, pages, None if self._defer(tx.conn) else self.name)
 
     def _defer(self, conn: Any) -> bool:
         if self.drains:

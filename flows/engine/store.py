@@ -358,7 +358,7 @@ class RunStore:
         before anything else is written. From here to :meth:`flush` the records appended are
         held and inserted together; nothing in between may read ``records``.
         """
-        self.conn.execute(_RUN_INSERT, run)
+        self.tx.execute(_RUN_INSERT, run)
         if not self._new:
             self._holding.enter_context(self.tx.held())
         row = {**_RUN_DEFAULTS, **run}
@@ -612,8 +612,8 @@ class RunStore:
         if not self._new:
             return
         step_rows = [new.view.steps[s] for new in self._new.values() for s in new.view.steps if s in new.steps]
-        self.tx.executemany(_STEPS_INSERT, step_rows)
-        self.tx.executemany(_TIMER_INSERT, [t for new in self._new.values() for t in new.timers])
+        self.tx.defer(_STEPS_INSERT, step_rows)
+        self.tx.defer(_TIMER_INSERT, [t for new in self._new.values() for t in new.timers])
         self._new.clear()
         self._holding.close()
 

@@ -105,7 +105,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
             yield done
             launches = self.start_follow_ups(done) if done.ended else []
             if self.pager is not None and done.pages:
-                self.pager.queue(store.conn, done.pages)
+                self.pager.queue(store.tx, done.pages)
         if self.pager is not None and done.pages:
             pages = done.pages
             self.ledger.after_commit(lambda: self.pager.send_all(self, pages))  # type: ignore[union-attr]

@@ -253,7 +253,9 @@ class Ledger:
             yield opened[0]
             return
         with self._writer, self.engine.begin() as conn:
-            yield self._begin(conn, per_run)
+            tx = self._begin(conn, per_run)
+            yield tx
+            tx.commit_deferred()
         self._checkpoint_if_due()
 
     def _begin(self, conn: Connection, per_run: bool, batch: bool = False) -> Tx:
@@ -261,9 +263,10 @@ class Ledger:
         if self.is_sqlite:
             return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast)
         preferred = _preferred_lane()
+        deferred: list[Any] | None = None if batch else []  # a batch's later calls may read what one inserts
         if not per_run:
             self.fast.begin(driver, _PG_EXCLUSIVE.format(k=_ADVISORY_LOCK))  # alone: any lane is free
-            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred)
+            return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred, deferred=deferred)
         lane = preferred
         free = self.fast.begin(driver, _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane))[1]
         for step in range(1, LANES):
@@ -275,7 +278,7 @@ class Ledger:
             lane = preferred
             conn.execute(_PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
         return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=lane,
-                  per_run=" NOWAIT" if batch else "")
+                  per_run=" NOWAIT" if batch else "", deferred=deferred)
 
     # --- checkpoints ------------------------------------------------------------------------------
 

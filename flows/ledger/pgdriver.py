@@ -10,6 +10,7 @@ not available…), exactly as on the plain path. Selects come back as the driver
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -54,15 +55,67 @@ def execute(driver: Any, statement: Any, params: dict[str, Any]) -> None:
         raise _translated(exc, sql, values) from exc
 
 
+def _jsonable(value: Any) -> str:
+    if isinstance(value, datetime):
+        return in_utc(value).isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+@lru_cache(maxsize=64)
+def _recordset_sql(table: str, keys: tuple[str, ...]) -> str:
+    quote = _PG.identifier_preparer.quote
+    columns = ", ".join(quote(key) for key in keys)
+    return (f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} "
+            f"FROM json_populate_recordset(NULL::{quote(table)}, %s::json)")
+
+
+#: from this many rows an insert goes as one statement whose one parameter is the rows as JSON
+RECORDSET_FROM = 3
+
+
+def _insert(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> tuple[str, Any]:
+    """Send a built insert of ``rows`` (all with the same keys); the SQL and values sent (for an error).
+
+    Three rows or more go as one statement of one parameter, the rows as a JSON array read by the
+    table's own column types (``json_populate_recordset``): psycopg's work is per statement and
+    per parameter, and a new run inserts ~40 rows (docs/benchmarks.md, "A new run on PostgreSQL")."""
+    keys = tuple(rows[0])
+    sql, fixed = compiled(statement, keys)
+    if len(rows) >= RECORDSET_FROM and not fixed:  # a plain insert (one with values of its own: a row at a time)
+        try:
+            text = json.dumps(rows, default=_jsonable, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError):
+            pass  # a value JSON cannot carry as it is (NaN…): a statement per row
+        else:
+            sql = _recordset_sql(statement.table.name, keys)
+            driver.execute(sql, (text,))
+            return sql, rows
+    values = [_values(fixed, row) for row in rows]
+    with driver.cursor() as cursor:
+        cursor.executemany(sql, values)
+    return sql, values
+
+
 def executemany(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
     """Execute a built insert for each row (all rows have the same keys), in one round trip."""
-    sql, fixed = compiled(statement, tuple(rows[0]))
-    values = [_values(fixed, row) for row in rows]
+    sql, values = compiled(statement, tuple(rows[0]))[0], rows
     try:
-        with driver.cursor() as cursor:
-            cursor.executemany(sql, values)
+        sql, values = _insert(driver, statement, rows)
     except psycopg.Error as exc:
         raise _translated(exc, sql, values, many=True) from exc
+
+
+def commit(driver: Any, inserts: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+    """Built inserts (statement, rows) and then ``COMMIT``, in one round trip (a pipeline: the server's error,
+    if any, comes when it ends, and the transaction is rolled back)."""
+    sent: list[str] = []
+    try:
+        with driver.pipeline():
+            for statement, rows in inserts:
+                sent.append(_insert(driver, statement, rows)[0])
+            driver.execute("COMMIT", prepare=False)
+    except psycopg.Error as exc:
+        raise _translated(exc, "; ".join([*sent, "COMMIT"]), [rows for _, rows in inserts], many=True) from exc
 
 
 def first(driver: Any, statement: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -97,9 +150,9 @@ def alive(driver: Any) -> bool:
     return True
 
 
-def _seqs(when: str = "") -> str:
-    """``%(_n)s`` seqs from the records' sequence, as an array (none taken unless ``when``, an SQL condition)."""
-    return f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, %(_n)s){when})"
+def _seqs(when: str = "", n: str = "_n") -> str:
+    """``%(<n>)s`` seqs from the records' sequence, as an array (none taken unless ``when``, an SQL condition)."""
+    return f"ARRAY(SELECT nextval('{RECORDS_SEQ}'::regclass) FROM generate_series(1, %({n})s){when})"
 
 
 def _head(when: str = "") -> str:
@@ -149,19 +202,22 @@ def _appending_sql(statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str
             "SELECT d.seqs[1], %(_at)s, d.run, NULL, %(_kind)s, %(_actor)s, %(_prefix)s || d.n::bigint || %(_suffix)s, "
             "d.prev, d.hash, %(_chain)s, d.pos FROM d) "
             # no run found: the lane's head and seqs all the same, as first_held gives them (a new run follows)
-            f"SELECT d.run, d.n, d.pos, d.hash, COALESCE(d.seqs, {_seqs(' WHERE d.run IS NULL')}), h.pos, h.hash "
+            f"SELECT d.run, d.n, d.pos, d.hash, COALESCE(d.seqs, {_seqs(' WHERE d.run IS NULL', '_n_new')}), "
+            "h.pos, h.hash "
             f"FROM (SELECT 1) AS one LEFT JOIN d ON true LEFT JOIN LATERAL {_head(' AND d.run IS NULL')} AS h ON true",
             fixed)
 
 
-def first_held_appending(driver: Any, statement: Any, params: dict[str, Any], *, chain: int, n: int, genesis: str,
-                         record: dict[str, Any]) -> tuple[Any, ...]:
+def first_held_appending(driver: Any, statement: Any, params: dict[str, Any], *, chain: int, n: int, n_new: int,
+                         genesis: str, record: dict[str, Any]) -> tuple[Any, ...]:
     """An ``UPDATE runs … RETURNING id, <count>`` that holds a run (``FOR UPDATE``) and, in the same round trip, the
     record ``record`` describes appended to lane ``chain`` on the run it found (see ``Tx.hold_and_append``): the run,
-    its count, the record's place and hash, the ``n`` seqs taken (the record has the first); then, when no run was
-    found (the first four None), the lane's head (place, hash; None when empty)."""
+    its count, the record's place and hash, the ``n`` seqs taken (the record has the first); when no run was found
+    (the first four None), ``n_new`` seqs (for the new run that follows); then, in that case, the lane's head (place,
+    hash; None when empty)."""
     sql, fixed = _appending_sql(statement, tuple(params))
-    values = {**_values(fixed, params), **_values({}, record), "_chain": chain, "_n": n, "_genesis": genesis}
+    values = {**_values(fixed, params), **_values({}, record), "_chain": chain, "_n": n, "_n_new": n_new,
+              "_genesis": genesis}
     try:
         return driver.execute(sql, values).fetchone()  # type: ignore[no-any-return]
     except psycopg.Error as exc:

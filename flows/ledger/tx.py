@@ -48,6 +48,8 @@ _PG_LANE_HEADS = sa.text(
 _HOLD_RUN = {wait: sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{wait}") for wait in ("", " NOWAIT")}
 #: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
 _SEQ_BLOCK = 8
+#: … and when it finds no run to attach to: a new run follows, and appends ~10 records
+_NEW_RUN_SEQS = 16
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -120,6 +122,8 @@ class Tx:
     _fresh: bool = False  # the seqs were taken since the last run was locked (first_held)
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
+    #: PostgreSQL, a transaction of its own (not a batch's): inserts sent with its COMMIT (:meth:`defer`)
+    deferred: list[tuple[Any, list[dict[str, Any]]]] | None = None
 
     # --- the hot statements: straight to the driver (flows.ledger.driver, flows.ledger.pgdriver), same
     # rows, same errors; without a driver (tests of the plain path) through SQLAlchemy -------------
@@ -143,6 +147,22 @@ class Tx:
             self.conn.execute(statement, rows)
         else:
             self.fast.executemany(self.driver, statement, rows)
+
+    def defer(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """:meth:`executemany`, for rows nothing in this transaction reads afterwards: on PostgreSQL, in a
+        transaction of its own, they go with its ``COMMIT``, in one round trip (:meth:`commit_deferred`); elsewhere
+        (SQLite, a batch, whose later calls may read them) now."""
+        if self.deferred is None:
+            self.executemany(statement, rows)
+        elif rows:
+            self.deferred.append((statement, rows))
+
+    def commit_deferred(self) -> None:
+        """PostgreSQL: the deferred inserts and ``COMMIT`` in one round trip (then the connection's own commit has
+        nothing to do). Nothing deferred: nothing done here."""
+        if self.deferred:
+            inserts, self.deferred = self.deferred, None
+            self.fast.commit(self.driver, inserts)
 
     def first(self, statement: Any, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         """The first row of a built select, as a tuple (None when there is none); select no times this way."""
@@ -244,7 +264,7 @@ class Tx:
                 self.append(kind, row[0], None, actor=actor, at=at, **{**data, count: row[1]})
             return row
         found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK,
-                                               genesis=GENESIS,
+                                               n_new=_NEW_RUN_SEQS, genesis=GENESIS,
                                                record={"_at": at, **record_pieces(kind, actor, at, data, count)})
         run_id, counted, pos, digest, seqs, head_pos, head_hash = found
         if run_id is None:  # as first_held leaves it: the head known, seqs to spare
@@ -276,7 +296,7 @@ class Tx:
         self._held, last, seq, seqs = [], self._last, self._seq, list(self._seqs or [])
         try:
             yield
-            self.executemany(_INSERT_RECORD, self._held)
+            self.defer(_INSERT_RECORD, self._held)
         except BaseException:
             # none of them was inserted: the chain (and the seqs) go on from where they were
             self._last, self._seq, self._seqs = last, seq, seqs

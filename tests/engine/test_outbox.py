@@ -156,7 +156,7 @@ def test_a_page_outlives_the_process_that_claimed_it(library: Library, ledger: L
     engine.pager.close()
     orphan = [Page("run_overdue", run_id, None, ["sre-lead"]), Page("run_cancelled", run_id, None, ["sre-lead"])]
     with ledger.transaction() as tx:
-        outbox.queue(tx.conn, orphan, claimed_by="ghost-host:4242")  # queued, then the process died
+        outbox.queue(tx, orphan, claimed_by="ghost-host:4242")  # queued, then the process died
         tx.conn.execute(outbox_table.update().where(outbox_table.c.id == orphan[0].outbox_id)
                         .values(claimed_until=outbox.wall() - timedelta(seconds=1)))
     before = len(messages(inbox, "tom-becker"))
@@ -181,7 +181,7 @@ def test_a_page_outlives_the_process_that_claimed_it(library: Library, ledger: L
 def test_a_page_that_cannot_be_rendered_is_set_aside_with_its_error(
         library: Library, ledger: Ledger, inbox: Path) -> None:
     with ledger.transaction() as tx:
-        outbox.queue(tx.conn, [Page("run_started", "no-such-run", None, ["sre-lead"])], claimed_by=None)
+        outbox.queue(tx, [Page("run_started", "no-such-run", None, ["sre-lead"])], claimed_by=None)
     drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.01, name="test-pager")
     assert drainer.drain_once() == 1
     drainer.pager.close()
@@ -206,7 +206,7 @@ def test_a_page_that_fails_before_delivery_shows_in_status_and_the_audit(databas
     # a ladder that names a chat URL where a role belongs: the page fails in recipients(), before any delivery
     secret = "hunter2-pass"
     with ledger.transaction() as tx:
-        outbox.queue(tx.conn, [Page("run_overdue", run_id, None, [f"json://ops:{secret}@chat.example.com/hook"])],
+        outbox.queue(tx, [Page("run_overdue", run_id, None, [f"json://ops:{secret}@chat.example.com/hook"])],
                      claimed_by=None)
     drainer = outbox.Drainer(engine_for(library, ledger, drains=True), poll=0.01, name="test-pager")
     assert drainer.drain_once() == 1
@@ -262,7 +262,7 @@ def test_status_says_when_pages_have_waited(database: TestDatabase, library: Lib
     run_id = engine.start(SOP, inputs(library), initiator="ana").run_id
     env = {"SOP_DATABASE_URL": database.url_at(tmp_path / "ledger.db")}
     with ledger.transaction() as tx:
-        outbox.queue(tx.conn, [Page("run_started", run_id, None, ["sre-lead"])], claimed_by=None)
+        outbox.queue(tx, [Page("run_started", run_id, None, ["sre-lead"])], claimed_by=None)
     fresh = sop("status", env=env)
     assert fresh.returncode == 0 and "waiting to be sent" not in fresh.stdout  # a page queued a moment ago is normal
 

@@ -149,7 +149,8 @@ def test_both_views_say_when_pages_have_waited(sop: Any, site: tuple[Engine, dic
     engine, env = site
     run = engine.start("crisis-pr", {"brand": "acme"}, initiator="li-wei", launch=False).run_id
     with engine.ledger.transaction() as tx:  # a page nobody sent for 3 minutes: no pager process is alive
-        outbox.queue(tx.conn, [Page("run_started", run, None, ["pr-lead"])], claimed_by=None)
+        outbox.queue(tx, [Page("run_started", run, None, ["pr-lead"])], claimed_by=None)
+    with engine.ledger.transaction() as tx:  # (queued with the commit on PostgreSQL: Tx.defer)
         tx.conn.execute(outbox_table.update().values(queued_at=outbox.wall() - timedelta(minutes=3)))
     for view in (["--for", "wang-fang"], ["--for", "wang-fang", "--short"], ["--people"]):
         shown = sop("status", *view, env=env)

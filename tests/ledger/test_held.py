@@ -63,7 +63,9 @@ def test_nothing_is_in_records_until_the_block_ends(ledger: Ledger) -> None:
         with tx.held():
             seq = tx.append("step_ready", "r1", "ping")
             assert tx.conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one() == 0
-        assert tx.conn.execute(sa.select(records.c.seq)).scalars().all() == [seq]
+        # SQLite: inserted as the block ends; PostgreSQL: with the transaction's COMMIT (Tx.defer)
+        assert tx.conn.execute(sa.select(records.c.seq)).scalars().all() == ([seq] if tx.deferred is None else [])
+    assert [row[0] for row in chain(ledger)] == [seq]
 
 
 def test_an_exception_inside_writes_nothing_and_the_chain_goes_on_sound(ledger: Ledger) -> None:

@@ -29,8 +29,10 @@ pytestmark = pytest.mark.postgresql_only("PostgreSQL's round trips; SQLite has n
 #: before 2026-12-05; four, then three (BEGIN with the locks, the attach, COMMIT) before 2026-12-06
 ATTACH = 1
 #: a new run of traffic-surge, its pages left to a pager process: the attach that finds no open run (one), then
-#: the new run's transaction (six)
-NEW_RUN = 7
+#: the new run's transaction (five: BEGIN with the locks, the attach that finds no run, the run's row, the on-call
+#: overrides, and one pipeline of its other rows with the COMMIT). Eleven before 2026-12-07 (seven counted
+#: then: its three ``executemany`` and the outbox's were not), and one more whenever its records outran the seqs taken
+NEW_RUN = 6
 
 
 class RoundTrips:
@@ -41,13 +43,19 @@ class RoundTrips:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         ours = threading.get_ident()
-        execute, pipeline = psycopg.Cursor.execute, psycopg.Connection.pipeline
+        execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+        pipeline = psycopg.Connection.pipeline
         commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
 
         def counted_execute(cursor: Any, *args: Any, **kwargs: Any) -> Any:
             if cursor.connection._pipeline is None and threading.get_ident() == ours:
                 self.count += 1
             return execute(cursor, *args, **kwargs)
+
+        def counted_executemany(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+            if cursor.connection._pipeline is None and threading.get_ident() == ours:
+                self.count += 1  # a pipeline of its own
+            return executemany(cursor, *args, **kwargs)
 
         def counted_pipeline(conn: Any) -> Any:
             if threading.get_ident() == ours:
@@ -62,6 +70,7 @@ class RoundTrips:
             return ends
 
         monkeypatch.setattr(psycopg.Cursor, "execute", counted_execute)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", counted_executemany)
         monkeypatch.setattr(psycopg.Connection, "pipeline", counted_pipeline)
         monkeypatch.setattr(psycopg.Connection, "commit", ending(commit))
         monkeypatch.setattr(psycopg.Connection, "rollback", ending(rollback))
@@ -115,7 +124,7 @@ def test_a_new_run_costs_no_more_round_trips_than_it_did(engine: Engine, monkeyp
 
     counts = [trips.of(lambda service=service: alert(engine, service)) for service in ("db", "cache", "queue")]
 
-    assert max(counts) <= NEW_RUN, counts
+    assert counts == [NEW_RUN] * 3
 
 
 def test_a_ledger_without_the_attach_function_attaches_as_before(engine: Engine, monkeypatch: pytest.MonkeyPatch,
