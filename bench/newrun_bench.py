@@ -2,13 +2,14 @@
 
 What the first alert of each key pays in an alert storm (see ``bench/triggers_bench.py``),
 without HTTP: ``Engine.start`` of ``traffic-surge`` (the SOP the storm starts) on a fresh
-SQLite ledger in a temp folder, with a pager process's row alive in ``pagers`` so the pages
-are left in the outbox for it (as in the storm). Rows:
+SQLite ledger in a temp folder and, beside it, on a fresh database of a private PostgreSQL
+cluster (``tests/postgres.py``; over its Unix socket), with a pager process's row alive in
+``pagers`` so the pages are left in the outbox for it (as in the storm). Rows:
 
 - statements per new run on the ledger's write connection, BEGIN included, COMMIT not, an
   executemany once: those SQLAlchemy executes (its ``before_cursor_execute`` event), those
-  the ledger sends straight to SQLite's driver (``Tx.execute``, ``executemany``, ``first``),
-  and BEGIN by SQLAlchemy's ``begin`` event;
+  the ledger sends straight to the driver (``Tx.execute``, ``executemany``, ``first``, and
+  on PostgreSQL ``defer``: they go with the COMMIT), and BEGIN by SQLAlchemy's ``begin`` event;
 - engine CPU per new run (``time.thread_time`` around ``start``), p50 and p99;
 - the pager's delivery-record transaction: 20 pages of 3 delivery results each (what
   ``Pager._write_chunk`` writes in one transaction), CPU from BEGIN to COMMIT, that is
@@ -17,7 +18,8 @@ are left in the outbox for it (as in the storm). Rows:
   ``Drainer`` on an engine of its own: claim, render for each recipient, deliver to a ``json://`` receiver in a
   process of its own and to the local inbox, record), the process's CPU (every thread) over the count.
 
-``python -m bench newrun``; ``BENCH_NEWRUN_N`` sets the runs (default 300). Writes
+``python -m bench newrun``; ``BENCH_NEWRUN_N`` sets the runs (default 300), ``BENCH_NEWRUN_DATABASES`` the
+ledgers (``sqlite,postgresql``; PostgreSQL by default when its server binaries are installed). Writes
 ``bench/out/newrun.json``.
 """
 
@@ -45,6 +47,7 @@ from flows.engine.transitions import Engine
 from flows.language.library import load_library
 from flows.ledger import Ledger, Tx
 from flows.ledger.schema import outbox, pagers
+from tests.postgres import SUPERUSER, PostgresCluster, PostgresUnavailable, server_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out" / "newrun.json"
@@ -68,9 +71,9 @@ class Statements:
         self.count = 0
         sa.event.listen(ledger.engine, "begin", self._begin)
         sa.event.listen(ledger.engine, "before_cursor_execute", self._sqlalchemy)
-        for name in ("execute", "executemany", "first"):  # what the ledger sends straight to the driver
+        for name in ("execute", "executemany", "first", "defer"):  # what the ledger sends straight to the driver
             if hasattr(Tx, name):
-                setattr(Tx, name, self._counted(getattr(Tx, name)))
+                setattr(Tx, name, self._counted(getattr(Tx, name), deferred=name == "defer"))
 
     def _begin(self, _conn: Any) -> None:
         self.count += 1
@@ -79,8 +82,10 @@ class Statements:
         if not statement.startswith("BEGIN"):  # counted by the begin event, wherever it is sent
             self.count += 1
 
-    def _counted(self, method: Any) -> Any:
+    def _counted(self, method: Any, deferred: bool = False) -> Any:
         def counted(tx: Tx, statement: Any, params: Any = None) -> Any:
+            if deferred and tx.deferred is None:  # inserted at once: counted as the executemany it calls
+                return method(tx, statement, params)
             if tx.driver is not None and (params or not isinstance(params, list)):  # an empty executemany sends nothing
                 self.count += 1
             return method(tx, statement, params) if params is not None else method(tx, statement)
@@ -151,15 +156,21 @@ def pager_pages(ledger: Ledger, library: Any) -> tuple[int, float]:
     return pages, cpu * 1000 / pages
 
 
-def main() -> None:
-    """Measure, print the table, write bench/out/newrun.json."""
-    load = os.getloadavg()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-newrun-"))
-    os.environ["SOP_INBOX_DIR"] = str(workdir / "inbox")
-    url = f"sqlite:///{workdir / 'ledger.db'}"
+def databases() -> list[str]:
+    """``BENCH_NEWRUN_DATABASES`` (sqlite,postgresql); by default PostgreSQL too when its server binaries are here."""
+    chosen = os.environ.get("BENCH_NEWRUN_DATABASES")
+    if chosen:
+        return [name.strip() for name in chosen.split(",") if name.strip()]
+    try:
+        server_binaries()
+    except PostgresUnavailable:
+        return ["sqlite"]
+    return ["sqlite", "postgresql"]
+
+
+def measure(url: str, workdir: Path) -> dict[str, Any]:
+    """Every row's figures on the ledger at ``url`` (a fresh one)."""
     os.environ["SOP_DATABASE_URL"] = url  # the pager's engine (runtime.engine) opens it
-    receiver = Receiver()
-    os.environ["TOM_BECKER_URL"] = receiver.url(0, 0)
     ledger = Ledger(url)
     ledger.migrate()
     statements = Statements(ledger)
@@ -177,31 +188,65 @@ def main() -> None:
         pager.close()
         pages, page_cpu = pager_pages(ledger, library)
     finally:
-        receiver.stop()
         ledger.dispose()
-        shutil.rmtree(workdir, ignore_errors=True)
     cpu50, cpu99 = cuts(cpu)
     held50, held99 = cuts(held)
-    summary = {
-        "cores": os.cpu_count(), "load_average_at_start": load[0], "at": datetime.now(UTC).isoformat(),
-        "sop": SOP, "runs": N,
+    return {
         "statements_per_new_run": {"min": min(counts), "median": statistics.median(counts), "max": max(counts)},
         "engine_cpu_ms_per_new_run": {"p50": round(cpu50, 3), "p99": round(cpu99, 3)},
         "pager_lock_held_cpu_ms_per_transaction": {"pages": WRITE_CHUNK, "p50": round(held50, 3),
                                                    "p99": round(held99, 3)},
         "pager_cpu_ms_per_page": {"pages": pages, "mean": round(page_cpu, 3)},
     }
+
+
+def main() -> None:
+    """Measure on each database, print the table, write bench/out/newrun.json."""
+    load = os.getloadavg()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-newrun-"))
+    os.environ["SOP_INBOX_DIR"] = str(workdir / "inbox")
+    receiver = Receiver()
+    os.environ["TOM_BECKER_URL"] = receiver.url(0, 0)
+    figures: dict[str, dict[str, Any]] = {}
+    cluster: PostgresCluster | None = None
+    try:
+        for name in databases():
+            if name == "sqlite":
+                figures["SQLite"] = measure(f"sqlite:///{workdir / 'ledger.db'}", workdir)
+                continue
+            cluster = PostgresCluster().start()
+            cluster.database("bench_newrun")
+            # over its Unix socket, as docs/team.md says for processes on the database's host
+            figures["PostgreSQL"] = measure(f"postgresql+psycopg://{SUPERUSER}@/bench_newrun?host={cluster.folder}"
+                                            f"&port={cluster.port}", workdir)
+    finally:
+        receiver.stop()
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary = {"cores": os.cpu_count(), "load_average_at_start": load[0], "at": datetime.now(UTC).isoformat(),
+               "sop": SOP, "runs": N, "databases": figures}
     table = Table(title=f"A new run of {SOP} ({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; "
-                        f"{N} runs, SQLite ledger, pages left to a pager process)", title_justify="left")
-    for column in ("what", "p50", "p99"):
-        table.add_column(column, justify="left" if column == "what" else "right")
-    table.add_row("statements per new run (median; min–max)", f"{statistics.median(counts):.0f}",
-                  f"{min(counts):.0f}–{max(counts):.0f}")
-    table.add_row("engine CPU per new run, ms", f"{cpu50:.2f}", f"{cpu99:.2f}")
-    table.add_row(f"pager: lock held per delivery-record transaction ({WRITE_CHUNK} pages), CPU ms",
-                  f"{held50:.2f}", f"{held99:.2f}")
-    table.add_row(f"pager: CPU per page delivered ({pages} pages: render, deliver, record), ms (mean)",
-                  f"{page_cpu:.2f}", "")
+                        f"{N} runs, pages left to a pager process; PostgreSQL: fsync off, over its socket)",
+                  title_justify="left")
+    table.add_column("what", justify="left")
+    for database in figures:
+        table.add_column(f"{database} p50", justify="right")
+        table.add_column(f"{database} p99", justify="right")
+
+    def row(what: str, cells: Any) -> None:
+        table.add_row(what, *[cell for figure in figures.values() for cell in cells(figure)])
+
+    row("statements per new run (median; min–max)", lambda f: (
+        f"{f['statements_per_new_run']['median']:.0f}",
+        f"{f['statements_per_new_run']['min']:.0f}–{f['statements_per_new_run']['max']:.0f}"))
+    row("engine CPU per new run, ms", lambda f: (f"{f['engine_cpu_ms_per_new_run']['p50']:.2f}",
+                                                 f"{f['engine_cpu_ms_per_new_run']['p99']:.2f}"))
+    row(f"pager: lock held per delivery-record transaction ({WRITE_CHUNK} pages), CPU ms", lambda f: (
+        f"{f['pager_lock_held_cpu_ms_per_transaction']['p50']:.2f}",
+        f"{f['pager_lock_held_cpu_ms_per_transaction']['p99']:.2f}"))
+    row("pager: CPU per page delivered (render, deliver, record), ms (mean)", lambda f: (
+        f"{f['pager_cpu_ms_per_page']['mean']:.2f}", f"({f['pager_cpu_ms_per_page']['pages']} pages)"))
     Console(width=max(Console().width, 140)).print(table)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(summary, indent=2) + "\n")
