@@ -68,8 +68,8 @@ def keep(site: Any, page: Any, ctx: Any, people: list[Any], render: Callable[[An
 
 
 def insert(tx: Any, items: list[dict[str, Any]]) -> None:
-    """Write kept items on ``tx`` (the transaction that writes their page's record)."""
-    tx.executemany(_INSERT, items)
+    """Write kept items on ``tx`` (the transaction that writes their page's record), with its end (``Tx.defer``)."""
+    tx.defer(_INSERT, items)
 
 
 def _due_from(ledger: Any, now: datetime) -> dict[str, datetime]:

@@ -368,7 +368,8 @@ class Pager:
     @staticmethod
     def write_pages(tx: Tx, prepared: list[tuple[Any, ...]]) -> None:
         """Append each prepared page's ``notification`` record on ``tx`` and insert its ``deliveries`` rows and
-        the items it kept for digests (each naming the record)."""
+        the items it kept for digests (each naming the record), with the transaction's end where they can be
+        (``Tx.defer``: its callers read none of them afterwards)."""
         rows: list[dict[str, Any]] = []
         items: list[dict[str, Any]] = []
         with tx.held():
@@ -378,7 +379,7 @@ class Pager:
                     row["page"] = seq
                 rows.extend(page_rows)
                 items.extend({**item, "record": seq} for item in kept)
-        tx.executemany(_DELIVERIES_INSERT, rows)
+        tx.defer(_DELIVERIES_INSERT, rows)
         digest.insert(tx, items)
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime,
