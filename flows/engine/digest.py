@@ -6,7 +6,7 @@ A person with ``digest: 15m`` (config/people.yaml) is not sent, one by one, the 
 alive) every page goes at once, as before, rather than be kept with nobody to send it.
 
 - :func:`keep` splits a page's recipients: the items it keeps are written in the transaction that records the
-  page's deliveries (``Pager.write_pages``), its ``notification`` record saying ``kept`` for whom.
+  page's deliveries (``flows.engine.page_records``), its ``notification`` record saying ``kept`` for whom.
 - :class:`Digests` (the pager process's loop calls :meth:`Digests.send_due`) claims a person's items for a lease
   once the oldest is ``digest`` old (wall time), sends them as one message (``notifications.digest``) with the
   delivery's retries and fallback, and records it on every run it covers: a ``notification`` record ``digest``
@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flows.engine import outbox
+from flows.engine.page_records import prepare_page, write_pages
 from flows.language.urgency import informational
 from flows.ledger import utc
 from flows.ledger.schema import digest_items
@@ -34,7 +35,6 @@ log = logging.getLogger("sop.digest")
 #: the most items one digest message lists (more wait for the next one, due at once)
 MOST_ITEMS = 100
 _OPEN = digest_items.c.sent_at.is_(None)
-_INSERT = digest_items.insert()
 _WAITING = (sa.select(digest_items.c.person, sa.func.count(), sa.func.min(digest_items.c.kept_at))
             .where(_OPEN).group_by(digest_items.c.person))
 
@@ -65,11 +65,6 @@ def keep(site: Any, page: Any, ctx: Any, people: list[Any], render: Callable[[An
                      "priority": ctx.sop.priority, "title": title, "about": ctx.about, "url": ctx.run.url,
                      "at": now, "kept_at": outbox.wall(), "record": None})
     return sent, kept
-
-
-def insert(tx: Any, items: list[dict[str, Any]]) -> None:
-    """Write kept items on ``tx`` (the transaction that writes their page's record), with its end (``Tx.defer``)."""
-    tx.defer(_INSERT, items)
 
 
 def _due_from(ledger: Any, now: datetime) -> dict[str, datetime]:
@@ -179,7 +174,7 @@ class Digests:
                     if row.id in mine:
                         runs.setdefault(row.run_id, []).append(row)
                 if runs:
-                    self.pager.write_pages(tx, [self.pager.prepare_page(run_id, None, "digest", results, extra={
+                    write_pages(tx, [prepare_page(run_id, None, "digest", results, extra={
                         "person": person, "covers": [r.record for r in covered], "kinds": [r.kind for r in covered]})
                         for run_id, covered in runs.items()])
         except Exception:

@@ -9,7 +9,7 @@ destination never holds up the engine, and never fails a run.
 Pages come through the outbox (``flows.engine.outbox``): :meth:`Pager.queue` writes them in the
 transition's transaction, claimed by this process, or left to a pager process when one is
 alive; :meth:`Pager.send_all` then delivers the claimed ones, and recording a page's
-deliveries marks its outbox row done in the same transaction.
+deliveries (``flows.engine.page_records``) marks its outbox row done in the same transaction.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from flows.engine import digest, outbox, participants
 from flows.engine.digest import Digests
 from flows.engine.oncall import on_call_now, resolve_targets
 from flows.engine.page_context import page_context
+from flows.engine.page_records import prepare_page, write_pages
 from flows.engine.secrets import SecretUnsafe
 from flows.engine.view import RunView
 from flows.language.config import Site
 from flows.language.oncall import OnCall
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
-from flows.ledger import Ledger, Tx, dumps
-from flows.ledger.schema import deliveries
+from flows.ledger import Ledger
 
 log = logging.getLogger("sop.paging")
 
@@ -43,7 +43,6 @@ log = logging.getLogger("sop.paging")
 WRITE_CHUNK = 20
 #: seconds between two looks at whether a pager process is alive (pages are then left to it)
 ALIVE_CHECK_S = 1.0
-_DELIVERIES_INSERT = deliveries.insert()  # built once (see flows.engine.store)
 
 
 class Batched(NamedTuple):
@@ -180,9 +179,9 @@ class Pager:
                                 attempts=0, latency=0.0, at=self.ledger.clock.now(), kind=page.kind)
         outbox_id = getattr(page, "outbox_id", None)
         try:
-            prepared = [self.prepare_page(page.run_id, page.step_id, page.kind, [result])]
+            prepared = [prepare_page(page.run_id, page.step_id, page.kind, [result])]
             with self.ledger.transaction() as tx:
-                self.write_pages(tx, prepared)
+                write_pages(tx, prepared)
                 if outbox_id is not None:
                     outbox.mark_done(tx.conn, [outbox_id], error=text)
         except Exception:
@@ -329,12 +328,12 @@ class Pager:
         # everything but the records' seq and hash is made before the transaction: the write lock
         # is then held for four statements (the chain's last record, records, deliveries, outbox)
         try:
-            prepared = [self.prepare_page(b.run_id, b.step_id, b.kind, b.results, kept=b.kept, extra=b.facts)
+            prepared = [prepare_page(b.run_id, b.step_id, b.kind, b.results, kept=b.kept, extra=b.facts)
                         for b in batch]
             done = [b.outbox_id for b in batch if b.outbox_id is not None]
             # per run: it reads no run, inserts records, deliveries and kept items, and closes its own claimed rows
             with self.ledger.transaction(per_run=True) as tx:
-                self.write_pages(tx, prepared)
+                write_pages(tx, prepared)
                 outbox.mark_done(tx.conn, done)
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch),
@@ -345,42 +344,6 @@ class Pager:
             failed = [r for r in results if not r.ok]
             log.info("event=notification run=%s step=%s kind=%s destinations=%d failed=%d", run_id, step_id or "-",
                      kind, len(results), len(failed))
-
-    @staticmethod
-    def prepare_page(run_id: str, step_id: str | None, kind: str, results: list[Any], *,
-                     kept: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        """A page's ``notification`` record data (as JSON) and its ``deliveries`` rows, each with its
-        lane in the page, and the items it ``kept`` for digests (the record says for whom); ``extra``: more
-        facts for the record (a digest's). The page (the record's seq) is filled in by :meth:`write_pages`."""
-        from notifications import lane_key, lane_outcomes
-
-        data = {"notification": kind, "results": [r.to_dict() for r in results], **(extra or {})}
-        if kept:
-            data["kept"] = [item["person"] for item in kept]
-        text = dumps(data)
-        lanes = {key: number for number, key in enumerate(lane_outcomes(results))}
-        rows = [{"run_id": run_id, "step_id": step_id, "at": r.at, "kind": kind, "recipient": r.recipient,
-                 "destination": r.destination, "ok": r.ok, "error": r.error, "attempts": r.attempts,
-                 "latency_ms": int(r.latency * 1000), "page": None, "lane": lanes[lane_key(r)]}
-                for r in results]
-        return run_id, step_id, text, rows, kept or []
-
-    @staticmethod
-    def write_pages(tx: Tx, prepared: list[tuple[Any, ...]]) -> None:
-        """Append each prepared page's ``notification`` record on ``tx`` and insert its ``deliveries`` rows and
-        the items it kept for digests (each naming the record), with the transaction's end where they can be
-        (``Tx.defer``: its callers read none of them afterwards)."""
-        rows: list[dict[str, Any]] = []
-        items: list[dict[str, Any]] = []
-        with tx.held():
-            for run_id, step_id, text, page_rows, kept in prepared:
-                seq = tx.append_text("notification", run_id, step_id, None, tx.clock.now(), text)
-                for row in page_rows:
-                    row["page"] = seq
-                rows.extend(page_rows)
-                items.extend({**item, "record": seq} for item in kept)
-        tx.defer(_DELIVERIES_INSERT, rows)
-        digest.insert(tx, items)
 
     def context(self, view: RunView, page: Any, step: StepBase | None, now: datetime,
                 on_call: Callable[[str], OnCall] | None = None) -> Any:
