@@ -120,7 +120,7 @@ class FollowUpStarts:
         loaded = self.library.get(follow_up.start)
         try:
             raw = {name: render_value(value, context) for name, value in follow_up.inputs.items()}
-            inputs = check_inputs(loaded.sop, raw)
+            inputs = check_inputs(loaded.sop, raw, rendered=True)
         except InputRefused as exc:
             refused("the inputs do not fit: " + "; ".join(exc.problems))
             return None
