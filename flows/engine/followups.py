@@ -93,7 +93,8 @@ class FollowUpStarts:
             log.warning(kv("event=follow_up_refused", run=parent.id, sop=follow_up.start, reason=reason[:300]))
 
         if parent.is_drill:
-            skipped(f"not started in a drill (a live run's end starts it, to be done within {what['within']})")
+            # no parentheses: pages and the run page show a reason in them ("skipped (…)")
+            skipped(f"not started in a drill; a live run's end starts it, to be done within {what['within']}")
             return None
         context = variables(parent, self.site)
         context["run"].update(outcome=ended.outcome, finished_at=ended.at, deadline_met=ended.deadline_met)
