@@ -42,3 +42,19 @@ def kv(event: str, **fields: Any) -> str:
     newline in a value is written ``\\n``: one event is one line, whatever the values hold, and a short one.
     """
     return " ".join([event, *(f"{key}={value(v)}" for key, v in fields.items() if v is not None)])
+
+
+#: one ``key=value`` of a line: a value quoted as :func:`value` quotes it (or as ``%r`` does), else bare up to the
+#: next ``key=`` (a line written with ``%s`` leaves an error's spaces unquoted)
+_PAIR = re.compile(r"""(\w+)=("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S+(?:\s+(?!\w+=)\S+)*)""")
+
+
+def fields(line: str) -> dict[str, str]:
+    """The ``key=value`` pairs of one of our log lines (``event=cancel_failed run=3f9a error="timed out"`` →
+    ``{"event": "cancel_failed", "run": "3f9a", "error": "timed out"}``): what a terminal tells of it in words
+    reads them here rather than re-parsing the line its own way. A quoted value loses its quotes, not its escapes."""
+    found: dict[str, str] = {}
+    for key, raw in _PAIR.findall(line):
+        quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'"
+        found.setdefault(key, raw[1:-1].replace('\\"', '"') if quoted else raw)
+    return found

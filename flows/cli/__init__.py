@@ -146,8 +146,8 @@ def main() -> None:
 
 
 class _HeldWarnings(logging.Handler):
-    """The launcher's warnings in a command that acts on a run (``sop done`` and the like): a resume Prefect did
-    not take is a log line for a service's log, and here one note at the end (:func:`_leave_resumes_to_the_nudger`)."""
+    """Our warnings in a command that acts on runs (``sop done``, ``sop cancel`` and the like): a resume or a cancel
+    Prefect did not take is a log line for a log file, and here one sentence at the end (:func:`_leave_resumes_to_the_nudger`)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -160,36 +160,32 @@ class _HeldWarnings(logging.Handler):
 _HELD = _HeldWarnings()
 
 
-def hold_resume_warnings() -> None:
-    """From now on in this process, the launcher's warnings are held for the note instead of printed bare."""
-    launcher_log = logging.getLogger("sop.launcher")
-    if _HELD not in launcher_log.handlers:
-        launcher_log.addHandler(_HELD)
-        launcher_log.propagate = False
+def hold_warnings() -> None:
+    """From now on in this process, our warnings are held to be told in words at the end (and kept in
+    ``var/log/cli.log``) instead of printed as log lines. Not for services: their logs are their output."""
+    ours = logging.getLogger("sop")
+    if _HELD not in ours.handlers:
+        ours.addHandler(_HELD)
+        ours.propagate = False
 
 
 def _leave_resumes_to_the_nudger(code: int | str | None) -> None:
     """A report is recorded before its run's flow run is resumed (on a thread): give the resume a few seconds,
     then leave it to ``sop serve``'s nudger (the run is flagged in the ledger) rather than wait on a Prefect
-    that does not answer. Exits at once in that case, with ``code``."""
-    if "flows.prefect.launcher" not in sys.modules:
-        return
-    from flows.prefect.launcher import RESUME_WAIT, settle_nudges
+    that does not answer. Tells what was held (:func:`hold_warnings`); exits at once in that case, with ``code``."""
+    settled = True
+    if "flows.prefect.launcher" in sys.modules:
+        from flows.prefect.launcher import RESUME_WAIT, settle_nudges
 
-    settled = settle_nudges(RESUME_WAIT)
-    failed = [record for record in _HELD.records if "resume_failed" in record.getMessage()]
-    others = [record for record in _HELD.records if record not in failed]
+        settled = settle_nudges(RESUME_WAIT)
     if settled and not _HELD.records:
         return
     from flows.cli.common import err_console
+    from flows.cli.told import in_words
+    from flows.language.library import project_root
 
-    for record in others:
-        err_console.print(f"{record.levelname.lower()}: {record.getMessage()}", soft_wrap=True, markup=False)
-    if settled and not failed:
-        return
-    why = failed[0].getMessage().partition(" error=")[2] if failed else ""
-    err_console.print(f"note: Prefect did not answer{f' ({why})' if why else ''}; the run goes on once it does "
-                      "(sop serve's nudger resumes it)", soft_wrap=True, markup=False)
+    for line in in_words(_HELD.records, project_root(), resume_pending=not settled):
+        err_console.print(line, soft_wrap=True, markup=False)
     if settled:
         return
     if isinstance(code, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,8 +18,25 @@ from rich.markup import escape
 from flows.language.library import Library, project_root
 from flows.language.loader import SpecError, SpecInvalid
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+#: how wide the consoles draw when their stream is not a terminal (a file, `less`, a pipe) and ``COLUMNS`` does not
+#: say: Rich's default there, 80 columns, cut a wide table's cells to "…"; no table of ours needs more than this
+PIPED_WIDTH = 400
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console for stdout or stderr, as wide as its terminal; piped, :data:`PIPED_WIDTH` unless ``COLUMNS`` is set,
+    so ``sop audit … > file`` keeps every column whole (``--csv``/``--json`` are whole anyway)."""
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        piped = not stream.isatty()
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        piped = True
+    wide = piped and not os.environ.get("COLUMNS", "").strip().isdigit()
+    return Console(stderr=stderr, highlight=False, width=PIPED_WIDTH if wide else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:

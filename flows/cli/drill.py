@@ -30,7 +30,7 @@ def _print_entry(entry: TimelineEntry) -> None:
     colour = {"follow_up_skipped": "cyan", "follow_up_started": "cyan", "follow_up_refused": "red",
               "escalation": "magenta", "step_overdue": "red", "run_overdue": "red", "step_done": "green",
               "run_finished": "bold green", "step_failed": "red", "drill_error": "red"}.get(entry.kind, "white")
-    console.print(f"[dim]{_clock(entry.offset)}[/] [cyan]{(entry.step or '·'):<16}[/] [{colour}]{entry.detail}[/]",
+    console.print(f"[dim]{_clock(entry.offset)}[/] [cyan]{(entry.step or '·'):<16}[/] [{colour}]{escape(entry.detail)}[/]",
                   soft_wrap=True)
 
 
@@ -58,9 +58,7 @@ def _summary(result: DrillResult) -> None:
         console.print("escalations (SOP time; → the ladder's targets: who they reached):")
         for row in result.ladder:
             console.print(f"  {escape(ladder_line(row))}", soft_wrap=True)
-    for entry in result.timeline:  # what the run's end started, or would have started outside a drill
-        if entry.kind.startswith("follow_up"):
-            console.print(f"[cyan]{entry.detail}[/]", soft_wrap=True)
+    # what the run's end started (or would have, outside a drill) is on the timeline above: not said twice
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -57,9 +57,9 @@ def _form_of(engine: Any, run_id: str, step_id: str) -> dict[str, Any]:
 
 def _engine(prefect: bool = True, lenient: bool = True) -> Any:
     from flows import runtime
-    from flows.cli import hold_resume_warnings
+    from flows.cli import hold_warnings
 
-    hold_resume_warnings()  # a resume Prefect refused is told as one note at the end (flows.cli.main)
+    hold_warnings()  # a resume or a cancel Prefect refused is told in words at the end (flows.cli.main), not logged
     # runs under way run their pinned texts: a broken SOP file (a colleague's edit) is left out with a warning
     return runtime.engine(library=library(lenient=lenient), prefect=prefect)
 

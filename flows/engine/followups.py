@@ -93,7 +93,8 @@ class FollowUpStarts:
             log.warning(kv("event=follow_up_refused", run=parent.id, sop=follow_up.start, reason=reason[:300]))
 
         if parent.is_drill:
-            skipped(f"not started in a drill (a live run's end starts it, to be done within {what['within']})")
+            # no parentheses: pages and the run page show a reason in them ("skipped (…)")
+            skipped(f"not started in a drill; a live run's end starts it, to be done within {what['within']}")
             return None
         context = variables(parent, self.site)
         context["run"].update(outcome=ended.outcome, finished_at=ended.at, deadline_met=ended.deadline_met)
@@ -120,7 +121,7 @@ class FollowUpStarts:
         loaded = self.library.get(follow_up.start)
         try:
             raw = {name: render_value(value, context) for name, value in follow_up.inputs.items()}
-            inputs = check_inputs(loaded.sop, raw)
+            inputs = check_inputs(loaded.sop, raw, rendered=True)
         except InputRefused as exc:
             refused("the inputs do not fit: " + "; ".join(exc.problems))
             return None

@@ -31,19 +31,27 @@ def new_run_id() -> str:
     return secrets.token_hex(5)
 
 
-def check_inputs(sop: Sop, raw: dict[str, Any]) -> dict[str, Any]:
-    """Inputs typed and complete (defaults filled); InputRefused names each bad field."""
+def check_inputs(sop: Sop, raw: dict[str, Any], *, rendered: bool = False) -> dict[str, Any]:
+    """Inputs typed and complete (defaults filled); InputRefused names each bad field.
+
+    A person's blank (empty or only spaces: ``-p brand=``, a cleared field, ``""`` in the API) is not given, as
+    a form's empty field is: its default applies, or it is none, and a required one is refused, so no run starts
+    about nothing. ``rendered``: the inputs come from a signal's or a follow-up's templates, whose empty text is
+    kept as their word (:func:`flows.triggers.intake.given`: an alert without a brand must not become the default
+    brand's run, nor be refused)."""
     problems: list[str] = []
     out: dict[str, Any] = {}
     for name in raw:
         if name not in sop.inputs:
             problems.append(f"unknown input `{name}` (inputs of {sop.id}: {', '.join(sop.inputs) or 'none'})")
     for name, spec in sop.inputs.items():
-        if name not in raw or raw[name] is None:
+        blank = not rendered and isinstance(raw.get(name), str) and not raw[name].strip()
+        if name not in raw or raw[name] is None or blank:
             if spec.default is not None:
                 out[name] = spec.default
             elif spec.is_required:
-                problems.append(f"input `{name}` is required ({spec.type}{', one of ' + spec.allowed if spec.enum else ''})")
+                problems.append(f"input `{name}` is required ({spec.type}{', one of ' + spec.allowed if spec.enum else ''})"
+                                + (f", got {raw[name]!r}: give a value" if blank else ""))
             else:
                 out[name] = None  # declared but not given: templates see none, not an unknown variable
             continue

@@ -117,7 +117,8 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
 
     def start(self, sop_id: str, inputs: dict[str, Any] | None = None, *, initiator: Actor | str | None = None,
               trigger: dict[str, Any] | None = None, speed: float | None = None,
-              flow_run_id: str | None = None, launch: bool = True, copies: int = 1) -> StartResult:
+              flow_run_id: str | None = None, launch: bool = True, copies: int = 1,
+              rendered: bool = False) -> StartResult:
         """Start a run (or attach to the open run with the same dedup key).
 
         ``initiator``: the person who starts it, as an :class:`Actor` (how it came is recorded
@@ -126,13 +127,16 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         ``copies``: the signal arrived that many times at once (one payload): it starts or attaches
         once, and the copies past the one that starts count as repeats in one ``trigger_repeated`` record.
 
+        ``rendered``: the inputs were rendered from a signal (an empty text is its word), not given by a
+        person (a blank is not given): :func:`check_inputs`.
+
         Records the run with its pinned SOP text, pages the owner at once, assigns the
         first human steps, then asks the launcher for a Prefect flow run (when that fails, the
         failure is logged and `sop serve` launches the run later: the run is recorded and paged).
         """
         loaded = self.library.get(sop_id)
         sop = loaded.sop
-        typed = check_inputs(sop, inputs or {})
+        typed = check_inputs(sop, inputs or {}, rendered=rendered)
         speed = float(self.site.settings.speed or 1.0) if speed is None else speed
         if (problem := check_speed(speed)) is not None:
             raise InputRefused([problem])
@@ -163,10 +167,10 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
                            then="sop serve retries it"))
 
     def open_run(self, sop_id: str, inputs: dict[str, Any] | None = None,
-                 trigger: dict[str, Any] | None = None) -> str | None:
+                 trigger: dict[str, Any] | None = None, *, rendered: bool = False) -> str | None:
         """The open run that ``start`` with these inputs would attach to (same SOP, same dedup key), or None."""
         sop = self.library.get(sop_id).sop
-        key = self._dedup_key(sop, check_inputs(sop, inputs or {}), trigger)
+        key = self._dedup_key(sop, check_inputs(sop, inputs or {}, rendered=rendered), trigger)
         if key is None:
             return None
         with self.ledger.read() as conn:

@@ -244,7 +244,7 @@ class Intake:
 
     def resolve(self, base: Disposition, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Disposition:
         """A resolved alert: note it on the open run it belongs to (same SOP, same dedup key)."""
-        run_id = self.engine.open_run(base.sop or "", inputs, payload)
+        run_id = self.engine.open_run(base.sop or "", inputs, payload, rendered=True)
         if run_id is None:
             base.status = "no_open_run"
             return base
@@ -265,7 +265,7 @@ class Intake:
     def start(self, base: Disposition, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Disposition:
         """Start a run, or attach to the open one with the same dedup key (the database decides)."""
         result = self.engine.start(
-            base.sop or "", inputs, initiator=actor, trigger=payload, launch=False, copies=base.copies
+            base.sop or "", inputs, initiator=actor, trigger=payload, launch=False, copies=base.copies, rendered=True
         )
         base.run, base.repeats = result.run_id, result.repeats
         base.status = "attached" if result.attached else "started"

@@ -210,6 +210,8 @@ def test_an_operator_cancels_a_run(api: Api) -> None:
             "expected integer",
         ),
         ("/v1/runs", b'{"sop": "crisis-pr", "inputs": {"colour": "red"}}', 422, "body.inputs.colour", "unknown input"),
+        ("/v1/runs", b'{"sop": "creative-refresh", "inputs": {"platform": " "}}', 422, "body.inputs.platform",
+         "input `platform` is required (string), got ' ': give a value"),
         ("/v1/runs", b'{"sop": "crisis-pr", "speed": 0}', 422, "body.speed", "greater than or equal to 0.001"),
     ],
 )

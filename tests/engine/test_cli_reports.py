@@ -145,6 +145,10 @@ def test_a_cancel_while_prefect_is_away_ends_the_flow_run_once_it_is_back(sop, p
                  env={"SOP_HOME": str(project), "PREFECT_API_URL": "http://127.0.0.1:9/api"})  # Prefect away
     assert result.returncode == 0, result.stderr
     assert engine.view(waiting_run).run["status"] == "cancelled"
+    # the person reads one sentence in words; the log line goes to the log file, key=value
+    assert "note: the run is cancelled; Prefect did not answer (" in result.stderr, result.stderr
+    assert "event=" not in result.stderr and "nudger" not in result.stderr and "Traceback" not in result.stderr
+    assert f"event=cancel_failed run={waiting_run}" in (project / "var" / "log" / "cli.log").read_text()
 
     def flow_run():
         with prefect_client(engine.launcher.api_url) as client:

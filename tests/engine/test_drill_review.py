@@ -11,7 +11,7 @@ import pytest
 
 from flows.engine.transitions import Engine
 from flows.runtime.drill import Drill
-from tests.engine.conftest import local_engine_of
+from tests.engine.conftest import local_engine_of, records
 
 PROBE = """\
 id: t-review
@@ -57,3 +57,39 @@ def test_the_drill_and_the_audit_say_who_was_escalated_to_and_when(sop: Any, loc
     lines = [" ".join(line.split()) for line in section.splitlines()[1:] if line.strip()]
     assert len(lines) == 2 and re.fullmatch(r"\+\d+m\d*s? assess escalation stage 1 → assignee: wang-fang", lines[0]), lines
     assert re.fullmatch(r"\+1\dm\d*s? assess escalation stage 2 → lead, backup: chen-jie, sara-lopez", lines[1]), lines
+
+
+FOLLOWED = {
+    "t-followed": """\
+id: t-followed
+title: Followed probe
+class: complaint
+owner: pr-lead
+follow_ups:
+  - {start: t-review, within: 5d}
+steps:
+  - {id: assess, assignee: pr-oncall, due: 15m}
+""",
+    "t-review": PROBE,
+}
+
+
+@pytest.fixture
+def followed_engine(repo_root, tmp_path, monkeypatch) -> Any:
+    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, FOLLOWED)
+
+
+def test_the_drill_says_the_follow_up_it_did_not_start_once_in_plain_words(followed_engine: Engine) -> None:
+    from flows.cli.common import console
+    from flows.cli.drill import _print_entry, _summary
+
+    with console.capture() as shown:
+        result = Drill(followed_engine, "t-followed", speed=600, seed=1, on_entry=_print_entry).run(timeout=60)
+        _summary(result)
+    said = [" ".join(line.split()) for line in shown.get().splitlines() if "follow-up" in line]
+    assert len(said) == 1, said  # on the timeline, not again under the summary
+    assert said[0].endswith("follow-up t-review skipped: not started in a drill; a live run's end starts it, to be "
+                            "done within 5d"), said
+    # the run page shows the reason in brackets ("t-review: skipped (…)"): none nested in them
+    [skipped] = records(followed_engine, result.run_id, "follow_up_skipped")
+    assert "(" not in skipped["data"]["reason"]

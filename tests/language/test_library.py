@@ -557,6 +557,16 @@ def test_sop_list_on_an_80_column_terminal_shows_every_id_whole(sop, repo_root: 
     assert [i for i in ids if f" {i} " not in listed.stdout] == []  # what one types next is never cut ("complai…")
 
 
+def test_sop_list_piped_to_a_file_keeps_every_column_whole(sop, repo_root: Path) -> None:
+    """Output to a file or `less` (no terminal, no COLUMNS) is not cut at Rich's 80 columns; COLUMNS still rules."""
+    piped = sop("list", env={"COLUMNS": None})  # captured: stdout is not a terminal
+    assert piped.returncode == 0, piped.stderr
+    row = next(line for line in piped.stdout.splitlines() if " crisis-pr " in line)
+    assert "Crisis PR - negative mentions spike (more than 100 a day)" in row and "…" not in row, row
+    narrow = sop("list", env={"COLUMNS": "80"})
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+
+
 def test_help_reads_as_words_with_h_and_version(sop) -> None:
     for args in (["-h"], ["done", "-h"], ["status", "--help"], ["audit", "report", "-h"], ["serve", "-h"]):
         shown = sop(*args)

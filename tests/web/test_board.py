@@ -43,6 +43,14 @@ def test_the_cs_lead_opens_the_board_and_starts_the_complaint_review_they_own(si
     assert client.get("/board/start/complaint-review").status_code == 200
 
 
+def test_a_required_input_left_blank_on_the_start_form_is_refused_beside_it(site: Site) -> None:
+    """As `sop run -p platform=` and the API: a blank is not a value (the form already refused it; kept so)."""
+    client = operator(site)
+    form = client.get("/board/start/creative-refresh")
+    blank = client.post("/board/start/creative-refresh", data={"csrf": csrf_of(form), "platform": "   "})
+    assert blank.status_code == 422 and field_errors(blank) == {"platform": "required"}
+
+
 def test_an_operator_starts_a_playbook_from_its_form_and_a_repeat_attaches(site: Site) -> None:
     client = operator(site)
     picked = client.get("/board/start")  # the playbooks to pick from, their deadlines as people write them

@@ -93,6 +93,10 @@ def test_a_compressed_runs_dues_say_their_place_in_the_playbook(site: Site, pair
     row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*href="/runs/{drill}/steps/assess"(?:(?!</tr>).)*</tr>', page, re.S)
     due = re.search(r'data-label="Due"[^>]*>(.*?)</td>', row.group(0), re.S).group(1)  # type: ignore[union-attr]
     assert re.search(r">\(\+15m\)</span>", due), due  # assess, due 15m after the start
+    # each page sent, as its place in the playbook too (the run's start and assess's assignment: at its start)
+    sent = page.split("<h2>Pages sent</h2>", 1)[1].split("</table>", 1)[0]
+    whens = re.findall(r'<td data-label="When">(.*?)</td>', sent, re.S)
+    assert whens and all(re.search(r'class="muted offset"[^>]*>\(\+\w+\)</span>$', when) for when in whens), whens
     step = responder.get(f"/runs/{drill}/steps/assess").text
     assert re.search(r"<dt>Due</dt><dd>.*?>\(\+15m\)</span>", step, re.S)
     assert 'class="muted offset"' not in responder.get(f"/runs/{live}").text

@@ -7,6 +7,7 @@ Screenshots under ``var/test-artifacts/web/``.
 from __future__ import annotations
 
 import html
+import re
 import uuid
 from typing import Any
 
@@ -217,3 +218,25 @@ def test_a_non_member_is_refused_by_name_over_http(site: Site) -> None:
     said = html.unescape(refused.text)
     name = site.engine.site.people["li-wei"].name
     assert refused.status_code == 422 and f"{name} is not a member of SRE on-call" in said and "`" not in said
+
+
+def test_who_is_on_call_now_and_next_reads_in_names_as_cards_on_a_phone(site: Site, open_page: Any) -> None:  # noqa: F811
+    """/oncall's "Now and next" was a six-column table of ids ("wang-fang", "pr-oncall", "rotation: shift 2
+    (wang-fang)") that scrolled sideways in its box at 390 px. A card per stretch now, in names and role titles."""
+    page = open_page()
+    browser_sign_in(page, site, "li-wei")
+    page.goto(f"{site.url}/oncall")
+    page.shot("trips-oncall-now")
+    table = page.locator("table.oncall")
+    assert table.evaluate("t => t.parentElement.scrollWidth <= t.parentElement.clientWidth")  # nothing to the side
+    width = page.viewport_size["width"]
+    for cell in table.locator("tbody td").all():
+        box = cell.bounding_box()
+        assert box is None or box["x"] + box["width"] <= width, (cell.inner_text(), box)
+    people = site.engine.site.people
+    shown = " ".join(table.locator("tbody").all_inner_texts())
+    assert "PR on-call" in shown and "pr-oncall" not in shown, shown
+    pr_now = site.engine.on_call("pr-oncall").primary
+    ids = [pid for pid in people if re.search(rf"(?<![\w-]){re.escape(pid)}(?![\w-])", shown)]
+    assert people[pr_now].name in shown and ids == [], ids
+    on_screen(page)
