@@ -34,11 +34,13 @@ def new_run_id() -> str:
 def check_inputs(sop: Sop, raw: dict[str, Any], *, rendered: bool = False) -> dict[str, Any]:
     """Inputs typed and complete (defaults filled); InputRefused names each bad field.
 
-    A person's blank (empty or only spaces: ``-p brand=``, a cleared field, ``""`` in the API) is not given, as
-    a form's empty field is: its default applies, or it is none, and a required one is refused, so no run starts
-    about nothing. ``rendered``: the inputs come from a signal's or a follow-up's templates, whose empty text is
-    kept as their word (:func:`flows.triggers.intake.given`: an alert without a brand must not become the default
-    brand's run, nor be refused)."""
+    A person's blank (empty or only spaces: ``-p brand=``, ``""`` in the API) is not a value: a required input
+    given blank is refused, so no run starts about nothing, and so is one with a default (``-p brand=$BRAND`` with
+    the variable unset must not quietly start the default brand's run: leave the input out for its default); an
+    optional one without a default is none. (The web forms leave an empty optional field out before this.)
+    ``rendered``: the inputs come from a signal's or a follow-up's templates, whose empty text is kept as their word
+    (:func:`flows.triggers.intake.given`: an alert without a brand must not become the default brand's run, nor be
+    refused)."""
     problems: list[str] = []
     out: dict[str, Any] = {}
     for name in raw:
@@ -46,6 +48,10 @@ def check_inputs(sop: Sop, raw: dict[str, Any], *, rendered: bool = False) -> di
             problems.append(f"unknown input `{name}` (inputs of {sop.id}: {', '.join(sop.inputs) or 'none'})")
     for name, spec in sop.inputs.items():
         blank = not rendered and isinstance(raw.get(name), str) and not raw[name].strip()
+        if blank and spec.default is not None:
+            problems.append(f"input `{name}` was given empty ({raw[name]!r}): give a value, or leave it out for "
+                            f"its default ({spec.default!r})")
+            continue
         if name not in raw or raw[name] is None or blank:
             if spec.default is not None:
                 out[name] = spec.default

@@ -1,5 +1,5 @@
-"""An input a person gives empty is not given: a required one is refused by name, an optional one takes its default
-or none; a signal's empty text stays its word."""
+"""An input a person gives empty is no value: a required one, or one with a default, is refused by name; an optional
+one without a default is none; a signal's empty text stays its word."""
 
 from __future__ import annotations
 
@@ -22,8 +22,16 @@ def test_a_required_input_given_blank_is_refused_by_name(library, blank: str) ->
 
 
 def test_an_optional_input_given_blank_counts_as_not_given(library) -> None:
-    inputs = check_inputs(library.sops["crisis-pr"].sop, {"brand": "", "topic": "  ", "mentions_per_day": ""})
-    assert inputs == {"brand": "lumi", "topic": None, "mentions_per_day": None}  # brand's default, as if left out
+    inputs = check_inputs(library.sops["crisis-pr"].sop, {"topic": "  ", "mentions_per_day": ""})
+    assert inputs == {"brand": "lumi", "topic": None, "mentions_per_day": None}
+
+
+def test_an_input_with_a_default_given_blank_is_refused_not_defaulted(library) -> None:
+    # `-p brand=$BRAND` with the variable unset: not the default brand's crisis, quietly
+    with pytest.raises(InputRefused) as refused:
+        check_inputs(library.sops["crisis-pr"].sop, {"brand": ""})
+    assert refused.value.problems == ["input `brand` was given empty (''): give a value, or leave it out for its "
+                                      "default ('lumi')"]
 
 
 def test_a_signals_empty_text_stays_its_word(library) -> None:
