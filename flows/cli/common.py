@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -32,7 +33,29 @@ def _console(stderr: bool = False) -> Console:
     except (AttributeError, ValueError):  # no stream, or a closed one
         piped = True
     wide = piped and not os.environ.get("COLUMNS", "").strip().isdigit()
-    return Console(stderr=stderr, highlight=False, width=PIPED_WIDTH if wide else None)
+    if not wide:
+        return Console(stderr=stderr, highlight=False)
+    return Console(file=_Trimmed(stream), highlight=False, width=PIPED_WIDTH)
+
+
+class _Trimmed:
+    """A stream whose lines lose their trailing spaces: drawn :data:`PIPED_WIDTH` wide, a title or a rule is padded
+    to the width, and a file or ``grep`` should not get lines of 400 characters."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_TRAILING.sub("\n", text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+_TRAILING = re.compile(r"[ \t]+\n")
 
 
 console = _console()

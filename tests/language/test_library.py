@@ -563,6 +563,8 @@ def test_sop_list_piped_to_a_file_keeps_every_column_whole(sop, repo_root: Path)
     assert piped.returncode == 0, piped.stderr
     row = next(line for line in piped.stdout.splitlines() if " crisis-pr " in line)
     assert "Crisis PR - negative mentions spike (more than 100 a day)" in row and "…" not in row, row
+    padded = [line for line in piped.stdout.splitlines() if line != line.rstrip()]
+    assert not padded, padded[:2]  # drawn wide, but no line carries the width's padding into a file
     narrow = sop("list", env={"COLUMNS": "80"})
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
 
