@@ -17,10 +17,17 @@ longer takes it from the API processes. SQLite's work is the API processes' own,
 The API processes reach PostgreSQL as docs/team.md says for each: in the shared layout (one host)
 over its Unix socket, in the split layout (a database host of its own) over TCP.
 
+Each layout runs ``BENCH_TEAM_ROUNDS`` rounds (3), each round both databases on fresh ledgers, the order
+alternating (SQLite first, then PostgreSQL first, …) so that a machine growing busier or quieter does not
+favour one. The table gives each figure's median over the rounds; the verdict compares the databases round
+by round (the median of the rounds' ratios, each round's ratio printed): on a shared two-core machine one
+round's ratio swings by a third either way (docs/benchmarks.md, "Team ingest", 2026-12-07).
+
 ``python -m bench team``; ``BENCH_TEAM_N`` sets the request count (default 3000),
 ``BENCH_TEAM_CLIENTS`` the clients (4), ``BENCH_TEAM_LAYOUTS`` the layouts (``shared,split``),
-``BENCH_TEAM_TCP=1`` TCP in both layouts. Writes
-``bench/out/team.json``. Goals (issue #19): PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms.
+``BENCH_TEAM_ROUNDS`` the rounds (3), ``BENCH_TEAM_TCP=1`` TCP in both layouts. Writes
+``bench/out/team.json`` (every round's rows, and the medians). Goals (issue #19): PostgreSQL ≥ SQLite,
+≥ 1,000 alerts/s, p99 ≤ 50 ms.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import http.client
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +61,9 @@ CLIENTS = int(os.environ.get("BENCH_TEAM_CLIENTS", "4"))
 LAYOUTS = os.environ.get("BENCH_TEAM_LAYOUTS", "shared,split").split(",")
 API_CORE, DATABASE_CORE = {0}, {1}  # the split layout's cores
 TCP_ALWAYS = os.environ.get("BENCH_TEAM_TCP") == "1"
+ROUNDS = max(1, int(os.environ.get("BENCH_TEAM_ROUNDS", "3")))
+#: a row's figures, as the table shows them (medians over the rounds)
+FIGURES = ("per_s", "p50_ms", "p99_ms", "max_ms", "api_cpu_ms_per_alert", "server_cpu_ms_per_alert")
 
 
 def transport(layout: str) -> str:
@@ -179,8 +190,26 @@ def measure(database: str, url: str, workdir: Path, receiver: Receiver, server: 
             for row, server_ms in rows]
 
 
+def medians(rows: list[dict]) -> list[dict]:
+    """One row per layout, database and phase: each figure's median over the rounds."""
+    keyed: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        keyed.setdefault((row["layout"], row["database"], row["what"]), []).append(row)
+    return [{**same[0], **{f: round(statistics.median(r[f] for r in same), 2) for f in FIGURES}, "rounds": len(same)}
+            for same in keyed.values()]
+
+
+def ratios(rows: list[dict], layout: str, what: str) -> list[float]:
+    """PostgreSQL's alerts/s over SQLite's, round by round, in a layout and phase."""
+    by_round: dict[int, dict[str, float]] = {}
+    for row in rows:
+        if row["layout"] == layout and row["what"] == what:
+            by_round.setdefault(row["round"], {})[row["database"]] = row["per_s"]
+    return [pair["PostgreSQL"] / pair["SQLite"] for _, pair in sorted(by_round.items()) if len(pair) == 2]
+
+
 def main() -> None:
-    """Both databases, one table (and bench/out/team.json)."""
+    """Both databases, every round, one table of medians (and bench/out/team.json)."""
     from tests.postgres import SUPERUSER, PostgresCluster
 
     console = Console(width=max(Console().width, 150))
@@ -200,41 +229,50 @@ def main() -> None:
             split = layout == "split"
             pin_cluster(data, DATABASE_CORE if split else everywhere)
             pin(os.getpid(), DATABASE_CORE if split else everywhere)  # the clients' threads (and the receiver's)
-            for database in ("SQLite", "PostgreSQL"):
-                folder = workdir / layout / database
-                folder.mkdir(parents=True)
-                url = (f"sqlite:///{folder / 'ledger.db'}" if database == "SQLite"
-                       else cluster.database(f"bench_team_{layout}"))
-                if database == "PostgreSQL" and transport(layout) == "socket":
-                    url = f"postgresql+psycopg://{SUPERUSER}@/bench_team_{layout}?host={cluster.folder}&port={cluster.port}"
-                rows += measure(database, url, folder, receiver, data if database == "PostgreSQL" else None, layout)
+            for round_ in range(ROUNDS):
+                order = ("SQLite", "PostgreSQL") if round_ % 2 == 0 else ("PostgreSQL", "SQLite")
+                for database in order:
+                    console.print(f"{layout}, round {round_ + 1} of {ROUNDS}: {database}…")
+                    folder = workdir / layout / str(round_) / database
+                    folder.mkdir(parents=True)
+                    name = f"bench_team_{layout}_{round_}"
+                    url = f"sqlite:///{folder / 'ledger.db'}" if database == "SQLite" else cluster.database(name)
+                    if database == "PostgreSQL" and transport(layout) == "socket":
+                        url = f"postgresql+psycopg://{SUPERUSER}@/{name}?host={cluster.folder}&port={cluster.port}"
+                    measured = measure(database, url, folder, receiver, data if database == "PostgreSQL" else None,
+                                       layout)
+                    rows += [{**row, "round": round_ + 1} for row in measured]
     finally:
         pin(os.getpid(), everywhere)
         cluster.stop()
         receiver.stop()
+    shown = medians(rows)
     table = Table(title=f"Team ingest: {APIS} API processes + a pager, {CLIENTS} clients, {N} one-alert requests "
-                        f"({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; PostgreSQL: fsync off). "
+                        f"({os.cpu_count()} CPUs, load average {load[0]:.1f} at start; PostgreSQL: fsync off); "
+                        f"medians of {ROUNDS} round(s), each a fresh ledger. "
                         "shared: every process on every core; split: the API processes and the pager on core 0, "
                         "the database server and the clients on core 1; PostgreSQL over "
                         + ", ".join(f"{transport(layout)} ({layout})" for layout in layouts),
                   title_justify="left")
     for column in ("layout", "ledger", "what", "alerts/s", "p50 ms", "p99 ms", "max ms", "CPU ms/alert", "+ server's"):
         table.add_column(column, justify="left" if column in ("layout", "ledger", "what") else "right")
-    for s in rows:
+    for s in shown:
         table.add_row(s["layout"], s["database"], s["what"], f"{s['per_s']:,.0f}", f"{s['p50_ms']:.1f}",
                       f"{s['p99_ms']:.1f}", f"{s['max_ms']:.1f}", f"{s['api_cpu_ms_per_alert']:.2f}",
                       f"{s['server_cpu_ms_per_alert']:.2f}" if s["database"] == "PostgreSQL" else "(in the APIs)")
     console.print(table)
     for layout in layouts:
-        pg = [r for r in rows if r["database"] == "PostgreSQL" and r["layout"] == layout]
-        sq = [r for r in rows if r["database"] == "SQLite" and r["layout"] == layout]
+        pg = [r for r in shown if r["database"] == "PostgreSQL" and r["layout"] == layout]
+        sq = [r for r in shown if r["database"] == "SQLite" and r["layout"] == layout]
         console.print(f"goals ({layout}): PostgreSQL ≥ SQLite, ≥ 1,000 alerts/s, p99 ≤ 50 ms → " + "; ".join(
             f"{p['what'].split(':')[0]} {p['per_s']:,.0f}/s vs SQLite {s['per_s']:,.0f}/s "
-            f"({p['per_s'] / s['per_s']:.2f}×), p99 {p['p99_ms']:.1f} ms"
+            f"({statistics.median(each := ratios(rows, layout, p['what'])):.2f}×: "
+            f"{', '.join(f'{r:.2f}' for r in each)} by round), p99 {p['p99_ms']:.1f} ms"
             for p, s in zip(pg, sq, strict=True)))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"cores": os.cpu_count(), "load_average_at_start": load[0], "n": N, "clients": CLIENTS,
-                               "at": datetime.now(UTC).isoformat(), "rows": rows, "goals": GOALS}, indent=2) + "\n")
+                               "rounds": ROUNDS, "at": datetime.now(UTC).isoformat(), "medians": shown, "rows": rows,
+                               "goals": GOALS}, indent=2) + "\n")
     shutil.rmtree(workdir, ignore_errors=True)
 
 
