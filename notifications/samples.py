@@ -57,6 +57,7 @@ def sample(kind: str, recipient: RecipientInfo | None = None, api_base_url: str 
         assignee="pr-oncall",
         due_at=STARTED + timedelta(minutes=20),
         time_left={"overdue": "12m overdue", "escalated": "5m overdue", "step_done": None}.get(kind, "18m left"),
+        overdue=kind in ("overdue", "escalated"),
         form=(
             FormField(
                 name="severity",

@@ -8,7 +8,7 @@ summary of a finished run. The people's pages and the load view say time left th
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flows.engine.view import RunView, deadline_met, instructions
@@ -86,14 +86,25 @@ def _hold(view: RunView, facts: dict[str, Any] | None, now: datetime) -> Any:
                     whole_run=bool(facts.get("whole_run")), max_at=datetime.fromisoformat(max_at) if max_at else None)
 
 
+#: within this much of its due instant (SOP time) a step is "due now": neither "0s left" nor "0s overdue"
+DUE_NOW = timedelta(seconds=1)
+
+
 def time_left(due_at: datetime | None, now: datetime, speed: float, *, roughly: bool = False) -> str | None:
-    """``"18m32s left"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes); ``roughly``: for
-    a title (``"4h left"`` for 3h59m32s, :func:`format_duration_roughly`)."""
+    """``"18m32s left"`` / ``"due now"`` / ``"12m overdue"`` in SOP time (a compressed run shows playbook minutes);
+    ``roughly``: for a title (``"4h left"`` for 3h59m32s, :func:`format_duration_roughly`)."""
     if due_at is None:
         return None
     delta = (due_at - now) * speed
+    if abs(delta) < DUE_NOW:
+        return "due now"
     words = format_duration_roughly if roughly else format_duration
-    return f"{words(delta)} left" if delta.total_seconds() >= 0 else f"{words(-delta)} overdue"
+    return f"{words(delta)} left" if delta > timedelta(0) else f"{words(-delta)} overdue"
+
+
+def overdue(due_at: datetime | None, now: datetime, speed: float) -> bool:
+    """Past its due instant by more than :data:`DUE_NOW` (SOP time): what :func:`time_left` says "overdue" of."""
+    return due_at is not None and (now - due_at) * speed >= DUE_NOW
 
 
 def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, now: datetime,
@@ -138,6 +149,7 @@ def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, no
             assignee=getattr(step, "assignee", None), due_at=row["due_at"],
             time_left=time_left(row["due_at"], now, view.speed), form=form,
             time_left_short=time_left(row["due_at"], now, view.speed, roughly=True),
+            overdue=overdue(row["due_at"], now, view.speed),
             evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
             actor=row["actor"], finished_at=row["finished_at"],
             values={k: form_of[k].labelled(v) for k, v in result.items() if k in form_of},  # choices: labels

@@ -95,13 +95,16 @@ def test_overdue_and_escalated_say_how_late_and_whose_step_it_is() -> None:
 def test_an_escalation_before_the_due_does_not_say_the_step_is_late() -> None:
     """crisis-pr's `legal` reaches the director at 20m of its 30m: "is late, 10m left" told her it was late."""
     early = sample("escalated")
-    early = replace(early, step=replace(early.step, time_left="10m left", time_left_short="10m left"), level=LevelInfo(key="2", message="escalated"))
+    early = replace(early, step=replace(early.step, time_left="10m left", time_left_short="10m left", overdue=False),
+                    level=LevelInfo(key="2", message="escalated"))
     message = render_message("escalated", early, overrides_dir=NO_OVERRIDES)
     assert message.title == ("[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is not done "
                              "yet, 10m left")
     assert " late" not in message.body.split("\n\n", 2)[1]  # "… is not done. It is assigned to …"
-    at_due = replace(early, step=replace(early.step, time_left="0s left", time_left_short="0s left"))
-    assert render_message("escalated", at_due, overrides_dir=NO_OVERRIDES).title.endswith(") is late, 0s left")
+    at_due = replace(early, step=replace(early.step, time_left="due now", time_left_short="due now"))
+    assert render_message("escalated", at_due, overrides_dir=NO_OVERRIDES).title.endswith(") is not done yet, due now")
+    late = replace(early, step=replace(early.step, time_left="5m overdue", time_left_short="5m overdue", overdue=True))
+    assert render_message("escalated", late, overrides_dir=NO_OVERRIDES).title.endswith(") is late, 5m overdue")
 
 
 def test_run_finished_carries_the_summary_table() -> None:
@@ -366,3 +369,21 @@ def test_a_drills_page_says_so_in_its_first_words_and_a_real_ones_never(kind: st
     assert (message.phone_body or message.body).splitlines()[0] == note
     real = render_message(kind, context, overrides_dir=NO_OVERRIDES)
     assert "This is a drill" not in real.body and not real.title.startswith("[DRILL]")
+
+
+def test_time_left_says_due_now_at_the_due_instant_not_0s() -> None:
+    """A rung at 100% of a step's due fires at its due instant, a few milliseconds late: "0s left" or "0s overdue"
+    read as a glitch; a compressed run's second is less than a hundredth of one."""
+    from datetime import UTC, datetime, timedelta
+
+    from flows.engine.page_context import overdue, time_left
+
+    due = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    for late_by, speed, said, is_overdue in [(timedelta(0), 1, "due now", False),
+                                             (timedelta(milliseconds=400), 1, "due now", False),
+                                             (timedelta(milliseconds=5), 100, "due now", False),
+                                             (timedelta(seconds=-90), 1, "1m30s left", False),
+                                             (timedelta(seconds=2), 1, "2s overdue", True),
+                                             (timedelta(seconds=3), 100, "5m overdue", True)]:
+        assert (time_left(due, due + late_by, speed), overdue(due, due + late_by, speed)) == (said, is_overdue), late_by
+    assert time_left(None, due, 1) is None and not overdue(None, due, 1)
