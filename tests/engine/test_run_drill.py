@@ -5,7 +5,6 @@ a real run: no [DRILL] on its pages, and it attached to the real crisis of the s
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -32,8 +31,11 @@ def test_sop_run_drill_starts_a_drill_its_people_answer(sop: Any, project: Any, 
                                      if drill in m["body"] and "Assigned to you" in m["title"]], 10,
                             "wang-fang's page for the drill's assess")
         assert assigned[0]["title"].startswith("[DRILL] [P1] Assigned to you: Assess scope")
-        time.sleep(4)  # 4 s at ×100 is past the 15m assess is due: nobody answers for her
+        # nobody answers for her: assess goes past its 15m due (9 s at ×100) and up its ladder, still hers to do
+        wait_for(lambda: [r for r in records(engine, drill, "step_overdue") if r["step_id"] == "assess"], 30,
+                 "assess to go overdue in the drill")
         assert engine.view(drill).state("assess") == "active"
+        assert not [r for r in records(engine, drill, "step_done") if r["step_id"] == "assess"]
         again = json.loads(sop("run", "crisis-pr", "-p", f"brand={brand}", "--drill", "--speed", "100", "--as",
                                "li-wei", "--json", env=shell).stdout)
         assert again == {"run": drill, "attached": True, "repeats": 1}  # a drill attaches to the open drill only
