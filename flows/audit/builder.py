@@ -150,7 +150,8 @@ class RunBuilder:
     def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).escalations.append(Escalation(
             seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
-            parse_time(data.get("due_at")), data.get("late_ms"), list(data.get("paged") or [])))
+            parse_time(data.get("due_at")), data.get("late_ms"),
+            list(data["paged"] or []) if "paged" in data else None))
         self.run.escalations += 1
 
     def _overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:

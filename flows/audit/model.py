@@ -95,7 +95,9 @@ class Escalation:
     notify: list[str]
     due_at: datetime | None
     late_ms: int | None
-    paged: list[str] = field(default_factory=list)  # the people it reached (recorded since 2026-12; else empty)
+    #: the people it reached, as its record names them (since 2026-12); None: a record from before, which named
+    #: nobody, so whom it reached is not known (an empty list is known: it reached nobody)
+    paged: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -346,6 +348,12 @@ class RunAudit:
     def is_drill(self) -> bool:
         """Started as a drill (:func:`is_drill`): ``sop audit report --drills exclude`` leaves it out."""
         return is_drill(self.trigger)
+
+    @property
+    def drill_names_people(self) -> bool:
+        """A drill that names who takes part (its trigger's ``people``): its pages reached them alone, so a level
+        that reached nobody named none of them (``flows.engine.participants``)."""
+        return self.is_drill and isinstance(self.trigger.get("people"), list)
 
     def sop_seconds(self, start: datetime | None, end: datetime | None) -> float | None:
         """Wall time from ``start`` to ``end`` as SOP time, in seconds."""

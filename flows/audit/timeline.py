@@ -248,18 +248,34 @@ def ladder(run: RunAudit) -> list[dict[str, Any]]:
     otherwise finds only among every record."""
     offset = run.sop_seconds
     rows = [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "step": step.id, "level": e.level,
-             "stage": level_words(e.level), "by": None, "notify": e.notify, "paged": e.paged, "late_ms": e.late_ms}
+             "stage": level_words(e.level), "by": None, "notify": e.notify, "paged": e.paged,
+             "reached": reached_words(e.paged, run.drill_names_people), "late_ms": e.late_ms}
             for step in run.steps.values() for e in step.escalations]
     rows += [{"seq": h.seq, "at": h.at, "offset_s": offset(run.started_at, h.at), "step": step.id, "level": h.level,
               "stage": f"help asked ({level_words(h.level) or 'the lead'})", "by": h.actor_text, "notify": [],
-              "paged": [], "late_ms": None} for step in run.steps.values() for h in step.help]
+              "paged": [], "reached": "", "late_ms": None} for step in run.steps.values() for h in step.help]
     return sorted(rows, key=lambda r: r["seq"])
+
+
+#: what a fired level reached, when its record names nobody: it was written before records named anyone (2026-12) ...
+NOT_RECORDED = "not recorded (written before 2026-12, when escalations did not name whom they reached)"
+#: ... or it names nobody: in a drill that names who takes part, none of its people did; else no person answered
+NONE_IN_DRILL = "nobody: none of them takes part in the drill"
+NOBODY = "nobody: no person answered for them"
+
+
+def reached_words(paged: list[str] | None, drill_names_people: bool) -> str:
+    """Whom a fired level reached, in words: the people its record names, else why none (never the same words for a
+    record that says nobody was reached and one that does not say)."""
+    if paged is None:
+        return NOT_RECORDED
+    return ", ".join(paged) or (NONE_IN_DRILL if drill_names_people else NOBODY)
 
 
 def ladder_line(row: dict[str, Any]) -> str:
     """One row of :func:`ladder` in words: ``+15m assess escalation stage 2 → lead, backup: chen-jie, sara-lopez``."""
     to = ", ".join(row["notify"])
-    reached = ", ".join(row["paged"]) or "nobody recorded"
+    reached = row["reached"]
     by = f" by {row['by']}" if row["by"] else ""
     return (f"+{format_duration(timedelta(seconds=row['offset_s'] or 0))} {row['step']} {row['stage']}{by}"
             + (f" → {to}: {reached}" if to else ""))

@@ -326,7 +326,27 @@ def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: h
     assert rows, table.group(1)
     assert rows[0][1] == "respond" and rows[0][2].startswith("help asked") and f"by {holder}" in rows[0][2]
     escalated = [row for row in rows if row[2].startswith("escalation stage")]
-    assert escalated and escalated[0][3] and escalated[0][4] not in ("", "—"), rows
+    assert escalated and escalated[0][3] == "lead" and escalated[0][4] == "Tom Becker", rows  # by name, as above it
+    _finish(site, run_id, holder)
+
+
+def ladder_rows(page: httpx.Response) -> list[list[str]]:
+    """The cells of the run page's Escalations table, row by row."""
+    table = re.search(r'<table class="deadlines" id="ladder">(.*?)</table>', page.text, re.S)
+    assert table, "no escalations table"
+    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).split("<tbody>", 1)[1], re.S)]
+
+
+def test_a_level_that_paged_nobody_in_the_drill_says_why(site: Site, auditor: httpx.Client) -> None:
+    """A game day of Li Wei alone: the lead the holder's "Need help" fires is not in it, so the level reached nobody,
+    and the table says why instead of a bare dash (which also stood for records that do not say)."""
+    run_id = site.engine.start("t-ladder", {}, initiator="li-wei", speed=60, launch=False,
+                               trigger={"kind": "drill", "by": "li-wei", "people": ["li-wei"]}).run_id
+    holder = site.engine.person_for("sre-oncall")
+    site.engine.ask_for_help(run_id, "respond", Actor(person=holder, via="direct"), "stuck")
+    [escalated] = [row for row in ladder_rows(auditor.get(f"/desk/runs/{run_id}")) if row[2].startswith("escalation")]
+    assert escalated[3:] == ["lead", "nobody: none of them takes part in the drill"], escalated
     _finish(site, run_id, holder)
 
 
