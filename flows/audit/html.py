@@ -144,11 +144,12 @@ def _chain(verification: Verification | None) -> dict[str, Any] | None:
     if verification is None:
         return None
     if verification.ok:
-        anchor = f"{verification.head_seq}:{verification.head_hash}"  # whole: an auditor re-checks from this page
+        anchors = " ".join(f"--anchor {a}" for a in verification.anchors)  # whole: an auditor re-checks from this page
+        past = f" {verification.tail.words}" if verification.tail.records else ""
         return {"ok": True, "text": f"✓ Hash chain verified: {verification.records:,} records intact, head record "
                                     f"{verification.head_seq} (hash {verification.head_hash}); "
-                                    f"{verification.texts_checked} pinned SOP text(s) match their hashes. Later, "
-                                    f"`sop audit verify --anchor {anchor}` proves nothing was cut off the end or "
+                                    f"{verification.texts_checked} pinned SOP text(s) match their hashes.{past} Later, "
+                                    f"`sop audit verify {anchors}` proves nothing was cut off the end or "
                                     "rewritten since."}
     first = verification.first_break
     what = f"{first.where} ({first.kind}): {first.message}" if first else "pinned SOP texts do not match their hashes"

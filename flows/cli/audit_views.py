@@ -379,9 +379,12 @@ def print_verification(result: Verification) -> None:
     if result.ok:
         console.print(f"[green]✓ chain intact:[/] {result.records:,} records, {result.texts_checked} pinned SOP text(s) match")
     console.print(f"head: record {result.head_seq} hash {result.head_hash}")
+    if result.tail.records:
+        console.print(f"[yellow]{escape(result.tail.words)}[/]", soft_wrap=True)
     if result.ok:  # a head to note down only from a chain that verifies: this one's may be the forger's
-        console.print(f"[dim]note the head elsewhere; next time `sop audit verify --anchor {result.head_seq}:"
-                      f"{result.head_hash}` also proves nothing was cut off the end or rewritten since[/]")
+        anchors = " ".join(f"--anchor {anchor}" for anchor in result.anchors)
+        console.print(f"[dim]note {'these' if result.tail.records else 'the head'} elsewhere; next time `sop audit "
+                      f"verify {anchors}` also proves nothing was cut off the end or rewritten since[/]", soft_wrap=True)
 
 
 # --- sop audit history -----------------------------------------------------------------------

@@ -310,6 +310,31 @@ def test_the_chain_verified_with_the_head_to_note_down(site: Site, auditor: http
     assert field_errors(wrong)["anchor"].startswith("anchor `12:abc` is not SEQ:HASH")
 
 
+def test_records_past_the_head_are_said_and_their_newest_is_given_to_note_down_too(
+        sop: Any, site: Site, auditor: httpx.Client) -> None:
+    """The last records of a process that stopped are in no checkpoint: cut, they would leave no trace, and the head
+    alone would still stand. The page says how many there are and gives the newest to note down with the head."""
+    ledger = site.engine.ledger
+    every, ledger.checkpoint_every = ledger.checkpoint_every, None  # this process writes no checkpoint meanwhile
+    try:
+        ledger.checkpoint()
+        run_id = site.engine.start("t-ladder", {}, initiator="tom-becker", launch=False,
+                                   trigger={"kind": "manual", "by": "tom-becker"}).run_id
+        page = auditor.get("/desk/verify")
+    finally:
+        ledger.checkpoint_every = every
+    assert "✓ Chain intact" in text_of(page, "verdict")
+    said = text_of(page, "past-head")
+    assert re.match(r"\d+ record\(s\) were written after the head, in no checkpoint yet", said), said
+    with ledger.read() as conn:
+        newest = conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.run_id == run_id)
+                              .order_by(records.c.pos.desc()).limit(1)).one()
+    head = f"{text_of(page, 'head-seq')}:{text_of(page, 'head-hash')}"
+    assert f"sop audit verify --anchor {head} --anchor {newest.seq}:{newest.hash}" in page.text
+    assert "chain intact" in cli(sop, site, "verify", "--anchor", head, "--anchor", f"{newest.seq}:{newest.hash}")
+    _finish(site, run_id, "zhao-lei")
+
+
 def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: httpx.Client) -> None:
     """The review's first question, answered in one table instead of among every record: each level, when (SOP time),
     the ladder's targets and whom they reached, and help a person asked for, by whom."""
