@@ -46,6 +46,8 @@ from flows.audit.tail import Tail, tail_of
 from flows.ledger import CHECKPOINT_LANE, GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
+#: the kinds of break that name a record still in the ledger (a deleted or cut one has no record to mark)
+UNSOUND = ("edited", "inserted", "reordered", "rewritten")
 _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records deleted or inserted at once)
 
 
@@ -100,6 +102,13 @@ class Verification:
         """What to note down (``SEQ:HASH``, for ``--anchor``): the head, and the newest record of each lane with records
         past it, which an anchor on the head alone does not cover (:mod:`flows.audit.tail`)."""
         return [f"{seq}:{digest}" for seq, digest in [(self.head_seq, self.head_hash), *self.tail.newest]]
+
+    @property
+    def unsound(self) -> dict[int, str]:
+        """The records still there that do not check out, by number, each with what was done to it (a later record
+        that does not match its own hash: edited): what a run's story marks where it shows them."""
+        found = {b.seq: b.kind for b in self.breaks if b.seq is not None and b.kind in UNSOUND}
+        return {**{seq: "edited" for seq in self.suspects}, **found}
 
     @property
     def ok(self) -> bool:

@@ -180,6 +180,8 @@ def _cannot_write(path: str, exc: BaseException) -> NoReturn:
 def runs_command(
     sop: SopOpt = None, sop_class: ClassOpt = None, since: Since = None, until: Until = None,
     drills: DrillsOpt = "include", json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
+    verify: Annotated[bool, typer.Option(help="verify the hash chain first: a ledger that does not verify is said on "
+                                              "stderr, and the command exits 1")] = True,
 ) -> None:
     """One line per run: SOP and version, trigger, start, end, outcome, deadline met or missed, escalations; drills marked."""
     subject, times = _audit(utc)
@@ -188,7 +190,12 @@ def runs_command(
         lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, RUN_COLUMNS, json_file, csv_file, lambda shown: print_runs(shown, within, times))
+    checked = _verified(subject) if verify else None  # lines read from a tampered ledger are the forger's
+    touched = subject.touched(checked)
+    _lines_out(lines, RUN_COLUMNS, json_file, csv_file, lambda shown: print_runs(shown, within, times, touched))
+    if checked is not None and not checked.ok:
+        _say_broken(checked, "these runs")
+        raise typer.Exit(1)
 
 
 # --- sop audit show --------------------------------------------------------------------------
@@ -230,7 +237,7 @@ def show_command(
     if as_json:
         sys.stdout.write(to_json({**doc, "verification": checked.summary()} if checked is not None else doc))
     else:
-        print_document(doc, times)
+        print_document(doc, times, checked.unsound if checked is not None else None)
     if broken:
         raise typer.Exit(1)
 

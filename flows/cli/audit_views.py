@@ -167,8 +167,10 @@ def print_actions(lines: list[Any], times: Times = UTC_TIMES) -> None:
 # --- sop audit runs --------------------------------------------------------------------------
 
 
-def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES) -> None:
-    """The terminal rendering of ``sop audit runs``: one row per run."""
+def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES,
+               touched: dict[str, list[str]] | None = None) -> None:
+    """The terminal rendering of ``sop audit runs``: one row per run; under its verdict, each of its records that
+    does not check out (``touched``: :meth:`flows.audit.Audit.touched`)."""
     said = times.said(lines[0].started_at if lines else None)
     _header(f"{len(lines)} run(s): {within.describe(times.zone)}; {said}")
     table = Table(show_edge=False, caption=SOP_TIME_NOTE, caption_justify="left")
@@ -180,9 +182,10 @@ def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES) -
         # a drill's trigger reads "drill …" (its kind): marked, with its speed
         trigger = (f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else
                    f"{escape(line.trigger)} [yellow]×{line.speed:g}[/]" if line.speed != 1 else escape(line.trigger))
+        marks = "".join(f"\n[bold red]✗ {escape(mark)}[/]" for mark in (touched or {}).get(line.run, []))
         table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, trigger,
-                      times.at(line.started_at), times.at(line.ended_at), escape(line.outcome), _verdict(line.deadline),
-                      str(line.escalations))
+                      times.at(line.started_at), times.at(line.ended_at), escape(line.outcome),
+                      _verdict(line.deadline) + marks, str(line.escalations))
     console.print(table)
 
 
@@ -226,8 +229,9 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
     return out
 
 
-def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
-    """The terminal rendering of ``sop audit show``."""
+def print_document(doc: dict[str, Any], times: Times = UTC_TIMES, unsound: dict[int, str] | None = None) -> None:
+    """The terminal rendering of ``sop audit show``; each record that does not check out (``unsound``:
+    :attr:`flows.audit.verify.Verification.unsound`) marked where it is told."""
     text_state = {True: "text verified", False: "[red]TEXT DOES NOT MATCH ITS HASH[/]", None: "[red]text missing[/]"}
     console.print(f"[bold]run {doc['run']}[/] — {doc['sop']} v{doc['version']} ({doc['sop_hash'][:12]}…, "
                   f"{text_state[doc['sop_text_ok']]}) · {doc['class']}")
@@ -281,6 +285,9 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
     for entry in doc["timeline"]:
         where = f"[cyan]{entry['step']}[/] " if entry["step"] else ""
         console.print(f"  +{_dur(entry['offset_s']):<9} {times.at(entry['at'])}  #{entry['seq']:<6} {where}{escape(entry['text'])}")
+        if entry["seq"] in (unsound or {}):
+            console.print(f"      [bold red]✗ this record does not match the chain ({unsound[entry['seq']]}): what it "
+                          "says may not be what happened[/]", soft_wrap=True)
         for line in _entry_details(entry):
             console.print(line)
     console.rule(f"SOP text the run used (sha256 {doc['sop_hash']})")

@@ -61,6 +61,34 @@ def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenar
     assert "does not match its hash" in done.stdout
 
 
+def test_the_runs_listed_from_an_edited_ledger_say_so_and_mark_the_run_and_its_record(
+        sop: Any, scenario: Scenario, ledger_copy: str) -> None:
+    """`sop audit runs` read the forged verdict as any other, said nothing and exited 0; `show` warned above the story
+    but told the edited record like the others. Now the list warns and fails, the run's row and its record are marked."""
+    run = scenario.runs["B"]
+    seq = _seq_of(ledger_copy, run, "step_done", "triage")
+    data = json.loads(record_row(ledger_copy, seq)["data"])
+    data["deadline_met"] = True
+    tamper(ledger_copy, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(data), seq)))
+    env = {"SOP_DATABASE_URL": ledger_copy}
+
+    listed = sop("audit", "runs", env=env)
+    assert listed.returncode == 1
+    assert "✗ the ledger does not verify" in listed.stderr and "these runs may not be what happened" in listed.stderr
+    lines = listed.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith(run))
+    assert f"✗ record {seq} edited" in lines[at + 1], lines[at:at + 2]  # under its verdict
+    assert "✗ record" not in "".join(lines[:at] + lines[at + 2:])  # no other run's row
+    csv_out = sop("audit", "runs", "--csv", env=env)
+    assert csv_out.returncode == 1 and "does not verify" in csv_out.stderr
+    assert sop("audit", "runs", "--no-verify", env=env).returncode == 0
+
+    shown = sop("audit", "show", run, env=env).stdout
+    told = shown[shown.index(f"#{seq} "):]
+    assert told.splitlines()[1].strip().startswith("✗ this record does not match the chain (edited)"), told[:400]
+    assert sop("audit", "runs", env={"SOP_DATABASE_URL": scenario.url}).returncode == 0
+
+
 def test_a_runs_story_read_from_an_edited_ledger_says_so(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
     """`sop audit show` walks the chain too: the forged verdict is shown, under a warning, and the command fails."""
     run = scenario.runs["B"]

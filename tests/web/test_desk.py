@@ -262,6 +262,18 @@ def test_every_desk_page_says_when_the_chain_does_not_verify(site: Site, auditor
             banner = text_of(page, "chain-state")
             assert banner.startswith("The ledger's hash chain does not verify") and "may have been edited" in banner
             assert "found broken" in text_of(page, "chain-checked")
+        # where it is read: the run's row in the list, and the record in its story
+        listed = auditor.get("/desk", params=played.window).text
+
+        def run_row(run_id: str) -> str:
+            return re.search(rf'<tr id="run-{run_id}"[^>]*>(.*?)</tr>', listed, re.S).group(1)  # type: ignore[union-attr]
+
+        assert f"✗ record {row['seq']} edited" in run_row(played.drill)
+        assert "✗ record" not in run_row(played.real)
+        story = auditor.get(f"/desk/runs/{played.drill}").text
+        told = re.search(rf'<li id="record-{row["seq"]}"[^>]*>(.*?)</li>', story, re.S)
+        assert told and "✗ this record does not match the chain (edited)" in told.group(1)
+        assert story.count("does not match the chain") == 1
     finally:
         sql_on(url, ("UPDATE records SET data = ? WHERE seq = ?", (row["data"], row["seq"])))
         auditor.get("/desk/verify")  # the pages' newest walk: intact again
@@ -327,11 +339,14 @@ def test_records_past_the_head_are_said_and_their_newest_is_given_to_note_down_t
     said = text_of(page, "past-head")
     assert re.match(r"\d+ record\(s\) were written after the head, in no checkpoint yet", said), said
     with ledger.read() as conn:
-        newest = conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.run_id == run_id)
-                              .order_by(records.c.pos.desc()).limit(1)).one()
+        started = conn.execute(sa.select(records.c.seq).where((records.c.run_id == run_id)
+                                                              & (records.c.kind == "run_started"))).scalar_one()
     head = f"{text_of(page, 'head-seq')}:{text_of(page, 'head-hash')}"
-    assert f"sop audit verify --anchor {head} --anchor {newest.seq}:{newest.hash}" in page.text
-    assert "chain intact" in cli(sop, site, "verify", "--anchor", head, "--anchor", f"{newest.seq}:{newest.hash}")
+    command = re.search(r"sop audit verify((?: --anchor \d+:[0-9a-f]{64})+)", page.text)
+    assert command, "no command to note down"
+    anchors = command.group(1).split()[1::2]
+    assert anchors[0] == head and len(anchors) >= 2 and int(anchors[-1].split(":")[0]) >= started, anchors
+    assert "chain intact" in cli(sop, site, "verify", *(f"--anchor={anchor}" for anchor in anchors))
     _finish(site, run_id, "zhao-lei")
 
 
