@@ -37,11 +37,17 @@ class Tail:
 
 
 def tail_of(conn: Connection, head_seq: int) -> Tail:
-    """The records in lanes past what the head (``head_seq``, the newest checkpoint) folded; a head that is no
-    checkpoint (a ledger without one yet) folds none of them."""
-    data = conn.execute(sa.select(records.c.data).where((records.c.seq == head_seq) & (records.c.kind == "checkpoint")
-                                                        & (records.c.chain == CHECKPOINT_LANE))).scalar()
-    folded = _folded(data)
+    """The records in lanes past what the head (``head_seq``) covers: the newest checkpoint, what it folded; a ledger
+    without one yet names its newest record before lanes (which covers no lane) or its newest record (its own lane
+    up to it)."""
+    head = conn.execute(sa.select(records.c.chain, records.c.pos, records.c.data)
+                        .where(records.c.seq == head_seq)).first()
+    if head is None:
+        folded: dict[int, int] = {}
+    elif head[0] == CHECKPOINT_LANE:
+        folded = _folded(head[2])
+    else:
+        folded = {head[0]: head[1]} if head[0] is not None else {}
     tail = Tail()
     for lane, last in conn.execute(sa.select(records.c.chain, sa.func.max(records.c.pos))
                                    .where(records.c.chain > CHECKPOINT_LANE).group_by(records.c.chain)

@@ -49,6 +49,47 @@ def test_an_untouched_ledger_verifies_and_gives_its_head_to_note_down(sop: Any, 
     assert _verify(sop, scenario.url, "--anchor", anchor).returncode == 0  # the head noted down checks out
 
 
+def _docs_checker(tmp_path: Path) -> Path:
+    """The stand-alone checker of docs/audit.md ("Checking the chain yourself"), as an auditor copies it."""
+    import re
+
+    text = (HERE.parent.parent / "docs" / "audit.md").read_text()
+    code = re.search(r"## Checking the chain yourself.*?```python\n(.*?)```", text, re.S)
+    assert code, "docs/audit.md has no checker"
+    script = tmp_path / "check.py"
+    script.write_text(code.group(1))
+    return script
+
+
+def test_the_checker_in_the_docs_agrees_with_verify_without_the_tool(sop: Any, scenario: Scenario, ledger_copy: str,
+                                                                     tmp_path: Path) -> None:
+    """An auditor who does not trust `sop audit verify` checks a copy with the docs' recipe and the standard library
+    alone: the same head on an intact ledger (in lanes), the same record named on an edited one (before lanes)."""
+    import subprocess
+    import sys
+
+    if not scenario.url.startswith("sqlite"):
+        pytest.skip("the docs' checker reads a SQLite file (PostgreSQL: the same columns from psql)")
+    script = _docs_checker(tmp_path)
+
+    def check(url: str, *anchors: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-I", str(script), url.removeprefix("sqlite:///"), *anchors],
+                              capture_output=True, text=True, timeout=60)
+
+    intact = check(scenario.url)
+    head = json.loads(_verify(sop, scenario.url, "--json").stdout)["anchors"]
+    assert intact.returncode == 0 and intact.stdout.startswith("intact:"), intact.stdout + intact.stderr
+    assert f"head: {head[0]}" in intact.stdout
+    assert [line.split(": ", 1)[1] for line in intact.stdout.splitlines() if line.startswith("newest")] == head[1:]
+    assert check(scenario.url, *head).returncode == 0
+
+    seq = _seq_of(ledger_copy, scenario.runs["B"], "step_done", "triage")
+    tamper(ledger_copy, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))
+    edited = check(ledger_copy)
+    assert edited.returncode == 1 and edited.stdout.startswith(f"record {seq} "), edited.stdout + edited.stderr
+    assert f"✗ record {seq}: edited" in _verify(sop, ledger_copy).stdout  # what the tool says too
+
+
 def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["B"], "step_done", "triage")
     data = json.loads(record_row(ledger_copy, seq)["data"])
