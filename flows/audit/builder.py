@@ -14,6 +14,7 @@ from typing import Any
 from flows.audit.followups import FollowUpLink
 from flows.audit.model import (
     FINISHED_STEP,
+    Acknowledgement,
     Approval,
     Delivery,
     Entry,
@@ -103,19 +104,22 @@ class RunBuilder:
                 step.evidence, step.values = [], {}
             step.note, step.reason = data.get("note"), data.get("reason")
             step.deadline_met_recorded = data.get("deadline_met")
-        if state in ("done", "rejected") and actor and step.kind == "human" and self.run.first_report_at is None:
-            self.run.first_report_at = at
+        if state in ("done", "rejected") and actor and step.kind == "human":
+            self._acknowledged(Acknowledgement(seq, at, step_id, actor, state, data))
 
     def _approval(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).approvals.append(Approval(seq, at, actor, data.get("note"), data))
-        if self.run.first_report_at is None:
-            self.run.first_report_at = at
+        self._acknowledged(Acknowledgement(seq, at, step_id, actor, "approved", data))
 
     def _claimed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         step = self.step(step_id)
         step.claimed_by, step.claimed_at, step.claimed_facts = actor, at, data
-        if self.run.first_report_at is None:  # "I'll take it" acknowledges the page
-            self.run.first_report_at = at
+        self._acknowledged(Acknowledgement(seq, at, step_id, actor, "took it", data))  # "I'll take it" acknowledges
+
+    def _acknowledged(self, answer: Acknowledgement) -> None:
+        """The run's first answer by a person ends its time to acknowledge: kept with who gave it, and where."""
+        if self.run.first_report_at is None:
+            self.run.first_report_at, self.run.acknowledged = answer.at, answer
 
     def _handed_over(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
                      data: dict[str, Any]) -> None:

@@ -101,6 +101,23 @@ class Escalation:
 
 
 @dataclass(slots=True)
+class Acknowledgement:
+    """The first answer by a person on any step of a run, where its time to acknowledge ends: who, on which step,
+    how (``done``, ``rejected``, ``approved``, ``took it``) and its record."""
+
+    seq: int
+    at: datetime
+    step: str | None
+    actor: str | None
+    how: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
+
+
+@dataclass(slots=True)
 class HandOver:
     """A step given from one person (``holder``: who took it, else the person it went to) to another (``to``)."""
 
@@ -315,6 +332,7 @@ class RunAudit:
     started_seq: int = 0  # the run_started record: the order runs are reported in
     first_assigned_at: datetime | None = None
     first_report_at: datetime | None = None
+    acknowledged: Acknowledgement | None = None  # the first answer by a person: who, where (first_report_at is its time)
     steps: dict[str, StepAudit] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)

@@ -294,7 +294,9 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "ended_at": run.ended_at, "status": run.status, "outcome": run.outcome_text, "ended_by": run.ended_by,
         "ended_by_text": run.ended_by_text,
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
-        "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
+        "first_asked_at": run.first_assigned_at, "time_to_acknowledge_s": run.time_to_acknowledge,
+        "acknowledged": _acknowledged(run),
+        "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
         "ladder": ladder(run),
         "parent_run": run.parent_run, "window_ends_at": run.window_ends_at,
@@ -312,6 +314,25 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "timeline": [_entry(e, run, forms) for e in run.entries],
         "sop_text": run.sop_text,
     }
+
+
+def _acknowledged(run: RunAudit) -> dict[str, Any] | None:
+    """Who answered first, on which step, how and in which record: where the time to acknowledge ends."""
+    answer = run.acknowledged
+    if answer is None:
+        return None
+    return {"seq": answer.seq, "at": answer.at, "step": answer.step, "actor": answer.actor,
+            "actor_text": answer.actor_text, "how": answer.how}
+
+
+def acknowledged_text(doc: dict[str, Any]) -> str:
+    """The time to acknowledge in words, with who ended it: ``19m4s after the first ask, by wang-fang (link):
+    assess done (#4155)``; else why there is none."""
+    answer = doc.get("acknowledged")
+    if answer is None:
+        return "none: nobody was asked" if doc.get("first_asked_at") is None else "none: nobody answered yet"
+    took = format_duration(timedelta(seconds=doc["time_to_acknowledge_s"] or 0))
+    return f"{took} after the first ask, by {answer['actor_text']}: {answer['step']} {answer['how']} (#{answer['seq']})"
 
 
 def _on_call_text(data: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from rich.table import Table
 from flows.audit import ComplianceReport, RunLine, SilencedLine, SilenceLine, SopHistory, Verification, Window
 from flows.audit.followups import FollowUpFigures
 from flows.audit.report import SOP_TIME_NOTE, Compliance
-from flows.audit.timeline import ladder_line
+from flows.audit.timeline import acknowledged_text, ladder_line
 from flows.cli.common import console, err_console
 from flows.clock import in_zone, local_time, zone_label
 from flows.language.durations import format_duration
@@ -248,6 +248,7 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES, unsound: dict[
                   + (f" by {escape(doc['ended_by_text'])}" if doc["ended_by_text"] else "")
                   + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
                   + f" · time to complete {_dur(doc['time_to_complete_s'])} · {doc['escalations']} escalation(s)")
+    console.print(f"acknowledged: {escape(acknowledged_text(doc))}", soft_wrap=True)
     if doc.get("parent_run"):
         verdict = (doc.get("follow_up_verdict") or "").replace("_", " ")
         console.print(f"follow-up of run {doc['parent_run']} ({escape(str((doc['trigger'] or {}).get('parent_sop')))}): "

@@ -31,7 +31,7 @@ from flows.audit.gantt import page_charts, page_legend
 from flows.audit.report import COMPLIANCE_COLUMNS, DEFINITIONS, DRILLS_NOTE, SOP_TIME_NOTE
 from flows.audit.scope import CLASSES, DRILLS, NotFound, check_class, check_drills
 from flows.audit.summary import RUN_COLUMNS
-from flows.audit.timeline import document
+from flows.audit.timeline import acknowledged_text, document
 from flows.audit.verify import Anchor
 from flows.language.durations import format_duration
 from flows.language.presentation import skip_reason
@@ -223,7 +223,7 @@ def run_page(request: Request, run: str) -> Response:
     doc = document(story, now)
     chain = _web(request).chain()
     return html(request, "desk_run.html.j2", chain=chain, unsound=chain.result.unsound if chain else {}, doc=doc, drill=story.is_drill, chart=page_charts(story, now), legend=page_legend(),
-                tz=tz, dur=dur, details=entry_details, as_json=to_json, section="runs",
+                tz=tz, dur=dur, details=entry_details, as_json=to_json, section="runs", acknowledged=acknowledged_text,
                 sop_time_note=SOP_TIME_NOTE)
 
 

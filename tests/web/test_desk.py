@@ -168,6 +168,8 @@ def test_a_finished_runs_story(sop: Any, site: Site, auditor: httpx.Client, play
     story = page.text.split('id="timeline"', 1)[1]
     assert "done by zhao-lei (direct)" in story and "answer=&#34;ok&#34;" in story and "probe answered" in story
     assert story.index("run started by tom-becker") < story.index("done by zhao-lei") < story.index("run finished")
+    assert re.match(r"\S+ after the first ask, by Zhao Lei 赵磊 \(direct\): respond done\n",
+                        text_of(page, "acknowledged")), text_of(page, "acknowledged")  # who answered first, by name
     assert 'class="gantt"' in page.text  # the run's chart
     assert "id: t-ladder" in page.text  # the exact SOP text the run used
     # the JSON download is `sop audit show --json`, with the chain it rests on (the file alone says it, and gives the
