@@ -41,7 +41,8 @@ audit = typer.Typer(name="audit", no_args_is_help=True,
                     help="For auditors: runs, one run's whole timeline, SLA reports, silenced triggers, chain verification, SOP history.")
 app.add_typer(audit, name="audit")
 
-Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (UTC unless "
+Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (both in the "
+                                                            "zone the table shows: the site's, UTC with --utc, unless "
                                                             "it has an offset) or 7d (7 days ago)")]
 Until = Annotated[str | None, typer.Option("--until", help="runs started before (a date includes that whole day)")]
 SopOpt = Annotated[str | None, typer.Option("--sop", metavar="ID", help="only runs of this SOP")]
@@ -186,7 +187,7 @@ def runs_command(
     """One line per run: SOP and version, trigger, start, end, outcome, deadline met or missed, escalations; drills marked."""
     subject, times = _audit(utc)
     try:
-        within = subject.window(since, until)
+        within = subject.window(since, until, times.zone)
         lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
         fail(exc.message, exc.hint)
@@ -260,7 +261,7 @@ def report_command(
     subject, times = _audit(utc)
     began = time.perf_counter()
     try:
-        within = subject.window(since, until)
+        within = subject.window(since, until, times.zone)
         # read (and the charts drawn) on two processes; no chart at all without --html
         with progress_bar("reading runs" + (" and drawing their timelines" if html else "")) as told:
             report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, drills=drills,
@@ -308,7 +309,7 @@ def silenced_command(
     """Every trigger a silence kept from starting a run: when, the signal, the SOP it would have started, who silenced it and why."""
     subject, times = _audit(utc)
     try:
-        within = subject.window(since, until)
+        within = subject.window(since, until, times.zone)
         lines = subject.silenced(within)
     except AuditError as exc:
         fail(exc.message, exc.hint)
@@ -343,7 +344,7 @@ def actions_command(
 
     subject, times = _audit(utc)
     try:
-        lines = subject.actions(subject.window(since, until), kind)
+        lines = subject.actions(subject.window(since, until, times.zone), kind)
     except AuditError as exc:
         fail(exc.message, exc.hint)
     _lines_out(lines, ACTION_COLUMNS, json_file, csv_file, lambda shown: print_actions(shown, times))

@@ -96,6 +96,21 @@ def test_times_are_in_the_sites_zone_said_in_the_header_or_in_utc_when_asked(sop
     assert next(r for r in exported if r["run"] == scenario.runs["A"])["started_at"] == "2026-03-02T09:00:00+00:00"
 
 
+def test_a_time_or_a_day_typed_at_the_terminal_is_in_the_zone_its_table_shows(sop: Any, scenario: Scenario) -> None:
+    """Run D shows as started 2026-03-02 20:30:00 (CST): typed back as --since, it selected runs from 20:30 UTC (none),
+    and a quarter's days were cut at UTC midnight under a table in CST. The desk reads them in its reader's zone."""
+    def listed(*args: str) -> list[str]:
+        return [r["run"] for r in json.loads(_run(sop, scenario, *args, "--json").stdout)]
+
+    assert listed("--since", "2026-03-02 20:30") == [scenario.runs[k] for k in "DEF"]
+    assert listed("--since", "2026-03-02T12:30", "--utc") == [scenario.runs[k] for k in "DEF"]  # the table in UTC
+    assert listed("--since", "2026-03-02T20:30+08:00", "--utc") == [scenario.runs[k] for k in "DEF"]  # an offset wins
+    assert listed("--since", "2026-03-03") == []  # 2026-03-03 00:00 CST: after run F (22:00 CST)
+    assert len(listed("--until", "2026-03-02")) == 6  # the whole day in CST
+    shown = _run(sop, scenario, "--since", "2026-03-02").stdout
+    assert "from 2026-03-02 00:00 CST (UTC+8)" in shown.splitlines()[0]
+
+
 def test_csv_and_json_take_a_file_or_write_to_stdout_alike_in_runs_and_report(sop: Any, scenario: Scenario,
                                                                              tmp_path: Any) -> None:
     into = tmp_path / "runs.csv"
