@@ -20,6 +20,7 @@ from flows.audit.gantt import gantt, legend
 from flows.audit.model import RunAudit
 from flows.audit.queries import paused_gc
 from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, ComplianceReport
+from flows.audit.scope import Window
 from flows.audit.verify import Verification
 from flows.language.durations import format_duration
 
@@ -249,8 +250,9 @@ def render_html(report: ComplianceReport, charts: Sequence[Markup], *, verificat
     """The whole report around the charts of its first runs (drawn by
     :func:`flows.audit.parallel.report_with_sections` as :class:`Sections`, or :func:`run_section` each)."""
     now = report.generated_at
-    since = report.since.strftime("%Y-%m-%d %H:%M") if report.since else "the first run"
-    until = report.until.strftime("%Y-%m-%d %H:%M") if report.until else "now"
+    # the window's ends with their zone (UTC, as every time of the page): the title is what is filed as evidence
+    period = Window(report.since, report.until).describe("UTC")
+    period = period[0].upper() + period[1:]
     filters = "".join(f"{name} {escape(value)} &#183; " for name, value in (("SOP", report.sop), ("class", report.sop_class))
                       if value)
     if note := report.drills_note():
@@ -259,7 +261,7 @@ def render_html(report: ComplianceReport, charts: Sequence[Markup], *, verificat
         ("Compliance by SOP", "by-sop", report.by_sop, "SOP"), ("Compliance by class", "by-class", report.by_class, "class")]
     with paused_gc():
         page = _template.render(
-            report=report, o=report.overall, period=f"Runs started from {since} until {until}", filters=Markup(filters),
+            report=report, o=report.overall, period=period, filters=Markup(filters),
             generated=now.strftime("%Y-%m-%d %H:%M:%S"), chain=_chain(verification), sop_time_note=SOP_TIME_NOTE,
             tables=tables, definitions=[(k.replace("_", " "), v) for k, v in DEFINITIONS.items() if k != "time"],
             legend=Markup(legend()), charts=Markup(_SLOT), hidden=len(report.runs) - len(charts),
