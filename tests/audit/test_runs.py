@@ -57,7 +57,12 @@ def test_csv_and_json_exports_round_trip(sop: Any, scenario: Scenario) -> None:
     drill = next(r for r in from_csv_rows if r.run == scenario.runs["C"])
     assert (drill.speed, drill.duration_s, drill.escalations, drill.ended_at is not None) == (60.0, 3900.0, 5, True)
     assert csv_text.splitlines()[0] == ("run,sop,version,sop_hash,sop_class,trigger,started_at,ended_at,outcome,"
-                                        "deadline,escalations,repeats,speed,duration_s,drill")
+                                        "deadline,escalations,repeats,speed,duration_s,drill,acknowledged_by,tta_s")
+    # who acknowledged each run and how fast, for a quarter in one file: run B's triage, answered by kenji-sato 12
+    # minutes after zhao-lei was asked (its time to acknowledge, as sop audit show says)
+    late = next(r for r in from_csv_rows if r.run == scenario.runs["B"])
+    assert (late.acknowledged_by, late.tta_s) == ("kenji-sato", 12 * 60.0)
+    assert "tta_s" in json.loads(json_text)[0] and "acknowledged_by" in json.loads(json_text)[0]
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_reads_back() -> None:
