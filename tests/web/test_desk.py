@@ -247,6 +247,14 @@ def test_leaving_the_drill_out_changes_the_figures(sop: Any, site: Site, auditor
     assert figures["drills"] == "exclude" and [r["run"] for r in figures["runs"]] == [played.real]
 
 
+def test_late_steps_by_role_name_the_roles_by_their_titles(auditor: httpx.Client, played: Played) -> None:
+    """The desk names roles as every page does ("SRE on-call"), the role's id on hover; the CSV keeps ids."""
+    page = auditor.get("/desk/report", params=played.window).text
+    table = re.search(r'<table class="compliance" id="by-role">(.*?)</table>', page, re.S)
+    assert table, "no late steps by role"
+    assert '<th scope="row" title="sre-oncall">SRE on-call</th>' in table.group(1), table.group(1)
+
+
 def test_every_desk_page_says_when_the_chain_does_not_verify(site: Site, auditor: httpx.Client, played: Played) -> None:
     """A forged verdict is shown under a warning: the desk's pages read what the ledger holds, the chain says whether
     that is what happened. The verify page's walk is the newest the pages show (else one a minute at most)."""
