@@ -377,6 +377,10 @@ def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: h
     assert rows[0][1] == "respond" and rows[0][2].startswith("help asked") and f"by {holder}" in rows[0][2]
     escalated = [row for row in rows if row[2].startswith("escalation stage")]
     assert escalated and escalated[0][3] == "lead" and escalated[0][4] == "Tom Becker", rows  # by name, as above it
+    # when on the wall clock too (the reader's zone), and the record it came from, a link into Every record
+    assert re.fullmatch(r"\+\S+?\s*\d{4}-\d\d-\d\d \d\d:\d\d CST \(UTC\+8\) #\d+", escalated[0][0]), escalated[0][0]
+    seq = escalated[0][0].rsplit("#", 1)[1]
+    assert f'<a href="#record-{seq}">#{seq}</a>' in page.text and f'<li id="record-{seq}"' in page.text
     _finish(site, run_id, holder)
 
 
