@@ -167,7 +167,8 @@ class RunBuilder:
                                latency_ms=None if r.get("latency") is None else int(round(r["latency"] * 1000)),
                                via=r.get("via"))
                       for r in data.get("results") or []]
-        note = Notification(seq, at, data.get("notification") or "?", deliveries, list(data.get("kept") or []))
+        note = Notification(seq, at, data.get("notification") or "?", deliveries, list(data.get("kept") or []),
+                            [(str(n.get("to")), str(n.get("why"))) for n in data.get("not_sent") or []])
         (self.step(step_id).notifications if step_id else self.run.notifications).append(note)
 
     def _status_update(self, seq: int, at: datetime, step_id: str | None, actor: str | None,

@@ -78,6 +78,8 @@ class Notification:
     deliveries: list[Delivery]
     #: the people whose digest kept this page (it reached them later, in a ``digest`` notification)
     kept: list[str] = field(default_factory=list)
+    #: the people it was not sent to, each with why (a drill naming its people: "not in the drill")
+    not_sent: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def delivered(self) -> int:

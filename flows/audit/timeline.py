@@ -247,14 +247,31 @@ def ladder(run: RunAudit) -> list[dict[str, Any]]:
     None) or help a person asked for (``by``: who). What a review after a drill or an incident reads first, and
     otherwise finds only among every record."""
     offset = run.sop_seconds
+    drill = run.drill_names_people
     rows = [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "step": step.id, "level": e.level,
              "stage": level_words(e.level), "by": None, "notify": e.notify, "paged": e.paged,
-             "reached": reached_words(e.paged, run.drill_names_people), "late_ms": e.late_ms}
-            for step in run.steps.values() for e in step.escalations]
+             "left_out": left.get(e.seq, []), "reached": reached_words(e.paged, drill, left.get(e.seq, [])),
+             "late_ms": e.late_ms}
+            for step in run.steps.values() for left in [_left_out(step) if drill else {}] for e in step.escalations]
     rows += [{"seq": h.seq, "at": h.at, "offset_s": offset(run.started_at, h.at), "step": step.id, "level": h.level,
               "stage": f"help asked ({level_words(h.level) or 'the lead'})", "by": h.actor_text, "notify": [],
-              "paged": [], "reached": "", "late_ms": None} for step in run.steps.values() for h in step.help]
+              "paged": [], "left_out": [], "reached": "", "late_ms": None}
+             for step in run.steps.values() for h in step.help]
     return sorted(rows, key=lambda r: r["seq"])
+
+
+def _left_out(step: StepAudit) -> dict[int, list[str]]:
+    """Whom each fired level's page was not sent to (by the level's record number): a drill naming its people records
+    them on the page, not on the level. Each level is paired with the step's next page of its kind (``reminder``,
+    ``escalated``; "Need help" pages as ``escalated``), each page with one level."""
+    pages, used, out = sorted(step.notifications, key=lambda n: n.seq), set(), {}
+    for level in sorted(step.escalations, key=lambda e: e.seq):
+        page = next((n for n in pages if n.seq > level.seq and n.seq not in used and n.kind in (level.message,
+                                                                                                 "escalated")), None)
+        if page is not None:
+            used.add(page.seq)
+            out[level.seq] = [to for to, _why in page.not_sent]
+    return out
 
 
 #: what a fired level reached, when its record names nobody: it was written before records named anyone (2026-12) ...
@@ -264,12 +281,16 @@ NONE_IN_DRILL = "nobody: none of them takes part in the drill"
 NOBODY = "nobody: no person answered for them"
 
 
-def reached_words(paged: list[str] | None, drill_names_people: bool) -> str:
+def reached_words(paged: list[str] | None, drill_names_people: bool, left_out: list[str] | None = None) -> str:
     """Whom a fired level reached, in words: the people its record names, else why none (never the same words for a
-    record that says nobody was reached and one that does not say)."""
+    record that says nobody was reached and one that does not say); in a drill, who its page left out:
+    ``chen-jie (not in the drill: sara-lopez)``, ``nobody: none of them takes part in the drill (sara-lopez)``."""
     if paged is None:
         return NOT_RECORDED
-    return ", ".join(paged) or (NONE_IN_DRILL if drill_names_people else NOBODY)
+    left = f" ({', '.join(left_out)})" if left_out else ""
+    if paged:
+        return ", ".join(paged) + (f" (not in the drill: {', '.join(left_out)})" if left_out else "")
+    return (NONE_IN_DRILL + left) if drill_names_people else NOBODY
 
 
 def ladder_line(row: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from flows.audit import Audit
-from flows.audit.timeline import ladder, ladder_line, notification_text
+from flows.audit.timeline import ladder, ladder_line, notification_text, reached_words
 from flows.clock import ManualClock
 from flows.engine.inputs import InputRefused
 from flows.engine.timers import TimerService
@@ -95,8 +95,11 @@ def test_the_audit_tells_a_level_that_reached_nobody_in_the_drill_from_one_whose
     run = game_day(engine, people=["priya-nair"])
 
     lines = {row["step"]: ladder_line(row) for row in ladder(Audit(engine.ledger).run(run))}
-    assert lines["numbers"].endswith("numbers escalation stage 1 → lead: nobody: none of them takes part in the drill")
+    assert lines["numbers"].endswith("numbers escalation stage 1 → lead: nobody: none of them takes part in the drill "
+                                     "(zhang-min)")  # whom its page left out, as the page's record says
     assert lines["legal"].endswith("legal escalation stage 1 → lead: li-wei")
+    # a level that reached some of its people and not the others says both
+    assert reached_words(["chen-jie"], True, ["sara-lopez"]) == "chen-jie (not in the drill: sara-lopez)"
 
     # the same level as a ledger of November wrote it: no `paged` at all
     [[row]] = sql_on(engine.ledger.url, ("SELECT seq, data FROM records WHERE run_id = ? AND kind = 'escalation' AND "

@@ -400,7 +400,7 @@ def test_a_level_that_paged_nobody_in_the_drill_says_why(site: Site, auditor: ht
     holder = site.engine.person_for("sre-oncall")
     site.engine.ask_for_help(run_id, "respond", Actor(person=holder, via="direct"), "stuck")
     [escalated] = [row for row in ladder_rows(auditor.get(f"/desk/runs/{run_id}")) if row[2].startswith("escalation")]
-    assert escalated[3:] == ["lead", "nobody: none of them takes part in the drill"], escalated
+    assert escalated[3:] == ["lead", "nobody: none of them takes part in the drill (Tom Becker)"], escalated
     _finish(site, run_id, holder)
 
 
