@@ -153,12 +153,13 @@ class Audit:
         with self.ledger.read() as conn:
             return silence_lines(conn, within)
 
-    def actions(self, within: Window | None = None, kinds: list[str] | None = None) -> list[ActionLine]:
+    def actions(self, within: Window | None = None, kinds: list[str] | None = None,
+                zone: str = "UTC") -> list[ActionLine]:
         """What people did outside any run (sign-ins, on-call overrides, silences) in the window (``sop audit
-        actions``); ``kinds``: words of :data:`flows.audit.actions.GROUPS`."""
+        actions``); ``kinds``: words of :data:`flows.audit.actions.GROUPS`; the times in their words in ``zone``."""
         check_groups(kinds)
         with self.ledger.read() as conn:
-            return action_lines(conn, within, kinds)
+            return action_lines(conn, within, kinds, zone)
 
     def silenced(self, within: Window | None = None) -> list[SilencedLine]:
         """Every trigger a silence kept from starting a run, in the window (``sop audit silenced``)."""

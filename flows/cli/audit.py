@@ -344,10 +344,13 @@ def actions_command(
 
     subject, times = _audit(utc)
     try:
-        lines = subject.actions(subject.window(since, until, times.zone), kind)
+        within = subject.window(since, until, times.zone)
+        lines = subject.actions(within, kind)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, ACTION_COLUMNS, json_file, csv_file, lambda shown: print_actions(shown, times))
+    # the exports' words give times in UTC, as their own; the table's in its zone, as its own
+    _lines_out(lines, ACTION_COLUMNS, json_file, csv_file,
+               lambda shown: print_actions(subject.actions(within, kind, times.zone), times))
 
 
 # --- sop audit verify ------------------------------------------------------------------------
