@@ -279,9 +279,10 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES, unsound: dict[
                           _verdict(step["deadline"]))
     console.print(deadlines)
     if doc["ladder"]:  # who was escalated to, when: what a review reads first
-        console.print("[bold]Escalations[/] (SOP time from the start; → the ladder's targets: who they reached)")
+        console.print("[bold]Escalations[/] (SOP time from the start; → the ladder's targets: who they reached; "
+                      f"then when, {times.said(doc['started_at'])}, and the record)")
         for row in doc["ladder"]:
-            console.print(f"  {escape(ladder_line(row))}", soft_wrap=True)
+            console.print(f"  {escape(ladder_line(row))} [dim]· {times.at(row['at'])} #{row['seq']}[/]", soft_wrap=True)
     console.print(f"[bold]Timeline[/] (SOP time from the start, then {times.said(doc['started_at'])})")
     for entry in doc["timeline"]:
         where = f"[cyan]{entry['step']}[/] " if entry["step"] else ""
