@@ -48,7 +48,7 @@ from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
 from flows.audit.verify import Anchor, Verification
 from flows.ledger import Ledger
-from flows.ledger.schema import runs
+from flows.ledger.schema import records, runs
 
 
 class Audit:
@@ -134,17 +134,32 @@ class Audit:
         :func:`flows.audit.parallel.verify_ledger`."""
         return verify_ledger(self.ledger, anchors, workers=workers, min_records=min_records, progress=progress)
 
+    def touched(self, verification: Verification | None) -> dict[str, list[str]]:
+        """The runs holding a record that does not check out (:attr:`Verification.unsound`), each with those records
+        in words (``record 4224 edited``): where a listing of runs marks them. Empty for a chain that verifies."""
+        unsound = verification.unsound if verification is not None else {}
+        if not unsound:
+            return {}
+        with self.ledger.read() as conn:
+            held = conn.execute(sa.select(records.c.seq, records.c.run_id).where(records.c.seq.in_(list(unsound)[:1000])
+                                                                                 & records.c.run_id.is_not(None)))
+            out: dict[str, list[str]] = {}
+            for seq, run_id in sorted(held):
+                out.setdefault(run_id, []).append(f"record {seq} {unsound[seq]}")
+            return out
+
     def silences(self, within: Window | None = None) -> list[SilenceLine]:
         """Each silence with who made it, why, and how many triggers it silenced in the window (``sop audit report``)."""
         with self.ledger.read() as conn:
             return silence_lines(conn, within)
 
-    def actions(self, within: Window | None = None, kinds: list[str] | None = None) -> list[ActionLine]:
+    def actions(self, within: Window | None = None, kinds: list[str] | None = None,
+                zone: str = "UTC") -> list[ActionLine]:
         """What people did outside any run (sign-ins, on-call overrides, silences) in the window (``sop audit
-        actions``); ``kinds``: words of :data:`flows.audit.actions.GROUPS`."""
+        actions``); ``kinds``: words of :data:`flows.audit.actions.GROUPS`; the times in their words in ``zone``."""
         check_groups(kinds)
         with self.ledger.read() as conn:
-            return action_lines(conn, within, kinds)
+            return action_lines(conn, within, kinds, zone)
 
     def silenced(self, within: Window | None = None) -> list[SilencedLine]:
         """Every trigger a silence kept from starting a run, in the window (``sop audit silenced``)."""

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.scope import AuditError, Window
+from flows.clock import local_time
 from flows.language.actors import described
 from flows.ledger import utc
 from flows.ledger.schema import records
@@ -57,8 +58,10 @@ def check_groups(kinds: list[str] | None) -> list[str]:
     return list(kinds or GROUPS)
 
 
-def action_lines(conn: Connection, within: Window | None = None, kinds: list[str] | None = None) -> list[ActionLine]:
-    """The actions of ``kinds`` (:data:`GROUPS`' words; all by default) in the window, in the order they came."""
+def action_lines(conn: Connection, within: Window | None = None, kinds: list[str] | None = None,
+                 zone: str = "UTC") -> list[ActionLine]:
+    """The actions of ``kinds`` (:data:`GROUPS`' words; all by default) in the window, in the order they came; the
+    times their words give in ``zone`` (a table's, beside its own times; the exports' are UTC)."""
     within = within or Window()
     wanted = [str(k) for group in check_groups(kinds) for k in GROUPS[group]]
     rows = conn.execute(sa.select(records.c.seq, records.c.at, records.c.kind, records.c.actor, records.c.data)
@@ -72,19 +75,22 @@ def action_lines(conn: Connection, within: Window | None = None, kinds: list[str
         # a sign-in link is sent to whoever's name is typed at /sign-in: its person did not necessarily ask
         who = "-" if row.kind == RecordKind.SIGN_IN_SENT or not row.actor else described(row.actor, data)
         out.append(ActionLine(at=at, seq=row.seq, kind=row.kind, who=who,  # type: ignore[arg-type]
-                              what=_what(row.kind, row.actor, data)))
+                              what=_what(row.kind, row.actor, data, zone)))
     return out
 
 
-def _t(value: Any) -> str:
-    """A recorded instant as the audit's tables show times: ``2026-12-06 10:59 UTC``."""
-    try:
-        return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return str(value)
+def _when(zone: str) -> Any:
+    """A recorded instant in words, in ``zone``: ``2026-12-06 10:59 UTC``, ``2026-12-06 18:59 CST (UTC+8)``."""
+    def said(value: Any) -> str:
+        try:
+            return local_time(datetime.fromisoformat(str(value)).astimezone(UTC), zone)
+        except ValueError:
+            return str(value)
+    return said
 
 
-def _what(kind: str, person: str | None, data: dict[str, Any]) -> str:
+def _what(kind: str, person: str | None, data: dict[str, Any], zone: str = "UTC") -> str:
+    _t = _when(zone)
     if kind == RecordKind.SIGN_IN_SENT:
         return (f"a sign-in link for {person} sent to {person}'s own contacts ({data.get('delivered')} of "
                 f"{data.get('destinations')} reached)")

@@ -14,6 +14,7 @@ from typing import Any
 from flows.audit.followups import FollowUpLink
 from flows.audit.model import (
     FINISHED_STEP,
+    Acknowledgement,
     Approval,
     Delivery,
     Entry,
@@ -103,19 +104,22 @@ class RunBuilder:
                 step.evidence, step.values = [], {}
             step.note, step.reason = data.get("note"), data.get("reason")
             step.deadline_met_recorded = data.get("deadline_met")
-        if state in ("done", "rejected") and actor and step.kind == "human" and self.run.first_report_at is None:
-            self.run.first_report_at = at
+        if state in ("done", "rejected") and actor and step.kind == "human":
+            self._acknowledged(Acknowledgement(seq, at, step_id, actor, state, data))
 
     def _approval(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).approvals.append(Approval(seq, at, actor, data.get("note"), data))
-        if self.run.first_report_at is None:
-            self.run.first_report_at = at
+        self._acknowledged(Acknowledgement(seq, at, step_id, actor, "approved", data))
 
     def _claimed(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         step = self.step(step_id)
         step.claimed_by, step.claimed_at, step.claimed_facts = actor, at, data
-        if self.run.first_report_at is None:  # "I'll take it" acknowledges the page
-            self.run.first_report_at = at
+        self._acknowledged(Acknowledgement(seq, at, step_id, actor, "took it", data))  # "I'll take it" acknowledges
+
+    def _acknowledged(self, answer: Acknowledgement) -> None:
+        """The run's first answer by a person ends its time to acknowledge: kept with who gave it, and where."""
+        if self.run.first_report_at is None:
+            self.run.first_report_at, self.run.acknowledged = answer.at, answer
 
     def _handed_over(self, seq: int, at: datetime, step_id: str | None, actor: str | None,
                      data: dict[str, Any]) -> None:
@@ -150,7 +154,8 @@ class RunBuilder:
     def _escalation(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
         self.step(step_id).escalations.append(Escalation(
             seq, at, str(data.get("level")), data.get("message") or "escalated", list(data.get("notify") or []),
-            parse_time(data.get("due_at")), data.get("late_ms"), list(data.get("paged") or [])))
+            parse_time(data.get("due_at")), data.get("late_ms"),
+            list(data["paged"] or []) if "paged" in data else None))
         self.run.escalations += 1
 
     def _overdue(self, seq: int, at: datetime, step_id: str | None, actor: str | None, data: dict[str, Any]) -> None:
@@ -162,7 +167,8 @@ class RunBuilder:
                                latency_ms=None if r.get("latency") is None else int(round(r["latency"] * 1000)),
                                via=r.get("via"))
                       for r in data.get("results") or []]
-        note = Notification(seq, at, data.get("notification") or "?", deliveries, list(data.get("kept") or []))
+        note = Notification(seq, at, data.get("notification") or "?", deliveries, list(data.get("kept") or []),
+                            [(str(n.get("to")), str(n.get("why"))) for n in data.get("not_sent") or []])
         (self.step(step_id).notifications if step_id else self.run.notifications).append(note)
 
     def _status_update(self, seq: int, at: datetime, step_id: str | None, actor: str | None,

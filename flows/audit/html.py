@@ -20,6 +20,7 @@ from flows.audit.gantt import gantt, legend
 from flows.audit.model import RunAudit
 from flows.audit.queries import paused_gc
 from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, ComplianceReport
+from flows.audit.scope import Window
 from flows.audit.verify import Verification
 from flows.language.durations import format_duration
 
@@ -144,11 +145,12 @@ def _chain(verification: Verification | None) -> dict[str, Any] | None:
     if verification is None:
         return None
     if verification.ok:
-        anchor = f"{verification.head_seq}:{verification.head_hash}"  # whole: an auditor re-checks from this page
+        anchors = " ".join(f"--anchor {a}" for a in verification.anchors)  # whole: an auditor re-checks from this page
+        past = f" {verification.tail.words}" if verification.tail.records else ""
         return {"ok": True, "text": f"✓ Hash chain verified: {verification.records:,} records intact, head record "
                                     f"{verification.head_seq} (hash {verification.head_hash}); "
-                                    f"{verification.texts_checked} pinned SOP text(s) match their hashes. Later, "
-                                    f"`sop audit verify --anchor {anchor}` proves nothing was cut off the end or "
+                                    f"{verification.texts_checked} pinned SOP text(s) match their hashes.{past} Later, "
+                                    f"`sop audit verify {anchors}` proves nothing was cut off the end or "
                                     "rewritten since."}
     first = verification.first_break
     what = f"{first.where} ({first.kind}): {first.message}" if first else "pinned SOP texts do not match their hashes"
@@ -248,8 +250,9 @@ def render_html(report: ComplianceReport, charts: Sequence[Markup], *, verificat
     """The whole report around the charts of its first runs (drawn by
     :func:`flows.audit.parallel.report_with_sections` as :class:`Sections`, or :func:`run_section` each)."""
     now = report.generated_at
-    since = report.since.strftime("%Y-%m-%d %H:%M") if report.since else "the first run"
-    until = report.until.strftime("%Y-%m-%d %H:%M") if report.until else "now"
+    # the window's ends with their zone (UTC, as every time of the page): the title is what is filed as evidence
+    period = Window(report.since, report.until).describe("UTC")
+    period = period[0].upper() + period[1:]
     filters = "".join(f"{name} {escape(value)} &#183; " for name, value in (("SOP", report.sop), ("class", report.sop_class))
                       if value)
     if note := report.drills_note():
@@ -258,7 +261,7 @@ def render_html(report: ComplianceReport, charts: Sequence[Markup], *, verificat
         ("Compliance by SOP", "by-sop", report.by_sop, "SOP"), ("Compliance by class", "by-class", report.by_class, "class")]
     with paused_gc():
         page = _template.render(
-            report=report, o=report.overall, period=f"Runs started from {since} until {until}", filters=Markup(filters),
+            report=report, o=report.overall, period=period, filters=Markup(filters),
             generated=now.strftime("%Y-%m-%d %H:%M:%S"), chain=_chain(verification), sop_time_note=SOP_TIME_NOTE,
             tables=tables, definitions=[(k.replace("_", " "), v) for k, v in DEFINITIONS.items() if k != "time"],
             legend=Markup(legend()), charts=Markup(_SLOT), hidden=len(report.runs) - len(charts),

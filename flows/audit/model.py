@@ -78,6 +78,8 @@ class Notification:
     deliveries: list[Delivery]
     #: the people whose digest kept this page (it reached them later, in a ``digest`` notification)
     kept: list[str] = field(default_factory=list)
+    #: the people it was not sent to, each with why (a drill naming its people: "not in the drill")
+    not_sent: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def delivered(self) -> int:
@@ -95,7 +97,26 @@ class Escalation:
     notify: list[str]
     due_at: datetime | None
     late_ms: int | None
-    paged: list[str] = field(default_factory=list)  # the people it reached (recorded since 2026-12; else empty)
+    #: the people it reached, as its record names them (since 2026-12); None: a record from before, which named
+    #: nobody, so whom it reached is not known (an empty list is known: it reached nobody)
+    paged: list[str] | None = None
+
+
+@dataclass(slots=True)
+class Acknowledgement:
+    """The first answer by a person on any step of a run, where its time to acknowledge ends: who, on which step,
+    how (``done``, ``rejected``, ``approved``, ``took it``) and its record."""
+
+    seq: int
+    at: datetime
+    step: str | None
+    actor: str | None
+    how: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actor_text(self) -> str:
+        return described(self.actor, self.facts)
 
 
 @dataclass(slots=True)
@@ -313,6 +334,7 @@ class RunAudit:
     started_seq: int = 0  # the run_started record: the order runs are reported in
     first_assigned_at: datetime | None = None
     first_report_at: datetime | None = None
+    acknowledged: Acknowledgement | None = None  # the first answer by a person: who, where (first_report_at is its time)
     steps: dict[str, StepAudit] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
@@ -346,6 +368,12 @@ class RunAudit:
     def is_drill(self) -> bool:
         """Started as a drill (:func:`is_drill`): ``sop audit report --drills exclude`` leaves it out."""
         return is_drill(self.trigger)
+
+    @property
+    def drill_names_people(self) -> bool:
+        """A drill that names who takes part (its trigger's ``people``): its pages reached them alone, so a level
+        that reached nobody named none of them (``flows.engine.participants``)."""
+        return self.is_drill and isinstance(self.trigger.get("people"), list)
 
     def sop_seconds(self, start: datetime | None, end: datetime | None) -> float | None:
         """Wall time from ``start`` to ``end`` as SOP time, in seconds."""

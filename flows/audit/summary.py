@@ -28,6 +28,9 @@ class RunLine:
     speed: float
     duration_s: float | None  # SOP time from start to end (or to now while open)
     drill: bool = False  # started as a drill (its trigger's kind); last, so earlier exports still read back
+    # who acknowledged, and how fast: the quarter's answer in one file, not one `sop audit show` per run
+    acknowledged_by: str | None = None  # the first answer by a person (where the time to acknowledge ends)
+    tta_s: float | None = None  # time to acknowledge, SOP seconds
 
     @classmethod
     def of(cls, run: RunAudit, now: datetime) -> RunLine:
@@ -35,7 +38,9 @@ class RunLine:
                    trigger=run.trigger_text(), started_at=run.started_at, ended_at=run.ended_at,
                    outcome=run.outcome_text, deadline=run.deadline(now), escalations=run.escalations,
                    repeats=run.repeats, speed=run.speed,
-                   duration_s=run.sop_seconds(run.started_at, run.ended_at or now), drill=run.is_drill)
+                   duration_s=run.sop_seconds(run.started_at, run.ended_at or now), drill=run.is_drill,
+                   acknowledged_by=run.acknowledged.actor if run.acknowledged else None,
+                   tta_s=run.time_to_acknowledge)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -247,19 +247,56 @@ def ladder(run: RunAudit) -> list[dict[str, Any]]:
     None) or help a person asked for (``by``: who). What a review after a drill or an incident reads first, and
     otherwise finds only among every record."""
     offset = run.sop_seconds
+    drill = run.drill_names_people
     rows = [{"seq": e.seq, "at": e.at, "offset_s": offset(run.started_at, e.at), "step": step.id, "level": e.level,
-             "stage": level_words(e.level), "by": None, "notify": e.notify, "paged": e.paged, "late_ms": e.late_ms}
-            for step in run.steps.values() for e in step.escalations]
+             "stage": level_words(e.level), "by": None, "notify": e.notify, "paged": e.paged,
+             "left_out": left.get(e.seq, []), "reached": reached_words(e.paged, drill, left.get(e.seq, [])),
+             "late_ms": e.late_ms}
+            for step in run.steps.values() for left in [_left_out(step) if drill else {}] for e in step.escalations]
     rows += [{"seq": h.seq, "at": h.at, "offset_s": offset(run.started_at, h.at), "step": step.id, "level": h.level,
               "stage": f"help asked ({level_words(h.level) or 'the lead'})", "by": h.actor_text, "notify": [],
-              "paged": [], "late_ms": None} for step in run.steps.values() for h in step.help]
+              "paged": [], "left_out": [], "reached": "", "late_ms": None}
+             for step in run.steps.values() for h in step.help]
     return sorted(rows, key=lambda r: r["seq"])
+
+
+def _left_out(step: StepAudit) -> dict[int, list[str]]:
+    """Whom each fired level's page was not sent to (by the level's record number): a drill naming its people records
+    them on the page, not on the level. Each level is paired with the step's next page of its kind (``reminder``,
+    ``escalated``; "Need help" pages as ``escalated``), each page with one level."""
+    pages, used, out = sorted(step.notifications, key=lambda n: n.seq), set(), {}
+    for level in sorted(step.escalations, key=lambda e: e.seq):
+        page = next((n for n in pages if n.seq > level.seq and n.seq not in used and n.kind in (level.message,
+                                                                                                 "escalated")), None)
+        if page is not None:
+            used.add(page.seq)
+            out[level.seq] = [to for to, _why in page.not_sent]
+    return out
+
+
+#: what a fired level reached, when its record names nobody: it was written before records named anyone (2026-12) ...
+NOT_RECORDED = "not recorded (written before 2026-12, when escalations did not name whom they reached)"
+#: ... or it names nobody: in a drill that names who takes part, none of its people did; else no person answered
+NONE_IN_DRILL = "nobody: none of them takes part in the drill"
+NOBODY = "nobody: no person answered for them"
+
+
+def reached_words(paged: list[str] | None, drill_names_people: bool, left_out: list[str] | None = None) -> str:
+    """Whom a fired level reached, in words: the people its record names, else why none (never the same words for a
+    record that says nobody was reached and one that does not say); in a drill, who its page left out:
+    ``chen-jie (not in the drill: sara-lopez)``, ``nobody: none of them takes part in the drill (sara-lopez)``."""
+    if paged is None:
+        return NOT_RECORDED
+    left = f" ({', '.join(left_out)})" if left_out else ""
+    if paged:
+        return ", ".join(paged) + (f" (not in the drill: {', '.join(left_out)})" if left_out else "")
+    return (NONE_IN_DRILL + left) if drill_names_people else NOBODY
 
 
 def ladder_line(row: dict[str, Any]) -> str:
     """One row of :func:`ladder` in words: ``+15m assess escalation stage 2 → lead, backup: chen-jie, sara-lopez``."""
     to = ", ".join(row["notify"])
-    reached = ", ".join(row["paged"]) or "nobody recorded"
+    reached = row["reached"]
     by = f" by {row['by']}" if row["by"] else ""
     return (f"+{format_duration(timedelta(seconds=row['offset_s'] or 0))} {row['step']} {row['stage']}{by}"
             + (f" → {to}: {reached}" if to else ""))
@@ -278,7 +315,9 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "ended_at": run.ended_at, "status": run.status, "outcome": run.outcome_text, "ended_by": run.ended_by,
         "ended_by_text": run.ended_by_text,
         "deadline": run.deadline(now), "overdue_at": run.overdue_at,
-        "time_to_acknowledge_s": run.time_to_acknowledge, "time_to_complete_s": run.time_to_complete,
+        "first_asked_at": run.first_assigned_at, "time_to_acknowledge_s": run.time_to_acknowledge,
+        "acknowledged": _acknowledged(run),
+        "time_to_complete_s": run.time_to_complete,
         "escalations": run.escalations,
         "ladder": ladder(run),
         "parent_run": run.parent_run, "window_ends_at": run.window_ends_at,
@@ -296,6 +335,25 @@ def document(run: RunAudit, now: datetime) -> dict[str, Any]:
         "timeline": [_entry(e, run, forms) for e in run.entries],
         "sop_text": run.sop_text,
     }
+
+
+def _acknowledged(run: RunAudit) -> dict[str, Any] | None:
+    """Who answered first, on which step, how and in which record: where the time to acknowledge ends."""
+    answer = run.acknowledged
+    if answer is None:
+        return None
+    return {"seq": answer.seq, "at": answer.at, "step": answer.step, "actor": answer.actor,
+            "actor_text": answer.actor_text, "how": answer.how}
+
+
+def acknowledged_text(doc: dict[str, Any]) -> str:
+    """The time to acknowledge in words, with who ended it: ``19m4s after the first ask, by wang-fang (link):
+    assess done (#4155)``; else why there is none."""
+    answer = doc.get("acknowledged")
+    if answer is None:
+        return "none: nobody was asked" if doc.get("first_asked_at") is None else "none: nobody answered yet"
+    took = format_duration(timedelta(seconds=doc["time_to_acknowledge_s"] or 0))
+    return f"{took} after the first ask, by {answer['actor_text']}: {answer['step']} {answer['how']} (#{answer['seq']})"
 
 
 def _on_call_text(data: dict[str, Any]) -> str:

@@ -42,9 +42,12 @@ from sqlalchemy.engine import Connection
 
 from flows.audit.queries import at_column, record_time, text_hash
 from flows.audit.scope import AuditError
+from flows.audit.tail import Tail, tail_of
 from flows.ledger import CHECKPOINT_LANE, GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
+#: the kinds of break that name a record still in the ledger (a deleted or cut one has no record to mark)
+UNSOUND = ("edited", "inserted", "reordered", "rewritten")
 _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records deleted or inserted at once)
 
 
@@ -92,6 +95,20 @@ class Verification:
     texts_checked: int = 0
     bad_texts: list[str] = field(default_factory=list)
     missing_texts: list[str] = field(default_factory=list)
+    tail: Tail = field(default_factory=Tail)  # the records past the head: in no checkpoint yet
+
+    @property
+    def anchors(self) -> list[str]:
+        """What to note down (``SEQ:HASH``, for ``--anchor``): the head, and the newest record of each lane with records
+        past it, which an anchor on the head alone does not cover (:mod:`flows.audit.tail`)."""
+        return [f"{seq}:{digest}" for seq, digest in [(self.head_seq, self.head_hash), *self.tail.newest]]
+
+    @property
+    def unsound(self) -> dict[int, str]:
+        """The records still there that do not check out, by number, each with what was done to it (a later record
+        that does not match its own hash: edited): what a run's story marks where it shows them."""
+        found = {b.seq: b.kind for b in self.breaks if b.seq is not None and b.kind in UNSOUND}
+        return {**{seq: "edited" for seq in self.suspects}, **found}
 
     @property
     def ok(self) -> bool:
@@ -104,10 +121,12 @@ class Verification:
     def summary(self) -> dict[str, Any]:
         """What a JSON export says of the chain it was read from: intact or not, how many records, the head to note
         down as an anchor, the first break (``sop audit show --json``, the desk's download of a run)."""
-        return {key: value for key, value in self.to_dict().items() if key in ("ok", "records", "head", "first_break")}
+        return {key: value for key, value in self.to_dict().items()
+                if key in ("ok", "records", "head", "past_head", "anchors", "first_break")}
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "records": self.records, "head": {"seq": self.head_seq, "hash": self.head_hash},
+                "past_head": self.tail.records, "anchors": self.anchors,
                 "first_break": asdict(self.first_break) if self.first_break else None,
                 "breaks": [asdict(b) for b in self.breaks], "suspects": self.suspects,
                 "sop_texts": {"checked": self.texts_checked, "edited": self.bad_texts, "missing": self.missing_texts}}
@@ -450,6 +469,7 @@ def conclude(conn: Connection, result: Verification, stretches: list[Walk], anch
                 result.breaks.append(Break(anchor.seq, "rewritten", f"record {anchor.seq} no longer has the anchor's hash "
                                                                     f"{anchor.hash[:12]}…: the chain was rewritten at or before it"))
     _check_texts(conn, result)
+    result.tail = tail_of(conn, result.head_seq)
     return result
 
 

@@ -41,7 +41,8 @@ audit = typer.Typer(name="audit", no_args_is_help=True,
                     help="For auditors: runs, one run's whole timeline, SLA reports, silenced triggers, chain verification, SOP history.")
 app.add_typer(audit, name="audit")
 
-Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (UTC unless "
+Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (both in the "
+                                                            "zone the table shows: the site's, UTC with --utc, unless "
                                                             "it has an offset) or 7d (7 days ago)")]
 Until = Annotated[str | None, typer.Option("--until", help="runs started before (a date includes that whole day)")]
 SopOpt = Annotated[str | None, typer.Option("--sop", metavar="ID", help="only runs of this SOP")]
@@ -180,15 +181,22 @@ def _cannot_write(path: str, exc: BaseException) -> NoReturn:
 def runs_command(
     sop: SopOpt = None, sop_class: ClassOpt = None, since: Since = None, until: Until = None,
     drills: DrillsOpt = "include", json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
+    verify: Annotated[bool, typer.Option(help="verify the hash chain first: a ledger that does not verify is said on "
+                                              "stderr, and the command exits 1")] = True,
 ) -> None:
     """One line per run: SOP and version, trigger, start, end, outcome, deadline met or missed, escalations; drills marked."""
     subject, times = _audit(utc)
     try:
-        within = subject.window(since, until)
+        within = subject.window(since, until, times.zone)
         lines = subject.lines(within, sop=sop, sop_class=sop_class, drills=drills)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, RUN_COLUMNS, json_file, csv_file, lambda shown: print_runs(shown, within, times))
+    checked = _verified(subject) if verify else None  # lines read from a tampered ledger are the forger's
+    touched = subject.touched(checked)
+    _lines_out(lines, RUN_COLUMNS, json_file, csv_file, lambda shown: print_runs(shown, within, times, touched))
+    if checked is not None and not checked.ok:
+        _say_broken(checked, "these runs")
+        raise typer.Exit(1)
 
 
 # --- sop audit show --------------------------------------------------------------------------
@@ -230,7 +238,7 @@ def show_command(
     if as_json:
         sys.stdout.write(to_json({**doc, "verification": checked.summary()} if checked is not None else doc))
     else:
-        print_document(doc, times)
+        print_document(doc, times, checked.unsound if checked is not None else None)
     if broken:
         raise typer.Exit(1)
 
@@ -253,7 +261,7 @@ def report_command(
     subject, times = _audit(utc)
     began = time.perf_counter()
     try:
-        within = subject.window(since, until)
+        within = subject.window(since, until, times.zone)
         # read (and the charts drawn) on two processes; no chart at all without --html
         with progress_bar("reading runs" + (" and drawing their timelines" if html else "")) as told:
             report, charts = subject.report_with_sections(within, sop=sop, sop_class=sop_class, drills=drills,
@@ -301,7 +309,7 @@ def silenced_command(
     """Every trigger a silence kept from starting a run: when, the signal, the SOP it would have started, who silenced it and why."""
     subject, times = _audit(utc)
     try:
-        within = subject.window(since, until)
+        within = subject.window(since, until, times.zone)
         lines = subject.silenced(within)
     except AuditError as exc:
         fail(exc.message, exc.hint)
@@ -336,10 +344,13 @@ def actions_command(
 
     subject, times = _audit(utc)
     try:
-        lines = subject.actions(subject.window(since, until), kind)
+        within = subject.window(since, until, times.zone)
+        lines = subject.actions(within, kind)
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, ACTION_COLUMNS, json_file, csv_file, lambda shown: print_actions(shown, times))
+    # the exports' words give times in UTC, as their own; the table's in its zone, as its own
+    _lines_out(lines, ACTION_COLUMNS, json_file, csv_file,
+               lambda shown: print_actions(subject.actions(within, kind, times.zone), times))
 
 
 # --- sop audit verify ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rich.table import Table
 from flows.audit import ComplianceReport, RunLine, SilencedLine, SilenceLine, SopHistory, Verification, Window
 from flows.audit.followups import FollowUpFigures
 from flows.audit.report import SOP_TIME_NOTE, Compliance
-from flows.audit.timeline import ladder_line
+from flows.audit.timeline import acknowledged_text, ladder_line
 from flows.cli.common import console, err_console
 from flows.clock import in_zone, local_time, zone_label
 from flows.language.durations import format_duration
@@ -167,8 +167,10 @@ def print_actions(lines: list[Any], times: Times = UTC_TIMES) -> None:
 # --- sop audit runs --------------------------------------------------------------------------
 
 
-def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES) -> None:
-    """The terminal rendering of ``sop audit runs``: one row per run."""
+def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES,
+               touched: dict[str, list[str]] | None = None) -> None:
+    """The terminal rendering of ``sop audit runs``: one row per run; under its verdict, each of its records that
+    does not check out (``touched``: :meth:`flows.audit.Audit.touched`)."""
     said = times.said(lines[0].started_at if lines else None)
     _header(f"{len(lines)} run(s): {within.describe(times.zone)}; {said}")
     table = Table(show_edge=False, caption=SOP_TIME_NOTE, caption_justify="left")
@@ -180,9 +182,10 @@ def print_runs(lines: list[RunLine], within: Window, times: Times = UTC_TIMES) -
         # a drill's trigger reads "drill …" (its kind): marked, with its speed
         trigger = (f"[yellow]{escape(line.trigger)} ×{line.speed:g}[/]" if line.drill else
                    f"{escape(line.trigger)} [yellow]×{line.speed:g}[/]" if line.speed != 1 else escape(line.trigger))
+        marks = "".join(f"\n[bold red]✗ {escape(mark)}[/]" for mark in (touched or {}).get(line.run, []))
         table.add_row(line.run, line.sop, f"v{line.version} {line.sop_hash[:12]}", line.sop_class, trigger,
-                      times.at(line.started_at), times.at(line.ended_at), escape(line.outcome), _verdict(line.deadline),
-                      str(line.escalations))
+                      times.at(line.started_at), times.at(line.ended_at), escape(line.outcome),
+                      _verdict(line.deadline) + marks, str(line.escalations))
     console.print(table)
 
 
@@ -226,8 +229,9 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
     return out
 
 
-def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
-    """The terminal rendering of ``sop audit show``."""
+def print_document(doc: dict[str, Any], times: Times = UTC_TIMES, unsound: dict[int, str] | None = None) -> None:
+    """The terminal rendering of ``sop audit show``; each record that does not check out (``unsound``:
+    :attr:`flows.audit.verify.Verification.unsound`) marked where it is told."""
     text_state = {True: "text verified", False: "[red]TEXT DOES NOT MATCH ITS HASH[/]", None: "[red]text missing[/]"}
     console.print(f"[bold]run {doc['run']}[/] — {doc['sop']} v{doc['version']} ({doc['sop_hash'][:12]}…, "
                   f"{text_state[doc['sop_text_ok']]}) · {doc['class']}")
@@ -244,6 +248,7 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
                   + (f" by {escape(doc['ended_by_text'])}" if doc["ended_by_text"] else "")
                   + f" · time to acknowledge {_dur(doc['time_to_acknowledge_s'])}"
                   + f" · time to complete {_dur(doc['time_to_complete_s'])} · {doc['escalations']} escalation(s)")
+    console.print(f"acknowledged: {escape(acknowledged_text(doc))}", soft_wrap=True)
     if doc.get("parent_run"):
         verdict = (doc.get("follow_up_verdict") or "").replace("_", " ")
         console.print(f"follow-up of run {doc['parent_run']} ({escape(str((doc['trigger'] or {}).get('parent_sop')))}): "
@@ -274,13 +279,17 @@ def print_document(doc: dict[str, Any], times: Times = UTC_TIMES) -> None:
                           _verdict(step["deadline"]))
     console.print(deadlines)
     if doc["ladder"]:  # who was escalated to, when: what a review reads first
-        console.print("[bold]Escalations[/] (SOP time from the start; → the ladder's targets: who they reached)")
+        console.print("[bold]Escalations[/] (SOP time from the start; → the ladder's targets: who they reached; "
+                      f"then when, {times.said(doc['started_at'])}, and the record)")
         for row in doc["ladder"]:
-            console.print(f"  {escape(ladder_line(row))}", soft_wrap=True)
+            console.print(f"  {escape(ladder_line(row))} [dim]· {times.at(row['at'])} #{row['seq']}[/]", soft_wrap=True)
     console.print(f"[bold]Timeline[/] (SOP time from the start, then {times.said(doc['started_at'])})")
     for entry in doc["timeline"]:
         where = f"[cyan]{entry['step']}[/] " if entry["step"] else ""
         console.print(f"  +{_dur(entry['offset_s']):<9} {times.at(entry['at'])}  #{entry['seq']:<6} {where}{escape(entry['text'])}")
+        if entry["seq"] in (unsound or {}):
+            console.print(f"      [bold red]✗ this record does not match the chain ({unsound[entry['seq']]}): what it "
+                          "says may not be what happened[/]", soft_wrap=True)
         for line in _entry_details(entry):
             console.print(line)
     console.rule(f"SOP text the run used (sha256 {doc['sop_hash']})")
@@ -379,9 +388,12 @@ def print_verification(result: Verification) -> None:
     if result.ok:
         console.print(f"[green]✓ chain intact:[/] {result.records:,} records, {result.texts_checked} pinned SOP text(s) match")
     console.print(f"head: record {result.head_seq} hash {result.head_hash}")
+    if result.tail.records:
+        console.print(f"[yellow]{escape(result.tail.words)}[/]", soft_wrap=True)
     if result.ok:  # a head to note down only from a chain that verifies: this one's may be the forger's
-        console.print(f"[dim]note the head elsewhere; next time `sop audit verify --anchor {result.head_seq}:"
-                      f"{result.head_hash}` also proves nothing was cut off the end or rewritten since[/]")
+        anchors = " ".join(f"--anchor {anchor}" for anchor in result.anchors)
+        console.print(f"[dim]note {'these' if result.tail.records else 'the head'} elsewhere; next time `sop audit "
+                      f"verify {anchors}` also proves nothing was cut off the end or rewritten since[/]", soft_wrap=True)
 
 
 # --- sop audit history -----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from flows.audit.gantt import page_charts, page_legend
 from flows.audit.report import COMPLIANCE_COLUMNS, DEFINITIONS, DRILLS_NOTE, SOP_TIME_NOTE
 from flows.audit.scope import CLASSES, DRILLS, NotFound, check_class, check_drills
 from flows.audit.summary import RUN_COLUMNS
-from flows.audit.timeline import document
+from flows.audit.timeline import acknowledged_text, document
 from flows.audit.verify import Anchor
 from flows.language.durations import format_duration
 from flows.language.presentation import skip_reason
@@ -152,7 +152,9 @@ def runs_page(request: Request) -> Response:
     audit = Audit.of(web.engine)
     asked = read_asked(audit, request.query_params, tz)
     lines = audit.lines(asked.within, **asked.filters()) if asked.ok else []
-    return html(request, "desk_runs.html.j2", chain=web.chain(), status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
+    chain = web.chain()
+    return html(request, "desk_runs.html.j2", chain=chain, touched=audit.touched(chain.result if chain else None),
+                status=200 if asked.ok else 422, lines=lines[:SHOWN_RUNS],
                 total=len(lines), tz=tz, section="runs", **_form_context(web, asked))
 
 
@@ -219,8 +221,9 @@ def run_page(request: Request, run: str) -> Response:
         return RedirectResponse(f"/desk/runs/{quote(story.id)}", status_code=303)
     now = audit.now()
     doc = document(story, now)
-    return html(request, "desk_run.html.j2", chain=_web(request).chain(), doc=doc, drill=story.is_drill, chart=page_charts(story, now), legend=page_legend(),
-                tz=tz, dur=dur, details=entry_details, as_json=to_json, section="runs",
+    chain = _web(request).chain()
+    return html(request, "desk_run.html.j2", chain=chain, unsound=chain.result.unsound if chain else {}, doc=doc, drill=story.is_drill, chart=page_charts(story, now), legend=page_legend(),
+                tz=tz, dur=dur, details=entry_details, as_json=to_json, section="runs", acknowledged=acknowledged_text,
                 sop_time_note=SOP_TIME_NOTE)
 
 

@@ -48,6 +48,9 @@ def test_overrides_and_silences_are_listed_with_who_how_and_why(sop: Any, repo_r
     assert made_line.endswith(": wang-fang on leave") and ended.startswith(f"ended override #{made.id} (sara-lopez for")
     assert 'silenced alertname="DiskFull" from ' in silenced and silenced.endswith(": disk swap")
     assert " UTC until " in silenced and "." not in silenced.split(" from ")[1].split(" (sil-")[0]  # minutes, UTC
+    # the table says those times in its own zone, as its own column (the exports' words stay UTC, as their times)
+    table = " ".join(sop("audit", "actions", env={**env, "COLUMNS": "400"}).stdout.split())
+    assert "times Asia/Shanghai" in table and "CST (UTC+8) until " in table and " UTC until " not in table, table
     assert [line["seq"] for line in listed] == sorted(line["seq"] for line in listed)
     bad = sop("audit", "actions", "--kind", "logins", env=env)
     assert bad.returncode == 1 and "unknown kind `logins`" in bad.stderr and "sign-in, oncall, silence" in bad.stderr

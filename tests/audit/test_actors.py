@@ -4,6 +4,7 @@ token, an operator acting for someone else — for starts, claims, help asked, r
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def test_sop_audit_show_prints_the_actors_as_described(sop: Any, ledger: Ledger,
     assert "assess done by li-wei for wang-fang (api)" in out and "token: ops-console" in out
     assert "run cancelled by zhao-lei (cli, self-declared, os user root): handled offline" in out
     assert "cancelled by zhao-lei (cli, self-declared, os user root) · time to acknowledge" in out
+    # who acknowledged, not only how fast: the first answer by a person, where the time to acknowledge ends
+    assert re.search(r"acknowledged: \S+ after the first ask, by wang-fang \(link\): assess took it \(#\d+\)", out), out
 
     machine = json.loads(sop("audit", "show", run_id, "--json", env={"SOP_DATABASE_URL": ledger.url}).stdout)
     assess = next(s for s in machine["steps"] if s["id"] == "assess")

@@ -52,6 +52,18 @@ def test_the_report_is_one_self_contained_file(report_html: Path, scenario: Scen
     assert '<table class="compliance" id="by-sop">' in html and '<table class="roles" id="by-role">' in html
 
 
+def test_the_window_in_the_title_and_heading_says_its_zone(audit: Any) -> None:
+    """The title is what a printed or filed report is known by: "from 2026-03-02 00:00 until 2026-03-03 00:00" was
+    UTC, said two paragraphs below."""
+    from flows.audit.html import render_html
+
+    report, charts = audit.report_with_sections(audit.window("2026-03-02", "2026-03-02"), max_timelines=0)
+    html = render_html(report, charts)
+    period = "Runs started from 2026-03-02 00:00 UTC until 2026-03-03 00:00 UTC (exclusive)"
+    assert f"<title>SOP audit report &#8212; {period}</title>" in html, html[:html.index("</title>") + 8][-160:]
+    assert f'<p class="meta">{period} &#183; ' in html
+
+
 @needs_chromium
 def test_chromium_renders_the_compliance_table_above_the_timelines(report_html: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"

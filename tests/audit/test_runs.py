@@ -57,7 +57,12 @@ def test_csv_and_json_exports_round_trip(sop: Any, scenario: Scenario) -> None:
     drill = next(r for r in from_csv_rows if r.run == scenario.runs["C"])
     assert (drill.speed, drill.duration_s, drill.escalations, drill.ended_at is not None) == (60.0, 3900.0, 5, True)
     assert csv_text.splitlines()[0] == ("run,sop,version,sop_hash,sop_class,trigger,started_at,ended_at,outcome,"
-                                        "deadline,escalations,repeats,speed,duration_s,drill")
+                                        "deadline,escalations,repeats,speed,duration_s,drill,acknowledged_by,tta_s")
+    # who acknowledged each run and how fast, for a quarter in one file: run B's triage, answered by kenji-sato 12
+    # minutes after zhao-lei was asked (its time to acknowledge, as sop audit show says)
+    late = next(r for r in from_csv_rows if r.run == scenario.runs["B"])
+    assert (late.acknowledged_by, late.tta_s) == ("kenji-sato", 12 * 60.0)
+    assert "tta_s" in json.loads(json_text)[0] and "acknowledged_by" in json.loads(json_text)[0]
 
 
 def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_reads_back() -> None:
@@ -94,6 +99,21 @@ def test_times_are_in_the_sites_zone_said_in_the_header_or_in_utc_when_asked(sop
     # the exports are for machines: ISO 8601 in UTC with the offset, whatever the terminal shows
     exported = json.loads(_run(sop, scenario, "--json").stdout)
     assert next(r for r in exported if r["run"] == scenario.runs["A"])["started_at"] == "2026-03-02T09:00:00+00:00"
+
+
+def test_a_time_or_a_day_typed_at_the_terminal_is_in_the_zone_its_table_shows(sop: Any, scenario: Scenario) -> None:
+    """Run D shows as started 2026-03-02 20:30:00 (CST): typed back as --since, it selected runs from 20:30 UTC (none),
+    and a quarter's days were cut at UTC midnight under a table in CST. The desk reads them in its reader's zone."""
+    def listed(*args: str) -> list[str]:
+        return [r["run"] for r in json.loads(_run(sop, scenario, *args, "--json").stdout)]
+
+    assert listed("--since", "2026-03-02 20:30") == [scenario.runs[k] for k in "DEF"]
+    assert listed("--since", "2026-03-02T12:30", "--utc") == [scenario.runs[k] for k in "DEF"]  # the table in UTC
+    assert listed("--since", "2026-03-02T20:30+08:00", "--utc") == [scenario.runs[k] for k in "DEF"]  # an offset wins
+    assert listed("--since", "2026-03-03") == []  # 2026-03-03 00:00 CST: after run F (22:00 CST)
+    assert len(listed("--until", "2026-03-02")) == 6  # the whole day in CST
+    shown = _run(sop, scenario, "--since", "2026-03-02").stdout
+    assert "from 2026-03-02 00:00 CST (UTC+8)" in shown.splitlines()[0]
 
 
 def test_csv_and_json_take_a_file_or_write_to_stdout_alike_in_runs_and_report(sop: Any, scenario: Scenario,

@@ -49,6 +49,47 @@ def test_an_untouched_ledger_verifies_and_gives_its_head_to_note_down(sop: Any, 
     assert _verify(sop, scenario.url, "--anchor", anchor).returncode == 0  # the head noted down checks out
 
 
+def _docs_checker(tmp_path: Path) -> Path:
+    """The stand-alone checker of docs/audit.md ("Checking the chain yourself"), as an auditor copies it."""
+    import re
+
+    text = (HERE.parent.parent / "docs" / "audit.md").read_text()
+    code = re.search(r"## Checking the chain yourself.*?```python\n(.*?)```", text, re.S)
+    assert code, "docs/audit.md has no checker"
+    script = tmp_path / "check.py"
+    script.write_text(code.group(1))
+    return script
+
+
+def test_the_checker_in_the_docs_agrees_with_verify_without_the_tool(sop: Any, scenario: Scenario, ledger_copy: str,
+                                                                     tmp_path: Path) -> None:
+    """An auditor who does not trust `sop audit verify` checks a copy with the docs' recipe and the standard library
+    alone: the same head on an intact ledger (in lanes), the same record named on an edited one (before lanes)."""
+    import subprocess
+    import sys
+
+    if not scenario.url.startswith("sqlite"):
+        pytest.skip("the docs' checker reads a SQLite file (PostgreSQL: the same columns from psql)")
+    script = _docs_checker(tmp_path)
+
+    def check(url: str, *anchors: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-I", str(script), url.removeprefix("sqlite:///"), *anchors],
+                              capture_output=True, text=True, timeout=60)
+
+    intact = check(scenario.url)
+    head = json.loads(_verify(sop, scenario.url, "--json").stdout)["anchors"]
+    assert intact.returncode == 0 and intact.stdout.startswith("intact:"), intact.stdout + intact.stderr
+    assert f"head: {head[0]}" in intact.stdout
+    assert [line.split(": ", 1)[1] for line in intact.stdout.splitlines() if line.startswith("newest")] == head[1:]
+    assert check(scenario.url, *head).returncode == 0
+
+    seq = _seq_of(ledger_copy, scenario.runs["B"], "step_done", "triage")
+    tamper(ledger_copy, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))
+    edited = check(ledger_copy)
+    assert edited.returncode == 1 and edited.stdout.startswith(f"record {seq} "), edited.stdout + edited.stderr
+    assert f"✗ record {seq}: edited" in _verify(sop, ledger_copy).stdout  # what the tool says too
+
+
 def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
     seq = _seq_of(ledger_copy, scenario.runs["B"], "step_done", "triage")
     data = json.loads(record_row(ledger_copy, seq)["data"])
@@ -59,6 +100,34 @@ def test_an_edited_report_is_named_with_its_record_id(sop: Any, scenario: Scenar
     assert done.returncode == 1
     assert f"✗ record {seq}: edited" in done.stdout
     assert "does not match its hash" in done.stdout
+
+
+def test_the_runs_listed_from_an_edited_ledger_say_so_and_mark_the_run_and_its_record(
+        sop: Any, scenario: Scenario, ledger_copy: str) -> None:
+    """`sop audit runs` read the forged verdict as any other, said nothing and exited 0; `show` warned above the story
+    but told the edited record like the others. Now the list warns and fails, the run's row and its record are marked."""
+    run = scenario.runs["B"]
+    seq = _seq_of(ledger_copy, run, "step_done", "triage")
+    data = json.loads(record_row(ledger_copy, seq)["data"])
+    data["deadline_met"] = True
+    tamper(ledger_copy, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(data), seq)))
+    env = {"SOP_DATABASE_URL": ledger_copy}
+
+    listed = sop("audit", "runs", env=env)
+    assert listed.returncode == 1
+    assert "✗ the ledger does not verify" in listed.stderr and "these runs may not be what happened" in listed.stderr
+    lines = listed.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith(run))
+    assert f"✗ record {seq} edited" in lines[at + 1], lines[at:at + 2]  # under its verdict
+    assert "✗ record" not in "".join(lines[:at] + lines[at + 2:])  # no other run's row
+    csv_out = sop("audit", "runs", "--csv", env=env)
+    assert csv_out.returncode == 1 and "does not verify" in csv_out.stderr
+    assert sop("audit", "runs", "--no-verify", env=env).returncode == 0
+
+    shown = sop("audit", "show", run, env=env).stdout
+    told = shown[shown.index(f"#{seq} "):]
+    assert told.splitlines()[1].strip().startswith("✗ this record does not match the chain (edited)"), told[:400]
+    assert sop("audit", "runs", env={"SOP_DATABASE_URL": scenario.url}).returncode == 0
 
 
 def test_a_runs_story_read_from_an_edited_ledger_says_so(sop: Any, scenario: Scenario, ledger_copy: str) -> None:

@@ -160,6 +160,29 @@ def test_a_tail_cut_before_any_checkpoint_saw_it_needs_the_next_checkpoint(lanes
     assert (lane, "truncated") in {(b.lane, b.kind) for b in result.breaks}, result.to_dict()
 
 
+def test_records_past_the_last_checkpoint_are_counted_and_an_anchor_on_the_newest_catches_them_cut(
+        lanes: tuple[Ledger, Any]) -> None:
+    """A drill's end came after the last checkpoint (its process stopped: none came after). Verify said "intact" and
+    offered the checkpoint alone to note down, and that anchor still stood once the end was cut. Now it says how many
+    records are past the head and offers the newest of each lane too, whose anchor does not stand without them."""
+    ledger, sql = lanes
+    assert _verify(ledger).anchors == [f"{_verify(ledger).head_seq}:{_verify(ledger).head_hash}"]  # none past it
+    for k in range(2):
+        with ledger.transaction(per_run=True) as tx:
+            tx.hold_run("run-0")
+            tx.append("note", "run-0", actor="ada", text=f"drill end {k}")
+    result = _verify(ledger)
+    assert result.ok and result.tail.records == 2, result.to_dict()
+    assert result.anchors[0] == f"{result.head_seq}:{result.head_hash}" and len(result.anchors) >= 2
+    assert result.tail.words.startswith("2 record(s) were written after the head, in no checkpoint yet")
+    assert result.to_dict()["past_head"] == 2 and result.to_dict()["anchors"] == result.anchors
+
+    sql("DELETE FROM records WHERE data LIKE '%drill end%'")
+    assert _verify(ledger, [Anchor.parse(result.anchors[0])]).ok  # the head alone: the window, as before
+    cut = _verify(ledger, [Anchor.parse(anchor) for anchor in result.anchors])
+    assert not cut.ok and "truncated" in {b.kind for b in cut.breaks}, cut.to_dict()
+
+
 def test_a_forged_checkpoint_is_caught_by_the_next_one_or_by_the_anchor(lanes: tuple[Ledger, Any]) -> None:
     ledger, sql = lanes
     anchor = Anchor(_verify(ledger).head_seq, _verify(ledger).head_hash)

@@ -8,19 +8,21 @@ test's database (SQLite, then PostgreSQL), time on a manual clock.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.audit.timeline import notification_text
+from flows.audit import Audit
+from flows.audit.timeline import ladder, ladder_line, notification_text, reached_words
 from flows.clock import ManualClock
 from flows.engine.inputs import InputRefused
 from flows.engine.timers import TimerService
 from flows.language.actors import Actor
 from notifications import read_inbox
-from tests.conftest import TestDatabase
+from tests.conftest import TestDatabase, sql_on
 from tests.engine.conftest import clocked_engine_of, records
 
 T0 = datetime(2026, 3, 9, 2, tzinfo=UTC)
@@ -83,6 +85,31 @@ def test_a_drill_naming_its_people_pages_no_one_else_and_records_each_page_not_s
     # whom each escalation paged, as its record (and the review's table) says: the people taking part only
     paged = {r["step_id"]: r["data"]["paged"] for r in records(engine, run, "escalation")}
     assert paged == {"numbers": [], "legal": ["li-wei"]}
+
+
+def test_the_audit_tells_a_level_that_reached_nobody_in_the_drill_from_one_whose_record_does_not_say(
+        engine: Any) -> None:
+    """The review read "→ lead: nobody recorded" both for a level whose people were all left out of the drill (its
+    record says so: ``paged: []``) and for a record written before escalations named anyone (2026-12): not the same
+    answer to "who was escalated to"."""
+    run = game_day(engine, people=["priya-nair"])
+
+    lines = {row["step"]: ladder_line(row) for row in ladder(Audit(engine.ledger).run(run))}
+    assert lines["numbers"].endswith("numbers escalation stage 1 → lead: nobody: none of them takes part in the drill "
+                                     "(zhang-min)")  # whom its page left out, as the page's record says
+    assert lines["legal"].endswith("legal escalation stage 1 → lead: li-wei")
+    # a level that reached some of its people and not the others says both
+    assert reached_words(["chen-jie"], True, ["sara-lopez"]) == "chen-jie (not in the drill: sara-lopez)"
+
+    # the same level as a ledger of November wrote it: no `paged` at all
+    [[row]] = sql_on(engine.ledger.url, ("SELECT seq, data FROM records WHERE run_id = ? AND kind = 'escalation' AND "
+                                         "step_id = 'numbers'", (run,)))
+    older = {key: value for key, value in json.loads(row["data"]).items() if key != "paged"}
+    sql_on(engine.ledger.url, ("UPDATE records SET data = ? WHERE seq = ?", (json.dumps(older), row["seq"])))
+    [numbers] = [row for row in ladder(Audit(engine.ledger).run(run)) if row["step"] == "numbers"]
+    assert numbers["paged"] is None  # the JSON's `paged`: null, not []
+    assert ladder_line(numbers).endswith("→ lead: not recorded (written before 2026-12, when escalations did not "
+                                         "name whom they reached)")
 
 
 def test_without_people_a_drill_pages_everyone_its_sop_reaches_as_before(engine: Any) -> None:

@@ -55,8 +55,13 @@ def test_the_drill_and_the_audit_say_who_was_escalated_to_and_when(sop: Any, loc
     text = shown.stdout
     section = text[text.index("Escalations (SOP time"):text.index("Timeline (SOP time")]
     lines = [" ".join(line.split()) for line in section.splitlines()[1:] if line.strip()]
-    assert len(lines) == 2 and re.fullmatch(r"\+\d+m\d*s? assess escalation stage 1 → assignee: wang-fang", lines[0]), lines
-    assert re.fullmatch(r"\+1\dm\d*s? assess escalation stage 2 → lead, backup: chen-jie, sara-lopez", lines[1]), lines
+    # each level, then when on the wall clock (the site's zone, as the timeline below) and its record
+    when = r" · \d{4}-\d\d-\d\d \d\d:\d\d:\d\d #\d+"
+    assert len(lines) == 2 and re.fullmatch(r"\+\d+m\d*s? assess escalation stage 1 → assignee: wang-fang" + when,
+                                            lines[0]), lines
+    assert re.fullmatch(r"\+1\dm\d*s? assess escalation stage 2 → lead, backup: chen-jie, sara-lopez" + when, lines[1]), lines
+    seq = lines[1].rsplit("#", 1)[1]
+    assert re.search(rf"#{seq} +assess escalated", text), text  # the record it names, in the timeline
 
 
 FOLLOWED = {

@@ -168,6 +168,8 @@ def test_a_finished_runs_story(sop: Any, site: Site, auditor: httpx.Client, play
     story = page.text.split('id="timeline"', 1)[1]
     assert "done by zhao-lei (direct)" in story and "answer=&#34;ok&#34;" in story and "probe answered" in story
     assert story.index("run started by tom-becker") < story.index("done by zhao-lei") < story.index("run finished")
+    assert re.match(r"\S+ after the first ask, by Zhao Lei 赵磊 \(direct\): respond done\n",
+                        text_of(page, "acknowledged")), text_of(page, "acknowledged")  # who answered first, by name
     assert 'class="gantt"' in page.text  # the run's chart
     assert "id: t-ladder" in page.text  # the exact SOP text the run used
     # the JSON download is `sop audit show --json`, with the chain it rests on (the file alone says it, and gives the
@@ -245,6 +247,14 @@ def test_leaving_the_drill_out_changes_the_figures(sop: Any, site: Site, auditor
     assert figures["drills"] == "exclude" and [r["run"] for r in figures["runs"]] == [played.real]
 
 
+def test_late_steps_by_role_name_the_roles_by_their_titles(auditor: httpx.Client, played: Played) -> None:
+    """The desk names roles as every page does ("SRE on-call"), the role's id on hover; the CSV keeps ids."""
+    page = auditor.get("/desk/report", params=played.window).text
+    table = re.search(r'<table class="compliance" id="by-role">(.*?)</table>', page, re.S)
+    assert table, "no late steps by role"
+    assert '<th scope="row" title="sre-oncall">SRE on-call</th>' in table.group(1), table.group(1)
+
+
 def test_every_desk_page_says_when_the_chain_does_not_verify(site: Site, auditor: httpx.Client, played: Played) -> None:
     """A forged verdict is shown under a warning: the desk's pages read what the ledger holds, the chain says whether
     that is what happened. The verify page's walk is the newest the pages show (else one a minute at most)."""
@@ -262,6 +272,18 @@ def test_every_desk_page_says_when_the_chain_does_not_verify(site: Site, auditor
             banner = text_of(page, "chain-state")
             assert banner.startswith("The ledger's hash chain does not verify") and "may have been edited" in banner
             assert "found broken" in text_of(page, "chain-checked")
+        # where it is read: the run's row in the list, and the record in its story
+        listed = auditor.get("/desk", params=played.window).text
+
+        def run_row(run_id: str) -> str:
+            return re.search(rf'<tr id="run-{run_id}"[^>]*>(.*?)</tr>', listed, re.S).group(1)  # type: ignore[union-attr]
+
+        assert f"✗ record {row['seq']} edited" in run_row(played.drill)
+        assert "✗ record" not in run_row(played.real)
+        story = auditor.get(f"/desk/runs/{played.drill}").text
+        told = re.search(rf'<li id="record-{row["seq"]}"[^>]*>(.*?)</li>', story, re.S)
+        assert told and "✗ this record does not match the chain (edited)" in told.group(1)
+        assert story.count("does not match the chain") == 1
     finally:
         sql_on(url, ("UPDATE records SET data = ? WHERE seq = ?", (row["data"], row["seq"])))
         auditor.get("/desk/verify")  # the pages' newest walk: intact again
@@ -310,6 +332,34 @@ def test_the_chain_verified_with_the_head_to_note_down(site: Site, auditor: http
     assert field_errors(wrong)["anchor"].startswith("anchor `12:abc` is not SEQ:HASH")
 
 
+def test_records_past_the_head_are_said_and_their_newest_is_given_to_note_down_too(
+        sop: Any, site: Site, auditor: httpx.Client) -> None:
+    """The last records of a process that stopped are in no checkpoint: cut, they would leave no trace, and the head
+    alone would still stand. The page says how many there are and gives the newest to note down with the head."""
+    ledger = site.engine.ledger
+    every, ledger.checkpoint_every = ledger.checkpoint_every, None  # this process writes no checkpoint meanwhile
+    try:
+        ledger.checkpoint()
+        run_id = site.engine.start("t-ladder", {}, initiator="tom-becker", launch=False,
+                                   trigger={"kind": "manual", "by": "tom-becker"}).run_id
+        page = auditor.get("/desk/verify")
+    finally:
+        ledger.checkpoint_every = every
+    assert "✓ Chain intact" in text_of(page, "verdict")
+    said = text_of(page, "past-head")
+    assert re.match(r"\d+ record\(s\) were written after the head, in no checkpoint yet", said), said
+    with ledger.read() as conn:
+        started = conn.execute(sa.select(records.c.seq).where((records.c.run_id == run_id)
+                                                              & (records.c.kind == "run_started"))).scalar_one()
+    head = f"{text_of(page, 'head-seq')}:{text_of(page, 'head-hash')}"
+    command = re.search(r"sop audit verify((?: --anchor \d+:[0-9a-f]{64})+)", page.text)
+    assert command, "no command to note down"
+    anchors = command.group(1).split()[1::2]
+    assert anchors[0] == head and len(anchors) >= 2 and int(anchors[-1].split(":")[0]) >= started, anchors
+    assert "chain intact" in cli(sop, site, "verify", *(f"--anchor={anchor}" for anchor in anchors))
+    _finish(site, run_id, "zhao-lei")
+
+
 def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: httpx.Client) -> None:
     """The review's first question, answered in one table instead of among every record: each level, when (SOP time),
     the ladder's targets and whom they reached, and help a person asked for, by whom."""
@@ -319,14 +369,38 @@ def test_a_runs_story_lists_who_was_escalated_to_and_when(site: Site, auditor: h
     site.engine.ask_for_help(run_id, "respond", Actor(person=holder, via="direct"), "disk full, need a hand")
     page = auditor.get(f"/desk/runs/{run_id}")
     assert page.status_code == 200
-    table = re.search(r'<table class="deadlines" id="ladder">(.*?)</table>', page.text, re.S)
+    table = re.search(r'<table class="[^"]*" id="ladder">(.*?)</table>', page.text, re.S)
     assert table, "no escalations table"
-    rows = [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+    rows = [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
             for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).split("<tbody>", 1)[1], re.S)]
     assert rows, table.group(1)
     assert rows[0][1] == "respond" and rows[0][2].startswith("help asked") and f"by {holder}" in rows[0][2]
     escalated = [row for row in rows if row[2].startswith("escalation stage")]
-    assert escalated and escalated[0][3] and escalated[0][4] not in ("", "—"), rows
+    assert escalated and escalated[0][3] == "lead" and escalated[0][4] == "Tom Becker", rows  # by name, as above it
+    # when on the wall clock too (the reader's zone), and the record it came from, a link into Every record
+    assert re.fullmatch(r"\+\S+?\s*\d{4}-\d\d-\d\d \d\d:\d\d CST \(UTC\+8\) #\d+", escalated[0][0]), escalated[0][0]
+    seq = escalated[0][0].rsplit("#", 1)[1]
+    assert f'<a href="#record-{seq}">#{seq}</a>' in page.text and f'<li id="record-{seq}"' in page.text
+    _finish(site, run_id, holder)
+
+
+def ladder_rows(page: httpx.Response) -> list[list[str]]:
+    """The cells of the run page's Escalations table, row by row."""
+    table = re.search(r'<table class="[^"]*" id="ladder">(.*?)</table>', page.text, re.S)
+    assert table, "no escalations table"
+    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).split("<tbody>", 1)[1], re.S)]
+
+
+def test_a_level_that_paged_nobody_in_the_drill_says_why(site: Site, auditor: httpx.Client) -> None:
+    """A game day of Li Wei alone: the lead the holder's "Need help" fires is not in it, so the level reached nobody,
+    and the table says why instead of a bare dash (which also stood for records that do not say)."""
+    run_id = site.engine.start("t-ladder", {}, initiator="li-wei", speed=60, launch=False,
+                               trigger={"kind": "drill", "by": "li-wei", "people": ["li-wei"]}).run_id
+    holder = site.engine.person_for("sre-oncall")
+    site.engine.ask_for_help(run_id, "respond", Actor(person=holder, via="direct"), "stuck")
+    [escalated] = [row for row in ladder_rows(auditor.get(f"/desk/runs/{run_id}")) if row[2].startswith("escalation")]
+    assert escalated[3:] == ["lead", "nobody: none of them takes part in the drill (Tom Becker)"], escalated
     _finish(site, run_id, holder)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from flows.audit.export import from_csv
 from flows.audit.report import Compliance
+from flows.language.actors import Actor
 from tests.web.conftest import Site, forget_sign_ins
 from tests.web.test_browser import CHROMIUM, browser, open_page, size  # noqa: F401 - the browser's fixtures
 from tests.web.test_desk import Played, _finish, cli
@@ -122,6 +123,24 @@ def test_an_auditor_reads_a_finished_run_and_downloads_the_report(sop: Any, site
     assert re.fullmatch(r"[0-9a-f]{64}", page.locator("#head-hash").inner_text())
     page.shot("desk-verify")
     assert page.outside == []  # type: ignore[attr-defined]
+
+
+def test_whom_each_escalation_reached_is_on_screen_at_either_width(
+        site: Site, open_page: Any, size: str) -> None:  # noqa: F811
+    """On a phone the Escalations table scrolled sideways with Reached, what a review reads first, off the screen:
+    now a card per level, as Deadlines, every line of it within the page's width."""
+    run_id = site.engine.start("t-ladder", {}, initiator="tom-becker", launch=False,
+                               trigger={"kind": "manual", "by": "tom-becker"}).run_id
+    holder = site.engine.person_for("sre-oncall")
+    site.engine.ask_for_help(run_id, "respond", Actor(person=holder, via="direct"), "need a hand")
+    page = open_page()
+    sign_in_as(site, page, AUDITOR[size], f"/desk/runs/{run_id}")
+    reached = page.locator("#ladder td[data-label=Reached]").last
+    assert reached.inner_text() == "Tom Becker"
+    box, width = reached.bounding_box(), page.viewport_size["width"]
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (box, width)
+    page.shot("desk-escalations")
+    _finish(site, run_id, holder)
 
 
 def test_a_responder_cannot_open_the_desk(site: Site, open_page: Any, size: str) -> None:  # noqa: F811
