@@ -153,7 +153,7 @@ class StepInfo:
     fallback_assignee: str | None = None
     needed_by: tuple[str, ...] = ()
     time_left_short: str | None = None
-    #: past its due (``time_left`` says "overdue"); a step without a due never is
+    #: at its due instant or past it (``time_left`` says "due now" or "… overdue"); a step without a due never is
     overdue: bool = False
 
     def __post_init__(self) -> None:

@@ -103,8 +103,9 @@ def time_left(due_at: datetime | None, now: datetime, speed: float, *, roughly: 
 
 
 def overdue(due_at: datetime | None, now: datetime, speed: float) -> bool:
-    """Past its due instant by more than :data:`DUE_NOW` (SOP time): what :func:`time_left` says "overdue" of."""
-    return due_at is not None and (now - due_at) * speed >= DUE_NOW
+    """At its due instant or past it (SOP time; :func:`time_left` says "due now" within :data:`DUE_NOW` of it): a
+    ladder's rung at 100% of the due finds the step late."""
+    return due_at is not None and (now - due_at) * speed > -DUE_NOW
 
 
 def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, now: datetime,

@@ -99,7 +99,8 @@ def test_the_others_on_the_rung_still_get_the_escalation(engine: Any) -> None:
     late = titles(engine, "sara-lopez", "Close the ticket")[-1]
     assert late.startswith("[P1] Overdue: Close the ticket (Refund review)"), late
     [lead] = titles(engine, "li-wei", "Close the ticket")
-    assert lead.startswith("[P1] Escalated to you: Close the ticket (Refund review) is late"), lead
+    # its rung is at the due instant: late, without a "0s left" or "0s overdue" after it
+    assert lead == "[P1] Escalated to you: Close the ticket (Refund review) is late", lead
     assert "reach Sara Lopez, or take it over yourself" in bodies(engine, "li-wei", "Close the ticket")[0]
 
 

@@ -101,8 +101,8 @@ def test_an_escalation_before_the_due_does_not_say_the_step_is_late() -> None:
     assert message.title == ("[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is not done "
                              "yet, 10m left")
     assert " late" not in message.body.split("\n\n", 2)[1]  # "… is not done. It is assigned to …"
-    at_due = replace(early, step=replace(early.step, time_left="due now", time_left_short="due now"))
-    assert render_message("escalated", at_due, overrides_dir=NO_OVERRIDES).title.endswith(") is not done yet, due now")
+    at_due = replace(early, step=replace(early.step, time_left="due now", time_left_short="due now", overdue=True))
+    assert render_message("escalated", at_due, overrides_dir=NO_OVERRIDES).title.endswith(" (Crisis PR response · lumi) is late")
     late = replace(early, step=replace(early.step, time_left="5m overdue", time_left_short="5m overdue", overdue=True))
     assert render_message("escalated", late, overrides_dir=NO_OVERRIDES).title.endswith(") is late, 5m overdue")
 
@@ -373,15 +373,16 @@ def test_a_drills_page_says_so_in_its_first_words_and_a_real_ones_never(kind: st
 
 def test_time_left_says_due_now_at_the_due_instant_not_0s() -> None:
     """A rung at 100% of a step's due fires at its due instant, a few milliseconds late: "0s left" or "0s overdue"
-    read as a glitch; a compressed run's second is less than a hundredth of one."""
+    read as a glitch (a compressed run's second is less than a hundredth of one); the step is late then."""
     from datetime import UTC, datetime, timedelta
 
     from flows.engine.page_context import overdue, time_left
 
     due = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
-    for late_by, speed, said, is_overdue in [(timedelta(0), 1, "due now", False),
-                                             (timedelta(milliseconds=400), 1, "due now", False),
-                                             (timedelta(milliseconds=5), 100, "due now", False),
+    for late_by, speed, said, is_overdue in [(timedelta(0), 1, "due now", True),
+                                             (timedelta(milliseconds=400), 1, "due now", True),
+                                             (timedelta(milliseconds=5), 100, "due now", True),
+                                             (timedelta(milliseconds=-400), 1, "due now", True),
                                              (timedelta(seconds=-90), 1, "1m30s left", False),
                                              (timedelta(seconds=2), 1, "2s overdue", True),
                                              (timedelta(seconds=3), 100, "5m overdue", True)]:
