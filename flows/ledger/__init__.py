@@ -58,12 +58,13 @@ from flows.ledger.tx import (
     lane_of,
     record_hash,
     record_pieces,
+    selected,
     utc,
 )
 from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
 
 __all__ = ["CHECKPOINT_LANE", "GENESIS", "LANES", "Ledger", "LedgerUnavailable", "Tx", "dumps", "lane_of",
-           "record_hash", "utc"]
+           "record_hash", "selected", "utc"]
 
 log = logging.getLogger("sop.ledger")
 

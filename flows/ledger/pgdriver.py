@@ -239,3 +239,21 @@ def attach_alone(driver: Any, values: dict[str, Any]) -> tuple[Any, ...] | None:
         return driver.execute(_ATTACH_ALONE, values).fetchone()  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise _translated(exc, _ATTACH_ALONE, values) from exc
+
+
+def selected(driver: Any, queries: list[tuple[Any, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Built selects (statement, parameters) in one round trip (a pipeline): each one's rows, as dicts by column."""
+    cursors = []
+    sql = ""
+    try:
+        with driver.pipeline():
+            for statement, params in queries:
+                sql, fixed = compiled(statement, tuple(params))
+                cursors.append(driver.execute(sql, _values(fixed, params)))
+        out = []
+        for cursor in cursors:
+            names = [column.name for column in cursor.description]
+            out.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
+        return out
+    except psycopg.Error as exc:
+        raise _translated(exc, sql, [params for _, params in queries]) from exc
