@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from flows.clock import ManualClock
+from flows.engine.inputs import InputRefused
 from flows.engine.paging import Pager
 from flows.engine.store import load_view
 from flows.engine.timers import TimerService
@@ -263,13 +264,16 @@ def test_a_repeat_attaches_to_the_open_run(local: Engine) -> None:
     assert chain_ok(local)
     # an alert whose key renders empty (a label it lacks) still dedups: its repeats attach, no run (and page) each
     alert = {"kind": "alert", "alertname": "ServiceDown"}
-    blank = local.start("t-newrun", {"service": ""}, initiator="alertmanager", trigger=alert)
-    blank_again = local.start("t-newrun", {"service": " "}, initiator="alertmanager", trigger=alert)
+    blank = local.start("t-newrun", {"service": ""}, initiator="alertmanager", trigger=alert, rendered=True)
+    blank_again = local.start("t-newrun", {"service": " "}, initiator="alertmanager", trigger=alert, rendered=True)
     assert not blank.attached and blank_again.attached and blank_again.run_id == blank.run_id
     assert blank.run_id not in (first.run_id, other.run_id)
-    # a person's start with an empty key has no signal to repeat: a run of its own (two people, two runs)
-    by_hand = [local.start("t-newrun", {"service": ""}, initiator="ana", trigger={"kind": "manual", "by": "ana"})
-               for _ in range(2)]
+    # a start that is no signal, whose key renders empty, has nothing to repeat: a run of its own (two starts, two
+    # runs); a person cannot give the input blank (refused: leave it out for its default)
+    by_hand = [local.start("t-newrun", {"service": ""}, initiator="ana", trigger={"kind": "manual", "by": "ana"},
+                           rendered=True) for _ in range(2)]
+    with pytest.raises(InputRefused, match="`service` was given empty"):
+        local.start("t-newrun", {"service": ""}, initiator="ana", trigger={"kind": "manual", "by": "ana"})
     assert not any(r.attached for r in by_hand) and len({r.run_id for r in by_hand} | {blank.run_id}) == 3
 
 
