@@ -9,7 +9,8 @@ Owns:
 
 - :mod:`~flows.audit.scope`     what is asked: the window, the class; :class:`AuditError`
 - :mod:`~flows.audit.queries`   which runs, read from the chain
-- :mod:`~flows.audit.model`     a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it
+- :mod:`~flows.audit.model`     a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it;
+  :mod:`~flows.audit.facts` each page, escalation and answer it holds
 - :mod:`~flows.audit.verify`    recompute the chain, name the first broken record
 - :mod:`~flows.audit.report`    SLA figures (per SOP, per class, late steps by role)
 - :mod:`~flows.audit.parallel`  the report and the walk on two processes, only where forking is safe

@@ -11,9 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from flows.audit.followups import FollowUpLink
-from flows.audit.model import (
-    FINISHED_STEP,
+from flows.audit.facts import (
     Acknowledgement,
     Approval,
     Delivery,
@@ -22,9 +20,13 @@ from flows.audit.model import (
     HandOver,
     Help,
     Notification,
+    StatusUpdate,
+)
+from flows.audit.followups import FollowUpLink
+from flows.audit.model import (
+    FINISHED_STEP,
     Outline,
     RunAudit,
-    StatusUpdate,
     StepAudit,
     parse_time,
 )

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.builder import HANDLERS, SUMMARY_DATA, SUMMARY_KINDS, RunBuilder
-from flows.audit.model import Entry, Outline, RunAudit, is_drill, parse_time
+from flows.audit.facts import Entry
+from flows.audit.model import Outline, RunAudit, is_drill, parse_time
 from flows.audit.scope import AuditError, NotFound, Window, check_class, check_drills, drills_kept
 from flows.language.library import pinned_sop
 from flows.ledger import utc

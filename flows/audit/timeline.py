@@ -7,8 +7,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from flows.audit.facts import Entry, Notification
 from flows.audit.followups import verdict as follow_up_verdict
-from flows.audit.model import Entry, Notification, RunAudit, StepAudit, started_by
+from flows.audit.model import RunAudit, StepAudit, started_by
 from flows.language.actors import described
 from flows.language.durations import format_duration
 from flows.language.fields import FieldSpec

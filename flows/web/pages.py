@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from flows.audit import Audit
-from flows.audit.model import Escalation, HandOver
+from flows.audit.facts import Escalation, HandOver
 from flows.engine.links import Claim, LinkRefused
 from flows.engine.participants import taking_part
 from flows.engine.transitions import StepHeld, StepNotActive
