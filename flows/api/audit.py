@@ -25,7 +25,7 @@ from flows.audit.export import to_csv, to_json
 from flows.audit.report import COMPLIANCE_COLUMNS
 from flows.audit.scope import NotFound
 from flows.audit.summary import RUN_COLUMNS
-from flows.audit.verify import Anchor
+from flows.audit.verification import Anchor
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 SINCE = Query(None, description="runs started from: 2026-03-01, an ISO time (UTC unless it has an offset), or 7d")

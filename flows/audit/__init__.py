@@ -11,7 +11,8 @@ Owns:
 - :mod:`~flows.audit.queries`   which runs, read from the chain
 - :mod:`~flows.audit.model`     a run as an auditor reads it; :mod:`~flows.audit.builder` folds its records into it;
   :mod:`~flows.audit.facts` each page, escalation and answer it holds
-- :mod:`~flows.audit.verify`    recompute the chain, name the first broken record
+- :mod:`~flows.audit.verify`    recompute the chain, name the first broken record; what it finds and what to
+  note down (the head, anchors) in :mod:`~flows.audit.verification`
 - :mod:`~flows.audit.report`    SLA figures (per SOP, per class, late steps by role)
 - :mod:`~flows.audit.parallel`  the report and the walk on two processes, only where forking is safe
 - :mod:`~flows.audit.html`      the self-contained HTML report, with :mod:`~flows.audit.gantt` charts
@@ -47,7 +48,7 @@ from flows.audit.scope import AuditError, Window, check_class, check_drills, che
 from flows.audit.silences import SilencedLine, SilenceLine, silence_lines, silenced_lines
 from flows.audit.summary import RunLine, run_lines
 from flows.audit.timeline import document
-from flows.audit.verify import Anchor, Verification
+from flows.audit.verification import Anchor, Verification
 from flows.ledger import Ledger
 from flows.ledger.schema import records, runs
 

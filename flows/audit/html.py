@@ -21,7 +21,7 @@ from flows.audit.model import RunAudit
 from flows.audit.queries import paused_gc
 from flows.audit.report import DEFINITIONS, SOP_TIME_NOTE, Compliance, ComplianceReport
 from flows.audit.scope import Window
-from flows.audit.verify import Verification
+from flows.audit.verification import Verification
 from flows.language.durations import format_duration
 
 _TEMPLATE = """<!doctype html>

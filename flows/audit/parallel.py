@@ -40,12 +40,10 @@ from sqlalchemy.engine import Connection
 from flows.audit.queries import Part, at_column, load_runs, outlines, paused_gc, record_time
 from flows.audit.report import ComplianceReport, RunFacts, aggregate, run_facts
 from flows.audit.scope import Window
+from flows.audit.verification import Anchor, Verification, head_of
 from flows.audit.verify import (
-    Anchor,
-    Verification,
     Walk,
     conclude,
-    head_of,
     legacy_head,
     record_before,
     share,

@@ -20,9 +20,9 @@ in a lane says which (``lane``, and ``seq`` is then the place in that lane). The
 (lane 0) fold every lane's head: a lane that no longer reaches a head a checkpoint saw was cut
 (*truncated*), one whose record there hashes otherwise was *rewritten*.
 
-What chains alone cannot show: records cut off the end since the last checkpoint, or the
-checkpoints' own tail rewritten. For those, note the last checkpoint (sequence and hash)
-somewhere else after each audit and pass it back as an anchor (``--anchor SEQ:HASH``).
+What chains alone cannot show (records cut off the end since the last checkpoint, or the
+checkpoints' own tail rewritten), the anchors a person noted down do. What the walk finds,
+and what to note down, is a :class:`~flows.audit.verification.Verification`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import functools
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha256
 from json.encoder import encode_basestring
@@ -41,95 +41,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from flows.audit.queries import at_column, record_time, text_hash
-from flows.audit.scope import AuditError
-from flows.audit.tail import Tail, tail_of
+from flows.audit.tail import tail_of
+from flows.audit.verification import Anchor, Break, Verification, head_of
 from flows.ledger import CHECKPOINT_LANE, GENESIS, record_hash, utc
 from flows.ledger.schema import records, sop_versions
 
-#: the kinds of break that name a record still in the ledger (a deleted or cut one has no record to mark)
-UNSOUND = ("edited", "inserted", "reordered", "rewritten")
 _RENUMBER_REACH = 8  # how far a renumbered record is looked for (records deleted or inserted at once)
-
-
-@dataclass
-class Break:
-    """Where the chain breaks: the record's number (``seq``, as ``sop audit show`` numbers records; None for a
-    record that is gone), what was done, in words; in a lane, also the record's ``place`` in it."""
-
-    seq: int | None
-    kind: str  # edited | deleted | inserted | reordered | truncated | rewritten
-    message: str
-    lane: int | None = None  # None: the records written before lanes (or the anchors)
-    place: int | None = None  # its place in its lane (None: before lanes, where the place is the seq)
-
-    @property
-    def where(self) -> str:
-        """``record 123``, or for a record that is gone ``lane 1, place 92``."""
-        return f"record {self.seq}" if self.seq is not None else f"lane {self.lane}, place {self.place}"
-
-
-@dataclass
-class Anchor:
-    """A head noted after an earlier audit: record ``seq`` had hash ``hash``."""
-
-    seq: int
-    hash: str
-
-    @classmethod
-    def parse(cls, text: str) -> Anchor:
-        seq, _, digest = text.partition(":")
-        if not seq.strip().isdigit() or len(digest.strip()) != 64:
-            raise AuditError(f"anchor `{text}` is not SEQ:HASH", "copy it from an earlier `sop audit verify` (e.g. 1042:9f2c…)")
-        return cls(int(seq), digest.strip().lower())
-
-
-@dataclass
-class Verification:
-    """The result of one verification; ``ok`` only when nothing at all is wrong."""
-
-    records: int
-    head_seq: int
-    head_hash: str
-    breaks: list[Break] = field(default_factory=list)
-    suspects: list[int] = field(default_factory=list)  # other records whose fields do not match their hash
-    texts_checked: int = 0
-    bad_texts: list[str] = field(default_factory=list)
-    missing_texts: list[str] = field(default_factory=list)
-    tail: Tail = field(default_factory=Tail)  # the records past the head: in no checkpoint yet
-
-    @property
-    def anchors(self) -> list[str]:
-        """What to note down (``SEQ:HASH``, for ``--anchor``): the head, and the newest record of each lane with records
-        past it, which an anchor on the head alone does not cover (:mod:`flows.audit.tail`)."""
-        return [f"{seq}:{digest}" for seq, digest in [(self.head_seq, self.head_hash), *self.tail.newest]]
-
-    @property
-    def unsound(self) -> dict[int, str]:
-        """The records still there that do not check out, by number, each with what was done to it (a later record
-        that does not match its own hash: edited): what a run's story marks where it shows them."""
-        found = {b.seq: b.kind for b in self.breaks if b.seq is not None and b.kind in UNSOUND}
-        return {**{seq: "edited" for seq in self.suspects}, **found}
-
-    @property
-    def ok(self) -> bool:
-        return not self.breaks and not self.suspects and not self.bad_texts and not self.missing_texts
-
-    @property
-    def first_break(self) -> Break | None:
-        return self.breaks[0] if self.breaks else None
-
-    def summary(self) -> dict[str, Any]:
-        """What a JSON export says of the chain it was read from: intact or not, how many records, the head to note
-        down as an anchor, the first break (``sop audit show --json``, the desk's download of a run)."""
-        return {key: value for key, value in self.to_dict().items()
-                if key in ("ok", "records", "head", "past_head", "anchors", "first_break")}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "records": self.records, "head": {"seq": self.head_seq, "hash": self.head_hash},
-                "past_head": self.tail.records, "anchors": self.anchors,
-                "first_break": asdict(self.first_break) if self.first_break else None,
-                "breaks": [asdict(b) for b in self.breaks], "suspects": self.suspects,
-                "sop_texts": {"checked": self.texts_checked, "edited": self.bad_texts, "missing": self.missing_texts}}
 
 
 def _hash(row: Any, prev_hash: str, seq: int) -> str:
@@ -358,18 +275,6 @@ def _check_head(found: Walk, lane: int | None, columns: tuple[Any, ...], digest:
                                   "rewritten at or before it", lane, columns[0]))
 
 
-def head_of(conn: Connection) -> tuple[int, str, int]:
-    """What to note down as the anchor: the newest checkpoint (else the newest record written before lanes;
-    else the newest record), seq and hash (0 and the genesis when empty), and how many records there are."""
-    head = (conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.chain == CHECKPOINT_LANE)
-                         .order_by(records.c.pos.desc()).limit(1)).first()
-            or conn.execute(sa.select(records.c.seq, records.c.hash).where(records.c.chain.is_(None))
-                            .order_by(records.c.seq.desc()).limit(1)).first()
-            or conn.execute(sa.select(records.c.seq, records.c.hash).order_by(records.c.seq.desc()).limit(1)).first())
-    count = conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one()
-    return (head[0], head[1], count) if head else (0, GENESIS, count)
-
-
 def legacy_head(conn: Connection) -> int:
     """The seq of the last record written before lanes (0 when none)."""
     return conn.execute(sa.select(sa.func.max(records.c.seq)).where(records.c.chain.is_(None))).scalar() or 0
@@ -492,5 +397,4 @@ def _check_texts(conn: Connection, result: Verification) -> None:
     result.missing_texts = sorted(f"{sop_id} {digest[:12]}" for sop_id, digest in used if digest not in stored)
 
 
-__all__ = ["Anchor", "Break", "Verification", "Walk", "conclude", "head_of", "legacy_head", "record_before", "share",
-           "verify_chain", "walk", "walk_lanes"]
+__all__ = ["Walk", "conclude", "legacy_head", "record_before", "share", "verify_chain", "walk", "walk_lanes"]

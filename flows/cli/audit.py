@@ -20,7 +20,7 @@ from flows.audit.export import to_csv, to_json
 from flows.audit.report import COMPLIANCE_COLUMNS
 from flows.audit.silences import SILENCED_COLUMNS
 from flows.audit.summary import RUN_COLUMNS
-from flows.audit.verify import Anchor
+from flows.audit.verification import Anchor
 from flows.cli import app
 from flows.cli.audit_views import (
     Times,

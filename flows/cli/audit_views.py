@@ -231,7 +231,7 @@ def _entry_details(entry: dict[str, Any]) -> list[str]:
 
 def print_document(doc: dict[str, Any], times: Times = UTC_TIMES, unsound: dict[int, str] | None = None) -> None:
     """The terminal rendering of ``sop audit show``; each record that does not check out (``unsound``:
-    :attr:`flows.audit.verify.Verification.unsound`) marked where it is told."""
+    :attr:`flows.audit.verification.Verification.unsound`) marked where it is told."""
     text_state = {True: "text verified", False: "[red]TEXT DOES NOT MATCH ITS HASH[/]", None: "[red]text missing[/]"}
     console.print(f"[bold]run {doc['run']}[/] — {doc['sop']} v{doc['version']} ({doc['sop_hash'][:12]}…, "
                   f"{text_state[doc['sop_text_ok']]}) · {doc['class']}")

@@ -32,7 +32,7 @@ from flows.audit.report import COMPLIANCE_COLUMNS, DEFINITIONS, DRILLS_NOTE, SOP
 from flows.audit.scope import CLASSES, DRILLS, NotFound, check_class, check_drills
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.timeline import acknowledged_text, document
-from flows.audit.verify import Anchor
+from flows.audit.verification import Anchor
 from flows.language.durations import format_duration
 from flows.language.presentation import skip_reason
 from flows.web.app import Web

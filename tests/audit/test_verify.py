@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from flows.audit import Audit, AuditError
-from flows.audit.verify import Anchor, verify_chain
+from flows.audit.verification import Anchor
+from flows.audit.verify import verify_chain
 from flows.ledger import GENESIS, Ledger, record_hash
 from flows.ledger.schema import records
 from tests.audit.conftest import HERE, Scenario, record_row, renumber, tamper

@@ -20,7 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from flows.audit.queries import text_hash
-from flows.audit.verify import Anchor, Verification, verify_chain
+from flows.audit.verification import Anchor, Verification
+from flows.audit.verify import verify_chain
 from flows.ledger import _LANE_LOCKS, CHECKPOINT_LANE, LANES, Ledger, lane_of, record_hash
 from flows.ledger.schema import records, runs, sop_versions
 
