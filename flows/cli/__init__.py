@@ -1,8 +1,9 @@
 """The ``sop`` command: one Typer app, commands grouped by audience in sibling modules.
 
 The top layer. Owns the command line: arguments and options, exit codes and error
-messages, and what a terminal shows (tables, colours, progress bars; e.g.
-:mod:`flows.cli.audit_views`). What a command does lives in the layers below, so the API
+messages, what a terminal shows (tables, colours, progress bars; e.g.
+:mod:`flows.cli.audit_views`) and the files an export writes (e.g.
+:mod:`flows.cli.audit_files`). What a command does lives in the layers below, so the API
 and the CLI answer alike.
 
 May import every layer: ``flows.runtime``, ``flows.api``, ``flows.audit``,

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 import time
 from collections.abc import Callable
-from contextlib import suppress
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import click
 import typer
-from typer.core import TyperCommand
 
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
@@ -22,6 +16,7 @@ from flows.audit.silences import SILENCED_COLUMNS
 from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verification import Anchor
 from flows.cli import app
+from flows.cli.audit_files import FileOrStdout, say_written, write_export, write_exports
 from flows.cli.audit_views import (
     Times,
     print_actions,
@@ -59,27 +54,6 @@ CsvOut = Annotated[str | None, typer.Option("--csv", metavar="[FILE]", help="wri
                                                                             "UTC); alone or `-`: to stdout")]
 JsonOut = Annotated[str | None, typer.Option("--json", metavar="[FILE]", help="write JSON to FILE (times ISO 8601 "
                                                                               "UTC); alone or `-`: to stdout")]
-STDOUT = "-"
-
-
-class FileOrStdout(TyperCommand):
-    """A command whose ``--csv`` and ``--json`` take a FILE or nothing: given alone (at the end, or before another
-    option), they mean stdout, ``-``, so ``sop audit runs --csv`` (a flag once) and ``sop audit report --csv FILE``
-    read alike. Only for commands with no positional argument: one after the option would be its FILE."""
-
-    OPTIONAL_VALUE = ("--csv", "--json")
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        given: list[str] = []
-        for i, arg in enumerate(args):
-            if arg == "--":
-                given += args[i:]
-                break
-            given.append(arg)
-            following = args[i + 1] if i + 1 < len(args) else None
-            if arg in self.OPTIONAL_VALUE and (following is None or (following.startswith("-") and following != STDOUT)):
-                given.append(STDOUT)
-        return super().parse_args(ctx, given)
 
 
 def _audit(utc: bool = False) -> tuple[Audit, Times]:
@@ -89,89 +63,6 @@ def _audit(utc: bool = False) -> tuple[Audit, Times]:
     loaded = library(lenient=True)  # history is in the ledger: a broken file only warns
     subject = Audit(ledger_for(loaded), sops=loaded.sops)
     return subject, Times("UTC" if utc else loaded.site.settings.timezone, subject.now())
-
-
-def _exports(outputs: dict[str, tuple[str | None, Callable[[], str]]]) -> bool:
-    """Write each export asked for (label → (FILE or ``-``, its text)); True when one went to stdout, where a
-    table would garble it. Two to stdout are refused: one stream cannot hold both."""
-    asked = {label: (path, text) for label, (path, text) in outputs.items() if path}
-    to_stdout = [label for label, (path, _) in asked.items() if path == STDOUT]
-    if len(to_stdout) > 1:
-        fail(f"{' and '.join(f'--{label.lower()}' for label in to_stdout)} would all write to stdout",
-             f"give all but one a FILE, e.g. --{to_stdout[-1].lower()} out.{to_stdout[-1].lower()}")
-    for path, text in asked.values():
-        _write(path, text())
-    return bool(to_stdout)
-
-
-def _written(outputs: dict[str, str | None]) -> None:
-    """Say which files were written (label → path)."""
-    for label, path in outputs.items():
-        if path and path != STDOUT:
-            console.print(f"[green]✓[/] {label} written to {path}")
-
-
-def _write(path: str, text: str) -> None:
-    """Write an export whole or not at all: into a file beside it, flushed to disk, then renamed
-    over it, so an earlier report at that path is never left half-overwritten (a full disk,
-    Ctrl-C, a power cut). A link's own file is the one replaced, with its permissions kept; a
-    pipe, a terminal or ``/dev/stdout`` is written to as a stream."""
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    target = Path(path)
-    if target.is_dir():
-        fail(f"cannot write {path}: it is a folder", f"give a file name in it, e.g. {target / 'report.html'}")
-    if not target.parent.exists():
-        fail(f"cannot write {path}: folder {target.parent} does not exist", "create it first, or pick another path")
-    try:
-        st = os.stat(target)  # through a link
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        _cannot_write(path, exc)
-    real = Path(os.path.realpath(target))
-    if st is not None and not stat.S_ISREG(st.st_mode):  # a pipe, a terminal, /dev/fd/N: nothing to replace
-        _write_in_place(path, target, text)  # as named: /dev/fd/N resolves to no openable name
-        return
-    partial = real.with_name(f".{real.name[:100]}.{os.getpid()}.partial")
-    try:
-        out = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below, on every path
-    except PermissionError as exc:
-        if st is None:
-            _cannot_write(path, exc)
-        _write_in_place(path, real, text)  # a writable file in a folder we may not add to
-        return
-    except OSError as exc:
-        _cannot_write(path, exc)
-    try:
-        with out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        if st is not None:
-            os.chmod(partial, stat.S_IMODE(st.st_mode))  # a report kept private stays private
-        os.replace(partial, real)
-    except (OSError, UnicodeError) as exc:
-        with suppress(OSError):
-            partial.unlink()
-        _cannot_write(path, exc)
-    except BaseException:
-        with suppress(OSError):
-            partial.unlink()
-        raise
-
-
-def _write_in_place(path: str, real: Path, text: str) -> None:
-    try:
-        with open(real, "w", encoding="utf-8") as out:
-            out.write(text)
-    except (OSError, UnicodeError) as exc:
-        _cannot_write(path, exc)
-
-
-def _cannot_write(path: str, exc: BaseException) -> NoReturn:
-    fail(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}", "check the path, its permissions and the free space")
 
 
 # --- sop audit runs --------------------------------------------------------------------------
@@ -277,11 +168,11 @@ def report_command(
             figures["verification"] = checked.summary()
         return to_json(figures)
 
-    piped = _exports({"CSV": (csv_file, lambda: to_csv(report.rows, COMPLIANCE_COLUMNS)), "JSON": (json_file, document)})
+    piped = write_exports({"CSV": (csv_file, lambda: to_csv(report.rows, COMPLIANCE_COLUMNS)), "JSON": (json_file, document)})
     if html:
         from flows.audit.html import render_html
 
-        _write(html, render_html(report, charts, verification=checked))
+        write_export(html, render_html(report, charts, verification=checked))
     if broken:
         _say_broken(checked, "these figures")
     if piped:
@@ -291,7 +182,7 @@ def report_command(
     print_compliance(report, within, times)
     print_silences(report.silences, times)
     print_follow_ups(report.follow_ups)
-    _written({"HTML": html, "CSV": csv_file, "JSON": json_file})
+    say_written({"HTML": html, "CSV": csv_file, "JSON": json_file})
     console.print(f"[dim]{len(report.runs)} run(s) in {time.perf_counter() - began:.2f}s[/]")
     if broken:
         raise typer.Exit(1)
@@ -320,11 +211,11 @@ def _lines_out(lines: list[Any], columns: list[str], json_file: str | None, csv_
                table: Callable[[Any], None]) -> None:
     """A listing's lines as JSON and CSV, each to its FILE or to stdout; the ``table`` drawn unless one went to
     stdout."""
-    if _exports({"JSON": (json_file, lambda: to_json([line.to_dict() for line in lines])),
+    if write_exports({"JSON": (json_file, lambda: to_json([line.to_dict() for line in lines])),
                  "CSV": (csv_file, lambda: to_csv(lines, columns))}):
         return
     table(lines)
-    _written({"JSON": json_file, "CSV": csv_file})
+    say_written({"JSON": json_file, "CSV": csv_file})
 
 
 # --- sop audit actions -----------------------------------------------------------------------

@@ -183,7 +183,7 @@ def test_the_fast_read_decodes_reports_whose_data_does_not_start_with_a_verdict(
 def test_an_export_is_written_whole_or_not_at_all(sop: Any, scenario: Scenario, tmp_path: Path) -> None:
     import typer
 
-    from flows.cli.audit import _write
+    from flows.cli.audit_files import write_export
 
     done = sop("audit", "report", "--csv", str(tmp_path), env={"SOP_DATABASE_URL": scenario.url})
     assert done.returncode == 1 and f"cannot write {tmp_path}: it is a folder" in done.stderr
@@ -191,10 +191,10 @@ def test_an_export_is_written_whole_or_not_at_all(sop: Any, scenario: Scenario, 
     earlier = tmp_path / "report.html"
     earlier.write_text("last quarter's report")
     with pytest.raises(typer.Exit):  # the write fails half-way (here: text that cannot be encoded)
-        _write(str(earlier), "<html>" + "x" * 200_000 + "\ud800")
+        write_export(str(earlier), "<html>" + "x" * 200_000 + "\ud800")
     assert earlier.read_text() == "last quarter's report"  # not half-overwritten
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]  # and nothing left beside it
-    _write(str(earlier), "this quarter's report")
+    write_export(str(earlier), "this quarter's report")
     assert earlier.read_text() == "this quarter's report"
 
 
@@ -203,19 +203,19 @@ def test_an_export_keeps_links_permissions_and_pipes_working(tmp_path: Path) -> 
     import stat
     import threading
 
-    from flows.cli.audit import _write
+    from flows.cli.audit_files import write_export
 
     real = tmp_path / "real.html"
     real.write_text("old")
     real.chmod(0o600)  # kept private by its owner
     link = tmp_path / "latest.html"
     link.symlink_to(real)
-    _write(str(link), "new")
+    write_export(str(link), "new")
     assert link.is_symlink() and real.read_text() == "new"  # the link's file was replaced, the link kept
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
 
     long_name = tmp_path / ("r" * 240 + ".csv")  # a long name: the file beside it must still fit
-    _write(str(long_name), "a,b\n")
+    write_export(str(long_name), "a,b\n")
     assert long_name.read_text() == "a,b\n"
 
     fifo = tmp_path / "fifo"
@@ -223,7 +223,7 @@ def test_an_export_keeps_links_permissions_and_pipes_working(tmp_path: Path) -> 
     got: list[str] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
     reader.start()
-    _write(str(fifo), "streamed")
+    write_export(str(fifo), "streamed")
     reader.join(10)
     assert got == ["streamed"] and stat.S_ISFIFO(fifo.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
