@@ -17,11 +17,11 @@ from flows.audit.summary import RUN_COLUMNS
 from flows.audit.verification import Anchor
 from flows.cli import app
 from flows.cli.audit_files import FileOrStdout, say_written, write_export, write_exports
+from flows.cli.audit_story import print_document
 from flows.cli.audit_views import (
     Times,
     print_actions,
     print_compliance,
-    print_document,
     print_follow_ups,
     print_history,
     print_runs,
