@@ -35,15 +35,20 @@ def _console(stderr: bool = False) -> Console:
     wide = piped and not os.environ.get("COLUMNS", "").strip().isdigit()
     if not wide:
         return Console(stderr=stderr, highlight=False)
-    return Console(file=_Trimmed(stream), highlight=False, width=PIPED_WIDTH)
+    return Console(file=_Trimmed(stderr), highlight=False, width=PIPED_WIDTH)
 
 
 class _Trimmed:
-    """A stream whose lines lose their trailing spaces: drawn :data:`PIPED_WIDTH` wide, a title or a rule is padded
-    to the width, and a file or ``grep`` should not get lines of 400 characters."""
+    """``sys.stdout`` (or ``sys.stderr``), whichever it is when written to (a test's runner swaps it), its lines
+    without their trailing spaces: drawn :data:`PIPED_WIDTH` wide, a title or a rule is padded to the width, and a
+    file or ``grep`` should not get lines of 400 characters."""
 
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
+    def __init__(self, stderr: bool) -> None:
+        self.stderr = stderr
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr if self.stderr else sys.stdout
 
     def write(self, text: str) -> int:
         return self.stream.write(_TRAILING.sub("\n", text))
