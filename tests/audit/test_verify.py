@@ -62,6 +62,8 @@ def _docs_checker(tmp_path: Path) -> Path:
     return script
 
 
+@pytest.mark.sqlite_only("the docs' checker reads a SQLite file (on PostgreSQL an auditor reads the same columns "
+                          "with psql)")
 def test_the_checker_in_the_docs_agrees_with_verify_without_the_tool(sop: Any, scenario: Scenario, ledger_copy: str,
                                                                      tmp_path: Path) -> None:
     """An auditor who does not trust `sop audit verify` checks a copy with the docs' recipe and the standard library
@@ -69,8 +71,6 @@ def test_the_checker_in_the_docs_agrees_with_verify_without_the_tool(sop: Any, s
     import subprocess
     import sys
 
-    if not scenario.url.startswith("sqlite"):
-        pytest.skip("the docs' checker reads a SQLite file (PostgreSQL: the same columns from psql)")
     script = _docs_checker(tmp_path)
 
     def check(url: str, *anchors: str) -> subprocess.CompletedProcess[str]:
