@@ -29,7 +29,7 @@ def _clock(offset) -> str:  # noqa: ANN001 - timedelta
 def _print_entry(entry: TimelineEntry) -> None:
     colour = {"follow_up_skipped": "cyan", "follow_up_started": "cyan", "follow_up_refused": "red",
               "escalation": "magenta", "step_overdue": "red", "run_overdue": "red", "step_done": "green",
-              "run_finished": "bold green", "step_failed": "red", "drill_error": "red"}.get(entry.kind, "white")
+              "run_finished": "bold green", "step_failed": "red", "drill_error": "red", "drill_waits": "yellow"}.get(entry.kind, "white")
     console.print(f"[dim]{_clock(entry.offset)}[/] [cyan]{(entry.step or '·'):<16}[/] [{colour}]{escape(entry.detail)}[/]",
                   soft_wrap=True)
 

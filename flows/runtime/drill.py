@@ -132,7 +132,7 @@ class Drill:
         #: steps whose first answer is a rejection (a rework round when the step declares ``on_reject``)
         self.reject = set(reject or ())
         self._rejected: set[str] = set()
-        self._stuck: set[str] = set()  # approval steps nobody may approve in this drill (said once)
+        self._stuck: set[str] = set()  # steps nobody in this drill may approve or answer (said once)
         #: steps their first holder hands to another person (step id -> person) as soon as they are asked
         self.hand_over = dict(hand_over or {})
         #: http, command and notify steps run for real (else simulated, unless a step says `drill: live`)
@@ -167,7 +167,10 @@ class Drill:
     def _report(self, run_id: str, step: HumanStep, initiator: str) -> None:
         values = {name: sample_value(name, spec) for name, spec in step.form.items() if spec.is_required or spec.default is None}
         values.update(self.answers.get(step.id, {}))
-        actor = self.engine.view(run_id).steps[step.id].get("claimed_by") or self.engine.person_for(step.assignee)
+        view = self.engine.view(run_id)
+        actor = view.steps[step.id].get("claimed_by") or self.engine.person_for(step.assignee)
+        if step.approval is None and (actor := self._taking_part(run_id, view, step, actor)) is None:
+            return
         if step.approval is not None:
             candidates = approvers_besides(self.engine.site, step.approval, initiator)
             if len(candidates) < step.approval.count:  # a real run could not be approved either: say so, once
@@ -194,6 +197,29 @@ class Drill:
             self.engine.report(run_id, step.id, report)
         except ReportRefused as exc:
             self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
+
+    def _taking_part(self, run_id: str, view: Any, step: HumanStep, holder: str) -> str | None:
+        """Who answers ``step`` in a drill naming its people: its holder when they take part; else a member of its role
+        who does, taking it first ("I'll take it", as a person in the drill would from the board); else nobody (None:
+        the step waits, its ladder climbing as in a real run, said once on the timeline). Everyone, without names."""
+        present = participants.taking_part(view)
+        if present is None or holder in present:
+            return holder
+        role = self.engine.site.roles.get(step.assignee or "")
+        stand_in = next((member for member in (role.members if role else []) if member in present), None)
+        if stand_in is None:
+            if step.id not in self._stuck:
+                self._stuck.add(step.id)
+                self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_waits", step.id,
+                                                 f"waits: {holder} holds it and does not take part in the drill, nor does "
+                                                 f"anyone else of {step.assignee} (its ladder climbs, as in a real run)"))
+            return None
+        try:
+            self.engine.claim(run_id, step.id, Actor(person=stand_in, via="drill"))
+        except ReportRefused as exc:
+            self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
+            return None
+        return stand_in
 
     def _emit(self, run_id: str, entry: TimelineEntry) -> None:
         self.on_entry(entry)
