@@ -81,7 +81,8 @@ def _insert(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> tuple[st
     per parameter, and a new run inserts ~40 rows (docs/benchmarks.md, "A new run on PostgreSQL")."""
     keys = tuple(rows[0])
     sql, fixed = compiled(statement, keys)
-    if len(rows) >= RECORDSET_FROM and not fixed:  # a plain insert (one with values of its own: a row at a time)
+    if len(rows) >= RECORDSET_FROM and statement.is_insert and not fixed:  # a plain insert (values of its own: a row
+        # at a time)
         try:
             text = json.dumps(rows, default=_jsonable, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError):

@@ -131,6 +131,21 @@ def test_the_runs_listed_from_an_edited_ledger_say_so_and_mark_the_run_and_its_r
     assert sop("audit", "runs", env={"SOP_DATABASE_URL": scenario.url}).returncode == 0
 
 
+def test_every_edited_record_is_marked_not_only_the_first(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
+    """Two records edited in two runs: the chain breaks at the first; the second matches its place in the chain but not
+    its own hash (a suspect). Both runs' rows are marked, each with its record (split42 found nothing held this)."""
+    runs = [scenario.runs["A"], scenario.runs["B"]]
+    seqs = [_seq_of(ledger_copy, run, "run_started") for run in runs]
+    for seq in seqs:
+        tamper(ledger_copy, ("UPDATE records SET actor = 'mallory' WHERE seq = ?", (seq,)))
+    listed = sop("audit", "runs", env={"SOP_DATABASE_URL": ledger_copy})
+    assert listed.returncode == 1
+    lines = listed.stdout.splitlines()
+    for run, seq in zip(runs, seqs, strict=True):
+        at = next(i for i, line in enumerate(lines) if line.lstrip().startswith(run))
+        assert f"✗ record {seq} edited" in lines[at + 1], (run, lines[at:at + 2])
+
+
 def test_a_runs_story_read_from_an_edited_ledger_says_so(sop: Any, scenario: Scenario, ledger_copy: str) -> None:
     """`sop audit show` walks the chain too: the forged verdict is shown, under a warning, and the command fails."""
     run = scenario.runs["B"]
