@@ -37,6 +37,9 @@ def test_a_late_run_shows_its_trigger_every_escalation_and_every_delivery(audit:
     [to_lead] = sent[("escalated", 10 * M)]["deliveries"]  # the SRE lead's only contact is down
     assert (to_lead["recipient"], to_lead["destination"], to_lead["ok"]) == ("tom-becker", REFUSED_URL, False)
     assert "Connection refused" in to_lead["error"]
+    # how many of a page's destinations got it: the assigned one did, the escalation to a dead contact did not
+    assert (sent[("assigned", 0.0)]["delivered"], sent[("escalated", 10 * M)]["delivered"]) == (1, 0)
+    assert sent[("escalated", 10 * M)]["destinations"] == 1
 
     assert _step(doc, "review")["deadline"] == "met"
     assert [n["kind"] for n in doc["notifications"]] == ["run_started", "run_finished"]
