@@ -25,7 +25,7 @@ from flows.engine.links import Claim, LinkRefused
 from flows.engine.view import RunNotFound, RunView
 from flows.language.library import pinned_sop
 from flows.language.spec import Sop
-from flows.ledger import Ledger, Tx, selected, utc
+from flows.ledger import Ledger, Tx, aware, selected, utc
 from flows.ledger.schema import holds, link_uses, records, runs, sop_versions, steps, timers
 from flows.ledger.vocabulary import TERMINAL_STEP, RecordKind, RunStatus, StepState, TimerKind
 
@@ -363,10 +363,7 @@ class RunStore:
         self.tx.execute(_RUN_INSERT, run)
         if not self._new:
             self._holding.enter_context(self.tx.held())
-        row = {**_RUN_DEFAULTS, **run}
-        for key, value in row.items():
-            if isinstance(value, datetime):
-                row[key] = utc(value)
+        row = aware({**_RUN_DEFAULTS, **run})
         rows = {s["step_id"]: {**_STEP_DEFAULTS, **s} for s in step_rows}
         view = RunView(run=row, steps=rows, sop=sop)
         self._new[run["id"]] = _NewRun(view, set(rows))

@@ -12,25 +12,15 @@ from typing import Any
 from flows.language.config import Site, expand_env
 from flows.language.fields import FieldSpec
 from flows.language.spec import Sop
-from flows.ledger import utc
 from flows.ledger.vocabulary import OPEN_RUN, TERMINAL_STEP, WAITING_STEP, is_drill
 
 #: re-exported names of the vocabulary (flows.ledger.vocabulary), for readers of a view
 OPEN = OPEN_RUN
-__all__ = ["OPEN", "TERMINAL_STEP", "WAITING_STEP", "RunNotFound", "RunView", "row_dict", "run_fields", "variables"]
+__all__ = ["OPEN", "TERMINAL_STEP", "WAITING_STEP", "RunNotFound", "RunView", "run_fields", "variables"]
 
 
 class RunNotFound(LookupError):
     """No run with that id (or prefix)."""
-
-
-def row_dict(row: Any) -> dict[str, Any]:
-    """A row as a dict, its times aware (SQLite hands back naive UTC)."""
-    out = dict(row._mapping)
-    for key, value in out.items():
-        if isinstance(value, datetime):
-            out[key] = utc(value)
-    return out
 
 
 @dataclass

@@ -54,6 +54,7 @@ from flows.ledger.tx import (
     GENESIS,
     LANES,
     Tx,
+    aware,
     dumps,
     lane_of,
     record_hash,
@@ -63,7 +64,7 @@ from flows.ledger.tx import (
 )
 from flows.ledger.url import LedgerUnavailable, ledger_url, unreachable
 
-__all__ = ["CHECKPOINT_LANE", "GENESIS", "LANES", "Ledger", "LedgerUnavailable", "Tx", "dumps", "lane_of",
+__all__ = ["CHECKPOINT_LANE", "GENESIS", "LANES", "Ledger", "LedgerUnavailable", "Tx", "aware", "dumps", "lane_of",
            "record_hash", "selected", "utc"]
 
 log = logging.getLogger("sop.ledger")

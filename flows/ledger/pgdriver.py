@@ -73,8 +73,8 @@ def _recordset_sql(table: str, keys: tuple[str, ...]) -> str:
 RECORDSET_FROM = 3
 
 
-def _insert(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> tuple[str, Any]:
-    """Send a built insert of ``rows`` (all with the same keys); the SQL and values sent (for an error).
+def _insert(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> str:
+    """Send a built insert of ``rows`` (all with the same keys); the SQL sent (for an error).
 
     Three rows or more go as one statement of one parameter, the rows as a JSON array read by the
     table's own column types (``json_populate_recordset``): psycopg's work is per statement and
@@ -90,20 +90,18 @@ def _insert(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> tuple[st
         else:
             sql = _recordset_sql(statement.table.name, keys)
             driver.execute(sql, (text,))
-            return sql, rows
-    values = [_values(fixed, row) for row in rows]
+            return sql
     with driver.cursor() as cursor:
-        cursor.executemany(sql, values)
-    return sql, values
+        cursor.executemany(sql, [_values(fixed, row) for row in rows])
+    return sql
 
 
 def executemany(driver: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
     """Execute a built insert for each row (all rows have the same keys), in one round trip."""
-    sql, values = compiled(statement, tuple(rows[0]))[0], rows
     try:
-        sql, values = _insert(driver, statement, rows)
+        _insert(driver, statement, rows)
     except psycopg.Error as exc:
-        raise _translated(exc, sql, values, many=True) from exc
+        raise _translated(exc, compiled(statement, tuple(rows[0]))[0], rows, many=True) from exc
 
 
 def commit(driver: Any, inserts: list[tuple[Any, list[dict[str, Any]]]]) -> None:
@@ -113,7 +111,7 @@ def commit(driver: Any, inserts: list[tuple[Any, list[dict[str, Any]]]]) -> None
     try:
         with driver.pipeline():
             for statement, rows in inserts:
-                sent.append(_insert(driver, statement, rows)[0])
+                sent.append(_insert(driver, statement, rows))
             driver.execute("COMMIT", prepare=False)
     except psycopg.Error as exc:
         raise _translated(exc, "; ".join([*sent, "COMMIT"]), [rows for _, rows in inserts], many=True) from exc

@@ -68,12 +68,15 @@ def selected(conn: Connection, *queries: tuple[Any, dict[str, Any]]) -> list[lis
         found = pgdriver.selected(conn.connection.driver_connection, list(queries))
     else:
         found = [[dict(row._mapping) for row in conn.execute(statement, params)] for statement, params in queries]
-    for rows in found:
-        for row in rows:
-            for key, value in row.items():
-                if isinstance(value, datetime):
-                    row[key] = in_utc(value)
-    return found
+    return [[aware(row) for row in rows] for rows in found]
+
+
+def aware(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its times in UTC and aware (SQLite hands back naive UTC), changed in place."""
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = in_utc(value)
+    return row
 
 
 def dumps(data: Any) -> str:

@@ -174,12 +174,9 @@ class Drill:
         if step.approval is not None:
             candidates = approvers_besides(self.engine.site, step.approval, initiator)
             if len(candidates) < step.approval.count:  # a real run could not be approved either: say so, once
-                if step.id not in self._stuck:
-                    self._stuck.add(step.id)
-                    self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id,
-                                                     f"{step.approval.count} approver(s) needed but only "
-                                                     f"{', '.join(candidates) or 'nobody'} may approve beside "
-                                                     f"{initiator}, who started the run (four-eyes rule)"))
+                self._say("drill_error", step.id, f"{step.approval.count} approver(s) needed but only "
+                          f"{', '.join(candidates) or 'nobody'} may approve beside {initiator}, who started the run "
+                          "(four-eyes rule)", once=True)
                 return
             actor = candidates[self._approvals.get(step.id, 0) % len(candidates)]
             self._approvals[step.id] = self._approvals.get(step.id, 0) + 1
@@ -190,13 +187,13 @@ class Drill:
             try:
                 self.engine.report(run_id, step.id, report)
             except ReportRefused as exc:
-                self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
+                self._say("drill_error", step.id, str(exc))
             return
         report = HumanReport(actor=Actor(person=actor, via="drill"), values=values, note="drill", evidence=["drill://evidence"] if step.evidence else [])
         try:
             self.engine.report(run_id, step.id, report)
         except ReportRefused as exc:
-            self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
+            self._say("drill_error", step.id, str(exc))
 
     def _taking_part(self, run_id: str, view: Any, step: HumanStep, holder: str) -> str | None:
         """Who answers ``step`` in a drill naming its people: its holder when they take part; else a member of its role
@@ -208,21 +205,23 @@ class Drill:
         role = self.engine.site.roles.get(step.assignee or "")
         stand_in = next((member for member in (role.members if role else []) if member in present), None)
         if stand_in is None:
-            if step.id not in self._stuck:
-                self._stuck.add(step.id)
-                self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_waits", step.id,
-                                                 f"waits: {holder} holds it and does not take part in the drill, nor does "
-                                                 f"anyone else of {step.assignee} (its ladder climbs, as in a real run)"))
+            self._say("drill_waits", step.id, f"waits: {holder} holds it and does not take part in the drill, nor does "
+                      f"anyone else of {step.assignee} (its ladder climbs, as in a real run)", once=True)
             return None
         try:
             self.engine.claim(run_id, step.id, Actor(person=stand_in, via="drill"))
         except ReportRefused as exc:
-            self._emit(run_id, TimelineEntry(self._offset(self.engine.clock.now()), "drill_error", step.id, str(exc)))
+            self._say("drill_error", step.id, str(exc))
             return None
         return stand_in
 
-    def _emit(self, run_id: str, entry: TimelineEntry) -> None:
-        self.on_entry(entry)
+    def _say(self, kind: str, step_id: str, detail: str, *, once: bool = False) -> None:
+        """A line of the drill's own on the timeline, now (``once``: the first time for this step only)."""
+        if once:
+            if step_id in self._stuck:
+                return
+            self._stuck.add(step_id)
+        self.on_entry(TimelineEntry(self._offset(self.engine.clock.now()), kind, step_id, detail))
 
     def _drain(self, run_id: str, out: list[TimelineEntry]) -> None:
         with self.engine.ledger.read() as conn:
