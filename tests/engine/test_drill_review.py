@@ -32,9 +32,17 @@ steps:
 """
 
 
+WAITS = PROBE.replace("id: t-review", "id: t-waits").replace("title: Review probe", "title: Waits probe") + """\
+  - id: brief
+    title: Brief the service desk
+    assignee: cs-lead
+    due: 15m
+"""
+
+
 @pytest.fixture
 def local_engine(repo_root, tmp_path, monkeypatch) -> Any:
-    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"t-review": PROBE})
+    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"t-review": PROBE, "t-waits": WAITS})
 
 
 def test_the_drill_and_the_audit_say_who_was_escalated_to_and_when(sop: Any, local_engine: Engine,
@@ -100,33 +108,20 @@ def test_the_drill_says_the_follow_up_it_did_not_start_once_in_plain_words(follo
     assert "(" not in skipped["data"]["reason"]
 
 
-WAITS = PROBE.replace("id: t-review", "id: t-waits").replace("title: Review probe", "title: Waits probe") + """\
-  - id: brief
-    title: Brief the service desk
-    assignee: cs-lead
-    due: 15m
-"""
-
-
-@pytest.fixture
-def people_engine(repo_root, tmp_path, monkeypatch) -> Any:
-    yield from local_engine_of(repo_root, tmp_path / "site", monkeypatch, {"t-waits": WAITS})
-
-
-def test_a_drill_naming_its_people_answers_only_as_them(people_engine: Engine) -> None:
+def test_a_drill_naming_its_people_answers_only_as_them(local_engine: Engine) -> None:
     """The auditor's walk: with `--people wang-fang,chen-jie`, "facts done by sara-lopez (drill)" though every page to
     her was not sent. Now a step whose holder is not in the drill is taken and answered by a member of its role who
     is (assess: pr-oncall's wang-fang is on call; chen-jie, a member, takes part); a step none of whose role takes
     part waits, as it would in a real drill, and the timeline says so once."""
     said: list[Any] = []  # what `sop drill` prints, line by line
-    result = Drill(people_engine, "t-waits", speed=600, seed=1, people=["chen-jie"], starter="li-wei",
+    result = Drill(local_engine, "t-waits", speed=600, seed=1, people=["chen-jie"], starter="li-wei",
                    on_entry=said.append).run(timeout=15)
-    done = {r["step_id"]: r["actor"] for r in records(people_engine, result.run_id, "step_done")}
+    done = {r["step_id"]: r["actor"] for r in records(local_engine, result.run_id, "step_done")}
     assert done.get("assess") == "chen-jie", done  # taken and answered by the member who takes part
-    taken = [r for r in records(people_engine, result.run_id, "step_claimed") if r["step_id"] == "assess"]
+    taken = [r for r in records(local_engine, result.run_id, "step_claimed") if r["step_id"] == "assess"]
     assert [r["actor"] for r in taken] == ["chen-jie"]
     assert "brief" not in done  # cs-lead is sara-lopez and wang-fang: neither takes part
     waits = [e for e in said if e.kind == "drill_waits"]
     assert len(waits) == 1 and waits[0].step == "brief" and "waits: sara-lopez holds it and does not take part" in waits[0].detail
-    people = {r["actor"] for r in records(people_engine, result.run_id) if r["actor"] and r["kind"] == "step_done"}
+    people = {r["actor"] for r in records(local_engine, result.run_id) if r["actor"] and r["kind"] == "step_done"}
     assert people <= {"chen-jie", "li-wei"}, people
