@@ -183,7 +183,7 @@ class Pager:
             with self.ledger.transaction() as tx:
                 write_pages(tx, prepared)
                 if outbox_id is not None:
-                    outbox.mark_done(tx.conn, [outbox_id], error=text)
+                    outbox.mark_done_in(tx, [outbox_id], error=text)
         except Exception:
             log.exception("event=page_set_aside_record_failed run=%s kind=%s outbox=%s", page.run_id, page.kind,
                           outbox_id)
@@ -334,7 +334,7 @@ class Pager:
             # per run: it reads no run, inserts records, deliveries and kept items, and closes its own claimed rows
             with self.ledger.transaction(per_run=True) as tx:
                 write_pages(tx, prepared)
-                outbox.mark_done(tx.conn, done)
+                outbox.mark_done_in(tx, done)
         except Exception:
             log.exception("event=delivery_record_failed pages=%d runs=%s", len(batch),
                           ",".join({b.run_id for b in batch}))

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 
 from flows.engine.paging import Pager
@@ -33,6 +34,10 @@ ATTACH = 1
 #: overrides, and one pipeline of its other rows with the COMMIT). Eleven before 2026-12-07 (seven counted
 #: then: its three ``executemany`` and the outbox's were not), and one more whenever its records outran the seqs taken
 NEW_RUN = 6
+#: the pager's record of a few delivered pages (``Pager._write_chunk``): BEGIN with the locks, the lane's head, and
+#: one pipeline of the records, deliveries and outbox rows done with the COMMIT. Four before 2026-12-07 (the outbox's
+#: rows marked done on their own)
+PAGES_RECORDED = 3
 
 
 class RoundTrips:
@@ -144,3 +149,31 @@ def test_a_ledger_without_the_attach_function_attaches_as_before(engine: Engine,
     assert len([r for r in caplog.records if "attach_function_missing" in r.message]) == 1
     with engine.ledger.read() as conn:
         assert conn.exec_driver_sql("SELECT repeats FROM runs WHERE dedup_key = 'web'").scalar_one() == 3
+
+
+def test_a_pagers_record_of_delivered_pages_costs_three_round_trips(engine: Engine,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pager process writes once a few pages are delivered: their records, deliveries and outbox rows done."""
+    from flows.engine.paging import Batched
+    from flows.ledger.schema import outbox
+    from notifications import DeliveryResult
+
+    for service in ("warm", "db", "cache"):
+        alert(engine, service)
+    with engine.ledger.read() as conn:
+        left = conn.execute(sa.select(outbox.c.id, outbox.c.run_id).where(outbox.c.done_at.is_(None))).all()
+    now = engine.clock.now()
+    results = [DeliveryResult(recipient="tom-becker", recipient_kind="person", destination="inbox://tom-becker",
+                              ok=True, error=None, attempts=1, latency=0.01, at=now, kind="run_started")]
+    batches = [[Batched(run_id, None, "run_started", results, outbox_id) for outbox_id, run_id in left[k::2]]
+               for k in range(2)]
+    engine.pager._write_chunk(batches[0])  # statements prepared
+    trips = RoundTrips(monkeypatch)
+
+    count = trips.of(lambda: engine.pager._write_chunk(batches[1]))
+
+    assert count == PAGES_RECORDED
+    with engine.ledger.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.done_at.is_(None))).scalar() == 0
+        recorded = conn.exec_driver_sql("SELECT count(*) FROM records WHERE kind = 'notification'").scalar_one()
+    assert recorded == len(left)
