@@ -332,7 +332,7 @@ class Pager:
                         for b in batch]
             done = [b.outbox_id for b in batch if b.outbox_id is not None]
             # per run: it reads no run, inserts records, deliveries and kept items, and closes its own claimed rows
-            with self.ledger.transaction(per_run=True) as tx:
+            with self.ledger.transaction(per_run=True, head=True) as tx:
                 write_pages(tx, prepared)
                 outbox.mark_done_in(tx, done)
         except Exception:

@@ -53,6 +53,7 @@ from flows.ledger.tx import (
     CHECKPOINT_LANE,
     GENESIS,
     LANES,
+    SEQ_BLOCK,
     Tx,
     aware,
     dumps,
@@ -239,7 +240,7 @@ class Ledger:
                 command.upgrade(cfg, "head")
 
     @contextmanager
-    def transaction(self, per_run: bool = False) -> Iterator[Tx]:
+    def transaction(self, per_run: bool = False, head: bool = False) -> Iterator[Tx]:
         """A write transaction; commits on success, rolls back on any error.
 
         ``per_run``: the caller calls :meth:`Tx.hold_run` before it reads a run it changes, and
@@ -247,6 +248,9 @@ class Ledger:
         unique key); then, on PostgreSQL, writers of other runs go on beside it. Otherwise it is
         alone (as every writer is on SQLite). Inside this thread's :meth:`batch` it is part of the
         batch's transaction instead (a per-run batch refuses an exclusive transaction: ``BatchRefused``).
+
+        ``head`` (with ``per_run``): it appends records without holding a run (a pager's record of delivered
+        pages): on PostgreSQL its lane's head comes with its ``BEGIN``, one round trip less.
         """
         opened = getattr(self._batch, "open", None)
         if opened is not None:
@@ -255,12 +259,12 @@ class Ledger:
             yield opened[0]
             return
         with self._writer, self.engine.begin() as conn:
-            tx = self._begin(conn, per_run)
+            tx = self._begin(conn, per_run, head=head)
             yield tx
             tx.commit_deferred()
         self._checkpoint_if_due()
 
-    def _begin(self, conn: Connection, per_run: bool, batch: bool = False) -> Tx:
+    def _begin(self, conn: Connection, per_run: bool, batch: bool = False, head: bool = False) -> Tx:
         driver = conn.connection.driver_connection
         if self.is_sqlite:
             return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast)
@@ -270,7 +274,10 @@ class Ledger:
             self.fast.begin(driver, _PG_EXCLUSIVE.format(k=_ADVISORY_LOCK))  # alone: any lane is free
             return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=preferred, deferred=deferred)
         lane = preferred
-        free = self.fast.begin(driver, _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane))[1]
+        locks = _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane)
+        # a writer that appends without holding a run: the lane's head read once its lock is held, in the same trip
+        found = self.fast.begin(driver, locks, *([self.fast.head_sql(lane, SEQ_BLOCK)] if head else []))
+        free = found[0][1]
         for step in range(1, LANES):
             if free:
                 break
@@ -279,8 +286,12 @@ class Ledger:
         if not free:  # every lane busy: wait for ours
             lane = preferred
             conn.execute(_PG_WAIT_LANE, {"l": _LANE_LOCKS, "lane": lane})
-        return Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=lane,
-                  per_run=" NOWAIT" if batch else "", deferred=deferred)
+        tx = Tx(conn=conn, clock=self.clock, driver=driver, fast=self.fast, lane=lane,
+                per_run=" NOWAIT" if batch else "", deferred=deferred)
+        if head and lane == preferred:
+            pos, digest, seqs = found[1]
+            tx.took_head(None if pos is None else (pos, digest), seqs)
+        return tx
 
     # --- checkpoints ------------------------------------------------------------------------------
 

@@ -127,15 +127,26 @@ def first(driver: Any, statement: Any, params: dict[str, Any]) -> tuple[Any, ...
         raise _translated(exc, sql, values) from exc
 
 
-def begin(driver: Any, sql: str) -> tuple[Any, ...]:
-    """``BEGIN`` and a first statement (SQL with literals only: it goes as one simple query), in one round
-    trip on a connection in autocommit mode; the statement's row."""
+def begin(driver: Any, sql: str, *more: str) -> list[tuple[Any, ...]]:
+    """``BEGIN`` and a first statement, and any ``more`` after it (SQL with literals only: they go as one simple
+    query), in one round trip on a connection in autocommit mode; each statement's first row. Each statement reads
+    in a snapshot of its own, taken when it starts (READ COMMITTED): one after a lock sees what its last holder
+    committed."""
     try:
-        cursor = driver.execute(f"BEGIN; {sql}", prepare=False)
-        cursor.nextset()
-        return cursor.fetchone()  # type: ignore[no-any-return]
+        cursor = driver.execute("; ".join(["BEGIN", sql, *more]), prepare=False)
+        rows = []
+        while cursor.nextset():
+            rows.append(cursor.fetchone())
+        return rows
     except psycopg.Error as exc:
-        raise _translated(exc, sql, ()) from exc
+        raise _translated(exc, "; ".join([sql, *more]), ()) from exc
+
+
+def head_sql(chain: int, n: int) -> str:
+    """The place and hash of lane ``chain``'s last record (NULLs when it has none) and ``n`` seqs, with literals
+    only (for :func:`begin`)."""
+    return (f"SELECT h.pos, h.hash, {_seqs().replace('%(_n)s', str(int(n)))} FROM (SELECT 1) AS one "
+            f"LEFT JOIN LATERAL {_head().replace('%(_chain)s', str(int(chain)))} AS h ON true")
 
 
 def alive(driver: Any) -> bool:

@@ -47,7 +47,7 @@ _PG_LANE_HEADS = sa.text(
     "(SELECT pos, hash FROM records WHERE chain = l.lane ORDER BY pos DESC LIMIT 1) AS h")
 _HOLD_RUN = {wait: sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{wait}") for wait in ("", " NOWAIT")}
 #: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
-_SEQ_BLOCK = 8
+SEQ_BLOCK = 8
 #: … and when it finds no run to attach to: a new run follows, and appends ~10 records
 _NEW_RUN_SEQS = 16
 
@@ -229,7 +229,7 @@ class Tx:
             row = self.first(_LANE_HEAD, {"_chain": self.lane})
             self._seq = self.first(_MAX_SEQ)[0] or 0  # type: ignore[index]
         else:
-            found = self.first(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK})
+            found = self.first(_PG_HEAD, {"chain": self.lane, "n": SEQ_BLOCK})
             row = None if found[0] is None else (found[0], found[1])  # type: ignore[index]
             self._seqs = list(reversed(found[2]))  # type: ignore[index]
         self._last = (row[0], row[1]) if row else (0, GENESIS)
@@ -239,7 +239,7 @@ class Tx:
             self._seq += 1
             return self._seq
         if not self._seqs:
-            self._seqs = list(reversed(self.first(_PG_SEQS, {"n": _SEQ_BLOCK})[0]))  # type: ignore[index]
+            self._seqs = list(reversed(self.first(_PG_SEQS, {"n": SEQ_BLOCK})[0]))  # type: ignore[index]
         return self._seqs.pop()
 
     def hold_run(self, run_id: str) -> None:
@@ -258,9 +258,14 @@ class Tx:
         round trip, read once the rows are locked (the lane is this transaction's already)."""
         if self.fast is None or self.sqlite:
             return self.first(statement, params)
-        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, _SEQ_BLOCK)
+        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, SEQ_BLOCK)
         self._took(head, seqs, fresh=row is not None)
         return row
+
+    def took_head(self, head: tuple[int, str] | None, seqs: list[int]) -> None:
+        """The lane's head (place, hash; None when empty) and seqs, read once its lock was held, before any run was
+        (``Ledger.transaction(head=True)``)."""
+        self._took(head, seqs, fresh=False)
 
     def _took(self, head: tuple[int, str] | None, seqs: list[int], fresh: bool) -> None:
         """What a statement that locked runs brought back: the lane's head (place, hash; None when empty) and seqs
@@ -285,7 +290,7 @@ class Tx:
                 self.held_run(row[0])
                 self.append(kind, row[0], None, actor=actor, at=at, **{**data, count: row[1]})
             return row
-        found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK,
+        found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=SEQ_BLOCK,
                                                n_new=_NEW_RUN_SEQS, genesis=GENESIS,
                                                record={"_at": at, **record_pieces(kind, actor, at, data, count)})
         run_id, counted, pos, digest, seqs, head_pos, head_hash = found
