@@ -94,13 +94,14 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         return self.library.site
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, head: bool = False) -> Iterator[Transaction]:
         """One write transaction over the run store, alone with each run it changes (the store holds
         a run before it reads it: :meth:`flows.ledger.Tx.hold_run`); the pages its changes decide are
         queued in its outbox inside it and sent once it commits. The runs its changes ended start
         their follow-ups inside it too (``flows.engine.followups``): the end and what it starts commit
-        together or not at all. An error writes nothing."""
-        with self.ledger.transaction(per_run=True) as tx, RunStore(tx) as store:
+        together or not at all. An error writes nothing. ``head``: it appends before it holds any run (a new
+        run): see ``Ledger.transaction``."""
+        with self.ledger.transaction(per_run=True, head=head) as tx, RunStore(tx) as store:
             done = Transaction(store, self.site)
             yield done
             launches = self.start_follow_ups(done) if done.ended else []
@@ -187,14 +188,20 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
 
         Returns the new run's view as the transaction left it (None when attached).
         """
+        missed = False
         if key is not None and self.ledger.attaches_alone():  # PostgreSQL: a repeat alone is one round trip
             initiator, facts = _starter(starter)
             found = RunStore.attach_alone(self.ledger, open_key(loaded.sop.id, key, trigger), copies, self.clock.now(), initiator,
                                           {"trigger": trigger, **_copies(copies), **facts})
             if found is not None:
                 return StartResult(found[0], attached=True, repeats=found[1]), Plan(), None
-        with self.transaction() as t:
-            result, plan, view = self.open_run_in(t, loaded, inputs, key, starter, trigger, speed, flow_run_id, copies)
+            # no run holds the key: the new run's transaction looks no more (a run another process opens meanwhile
+            # fails this one's insert on the key's unique index: start attaches to it then), and its lane's head
+            # comes with its BEGIN. Not when the ledger has no sop_attach (then nothing looked)
+            missed = self.ledger.attaches_alone()
+        with self.transaction(head=missed) as t:
+            result, plan, view = self.open_run_in(t, loaded, inputs, key, starter, trigger, speed, flow_run_id, copies,
+                                                  attach=not missed)
         text_hash = loaded.text_hash
         if not result.attached and text_hash not in self._pinned_texts:
             self.ledger.after_commit(lambda: self._pinned_texts.add(text_hash))
@@ -206,12 +213,14 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
     def open_run_in(self, t: Transaction, loaded: LoadedSop, inputs: dict[str, Any], key: str | None,
                     starter: Actor | str | None, trigger: dict[str, Any] | None, speed: float,
                     flow_run_id: str | None, copies: int = 1, *, parent: tuple[str, str] | None = None,
-                    window_ends_at: datetime | None = None) -> tuple[StartResult, Plan, RunView | None]:
+                    window_ends_at: datetime | None = None,
+                    attach: bool = True) -> tuple[StartResult, Plan, RunView | None]:
         """In transaction ``t``: attach to the open run with this dedup key, or insert the run, page its owner and
         make its first steps ready. ``inputs`` are checked already (``check_inputs``).
 
         ``parent``: (run id, follow-up index) of the run whose end starts this one (``flows.engine.followups``);
         ``window_ends_at``: when that follow-up must be done: the run's deadline, or its SOP's own when sooner.
+        ``attach`` False: the caller looked for the open run a moment ago and found none (see ``_insert_run``).
         """
         sop = loaded.sop
         initiator, facts = _starter(starter)
@@ -222,7 +231,7 @@ class Engine(PeopleActions, HoldActions, FollowUpStarts):
         now = self.clock.now()
         held = open_key(sop.id, key, trigger) if key is not None else None  # compared caseless (flows.engine.dedup)
         shown = fitting(key) if key is not None else None  # the run's subject, as this first start wrote it
-        if held is not None:
+        if held is not None and attach:
             found = store.attach(held, copies, now, initiator,
                                  {"trigger": trigger, **_copies(copies), **facts})
             if found is not None:

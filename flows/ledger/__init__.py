@@ -53,7 +53,7 @@ from flows.ledger.tx import (
     CHECKPOINT_LANE,
     GENESIS,
     LANES,
-    SEQ_BLOCK,
+    NEW_RUN_SEQS,
     Tx,
     aware,
     dumps,
@@ -276,7 +276,7 @@ class Ledger:
         lane = preferred
         locks = _PG_SHARED_AND_LANE.format(k=_ADVISORY_LOCK, l=_LANE_LOCKS, lane=lane)
         # a writer that appends without holding a run: the lane's head read once its lock is held, in the same trip
-        found = self.fast.begin(driver, locks, *([self.fast.head_sql(lane, SEQ_BLOCK)] if head else []))
+        found = self.fast.begin(driver, locks, *([self.fast.head_sql(lane, NEW_RUN_SEQS)] if head else []))
         free = found[0][1]
         for step in range(1, LANES):
             if free:

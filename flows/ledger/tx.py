@@ -47,9 +47,10 @@ _PG_LANE_HEADS = sa.text(
     "(SELECT pos, hash FROM records WHERE chain = l.lane ORDER BY pos DESC LIMIT 1) AS h")
 _HOLD_RUN = {wait: sa.text(f"SELECT 1 FROM runs WHERE id = :id FOR UPDATE{wait}") for wait in ("", " NOWAIT")}
 #: how many sequence numbers a PostgreSQL writer takes at once (the unused ones are gaps: harmless)
-SEQ_BLOCK = 8
-#: … and when it finds no run to attach to: a new run follows, and appends ~10 records
-_NEW_RUN_SEQS = 16
+_SEQ_BLOCK = 8
+#: … and when it finds no run to attach to (a new run follows, and appends ~10 records), or reads its lane's head
+#: with its BEGIN (``Ledger.transaction(head=True)``: a new run, a pager's record of a few pages)
+NEW_RUN_SEQS = 16
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -229,7 +230,7 @@ class Tx:
             row = self.first(_LANE_HEAD, {"_chain": self.lane})
             self._seq = self.first(_MAX_SEQ)[0] or 0  # type: ignore[index]
         else:
-            found = self.first(_PG_HEAD, {"chain": self.lane, "n": SEQ_BLOCK})
+            found = self.first(_PG_HEAD, {"chain": self.lane, "n": _SEQ_BLOCK})
             row = None if found[0] is None else (found[0], found[1])  # type: ignore[index]
             self._seqs = list(reversed(found[2]))  # type: ignore[index]
         self._last = (row[0], row[1]) if row else (0, GENESIS)
@@ -239,7 +240,7 @@ class Tx:
             self._seq += 1
             return self._seq
         if not self._seqs:
-            self._seqs = list(reversed(self.first(_PG_SEQS, {"n": SEQ_BLOCK})[0]))  # type: ignore[index]
+            self._seqs = list(reversed(self.first(_PG_SEQS, {"n": _SEQ_BLOCK})[0]))  # type: ignore[index]
         return self._seqs.pop()
 
     def hold_run(self, run_id: str) -> None:
@@ -258,7 +259,7 @@ class Tx:
         round trip, read once the rows are locked (the lane is this transaction's already)."""
         if self.fast is None or self.sqlite:
             return self.first(statement, params)
-        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, SEQ_BLOCK)
+        row, head, seqs = self.fast.first_held(self.driver, statement, params, self.lane, _SEQ_BLOCK)
         self._took(head, seqs, fresh=row is not None)
         return row
 
@@ -290,8 +291,8 @@ class Tx:
                 self.held_run(row[0])
                 self.append(kind, row[0], None, actor=actor, at=at, **{**data, count: row[1]})
             return row
-        found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=SEQ_BLOCK,
-                                               n_new=_NEW_RUN_SEQS, genesis=GENESIS,
+        found = self.fast.first_held_appending(self.driver, statement, params, chain=self.lane, n=_SEQ_BLOCK,
+                                               n_new=NEW_RUN_SEQS, genesis=GENESIS,
                                                record={"_at": at, **record_pieces(kind, actor, at, data, count)})
         run_id, counted, pos, digest, seqs, head_pos, head_hash = found
         if run_id is None:  # as first_held leaves it: the head known, seqs to spare

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flows.audit.verify import verify_chain
 from flows.clock import ManualClock
 from flows.engine.inputs import InputRefused
 from flows.engine.paging import Pager
@@ -358,7 +360,9 @@ def test_a_repeat_in_a_batch_attaches_and_a_run_another_writer_holds_is_refused_
     with local.ledger.batch(per_run=True):
         again = local.start("t-newrun", {"service": "web"}, initiator="monitor")
     assert again.attached and again.run_id == first.run_id and again.repeats == 1
-    assert local.view(first.run_id).run["repeats"] == 1 and chain_ok(local)
+    assert local.view(first.run_id).run["repeats"] == 1
+    with local.ledger.read() as conn:
+        assert verify_chain(conn).ok  # two writers: two lanes, each chained (chain_ok reads one chain)
     if local.ledger.is_sqlite:
         return  # one writer at a time: no other can hold the run
     refused: list[BaseException] = []
@@ -504,3 +508,47 @@ def test_a_repeats_record_is_the_record_python_writes_whatever_its_trigger_holds
         assert r.hash == record_hash(r.prev_hash, r.seq, r.at, r.run_id, r.step_id, r.kind, r.actor, r.data, r.chain,
                                      r.pos)
     assert verified.ok, verified.to_dict()
+
+
+def test_two_first_alerts_of_one_key_at_once_make_one_run_and_the_later_attaches(local: Engine,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes' first alerts of one key: the later one's look for the open run finds none (the first's run is
+    not committed yet), yet it ends attached to that run, its repeat counted and recorded, not a second run (on
+    PostgreSQL its insert waits for the first's commit and fails on the key's unique index; it attaches then)."""
+    other = Engine(local.library, Ledger(local.ledger.url, clock=local.clock), pager=Pager(local.library.site,
+                   local.ledger), clock=local.clock)  # another process's engine: a ledger of its own
+    inserted, later = threading.Event(), threading.Event()
+    opened = Engine.open_run_in
+
+    def first_holds_its_run_open(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        found = opened(self, *args, **kwargs)
+        if self is local and not inserted.is_set():  # the first: its run inserted, its transaction still open
+            inserted.set()
+            later.wait(10)
+            time.sleep(0.5)  # the other is now at its own insert (PostgreSQL) or waits for the write lock (SQLite)
+        return found
+
+    monkeypatch.setattr(Engine, "open_run_in", first_holds_its_run_open)
+    results: dict[str, Any] = {}
+
+    def second() -> None:
+        assert inserted.wait(10)
+        later.set()
+        results["second"] = other.start("t-newrun", {"service": "db"}, initiator="monitor")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    results["first"] = local.start("t-newrun", {"service": "db"}, initiator="monitor")
+    thread.join(30)
+    other.pager.close()
+    other.ledger.dispose()
+
+    first, again = results["first"], results["second"]
+    assert not first.attached and again.attached and again.run_id == first.run_id and again.repeats == 1
+    with local.ledger.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one() == 1
+        kinds = [r.kind for r in conn.execute(sa.select(records.c.kind).where(records.c.run_id == first.run_id))]
+    assert kinds.count("run_started") == 1 and kinds.count("trigger_repeated") == 1
+    assert local.view(first.run_id).run["repeats"] == 1
+    with local.ledger.read() as conn:
+        assert verify_chain(conn).ok  # two writers: two lanes, each chained (chain_ok reads one chain)

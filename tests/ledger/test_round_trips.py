@@ -30,10 +30,10 @@ pytestmark = pytest.mark.postgresql_only("PostgreSQL's round trips; SQLite has n
 #: before 2026-12-05; four, then three (BEGIN with the locks, the attach, COMMIT) before 2026-12-06
 ATTACH = 1
 #: a new run of traffic-surge, its pages left to a pager process: the attach that finds no open run (one), then
-#: the new run's transaction (five: BEGIN with the locks, the attach that finds no run, the run's row, the on-call
-#: overrides, and one pipeline of its other rows with the COMMIT). Eleven before 2026-12-07 (seven counted
-#: then: its three ``executemany`` and the outbox's were not), and one more whenever its records outran the seqs taken
-NEW_RUN = 6
+#: the new run's transaction (four: BEGIN with the locks and the lane's head, the run's row, the on-call overrides,
+#: and one pipeline of its other rows with the COMMIT). Eleven before 2026-12-07 (seven counted then: its three
+#: ``executemany`` and the outbox's were not), six until its transaction looked again for the open run
+NEW_RUN = 5
 #: the pager's record of a few delivered pages (``Pager._write_chunk``): BEGIN with the locks and the lane's head, then
 #: one pipeline of the records, deliveries and outbox rows done with the COMMIT. Four before 2026-12-07 (the lane's
 #: head and the outbox's rows marked done each on their own)
