@@ -23,7 +23,7 @@ from flows.language.oncall import OnCall, Override, on_call, schedule
 from flows.language.spec import Sop
 from flows.language.steps.base import StepBase
 from flows.language.steps.human import HumanStep
-from flows.ledger import Ledger, utc
+from flows.ledger import Ledger, selected, utc
 from flows.ledger.schema import oncall_overrides
 from flows.ledger.vocabulary import RecordKind
 
@@ -40,13 +40,18 @@ class OverrideRefused(ValueError):
 
 
 def _override(row: Any) -> Override:
-    return Override(id=row.id, role=row.role, person=row.person, starts_at=utc(row.starts_at),  # type: ignore[arg-type]
-                    ends_at=utc(row.ends_at), reason=row.reason, by=row.by)  # type: ignore[arg-type]
+    return _overriding(row._mapping)
+
+
+def _overriding(row: dict[str, Any]) -> Override:
+    return Override(id=row["id"], role=row["role"], person=row["person"], starts_at=utc(row["starts_at"]),  # type: ignore[arg-type]
+                    ends_at=utc(row["ends_at"]), reason=row["reason"], by=row["by"])  # type: ignore[arg-type]
 
 
 def live_overrides(conn: Any, at: datetime) -> list[Override]:
-    """Overrides not yet over at ``at`` (in force, or to come)."""
-    return [_override(r) for r in conn.execute(_LIVE, {"_at": at})]
+    """Overrides not yet over at ``at`` (in force, or to come). Read by every change that pages or assigns: on
+    PostgreSQL straight to the driver (``flows.ledger.selected``), not through SQLAlchemy's execution."""
+    return [_overriding(row) for row in selected(conn, (_LIVE, {"_at": at}))[0]]
 
 
 def overrides_between(conn: Any, start: datetime, end: datetime) -> list[Override]:
