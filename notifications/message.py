@@ -155,6 +155,8 @@ class StepInfo:
     time_left_short: str | None = None
     #: at its due instant or past it (``time_left`` says "due now" or "… overdue"); a step without a due never is
     overdue: bool = False
+    #: at its due instant, within a second of SOP time (``time_left`` says "due now"): "is late" says it all
+    due_now: bool = False
 
     def __post_init__(self) -> None:
         if self.time_left_short is None:

@@ -40,7 +40,10 @@ _AFTER_QUOTE = (*_FORMULA, "'")
 
 
 def _inert(text: str) -> str:
-    """``text`` as a cell no spreadsheet runs: after a ``'`` when it starts a formula (or is a ``'`` before one)."""
+    """``text`` as a cell no spreadsheet runs: after a ``'`` when it starts a formula (or is a ``'`` before one). A
+    lone ``-`` (nobody, nothing) is no formula: it stays as the terminal shows it, not ``'-``."""
+    if text == "-":
+        return text
     if text[:1] in _FORMULA or (text[:1] == "'" and text[1:2] in _AFTER_QUOTE):
         return "'" + text
     return text

@@ -95,11 +95,16 @@ def time_left(due_at: datetime | None, now: datetime, speed: float, *, roughly: 
     ``roughly``: for a title (``"4h left"`` for 3h59m32s, :func:`format_duration_roughly`)."""
     if due_at is None:
         return None
-    delta = (due_at - now) * speed
-    if abs(delta) < DUE_NOW:
+    if due_now(due_at, now, speed):
         return "due now"
+    delta = (due_at - now) * speed
     words = format_duration_roughly if roughly else format_duration
     return f"{words(delta)} left" if delta > timedelta(0) else f"{words(-delta)} overdue"
+
+
+def due_now(due_at: datetime | None, now: datetime, speed: float) -> bool:
+    """Within :data:`DUE_NOW` of its due instant (SOP time): :func:`time_left` says "due now"."""
+    return due_at is not None and abs((due_at - now) * speed) < DUE_NOW
 
 
 def overdue(due_at: datetime | None, now: datetime, speed: float) -> bool:
@@ -150,7 +155,7 @@ def page_context(site: Site, view: RunView, page: Any, step: StepBase | None, no
             assignee=getattr(step, "assignee", None), due_at=row["due_at"],
             time_left=time_left(row["due_at"], now, view.speed), form=form,
             time_left_short=time_left(row["due_at"], now, view.speed, roughly=True),
-            overdue=overdue(row["due_at"], now, view.speed),
+            overdue=overdue(row["due_at"], now, view.speed), due_now=due_now(row["due_at"], now, view.speed),
             evidence_required=bool(getattr(step, "evidence", False)), approval=approval,
             actor=row["actor"], finished_at=row["finished_at"],
             values={k: form_of[k].labelled(v) for k, v in result.items() if k in form_of},  # choices: labels

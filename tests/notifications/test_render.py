@@ -101,7 +101,8 @@ def test_an_escalation_before_the_due_does_not_say_the_step_is_late() -> None:
     assert message.title == ("[P1] Escalated to you: Assess scope and sentiment (Crisis PR response · lumi) is not done "
                              "yet, 10m left")
     assert " late" not in message.body.split("\n\n", 2)[1]  # "… is not done. It is assigned to …"
-    at_due = replace(early, step=replace(early.step, time_left="due now", time_left_short="due now", overdue=True))
+    at_due = replace(early, step=replace(early.step, time_left="due now", time_left_short="due now", overdue=True,
+                                         due_now=True))
     assert render_message("escalated", at_due, overrides_dir=NO_OVERRIDES).title.endswith(" (Crisis PR response · lumi) is late")
     late = replace(early, step=replace(early.step, time_left="5m overdue", time_left_short="5m overdue", overdue=True))
     assert render_message("escalated", late, overrides_dir=NO_OVERRIDES).title.endswith(") is late, 5m overdue")
@@ -376,7 +377,7 @@ def test_time_left_says_due_now_at_the_due_instant_not_0s() -> None:
     read as a glitch (a compressed run's second is less than a hundredth of one); the step is late then."""
     from datetime import UTC, datetime, timedelta
 
-    from flows.engine.page_context import overdue, time_left
+    from flows.engine.page_context import due_now, overdue, time_left
 
     due = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
     for late_by, speed, said, is_overdue in [(timedelta(0), 1, "due now", True),
@@ -387,4 +388,5 @@ def test_time_left_says_due_now_at_the_due_instant_not_0s() -> None:
                                              (timedelta(seconds=2), 1, "2s overdue", True),
                                              (timedelta(seconds=3), 100, "5m overdue", True)]:
         assert (time_left(due, due + late_by, speed), overdue(due, due + late_by, speed)) == (said, is_overdue), late_by
-    assert time_left(None, due, 1) is None and not overdue(None, due, 1)
+        assert due_now(due, due + late_by, speed) == (said == "due now"), late_by
+    assert time_left(None, due, 1) is None and not overdue(None, due, 1) and not due_now(None, due, 1)
