@@ -151,6 +151,7 @@ def drill_sop(sop_id: str, speed: float, late: list[str], params: dict[str, str]
             engine = embedded.engine
         else:
             engine = runtime.engine(library=lib)
+            engine.ledger.keep_checkpoints()  # its end is in a checkpoint when it stops (docs/audit.md, "The window")
         console.print(f"[bold]drill[/] {sop_id} at ×{speed:g} (1h of playbook = {3600 / speed:.0f}s)"
                       + (f", late: {', '.join(late)}" if late else "")
                       + (f", rejected once: {', '.join(reject)}" if reject else "")

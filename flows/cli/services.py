@@ -211,6 +211,7 @@ def executor(
     if auth:
         os.environ["PREFECT_API_AUTH_STRING"] = auth
     engine = runtime.engine(library=lib, prefect=False)
+    engine.ledger.keep_checkpoints()  # a service: its last writes in a checkpoint soon, and when it stops
     worker = Executor(lib, engine.ledger, api_url, pool_name(lib), slots=slots or lib.site.settings.prefect.concurrency,
                       poll=poll, auth_string=auth, name=name)
     say = _say("executor")
@@ -268,6 +269,7 @@ def nudger(
     signals = Signals()
     lib = library()
     engine = runtime.engine(library=lib)
+    engine.ledger.keep_checkpoints()  # a service: its last writes in a checkpoint soon, and when it stops
     err_console.print(f"[dim]nudger:[/] sweeping every {sweep_every:g}s")
     try:
         engine = serve_reloading(
@@ -336,6 +338,7 @@ def timers(
     signals = Signals()
     lib = library()
     service = TimerService(runtime.engine(library=lib))
+    service.engine.ledger.keep_checkpoints()  # a service: its last writes in a checkpoint soon, and when it stops
     fired = 0
     if seconds is not None:
         ends = threading.Timer(seconds, signals.set)

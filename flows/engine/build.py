@@ -98,4 +98,5 @@ def build_engine(library: Library, *, launcher: Any = None, background_pages: bo
     pager.links_from = lambda: engine.links  # when a page first needs a link: the secret is read only then
     if background_pages or pager_process:  # a service: an unusable secret stops it now, not its pages later
         _ = engine.links
+        ledger.keep_checkpoints()  # and what it writes is in a checkpoint soon, even when nothing follows
     return engine

@@ -189,7 +189,8 @@ class Pager:
                           outbox_id)
 
     def close(self) -> None:
-        """Wait for pages and deliveries in flight (a CLI process calls this before it exits)."""
+        """Wait for pages and deliveries in flight (a CLI process calls this before it exits); then, in a service,
+        the checkpoint its last writes wait for (``Ledger.settle``)."""
         if self._background is not None:
             self._background.shutdown(wait=True)
             self._background = None  # pages sent after this are sent at once, not lost
@@ -197,6 +198,7 @@ class Pager:
             self._dispatcher.close(wait=True)
             self._dispatcher = None
         self._flush()  # results that came in while the pager thread stopped
+        self.ledger.settle()
 
     def send(self, engine: Any, page: Any, view: RunView | None = None) -> Any:
         """Render and deliver one page (about ``view``, read after the transition); returns the delivery future."""

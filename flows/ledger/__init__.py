@@ -157,6 +157,10 @@ class Ledger:
         self.checkpoint_every: float | None = every if every > 0 else None
         self._next_checkpoint = time.monotonic() + (self.checkpoint_every or 0)
         self._checkpointing = threading.Lock()
+        #: a service's (:meth:`keep_checkpoints`): the timer that folds its last writes when no write follows
+        self._trailing = False
+        self._trailer: threading.Timer | None = None
+        self._trailer_lock = threading.Lock()
         #: the fast path of the hot statements (flows.ledger.driver on SQLite, flows.ledger.pgdriver on PostgreSQL)
         self.fast: Any = fast
         if not self.is_sqlite:
@@ -262,7 +266,7 @@ class Ledger:
             tx = self._begin(conn, per_run, head=head)
             yield tx
             tx.commit_deferred()
-        self._checkpoint_if_due()
+        self._checkpoint_if_due(tx.appended)
 
     def _begin(self, conn: Connection, per_run: bool, batch: bool = False, head: bool = False) -> Tx:
         driver = conn.connection.driver_connection
@@ -334,10 +338,45 @@ class Ledger:
                        .order_by(records.c.seq.desc()).limit(1))
         return None if row is None else [row[0], row[1]]
 
-    def _checkpoint_if_due(self) -> None:
-        if self.checkpoint_every is None or time.monotonic() < self._next_checkpoint:
+    def keep_checkpoints(self) -> None:
+        """A long-lived process (a service): what it writes is folded into a checkpoint once one is due
+        (``checkpoint_every`` after the last), even when no write of its follows; else a commit after that does it,
+        maybe hours later (docs/audit.md, "The window"). :meth:`settle` folds them at once when it stops."""
+        self._trailing = True
+
+    def settle(self) -> None:
+        """A service stopping: the checkpoint its last writes wait for (:meth:`keep_checkpoints`), now; nothing when
+        none waits."""
+        with self._trailer_lock:
+            trailer, self._trailer = self._trailer, None
+        if trailer is not None:
+            trailer.cancel()
+            self._checkpoint_now()
+
+    def _checkpoint_if_due(self, wrote: bool = True) -> None:
+        if self.checkpoint_every is None or getattr(self._batch, "open", None) is not None:
             return
-        if getattr(self._batch, "open", None) is not None or not self._checkpointing.acquire(blocking=False):
+        if time.monotonic() >= self._next_checkpoint:
+            self._checkpoint_now()
+        elif wrote and self._trailing:
+            self._trail()
+
+    def _trail(self) -> None:
+        """Fold what was just written when the next checkpoint is due (one timer at a time)."""
+        with self._trailer_lock:
+            if self._trailer is not None:
+                return
+            self._trailer = threading.Timer(max(0.0, self._next_checkpoint - time.monotonic()), self._trailed)
+            self._trailer.daemon = True
+            self._trailer.start()
+
+    def _trailed(self) -> None:
+        with self._trailer_lock:
+            self._trailer = None
+        self._checkpoint_now()
+
+    def _checkpoint_now(self) -> None:
+        if not self._checkpointing.acquire(blocking=False):  # another thread's is being written: it folds these
             return
         try:
             self._next_checkpoint = time.monotonic() + self.checkpoint_every
@@ -372,7 +411,7 @@ class Ledger:
                 self._batch.open = None
         for callback in after:
             callback()
-        self._checkpoint_if_due()
+        self._checkpoint_if_due(tx.appended)
 
     def attaches_alone(self) -> bool:
         """:meth:`attach` may be used here: PostgreSQL, outside this thread's :meth:`batch`."""
@@ -461,7 +500,11 @@ class Ledger:
             yield conn
 
     def dispose(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections (a checkpoint still to come is not written: :meth:`settle` writes it)."""
+        with self._trailer_lock:
+            trailer, self._trailer = self._trailer, None
+        if trailer is not None:
+            trailer.cancel()
         self.engine.dispose()
         if self.reader is not self.engine:
             self.reader.dispose()

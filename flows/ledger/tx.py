@@ -142,7 +142,10 @@ class Tx:
     _seq: int = 0  # SQLite: the last seq
     _seqs: list[int] | None = None  # PostgreSQL: seqs taken from the sequence, not used yet
     _held_runs: set[str] | None = None
-    _fresh: bool = False  # the seqs were taken since the last run was locked (first_held)
+    _fresh: bool = False
+    #: records were appended to a writers' lane (not a checkpoint): a service folds them into one soon
+    #: (``Ledger.keep_checkpoints``)
+    appended: bool = False  # the seqs were taken since the last run was locked (first_held)
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
     #: PostgreSQL, a transaction of its own (not a batch's): inserts sent with its COMMIT (:meth:`defer`)
@@ -206,6 +209,7 @@ class Tx:
             self._read_head()
         seq = self._next_seq()
         pos, prev = self._last[0] + 1, self._last[1]  # type: ignore[index]
+        self.appended = self.appended or self.lane != CHECKPOINT_LANE
         digest = record_hash(prev, seq, at, run_id, step_id, kind, actor, text, self.lane, pos)
         row = {"seq": seq, "at": at, "run_id": run_id, "step_id": step_id, "kind": kind, "actor": actor,
                "data": text, "prev_hash": prev, "hash": digest, "chain": self.lane, "pos": pos}

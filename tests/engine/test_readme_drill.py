@@ -70,3 +70,9 @@ def test_the_readme_drill_finishes_done_on_a_fresh_clone(repo_root, tmp_path):
     assert told["sms-users"] == ["channel users-sms"] and told["push-users"] == ["channel users-push"], told
     assert not (clone / "var" / "inbox" / "users-sms.jsonl").exists()
     assert not [step for kind, step, _ in rows if kind in ("step_attempt_failed", "step_failed")]
+    # its end is in a checkpoint once it stops (the processes it started stopped with it): cutting the drill's last
+    # records off the ledger is caught, with nothing more written after it (docs/audit.md, "The window")
+    verified = subprocess.run([*SOP_COMMAND, "audit", "verify", "--json"], cwd=clone, env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["past_head"] == 0, verified.stdout
