@@ -105,6 +105,7 @@ EXPECTED: dict[str, list[E]] = {
     # --- durations and timeouts --------------------------------------------------------------
     "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
     "due-bad-unit.yaml": [E(8, 10, "steps[0].due", "got '5x'")],
+    "due-in-words.yaml": [E(8, 10, "steps[0].due", "got '30 mins': write `30m`")],
     "deadline-soon.yaml": [E(5, 11, "deadline", "got 'soon'")],
     "bad-on-timeout.yaml": [
         E(9, 17, "steps[0].on_timeout", "expected skip, fail or fallback:<step-id>, got 'escalate'")
@@ -127,6 +128,8 @@ EXPECTED: dict[str, list[E]] = {
     "duplicate-step-cascade.yaml": [E(12, 9, "steps[1].id", "duplicate step id `investigate` (also steps[0]): "
                                                              "rename one")],
     "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
+    "misspelt-needs.yaml": [E(10, 13, "steps[1].needs[0]", "needs unknown step `diagnos`; did you mean `diagnose`? "
+                                                           "(steps: diagnose, fix)")],
     "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
     "needs-cycle-and-unknown-variable.yaml": [
         E(9, 12, "steps[0].needs", "steps form a cycle: a → b → c → a"),
