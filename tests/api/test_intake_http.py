@@ -67,6 +67,20 @@ def test_a_bad_alert_in_a_batch_refuses_the_whole_batch(api: Api) -> None:
     assert api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body).json()["field"] == "body.version"
 
 
+def test_an_alert_without_the_label_its_trigger_reads_is_refused_naming_the_label(api: Api) -> None:
+    """traffic-surge's trigger reads `trigger.labels.service`; an alerting rule that forgot the label starts nothing,
+    and the answer (and the log) says so in the alert's words, not Jinja's ("'dict object' has no attribute")."""
+    body = am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "host": unique("host")}})
+    answer = api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body)
+    assert answer.status_code == 200, answer.text
+    [outcome] = answer.json()["outcomes"]
+    assert (outcome["status"], outcome["sop"], outcome["run"]) == ("refused", "traffic-surge", None)
+    assert outcome["problems"] == [
+        "input `service`: '{{ trigger.labels.service }}' cannot be rendered from the alert: the alert has no label "
+        "`service` (its labels: alertname, host, severity): set it where the alert is made, or write "
+        "`{{ trigger.labels.service | default('…') }}` in the trigger's inputs"]
+
+
 def test_an_event_starts_its_sop(api: Api) -> None:
     platform = unique("platform")
     answer = api.as_("alertmanager").post(
