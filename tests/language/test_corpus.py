@@ -331,6 +331,11 @@ EXPECTED_FOLDERS: dict[str, dict[str, list[E]]] = {
     "config-duplicate-name": {
         "people.yaml": [E(3, 3, "people.bo-chen", "`bo-chen` is defined twice in people (also in ")],
     },
+    # a new team's file with a mistake of its own: the name it shares with the site's people is said at once too
+    "config-duplicate-name-in-a-broken-file": {
+        "a-new-team.yaml": [E(6, 5, "roles.night-shift.backup", "a role needs a `backup`")],
+        "people.yaml": [E(3, 3, "people.bo-chen", "`bo-chen` is defined twice in people (also in ")],
+    },
 }
 
 
