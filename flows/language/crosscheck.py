@@ -38,10 +38,11 @@ def _listed(names: Iterable[str], limit: int = 20) -> str:
     return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown
 
 
-def _near(name: str, names: Iterable[str]) -> str:
-    """``"; did you mean `freeze`?"`` for a step id spelled nearly like one of ``names`` (``freze``); "" otherwise."""
+def _near(name: str, names: Iterable[str], prefix: str = "") -> str:
+    """``"; did you mean `freeze`?"`` for a name spelled nearly like one of ``names`` (``freze``), written after
+    ``prefix`` (``inputs.``); "" otherwise."""
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
-    return f"; did you mean `{close[0]}`?" if close else ""
+    return f"; did you mean `{prefix}{close[0]}`?" if close else ""
 
 
 def _arrows(cycle: list[str]) -> str:
@@ -120,7 +121,7 @@ class _TemplateChecker:
             return None
         if root == "inputs" and rest[0] not in self.sop.inputs:
             known = _listed(self.sop.inputs) or "none declared"
-            return f"unknown input `{name}` (inputs: {known})"
+            return f"unknown input `{name}`{_near(rest[0], self.sop.inputs, 'inputs.')} (inputs: {known})"
         if root == "run" and rest[0] not in run_fields:
             return f"unknown variable `{name}` (run has: {', '.join(run_fields)})"
         if root == "config" and self.site is not None and rest[0] not in self.site.vars:

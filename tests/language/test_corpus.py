@@ -151,6 +151,8 @@ EXPECTED: dict[str, list[E]] = {
     "when-syntax-error.yaml": [E(13, 11, "steps[1].when", "template syntax error")],
     "unknown-variable-root.yaml": [E(10, 14, "steps[0].message.title", "unknown variable `region`")],
     "unknown-input.yaml": [E(12, 14, "steps[0].message.title", "unknown input `inputs.region` (inputs: service)")],
+    "misspelt-input.yaml": [E(12, 14, "steps[0].message.title", "unknown input `inputs.servce`; did you mean "
+                                                                "`inputs.service`? (inputs: service)")],
     "step-field-not-in-form.yaml": [E(13, 11, "steps[1].when", "step `look` has no field `impact`")],
     "step-not-upstream.yaml": [E(12, 11, "steps[1].when", "reads step `look`, which step `fix` does not need")],
     "step-id-with-dashes.yaml": [
