@@ -114,7 +114,9 @@ def load_site(docs: list[Document], env: dict[str, str] | None = None) -> tuple[
             merged[table].update(names)
         if "settings" in doc.data:
             if settings_from is not None:
-                errors.append(doc.error(("settings",), f"settings are defined twice (also in {settings_from.file})", True))
+                first = f"{settings_from.file}:{settings_from.where(('settings',), True)[0]}"
+                errors.append(doc.error(("settings",), f"settings are defined twice (also in {first}): a site has one "
+                                                       "`settings`: keep them in one file", True))
             settings_from = doc
             where[("settings", "web")] = doc
             merged["settings"] = part.settings

@@ -333,6 +333,9 @@ EXPECTED_FOLDERS: dict[str, dict[str, list[E]]] = {
     "config-duplicate-name": {
         "people.yaml": [E(3, 3, "people.bo-chen", "`bo-chen` is defined twice in people (also in ")],
     },
+    "config-settings-twice": {
+        "settings.yaml": [E(2, 1, "settings", "settings are defined twice (also in ")],
+    },
     # a new team's file with a mistake of its own: the name it shares with the site's people is said at once too
     "config-duplicate-name-in-a-broken-file": {
         "a-new-team.yaml": [E(6, 5, "roles.night-shift.backup", "a role needs a `backup`")],
@@ -402,6 +405,12 @@ def test_config_folder_is_validated_as_one_site(folder: str, corpus: Path, repo_
 def test_duplicate_name_names_the_other_file_and_line(corpus: Path, repo_root: Path) -> None:
     [error] = validate(corpus / "config-duplicate-name", repo_root)
     assert error.message.endswith(f"(also in {corpus / 'config-duplicate-name' / 'more-people.yaml'}:3)")
+
+
+def test_settings_written_twice_name_the_other_file_and_line(corpus: Path, repo_root: Path) -> None:
+    [error] = validate(corpus / "config-settings-twice", repo_root)
+    assert error.message.endswith(f"(also in {corpus / 'config-settings-twice' / 'a-new-team.yaml'}:3): a site has "
+                                  "one `settings`: keep them in one file")
 
 
 def test_a_cycle_is_printed_as_the_chain_of_steps(corpus: Path, repo_root: Path) -> None:
