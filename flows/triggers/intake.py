@@ -141,7 +141,8 @@ class Intake:
         for alert, copies in fold_copies(alerts):
             found = self.router.route_alert(alert)
             if not found:
-                unrouted = Disposition("unrouted", subject=alert.fingerprint, copies=copies)
+                unrouted = Disposition("unrouted", subject=alert.fingerprint, copies=copies,
+                                       problems=self.router.near_misses(alert))
                 dispositions.append(self._log(unrouted, alert.source))
                 continue
             payload = alert.payload()
@@ -308,9 +309,10 @@ class Intake:
             "subject": disposition.subject or "-",
             "copies": disposition.copies if disposition.copies > 1 else None,
             "silence": disposition.silence,
+            "problems": "; ".join(disposition.problems)[:500] or None,  # a refusal's, or an unrouted alert's near misses
         }
         if disposition.status == "refused":
-            log.warning(kv("event=trigger", **fields, problems="; ".join(disposition.problems)[:500]))
+            log.warning(kv("event=trigger", **fields))
         else:
             log.info(kv("event=trigger", **fields))
         return disposition

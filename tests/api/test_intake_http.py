@@ -81,6 +81,24 @@ def test_an_alert_without_the_label_its_trigger_reads_is_refused_naming_the_labe
         "`{{ trigger.labels.service | default('…') }}` in the trigger's inputs"]
 
 
+def test_an_unrouted_alert_is_told_which_trigger_nearly_took_it_and_why(api: Api) -> None:
+    """An author testing her alert by hand (docs/running.md, curl) sees why it started nothing: traffic-surge's trigger
+    names `ServerOverload` and wants a severity the alerting rule did not set, or set otherwise."""
+    service = unique("svc")
+    bodies = [am_body({"labels": {"alertname": "ServerOverload", "service": service}}),
+              am_body({"labels": {"alertname": "ServerOverload", "severity": "warning", "service": service}}),
+              am_body({"labels": {"alertname": "NobodyWantsThis", "severity": "critical"}})]
+    answers = [api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body) for body in bodies]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    lacking, other, unknown = ([(o["status"], o.get("problems")) for o in a.json()["outcomes"]] for a in answers)
+    assert lacking == [("unrouted", ["traffic-surge (triggers[0]) wants severity='~critical|page'; the alert has no "
+                                     "label `severity` (its labels: alertname, service)"])]
+    assert other == [("unrouted", ["traffic-surge (triggers[0]) wants severity='~critical|page'; the alert has "
+                                   "severity='warning'"])]
+    assert unknown == [("unrouted", None)]  # an alert no SOP names: nothing near
+    assert keyed_runs(api.engine.ledger, service) == []
+
+
 def test_an_event_starts_its_sop(api: Api) -> None:
     platform = unique("platform")
     answer = api.as_("alertmanager").post(
