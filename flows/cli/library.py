@@ -165,7 +165,7 @@ def show(
         loaded = lib.get(sop_id)
     except KeyError as exc:
         fail(str(exc.args[0]))
-    data = describe(loaded.sop)
+    data = describe(loaded.sop, site=lib.site)
     data["hash"] = loaded.text_hash
     data["next_scheduled"] = _next_firings(loaded.sop, lib.site.settings.timezone)
     data["cadence"] = _cadence(loaded.sop, lib.site)
@@ -174,7 +174,8 @@ def show(
         return
     # every text of the SOP is the author's: printed as written, never read as console markup
     head = f"[bold]{data['id']}[/] — {escape(data['title'])}  [dim]{data['priority']} {data['class']}, owner {escape(data['owner'])}"
-    head += f", deadline {data['deadline']}[/]" if data["deadline"] else "[/]"
+    head += f", deadline {data['deadline']}" if data["deadline"] else ""
+    head += escape(f" (business time on {data['calendar']})") + "[/]" if data["deadline"] and data["calendar"] else "[/]"
     tree = Tree(head)
     if data["triggers"]:
         tree.add(escape("triggers: " + "; ".join(data["triggers"])))
@@ -191,6 +192,8 @@ def show(
         label = f"[bold cyan]{step['id']}[/] {escape(step['title'])}  [dim]{escape(step['detail'])}[/]"
         if step["due"]:
             label += f"  [yellow]due {step['due']}[/]"
+        if step["calendar"] and (step["due"] or step["escalation"]):  # 4h of office hours may be due the next day
+            label += escape(f"  (business time on {step['calendar']})")
         node = tree.add(label)
         if step["needs"]:
             node.add("after: " + ", ".join(step["needs"]))

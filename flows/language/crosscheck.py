@@ -6,6 +6,7 @@ document it came from.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,13 @@ def _listed(names: Iterable[str], limit: int = 20) -> str:
     names = list(names)
     shown = ", ".join(names[:limit])
     return f"{shown}, … ({len(names)} in all)" if len(names) > limit else shown
+
+
+def _near(name: str, names: Iterable[str], prefix: str = "") -> str:
+    """``"; did you mean `freeze`?"`` for a name spelled nearly like one of ``names`` (``freze``), written after
+    ``prefix`` (``inputs.``); "" otherwise."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.75)
+    return f"; did you mean `{prefix}{close[0]}`?" if close else ""
 
 
 def _arrows(cycle: list[str]) -> str:
@@ -113,7 +121,7 @@ class _TemplateChecker:
             return None
         if root == "inputs" and rest[0] not in self.sop.inputs:
             known = _listed(self.sop.inputs) or "none declared"
-            return f"unknown input `{name}` (inputs: {known})"
+            return f"unknown input `{name}`{_near(rest[0], self.sop.inputs, 'inputs.')} (inputs: {known})"
         if root == "run" and rest[0] not in run_fields:
             return f"unknown variable `{name}` (run has: {', '.join(run_fields)})"
         if root == "config" and self.site is not None and rest[0] not in self.site.vars:
@@ -124,7 +132,7 @@ class _TemplateChecker:
             if target is None:
                 dashed = [s for s in self.by_id if s.startswith(f"{rest[0]}-")]
                 hint = (f"; step ids with dashes are written with underscores: steps.{dashed[0].replace('-', '_')}"
-                        if dashed else f" (steps: {_listed(self.by_id)})")
+                        if dashed else f"{_near(rest[0], self.by_id)} (steps: {_listed(self.by_id)})")
                 return f"unknown step `{rest[0]}` in `{name}`{hint}"
             if step is not None and not self.graph.needs(step.id, target.id):
                 return (f"`{name}` reads step `{target.id}`, which step `{step.id}` does not need "
@@ -194,7 +202,7 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
             errors.append(doc.error(path, f"step `{self_id}` {what} itself (a step cannot depend on itself)"))
             return False
         if target not in index:
-            errors.append(doc.error(path, f"{what} unknown step `{target}` (steps: {_listed(index)})"))
+            errors.append(doc.error(path, f"{what} unknown step `{target}`{_near(target, index)} (steps: {_listed(index)})"))
             return False
         return True
 
@@ -275,7 +283,8 @@ def _check_rework(sop: Sop, doc: Document, index: dict[str, int]) -> list[SpecEr
             continue
         path = ("steps", index[step.id], "on_reject")
         if step.on_reject not in index:
-            errors.append(doc.error(path, f"on_reject names unknown step `{step.on_reject}` (steps: {', '.join(index)})"))
+            near = _near(step.on_reject, index)
+            errors.append(doc.error(path, f"on_reject names unknown step `{step.on_reject}`{near} (steps: {_listed(index)})"))
         elif step.on_reject not in upstream(sop, step.id):
             errors.append(doc.error(path, f"on_reject must name an earlier step that `{step.id}` waits on "
                                           f"(through needs); `{step.on_reject}` is not one"))

@@ -50,7 +50,8 @@ def parse_duration(value: object, limit: timedelta | None = MAX_DURATION) -> tim
         return value
     match = _FORM.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise ValueError(f"expected {DURATION_HINT}, got {value!r}")
+        short = _short_form(value) if isinstance(value, str) else None
+        raise ValueError(f"expected {DURATION_HINT}, got {value!r}" + (f": write `{short}`" if short else ""))
     short, iso = match.groups()[:5], match.groups()[5:]
     parts = short if any(short) else iso
     if not any(parts):
@@ -64,6 +65,24 @@ def parse_duration(value: object, limit: timedelta | None = MAX_DURATION) -> tim
     if limit is not None and delta > limit:
         raise ValueError(f"a duration must be at most {_longest(limit)}, got {value!r}")
     return delta
+
+
+#: units as people spell them (``30 mins``, ``1 hour 30 minutes``, ``2 hrs``), for the hint of a refused duration
+_SPELLED = {word: unit for unit, words in {"w": "w wk wks week weeks", "d": "d day days", "h": "h hr hrs hour hours",
+                                           "m": "m min mins minute minutes", "s": "s sec secs second seconds"}.items()
+            for word in words.split()}
+_SPELLED_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)")
+
+
+def _short_form(text: str) -> str | None:
+    """``30m`` for ``30 mins``, ``1h30m`` for ``1 hour 30 minutes``: a duration in words as an SOP writes it; None
+    when ``text`` is not one (an unknown word, or anything but spaces, commas and "and" between the parts)."""
+    parts = _SPELLED_PART.findall(text)
+    if not parts or any(word.lower() not in _SPELLED for _, word in parts):
+        return None
+    if re.sub(r"[\s,]|\band\b", "", _SPELLED_PART.sub("", text), flags=re.IGNORECASE):
+        return None
+    return "".join(number + _SPELLED[word.lower()] for number, word in parts)
 
 
 def _longest(limit: timedelta | None) -> str:

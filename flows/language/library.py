@@ -75,6 +75,24 @@ def is_config_doc(doc: Document) -> bool:
     return isinstance(doc.data, dict) and bool(doc.data) and set(doc.data) <= CONFIG_KEYS
 
 
+def _claim(doc: Document, where: dict[tuple, Document],
+           tables: dict[str, dict[Any, Any]]) -> tuple[list[SpecError], dict[str, dict[Any, Any]]]:
+    """The names ``doc`` defines (table → name → value), each claimed for it in ``where``: an error for each one an
+    earlier file defines (naming that file and line), and the new ones."""
+    errors: list[SpecError] = []
+    new: dict[str, dict[Any, Any]] = {}
+    for table, names in tables.items():
+        for name, value in names.items():
+            if (table, name) in where:
+                first = where[(table, name)]
+                errors.append(doc.error((table, name), f"`{name}` is defined twice in {table} "
+                                                       f"(also in {first.file}:{first.where((table, name), True)[0]})", True))
+                continue
+            where[(table, name)] = doc
+            new.setdefault(table, {})[name] = value
+    return errors, new
+
+
 def load_site(docs: list[Document], env: dict[str, str] | None = None) -> tuple[Site | None, list[SpecError]]:
     """Validate config documents one by one (errors stay in their file), merge, cross-check."""
     errors: list[SpecError] = []
@@ -86,19 +104,19 @@ def load_site(docs: list[Document], env: dict[str, str] | None = None) -> tuple[
             part = Site.model_validate(doc.data)
         except ValidationError as exc:
             errors.extend(model_errors(doc, exc, Site))
+            # its names still count: one that another file defines too is said now, not once this error is mended
+            errors.extend(_claim(doc, where, {table: names for table in MERGED_TABLES
+                                              if isinstance(names := doc.data.get(table), dict)})[0])
             continue
-        for table in MERGED_TABLES:
-            for name, value in getattr(part, table).items():
-                if (table, name) in where:
-                    first = where[(table, name)]
-                    errors.append(doc.error((table, name), f"`{name}` is defined twice in {table} "
-                                                           f"(also in {first.file}:{first.where((table, name), True)[0]})", True))
-                    continue
-                where[(table, name)] = doc
-                merged[table][name] = value
+        twice, new = _claim(doc, where, {table: getattr(part, table) for table in MERGED_TABLES})
+        errors.extend(twice)
+        for table, names in new.items():
+            merged[table].update(names)
         if "settings" in doc.data:
             if settings_from is not None:
-                errors.append(doc.error(("settings",), f"settings are defined twice (also in {settings_from.file})", True))
+                first = f"{settings_from.file}:{settings_from.where(('settings',), True)[0]}"
+                errors.append(doc.error(("settings",), f"settings are defined twice (also in {first}): a site has one "
+                                                       "`settings`: keep them in one file", True))
             settings_from = doc
             where[("settings", "web")] = doc
             merged["settings"] = part.settings

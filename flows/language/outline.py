@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from flows.language.calendar import calendar_name
 from flows.language.durations import format_duration
 from flows.language.ladder import LadderEntry, levels
 from flows.language.spec import Sop
@@ -87,8 +88,9 @@ def more_text(rung: dict[str, Any]) -> str | None:
     return f"… and {rung['more']} more, every {rung['every']}"
 
 
-def describe(sop: Sop, repeats: int = 6, cut_to: int = 2) -> dict[str, Any]:
-    """The SOP as the show command prints it: steps with their ladders at absolute offsets (see :func:`ladder_outline`)."""
+def describe(sop: Sop, repeats: int = 6, cut_to: int = 2, site: Any = None) -> dict[str, Any]:
+    """The SOP as the show command prints it: steps with their ladders at absolute offsets (see :func:`ladder_outline`),
+    and the calendar each step's due and ladder count on (None: wall time; with ``site``, a class's counts too)."""
     steps = []
     for step in sop.steps:
         ladder = ladder_outline(sop.ladder_for(step), step.due, repeats, cut_to) if isinstance(step, HumanStep) else []
@@ -96,12 +98,14 @@ def describe(sop: Sop, repeats: int = 6, cut_to: int = 2) -> dict[str, Any]:
         steps.append({"id": step.id, "title": step.name, "kind": step.kind, "detail": KINDS[step.kind].summary(step),
                       "needs": sop.dependencies(step), "when": step.when,
                       "due": format_duration(step.due) if step.due else None,
+                      "calendar": calendar_name(sop, step, site),
                       "on_timeout": step.on_timeout, "escalation": ladder,
                       # what `sop hold --for` takes here, and how long a hold lasts before it escalates
                       "holds": {"waiting_for": reasons, "max_hold": format_duration(max_hold(sop, step))}
                       if reasons else None,
                       "form": {k: v.model_dump(exclude_none=True) for k, v in getattr(step, "form", {}).items()}})
     return {"id": sop.id, "title": sop.title, "class": sop.class_, "priority": f"P{sop.priority}", "owner": sop.owner,
-            "deadline": format_duration(sop.deadline) if sop.deadline else None, "version": sop.version,
+            "deadline": format_duration(sop.deadline) if sop.deadline else None,
+            "calendar": calendar_name(sop, None, site), "version": sop.version,
             "inputs": {k: v.model_dump(exclude_none=True) for k, v in sop.inputs.items()},
             "triggers": [trigger_text(t) for t in sop.triggers], "dedup": sop.dedup, "steps": steps}

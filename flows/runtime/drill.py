@@ -154,7 +154,13 @@ class Drill:
         #: when the run started, on the engine's clock (offsets on the timeline count from it)
         self._started: datetime | None = None
 
-    def _answer_at(self, step: HumanStep, ready_at: datetime) -> datetime:
+    def _answer_at(self, step: HumanStep, row: dict[str, Any]) -> datetime:
+        """When the responder answers: a share of the step's ``due`` after it was ready; a ``late`` step that share
+        of the time to its due instant, so after it even when a calendar puts that instant later than ``due`` of wall
+        time (4h of business time asked at 16:00 is due the next morning)."""
+        ready_at, due_at = row["ready_at"], row.get("due_at")
+        if step.id in self.late and due_at is not None:
+            return ready_at + (due_at - ready_at) * self.late_factor
         due = step.due or timedelta(minutes=10)
         share = self.late_factor if step.id in self.late else self.random.uniform(*self.share)
         return ready_at + due * share / self.speed
@@ -312,7 +318,7 @@ class Drill:
                             raise DrillRefused(f"--hand-over {step.id}={to}: {exc}") from None
                     key = f"{step.id}#{view.steps[step.id].get('round') or 1}#{len(view.approvals(step.id))}"
                     if key not in self._planned:
-                        self._planned[key] = self._answer_at(step, view.steps[step.id]["ready_at"])
+                        self._planned[key] = self._answer_at(step, view.steps[step.id])
                     if now >= self._planned[key]:
                         self._report(run_id, step, starter)
                 time.sleep(0.05)

@@ -18,12 +18,12 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import TemplateError, UndefinedError
 
 from flows.engine.silences import Silence
 from flows.engine.transitions import Engine, InputRefused
 from flows.language.config import expand_env
-from flows.language.expressions import render_value
+from flows.language.expressions import analyse, render_value
 from flows.ledger.vocabulary import RecordKind
 from flows.logfmt import kv
 from flows.triggers import rules
@@ -52,12 +52,36 @@ def render_inputs(trigger: Any, payload: dict[str, Any], config: dict[str, Any])
         try:
             out[name] = render_value(template, {"trigger": payload, "config": config})
         except TemplateError as exc:
-            problems.append(
-                f"input `{name}`: {template!r} cannot be rendered from the {payload.get('kind', 'signal')}: {exc}"
-            )
+            kind = payload.get("kind", "signal")
+            why = (_absent(template, payload) if isinstance(exc, UndefinedError) else None) or str(exc)
+            problems.append(f"input `{name}`: {template!r} cannot be rendered from the {kind}: {why}")
     if problems:
         raise InputsUnrenderable(problems)
     return out
+
+
+#: what a part of the trigger is called where it lacks a key (``trigger.labels.brand``: "no label `brand`")
+_PARTS = {"labels": "label", "annotations": "annotation", "values": "value"}
+
+
+def _absent(template: Any, payload: dict[str, Any]) -> str | None:
+    """What the signal lacks that ``template`` reads, in the words of the alert (``the alert has no label `brand`
+    (its labels: alertname, shop)``), with how to mend it; None when that is not why it failed."""
+    if not isinstance(template, str):
+        return None
+    for path in analyse(template):
+        node: Any = payload if path[0] == "trigger" else None
+        for depth, key in enumerate(path[1:], start=1):
+            if not isinstance(node, Mapping):
+                break
+            if key not in node:
+                part = _PARTS.get(path[depth - 1], "field") if depth > 1 else "field"
+                holds = ", ".join(sorted(map(str, node))[:20]) or "none"
+                kind = payload.get("kind", "signal")
+                return (f"the {kind} has no {part} `{key}` (its {part}s: {holds}): set it where the {kind} is made, "
+                        f"or write `{{{{ {'.'.join(path)} | default('…') }}}}` in the trigger's inputs")
+            node = node[key]
+    return None
 
 
 def given(inputs: dict[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +141,8 @@ class Intake:
         for alert, copies in fold_copies(alerts):
             found = self.router.route_alert(alert)
             if not found:
-                unrouted = Disposition("unrouted", subject=alert.fingerprint, copies=copies)
+                unrouted = Disposition("unrouted", subject=alert.fingerprint, copies=copies,
+                                       problems=self.router.near_misses(alert))
                 dispositions.append(self._log(unrouted, alert.source))
                 continue
             payload = alert.payload()
@@ -284,9 +309,10 @@ class Intake:
             "subject": disposition.subject or "-",
             "copies": disposition.copies if disposition.copies > 1 else None,
             "silence": disposition.silence,
+            "problems": "; ".join(disposition.problems)[:500] or None,  # a refusal's, or an unrouted alert's near misses
         }
         if disposition.status == "refused":
-            log.warning(kv("event=trigger", **fields, problems="; ".join(disposition.problems)[:500]))
+            log.warning(kv("event=trigger", **fields))
         else:
             log.info(kv("event=trigger", **fields))
         return disposition

@@ -12,7 +12,7 @@ from typing import Any
 
 from flows.language.library import Library
 from flows.language.spec import AlertTrigger, EventTrigger, MetricRule
-from flows.triggers.match import matches
+from flows.triggers.match import matches, matches_one
 from flows.triggers.model import Alert, Event
 
 
@@ -52,6 +52,24 @@ class Router:
             if matches(trigger.alert, alert.labels):
                 found[match.sop_id] = match
         return list(found.values())
+
+    def near_misses(self, alert: Alert) -> list[str]:
+        """Why the alert triggers that name this alert did not take it, when one matcher alone failed: a label the
+        SOP spells otherwise than the alerting rule (``brnd``), or a value it does not want. Said in the alert's
+        words for the webhook's answer to an unrouted alert; [] when no trigger names its ``alertname``."""
+        said: list[str] = []
+        for match in self.alerts:
+            trigger: AlertTrigger = match.trigger
+            if "alertname" not in trigger.alert or trigger.source not in ("any", alert.source):
+                continue
+            failing = [name for name, matcher in trigger.alert.items() if not matches_one(matcher, alert.labels.get(name))]
+            if len(failing) != 1 or failing[0] == "alertname":
+                continue
+            name = failing[0]
+            has = (f"has {name}={alert.labels[name]!r}" if name in alert.labels else
+                   f"has no label `{name}` (its labels: {', '.join(sorted(alert.labels))})")
+            said.append(f"{match.sop_id} (triggers[{match.index}]) wants {name}={trigger.alert[name]!r}; the alert {has}")
+        return said
 
     def route_event(self, event: Event) -> list[Match]:
         """Event triggers of that name whose ``match`` fits the event's values (and ``key``)."""

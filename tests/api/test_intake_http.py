@@ -67,6 +67,38 @@ def test_a_bad_alert_in_a_batch_refuses_the_whole_batch(api: Api) -> None:
     assert api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body).json()["field"] == "body.version"
 
 
+def test_an_alert_without_the_label_its_trigger_reads_is_refused_naming_the_label(api: Api) -> None:
+    """traffic-surge's trigger reads `trigger.labels.service`; an alerting rule that forgot the label starts nothing,
+    and the answer (and the log) says so in the alert's words, not Jinja's ("'dict object' has no attribute")."""
+    body = am_body({"labels": {"alertname": "ServerOverload", "severity": "page", "host": unique("host")}})
+    answer = api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body)
+    assert answer.status_code == 200, answer.text
+    [outcome] = answer.json()["outcomes"]
+    assert (outcome["status"], outcome["sop"], outcome["run"]) == ("refused", "traffic-surge", None)
+    assert outcome["problems"] == [
+        "input `service`: '{{ trigger.labels.service }}' cannot be rendered from the alert: the alert has no label "
+        "`service` (its labels: alertname, host, severity): set it where the alert is made, or write "
+        "`{{ trigger.labels.service | default('…') }}` in the trigger's inputs"]
+
+
+def test_an_unrouted_alert_is_told_which_trigger_nearly_took_it_and_why(api: Api) -> None:
+    """An author testing her alert by hand (docs/running.md, curl) sees why it started nothing: traffic-surge's trigger
+    names `ServerOverload` and wants a severity the alerting rule did not set, or set otherwise."""
+    service = unique("svc")
+    bodies = [am_body({"labels": {"alertname": "ServerOverload", "service": service}}),
+              am_body({"labels": {"alertname": "ServerOverload", "severity": "warning", "service": service}}),
+              am_body({"labels": {"alertname": "NobodyWantsThis", "severity": "critical"}})]
+    answers = [api.as_("alertmanager").post("/v1/alerts/alertmanager", json=body) for body in bodies]
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    lacking, other, unknown = ([(o["status"], o.get("problems")) for o in a.json()["outcomes"]] for a in answers)
+    assert lacking == [("unrouted", ["traffic-surge (triggers[0]) wants severity='~critical|page'; the alert has no "
+                                     "label `severity` (its labels: alertname, service)"])]
+    assert other == [("unrouted", ["traffic-surge (triggers[0]) wants severity='~critical|page'; the alert has "
+                                   "severity='warning'"])]
+    assert unknown == [("unrouted", None)]  # an alert no SOP names: nothing near
+    assert keyed_runs(api.engine.ledger, service) == []
+
+
 def test_an_event_starts_its_sop(api: Api) -> None:
     platform = unique("platform")
     answer = api.as_("alertmanager").post(

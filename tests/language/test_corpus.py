@@ -105,6 +105,7 @@ EXPECTED: dict[str, list[E]] = {
     # --- durations and timeouts --------------------------------------------------------------
     "due-bare-number.yaml": [E(8, 10, "steps[0].due", "expected a duration such as 30s, 15m, 2h")],
     "due-bad-unit.yaml": [E(8, 10, "steps[0].due", "got '5x'")],
+    "due-in-words.yaml": [E(8, 10, "steps[0].due", "got '30 mins': write `30m`")],
     "deadline-soon.yaml": [E(5, 11, "deadline", "got 'soon'")],
     "bad-on-timeout.yaml": [
         E(9, 17, "steps[0].on_timeout", "expected skip, fail or fallback:<step-id>, got 'escalate'")
@@ -127,6 +128,8 @@ EXPECTED: dict[str, list[E]] = {
     "duplicate-step-cascade.yaml": [E(12, 9, "steps[1].id", "duplicate step id `investigate` (also steps[0]): "
                                                              "rename one")],
     "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
+    "misspelt-needs.yaml": [E(10, 13, "steps[1].needs[0]", "needs unknown step `diagnos`; did you mean `diagnose`? "
+                                                           "(steps: diagnose, fix)")],
     "needs-cycle.yaml": [E(8, 12, "steps[0].needs", "steps form a cycle: a → b → c → a")],
     "needs-cycle-and-unknown-variable.yaml": [
         E(9, 12, "steps[0].needs", "steps form a cycle: a → b → c → a"),
@@ -148,6 +151,8 @@ EXPECTED: dict[str, list[E]] = {
     "when-syntax-error.yaml": [E(13, 11, "steps[1].when", "template syntax error")],
     "unknown-variable-root.yaml": [E(10, 14, "steps[0].message.title", "unknown variable `region`")],
     "unknown-input.yaml": [E(12, 14, "steps[0].message.title", "unknown input `inputs.region` (inputs: service)")],
+    "misspelt-input.yaml": [E(12, 14, "steps[0].message.title", "unknown input `inputs.servce`; did you mean "
+                                                                "`inputs.service`? (inputs: service)")],
     "step-field-not-in-form.yaml": [E(13, 11, "steps[1].when", "step `look` has no field `impact`")],
     "step-not-upstream.yaml": [E(12, 11, "steps[1].when", "reads step `look`, which step `fix` does not need")],
     "step-id-with-dashes.yaml": [
@@ -328,6 +333,14 @@ EXPECTED_FOLDERS: dict[str, dict[str, list[E]]] = {
     "config-duplicate-name": {
         "people.yaml": [E(3, 3, "people.bo-chen", "`bo-chen` is defined twice in people (also in ")],
     },
+    "config-settings-twice": {
+        "settings.yaml": [E(2, 1, "settings", "settings are defined twice (also in ")],
+    },
+    # a new team's file with a mistake of its own: the name it shares with the site's people is said at once too
+    "config-duplicate-name-in-a-broken-file": {
+        "a-new-team.yaml": [E(6, 5, "roles.night-shift.backup", "a role needs a `backup`")],
+        "people.yaml": [E(3, 3, "people.bo-chen", "`bo-chen` is defined twice in people (also in ")],
+    },
 }
 
 
@@ -392,6 +405,12 @@ def test_config_folder_is_validated_as_one_site(folder: str, corpus: Path, repo_
 def test_duplicate_name_names_the_other_file_and_line(corpus: Path, repo_root: Path) -> None:
     [error] = validate(corpus / "config-duplicate-name", repo_root)
     assert error.message.endswith(f"(also in {corpus / 'config-duplicate-name' / 'more-people.yaml'}:3)")
+
+
+def test_settings_written_twice_name_the_other_file_and_line(corpus: Path, repo_root: Path) -> None:
+    [error] = validate(corpus / "config-settings-twice", repo_root)
+    assert error.message.endswith(f"(also in {corpus / 'config-settings-twice' / 'a-new-team.yaml'}:3): a site has "
+                                  "one `settings`: keep them in one file")
 
 
 def test_a_cycle_is_printed_as_the_chain_of_steps(corpus: Path, repo_root: Path) -> None:

@@ -50,3 +50,18 @@ def test_an_sop_duration_is_at_most_a_year_and_a_day_but_a_window_back_may_be_lo
     with pytest.raises(ValueError, match=r"at most 366d \(a year and a day\), got '367d'"):
         parse_duration("367d")
     assert parse_duration("800d", limit=None).days == 800  # `sop audit --since 800d`
+
+
+@pytest.mark.parametrize(("text", "short"), [("30 mins", "30m"), ("1 hour 30 minutes", "1h30m"), ("2 hrs", "2h"),
+                                             ("2h 30m", "2h30m"), ("4 hours", "4h"), ("1 day, 2 hours", "1d2h")])
+def test_a_duration_in_words_is_refused_with_how_to_write_it(text: str, short: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_duration(text)
+    assert str(refused.value).endswith(f"got {text!r}: write `{short}`")
+    assert parse_duration(short)  # and what it says to write is a duration
+
+
+@pytest.mark.parametrize("text", ["soon", "5x", "half an hour", "30 mins or so", "2"])
+def test_no_hint_when_the_words_are_no_duration(text: str) -> None:
+    with pytest.raises(ValueError, match=r"expected a duration such as .*, got '[^']*'$"):
+        parse_duration(text)

@@ -596,6 +596,20 @@ def test_sop_show_says_what_a_step_may_be_put_on_hold_for(sop) -> None:
         "supply": ["carrier_report"], "product": ["supplier_reply"]}
 
 
+def test_sop_show_says_which_dues_count_business_time(sop) -> None:
+    """A 1d due on cn-office is a working day, not 24 hours (a 4h review asked at 16:00 is due the next morning): the
+    author reads it where the due is shown, not in the first run's pages."""
+    data = json.loads(sop("show", "roi-optimisation", "--json").stdout)
+    assert data["calendar"] == "cn-office"
+    assert {s["calendar"] for s in data["steps"]} == {"cn-office"}
+    shown = " ".join(sop("show", "roi-optimisation").stdout.split())
+    assert "deadline 15d (business time on cn-office)" in shown
+    assert "breakdown Find where the money is lost human → data-analyst due 1d (business time on cn-office)" in shown
+    wall = json.loads(sop("show", "crisis-pr", "--json").stdout)
+    assert wall["calendar"] is None and all(s["calendar"] is None for s in wall["steps"])
+    assert "business time" not in sop("show", "crisis-pr").stdout
+
+
 def test_sop_show_says_the_status_cadence_a_run_keeps_and_where_it_comes_from(sop) -> None:
     # crisis-pr has no cadence of its own: its runs ask the PR lead what its class's default asks
     shown = sop("show", "crisis-pr")
