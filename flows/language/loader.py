@@ -31,10 +31,14 @@ class SpecError:
     column: int
     path: str
     message: str
+    #: the id of the step ``path`` is in (``steps[1]`` is ``freeze``), said beside the path: an author looks for a
+    #: step by its id, not by counting from 0
+    step: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        path = f"{self.path} (step `{self.step}`)" if self.step else self.path
+        return f"{where}: {path}: {self.message}" if path else f"{where}: {self.message}"
 
 
 class SpecInvalid(Exception):
@@ -81,7 +85,18 @@ class Document:
     def error(self, path: Path_, message: str, prefer_key: bool = False) -> SpecError:
         """A SpecError located at ``path`` in this document."""
         line, col = self.where(path, prefer_key)
-        return SpecError(self.file, line, col, dotted(path), message)
+        return SpecError(self.file, line, col, dotted(path), message, step=self.step_at(tuple(path)))
+
+    def step_at(self, path: Path_) -> str | None:
+        """The id of the SOP step ``path`` is in (``("steps", 1, "needs", 0)`` → ``freeze``); None outside a step, or
+        for a step without a text id."""
+        if len(path) < 2 or path[0] != "steps" or not isinstance(path[1], int) or not isinstance(self.data, dict):
+            return None
+        steps = self.data.get("steps")
+        if not isinstance(steps, list) or not 0 <= path[1] < len(steps) or not isinstance(steps[path[1]], dict):
+            return None
+        found = steps[path[1]].get("id")
+        return found if isinstance(found, str) and found.strip() else None
 
 
 _STR_TAG = "tag:yaml.org,2002:str"

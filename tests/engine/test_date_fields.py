@@ -65,5 +65,5 @@ def test_an_sop_whose_date_default_is_no_day_is_refused_where_it_says_so(tmp_pat
     with pytest.raises(Exception) as refused:
         load_library(root)
     said = str(refused.value)
-    assert "t-dated.yaml:10:41: steps[0].form.check_date.default: default '2026-02-30' is not a date written " \
+    assert "t-dated.yaml:10:41: steps[0].form.check_date.default (step `plan`): default '2026-02-30' is not a date written " \
            "YYYY-MM-DD (2026-12-31)" in said, said

@@ -57,7 +57,7 @@ def test_a_steps_own_ladder_naming_its_assignee_role_or_person_is_warned(tmp_pat
 """
     text = SOP.format(extra=extra).replace("notify: [owner]", "notify: [lead]")
     assert warnings_of(text, tmp_path, repo_root) == [
-        "26:18: steps[2].escalation[1].notify[0]: `person:li-wei` is also the assignee of step `report`: for it this "
+        "26:18: steps[2].escalation[1].notify[0] (step `report`): `person:li-wei` is also the assignee of step `report`: for it this "
         "rung reaches only the person who holds the step (told it is late), and nobody above them hears of it; write "
         "`lead` to escalate (`assignee` is the reminder)"]
 
@@ -90,6 +90,6 @@ def test_a_once_step_with_retries_is_warned_at_its_retries(tmp_path: Path, repo_
             "  - id: sms\n    kind: command\n    command: [\"true\"]\n    once: true\n    retries: 2\n"
             "  - id: again\n    kind: command\n    command: [\"true\"]\n    once: true\n")
     assert warnings_of(text, tmp_path, repo_root) == [
-        "10:14: steps[0].retries: step `sms` is `once: true` (its action must not happen twice) but `retries: 2`: an "
+        "10:14: steps[0].retries (step `sms`): step `sms` is `once: true` (its action must not happen twice) but `retries: 2`: an "
         "attempt that failed is made again, and a call that timed out or a command that was killed may have acted "
         "already; write `retries: 0` unless a failure surely means nothing happened"]

@@ -460,7 +460,7 @@ def test_a_field_error_does_not_invent_errors_about_the_broken_parts(corpus: Pat
 def printed(error: E, file: str) -> re.Pattern[str]:
     """The line `sop validate` prints for an error: ``file:line:col: path: message``."""
     column = r"\d+" if error.column is None else str(error.column)
-    path = f"{re.escape(error.path)}: " if error.path else ""
+    path = f"{re.escape(error.path)}(?: \\(step `[^`]+`\\))?: " if error.path else ""  # in a step: its id beside
     return re.compile(rf"^✗ {re.escape(file)}:{error.line}:{column}: {path}.*{re.escape(error.message)}", re.M)
 
 
@@ -500,7 +500,7 @@ def test_sop_validate_works_from_any_folder(sop, tmp_path: Path, repo_root: Path
     broken = repo_root / "tests" / "language" / "corpus" / "dangling-needs.yaml"
     result = sop("validate", str(broken), cwd=tmp_path)
     assert result.returncode == 1
-    assert f"{broken}:10:19: steps[1].needs[1]: needs unknown step `diagnose`" in result.stderr
+    assert f"{broken}:10:19: steps[1].needs[1] (step `fix`): needs unknown step `diagnose`" in result.stderr
 
 
 # --- one mistake, one error: field errors neither hide nor invent cross-check errors ----------

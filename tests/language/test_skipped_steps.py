@@ -54,7 +54,7 @@ def when_errors(when: str, tmp_path: Path, repo_root: Path) -> list[str]:
 
 def test_a_when_reading_a_field_of_a_step_that_may_be_skipped_is_refused(tmp_path: Path, repo_root: Path) -> None:
     assert when_errors("{{ steps.triage.severity == 'major' }}", tmp_path, repo_root) == [
-        "17:11: steps[1].when: `when` would fail whenever step `triage` is skipped (its `when` is false): a skipped "
+        "17:11: steps[1].when (step `act`): `when` would fail whenever step `triage` is skipped (its `when` is false): a skipped "
         "step has no `severity` (only state, outcome, actor, note, finished_at); write "
         "`steps.triage.severity | default(…)`, or test `steps.triage.outcome != 'skipped' and …` first"]
 
@@ -144,7 +144,7 @@ def test_a_template_reading_a_step_of_a_branch_not_taken_is_refused_and_one_on_t
         tmp_path: Path, repo_root: Path) -> None:
     # `inner` and `tell` run only on gate's `then`, with triage; `other` runs on its `else`, without
     assert errors_of(BRANCHES, tmp_path, repo_root) == [
-        "34:13: steps[4].message.body: `message.body` would fail whenever step `triage` is skipped (check `gate` "
+        "34:13: steps[4].message.body (step `other`): `message.body` would fail whenever step `triage` is skipped (check `gate` "
         "takes its other branch): a skipped step has no `cost` (only state, outcome, actor, note, finished_at); write "
         "`steps.triage.cost | default(…)`, or test `steps.triage.outcome != 'skipped' and …` first"]
 
@@ -164,11 +164,11 @@ def test_a_steps_description_reading_a_step_that_may_be_skipped_is_refused_and_a
     described = SOP.format(when="true") + ('    title: "Act on a {{ steps.triage.severity }} case"\n'
                                            '    description: "Triage found it {{ steps.triage.severity }}"\n')
     assert errors_of(described, tmp_path, repo_root) == [
-        "18:12: steps[1].title: a title is shown as written (on the board, in pages and in the audit), never "
+        "18:12: steps[1].title (step `act`): a title is shown as written (on the board, in pages and in the audit), never "
         "rendered: write it without `{{ … }}` and put the run's values in `description`"]
     titled = described.replace("Act on a {{ steps.triage.severity }} case", "Act on the case")
     assert [e.split(": a skipped step")[0] for e in errors_of(titled, tmp_path, repo_root)] == [
-        "19:18: steps[1].description: `description` would fail whenever step `triage` is skipped (its `when` is "
+        "19:18: steps[1].description (step `act`): `description` would fail whenever step `triage` is skipped (its `when` is "
         "false)"]
     guarded = titled.replace("{{ steps.triage.severity }}", "{{ steps.triage.severity | default('minor') }}")
     assert errors_of(guarded, tmp_path, repo_root) == []

@@ -64,7 +64,7 @@ def errors_of(repo_root: Path, tmp_path: Path, tail: str, sop: str = SOP) -> lis
 def test_a_when_reading_a_field_of_a_step_that_may_time_out_to_its_fallback_is_refused(
         repo_root: Path, tmp_path: Path) -> None:
     assert errors_of(repo_root, tmp_path, "    when: \"{{ steps.call.answer == 'agreed' }}\"\n") == [
-        "22:11: steps[2].when: `when` would fail whenever step `call` did not finish (it timed out and `mail` took "
+        "22:11: steps[2].when (step `after`): `when` would fail whenever step `call` did not finish (it timed out and `mail` took "
         "over: `on_timeout: fallback:mail`): a step that did not finish has no `answer` (only state, outcome, actor, "
         "note, finished_at); write `steps.call.answer | default(…)`, or test `steps.call.outcome == 'done' and …` "
         "first"]
@@ -123,7 +123,7 @@ def test_a_fallback_that_needs_the_step_it_stands_in_for_is_refused(repo_root: P
     (or `after`, which needs `call`) would wait for ever, and its run never end."""
     sop = SOP.replace("    due: 1h\n", f"    due: 1h\n    needs: {needs}\n", 1)
     errors = errors_of(repo_root, tmp_path, "", sop)
-    assert any(e.startswith("10:17: steps[0].on_timeout: ") and "step `mail` stands in for `call` when it times out, "
+    assert any(e.startswith("10:17: steps[0].on_timeout (step `call`): ") and "step `mail` stands in for `call` when it times out, "
                "but needs it (directly or through the steps after it): it would wait for ever; take `call` out of "
                "what `mail` needs" in e for e in errors), errors
 
