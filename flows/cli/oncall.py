@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -29,6 +30,9 @@ def oncall(
     reason: Annotated[str | None, typer.Option("--reason", help="override: why (kept in the ledger)")] = None,
     who: Annotated[str | None, typer.Option("--as", help="override: who records it (a person of config/; default: "
                                                                  "the person this OS account is, else $SOP_ACTOR)")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", metavar="ZONE", help="times shown and read (--at, --from, --until) in "
+                                                                     "this IANA zone (default: yours in config/, "
+                                                                     "else the site's)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show who is primary and backup of each role now and for the next shifts, or record an override.
@@ -36,6 +40,7 @@ def oncall(
     \b
     sop oncall                       every role, now and next
     sop oncall sre-oncall --at 2026-12-24T18:00
+    sop oncall finance-lead --tz Europe/London
     sop oncall override sre-oncall tom-becker --from 2026-12-24 --until +3d --reason "zhao-lei on leave" --as li-wei
     sop oncall override end 2 --reason "recorded by mistake" --as li-wei
     """
@@ -44,7 +49,7 @@ def oncall(
     words = words or []
     engine = _engine(prefect=False)
     site = engine.site
-    zone = site.settings.timezone
+    zone = _zone(site, tz, engine.pager.close)
     now = engine.clock.now()
     try:
         if words[:2] == ["override", "end"] and len(words) == 3 and not words[2].lstrip("#").isdigit():
@@ -146,6 +151,22 @@ def _show(engine: Any, role: str | None, at: str | None, shifts: int, zone: str,
                           _when(stretch.until, zone) if stretch.until else "—", stretch.primary, stretch.backup or "—",
                           _why(stretch))
     console.print(table)
+
+
+def _zone(site: Any, tz: str | None, closing: Any) -> str:
+    """The zone the times are in: ``--tz``, else the zone of the person this terminal is (their OS account in
+    config/people.yaml, else $SOP_ACTOR), else the site's: a rotation handing over in London, read from London."""
+    from flows.cli.runs import os_user
+
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a path-like name a ValueError
+            closing()
+            fail(f"--tz {tz!r} is not a time zone", "an IANA name such as Europe/London or Asia/Shanghai")
+        return tz
+    person = site.people.get(site.account_owner(os_user()) or os.environ.get("SOP_ACTOR") or "")
+    return person.zone_or(site.settings.timezone) if person is not None else site.settings.timezone
 
 
 def _when(instant: datetime | None, zone: str) -> str:

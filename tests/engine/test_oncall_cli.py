@@ -50,6 +50,21 @@ def test_an_override_is_recorded_as_its_person_and_shown_until_it_ends(sop: Any,
     assert bad.returncode == 1 and "`li-wei` is not a member of `sre-oncall`" in bad.stderr
 
 
+def test_the_times_are_the_readers_own_or_the_zone_asked_for(sop: Any, ledger_env: dict[str, str]) -> None:
+    """sre-oncall hands over on Monday 09:00 in Shanghai: the site's zone shows 09:00; Sara Lopez (Madrid, her
+    $SOP_ACTOR) reads 02:00, her own time; --tz reads London's; a zone that is none is refused by name."""
+    at = "2031-01-01T12:00+08:00"
+    site = sop("oncall", "sre-oncall", "--at", at, "--shifts", "2", env={**ledger_env, "SOP_ACTOR": None}).stdout
+    assert "(times in Asia/Shanghai)" in site and "2031-01-06 09:00" in site
+    hers = sop("oncall", "sre-oncall", "--at", at, "--shifts", "2", env={**ledger_env, "SOP_ACTOR": "sara-lopez"})
+    assert "(times in Europe/Madrid)" in hers.stdout and "2031-01-06 02:00" in hers.stdout, hers.stdout
+    london = sop("oncall", "sre-oncall", "--at", at, "--shifts", "2", "--tz", "Europe/London", env=ledger_env).stdout
+    assert "(times in Europe/London)" in london and "2031-01-06 01:00" in london
+    wrong = sop("oncall", "sre-oncall", "--tz", "Europe/Londn", env=ledger_env)
+    assert wrong.returncode == 1 and "--tz 'Europe/Londn' is not a time zone" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
 @pytest.mark.parametrize("args, said", [
     # a stand-in for 73 years is a rotation: refused (a silence is refused past 30 days)
     (["override", "sre-oncall", "tom-becker", "--until", "2099-01-01", "--reason", "r", "--as", "li-wei"],
