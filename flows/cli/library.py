@@ -51,15 +51,27 @@ def validate(
     for warning in [] if quiet else warnings:  # not errors: the exit status stands
         err_console.print(f"[yellow]![/] warning: {escape(str(warning))}", soft_wrap=True)
     files = len({e.file for e in errors})
+    # SOP files given alone are checked against config_dir, which is read but not counted: say so, not "0 config"
+    against = f" against {_shown(config_dir, root)}" if sops and not configs and config_dir.is_dir() else ""
     if errors:
-        err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) "
-                          f"({sops} SOP file(s), {configs} config file(s) checked in {elapsed:.2f}s)")
+        counted = (f"{sops} SOP file(s) checked{against}" if against
+                   else f"{sops} SOP file(s), {configs} config file(s) checked")
+        err_console.print(f"[bold red]{len(errors)} error(s)[/] in {files} file(s) ({counted} in {elapsed:.2f}s)")
         raise typer.Exit(1)
     for warning in _token_warnings(config_dir) if configs else []:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if not quiet:
         warned = f", {len(warnings)} warning(s) above" if warnings else ""
-        console.print(f"[green]✓[/] {sops} SOP file(s) and {configs} config file(s) valid ({elapsed:.2f}s){warned}")
+        counted = f"{sops} SOP file(s) valid{against}" if against else f"{sops} SOP file(s) and {configs} config file(s) valid"
+        console.print(f"[green]✓[/] {counted} ({elapsed:.2f}s){warned}")
+
+
+def _shown(folder: Path, root: Path) -> str:
+    """``config/`` for the project's, else the folder as given."""
+    try:
+        return f"{folder.resolve().relative_to(root.resolve())}/"
+    except ValueError:
+        return f"{folder}/"
 
 
 def _token_warnings(config_dir: Path) -> list[str]:
