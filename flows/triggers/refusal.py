@@ -99,7 +99,7 @@ class RefusalStage:
             from flows.triggers.refusal_page import page_owner
 
             engine = self.engine
-            ledger.after_commit(lambda: page_owner(engine, refused, source, labels, now))
+            ledger.after_commit(lambda: page_owner(engine, refused, why(refused.problems), source, labels, now))
         return refused
 
 

@@ -15,13 +15,13 @@ from typing import Any
 from flows.engine.oncall import resolve_targets
 from flows.logfmt import kv
 from flows.triggers.model import Disposition
-from flows.triggers.refusal import why
 
 log = logging.getLogger("sop.intake")
 
 
-def page_owner(engine: Any, refused: Disposition, source: str, labels: dict[str, str], at: datetime) -> None:
-    """Send the refusal's page to its SOP's owner, on the delivery threads; never raises (its record is written)."""
+def page_owner(engine: Any, refused: Disposition, why: str, source: str, labels: dict[str, str], at: datetime) -> None:
+    """Send the refusal's page to its SOP's owner (``why``: its first problem in a few words), on the delivery
+    threads; never raises (its record is written)."""
     from notifications import RecipientInfo, recipients
     from notifications.message import SopInfo
     from notifications.refusal import REFUSED, Refusal, refusal_message
@@ -36,7 +36,7 @@ def page_owner(engine: Any, refused: Disposition, source: str, labels: dict[str,
         people = recipients(resolve_targets(["owner"], sop, None, site, on_call=on_call), site, on_call=on_call)
         info = SopInfo(id=sop.id, title=sop.title, class_=sop.class_)
         refusal = Refusal(trigger=refused.trigger or 0, source=source, subject=refused.subject or "-",
-                          problems=tuple(refused.problems), why=why(refused.problems), at=at, labels=labels,
+                          problems=tuple(refused.problems), why=why, at=at, labels=labels,
                           copies=refused.copies, command=start_command(sop, refused.trigger or 0),
                           url=f"{site.settings.base_url.rstrip('/')}/board/start/{sop.id}")
         pager.dispatcher.submit(

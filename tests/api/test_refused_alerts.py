@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from flows.audit import Audit
 from flows.engine.build import build_engine
 from flows.language.library import load_library
 from flows.ledger import Ledger
-from flows.ledger.schema import records
+from flows.ledger.schema import records, refusals
 from notifications import read_inbox
 from tests.api.conftest import TOKEN_ENV, ServedApp, unique
 from tests.conftest import TestDatabase
@@ -120,3 +122,22 @@ def _delivered(site: Site) -> bool:
         rows = [json.loads(d) for d in conn.execute(sa.select(records.c.data).where(records.c.kind == "notification"))
                 .scalars()]
     return any(r.get("notification") == "trigger_refused" and any(x["ok"] for x in r["results"]) for r in rows)
+
+
+def test_a_burst_of_the_same_refused_alert_pages_once_and_an_hour_later_pages_again(site: Site) -> None:
+    """Eight at once (the intake thread commits them together): one page, eight records counted 1…8; once the hour
+    since that page has passed, the next one pages again."""
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: site.monitor.post("/v1/alerts/alertmanager", json=overload_without_service()),
+                                range(8)))
+    paged = [o["owner_paged"] for a in answers for o in a.json()["outcomes"]]
+    assert sorted(paged) == [False] * 7 + [True]
+    assert sorted(r["count"] for r in site.refusals()) == list(range(1, 9))
+    wait_for(lambda: site.inbox(OWNER), 10, "the burst's one page")
+
+    with site.engine.ledger.transaction() as tx:  # the hour passes (on the engine's clock, as a drill compresses it)
+        tx.conn.execute(refusals.update().values(paged_at=site.engine.clock.now() - timedelta(minutes=61)))
+    [later] = site.monitor.post("/v1/alerts/alertmanager", json=overload_without_service()).json()["outcomes"]
+    assert later["owner_paged"] is True and site.refusals()[-1]["count"] == 1
+    wait_for(lambda: len(site.inbox(OWNER)) == 2, 10, "the next hour's page")
+    assert Audit(site.engine.ledger).verify().ok
