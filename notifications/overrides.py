@@ -15,6 +15,7 @@ from pathlib import Path
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from flows.language.loader import SpecError
+from notifications import refusal
 from notifications.errors import RenderError
 from notifications.message import KINDS, template_fields
 from notifications.samples import sample
@@ -46,6 +47,7 @@ def validate_overrides(config_dir: Path | str) -> list[SpecError]:
     if not folder.is_dir():
         return []
     errors: list[SpecError] = []
+    kinds = (*KINDS, refusal.REFUSED)
     env = environment(str(folder.resolve()))
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         file = str(path)
@@ -56,14 +58,14 @@ def validate_overrides(config_dir: Path | str) -> list[SpecError]:
                     1,
                     1,
                     "",
-                    f"not a template: site templates are named <kind>{SUFFIX} (kinds: {', '.join(KINDS)})",
+                    f"not a template: site templates are named <kind>{SUFFIX} (kinds: {', '.join(kinds)})",
                 )
             )
             continue
         kind = path.name[: -len(SUFFIX)]
-        if kind not in KINDS and not kind.startswith("_"):
-            close = difflib.get_close_matches(kind, KINDS, n=1)
-            hint = f"; did you mean {template_name(close[0])}?" if close else f" (kinds: {', '.join(KINDS)})"
+        if kind not in kinds and not kind.startswith("_"):
+            close = difflib.get_close_matches(kind, kinds, n=1)
+            hint = f"; did you mean {template_name(close[0])}?" if close else f" (kinds: {', '.join(kinds)})"
             errors.append(SpecError(file, 1, 1, "", f"unknown notification kind `{kind}`{hint}"))
             continue
         try:
@@ -75,12 +77,15 @@ def validate_overrides(config_dir: Path | str) -> list[SpecError]:
         except TemplateSyntaxError as exc:
             errors.append(SpecError(file, exc.lineno or 1, 1, "", f"template syntax error: {exc.message}"))
             continue
-        errors.extend(unknown_variables(tree, file))
+        errors.extend(unknown_variables(tree, file, refusal.template_fields() if kind == refusal.REFUSED else None))
     if errors:
         return errors
-    for kind in KINDS:
+    for kind in kinds:
         try:
-            render_message(kind, sample(kind), overrides_dir=folder)
+            if kind == refusal.REFUSED:  # a refused signal's page: no run, a context of its own
+                refusal.sample_message(overrides_dir=folder)
+            else:
+                render_message(kind, sample(kind), overrides_dir=folder)
         except RenderError as exc:
             file = exc.file or str(folder / template_name(kind))
             message = str(exc).removeprefix(f"{exc.file}:{exc.line}: ").removeprefix(f"{exc.file}: ")
@@ -88,9 +93,10 @@ def validate_overrides(config_dir: Path | str) -> list[SpecError]:
     return _unique(errors)
 
 
-def unknown_variables(tree: nodes.Template, file: str) -> list[SpecError]:
-    """Variables a template reads that the context does not have, each at its line."""
-    shapes = template_fields()
+def unknown_variables(tree: nodes.Template, file: str,
+                      shapes: dict[str, frozenset[str] | None] | None = None) -> list[SpecError]:
+    """Variables a template reads that the context does not have (``shapes``: the runs' pages'), each at its line."""
+    shapes = shapes or template_fields()
     free = meta.find_undeclared_variables(tree)
     errors: list[SpecError] = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):

@@ -43,6 +43,7 @@ from flows.audit.history import SopHistory, sop_history
 from flows.audit.model import RunAudit
 from flows.audit.parallel import MIN_RECORDS, report_with_sections, verify_ledger
 from flows.audit.queries import load_run, load_runs, paused_gc
+from flows.audit.refusals import RefusedLine, refused_lines
 from flows.audit.report import ComplianceReport, compliance_report
 from flows.audit.scope import AuditError, Window, check_class, check_drills, check_sop, window
 from flows.audit.silences import SilencedLine, SilenceLine, silence_lines, silenced_lines
@@ -167,6 +168,11 @@ class Audit:
         """Every trigger a silence kept from starting a run, in the window (``sop audit silenced``)."""
         with self.ledger.read() as conn:
             return silenced_lines(conn, within)
+
+    def refused(self, within: Window | None = None) -> list[RefusedLine]:
+        """Every signal an SOP's trigger matched but could not start, in the window (``sop audit refused``)."""
+        with self.ledger.read() as conn:
+            return refused_lines(conn, within)
 
     def history(self, sop_id: str, current_hash: str | None = None) -> SopHistory:
         with self.ledger.read() as conn:

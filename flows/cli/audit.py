@@ -11,6 +11,7 @@ import typer
 
 from flows.audit import Audit, AuditError
 from flows.audit.export import to_csv, to_json
+from flows.audit.refusals import REFUSED_COLUMNS
 from flows.audit.report import COMPLIANCE_COLUMNS
 from flows.audit.silences import SILENCED_COLUMNS
 from flows.audit.summary import RUN_COLUMNS
@@ -24,6 +25,7 @@ from flows.cli.audit_views import (
     print_compliance,
     print_follow_ups,
     print_history,
+    print_refused,
     print_runs,
     print_silenced,
     print_silences,
@@ -33,7 +35,7 @@ from flows.cli.audit_views import (
 from flows.cli.common import console, err_console, fail, library
 
 audit = typer.Typer(name="audit", no_args_is_help=True,
-                    help="For auditors: runs, one run's whole timeline, SLA reports, silenced triggers, chain verification, SOP history.")
+                    help="For auditors: runs, one run's whole timeline, SLA reports, silenced and refused triggers, chain verification, SOP history.")
 app.add_typer(audit, name="audit")
 
 Since = Annotated[str | None, typer.Option("--since", help="runs started from: 2026-03-01, an ISO time (both in the "
@@ -205,6 +207,25 @@ def silenced_command(
     except AuditError as exc:
         fail(exc.message, exc.hint)
     _lines_out(lines, SILENCED_COLUMNS, json_file, csv_file, lambda shown: print_silenced(shown, times))
+
+
+# --- sop audit refused ----------------------------------------------------------------------
+
+
+@audit.command("refused", cls=FileOrStdout)
+def refused_command(
+    since: Annotated[str | None, typer.Option("--since", help="refused from: 2026-03-01, an ISO time or 7d")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="refused before (a date includes that whole day)")] = None,
+    json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
+) -> None:
+    """Every signal an SOP's trigger matched but could not start (a label its inputs read missing…): when, the SOP, why, its labels, whether its owner was paged."""
+    subject, times = _audit(utc)
+    try:
+        within = subject.window(since, until, times.zone)
+        lines = subject.refused(within)
+    except AuditError as exc:
+        fail(exc.message, exc.hint)
+    _lines_out(lines, REFUSED_COLUMNS, json_file, csv_file, lambda shown: print_refused(shown, times))
 
 
 def _lines_out(lines: list[Any], columns: list[str], json_file: str | None, csv_file: str | None,

@@ -152,6 +152,21 @@ def print_silenced(lines: list[SilencedLine], times: Times = UTC_TIMES) -> None:
     console.print(table)
 
 
+def print_refused(lines: list[Any], times: Times = UTC_TIMES) -> None:
+    """``sop audit refused``: one row per signal an SOP's trigger matched but could not start."""
+    _header(f"{len(lines)} refused trigger(s); {times.said(lines[0].at if lines else None)}")
+    table = Table(show_edge=False, caption="paged: its SOP's owner was paged for it (a repeat within the hour is "
+                  "counted, not paged).", caption_justify="left")
+    for column in ("at", "SOP", "signal", "why", "paged", "sent by"):
+        table.add_column(column, no_wrap=column == "at")
+    for line in lines:
+        signal = f"{line.source}: {escape(line.subject)}" + (f" ×{line.copies}" if line.copies > 1 else "")
+        paged = "yes" if line.paged else f"no (#{line.count} this hour)"
+        table.add_row(times.at(line.at), f"{line.sop} (triggers[{line.trigger}])", signal, escape(line.problems),
+                      paged, escape(line.sender or "-"))
+    console.print(table)
+
+
 def print_actions(lines: list[Any], times: Times = UTC_TIMES) -> None:
     """``sop audit actions``: one row per thing a person did outside any run."""
     _header(f"{len(lines)} action(s) outside runs; {times.said(lines[0].at if lines else None)}")

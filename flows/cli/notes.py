@@ -1,6 +1,6 @@
-"""What every view of ``sop status`` (and a drill's end) says above its runs: pages waiting in the outbox, and
-pages kept for people's digests. A module of its own: ``status`` and ``load`` (``--for``, ``--people``) both print
-it, and ``status`` calls ``load``.
+"""What every view of ``sop status`` (and a drill's end) says above its runs: pages waiting in the outbox, alerts
+refused in the last 24 hours, and pages kept for people's digests. A module of its own: ``status`` and ``load``
+(``--for``, ``--people``) both print it, and ``status`` calls ``load``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,21 @@ from flows.language.durations import format_duration
 
 
 def page_notes(engine: Any, person: str | None = None) -> None:
-    """Above the runs: pages that wait to be sent, and pages kept for people's digests (``person``'s only, for a
-    view of what waits on them)."""
+    """Above the runs: pages that wait to be sent, alerts refused in the last 24 hours, and pages kept for people's
+    digests (``person``'s only, for a view of what waits on them)."""
     outbox_warning(engine)
+    say_refused(engine)
     say_digests_waiting(engine, person=person)
+
+
+def say_refused(engine: Any) -> None:
+    """``1 alert refused in the last 24 h: refund-rate — the alert has no label `brand```: signals an SOP's trigger
+    matched but could not start (``flows.triggers.refusal``), whose incidents nobody handles until started by hand."""
+    from flows.triggers.refusal import recent, said
+
+    text = said(recent(engine.ledger, engine.clock.now()))
+    if text:
+        console.print(f"[red]{escape(text)}[/] (its owner was paged; `sop audit refused` lists each)", soft_wrap=True)
 
 
 def say_digests_waiting(engine: Any, then: str = "", person: str | None = None) -> None:

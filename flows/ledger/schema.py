@@ -295,6 +295,21 @@ once_keys = sa.Table(
 )
 sa.Index("ix_once_keys_until", once_keys.c.until)
 
+# the refused signals of each (SOP, trigger, problem) (``flows.triggers.refusal``): when its owner was last paged
+# (``paged_at``: the hour that page covers), how many were refused since, the newest; each refusal is also a
+# ``trigger_refused`` record. What the board and ``sop status`` read (the last 24 hours); the key fences the page
+refusals = sa.Table(
+    "refusals", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("sop_id", sa.String(80), nullable=False),
+    sa.Column("trigger", sa.Integer, nullable=False),
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("paged_at", TS, nullable=False),
+    sa.Column("last_at", TS, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+sa.Index("ix_refusals_last_at", refusals.c.last_at)
+
 # a personal link acts once: its nonce is written when it does (the primary key refuses a replay)
 link_uses = sa.Table(
     "link_uses", metadata,

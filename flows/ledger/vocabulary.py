@@ -143,6 +143,9 @@ class RecordKind(StrEnum):
     SILENCE_CREATED = "silence_created"    # who, why, the matchers, from when until when
     SILENCE_ENDED = "silence_ended"        # ended early by a person, with a reason (expiry writes nothing)
     TRIGGER_SILENCED = "trigger_silenced"  # a signal that would have started (or attached to) a run, and the silence
+    # an SOP's trigger matched a signal that could not start it (its inputs do not render or fit): no run; its owner
+    # is paged, once an hour per SOP, trigger and problem (``paged``; ``count``: refusals of that hour so far)
+    TRIGGER_REFUSED = "trigger_refused"
     # follow-ups (an SOP's `follow_ups`: what a run's end starts), each recorded on the run that ended
     FOLLOW_UP_STARTED = "follow_up_started"  # the run it started (or attached to), its SOP and the window it has
     FOLLOW_UP_SKIPPED = "follow_up_skipped"  # not started by design: its `when` is false, or the run is a drill

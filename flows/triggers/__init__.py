@@ -19,6 +19,8 @@ The stages read like Alertmanager's notify pipeline, one small stage per module:
     silence silence.py             a person's silence holds it: ``trigger_silenced``, no run
     dedup   intake.py              the SOP's dedup key; the database decides (runs.open_key)
     start   intake.py              Engine.start(trigger=…) — or attach, or record a resolution
+    refuse  refusal.py             inputs that cannot be made: ``trigger_refused``, no run; the owner paged
+            refusal_page.py        (once an hour per SOP, trigger and problem)
 
 ``intake.Intake`` composes the stages; each is tested alone under ``tests/triggers/``.
 """

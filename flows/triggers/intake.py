@@ -30,6 +30,7 @@ from flows.triggers import rules
 from flows.triggers.match import matches
 from flows.triggers.metrics import SampleStore, check_dates
 from flows.triggers.model import Alert, Disposition, Event, Sample
+from flows.triggers.refusal import RefusalStage
 from flows.triggers.route import Match, Router
 from flows.triggers.silence import SilenceStage, labels_of
 
@@ -125,6 +126,7 @@ class Intake:
         self.router = router or Router(engine.library)
         self.store = store or SampleStore(engine.ledger)
         self.silences = SilenceStage(engine.ledger)
+        self.refusals = RefusalStage(engine)
         self.launch = launch
         self.config = {k: expand_env(v) if isinstance(v, str) else v for k, v in engine.site.vars.items()}
 
@@ -253,8 +255,9 @@ class Intake:
     ) -> Disposition:
         """Render the trigger's inputs, then start / attach a run (firing) or note it on the open run (resolved).
 
-        A refusal (inputs that cannot be rendered or do not fit the SOP) is a disposition too,
-        with its problems; nothing is written. ``copies``: how many times the payload held this signal.
+        A refusal (inputs that cannot be rendered or do not fit the SOP) is a disposition too, with its problems;
+        a firing one is recorded and its owner paged (:class:`RefusalStage`), a resolved one only logged.
+        ``copies``: how many times the payload held this signal.
         """
         base = Disposition("refused", sop=match.sop_id, trigger=match.index, subject=subject, copies=copies)
         try:
@@ -265,7 +268,7 @@ class Intake:
             return self.start(base, inputs, payload, actor)
         except (InputsUnrenderable, InputRefused) as exc:
             base.problems = list(exc.problems)
-            return base
+            return base if resolved else self.refusals.record(base, payload, actor)
 
     def resolve(self, base: Disposition, inputs: dict[str, Any], payload: dict[str, Any], actor: str) -> Disposition:
         """A resolved alert: note it on the open run it belongs to (same SOP, same dedup key)."""
@@ -309,6 +312,7 @@ class Intake:
             "subject": disposition.subject or "-",
             "copies": disposition.copies if disposition.copies > 1 else None,
             "silence": disposition.silence,
+            "owner_paged": disposition.paged,
             "problems": "; ".join(disposition.problems)[:500] or None,  # a refusal's, or an unrouted alert's near misses
         }
         if disposition.status == "refused":

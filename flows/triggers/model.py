@@ -117,6 +117,8 @@ class Disposition:
     copies: int = 1
     #: the silence that held it (``silenced``: no run started, a ``trigger_silenced`` record written)
     silence: str | None = None
+    #: a refusal's: whether its SOP's owner was paged now (False: the same refusal paged them within the hour)
+    paged: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "sop": self.sop, "run": self.run}
@@ -132,6 +134,8 @@ class Disposition:
             out["problems"] = self.problems
         if self.silence:
             out["silence"] = self.silence
+        if self.paged is not None:
+            out["owner_paged"] = self.paged
         return out
 
 

@@ -33,6 +33,7 @@ from flows.engine.view import RunNotFound
 from flows.language.durations import SPEED_MAX, SPEED_MIN
 from flows.language.spec import PRIORITY
 from flows.ledger.vocabulary import StepState
+from flows.triggers.refusal import recent, said
 from flows.web.app import Web
 from flows.web.forms import form_fields, read_form
 from flows.web.pages import html, notice, operator_only, signed_form
@@ -113,7 +114,15 @@ def board(request: Request) -> Response:
                 version=version, filters=filters, now=web.engine.clock.now(),
                 tz=web.zone(session.person), query=filters.query(session.person), sops=sorted(library.sops),
                 classes=list(PRIORITY), roles=sorted(web.site.roles), people=sorted(web.site.people),
-                me=session.person, cancelled=request.query_params.get("cancelled"))
+                me=session.person, cancelled=request.query_params.get("cancelled"),
+                **_refused(web))
+
+
+def _refused(web: Web) -> dict[str, Any]:
+    """The board's notice of alerts refused in the last 24 hours (``flows.triggers.refusal``): who reads the board
+    is who starts those runs by hand."""
+    seen = recent(web.engine.ledger, web.engine.clock.now())
+    return {"refused": seen, "refused_said": said(seen)}
 
 
 @router.get("/board/rows")

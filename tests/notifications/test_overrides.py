@@ -75,3 +75,15 @@ def test_a_file_that_is_not_a_kind_is_named(tmp_path: Path) -> None:
     assert where(errors) == [("asigned.md.j2", 1), ("notes.txt", 1)]
     assert "unknown notification kind `asigned`; did you mean assigned.md.j2?" in errors[0].message
     assert "site templates are named <kind>.md.j2" in errors[1].message
+
+
+def test_a_site_page_for_a_refused_alert_is_checked_against_its_own_names(tmp_path: Path) -> None:
+    """trigger_refused.md.j2 reads a refusal, not a run: its names are checked, and a good one passes."""
+    good = site_templates(tmp_path / "good", **{
+        "trigger_refused.md.j2": "{{ sop.short_title }} did not start: {{ refusal.why }}\n\n`{{ refusal.command }}`\n"})
+    assert validate_overrides(good) == []
+    bad = site_templates(tmp_path / "bad", **{"trigger_refused.md.j2": "Refused\n\n{{ refusal.wy }}\n{{ run.id }}\n"})
+    errors = validate_overrides(bad)
+    assert where(errors) == [("trigger_refused.md.j2", 3), ("trigger_refused.md.j2", 4)]
+    assert "unknown variable `refusal.wy`; did you mean `refusal.why`?" in errors[0].message
+    assert "unknown variable `run`" in errors[1].message

@@ -77,7 +77,8 @@ def test_a_resolution_without_an_open_run_changes_nothing(intake: Intake, engine
     assert records_of(engine) == []
 
 
-def test_unrouted_and_unrenderable_alerts_write_nothing(intake: Intake, engine: Engine) -> None:
+def test_an_unrouted_alert_writes_nothing_and_an_unrenderable_one_only_its_refusal(intake: Intake,
+                                                                                     engine: Engine) -> None:
     unknown = Alert(source="alertmanager", status="firing", labels={"alertname": "DiskFull"})
     no_service = Alert(
         source="alertmanager", status="firing", labels={"alertname": "ServerOverload", "severity": "page"}
@@ -85,7 +86,9 @@ def test_unrouted_and_unrenderable_alerts_write_nothing(intake: Intake, engine: 
     outcomes = intake.alerts([unknown, no_service], "m")
     assert [o.status for o in outcomes] == ["unrouted", "refused"]
     assert "input `service`" in outcomes[1].problems[0] and "service" in outcomes[1].problems[0]
-    assert records_of(engine) == [] and runs_of(engine) == []
+    [refused] = records_of(engine)  # heard (flows.triggers.refusal), started nothing
+    assert (refused["kind"], refused["run_id"], refused["data"]["sop"]) == ("trigger_refused", None, "traffic-surge")
+    assert runs_of(engine) == []
 
 
 def test_one_alert_matching_two_sops_starts_both(library: Library, engine: Engine) -> None:
