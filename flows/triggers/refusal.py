@@ -88,7 +88,9 @@ class RefusalStage:
         sop, trigger, problem = refused.sop or "", refused.trigger or 0, "; ".join(refused.problems)
         labels = bounded(payload.get("labels"))
         source = str(payload.get("source") or payload.get("kind") or "signal")
-        with ledger.transaction() as tx:
+        # per run: it holds no run, inserts its record and changes only its refusals row, fenced by the row's key
+        # (two API processes' upserts of one key take turns): in the intake thread's per-run batch, not beside it
+        with ledger.transaction(per_run=True) as tx:
             paged_at, count = tx.conn.execute(_upsert(ledger, sop, trigger, problem, now, refused.copies)).one()
             refused.paged = utc(paged_at) == now
             tx.append(RecordKind.TRIGGER_REFUSED, actor=actor, at=now, sop=sop, trigger=trigger, source=source,

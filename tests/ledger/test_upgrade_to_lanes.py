@@ -34,7 +34,8 @@ def _config() -> Config:
 
 def test_the_migrations_are_one_line_through_lanes_wide_ids_and_the_attach_function() -> None:
     script = ScriptDirectory.from_config(_config())
-    assert script.get_heads() == ["0019_digests"]
+    assert script.get_heads() == ["0020_refusals"]
+    assert script.get_revision("0020_refusals").down_revision == "0019_digests"
     assert script.get_revision("0019_digests").down_revision == "0018_once_keys"
     assert script.get_revision("0018_once_keys").down_revision == "0017_caseless_keys"
     assert script.get_revision("0017_caseless_keys").down_revision == "0016_drill_keys"
