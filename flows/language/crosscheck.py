@@ -189,9 +189,11 @@ def check_sop(sop: Sop, doc: Document, site: Site | None) -> list[SpecError]:
     seen: dict[str, int] = {}
     for i, step in enumerate(sop.steps):
         if step.id in seen:
+            first = doc.where((*steps_path, seen[step.id], "id"))[0]
             errors.append(doc.error((*steps_path, i, "id"),
-                                    f"duplicate step id `{step.id}` (also steps[{seen[step.id]}]): rename one; "
-                                    "the other checks wait until each id is one step's"))
+                                    f"duplicate step id `{step.id}`: steps[{seen[step.id]}] (line {first}) has it too; "
+                                    "rename one of them (this SOP's other checks run once each step has an id of its "
+                                    "own)"))
         else:
             seen[step.id] = i
     if len(seen) < len(sop.steps):  # every reference to the id is ambiguous: what follows would be its echoes

@@ -123,10 +123,10 @@ EXPECTED: dict[str, list[E]] = {
         E(14, 5, "steps[1]", "step `fix` has no `due`, but the SOP's escalation ladder has % entries")
     ],
     # --- the step DAG ------------------------------------------------------------------------
-    "duplicate-step-ids.yaml": [E(11, 9, "steps[2].id", "duplicate step id `look` (also steps[0])")],
+    "duplicate-step-ids.yaml": [E(11, 9, "steps[2].id", "duplicate step id `look`: steps[0] (line 6) has it too")],
     # its echoes ("needs itself", "has no field `cause`") wait until each id is one step's
-    "duplicate-step-cascade.yaml": [E(12, 9, "steps[1].id", "duplicate step id `investigate` (also steps[0]): "
-                                                             "rename one")],
+    "duplicate-step-cascade.yaml": [E(12, 9, "steps[1].id", "duplicate step id `investigate`: steps[0] "
+                                                             "(line 7) has it too; rename one of them")],
     "dangling-needs.yaml": [E(10, 19, "steps[1].needs[1]", "needs unknown step `diagnose`")],
     "misspelt-needs.yaml": [E(10, 13, "steps[1].needs[0]", "needs unknown step `diagnos`; did you mean `diagnose`? "
                                                            "(steps: diagnose, fix)")],
