@@ -11,6 +11,7 @@ from typing import Any
 
 from flows.language.config import Site, expand_env
 from flows.language.fields import FieldSpec
+from flows.language.presentation import named
 from flows.language.spec import Sop
 from flows.ledger.vocabulary import OPEN_RUN, TERMINAL_STEP, WAITING_STEP, is_drill
 
@@ -101,8 +102,9 @@ def variables(view: RunView, site: Site) -> dict[str, Any]:
     step_vars: dict[str, Any] = {}
     forms = {step.id: getattr(step, "form", None) for step in view.sop.steps}
     for step_id, row in view.steps.items():
+        # who did it: their id to every expression and program, their name in text people read (as a choice's label)
         entry = {"state": row["state"], "outcome": row["state"] if row["state"] in TERMINAL_STEP else None,
-                 "actor": row["actor"], "note": row["note"], "finished_at": row["finished_at"]}
+                 "actor": named(site, row["actor"]), "note": row["note"], "finished_at": row["finished_at"]}
         entry.update(_labelled(view.result(step_id), forms.get(step_id) or {}))
         step_vars[step_id] = entry
         step_vars[step_id.replace("-", "_")] = entry

@@ -55,6 +55,13 @@ def test_a_choice_given_by_its_label_is_recorded_as_its_id_and_read_by_people_as
     assert told["title"] == "[P1] Crisis PR (high): a fake recall notice"
     assert "category Rumour or fake news, trend rising," in " ".join(told["body"].split())
     assert "rumour_or_fake" not in told["body"]
+    # who did a step, likewise: their id to a program (a command's argument, a `when`), their name in a sentence
+    from flows.language.expressions import render, render_text
+
+    context = variables(view, engine.site)
+    assert render_text("{{ steps.assess.actor }} assessed it", context) == "Wang Fang 王芳 assessed it"
+    assert render("{{ steps.assess.actor }}", context) == "wang-fang"
+    assert render("{{ steps.assess.actor == 'wang-fang' }}", context) == "True"
 
     # the page to the owner that the step is done
     owners = wait_for(lambda: [m for m in inbox(engine, "chen-jie") if m["title"].startswith("[P1] Done:")], 10,
