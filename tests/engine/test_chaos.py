@@ -1,8 +1,10 @@
-"""Kill -9 at random moments: the executor, the pager, the Prefect server, `sop serve` itself.
+"""Kill -9 of an executor mid-step, then at random moments: the executor, the pager, the Prefect server, `sop serve`.
 
-Both tests run `sop serve` as a user does (a subprocess on its own project copy) and kill its parts with
+The tests run `sop serve` as a user does (a subprocess on its own project copy) and kill its parts with
 SIGKILL, as an OOM killer or a power cut would; `sop serve` is started again whenever it is gone, as
-systemd does with ``Restart=always``.
+systemd does with ``Restart=always``. Only the test of random moments is marked ``alone`` (`make test` runs it
+with the machine to itself): the two that kill an executor at a moment they choose, on the package's Prefect
+server, wait for events within bounds a shared machine meets, as tests/engine/test_durability.py's kills do.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from notifications import read_inbox
 from tests.conftest import SOP_COMMAND
 from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
 from tests.support import children_of, free_port
-
-pytestmark = pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
 
 HERE = Path(__file__).resolve().parent
 SPEED = 600
@@ -366,6 +366,7 @@ class People:
         return len(self.answered) == 2 * len(self.run_ids)
 
 
+@pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
 @pytest.mark.timeout(360)  # ~2 min on a quiet machine; up to 5 on one shared by five test suites
 def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path):
     """`sop serve` on its own project (its own Prefect server on SQLite) runs 15 live runs at 600×: a command
