@@ -245,7 +245,8 @@ def ledger(database_url: str) -> Iterator[Ledger]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    """This session's private PostgreSQL cluster (tests/postgres.py), started on first use, stopped at the end."""
+    """This session's private PostgreSQL cluster (tests/postgres.py), started on first use, stopped at the end
+    (thrown away: nothing written out first, its folder removed behind the session's back)."""
     cluster = PostgresCluster().start()
     yield cluster
-    cluster.stop()
+    cluster.stop(mode="immediate", remove_behind=True)
