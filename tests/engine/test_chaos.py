@@ -31,7 +31,13 @@ from flows.ledger import Ledger
 from flows.ledger.schema import executors, runs, steps
 from notifications import read_inbox
 from tests.conftest import SOP_COMMAND
-from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
+from tests.engine.conftest import (
+    assert_timers_fired_once,
+    kind_records,
+    make_project,
+    wait_for,
+    with_prefect_database,
+)
 from tests.support import children_of, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -368,7 +374,7 @@ class People:
 
 @pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
 @pytest.mark.timeout(360)  # ~2 min on a quiet machine; up to 5 on one shared by five test suites
-def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path):
+def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path, prefect_database):
     """`sop serve` on its own project (its own Prefect server on SQLite) runs 15 live runs at 600×: a command
     step, a wait, two people at once (one with an escalation ladder), a command step; outage class, so status
     cadence timers fire too, and the run's deadline (8 h = 48 s) passes for the slower ones. Meanwhile 9
@@ -388,6 +394,7 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
     rng = random.Random(seed)
     began = time.monotonic()
     root = _project(repo_root, tmp_path / "site", prefect=f"{{port: {free_port()}, workers: 2, concurrency: 4}}")
+    with_prefect_database(root, prefect_database)
     env = _env(root)
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_API_AUTH_STRING", None)
