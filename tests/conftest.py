@@ -214,10 +214,22 @@ def sql_on(url: str, *statements: tuple[str, Any]) -> list[list[dict[str, object
     return out
 
 
+#: this session's databases by kind, each made once. pytest makes a parametrised session fixture again whenever the
+#: kind changes from one test to the next, which `make test`'s workers (one file at a time: its SQLite tests, then its
+#: PostgreSQL ones) do twice per file: the migrated template again each time, and the session fixtures built on it
+_DATABASES: dict[str, TestDatabase] = {}
+
+
 @pytest.fixture(scope="session")
 def database(request: pytest.FixtureRequest) -> TestDatabase:
     """This session's database of the kind the test runs on (parametrised by ``pytest_generate_tests``)."""
     kind = getattr(request, "param", "sqlite")
+    if kind not in _DATABASES:
+        _DATABASES[kind] = _new_database(kind, request)
+    return _DATABASES[kind]
+
+
+def _new_database(kind: str, request: pytest.FixtureRequest) -> TestDatabase:
     if kind == "sqlite":
         return TestDatabase("sqlite")
     cluster: PostgresCluster = request.getfixturevalue("postgres")
@@ -245,7 +257,8 @@ def ledger(database_url: str) -> Iterator[Ledger]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    """This session's private PostgreSQL cluster (tests/postgres.py), started on first use, stopped at the end."""
+    """This session's private PostgreSQL cluster (tests/postgres.py), started on first use, stopped at the end
+    (thrown away: nothing written out first, its folder removed behind the session's back)."""
     cluster = PostgresCluster().start()
     yield cluster
-    cluster.stop()
+    cluster.stop(mode="immediate", remove_behind=True)

@@ -187,14 +187,21 @@ def _play(root: Path, url: str) -> Scenario:
     return out
 
 
+#: the scenario played on each database kind (pytest would play it again at each change of kind: tests/conftest.py's
+#: ``_DATABASES`` says when)
+_PLAYED: dict[str, Scenario] = {}
+
+
 @pytest.fixture(scope="session")
 def scenario(repo_root: Path, tmp_path_factory: pytest.TempPathFactory, database: TestDatabase) -> Scenario:
     """The six runs, played once per database; tests that change the ledger work on a copy (``ledger_copy``)."""
-    root = tmp_path_factory.mktemp("audit-project")
-    shutil.copytree(repo_root / "config", root / "config")
-    shutil.copytree(HERE / "sops", root / "sops")
-    (root / "var").mkdir()
-    return _play(root, database.url_at(root / "var" / "ledger.db"))
+    if database.kind not in _PLAYED:
+        root = tmp_path_factory.mktemp("audit-project")
+        shutil.copytree(repo_root / "config", root / "config")
+        shutil.copytree(HERE / "sops", root / "sops")
+        (root / "var").mkdir()
+        _PLAYED[database.kind] = _play(root, database.url_at(root / "var" / "ledger.db"))
+    return _PLAYED[database.kind]
 
 
 @pytest.fixture

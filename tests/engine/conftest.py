@@ -93,10 +93,53 @@ def clocked_engine_of(repo_root: Path, tmp_path: Path, monkeypatch: pytest.Monke
     ledger.dispose()
 
 
+@pytest.fixture(scope="session")
+def prefect_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty Prefect database on SQLite, migrated to this Prefect's head (``prefect server database upgrade``),
+    made once and kept in pytest's cache for the next sessions and the other workers (one at a time: a lock).
+
+    An embedded Prefect server spent ~10 of its ~15 s first start migrating an empty database; a stack a test starts
+    on a copy (:func:`with_prefect_database`) starts as on any later day. What a fresh clone's first start does is
+    the README drill's test (tests/engine/test_readme_drill.py), which starts on nothing."""
+    import fcntl
+    import subprocess
+    import sys
+
+    import prefect
+
+    cache = getattr(request.config, "cache", None)  # none with -p no:cacheprovider: this session's own
+    folder = cache.mkdir(f"prefect-db-{prefect.__version__}") if cache is not None else \
+        tmp_path_factory.getbasetemp().parent / f"prefect-db-{prefect.__version__}"
+    folder.mkdir(exist_ok=True)
+    database = folder / "prefect.db"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not database.exists():
+            partial = folder / f"partial-{os.getpid()}.db"
+            script = Path(sys.executable).with_name("prefect")
+            done = subprocess.run([str(script), "server", "database", "upgrade", "-y"], capture_output=True, text=True,
+                                  timeout=300, env={**os.environ, "PREFECT_HOME": str(folder / "home"),
+                                                    "PREFECT_API_DATABASE_CONNECTION_URL":
+                                                        f"sqlite+aiosqlite:///{partial}"})
+            assert done.returncode == 0 and not Path(f"{partial}-wal").exists(), done.stdout + done.stderr
+            partial.rename(database)
+    return database
+
+
+def with_prefect_database(root: Path, migrated: Path) -> Path:
+    """``root``'s embedded Prefect server starts on a copy of ``migrated`` (:func:`prefect_database`): where `sop
+    serve` keeps its database (var/prefect/prefect.db)."""
+    target = root / "var" / "prefect" / "prefect.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(migrated, target)
+    return root
+
+
 @pytest.fixture(scope="package")
-def project(database: TestDatabase, repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def project(database: TestDatabase, repo_root: Path, tmp_path_factory: pytest.TempPathFactory,
+            prefect_database: Path) -> Iterator[Path]:
     """This package's project root, set as SOP_HOME (own ledger and inbox) until its tests are done."""
-    root = make_project(repo_root, tmp_path_factory.mktemp("project"))
+    root = with_prefect_database(make_project(repo_root, tmp_path_factory.mktemp("project")), prefect_database)
     # PREFECT_API_AUTH_STRING: the stack hands its server's auth string to this process as to its children
     names = ("SOP_HOME", "SOP_DATABASE_URL", "SOP_INBOX_DIR", "SOP_PREFECT_POOL", "PREFECT_API_URL",
              "PREFECT_API_AUTH_STRING")
@@ -124,8 +167,8 @@ def stack(project: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def stack_of_its_own(database: TestDatabase, repo_root: Path, tmp_path: Path,
-                     monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+def stack_of_its_own(database: TestDatabase, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     prefect_database: Path) -> Iterator[Callable[..., Any]]:
     """``stack_of_its_own(sops, **options)``: a ``Stack`` started on a project of these probe SOPs, with a ledger, a
     pool and a Prefect server of its own; the test may stop it, else it is stopped after. Runs once, on PostgreSQL,
     as the package stack does (``ONCE_ON_POSTGRESQL``)."""
@@ -134,7 +177,8 @@ def stack_of_its_own(database: TestDatabase, repo_root: Path, tmp_path: Path,
     started: list[Any] = []
 
     def start(sops: tuple[str, ...], **options: Any) -> Any:
-        root = make_project(repo_root, tmp_path / f"site{len(started)}", only=sops)
+        root = with_prefect_database(make_project(repo_root, tmp_path / f"site{len(started)}", only=sops),
+                                     prefect_database)
         for name, value in {"SOP_HOME": str(root), "SOP_DATABASE_URL": database.url_at(root / "var" / "ledger.db"),
                             "SOP_INBOX_DIR": str(root / "var" / "inbox"),
                             "SOP_PREFECT_POOL": f"own-{os.getpid()}-{len(started)}"}.items():

@@ -1,8 +1,10 @@
-"""Kill -9 at random moments: the executor, the pager, the Prefect server, `sop serve` itself.
+"""Kill -9 of an executor mid-step, then at random moments: the executor, the pager, the Prefect server, `sop serve`.
 
-Both tests run `sop serve` as a user does (a subprocess on its own project copy) and kill its parts with
+The tests run `sop serve` as a user does (a subprocess on its own project copy) and kill its parts with
 SIGKILL, as an OOM killer or a power cut would; `sop serve` is started again whenever it is gone, as
-systemd does with ``Restart=always``.
+systemd does with ``Restart=always``. Only the test of random moments is marked ``alone`` (`make test` runs it
+with the machine to itself): the two that kill an executor at a moment they choose, on the package's Prefect
+server, wait for events within bounds a shared machine meets, as tests/engine/test_durability.py's kills do.
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ from flows.ledger import Ledger
 from flows.ledger.schema import executors, runs, steps
 from notifications import read_inbox
 from tests.conftest import SOP_COMMAND
-from tests.engine.conftest import assert_timers_fired_once, kind_records, make_project, wait_for
+from tests.engine.conftest import (
+    assert_timers_fired_once,
+    kind_records,
+    make_project,
+    wait_for,
+    with_prefect_database,
+)
 from tests.support import children_of, free_port
-
-pytestmark = pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
 
 HERE = Path(__file__).resolve().parent
 SPEED = 600
@@ -366,8 +372,9 @@ class People:
         return len(self.answered) == 2 * len(self.run_ids)
 
 
+@pytest.mark.alone  # `make test` runs it after the others, with the machine to itself
 @pytest.mark.timeout(360)  # ~2 min on a quiet machine; up to 5 on one shared by five test suites
-def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path):
+def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_path, prefect_database):
     """`sop serve` on its own project (its own Prefect server on SQLite) runs 15 live runs at 600×: a command
     step, a wait, two people at once (one with an escalation ladder), a command step; outage class, so status
     cadence timers fire too, and the run's deadline (8 h = 48 s) passes for the slower ones. Meanwhile 9
@@ -387,6 +394,7 @@ def test_chaos_kill_9_of_every_process_kind_at_random_moments(repo_root, tmp_pat
     rng = random.Random(seed)
     began = time.monotonic()
     root = _project(repo_root, tmp_path / "site", prefect=f"{{port: {free_port()}, workers: 2, concurrency: 4}}")
+    with_prefect_database(root, prefect_database)
     env = _env(root)
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_API_AUTH_STRING", None)

@@ -208,17 +208,21 @@ def test_validation_is_linear_in_the_number_of_steps(tmp_path: Path, repo_root: 
     def when(i: int) -> str:
         return f"    when: \"{{{{ steps.s{i - 1}.state == 'done' }}}}\"\n" if i else ""
 
-    times = {}
-    for n in (5000, 20_000):
+    def fastest(n: int, enough: float = 0.0) -> float:
+        """The faster of two validations of a chain of ``n`` steps; the first alone when it is under ``enough``
+        (the second could only be faster: the verdict is the same)."""
         path = tmp_path / f"chain-{n}.yaml"
         path.write_bytes(sop(f"chain-{n}", chain(n, extra=when)))
-        runs = []
-        for _ in range(2):
+        runs: list[float] = []
+        while len(runs) < 2 and not (runs and runs[0] < enough):
             analyse.cache_clear()
             errors, seconds = timed_validate(path, repo_root)
             assert errors == []
             runs.append(seconds)
-        times[n] = min(runs)
+        return min(runs)
+
+    small = fastest(5000)
+    times = {5000: small, 20_000: fastest(20_000, enough=9 * small)}
     assert times[20_000] / times[5000] < 9, times
 
 
