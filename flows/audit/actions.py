@@ -9,19 +9,15 @@ as the audit writes an actor (``li-wei (cli, os user ops)``, ``li-wei (web)``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.scope import AuditError, Window
+from flows.audit.scope import AuditError, Window, recorded
 from flows.clock import local_time
 from flows.language.actors import described
-from flows.ledger import utc
-from flows.ledger.schema import records
 from flows.ledger.vocabulary import RecordKind
 
 #: the kinds listed, by the word ``--kind`` takes
@@ -62,16 +58,9 @@ def action_lines(conn: Connection, within: Window | None = None, kinds: list[str
                  zone: str = "UTC") -> list[ActionLine]:
     """The actions of ``kinds`` (:data:`GROUPS`' words; all by default) in the window, in the order they came; the
     times their words give in ``zone`` (a table's, beside its own times; the exports' are UTC)."""
-    within = within or Window()
     wanted = [str(k) for group in check_groups(kinds) for k in GROUPS[group]]
-    rows = conn.execute(sa.select(records.c.seq, records.c.at, records.c.kind, records.c.actor, records.c.data)
-                        .where(records.c.kind.in_(wanted)).order_by(records.c.seq))
     out = []
-    for row in rows:
-        at = utc(row.at)
-        if not within.contains(at):  # type: ignore[arg-type]
-            continue
-        data = json.loads(row.data)
+    for row, at, data in recorded(conn, wanted, within):
         # a sign-in link is sent to whoever's name is typed at /sign-in: its person did not necessarily ask
         who = "-" if row.kind == RecordKind.SIGN_IN_SENT or not row.actor else described(row.actor, data)
         out.append(ActionLine(at=at, seq=row.seq, kind=row.kind, who=who,  # type: ignore[arg-type]

@@ -7,17 +7,13 @@ one row per refusal, with whether its SOP's owner was paged for it (the first of
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from flows.audit.scope import Window
-from flows.ledger import utc
-from flows.ledger.schema import records
+from flows.audit.scope import Window, recorded
 from flows.ledger.vocabulary import RecordKind
 
 
@@ -46,15 +42,8 @@ REFUSED_COLUMNS = [f.name for f in fields(RefusedLine)]
 
 def refused_lines(conn: Connection, within: Window | None = None) -> list[RefusedLine]:
     """Every refused signal in the window, in the order it came."""
-    within = within or Window()
-    rows = conn.execute(sa.select(records.c.at, records.c.actor, records.c.data)
-                        .where(records.c.kind == str(RecordKind.TRIGGER_REFUSED)).order_by(records.c.seq))
     out = []
-    for row in rows:
-        at = utc(row.at)
-        if not within.contains(at):  # type: ignore[arg-type]
-            continue
-        data = json.loads(row.data)
+    for row, at, data in recorded(conn, [str(RecordKind.TRIGGER_REFUSED)], within):
         labels = data.get("labels") or {}
         out.append(RefusedLine(at=at, sop=data.get("sop", ""), trigger=data.get("trigger"),  # type: ignore[arg-type]
                                source=data.get("source", ""), subject=data.get("subject") or "",

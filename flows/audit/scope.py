@@ -6,13 +6,21 @@ Nothing here reads the ledger: :mod:`flows.audit.queries` reads the runs these p
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from flows.clock import local_time
 from flows.language.durations import parse_duration
+from flows.ledger import utc
+from flows.ledger.schema import records
 
 CLASSES = ("complaint", "outage", "policy", "routine")
 #: what a report does with drills (runs whose trigger is a drill, :func:`flows.audit.model.is_drill`)
@@ -50,6 +58,18 @@ class Window:
         since = _instant(self.since, zone) if self.since else "the first run"
         until = _instant(self.until, zone) if self.until else "now"
         return f"runs started from {since} until {until} (exclusive)"
+
+
+def recorded(conn: Connection, kinds: list[str], within: Window | None = None) -> Iterator[tuple[Any, datetime, dict[str, Any]]]:
+    """The records of ``kinds`` in the window, in the order they came: each row (seq, at, kind, actor, data), its
+    time (aware, UTC) and its data read (what ``sop audit actions``, ``refused``… list one line each)."""
+    within = within or Window()
+    rows = conn.execute(sa.select(records.c.seq, records.c.at, records.c.kind, records.c.actor, records.c.data)
+                        .where(records.c.kind.in_(kinds)).order_by(records.c.seq))
+    for row in rows:
+        at = utc(row.at)
+        if within.contains(at):  # type: ignore[arg-type]
+            yield row, at, json.loads(row.data)  # type: ignore[misc]
 
 
 def _instant(at: datetime, zone: str) -> str:

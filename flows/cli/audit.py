@@ -200,13 +200,8 @@ def silenced_command(
     json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
 ) -> None:
     """Every trigger a silence kept from starting a run: when, the signal, the SOP it would have started, who silenced it and why."""
-    subject, times = _audit(utc)
-    try:
-        within = subject.window(since, until, times.zone)
-        lines = subject.silenced(within)
-    except AuditError as exc:
-        fail(exc.message, exc.hint)
-    _lines_out(lines, SILENCED_COLUMNS, json_file, csv_file, lambda shown: print_silenced(shown, times))
+    _window_listed(utc, since, until, lambda subject, within: subject.silenced(within), SILENCED_COLUMNS, json_file,
+                   csv_file, print_silenced)
 
 
 # --- sop audit refused ----------------------------------------------------------------------
@@ -219,13 +214,21 @@ def refused_command(
     json_file: JsonOut = None, csv_file: CsvOut = None, utc: UtcOpt = False,
 ) -> None:
     """Every signal an SOP's trigger matched but could not start (a label its inputs read missing…): when, the SOP, why, its labels, whether its owner was paged."""
+    _window_listed(utc, since, until, lambda subject, within: subject.refused(within), REFUSED_COLUMNS, json_file,
+                   csv_file, print_refused)
+
+
+def _window_listed(utc: bool, since: str | None, until: str | None, lines_of: Callable[[Any, Any], list[Any]],
+                   columns: list[str], json_file: str | None, csv_file: str | None,
+                   table: Callable[[Any, Any], None]) -> None:
+    """The lines ``lines_of`` gives for the window ``--since``/``--until`` (read in the table's zone), to the files
+    asked for or as the table ``table`` prints them."""
     subject, times = _audit(utc)
     try:
-        within = subject.window(since, until, times.zone)
-        lines = subject.refused(within)
+        lines = lines_of(subject, subject.window(since, until, times.zone))
     except AuditError as exc:
         fail(exc.message, exc.hint)
-    _lines_out(lines, REFUSED_COLUMNS, json_file, csv_file, lambda shown: print_refused(shown, times))
+    _lines_out(lines, columns, json_file, csv_file, lambda shown: table(shown, times))
 
 
 def _lines_out(lines: list[Any], columns: list[str], json_file: str | None, csv_file: str | None,
