@@ -303,6 +303,7 @@ class Tx:
             self._took(None if head_pos is None else (head_pos, head_hash), seqs, fresh=False)
             return None
         self._last = (pos, digest)
+        self.appended = True  # the server appended it (its record on the run it found)
         self._took(None, seqs[1:], fresh=False)
         self._held_runs = (self._held_runs or set()) | {run_id}
         return run_id, counted

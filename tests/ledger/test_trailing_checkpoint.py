@@ -53,6 +53,11 @@ def checkpoints(ledger: Ledger) -> int:
         return conn.exec_driver_sql("SELECT count(*) FROM records WHERE kind = 'checkpoint'").scalar_one()
 
 
+def paged(ledger: Ledger) -> int:
+    with ledger.read() as conn:
+        return conn.exec_driver_sql("SELECT count(*) FROM records WHERE kind = 'notification'").scalar_one()
+
+
 def settled(ledger: Ledger, seconds: float = EVERY * 10) -> int:
     """Records past the head once a checkpoint came (or ``seconds`` passed)."""
     deadline = time.monotonic() + seconds
@@ -106,3 +111,35 @@ def test_a_transaction_that_appended_nothing_asks_for_no_checkpoint(service: Led
         pass
     time.sleep(EVERY * 3)
     assert checkpoints(service) == 0
+
+
+def test_a_repeat_attached_in_a_batch_is_folded_too(service: Ledger, repo_root: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intake thread's group commit: a repeat attached in it (on PostgreSQL its record appended by the server, in
+    the statement that finds the run) asks for its checkpoint as any record does."""
+    from flows.engine.paging import Pager
+    from flows.engine.transitions import Engine
+
+    monkeypatch.setenv("SOP_INBOX_DIR", str(tmp_path / "inbox"))
+    library = load_library(repo_root)
+    engine = Engine(library, service, pager=Pager(library.site, service))
+    service.keep_checkpoints()
+    alert = {"kind": "alert", "labels": {"service": "web"}}
+    try:
+        first = engine.start("traffic-surge", {"service": "web"}, initiator="alertmanager", trigger=alert)
+        deadline = time.monotonic() + EVERY * 20  # its pages delivered and recorded, all of it folded
+        while (paged(service) < 3 or past_the_head(service)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert paged(service) == 3 and past_the_head(service) == 0
+        folded = checkpoints(service)
+        with service.batch(per_run=True):
+            again = engine.start("traffic-surge", {"service": "web"}, initiator="alertmanager", trigger=alert)
+        assert again.attached and again.run_id == first.run_id
+        assert past_the_head(service) == 1  # its trigger_repeated record, until the checkpoint comes due
+
+        deadline = time.monotonic() + EVERY * 10
+        while checkpoints(service) == folded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert checkpoints(service) == folded + 1 and past_the_head(service) == 0
+    finally:
+        engine.pager.close()
