@@ -361,12 +361,13 @@ class Ledger:
         elif wrote and self._trailing:
             self._trail()
 
-    def _trail(self) -> None:
-        """Fold what was just written when the next checkpoint is due (one timer at a time)."""
+    def _trail(self, at_least: float = 0.0) -> None:
+        """Fold what was just written when the next checkpoint is due, ``at_least`` seconds from now (one timer at a
+        time)."""
         with self._trailer_lock:
             if self._trailer is not None:
                 return
-            self._trailer = threading.Timer(max(0.0, self._next_checkpoint - time.monotonic()), self._trailed)
+            self._trailer = threading.Timer(max(at_least, self._next_checkpoint - time.monotonic()), self._trailed)
             self._trailer.daemon = True
             self._trailer.start()
 
@@ -376,7 +377,11 @@ class Ledger:
         self._checkpoint_now()
 
     def _checkpoint_now(self) -> None:
-        if not self._checkpointing.acquire(blocking=False):  # another thread's is being written: it folds these
+        if not self._checkpointing.acquire(blocking=False):
+            # another thread's is being written: it may have read the heads before this commit, so a service folds
+            # it with the next one (a timer, once that one is done), not never
+            if self._trailing and self.checkpoint_every is not None:
+                self._trail(at_least=self.checkpoint_every)
             return
         try:
             self._next_checkpoint = time.monotonic() + self.checkpoint_every

@@ -59,9 +59,10 @@ def paged(ledger: Ledger) -> int:
 
 
 def settled(ledger: Ledger, seconds: float = EVERY * 10) -> int:
-    """Records past the head once a checkpoint came (or ``seconds`` passed)."""
+    """Records past the head once checkpoints folded them all (or ``seconds`` passed): a checkpoint may come between
+    two writes, and the second's is the next one."""
     deadline = time.monotonic() + seconds
-    while checkpoints(ledger) == 0 and time.monotonic() < deadline:
+    while (checkpoints(ledger) == 0 or past_the_head(ledger)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return past_the_head(ledger)
 
@@ -72,7 +73,7 @@ def test_a_services_last_writes_are_in_a_checkpoint_once_one_is_due(service: Led
     write(service, "run_finished")  # then nothing more is written
 
     assert settled(service) == 0
-    assert checkpoints(service) == 1
+    assert checkpoints(service) in (1, 2)  # two when one came between the writes
 
 
 def test_a_process_that_is_no_service_folds_only_at_a_later_commit(service: Ledger) -> None:
