@@ -9,7 +9,7 @@ connection (a transition's transaction, or a read), and writes new overrides: a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,11 +39,7 @@ class OverrideRefused(ValueError):
     """An override that cannot be recorded: an unknown role or person, or an empty stretch (the message says)."""
 
 
-def _override(row: Any) -> Override:
-    return _overriding(row._mapping)
-
-
-def _overriding(row: dict[str, Any]) -> Override:
+def _override(row: Mapping[str, Any]) -> Override:
     return Override(id=row["id"], role=row["role"], person=row["person"], starts_at=utc(row["starts_at"]),  # type: ignore[arg-type]
                     ends_at=utc(row["ends_at"]), reason=row["reason"], by=row["by"])  # type: ignore[arg-type]
 
@@ -51,12 +47,12 @@ def _overriding(row: dict[str, Any]) -> Override:
 def live_overrides(conn: Any, at: datetime) -> list[Override]:
     """Overrides not yet over at ``at`` (in force, or to come). Read by every change that pages or assigns: on
     PostgreSQL straight to the driver (``flows.ledger.selected``), not through SQLAlchemy's execution."""
-    return [_overriding(row) for row in selected(conn, (_LIVE, {"_at": at}))[0]]
+    return [_override(row) for row in selected(conn, (_LIVE, {"_at": at}))[0]]
 
 
 def overrides_between(conn: Any, start: datetime, end: datetime) -> list[Override]:
     """Overrides in force at some instant between ``start`` and ``end``."""
-    return [_override(r) for r in conn.execute(_BETWEEN, {"_from": start, "_until": end})]
+    return [_override(row) for row in selected(conn, (_BETWEEN, {"_from": start, "_until": end}))[0]]
 
 
 def end_override(ledger: Ledger, override_id: int, reason: str, actor: Actor) -> Override:
@@ -69,7 +65,7 @@ def end_override(ledger: Ledger, override_id: int, reason: str, actor: Actor) ->
         row = tx.conn.execute(sa.select(oncall_overrides).where(_O.id == override_id)).first()
         if row is None:
             raise OverrideRefused(f"there is no override #{override_id} (`sop oncall` lists the ones in force)")
-        found = _override(row)
+        found = _override(row._mapping)
         if found.ends_at <= now or found.ends_at <= found.starts_at:
             how = "withdrawn before it began" if found.ends_at <= found.starts_at else \
                 f"it ended {found.ends_at:%Y-%m-%d %H:%M} UTC"

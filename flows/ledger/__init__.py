@@ -347,11 +347,16 @@ class Ledger:
     def settle(self) -> None:
         """A service stopping: the checkpoint its last writes wait for (:meth:`keep_checkpoints`), now; nothing when
         none waits."""
+        if self._untrail():
+            self._checkpoint_now()
+
+    def _untrail(self) -> bool:
+        """Cancel the timer of a checkpoint to come; whether there was one."""
         with self._trailer_lock:
             trailer, self._trailer = self._trailer, None
         if trailer is not None:
             trailer.cancel()
-            self._checkpoint_now()
+        return trailer is not None
 
     def _checkpoint_if_due(self, wrote: bool = True) -> None:
         if self.checkpoint_every is None or getattr(self._batch, "open", None) is not None:
@@ -506,10 +511,7 @@ class Ledger:
 
     def dispose(self) -> None:
         """Close pooled connections (a checkpoint still to come is not written: :meth:`settle` writes it)."""
-        with self._trailer_lock:
-            trailer, self._trailer = self._trailer, None
-        if trailer is not None:
-            trailer.cancel()
+        self._untrail()
         self.engine.dispose()
         if self.reader is not self.engine:
             self.reader.dispose()

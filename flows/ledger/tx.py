@@ -142,10 +142,10 @@ class Tx:
     _seq: int = 0  # SQLite: the last seq
     _seqs: list[int] | None = None  # PostgreSQL: seqs taken from the sequence, not used yet
     _held_runs: set[str] | None = None
-    _fresh: bool = False
+    _fresh: bool = False  # the seqs were taken since the last run was locked (first_held)
     #: records were appended to a writers' lane (not a checkpoint): a service folds them into one soon
     #: (``Ledger.keep_checkpoints``)
-    appended: bool = False  # the seqs were taken since the last run was locked (first_held)
+    appended: bool = False
     #: records appended inside :meth:`held`, inserted when it ends
     _held: list[dict[str, Any]] | None = None
     #: PostgreSQL, a transaction of its own (not a batch's): inserts sent with its COMMIT (:meth:`defer`)
